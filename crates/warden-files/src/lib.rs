@@ -1,0 +1,260 @@
+//! The one way Warden writes a file that matters.
+//!
+//! Key material, unseal shares, tokens, certificates and rendered outputs all go through
+//! [`write_atomic`]. The rules it enforces are the ones a reader of the platform relies on:
+//!
+//! * **Atomic**: the bytes go to a temporary file in the *same directory*, which is fsynced and
+//!   then renamed over the target, and the directory is fsynced after the rename. A crash or a
+//!   `kill -9` at any point leaves either the old file or the new one, never a partial file.
+//! * **Permissions before publication**: the mode is set on the temporary file before the rename,
+//!   so there is no window in which a key is world-readable.
+//! * **No symlinks**: a symlink at the target path is refused rather than replaced or followed; a
+//!   symlink there means someone is trying to redirect a secret.
+//! * **Loses nothing on failure**: if any step fails (a full disk, a read-only directory), the
+//!   temporary file is removed and the previous file is left exactly as it was.
+//!
+//! Start with [`write_atomic`] and [`Mode`].
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// File modes Warden writes. Keeping them named makes a review of "who can read this" a grep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `0600`: private keys, tokens, unseal shares, passphrases.
+    OwnerOnly,
+    /// `0644`: certificates, CA bundles, public configuration.
+    Public,
+    /// Any other mode the spec asks for (for example `0640` for a group-readable output).
+    Custom(u32),
+}
+
+impl Mode {
+    /// The numeric permission bits.
+    pub fn bits(self) -> u32 {
+        match self {
+            Self::OwnerOnly => 0o600,
+            Self::Public => 0o644,
+            Self::Custom(bits) => bits & 0o7777,
+        }
+    }
+}
+
+/// Why a file could not be written. The target is always named, because "permission denied"
+/// without a path is the error operators hate most.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The target path exists and is a symbolic link; Warden never writes through one.
+    #[error("refusing to write {path}: it is a symbolic link")]
+    Symlink {
+        /// The target path.
+        path: PathBuf,
+    },
+    /// The target has no parent directory to hold the temporary file.
+    #[error("refusing to write {path}: it has no parent directory")]
+    NoParent {
+        /// The target path.
+        path: PathBuf,
+    },
+    /// An I/O step failed; `step` says which one.
+    #[error("could not write {path} ({step}): {source}")]
+    Io {
+        /// The target path.
+        path: PathBuf,
+        /// What was being done: "create temporary file", "write", "fsync", "rename", ...
+        step: &'static str,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// True when the failure was the disk being full (`ENOSPC`) or over quota (`EDQUOT`).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Self::Io { source, .. } => matches!(source.raw_os_error(), Some(28 | 122)),
+            _ => false,
+        }
+    }
+}
+
+/// Atomically replaces `path` with `contents` and permission `mode`.
+///
+/// See the crate documentation for the guarantees. The parent directory must exist; use
+/// [`ensure_private_dir`] first where the directory itself should be owner-only.
+pub fn write_atomic(path: &Path, contents: &[u8], mode: Mode) -> Result<(), Error> {
+    let io_err = |step: &'static str| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, step, source }
+    };
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            return Err(Error::Symlink {
+                path: path.to_path_buf(),
+            });
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err("inspect target")(e)),
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        Some(_) => Path::new("."),
+        None => {
+            return Err(Error::NoParent {
+                path: path.to_path_buf(),
+            });
+        }
+    };
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+
+    // The temporary file is created 0600 from the start: even a certificate is briefly private,
+    // which costs nothing and means no secret is ever exposed by a wrong default.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{file_name}."))
+        .suffix(".tmp")
+        .permissions(fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)
+        .map_err(io_err("create temporary file"))?;
+    tmp.write_all(contents).map_err(io_err("write"))?;
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(mode.bits()))
+        .map_err(io_err("set permissions"))?;
+    tmp.as_file().sync_all().map_err(io_err("fsync"))?;
+    // `persist` renames; on failure the NamedTempFile is dropped and the temp file removed.
+    tmp.persist(path)
+        .map_err(|e| io_err("rename into place")(e.error))?;
+    sync_dir(dir).map_err(io_err("fsync directory"))?;
+    Ok(())
+}
+
+/// Creates `dir` (and its parents) if needed and makes it `0700`.
+pub fn ensure_private_dir(dir: &Path) -> Result<(), Error> {
+    ensure_dir(dir, 0o700)
+}
+
+/// Creates `dir` (and its parents) if needed and sets its mode to `mode`.
+pub fn ensure_dir(dir: &Path, mode: u32) -> Result<(), Error> {
+    let io_err = |step: &'static str| {
+        let path = dir.to_path_buf();
+        move |source| Error::Io { path, step, source }
+    };
+    if let Ok(meta) = fs::symlink_metadata(dir) {
+        if meta.file_type().is_symlink() {
+            return Err(Error::Symlink {
+                path: dir.to_path_buf(),
+            });
+        }
+    }
+    fs::create_dir_all(dir).map_err(io_err("create directory"))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode)).map_err(io_err("set permissions"))
+}
+
+/// Appends one line to an append-only log (for example the CA ledger), creating it `0644` if
+/// needed, and fsyncs it. A line is written with a single `write` call so readers never see half
+/// of it.
+pub fn append_line(path: &Path, line: &str) -> Result<(), Error> {
+    let io_err = |step: &'static str| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, step, source }
+    };
+    if let Ok(meta) = fs::symlink_metadata(path) {
+        if meta.file_type().is_symlink() {
+            return Err(Error::Symlink {
+                path: path.to_path_buf(),
+            });
+        }
+    }
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o644)
+        .custom_flags(nix_free_o_nofollow())
+        .open(path)
+        .map_err(io_err("open for append"))?;
+    let mut buf = line.trim_end_matches('\n').to_owned();
+    buf.push('\n');
+    file.write_all(buf.as_bytes()).map_err(io_err("append"))?;
+    file.sync_all().map_err(io_err("fsync"))
+}
+
+/// `O_NOFOLLOW` without pulling in a libc binding for one constant. Linux value on every
+/// architecture Warden targets.
+const fn nix_free_o_nofollow() -> i32 {
+    0o400000
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn writes_with_mode_and_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("key.pem");
+        write_atomic(&p, b"one", Mode::OwnerOnly).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"one");
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        write_atomic(&p, b"two", Mode::Public).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o644);
+        // No temporary files are left behind.
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn refuses_symlink_target_and_leaves_it_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        fs::write(&real, b"keep").unwrap();
+        let link = dir.path().join("link");
+        symlink(&real, &link).unwrap();
+        let err = write_atomic(&link, b"evil", Mode::OwnerOnly).unwrap_err();
+        assert!(matches!(err, Error::Symlink { .. }), "{err}");
+        assert_eq!(fs::read(&real).unwrap(), b"keep");
+    }
+
+    #[test]
+    fn failed_rename_cleans_up_and_keeps_target() {
+        // A directory at the target makes the final rename fail even for root; the temporary
+        // file must not be left behind and the directory must be untouched.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out");
+        fs::create_dir(&p).unwrap();
+        fs::write(p.join("inner"), b"keep").unwrap();
+        let err = write_atomic(&p, b"new", Mode::Public).unwrap_err();
+        assert!(matches!(err, Error::Io { step: "rename into place", .. }), "{err}");
+        assert_eq!(fs::read(p.join("inner")).unwrap(), b"keep");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "temporary file left behind");
+    }
+
+    #[test]
+    fn append_line_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ledger.jsonl");
+        append_line(&p, "{\"a\":1}").unwrap();
+        append_line(&p, "{\"a\":2}\n").unwrap();
+        assert_eq!(fs::read_to_string(&p).unwrap(), "{\"a\":1}\n{\"a\":2}\n");
+    }
+
+    #[test]
+    fn private_dir_is_0700() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("a/b");
+        ensure_private_dir(&d).unwrap();
+        assert_eq!(fs::metadata(&d).unwrap().permissions().mode() & 0o777, 0o700);
+    }
+}

@@ -1,0 +1,231 @@
+//! Bringing one environment to "running, initialised, unsealed, PKI intermediate in place".
+//!
+//! Every step first looks at what is there and only does what is missing, so `up` is safe to
+//! repeat: after a crash, after `down`, or on a healthy lab (where it changes nothing).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use secrecy::SecretString;
+use time::OffsetDateTime;
+use warden_bao::Client;
+use warden_pki::{CaDir, IntermediateRequest};
+
+use crate::client;
+use crate::config::EnvConfig;
+use crate::custody;
+use crate::error::Error;
+use crate::layout::EnvLayout;
+use crate::server::{self, ProcessState};
+use crate::tls;
+
+/// Lifetime of each environment's PKI intermediate in the lab.
+const INTERMEDIATE_VALIDITY: Duration = Duration::from_secs(2 * 365 * 24 * 3600);
+/// How long a freshly unsealed single raft node may take to become active.
+const ACTIVE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What `up` did for one environment.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct EnvUpReport {
+    /// Environment name.
+    pub name: String,
+    /// The API address.
+    pub address: String,
+    /// TLS material was created.
+    pub tls_created: bool,
+    /// The server process was started (it was not running).
+    pub started: bool,
+    /// The server was initialised by this run.
+    pub initialized: bool,
+    /// The server was unsealed by this run.
+    pub unsealed: bool,
+    /// The PKI intermediate was created and signed by this run.
+    pub intermediate_created: bool,
+}
+
+/// Receives progress lines for humans ("test: starting OpenBao on ...").
+pub trait Progress: Send + Sync {
+    /// One step of one environment.
+    fn step(&self, env: &str, message: &str);
+}
+
+/// Progress that goes nowhere (for tests and JSON output).
+#[derive(Debug, Default)]
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn step(&self, _env: &str, _message: &str) {}
+}
+
+pub(crate) struct Shared<'a> {
+    pub(crate) ca: &'a CaDir,
+    pub(crate) passphrase: &'a SecretString,
+    pub(crate) bao: &'a Path,
+    pub(crate) shares: u8,
+    pub(crate) threshold: u8,
+    pub(crate) progress: &'a dyn Progress,
+}
+
+pub(crate) async fn ensure_env(
+    env: &EnvConfig,
+    layout: &EnvLayout,
+    s: &Shared<'_>,
+) -> Result<EnvUpReport, Error> {
+    let name = env.name.as_str();
+    let mut report = EnvUpReport {
+        name: name.to_owned(),
+        address: env.address(),
+        ..Default::default()
+    };
+    let now = OffsetDateTime::now_utc();
+    report.tls_created = tls::ensure(name, layout, s.ca, s.passphrase, now)?;
+    if report.tls_created {
+        s.progress.step(name, "created TLS material (listener CA, server and operator certificates)");
+    }
+
+    match server::find(env, layout)? {
+        ProcessState::Running(pid) => s.progress.step(name, &format!("OpenBao already running (pid {pid})")),
+        ProcessState::Stopped => {
+            s.progress.step(name, &format!("starting OpenBao on {}", env.address()));
+            let pid = server::start(env, layout, s.bao).await?;
+            report.started = true;
+            s.progress.step(name, &format!("OpenBao listening (pid {pid})"));
+        }
+    }
+
+    let mut client = client::operator_client(env, layout, None)?;
+    let health = client
+        .wait_reachable()
+        .await
+        .map_err(Error::bao(name, "reach the server"))?;
+
+    if !health.initialized {
+        s.progress.step(
+            name,
+            &format!("initialising ({} unseal shares, threshold {})", s.shares, s.threshold),
+        );
+        let init = client
+            .init(s.shares, s.threshold)
+            .await
+            .map_err(Error::bao(name, "initialise"))?;
+        // Custody is written before anything else can fail: losing these would brick the server.
+        custody::prepare_dir(&layout.custody_dir())?;
+        custody::write_unseal_keys(&layout.unseal_keys(), s.shares, s.threshold, &init.keys)?;
+        custody::write_secret(&layout.root_token(), &init.root_token)?;
+        report.initialized = true;
+    }
+
+    let status = client.seal_status().await.map_err(Error::bao(name, "read seal status"))?;
+    if status.sealed {
+        let keys = custody::read_unseal_keys(&layout.unseal_keys())?.ok_or_else(|| {
+            Error::CustodyMissing { env: name.to_owned(), path: layout.unseal_keys() }
+        })?;
+        let needed = usize::from(status.threshold.max(1));
+        if keys.len() < needed {
+            return Err(Error::ServerState {
+                env: name.to_owned(),
+                what: format!("{} unseal shares in custody, {needed} needed", keys.len()),
+            });
+        }
+        for key in keys.iter().take(needed) {
+            let st = client.unseal(key).await.map_err(Error::bao(name, "unseal"))?;
+            if !st.sealed {
+                break;
+            }
+        }
+        report.unsealed = true;
+        s.progress.step(name, "unsealed");
+    }
+    wait_active(&client, name).await?;
+
+    let token = custody::read_secret(&layout.root_token())?.ok_or_else(|| Error::CustodyMissing {
+        env: name.to_owned(),
+        path: layout.root_token(),
+    })?;
+    client.set_token(token);
+    report.intermediate_created = ensure_pki(env, &client, s, now).await?;
+    if report.intermediate_created {
+        s.progress.step(
+            name,
+            &format!("PKI intermediate at {}/ signed by the offline root", env.pki_mount),
+        );
+    }
+    Ok(report)
+}
+
+/// Waits until the server is unsealed and active (a single raft node elects itself leader a
+/// few seconds after unseal; until then requests get "standby" errors).
+async fn wait_active(client: &Client, name: &str) -> Result<(), Error> {
+    let deadline = Instant::now() + ACTIVE_TIMEOUT;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match client.health().await {
+            Ok(h) if h.initialized && !h.sealed && !h.standby => return Ok(()),
+            Ok(h) if Instant::now() >= deadline => {
+                return Err(Error::ServerState {
+                    env: name.to_owned(),
+                    what: format!(
+                        "not active after {}s (initialized={}, sealed={}, standby={})",
+                        ACTIVE_TIMEOUT.as_secs(),
+                        h.initialized,
+                        h.sealed,
+                        h.standby
+                    ),
+                });
+            }
+            Err(e) if Instant::now() >= deadline => {
+                return Err(Error::bao(name, "wait for the server to become active")(e));
+            }
+            _ => {}
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// Mounts the PKI engine and installs an intermediate whose key was generated inside OpenBao
+/// and whose CSR the offline root signed. Returns whether anything was created.
+async fn ensure_pki(
+    env: &EnvConfig,
+    client: &Client,
+    s: &Shared<'_>,
+    now: OffsetDateTime,
+) -> Result<bool, Error> {
+    let name = env.name.as_str();
+    let mount = env.pki_mount.as_str();
+    let mounts = client.list_mounts().await.map_err(Error::bao(name, "list secrets engines"))?;
+    if !mounts.iter().any(|m| m.trim_end_matches('/') == mount) {
+        client
+            .enable_secrets_engine(mount, "pki", Some(INTERMEDIATE_VALIDITY))
+            .await
+            .map_err(Error::bao(name, "mount the PKI engine"))?;
+    }
+    let chain = client.pki_ca_chain(mount).await.map_err(Error::bao(name, "read the CA chain"))?;
+    if !chain.trim().is_empty() {
+        return Ok(false);
+    }
+    let csr = client
+        .pki_generate_intermediate_csr(mount, &format!("Warden {name} PKI intermediate"), "ec", 256)
+        .await
+        .map_err(Error::bao(name, "generate the intermediate CSR"))?;
+    let request = IntermediateRequest {
+        environment: name.to_owned(),
+        profile: "vault-pki".to_owned(),
+        validity: INTERMEDIATE_VALIDITY,
+        path_len: 0,
+        permitted_dns: Vec::new(),
+    };
+    let signed = s
+        .ca
+        .sign_intermediate(&csr, &request, s.passphrase, now)
+        .map_err(Error::pki(name, "sign the PKI intermediate"))?;
+    let root = s.ca.root_pem().map_err(Error::pki(name, "read the root certificate"))?;
+    // Importing intermediate + root makes both chain endpoints return the full chain
+    // (research/openbao-notes.md #5); importing the intermediate alone would not.
+    let bundle = format!("{}\n{}\n", signed.cert_pem.trim_end(), root.trim_end());
+    client
+        .pki_set_signed(mount, &bundle)
+        .await
+        .map_err(Error::bao(name, "import the signed intermediate"))?;
+    Ok(true)
+}

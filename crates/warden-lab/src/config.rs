@@ -1,0 +1,130 @@
+//! The lab's persistent settings (`lab.json`). Chosen once, when the lab is created, so that a
+//! later `up` brings back the same servers on the same addresses with the same data.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// Environments a new lab gets.
+pub const DEFAULT_ENVIRONMENTS: [&str; 2] = ["test", "prod"];
+/// Lab default Shamir shares.
+pub const DEFAULT_SHARES: u8 = 3;
+/// Lab default Shamir threshold.
+pub const DEFAULT_THRESHOLD: u8 = 2;
+/// The PKI intermediate mount each environment gets.
+pub const DEFAULT_PKI_MOUNT: &str = "pki_int";
+
+/// Settings for a new lab (`warden lab up` flags).
+#[derive(Debug, Clone)]
+pub struct NewLabOptions {
+    /// Environment names, in order.
+    pub environments: Vec<String>,
+    /// Unseal key shares per environment.
+    pub shares: u8,
+    /// Shares needed to unseal.
+    pub threshold: u8,
+}
+
+impl Default for NewLabOptions {
+    fn default() -> Self {
+        Self {
+            environments: DEFAULT_ENVIRONMENTS.iter().map(|s| (*s).to_owned()).collect(),
+            shares: DEFAULT_SHARES,
+            threshold: DEFAULT_THRESHOLD,
+        }
+    }
+}
+
+impl NewLabOptions {
+    /// Checks the options before anything is created.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.threshold == 0 || self.shares == 0 || self.threshold > self.shares {
+            return Err(Error::InvalidOption(format!(
+                "threshold {} must be between 1 and the number of shares ({})",
+                self.threshold, self.shares
+            )));
+        }
+        if self.environments.is_empty() {
+            return Err(Error::InvalidOption("at least one environment is needed".into()));
+        }
+        for (i, name) in self.environments.iter().enumerate() {
+            let ok = !name.is_empty()
+                && name.len() <= 32
+                && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !name.starts_with('-');
+            if !ok {
+                return Err(Error::InvalidOption(format!(
+                    "environment name {name:?} must be 1-32 characters of a-z, 0-9 and '-'"
+                )));
+            }
+            if self.environments[..i].contains(name) {
+                return Err(Error::InvalidOption(format!("environment {name:?} is listed twice")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What `lab.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabConfig {
+    /// Format version of this file.
+    pub version: u32,
+    /// Unseal key shares per environment.
+    pub shares: u8,
+    /// Shares needed to unseal.
+    pub threshold: u8,
+    /// The environments, in order.
+    pub environments: Vec<EnvConfig>,
+}
+
+/// One environment's fixed settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvConfig {
+    /// Environment name (`test`, `prod`, ...).
+    pub name: String,
+    /// API port on 127.0.0.1.
+    pub api_port: u16,
+    /// Raft cluster port on 127.0.0.1.
+    pub cluster_port: u16,
+    /// The PKI intermediate mount.
+    pub pki_mount: String,
+}
+
+impl EnvConfig {
+    /// The API address clients use.
+    pub fn address(&self) -> String {
+        format!("https://127.0.0.1:{}", self.api_port)
+    }
+}
+
+impl LabConfig {
+    /// Reads `lab.json`; `Ok(None)` when the lab does not exist yet.
+    pub fn load(path: &Path) -> Result<Option<Self>, Error> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(path, "read lab settings", e)),
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| Error::CorruptLab { path: path.to_path_buf(), reason: e.to_string() })
+    }
+
+    /// Writes `lab.json` atomically.
+    pub fn save(&self, path: &Path) -> Result<(), Error> {
+        let mut text = serde_json::to_string_pretty(self).expect("lab config serialises");
+        text.push('\n');
+        warden_files::write_atomic(path, text.as_bytes(), warden_files::Mode::Public)?;
+        Ok(())
+    }
+
+    /// The environment called `name`.
+    pub fn env(&self, name: &str) -> Option<&EnvConfig> {
+        self.environments.iter().find(|e| e.name == name)
+    }
+}

@@ -1,0 +1,227 @@
+//! The lab as a whole: `up`, `status` and `down` over every environment.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use secrecy::SecretString;
+use serde::Serialize;
+use time::OffsetDateTime;
+use warden_pki::{CaDir, KeyAlgorithm, RootOptions};
+
+use crate::bring_up::{self, EnvUpReport, Progress, Shared};
+use crate::config::{DEFAULT_PKI_MOUNT, EnvConfig, LabConfig, NewLabOptions};
+use crate::custody;
+use crate::error::Error;
+use crate::layout::LabLayout;
+use crate::process;
+use crate::server;
+use crate::status::{self, EnvStatus};
+
+/// Validity of a lab's offline root.
+const ROOT_VALIDITY: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// What `up` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpReport {
+    /// The lab directory.
+    pub dir: PathBuf,
+    /// The lab was created by this run.
+    pub created: bool,
+    /// Per-environment results, in lab order.
+    pub environments: Vec<EnvUpReport>,
+}
+
+/// What `down` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct DownReport {
+    /// The lab directory.
+    pub dir: PathBuf,
+    /// Environments whose server was stopped.
+    pub stopped: Vec<String>,
+    /// The lab directory was removed.
+    pub purged: bool,
+}
+
+/// An existing lab.
+#[derive(Debug, Clone)]
+pub struct Lab {
+    layout: LabLayout,
+    config: LabConfig,
+}
+
+impl Lab {
+    /// Opens the lab in `dir`; fails with [`Error::NotALab`] when there is none.
+    pub fn open(dir: &Path) -> Result<Self, Error> {
+        let layout = LabLayout::new(dir);
+        let config = LabConfig::load(&layout.config_file())?
+            .ok_or_else(|| Error::NotALab { dir: dir.to_path_buf() })?;
+        Ok(Self { layout, config })
+    }
+
+    /// Creates the lab if needed, then starts, initialises and unseals every environment and
+    /// installs its PKI intermediate. Safe to repeat; an existing lab keeps its settings and
+    /// `options` only apply to a new one.
+    pub async fn up(dir: &Path, options: &NewLabOptions, progress: &dyn Progress) -> Result<UpReport, Error> {
+        options.validate()?;
+        let layout = LabLayout::new(dir);
+        warden_files::ensure_private_dir(layout.root())?;
+        let (config, created) = match LabConfig::load(&layout.config_file())? {
+            Some(c) => (c, false),
+            None => {
+                let c = new_config(options)?;
+                c.save(&layout.config_file())?;
+                (c, true)
+            }
+        };
+        custody::prepare_dir(&layout.custody_dir())?;
+        let passphrase = match custody::read_secret(&layout.ca_passphrase_file())? {
+            Some(p) => p,
+            None => {
+                let p = custody::random_passphrase();
+                custody::write_secret(&layout.ca_passphrase_file(), &p)?;
+                p
+            }
+        };
+        let ca = open_or_init_ca(&layout, &passphrase)?;
+        let bao = process::bao_binary().map_err(Error::process("lab"))?;
+        process::check_bao_version(&bao).map_err(Error::process("lab"))?;
+
+        let lab = Arc::new(Self { layout, config });
+        let shared = Shared {
+            ca: &ca,
+            passphrase: &passphrase,
+            bao: &bao,
+            shares: lab.config.shares,
+            threshold: lab.config.threshold,
+            progress,
+        };
+        // Environments come up concurrently: they share nothing but the offline CA, whose
+        // ledger appends are single atomic writes.
+        let futures = lab.config.environments.iter().map(|env| {
+            let env_layout = lab.layout.env(&env.name);
+            let shared = &shared;
+            async move { bring_up::ensure_env(env, &env_layout, shared).await }
+        });
+        let mut environments = Vec::new();
+        for result in join_all(futures).await {
+            environments.push(result?);
+        }
+        Ok(UpReport { dir: dir.to_path_buf(), created, environments })
+    }
+
+    /// Status of every environment (read-only).
+    pub async fn status(&self) -> Vec<EnvStatus> {
+        let root = CaDir::open(&self.layout.ca_dir()).ok().and_then(|ca| ca.root_pem().ok());
+        let futures = self.config.environments.iter().map(|env| {
+            let env_layout = self.layout.env(&env.name);
+            let root = root.as_deref();
+            async move { status::env_status(env, &env_layout, root).await }
+        });
+        join_all(futures).await
+    }
+
+    /// Stops every environment's server; with `purge`, also deletes the lab directory.
+    pub async fn down(&self, purge: bool) -> Result<DownReport, Error> {
+        let mut stopped = Vec::new();
+        for env in &self.config.environments {
+            if server::stop(env, &self.layout.env(&env.name)).await? {
+                stopped.push(env.name.clone());
+            }
+        }
+        if purge {
+            // `open` already proved lab.json is here, so this is a lab directory and not, say,
+            // a mistyped home directory.
+            std::fs::remove_dir_all(self.layout.root())
+                .map_err(|e| Error::io(self.layout.root(), "remove", e))?;
+        }
+        Ok(DownReport { dir: self.layout.root().to_path_buf(), stopped, purged: purge })
+    }
+
+    /// The lab's settings.
+    pub fn config(&self) -> &LabConfig {
+        &self.config
+    }
+
+    /// The lab's paths.
+    pub fn layout(&self) -> &LabLayout {
+        &self.layout
+    }
+
+    /// The environment called `name`.
+    pub fn env(&self, name: &str) -> Result<&EnvConfig, Error> {
+        self.config.env(name).ok_or_else(|| Error::UnknownEnvironment {
+            name: name.to_owned(),
+            known: self.config.environments.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    /// An operator client for `name`, authenticated with the operator certificate and the lab's
+    /// root token.
+    pub fn operator_client(&self, name: &str) -> Result<warden_bao::Client, Error> {
+        let env = self.env(name)?;
+        let layout = self.layout.env(name);
+        let token = custody::read_secret(&layout.root_token())?;
+        crate::client::operator_client(env, &layout, token)
+    }
+}
+
+fn new_config(options: &NewLabOptions) -> Result<LabConfig, Error> {
+    let ports = process::free_ports(options.environments.len() * 2)
+        .map_err(|e| Error::io(Path::new("127.0.0.1"), "find free ports on", e))?;
+    let environments = options
+        .environments
+        .iter()
+        .zip(ports.chunks(2))
+        .map(|(name, p)| EnvConfig {
+            name: name.clone(),
+            api_port: p[0],
+            cluster_port: p[1],
+            pki_mount: DEFAULT_PKI_MOUNT.to_owned(),
+        })
+        .collect();
+    Ok(LabConfig {
+        version: 1,
+        shares: options.shares,
+        threshold: options.threshold,
+        environments,
+    })
+}
+
+fn open_or_init_ca(layout: &LabLayout, passphrase: &SecretString) -> Result<CaDir, Error> {
+    let dir = layout.ca_dir();
+    if dir.join("root.crt").exists() {
+        return CaDir::open(&dir).map_err(Error::pki("lab", "open the offline CA"));
+    }
+    let options = RootOptions {
+        common_name: "Warden Lab Offline Root CA".to_owned(),
+        algorithm: KeyAlgorithm::EcdsaP256,
+        validity: ROOT_VALIDITY,
+        path_len: 1,
+    };
+    CaDir::init(&dir, &options, passphrase, OffsetDateTime::now_utc())
+        .map_err(Error::pki("lab", "create the offline root CA"))
+}
+
+/// Runs futures concurrently on the current task and returns their outputs in order. (A tiny
+/// `join_all`, to avoid a dependency for one function.)
+async fn join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut pending: Vec<_> = futures.into_iter().map(|f| Some(Box::pin(f))).collect();
+    let mut results: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut all_done = true;
+        for (slot, result) in pending.iter_mut().zip(results.iter_mut()) {
+            if let Some(fut) = slot {
+                match fut.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        *result = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => all_done = false,
+                }
+            }
+        }
+        if all_done { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
+    })
+    .await;
+    results.into_iter().map(|r| r.expect("every future completed")).collect()
+}

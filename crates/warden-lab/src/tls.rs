@@ -1,0 +1,102 @@
+//! TLS material for one environment's API listener.
+//!
+//! Each environment gets its own *listener CA*, an intermediate signed by the offline root from
+//! a CSR (the root only ever signs CSRs, and every signature lands in its ledger). The listener
+//! CA issues the server certificate and the operator's client certificate, and it is the only CA
+//! the listener accepts client certificates from. That is what makes a `test` client certificate
+//! worthless against `prod`: both chain to the same root, but each listener trusts only its own
+//! environment's CA, never the root.
+//!
+//! Clients trust the root alone (`tls/ca.pem`); the server presents leaf + listener CA, so a
+//! client never needs an intermediate-only bundle (seed 001's "incomplete trust material"
+//! failure).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use time::OffsetDateTime;
+use warden_files::{Mode, write_atomic};
+use warden_pki::{CaDir, IntermediateRequest, KeyAlgorithm, LocalIssuer};
+
+use crate::error::Error;
+use crate::layout::EnvLayout;
+
+/// Listener CA lifetime in the lab.
+const LISTENER_CA_VALIDITY: Duration = Duration::from_secs(2 * 365 * 24 * 3600);
+/// Server and operator certificate lifetime in the lab.
+const LEAF_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Creates whatever TLS material of `env` is missing. Existing material is kept, so a restarted
+/// lab serves the same certificates its clients already trust.
+pub(crate) fn ensure(
+    env: &str,
+    layout: &EnvLayout,
+    ca: &CaDir,
+    passphrase: &SecretString,
+    now: OffsetDateTime,
+) -> Result<bool, Error> {
+    let files = [
+        layout.ca_bundle(),
+        layout.listener_ca_cert(),
+        layout.listener_ca_key(),
+        layout.server_cert(),
+        layout.server_key(),
+        layout.client_ca(),
+        layout.operator_cert(),
+        layout.operator_key(),
+    ];
+    if files.iter().all(|f| f.exists()) {
+        return Ok(false);
+    }
+    warden_files::ensure_private_dir(&layout.tls_dir())?;
+    warden_files::ensure_private_dir(&layout.operator_dir())?;
+
+    let root_pem = ca.root_pem().map_err(Error::pki(env, "read the root certificate"))?;
+
+    // Listener CA: key and CSR made here, signed by the offline root.
+    let ca_key = warden_pki::generate_key(KeyAlgorithm::EcdsaP256);
+    let csr = warden_pki::make_csr(&ca_key, &format!("Warden {env} listener CA"), &[], &[])
+        .map_err(Error::pki(env, "create the listener CA request"))?;
+    let request = IntermediateRequest {
+        environment: env.to_owned(),
+        profile: "listener-ca".to_owned(),
+        validity: LISTENER_CA_VALIDITY,
+        path_len: 0,
+        permitted_dns: Vec::new(),
+    };
+    let signed = ca
+        .sign_intermediate(&csr, &request, passphrase, now)
+        .map_err(Error::pki(env, "sign the listener CA"))?;
+    let issuer = LocalIssuer::new(&signed.cert_pem, &ca_key)
+        .map_err(Error::pki(env, "load the listener CA"))?;
+
+    let localhost = [IpAddr::V4(Ipv4Addr::LOCALHOST)];
+    let server_key = warden_pki::generate_key(KeyAlgorithm::EcdsaP256);
+    let server_leaf = issuer
+        .issue_server(
+            &server_key,
+            &format!("openbao.{env}.warden.lab"),
+            &["localhost".to_owned(), format!("openbao.{env}.warden.lab")],
+            &localhost,
+            LEAF_VALIDITY,
+            now,
+        )
+        .map_err(Error::pki(env, "issue the server certificate"))?;
+    let operator_key = warden_pki::generate_key(KeyAlgorithm::EcdsaP256);
+    let operator_cert = issuer
+        .issue_client(&operator_key, &format!("operator@{env}"), LEAF_VALIDITY, now)
+        .map_err(Error::pki(env, "issue the operator certificate"))?;
+
+    // Keys first, then certificates: a crash in between leaves no certificate without its key.
+    write_atomic(&layout.listener_ca_key(), ca_key.private_key_pem().as_bytes(), Mode::OwnerOnly)?;
+    write_atomic(&layout.server_key(), server_key.private_key_pem().as_bytes(), Mode::OwnerOnly)?;
+    write_atomic(&layout.operator_key(), operator_key.private_key_pem().as_bytes(), Mode::OwnerOnly)?;
+    write_atomic(&layout.listener_ca_cert(), signed.cert_pem.as_bytes(), Mode::Public)?;
+    let chain = format!("{}\n{}", server_leaf.trim_end(), signed.cert_pem.trim_end());
+    write_atomic(&layout.server_cert(), format!("{chain}\n").as_bytes(), Mode::Public)?;
+    write_atomic(&layout.client_ca(), signed.cert_pem.as_bytes(), Mode::Public)?;
+    write_atomic(&layout.operator_cert(), operator_cert.as_bytes(), Mode::Public)?;
+    write_atomic(&layout.ca_bundle(), root_pem.as_bytes(), Mode::Public)?;
+    Ok(true)
+}

@@ -1,0 +1,35 @@
+//! Top-level argument definitions. Each subcommand's own arguments live beside its code in
+//! `cmd/`.
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::output::Format;
+
+/// Warden: a runtime trust platform over OpenBao.
+#[derive(Debug, Parser)]
+#[command(name = "warden", version, about, max_term_width = 100)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: GlobalArgs,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Options every subcommand understands.
+#[derive(Debug, Args)]
+pub(crate) struct GlobalArgs {
+    /// Output format: human-readable text or JSON for scripts.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Format::Text)]
+    pub(crate) output: Format,
+    /// More logging on stderr (-v info, -vv debug). WARDEN_LOG overrides.
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// The offline root CA: create it, sign intermediates, inspect and verify chains.
+    Ca(crate::cmd::ca::CaArgs),
+    /// A local two-environment OpenBao lab (test and prod) with HTTPS + mTLS.
+    Lab(crate::cmd::lab::LabArgs),
+}

@@ -1,0 +1,206 @@
+//! `warden lab up | status | down`: the local two-environment lab.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use warden_lab::{EnvStatus, Lab, NewLabOptions, Progress};
+
+use crate::exit;
+use crate::hint::{HintExt, WithCode};
+use crate::output::Output;
+
+#[derive(Debug, Args)]
+pub(crate) struct LabArgs {
+    /// The lab directory.
+    #[arg(long, global = true, env = "WARDEN_LAB_DIR", default_value = warden_lab::DEFAULT_LAB_DIR)]
+    dir: PathBuf,
+    #[command(subcommand)]
+    command: LabCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum LabCommand {
+    /// Create the lab if needed, then start, initialise and unseal every environment.
+    ///
+    /// Safe to repeat: on an existing lab it restarts and unseals what is down and changes
+    /// nothing else. Options below only apply when the lab is created.
+    Up(UpArgs),
+    /// Show each environment: address, health, intermediate expiry, chain validity, and (with
+    /// --output json) the paths of its CA bundle and operator certificate and key.
+    ///
+    /// Exits 3 when an environment is not running, sealed, or its chain does not verify.
+    Status,
+    /// Stop the servers. Data is kept unless --purge.
+    Down(DownArgs),
+}
+
+#[derive(Debug, Args)]
+struct UpArgs {
+    /// Environments to create (repeat or comma-separate).
+    #[arg(long = "env", value_delimiter = ',', default_values_t = ["test".to_owned(), "prod".to_owned()])]
+    envs: Vec<String>,
+    /// Unseal key shares per environment.
+    #[arg(long, default_value_t = 3)]
+    shares: u8,
+    /// Unseal shares needed to unseal.
+    #[arg(long, default_value_t = 2)]
+    threshold: u8,
+}
+
+#[derive(Debug, Args)]
+struct DownArgs {
+    /// Also delete the lab directory: servers' data, the offline CA and all custody files.
+    #[arg(long)]
+    purge: bool,
+}
+
+pub(crate) async fn run(args: LabArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    match args.command {
+        LabCommand::Up(up) => run_up(&args.dir, up, out).await,
+        LabCommand::Status => run_status(&args.dir, out).await,
+        LabCommand::Down(down) => run_down(&args.dir, down, out).await,
+    }
+}
+
+/// Progress lines on stderr, prefixed by environment.
+struct StderrProgress<'a>(&'a Output);
+
+impl Progress for StderrProgress<'_> {
+    fn step(&self, env: &str, message: &str) {
+        self.0.progress(format!("{env}: {message}"));
+    }
+}
+
+async fn run_up(dir: &Path, args: UpArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let options = NewLabOptions {
+        environments: args.envs,
+        shares: args.shares,
+        threshold: args.threshold,
+    };
+    out.progress(format!("lab: bringing up {}", dir.display()));
+    let report = Lab::up(dir, &options, &StderrProgress(out))
+        .await
+        .with_context(|| format!("lab up in {} failed", dir.display()))
+        .with_hint(|| up_hint(dir))?;
+    // Loud in every output mode: this custody must never be mistaken for a real one.
+    out.warn(warden_lab::LAB_ONLY_NOTICE);
+    let lab = Lab::open(dir)?;
+    let statuses = lab.status().await;
+    out.emit(&serde_json::json!({ "up": report, "status": statuses }), || {
+        let mut s = status_table(&statuses);
+        s.push_str(&format!(
+            "\nLab ready in {}. `warden lab status --output json --dir {}` gives the paths to point any Vault client at.\n",
+            dir.display(),
+            dir.display()
+        ));
+        s
+    })?;
+    Ok(status_code(&statuses))
+}
+
+fn up_hint(dir: &Path) -> String {
+    format!(
+        "nothing that already worked was undone; fix the cause and run `warden lab up --dir {}` again. \
+         Server logs are in {}/envs/<env>/bao/server.log",
+        dir.display(),
+        dir.display()
+    )
+}
+
+async fn run_status(dir: &Path, out: &Output) -> anyhow::Result<ExitCode> {
+    let lab = Lab::open(dir).with_hint(|| format!("create it with `warden lab up --dir {}`", dir.display()))?;
+    let statuses = lab.status().await;
+    out.emit(&statuses, || {
+        let mut s = status_table(&statuses);
+        if let Some(env) = statuses.first() {
+            s.push_str(&format!(
+                "\nTo use the bao CLI against {name}:\n  export BAO_ADDR={addr} BAO_CACERT={ca} \\\n    BAO_CLIENT_CERT={cert} BAO_CLIENT_KEY={key}\n  export BAO_TOKEN=\"$(cat {token})\"   # lab root token\n",
+                name = env.name,
+                addr = env.address,
+                ca = env.ca_bundle.display(),
+                cert = env.operator_cert.display(),
+                key = env.operator_key.display(),
+                token = env.root_token_file.display(),
+            ));
+        }
+        s
+    })?;
+    let code = status_code(&statuses);
+    if code != ExitCode::SUCCESS && !out.is_json() {
+        return Err(anyhow::anyhow!("not every environment is healthy"))
+            .context(WithCode(exit::CHECK_FAILED))
+            .with_hint(|| format!("`warden lab up --dir {}` restarts and unseals what is down", dir.display()));
+    }
+    Ok(code)
+}
+
+async fn run_down(dir: &Path, args: DownArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let lab = Lab::open(dir).with_hint(|| format!("no lab to stop in {}", dir.display()))?;
+    let report = lab.down(args.purge).await.context("lab down failed")?;
+    out.emit(&report, || {
+        let stopped = if report.stopped.is_empty() {
+            "no server was running".to_owned()
+        } else {
+            format!("stopped {}", report.stopped.join(", "))
+        };
+        if report.purged {
+            format!("{stopped}; removed {}", report.dir.display())
+        } else {
+            format!("{stopped}; data kept in {} (`warden lab up` brings it back)", report.dir.display())
+        }
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status_code(statuses: &[EnvStatus]) -> ExitCode {
+    if statuses.iter().all(EnvStatus::healthy) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(exit::CHECK_FAILED)
+    }
+}
+
+fn status_table(statuses: &[EnvStatus]) -> String {
+    let yn = |v: Option<bool>| match v {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "?",
+    };
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header([
+        "env",
+        "address",
+        "running",
+        "initialised",
+        "sealed",
+        "version",
+        "intermediate not-after",
+        "chain",
+    ]);
+    for s in statuses {
+        let chain = match s.chain_valid {
+            Some(true) => "valid".to_owned(),
+            Some(false) => format!("INVALID: {}", s.chain_problems.join("; ")),
+            None => "?".to_owned(),
+        };
+        table.add_row([
+            s.name.clone(),
+            s.address.clone(),
+            if s.running { format!("yes (pid {})", s.pid.unwrap_or_default()) } else { "no".to_owned() },
+            yn(s.initialized).to_owned(),
+            yn(s.sealed).to_owned(),
+            s.version.clone().unwrap_or_else(|| "?".to_owned()),
+            s.intermediate_not_after.clone().unwrap_or_else(|| "?".to_owned()),
+            chain,
+        ]);
+    }
+    let mut s = table.to_string();
+    s.push('\n');
+    for st in statuses.iter().filter(|s| s.error.is_some()) {
+        s.push_str(&format!("{}: {}\n", st.name, st.error.as_deref().unwrap_or_default()));
+    }
+    s
+}

@@ -1,0 +1,15 @@
+//! Stable exit codes. Scripts may rely on these; change them only with a changelog entry.
+//! Documented in `docs/cli.md`.
+
+/// Success.
+#[allow(dead_code)]
+pub(crate) const SUCCESS: u8 = 0;
+/// The command failed (bad input, unreachable server, I/O error, ...). Nothing was changed
+/// unless the message says otherwise.
+pub(crate) const FAILURE: u8 = 1;
+/// Usage error: clap exits with 2 for unknown flags and missing arguments.
+#[allow(dead_code)]
+pub(crate) const USAGE: u8 = 2;
+/// A check ran and found problems: `ca verify` on a broken chain, `lab status` with an
+/// environment down.
+pub(crate) const CHECK_FAILED: u8 = 3;

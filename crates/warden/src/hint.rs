@@ -1,0 +1,75 @@
+//! Error reporting at the CLI edge: what failed, why, and what to do next.
+//!
+//! Library crates return typed errors without advice. Command modules wrap them with
+//! `anyhow::Context` for *what failed* and with [`HintExt::hint`] for *what to do next*; `main`
+//! prints the chain and the hint.
+
+use std::fmt;
+use std::process::ExitCode;
+
+/// A "what to do next" line attached to an error.
+#[derive(Debug)]
+pub(crate) struct Hint(pub(crate) String);
+
+impl fmt::Display for Hint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Hint {}
+
+/// An error whose exit code is not the generic failure (for example a failed check).
+#[derive(Debug)]
+pub(crate) struct WithCode(pub(crate) u8);
+
+impl fmt::Display for WithCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "exit code {}", self.0)
+    }
+}
+
+impl std::error::Error for WithCode {}
+
+/// Adds a hint to any result whose error converts into `anyhow::Error`.
+pub(crate) trait HintExt<T> {
+    fn hint(self, hint: impl Into<String>) -> anyhow::Result<T>;
+    fn with_hint<F: FnOnce() -> String>(self, f: F) -> anyhow::Result<T>;
+}
+
+impl<T, E: Into<anyhow::Error>> HintExt<T> for Result<T, E> {
+    fn hint(self, hint: impl Into<String>) -> anyhow::Result<T> {
+        self.map_err(|e| e.into().context(Hint(hint.into())))
+    }
+    fn with_hint<F: FnOnce() -> String>(self, f: F) -> anyhow::Result<T> {
+        self.map_err(|e| e.into().context(Hint(f())))
+    }
+}
+
+/// Prints `error: <what> : <why> ...` and, if present, `hint: <next step>` on stderr.
+pub(crate) fn report(err: &anyhow::Error) {
+    let mut hints = Vec::new();
+    let mut parts = Vec::new();
+    for cause in err.chain() {
+        if let Some(h) = cause.downcast_ref::<Hint>() {
+            hints.push(h.0.clone());
+        } else if cause.downcast_ref::<WithCode>().is_none() {
+            parts.push(cause.to_string());
+        }
+    }
+    // anyhow repeats a source's text when a wrapper's Display already includes it; drop exact
+    // duplicates so messages stay readable.
+    parts.dedup();
+    eprintln!("error: {}", parts.join(": "));
+    for h in hints {
+        eprintln!("  hint: {h}");
+    }
+}
+
+/// The exit code for an error: a [`WithCode`] anywhere in the chain wins, else failure.
+pub(crate) fn exit_code(err: &anyhow::Error) -> ExitCode {
+    err.chain()
+        .find_map(|c| c.downcast_ref::<WithCode>().map(|w| w.0))
+        .unwrap_or(crate::exit::FAILURE)
+        .into()
+}

@@ -1,0 +1,66 @@
+//! `warden`: the command-line edge of the Warden runtime trust platform.
+//!
+//! This crate only parses arguments, chooses output formats and maps failures to messages and
+//! exit codes. Everything it does is implemented in the library crates:
+//! `warden-pki` (offline root CA), `warden-bao` (OpenBao client), `warden-lab` (local lab).
+//!
+//! Flow: [`main`] → [`run`] → one `cmd::*` module per subcommand → `ExitCode`.
+
+mod cli;
+mod cmd;
+mod exit;
+mod hint;
+mod output;
+mod secret_input;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    init_tracing(cli.global.verbose);
+    // One crypto provider for the whole process (aws-lc-rs); see docs/adr/0002-one-crypto-stack.md.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return exit::FAILURE.into();
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            hint::report(&err);
+            hint::exit_code(&err)
+        }
+    }
+}
+
+async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
+    let out = output::Output::new(cli.global.output);
+    match cli.command {
+        cli::Command::Ca(args) => cmd::ca::run(args, &out).await,
+        cli::Command::Lab(args) => cmd::lab::run(args, &out).await,
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_env("WARDEN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,81 @@
+//! The platform model: what `warden.toml` says, checked.
+//!
+//! [`parse`] reads the TOML with spans and [`validate`](crate::validate) turns it into a [`Spec`]:
+//! environments, identities (apps, proxies, containers, CI pipelines), naming templates in which
+//! the `<app>` slug threads through every path and name, and lint waivers. Every problem is a
+//! [`Diagnostic`] at `file:line:col` naming the key and, for typos, the word that was probably
+//! meant. Pure: no I/O beyond [`load`], no knowledge of HTTP or OpenBao.
+//!
+//! Start with [`load`] or [`parse`].
+
+mod diag;
+mod model;
+mod raw;
+mod validate;
+
+use std::path::Path;
+
+pub use diag::{Diagnostic, SpecError, suggest};
+pub use model::*;
+
+/// Parses and validates spec `text`; `file` names it in diagnostics.
+pub fn parse(text: &str, file: &str) -> Result<Spec, SpecError> {
+    let mut reporter = diag::Reporter::new(file, text);
+    let raw: raw::RawSpec = match toml::from_str(text) {
+        Ok(r) => r,
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            let (message, help) = explain_toml_error(e.message());
+            reporter.push(span, None, message, help);
+            return Err(reporter.finish().expect_err("one diagnostic was pushed"));
+        }
+    };
+    let spec = validate::validate(raw, &mut reporter);
+    reporter.finish()?;
+    Ok(spec.expect("a spec without diagnostics validates"))
+}
+
+/// Reads and parses the spec file at `path`.
+pub fn load(path: &Path) -> Result<Spec, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text, &path.display().to_string()).map_err(LoadError::Invalid)
+}
+
+/// Why a spec file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("could not read {path}: {source}")]
+    Io {
+        /// The spec path.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file has problems; each diagnostic points at one.
+    #[error("{0}")]
+    Invalid(SpecError),
+}
+
+/// Rewrites serde's "unknown field `x`, expected one of `a`, `b`" into a message plus a
+/// "did you mean" suggestion.
+fn explain_toml_error(message: &str) -> (String, Option<String>) {
+    let msg = message.trim().to_owned();
+    let Some((field, tail)) = msg
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split_once('`'))
+    else {
+        return (msg, None);
+    };
+    let expected: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
+    let help = match suggest(field, expected.iter().copied()) {
+        Some(s) => Some(format!("did you mean `{s}`?")),
+        None => diag::did_you_mean(field, &expected),
+    };
+    (format!("unknown key `{field}`"), help)
+}

@@ -1,0 +1,136 @@
+//! The spec as written: serde structures that mirror the TOML, with spans kept on every value
+//! a later check may need to point at. Nothing here is trusted; `validate` turns it into the
+//! model.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub(crate) type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSpec {
+    pub(crate) version: S<u32>,
+    #[serde(default)]
+    pub(crate) naming: Option<S<RawNaming>>,
+    #[serde(default)]
+    pub(crate) environments: BTreeMap<S<String>, S<RawEnvironment>>,
+    #[serde(default)]
+    pub(crate) apps: BTreeMap<S<String>, S<RawApp>>,
+    #[serde(default)]
+    pub(crate) proxies: BTreeMap<S<String>, S<RawProxy>>,
+    #[serde(default)]
+    pub(crate) containers: BTreeMap<S<String>, S<RawContainer>>,
+    #[serde(default)]
+    pub(crate) pipelines: BTreeMap<S<String>, S<RawPipeline>>,
+    #[serde(default)]
+    pub(crate) waivers: Vec<S<RawWaiver>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNaming {
+    pub(crate) policy: Option<S<String>>,
+    pub(crate) ops_policy: Option<S<String>>,
+    pub(crate) kv_prefix: Option<S<String>>,
+    pub(crate) db_role: Option<S<String>>,
+    pub(crate) db_group: Option<S<String>>,
+    pub(crate) ci_role: Option<S<String>>,
+    pub(crate) pki_role: Option<S<String>>,
+    pub(crate) cert_role: Option<S<String>>,
+    pub(crate) approle_role: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEnvironment {
+    pub(crate) address: Option<S<String>>,
+    pub(crate) ca_cert: Option<S<String>>,
+    pub(crate) runtime_owner: Option<S<String>>,
+    pub(crate) app_root: Option<S<String>>,
+    pub(crate) domain: S<String>,
+    #[serde(default)]
+    pub(crate) mounts: Option<S<RawMounts>>,
+    #[serde(default)]
+    pub(crate) ci: Option<S<RawCiAuth>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMounts {
+    pub(crate) pki: Option<S<String>>,
+    pub(crate) kv: Option<S<String>>,
+    pub(crate) kv_v1: Option<S<String>>,
+    pub(crate) transit: Option<S<String>>,
+    pub(crate) database: Option<S<String>>,
+    pub(crate) cert_auth: Option<S<String>>,
+    pub(crate) approle: Option<S<String>>,
+    pub(crate) jwt: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCiAuth {
+    pub(crate) issuer: S<String>,
+    pub(crate) audience: S<String>,
+    #[serde(default)]
+    pub(crate) validation_pubkeys: Vec<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCertificate {
+    pub(crate) common_name: Option<S<String>>,
+    #[serde(default)]
+    pub(crate) sans: Vec<S<String>>,
+    pub(crate) ttl: Option<S<String>>,
+    pub(crate) key_type: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawApp {
+    pub(crate) environments: S<Vec<S<String>>>,
+    pub(crate) certificate: Option<S<RawCertificate>>,
+    #[serde(default)]
+    pub(crate) secrets: Vec<S<String>>,
+    #[serde(default)]
+    pub(crate) databases: Vec<S<String>>,
+    pub(crate) reload: Option<S<Vec<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProxy {
+    pub(crate) environments: S<Vec<S<String>>>,
+    pub(crate) reload: Option<S<Vec<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawContainer {
+    pub(crate) environments: S<Vec<S<String>>>,
+    #[serde(default)]
+    pub(crate) secrets: Vec<S<String>>,
+    pub(crate) secret_id_ttl: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPipeline {
+    pub(crate) app: Option<S<String>>,
+    pub(crate) environments: S<Vec<S<String>>>,
+    pub(crate) repository: S<String>,
+    #[serde(default)]
+    pub(crate) branches: Vec<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWaiver {
+    pub(crate) rule: S<String>,
+    pub(crate) identity: S<String>,
+    pub(crate) reason: S<String>,
+}

@@ -120,6 +120,8 @@ pub struct Naming {
     pub cert_role: Template,
     /// AppRole role: `<app>`.
     pub approle_role: Template,
+    /// PKI role that issues the identity's own mTLS client certificate: `<app>-identity`.
+    pub identity_role: Template,
 }
 
 /// Mount paths of one environment.

@@ -41,6 +41,7 @@ pub(crate) struct RawNaming {
     pub(crate) pki_role: Option<S<String>>,
     pub(crate) cert_role: Option<S<String>>,
     pub(crate) approle_role: Option<S<String>>,
+    pub(crate) identity_role: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

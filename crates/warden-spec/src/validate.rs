@@ -329,7 +329,13 @@ fn naming(raw: Option<&toml::Spanned<RawNaming>>, r: &mut Reporter<'_>) -> Optio
         pki_role: t(&n.pki_role, "pki_role", "<app>"),
         cert_role: t(&n.cert_role, "cert_role", "<app>"),
         approle_role: t(&n.approle_role, "approle_role", "<app>"),
+        identity_role: t(&n.identity_role, "identity_role", "<app>-identity"),
     };
+    if naming.pki_role == naming.identity_role {
+        let span = raw.map(|s| s.span()).unwrap_or(0..0);
+        r.error(span, "naming.identity_role", "the identity role template must differ from the PKI role template");
+        ok = false;
+    }
     if naming.policy == naming.ops_policy {
         let span = raw.map(|s| s.span()).unwrap_or(0..0);
         r.error(

@@ -1,0 +1,246 @@
+//! The desired state of one environment, computed from the spec alone (plus the environment's
+//! CA certificate, which cert-auth roles pin). Pure: no I/O.
+
+use serde_json::{Value, json};
+use warden_spec::{Environment, Identity, IdentityKind, Spec};
+
+use crate::object::{Desired, Kind};
+use crate::policy;
+
+/// Warden's own KV v2 mount in every environment (ownership record; later the registry).
+pub const META_MOUNT: &str = "warden";
+/// Description set on the mounts and auth backends Warden creates.
+pub(crate) const MOUNT_DESCRIPTION: &str = "managed-by: warden";
+/// Lifetime of an identity's mTLS client certificate.
+pub const IDENTITY_CERT_TTL_SECS: u64 = 30 * 24 * 3600;
+/// Token lifetimes for identity logins.
+const TOKEN_TTL_SECS: u64 = 3600;
+const TOKEN_MAX_TTL_SECS: u64 = 4 * 3600;
+const CI_TOKEN_TTL_SECS: u64 = 900;
+
+/// Facts about a live environment that the desired state depends on.
+#[derive(Debug, Clone, Default)]
+pub struct EnvInputs {
+    /// PEM of the CA that issues identity certificates (the environment's PKI intermediate);
+    /// every cert-auth role is pinned to it.
+    pub identity_ca_pem: String,
+    /// PEM public keys that verify CI tokens (contents of the spec's `validation_pubkeys`).
+    pub jwt_pubkeys: Vec<String>,
+}
+
+/// The common name of `identity`'s mTLS client certificate in `env`: pinned in its PKI identity
+/// role and in its cert-auth role, so that certificate opens exactly one identity.
+pub fn identity_common_name(identity: &Identity, env: &Environment) -> String {
+    format!("{}.identity.{}", identity.name, env.domain)
+}
+
+/// Everything `env` should contain for `spec`.
+pub fn desired_state(spec: &Spec, env: &Environment, inputs: &EnvInputs) -> Vec<Desired> {
+    let m = &env.mounts;
+    let n = &spec.naming;
+    let here: Vec<&Identity> = spec.identities_in(env.name.as_str()).collect();
+    let has = |k: IdentityKind| here.iter().any(|i| i.kind == k);
+    let mut out = Vec::new();
+
+    // Secrets engines (the PKI mount is the environment's bootstrap, not ours to create).
+    let mount = |path: &str, ty: &str, version: Option<&str>| {
+        let mut body = json!({ "type": ty, "description": MOUNT_DESCRIPTION });
+        if let Some(v) = version {
+            body["options"] = json!({ "version": v });
+        }
+        Desired {
+            kind: Kind::Mount,
+            path: format!("sys/mounts/{path}"),
+            body,
+            identity: None,
+        }
+    };
+    out.push(mount(META_MOUNT, "kv", Some("2")));
+    out.push(mount(&m.kv, "kv", Some("2")));
+    out.push(mount(&m.kv_v1, "kv", Some("1")));
+    out.push(mount(&m.transit, "transit", None));
+    if here.iter().any(|i| !i.databases.is_empty()) {
+        out.push(mount(&m.database, "database", None));
+    }
+
+    // Auth backends, only where some identity uses them.
+    let auth = |path: &str, ty: &str| Desired {
+        kind: Kind::Auth,
+        path: format!("sys/auth/{path}"),
+        body: json!({ "type": ty, "description": MOUNT_DESCRIPTION }),
+        identity: None,
+    };
+    if has(IdentityKind::App) || has(IdentityKind::Proxy) {
+        out.push(auth(&m.cert_auth, "cert"));
+    }
+    if has(IdentityKind::Container) {
+        out.push(auth(&m.approle, "approle"));
+    }
+    if has(IdentityKind::Pipeline) {
+        out.push(auth(&m.jwt, "jwt"));
+        if let (Some(ci), false) = (&env.ci, inputs.jwt_pubkeys.is_empty()) {
+            out.push(Desired {
+                kind: Kind::JwtConfig,
+                path: format!("auth/{}/config", m.jwt),
+                body: json!({ "bound_issuer": ci.issuer, "jwt_validation_pubkeys": inputs.jwt_pubkeys }),
+                identity: None,
+            });
+        }
+    }
+
+    for id in &here {
+        let grants = policy::grants(spec, env, id);
+        out.push(Desired {
+            kind: Kind::Policy,
+            path: format!("sys/policies/acl/{}", policy::policy_name(spec, id)),
+            body: json!({ "policy": policy::render(id, &grants) }),
+            identity: Some(id.name.to_string()),
+        });
+        let policies = json!([policy::policy_name(spec, id)]);
+        match id.kind {
+            IdentityKind::App | IdentityKind::Proxy => {
+                if let Some(cert) = &id.certificate {
+                    let mut names: Vec<String> = vec![warden_spec::CertProfile::render(
+                        &cert.common_name,
+                        &id.name,
+                        env,
+                    )];
+                    names.extend(
+                        cert.sans
+                            .iter()
+                            .map(|s| warden_spec::CertProfile::render(s, &id.name, env)),
+                    );
+                    let (key_type, key_bits) = cert.key_type.vault_params();
+                    out.push(pki_role(
+                        &m.pki,
+                        &n.pki_role.render(&id.name),
+                        names,
+                        key_type,
+                        key_bits,
+                        cert.ttl.as_secs(),
+                        true,
+                        false,
+                        id,
+                    ));
+                }
+                let cn = identity_common_name(id, env);
+                out.push(pki_role(
+                    &m.pki,
+                    &n.identity_role.render(&id.name),
+                    vec![cn.clone()],
+                    "ec",
+                    256,
+                    IDENTITY_CERT_TTL_SECS,
+                    false,
+                    true,
+                    id,
+                ));
+                out.push(Desired {
+                    kind: Kind::CertRole,
+                    path: format!(
+                        "auth/{}/certs/{}",
+                        m.cert_auth,
+                        n.cert_role.render(&id.name)
+                    ),
+                    body: json!({
+                        "certificate": inputs.identity_ca_pem.trim(),
+                        "allowed_common_names": [cn],
+                        "display_name": id.name.as_str(),
+                        "token_policies": policies,
+                        "token_no_default_policy": true,
+                        "token_ttl": TOKEN_TTL_SECS,
+                        "token_max_ttl": TOKEN_MAX_TTL_SECS,
+                    }),
+                    identity: Some(id.name.to_string()),
+                });
+            }
+            IdentityKind::Container => {
+                out.push(Desired {
+                    kind: Kind::AppRole,
+                    path: format!(
+                        "auth/{}/role/{}",
+                        m.approle,
+                        n.approle_role.render(&id.name)
+                    ),
+                    body: json!({
+                        "token_policies": policies,
+                        "token_no_default_policy": true,
+                        "token_ttl": TOKEN_TTL_SECS,
+                        "token_max_ttl": TOKEN_MAX_TTL_SECS,
+                        "secret_id_ttl": id.secret_id_ttl.map_or(86_400, |t| t.as_secs()),
+                        "bind_secret_id": true,
+                    }),
+                    identity: Some(id.name.to_string()),
+                });
+            }
+            IdentityKind::Pipeline => {
+                let (Some(p), Some(ci)) = (&id.pipeline, &env.ci) else {
+                    continue;
+                };
+                let refs: Vec<String> = p
+                    .branches
+                    .iter()
+                    .map(|b| format!("refs/heads/{b}"))
+                    .collect();
+                out.push(Desired {
+                    kind: Kind::JwtRole,
+                    path: format!("auth/{}/role/{}", m.jwt, n.ci_role.render(&p.app)),
+                    body: json!({
+                        "role_type": "jwt",
+                        "bound_audiences": [ci.audience],
+                        "bound_claims": { "repository": p.repository, "ref": refs },
+                        "bound_claims_type": "string",
+                        "user_claim": "sub",
+                        "token_policies": policies,
+                        "token_no_default_policy": true,
+                        "token_ttl": CI_TOKEN_TTL_SECS,
+                        "token_max_ttl": CI_TOKEN_TTL_SECS,
+                    }),
+                    identity: Some(id.name.to_string()),
+                });
+            }
+        }
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)] // one call site per role flavour; a struct would only rename the list
+fn pki_role(
+    mount: &str,
+    role: &str,
+    names: Vec<String>,
+    key_type: &str,
+    key_bits: u32,
+    ttl: u64,
+    server: bool,
+    client: bool,
+    id: &Identity,
+) -> Desired {
+    let mut body = json!({
+        "allowed_domains": names,
+        "allow_bare_domains": true,
+        "allow_subdomains": false,
+        "allow_glob_domains": false,
+        "allow_wildcard_certificates": false,
+        "allow_any_name": false,
+        "allow_localhost": false,
+        "allow_ip_sans": false,
+        "enforce_hostnames": true,
+        "server_flag": server,
+        "client_flag": client,
+        "key_type": key_type,
+        "ttl": ttl,
+        "max_ttl": ttl,
+        "no_store": true,
+        "require_cn": true,
+    });
+    if key_type != "ed25519" {
+        body["key_bits"] = Value::from(key_bits);
+    }
+    Desired {
+        kind: Kind::PkiRole,
+        path: format!("{mount}/roles/{role}"),
+        body,
+        identity: Some(id.name.to_string()),
+    }
+}

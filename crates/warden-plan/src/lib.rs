@@ -1,0 +1,30 @@
+//! Provisioning: the spec's desired state for each environment, read against what OpenBao
+//! holds, as a plan of changes with reasons, then an idempotent apply.
+//!
+//! - [`desired_state`]: spec + environment → objects (mounts, auth backends, policies, PKI,
+//!   cert-auth, AppRole and JWT roles), pure.
+//! - [`plan_env`]: reads live state (bounded concurrency over one keep-alive client) and
+//!   diffs it field by field; reads only.
+//! - [`apply_env`]: carries a plan out in dependency order and records what Warden created in
+//!   its own KV mount, so `--prune` only ever removes Warden's own objects.
+//! - [`lint`]: least-privilege checks over desired and live policies.
+
+mod apply;
+mod bounded;
+mod desired;
+mod diff;
+mod error;
+pub mod lint;
+mod object;
+mod owned;
+mod plan;
+pub mod policy;
+
+pub use apply::{ApplyReport, ProgressFn, apply_env};
+pub use desired::{
+    EnvInputs, IDENTITY_CERT_TTL_SECS, META_MOUNT, desired_state, identity_common_name,
+};
+pub use diff::FieldDiff;
+pub use error::Error;
+pub use object::{Desired, Kind, ObjectId};
+pub use plan::{Action, Change, EnvPlan, plan_env};

@@ -1,0 +1,277 @@
+//! Least-privilege lint: checks what each identity's policy grants, in the spec's desired state
+//! and in the live server, against the rules of the identity model — an identity reaches only
+//! its own paths, proxies never issue, nobody holds `sudo`, nothing is shared.
+//!
+//! Findings are errors for `apply` unless the spec waives that rule for that identity with a
+//! reason.
+
+use serde::Serialize;
+use warden_spec::{Environment, Identity, IdentityKind, Spec};
+
+use crate::policy::{self, Grant};
+
+/// Rule ids (also the names a waiver uses).
+pub mod rules {
+    /// A wildcard outside the identity's own prefix.
+    pub const WILDCARD: &str = "wildcard-beyond-prefix";
+    /// `sudo` capability.
+    pub const SUDO: &str = "sudo";
+    /// A policy or certificate name used by more than one identity.
+    pub const SHARED: &str = "shared-identity";
+    /// A proxy that can sign or issue certificates other than its own identity's.
+    pub const PROXY_ISSUE: &str = "proxy-can-issue";
+    /// An identity that can reach another identity's secrets or roles.
+    pub const CROSS_APP: &str = "cross-app-read";
+}
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Rule id.
+    pub rule: &'static str,
+    /// Environment.
+    pub env: String,
+    /// The identity whose policy it is.
+    pub identity: String,
+    /// `desired` (from the spec) or `live` (read from the server).
+    pub source: &'static str,
+    /// What is wrong.
+    pub message: String,
+    /// The waiver's reason, when the spec waives it.
+    pub waived: Option<String>,
+}
+
+impl Finding {
+    /// Whether it blocks `apply`.
+    pub fn blocking(&self) -> bool {
+        self.waived.is_none()
+    }
+}
+
+/// Lints the grants of every identity of `env`. `grants_of` supplies the grants to check:
+/// the rendered ones for the desired state, the parsed live policy for the live state.
+pub fn lint(
+    spec: &Spec,
+    env: &Environment,
+    source: &'static str,
+    grants_of: &dyn Fn(&Identity) -> Option<Vec<Grant>>,
+) -> Vec<Finding> {
+    let here: Vec<&Identity> = spec.identities_in(env.name.as_str()).collect();
+    let mut out = Vec::new();
+    let mut push = |rule: &'static str, id: &Identity, message: String| {
+        let waived = spec
+            .waived(rule, id.name.as_str())
+            .map(|w| w.reason.clone());
+        out.push(Finding {
+            rule,
+            env: env.name.to_string(),
+            identity: id.name.to_string(),
+            source,
+            message,
+            waived,
+        });
+    };
+
+    // Shared identities: one policy name or one certificate CN for two identities.
+    for (i, a) in here.iter().enumerate() {
+        for b in &here[i + 1..] {
+            if policy::policy_name(spec, a) == policy::policy_name(spec, b) {
+                push(
+                    rules::SHARED,
+                    b,
+                    format!(
+                        "shares policy `{}` with `{}`",
+                        policy::policy_name(spec, b),
+                        a.name
+                    ),
+                );
+            }
+        }
+    }
+
+    for id in &here {
+        let Some(grants) = grants_of(id) else {
+            continue;
+        };
+        let own = own_prefixes(spec, env, id);
+        let others: Vec<(String, String)> = here
+            .iter()
+            .filter(|o| o.name != id.name && !is_own_app(id, o))
+            .flat_map(|o| {
+                own_prefixes(spec, env, o)
+                    .into_iter()
+                    .map(move |p| (o.name.to_string(), p))
+            })
+            .collect();
+        for g in &grants {
+            if g.capabilities.iter().any(|c| c == "sudo") {
+                push(rules::SUDO, id, format!("`sudo` on `{}`", g.path));
+            }
+            if let Some(star) = g.path.find(['*', '+']) {
+                let literal = &g.path[..star];
+                if !own
+                    .iter()
+                    .any(|p| p.ends_with('/') && literal.starts_with(p.as_str()))
+                {
+                    push(
+                        rules::WILDCARD,
+                        id,
+                        format!("wildcard `{}` reaches beyond its own prefix", g.path),
+                    );
+                }
+            }
+            if id.kind == IdentityKind::Proxy
+                && is_issuing(env, &g.path)
+                && !own_identity_role(spec, env, id, &g.path)
+            {
+                push(
+                    rules::PROXY_ISSUE,
+                    id,
+                    format!("a proxy may not issue certificates (`{}`)", g.path),
+                );
+            }
+            let star = g.path.find(['*', '+']);
+            let literal = star.map_or(g.path.as_str(), |i| &g.path[..i]);
+            for (other, prefix) in &others {
+                let reaches = g.path.starts_with(prefix.as_str())
+                    || (star.is_some() && prefix.starts_with(literal));
+                if reaches {
+                    push(
+                        rules::CROSS_APP,
+                        id,
+                        format!("`{}` reaches `{other}`'s path `{prefix}`", g.path),
+                    );
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Lints the desired state of `env` (policies exactly as apply would write them).
+pub fn lint_desired(spec: &Spec, env: &Environment) -> Vec<Finding> {
+    lint(spec, env, "desired", &|id| {
+        Some(policy::grants(spec, env, id))
+    })
+}
+
+/// A pipeline acts for its app: the app's prefix is its own.
+fn is_own_app(id: &Identity, other: &Identity) -> bool {
+    id.pipeline.as_ref().is_some_and(|p| p.app == other.name)
+}
+
+/// Paths (prefixes) that belong to `id` alone.
+fn own_prefixes(spec: &Spec, env: &Environment, id: &Identity) -> Vec<String> {
+    let m = &env.mounts;
+    let n = &spec.naming;
+    let name = match &id.pipeline {
+        Some(p) => &p.app,
+        None => &id.name,
+    };
+    let prefix = n.kv_prefix.render(name);
+    vec![
+        format!("{}/data/{prefix}/", m.kv),
+        format!("{}/metadata/{prefix}/", m.kv),
+        format!("{}/{prefix}/", m.kv_v1),
+        format!("{}/sign/{}", m.pki, n.pki_role.render(name)),
+        format!("{}/sign/{}", m.pki, n.identity_role.render(name)),
+        format!("{}/issue/{}", m.pki, n.pki_role.render(name)),
+    ]
+}
+
+fn is_issuing(env: &Environment, path: &str) -> bool {
+    let p = &env.mounts.pki;
+    [
+        "sign",
+        "issue",
+        "sign-verbatim",
+        "root/sign-intermediate",
+        "issuer",
+    ]
+    .iter()
+    .any(|op| path.starts_with(&format!("{p}/{op}")))
+        || path == format!("{p}/*")
+        || path.starts_with(&format!("{p}/+"))
+}
+
+fn own_identity_role(spec: &Spec, env: &Environment, id: &Identity, path: &str) -> bool {
+    path == format!(
+        "{}/sign/{}",
+        env.mounts.pki,
+        spec.naming.identity_role.render(&id.name)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: &str = r#"version = 1
+[environments.test]
+domain = "t.internal"
+[apps.a]
+environments = ["test"]
+secrets = ["config"]
+[apps.b]
+environments = ["test"]
+secrets = ["config"]
+[proxies.p]
+environments = ["test"]
+[[waivers]]
+rule = "sudo"
+identity = "b"
+reason = "b rotates its own transit key and needs sudo for it"
+"#;
+
+    fn g(path: &str, caps: &[&str]) -> Grant {
+        Grant {
+            path: path.to_owned(),
+            capabilities: caps.iter().map(|c| (*c).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn desired_state_of_a_clean_spec_has_no_findings() {
+        let spec = warden_spec::parse(SPEC, "t").unwrap();
+        let env = spec.environment("test").unwrap();
+        assert_eq!(lint_desired(&spec, env), []);
+    }
+
+    #[test]
+    fn broad_live_policies_are_found() {
+        let spec = warden_spec::parse(SPEC, "t").unwrap();
+        let env = spec.environment("test").unwrap();
+        let findings = lint(&spec, env, "live", &|id| {
+            Some(match id.name.as_str() {
+                "a" => vec![
+                    g("kvv2/data/*", &["read"]),
+                    g("kvv2/data/b/config", &["read"]),
+                ],
+                "b" => vec![g("sys/rotate", &["sudo"]), g("kvv2/data/b/*", &["read"])],
+                _ => vec![
+                    g("pki_int/sign/a", &["update"]),
+                    g("pki_int/sign/p-identity", &["update"]),
+                ],
+            })
+        });
+        let got: Vec<(&str, &str, bool)> = findings
+            .iter()
+            .map(|f| (f.identity.as_str(), f.rule, f.blocking()))
+            .collect();
+        assert!(got.contains(&("a", rules::WILDCARD, true)), "{got:?}");
+        assert!(got.contains(&("a", rules::CROSS_APP, true)), "{got:?}");
+        assert!(got.contains(&("b", rules::SUDO, false)), "waived: {got:?}");
+        assert!(got.contains(&("p", rules::PROXY_ISSUE, true)), "{got:?}");
+        assert!(
+            !got.iter()
+                .any(|(id, r, _)| *id == "b" && *r == rules::WILDCARD),
+            "own-prefix wildcard is fine: {got:?}"
+        );
+        assert!(
+            !got.iter().any(|(id, _, _)| *id == "p"
+                && findings.iter().any(|f| f.message.contains("p-identity"))),
+            "{got:?}"
+        );
+    }
+}

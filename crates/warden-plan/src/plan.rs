@@ -1,0 +1,275 @@
+//! Reading live state and turning desired vs live into a list of changes, each with its reason.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use warden_bao::Client;
+
+use crate::desired::META_MOUNT;
+use crate::diff::{FieldDiff, diff};
+use crate::error::Error;
+use crate::object::{Desired, Kind, parse_id};
+use crate::owned;
+
+/// What a change does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// The object does not exist.
+    Create,
+    /// The object exists and differs.
+    Update,
+    /// The object is owned by Warden and left the spec (`--prune`).
+    Delete,
+    /// The object exists in a form Warden will not replace (for example a mount of another
+    /// type); apply refuses while there are conflicts.
+    Conflict,
+}
+
+/// One planned change.
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    /// What it does.
+    pub action: Action,
+    /// The object kind.
+    pub kind: Kind,
+    /// The object's API path.
+    pub path: String,
+    /// The identity it belongs to.
+    pub identity: Option<String>,
+    /// Why: "not present", "2 fields differ", "owned by Warden, no longer in the spec".
+    pub reason: String,
+    /// The differing fields of an update.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldDiff>,
+    #[serde(skip)]
+    pub(crate) body: Value,
+    #[serde(skip)]
+    pub(crate) id: String,
+}
+
+/// The plan for one environment.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnvPlan {
+    /// Environment name.
+    pub env: String,
+    /// Changes in apply order.
+    pub changes: Vec<Change>,
+    /// Desired objects already as the spec wants them.
+    pub unchanged: usize,
+    /// Objects Warden created that left the spec, kept because `--prune` was not given.
+    pub orphans: Vec<String>,
+    #[serde(skip)]
+    pub(crate) owned: BTreeSet<String>,
+}
+
+impl EnvPlan {
+    /// Number of changes with `action`.
+    pub fn count(&self, action: Action) -> usize {
+        self.changes.iter().filter(|c| c.action == action).count()
+    }
+}
+
+/// Reads what `desired` would touch (and the ownership record) and computes the changes.
+/// Reads only: nothing is written.
+pub async fn plan_env(
+    client: &Client,
+    env: &str,
+    desired: Vec<Desired>,
+    prune: bool,
+    concurrency: usize,
+) -> Result<EnvPlan, Error> {
+    let bao = |what: &str| {
+        let env = env.to_owned();
+        let what = what.to_owned();
+        move |source| Error::Bao { env, what, source }
+    };
+    let mounts = mount_table(
+        client
+            .list_mounts()
+            .await
+            .map_err(bao("list secrets engines"))?,
+    );
+    let auths = mount_table(
+        client
+            .list_auth()
+            .await
+            .map_err(bao("list auth backends"))?,
+    );
+    let owned = if mounts.contains_key(META_MOUNT) {
+        owned::read(client, env).await?
+    } else {
+        BTreeSet::new()
+    };
+
+    // Read every non-mount object concurrently over the one client.
+    let to_read: Vec<String> = desired
+        .iter()
+        .filter(|d| !matches!(d.kind, Kind::Mount | Kind::Auth))
+        .map(|d| d.path.clone())
+        .collect();
+    let live = read_all(client, env, to_read, concurrency).await?;
+
+    let mut changes = Vec::new();
+    let mut unchanged = 0;
+    let mut desired_ids = BTreeSet::new();
+    for d in desired {
+        let id = d.id().0;
+        desired_ids.insert(id.clone());
+        let current: Option<Value> = match d.kind {
+            Kind::Mount => mounts
+                .get(d.path.trim_start_matches("sys/mounts/"))
+                .cloned(),
+            Kind::Auth => auths.get(d.path.trim_start_matches("sys/auth/")).cloned(),
+            _ => live.get(&d.path).cloned().flatten(),
+        };
+        let change = |action, reason: String, fields| Change {
+            action,
+            kind: d.kind,
+            path: d.path.clone(),
+            identity: d.identity.clone(),
+            reason,
+            fields,
+            body: d.body.clone(),
+            id: id.clone(),
+        };
+        match current {
+            None => changes.push(change(Action::Create, "not present".to_owned(), Vec::new())),
+            Some(live) => {
+                let fields = diff(&d.body, &live);
+                if fields.is_empty() {
+                    unchanged += 1;
+                } else if matches!(d.kind, Kind::Mount | Kind::Auth) {
+                    // Mounts are never replaced: that would destroy the data or credentials
+                    // behind them.
+                    let what = fields
+                        .iter()
+                        .map(|f| format!("{} is {} (want {})", f.field, f.from, f.to))
+                        .collect::<Vec<_>>();
+                    let fields_owned = fields
+                        .into_iter()
+                        .filter(|f| f.field != "description")
+                        .collect::<Vec<_>>();
+                    if fields_owned.is_empty() {
+                        unchanged += 1; // only the description differs: not ours, but compatible
+                    } else {
+                        changes.push(change(
+                            Action::Conflict,
+                            format!("exists but {}", what.join(", ")),
+                            fields_owned,
+                        ));
+                    }
+                } else {
+                    let n = fields.len();
+                    changes.push(change(
+                        Action::Update,
+                        format!(
+                            "{n} field{} differ{}",
+                            if n == 1 { "" } else { "s" },
+                            if n == 1 { "s" } else { "" }
+                        ),
+                        fields,
+                    ));
+                }
+            }
+        }
+    }
+
+    let mut orphans = Vec::new();
+    for id in owned.difference(&desired_ids) {
+        let Some((kind, path)) = parse_id(id) else {
+            continue;
+        };
+        if !kind.prunable() {
+            continue;
+        }
+        if prune {
+            changes.push(Change {
+                action: Action::Delete,
+                kind,
+                path: path.to_owned(),
+                identity: None,
+                reason: "owned by Warden, no longer in the spec".to_owned(),
+                fields: Vec::new(),
+                body: Value::Null,
+                id: id.clone(),
+            });
+        } else {
+            orphans.push(id.clone());
+        }
+    }
+    changes.sort_by_key(|c| match c.action {
+        Action::Delete => (10 - c.kind.phase(), c.path.clone()),
+        _ => (c.kind.phase(), c.path.clone()),
+    });
+    Ok(EnvPlan {
+        env: env.to_owned(),
+        changes,
+        unchanged,
+        orphans,
+        owned,
+    })
+}
+
+fn mount_table(table: BTreeMap<String, warden_bao::MountInfo>) -> BTreeMap<String, Value> {
+    table
+        .into_iter()
+        .map(|(path, m)| {
+            let mut v = json!({ "type": m.mount_type, "description": m.description });
+            if !m.options.is_empty() {
+                v["options"] = json!(m.options);
+            }
+            (path.trim_end_matches('/').to_owned(), v)
+        })
+        .collect()
+}
+
+/// GETs every path with at most `concurrency` requests in flight. A 404 (also for a path under
+/// a backend that is not mounted yet) means "absent".
+async fn read_all(
+    client: &Client,
+    env: &str,
+    paths: Vec<String>,
+    concurrency: usize,
+) -> Result<BTreeMap<String, Option<Value>>, Error> {
+    let results = crate::bounded::run(paths, concurrency, {
+        let client = client.clone();
+        move |path: String| {
+            let client = client.clone();
+            async move {
+                let r = client.read(&path).await;
+                (path, r)
+            }
+        }
+    })
+    .await;
+    let mut out = BTreeMap::new();
+    for (path, r) in results {
+        match r {
+            Ok(secret) => {
+                out.insert(path, secret.data);
+            }
+            Err(e) if e.is_not_found() || is_unmounted(&e) => {
+                out.insert(path, None);
+            }
+            Err(source) => {
+                return Err(Error::Bao {
+                    env: env.to_owned(),
+                    what: format!("read {path}"),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// OpenBao answers a read under a path with no mounted backend with 400/405 "unsupported path"
+/// or "no handler for route"; for planning that is "absent" (the backend is in the plan).
+fn is_unmounted(e: &warden_bao::Error) -> bool {
+    matches!(e.status(), Some(400 | 404 | 405))
+        && e.server_errors()
+            .iter()
+            .any(|m| m.contains("no handler for route") || m.contains("unsupported path"))
+}

@@ -20,7 +20,7 @@ use crate::server::{self, ProcessState};
 use crate::tls;
 
 /// Lifetime of each environment's PKI intermediate in the lab.
-const INTERMEDIATE_VALIDITY: Duration = Duration::from_secs(2 * 365 * 24 * 3600);
+const INTERMEDIATE_VALIDITY: time::Duration = time::Duration::days(2 * 365);
 /// How long a freshly unsealed single raft node may take to become active.
 const ACTIVE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -93,7 +93,7 @@ pub(crate) async fn ensure_env(
         }
     }
 
-    let mut client = client::operator_client(env, layout, None)?;
+    let client = client::operator_client(env, layout, None)?;
     let health = client
         .wait_reachable()
         .await
@@ -194,9 +194,13 @@ async fn ensure_pki(
     let name = env.name.as_str();
     let mount = env.pki_mount.as_str();
     let mounts = client.list_mounts().await.map_err(Error::bao(name, "list secrets engines"))?;
-    if !mounts.iter().any(|m| m.trim_end_matches('/') == mount) {
+    if !mounts.keys().any(|m| m.trim_end_matches('/') == mount) {
+        let max_ttl = Duration::from_secs(INTERMEDIATE_VALIDITY.whole_seconds().unsigned_abs());
+        let options = warden_bao::MountOptions::default()
+            .with_description("managed-by: warden (lab bootstrap)")
+            .with_max_lease_ttl(max_ttl);
         client
-            .enable_secrets_engine(mount, "pki", Some(INTERMEDIATE_VALIDITY))
+            .enable_secrets_engine(mount, "pki", &options)
             .await
             .map_err(Error::bao(name, "mount the PKI engine"))?;
     }
@@ -205,7 +209,7 @@ async fn ensure_pki(
         return Ok(false);
     }
     let csr = client
-        .pki_generate_intermediate_csr(mount, &format!("Warden {name} PKI intermediate"), "ec", 256)
+        .pki_generate_intermediate_csr(mount, &format!("Warden {name} PKI intermediate"), warden_bao::KeyType::EcP256)
         .await
         .map_err(Error::bao(name, "generate the intermediate CSR"))?;
     let request = IntermediateRequest {
@@ -217,9 +221,9 @@ async fn ensure_pki(
     };
     let signed = s
         .ca
-        .sign_intermediate(&csr, &request, s.passphrase, now)
+        .sign_intermediate(&csr.csr_pem, &request, s.passphrase, now)
         .map_err(Error::pki(name, "sign the PKI intermediate"))?;
-    let root = s.ca.root_pem().map_err(Error::pki(name, "read the root certificate"))?;
+    let root = s.ca.root_pem();
     // Importing intermediate + root makes both chain endpoints return the full chain
     // (research/openbao-notes.md #5); importing the intermediate alone would not.
     let bundle = format!("{}\n{}\n", signed.cert_pem.trim_end(), root.trim_end());

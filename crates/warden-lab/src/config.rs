@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 
 /// Environments a new lab gets.
-pub const DEFAULT_ENVIRONMENTS: [&str; 2] = ["test", "prod"];
+pub(crate) const DEFAULT_ENVIRONMENTS: [&str; 2] = ["test", "prod"];
 /// Lab default Shamir shares.
-pub const DEFAULT_SHARES: u8 = 3;
+pub(crate) const DEFAULT_SHARES: u8 = 3;
 /// Lab default Shamir threshold.
-pub const DEFAULT_THRESHOLD: u8 = 2;
+pub(crate) const DEFAULT_THRESHOLD: u8 = 2;
 /// The PKI intermediate mount each environment gets.
 pub const DEFAULT_PKI_MOUNT: &str = "pki_int";
 

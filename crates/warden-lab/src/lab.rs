@@ -1,5 +1,6 @@
 //! The lab as a whole: `up`, `status` and `down` over every environment.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ use crate::server;
 use crate::status::{self, EnvStatus};
 
 /// Validity of a lab's offline root.
-const ROOT_VALIDITY: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 24 * 3600);
+const ROOT_VALIDITY: time::Duration = time::Duration::days(10 * 365);
 
 /// What `up` did.
 #[derive(Debug, Clone, Serialize)]
@@ -111,7 +112,7 @@ impl Lab {
 
     /// Status of every environment (read-only).
     pub async fn status(&self) -> Vec<EnvStatus> {
-        let root = CaDir::open(&self.layout.ca_dir()).ok().and_then(|ca| ca.root_pem().ok());
+        let root = CaDir::open(&self.layout.ca_dir()).ok().map(|ca| ca.root_pem().to_owned());
         let futures = self.config.environments.iter().map(|env| {
             let env_layout = self.layout.env(&env.name);
             let root = root.as_deref();
@@ -204,7 +205,7 @@ fn open_or_init_ca(layout: &LabLayout, passphrase: &SecretString) -> Result<CaDi
 
 /// Runs futures concurrently on the current task and returns their outputs in order. (A tiny
 /// `join_all`, to avoid a dependency for one function.)
-async fn join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
     let mut pending: Vec<_> = futures.into_iter().map(|f| Some(Box::pin(f))).collect();
     let mut results: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
     std::future::poll_fn(|cx| {

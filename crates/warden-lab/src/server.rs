@@ -73,7 +73,7 @@ fn hcl_string(p: &Path) -> String {
 
 /// The state of an environment's server process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProcessState {
+pub(crate) enum ProcessState {
     /// Our server is running with this PID and listening on its port.
     Running(u32),
     /// No server of ours is running.

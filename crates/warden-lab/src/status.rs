@@ -102,7 +102,7 @@ pub(crate) async fn env_status(env: &EnvConfig, layout: &EnvLayout, root_pem: Op
         Ok(h) => {
             st.initialized = Some(h.initialized);
             st.sealed = Some(h.sealed);
-            st.version = h.version;
+            st.version = Some(h.version).filter(|v| !v.is_empty());
         }
         Err(e) => {
             st.error = Some(e.to_string());
@@ -118,7 +118,14 @@ pub(crate) async fn env_status(env: &EnvConfig, layout: &EnvLayout, root_pem: Op
             st.chain_problems.push(format!("{} has no intermediate installed", env.pki_mount));
         }
         Ok(chain) => {
-            let report = warden_pki::verify_chain(&chain, root_pem, OffsetDateTime::now_utc());
+            let report = match warden_pki::verify_chain(&chain, root_pem, OffsetDateTime::now_utc()) {
+                Ok(r) => r,
+                Err(e) => {
+                    st.chain_valid = Some(false);
+                    st.chain_problems.push(format!("unreadable chain: {e}"));
+                    return st;
+                }
+            };
             st.intermediate_not_after = report
                 .certs
                 .first()

@@ -12,8 +12,6 @@
 //! failure).
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::Duration;
-
 use secrecy::SecretString;
 use time::OffsetDateTime;
 use warden_files::{Mode, write_atomic};
@@ -23,9 +21,9 @@ use crate::error::Error;
 use crate::layout::EnvLayout;
 
 /// Listener CA lifetime in the lab.
-const LISTENER_CA_VALIDITY: Duration = Duration::from_secs(2 * 365 * 24 * 3600);
+const LISTENER_CA_VALIDITY: time::Duration = time::Duration::days(2 * 365);
 /// Server and operator certificate lifetime in the lab.
-const LEAF_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
+const LEAF_VALIDITY: time::Duration = time::Duration::days(365);
 
 /// Creates whatever TLS material of `env` is missing. Existing material is kept, so a restarted
 /// lab serves the same certificates its clients already trust.
@@ -52,10 +50,11 @@ pub(crate) fn ensure(
     warden_files::ensure_private_dir(&layout.tls_dir())?;
     warden_files::ensure_private_dir(&layout.operator_dir())?;
 
-    let root_pem = ca.root_pem().map_err(Error::pki(env, "read the root certificate"))?;
+    let root_pem = ca.root_pem().to_owned();
+    let keygen = || warden_pki::generate_key(KeyAlgorithm::EcdsaP256).map_err(Error::pki(env, "generate a key"));
 
     // Listener CA: key and CSR made here, signed by the offline root.
-    let ca_key = warden_pki::generate_key(KeyAlgorithm::EcdsaP256);
+    let ca_key = keygen()?;
     let csr = warden_pki::make_csr(&ca_key, &format!("Warden {env} listener CA"), &[], &[])
         .map_err(Error::pki(env, "create the listener CA request"))?;
     let request = IntermediateRequest {
@@ -68,14 +67,14 @@ pub(crate) fn ensure(
     let signed = ca
         .sign_intermediate(&csr, &request, passphrase, now)
         .map_err(Error::pki(env, "sign the listener CA"))?;
-    let issuer = LocalIssuer::new(&signed.cert_pem, &ca_key)
-        .map_err(Error::pki(env, "load the listener CA"))?;
+    let ca_key_pem = ca_key.private_key_pem();
+    let issuer = LocalIssuer::new(&signed.cert_pem, ca_key).map_err(Error::pki(env, "load the listener CA"))?;
 
     let localhost = [IpAddr::V4(Ipv4Addr::LOCALHOST)];
-    let server_key = warden_pki::generate_key(KeyAlgorithm::EcdsaP256);
+    let server_key = keygen()?;
     let server_leaf = issuer
         .issue_server(
-            &server_key,
+            &server_key.public_key_der(),
             &format!("openbao.{env}.warden.lab"),
             &["localhost".to_owned(), format!("openbao.{env}.warden.lab")],
             &localhost,
@@ -83,13 +82,13 @@ pub(crate) fn ensure(
             now,
         )
         .map_err(Error::pki(env, "issue the server certificate"))?;
-    let operator_key = warden_pki::generate_key(KeyAlgorithm::EcdsaP256);
+    let operator_key = keygen()?;
     let operator_cert = issuer
-        .issue_client(&operator_key, &format!("operator@{env}"), LEAF_VALIDITY, now)
+        .issue_client(&operator_key.public_key_der(), &format!("operator@{env}"), LEAF_VALIDITY, now)
         .map_err(Error::pki(env, "issue the operator certificate"))?;
 
     // Keys first, then certificates: a crash in between leaves no certificate without its key.
-    write_atomic(&layout.listener_ca_key(), ca_key.private_key_pem().as_bytes(), Mode::OwnerOnly)?;
+    write_atomic(&layout.listener_ca_key(), ca_key_pem.as_bytes(), Mode::OwnerOnly)?;
     write_atomic(&layout.server_key(), server_key.private_key_pem().as_bytes(), Mode::OwnerOnly)?;
     write_atomic(&layout.operator_key(), operator_key.private_key_pem().as_bytes(), Mode::OwnerOnly)?;
     write_atomic(&layout.listener_ca_cert(), signed.cert_pem.as_bytes(), Mode::Public)?;

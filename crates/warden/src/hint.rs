@@ -46,30 +46,30 @@ impl<T, E: Into<anyhow::Error>> HintExt<T> for Result<T, E> {
     }
 }
 
-/// Prints `error: <what> : <why> ...` and, if present, `hint: <next step>` on stderr.
+/// Prints `error: <what>: <why> ...` and, if present, `hint: <next step>` on stderr.
+///
+/// `anyhow::Error::downcast_ref` sees through context layers (iterating `chain()` does not),
+/// so the hint and exit code are found wherever they were attached; their text is then left
+/// out of the message chain.
 pub(crate) fn report(err: &anyhow::Error) {
-    let mut hints = Vec::new();
-    let mut parts = Vec::new();
-    for cause in err.chain() {
-        if let Some(h) = cause.downcast_ref::<Hint>() {
-            hints.push(h.0.clone());
-        } else if cause.downcast_ref::<WithCode>().is_none() {
-            parts.push(cause.to_string());
-        }
-    }
-    // anyhow repeats a source's text when a wrapper's Display already includes it; drop exact
-    // duplicates so messages stay readable.
+    let hint = err.downcast_ref::<Hint>().map(|h| h.0.clone());
+    let code = err.downcast_ref::<WithCode>().map(ToString::to_string);
+    let mut parts: Vec<String> = err
+        .chain()
+        .map(ToString::to_string)
+        .filter(|p| Some(p) != hint.as_ref() && Some(p) != code.as_ref())
+        .collect();
+    // A wrapper's Display sometimes repeats its source's text; drop exact repeats.
     parts.dedup();
     eprintln!("error: {}", parts.join(": "));
-    for h in hints {
+    if let Some(h) = hint {
         eprintln!("  hint: {h}");
     }
 }
 
 /// The exit code for an error: a [`WithCode`] anywhere in the chain wins, else failure.
 pub(crate) fn exit_code(err: &anyhow::Error) -> ExitCode {
-    err.chain()
-        .find_map(|c| c.downcast_ref::<WithCode>().map(|w| w.0))
-        .unwrap_or(crate::exit::FAILURE)
+    err.downcast_ref::<WithCode>()
+        .map_or(crate::exit::FAILURE, |w| w.0)
         .into()
 }

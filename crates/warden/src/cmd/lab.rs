@@ -170,7 +170,7 @@ fn status_table(statuses: &[EnvStatus]) -> String {
         None => "?",
     };
     let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED).set_header([
+    table.load_style(UTF8_FULL_CONDENSED).set_header([
         "env",
         "address",
         "running",

@@ -1,0 +1,622 @@
+//! The [`Client`]: pooled keep-alive connections to one server, the request pipeline
+//! (URL building, headers, status mapping, retries) and the raw `read/write/list/delete`
+//! escape hatch for endpoints without a typed wrapper.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use reqwest::Method;
+use reqwest::header::{HeaderMap, HeaderValue};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::Instrument;
+use url::Url;
+use zeroize::Zeroizing;
+
+use crate::config::{ClientConfig, ClientIdentity, check_address};
+use crate::error::{Error, Result};
+use crate::response::Secret;
+use crate::retry::{Idempotent, RetryGate, RetryPolicy, Schedule, jitter_unit};
+use crate::tls::{self, RecordingVerifier};
+
+/// A connection to one OpenBao server. Cheap to clone (clones share the connection pool,
+/// the token and the retry gate).
+///
+/// Why one long-lived client: opening a TLS connection per request (what a CLI call per
+/// object does) costs ~45× more than reusing a keep-alive connection.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("address", &self.inner.address.as_str())
+            .field("token", &self.has_token().then_some("..."))
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    address: Url,
+    api_base: Url,
+    http: RwLock<reqwest::Client>,
+    verifier: Arc<RecordingVerifier>,
+    identity_present: AtomicBool,
+    token: RwLock<Option<SecretString>>,
+    namespace: Option<HeaderValue>,
+    retry: RetryPolicy,
+    gate: RetryGate,
+    request_timeout: Duration,
+}
+
+/// One HTTP exchange to build. Internal: endpoint modules fill it in.
+pub(crate) struct Call<'a> {
+    pub(crate) method: Method,
+    pub(crate) path: &'a str,
+    pub(crate) query: &'a [(&'a str, &'a str)],
+    /// JSON body, in a buffer wiped on drop (it may hold unseal keys or passwords).
+    pub(crate) body: Option<Zeroizing<Vec<u8>>>,
+    pub(crate) idempotent: Idempotent,
+    /// Send `X-Vault-Token`? Off for unauthenticated sys endpoints, so the token travels to as
+    /// few places as possible.
+    pub(crate) authenticated: bool,
+    /// Non-2xx statuses whose body the caller wants instead of an error (sys/health).
+    pub(crate) accept: &'a [u16],
+}
+
+impl<'a> Call<'a> {
+    pub(crate) fn new(method: Method, path: &'a str, idempotent: Idempotent) -> Self {
+        Self {
+            method,
+            path,
+            query: &[],
+            body: None,
+            idempotent,
+            authenticated: true,
+            accept: &[],
+        }
+    }
+
+    pub(crate) fn get(path: &'a str) -> Self {
+        Self::new(Method::GET, path, Idempotent::Yes)
+    }
+
+    pub(crate) fn json(mut self, body: &impl Serialize) -> Result<Self> {
+        let mut buf = Zeroizing::new(Vec::new());
+        serde_json::to_writer(&mut *buf, body).map_err(|source| Error::Encode {
+            path: self.path.to_owned(),
+            source,
+        })?;
+        self.body = Some(buf);
+        Ok(self)
+    }
+
+    pub(crate) fn query(mut self, query: &'a [(&'a str, &'a str)]) -> Self {
+        self.query = query;
+        self
+    }
+
+    pub(crate) fn unauthenticated(mut self) -> Self {
+        self.authenticated = false;
+        self
+    }
+
+    pub(crate) fn accept(mut self, statuses: &'a [u16]) -> Self {
+        self.accept = statuses;
+        self
+    }
+}
+
+/// A raw answer: status and body bytes (the body may hold secrets, so it is wiped on drop).
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) body: Zeroizing<Vec<u8>>,
+}
+
+impl Reply {
+    pub(crate) fn decode<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        serde_json::from_slice(&self.body).map_err(|source| Error::Decode {
+            path: path.to_owned(),
+            source,
+        })
+    }
+}
+
+impl Client {
+    /// Builds the client. Nothing is sent yet: a wrong address shows up on the first call
+    /// (use [`Client::wait_ready`] at start-up).
+    ///
+    /// TLS: rustls with aws-lc-rs; the configured CA bundle is the only trust anchor (platform
+    /// roots are used only when none is configured); the client identity, if any, is offered
+    /// to every server that asks. No redirects are followed (a standby's 307 becomes an
+    /// error rather than silently moving the token to another host), and no proxy is used.
+    pub fn new(cfg: ClientConfig) -> Result<Self> {
+        check_address(&cfg.address)?;
+        if cfg.address.scheme() == "http"
+            && (cfg.ca_cert_pem.is_some() || cfg.client_identity.is_some())
+        {
+            return Err(Error::config(format!(
+                "address {} is plain http but TLS material (CA or client certificate) is configured; use https://",
+                cfg.address
+            )));
+        }
+        if cfg.request_timeout.is_zero() {
+            return Err(Error::config("request_timeout must be greater than zero"));
+        }
+        let verifier = tls::verifier(cfg.ca_cert_pem.as_deref())?;
+        let http = build_http(
+            verifier.clone(),
+            cfg.client_identity.as_ref(),
+            cfg.request_timeout,
+        )?;
+        let mut api_base = cfg.address.clone();
+        {
+            let mut segs = api_base
+                .path_segments_mut()
+                .map_err(|()| Error::config("address cannot be a base URL"))?;
+            segs.pop_if_empty().push("v1");
+        }
+        let namespace = cfg
+            .namespace
+            .as_deref()
+            .map(|ns| {
+                HeaderValue::from_str(ns).map_err(|_| {
+                    Error::config(format!("namespace {ns:?} is not a valid header value"))
+                })
+            })
+            .transpose()?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                address: cfg.address,
+                api_base,
+                http: RwLock::new(http),
+                verifier,
+                identity_present: AtomicBool::new(cfg.client_identity.is_some()),
+                token: RwLock::new(cfg.token),
+                namespace,
+                retry: cfg.retry,
+                gate: RetryGate::new(),
+                request_timeout: cfg.request_timeout,
+            }),
+        })
+    }
+
+    /// The server address, as configured.
+    pub fn address(&self) -> &Url {
+        &self.inner.address
+    }
+
+    /// The retry policy in force.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.inner.retry
+    }
+
+    /// Replaces the token used by this client and all its clones (e.g. after a login).
+    pub fn set_token(&self, token: SecretString) {
+        *self
+            .inner
+            .token
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(token);
+    }
+
+    /// Forgets the token: later calls are unauthenticated until [`Client::set_token`].
+    pub fn clear_token(&self) {
+        *self
+            .inner
+            .token
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// Whether a token is set.
+    pub fn has_token(&self) -> bool {
+        self.inner
+            .token
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
+    /// Swaps the TLS client identity (after a certificate rotation) for this client and all
+    /// its clones.
+    ///
+    /// Why a new connection pool rather than only a new certificate: OpenBao binds cert-auth
+    /// to the certificate of the *connection*, and a kept-alive connection would go on
+    /// presenting the old one. Requests already in flight finish on the old pool. The new
+    /// identity is validated (key matches certificate) before anything is swapped.
+    pub fn set_identity(&self, identity: Option<ClientIdentity>) -> Result<()> {
+        let http = build_http(
+            self.inner.verifier.clone(),
+            identity.as_ref(),
+            self.inner.request_timeout,
+        )?;
+        *self
+            .inner
+            .http
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = http;
+        self.inner
+            .identity_present
+            .store(identity.is_some(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    // ---- raw escape hatch -------------------------------------------------------------
+
+    /// GET `path` (relative to `/v1/`), retried on retryable errors within the call budget.
+    ///
+    /// A 404 that still carries `data` (KV v2 reports a deleted/destroyed version that way)
+    /// is returned as a [`Secret`]; a 404 without data is [`Error::NotFound`].
+    pub async fn read(&self, path: &str) -> Result<Secret> {
+        let reply = self.send(Call::get(path).accept(&[404])).await?;
+        let addr = self.inner.address.as_str();
+        if reply.status == 404 {
+            let secret: Option<Secret> = serde_json::from_slice(&reply.body).ok();
+            return match secret {
+                Some(s) if s.data.as_ref().is_some_and(|d| !d.is_null()) => Ok(s),
+                _ => Err(Error::from_status(404, path, addr, &reply.body)),
+            };
+        }
+        reply.decode(path)
+    }
+
+    /// Writes `body` to `path` (POST). Returns `None` for a 204 (most config endpoints).
+    /// `idempotent` decides whether it may be retried after being sent (see [`Idempotent`]).
+    pub async fn write(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        idempotent: Idempotent,
+    ) -> Result<Option<Secret>> {
+        let reply = self
+            .send(Call::new(Method::POST, path, idempotent).json(body)?)
+            .await?;
+        optional_secret(&reply, path)
+    }
+
+    /// Lists the keys under `path` (GET `?list=true`). A missing folder lists as empty (that
+    /// is how OpenBao reports "no keys"); a missing *mount* is still [`Error::NotFound`] with
+    /// the server's explanation in `errors`.
+    pub async fn list(&self, path: &str) -> Result<Vec<String>> {
+        #[derive(serde::Deserialize)]
+        struct Keys {
+            #[serde(default)]
+            keys: Vec<String>,
+        }
+        match self.send(Call::get(path).query(&[("list", "true")])).await {
+            Ok(reply) => {
+                let secret: Secret = reply.decode(path)?;
+                Ok(secret.data_as::<Keys>(path)?.keys)
+            }
+            Err(Error::NotFound { errors, .. }) if errors.is_empty() => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// DELETE `path`. Idempotent, so retried.
+    pub async fn delete(&self, path: &str) -> Result<()> {
+        self.send(Call::new(Method::DELETE, path, Idempotent::Yes))
+            .await
+            .map(drop)
+    }
+
+    // ---- pipeline ----------------------------------------------------------------------
+
+    /// Sends a call, retrying as its idempotency and the policy's `call_budget` allow.
+    pub(crate) async fn send(&self, call: Call<'_>) -> Result<Reply> {
+        let what = format!("{} {}", call.method, call.path);
+        let idem = call.idempotent;
+        self.retrying(
+            &what,
+            self.inner.retry.call_budget,
+            |e| idem.may_retry(e),
+            || self.send_once(&call),
+        )
+        .await
+    }
+
+    /// Runs `op` until it succeeds, fails with an error `retry_on` refuses, or `budget` is
+    /// spent. Each retry waits its backoff delay *and* its slot in the client-wide gate; a
+    /// retry whose slot would land after the budget is not made.
+    pub(crate) async fn retrying<T, F, Fut>(
+        &self,
+        what: &str,
+        budget: Duration,
+        retry_on: impl Fn(&Error) -> bool,
+        mut op: F,
+    ) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let start = tokio::time::Instant::now();
+        let mut schedule = Schedule::new(&self.inner.retry, budget);
+        let mut attempts: u32 = 0;
+        loop {
+            attempts += 1;
+            let err = match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) if retry_on(&e) => e,
+                Err(e) => return Err(e),
+            };
+            let elapsed = start.elapsed();
+            let give_up = |err: Error| {
+                if attempts == 1 {
+                    err
+                } else {
+                    Error::GaveUp {
+                        what: what.to_owned(),
+                        attempts,
+                        waited: elapsed,
+                        last: Box::new(err),
+                    }
+                }
+            };
+            let Some(delay) = schedule.next_delay(elapsed, jitter_unit()) else {
+                return Err(give_up(err));
+            };
+            let Some(slot) = self
+                .inner
+                .gate
+                .reserve(
+                    tokio::time::Instant::now() + delay,
+                    self.inner.retry.min_spacing,
+                    start + budget,
+                )
+                .await
+            else {
+                return Err(give_up(err));
+            };
+            tracing::debug!(what, attempts, ?delay, error = %err, "retrying OpenBao call");
+            tokio::time::sleep_until(slot).await;
+        }
+    }
+
+    fn url(&self, path: &str, query: &[(&str, &str)]) -> Result<Url> {
+        let trimmed = path.trim_start_matches('/');
+        if trimmed.is_empty() {
+            return Err(Error::InvalidPath {
+                path: path.to_owned(),
+                reason: "empty",
+            });
+        }
+        if trimmed.split('/').any(|s| s == "." || s == "..") {
+            return Err(Error::InvalidPath {
+                path: path.to_owned(),
+                reason: "contains a '.' or '..' segment",
+            });
+        }
+        let mut url = self.inner.api_base.clone();
+        {
+            // Segment-wise: '?', '#' and '%' in a path are encoded, never interpreted.
+            let mut segs = url
+                .path_segments_mut()
+                .map_err(|()| Error::config("address cannot be a base URL"))?;
+            segs.extend(trimmed.split('/'));
+        }
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        Ok(url)
+    }
+
+    fn headers(&self, authenticated: bool) -> Result<HeaderMap> {
+        let mut headers = HeaderMap::new();
+        headers.insert("X-Vault-Request", HeaderValue::from_static("true"));
+        if let Some(ns) = &self.inner.namespace {
+            headers.insert("X-Vault-Namespace", ns.clone());
+        }
+        if authenticated {
+            let token = self
+                .inner
+                .token
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(token) = token.as_ref() {
+                let mut value = HeaderValue::from_str(token.expose_secret()).map_err(|_| {
+                    Error::config("token contains characters not allowed in a header")
+                })?;
+                // Keeps hyper/reqwest from ever printing it.
+                value.set_sensitive(true);
+                headers.insert("X-Vault-Token", value);
+            }
+        }
+        Ok(headers)
+    }
+
+    pub(crate) async fn send_once(&self, call: &Call<'_>) -> Result<Reply> {
+        let url = self.url(call.path, call.query)?;
+        let http = self
+            .inner
+            .http
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut req = http
+            .request(call.method.clone(), url)
+            .headers(self.headers(call.authenticated)?);
+        if let Some(body) = &call.body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_vec());
+        }
+        // The span names the request; the token is in a header and never recorded.
+        let span = tracing::debug_span!(
+            "bao_request",
+            method = %call.method,
+            path = call.path,
+            status = tracing::field::Empty
+        );
+        async {
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| self.transport_error(call.path, e))?;
+            let status = resp.status().as_u16();
+            tracing::Span::current().record("status", status);
+            // Best effort: our copy is wiped on drop; reqwest's own buffer is not ours to wipe.
+            let body = Zeroizing::new(
+                resp.bytes()
+                    .await
+                    .map_err(|e| self.transport_error(call.path, e))?
+                    .to_vec(),
+            );
+            if (200..300).contains(&status) || call.accept.contains(&status) {
+                Ok(Reply { status, body })
+            } else {
+                let err = Error::from_status(status, call.path, self.inner.address.as_str(), &body);
+                tracing::debug!(error = %err, "OpenBao refused the request");
+                Err(err)
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn transport_error(&self, path: &str, err: reqwest::Error) -> Error {
+        let address = self.inner.address.to_string();
+        if let Some(rustls_err) = tls::find_rustls_error(&err) {
+            return Error::Tls {
+                address,
+                failure: tls::classify(
+                    rustls_err,
+                    self.inner.verifier.take_rejected(),
+                    self.inner.identity_present.load(Ordering::Relaxed),
+                ),
+            };
+        }
+        if err.is_connect() {
+            Error::Unreachable {
+                address,
+                source: Box::new(err),
+            }
+        } else if err.is_timeout() {
+            Error::Timeout {
+                path: path.to_owned(),
+                after: self.inner.request_timeout,
+            }
+        } else {
+            Error::Transport {
+                path: path.to_owned(),
+                source: Box::new(err),
+            }
+        }
+    }
+}
+
+pub(crate) fn optional_secret(reply: &Reply, path: &str) -> Result<Option<Secret>> {
+    if reply.status == 204 || reply.body.iter().all(u8::is_ascii_whitespace) {
+        Ok(None)
+    } else {
+        reply.decode(path).map(Some)
+    }
+}
+
+fn build_http(
+    verifier: Arc<RecordingVerifier>,
+    identity: Option<&ClientIdentity>,
+    timeout: Duration,
+) -> Result<reqwest::Client> {
+    let tls = tls::client_config(verifier, identity)?;
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .http1_only()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_keepalive(Duration::from_secs(30))
+        .user_agent(concat!("warden-bao/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| Error::config(format!("HTTP client: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(addr: &str) -> Client {
+        Client::new(ClientConfig::from_address(addr).expect("cfg")).expect("client")
+    }
+
+    #[test]
+    fn urls_stay_under_v1() {
+        let c = client("http://127.0.0.1:8200");
+        assert_eq!(
+            c.url("secret/data/a", &[]).expect("url").as_str(),
+            "http://127.0.0.1:8200/v1/secret/data/a"
+        );
+        assert_eq!(
+            c.url("/secret/metadata/", &[("list", "true")])
+                .expect("url")
+                .as_str(),
+            "http://127.0.0.1:8200/v1/secret/metadata/?list=true"
+        );
+        // Characters that would change the URL's meaning are encoded, not interpreted.
+        assert_eq!(
+            c.url("secret/a?b#c", &[]).expect("url").as_str(),
+            "http://127.0.0.1:8200/v1/secret/a%3Fb%23c"
+        );
+        assert!(matches!(
+            c.url("secret/../sys", &[]),
+            Err(Error::InvalidPath { .. })
+        ));
+        assert!(matches!(c.url("", &[]), Err(Error::InvalidPath { .. })));
+        let prefixed = client("https://proxy.test/bao/");
+        assert_eq!(
+            prefixed.url("sys/health", &[]).expect("url").as_str(),
+            "https://proxy.test/bao/v1/sys/health"
+        );
+    }
+
+    #[test]
+    fn tls_material_on_plain_http_is_refused() {
+        let cfg = ClientConfig::from_address("http://127.0.0.1:8200")
+            .expect("cfg")
+            .with_ca_pem(crate::test_support::self_signed().0);
+        assert!(matches!(Client::new(cfg), Err(Error::Config { .. })));
+    }
+
+    #[test]
+    fn token_header_is_sensitive_and_absent_when_unauthenticated() {
+        let c = client("http://127.0.0.1:8200");
+        c.set_token(SecretString::from("s.TOKEN"));
+        let h = c.headers(true).expect("headers");
+        let v = h.get("X-Vault-Token").expect("token header");
+        assert!(v.is_sensitive());
+        assert!(!format!("{h:?}").contains("s.TOKEN"));
+        assert!(
+            c.headers(false)
+                .expect("headers")
+                .get("X-Vault-Token")
+                .is_none()
+        );
+        assert!(!format!("{c:?}").contains("s.TOKEN"));
+        c.clear_token();
+        assert!(!c.has_token());
+        assert!(
+            c.headers(true)
+                .expect("headers")
+                .get("X-Vault-Token")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn identity_can_be_swapped() {
+        let (cert, key) = crate::test_support::self_signed();
+        let c = client("https://127.0.0.1:8200");
+        let id = ClientIdentity::from_pem(cert, Zeroizing::new(key)).expect("id");
+        c.set_identity(Some(id)).expect("swap");
+        assert!(c.inner.identity_present.load(Ordering::Relaxed));
+        c.set_identity(None).expect("swap back");
+        assert!(!c.inner.identity_present.load(Ordering::Relaxed));
+    }
+}

@@ -1,0 +1,503 @@
+//! Where the client connects and with which credentials.
+//!
+//! Built explicitly ([`ClientConfig::new`] + setters) or from the standard environment
+//! ([`ClientConfig::from_env`]), so Warden works with the same variables operators already
+//! export for the `bao`/`vault` CLIs.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use secrecy::SecretString;
+use url::Url;
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+use crate::retry::RetryPolicy;
+
+/// Default per-request timeout: the Vault CLI's default.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A TLS client identity (certificate chain + private key) for mTLS and cert-auth login.
+///
+/// The key is held in a zeroize-on-drop buffer and never printed.
+#[derive(Clone)]
+pub struct ClientIdentity {
+    cert_chain_pem: Vec<u8>,
+    key_pem: Zeroizing<Vec<u8>>,
+}
+
+impl ClientIdentity {
+    /// Takes a PEM certificate chain (leaf first) and a PEM private key (PKCS#8, PKCS#1 or
+    /// SEC1). Both are parsed, and the key checked against the leaf, now: a bad file or a key
+    /// from another rotation fails at configuration time, not at the first handshake.
+    pub fn from_pem(cert_chain_pem: Vec<u8>, key_pem: Zeroizing<Vec<u8>>) -> Result<Self> {
+        let identity = Self {
+            cert_chain_pem,
+            key_pem,
+        };
+        let chain = identity.cert_chain()?;
+        if chain.is_empty() {
+            return Err(Error::config(
+                "client certificate PEM contains no certificate",
+            ));
+        }
+        rustls::sign::CertifiedKey::from_der(
+            chain,
+            identity.private_key()?,
+            &crate::tls::provider(),
+        )
+        .map_err(|e| {
+            Error::config(format!(
+                "client certificate and key do not go together: {e}"
+            ))
+        })?;
+        Ok(identity)
+    }
+
+    /// Reads the certificate chain and key from files (e.g. `VAULT_CLIENT_CERT`/`_KEY`).
+    pub fn from_files(cert: &Path, key: &Path) -> Result<Self> {
+        let cert_pem = read_file(cert)?;
+        let key_pem = Zeroizing::new(read_file(key)?);
+        Self::from_pem(cert_pem, key_pem)
+    }
+
+    /// The chain as DER, leaf first.
+    pub(crate) fn cert_chain(&self) -> Result<Vec<CertificateDer<'static>>> {
+        CertificateDer::pem_slice_iter(&self.cert_chain_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Error::config(format!("client certificate PEM: {e}")))
+    }
+
+    pub(crate) fn private_key(&self) -> Result<PrivateKeyDer<'static>> {
+        // The pem error never contains key bytes, only the kind of failure.
+        PrivateKeyDer::from_pem_slice(&self.key_pem)
+            .map_err(|e| Error::config(format!("client key PEM: {e}")))
+    }
+}
+
+impl fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientIdentity")
+            .field("cert_chain_pem_len", &self.cert_chain_pem.len())
+            .field("key", &"...")
+            .finish()
+    }
+}
+
+/// Everything needed to build a [`crate::Client`].
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// Server address, e.g. `https://127.0.0.1:8200` (no `/v1`).
+    pub address: Url,
+    /// PEM CA bundle. When set, it is the ONLY trust anchor: platform roots are not used, so a
+    /// certificate from some public CA cannot impersonate the server.
+    pub ca_cert_pem: Option<Vec<u8>>,
+    /// Client certificate for mTLS listeners and cert-auth login.
+    pub client_identity: Option<ClientIdentity>,
+    /// Token sent as `X-Vault-Token`.
+    pub token: Option<SecretString>,
+    /// Backoff and give-up budgets.
+    pub retry: RetryPolicy,
+    /// Upper bound for one HTTP exchange (connect + request + response).
+    pub request_timeout: Duration,
+    /// OpenBao namespace, sent as `X-Vault-Namespace`.
+    pub namespace: Option<String>,
+}
+
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("address", &self.address.as_str())
+            .field("ca_cert_pem_len", &self.ca_cert_pem.as_ref().map(Vec::len))
+            .field("client_identity", &self.client_identity)
+            .field("token", &self.token.as_ref().map(|_| "..."))
+            .field("retry", &self.retry)
+            .field("request_timeout", &self.request_timeout)
+            .field("namespace", &self.namespace)
+            .finish()
+    }
+}
+
+impl ClientConfig {
+    /// A config for `address` with no TLS material, no token and default timeouts.
+    pub fn new(address: Url) -> Self {
+        Self {
+            address,
+            ca_cert_pem: None,
+            client_identity: None,
+            token: None,
+            retry: RetryPolicy::default(),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            namespace: None,
+        }
+    }
+
+    /// Like [`ClientConfig::new`] but parses the address.
+    pub fn from_address(address: &str) -> Result<Self> {
+        Ok(Self::new(parse_address(address)?))
+    }
+
+    /// Trust only the CAs in this PEM bundle.
+    #[must_use]
+    pub fn with_ca_pem(mut self, pem: Vec<u8>) -> Self {
+        self.ca_cert_pem = Some(pem);
+        self
+    }
+
+    /// Trust only the CAs in this PEM file.
+    pub fn with_ca_file(self, path: impl AsRef<Path>) -> Result<Self> {
+        Ok(self.with_ca_pem(read_file(path.as_ref())?))
+    }
+
+    /// Present this identity on TLS connections.
+    #[must_use]
+    pub fn with_client_identity(mut self, identity: ClientIdentity) -> Self {
+        self.client_identity = Some(identity);
+        self
+    }
+
+    /// Present the certificate chain and key from these PEM files.
+    pub fn with_client_cert_files(
+        self,
+        cert: impl AsRef<Path>,
+        key: impl AsRef<Path>,
+    ) -> Result<Self> {
+        Ok(self.with_client_identity(ClientIdentity::from_files(cert.as_ref(), key.as_ref())?))
+    }
+
+    /// Authenticate requests with this token.
+    #[must_use]
+    pub fn with_token(mut self, token: SecretString) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    /// Replace the retry policy.
+    #[must_use]
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Replace the per-request timeout.
+    #[must_use]
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Send requests in this namespace.
+    #[must_use]
+    pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
+        self
+    }
+
+    /// Reads the process environment; see [`ClientConfig::from_env_with`].
+    pub fn from_env() -> Result<Self> {
+        Self::from_env_with(|name| std::env::var(name).ok())
+    }
+
+    /// Builds a config from environment-style variables obtained through `lookup`.
+    ///
+    /// Recognised: `ADDR` (required), `CACERT`, `CLIENT_CERT` + `CLIENT_KEY` (both or neither),
+    /// `TOKEN`, `NAMESPACE`, `CLIENT_TIMEOUT` (seconds, or with an `ms`/`s`/`m`/`h` suffix),
+    /// each as `BAO_<name>` or `VAULT_<name>`. **`BAO_*` wins** when both are set, because the
+    /// `bao` CLI does the same and an operator who exported `BAO_ADDR` meant OpenBao. Empty
+    /// values count as unset.
+    ///
+    /// Refused rather than ignored, because silently ignoring them would change the security
+    /// meaning of the operator's setup: `SKIP_VERIFY` (we never disable verification) and
+    /// `CAPATH` (use `CACERT` with a bundle file).
+    pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let get = |name: &str| -> Option<(String, String)> {
+            ["BAO_", "VAULT_"].iter().find_map(|prefix| {
+                let var = format!("{prefix}{name}");
+                lookup(&var)
+                    .filter(|v| !v.trim().is_empty())
+                    .map(|v| (var, v))
+            })
+        };
+
+        if let Some((var, value)) = get("SKIP_VERIFY")
+            && !matches!(value.trim().to_ascii_lowercase().as_str(), "0" | "false")
+        {
+            return Err(Error::config(format!(
+                "{var} is set: Warden never disables TLS verification; set BAO_CACERT to the server's CA instead"
+            )));
+        }
+        if let Some((var, _)) = get("CAPATH") {
+            return Err(Error::config(format!(
+                "{var} (a CA directory) is not supported; concatenate the CAs into one file and set BAO_CACERT"
+            )));
+        }
+
+        let (_, addr) = get("ADDR").ok_or_else(|| {
+            Error::config("BAO_ADDR / VAULT_ADDR is not set; export the server address, e.g. https://127.0.0.1:8200")
+        })?;
+        let mut cfg = Self::from_address(&addr)?;
+
+        if let Some((_, ca)) = get("CACERT") {
+            cfg = cfg.with_ca_file(ca)?;
+        }
+        match (get("CLIENT_CERT"), get("CLIENT_KEY")) {
+            (Some((_, cert)), Some((_, key))) => cfg = cfg.with_client_cert_files(cert, key)?,
+            (None, None) => {}
+            (Some((var, _)), None) | (None, Some((var, _))) => {
+                return Err(Error::config(format!(
+                    "{var} is set but its pair is not: set both BAO_CLIENT_CERT and BAO_CLIENT_KEY"
+                )));
+            }
+        }
+        if let Some((_, token)) = get("TOKEN") {
+            cfg = cfg.with_token(SecretString::from(token.trim().to_owned()));
+        }
+        if let Some((_, ns)) = get("NAMESPACE") {
+            cfg = cfg.with_namespace(ns);
+        }
+        if let Some((var, t)) = get("CLIENT_TIMEOUT") {
+            let timeout = parse_duration(&t).ok_or_else(|| {
+                Error::config(format!("{var}={t:?} is not a duration like 60 or 30s"))
+            })?;
+            cfg = cfg.with_request_timeout(timeout);
+        }
+        Ok(cfg)
+    }
+}
+
+/// Parses and checks an address: only `http`/`https`, no query or fragment.
+pub(crate) fn parse_address(address: &str) -> Result<Url> {
+    let url = Url::parse(address.trim())
+        .map_err(|e| Error::config(format!("address {address:?} is not a URL: {e}")))?;
+    check_address(&url)?;
+    Ok(url)
+}
+
+pub(crate) fn check_address(url: &Url) -> Result<()> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(Error::config(format!(
+            "address {url} must start with https:// (or http:// for a local dev server)"
+        )));
+    }
+    if url.host().is_none() || url.query().is_some() || url.fragment().is_some() {
+        return Err(Error::config(format!(
+            "address {url} must be scheme://host[:port][/prefix] without query or fragment"
+        )));
+    }
+    Ok(())
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::ReadFile {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// `60` (seconds), `1500ms`, `30s`, `2m`, `1h`.
+fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    match unit {
+        "" | "s" => Some(Duration::from_secs(n)),
+        "ms" => Some(Duration::from_millis(n)),
+        "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
+        "h" => Some(Duration::from_secs(n.checked_mul(3600)?)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    use crate::test_support::self_signed as test_identity;
+
+    #[test]
+    fn vault_variables_are_read() {
+        let cfg = ClientConfig::from_env_with(env(&[
+            ("VAULT_ADDR", "https://vault.test:8200"),
+            ("VAULT_TOKEN", "s.abc"),
+            ("VAULT_NAMESPACE", "team-a"),
+            ("VAULT_CLIENT_TIMEOUT", "5s"),
+        ]))
+        .expect("config");
+        assert_eq!(cfg.address.as_str(), "https://vault.test:8200/");
+        assert_eq!(
+            cfg.token
+                .as_ref()
+                .map(|t| t.expose_secret().to_owned())
+                .as_deref(),
+            Some("s.abc")
+        );
+        assert_eq!(cfg.namespace.as_deref(), Some("team-a"));
+        assert_eq!(cfg.request_timeout, Duration::from_secs(5));
+        assert!(cfg.ca_cert_pem.is_none() && cfg.client_identity.is_none());
+    }
+
+    #[test]
+    fn bao_variables_win_over_vault_ones() {
+        let cfg = ClientConfig::from_env_with(env(&[
+            ("VAULT_ADDR", "https://vault.test:8200"),
+            ("BAO_ADDR", "https://bao.test:8200"),
+            ("VAULT_TOKEN", "s.vault"),
+            ("BAO_TOKEN", "s.bao"),
+            ("BAO_NAMESPACE", ""),
+            ("VAULT_NAMESPACE", "fallback"),
+        ]))
+        .expect("config");
+        assert_eq!(cfg.address.host_str(), Some("bao.test"));
+        assert_eq!(
+            cfg.token
+                .as_ref()
+                .map(|t| t.expose_secret().to_owned())
+                .as_deref(),
+            Some("s.bao")
+        );
+        // An empty BAO_ value counts as unset, so the VAULT_ one applies.
+        assert_eq!(cfg.namespace.as_deref(), Some("fallback"));
+    }
+
+    #[test]
+    fn missing_address_is_a_config_error() {
+        let err = ClientConfig::from_env_with(env(&[("VAULT_TOKEN", "s.x")])).unwrap_err();
+        assert!(
+            matches!(&err, Error::Config { what } if what.contains("BAO_ADDR")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn skip_verify_and_capath_are_refused() {
+        let err = ClientConfig::from_env_with(env(&[
+            ("VAULT_ADDR", "https://v:1"),
+            ("VAULT_SKIP_VERIFY", "true"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("VAULT_SKIP_VERIFY"), "{err}");
+        // Explicitly false is harmless.
+        ClientConfig::from_env_with(env(&[
+            ("VAULT_ADDR", "https://v:1"),
+            ("VAULT_SKIP_VERIFY", "false"),
+        ]))
+        .expect("false is fine");
+        let err = ClientConfig::from_env_with(env(&[
+            ("BAO_ADDR", "https://v:1"),
+            ("BAO_CAPATH", "/etc/ssl"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("BAO_CAPATH"), "{err}");
+    }
+
+    #[test]
+    fn files_are_read_and_errors_name_the_file() {
+        let dir = std::env::temp_dir().join(format!("warden-bao-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let (cert, key) = test_identity();
+        let (cert_path, key_path) = (dir.join("c.pem"), dir.join("k.pem"));
+        std::fs::write(&cert_path, &cert).expect("write cert");
+        std::fs::write(&key_path, &key).expect("write key");
+        let ok = ClientConfig::from_env_with(env(&[
+            ("VAULT_ADDR", "https://v:1"),
+            ("VAULT_CACERT", cert_path.to_str().expect("utf8")),
+            ("VAULT_CLIENT_CERT", cert_path.to_str().expect("utf8")),
+            ("VAULT_CLIENT_KEY", key_path.to_str().expect("utf8")),
+        ]));
+        let missing = ClientConfig::from_env_with(env(&[
+            ("VAULT_ADDR", "https://v:1"),
+            ("VAULT_CACERT", "/nonexistent/ca.pem"),
+        ]));
+        let half = ClientConfig::from_env_with(env(&[
+            ("VAULT_ADDR", "https://v:1"),
+            ("VAULT_CLIENT_CERT", cert_path.to_str().expect("utf8")),
+        ]));
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+
+        let ok = ok.expect("config with files");
+        assert_eq!(ok.ca_cert_pem.as_deref(), Some(cert.as_slice()));
+        assert!(ok.client_identity.is_some());
+        assert!(
+            matches!(missing, Err(Error::ReadFile { ref path, .. }) if path.ends_with("ca.pem"))
+        );
+        assert!(
+            matches!(half, Err(Error::Config { ref what }) if what.contains("VAULT_CLIENT_CERT"))
+        );
+    }
+
+    #[test]
+    fn bad_addresses_are_rejected() {
+        for bad in ["ftp://x", "not a url", "https://x/?q=1", "unix:///tmp/s"] {
+            assert!(ClientConfig::from_address(bad).is_err(), "{bad}");
+        }
+        ClientConfig::from_address("http://127.0.0.1:8200").expect("ok");
+    }
+
+    #[test]
+    fn bad_pem_is_rejected_at_config_time() {
+        let err =
+            ClientIdentity::from_pem(b"garbage".to_vec(), Zeroizing::new(b"garbage".to_vec()))
+                .unwrap_err();
+        assert!(matches!(err, Error::Config { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn key_from_another_certificate_is_rejected() {
+        let (cert, _) = test_identity();
+        let (_, other_key) = test_identity();
+        let err = ClientIdentity::from_pem(cert, Zeroizing::new(other_key)).unwrap_err();
+        assert!(
+            matches!(&err, Error::Config { what } if what.contains("do not go together")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn debug_prints_no_secret() {
+        let (cert, key) = test_identity();
+        let key_text = String::from_utf8(key.clone()).expect("utf8");
+        let id = ClientIdentity::from_pem(cert, Zeroizing::new(key)).expect("identity");
+        let cfg = ClientConfig::from_address("https://v:1")
+            .expect("cfg")
+            .with_token(SecretString::from("s.TOPSECRETTOKEN"))
+            .with_client_identity(id);
+        let dbg = format!("{cfg:?}");
+        assert!(!dbg.contains("TOPSECRET"), "{dbg}");
+        assert!(!dbg.contains("PRIVATE KEY"), "{dbg}");
+        let key_body: String = key_text
+            .lines()
+            .nth(1)
+            .expect("pem body")
+            .chars()
+            .take(20)
+            .collect();
+        assert!(!dbg.contains(&key_body), "{dbg}");
+        assert!(dbg.contains("\"...\""), "{dbg}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("60"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_duration("1500ms"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("x"), None);
+        assert_eq!(parse_duration("5d"), None);
+    }
+}

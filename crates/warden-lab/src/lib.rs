@@ -1,0 +1,31 @@
+//! A local, multi-environment OpenBao lab: the embedded default deployment of Warden.
+//!
+//! `Lab::up` creates an offline root CA and, for each environment (`test` and `prod` by
+//! default), a separate OpenBao server on its own 127.0.0.1 port with integrated raft storage,
+//! an HTTPS listener that requires client certificates from that environment's CA only, a file
+//! audit device, Shamir initialisation and unseal, and a PKI intermediate whose key is generated
+//! inside OpenBao and whose CSR the offline root signs.
+//!
+//! Start with [`Lab`]; [`LabLayout`] says where every file lives; [`process`] holds the process
+//! primitives the test harness shares.
+
+mod bring_up;
+mod client;
+mod config;
+mod custody;
+mod error;
+mod lab;
+mod layout;
+pub mod process;
+mod server;
+mod status;
+mod tls;
+
+pub use bring_up::{EnvUpReport, Progress, Quiet};
+pub use config::{EnvConfig, LabConfig, NewLabOptions};
+pub use config::DEFAULT_PKI_MOUNT;
+pub use custody::LAB_ONLY_NOTICE;
+pub use error::Error;
+pub use lab::{DownReport, Lab, UpReport};
+pub use layout::{DEFAULT_LAB_DIR, EnvLayout, LabLayout};
+pub use status::EnvStatus;

@@ -1,0 +1,45 @@
+//! `warden-pki`: the offline root CA and the certificate logic around it.
+//!
+//! The root key lives encrypted in a directory no OpenBao ever reads; it signs one intermediate
+//! per environment (OpenBao's PKI mount, the lab's listener CA) and nothing else. Everything is
+//! policy-first: from a CSR only the subject and the key are kept, every extension comes from
+//! Warden's policy, serials are random, validity is explicit, and every signature is written to
+//! an append-only ledger. Time is always passed in (`now`), never read from the clock, so expiry
+//! behaviour is tested exactly.
+//!
+//! Where to start:
+//!
+//! | need                                          | API                                            |
+//! |-----------------------------------------------|------------------------------------------------|
+//! | create / open the root directory              | [`CaDir::init`], [`CaDir::open`]               |
+//! | sign an intermediate from a CSR               | [`CaDir::sign_intermediate`], [`IntermediateRequest`] |
+//! | read the issuance record                      | [`CaDir::ledger`], [`LedgerEntry`]             |
+//! | keys and CSRs                                 | [`generate_key`], [`make_csr`], [`GeneratedKey`] |
+//! | issue leaves from an in-memory intermediate   | [`LocalIssuer`]                                |
+//! | inspect certificates / check a chain          | [`parse_pem_bundle`], [`verify_chain`]         |
+//! | parse `10y`, `72h`                            | [`parse_duration`]                             |
+//!
+//! No I/O happens outside the CA directory, and nothing is printed: errors are [`Error`].
+
+mod chain;
+mod duration;
+mod error;
+mod inspect;
+mod issuer;
+mod keys;
+mod keystore;
+mod ledger;
+mod params;
+mod root;
+mod sign;
+
+pub use chain::{ChainProblem, ChainReport, verify_chain};
+pub use duration::{format_duration, parse_duration};
+pub use error::{Error, Result};
+pub use inspect::{CertInfo, parse_pem_bundle};
+pub use issuer::LocalIssuer;
+pub use keys::{GeneratedKey, KeyAlgorithm, generate_key, make_csr};
+pub use ledger::LedgerEntry;
+pub use params::BACKDATE;
+pub use root::{CaDir, CaMetadata, LEDGER, METADATA, ROOT_CERT, ROOT_KEY, RootOptions};
+pub use sign::{IntermediateRequest, SignedIntermediate};

@@ -1,0 +1,488 @@
+//! `warden ca` as an operator uses it: the real binary, real files, passphrases from a file or
+//! `WARDEN_CA_PASSPHRASE`. Every refusal is checked to leave the CA directory byte-for-byte
+//! unchanged.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use assert_cmd::cargo::cargo_bin_cmd;
+use predicates::prelude::*;
+
+const PASS: &str = "a long offline passphrase";
+
+struct Env {
+    tmp: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        let env = Self {
+            tmp: tempfile::tempdir().unwrap(),
+        };
+        env.write_private("pass", &format!("{PASS}\n"));
+        env.write_private("wrong-pass", "not the passphrase\n");
+        env
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.path("ca")
+    }
+
+    fn write_private(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        p
+    }
+
+    /// `warden` with a clean environment for the variables it reads.
+    fn warden(&self) -> assert_cmd::Command {
+        let mut cmd = cargo_bin_cmd!("warden");
+        cmd.env_remove("WARDEN_CA_PASSPHRASE")
+            .env_remove("WARDEN_CA_DIR")
+            .env_remove("WARDEN_LOG")
+            .current_dir(self.tmp.path())
+            .timeout(std::time::Duration::from_secs(60));
+        cmd
+    }
+
+    fn init(&self, extra: &[&str]) {
+        self.warden()
+            .args(["ca", "init", "--dir"])
+            .arg(self.ca())
+            .arg("--passphrase-file")
+            .arg(self.path("pass"))
+            .args(extra)
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("Created the offline root CA"));
+    }
+
+    /// A fresh CSR for an intermediate named `cn`, written to `<name>.csr`.
+    fn csr(&self, name: &str, cn: &str) -> PathBuf {
+        let key = warden_pki::generate_key(warden_pki::KeyAlgorithm::EcdsaP256).unwrap();
+        let pem = warden_pki::make_csr(&key, cn, &[], &[]).unwrap();
+        let p = self.path(&format!("{name}.csr"));
+        std::fs::write(&p, pem).unwrap();
+        p
+    }
+
+    fn sign(&self, csr: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
+        self.warden()
+            .args(["ca", "sign-intermediate", "--env", "test", "--dir"])
+            .arg(self.ca())
+            .arg("--csr")
+            .arg(csr)
+            .args(extra)
+            .assert()
+    }
+
+    fn ledger_lines(&self) -> usize {
+        std::fs::read_to_string(self.ca().join("ledger.jsonl"))
+            .unwrap()
+            .lines()
+            .count()
+    }
+
+    /// Name → (mode, content) of every file in the CA directory, plus the directory's own mode.
+    fn snapshot(&self) -> BTreeMap<String, (u32, Vec<u8>)> {
+        let mut map: BTreeMap<_, _> = std::fs::read_dir(self.ca())
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let mode = e.metadata().unwrap().permissions().mode();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    (mode, std::fs::read(e.path()).unwrap()),
+                )
+            })
+            .collect();
+        let dir_mode = std::fs::metadata(self.ca()).unwrap().permissions().mode();
+        map.insert(".".to_owned(), (dir_mode, Vec::new()));
+        map
+    }
+}
+
+fn stderr_of(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&a.get_output().stderr).into_owned()
+}
+
+#[test]
+fn init_sign_show_and_verify() {
+    let env = Env::new();
+    env.init(&[]);
+    let ca = env.ca();
+    for (name, mode) in [
+        ("root.crt", 0o644),
+        ("root.key.p8", 0o600),
+        ("ledger.jsonl", 0o644),
+        ("ca.json", 0o644),
+    ] {
+        let m = std::fs::metadata(ca.join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(m, mode, "{name}");
+    }
+    assert_eq!(env.ledger_lines(), 1);
+
+    let csr = env.csr("test", "OpenBao test PKI");
+    let out = env.path("test-int.pem");
+    env.sign(
+        &csr,
+        &[
+            "--out",
+            out.to_str().unwrap(),
+            "--permitted-dns",
+            "test.internal",
+            "--validity",
+            "2y",
+            "--passphrase-file",
+            env.path("pass").to_str().unwrap(),
+        ],
+    )
+    .success()
+    .stdout(predicate::str::contains("Signed CN=OpenBao test PKI"));
+    assert_eq!(env.ledger_lines(), 2);
+    let certs = warden_pki::parse_pem_bundle(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(certs.len(), 1);
+    assert!(certs[0].is_ca);
+    assert_eq!(certs[0].path_len, Some(0));
+    assert_eq!(certs[0].permitted_dns, ["test.internal"]);
+    assert_eq!(certs[0].issuer, "CN=Warden Offline Root CA");
+
+    // show --output json carries the root and the ledger.
+    let a = env
+        .warden()
+        .args(["ca", "show", "--output", "json", "--dir"])
+        .arg(&ca)
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    assert_eq!(v["root"]["subject"], "CN=Warden Offline Root CA");
+    assert_eq!(v["root"]["self_signed"], true);
+    assert_eq!(v["metadata"]["algorithm"], "ecdsa-p256");
+    let ledger = v["ledger"].as_array().unwrap();
+    assert_eq!(ledger.len(), 2);
+    assert_eq!(ledger[0]["profile"], "root");
+    assert_eq!(ledger[1]["environment"], "test");
+    assert_eq!(ledger[1]["profile"], "vault-pki");
+    assert_eq!(ledger[1]["sha256"], certs[0].sha256);
+    assert_eq!(ledger[1]["serial"], certs[0].serial);
+
+    // show as text has the table.
+    env.warden()
+        .args(["ca", "show", "--dir"])
+        .arg(&ca)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Ledger (2 signature(s))"))
+        .stdout(predicate::str::contains("vault-pki"));
+
+    // The intermediate alone: the root is missing, exit 3.
+    env.warden()
+        .args(["ca", "verify"])
+        .arg(&out)
+        .assert()
+        .code(3)
+        .stdout(predicate::str::contains(
+            "intermediate only — the root is missing for validation",
+        ))
+        .stdout(predicate::str::contains("hint: pass the root with --root"))
+        .stderr(predicate::str::contains("is not valid: 1 problem(s)"));
+    let a = env
+        .warden()
+        .args(["ca", "verify", "-o", "json"])
+        .arg(&out)
+        .assert()
+        .code(3);
+    let v: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["problems"][0]["kind"], "missing_root");
+
+    // With the root, by file or by CA directory: valid, exit 0.
+    env.warden()
+        .args(["ca", "verify"])
+        .arg(&out)
+        .arg("--root")
+        .arg(ca.join("root.crt"))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("valid: every link verifies"));
+    env.warden()
+        .args(["ca", "verify"])
+        .arg(&out)
+        .arg("--dir")
+        .arg(&ca)
+        .assert()
+        .success();
+
+    // Two years from now the intermediate has expired.
+    let later = (time::OffsetDateTime::now_utc() + time::Duration::days(800))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    env.warden()
+        .args(["ca", "verify", "--at", &later])
+        .arg(&out)
+        .arg("--dir")
+        .arg(&ca)
+        .assert()
+        .code(3)
+        .stdout(predicate::str::contains("CN=OpenBao test PKI expired at"));
+}
+
+#[test]
+fn env_passphrase_stdout_pem_and_bundle_order() {
+    let env = Env::new();
+    env.init(&["--algorithm", "ecdsa-p384", "--common-name", "Lab Root"]);
+    let csr = env.csr("prod", "OpenBao prod PKI");
+    // Passphrase from the environment; no --out: stdout is exactly the PEM bundle.
+    let a = env
+        .warden()
+        .env("WARDEN_CA_PASSPHRASE", PASS)
+        .args([
+            "ca",
+            "sign-intermediate",
+            "--env",
+            "prod",
+            "--bundle",
+            "--dir",
+        ])
+        .arg(env.ca())
+        .arg("--csr")
+        .arg(&csr)
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("-----BEGIN CERTIFICATE-----"));
+    let bundle = String::from_utf8(a.get_output().stdout.clone()).unwrap();
+    let certs = warden_pki::parse_pem_bundle(&bundle).unwrap();
+    assert_eq!(certs.len(), 2);
+    assert_eq!(certs[1].subject, "CN=Lab Root");
+    assert_eq!(certs[1].key_algorithm, "ECDSA P-384");
+    let bundle_path = env.path("bundle.pem");
+    std::fs::write(&bundle_path, &bundle).unwrap();
+    env.warden()
+        .args(["ca", "verify"])
+        .arg(&bundle_path)
+        .assert()
+        .success();
+
+    // The same two certificates the wrong way round.
+    let pems: Vec<&str> = bundle
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .collect();
+    let swapped = env.path("swapped.pem");
+    std::fs::write(&swapped, format!("{}{}", pems[1], pems[0])).unwrap();
+    env.warden()
+        .args(["ca", "verify"])
+        .arg(&swapped)
+        .assert()
+        .code(3)
+        .stdout(predicate::str::contains("wrong order"));
+}
+
+#[test]
+fn wrong_passphrase_is_refused_and_changes_nothing() {
+    let env = Env::new();
+    env.init(&[]);
+    let csr = env.csr("x", "int");
+    let before = env.snapshot();
+    let out = env.path("int.pem");
+    let a = env
+        .sign(
+            &csr,
+            &[
+                "--out",
+                out.to_str().unwrap(),
+                "--passphrase-file",
+                env.path("wrong-pass").to_str().unwrap(),
+            ],
+        )
+        .code(1);
+    let err = stderr_of(&a);
+    assert!(err.contains("the passphrase does not decrypt"), "{err}");
+    assert!(
+        err.contains("hint: check the passphrase; the CA directory was not changed"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(PASS) && !err.contains("not the passphrase"),
+        "{err}"
+    );
+    assert_eq!(env.snapshot(), before);
+    assert!(!out.exists());
+}
+
+#[test]
+fn tampered_csr_is_refused_and_changes_nothing() {
+    let env = Env::new();
+    env.init(&[]);
+    let csr = env.csr("x", "int");
+    // Change one base64 character near the end: a few bits of the last bytes of the DER, which
+    // are the CSR's signature.
+    let pem = std::fs::read_to_string(&csr).unwrap();
+    let mut body: Vec<u8> = pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect::<String>()
+        .into_bytes();
+    let i = body.iter().rposition(|c| *c != b'=').unwrap() - 5;
+    body[i] = if body[i] == b'A' { b'B' } else { b'A' };
+    let wrapped: Vec<String> = body
+        .chunks(64)
+        .map(|c| String::from_utf8(c.to_vec()).unwrap())
+        .collect();
+    let tampered = env.path("tampered.csr");
+    std::fs::write(
+        &tampered,
+        format!(
+            "-----BEGIN CERTIFICATE REQUEST-----\n{}\n-----END CERTIFICATE REQUEST-----\n",
+            wrapped.join("\n")
+        ),
+    )
+    .unwrap();
+    let before = env.snapshot();
+    let a = env
+        .sign(
+            &tampered,
+            &["--passphrase-file", env.path("pass").to_str().unwrap()],
+        )
+        .code(1);
+    let err = stderr_of(&a);
+    assert!(err.contains("bad certificate signing request"), "{err}");
+    assert!(err.contains("signature does not verify"), "{err}");
+    assert!(err.contains("the CA directory was not changed"), "{err}");
+    assert_eq!(env.snapshot(), before);
+}
+
+#[test]
+fn an_intermediate_outliving_the_root_is_refused() {
+    let env = Env::new();
+    env.init(&["--validity", "1y"]);
+    let csr = env.csr("x", "int");
+    let before = env.snapshot();
+    let a = env
+        .sign(
+            &csr,
+            &["--passphrase-file", env.path("pass").to_str().unwrap()],
+        )
+        .code(1);
+    let err = stderr_of(&a);
+    assert!(err.contains("the root expires at "), "{err}");
+    assert!(err.contains(", before the intermediate would ("), "{err}");
+    assert!(err.contains("shorter --validity"), "{err}");
+    assert_eq!(env.snapshot(), before);
+    // A lifetime that fits is accepted.
+    env.sign(
+        &csr,
+        &[
+            "--validity",
+            "90d",
+            "--passphrase-file",
+            env.path("pass").to_str().unwrap(),
+        ],
+    )
+    .success();
+    assert_eq!(env.ledger_lines(), 2);
+}
+
+#[test]
+fn an_expired_root_signs_nothing() {
+    let env = Env::new();
+    env.init(&["--validity", "2s"]);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let csr = env.csr("x", "int");
+    let before = env.snapshot();
+    let a = env
+        .sign(
+            &csr,
+            &[
+                "--validity",
+                "1s",
+                "--passphrase-file",
+                env.path("pass").to_str().unwrap(),
+            ],
+        )
+        .code(1);
+    let err = stderr_of(&a);
+    assert!(err.contains("the root expired at "), "{err}");
+    assert!(err.contains("warden ca init"), "{err}");
+    assert_eq!(env.snapshot(), before);
+    env.warden()
+        .args(["ca", "show", "--dir"])
+        .arg(env.ca())
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("EXPIRED"));
+}
+
+#[test]
+fn init_refuses_an_existing_ca_and_sign_an_unwritable_out() {
+    let env = Env::new();
+    env.init(&[]);
+    let before = env.snapshot();
+    let a = env
+        .warden()
+        .args(["ca", "init", "--dir"])
+        .arg(env.ca())
+        .arg("--passphrase-file")
+        .arg(env.path("pass"))
+        .assert()
+        .code(1);
+    let err = stderr_of(&a);
+    assert!(err.contains("already holds a CA"), "{err}");
+    assert!(err.contains("warden ca show"), "{err}");
+    assert_eq!(env.snapshot(), before);
+
+    // --out in a directory that does not exist: refused before signing, ledger untouched.
+    let csr = env.csr("x", "int");
+    let a = env
+        .sign(
+            &csr,
+            &[
+                "--out",
+                env.path("missing/int.pem").to_str().unwrap(),
+                "--passphrase-file",
+                env.path("pass").to_str().unwrap(),
+            ],
+        )
+        .code(1);
+    assert!(stderr_of(&a).contains("nothing was signed"));
+    assert_eq!(env.snapshot(), before);
+
+    // Not a CA directory.
+    let a = env
+        .warden()
+        .args(["ca", "show", "--dir"])
+        .arg(env.path("nowhere"))
+        .assert()
+        .code(1);
+    assert!(stderr_of(&a).contains("warden ca init"));
+}
+
+#[test]
+fn verify_rejects_garbage_and_bad_durations_with_usage_errors() {
+    let env = Env::new();
+    let junk = env.path("junk.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    let a = env
+        .warden()
+        .args(["ca", "verify"])
+        .arg(&junk)
+        .assert()
+        .code(1);
+    assert!(stderr_of(&a).contains("PEM"), "{}", stderr_of(&a));
+    env.warden()
+        .args(["ca", "init", "--validity", "ten years", "--dir"])
+        .arg(env.ca())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("invalid duration"));
+    assert!(!env.ca().exists());
+}

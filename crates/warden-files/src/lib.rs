@@ -146,12 +146,10 @@ pub fn ensure_dir(dir: &Path, mode: u32) -> Result<(), Error> {
         let path = dir.to_path_buf();
         move |source| Error::Io { path, step, source }
     };
-    if let Ok(meta) = fs::symlink_metadata(dir) {
-        if meta.file_type().is_symlink() {
-            return Err(Error::Symlink {
-                path: dir.to_path_buf(),
-            });
-        }
+    if fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(Error::Symlink {
+            path: dir.to_path_buf(),
+        });
     }
     fs::create_dir_all(dir).map_err(io_err("create directory"))?;
     fs::set_permissions(dir, fs::Permissions::from_mode(mode)).map_err(io_err("set permissions"))
@@ -165,12 +163,10 @@ pub fn append_line(path: &Path, line: &str) -> Result<(), Error> {
         let path = path.to_path_buf();
         move |source| Error::Io { path, step, source }
     };
-    if let Ok(meta) = fs::symlink_metadata(path) {
-        if meta.file_type().is_symlink() {
-            return Err(Error::Symlink {
-                path: path.to_path_buf(),
-            });
-        }
+    if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(Error::Symlink {
+            path: path.to_path_buf(),
+        });
     }
     let mut file = OpenOptions::new()
         .create(true)
@@ -206,10 +202,16 @@ mod tests {
         let p = dir.path().join("key.pem");
         write_atomic(&p, b"one", Mode::OwnerOnly).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"one");
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         write_atomic(&p, b"two", Mode::Public).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o644);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
         // No temporary files are left behind.
         let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1);
@@ -236,9 +238,22 @@ mod tests {
         fs::create_dir(&p).unwrap();
         fs::write(p.join("inner"), b"keep").unwrap();
         let err = write_atomic(&p, b"new", Mode::Public).unwrap_err();
-        assert!(matches!(err, Error::Io { step: "rename into place", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                Error::Io {
+                    step: "rename into place",
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert_eq!(fs::read(p.join("inner")).unwrap(), b"keep");
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "temporary file left behind");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "temporary file left behind"
+        );
     }
 
     #[test]
@@ -255,6 +270,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().join("a/b");
         ensure_private_dir(&d).unwrap();
-        assert_eq!(fs::metadata(&d).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            fs::metadata(&d).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
     }
 }

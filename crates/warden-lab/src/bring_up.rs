@@ -41,6 +41,8 @@ pub struct EnvUpReport {
     pub unsealed: bool,
     /// The PKI intermediate was created and signed by this run.
     pub intermediate_created: bool,
+    /// The server was restarted to pick up a new client CA bundle.
+    pub restarted: bool,
 }
 
 /// Receives progress lines for humans ("test: starting OpenBao on ...").
@@ -80,16 +82,23 @@ pub(crate) async fn ensure_env(
     let now = OffsetDateTime::now_utc();
     report.tls_created = tls::ensure(name, layout, s.ca, s.passphrase, now)?;
     if report.tls_created {
-        s.progress.step(name, "created TLS material (listener CA, server and operator certificates)");
+        s.progress.step(
+            name,
+            "created TLS material (listener CA, server and operator certificates)",
+        );
     }
 
     match server::find(env, layout)? {
-        ProcessState::Running(pid) => s.progress.step(name, &format!("OpenBao already running (pid {pid})")),
+        ProcessState::Running(pid) => s
+            .progress
+            .step(name, &format!("OpenBao already running (pid {pid})")),
         ProcessState::Stopped => {
-            s.progress.step(name, &format!("starting OpenBao on {}", env.address()));
+            s.progress
+                .step(name, &format!("starting OpenBao on {}", env.address()));
             let pid = server::start(env, layout, s.bao).await?;
             report.started = true;
-            s.progress.step(name, &format!("OpenBao listening (pid {pid})"));
+            s.progress
+                .step(name, &format!("OpenBao listening (pid {pid})"));
         }
     }
 
@@ -102,7 +111,10 @@ pub(crate) async fn ensure_env(
     if !health.initialized {
         s.progress.step(
             name,
-            &format!("initialising ({} unseal shares, threshold {})", s.shares, s.threshold),
+            &format!(
+                "initialising ({} unseal shares, threshold {})",
+                s.shares, s.threshold
+            ),
         );
         let init = client
             .init(s.shares, s.threshold)
@@ -115,42 +127,91 @@ pub(crate) async fn ensure_env(
         report.initialized = true;
     }
 
-    let status = client.seal_status().await.map_err(Error::bao(name, "read seal status"))?;
-    if status.sealed {
-        let keys = custody::read_unseal_keys(&layout.unseal_keys())?.ok_or_else(|| {
-            Error::CustodyMissing { env: name.to_owned(), path: layout.unseal_keys() }
-        })?;
-        let needed = usize::from(status.threshold.max(1));
-        if keys.len() < needed {
-            return Err(Error::ServerState {
-                env: name.to_owned(),
-                what: format!("{} unseal shares in custody, {needed} needed", keys.len()),
-            });
-        }
-        for key in keys.iter().take(needed) {
-            let st = client.unseal(key).await.map_err(Error::bao(name, "unseal"))?;
-            if !st.sealed {
-                break;
-            }
-        }
+    if unseal(&client, name, layout).await? {
         report.unsealed = true;
         s.progress.step(name, "unsealed");
     }
     wait_active(&client, name).await?;
 
-    let token = custody::read_secret(&layout.root_token())?.ok_or_else(|| Error::CustodyMissing {
-        env: name.to_owned(),
-        path: layout.root_token(),
-    })?;
+    let token =
+        custody::read_secret(&layout.root_token())?.ok_or_else(|| Error::CustodyMissing {
+            env: name.to_owned(),
+            path: layout.root_token(),
+        })?;
     client.set_token(token);
     report.intermediate_created = ensure_pki(env, &client, s, now).await?;
     if report.intermediate_created {
         s.progress.step(
             name,
-            &format!("PKI intermediate at {}/ signed by the offline root", env.pki_mount),
+            &format!(
+                "PKI intermediate at {}/ signed by the offline root",
+                env.pki_mount
+            ),
         );
     }
+
+    // Identities log in with certificates from the PKI intermediate, so the listener must
+    // trust it next to the listener CA. OpenBao reads the client CA file at start only.
+    let issuing = client
+        .read(&format!("{}/cert/ca", env.pki_mount))
+        .await
+        .map_err(Error::bao(name, "read the PKI intermediate"))?
+        .data
+        .and_then(|d| {
+            d.get("certificate")
+                .and_then(|c| c.as_str())
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    if tls::ensure_client_ca(layout, &issuing)? {
+        s.progress.step(
+            name,
+            "restarting so the listener trusts identity certificates from the PKI intermediate",
+        );
+        server::stop(env, layout).await?;
+        server::start(env, layout, s.bao).await?;
+        client
+            .wait_reachable()
+            .await
+            .map_err(Error::bao(name, "reach the server"))?;
+        unseal(&client, name, layout).await?;
+        wait_active(&client, name).await?;
+        report.restarted = true;
+    }
     Ok(report)
+}
+
+/// Unseals with the custody shares if the server is sealed; returns whether it was.
+async fn unseal(client: &Client, name: &str, layout: &EnvLayout) -> Result<bool, Error> {
+    let status = client
+        .seal_status()
+        .await
+        .map_err(Error::bao(name, "read seal status"))?;
+    if !status.sealed {
+        return Ok(false);
+    }
+    let keys =
+        custody::read_unseal_keys(&layout.unseal_keys())?.ok_or_else(|| Error::CustodyMissing {
+            env: name.to_owned(),
+            path: layout.unseal_keys(),
+        })?;
+    let needed = usize::from(status.threshold.max(1));
+    if keys.len() < needed {
+        return Err(Error::ServerState {
+            env: name.to_owned(),
+            what: format!("{} unseal shares in custody, {needed} needed", keys.len()),
+        });
+    }
+    for key in keys.iter().take(needed) {
+        let st = client
+            .unseal(key)
+            .await
+            .map_err(Error::bao(name, "unseal"))?;
+        if !st.sealed {
+            break;
+        }
+    }
+    Ok(true)
 }
 
 /// Waits until the server is unsealed and active (a single raft node elects itself leader a
@@ -193,7 +254,10 @@ async fn ensure_pki(
 ) -> Result<bool, Error> {
     let name = env.name.as_str();
     let mount = env.pki_mount.as_str();
-    let mounts = client.list_mounts().await.map_err(Error::bao(name, "list secrets engines"))?;
+    let mounts = client
+        .list_mounts()
+        .await
+        .map_err(Error::bao(name, "list secrets engines"))?;
     if !mounts.keys().any(|m| m.trim_end_matches('/') == mount) {
         let max_ttl = Duration::from_secs(INTERMEDIATE_VALIDITY.whole_seconds().unsigned_abs());
         let options = warden_bao::MountOptions::default()
@@ -204,12 +268,19 @@ async fn ensure_pki(
             .await
             .map_err(Error::bao(name, "mount the PKI engine"))?;
     }
-    let chain = client.pki_ca_chain(mount).await.map_err(Error::bao(name, "read the CA chain"))?;
+    let chain = client
+        .pki_ca_chain(mount)
+        .await
+        .map_err(Error::bao(name, "read the CA chain"))?;
     if !chain.trim().is_empty() {
         return Ok(false);
     }
     let csr = client
-        .pki_generate_intermediate_csr(mount, &format!("Warden {name} PKI intermediate"), warden_bao::KeyType::EcP256)
+        .pki_generate_intermediate_csr(
+            mount,
+            &format!("Warden {name} PKI intermediate"),
+            warden_bao::KeyType::EcP256,
+        )
         .await
         .map_err(Error::bao(name, "generate the intermediate CSR"))?;
     let request = IntermediateRequest {
@@ -219,10 +290,9 @@ async fn ensure_pki(
         path_len: 0,
         permitted_dns: Vec::new(),
     };
-    let signed = s
-        .ca
-        .sign_intermediate(&csr.csr_pem, &request, s.passphrase, now)
-        .map_err(Error::pki(name, "sign the PKI intermediate"))?;
+    let signed =
+        s.ca.sign_intermediate(&csr.csr_pem, &request, s.passphrase, now)
+            .map_err(Error::pki(name, "sign the PKI intermediate"))?;
     let root = s.ca.root_pem();
     // Importing intermediate + root makes both chain endpoints return the full chain
     // (research/openbao-notes.md #5); importing the intermediate alone would not.

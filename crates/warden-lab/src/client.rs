@@ -14,13 +14,16 @@ pub(crate) fn operator_client(
     layout: &EnvLayout,
     token: Option<SecretString>,
 ) -> Result<Client, Error> {
-    let address = env.address().parse().map_err(|e: url::ParseError| Error::ServerState {
-        env: env.name.clone(),
-        what: format!("bad address {}: {e}", env.address()),
-    })?;
+    let address = env
+        .address()
+        .parse()
+        .map_err(|e: url::ParseError| Error::ServerState {
+            env: env.name.clone(),
+            what: format!("bad address {}: {e}", env.address()),
+        })?;
     let mut cfg = ClientConfig::new(address)
-        .with_ca_file(&layout.ca_bundle())
-        .and_then(|c| c.with_client_cert_files(&layout.operator_cert(), &layout.operator_key()))
+        .with_ca_file(layout.ca_bundle())
+        .and_then(|c| c.with_client_cert_files(layout.operator_cert(), layout.operator_key()))
         .map_err(Error::bao(&env.name, "load the operator credentials"))?;
     if let Some(token) = token {
         cfg = cfg.with_token(token);

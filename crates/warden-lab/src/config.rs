@@ -30,7 +30,10 @@ pub struct NewLabOptions {
 impl Default for NewLabOptions {
     fn default() -> Self {
         Self {
-            environments: DEFAULT_ENVIRONMENTS.iter().map(|s| (*s).to_owned()).collect(),
+            environments: DEFAULT_ENVIRONMENTS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
             shares: DEFAULT_SHARES,
             threshold: DEFAULT_THRESHOLD,
         }
@@ -47,12 +50,16 @@ impl NewLabOptions {
             )));
         }
         if self.environments.is_empty() {
-            return Err(Error::InvalidOption("at least one environment is needed".into()));
+            return Err(Error::InvalidOption(
+                "at least one environment is needed".into(),
+            ));
         }
         for (i, name) in self.environments.iter().enumerate() {
             let ok = !name.is_empty()
                 && name.len() <= 32
-                && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 && !name.starts_with('-');
             if !ok {
                 return Err(Error::InvalidOption(format!(
@@ -60,7 +67,9 @@ impl NewLabOptions {
                 )));
             }
             if self.environments[..i].contains(name) {
-                return Err(Error::InvalidOption(format!("environment {name:?} is listed twice")));
+                return Err(Error::InvalidOption(format!(
+                    "environment {name:?} is listed twice"
+                )));
             }
         }
         Ok(())
@@ -112,7 +121,10 @@ impl LabConfig {
         };
         serde_json::from_str(&text)
             .map(Some)
-            .map_err(|e| Error::CorruptLab { path: path.to_path_buf(), reason: e.to_string() })
+            .map_err(|e| Error::CorruptLab {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })
     }
 
     /// Writes `lab.json` atomically.

@@ -95,7 +95,12 @@ pub(crate) fn read_unseal_keys(path: &Path) -> Result<Option<Vec<SecretString>>,
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
-    Ok(Some(file.keys.iter().map(|k| SecretString::from(k.clone())).collect()))
+    Ok(Some(
+        file.keys
+            .iter()
+            .map(|k| SecretString::from(k.clone()))
+            .collect(),
+    ))
 }
 
 /// A fresh random passphrase for the lab's root CA key (256 bits, hex).

@@ -57,7 +57,7 @@ pub enum Error {
         what: &'static str,
         /// The CA's error.
         #[source]
-        source: warden_pki::Error,
+        source: Box<warden_pki::Error>,
     },
     /// A request to the environment's OpenBao failed.
     #[error("{env}: {what}: {source}")]
@@ -68,7 +68,7 @@ pub enum Error {
         what: &'static str,
         /// The client's error.
         #[source]
-        source: warden_bao::Error,
+        source: Box<warden_bao::Error>,
     },
     /// Starting, finding or stopping the server process failed.
     #[error("{env}: {source}")]
@@ -77,7 +77,7 @@ pub enum Error {
         env: String,
         /// The process error.
         #[source]
-        source: ProcessError,
+        source: Box<ProcessError>,
     },
     /// The environment's port is held by a process that is not its server.
     #[error("{env}: port {port} on 127.0.0.1 is in use by another process{}", pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
@@ -109,21 +109,36 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(path: &Path, what: &'static str, source: std::io::Error) -> Self {
-        Self::Io { path: path.to_path_buf(), what, source }
+        Self::Io {
+            path: path.to_path_buf(),
+            what,
+            source,
+        }
     }
 
     pub(crate) fn bao(env: &str, what: &'static str) -> impl FnOnce(warden_bao::Error) -> Self {
         let env = env.to_owned();
-        move |source| Self::Bao { env, what, source }
+        move |source| Self::Bao {
+            env,
+            what,
+            source: Box::new(source),
+        }
     }
 
     pub(crate) fn pki(env: &str, what: &'static str) -> impl FnOnce(warden_pki::Error) -> Self {
         let env = env.to_owned();
-        move |source| Self::Pki { env, what, source }
+        move |source| Self::Pki {
+            env,
+            what,
+            source: Box::new(source),
+        }
     }
 
     pub(crate) fn process(env: &str) -> impl FnOnce(ProcessError) -> Self {
         let env = env.to_owned();
-        move |source| Self::Process { env, source }
+        move |source| Self::Process {
+            env,
+            source: Box::new(source),
+        }
     }
 }

@@ -54,15 +54,20 @@ impl Lab {
     /// Opens the lab in `dir`; fails with [`Error::NotALab`] when there is none.
     pub fn open(dir: &Path) -> Result<Self, Error> {
         let layout = LabLayout::new(dir);
-        let config = LabConfig::load(&layout.config_file())?
-            .ok_or_else(|| Error::NotALab { dir: dir.to_path_buf() })?;
+        let config = LabConfig::load(&layout.config_file())?.ok_or_else(|| Error::NotALab {
+            dir: dir.to_path_buf(),
+        })?;
         Ok(Self { layout, config })
     }
 
     /// Creates the lab if needed, then starts, initialises and unseals every environment and
     /// installs its PKI intermediate. Safe to repeat; an existing lab keeps its settings and
     /// `options` only apply to a new one.
-    pub async fn up(dir: &Path, options: &NewLabOptions, progress: &dyn Progress) -> Result<UpReport, Error> {
+    pub async fn up(
+        dir: &Path,
+        options: &NewLabOptions,
+        progress: &dyn Progress,
+    ) -> Result<UpReport, Error> {
         options.validate()?;
         let layout = LabLayout::new(dir);
         warden_files::ensure_private_dir(layout.root())?;
@@ -107,12 +112,18 @@ impl Lab {
         for result in join_all(futures).await {
             environments.push(result?);
         }
-        Ok(UpReport { dir: dir.to_path_buf(), created, environments })
+        Ok(UpReport {
+            dir: dir.to_path_buf(),
+            created,
+            environments,
+        })
     }
 
     /// Status of every environment (read-only).
     pub async fn status(&self) -> Vec<EnvStatus> {
-        let root = CaDir::open(&self.layout.ca_dir()).ok().map(|ca| ca.root_pem().to_owned());
+        let root = CaDir::open(&self.layout.ca_dir())
+            .ok()
+            .map(|ca| ca.root_pem().to_owned());
         let futures = self.config.environments.iter().map(|env| {
             let env_layout = self.layout.env(&env.name);
             let root = root.as_deref();
@@ -135,7 +146,11 @@ impl Lab {
             std::fs::remove_dir_all(self.layout.root())
                 .map_err(|e| Error::io(self.layout.root(), "remove", e))?;
         }
-        Ok(DownReport { dir: self.layout.root().to_path_buf(), stopped, purged: purge })
+        Ok(DownReport {
+            dir: self.layout.root().to_path_buf(),
+            stopped,
+            purged: purge,
+        })
     }
 
     /// The lab's settings.
@@ -150,10 +165,18 @@ impl Lab {
 
     /// The environment called `name`.
     pub fn env(&self, name: &str) -> Result<&EnvConfig, Error> {
-        self.config.env(name).ok_or_else(|| Error::UnknownEnvironment {
-            name: name.to_owned(),
-            known: self.config.environments.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", "),
-        })
+        self.config
+            .env(name)
+            .ok_or_else(|| Error::UnknownEnvironment {
+                name: name.to_owned(),
+                known: self
+                    .config
+                    .environments
+                    .iter()
+                    .map(|e| e.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
     }
 
     /// An operator client for `name`, authenticated with the operator certificate and the lab's
@@ -221,8 +244,15 @@ async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Out
                 }
             }
         }
-        if all_done { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
+        if all_done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
     })
     .await;
-    results.into_iter().map(|r| r.expect("every future completed")).collect()
+    results
+        .into_iter()
+        .map(|r| r.expect("every future completed"))
+        .collect()
 }

@@ -22,8 +22,8 @@ mod status;
 mod tls;
 
 pub use bring_up::{EnvUpReport, Progress, Quiet};
-pub use config::{EnvConfig, LabConfig, NewLabOptions};
 pub use config::DEFAULT_PKI_MOUNT;
+pub use config::{EnvConfig, LabConfig, NewLabOptions};
 pub use custody::LAB_ONLY_NOTICE;
 pub use error::Error;
 pub use lab::{DownReport, Lab, UpReport};

@@ -83,33 +83,40 @@ pub(crate) enum ProcessState {
 /// Finds the environment's running server, if any. Fails with [`Error::PortInUse`] when the port
 /// is taken by a process that is not ours.
 pub(crate) fn find(env: &EnvConfig, layout: &EnvLayout) -> Result<ProcessState, Error> {
-    if let Some(pid) = process::read_pid_file(&layout.pid_file()) {
-        if process::is_alive(pid) && is_bao(pid) {
-            match process::pid_listens_on(pid, env.api_port) {
-                Ok(true) => return Ok(ProcessState::Running(pid)),
-                // Alive but not (yet) listening: a server still starting; treat as ours.
-                Ok(false) => {
-                    return if port_free(env.api_port) {
-                        Ok(ProcessState::Running(pid))
-                    } else {
-                        Err(Error::PortInUse { env: env.name.clone(), port: env.api_port, pid: None })
-                    };
-                }
-                Err(e) => return Err(Error::io(&layout.pid_file(), "inspect the process of", e)),
-            }
+    let ours = process::read_pid_file(&layout.pid_file())
+        .filter(|pid| process::is_alive(*pid) && is_bao(*pid));
+    if let Some(pid) = ours {
+        let listening = process::pid_listens_on(pid, env.api_port)
+            .map_err(|e| Error::io(&layout.pid_file(), "inspect the process of", e))?;
+        // Alive but not listening yet is a server still starting, as long as nobody else
+        // holds the port.
+        if listening || port_free(env.api_port) {
+            return Ok(ProcessState::Running(pid));
         }
     }
     if port_free(env.api_port) {
         Ok(ProcessState::Stopped)
     } else {
-        Err(Error::PortInUse { env: env.name.clone(), port: env.api_port, pid: None })
+        let pid = process::port_owners(env.api_port)
+            .ok()
+            .and_then(|o| o.first().copied());
+        Err(Error::PortInUse {
+            env: env.name.clone(),
+            port: env.api_port,
+            pid,
+        })
     }
 }
 
+/// A PID from our PID file counts only if it still runs the `bao` binary (PIDs get reused).
 fn is_bao(pid: u32) -> bool {
-    process::process_cmdline(pid)
-        .map(|args| args.iter().any(|a| a.to_string_lossy().ends_with("bao")))
-        .unwrap_or(false)
+    let exe = process::process_exe(pid).map(|p| p.to_string_lossy().into_owned());
+    let argv0 = process::process_cmdline(pid)
+        .and_then(|a| a.first().map(|s| s.to_string_lossy().into_owned()));
+    [exe, argv0]
+        .into_iter()
+        .flatten()
+        .any(|p| p.ends_with("/bao") || p == "bao")
 }
 
 fn port_free(port: u16) -> bool {
@@ -120,7 +127,11 @@ fn port_free(port: u16) -> bool {
 pub(crate) async fn start(env: &EnvConfig, layout: &EnvLayout, bao: &Path) -> Result<u32, Error> {
     warden_files::ensure_private_dir(&layout.bao_dir())?;
     warden_files::ensure_private_dir(&layout.data_dir())?;
-    write_atomic(&layout.server_config(), render_config(env, layout).as_bytes(), Mode::OwnerOnly)?;
+    write_atomic(
+        &layout.server_config(),
+        render_config(env, layout).as_bytes(),
+        Mode::OwnerOnly,
+    )?;
     let args: Vec<OsString> = vec![
         "server".into(),
         format!("-config={}", layout.server_config().display()).into(),
@@ -149,7 +160,9 @@ pub(crate) async fn stop(env: &EnvConfig, layout: &EnvLayout) -> Result<bool, Er
         let _ = std::fs::remove_file(layout.pid_file());
         return Ok(false);
     }
-    process::stop(pid, STOP_GRACE).await.map_err(Error::process(&env.name))?;
+    process::stop(pid, STOP_GRACE)
+        .await
+        .map_err(Error::process(&env.name))?;
     let _ = std::fs::remove_file(layout.pid_file());
     Ok(true)
 }

@@ -60,7 +60,11 @@ impl EnvStatus {
     }
 }
 
-pub(crate) async fn env_status(env: &EnvConfig, layout: &EnvLayout, root_pem: Option<&str>) -> EnvStatus {
+pub(crate) async fn env_status(
+    env: &EnvConfig,
+    layout: &EnvLayout,
+    root_pem: Option<&str>,
+) -> EnvStatus {
     let mut st = EnvStatus {
         name: env.name.clone(),
         address: env.address(),
@@ -115,10 +119,12 @@ pub(crate) async fn env_status(env: &EnvConfig, layout: &EnvLayout, root_pem: Op
     match client.pki_ca_chain(&env.pki_mount).await {
         Ok(chain) if chain.trim().is_empty() => {
             st.chain_valid = Some(false);
-            st.chain_problems.push(format!("{} has no intermediate installed", env.pki_mount));
+            st.chain_problems
+                .push(format!("{} has no intermediate installed", env.pki_mount));
         }
         Ok(chain) => {
-            let report = match warden_pki::verify_chain(&chain, root_pem, OffsetDateTime::now_utc()) {
+            let report = match warden_pki::verify_chain(&chain, root_pem, OffsetDateTime::now_utc())
+            {
                 Ok(r) => r,
                 Err(e) => {
                     st.chain_valid = Some(false);

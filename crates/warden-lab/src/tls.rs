@@ -11,8 +11,8 @@
 //! client never needs an intermediate-only bundle (seed 001's "incomplete trust material"
 //! failure).
 
-use std::net::{IpAddr, Ipv4Addr};
 use secrecy::SecretString;
+use std::net::{IpAddr, Ipv4Addr};
 use time::OffsetDateTime;
 use warden_files::{Mode, write_atomic};
 use warden_pki::{CaDir, IntermediateRequest, KeyAlgorithm, LocalIssuer};
@@ -51,7 +51,9 @@ pub(crate) fn ensure(
     warden_files::ensure_private_dir(&layout.operator_dir())?;
 
     let root_pem = ca.root_pem().to_owned();
-    let keygen = || warden_pki::generate_key(KeyAlgorithm::EcdsaP256).map_err(Error::pki(env, "generate a key"));
+    let keygen = || {
+        warden_pki::generate_key(KeyAlgorithm::EcdsaP256).map_err(Error::pki(env, "generate a key"))
+    };
 
     // Listener CA: key and CSR made here, signed by the offline root.
     let ca_key = keygen()?;
@@ -68,7 +70,8 @@ pub(crate) fn ensure(
         .sign_intermediate(&csr, &request, passphrase, now)
         .map_err(Error::pki(env, "sign the listener CA"))?;
     let ca_key_pem = ca_key.private_key_pem();
-    let issuer = LocalIssuer::new(&signed.cert_pem, ca_key).map_err(Error::pki(env, "load the listener CA"))?;
+    let issuer = LocalIssuer::new(&signed.cert_pem, ca_key)
+        .map_err(Error::pki(env, "load the listener CA"))?;
 
     let localhost = [IpAddr::V4(Ipv4Addr::LOCALHOST)];
     let server_key = keygen()?;
@@ -84,18 +87,70 @@ pub(crate) fn ensure(
         .map_err(Error::pki(env, "issue the server certificate"))?;
     let operator_key = keygen()?;
     let operator_cert = issuer
-        .issue_client(&operator_key.public_key_der(), &format!("operator@{env}"), LEAF_VALIDITY, now)
+        .issue_client(
+            &operator_key.public_key_der(),
+            &format!("operator@{env}"),
+            LEAF_VALIDITY,
+            now,
+        )
         .map_err(Error::pki(env, "issue the operator certificate"))?;
 
     // Keys first, then certificates: a crash in between leaves no certificate without its key.
-    write_atomic(&layout.listener_ca_key(), ca_key_pem.as_bytes(), Mode::OwnerOnly)?;
-    write_atomic(&layout.server_key(), server_key.private_key_pem().as_bytes(), Mode::OwnerOnly)?;
-    write_atomic(&layout.operator_key(), operator_key.private_key_pem().as_bytes(), Mode::OwnerOnly)?;
-    write_atomic(&layout.listener_ca_cert(), signed.cert_pem.as_bytes(), Mode::Public)?;
+    write_atomic(
+        &layout.listener_ca_key(),
+        ca_key_pem.as_bytes(),
+        Mode::OwnerOnly,
+    )?;
+    write_atomic(
+        &layout.server_key(),
+        server_key.private_key_pem().as_bytes(),
+        Mode::OwnerOnly,
+    )?;
+    write_atomic(
+        &layout.operator_key(),
+        operator_key.private_key_pem().as_bytes(),
+        Mode::OwnerOnly,
+    )?;
+    write_atomic(
+        &layout.listener_ca_cert(),
+        signed.cert_pem.as_bytes(),
+        Mode::Public,
+    )?;
     let chain = format!("{}\n{}", server_leaf.trim_end(), signed.cert_pem.trim_end());
-    write_atomic(&layout.server_cert(), format!("{chain}\n").as_bytes(), Mode::Public)?;
-    write_atomic(&layout.client_ca(), signed.cert_pem.as_bytes(), Mode::Public)?;
-    write_atomic(&layout.operator_cert(), operator_cert.as_bytes(), Mode::Public)?;
+    write_atomic(
+        &layout.server_cert(),
+        format!("{chain}\n").as_bytes(),
+        Mode::Public,
+    )?;
+    write_atomic(
+        &layout.client_ca(),
+        signed.cert_pem.as_bytes(),
+        Mode::Public,
+    )?;
+    write_atomic(
+        &layout.operator_cert(),
+        operator_cert.as_bytes(),
+        Mode::Public,
+    )?;
     write_atomic(&layout.ca_bundle(), root_pem.as_bytes(), Mode::Public)?;
+    Ok(true)
+}
+
+/// Makes the listener's client CA bundle the listener CA plus `identity_ca_pem` (the
+/// environment's PKI intermediate). Returns whether the file changed.
+pub(crate) fn ensure_client_ca(layout: &EnvLayout, identity_ca_pem: &str) -> Result<bool, Error> {
+    let listener = std::fs::read_to_string(layout.listener_ca_cert())
+        .map_err(|e| Error::io(&layout.listener_ca_cert(), "read", e))?;
+    let mut want = listener.trim_end().to_owned();
+    want.push('\n');
+    if !identity_ca_pem.trim().is_empty() {
+        want.push_str(identity_ca_pem.trim_end());
+        want.push('\n');
+    }
+    let have = std::fs::read_to_string(layout.client_ca()).unwrap_or_default();
+    if have == want {
+        return Ok(false);
+    }
+    write_atomic(&layout.client_ca(), want.as_bytes(), Mode::Public)?;
     Ok(true)
 }

@@ -96,7 +96,7 @@ pub fn lint(
         let own = own_prefixes(spec, env, id);
         let others: Vec<(String, String)> = here
             .iter()
-            .filter(|o| o.name != id.name && !is_own_app(id, o))
+            .filter(|o| o.name != id.name && !is_own_app(id, o) && !is_own_app(o, id))
             .flat_map(|o| {
                 own_prefixes(spec, env, o)
                     .into_iter()
@@ -170,14 +170,18 @@ fn own_prefixes(spec: &Spec, env: &Environment, id: &Identity) -> Vec<String> {
         None => &id.name,
     };
     let prefix = n.kv_prefix.render(name);
-    vec![
+    let mut own = vec![
         format!("{}/data/{prefix}/", m.kv),
         format!("{}/metadata/{prefix}/", m.kv),
         format!("{}/{prefix}/", m.kv_v1),
-        format!("{}/sign/{}", m.pki, n.pki_role.render(name)),
-        format!("{}/sign/{}", m.pki, n.identity_role.render(name)),
-        format!("{}/issue/{}", m.pki, n.pki_role.render(name)),
-    ]
+    ];
+    // A pipeline writes its app's config but issues nothing; its PKI roles are not its own.
+    if id.pipeline.is_none() {
+        own.push(format!("{}/sign/{}", m.pki, n.pki_role.render(name)));
+        own.push(format!("{}/sign/{}", m.pki, n.identity_role.render(name)));
+        own.push(format!("{}/issue/{}", m.pki, n.pki_role.render(name)));
+    }
+    own
 }
 
 fn is_issuing(env: &Environment, path: &str) -> bool {

@@ -333,7 +333,11 @@ fn naming(raw: Option<&toml::Spanned<RawNaming>>, r: &mut Reporter<'_>) -> Optio
     };
     if naming.pki_role == naming.identity_role {
         let span = raw.map(|s| s.span()).unwrap_or(0..0);
-        r.error(span, "naming.identity_role", "the identity role template must differ from the PKI role template");
+        r.error(
+            span,
+            "naming.identity_role",
+            "the identity role template must differ from the PKI role template",
+        );
         ok = false;
     }
     if naming.policy == naming.ops_policy {

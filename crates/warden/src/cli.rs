@@ -32,4 +32,10 @@ pub(crate) enum Command {
     Ca(crate::cmd::ca::CaArgs),
     /// A local two-environment OpenBao lab (test and prod) with HTTPS + mTLS.
     Lab(crate::cmd::lab::LabArgs),
+    /// Show what `apply` would change in each environment, and why. Reads only.
+    Plan(crate::cmd::provision::PlanArgs),
+    /// Make each environment match the spec (idempotent: a second apply writes nothing).
+    Apply(crate::cmd::provision::PlanArgs),
+    /// Least-privilege check of the spec's and the live policies. Exits 3 on unwaived findings.
+    Lint(crate::cmd::provision::LintArgs),
 }

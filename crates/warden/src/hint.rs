@@ -4,6 +4,8 @@
 //! `anyhow::Context` for *what failed* and with [`HintExt::hint`] for *what to do next*; `main`
 //! prints the chain and the hint.
 
+#![allow(clippy::print_stderr)] // the error report is printed here, and only here
+
 use std::fmt;
 use std::process::ExitCode;
 

@@ -8,6 +8,7 @@
 
 mod cli;
 mod cmd;
+mod context;
 mod exit;
 mod hint;
 mod output;
@@ -29,7 +30,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: could not start the async runtime: {e}");
+            hint::report(&anyhow::Error::new(e).context("could not start the async runtime"));
             return exit::FAILURE.into();
         }
     };
@@ -47,6 +48,9 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         cli::Command::Ca(args) => cmd::ca::run(args, &out).await,
         cli::Command::Lab(args) => cmd::lab::run(args, &out).await,
+        cli::Command::Plan(args) => cmd::provision::plan(args, &out).await,
+        cli::Command::Apply(args) => cmd::provision::apply(args, &out).await,
+        cli::Command::Lint(args) => cmd::provision::lint(args, &out).await,
     }
 }
 

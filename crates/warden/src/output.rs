@@ -1,6 +1,9 @@
 //! Text or JSON output. Commands build a serialisable report and a text rendering of it; this
 //! module picks one. JSON goes to stdout as one document so `| jq` always works.
 
+// This module and `hint` are the only places that print; everything else goes through them.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use serde::Serialize;
 
 /// `--output` values.
@@ -23,16 +26,16 @@ impl Output {
         Self { format }
     }
 
-    pub(crate) fn format(&self) -> Format {
-        self.format
-    }
-
     pub(crate) fn is_json(&self) -> bool {
         self.format == Format::Json
     }
 
     /// Prints `value` as JSON, or `text()` as text.
-    pub(crate) fn emit<T: Serialize>(&self, value: &T, text: impl FnOnce() -> String) -> anyhow::Result<()> {
+    pub(crate) fn emit<T: Serialize>(
+        &self,
+        value: &T,
+        text: impl FnOnce() -> String,
+    ) -> anyhow::Result<()> {
         match self.format {
             Format::Json => println!("{}", serde_json::to_string_pretty(value)?),
             Format::Text => {
@@ -51,6 +54,29 @@ impl Output {
     pub(crate) fn progress(&self, msg: impl AsRef<str>) {
         if self.format == Format::Text {
             eprintln!("{}", msg.as_ref());
+        }
+    }
+
+    /// A block of text for humans on stderr (a plan shown before `apply` acts on it); silent
+    /// in JSON mode.
+    pub(crate) fn stderr_block(&self, text: &str) {
+        if self.format == Format::Text {
+            eprint!("{text}");
+        }
+    }
+
+    /// A progress line that overwrites itself on a terminal (`\r`), or plain lines otherwise.
+    pub(crate) fn progress_inline(&self, msg: &str, last: bool, tty: bool) {
+        if self.format != Format::Text {
+            return;
+        }
+        if tty {
+            eprint!("\r{msg}");
+            if last {
+                eprintln!();
+            }
+        } else {
+            eprintln!("{msg}");
         }
     }
 

@@ -44,7 +44,8 @@ pub(crate) fn ca_passphrase(file: Option<&Path>, confirm: bool) -> anyhow::Resul
 /// Reads a passphrase file: the first line, without its newline. The file should be owner-only.
 pub(crate) fn read_passphrase_file(path: &Path) -> anyhow::Result<SecretString> {
     let raw = zeroize::Zeroizing::new(
-        std::fs::read_to_string(path).with_context(|| format!("could not read passphrase file {}", path.display()))?,
+        std::fs::read_to_string(path)
+            .with_context(|| format!("could not read passphrase file {}", path.display()))?,
     );
     let line = raw.lines().next().unwrap_or("");
     if line.is_empty() {

@@ -194,8 +194,9 @@ fn init_sign_show_and_verify() {
         .stdout(predicate::str::contains(
             "intermediate only — the root is missing for validation",
         ))
-        .stdout(predicate::str::contains("hint: pass the root with --root"))
-        .stderr(predicate::str::contains("is not valid: 1 problem(s)"));
+        .stderr(predicate::str::contains(
+            "is not valid: 1 problem(s)\n  hint: pass the root with --root",
+        ));
     let a = env
         .warden()
         .args(["ca", "verify", "-o", "json"])

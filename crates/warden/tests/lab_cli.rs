@@ -18,7 +18,9 @@ struct LabGuard {
 
 impl LabGuard {
     fn new() -> Self {
-        Self { dir: tempfile::tempdir().expect("temp dir") }
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
     }
     fn path(&self) -> PathBuf {
         self.dir.path().join("lab")
@@ -33,7 +35,10 @@ impl Drop for LabGuard {
 
 fn warden(args: &[&str], dir: &Path) -> Command {
     let mut cmd = Command::cargo_bin("warden").expect("warden binary");
-    cmd.args(args).arg(dir).env_remove("WARDEN_LAB_DIR").env("NO_COLOR", "1");
+    cmd.args(args)
+        .arg(dir)
+        .env_remove("WARDEN_LAB_DIR")
+        .env("NO_COLOR", "1");
     cmd
 }
 
@@ -50,7 +55,9 @@ fn run_ok(args: &[&str], dir: &Path) -> Output {
 }
 
 fn status_json(dir: &Path) -> Vec<Value> {
-    let out = warden(&["lab", "status", "--output", "json", "--dir"], dir).output().unwrap();
+    let out = warden(&["lab", "status", "--output", "json", "--dir"], dir)
+        .output()
+        .unwrap();
     serde_json::from_slice::<Value>(&out.stdout)
         .unwrap_or_else(|e| panic!("status JSON: {e}: {}", String::from_utf8_lossy(&out.stdout)))
         .as_array()
@@ -59,19 +66,29 @@ fn status_json(dir: &Path) -> Vec<Value> {
 }
 
 fn env<'a>(statuses: &'a [Value], name: &str) -> &'a Value {
-    statuses.iter().find(|s| s["name"] == name).unwrap_or_else(|| panic!("no env {name}"))
+    statuses
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no env {name}"))
 }
 
 fn path_of(v: &Value, key: &str) -> PathBuf {
-    PathBuf::from(v[key].as_str().unwrap_or_else(|| panic!("{key} missing in {v}")))
+    PathBuf::from(
+        v[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("{key} missing in {v}")),
+    )
 }
 
 /// A client for environment `target` presenting the operator certificate of `cert_from`.
 fn client_with_cert(target: &Value, cert_from: &Value, token: bool) -> Client {
     let mut cfg = ClientConfig::new(target["address"].as_str().unwrap().parse().unwrap())
-        .with_ca_file(&path_of(target, "ca_bundle"))
+        .with_ca_file(path_of(target, "ca_bundle"))
         .unwrap()
-        .with_client_cert_files(&path_of(cert_from, "operator_cert"), &path_of(cert_from, "operator_key"))
+        .with_client_cert_files(
+            path_of(cert_from, "operator_cert"),
+            path_of(cert_from, "operator_key"),
+        )
         .unwrap();
     cfg.retry.startup_timeout = std::time::Duration::from_secs(2);
     if token {
@@ -83,7 +100,7 @@ fn client_with_cert(target: &Value, cert_from: &Value, token: bool) -> Client {
 
 fn client_without_cert(target: &Value) -> Client {
     let mut cfg = ClientConfig::new(target["address"].as_str().unwrap().parse().unwrap())
-        .with_ca_file(&path_of(target, "ca_bundle"))
+        .with_ca_file(path_of(target, "ca_bundle"))
         .unwrap();
     cfg.retry.startup_timeout = std::time::Duration::from_secs(2);
     Client::new(cfg).unwrap()
@@ -100,8 +117,13 @@ async fn lab_lifecycle_mtls_isolation_chain_and_restart() {
     let up: Value = serde_json::from_slice(&up.stdout).expect("up JSON");
     assert_eq!(up["up"]["created"], true);
     assert_eq!(up["up"]["environments"].as_array().unwrap().len(), 2);
-    let stderr = String::from_utf8_lossy(&warden(&["lab", "status", "--dir"], &dir).output().unwrap().stderr)
-        .to_string();
+    let stderr = String::from_utf8_lossy(
+        &warden(&["lab", "status", "--dir"], &dir)
+            .output()
+            .unwrap()
+            .stderr,
+    )
+    .to_string();
     assert!(!stderr.contains("error"), "status complained: {stderr}");
 
     let statuses = status_json(&dir);
@@ -119,25 +141,51 @@ async fn lab_lifecycle_mtls_isolation_chain_and_restart() {
 
     // Health with the operator certificate: initialised and unsealed.
     for e in [&test, &prod] {
-        let h = client_with_cert(e, e, false).health().await.expect("health with operator cert");
+        let h = client_with_cert(e, e, false)
+            .health()
+            .await
+            .expect("health with operator cert");
         assert!(h.initialized && !h.sealed, "{h:?}");
     }
 
     // No client certificate: refused at the TLS layer, by both servers.
     for e in [&test, &prod] {
-        let err = client_without_cert(e).health().await.expect_err("no client cert must be refused");
-        assert!(matches!(err, warden_bao::Error::Tls { .. }), "expected a TLS refusal, got {err:?}");
+        let err = client_without_cert(e)
+            .health()
+            .await
+            .expect_err("no client cert must be refused");
+        assert!(
+            matches!(err, warden_bao::Error::Tls { .. }),
+            "expected a TLS refusal, got {err:?}"
+        );
     }
 
     // Each environment refuses the other's operator certificate.
-    let err = client_with_cert(&prod, &test, false).health().await.expect_err("test cert on prod");
-    assert!(matches!(err, warden_bao::Error::Tls { .. }), "test cert on prod: {err:?}");
-    let err = client_with_cert(&test, &prod, false).health().await.expect_err("prod cert on test");
-    assert!(matches!(err, warden_bao::Error::Tls { .. }), "prod cert on test: {err:?}");
+    let err = client_with_cert(&prod, &test, false)
+        .health()
+        .await
+        .expect_err("test cert on prod");
+    assert!(
+        matches!(err, warden_bao::Error::Tls { .. }),
+        "test cert on prod: {err:?}"
+    );
+    let err = client_with_cert(&test, &prod, false)
+        .health()
+        .await
+        .expect_err("prod cert on test");
+    assert!(
+        matches!(err, warden_bao::Error::Tls { .. }),
+        "prod cert on test: {err:?}"
+    );
 
     // The file audit device declared in the server config is recording requests.
     let audit = dir.join("envs/test/bao/audit.log");
-    assert!(std::fs::metadata(&audit).map(|m| m.len() > 0).unwrap_or(false), "audit log is empty");
+    assert!(
+        std::fs::metadata(&audit)
+            .map(|m| m.len() > 0)
+            .unwrap_or(false),
+        "audit log is empty"
+    );
 
     // Each environment's intermediate verifies against the offline root; the intermediate alone
     // is reported as missing its root.
@@ -145,40 +193,79 @@ async fn lab_lifecycle_mtls_isolation_chain_and_restart() {
     for e in [&test, &prod] {
         let client = client_with_cert(e, e, true);
         let chain = client.pki_ca_chain("pki_int").await.expect("ca_chain");
-        assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 2, "full chain expected:\n{chain}");
+        assert_eq!(
+            chain.matches("BEGIN CERTIFICATE").count(),
+            2,
+            "full chain expected:\n{chain}"
+        );
         let work = guard.dir.path();
         let full = work.join(format!("{}-chain.pem", e["name"].as_str().unwrap()));
         std::fs::write(&full, &chain).unwrap();
-        let ok = warden(&["ca", "verify"], &full).arg("--root").arg(&root).output().unwrap();
-        assert!(ok.status.success(), "verify full chain: {}", String::from_utf8_lossy(&ok.stdout));
+        let ok = warden(&["ca", "verify"], &full)
+            .arg("--root")
+            .arg(&root)
+            .output()
+            .unwrap();
+        assert!(
+            ok.status.success(),
+            "verify full chain: {}",
+            String::from_utf8_lossy(&ok.stdout)
+        );
 
-        let end = chain.find("-----END CERTIFICATE-----").unwrap() + "-----END CERTIFICATE-----".len();
+        let end =
+            chain.find("-----END CERTIFICATE-----").unwrap() + "-----END CERTIFICATE-----".len();
         let only = work.join(format!("{}-intermediate.pem", e["name"].as_str().unwrap()));
         std::fs::write(&only, format!("{}\n", &chain[..end])).unwrap();
         let bad = warden(&["ca", "verify"], &only).output().unwrap();
-        assert_eq!(bad.status.code(), Some(3), "intermediate-only must fail verification");
-        let text = String::from_utf8_lossy(&bad.stdout).to_string() + &String::from_utf8_lossy(&bad.stderr);
-        assert!(text.contains("root is missing"), "expected the missing root to be named:\n{text}");
+        assert_eq!(
+            bad.status.code(),
+            Some(3),
+            "intermediate-only must fail verification"
+        );
+        let text = String::from_utf8_lossy(&bad.stdout).to_string()
+            + &String::from_utf8_lossy(&bad.stderr);
+        assert!(
+            text.contains("root is missing"),
+            "expected the missing root to be named:\n{text}"
+        );
     }
 
     // Write something, take the lab down, bring it back: same data, unsealed.
     let client = client_with_cert(&test, &test, true);
     client
-        .write("sys/mounts/lab-check", &serde_json::json!({ "type": "kv", "options": { "version": "1" } }))
+        .write(
+            "sys/mounts/lab-check",
+            &serde_json::json!({ "type": "kv", "options": { "version": "1" } }),
+            warden_bao::Idempotent::No,
+        )
         .await
         .expect("mount kv");
     client
-        .write("lab-check/marker", &serde_json::json!({ "value": "survives-restart" }))
+        .write(
+            "lab-check/marker",
+            &serde_json::json!({ "value": "survives-restart" }),
+            warden_bao::Idempotent::Yes,
+        )
         .await
         .expect("write marker");
 
-    let down: Value = serde_json::from_slice(&run_ok(&["lab", "down", "--output", "json", "--dir"], &dir).stdout).unwrap();
+    let down: Value =
+        serde_json::from_slice(&run_ok(&["lab", "down", "--output", "json", "--dir"], &dir).stdout)
+            .unwrap();
     assert_eq!(down["stopped"].as_array().unwrap().len(), 2, "{down}");
     let st = status_json(&dir);
-    assert!(st.iter().all(|s| s["running"] == false), "after down: {st:?}");
-    assert!(dir.join("envs/test/bao/data").exists(), "down must keep data");
+    assert!(
+        st.iter().all(|s| s["running"] == false),
+        "after down: {st:?}"
+    );
+    assert!(
+        dir.join("envs/test/bao/data").exists(),
+        "down must keep data"
+    );
 
-    let again: Value = serde_json::from_slice(&run_ok(&["lab", "up", "--output", "json", "--dir"], &dir).stdout).unwrap();
+    let again: Value =
+        serde_json::from_slice(&run_ok(&["lab", "up", "--output", "json", "--dir"], &dir).stdout)
+            .unwrap();
     assert_eq!(again["up"]["created"], false);
     for e in again["up"]["environments"].as_array().unwrap() {
         assert_eq!(e["started"], true, "{e}");
@@ -189,14 +276,33 @@ async fn lab_lifecycle_mtls_isolation_chain_and_restart() {
     let st = status_json(&dir);
     let test = env(&st, "test").clone();
     assert_eq!(test["sealed"], false);
-    assert_eq!(test["address"], env(&statuses, "test")["address"], "same address after restart");
-    let marker = client_with_cert(&test, &test, true).read("lab-check/marker").await.expect("read marker");
-    assert_eq!(marker.expect("marker present")["data"]["value"], "survives-restart");
+    assert_eq!(
+        test["address"],
+        env(&statuses, "test")["address"],
+        "same address after restart"
+    );
+    let marker = client_with_cert(&test, &test, true)
+        .read("lab-check/marker")
+        .await
+        .expect("read marker");
+    assert_eq!(
+        marker.data.expect("marker data")["value"],
+        "survives-restart"
+    );
 
     // A second `up` on a healthy lab changes nothing.
-    let noop: Value = serde_json::from_slice(&run_ok(&["lab", "up", "--output", "json", "--dir"], &dir).stdout).unwrap();
+    let noop: Value =
+        serde_json::from_slice(&run_ok(&["lab", "up", "--output", "json", "--dir"], &dir).stdout)
+            .unwrap();
     for e in noop["up"]["environments"].as_array().unwrap() {
-        for k in ["tls_created", "started", "initialized", "unsealed", "intermediate_created"] {
+        for k in [
+            "tls_created",
+            "started",
+            "initialized",
+            "unsealed",
+            "intermediate_created",
+            "restarted",
+        ] {
             assert_eq!(e[k], false, "{k} on a healthy lab: {e}");
         }
     }
@@ -212,20 +318,47 @@ fn custody_files_are_owner_only_and_secrets_stay_out_of_output() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let guard = LabGuard::new();
     let dir = guard.path();
-    let up = run_ok(&["lab", "up", "--env", "test", "--shares", "5", "--threshold", "3", "--dir"], &dir);
-    let printed = String::from_utf8_lossy(&up.stdout).to_string() + &String::from_utf8_lossy(&up.stderr);
-    assert!(printed.contains("LAB ONLY"), "the custody notice must be loud:\n{printed}");
+    let up = run_ok(
+        &[
+            "lab",
+            "up",
+            "--env",
+            "test",
+            "--shares",
+            "5",
+            "--threshold",
+            "3",
+            "--dir",
+        ],
+        &dir,
+    );
+    let printed =
+        String::from_utf8_lossy(&up.stdout).to_string() + &String::from_utf8_lossy(&up.stderr);
+    assert!(
+        printed.contains("LAB ONLY"),
+        "the custody notice must be loud:\n{printed}"
+    );
 
     let token = std::fs::read_to_string(dir.join("envs/test/custody/root-token")).unwrap();
-    let keys: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("envs/test/custody/unseal-keys.json")).unwrap()).unwrap();
+    let keys: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("envs/test/custody/unseal-keys.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(keys["keys"].as_array().unwrap().len(), 5);
     assert_eq!(keys["threshold"], 3);
-    let status = warden(&["lab", "status", "--output", "json", "--dir"], &dir).output().unwrap();
+    let status = warden(&["lab", "status", "--output", "json", "--dir"], &dir)
+        .output()
+        .unwrap();
     let everything = [printed, String::from_utf8_lossy(&status.stdout).to_string()].concat();
-    assert!(!everything.contains(token.trim()), "root token leaked into output");
+    assert!(
+        !everything.contains(token.trim()),
+        "root token leaked into output"
+    );
     for k in keys["keys"].as_array().unwrap() {
-        assert!(!everything.contains(k.as_str().unwrap()), "unseal share leaked into output");
+        assert!(
+            !everything.contains(k.as_str().unwrap()),
+            "unseal share leaked into output"
+        );
     }
     for f in [
         "envs/test/custody/root-token",
@@ -236,11 +369,18 @@ fn custody_files_are_owner_only_and_secrets_stay_out_of_output() {
         "envs/test/tls/listener-ca.key",
         "envs/test/operator/operator.key",
     ] {
-        let mode = std::fs::metadata(dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}")).permissions().mode();
+        let mode = std::fs::metadata(dir.join(f))
+            .unwrap_or_else(|e| panic!("{f}: {e}"))
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o077, 0, "{f} is readable by others: {mode:o}");
     }
     // Nothing secret sits in the servers' command lines.
-    let pid: u32 = std::fs::read_to_string(dir.join("envs/test/bao/server.pid")).unwrap().trim().parse().unwrap();
+    let pid: u32 = std::fs::read_to_string(dir.join("envs/test/bao/server.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
     let cmdline = String::from_utf8_lossy(&cmdline);
     assert!(!cmdline.contains(token.trim()));
@@ -250,7 +390,12 @@ fn custody_files_are_owner_only_and_secrets_stay_out_of_output() {
 fn bad_options_are_refused_before_anything_is_created() {
     let guard = LabGuard::new();
     let dir = guard.path();
-    let out = warden(&["lab", "up", "--shares", "2", "--threshold", "3", "--dir"], &dir).output().unwrap();
+    let out = warden(
+        &["lab", "up", "--shares", "2", "--threshold", "3", "--dir"],
+        &dir,
+    )
+    .output()
+    .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("threshold 3"), "{err}");
@@ -258,5 +403,8 @@ fn bad_options_are_refused_before_anything_is_created() {
 
     let out = warden(&["lab", "status", "--dir"], &dir).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("warden lab up"), "status on no lab gives a hint");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("warden lab up"),
+        "status on no lab gives a hint"
+    );
 }

@@ -10,7 +10,6 @@
 //! All the logic is in `warden-pki`; this module reads files and passphrases, picks the clock,
 //! prints, and turns library errors into "what failed, why, what next".
 
-use std::fmt::Display;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -23,7 +22,7 @@ use warden_pki::{
 };
 
 use crate::exit;
-use crate::hint::{Hint, WithCode};
+use crate::hint::{Hint, HintExt, WithCode};
 use crate::output::Output;
 use crate::secret_input;
 
@@ -278,17 +277,15 @@ fn sign_intermediate(a: SignArgs, out: &Output) -> anyhow::Result<ExitCode> {
     };
     match &a.out {
         Some(path) => {
-            warden_files::write_atomic(path, pem.as_bytes(), warden_files::Mode::Public).map_err(|e| {
-                with_hint(
-                    e,
-                    "fix the output path and sign the CSR again; the ledger will then show two signatures",
-                )
-                .context(format!(
-                    "the intermediate was signed and recorded in the ledger (serial {}), but could not be written to {}",
-                    signed.entry.serial,
-                    path.display()
-                ))
-            })?;
+            warden_files::write_atomic(path, pem.as_bytes(), warden_files::Mode::Public)
+                .with_context(|| {
+                    format!(
+                        "the intermediate was signed and recorded in the ledger (serial {}), but could not be written to {}",
+                        signed.entry.serial,
+                        path.display()
+                    )
+                })
+                .hint("fix the output path and sign the CSR again; the ledger will then show two signatures")?;
             out.emit(&report, || {
                 let mut s = summary();
                 s += &format!("  written to   {}\n", path.display());
@@ -380,16 +377,9 @@ fn verify(a: VerifyArgs, out: &Output) -> anyhow::Result<ExitCode> {
         (None, None) => None,
     };
     let now = a.at.unwrap_or_else(OffsetDateTime::now_utc);
-    let report = warden_pki::verify_chain(&bundle, root_pem.as_deref(), now).map_err(|e| {
-        with_hint(
-            e,
-            "pass a file of PEM `-----BEGIN CERTIFICATE-----` blocks, leaf first, root last",
-        )
-        .context(format!(
-            "could not read {} as PEM certificates",
-            a.bundle.display()
-        ))
-    })?;
+    let report = warden_pki::verify_chain(&bundle, root_pem.as_deref(), now)
+        .with_context(|| format!("could not read {} as PEM certificates", a.bundle.display()))
+        .hint("pass a file of PEM `-----BEGIN CERTIFICATE-----` blocks, leaf first, root last")?;
 
     #[derive(Serialize)]
     struct Report<'a> {
@@ -408,14 +398,31 @@ fn verify(a: VerifyArgs, out: &Output) -> anyhow::Result<ExitCode> {
     if report.valid {
         return Ok(ExitCode::SUCCESS);
     }
-    // `WithCode` is the root of the chain so that `hint::exit_code` finds it (see `with_hint`).
-    Err(
-        anyhow::Error::new(WithCode(exit::CHECK_FAILED)).context(format!(
-            "the chain in {} is not valid: {} problem(s)",
-            a.bundle.display(),
-            report.problems.len()
-        )),
+    let err = anyhow::anyhow!(
+        "the chain in {} is not valid: {} problem(s)",
+        a.bundle.display(),
+        report.problems.len()
     )
+    .context(WithCode(exit::CHECK_FAILED));
+    Err(if missing_root(&report) {
+        err.context(Hint(
+            "pass the root with --root FILE or --dir CA_DIR, or append it to the bundle".to_owned(),
+        ))
+    } else {
+        err
+    })
+}
+
+fn missing_root(report: &ChainReport) -> bool {
+    report.problems.iter().any(|p| {
+        matches!(
+            p,
+            ChainProblem::MissingRoot {
+                given_root: None,
+                ..
+            }
+        )
+    })
 }
 
 fn chain_text(report: &ChainReport, now: OffsetDateTime) -> String {
@@ -438,18 +445,6 @@ fn chain_text(report: &ChainReport, now: OffsetDateTime) -> String {
         s += &format!("\n{} problem(s):\n", report.problems.len());
         for p in &report.problems {
             s += &format!("  - {p}\n");
-        }
-        let missing_root = report.problems.iter().any(|p| {
-            matches!(
-                p,
-                ChainProblem::MissingRoot {
-                    given_root: None,
-                    ..
-                }
-            )
-        });
-        if missing_root {
-            s += "\nhint: pass the root with --root FILE or --dir CA_DIR, or append it to the bundle\n";
         }
     }
     s
@@ -534,16 +529,15 @@ fn check_out_path(path: &Path) -> anyhow::Result<()> {
         _ => Path::new("."),
     };
     if !parent.is_dir() {
-        return Err(with_hint(
-            format!("the directory of --out {} does not exist", path.display()),
-            "create it first, or choose another --out; nothing was signed",
-        ));
+        return Err(anyhow::anyhow!(
+            "the directory of --out {} does not exist",
+            path.display()
+        ))
+        .hint("create it first, or choose another --out; nothing was signed");
     }
     if path.is_dir() {
-        return Err(with_hint(
-            format!("--out {} is a directory", path.display()),
-            "name a file; nothing was signed",
-        ));
+        return Err(anyhow::anyhow!("--out {} is a directory", path.display()))
+            .hint("name a file; nothing was signed");
     }
     Ok(())
 }
@@ -590,20 +584,9 @@ fn pki_error(err: PkiError, what: String, dir: &Path) -> anyhow::Error {
         PkiError::Write(e) if e.is_disk_full() => Some("free some disk space".to_owned()),
         _ => None,
     };
+    let err = anyhow::Error::new(err).context(what);
     match hint {
-        Some(h) => with_hint(err, h).context(what),
-        None => anyhow::Error::new(err).context(what),
+        Some(h) => err.context(Hint(h)),
+        None => err,
     }
-}
-
-/// An error carrying `hint`, with the `Hint` at the *root* of the chain and `err` as the context
-/// above it.
-///
-/// Why not `HintExt::hint`: that attaches the hint as an anyhow context, and a context is seen
-/// by `hint::report`'s walk over `chain()` as anyhow's wrapper type, not as `Hint`, so the hint
-/// would be printed as part of the message (and a `WithCode` context would be missed by
-/// `exit_code` the same way). A root `Hint`/`WithCode` is found by a `chain()` walk and by
-/// `anyhow::Error::downcast_ref` alike. `err` stays a typed context (downcastable).
-fn with_hint(err: impl Display + Send + Sync + 'static, hint: impl Into<String>) -> anyhow::Error {
-    anyhow::Error::new(Hint(hint.into())).context(err)
 }

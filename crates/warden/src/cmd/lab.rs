@@ -111,7 +111,8 @@ fn up_hint(dir: &Path) -> String {
 }
 
 async fn run_status(dir: &Path, out: &Output) -> anyhow::Result<ExitCode> {
-    let lab = Lab::open(dir).with_hint(|| format!("create it with `warden lab up --dir {}`", dir.display()))?;
+    let lab = Lab::open(dir)
+        .with_hint(|| format!("create it with `warden lab up --dir {}`", dir.display()))?;
     let statuses = lab.status().await;
     out.emit(&statuses, || {
         let mut s = status_table(&statuses);
@@ -132,7 +133,12 @@ async fn run_status(dir: &Path, out: &Output) -> anyhow::Result<ExitCode> {
     if code != ExitCode::SUCCESS && !out.is_json() {
         return Err(anyhow::anyhow!("not every environment is healthy"))
             .context(WithCode(exit::CHECK_FAILED))
-            .with_hint(|| format!("`warden lab up --dir {}` restarts and unseals what is down", dir.display()));
+            .with_hint(|| {
+                format!(
+                    "`warden lab up --dir {}` restarts and unseals what is down",
+                    dir.display()
+                )
+            });
     }
     Ok(code)
 }
@@ -149,7 +155,10 @@ async fn run_down(dir: &Path, args: DownArgs, out: &Output) -> anyhow::Result<Ex
         if report.purged {
             format!("{stopped}; removed {}", report.dir.display())
         } else {
-            format!("{stopped}; data kept in {} (`warden lab up` brings it back)", report.dir.display())
+            format!(
+                "{stopped}; data kept in {} (`warden lab up` brings it back)",
+                report.dir.display()
+            )
         }
     })?;
     Ok(ExitCode::SUCCESS)
@@ -189,18 +198,28 @@ fn status_table(statuses: &[EnvStatus]) -> String {
         table.add_row([
             s.name.clone(),
             s.address.clone(),
-            if s.running { format!("yes (pid {})", s.pid.unwrap_or_default()) } else { "no".to_owned() },
+            if s.running {
+                format!("yes (pid {})", s.pid.unwrap_or_default())
+            } else {
+                "no".to_owned()
+            },
             yn(s.initialized).to_owned(),
             yn(s.sealed).to_owned(),
             s.version.clone().unwrap_or_else(|| "?".to_owned()),
-            s.intermediate_not_after.clone().unwrap_or_else(|| "?".to_owned()),
+            s.intermediate_not_after
+                .clone()
+                .unwrap_or_else(|| "?".to_owned()),
             chain,
         ]);
     }
     let mut s = table.to_string();
     s.push('\n');
     for st in statuses.iter().filter(|s| s.error.is_some()) {
-        s.push_str(&format!("{}: {}\n", st.name, st.error.as_deref().unwrap_or_default()));
+        s.push_str(&format!(
+            "{}: {}\n",
+            st.name,
+            st.error.as_deref().unwrap_or_default()
+        ));
     }
     s
 }

@@ -2,3 +2,4 @@
 
 pub(crate) mod ca;
 pub(crate) mod lab;
+pub(crate) mod provision;

@@ -1,0 +1,359 @@
+//! `warden plan`, `warden apply` and `warden lint`: the spec against live environments.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+use serde::Serialize;
+use warden_plan::lint::Finding;
+use warden_plan::{Action, ApplyReport, Change, EnvInputs, EnvPlan};
+use warden_spec::Environment;
+
+use crate::context::{Resolved, Target};
+use crate::exit;
+use crate::hint::{HintExt, WithCode};
+use crate::output::Output;
+
+#[derive(Debug, Args)]
+pub(crate) struct PlanArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Also plan the removal of objects Warden created that are no longer in the spec.
+    #[arg(long)]
+    prune: bool,
+    /// Requests in flight per environment.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    concurrency: u16,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LintArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Only lint the spec's desired state; do not read live policies.
+    #[arg(long)]
+    offline: bool,
+}
+
+/// The machine-readable plan: counts at the top level so a pipeline can gate on them.
+#[derive(Debug, Serialize)]
+struct PlanReport {
+    creates: usize,
+    updates: usize,
+    deletes: usize,
+    conflicts: usize,
+    environments: Vec<EnvPlan>,
+    lint: Vec<Finding>,
+}
+
+#[derive(Debug, Serialize)]
+struct ApplyOutput {
+    creates: usize,
+    updates: usize,
+    deletes: usize,
+    writes: usize,
+    seconds: f64,
+    environments: Vec<ApplyReport>,
+}
+
+pub(crate) async fn plan(args: PlanArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let resolved = args.target.resolve()?;
+    let report = build_plan(&resolved, args.prune, usize::from(args.concurrency), out).await?;
+    out.emit(&report, || render_plan(&report))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn apply(args: PlanArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let resolved = args.target.resolve()?;
+    let started = Instant::now();
+    let report = build_plan(&resolved, args.prune, usize::from(args.concurrency), out).await?;
+    out.stderr_block(&render_plan(&report));
+    refuse_if_blocked(&report)?;
+    let mut applied = Vec::new();
+    for env_plan in &report.environments {
+        let env = resolved
+            .envs
+            .iter()
+            .find(|e| e.name.as_str() == env_plan.env)
+            .expect("planned environments come from the spec");
+        if env_plan.changes.is_empty() {
+            applied.push(ApplyReport {
+                env: env_plan.env.clone(),
+                ..Default::default()
+            });
+            continue;
+        }
+        let client = resolved.client(env)?;
+        let progress = progress_printer(out, &env_plan.env);
+        let r = warden_plan::apply_env(&client, env_plan, args.concurrency.into(), progress)
+            .await
+            .with_context(|| format!("apply to {} did not complete", env_plan.env))
+            .hint("what succeeded is applied and recorded; fix the cause and run apply again (it only does what is left)")?;
+        applied.push(r);
+    }
+    let output = ApplyOutput {
+        creates: applied.iter().map(|r| r.created).sum(),
+        updates: applied.iter().map(|r| r.updated).sum(),
+        deletes: applied.iter().map(|r| r.deleted).sum(),
+        writes: applied.iter().map(|r| r.writes).sum(),
+        seconds: started.elapsed().as_secs_f64(),
+        environments: applied,
+    };
+    out.emit(&output, || {
+        format!(
+            "Apply complete: {} created, {} updated, {} deleted ({} writes, {:.2}s).",
+            output.creates, output.updates, output.deletes, output.writes, output.seconds
+        )
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn lint(args: LintArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let resolved = args.target.resolve()?;
+    let mut findings = Vec::new();
+    for env in &resolved.envs {
+        findings.extend(warden_plan::lint::lint_desired(&resolved.spec, env));
+        if !args.offline {
+            findings.extend(lint_live(&resolved, env).await?);
+        }
+    }
+    out.emit(&findings, || {
+        render_findings(&findings, "No least-privilege findings.")
+    })?;
+    if findings.iter().any(Finding::blocking) {
+        return Err(anyhow::anyhow!("{} unwaived least-privilege finding(s)", findings.iter().filter(|f| f.blocking()).count()))
+            .context(WithCode(exit::CHECK_FAILED))
+            .hint("narrow the policy, or waive the rule for that identity in the spec ([[waivers]] rule, identity, reason)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn lint_live(resolved: &Resolved, env: &Environment) -> anyhow::Result<Vec<Finding>> {
+    let client = resolved.client(env)?;
+    let mut live: BTreeMap<String, Vec<warden_plan::policy::Grant>> = BTreeMap::new();
+    for id in resolved.spec.identities_in(env.name.as_str()) {
+        let name = warden_plan::policy::policy_name(&resolved.spec, id);
+        match client.read_policy(&name).await {
+            Ok(hcl) => {
+                let grants = warden_plan::policy::parse(&hcl).map_err(|e| {
+                    anyhow::anyhow!("{}: policy {name} is unreadable: {e}", env.name)
+                })?;
+                live.insert(id.name.to_string(), grants);
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e).with_context(|| format!("{}: read policy {name}", env.name)),
+        }
+    }
+    Ok(warden_plan::lint::lint(
+        &resolved.spec,
+        env,
+        "live",
+        &|id| live.get(id.name.as_str()).cloned(),
+    ))
+}
+
+async fn build_plan(
+    resolved: &Resolved,
+    prune: bool,
+    concurrency: usize,
+    out: &Output,
+) -> anyhow::Result<PlanReport> {
+    let mut environments = Vec::new();
+    let mut lint = Vec::new();
+    for env in &resolved.envs {
+        let name = env.name.as_str();
+        out.progress(format!("{name}: reading live state"));
+        let client = resolved.client(env)?;
+        let inputs = env_inputs(resolved, env, &client).await?;
+        let desired = warden_plan::desired_state(&resolved.spec, env, &inputs);
+        lint.extend(warden_plan::lint::lint_desired(&resolved.spec, env));
+        let plan = warden_plan::plan_env(&client, name, desired, prune, concurrency)
+            .await
+            .with_context(|| format!("planning {name} failed; nothing was changed"))?;
+        environments.push(plan);
+    }
+    let count = |a: Action| environments.iter().map(|p| p.count(a)).sum();
+    Ok(PlanReport {
+        creates: count(Action::Create),
+        updates: count(Action::Update),
+        deletes: count(Action::Delete),
+        conflicts: count(Action::Conflict),
+        environments,
+        lint,
+    })
+}
+
+/// Live facts the desired state depends on: the identity CA and the CI validation keys.
+async fn env_inputs(
+    resolved: &Resolved,
+    env: &Environment,
+    client: &warden_bao::Client,
+) -> anyhow::Result<EnvInputs> {
+    let name = env.name.as_str();
+    let path = format!("{}/cert/ca", env.mounts.pki);
+    let identity_ca_pem = match client.read(&path).await {
+        Ok(s) => s
+            .data
+            .and_then(|d| {
+                d.get("certificate")
+                    .and_then(|c| c.as_str())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default(),
+        Err(e) if e.is_not_found() => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("{name}: read {path}")),
+    };
+    if identity_ca_pem.trim().is_empty() {
+        return Err(anyhow::anyhow!("{name}: the PKI mount `{}` has no intermediate", env.mounts.pki)).with_hint(|| {
+            "Warden pins every cert-auth role to the environment's intermediate and does not create it: \
+             run `warden lab up`, or sign one with `warden ca sign-intermediate` and import it"
+                .to_owned()
+        });
+    }
+    let mut jwt_pubkeys = Vec::new();
+    if let Some(ci) = &env.ci {
+        for p in &ci.validation_pubkeys {
+            jwt_pubkeys.push(resolved.read_spec_file(p)?);
+        }
+    }
+    Ok(EnvInputs {
+        identity_ca_pem,
+        jwt_pubkeys,
+    })
+}
+
+fn refuse_if_blocked(report: &PlanReport) -> anyhow::Result<()> {
+    let blocking: Vec<&Finding> = report.lint.iter().filter(|f| f.blocking()).collect();
+    if report.conflicts > 0 || !blocking.is_empty() {
+        let mut reasons = Vec::new();
+        if report.conflicts > 0 {
+            reasons.push(format!("{} conflict(s)", report.conflicts));
+        }
+        if !blocking.is_empty() {
+            reasons.push(format!("{} unwaived lint finding(s)", blocking.len()));
+        }
+        return Err(anyhow::anyhow!("refusing to apply: {}; nothing was changed", reasons.join(" and ")))
+            .hint("see the plan above; conflicts need a manual decision, lint findings a narrower spec or a waiver");
+    }
+    Ok(())
+}
+
+fn progress_printer(out: &Output, env: &str) -> Arc<warden_plan::ProgressFn> {
+    let env = env.to_owned();
+    let out = Output::new(if out.is_json() {
+        crate::output::Format::Json
+    } else {
+        crate::output::Format::Text
+    });
+    let tty = std::io::stderr().is_terminal();
+    Arc::new(move |done: usize, total: usize| {
+        let step = (total / 10).max(1);
+        if tty || done.is_multiple_of(step) || done == total {
+            out.progress_inline(
+                &format!("{env}: applied {done}/{total}"),
+                done == total,
+                tty,
+            );
+        }
+    })
+}
+
+fn symbol(a: Action) -> &'static str {
+    match a {
+        Action::Create => "+",
+        Action::Update => "~",
+        Action::Delete => "-",
+        Action::Conflict => "!",
+    }
+}
+
+fn render_change(c: &Change, s: &mut String) {
+    s.push_str(&format!(
+        "  {} {:<14} {:<48} {}\n",
+        symbol(c.action),
+        c.kind.label(),
+        c.path,
+        c.reason
+    ));
+    for f in &c.fields {
+        s.push_str(&format!(
+            "      {}: {} → {}\n",
+            f.field,
+            short(&f.from),
+            short(&f.to)
+        ));
+    }
+}
+
+fn short(v: &serde_json::Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 80 {
+        format!("{}…", s.chars().take(77).collect::<String>())
+    } else {
+        s
+    }
+}
+
+fn render_plan(report: &PlanReport) -> String {
+    let mut s = String::new();
+    for p in &report.environments {
+        s.push_str(&format!("Environment {}:\n", p.env));
+        for c in &p.changes {
+            render_change(c, &mut s);
+        }
+        s.push_str(&format!(
+            "  {} to create, {} to update, {} to delete, {} unchanged\n",
+            p.count(Action::Create),
+            p.count(Action::Update),
+            p.count(Action::Delete),
+            p.unchanged
+        ));
+        if !p.orphans.is_empty() {
+            s.push_str(&format!(
+                "  kept (created by Warden, no longer in the spec; --prune removes): {}\n",
+                p.orphans.join(", ")
+            ));
+        }
+    }
+    if !report.lint.is_empty() {
+        s.push_str(&render_findings(&report.lint, ""));
+    }
+    if report.creates + report.updates + report.deletes + report.conflicts == 0 {
+        s.push_str("No changes. The environments match the spec.\n");
+    } else {
+        s.push_str(&format!(
+            "Plan: {} to create, {} to update, {} to delete{}.\n",
+            report.creates,
+            report.updates,
+            report.deletes,
+            if report.conflicts > 0 {
+                format!(", {} CONFLICTS", report.conflicts)
+            } else {
+                String::new()
+            }
+        ));
+    }
+    s
+}
+
+fn render_findings(findings: &[Finding], none: &str) -> String {
+    if findings.is_empty() {
+        return format!("{none}\n");
+    }
+    let mut s = String::from("Least-privilege findings:\n");
+    for f in findings {
+        let status = match &f.waived {
+            Some(reason) => format!("waived: {reason}"),
+            None => "ERROR".to_owned(),
+        };
+        s.push_str(&format!(
+            "  [{}] {}/{} {} ({}): {}\n",
+            f.rule, f.env, f.identity, f.source, status, f.message
+        ));
+    }
+    s
+}

@@ -1,0 +1,131 @@
+//! Resolving where an environment lives: from a lab (`--lab DIR`: its addresses, operator
+//! certificate and root token), else from the spec's per-environment settings and the standard
+//! `VAULT_*`/`BAO_*` variables.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use warden_bao::{Client, ClientConfig};
+use warden_lab::Lab;
+use warden_spec::{Environment, Spec};
+
+use crate::hint::HintExt;
+
+/// `--spec`, `--lab`, `--env`: shared by plan, apply, lint and identity commands.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Target {
+    /// The platform spec.
+    #[arg(long, env = "WARDEN_SPEC", default_value = "warden.toml")]
+    pub(crate) spec: PathBuf,
+    /// Use a lab's environments and operator credentials.
+    #[arg(long, env = "WARDEN_LAB_DIR")]
+    pub(crate) lab: Option<PathBuf>,
+    /// Only these environments (repeat or comma-separate); default: all in the spec.
+    #[arg(long = "env", value_delimiter = ',')]
+    pub(crate) envs: Vec<String>,
+}
+
+/// A loaded spec with the environments selected.
+pub(crate) struct Resolved {
+    pub(crate) spec: Spec,
+    pub(crate) spec_dir: PathBuf,
+    pub(crate) lab: Option<Lab>,
+    pub(crate) envs: Vec<Environment>,
+}
+
+impl Target {
+    /// Loads and validates the spec (nothing is contacted) and picks the environments.
+    pub(crate) fn resolve(&self) -> anyhow::Result<Resolved> {
+        let spec = warden_spec::load(&self.spec).map_err(|e| match e {
+            warden_spec::LoadError::Invalid(d) => anyhow::anyhow!("{d}").context(format!(
+                "{} is not a valid spec (no server was contacted)",
+                self.spec.display()
+            )),
+            other => anyhow::Error::new(other),
+        })?;
+        let lab =
+            match &self.lab {
+                Some(dir) => Some(Lab::open(dir).with_hint(|| {
+                    format!("start it with `warden lab up --dir {}`", dir.display())
+                })?),
+                None => None,
+            };
+        let mut envs = Vec::new();
+        if self.envs.is_empty() {
+            envs = spec.environments.clone();
+        } else {
+            for name in &self.envs {
+                let env = spec.environment(name).cloned().with_context(|| {
+                    let known: Vec<&str> =
+                        spec.environments.iter().map(|e| e.name.as_str()).collect();
+                    match warden_spec::suggest(name, known.iter().copied()) {
+                        Some(s) => {
+                            format!("the spec has no environment `{name}`; did you mean `{s}`?")
+                        }
+                        None => format!(
+                            "the spec has no environment `{name}` (it has {})",
+                            known.join(", ")
+                        ),
+                    }
+                })?;
+                envs.push(env);
+            }
+        }
+        let spec_dir = self
+            .spec
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        Ok(Resolved {
+            spec,
+            spec_dir,
+            lab,
+            envs,
+        })
+    }
+}
+
+impl Resolved {
+    /// An operator client for `env`.
+    pub(crate) fn client(&self, env: &Environment) -> anyhow::Result<Client> {
+        let name = env.name.as_str();
+        if let Some(lab) = &self.lab {
+            return lab
+                .operator_client(name)
+                .with_context(|| format!("{name}: no such environment in the lab"))
+                .with_hint(|| {
+                    "the spec's environment names must match the lab's (`warden lab status`)"
+                        .to_owned()
+                });
+        }
+        let mut cfg = ClientConfig::from_env().context("reading VAULT_*/BAO_* settings")?;
+        if let Some(addr) = &env.address {
+            cfg = ClientConfig::from_address(addr)
+                .with_context(|| format!("{name}: bad address {addr}"))
+                .map(|c| merge_env(c, cfg))?;
+        }
+        if let Some(ca) = &env.ca_cert {
+            cfg = cfg
+                .with_ca_file(self.spec_dir.join(ca))
+                .with_context(|| format!("{name}: CA bundle"))?;
+        }
+        Client::new(cfg)
+            .with_context(|| format!("{name}: cannot build a client"))
+            .hint("set --lab DIR, or the environment's address in the spec and VAULT_TOKEN/VAULT_CLIENT_CERT/VAULT_CLIENT_KEY")
+    }
+
+    /// Reads a file named in the spec, relative to the spec's directory.
+    pub(crate) fn read_spec_file(&self, path: &Path) -> anyhow::Result<String> {
+        let full = self.spec_dir.join(path);
+        std::fs::read_to_string(&full).with_context(|| format!("could not read {}", full.display()))
+    }
+}
+
+/// Keeps credentials from the environment when the address comes from the spec.
+fn merge_env(from_spec: ClientConfig, from_env: ClientConfig) -> ClientConfig {
+    let mut c = from_spec;
+    c.token = from_env.token;
+    c.client_identity = from_env.client_identity;
+    c.ca_cert_pem = from_env.ca_cert_pem;
+    c.namespace = from_env.namespace;
+    c
+}

@@ -36,6 +36,8 @@ pub(crate) enum Command {
     Plan(crate::cmd::provision::PlanArgs),
     /// Make each environment match the spec (idempotent: a second apply writes nothing).
     Apply(crate::cmd::provision::PlanArgs),
+    /// Identities on a host: enroll (Unix user, directory, mTLS client certificate).
+    Identity(crate::cmd::identity::IdentityArgs),
     /// Least-privilege check of the spec's and the live policies. Exits 3 on unwaived findings.
     Lint(crate::cmd::provision::LintArgs),
 }

@@ -85,6 +85,23 @@ impl Target {
 }
 
 impl Resolved {
+    /// A spec already parsed (for example the lab's built-in one) against a lab, limited to
+    /// the environments both have.
+    pub(crate) fn for_lab(spec: Spec, spec_dir: PathBuf, lab: Lab) -> Self {
+        let envs = spec
+            .environments
+            .iter()
+            .filter(|e| lab.env(e.name.as_str()).is_ok())
+            .cloned()
+            .collect();
+        Self {
+            spec,
+            spec_dir,
+            lab: Some(lab),
+            envs,
+        }
+    }
+
     /// An operator client for `env`.
     pub(crate) fn client(&self, env: &Environment) -> anyhow::Result<Client> {
         let name = env.name.as_str();

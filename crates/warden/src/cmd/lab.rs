@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use warden_lab::{EnvStatus, Lab, NewLabOptions, Progress};
 
+use crate::context::Resolved;
 use crate::exit;
 use crate::hint::{HintExt, WithCode};
 use crate::output::Output;
@@ -48,7 +49,18 @@ struct UpArgs {
     /// Unseal shares needed to unseal.
     #[arg(long, default_value_t = 2)]
     threshold: u8,
+    /// The platform spec to apply once the environments are up (default: the example platform
+    /// built into warden, examples/lab/warden.toml).
+    #[arg(long)]
+    spec: Option<PathBuf>,
+    /// Bring up the servers only; apply no spec.
+    #[arg(long, conflicts_with = "spec")]
+    no_spec: bool,
 }
+
+/// The example platform (`examples/lab/warden.toml`), built in so `warden lab up` works from
+/// any directory.
+const EXAMPLE_SPEC: &str = include_str!("../../../../examples/lab/warden.toml");
 
 #[derive(Debug, Args)]
 struct DownArgs {
@@ -75,6 +87,7 @@ impl Progress for StderrProgress<'_> {
 }
 
 async fn run_up(dir: &Path, args: UpArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let (spec_choice, no_spec) = (args.spec.clone(), args.no_spec);
     let options = NewLabOptions {
         environments: args.envs,
         shares: args.shares,
@@ -88,8 +101,35 @@ async fn run_up(dir: &Path, args: UpArgs, out: &Output) -> anyhow::Result<ExitCo
     // Loud in every output mode: this custody must never be mistaken for a real one.
     out.warn(warden_lab::LAB_ONLY_NOTICE);
     let lab = Lab::open(dir)?;
+    let applied = if no_spec {
+        None
+    } else {
+        let (spec, spec_dir, name) = match &spec_choice {
+            Some(path) => (
+                warden_spec::load(path)
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+                    .with_context(|| format!("{} is not a valid spec", path.display()))?,
+                path.parent()
+                    .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+                path.display().to_string(),
+            ),
+            None => (
+                warden_spec::parse(EXAMPLE_SPEC, "examples/lab/warden.toml (built in)")
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+                PathBuf::from("."),
+                "the built-in example platform".to_owned(),
+            ),
+        };
+        out.progress(format!("lab: applying {name}"));
+        let resolved = Resolved::for_lab(spec, spec_dir, lab.clone());
+        Some(
+            crate::cmd::provision::apply_resolved(&resolved, false, 8, out)
+                .await
+                .with_context(|| format!("the servers are up, but applying {name} failed"))?,
+        )
+    };
     let statuses = lab.status().await;
-    out.emit(&serde_json::json!({ "up": report, "status": statuses }), || {
+    out.emit(&serde_json::json!({ "up": report, "applied": applied, "status": statuses }), || {
         let mut s = status_table(&statuses);
         s.push_str(&format!(
             "\nLab ready in {}. `warden lab status --output json --dir {}` gives the paths to point any Vault client at.\n",

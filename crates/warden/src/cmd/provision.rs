@@ -51,7 +51,7 @@ struct PlanReport {
 }
 
 #[derive(Debug, Serialize)]
-struct ApplyOutput {
+pub(crate) struct ApplyOutput {
     creates: usize,
     updates: usize,
     deletes: usize,
@@ -69,8 +69,30 @@ pub(crate) async fn plan(args: PlanArgs, out: &Output) -> anyhow::Result<ExitCod
 
 pub(crate) async fn apply(args: PlanArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let resolved = args.target.resolve()?;
+    let output = apply_resolved(&resolved, args.prune, args.concurrency.into(), out).await?;
+    out.emit(&output, || output.summary())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+impl ApplyOutput {
+    fn summary(&self) -> String {
+        format!(
+            "Apply complete: {} created, {} updated, {} deleted ({} writes, {:.2}s).",
+            self.creates, self.updates, self.deletes, self.writes, self.seconds
+        )
+    }
+}
+
+/// Plans every selected environment, refuses on conflicts or unwaived lint findings (before
+/// any write anywhere), then applies environment by environment.
+pub(crate) async fn apply_resolved(
+    resolved: &Resolved,
+    prune: bool,
+    concurrency: usize,
+    out: &Output,
+) -> anyhow::Result<ApplyOutput> {
     let started = Instant::now();
-    let report = build_plan(&resolved, args.prune, usize::from(args.concurrency), out).await?;
+    let report = build_plan(resolved, prune, concurrency, out).await?;
     out.stderr_block(&render_plan(&report));
     refuse_if_blocked(&report)?;
     let mut applied = Vec::new();
@@ -89,27 +111,20 @@ pub(crate) async fn apply(args: PlanArgs, out: &Output) -> anyhow::Result<ExitCo
         }
         let client = resolved.client(env)?;
         let progress = progress_printer(out, &env_plan.env);
-        let r = warden_plan::apply_env(&client, env_plan, args.concurrency.into(), progress)
+        let r = warden_plan::apply_env(&client, env_plan, concurrency, progress)
             .await
             .with_context(|| format!("apply to {} did not complete", env_plan.env))
             .hint("what succeeded is applied and recorded; fix the cause and run apply again (it only does what is left)")?;
         applied.push(r);
     }
-    let output = ApplyOutput {
+    Ok(ApplyOutput {
         creates: applied.iter().map(|r| r.created).sum(),
         updates: applied.iter().map(|r| r.updated).sum(),
         deletes: applied.iter().map(|r| r.deleted).sum(),
         writes: applied.iter().map(|r| r.writes).sum(),
         seconds: started.elapsed().as_secs_f64(),
         environments: applied,
-    };
-    out.emit(&output, || {
-        format!(
-            "Apply complete: {} created, {} updated, {} deleted ({} writes, {:.2}s).",
-            output.creates, output.updates, output.deletes, output.writes, output.seconds
-        )
-    })?;
-    Ok(ExitCode::SUCCESS)
+    })
 }
 
 pub(crate) async fn lint(args: LintArgs, out: &Output) -> anyhow::Result<ExitCode> {

@@ -31,7 +31,14 @@ pub fn grants(spec: &Spec, env: &Environment, identity: &Identity) -> Vec<Grant>
     let m = &env.mounts;
     let n = &spec.naming;
     let me = &identity.name;
-    let mut out = Vec::new();
+    // Identity tokens carry no `default` policy (it doubles server cost per request), and
+    // `default` is what normally lets a token look itself up, renew and revoke itself. Agents
+    // need exactly those three, so every identity gets them by exact path.
+    let mut out = vec![
+        grant("auth/token/lookup-self".to_owned(), &["read"]),
+        grant("auth/token/renew-self".to_owned(), &["update"]),
+        grant("auth/token/revoke-self".to_owned(), &["update"]),
+    ];
     let kv_read = |out: &mut Vec<Grant>, prefix: &str, secret: &str| {
         out.push(grant(format!("{}/data/{prefix}/{secret}", m.kv), &["read"]));
         out.push(grant(

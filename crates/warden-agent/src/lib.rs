@@ -1,0 +1,42 @@
+//! `warden-agent`: the host side of a Warden identity.
+//!
+//! It will hold the agent — authenticating with the identity's mTLS certificate, renewing it
+//! before it expires, and delivering rendered certificates and secrets to the service. Today it
+//! holds the two things the agent stands on: where an identity's files live on a host, and how
+//! an identity is enrolled there.
+//!
+//! Where to start:
+//!
+//! | need                                              | API                                        |
+//! |---------------------------------------------------|--------------------------------------------|
+//! | the per-identity directory layout                 | [`IdentityLayout`]                         |
+//! | enroll an app or proxy (key on host, CSR, verify) | [`enroll`], [`EnrollRequest`], [`EnrollOptions`] |
+//! | check a name before contacting anything           | [`enrollable`]                             |
+//! | who owns the files (service user or current user) | [`Owner`], [`running_as_root`]             |
+//! | the agent's configuration file                    | [`AgentConfig`]                            |
+//! | when a certificate is due for renewal             | [`renewal_due`]                            |
+//!
+//! Guarantees: the private key is generated on the host and written only through
+//! `warden_files::write_atomic` with owner-only permissions; no type here holds key material in
+//! a field that `Debug` or `Serialize` could print; a newly issued certificate is proven to log
+//! in with exactly the identity's policy before it replaces anything on disk. Nothing is
+//! printed: results are [`EnrollReport`], failures are [`Error`].
+
+mod agent_config;
+mod enroll;
+mod error;
+mod existing;
+pub mod layout;
+mod unix_user;
+
+pub use agent_config::{AgentConfig, IdentitySection, OpenBaoSection, PathsSection};
+pub use enroll::{
+    CertAction, CertificateReport, EnrollOptions, EnrollReport, EnrollRequest, PathsReport,
+    Verification, enroll, enrollable,
+};
+pub use error::{Error, Result};
+pub use existing::{IssueReason, renewal_due};
+pub use layout::IdentityLayout;
+pub use unix_user::{
+    Owner, OwnerReport, USERADD, running_as_root, useradd_argv, validate_user_name,
+};

@@ -22,6 +22,7 @@
 //! in with exactly the identity's policy before it replaces anything on disk. Nothing is
 //! printed: results are [`EnrollReport`], failures are [`Error`].
 
+pub mod agent;
 mod agent_config;
 mod enroll;
 mod error;

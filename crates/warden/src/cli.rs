@@ -38,6 +38,8 @@ pub(crate) enum Command {
     Apply(crate::cmd::provision::PlanArgs),
     /// Identities on a host: enroll (Unix user, directory, mTLS client certificate).
     Identity(crate::cmd::identity::IdentityArgs),
+    /// Run the agent of one identity: log in, deliver and renew its outputs, reload on change.
+    Agent(crate::cmd::agent::AgentArgs),
     /// Least-privilege check of the spec's and the live policies. Exits 3 on unwaived findings.
     Lint(crate::cmd::provision::LintArgs),
 }

@@ -52,6 +52,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Apply(args) => cmd::provision::apply(args, &out).await,
         cli::Command::Lint(args) => cmd::provision::lint(args, &out).await,
         cli::Command::Identity(args) => cmd::identity::run(args, &out).await,
+        cli::Command::Agent(args) => cmd::agent::run(args, &out).await,
     }
 }
 

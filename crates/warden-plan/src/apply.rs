@@ -56,8 +56,20 @@ pub async fn apply_env(
         env: plan.env.clone(),
         ..Default::default()
     };
-    let mut owned = plan.owned.clone();
     let mut failures = Vec::new();
+
+    // Record what is about to be created *before* creating it (right after the mounts, one of
+    // which holds the record): if the process dies half way, every object it made is already
+    // Warden's and prunable. An id whose object was never created is harmless to prune.
+    // Mounts and auth backends are created before the record, but are never pruned anyway.
+    let mut owned = plan.owned.clone();
+    owned.extend(
+        plan.changes
+            .iter()
+            .filter(|c| c.action == Action::Create)
+            .map(|c| c.id.clone()),
+    );
+    let mut recorded = plan.owned.clone();
 
     // Phases: everything of a phase finishes before the next starts (roles need their mounts
     // and policies). Deletes were sorted last, children first.
@@ -72,6 +84,14 @@ pub async fn apply_env(
         phases.last_mut().expect("just pushed").push(c.clone());
     }
     for phase in phases {
+        let mounts_phase = phase
+            .first()
+            .is_some_and(|c| c.kind.phase() == 0 && c.action != Action::Delete);
+        if !mounts_phase && owned != recorded {
+            owned::write(client, &plan.env, &owned).await?;
+            report.writes += 1;
+            recorded = owned.clone();
+        }
         let results = crate::bounded::run(phase, concurrency, {
             let client = client.clone();
             let done = done.clone();
@@ -93,10 +113,7 @@ pub async fn apply_env(
                 Ok(()) => {
                     report.writes += 1;
                     match change.action {
-                        Action::Create => {
-                            report.created += 1;
-                            owned.insert(change.id.clone());
-                        }
+                        Action::Create => report.created += 1,
                         Action::Update => report.updated += 1,
                         Action::Delete => {
                             report.deleted += 1;
@@ -112,7 +129,7 @@ pub async fn apply_env(
             break; // later phases depend on this one
         }
     }
-    if owned != plan.owned {
+    if owned != recorded {
         owned::write(client, &plan.env, &owned).await?;
         report.writes += 1;
     }

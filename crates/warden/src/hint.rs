@@ -56,13 +56,22 @@ impl<T, E: Into<anyhow::Error>> HintExt<T> for Result<T, E> {
 pub(crate) fn report(err: &anyhow::Error) {
     let hint = err.downcast_ref::<Hint>().map(|h| h.0.clone());
     let code = err.downcast_ref::<WithCode>().map(ToString::to_string);
-    let mut parts: Vec<String> = err
+    let parts: Vec<String> = err
         .chain()
         .map(ToString::to_string)
         .filter(|p| Some(p) != hint.as_ref() && Some(p) != code.as_ref())
         .collect();
-    // A wrapper's Display sometimes repeats its source's text; drop exact repeats.
-    parts.dedup();
+    // Library errors print their cause inline ("env: step: cause") and also expose it as
+    // `source()`, so the chain would say everything twice: drop a cause whose text the line
+    // before it already contains.
+    let mut kept: Vec<String> = Vec::new();
+    for p in parts {
+        if kept.last().is_some_and(|prev| prev.contains(p.as_str())) {
+            continue;
+        }
+        kept.push(p);
+    }
+    let parts = kept;
     eprintln!("error: {}", parts.join(": "));
     if let Some(h) = hint {
         eprintln!("  hint: {h}");

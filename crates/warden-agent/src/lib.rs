@@ -28,6 +28,7 @@ mod enroll;
 mod error;
 mod existing;
 pub mod layout;
+mod unit;
 mod unix_user;
 
 pub use agent_config::{AgentConfig, IdentitySection, OpenBaoSection, PathsSection};
@@ -38,6 +39,7 @@ pub use enroll::{
 pub use error::{Error, Result};
 pub use existing::{IssueReason, renewal_due};
 pub use layout::IdentityLayout;
+pub use unit::{UnitSpec, systemd_unit};
 pub use unix_user::{
     Owner, OwnerReport, USERADD, running_as_root, useradd_argv, validate_user_name,
 };

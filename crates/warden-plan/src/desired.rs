@@ -148,6 +148,8 @@ pub fn desired_state(spec: &Spec, env: &Environment, inputs: &EnvInputs) -> Vec<
                         "display_name": id.name.as_str(),
                         "token_policies": policies,
                         "token_no_default_policy": true,
+                        "token_period": 0,
+                        "token_explicit_max_ttl": 0,
                         "token_ttl": TOKEN_TTL_SECS,
                         "token_max_ttl": TOKEN_MAX_TTL_SECS,
                     }),
@@ -165,6 +167,8 @@ pub fn desired_state(spec: &Spec, env: &Environment, inputs: &EnvInputs) -> Vec<
                     body: json!({
                         "token_policies": policies,
                         "token_no_default_policy": true,
+                        "token_period": 0,
+                        "token_explicit_max_ttl": 0,
                         "token_ttl": TOKEN_TTL_SECS,
                         "token_max_ttl": TOKEN_MAX_TTL_SECS,
                         "secret_id_ttl": id.secret_id_ttl.map_or(86_400, |t| t.as_secs()),
@@ -193,6 +197,8 @@ pub fn desired_state(spec: &Spec, env: &Environment, inputs: &EnvInputs) -> Vec<
                         "user_claim": "sub",
                         "token_policies": policies,
                         "token_no_default_policy": true,
+                        "token_period": 0,
+                        "token_explicit_max_ttl": 0,
                         "token_ttl": CI_TOKEN_TTL_SECS,
                         "token_max_ttl": CI_TOKEN_TTL_SECS,
                     }),
@@ -233,6 +239,17 @@ fn pki_role(
         "max_ttl": ttl,
         "no_store": true,
         "require_cn": true,
+        // Pinned although they are OpenBao's defaults: an operator widening them by hand must
+        // show up as drift.
+        "code_signing_flag": false,
+        "email_protection_flag": false,
+        "basic_constraints_valid_for_non_ca": false,
+        "allowed_uri_sans": [],
+        "allowed_other_sans": [],
+        "ext_key_usage": [],
+        "ext_key_usage_oids": [],
+        "allowed_domains_template": false,
+        "issuer_ref": "default",
     });
     if key_type != "ed25519" {
         body["key_bits"] = Value::from(key_bits);

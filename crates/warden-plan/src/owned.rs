@@ -26,7 +26,11 @@ pub(crate) async fn read(client: &Client, env: &str) -> Result<BTreeSet<String>,
     match client.read(&data_path()).await {
         Ok(secret) => Ok(decode(secret.data.as_ref().and_then(|d| d.get("data")))),
         Err(e) if e.is_not_found() => Ok(BTreeSet::new()),
-        Err(source) => Err(Error::Bao { env: env.to_owned(), what: "read the ownership record".into(), source }),
+        Err(source) => Err(Error::Bao {
+            env: env.to_owned(),
+            what: "read the ownership record".into(),
+            source,
+        }),
     }
 }
 
@@ -37,7 +41,11 @@ pub(crate) async fn write(client: &Client, env: &str, ids: &BTreeSet<String>) ->
         .write(&data_path(), &body, Idempotent::Yes)
         .await
         .map(drop)
-        .map_err(|source| Error::Bao { env: env.to_owned(), what: "write the ownership record".into(), source })
+        .map_err(|source| Error::Bao {
+            env: env.to_owned(),
+            what: "write the ownership record".into(),
+            source,
+        })
 }
 
 /// `{kind: "id\nid\n..."}`: a handful of JSON strings however many objects there are.
@@ -47,11 +55,18 @@ fn encode(ids: &BTreeSet<String>) -> Value {
         let kind = id.split_once(':').map_or("other", |(k, _)| k);
         by_kind.entry(kind).or_default().push(id);
     }
-    Value::Object(by_kind.into_iter().map(|(k, v)| (k.to_owned(), Value::String(v.join("\n")))).collect())
+    Value::Object(
+        by_kind
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), Value::String(v.join("\n"))))
+            .collect(),
+    )
 }
 
 fn decode(data: Option<&Value>) -> BTreeSet<String> {
-    let Some(map) = data.and_then(Value::as_object) else { return BTreeSet::new() };
+    let Some(map) = data.and_then(Value::as_object) else {
+        return BTreeSet::new();
+    };
     map.values()
         .filter_map(Value::as_str)
         .flat_map(|s| s.lines())

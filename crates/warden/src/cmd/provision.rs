@@ -209,19 +209,10 @@ async fn env_inputs(
     client: &warden_bao::Client,
 ) -> anyhow::Result<EnvInputs> {
     let name = env.name.as_str();
-    let path = format!("{}/cert/ca", env.mounts.pki);
-    let identity_ca_pem = match client.read(&path).await {
-        Ok(s) => s
-            .data
-            .and_then(|d| {
-                d.get("certificate")
-                    .and_then(|c| c.as_str())
-                    .map(str::to_owned)
-            })
-            .unwrap_or_default(),
-        Err(e) if e.is_not_found() => String::new(),
-        Err(e) => return Err(e).with_context(|| format!("{name}: read {path}")),
-    };
+    let identity_ca_pem = client
+        .pki_ca_cert(&env.mounts.pki)
+        .await
+        .with_context(|| format!("{name}: read the {} intermediate", env.mounts.pki))?;
     if identity_ca_pem.trim().is_empty() {
         return Err(anyhow::anyhow!("{name}: the PKI mount `{}` has no intermediate", env.mounts.pki)).with_hint(|| {
             "Warden pins every cert-auth role to the environment's intermediate and does not create it: \

@@ -67,6 +67,8 @@ pub(crate) struct Call<'a> {
     pub(crate) authenticated: bool,
     /// Non-2xx statuses whose body the caller wants instead of an error (sys/health).
     pub(crate) accept: &'a [u16],
+    /// Ask OpenBao to response-wrap the answer for this many seconds (`X-Vault-Wrap-TTL`).
+    pub(crate) wrap_ttl_secs: Option<u64>,
 }
 
 impl<'a> Call<'a> {
@@ -79,6 +81,7 @@ impl<'a> Call<'a> {
             idempotent,
             authenticated: true,
             accept: &[],
+            wrap_ttl_secs: None,
         }
     }
 
@@ -280,6 +283,26 @@ impl Client {
         optional_secret(&reply, path)
     }
 
+    /// Writes `body` to `path` and asks OpenBao to response-wrap the answer for `ttl`: the
+    /// caller gets a single-use wrapping token instead of the secret itself (for example an
+    /// AppRole secret-id to hand to a container). Never retried once sent: a second wrapped
+    /// answer would be a second secret.
+    pub async fn write_wrapped(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        ttl: Duration,
+    ) -> Result<crate::WrapInfo> {
+        let mut call = Call::new(Method::POST, path, Idempotent::No).json(body)?;
+        call.wrap_ttl_secs = Some(ttl.as_secs().max(1));
+        let reply = self.send(call).await?;
+        let secret: Secret = reply.decode(path)?;
+        secret.wrap_info.ok_or_else(|| Error::Decode {
+            path: path.to_owned(),
+            source: serde::de::Error::custom("OpenBao returned no wrap_info for a wrapped request"),
+        })
+    }
+
     /// Lists the keys under `path` (GET `?list=true`). A missing folder lists as empty (that
     /// is how OpenBao reports "no keys"); a missing *mount* is still [`Error::NotFound`] with
     /// the server's explanation in `errors`.
@@ -441,6 +464,9 @@ impl Client {
         let mut req = http
             .request(call.method.clone(), url)
             .headers(self.headers(call.authenticated)?);
+        if let Some(ttl) = call.wrap_ttl_secs {
+            req = req.header("X-Vault-Wrap-TTL", format!("{ttl}s"));
+        }
         if let Some(body) = &call.body {
             req = req
                 .header(reqwest::header::CONTENT_TYPE, "application/json")

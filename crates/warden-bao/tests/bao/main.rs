@@ -10,3 +10,4 @@ mod lifecycle;
 mod mounts_pki;
 mod retries;
 mod tls;
+mod wrapping;

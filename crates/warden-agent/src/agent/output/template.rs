@@ -1,1 +1,702 @@
-//! (being written)
+//! Template outputs: a config file rendered from secrets with minijinja.
+//!
+//! # What a template can call
+//!
+//! | call                  | reads (through the identity's token)    | returns                      |
+//! |-----------------------|-----------------------------------------|------------------------------|
+//! | `kv(mount, path)`     | `<mount>/data/<path>` (KV v2)           | the secret's data map        |
+//! | `kv1(mount, path)`    | `<mount>/<path>` (KV v1)                | the secret's data map        |
+//! | `ca_chain(pki_mount)` | `<pki_mount>/cert/ca_chain`             | the chain, PEM               |
+//! | `x \| tojson`         |                                         | JSON text (minijinja's own)  |
+//! | `x \| b64encode`      |                                         | standard base64 of a string  |
+//!
+//! `tojson` is minijinja's own: it writes `<`, `>`, `&` and `'` as `\u` escapes, which every
+//! JSON (and YAML) reader decodes back to the same string.
+//!
+//! The KV version is chosen by the function, not detected: detecting it means reading
+//! `sys/internal/ui/mounts/<mount>`, which identity policies rightly do not grant.
+//!
+//! # Rules, because these files configure services
+//!
+//! * `UndefinedBehavior::Strict`: a missing key, a misspelt variable, a secret that does not
+//!   exist — each is an error naming the template and line, never an empty string in a config
+//!   file. A template may still opt in to a fallback explicitly (`x | default("...")`).
+//! * No auto-escaping, whatever the file name: these are config files, not HTML.
+//! * Fuel ([`FUEL`]) bounds the work and memory of one render, so a runaway loop fails instead
+//!   of pinning a core; [`MAX_READS`] bounds how many secrets one render may read.
+//! * No loader: `include`/`import`/`extends` cannot reach other files.
+//!
+//! # Why rendering runs in rounds
+//!
+//! minijinja calls functions synchronously while the client is async, and blocking the
+//! runtime inside a function (`block_in_place`) would tie a worker thread to each template and
+//! does not work on a current-thread runtime. Parsing the template to find the calls would
+//! need minijinja's unstable AST and still miss calls whose arguments are computed. So the
+//! functions *record* instead of fetching:
+//!
+//! 1. Render with an empty cache. Every `kv`/`kv1`/`ca_chain` call not yet fetched records its
+//!    request and returns a placeholder that absorbs attribute access, iteration and the
+//!    b64encode filter, so one pass collects every call it reaches. Output and errors of a pass
+//!    that recorded anything are discarded: they were computed from placeholders.
+//! 2. Fetch everything recorded, concurrently.
+//! 3. Render again. A template whose calls depend on fetched values (a path read from
+//!    another secret, a branch on a secret) may record more; repeat until a pass records
+//!    nothing — that pass saw only real values, and its output or error is the result.
+//!
+//! A plain template takes exactly two passes and one round of concurrent reads; rounds are
+//! capped at [`MAX_ROUNDS`]. Every render reads afresh: the cache lives for one render only,
+//! so a rotated secret shows up on the next poll.
+//!
+//! # Secrets
+//!
+//! The rendered bytes are written into a `Zeroizing` buffer that wipes every buffer it
+//! outgrows. Error messages carry the template name, line, the kind of error and the
+//! *expression* (`cfg.password` is undefined), never values; as a second line of defence every
+//! string read from a secret is redacted from error text before it leaves this module. What
+//! cannot be wiped: the HTTP response body inside the client and minijinja's own string values
+//! (`Arc<str>`) while a render runs — both are dropped as soon as the render returns.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use base64::Engine as _;
+use minijinja::value::{Enumerator, Object, ObjectRepr, Value};
+use minijinja::{AutoEscape, Environment, ErrorKind, State, UndefinedBehavior};
+use zeroize::Zeroizing;
+
+use super::{RenderContext, RenderError, Rendered, RenderedFile};
+
+/// Execution budget of one render pass (minijinja fuel: about one unit per instruction and
+/// per 64 bytes allocated, so roughly 6 MB of output). Config templates use a few hundred.
+pub const FUEL: u64 = 100_000;
+
+/// Most render passes one render may take (see "Why rendering runs in rounds").
+pub const MAX_ROUNDS: usize = 8;
+
+/// Most distinct secrets (and chains) one render may read: a loop that builds paths must not
+/// become a request storm against OpenBao.
+pub const MAX_READS: usize = 64;
+
+/// A file rendered from a minijinja template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateOutput {
+    /// Output name (as in `agent.toml`), used in every error.
+    pub name: String,
+    /// Where the template text comes from.
+    pub source: TemplateSource,
+    /// Name of the rendered file (the output path's file name).
+    pub file_name: String,
+    /// Permission bits of the rendered file.
+    pub mode: u32,
+}
+
+/// Where a template's text comes from. Template text is configuration, not a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateSource {
+    /// A template file, read at every render so an edited template takes effect on the next
+    /// poll without a restart. Errors name it by this path.
+    File(PathBuf),
+    /// The template text itself (`contents = "..."`). Errors name it `inline:<output>`.
+    Inline(String),
+}
+
+impl TemplateOutput {
+    /// The name errors use for this template: its path, or `inline:<output>`.
+    pub fn template_name(&self) -> String {
+        match &self.source {
+            TemplateSource::File(path) => path.display().to_string(),
+            TemplateSource::Inline(_) => format!("inline:{}", self.name),
+        }
+    }
+
+    /// Renders the template, reading the secrets it calls for through `ctx.client`.
+    ///
+    /// Errors: [`RenderError::Template`] (with line) for syntax errors, undefined values,
+    /// secrets that do not exist, exhausted fuel, or an unreadable template file;
+    /// [`RenderError::Bao`] when OpenBao refuses or fails a read for another reason (sealed,
+    /// unreachable, permission denied — the token may need a new login), so
+    /// [`RenderError::is_transient`] can tell retries from mistakes.
+    pub async fn render(&self, ctx: &RenderContext<'_>) -> Result<Rendered, RenderError> {
+        let template = self.template_name();
+        let source = self.load_source(&template).await?;
+        let ledger = Shared::default();
+        for _ in 0..MAX_ROUNDS {
+            let (result, wanted) = render_pass(&template, &source, &ledger);
+            if wanted.is_empty() {
+                let contents = result.map_err(|e| self.template_error(&template, &e, &ledger))?;
+                return Ok(Rendered {
+                    files: vec![RenderedFile {
+                        name: self.file_name.clone(),
+                        contents,
+                        mode: self.mode,
+                    }],
+                    ..Rendered::default()
+                });
+            }
+            // This pass ran on placeholders: its output and errors mean nothing.
+            drop(result);
+            self.fetch(ctx.client, &template, wanted, &ledger).await?;
+        }
+        Err(RenderError::Template {
+            output: self.name.clone(),
+            template,
+            line: 0,
+            message: format!(
+                "the secrets this template reads depend on each other more than {MAX_ROUNDS} levels deep"
+            ),
+        })
+    }
+
+    async fn load_source(&self, template: &str) -> Result<String, RenderError> {
+        match &self.source {
+            TemplateSource::Inline(text) => Ok(text.clone()),
+            TemplateSource::File(path) => {
+                tokio::fs::read_to_string(path)
+                    .await
+                    .map_err(|e| RenderError::Template {
+                        output: self.name.clone(),
+                        template: template.to_owned(),
+                        line: 0,
+                        message: format!("cannot read the template file: {e}"),
+                    })
+            }
+        }
+    }
+
+    /// Reads every recorded request concurrently and files the results in the ledger. A read
+    /// that failed because the thing does not exist is filed as a failure, to surface as an
+    /// error *at the line that asked for it* in the next pass; any other failure ends the
+    /// render now, with the client error kept for the runtime to classify.
+    async fn fetch(
+        &self,
+        client: &warden_bao::Client,
+        template: &str,
+        wanted: BTreeSet<Request>,
+        ledger: &Shared,
+    ) -> Result<(), RenderError> {
+        let already = ledger.lock().fetched.len();
+        if already + wanted.len() > MAX_READS {
+            return Err(RenderError::Template {
+                output: self.name.clone(),
+                template: template.to_owned(),
+                line: 0,
+                message: format!(
+                    "the template reads more than {MAX_READS} secrets in one render (a loop building paths?)"
+                ),
+            });
+        }
+        let mut reads = tokio::task::JoinSet::new();
+        for request in wanted {
+            let client = client.clone();
+            reads.spawn(async move {
+                let result = request.read(&client).await;
+                (request, result)
+            });
+        }
+        while let Some(joined) = reads.join_next().await {
+            let (request, result) = joined.map_err(|e| RenderError::Local {
+                output: self.name.clone(),
+                what: format!("read secrets for template {template}"),
+                reason: e.to_string(),
+            })?;
+            let fetched = match result {
+                Ok(Fetch::Found(found)) => {
+                    let mut l = ledger.lock();
+                    l.secret_strings.extend(found.secret_strings);
+                    Fetched::Value(found.value)
+                }
+                Ok(Fetch::Missing(why)) => Fetched::Failed(format!("{}: {why}", request.call())),
+                Err(e) if e.is_not_found() => Fetched::Failed(format!(
+                    "{}: nothing at {}{}",
+                    request.call(),
+                    request.api_path(),
+                    request.not_found_hint()
+                )),
+                // A path built from a secret value would carry it into the client error's
+                // text, which cannot be redacted: report it the redacted way instead.
+                Err(e) if ledger.lock().mentions_secret(&request.api_path()) => {
+                    Fetched::Failed(format!(
+                        "{}: reading {} failed (status {})",
+                        request.call(),
+                        request.api_path(),
+                        e.status()
+                            .map_or_else(|| "none".to_owned(), |c| c.to_string())
+                    ))
+                }
+                Err(source) => {
+                    return Err(RenderError::Bao {
+                        output: self.name.clone(),
+                        what: format!(
+                            "template {template}: {} reads {}",
+                            request.call(),
+                            request.api_path()
+                        ),
+                        source: Box::new(source),
+                    });
+                }
+            };
+            ledger.lock().fetched.insert(request, fetched);
+        }
+        Ok(())
+    }
+
+    fn template_error(
+        &self,
+        template: &str,
+        err: &minijinja::Error,
+        ledger: &Shared,
+    ) -> RenderError {
+        let mut message = match (err.kind(), err.detail()) {
+            // Our own functions' failures read best without minijinja's prefix.
+            (ErrorKind::InvalidOperation, Some(detail))
+                if CALL_PREFIXES.iter().any(|p| detail.starts_with(p)) =>
+            {
+                detail.to_owned()
+            }
+            (kind, Some(detail)) => format!("{kind}: {detail}"),
+            (kind, None) => kind.to_string(),
+        };
+        match err.kind() {
+            ErrorKind::UndefinedError => message.push_str(
+                " — a key missing from a secret, or a variable or attribute that does not exist (strict mode renders nothing as empty)",
+            ),
+            ErrorKind::OutOfFuel => message.push_str(&format!(
+                " — the template exceeded its budget of {FUEL} (a loop that is too large?)"
+            )),
+            _ => {}
+        }
+        RenderError::Template {
+            output: self.name.clone(),
+            template: template.to_owned(),
+            line: err.line().unwrap_or(0),
+            message: ledger.lock().redact(message),
+        }
+    }
+}
+
+/// Prefixes of the messages our own functions fail with (see [`Request::call`]).
+const CALL_PREFIXES: [&str; 3] = ["kv(", "kv1(", "ca_chain("];
+
+/// Renders one pass. Returns the output (or the engine's error) and what the pass asked for
+/// that is not fetched yet. Synchronous and self-contained, so no minijinja value lives across
+/// an `.await` (they are not all `Send`).
+fn render_pass(
+    template: &str,
+    source: &str,
+    ledger: &Shared,
+) -> (
+    Result<Zeroizing<Vec<u8>>, minijinja::Error>,
+    BTreeSet<Request>,
+) {
+    ledger.lock().wanted.clear();
+    let env = environment(ledger);
+    let result = env
+        .template_from_named_str(template, source)
+        .and_then(|tmpl| {
+            let mut out = SecretBuf::default();
+            tmpl.render_captured_to((), &mut out).map(drop)?;
+            Ok(out.0)
+        });
+    let wanted = std::mem::take(&mut ledger.lock().wanted);
+    (result, wanted)
+}
+
+/// The environment every template renders in: strict, unescaped, fuelled, no loader, and our
+/// functions bound to this render's ledger.
+fn environment(ledger: &Shared) -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.set_fuel(Some(FUEL));
+    // Debug mode lets minijinja name the expression that was undefined (`cfg.pasword`). It
+    // also attaches variable values to the error object, which this module never formats
+    // (only kind, detail and line are read).
+    env.set_debug(true);
+    // Config files usually end in a newline; Jinja's default would eat it.
+    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
+        .keep_trailing_newline(true)
+        .build()
+    {
+        env.set_syntax(syntax);
+    }
+    let l = ledger.clone();
+    env.add_function("kv", move |mount: &str, path: &str| {
+        l.lookup(Request::kv(KvVersion::V2, mount, path)?)
+    });
+    let l = ledger.clone();
+    env.add_function("kv1", move |mount: &str, path: &str| {
+        l.lookup(Request::kv(KvVersion::V1, mount, path)?)
+    });
+    let l = ledger.clone();
+    env.add_function("ca_chain", move |mount: &str| {
+        l.lookup(Request::ca_chain(mount)?)
+    });
+    env.add_filter("b64encode", b64encode);
+    env
+}
+
+fn b64encode(_state: &State<'_, '_>, value: Value) -> Result<Value, minijinja::Error> {
+    if is_pending(&value) {
+        return Ok(value);
+    }
+    match value.as_bytes() {
+        Some(bytes) => Ok(Value::from(
+            base64::engine::general_purpose::STANDARD.encode(bytes),
+        )),
+        None => Err(minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            format!("b64encode needs a string, got {}", value.kind()),
+        )),
+    }
+}
+
+// ---- what a template asks for -------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum KvVersion {
+    V1,
+    V2,
+}
+
+/// One read a template asked for.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Request {
+    Kv {
+        version: KvVersion,
+        mount: String,
+        path: String,
+    },
+    CaChain {
+        mount: String,
+    },
+}
+
+impl Request {
+    fn kv(version: KvVersion, mount: &str, path: &str) -> Result<Self, minijinja::Error> {
+        let func = match version {
+            KvVersion::V1 => "kv1",
+            KvVersion::V2 => "kv",
+        };
+        Ok(Self::Kv {
+            version,
+            mount: clean_segment(func, "mount", mount)?,
+            path: clean_segment(func, "path", path)?,
+        })
+    }
+
+    fn ca_chain(mount: &str) -> Result<Self, minijinja::Error> {
+        Ok(Self::CaChain {
+            mount: clean_segment("ca_chain", "pki_mount", mount)?,
+        })
+    }
+
+    /// How the template spelt the call, for messages.
+    fn call(&self) -> String {
+        match self {
+            Self::Kv {
+                version: KvVersion::V2,
+                mount,
+                path,
+            } => format!("kv({mount:?}, {path:?})"),
+            Self::Kv {
+                version: KvVersion::V1,
+                mount,
+                path,
+            } => format!("kv1({mount:?}, {path:?})"),
+            Self::CaChain { mount } => format!("ca_chain({mount:?})"),
+        }
+    }
+
+    /// The API path read (relative to `/v1/`).
+    fn api_path(&self) -> String {
+        match self {
+            Self::Kv {
+                version: KvVersion::V2,
+                mount,
+                path,
+            } => format!("{mount}/data/{path}"),
+            Self::Kv {
+                version: KvVersion::V1,
+                mount,
+                path,
+            } => format!("{mount}/{path}"),
+            Self::CaChain { mount } => format!("{mount}/cert/ca_chain"),
+        }
+    }
+
+    fn not_found_hint(&self) -> &'static str {
+        match self {
+            Self::Kv {
+                version: KvVersion::V2,
+                ..
+            } => " (kv() reads KV version 2 mounts; use kv1() for a version 1 mount)",
+            Self::Kv {
+                version: KvVersion::V1,
+                ..
+            } => " (kv1() reads KV version 1 mounts; use kv() for a version 2 mount)",
+            Self::CaChain { .. } => " (is it a PKI mount?)",
+        }
+    }
+
+    async fn read(&self, client: &warden_bao::Client) -> warden_bao::Result<Fetch> {
+        let path = self.api_path();
+        match self {
+            Self::CaChain { .. } => {
+                let pem = client.pki_ca_chain(self.mount()).await?;
+                if pem.trim().is_empty() {
+                    return Ok(Fetch::Missing(
+                        "the PKI mount has no default issuer yet".to_owned(),
+                    ));
+                }
+                Ok(Fetch::Found(Found {
+                    value: Value::from(pem),
+                    secret_strings: Vec::new(),
+                }))
+            }
+            Self::Kv { version, .. } => {
+                let secret = client.read(&path).await?;
+                let data = match version {
+                    // KV v2 wraps the secret: {"data": {...}, "metadata": {...}}. A deleted or
+                    // destroyed version comes back with `data: null`.
+                    KvVersion::V2 => secret
+                        .data
+                        .as_ref()
+                        .and_then(|d| d.get("data"))
+                        .filter(|d| !d.is_null()),
+                    KvVersion::V1 => secret.data.as_ref(),
+                };
+                match data {
+                    Some(serde_json::Value::Object(map)) => {
+                        let mut secret_strings = Vec::new();
+                        let value = json_to_value(
+                            &serde_json::Value::Object(map.clone()),
+                            &mut secret_strings,
+                        );
+                        Ok(Fetch::Found(Found {
+                            value,
+                            secret_strings,
+                        }))
+                    }
+                    Some(_) => Ok(Fetch::Missing(format!(
+                        "{path} holds no key/value map{}",
+                        self.not_found_hint()
+                    ))),
+                    None if *version == KvVersion::V2 => Ok(Fetch::Missing(format!(
+                        "the current version of {path} is deleted or destroyed"
+                    ))),
+                    None => Ok(Fetch::Missing(format!("{path} holds no data"))),
+                }
+            }
+        }
+    }
+
+    fn mount(&self) -> &str {
+        match self {
+            Self::Kv { mount, .. } | Self::CaChain { mount } => mount,
+        }
+    }
+}
+
+/// Checks one path argument: no empty parts, no `.`/`..`, nothing that would change the URL's
+/// meaning (`?`, `#`, `%`, whitespace). The policy is what guards access; this is for clear
+/// errors instead of odd 404s.
+fn clean_segment(func: &str, arg: &str, raw: &str) -> Result<String, minijinja::Error> {
+    let trimmed = raw.trim_matches('/');
+    let bad = trimmed.is_empty()
+        || trimmed
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == "..")
+        || trimmed
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '?' | '#' | '%'));
+    if bad {
+        return Err(minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            format!(
+                "{func}(): {arg} {raw:?} is not a valid path (non-empty segments separated by '/', no '.', '..', '?', '#', '%' or spaces)"
+            ),
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// What a read produced.
+enum Fetch {
+    Found(Found),
+    /// The thing is not there (deleted version, no issuer, not a map): a template error.
+    Missing(String),
+}
+
+struct Found {
+    value: Value,
+    /// Every string of the secret, to redact from error messages.
+    secret_strings: Vec<Zeroizing<String>>,
+}
+
+enum Fetched {
+    Value(Value),
+    Failed(String),
+}
+
+/// Converts a secret's JSON into template values by hand (minijinja's serde support is an
+/// extra feature), collecting its strings for redaction.
+fn json_to_value(json: &serde_json::Value, strings: &mut Vec<Zeroizing<String>>) -> Value {
+    use serde_json::Value as J;
+    match json {
+        J::Null => Value::from(()),
+        J::Bool(b) => Value::from(*b),
+        J::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::from(u)
+            } else {
+                Value::from(n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        J::String(s) => {
+            strings.push(Zeroizing::new(s.clone()));
+            Value::from(s.as_str())
+        }
+        J::Array(items) => items.iter().map(|v| json_to_value(v, strings)).collect(),
+        J::Object(map) => Value::from_pairs(
+            map.iter()
+                .map(|(k, v)| (Value::from(k.as_str()), json_to_value(v, strings)))
+                .collect::<Vec<_>>(),
+        ),
+    }
+}
+
+// ---- the per-render ledger -----------------------------------------------------------------
+
+#[derive(Default)]
+struct Ledger {
+    fetched: BTreeMap<Request, Fetched>,
+    /// Asked for in the current pass and not fetched yet.
+    wanted: BTreeSet<Request>,
+    /// Strings read from secrets (redacted from error text), longest first when used.
+    secret_strings: Vec<Zeroizing<String>>,
+}
+
+impl Ledger {
+    /// Secret strings long enough to redact: shorter ones would blank out ordinary words
+    /// without protecting much.
+    fn redactable(&self) -> impl Iterator<Item = &str> {
+        self.secret_strings
+            .iter()
+            .map(|s| s.as_str())
+            .filter(|s| s.chars().count() >= 4)
+    }
+
+    fn mentions_secret(&self, text: &str) -> bool {
+        self.redactable().any(|s| text.contains(s))
+    }
+
+    /// Replaces every redactable secret string in `message`.
+    fn redact(&self, message: String) -> String {
+        let mut secrets: Vec<&str> = self.redactable().collect();
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        let mut message = Zeroizing::new(message);
+        for s in secrets {
+            if message.contains(s) {
+                message = Zeroizing::new(message.replace(s, "<redacted>"));
+            }
+        }
+        std::mem::take(&mut *message)
+    }
+}
+
+/// Shared between the functions bound into the environment and the render loop.
+#[derive(Clone, Default)]
+struct Shared(Arc<Mutex<Ledger>>);
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        // A panic while holding the lock cannot leave the ledger inconsistent in a way that
+        // matters: at worst a request is fetched again.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lookup(&self, request: Request) -> Result<Value, minijinja::Error> {
+        let mut ledger = self.lock();
+        match ledger.fetched.get(&request) {
+            Some(Fetched::Value(v)) => Ok(v.clone()),
+            Some(Fetched::Failed(message)) => Err(minijinja::Error::new(
+                ErrorKind::InvalidOperation,
+                message.clone(),
+            )),
+            None => {
+                ledger.wanted.insert(request);
+                Ok(Value::from_object(Pending))
+            }
+        }
+    }
+}
+
+/// The stand-in a recording pass gets for a value not fetched yet: any attribute or item is
+/// another placeholder, it iterates as empty, is false, and renders as nothing, so the pass can
+/// run on and record every other call it reaches.
+#[derive(Debug)]
+struct Pending;
+
+impl Object for Pending {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Map
+    }
+
+    fn get_value(self: &Arc<Self>, _key: &Value) -> Option<Value> {
+        Some(Value::from_object(Self))
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Empty
+    }
+
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        _method: &str,
+        _args: &[Value],
+    ) -> Result<Value, minijinja::Error> {
+        Ok(Value::from_object(Self))
+    }
+
+    fn render(self: &Arc<Self>, _f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Ok(())
+    }
+}
+
+fn is_pending(value: &Value) -> bool {
+    value.downcast_object_ref::<Pending>().is_some()
+}
+
+/// Output buffer that never leaves a copy behind: when it must grow it moves into a bigger
+/// zeroizing buffer and wipes the old one, which `Vec`'s own reallocation would not.
+#[derive(Default)]
+struct SecretBuf(Zeroizing<Vec<u8>>);
+
+impl io::Write for SecretBuf {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let need = self.0.len() + buf.len();
+        if need > self.0.capacity() {
+            let mut bigger = Zeroizing::new(Vec::with_capacity(
+                need.max(self.0.capacity() * 2).max(1024),
+            ));
+            bigger.extend_from_slice(&self.0);
+            self.0 = bigger;
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "template_tests.rs"]
+mod tests;

@@ -1,0 +1,650 @@
+//! The agent's template and CA chain outputs end to end, through the `warden` binary against a
+//! real lab (HTTPS + mTLS OpenBao, offline root, `warden apply` of the example spec):
+//!
+//! * a proxy agent follows an intermediate rotation signed by the offline root — new chain on
+//!   disk, verified, exactly one reload — and its token cannot issue certificates;
+//! * a container agent logs in with a response-wrapped AppRole secret-id in `--once`, and the
+//!   spent wrapping token fails the next run clearly;
+//! * a template with a syntax error fails `--once` naming the template and line, while the
+//!   other outputs are still delivered.
+//!
+//! Every agent config is written by hand from the documented format (`docs/agent.md`), so the
+//! tests pin the contract rather than whatever `identity enroll` generates.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as StdCommand, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use assert_cmd::cargo::CommandCargoExt;
+use serde_json::json;
+use time::OffsetDateTime;
+use warden_bao::{Client, ClientConfig, Idempotent, KeyType};
+use warden_files::Mode;
+use warden_testkit::LabEnv;
+
+const SPEC: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/lab/warden.toml"
+);
+
+/// Variables that would point the binary somewhere else than the lab under test.
+const FOREIGN_ENV: [&str; 12] = [
+    "WARDEN_LAB_DIR",
+    "WARDEN_SPEC",
+    "VAULT_ADDR",
+    "BAO_ADDR",
+    "VAULT_TOKEN",
+    "BAO_TOKEN",
+    "VAULT_CACERT",
+    "BAO_CACERT",
+    "VAULT_CLIENT_CERT",
+    "VAULT_CLIENT_KEY",
+    "BAO_CLIENT_CERT",
+    "BAO_CLIENT_KEY",
+];
+
+fn warden(args: &[&str]) -> Command {
+    let mut cmd = Command::cargo_bin("warden").expect("warden binary");
+    cmd.args(args)
+        .env("NO_COLOR", "1")
+        .timeout(Duration::from_secs(120));
+    for var in FOREIGN_ENV {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn run(args: &[&str]) -> Output {
+    warden(args).output().expect("run warden")
+}
+
+fn ok(args: &[&str]) -> Output {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "warden {args:?} failed ({:?}):\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    out
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Waits until `check` returns `Some`, or panics after `limit` with `what` and the agent log.
+fn wait_for<T>(limit: Duration, what: &str, log: &Path, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}; agent log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A long-running `warden agent`, killed (and reaped) when dropped, also on panic.
+struct RunningAgent {
+    child: Child,
+    log: PathBuf,
+}
+
+impl RunningAgent {
+    fn start(config: &Path, log: PathBuf) -> Self {
+        let file = std::fs::File::create(&log).expect("agent log");
+        let mut cmd = StdCommand::cargo_bin("warden").expect("warden binary");
+        cmd.args(["agent", "--config", s(config)])
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("dup log"))
+            .stderr(file);
+        for var in FOREIGN_ENV {
+            cmd.env_remove(var);
+        }
+        let child = cmd.spawn().expect("spawn warden agent");
+        Self { child, log }
+    }
+
+    fn assert_alive(&mut self) {
+        if let Some(status) = self.child.try_wait().expect("try_wait") {
+            panic!(
+                "the agent exited ({status}); log:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+    }
+}
+
+impl Drop for RunningAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `warden apply` of the example spec, then `warden identity enroll NAME` into `root`.
+/// Returns the identity directory.
+fn apply_and_enroll(lab: &LabEnv, root: &Path, name: &str) -> PathBuf {
+    let lab_dir = s(lab.dir());
+    ok(&["apply", "--spec", SPEC, "--lab", lab_dir, "--env", "test"]);
+    ok(&[
+        "identity",
+        "enroll",
+        name,
+        "--spec",
+        SPEC,
+        "--lab",
+        lab_dir,
+        "--env",
+        "test",
+        "--root-dir",
+        s(root),
+    ]);
+    root.join("test").join(name)
+}
+
+fn api_address(lab: &LabEnv) -> String {
+    lab.lab().env("test").expect("test env").address()
+}
+
+fn write_secret(path: &Path, bytes: &[u8]) {
+    if let Some(dir) = path.parent() {
+        warden_files::ensure_private_dir(dir).expect("private dir");
+    }
+    warden_files::write_atomic(path, bytes, Mode::OwnerOnly).expect("write");
+}
+
+
+fn chain_subjects(pem: &str) -> Vec<String> {
+    warden_pki::parse_pem_bundle(pem)
+        .expect("PEM chain")
+        .into_iter()
+        .map(|c| c.subject)
+        .collect()
+}
+
+fn lines(p: &Path) -> usize {
+    std::fs::read_to_string(p).map_or(0, |t| t.lines().count())
+}
+
+// ---- (a) proxy ------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_agent_follows_an_intermediate_rotation_and_cannot_issue() {
+    let lab = LabEnv::start(&["test"]).await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let edge = apply_and_enroll(&lab, root.path(), "edge");
+    let anchor = std::fs::read_to_string(edge.join("trust/ca.pem")).expect("trust anchor");
+    let reloads = edge.join("reloads.log");
+    let chain_file = edge.join("out/ca/chain.pem");
+    let config = edge.join("agent-test.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"version = 1
+
+[identity]
+name        = "edge"
+kind        = "proxy"
+env         = "test"
+common_name = "edge.identity.test.warden.internal"
+
+[openbao]
+address = "{address}"
+ca_file = "trust/ca.pem"
+
+[auth]
+method        = "cert"
+mount         = "cert"
+role          = "edge"
+policy        = "edge"
+cert_file     = "identity/client.crt"
+key_file      = "identity/client.key"
+pki_mount     = "pki_int"
+identity_role = "edge-identity"
+
+[renewal]
+poll = "1s"
+
+[[output]]
+name       = "ca"
+type       = "ca_chain"
+pki_mount  = "pki_int"
+path       = "out/ca/chain.pem"
+full_chain = true
+mode       = "0644"
+reload     = ["/bin/sh", "-c", "echo reload >> {reloads}"]
+"#,
+            address = api_address(&lab),
+            reloads = s(&reloads),
+        ),
+    )
+    .expect("agent config");
+
+    let mut agent = RunningAgent::start(&config, edge.join("agent.log"));
+    let log = agent.log.clone();
+    let first = wait_for(Duration::from_secs(60), "the first CA chain", &log, || {
+        std::fs::read_to_string(&chain_file).ok()
+    });
+    let report = warden_pki::verify_chain(&first, Some(&anchor), OffsetDateTime::now_utc())
+        .expect("parse chain");
+    assert!(report.valid, "{:?}", report.problems);
+    assert_eq!(report.certs.len(), 2, "intermediate + root");
+    assert!(report.certs[1].self_signed, "ends in the root");
+    assert_eq!(mode(&chain_file), 0o644);
+    let old_serial = report.certs[0].serial.clone();
+    // Let a few polls pass: an unchanged chain is not rewritten and not reloaded.
+    std::thread::sleep(Duration::from_secs(3));
+    agent.assert_alive();
+    let reloads_before = lines(&reloads);
+    assert!(
+        reloads_before <= 1,
+        "reloaded {reloads_before} times without a change"
+    );
+    assert_eq!(std::fs::read_to_string(&chain_file).expect("chain"), first);
+
+    // Rotation: a new intermediate key in OpenBao, signed by the offline root, imported, made
+    // the default issuer.
+    let operator = lab.client("test");
+    let csr = operator
+        .pki_generate_intermediate_csr(
+            "pki_int",
+            "Warden test PKI intermediate (rotated)",
+            KeyType::EcP256,
+        )
+        .await
+        .expect("new intermediate CSR");
+    let work = tempfile::tempdir().expect("tempdir");
+    let csr_file = work.path().join("int.csr");
+    let signed_file = work.path().join("int.pem");
+    std::fs::write(&csr_file, &csr.csr_pem).expect("write CSR");
+    let layout = lab.lab().layout();
+    ok(&[
+        "ca",
+        "sign-intermediate",
+        "--dir",
+        s(&layout.ca_dir()),
+        "--csr",
+        s(&csr_file),
+        "--env",
+        "test",
+        "--passphrase-file",
+        s(&layout.ca_passphrase_file()),
+        "--bundle",
+        "--out",
+        s(&signed_file),
+    ]);
+    let bundle = std::fs::read_to_string(&signed_file).expect("signed bundle");
+    let imported = operator
+        .pki_set_signed("pki_int", &bundle)
+        .await
+        .expect("import the new intermediate");
+    let new_issuer = imported
+        .mapping
+        .iter()
+        .find(|(_, key)| !key.is_empty())
+        .map(|(issuer, _)| issuer.clone())
+        .unwrap_or_else(|| panic!("no keyed issuer imported: {imported:?}"));
+    operator
+        .write(
+            "pki_int/config/issuers",
+            &json!({ "default": new_issuer }),
+            Idempotent::Yes,
+        )
+        .await
+        .expect("make the new intermediate the default issuer");
+    let new_chain = operator.pki_ca_chain("pki_int").await.expect("new chain");
+    let new_serial = warden_pki::parse_pem_bundle(&new_chain).expect("parse")[0]
+        .serial
+        .clone();
+    assert_ne!(new_serial, old_serial);
+
+    // The agent picks it up on its next poll: a new file that verifies, one reload.
+    let second = wait_for(
+        Duration::from_secs(30),
+        "the rotated CA chain",
+        &log,
+        || {
+            std::fs::read_to_string(&chain_file)
+                .ok()
+                .filter(|t| *t != first)
+        },
+    );
+    let report = warden_pki::verify_chain(&second, Some(&anchor), OffsetDateTime::now_utc())
+        .expect("parse chain");
+    assert!(report.valid, "{:?}", report.problems);
+    assert_eq!(
+        report.certs[0].serial, new_serial,
+        "the new intermediate first"
+    );
+    assert_eq!(
+        chain_subjects(&second),
+        [
+            "CN=Warden test PKI intermediate (rotated)".to_owned(),
+            report.certs[1].subject.clone()
+        ]
+    );
+    wait_for(Duration::from_secs(10), "the reload", &log, || {
+        (lines(&reloads) > reloads_before).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    agent.assert_alive();
+    assert_eq!(
+        lines(&reloads),
+        reloads_before + 1,
+        "exactly one reload per real change"
+    );
+    assert_eq!(std::fs::read_to_string(&chain_file).expect("chain"), second);
+    drop(agent);
+
+    // The proxy's own token reads trust material and cannot issue anything.
+    let proxy = Client::new(
+        ClientConfig::from_address(&api_address(&lab))
+            .expect("address")
+            .with_ca_file(edge.join("trust/ca.pem"))
+            .expect("ca")
+            .with_client_cert_files(
+                edge.join("identity/client.crt"),
+                edge.join("identity/client.key"),
+            )
+            .expect("identity"),
+    )
+    .expect("client");
+    let auth = proxy.login_cert("cert", Some("edge")).await.expect("login");
+    assert_eq!(auth.policies, ["edge"]);
+    proxy.set_token(auth.client_token.clone());
+    assert!(
+        !proxy
+            .pki_ca_chain("pki_int")
+            .await
+            .expect("read chain")
+            .is_empty()
+    );
+    let err = proxy
+        .write(
+            "pki_int/issue/billing",
+            &json!({"common_name": "billing.test.warden.internal"}),
+            Idempotent::No,
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_permission_denied(), "issue: {err:?}");
+    let key = warden_pki::generate_key(warden_pki::KeyAlgorithm::EcdsaP256).expect("key");
+    let csr = warden_pki::make_csr(&key, "billing.test.warden.internal", &[], &[]).expect("csr");
+    let err = proxy
+        .write(
+            "pki_int/sign/billing",
+            &json!({"csr": csr, "common_name": "billing.test.warden.internal"}),
+            Idempotent::No,
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_permission_denied(), "sign: {err:?}");
+}
+
+// ---- (b) container --------------------------------------------------------------------------
+
+const WORKER_PASSWORD: &str = "w0rker-Qu3ue-S3cret";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_agent_logs_in_with_a_wrapped_secret_id_once() {
+    let lab = LabEnv::start(&["test"]).await;
+    let lab_dir = s(lab.dir()).to_owned();
+    ok(&["apply", "--spec", SPEC, "--lab", &lab_dir, "--env", "test"]);
+    let operator = lab.client("test");
+    operator
+        .write(
+            "kvv2/data/worker/config",
+            &json!({"data": {"queue": "jobs", "password": WORKER_PASSWORD}}),
+            Idempotent::No,
+        )
+        .await
+        .expect("write the worker's secret");
+    let role_id = operator
+        .read("auth/approle/role/worker/role-id")
+        .await
+        .expect("role-id")
+        .data
+        .and_then(|d| d["role_id"].as_str().map(str::to_owned))
+        .expect("role_id field");
+    // The operator asks for the secret-id *wrapped*: OpenBao answers with a single-use
+    // wrapping token and the secret-id itself never leaves the server unwrapped.
+    let wrapped = operator
+        .write_wrapped(
+            "auth/approle/role/worker/secret-id",
+            &json!({}),
+            Duration::from_secs(300),
+        )
+        .await
+        .expect("wrapped secret-id");
+    assert_eq!(wrapped.creation_path, "auth/approle/role/worker/secret-id");
+    let wrapping_token =
+        zeroize::Zeroizing::new(warden_bao::ExposeSecret::expose_secret(&wrapped.token).to_owned());
+    drop(wrapped);
+    let layout = lab.lab().layout().env("test");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = dir.path().join("worker");
+    warden_files::ensure_private_dir(&id).expect("identity dir");
+    write_secret(&id.join("approle/role-id"), role_id.as_bytes());
+    write_secret(&id.join("approle/secret-id"), wrapping_token.as_bytes());
+    let config = id.join("agent.toml");
+    // The lab's listener demands a client certificate from everyone; a container has no
+    // identity certificate of its own, so the operator's serves as transport only — the token
+    // (and so every permission) comes from the AppRole login.
+    std::fs::write(
+        &config,
+        format!(
+            r#"version = 1
+
+[identity]
+name        = "worker"
+kind        = "container"
+env         = "test"
+common_name = "worker.container.test.warden.internal"
+
+[openbao]
+address = "{address}"
+ca_file = "{ca}"
+
+[auth]
+method            = "approle"
+mount             = "approle"
+policy            = "worker"
+role_id_file      = "approle/role-id"
+secret_id_file    = "approle/secret-id"
+secret_id_wrapped = true
+cert_file         = "{cert}"
+key_file          = "{key}"
+
+[[output]]
+name     = "config"
+type     = "template"
+contents = """
+{{% set cfg = kv("kvv2", "worker/config") -%}}
+QUEUE={{{{ cfg.queue }}}}
+PASSWORD={{{{ cfg.password }}}}
+"""
+path     = "out/config.env"
+mode     = "0600"
+"#,
+            address = api_address(&lab),
+            ca = s(&layout.ca_bundle()),
+            cert = s(&layout.operator_cert()),
+            key = s(&layout.operator_key()),
+        ),
+    )
+    .expect("agent config");
+
+    let out = warden(&["agent", "--config", s(&config), "--once"])
+        .output()
+        .expect("run agent");
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "--once failed:\n{all}");
+    let rendered = id.join("out/config.env");
+    assert_eq!(
+        std::fs::read_to_string(&rendered).expect("rendered"),
+        format!("QUEUE=jobs\nPASSWORD={WORKER_PASSWORD}\n")
+    );
+    assert_eq!(mode(&rendered), 0o600);
+    assert!(
+        !id.join("approle/secret-id").exists(),
+        "the secret-id file is removed once read"
+    );
+    for secret in [WORKER_PASSWORD, wrapping_token.as_str()] {
+        assert!(
+            !all.contains(secret),
+            "a secret reached the agent's output:\n{all}"
+        );
+    }
+
+    // The same wrapping token again: already unwrapped, so the login fails, clearly.
+    write_secret(&id.join("approle/secret-id"), wrapping_token.as_bytes());
+    let out = warden(&["agent", "--config", s(&config), "--once"])
+        .output()
+        .expect("run agent");
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        !out.status.success(),
+        "a spent wrapping token must fail:\n{all}"
+    );
+    assert!(
+        all.contains("wrapping token is not valid or does not exist")
+            && all.contains(s(&id.join("approle/secret-id"))),
+        "the error should name the file and say the wrapping token is spent:\n{all}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&rendered).expect("still there"),
+        format!("QUEUE=jobs\nPASSWORD={WORKER_PASSWORD}\n"),
+        "a failed run leaves what was delivered"
+    );
+    assert!(!all.contains(wrapping_token.as_str()), "{all}");
+}
+
+// ---- (c) a bad template among good outputs -------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_template_fails_once_with_its_line_while_other_outputs_are_delivered() {
+    let lab = LabEnv::start(&["test"]).await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let billing = apply_and_enroll(&lab, root.path(), "billing");
+    lab.client("test")
+        .write(
+            "kvv2/data/billing/config",
+            &json!({"data": {"db_user": "billing"}}),
+            Idempotent::No,
+        )
+        .await
+        .expect("write billing's secret");
+    let templates = billing.join("templates");
+    std::fs::create_dir_all(&templates).expect("templates dir");
+    let bad = templates.join("bad.j2");
+    std::fs::write(
+        &bad,
+        "line one\nline two {{ kv(\"kvv2\", \"billing/config\").db_user }}\n{% if %}\n",
+    )
+    .expect("bad template");
+    let config = billing.join("agent-test.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"version = 1
+
+[identity]
+name        = "billing"
+kind        = "app"
+env         = "test"
+common_name = "billing.identity.test.warden.internal"
+
+[openbao]
+address = "{address}"
+ca_file = "trust/ca.pem"
+
+[auth]
+method        = "cert"
+mount         = "cert"
+role          = "billing"
+policy        = "billing"
+cert_file     = "identity/client.crt"
+key_file      = "identity/client.key"
+pki_mount     = "pki_int"
+identity_role = "billing-identity"
+
+[[output]]
+name     = "broken"
+type     = "template"
+template = "templates/bad.j2"
+path     = "out/broken.env"
+
+[[output]]
+name     = "good"
+type     = "template"
+contents = "DB_USER={{{{ kv(\"kvv2\", \"billing/config\").db_user }}}}\n"
+path     = "out/good.env"
+
+[[output]]
+name       = "ca"
+type       = "ca_chain"
+pki_mount  = "pki_int"
+path       = "out/ca.pem"
+full_chain = false
+"#,
+            address = api_address(&lab),
+        ),
+    )
+    .expect("agent config");
+
+    let out = warden(&["agent", "--config", s(&config), "--once"])
+        .output()
+        .expect("run agent");
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        !out.status.success(),
+        "--once must fail on a bad template:\n{all}"
+    );
+    assert!(
+        all.contains(s(&bad)) && all.contains("line 3"),
+        "the error names the template and its line:\n{all}"
+    );
+    assert!(all.contains("syntax error"), "{all}");
+    assert!(
+        !billing.join("out/broken.env").exists(),
+        "nothing written for the bad template"
+    );
+    assert_eq!(
+        std::fs::read_to_string(billing.join("out/good.env")).expect("good output delivered"),
+        "DB_USER=billing\n"
+    );
+    let ca = std::fs::read_to_string(billing.join("out/ca.pem")).expect("CA chain delivered");
+    let anchor = std::fs::read_to_string(billing.join("trust/ca.pem")).expect("anchor");
+    let report =
+        warden_pki::verify_chain(&ca, Some(&anchor), OffsetDateTime::now_utc()).expect("parse");
+    assert!(report.valid, "{:?}", report.problems);
+    assert_eq!(
+        report.certs.len(),
+        1,
+        "intermediate only without full_chain"
+    );
+    assert!(!report.certs[0].self_signed);
+}

@@ -37,6 +37,9 @@ BENCH_CERT_MOUNT = "bench-cert"
 
 def render_policy(name):
     grants = [
+        ("auth/token/lookup-self", ["read"]),
+        ("auth/token/renew-self", ["update"]),
+        ("auth/token/revoke-self", ["update"]),
         (f"{PKI}/sign/{name}", ["create", "update"]),
         (f"{PKI}/sign/{name}-identity", ["create", "update"]),
         (f"{PKI}/cert/ca_chain", ["read"]),
@@ -68,6 +71,15 @@ def pki_role(names, ttl, server, client):
         "max_ttl": ttl,
         "no_store": True,
         "require_cn": True,
+        "code_signing_flag": False,
+        "email_protection_flag": False,
+        "basic_constraints_valid_for_non_ca": False,
+        "allowed_uri_sans": [],
+        "allowed_other_sans": [],
+        "ext_key_usage": [],
+        "ext_key_usage_oids": [],
+        "allowed_domains_template": False,
+        "issuer_ref": "default",
         "key_bits": 256,
     }
 
@@ -88,6 +100,8 @@ def app_objects(name, env, ca_pem, cert_mount):
             "display_name": name,
             "token_policies": [name],
             "token_no_default_policy": True,
+            "token_period": 0,
+            "token_explicit_max_ttl": 0,
             "token_ttl": TOKEN_TTL,
             "token_max_ttl": TOKEN_MAX_TTL,
         }),

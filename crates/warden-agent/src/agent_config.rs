@@ -1,17 +1,21 @@
-//! `agent.toml`: what the agent of one identity needs to know to run without the spec — which
-//! server, which trust anchor, which certificate, which cert-auth role, where outputs go.
+//! `agent.toml` as a document: what `warden identity enroll` writes, in the schema of
+//! `docs/agent.md` (`[identity]`, `[openbao]`, `[auth]`, `[renewal]`, `[[output]]`, `[health]`,
+//! `[control]`).
 //!
-//! Enrollment writes it; the agent (later) reads it. It holds no secret: the key is only ever
-//! referred to by path.
+//! This is the *writer's* model: plain values in file order, no validation. The agent reads the
+//! file through [`crate::agent::Config::load`], which checks everything and reports each problem
+//! at `file:line:col`; [`AgentConfig::load`] is the plain reader for tools and tests. It holds no
+//! secret: keys and credentials are only ever referred to by path, relative to the directory
+//! holding `agent.toml`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
 /// The contents of `agent.toml`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
     /// Format version, for future migrations.
@@ -20,8 +24,19 @@ pub struct AgentConfig {
     pub identity: IdentitySection,
     /// How it reaches OpenBao.
     pub openbao: OpenBaoSection,
-    /// Where it keeps things.
-    pub paths: PathsSection,
+    /// How it logs in.
+    pub auth: AuthSection,
+    /// When it renews.
+    pub renewal: RenewalSection,
+    /// What it delivers.
+    #[serde(rename = "output", default)]
+    pub outputs: Vec<OutputSection>,
+    /// `/health` and `/metrics`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthSection>,
+    /// The local control socket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<ControlSection>,
 }
 
 /// `[identity]`.
@@ -30,7 +45,7 @@ pub struct AgentConfig {
 pub struct IdentitySection {
     /// The identity's name.
     pub name: String,
-    /// `app` or `proxy`.
+    /// `app`, `proxy` or `container`.
     pub kind: String,
     /// The environment.
     pub env: String,
@@ -44,28 +59,138 @@ pub struct IdentitySection {
 pub struct OpenBaoSection {
     /// API address.
     pub address: String,
-    /// Cert auth mount.
-    pub auth_mount: String,
-    /// Cert auth role.
-    pub auth_role: String,
-    /// The policy its token must carry, and only it.
-    pub policy: String,
+    /// Trust anchor for the API (and every chain the agent verifies).
+    pub ca_file: String,
 }
 
-/// `[paths]`: absolute paths, so the agent does not depend on its working directory.
+/// `[auth]`. Which keys are set depends on `method`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// `cert`, `approle` or `jwt`.
+    pub method: String,
+    /// Auth mount.
+    pub mount: String,
+    /// Cert-auth or JWT role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// The one policy the token must carry.
+    pub policy: String,
+    /// mTLS client certificate (leaf + issuing CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<String>,
+    /// Its key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<String>,
+    /// PKI mount the identity is renewed through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pki_mount: Option<String>,
+    /// PKI role the identity is renewed with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_role: Option<String>,
+    /// AppRole role-id file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_id_file: Option<String>,
+    /// AppRole secret-id file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_id_file: Option<String>,
+    /// The secret-id file holds a wrapping token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_id_wrapped: Option<bool>,
+    /// JWT file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<String>,
+}
+
+/// `[renewal]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewalSection {
+    /// Renew at this fraction of a certificate's lifetime.
+    pub fraction: f64,
+    /// ± this fraction of the lifetime.
+    pub jitter: f64,
+    /// Never later than this before expiry.
+    pub margin: String,
+    /// Templates and CA chains are re-read this often.
+    pub poll: String,
+}
+
+impl Default for RenewalSection {
+    fn default() -> Self {
+        Self {
+            fraction: 0.667,
+            jitter: 0.05,
+            margin: "2m".to_owned(),
+            poll: "5m".to_owned(),
+        }
+    }
+}
+
+/// One `[[output]]`. Which keys are set depends on `type`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSection {
+    /// Unique name.
+    pub name: String,
+    /// `certificate`, `template` or `ca_chain`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// PKI mount (certificate, ca_chain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pki_mount: Option<String>,
+    /// PKI role (certificate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Common name (certificate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub common_name: Option<String>,
+    /// Extra DNS names (certificate).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sans: Vec<String>,
+    /// Lifetime (certificate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+    /// Key type (certificate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_type: Option<String>,
+    /// Directory of the set (certificate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    /// Template file (template).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// Inline template (template).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contents: Option<String>,
+    /// File written (template, ca_chain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Intermediate + root (ca_chain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_chain: Option<bool>,
+    /// File mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Reload command (argv).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload: Option<Vec<String>>,
+}
+
+/// `[health]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PathsSection {
-    /// Trust anchor for the API.
-    pub ca_cert: PathBuf,
-    /// Client certificate chain.
-    pub client_cert: PathBuf,
-    /// Client key.
-    pub client_key: PathBuf,
-    /// Rendered outputs.
-    pub out_dir: PathBuf,
-    /// Agent state.
-    pub state_dir: PathBuf,
+pub struct HealthSection {
+    /// Listen address.
+    pub listen: String,
+}
+
+/// `[control]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlSection {
+    /// Unix socket path.
+    pub socket: String,
 }
 
 impl AgentConfig {
@@ -79,11 +204,12 @@ impl AgentConfig {
             reason: e.to_string(),
         })?;
         Ok(format!(
-            "# Written by `warden identity enroll`; re-running it rewrites this file.\n{body}"
+            "# Written by `warden identity enroll`; re-running it rewrites this file.\n\
+             # Relative paths are relative to this file's directory. Schema: docs/agent.md.\n{body}"
         ))
     }
 
-    /// Reads `agent.toml`.
+    /// Reads `agent.toml` without the agent's checks (see the module documentation).
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
             path: path.to_path_buf(),
@@ -101,11 +227,8 @@ impl AgentConfig {
 mod tests {
     use super::*;
 
-    #[test]
-    fn round_trips_and_refuses_unknown_keys() {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("agent.toml");
-        let cfg = AgentConfig {
+    pub(crate) fn sample() -> AgentConfig {
+        AgentConfig {
             version: AgentConfig::VERSION,
             identity: IdentitySection {
                 name: "billing".into(),
@@ -115,20 +238,65 @@ mod tests {
             },
             openbao: OpenBaoSection {
                 address: "https://127.0.0.1:8200/".into(),
-                auth_mount: "cert".into(),
-                auth_role: "billing".into(),
+                ca_file: "trust/ca.pem".into(),
+            },
+            auth: AuthSection {
+                method: "cert".into(),
+                mount: "cert".into(),
+                role: Some("billing".into()),
                 policy: "billing".into(),
+                cert_file: Some("identity/client.crt".into()),
+                key_file: Some("identity/client.key".into()),
+                pki_mount: Some("pki_int".into()),
+                identity_role: Some("billing-identity".into()),
+                ..AuthSection::default()
             },
-            paths: PathsSection {
-                ca_cert: "/x/trust/ca.pem".into(),
-                client_cert: "/x/identity/client.crt".into(),
-                client_key: "/x/identity/client.key".into(),
-                out_dir: "/x/out".into(),
-                state_dir: "/x/state".into(),
-            },
-        };
-        std::fs::write(&path, cfg.to_toml(&path).unwrap()).unwrap();
+            renewal: RenewalSection::default(),
+            outputs: vec![
+                OutputSection {
+                    name: "tls".into(),
+                    kind: "certificate".into(),
+                    pki_mount: Some("pki_int".into()),
+                    role: Some("billing".into()),
+                    common_name: Some("billing.test.warden.internal".into()),
+                    sans: vec!["billing-api.test.warden.internal".into()],
+                    ttl: Some("72h".into()),
+                    key_type: Some("ec-p256".into()),
+                    dir: Some("out/tls".into()),
+                    reload: Some(vec!["systemctl".into(), "reload".into(), "billing".into()]),
+                    ..OutputSection::default()
+                },
+                OutputSection {
+                    name: "secret-config".into(),
+                    kind: "template".into(),
+                    contents: Some(r#"{{ kv("kvv2", "billing/config") | tojson }}"#.into()),
+                    path: Some("out/secrets/config.json".into()),
+                    mode: Some("0600".into()),
+                    ..OutputSection::default()
+                },
+            ],
+            health: Some(HealthSection {
+                listen: "127.0.0.1:0".into(),
+            }),
+            control: Some(ControlSection {
+                socket: "state/control.sock".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn round_trips_refuses_unknown_keys_and_passes_the_agents_checks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("agent.toml");
+        let cfg = sample();
+        let text = cfg.to_toml(&path).unwrap();
+        std::fs::write(&path, &text).unwrap();
         assert_eq!(AgentConfig::load(&path).unwrap(), cfg);
+        // What enroll writes is what the agent accepts.
+        let parsed = crate::agent::Config::load(&path).unwrap();
+        assert_eq!(parsed.outputs.len(), 2);
+        assert_eq!(parsed.outputs[1].name, "secret-config");
+        assert!(text.contains("[[output]]"), "{text}");
         std::fs::write(&path, "version = 1\nsurprise = true\n").unwrap();
         let err = AgentConfig::load(&path).unwrap_err();
         assert!(err.to_string().contains("agent.toml"), "{err}");

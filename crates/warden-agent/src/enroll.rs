@@ -24,7 +24,10 @@ use warden_pki::{CertInfo, KeyAlgorithm};
 use warden_spec::{Environment, Identity, IdentityKind, Spec};
 use zeroize::Zeroizing;
 
-use crate::agent_config::{AgentConfig, IdentitySection, OpenBaoSection, PathsSection};
+use crate::agent_config::{
+    AgentConfig, AuthSection, ControlSection, HealthSection, IdentitySection, OpenBaoSection,
+    OutputSection, RenewalSection,
+};
 use crate::error::{Error, Result};
 use crate::existing::{self, Decision, IssueReason};
 use crate::layout::IdentityLayout;
@@ -184,6 +187,8 @@ struct Names {
     sign_path: String,
     cert_mount: String,
     cert_role: String,
+    pki_mount: String,
+    identity_role: String,
 }
 
 impl Names {
@@ -199,6 +204,8 @@ impl Names {
             ),
             cert_mount: env.mounts.cert_auth.trim_matches('/').to_owned(),
             cert_role: spec.naming.cert_role.render(&id.name),
+            pki_mount: env.mounts.pki.trim_matches('/').to_owned(),
+            identity_role: spec.naming.identity_role.render(&id.name),
         }
     }
 }
@@ -256,28 +263,7 @@ pub async fn enroll(
     let verification = verify(operator, req.trust_anchor_pem, &material.identity, &names).await?;
 
     publish(layout, &material, req.trust_anchor_pem)?;
-    let config = AgentConfig {
-        version: AgentConfig::VERSION,
-        identity: IdentitySection {
-            name: id.name.to_string(),
-            kind: id.kind.as_str().to_owned(),
-            env: names.env.clone(),
-            common_name: names.common_name.clone(),
-        },
-        openbao: OpenBaoSection {
-            address: operator.address().to_string(),
-            auth_mount: names.cert_mount.clone(),
-            auth_role: names.cert_role.clone(),
-            policy: names.policy.clone(),
-        },
-        paths: PathsSection {
-            ca_cert: absolute(&layout.ca_bundle()),
-            client_cert: absolute(&layout.client_cert()),
-            client_key: absolute(&layout.client_key()),
-            out_dir: absolute(&layout.out_dir()),
-            state_dir: absolute(&layout.state_dir()),
-        },
-    };
+    let config = agent_config(req.spec, req.env, id, &names, operator.address().as_str());
     let agent_toml = layout.agent_config();
     warden_files::write_atomic(
         &agent_toml,
@@ -321,6 +307,119 @@ pub async fn enroll(
         owner: owner.report,
         verification,
     })
+}
+
+/// The agent's configuration for `id` (schema in `docs/agent.md`). Paths are relative to the
+/// identity directory, so the directory can be moved as a whole.
+///
+/// Outputs follow from the spec: an identity with a certificate profile gets a `certificate`
+/// output into `out/tls`; an app gets one `template` output per declared secret, rendering
+/// `kv("<kv mount>", "<prefix>/<secret>")` as JSON into `out/secrets/<secret>.json`; a proxy
+/// gets its environment's CA chain (intermediate + root) in `out/ca/chain.pem`. The
+/// identity's reload command, if any, is attached to every output.
+fn agent_config(
+    spec: &Spec,
+    env: &Environment,
+    id: &Identity,
+    names: &Names,
+    address: &str,
+) -> AgentConfig {
+    let reload = id.reload.clone();
+    let mut outputs = Vec::new();
+    if let Some(cert) = &id.certificate {
+        let ttl = warden_pki::format_duration(time::Duration::seconds(
+            i64::try_from(cert.ttl.as_secs()).unwrap_or(i64::MAX),
+        ));
+        let key_type = match cert.key_type {
+            warden_spec::KeyType::EcP256 => "ec-p256",
+            warden_spec::KeyType::EcP384 => "ec-p384",
+            warden_spec::KeyType::Rsa2048 => "rsa-2048",
+            warden_spec::KeyType::Rsa3072 => "rsa-3072",
+            warden_spec::KeyType::Ed25519 => "ed25519",
+        };
+        outputs.push(OutputSection {
+            name: "tls".to_owned(),
+            kind: "certificate".to_owned(),
+            pki_mount: Some(names.pki_mount.clone()),
+            role: Some(spec.naming.pki_role.render(&id.name)),
+            common_name: Some(warden_spec::CertProfile::render(
+                &cert.common_name,
+                &id.name,
+                env,
+            )),
+            sans: cert
+                .sans
+                .iter()
+                .map(|s| warden_spec::CertProfile::render(s, &id.name, env))
+                .collect(),
+            ttl: Some(ttl),
+            key_type: Some(key_type.to_owned()),
+            dir: Some("out/tls".to_owned()),
+            reload: reload.clone(),
+            ..OutputSection::default()
+        });
+    }
+    match id.kind {
+        IdentityKind::App => {
+            let kv = env.mounts.kv.trim_matches('/');
+            let prefix = spec.naming.kv_prefix.render(&id.name);
+            for secret in &id.secrets {
+                outputs.push(OutputSection {
+                    name: format!("secret-{secret}"),
+                    kind: "template".to_owned(),
+                    contents: Some(format!(
+                        "{{{{ kv(\"{kv}\", \"{prefix}/{secret}\") | tojson }}}}\n"
+                    )),
+                    path: Some(format!("out/secrets/{secret}.json")),
+                    mode: Some("0600".to_owned()),
+                    reload: reload.clone(),
+                    ..OutputSection::default()
+                });
+            }
+        }
+        IdentityKind::Proxy => outputs.push(OutputSection {
+            name: "ca".to_owned(),
+            kind: "ca_chain".to_owned(),
+            pki_mount: Some(names.pki_mount.clone()),
+            path: Some("out/ca/chain.pem".to_owned()),
+            full_chain: Some(true),
+            reload,
+            ..OutputSection::default()
+        }),
+        IdentityKind::Container | IdentityKind::Pipeline => {}
+    }
+    AgentConfig {
+        version: AgentConfig::VERSION,
+        identity: IdentitySection {
+            name: id.name.to_string(),
+            kind: id.kind.as_str().to_owned(),
+            env: names.env.clone(),
+            common_name: names.common_name.clone(),
+        },
+        openbao: OpenBaoSection {
+            address: address.to_owned(),
+            ca_file: "trust/ca.pem".to_owned(),
+        },
+        auth: AuthSection {
+            method: "cert".to_owned(),
+            mount: names.cert_mount.clone(),
+            role: Some(names.cert_role.clone()),
+            policy: names.policy.clone(),
+            cert_file: Some("identity/client.crt".to_owned()),
+            key_file: Some("identity/client.key".to_owned()),
+            pki_mount: Some(names.pki_mount.clone()),
+            identity_role: Some(names.identity_role.clone()),
+            ..AuthSection::default()
+        },
+        renewal: RenewalSection::default(),
+        outputs,
+        health: Some(HealthSection {
+            listen: "127.0.0.1:0".to_owned(),
+        }),
+        control: Some(ControlSection {
+            socket: "state/control.sock".to_owned(),
+        }),
+    }
 }
 
 /// Keep or issue? Reads the files on disk and, if there are any, the environment's current
@@ -710,6 +809,76 @@ mod tests {
         assert_eq!(n.cert_mount, "cert");
         assert_eq!(n.cert_role, "billing");
         assert_eq!(n.policy, "billing");
+    }
+
+    #[test]
+    fn agent_config_follows_the_spec_and_passes_the_agents_checks() {
+        let spec = spec();
+        let test = spec.environment("test").unwrap();
+        let cfg_for = |name: &str| {
+            let id = spec.identity(name).unwrap();
+            agent_config(
+                &spec,
+                test,
+                id,
+                &Names::new(&spec, test, id),
+                "https://127.0.0.1:8200/",
+            )
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let check = |cfg: &AgentConfig| {
+            let path = tmp.path().join("agent.toml");
+            std::fs::write(&path, cfg.to_toml(&path).unwrap()).unwrap();
+            crate::agent::Config::load(&path).unwrap_or_else(|e| panic!("{e}"))
+        };
+
+        let billing = cfg_for("billing");
+        let names: Vec<&str> = billing.outputs.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names, ["tls", "secret-config", "secret-stripe"]);
+        let tls = &billing.outputs[0];
+        assert_eq!(
+            tls.common_name.as_deref(),
+            Some("billing.test.warden.internal")
+        );
+        assert_eq!(tls.sans, ["billing-api.test.warden.internal"]);
+        assert_eq!(tls.ttl.as_deref(), Some("3d"));
+        assert_eq!(tls.role.as_deref(), Some("billing"));
+        assert_eq!(
+            tls.reload.as_deref(),
+            Some(
+                &[
+                    "systemctl".to_owned(),
+                    "reload".to_owned(),
+                    "billing".to_owned()
+                ][..]
+            )
+        );
+        assert_eq!(
+            billing.outputs[1].contents.as_deref(),
+            Some("{{ kv(\"kvv2\", \"billing/config\") | tojson }}\n")
+        );
+        assert_eq!(
+            billing.outputs[2].path.as_deref(),
+            Some("out/secrets/stripe.json")
+        );
+        assert_eq!(
+            billing.auth.identity_role.as_deref(),
+            Some("billing-identity")
+        );
+        let parsed = check(&billing);
+        assert_eq!(parsed.auth.mount, "cert");
+        assert_eq!(parsed.outputs.len(), 3);
+
+        let ledger = cfg_for("ledger");
+        assert_eq!(ledger.outputs[0].key_type.as_deref(), Some("rsa-2048"));
+        check(&ledger);
+
+        let edge = cfg_for("edge");
+        assert_eq!(edge.outputs.len(), 1);
+        assert_eq!(edge.outputs[0].kind, "ca_chain");
+        assert_eq!(edge.outputs[0].full_chain, Some(true));
+        assert_eq!(edge.outputs[0].path.as_deref(), Some("out/ca/chain.pem"));
+        check(&edge);
     }
 
     #[test]

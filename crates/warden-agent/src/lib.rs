@@ -31,7 +31,7 @@ pub mod layout;
 mod unit;
 mod unix_user;
 
-pub use agent_config::{AgentConfig, IdentitySection, OpenBaoSection, PathsSection};
+pub use agent_config::{AgentConfig, AuthSection, IdentitySection, OpenBaoSection};
 pub use enroll::{
     CertAction, CertificateReport, EnrollOptions, EnrollReport, EnrollRequest, PathsReport,
     Verification, enroll, enrollable,

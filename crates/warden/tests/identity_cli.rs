@@ -299,8 +299,10 @@ async fn enroll_against_a_lab() {
         cfg.identity.common_name,
         "billing.identity.test.warden.internal"
     );
-    assert_eq!(cfg.openbao.auth_role, "billing");
-    assert_eq!(cfg.paths.client_key, std::path::absolute(&key).unwrap());
+    assert_eq!(cfg.auth.role.as_deref(), Some("billing"));
+    assert_eq!(cfg.auth.key_file.as_deref(), Some("identity/client.key"));
+    // The enrolled config is a valid agent config (the agent parses it strictly).
+    warden_agent::agent::Config::load(&billing.join("agent.toml")).expect("agent config parses");
 
     // Again without --force: the certificate is kept, and verified again.
     let again = json(&ok(&as_refs(&enroll("billing", "test", &["-o", "json"]))));

@@ -1,4 +1,70 @@
 //! The agent: one process per identity that logs in with the identity's own credential and
 //! delivers exactly its outputs. See `docs/agent.md` for the contract these modules implement.
+//!
+//! Where to start:
+//!
+//! | need                                         | API                                              |
+//! |----------------------------------------------|--------------------------------------------------|
+//! | read and validate `agent.toml`               | [`Config::load`] (errors at `file:line:col`)     |
+//! | run it                                       | [`Agent::new`], [`Agent::run`], [`Agent::run_once`] |
+//! | status, "rotate now", stop (for endpoints)   | [`Agent::handle`] → [`AgentHandle`]              |
+//! | when things renew                            | [`schedule`]                                     |
+//! | what was delivered on this host              | [`state`]                                        |
+//!
+//! Data flows one way: `config` → `auth` (a token on the shared client) → `output` (renders
+//! bytes, never writes) → `deliver` (the only writer: verifies, then writes atomically) →
+//! `reload` (only after a real change) → `state` (the record). `runtime` drives it.
 
+pub mod auth;
+pub mod config;
+pub mod control;
+pub mod deliver;
+pub mod health;
 pub mod output;
+pub mod reload;
+pub mod runtime;
+pub mod schedule;
+pub mod state;
+
+use std::path::PathBuf;
+
+pub use crate::agent_config::{
+    AgentConfig, AuthSection, ControlSection, HealthSection, OutputSection, RenewalSection,
+};
+pub use auth::AuthError;
+pub use config::{Config, ConfigError};
+pub use deliver::DeliverError;
+pub use runtime::{
+    Agent, AgentHandle, AgentStatus, AuthStatus, Health, OnceReport, OutputStatus, UnknownOutput,
+};
+
+/// Why an agent could not start (failures while running are retried and reported in the
+/// status instead).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentError {
+    /// `agent.toml` is unreadable or invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The trust anchor file (`[openbao] ca_file`) is missing or holds no certificate.
+    #[error("the trust anchor {path} is not usable: {reason}")]
+    TrustAnchor {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The TLS identity or a credential could not be loaded, or the client not built.
+    #[error(transparent)]
+    Auth(AuthError),
+    /// The OpenBao address or TLS settings were refused by the client.
+    #[error("could not set up the OpenBao client: {source}")]
+    Client {
+        /// Why.
+        #[source]
+        source: Box<warden_bao::Error>,
+    },
+    /// The state directory could not be created.
+    #[error(transparent)]
+    State(state::StateError),
+}

@@ -1,6 +1,21 @@
 //! What an agent delivers. Each output *renders* content from OpenBao and never touches the
 //! filesystem; `deliver` is the only writer. Keeping them apart is what makes delivery
 //! transactional and testable: a rendered set is checked as a whole before any byte of it lands.
+//!
+//! The three kinds and how the runtime calls them (all take a [`RenderContext`] and return a
+//! [`Rendered`] set or a [`RenderError`]):
+//!
+//! | `type`        | renderer                                          | delivered as               |
+//! |---------------|---------------------------------------------------|----------------------------|
+//! | `certificate` | [`certificate::render`]`(name, &CertificateOutput, ctx)` | a set: versioned dir + symlink |
+//! | `template`    | [`template::TemplateOutput::render`]`(ctx)`       | one file                   |
+//! | `ca_chain`    | [`ca_chain::CaChainOutput::render`]`(ctx)`        | one file                   |
+//!
+//! The runtime builds `TemplateOutput` / `CaChainOutput` from the validated config
+//! (`config::TemplateConfig`, `config::CaChainConfig`): `name` is the output's name and
+//! `file_name` the file name of its `path`. A single-file output returns exactly one
+//! [`RenderedFile`]; `not_after`/`serial` of a certificate drive its renewal, those of a CA
+//! chain are only reported; `refresh_within` shortens the poll interval.
 
 use std::fmt;
 use std::time::Duration;
@@ -111,7 +126,9 @@ impl RenderError {
     /// configuration error that needs a human.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Bao { source, .. } => source.is_retryable() || source.is_sealed() || source.is_unreachable(),
+            Self::Bao { source, .. } => {
+                source.is_retryable() || source.is_sealed() || source.is_unreachable()
+            }
             _ => false,
         }
     }

@@ -1,0 +1,196 @@
+//! `state/<output>.json`: what was actually delivered on this host.
+//!
+//! One small JSON file per output: the certificate serial and validity, the SHA-256 of every
+//! file delivered, when, and how the last reload went. It is read at start (so status is right
+//! before anything is contacted) and is what posture reads later: what is on the host, not only
+//! what OpenBao issued. It holds digests, never contents; it is still written owner-only,
+//! because a digest of a low-entropy secret is a guessing oracle.
+//!
+//! The state is a record, not the authority: whether a certificate on disk is still good is
+//! decided by verifying the files themselves, so a state file lost or left behind by a crash
+//! never causes a wrong decision, at worst a stale record until the next delivery.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// The record of one output.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputState {
+    /// Certificate serial (colon-free lower-case hex), for certificate outputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    /// Certificate validity start.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub not_before: Option<OffsetDateTime>,
+    /// Certificate validity end.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub not_after: Option<OffsetDateTime>,
+    /// File name → SHA-256 (lower-case hex) of what was delivered.
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
+    /// When the content last changed on disk.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub delivered_at: Option<OffsetDateTime>,
+    /// The last reload, if one ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reload: Option<ReloadRecord>,
+}
+
+/// How a reload went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadRecord {
+    /// When it ran.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// Exit status and the start of its output, or why it could not run.
+    pub message: String,
+}
+
+/// Why a state file could not be written. (An unreadable one is treated as absent and logged.)
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// The state directory could not be created or the file not written.
+    #[error("could not record the state of output {output}: {source}")]
+    Write {
+        /// The output.
+        output: String,
+        /// The write error.
+        #[source]
+        source: warden_files::Error,
+    },
+}
+
+/// The state directory of one agent.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    dir: PathBuf,
+}
+
+impl StateDir {
+    /// `dir` is `state/` next to `agent.toml`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Creates the directory (owner-only) if needed.
+    pub fn ensure(&self) -> Result<(), StateError> {
+        warden_files::ensure_private_dir(&self.dir).map_err(|source| StateError::Write {
+            output: "(state directory)".to_owned(),
+            source,
+        })
+    }
+
+    /// `state/<output>.json`.
+    pub fn path(&self, output: &str) -> PathBuf {
+        self.dir.join(format!("{output}.json"))
+    }
+
+    /// The recorded state, or `None` when there is none or it cannot be read (logged: a
+    /// corrupt record must not stop the agent, the files on disk are checked anyway).
+    pub fn load(&self, output: &str) -> Option<OutputState> {
+        let path = self.path(output);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!(output, path = %path.display(), error = %e, "cannot read the state file; ignoring it");
+                return None;
+            }
+        };
+        match serde_json::from_slice(&bytes) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(output, path = %path.display(), error = %e, "the state file is not valid; ignoring it");
+                None
+            }
+        }
+    }
+
+    /// Writes the record atomically (owner-only).
+    pub fn save(&self, output: &str, state: &OutputState) -> Result<(), StateError> {
+        let err = |source| StateError::Write {
+            output: output.to_owned(),
+            source,
+        };
+        warden_files::ensure_private_dir(&self.dir).map_err(err)?;
+        let mut body = serde_json::to_vec_pretty(state).unwrap_or_default();
+        body.push(b'\n');
+        warden_files::write_atomic(&self.path(output), &body, warden_files::Mode::OwnerOnly)
+            .map_err(err)
+    }
+}
+
+/// SHA-256 of `bytes`, lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn round_trips_owner_only_and_tolerates_garbage() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::new(tmp.path().join("state"));
+        assert_eq!(dir.load("tls"), None);
+        let state = OutputState {
+            serial: Some("0a1b".into()),
+            not_before: Some(OffsetDateTime::UNIX_EPOCH),
+            not_after: Some(OffsetDateTime::UNIX_EPOCH + time::Duration::hours(72)),
+            files: [("cert.pem".to_owned(), sha256_hex(b"x"))].into(),
+            delivered_at: Some(OffsetDateTime::UNIX_EPOCH),
+            last_reload: Some(ReloadRecord {
+                at: OffsetDateTime::UNIX_EPOCH,
+                ok: true,
+                message: "exit 0".into(),
+            }),
+        };
+        dir.save("tls", &state).unwrap();
+        assert_eq!(dir.load("tls"), Some(state));
+        let mode = std::fs::metadata(dir.path("tls"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        let text = std::fs::read_to_string(dir.path("tls")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["not_after"], "1970-01-04T00:00:00Z");
+        assert_eq!(v["last_reload"]["ok"], true);
+        std::fs::write(dir.path("tls"), b"{not json").unwrap();
+        assert_eq!(dir.load("tls"), None);
+    }
+
+    #[test]
+    fn digests_are_hex_sha256() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

@@ -175,7 +175,6 @@ fn write_secret(path: &Path, bytes: &[u8]) {
     warden_files::write_atomic(path, bytes, Mode::OwnerOnly).expect("write");
 }
 
-
 fn chain_subjects(pem: &str) -> Vec<String> {
     warden_pki::parse_pem_bundle(pem)
         .expect("PEM chain")

@@ -216,7 +216,10 @@ impl Client {
             Err(e) => return Err(e),
         };
         let secret: Secret = reply.decode(&path)?;
-        Ok(secret.data_as::<Data>(&path)?.certificate.unwrap_or_default())
+        Ok(secret
+            .data_as::<Data>(&path)?
+            .certificate
+            .unwrap_or_default())
     }
 
     /// All issuers of the mount. An empty mount lists as empty.

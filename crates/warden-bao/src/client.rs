@@ -45,6 +45,9 @@ struct Inner {
     address: Url,
     api_base: Url,
     http: RwLock<reqwest::Client>,
+    /// The TLS configuration `http` was built with, for the diagnostic handshake in
+    /// [`Client::diagnose`].
+    tls_config: RwLock<Arc<rustls::ClientConfig>>,
     verifier: Arc<RecordingVerifier>,
     identity_present: AtomicBool,
     token: RwLock<Option<SecretString>>,
@@ -152,7 +155,7 @@ impl Client {
             return Err(Error::config("request_timeout must be greater than zero"));
         }
         let verifier = tls::verifier(cfg.ca_cert_pem.as_deref())?;
-        let http = build_http(
+        let (http, tls_config) = build_http(
             verifier.clone(),
             cfg.client_identity.as_ref(),
             cfg.request_timeout,
@@ -178,6 +181,7 @@ impl Client {
                 address: cfg.address,
                 api_base,
                 http: RwLock::new(http),
+                tls_config: RwLock::new(tls_config),
                 verifier,
                 identity_present: AtomicBool::new(cfg.client_identity.is_some()),
                 token: RwLock::new(cfg.token),
@@ -234,7 +238,7 @@ impl Client {
     /// presenting the old one. Requests already in flight finish on the old pool. The new
     /// identity is validated (key matches certificate) before anything is swapped.
     pub fn set_identity(&self, identity: Option<ClientIdentity>) -> Result<()> {
-        let http = build_http(
+        let (http, tls_config) = build_http(
             self.inner.verifier.clone(),
             identity.as_ref(),
             self.inner.request_timeout,
@@ -244,6 +248,11 @@ impl Client {
             .http
             .write()
             .unwrap_or_else(PoisonError::into_inner) = http;
+        *self
+            .inner
+            .tls_config
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = tls_config;
         self.inner
             .identity_present
             .store(identity.is_some(), Ordering::Relaxed);
@@ -480,10 +489,10 @@ impl Client {
             status = tracing::field::Empty
         );
         async {
-            let resp = req
-                .send()
-                .await
-                .map_err(|e| self.transport_error(call.path, e))?;
+            let resp = match req.send().await {
+                Ok(resp) => resp,
+                Err(e) => return Err(self.diagnose(self.transport_error(call.path, e)).await),
+            };
             let status = resp.status().as_u16();
             tracing::Span::current().record("status", status);
             // Best effort: our copy is wiped on drop; reqwest's own buffer is not ours to wipe.
@@ -503,6 +512,35 @@ impl Client {
         }
         .instrument(span)
         .await
+    }
+
+    /// A bare transport error on an HTTPS connection ("connection was not ready", "connection
+    /// closed before message completed") is often a TLS 1.3 refusal in disguise: the server
+    /// rejects our client certificate *after* the client considers the handshake done, and
+    /// whether hyper reports the alert or just a dead connection is a race. One bounded
+    /// diagnostic handshake with the same TLS configuration reads the alert, so callers always
+    /// get the typed `Error::Tls` for a refused certificate. Anything else is returned as is.
+    async fn diagnose(&self, err: Error) -> Error {
+        if !matches!(err, Error::Transport { .. }) || self.inner.address.scheme() != "https" {
+            return err;
+        }
+        let config = self
+            .inner
+            .tls_config
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match tls::probe(&self.inner.address, config).await {
+            Some(rustls_err) => Error::Tls {
+                address: self.inner.address.to_string(),
+                failure: tls::classify(
+                    &rustls_err,
+                    self.inner.verifier.take_rejected(),
+                    self.inner.identity_present.load(Ordering::Relaxed),
+                ),
+            },
+            None => err,
+        }
     }
 
     fn transport_error(&self, path: &str, err: reqwest::Error) -> Error {
@@ -548,8 +586,9 @@ fn build_http(
     verifier: Arc<RecordingVerifier>,
     identity: Option<&ClientIdentity>,
     timeout: Duration,
-) -> Result<reqwest::Client> {
+) -> Result<(reqwest::Client, Arc<rustls::ClientConfig>)> {
     let tls = tls::client_config(verifier, identity)?;
+    let kept = Arc::new(tls.clone());
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .http1_only()
@@ -561,6 +600,7 @@ fn build_http(
         .tcp_keepalive(Duration::from_secs(30))
         .user_agent(concat!("warden-bao/", env!("CARGO_PKG_VERSION")))
         .build()
+        .map(|http| (http, kept))
         .map_err(|e| Error::config(format!("HTTP client: {e}")))
 }
 

@@ -55,6 +55,58 @@ pub(crate) fn client_config(
     Ok(config)
 }
 
+/// One diagnostic handshake to `address` with `config`, followed by a minimal request, to read
+/// the TLS error the server answers with (for example `certificate_required`). `None` when the
+/// exchange shows no TLS error or does not finish within 5 seconds. Bounded: one connection.
+pub(crate) async fn probe(
+    address: &url::Url,
+    config: Arc<rustls::ClientConfig>,
+) -> Option<rustls::Error> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let port = address.port_or_known_default()?;
+    let (connect_host, server_name) = match address.host()? {
+        url::Host::Domain(d) => (d.to_owned(), ServerName::try_from(d.to_owned()).ok()?),
+        url::Host::Ipv4(ip) => (
+            ip.to_string(),
+            ServerName::IpAddress(std::net::IpAddr::V4(ip).into()),
+        ),
+        url::Host::Ipv6(ip) => (
+            ip.to_string(),
+            ServerName::IpAddress(std::net::IpAddr::V6(ip).into()),
+        ),
+    };
+    let exchange = async {
+        let tcp = tokio::net::TcpStream::connect((connect_host.as_str(), port))
+            .await
+            .ok()?;
+        let mut tls = match tokio_rustls::TlsConnector::from(config)
+            .connect(server_name, tcp)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => return rustls_in_io(&e),
+        };
+        let request =
+            b"GET /v1/sys/health HTTP/1.1\r\nHost: warden-probe\r\nConnection: close\r\n\r\n";
+        if let Err(e) = tls.write_all(request).await {
+            return rustls_in_io(&e);
+        }
+        let mut buf = [0u8; 64];
+        match tls.read(&mut buf).await {
+            Err(e) => rustls_in_io(&e),
+            Ok(_) => None,
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), exchange)
+        .await
+        .ok()
+        .flatten()
+}
+
+fn rustls_in_io(e: &std::io::Error) -> Option<rustls::Error> {
+    e.get_ref()?.downcast_ref::<rustls::Error>().cloned()
+}
+
 /// Builds the inner verifier for a CA bundle (or the platform's roots).
 pub(crate) fn verifier(ca_pem: Option<&[u8]>) -> Result<Arc<RecordingVerifier>> {
     let inner: Arc<dyn ServerCertVerifier> = match ca_pem {

@@ -436,21 +436,14 @@ async fn judge_existing(
     let Some(key_pem) = read_optional(&layout.client_key())? else {
         return Ok(Decision::Issue(IssueReason::New));
     };
-    let path = format!("{}/cert/ca", env.mounts.pki.trim_matches('/'));
+    let mount = env.mounts.pki.trim_matches('/');
     let issuer_pem = operator
-        .read(&path)
+        .pki_ca_cert(mount)
         .await
         .map_err(|source| Error::ReadIssuer {
-            path: path.clone(),
+            path: format!("{mount}/cert/ca"),
             source: Box::new(source),
-        })?
-        .data
-        .and_then(|d| {
-            d.get("certificate")
-                .and_then(|c| c.as_str())
-                .map(str::to_owned)
-        })
-        .unwrap_or_default();
+        })?;
     if issuer_pem.trim().is_empty() {
         return Ok(Decision::Issue(IssueReason::NotValidNow));
     }

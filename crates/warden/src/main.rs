@@ -11,6 +11,7 @@ mod cmd;
 mod context;
 mod exit;
 mod hint;
+mod lab_agents;
 mod output;
 mod secret_input;
 

@@ -1,4 +1,5 @@
-//! `warden lab up | status | down`: the local two-environment lab.
+//! `warden lab up | status | down`: the local two-environment lab, and the agents of the
+//! applied spec's identities (`crate::lab_agents`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -6,11 +7,13 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
-use warden_lab::{EnvStatus, Lab, NewLabOptions, Progress};
+use serde::Serialize;
+use warden_lab::{DownReport, EnvStatus, Lab, NewLabOptions, Progress};
 
 use crate::context::Resolved;
 use crate::exit;
 use crate::hint::{HintExt, WithCode};
+use crate::lab_agents::{self, AgentStatus};
 use crate::output::Output;
 
 #[derive(Debug, Args)]
@@ -30,11 +33,13 @@ enum LabCommand {
     /// nothing else. Options below only apply when the lab is created.
     Up(UpArgs),
     /// Show each environment: address, health, intermediate expiry, chain validity, and (with
-    /// --output json) the paths of its CA bundle and operator certificate and key.
+    /// --output json) the paths of its CA bundle and operator certificate and key; then each
+    /// agent: running, /health verdict and URL, and every output with its expiry.
     ///
-    /// Exits 3 when an environment is not running, sealed, or its chain does not verify.
+    /// Exits 3 when an environment is not running, sealed, or its chain does not verify, or
+    /// when an enrolled agent is not running.
     Status,
-    /// Stop the servers. Data is kept unless --purge.
+    /// Stop the agents, then the servers. Data is kept unless --purge.
     Down(DownArgs),
 }
 
@@ -53,9 +58,14 @@ struct UpArgs {
     /// built into warden, examples/lab/warden.toml).
     #[arg(long)]
     spec: Option<PathBuf>,
-    /// Bring up the servers only; apply no spec.
+    /// Bring up the servers only; apply no spec (identities already enrolled under
+    /// <lab>/hosts still get their agents started, unless --no-agents).
     #[arg(long, conflicts_with = "spec")]
     no_spec: bool,
+    /// Enroll no identities and start no agents (by default every app and proxy of the spec
+    /// is enrolled under <lab>/hosts/<env>/<identity>/ and its agent started).
+    #[arg(long)]
+    no_agents: bool,
 }
 
 /// The example platform (`examples/lab/warden.toml`), built in so `warden lab up` works from
@@ -87,7 +97,7 @@ impl Progress for StderrProgress<'_> {
 }
 
 async fn run_up(dir: &Path, args: UpArgs, out: &Output) -> anyhow::Result<ExitCode> {
-    let (spec_choice, no_spec) = (args.spec.clone(), args.no_spec);
+    let (spec_choice, no_spec, no_agents) = (args.spec.clone(), args.no_spec, args.no_agents);
     let options = NewLabOptions {
         environments: args.envs,
         shares: args.shares,
@@ -101,8 +111,8 @@ async fn run_up(dir: &Path, args: UpArgs, out: &Output) -> anyhow::Result<ExitCo
     // Loud in every output mode: this custody must never be mistaken for a real one.
     out.warn(warden_lab::LAB_ONLY_NOTICE);
     let lab = Lab::open(dir)?;
-    let applied = if no_spec {
-        None
+    let (applied, resolved) = if no_spec {
+        (None, None)
     } else {
         let (spec, spec_dir, name) = match &spec_choice {
             Some(path) => (
@@ -122,22 +132,35 @@ async fn run_up(dir: &Path, args: UpArgs, out: &Output) -> anyhow::Result<ExitCo
         };
         out.progress(format!("lab: applying {name}"));
         let resolved = Resolved::for_lab(spec, spec_dir, lab.clone());
+        let applied = crate::cmd::provision::apply_resolved(&resolved, false, 8, out)
+            .await
+            .with_context(|| format!("the servers are up, but applying {name} failed"))?;
+        (Some(applied), Some(resolved))
+    };
+    let agents = if no_agents {
+        None
+    } else {
         Some(
-            crate::cmd::provision::apply_resolved(&resolved, false, 8, out)
+            lab_agents::enroll_and_start(resolved.as_ref(), &lab, out)
                 .await
-                .with_context(|| format!("the servers are up, but applying {name} failed"))?,
+                .context(
+                    "the servers are up and the spec applied, but the agents did not all start",
+                )?,
         )
     };
-    let statuses = lab.status().await;
-    out.emit(&serde_json::json!({ "up": report, "applied": applied, "status": statuses }), || {
-        let mut s = status_table(&statuses);
-        s.push_str(&format!(
-            "\nLab ready in {}. `warden lab status --output json --dir {}` gives the paths to point any Vault client at.\n",
-            dir.display(),
-            dir.display()
-        ));
-        s
-    })?;
+    let statuses = full_status(&lab).await;
+    out.emit(
+        &serde_json::json!({ "up": report, "applied": applied, "agents": agents, "status": statuses }),
+        || {
+            let mut s = status_table(&statuses);
+            s.push_str(&format!(
+                "\nLab ready in {}. `warden lab status --output json --dir {}` gives the paths to point any Vault client at.\n",
+                dir.display(),
+                dir.display()
+            ));
+            s
+        },
+    )?;
     Ok(status_code(&statuses))
 }
 
@@ -153,10 +176,10 @@ fn up_hint(dir: &Path) -> String {
 async fn run_status(dir: &Path, out: &Output) -> anyhow::Result<ExitCode> {
     let lab = Lab::open(dir)
         .with_hint(|| format!("create it with `warden lab up --dir {}`", dir.display()))?;
-    let statuses = lab.status().await;
+    let statuses = full_status(&lab).await;
     out.emit(&statuses, || {
         let mut s = status_table(&statuses);
-        if let Some(env) = statuses.first() {
+        if let Some(EnvView { env, .. }) = statuses.first() {
             s.push_str(&format!(
                 "\nTo use the bao CLI against {name}:\n  export BAO_ADDR={addr} BAO_CACERT={ca} \\\n    BAO_CLIENT_CERT={cert} BAO_CLIENT_KEY={key}\n  export BAO_TOKEN=\"$(cat {token})\"   # lab root token\n",
                 name = env.name,
@@ -171,32 +194,47 @@ async fn run_status(dir: &Path, out: &Output) -> anyhow::Result<ExitCode> {
     })?;
     let code = status_code(&statuses);
     if code != ExitCode::SUCCESS && !out.is_json() {
-        return Err(anyhow::anyhow!("not every environment is healthy"))
-            .context(WithCode(exit::CHECK_FAILED))
-            .with_hint(|| {
-                format!(
-                    "`warden lab up --dir {}` restarts and unseals what is down",
-                    dir.display()
-                )
-            });
+        return Err(anyhow::anyhow!(
+            "not every environment is healthy, or an agent is not running"
+        ))
+        .context(WithCode(exit::CHECK_FAILED))
+        .with_hint(|| {
+            format!(
+                "`warden lab up --dir {}` restarts and unseals what is down",
+                dir.display()
+            )
+        });
     }
     Ok(code)
 }
 
 async fn run_down(dir: &Path, args: DownArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let lab = Lab::open(dir).with_hint(|| format!("no lab to stop in {}", dir.display()))?;
+    // Agents first: a server going away under a running agent only sends it into backoff.
+    let agents_stopped = lab_agents::stop_all(&lab)
+        .await
+        .context("lab down: could not stop the agents; the servers were left running")?;
     let report = lab.down(args.purge).await.context("lab down failed")?;
-    out.emit(&report, || {
+    let view = DownView {
+        report: &report,
+        agents_stopped: &agents_stopped,
+    };
+    out.emit(&view, || {
+        let agents = if agents_stopped.is_empty() {
+            String::new()
+        } else {
+            format!("stopped {} agent(s); ", agents_stopped.len())
+        };
         let stopped = if report.stopped.is_empty() {
             "no server was running".to_owned()
         } else {
             format!("stopped {}", report.stopped.join(", "))
         };
         if report.purged {
-            format!("{stopped}; removed {}", report.dir.display())
+            format!("{agents}{stopped}; removed {}", report.dir.display())
         } else {
             format!(
-                "{stopped}; data kept in {} (`warden lab up` brings it back)",
+                "{agents}{stopped}; data kept in {} (`warden lab up` brings it back)",
                 report.dir.display()
             )
         }
@@ -204,15 +242,55 @@ async fn run_down(dir: &Path, args: DownArgs, out: &Output) -> anyhow::Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
-fn status_code(statuses: &[EnvStatus]) -> ExitCode {
-    if statuses.iter().all(EnvStatus::healthy) {
+/// `lab down`'s report: the library's, plus the agents stopped first.
+#[derive(Serialize)]
+struct DownView<'a> {
+    #[serde(flatten)]
+    report: &'a DownReport,
+    agents_stopped: &'a [String],
+}
+
+/// One environment in `lab status`: the server's status (its keys unchanged, so scripts written
+/// before agents existed keep working) and the agents enrolled in it.
+#[derive(Serialize)]
+struct EnvView {
+    #[serde(flatten)]
+    env: EnvStatus,
+    agents: Vec<AgentStatus>,
+}
+
+async fn full_status(lab: &Lab) -> Vec<EnvView> {
+    let mut views = Vec::new();
+    for env in lab.status().await {
+        let agents = lab_agents::status(lab, &env.name).await;
+        views.push(EnvView { env, agents });
+    }
+    views
+}
+
+fn status_code(statuses: &[EnvView]) -> ExitCode {
+    let healthy = statuses
+        .iter()
+        .all(|v| v.env.healthy() && v.agents.iter().all(AgentStatus::healthy));
+    if healthy {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(exit::CHECK_FAILED)
     }
 }
 
-fn status_table(statuses: &[EnvStatus]) -> String {
+fn status_table(views: &[EnvView]) -> String {
+    let mut s = env_table(views);
+    let agents: Vec<&AgentStatus> = views.iter().flat_map(|v| &v.agents).collect();
+    if !agents.is_empty() {
+        s.push('\n');
+        s.push_str(&lab_agents::table(&agents));
+    }
+    s
+}
+
+fn env_table(views: &[EnvView]) -> String {
+    let statuses: Vec<&EnvStatus> = views.iter().map(|v| &v.env).collect();
     let yn = |v: Option<bool>| match v {
         Some(true) => "yes",
         Some(false) => "no",
@@ -229,7 +307,7 @@ fn status_table(statuses: &[EnvStatus]) -> String {
         "intermediate not-after",
         "chain",
     ]);
-    for s in statuses {
+    for s in &statuses {
         let chain = match s.chain_valid {
             Some(true) => "valid".to_owned(),
             Some(false) => format!("INVALID: {}", s.chain_problems.join("; ")),

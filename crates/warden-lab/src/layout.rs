@@ -32,9 +32,14 @@ pub struct LabLayout {
 }
 
 impl LabLayout {
-    /// A layout rooted at `root` (which need not exist yet).
+    /// A layout rooted at `root` (which need not exist yet). A relative root is made absolute
+    /// against the current directory now: the servers and agents the lab starts run in their
+    /// own working directories and are handed these paths, so a relative path would point
+    /// somewhere else for them.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        let root = root.into();
+        let root = std::path::absolute(&root).unwrap_or(root);
+        Self { root }
     }
 
     /// The lab directory.

@@ -318,7 +318,10 @@ fn custody_files_are_owner_only_and_secrets_stay_out_of_output() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let guard = LabGuard::new();
     let dir = guard.path();
-    let up = run_ok(
+    // Regression: with a relative --dir (the default `warden-lab` is relative) the servers, which
+    // run in their own working directories, could not find their config. The lab must hand
+    // them absolute paths.
+    let up = warden(
         &[
             "lab",
             "up",
@@ -330,7 +333,15 @@ fn custody_files_are_owner_only_and_secrets_stay_out_of_output() {
             "3",
             "--dir",
         ],
-        &dir,
+        Path::new("lab"),
+    )
+    .current_dir(guard.dir.path())
+    .output()
+    .expect("run warden");
+    assert!(
+        up.status.success(),
+        "lab up with a relative --dir failed:\n{}",
+        String::from_utf8_lossy(&up.stderr)
     );
     let printed =
         String::from_utf8_lossy(&up.stdout).to_string() + &String::from_utf8_lossy(&up.stderr);

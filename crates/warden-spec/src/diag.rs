@@ -53,15 +53,17 @@ fn render(diags: &[Diagnostic]) -> String {
     s
 }
 
-/// Turns byte offsets into line/column and collects diagnostics.
-pub(crate) struct Reporter<'a> {
+/// Turns byte offsets into line/column and collects diagnostics. Shared by every TOML file
+/// Warden reads (the platform spec, `agent.toml`), so their errors look the same.
+pub struct Reporter<'a> {
     file: &'a str,
     text: &'a str,
-    pub(crate) diagnostics: Vec<Diagnostic>,
+    diagnostics: Vec<Diagnostic>,
 }
 
 impl<'a> Reporter<'a> {
-    pub(crate) fn new(file: &'a str, text: &'a str) -> Self {
+    /// A reporter for `text`, named `file` in diagnostics.
+    pub fn new(file: &'a str, text: &'a str) -> Self {
         Self {
             file,
             text,
@@ -69,7 +71,8 @@ impl<'a> Reporter<'a> {
         }
     }
 
-    pub(crate) fn error(
+    /// An error at `span` about `key`.
+    pub fn error(
         &mut self,
         span: Range<usize>,
         key: impl Into<String>,
@@ -78,7 +81,8 @@ impl<'a> Reporter<'a> {
         self.push(span, Some(key.into()), message.into(), None);
     }
 
-    pub(crate) fn error_help(
+    /// An error at `span` about `key`, with a suggestion.
+    pub fn error_help(
         &mut self,
         span: Range<usize>,
         key: impl Into<String>,
@@ -88,7 +92,8 @@ impl<'a> Reporter<'a> {
         self.push(span, Some(key.into()), message.into(), help);
     }
 
-    pub(crate) fn push(
+    /// Any diagnostic.
+    pub fn push(
         &mut self,
         span: Range<usize>,
         key: Option<String>,
@@ -106,13 +111,23 @@ impl<'a> Reporter<'a> {
         });
     }
 
-    pub(crate) fn finish(mut self) -> Result<(), SpecError> {
-        if self.diagnostics.is_empty() {
+    /// Whether nothing was reported.
+    pub fn is_empty(&self) -> bool {
+        self.diagnostics.is_empty()
+    }
+
+    /// The diagnostics in file order.
+    pub fn into_sorted(mut self) -> Vec<Diagnostic> {
+        self.diagnostics.sort_by_key(|d| (d.line, d.column));
+        self.diagnostics
+    }
+
+    pub(crate) fn finish(self) -> Result<(), SpecError> {
+        if self.is_empty() {
             Ok(())
         } else {
-            self.diagnostics.sort_by_key(|d| (d.line, d.column));
             Err(SpecError {
-                diagnostics: self.diagnostics,
+                diagnostics: self.into_sorted(),
             })
         }
     }
@@ -139,7 +154,7 @@ pub fn suggest<'c>(word: &str, candidates: impl IntoIterator<Item = &'c str>) ->
 }
 
 /// "did you mean `x`?" or a list of the valid words.
-pub(crate) fn did_you_mean(word: &str, candidates: &[&str]) -> Option<String> {
+pub fn did_you_mean(word: &str, candidates: &[&str]) -> Option<String> {
     match suggest(word, candidates.iter().copied()) {
         Some(s) => Some(format!("did you mean `{s}`?")),
         None if candidates.is_empty() => None,
@@ -152,6 +167,23 @@ pub(crate) fn did_you_mean(word: &str, candidates: &[&str]) -> Option<String> {
                 .join(", ")
         )),
     }
+}
+
+/// Rewrites serde's "unknown field `x`, expected one of `a`, `b`" into "unknown key `x`" plus a
+/// "did you mean" suggestion.
+pub fn explain_toml_error(message: &str) -> (String, Option<String>) {
+    let msg = message.trim().to_owned();
+    let Some((field, tail)) = msg
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split_once('`'))
+    else {
+        return (msg, None);
+    };
+    let expected: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
+    (
+        format!("unknown key `{field}`"),
+        did_you_mean(field, &expected),
+    )
 }
 
 /// Optimal string alignment distance (Levenshtein with adjacent transpositions), which is what

@@ -15,12 +15,12 @@ mod validate;
 
 use std::path::Path;
 
-pub use diag::{Diagnostic, SpecError, suggest};
+pub use diag::{Diagnostic, Reporter, SpecError, did_you_mean, explain_toml_error, suggest};
 pub use model::*;
 
 /// Parses and validates spec `text`; `file` names it in diagnostics.
 pub fn parse(text: &str, file: &str) -> Result<Spec, SpecError> {
-    let mut reporter = diag::Reporter::new(file, text);
+    let mut reporter = Reporter::new(file, text);
     let raw: raw::RawSpec = match toml::from_str(text) {
         Ok(r) => r,
         Err(e) => {
@@ -60,22 +60,4 @@ pub enum LoadError {
     /// The file has problems; each diagnostic points at one.
     #[error("{0}")]
     Invalid(SpecError),
-}
-
-/// Rewrites serde's "unknown field `x`, expected one of `a`, `b`" into a message plus a
-/// "did you mean" suggestion.
-fn explain_toml_error(message: &str) -> (String, Option<String>) {
-    let msg = message.trim().to_owned();
-    let Some((field, tail)) = msg
-        .strip_prefix("unknown field `")
-        .and_then(|rest| rest.split_once('`'))
-    else {
-        return (msg, None);
-    };
-    let expected: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
-    let help = match suggest(field, expected.iter().copied()) {
-        Some(s) => Some(format!("did you mean `{s}`?")),
-        None => diag::did_you_mean(field, &expected),
-    };
-    (format!("unknown key `{field}`"), help)
 }

@@ -221,7 +221,8 @@ impl KeyType {
     /// Spec spellings.
     pub const NAMES: [&'static str; 5] = ["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "ed25519"];
 
-    pub(crate) fn parse(s: &str) -> Option<Self> {
+    /// The key type spelled `s` (one of [`KeyType::NAMES`]).
+    pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "ec-p256" => Self::EcP256,
             "ec-p384" => Self::EcP384,
@@ -230,6 +231,11 @@ impl KeyType {
             "ed25519" => Self::Ed25519,
             _ => return None,
         })
+    }
+
+    /// The spelling in spec and `agent.toml` files.
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
     }
 
     /// OpenBao's `key_type` and `key_bits`.

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
-use warden_spec::Diagnostic;
+use warden_spec::{Diagnostic, Reporter, did_you_mean, explain_toml_error};
 
 pub use super::output::template::TemplateSource;
 
@@ -265,41 +265,8 @@ pub struct CaChainConfig {
     pub mode: u32,
 }
 
-/// Key types the agent generates on the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyType {
-    /// ECDSA P-256.
-    EcP256,
-    /// ECDSA P-384.
-    EcP384,
-    /// RSA 2048.
-    Rsa2048,
-    /// RSA 3072.
-    Rsa3072,
-    /// Ed25519.
-    Ed25519,
-}
-
-impl KeyType {
-    /// The spellings accepted (the spec's).
-    pub const NAMES: [&'static str; 5] = ["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "ed25519"];
-
-    fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "ec-p256" => Self::EcP256,
-            "ec-p384" => Self::EcP384,
-            "rsa-2048" => Self::Rsa2048,
-            "rsa-3072" => Self::Rsa3072,
-            "ed25519" => Self::Ed25519,
-            _ => return None,
-        })
-    }
-
-    /// The spelling in `agent.toml`.
-    pub fn as_str(self) -> &'static str {
-        Self::NAMES[self as usize]
-    }
-}
+/// Key types the agent generates on the host: the spec's.
+pub use warden_spec::KeyType;
 
 /// What runs after a change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -376,24 +343,24 @@ impl Config {
     /// Validates `text` as if read from `path`, resolving relative paths against `base_dir`.
     pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<Self, ConfigError> {
         let file = path.display().to_string();
-        let mut r = Reporter {
-            file: &file,
-            text,
-            diagnostics: Vec::new(),
-        };
+        let mut r = Reporter::new(&file, text);
         let raw: RawConfig = match toml::from_str(text) {
             Ok(raw) => raw,
             Err(e) => {
                 let (message, help) = explain_toml_error(e.message());
                 r.push(e.span().unwrap_or(0..0), None, message, help);
-                return Err(r.finish());
+                return Err(ConfigError::Invalid {
+                    diagnostics: r.into_sorted(),
+                });
             }
         };
         let cfg = validate(raw, path, base_dir, &mut r);
-        if r.diagnostics.is_empty() {
+        if r.is_empty() {
             Ok(cfg.expect("a config without diagnostics validates"))
         } else {
-            Err(r.finish())
+            Err(ConfigError::Invalid {
+                diagnostics: r.into_sorted(),
+            })
         }
     }
 
@@ -510,91 +477,6 @@ struct RawControl {
 }
 
 // ---- diagnostics --------------------------------------------------------------------------
-
-struct Reporter<'a> {
-    file: &'a str,
-    text: &'a str,
-    diagnostics: Vec<Diagnostic>,
-}
-
-impl Reporter<'_> {
-    fn push(
-        &mut self,
-        span: Range<usize>,
-        key: Option<String>,
-        message: String,
-        help: Option<String>,
-    ) {
-        let (line, column) = line_col(self.text, span.start);
-        self.diagnostics.push(Diagnostic {
-            file: self.file.to_owned(),
-            line,
-            column,
-            key,
-            message,
-            help,
-        });
-    }
-
-    fn error(&mut self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) {
-        self.push(span, Some(key.into()), message.into(), None);
-    }
-
-    fn error_help(
-        &mut self,
-        span: Range<usize>,
-        key: impl Into<String>,
-        message: impl Into<String>,
-        help: Option<String>,
-    ) {
-        self.push(span, Some(key.into()), message.into(), help);
-    }
-
-    fn finish(mut self) -> ConfigError {
-        self.diagnostics.sort_by_key(|d| (d.line, d.column));
-        ConfigError::Invalid {
-            diagnostics: self.diagnostics,
-        }
-    }
-}
-
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
-}
-
-fn did_you_mean(word: &str, candidates: &[&str]) -> Option<String> {
-    match warden_spec::suggest(word, candidates.iter().copied()) {
-        Some(s) => Some(format!("did you mean `{s}`?")),
-        None => Some(format!(
-            "expected one of: {}",
-            candidates
-                .iter()
-                .map(|c| format!("`{c}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
-    }
-}
-
-/// serde's "unknown field `x`, expected one of `a`, `b`" → "unknown key `x`" + a suggestion.
-fn explain_toml_error(message: &str) -> (String, Option<String>) {
-    let msg = message.trim().to_owned();
-    let Some((field, tail)) = msg
-        .strip_prefix("unknown field `")
-        .and_then(|rest| rest.split_once('`'))
-    else {
-        return (msg, None);
-    };
-    let expected: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
-    (
-        format!("unknown key `{field}`"),
-        did_you_mean(field, &expected),
-    )
-}
 
 // ---- validation ---------------------------------------------------------------------------
 
@@ -753,7 +635,7 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, r: &mut Reporter<'_>) -> O
         socket: resolve(c.get_ref().socket.get_ref()),
     });
 
-    if !r.diagnostics.is_empty() {
+    if !r.is_empty() {
         return None;
     }
     Some(Config {

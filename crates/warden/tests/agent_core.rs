@@ -20,10 +20,9 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as StdCommand, Output, Stdio};
+use std::process::{Child, Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
 use assert_cmd::cargo::CommandCargoExt;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -32,58 +31,10 @@ use warden_agent::agent::{Agent, Config, Health};
 use warden_bao::{Client, Idempotent, SecretString};
 use warden_testkit::LabEnv;
 
-const SPEC: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../examples/lab/warden.toml"
-);
-
-const FOREIGN_ENV: [&str; 12] = [
-    "WARDEN_LAB_DIR",
-    "WARDEN_SPEC",
-    "VAULT_ADDR",
-    "BAO_ADDR",
-    "VAULT_TOKEN",
-    "BAO_TOKEN",
-    "VAULT_CACERT",
-    "BAO_CACERT",
-    "VAULT_CLIENT_CERT",
-    "VAULT_CLIENT_KEY",
-    "BAO_CLIENT_CERT",
-    "BAO_CLIENT_KEY",
-];
+mod common;
+use common::*;
 
 // ---- helpers ------------------------------------------------------------------------------
-
-fn warden(args: &[&str]) -> Command {
-    let mut cmd = Command::cargo_bin("warden").expect("warden binary");
-    cmd.args(args)
-        .env("NO_COLOR", "1")
-        .timeout(Duration::from_secs(120));
-    for var in FOREIGN_ENV {
-        cmd.env_remove(var);
-    }
-    cmd
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn ok(args: &[&str]) -> Output {
-    let out = warden(args).output().expect("run warden");
-    assert!(
-        out.status.success(),
-        "warden {args:?} failed ({:?}):\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    out
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p)

@@ -15,51 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
 use serde_json::Value;
 
-/// Variables that would point the binary somewhere else than the lab under test.
-const FOREIGN_ENV: [&str; 12] = [
-    "WARDEN_LAB_DIR",
-    "WARDEN_SPEC",
-    "VAULT_ADDR",
-    "BAO_ADDR",
-    "VAULT_TOKEN",
-    "BAO_TOKEN",
-    "VAULT_CACERT",
-    "BAO_CACERT",
-    "VAULT_CLIENT_CERT",
-    "VAULT_CLIENT_KEY",
-    "BAO_CLIENT_CERT",
-    "BAO_CLIENT_KEY",
-];
-
-fn warden(args: &[&str]) -> Command {
-    let mut cmd = Command::cargo_bin("warden").expect("warden binary");
-    cmd.args(args)
-        .env("NO_COLOR", "1")
-        .timeout(Duration::from_secs(240));
-    for var in FOREIGN_ENV {
-        cmd.env_remove(var);
-    }
-    cmd
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn ok(args: &[&str]) -> Output {
-    let out = warden(args).output().expect("run warden");
-    assert!(
-        out.status.success(),
-        "warden {args:?} failed ({:?}):\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    out
-}
+mod common;
+use common::*;
 
 fn json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout)

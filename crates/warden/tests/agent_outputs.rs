@@ -13,10 +13,9 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as StdCommand, Output, Stdio};
+use std::process::{Child, Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
 use assert_cmd::cargo::CommandCargoExt;
 use serde_json::json;
 use time::OffsetDateTime;
@@ -24,57 +23,8 @@ use warden_bao::{Client, ClientConfig, Idempotent, KeyType};
 use warden_files::Mode;
 use warden_testkit::LabEnv;
 
-const SPEC: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../examples/lab/warden.toml"
-);
-
-/// Variables that would point the binary somewhere else than the lab under test.
-const FOREIGN_ENV: [&str; 12] = [
-    "WARDEN_LAB_DIR",
-    "WARDEN_SPEC",
-    "VAULT_ADDR",
-    "BAO_ADDR",
-    "VAULT_TOKEN",
-    "BAO_TOKEN",
-    "VAULT_CACERT",
-    "BAO_CACERT",
-    "VAULT_CLIENT_CERT",
-    "VAULT_CLIENT_KEY",
-    "BAO_CLIENT_CERT",
-    "BAO_CLIENT_KEY",
-];
-
-fn warden(args: &[&str]) -> Command {
-    let mut cmd = Command::cargo_bin("warden").expect("warden binary");
-    cmd.args(args)
-        .env("NO_COLOR", "1")
-        .timeout(Duration::from_secs(120));
-    for var in FOREIGN_ENV {
-        cmd.env_remove(var);
-    }
-    cmd
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn run(args: &[&str]) -> Output {
-    warden(args).output().expect("run warden")
-}
-
-fn ok(args: &[&str]) -> Output {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "warden {args:?} failed ({:?}):\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    out
-}
+mod common;
+use common::*;
 
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p)
@@ -82,10 +32,6 @@ fn mode(p: &Path) -> u32 {
         .permissions()
         .mode()
         & 0o7777
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
 }
 
 /// Waits until `check` returns `Some`, or panics after `limit` with `what` and the agent log.

@@ -7,57 +7,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use assert_cmd::Command;
 use serde_json::Value;
 use warden_bao::{Client, ClientConfig};
 use warden_testkit::LabEnv;
 
-const SPEC: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../examples/lab/warden.toml"
-);
-
-fn warden(args: &[&str]) -> Command {
-    let mut cmd = Command::cargo_bin("warden").expect("warden binary");
-    cmd.args(args).env("NO_COLOR", "1");
-    for var in [
-        "WARDEN_LAB_DIR",
-        "WARDEN_SPEC",
-        "VAULT_ADDR",
-        "BAO_ADDR",
-        "VAULT_TOKEN",
-        "BAO_TOKEN",
-        "VAULT_CACERT",
-        "BAO_CACERT",
-        "VAULT_CLIENT_CERT",
-        "VAULT_CLIENT_KEY",
-        "BAO_CLIENT_CERT",
-        "BAO_CLIENT_KEY",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd
-}
-
-fn run(args: &[&str]) -> Output {
-    warden(args).output().expect("run warden")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn ok(args: &[&str]) -> Output {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "warden {args:?} failed ({:?}):\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    out
-}
+mod common;
+use common::*;
 
 fn fails(args: &[&str]) -> String {
     let out = run(args);

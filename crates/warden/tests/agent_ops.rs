@@ -385,9 +385,15 @@ fn refuse_another_uid(guard: &LabGuard, socket: &Path, serial: &str, rt: &tokio:
         return;
     }
     let (uid, gid) = nobody();
-    // The client is the warden binary itself (its directories are world-readable, unlike a
-    // per-user interpreter under /root).
-    let bin = assert_cmd::cargo::cargo_bin("warden");
+    // The client is the warden binary itself, copied to a directory `nobody` can traverse: the
+    // checkout may sit under a 0700 directory (a `mktemp -d` clone), where `nobody` could not
+    // execute the build output in place.
+    let bin_dir = tempfile::tempdir().expect("tempdir for the client binary");
+    std::fs::set_permissions(bin_dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod tempdir");
+    let bin = bin_dir.path().join("warden");
+    std::fs::copy(assert_cmd::cargo::cargo_bin("warden"), &bin).expect("copy warden");
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod warden");
     let client = |op: &str| {
         let mut cmd = std::process::Command::new(&bin);
         cmd.args(["agent", op]);

@@ -12,6 +12,7 @@ mod diag;
 mod model;
 mod raw;
 mod validate;
+mod validate_ext;
 
 use std::path::Path;
 

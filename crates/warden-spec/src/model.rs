@@ -143,6 +143,8 @@ pub struct Mounts {
     pub approle: String,
     /// JWT auth for CI (`jwt`).
     pub jwt: String,
+    /// JWT auth for workloads' service-account tokens (`kubernetes`).
+    pub kubernetes: String,
 }
 
 /// The CI identity provider an environment trusts.
@@ -175,6 +177,8 @@ pub struct Environment {
     pub mounts: Mounts,
     /// CI identity provider, if pipelines run here.
     pub ci: Option<CiAuth>,
+    /// Service-account token issuer, if workloads log in with one here.
+    pub kubernetes: Option<KubernetesAuth>,
 }
 
 /// What an identity is; decides what it may do.
@@ -305,6 +309,12 @@ pub struct Identity {
     pub pipeline: Option<PipelineBinding>,
     /// AppRole secret-id lifetime (containers).
     pub secret_id_ttl: Option<Ttl>,
+    /// Transit keys it uses as a service (apps).
+    pub transit_keys: Vec<TransitKey>,
+    /// Dual-key rotated signing keys it reads (apps).
+    pub signing_keys: Vec<SigningKey>,
+    /// Service-account binding that lets a workload log in as this identity (apps, containers).
+    pub workload: Option<WorkloadBinding>,
 }
 
 impl Identity {
@@ -345,6 +355,12 @@ pub struct Spec {
     pub identities: Vec<Identity>,
     /// Waivers.
     pub waivers: Vec<Waiver>,
+    /// Databases, in name order.
+    pub databases: Vec<Database>,
+    /// Domain certificates, in domain order.
+    pub domains: Vec<DomainCert>,
+    /// Purposes, in id order.
+    pub purposes: Vec<Purpose>,
 }
 
 impl Spec {
@@ -363,10 +379,445 @@ impl Spec {
         self.identities.iter().find(|i| i.name.as_str() == name)
     }
 
+    /// The database called `name`.
+    pub fn database(&self, name: &str) -> Option<&Database> {
+        self.databases.iter().find(|d| d.name.as_str() == name)
+    }
+
+    /// The purpose called `id`.
+    pub fn purpose(&self, id: &str) -> Option<&Purpose> {
+        self.purposes.iter().find(|p| p.id.as_str() == id)
+    }
+
+    /// The purpose governing the credential `id` (validation guarantees at most one).
+    pub fn purpose_of(&self, id: &str) -> Option<&Purpose> {
+        self.purposes.iter().find(|p| p.covers(id))
+    }
+
+    /// Every credential the spec creates, in identity order then kind order.
+    pub fn credentials(&self) -> Vec<Credential> {
+        let mut out = Vec::new();
+        for i in &self.identities {
+            let mut add = |suffix: String, kind: CredentialKind| {
+                out.push(Credential {
+                    id: format!("{}/{suffix}", i.name),
+                    kind,
+                    identity: i.name.clone(),
+                    environments: i.environments.clone(),
+                });
+            };
+            match i.kind {
+                IdentityKind::App | IdentityKind::Proxy => {
+                    add("identity-cert".into(), CredentialKind::IdentityCert);
+                }
+                IdentityKind::Container => add("secret-id".into(), CredentialKind::SecretId),
+                IdentityKind::Pipeline => add("ci-token".into(), CredentialKind::CiToken),
+            }
+            if i.certificate.is_some() {
+                add("certificate".into(), CredentialKind::Certificate);
+            }
+            for s in &i.secrets {
+                add(format!("secret/{s}"), CredentialKind::Secret(s.clone()));
+            }
+            for d in &i.databases {
+                add(format!("database/{d}"), CredentialKind::Database(d.clone()));
+            }
+            for k in &i.transit_keys {
+                add(
+                    format!("transit/{}", k.name),
+                    CredentialKind::TransitKey(k.name.to_string()),
+                );
+            }
+            for k in &i.signing_keys {
+                add(
+                    format!("signing-key/{}", k.name),
+                    CredentialKind::SigningKey(k.name.to_string()),
+                );
+            }
+        }
+        for d in &self.domains {
+            out.push(Credential {
+                id: format!("domain/{}", d.slug),
+                kind: CredentialKind::DomainCert(d.slug.to_string()),
+                identity: d.app.clone(),
+                environments: d.environments.clone(),
+            });
+        }
+        out
+    }
+
     /// Whether `rule` is waived for `identity`.
     pub fn waived(&self, rule: &str, identity: &str) -> Option<&Waiver> {
         self.waivers
             .iter()
             .find(|w| w.rule == rule && w.identity.as_str() == identity)
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Secrets engines beyond PKI and KV (issue 6) and the purpose registry (issue 5).
+
+/// A PostgreSQL server the database engine issues dynamic credentials for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Database {
+    /// Connection name (`[databases.<name>]`), the engine's `config/<name>`.
+    pub name: Slug,
+    /// Environments whose engine connects to it.
+    pub environments: Vec<Slug>,
+    /// `postgresql://{{username}}:{{password}}@host:port/db?sslmode=…`; the placeholders stay
+    /// literal, OpenBao fills them in.
+    pub connection_url: String,
+    /// The engine's own login. Its password is read from `password_file` at apply time, sent to
+    /// the engine only, and rotated with `rotate-root` right after, so the file goes stale.
+    pub username: String,
+    /// Where apply reads the engine's initial password (never argv or environment).
+    pub password_file: PathBuf,
+    /// Lease lifetime of a dynamic credential.
+    pub default_ttl: Ttl,
+    /// Longest a dynamic credential may be renewed to.
+    pub max_ttl: Ttl,
+}
+
+/// What a transit key does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransitKeyType {
+    /// Symmetric encryption (`aes256-gcm96`).
+    Aes256Gcm96,
+    /// Signing with Ed25519.
+    Ed25519,
+    /// Signing with ECDSA P-256.
+    EcdsaP256,
+}
+
+impl TransitKeyType {
+    /// Spec spellings, which are OpenBao's.
+    pub const NAMES: [&'static str; 3] = ["aes256-gcm96", "ed25519", "ecdsa-p256"];
+
+    /// The type spelled `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "aes256-gcm96" => Self::Aes256Gcm96,
+            "ed25519" => Self::Ed25519,
+            "ecdsa-p256" => Self::EcdsaP256,
+            _ => return None,
+        })
+    }
+
+    /// OpenBao's name for it.
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    /// Whether the key signs (otherwise it encrypts).
+    pub fn signs(self) -> bool {
+        !matches!(self, Self::Aes256Gcm96)
+    }
+}
+
+/// A transit key an app uses as a service; the key never leaves OpenBao.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransitKey {
+    /// Short name; the key is `transit/keys/<app>-<name>`.
+    pub name: Slug,
+    /// Encrypts or signs.
+    pub key_type: TransitKeyType,
+}
+
+impl TransitKey {
+    /// The key's name in the transit mount for `app`.
+    pub fn key_name(&self, app: &Slug) -> String {
+        format!("{app}-{}", self.name)
+    }
+}
+
+/// Algorithm of a rotated signing key kept in KV v2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigningAlgorithm {
+    /// ECDSA P-256 with SHA-256 (JWS `ES256`).
+    Es256,
+    /// Ed25519 (JWS `EdDSA`).
+    EdDsa,
+}
+
+impl SigningAlgorithm {
+    /// Spec spellings.
+    pub const NAMES: [&'static str; 2] = ["es256", "eddsa"];
+
+    /// The algorithm spelled `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "es256" => Self::Es256,
+            "eddsa" => Self::EdDsa,
+            _ => return None,
+        })
+    }
+
+    /// The spec spelling.
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    /// The JWS `alg` value.
+    pub fn jws_alg(self) -> &'static str {
+        match self {
+            Self::Es256 => "ES256",
+            Self::EdDsa => "EdDSA",
+        }
+    }
+}
+
+/// A signing key that an app reads from KV v2 and that rotates dual-key (seed 004): every
+/// rotation is a new KV version; the previous one stays valid for `grace`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKey {
+    /// Short name; stored at `<kv>/<kv_prefix>/signing/<name>`.
+    pub name: Slug,
+    /// Algorithm.
+    pub algorithm: SigningAlgorithm,
+    /// How long the previous key keeps verifying after a rotation (default 24h).
+    pub grace: Ttl,
+    /// How often it should rotate (default 90d).
+    pub interval: Ttl,
+}
+
+impl SigningKey {
+    /// The KV path (inside the KV v2 mount) of `app`'s key.
+    pub fn kv_path(&self, kv_prefix: &str) -> String {
+        format!("{kv_prefix}/signing/{}", self.name)
+    }
+}
+
+/// What a workload's service-account token must say to log in as an identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadBinding {
+    /// Kubernetes namespace.
+    pub namespace: String,
+    /// Service account name.
+    pub service_account: String,
+}
+
+impl WorkloadBinding {
+    /// The token's `sub` claim: `system:serviceaccount:<namespace>:<name>`.
+    pub fn subject(&self) -> String {
+        format!(
+            "system:serviceaccount:{}:{}",
+            self.namespace, self.service_account
+        )
+    }
+}
+
+/// The service-account token issuer an environment trusts (JWT auth with the cluster's public
+/// keys; no TokenReview call, so OpenBao needs no route to the cluster API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubernetesAuth {
+    /// Expected `iss`.
+    pub issuer: String,
+    /// Expected `aud`.
+    pub audience: String,
+    /// PEM public key files that verify service-account tokens.
+    pub validation_pubkeys: Vec<PathBuf>,
+}
+
+/// A domain TLS certificate kept in KV v2 with its expiry (seed 004), renewed a configurable
+/// time before it expires and written as a new version with check-and-set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainCert {
+    /// The DNS name.
+    pub domain: String,
+    /// `domain` with dots as dashes: names the PKI role and the purpose reference.
+    pub slug: Slug,
+    /// Environments it lives in.
+    pub environments: Vec<Slug>,
+    /// The app that reads it.
+    pub app: Slug,
+    /// Lifetime of each issued certificate.
+    pub ttl: Ttl,
+    /// Renew when less than this remains (default 30d).
+    pub renew_before: Ttl,
+    /// Key type.
+    pub key_type: KeyType,
+}
+
+impl DomainCert {
+    /// KV path (inside the KV v2 mount): `domains/<domain>/cert`.
+    pub fn kv_path(&self) -> String {
+        format!("domains/{}/cert", self.domain)
+    }
+
+    /// PKI role that issues it: `domain-<slug>`.
+    pub fn pki_role(&self) -> String {
+        format!("domain-{}", self.slug)
+    }
+}
+
+/// Where a credential lives (seed 002's storage tiers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum StorageTier {
+    /// Signing or encryption without raw key export.
+    VaultTransit,
+    /// Normal custody in Vault.
+    VaultKv,
+    /// A transitional cache only, never the source of truth.
+    KubernetesSecret,
+    /// Memory-only or short-lived material, such as renewed leaf certificates.
+    Ephemeral,
+}
+
+impl StorageTier {
+    /// Spec spellings.
+    pub const NAMES: [&'static str; 4] = [
+        "vault_transit",
+        "vault_kv",
+        "kubernetes_secret",
+        "ephemeral",
+    ];
+
+    /// The tier spelled `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::NAMES.iter().position(|n| *n == s).map(|i| {
+            [
+                Self::VaultTransit,
+                Self::VaultKv,
+                Self::KubernetesSecret,
+                Self::Ephemeral,
+            ][i]
+        })
+    }
+
+    /// The spec spelling.
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
+
+/// How a credential reaches its consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Delivery {
+    /// Rendered to a file by the identity's agent.
+    AgentFile,
+    /// Put into a process's environment by an exec wrapper.
+    ExecEnv,
+    /// Handed out once through a single-use wrapped token.
+    RevealOnce,
+    /// Materialised into a Kubernetes Secret.
+    KubernetesSecret,
+    /// Used inside OpenBao through an API (transit), never delivered.
+    Api,
+}
+
+impl Delivery {
+    /// Spec spellings.
+    pub const NAMES: [&'static str; 5] = [
+        "agent_file",
+        "exec_env",
+        "reveal_once",
+        "kubernetes_secret",
+        "api",
+    ];
+
+    /// The mode spelled `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::NAMES.iter().position(|n| *n == s).map(|i| {
+            [
+                Self::AgentFile,
+                Self::ExecEnv,
+                Self::RevealOnce,
+                Self::KubernetesSecret,
+                Self::Api,
+            ][i]
+        })
+    }
+
+    /// The spec spelling.
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
+
+/// How often a purpose's credentials rotate and how long an old one may live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RotationPolicy {
+    /// Rotate this often; rotation is *due* once a credential is this old.
+    pub interval: Ttl,
+    /// After `interval`, renewal is still allowed for this long; past `interval + grace` new
+    /// issuance and renewal are refused (fail closed).
+    pub grace: Ttl,
+    /// No credential of this purpose may be older than this; posture reports `expired`.
+    pub max_age: Ttl,
+}
+
+/// The contract every credential lives under (seed 002): what it is for, who owns it, where it
+/// is stored, how it is delivered, how often it rotates and which evidence component proves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Purpose {
+    /// Stable id (`[purposes.<id>]`).
+    pub id: Slug,
+    /// What it is for.
+    pub description: String,
+    /// Who owns it (a team or person).
+    pub owner: String,
+    /// Storage tier.
+    pub tier: StorageTier,
+    /// Delivery mode.
+    pub delivery: Delivery,
+    /// Rotation policy.
+    pub rotation: RotationPolicy,
+    /// Custody notes (who can touch the material and how).
+    pub custody: String,
+    /// Evidence component id.
+    pub evidence: String,
+    /// Credential references it governs (see [`Credential::id`]); `*` matches one path segment.
+    pub covers: Vec<String>,
+    /// A revoked purpose: nothing new is issued or renewed under it.
+    pub revoked: bool,
+}
+
+impl Purpose {
+    /// Whether this purpose governs the credential `id`.
+    pub fn covers(&self, id: &str) -> bool {
+        self.covers.iter().any(|p| pattern_matches(p, id))
+    }
+}
+
+/// `*` matches exactly one `/`-separated segment; everything else matches literally.
+pub fn pattern_matches(pattern: &str, id: &str) -> bool {
+    let p: Vec<&str> = pattern.split('/').collect();
+    let i: Vec<&str> = id.split('/').collect();
+    p.len() == i.len() && p.iter().zip(&i).all(|(p, i)| *p == "*" || p == i)
+}
+
+/// Which kind of credential a spec creates.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CredentialKind {
+    /// An identity's own mTLS client certificate (`<id>/identity-cert`).
+    IdentityCert,
+    /// An app's leaf certificate (`<app>/certificate`).
+    Certificate,
+    /// A KV entry (`<id>/secret/<name>`).
+    Secret(String),
+    /// Dynamic database credentials (`<app>/database/<db>`).
+    Database(String),
+    /// A container's AppRole secret-id (`<container>/secret-id`).
+    SecretId,
+    /// A CI pipeline's short-lived token (`<pipeline>/ci-token`).
+    CiToken,
+    /// A transit key (`<app>/transit/<name>`).
+    TransitKey(String),
+    /// A rotated signing key (`<app>/signing-key/<name>`).
+    SigningKey(String),
+    /// A domain TLS certificate (`domain/<slug>`).
+    DomainCert(String),
+}
+
+/// One credential the spec creates, with the reference purposes use to cover it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// `<identity>/<kind>[/<name>]` or `domain/<slug>`.
+    pub id: String,
+    /// Kind.
+    pub kind: CredentialKind,
+    /// The identity that consumes it.
+    pub identity: Slug,
+    /// Environments it exists in.
+    pub environments: Vec<Slug>,
 }

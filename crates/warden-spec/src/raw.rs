@@ -27,6 +27,12 @@ pub(crate) struct RawSpec {
     pub(crate) pipelines: BTreeMap<S<String>, S<RawPipeline>>,
     #[serde(default)]
     pub(crate) waivers: Vec<S<RawWaiver>>,
+    #[serde(default)]
+    pub(crate) databases: BTreeMap<S<String>, S<RawDatabase>>,
+    #[serde(default)]
+    pub(crate) domains: BTreeMap<S<String>, S<RawDomain>>,
+    #[serde(default)]
+    pub(crate) purposes: BTreeMap<S<String>, S<RawPurpose>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -56,6 +62,8 @@ pub(crate) struct RawEnvironment {
     pub(crate) mounts: Option<S<RawMounts>>,
     #[serde(default)]
     pub(crate) ci: Option<S<RawCiAuth>>,
+    #[serde(default)]
+    pub(crate) kubernetes: Option<S<RawCiAuth>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -69,6 +77,7 @@ pub(crate) struct RawMounts {
     pub(crate) cert_auth: Option<S<String>>,
     pub(crate) approle: Option<S<String>>,
     pub(crate) jwt: Option<S<String>>,
+    pub(crate) kubernetes: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -100,6 +109,11 @@ pub(crate) struct RawApp {
     #[serde(default)]
     pub(crate) databases: Vec<S<String>>,
     pub(crate) reload: Option<S<Vec<String>>>,
+    #[serde(default)]
+    pub(crate) transit_keys: Vec<S<RawTransitKey>>,
+    #[serde(default)]
+    pub(crate) signing_keys: Vec<S<RawSigningKey>>,
+    pub(crate) kubernetes: Option<S<RawWorkload>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,6 +130,7 @@ pub(crate) struct RawContainer {
     #[serde(default)]
     pub(crate) secrets: Vec<S<String>>,
     pub(crate) secret_id_ttl: Option<S<String>>,
+    pub(crate) kubernetes: Option<S<RawWorkload>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,4 +149,74 @@ pub(crate) struct RawWaiver {
     pub(crate) rule: S<String>,
     pub(crate) identity: S<String>,
     pub(crate) reason: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTransitKey {
+    pub(crate) name: S<String>,
+    #[serde(rename = "type")]
+    pub(crate) key_type: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSigningKey {
+    pub(crate) name: S<String>,
+    pub(crate) algorithm: Option<S<String>>,
+    pub(crate) grace: Option<S<String>>,
+    pub(crate) interval: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWorkload {
+    pub(crate) namespace: S<String>,
+    pub(crate) service_account: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDatabase {
+    pub(crate) environments: S<Vec<S<String>>>,
+    pub(crate) plugin: Option<S<String>>,
+    pub(crate) connection_url: S<String>,
+    pub(crate) username: S<String>,
+    pub(crate) password_file: S<String>,
+    pub(crate) default_ttl: Option<S<String>>,
+    pub(crate) max_ttl: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDomain {
+    pub(crate) environments: S<Vec<S<String>>>,
+    pub(crate) app: S<String>,
+    pub(crate) ttl: Option<S<String>>,
+    pub(crate) renew_before: Option<S<String>>,
+    pub(crate) key_type: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRotation {
+    pub(crate) interval: S<String>,
+    pub(crate) grace: Option<S<String>>,
+    pub(crate) max_age: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPurpose {
+    pub(crate) description: S<String>,
+    pub(crate) owner: S<String>,
+    pub(crate) tier: S<String>,
+    pub(crate) delivery: S<String>,
+    pub(crate) rotation: S<RawRotation>,
+    #[serde(default)]
+    pub(crate) custody: Option<S<String>>,
+    pub(crate) evidence: S<String>,
+    pub(crate) covers: S<Vec<S<String>>>,
+    #[serde(default)]
+    pub(crate) revoked: Option<S<bool>>,
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use crate::diag::{Reporter, did_you_mean};
 use crate::model::*;
 use crate::raw::*;
+use crate::validate_ext as ext;
 
 pub(crate) fn validate(raw: RawSpec, r: &mut Reporter<'_>) -> Option<Spec> {
     if *raw.version.get_ref() != 1 {
@@ -78,6 +79,15 @@ pub(crate) fn validate(raw: RawSpec, r: &mut Reporter<'_>) -> Option<Spec> {
         let secrets = secret_names(&app.get_ref().secrets, &key, r);
         let databases = secret_names(&app.get_ref().databases, &format!("{key}.databases"), r);
         let reload = reload(app.get_ref().reload.as_ref(), &key, r);
+        let transit_keys = ext::transit_keys(&app.get_ref().transit_keys, &key, r);
+        let signing_keys = ext::signing_keys(&app.get_ref().signing_keys, &key, r);
+        let workload = ext::workload(
+            app.get_ref().kubernetes.as_ref(),
+            &key,
+            &envs,
+            &raw.environments,
+            r,
+        );
         identities.push(Identity {
             name: slug,
             kind: IdentityKind::App,
@@ -88,6 +98,9 @@ pub(crate) fn validate(raw: RawSpec, r: &mut Reporter<'_>) -> Option<Spec> {
             reload,
             pipeline: None,
             secret_id_ttl: None,
+            transit_keys,
+            signing_keys,
+            workload,
         });
     }
     for (name, proxy) in &raw.proxies {
@@ -107,6 +120,9 @@ pub(crate) fn validate(raw: RawSpec, r: &mut Reporter<'_>) -> Option<Spec> {
             reload,
             pipeline: None,
             secret_id_ttl: None,
+            transit_keys: Vec::new(),
+            signing_keys: Vec::new(),
+            workload: None,
         });
     }
     for (name, c) in &raw.containers {
@@ -121,6 +137,13 @@ pub(crate) fn validate(raw: RawSpec, r: &mut Reporter<'_>) -> Option<Spec> {
             .secret_id_ttl
             .as_ref()
             .and_then(|t| ttl(t, &format!("{key}.secret_id_ttl"), r));
+        let workload = ext::workload(
+            c.get_ref().kubernetes.as_ref(),
+            &key,
+            &envs,
+            &raw.environments,
+            r,
+        );
         identities.push(Identity {
             name: slug,
             kind: IdentityKind::Container,
@@ -133,6 +156,9 @@ pub(crate) fn validate(raw: RawSpec, r: &mut Reporter<'_>) -> Option<Spec> {
             secret_id_ttl: Some(
                 secret_id_ttl.unwrap_or(Ttl(std::time::Duration::from_secs(24 * 3600))),
             ),
+            transit_keys: Vec::new(),
+            signing_keys: Vec::new(),
+            workload,
         });
     }
     let app_names: Vec<String> = raw.apps.keys().map(|k| k.get_ref().clone()).collect();
@@ -233,6 +259,9 @@ pub(crate) fn validate(raw: RawSpec, r: &mut Reporter<'_>) -> Option<Spec> {
                     branches,
                 }),
                 secret_id_ttl: None,
+                transit_keys: Vec::new(),
+                signing_keys: Vec::new(),
+                workload: None,
             });
         }
     }
@@ -275,12 +304,79 @@ pub(crate) fn validate(raw: RawSpec, r: &mut Reporter<'_>) -> Option<Spec> {
     }
 
     identities.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
-    Some(Spec {
+    let envs_of = |l: &toml::Spanned<Vec<toml::Spanned<String>>>, k: &str, r: &mut Reporter<'_>| {
+        env_list(l, k, &env_refs, r)
+    };
+    let databases = ext::databases(&raw.databases, &env_refs, envs_of, r);
+    check_database_refs(&raw, &identities, &databases, r);
+    let domains = ext::domains(&raw.domains, &identities, envs_of, r);
+    let mut spec = Spec {
         naming: naming?,
         environments,
         identities,
         waivers,
-    })
+        databases,
+        domains,
+        purposes: Vec::new(),
+    };
+    spec.purposes = ext::purposes(&raw.purposes, &spec.credentials(), r);
+    Some(spec)
+}
+
+/// Each app names at most one database (its role is `postgres/creds/<app>`), which must exist
+/// in every environment the app lives in.
+fn check_database_refs(
+    raw: &RawSpec,
+    identities: &[Identity],
+    databases: &[Database],
+    r: &mut Reporter<'_>,
+) {
+    let names: Vec<&str> = databases.iter().map(|d| d.name.as_str()).collect();
+    for (name, app) in &raw.apps {
+        let key = format!("apps.{}.databases", name.get_ref());
+        let list = &app.get_ref().databases;
+        if list.len() > 1 {
+            r.error_help(
+                list[1].span(),
+                &key,
+                "an app gets dynamic credentials from one database",
+                Some(
+                    "its role is postgres/creds/<app>; split the second database into its own app"
+                        .into(),
+                ),
+            );
+        }
+        let Some(id) = identities
+            .iter()
+            .find(|i| i.name.as_str() == name.get_ref())
+        else {
+            continue;
+        };
+        for d in list {
+            let Some(db) = databases.iter().find(|x| x.name.as_str() == d.get_ref()) else {
+                r.error_help(
+                    d.span(),
+                    &key,
+                    format!("unknown database `{}`", d.get_ref()),
+                    did_you_mean(d.get_ref(), &names)
+                        .or_else(|| Some(format!("declare it as [databases.{}]", d.get_ref()))),
+                );
+                continue;
+            };
+            for e in &id.environments {
+                if !db.environments.contains(e) {
+                    r.error(
+                        d.span(),
+                        &key,
+                        format!(
+                            "database `{}` is not declared in environment `{e}`",
+                            db.name
+                        ),
+                    );
+                }
+            }
+        }
+    }
 }
 
 fn naming(raw: Option<&toml::Spanned<RawNaming>>, r: &mut Reporter<'_>) -> Option<Naming> {
@@ -426,6 +522,12 @@ fn environment(
         cert_auth: mount(m.and_then(|m| m.cert_auth.as_ref()), "cert", "cert_auth", r),
         approle: mount(m.and_then(|m| m.approle.as_ref()), "approle", "approle", r),
         jwt: mount(m.and_then(|m| m.jwt.as_ref()), "jwt", "jwt", r),
+        kubernetes: mount(
+            m.and_then(|m| m.kubernetes.as_ref()),
+            "kubernetes",
+            "kubernetes",
+            r,
+        ),
     };
     let paths = [
         &mounts.pki,
@@ -469,6 +571,7 @@ fn environment(
         domain,
         mounts,
         ci,
+        kubernetes: ext::kubernetes_auth(e.kubernetes.as_ref()),
         name: slug,
     })
 }

@@ -1,0 +1,543 @@
+//! Validation of the sections beyond identities: transit and signing keys, workload bindings,
+//! databases, domain certificates and purposes. Same rules as `validate`: collect every problem,
+//! each at the key that caused it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use crate::diag::{Reporter, did_you_mean};
+use crate::model::*;
+use crate::raw::*;
+
+fn ttl_or(t: Option<&Spanned<String>>, key: &str, default: Ttl, r: &mut Reporter<'_>) -> Ttl {
+    match t {
+        None => default,
+        Some(t) => match Ttl::parse(t.get_ref()) {
+            Ok(v) => v,
+            Err(e) => {
+                r.error(t.span(), key, e);
+                default
+            }
+        },
+    }
+}
+
+const fn hours(h: u64) -> Ttl {
+    Ttl(Duration::from_secs(h * 3600))
+}
+
+fn slug_at(s: &Spanned<String>, key: &str, r: &mut Reporter<'_>) -> Option<Slug> {
+    match Slug::parse(s.get_ref()) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            r.error(s.span(), key, e);
+            None
+        }
+    }
+}
+
+pub(crate) fn transit_keys(
+    raw: &[Spanned<RawTransitKey>],
+    key: &str,
+    r: &mut Reporter<'_>,
+) -> Vec<TransitKey> {
+    let key = format!("{key}.transit_keys");
+    let mut out: Vec<TransitKey> = Vec::new();
+    for k in raw {
+        let k = k.get_ref();
+        let Some(name) = slug_at(&k.name, &format!("{key}.name"), r) else {
+            continue;
+        };
+        if out.iter().any(|o| o.name == name) {
+            r.error(
+                k.name.span(),
+                &key,
+                format!("transit key `{name}` is listed twice"),
+            );
+            continue;
+        }
+        let key_type = match &k.key_type {
+            None => TransitKeyType::Aes256Gcm96,
+            Some(t) => match TransitKeyType::parse(t.get_ref()) {
+                Some(v) => v,
+                None => {
+                    r.error_help(
+                        t.span(),
+                        format!("{key}.type"),
+                        format!("unknown transit key type `{}`", t.get_ref()),
+                        did_you_mean(t.get_ref(), &TransitKeyType::NAMES),
+                    );
+                    continue;
+                }
+            },
+        };
+        out.push(TransitKey { name, key_type });
+    }
+    out
+}
+
+pub(crate) fn signing_keys(
+    raw: &[Spanned<RawSigningKey>],
+    key: &str,
+    r: &mut Reporter<'_>,
+) -> Vec<SigningKey> {
+    let key = format!("{key}.signing_keys");
+    let mut out: Vec<SigningKey> = Vec::new();
+    for k in raw {
+        let k = k.get_ref();
+        let Some(name) = slug_at(&k.name, &format!("{key}.name"), r) else {
+            continue;
+        };
+        if out.iter().any(|o| o.name == name) {
+            r.error(
+                k.name.span(),
+                &key,
+                format!("signing key `{name}` is listed twice"),
+            );
+            continue;
+        }
+        let algorithm = match &k.algorithm {
+            None => SigningAlgorithm::Es256,
+            Some(a) => match SigningAlgorithm::parse(a.get_ref()) {
+                Some(v) => v,
+                None => {
+                    r.error_help(
+                        a.span(),
+                        format!("{key}.algorithm"),
+                        format!("unknown signing algorithm `{}`", a.get_ref()),
+                        did_you_mean(a.get_ref(), &SigningAlgorithm::NAMES),
+                    );
+                    continue;
+                }
+            },
+        };
+        let grace = ttl_or(k.grace.as_ref(), &format!("{key}.grace"), hours(24), r);
+        let interval = ttl_or(
+            k.interval.as_ref(),
+            &format!("{key}.interval"),
+            hours(90 * 24),
+            r,
+        );
+        out.push(SigningKey {
+            name,
+            algorithm,
+            grace,
+            interval,
+        });
+    }
+    out
+}
+
+/// A service-account binding; every environment the identity lives in must trust a
+/// service-account issuer.
+pub(crate) fn workload(
+    raw: Option<&Spanned<RawWorkload>>,
+    key: &str,
+    envs: &[Slug],
+    env_raw: &std::collections::BTreeMap<Spanned<String>, Spanned<RawEnvironment>>,
+    r: &mut Reporter<'_>,
+) -> Option<WorkloadBinding> {
+    let raw = raw?;
+    let w = raw.get_ref();
+    let key = format!("{key}.kubernetes");
+    let dns_label = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 253
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    };
+    let mut ok = true;
+    for (field, v) in [
+        ("namespace", &w.namespace),
+        ("service_account", &w.service_account),
+    ] {
+        if !dns_label(v.get_ref()) {
+            r.error(
+                v.span(),
+                format!("{key}.{field}"),
+                format!("`{}` is not a Kubernetes name", v.get_ref()),
+            );
+            ok = false;
+        }
+    }
+    for env in envs {
+        let trusts = env_raw
+            .iter()
+            .any(|(n, e)| n.get_ref() == env.as_str() && e.get_ref().kubernetes.is_some());
+        if !trusts {
+            r.error_help(
+                raw.span(),
+                &key,
+                format!("environment `{env}` trusts no service-account token issuer"),
+                Some(format!(
+                    "add [environments.{env}.kubernetes] with issuer, audience and validation_pubkeys"
+                )),
+            );
+            ok = false;
+        }
+    }
+    ok.then(|| WorkloadBinding {
+        namespace: w.namespace.get_ref().clone(),
+        service_account: w.service_account.get_ref().clone(),
+    })
+}
+
+pub(crate) fn kubernetes_auth(raw: Option<&Spanned<RawCiAuth>>) -> Option<KubernetesAuth> {
+    raw.map(|k| {
+        let k = k.get_ref();
+        KubernetesAuth {
+            issuer: k.issuer.get_ref().clone(),
+            audience: k.audience.get_ref().clone(),
+            validation_pubkeys: k
+                .validation_pubkeys
+                .iter()
+                .map(|p| PathBuf::from(p.get_ref()))
+                .collect(),
+        }
+    })
+}
+
+pub(crate) fn databases(
+    raw: &std::collections::BTreeMap<Spanned<String>, Spanned<RawDatabase>>,
+    env_refs: &[&str],
+    env_list: impl Fn(&Spanned<Vec<Spanned<String>>>, &str, &mut Reporter<'_>) -> Vec<Slug>,
+    r: &mut Reporter<'_>,
+) -> Vec<Database> {
+    let _ = env_refs;
+    let mut out = Vec::new();
+    for (name, d) in raw {
+        let key = format!("databases.{}", name.get_ref());
+        let Some(slug) = slug_at(name, &key, r) else {
+            continue;
+        };
+        let d = d.get_ref();
+        let environments = env_list(&d.environments, &key, r);
+        if let Some(p) = &d.plugin
+            && p.get_ref() != "postgresql"
+        {
+            r.error_help(
+                p.span(),
+                format!("{key}.plugin"),
+                format!("unsupported database plugin `{}`", p.get_ref()),
+                Some("Warden configures \"postgresql\"".into()),
+            );
+        }
+        let url = d.connection_url.get_ref();
+        if !(url.starts_with("postgresql://") || url.starts_with("postgres://")) {
+            r.error_help(
+                d.connection_url.span(),
+                format!("{key}.connection_url"),
+                "expected a postgresql:// URL",
+                Some("postgresql://{{username}}:{{password}}@db.example:5432/app".into()),
+            );
+        } else if !(url.contains("{{username}}") && url.contains("{{password}}")) {
+            r.error_help(
+                d.connection_url.span(),
+                format!("{key}.connection_url"),
+                "the URL must carry the {{username}} and {{password}} placeholders",
+                Some("never write a password into the spec: OpenBao fills the placeholders in from `username` and the engine's (rotated) password".into()),
+            );
+        }
+        if d.username.get_ref().trim().is_empty() {
+            r.error(
+                d.username.span(),
+                format!("{key}.username"),
+                "empty username",
+            );
+        }
+        if d.password_file.get_ref().trim().is_empty() {
+            r.error(
+                d.password_file.span(),
+                format!("{key}.password_file"),
+                "empty path",
+            );
+        }
+        let default_ttl = ttl_or(
+            d.default_ttl.as_ref(),
+            &format!("{key}.default_ttl"),
+            hours(1),
+            r,
+        );
+        let max_ttl = ttl_or(d.max_ttl.as_ref(), &format!("{key}.max_ttl"), hours(24), r);
+        if max_ttl < default_ttl {
+            r.error(
+                d.max_ttl.as_ref().map_or(name.span(), |m| m.span()),
+                format!("{key}.max_ttl"),
+                "max_ttl is shorter than default_ttl",
+            );
+        }
+        out.push(Database {
+            name: slug,
+            environments,
+            connection_url: url.clone(),
+            username: d.username.get_ref().clone(),
+            password_file: PathBuf::from(d.password_file.get_ref()),
+            default_ttl,
+            max_ttl,
+        });
+    }
+    out
+}
+
+pub(crate) fn domains(
+    raw: &std::collections::BTreeMap<Spanned<String>, Spanned<RawDomain>>,
+    identities: &[Identity],
+    env_list: impl Fn(&Spanned<Vec<Spanned<String>>>, &str, &mut Reporter<'_>) -> Vec<Slug>,
+    r: &mut Reporter<'_>,
+) -> Vec<DomainCert> {
+    let apps: Vec<&str> = identities
+        .iter()
+        .filter(|i| i.kind == IdentityKind::App)
+        .map(|i| i.name.as_str())
+        .collect();
+    let mut out = Vec::new();
+    for (name, d) in raw {
+        let domain = name.get_ref().to_ascii_lowercase();
+        let key = format!("domains.\"{domain}\"");
+        let valid = !domain.is_empty()
+            && domain.len() <= 253
+            && domain.contains('.')
+            && domain.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && !l.starts_with('-')
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !valid {
+            r.error_help(
+                name.span(),
+                &key,
+                format!("`{}` is not a DNS name", name.get_ref()),
+                Some("for example [domains.\"shop.example.com\"]".into()),
+            );
+            continue;
+        }
+        let Ok(slug) = Slug::parse(&domain.replace('.', "-")) else {
+            r.error(name.span(), &key, "the domain is too long to name a role");
+            continue;
+        };
+        let d = d.get_ref();
+        let environments = env_list(&d.environments, &key, r);
+        let app = d.app.get_ref();
+        let Some(owner) = identities
+            .iter()
+            .find(|i| i.kind == IdentityKind::App && i.name.as_str() == app)
+        else {
+            r.error_help(
+                d.app.span(),
+                format!("{key}.app"),
+                format!("unknown app `{app}`"),
+                did_you_mean(app, &apps),
+            );
+            continue;
+        };
+        for e in &environments {
+            if !owner.in_env(e.as_str()) {
+                r.error(
+                    d.environments.span(),
+                    format!("{key}.environments"),
+                    format!("app `{app}` does not live in `{e}`"),
+                );
+            }
+        }
+        let ttl = ttl_or(d.ttl.as_ref(), &format!("{key}.ttl"), hours(90 * 24), r);
+        let renew_before = ttl_or(
+            d.renew_before.as_ref(),
+            &format!("{key}.renew_before"),
+            hours(30 * 24),
+            r,
+        );
+        if renew_before >= ttl {
+            r.error_help(
+                d.renew_before.as_ref().map_or(name.span(), |s| s.span()),
+                format!("{key}.renew_before"),
+                "renew_before is not shorter than the certificate's lifetime",
+                Some("every certificate would be due the moment it is issued".into()),
+            );
+        }
+        let key_type = match &d.key_type {
+            None => KeyType::EcP256,
+            Some(k) => KeyType::parse(k.get_ref()).unwrap_or_else(|| {
+                r.error_help(
+                    k.span(),
+                    format!("{key}.key_type"),
+                    format!("unknown key type `{}`", k.get_ref()),
+                    did_you_mean(k.get_ref(), &KeyType::NAMES),
+                );
+                KeyType::EcP256
+            }),
+        };
+        out.push(DomainCert {
+            domain,
+            slug,
+            environments,
+            app: owner.name.clone(),
+            ttl,
+            renew_before,
+            key_type,
+        });
+    }
+    out
+}
+
+/// Purposes, checked against the credentials the rest of the spec creates: every pattern must
+/// match something, no credential may fall under two purposes, and tier and delivery must fit
+/// what the credential is. Credentials with no purpose are not an error here: `plan` lists
+/// them and `apply` refuses them.
+pub(crate) fn purposes(
+    raw: &std::collections::BTreeMap<Spanned<String>, Spanned<RawPurpose>>,
+    credentials: &[Credential],
+    r: &mut Reporter<'_>,
+) -> Vec<Purpose> {
+    let ids: Vec<&str> = credentials.iter().map(|c| c.id.as_str()).collect();
+    let mut out: Vec<Purpose> = Vec::new();
+    for (name, p) in raw {
+        let key = format!("purposes.{}", name.get_ref());
+        let Some(id) = slug_at(name, &key, r) else {
+            continue;
+        };
+        let p = p.get_ref();
+        let tier = StorageTier::parse(p.tier.get_ref()).unwrap_or_else(|| {
+            r.error_help(
+                p.tier.span(),
+                format!("{key}.tier"),
+                format!("unknown storage tier `{}`", p.tier.get_ref()),
+                did_you_mean(p.tier.get_ref(), &StorageTier::NAMES),
+            );
+            StorageTier::VaultKv
+        });
+        let delivery = Delivery::parse(p.delivery.get_ref()).unwrap_or_else(|| {
+            r.error_help(
+                p.delivery.span(),
+                format!("{key}.delivery"),
+                format!("unknown delivery mode `{}`", p.delivery.get_ref()),
+                did_you_mean(p.delivery.get_ref(), &Delivery::NAMES),
+            );
+            Delivery::AgentFile
+        });
+        for (field, v) in [
+            ("description", &p.description),
+            ("owner", &p.owner),
+            ("evidence", &p.evidence),
+        ] {
+            if v.get_ref().trim().is_empty() {
+                r.error(v.span(), format!("{key}.{field}"), format!("empty {field}"));
+            }
+        }
+        let rot = p.rotation.get_ref();
+        let rkey = format!("{key}.rotation");
+        let interval = ttl_or(
+            Some(&rot.interval),
+            &format!("{rkey}.interval"),
+            hours(24),
+            r,
+        );
+        let grace = ttl_or(rot.grace.as_ref(), &format!("{rkey}.grace"), hours(24), r);
+        let max_age = ttl_or(
+            rot.max_age.as_ref(),
+            &format!("{rkey}.max_age"),
+            Ttl(interval.0 + grace.0),
+            r,
+        );
+        if max_age.0 < interval.0 + grace.0 {
+            r.error_help(
+                rot.max_age.as_ref().map_or(p.rotation.span(), |m| m.span()),
+                format!("{rkey}.max_age"),
+                "max_age is shorter than interval + grace",
+                Some("a credential may live until it is due (interval) and then for the grace window; max_age must cover both".into()),
+            );
+        }
+        let mut covers = Vec::new();
+        if p.covers.get_ref().is_empty() {
+            r.error(
+                p.covers.span(),
+                format!("{key}.covers"),
+                "a purpose must cover at least one credential",
+            );
+        }
+        for c in p.covers.get_ref() {
+            let pat = c.get_ref();
+            let matched: Vec<&Credential> = credentials
+                .iter()
+                .filter(|cr| pattern_matches(pat, &cr.id))
+                .collect();
+            if matched.is_empty() {
+                r.error_help(
+                    c.span(),
+                    format!("{key}.covers"),
+                    format!("`{pat}` matches no credential this spec creates"),
+                    did_you_mean(pat, &ids).or_else(|| {
+                        Some("references look like billing/certificate, billing/secret/config, worker/secret-id, edge/identity-cert, domain/shop-example-com; `*` stands for one segment".into())
+                    }),
+                );
+                continue;
+            }
+            for cr in &matched {
+                if let Some(other) = out.iter().find(|o| o.covers(&cr.id)) {
+                    r.error_help(
+                        c.span(),
+                        format!("{key}.covers"),
+                        format!("`{}` is already governed by purpose `{}`", cr.id, other.id),
+                        Some("each credential lives under exactly one purpose".into()),
+                    );
+                }
+                let fits = match &cr.kind {
+                    CredentialKind::TransitKey(_) => {
+                        tier == StorageTier::VaultTransit && delivery == Delivery::Api
+                    }
+                    _ => tier != StorageTier::VaultTransit && delivery != Delivery::Api,
+                };
+                if !fits {
+                    r.error_help(
+                        c.span(),
+                        format!("{key}.covers"),
+                        format!(
+                            "`{}` cannot live under tier `{}` with delivery `{}`",
+                            cr.id,
+                            tier.as_str(),
+                            delivery.as_str()
+                        ),
+                        Some("transit keys are tier vault_transit with delivery api; nothing else is".into()),
+                    );
+                }
+                if delivery == Delivery::RevealOnce
+                    && !matches!(
+                        cr.kind,
+                        CredentialKind::SecretId | CredentialKind::Secret(_)
+                    )
+                {
+                    r.error_help(
+                        c.span(),
+                        format!("{key}.covers"),
+                        format!("`{}` cannot be revealed once", cr.id),
+                        Some("reveal_once applies to AppRole secret-ids and KV secrets".into()),
+                    );
+                }
+            }
+            covers.push(pat.clone());
+        }
+        out.push(Purpose {
+            id,
+            description: p.description.get_ref().clone(),
+            owner: p.owner.get_ref().clone(),
+            tier,
+            delivery,
+            rotation: RotationPolicy {
+                interval,
+                grace,
+                max_age,
+            },
+            custody: p
+                .custody
+                .as_ref()
+                .map(|c| c.get_ref().clone())
+                .unwrap_or_default(),
+            evidence: p.evidence.get_ref().clone(),
+            covers,
+            revoked: p.revoked.as_ref().is_some_and(|r| *r.get_ref()),
+        });
+    }
+    out
+}

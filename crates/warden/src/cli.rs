@@ -42,4 +42,20 @@ pub(crate) enum Command {
     Agent(crate::cmd::agent::AgentArgs),
     /// Least-privilege check of the spec's and the live policies. Exits 3 on unwaived findings.
     Lint(crate::cmd::provision::LintArgs),
+    /// Versioned app secrets in KV: put, get, history, rollback. Values are never printed unless asked.
+    Secret(crate::cmd::secret::SecretArgs),
+    /// Encryption and signing as a service (transit): encrypt, decrypt, sign, verify, rotate.
+    Transit(crate::cmd::transit::TransitArgs),
+    /// CI pipelines: exchange the pipeline's OIDC token for a short-lived Warden token.
+    Ci(crate::cmd::ci::CiArgs),
+    /// Rotations: dual-key signing-key rotation with a grace window.
+    Rotate(crate::cmd::rotate::RotateArgs),
+    /// Domain TLS certificates kept in KV with their expiry: status and renewal.
+    Domain(crate::cmd::domain::DomainArgs),
+    /// Posture of every purpose: expiry, rotation due, status. Exit code = worst status.
+    Posture(crate::cmd::posture::PostureArgs),
+    /// Reveal-once credentials: mint one behind a single-use wrapped token, open it once.
+    Reveal(crate::cmd::reveal::RevealArgs),
+    /// Signed evidence packets: export one per component, verify one offline.
+    Evidence(crate::cmd::evidence::EvidenceArgs),
 }

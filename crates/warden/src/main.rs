@@ -54,6 +54,14 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Lint(args) => cmd::provision::lint(args, &out).await,
         cli::Command::Identity(args) => cmd::identity::run(args, &out).await,
         cli::Command::Agent(args) => cmd::agent::run(args, &out).await,
+        cli::Command::Secret(args) => cmd::secret::run(args, &out).await,
+        cli::Command::Transit(args) => cmd::transit::run(args, &out).await,
+        cli::Command::Ci(args) => cmd::ci::run(args, &out).await,
+        cli::Command::Rotate(args) => cmd::rotate::run(args, &out).await,
+        cli::Command::Domain(args) => cmd::domain::run(args, &out).await,
+        cli::Command::Posture(args) => cmd::posture::run(args, &out).await,
+        cli::Command::Reveal(args) => cmd::reveal::run(args, &out).await,
+        cli::Command::Evidence(args) => cmd::evidence::run(args, &out).await,
     }
 }
 

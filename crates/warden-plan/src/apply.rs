@@ -50,6 +50,12 @@ pub async fn apply_env(
             reasons: conflicts,
         });
     }
+    if !plan.unpurposed.is_empty() {
+        return Err(Error::Refused {
+            env: plan.env.clone(),
+            reasons: vec![format!("no purpose governs {}", plan.unpurposed.join(", "))],
+        });
+    }
     let total = plan.changes.len();
     let done = Arc::new(AtomicUsize::new(0));
     let mut report = ApplyReport {
@@ -122,7 +128,7 @@ pub async fn apply_env(
                         Action::Conflict => {}
                     }
                 }
-                Err(e) => failures.push((change.id.clone(), e.to_string())),
+                Err(e) => failures.push((change.id.clone(), e)),
             }
         }
         if !failures.is_empty() {
@@ -144,7 +150,60 @@ pub async fn apply_env(
     }
 }
 
-async fn execute(client: &Client, change: &Change) -> Result<(), warden_bao::Error> {
+/// Carries out one change; the error text is what the failure list shows beside the object id.
+async fn execute(client: &Client, change: &Change) -> Result<(), String> {
+    match (change.action, change.kind) {
+        (Action::Create, Kind::DatabaseConfig) => create_database_config(client, change).await,
+        // A registry entry is deleted with all its versions, not just the latest.
+        (Action::Delete, Kind::Registry) => client
+            .delete(&change.path.replacen("/data/", "/metadata/", 1))
+            .await
+            .map_err(|e| e.to_string()),
+        _ => execute_plain(client, change)
+            .await
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// Creates a database connection with the initial password read from its file (never kept,
+/// never in the plan), then rotates it with `rotate-root` so that only the engine knows the
+/// password from then on and the file is stale.
+async fn create_database_config(client: &Client, change: &Change) -> Result<(), String> {
+    let file = change
+        .password_file
+        .as_ref()
+        .ok_or("no password file for the database connection")?;
+    let password = zeroize::Zeroizing::new(std::fs::read_to_string(file).map_err(|e| {
+        format!(
+            "could not read the password file {}: {e} (apply reads it once, when it creates the connection)",
+            file.display()
+        )
+    })?);
+    let password = password.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        return Err(format!("the password file {} is empty", file.display()));
+    }
+    let mut body = change.body.clone();
+    body["password"] = serde_json::Value::String(password.to_owned());
+    let sent = client.write(&change.path, &body, Idempotent::Yes).await;
+    if let Some(s) = body.get_mut("password") {
+        // Best effort: serde_json's String cannot be zeroized in place beyond this.
+        *s = serde_json::Value::Null;
+    }
+    sent.map_err(|e| e.to_string())?;
+    let rotate = change.path.replacen("/config/", "/rotate-root/", 1);
+    client
+        .write(&rotate, &serde_json::json!({}), Idempotent::No)
+        .await
+        .map_err(|e| {
+            format!(
+                "the connection was created, but {rotate} failed, so its root password is still the one in the file: {e}; run `bao write -f {rotate}`"
+            )
+        })?;
+    Ok(())
+}
+
+async fn execute_plain(client: &Client, change: &Change) -> Result<(), warden_bao::Error> {
     match (change.action, change.kind) {
         (Action::Delete, _) => client.delete(&change.path).await,
         // Enabling a mount twice fails, so it is never retried once sent.

@@ -14,8 +14,8 @@ pub(crate) const MOUNT_DESCRIPTION: &str = "managed-by: warden";
 /// Lifetime of an identity's mTLS client certificate.
 pub const IDENTITY_CERT_TTL_SECS: u64 = 30 * 24 * 3600;
 /// Token lifetimes for identity logins.
-const TOKEN_TTL_SECS: u64 = 3600;
-const TOKEN_MAX_TTL_SECS: u64 = 4 * 3600;
+pub(crate) const TOKEN_TTL_SECS: u64 = 3600;
+pub(crate) const TOKEN_MAX_TTL_SECS: u64 = 4 * 3600;
 const CI_TOKEN_TTL_SECS: u64 = 900;
 
 /// Facts about a live environment that the desired state depends on.
@@ -26,6 +26,11 @@ pub struct EnvInputs {
     pub identity_ca_pem: String,
     /// PEM public keys that verify CI tokens (contents of the spec's `validation_pubkeys`).
     pub jwt_pubkeys: Vec<String>,
+    /// PEM public keys that verify workloads' service-account tokens.
+    pub k8s_pubkeys: Vec<String>,
+    /// Each database's initial password file, resolved against the spec's directory (read only
+    /// by apply, when it creates the connection).
+    pub db_password_files: std::collections::BTreeMap<String, std::path::PathBuf>,
 }
 
 /// The common name of `identity`'s mTLS client certificate in `env`: pinned in its PKI identity
@@ -53,6 +58,7 @@ pub fn desired_state(spec: &Spec, env: &Environment, inputs: &EnvInputs) -> Vec<
             path: format!("sys/mounts/{path}"),
             body,
             identity: None,
+            password_file: None,
         }
     };
     out.push(mount(META_MOUNT, "kv", Some("2")));
@@ -69,6 +75,7 @@ pub fn desired_state(spec: &Spec, env: &Environment, inputs: &EnvInputs) -> Vec<
         path: format!("sys/auth/{path}"),
         body: json!({ "type": ty, "description": MOUNT_DESCRIPTION }),
         identity: None,
+        password_file: None,
     };
     if has(IdentityKind::App) || has(IdentityKind::Proxy) {
         out.push(auth(&m.cert_auth, "cert"));
@@ -84,9 +91,16 @@ pub fn desired_state(spec: &Spec, env: &Environment, inputs: &EnvInputs) -> Vec<
                 path: format!("auth/{}/config", m.jwt),
                 body: json!({ "bound_issuer": ci.issuer, "jwt_validation_pubkeys": inputs.jwt_pubkeys }),
                 identity: None,
+                password_file: None,
             });
         }
     }
+
+    crate::engines::transit_keys(env, &here, &mut out);
+    crate::engines::databases(spec, env, &here, inputs, &mut out);
+    crate::engines::domains(spec, env, &mut out);
+    crate::engines::workloads(spec, env, &here, inputs, &mut out);
+    crate::engines::registry(spec, env, &mut out);
 
     for id in &here {
         let grants = policy::grants(spec, env, id);
@@ -95,6 +109,7 @@ pub fn desired_state(spec: &Spec, env: &Environment, inputs: &EnvInputs) -> Vec<
             path: format!("sys/policies/acl/{}", policy::policy_name(spec, id)),
             body: json!({ "policy": policy::render(id, &grants) }),
             identity: Some(id.name.to_string()),
+            password_file: None,
         });
         let policies = json!([policy::policy_name(spec, id)]);
         match id.kind {
@@ -154,6 +169,7 @@ pub fn desired_state(spec: &Spec, env: &Environment, inputs: &EnvInputs) -> Vec<
                         "token_max_ttl": TOKEN_MAX_TTL_SECS,
                     }),
                     identity: Some(id.name.to_string()),
+                    password_file: None,
                 });
             }
             IdentityKind::Container => {
@@ -175,6 +191,7 @@ pub fn desired_state(spec: &Spec, env: &Environment, inputs: &EnvInputs) -> Vec<
                         "bind_secret_id": true,
                     }),
                     identity: Some(id.name.to_string()),
+                    password_file: None,
                 });
             }
             IdentityKind::Pipeline => {
@@ -203,6 +220,7 @@ pub fn desired_state(spec: &Spec, env: &Environment, inputs: &EnvInputs) -> Vec<
                         "token_max_ttl": CI_TOKEN_TTL_SECS,
                     }),
                     identity: Some(id.name.to_string()),
+                    password_file: None,
                 });
             }
         }
@@ -211,7 +229,7 @@ pub fn desired_state(spec: &Spec, env: &Environment, inputs: &EnvInputs) -> Vec<
 }
 
 #[allow(clippy::too_many_arguments)] // one call site per role flavour; a struct would only rename the list
-fn pki_role(
+pub(crate) fn pki_role(
     mount: &str,
     role: &str,
     names: Vec<String>,
@@ -259,5 +277,6 @@ fn pki_role(
         path: format!("{mount}/roles/{role}"),
         body,
         identity: Some(id.name.to_string()),
+        password_file: None,
     }
 }

@@ -13,6 +13,7 @@ mod apply;
 mod bounded;
 mod desired;
 mod diff;
+mod engines;
 mod error;
 pub mod lint;
 mod object;
@@ -25,6 +26,7 @@ pub use desired::{
     EnvInputs, IDENTITY_CERT_TTL_SECS, META_MOUNT, desired_state, identity_common_name,
 };
 pub use diff::FieldDiff;
+pub use engines::{DELIVERED_PREFIX, REGISTRY_PREFIX, REGISTRY_READER_POLICY, unpurposed};
 pub use error::Error;
 pub use object::{Desired, Kind, ObjectId};
 pub use plan::{Action, Change, EnvPlan, plan_env};

@@ -24,8 +24,16 @@ pub enum Kind {
     CertRole,
     /// An AppRole role.
     AppRole,
-    /// A JWT auth role.
+    /// A JWT auth role (CI pipelines and workloads' service accounts).
     JwtRole,
+    /// A transit key. Never replaced or pruned: deleting it destroys every ciphertext.
+    TransitKey,
+    /// A database engine connection. Never pruned: it holds the rotated root credential.
+    DatabaseConfig,
+    /// A database engine role (`<mount>/roles/<app>`).
+    DatabaseRole,
+    /// A purpose's entry in the registry (metadata only, never a value).
+    Registry,
 }
 
 impl Kind {
@@ -33,15 +41,23 @@ impl Kind {
     pub fn phase(self) -> u8 {
         match self {
             Self::Mount | Self::Auth => 0,
-            Self::JwtConfig | Self::Policy => 1,
-            Self::PkiRole | Self::CertRole | Self::AppRole | Self::JwtRole => 2,
+            Self::JwtConfig | Self::Policy | Self::TransitKey | Self::DatabaseConfig => 1,
+            Self::PkiRole
+            | Self::CertRole
+            | Self::AppRole
+            | Self::JwtRole
+            | Self::DatabaseRole
+            | Self::Registry => 2,
         }
     }
 
     /// Mounts and auth backends hold data and credentials of things outside the spec; prune
     /// never removes them.
     pub fn prunable(self) -> bool {
-        !matches!(self, Self::Mount | Self::Auth | Self::JwtConfig)
+        !matches!(
+            self,
+            Self::Mount | Self::Auth | Self::JwtConfig | Self::TransitKey | Self::DatabaseConfig
+        )
     }
 
     /// Human label.
@@ -55,6 +71,10 @@ impl Kind {
             Self::CertRole => "cert role",
             Self::AppRole => "approle role",
             Self::JwtRole => "jwt role",
+            Self::TransitKey => "transit key",
+            Self::DatabaseConfig => "database connection",
+            Self::DatabaseRole => "database role",
+            Self::Registry => "registry entry",
         }
     }
 }
@@ -81,6 +101,10 @@ pub struct Desired {
     pub body: Value,
     /// The identity it exists for, if any (for output and lint).
     pub identity: Option<String>,
+    /// A file whose content apply sends as the body's `password` when it *creates* the object
+    /// (a database connection's initial root password). Never part of the plan or its output.
+    #[serde(skip)]
+    pub password_file: Option<std::path::PathBuf>,
 }
 
 impl Desired {
@@ -100,11 +124,15 @@ pub(crate) fn kind_slug(kind: Kind) -> &'static str {
         Kind::CertRole => "cert-role",
         Kind::AppRole => "approle-role",
         Kind::JwtRole => "jwt-role",
+        Kind::TransitKey => "transit-key",
+        Kind::DatabaseConfig => "database-config",
+        Kind::DatabaseRole => "database-role",
+        Kind::Registry => "registry",
     }
 }
 
 /// Every kind, in apply order.
-pub(crate) const ALL_KINDS: [Kind; 8] = [
+pub(crate) const ALL_KINDS: [Kind; 12] = [
     Kind::Mount,
     Kind::Auth,
     Kind::JwtConfig,
@@ -113,6 +141,10 @@ pub(crate) const ALL_KINDS: [Kind; 8] = [
     Kind::CertRole,
     Kind::AppRole,
     Kind::JwtRole,
+    Kind::TransitKey,
+    Kind::DatabaseConfig,
+    Kind::DatabaseRole,
+    Kind::Registry,
 ];
 
 /// Parses an [`ObjectId`] back into kind and path.

@@ -47,6 +47,8 @@ pub struct Change {
     pub(crate) body: Value,
     #[serde(skip)]
     pub(crate) id: String,
+    #[serde(skip)]
+    pub(crate) password_file: Option<std::path::PathBuf>,
 }
 
 /// The plan for one environment.
@@ -60,6 +62,9 @@ pub struct EnvPlan {
     pub unchanged: usize,
     /// Objects Warden created that left the spec, kept because `--prune` was not given.
     pub orphans: Vec<String>,
+    /// Credentials no purpose governs (see [`crate::unpurposed`]); apply refuses while any
+    /// remain. Filled in by the caller, which has the spec.
+    pub unpurposed: Vec<String>,
     #[serde(skip)]
     pub(crate) owned: BTreeSet<String>,
 }
@@ -122,7 +127,11 @@ pub async fn plan_env(
                 .get(d.path.trim_start_matches("sys/mounts/"))
                 .cloned(),
             Kind::Auth => auths.get(d.path.trim_start_matches("sys/auth/")).cloned(),
-            _ => live.get(&d.path).cloned().flatten(),
+            _ => live
+                .get(&d.path)
+                .cloned()
+                .flatten()
+                .map(|v| normalize(d.kind, v)),
         };
         let change = |action, reason: String, fields| Change {
             action,
@@ -133,6 +142,7 @@ pub async fn plan_env(
             fields,
             body: d.body.clone(),
             id: id.clone(),
+            password_file: d.password_file.clone(),
         };
         match current {
             None => changes.push(change(Action::Create, "not present".to_owned(), Vec::new())),
@@ -140,6 +150,21 @@ pub async fn plan_env(
                 let fields = diff(&d.body, &live);
                 if fields.is_empty() {
                     unchanged += 1;
+                } else if d.kind == Kind::TransitKey {
+                    // A transit key's type is fixed and `exportable` cannot be turned off
+                    // again; rewriting would change nothing, so say so instead.
+                    let what = fields
+                        .iter()
+                        .map(|f| format!("{} is {} (want {})", f.field, f.from, f.to))
+                        .collect::<Vec<_>>();
+                    changes.push(change(
+                        Action::Conflict,
+                        format!(
+                            "exists but {}; a transit key cannot be changed in place",
+                            what.join(", ")
+                        ),
+                        fields,
+                    ));
                 } else if matches!(d.kind, Kind::Mount | Kind::Auth) {
                     // Mounts are never replaced: that would destroy the data or credentials
                     // behind them.
@@ -194,6 +219,7 @@ pub async fn plan_env(
                 fields: Vec::new(),
                 body: Value::Null,
                 id: id.clone(),
+                password_file: None,
             });
         } else {
             orphans.push(id.clone());
@@ -208,8 +234,24 @@ pub async fn plan_env(
         changes,
         unchanged,
         orphans,
+        unpurposed: Vec::new(),
         owned,
     })
+}
+
+/// Brings a read-back object into the shape it is written in, so the field diff compares like
+/// with like: a database connection answers with its connection fields nested under
+/// `connection_details`.
+fn normalize(kind: Kind, mut live: Value) -> Value {
+    if kind == Kind::DatabaseConfig
+        && let Some(details) = live.get("connection_details").cloned()
+        && let (Some(obj), Some(d)) = (live.as_object_mut(), details.as_object())
+    {
+        for (k, v) in d {
+            obj.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    live
 }
 
 fn mount_table(table: BTreeMap<String, warden_bao::MountInfo>) -> BTreeMap<String, Value> {

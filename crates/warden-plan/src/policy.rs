@@ -60,6 +60,45 @@ pub fn grants(spec: &Spec, env: &Environment, identity: &Identity) -> Vec<Grant>
             for s in &identity.secrets {
                 kv_read(&mut out, &n.kv_prefix.render(me), s);
             }
+            for k in &identity.signing_keys {
+                kv_read(
+                    &mut out,
+                    &n.kv_prefix.render(me),
+                    &format!("signing/{}", k.name),
+                );
+            }
+            for k in &identity.transit_keys {
+                let key = k.key_name(me);
+                let ops: [&str; 2] = if k.key_type.signs() {
+                    ["sign", "verify"]
+                } else {
+                    ["encrypt", "decrypt"]
+                };
+                for op in ops {
+                    out.push(grant(format!("{}/{op}/{key}", m.transit), &["update"]));
+                }
+            }
+            for d in spec
+                .domains
+                .iter()
+                .filter(|d| d.app == *me && d.environments.contains(&env.name))
+            {
+                out.push(grant(format!("{}/data/{}", m.kv, d.kv_path()), &["read"]));
+                out.push(grant(
+                    format!("{}/metadata/{}", m.kv, d.kv_path()),
+                    &["read"],
+                ));
+            }
+            if !identity.databases.is_empty() {
+                out.push(grant(
+                    format!("{}/creds/{}", m.database, n.db_role.render(me)),
+                    &["read"],
+                ));
+                // Renewing and revoking its own leases by id (the agent keeps them current and
+                // revokes the previous one on restart); lease ids are unguessable.
+                out.push(grant("sys/leases/renew".to_owned(), &["update"]));
+                out.push(grant("sys/leases/revoke".to_owned(), &["update"]));
+            }
         }
         IdentityKind::Proxy => {
             // A proxy keeps trust material current and renews its own identity; it can never
@@ -87,15 +126,44 @@ pub fn grants(spec: &Spec, env: &Environment, identity: &Identity) -> Vec<Grant>
                 if !secrets.contains(&"config") {
                     secrets.insert(0, "config");
                 }
+                let signing: Vec<String> = app
+                    .signing_keys
+                    .iter()
+                    .map(|k| format!("signing/{}", k.name))
+                    .collect();
+                secrets.extend(signing.iter().map(String::as_str));
                 for s in secrets {
                     out.push(grant(
                         format!("{}/data/{prefix}/{s}", m.kv),
                         &["create", "update", "read"],
                     ));
-                    out.push(grant(format!("{}/metadata/{prefix}/{s}", m.kv), &["read"]));
+                    // `update` on metadata: writers record who changed which keys in the
+                    // secret's custom metadata (KV v2 keeps no author).
+                    out.push(grant(
+                        format!("{}/metadata/{prefix}/{s}", m.kv),
+                        &["read", "update"],
+                    ));
+                }
+                for k in &app.transit_keys {
+                    out.push(grant(
+                        format!("{}/keys/{}/rotate", m.transit, k.key_name(&app.name)),
+                        &["update"],
+                    ));
                 }
             }
         }
+    }
+    if identity.kind != IdentityKind::Pipeline && !spec.purposes.is_empty() {
+        // Each agent reports what it actually delivered to its own narrow path, so posture
+        // shows what is deployed, not only what OpenBao issued.
+        out.push(grant(
+            format!(
+                "{}/data/{}/{me}",
+                crate::desired::META_MOUNT,
+                crate::engines::DELIVERED_PREFIX
+            ),
+            &["create", "update", "read"],
+        ));
     }
     out
 }

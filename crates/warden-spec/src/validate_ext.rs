@@ -487,7 +487,7 @@ pub(crate) fn purposes(
                     CredentialKind::TransitKey(_) => {
                         tier == StorageTier::VaultTransit && delivery == Delivery::Api
                     }
-                    _ => tier != StorageTier::VaultTransit && delivery != Delivery::Api,
+                    _ => tier != StorageTier::VaultTransit,
                 };
                 if !fits {
                     r.error_help(
@@ -499,7 +499,7 @@ pub(crate) fn purposes(
                             tier.as_str(),
                             delivery.as_str()
                         ),
-                        Some("transit keys are tier vault_transit with delivery api; nothing else is".into()),
+                        Some("transit keys are tier vault_transit with delivery api; nothing else is tier vault_transit".into()),
                     );
                 }
                 if delivery == Delivery::RevealOnce

@@ -186,9 +186,10 @@ async fn build_plan(
         let inputs = env_inputs(resolved, env, &client).await?;
         let desired = warden_plan::desired_state(&resolved.spec, env, &inputs);
         lint.extend(warden_plan::lint::lint_desired(&resolved.spec, env));
-        let plan = warden_plan::plan_env(&client, name, desired, prune, concurrency)
+        let mut plan = warden_plan::plan_env(&client, name, desired, prune, concurrency)
             .await
             .with_context(|| format!("planning {name} failed; nothing was changed"))?;
+        plan.unpurposed = warden_plan::unpurposed(&resolved.spec, env);
         environments.push(plan);
     }
     let count = |a: Action| environments.iter().map(|p| p.count(a)).sum();
@@ -226,15 +227,31 @@ async fn env_inputs(
             jwt_pubkeys.push(resolved.read_spec_file(p)?);
         }
     }
+    let mut k8s_pubkeys = Vec::new();
+    if let Some(k8s) = &env.kubernetes {
+        for p in &k8s.validation_pubkeys {
+            k8s_pubkeys.push(resolved.read_spec_file(p)?);
+        }
+    }
+    // Only the paths: apply reads a password file when it creates the connection, never before.
+    let db_password_files = resolved
+        .spec
+        .databases
+        .iter()
+        .map(|d| (d.name.to_string(), resolved.spec_dir.join(&d.password_file)))
+        .collect();
     Ok(EnvInputs {
         identity_ca_pem,
         jwt_pubkeys,
+        k8s_pubkeys,
+        db_password_files,
     })
 }
 
 fn refuse_if_blocked(report: &PlanReport) -> anyhow::Result<()> {
     let blocking: Vec<&Finding> = report.lint.iter().filter(|f| f.blocking()).collect();
-    if report.conflicts > 0 || !blocking.is_empty() {
+    let unpurposed: usize = report.environments.iter().map(|p| p.unpurposed.len()).sum();
+    if report.conflicts > 0 || !blocking.is_empty() || unpurposed > 0 {
         let mut reasons = Vec::new();
         if report.conflicts > 0 {
             reasons.push(format!("{} conflict(s)", report.conflicts));
@@ -242,8 +259,11 @@ fn refuse_if_blocked(report: &PlanReport) -> anyhow::Result<()> {
         if !blocking.is_empty() {
             reasons.push(format!("{} unwaived lint finding(s)", blocking.len()));
         }
+        if unpurposed > 0 {
+            reasons.push(format!("{unpurposed} credential(s) without a purpose"));
+        }
         return Err(anyhow::anyhow!("refusing to apply: {}; nothing was changed", reasons.join(" and ")))
-            .hint("see the plan above; conflicts need a manual decision, lint findings a narrower spec or a waiver");
+            .hint("see the plan above; conflicts need a manual decision, lint findings a narrower spec or a waiver, and every credential a [purposes.<id>] whose `covers` names it");
     }
     Ok(())
 }
@@ -322,6 +342,12 @@ fn render_plan(report: &PlanReport) -> String {
             s.push_str(&format!(
                 "  kept (created by Warden, no longer in the spec; --prune removes): {}\n",
                 p.orphans.join(", ")
+            ));
+        }
+        if !p.unpurposed.is_empty() {
+            s.push_str(&format!(
+                "  ! no purpose governs (apply refuses): {}\n",
+                p.unpurposed.join(", ")
             ));
         }
     }

@@ -1,0 +1,250 @@
+//! Desired state of the secrets engines beyond PKI and KV, and of the purpose registry: transit
+//! keys, the database engine (connections and per-app roles), domain-certificate PKI roles, the
+//! JWT backend that accepts workloads' service-account tokens, and one registry entry per
+//! purpose. Pure, like `desired`.
+
+use serde_json::{Value, json};
+use warden_spec::{Environment, Identity, Spec};
+
+use crate::desired::{
+    EnvInputs, META_MOUNT, MOUNT_DESCRIPTION, TOKEN_MAX_TTL_SECS, TOKEN_TTL_SECS, pki_role,
+};
+use crate::object::{Desired, Kind};
+
+/// Policy that may read the registry and what agents report they delivered; assigned to no
+/// identity by Warden (operators, posture dashboards and auditors get it).
+pub const REGISTRY_READER_POLICY: &str = "warden-registry-reader";
+/// Where each purpose's registry entry lives inside [`META_MOUNT`].
+pub const REGISTRY_PREFIX: &str = "registry";
+/// Where each identity's agent reports what it delivered inside [`META_MOUNT`].
+pub const DELIVERED_PREFIX: &str = "delivered";
+
+fn object(kind: Kind, path: String, body: Value, identity: Option<&Identity>) -> Desired {
+    Desired {
+        kind,
+        path,
+        body,
+        identity: identity.map(|i| i.name.to_string()),
+        password_file: None,
+    }
+}
+
+pub(crate) fn transit_keys(env: &Environment, here: &[&Identity], out: &mut Vec<Desired>) {
+    for id in here {
+        for k in &id.transit_keys {
+            out.push(object(
+                Kind::TransitKey,
+                format!("{}/keys/{}", env.mounts.transit, k.key_name(&id.name)),
+                json!({
+                    "type": k.key_type.as_str(),
+                    "exportable": false,
+                    "allow_plaintext_backup": false,
+                }),
+                Some(id),
+            ));
+        }
+    }
+}
+
+/// The creation statement grants the app's group role, so a dynamic user has exactly the
+/// group's privileges; `VALID UNTIL` makes PostgreSQL itself refuse the login once the lease
+/// has expired, even if revocation never ran.
+fn creation_statement(group: &str) -> String {
+    format!(
+        "CREATE ROLE \"{{{{name}}}}\" WITH LOGIN PASSWORD '{{{{password}}}}' VALID UNTIL '{{{{expiration}}}}' IN ROLE \"{group}\";"
+    )
+}
+
+pub(crate) fn databases(
+    spec: &Spec,
+    env: &Environment,
+    here: &[&Identity],
+    inputs: &EnvInputs,
+    out: &mut Vec<Desired>,
+) {
+    let m = &env.mounts;
+    for db in spec
+        .databases
+        .iter()
+        .filter(|d| d.environments.contains(&env.name))
+    {
+        let users: Vec<&&Identity> = here
+            .iter()
+            .filter(|i| i.databases.iter().any(|d| d == db.name.as_str()))
+            .collect();
+        let roles: Vec<String> = users
+            .iter()
+            .map(|i| spec.naming.db_role.render(&i.name))
+            .collect();
+        let mut config = object(
+            Kind::DatabaseConfig,
+            format!("{}/config/{}", m.database, db.name),
+            json!({
+                "plugin_name": "postgresql-database-plugin",
+                "connection_url": db.connection_url,
+                "username": db.username,
+                "allowed_roles": roles,
+                "verify_connection": true,
+                "password_authentication": "scram-sha-256",
+            }),
+            None,
+        );
+        config.password_file = inputs
+            .db_password_files
+            .get(db.name.as_str())
+            .cloned()
+            .or_else(|| Some(db.password_file.clone()));
+        out.push(config);
+        for id in users {
+            out.push(object(
+                Kind::DatabaseRole,
+                format!("{}/roles/{}", m.database, spec.naming.db_role.render(&id.name)),
+                json!({
+                    "db_name": db.name.as_str(),
+                    "creation_statements": [creation_statement(&spec.naming.db_group.render(&id.name))],
+                    "revocation_statements": ["DROP ROLE IF EXISTS \"{{name}}\";"],
+                    "default_ttl": db.default_ttl.as_secs(),
+                    "max_ttl": db.max_ttl.as_secs(),
+                }),
+                Some(id),
+            ));
+        }
+    }
+}
+
+pub(crate) fn domains(spec: &Spec, env: &Environment, out: &mut Vec<Desired>) {
+    for d in spec
+        .domains
+        .iter()
+        .filter(|d| d.environments.contains(&env.name))
+    {
+        let Some(owner) = spec.identity(d.app.as_str()) else {
+            continue;
+        };
+        let (key_type, key_bits) = d.key_type.vault_params();
+        out.push(pki_role(
+            &env.mounts.pki,
+            &d.pki_role(),
+            vec![d.domain.clone()],
+            key_type,
+            key_bits,
+            d.ttl.as_secs(),
+            true,
+            false,
+            owner,
+        ));
+    }
+}
+
+/// Workloads log in with their service-account token through a JWT backend that holds the
+/// cluster's token-signing public keys: no TokenReview round trip, so OpenBao needs no route to
+/// the cluster's API (ADR 0005).
+pub(crate) fn workloads(
+    spec: &Spec,
+    env: &Environment,
+    here: &[&Identity],
+    inputs: &EnvInputs,
+    out: &mut Vec<Desired>,
+) {
+    let bound: Vec<&&Identity> = here.iter().filter(|i| i.workload.is_some()).collect();
+    let Some(k8s) = &env.kubernetes else { return };
+    if bound.is_empty() {
+        return;
+    }
+    let mount = &env.mounts.kubernetes;
+    out.push(object(
+        Kind::Auth,
+        format!("sys/auth/{mount}"),
+        json!({ "type": "jwt", "description": MOUNT_DESCRIPTION }),
+        None,
+    ));
+    if !inputs.k8s_pubkeys.is_empty() {
+        out.push(object(
+            Kind::JwtConfig,
+            format!("auth/{mount}/config"),
+            json!({ "bound_issuer": k8s.issuer, "jwt_validation_pubkeys": inputs.k8s_pubkeys }),
+            None,
+        ));
+    }
+    for id in bound {
+        let w = id.workload.as_ref().expect("filtered");
+        out.push(object(
+            Kind::JwtRole,
+            format!("auth/{mount}/role/{}", id.name),
+            json!({
+                "role_type": "jwt",
+                "bound_audiences": [k8s.audience],
+                "bound_subject": w.subject(),
+                "user_claim": "sub",
+                "token_policies": [crate::policy::policy_name(spec, id)],
+                "token_no_default_policy": true,
+                "token_period": 0,
+                "token_explicit_max_ttl": 0,
+                "token_ttl": TOKEN_TTL_SECS,
+                "token_max_ttl": TOKEN_MAX_TTL_SECS,
+            }),
+            Some(id),
+        ));
+    }
+}
+
+/// One registry entry per purpose that governs something in `env`: the contract and the
+/// credentials it covers here. Metadata only; no path under the registry ever holds a value.
+pub(crate) fn registry(spec: &Spec, env: &Environment, out: &mut Vec<Desired>) {
+    let creds = spec.credentials();
+    for p in &spec.purposes {
+        let covered: Vec<&str> = creds
+            .iter()
+            .filter(|c| c.environments.contains(&env.name) && p.covers(&c.id))
+            .map(|c| c.id.as_str())
+            .collect();
+        if covered.is_empty() {
+            continue;
+        }
+        out.push(object(
+            Kind::Registry,
+            format!("{META_MOUNT}/data/{REGISTRY_PREFIX}/{}", p.id),
+            json!({ "data": {
+                "purpose": p.id.as_str(),
+                "description": p.description,
+                "owner": p.owner,
+                "tier": p.tier.as_str(),
+                "delivery": p.delivery.as_str(),
+                "rotation_interval_secs": p.rotation.interval.as_secs(),
+                "rotation_grace_secs": p.rotation.grace.as_secs(),
+                "max_age_secs": p.rotation.max_age.as_secs(),
+                "custody": p.custody,
+                "evidence": p.evidence,
+                "revoked": p.revoked,
+                "covers": p.covers,
+                "credentials": covered,
+            }}),
+            None,
+        ));
+    }
+    if !spec.purposes.is_empty() {
+        let m = META_MOUNT;
+        let policy = format!(
+            "# managed-by: warden\n# reads the purpose registry and delivery reports: metadata only\n\n\
+             path \"{m}/data/{REGISTRY_PREFIX}/*\" {{\n  capabilities = [\"read\"]\n}}\n\n\
+             path \"{m}/metadata/{REGISTRY_PREFIX}/*\" {{\n  capabilities = [\"read\", \"list\"]\n}}\n\n\
+             path \"{m}/data/{DELIVERED_PREFIX}/*\" {{\n  capabilities = [\"read\"]\n}}\n\n\
+             path \"{m}/metadata/{DELIVERED_PREFIX}/*\" {{\n  capabilities = [\"read\", \"list\"]\n}}\n"
+        );
+        out.push(object(
+            Kind::Policy,
+            format!("sys/policies/acl/{REGISTRY_READER_POLICY}"),
+            json!({ "policy": policy }),
+            None,
+        ));
+    }
+}
+
+/// Credentials in `env` that no purpose governs; apply refuses while there are any.
+pub fn unpurposed(spec: &Spec, env: &Environment) -> Vec<String> {
+    spec.credentials()
+        .into_iter()
+        .filter(|c| c.environments.contains(&env.name) && spec.purpose_of(&c.id).is_none())
+        .map(|c| c.id)
+        .collect()
+}

@@ -11,6 +11,7 @@
 mod diag;
 mod model;
 mod raw;
+pub mod rules;
 mod validate;
 mod validate_ext;
 
@@ -18,6 +19,7 @@ use std::path::Path;
 
 pub use diag::{Diagnostic, Reporter, SpecError, did_you_mean, explain_toml_error, suggest};
 pub use model::*;
+pub use rules::{Judgement, Observed, Refusal, Status};
 
 /// Parses and validates spec `text`; `file` names it in diagnostics.
 pub fn parse(text: &str, file: &str) -> Result<Spec, SpecError> {

@@ -743,6 +743,7 @@ pub struct RotationPolicy {
     /// issuance and renewal are refused (fail closed).
     pub grace: Ttl,
     /// No credential of this purpose may be older than this; posture reports `expired`.
+    /// Default: interval + 2 × grace.
     pub max_age: Ttl,
 }
 

@@ -438,7 +438,9 @@ pub(crate) fn purposes(
         let max_age = ttl_or(
             rot.max_age.as_ref(),
             &format!("{rkey}.max_age"),
-            Ttl(interval.0 + grace.0),
+            // Default: one more grace window after the stale point, so that "stale" (renewal
+            // refused, still usable) is a state a credential passes through before "expired".
+            Ttl(interval.0 + grace.0 + grace.0),
             r,
         );
         if max_age.0 < interval.0 + grace.0 {

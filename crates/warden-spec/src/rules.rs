@@ -1,0 +1,349 @@
+//! The purpose rules, as pure functions of time: a credential's posture status, and whether a
+//! renewal or new issuance may go ahead (fail closed). Posture, the agent and every command that
+//! issues or rotates use these, so "due", "stale" and a refusal mean the same thing everywhere.
+//!
+//! Time is passed in (seconds since the Unix epoch), never read here: tests and `warden posture
+//! --at` judge at any instant.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::model::Purpose;
+
+/// A credential's posture, from best to worst (the order is the severity order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Younger than its rotation interval and not near expiry.
+    Healthy,
+    /// Past its rotation interval (or inside its renewal margin), still inside the grace window:
+    /// rotate now.
+    Due,
+    /// Nothing observable: no agent report, not yet issued, or unreadable.
+    Unknown,
+    /// Past interval + grace without rotation: renewal is refused; what was issued keeps working
+    /// until it expires.
+    Stale,
+    /// Past its expiry or its purpose's max age.
+    Expired,
+    /// Its purpose is revoked: nothing is issued or renewed under it.
+    Revoked,
+}
+
+impl Status {
+    /// Every status, best first.
+    pub const ALL: [Status; 6] = [
+        Status::Healthy,
+        Status::Due,
+        Status::Unknown,
+        Status::Stale,
+        Status::Expired,
+        Status::Revoked,
+    ];
+
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Healthy => "healthy",
+            Self::Due => "due",
+            Self::Unknown => "unknown",
+            Self::Stale => "stale",
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+        }
+    }
+
+    /// The status called `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What is known about one credential at the moment it is judged. Times are Unix seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// When the current credential (version, certificate, key) was issued or written.
+    pub issued_at: Option<i64>,
+    /// When it stops working, if it expires by itself.
+    pub expires_at: Option<i64>,
+    /// Renew this long before `expires_at` even if the rotation interval has not passed
+    /// (a domain certificate's `renew_before`).
+    pub renew_before_secs: Option<u64>,
+}
+
+/// The verdict with its reason and the instant rotation is due.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Judgement {
+    /// Status.
+    pub status: Status,
+    /// Why, in words: "issued 3d ago; rotation due in 17d".
+    pub reason: String,
+    /// When rotation is (or was) due.
+    pub rotation_due_at: Option<i64>,
+}
+
+/// Judges `seen` under `purpose` at `now`.
+pub fn judge(purpose: &Purpose, seen: &Observed, now: i64) -> Judgement {
+    let rot = &purpose.rotation;
+    let secs = |t: crate::model::Ttl| i64::try_from(t.as_secs()).unwrap_or(i64::MAX);
+    let due_at = seen.issued_at.map(|i| {
+        let by_interval = i.saturating_add(secs(rot.interval));
+        match (seen.expires_at, seen.renew_before_secs) {
+            (Some(e), Some(m)) => {
+                by_interval.min(e.saturating_sub(i64::try_from(m).unwrap_or(i64::MAX)))
+            }
+            _ => by_interval,
+        }
+    });
+    let verdict = |status, reason: String| Judgement {
+        status,
+        reason,
+        rotation_due_at: due_at,
+    };
+    if purpose.revoked {
+        return verdict(
+            Status::Revoked,
+            format!("purpose `{}` is revoked", purpose.id),
+        );
+    }
+    let Some(issued) = seen.issued_at else {
+        return verdict(Status::Unknown, "nothing observed".to_owned());
+    };
+    let age = now.saturating_sub(issued);
+    if let Some(e) = seen.expires_at
+        && e <= now
+    {
+        return verdict(Status::Expired, format!("expired {} ago", human(now - e)));
+    }
+    if age >= secs(rot.max_age) {
+        return verdict(
+            Status::Expired,
+            format!(
+                "issued {} ago, beyond the max age of {}",
+                human(age),
+                human(secs(rot.max_age))
+            ),
+        );
+    }
+    let stale_at = issued
+        .saturating_add(secs(rot.interval))
+        .saturating_add(secs(rot.grace));
+    if now >= stale_at {
+        return verdict(
+            Status::Stale,
+            format!(
+                "issued {} ago; not rotated within interval {} + grace {}",
+                human(age),
+                human(secs(rot.interval)),
+                human(secs(rot.grace))
+            ),
+        );
+    }
+    let due = due_at.expect("issued_at is known");
+    if now >= due {
+        return verdict(
+            Status::Due,
+            format!(
+                "rotation due since {} ago; grace ends in {}",
+                human(now - due),
+                human(stale_at - now)
+            ),
+        );
+    }
+    verdict(
+        Status::Healthy,
+        format!(
+            "issued {} ago; rotation due in {}",
+            human(age),
+            human(due - now)
+        ),
+    )
+}
+
+/// Why a renewal or new issuance is refused (fail closed). Each names the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The purpose is revoked.
+    #[error("purpose `{purpose}` is revoked: nothing is issued or renewed under it")]
+    Revoked {
+        /// Purpose id.
+        purpose: String,
+    },
+    /// The credential was not rotated within interval + grace (or is past max age).
+    #[error(
+        "renewal outside the grace window of purpose `{purpose}`: the credential was issued {age} ago, and interval {interval} + grace {grace} has passed"
+    )]
+    OutsideGrace {
+        /// Purpose id.
+        purpose: String,
+        /// Age, human-readable.
+        age: String,
+        /// Interval, human-readable.
+        interval: String,
+        /// Grace, human-readable.
+        grace: String,
+    },
+    /// The issuer would expire before the leaf it would sign.
+    #[error(
+        "the issuer expires in {issuer_left}, before the {leaf_ttl} leaf it would sign: rotate the intermediate first"
+    )]
+    IssuerTooShort {
+        /// Issuer's remaining life, human-readable.
+        issuer_left: String,
+        /// Requested leaf lifetime, human-readable.
+        leaf_ttl: String,
+    },
+}
+
+/// May a credential of `purpose` issued at `issued_at` (None: first issuance) be renewed now,
+/// with a leaf of `leaf_ttl_secs` signed by an issuer valid until `issuer_not_after`?
+pub fn check_renewal(
+    purpose: &Purpose,
+    issued_at: Option<i64>,
+    issuer_not_after: Option<i64>,
+    leaf_ttl_secs: Option<u64>,
+    now: i64,
+) -> Result<(), Refusal> {
+    if purpose.revoked {
+        return Err(Refusal::Revoked {
+            purpose: purpose.id.to_string(),
+        });
+    }
+    let rot = &purpose.rotation;
+    if let Some(issued) = issued_at {
+        let age = now.saturating_sub(issued);
+        let window = rot.interval.as_secs().saturating_add(rot.grace.as_secs());
+        if u64::try_from(age).unwrap_or(0) >= window.min(rot.max_age.as_secs()) {
+            return Err(Refusal::OutsideGrace {
+                purpose: purpose.id.to_string(),
+                age: human(age),
+                interval: human(i64::try_from(rot.interval.as_secs()).unwrap_or(i64::MAX)),
+                grace: human(i64::try_from(rot.grace.as_secs()).unwrap_or(i64::MAX)),
+            });
+        }
+    }
+    if let (Some(na), Some(ttl)) = (issuer_not_after, leaf_ttl_secs) {
+        let left = na.saturating_sub(now);
+        if left < i64::try_from(ttl).unwrap_or(i64::MAX) {
+            return Err(Refusal::IssuerTooShort {
+                issuer_left: human(left.max(0)),
+                leaf_ttl: human(i64::try_from(ttl).unwrap_or(i64::MAX)),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `90s`, `12m`, `5h`, `3d`: the largest whole unit, as the spec writes durations.
+pub fn human(secs: i64) -> String {
+    let s = secs.max(0);
+    if s >= 2 * 86_400 {
+        format!("{}d", s / 86_400)
+    } else if s >= 2 * 3600 {
+        format!("{}h", s / 3600)
+    } else if s >= 120 {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Delivery, RotationPolicy, Slug, StorageTier, Ttl};
+    use std::time::Duration;
+
+    fn purpose(interval: u64, grace: u64, max_age: u64) -> Purpose {
+        Purpose {
+            id: Slug::parse("p").expect("slug"),
+            description: "d".into(),
+            owner: "o".into(),
+            tier: StorageTier::VaultKv,
+            delivery: Delivery::AgentFile,
+            rotation: RotationPolicy {
+                interval: Ttl(Duration::from_secs(interval)),
+                grace: Ttl(Duration::from_secs(grace)),
+                max_age: Ttl(Duration::from_secs(max_age)),
+            },
+            custody: String::new(),
+            evidence: "E".into(),
+            covers: vec!["*/x".into()],
+            revoked: false,
+        }
+    }
+
+    fn at(issued: i64) -> Observed {
+        Observed {
+            issued_at: Some(issued),
+            ..Observed::default()
+        }
+    }
+
+    #[test]
+    fn status_walks_from_healthy_to_expired_with_age() {
+        let p = purpose(100, 50, 200);
+        let s = |now| judge(&p, &at(0), now).status;
+        assert_eq!(s(0), Status::Healthy);
+        assert_eq!(s(99), Status::Healthy);
+        assert_eq!(s(100), Status::Due);
+        assert_eq!(s(149), Status::Due);
+        assert_eq!(s(150), Status::Stale);
+        assert_eq!(s(199), Status::Stale);
+        assert_eq!(s(200), Status::Expired);
+        assert_eq!(judge(&p, &at(0), 10).rotation_due_at, Some(100));
+    }
+
+    #[test]
+    fn expiry_and_renewal_margin_come_before_the_interval() {
+        let p = purpose(1000, 500, 5000);
+        let seen = Observed {
+            issued_at: Some(0),
+            expires_at: Some(300),
+            renew_before_secs: Some(100),
+        };
+        assert_eq!(judge(&p, &seen, 150).status, Status::Healthy);
+        assert_eq!(judge(&p, &seen, 200).status, Status::Due);
+        assert_eq!(judge(&p, &seen, 300).status, Status::Expired);
+    }
+
+    #[test]
+    fn revoked_and_unknown_need_no_time() {
+        let mut p = purpose(10, 10, 20);
+        assert_eq!(judge(&p, &Observed::default(), 5).status, Status::Unknown);
+        p.revoked = true;
+        assert_eq!(judge(&p, &at(0), 5).status, Status::Revoked);
+        assert!(matches!(
+            check_renewal(&p, Some(0), None, None, 1),
+            Err(Refusal::Revoked { .. })
+        ));
+    }
+
+    #[test]
+    fn renewal_is_refused_outside_the_grace_window_and_by_a_short_issuer() {
+        let p = purpose(100, 50, 1000);
+        assert_eq!(check_renewal(&p, Some(0), None, None, 149), Ok(()));
+        let e = check_renewal(&p, Some(0), None, None, 150).expect_err("outside grace");
+        assert!(e.to_string().contains("outside the grace window"), "{e}");
+        assert_eq!(check_renewal(&p, None, Some(1000), Some(900), 0), Ok(()));
+        let e = check_renewal(&p, None, Some(1000), Some(900), 200).expect_err("issuer");
+        assert!(matches!(e, Refusal::IssuerTooShort { .. }), "{e}");
+    }
+
+    #[test]
+    fn severity_order_is_the_declared_order() {
+        let mut v = Status::ALL.to_vec();
+        v.reverse();
+        v.sort();
+        assert_eq!(v, Status::ALL.to_vec());
+        assert_eq!(Status::parse("stale"), Some(Status::Stale));
+    }
+}

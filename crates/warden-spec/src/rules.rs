@@ -33,13 +33,13 @@ pub enum Status {
 
 impl Status {
     /// Every status, best first.
-    pub const ALL: [Status; 6] = [
-        Status::Healthy,
-        Status::Due,
-        Status::Unknown,
-        Status::Stale,
-        Status::Expired,
-        Status::Revoked,
+    pub const ALL: [Self; 6] = [
+        Self::Healthy,
+        Self::Due,
+        Self::Unknown,
+        Self::Stale,
+        Self::Expired,
+        Self::Revoked,
     ];
 
     /// Lower-case name.

@@ -364,9 +364,27 @@ async fn prune_removes_exactly_the_departed_identity() {
         .map(|id| id.split_once(':').expect("kind:path").1)
         .collect();
 
-    // Without --prune: kept and listed, nothing deleted.
+    // Without --prune: kept and listed, nothing deleted. The only updates are the registry
+    // entries of the purposes that covered ledger's credentials (their lists shrink).
     let plan = warden("plan", &spec, lab.dir(), &json_env).ok().json();
-    assert_eq!(counts(&plan), (0, 0, 0), "{plan:#}");
+    assert_eq!(counts(&plan), (0, 3, 0), "{plan:#}");
+    let mut updated: Vec<String> = changes(&plan)
+        .into_iter()
+        .map(|(action, path)| {
+            assert_eq!(action, "update");
+            path
+        })
+        .collect();
+    updated.sort();
+    assert_eq!(
+        updated,
+        [
+            "warden/data/registry/app-config",
+            "warden/data/registry/service-tls",
+            "warden/data/registry/workload-identity",
+        ],
+        "{plan:#}"
+    );
     let orphans: Vec<&str> = plan["environments"][0]["orphans"]
         .as_array()
         .expect("orphans")

@@ -17,7 +17,9 @@
 //!     [`Client::enable_auth`], [`Client::list_auth`], [`Client::tune_mount`]);
 //!   - policies ([`Client::put_policy`], [`Client::read_policy`]);
 //!   - PKI ([`Client::pki_generate_intermediate_csr`], [`Client::pki_set_signed`],
-//!     [`Client::pki_ca_chain`], [`Client::pki_read_issuers`], [`Client::pki_read_issuer`]).
+//!     [`Client::pki_ca_chain`], [`Client::pki_read_issuers`], [`Client::pki_read_issuer`]);
+//!   - KV v2 and v1 ([`Client::kv2`], [`Client::kv1`]: versions, check-and-set, rollback,
+//!     [`ChangeRecord`]s), transit ([`Client::transit`]), JWT login ([`Client::login_jwt`]).
 //! - Anything else: the raw [`Client::read`], [`Client::write`], [`Client::list`],
 //!   [`Client::delete`] with `serde_json::Value`.
 //!
@@ -29,9 +31,13 @@
 //!   restarting server sees a bounded request rate, never a storm.
 
 mod auth;
+mod b64;
 mod client;
 mod config;
 mod error;
+mod jwt;
+mod kv;
+pub mod lease;
 mod mounts;
 mod pki;
 mod policy;
@@ -39,16 +45,25 @@ mod response;
 mod retry;
 mod sys;
 mod tls;
+mod transit;
 
 pub use auth::{Auth, TokenInfo};
 pub use client::Client;
 pub use config::{ClientConfig, ClientIdentity, DEFAULT_REQUEST_TIMEOUT};
 pub use error::{BoxError, CertProblem, Error, Result, TlsFailure};
+pub use jwt::{JwtLoginError, JwtRefusal, unverified_claims};
+pub use kv::{
+    ChangeRecord, KeyChanges, Kv1, Kv2, KvData, KvError, KvMetadata, KvVersion, SecretValue,
+    VersionMeta, VersionState,
+};
 pub use mounts::{MountConfig, MountInfo, MountOptions, MountTtls};
 pub use pki::{IntermediateCsr, Issuer, IssuerSummary, KeyType, SetSigned};
 pub use response::{Secret, WrapInfo};
 pub use retry::{Idempotent, RetryPolicy};
 pub use sys::{Health, InitResponse, SealStatus};
+pub use transit::{
+    Ciphertext, KeyInfo, Plaintext, Signature, Transit, TransitError, input_version,
+};
 
 /// Re-exported so callers need not depend on `secrecy` to pass tokens and keys.
 pub use secrecy::{ExposeSecret, SecretString};

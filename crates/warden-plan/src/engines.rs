@@ -18,6 +18,10 @@ pub const REGISTRY_READER_POLICY: &str = "warden-registry-reader";
 pub const REGISTRY_PREFIX: &str = "registry";
 /// Where each identity's agent reports what it delivered inside [`META_MOUNT`].
 pub const DELIVERED_PREFIX: &str = "delivered";
+/// Where reveal-once records (metadata of each minted credential) live inside [`META_MOUNT`].
+pub const REVEAL_PREFIX: &str = "reveal";
+/// The transit key that signs evidence packets (Ed25519, never exportable).
+pub const EVIDENCE_KEY: &str = "warden-evidence";
 
 fn object(kind: Kind, path: String, body: Value, identity: Option<&Identity>) -> Desired {
     Desired {
@@ -229,8 +233,17 @@ pub(crate) fn registry(spec: &Spec, env: &Environment, out: &mut Vec<Desired>) {
              path \"{m}/data/{REGISTRY_PREFIX}/*\" {{\n  capabilities = [\"read\"]\n}}\n\n\
              path \"{m}/metadata/{REGISTRY_PREFIX}/*\" {{\n  capabilities = [\"read\", \"list\"]\n}}\n\n\
              path \"{m}/data/{DELIVERED_PREFIX}/*\" {{\n  capabilities = [\"read\"]\n}}\n\n\
-             path \"{m}/metadata/{DELIVERED_PREFIX}/*\" {{\n  capabilities = [\"read\", \"list\"]\n}}\n"
+             path \"{m}/metadata/{DELIVERED_PREFIX}/*\" {{\n  capabilities = [\"read\", \"list\"]\n}}\n\n\
+             path \"{m}/data/{REVEAL_PREFIX}/*\" {{\n  capabilities = [\"read\"]\n}}\n\n\
+             path \"{m}/metadata/{REVEAL_PREFIX}/*\" {{\n  capabilities = [\"read\", \"list\"]\n}}\n"
         );
+        // Evidence packets are signed inside OpenBao; the public key is all a verifier needs.
+        out.push(object(
+            Kind::TransitKey,
+            format!("{}/keys/{EVIDENCE_KEY}", env.mounts.transit),
+            json!({ "type": "ed25519", "exportable": false, "allow_plaintext_backup": false }),
+            None,
+        ));
         out.push(object(
             Kind::Policy,
             format!("sys/policies/acl/{REGISTRY_READER_POLICY}"),

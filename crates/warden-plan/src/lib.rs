@@ -26,7 +26,10 @@ pub use desired::{
     EnvInputs, IDENTITY_CERT_TTL_SECS, META_MOUNT, desired_state, identity_common_name,
 };
 pub use diff::FieldDiff;
-pub use engines::{DELIVERED_PREFIX, REGISTRY_PREFIX, REGISTRY_READER_POLICY, unpurposed};
+pub use engines::{
+    DELIVERED_PREFIX, EVIDENCE_KEY, REGISTRY_PREFIX, REGISTRY_READER_POLICY, REVEAL_PREFIX,
+    unpurposed,
+};
 pub use error::Error;
 pub use object::{Desired, Kind, ObjectId};
 pub use plan::{Action, Change, EnvPlan, plan_env};

@@ -39,7 +39,16 @@ pub fn grants(spec: &Spec, env: &Environment, identity: &Identity) -> Vec<Grant>
         grant("auth/token/renew-self".to_owned(), &["update"]),
         grant("auth/token/revoke-self".to_owned(), &["update"]),
     ];
+    // A reveal-once secret is never stored in KV (it exists only behind its wrapping token),
+    // so there is nothing to grant.
+    let revealed_once = |secret: &str| {
+        spec.purpose_of(&format!("{me}/secret/{secret}"))
+            .is_some_and(|p| p.delivery == warden_spec::Delivery::RevealOnce)
+    };
     let kv_read = |out: &mut Vec<Grant>, prefix: &str, secret: &str| {
+        if revealed_once(secret) {
+            return;
+        }
         out.push(grant(format!("{}/data/{prefix}/{secret}", m.kv), &["read"]));
         out.push(grant(
             format!("{}/metadata/{prefix}/{secret}", m.kv),

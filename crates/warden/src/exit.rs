@@ -13,3 +13,8 @@ pub(crate) const USAGE: u8 = 2;
 /// A check ran and found problems: `ca verify` on a broken chain, `lab status` with an
 /// environment down.
 pub(crate) const CHECK_FAILED: u8 = 3;
+/// `reveal open` on a wrapping token that was already used or has expired: a reveal-once
+/// credential is shown exactly once.
+pub(crate) const REVEAL_SPENT: u8 = 4;
+/// `posture`: the worst status is `due` (then `unknown`, `stale`, `expired`, `revoked`: 11–14).
+pub(crate) const POSTURE_DUE: u8 = 10;

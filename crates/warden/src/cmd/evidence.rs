@@ -1,16 +1,232 @@
-//! `warden evidence`: Signed evidence packets: export one per component, verify one offline.
+//! `warden evidence export | key | verify`: signed evidence packets (docs/registry.md).
 //!
-//! Not built yet: the subcommand is reserved so the CLI's shape is fixed.
+//! `export` and `key` talk to one environment; `verify` is offline (the packet and a public
+//! key file, no server). A packet that does not verify exits 3 (`exit::CHECK_FAILED`); input
+//! that is not a packet or not a key exits 1.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Args;
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use warden_registry::evidence::{self, EvidenceError, ExportRequest, VerifyError};
+use warden_registry::posture::rfc3339;
 
+use super::reveal::{check_new_file, now, session};
+use crate::context::Target;
+use crate::hint::{HintExt, WithCode};
 use crate::output::Output;
 
-#[derive(Debug, Args)]
-pub(crate) struct EvidenceArgs {}
+/// Packets and key files larger than this are refused rather than read into memory.
+const MAX_INPUT_BYTES: u64 = 64 * 1024 * 1024;
 
-pub(crate) async fn run(_args: EvidenceArgs, _out: &Output) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`warden evidence` is not available in this build")
+#[derive(Debug, Args)]
+pub(crate) struct EvidenceArgs {
+    #[command(subcommand)]
+    command: EvidenceCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum EvidenceCommand {
+    /// Write the signed packet of evidence component COMPONENT in one environment: contracts,
+    /// posture, policies in force, who can reach each credential, rotation history. No values.
+    Export(ExportArgs),
+    /// Print the public key (PEM) of every version of the evidence signing key.
+    Key(KeyArgs),
+    /// Verify a packet offline against a public key file. Exit 0: valid; 3: changed after
+    /// signing or signed by another key.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    /// The evidence component (a purpose's `evidence`, e.g. EV-PAYMENTS).
+    component: String,
+    #[command(flatten)]
+    target: Target,
+    /// Write the packet to FILE (an existing file is never overwritten) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct KeyArgs {
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    /// The packet file.
+    packet: PathBuf,
+    /// PEM public key file (from `warden evidence key`); every key in it is tried.
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+}
+
+pub(crate) async fn run(args: EvidenceArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    match args.command {
+        EvidenceCommand::Export(a) => export(a, out).await,
+        EvidenceCommand::Key(a) => key(a, out).await,
+        EvidenceCommand::Verify(a) => verify(a, out),
+    }
+}
+
+fn explain(err: EvidenceError, target: &Target) -> anyhow::Error {
+    let hint: Option<String> = match &err {
+        EvidenceError::UnknownComponent { .. } => Some(format!(
+            "components are the `evidence` of [purposes.NAME] in {}",
+            target.spec.display()
+        )),
+        EvidenceError::NothingInEnv { .. } => {
+            Some("choose an environment where the component's purposes cover credentials".to_owned())
+        }
+        EvidenceError::Read { source, .. } | EvidenceError::Sign { source, .. }
+            if source.is_permission_denied() =>
+        {
+            Some("exporting needs an operator token that may read policies, KV metadata and transit keys, and sign with warden-evidence".to_owned())
+        }
+        EvidenceError::Key { .. } => Some(
+            "the evidence key must be an ed25519, non-exportable transit key named warden-evidence".to_owned(),
+        ),
+        _ => None,
+    };
+    let err = anyhow::Error::msg(err.to_string());
+    match hint {
+        Some(h) => err.context(crate::hint::Hint(h)),
+        None => err,
+    }
+}
+
+async fn export(args: ExportArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let (resolved, env, client) = session(&args.target, "evidence export")?;
+    if let Some(path) = &args.out {
+        check_new_file(path, "packet")?;
+    }
+    let req = ExportRequest {
+        spec: &resolved.spec,
+        env: &env,
+        component: &args.component,
+        now: now(),
+    };
+    let packet = evidence::export(&client, &req)
+        .await
+        .map_err(|e| explain(e, &args.target))?;
+    if packet.key_created {
+        out.warn(format!(
+            "created the signing key {} (ed25519, not exportable) on first use; keep its public key: `warden evidence key`",
+            packet.key
+        ));
+    }
+    let summary = format!(
+        "{}: evidence {} ({} purpose(s): {}) signed with {} v{} (sha256 {})",
+        packet.env,
+        packet.component,
+        packet.purposes.len(),
+        packet.purposes.join(", "),
+        packet.key,
+        packet.key_version,
+        packet.key_sha256
+    );
+    match &args.out {
+        Some(path) => {
+            warden_files::write_atomic(path, &packet.bytes, warden_files::Mode::Public)
+                .with_context(|| format!("could not write the packet to {}", path.display()))?;
+            let mut report = serde_json::to_value(&packet)?;
+            report["out"] = serde_json::json!(path.display().to_string());
+            out.emit(&report, || {
+                format!("{summary}\nwritten to {}", path.display())
+            })?;
+        }
+        None => {
+            // The packet is itself one JSON document: in JSON mode it is printed as such
+            // (pretty, the same content), in text mode byte for byte as signed.
+            out.progress(summary);
+            let value = evidence::canonical::parse_strict(&packet.bytes)
+                .context("the packet just built is not JSON")?;
+            let text = String::from_utf8(packet.bytes).context("the packet is not UTF-8")?;
+            out.emit(&value, || text)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn key(args: KeyArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let (_resolved, env, client) = session(&args.target, "evidence key")?;
+    let name = env.name.as_str();
+    let key = evidence::read_key(&client, name, &env.mounts.transit)
+        .await
+        .map_err(|e| explain(e, &args.target))?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{name}: there is no evidence key {}/keys/{} yet",
+                env.mounts.transit,
+                evidence::EVIDENCE_KEY
+            )
+        })
+        .hint("the first `warden evidence export` creates it")?;
+    out.emit(&key, || {
+        key.versions.iter().map(|v| v.pem.as_str()).collect()
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_limited(path: &std::path::Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("could not read the {what} {}", path.display()))?;
+    if meta.len() > MAX_INPUT_BYTES {
+        anyhow::bail!(
+            "the {what} {} is {} bytes, more than the {MAX_INPUT_BYTES} this command reads",
+            path.display(),
+            meta.len()
+        );
+    }
+    std::fs::read(path).with_context(|| format!("could not read the {what} {}", path.display()))
+}
+
+fn verify(args: VerifyArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let packet = read_limited(&args.packet, "packet")?;
+    let pem = read_limited(&args.key, "key file")?;
+    let pem = String::from_utf8(pem)
+        .map_err(|_| anyhow::anyhow!("the key file {} is not text (PEM)", args.key.display()))?;
+    let keys = evidence::parse_public_keys(&pem)
+        .with_context(|| format!("{} is not a usable key file", args.key.display()))
+        .hint("get the public key with `warden evidence key --env ENV > evidence.pem`")?;
+    match evidence::verify(&packet, &keys) {
+        Ok(v) => {
+            out.emit(&v, || {
+                format!(
+                    "valid: evidence {} for {} generated {}, signed with {} v{} (sha256 {}); purposes: {}",
+                    v.component,
+                    v.env,
+                    rfc3339(v.generated_at),
+                    v.key,
+                    v.key_version,
+                    v.key_sha256,
+                    v.purposes.join(", ")
+                )
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            let tamper = e.is_tamper();
+            let hint = match &e {
+                VerifyError::Mismatch {
+                    key_known: false, ..
+                } => {
+                    "compare the key fingerprint with `warden evidence key`; if the key is right, do not trust this packet"
+                }
+                _ if tamper => "do not trust this packet; export a new one from the environment",
+                _ => "pass the packet file `warden evidence export --out` wrote",
+            };
+            let err = anyhow::Error::msg(e.to_string())
+                .context(format!("{} does not verify", args.packet.display()))
+                .context(crate::hint::Hint(hint.to_owned()));
+            Err(if tamper {
+                err.context(WithCode(crate::exit::CHECK_FAILED))
+            } else {
+                err
+            })
+        }
+    }
 }

@@ -1,0 +1,81 @@
+//! `warden-keys`: dual-key rotated JWT signing keys and domain TLS certificates, both kept in
+//! OpenBao KV v2 (seed 004).
+//!
+//! A signing key lives at `<kv mount>/data/<kv_prefix>/signing/<name>`; every rotation is a
+//! new KV version holding a fresh key pair. The version it replaces keeps verifying for a grace
+//! period (default 24 h) after the rotation, so tokens already handed out stay good while
+//! every service picks up the new key; then it stops. A service holds a [`SigningKeys`],
+//! signs with the current version, verifies against the versions still in their window,
+//! publishes them as a JWKS, and reloads without a restart through [`SigningKeys::watch`].
+//!
+//! # Where to start
+//!
+//! | need | API |
+//! |---|---|
+//! | name a key (from the spec or by hand) | [`SigningKeyConfig::from_spec`], [`SigningKeyConfig::new`], [`KvLocation`] |
+//! | load it in a service | [`SigningKeys::load`], then [`SigningKeys::get`] → [`KeySet`] |
+//! | sign / verify a JWT | [`SigningKeys::sign`], [`SigningKeys::verify`]; offline: [`sign`], [`verify`] with a [`KeySet`] or [`Jwks`] |
+//! | publish the JWKS | [`SigningKeys::jwks`], [`KeySet::jwks`] |
+//! | rotate (CAS: one concurrent rotation wins) | [`SigningKeys::rotate`]; without loading: [`rotate()`], or [`current_version`] then [`rotate_if_current`] (preview, then act) |
+//! | reload on rotation | [`SigningKeys::watch`] with [`WatchOptions`] → [`WatchHandle`] |
+//! | time | [`Clock`]: [`SystemClock`] in production, [`ManualClock`] in tests |
+//! | domain certificates | [`DomainStore::status`], [`DomainStore::renew_if_due`] with a [`PkiIssuer`], [`DomainStore::current`] |
+//!
+//! # Guarantees
+//! - A version verifies while it is current, or until the next version's creation time (the
+//!   server's clock) plus that version's grace; see [`keyset`](KeySet) for the exact rule.
+//! - Writes are check-and-set on the version read first; a lost race is [`Error::Conflict`]
+//!   with nothing written. The first write also makes the secret check-and-set only.
+//! - Private keys are held by aws-lc-rs or in `Zeroizing` buffers; response bodies that carried
+//!   them are wiped after parsing; no `Debug` prints key bytes.
+//! - Time is injected ([`Clock`]); nothing here sleeps to decide validity.
+//! - Nothing is printed: errors are [`Error`] (infrastructure, key material) and
+//!   [`VerifyError`] (a token refused).
+//!
+//! # Example
+//! ```no_run
+//! # async fn demo(client: warden_bao::Client) -> Result<(), warden_keys::Error> {
+//! use std::sync::Arc;
+//! use warden_keys::{KvLocation, SigningKeyConfig, SigningKeys, SystemClock, WatchOptions};
+//! use warden_spec::SigningAlgorithm;
+//!
+//! let config = SigningKeyConfig::new(
+//!     KvLocation::new("kvv2", "billing/signing/jwt"),
+//!     SigningAlgorithm::Es256,
+//! );
+//! let keys = SigningKeys::load(client, config, Arc::new(SystemClock)).await?;
+//! let _watch = keys.watch(WatchOptions::default(), |set| {
+//!     tracing::info!(kid = %set.current().kid, "now signing with a new key");
+//! });
+//! let token = keys.sign(&serde_json::json!({ "sub": "alice", "exp": 4_102_444_800_i64 }))?;
+//! let claims = keys.verify(&token).await.expect("own token verifies");
+//! assert_eq!(claims["sub"], "alice");
+//! # Ok(()) }
+//! ```
+
+mod clock;
+mod domain;
+mod error;
+mod jwk;
+mod jws;
+mod keyset;
+mod kv;
+mod material;
+mod provider;
+mod rotate;
+mod watch;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use domain::{DomainState, DomainStatus, DomainStore, PkiIssuer, Renewal, StoredCertificate};
+pub use error::{Error, Result, VerifyError};
+pub use jwk::{Jwk, Jwks};
+pub use jws::{Claims, KeyLookup, sign, verify};
+pub use keyset::{KeySet, VersionKey};
+pub use kv::{KvLocation, VersionInfo};
+pub use material::{PrivateKey, PublicKey};
+pub use provider::{SigningKeys, UNKNOWN_KID_RELOAD_SPACING};
+pub use rotate::{
+    MAX_VERSIONS_SCANNED, Retiring, Rotation, SigningKeyConfig, current_version, load, rotate,
+    rotate_if_current,
+};
+pub use watch::{WatchHandle, WatchOptions};

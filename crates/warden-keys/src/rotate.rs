@@ -1,0 +1,203 @@
+//! Loading a signing key's versions from KV v2 and rotating it: what the provider, the
+//! watcher and `warden rotate signing-key` share.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use warden_bao::Client;
+use warden_spec::SigningAlgorithm;
+
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::keyset::{self, KeySet};
+use crate::kv::{self, KvLocation, Versions};
+
+/// Versions scanned per load, newest first. KV v2 keeps 10 versions unless the mount says
+/// otherwise; this bound only matters for mounts configured to keep many more.
+pub const MAX_VERSIONS_SCANNED: usize = 32;
+
+/// Which signing key, and how its rotations are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKeyConfig {
+    /// Where its versions live.
+    pub location: KvLocation,
+    /// Algorithm of new versions.
+    pub algorithm: SigningAlgorithm,
+    /// How long the replaced version keeps verifying after a rotation.
+    pub grace: Duration,
+}
+
+impl SigningKeyConfig {
+    /// The default grace: 24 hours.
+    pub const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 3600);
+
+    /// A key at `<kv_mount>/<path>` with the default grace.
+    pub fn new(location: KvLocation, algorithm: SigningAlgorithm) -> Self {
+        Self {
+            location,
+            algorithm,
+            grace: Self::DEFAULT_GRACE,
+        }
+    }
+
+    /// The spec's key of an app whose KV prefix is `kv_prefix` (the `naming.kv_prefix`
+    /// template rendered for the app), in the KV v2 mount `kv_mount`.
+    pub fn from_spec(kv_mount: &str, kv_prefix: &str, key: &warden_spec::SigningKey) -> Self {
+        Self {
+            location: KvLocation::new(kv_mount, key.kv_path(kv_prefix)),
+            algorithm: key.algorithm,
+            grace: key.grace.0,
+        }
+    }
+
+    /// With another grace.
+    #[must_use]
+    pub fn with_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+}
+
+/// The version a rotation replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Retiring {
+    /// Its KV version.
+    pub version: u64,
+    /// Its `kid` (`None` if the stored version could not be read).
+    pub kid: Option<String>,
+    /// When it stops verifying: the new version's creation plus the grace.
+    #[serde(with = "time::serde::rfc3339")]
+    pub verifies_until: OffsetDateTime,
+}
+
+/// What a rotation did. Carries no key material.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rotation {
+    /// `<mount>/<path>`.
+    pub location: String,
+    /// The new version.
+    pub version: u64,
+    /// Its `kid`.
+    pub kid: String,
+    /// Its JWS algorithm.
+    pub alg: &'static str,
+    /// When OpenBao recorded it: the rotation time.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created: OffsetDateTime,
+    /// The grace granted to the version it replaced, in seconds.
+    pub grace_seconds: u64,
+    /// The version it replaced; `None` for the first version.
+    pub previous: Option<Retiring>,
+}
+
+/// Reads the key's live versions and assembles the set valid at `clock.now()`.
+/// [`Error::NotProvisioned`] when no live version exists.
+pub async fn load(client: &Client, location: &KvLocation, clock: &dyn Clock) -> Result<KeySet> {
+    let versions = kv::versions(client, location).await?;
+    load_versions(client, location, &versions, clock.now()).await
+}
+
+pub(crate) async fn load_versions(
+    client: &Client,
+    location: &KvLocation,
+    versions: &Versions,
+    now: OffsetDateTime,
+) -> Result<KeySet> {
+    let path = location.data_path();
+    let live: Vec<_> = versions
+        .versions
+        .iter()
+        .rev()
+        .filter(|v| v.live)
+        .take(MAX_VERSIONS_SCANNED)
+        .copied()
+        .collect();
+    let mut loaded = Vec::new();
+    let mut signing = None;
+    for info in live {
+        let Some(data) = kv::read_version(client, location, info.version).await? else {
+            // Deleted between the metadata read and this one: treat as never written.
+            continue;
+        };
+        let first = signing.is_none();
+        let (key, private) = keyset::parse_version(&data, info, &path, first)?;
+        if let Some(p) = private {
+            signing = Some(p);
+        }
+        loaded.push(key);
+    }
+    let signing = signing.ok_or(Error::NotProvisioned { path })?;
+    Ok(KeySet::assemble(location.clone(), signing, loaded, now))
+}
+
+/// Writes a new version with a fresh key pair, conditioned (check-and-set) on the version
+/// read just before: of two concurrent rotations one wins, the other gets
+/// [`Error::Conflict`] and writes nothing. The first rotation of a key creates it and marks
+/// it check-and-set only.
+pub async fn rotate(
+    client: &Client,
+    config: &SigningKeyConfig,
+    clock: &dyn Clock,
+) -> Result<Rotation> {
+    let current = current_version(client, &config.location).await?;
+    rotate_if_current(client, config, clock, current).await
+}
+
+/// The highest version written (deleted ones included: check-and-set counts them), 0 when
+/// the key does not exist yet. What a preview shows and [`rotate_if_current`] takes.
+pub async fn current_version(client: &Client, location: &KvLocation) -> Result<u64> {
+    Ok(kv::versions(client, location).await?.current)
+}
+
+/// [`rotate`], but only if `expected` is still the highest version: a rotation previewed at
+/// version N fails with [`Error::Conflict`] if anyone wrote N+1 in the meantime, instead of
+/// rotating a key the operator has not seen.
+pub async fn rotate_if_current(
+    client: &Client,
+    config: &SigningKeyConfig,
+    clock: &dyn Clock,
+    expected: u64,
+) -> Result<Rotation> {
+    let loc = &config.location;
+    let path = loc.data_path();
+    let before = kv::versions(client, loc).await?;
+    if before.current != expected {
+        return Err(Error::Conflict { path, expected });
+    }
+    let previous = match before.newest_live() {
+        Some(info) => {
+            let kid = kv::read_version(client, loc, info.version)
+                .await?
+                .and_then(|data| keyset::parse_version(&data, info, &path, false).ok())
+                .map(|(k, _)| k.kid);
+            Some((info.version, kid))
+        }
+        None => None,
+    };
+    if expected == 0 {
+        kv::require_cas(client, loc).await?;
+    }
+    let key = crate::material::PrivateKey::generate(config.algorithm)?;
+    let record = keyset::record(&key, config.grace, clock.now());
+    let (version, created) = kv::write_cas(client, loc, record, expected).await?;
+    let kid = key.public_key().kid();
+    tracing::info!(location = %loc, version, kid = %kid, "signing key rotated");
+    Ok(Rotation {
+        location: loc.to_string(),
+        version,
+        kid,
+        alg: config.algorithm.jws_alg(),
+        created,
+        grace_seconds: config.grace.as_secs(),
+        previous: previous.map(|(version, kid)| Retiring {
+            version,
+            kid,
+            verifies_until: created + config.grace,
+        }),
+    })
+}
+
+/// A shared clock handle (the provider and its watcher read the same one).
+pub(crate) type SharedClock = Arc<dyn Clock>;

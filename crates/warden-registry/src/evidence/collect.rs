@@ -1,0 +1,296 @@
+//! The payload of a packet: for every purpose of one evidence component in one environment,
+//! its contract, the registry entry `apply` published, posture, and per credential who can
+//! reach it and its rotation history; plus the policies in force. Reads only, and only
+//! metadata: KV through `metadata/`, transit keys through their description, reveals through
+//! their records.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+use warden_bao::Client;
+use warden_plan::policy::{Grant, MANAGED_MARK};
+use warden_plan::{META_MOUNT, REGISTRY_PREFIX};
+use warden_spec::{Credential, CredentialKind, Delivery, Environment, Purpose, Spec};
+
+use super::EvidenceError;
+use super::readers::{access_paths, policy_holders, readers};
+use crate::posture::{self, rfc3339};
+use crate::reveal;
+
+/// Statements the packet makes about what it cannot show.
+const NOTES: [&str; 3] = [
+    "readers lists ACL policies; root tokens bypass policies and are not listed",
+    "no value, key or token is included: KV is read through metadata, transit keys through their public description, reveals through their records",
+    "history lists what OpenBao keeps: KV versions (up to max_versions), transit key versions, reveal records",
+];
+
+/// Everything one export reads, before it is shaped into JSON.
+pub(crate) struct Inputs<'a> {
+    pub(crate) client: &'a Client,
+    pub(crate) spec: &'a Spec,
+    pub(crate) env: &'a Environment,
+    pub(crate) component: &'a str,
+    pub(crate) purposes: Vec<&'a Purpose>,
+    pub(crate) now: i64,
+}
+
+impl Inputs<'_> {
+    fn env_name(&self) -> &str {
+        self.env.name.as_str()
+    }
+
+    fn read_err(&self, what: impl Into<String>) -> impl FnOnce(warden_bao::Error) -> EvidenceError {
+        let (env, what) = (self.env_name().to_owned(), what.into());
+        move |source| EvidenceError::Read { env, what, source }
+    }
+}
+
+/// Builds the payload.
+pub(crate) async fn payload(i: &Inputs<'_>) -> Result<Value, EvidenceError> {
+    let env = i.env_name();
+    let generated_by = i
+        .client
+        .token_lookup_self()
+        .await
+        .ok()
+        .map(|t| t.display_name)
+        .unwrap_or_default();
+    let report = posture::collect(i.client, i.spec, i.env, i.now)
+        .await
+        .map_err(|source| EvidenceError::Posture {
+            env: env.to_owned(),
+            source,
+        })?;
+    let (policies, unreadable) = live_policies(i).await?;
+    let grants: BTreeMap<String, Vec<Grant>> = policies
+        .iter()
+        .map(|(n, (_, g))| (n.clone(), g.clone()))
+        .collect();
+    let holders = policy_holders(i.spec, env);
+    let mut cited: BTreeMap<String, ()> = holders.keys().map(|k| (k.clone(), ())).collect();
+
+    let creds: Vec<Credential> = i
+        .spec
+        .credentials()
+        .into_iter()
+        .filter(|c| c.environments.contains(&i.env.name))
+        .collect();
+    let mut purposes = Vec::new();
+    let mut worst = warden_spec::Status::Healthy;
+    for p in &i.purposes {
+        let pp = report.purposes.iter().find(|x| x.purpose == p.id.as_str());
+        if let Some(pp) = pp {
+            worst = worst.max(pp.status);
+        }
+        let reveals = if p.delivery == Delivery::RevealOnce {
+            Some(
+                reveal::list(i.client, i.spec, env, p.id.as_str(), i.now)
+                    .await
+                    .map_err(|source| EvidenceError::Reveal {
+                        env: env.to_owned(),
+                        source,
+                    })?,
+            )
+        } else {
+            None
+        };
+        let mut out_creds = Vec::new();
+        for c in creds.iter().filter(|c| p.covers(&c.id)) {
+            let paths = access_paths(i.spec, i.env, c);
+            let who = readers(&paths, &grants, &holders);
+            for r in &who {
+                cited.insert(r.policy.clone(), ());
+            }
+            let history = match &reveals {
+                Some(l) => json!({
+                    "source": "reveal-records",
+                    "reveals": l.reveals.iter().filter(|r| r.record.credential == c.id).map(|r| json!({
+                        "accessor": r.record.accessor,
+                        "created_at": r.record.created_at,
+                        "expires_at": r.record.expires_at,
+                        "created_by": r.record.created_by,
+                        "state": r.state,
+                        "verifier_sha256": r.record.verifier_sha256,
+                    })).collect::<Vec<_>>(),
+                }),
+                None => history(i, c).await?,
+            };
+            out_creds.push(json!({
+                "id": c.id,
+                "identity": c.identity.as_str(),
+                "posture": pp.and_then(|pp| pp.credentials.iter().find(|x| x.id == c.id)),
+                "access": paths,
+                "readers": who,
+                "history": history,
+            }));
+        }
+        purposes.push(json!({
+            "id": p.id.as_str(),
+            "description": p.description,
+            "owner": p.owner,
+            "tier": p.tier.as_str(),
+            "delivery": p.delivery.as_str(),
+            "rotation": {
+                "interval_secs": p.rotation.interval.as_secs(),
+                "grace_secs": p.rotation.grace.as_secs(),
+                "max_age_secs": p.rotation.max_age.as_secs(),
+            },
+            "custody": p.custody,
+            "evidence": p.evidence,
+            "covers": p.covers,
+            "revoked": p.revoked,
+            "status": pp.map(|pp| pp.status),
+            "registry": registry_entry(i, p).await?,
+            "credentials": out_creds,
+        }));
+    }
+    let policies_out: Vec<Value> = policies
+        .iter()
+        .filter(|(n, _)| cited.contains_key(*n))
+        .map(|(n, (text, _))| {
+            json!({
+                "name": n,
+                "identities": holders.get(n).cloned().unwrap_or_default(),
+                "managed_by_warden": text.starts_with(MANAGED_MARK),
+                "text": text,
+            })
+        })
+        .collect();
+    Ok(json!({
+        "component": i.component,
+        "env": env,
+        "server": i.client.address().as_str(),
+        "generated_at": i.now,
+        "generated_at_utc": rfc3339(i.now),
+        "generated_by": generated_by,
+        "status": worst,
+        "purposes": purposes,
+        "policies": policies_out,
+        "unreadable_policies": unreadable,
+        "notes": NOTES,
+    }))
+}
+
+type Policies = BTreeMap<String, (String, Vec<Grant>)>;
+
+/// Every ACL policy on the server (name → text and grants), and those that could not be
+/// parsed (they are reported, never silently skipped).
+async fn live_policies(i: &Inputs<'_>) -> Result<(Policies, Vec<Value>), EvidenceError> {
+    let names = i
+        .client
+        .list_policies()
+        .await
+        .map_err(i.read_err("sys/policies/acl"))?;
+    let mut out = BTreeMap::new();
+    let mut unreadable = Vec::new();
+    for name in names.into_iter().filter(|n| n != "root") {
+        let text = i
+            .client
+            .read_policy(&name)
+            .await
+            .map_err(i.read_err(format!("sys/policies/acl/{name}")))?;
+        match warden_plan::policy::parse(&text) {
+            Ok(g) => {
+                out.insert(name, (text, g));
+            }
+            Err(reason) => unreadable.push(json!({ "name": name, "reason": reason, "text": text })),
+        }
+    }
+    Ok((out, unreadable))
+}
+
+/// The registry entry `apply` published for `p` here, with its KV version.
+async fn registry_entry(i: &Inputs<'_>, p: &Purpose) -> Result<Value, EvidenceError> {
+    let rel = format!("{REGISTRY_PREFIX}/{}", p.id);
+    match i.client.kv2(META_MOUNT).read(&rel, None).await {
+        Ok(v) => {
+            // A registry entry is metadata only (ADR 0006), so exposing it is safe.
+            let entry: serde_json::Map<String, Value> = v
+                .data
+                .iter()
+                .map(|(k, s)| (k.to_owned(), s.expose().clone()))
+                .collect();
+            Ok(json!({
+                "path": format!("{META_MOUNT}/data/{rel}"),
+                "version": v.meta.version,
+                "written": v.meta.created_time,
+                "entry": entry,
+            }))
+        }
+        Err(warden_bao::KvError::NotFound { .. }) => Ok(json!({
+            "path": format!("{META_MOUNT}/data/{rel}"),
+            "published": false,
+        })),
+        Err(e) => Err(EvidenceError::Kv {
+            env: i.env_name().to_owned(),
+            source: e,
+        }),
+    }
+}
+
+/// What OpenBao keeps of a credential's past: KV versions or transit key versions.
+async fn history(i: &Inputs<'_>, c: &Credential) -> Result<Value, EvidenceError> {
+    let n = &i.spec.naming;
+    let m = &i.env.mounts;
+    let prefix = n.kv_prefix.render(&c.identity);
+    let kv_rel = match &c.kind {
+        CredentialKind::Secret(name) => Some(format!("{prefix}/{name}")),
+        CredentialKind::SigningKey(name) => Some(format!("{prefix}/signing/{name}")),
+        CredentialKind::DomainCert(slug) => i
+            .spec
+            .domains
+            .iter()
+            .find(|d| d.slug.as_str() == slug)
+            .map(warden_spec::DomainCert::kv_path),
+        _ => None,
+    };
+    if let Some(rel) = kv_rel {
+        let path = format!("{}/metadata/{rel}", m.kv);
+        return match i.client.kv2(&m.kv).metadata(&rel).await {
+            Ok(meta) => Ok(json!({
+                "source": "kv-metadata",
+                "path": path,
+                "current_version": meta.current_version,
+                "versions": meta.versions.iter().map(|(v, s)| json!({
+                    "version": v,
+                    "created_time": s.created_time,
+                    "deletion_time": s.deletion_time,
+                    "destroyed": s.destroyed,
+                })).collect::<Vec<_>>(),
+            })),
+            Err(warden_bao::KvError::NotFound { .. }) => {
+                Ok(json!({ "source": "kv-metadata", "path": path, "absent": true }))
+            }
+            Err(e) => Err(EvidenceError::Kv {
+                env: i.env_name().to_owned(),
+                source: e,
+            }),
+        };
+    }
+    if let CredentialKind::TransitKey(name) = &c.kind {
+        let key = format!("{}-{name}", c.identity);
+        return match i.client.transit(&m.transit).key_info(&key).await {
+            Ok(info) => Ok(json!({
+                "source": "transit",
+                "key": format!("{}/keys/{key}", m.transit),
+                "latest_version": info.latest_version,
+                "min_decryption_version": info.min_decryption_version,
+                "exportable": info.exportable,
+                "versions": info.versions.iter().map(|(v, t)| json!({ "version": v, "created": t })).collect::<Vec<_>>(),
+            })),
+            Err(warden_bao::TransitError::KeyNotFound { .. }) => Ok(json!({
+                "source": "transit",
+                "key": format!("{}/keys/{key}", m.transit),
+                "absent": true,
+            })),
+            Err(source) => Err(EvidenceError::Transit {
+                env: i.env_name().to_owned(),
+                source,
+            }),
+        };
+    }
+    Ok(json!({
+        "source": "none",
+        "note": "issued per request or login and short-lived; OpenBao keeps no version history (see posture)",
+    }))
+}

@@ -1,0 +1,497 @@
+//! The packet on disk and its offline verification.
+//!
+//! ```text
+//! { "format": "warden-evidence/1",
+//!   "payload": { … },
+//!   "signature": { "alg": "EdDSA", "key": "transit:<mount>/warden-evidence",
+//!                  "key_version": N, "key_sha256": "<hex SHA-256 of the public key's SPKI DER>",
+//!                  "value": "<base64 of the 64-byte Ed25519 signature>" } }
+//! ```
+//!
+//! The signed bytes are the canonical form ([`super::canonical`]) of the packet without
+//! `signature.value`: the payload *and* the header that names the key are covered, so neither
+//! can be changed without the signature failing. Verification needs only the packet and the
+//! public key: no server, no network.
+
+use aws_lc_rs::digest;
+use aws_lc_rs::signature::{ED25519, UnparsedPublicKey};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::canonical;
+
+/// The packet format this code writes and reads.
+pub const FORMAT: &str = "warden-evidence/1";
+/// The one signature algorithm: Ed25519 (pure, no prehash).
+pub const ALG: &str = "EdDSA";
+
+/// DER prefix of an Ed25519 `SubjectPublicKeyInfo` (RFC 8410): SEQUENCE { SEQUENCE { OID
+/// 1.3.101.112 }, BIT STRING (33 bytes: 0 unused bits + 32-byte key) }.
+const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
+/// The signed header: which key signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Header {
+    /// [`ALG`].
+    pub alg: String,
+    /// `transit:<mount>/<key>`.
+    pub key: String,
+    /// The key version that signed.
+    pub key_version: u64,
+    /// Hex SHA-256 of that version's public key (SPKI DER).
+    pub key_sha256: String,
+}
+
+/// Why a packet does not verify. [`VerifyError::is_tamper`] separates "changed after signing"
+/// from input that is not a packet at all.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// Not JSON (or a duplicated key, which a signed packet never has).
+    #[error("the packet is not valid JSON: {reason}")]
+    NotJson {
+        /// serde_json's message, with line and column.
+        reason: String,
+    },
+    /// JSON, but a field is missing or of the wrong type.
+    #[error("not an evidence packet: {what}")]
+    NotAPacket {
+        /// What is missing or wrong.
+        what: String,
+    },
+    /// Another format version.
+    #[error("unsupported packet format `{found}` (this warden reads `{FORMAT}`)")]
+    UnknownFormat {
+        /// The format found.
+        found: String,
+    },
+    /// Another signature algorithm.
+    #[error("unsupported signature algorithm `{alg}` (packets are signed with `{ALG}`)")]
+    UnsupportedAlg {
+        /// The algorithm found.
+        alg: String,
+    },
+    /// The key file holds no usable public key.
+    #[error(
+        "the key file holds no Ed25519 public key (expected PEM `PUBLIC KEY` blocks from `warden evidence key`)"
+    )]
+    NoKeys,
+    /// A `PUBLIC KEY` block of the key file is not an Ed25519 key.
+    #[error("public key #{index} in the key file {reason}")]
+    BadKey {
+        /// 1-based position in the file.
+        index: usize,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The signature value is not 64 bytes of base64.
+    #[error(
+        "signature does not match: the signature value is not a base64 Ed25519 signature (the packet was changed after signing)"
+    )]
+    SignatureEncoding,
+    /// No key of the file verifies the signature.
+    #[error("{}", if *key_known {
+        "signature does not match: the packet was changed after signing".to_owned()
+    } else {
+        format!("signature does not match any key in the key file: the packet names key sha256:{key_sha256} (version {key_version} of {key}); verify with that key, or the packet was changed after signing")
+    })]
+    Mismatch {
+        /// Whether the key the packet names is in the key file.
+        key_known: bool,
+        /// The key the packet names.
+        key: String,
+        /// Its version.
+        key_version: u64,
+        /// Its fingerprint.
+        key_sha256: String,
+    },
+}
+
+impl VerifyError {
+    /// The packet parsed as a packet but its signature does not hold: it was changed after
+    /// signing (or the key is not the one that signed).
+    pub fn is_tamper(&self) -> bool {
+        matches!(self, Self::SignatureEncoding | Self::Mismatch { .. })
+    }
+}
+
+/// What a valid packet says about itself.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verified {
+    /// Evidence component.
+    pub component: String,
+    /// Environment.
+    pub env: String,
+    /// When it was generated (Unix seconds).
+    pub generated_at: i64,
+    /// The signing key.
+    pub key: String,
+    /// Its version.
+    pub key_version: u64,
+    /// Its fingerprint.
+    pub key_sha256: String,
+    /// Purposes covered.
+    pub purposes: Vec<String>,
+}
+
+/// An Ed25519 public key from a key file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    /// The raw 32 bytes.
+    pub raw: [u8; 32],
+    /// Hex SHA-256 of its SPKI DER.
+    pub sha256: String,
+}
+
+impl PublicKey {
+    /// From the raw 32-byte key (as transit reports it, base64-decoded).
+    pub fn from_raw(raw: [u8; 32]) -> Self {
+        let der = spki_der(&raw);
+        Self {
+            raw,
+            sha256: hex::encode(digest::digest(&digest::SHA256, &der).as_ref()),
+        }
+    }
+
+    /// PEM `PUBLIC KEY` (SubjectPublicKeyInfo).
+    pub fn pem(&self) -> String {
+        let b64 = STANDARD.encode(spki_der(&self.raw));
+        let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
+        for chunk in b64.as_bytes().chunks(64) {
+            pem.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+            pem.push('\n');
+        }
+        pem.push_str("-----END PUBLIC KEY-----\n");
+        pem
+    }
+
+    /// Whether `sig` is this key's signature of `msg`.
+    pub fn verifies(&self, msg: &[u8], sig: &[u8]) -> bool {
+        UnparsedPublicKey::new(&ED25519, &self.raw)
+            .verify(msg, sig)
+            .is_ok()
+    }
+}
+
+fn spki_der(raw: &[u8; 32]) -> Vec<u8> {
+    let mut der = ED25519_SPKI_PREFIX.to_vec();
+    der.extend_from_slice(raw);
+    der
+}
+
+/// Every `PUBLIC KEY` block of `pem` (text between blocks is ignored), each an Ed25519 key.
+pub fn parse_public_keys(pem: &str) -> Result<Vec<PublicKey>, VerifyError> {
+    const BEGIN: &str = "-----BEGIN PUBLIC KEY-----";
+    const END: &str = "-----END PUBLIC KEY-----";
+    let mut out = Vec::new();
+    let mut rest = pem;
+    while let Some(start) = rest.find(BEGIN) {
+        let index = out.len() + 1;
+        let body_start = start + BEGIN.len();
+        let Some(len) = rest[body_start..].find(END) else {
+            return Err(VerifyError::BadKey {
+                index,
+                reason: "has no END line",
+            });
+        };
+        let body: String = rest[body_start..body_start + len]
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        let der = STANDARD.decode(body).map_err(|_| VerifyError::BadKey {
+            index,
+            reason: "is not valid base64",
+        })?;
+        let raw = der
+            .strip_prefix(&ED25519_SPKI_PREFIX[..])
+            .and_then(|k| <[u8; 32]>::try_from(k).ok())
+            .ok_or(VerifyError::BadKey {
+                index,
+                reason: "is not an Ed25519 key",
+            })?;
+        out.push(PublicKey::from_raw(raw));
+        rest = &rest[body_start + len + END.len()..];
+    }
+    if out.is_empty() {
+        return Err(VerifyError::NoKeys);
+    }
+    Ok(out)
+}
+
+/// The bytes a signature covers: the canonical packet without `signature.value`.
+pub fn signing_input(payload: &Value, header: &Header) -> Vec<u8> {
+    canonical::to_bytes(&json!({
+        "format": FORMAT,
+        "payload": payload,
+        "signature": header,
+    }))
+}
+
+/// The packet's bytes (canonical, no trailing newline: every byte of the file is meaningful).
+pub fn assemble(payload: &Value, header: &Header, signature: &[u8]) -> Vec<u8> {
+    let mut sig = serde_json::to_value(header).expect("a header serialises");
+    sig["value"] = Value::String(STANDARD.encode(signature));
+    canonical::to_bytes(&json!({
+        "format": FORMAT,
+        "payload": payload,
+        "signature": sig,
+    }))
+}
+
+/// Verifies `packet` against the keys of a key file. Offline.
+pub fn verify(packet: &[u8], keys: &[PublicKey]) -> Result<Verified, VerifyError> {
+    let root = canonical::parse_strict(packet).map_err(|e| VerifyError::NotJson {
+        reason: e.to_string(),
+    })?;
+    let missing = |what: &str| VerifyError::NotAPacket {
+        what: what.to_owned(),
+    };
+    let obj = root
+        .as_object()
+        .ok_or_else(|| missing("the top level is not an object"))?;
+    for k in obj.keys() {
+        if !matches!(k.as_str(), "format" | "payload" | "signature") {
+            return Err(missing(&format!("unexpected top-level field `{k}`")));
+        }
+    }
+    let format = obj
+        .get("format")
+        .and_then(Value::as_str)
+        .ok_or_else(|| missing("no `format`"))?;
+    if format != FORMAT {
+        return Err(VerifyError::UnknownFormat {
+            found: format.to_owned(),
+        });
+    }
+    let payload = obj
+        .get("payload")
+        .filter(|p| p.is_object())
+        .ok_or_else(|| missing("no `payload` object"))?;
+    let sig = obj
+        .get("signature")
+        .and_then(Value::as_object)
+        .ok_or_else(|| missing("no `signature` object"))?;
+    for k in sig.keys() {
+        if !matches!(
+            k.as_str(),
+            "alg" | "key" | "key_version" | "key_sha256" | "value"
+        ) {
+            return Err(missing(&format!("unexpected signature field `{k}`")));
+        }
+    }
+    let text = |k: &str| {
+        sig.get(k)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| missing(&format!("no `signature.{k}` string")))
+    };
+    let header = Header {
+        alg: text("alg")?,
+        key: text("key")?,
+        key_version: sig
+            .get("key_version")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| missing("no `signature.key_version` number"))?,
+        key_sha256: text("key_sha256")?,
+    };
+    if header.alg != ALG {
+        return Err(VerifyError::UnsupportedAlg { alg: header.alg });
+    }
+    let value = text("value")?;
+    let signature = STANDARD
+        .decode(value.as_bytes())
+        .ok()
+        .filter(|s| s.len() == 64)
+        .ok_or(VerifyError::SignatureEncoding)?;
+    let msg = signing_input(payload, &header);
+    if !keys.iter().any(|k| k.verifies(&msg, &signature)) {
+        return Err(VerifyError::Mismatch {
+            key_known: keys.iter().any(|k| k.sha256 == header.key_sha256),
+            key: header.key,
+            key_version: header.key_version,
+            key_sha256: header.key_sha256,
+        });
+    }
+    let field = |k: &str| {
+        payload
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+    Ok(Verified {
+        component: field("component"),
+        env: field("env"),
+        generated_at: payload
+            .get("generated_at")
+            .and_then(Value::as_i64)
+            .unwrap_or(0),
+        purposes: payload
+            .get("purposes")
+            .and_then(Value::as_array)
+            .map(|ps| {
+                ps.iter()
+                    .filter_map(|p| p.get("id").and_then(Value::as_str).map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        key: header.key,
+        key_version: header.key_version,
+        key_sha256: header.key_sha256,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+
+    struct Signer(Ed25519KeyPair);
+
+    impl Signer {
+        fn new() -> Self {
+            Self(Ed25519KeyPair::generate().expect("ed25519 key"))
+        }
+
+        fn public(&self) -> PublicKey {
+            PublicKey::from_raw(
+                self.0
+                    .public_key()
+                    .as_ref()
+                    .try_into()
+                    .expect("32-byte key"),
+            )
+        }
+
+        fn packet(&self, payload: &Value) -> Vec<u8> {
+            let header = Header {
+                alg: ALG.into(),
+                key: "transit:transit/warden-evidence".into(),
+                key_version: 1,
+                key_sha256: self.public().sha256,
+            };
+            let sig = self.0.sign(&signing_input(payload, &header));
+            assemble(payload, &header, sig.as_ref())
+        }
+    }
+
+    fn payload() -> Value {
+        json!({
+            "component": "EV-PAYMENTS",
+            "env": "test",
+            "generated_at": 1_700_000_000,
+            "purposes": [ { "id": "billing-stripe", "owner": "billing", "covers": ["billing/secret/stripe"] } ],
+            "note": "é \"quoted\" \\ slash/"
+        })
+    }
+
+    #[test]
+    fn a_signed_packet_verifies_offline_and_says_what_it_covers() {
+        let s = Signer::new();
+        let bytes = s.packet(&payload());
+        let v = verify(&bytes, &[s.public()]).expect("valid");
+        assert_eq!(v.component, "EV-PAYMENTS");
+        assert_eq!(v.purposes, ["billing-stripe"]);
+        assert_eq!(v.key_version, 1);
+        // Reformatting (pretty-printing) changes no content: still valid.
+        let pretty = serde_json::to_vec_pretty(&canonical::parse_strict(&bytes).expect("json"))
+            .expect("pretty");
+        verify(&pretty, &[s.public()]).expect("pretty is the same content");
+    }
+
+    #[test]
+    fn changing_any_single_byte_fails() {
+        let s = Signer::new();
+        let bytes = s.packet(&payload());
+        let keys = [s.public()];
+        for i in 0..bytes.len() {
+            for flip in [0x01u8, 0x20, 0x80] {
+                let mut t = bytes.clone();
+                t[i] ^= flip;
+                assert!(
+                    verify(&t, &keys).is_err(),
+                    "flipping {flip:#x} at byte {i} ({:?}) still verified",
+                    bytes[i] as char
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn tampering_is_told_apart_from_garbage_and_from_a_wrong_key() {
+        let s = Signer::new();
+        let bytes = s.packet(&payload());
+        let keys = [s.public()];
+        let text = String::from_utf8(bytes.clone()).expect("utf-8");
+
+        let changed = text.replace("EV-PAYMENTS", "EV-PAYMENTZ");
+        let e = verify(changed.as_bytes(), &keys).expect_err("payload changed");
+        assert!(e.is_tamper());
+        assert_eq!(
+            e.to_string(),
+            "signature does not match: the packet was changed after signing"
+        );
+        // The header is signed too: pointing at another key version fails.
+        let e = verify(
+            text.replace("\"key_version\":1", "\"key_version\":2")
+                .as_bytes(),
+            &keys,
+        )
+        .expect_err("header changed");
+        assert!(e.is_tamper(), "{e}");
+
+        let other = Signer::new();
+        let e = verify(&bytes, &[other.public()]).expect_err("wrong key");
+        assert!(
+            matches!(
+                e,
+                VerifyError::Mismatch {
+                    key_known: false,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("any key in the key file"), "{e}");
+        // A key file with the right key among others verifies.
+        verify(&bytes, &[other.public(), s.public()]).expect("right key second");
+
+        for (garbage, want) in [
+            (&b"not json"[..], "not valid JSON"),
+            (b"{\"format\":\"warden-evidence/1\"}", "no `payload` object"),
+            (
+                b"{\"format\":\"other/2\",\"payload\":{},\"signature\":{}}",
+                "unsupported packet format",
+            ),
+            (b"[]", "top level is not an object"),
+        ] {
+            let e = verify(garbage, &keys).expect_err("garbage");
+            assert!(!e.is_tamper(), "{e}");
+            assert!(e.to_string().contains(want), "{e}");
+        }
+    }
+
+    #[test]
+    fn public_keys_round_trip_through_pem() {
+        let a = Signer::new().public();
+        let b = Signer::new().public();
+        let file = format!("# version 1\n{}\n# version 2\n{}", a.pem(), b.pem());
+        assert_eq!(parse_public_keys(&file).expect("keys"), [a.clone(), b]);
+        assert!(
+            a.pem()
+                .starts_with("-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA")
+        );
+        assert!(matches!(
+            parse_public_keys("nothing"),
+            Err(VerifyError::NoKeys)
+        ));
+        // An EC P-256 key is refused by name.
+        let ec = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEjt6HYJdEwHTtQ+mcRgDTaA1ZTpVx\nFqaknYbdOOXqSRBN3/uCm2Hri3J/Pc1LwWXjlX2h4NBm4wVHAkMf6wXYsg==\n-----END PUBLIC KEY-----\n";
+        let e = parse_public_keys(ec).expect_err("ec");
+        assert!(e.to_string().contains("not an Ed25519 key"), "{e}");
+    }
+}

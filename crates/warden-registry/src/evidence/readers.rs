@@ -1,0 +1,341 @@
+//! Who can reach a credential: the API paths that read, write, issue, mint or use it, matched
+//! against the ACL policies live on the server. Pure, so the matching rules are unit-tested.
+//!
+//! Matching follows OpenBao's ACL semantics: `+` stands for one path segment, a trailing `*`
+//! for any suffix, and when several paths of one policy match, the most specific one decides
+//! (the documented priority: first wildcard later, no trailing `*`, fewer `+`, longer, then
+//! lexically greater). A decisive `deny` grants nothing. Root tokens bypass policies and so
+//! never appear here; the packet says so.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use warden_plan::policy::Grant;
+use warden_spec::{Credential, CredentialKind, Environment, Spec};
+
+/// One way to reach a credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccessPath {
+    /// The API path.
+    pub path: String,
+    /// `read`, `write`, `issue`, `mint` or `use`.
+    pub how: &'static str,
+    /// Any one of these capabilities on `path` is enough.
+    pub capabilities: &'static [&'static str],
+}
+
+const READ: &[&str] = &["read"];
+const WRITE: &[&str] = &["create", "update"];
+
+fn access(path: String, how: &'static str, capabilities: &'static [&'static str]) -> AccessPath {
+    AccessPath {
+        path,
+        how,
+        capabilities,
+    }
+}
+
+/// The paths through which `cred` can be obtained or used in `env`. A CI token is obtained by
+/// logging in with the pipeline's own OIDC token, which no policy grants: it has none.
+pub fn access_paths(spec: &Spec, env: &Environment, cred: &Credential) -> Vec<AccessPath> {
+    let m = &env.mounts;
+    let n = &spec.naming;
+    let who = &cred.identity;
+    let kv = |rel: String| {
+        vec![
+            access(format!("{}/data/{rel}", m.kv), "read", READ),
+            access(format!("{}/data/{rel}", m.kv), "write", WRITE),
+        ]
+    };
+    let pki = |role: String| {
+        vec![
+            access(format!("{}/sign/{role}", m.pki), "issue", WRITE),
+            access(format!("{}/issue/{role}", m.pki), "issue", WRITE),
+        ]
+    };
+    match &cred.kind {
+        CredentialKind::IdentityCert => pki(n.identity_role.render(who)),
+        CredentialKind::Certificate => pki(n.pki_role.render(who)),
+        CredentialKind::Secret(name) => kv(format!("{}/{name}", n.kv_prefix.render(who))),
+        CredentialKind::SigningKey(name) => {
+            kv(format!("{}/signing/{name}", n.kv_prefix.render(who)))
+        }
+        CredentialKind::Database(_) => vec![access(
+            format!("{}/creds/{}", m.database, n.db_role.render(who)),
+            "read",
+            READ,
+        )],
+        CredentialKind::SecretId => vec![access(
+            format!(
+                "auth/{}/role/{}/secret-id",
+                m.approle,
+                n.approle_role.render(who)
+            ),
+            "mint",
+            WRITE,
+        )],
+        CredentialKind::CiToken => Vec::new(),
+        CredentialKind::TransitKey(name) => {
+            let key = format!("{who}-{name}");
+            ["encrypt", "decrypt", "sign", "verify", "rewrap"]
+                .into_iter()
+                .map(|op| access(format!("{}/{op}/{key}", m.transit), "use", WRITE))
+                .collect()
+        }
+        CredentialKind::DomainCert(slug) => {
+            let mut out = Vec::new();
+            if let Some(d) = spec.domains.iter().find(|d| d.slug.as_str() == slug) {
+                out.extend(kv(d.kv_path()));
+                out.extend(pki(d.pki_role()));
+            }
+            out
+        }
+    }
+}
+
+/// Whether the ACL path `pattern` covers `path`.
+pub fn grant_matches(pattern: &str, path: &str) -> bool {
+    let segs: Vec<&str> = path.split('/').collect();
+    let Some(prefix) = pattern.strip_suffix('*') else {
+        let pats: Vec<&str> = pattern.split('/').collect();
+        return pats.len() == segs.len()
+            && pats.iter().zip(&segs).all(|(p, s)| *p == "+" || p == s);
+    };
+    let pats: Vec<&str> = prefix.split('/').collect();
+    let (last, whole) = pats.split_last().expect("split yields at least one item");
+    if segs.len() < pats.len() {
+        return false;
+    }
+    if !whole.iter().zip(&segs).all(|(p, s)| *p == "+" || p == s) {
+        return false;
+    }
+    *last == "+" || segs[whole.len()..].join("/").starts_with(last)
+}
+
+/// OpenBao's priority of a matching path: the greatest key wins.
+fn priority(pattern: &str) -> (usize, bool, isize, usize, &str) {
+    let first_wild = pattern.find(['+', '*']).unwrap_or(usize::MAX);
+    let plus = pattern.split('/').filter(|s| *s == "+").count();
+    (
+        first_wild,
+        !pattern.ends_with('*'),
+        -isize::try_from(plus).unwrap_or(isize::MAX),
+        pattern.len(),
+        pattern,
+    )
+}
+
+/// The grant of one policy that decides access to `path`, if any matches.
+pub fn deciding_grant<'g>(grants: &'g [Grant], path: &str) -> Option<&'g Grant> {
+    grants
+        .iter()
+        .filter(|g| grant_matches(&g.path, path))
+        .max_by(|a, b| priority(&a.path).cmp(&priority(&b.path)))
+}
+
+/// One access a policy gives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reach {
+    /// The credential's API path.
+    pub path: String,
+    /// `read`, `write`, `issue`, `mint` or `use`.
+    pub how: &'static str,
+    /// The policy path that decides it.
+    pub grant: String,
+    /// Its capabilities.
+    pub capabilities: Vec<String>,
+}
+
+/// A policy that reaches a credential, with the identities that log in with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reader {
+    /// Policy name.
+    pub policy: String,
+    /// Identities of the spec whose tokens carry it (empty: not an identity's policy).
+    pub identities: Vec<String>,
+    /// What it can do.
+    pub reaches: Vec<Reach>,
+}
+
+/// Which of `policies` (name → grants) reach any of `paths`; `holders` maps a policy to the
+/// identities that carry it. Sorted by policy name.
+pub fn readers(
+    paths: &[AccessPath],
+    policies: &BTreeMap<String, Vec<Grant>>,
+    holders: &BTreeMap<String, Vec<String>>,
+) -> Vec<Reader> {
+    let mut out = Vec::new();
+    for (name, grants) in policies {
+        let reaches: Vec<Reach> = paths
+            .iter()
+            .filter_map(|a| {
+                let g = deciding_grant(grants, &a.path)?;
+                let has = |c: &str| g.capabilities.iter().any(|x| x == c);
+                if has("deny") || !a.capabilities.iter().any(|c| has(c)) {
+                    return None;
+                }
+                Some(Reach {
+                    path: a.path.clone(),
+                    how: a.how,
+                    grant: g.path.clone(),
+                    capabilities: g.capabilities.clone(),
+                })
+            })
+            .collect();
+        if !reaches.is_empty() {
+            out.push(Reader {
+                policy: name.clone(),
+                identities: holders.get(name).cloned().unwrap_or_default(),
+                reaches,
+            });
+        }
+    }
+    out
+}
+
+/// Policy name → identities of `spec` in `env` that log in with it.
+pub fn policy_holders(spec: &Spec, env: &str) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for id in spec.identities_in(env) {
+        out.entry(warden_plan::policy::policy_name(spec, id))
+            .or_default()
+            .push(id.name.to_string());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grants(hcl: &str) -> Vec<Grant> {
+        warden_plan::policy::parse(hcl).expect("policy")
+    }
+
+    #[test]
+    fn exact_glob_and_segment_wildcards_match_like_openbao() {
+        let p = "kvv2/data/billing/config";
+        assert!(grant_matches("kvv2/data/billing/config", p));
+        assert!(grant_matches("kvv2/data/billing/*", p));
+        assert!(grant_matches("kvv2/data/bill*", p));
+        assert!(grant_matches("kvv2/*", p));
+        assert!(grant_matches("kvv2/data/+/config", p));
+        assert!(grant_matches("+/data/+/*", p));
+        assert!(!grant_matches("kvv2/data/billing", p));
+        assert!(!grant_matches("kvv2/data/billing/config/x", p));
+        assert!(!grant_matches("kvv2/data/+/stripe", p));
+        assert!(!grant_matches("kvv2/data/ledger/*", p));
+        // A glob needs something after its prefix's last full segment.
+        assert!(!grant_matches("kvv2/data/billing/config/*", p));
+    }
+
+    #[test]
+    fn the_most_specific_path_of_a_policy_decides_and_deny_wins_there() {
+        let g = grants(
+            r#"
+path "kvv2/data/billing/*" { capabilities = ["read"] }
+path "kvv2/data/billing/config" { capabilities = ["deny"] }
+path "kvv2/data/+/stripe" { capabilities = ["read"] }
+"#,
+        );
+        assert_eq!(
+            deciding_grant(&g, "kvv2/data/billing/config").map(|g| g.path.as_str()),
+            Some("kvv2/data/billing/config")
+        );
+        // `billing/*` (wildcard at 18) outranks `+/stripe` (wildcard at 10).
+        assert_eq!(
+            deciding_grant(&g, "kvv2/data/billing/stripe").map(|g| g.path.as_str()),
+            Some("kvv2/data/billing/*")
+        );
+        let paths = [access("kvv2/data/billing/config".into(), "read", READ)];
+        let pol = BTreeMap::from([("p".to_owned(), g)]);
+        assert!(readers(&paths, &pol, &BTreeMap::new()).is_empty());
+    }
+
+    #[test]
+    fn readers_name_policies_identities_and_what_they_can_do() {
+        let policies = BTreeMap::from([
+            (
+                "billing".to_owned(),
+                grants(r#"path "kvv2/data/billing/config" { capabilities = ["read"] }"#),
+            ),
+            (
+                "billing-ops".to_owned(),
+                grants(
+                    r#"path "kvv2/data/billing/config" { capabilities = ["create", "update", "read"] }"#,
+                ),
+            ),
+            (
+                "lister".to_owned(),
+                grants(r#"path "kvv2/data/*" { capabilities = ["list"] }"#),
+            ),
+            (
+                "admin".to_owned(),
+                grants(r#"path "kvv2/*" { capabilities = ["read"] }"#),
+            ),
+        ]);
+        let holders = BTreeMap::from([
+            ("billing".to_owned(), vec!["billing".to_owned()]),
+            ("billing-ops".to_owned(), vec!["billing-ci".to_owned()]),
+        ]);
+        let paths = [
+            access("kvv2/data/billing/config".into(), "read", READ),
+            access("kvv2/data/billing/config".into(), "write", WRITE),
+        ];
+        let r = readers(&paths, &policies, &holders);
+        let names: Vec<&str> = r.iter().map(|r| r.policy.as_str()).collect();
+        assert_eq!(names, ["admin", "billing", "billing-ops"]);
+        assert!(r[0].identities.is_empty());
+        assert_eq!(r[0].reaches[0].grant, "kvv2/*");
+        assert_eq!(r[1].identities, ["billing"]);
+        assert_eq!(r[1].reaches.len(), 1);
+        assert_eq!(r[1].reaches[0].how, "read");
+        let ops: Vec<&str> = r[2].reaches.iter().map(|x| x.how).collect();
+        assert_eq!(ops, ["read", "write"]);
+    }
+
+    #[test]
+    fn every_credential_kind_has_its_paths() {
+        let spec = warden_spec::parse(
+            r#"
+version = 1
+[environments.test]
+domain = "t.example"
+runtime_owner = "w"
+app_root = "/srv"
+[apps.billing]
+environments = ["test"]
+secrets = ["config"]
+transit_keys = [{ name = "payments", type = "aes256-gcm96" }]
+[containers.worker]
+environments = ["test"]
+"#,
+            "t.toml",
+        )
+        .expect("spec");
+        let env = spec.environment("test").expect("env");
+        let by_id = |id: &str| {
+            let c = spec
+                .credentials()
+                .into_iter()
+                .find(|c| c.id == id)
+                .expect("credential");
+            access_paths(&spec, env, &c)
+        };
+        let secret = by_id("billing/secret/config");
+        assert_eq!(secret[0].path, "kvv2/data/billing/config");
+        assert_eq!(
+            by_id("worker/secret-id")[0].path,
+            "auth/approle/role/worker/secret-id"
+        );
+        assert!(
+            by_id("billing/transit/payments")
+                .iter()
+                .any(|a| a.path == "transit/encrypt/billing-payments")
+        );
+        assert_eq!(
+            by_id("billing/identity-cert")[0].path,
+            "pki_int/sign/billing-identity"
+        );
+    }
+}

@@ -1,0 +1,13 @@
+//! The purpose registry at run time (seed 002): what `warden apply` published, judged against
+//! live state.
+//!
+//! - [`posture`]: every purpose's credentials with issue time, expiry, rotation due and a
+//!   [`Status`](warden_spec::Status), read from OpenBao (KV metadata, transit key versions,
+//!   AppRole secret-id metadata, domain certificates) and from what agents report they
+//!   delivered (`warden/data/delivered/<identity>`).
+//! - [`reveal`]: reveal-once credentials behind single-use wrapping tokens.
+//! - [`evidence`]: evidence packets signed with a transit key and verified offline.
+
+pub mod evidence;
+pub mod posture;
+pub mod reveal;

@@ -1,0 +1,587 @@
+//! Posture: every purpose's credentials in one environment, judged at an instant from live
+//! state. Each credential kind is read where its truth lives:
+//!
+//! | credential | source |
+//! |---|---|
+//! | `<app>/certificate`, `<id>/identity-cert` | the agent's delivery report (`warden/data/delivered/<identity>`): OpenBao keeps no copy (`no_store`) |
+//! | `<id>/secret/<name>`, `<app>/signing-key/<name>` | KV v2 metadata: the current version's `created_time` |
+//! | `<app>/transit/<key>` | the transit key's latest version and its creation time |
+//! | `<container>/secret-id` | the AppRole role's secret-ids (accessor metadata, never the id) |
+//! | `<app>/database/<db>` | the live leases under `<mount>/creds/<role>` |
+//! | `<pipeline>/ci-token` | the JWT role: tokens live at most `token_max_ttl`, minted per run |
+//! | `domain/<name>` | the stored certificate's `not_after` and its version's time |
+//!
+//! Nothing here reads a secret value: KV is read through `metadata/`, domain certificates
+//! through the non-secret fields of their entry, secret-ids through accessors.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use warden_bao::Client;
+use warden_spec::rules::{Observed, judge};
+use warden_spec::{Credential, CredentialKind, Environment, Purpose, Spec, Status};
+
+/// Why posture could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A read failed for a reason other than "absent".
+    #[error("{env}: reading {what}: {source}")]
+    Bao {
+        /// Environment.
+        env: String,
+        /// What was being read.
+        what: String,
+        /// The client's error.
+        #[source]
+        source: warden_bao::Error,
+    },
+}
+
+/// Posture of one environment at one instant.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Environment.
+    pub env: String,
+    /// The instant judged (Unix seconds).
+    pub at: i64,
+    /// Purposes with at least one credential here, in id order.
+    pub purposes: Vec<PurposePosture>,
+    /// The worst status of any credential (healthy when there is none).
+    pub worst: Status,
+}
+
+/// One purpose and its credentials.
+#[derive(Debug, Clone, Serialize)]
+pub struct PurposePosture {
+    /// Purpose id.
+    pub purpose: String,
+    /// Owner.
+    pub owner: String,
+    /// Storage tier.
+    pub tier: &'static str,
+    /// Delivery mode.
+    pub delivery: &'static str,
+    /// Evidence component id: the evidence link.
+    pub evidence: String,
+    /// Worst status of its credentials.
+    pub status: Status,
+    /// Its credentials here.
+    pub credentials: Vec<CredentialPosture>,
+}
+
+/// One credential's posture.
+#[derive(Debug, Clone, Serialize)]
+pub struct CredentialPosture {
+    /// Reference (`billing/certificate`).
+    pub id: String,
+    /// The consuming identity.
+    pub identity: String,
+    /// Kind, in words (`certificate`, `secret`, ...).
+    pub kind: &'static str,
+    /// Status.
+    pub status: Status,
+    /// Why.
+    pub reason: String,
+    /// When the current one was issued (Unix seconds).
+    pub issued_at: Option<i64>,
+    /// When it expires by itself.
+    pub expires_at: Option<i64>,
+    /// When rotation is due.
+    pub rotation_due_at: Option<i64>,
+    /// Where the facts came from.
+    pub source: &'static str,
+    /// Non-secret facts: serial, version, digest, last reload...
+    pub detail: BTreeMap<String, String>,
+}
+
+/// What an agent reports it delivered, at `warden/data/delivered/<identity>` (written by the
+/// identity itself; docs/registry.md has the format).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct DeliveryReport {
+    /// When the agent wrote this report (RFC 3339).
+    #[serde(default)]
+    pub reported_at: String,
+    /// One entry per delivered output.
+    #[serde(default)]
+    pub outputs: Vec<DeliveredOutput>,
+}
+
+/// One delivered output in a [`DeliveryReport`].
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct DeliveredOutput {
+    /// The credential reference it delivers (`billing/certificate`).
+    pub credential: String,
+    /// The output's name in `agent.toml`.
+    #[serde(default)]
+    pub output: String,
+    /// Certificate serial, if a certificate.
+    #[serde(default)]
+    pub serial: Option<String>,
+    /// Certificate `notBefore` / secret version time (RFC 3339).
+    #[serde(default)]
+    pub issued_at: Option<String>,
+    /// Certificate `notAfter` (RFC 3339).
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    /// SHA-256 of the delivered file set.
+    #[serde(default)]
+    pub digest: Option<String>,
+    /// When it was last delivered (RFC 3339).
+    #[serde(default)]
+    pub delivered_at: Option<String>,
+    /// Outcome of the last reload (`ok`, `failed: …`, `none`).
+    #[serde(default)]
+    pub last_reload: Option<String>,
+    /// The agent's own view (`fresh`, `stale`, `failed`).
+    #[serde(default)]
+    pub state: Option<String>,
+}
+
+fn ts(s: &str) -> Option<i64> {
+    OffsetDateTime::parse(s, &Rfc3339)
+        .ok()
+        .map(OffsetDateTime::unix_timestamp)
+}
+
+/// Formats Unix seconds as RFC 3339 (UTC).
+pub fn rfc3339(t: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| d.format(&Rfc3339).ok())
+        .unwrap_or_else(|| t.to_string())
+}
+
+fn kind_word(k: &CredentialKind) -> &'static str {
+    match k {
+        CredentialKind::IdentityCert => "identity-cert",
+        CredentialKind::Certificate => "certificate",
+        CredentialKind::Secret(_) => "secret",
+        CredentialKind::Database(_) => "database",
+        CredentialKind::SecretId => "secret-id",
+        CredentialKind::CiToken => "ci-token",
+        CredentialKind::TransitKey(_) => "transit-key",
+        CredentialKind::SigningKey(_) => "signing-key",
+        CredentialKind::DomainCert(_) => "domain-cert",
+    }
+}
+
+/// The facts about one credential, before judging.
+#[derive(Default)]
+struct Facts {
+    seen: Observed,
+    source: &'static str,
+    detail: BTreeMap<String, String>,
+    /// A status the facts force regardless of time (an agent reporting `stale`).
+    floor: Option<(Status, String)>,
+}
+
+/// Reads posture of `env` for `spec` as of `now` (Unix seconds). Reads only.
+pub async fn collect(
+    client: &Client,
+    spec: &Spec,
+    env: &Environment,
+    now: i64,
+) -> Result<Report, Error> {
+    let creds: Vec<Credential> = spec
+        .credentials()
+        .into_iter()
+        .filter(|c| c.environments.contains(&env.name))
+        .collect();
+    let mut reader = Reader {
+        client,
+        spec,
+        env,
+        now,
+        reports: BTreeMap::new(),
+    };
+    let mut purposes = Vec::new();
+    for p in &spec.purposes {
+        let mine: Vec<&Credential> = creds.iter().filter(|c| p.covers(&c.id)).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let mut credentials = Vec::new();
+        for c in mine {
+            let facts = reader.facts(c).await?;
+            credentials.push(judged(p, c, facts, now));
+        }
+        let status = credentials
+            .iter()
+            .map(|c| c.status)
+            .max()
+            .unwrap_or(Status::Healthy);
+        purposes.push(PurposePosture {
+            purpose: p.id.to_string(),
+            owner: p.owner.clone(),
+            tier: p.tier.as_str(),
+            delivery: p.delivery.as_str(),
+            evidence: p.evidence.clone(),
+            status,
+            credentials,
+        });
+    }
+    let worst = purposes
+        .iter()
+        .map(|p| p.status)
+        .max()
+        .unwrap_or(Status::Healthy);
+    Ok(Report {
+        env: env.name.to_string(),
+        at: now,
+        purposes,
+        worst,
+    })
+}
+
+fn judged(p: &Purpose, c: &Credential, facts: Facts, now: i64) -> CredentialPosture {
+    let mut j = judge(p, &facts.seen, now);
+    if let Some((floor, why)) = facts.floor
+        && floor > j.status
+    {
+        j.status = floor;
+        j.reason = why;
+    }
+    CredentialPosture {
+        id: c.id.clone(),
+        identity: c.identity.to_string(),
+        kind: kind_word(&c.kind),
+        status: j.status,
+        reason: j.reason,
+        issued_at: facts.seen.issued_at,
+        expires_at: facts.seen.expires_at,
+        rotation_due_at: j.rotation_due_at,
+        source: facts.source,
+        detail: facts.detail,
+    }
+}
+
+struct Reader<'a> {
+    client: &'a Client,
+    spec: &'a Spec,
+    env: &'a Environment,
+    now: i64,
+    reports: BTreeMap<String, Option<DeliveryReport>>,
+}
+
+impl Reader<'_> {
+    /// GET that maps "absent" (404, or a path under a backend that is not mounted) to `None`.
+    async fn get(&self, path: &str) -> Result<Option<Value>, Error> {
+        match self.client.read(path).await {
+            Ok(s) => Ok(s.data),
+            Err(e) if e.is_not_found() || matches!(e.status(), Some(400 | 405)) => Ok(None),
+            Err(source) => Err(Error::Bao {
+                env: self.env.name.to_string(),
+                what: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    async fn list(&self, path: &str) -> Result<Vec<String>, Error> {
+        match self.client.list(path).await {
+            Ok(v) => Ok(v),
+            Err(e) if e.is_not_found() || matches!(e.status(), Some(400 | 405)) => Ok(Vec::new()),
+            Err(source) => Err(Error::Bao {
+                env: self.env.name.to_string(),
+                what: format!("list {path}"),
+                source,
+            }),
+        }
+    }
+
+    async fn report(&mut self, identity: &str) -> Result<Option<DeliveryReport>, Error> {
+        if let Some(r) = self.reports.get(identity) {
+            return Ok(r.clone());
+        }
+        let path = format!(
+            "{}/data/{}/{identity}",
+            warden_plan::META_MOUNT,
+            warden_plan::DELIVERED_PREFIX
+        );
+        let r = self
+            .get(&path)
+            .await?
+            .and_then(|d| d.get("data").cloned())
+            .and_then(|d| serde_json::from_value::<DeliveryReport>(d).ok());
+        self.reports.insert(identity.to_owned(), r.clone());
+        Ok(r)
+    }
+
+    async fn facts(&mut self, c: &Credential) -> Result<Facts, Error> {
+        let m = &self.env.mounts;
+        let n = &self.spec.naming;
+        let id = c.identity.clone();
+        match &c.kind {
+            CredentialKind::IdentityCert | CredentialKind::Certificate => self.delivered(c).await,
+            CredentialKind::Secret(name) => {
+                let path = format!("{}/metadata/{}/{name}", m.kv, n.kv_prefix.render(&id));
+                self.kv_version(&path).await
+            }
+            CredentialKind::SigningKey(name) => {
+                let path = format!(
+                    "{}/metadata/{}/signing/{name}",
+                    m.kv,
+                    n.kv_prefix.render(&id)
+                );
+                self.kv_version(&path).await
+            }
+            CredentialKind::TransitKey(name) => {
+                let key = format!("{id}-{name}");
+                let mut f = Facts {
+                    source: "transit key",
+                    ..Facts::default()
+                };
+                if let Some(d) = self.get(&format!("{}/keys/{key}", m.transit)).await? {
+                    let latest = d.get("latest_version").and_then(Value::as_u64).unwrap_or(0);
+                    f.detail.insert("version".into(), latest.to_string());
+                    if let Some(min) = d.get("min_decryption_version").and_then(Value::as_u64) {
+                        f.detail
+                            .insert("min_decryption_version".into(), min.to_string());
+                    }
+                    // `keys` maps version → creation time (symmetric) or → an object with
+                    // `creation_time` (asymmetric).
+                    let created = d
+                        .get("keys")
+                        .and_then(|k| k.get(latest.to_string()))
+                        .and_then(|v| match v {
+                            Value::Number(n) => n.as_i64(),
+                            Value::Object(o) => {
+                                o.get("creation_time").and_then(Value::as_str).and_then(ts)
+                            }
+                            _ => None,
+                        });
+                    f.seen.issued_at = created;
+                }
+                Ok(f)
+            }
+            CredentialKind::SecretId => {
+                let role = n.approle_role.render(&id);
+                let base = format!("auth/{}/role/{role}/secret-id", m.approle);
+                let mut f = Facts {
+                    source: "approle secret-id metadata",
+                    ..Facts::default()
+                };
+                let accessors = self.list(&base).await?;
+                f.detail.insert("live".into(), accessors.len().to_string());
+                // The newest live secret-id decides: issuance time and expiry, never the id.
+                for a in accessors {
+                    let Ok(s) = self
+                        .client
+                        .write(
+                            &format!("{base}-accessor/lookup"),
+                            &serde_json::json!({ "secret_id_accessor": a }),
+                            warden_bao::Idempotent::Yes,
+                        )
+                        .await
+                    else {
+                        continue;
+                    };
+                    let Some(d) = s.and_then(|s| s.data) else {
+                        continue;
+                    };
+                    let created = d.get("creation_time").and_then(Value::as_str).and_then(ts);
+                    let expires = d
+                        .get("expiration_time")
+                        .and_then(Value::as_str)
+                        .and_then(ts)
+                        .filter(|e| *e > 0);
+                    if created > f.seen.issued_at {
+                        f.seen.issued_at = created;
+                        f.seen.expires_at = expires;
+                    }
+                }
+                Ok(f)
+            }
+            CredentialKind::Database(_) => {
+                let role = n.db_role.render(&id);
+                let prefix = format!("sys/leases/lookup/{}/creds/{role}", m.database);
+                let mut f = Facts {
+                    source: "database leases",
+                    ..Facts::default()
+                };
+                let leases = self.list(&prefix).await?;
+                f.detail
+                    .insert("live_leases".into(), leases.len().to_string());
+                for l in leases {
+                    let lease_id = format!("{}/creds/{role}/{l}", m.database);
+                    let Ok(Some(s)) = self
+                        .client
+                        .write(
+                            "sys/leases/lookup",
+                            &serde_json::json!({ "lease_id": lease_id }),
+                            warden_bao::Idempotent::Yes,
+                        )
+                        .await
+                    else {
+                        continue;
+                    };
+                    let Some(d) = s.data else { continue };
+                    let issued = d.get("issue_time").and_then(Value::as_str).and_then(ts);
+                    let expires = d.get("expire_time").and_then(Value::as_str).and_then(ts);
+                    if issued > f.seen.issued_at {
+                        f.seen.issued_at = issued;
+                        f.seen.expires_at = expires;
+                    }
+                }
+                // The agent's report, when there is one, says what is actually deployed.
+                if let Some(r) = self.report(id.as_str()).await?
+                    && let Some(o) = r.outputs.iter().find(|o| o.credential == c.id)
+                {
+                    apply_report(&mut f, o);
+                }
+                Ok(f)
+            }
+            CredentialKind::CiToken => {
+                let mut f = Facts {
+                    source: "jwt role",
+                    ..Facts::default()
+                };
+                let Some(pipeline) = self
+                    .spec
+                    .identity(id.as_str())
+                    .and_then(|i| i.pipeline.clone())
+                else {
+                    return Ok(f);
+                };
+                let path = format!("auth/{}/role/{}", m.jwt, n.ci_role.render(&pipeline.app));
+                if let Some(d) = self.get(&path).await? {
+                    // Tokens are minted per run and live at most token_max_ttl: a token minted
+                    // now is the worst case.
+                    let max = d.get("token_max_ttl").and_then(Value::as_i64).unwrap_or(0);
+                    f.seen.issued_at = Some(self.now);
+                    f.seen.expires_at = (max > 0).then_some(self.now + max);
+                    f.detail.insert("token_max_ttl".into(), format!("{max}s"));
+                }
+                Ok(f)
+            }
+            CredentialKind::DomainCert(slug) => {
+                let mut f = Facts {
+                    source: "domain certificate in kv",
+                    ..Facts::default()
+                };
+                let Some(d) = self.spec.domains.iter().find(|d| d.slug.as_str() == slug) else {
+                    return Ok(f);
+                };
+                f.seen.renew_before_secs = Some(d.renew_before.as_secs());
+                let meta = format!("{}/metadata/{}", m.kv, d.kv_path());
+                let Some(md) = self.get(&meta).await? else {
+                    return Ok(f);
+                };
+                let version = md
+                    .get("current_version")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
+                f.detail.insert("version".into(), version.to_string());
+                // `not_after` and `serial` are also kept in the version's custom metadata?
+                // No: they are fields of the entry; read only those two.
+                if let Some(data) = self
+                    .get(&format!("{}/data/{}", m.kv, d.kv_path()))
+                    .await?
+                    .and_then(|v| v.get("data").cloned())
+                {
+                    let field = |k: &str| data.get(k).and_then(Value::as_str).map(str::to_owned);
+                    f.seen.expires_at = field("not_after").as_deref().and_then(ts);
+                    f.seen.issued_at = field("issued_at")
+                        .as_deref()
+                        .and_then(ts)
+                        .or_else(|| version_time(&md, version));
+                    if let Some(s) = field("serial") {
+                        f.detail.insert("serial".into(), s);
+                    }
+                }
+                Ok(f)
+            }
+        }
+    }
+
+    async fn kv_version(&self, metadata_path: &str) -> Result<Facts, Error> {
+        let mut f = Facts {
+            source: "kv metadata",
+            ..Facts::default()
+        };
+        if let Some(md) = self.get(metadata_path).await? {
+            let v = md
+                .get("current_version")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            f.detail.insert("version".into(), v.to_string());
+            f.seen.issued_at = version_time(&md, v);
+            let deleted = md
+                .get("versions")
+                .and_then(|vs| vs.get(v.to_string()))
+                .is_some_and(|x| {
+                    x.get("destroyed").and_then(Value::as_bool) == Some(true)
+                        || x.get("deletion_time")
+                            .and_then(Value::as_str)
+                            .is_some_and(|s| !s.is_empty())
+                });
+            if deleted {
+                f.floor = Some((Status::Unknown, format!("version {v} is deleted")));
+            }
+        }
+        Ok(f)
+    }
+
+    async fn delivered(&mut self, c: &Credential) -> Result<Facts, Error> {
+        let mut f = Facts {
+            source: "agent report",
+            ..Facts::default()
+        };
+        match self.report(c.identity.as_str()).await? {
+            Some(r) => match r.outputs.iter().find(|o| o.credential == c.id) {
+                Some(o) => apply_report(&mut f, o),
+                None => {
+                    f.floor = Some((
+                        Status::Unknown,
+                        "the agent's report does not include it".to_owned(),
+                    ))
+                }
+            },
+            None => {
+                f.floor = Some((
+                    Status::Unknown,
+                    "no agent has reported a delivery".to_owned(),
+                ));
+            }
+        }
+        Ok(f)
+    }
+}
+
+fn version_time(md: &Value, v: u64) -> Option<i64> {
+    md.get("versions")
+        .and_then(|vs| vs.get(v.to_string()))
+        .and_then(|x| x.get("created_time"))
+        .and_then(Value::as_str)
+        .and_then(ts)
+}
+
+fn apply_report(f: &mut Facts, o: &DeliveredOutput) {
+    f.source = "agent report";
+    f.seen.issued_at = o.issued_at.as_deref().and_then(ts).or(f.seen.issued_at);
+    f.seen.expires_at = o.expires_at.as_deref().and_then(ts).or(f.seen.expires_at);
+    for (k, v) in [
+        ("serial", &o.serial),
+        ("digest", &o.digest),
+        ("delivered_at", &o.delivered_at),
+        ("last_reload", &o.last_reload),
+        ("agent_state", &o.state),
+    ] {
+        if let Some(v) = v {
+            f.detail.insert(k.to_owned(), v.clone());
+        }
+    }
+    if o.state.as_deref().is_some_and(|s| s != "fresh") {
+        f.floor = Some((
+            Status::Stale,
+            format!(
+                "the agent reports this output {}",
+                o.state.as_deref().unwrap_or_default()
+            ),
+        ));
+    }
+}

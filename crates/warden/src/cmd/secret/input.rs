@@ -1,0 +1,152 @@
+//! Where secret values and transit inputs come from: a file or stdin, never argv (argv is
+//! visible to every user in `ps`), and never typed at a terminal (it would echo).
+//!
+//! A secret's value is a JSON object (`{"key": "value", …}`, any JSON values) or `KEY=VALUE`
+//! lines. Error messages name the line and the key, never the content: the content is the
+//! secret.
+
+use std::io::{IsTerminal, Read};
+use std::path::Path;
+
+use anyhow::Context;
+use warden_bao::{KvData, SecretValue};
+use zeroize::Zeroizing;
+
+use crate::hint::HintExt;
+
+/// Reads all of `file`, or of stdin when `file` is `None`. Refuses a terminal on stdin.
+pub(crate) fn read_bytes(file: Option<&Path>, what: &str) -> anyhow::Result<Zeroizing<Vec<u8>>> {
+    let mut buf = Zeroizing::new(Vec::new());
+    match file {
+        Some(path) => {
+            let mut f = std::fs::File::open(path)
+                .with_context(|| format!("could not open {}", path.display()))?;
+            f.read_to_end(&mut buf)
+                .with_context(|| format!("could not read {}", path.display()))?;
+        }
+        None => {
+            let stdin = std::io::stdin();
+            if stdin.is_terminal() {
+                return Err(anyhow::anyhow!(
+                    "refusing to read {what} from a terminal: it would be echoed and kept in scrollback"
+                ))
+                .hint("pipe it in (`… < file`) or pass --from-file FILE / --in FILE");
+            }
+            stdin
+                .lock()
+                .read_to_end(&mut buf)
+                .with_context(|| format!("could not read {what} from stdin"))?;
+        }
+    }
+    Ok(buf)
+}
+
+/// Reads and parses a secret's value (see the module doc for the formats).
+pub(crate) fn read_secret(file: Option<&Path>) -> anyhow::Result<KvData> {
+    let origin = file.map_or_else(|| "stdin".to_owned(), |p| p.display().to_string());
+    let bytes = read_bytes(file, "the secret's value")?;
+    let text = std::str::from_utf8(&bytes)
+        .ok()
+        .with_context(|| format!("{origin}: the value is not UTF-8 text"))
+        .hint("write the value as a JSON object or KEY=VALUE lines")?;
+    parse_secret(text, &origin)
+}
+
+/// Parses a JSON object or `KEY=VALUE` lines.
+pub(crate) fn parse_secret(text: &str, origin: &str) -> anyhow::Result<KvData> {
+    let data = if text.trim_start().starts_with('{') {
+        parse_json(text, origin)?
+    } else {
+        parse_lines(text, origin)?
+    };
+    if data.is_empty() {
+        return Err(anyhow::anyhow!("{origin}: no keys in the value"))
+            .hint("write a JSON object ({\"key\": \"value\"}) or KEY=VALUE lines");
+    }
+    Ok(data)
+}
+
+fn parse_json(text: &str, origin: &str) -> anyhow::Result<KvData> {
+    // The top level is known to be an object, so serde_json's messages can only be about
+    // syntax (with line and column), never quote a value.
+    serde_json::from_str::<KvData>(text)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{origin}:{}:{}: not a valid JSON object ({:?} error)",
+                e.line(),
+                e.column(),
+                e.classify()
+            )
+        })
+        .hint("check the JSON syntax near that position (the value itself is not shown)")
+}
+
+fn parse_lines(text: &str, origin: &str) -> anyhow::Result<KvData> {
+    let mut data = KvData::new();
+    let mut first_line: std::collections::BTreeMap<String, usize> = Default::default();
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(anyhow::anyhow!(
+                "{origin}:{n}: expected KEY=VALUE (the line has no `=`)"
+            ))
+            .hint("one KEY=VALUE per line; or give a JSON object");
+        };
+        let key = key.trim();
+        if key.is_empty()
+            || !key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        {
+            return Err(anyhow::anyhow!("{origin}:{n}: `{key}` is not a valid key")).hint(
+                "keys use A-Z, a-z, 0-9, '_', '.' and '-'; for other keys give a JSON object",
+            );
+        }
+        if let Some(prev) = first_line.insert(key.to_owned(), n) {
+            return Err(anyhow::anyhow!(
+                "{origin}:{n}: key `{key}` is given twice (first on line {prev})"
+            ))
+            .hint("keep one of them");
+        }
+        data.insert(key, SecretValue::text(value.to_owned()));
+    }
+    Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_and_json_parse() {
+        let d = parse_secret("# comment\nA=1\n\nb.c = x=y\r\n", "f").expect("lines");
+        assert_eq!(d.keys().collect::<Vec<_>>(), ["A", "b.c"]);
+        assert_eq!(
+            d.get("b.c").map(|v| v.expose().clone()),
+            Some(" x=y".into())
+        );
+        let d = parse_secret(" {\"n\": 5, \"s\": \"v\"}", "f").expect("json");
+        assert_eq!(d.get("n").map(|v| v.expose().clone()), Some(5.into()));
+    }
+
+    #[test]
+    fn errors_name_the_line_never_the_value() {
+        let err = format!("{:#}", parse_secret("A=1\nSECRETVALUE\n", "f").unwrap_err());
+        assert!(err.contains("f:2:"), "{err}");
+        assert!(!err.contains("SECRETVALUE"), "{err}");
+        let err = format!("{:#}", parse_secret("A=1\nA=2\n", "f").unwrap_err());
+        assert!(err.contains("given twice (first on line 1)"), "{err}");
+        let err = format!(
+            "{:#}",
+            parse_secret("{\"a\": \"SECRET\" \"b\"}", "f").unwrap_err()
+        );
+        assert!(err.contains("f:1:"), "{err}");
+        assert!(!err.contains("SECRET"), "{err}");
+        assert!(parse_secret("\n# only a comment\n", "f").is_err());
+        assert!(parse_secret("{}", "f").is_err());
+    }
+}

@@ -1,0 +1,220 @@
+//! What `secret`, `transit` and `ci` commands share: one environment of the spec, a client for
+//! it, and whose token that client carries.
+//!
+//! The client is the one [`crate::context`] builds (with `--lab`: the lab's operator
+//! certificate and root token; otherwise the spec's address and `VAULT_*`/`BAO_*`). With
+//! `--token-file` the token in that file replaces the operator's, so a CI step that ran
+//! `warden ci login` acts with exactly the pipeline's policy — the lab's operator certificate
+//! then only carries the mTLS transport the lab's listeners require.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use secrecy::SecretString;
+use warden_bao::Client;
+use warden_spec::{Environment, Identity, IdentityKind, Spec};
+use zeroize::Zeroizing;
+
+use crate::context::{Resolved, Target};
+use crate::hint::HintExt;
+use crate::output::Output;
+
+/// `--spec/--lab/--env` plus the token to act with.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Access {
+    #[command(flatten)]
+    pub(crate) target: Target,
+    /// Act with the token in FILE (for example the one `warden ci login` wrote) instead of the
+    /// lab's operator token or VAULT_TOKEN.
+    #[arg(long, value_name = "FILE", env = "WARDEN_TOKEN_FILE")]
+    pub(crate) token_file: Option<PathBuf>,
+}
+
+/// One environment, resolved, with a client for it.
+pub(crate) struct Session {
+    pub(crate) resolved: Resolved,
+    pub(crate) env: Environment,
+    pub(crate) client: Client,
+}
+
+impl Access {
+    /// Loads the spec, picks the one environment and builds the client. Contacts nothing.
+    pub(crate) fn open(&self, command: &str, out: &Output) -> anyhow::Result<Session> {
+        let resolved = self.target.resolve()?;
+        let env = one_env(&self.target, &resolved, command)?.clone();
+        let client = resolved.client(&env)?;
+        if let Some(path) = &self.token_file {
+            client.set_token(read_token_file(path, out)?);
+        }
+        if !client.has_token() {
+            return Err(anyhow::anyhow!(
+                "{}: no token to act with",
+                env.name.as_str()
+            ))
+            .hint("pass --token-file FILE (e.g. from `warden ci login`), set VAULT_TOKEN, or use --lab DIR");
+        }
+        Ok(Session {
+            resolved,
+            env,
+            client,
+        })
+    }
+}
+
+impl Session {
+    pub(crate) fn spec(&self) -> &Spec {
+        &self.resolved.spec
+    }
+
+    pub(crate) fn env_name(&self) -> &str {
+        self.env.name.as_str()
+    }
+
+    /// Who the token is (its display name, e.g. `root` or `jwt-repo:org/app:ref:…`), for the
+    /// change records; `None` when the token may not look itself up.
+    pub(crate) async fn whoami(&self) -> Option<String> {
+        self.client
+            .token_lookup_self()
+            .await
+            .ok()
+            .map(|t| t.display_name)
+            .filter(|n| !n.is_empty())
+    }
+
+    /// The app (or container) called `name`, which must live in this environment.
+    pub(crate) fn owner(&self, name: &str, kinds: &[IdentityKind]) -> anyhow::Result<&Identity> {
+        let spec = self.spec();
+        let env = self.env_name();
+        let candidates: Vec<&str> = spec
+            .identities
+            .iter()
+            .filter(|i| kinds.contains(&i.kind))
+            .map(|i| i.name.as_str())
+            .collect();
+        let Some(id) = spec.identity(name) else {
+            let err = anyhow::anyhow!("the spec has no app `{name}`");
+            return match warden_spec::suggest(name, candidates.iter().copied()) {
+                Some(s) => Err(err).with_hint(|| format!("did you mean `{s}`?")),
+                None => Err(err).with_hint(|| format!("it has: {}", candidates.join(", "))),
+            };
+        };
+        if !kinds.contains(&id.kind) {
+            let hint = match &id.pipeline {
+                Some(p) => format!(
+                    "`{name}` is a pipeline; it acts on app `{}`'s secrets: name the app",
+                    p.app
+                ),
+                None => format!("name one of: {}", candidates.join(", ")),
+            };
+            return Err(anyhow::anyhow!(
+                "`{name}` is a {}, which has none of these",
+                id.kind.as_str()
+            ))
+            .hint(hint);
+        }
+        if !id.in_env(env) {
+            return Err(anyhow::anyhow!(
+                "`{name}` does not live in environment `{env}`"
+            ))
+            .with_hint(|| {
+                let envs: Vec<&str> = id.environments.iter().map(|e| e.as_str()).collect();
+                format!("its environments are: {}", envs.join(", "))
+            });
+        }
+        Ok(id)
+    }
+}
+
+/// These commands act on exactly one environment: the one named, or the spec's only one.
+fn one_env<'r>(
+    target: &Target,
+    resolved: &'r Resolved,
+    command: &str,
+) -> anyhow::Result<&'r Environment> {
+    let known = || {
+        resolved
+            .spec
+            .environments
+            .iter()
+            .map(|e| e.name.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match resolved.envs.as_slice() {
+        [env] => Ok(env),
+        _ if target.envs.is_empty() => {
+            Err(anyhow::anyhow!("{command} needs the environment to act in"))
+                .with_hint(|| format!("add --env NAME (the spec has: {})", known()))
+        }
+        _ => Err(anyhow::anyhow!(
+            "{command} works on one environment at a time, got --env {}",
+            target.envs.join(",")
+        ))
+        .hint("run it once per environment; each is a separate server"),
+    }
+}
+
+/// Reads a token file: the first line, trimmed. Warns when others may read it.
+pub(crate) fn read_token_file(path: &Path, out: &Output) -> anyhow::Result<SecretString> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("could not read the token file {}", path.display()))
+        .hint("`warden ci login` writes one (--token-out FILE)")?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        out.warn(format!(
+            "{} can be read by other users (mode {:o}); a token file should be 0600",
+            path.display(),
+            meta.permissions().mode() & 0o777
+        ));
+    }
+    let raw = Zeroizing::new(
+        std::fs::read_to_string(path)
+            .with_context(|| format!("could not read the token file {}", path.display()))?,
+    );
+    let token = raw.lines().next().unwrap_or("").trim();
+    if token.is_empty() {
+        anyhow::bail!("the token file {} is empty", path.display());
+    }
+    Ok(SecretString::from(token.to_owned()))
+}
+
+/// Checks a secret's name: one path segment of `A-Z a-z 0-9 . _ -`, so it can never reach
+/// outside the app's prefix.
+pub(crate) fn check_secret_name(name: &str) -> anyhow::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!("`{name}` is not a valid secret name"))
+            .hint("use 1-128 characters of A-Z, a-z, 0-9, '.', '_' and '-' (no '/': a secret lives directly under its app)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_names_stay_one_segment() {
+        for ok in ["config", "stripe.v2", "a_b-c"] {
+            assert!(check_secret_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "../ledger/config",
+            "a b",
+            &"x".repeat(129),
+        ] {
+            assert!(check_secret_name(bad).is_err(), "{bad}");
+        }
+    }
+}

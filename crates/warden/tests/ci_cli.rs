@@ -1,0 +1,268 @@
+//! End-to-end: a CI pipeline logs in with its OIDC token (`warden ci login`) against a real lab
+//! provisioned by `warden apply`, and then does exactly what its role allows through
+//! `warden secret --token-file`.
+//!
+//! The CI system is played by `CiSigner`: an ES256 key generated here whose public half the
+//! spec lists in `validation_pubkeys`, signing tokens with Gitea-like claims. One lab for the
+//! whole binary; the steps run in order.
+
+mod common;
+#[allow(dead_code)]
+#[path = "provision/identity.rs"]
+mod identity;
+#[path = "secrets/support.rs"]
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use secrecy::ExposeSecret;
+use serde_json::json;
+use warden_bao::Client;
+
+use identity::{CiSigner, ci_claims};
+use support::{AUDIENCE, ISSUER, Platform, write_private};
+
+const CONFIG_VALUE: &str = "ci-written-config-value-31337";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_logs_in_and_writes_only_its_apps_config() {
+    let ci = CiSigner::generate();
+    let p = Platform::start(&ci.public_pem()).await;
+    let operator = p.lab.client("test");
+    let jwt = |name: &str, repository: &str, git_ref: &str| {
+        let token = ci.sign(&ci_claims(ISSUER, AUDIENCE, repository, git_ref));
+        let path = p.path(name);
+        write_private(&path, token.expose_secret().as_bytes());
+        path
+    };
+    let wrong_branch = jwt("dev.jwt", "platform/billing", "refs/heads/dev");
+    let wrong_repo = jwt("ledger.jwt", "platform/ledger", "refs/heads/main");
+    let right = jwt("main.jwt", "platform/billing", "refs/heads/main");
+    let token_out = p.path("run/token");
+    std::fs::create_dir(p.path("run")).expect("mkdir");
+
+    refused_claims(&p, &wrong_branch, &wrong_repo, &token_out);
+    let token = logs_in(&p, &right, &token_out);
+    writes_only_its_own(&p, &operator, &token_out, &token).await;
+    token_sources_and_logout(&p, &right).await;
+}
+
+fn login_args<'a>(jwt: &'a Path, out: &'a Path) -> Vec<&'a str> {
+    vec![
+        "--role",
+        "gitea_cicd_billing",
+        "--jwt-file",
+        common::s(jwt),
+        "--token-out",
+        common::s(out),
+    ]
+}
+
+/// Wrong branch, wrong repository: refused, the claim and both values named, no token file.
+fn refused_claims(p: &Platform, wrong_branch: &Path, wrong_repo: &Path, out: &Path) {
+    let run = p.run(&["ci", "login"], &login_args(wrong_branch, out), None, &[]);
+    run.code(1)
+        .says("login as `gitea_cicd_billing` refused")
+        .says("`ref` claim is refs/heads/dev; the role accepts refs/heads/main")
+        .says("hint: run this step from an allowed branch");
+    let run = p.run(&["ci", "login"], &login_args(wrong_repo, out), None, &[]);
+    run.code(1)
+        .says("`repository` claim is platform/ledger; the role accepts platform/billing");
+    assert!(!out.exists(), "a refused login must not leave a token file");
+
+    // A role no pipeline has, and a missing place for the token.
+    let run = p.run(
+        &["ci", "login"],
+        &[
+            "--role",
+            "gitea_cicd_biling",
+            "--jwt-file",
+            common::s(wrong_branch),
+        ],
+        None,
+        &[],
+    );
+    run.code(1).says("did you mean `gitea_cicd_billing`?");
+    let mut cmd_args = login_args(wrong_branch, out);
+    cmd_args.truncate(4); // no --token-out
+    let run = p.run(
+        &["ci", "login"],
+        &cmd_args,
+        None,
+        &[("XDG_RUNTIME_DIR", "")],
+    );
+    run.code(1)
+        .says("XDG_RUNTIME_DIR is not set")
+        .says("--token-out");
+}
+
+/// The right branch of the right repository: a token in a 0600 file, never printed.
+fn logs_in(p: &Platform, jwt: &Path, out: &Path) -> String {
+    let run = p.run(&["ci", "login"], &login_args(jwt, out), None, &[]);
+    let text = run.ok();
+    assert!(
+        text.stdout.contains("policies [billing-ops]"),
+        "{}",
+        text.stdout
+    );
+    let mode = std::fs::metadata(out)
+        .expect("token file")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600, "token file mode");
+    let token = std::fs::read_to_string(out)
+        .expect("read token")
+        .trim()
+        .to_owned();
+    assert!(token.starts_with("s."), "an OpenBao token");
+    text.never_shows(&token);
+
+    let mut json_args = login_args(jwt, out);
+    json_args.extend(["-o", "json"]);
+    let run = p.run(&["ci", "login"], &json_args, None, &[]);
+    let r = run.ok().json();
+    let token = std::fs::read_to_string(out)
+        .expect("read token")
+        .trim()
+        .to_owned();
+    run.never_shows(&token);
+    assert_eq!(r["policies"], json!(["billing-ops"]), "{r}");
+    assert_eq!(r["role"], "gitea_cicd_billing");
+    assert!(r["ttl_seconds"].as_u64().is_some_and(|t| t > 0), "{r}");
+    assert!(r["accessor"].as_str().is_some_and(|a| !a.is_empty()), "{r}");
+    token
+}
+
+async fn writes_only_its_own(p: &Platform, operator: &Client, token_file: &Path, token: &str) {
+    let as_ci = ["--token-file", common::s(token_file)];
+    let put = |app: &'static str, name: &'static str| {
+        p.run(
+            &["secret", "put", app, name],
+            &as_ci,
+            Some(format!("setting={CONFIG_VALUE}\n").as_bytes()),
+            &[],
+        )
+    };
+
+    // Its app's config: written, and recorded as written by the pipeline.
+    let run = put("billing", "config");
+    run.ok().never_shows(CONFIG_VALUE).never_shows(token);
+    assert!(run.stdout.contains("version 1 written"), "{}", run.stdout);
+    let stored = operator
+        .kv2("kvv2")
+        .read("billing/config", None)
+        .await
+        .expect("operator reads billing/config");
+    assert_eq!(
+        stored.data.get("setting").map(|v| v.expose().clone()),
+        Some(json!(CONFIG_VALUE))
+    );
+    let h = p
+        .run(
+            &["secret", "history", "billing", "config"],
+            &["-o", "json"],
+            None,
+            &[],
+        )
+        .ok()
+        .json();
+    assert_eq!(
+        h["versions"][0]["by"], "jwt-repo:platform/billing:ref:refs/heads/main",
+        "{h}"
+    );
+
+    // Another app's config, and a secret of its own app it is not granted: refused.
+    for (app, name) in [("ledger", "config"), ("billing", "admin")] {
+        let run = put(app, name);
+        run.code(1).says("permission denied").never_shows(token);
+        let err = operator
+            .kv2("kvv2")
+            .read(&format!("{app}/{name}"), None)
+            .await
+            .expect_err("nothing may have been written");
+        assert!(matches!(err, warden_bao::KvError::NotFound { .. }), "{err}");
+    }
+    operator
+        .kv2("kvv2")
+        .write(
+            "ledger/config",
+            &{
+                let mut d = warden_bao::KvData::new();
+                d.insert(
+                    "k",
+                    warden_bao::SecretValue::text("ledger-private-value".into()),
+                );
+                d
+            },
+            None,
+        )
+        .await
+        .expect("seed ledger/config");
+    let run = p.run(&["secret", "get", "ledger", "config"], &as_ci, None, &[]);
+    run.code(1)
+        .says("permission denied")
+        .never_shows("ledger-private-value");
+    let run = p.run(
+        &["secret", "get", "ledger", "config"],
+        &["--token-file", common::s(token_file), "--reveal"],
+        None,
+        &[],
+    );
+    run.code(1).never_shows("ledger-private-value");
+}
+
+/// `--jwt-file-env` (the variable holds the token file's path), the default location under
+/// `$XDG_RUNTIME_DIR`, and logout revoking the token.
+async fn token_sources_and_logout(p: &Platform, jwt: &Path) {
+    let runtime = p.path("xdg");
+    std::fs::create_dir(&runtime).expect("mkdir");
+    let run = p.run(
+        &["ci", "login"],
+        &["--app", "billing", "--jwt-file-env", "CI_OIDC_TOKEN_FILE"],
+        None,
+        &[
+            ("CI_OIDC_TOKEN_FILE", common::s(jwt)),
+            ("XDG_RUNTIME_DIR", common::s(&runtime)),
+        ],
+    );
+    run.ok();
+    let default = runtime.join("warden").join("token");
+    let dir_mode = std::fs::metadata(runtime.join("warden"))
+        .expect("dir")
+        .permissions()
+        .mode();
+    assert_eq!(dir_mode & 0o777, 0o700);
+    let token = std::fs::read_to_string(&default).expect("token at the default place");
+    run.never_shows(token.trim());
+
+    let run = p.run(
+        &["ci", "login"],
+        &[
+            "--app",
+            "billing",
+            "--jwt-file-env",
+            "NOT_SET_ANYWHERE",
+            "--token-out",
+            "x",
+        ],
+        None,
+        &[],
+    );
+    run.code(1)
+        .says("--jwt-file-env NOT_SET_ANYWHERE: the variable is not set");
+
+    let run = p.run(
+        &["ci", "logout"],
+        &["-o", "json"],
+        None,
+        &[("XDG_RUNTIME_DIR", common::s(&runtime))],
+    );
+    assert_eq!(run.ok().json()["revoked"], true);
+    assert!(!default.exists(), "logout deletes the token file");
+    let transport = identity::EnvAccess::of(&p.lab, "test").transport_client();
+    transport.set_token(warden_bao::SecretString::from(token.trim().to_owned()));
+    let err = transport.token_lookup_self().await.expect_err("revoked");
+    assert!(err.is_permission_denied(), "{err}");
+}

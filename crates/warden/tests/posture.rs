@@ -1,0 +1,321 @@
+//! End-to-end: `warden posture` against a real lab. One spec whose purposes are chosen so that
+//! live state — written now, judged a few seconds later — puts at least one purpose in each
+//! status (healthy, due, stale, expired, revoked, unknown). Nothing is edited: the statuses
+//! come from KV metadata, the transit key's version time, the JWT role and the absence of an
+//! agent report. `--at` (the injectable clock) then moves the same state into the future.
+
+#![allow(clippy::print_stderr)] // the posture table goes to the test log on purpose
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+use warden_bao::Idempotent;
+use warden_testkit::LabEnv;
+
+use common::{s, text, warden};
+
+const SPEC: &str = r#"version = 1
+
+[environments.test]
+domain = "test.warden.internal"
+
+[environments.test.ci]
+issuer   = "https://ci.example"
+audience = "openbao-test"
+
+[apps.billing]
+environments = ["test"]
+secrets      = ["config", "stripe"]
+transit_keys = [{ name = "payments" }]
+
+[apps.ledger]
+environments = ["test"]
+secrets      = ["config"]
+
+[containers.worker]
+environments = ["test"]
+
+[pipelines.billing-ci]
+app          = "billing"
+environments = ["test"]
+repository   = "platform/billing"
+
+[domains."shop.test.example"]
+environments = ["test"]
+app          = "billing"
+ttl          = "1h"
+renew_before = "30m"
+
+[purposes.public]
+description = "public certificate; one second of grace, so the next renewal is refused"
+owner = "platform"
+tier = "vault_kv"
+delivery = "agent_file"
+rotation = { interval = "1s", grace = "1s", max_age = "1h" }
+evidence = "EV-PKI"
+covers = ["domain/*"]
+
+[purposes.billing-config]
+description = "billing's configuration"
+owner = "billing"
+tier = "vault_kv"
+delivery = "agent_file"
+rotation = { interval = "90d", grace = "24h" }
+evidence = "EV-CONFIG"
+covers = ["billing/secret/config"]
+
+[purposes.stripe]
+description = "payment provider key, rotated every second: due at once, stale after an hour"
+owner = "billing"
+tier = "vault_kv"
+delivery = "agent_file"
+rotation = { interval = "1s", grace = "1h" }
+evidence = "EV-PAYMENTS"
+covers = ["billing/secret/stripe"]
+
+[purposes.payments]
+description = "card token encryption; one second of grace"
+owner = "billing"
+tier = "vault_transit"
+delivery = "api"
+rotation = { interval = "1s", grace = "1s", max_age = "1h" }
+evidence = "EV-PAYMENTS"
+covers = ["billing/transit/payments"]
+
+[purposes.ledger-config]
+description = "ledger's configuration; may never be older than two seconds"
+owner = "ledger"
+tier = "vault_kv"
+delivery = "agent_file"
+rotation = { interval = "1s", grace = "1s", max_age = "2s" }
+evidence = "EV-CONFIG"
+covers = ["ledger/secret/config"]
+
+[purposes.ci]
+description = "pipeline sessions, withdrawn"
+owner = "platform"
+tier = "ephemeral"
+delivery = "exec_env"
+rotation = { interval = "15m", grace = "5m" }
+evidence = "EV-CI"
+covers = ["*/ci-token"]
+revoked = true
+
+[purposes.identity]
+description = "identities' mTLS certificates"
+owner = "platform"
+tier = "ephemeral"
+delivery = "agent_file"
+rotation = { interval = "20d", grace = "5d", max_age = "30d" }
+evidence = "EV-IDENTITY"
+covers = ["*/identity-cert", "*/certificate"]
+
+[purposes.bootstrap]
+description = "container secret-ids"
+owner = "platform"
+tier = "ephemeral"
+delivery = "reveal_once"
+rotation = { interval = "1h", grace = "15m" }
+evidence = "EV-BOOTSTRAP"
+covers = ["*/secret-id"]
+"#;
+
+fn statuses(report: &Value) -> BTreeMap<String, String> {
+    report["environments"][0]["purposes"]
+        .as_array()
+        .expect("purposes")
+        .iter()
+        .map(|p| {
+            (
+                p["purpose"].as_str().expect("id").to_owned(),
+                p["status"].as_str().expect("status").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posture_shows_every_status_from_live_state() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let lab = LabEnv::start(&["test"]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let spec = dir.path().join("warden.toml");
+    std::fs::write(&spec, SPEC).expect("write spec");
+    let base = ["--spec", s(&spec), "--lab", s(lab.dir())];
+    let args = |extra: &[&str]| -> Vec<String> {
+        extra
+            .iter()
+            .chain(base.iter())
+            .map(|a| (*a).to_owned())
+            .collect()
+    };
+    let run = |extra: &[&str]| {
+        let a = args(extra);
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        warden(&refs).output().expect("run warden")
+    };
+
+    // A spec missing a purpose is refused by apply, naming the credential.
+    let partial = SPEC.replace(
+        "covers = [\"*/secret-id\"]",
+        "covers = [\"billing/secret/config\"]",
+    );
+    let partial_path = dir.path().join("partial.toml");
+    std::fs::write(&partial_path, &partial).expect("write");
+    let out = warden(&["apply", "--spec", s(&partial_path), "--lab", s(lab.dir())])
+        .output()
+        .expect("run");
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("billing/secret/config") && err.contains("already governed"),
+        "{err}"
+    );
+    let uncovered = &SPEC[..SPEC
+        .find("[purposes.bootstrap]")
+        .expect("bootstrap purpose")];
+    std::fs::write(&partial_path, uncovered).expect("write");
+    let out = warden(&["apply", "--spec", s(&partial_path), "--lab", s(lab.dir())])
+        .output()
+        .expect("run");
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no purpose governs") && err.contains("worker/secret-id"),
+        "{err}"
+    );
+
+    let out = run(&["apply"]);
+    assert!(out.status.success(), "apply: {}", text(&out.stderr));
+
+    // The domain certificate's first issuance is allowed (nothing to be late about).
+    let out = run(&["domain", "renew"]);
+    assert!(
+        out.status.success(),
+        "first issuance: {}",
+        text(&out.stderr)
+    );
+
+    // Live state: three secrets written now, and one secret-id minted for the container.
+    let op = lab.client("test");
+    for path in ["billing/config", "billing/stripe", "ledger/config"] {
+        op.write(
+            &format!("kvv2/data/{path}"),
+            &json!({ "data": { "k": "v" } }),
+            Idempotent::No,
+        )
+        .await
+        .expect("write secret");
+    }
+    op.write(
+        "auth/approle/role/worker/secret-id",
+        &json!({}),
+        Idempotent::No,
+    )
+    .await
+    .expect("mint secret-id");
+    // The registry holds the contract, never a value.
+    let reg = op
+        .read("warden/data/registry/stripe")
+        .await
+        .expect("registry entry");
+    let entry = reg.data.expect("data")["data"].clone();
+    assert_eq!(entry["owner"], "billing");
+    assert_eq!(entry["credentials"], json!(["billing/secret/stripe"]));
+
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+
+    let out = run(&["posture", "--output", "json"]);
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("json: {e}\n{}\n{}", text(&out.stdout), text(&out.stderr)));
+    let got = statuses(&report);
+    eprintln!("{}", text(&run(&["posture"]).stdout));
+    let want: BTreeMap<String, String> = [
+        ("billing-config", "healthy"),
+        ("public", "stale"),
+        ("bootstrap", "healthy"),
+        ("stripe", "due"),
+        ("identity", "unknown"),
+        ("payments", "stale"),
+        ("ledger-config", "expired"),
+        ("ci", "revoked"),
+    ]
+    .into_iter()
+    .map(|(a, b)| (a.to_owned(), b.to_owned()))
+    .collect();
+    assert_eq!(got, want, "{report:#}");
+    assert_eq!(report["worst"], "revoked");
+    assert_eq!(
+        out.status.code(),
+        Some(14),
+        "worst status revoked → exit 14"
+    );
+    let dump = report.to_string();
+    assert!(!dump.contains("\"k\":\"v\""), "posture never shows a value");
+
+    // Fail closed: renewing the domain certificate outside its grace window is refused with
+    // the rule that refused it, and the stored version stays what it was.
+    let before = op
+        .read("kvv2/metadata/domains/shop.test.example/cert")
+        .await
+        .expect("metadata")
+        .data
+        .expect("data")["current_version"]
+        .clone();
+    let out = run(&["domain", "renew", "--force"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("outside the grace window of purpose `public`") && err.contains("hint:"),
+        "{err}"
+    );
+    let after = op
+        .read("kvv2/metadata/domains/shop.test.example/cert")
+        .await
+        .expect("metadata")
+        .data
+        .expect("data")["current_version"]
+        .clone();
+    assert_eq!(before, after, "a refused renewal writes nothing");
+    let out = run(&["posture", "--purpose", "public", "-o", "json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(statuses(&v)["public"], "stale", "{v:#}");
+
+    // One purpose alone: its own status decides the exit code.
+    let out = run(&["posture", "--purpose", "billing-config"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let out = run(&["posture", "--purpose", "stripe", "--fail-on", "stale"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "due is better than the stale gate"
+    );
+    let out = run(&["posture", "--purpose", "stripe"]);
+    assert_eq!(out.status.code(), Some(10), "due → exit 10");
+
+    // The same live state judged 91.6 days on: the 90-day config is past interval + grace
+    // (stale) but not past its default max age of interval + 2 × grace (expired).
+    let out = run(&[
+        "posture",
+        "--purpose",
+        "billing-config",
+        "--at",
+        "+2200h",
+        "--output",
+        "json",
+    ]);
+    let later: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(statuses(&later)["billing-config"], "stale", "{later:#}");
+    assert_eq!(out.status.code(), Some(12));
+
+    // A typo in --purpose gets a suggestion.
+    let out = run(&["posture", "--purpose", "strip"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("stripe"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -1,0 +1,254 @@
+//! Shared by `secrets_cli` and `ci_cli`: the platform spec these tests apply, a lab with it
+//! applied, and a runner for `warden` that can feed stdin and set variables.
+
+use std::path::{Path, PathBuf};
+
+use warden_testkit::LabEnv;
+
+use crate::common;
+
+/// The CI issuer and audience the spec trusts.
+pub(crate) const ISSUER: &str = "https://gitea.warden.internal";
+pub(crate) const AUDIENCE: &str = "openbao-test";
+
+/// One environment (`test`), two apps, one pipeline for billing, two transit keys of
+/// billing, and a purpose for every credential (apply refuses credentials without one).
+/// `ci_key` is the PEM file (relative to the spec) that verifies CI tokens.
+pub(crate) fn spec_text(ci_key: &str) -> String {
+    format!(
+        r#"version = 1
+
+[environments.test]
+domain        = "test.warden.internal"
+runtime_owner = "warden-test"
+app_root      = "/srv/warden/test"
+
+[environments.test.ci]
+issuer             = "{ISSUER}"
+audience           = "{AUDIENCE}"
+validation_pubkeys = ["{ci_key}"]
+
+[apps.billing]
+environments = ["test"]
+secrets      = ["config", "stripe"]
+transit_keys = [{{ name = "payments", type = "aes256-gcm96" }}, {{ name = "receipts", type = "ecdsa-p256" }}]
+
+[apps.ledger]
+environments = ["test"]
+secrets      = ["config"]
+
+[pipelines.billing-ci]
+app          = "billing"
+environments = ["test"]
+repository   = "platform/billing"
+branches     = ["main"]
+
+[purposes.workload-identity]
+description = "Each identity's mTLS client certificate"
+owner       = "platform"
+tier        = "ephemeral"
+delivery    = "agent_file"
+rotation    = {{ interval = "20d", grace = "5d", max_age = "30d" }}
+evidence    = "EV-IDENTITY"
+covers      = ["*/identity-cert"]
+
+[purposes.service-tls]
+description = "Server certificates of the apps"
+owner       = "platform"
+tier        = "ephemeral"
+delivery    = "agent_file"
+rotation    = {{ interval = "48h", grace = "24h", max_age = "72h" }}
+evidence    = "EV-PKI"
+covers      = ["*/certificate"]
+
+[purposes.app-config]
+description = "Each app's runtime configuration"
+owner       = "platform"
+tier        = "vault_kv"
+delivery    = "agent_file"
+rotation    = {{ interval = "90d", grace = "14d" }}
+evidence    = "EV-CONFIG"
+covers      = ["*/secret/config"]
+
+[purposes.billing-stripe]
+description = "Billing's payment provider key"
+owner       = "billing"
+tier        = "vault_kv"
+delivery    = "agent_file"
+rotation    = {{ interval = "30d", grace = "7d" }}
+evidence    = "EV-PAYMENTS"
+covers      = ["billing/secret/stripe"]
+
+[purposes.billing-transit]
+description = "Billing's encryption and receipt-signing keys; they never leave OpenBao"
+owner       = "billing"
+tier        = "vault_transit"
+delivery    = "api"
+rotation    = {{ interval = "30d", grace = "30d" }}
+evidence    = "EV-PAYMENTS"
+covers      = ["billing/transit/*"]
+
+[purposes.ci-session]
+description = "A pipeline's short-lived token from its OIDC token"
+owner       = "platform"
+tier        = "ephemeral"
+delivery    = "exec_env"
+rotation    = {{ interval = "15m", grace = "5m" }}
+evidence    = "EV-CI"
+covers      = ["*/ci-token"]
+"#
+    )
+}
+
+/// A lab with the spec applied. Dropped, it stops the lab.
+pub(crate) struct Platform {
+    pub(crate) lab: LabEnv,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) spec: PathBuf,
+}
+
+impl Platform {
+    /// Starts a one-environment lab, writes the spec (with `ci_public_pem` as the CI key) and
+    /// applies it with `warden apply`.
+    pub(crate) async fn start(ci_public_pem: &str) -> Self {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let lab = LabEnv::start(&["test"]).await;
+        let dir = tempfile::Builder::new()
+            .prefix("warden-secrets-")
+            .tempdir()
+            .expect("temp dir");
+        std::fs::write(dir.path().join("ci-signing.pem"), ci_public_pem).expect("write CI key");
+        let spec = dir.path().join("warden.toml");
+        std::fs::write(&spec, spec_text("ci-signing.pem")).expect("write spec");
+        let p = Self { lab, dir, spec };
+        p.run(&["apply"], &[], None, &[]).ok();
+        p
+    }
+
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `warden <cmd…> <args…> --spec S --lab L --env test [extra…]`, with `stdin` fed and
+    /// `vars` set.
+    pub(crate) fn run(
+        &self,
+        cmd: &[&str],
+        extra: &[&str],
+        stdin: Option<&[u8]>,
+        vars: &[(&str, &str)],
+    ) -> Run {
+        let mut args: Vec<String> = cmd.iter().map(|s| (*s).to_owned()).collect();
+        args.extend(
+            [
+                "--spec",
+                common::s(&self.spec),
+                "--lab",
+                common::s(self.lab.dir()),
+                "--env",
+                "test",
+            ]
+            .map(str::to_owned),
+        );
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut command = common::warden(&argv);
+        command.env_remove("WARDEN_TOKEN_FILE");
+        for (k, v) in vars {
+            command.env(k, v);
+        }
+        if let Some(input) = stdin {
+            command.write_stdin(input.to_vec());
+        }
+        let out = command.output().expect("run warden");
+        Run {
+            args,
+            code: out.status.code(),
+            stdout: common::text(&out.stdout),
+            stderr: common::text(&out.stderr),
+        }
+    }
+}
+
+/// One finished run.
+pub(crate) struct Run {
+    pub(crate) args: Vec<String>,
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+impl Run {
+    #[track_caller]
+    pub(crate) fn code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "warden {:?}: expected exit {code}\n--- stdout\n{}\n--- stderr\n{}",
+            self.args,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub(crate) fn ok(&self) -> &Self {
+        self.code(0)
+    }
+
+    #[track_caller]
+    pub(crate) fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "warden {:?}: stdout is not JSON ({e})\n--- stdout\n{}\n--- stderr\n{}",
+                self.args, self.stdout, self.stderr
+            )
+        })
+    }
+
+    /// Both streams.
+    pub(crate) fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+
+    /// Panics if `needle` appears in either stream.
+    #[track_caller]
+    pub(crate) fn never_shows(&self, needle: &str) -> &Self {
+        assert!(
+            !self.all().contains(needle),
+            "warden {:?} printed {needle:?}:\n--- stdout\n{}\n--- stderr\n{}",
+            self.args,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// Panics unless `needle` appears in stderr.
+    #[track_caller]
+    pub(crate) fn says(&self, needle: &str) -> &Self {
+        assert!(
+            self.stderr.contains(needle),
+            "warden {:?}: stderr lacks {needle:?}:\n--- stdout\n{}\n--- stderr\n{}",
+            self.args,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+}
+
+/// Writes `contents` to `path` with mode 0600 (as a CI system writes its token file).
+pub(crate) fn write_private(path: &Path, contents: &[u8]) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .expect("create a private file");
+    f.write_all(contents).expect("write a private file");
+}

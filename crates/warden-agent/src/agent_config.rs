@@ -1,6 +1,6 @@
 //! `agent.toml` as a document: what `warden identity enroll` writes, in the schema of
-//! `docs/agent.md` (`[identity]`, `[openbao]`, `[auth]`, `[renewal]`, `[[output]]`, `[health]`,
-//! `[control]`).
+//! `docs/agent.md` (`[identity]`, `[openbao]`, `[auth]`, `[renewal]`, `[[output]]`,
+//! `[[database]]`, `[health]`, `[control]`).
 //!
 //! This is the *writer's* model: plain values in file order, no validation. The agent reads the
 //! file through [`crate::agent::Config::load`], which checks everything and reports each problem
@@ -31,6 +31,9 @@ pub struct AgentConfig {
     /// What it delivers.
     #[serde(rename = "output", default)]
     pub outputs: Vec<OutputSection>,
+    /// Dynamic database credentials its templates read.
+    #[serde(rename = "database", default, skip_serializing_if = "Vec::is_empty")]
+    pub databases: Vec<DatabaseSection>,
     /// `/health` and `/metrics`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthSection>,
@@ -177,6 +180,16 @@ pub struct OutputSection {
     pub reload: Option<Vec<String>>,
 }
 
+/// One `[[database]]`: a source templates read with `database("<name>")`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSection {
+    /// The source's name.
+    pub name: String,
+    /// `<mount>/creds/<role>`.
+    pub path: String,
+}
+
 /// `[health]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -274,7 +287,19 @@ mod tests {
                     mode: Some("0600".into()),
                     ..OutputSection::default()
                 },
+                OutputSection {
+                    name: "database-main".into(),
+                    kind: "template".into(),
+                    contents: Some(r#"{{ database("main") | tojson }}"#.into()),
+                    path: Some("out/database/main.json".into()),
+                    mode: Some("0600".into()),
+                    ..OutputSection::default()
+                },
             ],
+            databases: vec![DatabaseSection {
+                name: "main".into(),
+                path: "postgres/creds/billing".into(),
+            }],
             health: Some(HealthSection {
                 listen: "127.0.0.1:0".into(),
             }),
@@ -294,9 +319,11 @@ mod tests {
         assert_eq!(AgentConfig::load(&path).unwrap(), cfg);
         // What enroll writes is what the agent accepts.
         let parsed = crate::agent::Config::load(&path).unwrap();
-        assert_eq!(parsed.outputs.len(), 2);
+        assert_eq!(parsed.outputs.len(), 3);
         assert_eq!(parsed.outputs[1].name, "secret-config");
+        assert_eq!(parsed.databases[0].path, "postgres/creds/billing");
         assert!(text.contains("[[output]]"), "{text}");
+        assert!(text.contains("[[database]]"), "{text}");
         std::fs::write(&path, "version = 1\nsurprise = true\n").unwrap();
         let err = AgentConfig::load(&path).unwrap_err();
         assert!(err.to_string().contains("agent.toml"), "{err}");

@@ -25,8 +25,8 @@ use warden_spec::{Environment, Identity, IdentityKind, Spec};
 use zeroize::Zeroizing;
 
 use crate::agent_config::{
-    AgentConfig, AuthSection, ControlSection, HealthSection, IdentitySection, OpenBaoSection,
-    OutputSection, RenewalSection,
+    AgentConfig, AuthSection, ControlSection, DatabaseSection, HealthSection, IdentitySection,
+    OpenBaoSection, OutputSection, RenewalSection,
 };
 use crate::error::{Error, Result};
 use crate::existing::{self, Decision, IssueReason};
@@ -315,8 +315,11 @@ pub async fn enroll(
 /// Outputs follow from the spec: an identity with a certificate profile gets a `certificate`
 /// output into `out/tls`; an app gets one `template` output per declared secret, rendering
 /// `kv("<kv mount>", "<prefix>/<secret>")` as JSON into `out/secrets/<secret>.json`; a proxy
-/// gets its environment's CA chain (intermediate + root) in `out/ca/chain.pem`. The
-/// identity's reload command, if any, is attached to every output.
+/// gets its environment's CA chain (intermediate + root) in `out/ca/chain.pem`. An app with a
+/// database gets a `[[database]]` source named after it reading `<db mount>/creds/<db role>`
+/// and a `template` output `database-<db>` rendering `database("<db>") | tojson` (username,
+/// password, expires) into `out/database/<db>.json` (0600). The identity's reload command,
+/// if any, is attached to every output.
 fn agent_config(
     spec: &Spec,
     env: &Environment,
@@ -326,6 +329,7 @@ fn agent_config(
 ) -> AgentConfig {
     let reload = id.reload.clone();
     let mut outputs = Vec::new();
+    let mut databases = Vec::new();
     if let Some(cert) = &id.certificate {
         let ttl = warden_pki::format_duration(time::Duration::seconds(
             i64::try_from(cert.ttl.as_secs()).unwrap_or(i64::MAX),
@@ -376,6 +380,25 @@ fn agent_config(
                     ..OutputSection::default()
                 });
             }
+            let db_mount = env.mounts.database.trim_matches('/');
+            for db in id.databases.iter().filter(|d| {
+                spec.database(d)
+                    .is_some_and(|d| d.environments.contains(&env.name))
+            }) {
+                databases.push(DatabaseSection {
+                    name: db.clone(),
+                    path: format!("{db_mount}/creds/{}", spec.naming.db_role.render(&id.name)),
+                });
+                outputs.push(OutputSection {
+                    name: format!("database-{db}"),
+                    kind: "template".to_owned(),
+                    contents: Some(format!("{{{{ database(\"{db}\") | tojson }}}}\n")),
+                    path: Some(format!("out/database/{db}.json")),
+                    mode: Some("0600".to_owned()),
+                    reload: reload.clone(),
+                    ..OutputSection::default()
+                });
+            }
         }
         IdentityKind::Proxy => outputs.push(OutputSection {
             name: "ca".to_owned(),
@@ -413,6 +436,7 @@ fn agent_config(
         },
         renewal: RenewalSection::default(),
         outputs,
+        databases,
         health: Some(HealthSection {
             listen: "127.0.0.1:0".to_owned(),
         }),
@@ -872,6 +896,65 @@ mod tests {
         assert_eq!(edge.outputs[0].full_chain, Some(true));
         assert_eq!(edge.outputs[0].path.as_deref(), Some("out/ca/chain.pem"));
         check(&edge);
+    }
+
+    #[test]
+    fn an_app_with_a_database_gets_a_source_and_a_credentials_file() {
+        let text = SPEC.replace(
+            "secrets      = [\"config\", \"stripe\"]",
+            "secrets      = [\"config\", \"stripe\"]\ndatabases    = [\"main\"]",
+        );
+        assert_ne!(text, SPEC, "the example spec changed shape");
+        let text = format!(
+            "{text}\n[databases.main]\nenvironments = [\"test\", \"prod\"]\nconnection_url = \"postgresql://{{{{username}}}}:{{{{password}}}}@127.0.0.1:5432/app\"\nusername = \"warden\"\npassword_file = \"/etc/warden/db-main\"\n"
+        );
+        let spec = warden_spec::parse(&text, "warden.toml").unwrap_or_else(|e| panic!("{e}"));
+        let test = spec.environment("test").unwrap();
+        let id = spec.identity("billing").unwrap();
+        let cfg = agent_config(
+            &spec,
+            test,
+            id,
+            &Names::new(&spec, test, id),
+            "https://127.0.0.1:8200/",
+        );
+        assert_eq!(
+            cfg.databases,
+            [DatabaseSection {
+                name: "main".into(),
+                path: "postgres/creds/billing".into(),
+            }]
+        );
+        let out = cfg
+            .outputs
+            .iter()
+            .find(|o| o.name == "database-main")
+            .expect("a database output");
+        assert_eq!(out.kind, "template");
+        assert_eq!(
+            out.contents.as_deref(),
+            Some("{{ database(\"main\") | tojson }}\n")
+        );
+        assert_eq!(out.path.as_deref(), Some("out/database/main.json"));
+        assert_eq!(out.mode.as_deref(), Some("0600"));
+        assert_eq!(out.reload, id.reload);
+        // What enroll writes is what the agent accepts.
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("agent.toml");
+        std::fs::write(&path, cfg.to_toml(&path).unwrap()).unwrap();
+        let parsed = crate::agent::Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(parsed.databases.len(), 1);
+        // An identity without a database gets neither.
+        let ledger = spec.identity("ledger").unwrap();
+        let cfg = agent_config(
+            &spec,
+            test,
+            ledger,
+            &Names::new(&spec, test, ledger),
+            "https://127.0.0.1:8200/",
+        );
+        assert!(cfg.databases.is_empty());
+        assert!(!cfg.outputs.iter().any(|o| o.name.starts_with("database-")));
     }
 
     #[test]

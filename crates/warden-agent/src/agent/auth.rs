@@ -29,7 +29,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use time::OffsetDateTime;
 use warden_bao::{Client, ClientConfig, ClientIdentity, Idempotent, RetryPolicy};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::config::{AuthConfig, AuthMethod, KeyType, TlsIdentity};
 use super::output::RenderError;
@@ -259,20 +259,20 @@ impl Authenticator {
                 let secret_id = self
                     .secret_id(shared, secret_id_file, *secret_id_wrapped)
                     .await?;
-                let body = json!({
+                let body = WipeOnDrop(json!({
                     "role_id": role_id.expose_secret(),
                     "secret_id": secret_id.expose_secret(),
-                });
+                }));
                 shared.count_request();
-                login_auth(&self.login_client, &path, &body)
+                login_auth(&self.login_client, &path, &body.0)
                     .await
                     .map_err(login_err)?
             }
             AuthMethod::Jwt { role, token_file } => {
                 let jwt = read_secret_file("JWT", token_file)?;
-                let body = json!({ "role": role, "jwt": jwt.expose_secret() });
+                let body = WipeOnDrop(json!({ "role": role, "jwt": jwt.expose_secret() }));
                 shared.count_request();
-                login_auth(&self.login_client, &path, &body)
+                login_auth(&self.login_client, &path, &body.0)
                     .await
                     .map_err(login_err)?
             }
@@ -420,10 +420,11 @@ impl Authenticator {
                 path: path.to_path_buf(),
                 source: Box::new(source),
             })?;
-        let value = secret
-            .as_ref()
-            .and_then(|s| s.data.as_ref())
-            .and_then(|d| d.get("secret_id"))
+        // The unwrapped answer holds the secret-id in plain `String`s: wiped when it drops.
+        let data = WipeOnDrop(secret.and_then(|s| s.data).unwrap_or_default());
+        let value = data
+            .0
+            .get("secret_id")
             .and_then(|v| v.as_str())
             .map(|s| SecretString::from(s.to_owned()));
         value.ok_or_else(|| AuthError::NotASecretId {
@@ -531,6 +532,30 @@ impl Authenticator {
     }
 }
 
+/// A JSON body that holds a credential (an AppRole secret-id, a JWT, an unwrapped secret-id).
+/// `serde_json::Value` keeps its strings in plain `String`s, which `Drop` would free with the
+/// credential still in them; this overwrites every string first. The bytes the client
+/// serialises from it are wiped by the client itself (`warden_bao`'s request buffer).
+struct WipeOnDrop(serde_json::Value);
+
+impl WipeOnDrop {
+    fn wipe(value: &mut serde_json::Value) {
+        use serde_json::Value;
+        match value {
+            Value::String(s) => s.zeroize(),
+            Value::Array(items) => items.iter_mut().for_each(Self::wipe),
+            Value::Object(map) => map.values_mut().for_each(Self::wipe),
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+}
+
+impl Drop for WipeOnDrop {
+    fn drop(&mut self) {
+        Self::wipe(&mut self.0);
+    }
+}
+
 /// POSTs a login body and returns its `auth` block.
 async fn login_auth(
     client: &Client,
@@ -554,8 +579,9 @@ fn read_secret_file(what: &'static str, path: &Path) -> Result<SecretString, Aut
         path: path.to_path_buf(),
         source,
     })?);
-    let text = String::from_utf8_lossy(&bytes).trim().to_owned();
-    Ok(SecretString::from(text))
+    // Invalid UTF-8 makes `from_utf8_lossy` copy: that copy is wiped too.
+    let text = Zeroizing::new(String::from_utf8_lossy(&bytes).into_owned());
+    Ok(SecretString::from(text.trim().to_owned()))
 }
 
 /// Checks a TLS identity: parses, the key fits, the leaf names `cn`, the chain verifies to a
@@ -811,6 +837,30 @@ mod tests {
         let gone = AuthError::SecretIdGone { path: "/x".into() };
         assert!(!gone.is_transient());
         assert!(gone.to_string().contains("removed after it is read"));
+    }
+
+    #[test]
+    fn credential_bodies_are_wiped_before_they_are_freed() {
+        let mut body = json!({
+            "role_id": "role-1234",
+            "secret_id": "s3cr3t-id",
+            "nested": { "jwt": "eyJhbGciOi", "list": ["a-secret", 7, true, null] },
+        });
+        WipeOnDrop::wipe(&mut body);
+        fn strings(v: &serde_json::Value, out: &mut Vec<String>) {
+            match v {
+                serde_json::Value::String(s) => out.push(s.clone()),
+                serde_json::Value::Array(a) => a.iter().for_each(|v| strings(v, out)),
+                serde_json::Value::Object(m) => m.values().for_each(|v| strings(v, out)),
+                _ => {}
+            }
+        }
+        let mut left = Vec::new();
+        strings(&body, &mut left);
+        assert_eq!(left.len(), 4, "every string was visited: {body}");
+        assert!(left.iter().all(String::is_empty), "not wiped: {left:?}");
+        // The shape (keys, other values) stays: only the credential bytes go.
+        assert_eq!(body["nested"]["list"][1], 7);
     }
 
     #[test]

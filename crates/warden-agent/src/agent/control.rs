@@ -699,6 +699,7 @@ mod tests {
                     .collect(),
                 requests_total: 3,
                 auth_errors_total: 0,
+                databases: Vec::new(),
             }
         }
     }

@@ -16,6 +16,14 @@
 //! | `warden_agent_render_errors_total{output}` | counter | failed renders or deliveries of the output since start |
 //! | `warden_agent_auth_errors_total` | counter | failed logins and token renewals since start |
 //! | `warden_agent_requests_total` | counter | requests sent to OpenBao since start |
+//! | `warden_agent_database_lease_expiry_seconds{database}` | gauge | seconds until the `[[database]]` source's current lease ends as last granted (absent until first issued) |
+//! | `warden_agent_database_fresh{database}` | gauge | 1 when the source holds a live lease and is not failing |
+//! | `warden_agent_database_issues_total{database}` | counter | credentials issued for the source since start |
+//! | `warden_agent_database_renewals_total{database}` | counter | successful renewals of its leases since start |
+//! | `warden_agent_database_errors_total{database}` | counter | failed issues, renewals and revocations since start |
+//!
+//! `/health` also lists each database source (state, generation, lease end, counters). A source
+//! that is stale or failed degrades the verdict like an output; one not used yet does not.
 //!
 //! Nothing secret is served: the snapshot holds names, serials, times, counters and error
 //! messages (which, like the logs, never carry tokens, keys or secret values).
@@ -50,6 +58,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
+use super::database::DatabaseStatus;
 use super::runtime::{AgentHandle, AgentStatus, Health, OutputStatus};
 
 /// `warden_agent_output_expiry_seconds`.
@@ -64,6 +73,16 @@ pub const METRIC_RENDER_ERRORS: &str = "warden_agent_render_errors_total";
 pub const METRIC_AUTH_ERRORS: &str = "warden_agent_auth_errors_total";
 /// `warden_agent_requests_total`.
 pub const METRIC_REQUESTS: &str = "warden_agent_requests_total";
+/// `warden_agent_database_lease_expiry_seconds`.
+pub const METRIC_DB_EXPIRY: &str = "warden_agent_database_lease_expiry_seconds";
+/// `warden_agent_database_fresh`.
+pub const METRIC_DB_FRESH: &str = "warden_agent_database_fresh";
+/// `warden_agent_database_issues_total`.
+pub const METRIC_DB_ISSUES: &str = "warden_agent_database_issues_total";
+/// `warden_agent_database_renewals_total`.
+pub const METRIC_DB_RENEWALS: &str = "warden_agent_database_renewals_total";
+/// `warden_agent_database_errors_total`.
+pub const METRIC_DB_ERRORS: &str = "warden_agent_database_errors_total";
 
 /// The file under the state directory that holds the bound address.
 pub const ADDR_FILE: &str = "health.addr";
@@ -175,6 +194,57 @@ impl From<&OutputStatus> for OutputView {
     }
 }
 
+/// A `[[database]]` source, as health and the control socket report it. Holds no credential
+/// and no lease id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseView {
+    /// The source's name from `agent.toml`.
+    pub name: String,
+    /// `<mount>/creds/<role>`.
+    pub path: String,
+    /// Fresh, pending (nothing issued yet), stale or failed.
+    pub state: Freshness,
+    /// Credentials issued since the agent started.
+    pub generation: u64,
+    /// When the current lease ends as last granted.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires: Option<OffsetDateTime>,
+    /// The lease can no longer be extended; new credentials come before it ends.
+    pub final_expiry: bool,
+    /// `renew` or `reissue`.
+    pub next_step: Option<String>,
+    /// When that is due.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub next_due: Option<OffsetDateTime>,
+    /// Credentials issued since start.
+    pub issues: u64,
+    /// Renewals since start.
+    pub renewals: u64,
+    /// Failed issues, renewals and revocations since start.
+    pub errors: u64,
+    /// The last failure, while failing.
+    pub last_error: Option<String>,
+}
+
+impl From<&DatabaseStatus> for DatabaseView {
+    fn from(d: &DatabaseStatus) -> Self {
+        Self {
+            name: d.name.clone(),
+            path: d.path.clone(),
+            state: d.health.into(),
+            generation: d.generation,
+            expires: d.expires,
+            final_expiry: d.final_expiry,
+            next_step: d.next_step.map(str::to_owned),
+            next_due: d.next_due,
+            issues: d.issues,
+            renewals: d.renewals,
+            errors: d.errors,
+            last_error: d.last_error.clone(),
+        }
+    }
+}
+
 /// The login, as far as health is concerned. Holds no token.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthView {
@@ -215,6 +285,9 @@ pub struct Snapshot {
     pub requests_total: u64,
     /// Failed logins and token renewals since start.
     pub auth_errors_total: u64,
+    /// Every `[[database]]` source, in config order.
+    #[serde(default)]
+    pub databases: Vec<DatabaseView>,
 }
 
 impl Snapshot {
@@ -237,7 +310,23 @@ impl Snapshot {
             outputs: status.outputs.iter().map(OutputView::from).collect(),
             requests_total: status.requests,
             auth_errors_total: a.errors,
+            databases: status.databases.iter().map(DatabaseView::from).collect(),
         }
+    }
+
+    /// The verdict of `/health`: the outputs', made worse by a database source that is stale
+    /// (degraded) or failed (failing). A source nothing has used yet (pending) counts for
+    /// nothing: its readers are pending themselves.
+    pub fn overall(&self) -> Overall {
+        let outputs = Overall::of(&self.outputs);
+        let db = if self.databases.iter().any(|d| d.state == Freshness::Failed) {
+            Overall::Failing
+        } else if self.databases.iter().any(|d| d.state == Freshness::Stale) {
+            Overall::Degraded
+        } else {
+            Overall::Ok
+        };
+        outputs.max(db)
     }
 }
 
@@ -262,8 +351,8 @@ impl StatusSource for AgentHandle {
     }
 }
 
-/// The overall verdict of `/health`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// The overall verdict of `/health` (ordered from best to worst).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Overall {
     /// Every output is fresh.
@@ -556,6 +645,14 @@ struct HealthBody<'a> {
     requests_total: u64,
     auth_errors_total: u64,
     outputs: Vec<OutputHealth<'a>>,
+    databases: Vec<DatabaseHealth<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct DatabaseHealth<'a> {
+    #[serde(flatten)]
+    view: &'a DatabaseView,
+    expires_in_seconds: Option<i64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -566,7 +663,7 @@ struct OutputHealth<'a> {
 }
 
 fn health_response(snapshot: &Snapshot) -> Response {
-    let overall = Overall::of(&snapshot.outputs);
+    let overall = snapshot.overall();
     let body = HealthBody {
         status: overall,
         identity: &snapshot.identity,
@@ -582,6 +679,16 @@ fn health_response(snapshot: &Snapshot) -> Response {
                 view,
                 expires_in_seconds: view
                     .not_after
+                    .map(|t| (t - snapshot.taken_at).whole_seconds()),
+            })
+            .collect(),
+        databases: snapshot
+            .databases
+            .iter()
+            .map(|view| DatabaseHealth {
+                view,
+                expires_in_seconds: view
+                    .expires
                     .map(|t| (t - snapshot.taken_at).whole_seconds()),
             })
             .collect(),
@@ -606,22 +713,26 @@ fn health_response(snapshot: &Snapshot) -> Response {
 pub fn render_metrics(snapshot: &Snapshot) -> String {
     let mut s = String::with_capacity(1024);
     let now = snapshot.taken_at;
-    let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(Option<&str>, String)>| {
-        if rows.is_empty() {
-            return;
-        }
-        let _ = writeln!(s, "# HELP {name} {help}");
-        let _ = writeln!(s, "# TYPE {name} {kind}");
-        for (output, value) in rows {
-            match output {
-                Some(o) => {
-                    let _ = writeln!(s, "{name}{{output=\"{}\"}} {value}", escape_label(o));
-                }
-                None => {
-                    let _ = writeln!(s, "{name} {value}");
+    let mut labelled =
+        |label: &str, name: &str, kind: &str, help: &str, rows: Vec<(Option<&str>, String)>| {
+            if rows.is_empty() {
+                return;
+            }
+            let _ = writeln!(s, "# HELP {name} {help}");
+            let _ = writeln!(s, "# TYPE {name} {kind}");
+            for (value_of, value) in rows {
+                match value_of {
+                    Some(o) => {
+                        let _ = writeln!(s, "{name}{{{label}=\"{}\"}} {value}", escape_label(o));
+                    }
+                    None => {
+                        let _ = writeln!(s, "{name} {value}");
+                    }
                 }
             }
-        }
+        };
+    let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(Option<&str>, String)>| {
+        labelled("output", name, kind, help, rows);
     };
     let outputs = &snapshot.outputs;
     family(
@@ -691,6 +802,62 @@ pub fn render_metrics(snapshot: &Snapshot) -> String {
         "Requests sent to OpenBao since the agent started.",
         vec![(None, snapshot.requests_total.to_string())],
     );
+    let dbs = &snapshot.databases;
+    let mut db_family = |name: &str, kind: &str, help: &str, rows: Vec<(Option<&str>, String)>| {
+        labelled("database", name, kind, help, rows);
+    };
+    db_family(
+        METRIC_DB_EXPIRY,
+        "gauge",
+        "Seconds until the database source's current lease ends as last granted (negative once over).",
+        dbs.iter()
+            .filter_map(|d| {
+                d.expires.map(|t| {
+                    (
+                        Some(d.name.as_str()),
+                        float((t - now).as_seconds_f64().floor()),
+                    )
+                })
+            })
+            .collect(),
+    );
+    db_family(
+        METRIC_DB_FRESH,
+        "gauge",
+        "1 when the database source holds a live lease and is not failing.",
+        dbs.iter()
+            .map(|d| {
+                (
+                    Some(d.name.as_str()),
+                    u8::from(d.state == Freshness::Fresh).to_string(),
+                )
+            })
+            .collect(),
+    );
+    db_family(
+        METRIC_DB_ISSUES,
+        "counter",
+        "Credentials issued for the database source since the agent started.",
+        dbs.iter()
+            .map(|d| (Some(d.name.as_str()), d.issues.to_string()))
+            .collect(),
+    );
+    db_family(
+        METRIC_DB_RENEWALS,
+        "counter",
+        "Renewals of the database source's leases since the agent started.",
+        dbs.iter()
+            .map(|d| (Some(d.name.as_str()), d.renewals.to_string()))
+            .collect(),
+    );
+    db_family(
+        METRIC_DB_ERRORS,
+        "counter",
+        "Failed issues, renewals and revocations of the database source since the agent started.",
+        dbs.iter()
+            .map(|d| (Some(d.name.as_str()), d.errors.to_string()))
+            .collect(),
+    );
     s
 }
 
@@ -751,7 +918,92 @@ mod tests {
             outputs,
             requests_total: 7,
             auth_errors_total: 1,
+            databases: Vec::new(),
         }
+    }
+
+    fn db(name: &str, state: Freshness) -> DatabaseView {
+        DatabaseView {
+            name: name.to_owned(),
+            path: "postgres/creds/billing".to_owned(),
+            state,
+            generation: 2,
+            expires: Some(NOW + time::Duration::seconds(20)),
+            final_expiry: false,
+            next_step: Some("renew".to_owned()),
+            next_due: Some(NOW + time::Duration::seconds(13)),
+            issues: 2,
+            renewals: 5,
+            errors: 1,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn database_sources_have_metrics_and_count_in_the_verdict() {
+        let mut s = snapshot(vec![view("tls", Freshness::Fresh)]);
+        s.databases = vec![
+            db("main", Freshness::Fresh),
+            db("pending", Freshness::Pending),
+        ];
+        s.databases[1].expires = None;
+        let text = render_metrics(&s);
+        for line in [
+            "# TYPE warden_agent_database_lease_expiry_seconds gauge",
+            "warden_agent_database_lease_expiry_seconds{database=\"main\"} 20",
+            "warden_agent_database_fresh{database=\"main\"} 1",
+            "warden_agent_database_fresh{database=\"pending\"} 0",
+            "# TYPE warden_agent_database_issues_total counter",
+            "warden_agent_database_issues_total{database=\"main\"} 2",
+            "warden_agent_database_renewals_total{database=\"main\"} 5",
+            "warden_agent_database_errors_total{database=\"main\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in:\n{text}"
+            );
+        }
+        assert!(
+            !text.contains("expiry_seconds{database=\"pending\"}"),
+            "{text}"
+        );
+        // Pending does not degrade; stale and failed do.
+        assert_eq!(s.overall(), Overall::Ok);
+        s.databases[0].state = Freshness::Stale;
+        assert_eq!(s.overall(), Overall::Degraded);
+        s.databases[0].state = Freshness::Failed;
+        assert_eq!(s.overall(), Overall::Failing);
+        let r = health_response(&s);
+        assert_eq!(r.status, 503);
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(v["databases"][0]["name"], "main");
+        assert_eq!(v["databases"][0]["expires_in_seconds"], 20);
+        // No credential or lease id can be in a database view: pin its keys.
+        let mut keys: Vec<String> = serde_json::to_value(db("main", Freshness::Fresh))
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "errors",
+                "expires",
+                "final_expiry",
+                "generation",
+                "issues",
+                "last_error",
+                "name",
+                "next_due",
+                "next_step",
+                "path",
+                "renewals",
+                "state"
+            ]
+        );
     }
 
     #[test]
@@ -977,6 +1229,7 @@ mod tests {
                 ..AuthStatus::default()
             },
             outputs: vec![out],
+            databases: Vec::new(),
         };
         let s = Snapshot::from_status(&status, NOW);
         assert_eq!(s.requests_total, 42);

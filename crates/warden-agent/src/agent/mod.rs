@@ -18,8 +18,10 @@
 pub mod auth;
 pub mod config;
 pub mod control;
+pub mod database;
 pub mod deliver;
 pub mod health;
+pub mod launch;
 pub mod output;
 pub mod reload;
 pub mod runtime;

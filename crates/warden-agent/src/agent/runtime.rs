@@ -13,6 +13,10 @@
 //! before: if they still verify and are not past their renewal point they are kept, which is
 //! what makes restarts and re-logins free of new certificates.
 //!
+//! Templates that read `[[database]]` sources get their credentials from one lease book
+//! shared by the agent (`database`), with one more task per source that renews its lease and
+//! replaces it before it ends, re-rendering the templates that read it.
+//!
 //! Status ([`OutputStatus`], [`AgentStatus`]) is kept in memory for the health and control
 //! endpoints; `requests` counts every request the agent sends to OpenBao (a template render
 //! counts once, however many secrets it reads: a render stops at its first failed read, so
@@ -31,6 +35,7 @@ use warden_bao::{Client, ClientConfig};
 use super::AgentError;
 use super::auth::{self, AuthError, Authenticator, IdentityCert, TokenGrant, to_std};
 use super::config::{Config, OutputConfig, OutputKind};
+use super::database::{self, DatabaseStatus, LeaseBook};
 use super::deliver::{self, DeliverError, Expected, Outcome, Ownership};
 use super::output::ca_chain::CaChainOutput;
 use super::output::certificate::{self, CERT, CHAIN, FULLCHAIN, KEY};
@@ -135,6 +140,8 @@ pub struct AgentStatus {
     pub auth: AuthStatus,
     /// Every output, in config order.
     pub outputs: Vec<OutputStatus>,
+    /// Every `[[database]]` source, in config order.
+    pub databases: Vec<DatabaseStatus>,
 }
 
 /// Per-output bookkeeping behind [`OutputStatus`].
@@ -184,6 +191,8 @@ pub(crate) struct Shared {
     shutdown: watch::Sender<bool>,
     identity: String,
     started_at: OffsetDateTime,
+    /// The leases of `[[database]]` sources.
+    pub(crate) databases: LeaseBook,
 }
 
 struct Board {
@@ -206,6 +215,21 @@ impl Shared {
 
     pub(crate) fn stopping(&self) -> bool {
         *self.shutdown.borrow()
+    }
+
+    /// How many logins there have been (0: not logged in yet). A new login means a new token.
+    pub(crate) fn token_generation(&self) -> u64 {
+        *self.token_gen.borrow()
+    }
+
+    /// Follows [`Shared::token_generation`].
+    pub(crate) fn token_receiver(&self) -> watch::Receiver<u64> {
+        self.token_gen.subscribe()
+    }
+
+    /// Something was refused: asks the auth task to check the token.
+    pub(crate) fn hint_relogin(&self) {
+        self.relogin.notify_one();
     }
 
     pub(crate) async fn relogin_hint(&self) {
@@ -292,12 +316,15 @@ impl Shared {
                 e.view(now)
             })
             .collect();
+        let auth = b.auth.clone();
+        drop(b);
         AgentStatus {
             identity: self.identity.clone(),
             started_at: self.started_at,
             requests: self.requests.load(Ordering::Relaxed),
-            auth: b.auth.clone(),
+            auth,
             outputs,
+            databases: self.databases.statuses(now),
         }
     }
 }
@@ -487,6 +514,32 @@ impl Agent {
             .collect();
         let (token_gen, _) = watch::channel(0);
         let (shutdown, _) = watch::channel(false);
+        let rotate: Arc<BTreeMap<String, Arc<Notify>>> = Arc::new(
+            cfg.outputs
+                .iter()
+                .map(|o| (o.name.clone(), Arc::new(Notify::new())))
+                .collect(),
+        );
+        let wake = {
+            let rotate = rotate.clone();
+            Box::new(move |output: &str| {
+                if let Some(n) = rotate.get(output) {
+                    n.notify_one();
+                }
+            })
+        };
+        let templates = cfg
+            .outputs
+            .iter()
+            .filter(|o| matches!(o.kind, OutputKind::Template(_)))
+            .map(|o| o.name.clone())
+            .collect();
+        let databases = LeaseBook::new(
+            &cfg.databases,
+            templates,
+            StateDir::new(&cfg.state_dir),
+            wake,
+        );
         let shared = Arc::new(Shared {
             client: authn.client().clone(),
             renewal: cfg.renewal,
@@ -502,13 +555,8 @@ impl Agent {
             shutdown,
             identity: cfg.identity.name.clone(),
             started_at: now,
+            databases,
         });
-        let rotate = Arc::new(
-            cfg.outputs
-                .iter()
-                .map(|o| (o.name.clone(), Arc::new(Notify::new())))
-                .collect(),
-        );
         Ok(Self {
             cfg: Arc::new(cfg),
             shared,
@@ -537,15 +585,32 @@ impl Agent {
             let task = OutputTask::new(&self, out);
             tasks.spawn(async move { task.run().await });
         }
-        tracing::info!(identity = %self.cfg.identity.name, outputs = self.cfg.outputs.len(), "agent started");
+        for i in 0..self.shared.databases.len() {
+            tasks.spawn(database::run_source(self.shared.clone(), i));
+        }
+        tracing::info!(identity = %self.cfg.identity.name, outputs = self.cfg.outputs.len(), databases = self.shared.databases.len(), "agent started");
         while let Some(res) = tasks.join_next().await {
             if let Err(e) = res {
                 tracing::error!(error = %e, "an agent task ended unexpectedly");
             }
         }
-        self.auth.revoke(&self.shared).await;
+        self.revoke_token_unless_leases().await;
         tracing::info!("agent stopped");
         Ok(())
+    }
+
+    /// Revokes the token at the end of a run, unless a database lease it created is still
+    /// live: OpenBao revokes a token's leases with it, which would cut the service off its
+    /// database. The token then simply expires (nobody else ever held it); the next start
+    /// revokes that lease once its replacement is delivered.
+    async fn revoke_token_unless_leases(&self) {
+        if self.shared.databases.holds_live_lease(self.shared.now()) {
+            tracing::info!(
+                "keeping the token: revoking it would revoke the delivered database credentials (the next start replaces them and revokes their lease)"
+            );
+            return;
+        }
+        self.auth.revoke(&self.shared).await;
     }
 
     /// Renders every output once (a certificate still valid on disk counts as delivered) and
@@ -582,6 +647,7 @@ impl Agent {
             }
             if logged_in {
                 let _ = task.attempt(&mut state, true).await;
+                task.shared.databases.attempted(task.name());
             } else {
                 task.record_failure(
                     &format!("not logged in: {}", auth_error.clone().unwrap_or_default()),
@@ -590,7 +656,11 @@ impl Agent {
             }
         }
         if logged_in {
-            self.auth.revoke(&self.shared).await;
+            self.shared
+                .databases
+                .retire_all_previous(&self.shared)
+                .await;
+            self.revoke_token_unless_leases().await;
         }
         let status = self.shared.snapshot();
         OnceReport {
@@ -691,6 +761,9 @@ impl OutputTask {
                 // and delivery itself does not yield.
                 _ = shutdown.changed() => return,
             };
+            if matches!(self.cfg.kind, OutputKind::Template(_)) {
+                self.shared.databases.attempted(self.name());
+            }
             match attempt {
                 Ok(due) => {
                     // A rotation asked for during an outage is kept until it succeeds.
@@ -754,6 +827,7 @@ impl OutputTask {
             not_before: Some(leaf.not_before),
             serial: Some(leaf.serial.clone()),
             refresh_within: None,
+            database_generations: BTreeMap::new(),
         };
         let digests = deliver::digests(&rendered);
         if state.serial.as_deref() != Some(leaf.serial.as_str()) || state.files != digests {
@@ -813,6 +887,7 @@ impl OutputTask {
             client: &self.shared.client,
             trust_anchor_pem: &self.shared.trust_anchor_pem,
             now,
+            databases: Some(&*self.shared),
         };
         let name = self.name();
         let owner = Ownership::resolve(name, self.cfg.owner.as_deref(), self.cfg.group.as_deref())?;
@@ -860,6 +935,10 @@ impl OutputTask {
             }
         };
         let after = self.shared.now();
+        // On disk now (changed or already identical): the lease book may retire what it replaced.
+        self.shared
+            .databases
+            .delivered(name, &rendered.database_generations);
         let is_cert = matches!(self.cfg.kind, OutputKind::Certificate(_));
         if is_cert || outcome == Outcome::Changed || state.files.is_empty() {
             state.files = deliver::digests(&rendered);

@@ -11,6 +11,14 @@
 //! * **Jitter per certificate** (`serial_jitter`): derived from the serial, so a restarted
 //!   agent computes the same due time for the same certificate, while a fleet's certificates
 //!   still spread out.
+//! * **Database leases** (`lease_next`): renew at 2/3 of what the last issue or renewal
+//!   granted; once a renewal grants less than asked (the role's `max_ttl` is near), the lease
+//!   is not renewable or renewing it is refused, issue new credentials [`reissue_margin`]
+//!   before the lease ends — a third of the lease, at least 10 s, at most half of it — but never
+//!   earlier than half-way through the new lease, so a lease that is short from the start cannot
+//!   cause an issuing loop. A renewal that fails for a passing reason (sealed, unreachable) is
+//!   retried, paced by the backoff, until the lease is over: renewing keeps the service's
+//!   credentials, and a server that cannot renew cannot issue either.
 //! * **Backoff** ([`Backoff`]): 1 s doubling to 5 min, each delay drawn from `[base/2, base)`,
 //!   reset by a success. It is what keeps a sealed or unreachable server from being hammered.
 
@@ -74,6 +82,86 @@ pub fn serial_jitter(serial: &str) -> f64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&digest.as_ref()[..8]);
     unit_from_u64(u64::from_be_bytes(b)) * 2.0 - 1.0
+}
+
+/// What to do next with a database lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseStep {
+    /// Extend it (`sys/leases/renew`).
+    Renew,
+    /// Issue new credentials: the lease cannot (or can no longer) be extended.
+    Reissue,
+}
+
+impl LeaseStep {
+    /// `renew` or `reissue`, for status and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Renew => "renew",
+            Self::Reissue => "reissue",
+        }
+    }
+}
+
+/// The facts of one lease that decide its schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseTimes {
+    /// When the credentials were issued.
+    pub issued_at: OffsetDateTime,
+    /// The lease duration they were issued with (also the increment renewals ask for).
+    pub ttl: Duration,
+    /// When the last issue or renewal happened.
+    pub granted_at: OffsetDateTime,
+    /// What it granted.
+    pub granted: Duration,
+    /// OpenBao said the lease can be renewed.
+    pub renewable: bool,
+    /// A renewal granted less than asked: the lease ends at [`LeaseTimes::expires`] whatever
+    /// the agent does.
+    pub capped: bool,
+    /// Renewing was refused (permission denied): only new credentials can help.
+    pub renew_refused: bool,
+}
+
+impl LeaseTimes {
+    /// When the lease ends as last granted.
+    pub fn expires(&self) -> OffsetDateTime {
+        self.granted_at + time::Duration::try_from(self.granted).unwrap_or(time::Duration::MAX)
+    }
+}
+
+/// The least time before a lease ends at which new credentials are issued.
+pub const LEASE_MARGIN_FLOOR: Duration = Duration::from_secs(10);
+
+/// How long before a lease of `ttl` ends its replacement is issued: a third of the lease, at
+/// least [`LEASE_MARGIN_FLOOR`], at most half of it (the service needs the time to pick the
+/// new credentials up; the floor matters for short test leases).
+pub fn reissue_margin(ttl: Duration) -> Duration {
+    (ttl / 3).max(LEASE_MARGIN_FLOOR).min(ttl / 2)
+}
+
+/// The next step for a lease and when it is due (possibly in the past: then now). `None` for
+/// a lease that does not expire.
+///
+/// A renewable lease is renewed at 2/3 of each grant; while renewals fail for a passing reason
+/// it is still renewed (the caller's backoff paces the attempts) until it is over, when new
+/// credentials are issued. A lease that cannot be extended — not renewable, capped by the
+/// role's `max_ttl`, or its renewal refused — is replaced `reissue_margin` before it ends, but
+/// not before half of its first grant has passed.
+pub fn lease_next(l: &LeaseTimes, now: OffsetDateTime) -> Option<(LeaseStep, OffsetDateTime)> {
+    if l.ttl.is_zero() || l.granted.is_zero() {
+        return None;
+    }
+    let dur = |d: Duration| time::Duration::try_from(d).unwrap_or(time::Duration::MAX);
+    if l.renewable && !l.capped && !l.renew_refused {
+        if now >= l.expires() {
+            return Some((LeaseStep::Reissue, now));
+        }
+        return Some((LeaseStep::Renew, l.granted_at + dur(l.granted * 2 / 3)));
+    }
+    let last_call = l.expires() - dur(reissue_margin(l.ttl));
+    let not_before = l.issued_at + dur(l.ttl / 2);
+    Some((LeaseStep::Reissue, last_call.max(not_before)))
 }
 
 /// The next poll of a template or CA chain: `poll` ± 10 %, so outputs started together drift
@@ -281,6 +369,88 @@ mod tests {
             t += b.fail(0.0);
         }
         assert!(attempts <= 13, "{attempts}");
+    }
+
+    fn lease(ttl: u64) -> LeaseTimes {
+        let t0 = datetime!(2030-01-01 0:00 UTC);
+        LeaseTimes {
+            issued_at: t0,
+            ttl: Duration::from_secs(ttl),
+            granted_at: t0,
+            granted: Duration::from_secs(ttl),
+            renewable: true,
+            capped: false,
+            renew_refused: false,
+        }
+    }
+
+    #[test]
+    fn a_lease_is_renewed_at_two_thirds_then_replaced_before_its_max_ttl() {
+        // default_ttl 30 s, max_ttl 60 s.
+        let mut l = lease(30);
+        let t0 = l.issued_at;
+        let s = |n: i64| t0 + time::Duration::seconds(n);
+        assert_eq!(lease_next(&l, t0), Some((LeaseStep::Renew, s(20))));
+        // Renewed at 20 s for the full 30 s.
+        l.granted_at = s(20);
+        assert_eq!(lease_next(&l, s(20)), Some((LeaseStep::Renew, s(40))));
+        // Renewed at 40 s: only 20 s are left before max_ttl, so the grant is capped.
+        l.granted_at = s(40);
+        l.granted = Duration::from_secs(20);
+        l.capped = true;
+        assert_eq!(l.expires(), s(60));
+        // Replaced 10 s (a third of 30 s) before it ends, whatever the time now.
+        assert_eq!(lease_next(&l, s(40)), Some((LeaseStep::Reissue, s(50))));
+        assert_eq!(lease_next(&l, s(55)), Some((LeaseStep::Reissue, s(50))));
+    }
+
+    #[test]
+    fn margins_are_a_third_with_a_floor_and_a_ceiling() {
+        assert_eq!(
+            reissue_margin(Duration::from_secs(3600)),
+            Duration::from_secs(1200)
+        );
+        assert_eq!(
+            reissue_margin(Duration::from_secs(20)),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            reissue_margin(Duration::from_secs(12)),
+            Duration::from_secs(6)
+        );
+    }
+
+    #[test]
+    fn unrenewable_short_and_failing_leases() {
+        // Not renewable: replaced a third before its end.
+        let mut l = lease(3600);
+        l.renewable = false;
+        let t0 = l.issued_at;
+        assert_eq!(
+            lease_next(&l, t0),
+            Some((LeaseStep::Reissue, t0 + time::Duration::minutes(40)))
+        );
+        // Capped right at the first renewal (max_ttl = default_ttl): never earlier than half
+        // of the lease, so a short lease cannot loop.
+        let mut l = lease(20);
+        l.granted = Duration::from_secs(2);
+        l.capped = true;
+        assert_eq!(
+            lease_next(&l, t0),
+            Some((LeaseStep::Reissue, t0 + time::Duration::seconds(10)))
+        );
+        // Renewals failing for a passing reason: keep renewing (the backoff paces it) until
+        // the lease is over, then issue.
+        let l = lease(60);
+        let at = |n: i64| t0 + time::Duration::seconds(n);
+        assert_eq!(lease_next(&l, at(59)), Some((LeaseStep::Renew, at(40))));
+        assert_eq!(lease_next(&l, at(60)), Some((LeaseStep::Reissue, at(60))));
+        // Renewing refused: replaced before the end like a capped lease.
+        let mut l = lease(60);
+        l.renew_refused = true;
+        assert_eq!(lease_next(&l, at(41)), Some((LeaseStep::Reissue, at(40))));
+        // A lease without a TTL needs nothing.
+        assert_eq!(lease_next(&lease(0), t0), None);
     }
 
     #[test]

@@ -6,6 +6,12 @@
 //! what OpenBao issued. It holds digests, never contents; it is still written owner-only,
 //! because a digest of a low-entropy secret is a guessing oracle.
 //!
+//! `state/database/<source>.json` records the lease of a `[[database]]` source: its id, when
+//! it was issued and when it ends — never the username or password. The id is what lets the
+//! next start revoke the lease of the previous run, so restarts do not pile up live database
+//! users. A lease id cannot log in anywhere, but with the right to revoke leases it can cut a
+//! service off its database, so it gets the same owner-only file.
+//!
 //! The state is a record, not the authority: whether a certificate on disk is still good is
 //! decided by verifying the files themselves, so a state file lost or left behind by a crash
 //! never causes a wrong decision, at worst a stale record until the next delivery.
@@ -63,6 +69,23 @@ pub struct ReloadRecord {
     pub message: String,
 }
 
+/// The record of one `[[database]]` source's current lease. Holds no credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseState {
+    /// `<mount>/creds/<role>` it was issued from.
+    pub path: String,
+    /// The lease id (`<path>/<random>`), to revoke it at the next start.
+    pub lease_id: String,
+    /// When it was issued.
+    #[serde(with = "time::serde::rfc3339")]
+    pub issued_at: OffsetDateTime,
+    /// When it ends as last renewed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires: OffsetDateTime,
+    /// Issues of the source since the agent started (1 for the first).
+    pub generation: u64,
+}
+
 /// Why a state file could not be written. (An unreadable one is treated as absent and logged.)
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -108,39 +131,65 @@ impl StateDir {
         self.dir.join(format!("{output}.json"))
     }
 
+    /// `state/database/<source>.json`. A subdirectory, so a source and an output may share a
+    /// name.
+    pub fn database_path(&self, source: &str) -> PathBuf {
+        self.dir.join("database").join(format!("{source}.json"))
+    }
+
+    /// The recorded lease of `source`, or `None` (missing or unreadable, logged).
+    pub fn load_database(&self, source: &str) -> Option<DatabaseState> {
+        read_json(source, &self.database_path(source))
+    }
+
+    /// Records the lease of `source` atomically (owner-only).
+    pub fn save_database(&self, source: &str, state: &DatabaseState) -> Result<(), StateError> {
+        let path = self.database_path(source);
+        write_json(&format!("database {source}"), &path, state)
+    }
+
     /// The recorded state, or `None` when there is none or it cannot be read (logged: a
     /// corrupt record must not stop the agent, the files on disk are checked anyway).
     pub fn load(&self, output: &str) -> Option<OutputState> {
-        let path = self.path(output);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-            Err(e) => {
-                tracing::warn!(output, path = %path.display(), error = %e, "cannot read the state file; ignoring it");
-                return None;
-            }
-        };
-        match serde_json::from_slice(&bytes) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::warn!(output, path = %path.display(), error = %e, "the state file is not valid; ignoring it");
-                None
-            }
-        }
+        read_json(output, &self.path(output))
     }
 
     /// Writes the record atomically (owner-only).
     pub fn save(&self, output: &str, state: &OutputState) -> Result<(), StateError> {
-        let err = |source| StateError::Write {
-            output: output.to_owned(),
-            source,
-        };
-        warden_files::ensure_private_dir(&self.dir).map_err(err)?;
-        let mut body = serde_json::to_vec_pretty(state).unwrap_or_default();
-        body.push(b'\n');
-        warden_files::write_atomic(&self.path(output), &body, warden_files::Mode::OwnerOnly)
-            .map_err(err)
+        write_json(output, &self.path(output), state)
     }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(output: &str, path: &Path) -> Option<T> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!(output, path = %path.display(), error = %e, "cannot read the state file; ignoring it");
+            return None;
+        }
+    };
+    match serde_json::from_slice(&bytes) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(output, path = %path.display(), error = %e, "the state file is not valid; ignoring it");
+            None
+        }
+    }
+}
+
+/// Writes `state` to `path` atomically, owner-only, creating its (owner-only) directory.
+fn write_json<T: Serialize>(output: &str, path: &Path, state: &T) -> Result<(), StateError> {
+    let err = |source| StateError::Write {
+        output: output.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        warden_files::ensure_private_dir(dir).map_err(err)?;
+    }
+    let mut body = serde_json::to_vec_pretty(state).unwrap_or_default();
+    body.push(b'\n');
+    warden_files::write_atomic(path, &body, warden_files::Mode::OwnerOnly).map_err(err)
 }
 
 /// SHA-256 of `bytes`, lower-case hex.
@@ -184,6 +233,36 @@ mod tests {
         assert_eq!(v["last_reload"]["ok"], true);
         std::fs::write(dir.path("tls"), b"{not json").unwrap();
         assert_eq!(dir.load("tls"), None);
+    }
+
+    #[test]
+    fn database_leases_are_recorded_owner_only_beside_outputs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::new(tmp.path().join("state"));
+        assert_eq!(dir.load_database("main"), None);
+        let state = DatabaseState {
+            path: "postgres/creds/billing".into(),
+            lease_id: "postgres/creds/billing/abc".into(),
+            issued_at: OffsetDateTime::UNIX_EPOCH,
+            expires: OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(20),
+            generation: 1,
+        };
+        dir.save_database("main", &state).unwrap();
+        // An output called like the source keeps its own file.
+        dir.save("main", &OutputState::default()).unwrap();
+        assert_eq!(dir.load_database("main"), Some(state));
+        for p in [
+            dir.database_path("main"),
+            dir.database_path("main").parent().unwrap().to_path_buf(),
+        ] {
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode & 0o077, 0, "{}: {mode:o}", p.display());
+        }
+        let text = std::fs::read_to_string(dir.database_path("main")).unwrap();
+        assert!(
+            !text.contains("password") && !text.contains("username"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -70,6 +70,7 @@ impl CaChainOutput {
             not_before: Some(bundle.issuing.not_before),
             serial: Some(bundle.issuing.serial),
             refresh_within: None,
+            ..Rendered::default()
         })
     }
 

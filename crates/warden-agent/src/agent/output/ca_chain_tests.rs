@@ -285,6 +285,7 @@ fn ctx<'a>(client: &'a Client, anchor: &'a str) -> RenderContext<'a> {
         client,
         trust_anchor_pem: anchor,
         now: OffsetDateTime::now_utc(),
+        databases: None,
     }
 }
 

@@ -91,6 +91,7 @@ pub async fn render(
         not_before: Some(leaf.not_before),
         serial: Some(leaf.serial),
         refresh_within: None,
+        ..Rendered::default()
     })
 }
 

@@ -16,10 +16,19 @@
 //! `file_name` the file name of its `path`. A single-file output returns exactly one
 //! [`RenderedFile`]; `not_after`/`serial` of a certificate drive its renewal, those of a CA
 //! chain are only reported; `refresh_within` shortens the poll interval.
+//!
+//! Templates may also read dynamic database credentials (`database("<source>")`) through
+//! [`RenderContext::databases`]: a [`DatabaseCredentials`] implementation that owns the leases
+//! (the agent's is `agent::database`), so rendering still never issues more than one lease per
+//! source however many templates read it.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
+use secrecy::SecretString;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
@@ -35,6 +44,73 @@ pub struct RenderContext<'a> {
     pub trust_anchor_pem: &'a str,
     /// The clock, injected so expiry logic is testable.
     pub now: OffsetDateTime,
+    /// Where `database("<source>")` gets credentials (the agent's lease book); `None` when the
+    /// agent declares no `[[database]]` source.
+    pub databases: Option<&'a dyn DatabaseCredentials>,
+}
+
+/// Dynamic database credentials as a template sees them. `Debug` never shows the password.
+#[derive(Clone)]
+pub struct DbCredentials {
+    /// The database user.
+    pub username: String,
+    /// Its password.
+    pub password: SecretString,
+    /// When the lease ended as issued. Renewals extend it without re-rendering anything, so
+    /// the credentials work at least until then.
+    pub expires: OffsetDateTime,
+    /// Which issue of the source this is in this run (1, 2, ...): lets the runtime tell which
+    /// outputs already delivered the current credentials.
+    pub generation: u64,
+}
+
+impl fmt::Debug for DbCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DbCredentials")
+            .field("username", &self.username)
+            .field("password", &"...")
+            .field("expires", &self.expires)
+            .field("generation", &self.generation)
+            .finish()
+    }
+}
+
+/// Why `database()` got no credentials.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DbCredentialsError {
+    /// No `[[database]]` source has that name.
+    #[error("no [[database]] source called {name:?} in agent.toml (declared: {})", if known.is_empty() { "none".to_owned() } else { known.join(", ") })]
+    UnknownSource {
+        /// The name asked for.
+        name: String,
+        /// The declared sources.
+        known: Vec<String>,
+    },
+    /// Issuing credentials failed (sealed, unreachable, permission denied...).
+    #[error("issuing credentials from {path} failed: {source}")]
+    Bao {
+        /// `<mount>/creds/<role>`.
+        path: String,
+        /// The client error.
+        #[source]
+        source: Box<warden_bao::Error>,
+    },
+}
+
+/// A future that may be sent across threads (what [`DatabaseCredentials`] returns).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where templates get dynamic database credentials. The agent's implementation shares one
+/// lease per source between every template that reads it, issuing on first use.
+pub trait DatabaseCredentials: Send + Sync {
+    /// The current credentials of `source` for output `output` (recorded as one of its users,
+    /// so it is re-rendered when the credentials are re-issued).
+    fn credentials<'a>(
+        &'a self,
+        source: &'a str,
+        output: &'a str,
+    ) -> BoxFuture<'a, Result<DbCredentials, DbCredentialsError>>;
 }
 
 /// One file of a rendered set. `Debug` never shows the contents.
@@ -69,8 +145,11 @@ pub struct Rendered {
     pub not_before: Option<OffsetDateTime>,
     /// For certificates: the serial, for state and posture.
     pub serial: Option<String>,
-    /// For leased secrets (database credentials, issue 6): when to re-render at the latest.
+    /// For leased secrets: when to re-render at the latest.
     pub refresh_within: Option<Duration>,
+    /// Database sources this render read, with the generation of the credentials it got (see
+    /// [`DbCredentials::generation`]).
+    pub database_generations: BTreeMap<String, u64>,
 }
 
 /// Why rendering failed. Carries which output, and for templates the template name and line.

@@ -7,11 +7,18 @@
 //! | `kv(mount, path)`     | `<mount>/data/<path>` (KV v2)           | the secret's data map        |
 //! | `kv1(mount, path)`    | `<mount>/<path>` (KV v1)                | the secret's data map        |
 //! | `ca_chain(pki_mount)` | `<pki_mount>/cert/ca_chain`             | the chain, PEM               |
+//! | `database(source)`    | the `[[database]]` source's lease       | `username`, `password`, `expires` |
 //! | `x \| tojson`         |                                         | JSON text (minijinja's own)  |
 //! | `x \| b64encode`      |                                         | standard base64 of a string  |
 //!
 //! `tojson` is minijinja's own: it writes `<`, `>`, `&` and `'` as `\u` escapes, which every
 //! JSON (and YAML) reader decodes back to the same string.
+//!
+//! `database(source)` does not read OpenBao itself: it asks the agent's lease book
+//! ([`RenderContext::databases`]), which issues credentials on first use and then hands every
+//! template the same lease until it is re-issued (and re-renders the templates that used it
+//! then). `expires` is the lease's end *as issued* (RFC 3339): renewals extend it without
+//! changing the file, so the credentials work at least until then.
 //!
 //! The KV version is chosen by the function, not detected: detecting it means reading
 //! `sys/internal/ui/mounts/<mount>`, which identity policies rightly do not grant.
@@ -67,7 +74,9 @@ use minijinja::value::{Enumerator, Object, ObjectRepr, Value};
 use minijinja::{AutoEscape, Environment, ErrorKind, State, UndefinedBehavior};
 use zeroize::Zeroizing;
 
-use super::{RenderContext, RenderError, Rendered, RenderedFile};
+use secrecy::ExposeSecret;
+
+use super::{DbCredentialsError, RenderContext, RenderError, Rendered, RenderedFile};
 
 /// Execution budget of one render pass (minijinja fuel: about one unit per instruction and
 /// per 64 bytes allocated, so roughly 6 MB of output). Config templates use a few hundred.
@@ -127,18 +136,20 @@ impl TemplateOutput {
             let (result, wanted) = render_pass(&template, &source, &ledger);
             if wanted.is_empty() {
                 let contents = result.map_err(|e| self.template_error(&template, &e, &ledger))?;
+                let database_generations = std::mem::take(&mut ledger.lock().database_generations);
                 return Ok(Rendered {
                     files: vec![RenderedFile {
                         name: self.file_name.clone(),
                         contents,
                         mode: self.mode,
                     }],
+                    database_generations,
                     ..Rendered::default()
                 });
             }
             // This pass ran on placeholders: its output and errors mean nothing.
             drop(result);
-            self.fetch(ctx.client, &template, wanted, &ledger).await?;
+            self.fetch(ctx, &template, wanted, &ledger).await?;
         }
         Err(RenderError::Template {
             output: self.name.clone(),
@@ -172,7 +183,7 @@ impl TemplateOutput {
     /// render now, with the client error kept for the runtime to classify.
     async fn fetch(
         &self,
-        client: &warden_bao::Client,
+        ctx: &RenderContext<'_>,
         template: &str,
         wanted: BTreeSet<Request>,
         ledger: &Shared,
@@ -188,9 +199,16 @@ impl TemplateOutput {
                 ),
             });
         }
+        let (databases, wanted): (Vec<Request>, Vec<Request>) = wanted
+            .into_iter()
+            .partition(|r| matches!(r, Request::Database { .. }));
+        for request in databases {
+            let fetched = self.database(ctx, template, &request, ledger).await?;
+            ledger.lock().fetched.insert(request, fetched);
+        }
         let mut reads = tokio::task::JoinSet::new();
         for request in wanted {
-            let client = client.clone();
+            let client = ctx.client.clone();
             reads.spawn(async move {
                 let result = request.read(&client).await;
                 (request, result)
@@ -243,6 +261,67 @@ impl TemplateOutput {
         Ok(())
     }
 
+    /// `database(source)`: the lease book's current credentials (issued on first use). An
+    /// unknown source is a template error at the line that named it; a failure to issue is
+    /// a client error the runtime classifies (sealed and unreachable are retried).
+    async fn database(
+        &self,
+        ctx: &RenderContext<'_>,
+        template: &str,
+        request: &Request,
+        ledger: &Shared,
+    ) -> Result<Fetched, RenderError> {
+        let Request::Database { source } = request else {
+            return Ok(Fetched::Failed(format!(
+                "{}: not a database call",
+                request.call()
+            )));
+        };
+        let Some(book) = ctx.databases else {
+            return Ok(Fetched::Failed(format!(
+                "{}: this agent declares no [[database]] sources (add one to agent.toml)",
+                request.call()
+            )));
+        };
+        match book.credentials(source, &self.name).await {
+            Ok(creds) => {
+                let mut l = ledger.lock();
+                l.secret_strings
+                    .push(Zeroizing::new(creds.password.expose_secret().to_owned()));
+                l.secret_strings
+                    .push(Zeroizing::new(creds.username.clone()));
+                l.database_generations
+                    .insert(source.clone(), creds.generation);
+                let expires = creds
+                    .expires
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default();
+                Ok(Fetched::Value(Value::from_pairs(vec![
+                    (
+                        Value::from("username"),
+                        Value::from(creds.username.as_str()),
+                    ),
+                    (
+                        Value::from("password"),
+                        Value::from(creds.password.expose_secret()),
+                    ),
+                    (Value::from("expires"), Value::from(expires)),
+                ])))
+            }
+            Err(e @ DbCredentialsError::UnknownSource { .. }) => {
+                Ok(Fetched::Failed(format!("{}: {e}", request.call())))
+            }
+            Err(DbCredentialsError::Bao { path, source }) => Err(RenderError::Bao {
+                output: self.name.clone(),
+                what: format!(
+                    "template {template}: {} issues credentials from {path}",
+                    request.call()
+                ),
+                source,
+            }),
+        }
+    }
+
     fn template_error(
         &self,
         template: &str,
@@ -278,7 +357,7 @@ impl TemplateOutput {
 }
 
 /// Prefixes of the messages our own functions fail with (see [`Request::call`]).
-const CALL_PREFIXES: [&str; 3] = ["kv(", "kv1(", "ca_chain("];
+const CALL_PREFIXES: [&str; 4] = ["kv(", "kv1(", "ca_chain(", "database("];
 
 /// Renders one pass. Returns the output (or the engine's error) and what the pass asked for
 /// that is not fetched yet. Synchronous and self-contained, so no minijinja value lives across
@@ -334,6 +413,10 @@ fn environment(ledger: &Shared) -> Environment<'static> {
     env.add_function("ca_chain", move |mount: &str| {
         l.lookup(Request::ca_chain(mount)?)
     });
+    let l = ledger.clone();
+    env.add_function("database", move |source: &str| {
+        l.lookup(Request::database(source)?)
+    });
     env.add_filter("b64encode", b64encode);
     env
 }
@@ -372,6 +455,10 @@ enum Request {
     CaChain {
         mount: String,
     },
+    /// A `[[database]]` source, answered by the lease book, not by a read.
+    Database {
+        source: String,
+    },
 }
 
 impl Request {
@@ -393,6 +480,25 @@ impl Request {
         })
     }
 
+    fn database(source: &str) -> Result<Self, minijinja::Error> {
+        let s = source.trim();
+        if s.is_empty()
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        {
+            return Err(minijinja::Error::new(
+                ErrorKind::InvalidOperation,
+                format!(
+                    "database(): {source:?} is not a source name (the `name` of a [[database]] in agent.toml)"
+                ),
+            ));
+        }
+        Ok(Self::Database {
+            source: s.to_owned(),
+        })
+    }
+
     /// How the template spelt the call, for messages.
     fn call(&self) -> String {
         match self {
@@ -407,6 +513,7 @@ impl Request {
                 path,
             } => format!("kv1({mount:?}, {path:?})"),
             Self::CaChain { mount } => format!("ca_chain({mount:?})"),
+            Self::Database { source } => format!("database({source:?})"),
         }
     }
 
@@ -424,6 +531,7 @@ impl Request {
                 path,
             } => format!("{mount}/{path}"),
             Self::CaChain { mount } => format!("{mount}/cert/ca_chain"),
+            Self::Database { source } => format!("[[database]] {source}"),
         }
     }
 
@@ -438,12 +546,17 @@ impl Request {
                 ..
             } => " (kv1() reads KV version 1 mounts; use kv() for a version 2 mount)",
             Self::CaChain { .. } => " (is it a PKI mount?)",
+            Self::Database { .. } => "",
         }
     }
 
     async fn read(&self, client: &warden_bao::Client) -> warden_bao::Result<Fetch> {
         let path = self.api_path();
         match self {
+            // Answered by the lease book (see `TemplateOutput::database`), never read here.
+            Self::Database { source } => Ok(Fetch::Missing(format!(
+                "database({source:?}) cannot be read directly"
+            ))),
             Self::CaChain { .. } => {
                 let pem = client.pki_ca_chain(self.mount()).await?;
                 if pem.trim().is_empty() {
@@ -496,6 +609,7 @@ impl Request {
     fn mount(&self) -> &str {
         match self {
             Self::Kv { mount, .. } | Self::CaChain { mount } => mount,
+            Self::Database { source } => source,
         }
     }
 }
@@ -579,6 +693,8 @@ struct Ledger {
     wanted: BTreeSet<Request>,
     /// Strings read from secrets (redacted from error text), longest first when used.
     secret_strings: Vec<Zeroizing<String>>,
+    /// Database sources read, with the generation of the credentials handed out.
+    database_generations: BTreeMap<String, u64>,
 }
 
 impl Ledger {

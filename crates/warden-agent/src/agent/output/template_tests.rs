@@ -69,6 +69,7 @@ fn ctx(client: &Client) -> RenderContext<'_> {
         client,
         trust_anchor_pem: "",
         now: OffsetDateTime::now_utc(),
+        databases: None,
     }
 }
 
@@ -483,4 +484,144 @@ fn the_render_future_is_send() {
     let ctx = ctx(&client);
     let fut = out.render(&ctx);
     assert_send(&fut);
+}
+
+// ---- database() -----------------------------------------------------------------------------
+
+const DB_PASSWORD: &str = "A1a-dynamic-db-PASSWORD-9z";
+
+/// A lease book stand-in: hands out fixed credentials for `main`, fails like a sealed server
+/// for `sealed`, and records who asked.
+#[derive(Default)]
+struct FakeBook {
+    calls: Mutex<Vec<(String, String)>>,
+}
+
+impl super::super::DatabaseCredentials for FakeBook {
+    fn credentials<'a>(
+        &'a self,
+        source: &'a str,
+        output: &'a str,
+    ) -> super::super::BoxFuture<'a, Result<super::super::DbCredentials, DbCredentialsError>> {
+        Box::pin(async move {
+            self.calls
+                .lock()
+                .unwrap()
+                .push((source.to_owned(), output.to_owned()));
+            match source {
+                "main" => Ok(super::super::DbCredentials {
+                    username: "v-cert-billing-main-x1".to_owned(),
+                    password: DB_PASSWORD.to_owned().into(),
+                    expires: time::macros::datetime!(2030-01-01 00:00:20 UTC),
+                    generation: 3,
+                }),
+                "sealed" => Err(DbCredentialsError::Bao {
+                    path: "postgres/creds/billing".to_owned(),
+                    source: Box::new(warden_bao::Error::Sealed {
+                        address: "https://127.0.0.1:8200".to_owned(),
+                    }),
+                }),
+                other => Err(DbCredentialsError::UnknownSource {
+                    name: other.to_owned(),
+                    known: vec!["main".to_owned(), "sealed".to_owned()],
+                }),
+            }
+        })
+    }
+}
+
+fn nowhere() -> Client {
+    // database() never reads OpenBao itself: a client to a closed port proves it.
+    Client::new(
+        ClientConfig::from_address("http://127.0.0.1:9")
+            .expect("address")
+            .with_retry(RetryPolicy::no_retries()),
+    )
+    .expect("client")
+}
+
+async fn render_db(book: &FakeBook, name: &str, text: &str) -> Result<Rendered, RenderError> {
+    let c = nowhere();
+    let ctx = RenderContext {
+        client: &c,
+        trust_anchor_pem: "",
+        now: OffsetDateTime::now_utc(),
+        databases: Some(book),
+    };
+    inline(name, text).render(&ctx).await
+}
+
+#[tokio::test]
+async fn database_credentials_render_and_record_their_generation() {
+    let book = FakeBook::default();
+    let text = "{% set db = database(\"main\") -%}\nuser={{ db.username }}\npass={{ db.password }}\nexp={{ db.expires }}\njson={{ database(\"main\") | tojson }}\n";
+    let r = render_db(&book, "db", text).await.expect("renders");
+    let out = String::from_utf8(r.files[0].contents.to_vec()).unwrap();
+    assert_eq!(
+        out,
+        format!(
+            "user=v-cert-billing-main-x1\npass={DB_PASSWORD}\nexp=2030-01-01T00:00:20Z\njson={{\"expires\": \"2030-01-01T00:00:20Z\", \"password\": \"{DB_PASSWORD}\", \"username\": \"v-cert-billing-main-x1\"}}\n"
+        )
+    );
+    assert_eq!(
+        r.database_generations,
+        [("main".to_owned(), 3)].into_iter().collect()
+    );
+    // One call per render however often the template names the source, by this output.
+    assert_eq!(
+        *book.calls.lock().unwrap(),
+        [("main".to_owned(), "db".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn database_failures_name_the_line_and_never_the_password() {
+    let book = FakeBook::default();
+    let err = render_db(&book, "db", "ok\n{{ database(\"mian\").username }}\n")
+        .await
+        .unwrap_err();
+    let (_, _, line, message) = template_err(&err);
+    assert_eq!(line, 2);
+    assert!(
+        message.contains("database(\"mian\"): no [[database]] source called \"mian\""),
+        "{message}"
+    );
+    assert!(message.contains("declared: main, sealed"), "{message}");
+    assert!(!err.is_transient());
+
+    // A key that is not there: the error names the expression, not the values.
+    let err = render_db(&book, "db", "{{ database(\"main\").pasword }}")
+        .await
+        .unwrap_err();
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains(DB_PASSWORD), "{text}");
+
+    // A sealed server is a client error the runtime retries.
+    let err = render_db(&book, "db", "{{ database(\"sealed\").password }}")
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert!(err.to_string().contains("postgres/creds/billing"), "{err}");
+
+    // Not a source name at all.
+    let err = render_db(&book, "db", "{{ database(\"../x\") }}")
+        .await
+        .unwrap_err();
+    assert!(
+        template_err(&err).3.contains("is not a source name"),
+        "{err}"
+    );
+
+    // No [[database]] at all.
+    let c = nowhere();
+    let err = inline("db", "{{ database(\"main\").password }}")
+        .render(&ctx(&c))
+        .await
+        .unwrap_err();
+    assert!(
+        template_err(&err)
+            .3
+            .contains("declares no [[database]] sources"),
+        "{err}"
+    );
 }

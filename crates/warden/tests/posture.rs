@@ -225,6 +225,47 @@ async fn posture_shows_every_status_from_live_state() {
     assert_eq!(entry["owner"], "billing");
     assert_eq!(entry["credentials"], json!(["billing/secret/stripe"]));
 
+    // billing's agent delivers its certificate once and reports it (OpenBao keeps no copy).
+    let root = tempfile::tempdir().expect("identity root");
+    let enroll = run(&[
+        "identity",
+        "enroll",
+        "billing",
+        "--env",
+        "test",
+        "--root-dir",
+        s(root.path()),
+    ]);
+    assert!(enroll.status.success(), "enroll: {}", text(&enroll.stderr));
+    let config = root.path().join("test/billing/agent.toml");
+    let agent = warden(&["agent", "--config", s(&config), "--once"])
+        .output()
+        .expect("agent");
+    assert!(
+        agent.status.success(),
+        "agent --once: {}",
+        text(&agent.stderr)
+    );
+    let reported = op
+        .read("warden/data/delivered/billing")
+        .await
+        .expect("billing's delivery report")
+        .data
+        .expect("data")["data"]
+        .clone();
+    let cert = reported["outputs"]
+        .as_array()
+        .expect("outputs")
+        .iter()
+        .find(|o| o["credential"] == "billing/certificate")
+        .unwrap_or_else(|| panic!("certificate in the report: {reported:#}"))
+        .clone();
+    assert_eq!(cert["state"], "fresh", "{reported:#}");
+    assert!(
+        cert["serial"].is_string() && cert["digest"].is_string(),
+        "{reported:#}"
+    );
+
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
 
     let out = run(&["posture", "--output", "json"]);
@@ -246,6 +287,26 @@ async fn posture_shows_every_status_from_live_state() {
     .map(|(a, b)| (a.to_owned(), b.to_owned()))
     .collect();
     assert_eq!(got, want, "{report:#}");
+    // The delivered certificate is judged from the agent's report; ledger, with no agent, is
+    // what keeps the purpose unknown.
+    let creds = report["environments"][0]["purposes"]
+        .as_array()
+        .expect("purposes")
+        .iter()
+        .flat_map(|p| p["credentials"].as_array().expect("credentials").clone())
+        .collect::<Vec<Value>>();
+    let by_id = |id: &str| {
+        creds
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("{id} in posture"))
+            .clone()
+    };
+    let billing_cert = by_id("billing/certificate");
+    assert_eq!(billing_cert["status"], "healthy", "{billing_cert:#}");
+    assert_eq!(billing_cert["source"], "agent report");
+    assert_eq!(billing_cert["detail"]["serial"], cert["serial"]);
+    assert_eq!(by_id("ledger/certificate")["status"], "unknown");
     assert_eq!(report["worst"], "revoked");
     assert_eq!(
         out.status.code(),

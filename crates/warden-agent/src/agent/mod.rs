@@ -24,6 +24,7 @@ pub mod health;
 pub mod launch;
 pub mod output;
 pub mod reload;
+mod report;
 pub mod runtime;
 pub mod schedule;
 pub mod state;

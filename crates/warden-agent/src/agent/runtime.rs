@@ -119,6 +119,9 @@ pub struct AuthStatus {
     pub last_error: Option<String>,
     /// The mTLS identity in use (when its renewal is configured).
     pub identity_serial: Option<String>,
+    /// When it was issued.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub identity_not_before: Option<OffsetDateTime>,
     /// When it expires.
     #[serde(with = "time::serde::rfc3339::option")]
     pub identity_not_after: Option<OffsetDateTime>,
@@ -281,6 +284,7 @@ impl Shared {
     pub(crate) fn identity_known(&self, cert: &IdentityCert) {
         let mut b = self.board();
         b.auth.identity_serial = Some(cert.serial.clone());
+        b.auth.identity_not_before = Some(cert.not_before);
         b.auth.identity_not_after = Some(cert.not_after);
     }
 
@@ -289,6 +293,16 @@ impl Shared {
         let mut b = self.board();
         b.auth.identity_renewals += 1;
         b.auth.last_error = None;
+    }
+
+    /// The identity's name.
+    pub(crate) fn identity_name(&self) -> &str {
+        &self.identity
+    }
+
+    /// Everything the agent knows, as the status endpoints show it.
+    pub(crate) fn status_snapshot(&self) -> AgentStatus {
+        self.snapshot()
     }
 
     fn snapshot(&self) -> AgentStatus {
@@ -588,6 +602,10 @@ impl Agent {
         for i in 0..self.shared.databases.len() {
             tasks.spawn(database::run_source(self.shared.clone(), i));
         }
+        tasks.spawn(super::report::run(
+            self.shared.clone(),
+            StateDir::new(&self.cfg.state_dir),
+        ));
         tracing::info!(identity = %self.cfg.identity.name, outputs = self.cfg.outputs.len(), databases = self.shared.databases.len(), "agent started");
         while let Some(res) = tasks.join_next().await {
             if let Err(e) = res {
@@ -656,6 +674,7 @@ impl Agent {
             }
         }
         if logged_in {
+            super::report::write_once(&self.shared, &StateDir::new(&self.cfg.state_dir)).await;
             self.shared
                 .databases
                 .retire_all_previous(&self.shared)

@@ -1,0 +1,228 @@
+//! Delivery reports: the agent tells posture what it actually delivered.
+//!
+//! OpenBao keeps no copy of a leaf certificate (`no_store`), and what it issued is not what is
+//! deployed anyway. So each agent writes, to its own narrow path in Warden's KV mount
+//! (`warden/data/delivered/<identity>`, the only path under `warden/` its policy may write),
+//! one small document: per certificate, identity certificate and database source, the
+//! credential reference posture uses, serial, validity, a digest of the delivered files, when
+//! it was delivered, how the last reload went, and the agent's own view (`fresh`, `stale`, ...).
+//! Never a value: digests and metadata only. `warden_registry::posture::DeliveryReport` reads
+//! exactly this shape (docs/registry.md).
+//!
+//! The report is rebuilt from local state every few seconds (no request) and written only when
+//! it changed, so a quiet agent sends nothing. A write that fails is retried with backoff; one
+//! refused (a spec without purposes grants no such path) is retried rarely and logged once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use warden_bao::Idempotent;
+
+use super::runtime::{AgentStatus, Health, Shared};
+use super::state::{StateDir, sha256_hex};
+
+/// Warden's own KV v2 mount (`warden_plan::META_MOUNT`) and the report folder in it
+/// (`warden_plan::DELIVERED_PREFIX`); spelled out here so the agent does not link the planner.
+const REPORT_MOUNT: &str = "warden";
+const REPORT_FOLDER: &str = "delivered";
+/// How often local state is looked at (no request unless something changed).
+const LOOK_EVERY: Duration = Duration::from_secs(5);
+/// After a refused write (no grant): try again this much later.
+const REFUSED_RETRY: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+struct Item {
+    credential: String,
+    output: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    serial: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issued_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delivered_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_reload: Option<String>,
+    state: &'static str,
+}
+
+fn rfc(t: Option<OffsetDateTime>) -> Option<String> {
+    t.and_then(|t| t.format(&Rfc3339).ok())
+}
+
+fn health(h: Health) -> &'static str {
+    match h {
+        Health::Pending => "pending",
+        Health::Fresh => "fresh",
+        Health::Stale => "stale",
+        Health::Failed => "failed",
+    }
+}
+
+/// The report items for `status`, with certificate details from the state files.
+fn items(status: &AgentStatus, states: &StateDir, now: OffsetDateTime) -> Vec<Item> {
+    let id = &status.identity;
+    let mut out = Vec::new();
+    if let (Some(serial), Some(na)) = (&status.auth.identity_serial, status.auth.identity_not_after)
+    {
+        out.push(Item {
+            credential: format!("{id}/identity-cert"),
+            output: "identity".to_owned(),
+            serial: Some(serial.clone()),
+            issued_at: rfc(status.auth.identity_not_before),
+            expires_at: rfc(Some(na)),
+            digest: None,
+            delivered_at: None,
+            last_reload: None,
+            state: if na > now { "fresh" } else { "failed" },
+        });
+    }
+    for o in status.outputs.iter().filter(|o| o.kind == "certificate") {
+        let st = states.load(&o.name).unwrap_or_default();
+        // One digest over the per-file digests: changes whenever any delivered file does.
+        let digest = (!st.files.is_empty()).then(|| {
+            let mut all = String::new();
+            for (name, d) in &st.files {
+                all.push_str(name);
+                all.push('\0');
+                all.push_str(d);
+                all.push('\n');
+            }
+            sha256_hex(all.as_bytes())
+        });
+        out.push(Item {
+            credential: format!("{id}/certificate"),
+            output: o.name.clone(),
+            serial: o.serial.clone().or(st.serial),
+            issued_at: rfc(st.not_before),
+            expires_at: rfc(o.not_after.or(st.not_after)),
+            digest,
+            delivered_at: rfc(st.delivered_at),
+            last_reload: st.last_reload.map(|r| {
+                if r.ok {
+                    "ok".to_owned()
+                } else {
+                    "failed".to_owned()
+                }
+            }),
+            state: health(o.health),
+        });
+    }
+    for d in &status.databases {
+        out.push(Item {
+            credential: format!("{id}/database/{}", d.name),
+            output: d.name.clone(),
+            serial: None,
+            issued_at: rfc(d.issued_at),
+            expires_at: rfc(d.expires),
+            digest: None,
+            delivered_at: rfc(d.issued_at),
+            last_reload: None,
+            state: health(d.health),
+        });
+    }
+    out
+}
+
+fn report_path(shared: &Shared) -> String {
+    format!(
+        "{REPORT_MOUNT}/data/{REPORT_FOLDER}/{}",
+        shared.identity_name()
+    )
+}
+
+async fn write(
+    shared: &Shared,
+    path: &str,
+    items: &[Item],
+    now: OffsetDateTime,
+) -> Result<(), warden_bao::Error> {
+    let body = serde_json::json!({ "data": {
+        "reported_at": rfc(Some(now)),
+        "outputs": items,
+    }});
+    shared.count_request();
+    shared
+        .client
+        .write(path, &body, Idempotent::Yes)
+        .await
+        .map(drop)
+}
+
+/// `--once`: one report after rendering (best effort: a refusal or failure is logged).
+pub(crate) async fn write_once(shared: &Shared, states: &StateDir) {
+    let now = shared.now();
+    let current = items(&shared.status_snapshot(), states, now);
+    if current.is_empty() {
+        return;
+    }
+    if let Err(e) = write(shared, &report_path(shared), &current, now).await {
+        tracing::info!(error = %e, "delivery report not written");
+    }
+}
+
+/// Runs until the agent stops: writes the report whenever it changes.
+pub(crate) async fn run(shared: Arc<Shared>, states: StateDir) {
+    let path = report_path(&shared);
+    let mut sent: Option<Vec<Item>> = None;
+    let mut wait = LOOK_EVERY;
+    let mut failures: u32 = 0;
+    let mut shutdown = shared.shutdown_signal();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+        if shared.stopping() {
+            return;
+        }
+        wait = LOOK_EVERY;
+        if shared.token_generation() == 0 {
+            continue; // not logged in yet
+        }
+        let now = shared.now();
+        let current = items(&shared.status_snapshot(), &states, now);
+        if current.is_empty() || sent.as_ref() == Some(&current) {
+            continue;
+        }
+        match write(&shared, &path, &current, now).await {
+            Ok(_) => {
+                tracing::debug!(path = %path, "delivery report written");
+                sent = Some(current);
+                failures = 0;
+            }
+            Err(e) if e.is_permission_denied() => {
+                if failures == 0 {
+                    tracing::info!(path = %path, "this identity may not write a delivery report (a spec with purposes grants it); posture will show its certificates as unknown");
+                }
+                failures = failures.saturating_add(1);
+                wait = REFUSED_RETRY;
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                let backoff = LOOK_EVERY.saturating_mul(1 << failures.min(6));
+                tracing::debug!(error = %e, retry_in = ?backoff, "delivery report not written");
+                wait = backoff;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_names_are_the_posture_vocabulary() {
+        assert_eq!(health(Health::Fresh), "fresh");
+        assert_eq!(health(Health::Stale), "stale");
+        assert_eq!(health(Health::Failed), "failed");
+        assert_eq!(health(Health::Pending), "pending");
+    }
+}

@@ -46,7 +46,16 @@ tier        = "vault_kv"
 delivery    = "agent_file"
 rotation    = {{ interval = "30d", grace = "7d" }}
 evidence    = "EV-TEST"
-covers      = ["*/identity-cert", "*/certificate", "*/secret/config"]
+covers      = ["*/identity-cert", "*/certificate", "billing/secret/config"]
+
+[purposes.ledger-cache]
+description = "ledger's config, mirrored into a Kubernetes Secret by an operator"
+owner       = "ledger"
+tier        = "kubernetes_secret"
+delivery    = "kubernetes_secret"
+rotation    = {{ interval = "30d", grace = "7d" }}
+evidence    = "EV-TEST"
+covers      = ["ledger/secret/config"]
 "#
     )
 }
@@ -89,10 +98,13 @@ async fn service_account_tokens_map_to_exactly_their_identity() {
         .env_remove("BAO_TOKEN")
         .output()
         .expect("apply");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "apply: {stderr}");
+    // Accepted, but never silently: a Kubernetes Secret is a cache, not the source of truth.
     assert!(
-        out.status.success(),
-        "apply: {}",
-        String::from_utf8_lossy(&out.stderr)
+        stderr.contains("purpose `ledger-cache` is stored as a kubernetes_secret")
+            && stderr.contains("transitional cache"),
+        "{stderr}"
     );
 
     let op = lab.client("test");

@@ -48,6 +48,8 @@ struct PlanReport {
     conflicts: usize,
     environments: Vec<EnvPlan>,
     lint: Vec<Finding>,
+    /// Accepted but worth saying: purposes stored in a Kubernetes Secret.
+    warnings: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -193,6 +195,19 @@ async fn build_plan(
         environments.push(plan);
     }
     let count = |a: Action| environments.iter().map(|p| p.count(a)).sum();
+    // Seed 002: a Kubernetes Secret is a transitional cache, never the source of truth.
+    let warnings = resolved
+        .spec
+        .purposes
+        .iter()
+        .filter(|p| p.tier == warden_spec::StorageTier::KubernetesSecret)
+        .map(|p| {
+            format!(
+                "purpose `{}` is stored as a kubernetes_secret: accepted only as a transitional cache; OpenBao stays the source of truth, so rotate there and let the cache follow",
+                p.id
+            )
+        })
+        .collect();
     Ok(PlanReport {
         creates: count(Action::Create),
         updates: count(Action::Update),
@@ -200,6 +215,7 @@ async fn build_plan(
         conflicts: count(Action::Conflict),
         environments,
         lint,
+        warnings,
     })
 }
 
@@ -353,6 +369,9 @@ fn render_plan(report: &PlanReport) -> String {
     }
     if !report.lint.is_empty() {
         s.push_str(&render_findings(&report.lint, ""));
+    }
+    for w in &report.warnings {
+        s.push_str(&format!("warning: {w}\n"));
     }
     if report.creates + report.updates + report.deletes + report.conflicts == 0 {
         s.push_str("No changes. The environments match the spec.\n");

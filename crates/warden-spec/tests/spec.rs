@@ -154,3 +154,180 @@ fn plain_http_addresses_are_refused() {
     let errs = errors(text);
     assert!(errs[0].contains("HTTPS only"), "{errs:?}");
 }
+
+// ---- purposes, engines, domains, workloads ------------------------------------------------
+
+const BASE: &str = r#"version = 1
+[environments.test]
+domain = "t.internal"
+[apps.billing]
+environments = ["test"]
+secrets = ["config"]
+"#;
+
+const COVER_ALL: &str = r#"
+[purposes.all]
+description = "d"
+owner = "o"
+tier = "vault_kv"
+delivery = "agent_file"
+rotation = { interval = "30d" }
+evidence = "E"
+covers = ["billing/identity-cert", "billing/certificate", "billing/secret/config"]
+"#;
+
+fn all_errors(text: &str) -> String {
+    match parse(text, "w.toml") {
+        Ok(_) => panic!("expected diagnostics for:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn every_credential_of_the_example_has_exactly_one_purpose() {
+    let spec = parse(EXAMPLE, "warden.toml").unwrap_or_else(|e| panic!("{e}"));
+    let creds = spec.credentials();
+    assert!(creds.len() >= 14, "{creds:?}");
+    for c in &creds {
+        let p = spec.purpose_of(&c.id);
+        assert!(p.is_some(), "{} has no purpose", c.id);
+        let n = spec.purposes.iter().filter(|p| p.covers(&c.id)).count();
+        assert_eq!(n, 1, "{} is under {n} purposes", c.id);
+    }
+    let stripe = spec.purpose_of("billing/secret/stripe").unwrap();
+    assert_eq!(stripe.id.as_str(), "billing-stripe");
+    // max_age defaults to interval + 2 × grace.
+    assert_eq!(stripe.rotation.max_age.as_secs(), (30 + 14) * 86_400);
+}
+
+#[test]
+fn purpose_patterns_must_match_and_never_overlap() {
+    let text = format!(
+        "{BASE}{COVER_ALL}{}",
+        r#"
+[purposes.again]
+description = "d"
+owner = "o"
+tier = "vault_kv"
+delivery = "agent_file"
+rotation = { interval = "30d" }
+evidence = "E"
+covers = ["*/secret/config", "billing/secret/confg"]
+"#
+    );
+    let e = all_errors(&text);
+    assert!(
+        e.contains("`billing/secret/config` is already governed by purpose `again`"),
+        "{e}"
+    );
+    assert!(
+        e.contains("`billing/secret/confg` matches no credential")
+            && e.contains("did you mean `billing/secret/config`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn tier_and_delivery_must_fit_the_credential() {
+    let text = format!(
+        "{}{COVER_ALL}{}",
+        BASE.replace(
+            "secrets = [\"config\"]",
+            "secrets = [\"config\"]\ntransit_keys = [{ name = \"pay\" }]"
+        ),
+        r#"
+[purposes.pay]
+description = "d"
+owner = "o"
+tier = "vault_kv"
+delivery = "reveal_once"
+rotation = { interval = "30d" }
+evidence = "E"
+covers = ["billing/transit/pay"]
+"#
+    );
+    let e = all_errors(&text);
+    assert!(e.contains("cannot live under tier `vault_kv`"), "{e}");
+    assert!(
+        e.contains("`billing/transit/pay` cannot be revealed once"),
+        "{e}"
+    );
+}
+
+#[test]
+fn max_age_must_cover_interval_and_grace() {
+    let text = format!(
+        "{BASE}{}",
+        COVER_ALL.replace(
+            "rotation = { interval = \"30d\" }",
+            "rotation = { interval = \"30d\", grace = \"7d\", max_age = \"31d\" }"
+        )
+    );
+    let e = all_errors(&text);
+    assert!(
+        e.contains("max_age is shorter than interval + grace"),
+        "{e}"
+    );
+}
+
+#[test]
+fn databases_need_placeholders_and_a_declaration() {
+    let text = format!(
+        "{}{COVER_ALL}{}",
+        BASE.replace(
+            "secrets = [\"config\"]",
+            "secrets = [\"config\"]\ndatabases = [\"mian\"]"
+        ),
+        r#"
+[databases.main]
+environments   = ["test"]
+connection_url = "postgresql://admin:hunter2@db:5432/app"
+username       = "admin"
+password_file  = "db.pass"
+"#
+    );
+    let e = all_errors(&text);
+    assert!(
+        e.contains("{{username}} and {{password}} placeholders"),
+        "{e}"
+    );
+    assert!(
+        e.contains("unknown database `mian`") && e.contains("did you mean `main`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn domains_and_workloads_are_checked() {
+    let text = format!(
+        "{}{COVER_ALL}{}",
+        BASE.replace(
+            "secrets = [\"config\"]",
+            "secrets = [\"config\"]\nkubernetes = { namespace = \"billing\", service_account = \"billing\" }"
+        ),
+        r#"
+[domains."shop.example.com"]
+environments = ["test"]
+app          = "biling"
+
+[domains."www.example.com"]
+environments = ["test"]
+app          = "billing"
+ttl          = "10d"
+renew_before = "30d"
+"#
+    );
+    let e = all_errors(&text);
+    assert!(
+        e.contains("environment `test` trusts no service-account token issuer"),
+        "{e}"
+    );
+    assert!(
+        e.contains("unknown app `biling`") && e.contains("did you mean `billing`"),
+        "{e}"
+    );
+    assert!(
+        e.contains("renew_before is not shorter than the certificate's lifetime"),
+        "{e}"
+    );
+}

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Measures `warden agent` against `bao agent` doing the same work (see docs/benchmarks.md).
+"""Measures Warden's agent (`warden-agent`, or `warden agent`) against `bao agent` doing the same
+work (see docs/benchmarks.md).
 
 Standard library only. `run.sh` prepares the lab, the identities and both configurations, then
 calls `measure` once; this script starts and stops the agents itself so that start times are
@@ -105,7 +106,29 @@ def memory(pid):
             if key in ("Pss", "Private_Clean", "Private_Dirty", "Shared_Clean", "Shared_Dirty"):
                 m[key.lower() + "_kb"] = int(line.split()[1])
     m["private_kb"] = m.get("private_clean_kb", 0) + m.get("private_dirty_kb", 0)
+    with open(f"/proc/{pid}/status") as f:
+        m["threads"] = next(int(l.split()[1]) for l in f if l.startswith("Threads:"))
+    m["rss_by_mapping_kb"] = by_mapping(pid)
     return m
+
+
+def by_mapping(pid):
+    """Rss and its anonymous part per mapping from /proc/<pid>/smaps, summed by file name and
+    permissions ("warden-agent r-xp" is the code, "[heap]" the malloc heap), largest first."""
+    groups = {}
+    key = None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            fields = line.split()
+            if not fields[0].endswith(":"):  # a mapping's header line: range perms offset dev inode [path]
+                name = os.path.basename(fields[5]) if len(fields) > 5 else "[anonymous]"
+                key = f"{name} {fields[1]}"
+                groups.setdefault(key, {"rss": 0, "anon": 0})
+            elif fields[0] == "Rss:":
+                groups[key]["rss"] += int(fields[1])
+            elif fields[0] == "Anonymous:":
+                groups[key]["anon"] += int(fields[1])
+    return dict(sorted(((k, v) for k, v in groups.items() if v["rss"]), key=lambda kv: -kv[1]["rss"]))
 
 
 def cpu_seconds(pid):
@@ -204,13 +227,15 @@ def measure(a):
 
     result = {
         "config": {"render_runs": a.runs + 1, "settle_s": a.settle, "idle_s": a.idle,
-                   "idle_window_s": round(idle_window, 3), "certificate": cert},
+                   "idle_window_s": round(idle_window, 3), "certificate": cert,
+                   "warden_label": a.warden_label},
         "environment": json.loads(a.env_json) if a.env_json else {},
     }
     for ag in agents:
         per_min = ag["idle_cpu_s"] / idle_window * 60.0
         result[ag["name"]] = {
             "command": ag["cmd"],
+            "binary_bytes": os.path.getsize(ag["cmd"][0]),
             "render_s": [round(r, 4) for r in ag["renders"]],
             "render_median_s": round(statistics.median(ag["renders"]), 4),
             "memory_after_settle": ag["memory"],
@@ -262,7 +287,8 @@ def report(r):
         (f"start to first complete render (median of {n})", f"{w['render_median_s']:.3f} s",
          f"{b['render_median_s']:.3f} s", rt(q["first_render"]), "≤ 0.50"),
     ]
-    lines = ["| what | `warden agent` | `bao agent` | warden / bao | target |",
+    label = r["config"].get("warden_label", "warden agent")
+    lines = [f"| what | `{label}` | `bao agent` | warden / bao | target |",
              "|---|---:|---:|---:|---:|"]
     lines += [f"| {a} | {x} | {y} | {z} | {t} |" for (a, x, y, z, t) in rows]
     lines.append("")
@@ -275,6 +301,17 @@ def report(r):
         lines.append(", ".join(f"{k}: {v}" for k, v in env.items()))
     lines.append("")
     lines.append(f"render runs (s): warden {w['render_s']}, bao {b['render_s']}")
+    lines.append(f"binaries: warden {w.get('binary_bytes', 0) / 1e6:.1f} MB, "
+                 f"bao {b.get('binary_bytes', 0) / 1e6:.1f} MB; threads after 60 s: "
+                 f"warden {w['memory_after_settle'].get('threads')}, "
+                 f"bao {b['memory_after_settle'].get('threads')}")
+    lines.append("")
+    lines.append(f"What is resident in `{label}` (/proc/PID/smaps, Rss per mapping in KB, and its anonymous part):")
+    lines.append("")
+    lines.append("| mapping | Rss | anonymous |")
+    lines.append("|---|---:|---:|")
+    for name, v in list(w["memory_after_settle"].get("rss_by_mapping_kb", {}).items())[:12]:
+        lines.append(f"| {name} | {v['rss']} | {v['anon']} |")
     return "\n".join(lines)
 
 
@@ -286,6 +323,7 @@ def main():
               "bao-clean", "out"):
         m.add_argument(f"--{k}", required=True)
     m.add_argument("--env-json", default="")
+    m.add_argument("--warden-label", default="warden-agent")
     m.add_argument("--runs", type=int, default=3)
     m.add_argument("--settle", type=float, default=60.0)
     m.add_argument("--idle", type=float, default=60.0)

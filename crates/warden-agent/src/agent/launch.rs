@@ -19,7 +19,8 @@ use super::health::{self, HealthError, HealthServer};
 use super::{Agent, AgentError, AuthError, Config, ConfigError, Health, OnceReport};
 
 /// What to do next after a failed `--once` run (the failures themselves are in the report).
-pub const ONCE_FAILED_HINT: &str = "the files delivered before are untouched; see the errors above (add -v for the agent's log)";
+pub const ONCE_FAILED_HINT: &str =
+    "the files delivered before are untouched; see the errors above (add -v for the agent's log)";
 
 /// Why an agent could not be started (failures while it runs are retried and reported in its
 /// status instead, never returned).
@@ -263,18 +264,29 @@ mod tests {
         let err = Launch::prepare(&dir.path().join("agent.toml")).expect_err("missing file");
         assert!(matches!(err, LaunchError::Unreadable(_)), "{err:?}");
         assert!(err.to_string().contains("agent.toml"), "{err}");
-        assert!(err.hint().contains("warden identity enroll"), "{}", err.hint());
+        assert!(
+            err.hint().contains("warden identity enroll"),
+            "{}",
+            err.hint()
+        );
     }
 
     #[test]
     fn an_invalid_config_names_the_file_and_the_line() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = write(dir.path(), "agent.toml", "version = 1\n\n[identity]\nnmae = \"x\"\n");
+        let path = write(
+            dir.path(),
+            "agent.toml",
+            "version = 1\n\n[identity]\nnmae = \"x\"\n",
+        );
         let err = Launch::prepare(&path).expect_err("invalid");
         let LaunchError::Invalid { source, .. } = &err else {
             panic!("expected Invalid, got {err:?}");
         };
-        assert!(err.to_string().contains("is not a valid agent configuration"));
+        assert!(
+            err.to_string()
+                .contains("is not a valid agent configuration")
+        );
         let diags = source.to_string();
         assert!(
             diags.contains(&format!("{}:4:", path.display())),

@@ -1,0 +1,240 @@
+//! The command line of `warden-agent`, parsed by hand: four flags do not need clap, and
+//! leaving clap out keeps it out of the agent's binary and its resident memory.
+//!
+//! It accepts what `warden agent` accepts for running an agent — `--config FILE`, `--once`,
+//! `--output text|json` (`-o`), `-v`/`-vv` (`--verbose`) — plus `--help` and `--version`.
+//! `--flag=value` and `--flag value` are both fine. Anything else is a usage error (exit 2).
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::PathBuf;
+
+/// The help text (`--help`).
+pub(crate) const HELP: &str = "\
+Run one identity's agent: log in with its own credential, deliver its certificates, secrets and
+CA chains, renew them before they expire, reload only on real change.
+
+Usage: warden-agent --config FILE [--once] [-v...] [--output text|json]
+
+Options:
+      --config FILE     the agent's config (agent.toml, written by `warden identity enroll`)
+      --once            render every output once and exit; non-zero if anything failed
+  -o, --output FORMAT   text (default) or json: the --once report as one JSON document
+  -v, --verbose...      more logging on stderr (-v info, -vv debug); WARDEN_LOG overrides
+  -h, --help            print this help
+  -V, --version         print the version
+
+The same agent as `warden agent --config FILE`; see docs/agent.md. SIGTERM or Ctrl-C stops it.
+Exit codes: 0 success, 1 failure, 2 usage error.
+";
+
+/// One line naming the usage, printed after a usage error.
+pub(crate) const USAGE: &str =
+    "Usage: warden-agent --config FILE [--once] [-v...] [--output text|json]";
+
+/// What was asked for.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Command {
+    /// Run the agent.
+    Run(RunArgs),
+    /// `--help`.
+    Help,
+    /// `--version`.
+    Version,
+}
+
+/// Arguments of a run.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct RunArgs {
+    /// `--config`.
+    pub(crate) config: PathBuf,
+    /// `--once`.
+    pub(crate) once: bool,
+    /// `--output json`.
+    pub(crate) json: bool,
+    /// How many `-v`.
+    pub(crate) verbose: u8,
+}
+
+/// A usage error: what was wrong with the command line.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct UsageError(pub(crate) String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Parses the arguments after the program name. `--help` and `--version` win wherever they
+/// appear, as with clap.
+pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
+    let mut config: Option<PathBuf> = None;
+    let mut once = false;
+    let mut json = false;
+    let mut verbose: u8 = 0;
+    let mut help = false;
+    let mut version = false;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let Some(text) = arg.to_str() else {
+            return Err(UsageError(format!(
+                "unexpected argument `{}`",
+                arg.to_string_lossy()
+            )));
+        };
+        let (flag, inline) = match text.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v)),
+            _ => (text, None),
+        };
+        // A value: inline (`--config=FILE`) or the next argument (`--config FILE`).
+        let mut value = |name: &str| -> Result<OsString, UsageError> {
+            match inline {
+                Some(v) if !v.is_empty() => Ok(OsString::from(v)),
+                Some(_) => Err(UsageError(format!("{name} needs a value"))),
+                // `--config --once`: a flag where the value should be, as clap sees it.
+                None => args
+                    .next()
+                    .filter(|v| {
+                        !v.to_str()
+                            .is_some_and(|s| s.len() > 1 && s.starts_with('-'))
+                    })
+                    .ok_or_else(|| UsageError(format!("{name} needs a value"))),
+            }
+        };
+        match flag {
+            "--config" => {
+                let v = value("--config")?;
+                if config.replace(PathBuf::from(v)).is_some() {
+                    return Err(UsageError("--config given more than once".to_owned()));
+                }
+            }
+            "--output" | "-o" => {
+                let v = value("--output")?;
+                json = match v.to_str() {
+                    Some("json") => true,
+                    Some("text") => false,
+                    _ => {
+                        return Err(UsageError(format!(
+                            "--output must be `text` or `json`, not `{}`",
+                            v.to_string_lossy()
+                        )));
+                    }
+                };
+            }
+            "--once" if inline.is_none() => once = true,
+            "--verbose" if inline.is_none() => verbose = verbose.saturating_add(1),
+            "--help" | "-h" if inline.is_none() => help = true,
+            "--version" | "-V" if inline.is_none() => version = true,
+            // -v, -vv, -vvv.
+            v if v.len() > 1 && v.starts_with('-') && v[1..].bytes().all(|b| b == b'v') => {
+                verbose = verbose.saturating_add(u8::try_from(v.len() - 1).unwrap_or(u8::MAX));
+            }
+            "--once" | "--verbose" | "--help" | "--version" => {
+                return Err(UsageError(format!("{flag} takes no value")));
+            }
+            other => {
+                let what = if other.starts_with('-') {
+                    "unknown option"
+                } else {
+                    "unexpected argument"
+                };
+                let mut msg = format!("{what} `{text}`");
+                if matches!(other, "status" | "rotate") {
+                    msg.push_str(
+                        " (ask a running agent with `warden agent status|rotate --socket PATH`)",
+                    );
+                }
+                return Err(UsageError(msg));
+            }
+        }
+    }
+    if help {
+        return Ok(Command::Help);
+    }
+    if version {
+        return Ok(Command::Version);
+    }
+    let config = config.ok_or_else(|| UsageError("--config FILE is required".to_owned()))?;
+    Ok(Command::Run(RunArgs {
+        config,
+        once,
+        json,
+        verbose,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Command, UsageError> {
+        parse(args.iter().map(OsString::from))
+    }
+
+    fn run(args: &[&str]) -> RunArgs {
+        match p(args) {
+            Ok(Command::Run(r)) => r,
+            other => panic!("{args:?}: expected a run, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn config_and_once_in_both_spellings() {
+        let r = run(&["--config", "/etc/warden/agent.toml", "--once"]);
+        assert_eq!(r.config, PathBuf::from("/etc/warden/agent.toml"));
+        assert!(r.once);
+        assert!(!r.json);
+        assert_eq!(r.verbose, 0);
+        let r = run(&["--once", "--config=a b.toml"]);
+        assert_eq!(r.config, PathBuf::from("a b.toml"));
+        assert!(r.once);
+        assert!(!run(&["--config", "x"]).once);
+    }
+
+    #[test]
+    fn output_and_verbosity() {
+        let r = run(&["-o", "json", "--config", "x", "-vv", "--verbose"]);
+        assert!(r.json);
+        assert_eq!(r.verbose, 3);
+        assert!(!run(&["--output=text", "--config", "x"]).json);
+        assert_eq!(run(&["-v", "--config", "x"]).verbose, 1);
+    }
+
+    #[test]
+    fn help_and_version_win() {
+        assert_eq!(p(&["--help"]), Ok(Command::Help));
+        assert_eq!(p(&["--config", "x", "-h"]), Ok(Command::Help));
+        assert_eq!(p(&["-V"]), Ok(Command::Version));
+        assert_eq!(
+            p(&["--version", "--bogus-after"]).ok(),
+            None,
+            "bad args still fail"
+        );
+    }
+
+    #[test]
+    fn usage_errors_say_what_is_wrong() {
+        let err = |args: &[&str]| p(args).expect_err("usage error").0;
+        assert_eq!(err(&[]), "--config FILE is required");
+        assert_eq!(err(&["--once"]), "--config FILE is required");
+        assert_eq!(err(&["--config"]), "--config needs a value");
+        assert_eq!(err(&["--config="]), "--config needs a value");
+        assert_eq!(err(&["--config", "--once"]), "--config needs a value");
+        assert_eq!(
+            err(&["--config", "a", "--config", "b"]),
+            "--config given more than once"
+        );
+        assert_eq!(err(&["--conifg", "a"]), "unknown option `--conifg`");
+        assert_eq!(err(&["agent.toml"]), "unexpected argument `agent.toml`");
+        assert_eq!(
+            err(&["--once=yes", "--config", "a"]),
+            "--once takes no value"
+        );
+        assert_eq!(
+            err(&["-o", "yaml", "--config", "a"]),
+            "--output must be `text` or `json`, not `yaml`"
+        );
+        assert!(err(&["status"]).contains("warden agent status"));
+    }
+}

@@ -1,0 +1,466 @@
+//! The `warden-agent` binary end to end, against a real lab (HTTPS + mTLS OpenBao, the example
+//! spec applied with `warden_plan`, `billing` enrolled with `warden_agent::enroll`).
+//!
+//! 1. `once_then_serve_deliver_the_identitys_outputs` — `--once` delivers a leaf certificate
+//!    (key on the host, chain to the lab's root), a KV secret rendered as JSON and the CA chain,
+//!    runs the reload once for the real change and exits 0; a second `--once` changes nothing
+//!    and reloads nothing; `--output json` prints one parseable report; the long-running mode
+//!    serves its control socket and health address and stops cleanly on SIGTERM.
+//! 2. `bad_invocations_fail_with_the_documented_codes` (no server) — an invalid `agent.toml`
+//!    exits 1 naming `file:line`, a missing one exits 1 naming who writes it, command-line
+//!    mistakes exit 2 with the usage; `--help` and `--version` exit 0.
+//!
+//! Nothing secret is printed: assertions name files and outcomes, never key or secret bytes.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use warden_agent::{EnrollOptions, EnrollRequest, IdentityLayout, Owner};
+use warden_bao::Idempotent;
+use warden_testkit::LabEnv;
+
+/// The binary under test.
+const BIN: &str = env!("CARGO_BIN_EXE_warden-agent");
+/// The example platform spec (`billing` is an app in `test`).
+const SPEC: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/lab/warden.toml"
+);
+/// Variables that could point the agent elsewhere; the agent must not need any of them.
+const FOREIGN_ENV: [&str; 6] = [
+    "VAULT_ADDR",
+    "BAO_ADDR",
+    "VAULT_TOKEN",
+    "BAO_TOKEN",
+    "WARDEN_LOG",
+    "RUST_LOG",
+];
+/// A hung agent fails the test instead of stalling the suite.
+const LIMIT: Duration = Duration::from_secs(120);
+
+// ---- helpers ------------------------------------------------------------------------------
+
+fn agent(args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).stdin(Stdio::null()).env("NO_COLOR", "1");
+    for var in FOREIGN_ENV {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// Runs `warden-agent ARGS` to completion within [`LIMIT`].
+fn run(args: &[&str]) -> Output {
+    let child = agent(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start warden-agent");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(LIMIT) {
+        Ok(out) => out.expect("wait for warden-agent"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("warden-agent {args:?} did not finish within {LIMIT:?}");
+        }
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn both(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    )
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+fn lines(p: &Path) -> usize {
+    std::fs::read_to_string(p).map_or(0, |t| t.lines().count())
+}
+
+/// Applies the example spec to the lab's `test` environment and enrolls `billing` under
+/// `root`, as `warden apply` and `warden identity enroll --root-dir` do; the identity's dir.
+async fn apply_and_enroll(lab: &LabEnv, root: &Path) -> PathBuf {
+    let spec = warden_spec::load(Path::new(SPEC)).expect("the example spec is valid");
+    let env = spec
+        .environment("test")
+        .expect("a test environment")
+        .clone();
+    let operator = lab.client("test");
+    let inputs = warden_plan::EnvInputs {
+        identity_ca_pem: operator
+            .pki_ca_cert(&env.mounts.pki)
+            .await
+            .expect("the lab's intermediate"),
+        ..warden_plan::EnvInputs::default()
+    };
+    let desired = warden_plan::desired_state(&spec, &env, &inputs);
+    let plan = warden_plan::plan_env(&operator, "test", desired, false, 4)
+        .await
+        .expect("plan");
+    warden_plan::apply_env(&operator, &plan, 4, Arc::new(|_, _| {}))
+        .await
+        .expect("apply");
+    let anchor = read(&lab.lab().layout().env("test").ca_bundle());
+    let layout = IdentityLayout::under_root(root, "test", "billing");
+    warden_agent::enroll(
+        &operator,
+        &EnrollRequest {
+            spec: &spec,
+            env: &env,
+            identity: "billing",
+            trust_anchor_pem: &anchor,
+            layout: &layout,
+        },
+        &EnrollOptions {
+            force: false,
+            owner: Owner::CurrentUser,
+        },
+    )
+    .await
+    .expect("enroll billing");
+    layout.dir().to_path_buf()
+}
+
+/// The three things of the agent benchmark: a leaf, a KV secret as JSON, the CA chain. Only
+/// the certificate reloads (a shell appending a line: test only), so reloads are countable.
+fn write_config(dir: &Path, address: &str, reloads: &Path) -> PathBuf {
+    let path = dir.join("agent-bin-test.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"version = 1
+
+[identity]
+name        = "billing"
+kind        = "app"
+env         = "test"
+common_name = "billing.identity.test.warden.internal"
+
+[openbao]
+address = "{address}"
+ca_file = "trust/ca.pem"
+
+[auth]
+method        = "cert"
+mount         = "cert"
+role          = "billing"
+policy        = "billing"
+cert_file     = "identity/client.crt"
+key_file      = "identity/client.key"
+pki_mount     = "pki_int"
+identity_role = "billing-identity"
+
+[[output]]
+name        = "tls"
+type        = "certificate"
+pki_mount   = "pki_int"
+role        = "billing"
+common_name = "billing.test.warden.internal"
+sans        = ["billing-api.test.warden.internal"]
+ttl         = "72h"
+key_type    = "ec-p256"
+dir         = "out/tls"
+reload      = ["/bin/sh", "-c", "echo reload >> '{reloads}'"]
+
+[[output]]
+name     = "config"
+type     = "template"
+contents = '{{{{ kv("kvv2", "billing/config") | tojson }}}}'
+path     = "out/config.json"
+mode     = "0600"
+
+[[output]]
+name       = "ca"
+type       = "ca_chain"
+pki_mount  = "pki_int"
+path       = "out/chain.pem"
+full_chain = true
+
+[health]
+listen = "127.0.0.1:0"
+
+[control]
+socket = "state/control.sock"
+"#,
+            reloads = s(reloads),
+        ),
+    )
+    .expect("write agent config");
+    path
+}
+
+/// The certificate set verifies completely: key fits the certificate, fullchain = cert +
+/// chain, the chain verifies to `root_pem`, the names are the configured ones. Its serial.
+fn check_certificate(dir: &Path, root_pem: &str) -> String {
+    let (cert, key, chain, full) = (
+        read(&dir.join("cert.pem")),
+        read(&dir.join("key.pem")),
+        read(&dir.join("chain.pem")),
+        read(&dir.join("fullchain.pem")),
+    );
+    warden_bao::ClientIdentity::from_pem(
+        cert.clone().into_bytes(),
+        zeroize::Zeroizing::new(key.into_bytes()),
+    )
+    .unwrap_or_else(|e| panic!("key and certificate do not match: {e}"));
+    assert_eq!(full, format!("{cert}{chain}"), "fullchain is cert + chain");
+    let report = warden_pki::verify_chain(&full, Some(root_pem), OffsetDateTime::now_utc())
+        .expect("parse the chain");
+    assert!(
+        report.valid,
+        "the chain does not verify: {:?}",
+        report.problems
+    );
+    let leaf = &report.certs[0];
+    assert!(
+        leaf.subject.contains("billing.test.warden.internal"),
+        "{}",
+        leaf.subject
+    );
+    assert!(
+        leaf.subject_alt_names
+            .iter()
+            .any(|n| n == "DNS:billing-api.test.warden.internal"),
+        "{:?}",
+        leaf.subject_alt_names
+    );
+    assert_eq!(mode(&dir.join("key.pem")), 0o600, "the key is owner-only");
+    leaf.serial.clone()
+}
+
+fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < limit,
+            "{what} did not happen within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// ---- tests --------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_then_serve_deliver_the_identitys_outputs() {
+    let lab = LabEnv::start(&["test"]).await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = apply_and_enroll(&lab, root.path()).await;
+    let anchor = read(&dir.join("trust/ca.pem"));
+    let secret = json!({ "user": "agent-bin-test", "mode": "once" });
+    lab.client("test")
+        .write(
+            "kvv2/data/billing/config",
+            &json!({ "data": secret }),
+            Idempotent::Yes,
+        )
+        .await
+        .expect("write the KV secret");
+    let reloads = dir.join("reloads.log");
+    let address = lab.lab().env("test").expect("test env").address();
+    let config = write_config(&dir, &address, &reloads);
+    let out_dir = dir.join("out");
+
+    // (1) --once delivers all three and reloads once, for the one output that has a reload.
+    let out = run(&["--config", s(&config), "--once"]);
+    assert!(out.status.success(), "--once failed:\n{}", both(&out));
+    let report = text(&out.stdout);
+    for line in [
+        "billing/tls (certificate): ok",
+        "billing/config (template): ok",
+        "billing/ca (ca_chain): ok",
+    ] {
+        assert!(report.contains(line), "missing `{line}` in:\n{report}");
+    }
+    assert!(report.contains("delivered, reload ok"), "{report}");
+    let serial = check_certificate(&out_dir.join("tls"), &anchor);
+    let rendered: Value =
+        serde_json::from_str(&read(&out_dir.join("config.json"))).expect("the secret as JSON");
+    assert_eq!(rendered, secret, "the rendered secret is the KV data");
+    assert_eq!(mode(&out_dir.join("config.json")), 0o600);
+    let chain = warden_pki::verify_chain(
+        &read(&out_dir.join("chain.pem")),
+        Some(&anchor),
+        OffsetDateTime::now_utc(),
+    )
+    .expect("parse the CA chain");
+    assert!(chain.valid, "{:?}", chain.problems);
+    assert_eq!(chain.certs.len(), 2, "intermediate + root");
+    assert_eq!(lines(&reloads), 1, "one reload for one real change");
+
+    // (2) Again, as JSON: the certificate on disk is still good, nothing changes or reloads.
+    let out = run(&["--config", s(&config), "--once", "--output", "json"]);
+    assert!(
+        out.status.success(),
+        "second --once failed:\n{}",
+        both(&out)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("--output json is one document ({e}):\n{}", both(&out)));
+    assert_eq!(doc["auth_error"], Value::Null, "{doc}");
+    let outputs = doc["outputs"].as_array().expect("outputs");
+    assert_eq!(outputs.len(), 3, "{doc}");
+    assert!(outputs.iter().all(|o| o["health"] == "fresh"), "{doc}");
+    assert_eq!(
+        check_certificate(&out_dir.join("tls"), &anchor),
+        serial,
+        "a valid certificate is kept, not re-issued"
+    );
+    assert_eq!(lines(&reloads), 1, "an unchanged render does not reload");
+
+    // (3) The long-running mode: endpoints up, then SIGTERM stops it with exit 0 and the
+    // control socket removed.
+    let socket = dir.join("state/control.sock");
+    let addr_file = dir.join("state/health.addr");
+    let _ = std::fs::remove_file(&addr_file);
+    let mut child = agent(&["--config", s(&config)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the agent");
+    wait_for("the control socket and health address", LIMIT, || {
+        socket.exists() && addr_file.exists()
+    });
+    let health_addr = read(&addr_file);
+    assert!(
+        health_addr.trim().starts_with("127.0.0.1:"),
+        "loopback only: {health_addr}"
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("send SIGTERM");
+    assert!(status.success());
+    let start = Instant::now();
+    let exit = loop {
+        if let Some(exit) = child.try_wait().expect("wait") {
+            break exit;
+        }
+        if start.elapsed() > LIMIT {
+            let _ = child.kill();
+            panic!("the agent did not stop on SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = child
+        .stderr
+        .take()
+        .map(|mut e| {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut e, &mut s);
+            s
+        })
+        .unwrap_or_default();
+    assert!(exit.success(), "exit {exit:?} after SIGTERM:\n{stderr}");
+    assert!(
+        stderr.contains("billing: agent running"),
+        "the progress line:\n{stderr}"
+    );
+    assert!(!socket.exists(), "the control socket is removed on stop");
+    assert_eq!(lines(&reloads), 1, "nothing changed while it ran");
+}
+
+#[test]
+fn bad_invocations_fail_with_the_documented_codes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    // An invalid config: exit 1, the file named at the line of the mistake, a hint.
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        "version = 1\n\n[identity]\nname = \"billing\"\nkind = \"app\"\nenv = \"test\"\ncommon_name = \"billing.identity.test.warden.internal\"\ncolour = \"blue\"\n",
+    )
+    .expect("write");
+    let out = run(&["--config", s(&config), "--once"]);
+    assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "error: {} is not a valid agent configuration",
+            config.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{}:8:", config.display())),
+        "the unknown key on line 8 is named: {err}"
+    );
+    assert!(err.contains("colour"), "{err}");
+    assert!(err.contains("hint: fix the lines above"), "{err}");
+    assert!(out.stdout.is_empty(), "nothing on stdout: {}", both(&out));
+
+    // A missing config: exit 1, who writes it.
+    let missing = dir.path().join("nope.toml");
+    let out = run(&["--config", s(&missing)]);
+    assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("could not read {}", missing.display())),
+        "{err}"
+    );
+    assert!(err.contains("warden identity enroll"), "{err}");
+
+    // Command-line mistakes: exit 2 with the usage.
+    for (args, says) in [
+        (&[][..], "--config FILE is required"),
+        (&["--config"][..], "--config needs a value"),
+        (
+            &["--config", "a", "--bogus"][..],
+            "unknown option `--bogus`",
+        ),
+        (
+            &["--config", "a", "-o", "yaml"][..],
+            "--output must be `text` or `json`",
+        ),
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", both(&out));
+        let err = text(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(err.contains("Usage: warden-agent --config FILE"), "{err}");
+    }
+
+    // Help and version: exit 0 on stdout.
+    let out = run(&["--help"]);
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    assert!(text(&out.stdout).contains("--once"), "{}", both(&out));
+    let out = run(&["--version"]);
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("warden-agent {}", env!("CARGO_PKG_VERSION"))
+    );
+}

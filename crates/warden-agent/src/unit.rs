@@ -39,7 +39,7 @@ pub fn systemd_unit(spec: &UnitSpec<'_>) -> String {
          Type=simple\n\
          User={user}\n\
          Group={user}\n\
-         ExecStart={bin} agent --config {dir}/agent.toml\n\
+         ExecStart={bin} --config {dir}/agent.toml\n\
          Restart=on-failure\n\
          RestartSec=5s\n\
          UMask=0077\n\
@@ -89,14 +89,14 @@ mod tests {
             env: "test",
             user: "billing",
             dir: Path::new("/srv/warden/test/billing"),
-            binary: Path::new("/usr/local/bin/warden"),
+            binary: Path::new("/usr/local/bin/warden-agent"),
         });
         for line in [
             "User=billing",
             "NoNewPrivileges=yes",
             "ProtectSystem=strict",
             "ReadWritePaths=/srv/warden/test/billing",
-            "ExecStart=/usr/local/bin/warden agent --config /srv/warden/test/billing/agent.toml",
+            "ExecStart=/usr/local/bin/warden-agent --config /srv/warden/test/billing/agent.toml",
             "CapabilityBoundingSet=",
         ] {
             assert!(

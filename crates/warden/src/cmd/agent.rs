@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use warden_agent::agent::{Agent, AgentError, AuthError, Config, ConfigError, Health, OnceReport};
+use warden_agent::agent::launch::{self, Launch, LaunchError};
 
 use crate::hint::HintExt as _;
 use crate::output::Output;
@@ -66,85 +66,31 @@ pub(crate) async fn run(args: AgentArgs, out: &Output) -> anyhow::Result<ExitCod
     }
     // clap requires --config without a subcommand.
     let config_path = args.config.context("--config is required")?;
-    let config = load(&config_path)?;
-    let identity = config.identity.name.clone();
-    let health = config.health;
-    let control = config.control.clone();
-    let addr_file = config
-        .state_dir
-        .join(warden_agent::agent::health::ADDR_FILE);
-    let agent = Agent::new(config).map_err(|e| explain(e, &config_path))?;
+    let launch = Launch::prepare(&config_path).map_err(explain)?;
     if args.once {
-        let report = agent.run_once().await;
-        out.emit(&report, || text_report(&identity, &report))?;
-        if report.ok() {
-            return Ok(ExitCode::SUCCESS);
-        }
-        let failed: Vec<&str> = report
-            .outputs
-            .iter()
-            .filter(|o| o.health != Health::Fresh || o.last_reload.as_ref().is_some_and(|r| !r.ok))
-            .map(|o| o.name.as_str())
-            .collect();
-        let what = match &report.auth_error {
-            Some(e) => format!("{identity}: could not log in: {e}"),
-            None => format!(
-                "{identity}: {} of {} outputs failed: {}",
-                failed.len(),
-                report.outputs.len(),
-                failed.join(", ")
-            ),
+        let identity = launch.identity().to_owned();
+        let report = launch.once().await;
+        out.emit(&report, || launch::once_text(&identity, &report))?;
+        return match launch::once_failure(&identity, &report) {
+            None => Ok(ExitCode::SUCCESS),
+            Some(what) => Err(anyhow::Error::msg(what)).hint(launch::ONCE_FAILED_HINT),
         };
-        return Err(anyhow::Error::msg(what)).hint(
-            "the files delivered before are untouched; see the errors above (add -v for the agent's log)",
-        );
     }
-
-    let handle = agent.handle();
-    // Both stop when dropped, after the agent has stopped.
-    let _health = match health {
-        Some(h) => Some(
-            warden_agent::agent::health::HealthServer::start(
-                h.listen,
-                Some(&addr_file),
-                handle.clone(),
-            )
-            .await
-            .context("could not start the health endpoint")
-            .hint("[health] listen must be a free loopback address (port 0 picks one)")?,
-        ),
-        None => None,
-    };
-    let _control = match &control {
-        Some(c) => Some(
-            warden_agent::agent::control::ControlServer::start(&c.socket, handle.clone())
-                .await
-                .context("could not start the control socket")
-                .hint("is another agent for this identity already running?")?,
-        ),
-        None => None,
-    };
-    // SIGTERM (systemd stop) and SIGINT (Ctrl-C) stop the agent between deliveries.
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        tracing::info!("stop requested");
-        handle.shutdown();
-    });
-    out.progress(format!(
-        "{identity}: agent running (SIGTERM or Ctrl-C stops it; -v shows what it does)"
-    ));
-    agent.run().await.map_err(|e| explain(e, &config_path))?;
+    launch
+        .serve(|identity| {
+            out.progress(format!(
+                "{identity}: agent running (SIGTERM or Ctrl-C stops it; -v shows what it does)"
+            ));
+        })
+        .await
+        .map_err(explain)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A start-up failure with its "what to do next" line.
+fn explain(e: LaunchError) -> anyhow::Error {
+    let hint = e.hint();
+    anyhow::Error::new(e).context(crate::hint::Hint(hint))
 }
 
 /// `warden agent status --socket PATH`.
@@ -206,78 +152,4 @@ fn explain_control(e: warden_agent::agent::control::ControlError, socket: &Path)
         Some(h) => err.context(crate::hint::Hint(h)),
         None => err,
     }
-}
-
-fn load(path: &Path) -> anyhow::Result<Config> {
-    match Config::load(path) {
-        Ok(c) => Ok(c),
-        Err(e @ ConfigError::Io { .. }) => Err(anyhow::Error::new(e)).with_hint(|| {
-            format!(
-                "`warden identity enroll NAME --env ENV` writes agent.toml into the identity's directory; pass its path with --config (got {})",
-                path.display()
-            )
-        }),
-        Err(e) => Err(anyhow::Error::new(e))
-            .context(format!("{} is not a valid agent configuration", path.display()))
-            .hint("fix the lines above (the schema is in docs/agent.md), or re-run `warden identity enroll` to rewrite it"),
-    }
-}
-
-fn explain(e: AgentError, config: &Path) -> anyhow::Error {
-    let hint = match &e {
-        AgentError::TrustAnchor { .. } => {
-            "the trust anchor is written by `warden identity enroll`; re-run it, or set [openbao] ca_file".to_owned()
-        }
-        AgentError::Auth(AuthError::Identity { .. } | AuthError::Credential { .. }) => format!(
-            "the identity's certificate or key is missing or unusable: re-enroll with `warden identity enroll NAME --env ENV --force` (config: {})",
-            config.display()
-        ),
-        AgentError::Client { .. } => "check [openbao] address in the config".to_owned(),
-        _ => "see the error above".to_owned(),
-    };
-    anyhow::Error::new(e)
-        .context("the agent could not start")
-        .context(crate::hint::Hint(hint))
-}
-
-fn text_report(identity: &str, report: &OnceReport) -> String {
-    let mut s = String::new();
-    if let Some(e) = &report.auth_error {
-        s.push_str(&format!("{identity}: login failed: {e}\n"));
-    }
-    for o in &report.outputs {
-        let health = match o.health {
-            Health::Fresh => "ok",
-            Health::Pending => "pending",
-            Health::Stale => "stale",
-            Health::Failed => "FAILED",
-        };
-        let mut line = format!("{identity}/{} ({}): {health}", o.name, o.kind);
-        if let Some(na) = o.not_after {
-            line.push_str(&format!(", expires {na}"));
-        }
-        if o.changes > 0 {
-            line.push_str(", delivered");
-        } else if o.health == Health::Fresh {
-            line.push_str(", unchanged");
-        }
-        if let Some(r) = &o.last_reload
-            && o.changes > 0
-        {
-            line.push_str(&format!(
-                ", reload {}",
-                if r.ok {
-                    "ok".to_owned()
-                } else {
-                    format!("FAILED ({})", r.message)
-                }
-            ));
-        }
-        if let Some(e) = &o.last_error {
-            line.push_str(&format!("\n    {e}"));
-        }
-        s.push_str(&line);
-        s.push('\n');
-    }
-    s
 }

@@ -46,8 +46,13 @@ struct UnitArgs {
     /// Unix user the agent runs as (default: the identity's name).
     #[arg(long, value_name = "NAME")]
     user: Option<String>,
-    /// The warden binary the unit starts.
-    #[arg(long, value_name = "PATH", default_value = "/usr/local/bin/warden")]
+    /// The agent binary the unit starts (`warden-agent`, the agent-only build; see
+    /// docs/agent.md#deployment).
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/usr/local/bin/warden-agent"
+    )]
     binary: PathBuf,
 }
 

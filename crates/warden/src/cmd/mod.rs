@@ -2,14 +2,14 @@
 
 pub(crate) mod agent;
 pub(crate) mod ca;
+pub(crate) mod ci;
+pub(crate) mod domain;
+pub(crate) mod evidence;
 pub(crate) mod identity;
 pub(crate) mod lab;
+pub(crate) mod posture;
 pub(crate) mod provision;
+pub(crate) mod reveal;
+pub(crate) mod rotate;
 pub(crate) mod secret;
 pub(crate) mod transit;
-pub(crate) mod ci;
-pub(crate) mod rotate;
-pub(crate) mod domain;
-pub(crate) mod posture;
-pub(crate) mod reveal;
-pub(crate) mod evidence;

@@ -481,8 +481,8 @@ async fn evidence_packets_verify_offline_and_any_change_fails() {
     )));
     let exported: Value = serde_json::from_slice(&exported.stdout).expect("export JSON");
     assert_eq!(
-        exported["key_created"], true,
-        "the first export creates the key"
+        exported["key_created"], false,
+        "`warden apply` created the evidence key; export only uses it"
     );
     let packet = std::fs::read(&packet_file).expect("packet");
     assert!(

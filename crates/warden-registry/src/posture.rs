@@ -367,6 +367,12 @@ impl Reader<'_> {
                 };
                 let accessors = self.list(&base).await?;
                 f.detail.insert("live".into(), accessors.len().to_string());
+                if accessors.is_empty() {
+                    f.floor = Some((
+                        Status::Unknown,
+                        "no live secret-id (`warden reveal create` mints one)".to_owned(),
+                    ));
+                }
                 // The newest live secret-id decides: issuance time and expiry, never the id.
                 for a in accessors {
                     let Ok(s) = self

@@ -93,13 +93,20 @@ pub struct Judgement {
 pub fn judge(purpose: &Purpose, seen: &Observed, now: i64) -> Judgement {
     let rot = &purpose.rotation;
     let secs = |t: crate::model::Ttl| i64::try_from(t.as_secs()).unwrap_or(i64::MAX);
+    // Due at the interval, or earlier when the credential expires by itself: `renew_before`
+    // ahead of its expiry, or (no margin given) at two thirds of its lifetime, where agents
+    // renew. A credential is never "due" only after it has expired.
     let due_at = seen.issued_at.map(|i| {
         let by_interval = i.saturating_add(secs(rot.interval));
-        match (seen.expires_at, seen.renew_before_secs) {
-            (Some(e), Some(m)) => {
-                by_interval.min(e.saturating_sub(i64::try_from(m).unwrap_or(i64::MAX)))
+        match seen.expires_at {
+            Some(e) => {
+                let margin = seen.renew_before_secs.map_or_else(
+                    || e.saturating_sub(i).max(0) / 3,
+                    |m| i64::try_from(m).unwrap_or(i64::MAX),
+                );
+                by_interval.min(e.saturating_sub(margin))
             }
-            _ => by_interval,
+            None => by_interval,
         }
     });
     let verdict = |status, reason: String| Judgement {
@@ -313,6 +320,19 @@ mod tests {
         assert_eq!(judge(&p, &seen, 150).status, Status::Healthy);
         assert_eq!(judge(&p, &seen, 200).status, Status::Due);
         assert_eq!(judge(&p, &seen, 300).status, Status::Expired);
+    }
+
+    #[test]
+    fn a_certificate_is_due_at_two_thirds_of_its_life_when_that_comes_first() {
+        let p = purpose(1000, 500, 5000);
+        let seen = Observed {
+            issued_at: Some(0),
+            expires_at: Some(300),
+            renew_before_secs: None,
+        };
+        assert_eq!(judge(&p, &seen, 199).status, Status::Healthy);
+        assert_eq!(judge(&p, &seen, 200).status, Status::Due);
+        assert_eq!(judge(&p, &seen, 200).rotation_due_at, Some(200));
     }
 
     #[test]

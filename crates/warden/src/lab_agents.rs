@@ -102,10 +102,7 @@ pub(crate) async fn enroll_and_start(
     if let Some(r) = resolved {
         for env in &r.envs {
             for path in seed_secrets(r, env).await? {
-                out.progress(format!(
-                    "{}: seeded {path} with a lab placeholder",
-                    env.name
-                ));
+                out.progress(format!("{}: seeded {path}", env.name));
                 seeded_secrets.push(format!("{}: {path}", env.name));
             }
         }
@@ -221,11 +218,9 @@ async fn seed_secrets(resolved: &Resolved, env: &Environment) -> anyhow::Result<
     let client = resolved.client(env)?;
     let kv = env.mounts.kv.trim_matches('/');
     let mut seeded = Vec::new();
-    let apps = resolved
-        .spec
-        .identities
-        .iter()
-        .filter(|i| i.kind == IdentityKind::App && i.in_env(env.name.as_str()));
+    let apps = resolved.spec.identities.iter().filter(|i| {
+        matches!(i.kind, IdentityKind::App | IdentityKind::Container) && i.in_env(env.name.as_str())
+    });
     for app in apps {
         let prefix = resolved.spec.naming.kv_prefix.render(&app.name);
         for secret in &app.secrets {
@@ -246,7 +241,7 @@ async fn seed_secrets(resolved: &Resolved, env: &Environment) -> anyhow::Result<
                 },
             });
             match client.write(&path, &body, warden_bao::Idempotent::No).await {
-                Ok(_) => seeded.push(format!("{kv}/{prefix}/{secret}")),
+                Ok(_) => seeded.push(format!("{kv}/{prefix}/{secret} (a lab placeholder value)")),
                 // check-and-set 0 lost a race: someone wrote it meanwhile, which is the point.
                 Err(e) if e.status() == Some(400) => {}
                 Err(e) => {
@@ -254,6 +249,65 @@ async fn seed_secrets(resolved: &Resolved, env: &Environment) -> anyhow::Result<
                         .with_context(|| format!("{}: could not seed {path}", env.name));
                 }
             }
+        }
+    }
+    seeded.extend(seed_keys_and_domains(resolved, env, &client).await?);
+    Ok(seeded)
+}
+
+/// The first version of every signing key and domain certificate the spec declares here, so
+/// the lab's posture starts from issued credentials rather than `unknown`. Idempotent: an
+/// existing key is left alone and a stored certificate is renewed only when due.
+async fn seed_keys_and_domains(
+    resolved: &Resolved,
+    env: &Environment,
+    client: &warden_bao::Client,
+) -> anyhow::Result<Vec<String>> {
+    let spec = &resolved.spec;
+    let mut seeded = Vec::new();
+    for app in spec.identities_in(env.name.as_str()) {
+        let prefix = spec.naming.kv_prefix.render(&app.name);
+        for key in &app.signing_keys {
+            let config = warden_keys::SigningKeyConfig::from_spec(&env.mounts.kv, &prefix, key);
+            let current = warden_keys::current_version(client, &config.location)
+                .await
+                .with_context(|| format!("{}: could not read {}", env.name, config.location))?;
+            if current == 0 {
+                warden_keys::rotate_if_current(client, &config, &warden_keys::SystemClock, 0)
+                    .await
+                    .with_context(|| {
+                        format!("{}: could not create {}", env.name, config.location)
+                    })?;
+                seeded.push(format!("{} (first key version)", config.location));
+            }
+        }
+    }
+    let store = warden_keys::DomainStore::new(
+        client.clone(),
+        env.mounts.kv.as_str(),
+        std::sync::Arc::new(warden_keys::SystemClock),
+    );
+    let issuer = warden_keys::PkiIssuer::new(client.clone(), env.mounts.pki.as_str());
+    for d in spec
+        .domains
+        .iter()
+        .filter(|d| d.environments.contains(&env.name))
+    {
+        let r = store
+            .renew_if_due(d, &issuer, false)
+            .await
+            .with_context(|| {
+                format!(
+                    "{}: could not issue the certificate of {}",
+                    env.name, d.domain
+                )
+            })?;
+        if r.renewed {
+            seeded.push(format!(
+                "{}/{} (issued by the environment's PKI)",
+                env.mounts.kv,
+                d.kv_path()
+            ));
         }
     }
     Ok(seeded)

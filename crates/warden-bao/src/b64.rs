@@ -1,73 +1,45 @@
 //! Base64 (RFC 4648), the two alphabets OpenBao's APIs use: standard with padding (transit
 //! `plaintext`, `input`) and URL-safe without padding (the parts of a JWT).
 //!
-//! Why a local codec rather than the `base64` crate: this crate needs four small functions,
-//! and the buffers they fill hold plaintexts, so they are `Zeroizing` from the first byte —
-//! with an external codec an intermediate `Vec` would be dropped unwiped.
+//! A thin layer over the `base64` crate whose only job is where the bytes land: the buffers
+//! hold plaintexts, so they are `Zeroizing` and sized up front, so the codec never reallocates
+//! (which would drop an unwiped copy).
 
+use base64::Engine as _;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use zeroize::Zeroizing;
 
-const STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+/// Encodes with padding; decodes with or without it.
+const CONFIG: GeneralPurposeConfig =
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+const STANDARD: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, CONFIG);
+const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, CONFIG);
 
 /// Standard alphabet with `=` padding.
 pub(crate) fn encode(bytes: &[u8]) -> Zeroizing<String> {
-    encode_with(bytes, STANDARD, true)
+    let len = base64::encoded_len(bytes.len(), true).unwrap_or(0);
+    let mut out = Zeroizing::new(String::with_capacity(len));
+    STANDARD.encode_string(bytes, &mut out);
+    out
 }
 
 /// Decodes the standard alphabet; padding is optional, whitespace is not allowed.
 pub(crate) fn decode(text: &str) -> Option<Zeroizing<Vec<u8>>> {
-    decode_with(text, STANDARD)
+    decode_with(&STANDARD, text)
 }
 
 /// Decodes the URL-safe alphabet (JWT segments); padding is optional.
 pub(crate) fn decode_url_safe(text: &str) -> Option<Zeroizing<Vec<u8>>> {
-    decode_with(text, URL_SAFE)
+    decode_with(&URL_SAFE, text)
 }
 
-fn encode_with(bytes: &[u8], alphabet: &[u8; 64], pad: bool) -> Zeroizing<String> {
-    let mut out = Zeroizing::new(String::with_capacity(bytes.len().div_ceil(3) * 4));
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let symbols = chunk.len() + 1;
-        for i in 0..4 {
-            if i < symbols {
-                let index = (n >> (18 - 6 * i)) & 0x3f;
-                out.push(char::from(alphabet[index as usize]));
-            } else if pad {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-fn decode_with(text: &str, alphabet: &[u8; 64]) -> Option<Zeroizing<Vec<u8>>> {
-    let trimmed = text.trim_end_matches('=');
-    if text.len() - trimmed.len() > 2 {
-        return None;
-    }
-    let mut out = Zeroizing::new(Vec::with_capacity(trimmed.len() / 4 * 3 + 2));
-    let mut acc: u32 = 0;
-    let mut bits = 0u32;
-    for &c in trimmed.as_bytes() {
-        let value = alphabet.iter().position(|&a| a == c)?;
-        acc = (acc << 6) | u32::try_from(value).ok()?;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push(u8::try_from((acc >> bits) & 0xff).ok()?);
-        }
-    }
-    // A single leftover symbol (6 bits) cannot encode a byte: the input was cut short.
-    if bits >= 6 {
-        return None;
-    }
+fn decode_with(engine: &GeneralPurpose, text: &str) -> Option<Zeroizing<Vec<u8>>> {
+    // The estimate is an upper bound, so decoding never grows the buffer.
+    let mut out = Zeroizing::new(Vec::with_capacity(
+        base64::decoded_len_estimate(text.len()) + 3,
+    ));
+    engine.decode_vec(text, &mut out).ok()?;
     Some(out)
 }
 

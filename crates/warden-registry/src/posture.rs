@@ -330,7 +330,14 @@ impl Reader<'_> {
                 self.kv_version(&path).await
             }
             CredentialKind::TransitKey(name) => {
-                let key = format!("{id}-{name}");
+                let Some(key) = self
+                    .spec
+                    .identity(id.as_str())
+                    .and_then(|i| i.transit_keys.iter().find(|k| k.name.as_str() == name))
+                    .map(|k| k.key_name(&id))
+                else {
+                    return Ok(Facts::default());
+                };
                 let mut f = Facts {
                     source: "transit key",
                     ..Facts::default()

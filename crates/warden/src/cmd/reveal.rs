@@ -110,29 +110,7 @@ pub(crate) fn session(
     command: &str,
 ) -> anyhow::Result<(Resolved, Environment, Client)> {
     let resolved = target.resolve()?;
-    let known = || {
-        resolved
-            .spec
-            .environments
-            .iter()
-            .map(|e| e.name.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let env = match resolved.envs.as_slice() {
-        [env] => env.clone(),
-        _ if target.envs.is_empty() => {
-            return Err(anyhow::anyhow!("{command} needs the environment to act in"))
-                .with_hint(|| format!("add --env NAME (the spec has: {})", known()));
-        }
-        _ => {
-            return Err(anyhow::anyhow!(
-                "{command} works on one environment at a time, got --env {}",
-                target.envs.join(",")
-            ))
-            .hint("run it once per environment; each is a separate server");
-        }
-    };
+    let env = crate::cmd::secret::session::one_env(target, &resolved, command)?.clone();
     let client = resolved.client(&env)?;
     Ok((resolved, env, client))
 }

@@ -127,7 +127,7 @@ impl Session {
 }
 
 /// These commands act on exactly one environment: the one named, or the spec's only one.
-fn one_env<'r>(
+pub(crate) fn one_env<'r>(
     target: &Target,
     resolved: &'r Resolved,
     command: &str,

@@ -59,7 +59,7 @@ else
     # aws-lc seeded from the OS alone (getrandom), without its CPU-jitter source, which costs
     # every new process ≈ 40–50 ms of CPU before its first TLS handshake.
     say "building warden-agent (profile agent)"
-    (cd "$repo" && AWS_LC_SYS_NO_JITTER_ENTROPY=1 cargo build --locked --profile agent -p warden-agentd)
+    (cd "$repo" && AWS_LC_SYS_NO_JITTER_ENTROPY=1 cargo build --locked --profile agent -p warden-agent --bin warden-agent)
     agent_bin="$repo/target/agent/warden-agent"
 fi
 [[ -x $agent_bin ]] || die "no agent binary at $agent_bin"

@@ -1,45 +1,75 @@
-//! `warden-agent`: the host side of a Warden identity.
-//!
-//! It will hold the agent — authenticating with the identity's mTLS certificate, renewing it
-//! before it expires, and delivering rendered certificates and secrets to the service. Today it
-//! holds the two things the agent stands on: where an identity's files live on a host, and how
-//! an identity is enrolled there.
+//! `warden-agent`: one process per identity that logs in with the identity's own credential,
+//! keeps it renewed and delivers exactly its outputs. The same code runs as `warden agent` and
+//! as the small `warden-agent` binary for hosts (`src/bin/warden-agent`). See `docs/agent.md`
+//! for the contract these modules implement; enrollment (layout, Unix user, the first
+//! certificate, `agent.toml`) is the `warden-enroll` crate's job.
 //!
 //! Where to start:
 //!
-//! | need                                              | API                                        |
-//! |---------------------------------------------------|--------------------------------------------|
-//! | the per-identity directory layout                 | [`IdentityLayout`]                         |
-//! | enroll an app or proxy (key on host, CSR, verify) | [`enroll`], [`EnrollRequest`], [`EnrollOptions`] |
-//! | check a name before contacting anything           | [`enrollable`]                             |
-//! | who owns the files (service user or current user) | [`Owner`], [`running_as_root`]             |
-//! | the agent's configuration file                    | [`AgentConfig`]                            |
-//! | when a certificate is due for renewal             | [`renewal_due`]                            |
+//! | need                                         | API                                              |
+//! |----------------------------------------------|--------------------------------------------------|
+//! | read and validate `agent.toml`               | [`Config::load`] (errors at `file:line:col`)     |
+//! | start it as both binaries do                 | [`launch`]                                       |
+//! | run it                                       | [`Agent::new`], [`Agent::run`], [`Agent::run_once`] |
+//! | status, "rotate now", stop (for endpoints)   | [`Agent::handle`] → [`AgentHandle`]              |
+//! | when things renew                            | [`schedule`]                                     |
+//! | what was delivered on this host              | [`state`]                                        |
+//! | `/health`, `/metrics`, the control socket    | [`health`], [`control`]                          |
 //!
-//! Guarantees: the private key is generated on the host and written only through
-//! `warden_files::write_atomic` with owner-only permissions; no type here holds key material in
-//! a field that `Debug` or `Serialize` could print; a newly issued certificate is proven to log
-//! in with exactly the identity's policy before it replaces anything on disk. Nothing is
-//! printed: results are [`EnrollReport`], failures are [`Error`].
+//! Data flows one way: `config` → `auth` (a token on the shared client) → `output` (renders
+//! bytes, never writes) → `deliver` (the only writer: verifies, then writes atomically) →
+//! `reload` (only after a real change) → `state` (the record). `runtime` drives it.
 
-pub mod agent;
-mod agent_config;
-mod enroll;
-mod error;
-mod existing;
-pub mod layout;
-mod unit;
-mod unix_user;
+pub mod auth;
+pub mod config;
+pub mod control;
+pub mod database;
+pub mod deliver;
+pub mod health;
+pub mod launch;
+pub mod output;
+pub mod reload;
+mod report;
+pub mod runtime;
+pub mod schedule;
+pub mod state;
 
-pub use agent_config::{AgentConfig, AuthSection, IdentitySection, OpenBaoSection};
-pub use enroll::{
-    CertAction, CertificateReport, EnrollOptions, EnrollReport, EnrollRequest, PathsReport,
-    Verification, enroll, enrollable,
+use std::path::PathBuf;
+
+pub use auth::AuthError;
+pub use config::{Config, ConfigError};
+pub use deliver::DeliverError;
+pub use runtime::{
+    Agent, AgentHandle, AgentStatus, AuthStatus, Health, OnceReport, OutputStatus, UnknownOutput,
 };
-pub use error::{Error, Result};
-pub use existing::{IssueReason, renewal_due};
-pub use layout::IdentityLayout;
-pub use unit::{UnitSpec, systemd_unit};
-pub use unix_user::{
-    Owner, OwnerReport, USERADD, running_as_root, useradd_argv, validate_user_name,
-};
+
+/// Why an agent could not start (failures while running are retried and reported in the
+/// status instead).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentError {
+    /// `agent.toml` is unreadable or invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The trust anchor file (`[openbao] ca_file`) is missing or holds no certificate.
+    #[error("the trust anchor {path} is not usable: {reason}")]
+    TrustAnchor {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The TLS identity or a credential could not be loaded, or the client not built.
+    #[error(transparent)]
+    Auth(AuthError),
+    /// The OpenBao address or TLS settings were refused by the client.
+    #[error("could not set up the OpenBao client: {source}")]
+    Client {
+        /// Why.
+        #[source]
+        source: Box<warden_bao::Error>,
+    },
+    /// The state directory could not be created.
+    #[error(transparent)]
+    State(state::StateError),
+}

@@ -17,6 +17,7 @@
 //! | keys and CSRs                                 | [`generate_key`], [`make_csr`], [`GeneratedKey`] |
 //! | issue leaves from an in-memory intermediate   | [`LocalIssuer`]                                |
 //! | inspect certificates / check a chain          | [`parse_pem_bundle`], [`verify_chain`]         |
+//! | split PEM bundles, read a common name            | [`pem_blocks`], [`first_certificate`], [`common_name`] |
 //! | parse `10y`, `72h`                            | [`parse_duration`]                             |
 //!
 //! No I/O happens outside the CA directory, and nothing is printed: errors are [`Error`].
@@ -30,6 +31,7 @@ mod keys;
 mod keystore;
 mod ledger;
 mod params;
+mod pem;
 mod root;
 mod sign;
 
@@ -41,5 +43,6 @@ pub use issuer::LocalIssuer;
 pub use keys::{GeneratedKey, KeyAlgorithm, generate_key, make_csr};
 pub use ledger::LedgerEntry;
 pub use params::BACKDATE;
+pub use pem::{common_name, first_certificate, pem_blocks};
 pub use root::{CaDir, CaMetadata, LEDGER, METADATA, ROOT_CERT, ROOT_KEY, RootOptions};
 pub use sign::{IntermediateRequest, SignedIntermediate};

@@ -36,10 +36,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::Serialize;
 use time::OffsetDateTime;
-use warden_agent::agent::Config;
-use warden_agent::agent::health::ADDR_FILE;
-use warden_agent::agent::state::StateDir;
-use warden_agent::{CertAction, EnrollOptions, EnrollRequest, IdentityLayout, Owner};
+use warden_agent::Config;
+use warden_agent::health::ADDR_FILE;
+use warden_agent::state::StateDir;
+use warden_enroll::{CertAction, EnrollOptions, EnrollRequest, IdentityLayout, Owner};
 use warden_lab::Lab;
 use warden_lab::process;
 use warden_spec::{Environment, IdentityKind};
@@ -316,7 +316,7 @@ async fn seed_keys_and_domains(
 /// Removes every reload command from a lab agent's `agent.toml` (see the module documentation).
 fn strip_reloads(layout: &IdentityLayout) -> anyhow::Result<()> {
     let path = layout.agent_config();
-    let mut cfg = warden_agent::AgentConfig::load(&path)
+    let mut cfg = warden_enroll::AgentConfig::load(&path)
         .with_context(|| format!("could not read {}", path.display()))?;
     if cfg.outputs.iter().all(|o| o.reload.is_none()) {
         return Ok(());
@@ -362,7 +362,7 @@ async fn enroll(
         force: false,
         owner: Owner::CurrentUser,
     };
-    let report = warden_agent::enroll(&client, &request, &options)
+    let report = warden_enroll::enroll(&client, &request, &options)
         .await
         .with_context(|| format!("{env_name}: could not enroll {name} in {}", layout.dir().display()))
         .with_hint(|| {
@@ -435,7 +435,7 @@ async fn wait_listening(layout: &IdentityLayout, pid: u32) -> anyhow::Result<()>
         if !has_health {
             return Ok(());
         }
-        if let Some(addr) = warden_agent::agent::health::read_addr_file(&addr_file)
+        if let Some(addr) = warden_agent::health::read_addr_file(&addr_file)
             && process::pid_listens_on(pid, addr.port()).unwrap_or(false)
         {
             return Ok(());
@@ -632,7 +632,7 @@ struct Probe {
 /// that happens to own the port now).
 async fn probe(layout: &IdentityLayout, pid: u32) -> Option<Probe> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = warden_agent::agent::health::read_addr_file(&layout.state_dir().join(ADDR_FILE))?;
+    let addr = warden_agent::health::read_addr_file(&layout.state_dir().join(ADDR_FILE))?;
     if !process::pid_listens_on(pid, addr.port()).unwrap_or(false) {
         return None;
     }

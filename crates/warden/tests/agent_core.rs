@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 use assert_cmd::cargo::CommandCargoExt;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use warden_agent::AgentConfig;
-use warden_agent::agent::{Agent, Config, Health};
+use warden_agent::{Agent, Config, Health};
 use warden_bao::{Client, Idempotent, SecretString};
+use warden_enroll::AgentConfig;
 use warden_testkit::LabEnv;
 
 mod common;
@@ -368,7 +368,7 @@ async fn app_agent_delivers_renews_and_reloads_only_on_change() {
     assert_eq!(st["files"].as_object().map(|m| m.len()), Some(4));
     assert_eq!(
         st["files"]["cert.pem"],
-        warden_agent::agent::state::sha256_hex(&std::fs::read(tls.join("cert.pem")).expect("cert"))
+        warden_agent::state::sha256_hex(&std::fs::read(tls.join("cert.pem")).expect("cert"))
     );
 
     // (c) again: nothing is re-issued or rewritten, no reload runs.
@@ -617,14 +617,14 @@ async fn agent_survives_kill_9_a_sealed_server_and_renews_its_identity() {
 
     // (d) sealed mid-run, in process, so the request counter is read directly.
     let config = customize(&id, |c| {
-        c.renewal = warden_agent::agent::RenewalSection::default();
+        c.renewal = warden_enroll::RenewalSection::default();
         c.renewal.poll = "1s".to_owned();
         // Re-add the template outputs the kill phase dropped.
         c.outputs.truncate(1);
         c.outputs[0].ttl = Some("3d".to_owned());
         c.outputs[0].reload = None;
         for name in ["config", "stripe"] {
-            c.outputs.push(warden_agent::agent::OutputSection {
+            c.outputs.push(warden_enroll::OutputSection {
                 name: format!("secret-{name}"),
                 kind: "template".to_owned(),
                 contents: Some(format!(

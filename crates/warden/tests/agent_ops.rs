@@ -257,31 +257,29 @@ fn lab_agents_serve_health_metrics_and_rotate_on_request() {
         .build()
         .unwrap();
     let snapshot = rt
-        .block_on(warden_agent::agent::control::status(&socket))
+        .block_on(warden_agent::control::status(&socket))
         .expect("status over the socket");
     let before = snapshot.outputs.iter().find(|o| o.name == "tls").unwrap();
-    let renders_of = |s: &warden_agent::agent::health::Snapshot, name: &str| {
+    let renders_of = |s: &warden_agent::health::Snapshot, name: &str| {
         s.outputs.iter().find(|o| o.name == name).unwrap().renders
     };
     let secret_renders = renders_of(&snapshot, "secret-config");
     assert_eq!(before.serial.as_deref(), Some(serial_before.as_str()));
     // Through the CLI, as an operator would.
     let sock = socket.display().to_string();
-    let rotated: warden_agent::agent::health::OutputView = serde_json::from_value(json(&ok(&[
+    let rotated: warden_agent::health::OutputView = serde_json::from_value(json(&ok(&[
         "-o", "json", "agent", "rotate", "tls", "--socket", &sock,
     ])))
     .expect("rotate prints the output's view");
     let serial_after = rotated.serial.clone().expect("new serial");
     assert_ne!(serial_after, serial_before, "rotate must re-issue");
-    assert_eq!(rotated.state, warden_agent::agent::health::Freshness::Fresh);
+    assert_eq!(rotated.state, warden_agent::health::Freshness::Fresh);
     assert_eq!(
         norm(&leaf_serial(&billing.join("out/tls/cert.pem"))),
         norm(&serial_after),
         "the new certificate is on disk"
     );
-    let snapshot = rt
-        .block_on(warden_agent::agent::control::status(&socket))
-        .unwrap();
+    let snapshot = rt.block_on(warden_agent::control::status(&socket)).unwrap();
     assert_eq!(
         snapshot
             .outputs
@@ -309,7 +307,7 @@ fn lab_agents_serve_health_metrics_and_rotate_on_request() {
         "another agent's certificate is untouched"
     );
     let err = rt
-        .block_on(warden_agent::agent::control::rotate(&socket, "nope"))
+        .block_on(warden_agent::control::rotate(&socket, "nope"))
         .unwrap_err();
     assert!(err.to_string().contains("tls"), "names the outputs: {err}");
     let shown = text(&ok(&["agent", "status", "--socket", &sock]).stdout);
@@ -438,9 +436,7 @@ fn refuse_another_uid(guard: &LabGuard, socket: &Path, serial: &str, rt: &tokio:
         );
     }
     // Nothing was rotated by the refused request.
-    let snapshot = rt
-        .block_on(warden_agent::agent::control::status(socket))
-        .unwrap();
+    let snapshot = rt.block_on(warden_agent::control::status(socket)).unwrap();
     let tls = snapshot.outputs.iter().find(|o| o.name == "tls").unwrap();
     assert_eq!(tls.serial.as_deref(), Some(serial));
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600)).unwrap();

@@ -249,7 +249,7 @@ async fn enroll_against_a_lab() {
     let err = client.login_cert("cert", Some("ledger")).await.unwrap_err();
     assert_eq!(err.status(), Some(400), "{err}");
 
-    let cfg = warden_agent::AgentConfig::load(&billing.join("agent.toml")).unwrap();
+    let cfg = warden_enroll::AgentConfig::load(&billing.join("agent.toml")).unwrap();
     assert_eq!(
         cfg.identity.common_name,
         "billing.identity.test.warden.internal"
@@ -257,7 +257,7 @@ async fn enroll_against_a_lab() {
     assert_eq!(cfg.auth.role.as_deref(), Some("billing"));
     assert_eq!(cfg.auth.key_file.as_deref(), Some("identity/client.key"));
     // The enrolled config is a valid agent config (the agent parses it strictly).
-    warden_agent::agent::Config::load(&billing.join("agent.toml")).expect("agent config parses");
+    warden_agent::Config::load(&billing.join("agent.toml")).expect("agent config parses");
 
     // Again without --force: the certificate is kept, and verified again.
     let again = json(&ok(&as_refs(&enroll("billing", "test", &["-o", "json"]))));

@@ -1,7 +1,7 @@
 //! `warden agent --config FILE [--once]`: run one identity's agent; `warden agent status |
 //! rotate OUTPUT --socket PATH`: ask a running one through its control socket.
 //!
-//! The work is `warden_agent::agent`; this module loads the config, turns start-up failures
+//! The work is `warden_agent`; this module loads the config, turns start-up failures
 //! into messages that say what to do, wires SIGTERM/SIGINT to a clean stop, and for `--once`
 //! prints what happened to each output and exits non-zero if anything failed.
 
@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use warden_agent::agent::launch::{self, Launch, LaunchError};
+use warden_agent::launch::{self, Launch, LaunchError};
 
 use crate::hint::HintExt as _;
 use crate::output::Output;
@@ -95,7 +95,7 @@ fn explain(e: LaunchError) -> anyhow::Error {
 
 /// `warden agent status --socket PATH`.
 async fn control_status(socket: &Path, out: &Output) -> anyhow::Result<ExitCode> {
-    use warden_agent::agent::{control, health::Overall};
+    use warden_agent::{control, health::Overall};
     let snapshot = control::status(socket)
         .await
         .map_err(|e| explain_control(e, socket))?;
@@ -113,7 +113,7 @@ async fn control_rotate(output: &str, socket: &Path, out: &Output) -> anyhow::Re
         "asking the agent at {} to re-issue `{output}`",
         socket.display()
     ));
-    let view = warden_agent::agent::control::rotate(socket, output)
+    let view = warden_agent::control::rotate(socket, output)
         .await
         .map_err(|e| explain_control(e, socket))
         .with_context(|| format!("`{output}` was not rotated"))?;
@@ -130,8 +130,8 @@ async fn control_rotate(output: &str, socket: &Path, out: &Output) -> anyhow::Re
     Ok(ExitCode::SUCCESS)
 }
 
-fn explain_control(e: warden_agent::agent::control::ControlError, socket: &Path) -> anyhow::Error {
-    use warden_agent::agent::control::ControlError as E;
+fn explain_control(e: warden_agent::control::ControlError, socket: &Path) -> anyhow::Error {
+    use warden_agent::control::ControlError as E;
     let hint = match &e {
         _ if e.is_not_running() => Some(format!(
             "no agent answers at {}: is it running? (`warden lab status` lists the lab's agents; the socket is `[control] socket` in agent.toml, state/control.sock by default)",

@@ -1,6 +1,6 @@
 //! `warden identity enroll`: give an app or proxy its mTLS identity on this host.
 //!
-//! The work is `warden_agent::enroll`; this module picks the environment, the layout, the
+//! The work is `warden_enroll::enroll`; this module picks the environment, the layout, the
 //! owner and the trust anchor from the arguments, and turns the library's typed errors into
 //! messages that say what to do next.
 
@@ -10,7 +10,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use time::format_description::well_known::Rfc3339;
-use warden_agent::{CertAction, EnrollOptions, EnrollReport, EnrollRequest, IdentityLayout, Owner};
+use warden_enroll::{
+    CertAction, EnrollOptions, EnrollReport, EnrollRequest, IdentityLayout, Owner,
+};
 use warden_spec::Environment;
 
 use crate::context::{Resolved, Target};
@@ -88,16 +90,16 @@ async fn enroll(args: EnrollArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let env_name = env.name.as_str();
     let name = args.name.as_str();
     // Refuse a wrong identity before anything is contacted or created.
-    warden_agent::enrollable(&resolved.spec, env, name).map_err(|e| explain(e, &args))?;
+    warden_enroll::enrollable(&resolved.spec, env, name).map_err(|e| explain(e, &args))?;
     if let Some(user) = &args.user {
-        warden_agent::validate_user_name(user).map_err(|e| explain(e, &args))?;
+        warden_enroll::validate_user_name(user).map_err(|e| explain(e, &args))?;
     }
 
     let layout = match &args.root_dir {
         Some(dir) => IdentityLayout::under_root(dir, env_name, name),
         None => IdentityLayout::on_host(&env.app_root, name),
     };
-    let as_root = warden_agent::running_as_root();
+    let as_root = warden_enroll::running_as_root();
     let owner = Owner::for_host(as_root, args.root_dir.is_some(), name, args.user.as_deref());
     if args.user.is_some() && owner == Owner::CurrentUser {
         out.warn(if as_root {
@@ -124,7 +126,7 @@ async fn enroll(args: EnrollArgs, out: &Output) -> anyhow::Result<ExitCode> {
         force: args.force,
         owner,
     };
-    let report = warden_agent::enroll(&client, &request, &options)
+    let report = warden_enroll::enroll(&client, &request, &options)
         .await
         .map_err(|e| explain(e, &args))?;
     if !report.verification.test_token_revoked {
@@ -141,15 +143,15 @@ fn unit(args: UnitArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let resolved = args.target.resolve()?;
     let env = one_env(&args.target, &resolved)?;
     let name = args.name.as_str();
-    warden_agent::enrollable(&resolved.spec, env, name)
+    warden_enroll::enrollable(&resolved.spec, env, name)
         .with_context(|| format!("no unit for `{name}`"))?;
     let user = args.user.as_deref().unwrap_or(name);
-    warden_agent::validate_user_name(user).with_context(|| format!("bad --user `{user}`"))?;
+    warden_enroll::validate_user_name(user).with_context(|| format!("bad --user `{user}`"))?;
     let layout = match &args.root_dir {
         Some(dir) => IdentityLayout::under_root(dir, env.name.as_str(), name),
         None => IdentityLayout::on_host(&env.app_root, name),
     };
-    let text = warden_agent::systemd_unit(&warden_agent::UnitSpec {
+    let text = warden_enroll::systemd_unit(&warden_enroll::UnitSpec {
         identity: name,
         env: env.name.as_str(),
         user,
@@ -221,8 +223,8 @@ fn trust_anchor(resolved: &Resolved, env: &Environment) -> anyhow::Result<String
 }
 
 /// Wraps a library error with what to do next.
-fn explain(err: warden_agent::Error, args: &EnrollArgs) -> anyhow::Error {
-    use warden_agent::Error as E;
+fn explain(err: warden_enroll::Error, args: &EnrollArgs) -> anyhow::Error {
+    use warden_enroll::Error as E;
     let env = args.target.envs.first().map_or("ENV", String::as_str);
     let lab = args
         .target

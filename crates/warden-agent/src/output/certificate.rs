@@ -25,7 +25,7 @@ use warden_pki::{GeneratedKey, KeyAlgorithm};
 use zeroize::Zeroizing;
 
 use super::{RenderContext, RenderError, Rendered, RenderedFile};
-use crate::agent::config::{CertificateOutput, KeyType};
+use crate::config::{CertificateOutput, KeyType};
 
 /// File names of a certificate set.
 pub const CERT: &str = "cert.pem";
@@ -209,22 +209,7 @@ pub(crate) fn issuing_chain(leaf: &str, chain: &[String]) -> String {
     out
 }
 
-/// Every `CERTIFICATE` PEM block of `text`, trimmed.
-pub(crate) fn pem_blocks(text: &str) -> Vec<&str> {
-    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
-    const END: &str = "-----END CERTIFICATE-----";
-    let mut out = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find(BEGIN) {
-        let Some(end) = rest[start..].find(END) else {
-            break;
-        };
-        let stop = start + end + END.len();
-        out.push(&rest[start..stop]);
-        rest = &rest[stop..];
-    }
-    out
-}
+pub(crate) use warden_pki::pem_blocks;
 
 #[cfg(test)]
 mod tests {

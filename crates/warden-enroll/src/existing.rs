@@ -79,13 +79,13 @@ pub(crate) fn assess(
         zeroize::Zeroizing::new(key_pem.to_vec()),
     )
     .is_ok();
-    let Some(leaf_pem) = first_pem_block(cert_pem) else {
+    let Some(leaf_pem) = warden_pki::first_certificate(cert_pem) else {
         return Decision::Issue(IssueReason::Unusable);
     };
     if !chain_and_key_fit {
         return Decision::Issue(IssueReason::Unusable);
     }
-    match common_name(leaf_pem) {
+    match warden_pki::common_name(leaf_pem) {
         Some(cn) if cn == expected_cn => {}
         Some(_) => return Decision::Issue(IssueReason::NameMismatch),
         None => return Decision::Issue(IssueReason::Unusable),
@@ -102,25 +102,6 @@ pub(crate) fn assess(
         Ok(_) => Decision::Issue(IssueReason::NotValidNow),
         Err(_) => Decision::Issue(IssueReason::Unusable),
     }
-}
-
-/// The first `-----BEGIN CERTIFICATE-----` block of a PEM text (the leaf of a chain file).
-pub(crate) fn first_pem_block(pem: &str) -> Option<&str> {
-    const END: &str = "-----END CERTIFICATE-----";
-    let start = pem.find("-----BEGIN CERTIFICATE-----")?;
-    let end = pem[start..].find(END)? + start + END.len();
-    Some(&pem[start..end])
-}
-
-/// The subject common name of the first certificate of `pem`.
-pub(crate) fn common_name(pem: &str) -> Option<String> {
-    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;
-    if block.label != "CERTIFICATE" {
-        return None;
-    }
-    let (_, cert) = x509_parser::parse_x509_certificate(&block.contents).ok()?;
-    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?;
-    Some(cn.to_owned())
 }
 
 #[cfg(test)]
@@ -167,7 +148,7 @@ mod tests {
             assess(&c.chain, &c.key, CN, ca.cert_pem(), now),
             Decision::Keep
         );
-        assert_eq!(common_name(&c.chain).as_deref(), Some(CN));
+        assert_eq!(warden_pki::common_name(&c.chain).as_deref(), Some(CN));
     }
 
     #[test]
@@ -246,9 +227,9 @@ mod tests {
     fn first_block_is_the_leaf() {
         let text = "junk\n-----BEGIN CERTIFICATE-----\nA\n-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\nB\n-----END CERTIFICATE-----\n";
         assert_eq!(
-            first_pem_block(text),
+            warden_pki::first_certificate(text),
             Some("-----BEGIN CERTIFICATE-----\nA\n-----END CERTIFICATE-----")
         );
-        assert_eq!(first_pem_block("nothing"), None);
+        assert_eq!(warden_pki::first_certificate("nothing"), None);
     }
 }

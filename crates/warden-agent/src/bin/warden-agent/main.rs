@@ -1,6 +1,6 @@
 //! `warden-agent`: one identity's agent as its own small binary, for hosts.
 //!
-//! The agent is `warden_agent::agent`, started through `warden_agent::agent::launch` — the
+//! The agent is `warden_agent`, started through `warden_agent::launch` — the
 //! same start-up `warden agent --config FILE [--once]` runs — so config, behaviour, messages
 //! and exit codes are those of `warden agent`. What differs is what is *not* here: the rest of
 //! the CLI (plan, apply, lab, CA), clap and anyhow. The binary is a fraction of `warden`'s size,
@@ -15,7 +15,7 @@ mod report;
 
 use std::process::ExitCode;
 
-use warden_agent::agent::launch::{self, Launch};
+use warden_agent::launch::{self, Launch};
 
 /// Exit codes: the same as `warden`'s (docs/cli.md).
 const SUCCESS: u8 = 0;

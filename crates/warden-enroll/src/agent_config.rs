@@ -3,7 +3,7 @@
 //! `[[database]]`, `[health]`, `[control]`).
 //!
 //! This is the *writer's* model: plain values in file order, no validation. The agent reads the
-//! file through [`crate::agent::Config::load`], which checks everything and reports each problem
+//! file through [`warden_agent::Config::load`], which checks everything and reports each problem
 //! at `file:line:col`; [`AgentConfig::load`] is the plain reader for tools and tests. It holds no
 //! secret: keys and credentials are only ever referred to by path, relative to the directory
 //! holding `agent.toml`.
@@ -318,7 +318,7 @@ mod tests {
         std::fs::write(&path, &text).unwrap();
         assert_eq!(AgentConfig::load(&path).unwrap(), cfg);
         // What enroll writes is what the agent accepts.
-        let parsed = crate::agent::Config::load(&path).unwrap();
+        let parsed = warden_agent::Config::load(&path).unwrap();
         assert_eq!(parsed.outputs.len(), 3);
         assert_eq!(parsed.outputs[1].name, "secret-config");
         assert_eq!(parsed.databases[0].path, "postgres/creds/billing");

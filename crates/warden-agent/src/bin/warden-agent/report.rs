@@ -7,8 +7,8 @@
 
 use std::io::Write as _;
 
-use warden_agent::agent::OnceReport;
-use warden_agent::agent::launch;
+use warden_agent::OnceReport;
+use warden_agent::launch;
 
 /// Writes `text` to stdout. A reader that went away (`| head`) is not an error.
 pub(crate) fn stdout(text: &str) -> std::io::Result<()> {

@@ -261,7 +261,7 @@ pub fn verify_certificate_set(
         )));
     }
 
-    let cn = crate::existing::common_name(&cert).unwrap_or_default();
+    let cn = warden_pki::common_name(&cert).unwrap_or_default();
     if cn != expected.common_name {
         return Err(refuse(format!(
             "the certificate names CN `{cn}`, the profile says `{}`",

@@ -1,5 +1,5 @@
 //! The `warden-agent` binary end to end, against a real lab (HTTPS + mTLS OpenBao, the example
-//! spec applied with `warden_plan`, `billing` enrolled with `warden_agent::enroll`).
+//! spec applied with `warden_plan`, `billing` enrolled with `warden_enroll::enroll`).
 //!
 //! 1. `once_then_serve_deliver_the_identitys_outputs` — `--once` delivers a leaf certificate
 //!    (key on the host, chain to the lab's root), a KV secret rendered as JSON and the CA chain,
@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use warden_agent::{EnrollOptions, EnrollRequest, IdentityLayout, Owner};
 use warden_bao::Idempotent;
+use warden_enroll::{EnrollOptions, EnrollRequest, IdentityLayout, Owner};
 use warden_testkit::LabEnv;
 
 /// The binary under test.
@@ -135,7 +135,7 @@ async fn apply_and_enroll(lab: &LabEnv, root: &Path) -> PathBuf {
         .expect("apply");
     let anchor = read(&lab.lab().layout().env("test").ca_bundle());
     let layout = IdentityLayout::under_root(root, "test", "billing");
-    warden_agent::enroll(
+    warden_enroll::enroll(
         &operator,
         &EnrollRequest {
             spec: &spec,

@@ -541,7 +541,7 @@ async fn issue(operator: &Client, names: &Names) -> Result<Material> {
         path: path.clone(),
         reason,
     };
-    match existing::common_name(&signed.certificate) {
+    match warden_pki::common_name(&signed.certificate) {
         Some(cn) if cn == names.common_name => {}
         other => {
             return Err(bad(format!(
@@ -846,7 +846,7 @@ mod tests {
         let check = |cfg: &AgentConfig| {
             let path = tmp.path().join("agent.toml");
             std::fs::write(&path, cfg.to_toml(&path).unwrap()).unwrap();
-            crate::agent::Config::load(&path).unwrap_or_else(|e| panic!("{e}"))
+            warden_agent::Config::load(&path).unwrap_or_else(|e| panic!("{e}"))
         };
 
         let billing = cfg_for("billing");
@@ -942,7 +942,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("agent.toml");
         std::fs::write(&path, cfg.to_toml(&path).unwrap()).unwrap();
-        let parsed = crate::agent::Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let parsed = warden_agent::Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(parsed.databases.len(), 1);
         // An identity without a database gets neither.
         let ledger = spec.identity("ledger").unwrap();

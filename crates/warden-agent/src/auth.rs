@@ -597,7 +597,7 @@ pub(crate) fn check_identity(
         .map_err(|e| e.to_string())?;
     let text =
         std::str::from_utf8(chain_pem).map_err(|_| "the certificate is not text".to_owned())?;
-    match crate::existing::common_name(text) {
+    match warden_pki::common_name(text) {
         Some(got) if got == cn => {}
         other => {
             return Err(format!(

@@ -171,14 +171,6 @@ pub enum Error {
         /// Why it was refused.
         reason: &'static str,
     },
-    /// A duration such as `10y` or `72h` could not be parsed.
-    #[error("invalid duration {input:?}: {reason} (use e.g. 10y, 90d, 72h, 30m, 45s)")]
-    BadDuration {
-        /// The text given.
-        input: String,
-        /// Why it was refused.
-        reason: &'static str,
-    },
     /// A key algorithm name is not one of `ecdsa-p256`, `ecdsa-p384`, `rsa-3072`.
     #[error("unknown key algorithm {input:?} (use ecdsa-p256, ecdsa-p384 or rsa-3072)")]
     BadKeyAlgorithm {

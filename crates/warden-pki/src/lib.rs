@@ -18,12 +18,10 @@
 //! | issue leaves from an in-memory intermediate   | [`LocalIssuer`]                                |
 //! | inspect certificates / check a chain          | [`parse_pem_bundle`], [`verify_chain`]         |
 //! | split PEM bundles, read a common name            | [`pem_blocks`], [`first_certificate`], [`common_name`] |
-//! | parse `10y`, `72h`                            | [`parse_duration`]                             |
 //!
 //! No I/O happens outside the CA directory, and nothing is printed: errors are [`Error`].
 
 mod chain;
-mod duration;
 mod error;
 mod inspect;
 mod issuer;
@@ -36,7 +34,6 @@ mod root;
 mod sign;
 
 pub use chain::{ChainProblem, ChainReport, verify_chain};
-pub use duration::{format_duration, parse_duration};
 pub use error::{Error, Result};
 pub use inspect::{CertInfo, parse_pem_bundle};
 pub use issuer::LocalIssuer;

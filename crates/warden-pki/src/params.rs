@@ -38,7 +38,11 @@ pub(crate) fn window(
     if validity <= Duration::ZERO {
         return Err(Error::InvalidField {
             field: "validity",
-            value: crate::format_duration(validity),
+            value: format!(
+                "{}{}",
+                if validity.is_negative() { "-" } else { "" },
+                warden_spec::format_duration(validity.unsigned_abs())
+            ),
             reason: "it must be longer than zero",
         });
     }

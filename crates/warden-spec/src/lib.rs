@@ -9,6 +9,7 @@
 //! Start with [`load`] or [`parse`].
 
 mod diag;
+mod duration;
 mod model;
 mod raw;
 pub mod rules;
@@ -18,6 +19,7 @@ mod validate_ext;
 use std::path::Path;
 
 pub use diag::{Diagnostic, Reporter, SpecError, did_you_mean, explain_toml_error, suggest};
+pub use duration::{DurationError, format_duration, parse_duration};
 pub use model::*;
 pub use rules::{Judgement, Observed, Refusal, Status};
 

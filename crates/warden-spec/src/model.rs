@@ -41,30 +41,16 @@ impl fmt::Display for Slug {
     }
 }
 
-/// A duration written like `24h`, `90m`, `30d`.
+/// A positive duration written like `24h`, `90m`, `30d` or `1y`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Ttl(pub Duration);
 
 impl Ttl {
-    /// Parses `<number><unit>` with unit `s`, `m`, `h` or `d`.
+    /// Parses the one duration grammar ([`crate::parse_duration`]: `90d`, `72h`, `1y30d`, ...).
     pub fn parse(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-        let (num, unit) = s.split_at(split);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("`{s}` is not a duration like 24h, 30m or 7d"))?;
-        let secs = match unit {
-            "s" => n,
-            "m" => n * 60,
-            "h" => n * 3600,
-            "d" => n * 86_400,
-            _ => return Err(format!("`{s}` has an unknown unit: use s, m, h or d")),
-        };
-        if secs == 0 {
-            return Err("a duration must be positive".to_owned());
-        }
-        Ok(Self(Duration::from_secs(secs)))
+        crate::parse_duration(s)
+            .map(Self)
+            .map_err(|e| e.to_string())
     }
 
     /// Whole seconds.

@@ -528,8 +528,8 @@ fn validate_renewal(raw: &RawRenewal, r: &mut Reporter<'_>) -> RenewalConfig {
 }
 
 pub(super) fn duration(r: &mut Reporter<'_>, key: &str, v: &S<String>) -> Option<Duration> {
-    match warden_pki::parse_duration(v.get_ref()) {
-        Ok(d) => Some(Duration::from_secs(d.whole_seconds().unsigned_abs())),
+    match warden_spec::parse_duration(v.get_ref()) {
+        Ok(d) => Some(d),
         Err(e) => {
             r.error(v.span(), key, e.to_string());
             None

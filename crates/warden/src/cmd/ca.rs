@@ -152,7 +152,8 @@ impl From<AlgorithmArg> for KeyAlgorithm {
 }
 
 fn parse_validity(s: &str) -> Result<Duration, String> {
-    warden_pki::parse_duration(s).map_err(|e| e.to_string())
+    let d = warden_spec::parse_duration(s).map_err(|e| e.to_string())?;
+    Duration::try_from(d).map_err(|_| format!("invalid duration `{s}`: number too large"))
 }
 
 fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
@@ -566,9 +567,7 @@ fn pki_error(err: PkiError, what: String, dir: &Path) -> anyhow::Error {
             "use --path-len {} or lower; {unchanged}",
             root_path_len.saturating_sub(1)
         )),
-        PkiError::InvalidField { .. } | PkiError::BadDuration { .. } => {
-            Some(format!("fix the argument; {unchanged}"))
-        }
+        PkiError::InvalidField { .. } => Some(format!("fix the argument; {unchanged}")),
         PkiError::AlreadyInitialized { .. } => Some(format!(
             "see it with `warden ca show --dir {d}`, or choose another --dir"
         )),

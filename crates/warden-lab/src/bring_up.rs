@@ -288,7 +288,7 @@ async fn ensure_pki(
             .map_err(Error::pki(name, "sign the PKI intermediate"))?;
     let root = s.ca.root_pem();
     // Importing intermediate + root makes both chain endpoints return the full chain
-    // (research/openbao-notes.md #5); importing the intermediate alone would not.
+    // (docs/openbao.md, difference 5); importing the intermediate alone would not.
     let bundle = format!("{}\n{}\n", signed.cert_pem.trim_end(), root.trim_end());
     client
         .pki_set_signed(mount, &bundle)

@@ -23,7 +23,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_GRACE: Duration = Duration::from_secs(15);
 
 /// Renders the server configuration. Audit devices are declared here because OpenBao refuses
-/// to enable them through the API (research/openbao-notes.md).
+/// to enable them through the API (docs/openbao.md, difference 1).
 pub(crate) fn render_config(env: &EnvConfig, layout: &EnvLayout) -> String {
     let q = |p: PathBuf| hcl_string(&p);
     format!(

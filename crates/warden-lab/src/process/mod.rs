@@ -37,7 +37,7 @@ pub use ports::{free_port, free_ports, pid_listens_on, port_owners};
 use ports::{listening_inodes, socket_inodes};
 
 /// The OpenBao release Warden is built and tested against. Another version may differ in
-/// exactly the places `research/openbao-notes.md` lists (audit devices, seals, chain
+/// exactly the places docs/openbao.md lists (audit devices, seals, chain
 /// endpoints), so it is refused rather than half-supported.
 pub const EXPECTED_BAO_VERSION: &str = "2.7.2";
 

@@ -16,10 +16,11 @@ use tracing::Instrument;
 use url::Url;
 use zeroize::Zeroizing;
 
-use crate::config::{ClientConfig, ClientIdentity, check_address};
+use crate::config::{ClientConfig, check_address};
 use crate::error::{Error, Result};
 use crate::response::Secret;
 use crate::retry::{Idempotent, RetryGate, RetryPolicy, Schedule, jitter_unit};
+use crate::tls::ClientIdentity;
 use crate::tls::{self, RecordingVerifier};
 
 /// A connection to one OpenBao server. Cheap to clone (clones share the connection pool,

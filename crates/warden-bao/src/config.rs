@@ -8,84 +8,15 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use secrecy::SecretString;
 use url::Url;
-use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 use crate::retry::RetryPolicy;
+use crate::tls::{ClientIdentity, read_file};
 
 /// Default per-request timeout: the Vault CLI's default.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A TLS client identity (certificate chain + private key) for mTLS and cert-auth login.
-///
-/// The key is held in a zeroize-on-drop buffer and never printed.
-#[derive(Clone)]
-pub struct ClientIdentity {
-    cert_chain_pem: Vec<u8>,
-    key_pem: Zeroizing<Vec<u8>>,
-}
-
-impl ClientIdentity {
-    /// Takes a PEM certificate chain (leaf first) and a PEM private key (PKCS#8, PKCS#1 or
-    /// SEC1). Both are parsed, and the key checked against the leaf, now: a bad file or a key
-    /// from another rotation fails at configuration time, not at the first handshake.
-    pub fn from_pem(cert_chain_pem: Vec<u8>, key_pem: Zeroizing<Vec<u8>>) -> Result<Self> {
-        let identity = Self {
-            cert_chain_pem,
-            key_pem,
-        };
-        let chain = identity.cert_chain()?;
-        if chain.is_empty() {
-            return Err(Error::config(
-                "client certificate PEM contains no certificate",
-            ));
-        }
-        rustls::sign::CertifiedKey::from_der(
-            chain,
-            identity.private_key()?,
-            &crate::tls::provider(),
-        )
-        .map_err(|e| {
-            Error::config(format!(
-                "client certificate and key do not go together: {e}"
-            ))
-        })?;
-        Ok(identity)
-    }
-
-    /// Reads the certificate chain and key from files (e.g. `VAULT_CLIENT_CERT`/`_KEY`).
-    pub fn from_files(cert: &Path, key: &Path) -> Result<Self> {
-        let cert_pem = read_file(cert)?;
-        let key_pem = Zeroizing::new(read_file(key)?);
-        Self::from_pem(cert_pem, key_pem)
-    }
-
-    /// The chain as DER, leaf first.
-    pub(crate) fn cert_chain(&self) -> Result<Vec<CertificateDer<'static>>> {
-        CertificateDer::pem_slice_iter(&self.cert_chain_pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| Error::config(format!("client certificate PEM: {e}")))
-    }
-
-    pub(crate) fn private_key(&self) -> Result<PrivateKeyDer<'static>> {
-        // The pem error never contains key bytes, only the kind of failure.
-        PrivateKeyDer::from_pem_slice(&self.key_pem)
-            .map_err(|e| Error::config(format!("client key PEM: {e}")))
-    }
-}
-
-impl fmt::Debug for ClientIdentity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientIdentity")
-            .field("cert_chain_pem_len", &self.cert_chain_pem.len())
-            .field("key", &"...")
-            .finish()
-    }
-}
 
 /// Everything needed to build a [`crate::Client`].
 #[derive(Clone)]
@@ -291,13 +222,6 @@ pub(crate) fn check_address(url: &Url) -> Result<()> {
     Ok(())
 }
 
-fn read_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| Error::ReadFile {
-        path: path.to_owned(),
-        source,
-    })
-}
-
 /// `60` (seconds), `1500ms`, `30s`, `2m`, `1h`.
 fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
@@ -318,6 +242,8 @@ mod tests {
     use std::collections::HashMap;
 
     use secrecy::ExposeSecret;
+
+    use zeroize::Zeroizing;
 
     use super::*;
 

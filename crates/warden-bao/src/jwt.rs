@@ -9,10 +9,10 @@
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::auth::Auth;
 use crate::b64;
 use crate::client::{Call, Client};
 use crate::error::Error;
+use crate::response::Auth;
 use crate::response::Secret;
 use crate::retry::Idempotent;
 

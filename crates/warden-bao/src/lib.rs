@@ -47,9 +47,9 @@ mod sys;
 mod tls;
 mod transit;
 
-pub use auth::{Auth, TokenInfo};
+pub use auth::TokenInfo;
 pub use client::Client;
-pub use config::{ClientConfig, ClientIdentity, DEFAULT_REQUEST_TIMEOUT};
+pub use config::{ClientConfig, DEFAULT_REQUEST_TIMEOUT};
 pub use error::{BoxError, CertProblem, Error, Result, TlsFailure};
 pub use jwt::{JwtLoginError, JwtRefusal, unverified_claims};
 pub use kv::{
@@ -58,9 +58,10 @@ pub use kv::{
 };
 pub use mounts::{MountConfig, MountInfo, MountOptions, MountTtls};
 pub use pki::{IntermediateCsr, Issuer, IssuerSummary, KeyType, SetSigned};
-pub use response::{Secret, WrapInfo};
+pub use response::{Auth, Secret, WrapInfo};
 pub use retry::{Idempotent, RetryPolicy};
 pub use sys::{Health, InitResponse, SealStatus};
+pub use tls::ClientIdentity;
 pub use transit::{
     Ciphertext, KeyInfo, Plaintext, Signature, Transit, TransitError, input_version,
 };

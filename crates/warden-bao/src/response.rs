@@ -1,14 +1,66 @@
 //! The generic OpenBao response envelope (`data`, `auth`, `wrap_info`, lease fields), used by
 //! the raw calls and unwrapped by the typed ones.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use secrecy::SecretString;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
-use crate::auth::Auth;
 use crate::error::{Error, Result};
+
+/// The `auth` block of a login: the new token and what it may do. `Debug` hides the token.
+#[derive(Clone, Deserialize)]
+#[non_exhaustive]
+pub struct Auth {
+    /// The token to send as `X-Vault-Token`.
+    pub client_token: SecretString,
+    /// Accessor: names the token for lookup/revocation without granting its power.
+    #[serde(default, deserialize_with = "null_default")]
+    pub accessor: String,
+    /// All policies attached (token + identity).
+    #[serde(default, deserialize_with = "null_default")]
+    pub policies: Vec<String>,
+    /// Policies attached to the token itself.
+    #[serde(default, deserialize_with = "null_default")]
+    pub token_policies: Vec<String>,
+    /// TTL in seconds.
+    #[serde(default, deserialize_with = "null_default")]
+    pub lease_duration: u64,
+    /// Whether the token can be renewed.
+    #[serde(default, deserialize_with = "null_default")]
+    pub renewable: bool,
+    /// Identity entity the login mapped to.
+    #[serde(default, deserialize_with = "null_default")]
+    pub entity_id: String,
+    /// Auth-method metadata (e.g. the cert role name and common name).
+    #[serde(default, deserialize_with = "null_default")]
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl Auth {
+    /// The token's TTL.
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(self.lease_duration)
+    }
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Auth")
+            .field("client_token", &"...")
+            .field("accessor", &self.accessor)
+            .field("policies", &self.policies)
+            .field("token_policies", &self.token_policies)
+            .field("lease_duration", &self.lease_duration)
+            .field("renewable", &self.renewable)
+            .field("entity_id", &self.entity_id)
+            .field("metadata", &self.metadata)
+            .finish()
+    }
+}
 
 /// A response envelope. `data` may hold secrets, so `Debug` shows only its top-level keys.
 #[derive(Clone, Deserialize)]

@@ -7,6 +7,8 @@
 //! refused. rustls errors only carry the reason; without the recording an operator would see
 //! "unknown issuer" but not which certificate the server presented.
 
+use std::fmt;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use rustls::client::WebPkiServerVerifier;
@@ -16,10 +18,82 @@ use rustls::{
     AlertDescription, CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use zeroize::Zeroizing;
 
-use crate::config::ClientIdentity;
 use crate::error::{CertProblem, Error, Result, TlsFailure};
+
+/// A TLS client identity (certificate chain + private key) for mTLS and cert-auth login.
+///
+/// The key is held in a zeroize-on-drop buffer and never printed.
+#[derive(Clone)]
+pub struct ClientIdentity {
+    cert_chain_pem: Vec<u8>,
+    key_pem: Zeroizing<Vec<u8>>,
+}
+
+impl ClientIdentity {
+    /// Takes a PEM certificate chain (leaf first) and a PEM private key (PKCS#8, PKCS#1 or
+    /// SEC1). Both are parsed, and the key checked against the leaf, now: a bad file or a key
+    /// from another rotation fails at configuration time, not at the first handshake.
+    pub fn from_pem(cert_chain_pem: Vec<u8>, key_pem: Zeroizing<Vec<u8>>) -> Result<Self> {
+        let identity = Self {
+            cert_chain_pem,
+            key_pem,
+        };
+        let chain = identity.cert_chain()?;
+        if chain.is_empty() {
+            return Err(Error::config(
+                "client certificate PEM contains no certificate",
+            ));
+        }
+        rustls::sign::CertifiedKey::from_der(chain, identity.private_key()?, &provider()).map_err(
+            |e| {
+                Error::config(format!(
+                    "client certificate and key do not go together: {e}"
+                ))
+            },
+        )?;
+        Ok(identity)
+    }
+
+    /// Reads the certificate chain and key from files (e.g. `VAULT_CLIENT_CERT`/`_KEY`).
+    pub fn from_files(cert: &Path, key: &Path) -> Result<Self> {
+        let cert_pem = read_file(cert)?;
+        let key_pem = Zeroizing::new(read_file(key)?);
+        Self::from_pem(cert_pem, key_pem)
+    }
+
+    /// The chain as DER, leaf first.
+    pub(crate) fn cert_chain(&self) -> Result<Vec<CertificateDer<'static>>> {
+        CertificateDer::pem_slice_iter(&self.cert_chain_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Error::config(format!("client certificate PEM: {e}")))
+    }
+
+    pub(crate) fn private_key(&self) -> Result<PrivateKeyDer<'static>> {
+        // The pem error never contains key bytes, only the kind of failure.
+        PrivateKeyDer::from_pem_slice(&self.key_pem)
+            .map_err(|e| Error::config(format!("client key PEM: {e}")))
+    }
+}
+
+impl fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientIdentity")
+            .field("cert_chain_pem_len", &self.cert_chain_pem.len())
+            .field("key", &"...")
+            .finish()
+    }
+}
+
+/// Reads a certificate or key file, naming it when it cannot be read.
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::ReadFile {
+        path: path.to_owned(),
+        source,
+    })
+}
 
 /// The one crypto provider of the project.
 pub(crate) fn provider() -> Arc<CryptoProvider> {
@@ -353,8 +427,8 @@ mod tests {
         // Nest it once more, as hyper/reqwest do.
         #[derive(Debug)]
         struct Outer(std::io::Error);
-        impl std::fmt::Display for Outer {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        impl fmt::Display for Outer {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("outer")
             }
         }

@@ -5,9 +5,19 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::output::Format;
 
-/// Warden: a runtime trust platform over OpenBao.
+/// Warden: a coordination layer over OpenBao: offline root CA, environments over mTLS, spec →
+/// plan → apply, agents, purposes, posture and evidence.
+///
+/// Warden keeps an offline root CA and signs each environment's intermediate; reaches every
+/// environment's OpenBao over HTTPS with mutual TLS; turns a platform spec into a plan and
+/// applies it (spec → plan → apply); enrolls identities and runs their agents, which deliver
+/// and renew certificates, secrets and database credentials; governs every credential by a
+/// purpose and reports its posture and signed evidence; and serves KV secrets, transit
+/// encryption and signing, dynamic database credentials, CI and workload login, signing keys
+/// and domain certificates. `warden lab up` starts a local two-environment lab to try it all.
 #[derive(Debug, Parser)]
-#[command(name = "warden", version, about, max_term_width = 100)]
+// No `about` attribute: the doc comment's first paragraph is `-h`, all of it is `--help`.
+#[command(name = "warden", version, max_term_width = 100)]
 pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) global: GlobalArgs,

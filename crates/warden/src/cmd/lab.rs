@@ -132,7 +132,7 @@ async fn run_up(dir: &Path, args: UpArgs, out: &Output) -> anyhow::Result<ExitCo
         };
         out.progress(format!("lab: applying {name}"));
         let resolved = Resolved::for_lab(spec, spec_dir, lab.clone());
-        let applied = crate::cmd::provision::apply_resolved(&resolved, false, 8, out)
+        let applied = crate::provisioning::apply_resolved(&resolved, false, 8, out)
             .await
             .with_context(|| format!("the servers are up, but applying {name} failed"))?;
         (Some(applied), Some(resolved))

@@ -68,4 +68,11 @@ pub(crate) enum Command {
     Reveal(crate::cmd::reveal::RevealArgs),
     /// Signed evidence packets: export one per component, verify one offline.
     Evidence(crate::cmd::evidence::EvidenceArgs),
+    /// Print the shell completion script for SHELL (bash, zsh, fish, …) on stdout.
+    ///
+    /// bash: `warden completions bash > ~/.local/share/bash-completion/completions/warden`;
+    /// zsh: into a directory on `$fpath` as `_warden`; fish: `~/.config/fish/completions/warden.fish`.
+    Completions(crate::cmd::completions::CompletionsArgs),
+    /// Print the manual pages on stdout (`warden man | man -l -`), or write one per command.
+    Man(crate::cmd::completions::ManArgs),
 }

@@ -55,6 +55,17 @@ impl Output {
         }
     }
 
+    /// Bytes as they are (a completion script, manual pages) on stdout, in every format.
+    pub(crate) fn raw(&self, bytes: &[u8]) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            Err(e) => Err(anyhow::Error::new(e).context("could not write to stdout")),
+        }
+    }
+
     /// Progress and notices for humans: stderr, and silent in JSON mode so stdout stays clean.
     pub(crate) fn progress(&self, msg: impl AsRef<str>) {
         if self.format == Format::Text {

@@ -9,6 +9,7 @@
 //! Start with [`Lab`]; [`LabLayout`] says where every file lives; [`process`] holds the process
 //! primitives the test harness shares.
 
+pub mod agents;
 mod bring_up;
 mod client;
 mod config;

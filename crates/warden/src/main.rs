@@ -22,7 +22,6 @@ mod context;
 mod exit;
 mod hint;
 mod input;
-mod lab_agents;
 mod output;
 mod provisioning;
 mod secret_input;

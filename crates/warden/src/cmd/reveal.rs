@@ -134,8 +134,11 @@ fn explain(err: RevealError, target: &Target, purpose: &str) -> anyhow::Error {
         {
             Some("the operator token may not do this; use a token with the operator's policy".to_owned())
         }
+        // OpenBao answers a used, expired, revoked and never-issued (mistyped) wrapping token
+        // the same way ("wrapping token is not valid or does not exist"), so the hint names
+        // both causes rather than guessing one.
         RevealError::Spent => Some(
-            "if you did not open it yourself, someone else did: tell the owner, who can revoke the credential".to_owned(),
+            "it was opened already (if not by you, tell the owner, who can revoke the credential), or the token is mistyped: check it against the one you were given; ask the owner for a new one".to_owned(),
         ),
         RevealError::NotAReveal { .. } => Some(
             "only tokens from `warden reveal create` are opened here; the token was left unused".to_owned(),

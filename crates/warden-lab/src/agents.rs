@@ -146,18 +146,14 @@ pub enum AgentsError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A started agent exited, or did not listen on its health endpoint in time.
-    #[error(
-        "{env}: the agent of {identity} did not start: {reason}; last lines of its log:\n{log_tail}"
-    )]
+    #[error("{env}: the agent of {identity} did not start: {reason}")]
     NotStarted {
         /// Environment.
         env: String,
         /// Identity.
         identity: String,
-        /// What happened (`it exited`, or the timeout).
+        /// What happened (`it exited`, or the timeout), with the last lines of its log.
         reason: String,
-        /// The end of its log.
-        log_tail: String,
         /// Its log file.
         log: PathBuf,
         /// Its `agent.toml`, for running it in the foreground.
@@ -454,11 +450,13 @@ async fn wait_listening(a: &AgentUp) -> Result<(), AgentsError> {
     let start = Instant::now();
     let addr_file = layout.state_dir().join(ADDR_FILE);
     let has_health = has_health(&layout);
-    let not_started = |reason: String| AgentsError::NotStarted {
+    let not_started = |what: String| AgentsError::NotStarted {
         env: a.env.clone(),
         identity: a.identity.clone(),
-        reason,
-        log_tail: log_tail(&layout.state_dir().join(LOG_FILE), 15),
+        reason: format!(
+            "{what}; last lines of its log:\n{}",
+            log_tail(&layout.state_dir().join(LOG_FILE), 15)
+        ),
         log: layout.state_dir().join(LOG_FILE),
         config: layout.agent_config(),
     };

@@ -46,6 +46,7 @@ listener "tcp" {{
   tls_client_ca_file                 = {client_ca}
   tls_require_and_verify_client_cert = true
   tls_min_version                    = "tls12"
+  tls_cipher_suites                  = "{ciphers}"
 }}
 
 audit "file" "file" {{
@@ -64,8 +65,21 @@ audit "file" "file" {{
         key = q(layout.server_key()),
         client_ca = q(layout.client_ca()),
         audit = q(layout.audit_log()),
+        ciphers = TLS12_CIPHER_SUITES.join(","),
     )
 }
+
+/// The TLS 1.2 suites the listeners offer: ECDHE key exchange with AEAD ciphers only. Without
+/// this list OpenBao offers Go's defaults, which still include CBC suites with SHA-1 MACs
+/// (ECDHE-ECDSA-AES128-SHA, -AES256-SHA). TLS 1.3 suites are not configurable and all AEAD.
+pub(crate) const TLS12_CIPHER_SUITES: [&str; 6] = [
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305",
+];
 
 fn hcl_string(p: &Path) -> String {
     serde_json::to_string(&p.to_string_lossy()).expect("a string serialises")

@@ -9,7 +9,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::model::Purpose;
+use crate::model::{DomainCert, Purpose, Spec};
 
 /// A credential's posture, from best to worst (the order is the severity order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -198,6 +198,12 @@ pub enum Refusal {
         /// Grace, human-readable.
         grace: String,
     },
+    /// No purpose covers the credential: nothing is issued without one.
+    #[error("`{credential}` is governed by no purpose")]
+    Ungoverned {
+        /// The credential reference, e.g. `domain/api-example-com`.
+        credential: String,
+    },
     /// The issuer would expire before the leaf it would sign.
     #[error(
         "the issuer expires in {issuer_left}, before the {leaf_ttl} leaf it would sign: rotate the intermediate first"
@@ -247,6 +253,50 @@ pub fn check_renewal(
         }
     }
     Ok(())
+}
+
+/// The credential reference of a domain certificate in purposes' `covers`:
+/// `domain/<slug>`.
+pub fn domain_credential(d: &DomainCert) -> String {
+    format!("domain/{}", d.slug)
+}
+
+/// The purpose that governs domain certificate `d`, refused when none does or it is revoked.
+/// Checked for every selected domain before anything is issued, so a renewal run never stops
+/// halfway on a rule it could have known at the start.
+pub fn domain_purpose<'s>(spec: &'s Spec, d: &DomainCert) -> Result<&'s Purpose, Refusal> {
+    let credential = domain_credential(d);
+    match spec.purpose_of(&credential) {
+        Some(p) if p.revoked => Err(Refusal::Revoked {
+            purpose: p.id.to_string(),
+        }),
+        Some(p) => Ok(p),
+        None => Err(Refusal::Ungoverned { credential }),
+    }
+}
+
+/// The fail-closed gate for renewing (or first issuing) domain certificate `d` at `now`: its
+/// purpose must govern it and not be revoked, the stored certificate (issued at `issued_at`;
+/// `None` when there is none) must still be inside interval + grace, and the issuer (valid
+/// until `issuer_not_after`, when known) must outlive a leaf of `d`'s lifetime. A certificate
+/// left unrotated past its window needs a human decision, not a silent re-issue; what was
+/// issued keeps working until it expires.
+pub fn check_domain_renewal<'s>(
+    spec: &'s Spec,
+    d: &DomainCert,
+    issued_at: Option<i64>,
+    issuer_not_after: Option<i64>,
+    now: i64,
+) -> Result<&'s Purpose, Refusal> {
+    let purpose = domain_purpose(spec, d)?;
+    check_renewal(
+        purpose,
+        issued_at,
+        issuer_not_after,
+        Some(d.ttl.as_secs()),
+        now,
+    )?;
+    Ok(purpose)
 }
 
 /// `90s`, `12m`, `5h`, `3d`: the largest whole unit, as the spec writes durations.
@@ -356,6 +406,89 @@ mod tests {
         assert_eq!(check_renewal(&p, None, Some(1000), Some(900), 0), Ok(()));
         let e = check_renewal(&p, None, Some(1000), Some(900), 200).expect_err("issuer");
         assert!(matches!(e, Refusal::IssuerTooShort { .. }), "{e}");
+    }
+
+    /// One app in one environment with a 30-day domain certificate; `purpose` is appended.
+    fn domain_spec(purpose: &str) -> Spec {
+        let text = format!(
+            r#"version = 1
+[environments.test]
+domain = "t.internal"
+[apps.shop]
+environments = ["test"]
+[domains."shop.example.com"]
+environments = ["test"]
+app = "shop"
+ttl = "30d"
+renew_before = "10d"
+{purpose}"#
+        );
+        crate::parse(&text, "w.toml").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    const DOMAIN_PURPOSE: &str = r#"
+[purposes.domain-tls]
+description = "d"
+owner = "o"
+tier = "ephemeral"
+delivery = "agent_file"
+rotation = { interval = "60d", grace = "10d", max_age = "90d" }
+evidence = "E"
+covers = ["domain/*", "shop/*"]
+"#;
+
+    const DAY: i64 = 86_400;
+
+    #[test]
+    fn a_domain_certificate_is_renewed_only_inside_its_purposes_window() {
+        let spec = domain_spec(DOMAIN_PURPOSE);
+        let d = &spec.domains[0];
+        assert_eq!(domain_credential(d), "domain/shop-example-com");
+        let now = 1_000 * DAY;
+        // First issuance, and a renewal inside interval + grace (70 days): allowed.
+        let p = check_domain_renewal(&spec, d, None, None, now).expect("first issuance");
+        assert_eq!(p.id.as_str(), "domain-tls");
+        assert!(check_domain_renewal(&spec, d, Some(now - 69 * DAY), None, now).is_ok());
+        // Left unrotated past the window: refused, fail closed.
+        let e = check_domain_renewal(&spec, d, Some(now - 70 * DAY), None, now)
+            .expect_err("outside grace");
+        assert!(
+            matches!(&e, Refusal::OutsideGrace { purpose, .. } if purpose == "domain-tls"),
+            "{e}"
+        );
+        // An issuer with less life left than the 30-day leaf: refused, even on first issuance.
+        let e = check_domain_renewal(&spec, d, None, Some(now + 29 * DAY), now)
+            .expect_err("short issuer");
+        assert!(matches!(e, Refusal::IssuerTooShort { .. }), "{e}");
+        assert!(check_domain_renewal(&spec, d, None, Some(now + 30 * DAY), now).is_ok());
+    }
+
+    #[test]
+    fn a_domain_certificate_without_a_live_purpose_is_refused_before_any_time_rule() {
+        let spec = domain_spec(&format!("{DOMAIN_PURPOSE}revoked = true\n"));
+        let d = &spec.domains[0];
+        let e = domain_purpose(&spec, d).expect_err("revoked");
+        assert_eq!(
+            e,
+            Refusal::Revoked {
+                purpose: "domain-tls".into()
+            }
+        );
+        assert!(check_domain_renewal(&spec, d, None, None, 0).is_err());
+
+        let spec = domain_spec(&DOMAIN_PURPOSE.replace("\"domain/*\", ", ""));
+        let e =
+            check_domain_renewal(&spec, &spec.domains[0], None, None, 0).expect_err("ungoverned");
+        assert_eq!(
+            e,
+            Refusal::Ungoverned {
+                credential: "domain/shop-example-com".into()
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "`domain/shop-example-com` is governed by no purpose"
+        );
     }
 
     #[test]

@@ -5,9 +5,19 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::output::Format;
 
-/// Warden: a runtime trust platform over OpenBao.
+/// Warden: a coordination layer over OpenBao: offline root CA, environments over mTLS, spec →
+/// plan → apply, agents, purposes, posture and evidence.
+///
+/// Warden keeps an offline root CA and signs each environment's intermediate; reaches every
+/// environment's OpenBao over HTTPS with mutual TLS; turns a platform spec into a plan and
+/// applies it (spec → plan → apply); enrolls identities and runs their agents, which deliver
+/// and renew certificates, secrets and database credentials; governs every credential by a
+/// purpose and reports its posture and signed evidence; and serves KV secrets, transit
+/// encryption and signing, dynamic database credentials, CI and workload login, signing keys
+/// and domain certificates. `warden lab up` starts a local two-environment lab to try it all.
 #[derive(Debug, Parser)]
-#[command(name = "warden", version, about, max_term_width = 100)]
+// No `about` attribute: the doc comment's first paragraph is `-h`, all of it is `--help`.
+#[command(name = "warden", version, max_term_width = 100)]
 pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) global: GlobalArgs,
@@ -58,4 +68,11 @@ pub(crate) enum Command {
     Reveal(crate::cmd::reveal::RevealArgs),
     /// Signed evidence packets: export one per component, verify one offline.
     Evidence(crate::cmd::evidence::EvidenceArgs),
+    /// Print the shell completion script for SHELL (bash, zsh, fish, …) on stdout.
+    ///
+    /// bash: `warden completions bash > ~/.local/share/bash-completion/completions/warden`;
+    /// zsh: into a directory on `$fpath` as `_warden`; fish: `~/.config/fish/completions/warden.fish`.
+    Completions(crate::cmd::completions::CompletionsArgs),
+    /// Print the manual pages on stdout (`warden man | man -l -`), or write one per command.
+    Man(crate::cmd::completions::ManArgs),
 }

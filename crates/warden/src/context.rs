@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use warden_bao::{Client, ClientConfig};
 use warden_lab::Lab;
-use warden_spec::{Environment, Spec};
+use warden_spec::{Environment, Identity, Spec};
 
 use crate::hint::HintExt;
 
@@ -31,6 +31,20 @@ pub(crate) struct Resolved {
     pub(crate) spec_dir: PathBuf,
     pub(crate) lab: Option<Lab>,
     pub(crate) envs: Vec<Environment>,
+    /// The `--env` names as given (empty: none, so `envs` is every environment).
+    pub(crate) asked: Vec<String>,
+}
+
+/// How a command that acts in exactly one environment picks it ([`Resolved::one_env`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum OneEnv<'a> {
+    /// The environment named with `--env`, or the spec's only one.
+    NamedOrOnly,
+    /// Named with `--env` even when the spec has only one: a host belongs to one environment,
+    /// and enrolling it in the wrong one is not something to guess.
+    Named,
+    /// The only chosen environment this identity lives in.
+    WhereLives(&'a Identity),
 }
 
 impl Target {
@@ -80,7 +94,22 @@ impl Target {
             spec_dir,
             lab,
             envs,
+            asked: self.envs.clone(),
         })
+    }
+}
+
+impl Target {
+    /// Loads the spec, picks the one environment `command` acts in (named, or the spec's
+    /// only one) and builds an operator client for it. Contacts nothing.
+    pub(crate) fn one_env_client(
+        &self,
+        command: &str,
+    ) -> anyhow::Result<(Resolved, Environment, Client)> {
+        let resolved = self.resolve()?;
+        let env = resolved.one_env(command, OneEnv::NamedOrOnly)?.clone();
+        let client = resolved.client(&env)?;
+        Ok((resolved, env, client))
     }
 }
 
@@ -99,6 +128,61 @@ impl Resolved {
             spec_dir,
             lab: Some(lab),
             envs,
+            asked: Vec::new(),
+        }
+    }
+
+    /// The one environment `command` acts in, chosen by `rule`. Every command that works on
+    /// a single environment picks it here, so they all refuse the same way.
+    pub(crate) fn one_env(&self, command: &str, rule: OneEnv<'_>) -> anyhow::Result<&Environment> {
+        let known = || {
+            let names: Vec<&str> = self
+                .spec
+                .environments
+                .iter()
+                .map(|e| e.name.as_str())
+                .collect();
+            names.join(", ")
+        };
+        if let OneEnv::WhereLives(id) = rule {
+            let here: Vec<&Environment> = self
+                .envs
+                .iter()
+                .filter(|e| id.in_env(e.name.as_str()))
+                .collect();
+            return match here.as_slice() {
+                [one] => Ok(one),
+                [] => Err(anyhow::anyhow!(
+                    "{command}: `{}` does not live in --env {}",
+                    id.name,
+                    self.asked.join(",")
+                ))
+                .with_hint(|| {
+                    let envs: Vec<&str> = id.environments.iter().map(|e| e.as_str()).collect();
+                    format!("it lives in: {}", envs.join(", "))
+                }),
+                many => Err(anyhow::anyhow!(
+                    "{command}: `{}` lives in several environments ({}); each has its own keys",
+                    id.name,
+                    many.iter()
+                        .map(|e| e.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+                .hint("pick one with --env NAME"),
+            };
+        }
+        let named = matches!(rule, OneEnv::Named);
+        match (self.asked.len(), self.envs.as_slice()) {
+            (1, [env]) => Ok(env),
+            (0, [env]) if !named => Ok(env),
+            (0, _) => Err(anyhow::anyhow!("{command} needs the environment to act in"))
+                .with_hint(|| format!("add --env NAME (the spec has: {})", known())),
+            _ => Err(anyhow::anyhow!(
+                "{command} works on one environment at a time, got --env {}",
+                self.asked.join(",")
+            ))
+            .hint("run it once per environment; each is a separate server"),
         }
     }
 

@@ -1,8 +1,16 @@
 //! Error reporting at the CLI edge: what failed, why, and what to do next.
 //!
-//! Library crates return typed errors without advice. Command modules wrap them with
-//! `anyhow::Context` for *what failed* and with [`HintExt::hint`] for *what to do next*; `main`
-//! prints the chain and the hint.
+//! # Who says what to do next
+//!
+//! Libraries return typed errors (`thiserror`) whose variants carry the context: environment,
+//! path, HTTP status, the server's own `errors[]`. They never print and never advise, because
+//! the next step depends on how they were called: the same refused renewal calls for a
+//! different command from `warden domain renew` than from the lab or an agent. Only this crate
+//! says what to do next: command modules wrap a library error with `anyhow::Context` for *what
+//! failed* and with [`HintExt::hint`] for *what to do next*, matching on the typed variant when
+//! the advice depends on it; `main` prints the chain as `error: …` and the hint as `hint: …`.
+//! Libraries log progress through `tracing` or a progress callback they are given; warnings a
+//! user must see come back as data in their reports and are printed here.
 
 #![allow(clippy::print_stderr)] // the error report is printed here, and only here
 
@@ -46,6 +54,17 @@ impl<T, E: Into<anyhow::Error>> HintExt<T> for Result<T, E> {
     fn with_hint<F: FnOnce() -> String>(self, f: F) -> anyhow::Result<T> {
         self.map_err(|e| e.into().context(Hint(f())))
     }
+}
+
+/// The message every command uses for a revoked purpose: nothing is issued or renewed under
+/// it, `what` is left unchanged.
+pub(crate) fn revoked_purpose(purpose: &str, what: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "purpose `{purpose}` is revoked: nothing is issued or renewed under it ({what} left unchanged)"
+    )
+    .context(Hint(format!(
+        "if the revocation was a mistake, remove `revoked = true` from [purposes.{purpose}] in the spec; otherwise move the credential under another purpose first"
+    )))
 }
 
 /// Prints `error: <what>: <why> ...` and, if present, `hint: <next step>` on stderr.

@@ -1,19 +1,31 @@
-//! `warden`: the command-line edge of the Warden runtime trust platform.
+//! `warden`: the command line of Warden, a coordination layer over OpenBao.
 //!
-//! This crate only parses arguments, chooses output formats and maps failures to messages and
-//! exit codes. Everything it does is implemented in the library crates:
-//! `warden-pki` (offline root CA), `warden-bao` (OpenBao client), `warden-lab` (local lab).
+//! This crate only parses arguments, chooses output formats, prints, and maps failures to
+//! messages, hints and exit codes. Everything it does is implemented in the library crates:
 //!
-//! Flow: [`main`] → [`run`] → one `cmd::*` module per subcommand → `ExitCode`.
+//! - `warden-spec`: the platform spec, its diagnostics and the purpose rules;
+//! - `warden-plan`: desired state, plan, apply and lint;
+//! - `warden-bao`: the OpenBao client;
+//! - `warden-pki`: the offline root CA and chain checks;
+//! - `warden-lab`: the local lab, its servers and its agents;
+//! - `warden-agent`: enrollment of an identity and the agent runtime;
+//! - `warden-keys`: signing keys and domain certificates;
+//! - `warden-registry`: posture, reveal-once credentials and evidence packets;
+//! - `warden-files`: the one writer of every file that matters.
+//!
+//! Flow: [`main`] → [`run`] → one `cmd::*` module per subcommand → `ExitCode`. Errors and their
+//! `hint:` lines: see [`hint`].
 
 mod cli;
 mod cmd;
 mod context;
 mod exit;
 mod hint;
-mod lab_agents;
+mod input;
 mod output;
+mod provisioning;
 mod secret_input;
+mod session;
 
 use std::process::ExitCode;
 
@@ -62,6 +74,8 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Posture(args) => cmd::posture::run(args, &out).await,
         cli::Command::Reveal(args) => cmd::reveal::run(args, &out).await,
         cli::Command::Evidence(args) => cmd::evidence::run(args, &out).await,
+        cli::Command::Completions(args) => cmd::completions::completions(&args, &out),
+        cli::Command::Man(args) => cmd::completions::man(&args, &out),
     }
 }
 

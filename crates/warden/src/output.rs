@@ -6,6 +6,8 @@
 
 use serde::Serialize;
 
+use crate::hint::HintExt;
+
 /// `--output` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Format {
@@ -53,6 +55,17 @@ impl Output {
         }
     }
 
+    /// Bytes as they are (a completion script, manual pages) on stdout, in every format.
+    pub(crate) fn raw(&self, bytes: &[u8]) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            Err(e) => Err(anyhow::Error::new(e).context("could not write to stdout")),
+        }
+    }
+
     /// Progress and notices for humans: stderr, and silent in JSON mode so stdout stays clean.
     pub(crate) fn progress(&self, msg: impl AsRef<str>) {
         if self.format == Format::Text {
@@ -87,4 +100,26 @@ impl Output {
     pub(crate) fn warn(&self, msg: impl AsRef<str>) {
         eprintln!("warning: {}", msg.as_ref());
     }
+}
+
+/// Refuses an existing path (a file that matters is never overwritten) and a missing parent.
+pub(crate) fn check_new_file(path: &std::path::Path, what: &str) -> anyhow::Result<()> {
+    if path.symlink_metadata().is_ok() {
+        return Err(anyhow::anyhow!("{} already exists", path.display())).with_hint(|| {
+            format!("choose a new path for the {what}; an existing file is never overwritten")
+        });
+    }
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    if !parent.is_dir() {
+        return Err(anyhow::anyhow!(
+            "{} is not a directory, so {} cannot be written",
+            parent.display(),
+            path.display()
+        ))
+        .hint("create the directory first");
+    }
+    Ok(())
 }

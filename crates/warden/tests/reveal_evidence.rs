@@ -302,6 +302,27 @@ async fn reveal_once_opens_exactly_once_and_leaves_only_metadata() {
     // Afterwards: no path shows it again, not even to the operator.
     let again = run(&refs(&open_args));
     expect_code(&again, 4, "a second open");
+
+    // A mistyped token: OpenBao answers it exactly as it answers a used one ("wrapping token
+    // is not valid or does not exist"), so the refusal names both causes instead of telling
+    // the holder that someone else opened it.
+    let mistyped = write(
+        dir.path(),
+        "mistyped.token",
+        "s.NotATokenAnyoneWasGiven0000\n",
+    );
+    let wrong = run(&refs(&on_lab(
+        &["reveal", "open", "--token-file", s(&mistyped)],
+        &spec,
+        &lab_dir,
+    )));
+    expect_code(&wrong, 4, "a mistyped token");
+    let wrong_err = text(&wrong.stderr);
+    assert!(wrong_err.contains(SPENT), "{wrong_err}");
+    assert!(
+        wrong_err.contains("hint: it was opened already") && wrong_err.contains("mistyped"),
+        "{wrong_err}"
+    );
     let token = std::fs::read_to_string(&token_file).expect("token file");
     let unwrap = operator
         .write(

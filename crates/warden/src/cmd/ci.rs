@@ -20,10 +20,10 @@ use warden_bao::{JwtLoginError, JwtRefusal};
 use warden_spec::{Environment, IdentityKind, PipelineBinding, Spec};
 use zeroize::Zeroizing;
 
-use crate::cmd::secret::session::read_token_file;
-use crate::context::Target;
+use crate::context::{OneEnv, Target};
 use crate::hint::HintExt;
 use crate::output::Output;
+use crate::session::read_token_file;
 
 #[derive(Debug, Args)]
 pub(crate) struct CiArgs {
@@ -92,7 +92,7 @@ struct LoginReport {
 
 async fn login(args: LoginArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let resolved = args.target.resolve()?;
-    let env = one_env(&args.target, &resolved.envs)?;
+    let env = resolved.one_env("ci login", OneEnv::NamedOrOnly)?;
     let spec = &resolved.spec;
     let role = match (&args.role, &args.app) {
         (Some(r), _) => r.clone(),
@@ -182,7 +182,7 @@ async fn login(args: LoginArgs, out: &Output) -> anyhow::Result<ExitCode> {
 
 async fn logout(args: LogoutArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let resolved = args.target.resolve()?;
-    let env = one_env(&args.target, &resolved.envs)?;
+    let env = resolved.one_env("ci logout", OneEnv::NamedOrOnly)?;
     let path = token_path(args.token_file.as_deref(), "--token-file")?;
     let token = read_token_file(&path, out)?;
     let client = resolved.client(env)?;
@@ -215,21 +215,6 @@ async fn logout(args: LogoutArgs, out: &Output) -> anyhow::Result<ExitCode> {
         )
     })?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn one_env<'e>(target: &Target, envs: &'e [Environment]) -> anyhow::Result<&'e Environment> {
-    match envs {
-        [env] => Ok(env),
-        _ => Err(anyhow::anyhow!(
-            "a CI step acts in one environment; got {}",
-            if target.envs.is_empty() {
-                "none".to_owned()
-            } else {
-                target.envs.join(",")
-            }
-        ))
-        .hint("add --env NAME"),
-    }
 }
 
 /// The pipelines (in `env`) whose role is `role`.

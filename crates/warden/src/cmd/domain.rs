@@ -13,6 +13,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use warden_keys::{DomainState, DomainStatus, DomainStore, PkiIssuer, SystemClock};
+use warden_spec::rules::{self, Refusal};
 use warden_spec::{DomainCert, Environment, Spec};
 
 use crate::context::{Resolved, Target};
@@ -230,9 +231,8 @@ async fn issuer_not_after(resolved: &Resolved, env: &Environment) -> anyhow::Res
         .and_then(|certs| certs.first().map(|c| c.not_after.unix_timestamp())))
 }
 
-/// Fail closed (seed 002, issue 5): no renewal outside the purpose's grace window, and no leaf
-/// that would outlive its issuer. A certificate left unrotated past interval + grace needs a
-/// human decision, not a silent re-issue; what was issued keeps working until it expires.
+/// The fail-closed gate is the purpose rule [`rules::check_domain_renewal`]; this adds what
+/// to do about a refusal.
 fn fail_closed(
     spec: &Spec,
     env: &Environment,
@@ -240,42 +240,56 @@ fn fail_closed(
     before: &DomainStatus,
     issuer_not_after: Option<i64>,
 ) -> anyhow::Result<()> {
-    let id = format!("domain/{}", d.slug);
-    let Some(p) = spec.purpose_of(&id) else {
-        return Ok(()); // refuse_revoked already reported it
-    };
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let issued = before.issued_at.map(time::OffsetDateTime::unix_timestamp);
-    warden_spec::rules::check_renewal(p, issued, issuer_not_after, Some(d.ttl.as_secs()), now)
-        .map_err(|refusal| {
-            anyhow::anyhow!(
-                "{}: refusing to renew {} ({id}): {refusal}",
-                env.name,
-                d.domain
-            )
-        })
-        .with_hint(|| match issued {
-            Some(_) => format!(
-                "the stored certificate stays in place and keeps working until it expires (`warden posture --purpose {}` shows it stale); after review, either widen the purpose's rotation in the spec or delete the entry (`bao kv metadata delete {}/domains/{}/cert`) so the next renewal is a first issuance",
-                p.id, env.mounts.kv, d.domain
-            ),
-            None => "rotate the environment's intermediate first (`warden ca sign-intermediate`)".to_owned(),
-        })
+    match rules::check_domain_renewal(spec, d, issued, issuer_not_after, now) {
+        Ok(_) => Ok(()),
+        Err(refusal) => Err(refused(env, d, &refusal)),
+    }
 }
 
+/// Refuses a domain whose purpose is revoked or missing, before anything is issued.
 fn refuse_revoked(spec: &Spec, d: &DomainCert) -> anyhow::Result<()> {
-    let id = format!("domain/{}", d.slug);
-    match spec.purpose_of(&id) {
-        Some(p) if p.revoked => Err(crate::cmd::rotate::select::revoked(
-            p,
+    match rules::domain_purpose(spec, d) {
+        Ok(_) => Ok(()),
+        Err(Refusal::Revoked { purpose }) => Err(crate::hint::revoked_purpose(
+            &purpose,
             &format!("the certificate of {}", d.domain),
         )),
-        Some(_) => Ok(()),
-        None => Err(anyhow::anyhow!("`{id}` ({}) is governed by no purpose", d.domain))
-            .with_hint(|| {
-                format!("every credential lives under a purpose: add \"{id}\" to the `covers` of one in the spec")
-            }),
+        Err(Refusal::Ungoverned { credential }) => {
+            Err(anyhow::anyhow!("`{credential}` ({}) is governed by no purpose", d.domain))
+                .with_hint(|| {
+                    format!("every credential lives under a purpose: add \"{credential}\" to the `covers` of one in the spec")
+                })
+        }
+        Err(other) => Err(anyhow::Error::new(other)),
     }
+}
+
+/// A refused renewal: what was refused and why (the rule), and what to do about it.
+fn refused(env: &Environment, d: &DomainCert, refusal: &Refusal) -> anyhow::Error {
+    let credential = rules::domain_credential(d);
+    let hint = match refusal {
+        Refusal::OutsideGrace { purpose, .. } => format!(
+            "the stored certificate stays in place and keeps working until it expires (`warden posture --purpose {purpose}` shows it stale); after review, either widen the purpose's rotation in the spec or delete the entry (`bao kv metadata delete {}/domains/{}/cert`) so the next renewal is a first issuance",
+            env.mounts.kv, d.domain
+        ),
+        Refusal::IssuerTooShort { .. } => {
+            "rotate the environment's intermediate first (`warden ca sign-intermediate`)".to_owned()
+        }
+        Refusal::Revoked { purpose } => format!(
+            "if the revocation was a mistake, remove `revoked = true` from [purposes.{purpose}] in the spec"
+        ),
+        _ => format!(
+            "every credential lives under a purpose: add \"{credential}\" to the `covers` of one in the spec"
+        ),
+    };
+    anyhow::anyhow!(
+        "{}: refusing to renew {} ({credential}): {refusal}",
+        env.name,
+        d.domain
+    )
+    .context(crate::hint::Hint(hint))
 }
 
 fn explain(

@@ -12,7 +12,6 @@ use clap::{Args, Subcommand};
 use warden_registry::evidence::{self, EvidenceError, ExportRequest, VerifyError};
 use warden_registry::posture::rfc3339;
 
-use super::reveal::{check_new_file, now, session};
 use crate::context::Target;
 use crate::hint::{HintExt, WithCode};
 use crate::output::Output;
@@ -99,15 +98,15 @@ fn explain(err: EvidenceError, target: &Target) -> anyhow::Error {
 }
 
 async fn export(args: ExportArgs, out: &Output) -> anyhow::Result<ExitCode> {
-    let (resolved, env, client) = session(&args.target, "evidence export")?;
+    let (resolved, env, client) = args.target.one_env_client("evidence export")?;
     if let Some(path) = &args.out {
-        check_new_file(path, "packet")?;
+        crate::output::check_new_file(path, "packet")?;
     }
     let req = ExportRequest {
         spec: &resolved.spec,
         env: &env,
         component: &args.component,
-        now: now(),
+        now: time::OffsetDateTime::now_utc().unix_timestamp(),
     };
     let packet = evidence::export(&client, &req)
         .await
@@ -152,7 +151,7 @@ async fn export(args: ExportArgs, out: &Output) -> anyhow::Result<ExitCode> {
 }
 
 async fn key(args: KeyArgs, out: &Output) -> anyhow::Result<ExitCode> {
-    let (_resolved, env, client) = session(&args.target, "evidence key")?;
+    let (_resolved, env, client) = args.target.one_env_client("evidence key")?;
     let name = env.name.as_str();
     let key = evidence::read_key(&client, name, &env.mounts.transit)
         .await

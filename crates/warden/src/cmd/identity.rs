@@ -15,7 +15,7 @@ use warden_enroll::{
 };
 use warden_spec::Environment;
 
-use crate::context::{Resolved, Target};
+use crate::context::{OneEnv, Resolved, Target};
 use crate::hint::HintExt;
 use crate::output::Output;
 
@@ -86,7 +86,7 @@ pub(crate) async fn run(args: IdentityArgs, out: &Output) -> anyhow::Result<Exit
 
 async fn enroll(args: EnrollArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let resolved = args.target.resolve()?;
-    let env = one_env(&args.target, &resolved)?;
+    let env = resolved.one_env("identity enroll", OneEnv::Named)?;
     let env_name = env.name.as_str();
     let name = args.name.as_str();
     // Refuse a wrong identity before anything is contacted or created.
@@ -141,7 +141,7 @@ async fn enroll(args: EnrollArgs, out: &Output) -> anyhow::Result<ExitCode> {
 /// Prints the systemd unit. Reads the spec only; contacts nothing.
 fn unit(args: UnitArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let resolved = args.target.resolve()?;
-    let env = one_env(&args.target, &resolved)?;
+    let env = resolved.one_env("identity unit", OneEnv::Named)?;
     let name = args.name.as_str();
     warden_enroll::enrollable(&resolved.spec, env, name)
         .with_context(|| format!("no unit for `{name}`"))?;
@@ -163,31 +163,6 @@ fn unit(args: UnitArgs, out: &Output) -> anyhow::Result<ExitCode> {
         || text.clone(),
     )?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Enrollment happens in exactly one environment: a host belongs to one.
-fn one_env<'r>(target: &Target, resolved: &'r Resolved) -> anyhow::Result<&'r Environment> {
-    let known = || {
-        resolved
-            .spec
-            .environments
-            .iter()
-            .map(|e| e.name.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    match (target.envs.len(), resolved.envs.as_slice()) {
-        (1, [env]) => Ok(env),
-        (0, _) => Err(anyhow::anyhow!(
-            "identity enroll needs the environment this host belongs to"
-        ))
-        .with_hint(|| format!("add --env NAME (the spec has: {})", known())),
-        _ => Err(anyhow::anyhow!(
-            "identity enroll works on one environment at a time, got --env {}",
-            target.envs.join(",")
-        ))
-        .hint("run it once per environment; each gets its own directory, key and certificate"),
-    }
 }
 
 /// The PEM that makes this host trust the environment's API: the lab's CA bundle, else the

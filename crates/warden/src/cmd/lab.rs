@@ -1,5 +1,6 @@
 //! `warden lab up | status | down`: the local two-environment lab, and the agents of the
-//! applied spec's identities (`crate::lab_agents`).
+//! applied spec's identities (`warden_lab_agents`). This module prints what they report and
+//! says what to do when they fail.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,12 +9,13 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde::Serialize;
+use time::OffsetDateTime;
 use warden_lab::{DownReport, EnvStatus, Lab, NewLabOptions, Progress};
+use warden_lab_agents::{self as agents, AgentStatus, AgentsError, Applied};
 
 use crate::context::Resolved;
 use crate::exit;
 use crate::hint::{HintExt, WithCode};
-use crate::lab_agents::{self, AgentStatus};
 use crate::output::Output;
 
 #[derive(Debug, Args)]
@@ -132,7 +134,7 @@ async fn run_up(dir: &Path, args: UpArgs, out: &Output) -> anyhow::Result<ExitCo
         };
         out.progress(format!("lab: applying {name}"));
         let resolved = Resolved::for_lab(spec, spec_dir, lab.clone());
-        let applied = crate::cmd::provision::apply_resolved(&resolved, false, 8, out)
+        let applied = crate::provisioning::apply_resolved(&resolved, false, 8, out)
             .await
             .with_context(|| format!("the servers are up, but applying {name} failed"))?;
         (Some(applied), Some(resolved))
@@ -140,13 +142,7 @@ async fn run_up(dir: &Path, args: UpArgs, out: &Output) -> anyhow::Result<ExitCo
     let agents = if no_agents {
         None
     } else {
-        Some(
-            lab_agents::enroll_and_start(resolved.as_ref(), &lab, out)
-                .await
-                .context(
-                    "the servers are up and the spec applied, but the agents did not all start",
-                )?,
-        )
+        Some(start_agents(&lab, resolved.as_ref(), out).await?)
     };
     let statuses = full_status(&lab).await;
     out.emit(
@@ -162,6 +158,61 @@ async fn run_up(dir: &Path, args: UpArgs, out: &Output) -> anyhow::Result<ExitCo
         },
     )?;
     Ok(status_code(&statuses))
+}
+
+/// Enrolls and starts the lab's agents, printing progress, and warns about any that has not
+/// delivered everything yet.
+async fn start_agents(
+    lab: &Lab,
+    resolved: Option<&Resolved>,
+    out: &Output,
+) -> anyhow::Result<agents::AgentsUp> {
+    let exe = std::env::current_exe().context("cannot find the running warden binary")?;
+    let applied = resolved.map(|r| Applied {
+        spec: &r.spec,
+        envs: &r.envs,
+    });
+    let up = agents::enroll_and_start(lab, applied, &exe, &StderrProgress(out))
+        .await
+        .map_err(|e| agents_error(e, lab))
+        .context("the servers are up and the spec applied, but the agents did not all start")?;
+    for a in &up.agents {
+        if a.undelivered() {
+            out.warn(format!(
+                "{}: the agent of {} is running but has not delivered everything ({}); see `warden lab status` and {}",
+                a.env,
+                a.identity,
+                a.health.as_deref().unwrap_or("no answer from /health"),
+                a.log().display()
+            ));
+        }
+    }
+    Ok(up)
+}
+
+/// What to do about an agent that could not be enrolled or started.
+fn agents_error(err: AgentsError, lab: &Lab) -> anyhow::Error {
+    let hint = match &err {
+        AgentsError::NotStarted { log, config, .. } => Some(format!(
+            "its log is {}; `warden agent --config {} --once -v` runs it in the foreground",
+            log.display(),
+            config.display()
+        )),
+        AgentsError::Enroll { env, identity, .. } => Some(format!(
+            "`warden identity enroll {identity} --env {env} --lab {} --root-dir {} -v` shows the steps",
+            lab.layout().root().display(),
+            agents::hosts_dir(lab).display(),
+        )),
+        AgentsError::Client { .. } => Some(
+            "the spec's environment names must match the lab's (`warden lab status`)".to_owned(),
+        ),
+        _ => None,
+    };
+    let err = anyhow::Error::new(err);
+    match hint {
+        Some(h) => err.context(crate::hint::Hint(h)),
+        None => err,
+    }
 }
 
 fn up_hint(dir: &Path) -> String {
@@ -211,7 +262,7 @@ async fn run_status(dir: &Path, out: &Output) -> anyhow::Result<ExitCode> {
 async fn run_down(dir: &Path, args: DownArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let lab = Lab::open(dir).with_hint(|| format!("no lab to stop in {}", dir.display()))?;
     // Agents first: a server going away under a running agent only sends it into backoff.
-    let agents_stopped = lab_agents::stop_all(&lab)
+    let agents_stopped = agents::stop_all(&lab)
         .await
         .context("lab down: could not stop the agents; the servers were left running")?;
     let report = lab.down(args.purge).await.context("lab down failed")?;
@@ -262,7 +313,7 @@ struct EnvView {
 async fn full_status(lab: &Lab) -> Vec<EnvView> {
     let mut views = Vec::new();
     for env in lab.status().await {
-        let agents = lab_agents::status(lab, &env.name).await;
+        let agents = agents::status(lab, &env.name).await;
         views.push(EnvView { env, agents });
     }
     views
@@ -284,7 +335,7 @@ fn status_table(views: &[EnvView]) -> String {
     let agents: Vec<&AgentStatus> = views.iter().flat_map(|v| &v.agents).collect();
     if !agents.is_empty() {
         s.push('\n');
-        s.push_str(&lab_agents::table(&agents));
+        s.push_str(&agents_table(&agents));
     }
     s
 }
@@ -340,4 +391,107 @@ fn env_table(views: &[EnvView]) -> String {
         ));
     }
     s
+}
+
+/// The agents table of `lab status` (empty when there are none).
+fn agents_table(agents: &[&AgentStatus]) -> String {
+    if agents.is_empty() {
+        return String::new();
+    }
+    let mut table = Table::new();
+    table.load_style(UTF8_FULL_CONDENSED).set_header([
+        "env",
+        "agent",
+        "running",
+        "health",
+        "outputs (state, expiry)",
+    ]);
+    for a in agents {
+        let outputs = a
+            .outputs
+            .iter()
+            .map(|o| {
+                let mut s = o.name.clone();
+                if let Some(state) = &o.state {
+                    s.push_str(&format!(" {state}"));
+                }
+                match (o.not_after, o.expires_in_seconds, o.delivered_at) {
+                    (Some(t), Some(secs), _) => {
+                        s.push_str(&format!(", expires {} (in {})", date(t), human(secs)));
+                    }
+                    (None, _, Some(_)) => s.push_str(", delivered"),
+                    _ => s.push_str(", not delivered"),
+                }
+                s
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        table.add_row([
+            a.env.clone(),
+            format!("{} ({})", a.identity, a.kind.as_deref().unwrap_or("?")),
+            match a.pid {
+                Some(pid) => format!("yes (pid {pid})"),
+                None => "no".to_owned(),
+            },
+            match (&a.health, &a.health_url) {
+                (Some(h), Some(url)) => format!("{h}\n{url}"),
+                _ if a.running => "no answer".to_owned(),
+                _ => "-".to_owned(),
+            },
+            outputs,
+        ]);
+    }
+    let mut s = table.to_string();
+    s.push('\n');
+    for a in agents.iter().filter(|a| a.error.is_some()) {
+        s.push_str(&format!(
+            "{}/{}: {}\n",
+            a.env,
+            a.identity,
+            a.error.as_deref().unwrap_or_default()
+        ));
+    }
+    if let Some(a) = agents
+        .iter()
+        .find(|a| a.running && a.control_socket.is_some())
+    {
+        s.push_str(&format!(
+            "\nEach agent answers `warden agent status --socket <dir>/state/control.sock`, e.g.\n  warden agent status --socket {}\n",
+            a.control_socket.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+        ));
+    }
+    s
+}
+
+fn date(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+/// `3d 4h`, `5h 12m`, `42s`, `expired 3m ago`.
+fn human(secs: i64) -> String {
+    if secs < 0 {
+        return format!("expired {} ago", human(-secs));
+    }
+    let (d, h, m) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{secs}s"),
+        (0, 0, m) => format!("{m}m"),
+        (0, h, m) => format!("{h}h {m}m"),
+        (d, h, _) => format!("{d}d {h}h"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_a_human_wrote_them() {
+        assert_eq!(human(42), "42s");
+        assert_eq!(human(61), "1m");
+        assert_eq!(human(3 * 3600 + 60 * 7), "3h 7m");
+        assert_eq!(human(3 * 86_400 + 3600), "3d 1h");
+        assert_eq!(human(-120), "expired 2m ago");
+    }
 }

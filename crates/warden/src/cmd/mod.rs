@@ -3,6 +3,7 @@
 pub(crate) mod agent;
 pub(crate) mod ca;
 pub(crate) mod ci;
+pub(crate) mod completions;
 pub(crate) mod domain;
 pub(crate) mod evidence;
 pub(crate) mod identity;

@@ -14,7 +14,7 @@
 //!   *before* the single use is spent) or stdout.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -22,13 +22,11 @@ use clap::{Args, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use time::OffsetDateTime;
-use warden_bao::Client;
 use warden_registry::posture::rfc3339;
 use warden_registry::reveal::{self, CreateRequest, Listing, RevealError};
-use warden_spec::Environment;
 use zeroize::Zeroizing;
 
-use crate::context::{Resolved, Target};
+use crate::context::Target;
 use crate::hint::{HintExt, WithCode};
 use crate::output::Output;
 
@@ -104,43 +102,6 @@ pub(crate) async fn run(args: RevealArgs, out: &Output) -> anyhow::Result<ExitCo
     }
 }
 
-/// The one environment a command acts in, and an operator client for it.
-pub(crate) fn session(
-    target: &Target,
-    command: &str,
-) -> anyhow::Result<(Resolved, Environment, Client)> {
-    let resolved = target.resolve()?;
-    let env = crate::cmd::secret::session::one_env(target, &resolved, command)?.clone();
-    let client = resolved.client(&env)?;
-    Ok((resolved, env, client))
-}
-
-pub(crate) fn now() -> i64 {
-    OffsetDateTime::now_utc().unix_timestamp()
-}
-
-/// Refuses an existing path (a file that matters is never overwritten) and a missing parent.
-pub(crate) fn check_new_file(path: &Path, what: &str) -> anyhow::Result<()> {
-    if path.symlink_metadata().is_ok() {
-        return Err(anyhow::anyhow!("{} already exists", path.display())).with_hint(|| {
-            format!("choose a new path for the {what}; an existing file is never overwritten")
-        });
-    }
-    let parent = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if !parent.is_dir() {
-        return Err(anyhow::anyhow!(
-            "{} is not a directory, so {} cannot be written",
-            parent.display(),
-            path.display()
-        ))
-        .hint("create the directory first");
-    }
-    Ok(())
-}
-
 fn explain(err: RevealError, target: &Target, purpose: &str) -> anyhow::Error {
     let lab = target
         .lab
@@ -173,8 +134,11 @@ fn explain(err: RevealError, target: &Target, purpose: &str) -> anyhow::Error {
         {
             Some("the operator token may not do this; use a token with the operator's policy".to_owned())
         }
+        // OpenBao answers a used, expired, revoked and never-issued (mistyped) wrapping token
+        // the same way ("wrapping token is not valid or does not exist"), so the hint names
+        // both causes rather than guessing one.
         RevealError::Spent => Some(
-            "if you did not open it yourself, someone else did: tell the owner, who can revoke the credential".to_owned(),
+            "it was opened already (if not by you, tell the owner, who can revoke the credential), or the token is mistyped: check it against the one you were given; ask the owner for a new one".to_owned(),
         ),
         RevealError::NotAReveal { .. } => Some(
             "only tokens from `warden reveal create` are opened here; the token was left unused".to_owned(),
@@ -195,7 +159,7 @@ fn explain(err: RevealError, target: &Target, purpose: &str) -> anyhow::Error {
 }
 
 async fn create(args: CreateArgs, out: &Output) -> anyhow::Result<ExitCode> {
-    let (resolved, env, client) = session(&args.target, "reveal create")?;
+    let (resolved, env, client) = args.target.one_env_client("reveal create")?;
     let ttl = warden_spec::Ttl::parse(&args.ttl)
         .map_err(|e| anyhow::anyhow!("--ttl {}: {e}", args.ttl))
         .hint("use e.g. --ttl 10m")?;
@@ -206,12 +170,12 @@ async fn create(args: CreateArgs, out: &Output) -> anyhow::Result<ExitCode> {
         identity: args.identity.as_deref(),
         credential: args.credential.as_deref(),
         ttl: ttl.0,
-        now: now(),
+        now: OffsetDateTime::now_utc().unix_timestamp(),
     };
     // Everything that can be refused is refused before anything is minted.
     reveal::prepare(&req).map_err(|e| explain(e, &args.target, &args.purpose))?;
     match &args.out {
-        Some(path) => check_new_file(path, "token")?,
+        Some(path) => crate::output::check_new_file(path, "token")?,
         None if !args.stdout && std::io::stdout().is_terminal() => {
             return Err(anyhow::anyhow!(
                 "refusing to print a reveal token on a terminal: whoever sees it can open the credential"
@@ -318,10 +282,10 @@ fn read_token(args: &OpenArgs, out: &Output) -> anyhow::Result<SecretString> {
 }
 
 async fn open(args: OpenArgs, out: &Output) -> anyhow::Result<ExitCode> {
-    let (_resolved, _env, client) = session(&args.target, "reveal open")?;
+    let (_resolved, _env, client) = args.target.one_env_client("reveal open")?;
     // Checked before the single use is spent: a value that cannot be written is lost.
     if let Some(path) = &args.out {
-        check_new_file(path, "value")?;
+        crate::output::check_new_file(path, "value")?;
     }
     let token = read_token(&args, out)?;
     let opened = reveal::open(&client, &token)
@@ -364,13 +328,13 @@ async fn open(args: OpenArgs, out: &Output) -> anyhow::Result<ExitCode> {
 }
 
 async fn list(args: ListArgs, out: &Output) -> anyhow::Result<ExitCode> {
-    let (resolved, env, client) = session(&args.target, "reveal list")?;
+    let (resolved, env, client) = args.target.one_env_client("reveal list")?;
     let listing = reveal::list(
         &client,
         &resolved.spec,
         env.name.as_str(),
         &args.purpose,
-        now(),
+        OffsetDateTime::now_utc().unix_timestamp(),
     )
     .await
     .map_err(|e| explain(e, &args.target, &args.purpose))?;

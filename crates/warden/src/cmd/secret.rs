@@ -6,15 +6,13 @@
 //! and the key names they changed in the secret's `custom_metadata`
 //! ([`warden_bao::ChangeRecord`]); `history` shows them. The audit log stays the authority.
 //!
-//! Submodules: `session` (environment, client, token; shared with `transit` and `ci`),
-//! `input` (reading values), one module per subcommand.
+//! The environment, client and token come from [`crate::session`] (shared with `transit` and
+//! `ci`), values from [`crate::input`]; one module per subcommand.
 
 mod get;
 mod history;
-pub(crate) mod input;
 mod put;
 mod rollback;
-pub(crate) mod session;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,8 +21,9 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 use warden_spec::IdentityKind;
 
+use crate::hint::HintExt;
 use crate::output::Output;
-use session::{Access, Session, check_secret_name};
+use crate::session::{Access, Session};
 
 #[derive(Debug, Args)]
 pub(crate) struct SecretArgs {
@@ -245,9 +244,45 @@ fn short_time(t: &str) -> String {
     }
 }
 
+/// Checks a secret's name: one path segment of `A-Z a-z 0-9 . _ -`, so it can never reach
+/// outside the app's prefix.
+pub(crate) fn check_secret_name(name: &str) -> anyhow::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!("`{name}` is not a valid secret name"))
+            .hint("use 1-128 characters of A-Z, a-z, 0-9, '.', '_' and '-' (no '/': a secret lives directly under its app)")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_names_stay_one_segment() {
+        for ok in ["config", "stripe.v2", "a_b-c"] {
+            assert!(check_secret_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "../ledger/config",
+            "a b",
+            &"x".repeat(129),
+        ] {
+            assert!(check_secret_name(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn times_are_cut_to_seconds() {

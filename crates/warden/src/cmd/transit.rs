@@ -16,10 +16,10 @@ use serde::Serialize;
 use warden_bao::{Ciphertext, KeyInfo, Signature, TransitError};
 use warden_spec::{IdentityKind, TransitKey};
 
-use crate::cmd::secret::input::read_bytes;
-use crate::cmd::secret::session::{Access, Session};
 use crate::hint::HintExt;
+use crate::input::read_bytes;
 use crate::output::Output;
+use crate::session::{Access, Session};
 
 #[derive(Debug, Args)]
 pub(crate) struct TransitArgs {

@@ -8,11 +8,10 @@ use anyhow::Context;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use warden_keys::{Clock, ManualClock, SigningKeyConfig, SystemClock};
-use warden_spec::Environment;
 
 use super::JwksArgs;
 use super::signing::ts;
-use crate::context::Resolved;
+use crate::context::OneEnv;
 use crate::hint::HintExt;
 use crate::output::Output;
 
@@ -28,7 +27,7 @@ pub(crate) async fn run(args: JwksArgs, out: &Output) -> anyhow::Result<ExitCode
     let resolved = args.target.resolve()?;
     let spec = &resolved.spec;
     let (app, key) = super::select::lookup(spec, &args.app, &args.key)?;
-    let env = one_env(&resolved, app, &args.target.envs)?;
+    let env = resolved.one_env("rotate jwks", OneEnv::WhereLives(app))?;
     let client = resolved.client(env)?;
     let prefix = spec.naming.kv_prefix.render(&app.name);
     let config = SigningKeyConfig::from_spec(&env.mounts.kv, &prefix, key);
@@ -67,38 +66,4 @@ pub(crate) async fn run(args: JwksArgs, out: &Output) -> anyhow::Result<ExitCode
         serde_json::to_string_pretty(&jwks).unwrap_or_default()
     })?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// The environment to read: `--env` when given, else the only one the app lives in.
-fn one_env<'r>(
-    resolved: &'r Resolved,
-    app: &warden_spec::Identity,
-    asked: &[String],
-) -> anyhow::Result<&'r Environment> {
-    let here: Vec<&Environment> = resolved
-        .envs
-        .iter()
-        .filter(|e| app.in_env(e.name.as_str()))
-        .collect();
-    match here.as_slice() {
-        [one] => Ok(one),
-        [] => Err(anyhow::anyhow!(
-            "`{}` does not live in --env {}",
-            app.name,
-            asked.join(",")
-        ))
-        .with_hint(|| {
-            let envs: Vec<&str> = app.environments.iter().map(|e| e.as_str()).collect();
-            format!("it lives in: {}", envs.join(", "))
-        }),
-        many => Err(anyhow::anyhow!(
-            "`{}` lives in several environments ({}); each has its own keys",
-            app.name,
-            many.iter()
-                .map(|e| e.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-        .hint("pick one with --env NAME"),
-    }
 }

@@ -26,18 +26,6 @@ fn credential(app: &str, key: &str) -> String {
     format!("{app}/signing-key/{key}")
 }
 
-/// The message every command uses for a revoked purpose.
-pub(crate) fn revoked(purpose: &Purpose, what: &str) -> anyhow::Error {
-    anyhow!(
-        "purpose `{}` is revoked: nothing is issued or renewed under it ({what} left unchanged)",
-        purpose.id
-    )
-    .context(crate::hint::Hint(format!(
-        "if the revocation was a mistake, remove `revoked = true` from [purposes.{}] in the spec; otherwise move the credential under another purpose first",
-        purpose.id
-    )))
-}
-
 /// Every signing key purpose `id` governs.
 pub(crate) fn by_purpose<'s>(spec: &'s Spec, id: &str) -> anyhow::Result<Vec<KeyRef<'s>>> {
     let Some(purpose) = spec.purpose(id) else {
@@ -54,8 +42,8 @@ pub(crate) fn by_purpose<'s>(spec: &'s Spec, id: &str) -> anyhow::Result<Vec<Key
         });
     };
     if purpose.revoked {
-        return Err(revoked(
-            purpose,
+        return Err(crate::hint::revoked_purpose(
+            purpose.id.as_str(),
             "its signing keys are not rotated and each",
         ));
     }
@@ -98,7 +86,10 @@ pub(crate) fn by_name<'s>(spec: &'s Spec, app: &str, key: &str) -> anyhow::Resul
         });
     };
     if purpose.revoked {
-        return Err(revoked(purpose, &format!("`{id}`")));
+        return Err(crate::hint::revoked_purpose(
+            purpose.id.as_str(),
+            &format!("`{id}`"),
+        ));
     }
     Ok(KeyRef {
         app: identity,

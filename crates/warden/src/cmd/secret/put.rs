@@ -10,8 +10,9 @@ use std::process::ExitCode;
 use serde::Serialize;
 use warden_bao::{ChangeRecord, KeyChanges, KvData, KvError};
 
-use super::{Engine, Location, PutArgs, explain, input, locate, spec_args};
+use super::{Engine, Location, PutArgs, explain, locate, spec_args};
 use crate::hint::HintExt;
+use crate::input;
 use crate::output::Output;
 
 #[derive(Debug, Serialize)]
@@ -44,7 +45,7 @@ pub(super) async fn run(args: PutArgs, out: &Output) -> anyhow::Result<ExitCode>
 }
 
 async fn put_v2(
-    session: &super::Session,
+    session: &crate::session::Session,
     loc: Location,
     data: &KvData,
     cas: Option<u64>,
@@ -107,7 +108,7 @@ async fn put_v2(
 }
 
 async fn put_v1(
-    session: &super::Session,
+    session: &crate::session::Session,
     loc: Location,
     data: &KvData,
     hint_args: &str,
@@ -138,7 +139,7 @@ async fn put_v1(
 /// Records the change in the secret's metadata. The data is already written, so a failure
 /// here is a warning, not an error: history will show the version's author as unknown.
 pub(super) async fn record(
-    session: &super::Session,
+    session: &crate::session::Session,
     loc: &Location,
     version: u64,
     op: &str,

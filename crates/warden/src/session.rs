@@ -1,5 +1,5 @@
 //! What `secret`, `transit` and `ci` commands share: one environment of the spec, a client for
-//! it, and whose token that client carries.
+//! it, and whose token that client carries (`--token-file`, `WARDEN_TOKEN_FILE`).
 //!
 //! The client is the one [`crate::context`] builds (with `--lab`: the lab's operator
 //! certificate and root token; otherwise the spec's address and `VAULT_*`/`BAO_*`). With
@@ -16,7 +16,7 @@ use warden_bao::Client;
 use warden_spec::{Environment, Identity, IdentityKind, Spec};
 use zeroize::Zeroizing;
 
-use crate::context::{Resolved, Target};
+use crate::context::{OneEnv, Resolved, Target};
 use crate::hint::HintExt;
 use crate::output::Output;
 
@@ -42,7 +42,7 @@ impl Access {
     /// Loads the spec, picks the one environment and builds the client. Contacts nothing.
     pub(crate) fn open(&self, command: &str, out: &Output) -> anyhow::Result<Session> {
         let resolved = self.target.resolve()?;
-        let env = one_env(&self.target, &resolved, command)?.clone();
+        let env = resolved.one_env(command, OneEnv::NamedOrOnly)?.clone();
         let client = resolved.client(&env)?;
         if let Some(path) = &self.token_file {
             client.set_token(read_token_file(path, out)?);
@@ -126,35 +126,6 @@ impl Session {
     }
 }
 
-/// These commands act on exactly one environment: the one named, or the spec's only one.
-pub(crate) fn one_env<'r>(
-    target: &Target,
-    resolved: &'r Resolved,
-    command: &str,
-) -> anyhow::Result<&'r Environment> {
-    let known = || {
-        resolved
-            .spec
-            .environments
-            .iter()
-            .map(|e| e.name.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    match resolved.envs.as_slice() {
-        [env] => Ok(env),
-        _ if target.envs.is_empty() => {
-            Err(anyhow::anyhow!("{command} needs the environment to act in"))
-                .with_hint(|| format!("add --env NAME (the spec has: {})", known()))
-        }
-        _ => Err(anyhow::anyhow!(
-            "{command} works on one environment at a time, got --env {}",
-            target.envs.join(",")
-        ))
-        .hint("run it once per environment; each is a separate server"),
-    }
-}
-
 /// Reads a token file: the first line, trimmed. Warns when others may read it.
 pub(crate) fn read_token_file(path: &Path, out: &Output) -> anyhow::Result<SecretString> {
     let meta = std::fs::metadata(path)
@@ -176,45 +147,4 @@ pub(crate) fn read_token_file(path: &Path, out: &Output) -> anyhow::Result<Secre
         anyhow::bail!("the token file {} is empty", path.display());
     }
     Ok(SecretString::from(token.to_owned()))
-}
-
-/// Checks a secret's name: one path segment of `A-Z a-z 0-9 . _ -`, so it can never reach
-/// outside the app's prefix.
-pub(crate) fn check_secret_name(name: &str) -> anyhow::Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name != "."
-        && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(anyhow::anyhow!("`{name}` is not a valid secret name"))
-            .hint("use 1-128 characters of A-Z, a-z, 0-9, '.', '_' and '-' (no '/': a secret lives directly under its app)")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secret_names_stay_one_segment() {
-        for ok in ["config", "stripe.v2", "a_b-c"] {
-            assert!(check_secret_name(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "",
-            ".",
-            "..",
-            "a/b",
-            "../ledger/config",
-            "a b",
-            &"x".repeat(129),
-        ] {
-            assert!(check_secret_name(bad).is_err(), "{bad}");
-        }
-    }
 }

@@ -29,3 +29,9 @@ pub fn write_private(path: &Path, contents: &[u8]) {
     f.write_all(contents)
         .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
+
+/// How many lines `path` holds; 0 when it does not exist (yet). A reload command that appends
+/// one line per run is how tests count reloads.
+pub fn line_count(path: &Path) -> usize {
+    std::fs::read_to_string(path).map_or(0, |t| t.lines().count())
+}

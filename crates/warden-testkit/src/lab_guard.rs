@@ -1,7 +1,7 @@
 //! A lab made through the CLI (`warden lab up`), for tests of the lab commands themselves.
 //! [`LabEnv`](crate::LabEnv) builds a lab in-process instead and is what other tests want.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::cli::Cli;
 
@@ -29,6 +29,11 @@ impl LabGuard {
     /// The lab directory (`<temp>/lab`, not created yet: `lab up` creates it).
     pub fn dir(&self) -> PathBuf {
         self.tmp.path().join("lab")
+    }
+
+    /// The temporary directory that holds the lab (and is deleted after it).
+    pub fn temp_dir(&self) -> &Path {
+        self.tmp.path()
     }
 
     /// [`dir`](Self::dir) as a string, for argv.

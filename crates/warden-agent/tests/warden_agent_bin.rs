@@ -12,7 +12,6 @@
 //!
 //! Nothing secret is printed: assertions name files and outcomes, never key or secret bytes.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
@@ -22,64 +21,19 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use warden_bao::Idempotent;
 use warden_enroll::{EnrollOptions, EnrollRequest, IdentityLayout, Owner};
-use warden_testkit::LabEnv;
+use warden_testkit::cli::{Cli, path_str, text};
+use warden_testkit::files::{line_count, mode};
+use warden_testkit::{EXAMPLE_SPEC, LabEnv, Poll};
 
-/// The binary under test.
-const BIN: &str = env!("CARGO_BIN_EXE_warden-agent");
-/// The example platform spec (`billing` is an app in `test`).
-const SPEC: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../examples/lab/warden.toml"
-);
-/// Variables that could point the agent elsewhere; the agent must not need any of them.
-const FOREIGN_ENV: [&str; 6] = [
-    "VAULT_ADDR",
-    "BAO_ADDR",
-    "VAULT_TOKEN",
-    "BAO_TOKEN",
-    "WARDEN_LOG",
-    "RUST_LOG",
-];
 /// A hung agent fails the test instead of stalling the suite.
 const LIMIT: Duration = Duration::from_secs(120);
+/// The binary under test, run with a clean environment (the agent must not need any of the
+/// variables that could point it elsewhere) and stdin from `/dev/null`.
+const AGENT: Cli = Cli::new(env!("CARGO_BIN_EXE_warden-agent")).with_timeout(LIMIT);
+/// The example platform spec (`billing` is an app in `test`).
+const SPEC: &str = EXAMPLE_SPEC;
 
 // ---- helpers ------------------------------------------------------------------------------
-
-fn agent(args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args).stdin(Stdio::null()).env("NO_COLOR", "1");
-    for var in FOREIGN_ENV {
-        cmd.env_remove(var);
-    }
-    cmd
-}
-
-/// Runs `warden-agent ARGS` to completion within [`LIMIT`].
-fn run(args: &[&str]) -> Output {
-    let child = agent(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start warden-agent");
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(LIMIT) {
-        Ok(out) => out.expect("wait for warden-agent"),
-        Err(_) => {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-            panic!("warden-agent {args:?} did not finish within {LIMIT:?}");
-        }
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 fn both(out: &Output) -> String {
     format!(
@@ -90,24 +44,8 @@ fn both(out: &Output) -> String {
     )
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-fn mode(p: &Path) -> u32 {
-    std::fs::metadata(p)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-        .permissions()
-        .mode()
-        & 0o7777
-}
-
-fn lines(p: &Path) -> usize {
-    std::fs::read_to_string(p).map_or(0, |t| t.lines().count())
 }
 
 /// Applies the example spec to the lab's `test` environment and enrolls `billing` under
@@ -215,7 +153,7 @@ listen = "127.0.0.1:0"
 [control]
 socket = "state/control.sock"
 "#,
-            reloads = s(reloads),
+            reloads = path_str(reloads),
         ),
     )
     .expect("write agent config");
@@ -261,17 +199,6 @@ fn check_certificate(dir: &Path, root_pem: &str) -> String {
     leaf.serial.clone()
 }
 
-fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < limit,
-            "{what} did not happen within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 // ---- tests --------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -295,7 +222,7 @@ async fn once_then_serve_deliver_the_identitys_outputs() {
     let out_dir = dir.join("out");
 
     // (1) --once delivers all three and reloads once, for the one output that has a reload.
-    let out = run(&["--config", s(&config), "--once"]);
+    let out = AGENT.run(&["--config", path_str(&config), "--once"]);
     assert!(out.status.success(), "--once failed:\n{}", both(&out));
     let report = text(&out.stdout);
     for line in [
@@ -319,10 +246,10 @@ async fn once_then_serve_deliver_the_identitys_outputs() {
     .expect("parse the CA chain");
     assert!(chain.valid, "{:?}", chain.problems);
     assert_eq!(chain.certs.len(), 2, "intermediate + root");
-    assert_eq!(lines(&reloads), 1, "one reload for one real change");
+    assert_eq!(line_count(&reloads), 1, "one reload for one real change");
 
     // (2) Again, as JSON: the certificate on disk is still good, nothing changes or reloads.
-    let out = run(&["--config", s(&config), "--once", "--output", "json"]);
+    let out = AGENT.run(&["--config", path_str(&config), "--once", "--output", "json"]);
     assert!(
         out.status.success(),
         "second --once failed:\n{}",
@@ -339,21 +266,28 @@ async fn once_then_serve_deliver_the_identitys_outputs() {
         serial,
         "a valid certificate is kept, not re-issued"
     );
-    assert_eq!(lines(&reloads), 1, "an unchanged render does not reload");
+    assert_eq!(
+        line_count(&reloads),
+        1,
+        "an unchanged render does not reload"
+    );
 
     // (3) The long-running mode: endpoints up, then SIGTERM stops it with exit 0 and the
     // control socket removed.
     let socket = dir.join("state/control.sock");
     let addr_file = dir.join("state/health.addr");
     let _ = std::fs::remove_file(&addr_file);
-    let mut child = agent(&["--config", s(&config)])
+    let mut child = AGENT
+        .command(&["--config", path_str(&config)])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the agent");
-    wait_for("the control socket and health address", LIMIT, || {
-        socket.exists() && addr_file.exists()
-    });
+    Poll::new(LIMIT)
+        .every(Duration::from_millis(50))
+        .until_true("the control socket and health address", || {
+            socket.exists() && addr_file.exists()
+        });
     let health_addr = read(&addr_file);
     assert!(
         health_addr.trim().starts_with("127.0.0.1:"),
@@ -390,7 +324,7 @@ async fn once_then_serve_deliver_the_identitys_outputs() {
         "the progress line:\n{stderr}"
     );
     assert!(!socket.exists(), "the control socket is removed on stop");
-    assert_eq!(lines(&reloads), 1, "nothing changed while it ran");
+    assert_eq!(line_count(&reloads), 1, "nothing changed while it ran");
 }
 
 #[test]
@@ -404,7 +338,7 @@ fn bad_invocations_fail_with_the_documented_codes() {
         "version = 1\n\n[identity]\nname = \"billing\"\nkind = \"app\"\nenv = \"test\"\ncommon_name = \"billing.identity.test.warden.internal\"\ncolour = \"blue\"\n",
     )
     .expect("write");
-    let out = run(&["--config", s(&config), "--once"]);
+    let out = AGENT.run(&["--config", path_str(&config), "--once"]);
     assert_eq!(out.status.code(), Some(1), "{}", both(&out));
     let err = text(&out.stderr);
     assert!(
@@ -424,7 +358,7 @@ fn bad_invocations_fail_with_the_documented_codes() {
 
     // A missing config: exit 1, who writes it.
     let missing = dir.path().join("nope.toml");
-    let out = run(&["--config", s(&missing)]);
+    let out = AGENT.run(&["--config", path_str(&missing)]);
     assert_eq!(out.status.code(), Some(1), "{}", both(&out));
     let err = text(&out.stderr);
     assert!(
@@ -446,7 +380,7 @@ fn bad_invocations_fail_with_the_documented_codes() {
             "--output must be `text` or `json`",
         ),
     ] {
-        let out = run(args);
+        let out = AGENT.run(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", both(&out));
         let err = text(&out.stderr);
         assert!(err.contains(says), "{args:?}: {err}");
@@ -454,10 +388,10 @@ fn bad_invocations_fail_with_the_documented_codes() {
     }
 
     // Help and version: exit 0 on stdout.
-    let out = run(&["--help"]);
+    let out = AGENT.run(&["--help"]);
     assert_eq!(out.status.code(), Some(0), "{}", both(&out));
     assert!(text(&out.stdout).contains("--once"), "{}", both(&out));
-    let out = run(&["--version"]);
+    let out = AGENT.run(&["--version"]);
     assert_eq!(out.status.code(), Some(0), "{}", both(&out));
     assert_eq!(
         text(&out.stdout).trim(),

@@ -229,6 +229,11 @@ impl Error {
             | Self::Timeout { .. }
             | Self::Transport { .. } => true,
             Self::Server { status, .. } => matches!(status, 412 | 429 | 502 | 503 | 504),
+            // A KV v2 mount enabled a moment ago upgrades its storage first and refuses every
+            // request meanwhile ("... will resume service shortly"): refused without effect,
+            // and over within milliseconds. Seen when apply writes its ownership record right
+            // after creating Warden's own mount.
+            Self::BadRequest { errors, .. } => errors.iter().any(|m| m.contains(KV_UPGRADING)),
             _ => false,
         }
     }
@@ -476,6 +481,9 @@ impl fmt::Display for TlsFailure {
     }
 }
 
+/// The start of OpenBao's answer while a new KV v2 mount upgrades its storage.
+const KV_UPGRADING: &str = "Upgrading from non-versioned to versioned data";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -492,6 +500,23 @@ mod tests {
         assert!(e.is_sealed());
         assert!(e.is_retryable());
         assert!(!e.request_not_sent());
+    }
+
+    #[test]
+    fn a_kv_mount_upgrading_is_retryable_other_400s_are_not() {
+        let upgrading = Error::from_status(
+            400,
+            "warden/data/owned",
+            ADDR,
+            br#"{"errors":["Upgrading from non-versioned to versioned data. This backend will be unavailable for a brief period and will resume service shortly."]}"#,
+        );
+        assert!(
+            matches!(&upgrading, Error::BadRequest { .. }),
+            "{upgrading:?}"
+        );
+        assert!(upgrading.is_retryable());
+        let refused = Error::from_status(400, "secret/data/x", ADDR, br#"{"errors":["bad"]}"#);
+        assert!(!refused.is_retryable());
     }
 
     #[test]

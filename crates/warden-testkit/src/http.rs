@@ -1,8 +1,8 @@
 //! A deliberately tiny HTTP/1.1 `GET` over plain TCP or TLS, for readiness checks and test
 //! assertions.
 //!
-//! The harness must not depend on `warden-bao` (it is used to test that client), and a health
-//! probe needs a dozen lines of HTTP, not a client library. One request per connection
+//! A readiness probe must not lean on the client it helps to test (`warden-bao`'s tests run on
+//! these servers), and it needs a dozen lines of HTTP, not a client library. One request per connection
 //! (`Connection: close`), loopback only, bounded by a 10 s deadline. TLS trusts exactly the CA
 //! file given (rustls with aws-lc-rs, the workspace's one crypto stack).
 

@@ -16,23 +16,49 @@
 //! per-environment OpenBao with client-certificate listeners, Shamir init and unseal, PKI
 //! intermediate) built by the same code as `warden lab up`.
 //!
-//! [`http::get`] is a deliberately tiny HTTP/1.1 client (plain or TLS) for readiness checks and
-//! assertions, so that this crate does not depend on `warden-bao`, which it is used to test.
+//! The lab is built by `warden-lab` with `warden-bao`'s client, so this crate depends on
+//! `warden-bao` and `warden-bao` does not use it: the client's tests against real servers are
+//! this crate's integration tests (`tests/testkit/bao_client`). The readiness checks still use
+//! [`http::get`], a deliberately tiny HTTP/1.1 client (plain or TLS): a server's first answers
+//! are checked without the retries and TLS set-up of the client under test.
 //! [`process`] re-exports the supervision primitives (`pid_listens_on`, `wait_listening`, ...).
+//!
+//! Shared by the end-to-end tests of the binaries, so no test binary keeps its own copy:
+//!
+//! * [`cli::Cli`] runs a binary (`warden`, `warden-agent`; the test passes
+//!   `env!("CARGO_BIN_EXE_<name>")`) with a clean environment and a time limit;
+//!   [`cli::Run`] is a finished run as text, with assertions that print the whole run.
+//! * [`RunningAgent`] is a long-running agent process, killed when dropped.
+//! * [`wait_for`], [`wait_for_async`] and [`Poll`] wait for what a background process does.
+//! * [`LabGuard`] is a lab made by `warden lab up` itself, taken down when dropped.
+//! * [`identity`] logs in the way apps, containers and pipelines do (cert, AppRole, JWT).
+//! * [`files::mode`] and [`files::write_private`] check and write permission bits;
+//!   [`EXAMPLE_SPEC`] is the shipped example spec.
 //!
 //! The `start` functions panic with a diagnostic (the server's last output lines) because they
 //! are test fixtures; the `try_start` variants return [`Error`] instead.
 
+mod agent;
 mod bao;
+pub mod cli;
 mod error;
+pub mod files;
 pub mod http;
+pub mod identity;
 mod lab;
+mod lab_guard;
 mod output;
 mod postgres;
 mod random;
+mod spec;
+mod wait;
 
+pub use agent::RunningAgent;
 pub use bao::BaoDev;
 pub use error::Error;
 pub use lab::LabEnv;
+pub use lab_guard::LabGuard;
 pub use postgres::Postgres;
+pub use spec::{EXAMPLE_SPEC, EXAMPLE_SPEC_TEXT};
+pub use wait::{Poll, wait_for, wait_for_async};
 pub use warden_lab::process;

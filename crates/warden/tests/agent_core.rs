@@ -18,43 +18,31 @@
 
 #![allow(clippy::print_stderr)] // phase timings go to the test log on purpose
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
-use assert_cmd::cargo::CommandCargoExt;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use warden_agent::{Agent, Config, Health};
 use warden_bao::{Client, Idempotent, SecretString};
 use warden_enroll::AgentConfig;
 use warden_testkit::LabEnv;
+use warden_testkit::cli::{Cli, path_str};
+use warden_testkit::files::{line_count, mode};
+use warden_testkit::{EXAMPLE_SPEC, RunningAgent, wait_for_async};
 
-mod common;
-use common::*;
+/// The binary under test.
+const WARDEN: Cli = Cli::new(env!("CARGO_BIN_EXE_warden"));
 
 // ---- helpers ------------------------------------------------------------------------------
 
-fn mode(p: &Path) -> u32 {
-    std::fs::metadata(p)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-        .permissions()
-        .mode()
-        & 0o7777
-}
-
-fn lines(p: &Path) -> usize {
-    std::fs::read_to_string(p).map_or(0, |t| t.lines().count())
-}
-
 fn apply(lab: &LabEnv) {
-    ok(&[
+    WARDEN.ok(&[
         "apply",
         "--spec",
-        SPEC,
+        EXAMPLE_SPEC,
         "--lab",
-        s(lab.dir()),
+        path_str(lab.dir()),
         "--env",
         "test",
     ]);
@@ -67,18 +55,18 @@ fn enroll(lab: &LabEnv, root: &Path, force: bool) -> PathBuf {
         "enroll",
         "billing",
         "--spec",
-        SPEC,
+        EXAMPLE_SPEC,
         "--lab",
-        s(lab.dir()),
+        path_str(lab.dir()),
         "--env",
         "test",
         "--root-dir",
-        s(root),
+        path_str(root),
     ];
     if force {
         args.push("--force");
     }
-    ok(&args);
+    WARDEN.ok(&args);
     root.join("test").join("billing")
 }
 
@@ -189,91 +177,12 @@ fn state(dir: &Path, output: &str) -> Value {
     .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
-/// A `warden agent` process, killed and reaped when dropped (also on panic).
-struct RunningAgent {
-    child: Child,
-    log: PathBuf,
-}
-
-impl RunningAgent {
-    fn start(config: &Path, log: &Path) -> Self {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .expect("agent log");
-        let mut cmd = StdCommand::cargo_bin("warden").expect("warden binary");
-        cmd.args(["-v", "agent", "--config", s(config)])
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("dup log"))
-            .stderr(file);
-        for var in FOREIGN_ENV {
-            cmd.env_remove(var);
-        }
-        Self {
-            child: cmd.spawn().expect("spawn warden agent"),
-            log: log.to_path_buf(),
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn assert_alive(&mut self) {
-        if let Some(status) = self.child.try_wait().expect("try_wait") {
-            panic!("the agent exited ({status}); log:\n{}", self.log());
-        }
-    }
-
-    /// SIGTERM, and the exit status within `limit`.
-    fn terminate(mut self, limit: Duration) -> std::process::ExitStatus {
-        let sent = StdCommand::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(sent.success(), "kill -TERM failed");
-        let start = Instant::now();
-        loop {
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
-                return st;
-            }
-            assert!(
-                start.elapsed() < limit,
-                "the agent did not stop within {limit:?} after SIGTERM; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for RunningAgent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Polls `check` every 100 ms until it returns `Some`, or panics after `limit`.
-async fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// `warden -v agent --config CONFIG`, its output appended to `log`.
+fn start_agent(config: &Path, log: &Path) -> RunningAgent {
+    RunningAgent::spawn(
+        WARDEN.command(&["-v", "agent", "--config", path_str(config)]),
+        log,
+    )
 }
 
 fn serial_of(dir: &Path) -> Option<String> {
@@ -318,7 +227,14 @@ async fn app_agent_delivers_renews_and_reloads_only_on_change() {
 
     // (a) --once: everything rendered, verified, with the right modes; one reload each.
     let t = Instant::now();
-    let out = ok(&["-o", "json", "agent", "--config", s(&config), "--once"]);
+    let out = WARDEN.ok(&[
+        "-o",
+        "json",
+        "agent",
+        "--config",
+        path_str(&config),
+        "--once",
+    ]);
     eprintln!("[1a] first --once: {:?}", t.elapsed());
     let report: Value = serde_json::from_slice(&out.stdout).expect("once report");
     assert_eq!(
@@ -361,7 +277,10 @@ async fn app_agent_delivers_renews_and_reloads_only_on_change() {
     );
     assert_eq!(mode(&secret), 0o600);
     assert!(id.join("out/secrets/stripe.json").exists());
-    assert_eq!((lines(&tls_reloads), lines(&config_reloads)), (1, 1));
+    assert_eq!(
+        (line_count(&tls_reloads), line_count(&config_reloads)),
+        (1, 1)
+    );
     let st = state(&id, "tls");
     assert_eq!(st["serial"], first.serial);
     assert_eq!(st["last_reload"]["ok"], true);
@@ -373,7 +292,14 @@ async fn app_agent_delivers_renews_and_reloads_only_on_change() {
 
     // (c) again: nothing is re-issued or rewritten, no reload runs.
     let t = Instant::now();
-    let out = ok(&["-o", "json", "agent", "--config", s(&config), "--once"]);
+    let out = WARDEN.ok(&[
+        "-o",
+        "json",
+        "agent",
+        "--config",
+        path_str(&config),
+        "--once",
+    ]);
     eprintln!("[1c] second --once (valid material): {:?}", t.elapsed());
     let again: Value = serde_json::from_slice(&out.stdout).expect("once report");
     for o in again["outputs"].as_array().expect("outputs") {
@@ -381,7 +307,10 @@ async fn app_agent_delivers_renews_and_reloads_only_on_change() {
         assert_eq!(o["changes"], 0, "{o}");
     }
     assert_eq!(check_set(&tls, &root_pem).serial, first.serial);
-    assert_eq!((lines(&tls_reloads), lines(&config_reloads)), (1, 1));
+    assert_eq!(
+        (line_count(&tls_reloads), line_count(&config_reloads)),
+        (1, 1)
+    );
 
     // (b) a 2-minute leaf, renewed by a running agent before it expires.
     let before = tune_role(&op, "billing", 120).await;
@@ -392,8 +321,8 @@ async fn app_agent_delivers_renews_and_reloads_only_on_change() {
     std::fs::remove_file(&tls).expect("remove the out/tls symlink");
     let log = id.join("agent.log");
     let t = Instant::now();
-    let mut agent = RunningAgent::start(&config, &log);
-    let short = wait_for(Duration::from_secs(30), "the 2-minute certificate", || {
+    let mut agent = start_agent(&config, &log);
+    let short = wait_for_async(Duration::from_secs(30), "the 2-minute certificate", || {
         serial_of(&tls).filter(|s| *s != first.serial)
     })
     .await;
@@ -407,10 +336,10 @@ async fn app_agent_delivers_renews_and_reloads_only_on_change() {
         s1.not_after - s1.not_before <= time::Duration::seconds(160),
         "{s1:?}"
     );
-    let reloads_at_s1 = lines(&tls_reloads);
+    let reloads_at_s1 = line_count(&tls_reloads);
     assert_eq!(reloads_at_s1, 2, "one reload for the re-issued certificate");
     // Renewed before it expires.
-    let s2_serial = wait_for(Duration::from_secs(150), "the renewal", || {
+    let s2_serial = wait_for_async(Duration::from_secs(150), "the renewal", || {
         serial_of(&tls).filter(|s| *s != s1.serial)
     })
     .await;
@@ -429,13 +358,13 @@ async fn app_agent_delivers_renews_and_reloads_only_on_change() {
         t.elapsed()
     );
     // Exactly one reload for the renewal; none for ~25 unchanged template polls meanwhile.
-    wait_for(Duration::from_secs(10), "the renewal's reload", || {
-        (lines(&tls_reloads) > reloads_at_s1).then_some(())
+    wait_for_async(Duration::from_secs(10), "the renewal's reload", || {
+        (line_count(&tls_reloads) > reloads_at_s1).then_some(())
     })
     .await;
-    assert_eq!(lines(&tls_reloads), reloads_at_s1 + 1);
+    assert_eq!(line_count(&tls_reloads), reloads_at_s1 + 1);
     assert_eq!(
-        lines(&config_reloads),
+        line_count(&config_reloads),
         1,
         "unchanged secrets caused a reload"
     );
@@ -452,7 +381,7 @@ async fn app_agent_delivers_renews_and_reloads_only_on_change() {
         json!({"db_url": "postgres://db/billing", "pool": 8}),
     )
     .await;
-    wait_for(Duration::from_secs(20), "the changed secret", || {
+    wait_for_async(Duration::from_secs(20), "the changed secret", || {
         std::fs::read_to_string(&secret)
             .ok()
             .and_then(|t| serde_json::from_str::<Value>(&t).ok())
@@ -460,20 +389,20 @@ async fn app_agent_delivers_renews_and_reloads_only_on_change() {
             .map(drop)
     })
     .await;
-    wait_for(Duration::from_secs(10), "the secret's reload", || {
-        (lines(&config_reloads) == 2).then_some(())
+    wait_for_async(Duration::from_secs(10), "the secret's reload", || {
+        (line_count(&config_reloads) == 2).then_some(())
     })
     .await;
     tokio::time::sleep(Duration::from_secs(6)).await;
-    assert_eq!(lines(&config_reloads), 2, "one change, one reload");
+    assert_eq!(line_count(&config_reloads), 2, "one change, one reload");
     let status = agent.terminate(Duration::from_secs(10));
     assert!(status.success(), "SIGTERM exit: {status}");
 
     // (c) restart with valid material on disk: no new certificate, no reload.
     let tls_serial = serial_of(&tls).expect("serial");
-    let (tls_lines, config_lines) = (lines(&tls_reloads), lines(&config_reloads));
+    let (tls_lines, config_lines) = (line_count(&tls_reloads), line_count(&config_reloads));
     let t = Instant::now();
-    let mut agent = RunningAgent::start(&config, &log);
+    let mut agent = start_agent(&config, &log);
     tokio::time::sleep(Duration::from_secs(8)).await;
     agent.assert_alive();
     assert!(
@@ -490,7 +419,7 @@ async fn app_agent_delivers_renews_and_reloads_only_on_change() {
     );
     assert_eq!(state(&id, "tls")["serial"], tls_serial);
     assert_eq!(
-        (lines(&tls_reloads), lines(&config_reloads)),
+        (line_count(&tls_reloads), line_count(&config_reloads)),
         (tls_lines, config_lines)
     );
     assert!(agent.terminate(Duration::from_secs(10)).success());
@@ -575,7 +504,7 @@ async fn agent_survives_kill_9_a_sealed_server_and_renews_its_identity() {
     let t = Instant::now();
     const KILLS: usize = 20;
     for round in 0..KILLS {
-        let agent = RunningAgent::start(&config, &log);
+        let agent = start_agent(&config, &log);
         tokio::time::sleep(Duration::from_millis(150 + rng.below(1100))).await;
         agent.kill9();
         // Whatever the moment: the live set is one complete version.
@@ -606,7 +535,7 @@ async fn agent_survives_kill_9_a_sealed_server_and_renews_its_identity() {
         "[2e] {KILLS} kills in {:?}: {} distinct live serials seen, {} reloads",
         t.elapsed(),
         serials.len(),
-        lines(&reloads)
+        line_count(&reloads)
     );
     assert!(
         serials.len() >= KILLS / 2,
@@ -642,7 +571,7 @@ async fn agent_survives_kill_9_a_sealed_server_and_renews_its_identity() {
     let handle = agent.handle();
     let task = tokio::spawn(agent.run());
     let t = Instant::now();
-    wait_for(Duration::from_secs(30), "every output fresh", || {
+    wait_for_async(Duration::from_secs(30), "every output fresh", || {
         handle
             .outputs()
             .iter()
@@ -664,7 +593,7 @@ async fn agent_survives_kill_9_a_sealed_server_and_renews_its_identity() {
     op.seal().await.expect("seal");
     let sealed_at = Instant::now();
     let r0 = handle.status().requests;
-    wait_for(
+    wait_for_async(
         Duration::from_secs(15),
         "templates stale while sealed",
         || {
@@ -716,7 +645,7 @@ async fn agent_survives_kill_9_a_sealed_server_and_renews_its_identity() {
     // Raft takes a moment to become active after unseal; the agent rides that out by itself.
     op.wait_ready().await.expect("active after unseal");
     write_kv(&op, "stripe", json!({"api_key": "sk_test_rotated"})).await;
-    wait_for(Duration::from_secs(60), "recovery after unseal", || {
+    wait_for_async(Duration::from_secs(60), "recovery after unseal", || {
         let fresh = handle.outputs().iter().all(|o| o.health == Health::Fresh);
         let rotated = std::fs::read_to_string(id.join("out/secrets/stripe.json"))
             .is_ok_and(|t| t.contains("rotated"));
@@ -752,7 +681,7 @@ async fn agent_survives_kill_9_a_sealed_server_and_renews_its_identity() {
     let handle = agent.handle();
     let task = tokio::spawn(agent.run());
     let t = Instant::now();
-    wait_for(Duration::from_secs(90), "the identity renewal", || {
+    wait_for_async(Duration::from_secs(90), "the identity renewal", || {
         (handle.status().auth.identity_renewals >= 1).then_some(())
     })
     .await;
@@ -778,7 +707,7 @@ async fn agent_survives_kill_9_a_sealed_server_and_renews_its_identity() {
     tokio::time::sleep(Duration::from_secs(wait)).await;
     let old_serial = serial_of(&tls).expect("tls serial");
     handle.rotate_now("tls").expect("rotate tls");
-    wait_for(
+    wait_for_async(
         Duration::from_secs(30),
         "a certificate issued over the renewed identity",
         || serial_of(&tls).filter(|s| *s != old_serial),

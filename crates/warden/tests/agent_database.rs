@@ -23,101 +23,32 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as StdCommand, Output, Stdio};
+use std::process::{Command as StdCommand, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use assert_cmd::cargo::CommandCargoExt;
 use secrecy::ExposeSecret;
 use warden_bao::{Client, SecretString};
 use warden_files::Mode;
+use warden_testkit::cli::{Cli, path_str, text};
+use warden_testkit::files::line_count;
 use warden_testkit::{LabEnv, Postgres};
+use warden_testkit::{Poll, RunningAgent};
 
-mod common;
-use common::*;
+/// The binary under test.
+const WARDEN: Cli = Cli::new(env!("CARGO_BIN_EXE_warden"));
 
 /// Lease lifetimes of the test role: short enough to see a whole lifecycle in a minute.
 const DEFAULT_TTL_S: u64 = 20;
 const MAX_TTL_S: u64 = 40;
+/// How often a wait looks: some checks log in to PostgreSQL.
+const POLL: Duration = Duration::from_millis(200);
 
-/// Waits until `check` returns `Some`, or panics after `limit` with `what` and the agent log.
-fn wait_for<T>(limit: Duration, what: &str, log: &Path, mut check: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}; agent log:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// A long-running `warden agent`, killed (and reaped) when dropped, also on panic.
-struct RunningAgent {
-    child: Child,
-    log: PathBuf,
-}
-
-impl RunningAgent {
-    fn start(config: &Path, log: PathBuf) -> Self {
-        // Appending: the restart's log follows the first run's, and both are checked.
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .expect("agent log");
-        let mut cmd = StdCommand::cargo_bin("warden").expect("warden binary");
-        cmd.args(["agent", "--config", s(config)])
-            .env("NO_COLOR", "1")
-            // Everything the agent and its client log, so the secret check covers it all.
-            .env("WARDEN_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("dup log"))
-            .stderr(file);
-        for var in FOREIGN_ENV {
-            cmd.env_remove(var);
-        }
-        Self {
-            child: cmd.spawn().expect("spawn warden agent"),
-            log,
-        }
-    }
-
-    fn assert_alive(&mut self) {
-        if let Some(status) = self.child.try_wait().expect("try_wait") {
-            panic!(
-                "the agent exited ({status}); log:\n{}",
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-        }
-    }
-
-    /// SIGTERM, then waits for the clean stop.
-    fn stop(mut self) {
-        let status = StdCommand::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        let start = Instant::now();
-        while self.child.try_wait().expect("try_wait").is_none() {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "the agent did not stop on SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for RunningAgent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `warden agent` with the `agent.toml` enroll wrote, logging everything the agent and its
+/// client log, so the secret check covers it all.
+fn agent_command(config: &Path) -> std::process::Command {
+    let mut cmd = WARDEN.command(&["agent", "--config", path_str(config)]);
+    cmd.env("WARDEN_LOG", "debug");
+    cmd
 }
 
 /// `hostname:port:database:user:password` with `:` and `\` escaped, as libpq reads it.
@@ -227,10 +158,6 @@ fn health(state_dir: &Path) -> Option<serde_json::Value> {
     serde_json::from_str(out.split_once("\r\n\r\n")?.1).ok()
 }
 
-fn lines(p: &Path) -> u64 {
-    std::fs::read_to_string(p).map_or(0, |t| t.lines().count() as u64)
-}
-
 /// Every file under `dir`, recursively.
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -267,11 +194,11 @@ fn settled_counts(state_dir: &Path, reloads: &Path) -> (u64, u64, u64, u64, u64)
     };
     for _ in 0..50 {
         let a = health(state_dir);
-        let n = lines(reloads);
+        let n = line_count(reloads) as u64;
         let b = health(state_dir);
         if let (Some(a), Some(b)) = (a, b)
             && pick(&a) == pick(&b)
-            && n == lines(reloads)
+            && n == line_count(reloads) as u64
         {
             let (db_changes, all_changes, issues, renewals) = pick(&a);
             return (db_changes, all_changes, issues, renewals, n);
@@ -354,8 +281,8 @@ rotation    = {{ interval = "1h", grace = "20m" }}
 evidence    = "EV-DATABASE"
 covers      = ["*/database/*"]
 "#,
-        reloads = s(reloads),
-        password_file = s(password_file),
+        reloads = path_str(reloads),
+        password_file = path_str(password_file),
     )
 }
 
@@ -401,11 +328,11 @@ async fn an_app_logs_in_with_agent_delivered_credentials_that_are_replaced_befor
     let reloads = work.join("reloads.log");
     let spec = work.join("warden.toml");
     std::fs::write(&spec, spec_text(port, &password_file, &reloads)).expect("spec");
-    let lab_dir = s(lab.dir());
-    ok(&[
+    let lab_dir = path_str(lab.dir());
+    WARDEN.ok(&[
         "apply",
         "--spec",
-        s(&spec),
+        path_str(&spec),
         "--lab",
         lab_dir,
         "--env",
@@ -424,18 +351,18 @@ async fn an_app_logs_in_with_agent_delivered_credentials_that_are_replaced_befor
 
     // 3. Enroll and run the agent with the config enroll wrote.
     let root = work.join("hosts");
-    ok(&[
+    WARDEN.ok(&[
         "identity",
         "enroll",
         "billing",
         "--spec",
-        s(&spec),
+        path_str(&spec),
         "--lab",
         lab_dir,
         "--env",
         "test",
         "--root-dir",
-        s(&root),
+        path_str(&root),
     ]);
     let id_dir = root.join("test").join("billing");
     let config = id_dir.join("agent.toml");
@@ -445,15 +372,13 @@ async fn an_app_logs_in_with_agent_delivered_credentials_that_are_replaced_befor
     let creds_file = id_dir.join("out/database/main.json");
     let state_dir = id_dir.join("state");
     let log = work.join("agent.log");
-    let mut agent = RunningAgent::start(&config, log.clone());
+    let mut agent = RunningAgent::spawn(agent_command(&config), &log);
 
     // 4. The first credentials log in and carry the app's group role.
-    let first = wait_for(
-        Duration::from_secs(60),
-        "the first credentials",
-        &log,
-        || read_creds(&creds_file),
-    );
+    let first = Poll::new(Duration::from_secs(60))
+        .every(POLL)
+        .showing_log(&log)
+        .until("the first credentials", || read_creds(&creds_file));
     let t_first = Instant::now();
     {
         use std::os::unix::fs::PermissionsExt;
@@ -467,12 +392,12 @@ async fn an_app_logs_in_with_agent_delivered_credentials_that_are_replaced_befor
     let mut seen = vec![first.clone()];
 
     // New credentials arrive before the first lease's max_ttl ...
-    let second = wait_for(
-        Duration::from_secs(MAX_TTL_S + 30),
-        "new credentials before the lease's max_ttl",
-        &log,
-        || read_creds(&creds_file).filter(|c| c.username != first.username),
-    );
+    let second = Poll::new(Duration::from_secs(MAX_TTL_S + 30))
+        .every(POLL)
+        .showing_log(&log)
+        .until("new credentials before the lease's max_ttl", || {
+            read_creds(&creds_file).filter(|c| c.username != first.username)
+        });
     agent.assert_alive();
     seen.push(second.clone());
     assert_ne!(second.password, first.password);
@@ -482,11 +407,7 @@ async fn an_app_logs_in_with_agent_delivered_credentials_that_are_replaced_befor
     );
 
     // ... and once it has passed, the first user is refused while the file holds a working one.
-    let refused = wait_for(
-        Duration::from_secs(MAX_TTL_S + 60),
-        "the first lease to end and its user to be refused",
-        &log,
-        || {
+    let refused = Poll::new(Duration::from_secs(MAX_TTL_S + 60)).every(POLL).showing_log(&log).until("the first lease to end and its user to be refused", || {
             let elapsed = t_first.elapsed();
             if elapsed < Duration::from_secs(MAX_TTL_S) {
                 // Past default_ttl, they still work: the agent renewed the lease. (The last
@@ -544,12 +465,12 @@ async fn an_app_logs_in_with_agent_delivered_credentials_that_are_replaced_befor
     let (_, _, requests_at_seal) = source_state(&state_dir).expect("health");
     op.seal().await.expect("seal");
     let sealed_at = Instant::now();
-    wait_for(
-        Duration::from_secs(DEFAULT_TTL_S + 30),
-        "the database source to go stale while sealed",
-        &log,
-        || source_state(&state_dir).filter(|(state, _, _)| state == "stale" || state == "failed"),
-    );
+    Poll::new(Duration::from_secs(DEFAULT_TTL_S + 30))
+        .every(POLL)
+        .showing_log(&log)
+        .until("the database source to go stale while sealed", || {
+            source_state(&state_dir).filter(|(state, _, _)| state == "stale" || state == "failed")
+        });
     // Let the backoff run a while, then count what the agent sent while sealed.
     std::thread::sleep(Duration::from_secs(10));
     let (_, _, requests_sealed) = source_state(&state_dir).expect("health");
@@ -569,16 +490,14 @@ async fn an_app_logs_in_with_agent_delivered_credentials_that_are_replaced_befor
     op.wait_ready().await.expect("active after unseal");
     // Recovered: the source is fresh and the file holds credentials that log in (renewed, or
     // new ones if the lease ended while sealed — OpenBao then drops its user at unseal).
-    let recovered = wait_for(
-        Duration::from_secs(90),
-        "working credentials after unseal",
-        &log,
-        || {
+    let recovered = Poll::new(Duration::from_secs(90))
+        .every(POLL)
+        .showing_log(&log)
+        .until("working credentials after unseal", || {
             source_state(&state_dir).filter(|(state, _, _)| state == "fresh")?;
             let c = read_creds(&creds_file)?;
             login(port, work, &c).ok().map(|who| (c, who))
-        },
-    );
+        });
     let (recovered, who) = recovered;
     assert_eq!(who, format!("{} true", recovered.username));
     if !seen.contains(&recovered) {
@@ -586,26 +505,25 @@ async fn an_app_logs_in_with_agent_delivered_credentials_that_are_replaced_befor
     }
 
     // 6. Restart: new credentials (nothing secret was stored), and the previous lease revoked.
-    agent.stop();
+    agent.terminate(Duration::from_secs(30));
     // What the stopped agent left on disk: the credentials of the lease in its state file.
     let before = read_creds(&creds_file).expect("credentials");
-    let agent = RunningAgent::start(&config, log.clone());
-    let after = wait_for(
-        Duration::from_secs(60),
-        "new credentials after the restart",
-        &log,
-        || read_creds(&creds_file).filter(|c| c.username != before.username),
-    );
+    let agent = RunningAgent::spawn(agent_command(&config), &log);
+    let after = Poll::new(Duration::from_secs(60))
+        .every(POLL)
+        .showing_log(&log)
+        .until("new credentials after the restart", || {
+            read_creds(&creds_file).filter(|c| c.username != before.username)
+        });
     seen.push(after.clone());
     assert_eq!(
         login(port, work, &after).expect("the restarted agent's credentials log in"),
         format!("{} true", after.username)
     );
-    wait_for(
-        Duration::from_secs(60),
-        "the previous run's lease to be revoked",
-        &log,
-        || {
+    Poll::new(Duration::from_secs(60))
+        .every(POLL)
+        .showing_log(&log)
+        .until("the previous run's lease to be revoked", || {
             health(&state_dir)
                 .filter(|h| h["databases"][0]["issues"].as_u64() == Some(1))
                 .and_then(|_| {
@@ -613,8 +531,7 @@ async fn an_app_logs_in_with_agent_delivered_credentials_that_are_replaced_befor
                         .ok()
                         .filter(|l| l.contains("revoked the previous run's lease"))
                 })
-        },
-    );
+        });
     assert!(
         login(port, work, &before).is_err(),
         "the previous run's user is dropped"

@@ -11,45 +11,20 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
+use warden_testkit::cli::{Cli, text};
+use warden_testkit::{LabGuard, Poll};
 
-mod common;
-use common::*;
+/// The binary under test.
+const WARDEN: Cli = Cli::new(env!("CARGO_BIN_EXE_warden"));
 
 fn json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("JSON: {e}: {}", text(&out.stdout)))
-}
-
-/// Takes the lab down (agents first) and deletes it, however the test ends.
-struct LabGuard {
-    tmp: tempfile::TempDir,
-}
-
-impl LabGuard {
-    fn new() -> Self {
-        Self {
-            tmp: tempfile::tempdir().expect("temp dir"),
-        }
-    }
-    fn dir(&self) -> PathBuf {
-        self.tmp.path().join("lab")
-    }
-    fn dir_str(&self) -> String {
-        self.dir().display().to_string()
-    }
-}
-
-impl Drop for LabGuard {
-    fn drop(&mut self) {
-        if self.dir().exists() {
-            let _ = warden(&["lab", "down", "--purge", "--dir", &self.dir_str()]).output();
-        }
-    }
 }
 
 /// One HTTP/1.1 GET against a local endpoint: (status, body).
@@ -89,15 +64,6 @@ fn leaf_serial(cert: &Path) -> String {
         .clone()
 }
 
-/// Polls `f` for up to `limit`; panics with `what` if it never holds.
-fn eventually(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// The sample value of `name{output="<output>"}` in a Prometheus exposition.
 fn sample(metrics: &str, name: &str, output: Option<&str>) -> Option<f64> {
     let prefix = match output {
@@ -127,12 +93,12 @@ fn agent<'a>(status: &'a Value, env: &str, identity: &str) -> &'a Value {
 
 #[test]
 fn lab_agents_serve_health_metrics_and_rotate_on_request() {
-    let guard = LabGuard::new();
+    let guard = LabGuard::new(WARDEN);
     let lab = guard.dir_str();
 
     // `lab up` applies the example spec, enrolls billing, ledger and edge under hosts/test/ and
     // starts their agents; it waits until each agent delivered everything.
-    let up = json(&ok(&[
+    let up = json(&WARDEN.ok(&[
         "lab", "up", "--env", "test", "--output", "json", "--dir", &lab,
     ]));
     let agents = up["agents"]["agents"].as_array().expect("agents in up");
@@ -172,7 +138,7 @@ fn lab_agents_serve_health_metrics_and_rotate_on_request() {
     assert!(!toml.contains("systemctl"), "{toml}");
 
     // `lab status` lists each agent with its outputs and their expiry.
-    let status = json(&ok(&["lab", "status", "--output", "json", "--dir", &lab]));
+    let status = json(&WARDEN.ok(&["lab", "status", "--output", "json", "--dir", &lab]));
     let b = agent(&status, "test", "billing");
     assert_eq!(b["running"], true, "{b}");
     let pid = b["pid"].as_u64().expect("pid") as u32;
@@ -191,7 +157,7 @@ fn lab_agents_serve_health_metrics_and_rotate_on_request() {
         "{tls}"
     );
     let serial_before = tls["serial"].as_str().expect("serial").to_owned();
-    let text_status = text(&ok(&["lab", "status", "--dir", &lab]).stdout);
+    let text_status = text(&WARDEN.ok(&["lab", "status", "--dir", &lab]).stdout);
     for word in [
         "billing (app)",
         "edge (proxy)",
@@ -267,9 +233,9 @@ fn lab_agents_serve_health_metrics_and_rotate_on_request() {
     assert_eq!(before.serial.as_deref(), Some(serial_before.as_str()));
     // Through the CLI, as an operator would.
     let sock = socket.display().to_string();
-    let rotated: warden_agent::health::OutputView = serde_json::from_value(json(&ok(&[
-        "-o", "json", "agent", "rotate", "tls", "--socket", &sock,
-    ])))
+    let rotated: warden_agent::health::OutputView = serde_json::from_value(json(
+        &WARDEN.ok(&["-o", "json", "agent", "rotate", "tls", "--socket", &sock]),
+    ))
     .expect("rotate prints the output's view");
     let serial_after = rotated.serial.clone().expect("new serial");
     assert_ne!(serial_after, serial_before, "rotate must re-issue");
@@ -310,14 +276,12 @@ fn lab_agents_serve_health_metrics_and_rotate_on_request() {
         .block_on(warden_agent::control::rotate(&socket, "nope"))
         .unwrap_err();
     assert!(err.to_string().contains("tls"), "names the outputs: {err}");
-    let shown = text(&ok(&["agent", "status", "--socket", &sock]).stdout);
+    let shown = text(&WARDEN.ok(&["agent", "status", "--socket", &sock]).stdout);
     assert!(
         shown.contains(&format!("tls (certificate): fresh, serial {serial_after}")),
         "{shown}"
     );
-    let refused = warden(&["agent", "rotate", "nope", "--socket", &sock])
-        .output()
-        .unwrap();
+    let refused = WARDEN.run(&["agent", "rotate", "nope", "--socket", &sock]);
     assert_eq!(refused.status.code(), Some(1));
     assert!(
         text(&refused.stderr).contains("no output named `nope`"),
@@ -325,7 +289,7 @@ fn lab_agents_serve_health_metrics_and_rotate_on_request() {
         text(&refused.stderr)
     );
     // lab status reads the new serial from the state file.
-    let status = json(&ok(&["lab", "status", "--output", "json", "--dir", &lab]));
+    let status = json(&WARDEN.ok(&["lab", "status", "--output", "json", "--dir", &lab]));
     let tls = agent(&status, "test", "billing")["outputs"]
         .as_array()
         .unwrap()
@@ -343,7 +307,7 @@ fn lab_agents_serve_health_metrics_and_rotate_on_request() {
     refuse_another_uid(&guard, &socket, &serial_after, &rt);
 
     // A second `up` leaves the running agents alone.
-    let again = json(&ok(&[
+    let again = json(&WARDEN.ok(&[
         "lab", "up", "--env", "test", "--output", "json", "--dir", &lab,
     ]));
     let b = again["agents"]["agents"]
@@ -357,18 +321,18 @@ fn lab_agents_serve_health_metrics_and_rotate_on_request() {
     assert_eq!(b["pid"].as_u64(), Some(u64::from(pid)));
 
     // `lab down` stops the agents before the servers.
-    let down = json(&ok(&["lab", "down", "--output", "json", "--dir", &lab]));
+    let down = json(&WARDEN.ok(&["lab", "down", "--output", "json", "--dir", &lab]));
     let stopped = down["agents_stopped"].as_array().unwrap();
     assert_eq!(stopped.len(), 3, "{down}");
     assert_eq!(down["stopped"].as_array().unwrap().len(), 1, "{down}");
-    eventually("the agent to exit", Duration::from_secs(10), || {
-        !Path::new(&format!("/proc/{pid}")).exists()
-            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .is_ok_and(|s| s.contains(") Z "))
-    });
-    let status = warden(&["lab", "status", "--output", "json", "--dir", &lab])
-        .output()
-        .unwrap();
+    Poll::new(Duration::from_secs(10))
+        .every(Duration::from_millis(200))
+        .until_true("the agent to exit", || {
+            !Path::new(&format!("/proc/{pid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.contains(") Z "))
+        });
+    let status = WARDEN.run(&["lab", "status", "--output", "json", "--dir", &lab]);
     assert_eq!(status.status.code(), Some(3));
     assert_eq!(agent(&json(&status), "test", "billing")["running"], false);
 }
@@ -390,7 +354,7 @@ fn refuse_another_uid(guard: &LabGuard, socket: &Path, serial: &str, rt: &tokio:
     std::fs::set_permissions(bin_dir.path(), std::fs::Permissions::from_mode(0o755))
         .expect("chmod tempdir");
     let bin = bin_dir.path().join("warden");
-    std::fs::copy(assert_cmd::cargo::cargo_bin("warden"), &bin).expect("copy warden");
+    std::fs::copy(WARDEN.bin(), &bin).expect("copy warden");
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod warden");
     let client = |op: &str| {
         let mut cmd = std::process::Command::new(&bin);
@@ -420,7 +384,7 @@ fn refuse_another_uid(guard: &LabGuard, socket: &Path, serial: &str, rt: &tokio:
 
     // Open every directory on the way and the socket itself: now only SO_PEERCRED stands.
     let mut dir = socket.parent().unwrap().to_path_buf();
-    while dir.starts_with(guard.tmp.path()) {
+    while dir.starts_with(guard.temp_dir()) {
         let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode | 0o011)).unwrap();
         if !dir.pop() {

@@ -11,101 +11,46 @@
 //! Every agent config is written by hand from the documented format (`docs/agent.md`), so the
 //! tests pin the contract rather than whatever `identity enroll` generates.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as StdCommand, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use assert_cmd::cargo::CommandCargoExt;
 use serde_json::json;
 use time::OffsetDateTime;
 use warden_bao::{Client, ClientConfig, Idempotent, KeyType};
 use warden_files::Mode;
 use warden_testkit::LabEnv;
+use warden_testkit::cli::{Cli, path_str, text};
+use warden_testkit::files::{line_count, mode};
+use warden_testkit::{EXAMPLE_SPEC, Poll, RunningAgent};
 
-mod common;
-use common::*;
-
-fn mode(p: &Path) -> u32 {
-    std::fs::metadata(p)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-        .permissions()
-        .mode()
-        & 0o7777
-}
-
-/// Waits until `check` returns `Some`, or panics after `limit` with `what` and the agent log.
-fn wait_for<T>(limit: Duration, what: &str, log: &Path, mut check: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}; agent log:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// A long-running `warden agent`, killed (and reaped) when dropped, also on panic.
-struct RunningAgent {
-    child: Child,
-    log: PathBuf,
-}
-
-impl RunningAgent {
-    fn start(config: &Path, log: PathBuf) -> Self {
-        let file = std::fs::File::create(&log).expect("agent log");
-        let mut cmd = StdCommand::cargo_bin("warden").expect("warden binary");
-        cmd.args(["agent", "--config", s(config)])
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("dup log"))
-            .stderr(file);
-        for var in FOREIGN_ENV {
-            cmd.env_remove(var);
-        }
-        let child = cmd.spawn().expect("spawn warden agent");
-        Self { child, log }
-    }
-
-    fn assert_alive(&mut self) {
-        if let Some(status) = self.child.try_wait().expect("try_wait") {
-            panic!(
-                "the agent exited ({status}); log:\n{}",
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-        }
-    }
-}
-
-impl Drop for RunningAgent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// The binary under test.
+const WARDEN: Cli = Cli::new(env!("CARGO_BIN_EXE_warden"));
 
 /// `warden apply` of the example spec, then `warden identity enroll NAME` into `root`.
 /// Returns the identity directory.
 fn apply_and_enroll(lab: &LabEnv, root: &Path, name: &str) -> PathBuf {
-    let lab_dir = s(lab.dir());
-    ok(&["apply", "--spec", SPEC, "--lab", lab_dir, "--env", "test"]);
-    ok(&[
+    let lab_dir = path_str(lab.dir());
+    WARDEN.ok(&[
+        "apply",
+        "--spec",
+        EXAMPLE_SPEC,
+        "--lab",
+        lab_dir,
+        "--env",
+        "test",
+    ]);
+    WARDEN.ok(&[
         "identity",
         "enroll",
         name,
         "--spec",
-        SPEC,
+        EXAMPLE_SPEC,
         "--lab",
         lab_dir,
         "--env",
         "test",
         "--root-dir",
-        s(root),
+        path_str(root),
     ]);
     root.join("test").join(name)
 }
@@ -127,10 +72,6 @@ fn chain_subjects(pem: &str) -> Vec<String> {
         .into_iter()
         .map(|c| c.subject)
         .collect()
-}
-
-fn lines(p: &Path) -> usize {
-    std::fs::read_to_string(p).map_or(0, |t| t.lines().count())
 }
 
 // ---- (a) proxy ------------------------------------------------------------------------------
@@ -182,16 +123,21 @@ mode       = "0644"
 reload     = ["/bin/sh", "-c", "echo reload >> {reloads}"]
 "#,
             address = api_address(&lab),
-            reloads = s(&reloads),
+            reloads = path_str(&reloads),
         ),
     )
     .expect("agent config");
 
-    let mut agent = RunningAgent::start(&config, edge.join("agent.log"));
-    let log = agent.log.clone();
-    let first = wait_for(Duration::from_secs(60), "the first CA chain", &log, || {
-        std::fs::read_to_string(&chain_file).ok()
-    });
+    let log = edge.join("agent.log");
+    let mut agent = RunningAgent::spawn(
+        WARDEN.command(&["agent", "--config", path_str(&config)]),
+        &log,
+    );
+    let first = Poll::new(Duration::from_secs(60))
+        .showing_log(&log)
+        .until("the first CA chain", || {
+            std::fs::read_to_string(&chain_file).ok()
+        });
     let report = warden_pki::verify_chain(&first, Some(&anchor), OffsetDateTime::now_utc())
         .expect("parse chain");
     assert!(report.valid, "{:?}", report.problems);
@@ -202,7 +148,7 @@ reload     = ["/bin/sh", "-c", "echo reload >> {reloads}"]
     // Let a few polls pass: an unchanged chain is not rewritten and not reloaded.
     std::thread::sleep(Duration::from_secs(3));
     agent.assert_alive();
-    let reloads_before = lines(&reloads);
+    let reloads_before = line_count(&reloads);
     assert!(
         reloads_before <= 1,
         "reloaded {reloads_before} times without a change"
@@ -225,20 +171,20 @@ reload     = ["/bin/sh", "-c", "echo reload >> {reloads}"]
     let signed_file = work.path().join("int.pem");
     std::fs::write(&csr_file, &csr.csr_pem).expect("write CSR");
     let layout = lab.lab().layout();
-    ok(&[
+    WARDEN.ok(&[
         "ca",
         "sign-intermediate",
         "--dir",
-        s(&layout.ca_dir()),
+        path_str(&layout.ca_dir()),
         "--csr",
-        s(&csr_file),
+        path_str(&csr_file),
         "--env",
         "test",
         "--passphrase-file",
-        s(&layout.ca_passphrase_file()),
+        path_str(&layout.ca_passphrase_file()),
         "--bundle",
         "--out",
-        s(&signed_file),
+        path_str(&signed_file),
     ]);
     let bundle = std::fs::read_to_string(&signed_file).expect("signed bundle");
     let imported = operator
@@ -266,16 +212,14 @@ reload     = ["/bin/sh", "-c", "echo reload >> {reloads}"]
     assert_ne!(new_serial, old_serial);
 
     // The agent picks it up on its next poll: a new file that verifies, one reload.
-    let second = wait_for(
-        Duration::from_secs(30),
-        "the rotated CA chain",
-        &log,
-        || {
-            std::fs::read_to_string(&chain_file)
-                .ok()
-                .filter(|t| *t != first)
-        },
-    );
+    let second =
+        Poll::new(Duration::from_secs(30))
+            .showing_log(&log)
+            .until("the rotated CA chain", || {
+                std::fs::read_to_string(&chain_file)
+                    .ok()
+                    .filter(|t| *t != first)
+            });
     let report = warden_pki::verify_chain(&second, Some(&anchor), OffsetDateTime::now_utc())
         .expect("parse chain");
     assert!(report.valid, "{:?}", report.problems);
@@ -290,13 +234,15 @@ reload     = ["/bin/sh", "-c", "echo reload >> {reloads}"]
             report.certs[1].subject.clone()
         ]
     );
-    wait_for(Duration::from_secs(10), "the reload", &log, || {
-        (lines(&reloads) > reloads_before).then_some(())
-    });
+    Poll::new(Duration::from_secs(10))
+        .showing_log(&log)
+        .until("the reload", || {
+            (line_count(&reloads) > reloads_before).then_some(())
+        });
     std::thread::sleep(Duration::from_secs(3));
     agent.assert_alive();
     assert_eq!(
-        lines(&reloads),
+        line_count(&reloads),
         reloads_before + 1,
         "exactly one reload per real change"
     );
@@ -355,8 +301,16 @@ const WORKER_PASSWORD: &str = "w0rker-Qu3ue-S3cret";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn container_agent_logs_in_with_a_wrapped_secret_id_once() {
     let lab = LabEnv::start(&["test"]).await;
-    let lab_dir = s(lab.dir()).to_owned();
-    ok(&["apply", "--spec", SPEC, "--lab", &lab_dir, "--env", "test"]);
+    let lab_dir = path_str(lab.dir()).to_owned();
+    WARDEN.ok(&[
+        "apply",
+        "--spec",
+        EXAMPLE_SPEC,
+        "--lab",
+        &lab_dir,
+        "--env",
+        "test",
+    ]);
     let operator = lab.client("test");
     operator
         .write(
@@ -435,16 +389,14 @@ path     = "out/config.env"
 mode     = "0600"
 "#,
             address = api_address(&lab),
-            ca = s(&layout.ca_bundle()),
-            cert = s(&layout.operator_cert()),
-            key = s(&layout.operator_key()),
+            ca = path_str(&layout.ca_bundle()),
+            cert = path_str(&layout.operator_cert()),
+            key = path_str(&layout.operator_key()),
         ),
     )
     .expect("agent config");
 
-    let out = warden(&["agent", "--config", s(&config), "--once"])
-        .output()
-        .expect("run agent");
+    let out = WARDEN.run(&["agent", "--config", path_str(&config), "--once"]);
     let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "--once failed:\n{all}");
     let rendered = id.join("out/config.env");
@@ -466,9 +418,7 @@ mode     = "0600"
 
     // The same wrapping token again: already unwrapped, so the login fails, clearly.
     write_secret(&id.join("approle/secret-id"), wrapping_token.as_bytes());
-    let out = warden(&["agent", "--config", s(&config), "--once"])
-        .output()
-        .expect("run agent");
+    let out = WARDEN.run(&["agent", "--config", path_str(&config), "--once"]);
     let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert!(
         !out.status.success(),
@@ -476,7 +426,7 @@ mode     = "0600"
     );
     assert!(
         all.contains("wrapping token is not valid or does not exist")
-            && all.contains(s(&id.join("approle/secret-id"))),
+            && all.contains(path_str(&id.join("approle/secret-id"))),
         "the error should name the file and say the wrapping token is spent:\n{all}"
     );
     assert_eq!(
@@ -560,16 +510,14 @@ full_chain = false
     )
     .expect("agent config");
 
-    let out = warden(&["agent", "--config", s(&config), "--once"])
-        .output()
-        .expect("run agent");
+    let out = WARDEN.run(&["agent", "--config", path_str(&config), "--once"]);
     let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert!(
         !out.status.success(),
         "--once must fail on a bad template:\n{all}"
     );
     assert!(
-        all.contains(s(&bad)) && all.contains("line 3"),
+        all.contains(path_str(&bad)) && all.contains("line 3"),
         "the error names the template and its line:\n{all}"
     );
     assert!(all.contains("syntax error"), "{all}");

@@ -6,8 +6,11 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use assert_cmd::cargo::cargo_bin_cmd;
 use predicates::prelude::*;
+use warden_testkit::cli::Cli;
+
+/// The binary under test.
+const WARDEN: Cli = Cli::new(env!("CARGO_BIN_EXE_warden"));
 
 const PASS: &str = "a long offline passphrase";
 
@@ -40,13 +43,11 @@ impl Env {
         p
     }
 
-    /// `warden` with a clean environment for the variables it reads.
+    /// `warden` with a clean environment (no `WARDEN_CA_PASSPHRASE`, `WARDEN_CA_DIR`, ...), as
+    /// an `assert_cmd` command for its output predicates.
     fn warden(&self) -> assert_cmd::Command {
-        let mut cmd = cargo_bin_cmd!("warden");
-        cmd.env_remove("WARDEN_CA_PASSPHRASE")
-            .env_remove("WARDEN_CA_DIR")
-            .env_remove("WARDEN_LOG")
-            .current_dir(self.tmp.path())
+        let mut cmd = assert_cmd::Command::from_std(WARDEN.command::<&str>(&[]));
+        cmd.current_dir(self.tmp.path())
             .timeout(std::time::Duration::from_secs(60));
         cmd
     }

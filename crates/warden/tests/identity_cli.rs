@@ -3,19 +3,21 @@
 //! identities into temporary root directories. Nothing here runs as a service user or calls
 //! `useradd`: every enrollment uses `--root-dir`.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use serde_json::Value;
 use warden_bao::{Client, ClientConfig};
+use warden_testkit::EXAMPLE_SPEC;
 use warden_testkit::LabEnv;
+use warden_testkit::cli::{Cli, text};
+use warden_testkit::files::mode;
 
-mod common;
-use common::*;
+/// The binary under test.
+const WARDEN: Cli = Cli::new(env!("CARGO_BIN_EXE_warden"));
 
 fn fails(args: &[&str]) -> String {
-    let out = run(args);
+    let out = WARDEN.run(args);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -24,14 +26,6 @@ fn fails(args: &[&str]) -> String {
         text(&out.stderr)
     );
     text(&out.stderr)
-}
-
-fn mode(p: &Path) -> u32 {
-    std::fs::metadata(p)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-        .permissions()
-        .mode()
-        & 0o7777
 }
 
 fn json(out: &Output) -> Value {
@@ -60,7 +54,7 @@ fn refusals_happen_before_any_server_is_contacted() {
             "enroll",
             name,
             "--spec",
-            SPEC,
+            EXAMPLE_SPEC,
             "--env",
             env,
             "--root-dir",
@@ -87,7 +81,7 @@ fn refusals_happen_before_any_server_is_contacted() {
         "enroll",
         "billing",
         "--spec",
-        SPEC,
+        EXAMPLE_SPEC,
         "--root-dir",
         r,
     ]);
@@ -107,7 +101,7 @@ fn refusals_happen_before_any_server_is_contacted() {
         "enroll",
         "billing",
         "--spec",
-        SPEC,
+        EXAMPLE_SPEC,
         "--env",
         "test",
         "--root-dir",
@@ -135,7 +129,7 @@ async fn enroll_against_a_lab() {
             "enroll",
             name,
             "--spec",
-            SPEC,
+            EXAMPLE_SPEC,
             "--lab",
             &lab_dir,
             "--env",
@@ -160,10 +154,10 @@ async fn enroll_against_a_lab() {
     );
     assert!(!billing.join("identity/client.key").exists());
 
-    ok(&["apply", "--spec", SPEC, "--lab", &lab_dir]);
+    WARDEN.ok(&["apply", "--spec", EXAMPLE_SPEC, "--lab", &lab_dir]);
 
     // First enrollment: issued, verified, every file where and how it should be.
-    let out = ok(&as_refs(&enroll("billing", "test", &["-o", "json"])));
+    let out = WARDEN.ok(&as_refs(&enroll("billing", "test", &["-o", "json"])));
     let report = json(&out);
     assert_eq!(report["action"], "issued", "{report}");
     assert_eq!(report["reason"], "new");
@@ -260,7 +254,7 @@ async fn enroll_against_a_lab() {
     warden_agent::Config::load(&billing.join("agent.toml")).expect("agent config parses");
 
     // Again without --force: the certificate is kept, and verified again.
-    let again = json(&ok(&as_refs(&enroll("billing", "test", &["-o", "json"]))));
+    let again = json(&WARDEN.ok(&as_refs(&enroll("billing", "test", &["-o", "json"]))));
     assert_eq!(again["action"], "kept", "{again}");
     assert_eq!(again["reason"], Value::Null);
     assert_eq!(leaf_serial(&crt), serial1);
@@ -271,7 +265,7 @@ async fn enroll_against_a_lab() {
     );
 
     // --force: a new key and certificate, reported in text.
-    let forced = ok(&as_refs(&enroll("billing", "test", &["--force"])));
+    let forced = WARDEN.ok(&as_refs(&enroll("billing", "test", &["--force"])));
     let stdout = text(&forced.stdout);
     assert!(
         stdout.contains("new certificate issued (re-issue forced)"),
@@ -298,7 +292,7 @@ async fn enroll_against_a_lab() {
     );
 
     // A proxy enrolls the same way and gets only its own policy.
-    let edge = json(&ok(&as_refs(&enroll("edge", "test", &["-o", "json"]))));
+    let edge = json(&WARDEN.ok(&as_refs(&enroll("edge", "test", &["-o", "json"]))));
     assert_eq!(edge["kind"], "proxy");
     assert_eq!(
         edge["verification"]["policies"],
@@ -306,7 +300,7 @@ async fn enroll_against_a_lab() {
     );
 
     // The same app in prod: its own directory and certificate, which test refuses at TLS.
-    let prod = json(&ok(&as_refs(&enroll("billing", "prod", &["-o", "json"]))));
+    let prod = json(&WARDEN.ok(&as_refs(&enroll("billing", "prod", &["-o", "json"]))));
     assert_eq!(
         prod["certificate"]["common_name"],
         "billing.identity.prod.warden.internal"

@@ -14,9 +14,10 @@ use time::format_description::well_known::Rfc3339;
 use warden_keys::{Jwks, ManualClock, SigningKeyConfig, SigningKeys, VerifyError};
 use warden_spec::SigningAlgorithm;
 use warden_testkit::LabEnv;
+use warden_testkit::cli::{Cli, path_str, text};
 
-mod common;
-use common::*;
+/// The binary under test.
+const WARDEN: Cli = Cli::new(env!("CARGO_BIN_EXE_warden"));
 
 const DOMAIN: &str = "shop.test.warden.internal";
 const ROLE: &str = "domain-shop-test-warden-internal";
@@ -82,7 +83,7 @@ fn json_of(out: &Output) -> Value {
 }
 
 fn with_code(args: &[&str], code: i32) -> Output {
-    let out = run(args);
+    let out = WARDEN.run(args);
     assert_eq!(
         out.status.code(),
         Some(code),
@@ -126,10 +127,14 @@ async fn rotate_jwks_and_domain_renewal_through_the_cli() {
         ),
     )
     .expect("write revoked spec");
-    let (spec, lab_dir, revoked) = (s(&spec_path), s(lab.dir()), s(&revoked_path));
+    let (spec, lab_dir, revoked) = (
+        path_str(&spec_path),
+        path_str(lab.dir()),
+        path_str(&revoked_path),
+    );
     let target = ["--spec", spec, "--lab", lab_dir];
     let cmd = |args: &[&'static str]| -> Vec<&str> { plus(args, &target) };
-    ok(&cmd(&["apply"]));
+    WARDEN.ok(&cmd(&["apply"]));
     let operator = lab.client("test");
     operator
         .read(&format!("pki_int/roles/{ROLE}"))
@@ -137,7 +142,7 @@ async fn rotate_jwks_and_domain_renewal_through_the_cli() {
         .expect("`warden apply` provisioned the domain's PKI role");
 
     // The first "rotation" creates version 1.
-    let created = json_of(&ok(&cmd(&[
+    let created = json_of(&WARDEN.ok(&cmd(&[
         "rotate",
         "signing-key",
         "token-signing",
@@ -167,7 +172,7 @@ async fn rotate_jwks_and_domain_renewal_through_the_cli() {
         .expect("sign with v1");
 
     // A dry run shows v1 → v2 and writes nothing.
-    let dry = ok(&cmd(&[
+    let dry = WARDEN.ok(&cmd(&[
         "rotate",
         "signing-key",
         "token-signing",
@@ -185,7 +190,7 @@ async fn rotate_jwks_and_domain_renewal_through_the_cli() {
     assert!(text(&dry.stdout).contains("nothing was written"));
 
     // One key by name: v1 → v2.
-    let rotated = json_of(&ok(&cmd(&[
+    let rotated = json_of(&WARDEN.ok(&cmd(&[
         "rotate",
         "signing-key",
         "--app",
@@ -209,7 +214,7 @@ async fn rotate_jwks_and_domain_renewal_through_the_cli() {
     // token verifies against the first and not the second; a new token against both.
     let jwks_at = |t: OffsetDateTime| -> Jwks {
         let t = at(t);
-        let out = ok(&plus(
+        let out = WARDEN.ok(&plus(
             &["rotate", "jwks", "issuer", "jwt", "--at", &t],
             &target,
         ));
@@ -238,11 +243,11 @@ async fn rotate_jwks_and_domain_renewal_through_the_cli() {
             "new"
         );
     }
-    let doc = text(&ok(&cmd(&["rotate", "jwks", "issuer", "jwt"])).stdout);
+    let doc = text(&WARDEN.ok(&cmd(&["rotate", "jwks", "issuer", "jwt"])).stdout);
     assert!(!doc.contains("\"d\"") && !doc.contains("PRIVATE"), "{doc}");
 
     // Text output of a real rotation: old kid → new kid and until when the old one verifies.
-    let third = ok(&cmd(&["rotate", "signing-key", "token-signing"]));
+    let third = WARDEN.ok(&cmd(&["rotate", "signing-key", "token-signing"]));
     let (stdout, stderr) = (text(&third.stdout), text(&third.stderr));
     assert!(stderr.contains("v2 → v3"), "{stderr}");
     assert!(
@@ -284,7 +289,7 @@ async fn rotate_jwks_and_domain_renewal_through_the_cli() {
     assert_eq!(missing["domains"][0]["state"], "missing");
     let refused = with_code(&["domain", "renew", "--spec", revoked, "--lab", lab_dir], 1);
     assert!(text(&refused.stderr).contains("purpose `public-tls` is revoked"));
-    let first = json_of(&ok(&cmd(&["domain", "renew", "-o", "json"])));
+    let first = json_of(&WARDEN.ok(&cmd(&["domain", "renew", "-o", "json"])));
     assert_eq!(
         (first["renewed"].as_u64(), first["kept"].as_u64()),
         (Some(1), Some(0))
@@ -294,20 +299,18 @@ async fn rotate_jwks_and_domain_renewal_through_the_cli() {
     assert_eq!(d["after"]["state"], "valid");
     assert_eq!(d["after"]["days_left"], 2);
     let serial1 = d["after"]["serial"].as_str().expect("serial").to_owned();
-    let second = json_of(&ok(&cmd(&["domain", "renew", "-o", "json"])));
+    let second = json_of(&WARDEN.ok(&cmd(&["domain", "renew", "-o", "json"])));
     assert_eq!(
         (second["renewed"].as_u64(), second["kept"].as_u64()),
         (Some(0), Some(1))
     );
     assert_eq!(second["domains"][0]["after"]["serial"], serial1.as_str());
-    let table = text(&ok(&cmd(&["domain", "status"])).stdout);
+    let table = text(&WARDEN.ok(&cmd(&["domain", "status"])).stdout);
     assert!(
         table.contains(DOMAIN) && table.contains(&serial1) && table.contains("valid"),
         "{table}"
     );
-    let forced = json_of(&ok(&cmd(&[
-        "domain", "renew", DOMAIN, "--force", "-o", "json",
-    ])));
+    let forced = json_of(&WARDEN.ok(&cmd(&["domain", "renew", DOMAIN, "--force", "-o", "json"])));
     assert_eq!(forced["domains"][0]["after"]["version"], 2);
     assert_ne!(forced["domains"][0]["after"]["serial"], serial1.as_str());
     // The stored certificate chains to the lab's PKI and names the domain.

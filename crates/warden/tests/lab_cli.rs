@@ -6,44 +6,22 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use assert_cmd::Command;
 use secrecy::SecretString;
 use serde_json::Value;
 use warden_bao::{Client, ClientConfig};
+use warden_testkit::LabGuard;
+use warden_testkit::cli::{Cli, Invocation};
 
-/// Stops the lab's servers when the test ends, however it ends.
-struct LabGuard {
-    dir: tempfile::TempDir,
-}
+/// The binary under test.
+const WARDEN: Cli = Cli::new(env!("CARGO_BIN_EXE_warden"));
 
-impl LabGuard {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
-    }
-    fn path(&self) -> PathBuf {
-        self.dir.path().join("lab")
-    }
-}
-
-impl Drop for LabGuard {
-    fn drop(&mut self) {
-        let _ = warden(&["lab", "down", "--dir"], &self.path()).output();
-    }
-}
-
-fn warden(args: &[&str], dir: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("warden").expect("warden binary");
-    cmd.args(args)
-        .arg(dir)
-        .env_remove("WARDEN_LAB_DIR")
-        .env("NO_COLOR", "1");
-    cmd
+/// `warden ARGS DIR`.
+fn warden(args: &[&str], dir: &Path) -> Invocation {
+    WARDEN.invoke(args).arg(dir)
 }
 
 fn run_ok(args: &[&str], dir: &Path) -> Output {
-    let out = warden(args, dir).output().expect("run warden");
+    let out = warden(args, dir).output();
     assert!(
         out.status.success(),
         "warden {args:?} failed ({:?}):\nstdout:\n{}\nstderr:\n{}",
@@ -55,9 +33,7 @@ fn run_ok(args: &[&str], dir: &Path) -> Output {
 }
 
 fn status_json(dir: &Path) -> Vec<Value> {
-    let out = warden(&["lab", "status", "--output", "json", "--dir"], dir)
-        .output()
-        .unwrap();
+    let out = warden(&["lab", "status", "--output", "json", "--dir"], dir).output();
     serde_json::from_slice::<Value>(&out.stdout)
         .unwrap_or_else(|e| panic!("status JSON: {e}: {}", String::from_utf8_lossy(&out.stdout)))
         .as_array()
@@ -109,21 +85,17 @@ fn client_without_cert(target: &Value) -> Client {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lab_lifecycle_mtls_isolation_chain_and_restart() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let guard = LabGuard::new();
-    let dir = guard.path();
+    let guard = LabGuard::new(WARDEN);
+    let dir = guard.dir();
 
     // From an empty directory, `up` brings both environments up.
     let up = run_ok(&["lab", "up", "--output", "json", "--dir"], &dir);
     let up: Value = serde_json::from_slice(&up.stdout).expect("up JSON");
     assert_eq!(up["up"]["created"], true);
     assert_eq!(up["up"]["environments"].as_array().unwrap().len(), 2);
-    let stderr = String::from_utf8_lossy(
-        &warden(&["lab", "status", "--dir"], &dir)
-            .output()
-            .unwrap()
-            .stderr,
-    )
-    .to_string();
+    let stderr =
+        String::from_utf8_lossy(&warden(&["lab", "status", "--dir"], &dir).output().stderr)
+            .to_string();
     assert!(!stderr.contains("error"), "status complained: {stderr}");
 
     let statuses = status_json(&dir);
@@ -198,14 +170,13 @@ async fn lab_lifecycle_mtls_isolation_chain_and_restart() {
             2,
             "full chain expected:\n{chain}"
         );
-        let work = guard.dir.path();
+        let work = guard.temp_dir();
         let full = work.join(format!("{}-chain.pem", e["name"].as_str().unwrap()));
         std::fs::write(&full, &chain).unwrap();
         let ok = warden(&["ca", "verify"], &full)
             .arg("--root")
             .arg(&root)
-            .output()
-            .unwrap();
+            .output();
         assert!(
             ok.status.success(),
             "verify full chain: {}",
@@ -216,7 +187,7 @@ async fn lab_lifecycle_mtls_isolation_chain_and_restart() {
             chain.find("-----END CERTIFICATE-----").unwrap() + "-----END CERTIFICATE-----".len();
         let only = work.join(format!("{}-intermediate.pem", e["name"].as_str().unwrap()));
         std::fs::write(&only, format!("{}\n", &chain[..end])).unwrap();
-        let bad = warden(&["ca", "verify"], &only).output().unwrap();
+        let bad = warden(&["ca", "verify"], &only).output();
         assert_eq!(
             bad.status.code(),
             Some(3),
@@ -316,8 +287,8 @@ async fn lab_lifecycle_mtls_isolation_chain_and_restart() {
 fn custody_files_are_owner_only_and_secrets_stay_out_of_output() {
     use std::os::unix::fs::PermissionsExt;
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let guard = LabGuard::new();
-    let dir = guard.path();
+    let guard = LabGuard::new(WARDEN);
+    let dir = guard.dir();
     // Regression: with a relative --dir (the default `warden-lab` is relative) the servers, which
     // run in their own working directories, could not find their config. The lab must hand
     // them absolute paths.
@@ -335,9 +306,8 @@ fn custody_files_are_owner_only_and_secrets_stay_out_of_output() {
         ],
         Path::new("lab"),
     )
-    .current_dir(guard.dir.path())
-    .output()
-    .expect("run warden");
+    .current_dir(guard.temp_dir())
+    .output();
     assert!(
         up.status.success(),
         "lab up with a relative --dir failed:\n{}",
@@ -357,9 +327,7 @@ fn custody_files_are_owner_only_and_secrets_stay_out_of_output() {
     .unwrap();
     assert_eq!(keys["keys"].as_array().unwrap().len(), 5);
     assert_eq!(keys["threshold"], 3);
-    let status = warden(&["lab", "status", "--output", "json", "--dir"], &dir)
-        .output()
-        .unwrap();
+    let status = warden(&["lab", "status", "--output", "json", "--dir"], &dir).output();
     let everything = [printed, String::from_utf8_lossy(&status.stdout).to_string()].concat();
     assert!(
         !everything.contains(token.trim()),
@@ -399,20 +367,19 @@ fn custody_files_are_owner_only_and_secrets_stay_out_of_output() {
 
 #[test]
 fn bad_options_are_refused_before_anything_is_created() {
-    let guard = LabGuard::new();
-    let dir = guard.path();
+    let guard = LabGuard::new(WARDEN);
+    let dir = guard.dir();
     let out = warden(
         &["lab", "up", "--shares", "2", "--threshold", "3", "--dir"],
         &dir,
     )
-    .output()
-    .unwrap();
+    .output();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("threshold 3"), "{err}");
     assert!(!dir.exists(), "nothing may be created for a refused lab");
 
-    let out = warden(&["lab", "status", "--dir"], &dir).output().unwrap();
+    let out = warden(&["lab", "status", "--dir"], &dir).output();
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("warden lab up"),

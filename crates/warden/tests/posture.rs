@@ -6,15 +6,15 @@
 
 #![allow(clippy::print_stderr)] // the posture table goes to the test log on purpose
 
-mod common;
-
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 use warden_bao::Idempotent;
 use warden_testkit::LabEnv;
+use warden_testkit::cli::{Cli, path_str, text};
 
-use common::{s, text, warden};
+/// The binary under test.
+const WARDEN: Cli = Cli::new(env!("CARGO_BIN_EXE_warden"));
 
 const SPEC: &str = r#"version = 1
 
@@ -143,7 +143,7 @@ async fn posture_shows_every_status_from_live_state() {
     let dir = tempfile::tempdir().expect("temp dir");
     let spec = dir.path().join("warden.toml");
     std::fs::write(&spec, SPEC).expect("write spec");
-    let base = ["--spec", s(&spec), "--lab", s(lab.dir())];
+    let base = ["--spec", path_str(&spec), "--lab", path_str(lab.dir())];
     let args = |extra: &[&str]| -> Vec<String> {
         extra
             .iter()
@@ -154,7 +154,7 @@ async fn posture_shows_every_status_from_live_state() {
     let run = |extra: &[&str]| {
         let a = args(extra);
         let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-        warden(&refs).output().expect("run warden")
+        WARDEN.run(&refs)
     };
 
     // A spec missing a purpose is refused by apply, naming the credential.
@@ -164,9 +164,13 @@ async fn posture_shows_every_status_from_live_state() {
     );
     let partial_path = dir.path().join("partial.toml");
     std::fs::write(&partial_path, &partial).expect("write");
-    let out = warden(&["apply", "--spec", s(&partial_path), "--lab", s(lab.dir())])
-        .output()
-        .expect("run");
+    let out = WARDEN.run(&[
+        "apply",
+        "--spec",
+        path_str(&partial_path),
+        "--lab",
+        path_str(lab.dir()),
+    ]);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
@@ -177,9 +181,13 @@ async fn posture_shows_every_status_from_live_state() {
         .find("[purposes.bootstrap]")
         .expect("bootstrap purpose")];
     std::fs::write(&partial_path, uncovered).expect("write");
-    let out = warden(&["apply", "--spec", s(&partial_path), "--lab", s(lab.dir())])
-        .output()
-        .expect("run");
+    let out = WARDEN.run(&[
+        "apply",
+        "--spec",
+        path_str(&partial_path),
+        "--lab",
+        path_str(lab.dir()),
+    ]);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
@@ -234,13 +242,11 @@ async fn posture_shows_every_status_from_live_state() {
         "--env",
         "test",
         "--root-dir",
-        s(root.path()),
+        path_str(root.path()),
     ]);
     assert!(enroll.status.success(), "enroll: {}", text(&enroll.stderr));
     let config = root.path().join("test/billing/agent.toml");
-    let agent = warden(&["agent", "--config", s(&config), "--once"])
-        .output()
-        .expect("agent");
+    let agent = WARDEN.run(&["agent", "--config", path_str(&config), "--once"]);
     assert!(
         agent.status.success(),
         "agent --once: {}",

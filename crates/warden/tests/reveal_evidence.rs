@@ -8,17 +8,19 @@
 //! - evidence: export → verify passes offline; one byte changed at several places (payload,
 //!   header, signature) → exit 3; a wrong key → exit 3; garbage → exit 1.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{SPEC, ok, run, s, text};
 use serde_json::{Value, json};
 use warden_bao::{Client, Idempotent};
+use warden_testkit::EXAMPLE_SPEC;
 use warden_testkit::LabEnv;
+use warden_testkit::cli::{Cli, path_str, text};
+
+/// The binary under test.
+const WARDEN: Cli = Cli::new(env!("CARGO_BIN_EXE_warden"));
 
 const SPENT: &str = "this reveal token was already used or has expired";
 
@@ -35,7 +37,7 @@ fn temp_dir() -> tempfile::TempDir {
 
 /// The shipped example plus a reveal-once KV secret of the `worker` container.
 fn spec_text() -> String {
-    let example = std::fs::read_to_string(SPEC).expect("example spec");
+    let example = std::fs::read_to_string(EXAMPLE_SPEC).expect("example spec");
     let with_secret = example.replacen(
         "[containers.worker]\nenvironments  = [\"test\"]\nsecrets       = [\"config\"]",
         "[containers.worker]\nenvironments  = [\"test\"]\nsecrets       = [\"config\", \"bootstrap-key\"]",
@@ -65,14 +67,14 @@ fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
     p
 }
 
-/// `warden ARGS --spec SPEC --lab LAB --env test`.
+/// `warden ARGS --spec EXAMPLE_SPEC --lab LAB --env test`.
 fn on_lab(args: &[&str], spec: &Path, lab: &Path) -> Vec<String> {
     let mut v: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     v.extend([
         "--spec".into(),
-        s(spec).into(),
+        path_str(spec).into(),
         "--lab".into(),
-        s(lab).into(),
+        path_str(lab).into(),
         "--env".into(),
         "test".into(),
     ]);
@@ -154,10 +156,10 @@ async fn reveal_once_opens_exactly_once_and_leaves_only_metadata() {
     let lab_dir = lab.dir().to_path_buf();
     let spec = write(dir.path(), "warden.toml", &spec_text());
     let operator = lab.client("test");
-    ok(&refs(&on_lab(&["apply"], &spec, &lab_dir)));
+    WARDEN.ok(&refs(&on_lab(&["apply"], &spec, &lab_dir)));
 
     // --- refusals touch nothing ------------------------------------------------------
-    let e = run(&refs(&on_lab(
+    let e = WARDEN.run(&refs(&on_lab(
         &["reveal", "create", "app-config", "--stdout"],
         &spec,
         &lab_dir,
@@ -177,7 +179,7 @@ async fn reveal_once_opens_exactly_once_and_leaves_only_metadata() {
             1,
         ),
     );
-    let e = run(&refs(&on_lab(
+    let e = WARDEN.run(&refs(&on_lab(
         &["reveal", "create", "container-bootstrap", "--stdout"],
         &revoked,
         &lab_dir,
@@ -189,13 +191,13 @@ async fn reveal_once_opens_exactly_once_and_leaves_only_metadata() {
         text(&e.stderr)
     );
     let taken = write(dir.path(), "taken", "keep me");
-    let e = run(&refs(&on_lab(
+    let e = WARDEN.run(&refs(&on_lab(
         &[
             "reveal",
             "create",
             "container-bootstrap",
             "--out",
-            s(&taken),
+            path_str(&taken),
         ],
         &spec,
         &lab_dir,
@@ -213,7 +215,7 @@ async fn reveal_once_opens_exactly_once_and_leaves_only_metadata() {
 
     // --- a secret-id, opened by 20 processes at once ---------------------------------
     let token_file = dir.path().join("worker.token");
-    let created = ok(&refs(&on_lab(
+    let created = WARDEN.ok(&refs(&on_lab(
         &[
             "reveal",
             "create",
@@ -223,7 +225,7 @@ async fn reveal_once_opens_exactly_once_and_leaves_only_metadata() {
             "--ttl",
             "5m",
             "--out",
-            s(&token_file),
+            path_str(&token_file),
             "-o",
             "json",
         ],
@@ -243,13 +245,13 @@ async fn reveal_once_opens_exactly_once_and_leaves_only_metadata() {
     assert_eq!(mode & 0o777, 0o600);
 
     let open_args = on_lab(
-        &["reveal", "open", "--token-file", s(&token_file)],
+        &["reveal", "open", "--token-file", path_str(&token_file)],
         &spec,
         &lab_dir,
     );
     let outputs: Vec<Output> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..20)
-            .map(|_| scope.spawn(|| run(&refs(&open_args))))
+            .map(|_| scope.spawn(|| WARDEN.run(&refs(&open_args))))
             .collect();
         handles
             .into_iter()
@@ -300,7 +302,7 @@ async fn reveal_once_opens_exactly_once_and_leaves_only_metadata() {
     );
 
     // Afterwards: no path shows it again, not even to the operator.
-    let again = run(&refs(&open_args));
+    let again = WARDEN.run(&refs(&open_args));
     expect_code(&again, 4, "a second open");
 
     // A mistyped token: OpenBao answers it exactly as it answers a used one ("wrapping token
@@ -311,8 +313,8 @@ async fn reveal_once_opens_exactly_once_and_leaves_only_metadata() {
         "mistyped.token",
         "s.NotATokenAnyoneWasGiven0000\n",
     );
-    let wrong = run(&refs(&on_lab(
-        &["reveal", "open", "--token-file", s(&mistyped)],
+    let wrong = WARDEN.run(&refs(&on_lab(
+        &["reveal", "open", "--token-file", path_str(&mistyped)],
         &spec,
         &lab_dir,
     )));
@@ -332,7 +334,7 @@ async fn reveal_once_opens_exactly_once_and_leaves_only_metadata() {
         )
         .await;
     assert!(unwrap.is_err(), "the operator could unwrap the spent token");
-    let listed = ok(&refs(&on_lab(
+    let listed = WARDEN.ok(&refs(&on_lab(
         &["reveal", "list", "container-bootstrap", "-o", "json"],
         &spec,
         &lab_dir,
@@ -355,18 +357,18 @@ async fn reveal_once_opens_exactly_once_and_leaves_only_metadata() {
 
     // A pending token is listed as such, and the text list names its state.
     let pending = dir.path().join("pending.token");
-    ok(&refs(&on_lab(
+    WARDEN.ok(&refs(&on_lab(
         &[
             "reveal",
             "create",
             "container-bootstrap",
             "--out",
-            s(&pending),
+            path_str(&pending),
         ],
         &spec,
         &lab_dir,
     )));
-    let listed = ok(&refs(&on_lab(
+    let listed = WARDEN.ok(&refs(&on_lab(
         &["reveal", "list", "container-bootstrap"],
         &spec,
         &lab_dir,
@@ -376,26 +378,26 @@ async fn reveal_once_opens_exactly_once_and_leaves_only_metadata() {
 
     // --- a KV secret generated at reveal time: wrapped, never written to KV ----------
     let kv_token = dir.path().join("key.token");
-    ok(&refs(&on_lab(
+    WARDEN.ok(&refs(&on_lab(
         &[
             "reveal",
             "create",
             "worker-bootstrap-key",
             "--out",
-            s(&kv_token),
+            path_str(&kv_token),
         ],
         &spec,
         &lab_dir,
     )));
     let value_file = dir.path().join("bootstrap-key");
-    let opened = ok(&refs(&on_lab(
+    let opened = WARDEN.ok(&refs(&on_lab(
         &[
             "reveal",
             "open",
             "--token-file",
-            s(&kv_token),
+            path_str(&kv_token),
             "--out",
-            s(&value_file),
+            path_str(&value_file),
             "-o",
             "json",
         ],
@@ -414,7 +416,7 @@ async fn reveal_once_opens_exactly_once_and_leaves_only_metadata() {
         .permissions()
         .mode();
     assert_eq!(vmode & 0o777, 0o600);
-    let listed = ok(&refs(&on_lab(
+    let listed = WARDEN.ok(&refs(&on_lab(
         &["reveal", "list", "worker-bootstrap-key", "-o", "json"],
         &spec,
         &lab_dir,
@@ -424,8 +426,8 @@ async fn reveal_once_opens_exactly_once_and_leaves_only_metadata() {
     assert_eq!(record["state"], "opened");
     assert_eq!(record["verifier_sha256"], opened["verifier_sha256"]);
     assert_eq!(record["kind"], "secret");
-    let e = run(&refs(&on_lab(
-        &["reveal", "open", "--token-file", s(&kv_token)],
+    let e = WARDEN.run(&refs(&on_lab(
+        &["reveal", "open", "--token-file", path_str(&kv_token)],
         &spec,
         &lab_dir,
     )));
@@ -458,7 +460,7 @@ async fn evidence_packets_verify_offline_and_any_change_fails() {
     let lab_dir = lab.dir().to_path_buf();
     let spec = write(dir.path(), "warden.toml", &spec_text());
     let operator = lab.client("test");
-    ok(&refs(&on_lab(&["apply"], &spec, &lab_dir)));
+    WARDEN.ok(&refs(&on_lab(&["apply"], &spec, &lab_dir)));
 
     // History to report: two versions of billing's stripe key, a rotated transit key, and a
     // hand-written policy that can read billing's secrets (it must show up as a reader).
@@ -487,13 +489,13 @@ async fn evidence_packets_verify_offline_and_any_change_fails() {
         .expect("policy");
 
     let packet_file = dir.path().join("payments.json");
-    let exported = ok(&refs(&on_lab(
+    let exported = WARDEN.ok(&refs(&on_lab(
         &[
             "evidence",
             "export",
             "EV-PAYMENTS",
             "--out",
-            s(&packet_file),
+            path_str(&packet_file),
             "-o",
             "json",
         ],
@@ -590,11 +592,18 @@ async fn evidence_packets_verify_offline_and_any_change_fails() {
     );
 
     // The public key, and an offline verification (no --lab, no spec).
-    let key = ok(&refs(&on_lab(&["evidence", "key"], &spec, &lab_dir)));
+    let key = WARDEN.ok(&refs(&on_lab(&["evidence", "key"], &spec, &lab_dir)));
     let key_file = write(dir.path(), "evidence.pem", &text(&key.stdout));
     assert!(text(&key.stdout).starts_with("-----BEGIN PUBLIC KEY-----"));
-    let verify =
-        |packet: &Path, key: &Path| run(&["evidence", "verify", s(packet), "--key", s(key)]);
+    let verify = |packet: &Path, key: &Path| {
+        WARDEN.run(&[
+            "evidence",
+            "verify",
+            path_str(packet),
+            "--key",
+            path_str(key),
+        ])
+    };
     let good = verify(&packet_file, &key_file);
     expect_code(&good, 0, "the original packet");
     assert!(
@@ -687,14 +696,14 @@ async fn evidence_packets_verify_offline_and_any_change_fails() {
 
     // A second export reuses the key and verifies with the same key file; an unknown
     // component is named with the known ones.
-    let second = ok(&refs(&on_lab(
+    let second = WARDEN.ok(&refs(&on_lab(
         &["evidence", "export", "EV-PAYMENTS"],
         &spec,
         &lab_dir,
     )));
     let second_file = write(dir.path(), "second.json", &text(&second.stdout));
     expect_code(&verify(&second_file, &key_file), 0, "a second export");
-    let e = run(&refs(&on_lab(
+    let e = WARDEN.run(&refs(&on_lab(
         &["evidence", "export", "EV-PAYMENT"],
         &spec,
         &lab_dir,

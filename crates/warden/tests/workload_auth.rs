@@ -5,15 +5,13 @@
 //! identity's policy; another service account, another audience, another role or another
 //! signer is refused.
 
-#![allow(dead_code)] // the shared identity helpers serve several test binaries
-
-#[path = "provision/identity.rs"]
-mod identity;
-
 use serde_json::{Value, json};
 use warden_testkit::LabEnv;
+use warden_testkit::cli::Cli;
+use warden_testkit::identity::{CiSigner, EnvAccess, login_with};
 
-use identity::{CiSigner, EnvAccess, login_with};
+/// The binary under test.
+const WARDEN: Cli = Cli::new(env!("CARGO_BIN_EXE_warden"));
 
 const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 
@@ -88,16 +86,12 @@ async fn service_account_tokens_map_to_exactly_their_identity() {
     std::fs::write(dir.path().join("sa-issuer.pem"), cluster.public_pem()).expect("key");
     let spec = dir.path().join("warden.toml");
     std::fs::write(&spec, spec_text()).expect("spec");
-    let out = assert_cmd::Command::cargo_bin("warden")
-        .expect("warden")
-        .args(["apply", "--spec"])
+    let out = WARDEN
+        .invoke(&["apply", "--spec"])
         .arg(&spec)
         .arg("--lab")
         .arg(lab.dir())
-        .env_remove("VAULT_TOKEN")
-        .env_remove("BAO_TOKEN")
-        .output()
-        .expect("apply");
+        .output();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "apply: {stderr}");
     // Accepted, but never silently: a Kubernetes Secret is a cache, not the source of truth.

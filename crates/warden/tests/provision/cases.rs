@@ -5,12 +5,12 @@ use serde_json::{Value, json};
 use warden_bao::{Client, Idempotent};
 use warden_pki::{KeyAlgorithm, generate_key, make_csr};
 
-use crate::identity::{
+use crate::matrix::{Case, Op, Outcome, Request, classify_login, classify_role_refusal};
+use crate::{ISSUER, TEST_DOMAIN};
+use warden_testkit::identity::{
     CiSigner, EnvAccess, approle_credentials, ci_claims, enroll, login_approle, login_cert,
     login_jwt,
 };
-use crate::matrix::{Case, Op, Outcome, Request, classify_login, classify_role_refusal};
-use crate::{ISSUER, TEST_DOMAIN};
 
 /// The matrix's columns: every identity's own operations and operator operations nobody may
 /// perform (harmless if wrongly allowed: a policy and a mount named `matrix-probe`).

@@ -1,64 +1,25 @@
-//! Shared by the provisioning tests: running the `warden` binary, writing spec variants, and
-//! reading what a server holds so a test can prove a command touched nothing.
+//! Shared by the provisioning tests: running `warden` on a spec and a lab, writing spec
+//! variants, and reading what a server holds so a test can prove a command touched nothing.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use assert_cmd::cargo::cargo_bin_cmd;
 use serde_json::Value;
 use warden_bao::Client;
+use warden_testkit::cli::{Cli, Run};
 
 /// The example spec the lab documents, exactly as shipped.
-pub(crate) const EXAMPLE: &str = include_str!("../../../../examples/lab/warden.toml");
+pub(crate) use warden_testkit::EXAMPLE_SPEC_TEXT as EXAMPLE;
 
-/// Upper bound for one CLI run: a plan or apply against a local lab takes about a second.
-const CLI_TIMEOUT: Duration = Duration::from_secs(180);
+/// The binary under test. A plan or apply against a local lab takes about a second; 180 s is
+/// the upper bound for one run.
+pub(crate) const WARDEN: Cli =
+    Cli::new(env!("CARGO_BIN_EXE_warden")).with_timeout(Duration::from_secs(180));
 
 /// Path of the shipped example spec (tests that do not modify it use it in place).
 pub(crate) fn example_spec() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/lab/warden.toml")
-}
-
-/// One finished `warden` run.
-pub(crate) struct Run {
-    pub(crate) args: Vec<String>,
-    pub(crate) code: Option<i32>,
-    pub(crate) stdout: String,
-    pub(crate) stderr: String,
-}
-
-impl Run {
-    /// Panics with the whole run unless it exited with `code`.
-    #[track_caller]
-    pub(crate) fn expect_code(&self, code: i32) -> &Self {
-        assert_eq!(
-            self.code,
-            Some(code),
-            "warden {:?}: expected exit {code}\n--- stdout\n{}\n--- stderr\n{}",
-            self.args,
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    /// Panics unless it succeeded.
-    #[track_caller]
-    pub(crate) fn ok(&self) -> &Self {
-        self.expect_code(0)
-    }
-
-    /// Stdout as JSON.
-    #[track_caller]
-    pub(crate) fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "warden {:?}: stdout is not JSON ({e})\n--- stdout\n{}\n--- stderr\n{}",
-                self.args, self.stdout, self.stderr
-            )
-        })
-    }
+    PathBuf::from(warden_testkit::EXAMPLE_SPEC)
 }
 
 /// Runs `warden <cmd> --spec SPEC --lab LAB <extra…>` with a clean environment.
@@ -71,24 +32,7 @@ pub(crate) fn warden(cmd: &str, spec: &Path, lab: &Path, extra: &[&str]) -> Run 
         lab.display().to_string(),
     ];
     args.extend(extra.iter().map(|s| (*s).to_owned()));
-    let out = cargo_bin_cmd!("warden")
-        .args(&args)
-        .env_remove("WARDEN_LAB_DIR")
-        .env_remove("WARDEN_SPEC")
-        .env_remove("VAULT_ADDR")
-        .env_remove("VAULT_TOKEN")
-        .env_remove("BAO_ADDR")
-        .env_remove("BAO_TOKEN")
-        .env("NO_COLOR", "1")
-        .timeout(CLI_TIMEOUT)
-        .output()
-        .expect("run the warden binary");
-    Run {
-        args,
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    WARDEN.invoke(&args).run()
 }
 
 /// Writes a spec (or a file it names) into `dir`.

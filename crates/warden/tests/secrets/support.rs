@@ -1,11 +1,12 @@
 //! Shared by `secrets_cli` and `ci_cli`: the platform spec these tests apply, a lab with it
-//! applied, and a runner for `warden` that can feed stdin and set variables.
+//! applied, and `warden` run against it with stdin fed and variables set.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use warden_testkit::LabEnv;
+use warden_testkit::cli::{Run, path_str};
 
-use crate::common;
+use crate::WARDEN;
 
 /// The CI issuer and audience the spec trusts.
 pub(crate) const ISSUER: &str = "https://gitea.warden.internal";
@@ -142,113 +143,22 @@ impl Platform {
         args.extend(
             [
                 "--spec",
-                common::s(&self.spec),
+                path_str(&self.spec),
                 "--lab",
-                common::s(self.lab.dir()),
+                path_str(self.lab.dir()),
                 "--env",
                 "test",
             ]
             .map(str::to_owned),
         );
         args.extend(extra.iter().map(|s| (*s).to_owned()));
-        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut command = common::warden(&argv);
-        command.env_remove("WARDEN_TOKEN_FILE");
+        let mut command = WARDEN.invoke(&args);
         for (k, v) in vars {
-            command.env(k, v);
+            command = command.env(k, v);
         }
         if let Some(input) = stdin {
-            command.write_stdin(input.to_vec());
+            command = command.stdin(input);
         }
-        let out = command.output().expect("run warden");
-        Run {
-            args,
-            code: out.status.code(),
-            stdout: common::text(&out.stdout),
-            stderr: common::text(&out.stderr),
-        }
+        command.run()
     }
-}
-
-/// One finished run.
-pub(crate) struct Run {
-    pub(crate) args: Vec<String>,
-    pub(crate) code: Option<i32>,
-    pub(crate) stdout: String,
-    pub(crate) stderr: String,
-}
-
-impl Run {
-    #[track_caller]
-    pub(crate) fn code(&self, code: i32) -> &Self {
-        assert_eq!(
-            self.code,
-            Some(code),
-            "warden {:?}: expected exit {code}\n--- stdout\n{}\n--- stderr\n{}",
-            self.args,
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    #[track_caller]
-    pub(crate) fn ok(&self) -> &Self {
-        self.code(0)
-    }
-
-    #[track_caller]
-    pub(crate) fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "warden {:?}: stdout is not JSON ({e})\n--- stdout\n{}\n--- stderr\n{}",
-                self.args, self.stdout, self.stderr
-            )
-        })
-    }
-
-    /// Both streams.
-    pub(crate) fn all(&self) -> String {
-        format!("{}\n{}", self.stdout, self.stderr)
-    }
-
-    /// Panics if `needle` appears in either stream.
-    #[track_caller]
-    pub(crate) fn never_shows(&self, needle: &str) -> &Self {
-        assert!(
-            !self.all().contains(needle),
-            "warden {:?} printed {needle:?}:\n--- stdout\n{}\n--- stderr\n{}",
-            self.args,
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    /// Panics unless `needle` appears in stderr.
-    #[track_caller]
-    pub(crate) fn says(&self, needle: &str) -> &Self {
-        assert!(
-            self.stderr.contains(needle),
-            "warden {:?}: stderr lacks {needle:?}:\n--- stdout\n{}\n--- stderr\n{}",
-            self.args,
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-}
-
-/// Writes `contents` to `path` with mode 0600 (as a CI system writes its token file).
-pub(crate) fn write_private(path: &Path, contents: &[u8]) {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .expect("create a private file");
-    f.write_all(contents).expect("write a private file");
 }

@@ -3,15 +3,8 @@
 //! `warden secret --token-file`.
 //!
 //! The CI system is played by `CiSigner`: an ES256 key generated here whose public half the
-//! spec lists in `validation_pubkeys`, signing tokens with Gitea-like claims. One lab for the
-//! whole binary; the steps run in order.
-
-mod common;
-#[allow(dead_code)]
-#[path = "provision/identity.rs"]
-mod identity;
-#[path = "secrets/support.rs"]
-mod support;
+//! spec lists in `validation_pubkeys`, signing tokens with Gitea-like claims. One lab per
+//! test; the steps run in order.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -20,8 +13,11 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 use warden_bao::Client;
 
-use identity::{CiSigner, ci_claims};
-use support::{AUDIENCE, ISSUER, Platform, write_private};
+use warden_testkit::cli::path_str;
+use warden_testkit::files::write_private;
+use warden_testkit::identity::{self, CiSigner, ci_claims};
+
+use super::support::{AUDIENCE, ISSUER, Platform};
 
 const CONFIG_VALUE: &str = "ci-written-config-value-31337";
 
@@ -53,21 +49,21 @@ fn login_args<'a>(jwt: &'a Path, out: &'a Path) -> Vec<&'a str> {
         "--role",
         "gitea_cicd_billing",
         "--jwt-file",
-        common::s(jwt),
+        path_str(jwt),
         "--token-out",
-        common::s(out),
+        path_str(out),
     ]
 }
 
 /// Wrong branch, wrong repository: refused, the claim and both values named, no token file.
 fn refused_claims(p: &Platform, wrong_branch: &Path, wrong_repo: &Path, out: &Path) {
     let run = p.run(&["ci", "login"], &login_args(wrong_branch, out), None, &[]);
-    run.code(1)
+    run.expect_code(1)
         .says("login as `gitea_cicd_billing` refused")
         .says("`ref` claim is refs/heads/dev; the role accepts refs/heads/main")
         .says("hint: run this step from an allowed branch");
     let run = p.run(&["ci", "login"], &login_args(wrong_repo, out), None, &[]);
-    run.code(1)
+    run.expect_code(1)
         .says("`repository` claim is platform/ledger; the role accepts platform/billing");
     assert!(!out.exists(), "a refused login must not leave a token file");
 
@@ -78,12 +74,13 @@ fn refused_claims(p: &Platform, wrong_branch: &Path, wrong_repo: &Path, out: &Pa
             "--role",
             "gitea_cicd_biling",
             "--jwt-file",
-            common::s(wrong_branch),
+            path_str(wrong_branch),
         ],
         None,
         &[],
     );
-    run.code(1).says("did you mean `gitea_cicd_billing`?");
+    run.expect_code(1)
+        .says("did you mean `gitea_cicd_billing`?");
     let mut cmd_args = login_args(wrong_branch, out);
     cmd_args.truncate(4); // no --token-out
     let run = p.run(
@@ -92,7 +89,7 @@ fn refused_claims(p: &Platform, wrong_branch: &Path, wrong_repo: &Path, out: &Pa
         None,
         &[("XDG_RUNTIME_DIR", "")],
     );
-    run.code(1)
+    run.expect_code(1)
         .says("XDG_RUNTIME_DIR is not set")
         .says("--token-out");
 }
@@ -136,7 +133,7 @@ fn logs_in(p: &Platform, jwt: &Path, out: &Path) -> String {
 }
 
 async fn writes_only_its_own(p: &Platform, operator: &Client, token_file: &Path, token: &str) {
-    let as_ci = ["--token-file", common::s(token_file)];
+    let as_ci = ["--token-file", path_str(token_file)];
     let put = |app: &'static str, name: &'static str| {
         p.run(
             &["secret", "put", app, name],
@@ -176,7 +173,9 @@ async fn writes_only_its_own(p: &Platform, operator: &Client, token_file: &Path,
     // Another app's config, and a secret of its own app it is not granted: refused.
     for (app, name) in [("ledger", "config"), ("billing", "admin")] {
         let run = put(app, name);
-        run.code(1).says("permission denied").never_shows(token);
+        run.expect_code(1)
+            .says("permission denied")
+            .never_shows(token);
         let err = operator
             .kv2("kvv2")
             .read(&format!("{app}/{name}"), None)
@@ -201,16 +200,16 @@ async fn writes_only_its_own(p: &Platform, operator: &Client, token_file: &Path,
         .await
         .expect("seed ledger/config");
     let run = p.run(&["secret", "get", "ledger", "config"], &as_ci, None, &[]);
-    run.code(1)
+    run.expect_code(1)
         .says("permission denied")
         .never_shows("ledger-private-value");
     let run = p.run(
         &["secret", "get", "ledger", "config"],
-        &["--token-file", common::s(token_file), "--reveal"],
+        &["--token-file", path_str(token_file), "--reveal"],
         None,
         &[],
     );
-    run.code(1).never_shows("ledger-private-value");
+    run.expect_code(1).never_shows("ledger-private-value");
 }
 
 /// `--jwt-file-env` (the variable holds the token file's path), the default location under
@@ -223,8 +222,8 @@ async fn token_sources_and_logout(p: &Platform, jwt: &Path) {
         &["--app", "billing", "--jwt-file-env", "CI_OIDC_TOKEN_FILE"],
         None,
         &[
-            ("CI_OIDC_TOKEN_FILE", common::s(jwt)),
-            ("XDG_RUNTIME_DIR", common::s(&runtime)),
+            ("CI_OIDC_TOKEN_FILE", path_str(jwt)),
+            ("XDG_RUNTIME_DIR", path_str(&runtime)),
         ],
     );
     run.ok();
@@ -250,14 +249,14 @@ async fn token_sources_and_logout(p: &Platform, jwt: &Path) {
         None,
         &[],
     );
-    run.code(1)
+    run.expect_code(1)
         .says("--jwt-file-env NOT_SET_ANYWHERE: the variable is not set");
 
     let run = p.run(
         &["ci", "logout"],
         &["-o", "json"],
         None,
-        &[("XDG_RUNTIME_DIR", common::s(&runtime))],
+        &[("XDG_RUNTIME_DIR", path_str(&runtime))],
     );
     assert_eq!(run.ok().json()["revoked"], true);
     assert!(!default.exists(), "logout deletes the token file");

@@ -4,7 +4,7 @@
 use warden_bao::{CertProblem, Client, ClientConfig, Error, RetryPolicy, TlsFailure};
 use warden_testkit::BaoDev;
 
-use crate::support::{TestCa, root_client};
+use super::support::{TestCa, root_client};
 
 fn assert_unknown_issuer(err: &Error, dev: &BaoDev) {
     match err {

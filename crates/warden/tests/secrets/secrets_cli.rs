@@ -1,16 +1,9 @@
 //! End-to-end: `warden secret` (KV v2 versions, history, rollback; KV v1) and `warden transit`
 //! against a real lab (OpenBao over HTTPS + mTLS) provisioned by `warden apply`.
 //!
-//! One lab for the whole binary (≈ 10 s to start); the steps run in order and each asserts
+//! One lab for this test (≈ 10 s to start); the steps run in order and each asserts
 //! what the server then holds, read back with the operator client. Every value used is a
 //! distinctive string, and every run is checked not to print any value it was not asked to.
-
-mod common;
-#[allow(dead_code)]
-#[path = "provision/identity.rs"]
-mod identity;
-#[path = "secrets/support.rs"]
-mod support;
 
 use std::os::unix::fs::PermissionsExt;
 
@@ -19,8 +12,10 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
 use warden_bao::{Client, KvData, SecretValue};
 
-use identity::{CiSigner, EnvAccess, enroll, login_cert};
-use support::{Platform, Run};
+use warden_testkit::cli::{Run, path_str};
+use warden_testkit::identity::{CiSigner, EnvAccess, enroll, login_cert};
+
+use super::support::Platform;
 
 const V1_DB: &str = "postgres://billing:v1-Sup3r-DB-pass@db/billing";
 const V1_MODE: &str = "mode-value-v1-7d1c";
@@ -80,7 +75,7 @@ async fn kv_put_history_rollback(p: &Platform, operator: &Client) {
     std::fs::write(&file, format!("mode={V2_MODE}\ndebug={V2_DEBUG}\n")).expect("write v2");
     let run = p.run(
         &secret,
-        &["--from-file", common::s(&file), "-o", "json"],
+        &["--from-file", path_str(&file), "-o", "json"],
         None,
         &[],
     );
@@ -92,7 +87,7 @@ async fn kv_put_history_rollback(p: &Platform, operator: &Client) {
         json!({ "added": ["debug"], "changed": ["mode"], "removed": ["db_url"] }),
         "{r}"
     );
-    let text = p.run(&secret, &["--from-file", common::s(&file)], None, &[]);
+    let text = p.run(&secret, &["--from-file", path_str(&file)], None, &[]);
     hidden(text.ok());
     assert!(
         text.stdout
@@ -144,7 +139,7 @@ async fn kv_put_history_rollback(p: &Platform, operator: &Client) {
     // Rollback: refused without confirmation when nobody can answer; nothing written.
     let rollback = ["secret", "rollback", "billing", "config"];
     let run = p.run(&rollback, &["--to-version", "1"], None, &[]);
-    hidden(run.code(1))
+    hidden(run.expect_code(1))
         .says("without confirmation")
         .says("--yes")
         .says("result   v3 with the content of v1; keys: +db_url ~mode -debug");
@@ -289,7 +284,7 @@ async fn kv_refusals(p: &Platform, operator: &Client) {
         Some(b"a=1\n"),
         &[],
     );
-    run.code(1)
+    run.expect_code(1)
         .says("--cas 1 but the current version is 4")
         .says("hint:");
 
@@ -302,7 +297,7 @@ async fn kv_refusals(p: &Platform, operator: &Client) {
         None,
         &[],
     );
-    hidden(run.code(1))
+    hidden(run.expect_code(1))
         .says("version 2 was deleted")
         .says("undelete");
 
@@ -312,10 +307,10 @@ async fn kv_refusals(p: &Platform, operator: &Client) {
         Some(format!("a=1\n{V2_MODE}\n").as_bytes()),
         &[],
     );
-    hidden(run.code(1)).says("stdin:2: expected KEY=VALUE");
+    hidden(run.expect_code(1)).says("stdin:2: expected KEY=VALUE");
 
     let run = p.run(&["secret", "get", "billng", "config"], &[], None, &[]);
-    run.code(1)
+    run.expect_code(1)
         .says("no app `billng`")
         .says("did you mean `billing`?");
     let run = p.run(
@@ -324,7 +319,7 @@ async fn kv_refusals(p: &Platform, operator: &Client) {
         None,
         &[],
     );
-    run.code(1).says("not a valid secret name");
+    run.expect_code(1).says("not a valid secret name");
 
     let after = kv.metadata("billing/config").await.expect("metadata");
     assert_eq!(
@@ -395,7 +390,7 @@ async fn transit_encrypt_rotate_retire(p: &Platform, _operator: &Client) {
     let out_file = p.path("plain.bin");
     p.run(
         &cmd("decrypt"),
-        &["--out", common::s(&out_file)],
+        &["--out", path_str(&out_file)],
         Some(ciphertext_v1.as_bytes()),
         &[],
     )
@@ -422,7 +417,7 @@ async fn transit_encrypt_rotate_retire(p: &Platform, _operator: &Client) {
     assert_eq!(r["min_decryption_version"], 2, "{r}");
 
     let run = p.run(&cmd("decrypt"), &[], Some(ciphertext_v1.as_bytes()), &[]);
-    run.code(1)
+    run.expect_code(1)
         .says("ciphertext is from key version 1")
         .says("min_decryption_version")
         .never_shows("card-4111");
@@ -481,11 +476,15 @@ async fn transit_sign_verify_and_no_export(p: &Platform, operator: &Client) {
         Some(tampered),
         &[],
     );
-    assert!(run.code(3).stdout.contains("INVALID"), "{}", run.stdout);
+    assert!(
+        run.expect_code(3).stdout.contains("INVALID"),
+        "{}",
+        run.stdout
+    );
 
     // A signing key cannot encrypt: refused before anything is sent.
     let run = p.run(&cmd("encrypt"), &[], Some(msg), &[]);
-    run.code(1).says("cannot encrypt or decrypt");
+    run.expect_code(1).says("cannot encrypt or decrypt");
 
     // The keys never leave OpenBao, not even for the operator.
     for (kind, key) in [
@@ -524,7 +523,7 @@ async fn transit_as_the_app(p: &Platform, operator: &Client) {
     let app = EnvAccess::of(&p.lab, "test").client_with(id);
     let auth = login_cert(&app, "billing").await.expect("billing logs in");
     let token_file = p.path("billing.token");
-    support::write_private(
+    warden_testkit::files::write_private(
         &token_file,
         format!(
             "{}\n",
@@ -532,7 +531,7 @@ async fn transit_as_the_app(p: &Platform, operator: &Client) {
         )
         .as_bytes(),
     );
-    let as_app = ["--token-file", common::s(&token_file)];
+    let as_app = ["--token-file", path_str(&token_file)];
 
     let plain = b"app-owned-plaintext-77";
     let ciphertext = p
@@ -565,14 +564,14 @@ async fn transit_as_the_app(p: &Platform, operator: &Client) {
         None,
         &[],
     );
-    run.code(1).says("permission denied");
+    run.expect_code(1).says("permission denied");
     let run = p.run(
         &["transit", "rotate", "billing", "payments"],
         &as_app,
         None,
         &[],
     );
-    run.code(1).says("permission denied");
+    run.expect_code(1).says("permission denied");
     let latest = operator
         .transit("transit")
         .key_info("billing-payments")

@@ -6,7 +6,7 @@ use serde_json::json;
 use warden_bao::{ExposeSecret, Idempotent, SecretString};
 use warden_testkit::BaoDev;
 
-use crate::support::{config, root_client};
+use super::support::{config, root_client};
 
 #[tokio::test]
 async fn wrapped_secret_id_unwraps_exactly_once() {

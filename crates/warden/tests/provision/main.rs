@@ -4,16 +4,12 @@
 //!
 //! Four labs in all (each ≈ 10 s to start): convergence (with bad specs first), the permission
 //! matrix, prune, hand changes (lint and drift). Every lab is stopped when its test ends, also
-//! on panic. Helpers live in `provision/`: `support` (CLI runner, spec variants), `identity`
-//! (logins per kind of identity), `matrix` (the table), `cases` (what the matrix tries).
+//! on panic. Helpers live beside this file: `support` (spec variants, server snapshots),
+//! `matrix` (the table), `cases` (what the matrix tries); the logins per kind of identity are
+//! `warden_testkit::identity`.
 
-#[path = "provision/cases.rs"]
 mod cases;
-#[path = "provision/identity.rs"]
-mod identity;
-#[path = "provision/matrix.rs"]
 mod matrix;
-#[path = "provision/support.rs"]
 mod support;
 
 use serde_json::{Value, json};
@@ -21,14 +17,14 @@ use warden_bao::{Client, Idempotent};
 use warden_testkit::LabEnv;
 
 use cases::{issuance_constraints, operations, refused_and_cross_env_logins};
-use identity::{
-    CiSigner, EnvAccess, approle_credentials, ci_claims, enroll, login_approle, login_cert,
-    login_jwt,
-};
 use matrix::{Case, Matrix, Outcome, classify_login, render_cases};
 use support::{
-    EXAMPLE, changes, counts, example_spec, example_with_ci_key, example_without_ledger, exists,
-    replace_once, snapshot, warden, write_file,
+    EXAMPLE, WARDEN, changes, counts, example_spec, example_with_ci_key, example_without_ledger,
+    exists, replace_once, snapshot, warden, write_file,
+};
+use warden_testkit::identity::{
+    CiSigner, EnvAccess, approle_credentials, ci_claims, enroll, login_approle, login_cert,
+    login_jwt,
 };
 
 const ISSUER: &str = "https://gitea.warden.internal";
@@ -588,11 +584,10 @@ async fn hand_broadened_policy_and_roles_are_found_and_restored() {
 /// output goes through the same printer; offline lint reaches it without a server.
 #[test]
 fn output_into_a_closed_pipe_does_not_panic() {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(["lint", "--offline", "--spec"])
+    let mut child = WARDEN
+        .command(&["lint", "--offline", "--spec"])
         .arg(example_spec())
         .args(["-o", "json"])
-        .env_remove("WARDEN_LAB_DIR")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

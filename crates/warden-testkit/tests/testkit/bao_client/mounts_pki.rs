@@ -5,7 +5,7 @@ use std::time::Duration;
 use warden_bao::{Idempotent, KeyType, MountOptions};
 use warden_testkit::BaoDev;
 
-use crate::support::root_client;
+use super::support::root_client;
 
 #[tokio::test]
 async fn mounts_can_be_enabled_listed_and_tuned() {

@@ -1,4 +1,5 @@
-//! Logging in the way each kind of identity does in production, each with its own credential:
+//! Logging in to a lab the way each kind of identity does in production, each with its own
+//! credential:
 //! apps and proxies with their identity mTLS certificate (cert auth), containers with AppRole,
 //! pipelines with a CI-signed JWT.
 //!
@@ -10,6 +11,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::LabEnv;
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
@@ -19,12 +21,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use warden_bao::{Auth, Client, ClientConfig, ClientIdentity, Idempotent, RetryPolicy};
 use warden_pki::{KeyAlgorithm, generate_key, make_csr};
-use warden_testkit::LabEnv;
 use zeroize::Zeroizing;
 
 /// Where one lab environment is and how to reach it at the TLS layer.
-#[derive(Clone)]
-pub(crate) struct EnvAccess {
+#[derive(Debug, Clone)]
+pub struct EnvAccess {
     address: String,
     ca_bundle: PathBuf,
     operator_cert: PathBuf,
@@ -32,7 +33,8 @@ pub(crate) struct EnvAccess {
 }
 
 impl EnvAccess {
-    pub(crate) fn of(lab: &LabEnv, env: &str) -> Self {
+    /// Environment `env` of `lab`.
+    pub fn of(lab: &LabEnv, env: &str) -> Self {
         let layout = lab.lab().layout().env(env);
         Self {
             address: lab.lab().env(env).expect("lab environment").address(),
@@ -54,12 +56,12 @@ impl EnvAccess {
     }
 
     /// A client presenting `identity` on TLS, with no token.
-    pub(crate) fn client_with(&self, identity: ClientIdentity) -> Client {
+    pub fn client_with(&self, identity: ClientIdentity) -> Client {
         Client::new(self.config().with_client_identity(identity)).expect("build a client")
     }
 
     /// A client with the operator's transport certificate and no token.
-    pub(crate) fn transport_client(&self) -> Client {
+    pub fn transport_client(&self) -> Client {
         let cfg = self
             .config()
             .with_client_cert_files(&self.operator_cert, &self.operator_key)
@@ -70,7 +72,7 @@ impl EnvAccess {
 
 /// An identity certificate obtained the way `warden identity enroll` does: key generated here,
 /// CSR signed by `pki_int/sign/<app>-identity` (by the operator, as enrollment is).
-pub(crate) async fn enroll(operator: &Client, role: &str, common_name: &str) -> ClientIdentity {
+pub async fn enroll(operator: &Client, role: &str, common_name: &str) -> ClientIdentity {
     let key = generate_key(KeyAlgorithm::EcdsaP256).expect("generate a key");
     let csr = make_csr(&key, common_name, &[], &[]).expect("CSR");
     let path = format!("pki_int/sign/{role}");
@@ -95,14 +97,14 @@ pub(crate) async fn enroll(operator: &Client, role: &str, common_name: &str) -> 
 
 /// Cert-auth login with the certificate `client` presents, naming `role`. On success the client
 /// carries the new token.
-pub(crate) async fn login_cert(client: &Client, role: &str) -> Result<Auth, warden_bao::Error> {
+pub async fn login_cert(client: &Client, role: &str) -> Result<Auth, warden_bao::Error> {
     let auth = client.login_cert("cert", Some(role)).await?;
     client.set_token(auth.client_token.clone());
     Ok(auth)
 }
 
 /// The role-id and a fresh secret-id of AppRole `role`, as an operator delivers them.
-pub(crate) async fn approle_credentials(operator: &Client, role: &str) -> (String, SecretString) {
+pub async fn approle_credentials(operator: &Client, role: &str) -> (String, SecretString) {
     let role_id = operator
         .read(&format!("auth/approle/role/{role}/role-id"))
         .await
@@ -129,7 +131,7 @@ pub(crate) async fn approle_credentials(operator: &Client, role: &str) -> (Strin
 }
 
 /// Logs in at `auth/<mount>/login` with `body`; on success `client` carries the token.
-pub(crate) async fn login_with(
+pub async fn login_with(
     client: &Client,
     mount: &str,
     body: &Value,
@@ -145,7 +147,7 @@ pub(crate) async fn login_with(
 }
 
 /// AppRole login.
-pub(crate) async fn login_approle(
+pub async fn login_approle(
     client: &Client,
     role_id: &str,
     secret_id: &SecretString,
@@ -155,7 +157,7 @@ pub(crate) async fn login_approle(
 }
 
 /// JWT login at role `role`.
-pub(crate) async fn login_jwt(
+pub async fn login_jwt(
     client: &Client,
     role: &str,
     jwt: &SecretString,
@@ -165,19 +167,26 @@ pub(crate) async fn login_jwt(
 }
 
 /// The CI system's token signer: an ES256 (P-256) key generated for the test.
-pub(crate) struct CiSigner {
+pub struct CiSigner {
     key: EcdsaKeyPair,
 }
 
+impl std::fmt::Debug for CiSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CiSigner { key: ... }")
+    }
+}
+
 impl CiSigner {
-    pub(crate) fn generate() -> Self {
+    /// A fresh key.
+    pub fn generate() -> Self {
         Self {
             key: EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).expect("P-256 key"),
         }
     }
 
     /// The public key as PEM `SubjectPublicKeyInfo`: what `validation_pubkeys` lists.
-    pub(crate) fn public_pem(&self) -> String {
+    pub fn public_pem(&self) -> String {
         let der = self.key.public_key().as_der().expect("SPKI DER");
         let b64 = STANDARD.encode(der.as_ref());
         let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
@@ -191,7 +200,7 @@ impl CiSigner {
 
     /// A compact JWS (ES256) over `claims`. The fixed-size `r || s` signature is exactly the
     /// JWS encoding, so no DER conversion is needed.
-    pub(crate) fn sign(&self, claims: &Value) -> SecretString {
+    pub fn sign(&self, claims: &Value) -> SecretString {
         let header = json!({ "alg": "ES256", "typ": "JWT" });
         let signing_input = format!(
             "{}.{}",
@@ -210,7 +219,7 @@ impl CiSigner {
 }
 
 /// Claims a Gitea Actions run of `repository` on `git_ref` would carry, for `audience`.
-pub(crate) fn ci_claims(issuer: &str, audience: &str, repository: &str, git_ref: &str) -> Value {
+pub fn ci_claims(issuer: &str, audience: &str, repository: &str, git_ref: &str) -> Value {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock after 1970")

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use warden_bao::{Client, ClientConfig, Error, RetryPolicy};
 use warden_testkit::BaoDev;
 
-use crate::support::{config, quick_retry, root_client};
+use super::support::{config, quick_retry, root_client};
 
 #[tokio::test]
 async fn health_says_initialized_and_unsealed() {

@@ -3,7 +3,7 @@
 use warden_bao::{Client, Error, ExposeSecret, Idempotent, RetryPolicy};
 use warden_testkit::BaoDev;
 
-use crate::support::{TestCa, config, root_client};
+use super::support::{TestCa, config, root_client};
 
 const READER: &str = r#"path "secret/data/allowed/*" { capabilities = ["read"] }
 "#;

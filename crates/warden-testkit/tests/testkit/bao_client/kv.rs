@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use warden_bao::{Error, Idempotent, MountOptions};
 use warden_testkit::BaoDev;
 
-use crate::support::{client_ports_to, root_client};
+use super::support::{client_ports_to, root_client};
 
 #[tokio::test]
 async fn kv_v2_write_read_list_delete() {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use warden_bao::{Client, Error};
 use warden_testkit::BaoDev;
 
-use crate::support::{config, quick_retry, root_client};
+use super::support::{config, quick_retry, root_client};
 
 #[tokio::test]
 async fn concurrent_failures_do_not_become_a_storm() {

@@ -1,0 +1,196 @@
+//! `warden-plan` against a real lab (OpenBao over HTTPS + mTLS, from the testkit), through its
+//! public functions only: the example spec's desired state is planned, applied, planned again
+//! (nothing left to do); a policy changed out of band shows up as a field diff and is put back;
+//! an owned object that left the spec is pruned only when asked, and an object Warden did not
+//! create never is.
+//!
+//! One lab for the whole binary's one test (≈ 10 s to start): the steps build on each other.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use warden_bao::Client;
+use warden_plan::{Action, Desired, EnvInputs, EnvPlan, Kind, apply_env, desired_state, plan_env};
+use warden_spec::Spec;
+use warden_testkit::{EXAMPLE_SPEC, LabEnv};
+
+const ENV: &str = "test";
+/// Reads and writes in flight at once, as the CLI's default.
+const CONCURRENCY: usize = 4;
+
+/// The example spec's desired state for `test`, its identity roles pinned to the lab's
+/// intermediate (what `warden apply` reads before planning).
+async fn desired(spec: &Spec, operator: &Client) -> Vec<Desired> {
+    let env = spec.environment(ENV).expect("a test environment");
+    let inputs = EnvInputs {
+        identity_ca_pem: operator
+            .pki_ca_cert(&env.mounts.pki)
+            .await
+            .expect("the lab's intermediate"),
+        ..EnvInputs::default()
+    };
+    desired_state(spec, env, &inputs)
+}
+
+async fn plan(operator: &Client, desired: Vec<Desired>, prune: bool) -> EnvPlan {
+    plan_env(operator, ENV, desired, prune, CONCURRENCY)
+        .await
+        .unwrap_or_else(|e| panic!("plan: {e}"))
+}
+
+async fn apply(operator: &Client, plan: &EnvPlan) {
+    apply_env(operator, plan, CONCURRENCY, Arc::new(|_, _| {}))
+        .await
+        .unwrap_or_else(|e| panic!("apply: {e}"));
+}
+
+/// Every change as `action path`, for messages.
+fn summary(plan: &EnvPlan) -> Vec<String> {
+    plan.changes
+        .iter()
+        .map(|c| format!("{:?} {} ({})", c.action, c.path, c.reason))
+        .collect()
+}
+
+/// Whether the operator can read `path` (absent = 404).
+async fn exists(operator: &Client, path: &str) -> bool {
+    match operator.read(path).await {
+        Ok(_) => true,
+        Err(e) if e.is_not_found() => false,
+        Err(e) => panic!("read {path}: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_apply_converge_show_drift_and_prune_only_owned_objects() {
+    let lab = LabEnv::start(&[ENV]).await;
+    let operator = lab.client(ENV);
+    let spec = warden_spec::load(Path::new(EXAMPLE_SPEC)).expect("the example spec is valid");
+    let want = desired(&spec, &operator).await;
+    assert!(
+        want.iter().any(|d| d.kind == Kind::Policy),
+        "the example grants policies"
+    );
+
+    // A fresh lab: everything is to be created, nothing conflicts, nothing is deleted.
+    let first = plan(&operator, want.clone(), false).await;
+    assert!(first.count(Action::Create) > 0, "{:#?}", summary(&first));
+    assert_eq!(first.count(Action::Conflict), 0, "{:#?}", summary(&first));
+    assert_eq!(first.count(Action::Delete), 0, "{:#?}", summary(&first));
+    apply(&operator, &first).await;
+
+    // Converged: a second plan has nothing to do and counts every object as unchanged.
+    let second = plan(&operator, want.clone(), true).await;
+    assert!(second.changes.is_empty(), "{:#?}", summary(&second));
+    assert_eq!(second.unchanged, want.len());
+    assert!(second.orphans.is_empty(), "{:?}", second.orphans);
+
+    // Drift: one of Warden's policies rewritten by hand is one update, with the field that
+    // differs, from what the server holds to what the spec wants.
+    let policy = want
+        .iter()
+        .find(|d| d.kind == Kind::Policy)
+        .expect("a policy");
+    let name = policy.path.rsplit('/').next().expect("policy name");
+    let by_hand = "path \"kvv2/data/*\" {\n  capabilities = [\"read\"]\n}\n";
+    operator
+        .put_policy(name, by_hand)
+        .await
+        .expect("change the policy out of band");
+    let drift = plan(&operator, want.clone(), false).await;
+    assert_eq!(drift.changes.len(), 1, "{:#?}", summary(&drift));
+    let change = &drift.changes[0];
+    assert_eq!(change.action, Action::Update);
+    assert_eq!(change.kind, Kind::Policy);
+    assert_eq!(change.path, policy.path);
+    assert!(!change.fields.is_empty(), "an update names its fields");
+    for f in &change.fields {
+        assert_ne!(f.from, f.to, "{f:?}");
+        assert_eq!(policy.body[&f.field], f.to, "{f:?} goes back to the spec");
+    }
+    assert!(
+        change
+            .fields
+            .iter()
+            .any(|f| f.from.to_string().contains("kvv2/data/*")),
+        "the diff shows what the server held: {:?}",
+        change.fields
+    );
+    apply(&operator, &drift).await;
+    let healed = plan(&operator, want.clone(), false).await;
+    assert!(healed.changes.is_empty(), "{:#?}", summary(&healed));
+    let held = operator.read_policy(name).await.expect("read the policy");
+    assert!(
+        !held.contains("kvv2/data/*"),
+        "apply restored the spec's policy"
+    );
+
+    // A policy Warden did not create: never pruned, whatever the spec says.
+    operator
+        .put_policy("hand-made", by_hand)
+        .await
+        .expect("write a policy by hand");
+
+    // `ledger` leaves the spec: its objects are Warden's own (apply recorded them), so they are
+    // orphans without prune and deletions with it.
+    let (gone, kept): (Vec<Desired>, Vec<Desired>) = want
+        .iter()
+        .cloned()
+        .partition(|d| d.identity.as_deref() == Some("ledger"));
+    let prunable: Vec<&Desired> = gone.iter().filter(|d| d.kind.prunable()).collect();
+    assert!(!prunable.is_empty(), "ledger owns prunable objects");
+    let kept_plan = plan(&operator, kept.clone(), false).await;
+    assert!(kept_plan.changes.is_empty(), "{:#?}", summary(&kept_plan));
+    for d in &prunable {
+        assert!(
+            kept_plan.orphans.contains(&d.id().0),
+            "{} is an orphan without prune: {:?}",
+            d.path,
+            kept_plan.orphans
+        );
+    }
+    let pruning = plan(&operator, kept.clone(), true).await;
+    let mut deleted: Vec<&str> = pruning
+        .changes
+        .iter()
+        .filter(|c| c.action == Action::Delete)
+        .map(|c| c.path.as_str())
+        .collect();
+    deleted.sort_unstable();
+    let mut expected: Vec<&str> = prunable.iter().map(|d| d.path.as_str()).collect();
+    expected.sort_unstable();
+    assert_eq!(deleted, expected, "{:#?}", summary(&pruning));
+    assert_eq!(
+        pruning.changes.len(),
+        deleted.len(),
+        "prune only deletes: {:#?}",
+        summary(&pruning)
+    );
+    assert!(
+        pruning
+            .changes
+            .iter()
+            .all(|c| !c.path.ends_with("/hand-made")),
+        "a hand-made policy is never Warden's to prune"
+    );
+    apply(&operator, &pruning).await;
+    for d in &prunable {
+        if d.kind == Kind::Policy {
+            let name = d.path.rsplit('/').next().expect("policy name");
+            let all = operator.list_policies().await.expect("list policies");
+            assert!(!all.iter().any(|p| p == name), "{name} was pruned");
+        } else if !matches!(d.kind, Kind::Mount | Kind::Auth) {
+            assert!(!exists(&operator, &d.path).await, "{} was pruned", d.path);
+        }
+    }
+    assert!(
+        operator
+            .read_policy("hand-made")
+            .await
+            .expect("the hand-made policy is still there")
+            .contains("kvv2/data/*"),
+        "the hand-made policy is untouched"
+    );
+    let after = plan(&operator, kept, true).await;
+    assert!(after.changes.is_empty(), "{:#?}", summary(&after));
+}

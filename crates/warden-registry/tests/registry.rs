@@ -1,0 +1,204 @@
+//! `warden-registry` against a real lab (OpenBao over HTTPS + mTLS, from the testkit), with the
+//! example spec applied through `warden-plan`'s public functions:
+//!
+//! * posture is judged from live state this test writes (a KV secret, the transit key apply
+//!   created), now and at later instants through the injected clock, and never shows a value;
+//! * a reveal-once secret-id opens exactly once: the second open is refused as spent;
+//! * an evidence packet exported and signed by OpenBao verifies offline with the key's public
+//!   half, and fails once a single byte is changed.
+//!
+//! One lab (≈ 10 s to start) shared by the steps of one test.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+use warden_bao::{Client, Idempotent};
+use warden_registry::evidence::{self, ExportRequest};
+use warden_registry::posture::{self, Report};
+use warden_registry::reveal::{self, CreateRequest, RevealKind};
+use warden_spec::{Environment, Spec};
+use warden_testkit::{EXAMPLE_SPEC, LabEnv};
+
+const ENV: &str = "test";
+const DAY: i64 = 86_400;
+/// A value no report may contain.
+const STRIPE_KEY: &str = "sk_test_registry_value_5e1f";
+
+fn unix_now() -> i64 {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970");
+    i64::try_from(d.as_secs()).expect("seconds fit i64")
+}
+
+/// Applies `spec` to `env` as `warden apply` does: desired state (identity roles pinned to the
+/// lab's intermediate), plan, apply.
+async fn apply(operator: &Client, spec: &Spec, env: &Environment) {
+    let inputs = warden_plan::EnvInputs {
+        identity_ca_pem: operator
+            .pki_ca_cert(&env.mounts.pki)
+            .await
+            .expect("the lab's intermediate"),
+        ..warden_plan::EnvInputs::default()
+    };
+    let desired = warden_plan::desired_state(spec, env, &inputs);
+    let plan = warden_plan::plan_env(operator, ENV, desired, false, 4)
+        .await
+        .unwrap_or_else(|e| panic!("plan: {e}"));
+    warden_plan::apply_env(operator, &plan, 4, Arc::new(|_, _| {}))
+        .await
+        .unwrap_or_else(|e| panic!("apply: {e}"));
+}
+
+/// The status (as JSON prints it) of credential `id` in `report`.
+fn status_of(report: &Report, id: &str) -> String {
+    let cred = report
+        .purposes
+        .iter()
+        .flat_map(|p| &p.credentials)
+        .find(|c| c.id == id)
+        .unwrap_or_else(|| panic!("{id} is not in the posture of {}", report.env));
+    match serde_json::to_value(cred.status).expect("status serializes") {
+        Value::String(s) => s,
+        other => panic!("status of {id} is not a string: {other}"),
+    }
+}
+
+async fn posture_at(operator: &Client, spec: &Spec, env: &Environment, at: i64) -> Report {
+    posture::collect(operator, spec, env, at)
+        .await
+        .unwrap_or_else(|e| panic!("posture: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posture_reveal_once_and_evidence_against_live_state() {
+    let lab = LabEnv::start(&[ENV]).await;
+    let operator = lab.client(ENV);
+    let spec = warden_spec::load(Path::new(EXAMPLE_SPEC)).expect("the example spec is valid");
+    let env = spec.environment(ENV).expect("a test environment").clone();
+    apply(&operator, &spec, &env).await;
+
+    // ---- posture from live state -----------------------------------------------------------
+    let before = posture_at(&operator, &spec, &env, unix_now()).await;
+    assert_ne!(
+        status_of(&before, "billing/secret/stripe"),
+        "healthy",
+        "nothing is written yet"
+    );
+    operator
+        .write(
+            &format!("{}/data/billing/stripe", env.mounts.kv),
+            &json!({ "data": { "api_key": STRIPE_KEY } }),
+            Idempotent::No,
+        )
+        .await
+        .expect("write the stripe key");
+    let now = unix_now();
+    let fresh = posture_at(&operator, &spec, &env, now).await;
+    assert_eq!(fresh.at, now);
+    assert_eq!(status_of(&fresh, "billing/secret/stripe"), "healthy");
+    // The transit key apply created is judged from its version time.
+    assert_eq!(status_of(&fresh, "billing/transit/payments"), "healthy");
+    let stripe = fresh
+        .purposes
+        .iter()
+        .flat_map(|p| &p.credentials)
+        .find(|c| c.id == "billing/secret/stripe")
+        .expect("stripe");
+    let issued = stripe.issued_at.expect("issue time from KV metadata");
+    assert!(
+        (now - 60..=now).contains(&issued),
+        "issued {issued}, now {now}"
+    );
+    // billing-stripe rotates every 30 days with 7 days of grace; payment-encryption every 30
+    // days with 30 of grace. The same state, judged later with the injected clock:
+    let month = posture_at(&operator, &spec, &env, now + 31 * DAY).await;
+    assert_eq!(status_of(&month, "billing/secret/stripe"), "due");
+    let later = posture_at(&operator, &spec, &env, now + 40 * DAY).await;
+    assert_eq!(status_of(&later, "billing/secret/stripe"), "stale");
+    assert_eq!(status_of(&later, "billing/transit/payments"), "due");
+    let much_later = posture_at(&operator, &spec, &env, now + 61 * DAY).await;
+    assert_eq!(status_of(&much_later, "billing/transit/payments"), "stale");
+    for report in [&fresh, &month, &later, &much_later] {
+        let dump = serde_json::to_string(report).expect("report serializes");
+        assert!(!dump.contains(STRIPE_KEY), "posture never shows a value");
+    }
+
+    // ---- reveal once -----------------------------------------------------------------------
+    let created = reveal::create(
+        &operator,
+        &CreateRequest {
+            spec: &spec,
+            env: &env,
+            purpose: "container-bootstrap",
+            identity: Some("worker"),
+            credential: None,
+            ttl: reveal::DEFAULT_TTL,
+            now: unix_now(),
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("create a reveal: {e}"));
+    assert_eq!(created.record.purpose, "container-bootstrap");
+    assert_eq!(created.record.credential, "worker/secret-id");
+    assert!(
+        !format!("{created:?}").contains(secrecy::ExposeSecret::expose_secret(&created.token)),
+        "Debug never prints the token"
+    );
+    // `open` uses the wrapping token alone (it clears the client's own token): a fresh client.
+    let opened = reveal::open(&lab.client(ENV), &created.token)
+        .await
+        .unwrap_or_else(|e| panic!("the first open: {e}"));
+    assert_eq!(opened.kind, RevealKind::SecretId);
+    assert!(!secrecy::ExposeSecret::expose_secret(&opened.value).is_empty());
+    let again = reveal::open(&lab.client(ENV), &created.token).await;
+    match again {
+        Err(e) => assert!(e.is_spent(), "the second open is refused as spent: {e}"),
+        Ok(_) => panic!("a reveal token opened twice"),
+    }
+
+    // ---- evidence --------------------------------------------------------------------------
+    let exported = evidence::export(
+        &operator,
+        &ExportRequest {
+            spec: &spec,
+            env: &env,
+            component: "EV-PAYMENTS",
+            now: unix_now(),
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("export: {e}"));
+    assert!(!exported.key_created, "apply created the evidence key");
+    let mut purposes = exported.purposes.clone();
+    purposes.sort();
+    assert_eq!(purposes, ["billing-stripe", "payment-encryption"]);
+    assert!(
+        !String::from_utf8_lossy(&exported.bytes).contains(STRIPE_KEY),
+        "a packet never holds a value"
+    );
+    // Offline: only the key's public half, no server.
+    let key = evidence::read_key(&operator, ENV, &env.mounts.transit)
+        .await
+        .expect("read the evidence key")
+        .expect("the evidence key exists");
+    let pem = &key.latest().expect("a latest version").pem;
+    let keys = evidence::parse_public_keys(pem).expect("the key's PEM parses");
+    let verified = evidence::verify(&exported.bytes, &keys);
+    assert!(verified.is_ok(), "the packet verifies: {verified:?}");
+    // One byte changed (a letter of the component, so the JSON stays valid): tampering.
+    let at = exported
+        .bytes
+        .windows(b"EV-PAYMENTS".len())
+        .position(|w| w == b"EV-PAYMENTS")
+        .expect("the packet names its component")
+        + 3;
+    let mut flipped = exported.bytes.clone();
+    flipped[at] ^= 0x01;
+    match evidence::verify(&flipped, &keys) {
+        Err(e) => assert!(e.is_tamper(), "a changed byte is tampering: {e}"),
+        Ok(v) => panic!("a changed packet verified: {v:?}"),
+    }
+}

@@ -4,6 +4,7 @@
 //! purpose. Pure, like `desired`.
 
 use serde_json::{Value, json};
+use warden_spec::naming::policy::MANAGED_MARK;
 use warden_spec::naming::{
     self, DELIVERED_PREFIX, EVIDENCE_KEY, META_MOUNT, REGISTRY_PREFIX, REGISTRY_READER_POLICY,
     REVEAL_PREFIX,
@@ -219,7 +220,7 @@ pub(crate) fn registry(spec: &Spec, env: &Environment, out: &mut Vec<Desired>) {
     if !spec.purposes.is_empty() {
         let m = META_MOUNT;
         let policy = format!(
-            "# managed-by: warden\n# reads the purpose registry and delivery reports: metadata only\n\n\
+            "{MANAGED_MARK}\n# reads the purpose registry and delivery reports: metadata only\n\n\
              path \"{m}/data/{REGISTRY_PREFIX}/*\" {{\n  capabilities = [\"read\"]\n}}\n\n\
              path \"{m}/metadata/{REGISTRY_PREFIX}/*\" {{\n  capabilities = [\"read\", \"list\"]\n}}\n\n\
              path \"{m}/data/{DELIVERED_PREFIX}/*\" {{\n  capabilities = [\"read\"]\n}}\n\n\

@@ -1,17 +1,18 @@
 //! The naming contract: where everything Warden creates lives in OpenBao.
 //!
 //! The planner writes these objects, the agent reads and reports through them, the registry
-//! audits them and the CLI reaches them for operators. Each of those used to spell the paths
-//! itself; a change in one spelling then silently split them (a policy granting one path while
-//! the agent reads another). Every name, prefix and path is therefore decided here, once, from
-//! the spec alone, and every crate imports it. Pure: no I/O.
+//! audits them and the CLI reaches them for operators. If each spelled the paths itself, one
+//! changed spelling would silently split them (a policy granting one path while the agent reads
+//! another) and drag crates into depending on each other for constants. So every name, prefix
+//! and path is decided here, once, from the spec alone, and every crate imports it. Pure: no
+//! I/O.
 //!
 //! | what | API |
 //! |---|---|
 //! | where a credential lives | [`location`] → [`Location`] |
 //! | a credential's reference (`billing/secret/config`) | [`credential_id`], [`Credential::new`] |
 //! | Warden's own KV v2 mount and its folders | [`META_MOUNT`], [`OWNED_RECORD`], [`REGISTRY_PREFIX`], [`DELIVERED_PREFIX`], [`REVEAL_PREFIX`]; entries: [`ownership_record`], [`registry_entry`], [`delivery_report`], [`reveal_record`], [`reveal_records`] |
-//! | KV entries of an identity | [`kv_prefix`], [`secret`], [`signing_key`], [`domain_cert`] |
+//! | KV entries ([`KvEntry`]: mount + path) of an app | [`kv_prefix`], [`secret`], [`secret_path`], [`signing_key`], [`domain_cert`], [`domain_cert_path`] |
 //! | policies | [`policy_name`], [`REGISTRY_READER_POLICY`]; reading HCL: [`policy`] |
 //! | identity certificates | [`identity_common_name`], [`IDENTITY_CERT_TTL_SECS`] |
 //! | transit and PKI names | [`transit_key_name`], [`EVIDENCE_KEY`], [`domain_pki_role`] |

@@ -24,10 +24,6 @@ use warden_bao::Idempotent;
 use super::runtime::{AgentStatus, Health, Shared};
 use super::state::{StateDir, sha256_hex};
 
-/// Warden's own KV v2 mount (`warden_plan::META_MOUNT`) and the report folder in it
-/// (`warden_plan::DELIVERED_PREFIX`); spelled out here so the agent does not link the planner.
-const REPORT_MOUNT: &str = "warden";
-const REPORT_FOLDER: &str = "delivered";
 /// How often local state is looked at (no request unless something changed).
 const LOOK_EVERY: Duration = Duration::from_secs(5);
 /// After a refused write (no grant): try again this much later.
@@ -131,10 +127,7 @@ fn items(status: &AgentStatus, states: &StateDir, now: OffsetDateTime) -> Vec<It
 }
 
 fn report_path(shared: &Shared) -> String {
-    format!(
-        "{REPORT_MOUNT}/data/{REPORT_FOLDER}/{}",
-        shared.identity_name()
-    )
+    warden_spec::naming::delivery_report(shared.identity_name()).data_path()
 }
 
 async fn write(

@@ -195,8 +195,8 @@ impl Names {
     fn new(spec: &Spec, env: &Environment, id: &Identity) -> Self {
         Self {
             env: env.name.to_string(),
-            common_name: warden_plan::identity_common_name(id, env),
-            policy: warden_plan::policy::policy_name(spec, id),
+            common_name: warden_spec::naming::identity_common_name(id, env),
+            policy: warden_spec::naming::policy_name(spec, id),
             sign_path: format!(
                 "{}/sign/{}",
                 env.mounts.pki.trim_matches('/'),
@@ -363,14 +363,14 @@ fn agent_config(
     }
     match id.kind {
         IdentityKind::App => {
-            let kv = env.mounts.kv.trim_matches('/');
-            let prefix = spec.naming.kv_prefix.render(&id.name);
             for secret in &id.secrets {
+                let at = warden_spec::naming::secret(&spec.naming, &env.mounts, &id.name, secret);
                 outputs.push(OutputSection {
                     name: format!("secret-{secret}"),
                     kind: "template".to_owned(),
                     contents: Some(format!(
-                        "{{{{ kv(\"{kv}\", \"{prefix}/{secret}\") | tojson }}}}\n"
+                        "{{{{ kv(\"{}\", \"{}\") | tojson }}}}\n",
+                        at.mount, at.path
                     )),
                     path: Some(format!("out/secrets/{secret}.json")),
                     mode: Some("0600".to_owned()),
@@ -494,7 +494,7 @@ async fn issue(operator: &Client, names: &Names) -> Result<Material> {
     let body = json!({
         "csr": csr,
         "common_name": names.common_name,
-        "ttl": format!("{}s", warden_plan::IDENTITY_CERT_TTL_SECS),
+        "ttl": format!("{}s", warden_spec::naming::IDENTITY_CERT_TTL_SECS),
     });
     let path = &names.sign_path;
     // Not idempotent: a retried sign would mint a second certificate.

@@ -42,6 +42,12 @@ impl KvLocation {
     }
 }
 
+impl From<warden_spec::naming::KvEntry> for KvLocation {
+    fn from(e: warden_spec::naming::KvEntry) -> Self {
+        Self::new(e.mount, e.path)
+    }
+}
+
 impl fmt::Display for KvLocation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.mount, self.path)

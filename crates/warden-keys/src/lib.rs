@@ -1,9 +1,9 @@
 //! `warden-keys`: dual-key rotated JWT signing keys and domain TLS certificates, both kept in
 //! OpenBao KV v2 (seed 004).
 //!
-//! A signing key lives at `<kv mount>/data/<kv_prefix>/signing/<name>`; every rotation is a
-//! new KV version holding a fresh key pair. The version it replaces keeps verifying for a grace
-//! period (default 24 h) after the rotation, so tokens already handed out stay good while
+//! A signing key lives at `<kv mount>/data/<kv_prefix>/signing/<name>`
+//! ([`warden_spec::naming::signing_key`]); every rotation is a new KV version holding a fresh
+//! key pair. The version it replaces keeps verifying for a grace period (default 24 h) after the rotation, so tokens already handed out stay good while
 //! every service picks up the new key; then it stops. A service holds a [`SigningKeys`],
 //! signs with the current version, verifies against the versions still in their window,
 //! publishes them as a JWKS, and reloads without a restart through [`SigningKeys::watch`].

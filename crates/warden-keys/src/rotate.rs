@@ -42,11 +42,18 @@ impl SigningKeyConfig {
         }
     }
 
-    /// The spec's key of an app whose KV prefix is `kv_prefix` (the `naming.kv_prefix`
-    /// template rendered for the app), in the KV v2 mount `kv_mount`.
-    pub fn from_spec(kv_mount: &str, kv_prefix: &str, key: &warden_spec::SigningKey) -> Self {
+    /// `app`'s signing key `key` of `spec`, where [`warden_spec::naming::signing_key`] puts it
+    /// in `env`.
+    pub fn from_spec(
+        spec: &warden_spec::Spec,
+        env: &warden_spec::Environment,
+        app: &warden_spec::Slug,
+        key: &warden_spec::SigningKey,
+    ) -> Self {
+        let entry =
+            warden_spec::naming::signing_key(&spec.naming, &env.mounts, app, key.name.as_str());
         Self {
-            location: KvLocation::new(kv_mount, key.kv_path(kv_prefix)),
+            location: entry.into(),
             algorithm: key.algorithm,
             grace: key.grace.0,
         }

@@ -37,15 +37,14 @@ async fn seed_secrets(
     env: &Environment,
     client: &warden_bao::Client,
 ) -> Result<Vec<String>, AgentsError> {
-    let kv = env.mounts.kv.trim_matches('/');
     let mut seeded = Vec::new();
     let apps = spec.identities.iter().filter(|i| {
         matches!(i.kind, IdentityKind::App | IdentityKind::Container) && i.in_env(env.name.as_str())
     });
     for app in apps {
-        let prefix = spec.naming.kv_prefix.render(&app.name);
         for secret in &app.secrets {
-            let path = format!("{kv}/data/{prefix}/{secret}");
+            let entry = warden_spec::naming::secret(&spec.naming, &env.mounts, &app.name, secret);
+            let path = entry.data_path();
             match client.read(&path).await {
                 Ok(_) => continue,
                 Err(e) if e.is_not_found() => {}
@@ -54,12 +53,12 @@ async fn seed_secrets(
             let body = serde_json::json!({
                 "options": { "cas": 0 },
                 "data": {
-                    "lab_placeholder": format!("{prefix}/{secret}"),
+                    "lab_placeholder": entry.path,
                     "note": "seeded by `warden lab up`; replace it with `bao kv put`",
                 },
             });
             match client.write(&path, &body, warden_bao::Idempotent::No).await {
-                Ok(_) => seeded.push(format!("{kv}/{prefix}/{secret} (a lab placeholder value)")),
+                Ok(_) => seeded.push(format!("{entry} (a lab placeholder value)")),
                 // check-and-set 0 lost a race: someone wrote it meanwhile, which is the point.
                 Err(e) if e.status() == Some(400) => {}
                 Err(e) => return Err(seed_error(env, format!("seed {path}"))(Box::new(e))),
@@ -79,9 +78,8 @@ async fn seed_keys_and_domains(
 ) -> Result<Vec<String>, AgentsError> {
     let mut seeded = Vec::new();
     for app in spec.identities_in(env.name.as_str()) {
-        let prefix = spec.naming.kv_prefix.render(&app.name);
         for key in &app.signing_keys {
-            let config = warden_keys::SigningKeyConfig::from_spec(&env.mounts.kv, &prefix, key);
+            let config = warden_keys::SigningKeyConfig::from_spec(spec, env, &app.name, key);
             let current = warden_keys::current_version(client, &config.location)
                 .await
                 .map_err(|e| seed_error(env, format!("read {}", config.location))(Box::new(e)))?;

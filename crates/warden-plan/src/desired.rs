@@ -2,17 +2,14 @@
 //! CA certificate, which cert-auth roles pin). Pure: no I/O.
 
 use serde_json::{Value, json};
+use warden_spec::naming::{self, IDENTITY_CERT_TTL_SECS, META_MOUNT, identity_common_name};
 use warden_spec::{Environment, Identity, IdentityKind, Spec};
 
 use crate::object::{Desired, Kind};
 use crate::policy;
 
-/// Warden's own KV v2 mount in every environment (ownership record; later the registry).
-pub const META_MOUNT: &str = "warden";
 /// Description set on the mounts and auth backends Warden creates.
 pub(crate) const MOUNT_DESCRIPTION: &str = "managed-by: warden";
-/// Lifetime of an identity's mTLS client certificate.
-pub const IDENTITY_CERT_TTL_SECS: u64 = 30 * 24 * 3600;
 /// Token lifetimes for identity logins.
 pub(crate) const TOKEN_TTL_SECS: u64 = 3600;
 pub(crate) const TOKEN_MAX_TTL_SECS: u64 = 4 * 3600;
@@ -31,12 +28,6 @@ pub struct EnvInputs {
     /// Each database's initial password file, resolved against the spec's directory (read only
     /// by apply, when it creates the connection).
     pub db_password_files: std::collections::BTreeMap<String, std::path::PathBuf>,
-}
-
-/// The common name of `identity`'s mTLS client certificate in `env`: pinned in its PKI identity
-/// role and in its cert-auth role, so that certificate opens exactly one identity.
-pub fn identity_common_name(identity: &Identity, env: &Environment) -> String {
-    format!("{}.identity.{}", identity.name, env.domain)
 }
 
 /// Everything `env` should contain for `spec`.
@@ -106,12 +97,12 @@ pub fn desired_state(spec: &Spec, env: &Environment, inputs: &EnvInputs) -> Vec<
         let grants = policy::grants(spec, env, id);
         out.push(Desired {
             kind: Kind::Policy,
-            path: format!("sys/policies/acl/{}", policy::policy_name(spec, id)),
+            path: format!("sys/policies/acl/{}", naming::policy_name(spec, id)),
             body: json!({ "policy": policy::render(id, &grants) }),
             identity: Some(id.name.to_string()),
             password_file: None,
         });
-        let policies = json!([policy::policy_name(spec, id)]);
+        let policies = json!([naming::policy_name(spec, id)]);
         match id.kind {
             IdentityKind::App | IdentityKind::Proxy => {
                 if let Some(cert) = &id.certificate {

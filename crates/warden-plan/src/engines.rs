@@ -4,24 +4,15 @@
 //! purpose. Pure, like `desired`.
 
 use serde_json::{Value, json};
+use warden_spec::naming::policy::MANAGED_MARK;
+use warden_spec::naming::{
+    self, DELIVERED_PREFIX, EVIDENCE_KEY, META_MOUNT, REGISTRY_PREFIX, REGISTRY_READER_POLICY,
+    REVEAL_PREFIX,
+};
 use warden_spec::{Environment, Identity, Spec};
 
-use crate::desired::{
-    EnvInputs, META_MOUNT, MOUNT_DESCRIPTION, TOKEN_MAX_TTL_SECS, TOKEN_TTL_SECS, pki_role,
-};
+use crate::desired::{EnvInputs, MOUNT_DESCRIPTION, TOKEN_MAX_TTL_SECS, TOKEN_TTL_SECS, pki_role};
 use crate::object::{Desired, Kind};
-
-/// Policy that may read the registry and what agents report they delivered; assigned to no
-/// identity by Warden (operators, posture dashboards and auditors get it).
-pub const REGISTRY_READER_POLICY: &str = "warden-registry-reader";
-/// Where each purpose's registry entry lives inside [`META_MOUNT`].
-pub const REGISTRY_PREFIX: &str = "registry";
-/// Where each identity's agent reports what it delivered inside [`META_MOUNT`].
-pub const DELIVERED_PREFIX: &str = "delivered";
-/// Where reveal-once records (metadata of each minted credential) live inside [`META_MOUNT`].
-pub const REVEAL_PREFIX: &str = "reveal";
-/// The transit key that signs evidence packets (Ed25519, never exportable).
-pub const EVIDENCE_KEY: &str = "warden-evidence";
 
 fn object(kind: Kind, path: String, body: Value, identity: Option<&Identity>) -> Desired {
     Desired {
@@ -180,7 +171,7 @@ pub(crate) fn workloads(
                 "bound_audiences": [k8s.audience],
                 "bound_subject": w.subject(),
                 "user_claim": "sub",
-                "token_policies": [crate::policy::policy_name(spec, id)],
+                "token_policies": [naming::policy_name(spec, id)],
                 "token_no_default_policy": true,
                 "token_period": 0,
                 "token_explicit_max_ttl": 0,
@@ -207,7 +198,7 @@ pub(crate) fn registry(spec: &Spec, env: &Environment, out: &mut Vec<Desired>) {
         }
         out.push(object(
             Kind::Registry,
-            format!("{META_MOUNT}/data/{REGISTRY_PREFIX}/{}", p.id),
+            naming::registry_entry(p.id.as_str()).data_path(),
             json!({ "data": {
                 "purpose": p.id.as_str(),
                 "description": p.description,
@@ -229,7 +220,7 @@ pub(crate) fn registry(spec: &Spec, env: &Environment, out: &mut Vec<Desired>) {
     if !spec.purposes.is_empty() {
         let m = META_MOUNT;
         let policy = format!(
-            "# managed-by: warden\n# reads the purpose registry and delivery reports: metadata only\n\n\
+            "{MANAGED_MARK}\n# reads the purpose registry and delivery reports: metadata only\n\n\
              path \"{m}/data/{REGISTRY_PREFIX}/*\" {{\n  capabilities = [\"read\"]\n}}\n\n\
              path \"{m}/metadata/{REGISTRY_PREFIX}/*\" {{\n  capabilities = [\"read\", \"list\"]\n}}\n\n\
              path \"{m}/data/{DELIVERED_PREFIX}/*\" {{\n  capabilities = [\"read\"]\n}}\n\n\

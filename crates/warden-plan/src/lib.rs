@@ -8,6 +8,9 @@
 //! - [`apply_env`]: carries a plan out in dependency order and records what Warden created in
 //!   its own KV mount, so `--prune` only ever removes Warden's own objects.
 //! - [`lint`]: least-privilege checks over desired and live policies.
+//!
+//! Every name and path it writes comes from [`warden_spec::naming`], the contract the agent,
+//! the registry and the CLI read the same objects by.
 
 mod apply;
 mod bounded;
@@ -22,14 +25,9 @@ mod plan;
 pub mod policy;
 
 pub use apply::{ApplyReport, ProgressFn, apply_env};
-pub use desired::{
-    EnvInputs, IDENTITY_CERT_TTL_SECS, META_MOUNT, desired_state, identity_common_name,
-};
+pub use desired::{EnvInputs, desired_state};
 pub use diff::FieldDiff;
-pub use engines::{
-    DELIVERED_PREFIX, EVIDENCE_KEY, REGISTRY_PREFIX, REGISTRY_READER_POLICY, REVEAL_PREFIX,
-    unpurposed,
-};
+pub use engines::unpurposed;
 pub use error::Error;
 pub use object::{Desired, Kind, ObjectId};
 pub use plan::{Action, Change, EnvPlan, plan_env};

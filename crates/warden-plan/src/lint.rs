@@ -6,9 +6,10 @@
 //! reason.
 
 use serde::Serialize;
+use warden_spec::naming::{self, policy::Grant};
 use warden_spec::{Environment, Identity, IdentityKind, Spec};
 
-use crate::policy::{self, Grant};
+use crate::policy;
 
 /// Rule ids (also the names a waiver uses).
 pub mod rules {
@@ -75,13 +76,13 @@ pub fn lint(
     // Shared identities: one policy name or one certificate CN for two identities.
     for (i, a) in here.iter().enumerate() {
         for b in &here[i + 1..] {
-            if policy::policy_name(spec, a) == policy::policy_name(spec, b) {
+            if naming::policy_name(spec, a) == naming::policy_name(spec, b) {
                 push(
                     rules::SHARED,
                     b,
                     format!(
                         "shares policy `{}` with `{}`",
-                        policy::policy_name(spec, b),
+                        naming::policy_name(spec, b),
                         a.name
                     ),
                 );
@@ -169,7 +170,7 @@ fn own_prefixes(spec: &Spec, env: &Environment, id: &Identity) -> Vec<String> {
         Some(p) => &p.app,
         None => &id.name,
     };
-    let prefix = n.kv_prefix.render(name);
+    let prefix = naming::kv_prefix(n, name);
     let mut own = vec![
         format!("{}/data/{prefix}/", m.kv),
         format!("{}/metadata/{prefix}/", m.kv),

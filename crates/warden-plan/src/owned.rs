@@ -12,13 +12,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Value, json};
 use warden_bao::{Client, Idempotent};
 
-use crate::desired::META_MOUNT;
 use crate::error::Error;
 
-const RECORD: &str = "owned";
-
 fn data_path() -> String {
-    format!("{META_MOUNT}/data/{RECORD}")
+    warden_spec::naming::ownership_record().data_path()
 }
 
 /// Reads the set of owned object ids (empty when the mount or record does not exist yet).

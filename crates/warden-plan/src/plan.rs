@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::{Value, json};
 use warden_bao::Client;
+use warden_spec::naming::META_MOUNT;
 
-use crate::desired::META_MOUNT;
 use crate::diff::{FieldDiff, diff};
 use crate::error::Error;
 use crate::object::{Desired, Kind, parse_id};

@@ -1,22 +1,13 @@
-//! ACL policies as text: rendering the least-privilege policy of each identity, and reading
-//! policies back (ours or anyone's) for the linter.
+//! ACL policies as text: rendering the least-privilege policy of each identity. Reading
+//! policies back (ours or anyone's) is [`warden_spec::naming::policy`]; policy names are
+//! [`warden_spec::naming::policy_name`].
 //!
 //! Every grant is an exact path under the identity's own names. No wildcards are emitted: a
 //! policy that reads `kvv2/data/billing/config` cannot read `kvv2/data/billing/anything-else`.
 
+use warden_spec::naming::policy::{Grant, MANAGED_MARK};
+use warden_spec::naming::{self, KvEntry};
 use warden_spec::{Environment, Identity, IdentityKind, Spec};
-
-/// First line of every policy Warden writes; how a human (and `lint`) sees ownership.
-pub const MANAGED_MARK: &str = "# managed-by: warden";
-
-/// One `path "…" { capabilities = […] }` stanza.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Grant {
-    /// The path pattern.
-    pub path: String,
-    /// Its capabilities.
-    pub capabilities: Vec<String>,
-}
 
 fn grant(path: String, caps: &[&str]) -> Grant {
     Grant {
@@ -45,15 +36,9 @@ pub fn grants(spec: &Spec, env: &Environment, identity: &Identity) -> Vec<Grant>
         spec.purpose_of(&format!("{me}/secret/{secret}"))
             .is_some_and(|p| p.delivery == warden_spec::Delivery::RevealOnce)
     };
-    let kv_read = |out: &mut Vec<Grant>, prefix: &str, secret: &str| {
-        if revealed_once(secret) {
-            return;
-        }
-        out.push(grant(format!("{}/data/{prefix}/{secret}", m.kv), &["read"]));
-        out.push(grant(
-            format!("{}/metadata/{prefix}/{secret}", m.kv),
-            &["read"],
-        ));
+    let kv_read = |out: &mut Vec<Grant>, entry: KvEntry| {
+        out.push(grant(entry.data_path(), &["read"]));
+        out.push(grant(entry.metadata_path(), &["read"]));
     };
     match identity.kind {
         IdentityKind::App => {
@@ -66,15 +51,11 @@ pub fn grants(spec: &Spec, env: &Environment, identity: &Identity) -> Vec<Grant>
                 &["create", "update"],
             ));
             out.push(grant(format!("{}/cert/ca_chain", m.pki), &["read"]));
-            for s in &identity.secrets {
-                kv_read(&mut out, &n.kv_prefix.render(me), s);
+            for s in identity.secrets.iter().filter(|s| !revealed_once(s)) {
+                kv_read(&mut out, naming::secret(n, m, me, s));
             }
             for k in &identity.signing_keys {
-                kv_read(
-                    &mut out,
-                    &n.kv_prefix.render(me),
-                    &format!("signing/{}", k.name),
-                );
+                kv_read(&mut out, naming::signing_key(n, m, me, k.name.as_str()));
             }
             for k in &identity.transit_keys {
                 let key = k.key_name(me);
@@ -92,11 +73,7 @@ pub fn grants(spec: &Spec, env: &Environment, identity: &Identity) -> Vec<Grant>
                 .iter()
                 .filter(|d| d.app == *me && d.environments.contains(&env.name))
             {
-                out.push(grant(format!("{}/data/{}", m.kv, d.kv_path()), &["read"]));
-                out.push(grant(
-                    format!("{}/metadata/{}", m.kv, d.kv_path()),
-                    &["read"],
-                ));
+                kv_read(&mut out, naming::domain_cert(m, &d.domain));
             }
             if !identity.databases.is_empty() {
                 out.push(grant(
@@ -120,8 +97,8 @@ pub fn grants(spec: &Spec, env: &Environment, identity: &Identity) -> Vec<Grant>
             ));
         }
         IdentityKind::Container => {
-            for s in &identity.secrets {
-                kv_read(&mut out, &n.kv_prefix.render(me), s);
+            for s in identity.secrets.iter().filter(|s| !revealed_once(s)) {
+                kv_read(&mut out, naming::secret(n, m, me, s));
             }
         }
         IdentityKind::Pipeline => {
@@ -130,28 +107,23 @@ pub fn grants(spec: &Spec, env: &Environment, identity: &Identity) -> Vec<Grant>
                 .as_ref()
                 .and_then(|p| spec.identity(p.app.as_str()))
             {
-                let prefix = n.kv_prefix.render(&app.name);
                 let mut secrets: Vec<&str> = app.secrets.iter().map(String::as_str).collect();
                 if !secrets.contains(&"config") {
                     secrets.insert(0, "config");
                 }
-                let signing: Vec<String> = app
-                    .signing_keys
-                    .iter()
-                    .map(|k| format!("signing/{}", k.name))
-                    .collect();
-                secrets.extend(signing.iter().map(String::as_str));
-                for s in secrets {
-                    out.push(grant(
-                        format!("{}/data/{prefix}/{s}", m.kv),
-                        &["create", "update", "read"],
-                    ));
+                let entries = secrets
+                    .into_iter()
+                    .map(|s| naming::secret(n, m, &app.name, s))
+                    .chain(
+                        app.signing_keys
+                            .iter()
+                            .map(|k| naming::signing_key(n, m, &app.name, k.name.as_str())),
+                    );
+                for entry in entries {
+                    out.push(grant(entry.data_path(), &["create", "update", "read"]));
                     // `update` on metadata: writers record who changed which keys in the
                     // secret's custom metadata (KV v2 keeps no author).
-                    out.push(grant(
-                        format!("{}/metadata/{prefix}/{s}", m.kv),
-                        &["read", "update"],
-                    ));
+                    out.push(grant(entry.metadata_path(), &["read", "update"]));
                 }
                 for k in &app.transit_keys {
                     out.push(grant(
@@ -166,23 +138,11 @@ pub fn grants(spec: &Spec, env: &Environment, identity: &Identity) -> Vec<Grant>
         // Each agent reports what it actually delivered to its own narrow path, so posture
         // shows what is deployed, not only what OpenBao issued.
         out.push(grant(
-            format!(
-                "{}/data/{}/{me}",
-                crate::desired::META_MOUNT,
-                crate::engines::DELIVERED_PREFIX
-            ),
+            naming::delivery_report(me.as_str()).data_path(),
             &["create", "update", "read"],
         ));
     }
     out
-}
-
-/// The policy name `identity` logs in with.
-pub fn policy_name(spec: &Spec, identity: &Identity) -> String {
-    match (&identity.kind, &identity.pipeline) {
-        (IdentityKind::Pipeline, Some(p)) => spec.naming.ops_policy.render(&p.app),
-        _ => spec.naming.policy.render(&identity.name),
-    }
 }
 
 /// Renders a policy document.
@@ -205,87 +165,4 @@ pub fn render(identity: &Identity, grants: &[Grant]) -> String {
         ));
     }
     s
-}
-
-/// Reads the grants out of a policy's HCL. Handles the forms Warden and `bao policy write`
-/// users write (one `path` block per grant, `capabilities` as a list); anything it cannot read
-/// is returned in the error so the linter reports it instead of passing it silently.
-pub fn parse(hcl: &str) -> Result<Vec<Grant>, String> {
-    let mut out = Vec::new();
-    let text: String = hcl
-        .lines()
-        .map(|l| match l.find('#') {
-            Some(i) if !in_string(l, i) => &l[..i],
-            _ => l,
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    let mut rest = text.as_str();
-    while let Some(i) = rest.find("path") {
-        let after = &rest[i + 4..];
-        let after_ws = after.trim_start();
-        if !after_ws.starts_with('"') {
-            rest = after;
-            continue;
-        }
-        let body = &after_ws[1..];
-        let end = body.find('"').ok_or("unterminated path string")?;
-        let path = body[..end].to_owned();
-        let block_start = body[end..]
-            .find('{')
-            .ok_or_else(|| format!("no block after path \"{path}\""))?
-            + end;
-        let block_end = body[block_start..]
-            .find('}')
-            .ok_or_else(|| format!("unterminated block for \"{path}\""))?
-            + block_start;
-        let block = &body[block_start + 1..block_end];
-        let caps = match block.find("capabilities") {
-            Some(c) => {
-                let list = &block[c..];
-                let open = list
-                    .find('[')
-                    .ok_or_else(|| format!("capabilities of \"{path}\" are not a list"))?;
-                let close = list
-                    .find(']')
-                    .ok_or_else(|| format!("capabilities of \"{path}\" are not closed"))?;
-                list[open + 1..close]
-                    .split(',')
-                    .map(|c| c.trim().trim_matches('"').to_owned())
-                    .filter(|c| !c.is_empty())
-                    .collect()
-            }
-            None => Vec::new(),
-        };
-        out.push(Grant {
-            path,
-            capabilities: caps,
-        });
-        rest = &body[block_end + 1..];
-    }
-    Ok(out)
-}
-
-fn in_string(line: &str, idx: usize) -> bool {
-    line[..idx].matches('"').count() % 2 == 1
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_what_it_renders_and_hand_written_policies() {
-        let hcl = r#"
-# a comment with path "x" { }
-path "kvv2/data/a/config" {
-  capabilities = ["read"]
-}
-path "sys/*" { capabilities = ["sudo", "read"] }
-"#;
-        let g = parse(hcl).unwrap();
-        assert_eq!(g.len(), 2);
-        assert_eq!(g[0].path, "kvv2/data/a/config");
-        assert_eq!(g[1].capabilities, ["sudo", "read"]);
-    }
 }

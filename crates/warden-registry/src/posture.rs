@@ -21,6 +21,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use warden_bao::Client;
+use warden_spec::naming::{self, Location};
 use warden_spec::rules::{Observed, judge};
 use warden_spec::{Credential, CredentialKind, Environment, Purpose, Spec, Status};
 
@@ -297,11 +298,7 @@ impl Reader<'_> {
         if let Some(r) = self.reports.get(identity) {
             return Ok(r.clone());
         }
-        let path = format!(
-            "{}/data/{}/{identity}",
-            warden_plan::META_MOUNT,
-            warden_plan::DELIVERED_PREFIX
-        );
+        let path = naming::delivery_report(identity).data_path();
         let r = self
             .get(&path)
             .await?
@@ -312,37 +309,20 @@ impl Reader<'_> {
     }
 
     async fn facts(&mut self, c: &Credential) -> Result<Facts, Error> {
-        let m = &self.env.mounts;
-        let n = &self.spec.naming;
         let id = c.identity.clone();
-        match &c.kind {
-            CredentialKind::IdentityCert | CredentialKind::Certificate => self.delivered(c).await,
-            CredentialKind::Secret(name) => {
-                let path = format!("{}/metadata/{}/{name}", m.kv, n.kv_prefix.render(&id));
-                self.kv_version(&path).await
+        match (&c.kind, naming::location(self.spec, self.env, c)) {
+            (CredentialKind::IdentityCert | CredentialKind::Certificate, _) => {
+                self.delivered(c).await
             }
-            CredentialKind::SigningKey(name) => {
-                let path = format!(
-                    "{}/metadata/{}/signing/{name}",
-                    m.kv,
-                    n.kv_prefix.render(&id)
-                );
-                self.kv_version(&path).await
+            (CredentialKind::Secret(_) | CredentialKind::SigningKey(_), Some(Location::Kv(e))) => {
+                self.kv_version(&e.metadata_path()).await
             }
-            CredentialKind::TransitKey(name) => {
-                let Some(key) = self
-                    .spec
-                    .identity(id.as_str())
-                    .and_then(|i| i.transit_keys.iter().find(|k| k.name.as_str() == name))
-                    .map(|k| k.key_name(&id))
-                else {
-                    return Ok(Facts::default());
-                };
+            (CredentialKind::TransitKey(_), Some(Location::TransitKey { mount, key })) => {
                 let mut f = Facts {
                     source: "transit key",
                     ..Facts::default()
                 };
-                if let Some(d) = self.get(&format!("{}/keys/{key}", m.transit)).await? {
+                if let Some(d) = self.get(&format!("{mount}/keys/{key}")).await? {
                     let latest = d.get("latest_version").and_then(Value::as_u64).unwrap_or(0);
                     f.detail.insert("version".into(), latest.to_string());
                     if let Some(min) = d.get("min_decryption_version").and_then(Value::as_u64) {
@@ -365,9 +345,8 @@ impl Reader<'_> {
                 }
                 Ok(f)
             }
-            CredentialKind::SecretId => {
-                let role = n.approle_role.render(&id);
-                let base = format!("auth/{}/role/{role}/secret-id", m.approle);
+            (CredentialKind::SecretId, Some(Location::AppRole { mount, role })) => {
+                let base = format!("auth/{mount}/role/{role}/secret-id");
                 let mut f = Facts {
                     source: "approle secret-id metadata",
                     ..Facts::default()
@@ -409,9 +388,8 @@ impl Reader<'_> {
                 }
                 Ok(f)
             }
-            CredentialKind::Database(_) => {
-                let role = n.db_role.render(&id);
-                let prefix = format!("sys/leases/lookup/{}/creds/{role}", m.database);
+            (CredentialKind::Database(_), Some(Location::DatabaseRole { mount, role })) => {
+                let prefix = format!("sys/leases/lookup/{mount}/creds/{role}");
                 let mut f = Facts {
                     source: "database leases",
                     ..Facts::default()
@@ -420,7 +398,7 @@ impl Reader<'_> {
                 f.detail
                     .insert("live_leases".into(), leases.len().to_string());
                 for l in leases {
-                    let lease_id = format!("{}/creds/{role}/{l}", m.database);
+                    let lease_id = format!("{mount}/creds/{role}/{l}");
                     let Ok(Some(s)) = self
                         .client
                         .write(
@@ -448,20 +426,16 @@ impl Reader<'_> {
                 }
                 Ok(f)
             }
-            CredentialKind::CiToken => {
+            (CredentialKind::CiToken, location) => {
                 let mut f = Facts {
                     source: "jwt role",
                     ..Facts::default()
                 };
-                let Some(pipeline) = self
-                    .spec
-                    .identity(id.as_str())
-                    .and_then(|i| i.pipeline.clone())
-                else {
+                // No location: not a pipeline of the spec.
+                let Some(role @ Location::JwtRole { .. }) = location else {
                     return Ok(f);
                 };
-                let path = format!("auth/{}/role/{}", m.jwt, n.ci_role.render(&pipeline.app));
-                if let Some(d) = self.get(&path).await? {
+                if let Some(d) = self.get(&role.to_string()).await? {
                     // Tokens are minted per run and live at most token_max_ttl: a token minted
                     // now is the worst case.
                     let max = d.get("token_max_ttl").and_then(Value::as_i64).unwrap_or(0);
@@ -471,17 +445,19 @@ impl Reader<'_> {
                 }
                 Ok(f)
             }
-            CredentialKind::DomainCert(slug) => {
+            (CredentialKind::DomainCert(slug), location) => {
                 let mut f = Facts {
                     source: "domain certificate in kv",
                     ..Facts::default()
                 };
-                let Some(d) = self.spec.domains.iter().find(|d| d.slug.as_str() == slug) else {
+                let (Some(d), Some(Location::Kv(entry))) = (
+                    self.spec.domains.iter().find(|d| d.slug.as_str() == slug),
+                    location,
+                ) else {
                     return Ok(f);
                 };
                 f.seen.renew_before_secs = Some(d.renew_before.as_secs());
-                let meta = format!("{}/metadata/{}", m.kv, d.kv_path());
-                let Some(md) = self.get(&meta).await? else {
+                let Some(md) = self.get(&entry.metadata_path()).await? else {
                     return Ok(f);
                 };
                 let version = md
@@ -492,7 +468,7 @@ impl Reader<'_> {
                 // `not_after` and `serial` are also kept in the version's custom metadata?
                 // No: they are fields of the entry; read only those two.
                 if let Some(data) = self
-                    .get(&format!("{}/data/{}", m.kv, d.kv_path()))
+                    .get(&entry.data_path())
                     .await?
                     .and_then(|v| v.get("data").cloned())
                 {
@@ -508,6 +484,8 @@ impl Reader<'_> {
                 }
                 Ok(f)
             }
+            // Each kind's location has the shape matched above (`naming::location`).
+            _ => Ok(Facts::default()),
         }
     }
 

@@ -32,13 +32,14 @@ use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use warden_bao::{Client, Idempotent, WrapInfo};
+use warden_spec::naming::{self, Location};
 use warden_spec::{Environment, Spec};
 use zeroize::{Zeroize, Zeroizing};
 
 pub use error::RevealError;
 pub use list::{CredentialSummary, Listing, RevealEntry, RevealState, list, token_state};
 pub use open::{Opened, open};
-pub use record::{RECORD_FORMAT, REVEAL_PREFIX, RevealKind, RevealRecord};
+pub use record::{RECORD_FORMAT, RevealKind, RevealRecord};
 pub use select::{Selected, covered_in, reveal_purpose, select};
 
 /// Default lifetime of a wrapping token: long enough to hand it over, short enough that a
@@ -192,15 +193,12 @@ async fn mint_secret_id(
     req: &CreateRequest<'_>,
     sel: &Selected<'_>,
 ) -> Result<WrapInfo, RevealError> {
-    let role = req
-        .spec
-        .naming
-        .approle_role
-        .render(&sel.credential.identity);
-    let path = format!(
-        "auth/{}/role/{role}/secret-id",
-        req.env.mounts.approle.trim_matches('/')
-    );
+    let Some(Location::AppRole { mount, role }) =
+        naming::location(req.spec, req.env, &sel.credential)
+    else {
+        unreachable!("a secret-id is minted by its container's AppRole role")
+    };
+    let path = format!("auth/{mount}/role/{role}/secret-id");
     let metadata = json!({
         "warden_purpose": sel.purpose.id.as_str(),
         "warden_credential": sel.credential.id,

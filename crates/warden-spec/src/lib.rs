@@ -4,13 +4,18 @@
 //! environments, identities (apps, proxies, containers, CI pipelines), naming templates in which
 //! the `<app>` slug threads through every path and name, and lint waivers. Every problem is a
 //! [`Diagnostic`] at `file:line:col` naming the key and, for typos, the word that was probably
-//! meant. Pure: no I/O beyond [`load`], no knowledge of HTTP or OpenBao.
+//! meant. Pure: no I/O beyond [`load`], no knowledge of HTTP.
 //!
-//! Start with [`load`] or [`parse`].
+//! [`naming`] is the one place that says where everything lives in OpenBao (mounts, prefixes,
+//! policy and role names, each credential's location), so every other crate imports the
+//! contract instead of spelling paths itself.
+//!
+//! Start with [`load`] or [`parse`]; for OpenBao paths, [`naming::location`].
 
 mod diag;
 mod duration;
 mod model;
+pub mod naming;
 mod raw;
 pub mod rules;
 mod validate;
@@ -21,6 +26,7 @@ use std::path::Path;
 pub use diag::{Diagnostic, Reporter, SpecError, did_you_mean, explain_toml_error, suggest};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use model::*;
+pub use naming::{Naming, Template};
 pub use rules::{Judgement, Observed, Refusal, Status};
 
 /// Parses and validates spec `text`; `file` names it in diagnostics.

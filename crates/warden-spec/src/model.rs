@@ -5,6 +5,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::naming::{self, Naming};
+
 /// A name that threads through paths and object names: `[a-z0-9][a-z0-9_-]*`, at most 63
 /// characters, so it is safe in a Vault path, a policy name, a Unix user name and a DNS label.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -62,52 +64,6 @@ impl Ttl {
     pub fn to_vault(self) -> String {
         format!("{}s", self.0.as_secs())
     }
-}
-
-/// A naming template in which `<app>` stands for the identity's slug.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Template(String);
-
-impl Template {
-    pub(crate) fn new(s: String) -> Self {
-        Self(s)
-    }
-
-    /// The template text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The name for `app`.
-    pub fn render(&self, app: &Slug) -> String {
-        self.0.replace("<app>", app.as_str())
-    }
-}
-
-/// How names derive from the `<app>` slug. Defaults follow the seeds; names are identical in
-/// every environment while each environment stays a separate server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Naming {
-    /// Runtime policy: `<app>`.
-    pub policy: Template,
-    /// CI/ops policy: `<app>-ops`.
-    pub ops_policy: Template,
-    /// KV path prefix inside the KV mounts: `<app>` (so `kvv2/<app>/config`).
-    pub kv_prefix: Template,
-    /// Database role: `<app>` (so `postgres/creds/<app>`).
-    pub db_role: Template,
-    /// PostgreSQL group role granted to dynamic users: `<app>_role`.
-    pub db_group: Template,
-    /// JWT role for CI: `gitea_cicd_<app>`.
-    pub ci_role: Template,
-    /// PKI role issuing the identity's leaf certificates: `<app>`.
-    pub pki_role: Template,
-    /// Cert-auth role: `<app>`.
-    pub cert_role: Template,
-    /// AppRole role: `<app>`.
-    pub approle_role: Template,
-    /// PKI role that issues the identity's own mTLS client certificate: `<app>-identity`.
-    pub identity_role: Template,
 }
 
 /// Mount paths of one environment.
@@ -384,50 +340,40 @@ impl Spec {
     pub fn credentials(&self) -> Vec<Credential> {
         let mut out = Vec::new();
         for i in &self.identities {
-            let mut add = |suffix: String, kind: CredentialKind| {
-                out.push(Credential {
-                    id: format!("{}/{suffix}", i.name),
+            let mut add = |kind: CredentialKind| {
+                out.push(Credential::new(
+                    i.name.clone(),
                     kind,
-                    identity: i.name.clone(),
-                    environments: i.environments.clone(),
-                });
+                    i.environments.clone(),
+                ));
             };
             match i.kind {
-                IdentityKind::App | IdentityKind::Proxy => {
-                    add("identity-cert".into(), CredentialKind::IdentityCert);
-                }
-                IdentityKind::Container => add("secret-id".into(), CredentialKind::SecretId),
-                IdentityKind::Pipeline => add("ci-token".into(), CredentialKind::CiToken),
+                IdentityKind::App | IdentityKind::Proxy => add(CredentialKind::IdentityCert),
+                IdentityKind::Container => add(CredentialKind::SecretId),
+                IdentityKind::Pipeline => add(CredentialKind::CiToken),
             }
             if i.certificate.is_some() {
-                add("certificate".into(), CredentialKind::Certificate);
+                add(CredentialKind::Certificate);
             }
             for s in &i.secrets {
-                add(format!("secret/{s}"), CredentialKind::Secret(s.clone()));
+                add(CredentialKind::Secret(s.clone()));
             }
             for d in &i.databases {
-                add(format!("database/{d}"), CredentialKind::Database(d.clone()));
+                add(CredentialKind::Database(d.clone()));
             }
             for k in &i.transit_keys {
-                add(
-                    format!("transit/{}", k.name),
-                    CredentialKind::TransitKey(k.name.to_string()),
-                );
+                add(CredentialKind::TransitKey(k.name.to_string()));
             }
             for k in &i.signing_keys {
-                add(
-                    format!("signing-key/{}", k.name),
-                    CredentialKind::SigningKey(k.name.to_string()),
-                );
+                add(CredentialKind::SigningKey(k.name.to_string()));
             }
         }
         for d in &self.domains {
-            out.push(Credential {
-                id: format!("domain/{}", d.slug),
-                kind: CredentialKind::DomainCert(d.slug.to_string()),
-                identity: d.app.clone(),
-                environments: d.environments.clone(),
-            });
+            out.push(Credential::new(
+                d.app.clone(),
+                CredentialKind::DomainCert(d.slug.to_string()),
+                d.environments.clone(),
+            ));
         }
         out
     }
@@ -512,7 +458,7 @@ pub struct TransitKey {
 impl TransitKey {
     /// The key's name in the transit mount for `app`.
     pub fn key_name(&self, app: &Slug) -> String {
-        format!("{app}-{}", self.name)
+        naming::transit_key_name(app, self.name.as_str())
     }
 }
 
@@ -556,7 +502,7 @@ impl SigningAlgorithm {
 /// rotation is a new KV version; the previous one stays valid for `grace`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SigningKey {
-    /// Short name; stored at `<kv>/<kv_prefix>/signing/<name>`.
+    /// Short name; stored at `<kv>/<kv_prefix>/signing/<name>` ([`naming::signing_key`]).
     pub name: Slug,
     /// Algorithm.
     pub algorithm: SigningAlgorithm,
@@ -564,13 +510,6 @@ pub struct SigningKey {
     pub grace: Ttl,
     /// How often it should rotate (default 90d).
     pub interval: Ttl,
-}
-
-impl SigningKey {
-    /// The KV path (inside the KV v2 mount) of `app`'s key.
-    pub fn kv_path(&self, kv_prefix: &str) -> String {
-        format!("{kv_prefix}/signing/{}", self.name)
-    }
 }
 
 /// What a workload's service-account token must say to log in as an identity.
@@ -627,12 +566,12 @@ pub struct DomainCert {
 impl DomainCert {
     /// KV path (inside the KV v2 mount): `domains/<domain>/cert`.
     pub fn kv_path(&self) -> String {
-        format!("domains/{}/cert", self.domain)
+        naming::domain_cert_path(&self.domain)
     }
 
     /// PKI role that issues it: `domain-<slug>`.
     pub fn pki_role(&self) -> String {
-        format!("domain-{}", self.slug)
+        naming::domain_pki_role(&self.slug)
     }
 }
 
@@ -796,10 +735,12 @@ pub enum CredentialKind {
     DomainCert(String),
 }
 
-/// One credential the spec creates, with the reference purposes use to cover it.
+/// One credential the spec creates, with the reference purposes use to cover it. `identity`
+/// and `kind` are its typed id: [`naming::credential_id`] renders them as `id` and
+/// [`naming::location`] says where they live in OpenBao.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credential {
-    /// `<identity>/<kind>[/<name>]` or `domain/<slug>`.
+    /// `<identity>/<kind>[/<name>]` or `domain/<slug>`, rendered from `identity` and `kind`.
     pub id: String,
     /// Kind.
     pub kind: CredentialKind,
@@ -807,4 +748,16 @@ pub struct Credential {
     pub identity: Slug,
     /// Environments it exists in.
     pub environments: Vec<Slug>,
+}
+
+impl Credential {
+    /// The credential of `kind` that `identity` consumes in `environments`, with its reference.
+    pub fn new(identity: Slug, kind: CredentialKind, environments: Vec<Slug>) -> Self {
+        Self {
+            id: naming::credential_id(&identity, &kind),
+            kind,
+            identity,
+            environments,
+        }
+    }
 }

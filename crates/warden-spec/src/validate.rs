@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use crate::diag::{Reporter, did_you_mean};
 use crate::model::*;
+use crate::naming::{Naming, Template, unclean_segment};
 use crate::raw::*;
 use crate::validate_ext as ext;
 
@@ -409,6 +410,19 @@ fn naming(raw: Option<&toml::Spanned<RawNaming>>, r: &mut Reporter<'_>) -> Optio
                     .any(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '/' | '.')))
                 {
                     r.error(s.span(), format!("naming.{key}"), "templates may only contain letters, digits, '-', '_', '.', '/' besides `<app>`");
+                    ok = false;
+                } else if let Some(seg) = unclean_segment(text) {
+                    let what = if seg.is_empty() {
+                        "an empty path segment".to_owned()
+                    } else {
+                        format!("a `{seg}` path segment")
+                    };
+                    r.error_help(
+                        s.span(),
+                        format!("naming.{key}"),
+                        format!("`{text}` has {what}: a rendered name could leave the identity's own paths"),
+                        Some(format!("write names separated by single '/', without '.' or '..' segments and without a leading or trailing '/', for example \"{def}\"")),
+                    );
                     ok = false;
                 }
                 Template::new(text.clone())

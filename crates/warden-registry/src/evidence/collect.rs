@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 use warden_bao::Client;
-use warden_plan::policy::{Grant, MANAGED_MARK};
-use warden_plan::{META_MOUNT, REGISTRY_PREFIX};
-use warden_spec::{Credential, CredentialKind, Delivery, Environment, Purpose, Spec};
+use warden_spec::naming::policy::{Grant, MANAGED_MARK};
+use warden_spec::naming::{self, Location};
+use warden_spec::{Credential, Delivery, Environment, Purpose, Spec};
 
 use super::EvidenceError;
 use super::readers::{access_paths, policy_holders, readers};
@@ -189,7 +189,7 @@ async fn live_policies(i: &Inputs<'_>) -> Result<(Policies, Vec<Value>), Evidenc
             .read_policy(&name)
             .await
             .map_err(i.read_err(format!("sys/policies/acl/{name}")))?;
-        match warden_plan::policy::parse(&text) {
+        match naming::policy::parse(&text) {
             Ok(g) => {
                 out.insert(name, (text, g));
             }
@@ -201,8 +201,8 @@ async fn live_policies(i: &Inputs<'_>) -> Result<(Policies, Vec<Value>), Evidenc
 
 /// The registry entry `apply` published for `p` here, with its KV version.
 async fn registry_entry(i: &Inputs<'_>, p: &Purpose) -> Result<Value, EvidenceError> {
-    let rel = format!("{REGISTRY_PREFIX}/{}", p.id);
-    match i.client.kv2(META_MOUNT).read(&rel, None).await {
+    let at = naming::registry_entry(p.id.as_str());
+    match i.client.kv2(&at.mount).read(&at.path, None).await {
         Ok(v) => {
             // A registry entry is metadata only (ADR 0006), so exposing it is safe.
             let entry: serde_json::Map<String, Value> = v
@@ -211,14 +211,14 @@ async fn registry_entry(i: &Inputs<'_>, p: &Purpose) -> Result<Value, EvidenceEr
                 .map(|(k, s)| (k.to_owned(), s.expose().clone()))
                 .collect();
             Ok(json!({
-                "path": format!("{META_MOUNT}/data/{rel}"),
+                "path": at.data_path(),
                 "version": v.meta.version,
                 "written": v.meta.created_time,
                 "entry": entry,
             }))
         }
         Err(warden_bao::KvError::NotFound { .. }) => Ok(json!({
-            "path": format!("{META_MOUNT}/data/{rel}"),
+            "path": at.data_path(),
             "published": false,
         })),
         Err(e) => Err(EvidenceError::Kv {
@@ -230,23 +230,10 @@ async fn registry_entry(i: &Inputs<'_>, p: &Purpose) -> Result<Value, EvidenceEr
 
 /// What OpenBao keeps of a credential's past: KV versions or transit key versions.
 async fn history(i: &Inputs<'_>, c: &Credential) -> Result<Value, EvidenceError> {
-    let n = &i.spec.naming;
-    let m = &i.env.mounts;
-    let prefix = n.kv_prefix.render(&c.identity);
-    let kv_rel = match &c.kind {
-        CredentialKind::Secret(name) => Some(format!("{prefix}/{name}")),
-        CredentialKind::SigningKey(name) => Some(format!("{prefix}/signing/{name}")),
-        CredentialKind::DomainCert(slug) => i
-            .spec
-            .domains
-            .iter()
-            .find(|d| d.slug.as_str() == slug)
-            .map(warden_spec::DomainCert::kv_path),
-        _ => None,
-    };
-    if let Some(rel) = kv_rel {
-        let path = format!("{}/metadata/{rel}", m.kv);
-        return match i.client.kv2(&m.kv).metadata(&rel).await {
+    let location = naming::location(i.spec, i.env, c);
+    if let Some(Location::Kv(entry)) = &location {
+        let path = entry.metadata_path();
+        return match i.client.kv2(&entry.mount).metadata(&entry.path).await {
             Ok(meta) => Ok(json!({
                 "source": "kv-metadata",
                 "path": path,
@@ -267,12 +254,11 @@ async fn history(i: &Inputs<'_>, c: &Credential) -> Result<Value, EvidenceError>
             }),
         };
     }
-    if let CredentialKind::TransitKey(name) = &c.kind {
-        let key = format!("{}-{name}", c.identity);
-        return match i.client.transit(&m.transit).key_info(&key).await {
+    if let Some(Location::TransitKey { mount, key }) = &location {
+        return match i.client.transit(mount).key_info(key).await {
             Ok(info) => Ok(json!({
                 "source": "transit",
-                "key": format!("{}/keys/{key}", m.transit),
+                "key": format!("{mount}/keys/{key}"),
                 "latest_version": info.latest_version,
                 "min_decryption_version": info.min_decryption_version,
                 "exportable": info.exportable,
@@ -280,7 +266,7 @@ async fn history(i: &Inputs<'_>, c: &Credential) -> Result<Value, EvidenceError>
             })),
             Err(warden_bao::TransitError::KeyNotFound { .. }) => Ok(json!({
                 "source": "transit",
-                "key": format!("{}/keys/{key}", m.transit),
+                "key": format!("{mount}/keys/{key}"),
                 "absent": true,
             })),
             Err(source) => Err(EvidenceError::Transit {

@@ -14,7 +14,7 @@ use super::EvidenceError;
 use super::packet::PublicKey;
 
 /// The transit key's name.
-pub use warden_plan::EVIDENCE_KEY;
+pub use warden_spec::naming::EVIDENCE_KEY;
 
 /// One version of the key: its public half only.
 #[derive(Debug, Clone, Serialize)]

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use warden_plan::policy::Grant;
+use warden_spec::naming::{self, Location, policy::Grant};
 use warden_spec::{Credential, CredentialKind, Environment, Spec};
 
 /// One way to reach a credential.
@@ -38,59 +38,42 @@ fn access(path: String, how: &'static str, capabilities: &'static [&'static str]
 /// The paths through which `cred` can be obtained or used in `env`. A CI token is obtained by
 /// logging in with the pipeline's own OIDC token, which no policy grants: it has none.
 pub fn access_paths(spec: &Spec, env: &Environment, cred: &Credential) -> Vec<AccessPath> {
-    let m = &env.mounts;
-    let n = &spec.naming;
-    let who = &cred.identity;
-    let kv = |rel: String| {
+    let pki = |mount: &str, role: &str| {
         vec![
-            access(format!("{}/data/{rel}", m.kv), "read", READ),
-            access(format!("{}/data/{rel}", m.kv), "write", WRITE),
+            access(format!("{mount}/sign/{role}"), "issue", WRITE),
+            access(format!("{mount}/issue/{role}"), "issue", WRITE),
         ]
     };
-    let pki = |role: String| {
-        vec![
-            access(format!("{}/sign/{role}", m.pki), "issue", WRITE),
-            access(format!("{}/issue/{role}", m.pki), "issue", WRITE),
-        ]
+    let Some(location) = naming::location(spec, env, cred) else {
+        return Vec::new();
     };
-    match &cred.kind {
-        CredentialKind::IdentityCert => pki(n.identity_role.render(who)),
-        CredentialKind::Certificate => pki(n.pki_role.render(who)),
-        CredentialKind::Secret(name) => kv(format!("{}/{name}", n.kv_prefix.render(who))),
-        CredentialKind::SigningKey(name) => {
-            kv(format!("{}/signing/{name}", n.kv_prefix.render(who)))
+    let mut out = match location {
+        Location::Kv(entry) => vec![
+            access(entry.data_path(), "read", READ),
+            access(entry.data_path(), "write", WRITE),
+        ],
+        Location::PkiRole { mount, role } => pki(&mount, &role),
+        Location::DatabaseRole { mount, role } => {
+            vec![access(format!("{mount}/creds/{role}"), "read", READ)]
         }
-        CredentialKind::Database(_) => vec![access(
-            format!("{}/creds/{}", m.database, n.db_role.render(who)),
-            "read",
-            READ,
-        )],
-        CredentialKind::SecretId => vec![access(
-            format!(
-                "auth/{}/role/{}/secret-id",
-                m.approle,
-                n.approle_role.render(who)
-            ),
+        Location::AppRole { mount, role } => vec![access(
+            format!("auth/{mount}/role/{role}/secret-id"),
             "mint",
             WRITE,
         )],
-        CredentialKind::CiToken => Vec::new(),
-        CredentialKind::TransitKey(name) => {
-            let key = format!("{who}-{name}");
-            ["encrypt", "decrypt", "sign", "verify", "rewrap"]
-                .into_iter()
-                .map(|op| access(format!("{}/{op}/{key}", m.transit), "use", WRITE))
-                .collect()
-        }
-        CredentialKind::DomainCert(slug) => {
-            let mut out = Vec::new();
-            if let Some(d) = spec.domains.iter().find(|d| d.slug.as_str() == slug) {
-                out.extend(kv(d.kv_path()));
-                out.extend(pki(d.pki_role()));
-            }
-            out
-        }
+        Location::JwtRole { .. } => Vec::new(),
+        Location::TransitKey { mount, key } => ["encrypt", "decrypt", "sign", "verify", "rewrap"]
+            .into_iter()
+            .map(|op| access(format!("{mount}/{op}/{key}"), "use", WRITE))
+            .collect(),
+    };
+    // A domain certificate lives in KV but is issued by its own PKI role.
+    if let CredentialKind::DomainCert(slug) = &cred.kind
+        && let Some(d) = spec.domains.iter().find(|d| d.slug.as_str() == slug)
+    {
+        out.extend(pki(&env.mounts.pki, &d.pki_role()));
     }
+    out
 }
 
 /// Whether the ACL path `pattern` covers `path`.
@@ -197,7 +180,7 @@ pub fn readers(
 pub fn policy_holders(spec: &Spec, env: &str) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for id in spec.identities_in(env) {
-        out.entry(warden_plan::policy::policy_name(spec, id))
+        out.entry(naming::policy_name(spec, id))
             .or_default()
             .push(id.name.to_string());
     }
@@ -209,7 +192,7 @@ mod tests {
     use super::*;
 
     fn grants(hcl: &str) -> Vec<Grant> {
-        warden_plan::policy::parse(hcl).expect("policy")
+        naming::policy::parse(hcl).expect("policy")
     }
 
     #[test]

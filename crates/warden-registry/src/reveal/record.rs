@@ -3,10 +3,7 @@
 //! a SHA-256 verifier of a locally generated value.
 
 use serde::{Deserialize, Serialize};
-use warden_plan::META_MOUNT;
-
-/// Where reveal records live inside [`META_MOUNT`]: `reveal/<purpose>/<wrapping accessor>`.
-pub const REVEAL_PREFIX: &str = "reveal";
+use warden_spec::naming;
 
 /// Format tag of a record, so a later change of shape is recognisable.
 pub const RECORD_FORMAT: &str = "warden-reveal/1";
@@ -68,12 +65,12 @@ pub struct RevealRecord {
 impl RevealRecord {
     /// KV v2 metadata folder of `purpose`'s records (for listing).
     pub fn kv_metadata_dir(purpose: &str) -> String {
-        format!("{META_MOUNT}/metadata/{REVEAL_PREFIX}/{purpose}")
+        naming::reveal_records(purpose).metadata_path()
     }
 
     /// KV v2 data path of the record for `accessor`.
     pub fn data_path(purpose: &str, accessor: &str) -> String {
-        format!("{META_MOUNT}/data/{REVEAL_PREFIX}/{purpose}/{accessor}")
+        naming::reveal_record(purpose, accessor).data_path()
     }
 
     /// This record's KV v2 data path.

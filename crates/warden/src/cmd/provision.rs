@@ -72,12 +72,12 @@ pub(crate) async fn lint(args: LintArgs, out: &Output) -> anyhow::Result<ExitCod
 
 async fn lint_live(resolved: &Resolved, env: &Environment) -> anyhow::Result<Vec<Finding>> {
     let client = resolved.client(env)?;
-    let mut live: BTreeMap<String, Vec<warden_plan::policy::Grant>> = BTreeMap::new();
+    let mut live: BTreeMap<String, Vec<warden_spec::naming::policy::Grant>> = BTreeMap::new();
     for id in resolved.spec.identities_in(env.name.as_str()) {
-        let name = warden_plan::policy::policy_name(&resolved.spec, id);
+        let name = warden_spec::naming::policy_name(&resolved.spec, id);
         match client.read_policy(&name).await {
             Ok(hcl) => {
-                let grants = warden_plan::policy::parse(&hcl).map_err(|e| {
+                let grants = warden_spec::naming::policy::parse(&hcl).map_err(|e| {
                     anyhow::anyhow!("{}: policy {name} is unreadable: {e}", env.name)
                 })?;
                 live.insert(id.name.to_string(), grants);

@@ -163,7 +163,6 @@ fn locate(
             id.secrets.join(", ")
         ));
     }
-    let prefix = session.spec().naming.kv_prefix.render(&id.name);
     let mounts = &session.env.mounts;
     let location = Location {
         env: session.env_name().to_owned(),
@@ -174,7 +173,7 @@ fn locate(
             Engine::Kv2 => mounts.kv.clone(),
             Engine::Kv1 => mounts.kv_v1.clone(),
         },
-        path: format!("{prefix}/{}", r.name),
+        path: warden_spec::naming::secret_path(&session.spec().naming, &id.name, &r.name),
     };
     Ok((session, location))
 }

@@ -602,3 +602,41 @@ fn output_into_a_closed_pipe_does_not_panic() {
         out.status
     );
 }
+
+/// A naming template with a `..` segment would render policy paths that leave the identity's
+/// own prefix (`kvv2/data/billing/../ledger/config`); `lint` and `plan` refuse the spec at the
+/// template, with what to write instead, before any server is contacted.
+#[test]
+fn lint_and_plan_refuse_a_dotdot_naming_template() {
+    let dir = temp_dir();
+    let text = replace_once(
+        EXAMPLE,
+        "kv_prefix    = \"<app>\"",
+        "kv_prefix    = \"<app>/../ledger\"",
+    );
+    let spec = write_file(dir.path(), "dotdot.toml", &text);
+    let (line, col) = position(&text, "\"<app>/../ledger\"");
+    for args in [&["lint", "--offline"][..], &["plan"][..]] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(args)
+            .arg("--spec")
+            .arg(&spec)
+            .env_remove("WARDEN_LAB_DIR")
+            .output()
+            .expect("run warden");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        let at = format!(
+            "{}:{line}:{col}: naming.kv_prefix: `<app>/../ledger` has a `..` path segment",
+            spec.display()
+        );
+        assert!(
+            stderr.contains(&at),
+            "{args:?}: stderr lacks {at:?}:\n{stderr}"
+        );
+        assert!(
+            stderr.contains("help: write names separated by single '/'"),
+            "{args:?}: {stderr}"
+        );
+    }
+}

@@ -29,8 +29,7 @@ pub(crate) async fn run(args: JwksArgs, out: &Output) -> anyhow::Result<ExitCode
     let (app, key) = super::select::lookup(spec, &args.app, &args.key)?;
     let env = resolved.one_env("rotate jwks", OneEnv::WhereLives(app))?;
     let client = resolved.client(env)?;
-    let prefix = spec.naming.kv_prefix.render(&app.name);
-    let config = SigningKeyConfig::from_spec(&env.mounts.kv, &prefix, key);
+    let config = SigningKeyConfig::from_spec(spec, env, &app.name, key);
     let clock: Arc<dyn Clock> = match at {
         Some(t) => Arc::new(ManualClock::new(t)),
         None => Arc::new(SystemClock),

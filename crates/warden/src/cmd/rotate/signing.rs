@@ -70,8 +70,7 @@ pub(crate) async fn run(args: SigningKeyArgs, out: &Output) -> anyhow::Result<Ex
             clients.insert(name.clone(), resolved.client(env)?);
         }
         let client = &clients[&name];
-        let prefix = spec.naming.kv_prefix.render(&k.app.name);
-        let config = SigningKeyConfig::from_spec(&env.mounts.kv, &prefix, k.key);
+        let config = SigningKeyConfig::from_spec(spec, env, &k.app.name, k.key);
         let from_version = warden_keys::current_version(client, &config.location)
             .await
             .with_context(|| format!("{name}: could not read {}", config.location))?;

@@ -1,0 +1,334 @@
+//! The naming contract: where everything Warden creates lives in OpenBao.
+//!
+//! The planner writes these objects, the agent reads and reports through them, the registry
+//! audits them and the CLI reaches them for operators. If each spelled the paths itself, one
+//! changed spelling would silently split them (a policy granting one path while the agent reads
+//! another) and drag crates into depending on each other for constants. So every name, prefix
+//! and path is decided here, once, from the spec alone, and every crate imports it. Pure: no
+//! I/O.
+//!
+//! | what | API |
+//! |---|---|
+//! | where a credential lives | [`location`] → [`Location`] |
+//! | a credential's reference (`billing/secret/config`) | [`credential_id`], [`Credential::new`] |
+//! | Warden's own KV v2 mount and its folders | [`META_MOUNT`], [`OWNED_RECORD`], [`REGISTRY_PREFIX`], [`DELIVERED_PREFIX`], [`REVEAL_PREFIX`]; entries: [`ownership_record`], [`registry_entry`], [`delivery_report`], [`reveal_record`], [`reveal_records`] |
+//! | KV entries ([`KvEntry`]: mount + path) of an app | [`kv_prefix`], [`secret`], [`secret_path`], [`signing_key`], [`domain_cert`], [`domain_cert_path`] |
+//! | policies | [`policy_name`], [`REGISTRY_READER_POLICY`]; reading HCL: [`policy`] |
+//! | identity certificates | [`identity_common_name`], [`IDENTITY_CERT_TTL_SECS`] |
+//! | transit and PKI names | [`transit_key_name`], [`EVIDENCE_KEY`], [`domain_pki_role`] |
+//! | the `[naming]` templates | [`Naming`], [`Template`] |
+
+pub mod policy;
+mod template;
+
+use std::fmt;
+
+pub(crate) use template::unclean_segment;
+pub use template::{Naming, Template};
+
+use crate::model::{
+    Credential, CredentialKind, Environment, Identity, IdentityKind, Mounts, Slug, Spec,
+};
+
+/// Warden's own KV v2 mount in every environment. It holds what Warden itself must remember
+/// next to the environment it describes (the ownership record, the purpose registry, delivery
+/// reports, reveal records), apart from the mounts whose contents belong to apps.
+pub const META_MOUNT: &str = "warden";
+
+/// The entry inside [`META_MOUNT`] that lists the objects Warden created, so `--prune` only
+/// ever removes Warden's own objects.
+pub const OWNED_RECORD: &str = "owned";
+
+/// The folder inside [`META_MOUNT`] holding one registry entry per purpose (its contract and
+/// the credentials it covers); metadata only, never a value.
+pub const REGISTRY_PREFIX: &str = "registry";
+
+/// The folder inside [`META_MOUNT`] where each identity's agent reports what it delivered, so
+/// posture shows what is deployed and not only what OpenBao issued.
+pub const DELIVERED_PREFIX: &str = "delivered";
+
+/// The folder inside [`META_MOUNT`] holding the metadata of each reveal-once credential
+/// (`reveal/<purpose>/<wrapping accessor>`); never the value or the wrapping token.
+pub const REVEAL_PREFIX: &str = "reveal";
+
+/// Policy that may read the registry, delivery reports and reveal records; assigned to no
+/// identity by Warden (operators, posture dashboards and auditors get it).
+pub const REGISTRY_READER_POLICY: &str = "warden-registry-reader";
+
+/// The transit key (in the environment's transit mount) that signs evidence packets: Ed25519,
+/// never exportable, so a packet can only have been signed inside OpenBao.
+pub const EVIDENCE_KEY: &str = "warden-evidence";
+
+/// Lifetime of an identity's mTLS client certificate: enrollment asks for it and the identity
+/// role allows no more, so both must read the same number.
+pub const IDENTITY_CERT_TTL_SECS: u64 = 30 * 24 * 3600;
+
+/// A KV v2 entry: a mount and the entry's path inside it. KV v2 splits every entry's API into
+/// `data/` and `metadata/`, so callers ask for those instead of gluing the segment in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KvEntry {
+    /// The KV v2 mount (`kvv2`, [`META_MOUNT`]).
+    pub mount: String,
+    /// The entry's path inside the mount (`billing/config`).
+    pub path: String,
+}
+
+impl KvEntry {
+    fn new(mount: &str, path: String) -> Self {
+        Self {
+            mount: mount.to_owned(),
+            path,
+        }
+    }
+
+    /// `<mount>/data/<path>`: where values are read and written.
+    pub fn data_path(&self) -> String {
+        format!("{}/data/{}", self.mount, self.path)
+    }
+
+    /// `<mount>/metadata/<path>`: versions, their times and custom metadata.
+    pub fn metadata_path(&self) -> String {
+        format!("{}/metadata/{}", self.mount, self.path)
+    }
+}
+
+impl fmt::Display for KvEntry {
+    /// `<mount>/<path>`, the way `bao kv` names an entry.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.mount, self.path)
+    }
+}
+
+/// Where a credential lives in OpenBao: the mount, and the object in it that stores, issues,
+/// mints or holds the credential.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Location {
+    /// Stored as a KV v2 entry (secrets, signing keys, domain certificates).
+    Kv(KvEntry),
+    /// Issued on request by a PKI role at `<mount>/sign/<role>`; OpenBao keeps no copy
+    /// (`no_store`), so only the agent's delivery report knows the current certificate.
+    PkiRole {
+        /// The PKI mount.
+        mount: String,
+        /// The role.
+        role: String,
+    },
+    /// Dynamic credentials read at `<mount>/creds/<role>`, one lease each.
+    DatabaseRole {
+        /// The database secrets engine's mount.
+        mount: String,
+        /// The role.
+        role: String,
+    },
+    /// Minted by an AppRole role at `auth/<mount>/role/<role>/secret-id`.
+    AppRole {
+        /// The AppRole auth mount (without `auth/`).
+        mount: String,
+        /// The role.
+        role: String,
+    },
+    /// Obtained by logging in to the JWT auth role `auth/<mount>/role/<role>` with a CI
+    /// system's own token; no policy grants it.
+    JwtRole {
+        /// The JWT auth mount (without `auth/`).
+        mount: String,
+        /// The role.
+        role: String,
+    },
+    /// A transit key at `<mount>/keys/<key>`, used through `<mount>/<operation>/<key>`; the key
+    /// never leaves OpenBao.
+    TransitKey {
+        /// The transit mount.
+        mount: String,
+        /// The key's name.
+        key: String,
+    },
+}
+
+impl Location {
+    /// The mount (for auth backends, without `auth/`).
+    pub fn mount(&self) -> &str {
+        match self {
+            Self::Kv(e) => &e.mount,
+            Self::PkiRole { mount, .. }
+            | Self::DatabaseRole { mount, .. }
+            | Self::AppRole { mount, .. }
+            | Self::JwtRole { mount, .. }
+            | Self::TransitKey { mount, .. } => mount,
+        }
+    }
+
+    /// The path inside the mount of the object that holds or issues the credential: the KV
+    /// entry, `roles/<role>`, `role/<role>` or `keys/<key>`.
+    pub fn path(&self) -> String {
+        match self {
+            Self::Kv(e) => e.path.clone(),
+            Self::PkiRole { role, .. } | Self::DatabaseRole { role, .. } => format!("roles/{role}"),
+            Self::AppRole { role, .. } | Self::JwtRole { role, .. } => format!("role/{role}"),
+            Self::TransitKey { key, .. } => format!("keys/{key}"),
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    /// The object's API path: `<mount>/<path>`, under `auth/` for auth backends.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::AppRole { .. } | Self::JwtRole { .. } => {
+                write!(f, "auth/{}/{}", self.mount(), self.path())
+            }
+            _ => write!(f, "{}/{}", self.mount(), self.path()),
+        }
+    }
+}
+
+/// Where the credential `cred` lives in `env`. `None` only for a credential the spec does not
+/// declare (a domain certificate or a pipeline the spec does not know), which
+/// [`Spec::credentials`] never yields.
+pub fn location(spec: &Spec, env: &Environment, cred: &Credential) -> Option<Location> {
+    let m = &env.mounts;
+    let n = &spec.naming;
+    let who = &cred.identity;
+    let pki = |role: String| Location::PkiRole {
+        mount: m.pki.clone(),
+        role,
+    };
+    Some(match &cred.kind {
+        CredentialKind::IdentityCert => pki(n.identity_role.render(who)),
+        CredentialKind::Certificate => pki(n.pki_role.render(who)),
+        CredentialKind::Secret(name) => Location::Kv(secret(n, m, who, name)),
+        CredentialKind::SigningKey(name) => Location::Kv(signing_key(n, m, who, name)),
+        CredentialKind::Database(_) => Location::DatabaseRole {
+            mount: m.database.clone(),
+            role: n.db_role.render(who),
+        },
+        CredentialKind::SecretId => Location::AppRole {
+            mount: m.approle.clone(),
+            role: n.approle_role.render(who),
+        },
+        CredentialKind::CiToken => {
+            // A pipeline logs in with its app's CI role: the role is named after the app.
+            let app = &spec.identity(who.as_str())?.pipeline.as_ref()?.app;
+            Location::JwtRole {
+                mount: m.jwt.clone(),
+                role: n.ci_role.render(app),
+            }
+        }
+        CredentialKind::TransitKey(name) => Location::TransitKey {
+            mount: m.transit.clone(),
+            key: transit_key_name(who, name),
+        },
+        CredentialKind::DomainCert(slug) => {
+            let d = spec.domains.iter().find(|d| d.slug.as_str() == slug)?;
+            Location::Kv(domain_cert(m, &d.domain))
+        }
+    })
+}
+
+/// A credential's reference, as purposes cover it and agents report it:
+/// `<identity>/<kind>[/<name>]`, or `domain/<slug>` for a domain certificate (whose identity
+/// is the app that reads it, while the certificate belongs to the domain).
+pub fn credential_id(identity: &Slug, kind: &CredentialKind) -> String {
+    match kind {
+        CredentialKind::IdentityCert => format!("{identity}/identity-cert"),
+        CredentialKind::Certificate => format!("{identity}/certificate"),
+        CredentialKind::Secret(s) => format!("{identity}/secret/{s}"),
+        CredentialKind::Database(d) => format!("{identity}/database/{d}"),
+        CredentialKind::SecretId => format!("{identity}/secret-id"),
+        CredentialKind::CiToken => format!("{identity}/ci-token"),
+        CredentialKind::TransitKey(k) => format!("{identity}/transit/{k}"),
+        CredentialKind::SigningKey(k) => format!("{identity}/signing-key/{k}"),
+        CredentialKind::DomainCert(slug) => format!("domain/{slug}"),
+    }
+}
+
+/// The policy `identity` logs in with: its runtime policy, or for a pipeline its app's ops
+/// policy (a pipeline acts for its app, so every pipeline of one app shares it).
+pub fn policy_name(spec: &Spec, identity: &Identity) -> String {
+    match (&identity.kind, &identity.pipeline) {
+        (IdentityKind::Pipeline, Some(p)) => spec.naming.ops_policy.render(&p.app),
+        _ => spec.naming.policy.render(&identity.name),
+    }
+}
+
+/// The common name of `identity`'s mTLS client certificate in `env`: pinned in its PKI identity
+/// role and in its cert-auth role, so that certificate opens exactly one identity.
+pub fn identity_common_name(identity: &Identity, env: &Environment) -> String {
+    format!("{}.identity.{}", identity.name, env.domain)
+}
+
+/// The folder of `app`'s entries inside the KV mounts (the `naming.kv_prefix` template). The
+/// one place that renders it: policies, agents, the registry and the CLI must agree on it.
+pub fn kv_prefix(naming: &Naming, app: &Slug) -> String {
+    naming.kv_prefix.render(app)
+}
+
+/// `app`'s KV v2 secret `name`: `<kv>/<kv_prefix>/<name>`.
+pub fn secret(naming: &Naming, mounts: &Mounts, app: &Slug, name: &str) -> KvEntry {
+    KvEntry::new(&mounts.kv, secret_path(naming, app, name))
+}
+
+/// The path of `app`'s secret `name` inside a KV mount (v1 or v2): `<kv_prefix>/<name>`.
+pub fn secret_path(naming: &Naming, app: &Slug, name: &str) -> String {
+    format!("{}/{name}", kv_prefix(naming, app))
+}
+
+/// `app`'s rotated signing key `key`: `<kv>/<kv_prefix>/signing/<key>`, one KV version per
+/// rotation. Under the app's own prefix, so the app's read grant is exact.
+pub fn signing_key(naming: &Naming, mounts: &Mounts, app: &Slug, key: &str) -> KvEntry {
+    KvEntry::new(
+        &mounts.kv,
+        format!("{}/signing/{key}", kv_prefix(naming, app)),
+    )
+}
+
+/// The domain certificate of `domain`: `<kv>/domains/<domain>/cert`. Outside every app's
+/// prefix: a domain belongs to the platform, and its app is granted this one entry.
+pub fn domain_cert(mounts: &Mounts, domain: &str) -> KvEntry {
+    KvEntry::new(&mounts.kv, domain_cert_path(domain))
+}
+
+/// The path of `domain`'s certificate inside the KV v2 mount: `domains/<domain>/cert`.
+pub fn domain_cert_path(domain: &str) -> String {
+    format!("domains/{domain}/cert")
+}
+
+/// The PKI role that issues the domain certificate with slug `slug`: `domain-<slug>`.
+pub fn domain_pki_role(slug: &Slug) -> String {
+    format!("domain-{slug}")
+}
+
+/// The name in the transit mount of `app`'s key `key`: `<app>-<key>`, so two apps' keys of the
+/// same short name never meet.
+pub fn transit_key_name(app: &Slug, key: &str) -> String {
+    format!("{app}-{key}")
+}
+
+/// Warden's ownership record in [`META_MOUNT`].
+pub fn ownership_record() -> KvEntry {
+    KvEntry::new(META_MOUNT, OWNED_RECORD.to_owned())
+}
+
+/// The registry entry of purpose `purpose` in [`META_MOUNT`]: `registry/<purpose>`.
+pub fn registry_entry(purpose: &str) -> KvEntry {
+    KvEntry::new(META_MOUNT, format!("{REGISTRY_PREFIX}/{purpose}"))
+}
+
+/// Where `identity`'s agent reports what it delivered: `warden/…/delivered/<identity>`, the
+/// only path under [`META_MOUNT`] its policy may write.
+pub fn delivery_report(identity: &str) -> KvEntry {
+    KvEntry::new(META_MOUNT, format!("{DELIVERED_PREFIX}/{identity}"))
+}
+
+/// The folder of purpose `purpose`'s reveal records in [`META_MOUNT`] (for listing).
+pub fn reveal_records(purpose: &str) -> KvEntry {
+    KvEntry::new(META_MOUNT, format!("{REVEAL_PREFIX}/{purpose}"))
+}
+
+/// The reveal record of the wrapping token with accessor `accessor` under `purpose`.
+pub fn reveal_record(purpose: &str, accessor: &str) -> KvEntry {
+    KvEntry::new(META_MOUNT, format!("{REVEAL_PREFIX}/{purpose}/{accessor}"))
+}
+
+#[cfg(test)]
+mod tests;

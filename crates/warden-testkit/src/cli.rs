@@ -176,7 +176,13 @@ impl Invocation {
 
     /// Runs to completion, whatever the exit code. Panics if the binary cannot start or does
     /// not finish within the limit (the child is killed first).
-    pub fn output(mut self) -> Output {
+    #[track_caller]
+    pub fn output(self) -> Output {
+        self.try_output().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`output`](Self::output) without panicking, for clean-up code that runs in `Drop`.
+    pub fn try_output(mut self) -> Result<Output, String> {
         if self.stdin.is_some() {
             self.cmd.stdin(Stdio::piped());
         }
@@ -185,7 +191,7 @@ impl Invocation {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("start {:?}: {e}", self.cmd.get_program()));
+            .map_err(|e| format!("start {:?}: {e}", self.cmd.get_program()))?;
         if let (Some(input), Some(mut pipe)) = (self.stdin.take(), child.stdin.take()) {
             // A thread: a child that prints before reading would otherwise deadlock with us.
             std::thread::spawn(move || {
@@ -198,14 +204,17 @@ impl Invocation {
             let _ = tx.send(child.wait_with_output());
         });
         match rx.recv_timeout(self.timeout) {
-            Ok(out) => out.unwrap_or_else(|e| panic!("wait for {:?}: {e}", self.args)),
+            Ok(out) => out.map_err(|e| format!("wait for {:?}: {e}", self.args)),
             Err(_) => {
-                // Still unreaped (the waiter holds it), so the pid is still this child's.
+                // The waiter has not reaped it (it would have answered): the pid is still ours.
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid as i32),
                     nix::sys::signal::Signal::SIGKILL,
                 );
-                panic!("{:?} did not finish within {:?}", self.args, self.timeout);
+                Err(format!(
+                    "{:?} did not finish within {:?}",
+                    self.args, self.timeout
+                ))
             }
         }
     }

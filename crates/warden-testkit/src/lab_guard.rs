@@ -50,7 +50,7 @@ impl Drop for LabGuard {
                 .cli
                 .invoke(&["lab", "down", "--purge", "--dir"])
                 .arg(&dir)
-                .output();
+                .try_output();
         }
     }
 }

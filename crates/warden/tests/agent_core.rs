@@ -26,10 +26,9 @@ use time::OffsetDateTime;
 use warden_agent::{Agent, Config, Health};
 use warden_bao::{Client, Idempotent, SecretString};
 use warden_enroll::AgentConfig;
-use warden_testkit::LabEnv;
 use warden_testkit::cli::{Cli, path_str};
 use warden_testkit::files::{line_count, mode};
-use warden_testkit::{EXAMPLE_SPEC, RunningAgent, wait_for_async};
+use warden_testkit::{EXAMPLE_SPEC, LabEnv, RunningAgent, wait_for_async};
 
 /// The binary under test.
 const WARDEN: Cli = Cli::new(env!("CARGO_BIN_EXE_warden"));

@@ -31,8 +31,7 @@ use warden_bao::{Client, SecretString};
 use warden_files::Mode;
 use warden_testkit::cli::{Cli, path_str, text};
 use warden_testkit::files::line_count;
-use warden_testkit::{LabEnv, Postgres};
-use warden_testkit::{Poll, RunningAgent};
+use warden_testkit::{LabEnv, Poll, Postgres, RunningAgent};
 
 /// The binary under test.
 const WARDEN: Cli = Cli::new(env!("CARGO_BIN_EXE_warden"));

@@ -18,10 +18,9 @@ use serde_json::json;
 use time::OffsetDateTime;
 use warden_bao::{Client, ClientConfig, Idempotent, KeyType};
 use warden_files::Mode;
-use warden_testkit::LabEnv;
 use warden_testkit::cli::{Cli, path_str, text};
 use warden_testkit::files::{line_count, mode};
-use warden_testkit::{EXAMPLE_SPEC, Poll, RunningAgent};
+use warden_testkit::{EXAMPLE_SPEC, LabEnv, Poll, RunningAgent};
 
 /// The binary under test.
 const WARDEN: Cli = Cli::new(env!("CARGO_BIN_EXE_warden"));

@@ -8,10 +8,9 @@ use std::process::Output;
 
 use serde_json::Value;
 use warden_bao::{Client, ClientConfig};
-use warden_testkit::EXAMPLE_SPEC;
-use warden_testkit::LabEnv;
 use warden_testkit::cli::{Cli, text};
 use warden_testkit::files::mode;
+use warden_testkit::{EXAMPLE_SPEC, LabEnv};
 
 /// The binary under test.
 const WARDEN: Cli = Cli::new(env!("CARGO_BIN_EXE_warden"));

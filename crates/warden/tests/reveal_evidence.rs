@@ -15,9 +15,8 @@ use std::process::Output;
 
 use serde_json::{Value, json};
 use warden_bao::{Client, Idempotent};
-use warden_testkit::EXAMPLE_SPEC;
-use warden_testkit::LabEnv;
 use warden_testkit::cli::{Cli, path_str, text};
+use warden_testkit::{EXAMPLE_SPEC, LabEnv};
 
 /// The binary under test.
 const WARDEN: Cli = Cli::new(env!("CARGO_BIN_EXE_warden"));

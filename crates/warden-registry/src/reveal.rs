@@ -196,7 +196,10 @@ async fn mint_secret_id(
     let Some(Location::AppRole { mount, role }) =
         naming::location(req.spec, req.env, &sel.credential)
     else {
-        unreachable!("a secret-id is minted by its container's AppRole role")
+        // Selection only yields a secret-id here, and a secret-id lives behind an AppRole role.
+        return Err(RevealError::UnsupportedKind {
+            credential: sel.credential.id.clone(),
+        });
     };
     let path = format!("auth/{mount}/role/{role}/secret-id");
     let metadata = json!({

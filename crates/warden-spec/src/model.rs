@@ -66,7 +66,7 @@ impl Ttl {
     }
 }
 
-/// Mount paths of one environment.
+/// Mount paths of one environment; where the spec names none, [`naming::default_mounts`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mounts {
     /// PKI intermediate (`pki_int`).

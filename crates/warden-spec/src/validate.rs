@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use crate::diag::{Reporter, did_you_mean};
 use crate::model::*;
-use crate::naming::{Naming, Template, unclean_segment};
+use crate::naming::{Naming, Template, default_mounts as dm, unclean_segment};
 use crate::raw::*;
 use crate::validate_ext as ext;
 
@@ -523,22 +523,37 @@ fn environment(
         }
     };
     let mounts = Mounts {
-        pki: mount(m.and_then(|m| m.pki.as_ref()), "pki_int", "pki", r),
-        kv: mount(m.and_then(|m| m.kv.as_ref()), "kvv2", "kv", r),
-        kv_v1: mount(m.and_then(|m| m.kv_v1.as_ref()), "kv", "kv_v1", r),
-        transit: mount(m.and_then(|m| m.transit.as_ref()), "transit", "transit", r),
+        pki: mount(m.and_then(|m| m.pki.as_ref()), dm::PKI, "pki", r),
+        kv: mount(m.and_then(|m| m.kv.as_ref()), dm::KV, "kv", r),
+        kv_v1: mount(m.and_then(|m| m.kv_v1.as_ref()), dm::KV_V1, "kv_v1", r),
+        transit: mount(
+            m.and_then(|m| m.transit.as_ref()),
+            dm::TRANSIT,
+            "transit",
+            r,
+        ),
         database: mount(
             m.and_then(|m| m.database.as_ref()),
-            "postgres",
+            dm::DATABASE,
             "database",
             r,
         ),
-        cert_auth: mount(m.and_then(|m| m.cert_auth.as_ref()), "cert", "cert_auth", r),
-        approle: mount(m.and_then(|m| m.approle.as_ref()), "approle", "approle", r),
-        jwt: mount(m.and_then(|m| m.jwt.as_ref()), "jwt", "jwt", r),
+        cert_auth: mount(
+            m.and_then(|m| m.cert_auth.as_ref()),
+            dm::CERT_AUTH,
+            "cert_auth",
+            r,
+        ),
+        approle: mount(
+            m.and_then(|m| m.approle.as_ref()),
+            dm::APPROLE,
+            "approle",
+            r,
+        ),
+        jwt: mount(m.and_then(|m| m.jwt.as_ref()), dm::JWT, "jwt", r),
         kubernetes: mount(
             m.and_then(|m| m.kubernetes.as_ref()),
-            "kubernetes",
+            dm::KUBERNETES,
             "kubernetes",
             r,
         ),

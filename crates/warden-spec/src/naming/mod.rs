@@ -11,6 +11,7 @@
 //! |---|---|
 //! | where a credential lives | [`location`] → [`Location`] |
 //! | a credential's reference (`billing/secret/config`) | [`credential_id`], [`Credential::new`] |
+//! | an environment's mounts | [`Mounts`](crate::Mounts), defaults: [`default_mounts`] |
 //! | Warden's own KV v2 mount and its folders | [`META_MOUNT`], [`OWNED_RECORD`], [`REGISTRY_PREFIX`], [`DELIVERED_PREFIX`], [`REVEAL_PREFIX`]; entries: [`ownership_record`], [`registry_entry`], [`delivery_report`], [`reveal_record`], [`reveal_records`] |
 //! | KV entries ([`KvEntry`]: mount + path) of an app | [`kv_prefix`], [`secret`], [`secret_path`], [`signing_key`], [`domain_cert`], [`domain_cert_path`] |
 //! | policies | [`policy_name`], [`REGISTRY_READER_POLICY`]; reading HCL: [`policy`] |
@@ -29,6 +30,30 @@ pub use template::{Naming, Template};
 use crate::model::{
     Credential, CredentialKind, Environment, Identity, IdentityKind, Mounts, Slug, Spec,
 };
+
+/// The mount paths an environment gets where `[environments.<env>.mounts]` names none: the
+/// seeds' layout, so a spec without mounts matches a stock lab. Each field of
+/// [`Mounts`] has one.
+pub mod default_mounts {
+    /// PKI intermediate; the environment's bootstrap creates it, apply never does.
+    pub const PKI: &str = "pki_int";
+    /// KV v2, holding apps' secrets, signing keys and domain certificates.
+    pub const KV: &str = "kvv2";
+    /// KV v1, for plain secrets written with `--kv1`.
+    pub const KV_V1: &str = "kv";
+    /// Transit.
+    pub const TRANSIT: &str = "transit";
+    /// Database secrets engine.
+    pub const DATABASE: &str = "postgres";
+    /// Cert auth, where apps and proxies log in with their identity certificate.
+    pub const CERT_AUTH: &str = "cert";
+    /// AppRole auth, where containers log in.
+    pub const APPROLE: &str = "approle";
+    /// JWT auth for CI pipelines.
+    pub const JWT: &str = "jwt";
+    /// JWT auth for workloads' service-account tokens.
+    pub const KUBERNETES: &str = "kubernetes";
+}
 
 /// Warden's own KV v2 mount in every environment. It holds what Warden itself must remember
 /// next to the environment it describes (the ownership record, the purpose registry, delivery

@@ -311,3 +311,35 @@ fn clean_templates_with_folders_and_dots_are_accepted() {
     let s = parse(text, "w.toml").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.naming.kv_prefix.as_str(), "team/<app>.v2");
 }
+
+#[test]
+fn an_environment_without_mounts_gets_the_default_mounts() {
+    let text = "version = 1\n[environments.test]\ndomain = \"t.example\"\n";
+    let s = parse(text, "w.toml").unwrap_or_else(|e| panic!("{e}"));
+    let m = &s.environment("test").expect("test").mounts;
+    use default_mounts as d;
+    assert_eq!(
+        [
+            &m.pki,
+            &m.kv,
+            &m.kv_v1,
+            &m.transit,
+            &m.database,
+            &m.cert_auth,
+            &m.approle,
+            &m.jwt,
+            &m.kubernetes,
+        ],
+        [
+            d::PKI,
+            d::KV,
+            d::KV_V1,
+            d::TRANSIT,
+            d::DATABASE,
+            d::CERT_AUTH,
+            d::APPROLE,
+            d::JWT,
+            d::KUBERNETES,
+        ]
+    );
+}

@@ -87,10 +87,11 @@ async fn wait_for<T>(
     }
 }
 
-/// Every file and directory below `dir` (not following symlinks) with its bytes, owner and
-/// mode: what "survives byte for byte" is compared against.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (String, Vec<u8>)> {
-    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, (String, Vec<u8>)>) {
+/// Every file and directory below `dir` (not following symlinks) with its type, mode and the
+/// SHA-256 of its bytes: what "survives byte for byte" is compared against (digests keep a
+/// failure message readable).
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (String, String)> {
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, (String, String)>) {
         for e in std::fs::read_dir(dir).expect("read_dir") {
             let e = e.expect("entry");
             let p = e.path();
@@ -102,16 +103,21 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (String, Vec<u8>)> {
                 meta.permissions().mode() & 0o7777
             );
             if meta.is_dir() {
-                out.insert(rel, (what, Vec::new()));
+                out.insert(rel, (what, String::new()));
                 walk(base, &p, out);
             } else {
-                out.insert(rel, (what, std::fs::read(&p).expect("read")));
+                out.insert(rel, (what, sha256(&std::fs::read(&p).expect("read"))));
             }
         }
     }
     let mut out = BTreeMap::new();
     walk(dir, dir, &mut out);
     out
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A directory outside every identity directory, with subdirectories and files.

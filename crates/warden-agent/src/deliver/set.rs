@@ -71,14 +71,18 @@ pub fn deliver_set(
     // 1. The new version, complete and fsynced, under a temporary name.
     let tmp = format!(".tmp-{version}-{}", std::process::id());
     remove_version(output, &versions, &tmp)?;
-    write_version(output, &versions, &tmp, version, files, owner, widest).inspect_err(|_| {
+    let placed =
+        write_version(output, &versions, &tmp, version, files, owner, widest).and_then(|()| {
+            // A directory of this name that is not live is a leftover of an interrupted
+            // delivery; one the agent did not make stays, and this delivery is refused.
+            remove_version(output, &versions, version)?;
+            versions.rename(&tmp, version).map_err(write)?;
+            versions.sync().map_err(write)
+        });
+    if let Err(e) = placed {
         let _ = remove_version(output, &versions, &tmp);
-    })?;
-    // A directory of this name that is not live is a leftover of an interrupted delivery; one
-    // the agent did not make stays, and so does this delivery's refusal.
-    remove_version(output, &versions, version)?;
-    versions.rename(&tmp, version).map_err(write)?;
-    versions.sync().map_err(write)?;
+        return Err(e);
+    }
 
     // 2. The swap: a symlink under a temporary name renamed over `<dir>`.
     let target = PathBuf::from(&versions_name).join(version);

@@ -328,4 +328,65 @@ fn pruning_removes_only_the_versions_the_agent_made() {
     .unwrap();
     assert!(versions.join("03/cert.pem").exists());
     assert!(versions.join("03/extra").exists());
+    // Someone else's directory under the name of the next version: refused, left as it was,
+    // and the half-made version cleaned up.
+    fs::create_dir(versions.join("06")).unwrap();
+    fs::write(versions.join("06/x"), b"mine").unwrap();
+    let e = deliver_set(
+        "tls",
+        tmp.path(),
+        &dir,
+        "06",
+        &set("06"),
+        Ownership::default(),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("not a version the agent made"),
+        "{e}"
+    );
+    assert_eq!(fs::read(versions.join("06/x")).unwrap(), b"mine");
+    assert!(fs::read_dir(&versions).unwrap().all(|e| {
+        !e.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".tmp-")
+    }));
+    assert_eq!(fs::read_link(&dir).unwrap(), Path::new("tls.d/05"));
+}
+
+#[test]
+fn a_path_outside_the_identity_directory_is_walked_from_the_filesystem_root() {
+    assert_eq!(
+        place(Path::new("/srv/id"), Path::new("/srv/id/out/a.pem")),
+        (PathBuf::from("/srv/id"), PathBuf::from("out/a.pem"))
+    );
+    assert_eq!(
+        place(Path::new("/srv/id"), Path::new("/etc/nginx/a.pem")),
+        (PathBuf::from("/"), PathBuf::from("etc/nginx/a.pem"))
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("id");
+    fs::create_dir(&root).unwrap();
+    let outside = tmp.path().join("etc-like/certs/ca.pem");
+    let f = file("ca.pem", b"chain", 0o644);
+    deliver_file("ca", &root, &outside, &f, Ownership::default()).unwrap();
+    assert_eq!(fs::read(&outside).unwrap(), b"chain");
+    // Every component of such a path is checked, not only those below the identity directory.
+    let v = victim(tmp.path());
+    fs::rename(tmp.path().join("etc-like"), tmp.path().join("moved")).unwrap();
+    symlink(&v, tmp.path().join("etc-like")).unwrap();
+    let e = deliver_file("ca", &root, &outside, &f, Ownership::default()).unwrap_err();
+    assert!(e.to_string().contains("etc-like is a symbolic link"), "{e}");
+    // `..` never climbs out of the identity directory.
+    let e = deliver_file(
+        "ca",
+        &root,
+        &root.join("../moved/x.pem"),
+        &f,
+        Ownership::default(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("not a plain name"), "{e}");
+    victim_intact(&v);
 }

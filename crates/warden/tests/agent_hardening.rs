@@ -176,6 +176,31 @@ fn enroll(lab: &LabEnv, root: &Path, edit: impl FnOnce(String) -> String) -> (Pa
     (id, path)
 }
 
+/// `warden apply` of the example spec. OpenBao upgrades a fresh KV mount to version 2 in the
+/// background and refuses writes meanwhile; apply says to run it again, and so does this.
+async fn apply(lab: &LabEnv) {
+    let args = [
+        "apply",
+        "--spec",
+        SPEC,
+        "--lab",
+        s(lab.dir()),
+        "--env",
+        "test",
+    ];
+    for _ in 0..5 {
+        let out = run(&args);
+        if out.status.success() {
+            return;
+        }
+        if !text(&out.stderr).contains("Upgrading from non-versioned to versioned data") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    ok(&args);
+}
+
 /// Forces a render of `output` through the control socket; `Err` carries why it failed.
 async fn rotate(id: &Path, output: &str) -> Result<String, String> {
     let socket = id.join("state/control.sock");
@@ -197,15 +222,7 @@ fn live_serial(id: &Path) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn symlinked_or_foreign_directories_never_redirect_or_delete() {
     let lab = LabEnv::start(&["test"]).await;
-    ok(&[
-        "apply",
-        "--spec",
-        SPEC,
-        "--lab",
-        s(lab.dir()),
-        "--env",
-        "test",
-    ]);
+    apply(&lab).await;
     let op = lab.client("test");
     write_kv(&op, "config", json!({"db_url": "postgres://db/billing"})).await;
     write_kv(&op, "stripe", json!({"api_key": "sk_test_not_a_real_key"})).await;

@@ -442,23 +442,18 @@ impl HealthServer {
         if let Some(path) = addr_file {
             // Created (0700) only when missing: the agent may start its endpoints before its
             // first delivery made `state/`, and an existing directory's mode is not ours to change.
-            if let Some(parent) = path.parent().filter(|p| !p.exists()) {
-                warden_files::ensure_private_dir(parent).map_err(|source| {
-                    HealthError::AddrFile {
-                        path: path.to_path_buf(),
-                        source,
-                    }
+            // Reached from the identity directory without following symlinks, like all state.
+            let (dir, name) = (path.parent().unwrap_or(Path::new(".")), path.file_name());
+            super::state::StateDir::new(dir)
+                .write_file(
+                    &name.map(|n| n.to_string_lossy()).unwrap_or_default(),
+                    format!("{addr}\n").as_bytes(),
+                    warden_files::Mode::Public,
+                )
+                .map_err(|source| HealthError::AddrFile {
+                    path: path.to_path_buf(),
+                    source,
                 })?;
-            }
-            warden_files::write_atomic(
-                path,
-                format!("{addr}\n").as_bytes(),
-                warden_files::Mode::Public,
-            )
-            .map_err(|source| HealthError::AddrFile {
-                path: path.to_path_buf(),
-                source,
-            })?;
         }
         tracing::info!(%addr, "health endpoint listening");
         let task = tokio::spawn(accept_loop(listener, Arc::new(source)));

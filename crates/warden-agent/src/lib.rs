@@ -17,7 +17,8 @@
 //! | `/health`, `/metrics`, the control socket    | [`health`], [`control`]                          |
 //!
 //! Data flows one way: `config` → `auth` (a token on the shared client) → `output` (renders
-//! bytes, never writes) → `deliver` (the only writer: verifies, then writes atomically) →
+//! bytes, never writes) → `deliver` (the only writer: verifies, then writes atomically, never
+//! through a symlink nor a directory another user could swap; docs/agent.md, "Threat model") →
 //! `reload` (only after a real change) → `state` (the record). `runtime` drives it.
 
 pub mod auth;

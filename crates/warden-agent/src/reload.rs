@@ -97,7 +97,7 @@ async fn command(output: &str, argv: &[String], timeout: Duration) -> (bool, Str
 }
 
 fn signal_pid(pid_file: &std::path::Path, signal: Signal) -> (bool, String) {
-    let text = match std::fs::read_to_string(pid_file) {
+    let text = match read_pid_file(pid_file) {
         Ok(t) => t,
         Err(e) => return (false, format!("cannot read {}: {e}", pid_file.display())),
     };
@@ -114,6 +114,29 @@ fn signal_pid(pid_file: &std::path::Path, signal: Signal) -> (bool, String) {
         Ok(()) => (true, format!("sent {signal} to {pid}")),
         Err(e) => (false, format!("could not send {signal} to {pid}: {e}")),
     }
+}
+
+/// Reads the PID file without following a symlink at its name and only if it is a regular
+/// file: a link planted there must not choose which process the agent signals, and a FIFO must
+/// not block it. (Whoever may write the file itself chooses the PID anyway; see the threat
+/// model in docs/agent.md.)
+fn read_pid_file(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits())
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut text = String::new();
+    file.by_ref().take(64).read_to_string(&mut text)?;
+    Ok(text)
 }
 
 fn clip(bytes: &[u8]) -> String {
@@ -203,6 +226,22 @@ mod tests {
 
         std::fs::write(&pid_file, "garbage").unwrap();
         assert!(!run("o", &reload).await.ok);
+        // A symlink at the PID file's name is not followed.
+        let mut bystander = tokio::process::Command::new("sleep")
+            .arg("30")
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let real = tmp.path().join("real.pid");
+        std::fs::write(&real, format!("{}\n", bystander.id().unwrap())).unwrap();
+        std::fs::remove_file(&pid_file).unwrap();
+        std::os::unix::fs::symlink(&real, &pid_file).unwrap();
+        let r = run("o", &reload).await;
+        assert!(!r.ok && r.message.contains("cannot read"), "{}", r.message);
+        assert!(
+            bystander.try_wait().unwrap().is_none(),
+            "the bystander was signalled"
+        );
         std::fs::remove_file(&pid_file).unwrap();
         let r = run("o", &reload).await;
         assert!(!r.ok && r.message.contains("cannot read"), "{}", r.message);

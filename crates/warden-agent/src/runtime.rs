@@ -718,6 +718,8 @@ struct OutputTask {
     shared: Arc<Shared>,
     rotate: Arc<Notify>,
     states: StateDir,
+    /// The identity directory: every path the output writes is resolved from it.
+    root: std::path::PathBuf,
 }
 
 impl OutputTask {
@@ -727,6 +729,7 @@ impl OutputTask {
             shared: agent.shared.clone(),
             rotate: agent.rotate[&cfg.name].clone(),
             states: StateDir::new(&agent.cfg.state_dir),
+            root: agent.cfg.base_dir.clone(),
         }
     }
 
@@ -812,7 +815,17 @@ impl OutputTask {
             return None;
         };
         let now = self.shared.now();
-        let files = deliver::read_set(&spec.dir, &[CERT, KEY, CHAIN, FULLCHAIN])?;
+        let owner = Ownership::resolve(
+            self.name(),
+            self.cfg.owner.as_deref(),
+            self.cfg.group.as_deref(),
+        );
+        let files = deliver::read_set(
+            &self.root,
+            &spec.dir,
+            &[CERT, KEY, CHAIN, FULLCHAIN],
+            owner.unwrap_or_default(),
+        )?;
         let expected = Expected {
             common_name: &spec.common_name,
             sans: &spec.sans,
@@ -925,8 +938,14 @@ impl OutputTask {
                     self.shared.now(),
                 )?;
                 let version = rendered.serial.clone().unwrap_or_default();
-                let outcome =
-                    deliver::deliver_set(name, &spec.dir, &version, &rendered.files, owner)?;
+                let outcome = deliver::deliver_set(
+                    name,
+                    &self.root,
+                    &spec.dir,
+                    &version,
+                    &rendered.files,
+                    owner,
+                )?;
                 (rendered, outcome)
             }
             OutputKind::Template(spec) => {
@@ -937,7 +956,7 @@ impl OutputTask {
                     mode: spec.mode,
                 };
                 let rendered = t.render(&ctx).await?;
-                let outcome = deliver_single(name, &spec.path, &rendered, owner)?;
+                let outcome = deliver_single(name, &self.root, &spec.path, &rendered, owner)?;
                 (rendered, outcome)
             }
             OutputKind::CaChain(spec) => {
@@ -949,7 +968,7 @@ impl OutputTask {
                     mode: spec.mode,
                 };
                 let rendered = c.render(&ctx).await?;
-                let outcome = deliver_single(name, &spec.path, &rendered, owner)?;
+                let outcome = deliver_single(name, &self.root, &spec.path, &rendered, owner)?;
                 (rendered, outcome)
             }
         };
@@ -1026,6 +1045,7 @@ impl OutputTask {
 
 fn deliver_single(
     name: &str,
+    root: &std::path::Path,
     path: &std::path::Path,
     rendered: &Rendered,
     owner: Ownership,
@@ -1036,7 +1056,7 @@ fn deliver_single(
             reason: format!("expected one rendered file, got {}", rendered.files.len()),
         });
     };
-    deliver::deliver_file(name, path, file, owner)
+    deliver::deliver_file(name, root, path, file, owner)
 }
 
 fn file_name(path: &std::path::Path) -> String {

@@ -12,6 +12,11 @@
 //! users. A lease id cannot log in anywhere, but with the right to revoke leases it can cut a
 //! service off its database, so it gets the same owner-only file.
 //!
+//! The state directory is reached like every output: from the identity directory, one
+//! component at a time, never through a symlink, and only through directories owned by root or
+//! the agent's user (`warden_files::Dir`). A `state -> /elsewhere` link makes every state write
+//! fail with an error naming it, and state reads return nothing.
+//!
 //! The state is a record, not the authority: whether a certificate on disk is still good is
 //! decided by verifying the files themselves, so a state file lost or left behind by a crash
 //! never causes a wrong decision, at worst a stale record until the next delivery.
@@ -104,13 +109,25 @@ pub enum StateError {
 /// The state directory of one agent.
 #[derive(Debug, Clone)]
 pub struct StateDir {
+    /// `state/` as configured, for messages.
     dir: PathBuf,
+    /// The identity directory holding it: where the walk starts.
+    root: PathBuf,
+    /// `state`, relative to `root`.
+    rel: PathBuf,
 }
 
 impl StateDir {
-    /// `dir` is `state/` next to `agent.toml`.
+    /// `dir` is `state/` next to `agent.toml`; the directory holding it (the identity
+    /// directory) is the root it is reached from.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        let dir = dir.into();
+        let (root, rel) = match (dir.parent(), dir.file_name()) {
+            (Some(p), Some(n)) if !p.as_os_str().is_empty() => (p.to_path_buf(), PathBuf::from(n)),
+            (_, Some(n)) => (PathBuf::from("."), PathBuf::from(n)),
+            _ => (dir.clone(), PathBuf::new()),
+        };
+        Self { dir, root, rel }
     }
 
     /// The directory.
@@ -120,10 +137,12 @@ impl StateDir {
 
     /// Creates the directory (owner-only) if needed.
     pub fn ensure(&self) -> Result<(), StateError> {
-        warden_files::ensure_private_dir(&self.dir).map_err(|source| StateError::Write {
-            output: "(state directory)".to_owned(),
-            source,
-        })
+        self.open(Path::new(""))
+            .map(drop)
+            .map_err(|source| StateError::Write {
+                output: "(state directory)".to_owned(),
+                source,
+            })
     }
 
     /// `state/<output>.json`.
@@ -139,57 +158,94 @@ impl StateDir {
 
     /// The recorded lease of `source`, or `None` (missing or unreadable, logged).
     pub fn load_database(&self, source: &str) -> Option<DatabaseState> {
-        read_json(source, &self.database_path(source))
+        self.read_json(source, Path::new("database"), &format!("{source}.json"))
     }
 
     /// Records the lease of `source` atomically (owner-only).
     pub fn save_database(&self, source: &str, state: &DatabaseState) -> Result<(), StateError> {
-        let path = self.database_path(source);
-        write_json(&format!("database {source}"), &path, state)
+        let name = format!("{source}.json");
+        self.write_json(
+            &format!("database {source}"),
+            Path::new("database"),
+            &name,
+            state,
+        )
     }
 
     /// The recorded state, or `None` when there is none or it cannot be read (logged: a
     /// corrupt record must not stop the agent, the files on disk are checked anyway).
     pub fn load(&self, output: &str) -> Option<OutputState> {
-        read_json(output, &self.path(output))
+        self.read_json(output, Path::new(""), &format!("{output}.json"))
     }
 
     /// Writes the record atomically (owner-only).
     pub fn save(&self, output: &str, state: &OutputState) -> Result<(), StateError> {
-        write_json(output, &self.path(output), state)
+        self.write_json(output, Path::new(""), &format!("{output}.json"), state)
     }
-}
 
-fn read_json<T: serde::de::DeserializeOwned>(output: &str, path: &Path) -> Option<T> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-        Err(e) => {
-            tracing::warn!(output, path = %path.display(), error = %e, "cannot read the state file; ignoring it");
-            return None;
-        }
-    };
-    match serde_json::from_slice(&bytes) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(output, path = %path.display(), error = %e, "the state file is not valid; ignoring it");
-            None
-        }
+    /// Writes another file of the agent's into the state directory (`health.addr`),
+    /// atomically, creating the directory (owner-only) when missing.
+    pub fn write_file(
+        &self,
+        name: &str,
+        contents: &[u8],
+        mode: warden_files::Mode,
+    ) -> Result<(), warden_files::Error> {
+        self.open(Path::new(""))?.write(name, contents, mode, None)
     }
-}
 
-/// Writes `state` to `path` atomically, owner-only, creating its (owner-only) directory.
-fn write_json<T: Serialize>(output: &str, path: &Path, state: &T) -> Result<(), StateError> {
-    let err = |source| StateError::Write {
-        output: output.to_owned(),
-        source,
-    };
-    if let Some(dir) = path.parent() {
-        warden_files::ensure_private_dir(dir).map_err(err)?;
+    /// Opens `state/<sub>` from the identity directory, creating what is missing `0700`.
+    fn open(&self, sub: &Path) -> Result<warden_files::Dir, warden_files::Error> {
+        warden_files::Dir::open_root(&self.root, warden_files::Trusted::process())?
+            .create_dirs(&self.rel.join(sub), 0o700)
     }
-    let mut body = serde_json::to_vec_pretty(state).unwrap_or_default();
-    body.push(b'\n');
-    warden_files::write_atomic(path, &body, warden_files::Mode::OwnerOnly).map_err(err)
+
+    fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        output: &str,
+        sub: &Path,
+        name: &str,
+    ) -> Option<T> {
+        let path = self.dir.join(sub).join(name);
+        let read = warden_files::Dir::open_root(&self.root, warden_files::Trusted::process())
+            .and_then(|root| root.try_open(&self.rel.join(sub)))
+            .and_then(|dir| dir.map(|d| d.read(name)).transpose());
+        let bytes = match read {
+            Ok(Some(Some(f))) => f.bytes,
+            Ok(_) => return None,
+            Err(e) => {
+                tracing::warn!(output, path = %path.display(), error = %e, "cannot read the state file; ignoring it");
+                return None;
+            }
+        };
+        match serde_json::from_slice(&bytes) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(output, path = %path.display(), error = %e, "the state file is not valid; ignoring it");
+                None
+            }
+        }
+    }
+
+    /// Writes `state` to `state/<sub>/<name>` atomically, owner-only, creating its
+    /// (owner-only) directory.
+    fn write_json<T: Serialize>(
+        &self,
+        output: &str,
+        sub: &Path,
+        name: &str,
+        state: &T,
+    ) -> Result<(), StateError> {
+        let err = |source| StateError::Write {
+            output: output.to_owned(),
+            source,
+        };
+        let mut body = serde_json::to_vec_pretty(state).unwrap_or_default();
+        body.push(b'\n');
+        self.open(sub)
+            .and_then(|dir| dir.write(name, &body, warden_files::Mode::OwnerOnly, None))
+            .map_err(err)
+    }
 }
 
 /// SHA-256 of `bytes`, lower-case hex.
@@ -262,6 +318,32 @@ mod tests {
         assert!(
             !text.contains("password") && !text.contains("username"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn a_symlinked_state_directory_is_neither_written_nor_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let victim = tmp.path().join("victim");
+        std::fs::create_dir(&victim).unwrap();
+        std::fs::write(victim.join("tls.json"), b"{\"serial\":\"ff\"}").unwrap();
+        let id = tmp.path().join("id");
+        std::fs::create_dir(&id).unwrap();
+        std::os::unix::fs::symlink(&victim, id.join("state")).unwrap();
+        let dir = StateDir::new(id.join("state"));
+        assert_eq!(dir.load("tls"), None);
+        let e = dir.save("tls", &OutputState::default()).unwrap_err();
+        assert!(e.to_string().contains("is a symbolic link"), "{e}");
+        assert!(dir.ensure().is_err());
+        assert!(
+            dir.write_file("health.addr", b"x", warden_files::Mode::Public)
+                .is_err()
+        );
+        let names: Vec<_> = std::fs::read_dir(&victim).unwrap().collect();
+        assert_eq!(names.len(), 1);
+        assert_eq!(
+            std::fs::read(victim.join("tls.json")).unwrap(),
+            b"{\"serial\":\"ff\"}"
         );
     }
 

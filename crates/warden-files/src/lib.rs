@@ -13,12 +13,23 @@
 //! * **Loses nothing on failure**: if any step fails (a full disk, a read-only directory), the
 //!   temporary file is removed and the previous file is left exactly as it was.
 //!
-//! Start with [`write_atomic`] and [`Mode`].
+//! Writing *below a root* goes further: [`Dir`] walks every component of a path from a root
+//! directory without following symlinks and checks who owns each directory ([`Trusted`]), then
+//! writes, swaps symlinks and removes entries relative to the open directory. The agent writes
+//! everything it delivers that way; [`write_atomic`] is the same write, for a directory the
+//! caller names itself.
+//!
+//! Start with [`write_atomic`] and [`Mode`], or [`Dir::open_root`] for a tree someone else may
+//! share.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+
+mod dir;
+
+pub use dir::{Dir, FileContents, Kind, Meta, Trusted};
 
 /// File modes Warden writes. Keeping them named makes a review of "who can read this" a grep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +64,63 @@ pub enum Error {
         /// The target path.
         path: PathBuf,
     },
+    /// A directory on the way to `path` is a symbolic link. Warden never follows one below a
+    /// root: it could send a secret, or a delete, anywhere.
+    #[error(
+        "refusing {path}: {component} is a symbolic link; Warden does not follow symlinks on the \
+         way to what it writes (make it a real directory)"
+    )]
+    SymlinkComponent {
+        /// The path being reached.
+        path: PathBuf,
+        /// The offending component (the path up to it).
+        component: PathBuf,
+    },
+    /// A directory on the way to `path` belongs to a user who is neither root, the process's
+    /// own user nor the output's configured owner: that user could swap its entries.
+    #[error(
+        "refusing {path}: {component} is owned by uid {uid}, who could redirect what is written \
+         there; only root, the agent's user or the output's owner may own it (chown it)"
+    )]
+    UntrustedOwner {
+        /// The path being reached.
+        path: PathBuf,
+        /// The offending component.
+        component: PathBuf,
+        /// Its owner.
+        uid: u32,
+    },
+    /// A directory on the way to `path` is writable by others (world-writable without the
+    /// sticky bit, or group-writable by a group that is not trusted).
+    #[error(
+        "refusing {path}: {component} (mode {mode:04o}) is writable by other users, who could \
+         redirect what is written there (chmod go-w it)"
+    )]
+    WritableByOthers {
+        /// The path being reached.
+        path: PathBuf,
+        /// The offending component.
+        component: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A component on the way to `path` exists and is not a directory.
+    #[error("refusing {path}: {component} is not a directory")]
+    NotADirectory {
+        /// The path being reached.
+        path: PathBuf,
+        /// The offending component.
+        component: PathBuf,
+    },
+    /// A name that is not one plain component (`..`, an absolute path, a `/` inside a file
+    /// name): the walk never leaves its root.
+    #[error("refusing {path}: `{name}` is not a plain name below the root")]
+    BadName {
+        /// The path being reached.
+        path: PathBuf,
+        /// The offending name.
+        name: String,
+    },
     /// The target has no parent directory to hold the temporary file.
     #[error("refusing to write {path}: it has no parent directory")]
     NoParent {
@@ -80,6 +148,12 @@ impl Error {
             _ => false,
         }
     }
+
+    /// True when the path was refused (a symlink, an untrusted or writable directory, a bad
+    /// name) rather than failing to be written: retrying will not help until someone fixes it.
+    pub fn is_refusal(&self) -> bool {
+        !matches!(self, Self::Io { .. })
+    }
 }
 
 /// Atomically replaces `path` with `contents` and permission `mode`.
@@ -87,20 +161,6 @@ impl Error {
 /// See the crate documentation for the guarantees. The parent directory must exist; use
 /// [`ensure_private_dir`] first where the directory itself should be owner-only.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: Mode) -> Result<(), Error> {
-    let io_err = |step: &'static str| {
-        let path = path.to_path_buf();
-        move |source| Error::Io { path, step, source }
-    };
-    match fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_symlink() => {
-            return Err(Error::Symlink {
-                path: path.to_path_buf(),
-            });
-        }
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err("inspect target")(e)),
-    }
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         Some(_) => Path::new("."),
@@ -110,29 +170,12 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: Mode) -> Result<(), Erro
             });
         }
     };
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-
-    // The temporary file is created 0600 from the start: even a certificate is briefly private,
-    // which costs nothing and means no secret is ever exposed by a wrong default.
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{file_name}."))
-        .suffix(".tmp")
-        .permissions(fs::Permissions::from_mode(0o600))
-        .tempfile_in(dir)
-        .map_err(io_err("create temporary file"))?;
-    tmp.write_all(contents).map_err(io_err("write"))?;
-    tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(mode.bits()))
-        .map_err(io_err("set permissions"))?;
-    tmp.as_file().sync_all().map_err(io_err("fsync"))?;
-    // `persist` renames; on failure the NamedTempFile is dropped and the temp file removed.
-    tmp.persist(path)
-        .map_err(|e| io_err("rename into place")(e.error))?;
-    sync_dir(dir).map_err(io_err("fsync directory"))?;
-    Ok(())
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return Err(Error::NoParent {
+            path: path.to_path_buf(),
+        });
+    };
+    Dir::open_unchecked(dir)?.write(name, contents, mode, None)
 }
 
 /// Creates `dir` (and its parents) if needed and makes it `0700`.
@@ -168,27 +211,18 @@ pub fn append_line(path: &Path, line: &str) -> Result<(), Error> {
             path: path.to_path_buf(),
         });
     }
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o644)
-        .custom_flags(nix_free_o_nofollow())
-        .open(path)
-        .map_err(io_err("open for append"))?;
+    let flags = rustix::fs::OFlags::WRONLY
+        | rustix::fs::OFlags::APPEND
+        | rustix::fs::OFlags::CREATE
+        | rustix::fs::OFlags::NOFOLLOW
+        | rustix::fs::OFlags::CLOEXEC;
+    let mut file = rustix::fs::open(path, flags, rustix::fs::Mode::from_raw_mode(0o644))
+        .map(fs::File::from)
+        .map_err(|e| io_err("open for append")(io::Error::from(e)))?;
     let mut buf = line.trim_end_matches('\n').to_owned();
     buf.push('\n');
     file.write_all(buf.as_bytes()).map_err(io_err("append"))?;
     file.sync_all().map_err(io_err("fsync"))
-}
-
-/// `O_NOFOLLOW` without pulling in a libc binding for one constant. Linux value on every
-/// architecture Warden targets.
-const fn nix_free_o_nofollow() -> i32 {
-    0o400000
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! read back by templates, and every failure checked for its template name, line and the
 //! absence of secret values.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::json;

@@ -1,0 +1,392 @@
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, symlink};
+
+use super::*;
+
+fn file(name: &str, bytes: &[u8], mode: u32) -> RenderedFile {
+    RenderedFile {
+        name: name.to_owned(),
+        contents: Zeroizing::new(bytes.to_vec()),
+        mode,
+    }
+}
+
+fn mode_of(p: &Path) -> u32 {
+    fs::metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn a_single_file_is_written_once_and_then_left_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("out/secrets/config.json");
+    let f = file("config.json", b"{\"a\":1}", 0o600);
+    assert_eq!(
+        deliver_file("c", tmp.path(), &path, &f, Ownership::default()).unwrap(),
+        Outcome::Changed
+    );
+    assert_eq!(fs::read(&path).unwrap(), b"{\"a\":1}");
+    assert_eq!(mode_of(&path), 0o600);
+    assert_eq!(mode_of(path.parent().unwrap()), 0o700);
+    assert_eq!(
+        deliver_file("c", tmp.path(), &path, &f, Ownership::default()).unwrap(),
+        Outcome::Unchanged
+    );
+    // Same bytes, other mode: changed.
+    let g = file("config.json", b"{\"a\":1}", 0o640);
+    assert_eq!(
+        deliver_file("c", tmp.path(), &path, &g, Ownership::default()).unwrap(),
+        Outcome::Changed
+    );
+    assert_eq!(mode_of(&path), 0o640);
+    // Edited behind the agent's back: rewritten.
+    fs::write(&path, b"tampered").unwrap();
+    assert_eq!(
+        deliver_file("c", tmp.path(), &path, &g, Ownership::default()).unwrap(),
+        Outcome::Changed
+    );
+    assert_eq!(fs::read(&path).unwrap(), b"{\"a\":1}");
+}
+
+#[test]
+fn a_set_is_swapped_by_symlink_and_two_versions_are_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("out/tls");
+    let set = |v: &str| {
+        vec![
+            file("cert.pem", format!("cert {v}").as_bytes(), 0o644),
+            file("key.pem", format!("key {v}").as_bytes(), 0o600),
+        ]
+    };
+    for v in ["01", "02", "03"] {
+        assert_eq!(
+            deliver_set("tls", tmp.path(), &dir, v, &set(v), Ownership::default()).unwrap(),
+            Outcome::Changed
+        );
+        assert_eq!(
+            fs::read_to_string(dir.join("cert.pem")).unwrap(),
+            format!("cert {v}")
+        );
+        assert_eq!(
+            fs::read_to_string(dir.join("key.pem")).unwrap(),
+            format!("key {v}")
+        );
+        assert_eq!(fs::read_link(&dir).unwrap(), Path::new("tls.d").join(v));
+    }
+    let mut kept: Vec<String> = fs::read_dir(tmp.path().join("out/tls.d"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    kept.sort();
+    assert_eq!(kept, ["02", "03"]);
+    assert_eq!(mode_of(&dir.join("key.pem")), 0o600);
+    assert_eq!(mode_of(&tmp.path().join("out/tls.d/03")), 0o755);
+    // The same set again: nothing written.
+    assert_eq!(
+        deliver_set(
+            "tls",
+            tmp.path(),
+            &dir,
+            "03",
+            &set("03"),
+            Ownership::default()
+        )
+        .unwrap(),
+        Outcome::Unchanged
+    );
+    // Leftovers of an interrupted swap and delivery are cleaned by the next delivery.
+    symlink("tls.d/03", tmp.path().join("out/.tls.link-999999")).unwrap();
+    fs::create_dir(tmp.path().join("out/tls.d/.tmp-04-999999")).unwrap();
+    deliver_set(
+        "tls",
+        tmp.path(),
+        &dir,
+        "04",
+        &set("04"),
+        Ownership::default(),
+    )
+    .unwrap();
+    assert!(!tmp.path().join("out/.tls.link-999999").exists());
+    assert!(!tmp.path().join("out/tls.d/.tmp-04-999999").exists());
+    // A live version is never rewritten with other bytes.
+    let e = deliver_set(
+        "tls",
+        tmp.path(),
+        &dir,
+        "04",
+        &set("05"),
+        Ownership::default(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("never rewritten in place"), "{e}");
+    // No temporary names left behind.
+    assert!(
+        fs::read_dir(tmp.path().join("out"))
+            .unwrap()
+            .all(|e| { !e.unwrap().file_name().to_string_lossy().starts_with('.') })
+    );
+    let read = read_set(
+        tmp.path(),
+        &dir,
+        &["cert.pem", "key.pem"],
+        Ownership::default(),
+    )
+    .unwrap();
+    assert_eq!(&read[1].contents[..], b"key 04");
+    assert!(read_set(tmp.path(), &dir, &["nope.pem"], Ownership::default()).is_none());
+}
+
+#[test]
+fn a_set_never_replaces_a_real_directory_and_bad_versions_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("tls");
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join("precious"), b"x").unwrap();
+    let e = deliver_set(
+        "tls",
+        tmp.path(),
+        &dir,
+        "01",
+        &[file("a", b"a", 0o600)],
+        Ownership::default(),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("not the symlink the agent manages"),
+        "{e}"
+    );
+    assert!(dir.join("precious").exists());
+    let e = deliver_set(
+        "tls",
+        tmp.path(),
+        &tmp.path().join("x"),
+        "../up",
+        &[],
+        Ownership::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(e, DeliverError::Refused { .. }), "{e}");
+}
+
+#[test]
+fn a_failed_write_keeps_the_previous_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("tls");
+    deliver_set(
+        "tls",
+        tmp.path(),
+        &dir,
+        "01",
+        &[file("cert.pem", b"one", 0o644)],
+        Ownership::default(),
+    )
+    .unwrap();
+    // A file name that cannot be created (a directory in the way) stands in for a full disk.
+    let bad = [
+        file("cert.pem", b"two", 0o644),
+        file("sub/x.pem", b"two", 0o644),
+    ];
+    assert!(deliver_set("tls", tmp.path(), &dir, "02", &bad, Ownership::default()).is_err());
+    assert_eq!(fs::read_to_string(dir.join("cert.pem")).unwrap(), "one");
+    assert!(!tmp.path().join("tls.d/02").exists());
+    assert!(
+        fs::read_dir(tmp.path().join("tls.d")).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with('.'))
+    );
+}
+
+#[test]
+fn directory_modes_follow_the_readers() {
+    assert_eq!(dir_mode(0o600), 0o700);
+    assert_eq!(dir_mode(0o640), 0o750);
+    assert_eq!(dir_mode(0o644), 0o755);
+}
+
+fn set(v: &str) -> Vec<RenderedFile> {
+    vec![
+        file("cert.pem", format!("cert {v}").as_bytes(), 0o644),
+        file("key.pem", format!("key {v}").as_bytes(), 0o600),
+    ]
+}
+
+/// A directory outside the identity directory with contents that must survive byte for byte.
+fn victim(base: &Path) -> PathBuf {
+    let v = base.join("victim");
+    fs::create_dir_all(v.join("sub")).unwrap();
+    fs::write(v.join("keep"), b"precious").unwrap();
+    fs::write(v.join("sub/inner"), b"inner").unwrap();
+    v
+}
+
+fn victim_intact(v: &Path) {
+    let mut names: Vec<_> = fs::read_dir(v)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["keep", "sub"], "written into the victim");
+    assert_eq!(fs::read(v.join("keep")).unwrap(), b"precious");
+    assert_eq!(fs::read(v.join("sub/inner")).unwrap(), b"inner");
+}
+
+#[test]
+fn a_symlinked_directory_at_any_depth_is_never_written_through() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("id");
+    let v = victim(tmp.path());
+    fs::create_dir_all(root.join("out/a")).unwrap();
+    symlink(&v, root.join("out/a/secrets")).unwrap();
+    let f = file("stripe.json", b"{}", 0o600);
+    let e = deliver_file(
+        "s",
+        &root,
+        &root.join("out/a/secrets/stripe.json"),
+        &f,
+        Ownership::default(),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("out/a/secrets is a symbolic link"),
+        "{e}"
+    );
+    // A certificate set whose versions directory is a symlink.
+    symlink(&v, root.join("out/tls.d")).unwrap();
+    let e = deliver_set(
+        "tls",
+        &root,
+        &root.join("out/tls"),
+        "01",
+        &set("01"),
+        Ownership::default(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("tls.d is a symbolic link"), "{e}");
+    assert!(
+        read_set(
+            &root,
+            &root.join("out/tls"),
+            &["cert.pem"],
+            Ownership::default()
+        )
+        .is_none()
+    );
+    victim_intact(&v);
+}
+
+#[test]
+fn pruning_removes_only_the_versions_the_agent_made() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("out/tls");
+    let versions = tmp.path().join("out/tls.d");
+    let v = victim(tmp.path());
+    deliver_set(
+        "tls",
+        tmp.path(),
+        &dir,
+        "01",
+        &set("01"),
+        Ownership::default(),
+    )
+    .unwrap();
+    // Someone else's things in the versions directory: a directory of notes, one named like
+    // a version, a symlink named like a version, and a version whose marker was tampered with.
+    fs::create_dir(versions.join("notes")).unwrap();
+    fs::write(versions.join("notes/n.txt"), b"mine").unwrap();
+    fs::create_dir(versions.join("0badc0de")).unwrap();
+    fs::write(versions.join("0badc0de/cert.pem"), b"mine").unwrap();
+    symlink(&v, versions.join("0a0a")).unwrap();
+    for n in ["02", "03", "04"] {
+        deliver_set("tls", tmp.path(), &dir, n, &set(n), Ownership::default()).unwrap();
+        if n == "02" {
+            fs::write(versions.join("02").join(set::MARKER), b"forged").unwrap();
+        }
+    }
+    let mut kept: Vec<String> = fs::read_dir(&versions)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    kept.sort();
+    assert_eq!(kept, ["02", "03", "04", "0a0a", "0badc0de", "notes"]);
+    assert_eq!(fs::read(versions.join("notes/n.txt")).unwrap(), b"mine");
+    assert_eq!(
+        fs::read(versions.join("0badc0de/cert.pem")).unwrap(),
+        b"mine"
+    );
+    victim_intact(&v);
+    // A version holding a directory the agent did not create is not emptied either.
+    fs::create_dir(versions.join("03/extra")).unwrap();
+    deliver_set(
+        "tls",
+        tmp.path(),
+        &dir,
+        "05",
+        &set("05"),
+        Ownership::default(),
+    )
+    .unwrap();
+    assert!(versions.join("03/cert.pem").exists());
+    assert!(versions.join("03/extra").exists());
+    // Someone else's directory under the name of the next version: refused, left as it was,
+    // and the half-made version cleaned up.
+    fs::create_dir(versions.join("06")).unwrap();
+    fs::write(versions.join("06/x"), b"mine").unwrap();
+    let e = deliver_set(
+        "tls",
+        tmp.path(),
+        &dir,
+        "06",
+        &set("06"),
+        Ownership::default(),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("not a version the agent made"),
+        "{e}"
+    );
+    assert_eq!(fs::read(versions.join("06/x")).unwrap(), b"mine");
+    assert!(fs::read_dir(&versions).unwrap().all(|e| {
+        !e.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".tmp-")
+    }));
+    assert_eq!(fs::read_link(&dir).unwrap(), Path::new("tls.d/05"));
+}
+
+#[test]
+fn a_path_outside_the_identity_directory_is_walked_from_the_filesystem_root() {
+    assert_eq!(
+        place(Path::new("/srv/id"), Path::new("/srv/id/out/a.pem")),
+        (PathBuf::from("/srv/id"), PathBuf::from("out/a.pem"))
+    );
+    assert_eq!(
+        place(Path::new("/srv/id"), Path::new("/etc/nginx/a.pem")),
+        (PathBuf::from("/"), PathBuf::from("etc/nginx/a.pem"))
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("id");
+    fs::create_dir(&root).unwrap();
+    let outside = tmp.path().join("etc-like/certs/ca.pem");
+    let f = file("ca.pem", b"chain", 0o644);
+    deliver_file("ca", &root, &outside, &f, Ownership::default()).unwrap();
+    assert_eq!(fs::read(&outside).unwrap(), b"chain");
+    // Every component of such a path is checked, not only those below the identity directory.
+    let v = victim(tmp.path());
+    fs::rename(tmp.path().join("etc-like"), tmp.path().join("moved")).unwrap();
+    symlink(&v, tmp.path().join("etc-like")).unwrap();
+    let e = deliver_file("ca", &root, &outside, &f, Ownership::default()).unwrap_err();
+    assert!(e.to_string().contains("etc-like is a symbolic link"), "{e}");
+    // `..` never climbs out of the identity directory.
+    let e = deliver_file(
+        "ca",
+        &root,
+        &root.join("../moved/x.pem"),
+        &f,
+        Ownership::default(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("not a plain name"), "{e}");
+    victim_intact(&v);
+}

@@ -17,75 +17,37 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as StdCommand, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use assert_cmd::cargo::CommandCargoExt;
 use serde_json::json;
 use warden_agent::Config;
 use warden_bao::{Client, Idempotent};
 use warden_enroll::AgentConfig;
-use warden_testkit::LabEnv;
+use warden_testkit::cli::{Cli, path_str, text};
+use warden_testkit::{EXAMPLE_SPEC, LabEnv, Poll, RunningAgent};
 
-mod common;
-use common::*;
+/// The binary under test.
+const WARDEN: Cli = Cli::new(env!("CARGO_BIN_EXE_warden"));
+
+/// A long-running `warden agent --config FILE`, its output in `log`.
+fn start_agent(config: &Path, log: PathBuf) -> RunningAgent {
+    RunningAgent::spawn(
+        WARDEN.command(&["agent", "--config", path_str(config)]),
+        &log,
+    )
+}
+
+/// Waits up to a minute for `check`, showing the agent's log if it never holds.
+async fn wait_for<T>(what: &str, agent: &RunningAgent, check: impl FnMut() -> Option<T>) -> T {
+    Poll::new(Duration::from_secs(60))
+        .every(Duration::from_millis(100))
+        .showing_log(agent.log_path())
+        .until_async(what, check)
+        .await
+}
 
 /// The service user the root-agent scenario hands `out/` to.
 const NOBODY: u32 = 65534;
-
-/// A long-running `warden agent`, killed (and reaped) when dropped, also on panic.
-struct RunningAgent {
-    child: Child,
-    log: PathBuf,
-}
-
-impl RunningAgent {
-    fn start(config: &Path, log: PathBuf) -> Self {
-        let file = std::fs::File::create(&log).expect("agent log");
-        let mut cmd = StdCommand::cargo_bin("warden").expect("warden binary");
-        cmd.args(["agent", "--config", s(config)])
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("dup log"))
-            .stderr(file);
-        for var in FOREIGN_ENV {
-            cmd.env_remove(var);
-        }
-        let child = cmd.spawn().expect("spawn warden agent");
-        Self { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for RunningAgent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn wait_for<T>(
-    limit: Duration,
-    what: &str,
-    agent: &RunningAgent,
-    mut check: impl FnMut() -> Option<T>,
-) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}; agent log:\n{}",
-            agent.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// Every file and directory below `dir` (not following symlinks) with its type, mode and the
 /// SHA-256 of its bytes: what "survives byte for byte" is compared against (digests keep a
@@ -145,18 +107,18 @@ async fn write_kv(op: &Client, name: &str, data: serde_json::Value) {
 /// `warden identity enroll billing` into `root`, then its `agent.toml` trimmed for the test
 /// (control socket on, health off, no reloads) and edited by `edit` as text.
 fn enroll(lab: &LabEnv, root: &Path, edit: impl FnOnce(String) -> String) -> (PathBuf, PathBuf) {
-    ok(&[
+    WARDEN.ok(&[
         "identity",
         "enroll",
         "billing",
         "--spec",
-        SPEC,
+        EXAMPLE_SPEC,
         "--lab",
-        s(lab.dir()),
+        path_str(lab.dir()),
         "--env",
         "test",
         "--root-dir",
-        s(root),
+        path_str(root),
     ]);
     let id = root.join("test").join("billing");
     let path = id.join("agent.toml");
@@ -182,14 +144,14 @@ async fn apply(lab: &LabEnv) {
     let args = [
         "apply",
         "--spec",
-        SPEC,
+        EXAMPLE_SPEC,
         "--lab",
-        s(lab.dir()),
+        path_str(lab.dir()),
         "--env",
         "test",
     ];
     for _ in 0..5 {
-        let out = run(&args);
+        let out = WARDEN.run(&args);
         if out.status.success() {
             return;
         }
@@ -198,7 +160,7 @@ async fn apply(lab: &LabEnv) {
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    ok(&args);
+    WARDEN.ok(&args);
 }
 
 /// Forces a render of `output` through the control socket; `Err` carries why it failed.
@@ -235,19 +197,12 @@ async fn symlinked_or_foreign_directories_never_redirect_or_delete() {
 /// The agent and the one who plants the symlinks are the same user.
 async fn same_user_symlinks(lab: &LabEnv, tmp: &Path) {
     let (id, config) = enroll(lab, &tmp.join("a"), |t| t);
-    let agent = RunningAgent::start(&config, id.join("agent.log"));
+    let agent = start_agent(&config, id.join("agent.log"));
     let stripe = id.join("out/secrets/stripe.json");
-    wait_for(
-        Duration::from_secs(60),
-        "the first delivery",
-        &agent,
-        || {
-            (stripe.is_file()
-                && live_serial(&id).is_some()
-                && id.join("state/control.sock").exists())
+    wait_for("the first delivery", &agent, || {
+        (stripe.is_file() && live_serial(&id).is_some() && id.join("state/control.sock").exists())
             .then_some(())
-        },
-    )
+    })
     .await;
 
     // (1) out/secrets -> victim: the forced render refuses, naming the symlink.
@@ -334,8 +289,8 @@ async fn root_agent_in_a_service_users_directory(lab: &LabEnv, tmp: &Path) {
     std::fs::create_dir_all(&out).unwrap();
     std::os::unix::fs::chown(&out, Some(NOBODY), Some(NOBODY)).unwrap();
     std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let agent = RunningAgent::start(&config, id.join("agent.log"));
-    wait_for(Duration::from_secs(60), "the certificate", &agent, || {
+    let agent = start_agent(&config, id.join("agent.log"));
+    wait_for("the certificate", &agent, || {
         (live_serial(&id).is_some() && id.join("state/control.sock").exists()).then_some(())
     })
     .await;

@@ -32,6 +32,7 @@ pub mod reload;
 mod report;
 pub mod runtime;
 pub mod schedule;
+mod slots;
 pub mod state;
 
 use std::path::PathBuf;

@@ -77,7 +77,8 @@ impl ErrorKind {
             Self::Filesystem
         } else if has(&["permission denied", "rejected the request"]) {
             Self::PermissionDenied
-        } else if has(&["nothing found at"]) {
+        } else if has(&["nothing found at", "nothing at "]) {
+            // Before templates: a template's `kv()` of a missing secret is a missing secret.
             Self::NotFound
         } else if has(&["template"]) {
             Self::Template
@@ -180,6 +181,10 @@ mod tests {
             ),
             (
                 "output config: read kvv2/data/billing/nope: nothing found at kvv2/data/billing/nope",
+                ErrorKind::NotFound,
+            ),
+            (
+                "output config: template inline:config line 1: kv(\"kvv2\", \"billing/x\"): nothing at kvv2/data/billing/x (kv() reads KV version 2 mounts; use kv1() for a version 1 mount)",
                 ErrorKind::NotFound,
             ),
             (

@@ -6,6 +6,9 @@
 //!
 //! One lab (environment `test` only, to keep the run short) in a temporary directory, on ports
 //! chosen at run time; the guard runs `lab down --purge` however the test ends.
+//!
+//! `warden_agent_logs_plain_text_into_a_file` needs no server: `warden agent` with its log
+//! redirected to a file, as a supervisor runs it, writes no escape codes.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -371,6 +374,84 @@ fn lab_agents_serve_health_metrics_and_rotate_on_request() {
         .unwrap();
     assert_eq!(status.status.code(), Some(3));
     assert_eq!(agent(&json(&status), "test", "billing")["running"], false);
+}
+
+/// `warden -v agent` with both streams in a file and `NO_COLOR` unset, as a supervisor runs
+/// it: the log is plain text. Nothing answers at the configured address, so the agent logs its
+/// endpoints and its failing login and keeps running until SIGTERM.
+#[test]
+fn warden_agent_logs_plain_text_into_a_file() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    std::fs::write(dir.join("role-id"), "role\n").unwrap();
+    std::fs::write(dir.join("secret-id"), "secret\n").unwrap();
+    // Port 9 (discard) is not served on a test host: every login fails at once.
+    std::fs::write(
+        dir.join("agent.toml"),
+        r#"version = 1
+
+[identity]
+name        = "billing"
+kind        = "app"
+env         = "test"
+common_name = "billing.identity.test.warden.internal"
+
+[openbao]
+address = "https://127.0.0.1:9"
+
+[auth]
+method         = "approle"
+policy         = "billing"
+role_id_file   = "role-id"
+secret_id_file = "secret-id"
+
+[[output]]
+name     = "config"
+type     = "template"
+contents = "x"
+path     = "out/config.txt"
+
+[health]
+listen = "127.0.0.1:0"
+"#,
+    )
+    .unwrap();
+    let log_path = dir.join("agent.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("warden"));
+    cmd.args(["-v", "agent", "--config"])
+        .arg(dir.join("agent.toml"))
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .env_remove("NO_COLOR");
+    for var in FOREIGN_ENV {
+        cmd.env_remove(var);
+    }
+    let mut child = cmd.spawn().expect("start warden agent");
+    let logged = |what: &str| std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains(what));
+    let waited = Instant::now();
+    while !(logged("health endpoint listening") && logged("approle")) {
+        if waited.elapsed() > Duration::from_secs(60) || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            panic!(
+                "the agent did not log its start and login:\n{}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let exit = child.wait().expect("wait for the agent");
+    let log = std::fs::read(&log_path).unwrap();
+    assert!(exit.success(), "exit {exit:?}:\n{}", text(&log));
+    assert!(
+        !log.contains(&0x1b),
+        "escape codes in a log that is a file:\n{}",
+        text(&log)
+    );
 }
 
 /// Runs a client (`warden agent rotate | status`) as `nobody` against the socket. Without root

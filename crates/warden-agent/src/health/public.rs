@@ -59,6 +59,7 @@ impl ErrorKind {
         } else if has(&[
             "connection refused",
             "could not connect",
+            "cannot reach",
             "timed out",
             "tls with openbao",
             "http exchange with openbao",

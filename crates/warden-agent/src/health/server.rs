@@ -6,7 +6,7 @@
 //!
 //! - every connection is accepted at once and served by a task of its own; at most
 //!   [`MAX_CONNECTIONS`] are open, and at that cap the one that has waited longest is closed to
-//!   make room ([`crate::slots`]): idle and half-sent connections cannot fill the listener;
+//!   make room (`crate::slots`): idle and half-sent connections cannot fill the listener;
 //! - a request head must arrive whole within [`HEADER_READ_TIMEOUT`] of the connection (hyper's
 //!   `header_read_timeout`, which also covers a client that sends nothing), so a slow sender
 //!   holds its slot for seconds, not for as long as it likes;

@@ -1,12 +1,11 @@
 //! The status snapshot: what `/health` and the control socket report about a running agent.
 //!
 //! These types are the *wire format* tools are written against, kept apart from the runtime's
-//! in-memory [`OutputStatus`](crate::runtime::OutputStatus) so that the contract does not move
-//! whenever the runtime's bookkeeping does. The control socket serves them whole to the agent's
-//! owner; `/health` serves every local user a reduced form of them (see
-//! [`public`](super::public)); `/metrics` derives its figures from them
-//! ([`metrics`](super::metrics)). All of them live in this one module on purpose: a change to
-//! the status vocabulary is a change here and nowhere else.
+//! in-memory [`OutputStatus`] so that the contract does not move whenever the runtime's
+//! bookkeeping does. The control socket serves them whole to the agent's owner; `/health`
+//! serves every local user a reduced form of them (see [`public`](super::public)); `/metrics`
+//! derives its figures from them ([`metrics`](super::metrics)). All of them live in this one
+//! module on purpose: a change to the status vocabulary is a change here and nowhere else.
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;

@@ -440,6 +440,78 @@ fn strings(v: &Value, out: &mut Vec<String>) {
     }
 }
 
+/// Holds 200 idle connections and a slowloris on the health port and 20 idle connections on
+/// the control socket while asking `/health`, `/metrics` and `status` four times, each within
+/// 1 s; then lets them go and waits until the agent `pid` is back to its descriptors.
+async fn under_attack(addr: SocketAddr, socket: &Path, pid: u32) {
+    let baseline = fds(pid);
+
+    // 200 connections that send nothing, and one that sends its head a byte every 300 ms.
+    let idle: Vec<TcpStream> = (0..200)
+        .map(|_| TcpStream::connect(addr).expect("an idle connection"))
+        .collect();
+    let slowloris = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(addr).expect("the slow connection");
+        let start = Instant::now();
+        for b in b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-Slow: "
+            .iter()
+            .cycle()
+        {
+            if s.write_all(&[*b]).is_err() || start.elapsed() > Duration::from_secs(20) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        start.elapsed()
+    });
+    let control_idle: Vec<UnixStream> = (0..20)
+        .map(|_| UnixStream::connect(socket).expect("an idle control connection"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut peak = 0;
+    for round in 0..4 {
+        for path in ["/health", "/metrics"] {
+            let (took, response) = get_within(addr, path, Duration::from_secs(1));
+            assert!(
+                response.starts_with("HTTP/1.1 "),
+                "round {round}: {path} did not answer within 1 s under load ({took:?}): {response:?}"
+            );
+            assert!(took < Duration::from_secs(1), "{path} took {took:?}");
+        }
+        let start = Instant::now();
+        let snapshot = warden_agent::control::status(socket)
+            .await
+            .expect("status with idle control connections");
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "status took {:?}",
+            start.elapsed()
+        );
+        assert_eq!(snapshot.identity, "billing");
+        peak = peak.max(fds(pid));
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    // The connections are capped (64 on the health port, 32 on the control socket).
+    assert!(
+        peak <= baseline + 64 + 32 + 4,
+        "{peak} descriptors under load, {baseline} before"
+    );
+    let slow_for = slowloris.join().unwrap();
+    assert!(
+        slow_for < Duration::from_secs(5),
+        "the slowloris was cut off only after {slow_for:?}"
+    );
+
+    // The attackers go: every descriptor comes back.
+    drop(idle);
+    drop(control_idle);
+    wait_for(
+        "the agent's descriptors to be freed",
+        Duration::from_secs(10),
+        || fds(pid) <= baseline + 2,
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_and_slow_clients_cannot_starve_the_endpoints() {
     let lab = LabEnv::start(&["test"]).await;
@@ -507,72 +579,7 @@ async fn idle_and_slow_clients_cannot_starve_the_endpoints() {
         "the owner gets the whole message, path included: {detail}"
     );
     let (_, response) = get_within(addr, "/health", LIMIT);
-    let baseline = fds(pid);
-
-    // 200 connections that send nothing, and one that sends its head a byte every 300 ms.
-    let idle: Vec<TcpStream> = (0..200)
-        .map(|_| TcpStream::connect(addr).expect("an idle connection"))
-        .collect();
-    let slowloris = std::thread::spawn(move || {
-        let mut s = TcpStream::connect(addr).expect("the slow connection");
-        let start = Instant::now();
-        for b in b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-Slow: "
-            .iter()
-            .cycle()
-        {
-            if s.write_all(&[*b]).is_err() || start.elapsed() > Duration::from_secs(20) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
-        start.elapsed()
-    });
-    let control_idle: Vec<UnixStream> = (0..20)
-        .map(|_| UnixStream::connect(&socket).expect("an idle control connection"))
-        .collect();
-    std::thread::sleep(Duration::from_millis(300));
-    let mut peak = 0;
-    for round in 0..4 {
-        for path in ["/health", "/metrics"] {
-            let (took, response) = get_within(addr, path, Duration::from_secs(1));
-            assert!(
-                response.starts_with("HTTP/1.1 "),
-                "round {round}: {path} did not answer within 1 s under load ({took:?}): {response:?}"
-            );
-            assert!(took < Duration::from_secs(1), "{path} took {took:?}");
-        }
-        let start = Instant::now();
-        let snapshot = warden_agent::control::status(&socket)
-            .await
-            .expect("status with idle control connections");
-        assert!(
-            start.elapsed() < Duration::from_secs(1),
-            "status took {:?}",
-            start.elapsed()
-        );
-        assert_eq!(snapshot.identity, "billing");
-        peak = peak.max(fds(pid));
-        std::thread::sleep(Duration::from_millis(700));
-    }
-    // The connections are capped (64 on the health port, 32 on the control socket).
-    assert!(
-        peak <= baseline + 64 + 32 + 4,
-        "{peak} descriptors under load, {baseline} before"
-    );
-    let slow_for = slowloris.join().unwrap();
-    assert!(
-        slow_for < Duration::from_secs(5),
-        "the slowloris was cut off only after {slow_for:?}"
-    );
-
-    // The attackers go: every descriptor comes back.
-    drop(idle);
-    drop(control_idle);
-    wait_for(
-        "the agent's descriptors to be freed",
-        Duration::from_secs(10),
-        || fds(pid) <= baseline + 2,
-    );
+    under_attack(addr, &socket, pid).await;
     assert!(
         child.try_wait().unwrap().is_none(),
         "the agent is still running"

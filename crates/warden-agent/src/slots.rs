@@ -91,6 +91,7 @@ impl Slots {
 
     fn admit(&self) -> Option<u64> {
         let mut inner = self.lock();
+        let mut evicted = None;
         if inner.live.len() >= self.cap {
             let idlest = inner
                 .live
@@ -98,13 +99,7 @@ impl Slots {
                 .filter(|(_, e)| e.busy == 0 && e.abort.is_some())
                 .min_by_key(|(id, e)| (e.idle_since, **id))
                 .map(|(id, _)| *id)?;
-            if let Some(abort) = inner.live.remove(&idlest).and_then(|e| e.abort) {
-                abort.abort();
-            }
-            tracing::debug!(
-                cap = self.cap,
-                "closed the longest-idle connection to make room for a new one"
-            );
+            evicted = inner.live.remove(&idlest).and_then(|e| e.abort);
         }
         let id = inner.next_id;
         inner.next_id += 1;
@@ -116,6 +111,15 @@ impl Slots {
                 abort: None,
             },
         );
+        drop(inner);
+        // Aborted outside the lock: a task dropped on the spot frees its slot, which locks.
+        if let Some(abort) = evicted {
+            abort.abort();
+            tracing::debug!(
+                cap = self.cap,
+                "closed the longest-idle connection to make room for a new one"
+            );
+        }
         Some(id)
     }
 
@@ -134,10 +138,16 @@ pub(crate) struct CloseAll(pub(crate) Arc<Slots>);
 
 impl Drop for CloseAll {
     fn drop(&mut self) {
-        for entry in self.0.lock().live.values() {
-            if let Some(abort) = &entry.abort {
-                abort.abort();
-            }
+        let aborts: Vec<AbortHandle> = self
+            .0
+            .lock()
+            .live
+            .values()
+            .filter_map(|e| e.abort.clone())
+            .collect();
+        // Outside the lock, as in `admit`.
+        for abort in aborts {
+            abort.abort();
         }
     }
 }

@@ -182,6 +182,14 @@ impl Launch {
     }
 }
 
+/// Whether the log on stderr may carry ANSI colour codes: only when stderr is a terminal and
+/// `NO_COLOR` is unset or empty (<https://no-color.org>). The agent's log usually goes to a
+/// file or to the journal, where escape codes are noise that every reader has to strip.
+pub fn log_colours() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// The verdict of a `--once` run: `None` when everything was delivered (or already valid) and
 /// every reload worked, else the one-line reason to report as the error.
 pub fn once_failure(identity: &str, report: &OnceReport) -> Option<String> {

@@ -33,6 +33,7 @@ pub mod reload;
 mod report;
 pub mod runtime;
 pub mod schedule;
+mod slots;
 pub mod state;
 
 use std::path::PathBuf;

@@ -90,6 +90,8 @@ fn init_tracing(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // No escape codes in a log that is not a terminal (`warden agent` under a supervisor).
+        .with_ansi(warden_agent::launch::log_colours())
         .with_target(false)
         .try_init();
 }

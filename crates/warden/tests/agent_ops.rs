@@ -6,6 +6,9 @@
 //!
 //! One lab (environment `test` only, to keep the run short) in a temporary directory, on ports
 //! chosen at run time; the guard runs `lab down --purge` however the test ends.
+//!
+//! `warden_agent_logs_plain_text_into_a_file` needs no server: `warden agent` with its log
+//! redirected to a file, as a supervisor runs it, writes no escape codes.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -16,8 +19,8 @@ use std::process::Output;
 use std::time::Duration;
 
 use serde_json::Value;
-use warden_testkit::cli::{Cli, text};
-use warden_testkit::{LabGuard, Poll};
+use warden_testkit::cli::{Cli, path_str, text};
+use warden_testkit::{LabGuard, Poll, RunningAgent};
 
 /// The binary under test.
 const WARDEN: Cli = Cli::new(env!("CARGO_BIN_EXE_warden"));
@@ -335,6 +338,69 @@ fn lab_agents_serve_health_metrics_and_rotate_on_request() {
     let status = WARDEN.run(&["lab", "status", "--output", "json", "--dir", &lab]);
     assert_eq!(status.status.code(), Some(3));
     assert_eq!(agent(&json(&status), "test", "billing")["running"], false);
+}
+
+/// `warden -v agent` with both streams in a file and `NO_COLOR` unset, as a supervisor runs
+/// it: the log is plain text. Nothing answers at the configured address, so the agent logs its
+/// endpoints and its failing login and keeps running until SIGTERM.
+#[test]
+fn warden_agent_logs_plain_text_into_a_file() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    std::fs::write(dir.join("role-id"), "role\n").unwrap();
+    std::fs::write(dir.join("secret-id"), "secret\n").unwrap();
+    // Port 9 (discard) is not served on a test host: every login fails at once.
+    std::fs::write(
+        dir.join("agent.toml"),
+        r#"version = 1
+
+[identity]
+name        = "billing"
+kind        = "app"
+env         = "test"
+common_name = "billing.identity.test.warden.internal"
+
+[openbao]
+address = "https://127.0.0.1:9"
+
+[auth]
+method         = "approle"
+policy         = "billing"
+role_id_file   = "role-id"
+secret_id_file = "secret-id"
+
+[[output]]
+name     = "config"
+type     = "template"
+contents = "x"
+path     = "out/config.txt"
+
+[health]
+listen = "127.0.0.1:0"
+"#,
+    )
+    .unwrap();
+    let log_path = dir.join("agent.log");
+    let config = dir.join("agent.toml");
+    let mut cmd = WARDEN.command(&["-v", "agent", "--config", path_str(&config)]);
+    cmd.env_remove("NO_COLOR");
+    let mut agent = RunningAgent::spawn(cmd, &log_path);
+    let logged = |what: &str| std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains(what));
+    Poll::new(Duration::from_secs(60))
+        .every(Duration::from_millis(100))
+        .showing_log(&log_path)
+        .until_true("the agent's start and login in its log", || {
+            agent.assert_alive();
+            logged("health endpoint listening") && logged("approle")
+        });
+    let exit = agent.terminate(Duration::from_secs(30));
+    let log = std::fs::read(&log_path).unwrap();
+    assert!(exit.success(), "exit {exit:?}:\n{}", text(&log));
+    assert!(
+        !log.contains(&0x1b),
+        "escape codes in a log that is a file:\n{}",
+        text(&log)
+    );
 }
 
 /// Runs a client (`warden agent rotate | status`) as `nobody` against the socket. Without root

@@ -119,7 +119,8 @@ fn print(text: &str) -> ExitCode {
 /// The filter is `tracing_subscriber`'s `Targets` (levels per target), not the `EnvFilter`
 /// of `warden`: `EnvFilter`'s span and field matching brings a regex engine, about 180 KB of
 /// code that would sit in every agent's memory for a syntax nobody uses on an agent. A
-/// `WARDEN_LOG` that does not parse is reported once and the default is used.
+/// `WARDEN_LOG` that does not parse is reported once and the default is used. Colour only on a
+/// terminal ([`launch::log_colours`]).
 fn init_tracing(verbose: u8) {
     use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::layer::SubscriberExt as _;
@@ -139,6 +140,7 @@ fn init_tracing(verbose: u8) {
     };
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(launch::log_colours())
         .with_target(false);
     let _ = tracing_subscriber::registry()
         .with(filter)

@@ -19,7 +19,6 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -440,11 +439,9 @@ async fn under_attack(addr: SocketAddr, socket: &Path, pid: u32) {
     // The attackers go: every descriptor comes back.
     drop(idle);
     drop(control_idle);
-    wait_for(
-        "the agent's descriptors to be freed",
-        Duration::from_secs(10),
-        || fds(pid) <= baseline + 2,
-    );
+    Poll::new(Duration::from_secs(10)).until_true("the agent's descriptors to be freed", || {
+        fds(pid) <= baseline + 2
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -475,7 +472,8 @@ async fn idle_and_slow_clients_cannot_starve_the_endpoints() {
     // As a supervisor runs it: -v, both streams into a file, NO_COLOR not set.
     let log_path = dir.join("agent.log");
     let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = agent(&["--config", s(&config), "-v"])
+    let mut child = AGENT
+        .command(&["--config", path_str(&config), "-v"])
         .env_remove("NO_COLOR")
         .stdout(log.try_clone().unwrap())
         .stderr(log)
@@ -484,7 +482,7 @@ async fn idle_and_slow_clients_cannot_starve_the_endpoints() {
     let pid = child.id();
     let socket = dir.join("state/control.sock");
     let addr_file = dir.join("state/health.addr");
-    wait_for("the control socket and health address", LIMIT, || {
+    Poll::new(LIMIT).until_true("the control socket and health address", || {
         socket.exists() && addr_file.exists()
     });
     let addr: SocketAddr = read(&addr_file).trim().parse().expect("an address");

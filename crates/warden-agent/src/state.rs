@@ -248,10 +248,8 @@ impl StateDir {
     }
 }
 
-/// SHA-256 of `bytes`, lower-case hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref())
-}
+/// SHA-256 of `bytes`, lower-case hex: the digest recorded for every delivered file.
+pub use warden_pki::sha256_hex;
 
 #[cfg(test)]
 mod tests {

@@ -40,6 +40,6 @@ pub use issuer::LocalIssuer;
 pub use keys::{GeneratedKey, KeyAlgorithm, generate_key, make_csr};
 pub use ledger::LedgerEntry;
 pub use params::BACKDATE;
-pub use pem::{common_name, first_certificate, pem_blocks};
+pub use pem::{common_name, first_certificate, pem_blocks, sha256_hex};
 pub use root::{CaDir, CaMetadata, LEDGER, METADATA, ROOT_CERT, ROOT_KEY, RootOptions};
 pub use sign::{IntermediateRequest, SignedIntermediate};

@@ -163,10 +163,7 @@ pub(crate) fn check_dns_name(field: &'static str, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Lower-case hex SHA-256 of a DER certificate: the fingerprint the ledger and `ca show` print.
-pub(crate) fn sha256_hex(der: &[u8]) -> String {
-    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der))
-}
+pub(crate) use crate::pem::sha256_hex;
 
 #[cfg(test)]
 mod tests {

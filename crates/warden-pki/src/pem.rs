@@ -1,7 +1,7 @@
-//! Small, allocation-free views of PEM text: the certificate blocks of a bundle, the first of
-//! them, and its subject common name. One home for these so that the agent, enrollment and the
-//! CLI split bundles the same way (a block is kept byte for byte, so comparing blocks compares
-//! certificates).
+//! Small views of PEM text and the one digest Warden prints: the certificate blocks of a bundle,
+//! the first of them, its subject common name, and lower-case hex SHA-256. One home for these so
+//! that the agent, enrollment and the CLI split bundles and fingerprint files the same way (a
+//! block is kept byte for byte, so comparing blocks compares certificates).
 
 const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
 const END: &str = "-----END CERTIFICATE-----";
@@ -39,6 +39,12 @@ pub fn common_name(pem: &str) -> Option<String> {
     Some(cn.to_owned())
 }
 
+/// Lower-case hex SHA-256 of `bytes`: the fingerprint of a DER certificate the ledger and
+/// `ca show` print, and the digest of a delivered file the agent records.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,6 +64,14 @@ mod tests {
         assert!(pem_blocks("nothing").is_empty());
         assert_eq!(first_certificate("nothing"), None);
         assert!(pem_blocks("-----BEGIN CERTIFICATE-----\nAAAA").is_empty());
+    }
+
+    #[test]
+    fn sha256_of_nothing_is_the_known_digest() {
+        assert_eq!(
+            sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
     }
 
     #[test]

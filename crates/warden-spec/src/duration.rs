@@ -71,15 +71,33 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
 /// `36h` → `1d12h`), so the value a user typed reads back the same. Sub-second parts are
 /// dropped: nothing Warden schedules is finer than a second.
 pub fn format_duration(d: Duration) -> String {
+    format_units(d, usize::MAX)
+}
+
+/// The same grammar rounded down to its two largest units (`3d4h`, `5h12m`, `42s`), for ages
+/// and time left in messages, where `3d4h17m9s` would be noise. Still parses back.
+pub fn format_approx(d: Duration) -> String {
+    format_units(d, 2)
+}
+
+fn format_units(d: Duration, most: usize) -> String {
     let mut secs = d.as_secs();
     if secs == 0 {
         return "0s".to_owned();
     }
     let mut out = String::new();
+    let mut written = 0;
     for (unit, size) in UNITS.iter().filter(|(u, _)| *u != 'w') {
+        if written == most {
+            break;
+        }
         if secs >= *size {
             out.push_str(&format!("{}{unit}", secs / size));
             secs %= size;
+            written += 1;
+        } else if written > 0 {
+            // A zero between two units ends the approximation: `1d0h5m` reads as `1d`.
+            break;
         }
     }
     out
@@ -145,5 +163,20 @@ mod tests {
         }
         assert_eq!(format_duration(Duration::from_secs(3650 * 86_400)), "10y");
         assert_eq!(format_duration(Duration::from_secs(36 * 3600)), "1d12h");
+    }
+
+    #[test]
+    fn approximations_keep_two_units_and_parse_back() {
+        let approx = |s: u64| format_approx(Duration::from_secs(s));
+        assert_eq!(approx(0), "0s");
+        assert_eq!(approx(42), "42s");
+        assert_eq!(approx(61), "1m1s");
+        assert_eq!(approx(3 * 86_400 + 3600 + 17), "3d1h");
+        assert_eq!(approx(86_400 + 300), "1d");
+        assert_eq!(approx(400 * 86_400), "1y35d");
+        for s in [1, 59, 3601, 90_061, 31_536_001] {
+            let d = parse_duration(&approx(s)).unwrap();
+            assert!(d.as_secs() <= s, "{s}: {d:?}");
+        }
     }
 }

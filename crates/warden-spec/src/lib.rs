@@ -24,7 +24,7 @@ mod validate_ext;
 use std::path::Path;
 
 pub use diag::{Diagnostic, Reporter, SpecError, did_you_mean, explain_toml_error, suggest};
-pub use duration::{DurationError, format_duration, parse_duration};
+pub use duration::{DurationError, format_approx, format_duration, parse_duration};
 pub use model::*;
 pub use naming::{Naming, Template};
 pub use rules::{Judgement, Observed, Refusal, Status};

@@ -299,18 +299,10 @@ pub fn check_domain_renewal<'s>(
     Ok(purpose)
 }
 
-/// `90s`, `12m`, `5h`, `3d`: the largest whole unit, as the spec writes durations.
+/// `90s`, `12m`, `5h3m`, `3d4h`: an age or a time left in the duration grammar, rounded to
+/// its two largest units ([`crate::format_approx`]); negative counts as zero.
 pub fn human(secs: i64) -> String {
-    let s = secs.max(0);
-    if s >= 2 * 86_400 {
-        format!("{}d", s / 86_400)
-    } else if s >= 2 * 3600 {
-        format!("{}h", s / 3600)
-    } else if s >= 120 {
-        format!("{}m", s / 60)
-    } else {
-        format!("{s}s")
-    }
+    crate::format_approx(std::time::Duration::from_secs(secs.max(0).unsigned_abs()))
 }
 
 #[cfg(test)]

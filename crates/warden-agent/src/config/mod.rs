@@ -82,27 +82,9 @@ pub struct IdentityConfig {
     pub common_name: String,
 }
 
-/// `identity.kind`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdentityKind {
-    /// A service on a host.
-    App,
-    /// A TLS-terminating proxy (trust material only).
-    Proxy,
-    /// A container (AppRole).
-    Container,
-}
-
-impl IdentityKind {
-    /// The spelling in `agent.toml`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::App => "app",
-            Self::Proxy => "proxy",
-            Self::Container => "container",
-        }
-    }
-}
+/// `identity.kind`: the spec's kinds, of which an agent runs as `app`, `proxy` or `container`
+/// (a CI pipeline logs in with its own job token and runs no agent).
+pub use warden_spec::IdentityKind;
 
 /// `[openbao]`.
 #[derive(Debug, Clone, PartialEq, Eq)]

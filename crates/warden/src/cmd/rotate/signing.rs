@@ -180,12 +180,7 @@ fn explain(err: warden_keys::Error, e: &Entry, done: &[String]) -> anyhow::Error
 }
 
 pub(super) fn human(secs: u64) -> String {
-    match secs {
-        s if s > 0 && s % 86_400 == 0 => format!("{}d", s / 86_400),
-        s if s > 0 && s % 3600 == 0 => format!("{}h", s / 3600),
-        s if s > 0 && s % 60 == 0 => format!("{}m", s / 60),
-        s => format!("{s}s"),
-    }
+    warden_spec::format_duration(std::time::Duration::from_secs(secs))
 }
 
 pub(super) fn ts(t: time::OffsetDateTime) -> String {
@@ -260,7 +255,7 @@ mod tests {
         assert_eq!(human(86_400), "1d");
         assert_eq!(human(24 * 3600 * 3), "3d");
         assert_eq!(human(7200), "2h");
-        assert_eq!(human(90), "90s");
+        assert_eq!(human(90), "1m30s");
         assert_eq!(human(600), "10m");
         assert_eq!(human(0), "0s");
     }

@@ -21,6 +21,7 @@
 //! `reload` (only after a real change) → `state` (the record). `runtime` drives it.
 
 pub mod auth;
+mod board;
 pub mod config;
 pub mod control;
 pub mod database;
@@ -28,6 +29,7 @@ pub mod deliver;
 pub mod health;
 pub mod launch;
 pub mod output;
+mod output_task;
 pub mod reload;
 mod report;
 pub mod runtime;

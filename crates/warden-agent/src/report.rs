@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use warden_bao::Idempotent;
 
-use super::runtime::{AgentStatus, Health, Shared};
+use super::board::{AgentStatus, Health, Shared};
 use super::state::{StateDir, sha256_hex};
 
 /// Warden's own KV v2 mount (`warden_plan::META_MOUNT`) and the report folder in it

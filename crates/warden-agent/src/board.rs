@@ -121,6 +121,8 @@ pub struct OutputStatus {
     pub changes: u64,
     /// The last reload.
     pub last_reload: Option<ReloadRecord>,
+    /// Drift on disk (a missing file or symlink, a mode or owner changed) repaired since start.
+    pub repairs: u64,
 }
 
 /// The status of the login.
@@ -151,6 +153,9 @@ pub struct AuthStatus {
     pub identity_not_after: Option<OffsetDateTime>,
     /// Identity renewals since start.
     pub identity_renewals: u64,
+    /// Why the last identity renewal failed, while it is failing (the identity in use is
+    /// still valid until `identity_not_after`).
+    pub identity_error: Option<String>,
 }
 
 /// Everything the agent knows about itself.
@@ -169,16 +174,16 @@ pub struct AgentStatus {
     pub outputs: Vec<OutputStatus>,
     /// Every `[[database]]` source, in config order.
     pub databases: Vec<DatabaseStatus>,
+    /// This host's clock minus the server's (from the last response's `Date`), once known.
+    pub clock_skew_seconds: Option<i64>,
 }
 
 /// Per-output bookkeeping behind [`OutputStatus`].
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
     pub(crate) status: OutputStatus,
-    /// Valid content is on disk.
+    /// Usable content is on disk (present, and for a certificate: the key fits, not expired).
     pub(crate) delivered: bool,
-    /// The last failure is one waiting will not fix.
-    pub(crate) permanent: bool,
 }
 
 impl Entry {
@@ -199,33 +204,50 @@ impl Entry {
                 render_errors: 0,
                 changes: 0,
                 last_reload: None,
+                repairs: 0,
             },
             delivered: false,
-            permanent: false,
         }
     }
 
-    fn view(&self, now: OffsetDateTime) -> OutputStatus {
+    /// The status at `now` (the server's time when the local clock is skewed). `failed` is
+    /// kept for "nothing usable on disk": a failure with usable material on disk is `stale`,
+    /// whatever its cause, because the service still has something that works.
+    fn view(&self, now: OffsetDateTime, trusted_now: OffsetDateTime) -> OutputStatus {
         let mut s = self.status.clone();
-        let expired = s.not_after.is_some_and(|na| na <= now);
-        let failing = s.failures > 0 || s.last_error.is_some();
-        s.health = if !failing {
-            if self.delivered && !expired {
-                Health::Fresh
-            } else if self.delivered {
-                Health::Failed
-            } else {
-                Health::Pending
-            }
-        } else if !self.delivered || expired || self.permanent {
-            Health::Failed
-        } else if s.next_due.is_some_and(|d| d <= now) || s.failures > 0 {
-            Health::Stale
-        } else {
-            Health::Fresh
+        let expired = s.not_after.is_some_and(|na| na <= trusted_now);
+        let usable = self.delivered && !expired;
+        // A message without a failure is "waiting for the first login": it matters once due.
+        let failing =
+            s.failures > 0 || (s.last_error.is_some() && s.next_due.is_none_or(|d| d <= now));
+        s.health = match (failing, usable) {
+            (false, true) => Health::Fresh,
+            (true, true) => Health::Stale,
+            (false, false) if !self.delivered => Health::Pending,
+            _ => Health::Failed,
         };
         s
     }
+}
+
+/// A clock further than this from the server's is skewed: certificates issued now would look
+/// expired or not yet valid here (OpenBao backdates `not_before` by 30 s), so none is issued.
+pub(crate) const SKEW_TOLERANCE: time::Duration = time::Duration::seconds(60);
+
+/// "clock skew: local clock is 100 days ahead of the server (8640000 s)".
+pub(crate) fn skew_message(skew: time::Duration) -> String {
+    let secs = skew.whole_seconds();
+    let a = secs.unsigned_abs();
+    let human = match a {
+        0..120 => format!("{a} s"),
+        120..7200 => format!("{} min", a / 60),
+        7200..172_800 => format!("{} h", a / 3600),
+        _ => format!("{} days", a / 86_400),
+    };
+    let way = if secs >= 0 { "ahead of" } else { "behind" };
+    format!(
+        "clock skew: local clock is {human} {way} the server ({secs} s); no certificate is issued until the host's time is fixed (NTP)"
+    )
 }
 
 /// State shared by the tasks of one agent.
@@ -243,6 +265,8 @@ pub(crate) struct Shared {
     started_at: OffsetDateTime,
     /// The `[[database]]` sources' statuses (the lease book writes them).
     databases: Arc<dyn DatabaseStatuses>,
+    /// Skew seen in a certificate's own validity when no `Date` was known.
+    cert_skew: Mutex<Option<time::Duration>>,
 }
 
 /// Where the board reads the status of `[[database]]` sources (the lease book).
@@ -289,7 +313,48 @@ impl Shared {
             identity,
             started_at,
             databases,
+            cert_skew: Mutex::new(None),
         }
+    }
+
+    /// This host's clock minus the server's: from the last response's `Date` (one-second
+    /// resolution), else from a new certificate's validity; `None` before either is known.
+    pub(crate) fn clock_skew(&self) -> Option<time::Duration> {
+        match self.client.last_server_date() {
+            Some(d) => {
+                let server_now = OffsetDateTime::from(d.date)
+                    + time::Duration::try_from(d.received.elapsed()).unwrap_or_default();
+                Some(self.now() - server_now)
+            }
+            None => *self
+                .cert_skew
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        }
+    }
+
+    /// A skew a new certificate showed (see [`Shared::clock_skew`]).
+    pub(crate) fn note_cert_skew(&self, skew: time::Duration) {
+        *self
+            .cert_skew
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(skew);
+    }
+
+    /// The skew, when it is beyond [`SKEW_TOLERANCE`].
+    pub(crate) fn skewed(&self) -> Option<time::Duration> {
+        self.clock_skew().filter(|s| s.abs() > SKEW_TOLERANCE)
+    }
+
+    /// Now by the server's clock when this host's is skewed, else now: what "expired" and
+    /// "still usable" are judged by, so a wrong local clock does not throw away good files.
+    pub(crate) fn trusted_now(&self) -> OffsetDateTime {
+        self.now() - self.skewed().unwrap_or_default()
+    }
+
+    /// Records drift on disk that was repaired.
+    pub(crate) fn repaired(&self, name: &str) {
+        self.update(name, |e| e.status.repairs += 1);
     }
 
     /// Asks every task to stop.
@@ -386,6 +451,16 @@ impl Shared {
         let mut b = self.board();
         b.auth.identity_renewals += 1;
         b.auth.last_error = None;
+        b.auth.identity_error = None;
+    }
+
+    /// An identity renewal failed: counted with the auth errors, and kept apart so the
+    /// identity's own state can say `stale` while the one in use is still valid.
+    pub(crate) fn identity_error(&self, e: &AuthError) {
+        let mut b = self.board();
+        b.auth.errors += 1;
+        b.auth.last_error = Some(e.to_string());
+        b.auth.identity_error = Some(e.to_string());
     }
 
     /// The identity's name.
@@ -400,6 +475,11 @@ impl Shared {
 
     pub(crate) fn snapshot(&self) -> AgentStatus {
         let now = self.now();
+        let skew = self.clock_skew();
+        let trusted_now = now
+            - skew
+                .filter(|s| s.abs() > SKEW_TOLERANCE)
+                .unwrap_or_default();
         let never_logged_in = *self.token_gen.borrow() == 0;
         let b = self.board();
         // Before the first login nothing can be rendered: an output that is due shows why.
@@ -420,7 +500,7 @@ impl Shared {
                 {
                     e.status.last_error = Some(w.clone());
                 }
-                e.view(now)
+                e.view(now, trusted_now)
             })
             .collect();
         let auth = b.auth.clone();
@@ -431,7 +511,8 @@ impl Shared {
             requests: self.requests.load(Ordering::Relaxed),
             auth,
             outputs,
-            databases: self.databases.statuses(now),
+            databases: self.databases.statuses(trusted_now),
+            clock_skew_seconds: skew.map(|s| s.whole_seconds()),
         }
     }
 }
@@ -444,7 +525,7 @@ fn expiry(now: OffsetDateTime, ttl: Duration) -> Option<OffsetDateTime> {
 mod tests {
     use super::*;
 
-    fn entry(delivered: bool, failures: u32, permanent: bool) -> Entry {
+    fn entry(delivered: bool, failures: u32) -> Entry {
         Entry {
             status: OutputStatus {
                 name: "tls".into(),
@@ -461,41 +542,57 @@ mod tests {
                 render_errors: 0,
                 changes: 0,
                 last_reload: None,
+                repairs: 0,
             },
             delivered,
-            permanent,
         }
     }
 
     #[test]
     fn health_follows_delivery_failures_and_time() {
         let now = OffsetDateTime::UNIX_EPOCH + time::Duration::days(100);
-        assert_eq!(entry(false, 0, false).view(now).health, Health::Pending);
-        assert_eq!(entry(true, 0, false).view(now).health, Health::Fresh);
-        // Failing with valid material on disk: stale.
-        assert_eq!(entry(true, 2, false).view(now).health, Health::Stale);
-        // Failing with nothing on disk, or a mistake: failed.
-        assert_eq!(entry(false, 1, false).view(now).health, Health::Failed);
-        assert_eq!(entry(true, 1, true).view(now).health, Health::Failed);
+        let view = |e: &Entry| e.view(now, now).health;
+        assert_eq!(view(&entry(false, 0)), Health::Pending);
+        assert_eq!(view(&entry(true, 0)), Health::Fresh);
+        // Failing with usable material on disk: stale, whatever the cause.
+        assert_eq!(view(&entry(true, 2)), Health::Stale);
+        // Failing with nothing on disk: failed.
+        assert_eq!(view(&entry(false, 1)), Health::Failed);
         // Expired on disk: failed even without a failure recorded yet.
-        let mut e = entry(true, 0, false);
+        let mut e = entry(true, 0);
         e.status.not_after = Some(now - time::Duration::seconds(1));
-        assert_eq!(e.view(now).health, Health::Failed);
+        assert_eq!(view(&e), Health::Failed);
+        // ... judged by the server's time when the local clock is skewed.
+        let server_now = now - time::Duration::days(2);
+        assert_eq!(e.view(now, server_now).health, Health::Fresh);
         // Waiting for a login past due: stale.
-        let mut e = entry(true, 0, false);
+        let mut e = entry(true, 0);
         e.status.last_error = Some("not logged in".into());
         e.status.next_due = Some(now - time::Duration::seconds(5));
-        assert_eq!(e.view(now).health, Health::Stale);
+        assert_eq!(view(&e), Health::Stale);
         e.status.next_due = Some(now + time::Duration::seconds(5));
-        assert_eq!(e.view(now).health, Health::Fresh);
+        assert_eq!(view(&e), Health::Fresh);
+    }
+
+    #[test]
+    fn skew_is_named_with_its_size_and_direction() {
+        let m = skew_message(time::Duration::days(100));
+        assert!(
+            m.starts_with("clock skew: local clock is 100 days ahead of the server"),
+            "{m}"
+        );
+        let m = skew_message(-time::Duration::days(1));
+        assert!(m.contains("is 24 h behind the server (-86400 s)"), "{m}");
+        assert!(skew_message(time::Duration::seconds(-90)).contains("90 s behind"));
     }
 
     #[test]
     fn status_serialises_for_the_endpoints() {
         let now = OffsetDateTime::UNIX_EPOCH;
-        let v = serde_json::to_value(entry(true, 1, false).view(now)).unwrap();
+        let v = serde_json::to_value(entry(true, 1).view(now, now)).unwrap();
         assert_eq!(v["health"], "stale");
         assert_eq!(v["type"], "certificate");
         assert_eq!(v["last_error"], "sealed");
+        assert_eq!(v["repairs"], 0);
     }
 }

@@ -679,6 +679,7 @@ mod tests {
                 render_errors: 0,
                 last_error: None,
                 last_reload_ok: None,
+                repairs: 0,
             }
         }
     }
@@ -700,6 +701,7 @@ mod tests {
                 requests_total: 3,
                 auth_errors_total: 0,
                 databases: Vec::new(),
+                clock_skew_seconds: None,
             }
         }
     }

@@ -142,7 +142,8 @@ impl Board {
         match (self.generation > 0, live, failing) {
             (false, _, false) => Health::Pending,
             (true, true, false) => Health::Fresh,
-            (true, true, true) if !self.permanent => Health::Stale,
+            // The delivered credentials still work while the lease lives, whatever the failure.
+            (true, true, true) => Health::Stale,
             _ => Health::Failed,
         }
     }
@@ -644,8 +645,8 @@ mod tests {
         b.failed("permission denied".into(), true);
         assert_eq!(
             b.health(now),
-            Health::Failed,
-            "a refusal waiting will not fix"
+            Health::Stale,
+            "a refusal inside the lease: the delivered credentials still work"
         );
         b.succeeded();
         b.expires = Some(now - time::Duration::seconds(1));

@@ -2,7 +2,7 @@
 //!
 //! | endpoint | answer |
 //! |---|---|
-//! | `GET /health` | JSON: `status` (`ok`, `degraded` or `failing`) and each output's state, serial, expiry, last render and error count. **200** when every output is fresh, **503** otherwise, so a plain HTTP check (systemd, a load balancer, `curl -f`) needs no JSON parsing. |
+//! | `GET /health` | JSON: `status` (`ok`, `degraded` or `failing`) and each output's state, serial, expiry, last render and error count. **200** while usable material is in place (`ok`, or `degraded`: something is pending or stale, and the body says what), **503** when something failed with nothing usable on disk (`failing`), so a plain HTTP check (systemd, a load balancer, `curl -f`) needs no JSON parsing. |
 //! | `GET /metrics` | Prometheus text exposition (format 0.0.4), names below. |
 //!
 //! Metric names are a contract (dashboards and alerts are written against them), so they are
@@ -14,6 +14,8 @@
 //! | `warden_agent_output_last_render_timestamp_seconds{output}` | gauge | Unix time of the last successful render (absent until the first) |
 //! | `warden_agent_output_fresh{output}` | gauge | 1 when the output is fresh, 0 otherwise (what `/health` aggregates) |
 //! | `warden_agent_render_errors_total{output}` | counter | failed renders or deliveries of the output since start |
+//! | `warden_agent_output_repairs_total{output}` | counter | drift on disk (a removed file or symlink, a changed mode or owner) repaired since start |
+//! | `warden_agent_clock_skew_seconds` | gauge | this host's clock minus the server's, from the last response's `Date` (absent until known) |
 //! | `warden_agent_auth_errors_total` | counter | failed logins and token renewals since start |
 //! | `warden_agent_requests_total` | counter | requests sent to OpenBao since start |
 //! | `warden_agent_database_lease_expiry_seconds{database}` | gauge | seconds until the `[[database]]` source's current lease ends as last granted (absent until first issued) |
@@ -69,6 +71,10 @@ pub const METRIC_LAST_RENDER: &str = "warden_agent_output_last_render_timestamp_
 pub const METRIC_FRESH: &str = "warden_agent_output_fresh";
 /// `warden_agent_render_errors_total`.
 pub const METRIC_RENDER_ERRORS: &str = "warden_agent_render_errors_total";
+/// `warden_agent_output_repairs_total`.
+pub const METRIC_REPAIRS: &str = "warden_agent_output_repairs_total";
+/// `warden_agent_clock_skew_seconds`.
+pub const METRIC_CLOCK_SKEW: &str = "warden_agent_clock_skew_seconds";
 /// `warden_agent_auth_errors_total`.
 pub const METRIC_AUTH_ERRORS: &str = "warden_agent_auth_errors_total";
 /// `warden_agent_requests_total`.
@@ -172,6 +178,9 @@ pub struct OutputView {
     pub last_error: Option<String>,
     /// Whether the last reload worked (`None`: none ran).
     pub last_reload_ok: Option<bool>,
+    /// Drift on disk repaired since the agent started.
+    #[serde(default)]
+    pub repairs: u64,
 }
 
 impl From<&OutputStatus> for OutputView {
@@ -190,6 +199,7 @@ impl From<&OutputStatus> for OutputView {
             render_errors: o.render_errors,
             last_error: o.last_error.clone(),
             last_reload_ok: o.last_reload.as_ref().map(|r| r.ok),
+            repairs: o.repairs,
         }
     }
 }
@@ -288,6 +298,9 @@ pub struct Snapshot {
     /// Every `[[database]]` source, in config order.
     #[serde(default)]
     pub databases: Vec<DatabaseView>,
+    /// This host's clock minus the server's, once known.
+    #[serde(default)]
+    pub clock_skew_seconds: Option<i64>,
 }
 
 impl Snapshot {
@@ -311,6 +324,7 @@ impl Snapshot {
             requests_total: status.requests,
             auth_errors_total: a.errors,
             databases: status.databases.iter().map(DatabaseView::from).collect(),
+            clock_skew_seconds: status.clock_skew_seconds,
         }
     }
 
@@ -695,10 +709,11 @@ fn health_response(snapshot: &Snapshot) -> Response {
     };
     let mut json = serde_json::to_string_pretty(&body).unwrap_or_else(|_| "{}".to_owned());
     json.push('\n');
-    let (status, reason) = if overall == Overall::Ok {
-        (200, "OK")
-    } else {
+    // Degraded still serves: what is on disk works, the body says what is behind.
+    let (status, reason) = if overall == Overall::Failing {
         (503, "Service Unavailable")
+    } else {
+        (200, "OK")
     };
     Response {
         status,
@@ -788,6 +803,25 @@ pub fn render_metrics(snapshot: &Snapshot) -> String {
         outputs
             .iter()
             .map(|o| (Some(o.name.as_str()), o.render_errors.to_string()))
+            .collect(),
+    );
+    family(
+        METRIC_REPAIRS,
+        "counter",
+        "Drift on disk of the output (a removed file or symlink, a changed mode or owner) repaired since the agent started.",
+        outputs
+            .iter()
+            .map(|o| (Some(o.name.as_str()), o.repairs.to_string()))
+            .collect(),
+    );
+    family(
+        METRIC_CLOCK_SKEW,
+        "gauge",
+        "This host's clock minus the OpenBao server's, from the last response's Date header.",
+        snapshot
+            .clock_skew_seconds
+            .map(|s| (None, s.to_string()))
+            .into_iter()
             .collect(),
     );
     family(
@@ -906,6 +940,7 @@ mod tests {
             render_errors: 0,
             last_error: None,
             last_reload_ok: None,
+            repairs: 0,
         }
     }
 
@@ -919,6 +954,7 @@ mod tests {
             requests_total: 7,
             auth_errors_total: 1,
             databases: Vec::new(),
+            clock_skew_seconds: None,
         }
     }
 
@@ -1121,8 +1157,11 @@ mod tests {
 
         let stale = || snapshot(vec![view("tls", Freshness::Stale)]);
         let (r, _) = respond(b"GET /health HTTP/1.1\r\n\r\n", &stale);
-        assert_eq!(r.status, 503);
+        assert_eq!(r.status, 200, "degraded still serves");
         assert!(r.body.contains("\"degraded\""), "{}", r.body);
+        let failed = || snapshot(vec![view("tls", Freshness::Failed)]);
+        let (r, _) = respond(b"GET /health HTTP/1.1\r\n\r\n", &failed);
+        assert_eq!(r.status, 503);
     }
 
     #[tokio::test]
@@ -1218,6 +1257,7 @@ mod tests {
                 ok: false,
                 message: "exit 1".into(),
             }),
+            repairs: 1,
         };
         let status = AgentStatus {
             identity: "billing".into(),
@@ -1230,6 +1270,7 @@ mod tests {
             },
             outputs: vec![out],
             databases: Vec::new(),
+            clock_skew_seconds: Some(-86_400),
         };
         let s = Snapshot::from_status(&status, NOW);
         assert_eq!(s.requests_total, 42);
@@ -1245,6 +1286,8 @@ mod tests {
         let text = render_metrics(&s);
         assert!(text.contains("warden_agent_output_expiry_seconds{output=\"tls\"} 3600\n"));
         assert!(text.contains("warden_agent_render_errors_total{output=\"tls\"} 3\n"));
+        assert!(text.contains("warden_agent_output_repairs_total{output=\"tls\"} 1\n"));
+        assert!(text.contains("warden_agent_clock_skew_seconds -86400\n"));
     }
 
     #[test]
@@ -1268,6 +1311,7 @@ mod tests {
                 "not_after",
                 "render_errors",
                 "renders",
+                "repairs",
                 "serial",
                 "state"
             ]

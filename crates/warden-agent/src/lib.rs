@@ -22,6 +22,7 @@
 
 pub mod auth;
 mod board;
+mod cert_disk;
 pub mod config;
 pub mod control;
 pub mod database;

@@ -7,14 +7,15 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 
-use super::board::Shared;
-use super::config::{OutputConfig, OutputKind};
+use super::board::{SKEW_TOLERANCE, Shared, skew_message};
+use super::cert_disk::{Check, Leaf, OnDisk};
+use super::config::{CertificateOutput, OutputConfig, OutputKind};
 use super::database::{self, LeaseBook};
 use super::deliver::{self, DeliverError, Expected, Outcome, Ownership};
 use super::output::ca_chain::CaChainOutput;
@@ -32,16 +33,12 @@ pub(crate) enum AttemptError {
     Render(#[from] RenderError),
     #[error(transparent)]
     Deliver(#[from] DeliverError),
+    /// This host's clock is too far from the server's: nothing is issued meanwhile.
+    #[error("{}", skew_message(*skew))]
+    ClockSkew { skew: time::Duration },
 }
 
 impl AttemptError {
-    fn is_transient(&self) -> bool {
-        match self {
-            Self::Render(e) => e.is_transient(),
-            Self::Deliver(e) => e.is_disk_full() || matches!(e, DeliverError::Io { .. }),
-        }
-    }
-
     fn permission_denied(&self) -> bool {
         matches!(self, Self::Render(RenderError::Bao { source, .. }) if source.is_permission_denied())
     }
@@ -54,6 +51,9 @@ pub(crate) struct OutputTask {
     databases: Arc<LeaseBook>,
     rotate: Arc<Notify>,
     states: StateDir,
+    /// A certificate set issued but not delivered (disk full, refused by a check): the next
+    /// attempt delivers it again instead of issuing another, while it is valid.
+    held: Mutex<Option<Rendered>>,
 }
 
 impl OutputTask {
@@ -70,6 +70,7 @@ impl OutputTask {
             databases: databases.clone(),
             rotate: rotate[&cfg.name].clone(),
             states: StateDir::new(state_dir),
+            held: Mutex::new(None),
         }
     }
 
@@ -106,7 +107,11 @@ impl OutputTask {
                 let wait = to_std(next - now).min(Duration::from_secs(3600));
                 tokio::select! {
                     () = tokio::time::sleep(wait) => continue,
-                    () = self.rotate.notified() => force = true,
+                    () = self.rotate.notified() => {
+                        force = true;
+                        // Asked for a new certificate: not the one a failed delivery left.
+                        *lock(&self.held) = None;
+                    }
                     _ = shutdown.changed() => return,
                 }
             }
@@ -148,96 +153,230 @@ impl OutputTask {
         }
     }
 
-    /// For a certificate output: if the set on disk verifies and is not yet due, keeps it and
-    /// returns when it is due. Updates status (and a missing or outdated state record).
+    /// For a certificate output: checks the set on disk (repairing drift the delivered
+    /// material can undo); if it is good and not yet due, keeps it and returns when to look
+    /// again (the next poll, or the renewal point if sooner). Updates status and the state
+    /// record.
     pub(crate) fn keep_on_disk(&self, state: &mut OutputState) -> Option<OffsetDateTime> {
         let OutputKind::Certificate(spec) = &self.cfg.kind else {
             return None;
         };
-        let now = self.shared.now();
-        let files = deliver::read_set(&spec.dir, &[CERT, KEY, CHAIN, FULLCHAIN])?;
-        let expected = Expected {
-            common_name: &spec.common_name,
-            sans: &spec.sans,
-        };
-        if let Err(e) = deliver::verify_certificate_set(
-            self.name(),
-            &files,
-            &self.shared.trust_anchor_pem,
-            expected,
-            now,
-        ) {
-            tracing::info!(output = %self.name(), reason = %e, "the certificate on disk will be replaced");
-            return None;
+        match self.check_disk(spec, state) {
+            OnDisk::Good(leaf) | OnDisk::Repaired(leaf, _) => {
+                let now = self.shared.trusted_now();
+                let due = self.due(&leaf, now);
+                if due <= now {
+                    tracing::info!(output = %self.name(), serial = %leaf.serial, "the certificate on disk is due for renewal");
+                    return None;
+                }
+                tracing::debug!(output = %self.name(), serial = %leaf.serial, due = %due, "keeping the valid certificate on disk");
+                // `due` is on the server's clock; sleeps run on this host's.
+                let local_due = due + (self.shared.now() - now);
+                let next = local_due.min(self.next_poll(self.shared.now(), None));
+                self.shared.update(self.name(), |e| {
+                    e.delivered = true;
+                    e.status.serial = Some(leaf.serial.clone());
+                    e.status.not_after = Some(leaf.not_after);
+                    e.status.next_due = Some(next);
+                    e.status.last_error = None;
+                    e.status.failures = 0;
+                });
+                Some(next)
+            }
+            OnDisk::Usable(leaf, why) => {
+                tracing::info!(output = %self.name(), serial = %leaf.serial, reason = %why, "the certificate on disk still works but will be replaced");
+                self.shared.update(self.name(), |e| {
+                    e.delivered = true;
+                    e.status.serial = Some(leaf.serial.clone());
+                    e.status.not_after = Some(leaf.not_after);
+                });
+                None
+            }
+            OnDisk::Unusable(why) => {
+                tracing::info!(output = %self.name(), reason = %why, "no usable certificate on disk");
+                self.shared.update(self.name(), |e| e.delivered = false);
+                None
+            }
         }
-        let text = String::from_utf8_lossy(&files[0].contents).into_owned();
-        let leaf = warden_pki::parse_pem_bundle(&text).ok()?.swap_remove(0);
-        let due = schedule::cert_due(
+    }
+
+    /// Runs the on-disk check, logging and counting a repair and recording a missing or
+    /// outdated state.
+    fn check_disk(&self, spec: &CertificateOutput, state: &mut OutputState) -> OnDisk {
+        let owner = Ownership::resolve(
+            self.name(),
+            self.cfg.owner.as_deref(),
+            self.cfg.group.as_deref(),
+        )
+        .unwrap_or_default();
+        let verdict = Check {
+            output: self.name(),
+            spec,
+            owner,
+            trust_anchor_pem: &self.shared.trust_anchor_pem,
+            now: self.shared.trusted_now(),
+            delivered: &state.files,
+        }
+        .run();
+        if let OnDisk::Repaired(leaf, what) = &verdict {
+            tracing::warn!(output = %self.name(), serial = %leaf.serial, drift = %what, "repaired the certificate on disk from the delivered version");
+            self.shared.repaired(self.name());
+        }
+        if let OnDisk::Good(leaf) | OnDisk::Repaired(leaf, _) = &verdict
+            && let Some(files) = deliver::read_set(&spec.dir, &[CERT, KEY, CHAIN, FULLCHAIN])
+        {
+            let digests = deliver::digests(&Rendered {
+                files,
+                ..Rendered::default()
+            });
+            if state.serial.as_deref() != Some(leaf.serial.as_str()) || state.files != digests {
+                state.serial = Some(leaf.serial.clone());
+                state.not_before = Some(leaf.not_before);
+                state.not_after = Some(leaf.not_after);
+                state.files = digests;
+                if let Err(e) = self.states.save(self.name(), state) {
+                    tracing::warn!(output = %self.name(), error = %e, "could not record state");
+                }
+            }
+        }
+        verdict
+    }
+
+    fn due(&self, leaf: &Leaf, now: OffsetDateTime) -> OffsetDateTime {
+        schedule::cert_due(
             &self.shared.renewal,
             leaf.not_before,
             leaf.not_after,
             schedule::serial_jitter(&leaf.serial),
             now,
-        );
-        if due <= now {
-            tracing::info!(output = %self.name(), serial = %leaf.serial, "the certificate on disk is due for renewal");
-            return None;
-        }
-        let rendered = Rendered {
-            files,
-            not_after: Some(leaf.not_after),
-            not_before: Some(leaf.not_before),
-            serial: Some(leaf.serial.clone()),
-            refresh_within: None,
-            database_generations: BTreeMap::new(),
-        };
-        let digests = deliver::digests(&rendered);
-        if state.serial.as_deref() != Some(leaf.serial.as_str()) || state.files != digests {
-            state.serial = Some(leaf.serial.clone());
-            state.not_before = Some(leaf.not_before);
-            state.not_after = Some(leaf.not_after);
-            state.files = digests;
-            if let Err(e) = self.states.save(self.name(), state) {
-                tracing::warn!(output = %self.name(), error = %e, "could not record state");
-            }
-        }
-        tracing::info!(output = %self.name(), serial = %leaf.serial, due = %due, "keeping the valid certificate on disk");
-        self.shared.update(self.name(), |e| {
-            e.delivered = true;
-            e.permanent = false;
-            e.status.serial = Some(leaf.serial.clone());
-            e.status.not_after = Some(leaf.not_after);
-            e.status.next_due = Some(due);
-            e.status.last_error = None;
-            e.status.failures = 0;
-        });
-        Some(due)
+        )
     }
 
-    /// One render → deliver → reload → record. Returns when the output is next due.
+    fn next_poll(&self, after: OffsetDateTime, refresh_within: Option<Duration>) -> OffsetDateTime {
+        let mut poll = self.shared.renewal.poll;
+        if let Some(r) = refresh_within {
+            poll = poll.min(r);
+        }
+        after
+            + time::Duration::try_from(schedule::poll_delay(poll, schedule::random_unit()))
+                .unwrap_or(time::Duration::HOUR)
+    }
+
+    /// One check → render → deliver → reload → record. Returns when the output is next due.
     pub(crate) async fn attempt(
         &self,
         state: &mut OutputState,
         force: bool,
     ) -> Result<OffsetDateTime, AttemptError> {
-        if !force && let Some(due) = self.keep_on_disk(state) {
-            return Ok(due);
+        if !force && let Some(next) = self.keep_on_disk(state) {
+            return Ok(next);
         }
         let result = self.render_and_deliver(state).await;
-        match &result {
-            Ok(_) => {}
-            Err(e) => self.record_failure(&e.to_string(), !e.is_transient()),
+        if let Err(e) = &result {
+            self.record_failure(&e.to_string());
         }
         result
     }
 
-    pub(crate) fn record_failure(&self, message: &str, permanent: bool) {
+    pub(crate) fn record_failure(&self, message: &str) {
         self.shared.update(self.name(), |e| {
             e.status.failures += 1;
             e.status.render_errors += 1;
             e.status.last_error = Some(message.to_owned());
-            e.permanent = permanent;
         });
+    }
+
+    /// The certificate set to deliver: the one a failed delivery left, while it is not due,
+    /// else a new one — unless this host's clock is skewed.
+    async fn certificate(
+        &self,
+        spec: &CertificateOutput,
+        ctx: &RenderContext<'_>,
+    ) -> Result<Rendered, AttemptError> {
+        let held = lock(&self.held).take();
+        if let Some(r) = held {
+            let now = self.shared.trusted_now();
+            if let Some(leaf) = Leaf::of(&r.files)
+                && self.due(&leaf, now) > now
+            {
+                tracing::info!(output = %self.name(), serial = %leaf.serial, "delivering the certificate already issued again");
+                return Ok(r);
+            }
+        }
+        self.skew_gate().await?;
+        self.shared.count_request();
+        Ok(certificate::render(self.name(), spec, ctx).await?)
+    }
+
+    /// Refuses to issue while this host's clock is skewed. One cheap request refreshes the
+    /// server's `Date` when it is unknown or said the clock was off, so a fixed clock is
+    /// noticed at the next attempt.
+    async fn skew_gate(&self) -> Result<(), AttemptError> {
+        if self.shared.clock_skew().is_none() || self.shared.skewed().is_some() {
+            self.shared.count_request();
+            let _ = self.shared.client.health().await;
+        }
+        match self.shared.skewed() {
+            Some(skew) => Err(AttemptError::ClockSkew { skew }),
+            None => Ok(()),
+        }
+    }
+
+    /// A new certificate that is not valid by this host's clock right after issuance shows a
+    /// skewed clock (measured by `Date`, else estimated from the certificate itself).
+    fn skew_in(&self, rendered: &Rendered) -> Option<time::Duration> {
+        let leaf = Leaf::of(&rendered.files)?;
+        let now = self.shared.now();
+        let estimate = if leaf.not_after <= now {
+            now - leaf.not_after
+        } else if leaf.not_before > now {
+            now - leaf.not_before
+        } else {
+            return None;
+        };
+        match self.shared.clock_skew() {
+            Some(measured) if measured.abs() > SKEW_TOLERANCE => Some(measured),
+            Some(_) => None,
+            None => {
+                self.shared.note_cert_skew(estimate);
+                Some(estimate)
+            }
+        }
+    }
+
+    /// Checks and delivers a certificate set; on failure it is held for the next attempt.
+    fn deliver_certificate(
+        &self,
+        spec: &CertificateOutput,
+        rendered: Rendered,
+        owner: Ownership,
+    ) -> Result<(Rendered, Outcome), AttemptError> {
+        let name = self.name();
+        let result = match self.skew_in(&rendered) {
+            Some(skew) => Err(AttemptError::ClockSkew { skew }),
+            None => deliver::verify_certificate_set(
+                name,
+                &rendered.files,
+                &self.shared.trust_anchor_pem,
+                Expected {
+                    common_name: &spec.common_name,
+                    sans: &spec.sans,
+                },
+                self.shared.now(),
+            )
+            .and_then(|()| {
+                let version = rendered.serial.clone().unwrap_or_default();
+                deliver::deliver_set(name, &spec.dir, &version, &rendered.files, owner)
+            })
+            .map_err(AttemptError::from),
+        };
+        match result {
+            Ok(outcome) => Ok((rendered, outcome)),
+            Err(e) => {
+                *lock(&self.held) = Some(rendered);
+                Err(e)
+            }
+        }
     }
 
     async fn render_and_deliver(
@@ -257,24 +396,10 @@ impl OutputTask {
         };
         let name = self.name();
         let owner = Ownership::resolve(name, self.cfg.owner.as_deref(), self.cfg.group.as_deref())?;
-        self.shared.count_request();
         let (rendered, outcome) = match &self.cfg.kind {
             OutputKind::Certificate(spec) => {
-                let rendered = certificate::render(name, spec, &ctx).await?;
-                deliver::verify_certificate_set(
-                    name,
-                    &rendered.files,
-                    &self.shared.trust_anchor_pem,
-                    Expected {
-                        common_name: &spec.common_name,
-                        sans: &spec.sans,
-                    },
-                    self.shared.now(),
-                )?;
-                let version = rendered.serial.clone().unwrap_or_default();
-                let outcome =
-                    deliver::deliver_set(name, &spec.dir, &version, &rendered.files, owner)?;
-                (rendered, outcome)
+                let rendered = self.certificate(spec, &ctx).await?;
+                self.deliver_certificate(spec, rendered, owner)?
             }
             OutputKind::Template(spec) => {
                 let t = TemplateOutput {
@@ -283,6 +408,7 @@ impl OutputTask {
                     file_name: file_name(&spec.path),
                     mode: spec.mode,
                 };
+                self.shared.count_request();
                 let rendered = t.render(&ctx).await?;
                 let outcome = deliver_single(name, &spec.path, &rendered, owner)?;
                 (rendered, outcome)
@@ -295,18 +421,30 @@ impl OutputTask {
                     file_name: file_name(&spec.path),
                     mode: spec.mode,
                 };
+                self.shared.count_request();
                 let rendered = c.render(&ctx).await?;
                 let outcome = deliver_single(name, &spec.path, &rendered, owner)?;
                 (rendered, outcome)
             }
         };
+        Ok(self.delivered(state, &rendered, outcome).await)
+    }
+
+    /// Records a delivery (state, reload, status) and returns when the output is next due.
+    async fn delivered(
+        &self,
+        state: &mut OutputState,
+        rendered: &Rendered,
+        outcome: Outcome,
+    ) -> OffsetDateTime {
+        let name = self.name();
         let after = self.shared.now();
         // On disk now (changed or already identical): the lease book may retire what it replaced.
         self.databases
             .delivered(name, &rendered.database_generations);
         let is_cert = matches!(self.cfg.kind, OutputKind::Certificate(_));
         if is_cert || outcome == Outcome::Changed || state.files.is_empty() {
-            state.files = deliver::digests(&rendered);
+            state.files = deliver::digests(rendered);
         }
         state.serial.clone_from(&rendered.serial);
         state.not_before = rendered.not_before;
@@ -326,29 +464,14 @@ impl OutputTask {
         if let Err(e) = self.states.save(name, state) {
             tracing::warn!(output = %name, error = %e, "could not record state");
         }
-        let due = if is_cert {
-            match (rendered.not_before, rendered.not_after) {
-                (Some(nb), Some(na)) => schedule::cert_due(
-                    &self.shared.renewal,
-                    nb,
-                    na,
-                    schedule::serial_jitter(rendered.serial.as_deref().unwrap_or("")),
-                    after,
-                ),
-                _ => after + time::Duration::hours(1),
-            }
-        } else {
-            let mut poll = self.shared.renewal.poll;
-            if let Some(r) = rendered.refresh_within {
-                poll = poll.min(r);
-            }
-            after
-                + time::Duration::try_from(schedule::poll_delay(poll, schedule::random_unit()))
-                    .unwrap_or(time::Duration::HOUR)
+        let due = match Leaf::of(&rendered.files).filter(|_| is_cert) {
+            // Certificates are looked at every poll too, for drift on disk.
+            Some(leaf) => self.due(&leaf, after).min(self.next_poll(after, None)),
+            None if is_cert => after + time::Duration::hours(1),
+            None => self.next_poll(after, rendered.refresh_within),
         };
         self.shared.update(name, |e| {
             e.delivered = true;
-            e.permanent = false;
             e.status.failures = 0;
             e.status.last_error = None;
             e.status.renders += 1;
@@ -366,8 +489,12 @@ impl OutputTask {
                 e.status.last_reload = Some(r);
             }
         });
-        Ok(due)
+        due
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn deliver_single(

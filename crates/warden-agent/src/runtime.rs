@@ -349,10 +349,10 @@ impl Agent {
                 let _ = task.attempt(&mut state, true).await;
                 self.databases.attempted(task.name());
             } else {
-                task.record_failure(
-                    &format!("not logged in: {}", auth_error.clone().unwrap_or_default()),
-                    false,
-                );
+                task.record_failure(&format!(
+                    "not logged in: {}",
+                    auth_error.clone().unwrap_or_default()
+                ));
             }
         }
         if logged_in {

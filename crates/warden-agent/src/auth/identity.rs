@@ -9,10 +9,11 @@ use warden_bao::ClientIdentity;
 use zeroize::Zeroizing;
 
 use super::{AuthError, Authenticator, IdentityCert};
-use crate::board::Shared;
+use crate::board::{SKEW_TOLERANCE, Shared};
 use crate::config::{KeyType, TlsIdentity};
 use crate::output::RenderError;
 use crate::output::certificate;
+use crate::schedule;
 
 impl Authenticator {
     /// The TLS identity certificate in use, if renewal is configured for it.
@@ -32,6 +33,9 @@ impl Authenticator {
     }
 
     /// Issues a new identity certificate, checks it, writes it and switches both clients to it.
+    /// A certificate issued before whose check or write failed (disk full) is used again
+    /// while it is not due, so retries do not issue one certificate each; nothing is issued
+    /// while this host's clock is skewed.
     pub(crate) async fn renew_identity(
         &self,
         shared: &Shared,
@@ -48,6 +52,79 @@ impl Authenticator {
                 reason: "identity renewal is not configured".to_owned(),
             });
         };
+        let held = self
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .filter(|h| h.reusable(shared));
+        let issued = match held {
+            Some(h) => {
+                tracing::info!(serial = %h.leaf.serial, "writing the identity certificate already issued again");
+                h
+            }
+            None => {
+                skew_gate(shared, &self.client).await?;
+                self.sign_identity(shared, key_file, mount, role).await?
+            }
+        };
+        let result = self.install(shared, &issued, cert_file, key_file, now);
+        if result.is_err() {
+            *self.held.lock().unwrap_or_else(PoisonError::into_inner) = Some(issued);
+        }
+        result
+    }
+
+    /// Checks, writes and puts into use an issued identity.
+    fn install(
+        &self,
+        shared: &Shared,
+        issued: &Issued,
+        cert_file: &Path,
+        key_file: &Path,
+        now: OffsetDateTime,
+    ) -> Result<IdentityCert, AuthError> {
+        if let Some(skew) = skew_in(shared, &issued.leaf, now) {
+            return Err(AuthError::ClockSkew { skew });
+        }
+        let identity = check_identity(
+            issued.chain.as_bytes(),
+            issued.key_pem.as_bytes(),
+            &self.identity_cn,
+            &self.trust_anchor_pem,
+            now,
+        )
+        .map_err(|reason| AuthError::Identity {
+            cert: cert_file.to_path_buf(),
+            reason,
+        })?;
+        write_identity(
+            cert_file,
+            key_file,
+            issued.chain.as_bytes(),
+            issued.key_pem.as_bytes(),
+        )
+        .map_err(|source| AuthError::IdentityWrite { source })?;
+        self.client
+            .set_identity(Some(identity.clone()))
+            .and_then(|()| self.login_client.set_identity(Some(identity.clone())))
+            .map_err(|source| AuthError::Client {
+                source: Box::new(source),
+            })?;
+        *self.tls.lock().unwrap_or_else(PoisonError::into_inner) = Some(identity);
+        let leaf = issued.leaf.clone();
+        tracing::info!(serial = %leaf.serial, not_after = %leaf.not_after, "mTLS identity renewed and in use");
+        Ok(leaf)
+    }
+
+    /// A new key of the current key's type, and `<mount>/sign/<role>` for it.
+    async fn sign_identity(
+        &self,
+        shared: &Shared,
+        key_file: &Path,
+        mount: &str,
+        role: &str,
+    ) -> Result<Issued, AuthError> {
         let sign_err = |source: RenderError| AuthError::IdentitySign {
             source: Box::new(source),
         };
@@ -60,13 +137,15 @@ impl Authenticator {
                 warden_pki::KeyAlgorithm::Rsa3072 => KeyType::Rsa3072,
                 _ => KeyType::EcP256,
             });
-        let key = certificate::generate_key(key_type).map_err(|e| {
+        let local = |what: &str, reason: String| {
             sign_err(RenderError::Local {
                 output: "identity".to_owned(),
-                what: "generate the key".to_owned(),
-                reason: e.to_string(),
+                what: what.to_owned(),
+                reason,
             })
-        })?;
+        };
+        let key = certificate::generate_key(key_type)
+            .map_err(|e| local("generate the key", e.to_string()))?;
         shared.count_request();
         let signed = certificate::sign(
             &self.client,
@@ -81,37 +160,80 @@ impl Authenticator {
         .await
         .map_err(sign_err)?;
         let chain = format!("{}{}", signed.leaf_pem, signed.chain_pem);
-        let key_pem = key.private_key_pem();
-        let bad = |reason: String| AuthError::Identity {
-            cert: cert_file.clone(),
-            reason,
-        };
-        let identity = check_identity(
-            chain.as_bytes(),
-            key_pem.as_bytes(),
-            &self.identity_cn,
-            &self.trust_anchor_pem,
-            now,
-        )
-        .map_err(bad)?;
-        write_identity(cert_file, key_file, chain.as_bytes(), key_pem.as_bytes())
-            .map_err(|source| AuthError::IdentityWrite { source })?;
-        self.client
-            .set_identity(Some(identity.clone()))
-            .and_then(|()| self.login_client.set_identity(Some(identity.clone())))
-            .map_err(|source| AuthError::Client {
-                source: Box::new(source),
-            })?;
-        *self.tls.lock().unwrap_or_else(PoisonError::into_inner) = Some(identity);
         let leaf = warden_pki::parse_pem_bundle(&chain)
-            .map_err(|e| bad(e.to_string()))?
+            .map_err(|e| local("read the issued certificate", e.to_string()))?
             .swap_remove(0);
-        tracing::info!(serial = %leaf.serial, not_after = %leaf.not_after, "mTLS identity renewed and in use");
-        Ok(IdentityCert {
-            serial: leaf.serial,
-            not_before: leaf.not_before,
-            not_after: leaf.not_after,
+        Ok(Issued {
+            chain,
+            key_pem: key.private_key_pem(),
+            leaf: IdentityCert {
+                serial: leaf.serial,
+                not_before: leaf.not_before,
+                not_after: leaf.not_after,
+            },
         })
+    }
+}
+
+/// An identity certificate issued and not yet in use. Its key is wiped on drop and never
+/// printed.
+pub(super) struct Issued {
+    chain: String,
+    key_pem: Zeroizing<String>,
+    leaf: IdentityCert,
+}
+
+impl std::fmt::Debug for Issued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issued")
+            .field("serial", &self.leaf.serial)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Issued {
+    /// Still worth installing: not past its renewal point by the server's clock.
+    fn reusable(&self, shared: &Shared) -> bool {
+        let now = shared.trusted_now();
+        schedule::cert_due(
+            &shared.renewal,
+            self.leaf.not_before,
+            self.leaf.not_after,
+            schedule::serial_jitter(&self.leaf.serial),
+            now,
+        ) > now
+    }
+}
+
+/// Refuses to issue while this host's clock is skewed; asks the server for its time first
+/// when it is not known yet or said the clock was off.
+async fn skew_gate(shared: &Shared, client: &warden_bao::Client) -> Result<(), AuthError> {
+    if shared.clock_skew().is_none() || shared.skewed().is_some() {
+        shared.count_request();
+        let _ = client.health().await;
+    }
+    match shared.skewed() {
+        Some(skew) => Err(AuthError::ClockSkew { skew }),
+        None => Ok(()),
+    }
+}
+
+/// A certificate not valid at `now` right after issuance shows a skewed clock.
+fn skew_in(shared: &Shared, leaf: &IdentityCert, now: OffsetDateTime) -> Option<time::Duration> {
+    let estimate = if leaf.not_after <= now {
+        now - leaf.not_after
+    } else if leaf.not_before > now {
+        now - leaf.not_before
+    } else {
+        return None;
+    };
+    match shared.clock_skew() {
+        Some(measured) if measured.abs() > SKEW_TOLERANCE => Some(measured),
+        Some(_) => None,
+        None => {
+            shared.note_cert_skew(estimate);
+            Some(estimate)
+        }
     }
 }
 

@@ -127,6 +127,13 @@ pub enum AuthError {
         #[source]
         source: warden_files::Error,
     },
+    /// This host's clock is too far from the server's: no identity certificate is issued
+    /// until it is fixed (a new one would look expired or not yet valid here).
+    #[error("{}", crate::board::skew_message(*skew))]
+    ClockSkew {
+        /// This host's clock minus the server's.
+        skew: time::Duration,
+    },
     /// The agent's HTTP client could not be (re)built.
     #[error("could not build the OpenBao client: {source}")]
     Client {
@@ -145,6 +152,7 @@ impl AuthError {
             | Self::Unwrap { source, .. } => source,
             Self::IdentitySign { source } => return source.is_transient(),
             Self::IdentityWrite { source } => return source.is_disk_full(),
+            Self::ClockSkew { .. } => return true,
             _ => return false,
         };
         bao.is_retryable() || bao.is_sealed() || bao.is_unreachable()
@@ -193,6 +201,8 @@ pub(crate) struct Authenticator {
     /// AppRole: the secret-id once read, for re-login.
     secret_id: Mutex<Option<SecretString>>,
     trust_anchor_pem: String,
+    /// An identity issued whose check or write failed, installed at the next attempt.
+    held: Mutex<Option<identity::Issued>>,
 }
 
 impl Authenticator {
@@ -228,6 +238,7 @@ impl Authenticator {
             login_client,
             secret_id: Mutex::new(None),
             trust_anchor_pem,
+            held: Mutex::new(None),
         })
     }
 

@@ -67,7 +67,7 @@ pub(crate) async fn run(auth: Arc<Authenticator>, shared: Arc<Shared>) {
                     Err(e) => {
                         let wait = identity_backoff.fail(schedule::random_unit());
                         tracing::warn!(error = %e, retry_in_s = wait.as_secs_f32(), "identity renewal failed");
-                        shared.auth_error(&e);
+                        shared.identity_error(&e);
                         identity_at = Some(now + wait);
                     }
                 }

@@ -23,7 +23,7 @@ use std::time::Duration;
 use serde::Serialize;
 use time::OffsetDateTime;
 use tokio::sync::{Notify, watch};
-use warden_bao::Client;
+use warden_bao::{Client, ServerDate};
 
 use super::auth::{AuthError, IdentityCert, TokenGrant};
 use super::config::RenewalConfig;
@@ -238,11 +238,12 @@ pub(crate) const SKEW_TOLERANCE: time::Duration = time::Duration::seconds(60);
 pub(crate) fn skew_message(skew: time::Duration) -> String {
     let secs = skew.whole_seconds();
     let a = secs.unsigned_abs();
+    // Rounded to the nearest unit: the `Date` header has one-second resolution.
     let human = match a {
         0..120 => format!("{a} s"),
-        120..7200 => format!("{} min", a / 60),
-        7200..172_800 => format!("{} h", a / 3600),
-        _ => format!("{} days", a / 86_400),
+        120..7200 => format!("{} min", (a + 30) / 60),
+        7200..172_800 => format!("{} h", (a + 1800) / 3600),
+        _ => format!("{} days", (a + 43_200) / 86_400),
     };
     let way = if secs >= 0 { "ahead of" } else { "behind" };
     format!(
@@ -267,6 +268,8 @@ pub(crate) struct Shared {
     databases: Arc<dyn DatabaseStatuses>,
     /// Skew seen in a certificate's own validity when no `Date` was known.
     cert_skew: Mutex<Option<time::Duration>>,
+    /// The newest `Date` seen by another client (logins go through their own).
+    other_date: Mutex<Option<ServerDate>>,
 }
 
 /// Where the board reads the status of `[[database]]` sources (the lease book).
@@ -314,13 +317,35 @@ impl Shared {
             started_at,
             databases,
             cert_skew: Mutex::new(None),
+            other_date: Mutex::new(None),
+        }
+    }
+
+    /// Takes note of the server's time as `client` last saw it.
+    pub(crate) fn observe_date(&self, client: &Client) {
+        if let Some(d) = client.last_server_date() {
+            let mut other = self
+                .other_date
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if other.is_none_or(|o| o.received < d.received) {
+                *other = Some(d);
+            }
         }
     }
 
     /// This host's clock minus the server's: from the last response's `Date` (one-second
     /// resolution), else from a new certificate's validity; `None` before either is known.
     pub(crate) fn clock_skew(&self) -> Option<time::Duration> {
-        match self.client.last_server_date() {
+        let other = *self
+            .other_date
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let newest = match (self.client.last_server_date(), other) {
+            (Some(a), Some(b)) => Some(if a.received >= b.received { a } else { b }),
+            (a, b) => a.or(b),
+        };
+        match newest {
             Some(d) => {
                 let server_now = OffsetDateTime::from(d.date)
                     + time::Duration::try_from(d.received.elapsed()).unwrap_or_default();
@@ -584,6 +609,9 @@ mod tests {
         let m = skew_message(-time::Duration::days(1));
         assert!(m.contains("is 24 h behind the server (-86400 s)"), "{m}");
         assert!(skew_message(time::Duration::seconds(-90)).contains("90 s behind"));
+        // One second off either way (the header's resolution) reads the same.
+        assert!(skew_message(time::Duration::seconds(-86_399)).contains("24 h behind"));
+        assert!(skew_message(time::Duration::seconds(8_639_999)).contains("100 days ahead"));
     }
 
     #[test]

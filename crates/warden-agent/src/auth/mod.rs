@@ -251,47 +251,11 @@ impl Authenticator {
     pub(crate) async fn login(&self, shared: &Shared) -> Result<TokenGrant, AuthError> {
         let method = self.cfg.method.as_str();
         let mount = self.cfg.mount.clone();
-        let login_err = |source: warden_bao::Error| AuthError::Login {
-            method,
-            mount: mount.clone(),
-            source: Box::new(source),
-        };
         let path = format!("auth/{mount}/login");
-        let auth = match &self.cfg.method {
-            AuthMethod::Cert { role } => {
-                shared.count_request();
-                self.login_client
-                    .login_cert(&mount, Some(role))
-                    .await
-                    .map_err(login_err)?
-            }
-            AuthMethod::AppRole {
-                role_id_file,
-                secret_id_file,
-                secret_id_wrapped,
-            } => {
-                let role_id = read_secret_file("role-id", role_id_file)?;
-                let secret_id = self
-                    .secret_id(shared, secret_id_file, *secret_id_wrapped)
-                    .await?;
-                let body = WipeOnDrop(json!({
-                    "role_id": role_id.expose_secret(),
-                    "secret_id": secret_id.expose_secret(),
-                }));
-                shared.count_request();
-                login_auth(&self.login_client, &path, &body.0)
-                    .await
-                    .map_err(login_err)?
-            }
-            AuthMethod::Jwt { role, token_file } => {
-                let jwt = read_secret_file("JWT", token_file)?;
-                let body = WipeOnDrop(json!({ "role": role, "jwt": jwt.expose_secret() }));
-                shared.count_request();
-                login_auth(&self.login_client, &path, &body.0)
-                    .await
-                    .map_err(login_err)?
-            }
-        };
+        let auth = self.login_request(shared, &path, &mount).await;
+        // Logins go through their own client: its answer tells the server's time too.
+        shared.observe_date(&self.login_client);
+        let auth = auth?;
         self.client.set_token(auth.client_token.clone());
         let mut policies = auth.policies.clone();
         policies.sort();
@@ -309,6 +273,56 @@ impl Authenticator {
             renewable: auth.renewable,
             policies,
         })
+    }
+
+    async fn login_request(
+        &self,
+        shared: &Shared,
+        path: &str,
+        mount: &str,
+    ) -> Result<warden_bao::Auth, AuthError> {
+        let method = self.cfg.method.as_str();
+        let login_err = |source: warden_bao::Error| AuthError::Login {
+            method,
+            mount: mount.to_owned(),
+            source: Box::new(source),
+        };
+        let auth = match &self.cfg.method {
+            AuthMethod::Cert { role } => {
+                shared.count_request();
+                self.login_client
+                    .login_cert(mount, Some(role))
+                    .await
+                    .map_err(login_err)?
+            }
+            AuthMethod::AppRole {
+                role_id_file,
+                secret_id_file,
+                secret_id_wrapped,
+            } => {
+                let role_id = read_secret_file("role-id", role_id_file)?;
+                let secret_id = self
+                    .secret_id(shared, secret_id_file, *secret_id_wrapped)
+                    .await?;
+                let body = WipeOnDrop(json!({
+                    "role_id": role_id.expose_secret(),
+                    "secret_id": secret_id.expose_secret(),
+                }));
+                shared.count_request();
+                login_auth(&self.login_client, path, &body.0)
+                    .await
+                    .map_err(login_err)?
+            }
+            AuthMethod::Jwt { role, token_file } => {
+                let jwt = read_secret_file("JWT", token_file)?;
+                let body = WipeOnDrop(json!({ "role": role, "jwt": jwt.expose_secret() }));
+                shared.count_request();
+                login_auth(&self.login_client, path, &body.0)
+                    .await
+                    .map_err(login_err)?
+            }
+        };
+        Ok(auth)
     }
 
     /// Whether `policies` are exactly the configured policy.

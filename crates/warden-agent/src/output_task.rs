@@ -54,6 +54,8 @@ pub(crate) struct OutputTask {
     /// A certificate set issued but not delivered (disk full, refused by a check): the next
     /// attempt delivers it again instead of issuing another, while it is valid.
     held: Mutex<Option<Rendered>>,
+    /// The serial last kept on disk, so keeping it is logged once, not at every poll.
+    kept: Mutex<Option<String>>,
 }
 
 impl OutputTask {
@@ -71,6 +73,7 @@ impl OutputTask {
             rotate: rotate[&cfg.name].clone(),
             states: StateDir::new(state_dir),
             held: Mutex::new(None),
+            kept: Mutex::new(None),
         }
     }
 
@@ -179,7 +182,14 @@ impl OutputTask {
                     tracing::info!(output = %self.name(), serial = %leaf.serial, "the certificate on disk is due for renewal");
                     return None;
                 }
-                tracing::debug!(output = %self.name(), serial = %leaf.serial, due = %due, "keeping the valid certificate on disk");
+                // Said once per certificate; every poll after that is a quiet check.
+                let first =
+                    lock(&self.kept).replace(leaf.serial.clone()) != Some(leaf.serial.clone());
+                if first {
+                    tracing::info!(output = %self.name(), serial = %leaf.serial, due = %due, "keeping the valid certificate on disk");
+                } else {
+                    tracing::debug!(output = %self.name(), serial = %leaf.serial, "the certificate on disk checks");
+                }
                 // `due` is on the server's clock; sleeps run on this host's.
                 let local_due = due + (self.shared.now() - now);
                 let next = local_due.min(self.next_poll(self.shared.now(), None));

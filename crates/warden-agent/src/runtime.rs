@@ -6,12 +6,13 @@
 //!   Agent::handle() ──► AgentHandle: status(), rotate_now(name), shutdown()   (Clone, Send)
 //! ```
 //!
-//! Each output task sleeps until its output is due (a certificate at its renewal point, a
-//! template or CA chain at its next poll), renders, delivers, reloads if something changed and
-//! records the result. A failure backs off (1 s doubling to 5 min, jittered) without touching
-//! what is on disk. At start a certificate output first looks at the files it delivered
-//! before: if they still verify and are not past their renewal point they are kept, which is
-//! what makes restarts and re-logins free of new certificates.
+//! Each output task (`output_task`) sleeps until its output is due (a certificate at its
+//! renewal point or its next poll, whichever comes first; a template or CA chain at its next
+//! poll), checks what is on disk, renders, delivers, reloads if something changed and records
+//! the result on the board (`board`). A failure backs off (1 s doubling to 5 min, jittered)
+//! without touching what is on disk. A certificate set that still verifies and is not past its
+//! renewal point is kept (drift such as a removed symlink or a widened mode is repaired from
+//! it, `cert_disk`), which is what makes restarts and re-logins free of new certificates.
 //!
 //! Templates that read `[[database]]` sources get their credentials from one lease book
 //! shared by the agent (`database`), with one more task per source that renews its lease and

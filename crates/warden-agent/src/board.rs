@@ -25,7 +25,6 @@ use time::OffsetDateTime;
 use tokio::sync::{Notify, watch};
 use warden_bao::{Client, ServerDate};
 
-use super::auth::{AuthError, IdentityCert, TokenGrant};
 use super::config::RenewalConfig;
 use super::schedule::Clock;
 use super::state::ReloadRecord;
@@ -176,6 +175,28 @@ pub struct AgentStatus {
     pub databases: Vec<DatabaseStatus>,
     /// This host's clock minus the server's (from the last response's `Date`), once known.
     pub clock_skew_seconds: Option<i64>,
+}
+
+/// What a login or renewal gave.
+#[derive(Debug, Clone)]
+pub struct TokenGrant {
+    /// Its TTL (zero: does not expire).
+    pub ttl: Duration,
+    /// Whether `renew-self` can extend it.
+    pub renewable: bool,
+    /// Its policies, sorted.
+    pub policies: Vec<String>,
+}
+
+/// The identity certificate in use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityCert {
+    /// Serial (hex).
+    pub serial: String,
+    /// Validity start.
+    pub not_before: OffsetDateTime,
+    /// Validity end.
+    pub not_after: OffsetDateTime,
 }
 
 /// Per-output bookkeeping behind [`OutputStatus`].
@@ -458,7 +479,7 @@ impl Shared {
         b.auth.last_error = None;
     }
 
-    pub(crate) fn auth_error(&self, e: &AuthError) {
+    pub(crate) fn auth_error(&self, e: &dyn std::fmt::Display) {
         let mut b = self.board();
         b.auth.errors += 1;
         b.auth.last_error = Some(e.to_string());
@@ -481,7 +502,7 @@ impl Shared {
 
     /// An identity renewal failed: counted with the auth errors, and kept apart so the
     /// identity's own state can say `stale` while the one in use is still valid.
-    pub(crate) fn identity_error(&self, e: &AuthError) {
+    pub(crate) fn identity_error(&self, e: &dyn std::fmt::Display) {
         let mut b = self.board();
         b.auth.errors += 1;
         b.auth.last_error = Some(e.to_string());

@@ -18,7 +18,9 @@
 //!
 //! Data flows one way: `config` → `auth` (a token on the shared client) → `output` (renders
 //! bytes, never writes) → `deliver` (the only writer: verifies, then writes atomically) →
-//! `reload` (only after a real change) → `state` (the record). `runtime` drives it.
+//! `reload` (only after a real change) → `state` (the record). `runtime` starts the tasks
+//! (`auth`, `output_task`, `database`, `report`); every task writes its status to `board`,
+//! which imports none of them, and the endpoints read it through [`AgentHandle`].
 
 pub mod auth;
 mod board;

@@ -33,7 +33,6 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
-use time::OffsetDateTime;
 use warden_bao::{Client, ClientConfig, ClientIdentity, Idempotent, RetryPolicy};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -164,27 +163,8 @@ impl AuthError {
     }
 }
 
-/// What a login or renewal gave.
-#[derive(Debug, Clone)]
-pub struct TokenGrant {
-    /// Its TTL (zero: does not expire).
-    pub ttl: Duration,
-    /// Whether `renew-self` can extend it.
-    pub renewable: bool,
-    /// Its policies, sorted.
-    pub policies: Vec<String>,
-}
-
-/// The identity certificate in use.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdentityCert {
-    /// Serial (hex).
-    pub serial: String,
-    /// Validity start.
-    pub not_before: OffsetDateTime,
-    /// Validity end.
-    pub not_after: OffsetDateTime,
-}
+// Plain data the board records; they live there so the board imports no task.
+pub use crate::board::{IdentityCert, TokenGrant};
 
 /// The login machinery of one agent. Shared by the auth task and `--once`.
 pub(crate) struct Authenticator {

@@ -24,7 +24,7 @@ use super::output::template::TemplateOutput;
 use super::output::{RenderContext, RenderError, Rendered};
 use super::reload;
 use super::schedule::{self, Backoff, to_std};
-use super::state::{OutputState, StateDir};
+use super::state::{OutputState, StateDir, sha256_hex};
 
 /// Why an attempt failed.
 #[derive(Debug, thiserror::Error)]
@@ -85,11 +85,29 @@ impl OutputTask {
         let state = self.states.load(self.name()).unwrap_or_default();
         let delivered_at = state.delivered_at;
         let last_reload = state.last_reload.clone();
+        let on_disk = self.single_file_on_disk(&state);
         self.shared.update(self.name(), |e| {
             e.status.last_change = delivered_at;
             e.status.last_reload = last_reload;
+            e.delivered = on_disk;
         });
         state
+    }
+
+    /// A template or CA chain file a previous run delivered is still in place, unchanged:
+    /// usable, so a failure before this run's first delivery is `stale`, not `failed`.
+    fn single_file_on_disk(&self, state: &OutputState) -> bool {
+        let path = match &self.cfg.kind {
+            OutputKind::Template(t) => &t.path,
+            OutputKind::CaChain(c) => &c.path,
+            OutputKind::Certificate(_) => return false,
+        };
+        let Some(recorded) = state.files.get(&file_name(path)) else {
+            return false;
+        };
+        std::fs::read(path)
+            .map(zeroize::Zeroizing::new)
+            .is_ok_and(|b| sha256_hex(&b) == *recorded)
     }
 
     pub(crate) async fn run(self) {

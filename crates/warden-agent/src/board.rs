@@ -68,19 +68,18 @@ pub struct DatabaseStatus {
     pub last_error: Option<String>,
 }
 
-/// How an output is doing.
+/// How an output (or a database source) is doing; see the module documentation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Health {
     /// Nothing delivered yet and no failure yet (starting, or waiting for the first login).
     Pending,
-    /// What is on disk is current.
+    /// What is on disk is current and checked.
     Fresh,
-    /// Past due and failing (server sealed or unreachable...): the files on disk are the
-    /// previous, still valid ones.
+    /// Usable material is on disk, but the last refresh or repair failed, whatever the cause
+    /// (sealed, unreachable, disk full, a refused certificate, a skewed clock, a bad template).
     Stale,
-    /// Failing with nothing usable on disk (never delivered, or the certificate expired), or
-    /// failing for a reason waiting will not fix (bad template, refused certificate).
+    /// Failing with nothing usable on disk (never delivered, removed, or expired).
     Failed,
 }
 

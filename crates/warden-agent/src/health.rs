@@ -110,11 +110,11 @@ pub enum Freshness {
     Fresh,
     /// Not delivered yet, and no failure yet (the agent is starting or logging in).
     Pending,
-    /// Past its due time and failing (server sealed or unreachable); what is on disk is the
-    /// previous, still valid material.
+    /// Usable material is on disk, but the last refresh or repair failed (sealed, unreachable,
+    /// disk full, a refused certificate, a skewed clock, a bad template...): degraded.
     Stale,
-    /// Failing with nothing usable on disk (never delivered, or the certificate expired), or
-    /// for a reason waiting will not fix (bad template, refused certificate).
+    /// Failing with nothing usable on disk (never delivered, removed, or the certificate
+    /// expired).
     Failed,
 }
 
@@ -374,7 +374,7 @@ pub enum Overall {
     /// Some output is pending or stale: starting, or serving the previous material while
     /// renewal fails.
     Degraded,
-    /// Some output failed with nothing usable on disk, or for a reason waiting will not fix.
+    /// Some output failed with nothing usable on disk.
     Failing,
 }
 

@@ -47,56 +47,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use secrecy::SecretString;
-use serde::Serialize;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 use warden_bao::lease::redacted_lease_id;
 
-use super::auth::to_std;
+pub use super::board::DatabaseStatus;
+use super::board::{DatabaseStatuses, Health, Shared};
 use super::config::DatabaseSource;
 use super::output::{BoxFuture, DatabaseCredentials, DbCredentials, DbCredentialsError};
-use super::runtime::{Health, Shared};
-use super::schedule::{self, Backoff, LeaseStep, LeaseTimes};
+use super::schedule::{self, Backoff, LeaseStep, LeaseTimes, to_std};
 use super::state::{DatabaseState, StateDir};
-
-/// How a `[[database]]` source is doing. Holds no credential and no lease id.
-#[derive(Debug, Clone, Serialize)]
-pub struct DatabaseStatus {
-    /// The source's name.
-    pub name: String,
-    /// `<mount>/creds/<role>`.
-    pub path: String,
-    /// `pending` (nothing issued yet), `fresh`, `stale` (failing inside the lease) or `failed`
-    /// (failing with the lease over, or a refusal waiting will not fix).
-    pub health: Health,
-    /// Credentials issued since start (the generation templates last got).
-    pub generation: u64,
-    /// When the current credentials were issued.
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub issued_at: Option<OffsetDateTime>,
-    /// When the current lease ends as last granted.
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub expires: Option<OffsetDateTime>,
-    /// The lease can no longer be extended (its end is final; new credentials come first).
-    pub final_expiry: bool,
-    /// `renew` or `reissue`.
-    pub next_step: Option<&'static str>,
-    /// When that is due.
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub next_due: Option<OffsetDateTime>,
-    /// Credentials issued since start.
-    pub issues: u64,
-    /// Successful renewals since start.
-    pub renewals: u64,
-    /// Leases of a previous run revoked since start.
-    pub revocations: u64,
-    /// Failed issues, renewals and revocations since start.
-    pub errors: u64,
-    /// Consecutive failures.
-    pub failures: u32,
-    /// The last failure, while failing.
-    pub last_error: Option<String>,
-}
 
 /// Every source's lease, and who has delivered what.
 pub(crate) struct LeaseBook {
@@ -182,7 +142,8 @@ impl Board {
         match (self.generation > 0, live, failing) {
             (false, _, false) => Health::Pending,
             (true, true, false) => Health::Fresh,
-            (true, true, true) if !self.permanent => Health::Stale,
+            // The delivered credentials still work while the lease lives, whatever the failure.
+            (true, true, true) => Health::Stale,
             _ => Health::Failed,
         }
     }
@@ -582,8 +543,7 @@ impl LeaseBook {
 
 /// The task of one source: renews its lease and replaces it before it ends, revokes the
 /// previous run's lease once replaced, until shutdown.
-pub(crate) async fn run_source(shared: Arc<Shared>, index: usize) {
-    let book = &shared.databases;
+pub(crate) async fn run_source(shared: Arc<Shared>, book: Arc<LeaseBook>, index: usize) {
     let Some(slot) = book.slots.get(index).cloned() else {
         return;
     };
@@ -642,13 +602,26 @@ pub(crate) async fn run_source(shared: Arc<Shared>, index: usize) {
     }
 }
 
-impl DatabaseCredentials for Shared {
+/// What a template render reads `database()` through: the book, and the board it counts
+/// requests on.
+pub(crate) struct Reader<'a> {
+    pub(crate) book: &'a LeaseBook,
+    pub(crate) shared: &'a Shared,
+}
+
+impl DatabaseCredentials for Reader<'_> {
     fn credentials<'a>(
         &'a self,
         source: &'a str,
         output: &'a str,
     ) -> BoxFuture<'a, Result<DbCredentials, DbCredentialsError>> {
-        Box::pin(self.databases.credentials(self, source, output))
+        Box::pin(self.book.credentials(self.shared, source, output))
+    }
+}
+
+impl DatabaseStatuses for LeaseBook {
+    fn statuses(&self, now: OffsetDateTime) -> Vec<DatabaseStatus> {
+        Self::statuses(self, now)
     }
 }
 
@@ -672,8 +645,8 @@ mod tests {
         b.failed("permission denied".into(), true);
         assert_eq!(
             b.health(now),
-            Health::Failed,
-            "a refusal waiting will not fix"
+            Health::Stale,
+            "a refusal inside the lease: the delivered credentials still work"
         );
         b.succeeded();
         b.expires = Some(now - time::Duration::seconds(1));

@@ -19,9 +19,13 @@
 //! Data flows one way: `config` → `auth` (a token on the shared client) → `output` (renders
 //! bytes, never writes) → `deliver` (the only writer: verifies, then writes atomically, never
 //! through a symlink nor a directory another user could swap; docs/agent.md, "Threat model") →
-//! `reload` (only after a real change) → `state` (the record). `runtime` drives it.
+//! `reload` (only after a real change) → `state` (the record). `runtime` starts the tasks
+//! (`auth`, `output_task`, `database`, `report`); every task writes its status to `board`,
+//! which imports none of them, and the endpoints read it through [`AgentHandle`].
 
 pub mod auth;
+mod board;
+mod cert_disk;
 pub mod config;
 pub mod control;
 pub mod database;
@@ -29,6 +33,7 @@ pub mod deliver;
 pub mod health;
 pub mod launch;
 pub mod output;
+mod output_task;
 pub mod reload;
 mod report;
 pub mod runtime;

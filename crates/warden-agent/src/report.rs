@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use warden_bao::Idempotent;
 
-use super::runtime::{AgentStatus, Health, Shared};
+use super::board::{AgentStatus, Health, Shared};
 use super::state::{StateDir, sha256_hex};
 
 /// How often local state is looked at (no request unless something changed).
@@ -76,7 +76,14 @@ fn items(status: &AgentStatus, states: &StateDir, now: OffsetDateTime) -> Vec<It
             digest: None,
             delivered_at: None,
             last_reload: None,
-            state: if na > now { "fresh" } else { "failed" },
+            // The same words as the outputs: usable but failing to renew is `stale`.
+            state: if na <= now {
+                "failed"
+            } else if status.auth.identity_error.is_some() {
+                "stale"
+            } else {
+                "fresh"
+            },
         });
     }
     for o in status.outputs.iter().filter(|o| o.kind == "certificate") {
@@ -151,7 +158,7 @@ async fn write(
 /// `--once`: one report after rendering (best effort: a refusal or failure is logged).
 pub(crate) async fn write_once(shared: &Shared, states: &StateDir) {
     let now = shared.now();
-    let current = items(&shared.status_snapshot(), states, now);
+    let current = items(&shared.status_snapshot(), states, shared.trusted_now());
     if current.is_empty() {
         return;
     }
@@ -180,7 +187,7 @@ pub(crate) async fn run(shared: Arc<Shared>, states: StateDir) {
             continue; // not logged in yet
         }
         let now = shared.now();
-        let current = items(&shared.status_snapshot(), &states, now);
+        let current = items(&shared.status_snapshot(), &states, shared.trusted_now());
         if current.is_empty() || sent.as_ref() == Some(&current) {
             continue;
         }

@@ -44,6 +44,11 @@ impl Clock for SystemClock {
     }
 }
 
+/// A non-negative `time::Duration` as `std`.
+pub(crate) fn to_std(d: time::Duration) -> Duration {
+    Duration::try_from(d).unwrap_or(Duration::ZERO)
+}
+
 /// When a certificate valid from `not_before` to `not_after` is due for renewal.
 /// `jitter_unit` is in `[-1, 1]` (see [`serial_jitter`]).
 pub fn cert_due(

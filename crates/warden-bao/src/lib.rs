@@ -48,7 +48,7 @@ mod tls;
 mod transit;
 
 pub use auth::TokenInfo;
-pub use client::Client;
+pub use client::{Client, ServerDate};
 pub use config::{ClientConfig, DEFAULT_REQUEST_TIMEOUT};
 pub use error::{BoxError, CertProblem, Error, Result, TlsFailure};
 pub use jwt::{JwtLoginError, JwtRefusal, unverified_claims};

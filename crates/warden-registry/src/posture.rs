@@ -566,13 +566,55 @@ fn apply_report(f: &mut Facts, o: &DeliveredOutput) {
             f.detail.insert(k.to_owned(), v.clone());
         }
     }
-    if o.state.as_deref().is_some_and(|s| s != "fresh") {
-        f.floor = Some((
+    // The agent's words (docs/agent.md): `fresh`; `pending` (nothing delivered yet);
+    // `stale` (usable material on disk, the last refresh failed); `failed` (nothing usable).
+    let floor = match o.state.as_deref() {
+        None | Some("fresh") => None,
+        Some("pending") => Some((
+            Status::Unknown,
+            "the agent has not delivered it yet".to_owned(),
+        )),
+        Some("stale") => Some((
             Status::Stale,
-            format!(
-                "the agent reports this output {}",
-                o.state.as_deref().unwrap_or_default()
-            ),
-        ));
+            "the agent reports this output stale: what is on disk works, renewing it fails"
+                .to_owned(),
+        )),
+        Some("failed") => Some((
+            Status::Expired,
+            "the agent reports this output failed: nothing usable is on disk".to_owned(),
+        )),
+        Some(other) => Some((
+            Status::Unknown,
+            format!("the agent reports this output in an unknown state `{other}`"),
+        )),
+    };
+    if floor.is_some() {
+        f.floor = floor;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_agent_states_floor_posture_by_their_documented_meaning() {
+        let floor = |state: Option<&str>| {
+            let mut f = Facts::default();
+            apply_report(
+                &mut f,
+                &DeliveredOutput {
+                    state: state.map(str::to_owned),
+                    ..DeliveredOutput::default()
+                },
+            );
+            f.floor.map(|(s, _)| s)
+        };
+        assert_eq!(floor(None), None);
+        assert_eq!(floor(Some("fresh")), None);
+        assert_eq!(floor(Some("pending")), Some(Status::Unknown));
+        assert_eq!(floor(Some("stale")), Some(Status::Stale));
+        assert_eq!(floor(Some("failed")), Some(Status::Expired));
+        assert_eq!(floor(Some("sideways")), Some(Status::Unknown));
     }
 }

@@ -317,7 +317,9 @@ async fn app_agent_delivers_renews_and_reloads_only_on_change() {
         c.outputs[0].ttl = Some("2m".to_owned());
     });
     // Someone removed the live certificate: the agent re-issues it (under the 2-minute role).
+    // (The versions too: a missing symlink alone is repaired from the delivered version.)
     std::fs::remove_file(&tls).expect("remove the out/tls symlink");
+    std::fs::remove_dir_all(id.join("out/tls.d")).expect("remove out/tls.d");
     let log = id.join("agent.log");
     let t = Instant::now();
     let mut agent = start_agent(&config, &log);
@@ -566,6 +568,7 @@ async fn agent_survives_kill_9_a_sealed_server_and_renews_its_identity() {
     });
     // The last burst certificate lives a minute: start (d) from a 72-hour one.
     std::fs::remove_file(&tls).expect("remove out/tls");
+    std::fs::remove_dir_all(id.join("out/tls.d")).expect("remove out/tls.d");
     let agent = Agent::new(Config::load(&config).expect("config")).expect("agent");
     let handle = agent.handle();
     let task = tokio::spawn(agent.run());

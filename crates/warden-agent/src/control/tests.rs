@@ -43,6 +43,7 @@ impl Fake {
             render_errors: 0,
             last_error: None,
             last_reload_ok: None,
+            repairs: 0,
         }
     }
 }
@@ -64,6 +65,7 @@ impl StatusSource for Fake {
             requests_total: 3,
             auth_errors_total: 0,
             databases: Vec::new(),
+            clock_skew_seconds: None,
         }
     }
 }

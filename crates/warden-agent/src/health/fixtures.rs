@@ -24,6 +24,7 @@ pub(crate) fn view(name: &str, state: Freshness) -> OutputView {
         render_errors: 0,
         last_error: None,
         last_reload_ok: None,
+        repairs: 0,
     }
 }
 
@@ -38,6 +39,7 @@ pub(crate) fn snapshot(outputs: Vec<OutputView>) -> Snapshot {
         requests_total: 7,
         auth_errors_total: 1,
         databases: Vec::new(),
+        clock_skew_seconds: None,
     }
 }
 

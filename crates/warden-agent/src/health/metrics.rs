@@ -22,6 +22,10 @@ pub const METRIC_LAST_RENDER: &str = "warden_agent_output_last_render_timestamp_
 pub const METRIC_FRESH: &str = "warden_agent_output_fresh";
 /// `warden_agent_render_errors_total`.
 pub const METRIC_RENDER_ERRORS: &str = "warden_agent_render_errors_total";
+/// `warden_agent_output_repairs_total`.
+pub const METRIC_REPAIRS: &str = "warden_agent_output_repairs_total";
+/// `warden_agent_clock_skew_seconds`.
+pub const METRIC_CLOCK_SKEW: &str = "warden_agent_clock_skew_seconds";
 /// `warden_agent_auth_errors_total`.
 pub const METRIC_AUTH_ERRORS: &str = "warden_agent_auth_errors_total";
 /// `warden_agent_requests_total`.
@@ -126,6 +130,25 @@ fn output_families(s: &mut String, snapshot: &Snapshot) {
         outputs
             .iter()
             .map(|o| (Some(o.name.as_str()), o.render_errors.to_string()))
+            .collect(),
+    );
+    by_output(
+        METRIC_REPAIRS,
+        "counter",
+        "Drift on disk of the output (a removed file or symlink, a changed mode or owner) repaired since the agent started.",
+        outputs
+            .iter()
+            .map(|o| (Some(o.name.as_str()), o.repairs.to_string()))
+            .collect(),
+    );
+    by_output(
+        METRIC_CLOCK_SKEW,
+        "gauge",
+        "This host's clock minus the OpenBao server's, from the last response's Date header.",
+        snapshot
+            .clock_skew_seconds
+            .map(|s| (None, s.to_string()))
+            .into_iter()
             .collect(),
     );
     by_output(

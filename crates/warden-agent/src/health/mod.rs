@@ -2,7 +2,7 @@
 //!
 //! | endpoint | answer |
 //! |---|---|
-//! | `GET /health` | JSON: `status` (`ok`, `degraded` or `failing`) and each output's state, serial, expiry, last render and error count. **200** when every output is fresh, **503** otherwise, so a plain HTTP check (systemd, a load balancer, `curl -f`) needs no JSON parsing. |
+//! | `GET /health` | JSON: `status` (`ok`, `degraded` or `failing`) and each output's state, serial, expiry, last render and error count. **200** while usable material is in place (`ok`, or `degraded`: something is pending or stale, and the body says what), **503** when something failed with nothing usable on disk (`failing`), so a plain HTTP check (systemd, a load balancer, `curl -f`) needs no JSON parsing. |
 //! | `GET /metrics` | Prometheus text exposition (format 0.0.4), names below. |
 //!
 //! Metric names are a contract (dashboards and alerts are written against them), so they are
@@ -14,6 +14,8 @@
 //! | `warden_agent_output_last_render_timestamp_seconds{output}` | gauge | Unix time of the last successful render (absent until the first) |
 //! | `warden_agent_output_fresh{output}` | gauge | 1 when the output is fresh, 0 otherwise (what `/health` aggregates) |
 //! | `warden_agent_render_errors_total{output}` | counter | failed renders or deliveries of the output since start |
+//! | `warden_agent_output_repairs_total{output}` | counter | drift on disk (a removed file or symlink, a changed mode or owner) repaired since start |
+//! | `warden_agent_clock_skew_seconds` | gauge | this host's clock minus the server's, from the last response's `Date` (absent until known) |
 //! | `warden_agent_auth_errors_total` | counter | failed logins and token renewals since start |
 //! | `warden_agent_requests_total` | counter | requests sent to OpenBao since start |
 //! | `warden_agent_database_lease_expiry_seconds{database}` | gauge | seconds until the `[[database]]` source's current lease ends as last granted (absent until first issued) |
@@ -57,9 +59,9 @@ pub mod server;
 pub mod view;
 
 pub use metrics::{
-    METRIC_AUTH_ERRORS, METRIC_DB_ERRORS, METRIC_DB_EXPIRY, METRIC_DB_FRESH, METRIC_DB_ISSUES,
-    METRIC_DB_RENEWALS, METRIC_EXPIRY, METRIC_FRESH, METRIC_LAST_RENDER, METRIC_RENDER_ERRORS,
-    METRIC_REQUESTS, render_metrics,
+    METRIC_AUTH_ERRORS, METRIC_CLOCK_SKEW, METRIC_DB_ERRORS, METRIC_DB_EXPIRY, METRIC_DB_FRESH,
+    METRIC_DB_ISSUES, METRIC_DB_RENEWALS, METRIC_EXPIRY, METRIC_FRESH, METRIC_LAST_RENDER,
+    METRIC_RENDER_ERRORS, METRIC_REPAIRS, METRIC_REQUESTS, render_metrics,
 };
 pub use public::{ErrorKind, health_body};
 pub use server::{ADDR_FILE, HealthError, HealthServer, read_addr_file};

@@ -210,10 +210,11 @@ fn route<S: StatusSource>(req: &Request<Incoming>, source: &S) -> Response<Full<
     match req.uri().path() {
         "/health" => {
             let (overall, body) = health_body(&source.snapshot());
-            let status = if overall == Overall::Ok {
-                StatusCode::OK
-            } else {
+            // Degraded still serves: what is on disk works, the body says what is behind.
+            let status = if overall == Overall::Failing {
                 StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::OK
             };
             response(status, "application/json", body)
         }

@@ -22,11 +22,11 @@ pub enum Freshness {
     Fresh,
     /// Not delivered yet, and no failure yet (the agent is starting or logging in).
     Pending,
-    /// Past its due time and failing (server sealed or unreachable); what is on disk is the
-    /// previous, still valid material.
+    /// Usable material is on disk, but the last refresh or repair failed (sealed, unreachable,
+    /// disk full, a refused certificate, a skewed clock, a bad template...): degraded.
     Stale,
-    /// Failing with nothing usable on disk (never delivered, or the certificate expired), or
-    /// for a reason waiting will not fix (bad template, refused certificate).
+    /// Failing with nothing usable on disk (never delivered, removed, or the certificate
+    /// expired).
     Failed,
 }
 
@@ -90,6 +90,9 @@ pub struct OutputView {
     pub last_error: Option<String>,
     /// Whether the last reload worked (`None`: none ran).
     pub last_reload_ok: Option<bool>,
+    /// Drift on disk repaired since the agent started.
+    #[serde(default)]
+    pub repairs: u64,
 }
 
 impl From<&OutputStatus> for OutputView {
@@ -108,6 +111,7 @@ impl From<&OutputStatus> for OutputView {
             render_errors: o.render_errors,
             last_error: o.last_error.clone(),
             last_reload_ok: o.last_reload.as_ref().map(|r| r.ok),
+            repairs: o.repairs,
         }
     }
 }
@@ -206,6 +210,9 @@ pub struct Snapshot {
     /// Every `[[database]]` source, in config order.
     #[serde(default)]
     pub databases: Vec<DatabaseView>,
+    /// This host's clock minus the server's, once known.
+    #[serde(default)]
+    pub clock_skew_seconds: Option<i64>,
 }
 
 impl Snapshot {
@@ -229,6 +236,7 @@ impl Snapshot {
             requests_total: status.requests,
             auth_errors_total: a.errors,
             databases: status.databases.iter().map(DatabaseView::from).collect(),
+            clock_skew_seconds: status.clock_skew_seconds,
         }
     }
 
@@ -278,7 +286,7 @@ pub enum Overall {
     /// Some output is pending or stale: starting, or serving the previous material while
     /// renewal fails.
     Degraded,
-    /// Some output failed with nothing usable on disk, or for a reason waiting will not fix.
+    /// Some output failed with nothing usable on disk.
     Failing,
 }
 
@@ -352,6 +360,7 @@ mod tests {
                 ok: false,
                 message: "exit 1".into(),
             }),
+            repairs: 1,
         };
         let status = AgentStatus {
             identity: "billing".into(),
@@ -364,6 +373,7 @@ mod tests {
             },
             outputs: vec![out],
             databases: Vec::new(),
+            clock_skew_seconds: Some(-86_400),
         };
         let s = Snapshot::from_status(&status, NOW);
         assert_eq!(s.requests_total, 42);
@@ -377,6 +387,10 @@ mod tests {
         assert_eq!(v.last_reload_ok, Some(false));
         assert_eq!(v.last_error.as_deref(), Some("sealed"));
         assert_eq!(Overall::of(&s.outputs), Overall::Degraded);
+        assert_eq!((v.repairs, s.clock_skew_seconds), (1, Some(-86_400)));
+        let text = super::super::render_metrics(&s);
+        assert!(text.contains("warden_agent_output_repairs_total{output=\"tls\"} 1\n"));
+        assert!(text.contains("warden_agent_clock_skew_seconds -86400\n"));
     }
 
     /// The JSON keys of a serialisable value, sorted.
@@ -410,6 +424,7 @@ mod tests {
                 "not_after",
                 "render_errors",
                 "renders",
+                "repairs",
                 "serial",
                 "state"
             ]

@@ -1,0 +1,572 @@
+//! One output's loop: sleep until due, render, deliver, reload, record.
+//!
+//! Each output task sleeps until its output is due (a certificate at its renewal point, a
+//! template or CA chain at its next poll), renders, delivers, reloads if something changed and
+//! records the result on the board. A failure backs off (1 s doubling to 5 min, jittered)
+//! without touching what is on disk.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+
+use super::board::{SKEW_TOLERANCE, Shared, skew_message};
+use super::cert_disk::{Check, Leaf, OnDisk};
+use super::config::{CertificateOutput, OutputConfig, OutputKind};
+use super::database::{self, LeaseBook};
+use super::deliver::{self, DeliverError, Expected, Outcome, Ownership};
+use super::output::ca_chain::CaChainOutput;
+use super::output::certificate::{self, CERT, CHAIN, FULLCHAIN, KEY};
+use super::output::template::TemplateOutput;
+use super::output::{RenderContext, RenderError, Rendered};
+use super::reload;
+use super::schedule::{self, Backoff, to_std};
+use super::state::{OutputState, StateDir, sha256_hex};
+
+/// Why an attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AttemptError {
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error(transparent)]
+    Deliver(#[from] DeliverError),
+    /// This host's clock is too far from the server's: nothing is issued meanwhile.
+    #[error("{}", skew_message(*skew))]
+    ClockSkew { skew: time::Duration },
+}
+
+impl AttemptError {
+    fn permission_denied(&self) -> bool {
+        matches!(self, Self::Render(RenderError::Bao { source, .. }) if source.is_permission_denied())
+    }
+}
+
+/// One output's loop.
+pub(crate) struct OutputTask {
+    cfg: OutputConfig,
+    shared: Arc<Shared>,
+    databases: Arc<LeaseBook>,
+    rotate: Arc<Notify>,
+    states: StateDir,
+    /// The identity directory: every path the output writes is resolved from it without
+    /// following symlinks.
+    root: PathBuf,
+    /// A certificate set issued but not delivered (disk full, refused by a check): the next
+    /// attempt delivers it again instead of issuing another, while it is valid.
+    held: Mutex<Option<Rendered>>,
+    /// The serial last kept on disk, so keeping it is logged once, not at every poll.
+    kept: Mutex<Option<String>>,
+}
+
+impl OutputTask {
+    pub(crate) fn new(
+        shared: &Arc<Shared>,
+        databases: &Arc<LeaseBook>,
+        rotate: &BTreeMap<String, Arc<Notify>>,
+        state_dir: &Path,
+        root: &Path,
+        cfg: &OutputConfig,
+    ) -> Self {
+        Self {
+            cfg: cfg.clone(),
+            shared: shared.clone(),
+            databases: databases.clone(),
+            rotate: rotate[&cfg.name].clone(),
+            states: StateDir::new(state_dir),
+            root: root.to_path_buf(),
+            held: Mutex::new(None),
+            kept: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    pub(crate) fn load_state(&self) -> OutputState {
+        let state = self.states.load(self.name()).unwrap_or_default();
+        let delivered_at = state.delivered_at;
+        let last_reload = state.last_reload.clone();
+        let on_disk = self.single_file_on_disk(&state);
+        self.shared.update(self.name(), |e| {
+            e.status.last_change = delivered_at;
+            e.status.last_reload = last_reload;
+            e.delivered = on_disk;
+        });
+        state
+    }
+
+    /// A template or CA chain file a previous run delivered is still in place, unchanged:
+    /// usable, so a failure before this run's first delivery is `stale`, not `failed`.
+    fn single_file_on_disk(&self, state: &OutputState) -> bool {
+        let path = match &self.cfg.kind {
+            OutputKind::Template(t) => &t.path,
+            OutputKind::CaChain(c) => &c.path,
+            OutputKind::Certificate(_) => return false,
+        };
+        let Some(recorded) = state.files.get(&file_name(path)) else {
+            return false;
+        };
+        std::fs::read(path)
+            .map(zeroize::Zeroizing::new)
+            .is_ok_and(|b| sha256_hex(&b) == *recorded)
+    }
+
+    pub(crate) async fn run(self) {
+        let mut shutdown = self.shared.shutdown_signal();
+        let mut tokens = self.shared.token_receiver();
+        let mut state = self.load_state();
+        let mut backoff = Backoff::default();
+        let mut next = match self.keep_on_disk(&mut state) {
+            Some(due) => due,
+            None => self.shared.now(),
+        };
+        let mut force = false;
+        loop {
+            let now = self.shared.now();
+            if now < next {
+                // Capped so a suspended host or a clock jump is noticed within the hour. A
+                // "rotate now" cuts any wait short, a backoff included: someone asked.
+                let wait = to_std(next - now).min(Duration::from_secs(3600));
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => continue,
+                    () = self.rotate.notified() => {
+                        force = true;
+                        // Asked for a new certificate: not the one a failed delivery left.
+                        *lock(&self.held) = None;
+                    }
+                    _ = shutdown.changed() => return,
+                }
+            }
+            // Nothing can be rendered before the first login.
+            if *tokens.borrow_and_update() == 0 {
+                tokio::select! {
+                    _ = tokens.changed() => continue,
+                    _ = shutdown.changed() => return,
+                }
+            }
+            let attempt = tokio::select! {
+                r = self.attempt(&mut state, force) => r,
+                // Dropping an attempt mid-render is safe: nothing is written before delivery,
+                // and delivery itself does not yield.
+                _ = shutdown.changed() => return,
+            };
+            if matches!(self.cfg.kind, OutputKind::Template(_)) {
+                self.databases.attempted(self.name());
+            }
+            match attempt {
+                Ok(due) => {
+                    // A rotation asked for during an outage is kept until it succeeds.
+                    force = false;
+                    backoff.reset();
+                    next = due;
+                }
+                Err(e) => {
+                    let wait = backoff.fail(schedule::random_unit());
+                    tracing::warn!(output = %self.name(), error = %e, retry_in_s = wait.as_secs_f32(), "output failed");
+                    if e.permission_denied() {
+                        self.shared.hint_relogin();
+                    }
+                    next = self.shared.now()
+                        + time::Duration::try_from(wait).unwrap_or(time::Duration::MAX);
+                    self.shared
+                        .update(self.name(), |e| e.status.next_due = Some(next));
+                }
+            }
+        }
+    }
+
+    /// For a certificate output: checks the set on disk (repairing drift the delivered
+    /// material can undo); if it is good and not yet due, keeps it and returns when to look
+    /// again (the next poll, or the renewal point if sooner). Updates status and the state
+    /// record.
+    pub(crate) fn keep_on_disk(&self, state: &mut OutputState) -> Option<OffsetDateTime> {
+        let OutputKind::Certificate(spec) = &self.cfg.kind else {
+            return None;
+        };
+        match self.check_disk(spec, state) {
+            OnDisk::Good(leaf) | OnDisk::Repaired(leaf, _) => {
+                let now = self.shared.trusted_now();
+                let due = self.due(&leaf, now);
+                // On a skewed host the set only checks by the server's clock; services here
+                // see it expired or not yet valid. Go on to the attempt, which names the skew.
+                if self.shared.skewed().is_some() {
+                    self.shared.update(self.name(), |e| {
+                        e.delivered = true;
+                        e.status.serial = Some(leaf.serial.clone());
+                        e.status.not_after = Some(leaf.not_after);
+                    });
+                    return None;
+                }
+                if due <= now {
+                    tracing::info!(output = %self.name(), serial = %leaf.serial, "the certificate on disk is due for renewal");
+                    return None;
+                }
+                // Said once per certificate; every poll after that is a quiet check.
+                let first =
+                    lock(&self.kept).replace(leaf.serial.clone()) != Some(leaf.serial.clone());
+                if first {
+                    tracing::info!(output = %self.name(), serial = %leaf.serial, due = %due, "keeping the valid certificate on disk");
+                } else {
+                    tracing::debug!(output = %self.name(), serial = %leaf.serial, "the certificate on disk checks");
+                }
+                // `due` is on the server's clock; sleeps run on this host's.
+                let local_due = due + (self.shared.now() - now);
+                let next = local_due.min(self.next_poll(self.shared.now(), None));
+                self.shared.update(self.name(), |e| {
+                    e.delivered = true;
+                    e.status.serial = Some(leaf.serial.clone());
+                    e.status.not_after = Some(leaf.not_after);
+                    e.status.next_due = Some(next);
+                    e.status.last_error = None;
+                    e.status.failures = 0;
+                });
+                Some(next)
+            }
+            OnDisk::Usable(leaf, why) => {
+                tracing::info!(output = %self.name(), serial = %leaf.serial, reason = %why, "the certificate on disk still works but will be replaced");
+                self.shared.update(self.name(), |e| {
+                    e.delivered = true;
+                    e.status.serial = Some(leaf.serial.clone());
+                    e.status.not_after = Some(leaf.not_after);
+                });
+                None
+            }
+            OnDisk::Unusable(why) => {
+                tracing::info!(output = %self.name(), reason = %why, "no usable certificate on disk");
+                self.shared.update(self.name(), |e| e.delivered = false);
+                None
+            }
+        }
+    }
+
+    /// Runs the on-disk check, logging and counting a repair and recording a missing or
+    /// outdated state.
+    fn check_disk(&self, spec: &CertificateOutput, state: &mut OutputState) -> OnDisk {
+        let owner = Ownership::resolve(
+            self.name(),
+            self.cfg.owner.as_deref(),
+            self.cfg.group.as_deref(),
+        )
+        .unwrap_or_default();
+        let verdict = Check {
+            output: self.name(),
+            root: &self.root,
+            spec,
+            owner,
+            trust_anchor_pem: &self.shared.trust_anchor_pem,
+            now: self.shared.trusted_now(),
+            delivered: &state.files,
+        }
+        .run();
+        if let OnDisk::Repaired(leaf, what) = &verdict {
+            tracing::warn!(output = %self.name(), serial = %leaf.serial, drift = %what, "repaired the certificate on disk from the delivered version");
+            self.shared.repaired(self.name());
+        }
+        if let OnDisk::Good(leaf) | OnDisk::Repaired(leaf, _) = &verdict
+            && let Some(files) =
+                deliver::read_set(&self.root, &spec.dir, &[CERT, KEY, CHAIN, FULLCHAIN], owner)
+        {
+            let digests = deliver::digests(&Rendered {
+                files,
+                ..Rendered::default()
+            });
+            if state.serial.as_deref() != Some(leaf.serial.as_str()) || state.files != digests {
+                state.serial = Some(leaf.serial.clone());
+                state.not_before = Some(leaf.not_before);
+                state.not_after = Some(leaf.not_after);
+                state.files = digests;
+                if let Err(e) = self.states.save(self.name(), state) {
+                    tracing::warn!(output = %self.name(), error = %e, "could not record state");
+                }
+            }
+        }
+        verdict
+    }
+
+    fn due(&self, leaf: &Leaf, now: OffsetDateTime) -> OffsetDateTime {
+        schedule::cert_due(
+            &self.shared.renewal,
+            leaf.not_before,
+            leaf.not_after,
+            schedule::serial_jitter(&leaf.serial),
+            now,
+        )
+    }
+
+    fn next_poll(&self, after: OffsetDateTime, refresh_within: Option<Duration>) -> OffsetDateTime {
+        let mut poll = self.shared.renewal.poll;
+        if let Some(r) = refresh_within {
+            poll = poll.min(r);
+        }
+        after
+            + time::Duration::try_from(schedule::poll_delay(poll, schedule::random_unit()))
+                .unwrap_or(time::Duration::HOUR)
+    }
+
+    /// One check → render → deliver → reload → record. Returns when the output is next due.
+    pub(crate) async fn attempt(
+        &self,
+        state: &mut OutputState,
+        force: bool,
+    ) -> Result<OffsetDateTime, AttemptError> {
+        if !force && let Some(next) = self.keep_on_disk(state) {
+            return Ok(next);
+        }
+        let result = self.render_and_deliver(state).await;
+        if let Err(e) = &result {
+            self.record_failure(&e.to_string());
+        }
+        result
+    }
+
+    pub(crate) fn record_failure(&self, message: &str) {
+        self.shared.update(self.name(), |e| {
+            e.status.failures += 1;
+            e.status.render_errors += 1;
+            e.status.last_error = Some(message.to_owned());
+        });
+    }
+
+    /// The certificate set to deliver: the one a failed delivery left, while it is not due,
+    /// else a new one — unless this host's clock is skewed.
+    async fn certificate(
+        &self,
+        spec: &CertificateOutput,
+        ctx: &RenderContext<'_>,
+    ) -> Result<Rendered, AttemptError> {
+        let held = lock(&self.held).take();
+        if let Some(r) = held {
+            let now = self.shared.trusted_now();
+            if let Some(leaf) = Leaf::of(&r.files)
+                && self.due(&leaf, now) > now
+            {
+                tracing::info!(output = %self.name(), serial = %leaf.serial, "delivering the certificate already issued again");
+                return Ok(r);
+            }
+        }
+        self.skew_gate().await?;
+        self.shared.count_request();
+        Ok(certificate::render(self.name(), spec, ctx).await?)
+    }
+
+    /// Refuses to issue while this host's clock is skewed. One cheap request refreshes the
+    /// server's `Date` when it is unknown or said the clock was off, so a fixed clock is
+    /// noticed at the next attempt.
+    async fn skew_gate(&self) -> Result<(), AttemptError> {
+        if self.shared.clock_skew().is_none() || self.shared.skewed().is_some() {
+            self.shared.count_request();
+            let _ = self.shared.client.health().await;
+        }
+        match self.shared.skewed() {
+            Some(skew) => Err(AttemptError::ClockSkew { skew }),
+            None => Ok(()),
+        }
+    }
+
+    /// A new certificate that is not valid by this host's clock right after issuance shows a
+    /// skewed clock (measured by `Date`, else estimated from the certificate itself).
+    fn skew_in(&self, rendered: &Rendered) -> Option<time::Duration> {
+        let leaf = Leaf::of(&rendered.files)?;
+        let now = self.shared.now();
+        let estimate = if leaf.not_after <= now {
+            now - leaf.not_after
+        } else if leaf.not_before > now {
+            now - leaf.not_before
+        } else {
+            return None;
+        };
+        match self.shared.clock_skew() {
+            Some(measured) if measured.abs() > SKEW_TOLERANCE => Some(measured),
+            Some(_) => None,
+            None => {
+                self.shared.note_cert_skew(estimate);
+                Some(estimate)
+            }
+        }
+    }
+
+    /// Checks and delivers a certificate set; on failure it is held for the next attempt.
+    fn deliver_certificate(
+        &self,
+        spec: &CertificateOutput,
+        rendered: Rendered,
+        owner: Ownership,
+    ) -> Result<(Rendered, Outcome), AttemptError> {
+        let name = self.name();
+        let result = match self.skew_in(&rendered) {
+            Some(skew) => Err(AttemptError::ClockSkew { skew }),
+            None => deliver::verify_certificate_set(
+                name,
+                &rendered.files,
+                &self.shared.trust_anchor_pem,
+                Expected {
+                    common_name: &spec.common_name,
+                    sans: &spec.sans,
+                },
+                self.shared.now(),
+            )
+            .and_then(|()| {
+                let version = rendered.serial.clone().unwrap_or_default();
+                deliver::deliver_set(
+                    name,
+                    &self.root,
+                    &spec.dir,
+                    &version,
+                    &rendered.files,
+                    owner,
+                )
+            })
+            .map_err(AttemptError::from),
+        };
+        match result {
+            Ok(outcome) => Ok((rendered, outcome)),
+            Err(e) => {
+                *lock(&self.held) = Some(rendered);
+                Err(e)
+            }
+        }
+    }
+
+    async fn render_and_deliver(
+        &self,
+        state: &mut OutputState,
+    ) -> Result<OffsetDateTime, AttemptError> {
+        let now = self.shared.now();
+        let reader = database::Reader {
+            book: &self.databases,
+            shared: &self.shared,
+        };
+        let ctx = RenderContext {
+            client: &self.shared.client,
+            trust_anchor_pem: &self.shared.trust_anchor_pem,
+            now,
+            databases: Some(&reader),
+        };
+        let name = self.name();
+        let owner = Ownership::resolve(name, self.cfg.owner.as_deref(), self.cfg.group.as_deref())?;
+        let (rendered, outcome) = match &self.cfg.kind {
+            OutputKind::Certificate(spec) => {
+                let rendered = self.certificate(spec, &ctx).await?;
+                self.deliver_certificate(spec, rendered, owner)?
+            }
+            OutputKind::Template(spec) => {
+                let t = TemplateOutput {
+                    name: name.to_owned(),
+                    source: spec.source.clone(),
+                    file_name: file_name(&spec.path),
+                    mode: spec.mode,
+                };
+                self.shared.count_request();
+                let rendered = t.render(&ctx).await?;
+                let outcome = deliver_single(name, &self.root, &spec.path, &rendered, owner)?;
+                (rendered, outcome)
+            }
+            OutputKind::CaChain(spec) => {
+                let c = CaChainOutput {
+                    name: name.to_owned(),
+                    pki_mount: spec.pki_mount.clone(),
+                    full_chain: spec.full_chain,
+                    file_name: file_name(&spec.path),
+                    mode: spec.mode,
+                };
+                self.shared.count_request();
+                let rendered = c.render(&ctx).await?;
+                let outcome = deliver_single(name, &self.root, &spec.path, &rendered, owner)?;
+                (rendered, outcome)
+            }
+        };
+        Ok(self.delivered(state, &rendered, outcome).await)
+    }
+
+    /// Records a delivery (state, reload, status) and returns when the output is next due.
+    async fn delivered(
+        &self,
+        state: &mut OutputState,
+        rendered: &Rendered,
+        outcome: Outcome,
+    ) -> OffsetDateTime {
+        let name = self.name();
+        let after = self.shared.now();
+        // On disk now (changed or already identical): the lease book may retire what it replaced.
+        self.databases
+            .delivered(name, &rendered.database_generations);
+        let is_cert = matches!(self.cfg.kind, OutputKind::Certificate(_));
+        if is_cert || outcome == Outcome::Changed || state.files.is_empty() {
+            state.files = deliver::digests(rendered);
+        }
+        state.serial.clone_from(&rendered.serial);
+        state.not_before = rendered.not_before;
+        state.not_after = rendered.not_after;
+        let mut reload_record = None;
+        if outcome == Outcome::Changed {
+            state.delivered_at = Some(after);
+            tracing::info!(output = %name, serial = ?rendered.serial, "delivered new content");
+            if let Some(r) = &self.cfg.reload {
+                let record = reload::run(name, r).await;
+                state.last_reload = Some(record.clone());
+                reload_record = Some(record);
+            }
+        } else {
+            tracing::debug!(output = %name, "content unchanged");
+        }
+        if let Err(e) = self.states.save(name, state) {
+            tracing::warn!(output = %name, error = %e, "could not record state");
+        }
+        let due = match Leaf::of(&rendered.files).filter(|_| is_cert) {
+            // Certificates are looked at every poll too, for drift on disk.
+            Some(leaf) => self.due(&leaf, after).min(self.next_poll(after, None)),
+            None if is_cert => after + time::Duration::hours(1),
+            None => self.next_poll(after, rendered.refresh_within),
+        };
+        self.shared.update(name, |e| {
+            e.delivered = true;
+            e.status.failures = 0;
+            e.status.last_error = None;
+            e.status.renders += 1;
+            e.status.last_render = Some(after);
+            e.status.next_due = Some(due);
+            if is_cert || matches!(self.cfg.kind, OutputKind::CaChain(_)) {
+                e.status.serial.clone_from(&rendered.serial);
+                e.status.not_after = rendered.not_after;
+            }
+            if outcome == Outcome::Changed {
+                e.status.changes += 1;
+                e.status.last_change = Some(after);
+            }
+            if let Some(r) = reload_record {
+                e.status.last_reload = Some(r);
+            }
+        });
+        due
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn deliver_single(
+    name: &str,
+    root: &Path,
+    path: &Path,
+    rendered: &Rendered,
+    owner: Ownership,
+) -> Result<Outcome, DeliverError> {
+    let [file] = rendered.files.as_slice() else {
+        return Err(DeliverError::Refused {
+            output: name.to_owned(),
+            reason: format!("expected one rendered file, got {}", rendered.files.len()),
+        });
+    };
+    deliver::deliver_file(name, root, path, file, owner)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}

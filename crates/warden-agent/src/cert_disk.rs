@@ -155,23 +155,10 @@ impl Check<'_> {
     fn restore_missing(&self) -> OnDisk {
         let dir = &self.spec.dir;
         let missing = format!("{} is missing or incomplete", dir.display());
-        let Some(versions) = versions_dir(dir) else {
-            return OnDisk::Unusable(missing);
-        };
         if self.delivered.is_empty() {
             return OnDisk::Unusable(missing);
         }
-        let Ok(entries) = std::fs::read_dir(&versions) else {
-            return OnDisk::Unusable(missing);
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                continue; // an interrupted delivery's temporary directory
-            }
-            let Some(files) = deliver::read_set(self.root, &entry.path(), &SET, self.owner) else {
-                continue;
-            };
+        for (_, files) in deliver::read_versions(self.root, dir, &SET, self.owner) {
             let rendered = Rendered {
                 files,
                 ..Rendered::default()
@@ -227,12 +214,6 @@ fn get<'a>(files: &'a [RenderedFile], name: &str) -> &'a [u8] {
         .iter()
         .find(|f| f.name == name)
         .map_or(&[][..], |f| &f.contents[..])
-}
-
-/// `<dir>.d`, where the versions live.
-fn versions_dir(dir: &Path) -> Option<std::path::PathBuf> {
-    let name = dir.file_name()?.to_string_lossy().into_owned();
-    Some(dir.with_file_name(format!("{name}.d")))
 }
 
 #[cfg(test)]

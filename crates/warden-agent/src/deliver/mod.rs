@@ -36,7 +36,7 @@ use super::state::sha256_hex;
 mod set;
 mod verify;
 
-pub use set::{deliver_set, read_set};
+pub use set::{deliver_set, read_set, read_versions};
 pub use verify::{Expected, verify_certificate_set};
 
 /// Whether a delivery changed anything on disk.

@@ -174,6 +174,54 @@ pub fn read_set(
         .collect()
 }
 
+/// Every version the agent keeps for `<dir>` (`<dir>.d/<version>`, its marker inside), each with
+/// the files `names`, read without following a symlink anywhere: the material a repair can
+/// restore when the live symlink is gone. Versions that are incomplete or not the agent's are
+/// left out.
+pub fn read_versions(
+    root: &Path,
+    dir: &Path,
+    names: &[&str],
+    owner: Ownership,
+) -> Vec<(String, Vec<RenderedFile>)> {
+    let Ok((parent, name)) = open_parent(root, dir, owner, None) else {
+        return Vec::new();
+    };
+    let Ok(Some(versions)) = parent.try_open(Path::new(&format!("{name}.d"))) else {
+        return Vec::new();
+    };
+    let Ok(entries) = versions.entries() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (version, _) in entries {
+        if !is_version_name(&version) {
+            continue;
+        }
+        let Ok(dir) = versions.open(Path::new(&version)) else {
+            continue;
+        };
+        if dir.read(MARKER).ok().flatten().is_none() {
+            continue;
+        }
+        let files: Option<Vec<RenderedFile>> = names
+            .iter()
+            .map(|n| {
+                let f = dir.read(n).ok()??;
+                Some(RenderedFile {
+                    name: (*n).to_owned(),
+                    contents: Zeroizing::new(f.bytes),
+                    mode: f.mode,
+                })
+            })
+            .collect();
+        if let Some(files) = files {
+            out.push((version, files));
+        }
+    }
+    out
+}
+
 fn is_not_found(e: &warden_files::Error) -> bool {
     matches!(e, warden_files::Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
 }

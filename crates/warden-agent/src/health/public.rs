@@ -245,7 +245,7 @@ mod tests {
         );
         assert_eq!(
             keys(&v["outputs"][0]),
-            "changes,error_kind,expires_in_seconds,kind,last_change,last_reload_ok,last_render,name,next_due,not_after,render_errors,renders,serial,state"
+            "changes,error_kind,expires_in_seconds,kind,last_change,last_reload_ok,last_render,name,next_due,not_after,render_errors,renders,repairs,serial,state"
         );
         assert_eq!(
             keys(&v["auth"]),

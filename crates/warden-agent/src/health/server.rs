@@ -339,8 +339,19 @@ mod tests {
         .await
         .unwrap();
         let (head, body) = exchange(stale.addr(), "GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await;
-        assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+        assert!(
+            head.starts_with("HTTP/1.1 200"),
+            "degraded still serves: {head}"
+        );
         assert!(body.contains("\"degraded\""), "{body}");
+        let failed = HealthServer::start("127.0.0.1:0".parse().unwrap(), None, || {
+            snapshot(vec![view("tls", Freshness::Failed)])
+        })
+        .await
+        .unwrap();
+        let (head, body) = exchange(failed.addr(), "GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+        assert!(body.contains("\"failing\""), "{body}");
     }
 
     #[tokio::test]

@@ -337,6 +337,13 @@ async fn app_agent_delivers_renews_and_reloads_only_on_change() {
         s1.not_after - s1.not_before <= time::Duration::seconds(160),
         "{s1:?}"
     );
+    // The reload runs right after the symlink swap that made the serial visible.
+    wait_for_async(
+        Duration::from_secs(30),
+        "the reload after the re-issue",
+        || (line_count(&tls_reloads) >= 2).then_some(()),
+    )
+    .await;
     let reloads_at_s1 = line_count(&tls_reloads);
     assert_eq!(reloads_at_s1, 2, "one reload for the re-issued certificate");
     // Renewed before it expires.

@@ -6,7 +6,7 @@
 //! which is what validation needs when the consumer has no root of its own.
 //!
 //! OpenBao returns the root in that chain only when the root was part of the `set-signed`
-//! bundle (see `openbao-notes.md`), so the output is built the same way either way: the
+//! bundle (docs/openbao.md, difference 5), so the output is built the same way either way: the
 //! intermediates from OpenBao, then — for a full chain — the agent's own trust anchor, *after*
 //! checking that the anchor really signed the last intermediate. Both shapes of OpenBao's
 //! answer therefore render to the same bytes, and a rotation that only changes whether the

@@ -504,7 +504,7 @@ impl OutputTask {
         let mut reload_record = None;
         if outcome == Outcome::Changed {
             state.delivered_at = Some(after);
-            tracing::info!(output = %name, serial = ?rendered.serial, "delivered new content");
+            tracing::info!(output = %name, serial = %rendered.serial.as_deref().unwrap_or("none"), "delivered new content");
             if let Some(r) = &self.cfg.reload {
                 let record = reload::run(name, r).await;
                 state.last_reload = Some(record.clone());

@@ -207,7 +207,7 @@ pub(crate) async fn run(shared: Arc<Shared>, states: StateDir) {
             Err(e) => {
                 failures = failures.saturating_add(1);
                 let backoff = LOOK_EVERY.saturating_mul(1 << failures.min(6));
-                tracing::debug!(error = %e, retry_in = ?backoff, "delivery report not written");
+                tracing::debug!(error = %e, retry_in_s = backoff.as_secs(), "delivery report not written");
                 wait = backoff;
             }
         }

@@ -243,7 +243,7 @@ impl Authenticator {
         if policies != [self.cfg.policy.clone()] {
             tracing::warn!(
                 expected = %self.cfg.policy,
-                got = ?policies,
+                got = %policies.join(", "),
                 "the token's policies are not exactly the configured policy"
             );
         }

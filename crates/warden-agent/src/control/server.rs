@@ -253,7 +253,7 @@ async fn refuse(
 ) -> io::Result<()> {
     tracing::warn!(
         uid = cred.uid(),
-        pid = ?cred.pid(),
+        pid = %cred.pid().map_or_else(|| "unknown".to_owned(), |p| p.to_string()),
         "control socket: refused a connection from another user"
     );
     let reply = Reply::error(format!(

@@ -1,5 +1,5 @@
 //! `warden-keys`: dual-key rotated JWT signing keys and domain TLS certificates, both kept in
-//! OpenBao KV v2 (seed 004).
+//! OpenBao KV v2.
 //!
 //! A signing key lives at `<kv mount>/data/<kv_prefix>/signing/<name>`
 //! ([`warden_spec::naming::signing_key`]); every rotation is a new KV version holding a fresh

@@ -32,7 +32,7 @@ use crate::model::{
 };
 
 /// The mount paths an environment gets where `[environments.<env>.mounts]` names none: the
-/// seeds' layout, so a spec without mounts matches a stock lab. Each field of
+/// layout a stock lab is set up with, so a spec without mounts works against one unchanged. Each field of
 /// [`Mounts`] has one.
 pub mod default_mounts {
     /// PKI intermediate; the environment's bootstrap creates it, apply never does.

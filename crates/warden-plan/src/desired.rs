@@ -10,10 +10,10 @@ use crate::policy;
 
 /// Description set on the mounts and auth backends Warden creates.
 pub(crate) const MOUNT_DESCRIPTION: &str = "managed-by: warden";
-/// Token lifetimes for identity logins.
-pub(crate) const TOKEN_TTL_SECS: u64 = 3600;
-pub(crate) const TOKEN_MAX_TTL_SECS: u64 = 4 * 3600;
-const CI_TOKEN_TTL_SECS: u64 = 900;
+/// Token lifetime and renewal limit for identity logins, in seconds.
+pub(crate) const IDENTITY_TOKEN: (u64, u64) = (3600, 4 * 3600);
+/// A CI job's token lives 15 minutes and is never renewed.
+const CI_TOKEN: (u64, u64) = (900, 900);
 
 /// Facts about a live environment that the desired state depends on.
 #[derive(Debug, Clone, Default)]
@@ -169,51 +169,41 @@ fn cert_login(
         true,
         id,
     ));
-    out.push(Desired {
-        kind: Kind::CertRole,
-        path: format!(
+    out.push(login_role(
+        Kind::CertRole,
+        format!(
             "auth/{}/certs/{}",
             m.cert_auth,
             n.cert_role.render(&id.name)
         ),
-        body: json!({
+        json!({
             "certificate": inputs.identity_ca_pem.trim(),
             "allowed_common_names": [cn],
             "display_name": id.name.as_str(),
-            "token_policies": [naming::policy_name(spec, id)],
-            "token_no_default_policy": true,
-            "token_period": 0,
-            "token_explicit_max_ttl": 0,
-            "token_ttl": TOKEN_TTL_SECS,
-            "token_max_ttl": TOKEN_MAX_TTL_SECS,
         }),
-        identity: Some(id.name.to_string()),
-        password_file: None,
-    });
+        spec,
+        id,
+        IDENTITY_TOKEN,
+    ));
 }
 
 /// A container: the AppRole role its secret-id logs in with.
 fn approle_login(spec: &Spec, env: &Environment, id: &Identity) -> Desired {
-    Desired {
-        kind: Kind::AppRole,
-        path: format!(
+    login_role(
+        Kind::AppRole,
+        format!(
             "auth/{}/role/{}",
             env.mounts.approle,
             spec.naming.approle_role.render(&id.name)
         ),
-        body: json!({
-            "token_policies": [naming::policy_name(spec, id)],
-            "token_no_default_policy": true,
-            "token_period": 0,
-            "token_explicit_max_ttl": 0,
-            "token_ttl": TOKEN_TTL_SECS,
-            "token_max_ttl": TOKEN_MAX_TTL_SECS,
+        json!({
             "secret_id_ttl": id.secret_id_ttl.map_or(86_400, |t| t.as_secs()),
             "bind_secret_id": true,
         }),
-        identity: Some(id.name.to_string()),
-        password_file: None,
-    }
+        spec,
+        id,
+        IDENTITY_TOKEN,
+    )
 }
 
 /// A CI pipeline: the JWT role bound to its repository and branches; none where the
@@ -227,29 +217,56 @@ fn ci_login(spec: &Spec, env: &Environment, id: &Identity) -> Option<Desired> {
         .iter()
         .map(|b| format!("refs/heads/{b}"))
         .collect();
-    Some(Desired {
-        kind: Kind::JwtRole,
-        path: format!(
+    Some(login_role(
+        Kind::JwtRole,
+        format!(
             "auth/{}/role/{}",
             env.mounts.jwt,
             spec.naming.ci_role.render(&p.app)
         ),
-        body: json!({
+        json!({
             "role_type": "jwt",
             "bound_audiences": [ci.audience],
             "bound_claims": { "repository": p.repository, "ref": refs },
             "bound_claims_type": "string",
             "user_claim": "sub",
-            "token_policies": [naming::policy_name(spec, id)],
-            "token_no_default_policy": true,
-            "token_period": 0,
-            "token_explicit_max_ttl": 0,
-            "token_ttl": CI_TOKEN_TTL_SECS,
-            "token_max_ttl": CI_TOKEN_TTL_SECS,
         }),
+        spec,
+        id,
+        CI_TOKEN,
+    ))
+}
+
+/// A login role at `path` for `id`: `role`'s own fields plus the token it hands out, which
+/// carries the identity's policy only (OpenBao's templated `default` policy doubles the cost of
+/// every request; docs/openbao.md, "Costs that shaped the design"), is never periodic, and
+/// lives `ttl` seconds, renewable up to `max_ttl`.
+pub(crate) fn login_role(
+    kind: Kind,
+    path: String,
+    mut role: Value,
+    spec: &Spec,
+    id: &Identity,
+    (ttl, max_ttl): (u64, u64),
+) -> Desired {
+    let token = json!({
+        "token_policies": [naming::policy_name(spec, id)],
+        "token_no_default_policy": true,
+        "token_period": 0,
+        "token_explicit_max_ttl": 0,
+        "token_ttl": ttl,
+        "token_max_ttl": max_ttl,
+    });
+    if let (Some(role), Value::Object(token)) = (role.as_object_mut(), token) {
+        role.extend(token);
+    }
+    Desired {
+        kind,
+        path,
+        body: role,
         identity: Some(id.name.to_string()),
         password_file: None,
-    })
+    }
 }
 
 #[allow(clippy::too_many_arguments)] // one call site per role flavour; a struct would only rename the list

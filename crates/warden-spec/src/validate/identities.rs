@@ -64,6 +64,25 @@ impl Names {
     }
 }
 
+/// An identity of `kind` with nothing but its name and environments; each kind fills in what
+/// it uses.
+fn bare(name: Slug, kind: IdentityKind, environments: Vec<Slug>) -> Identity {
+    Identity {
+        name,
+        kind,
+        environments,
+        certificate: None,
+        secrets: Vec::new(),
+        databases: Vec::new(),
+        reload: None,
+        pipeline: None,
+        secret_id_ttl: None,
+        transit_keys: Vec::new(),
+        signing_keys: Vec::new(),
+        workload: None,
+    }
+}
+
 /// `[apps.<name>]`: the identities that render certificates and secrets.
 fn apps(
     raw: &RawSpec,
@@ -92,18 +111,14 @@ fn apps(
             r,
         );
         identities.push(Identity {
-            name: slug,
-            kind: IdentityKind::App,
-            environments: envs,
             certificate: Some(certificate),
             secrets,
             databases,
             reload,
-            pipeline: None,
-            secret_id_ttl: None,
             transit_keys,
             signing_keys,
             workload,
+            ..bare(slug, IdentityKind::App, envs)
         });
     }
 }
@@ -124,18 +139,8 @@ fn proxies(
         let envs = env_list(&proxy.get_ref().environments, &key, env_refs, r);
         let reload = reload(proxy.get_ref().reload.as_ref(), &key, r);
         identities.push(Identity {
-            name: slug,
-            kind: IdentityKind::Proxy,
-            environments: envs,
-            certificate: None,
-            secrets: Vec::new(),
-            databases: Vec::new(),
             reload,
-            pipeline: None,
-            secret_id_ttl: None,
-            transit_keys: Vec::new(),
-            signing_keys: Vec::new(),
-            workload: None,
+            ..bare(slug, IdentityKind::Proxy, envs)
         });
     }
 }
@@ -168,20 +173,12 @@ fn containers(
             r,
         );
         identities.push(Identity {
-            name: slug,
-            kind: IdentityKind::Container,
-            environments: envs,
-            certificate: None,
             secrets,
-            databases: Vec::new(),
-            reload: None,
-            pipeline: None,
             secret_id_ttl: Some(
                 secret_id_ttl.unwrap_or(Ttl(std::time::Duration::from_secs(24 * 3600))),
             ),
-            transit_keys: Vec::new(),
-            signing_keys: Vec::new(),
             workload,
+            ..bare(slug, IdentityKind::Container, envs)
         });
     }
 }
@@ -280,22 +277,12 @@ fn pipelines(
                 }
             }
             identities.push(Identity {
-                name: slug,
-                kind: IdentityKind::Pipeline,
-                environments: envs,
-                certificate: None,
-                secrets: Vec::new(),
-                databases: Vec::new(),
-                reload: None,
                 pipeline: Some(PipelineBinding {
                     app,
                     repository: p.repository.get_ref().clone(),
                     branches,
                 }),
-                secret_id_ttl: None,
-                transit_keys: Vec::new(),
-                signing_keys: Vec::new(),
-                workload: None,
+                ..bare(slug, IdentityKind::Pipeline, envs)
             });
         }
     }

@@ -445,7 +445,13 @@ impl Client {
             else {
                 return Err(give_up(err));
             };
-            tracing::debug!(what, attempts, ?delay, error = %err, "retrying OpenBao call");
+            tracing::debug!(
+                what,
+                attempts,
+                delay = %crate::format_wait(delay),
+                error = %err,
+                "retrying OpenBao call"
+            );
             tokio::time::sleep_until(slot).await;
         }
     }

@@ -176,7 +176,7 @@ pub enum Error {
 
     /// A retried call kept failing with a retryable error until its time budget ran out.
     /// `last` is the final failure; the `is_*` helpers look through to it.
-    #[error("{what}: gave up after {attempts} attempts in {waited:?}; last error: {last}")]
+    #[error("{what}: gave up after {attempts} attempts in {}; last error: {last}", crate::format_wait(*.waited))]
     GaveUp {
         /// What was being attempted (e.g. "wait_ready", "GET secret/data/x").
         what: String,

@@ -59,7 +59,7 @@ pub use kv::{
 pub use mounts::{MountConfig, MountInfo, MountOptions, MountTtls};
 pub use pki::{IntermediateCsr, Issuer, IssuerSummary, KeyType, SetSigned};
 pub use response::{Auth, Secret, WrapInfo};
-pub use retry::{Idempotent, RetryPolicy};
+pub use retry::{Idempotent, RetryPolicy, format_wait};
 pub use sys::{Health, InitResponse, SealStatus};
 pub use tls::ClientIdentity;
 pub use transit::{

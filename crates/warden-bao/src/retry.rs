@@ -145,6 +145,19 @@ impl Schedule {
     }
 }
 
+/// A wait as an operator reads it in logs and messages: seconds to the millisecond, without
+/// trailing zeros (`1.5s`, `0.25s`, `30s`), where `Debug` would print `1.500000321s`.
+pub fn format_wait(d: Duration) -> String {
+    let ms = d.as_millis();
+    let (secs, frac) = (ms / 1000, ms % 1000);
+    if frac == 0 {
+        format!("{secs}s")
+    } else {
+        let frac = format!("{frac:03}");
+        format!("{secs}.{}s", frac.trim_end_matches('0'))
+    }
+}
+
 /// A jitter value in `[0, 1)`. Randomness quality does not matter here, only that clients
 /// started together do not stay in lock-step; std's per-process random hasher keys suffice.
 pub(crate) fn jitter_unit() -> f64 {
@@ -189,6 +202,15 @@ impl RetryGate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waits_read_as_seconds() {
+        assert_eq!(format_wait(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(format_wait(Duration::from_millis(250)), "0.25s");
+        assert_eq!(format_wait(Duration::from_micros(1_500_321)), "1.5s");
+        assert_eq!(format_wait(Duration::from_secs(30)), "30s");
+        assert_eq!(format_wait(Duration::ZERO), "0s");
+    }
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)

@@ -239,7 +239,7 @@ pub async fn enroll(
     } else {
         judge_existing(operator, req.env, layout, &names.common_name).await?
     };
-    tracing::info!(identity = req.identity, env = %names.env, ?decision, "enrollment decision");
+    tracing::info!(identity = req.identity, env = %names.env, decision = %decision, "enrollment decision");
     let material = match decision {
         Decision::Keep => {
             let chain_pem = read_to_string(&layout.client_cert())?;

@@ -54,6 +54,16 @@ pub(crate) enum Decision {
     Issue(IssueReason),
 }
 
+impl std::fmt::Display for Decision {
+    /// What an operator reads in the log: `keep` or `issue (<reason>)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Keep => f.write_str("keep"),
+            Self::Issue(reason) => write!(f, "issue ({})", reason.describe()),
+        }
+    }
+}
+
 /// Whether a certificate valid from `not_before` to `not_after` should be renewed at `now`:
 /// when less than a third of its lifetime is left (or it is already past its end).
 pub fn renewal_due(

@@ -14,6 +14,10 @@
 //! | the agent's configuration file                    | [`AgentConfig`]                            |
 //! | when a certificate is due for renewal             | [`renewal_due`]                            |
 //!
+//! Modules: `enroll` (the enrollment itself), `existing` (whether the certificate on disk is
+//! still the right one; pure), [`layout`] (where an identity's files live), `unix_user` (who
+//! owns them), `agent_config` (the `agent.toml` written), `unit` (its systemd unit), `error`.
+//!
 //! Guarantees: the private key is generated on the host and written only through
 //! `warden_files::write_atomic` with owner-only permissions; no type here holds key material in
 //! a field that `Debug` or `Serialize` could print; a newly issued certificate is proven to log

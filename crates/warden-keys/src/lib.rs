@@ -1,10 +1,11 @@
 //! `warden-keys`: dual-key rotated JWT signing keys and domain TLS certificates, both kept in
-//! OpenBao KV v2 (seed 004).
+//! OpenBao KV v2.
 //!
 //! A signing key lives at `<kv mount>/data/<kv_prefix>/signing/<name>`
 //! ([`warden_spec::naming::signing_key`]); every rotation is a new KV version holding a fresh
-//! key pair. The version it replaces keeps verifying for a grace period (default 24 h) after the rotation, so tokens already handed out stay good while
-//! every service picks up the new key; then it stops. A service holds a [`SigningKeys`],
+//! key pair. The version it replaces keeps verifying for a grace period (default 24 h) after
+//! the rotation, so tokens already handed out stay good while every service picks up the new
+//! key; then it stops. A service holds a [`SigningKeys`],
 //! signs with the current version, verifies against the versions still in their window,
 //! publishes them as a JWKS, and reloads without a restart through [`SigningKeys::watch`].
 //!
@@ -20,6 +21,12 @@
 //! | reload on rotation | [`SigningKeys::watch`] with [`WatchOptions`] → [`WatchHandle`] |
 //! | time | [`Clock`]: [`SystemClock`] in production, [`ManualClock`] in tests |
 //! | domain certificates | [`DomainStore::status`], [`DomainStore::renew_if_due`] with a [`PkiIssuer`], [`DomainStore::current`] |
+//!
+//! Modules: `provider` ([`SigningKeys`], what a service holds), `keyset` (one key's versions
+//! and their grace windows), `rotate` (loading and rotating in KV v2, shared by the provider,
+//! the watcher and `warden rotate`), `watch` (reloading on rotation), `kv` (the few KV v2
+//! calls), `material`, `jwk` and `jws` (keys, JWKS, compact JWS), `clock` (injected time),
+//! `domain` (domain certificates), `error`.
 //!
 //! # Guarantees
 //! - A version verifies while it is current, or until the next version's creation time (the

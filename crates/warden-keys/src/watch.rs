@@ -141,7 +141,7 @@ impl SigningKeys {
                         tracing::warn!(
                             location = %keys.inner.config.location,
                             failures,
-                            next_poll_in = ?options.delay(failures),
+                            next_poll_in = %warden_bao::format_wait(options.delay(failures)),
                             error = %e,
                             "signing key poll failed; keeping the last good key set"
                         );

@@ -29,7 +29,7 @@
 //! A PID file is trusted only when the process it names is alive and its command line is
 //! `… agent --config <that identity's agent.toml>`: a recycled PID is never signalled.
 //!
-//! This module returns typed results and errors and prints nothing: `warden lab` reports them
+//! This crate returns typed results and errors and prints nothing: `warden lab` reports them
 //! and adds what to do next. Progress goes through [`warden_lab::Progress`].
 //!
 //! Submodules: `seed` (placeholder secrets, first signing keys and domain certificates) and
@@ -177,19 +177,24 @@ pub enum AgentsError {
 pub struct AgentsUp {
     /// KV paths seeded with a placeholder because they did not exist (`env: path`).
     pub seeded_secrets: Vec<String>,
+    /// One entry per identity whose agent runs now, started or found running.
     pub agents: Vec<AgentUp>,
 }
 
 /// What `lab up` did for one identity.
 #[derive(Debug, Serialize)]
 pub struct AgentUp {
+    /// The identity's name.
     pub identity: String,
+    /// The environment it was enrolled in.
     pub env: String,
+    /// Its directory, `<lab>/hosts/<env>/<identity>`.
     pub dir: PathBuf,
     /// `issued`, `kept`, or `None` when the running agent was left alone.
     pub enrolled: Option<CertAction>,
     /// Whether an agent process was started now (false: one was already running).
     pub started: bool,
+    /// The agent's process id.
     pub pid: u32,
     /// `/health`'s verdict once `lab up` stopped waiting (`ok` when everything was delivered).
     pub health: Option<String>,

@@ -17,33 +17,49 @@ use warden_lab::{Lab, process};
 /// One agent in `lab status`.
 #[derive(Debug, Serialize)]
 pub struct AgentStatus {
+    /// The identity's name.
     pub identity: String,
+    /// The environment it was enrolled in.
     pub env: String,
+    /// `app` or `proxy`, from its `agent.toml`; `None` when that cannot be read.
     pub kind: Option<String>,
+    /// Its directory, `<lab>/hosts/<env>/<identity>`.
     pub dir: PathBuf,
+    /// Whether its agent process is alive (and really its agent, not a recycled PID).
     pub running: bool,
+    /// The agent's process id while it runs.
     pub pid: Option<u32>,
     /// `http://127.0.0.1:PORT/health` while running.
     pub health_url: Option<String>,
     /// `/health`'s verdict: `ok`, `degraded`, `failing`; `None` when it did not answer.
     pub health: Option<String>,
+    /// The control socket for `warden agent status | rotate --socket …`, if configured.
     pub control_socket: Option<PathBuf>,
+    /// The agent's log file.
     pub log: PathBuf,
+    /// Every output its `agent.toml` declares.
     pub outputs: Vec<AgentOutput>,
+    /// Why its `agent.toml` could not be read; the other fields are then mostly empty.
     pub error: Option<String>,
 }
 
 /// One output of an agent, from its state file (and the live agent when it answers).
 #[derive(Debug, Serialize)]
 pub struct AgentOutput {
+    /// The output's name in `agent.toml`.
     pub name: String,
+    /// What it delivers: `certificate`, `template` or `ca_chain`.
     pub kind: String,
     /// From the live agent: fresh, pending, stale, failing.
     pub state: Option<String>,
+    /// Serial of the delivered certificate, for certificate outputs.
     pub serial: Option<String>,
+    /// When the delivered certificate expires.
     #[serde(with = "time::serde::rfc3339::option")]
     pub not_after: Option<OffsetDateTime>,
+    /// Seconds from now until `not_after` (negative once expired).
     pub expires_in_seconds: Option<i64>,
+    /// When the agent last delivered it.
     #[serde(with = "time::serde::rfc3339::option")]
     pub delivered_at: Option<OffsetDateTime>,
 }

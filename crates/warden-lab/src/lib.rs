@@ -8,6 +8,15 @@
 //!
 //! Start with [`Lab`]; [`LabLayout`] says where every file lives; [`process`] holds the process
 //! primitives the test harness shares.
+//!
+//! Modules: `lab` (the lab as a whole: `up`, `status` and `down` over every environment) and
+//! `bring_up` (one environment to running, initialised, unsealed, PKI intermediate in place);
+//! `config` (the persistent settings, `lab.json`) and `layout` (where every file lives); `tls`
+//! (each environment's listener CA and certificates); `server` (one environment's OpenBao
+//! process: configuration, start, find, stop); `custody` (what a real deployment would never
+//! keep on one disk: the root CA passphrase, unseal shares, root tokens); `client` (operator
+//! clients); `status` (what `lab status` reports); [`process`] (process primitives). The lab's
+//! agents (hosts, enrollment, agent processes) are the `warden-lab-agents` crate.
 
 mod bring_up;
 mod client;

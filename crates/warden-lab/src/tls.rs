@@ -8,8 +8,8 @@
 //! environment's CA, never the root.
 //!
 //! Clients trust the root alone (`tls/ca.pem`); the server presents leaf + listener CA, so a
-//! client never needs an intermediate-only bundle (seed 001's "incomplete trust material"
-//! failure).
+//! client never needs an intermediate-only bundle, which fails verification as incomplete
+//! trust material.
 
 use secrecy::SecretString;
 use std::net::{IpAddr, Ipv4Addr};

@@ -19,6 +19,12 @@
 //! | inspect certificates / check a chain          | [`parse_pem_bundle`], [`verify_chain`]         |
 //! | split PEM bundles, read a common name            | [`pem_blocks`], [`first_certificate`], [`common_name`] |
 //!
+//! Modules: `root` (the CA directory), `keystore` (the root key encrypted at rest), `sign` (an
+//! intermediate from a CSR, policy first), `params` (serials, validity, names every signed
+//! certificate shares), `ledger` (one line per signature), `keys` (key pairs and CSRs),
+//! `issuer` (an in-memory intermediate issuing leaves), `inspect` and `chain` (reading
+//! certificates, checking chains), `pem` (views of PEM text), `error`.
+//!
 //! No I/O happens outside the CA directory, and nothing is printed: errors are [`Error`].
 
 mod chain;

@@ -10,10 +10,10 @@ use crate::policy;
 
 /// Description set on the mounts and auth backends Warden creates.
 pub(crate) const MOUNT_DESCRIPTION: &str = "managed-by: warden";
-/// Token lifetimes for identity logins.
-pub(crate) const TOKEN_TTL_SECS: u64 = 3600;
-pub(crate) const TOKEN_MAX_TTL_SECS: u64 = 4 * 3600;
-const CI_TOKEN_TTL_SECS: u64 = 900;
+/// Token lifetime and renewal limit for identity logins, in seconds.
+pub(crate) const IDENTITY_TOKEN: (u64, u64) = (3600, 4 * 3600);
+/// A CI job's token lives 15 minutes and is never renewed.
+const CI_TOKEN: (u64, u64) = (900, 900);
 
 /// Facts about a live environment that the desired state depends on.
 #[derive(Debug, Clone, Default)]
@@ -32,13 +32,38 @@ pub struct EnvInputs {
 
 /// Everything `env` should contain for `spec`.
 pub fn desired_state(spec: &Spec, env: &Environment, inputs: &EnvInputs) -> Vec<Desired> {
-    let m = &env.mounts;
-    let n = &spec.naming;
     let here: Vec<&Identity> = spec.identities_in(env.name.as_str()).collect();
-    let has = |k: IdentityKind| here.iter().any(|i| i.kind == k);
     let mut out = Vec::new();
+    engine_mounts(env, &here, &mut out);
+    auth_backends(env, &here, inputs, &mut out);
 
-    // Secrets engines (the PKI mount is the environment's bootstrap, not ours to create).
+    crate::engines::transit_keys(env, &here, &mut out);
+    crate::engines::databases(spec, env, &here, inputs, &mut out);
+    crate::engines::domains(spec, env, &mut out);
+    crate::engines::workloads(spec, env, &here, inputs, &mut out);
+    crate::engines::registry(spec, env, &mut out);
+
+    for id in &here {
+        let grants = policy::grants(spec, env, id);
+        out.push(Desired {
+            kind: Kind::Policy,
+            path: format!("sys/policies/acl/{}", naming::policy_name(spec, id)),
+            body: json!({ "policy": policy::render(id, &grants) }),
+            identity: Some(id.name.to_string()),
+            password_file: None,
+        });
+        match id.kind {
+            IdentityKind::App | IdentityKind::Proxy => cert_login(spec, env, id, inputs, &mut out),
+            IdentityKind::Container => out.push(approle_login(spec, env, id)),
+            IdentityKind::Pipeline => out.extend(ci_login(spec, env, id)),
+        }
+    }
+    out
+}
+
+/// Secrets engines. The PKI mount is the environment's bootstrap, not ours to create.
+fn engine_mounts(env: &Environment, here: &[&Identity], out: &mut Vec<Desired>) {
+    let m = &env.mounts;
     let mount = |path: &str, ty: &str, version: Option<&str>| {
         let mut body = json!({ "type": ty, "description": MOUNT_DESCRIPTION });
         if let Some(v) = version {
@@ -59,8 +84,18 @@ pub fn desired_state(spec: &Spec, env: &Environment, inputs: &EnvInputs) -> Vec<
     if here.iter().any(|i| !i.databases.is_empty()) {
         out.push(mount(&m.database, "database", None));
     }
+}
 
-    // Auth backends, only where some identity uses them.
+/// Auth backends, only where some identity uses them, so an environment exposes no login it
+/// does not need.
+fn auth_backends(
+    env: &Environment,
+    here: &[&Identity],
+    inputs: &EnvInputs,
+    out: &mut Vec<Desired>,
+) {
+    let m = &env.mounts;
+    let has = |k: IdentityKind| here.iter().any(|i| i.kind == k);
     let auth = |path: &str, ty: &str| Desired {
         kind: Kind::Auth,
         path: format!("sys/auth/{path}"),
@@ -86,137 +121,152 @@ pub fn desired_state(spec: &Spec, env: &Environment, inputs: &EnvInputs) -> Vec<
             });
         }
     }
+}
 
-    crate::engines::transit_keys(env, &here, &mut out);
-    crate::engines::databases(spec, env, &here, inputs, &mut out);
-    crate::engines::domains(spec, env, &mut out);
-    crate::engines::workloads(spec, env, &here, inputs, &mut out);
-    crate::engines::registry(spec, env, &mut out);
-
-    for id in &here {
-        let grants = policy::grants(spec, env, id);
-        out.push(Desired {
-            kind: Kind::Policy,
-            path: format!("sys/policies/acl/{}", naming::policy_name(spec, id)),
-            body: json!({ "policy": policy::render(id, &grants) }),
-            identity: Some(id.name.to_string()),
-            password_file: None,
-        });
-        let policies = json!([naming::policy_name(spec, id)]);
-        match id.kind {
-            IdentityKind::App | IdentityKind::Proxy => {
-                if let Some(cert) = &id.certificate {
-                    let mut names: Vec<String> = vec![warden_spec::CertProfile::render(
-                        &cert.common_name,
-                        &id.name,
-                        env,
-                    )];
-                    names.extend(
-                        cert.sans
-                            .iter()
-                            .map(|s| warden_spec::CertProfile::render(s, &id.name, env)),
-                    );
-                    let (key_type, key_bits) = cert.key_type.vault_params();
-                    out.push(pki_role(
-                        &m.pki,
-                        &n.pki_role.render(&id.name),
-                        names,
-                        key_type,
-                        key_bits,
-                        cert.ttl.as_secs(),
-                        true,
-                        false,
-                        id,
-                    ));
-                }
-                let cn = identity_common_name(id, env);
-                out.push(pki_role(
-                    &m.pki,
-                    &n.identity_role.render(&id.name),
-                    vec![cn.clone()],
-                    "ec",
-                    256,
-                    IDENTITY_CERT_TTL_SECS,
-                    false,
-                    true,
-                    id,
-                ));
-                out.push(Desired {
-                    kind: Kind::CertRole,
-                    path: format!(
-                        "auth/{}/certs/{}",
-                        m.cert_auth,
-                        n.cert_role.render(&id.name)
-                    ),
-                    body: json!({
-                        "certificate": inputs.identity_ca_pem.trim(),
-                        "allowed_common_names": [cn],
-                        "display_name": id.name.as_str(),
-                        "token_policies": policies,
-                        "token_no_default_policy": true,
-                        "token_period": 0,
-                        "token_explicit_max_ttl": 0,
-                        "token_ttl": TOKEN_TTL_SECS,
-                        "token_max_ttl": TOKEN_MAX_TTL_SECS,
-                    }),
-                    identity: Some(id.name.to_string()),
-                    password_file: None,
-                });
-            }
-            IdentityKind::Container => {
-                out.push(Desired {
-                    kind: Kind::AppRole,
-                    path: format!(
-                        "auth/{}/role/{}",
-                        m.approle,
-                        n.approle_role.render(&id.name)
-                    ),
-                    body: json!({
-                        "token_policies": policies,
-                        "token_no_default_policy": true,
-                        "token_period": 0,
-                        "token_explicit_max_ttl": 0,
-                        "token_ttl": TOKEN_TTL_SECS,
-                        "token_max_ttl": TOKEN_MAX_TTL_SECS,
-                        "secret_id_ttl": id.secret_id_ttl.map_or(86_400, |t| t.as_secs()),
-                        "bind_secret_id": true,
-                    }),
-                    identity: Some(id.name.to_string()),
-                    password_file: None,
-                });
-            }
-            IdentityKind::Pipeline => {
-                let (Some(p), Some(ci)) = (&id.pipeline, &env.ci) else {
-                    continue;
-                };
-                let refs: Vec<String> = p
-                    .branches
-                    .iter()
-                    .map(|b| format!("refs/heads/{b}"))
-                    .collect();
-                out.push(Desired {
-                    kind: Kind::JwtRole,
-                    path: format!("auth/{}/role/{}", m.jwt, n.ci_role.render(&p.app)),
-                    body: json!({
-                        "role_type": "jwt",
-                        "bound_audiences": [ci.audience],
-                        "bound_claims": { "repository": p.repository, "ref": refs },
-                        "bound_claims_type": "string",
-                        "user_claim": "sub",
-                        "token_policies": policies,
-                        "token_no_default_policy": true,
-                        "token_period": 0,
-                        "token_explicit_max_ttl": 0,
-                        "token_ttl": CI_TOKEN_TTL_SECS,
-                        "token_max_ttl": CI_TOKEN_TTL_SECS,
-                    }),
-                    identity: Some(id.name.to_string()),
-                    password_file: None,
-                });
-            }
-        }
+/// An app or proxy: its leaf-certificate role (apps), the role that issues its identity
+/// certificate, and the cert-auth role that logs that certificate in.
+fn cert_login(
+    spec: &Spec,
+    env: &Environment,
+    id: &Identity,
+    inputs: &EnvInputs,
+    out: &mut Vec<Desired>,
+) {
+    let (m, n) = (&env.mounts, &spec.naming);
+    if let Some(cert) = &id.certificate {
+        let mut names: Vec<String> = vec![warden_spec::CertProfile::render(
+            &cert.common_name,
+            &id.name,
+            env,
+        )];
+        names.extend(
+            cert.sans
+                .iter()
+                .map(|s| warden_spec::CertProfile::render(s, &id.name, env)),
+        );
+        let (key_type, key_bits) = cert.key_type.vault_params();
+        out.push(pki_role(
+            &m.pki,
+            &n.pki_role.render(&id.name),
+            names,
+            key_type,
+            key_bits,
+            cert.ttl.as_secs(),
+            true,
+            false,
+            id,
+        ));
     }
-    out
+    let cn = identity_common_name(id, env);
+    out.push(pki_role(
+        &m.pki,
+        &n.identity_role.render(&id.name),
+        vec![cn.clone()],
+        "ec",
+        256,
+        IDENTITY_CERT_TTL_SECS,
+        false,
+        true,
+        id,
+    ));
+    out.push(login_role(
+        Kind::CertRole,
+        format!(
+            "auth/{}/certs/{}",
+            m.cert_auth,
+            n.cert_role.render(&id.name)
+        ),
+        json!({
+            "certificate": inputs.identity_ca_pem.trim(),
+            "allowed_common_names": [cn],
+            "display_name": id.name.as_str(),
+        }),
+        spec,
+        id,
+        IDENTITY_TOKEN,
+    ));
+}
+
+/// A container: the AppRole role its secret-id logs in with.
+fn approle_login(spec: &Spec, env: &Environment, id: &Identity) -> Desired {
+    login_role(
+        Kind::AppRole,
+        format!(
+            "auth/{}/role/{}",
+            env.mounts.approle,
+            spec.naming.approle_role.render(&id.name)
+        ),
+        json!({
+            "secret_id_ttl": id.secret_id_ttl.map_or(86_400, |t| t.as_secs()),
+            "bind_secret_id": true,
+        }),
+        spec,
+        id,
+        IDENTITY_TOKEN,
+    )
+}
+
+/// A CI pipeline: the JWT role bound to its repository and branches; none where the
+/// environment trusts no CI identity provider.
+fn ci_login(spec: &Spec, env: &Environment, id: &Identity) -> Option<Desired> {
+    let (Some(p), Some(ci)) = (&id.pipeline, &env.ci) else {
+        return None;
+    };
+    let refs: Vec<String> = p
+        .branches
+        .iter()
+        .map(|b| format!("refs/heads/{b}"))
+        .collect();
+    Some(login_role(
+        Kind::JwtRole,
+        format!(
+            "auth/{}/role/{}",
+            env.mounts.jwt,
+            spec.naming.ci_role.render(&p.app)
+        ),
+        json!({
+            "role_type": "jwt",
+            "bound_audiences": [ci.audience],
+            "bound_claims": { "repository": p.repository, "ref": refs },
+            "bound_claims_type": "string",
+            "user_claim": "sub",
+        }),
+        spec,
+        id,
+        CI_TOKEN,
+    ))
+}
+
+/// A login role at `path` for `id`: `role`'s own fields plus the token it hands out, which
+/// carries the identity's policy only (OpenBao's templated `default` policy doubles the cost of
+/// every request; docs/openbao.md, "Costs that shaped the design"), is never periodic, and
+/// lives `ttl` seconds, renewable up to `max_ttl`.
+pub(crate) fn login_role(
+    kind: Kind,
+    path: String,
+    mut role: Value,
+    spec: &Spec,
+    id: &Identity,
+    (ttl, max_ttl): (u64, u64),
+) -> Desired {
+    let token = json!({
+        "token_policies": [naming::policy_name(spec, id)],
+        "token_no_default_policy": true,
+        "token_period": 0,
+        "token_explicit_max_ttl": 0,
+        "token_ttl": ttl,
+        "token_max_ttl": max_ttl,
+    });
+    if let (Some(role), Value::Object(token)) = (role.as_object_mut(), token) {
+        role.extend(token);
+    }
+    Desired {
+        kind,
+        path,
+        body: role,
+        identity: Some(id.name.to_string()),
+        password_file: None,
+    }
 }
 
 #[allow(clippy::too_many_arguments)] // one call site per role flavour; a struct would only rename the list

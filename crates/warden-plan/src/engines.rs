@@ -11,7 +11,7 @@ use warden_spec::naming::{
 };
 use warden_spec::{Environment, Identity, Spec};
 
-use crate::desired::{EnvInputs, MOUNT_DESCRIPTION, TOKEN_MAX_TTL_SECS, TOKEN_TTL_SECS, pki_role};
+use crate::desired::{EnvInputs, IDENTITY_TOKEN, MOUNT_DESCRIPTION, login_role, pki_role};
 use crate::object::{Desired, Kind};
 
 fn object(kind: Kind, path: String, body: Value, identity: Option<&Identity>) -> Desired {
@@ -163,7 +163,7 @@ pub(crate) fn workloads(
     }
     for id in bound {
         let w = id.workload.as_ref().expect("filtered");
-        out.push(object(
+        out.push(login_role(
             Kind::JwtRole,
             format!("auth/{mount}/role/{}", id.name),
             json!({
@@ -171,14 +171,10 @@ pub(crate) fn workloads(
                 "bound_audiences": [k8s.audience],
                 "bound_subject": w.subject(),
                 "user_claim": "sub",
-                "token_policies": [naming::policy_name(spec, id)],
-                "token_no_default_policy": true,
-                "token_period": 0,
-                "token_explicit_max_ttl": 0,
-                "token_ttl": TOKEN_TTL_SECS,
-                "token_max_ttl": TOKEN_MAX_TTL_SECS,
             }),
-            Some(id),
+            spec,
+            id,
+            IDENTITY_TOKEN,
         ));
     }
 }

@@ -9,6 +9,14 @@
 //!   its own KV mount, so `--prune` only ever removes Warden's own objects.
 //! - [`lint`]: least-privilege checks over desired and live policies.
 //!
+//! Modules: `desired` (mounts, auth backends, policies and login roles per identity) and
+//! `engines` (transit keys, databases, domain certificates, workload roles, the purpose
+//! registry, and [`unpurposed`]) build the desired state; [`policy`] renders each identity's
+//! grants as HCL; `object` names each object ([`Desired`], [`Kind`], [`ObjectId`]); `plan`
+//! reads and compares, with `diff` for the field diff and `bounded` for the concurrency limit;
+//! `apply` writes, and `owned` keeps the ownership record `--prune` relies on; [`Error`] says
+//! what failed against which environment.
+//!
 //! Every name and path it writes comes from [`warden_spec::naming`], the contract the agent,
 //! the registry and the CLI read the same objects by.
 

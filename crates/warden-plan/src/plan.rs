@@ -85,124 +85,182 @@ pub async fn plan_env(
     prune: bool,
     concurrency: usize,
 ) -> Result<EnvPlan, Error> {
-    let bao = |what: &str| {
-        let env = env.to_owned();
-        let what = what.to_owned();
-        move |source| Error::Bao { env, what, source }
-    };
-    let mounts = mount_table(
-        client
-            .list_mounts()
-            .await
-            .map_err(bao("list secrets engines"))?,
-    );
-    let auths = mount_table(
-        client
-            .list_auth()
-            .await
-            .map_err(bao("list auth backends"))?,
-    );
-    let owned = if mounts.contains_key(META_MOUNT) {
-        owned::read(client, env).await?
-    } else {
-        BTreeSet::new()
-    };
-
-    // Read every non-mount object concurrently over the one client.
-    let to_read: Vec<String> = desired
-        .iter()
-        .filter(|d| !matches!(d.kind, Kind::Mount | Kind::Auth))
-        .map(|d| d.path.clone())
-        .collect();
-    let live = read_all(client, env, to_read, concurrency).await?;
-
+    let live = Live::read(client, env, &desired, concurrency).await?;
     let mut changes = Vec::new();
     let mut unchanged = 0;
     let mut desired_ids = BTreeSet::new();
     for d in desired {
         let id = d.id().0;
         desired_ids.insert(id.clone());
-        let current: Option<Value> = match d.kind {
-            Kind::Mount => mounts
+        match compare(&d, live.current(&d)) {
+            None => unchanged += 1,
+            Some((action, reason, fields)) => changes.push(Change {
+                action,
+                kind: d.kind,
+                path: d.path,
+                identity: d.identity,
+                reason,
+                fields,
+                body: d.body,
+                id,
+                password_file: d.password_file,
+            }),
+        }
+    }
+    let orphans = orphans(&live.owned, &desired_ids, prune, &mut changes);
+    changes.sort_by_key(|c| match c.action {
+        Action::Delete => (10 - c.kind.phase(), c.path.clone()),
+        _ => (c.kind.phase(), c.path.clone()),
+    });
+    Ok(EnvPlan {
+        env: env.to_owned(),
+        changes,
+        unchanged,
+        orphans,
+        unpurposed: Vec::new(),
+        owned: live.owned,
+    })
+}
+
+/// What an environment holds of the objects a plan touches.
+struct Live {
+    /// Secrets engines by path, in the shape they are written in.
+    mounts: BTreeMap<String, Value>,
+    /// Auth backends by path, in the shape they are written in.
+    auths: BTreeMap<String, Value>,
+    /// Every other object by API path; `None` where it is absent.
+    objects: BTreeMap<String, Option<Value>>,
+    /// Ids of the objects Warden created (its ownership record).
+    owned: BTreeSet<String>,
+}
+
+impl Live {
+    async fn read(
+        client: &Client,
+        env: &str,
+        desired: &[Desired],
+        concurrency: usize,
+    ) -> Result<Self, Error> {
+        let bao = |what: &str| {
+            let env = env.to_owned();
+            let what = what.to_owned();
+            move |source| Error::Bao { env, what, source }
+        };
+        let mounts = mount_table(
+            client
+                .list_mounts()
+                .await
+                .map_err(bao("list secrets engines"))?,
+        );
+        let auths = mount_table(
+            client
+                .list_auth()
+                .await
+                .map_err(bao("list auth backends"))?,
+        );
+        let owned = if mounts.contains_key(META_MOUNT) {
+            owned::read(client, env).await?
+        } else {
+            BTreeSet::new()
+        };
+
+        // Read every non-mount object concurrently over the one client.
+        let to_read: Vec<String> = desired
+            .iter()
+            .filter(|d| !matches!(d.kind, Kind::Mount | Kind::Auth))
+            .map(|d| d.path.clone())
+            .collect();
+        let objects = read_all(client, env, to_read, concurrency).await?;
+        Ok(Self {
+            mounts,
+            auths,
+            objects,
+            owned,
+        })
+    }
+
+    /// The live form of `d`, or `None` where it does not exist.
+    fn current(&self, d: &Desired) -> Option<Value> {
+        match d.kind {
+            Kind::Mount => self
+                .mounts
                 .get(d.path.trim_start_matches("sys/mounts/"))
                 .cloned(),
-            Kind::Auth => auths.get(d.path.trim_start_matches("sys/auth/")).cloned(),
-            _ => live
+            Kind::Auth => self
+                .auths
+                .get(d.path.trim_start_matches("sys/auth/"))
+                .cloned(),
+            _ => self
+                .objects
                 .get(&d.path)
                 .cloned()
                 .flatten()
                 .map(|v| normalize(d.kind, v)),
-        };
-        let change = |action, reason: String, fields| Change {
-            action,
-            kind: d.kind,
-            path: d.path.clone(),
-            identity: d.identity.clone(),
-            reason,
-            fields,
-            body: d.body.clone(),
-            id: id.clone(),
-            password_file: d.password_file.clone(),
-        };
-        match current {
-            None => changes.push(change(Action::Create, "not present".to_owned(), Vec::new())),
-            Some(live) => {
-                let fields = diff(&d.body, &live);
-                if fields.is_empty() {
-                    unchanged += 1;
-                } else if d.kind == Kind::TransitKey {
-                    // A transit key's type is fixed and `exportable` cannot be turned off
-                    // again; rewriting would change nothing, so say so instead.
-                    let what = fields
-                        .iter()
-                        .map(|f| format!("{} is {} (want {})", f.field, f.from, f.to))
-                        .collect::<Vec<_>>();
-                    changes.push(change(
-                        Action::Conflict,
-                        format!(
-                            "exists but {}; a transit key cannot be changed in place",
-                            what.join(", ")
-                        ),
-                        fields,
-                    ));
-                } else if matches!(d.kind, Kind::Mount | Kind::Auth) {
-                    // Mounts are never replaced: that would destroy the data or credentials
-                    // behind them.
-                    let what = fields
-                        .iter()
-                        .map(|f| format!("{} is {} (want {})", f.field, f.from, f.to))
-                        .collect::<Vec<_>>();
-                    let fields_owned = fields
-                        .into_iter()
-                        .filter(|f| f.field != "description")
-                        .collect::<Vec<_>>();
-                    if fields_owned.is_empty() {
-                        unchanged += 1; // only the description differs: not ours, but compatible
-                    } else {
-                        changes.push(change(
-                            Action::Conflict,
-                            format!("exists but {}", what.join(", ")),
-                            fields_owned,
-                        ));
-                    }
-                } else {
-                    let n = fields.len();
-                    changes.push(change(
-                        Action::Update,
-                        format!(
-                            "{n} field{} differ{}",
-                            if n == 1 { "" } else { "s" },
-                            if n == 1 { "s" } else { "" }
-                        ),
-                        fields,
-                    ));
-                }
-            }
         }
     }
+}
 
+/// The change that brings `current` to `d`, with its reason and differing fields; `None` when
+/// `current` is already as the spec wants it.
+fn compare(d: &Desired, current: Option<Value>) -> Option<(Action, String, Vec<FieldDiff>)> {
+    let Some(live) = current else {
+        return Some((Action::Create, "not present".to_owned(), Vec::new()));
+    };
+    let fields = diff(&d.body, &live);
+    let describe = |fields: &[FieldDiff]| {
+        fields
+            .iter()
+            .map(|f| format!("{} is {} (want {})", f.field, f.from, f.to))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if fields.is_empty() {
+        None
+    } else if d.kind == Kind::TransitKey {
+        // A transit key's type is fixed and `exportable` cannot be turned off again; rewriting
+        // would change nothing, so say so instead.
+        Some((
+            Action::Conflict,
+            format!(
+                "exists but {}; a transit key cannot be changed in place",
+                describe(&fields)
+            ),
+            fields,
+        ))
+    } else if matches!(d.kind, Kind::Mount | Kind::Auth) {
+        // Mounts are never replaced: that would destroy the data or credentials behind them.
+        let what = describe(&fields);
+        let fields_owned = fields
+            .into_iter()
+            .filter(|f| f.field != "description")
+            .collect::<Vec<_>>();
+        // Only the description differs: not ours, but compatible.
+        (!fields_owned.is_empty())
+            .then(|| (Action::Conflict, format!("exists but {what}"), fields_owned))
+    } else {
+        let n = fields.len();
+        Some((
+            Action::Update,
+            format!(
+                "{n} field{} differ{}",
+                if n == 1 { "" } else { "s" },
+                if n == 1 { "s" } else { "" }
+            ),
+            fields,
+        ))
+    }
+}
+
+/// Objects Warden created that left the spec: deletions with `prune`, otherwise returned so
+/// the plan can list them.
+fn orphans(
+    owned: &BTreeSet<String>,
+    desired_ids: &BTreeSet<String>,
+    prune: bool,
+    changes: &mut Vec<Change>,
+) -> Vec<String> {
     let mut orphans = Vec::new();
-    for id in owned.difference(&desired_ids) {
+    for id in owned.difference(desired_ids) {
         let Some((kind, path)) = parse_id(id) else {
             continue;
         };
@@ -225,18 +283,7 @@ pub async fn plan_env(
             orphans.push(id.clone());
         }
     }
-    changes.sort_by_key(|c| match c.action {
-        Action::Delete => (10 - c.kind.phase(), c.path.clone()),
-        _ => (c.kind.phase(), c.path.clone()),
-    });
-    Ok(EnvPlan {
-        env: env.to_owned(),
-        changes,
-        unchanged,
-        orphans,
-        unpurposed: Vec::new(),
-        owned,
-    })
+    orphans
 }
 
 /// Brings a read-back object into the shape it is written in, so the field diff compares like

@@ -1,5 +1,5 @@
-//! Evidence packets (seed 002: "extraction and regulated custody claims need explicit
-//! evidence packets"): one JSON document per evidence component and environment — the
+//! Evidence packets, because a claim about extraction or regulated custody is only as good as
+//! the evidence behind it: one JSON document per evidence component and environment — the
 //! contracts of its purposes, their posture, the policies in force, who can reach each
 //! credential and its rotation history — signed by OpenBao with an Ed25519 transit key and
 //! verifiable offline with the public key alone.

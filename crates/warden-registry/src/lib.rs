@@ -1,4 +1,4 @@
-//! The purpose registry at run time (seed 002): what `warden apply` published, judged against
+//! The purpose registry at run time: what `warden apply` published, judged against
 //! live state.
 //!
 //! - [`posture`]: every purpose's credentials with issue time, expiry, rotation due and a

@@ -1,4 +1,5 @@
-//! Reveal-once credentials (seed 002, "One-Time Reveal Rule"): a credential whose purpose is
+//! Reveal-once credentials, for material a person must see exactly once and nobody after them:
+//! a credential whose purpose is
 //! delivered `reveal_once` is minted on demand behind a single-use, short-lived OpenBao
 //! wrapping token, opened exactly once, and afterwards only its metadata can be read.
 //!

@@ -1,14 +1,24 @@
 //! The platform model: what `warden.toml` says, checked.
 //!
-//! [`parse`] reads the TOML with spans and [`validate`](crate::validate) turns it into a [`Spec`]:
-//! environments, identities (apps, proxies, containers, CI pipelines), naming templates in which
-//! the `<app>` slug threads through every path and name, and lint waivers. Every problem is a
-//! [`Diagnostic`] at `file:line:col` naming the key and, for typos, the word that was probably
-//! meant. Pure: no I/O beyond [`load`], no knowledge of HTTP.
+//! [`parse`] reads the TOML with spans and validates it into a [`Spec`]: environments,
+//! identities (apps, proxies, containers, CI pipelines), naming templates in which the `<app>`
+//! slug threads through every path and name, lint waivers, databases, transit and signing keys,
+//! domain certificates and purposes. Every problem is a [`Diagnostic`] at `file:line:col`
+//! naming the key and, for typos, the word that was probably meant. Pure: no I/O beyond
+//! [`load`], no knowledge of HTTP.
 //!
-//! [`naming`] is the one place that says where everything lives in OpenBao (mounts, prefixes,
-//! policy and role names, each credential's location), so every other crate imports the
-//! contract instead of spelling paths itself.
+//! Modules:
+//! - `raw`: the TOML as written, with spans (`deny_unknown_fields`);
+//! - `validate` (apps, proxies, containers, pipelines and waivers in `validate::identities`)
+//!   and `validate_ext` (engines, domains, purposes): raw → model, collecting every problem;
+//! - `model`: the validated types, re-exported at the root ([`Spec`], [`Identity`],
+//!   [`Environment`], [`Purpose`], [`Credential`], ...);
+//! - `diag`: [`Diagnostic`], [`Reporter`] and the `did you mean` suggestions;
+//! - `duration`: the one duration grammar ([`parse_duration`], [`format_duration`]);
+//! - [`naming`]: the one place that says where everything lives in OpenBao (mounts, prefixes,
+//!   policy and role names, each credential's location), so every other crate imports the
+//!   contract instead of spelling paths itself;
+//! - [`rules`]: the purpose rules (posture status, fail-closed renewal) as pure functions of time.
 //!
 //! Start with [`load`] or [`parse`]; for OpenBao paths, [`naming::location`].
 

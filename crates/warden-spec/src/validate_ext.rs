@@ -391,7 +391,6 @@ pub(crate) fn purposes(
     credentials: &[Credential],
     r: &mut Reporter<'_>,
 ) -> Vec<Purpose> {
-    let ids: Vec<&str> = credentials.iter().map(|c| c.id.as_str()).collect();
     let mut out: Vec<Purpose> = Vec::new();
     for (name, p) in raw {
         let key = format!("purposes.{}", name.get_ref());
@@ -426,111 +425,15 @@ pub(crate) fn purposes(
                 r.error(v.span(), format!("{key}.{field}"), format!("empty {field}"));
             }
         }
-        let rot = p.rotation.get_ref();
-        let rkey = format!("{key}.rotation");
-        let interval = ttl_or(
-            Some(&rot.interval),
-            &format!("{rkey}.interval"),
-            hours(24),
-            r,
-        );
-        let grace = ttl_or(rot.grace.as_ref(), &format!("{rkey}.grace"), hours(24), r);
-        let max_age = ttl_or(
-            rot.max_age.as_ref(),
-            &format!("{rkey}.max_age"),
-            // Default: one more grace window after the stale point, so that "stale" (renewal
-            // refused, still usable) is a state a credential passes through before "expired".
-            Ttl(interval.0 + grace.0 + grace.0),
-            r,
-        );
-        if max_age.0 < interval.0 + grace.0 {
-            r.error_help(
-                rot.max_age.as_ref().map_or(p.rotation.span(), |m| m.span()),
-                format!("{rkey}.max_age"),
-                "max_age is shorter than interval + grace",
-                Some("a credential may live until it is due (interval) and then for the grace window; max_age must cover both".into()),
-            );
-        }
-        let mut covers = Vec::new();
-        if p.covers.get_ref().is_empty() {
-            r.error(
-                p.covers.span(),
-                format!("{key}.covers"),
-                "a purpose must cover at least one credential",
-            );
-        }
-        for c in p.covers.get_ref() {
-            let pat = c.get_ref();
-            let matched: Vec<&Credential> = credentials
-                .iter()
-                .filter(|cr| pattern_matches(pat, &cr.id))
-                .collect();
-            if matched.is_empty() {
-                r.error_help(
-                    c.span(),
-                    format!("{key}.covers"),
-                    format!("`{pat}` matches no credential this spec creates"),
-                    did_you_mean(pat, &ids).or_else(|| {
-                        Some("references look like billing/certificate, billing/secret/config, worker/secret-id, edge/identity-cert, domain/shop-example-com; `*` stands for one segment".into())
-                    }),
-                );
-                continue;
-            }
-            for cr in &matched {
-                if let Some(other) = out.iter().find(|o| o.covers(&cr.id)) {
-                    r.error_help(
-                        c.span(),
-                        format!("{key}.covers"),
-                        format!("`{}` is already governed by purpose `{}`", cr.id, other.id),
-                        Some("each credential lives under exactly one purpose".into()),
-                    );
-                }
-                let fits = match &cr.kind {
-                    CredentialKind::TransitKey(_) => {
-                        tier == StorageTier::VaultTransit && delivery == Delivery::Api
-                    }
-                    _ => tier != StorageTier::VaultTransit,
-                };
-                if !fits {
-                    r.error_help(
-                        c.span(),
-                        format!("{key}.covers"),
-                        format!(
-                            "`{}` cannot live under tier `{}` with delivery `{}`",
-                            cr.id,
-                            tier.as_str(),
-                            delivery.as_str()
-                        ),
-                        Some("transit keys are tier vault_transit with delivery api; nothing else is tier vault_transit".into()),
-                    );
-                }
-                if delivery == Delivery::RevealOnce
-                    && !matches!(
-                        cr.kind,
-                        CredentialKind::SecretId | CredentialKind::Secret(_)
-                    )
-                {
-                    r.error_help(
-                        c.span(),
-                        format!("{key}.covers"),
-                        format!("`{}` cannot be revealed once", cr.id),
-                        Some("reveal_once applies to AppRole secret-ids and KV secrets".into()),
-                    );
-                }
-            }
-            covers.push(pat.clone());
-        }
+        let rotation = rotation(&p.rotation, &key, r);
+        let covers = covers(&p.covers, &key, (tier, delivery), credentials, &out, r);
         out.push(Purpose {
             id,
             description: p.description.get_ref().clone(),
             owner: p.owner.get_ref().clone(),
             tier,
             delivery,
-            rotation: RotationPolicy {
-                interval,
-                grace,
-                max_age,
-            },
+            rotation,
             custody: p
                 .custody
                 .as_ref()
@@ -542,4 +445,135 @@ pub(crate) fn purposes(
         });
     }
     out
+}
+
+/// A purpose's `rotation` table; `max_age` must leave room for the grace window.
+fn rotation(raw: &Spanned<RawRotation>, key: &str, r: &mut Reporter<'_>) -> RotationPolicy {
+    let rot = raw.get_ref();
+    let rkey = format!("{key}.rotation");
+    let interval = ttl_or(
+        Some(&rot.interval),
+        &format!("{rkey}.interval"),
+        hours(24),
+        r,
+    );
+    let grace = ttl_or(rot.grace.as_ref(), &format!("{rkey}.grace"), hours(24), r);
+    let max_age = ttl_or(
+        rot.max_age.as_ref(),
+        &format!("{rkey}.max_age"),
+        // Default: one more grace window after the stale point, so that "stale" (renewal
+        // refused, still usable) is a state a credential passes through before "expired".
+        Ttl(interval.0 + grace.0 + grace.0),
+        r,
+    );
+    if max_age.0 < interval.0 + grace.0 {
+        r.error_help(
+            rot.max_age.as_ref().map_or(raw.span(), |m| m.span()),
+            format!("{rkey}.max_age"),
+            "max_age is shorter than interval + grace",
+            Some("a credential may live until it is due (interval) and then for the grace window; max_age must cover both".into()),
+        );
+    }
+    RotationPolicy {
+        interval,
+        grace,
+        max_age,
+    }
+}
+
+/// A purpose's `covers` patterns: each must match some credential of this spec, and every
+/// credential it matches must be free of the purposes declared before it (`earlier`) and fit
+/// the purpose's tier and delivery.
+fn covers(
+    raw: &Spanned<Vec<Spanned<String>>>,
+    key: &str,
+    (tier, delivery): (StorageTier, Delivery),
+    credentials: &[Credential],
+    earlier: &[Purpose],
+    r: &mut Reporter<'_>,
+) -> Vec<String> {
+    let ids: Vec<&str> = credentials.iter().map(|c| c.id.as_str()).collect();
+    let mut covers = Vec::new();
+    if raw.get_ref().is_empty() {
+        r.error(
+            raw.span(),
+            format!("{key}.covers"),
+            "a purpose must cover at least one credential",
+        );
+    }
+    for c in raw.get_ref() {
+        let pat = c.get_ref();
+        let matched: Vec<&Credential> = credentials
+            .iter()
+            .filter(|cr| pattern_matches(pat, &cr.id))
+            .collect();
+        if matched.is_empty() {
+            r.error_help(
+                c.span(),
+                format!("{key}.covers"),
+                format!("`{pat}` matches no credential this spec creates"),
+                did_you_mean(pat, &ids).or_else(|| {
+                    Some("references look like billing/certificate, billing/secret/config, worker/secret-id, edge/identity-cert, domain/shop-example-com; `*` stands for one segment".into())
+                }),
+            );
+            continue;
+        }
+        for cr in &matched {
+            if let Some(other) = earlier.iter().find(|o| o.covers(&cr.id)) {
+                r.error_help(
+                    c.span(),
+                    format!("{key}.covers"),
+                    format!("`{}` is already governed by purpose `{}`", cr.id, other.id),
+                    Some("each credential lives under exactly one purpose".into()),
+                );
+            }
+            check_fit(cr, (tier, delivery), c, key, r);
+        }
+        covers.push(pat.clone());
+    }
+    covers
+}
+
+/// Whether credential `cr`, matched by pattern `c`, may live under `tier` with `delivery`:
+/// only transit keys live in the transit tier, used through the API, and only secret-ids and
+/// KV secrets can be revealed once.
+fn check_fit(
+    cr: &Credential,
+    (tier, delivery): (StorageTier, Delivery),
+    c: &Spanned<String>,
+    key: &str,
+    r: &mut Reporter<'_>,
+) {
+    let fits = match &cr.kind {
+        CredentialKind::TransitKey(_) => {
+            tier == StorageTier::VaultTransit && delivery == Delivery::Api
+        }
+        _ => tier != StorageTier::VaultTransit,
+    };
+    if !fits {
+        r.error_help(
+            c.span(),
+            format!("{key}.covers"),
+            format!(
+                "`{}` cannot live under tier `{}` with delivery `{}`",
+                cr.id,
+                tier.as_str(),
+                delivery.as_str()
+            ),
+            Some("transit keys are tier vault_transit with delivery api; nothing else is tier vault_transit".into()),
+        );
+    }
+    if delivery == Delivery::RevealOnce
+        && !matches!(
+            cr.kind,
+            CredentialKind::SecretId | CredentialKind::Secret(_)
+        )
+    {
+        r.error_help(
+            c.span(),
+            format!("{key}.covers"),
+            format!("`{}` cannot be revealed once", cr.id),
+            Some("reveal_once applies to AppRole secret-ids and KV secrets".into()),
+        );
+    }
 }

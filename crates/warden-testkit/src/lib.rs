@@ -35,6 +35,10 @@
 //! * [`files::mode`] and [`files::write_private`] check and write permission bits;
 //!   [`EXAMPLE_SPEC`] is the shipped example spec.
 //!
+//! Modules behind those items: `bao` and `postgres` (the servers), `lab` and `lab_guard` (the
+//! two kinds of lab), `agent`, `wait`, `spec`, `output` (a server's output, secrets redacted),
+//! `random` (fixture secrets), `error`.
+//!
 //! The `start` functions panic with a diagnostic (the server's last output lines) because they
 //! are test fixtures; the `try_start` variants return [`Error`] instead.
 

@@ -114,7 +114,8 @@ pub(crate) async fn build_plan(
         environments.push(plan);
     }
     let count = |a: Action| environments.iter().map(|p| p.count(a)).sum();
-    // Seed 002: a Kubernetes Secret is a transitional cache, never the source of truth.
+    // A Kubernetes Secret is a copy outside OpenBao's custody and audit: accepted as a
+    // transitional cache, never as the source of truth, so every such purpose is pointed out.
     let warnings = resolved
         .spec
         .purposes

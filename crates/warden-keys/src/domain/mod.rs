@@ -1,4 +1,4 @@
-//! Domain TLS certificates kept in KV v2 with their expiry (seed 004): [`DomainStore::status`]
+//! Domain TLS certificates kept in KV v2 with their expiry: [`DomainStore::status`]
 //! says how many days are left and whether renewal is due; [`DomainStore::renew_if_due`]
 //! issues a new certificate through the environment's PKI and writes it as a new version
 //! with check-and-set, so of two concurrent renewals one wins and the other writes nothing.

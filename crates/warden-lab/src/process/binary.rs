@@ -14,7 +14,7 @@ use super::{BAO_BIN_ENV, EXPECTED_BAO_VERSION, HELPER_TIMEOUT, ProcessError, inh
 ///
 /// The PyPI package comes first because the `bao` it puts on `PATH` is a Python wrapper: slow to
 /// start (a Python interpreter per call) and, worse, a different PID from the server it execs,
-/// which defeats the ownership check of [`wait_listening`].
+/// which defeats the ownership check of [`wait_listening`](super::wait_listening).
 pub fn bao_binary() -> Result<PathBuf, ProcessError> {
     if let Some(value) = std::env::var_os(BAO_BIN_ENV).filter(|v| !v.is_empty()) {
         let path = PathBuf::from(value);

@@ -10,7 +10,7 @@ use std::net::TcpListener;
 /// A port that was free on 127.0.0.1 a moment ago (the kernel picks it; we release it).
 ///
 /// Another process can take it before we use it; that race is why every server started on it
-/// is checked with [`wait_listening`] before anyone talks to it.
+/// is checked with [`wait_listening`](super::wait_listening) before anyone talks to it.
 pub fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
 }

@@ -11,7 +11,7 @@
 //! |---|---|
 //! | where a credential lives | [`location`] → [`Location`] |
 //! | a credential's reference (`billing/secret/config`) | [`credential_id`], [`Credential::new`] |
-//! | an environment's mounts | [`Mounts`](crate::Mounts), defaults: [`default_mounts`] |
+//! | an environment's mounts | [`Mounts`], defaults: [`default_mounts`] |
 //! | Warden's own KV v2 mount and its folders | [`META_MOUNT`], [`OWNED_RECORD`], [`REGISTRY_PREFIX`], [`DELIVERED_PREFIX`], [`REVEAL_PREFIX`]; entries: [`ownership_record`], [`registry_entry`], [`delivery_report`], [`reveal_record`], [`reveal_records`] |
 //! | KV entries ([`KvEntry`]: mount + path) of an app | [`kv_prefix`], [`secret`], [`secret_path`], [`signing_key`], [`domain_cert`], [`domain_cert_path`] |
 //! | policies | [`policy_name`], [`REGISTRY_READER_POLICY`]; reading HCL: [`policy`] |
@@ -32,7 +32,7 @@ use crate::model::{
 };
 
 /// The mount paths an environment gets where `[environments.<env>.mounts]` names none: the
-/// seeds' layout, so a spec without mounts matches a stock lab. Each field of
+/// layout a stock lab is set up with, so a spec without mounts works against one unchanged. Each field of
 /// [`Mounts`] has one.
 pub mod default_mounts {
     /// PKI intermediate; the environment's bootstrap creates it, apply never does.

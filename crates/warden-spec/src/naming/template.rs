@@ -24,7 +24,7 @@ impl Template {
     }
 }
 
-/// How names derive from the `<app>` slug. Defaults follow the seeds; names are identical in
+/// How names derive from the `<app>` slug. Defaults are the platform's established names; names are identical in
 /// every environment while each environment stays a separate server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Naming {

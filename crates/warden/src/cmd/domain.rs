@@ -1,6 +1,6 @@
 //! `warden domain status | renew`: the spec's `[domains."…"]` certificates, kept in KV v2 at
 //! `<kv>/domains/<domain>/cert` with their expiry and renewed `renew_before` their end through
-//! the environment's PKI role `domain-<slug>` (seed 004).
+//! the environment's PKI role `domain-<slug>`.
 //!
 //! The work is `warden_keys::DomainStore`; this module picks the domains and environments,
 //! refuses renewals under a revoked purpose, and renders tables.

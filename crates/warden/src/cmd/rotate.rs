@@ -1,4 +1,4 @@
-//! `warden rotate`: dual-key rotation of signing keys kept in KV v2 (seed 004) and the JWKS
+//! `warden rotate`: dual-key rotation of signing keys kept in KV v2 and the JWKS
 //! verifiers are served.
 //!
 //! The work is `warden_keys`; this module selects keys from the spec (`select`), previews and

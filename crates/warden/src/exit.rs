@@ -16,5 +16,8 @@ pub(crate) const CHECK_FAILED: u8 = 3;
 /// `reveal open` on a wrapping token that was already used or has expired: a reveal-once
 /// credential is shown exactly once.
 pub(crate) const REVEAL_SPENT: u8 = 4;
+/// `agent status`: degraded — every output and database source has usable material, but
+/// something is pending or stale (a refresh failing); nothing has failed.
+pub(crate) const DEGRADED: u8 = 5;
 /// `posture`: the worst status is `due` (then `unknown`, `stale`, `expired`, `revoked`: 11–14).
 pub(crate) const POSTURE_DUE: u8 = 10;

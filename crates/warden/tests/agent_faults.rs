@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
+use warden_agent::control::ControlServer;
 use warden_agent::health::HealthServer;
 use warden_agent::schedule::Clock;
 use warden_agent::{Agent, AgentHandle, Config, Health, OutputStatus};
@@ -61,6 +62,10 @@ struct Running {
     handle: AgentHandle,
     task: Option<tokio::task::JoinHandle<()>>,
     health: HealthServer,
+    /// The control socket `warden agent status` asks (in a directory of the test's own).
+    socket: PathBuf,
+    _control: ControlServer,
+    _control_dir: tempfile::TempDir,
 }
 
 impl Running {
@@ -71,6 +76,11 @@ impl Running {
         let health = HealthServer::start("127.0.0.1:0".parse().unwrap(), None, handle.clone())
             .await
             .expect("health server");
+        let control_dir = tempfile::tempdir().expect("tempdir");
+        let socket = control_dir.path().join("control.sock");
+        let control = ControlServer::start(&socket, handle.clone())
+            .await
+            .expect("control socket");
         let task = tokio::spawn(async move {
             agent.run().await.expect("agent run");
         });
@@ -78,11 +88,22 @@ impl Running {
             handle,
             task: Some(task),
             health,
+            socket,
+            _control: control,
+            _control_dir: control_dir,
         }
     }
 
     fn tls(&self) -> OutputStatus {
         self.handle.outputs().remove(0)
+    }
+
+    /// `warden agent status --socket …`: its exit code.
+    fn status_code(&self) -> Option<i32> {
+        WARDEN
+            .run(&["agent", "status", "--socket", path_str(&self.socket)])
+            .status
+            .code()
     }
 
     fn health_status(&self) -> (u16, String) {
@@ -243,6 +264,7 @@ async fn certificate_outputs_survive_drift_full_disks_wrong_anchors_and_skewed_c
     .await;
     let n = leaves();
     assert_eq!(n, 1, "one certificate for the first delivery");
+    assert_eq!(agent.status_code(), Some(0), "agent status: all fresh");
     std::fs::remove_file(&tls).expect("remove the out/tls symlink");
     wait_for(Duration::from_secs(10), "out/tls put back", || {
         serial_of(&tls).filter(|s| *s == first)
@@ -304,6 +326,11 @@ async fn certificate_outputs_survive_drift_full_disks_wrong_anchors_and_skewed_c
     let (code, body) = agent.health_status();
     assert_eq!(code, 200, "degraded, not unavailable: {body}");
     assert!(body.contains("\"degraded\""), "{body}");
+    assert_eq!(
+        agent.status_code(),
+        Some(5),
+        "agent status: degraded, not failed"
+    );
     assert_eq!(
         leaves(),
         before + 1,

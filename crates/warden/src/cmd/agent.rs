@@ -3,7 +3,7 @@
 //!
 //! The work is `warden_agent`; this module loads the config, turns start-up failures
 //! into messages that say what to do, wires SIGTERM/SIGINT to a clean stop, and for `--once`
-//! prints what happened to each output and exits non-zero if anything failed.
+//! prints what happened to each output and exits non-zero if anything failed; `status` exits 0 when all is fresh, 5 when degraded (usable material, a refresh failing) and 3 when something has nothing usable on disk.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -100,10 +100,12 @@ async fn control_status(socket: &Path, out: &Output) -> anyhow::Result<ExitCode>
         .await
         .map_err(|e| explain_control(e, socket))?;
     out.emit(&snapshot, || control::describe(&snapshot))?;
-    Ok(if Overall::of(&snapshot.outputs) == Overall::Ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(crate::exit::CHECK_FAILED)
+    // Degraded is not failed: a supervisor must tell "serving the previous material while a
+    // refresh fails" from "nothing usable on disk" without parsing the output.
+    Ok(match snapshot.overall() {
+        Overall::Ok => ExitCode::SUCCESS,
+        Overall::Degraded => ExitCode::from(crate::exit::DEGRADED),
+        Overall::Failing => ExitCode::from(crate::exit::CHECK_FAILED),
     })
 }
 

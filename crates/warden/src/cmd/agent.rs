@@ -3,7 +3,9 @@
 //!
 //! The work is `warden_agent`; this module loads the config, turns start-up failures
 //! into messages that say what to do, wires SIGTERM/SIGINT to a clean stop, and for `--once`
-//! prints what happened to each output and exits non-zero if anything failed; `status` exits 0 when all is fresh, 5 when degraded (usable material, a refresh failing) and 3 when something has nothing usable on disk.
+//! prints what happened to each output and exits non-zero if anything failed. `status` exits
+//! 0 when all is fresh, 5 when degraded (usable material, a refresh failing) and 3 when
+//! something has nothing usable on disk.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

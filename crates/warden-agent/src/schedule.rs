@@ -28,21 +28,8 @@ use time::OffsetDateTime;
 
 use super::config::RenewalConfig;
 
-/// The source of "now". Injected so renewal and expiry are testable.
-pub trait Clock: Send + Sync + 'static {
-    /// The current time.
-    fn now(&self) -> OffsetDateTime;
-}
-
-/// The system clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc()
-    }
-}
+/// The source of "now", injected so renewal and expiry are testable: the workspace's one clock.
+pub use warden_pki::{Clock, SystemClock};
 
 /// A non-negative `time::Duration` as `std`.
 pub(crate) fn to_std(d: time::Duration) -> Duration {
@@ -256,6 +243,7 @@ mod tests {
         }
     }
 
+    #[derive(Debug)]
     struct Fixed(OffsetDateTime);
     impl Clock for Fixed {
         fn now(&self) -> OffsetDateTime {

@@ -28,6 +28,7 @@
 //! No I/O happens outside the CA directory, and nothing is printed: errors are [`Error`].
 
 mod chain;
+mod clock;
 mod error;
 mod inspect;
 mod issuer;
@@ -40,6 +41,7 @@ mod root;
 mod sign;
 
 pub use chain::{ChainProblem, ChainReport, verify_chain};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use inspect::{CertInfo, parse_pem_bundle};
 pub use issuer::LocalIssuer;

@@ -49,6 +49,7 @@ fn serial_of(dir: &Path) -> Option<String> {
 }
 
 /// This host's clock, shifted: what a skewed host looks like to the agent.
+#[derive(Debug)]
 struct Shifted(time::Duration);
 
 impl Clock for Shifted {

@@ -309,7 +309,6 @@ impl Reader<'_> {
     }
 
     async fn facts(&mut self, c: &Credential) -> Result<Facts, Error> {
-        let id = c.identity.clone();
         match (&c.kind, naming::location(self.spec, self.env, c)) {
             (CredentialKind::IdentityCert | CredentialKind::Certificate, _) => {
                 self.delivered(c).await
@@ -318,175 +317,201 @@ impl Reader<'_> {
                 self.kv_version(&e.metadata_path()).await
             }
             (CredentialKind::TransitKey(_), Some(Location::TransitKey { mount, key })) => {
-                let mut f = Facts {
-                    source: "transit key",
-                    ..Facts::default()
-                };
-                if let Some(d) = self.get(&format!("{mount}/keys/{key}")).await? {
-                    let latest = d.get("latest_version").and_then(Value::as_u64).unwrap_or(0);
-                    f.detail.insert("version".into(), latest.to_string());
-                    if let Some(min) = d.get("min_decryption_version").and_then(Value::as_u64) {
-                        f.detail
-                            .insert("min_decryption_version".into(), min.to_string());
-                    }
-                    // `keys` maps version → creation time (symmetric) or → an object with
-                    // `creation_time` (asymmetric).
-                    let created = d
-                        .get("keys")
-                        .and_then(|k| k.get(latest.to_string()))
-                        .and_then(|v| match v {
-                            Value::Number(n) => n.as_i64(),
-                            Value::Object(o) => {
-                                o.get("creation_time").and_then(Value::as_str).and_then(ts)
-                            }
-                            _ => None,
-                        });
-                    f.seen.issued_at = created;
-                }
-                Ok(f)
+                self.transit_key(&mount, &key).await
             }
             (CredentialKind::SecretId, Some(Location::AppRole { mount, role })) => {
-                let base = format!("auth/{mount}/role/{role}/secret-id");
-                let mut f = Facts {
-                    source: "approle secret-id metadata",
-                    ..Facts::default()
-                };
-                let accessors = self.list(&base).await?;
-                f.detail.insert("live".into(), accessors.len().to_string());
-                if accessors.is_empty() {
-                    f.floor = Some((
-                        Status::Unknown,
-                        "no live secret-id (`warden reveal create` mints one)".to_owned(),
-                    ));
-                }
-                // The newest live secret-id decides: issuance time and expiry, never the id.
-                for a in accessors {
-                    let Ok(s) = self
-                        .client
-                        .write(
-                            &format!("{base}-accessor/lookup"),
-                            &serde_json::json!({ "secret_id_accessor": a }),
-                            warden_bao::Idempotent::Yes,
-                        )
-                        .await
-                    else {
-                        continue;
-                    };
-                    let Some(d) = s.and_then(|s| s.data) else {
-                        continue;
-                    };
-                    let created = d.get("creation_time").and_then(Value::as_str).and_then(ts);
-                    let expires = d
-                        .get("expiration_time")
-                        .and_then(Value::as_str)
-                        .and_then(ts)
-                        .filter(|e| *e > 0);
-                    if created > f.seen.issued_at {
-                        f.seen.issued_at = created;
-                        f.seen.expires_at = expires;
-                    }
-                }
-                Ok(f)
+                self.secret_ids(&mount, &role).await
             }
             (CredentialKind::Database(_), Some(Location::DatabaseRole { mount, role })) => {
-                let prefix = format!("sys/leases/lookup/{mount}/creds/{role}");
-                let mut f = Facts {
-                    source: "database leases",
-                    ..Facts::default()
-                };
-                let leases = self.list(&prefix).await?;
-                f.detail
-                    .insert("live_leases".into(), leases.len().to_string());
-                for l in leases {
-                    let lease_id = format!("{mount}/creds/{role}/{l}");
-                    let Ok(Some(s)) = self
-                        .client
-                        .write(
-                            "sys/leases/lookup",
-                            &serde_json::json!({ "lease_id": lease_id }),
-                            warden_bao::Idempotent::Yes,
-                        )
-                        .await
-                    else {
-                        continue;
-                    };
-                    let Some(d) = s.data else { continue };
-                    let issued = d.get("issue_time").and_then(Value::as_str).and_then(ts);
-                    let expires = d.get("expire_time").and_then(Value::as_str).and_then(ts);
-                    if issued > f.seen.issued_at {
-                        f.seen.issued_at = issued;
-                        f.seen.expires_at = expires;
-                    }
-                }
-                // The agent's report, when there is one, says what is actually deployed.
-                if let Some(r) = self.report(id.as_str()).await?
-                    && let Some(o) = r.outputs.iter().find(|o| o.credential == c.id)
-                {
-                    apply_report(&mut f, o);
-                }
-                Ok(f)
+                self.database_leases(c, &mount, &role).await
             }
-            (CredentialKind::CiToken, location) => {
-                let mut f = Facts {
-                    source: "jwt role",
-                    ..Facts::default()
-                };
-                // No location: not a pipeline of the spec.
-                let Some(role @ Location::JwtRole { .. }) = location else {
-                    return Ok(f);
-                };
-                if let Some(d) = self.get(&role.to_string()).await? {
-                    // Tokens are minted per run and live at most token_max_ttl: a token minted
-                    // now is the worst case.
-                    let max = d.get("token_max_ttl").and_then(Value::as_i64).unwrap_or(0);
-                    f.seen.issued_at = Some(self.now);
-                    f.seen.expires_at = (max > 0).then_some(self.now + max);
-                    f.detail.insert("token_max_ttl".into(), format!("{max}s"));
-                }
-                Ok(f)
-            }
-            (CredentialKind::DomainCert(slug), location) => {
-                let mut f = Facts {
-                    source: "domain certificate in kv",
-                    ..Facts::default()
-                };
-                let (Some(d), Some(Location::Kv(entry))) = (
-                    self.spec.domains.iter().find(|d| d.slug.as_str() == slug),
-                    location,
-                ) else {
-                    return Ok(f);
-                };
-                f.seen.renew_before_secs = Some(d.renew_before.as_secs());
-                let Some(md) = self.get(&entry.metadata_path()).await? else {
-                    return Ok(f);
-                };
-                let version = md
-                    .get("current_version")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0);
-                f.detail.insert("version".into(), version.to_string());
-                // `not_after` and `serial` are also kept in the version's custom metadata?
-                // No: they are fields of the entry; read only those two.
-                if let Some(data) = self
-                    .get(&entry.data_path())
-                    .await?
-                    .and_then(|v| v.get("data").cloned())
-                {
-                    let field = |k: &str| data.get(k).and_then(Value::as_str).map(str::to_owned);
-                    f.seen.expires_at = field("not_after").as_deref().and_then(ts);
-                    f.seen.issued_at = field("issued_at")
-                        .as_deref()
-                        .and_then(ts)
-                        .or_else(|| version_time(&md, version));
-                    if let Some(s) = field("serial") {
-                        f.detail.insert("serial".into(), s);
-                    }
-                }
-                Ok(f)
-            }
+            (CredentialKind::CiToken, location) => self.ci_token(location).await,
+            (CredentialKind::DomainCert(slug), location) => self.domain_cert(slug, location).await,
             // Each kind's location has the shape matched above (`naming::location`).
             _ => Ok(Facts::default()),
         }
+    }
+
+    /// A transit key: its latest version and when that version was created.
+    async fn transit_key(&self, mount: &str, key: &str) -> Result<Facts, Error> {
+        let mut f = Facts {
+            source: "transit key",
+            ..Facts::default()
+        };
+        if let Some(d) = self.get(&format!("{mount}/keys/{key}")).await? {
+            let latest = d.get("latest_version").and_then(Value::as_u64).unwrap_or(0);
+            f.detail.insert("version".into(), latest.to_string());
+            if let Some(min) = d.get("min_decryption_version").and_then(Value::as_u64) {
+                f.detail
+                    .insert("min_decryption_version".into(), min.to_string());
+            }
+            // `keys` maps version → creation time (symmetric) or → an object with
+            // `creation_time` (asymmetric).
+            let created = d
+                .get("keys")
+                .and_then(|k| k.get(latest.to_string()))
+                .and_then(|v| match v {
+                    Value::Number(n) => n.as_i64(),
+                    Value::Object(o) => o.get("creation_time").and_then(Value::as_str).and_then(ts),
+                    _ => None,
+                });
+            f.seen.issued_at = created;
+        }
+        Ok(f)
+    }
+
+    /// A container's secret-ids: how many are live, and the newest one's issuance and expiry,
+    /// read through their accessors.
+    async fn secret_ids(&self, mount: &str, role: &str) -> Result<Facts, Error> {
+        let base = format!("auth/{mount}/role/{role}/secret-id");
+        let mut f = Facts {
+            source: "approle secret-id metadata",
+            ..Facts::default()
+        };
+        let accessors = self.list(&base).await?;
+        f.detail.insert("live".into(), accessors.len().to_string());
+        if accessors.is_empty() {
+            f.floor = Some((
+                Status::Unknown,
+                "no live secret-id (`warden reveal create` mints one)".to_owned(),
+            ));
+        }
+        // The newest live secret-id decides: issuance time and expiry, never the id.
+        for a in accessors {
+            let Ok(s) = self
+                .client
+                .write(
+                    &format!("{base}-accessor/lookup"),
+                    &serde_json::json!({ "secret_id_accessor": a }),
+                    warden_bao::Idempotent::Yes,
+                )
+                .await
+            else {
+                continue;
+            };
+            let Some(d) = s.and_then(|s| s.data) else {
+                continue;
+            };
+            let created = d.get("creation_time").and_then(Value::as_str).and_then(ts);
+            let expires = d
+                .get("expiration_time")
+                .and_then(Value::as_str)
+                .and_then(ts)
+                .filter(|e| *e > 0);
+            if created > f.seen.issued_at {
+                f.seen.issued_at = created;
+                f.seen.expires_at = expires;
+            }
+        }
+        Ok(f)
+    }
+
+    /// Database credentials: the newest live lease under the role, then what the agent reports
+    /// it has deployed.
+    async fn database_leases(
+        &mut self,
+        c: &Credential,
+        mount: &str,
+        role: &str,
+    ) -> Result<Facts, Error> {
+        let prefix = format!("sys/leases/lookup/{mount}/creds/{role}");
+        let mut f = Facts {
+            source: "database leases",
+            ..Facts::default()
+        };
+        let leases = self.list(&prefix).await?;
+        f.detail
+            .insert("live_leases".into(), leases.len().to_string());
+        for l in leases {
+            let lease_id = format!("{mount}/creds/{role}/{l}");
+            let Ok(Some(s)) = self
+                .client
+                .write(
+                    "sys/leases/lookup",
+                    &serde_json::json!({ "lease_id": lease_id }),
+                    warden_bao::Idempotent::Yes,
+                )
+                .await
+            else {
+                continue;
+            };
+            let Some(d) = s.data else { continue };
+            let issued = d.get("issue_time").and_then(Value::as_str).and_then(ts);
+            let expires = d.get("expire_time").and_then(Value::as_str).and_then(ts);
+            if issued > f.seen.issued_at {
+                f.seen.issued_at = issued;
+                f.seen.expires_at = expires;
+            }
+        }
+        // The agent's report, when there is one, says what is actually deployed.
+        if let Some(r) = self.report(c.identity.as_str()).await?
+            && let Some(o) = r.outputs.iter().find(|o| o.credential == c.id)
+        {
+            apply_report(&mut f, o);
+        }
+        Ok(f)
+    }
+
+    /// A pipeline's CI token, judged from its JWT role.
+    async fn ci_token(&self, location: Option<Location>) -> Result<Facts, Error> {
+        let mut f = Facts {
+            source: "jwt role",
+            ..Facts::default()
+        };
+        // No location: not a pipeline of the spec.
+        let Some(role @ Location::JwtRole { .. }) = location else {
+            return Ok(f);
+        };
+        if let Some(d) = self.get(&role.to_string()).await? {
+            // Tokens are minted per run and live at most token_max_ttl: a token minted
+            // now is the worst case.
+            let max = d.get("token_max_ttl").and_then(Value::as_i64).unwrap_or(0);
+            f.seen.issued_at = Some(self.now);
+            f.seen.expires_at = (max > 0).then_some(self.now + max);
+            f.detail.insert("token_max_ttl".into(), format!("{max}s"));
+        }
+        Ok(f)
+    }
+
+    /// A domain certificate stored in KV: its `not_after`, issuance and serial, read from the
+    /// entry's non-secret fields.
+    async fn domain_cert(&self, slug: &str, location: Option<Location>) -> Result<Facts, Error> {
+        let mut f = Facts {
+            source: "domain certificate in kv",
+            ..Facts::default()
+        };
+        let (Some(d), Some(Location::Kv(entry))) = (
+            self.spec.domains.iter().find(|d| d.slug.as_str() == slug),
+            location,
+        ) else {
+            return Ok(f);
+        };
+        f.seen.renew_before_secs = Some(d.renew_before.as_secs());
+        let Some(md) = self.get(&entry.metadata_path()).await? else {
+            return Ok(f);
+        };
+        let version = md
+            .get("current_version")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        f.detail.insert("version".into(), version.to_string());
+        // The entry also holds the private key: only its non-secret fields are taken from it.
+        if let Some(data) = self
+            .get(&entry.data_path())
+            .await?
+            .and_then(|v| v.get("data").cloned())
+        {
+            let field = |k: &str| data.get(k).and_then(Value::as_str).map(str::to_owned);
+            f.seen.expires_at = field("not_after").as_deref().and_then(ts);
+            f.seen.issued_at = field("issued_at")
+                .as_deref()
+                .and_then(ts)
+                .or_else(|| version_time(&md, version));
+            if let Some(s) = field("serial") {
+                f.detail.insert("serial".into(), s);
+            }
+        }
+        Ok(f)
     }
 
     async fn kv_version(&self, metadata_path: &str) -> Result<Facts, Error> {

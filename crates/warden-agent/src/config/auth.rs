@@ -109,160 +109,193 @@ pub(super) fn validate_auth(
         return None;
     }
     non_empty(r, "auth.policy", &a.policy);
-    let missing = |r: &mut Reporter<'_>, key: &str| {
-        r.error(
-            span.clone(),
-            format!("auth.{key}"),
-            format!("method `{method}` needs `{key}`"),
-        );
+    let m = Method {
+        name: method,
+        span,
+        resolve,
     };
-    let unused = |r: &mut Reporter<'_>, key: &str, s: Range<usize>| {
-        r.error(
-            s,
-            format!("auth.{key}"),
-            format!("`{key}` is not used by method `{method}`"),
-        );
-    };
-
-    // The TLS identity: required for cert, optional transport identity otherwise.
-    let tls_identity = match (&a.cert_file, &a.key_file) {
-        (Some(c), Some(k)) => {
-            let renew_with = match (&a.pki_mount, &a.identity_role) {
-                (Some(m), Some(role)) => Some((
-                    m.get_ref().trim_matches('/').to_owned(),
-                    role.get_ref().clone(),
-                )),
-                (None, None) => None,
-                (Some(_), None) => {
-                    missing(r, "identity_role");
-                    None
-                }
-                (None, Some(_)) => {
-                    missing(r, "pki_mount");
-                    None
-                }
-            };
-            Some(TlsIdentity {
-                cert_file: resolve(c.get_ref()),
-                key_file: resolve(k.get_ref()),
-                renew_with,
-            })
-        }
-        (None, None) => {
-            if method == "cert" {
-                missing(r, "cert_file");
-                missing(r, "key_file");
-            }
-            for (key, v) in [
-                ("pki_mount", &a.pki_mount),
-                ("identity_role", &a.identity_role),
-            ] {
-                if let Some(v) = v {
-                    r.error(
-                        v.span(),
-                        format!("auth.{key}"),
-                        format!(
-                            "`{key}` renews the TLS identity, but no `cert_file`/`key_file` is set"
-                        ),
-                    );
-                }
-            }
-            None
-        }
-        (Some(_), None) => {
-            missing(r, "key_file");
-            None
-        }
-        (None, Some(_)) => {
-            missing(r, "cert_file");
-            None
-        }
-    };
-
+    let tls_identity = tls_identity(a, &m, r);
     let mount = a.mount.as_ref().map_or_else(
         || method.to_owned(),
         |m| m.get_ref().trim_matches('/').to_owned(),
     );
     let method_cfg = match method {
-        "cert" => {
-            for (key, v) in [
-                ("role_id_file", &a.role_id_file),
-                ("secret_id_file", &a.secret_id_file),
-                ("token_file", &a.token_file),
-            ] {
-                if let Some(v) = v {
-                    unused(r, key, v.span());
-                }
-            }
-            if let Some(v) = &a.secret_id_wrapped {
-                unused(r, "secret_id_wrapped", v.span());
-            }
-            let Some(role) = &a.role else {
-                missing(r, "role");
-                return None;
-            };
-            AuthMethod::Cert {
-                role: role.get_ref().clone(),
-            }
-        }
-        "approle" => {
-            if let Some(v) = &a.token_file {
-                unused(r, "token_file", v.span());
-            }
-            if let Some(v) = &a.role {
-                r.error_help(
-                    v.span(),
-                    "auth.role",
-                    "`role` is not used by method `approle`",
-                    Some("the role-id file names the AppRole".to_owned()),
-                );
-            }
-            let (Some(role_id), Some(secret_id)) = (&a.role_id_file, &a.secret_id_file) else {
-                if a.role_id_file.is_none() {
-                    missing(r, "role_id_file");
-                }
-                if a.secret_id_file.is_none() {
-                    missing(r, "secret_id_file");
-                }
-                return None;
-            };
-            AuthMethod::AppRole {
-                role_id_file: resolve(role_id.get_ref()),
-                secret_id_file: resolve(secret_id.get_ref()),
-                secret_id_wrapped: a.secret_id_wrapped.as_ref().is_some_and(|w| *w.get_ref()),
-            }
-        }
-        _ => {
-            for (key, v) in [
-                ("role_id_file", &a.role_id_file),
-                ("secret_id_file", &a.secret_id_file),
-            ] {
-                if let Some(v) = v {
-                    unused(r, key, v.span());
-                }
-            }
-            if let Some(v) = &a.secret_id_wrapped {
-                unused(r, "secret_id_wrapped", v.span());
-            }
-            let (Some(role), Some(token_file)) = (&a.role, &a.token_file) else {
-                if a.role.is_none() {
-                    missing(r, "role");
-                }
-                if a.token_file.is_none() {
-                    missing(r, "token_file");
-                }
-                return None;
-            };
-            AuthMethod::Jwt {
-                role: role.get_ref().clone(),
-                token_file: resolve(token_file.get_ref()),
-            }
-        }
+        "cert" => cert(a, &m, r)?,
+        "approle" => approle(a, &m, r)?,
+        _ => jwt(a, &m, r)?,
     };
     Some(AuthConfig {
         mount,
         policy: a.policy.get_ref().clone(),
         tls_identity,
         method: method_cfg,
+    })
+}
+
+/// The method being checked, where its diagnostics point and how its paths resolve.
+struct Method<'a> {
+    /// `cert`, `approle` or `jwt`.
+    name: &'a str,
+    /// The `[auth]` table, where a missing key is reported.
+    span: Range<usize>,
+    /// Makes a relative path absolute against the config's directory.
+    resolve: &'a dyn Fn(&str) -> PathBuf,
+}
+
+impl Method<'_> {
+    /// A key the method needs is not set.
+    fn missing(&self, r: &mut Reporter<'_>, key: &str) {
+        r.error(
+            self.span.clone(),
+            format!("auth.{key}"),
+            format!("method `{}` needs `{key}`", self.name),
+        );
+    }
+
+    /// Two keys that are only meaningful together: both values, or `None` with each missing
+    /// one reported.
+    fn both<'v>(
+        &self,
+        r: &mut Reporter<'_>,
+        (first, a): (&str, &'v Option<S<String>>),
+        (second, b): (&str, &'v Option<S<String>>),
+    ) -> Option<(&'v S<String>, &'v S<String>)> {
+        if a.is_none() {
+            self.missing(r, first);
+        }
+        if b.is_none() {
+            self.missing(r, second);
+        }
+        Some((a.as_ref()?, b.as_ref()?))
+    }
+
+    /// Reports each key of another method that is set, in the order given.
+    fn unused<const N: usize>(
+        &self,
+        r: &mut Reporter<'_>,
+        keys: [(&str, Option<Range<usize>>); N],
+    ) {
+        for (key, s) in keys {
+            if let Some(s) = s {
+                r.error(
+                    s,
+                    format!("auth.{key}"),
+                    format!("`{key}` is not used by method `{}`", self.name),
+                );
+            }
+        }
+    }
+}
+
+/// The TLS identity: required for `cert` (it is the login credential), an optional transport
+/// identity otherwise.
+fn tls_identity(a: &RawAuth, m: &Method<'_>, r: &mut Reporter<'_>) -> Option<TlsIdentity> {
+    if a.cert_file.is_none() && a.key_file.is_none() {
+        if m.name == "cert" {
+            m.missing(r, "cert_file");
+            m.missing(r, "key_file");
+        }
+        for (key, v) in [
+            ("pki_mount", &a.pki_mount),
+            ("identity_role", &a.identity_role),
+        ] {
+            if let Some(v) = v {
+                r.error(
+                    v.span(),
+                    format!("auth.{key}"),
+                    format!(
+                        "`{key}` renews the TLS identity, but no `cert_file`/`key_file` is set"
+                    ),
+                );
+            }
+        }
+        return None;
+    }
+    let (c, k) = m.both(r, ("cert_file", &a.cert_file), ("key_file", &a.key_file))?;
+    Some(TlsIdentity {
+        cert_file: (m.resolve)(c.get_ref()),
+        key_file: (m.resolve)(k.get_ref()),
+        renew_with: renew_with(a, m, r),
+    })
+}
+
+/// `pki_mount` and `identity_role`, both or neither: how the TLS identity is renewed.
+fn renew_with(a: &RawAuth, m: &Method<'_>, r: &mut Reporter<'_>) -> Option<(String, String)> {
+    if a.pki_mount.is_none() && a.identity_role.is_none() {
+        return None;
+    }
+    let (mount, role) = m.both(
+        r,
+        ("pki_mount", &a.pki_mount),
+        ("identity_role", &a.identity_role),
+    )?;
+    Some((
+        mount.get_ref().trim_matches('/').to_owned(),
+        role.get_ref().clone(),
+    ))
+}
+
+/// Where a key is set, if it is.
+fn span_of<T>(v: &Option<S<T>>) -> Option<Range<usize>> {
+    v.as_ref().map(S::span)
+}
+
+/// `method = "cert"`: logs in with the TLS identity under a cert-auth `role`.
+fn cert(a: &RawAuth, m: &Method<'_>, r: &mut Reporter<'_>) -> Option<AuthMethod> {
+    m.unused(
+        r,
+        [
+            ("role_id_file", span_of(&a.role_id_file)),
+            ("secret_id_file", span_of(&a.secret_id_file)),
+            ("token_file", span_of(&a.token_file)),
+            ("secret_id_wrapped", span_of(&a.secret_id_wrapped)),
+        ],
+    );
+    let Some(role) = &a.role else {
+        m.missing(r, "role");
+        return None;
+    };
+    Some(AuthMethod::Cert {
+        role: role.get_ref().clone(),
+    })
+}
+
+/// `method = "approle"`: a role-id file and a secret-id file; the role-id names the role.
+fn approle(a: &RawAuth, m: &Method<'_>, r: &mut Reporter<'_>) -> Option<AuthMethod> {
+    m.unused(r, [("token_file", span_of(&a.token_file))]);
+    if let Some(v) = &a.role {
+        r.error_help(
+            v.span(),
+            "auth.role",
+            "`role` is not used by method `approle`",
+            Some("the role-id file names the AppRole".to_owned()),
+        );
+    }
+    let (role_id, secret_id) = m.both(
+        r,
+        ("role_id_file", &a.role_id_file),
+        ("secret_id_file", &a.secret_id_file),
+    )?;
+    Some(AuthMethod::AppRole {
+        role_id_file: (m.resolve)(role_id.get_ref()),
+        secret_id_file: (m.resolve)(secret_id.get_ref()),
+        secret_id_wrapped: a.secret_id_wrapped.as_ref().is_some_and(|w| *w.get_ref()),
+    })
+}
+
+/// `method = "jwt"`: a JWT-auth `role` and the file its token is read from at every login.
+fn jwt(a: &RawAuth, m: &Method<'_>, r: &mut Reporter<'_>) -> Option<AuthMethod> {
+    m.unused(
+        r,
+        [
+            ("role_id_file", span_of(&a.role_id_file)),
+            ("secret_id_file", span_of(&a.secret_id_file)),
+            ("secret_id_wrapped", span_of(&a.secret_id_wrapped)),
+        ],
+    );
+    let (role, token_file) = m.both(r, ("role", &a.role), ("token_file", &a.token_file))?;
+    Some(AuthMethod::Jwt {
+        role: role.get_ref().clone(),
+        token_file: (m.resolve)(token_file.get_ref()),
     })
 }

@@ -288,9 +288,66 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, r: &mut Reporter<'_>) -> O
             ),
         );
     }
+    let identity = validate_identity(raw.identity.get_ref(), r);
+    let openbao = validate_openbao(raw.openbao.get_ref(), &resolve, r);
+    let auth = validate_auth(raw.auth.get_ref(), raw.auth.span(), &resolve, r);
+    let renewal = raw
+        .renewal
+        .as_ref()
+        .map_or_else(RenewalConfig::default, |s| validate_renewal(s.get_ref(), r));
+    let outputs = validate_outputs(&raw.output, &resolve, r);
+    // Certificates and CA chains are verified against the trust anchor before delivery;
+    // templates carry no chain.
+    if openbao.ca_file.is_none()
+        && let Some(o) = outputs
+            .iter()
+            .find(|o| !matches!(o.kind, OutputKind::Template(_)))
+    {
+        r.error(
+            raw.openbao.span(),
+            "openbao.ca_file",
+            format!(
+                "output `{}` needs a trust anchor to verify what it delivers: set `ca_file`",
+                o.name
+            ),
+        );
+    }
+    if raw.output.is_empty() {
+        r.error(
+            0..0,
+            "output",
+            "no [[output]]: an agent with nothing to deliver has nothing to do",
+        );
+    }
+    let health = raw
+        .health
+        .as_ref()
+        .and_then(|h| validate_health(h.get_ref(), r));
+    let databases = validate_databases(&raw.database, r);
+    let control = raw.control.as_ref().map(|c| ControlConfig {
+        socket: resolve(c.get_ref().socket.get_ref()),
+    });
 
-    // [identity]
-    let id = raw.identity.get_ref();
+    if !r.is_empty() {
+        return None;
+    }
+    Some(Config {
+        path: path.to_path_buf(),
+        base_dir: base.to_path_buf(),
+        identity: identity?,
+        openbao,
+        auth: auth?,
+        renewal,
+        outputs,
+        databases,
+        health,
+        control,
+        state_dir: base.join("state"),
+    })
+}
+
+/// `[identity]`: a kind an agent runs as, and no blank name, env or common name.
+fn validate_identity(id: &RawIdentity, r: &mut Reporter<'_>) -> Option<IdentityConfig> {
     let kind = match id.kind.get_ref().as_str() {
         "app" => Some(IdentityKind::App),
         "proxy" => Some(IdentityKind::Proxy),
@@ -312,9 +369,20 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, r: &mut Reporter<'_>) -> O
     ] {
         non_empty(r, key, v);
     }
+    Some(IdentityConfig {
+        name: id.name.get_ref().clone(),
+        kind: kind?,
+        env: id.env.get_ref().clone(),
+        common_name: id.common_name.get_ref().clone(),
+    })
+}
 
-    // [openbao]
-    let ob = raw.openbao.get_ref();
+/// `[openbao]`: an http(s) URL with a host, and the trust anchor resolved.
+fn validate_openbao(
+    ob: &RawOpenBao,
+    resolve: &dyn Fn(&str) -> PathBuf,
+    r: &mut Reporter<'_>,
+) -> OpenBaoConfig {
     match url::Url::parse(ob.address.get_ref()) {
         Ok(u) if matches!(u.scheme(), "https" | "http") && u.host().is_some() => {}
         Ok(_) => r.error(
@@ -328,22 +396,23 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, r: &mut Reporter<'_>) -> O
             format!("not a URL: {e}"),
         ),
     }
-    let ca_file = ob.ca_file.as_ref().map(|c| resolve(c.get_ref()));
+    OpenBaoConfig {
+        address: ob.address.get_ref().clone(),
+        ca_file: ob.ca_file.as_ref().map(|c| resolve(c.get_ref())),
+    }
+}
 
-    // [auth]
-    let auth = validate_auth(raw.auth.get_ref(), raw.auth.span(), &resolve, r);
-
-    // [renewal]
-    let renewal = raw
-        .renewal
-        .as_ref()
-        .map_or_else(RenewalConfig::default, |s| validate_renewal(s.get_ref(), r));
-
-    // [[output]]
+/// Every `[[output]]`, in file order: each valid on its own, names unique, and no two writing
+/// the same target (they would overwrite each other at every poll).
+fn validate_outputs(
+    raw: &[S<RawOutput>],
+    resolve: &dyn Fn(&str) -> PathBuf,
+    r: &mut Reporter<'_>,
+) -> Vec<OutputConfig> {
     let mut names = BTreeSet::new();
     let mut targets: Vec<(PathBuf, Range<usize>)> = Vec::new();
     let mut outputs = Vec::new();
-    for (i, out) in raw.output.iter().enumerate() {
+    for (i, out) in raw.iter().enumerate() {
         let o = out.get_ref();
         let name = o.name.get_ref();
         let key = if valid_name(name) {
@@ -366,7 +435,7 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, r: &mut Reporter<'_>) -> O
                 format!("two outputs are called `{name}`: names must be unique"),
             );
         }
-        if let Some(v) = validate_output(o, out.span(), &key, &resolve, r) {
+        if let Some(v) = validate_output(o, out.span(), &key, resolve, r) {
             let target = match &v.kind {
                 OutputKind::Certificate(c) => c.dir.clone(),
                 OutputKind::Template(t) => t.path.clone(),
@@ -383,71 +452,23 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, r: &mut Reporter<'_>) -> O
             outputs.push(v);
         }
     }
-    if ca_file.is_none()
-        && let Some(o) = outputs
-            .iter()
-            .find(|o| !matches!(o.kind, OutputKind::Template(_)))
-    {
-        r.error(
-            raw.openbao.span(),
-            "openbao.ca_file",
-            format!(
-                "output `{}` needs a trust anchor to verify what it delivers: set `ca_file`",
-                o.name
-            ),
-        );
-    }
-    if raw.output.is_empty() {
-        r.error(
-            0..0,
-            "output",
-            "no [[output]]: an agent with nothing to deliver has nothing to do",
-        );
-    }
+    outputs
+}
 
-    let health = raw.health.as_ref().and_then(|h| {
-        let l = &h.get_ref().listen;
-        match l.get_ref().parse::<SocketAddr>() {
-            Ok(listen) => Some(HealthConfig { listen }),
-            Err(_) => {
-                r.error(
-                    l.span(),
-                    "health.listen",
-                    format!("`{}` is not an address like 127.0.0.1:9100", l.get_ref()),
-                );
-                None
-            }
+/// `[health]`: the listen address.
+fn validate_health(h: &RawHealth, r: &mut Reporter<'_>) -> Option<HealthConfig> {
+    let l = &h.listen;
+    match l.get_ref().parse::<SocketAddr>() {
+        Ok(listen) => Some(HealthConfig { listen }),
+        Err(_) => {
+            r.error(
+                l.span(),
+                "health.listen",
+                format!("`{}` is not an address like 127.0.0.1:9100", l.get_ref()),
+            );
+            None
         }
-    });
-    let databases = validate_databases(&raw.database, r);
-    let control = raw.control.as_ref().map(|c| ControlConfig {
-        socket: resolve(c.get_ref().socket.get_ref()),
-    });
-
-    if !r.is_empty() {
-        return None;
     }
-    Some(Config {
-        path: path.to_path_buf(),
-        base_dir: base.to_path_buf(),
-        identity: IdentityConfig {
-            name: id.name.get_ref().clone(),
-            kind: kind?,
-            env: id.env.get_ref().clone(),
-            common_name: id.common_name.get_ref().clone(),
-        },
-        openbao: OpenBaoConfig {
-            address: ob.address.get_ref().clone(),
-            ca_file,
-        },
-        auth: auth?,
-        renewal,
-        outputs,
-        databases,
-        health,
-        control,
-        state_dir: base.join("state"),
-    })
 }
 
 pub(super) fn non_empty(r: &mut Reporter<'_>, key: &str, v: &S<String>) {

@@ -164,8 +164,31 @@ pub(super) fn validate_output(
         );
         return None;
     }
-    // Which optional keys each type takes; anything else set is an error naming the key.
-    let allowed: &[&str] = match ty {
+    reject_foreign_keys(o, ty, key, r);
+    let at = At {
+        key,
+        ty,
+        span,
+        resolve,
+    };
+    // A type-specific part that failed ends the check here: its reload is not looked at.
+    let kind = match ty {
+        "certificate" => OutputKind::Certificate(certificate(o, &at, r)?),
+        "template" => OutputKind::Template(template(o, &at, r)?),
+        _ => OutputKind::CaChain(ca_chain(o, &at, r)?),
+    };
+    Some(OutputConfig {
+        name: o.name.get_ref().clone(),
+        kind,
+        reload: reload(o, key, resolve, r),
+        owner: o.owner.as_ref().map(|v| v.get_ref().clone()),
+        group: o.group.as_ref().map(|v| v.get_ref().clone()),
+    })
+}
+
+/// The optional keys a type of output takes.
+fn keys_of(ty: &str) -> &'static [&'static str] {
+    match ty {
         "certificate" => &[
             "pki_mount",
             "role",
@@ -179,7 +202,13 @@ pub(super) fn validate_output(
         ],
         "template" => &["template", "contents", "path", "mode"],
         _ => &["pki_mount", "full_chain", "path", "mode"],
-    };
+    }
+}
+
+/// Reports every type-specific key set on an output whose type does not use it, so a key left
+/// over from another type is never silently ignored.
+fn reject_foreign_keys(o: &RawOutput, ty: &str, key: &str, r: &mut Reporter<'_>) {
+    let allowed = keys_of(ty);
     let present: [(&str, Option<Range<usize>>); 13] = [
         ("pki_mount", o.pki_mount.as_ref().map(S::span)),
         ("role", o.role.as_ref().map(S::span)),
@@ -206,7 +235,24 @@ pub(super) fn validate_output(
             );
         }
     }
-    let need = |r: &mut Reporter<'_>, v: Option<&S<String>>, k: &str| -> Option<String> {
+}
+
+/// The output being checked: where its diagnostics point and how its paths resolve.
+struct At<'a> {
+    /// `output.<name>` (or `output[<i>]`), the prefix of every diagnostic key.
+    key: &'a str,
+    /// Its `type`.
+    ty: &'a str,
+    /// The whole `[[output]]` table, where a missing key is reported.
+    span: Range<usize>,
+    /// Makes a relative path absolute against the config's directory.
+    resolve: &'a dyn Fn(&str) -> PathBuf,
+}
+
+impl At<'_> {
+    /// A required string key: reported at the table when missing, at the value when blank.
+    fn need(&self, r: &mut Reporter<'_>, v: Option<&S<String>>, k: &str) -> Option<String> {
+        let (key, ty) = (self.key, self.ty);
         match v {
             Some(v) if !v.get_ref().trim().is_empty() => Some(v.get_ref().clone()),
             Some(v) => {
@@ -215,109 +261,132 @@ pub(super) fn validate_output(
             }
             None => {
                 r.error(
-                    span.clone(),
+                    self.span.clone(),
                     format!("{key}.{k}"),
                     format!("a {ty} output needs `{k}`"),
                 );
                 None
             }
         }
-    };
+    }
 
-    let kind = match ty {
-        "certificate" => {
-            let pki_mount = need(r, o.pki_mount.as_ref(), "pki_mount");
-            let role = need(r, o.role.as_ref(), "role");
-            let common_name = need(r, o.common_name.as_ref(), "common_name");
-            let dir = need(r, o.dir.as_ref(), "dir");
-            let sans: Vec<String> = o
-                .sans
-                .as_ref()
-                .map(|s| s.get_ref().iter().map(|x| x.get_ref().clone()).collect())
-                .unwrap_or_default();
-            let ttl = o
-                .ttl
-                .as_ref()
-                .and_then(|t| duration(r, &format!("{key}.ttl"), t));
-            let key_type = match &o.key_type {
-                None => Some(KeyType::EcP256),
-                Some(k) => {
-                    let parsed = KeyType::parse(k.get_ref());
-                    if parsed.is_none() {
-                        r.error_help(
-                            k.span(),
-                            format!("{key}.key_type"),
-                            format!("unknown key type `{}`", k.get_ref()),
-                            did_you_mean(k.get_ref(), &KeyType::NAMES),
-                        );
-                    }
-                    parsed
-                }
-            };
-            let m = mode(r, &format!("{key}.mode"), o.mode.as_ref(), 0o644);
-            let km = mode(r, &format!("{key}.key_mode"), o.key_mode.as_ref(), 0o600);
-            if let Some(k) = &o.key_mode
-                && km & 0o004 != 0
-            {
-                r.error(
-                    k.span(),
-                    format!("{key}.key_mode"),
-                    format!("key mode {km:04o} is world-readable; a private key never is"),
-                );
-            }
-            OutputKind::Certificate(CertificateOutput {
-                pki_mount: pki_mount?.trim_matches('/').to_owned(),
-                role: role?,
-                common_name: common_name?,
-                sans,
-                ttl,
-                key_type: key_type?,
-                dir: resolve(&dir?),
-                mode: m,
-                key_mode: km,
-            })
+    /// A file mode key, `default` when absent.
+    fn mode(&self, r: &mut Reporter<'_>, k: &str, v: Option<&S<String>>, default: u32) -> u32 {
+        mode(r, &format!("{}.{k}", self.key), v, default)
+    }
+}
+
+/// `type = "certificate"`. Every key is checked before any failure ends the check, so one run
+/// reports all of them.
+fn certificate(o: &RawOutput, at: &At<'_>, r: &mut Reporter<'_>) -> Option<CertificateOutput> {
+    let key = at.key;
+    let pki_mount = at.need(r, o.pki_mount.as_ref(), "pki_mount");
+    let role = at.need(r, o.role.as_ref(), "role");
+    let common_name = at.need(r, o.common_name.as_ref(), "common_name");
+    let dir = at.need(r, o.dir.as_ref(), "dir");
+    let sans: Vec<String> = o
+        .sans
+        .as_ref()
+        .map(|s| s.get_ref().iter().map(|x| x.get_ref().clone()).collect())
+        .unwrap_or_default();
+    let ttl = o
+        .ttl
+        .as_ref()
+        .and_then(|t| duration(r, &format!("{key}.ttl"), t));
+    let key_type = key_type(o.key_type.as_ref(), key, r);
+    let m = at.mode(r, "mode", o.mode.as_ref(), 0o644);
+    let km = at.mode(r, "key_mode", o.key_mode.as_ref(), 0o600);
+    if let Some(k) = &o.key_mode
+        && km & 0o004 != 0
+    {
+        r.error(
+            k.span(),
+            format!("{key}.key_mode"),
+            format!("key mode {km:04o} is world-readable; a private key never is"),
+        );
+    }
+    Some(CertificateOutput {
+        pki_mount: pki_mount?.trim_matches('/').to_owned(),
+        role: role?,
+        common_name: common_name?,
+        sans,
+        ttl,
+        key_type: key_type?,
+        dir: (at.resolve)(&dir?),
+        mode: m,
+        key_mode: km,
+    })
+}
+
+/// `key_type`, P-256 when absent.
+fn key_type(v: Option<&S<String>>, key: &str, r: &mut Reporter<'_>) -> Option<KeyType> {
+    let Some(k) = v else {
+        return Some(KeyType::EcP256);
+    };
+    let parsed = KeyType::parse(k.get_ref());
+    if parsed.is_none() {
+        r.error_help(
+            k.span(),
+            format!("{key}.key_type"),
+            format!("unknown key type `{}`", k.get_ref()),
+            did_you_mean(k.get_ref(), &KeyType::NAMES),
+        );
+    }
+    parsed
+}
+
+/// `type = "template"`: a path and exactly one of a template file or inline contents.
+fn template(o: &RawOutput, at: &At<'_>, r: &mut Reporter<'_>) -> Option<TemplateConfig> {
+    let key = at.key;
+    let path = at.need(r, o.path.as_ref(), "path");
+    let source = match (&o.template, &o.contents) {
+        (Some(t), None) => Some(TemplateSource::File((at.resolve)(t.get_ref()))),
+        (None, Some(c)) => Some(TemplateSource::Inline(c.get_ref().clone())),
+        (Some(t), Some(_)) => {
+            r.error(
+                t.span(),
+                format!("{key}.template"),
+                "set `template` (a file) or `contents` (inline), not both",
+            );
+            None
         }
-        "template" => {
-            let path = need(r, o.path.as_ref(), "path");
-            let source = match (&o.template, &o.contents) {
-                (Some(t), None) => Some(TemplateSource::File(resolve(t.get_ref()))),
-                (None, Some(c)) => Some(TemplateSource::Inline(c.get_ref().clone())),
-                (Some(t), Some(_)) => {
-                    r.error(
-                        t.span(),
-                        format!("{key}.template"),
-                        "set `template` (a file) or `contents` (inline), not both",
-                    );
-                    None
-                }
-                (None, None) => {
-                    r.error(
-                        span.clone(),
-                        format!("{key}.template"),
-                        "a template output needs `template` (a file) or `contents` (inline)",
-                    );
-                    None
-                }
-            };
-            OutputKind::Template(TemplateConfig {
-                source: source?,
-                path: resolve(&path?),
-                mode: mode(r, &format!("{key}.mode"), o.mode.as_ref(), 0o600),
-            })
-        }
-        _ => {
-            let pki_mount = need(r, o.pki_mount.as_ref(), "pki_mount");
-            let path = need(r, o.path.as_ref(), "path");
-            OutputKind::CaChain(CaChainConfig {
-                pki_mount: pki_mount?.trim_matches('/').to_owned(),
-                full_chain: o.full_chain.as_ref().is_some_and(|f| *f.get_ref()),
-                path: resolve(&path?),
-                mode: mode(r, &format!("{key}.mode"), o.mode.as_ref(), 0o644),
-            })
+        (None, None) => {
+            r.error(
+                at.span.clone(),
+                format!("{key}.template"),
+                "a template output needs `template` (a file) or `contents` (inline)",
+            );
+            None
         }
     };
+    Some(TemplateConfig {
+        source: source?,
+        path: (at.resolve)(&path?),
+        mode: at.mode(r, "mode", o.mode.as_ref(), 0o600),
+    })
+}
 
-    let reload = match (&o.reload, &o.reload_signal) {
+/// `type = "ca_chain"`.
+fn ca_chain(o: &RawOutput, at: &At<'_>, r: &mut Reporter<'_>) -> Option<CaChainConfig> {
+    let pki_mount = at.need(r, o.pki_mount.as_ref(), "pki_mount");
+    let path = at.need(r, o.path.as_ref(), "path");
+    Some(CaChainConfig {
+        pki_mount: pki_mount?.trim_matches('/').to_owned(),
+        full_chain: o.full_chain.as_ref().is_some_and(|f| *f.get_ref()),
+        path: (at.resolve)(&path?),
+        mode: at.mode(r, "mode", o.mode.as_ref(), 0o644),
+    })
+}
+
+/// `reload` (an argv) or `reload_signal`, at most one; `None` when neither is set or the one set
+/// is invalid (then reported).
+fn reload(
+    o: &RawOutput,
+    key: &str,
+    resolve: &dyn Fn(&str) -> PathBuf,
+    r: &mut Reporter<'_>,
+) -> Option<Reload> {
+    match (&o.reload, &o.reload_signal) {
         (Some(c), Some(_)) => {
             r.error(
                 c.span(),
@@ -358,15 +427,7 @@ pub(super) fn validate_output(
             }
         }
         (None, None) => None,
-    };
-
-    Some(OutputConfig {
-        name: o.name.get_ref().clone(),
-        kind,
-        reload,
-        owner: o.owner.as_ref().map(|v| v.get_ref().clone()),
-        group: o.group.as_ref().map(|v| v.get_ref().clone()),
-    })
+    }
 }
 
 /// Signals a reload may send (the ones daemons use for "reload" or "reopen").

@@ -41,6 +41,8 @@ pub const METRIC_DB_RENEWALS: &str = "warden_agent_database_renewals_total";
 /// `warden_agent_database_errors_total`.
 pub const METRIC_DB_ERRORS: &str = "warden_agent_database_errors_total";
 
+/// The whole `/metrics` body for `snapshot`: the per-output families, the agent-wide counters,
+/// then the per-database families. Families without a sample are left out.
 pub fn render_metrics(snapshot: &Snapshot) -> String {
     let mut s = String::with_capacity(1024);
     output_families(&mut s, snapshot);

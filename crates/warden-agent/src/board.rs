@@ -386,6 +386,33 @@ impl Shared {
             .unwrap_or_else(PoisonError::into_inner) = Some(skew);
     }
 
+    /// The skew a certificate issued just now shows when it is not valid at `now` (already
+    /// expired, or not yet valid): the measured skew when that is beyond [`SKEW_TOLERANCE`],
+    /// else — with nothing measured — the certificate's own estimate, which is recorded.
+    /// `None` when the certificate is valid now or the measured clocks agree.
+    pub(crate) fn skew_of_new_certificate(
+        &self,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Option<time::Duration> {
+        let estimate = if not_after <= now {
+            now - not_after
+        } else if not_before > now {
+            now - not_before
+        } else {
+            return None;
+        };
+        match self.clock_skew() {
+            Some(measured) if measured.abs() > SKEW_TOLERANCE => Some(measured),
+            Some(_) => None,
+            None => {
+                self.note_cert_skew(estimate);
+                Some(estimate)
+            }
+        }
+    }
+
     /// The skew, when it is beyond [`SKEW_TOLERANCE`].
     pub(crate) fn skewed(&self) -> Option<time::Duration> {
         self.clock_skew().filter(|s| s.abs() > SKEW_TOLERANCE)

@@ -13,7 +13,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 
-use super::board::{SKEW_TOLERANCE, Shared, skew_message};
+use super::board::{Shared, skew_message};
 use super::cert_disk::{Check, Leaf, OnDisk};
 use super::config::{CertificateOutput, OutputConfig, OutputKind};
 use super::database::{self, LeaseBook};
@@ -372,21 +372,8 @@ impl OutputTask {
     fn skew_in(&self, rendered: &Rendered) -> Option<time::Duration> {
         let leaf = Leaf::of(&rendered.files)?;
         let now = self.shared.now();
-        let estimate = if leaf.not_after <= now {
-            now - leaf.not_after
-        } else if leaf.not_before > now {
-            now - leaf.not_before
-        } else {
-            return None;
-        };
-        match self.shared.clock_skew() {
-            Some(measured) if measured.abs() > SKEW_TOLERANCE => Some(measured),
-            Some(_) => None,
-            None => {
-                self.shared.note_cert_skew(estimate);
-                Some(estimate)
-            }
-        }
+        self.shared
+            .skew_of_new_certificate(leaf.not_before, leaf.not_after, now)
     }
 
     /// Checks and delivers a certificate set; on failure it is held for the next attempt.

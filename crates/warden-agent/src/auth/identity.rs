@@ -9,7 +9,7 @@ use warden_bao::ClientIdentity;
 use zeroize::Zeroizing;
 
 use super::{AuthError, Authenticator, IdentityCert};
-use crate::board::{SKEW_TOLERANCE, Shared};
+use crate::board::Shared;
 use crate::config::{KeyType, TlsIdentity};
 use crate::output::RenderError;
 use crate::output::certificate;
@@ -84,7 +84,9 @@ impl Authenticator {
         key_file: &Path,
         now: OffsetDateTime,
     ) -> Result<IdentityCert, AuthError> {
-        if let Some(skew) = skew_in(shared, &issued.leaf, now) {
+        if let Some(skew) =
+            shared.skew_of_new_certificate(issued.leaf.not_before, issued.leaf.not_after, now)
+        {
             return Err(AuthError::ClockSkew { skew });
         }
         let identity = check_identity(
@@ -215,25 +217,6 @@ async fn skew_gate(shared: &Shared, client: &warden_bao::Client) -> Result<(), A
     match shared.skewed() {
         Some(skew) => Err(AuthError::ClockSkew { skew }),
         None => Ok(()),
-    }
-}
-
-/// A certificate not valid at `now` right after issuance shows a skewed clock.
-fn skew_in(shared: &Shared, leaf: &IdentityCert, now: OffsetDateTime) -> Option<time::Duration> {
-    let estimate = if leaf.not_after <= now {
-        now - leaf.not_after
-    } else if leaf.not_before > now {
-        now - leaf.not_before
-    } else {
-        return None;
-    };
-    match shared.clock_skew() {
-        Some(measured) if measured.abs() > SKEW_TOLERANCE => Some(measured),
-        Some(_) => None,
-        None => {
-            shared.note_cert_skew(estimate);
-            Some(estimate)
-        }
     }
 }
 

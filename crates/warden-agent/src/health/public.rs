@@ -74,6 +74,11 @@ impl ErrorKind {
             "could not read",
             "cannot read",
             "could not write",
+            // The directory walk's refusals (warden-files): the host's layout, not OpenBao.
+            "is not a directory",
+            "is a symbolic link",
+            "is owned by uid",
+            "writable by other users",
         ]) {
             Self::Filesystem
         } else if has(&["permission denied", "rejected the request"]) {
@@ -191,6 +196,14 @@ mod tests {
             (
                 "output config: template /srv/warden/t.j2 line 3: unknown filter",
                 ErrorKind::Template,
+            ),
+            (
+                "output config: refusing /srv/warden/test/billing/out/blocked/config.json: /srv/warden/test/billing/out/blocked is not a directory",
+                ErrorKind::Filesystem,
+            ),
+            (
+                "output tls: refusing /srv/warden/test/billing/out/tls.d/1a: /srv/warden/test/billing/out/tls.d is a symbolic link; Warden does not follow symlinks on the way to what it writes (make it a real directory)",
+                ErrorKind::Filesystem,
             ),
             (
                 "output tls: refused to deliver: the chain does not verify",

@@ -628,3 +628,55 @@ fn bad_invocations_fail_with_the_documented_codes() {
         format!("warden-agent {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+/// `agent.toml` names the commands the agent runs and where it writes secrets: a file another
+/// user can write (world-writable, or owned by them) is refused before anything runs, and a
+/// FIFO at its name is refused at once instead of hanging the agent on the open.
+#[test]
+fn an_agent_toml_others_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("agent.toml");
+    // Would run as the agent's user at the first reload, had the file been accepted.
+    std::fs::write(
+        &config,
+        "version = 1\n\n[identity]\nname = \"billing\"\nkind = \"app\"\nenv = \"test\"\ncommon_name = \"billing.identity.test.warden.internal\"\n",
+    )
+    .expect("write");
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let out = AGENT.run(&["--config", path_str(&config), "--once"]);
+    assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("refusing {}: its mode 0666", config.display())),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: the agent runs what agent.toml says"),
+        "{err}"
+    );
+
+    if nix::unistd::geteuid().is_root() {
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        std::os::unix::fs::chown(&config, Some(65534), None).expect("chown");
+        let out = AGENT.run(&["--config", path_str(&config), "--once"]);
+        assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+        let err = text(&out.stderr);
+        assert!(err.contains("is owned by uid 65534"), "{err}");
+    }
+
+    let fifo = dir.path().join("fifo.toml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let started = Instant::now();
+    let out = AGENT.run(&["--config", path_str(&fifo), "--once"]);
+    assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the FIFO hung the agent"
+    );
+    assert!(
+        text(&out.stderr).contains("is not a regular file"),
+        "{}",
+        both(&out)
+    );
+}

@@ -4,7 +4,8 @@
 //! 1. `once_then_serve_deliver_the_identitys_outputs` — `--once` delivers a leaf certificate
 //!    (key on the host, chain to the lab's root), a KV secret rendered as JSON and the CA chain,
 //!    runs the reload once for the real change and exits 0; a second `--once` changes nothing
-//!    and reloads nothing; `--output json` prints one parseable report; the long-running mode
+//!    and reloads nothing; `--output json` prints one parseable report; a FIFO planted at a
+//!    delivered file's name neither hangs the next start nor is read; the long-running mode
 //!    serves its control socket and health address and stops cleanly on SIGTERM.
 //! 2. `idle_and_slow_clients_cannot_starve_the_endpoints` — with 200 idle TCP connections and a
 //!    slowloris on the health port, `/health` and `/metrics` still answer within 1 s, and with
@@ -290,6 +291,27 @@ async fn once_then_serve_deliver_the_identitys_outputs() {
         1,
         "an unchanged render does not reload"
     );
+
+    // (2b) A FIFO planted at a delivered file's name (the output's service user may own its
+    // directory): the agent looks at what it delivered before, at start, and must neither
+    // block on opening it nor read through it; it delivers over it.
+    let config_json = out_dir.join("config.json");
+    std::fs::remove_file(&config_json).expect("rm");
+    nix::unistd::mkfifo(
+        &config_json,
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .expect("mkfifo");
+    let started = Instant::now();
+    let out = AGENT.run(&["--config", path_str(&config), "--once"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "a FIFO at an output's name hung the agent at start"
+    );
+    assert!(out.status.success(), "--once over a FIFO:\n{}", both(&out));
+    let rendered: Value =
+        serde_json::from_str(&read(&config_json)).expect("delivered over the FIFO");
+    assert_eq!(rendered, secret);
 
     // (3) The long-running mode: endpoints up, then SIGTERM stops it with exit 0 and the
     // control socket removed.

@@ -74,6 +74,9 @@ impl ErrorKind {
             "could not read",
             "cannot read",
             "could not write",
+            // A path the agent will not write through (a symlink, a directory someone else
+            // owns, a file where a directory should be): a local file problem, not OpenBao's.
+            "refusing ",
         ]) {
             Self::Filesystem
         } else if has(&["permission denied", "rejected the request"]) {
@@ -174,6 +177,10 @@ mod tests {
             ),
             (
                 "output config: could not write /srv/warden/test/billing/out/config.json: Permission denied (os error 13)",
+                ErrorKind::Filesystem,
+            ),
+            (
+                "output config: refusing /srv/warden/test/billing/out/blocked: /srv/warden/test/billing/out/blocked is not a directory",
                 ErrorKind::Filesystem,
             ),
             (

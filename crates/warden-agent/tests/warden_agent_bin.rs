@@ -701,4 +701,23 @@ fn an_agent_toml_others_can_write_is_refused() {
         "{}",
         both(&out)
     );
+
+    // The trust anchor decides which server gets the token and the secrets: one others can
+    // rewrite is refused the same way, before anything is contacted.
+    let anchor = dir.path().join("ca.pem");
+    std::fs::write(&anchor, "whoever wrote this picks the server\n").expect("write");
+    std::fs::set_permissions(&anchor, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let config = dir.path().join("anchored.toml");
+    std::fs::write(
+        &config,
+        "version = 1\n\n[identity]\nname = \"billing\"\nkind = \"app\"\nenv = \"test\"\ncommon_name = \"billing.identity.test.warden.internal\"\n\n[openbao]\naddress = \"https://127.0.0.1:1\"\nca_file = \"ca.pem\"\n\n[auth]\nmethod = \"cert\"\nrole = \"billing\"\npolicy = \"billing\"\ncert_file = \"client.crt\"\nkey_file = \"client.key\"\n\n[[output]]\nname = \"config\"\ntype = \"template\"\ncontents = \"x\"\npath = \"out/config\"\n",
+    )
+    .expect("write");
+    let out = AGENT.run(&["--config", path_str(&config), "--once"]);
+    assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("refusing {}: its mode 0666", anchor.display())),
+        "{err}"
+    );
 }

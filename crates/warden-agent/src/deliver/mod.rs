@@ -181,6 +181,16 @@ pub fn deliver_file(
     };
     let (parent, name) =
         open_parent(root, path, owner, Some(dir_mode(file.mode))).map_err(write)?;
+    // A copy of an earlier secret a killed agent left half-published must not outlive it.
+    match parent.remove_stale_temps(&name) {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::info!(output, path = %path.display(), removed = n, "removed temporary files an interrupted write left behind")
+        }
+        Err(e) => {
+            tracing::warn!(output, error = %e, "could not look for temporary files an interrupted write left behind")
+        }
+    }
     if same_file(&parent, &name, &file.contents, file.mode) {
         return Ok(Outcome::Unchanged);
     }

@@ -287,7 +287,9 @@ fn staged(file: &Path) -> PathBuf {
 /// removed only through it: an `identity/` that is a symlink, or that another user owns or can
 /// write, could otherwise send a root agent's fresh key (and its overwrite of whatever sits at
 /// `client.key` there) to a directory that user chose.
-fn identity_dir(file: &Path) -> Result<(warden_files::Dir, String), warden_files::Error> {
+pub(super) fn identity_dir(
+    file: &Path,
+) -> Result<(warden_files::Dir, String), warden_files::Error> {
     let bad = || warden_files::Error::BadName {
         path: file.to_path_buf(),
         name: file.display().to_string(),

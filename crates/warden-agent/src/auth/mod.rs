@@ -396,7 +396,7 @@ impl Authenticator {
             .unwrap_or_else(PoisonError::into_inner) = Some(secret_id.clone());
         // Single delivery: once in memory, the file has no further use and would only be a
         // credential left lying around.
-        if let Err(e) = std::fs::remove_file(path) {
+        if let Err(e) = remove_credential(path) {
             tracing::warn!(path = %path.display(), error = %e, "could not remove the secret-id file after reading it");
         }
         Ok(secret_id)
@@ -483,6 +483,14 @@ async fn login_auth(
         })
 }
 
+/// Removes a single-use credential file through its directory reached without following a
+/// symlink (and checked like the identity's): a swapped `approle/` must not make the agent
+/// delete a file of the same name wherever it pointed.
+fn remove_credential(path: &Path) -> Result<(), warden_files::Error> {
+    let (dir, name) = identity::identity_dir(path)?;
+    dir.remove_file(&name).map(drop)
+}
+
 /// The largest credential file read (a JWT is a few KiB).
 const MAX_CREDENTIAL_BYTES: u64 = 64 * 1024;
 
@@ -528,6 +536,27 @@ pub(crate) use task::run;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The single-use secret-id is removed only through a directory that is not a symlink:
+    /// the file of that name where a swapped `approle/` points stays.
+    #[test]
+    fn a_used_secret_id_is_never_removed_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("secret-id"), "someone else's").unwrap();
+        let id = dir.path().join("billing");
+        std::fs::create_dir(&id).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, id.join("approle")).unwrap();
+        let e = remove_credential(&id.join("approle/secret-id")).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert!(elsewhere.join("secret-id").exists());
+        std::fs::remove_file(id.join("approle")).unwrap();
+        std::fs::create_dir(id.join("approle")).unwrap();
+        std::fs::write(id.join("approle/secret-id"), "used").unwrap();
+        remove_credential(&id.join("approle/secret-id")).unwrap();
+        assert!(!id.join("approle/secret-id").exists());
+    }
 
     /// A FIFO at a credential's name is refused at once: reading it would block the runtime's
     /// worker (and every later login) until someone wrote to it.

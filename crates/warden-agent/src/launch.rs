@@ -62,6 +62,9 @@ impl LaunchError {
     /// What the operator should do next: one line, for the binary to print under the error.
     pub fn hint(&self) -> String {
         match self {
+            Self::Unreadable(ConfigError::Untrusted(_)) => {
+                "the agent runs what agent.toml says: keep it a regular file owned by root or the agent's user, writable by nobody else".to_owned()
+            }
             Self::Unreadable(_) => {
                 "`warden identity enroll NAME --env ENV` writes agent.toml into the identity's directory; pass its path with --config".to_owned()
             }
@@ -98,8 +101,8 @@ impl Launch {
     /// Loads and validates `config_path` and builds the agent: trust anchor, TLS identity and
     /// client. Contacts nothing; creates nothing on disk.
     pub fn prepare(config_path: &Path) -> Result<Self, LaunchError> {
-        let config = Config::load(config_path).map_err(|e| match e {
-            e @ ConfigError::Io { .. } => LaunchError::Unreadable(e),
+        let config = Config::load_trusted(config_path).map_err(|e| match e {
+            e @ (ConfigError::Io { .. } | ConfigError::Untrusted(_)) => LaunchError::Unreadable(e),
             e => LaunchError::Invalid {
                 path: config_path.to_path_buf(),
                 source: e,

@@ -110,9 +110,13 @@ impl OutputTask {
         let Some(recorded) = state.files.get(&file_name(path)) else {
             return false;
         };
-        std::fs::read(path)
-            .map(zeroize::Zeroizing::new)
-            .is_ok_and(|b| sha256_hex(&b) == *recorded)
+        let owner = Ownership::resolve(
+            self.name(),
+            self.cfg.owner.as_deref(),
+            self.cfg.group.as_deref(),
+        )
+        .unwrap_or_default();
+        deliver::read_file(&self.root, path, owner).is_some_and(|b| sha256_hex(&b) == *recorded)
     }
 
     pub(crate) async fn run(self) {

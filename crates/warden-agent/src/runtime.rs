@@ -156,11 +156,14 @@ impl Agent {
     pub fn with_clock(cfg: Config, clock: Arc<dyn Clock>) -> Result<Self, AgentError> {
         let trust_anchor_pem = match &cfg.openbao.ca_file {
             Some(path) => {
-                let text =
-                    std::fs::read_to_string(path).map_err(|source| AgentError::TrustAnchor {
+                // Whoever can rewrite the anchor chooses which server the agent trusts with its
+                // token and secrets: the same rule as agent.toml.
+                let text = crate::config::read_trusted(path, 1024 * 1024).map_err(|e| {
+                    AgentError::TrustAnchor {
                         path: path.clone(),
-                        reason: source.to_string(),
-                    })?;
+                        reason: e.to_string(),
+                    }
+                })?;
                 if certificate::pem_blocks(&text).is_empty()
                     || warden_pki::parse_pem_bundle(&text).is_err()
                 {

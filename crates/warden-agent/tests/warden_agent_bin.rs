@@ -4,7 +4,8 @@
 //! 1. `once_then_serve_deliver_the_identitys_outputs` — `--once` delivers a leaf certificate
 //!    (key on the host, chain to the lab's root), a KV secret rendered as JSON and the CA chain,
 //!    runs the reload once for the real change and exits 0; a second `--once` changes nothing
-//!    and reloads nothing; `--output json` prints one parseable report; the long-running mode
+//!    and reloads nothing; `--output json` prints one parseable report; a FIFO planted at a
+//!    delivered file's name neither hangs the next start nor is read; the long-running mode
 //!    serves its control socket and health address and stops cleanly on SIGTERM.
 //! 2. `idle_and_slow_clients_cannot_starve_the_endpoints` — with 200 idle TCP connections and a
 //!    slowloris on the health port, `/health` and `/metrics` still answer within 1 s, and with
@@ -290,6 +291,27 @@ async fn once_then_serve_deliver_the_identitys_outputs() {
         1,
         "an unchanged render does not reload"
     );
+
+    // (2b) A FIFO planted at a delivered file's name (the output's service user may own its
+    // directory): the agent looks at what it delivered before, at start, and must neither
+    // block on opening it nor read through it; it delivers over it.
+    let config_json = out_dir.join("config.json");
+    std::fs::remove_file(&config_json).expect("rm");
+    nix::unistd::mkfifo(
+        &config_json,
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .expect("mkfifo");
+    let started = Instant::now();
+    let out = AGENT.run(&["--config", path_str(&config), "--once"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "a FIFO at an output's name hung the agent at start"
+    );
+    assert!(out.status.success(), "--once over a FIFO:\n{}", both(&out));
+    let rendered: Value =
+        serde_json::from_str(&read(&config_json)).expect("delivered over the FIFO");
+    assert_eq!(rendered, secret);
 
     // (3) The long-running mode: endpoints up, then SIGTERM stops it with exit 0 and the
     // control socket removed.
@@ -626,5 +648,76 @@ fn bad_invocations_fail_with_the_documented_codes() {
     assert_eq!(
         text(&out.stdout).trim(),
         format!("warden-agent {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+/// `agent.toml` names the commands the agent runs and where it writes secrets: a file another
+/// user can write (world-writable, or owned by them) is refused before anything runs, and a
+/// FIFO at its name is refused at once instead of hanging the agent on the open.
+#[test]
+fn an_agent_toml_others_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("agent.toml");
+    // Would run as the agent's user at the first reload, had the file been accepted.
+    std::fs::write(
+        &config,
+        "version = 1\n\n[identity]\nname = \"billing\"\nkind = \"app\"\nenv = \"test\"\ncommon_name = \"billing.identity.test.warden.internal\"\n",
+    )
+    .expect("write");
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let out = AGENT.run(&["--config", path_str(&config), "--once"]);
+    assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("refusing {}: its mode 0666", config.display())),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: the agent runs what agent.toml says"),
+        "{err}"
+    );
+
+    if nix::unistd::geteuid().is_root() {
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        std::os::unix::fs::chown(&config, Some(65534), None).expect("chown");
+        let out = AGENT.run(&["--config", path_str(&config), "--once"]);
+        assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+        let err = text(&out.stderr);
+        assert!(err.contains("is owned by uid 65534"), "{err}");
+    }
+
+    let fifo = dir.path().join("fifo.toml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let started = Instant::now();
+    let out = AGENT.run(&["--config", path_str(&fifo), "--once"]);
+    assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the FIFO hung the agent"
+    );
+    assert!(
+        text(&out.stderr).contains("is not a regular file"),
+        "{}",
+        both(&out)
+    );
+
+    // The trust anchor decides which server gets the token and the secrets: one others can
+    // rewrite is refused the same way, before anything is contacted.
+    let anchor = dir.path().join("ca.pem");
+    std::fs::write(&anchor, "whoever wrote this picks the server\n").expect("write");
+    std::fs::set_permissions(&anchor, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let config = dir.path().join("anchored.toml");
+    std::fs::write(
+        &config,
+        "version = 1\n\n[identity]\nname = \"billing\"\nkind = \"app\"\nenv = \"test\"\ncommon_name = \"billing.identity.test.warden.internal\"\n\n[openbao]\naddress = \"https://127.0.0.1:1\"\nca_file = \"ca.pem\"\n\n[auth]\nmethod = \"cert\"\nrole = \"billing\"\npolicy = \"billing\"\ncert_file = \"client.crt\"\nkey_file = \"client.key\"\n\n[[output]]\nname = \"config\"\ntype = \"template\"\ncontents = \"x\"\npath = \"out/config\"\n",
+    )
+    .expect("write");
+    let out = AGENT.run(&["--config", path_str(&config), "--once"]);
+    assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("refusing {}: its mode 0666", anchor.display())),
+        "{err}"
     );
 }

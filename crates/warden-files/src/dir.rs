@@ -414,6 +414,39 @@ impl Dir {
             .map_err(|e| rename_step(e, &path, "fsync directory"))
     }
 
+    /// Removes the temporary files [`Dir::write`] of `name` left behind by a process that
+    /// was killed between creating and renaming one (`.<name>.<pid>-<n>-<nanos>.tmp` of another
+    /// pid): each holds a full copy of what was being written, a secret that would otherwise
+    /// outlive every later rotation. Only regular files with exactly that name shape are
+    /// removed (the name only, never followed); this process's own are left to it. Returns how
+    /// many were removed.
+    pub fn remove_stale_temps(&self, name: &str) -> Result<usize, Error> {
+        let name = self.name(name)?;
+        let prefix = format!(".{name}.");
+        let own = std::process::id();
+        let mut removed = 0;
+        for (entry, kind) in self.entries()? {
+            let Some(rest) = entry
+                .strip_prefix(&prefix)
+                .and_then(|r| r.strip_suffix(".tmp"))
+            else {
+                continue;
+            };
+            let parts: Vec<&str> = rest.split('-').collect();
+            let shaped = parts.len() == 3
+                && parts
+                    .iter()
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+            if kind != Kind::File || !shaped || parts[0].parse::<u32>().ok() == Some(own) {
+                continue;
+            }
+            if self.remove_file(&entry)? {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// A new, empty, exclusive `0600` file under a hidden temporary name.
     fn create_temp(&self, name: &str) -> Result<(String, OwnedFd), Error> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);

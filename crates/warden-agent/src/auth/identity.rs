@@ -264,21 +264,71 @@ fn staged(file: &Path) -> PathBuf {
     file.with_file_name(name)
 }
 
-/// Stages both files, then replaces key and certificate, then drops the staging copies.
+/// The directory holding `file`, reached from the directory above it (the identity
+/// directory) without following a symlink and checked by the ownership rule of
+/// `warden_files::Dir`, with the file's name. The identity's key is written, renamed and
+/// removed only through it: an `identity/` that is a symlink, or that another user owns or can
+/// write, could otherwise send a root agent's fresh key (and its overwrite of whatever sits at
+/// `client.key` there) to a directory that user chose.
+pub(super) fn identity_dir(
+    file: &Path,
+) -> Result<(warden_files::Dir, String), warden_files::Error> {
+    let bad = || warden_files::Error::BadName {
+        path: file.to_path_buf(),
+        name: file.display().to_string(),
+    };
+    let name = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(bad)?
+        .to_owned();
+    let parent = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let trusted = warden_files::Trusted::process;
+    let dir = match (
+        parent.parent().filter(|g| !g.as_os_str().is_empty()),
+        parent.file_name(),
+    ) {
+        (Some(holder), Some(last)) => {
+            warden_files::Dir::open_root(holder, trusted())?.open(Path::new(last))?
+        }
+        _ => warden_files::Dir::open_root(parent, trusted())?,
+    };
+    Ok((dir, name))
+}
+
+/// `<name>.next`.
+fn staged_name(name: &str) -> String {
+    format!("{name}.next")
+}
+
+/// Stages both files, then replaces key and certificate, then drops the staging copies; all
+/// through the checked directory handles of [`identity_dir`].
 fn write_identity(
     cert_file: &Path,
     key_file: &Path,
     chain: &[u8],
     key: &[u8],
 ) -> Result<(), warden_files::Error> {
-    use warden_files::{Mode, write_atomic};
-    write_atomic(&staged(key_file), key, Mode::OwnerOnly)?;
-    write_atomic(&staged(cert_file), chain, Mode::Public)?;
-    write_atomic(key_file, key, Mode::OwnerOnly)?;
-    write_atomic(cert_file, chain, Mode::Public)?;
-    let _ = std::fs::remove_file(staged(key_file));
-    let _ = std::fs::remove_file(staged(cert_file));
+    use warden_files::Mode;
+    let (key_dir, key_name) = identity_dir(key_file)?;
+    let (cert_dir, cert_name) = identity_dir(cert_file)?;
+    key_dir.write(&staged_name(&key_name), key, Mode::OwnerOnly, None)?;
+    cert_dir.write(&staged_name(&cert_name), chain, Mode::Public, None)?;
+    key_dir.write(&key_name, key, Mode::OwnerOnly, None)?;
+    cert_dir.write(&cert_name, chain, Mode::Public, None)?;
+    let _ = key_dir.remove_file(&staged_name(&key_name));
+    let _ = cert_dir.remove_file(&staged_name(&cert_name));
     Ok(())
+}
+
+/// Removes `<file>.next` through the checked directory; nothing when it cannot be reached.
+fn drop_staged(file: &Path) {
+    if let Ok((dir, name)) = identity_dir(file) {
+        let _ = dir.remove_file(&staged_name(&name));
+    }
 }
 
 /// Loads the TLS identity at start. If the pair on disk does not fit together but a staged
@@ -302,8 +352,8 @@ pub(crate) fn load_identity(tls: &TlsIdentity) -> Result<ClientIdentity, AuthErr
     let key = read("TLS key", &tls.key_file)?;
     match ClientIdentity::from_pem(cert.to_vec(), key) {
         Ok(id) => {
-            let _ = std::fs::remove_file(staged(&tls.key_file));
-            let _ = std::fs::remove_file(staged(&tls.cert_file));
+            drop_staged(&tls.key_file);
+            drop_staged(&tls.cert_file);
             Ok(id)
         }
         Err(first) => {
@@ -402,6 +452,60 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("trust anchor"), "{e}");
+    }
+
+    /// The renewed key is written only through a checked `identity/`: a symlink there, or a
+    /// directory another user can write, is refused and nothing lands where it pointed.
+    #[test]
+    fn a_renewed_identity_is_never_written_through_a_symlink_or_foreign_directory() {
+        use std::os::unix::fs::PermissionsExt;
+        let ca = ca();
+        let tmp = tempfile::tempdir().unwrap();
+        let elsewhere = tmp.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::write(
+            elsewhere.join("client.crt"),
+            b"another service's certificate",
+        )
+        .unwrap();
+        let root = tmp.path().join("billing");
+        std::fs::create_dir(&root).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, root.join("identity")).unwrap();
+        let cert_file = root.join("identity/client.crt");
+        let key_file = root.join("identity/client.key");
+        let (cert, key) = issue(&ca, "a");
+        let e = write_identity(&cert_file, &key_file, cert.as_bytes(), key.as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("is a symbolic link"), "{e}");
+        let mut left: Vec<_> = std::fs::read_dir(&elsewhere)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["client.crt"]);
+        assert_eq!(
+            std::fs::read(elsewhere.join("client.crt")).unwrap(),
+            b"another service's certificate"
+        );
+
+        std::fs::remove_file(root.join("identity")).unwrap();
+        std::fs::create_dir(root.join("identity")).unwrap();
+        std::fs::set_permissions(
+            root.join("identity"),
+            std::fs::Permissions::from_mode(0o777),
+        )
+        .unwrap();
+        let e = write_identity(&cert_file, &key_file, cert.as_bytes(), key.as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("writable by other users"), "{e}");
+        assert!(!key_file.exists());
+
+        std::fs::set_permissions(
+            root.join("identity"),
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
+        write_identity(&cert_file, &key_file, cert.as_bytes(), key.as_bytes()).unwrap();
+        assert_eq!(std::fs::read_to_string(&cert_file).unwrap(), cert);
+        assert!(!staged(&cert_file).exists() && !staged(&key_file).exists());
     }
 
     #[test]

@@ -396,7 +396,7 @@ impl Authenticator {
             .unwrap_or_else(PoisonError::into_inner) = Some(secret_id.clone());
         // Single delivery: once in memory, the file has no further use and would only be a
         // credential left lying around.
-        if let Err(e) = std::fs::remove_file(path) {
+        if let Err(e) = remove_credential(path) {
             tracing::warn!(path = %path.display(), error = %e, "could not remove the secret-id file after reading it");
         }
         Ok(secret_id)
@@ -483,12 +483,48 @@ async fn login_auth(
         })
 }
 
+/// Removes a single-use credential file through its directory reached without following a
+/// symlink (and checked like the identity's): a swapped `approle/` must not make the agent
+/// delete a file of the same name wherever it pointed.
+fn remove_credential(path: &Path) -> Result<(), warden_files::Error> {
+    let (dir, name) = identity::identity_dir(path)?;
+    dir.remove_file(&name).map(drop)
+}
+
+/// The largest credential file read (a JWT is a few KiB).
+const MAX_CREDENTIAL_BYTES: u64 = 64 * 1024;
+
+/// Reads a credential file (role-id, secret-id, JWT). It is opened non-blocking and must be a
+/// regular file of bounded size: this runs on the runtime's worker, and a FIFO planted at the
+/// name would otherwise block it, and every login, forever. Symlinks are followed (a projected
+/// service-account token is a chain of them).
 fn read_secret_file(what: &'static str, path: &Path) -> Result<SecretString, AuthError> {
-    let bytes = Zeroizing::new(std::fs::read(path).map_err(|source| AuthError::Credential {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let err = |source| AuthError::Credential {
         what,
         path: path.to_path_buf(),
         source,
-    })?);
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(path)
+        .map_err(err)?;
+    let meta = file.metadata().map_err(err)?;
+    if !meta.file_type().is_file() || meta.len() > MAX_CREDENTIAL_BYTES {
+        return Err(err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("not a regular file of at most {MAX_CREDENTIAL_BYTES} bytes"),
+        )));
+    }
+    // Sized up front, so reading never reallocates and leaves an unwiped copy behind.
+    let mut bytes = Zeroizing::new(Vec::with_capacity(
+        usize::try_from(meta.len()).unwrap_or(0) + 1,
+    ));
+    file.take(MAX_CREDENTIAL_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(err)?;
     // Invalid UTF-8 makes `from_utf8_lossy` copy: that copy is wiped too.
     let text = Zeroizing::new(String::from_utf8_lossy(&bytes).into_owned());
     Ok(SecretString::from(text.trim().to_owned()))
@@ -500,6 +536,55 @@ pub(crate) use task::run;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The single-use secret-id is removed only through a directory that is not a symlink:
+    /// the file of that name where a swapped `approle/` points stays.
+    #[test]
+    fn a_used_secret_id_is_never_removed_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("secret-id"), "someone else's").unwrap();
+        let id = dir.path().join("billing");
+        std::fs::create_dir(&id).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, id.join("approle")).unwrap();
+        let e = remove_credential(&id.join("approle/secret-id")).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert!(elsewhere.join("secret-id").exists());
+        std::fs::remove_file(id.join("approle")).unwrap();
+        std::fs::create_dir(id.join("approle")).unwrap();
+        std::fs::write(id.join("approle/secret-id"), "used").unwrap();
+        remove_credential(&id.join("approle/secret-id")).unwrap();
+        assert!(!id.join("approle/secret-id").exists());
+    }
+
+    /// A FIFO at a credential's name is refused at once: reading it would block the runtime's
+    /// worker (and every later login) until someone wrote to it.
+    #[test]
+    fn a_fifo_or_huge_file_at_a_credential_name_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("secret-id");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(read_secret_file("secret-id", &fifo).map(|_| ()));
+        });
+        let got = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("reading a FIFO credential must not block");
+        let e = got.unwrap_err();
+        assert!(e.to_string().contains("secret-id"), "{e}");
+
+        let big = dir.path().join("token");
+        std::fs::write(&big, vec![b'a'; 200 * 1024]).unwrap();
+        assert!(read_secret_file("JWT", &big).is_err());
+        let ok = dir.path().join("role-id");
+        std::fs::write(&ok, "  role\n").unwrap();
+        assert_eq!(
+            read_secret_file("role-id", &ok).unwrap().expose_secret(),
+            "role"
+        );
+    }
 
     #[test]
     fn auth_errors_classify_transient_and_refused() {

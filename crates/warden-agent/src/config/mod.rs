@@ -26,6 +26,7 @@ use warden_spec::{Diagnostic, Reporter, did_you_mean, explain_toml_error};
 mod auth;
 mod database;
 mod outputs;
+mod trusted;
 
 pub use super::output::template::TemplateSource;
 pub use auth::{AuthConfig, AuthMethod, TlsIdentity};
@@ -33,6 +34,8 @@ pub use database::DatabaseSource;
 pub use outputs::{
     CaChainConfig, CertificateOutput, KeyType, OutputConfig, OutputKind, Reload, TemplateConfig,
 };
+pub use trusted::UntrustedFile;
+pub(crate) use trusted::read_trusted;
 
 use auth::{RawAuth, validate_auth};
 use database::{RawDatabase, validate_databases};
@@ -146,6 +149,10 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    /// The file is not one the agent may act on: another user could have written it, or it
+    /// is not a regular file of a sane size.
+    #[error(transparent)]
+    Untrusted(#[from] UntrustedFile),
     /// The file has problems; each diagnostic points at one.
     #[error("{}", render(.diagnostics))]
     Invalid {
@@ -162,6 +169,9 @@ fn render(diags: &[Diagnostic]) -> String {
         .join("\n")
 }
 
+/// The largest `agent.toml` the agent reads; an enrolled one is a few KiB.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
 impl Config {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -169,12 +179,28 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
+        Self::from_text(&text, path)
+    }
+
+    /// Reads and validates `path` for the agent that will act on it: as [`Config::load`], but
+    /// the file must be a regular file (at most 1 MiB) that only root or the agent's user can
+    /// write, since it names the commands the agent runs and where it writes secrets. Readers
+    /// that only look (status of another user's agent) use [`Config::load`].
+    pub fn load_trusted(path: &Path) -> Result<Self, ConfigError> {
+        let text = read_trusted(path, MAX_CONFIG_BYTES).map_err(|e| match e {
+            UntrustedFile::Io { path, source } => ConfigError::Io { path, source },
+            e => ConfigError::Untrusted(e),
+        })?;
+        Self::from_text(&text, path)
+    }
+
+    fn from_text(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let base = path
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        Self::parse(&text, &path, &base)
+        Self::parse(text, &path, &base)
     }
 
     /// Validates `text` as if read from `path`, resolving relative paths against `base_dir`.

@@ -107,17 +107,11 @@ impl ControlServer {
             let path = path.to_path_buf();
             move |source| ControlError::Socket { path, step, source }
         };
-        // Created (0700) only when missing: an existing directory's mode is not ours to change.
-        if let Some(parent) = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty() && !p.exists())
-        {
-            warden_files::ensure_private_dir(parent).map_err(|e| ControlError::Socket {
-                path: path.to_path_buf(),
-                step: "create the directory of",
-                source: io::Error::other(e),
-            })?;
-        }
+        socket_dir(path).map_err(|e| ControlError::Socket {
+            path: path.to_path_buf(),
+            step: "secure the directory of",
+            source: io::Error::other(e),
+        })?;
         match std::fs::symlink_metadata(path) {
             Ok(meta) if meta.file_type().is_socket() => {
                 if UnixStream::connect(path).await.is_ok() {
@@ -168,6 +162,31 @@ impl Drop for ControlServer {
             let _ = std::fs::remove_file(&self.path);
         }
     }
+}
+
+/// Makes sure the socket's directory is one only root or the agent's user can change, reached
+/// without following a symlink from the directory holding it (`state/` in the identity
+/// directory), as every directory the agent writes into. The socket is bound, chmodded and
+/// later removed by path: in a directory another user owns, or one that is a symlink to such a
+/// place, that user could swap the fresh socket for a symlink before the chmod (which follows
+/// it) and have the agent change the mode of a file of their choosing. Created (0700) only when
+/// missing: an existing directory's mode is not ours to change.
+fn socket_dir(path: &Path) -> Result<(), warden_files::Error> {
+    let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    let trusted = warden_files::Trusted::process;
+    let holder = parent.parent().filter(|g| !g.as_os_str().is_empty());
+    match (holder, parent.file_name()) {
+        (Some(holder), Some(name)) => {
+            if !holder.exists() {
+                warden_files::ensure_private_dir(holder)?;
+            }
+            warden_files::Dir::open_root(holder, trusted())?.create_dirs(Path::new(name), 0o700)
+        }
+        _ => warden_files::Dir::open_root(parent, trusted()),
+    }
+    .map(drop)
 }
 
 async fn accept_loop<C: Controller>(

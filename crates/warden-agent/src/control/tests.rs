@@ -215,6 +215,67 @@ async fn a_live_socket_is_not_stolen_and_a_stale_one_is_replaced() {
     assert_eq!(std::fs::read(&path).unwrap(), b"not a socket");
 }
 
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        out = format!("{out}: {s}");
+        next = s.source();
+    }
+    out
+}
+
+/// The socket is bound and chmodded by path, so its directory must be one nobody else can
+/// change: a `state` that is a symlink, or that another user owns or can write, is refused
+/// and nothing is created there (such a user could swap the fresh socket for a symlink before
+/// the chmod follows it).
+#[tokio::test]
+async fn a_socket_directory_others_control_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let identity = dir.path().join("billing");
+    std::fs::create_dir(&identity).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, identity.join("state")).unwrap();
+    let path = identity.join("state").join(SOCKET_FILE);
+    let err = ControlServer::start(&path, Fake::new()).await.unwrap_err();
+    assert!(err.to_string().contains("secure the directory of"), "{err}");
+    assert!(chain(&err).contains("state is a symbolic link"), "{err:?}");
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+
+    // A real directory, world-writable (a careless chmod).
+    std::fs::remove_file(identity.join("state")).unwrap();
+    std::fs::create_dir(identity.join("state")).unwrap();
+    std::fs::set_permissions(
+        identity.join("state"),
+        std::fs::Permissions::from_mode(0o777),
+    )
+    .unwrap();
+    let err = ControlServer::start(&path, Fake::new()).await.unwrap_err();
+    assert!(chain(&err).contains("writable by other users"), "{err:?}");
+    assert!(!path.exists());
+
+    // Owned by another user.
+    if nix::unistd::geteuid().is_root() {
+        std::fs::set_permissions(
+            identity.join("state"),
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
+        std::os::unix::fs::chown(identity.join("state"), Some(65534), None).unwrap();
+        let err = ControlServer::start(&path, Fake::new()).await.unwrap_err();
+        assert!(chain(&err).contains("owned by uid 65534"), "{err:?}");
+        assert!(!path.exists());
+    }
+
+    // Put right, it starts.
+    std::fs::remove_dir(identity.join("state")).unwrap();
+    let server = ControlServer::start(&path, Fake::new()).await.unwrap();
+    assert!(status(&path).await.is_ok());
+    drop(server);
+}
+
 #[test]
 fn the_text_status_names_every_output_and_its_state() {
     let text = describe(&Fake::new().snapshot());

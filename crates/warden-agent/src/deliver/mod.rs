@@ -181,6 +181,16 @@ pub fn deliver_file(
     };
     let (parent, name) =
         open_parent(root, path, owner, Some(dir_mode(file.mode))).map_err(write)?;
+    // A copy of an earlier secret a killed agent left half-published must not outlive it.
+    match parent.remove_stale_temps(&name) {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::info!(output, path = %path.display(), removed = n, "removed temporary files an interrupted write left behind")
+        }
+        Err(e) => {
+            tracing::warn!(output, error = %e, "could not look for temporary files an interrupted write left behind")
+        }
+    }
     if same_file(&parent, &name, &file.contents, file.mode) {
         return Ok(Outcome::Unchanged);
     }
@@ -195,6 +205,20 @@ pub fn deliver_file(
         )
         .map_err(write)?;
     Ok(Outcome::Changed)
+}
+
+/// The bytes of the single file at `path` as the agent would deliver it, or `None` when it
+/// is missing or cannot be read the safe way: reached without following a symlink, through
+/// directories the ownership rule accepts, and only if it is a regular file (opened
+/// non-blocking). A symlink to `/dev/zero` or a FIFO planted at an output's name, by someone
+/// who may own the output's directory, must not hang or exhaust the agent that looks at it.
+pub fn read_file(root: &Path, path: &Path, owner: Ownership) -> Option<Zeroizing<Vec<u8>>> {
+    let (parent, name) = open_parent(root, path, owner, None).ok()?;
+    let file = parent
+        .read(&name)
+        .inspect_err(|e| tracing::warn!(path = %path.display(), error = %e, "not reading the delivered file"))
+        .ok()??;
+    Some(Zeroizing::new(file.bytes))
 }
 
 /// The digests of a rendered set, for state.

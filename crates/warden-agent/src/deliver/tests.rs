@@ -15,6 +15,27 @@ fn mode_of(p: &Path) -> u32 {
     fs::metadata(p).unwrap().permissions().mode() & 0o7777
 }
 
+/// A killed agent leaves its temporary copy (a whole secret) beside the file: the next
+/// delivery removes it, and only files of exactly that shape from another process.
+#[test]
+fn temporary_files_a_killed_agent_left_are_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    fs::create_dir(&out).unwrap();
+    let path = out.join("config.json");
+    let stale = out.join(".config.json.4194999-0-123456789.tmp");
+    fs::write(&stale, b"the secret before the rotation").unwrap();
+    let ours = out.join(format!(".config.json.{}-7-1.tmp", std::process::id()));
+    fs::write(&ours, b"in flight").unwrap();
+    let unrelated = out.join(".config.json.backup.tmp");
+    fs::write(&unrelated, b"someone's").unwrap();
+    let f = file("config.json", b"new", 0o600);
+    deliver_file("c", tmp.path(), &path, &f, Ownership::default()).unwrap();
+    assert!(!stale.exists(), "the stale temporary copy is gone");
+    assert!(ours.exists() && unrelated.exists());
+    assert_eq!(fs::read(&path).unwrap(), b"new");
+}
+
 #[test]
 fn a_single_file_is_written_once_and_then_left_alone() {
     let tmp = tempfile::tempdir().unwrap();

@@ -74,7 +74,9 @@ impl ErrorKind {
             "could not read",
             "cannot read",
             "could not write",
-            // The directory walk's refusals (warden-files): the host's layout, not OpenBao.
+            // A path the agent will not write through (a symlink, a directory someone else
+            // owns, a file where a directory should be): a local file problem, not OpenBao's.
+            "refusing ",
             "is not a directory",
             "is a symbolic link",
             "is owned by uid",
@@ -179,6 +181,10 @@ mod tests {
             ),
             (
                 "output config: could not write /srv/warden/test/billing/out/config.json: Permission denied (os error 13)",
+                ErrorKind::Filesystem,
+            ),
+            (
+                "output config: refusing /srv/warden/test/billing/out/blocked: /srv/warden/test/billing/out/blocked is not a directory",
                 ErrorKind::Filesystem,
             ),
             (

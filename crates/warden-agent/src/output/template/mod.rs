@@ -81,6 +81,9 @@ mod request;
 use ledger::{SecretBuf, Shared, is_pending};
 use request::{Fetch, Fetched, KvVersion, Request};
 
+/// The largest template file read; templates are a few lines.
+const MAX_TEMPLATE_BYTES: u64 = 1024 * 1024;
+
 /// Execution budget of one render pass (minijinja fuel: about one unit per instruction and
 /// per 64 bytes allocated, so roughly 6 MB of output). Config templates use a few hundred.
 pub const FUEL: u64 = 100_000;
@@ -167,16 +170,15 @@ impl TemplateOutput {
     async fn load_source(&self, template: &str) -> Result<String, RenderError> {
         match &self.source {
             TemplateSource::Inline(text) => Ok(text.clone()),
-            TemplateSource::File(path) => {
-                tokio::fs::read_to_string(path)
-                    .await
-                    .map_err(|e| RenderError::Template {
-                        output: self.name.clone(),
-                        template: template.to_owned(),
-                        line: 0,
-                        message: format!("cannot read the template file: {e}"),
-                    })
-            }
+            // Like agent.toml: whoever can write a template picks which secrets its output
+            // holds, and a FIFO at its name would hang this output forever.
+            TemplateSource::File(path) => crate::config::read_trusted(path, MAX_TEMPLATE_BYTES)
+                .map_err(|e| RenderError::Template {
+                    output: self.name.clone(),
+                    template: template.to_owned(),
+                    line: 0,
+                    message: format!("cannot use the template file: {e}"),
+                }),
         }
     }
 

@@ -2,6 +2,7 @@
 //! read back by templates, and every failure checked for its template name, line and the
 //! absence of secret values.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -252,9 +253,29 @@ async fn syntax_errors_name_template_and_line() {
     let (_, _, line, message) = template_err(&err);
     assert_eq!(line, 0);
     assert!(
-        message.contains("cannot read the template file"),
+        message.contains("cannot use the template file"),
         "{message}"
     );
+
+    // Whoever can write a template picks the secrets in its output: a world-writable one is
+    // refused. A FIFO at its name is refused at once rather than hanging the output.
+    std::fs::write(
+        &path,
+        "x={{ kv(\"secret\", \"billing/config\").password }}\n",
+    )
+    .expect("write");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let err = out.render(&ctx(&c)).await.unwrap_err();
+    let (_, _, _, message) = template_err(&err);
+    assert!(message.contains("lets other users change"), "{message}");
+    std::fs::remove_file(&path).expect("rm");
+    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let err = tokio::time::timeout(Duration::from_secs(5), out.render(&ctx(&c)))
+        .await
+        .expect("a FIFO at the template's name must not hang the render")
+        .unwrap_err();
+    let (_, _, _, message) = template_err(&err);
+    assert!(message.contains("is not a regular file"), "{message}");
 }
 
 #[tokio::test]

@@ -225,9 +225,58 @@ pub fn append_line(path: &Path, line: &str) -> Result<(), Error> {
     file.sync_all().map_err(io_err("fsync"))
 }
 
+/// Opens `path` for reading with `O_NONBLOCK` (opening a FIFO returns at once) and returns its
+/// metadata, whatever kind of file it is: for callers that judge the kind themselves.
+pub fn open_nonblocking(path: &Path) -> io::Result<(fs::File, fs::Metadata)> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let flags = i32::try_from(rustix::fs::OFlags::NONBLOCK.bits()).unwrap_or(0);
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)?;
+    let meta = file.metadata()?;
+    Ok((file, meta))
+}
+
+/// Opens `path` for reading without ever blocking: `O_NONBLOCK`, so a FIFO planted at the name
+/// returns at once instead of hanging the caller (an agent's runtime worker, a status probe),
+/// and refuses anything but a regular file of at most `limit` bytes. Symlinks at the name are
+/// followed (a projected service-account token is a chain of them); callers that must not
+/// follow them walk a [`Dir`] instead. Returns the open file and its metadata, for callers that
+/// check the owner or size the buffer up front.
+pub fn open_regular(path: &Path, limit: u64) -> io::Result<(fs::File, fs::Metadata)> {
+    let (file, meta) = open_nonblocking(path)?;
+    if !meta.file_type().is_file() || meta.len() > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not a regular file of at most {limit} bytes"),
+        ));
+    }
+    Ok((file, meta))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn open_regular_refuses_a_fifo_without_blocking_and_a_file_over_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
+        let err = open_regular(&fifo, 1024).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+        let big = dir.path().join("big");
+        fs::write(&big, vec![b'x'; 2048]).unwrap();
+        assert!(open_regular(&big, 1024).is_err());
+        let (_, meta) = open_regular(&big, 4096).unwrap();
+        assert_eq!(meta.len(), 2048);
+    }
     use std::os::unix::fs::symlink;
 
     #[test]

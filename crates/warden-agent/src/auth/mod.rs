@@ -500,24 +500,12 @@ const MAX_CREDENTIAL_BYTES: u64 = 64 * 1024;
 /// service-account token is a chain of them).
 fn read_secret_file(what: &'static str, path: &Path) -> Result<SecretString, AuthError> {
     use std::io::Read as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
     let err = |source| AuthError::Credential {
         what,
         path: path.to_path_buf(),
         source,
     };
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
-        .open(path)
-        .map_err(err)?;
-    let meta = file.metadata().map_err(err)?;
-    if !meta.file_type().is_file() || meta.len() > MAX_CREDENTIAL_BYTES {
-        return Err(err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("not a regular file of at most {MAX_CREDENTIAL_BYTES} bytes"),
-        )));
-    }
+    let (file, meta) = warden_files::open_regular(path, MAX_CREDENTIAL_BYTES).map_err(err)?;
     // Sized up front, so reading never reallocates and leaves an unwiped copy behind.
     let mut bytes = Zeroizing::new(Vec::with_capacity(
         usize::try_from(meta.len()).unwrap_or(0) + 1,

@@ -11,7 +11,7 @@
 //! device at the name cannot hang the agent and a huge file cannot exhaust its memory.
 
 use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// Why a file the agent acts on was not read.
@@ -74,12 +74,7 @@ pub(crate) fn read_trusted(path: &Path, limit: u64) -> Result<String, UntrustedF
         path: path.to_path_buf(),
         source,
     };
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
-        .open(path)
-        .map_err(io)?;
-    let meta = file.metadata().map_err(io)?;
+    let (file, meta) = warden_files::open_nonblocking(path).map_err(io)?;
     if !meta.file_type().is_file() {
         return Err(UntrustedFile::NotAFile {
             path: path.to_path_buf(),

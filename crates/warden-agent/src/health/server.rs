@@ -154,7 +154,12 @@ impl Drop for HealthServer {
 
 /// Reads `state/health.addr` (written by a running agent).
 pub fn read_addr_file(path: &Path) -> Option<SocketAddr> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+    use std::io::Read as _;
+    // Never blocks on a FIFO planted at the name: status tooling reads this.
+    let (file, _) = warden_files::open_regular(path, 1024).ok()?;
+    let mut text = String::new();
+    file.take(1024).read_to_string(&mut text).ok()?;
+    text.trim().parse().ok()
 }
 
 async fn accept_loop<S: StatusSource>(listener: TcpListener, source: Arc<S>) {
@@ -352,6 +357,21 @@ mod tests {
         let (head, body) = exchange(failed.addr(), "GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await;
         assert!(head.starts_with("HTTP/1.1 503"), "{head}");
         assert!(body.contains("\"failing\""), "{body}");
+    }
+
+    #[test]
+    fn the_address_file_is_read_without_blocking_on_a_fifo() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(ADDR_FILE);
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        // Returns at once (a blocking open would hang the test here).
+        assert_eq!(read_addr_file(&path), None);
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, "127.0.0.1:8080\n").unwrap();
+        assert_eq!(
+            read_addr_file(&path),
+            Some("127.0.0.1:8080".parse().unwrap())
+        );
     }
 
     #[tokio::test]

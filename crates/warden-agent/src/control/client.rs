@@ -140,8 +140,14 @@ pub fn describe(snapshot: &Snapshot) -> String {
             let _ = write!(s, ", serial {serial}");
         }
         if let Some(t) = o.not_after {
+            // The duration grammar, two units at most, as everywhere else Warden prints one.
             let left = (t - snapshot.taken_at).whole_seconds();
-            let _ = write!(s, ", expires {} (in {left} s)", ts(t));
+            let span = warden_spec::format_approx(Duration::from_secs(left.unsigned_abs()));
+            let _ = if left >= 0 {
+                write!(s, ", expires {} (in {span})", ts(t))
+            } else {
+                write!(s, ", expired {} ({span} ago)", ts(t))
+            };
         }
         if let Some(t) = o.last_render {
             let _ = write!(s, ", rendered {}", ts(t));

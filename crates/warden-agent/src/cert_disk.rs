@@ -220,67 +220,13 @@ fn get<'a>(files: &'a [RenderedFile], name: &str) -> &'a [u8] {
 mod tests {
     use std::os::unix::fs::PermissionsExt;
 
-    use warden_pki::{KeyAlgorithm, LocalIssuer, generate_key};
-
     use super::*;
     use crate::config::KeyType;
 
-    struct Pki {
-        root_pem: String,
-        int: LocalIssuer,
-    }
-
-    fn pki() -> Pki {
-        let now = OffsetDateTime::now_utc();
-        let root_key = rcgen::KeyPair::generate().unwrap();
-        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name.push(rcgen::DnType::CommonName, "root");
-        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        p.not_before = now - time::Duration::days(1);
-        p.not_after = now + time::Duration::days(3650);
-        let root = p.self_signed(&root_key).unwrap();
-        let int_key = rcgen::KeyPair::generate().unwrap();
-        let mut ip = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ip.distinguished_name.push(rcgen::DnType::CommonName, "int");
-        ip.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ip.not_before = now - time::Duration::days(1);
-        ip.not_after = now + time::Duration::days(365);
-        let int = ip
-            .signed_by(&int_key, &rcgen::Issuer::from_params(&p, &root_key))
-            .unwrap();
-        Pki {
-            root_pem: root.pem(),
-            int: LocalIssuer::from_pem(&int.pem(), &int_key.serialize_pem()).unwrap(),
-        }
-    }
+    use crate::deliver::verify::tests::{Pki, leaf_set, pki};
 
     fn set(pki: &Pki) -> Vec<RenderedFile> {
-        let key = generate_key(KeyAlgorithm::EcdsaP256).unwrap();
-        let names = vec!["a.test".to_owned()];
-        let leaf = pki
-            .int
-            .issue_server(
-                &key.public_key_der(),
-                "a.test",
-                &names,
-                &[],
-                time::Duration::days(3),
-                OffsetDateTime::now_utc(),
-            )
-            .unwrap();
-        let chain = format!("{}\n", pki.int.cert_pem().trim());
-        let cert = format!("{}\n", leaf.trim());
-        let file = |n: &str, b: &[u8], mode| RenderedFile {
-            name: n.to_owned(),
-            contents: Zeroizing::new(b.to_vec()),
-            mode,
-        };
-        vec![
-            file(CERT, cert.as_bytes(), 0o644),
-            file(KEY, key.private_key_pem().as_bytes(), 0o600),
-            file(CHAIN, chain.as_bytes(), 0o644),
-            file(FULLCHAIN, format!("{cert}{chain}").as_bytes(), 0o644),
-        ]
+        leaf_set(pki, &["a.test"], 3)
     }
 
     fn spec(dir: &Path) -> CertificateOutput {
@@ -340,12 +286,12 @@ mod tests {
             .collect();
         let good = |v: &OnDisk| matches!(v, OnDisk::Good(l) if l.serial == serial);
         let repaired = |v: &OnDisk| matches!(v, OnDisk::Repaired(l, _) if l.serial == serial);
-        assert!(good(&check(&spec, &pki.root_pem, &delivered)));
+        assert!(good(&check(&spec, pki.root.cert_pem(), &delivered)));
 
         // A widened key: the same files again as the other version name, modes as configured.
         let key = dir.join(KEY);
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let v = check(&spec, &pki.root_pem, &delivered);
+        let v = check(&spec, pki.root.cert_pem(), &delivered);
         assert!(repaired(&v), "{v:?}");
         assert_eq!(
             std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
@@ -356,21 +302,21 @@ mod tests {
                 .unwrap()
                 .ends_with(format!("{serial}-r"))
         );
-        assert!(good(&check(&spec, &pki.root_pem, &delivered)));
+        assert!(good(&check(&spec, pki.root.cert_pem(), &delivered)));
         // Once more: back to the first name, never the live directory.
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
-        assert!(repaired(&check(&spec, &pki.root_pem, &delivered)));
+        assert!(repaired(&check(&spec, pki.root.cert_pem(), &delivered)));
         assert!(std::fs::read_link(&dir).unwrap().ends_with(&serial));
 
         // The symlink removed: pointed at the delivered version again.
         std::fs::remove_file(&dir).unwrap();
-        let v = check(&spec, &pki.root_pem, &delivered);
+        let v = check(&spec, pki.root.cert_pem(), &delivered);
         assert!(repaired(&v), "{v:?}");
-        assert!(good(&check(&spec, &pki.root_pem, &delivered)));
+        assert!(good(&check(&spec, pki.root.cert_pem(), &delivered)));
 
         // A chain that does not verify to the anchor: usable, but to be replaced.
         let stranger = self::pki();
-        let v = check(&spec, &stranger.root_pem, &delivered);
+        let v = check(&spec, stranger.root.cert_pem(), &delivered);
         assert!(
             matches!(&v, OnDisk::Usable(_, why) if why.contains("trust anchor")),
             "{v:?}"
@@ -379,7 +325,7 @@ mod tests {
         // Everything gone: nothing usable, and nothing to repair from.
         std::fs::remove_file(&dir).unwrap();
         std::fs::remove_dir_all(tmp.path().join("tls.d")).unwrap();
-        let v = check(&spec, &pki.root_pem, &delivered);
+        let v = check(&spec, pki.root.cert_pem(), &delivered);
         assert!(
             matches!(&v, OnDisk::Unusable(why) if why.contains("missing")),
             "{v:?}"

@@ -34,7 +34,7 @@ use super::output::{Rendered, RenderedFile};
 use super::state::sha256_hex;
 
 mod set;
-mod verify;
+pub(crate) mod verify;
 
 pub use set::{deliver_set, read_set, read_versions};
 pub use verify::{Expected, verify_certificate_set};

@@ -143,7 +143,7 @@ pub fn verify_certificate_set(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use warden_pki::{KeyAlgorithm, LocalIssuer, generate_key};
 
@@ -155,12 +155,13 @@ mod tests {
         }
     }
 
-    struct Pki {
-        root: LocalIssuer,
-        int: LocalIssuer,
+    /// A root and an intermediate in memory: the certificate tests of this crate share them.
+    pub(crate) struct Pki {
+        pub(crate) root: LocalIssuer,
+        pub(crate) int: LocalIssuer,
     }
 
-    fn pki() -> Pki {
+    pub(crate) fn pki() -> Pki {
         let now = OffsetDateTime::now_utc();
         let root_key = rcgen::KeyPair::generate().unwrap();
         let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -183,7 +184,8 @@ mod tests {
         }
     }
 
-    fn leaf_set(pki: &Pki, names: &[&str], days: i64) -> Vec<RenderedFile> {
+    /// A complete certificate set (cert, key, chain, fullchain) for `names`, valid `days`.
+    pub(crate) fn leaf_set(pki: &Pki, names: &[&str], days: i64) -> Vec<RenderedFile> {
         let key = generate_key(KeyAlgorithm::EcdsaP256).unwrap();
         let names: Vec<String> = names.iter().map(|s| (*s).to_owned()).collect();
         let leaf = pki

@@ -45,6 +45,27 @@ impl Response {
     }
 }
 
+/// One blocking HTTP/1.1 `GET path` on `addr` (an agent's `/health` or `/metrics`): its status
+/// code and body. For assertions, so it panics with the reason when there is no well-formed
+/// answer within 10 s.
+pub fn get_plain(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("send the request");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read the response");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a response head");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("status line: {head}"));
+    (status, body.to_owned())
+}
+
 /// `GET url` where `url` is `http://127.0.0.1:PORT/path` or `https://...` (then `ca_cert` must
 /// name the PEM CA to trust). `token`, when given, is sent as `X-Vault-Token`.
 pub async fn get(

@@ -21,8 +21,7 @@
 
 #![allow(clippy::print_stderr)] // phase notes go to the test log on purpose
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -108,7 +107,7 @@ impl Running {
     }
 
     fn health_status(&self) -> (u16, String) {
-        http_get(self.health.addr(), "/health")
+        warden_testkit::http::get_plain(self.health.addr(), "/health")
     }
 
     async fn stop(mut self) {
@@ -126,21 +125,6 @@ impl Drop for Running {
     fn drop(&mut self) {
         self.handle.shutdown();
     }
-}
-
-fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("read response");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("a response head");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("status line: {head}"));
-    (status, body.to_owned())
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, or panics after `limit`.

@@ -10,8 +10,8 @@
 //! `warden_agent_logs_plain_text_into_a_file` needs no server: `warden agent` with its log
 //! redirected to a file, as a supervisor runs it, writes no escape codes.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -28,22 +28,6 @@ const WARDEN: Cli = Cli::new(env!("CARGO_BIN_EXE_warden"));
 fn json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("JSON: {e}: {}", text(&out.stdout)))
-}
-
-/// One HTTP/1.1 GET against a local endpoint: (status, body).
-fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("read response");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("a response head");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("status line: {head}"));
-    (status, body.to_owned())
 }
 
 fn health_addr(id_dir: &Path) -> SocketAddr {
@@ -171,13 +155,13 @@ fn lab_agents_serve_health_metrics_and_rotate_on_request() {
     }
 
     // /health and /metrics.
-    let (code, body) = http_get(addr, "/health");
+    let (code, body) = warden_testkit::http::get_plain(addr, "/health");
     assert_eq!(code, 200, "{body}");
     let health: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(health["status"], "ok");
     assert_eq!(health["identity"], "billing");
     assert!(health["outputs"][0]["expires_in_seconds"].as_i64().unwrap() > 0);
-    let (code, metrics) = http_get(addr, "/metrics");
+    let (code, metrics) = warden_testkit::http::get_plain(addr, "/metrics");
     assert_eq!(code, 200);
     for name in [
         "warden_agent_output_expiry_seconds",

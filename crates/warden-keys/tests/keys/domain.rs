@@ -72,7 +72,11 @@ async fn renewal_is_due_driven_idempotent_versioned_and_check_and_set() {
     let client = root_client(&dev);
     let domain = shop();
     pki_with_role(&client, &domain).await;
+    // A minute ahead: the server stamps `not_after` in whole seconds from when it issues, which on
+    // a loaded machine can be a second or more after a clock started "now" — then 48 h would
+    // still be left by this clock, not "48 h minus a moment".
     let clock = ManualClock::starting_now();
+    clock.advance(Duration::from_secs(60));
     let store = DomainStore::new(client.clone(), KV, Arc::new(clock.clone()));
     let issuer = PkiIssuer::new(client.clone(), "pki");
 

@@ -1,0 +1,17 @@
+//! What runs on an OpenBao node, rendered from typed settings: the server configuration
+//! (integrated raft storage with its peers, the mTLS listener, `api_addr`/`cluster_addr`,
+//! telemetry, the audit device, the seal stanza) and a hardened systemd unit.
+//!
+//! One generator serves both production (`warden server config`) and the lab, so the lab runs
+//! exactly the configuration an operator would deploy, on loopback.
+//!
+//! Modules: `seal` (the seal stanza: Shamir, static key, transit against a seal-keeper).
+
+pub mod seal;
+
+pub use seal::Seal;
+
+/// Renders `s` as an HCL string literal (JSON string escaping is valid HCL).
+pub fn hcl_string(s: &str) -> String {
+    serde_json::to_string(s).expect("a string serialises")
+}

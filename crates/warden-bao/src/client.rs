@@ -393,8 +393,7 @@ impl Client {
 
     // ---- pipeline ----------------------------------------------------------------------
 
-    /// Sends a call, retrying as its idempotency and the policy's `call_budget` allow; each
-    /// attempt is one failover round over the client's nodes.
+    /// Sends a call, retrying as its idempotency and the policy's `call_budget` allow.
     pub(crate) async fn send(&self, call: Call<'_>) -> Result<Reply> {
         let what = format!("{} {}", call.method, call.path);
         let idem = call.idempotent;
@@ -402,6 +401,7 @@ impl Client {
             &what,
             self.inner.retry.call_budget,
             |e| idem.may_retry(e),
+            // Each attempt is one failover round over the client's nodes.
             || self.send_round(&call),
         )
         .await

@@ -9,7 +9,7 @@
 
 pub mod seal;
 
-pub use seal::Seal;
+pub use seal::{Seal, SealError, SealKind, StaticSeal, TransitSeal};
 
 /// Renders `s` as an HCL string literal (JSON string escaping is valid HCL).
 pub fn hcl_string(s: &str) -> String {

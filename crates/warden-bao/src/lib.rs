@@ -43,6 +43,7 @@ mod pki;
 mod policy;
 mod response;
 mod retry;
+mod seal;
 mod sys;
 mod tls;
 mod transit;
@@ -60,6 +61,7 @@ pub use mounts::{MountConfig, MountInfo, MountOptions, MountTtls};
 pub use pki::{IntermediateCsr, Issuer, IssuerSummary, KeyType, SetSigned};
 pub use response::{Auth, Secret, WrapInfo};
 pub use retry::{Idempotent, RetryPolicy, format_wait};
+pub use seal::RecoveryInitResponse;
 pub use sys::{Health, InitResponse, SealStatus};
 pub use tls::ClientIdentity;
 pub use transit::{

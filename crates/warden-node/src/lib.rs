@@ -5,10 +5,17 @@
 //! One generator serves both production (`warden server config`) and the lab, so the lab runs
 //! exactly the configuration an operator would deploy, on loopback.
 //!
-//! Modules: `seal` (the seal stanza: Shamir, static key, transit against a seal-keeper).
+//! Modules: `seal` (the seal stanza: Shamir, static key, transit against a seal-keeper, and the
+//! key and token files it names); `keeper` (the seal-keeper's side of a transit seal: one key,
+//! one policy, one periodic orphan token per sealed environment); `migrate` (OpenBao's seal
+//! migration, node by node).
 
+pub mod keeper;
+pub mod migrate;
 pub mod seal;
 
+pub use keeper::{KeeperError, KeeperGrant, SealToken};
+pub use migrate::MigrateError;
 pub use seal::{Seal, SealError, SealKind, StaticSeal, TransitSeal};
 
 /// Renders `s` as an HCL string literal (JSON string escaping is valid HCL).

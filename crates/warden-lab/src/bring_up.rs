@@ -43,6 +43,8 @@ pub struct EnvUpReport {
     pub intermediate_created: bool,
     /// The server was restarted to pick up a new client CA bundle.
     pub restarted: bool,
+    /// Which seal protects it (`shamir`, `static (key ..)`, `transit (seal-keeper ..)`).
+    pub seal: String,
 }
 
 /// Receives progress lines for humans ("test: starting OpenBao on ...").
@@ -77,6 +79,7 @@ pub(crate) async fn ensure_env(
     let mut report = EnvUpReport {
         name: name.to_owned(),
         address: env.address(),
+        seal: env.seal.describe(),
         ..Default::default()
     };
     let now = OffsetDateTime::now_utc();
@@ -108,7 +111,19 @@ pub(crate) async fn ensure_env(
         .await
         .map_err(Error::bao(name, "reach the server"))?;
 
-    if !health.initialized {
+    if !health.initialized && env.seal.kind().is_auto() {
+        s.progress.step(
+            name,
+            &format!(
+                "initialising, {} ({} recovery shares, threshold {})",
+                env.seal.describe(),
+                s.shares,
+                s.threshold
+            ),
+        );
+        crate::seal::init_auto(env, layout, &client, s.shares, s.threshold).await?;
+        report.initialized = true;
+    } else if !health.initialized {
         s.progress.step(
             name,
             &format!(
@@ -180,7 +195,9 @@ async fn unseal(client: &Client, name: &str, layout: &EnvLayout) -> Result<bool,
         .seal_status()
         .await
         .map_err(Error::bao(name, "read seal status"))?;
-    if !status.sealed {
+    // An auto-sealed node unseals itself; one waiting for a seal migration is
+    // `warden seal migrate`'s to finish, never `up`'s.
+    if !status.sealed || status.seal_type != "shamir" {
         return Ok(false);
     }
     let keys =

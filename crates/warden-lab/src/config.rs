@@ -25,6 +25,8 @@ pub struct NewLabOptions {
     pub shares: u8,
     /// Shares needed to unseal.
     pub threshold: u8,
+    /// How every environment is sealed (`--seal`); recovery keys use `shares`/`threshold`.
+    pub seal: warden_node::SealKind,
 }
 
 impl Default for NewLabOptions {
@@ -36,6 +38,7 @@ impl Default for NewLabOptions {
                 .collect(),
             shares: DEFAULT_SHARES,
             threshold: DEFAULT_THRESHOLD,
+            seal: warden_node::SealKind::Shamir,
         }
     }
 }
@@ -88,6 +91,9 @@ pub struct LabConfig {
     pub threshold: u8,
     /// The environments, in order.
     pub environments: Vec<EnvConfig>,
+    /// The seal-keeper of transit-sealed environments (`crate::seal_keeper`), once there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal_keeper: Option<EnvConfig>,
 }
 
 /// One environment's fixed settings.
@@ -102,6 +108,9 @@ pub struct EnvConfig {
     pub cluster_port: u16,
     /// The PKI intermediate mount.
     pub pki_mount: String,
+    /// How the environment is sealed (absent: Shamir).
+    #[serde(default, skip_serializing_if = "crate::seal::EnvSeal::is_shamir")]
+    pub seal: crate::seal::EnvSeal,
 }
 
 impl EnvConfig {

@@ -56,7 +56,7 @@ audit "file" "file" {{
     mode      = "0600"
   }}
 }}
-"#,
+{seal}"#,
         name = env.name,
         api = env.api_port,
         cluster = env.cluster_port,
@@ -66,6 +66,7 @@ audit "file" "file" {{
         client_ca = q(layout.client_ca()),
         audit = q(layout.audit_log()),
         ciphers = TLS12_CIPHER_SUITES.join(","),
+        seal = crate::seal::stanza(env, layout),
     )
 }
 

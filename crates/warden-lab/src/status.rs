@@ -48,6 +48,11 @@ pub struct EnvStatus {
     pub root_token_file: PathBuf,
     /// Why something could not be determined.
     pub error: Option<String>,
+    /// Which seal protects the environment (`shamir`, `transit (seal-keeper ..)`, ...).
+    pub seal: String,
+    /// Why the seal keeps the environment sealed or stopped, when it does
+    /// (`sealed: seal-keeper https://127.0.0.1:N unreachable`).
+    pub seal_problem: Option<String>,
 }
 
 impl EnvStatus {
@@ -82,13 +87,18 @@ pub(crate) async fn env_status(
         operator_key: layout.operator_key(),
         root_token_file: layout.root_token(),
         error: None,
+        seal: env.seal.describe(),
+        seal_problem: None,
     };
     match server::find(env, layout) {
         Ok(ProcessState::Running(pid)) => {
             st.running = true;
             st.pid = Some(pid);
         }
-        Ok(ProcessState::Stopped) => return st,
+        Ok(ProcessState::Stopped) => {
+            st.seal_problem = crate::seal::explain(env, layout).await;
+            return st;
+        }
         Err(e) => {
             st.error = Some(e.to_string());
             return st;
@@ -114,6 +124,7 @@ pub(crate) async fn env_status(
         }
     }
     if st.sealed != Some(false) {
+        st.seal_problem = crate::seal::explain(env, layout).await;
         return st;
     }
     match client.pki_ca_chain(&env.pki_mount).await {

@@ -72,8 +72,16 @@ impl Drop for LabEnv {
 fn kill_servers(lab: &Lab) {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
-    for env in &lab.config().environments {
-        let pid_file = lab.layout().env(&env.name).pid_file();
+    let keeper = lab
+        .config()
+        .seal_keeper
+        .as_ref()
+        .map(|_| lab.layout().seal_keeper().pid_file());
+    let envs = lab.config().environments.iter();
+    for pid_file in envs
+        .map(|env| lab.layout().env(&env.name).pid_file())
+        .chain(keeper)
+    {
         if let Some(pid) = warden_lab::process::read_pid_file(&pid_file) {
             let pid = Pid::from_raw(pid as i32);
             let _ = kill(pid, Signal::SIGKILL);

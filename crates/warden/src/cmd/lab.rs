@@ -56,6 +56,11 @@ struct UpArgs {
     /// Unseal shares needed to unseal.
     #[arg(long, default_value_t = 2)]
     threshold: u8,
+    /// How every environment is sealed: shamir (unseal shares), static (a key file beside
+    /// the node) or transit (a separate seal-keeper OpenBao). Auto-seals use --shares and
+    /// --threshold for their recovery keys.
+    #[arg(long, default_value = "shamir", value_parser = |s: &str| s.parse::<warden_lab::SealKind>())]
+    seal: warden_lab::SealKind,
     /// The platform spec to apply once the environments are up (default: the example platform
     /// built into warden, examples/lab/warden.toml).
     #[arg(long)]
@@ -104,6 +109,7 @@ async fn run_up(dir: &Path, args: UpArgs, out: &Output) -> anyhow::Result<ExitCo
         environments: args.envs,
         shares: args.shares,
         threshold: args.threshold,
+        seal: args.seal,
     };
     out.progress(format!("lab: bringing up {}", dir.display()));
     let report = Lab::up(dir, &options, &StderrProgress(out))
@@ -383,6 +389,15 @@ fn env_table(views: &[EnvView]) -> String {
     }
     let mut s = table.to_string();
     s.push('\n');
+    for st in &statuses {
+        let problem = st.seal_problem.as_deref().map(|p| format!(" — {p}"));
+        s.push_str(&format!(
+            "{}: seal {}{}\n",
+            st.name,
+            st.seal,
+            problem.unwrap_or_default()
+        ));
+    }
     for st in statuses.iter().filter(|s| s.error.is_some()) {
         s.push_str(&format!(
             "{}: {}\n",

@@ -12,5 +12,6 @@ pub(crate) mod posture;
 pub(crate) mod provision;
 pub(crate) mod reveal;
 pub(crate) mod rotate;
+pub(crate) mod seal;
 pub(crate) mod secret;
 pub(crate) mod transit;

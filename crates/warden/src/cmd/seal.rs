@@ -1,0 +1,152 @@
+//! `warden seal migrate`: move a live environment from Shamir to an auto-seal (OpenBao's seal
+//! migration). The plan is printed first; `--dry-run` stops there. Refusals (a missing share,
+//! an unreachable seal-keeper, a server not running) change nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use warden_lab::{Lab, Progress, SealKind, SealMigrationPlan};
+
+use crate::hint::HintExt;
+use crate::output::Output;
+
+#[derive(Debug, Args)]
+pub(crate) struct SealArgs {
+    #[command(subcommand)]
+    command: SealCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum SealCommand {
+    /// Migrate an environment from Shamir to the static or transit seal, without data loss.
+    ///
+    /// Prints the plan (what changes, which nodes restart), then restarts each node with the
+    /// new seal and submits the Shamir unseal shares with migrate=true; the shares become the
+    /// recovery keys. Run it again to resume a migration that stopped half-way.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+struct MigrateArgs {
+    /// The environment to migrate.
+    #[arg(long)]
+    env: String,
+    /// The seal to migrate to: transit (against the lab's seal-keeper) or static.
+    #[arg(long, value_parser = parse_target)]
+    to: SealKind,
+    /// The lab whose environment this is.
+    #[arg(long, env = "WARDEN_LAB_DIR", default_value = warden_lab::DEFAULT_LAB_DIR)]
+    lab: PathBuf,
+    /// Check the preconditions and print the plan; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+fn parse_target(s: &str) -> Result<SealKind, String> {
+    s.parse::<SealKind>()
+}
+
+pub(crate) async fn run(args: SealArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    match args.command {
+        SealCommand::Migrate(m) => migrate(m, out).await,
+    }
+}
+
+struct StderrProgress<'a>(&'a Output);
+
+impl Progress for StderrProgress<'_> {
+    fn step(&self, env: &str, message: &str) {
+        self.0.progress(format!("{env}: {message}"));
+    }
+}
+
+async fn migrate(args: MigrateArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let lab = Lab::open(&args.lab).with_hint(|| {
+        format!(
+            "create it with `warden lab up --dir {}`",
+            args.lab.display()
+        )
+    })?;
+    let plan = lab
+        .plan_seal_migration(&args.env, args.to)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot migrate {} to the {} seal; nothing was changed",
+                args.env, args.to
+            )
+        })
+        .with_hint(|| refusal_hint(&args.lab))?;
+    if args.dry_run {
+        out.emit(
+            &serde_json::json!({ "plan": plan, "applied": false }),
+            || render_plan(&plan) + "\n(dry run: nothing was changed)\n",
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !out.is_json() {
+        out.progress(render_plan(&plan));
+    }
+    let report = lab
+        .migrate_seal(plan, &StderrProgress(out))
+        .await
+        .with_context(|| format!("seal migration of {} failed", args.env))
+        .with_hint(|| {
+            format!(
+                "run the same command again to resume; the server log is {}/envs/{}/bao/server.log",
+                args.lab.display(),
+                args.env
+            )
+        })?;
+    out.emit(
+        &serde_json::json!({ "report": report, "applied": true }),
+        || {
+            format!(
+                "{}: sealed by {} now ({:.1}s); recovery keys {}/{} kept in {} (LAB ONLY)\n",
+                report.plan.env,
+                report.seal_type,
+                report.seconds,
+                report.recovery_threshold,
+                report.recovery_shares,
+                report.recovery_keys.display()
+            )
+        },
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render_plan(plan: &SealMigrationPlan) -> String {
+    let mut s = format!(
+        "plan: migrate {} from {} to {}{}\n",
+        plan.env,
+        plan.from,
+        plan.to,
+        if plan.resume { " (resuming)" } else { "" }
+    );
+    s.push_str(&format!(
+        "  nodes to restart: {}\n",
+        if plan.nodes_to_restart.is_empty() {
+            "none".to_owned()
+        } else {
+            plan.nodes_to_restart.join(", ")
+        }
+    ));
+    s.push_str(&format!(
+        "  unseal shares in custody: {} ({} needed)\n",
+        plan.shares_in_custody, plan.threshold
+    ));
+    for (i, step) in plan.steps.iter().enumerate() {
+        s.push_str(&format!("  {}. {step}\n", i + 1));
+    }
+    s
+}
+
+fn refusal_hint(lab: &Path) -> String {
+    format!(
+        "`warden lab status --dir {}` shows each environment and its seal; `warden lab up --dir {}` starts what is down",
+        lab.display(),
+        lab.display()
+    )
+}

@@ -1,0 +1,394 @@
+//! End-to-end: auto-unseal (issue 12, item 3) against real OpenBao servers.
+//!
+//! - A transit-sealed environment unseals itself after all its nodes stop and start, with no
+//!   unseal share anywhere in the lab.
+//! - With the seal-keeper down, its nodes stay sealed (OpenBao refuses to start without its
+//!   seal) and `lab status` says why.
+//! - The seal token can use its own key and nothing else.
+//! - Shamir → transit migration on a live environment keeps every secret (a few hundred KV
+//!   entries with two versions each, counted and compared), and refusals change nothing.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use secrecy::SecretString;
+use serde_json::Value;
+use warden_bao::{Client, ClientConfig, KvData, MountOptions, SecretValue};
+use warden_testkit::LabGuard;
+use warden_testkit::cli::{Cli, Invocation};
+
+const WARDEN: Cli = Cli::new(env!("CARGO_BIN_EXE_warden"));
+
+/// How many KV secrets the migration test writes (two versions each).
+const SECRETS: usize = 300;
+
+fn warden(args: &[&str]) -> Invocation {
+    WARDEN.invoke(args)
+}
+
+fn ok(out: Output, what: &str) -> Output {
+    assert!(
+        out.status.success(),
+        "{what} failed ({:?}):\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "JSON: {e}:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn lab_up(dir: &Path, extra: &[&str]) -> Value {
+    let mut inv = warden(&["lab", "up", "--env", "test", "--no-spec", "--no-agents"]);
+    for a in extra {
+        inv = inv.arg(a);
+    }
+    json(&ok(
+        inv.arg("--output")
+            .arg("json")
+            .arg("--dir")
+            .arg(dir)
+            .output(),
+        "lab up",
+    ))
+}
+
+fn status(dir: &Path) -> Value {
+    let out = warden(&["lab", "status", "--output", "json", "--dir"])
+        .arg(dir)
+        .output();
+    json(&out)[0].clone()
+}
+
+fn read(path: PathBuf) -> String {
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn pid(file: PathBuf) -> i32 {
+    read(file).trim().parse().expect("pid")
+}
+
+/// SIGTERM and wait until the process is gone (our own servers, by their PID files).
+fn stop(pid_file: PathBuf) {
+    use nix::sys::signal::{Signal, kill};
+    let pid = nix::unistd::Pid::from_raw(pid(pid_file));
+    kill(pid, Signal::SIGTERM).expect("signal");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while kill(pid, None).is_ok() && Instant::now() < deadline {
+        let _ = nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(kill(pid, None).is_err(), "pid {pid} still running");
+}
+
+/// A client for the seal-keeper presenting `test`'s seal certificate, with `token`.
+fn keeper_client(dir: &Path, address: &str, token: &str) -> Client {
+    let seal = dir.join("envs/test/seal");
+    let cfg = ClientConfig::new(address.parse().unwrap())
+        .with_ca_file(seal.join("keeper-ca.pem"))
+        .unwrap()
+        .with_client_cert_files(
+            seal.join("keeper-client.crt"),
+            seal.join("keeper-client.key"),
+        )
+        .unwrap()
+        .with_token(SecretString::from(token.to_owned()));
+    Client::new(cfg).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transit_seal_unseals_itself_and_stays_sealed_without_its_keeper() {
+    let guard = LabGuard::new(WARDEN);
+    let dir = guard.dir();
+    let up = lab_up(&dir, &["--seal", "transit"]);
+    let keeper = up["up"]["seal_keeper"]
+        .as_str()
+        .expect("seal-keeper address")
+        .to_owned();
+    assert!(
+        up["up"]["environments"][0]["seal"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("transit (seal-keeper {keeper}"))
+    );
+    let st = status(&dir);
+    assert_eq!(
+        (st["sealed"].clone(), st["seal_problem"].clone()),
+        (false.into(), Value::Null)
+    );
+
+    // No unseal share exists; recovery keys do (LAB ONLY custody).
+    let env_dir = dir.join("envs/test");
+    assert!(!env_dir.join("custody/unseal-keys.json").exists());
+    assert!(env_dir.join("custody/recovery-keys.json").exists());
+
+    // The seal token: owner-only, nothing but the token, and named (not written) in the config.
+    let token_file = env_dir.join("seal/keeper-token");
+    let token = read(token_file.clone());
+    assert!(
+        token.starts_with("s.") && !token.contains('\n'),
+        "token file holds the token only"
+    );
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let config = read(env_dir.join("bao/server.hcl"));
+    assert!(
+        config.contains(&format!("file://{}", token_file.display())),
+        "{config}"
+    );
+    for f in ["bao/server.hcl", "bao/server.log"] {
+        assert!(
+            !read(env_dir.join(f)).contains(&token),
+            "token leaked into {f}"
+        );
+    }
+
+    // The seal token can use its own key, and nothing else.
+    let k = keeper_client(&dir, &keeper, &token);
+    let ct = k
+        .transit("transit")
+        .encrypt("seal-test", b"probe")
+        .await
+        .expect("encrypt");
+    k.transit("transit")
+        .decrypt("seal-test", &ct.ciphertext)
+        .await
+        .expect("decrypt");
+    let root = read(dir.join("seal-keeper/custody/root-token"));
+    let keeper_root = keeper_client(&dir, &keeper, root.trim());
+    keeper_root
+        .transit("transit")
+        .create_key("other", "aes256-gcm96")
+        .await
+        .unwrap();
+    let denied = k
+        .transit("transit")
+        .encrypt("other", b"probe")
+        .await
+        .unwrap_err();
+    assert!(denied.is_permission_denied(), "{denied}");
+    for path in [
+        "transit/keys/seal-test",
+        "sys/mounts",
+        "auth/token/lookup-self",
+    ] {
+        let e = k.read(path).await.unwrap_err();
+        assert!(e.is_permission_denied(), "{path}: {e}");
+    }
+    assert!(
+        k.list("transit/keys")
+            .await
+            .unwrap_err()
+            .is_permission_denied()
+    );
+
+    // Every node (and the seal-keeper) stops, then starts: unsealed with no person involved.
+    ok(
+        warden(&["lab", "down", "--dir"]).arg(&dir).output(),
+        "lab down",
+    );
+    let up = lab_up(&dir, &[]);
+    assert_eq!(
+        up["up"]["environments"][0]["unsealed"], false,
+        "nobody unsealed it"
+    );
+    assert_eq!(up["up"]["environments"][0]["started"], true);
+    assert_eq!(status(&dir)["sealed"], false);
+    assert!(!env_dir.join("custody/unseal-keys.json").exists());
+
+    // The seal-keeper goes down; the node restarts: it cannot unseal, and status says why.
+    stop(dir.join("seal-keeper/bao/server.pid"));
+    assert_eq!(
+        status(&dir)["sealed"],
+        false,
+        "a running node keeps its key in memory"
+    );
+    stop(env_dir.join("bao/server.pid"));
+    let started =
+        std::process::Command::new(warden_lab::process::bao_binary().expect("bao on PATH"))
+            .arg("server")
+            .arg(format!(
+                "-config={}",
+                env_dir.join("bao/server.hcl").display()
+            ))
+            .current_dir(env_dir.join("bao"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .output()
+            .expect("run bao");
+    let log = String::from_utf8_lossy(&started.stdout).to_string()
+        + &String::from_utf8_lossy(&started.stderr);
+    assert!(
+        !started.status.success(),
+        "bao must not start without its seal: {log}"
+    );
+    assert!(log.contains("Error configuring seal \"transit\""), "{log}");
+    let st = status(&dir);
+    assert_eq!(st["running"], false);
+    assert_eq!(
+        st["seal_problem"],
+        format!("sealed: seal-keeper {keeper} unreachable").as_str(),
+        "{st}"
+    );
+    let text = warden(&["lab", "status", "--dir"]).arg(&dir).output();
+    assert_eq!(text.status.code(), Some(3));
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        stdout.contains(&format!("test: seal transit (seal-keeper {keeper}, key seal-test) — sealed: seal-keeper {keeper} unreachable")),
+        "{stdout}"
+    );
+
+    // The seal-keeper comes back: so does the environment, still unattended.
+    lab_up(&dir, &[]);
+    let st = status(&dir);
+    assert_eq!(
+        (st["sealed"].clone(), st["seal_problem"].clone()),
+        (false.into(), Value::Null)
+    );
+}
+
+async fn write_secrets(client: &Client) -> BTreeMap<(usize, u64), String> {
+    client
+        .enable_secrets_engine("kv", "kv", &MountOptions::kv_v2())
+        .await
+        .expect("mount kv");
+    let kv = client.kv2("kv");
+    let mut written = BTreeMap::new();
+    for version in 1..=2u64 {
+        for i in 0..SECRETS {
+            let value = format!("value-{i}-v{version}-{}", i * 7919 % 1000);
+            let mut data = KvData::new();
+            data.insert("v", SecretValue::text(value.clone()));
+            kv.write(&format!("app/s{i:04}"), &data, None)
+                .await
+                .expect("write");
+            written.insert((i, version), value);
+        }
+    }
+    written
+}
+
+async fn compare_secrets(client: &Client, written: &BTreeMap<(usize, u64), String>) {
+    let kv = client.kv2("kv");
+    let keys = client.list("kv/metadata/app").await.expect("list");
+    assert_eq!(keys.len(), SECRETS, "every secret is still listed");
+    for ((i, version), value) in written {
+        let got = kv
+            .read(&format!("app/s{i:04}"), Some(*version))
+            .await
+            .unwrap_or_else(|e| panic!("s{i:04} v{version}: {e}"));
+        assert_eq!(
+            got.data.get("v").map(|v| v.expose().clone()),
+            Some(Value::from(value.as_str()))
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shamir_to_transit_migration_keeps_every_secret() {
+    let guard = LabGuard::new(WARDEN);
+    let dir = guard.dir();
+    lab_up(&dir, &[]);
+    assert_eq!(status(&dir)["seal"], "shamir");
+    let lab = warden_lab::Lab::open(&dir).unwrap();
+    let client = lab.operator_client("test").unwrap();
+    let written = write_secrets(&client).await;
+    assert_eq!(written.len(), SECRETS * 2);
+
+    let migrate = |extra: &[&str]| {
+        let mut inv = warden(&[
+            "seal", "migrate", "--env", "test", "--to", "transit", "--lab",
+        ])
+        .arg(&dir);
+        for a in extra {
+            inv = inv.arg(a);
+        }
+        inv.output()
+    };
+    let lab_json = read(dir.join("lab.json"));
+
+    // Plan first: a dry run says what will happen and changes nothing.
+    let plan = json(&ok(migrate(&["--dry-run", "--output", "json"]), "dry run"));
+    assert_eq!(plan["applied"], false);
+    assert_eq!(plan["plan"]["create_seal_keeper"], true);
+    assert_eq!(
+        plan["plan"]["nodes_to_restart"].as_array().unwrap().len(),
+        1
+    );
+    assert_eq!(read(dir.join("lab.json")), lab_json);
+
+    // Shares missing: refused with what and what next, nothing changed.
+    let shares = dir.join("envs/test/custody/unseal-keys.json");
+    let aside = dir.join("envs/test/custody/unseal-keys.aside");
+    std::fs::rename(&shares, &aside).unwrap();
+    let refused = migrate(&[]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    assert!(err.contains("unseal shares missing: 0 in custody"), "{err}");
+    assert!(
+        err.contains("nothing was changed") && err.contains("hint:"),
+        "{err}"
+    );
+    assert_eq!(read(dir.join("lab.json")), lab_json);
+    assert!(!dir.join("seal-keeper").exists());
+    std::fs::rename(&aside, &shares).unwrap();
+
+    // The migration itself.
+    let started = Instant::now();
+    let report = json(&ok(migrate(&["--output", "json"]), "seal migrate"));
+    let took = started.elapsed();
+    assert_eq!(report["report"]["seal_type"], "transit");
+    assert_eq!(report["report"]["recovery_threshold"], 2);
+    eprintln!(
+        "figure: Shamir -> transit migration of one node holding {} KV versions: {:.1}s (server-side restart and migration {:.1}s)",
+        SECRETS * 2,
+        took.as_secs_f64(),
+        report["report"]["seconds"].as_f64().unwrap_or_default()
+    );
+    let st = status(&dir);
+    assert_eq!(st["sealed"], false);
+    assert!(st["seal"].as_str().unwrap().starts_with("transit"), "{st}");
+    assert!(!shares.exists(), "the Shamir shares are recovery keys now");
+    assert!(dir.join("envs/test/custody/recovery-keys.json").exists());
+    let client = lab.operator_client("test").unwrap();
+    let health = client.seal_status().await.unwrap();
+    assert_eq!(
+        (
+            health.seal_type.as_str(),
+            health.recovery_seal,
+            health.migration
+        ),
+        ("transit", true, false)
+    );
+    compare_secrets(&client, &written).await;
+
+    // A second run refuses: there is nothing left to migrate.
+    let again = migrate(&[]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already sealed by transit"));
+
+    // And it now unseals itself after a full stop.
+    ok(
+        warden(&["lab", "down", "--dir"]).arg(&dir).output(),
+        "lab down",
+    );
+    let up = lab_up(&dir, &[]);
+    assert_eq!(up["up"]["environments"][0]["unsealed"], false);
+    let client = warden_lab::Lab::open(&dir)
+        .unwrap()
+        .operator_client("test")
+        .unwrap();
+    compare_secrets(&client, &written).await;
+}

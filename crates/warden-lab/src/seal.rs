@@ -326,3 +326,55 @@ pub(crate) async fn prepare_all(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(seal: EnvSeal) -> EnvConfig {
+        EnvConfig {
+            name: "test".into(),
+            api_port: 8200,
+            cluster_port: 8201,
+            pki_mount: "pki_int".into(),
+            seal,
+        }
+    }
+
+    #[test]
+    fn a_lab_json_without_seal_is_shamir_and_stays_unchanged() {
+        let old = r#"{"name":"test","api_port":1,"cluster_port":2,"pki_mount":"pki_int"}"#;
+        let cfg: EnvConfig = serde_json::from_str(old).unwrap();
+        assert_eq!(cfg.seal, EnvSeal::Shamir);
+        assert_eq!(serde_json::to_string(&cfg).unwrap(), old);
+    }
+
+    #[test]
+    fn transit_settings_round_trip_and_render_with_lab_paths() {
+        let seal = EnvSeal::new(SealKind::Transit, "test", Some("https://127.0.0.1:9"));
+        let json = serde_json::to_value(&seal).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"type": "transit", "address": "https://127.0.0.1:9",
+                "mount": "transit", "key_name": "seal-test"})
+        );
+        assert_eq!(serde_json::from_value::<EnvSeal>(json).unwrap(), seal);
+        let layout = crate::layout::LabLayout::new("/lab").env("test");
+        let s = stanza(&env(seal), &layout);
+        assert!(
+            s.contains(r#"token           = "file:///lab/envs/test/seal/keeper-token""#),
+            "{s}"
+        );
+        assert!(s.contains(r#"key_name        = "seal-test""#), "{s}");
+    }
+
+    #[test]
+    fn an_unrenderable_seal_never_becomes_shamir() {
+        // No seal-keeper address: OpenBao must refuse this configuration, not start Shamir.
+        let seal = EnvSeal::new(SealKind::Transit, "test", None);
+        let layout = crate::layout::LabLayout::new("/lab").env("test");
+        let s = stanza(&env(seal), &layout);
+        assert!(s.contains("seal \"unrenderable\""), "{s}");
+        assert_eq!(stanza(&env(EnvSeal::Shamir), &layout), "");
+    }
+}

@@ -137,7 +137,10 @@ pub async fn submit_shares(
     })
 }
 
-/// Waits until the node reports seal `to`, unsealed, with no migration pending.
+/// Waits until the node reports seal `to`, unsealed, with no migration pending. While the
+/// active node migrates, `sys/seal-status` can answer 500 ("barrier seal type of \"shamir\"
+/// does not match loaded type of \"transit\""): that is waited out, not reported, until the
+/// deadline.
 pub async fn wait_migrated(
     node: &Client,
     to: SealKind,
@@ -145,22 +148,22 @@ pub async fn wait_migrated(
 ) -> Result<SealStatus, MigrateError> {
     let deadline = Instant::now() + timeout;
     loop {
-        let st = node
-            .seal_status()
-            .await
-            .map_err(bao(node, "read seal status"))?;
-        if st.seal_type == to.as_str() && !st.migration && !st.sealed {
-            return Ok(st);
-        }
-        if Instant::now() >= deadline {
-            return Err(MigrateError::NotCompleted {
-                address: node.address().to_string(),
-                to,
-                secs: timeout.as_secs(),
-                seal_type: st.seal_type,
-                migration: st.migration,
-                sealed: st.sealed,
-            });
+        match node.seal_status().await {
+            Ok(st) if st.seal_type == to.as_str() && !st.migration && !st.sealed => return Ok(st),
+            Ok(st) if Instant::now() >= deadline => {
+                return Err(MigrateError::NotCompleted {
+                    address: node.address().to_string(),
+                    to,
+                    secs: timeout.as_secs(),
+                    seal_type: st.seal_type,
+                    migration: st.migration,
+                    sealed: st.sealed,
+                });
+            }
+            Err(e) if Instant::now() >= deadline => {
+                return Err(bao(node, "read seal status")(e));
+            }
+            _ => {}
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -392,3 +392,39 @@ async fn shamir_to_transit_migration_keeps_every_secret() {
         .unwrap();
     compare_secrets(&client, &written).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn static_seal_unseals_itself_from_its_key_file() {
+    let guard = LabGuard::new(WARDEN);
+    let dir = guard.dir();
+    let up = lab_up(&dir, &["--seal", "static"]);
+    assert_eq!(
+        up["up"]["environments"][0]["seal"],
+        "static (key warden-test-1)"
+    );
+    assert_eq!(
+        up["up"]["seal_keeper"],
+        Value::Null,
+        "no seal-keeper for a static lab"
+    );
+    let key_file = dir.join("envs/test/seal/static.key");
+    let key = read(key_file.clone());
+    assert!(key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()));
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(!read(dir.join("envs/test/bao/server.hcl")).contains(&key));
+    let client = warden_lab::Lab::open(&dir)
+        .unwrap()
+        .operator_client("test")
+        .unwrap();
+    let st = client.seal_status().await.unwrap();
+    assert_eq!((st.seal_type.as_str(), st.recovery_seal), ("static", true));
+
+    ok(
+        warden(&["lab", "down", "--dir"]).arg(&dir).output(),
+        "lab down",
+    );
+    let up = lab_up(&dir, &[]);
+    assert_eq!(up["up"]["environments"][0]["unsealed"], false);
+    assert_eq!(status(&dir)["sealed"], false);
+}

@@ -41,6 +41,7 @@ pub mod lease;
 mod mounts;
 mod pki;
 mod policy;
+mod raft;
 mod response;
 mod retry;
 mod sys;
@@ -58,6 +59,7 @@ pub use kv::{
 };
 pub use mounts::{MountConfig, MountInfo, MountOptions, MountTtls};
 pub use pki::{IntermediateCsr, Issuer, IssuerSummary, KeyType, SetSigned};
+pub use raft::{Leader, RaftServer};
 pub use response::{Auth, Secret, WrapInfo};
 pub use retry::{Idempotent, RetryPolicy, format_wait};
 pub use sys::{Health, InitResponse, SealStatus};

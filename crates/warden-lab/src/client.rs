@@ -14,12 +14,21 @@ pub(crate) fn operator_client(
     layout: &EnvLayout,
     token: Option<SecretString>,
 ) -> Result<Client, Error> {
-    let address = env
-        .address()
+    operator_client_at(env, &env.address(), layout, token)
+}
+
+/// The same, for one node of the environment at `address`.
+pub(crate) fn operator_client_at(
+    env: &EnvConfig,
+    address: &str,
+    layout: &EnvLayout,
+    token: Option<SecretString>,
+) -> Result<Client, Error> {
+    let address = address
         .parse()
         .map_err(|e: url::ParseError| Error::ServerState {
             env: env.name.clone(),
-            what: format!("bad address {}: {e}", env.address()),
+            what: format!("bad address {address}: {e}"),
         })?;
     let mut cfg = ClientConfig::new(address)
         .with_ca_file(layout.ca_bundle())

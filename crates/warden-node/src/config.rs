@@ -146,8 +146,12 @@ pub struct NodeConfig {
     pub tls: ListenerTls,
     /// The other nodes, one `retry_join` block each.
     pub peers: Vec<Peer>,
-    /// The file audit device's log.
+    /// The file audit device's log. The audit table is replicated, and a node whose declared
+    /// audit device differs from the table's (description or options) refuses to become
+    /// active: every node of a cluster must declare the same path.
     pub audit_file: PathBuf,
+    /// The audit device's description: the same on every node, for the same reason.
+    pub audit_description: String,
     /// Prometheus retention (`telemetry.prometheus_retention_time`).
     pub prometheus_retention: Duration,
     /// Raft election tuning.
@@ -255,8 +259,8 @@ impl NodeConfig {
             secs = self.prometheus_retention.as_secs(),
         ));
         out.push_str(&format!(
-            "audit \"file\" \"file\" {{\n  description = \"Warden audit log ({node})\"\n  options {{\n    file_path = {path}\n    mode      = \"0600\"\n  }}\n}}\n",
-            node = self.node_id,
+            "audit \"file\" \"file\" {{\n  description = {description}\n  options {{\n    file_path = {path}\n    mode      = \"0600\"\n  }}\n}}\n",
+            description = hcl_string(&self.audit_description),
             path = p(&self.audit_file),
         ));
         let seal = self.seal.render();

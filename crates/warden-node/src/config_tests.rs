@@ -23,6 +23,7 @@ fn node(peers: usize) -> NodeConfig {
             })
             .collect(),
         audit_file: "/var/log/warden/prod/audit.log".into(),
+        audit_description: "Warden audit log".into(),
         prometheus_retention: DEFAULT_PROMETHEUS_RETENTION,
         raft: RaftTuning::default(),
         seal: Seal::default(),
@@ -106,6 +107,12 @@ fn addresses_telemetry_audit_and_no_mlock() {
     assert!(text.contains("prometheus_retention_time = \"86400s\""));
     assert!(text.contains("disable_hostname          = true"));
     assert!(text.contains("audit \"file\" \"file\" {"));
+    // Identical on every node: a node whose audit stanza differs from the replicated audit
+    // table never becomes active.
+    assert!(
+        text.contains("description = \"Warden audit log\"\n"),
+        "{text}"
+    );
     assert!(text.contains("file_path = \"/var/log/warden/prod/audit.log\""));
     assert!(text.contains("mode      = \"0600\""));
     // OpenBao does not know disable_mlock (docs/openbao.md, difference 3).

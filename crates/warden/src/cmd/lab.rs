@@ -56,6 +56,10 @@ struct UpArgs {
     /// Unseal shares needed to unseal.
     #[arg(long, default_value_t = 2)]
     threshold: u8,
+    /// OpenBao nodes per environment, joined as one raft cluster on 127.0.0.1 (1 to 7; an
+    /// odd count is the usual choice).
+    #[arg(long, default_value_t = 1)]
+    nodes: u8,
     /// The platform spec to apply once the environments are up (default: the example platform
     /// built into warden, examples/lab/warden.toml).
     #[arg(long)]
@@ -104,7 +108,11 @@ async fn run_up(dir: &Path, args: UpArgs, out: &Output) -> anyhow::Result<ExitCo
         environments: args.envs,
         shares: args.shares,
         threshold: args.threshold,
+        nodes: args.nodes,
     };
+    if let Some(w) = warden_lab::even_count_warning(args.nodes) {
+        out.warn(format!("--nodes {}: {w}", args.nodes));
+    }
     out.progress(format!("lab: bringing up {}", dir.display()));
     let report = Lab::up(dir, &options, &StderrProgress(out))
         .await
@@ -383,6 +391,7 @@ fn env_table(views: &[EnvView]) -> String {
     }
     let mut s = table.to_string();
     s.push('\n');
+    s.push_str(&super::lab_nodes::nodes_table(&statuses));
     for st in statuses.iter().filter(|s| s.error.is_some()) {
         s.push_str(&format!(
             "{}: {}\n",

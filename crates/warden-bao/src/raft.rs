@@ -49,10 +49,12 @@ pub struct RaftServer {
 }
 
 impl Client {
-    /// `sys/leader` on the node this client talks to: one probe, no retry, no token.
+    /// `sys/leader` on the current node (it describes that node's view, so it never fails
+    /// over): one probe, no retry, no token.
     pub async fn leader(&self) -> Result<Leader> {
         let path = "sys/leader";
-        let reply = self.send_once(&Call::get(path).unauthenticated()).await?;
+        let call = Call::get(path).unauthenticated();
+        let reply = self.send_to(self.nodes().current(), &call).await?;
         reply.decode(path)
     }
 

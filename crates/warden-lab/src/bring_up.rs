@@ -11,7 +11,6 @@ use time::OffsetDateTime;
 use warden_bao::Client;
 use warden_pki::{CaDir, IntermediateRequest};
 
-use crate::client;
 use crate::cluster;
 use crate::config::EnvConfig;
 use crate::custody;
@@ -89,7 +88,9 @@ pub(crate) async fn ensure_env(
 
     report.started = cluster::start_stopped(env, layout, s.bao, s.progress).await?;
 
-    let client = client::operator_client(env, layout, None)?;
+    // Node 1 alone: it is the one initialised, and a client that fails over would move on
+    // from an uninitialised node.
+    let client = cluster::node_client(env, &env.nodes()[0], layout)?;
     let health = client
         .wait_reachable()
         .await

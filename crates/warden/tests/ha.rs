@@ -23,11 +23,9 @@ const WRITES_PER_PHASE: usize = 20;
 /// Far beyond any election at the settings in force: only a cluster that never recovers fails.
 const RECOVERY_BOUND: Duration = Duration::from_secs(60);
 
-/// Sequential writes of `w/<n>` = n, counting the acknowledged ones. Given one client per
-/// node it moves to the next node after a failure.
+/// Sequential writes of `w/<n>` = n through one client, counting the acknowledged ones.
 struct Writer<'a> {
-    clients: &'a [Client],
-    current: usize,
+    client: &'a Client,
     next: u64,
     acked: Vec<u64>,
     failed: usize,
@@ -35,10 +33,9 @@ struct Writer<'a> {
 }
 
 impl<'a> Writer<'a> {
-    fn new(clients: &'a [Client]) -> Self {
+    fn new(client: &'a Client) -> Self {
         Self {
-            clients,
-            current: 0,
+            client,
             next: 0,
             acked: Vec::new(),
             failed: 0,
@@ -53,16 +50,15 @@ impl<'a> Writer<'a> {
         self.next += 1;
         let mut data = KvData::new();
         data.insert("n", SecretValue::text(n.to_string()));
-        let kv = self.clients[self.current].kv2("ha");
+        let kv = self.client.kv2("ha");
         match kv.write(&format!("w/{n}"), &data, None).await {
             Ok(_) => {
                 self.acked.push(n);
                 true
             }
             Err(e) => {
-                self.last_error = Some(format!("node {}: {e}", self.current + 1));
+                self.last_error = Some(e.to_string());
                 self.failed += 1;
-                self.current = (self.current + 1) % self.clients.len();
                 false
             }
         }
@@ -88,21 +84,6 @@ impl<'a> Writer<'a> {
         }
         first.expect("at least one write")
     }
-}
-
-/// A client for one node that fails fast (no retries, short timeout), so the writer moves on.
-fn writer_client(lab: &LabEnv, node: u8) -> Client {
-    let status = lab.lab().env(ENV).expect("env");
-    let paths = lab.lab().layout().env(ENV);
-    let token = std::fs::read_to_string(paths.root_token()).expect("lab root token");
-    let cfg = warden_bao::ClientConfig::from_address(&status.node(node).expect("node").address())
-        .and_then(|c| c.with_ca_file(paths.ca_bundle()))
-        .and_then(|c| c.with_client_cert_files(paths.operator_cert(), paths.operator_key()))
-        .expect("client config")
-        .with_token(token.trim().to_owned().into())
-        .with_retry(warden_bao::RetryPolicy::no_retries())
-        .with_request_timeout(Duration::from_secs(3));
-    Client::new(cfg).expect("client")
 }
 
 /// The raft `performance_multiplier` the node's generated configuration runs with.
@@ -160,8 +141,11 @@ async fn leader_kill_under_write_load_keeps_every_acknowledged_write() {
         .await
         .expect("mount ha/");
 
-    let clients: Vec<Client> = (1..=NODES).map(|i| writer_client(&lab, i)).collect();
-    let mut writer = Writer::new(&clients);
+    // Warden's client with every node address, as the CLI and agents build it: it fails over
+    // by itself; nothing here restarts or rebuilds it.
+    let client = lab.client(ENV);
+    assert_eq!(client.addresses().len(), usize::from(NODES));
+    let mut writer = Writer::new(&client);
     writer.until_acked(WRITES_PER_PHASE).await;
 
     lab.kill_node(ENV, old_leader);
@@ -203,11 +187,13 @@ async fn leader_kill_under_write_load_keeps_every_acknowledged_write() {
     }
     .timeouts();
     eprintln!(
-        "ha figures: failover (kill -9 of the leader -> first acknowledged write) {:.2}s; \
+        "ha figures: failover (kill -9 of the leader -> first acknowledged write) {:.2}s, \
+         now on {}; \
          writes acknowledged {}, unacknowledged {}; restarted node caught up to index {target} \
          (applied {applied}) in {:.2}s; raft in force: performance_multiplier {}, heartbeat \
          {:?}, election {:?}, leader lease {:?}",
         failover.as_secs_f64(),
+        client.address(),
         writer.acked.len(),
         writer.failed,
         caught_up.as_secs_f64(),

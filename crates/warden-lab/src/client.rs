@@ -14,14 +14,33 @@ pub(crate) fn operator_client(
     layout: &EnvLayout,
     token: Option<SecretString>,
 ) -> Result<Client, Error> {
-    let address = env
-        .address()
-        .parse()
-        .map_err(|e: url::ParseError| Error::ServerState {
+    // Every node's address, node 1 first: the client fails over between them (warden-bao,
+    // "Failover").
+    operator_client_for(env, &env.addresses(), layout, token)
+}
+
+/// The same, for one node of the environment alone (init, unseal and status must reach that
+/// node, not whichever answers).
+pub(crate) fn operator_client_at(
+    env: &EnvConfig,
+    address: &str,
+    layout: &EnvLayout,
+    token: Option<SecretString>,
+) -> Result<Client, Error> {
+    operator_client_for(env, &[address.to_owned()], layout, token)
+}
+
+fn operator_client_for(
+    env: &EnvConfig,
+    addresses: &[String],
+    layout: &EnvLayout,
+    token: Option<SecretString>,
+) -> Result<Client, Error> {
+    let mut cfg = ClientConfig::with_addresses(addresses)
+        .map_err(|e| Error::ServerState {
             env: env.name.clone(),
-            what: format!("bad address {}: {e}", env.address()),
-        })?;
-    let mut cfg = ClientConfig::new(address)
+            what: format!("bad address {}: {e}", addresses.join(", ")),
+        })?
         .with_ca_file(layout.ca_bundle())
         .and_then(|c| c.with_client_cert_files(layout.operator_cert(), layout.operator_key()))
         .map_err(Error::bao(&env.name, "load the operator credentials"))?;

@@ -27,6 +27,8 @@ pub struct NewLabOptions {
     pub threshold: u8,
     /// How every environment is sealed (`--seal`); recovery keys use `shares`/`threshold`.
     pub seal: warden_node::SealKind,
+    /// OpenBao nodes per environment (1 to [`MAX_NODES`](crate::MAX_NODES)).
+    pub nodes: u8,
 }
 
 impl Default for NewLabOptions {
@@ -39,6 +41,7 @@ impl Default for NewLabOptions {
             shares: DEFAULT_SHARES,
             threshold: DEFAULT_THRESHOLD,
             seal: warden_node::SealKind::Shamir,
+            nodes: 1,
         }
     }
 }
@@ -52,6 +55,7 @@ impl NewLabOptions {
                 self.threshold, self.shares
             )));
         }
+        crate::nodes::validate_count(self.nodes)?;
         if self.environments.is_empty() {
             return Err(Error::InvalidOption(
                 "at least one environment is needed".into(),
@@ -111,10 +115,15 @@ pub struct EnvConfig {
     /// How the environment is sealed (absent: Shamir).
     #[serde(default, skip_serializing_if = "crate::seal::EnvSeal::is_shamir")]
     pub seal: crate::seal::EnvSeal,
+    /// Nodes 2..N of a raft cluster (node 1 is `api_port`/`cluster_port`); absent in labs
+    /// created before clusters, which are single-node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub followers: Vec<crate::nodes::NodePorts>,
 }
 
 impl EnvConfig {
-    /// The API address clients use.
+    /// Node 1's API address (with several nodes, [`addresses`](Self::addresses) has them
+    /// all).
     pub fn address(&self) -> String {
         format!("https://127.0.0.1:{}", self.api_port)
     }

@@ -142,13 +142,13 @@ impl Lab {
     pub async fn down(&self, purge: bool) -> Result<DownReport, Error> {
         let mut stopped = Vec::new();
         for env in &self.config.environments {
-            if server::stop(env, &self.layout.env(&env.name)).await? {
+            if server::stop_all(env, &self.layout.env(&env.name)).await? {
                 stopped.push(env.name.clone());
             }
         }
         // The seal-keeper last: nodes it seals may still need it while they stop.
         if let Some(keeper) = &self.config.seal_keeper
-            && server::stop(keeper, &self.layout.seal_keeper()).await?
+            && server::stop_all(keeper, &self.layout.seal_keeper()).await?
         {
             stopped.push(keeper.name.clone());
         }
@@ -202,18 +202,20 @@ impl Lab {
 }
 
 fn new_config(options: &NewLabOptions) -> Result<LabConfig, Error> {
-    let ports = process::free_ports(options.environments.len() * 2)
+    let per_env = 2 * usize::from(options.nodes.max(1));
+    let ports = process::free_ports(options.environments.len() * per_env)
         .map_err(|e| Error::io(Path::new("127.0.0.1"), "find free ports on", e))?;
     let environments = options
         .environments
         .iter()
-        .zip(ports.chunks(2))
+        .zip(ports.chunks(per_env))
         .map(|(name, p)| EnvConfig {
             name: name.clone(),
             api_port: p[0],
             cluster_port: p[1],
             pki_mount: DEFAULT_PKI_MOUNT.to_owned(),
             seal: Default::default(),
+            followers: crate::nodes::follower_ports(&p[2..]),
         })
         .collect();
     Ok(LabConfig {

@@ -159,17 +159,6 @@ pub(crate) fn node_seal(env: &EnvConfig, layout: &EnvLayout) -> Seal {
     }
 }
 
-/// The seal stanza for the server configuration (hook for `server::render_config`). A seal
-/// that cannot be rendered becomes a stanza OpenBao refuses at start, so a broken seal never
-/// silently becomes a Shamir server; `prepare` has already reported the problem.
-pub(crate) fn stanza(env: &EnvConfig, layout: &EnvLayout) -> String {
-    match node_seal(env, layout).render() {
-        Ok(s) if s.is_empty() => String::new(),
-        Ok(s) => format!("\n{s}"),
-        Err(e) => format!("\n# {e}\nseal \"unrenderable\" {{}}\n"),
-    }
-}
-
 /// Creates the files `env`'s seal reads that do not exist yet (the static key; the transit
 /// seal's are made by [`crate::seal_keeper`]). Refuses to invent a static key for a server
 /// that already holds data: its root key is wrapped by the lost one.
@@ -338,6 +327,7 @@ mod tests {
             cluster_port: 8201,
             pki_mount: "pki_int".into(),
             seal,
+            followers: Vec::new(),
         }
     }
 
@@ -359,8 +349,8 @@ mod tests {
                 "mount": "transit", "key_name": "seal-test"})
         );
         assert_eq!(serde_json::from_value::<EnvSeal>(json).unwrap(), seal);
-        let layout = crate::layout::LabLayout::new("/lab").env("test");
-        let s = stanza(&env(seal), &layout);
+        let layout = LabLayout::new("/lab").env("test");
+        let s = node_seal(&env(seal), &layout).render().unwrap();
         assert!(
             s.contains(r#"token           = "file:///lab/envs/test/seal/keeper-token""#),
             "{s}"
@@ -369,12 +359,16 @@ mod tests {
     }
 
     #[test]
-    fn an_unrenderable_seal_never_becomes_shamir() {
-        // No seal-keeper address: OpenBao must refuse this configuration, not start Shamir.
-        let seal = EnvSeal::new(SealKind::Transit, "test", None);
-        let layout = crate::layout::LabLayout::new("/lab").env("test");
-        let s = stanza(&env(seal), &layout);
-        assert!(s.contains("seal \"unrenderable\""), "{s}");
-        assert_eq!(stanza(&env(EnvSeal::Shamir), &layout), "");
+    fn an_unrenderable_seal_stops_the_node_rather_than_becoming_shamir() {
+        // No seal-keeper address: rendering the node's configuration fails (and the node is
+        // not started), it does not fall back to a Shamir configuration.
+        let mut cfg = env(EnvSeal::new(SealKind::Transit, "test", None));
+        let layout = LabLayout::new("/lab").env("test");
+        let node = cfg.node(1).unwrap();
+        let e = crate::nodes::render_config(&cfg, &node, &layout).unwrap_err();
+        assert!(e.to_string().contains("address"), "{e}");
+        cfg.seal = EnvSeal::Shamir;
+        let text = crate::nodes::render_config(&cfg, &node, &layout).unwrap();
+        assert!(!text.contains("seal \""), "{text}");
     }
 }

@@ -51,6 +51,7 @@ pub(crate) fn new_config() -> Result<EnvConfig, Error> {
         cluster_port: ports[1],
         pki_mount: DEFAULT_PKI_MOUNT.to_owned(),
         seal: EnvSeal::Shamir,
+        followers: Vec::new(),
     })
 }
 
@@ -68,20 +69,23 @@ pub(crate) async fn ensure(
 ) -> Result<Keeper, Error> {
     let name = KEEPER_NAME;
     let layout = lab.seal_keeper();
+    // One node: a seal-keeper cluster would sit behind one name (the transit seal takes one
+    // address).
+    let node = keeper.node(1)?;
     if tls::ensure(name, &layout, s.ca, s.passphrase, OffsetDateTime::now_utc())? {
         s.progress.step(
             name,
             "created TLS material (its own listener CA, signed by the root)",
         );
     }
-    match server::find(keeper, &layout)? {
+    match server::find(keeper, &node, &layout)? {
         ProcessState::Running(pid) => s
             .progress
             .step(name, &format!("OpenBao already running (pid {pid})")),
         ProcessState::Stopped => {
             s.progress
                 .step(name, &format!("starting OpenBao on {}", keeper.address()));
-            server::start(keeper, &layout, s.bao).await?;
+            server::start(keeper, &node, &layout, s.bao).await?;
         }
     }
     let client = client::operator_client(keeper, &layout, None)?;

@@ -21,11 +21,13 @@ use warden_node::SealKind;
 
 use crate::bring_up::{Progress, Shared};
 use crate::client;
+use crate::cluster;
 use crate::config::{EnvConfig, LabConfig};
 use crate::custody;
 use crate::error::Error;
 use crate::lab::Lab;
 use crate::layout::EnvLayout;
+use crate::nodes::Node;
 use crate::seal::{self, EnvSeal};
 use crate::seal_keeper;
 use crate::server::{self, ProcessState};
@@ -106,17 +108,8 @@ impl Lab {
                 format!("sealed by {from}; warden migrates from shamir only (not {from} to {to})"),
             ));
         }
-        if !matches!(server::find(cfg, &layout)?, ProcessState::Running(_)) {
-            return Err(refuse(
-                env,
-                "its server is not running; start it with `warden lab up` first",
-            ));
-        }
-        let node = client::operator_client(cfg, &layout, None)?;
-        let status = node
-            .seal_status()
-            .await
-            .map_err(Error::bao(env, "read seal status"))?;
+        let survey = survey(cfg, &layout).await?;
+        let status = survey.status;
         let resume = status.migration && status.seal_type == to.as_str();
         if !status.initialized {
             return Err(refuse(env, "the server is not initialised"));
@@ -160,11 +153,7 @@ impl Lab {
             (SealKind::Transit, None) => (None, true),
             _ => (None, false),
         };
-        let nodes_to_restart = if resume {
-            Vec::new()
-        } else {
-            vec![cfg.address()]
-        };
+        let nodes_to_restart = if resume { Vec::new() } else { survey.order };
         let steps = plan_steps(env, to, resume, create_seal_keeper, &nodes_to_restart);
         Ok(SealMigrationPlan {
             env: env.to_owned(),
@@ -238,17 +227,29 @@ impl Lab {
         }
         config.save(&self.layout().config_file())?;
 
-        // 3. Node by node: restart with the new seal, submit the shares with migrate=true.
+        // 3. Node by node, standbys first and the active node last: restart with the new
+        //    seal and submit the shares with migrate=true. When the active node goes, a
+        //    migrated standby takes over and performs the migration.
         let shares = custody::read_unseal_keys(&layout.unseal_keys())?.unwrap_or_default();
+        let nodes = cfg.nodes();
         for address in &plan.nodes_to_restart {
+            let Some(node) = nodes.iter().find(|n| &n.address() == address) else {
+                continue;
+            };
             progress.step(
                 env,
                 &format!("restarting {address} with {}", new_seal.describe()),
             );
-            server::stop(&cfg, &layout).await?;
-            server::start(&cfg, &layout, &bao).await?;
+            server::stop(&cfg, node, &layout).await?;
+            server::start(&cfg, node, &layout, &bao).await?;
+            unseal_migrating(&cfg, node, &layout, &shares, progress).await?;
         }
-        let status = migrate_node(&cfg, &layout, &shares, plan.to, progress).await?;
+        if plan.resume {
+            for node in &nodes {
+                unseal_migrating(&cfg, node, &layout, &shares, progress).await?;
+            }
+        }
+        let status = wait_all_migrated(&cfg, &layout, plan.to, progress).await?;
 
         // 4. The Shamir shares are now the recovery keys.
         seal::store_recovery_keys(&layout, status.shares, status.threshold, &shares)?;
@@ -266,36 +267,136 @@ impl Lab {
     }
 }
 
-/// Submits the shares to the restarted node and waits for the new seal.
-async fn migrate_node(
+/// Once a restarted node answers: if it waits in migration mode, submits the shares with
+/// `migrate=true`; a node that unseals itself (the migration already done by another node)
+/// needs nothing.
+async fn unseal_migrating(
     cfg: &EnvConfig,
+    node: &Node,
     layout: &EnvLayout,
     shares: &[SecretString],
+    progress: &dyn Progress,
+) -> Result<(), Error> {
+    let env = cfg.name.as_str();
+    let client = cluster::node_client(cfg, node, layout)?;
+    client
+        .wait_reachable()
+        .await
+        .map_err(Error::bao(env, "reach the restarted server"))?;
+    let deadline = Instant::now() + MIGRATE_TIMEOUT;
+    loop {
+        let st = client.seal_status().await;
+        match st {
+            Ok(st) if !st.sealed => return Ok(()),
+            Ok(st) if st.migration => {
+                warden_node::migrate::submit_shares(&client, shares)
+                    .await
+                    .map_err(|e| Error::SealMigration {
+                        env: env.to_owned(),
+                        source: Box::new(e),
+                    })?;
+                progress.step(
+                    env,
+                    &format!("{}: shares accepted with migrate=true", node.id),
+                );
+                return Ok(());
+            }
+            Ok(st) if Instant::now() >= deadline => {
+                return Err(Error::ServerState {
+                    env: env.to_owned(),
+                    what: format!(
+                        "{} stayed sealed without asking for a migration (seal {})",
+                        node.id, st.seal_type
+                    ),
+                });
+            }
+            Err(e) if Instant::now() >= deadline => {
+                return Err(Error::bao(env, "read seal status")(e));
+            }
+            _ => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+/// Waits until every node reports the new seal with no migration pending, then until the
+/// cluster has an active node; returns the active node's seal status.
+async fn wait_all_migrated(
+    cfg: &EnvConfig,
+    layout: &EnvLayout,
     to: SealKind,
     progress: &dyn Progress,
 ) -> Result<warden_bao::SealStatus, Error> {
     let env = cfg.name.as_str();
-    let node = client::operator_client(cfg, layout, None)?;
-    node.wait_reachable()
-        .await
-        .map_err(Error::bao(env, "reach the restarted server"))?;
     let mig = |e| Error::SealMigration {
         env: env.to_owned(),
         source: Box::new(e),
     };
-    warden_node::migrate::submit_shares(&node, shares)
+    let mut last = None;
+    for node in cfg.nodes() {
+        let client = cluster::node_client(cfg, &node, layout)?;
+        last = Some(
+            warden_node::migrate::wait_migrated(&client, to, MIGRATE_TIMEOUT)
+                .await
+                .map_err(mig)?,
+        );
+    }
+    let active = cluster::wait_ready(cfg, layout).await?;
+    let status = active
+        .seal_status()
         .await
-        .map_err(mig)?;
-    progress.step(env, "shares accepted with migrate=true; migrating");
-    let status = warden_node::migrate::wait_migrated(&node, to, MIGRATE_TIMEOUT)
-        .await
-        .map_err(mig)?;
-    node.wait_ready().await.map_err(Error::bao(
+        .map_err(Error::bao(env, "read seal status"))?;
+    let _ = last;
+    progress.step(
         env,
-        "wait for the migrated server to become active",
-    ))?;
-    progress.step(env, &format!("seal is {} now", status.seal_type));
+        &format!("seal is {} now on every node", status.seal_type),
+    );
     Ok(status)
+}
+
+/// Every node of the environment, running, in restart order (standbys first, the active node
+/// last), and the seal status the migration starts from.
+struct Survey {
+    order: Vec<String>,
+    status: warden_bao::SealStatus,
+}
+
+async fn survey(cfg: &EnvConfig, layout: &EnvLayout) -> Result<Survey, Error> {
+    let env = cfg.name.as_str();
+    let mut standbys = Vec::new();
+    let mut active = None;
+    let mut status = None;
+    for node in cfg.nodes() {
+        if !matches!(server::find(cfg, &node, layout)?, ProcessState::Running(_)) {
+            return Err(refuse(
+                env,
+                format!(
+                    "node {} is not running; start it with `warden lab up` first",
+                    node.id
+                ),
+            ));
+        }
+        let client = cluster::node_client(cfg, &node, layout)?;
+        let st = client
+            .seal_status()
+            .await
+            .map_err(Error::bao(env, "read seal status"))?;
+        let standby = client.health().await.map(|h| h.standby).unwrap_or(true);
+        if !standby && !st.sealed {
+            active = Some(node.address());
+            status = Some(st);
+        } else {
+            standbys.push(node.address());
+            if status.is_none() || st.migration {
+                status = Some(st);
+            }
+        }
+    }
+    let status = status.ok_or_else(|| refuse(env, "it has no node"))?;
+    standbys.extend(active);
+    Ok(Survey {
+        order: standbys,
+        status,
+    })
 }
 
 fn set_env_seal(config: &mut LabConfig, env: &str, seal: EnvSeal) {

@@ -61,6 +61,10 @@ struct UpArgs {
     /// --threshold for their recovery keys.
     #[arg(long, default_value = "shamir", value_parser = |s: &str| s.parse::<warden_lab::SealKind>())]
     seal: warden_lab::SealKind,
+    /// OpenBao nodes per environment, joined as one raft cluster on 127.0.0.1 (1 to 7; an
+    /// odd count is the usual choice).
+    #[arg(long, default_value_t = 1)]
+    nodes: u8,
     /// The platform spec to apply once the environments are up (default: the example platform
     /// built into warden, examples/lab/warden.toml).
     #[arg(long)]
@@ -110,7 +114,11 @@ async fn run_up(dir: &Path, args: UpArgs, out: &Output) -> anyhow::Result<ExitCo
         shares: args.shares,
         threshold: args.threshold,
         seal: args.seal,
+        nodes: args.nodes,
     };
+    if let Some(w) = warden_lab::even_count_warning(args.nodes) {
+        out.warn(format!("--nodes {}: {w}", args.nodes));
+    }
     out.progress(format!("lab: bringing up {}", dir.display()));
     let report = Lab::up(dir, &options, &StderrProgress(out))
         .await
@@ -398,6 +406,7 @@ fn env_table(views: &[EnvView]) -> String {
             problem.unwrap_or_default()
         ));
     }
+    s.push_str(&super::lab_nodes::nodes_table(&statuses));
     for st in statuses.iter().filter(|s| s.error.is_some()) {
         s.push_str(&format!(
             "{}: {}\n",

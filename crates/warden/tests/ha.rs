@@ -1,0 +1,205 @@
+//! Raft HA through a leader crash, against a real three-node OpenBao cluster per environment
+//! (`warden lab up --nodes 3`: the same generator, `retry_join` and unseal as production).
+//!
+//! Sequential KV writes, each one counted only once OpenBao acknowledged it; `kill -9` of the
+//! leader; a new leader is elected; writes resume through the same client, which moves to a
+//! live node by itself; every acknowledged write is read back; the killed node restarts,
+//! rejoins and catches up (its applied raft index reaches the leader's committed index). The
+//! failover time is printed next to the raft election settings in force, never asserted
+//! beyond a generous bound.
+
+#![allow(clippy::print_stderr)] // the figures go to the test log on purpose
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use warden_bao::{Client, KvData, MountOptions, SecretValue};
+use warden_testkit::LabEnv;
+
+const ENV: &str = "test";
+const NODES: u8 = 3;
+/// Acknowledged writes before the kill, and again after the first one that follows it.
+const WRITES_PER_PHASE: usize = 20;
+/// Far beyond any election at the settings in force: only a cluster that never recovers fails.
+const RECOVERY_BOUND: Duration = Duration::from_secs(60);
+
+/// Sequential writes of `w/<n>` = n through one client, counting the acknowledged ones.
+struct Writer<'a> {
+    client: &'a Client,
+    next: u64,
+    acked: Vec<u64>,
+    failed: usize,
+    last_error: Option<String>,
+}
+
+impl<'a> Writer<'a> {
+    fn new(client: &'a Client) -> Self {
+        Self {
+            client,
+            next: 0,
+            acked: Vec::new(),
+            failed: 0,
+            last_error: None,
+        }
+    }
+
+    /// One write; `true` when OpenBao acknowledged it. A write without an answer may or may
+    /// not have landed, so it is not counted (and never checked for).
+    async fn write_one(&mut self) -> bool {
+        let n = self.next;
+        self.next += 1;
+        let mut data = KvData::new();
+        data.insert("n", SecretValue::text(n.to_string()));
+        let kv = self.client.kv2("ha");
+        match kv.write(&format!("w/{n}"), &data, None).await {
+            Ok(_) => {
+                self.acked.push(n);
+                true
+            }
+            Err(e) => {
+                self.last_error = Some(e.to_string());
+                self.failed += 1;
+                false
+            }
+        }
+    }
+
+    /// Writes until `count` more are acknowledged; returns when the first of them was.
+    async fn until_acked(&mut self, count: usize) -> Instant {
+        let deadline = Instant::now() + RECOVERY_BOUND;
+        let target = self.acked.len() + count;
+        let mut first = None;
+        while self.acked.len() < target {
+            assert!(
+                Instant::now() < deadline,
+                "no write acknowledged for {RECOVERY_BOUND:?} ({} failed so far, the last: {:?})",
+                self.failed,
+                self.last_error
+            );
+            if self.write_one().await {
+                first.get_or_insert_with(Instant::now);
+            } else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        first.expect("at least one write")
+    }
+}
+
+/// The raft `performance_multiplier` the node's generated configuration runs with.
+fn multiplier_in_force(lab: &LabEnv, node: u8) -> u8 {
+    let file = lab.lab().layout().env(ENV).node(node).server_config();
+    let text = std::fs::read_to_string(&file).expect("read the server configuration");
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("performance_multiplier"))
+        .and_then(|v| v.trim_start_matches([' ', '=']).trim().parse().ok())
+        .unwrap_or(0)
+}
+
+async fn wait_caught_up(lab: &LabEnv, node: u8, leader: u8) -> (u64, u64) {
+    let deadline = Instant::now() + RECOVERY_BOUND;
+    let target = lab
+        .node_client(ENV, leader)
+        .leader()
+        .await
+        .expect("sys/leader on the leader")
+        .raft_committed_index;
+    loop {
+        if let Ok(l) = lab.node_client(ENV, node).leader().await
+            && l.raft_applied_index >= target
+        {
+            return (target, l.raft_applied_index);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {node} did not reach applied index {target} within {RECOVERY_BOUND:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_kill_under_write_load_keeps_every_acknowledged_write() {
+    let lab = LabEnv::start_with_nodes(&[ENV], NODES).await;
+    let old_leader = lab.leader(ENV).await.expect("a leader once `up` returns");
+    let status = lab.lab().status().await;
+    let env = &status[0];
+    assert!(env.healthy(), "{env:#?}");
+    assert_eq!(env.nodes.len(), usize::from(NODES));
+    assert_eq!(
+        env.nodes.iter().filter(|n| n.role == "leader").count(),
+        1,
+        "{:#?}",
+        env.nodes
+    );
+    assert_eq!(env.peers.len(), usize::from(NODES), "{:#?}", env.peers);
+    assert!(env.peers.iter().all(|p| p.voter), "{:#?}", env.peers);
+
+    let admin = lab.node_client(ENV, old_leader);
+    admin
+        .enable_secrets_engine("ha", "kv", &MountOptions::kv_v2())
+        .await
+        .expect("mount ha/");
+
+    // Warden's client with every node address, as the CLI and agents build it: it fails over
+    // by itself; nothing here restarts or rebuilds it.
+    let client = lab.client(ENV);
+    assert_eq!(client.addresses().len(), usize::from(NODES));
+    let mut writer = Writer::new(&client);
+    writer.until_acked(WRITES_PER_PHASE).await;
+
+    lab.kill_node(ENV, old_leader);
+    let killed_at = Instant::now();
+    let first_after = writer.until_acked(WRITES_PER_PHASE).await;
+    let failover = first_after - killed_at;
+
+    let new_leader = lab.leader(ENV).await.expect("a new leader");
+    assert_ne!(new_leader, old_leader, "the killed node cannot lead");
+    let status = lab.lab().status().await;
+    let killed = &status[0].nodes[usize::from(old_leader - 1)];
+    assert_eq!(killed.role, "down", "{killed:#?}");
+    assert!(!status[0].healthy());
+
+    // Every acknowledged write is there, read on the new leader.
+    let reader = lab.node_client(ENV, new_leader);
+    let kv = reader.kv2("ha");
+    let mut missing = BTreeMap::new();
+    for n in &writer.acked {
+        match kv.read(&format!("w/{n}"), None).await {
+            Ok(v) if v.data.get("n").map(|s| s.expose().clone()) == Some(n.to_string().into()) => {}
+            other => {
+                missing.insert(*n, format!("{other:?}"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "acknowledged writes lost: {missing:?}");
+
+    lab.restart_node(ENV, old_leader).await;
+    let rejoin_started = Instant::now();
+    let (target, applied) = wait_caught_up(&lab, old_leader, new_leader).await;
+    let caught_up = rejoin_started.elapsed();
+    let status = lab.lab().status().await;
+    assert!(status[0].healthy(), "{:#?}", status[0]);
+    assert_eq!(status[0].nodes[usize::from(old_leader - 1)].role, "standby");
+
+    let settings = warden_node::RaftTuning {
+        performance_multiplier: multiplier_in_force(&lab, new_leader),
+    }
+    .timeouts();
+    eprintln!(
+        "ha figures: failover (kill -9 of the leader -> first acknowledged write) {:.2}s, \
+         now on {}; \
+         writes acknowledged {}, unacknowledged {}; restarted node caught up to index {target} \
+         (applied {applied}) in {:.2}s; raft in force: performance_multiplier {}, heartbeat \
+         {:?}, election {:?}, leader lease {:?}",
+        failover.as_secs_f64(),
+        client.address(),
+        writer.acked.len(),
+        writer.failed,
+        caught_up.as_secs_f64(),
+        settings.multiplier,
+        settings.heartbeat,
+        settings.election,
+        settings.leader_lease,
+    );
+}

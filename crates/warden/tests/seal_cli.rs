@@ -428,3 +428,75 @@ async fn static_seal_unseals_itself_from_its_key_file() {
     assert_eq!(up["up"]["environments"][0]["unsealed"], false);
     assert_eq!(status(&dir)["sealed"], false);
 }
+
+/// Every node's PID file of `test` in a lab of `n` nodes (node 1 keeps `bao/`).
+fn node_pid_files(dir: &Path, n: u8) -> Vec<PathBuf> {
+    (1..=n)
+        .map(|i| {
+            let sub = if i == 1 {
+                "bao".to_owned()
+            } else {
+                format!("bao-{i}")
+            };
+            dir.join("envs/test").join(sub).join("server.pid")
+        })
+        .collect()
+}
+
+fn roles(st: &Value) -> Vec<String> {
+    st["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| n["role"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_transit_sealed_nodes_come_back_unsealed_with_nobody_involved() {
+    let guard = LabGuard::new(WARDEN);
+    let dir = guard.dir();
+    let up = lab_up(&dir, &["--seal", "transit", "--nodes", "3"]);
+    let keeper = up["up"]["seal_keeper"].as_str().unwrap().to_owned();
+    let st = status(&dir);
+    let mut r = roles(&st);
+    r.sort();
+    assert_eq!(r, ["leader", "standby", "standby"], "{st}");
+    assert!(!dir.join("envs/test/custody/unseal-keys.json").exists());
+
+    // All three stop (the seal-keeper keeps running), then start: nobody submits anything.
+    for pid_file in node_pid_files(&dir, 3) {
+        stop(pid_file);
+    }
+    assert_eq!(status(&dir)["running"], false);
+    let started = Instant::now();
+    let up = lab_up(&dir, &[]);
+    let took = started.elapsed();
+    assert_eq!(up["up"]["environments"][0]["started"], true);
+    assert_eq!(
+        up["up"]["environments"][0]["unsealed"], false,
+        "nobody unsealed it"
+    );
+    let st = status(&dir);
+    let mut r = roles(&st);
+    r.sort();
+    assert_eq!(r, ["leader", "standby", "standby"], "{st}");
+    assert_eq!(st["sealed"], false);
+    eprintln!(
+        "figure: 3 transit-sealed nodes from all stopped to leader + 2 standbys, unattended: {:.1}s (lab up, TLS and PKI checks included)",
+        took.as_secs_f64()
+    );
+
+    // Seal-keeper down, nodes down: they cannot come back, and status says why.
+    stop(dir.join("seal-keeper/bao/server.pid"));
+    for pid_file in node_pid_files(&dir, 3) {
+        stop(pid_file);
+    }
+    let st = status(&dir);
+    assert_eq!(
+        st["seal_problem"],
+        format!("sealed: seal-keeper {keeper} unreachable").as_str(),
+        "{st}"
+    );
+    assert!(roles(&st).iter().all(|r| r == "down"), "{st}");
+}

@@ -6,12 +6,14 @@
 //! exactly the configuration an operator would deploy, on loopback.
 //!
 //! Start with [`NodeConfig::render`] (the server configuration) and [`UnitConfig::render`]
-//! (the systemd unit). Modules: `config` (the server configuration), `unit` (the systemd
-//! unit), `seal` (the seal stanza: Shamir, static key, transit against a seal-keeper),
+//! (the systemd unit), or [`node_files`] for a production node declared in the spec. Modules:
+//! `config` (the server configuration), `unit` (the systemd unit), `production` (a spec
+//! node's files and their default paths on the host), `seal` (the seal stanza: Shamir, static key, transit against a seal-keeper),
 //! `error` (what the generators refuse).
 
 pub mod config;
 mod error;
+pub mod production;
 pub mod seal;
 pub mod unit;
 
@@ -20,6 +22,7 @@ pub use config::{
     NodeConfig, Peer, RaftTuning, TLS12_CIPHER_SUITES,
 };
 pub use error::NodeError;
+pub use production::{HostPaths, NodeFiles, Written, WrittenFile, node_files};
 pub use seal::Seal;
 pub use unit::UnitConfig;
 

@@ -68,6 +68,8 @@ pub(crate) enum Command {
     Reveal(crate::cmd::reveal::RevealArgs),
     /// Signed evidence packets: export one per component, verify one offline.
     Evidence(crate::cmd::evidence::EvidenceArgs),
+    /// A production OpenBao node's files from the spec: server configuration and systemd unit.
+    Server(crate::cmd::server::ServerArgs),
     /// Print the shell completion script for SHELL (bash, zsh, fish, …) on stdout.
     ///
     /// bash: `warden completions bash > ~/.local/share/bash-completion/completions/warden`;

@@ -203,3 +203,132 @@ async fn leader_kill_under_write_load_keeps_every_acknowledged_write() {
         settings.leader_lease,
     );
 }
+
+/// The binary under test.
+const WARDEN: warden_testkit::cli::Cli =
+    warden_testkit::cli::Cli::new(env!("CARGO_BIN_EXE_warden"));
+
+/// `warden server config` turns a spec node into files a real `bao server` runs: it starts,
+/// listens with mTLS on the spec's address and answers `sys/health` (uninitialised). A node the
+/// spec does not declare is refused with the ones it does, and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_config_from_the_spec_runs_a_real_node() {
+    // A lab only for its TLS material: an environment's listener certificate for 127.0.0.1,
+    // its client CA, the root, and a client certificate the listener accepts.
+    let lab = LabEnv::start(&[ENV]).await;
+    let tls = lab.lab().layout().env(ENV);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let etc = tmp.path().join("etc");
+    let (data, audit, out) = (
+        tmp.path().join("raft"),
+        tmp.path().join("log"),
+        tmp.path().join("out"),
+    );
+    for dir in [etc.join("tls"), data.clone(), audit.clone()] {
+        warden_files::ensure_private_dir(&dir).expect("directory");
+    }
+    for (from, to) in [
+        (tls.server_cert(), "server.crt"),
+        (tls.server_key(), "server.key"),
+        (tls.client_ca(), "client-ca.pem"),
+        (tls.ca_bundle(), "ca.pem"),
+        (tls.operator_cert(), "node.crt"),
+        (tls.operator_key(), "node.key"),
+    ] {
+        std::fs::copy(&from, etc.join("tls").join(to)).expect("copy TLS material");
+    }
+    let ports = warden_lab::process::free_ports(4).expect("free ports");
+    let spec = tmp.path().join("warden.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "version = 1\n[environments.prod]\ndomain = \"p.internal\"\nruntime_owner = \"warden-test\"\n\
+             [[environments.prod.nodes]]\nname = \"prod-1\"\naddress = \"https://127.0.0.1:{}\"\ncluster_address = \"https://127.0.0.1:{}\"\n\
+             [[environments.prod.nodes]]\nname = \"prod-2\"\naddress = \"https://127.0.0.1:{}\"\ncluster_address = \"https://127.0.0.1:{}\"\n",
+            ports[0], ports[1], ports[2], ports[3]
+        ),
+    )
+    .expect("write the spec");
+    let bao = warden_lab::process::bao_binary().expect("bao");
+    let path = |p: &std::path::Path| p.display().to_string();
+    let base = [
+        "server",
+        "config",
+        "--spec",
+        &path(&spec),
+        "--env",
+        "prod",
+        "--out",
+        &path(&out),
+        "--config-dir",
+        &path(&etc),
+        "--data-dir",
+        &path(&data),
+        "--audit-dir",
+        &path(&audit),
+        "--bao",
+        &path(&bao),
+        "-o",
+        "json",
+    ];
+
+    let refused = WARDEN
+        .invoke(&[&base[..], &["--node", "prod-9"]].concat())
+        .run();
+    assert_ne!(refused.code, Some(0));
+    assert!(
+        refused.stderr.contains("no node \"prod-9\""),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused
+            .stderr
+            .contains("hint: --node is one of: prod-1, prod-2"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!out.exists(), "nothing is written for a refused node");
+
+    let run = WARDEN
+        .invoke(&[&base[..], &["--node", "prod-1"]].concat())
+        .run();
+    let written = run.ok().json();
+    assert_eq!(written["runs_as"], "warden-test");
+    assert_eq!(written["raft"]["multiplier"], 1);
+    assert_eq!(
+        written["peers"],
+        serde_json::json!([format!("https://127.0.0.1:{}", ports[2])])
+    );
+    let config = out.join("prod-1.hcl");
+    let unit = std::fs::read_to_string(out.join("warden-openbao-prod-1.service")).expect("unit");
+    assert!(unit.contains("\nUser=warden-test\n"), "{unit}");
+    assert!(
+        unit.contains(&format!(
+            "ExecStart={} server -config={}",
+            bao.display(),
+            etc.join("openbao/prod-1.hcl").display()
+        )),
+        "{unit}"
+    );
+
+    // The generated configuration, run by the real server.
+    let mut command = std::process::Command::new(&bao);
+    command
+        .arg("server")
+        .arg(format!("-config={}", config.display()))
+        .current_dir(tmp.path());
+    let server = warden_testkit::RunningAgent::spawn(command, &tmp.path().join("server.log"));
+    let cfg = warden_bao::ClientConfig::from_address(&format!("https://127.0.0.1:{}", ports[0]))
+        .and_then(|c| c.with_ca_file(etc.join("tls/ca.pem")))
+        .and_then(|c| c.with_client_cert_files(etc.join("tls/node.crt"), etc.join("tls/node.key")))
+        .expect("client config")
+        .with_retry(
+            warden_bao::RetryPolicy::default().with_startup_timeout(Duration::from_secs(30)),
+        );
+    let health = Client::new(cfg).expect("client").wait_reachable().await;
+    let health = health.unwrap_or_else(|e| panic!("{e}; server log:\n{}", server.log()));
+    assert!(!health.initialized && health.sealed, "{health:?}");
+    let stored = data.read_dir().expect("data directory").count();
+    assert!(stored > 0, "raft storage lives in --data-dir");
+}

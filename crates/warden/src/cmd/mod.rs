@@ -14,4 +14,5 @@ pub(crate) mod provision;
 pub(crate) mod reveal;
 pub(crate) mod rotate;
 pub(crate) mod secret;
+pub(crate) mod server;
 pub(crate) mod transit;

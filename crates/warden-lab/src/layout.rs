@@ -16,6 +16,7 @@
 //!     bao/data/                   integrated (raft) storage
 //!     bao/audit.log, server.log   audit device and server log
 //!     bao/server.pid
+//!     bao-<n>/...                 node n of a multi-node environment (`nodes::NodeLayout`)
 //!     custody/unseal-keys.json    LAB ONLY: Shamir unseal shares (0600)
 //!     custody/root-token          LAB ONLY: the initial root token (0600)
 //!     custody/recovery-keys.json  LAB ONLY: recovery shares of an auto-sealed environment (0600)

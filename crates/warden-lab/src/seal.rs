@@ -15,12 +15,12 @@
 //! envs/<env>/custody/recovery-keys.json   LAB ONLY: recovery key shares of an auto-sealed env
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use warden_bao::Client;
-use warden_node::{Seal, SealKind, StaticSeal, TransitSeal};
+use warden_node::{Seal, SealFiles, SealKind, StaticSeal, TransitSeal};
 
 use crate::bring_up::Shared;
 use crate::config::{EnvConfig, LabConfig};
@@ -72,7 +72,7 @@ impl EnvSeal {
         match (kind, keeper) {
             (SealKind::Shamir, _) => EnvSeal::Shamir,
             (SealKind::Static, _) => EnvSeal::Static {
-                key_id: format!("warden-{env}-1"),
+                key_id: warden_node::seal::static_key_id(env),
             },
             (SealKind::Transit, keeper) => {
                 let grant = warden_node::KeeperGrant::for_env(env);
@@ -97,43 +97,14 @@ impl EnvSeal {
     }
 }
 
-/// Where one environment keeps its seal's files.
-pub(crate) struct SealFiles {
-    dir: PathBuf,
-}
-
-impl SealFiles {
-    pub(crate) fn of(layout: &EnvLayout) -> Self {
-        Self {
-            dir: layout.dir().join("seal"),
-        }
-    }
-    pub(crate) fn dir(&self) -> &Path {
-        &self.dir
-    }
-    pub(crate) fn static_key(&self) -> PathBuf {
-        self.dir.join("static.key")
-    }
-    pub(crate) fn keeper_ca(&self) -> PathBuf {
-        self.dir.join("keeper-ca.pem")
-    }
-    pub(crate) fn keeper_cert(&self) -> PathBuf {
-        self.dir.join("keeper-client.crt")
-    }
-    pub(crate) fn keeper_key(&self) -> PathBuf {
-        self.dir.join("keeper-client.key")
-    }
-    pub(crate) fn token(&self) -> PathBuf {
-        self.dir.join("keeper-token")
-    }
-    pub(crate) fn accessor(&self) -> PathBuf {
-        self.dir.join("keeper-token.accessor")
-    }
+/// Where one environment of the lab keeps its seal's files (`envs/<env>/seal/`).
+pub(crate) fn seal_files(layout: &EnvLayout) -> SealFiles {
+    SealFiles::in_dir(layout.dir().join("seal"))
 }
 
 /// The node-side seal of `env`, with the lab's file paths.
 pub(crate) fn node_seal(env: &EnvConfig, layout: &EnvLayout) -> Seal {
-    let files = SealFiles::of(layout);
+    let files = seal_files(layout);
     match &env.seal {
         EnvSeal::Shamir => Seal::Shamir,
         EnvSeal::Static { key_id } => Seal::Static(StaticSeal {
@@ -166,7 +137,7 @@ pub(crate) fn prepare_static(env: &EnvConfig, layout: &EnvLayout) -> Result<(), 
     let EnvSeal::Static { .. } = &env.seal else {
         return Ok(());
     };
-    let files = SealFiles::of(layout);
+    let files = seal_files(layout);
     if files.static_key().exists() {
         return Ok(());
     }
@@ -244,7 +215,7 @@ pub(crate) async fn explain(env: &EnvConfig, layout: &EnvLayout) -> Option<Strin
     match &env.seal {
         EnvSeal::Shamir => None,
         EnvSeal::Static { .. } => {
-            let key = SealFiles::of(layout).static_key();
+            let key = seal_files(layout).static_key();
             (!key.exists()).then(|| format!("sealed: static seal key {} missing", key.display()))
         }
         EnvSeal::Transit { address, .. } => {

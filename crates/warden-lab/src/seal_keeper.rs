@@ -27,9 +27,10 @@ use crate::config::{DEFAULT_PKI_MOUNT, EnvConfig};
 use crate::custody;
 use crate::error::Error;
 use crate::layout::{EnvLayout, LabLayout};
-use crate::seal::{EnvSeal, SealFiles};
+use crate::seal::EnvSeal;
 use crate::server::{self, ProcessState};
 use crate::tls;
+use warden_node::SealFiles;
 
 /// The seal-keeper's name in progress lines, errors and its TLS material.
 pub const KEEPER_NAME: &str = "seal-keeper";
@@ -183,7 +184,7 @@ impl Keeper {
     ) -> Result<bool, Error> {
         let grant = KeeperGrant::for_env(&env.name);
         grant.provision(&self.client).await.map_err(keeper_err)?;
-        let files = SealFiles::of(env_layout);
+        let files = crate::seal::seal_files(env_layout);
         warden_files::ensure_private_dir(files.dir())?;
         self.ensure_client_cert(env, &files, lab)?;
         let accessor = std::fs::read_to_string(files.accessor()).unwrap_or_default();
@@ -273,7 +274,7 @@ pub(crate) fn seal_client(env: &EnvConfig, layout: &EnvLayout) -> Result<Client,
             env.name
         )));
     };
-    let files = SealFiles::of(layout);
+    let files = crate::seal::seal_files(layout);
     let url = address
         .parse()
         .map_err(|e: url::ParseError| Error::ServerState {

@@ -18,6 +18,19 @@ pub enum NodeError {
     /// The seal stanza cannot be rendered (`seal.rs`).
     #[error(transparent)]
     Seal(#[from] crate::seal::SealError),
+    /// The spec's environment has no node of that name.
+    #[error("environment {environment} has no node {node:?} (its nodes: {})", if known.is_empty() { "none declared".to_owned() } else { known.join(", ") })]
+    UnknownNode {
+        /// The environment.
+        environment: String,
+        /// The name asked for.
+        node: String,
+        /// The nodes the spec declares for it.
+        known: Vec<String>,
+    },
+    /// Writing a file failed (the previous file, if any, is intact).
+    #[error(transparent)]
+    Files(#[from] warden_files::Error),
 }
 
 impl NodeError {

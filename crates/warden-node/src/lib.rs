@@ -6,16 +6,19 @@
 //! exactly the configuration an operator would deploy, on loopback.
 //!
 //! Start with [`NodeConfig::render`] (the server configuration) and [`UnitConfig::render`]
-//! (the systemd unit). Modules: `config` (the server configuration), `unit` (the systemd
-//! unit), `seal` (the seal stanza: Shamir, static key, transit against a seal-keeper, and the
-//! key and token files it names), `keeper` (the seal-keeper's side of a transit seal: one key,
-//! one policy, one periodic orphan token per sealed environment), `migrate` (OpenBao's seal
-//! migration, node by node), `error` (what the generators refuse).
+//! (the systemd unit), or [`node_files`] for a production node declared in the spec. Modules:
+//! `config` (the server configuration), `unit` (the systemd unit), `production` (a spec
+//! node's files and their default paths on the host), `seal` (the seal stanza: Shamir, static
+//! key, transit against a seal-keeper, and the key and token files it names), `keeper` (the
+//! seal-keeper's side of a transit seal: one key, one policy, one periodic orphan token per
+//! sealed environment), `migrate` (OpenBao's seal migration, node by node), `error` (what the
+//! generators refuse).
 
 pub mod config;
 mod error;
 pub mod keeper;
 pub mod migrate;
+pub mod production;
 pub mod seal;
 pub mod unit;
 
@@ -26,7 +29,8 @@ pub use config::{
 pub use error::NodeError;
 pub use keeper::{KeeperError, KeeperGrant, SealToken};
 pub use migrate::MigrateError;
-pub use seal::{Seal, SealError, SealKind, StaticSeal, TransitSeal};
+pub use production::{HostPaths, NodeFiles, Written, WrittenFile, node_files};
+pub use seal::{Seal, SealError, SealFiles, SealKind, StaticSeal, TransitSeal};
 pub use unit::UnitConfig;
 
 /// Renders `s` as an HCL string literal (JSON string escaping is valid HCL).

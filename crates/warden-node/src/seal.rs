@@ -74,6 +74,89 @@ pub struct TransitSeal {
     pub disabled: bool,
 }
 
+/// Where a node keeps the files its seal reads: one directory, the same names in production
+/// (`<config_dir>/seal/`) and in the lab (`envs/<env>/seal/`).
+///
+/// ```text
+/// static.key              static seal key, 64 hex characters, no newline (0600)
+/// keeper-ca.pem           trust anchor for the seal-keeper's listener
+/// keeper-client.{crt,key} this environment's client certificate at the seal-keeper (key 0600)
+/// keeper-token            the transit seal's periodic token, nothing else in it (0600)
+/// keeper-token.accessor   its accessor (to check it is alive, or revoke it)
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealFiles {
+    dir: PathBuf,
+}
+
+impl SealFiles {
+    /// The seal files in `dir`.
+    pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    /// The static seal key.
+    pub fn static_key(&self) -> PathBuf {
+        self.dir.join("static.key")
+    }
+    /// The seal-keeper's trust anchor.
+    pub fn keeper_ca(&self) -> PathBuf {
+        self.dir.join("keeper-ca.pem")
+    }
+    /// The client certificate at the seal-keeper.
+    pub fn keeper_cert(&self) -> PathBuf {
+        self.dir.join("keeper-client.crt")
+    }
+    /// Its key.
+    pub fn keeper_key(&self) -> PathBuf {
+        self.dir.join("keeper-client.key")
+    }
+    /// The seal token.
+    pub fn token(&self) -> PathBuf {
+        self.dir.join("keeper-token")
+    }
+    /// The seal token's accessor.
+    pub fn accessor(&self) -> PathBuf {
+        self.dir.join("keeper-token.accessor")
+    }
+
+    /// The seal of environment `env` of `kind` reading these files: the static key id
+    /// `warden-<env>-1`, or the transit key `seal-<env>` on `keeper` (its address).
+    pub fn seal(&self, kind: SealKind, env: &str, keeper: Option<&str>) -> Seal {
+        match kind {
+            SealKind::Shamir => Seal::Shamir,
+            SealKind::Static => Seal::Static(StaticSeal {
+                key_id: static_key_id(env),
+                key_file: self.static_key(),
+                disabled: false,
+            }),
+            SealKind::Transit => {
+                let grant = crate::keeper::KeeperGrant::for_env(env);
+                Seal::Transit(TransitSeal {
+                    address: keeper.unwrap_or_default().to_owned(),
+                    mount: grant.mount,
+                    key_name: grant.key_name,
+                    ca_file: self.keeper_ca(),
+                    client_cert: self.keeper_cert(),
+                    client_key: self.keeper_key(),
+                    token_file: self.token(),
+                    server_name: None,
+                    disabled: false,
+                })
+            }
+        }
+    }
+}
+
+/// The static seal's key id for environment `env` (a permanent name stored with every value
+/// the key wraps).
+pub fn static_key_id(env: &str) -> String {
+    format!("warden-{env}-1")
+}
+
 /// Why a seal cannot be rendered.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

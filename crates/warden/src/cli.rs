@@ -70,6 +70,8 @@ pub(crate) enum Command {
     Evidence(crate::cmd::evidence::EvidenceArgs),
     /// Seals: migrate a live environment from Shamir to the static or transit auto-seal.
     Seal(crate::cmd::seal::SealArgs),
+    /// A production OpenBao node's files from the spec: server configuration and systemd unit.
+    Server(crate::cmd::server::ServerArgs),
     /// Print the shell completion script for SHELL (bash, zsh, fish, …) on stdout.
     ///
     /// bash: `warden completions bash > ~/.local/share/bash-completion/completions/warden`;

@@ -7,6 +7,10 @@
 //! rejoins and catches up (its applied raft index reaches the leader's committed index). The
 //! failover time is printed next to the raft election settings in force, never asserted
 //! beyond a generous bound.
+//!
+//! A running agent, enrolled with every node address, keeps renewing its certificate through a
+//! leader kill: same process, same enrolment. And `warden server config` turns a spec node into
+//! files a real `bao server` runs.
 
 #![allow(clippy::print_stderr)] // the figures go to the test log on purpose
 
@@ -201,5 +205,251 @@ async fn leader_kill_under_write_load_keeps_every_acknowledged_write() {
         settings.heartbeat,
         settings.election,
         settings.leader_lease,
+    );
+}
+
+/// The binary under test.
+const WARDEN: warden_testkit::cli::Cli =
+    warden_testkit::cli::Cli::new(env!("CARGO_BIN_EXE_warden"));
+
+/// `warden server config` turns a spec node into files a real `bao server` runs: it starts,
+/// listens with mTLS on the spec's address and answers `sys/health` (uninitialised). A node the
+/// spec does not declare is refused with the ones it does, and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_config_from_the_spec_runs_a_real_node() {
+    // A lab only for its TLS material: an environment's listener certificate for 127.0.0.1,
+    // its client CA, the root, and a client certificate the listener accepts.
+    let lab = LabEnv::start(&[ENV]).await;
+    let tls = lab.lab().layout().env(ENV);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let etc = tmp.path().join("etc");
+    let (data, audit, out) = (
+        tmp.path().join("raft"),
+        tmp.path().join("log"),
+        tmp.path().join("out"),
+    );
+    for dir in [etc.join("tls"), data.clone(), audit.clone()] {
+        warden_files::ensure_private_dir(&dir).expect("directory");
+    }
+    for (from, to) in [
+        (tls.server_cert(), "server.crt"),
+        (tls.server_key(), "server.key"),
+        (tls.client_ca(), "client-ca.pem"),
+        (tls.ca_bundle(), "ca.pem"),
+        (tls.operator_cert(), "node.crt"),
+        (tls.operator_key(), "node.key"),
+    ] {
+        std::fs::copy(&from, etc.join("tls").join(to)).expect("copy TLS material");
+    }
+    let ports = warden_lab::process::free_ports(4).expect("free ports");
+    let spec = tmp.path().join("warden.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "version = 1\n[environments.prod]\ndomain = \"p.internal\"\nruntime_owner = \"warden-test\"\n\
+             [[environments.prod.nodes]]\nname = \"prod-1\"\naddress = \"https://127.0.0.1:{}\"\ncluster_address = \"https://127.0.0.1:{}\"\n\
+             [[environments.prod.nodes]]\nname = \"prod-2\"\naddress = \"https://127.0.0.1:{}\"\ncluster_address = \"https://127.0.0.1:{}\"\n",
+            ports[0], ports[1], ports[2], ports[3]
+        ),
+    )
+    .expect("write the spec");
+    let bao = warden_lab::process::bao_binary().expect("bao");
+    let path = |p: &std::path::Path| p.display().to_string();
+    let base = [
+        "server",
+        "config",
+        "--spec",
+        &path(&spec),
+        "--env",
+        "prod",
+        "--out",
+        &path(&out),
+        "--config-dir",
+        &path(&etc),
+        "--data-dir",
+        &path(&data),
+        "--audit-dir",
+        &path(&audit),
+        "--bao",
+        &path(&bao),
+        "-o",
+        "json",
+    ];
+
+    let refused = WARDEN
+        .invoke(&[&base[..], &["--node", "prod-9"]].concat())
+        .run();
+    assert_ne!(refused.code, Some(0));
+    assert!(
+        refused.stderr.contains("no node \"prod-9\""),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused
+            .stderr
+            .contains("hint: --node is one of: prod-1, prod-2"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!out.exists(), "nothing is written for a refused node");
+
+    let run = WARDEN
+        .invoke(&[&base[..], &["--node", "prod-1"]].concat())
+        .run();
+    let written = run.ok().json();
+    assert_eq!(written["runs_as"], "warden-test");
+    assert_eq!(written["raft"]["multiplier"], 1);
+    assert_eq!(
+        written["peers"],
+        serde_json::json!([format!("https://127.0.0.1:{}", ports[2])])
+    );
+    let config = out.join("prod-1.hcl");
+    let unit = std::fs::read_to_string(out.join("warden-openbao-prod-1.service")).expect("unit");
+    assert!(unit.contains("\nUser=warden-test\n"), "{unit}");
+    assert!(
+        unit.contains(&format!(
+            "ExecStart={} server -config={}",
+            bao.display(),
+            etc.join("openbao/prod-1.hcl").display()
+        )),
+        "{unit}"
+    );
+
+    // The generated configuration, run by the real server.
+    let mut command = std::process::Command::new(&bao);
+    command
+        .arg("server")
+        .arg(format!("-config={}", config.display()))
+        .current_dir(tmp.path());
+    let server = warden_testkit::RunningAgent::spawn(command, &tmp.path().join("server.log"));
+    let cfg = warden_bao::ClientConfig::from_address(&format!("https://127.0.0.1:{}", ports[0]))
+        .and_then(|c| c.with_ca_file(etc.join("tls/ca.pem")))
+        .and_then(|c| c.with_client_cert_files(etc.join("tls/node.crt"), etc.join("tls/node.key")))
+        .expect("client config")
+        .with_retry(
+            warden_bao::RetryPolicy::default().with_startup_timeout(Duration::from_secs(30)),
+        );
+    let health = Client::new(cfg).expect("client").wait_reachable().await;
+    let health = health.unwrap_or_else(|e| panic!("{e}; server log:\n{}", server.log()));
+    assert!(!health.initialized && health.sealed, "{health:?}");
+    let stored = data.read_dir().expect("data directory").count();
+    assert!(stored > 0, "raft storage lives in --data-dir");
+}
+
+/// The serial of the certificate the agent delivered, if any.
+fn serial_of(dir: &std::path::Path) -> Option<String> {
+    let pem = std::fs::read_to_string(dir.join("cert.pem")).ok()?;
+    Some(warden_pki::parse_pem_bundle(&pem).ok()?[0].serial.clone())
+}
+
+/// Waits until the agent has delivered `count` certificates not in `seen`, adding them.
+async fn renewals(
+    tls: &std::path::Path,
+    seen: &mut Vec<String>,
+    count: usize,
+    agent: &mut warden_testkit::RunningAgent,
+) {
+    let deadline = Instant::now() + RECOVERY_BOUND;
+    let mut new = 0;
+    while new < count {
+        agent.assert_alive();
+        if let Some(serial) = serial_of(tls)
+            && !seen.contains(&serial)
+        {
+            seen.push(serial);
+            new += 1;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{new} of {count} renewals within {RECOVERY_BOUND:?}; agent log:\n{}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A running agent keeps renewing through a leader kill, without a restart or a new enrolment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_keep_renewing_through_a_leader_kill() {
+    let lab = LabEnv::start_with_nodes(&[ENV], NODES).await;
+    let dir = warden_testkit::cli::path_str(lab.dir()).to_owned();
+    let spec = warden_testkit::EXAMPLE_SPEC;
+    WARDEN.ok(&["apply", "--spec", spec, "--lab", &dir, "--env", ENV]);
+    let root = tempfile::tempdir().expect("tempdir");
+    let root_dir = warden_testkit::cli::path_str(root.path()).to_owned();
+    WARDEN.ok(&[
+        "identity",
+        "enroll",
+        "billing",
+        "--spec",
+        spec,
+        "--lab",
+        &dir,
+        "--env",
+        ENV,
+        "--root-dir",
+        &root_dir,
+    ]);
+    let id = root.path().join(ENV).join("billing");
+    let path = id.join("agent.toml");
+    let mut cfg = warden_enroll::AgentConfig::load(&path).expect("enrolled agent.toml");
+    assert_eq!(
+        cfg.openbao
+            .addresses
+            .iter()
+            .map(|a| a.trim_end_matches('/'))
+            .collect::<Vec<_>>(),
+        lab.addresses(ENV),
+        "enrolment lists every node"
+    );
+    // A one-minute certificate renewed at 10 % of its life: renewals follow each other, so
+    // a pause in them is the leader kill's doing.
+    let op = lab.client(ENV);
+    let role = "pki_int/roles/billing";
+    let mut body = op.read(role).await.expect("role").data.expect("role data");
+    body["ttl"] = serde_json::json!(60);
+    body["max_ttl"] = serde_json::json!(60);
+    op.write(role, &body, warden_bao::Idempotent::Yes)
+        .await
+        .expect("tune the role");
+    cfg.renewal.fraction = 0.1;
+    cfg.renewal.jitter = 0.0;
+    cfg.renewal.margin = "1s".to_owned();
+    cfg.health = None;
+    cfg.control = None;
+    cfg.outputs.truncate(1);
+    cfg.outputs[0].ttl = Some("1m".to_owned());
+    std::fs::write(&path, cfg.to_toml(&path).expect("toml")).expect("write agent.toml");
+
+    let log = id.join("agent.log");
+    let mut agent = warden_testkit::RunningAgent::spawn(
+        WARDEN.command(&[
+            "-v",
+            "agent",
+            "--config",
+            warden_testkit::cli::path_str(&path),
+        ]),
+        &log,
+    );
+    let pid = agent.pid();
+    let tls = id.join("out/tls");
+    let mut seen = Vec::new();
+    renewals(&tls, &mut seen, 3, &mut agent).await;
+
+    let leader = lab.leader(ENV).await.expect("a leader");
+    lab.kill_node(ENV, leader);
+    let killed_at = Instant::now();
+    let before = seen.len();
+    renewals(&tls, &mut seen, 3, &mut agent).await;
+    let gap = killed_at.elapsed();
+
+    agent.assert_alive();
+    assert_eq!(agent.pid(), pid, "the same agent process");
+    eprintln!(
+        "ha agent figures: {} renewals before the kill of node {leader}, 3 more within {:.2}s after it, \
+         same process, never re-enrolled",
+        before,
+        gap.as_secs_f64(),
     );
 }

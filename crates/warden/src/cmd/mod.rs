@@ -15,4 +15,5 @@ pub(crate) mod reveal;
 pub(crate) mod rotate;
 pub(crate) mod seal;
 pub(crate) mod secret;
+pub(crate) mod server;
 pub(crate) mod transit;

@@ -150,3 +150,37 @@ fn refusal_hint(lab: &Path) -> String {
         lab.display()
     )
 }
+
+/// `warden server config`'s seal flags: which seal a production node's configuration names.
+/// The files it reads live in `<config-dir>/seal/` (`warden_node::SealFiles`).
+#[derive(Debug, Args)]
+pub(crate) struct SealFlags {
+    /// The node's seal: shamir (unseal shares), static (key in <config-dir>/seal/static.key)
+    /// or transit (a seal-keeper; token, client certificate and CA in <config-dir>/seal/).
+    #[arg(long = "seal", default_value = "shamir", value_parser = parse_target)]
+    kind: SealKind,
+    /// The seal-keeper's address (https://host:port); required with --seal transit.
+    #[arg(long)]
+    seal_keeper: Option<String>,
+}
+
+impl SealFlags {
+    /// The seal for environment `env` whose configuration directory on the host is
+    /// `config_dir`.
+    pub(crate) fn seal(&self, env: &str, config_dir: &Path) -> anyhow::Result<warden_node::Seal> {
+        match (self.kind, &self.seal_keeper) {
+            (SealKind::Transit, None) => Err(anyhow::anyhow!(
+                "--seal transit needs the seal-keeper's address"
+            ))
+            .hint("add --seal-keeper https://<seal-keeper>:8200"),
+            (SealKind::Transit, Some(_)) | (_, None) => Ok(warden_node::SealFiles::in_dir(
+                config_dir.join("seal"),
+            )
+            .seal(self.kind, env, self.seal_keeper.as_deref())),
+            (kind, Some(_)) => Err(anyhow::anyhow!(
+                "--seal-keeper only applies to --seal transit (this node's seal is {kind})"
+            ))
+            .hint("drop --seal-keeper, or use --seal transit"),
+        }
+    }
+}

@@ -209,6 +209,31 @@ pub fn read_recovery_keys(layout: &EnvLayout) -> Result<Option<Vec<SecretString>
     custody::read_unseal_keys(&recovery_keys_file(layout))
 }
 
+/// The Shamir unseal shares a seal migration submits. LAB ONLY custody today; the second
+/// function to re-point when the custody ceremony holds the shares (with the custodians'
+/// shares decrypted in memory).
+pub(crate) fn unseal_shares(layout: &EnvLayout) -> Result<Vec<SecretString>, Error> {
+    Ok(custody::read_unseal_keys(&layout.unseal_keys())?.unwrap_or_default())
+}
+
+/// Where [`unseal_shares`] looks, for messages.
+pub(crate) fn unseal_shares_source(layout: &EnvLayout) -> String {
+    layout.unseal_keys().display().to_string()
+}
+
+/// After a migration the Shamir shares are the recovery keys: kept through
+/// [`store_recovery_keys`], and the unseal-share file goes (it unseals nothing any more).
+pub(crate) fn shares_became_recovery_keys(
+    layout: &EnvLayout,
+    shares: u8,
+    threshold: u8,
+    keys: &[SecretString],
+) -> Result<(), Error> {
+    store_recovery_keys(layout, shares, threshold, keys)?;
+    std::fs::remove_file(layout.unseal_keys())
+        .map_err(|e| Error::io(&layout.unseal_keys(), "remove", e))
+}
+
 /// Why a node of `env` is sealed or not running, when the seal explains it (hook for
 /// `lab status`): "sealed: seal-keeper https://127.0.0.1:N unreachable".
 pub(crate) async fn explain(env: &EnvConfig, layout: &EnvLayout) -> Option<String> {

@@ -131,7 +131,7 @@ impl Lab {
                 ));
             }
         }
-        let shares = custody::read_unseal_keys(&layout.unseal_keys())?.unwrap_or_default();
+        let shares = seal::unseal_shares(&layout)?;
         let threshold = status.threshold.max(1);
         if shares.len() < usize::from(threshold) {
             return Err(refuse(
@@ -139,7 +139,7 @@ impl Lab {
                 format!(
                     "unseal shares missing: {} in custody ({}), {threshold} needed to migrate",
                     shares.len(),
-                    layout.unseal_keys().display()
+                    seal::unseal_shares_source(&layout)
                 ),
             ));
         }
@@ -230,7 +230,7 @@ impl Lab {
         // 3. Node by node, standbys first and the active node last: restart with the new
         //    seal and submit the shares with migrate=true. When the active node goes, a
         //    migrated standby takes over and performs the migration.
-        let shares = custody::read_unseal_keys(&layout.unseal_keys())?.unwrap_or_default();
+        let shares = seal::unseal_shares(&layout)?;
         let nodes = cfg.nodes();
         for address in &plan.nodes_to_restart {
             let Some(node) = nodes.iter().find(|n| &n.address() == address) else {
@@ -252,9 +252,7 @@ impl Lab {
         let status = wait_all_migrated(&cfg, &layout, plan.to, progress).await?;
 
         // 4. The Shamir shares are now the recovery keys.
-        seal::store_recovery_keys(&layout, status.shares, status.threshold, &shares)?;
-        std::fs::remove_file(layout.unseal_keys())
-            .map_err(|e| Error::io(&layout.unseal_keys(), "remove", e))?;
+        seal::shares_became_recovery_keys(&layout, status.shares, status.threshold, &shares)?;
         progress.step(env, "the former unseal shares are the recovery keys now");
         Ok(SealMigrationReport {
             seal_type: status.seal_type.clone(),

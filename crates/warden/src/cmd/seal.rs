@@ -184,3 +184,26 @@ impl SealFlags {
         }
     }
 }
+
+/// A warning when `lab up --seal K` met an existing lab whose environments are sealed
+/// otherwise: `--seal` only chooses the seal of a new lab.
+pub(crate) fn ignored_seal_option(
+    lab: &Lab,
+    asked: Option<SealKind>,
+    created: bool,
+) -> Option<String> {
+    let asked = asked.filter(|_| !created)?;
+    let other: Vec<String> = lab
+        .config()
+        .environments
+        .iter()
+        .filter(|e| e.seal.kind() != asked)
+        .map(|e| format!("{} is {}", e.name, e.seal.kind()))
+        .collect();
+    (!other.is_empty()).then(|| {
+        format!(
+            "--seal {asked} was ignored: it only applies to a new lab, and this one exists ({}); `warden seal migrate --env ENV --to {asked}` changes an environment's seal",
+            other.join(", ")
+        )
+    })
+}

@@ -33,7 +33,7 @@ pub(crate) fn validate_count(nodes: u8) -> Result<(), Error> {
 
 /// Why an even node count is a poor choice, or `None` for an odd one.
 pub fn even_count_warning(nodes: u8) -> Option<String> {
-    (nodes > 0 && nodes % 2 == 0).then(|| {
+    (nodes > 0 && nodes.is_multiple_of(2)).then(|| {
         format!(
             "{nodes} nodes tolerate no more failures than {} (a majority of {nodes} is {}); \
              an odd count is the usual choice",

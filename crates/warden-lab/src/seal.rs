@@ -55,28 +55,28 @@ impl EnvSeal {
     /// The kind, as OpenBao names it.
     pub fn kind(&self) -> SealKind {
         match self {
-            EnvSeal::Shamir => SealKind::Shamir,
-            EnvSeal::Static { .. } => SealKind::Static,
-            EnvSeal::Transit { .. } => SealKind::Transit,
+            Self::Shamir => SealKind::Shamir,
+            Self::Static { .. } => SealKind::Static,
+            Self::Transit { .. } => SealKind::Transit,
         }
     }
 
     /// Shamir (for `skip_serializing_if`: a Shamir lab's `lab.json` stays as it was).
     pub fn is_shamir(&self) -> bool {
-        *self == EnvSeal::Shamir
+        *self == Self::Shamir
     }
 
     /// The settings for environment `env` sealed with `kind`; `keeper` is the seal-keeper's
     /// address (needed for transit).
     pub(crate) fn new(kind: SealKind, env: &str, keeper: Option<&str>) -> Self {
         match (kind, keeper) {
-            (SealKind::Shamir, _) => EnvSeal::Shamir,
-            (SealKind::Static, _) => EnvSeal::Static {
+            (SealKind::Shamir, _) => Self::Shamir,
+            (SealKind::Static, _) => Self::Static {
                 key_id: warden_node::seal::static_key_id(env),
             },
             (SealKind::Transit, keeper) => {
                 let grant = warden_node::KeeperGrant::for_env(env);
-                EnvSeal::Transit {
+                Self::Transit {
                     address: keeper.unwrap_or_default().to_owned(),
                     mount: grant.mount,
                     key_name: grant.key_name,
@@ -88,9 +88,9 @@ impl EnvSeal {
     /// One line for humans: `transit (seal-keeper https://127.0.0.1:N, key seal-test)`.
     pub fn describe(&self) -> String {
         match self {
-            EnvSeal::Shamir => "shamir".to_owned(),
-            EnvSeal::Static { key_id } => format!("static (key {key_id})"),
-            EnvSeal::Transit {
+            Self::Shamir => "shamir".to_owned(),
+            Self::Static { key_id } => format!("static (key {key_id})"),
+            Self::Transit {
                 address, key_name, ..
             } => format!("transit (seal-keeper {address}, key {key_name})"),
         }

@@ -14,7 +14,6 @@
 
 use std::time::{Duration, Instant};
 
-use secrecy::ExposeSecret;
 use time::OffsetDateTime;
 use warden_bao::Client;
 use warden_files::{Mode, write_atomic};
@@ -183,35 +182,13 @@ impl Keeper {
         lab: &LabLayout,
     ) -> Result<bool, Error> {
         let grant = KeeperGrant::for_env(&env.name);
-        grant.provision(&self.client).await.map_err(keeper_err)?;
         let files = crate::seal::seal_files(env_layout);
         warden_files::ensure_private_dir(files.dir())?;
         self.ensure_client_cert(env, &files, lab)?;
-        let accessor = std::fs::read_to_string(files.accessor()).unwrap_or_default();
-        let alive = files.token().exists()
-            && !accessor.trim().is_empty()
-            && grant
-                .token_alive(&self.client, accessor.trim())
-                .await
-                .map_err(keeper_err)?;
-        if alive {
-            return Ok(false);
-        }
-        let token = grant
-            .issue_token(&self.client, TOKEN_PERIOD)
+        grant
+            .ensure_token(&self.client, &files, TOKEN_PERIOD)
             .await
-            .map_err(keeper_err)?;
-        warden_node::seal::write_secret_file(
-            &files.token(),
-            token.token.expose_secret().as_bytes(),
-        )
-        .map_err(|e| crate::seal::seal_err(env, e))?;
-        write_atomic(
-            &files.accessor(),
-            token.accessor.as_bytes(),
-            Mode::OwnerOnly,
-        )?;
-        Ok(true)
+            .map_err(keeper_err)
     }
 
     fn ensure_client_cert(

@@ -53,6 +53,12 @@ pub enum KeeperError {
         #[source]
         source: Box<warden_bao::TransitError>,
     },
+    /// Writing the token or accessor file failed (the previous file is intact).
+    #[error(transparent)]
+    Files(#[from] warden_files::Error),
+    /// Writing the token file failed.
+    #[error(transparent)]
+    Seal(#[from] crate::seal::SealError),
 }
 
 /// A new seal token: hand the token to the sealed nodes (owner-only file), keep the accessor
@@ -170,6 +176,38 @@ impl KeeperGrant {
                 source: Box::new(e),
             }),
         }
+    }
+}
+
+impl KeeperGrant {
+    /// Provisions this grant on `keeper` and makes sure `files` hold a live seal token: an
+    /// existing token whose accessor still resolves is kept, otherwise a new one is issued and
+    /// written (token owner-only without a newline, then its accessor). Returns whether a new
+    /// token was written. The nodes read the new token at their next start.
+    pub async fn ensure_token(
+        &self,
+        keeper: &Client,
+        files: &crate::seal::SealFiles,
+        period: Duration,
+    ) -> Result<bool, KeeperError> {
+        use secrecy::ExposeSecret;
+        self.provision(keeper).await?;
+        warden_files::ensure_private_dir(files.dir())?;
+        let accessor = std::fs::read_to_string(files.accessor()).unwrap_or_default();
+        let alive = files.token().exists()
+            && !accessor.trim().is_empty()
+            && self.token_alive(keeper, accessor.trim()).await?;
+        if alive {
+            return Ok(false);
+        }
+        let token = self.issue_token(keeper, period).await?;
+        crate::seal::write_secret_file(&files.token(), token.token.expose_secret().as_bytes())?;
+        warden_files::write_atomic(
+            &files.accessor(),
+            token.accessor.as_bytes(),
+            warden_files::Mode::OwnerOnly,
+        )?;
+        Ok(true)
     }
 }
 

@@ -212,15 +212,15 @@ impl SealKind {
     /// OpenBao's name (`shamir`, `static`, `transit`).
     pub fn as_str(self) -> &'static str {
         match self {
-            SealKind::Shamir => "shamir",
-            SealKind::Static => "static",
-            SealKind::Transit => "transit",
+            Self::Shamir => "shamir",
+            Self::Static => "static",
+            Self::Transit => "transit",
         }
     }
 
     /// An auto-unseal (the node unseals itself; recovery keys replace unseal shares).
     pub fn is_auto(self) -> bool {
-        self != SealKind::Shamir
+        self != Self::Shamir
     }
 }
 
@@ -234,9 +234,9 @@ impl std::str::FromStr for SealKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
-            "shamir" => Ok(SealKind::Shamir),
-            "static" => Ok(SealKind::Static),
-            "transit" => Ok(SealKind::Transit),
+            "shamir" => Ok(Self::Shamir),
+            "static" => Ok(Self::Static),
+            "transit" => Ok(Self::Transit),
             other => Err(format!(
                 "unknown seal {other:?}: expected shamir, static or transit"
             )),
@@ -248,9 +248,9 @@ impl Seal {
     /// Which kind of seal this is.
     pub fn kind(&self) -> SealKind {
         match self {
-            Seal::Shamir => SealKind::Shamir,
-            Seal::Static(_) => SealKind::Static,
-            Seal::Transit(_) => SealKind::Transit,
+            Self::Shamir => SealKind::Shamir,
+            Self::Static(_) => SealKind::Static,
+            Self::Transit(_) => SealKind::Transit,
         }
     }
 
@@ -258,9 +258,9 @@ impl Seal {
     /// at start or that would leak (a relative or unnameable file, plain HTTP).
     pub fn render(&self) -> Result<String, SealError> {
         match self {
-            Seal::Shamir => Ok(String::new()),
-            Seal::Static(s) => s.render(),
-            Seal::Transit(t) => t.render(),
+            Self::Shamir => Ok(String::new()),
+            Self::Static(s) => s.render(),
+            Self::Transit(t) => t.render(),
         }
     }
 
@@ -268,15 +268,15 @@ impl Seal {
     /// Shamir → auto needs only the new seal; auto → Shamir needs the old seal marked
     /// `disabled`; auto → auto needs both. A node started with this configuration waits in
     /// migration mode for the old unseal shares (or recovery keys) with `migrate=true`.
-    pub fn render_migration(&self, previous: &Seal) -> Result<String, SealError> {
+    pub fn render_migration(&self, previous: &Self) -> Result<String, SealError> {
         let old = match previous {
-            Seal::Shamir => String::new(),
-            Seal::Static(s) => StaticSeal {
+            Self::Shamir => String::new(),
+            Self::Static(s) => StaticSeal {
                 disabled: true,
                 ..s.clone()
             }
             .render()?,
-            Seal::Transit(t) => TransitSeal {
+            Self::Transit(t) => TransitSeal {
                 disabled: true,
                 ..t.clone()
             }

@@ -59,8 +59,9 @@ struct UpArgs {
     /// How every environment is sealed: shamir (unseal shares), static (a key file beside
     /// the node) or transit (a separate seal-keeper OpenBao). Auto-seals use --shares and
     /// --threshold for their recovery keys.
-    #[arg(long, default_value = "shamir", value_parser = |s: &str| s.parse::<warden_lab::SealKind>())]
-    seal: warden_lab::SealKind,
+    /// [default: shamir]
+    #[arg(long, value_parser = |s: &str| s.parse::<warden_lab::SealKind>())]
+    seal: Option<warden_lab::SealKind>,
     /// OpenBao nodes per environment, joined as one raft cluster on 127.0.0.1 (1 to 7; an
     /// odd count is the usual choice).
     #[arg(long, default_value_t = 1)]
@@ -113,7 +114,7 @@ async fn run_up(dir: &Path, args: UpArgs, out: &Output) -> anyhow::Result<ExitCo
         environments: args.envs,
         shares: args.shares,
         threshold: args.threshold,
-        seal: args.seal,
+        seal: args.seal.unwrap_or(warden_lab::SealKind::Shamir),
         nodes: args.nodes,
     };
     if let Some(w) = warden_lab::even_count_warning(args.nodes) {
@@ -127,6 +128,9 @@ async fn run_up(dir: &Path, args: UpArgs, out: &Output) -> anyhow::Result<ExitCo
     // Loud in every output mode: this custody must never be mistaken for a real one.
     out.warn(warden_lab::LAB_ONLY_NOTICE);
     let lab = Lab::open(dir)?;
+    if let Some(w) = crate::cmd::seal::ignored_seal_option(&lab, args.seal, report.created) {
+        out.warn(w);
+    }
     let (applied, resolved) = if no_spec {
         (None, None)
     } else {

@@ -26,6 +26,44 @@ enum SealCommand {
     /// new seal and submits the Shamir unseal shares with migrate=true; the shares become the
     /// recovery keys. Run it again to resume a migration that stopped half-way.
     Migrate(MigrateArgs),
+    /// On a seal-keeper: give one environment its transit seal (key seal-<env>, policy
+    /// seal-<env> limited to that key, a periodic orphan token) and write the token into the
+    /// node's seal directory.
+    ///
+    /// Talks to the seal-keeper with its operator's client certificate and a token read from
+    /// a file (never argv or the environment). The token is written owner-only, alone in its
+    /// file, next to its accessor; an existing token that is still alive is kept. Copy the
+    /// directory to every node of the environment as <config-dir>/seal/ (with the client
+    /// certificate and CA of `warden server config --seal transit`).
+    Grant(GrantArgs),
+}
+
+#[derive(Debug, Args)]
+struct GrantArgs {
+    /// The environment whose nodes the seal-keeper will unseal.
+    #[arg(long)]
+    env: String,
+    /// The seal-keeper's address (https://host:port).
+    #[arg(long)]
+    seal_keeper: String,
+    /// CA bundle that verifies the seal-keeper's server certificate.
+    #[arg(long)]
+    ca: PathBuf,
+    /// Client certificate the seal-keeper's listener accepts (its operator's).
+    #[arg(long)]
+    client_cert: PathBuf,
+    /// Its private key.
+    #[arg(long)]
+    client_key: PathBuf,
+    /// File holding a seal-keeper token allowed to manage transit keys, policies and tokens.
+    #[arg(long)]
+    token_file: PathBuf,
+    /// Where to write keeper-token and keeper-token.accessor (the node's <config-dir>/seal/).
+    #[arg(long)]
+    out: PathBuf,
+    /// How long the token lives without a renewal (the seal renews it while a node runs).
+    #[arg(long, default_value = "72h")]
+    period: String,
 }
 
 #[derive(Debug, Args)]
@@ -51,6 +89,7 @@ fn parse_target(s: &str) -> Result<SealKind, String> {
 pub(crate) async fn run(args: SealArgs, out: &Output) -> anyhow::Result<ExitCode> {
     match args.command {
         SealCommand::Migrate(m) => migrate(m, out).await,
+        SealCommand::Grant(g) => grant(g, out).await,
     }
 }
 
@@ -114,6 +153,60 @@ async fn migrate(args: MigrateArgs, out: &Output) -> anyhow::Result<ExitCode> {
             )
         },
     )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn grant(args: GrantArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let period = warden_spec::parse_duration(&args.period)
+        .map_err(|e| anyhow::anyhow!("--period {:?}: {e}", args.period))
+        .hint("write a duration such as 72h or 7d")?;
+    let token = crate::secret_input::read_passphrase_file(&args.token_file)
+        .with_context(|| format!("no seal-keeper token in {}", args.token_file.display()))?;
+    let address = args
+        .seal_keeper
+        .parse()
+        .with_context(|| format!("--seal-keeper {:?} is not a URL", args.seal_keeper))?;
+    let cfg = warden_bao::ClientConfig::new(address)
+        .with_ca_file(&args.ca)
+        .and_then(|c| c.with_client_cert_files(&args.client_cert, &args.client_key))
+        .context("could not load the seal-keeper's CA or client certificate")?
+        .with_token(token);
+    let keeper = warden_bao::Client::new(cfg).context("could not build the seal-keeper client")?;
+    let grant = warden_node::KeeperGrant::for_env(&args.env);
+    let files = warden_node::SealFiles::in_dir(&args.out);
+    let issued = grant
+        .ensure_token(&keeper, &files, period)
+        .await
+        .with_context(|| format!("could not grant {} its transit seal", args.env))
+        .with_hint(|| {
+            format!(
+                "the token in {} must manage transit keys, policies and tokens on the seal-keeper",
+                args.token_file.display()
+            )
+        })?;
+    let view = serde_json::json!({
+        "env": args.env,
+        "seal_keeper": args.seal_keeper,
+        "key_name": grant.key_name,
+        "policy": grant.policy,
+        "token_file": files.token(),
+        "new_token": issued,
+    });
+    out.emit(&view, || {
+        format!(
+            "{}: transit key {} and policy {} on {}; {} {}\n",
+            args.env,
+            grant.key_name,
+            grant.policy,
+            args.seal_keeper,
+            if issued {
+                "new seal token written to"
+            } else {
+                "seal token still alive in"
+            },
+            files.token().display()
+        )
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -183,4 +276,27 @@ impl SealFlags {
             .hint("drop --seal-keeper, or use --seal transit"),
         }
     }
+}
+
+/// A warning when `lab up --seal K` met an existing lab whose environments are sealed
+/// otherwise: `--seal` only chooses the seal of a new lab.
+pub(crate) fn ignored_seal_option(
+    lab: &Lab,
+    asked: Option<SealKind>,
+    created: bool,
+) -> Option<String> {
+    let asked = asked.filter(|_| !created)?;
+    let other: Vec<String> = lab
+        .config()
+        .environments
+        .iter()
+        .filter(|e| e.seal.kind() != asked)
+        .map(|e| format!("{} is {}", e.name, e.seal.kind()))
+        .collect();
+    (!other.is_empty()).then(|| {
+        format!(
+            "--seal {asked} was ignored: it only applies to a new lab, and this one exists ({}); `warden seal migrate --env ENV --to {asked}` changes an environment's seal",
+            other.join(", ")
+        )
+    })
 }

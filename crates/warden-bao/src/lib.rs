@@ -83,8 +83,10 @@ pub mod lease;
 mod mounts;
 mod pki;
 mod policy;
+mod raft;
 mod response;
 mod retry;
+mod seal;
 mod sys;
 mod tls;
 mod transit;
@@ -101,8 +103,10 @@ pub use kv::{
 };
 pub use mounts::{MountConfig, MountInfo, MountOptions, MountTtls};
 pub use pki::{IntermediateCsr, Issuer, IssuerSummary, KeyType, SetSigned};
+pub use raft::{Leader, RaftServer};
 pub use response::{Auth, Secret, WrapInfo};
 pub use retry::{Idempotent, RetryPolicy, format_wait};
+pub use seal::RecoveryInitResponse;
 pub use sys::{Health, InitResponse, SealStatus};
 pub use tls::ClientIdentity;
 pub use transit::{

@@ -78,6 +78,13 @@ pub struct SealStatus {
     /// Storage backend ("raft", "inmem"...).
     #[serde(default)]
     pub storage_type: Option<String>,
+    /// A seal migration is pending or running (the configured seal differs from the stored
+    /// one); shares must then be sent with `migrate=true`.
+    #[serde(default)]
+    pub migration: bool,
+    /// The server uses recovery keys (an auto-seal); `t`/`n` then describe them.
+    #[serde(default)]
+    pub recovery_seal: bool,
 }
 
 /// Result of `sys/init`: the unseal key shares and the initial root token. The most

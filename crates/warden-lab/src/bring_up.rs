@@ -4,25 +4,23 @@
 //! repeat: after a crash, after `down`, or on a healthy lab (where it changes nothing).
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use secrecy::SecretString;
 use time::OffsetDateTime;
 use warden_bao::Client;
 use warden_pki::{CaDir, IntermediateRequest};
 
-use crate::client;
+use crate::cluster;
 use crate::config::EnvConfig;
 use crate::custody;
 use crate::error::Error;
 use crate::layout::EnvLayout;
-use crate::server::{self, ProcessState};
+use crate::server;
 use crate::tls;
 
 /// Lifetime of each environment's PKI intermediate in the lab.
 const INTERMEDIATE_VALIDITY: time::Duration = time::Duration::days(2 * 365);
-/// How long a freshly unsealed single raft node may take to become active.
-const ACTIVE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What `up` did for one environment.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -43,6 +41,8 @@ pub struct EnvUpReport {
     pub intermediate_created: bool,
     /// The server was restarted to pick up a new client CA bundle.
     pub restarted: bool,
+    /// Which seal protects it (`shamir`, `static (key ..)`, `transit (seal-keeper ..)`).
+    pub seal: String,
 }
 
 /// Receives progress lines for humans ("test: starting OpenBao on ...").
@@ -77,6 +77,7 @@ pub(crate) async fn ensure_env(
     let mut report = EnvUpReport {
         name: name.to_owned(),
         address: env.address(),
+        seal: env.seal.describe(),
         ..Default::default()
     };
     let now = OffsetDateTime::now_utc();
@@ -88,27 +89,29 @@ pub(crate) async fn ensure_env(
         );
     }
 
-    match server::find(env, layout)? {
-        ProcessState::Running(pid) => s
-            .progress
-            .step(name, &format!("OpenBao already running (pid {pid})")),
-        ProcessState::Stopped => {
-            s.progress
-                .step(name, &format!("starting OpenBao on {}", env.address()));
-            let pid = server::start(env, layout, s.bao).await?;
-            report.started = true;
-            s.progress
-                .step(name, &format!("OpenBao listening (pid {pid})"));
-        }
-    }
+    report.started = cluster::start_stopped(env, layout, s.bao, s.progress).await?;
 
-    let client = client::operator_client(env, layout, None)?;
+    // Node 1 alone: it is the one initialised, and a client that fails over would move on
+    // from an uninitialised node.
+    let client = cluster::node_client(env, &env.nodes()[0], layout)?;
     let health = client
         .wait_reachable()
         .await
         .map_err(Error::bao(name, "reach the server"))?;
 
-    if !health.initialized {
+    if !health.initialized && env.seal.kind().is_auto() {
+        s.progress.step(
+            name,
+            &format!(
+                "initialising, {} ({} recovery shares, threshold {})",
+                env.seal.describe(),
+                s.shares,
+                s.threshold
+            ),
+        );
+        crate::seal::init_auto(env, layout, &client, s.shares, s.threshold).await?;
+        report.initialized = true;
+    } else if !health.initialized {
         s.progress.step(
             name,
             &format!(
@@ -131,7 +134,14 @@ pub(crate) async fn ensure_env(
         report.unsealed = true;
         s.progress.step(name, "unsealed");
     }
-    wait_active(&client, name).await?;
+    // Nodes 2..N join node 1's cluster through retry_join once they hold the shares.
+    if cluster::unseal_nodes(env, layout, 2).await? {
+        s.progress.step(
+            name,
+            "unsealed the other nodes; they join through retry_join",
+        );
+    }
+    let client = cluster::wait_ready(env, layout).await?;
 
     let token =
         custody::read_secret(&layout.root_token())?.ok_or_else(|| Error::CustodyMissing {
@@ -161,26 +171,25 @@ pub(crate) async fn ensure_env(
             name,
             "restarting so the listener trusts identity certificates from the PKI intermediate",
         );
-        server::stop(env, layout).await?;
-        server::start(env, layout, s.bao).await?;
-        client
-            .wait_reachable()
-            .await
-            .map_err(Error::bao(name, "reach the server"))?;
-        unseal(&client, name, layout).await?;
-        wait_active(&client, name).await?;
+        server::stop_all(env, layout).await?;
+        cluster::start_stopped(env, layout, s.bao, &Quiet).await?;
+        cluster::unseal_nodes(env, layout, 1).await?;
+        cluster::wait_ready(env, layout).await?;
         report.restarted = true;
     }
+    cluster::wait_voters(env, &client).await?;
     Ok(report)
 }
 
 /// Unseals with the custody shares if the server is sealed; returns whether it was.
-async fn unseal(client: &Client, name: &str, layout: &EnvLayout) -> Result<bool, Error> {
+pub(crate) async fn unseal(client: &Client, name: &str, layout: &EnvLayout) -> Result<bool, Error> {
     let status = client
         .seal_status()
         .await
         .map_err(Error::bao(name, "read seal status"))?;
-    if !status.sealed {
+    // An auto-sealed node unseals itself; one waiting for a seal migration is
+    // `warden seal migrate`'s to finish, never `up`'s.
+    if !status.sealed || status.seal_type != "shamir" {
         return Ok(false);
     }
     let keys =
@@ -205,36 +214,6 @@ async fn unseal(client: &Client, name: &str, layout: &EnvLayout) -> Result<bool,
         }
     }
     Ok(true)
-}
-
-/// Waits until the server is unsealed and active (a single raft node elects itself leader a
-/// few seconds after unseal; until then requests get "standby" errors).
-async fn wait_active(client: &Client, name: &str) -> Result<(), Error> {
-    let deadline = Instant::now() + ACTIVE_TIMEOUT;
-    let mut delay = Duration::from_millis(100);
-    loop {
-        match client.health().await {
-            Ok(h) if h.initialized && !h.sealed && !h.standby => return Ok(()),
-            Ok(h) if Instant::now() >= deadline => {
-                return Err(Error::ServerState {
-                    env: name.to_owned(),
-                    what: format!(
-                        "not active after {}s (initialized={}, sealed={}, standby={})",
-                        ACTIVE_TIMEOUT.as_secs(),
-                        h.initialized,
-                        h.sealed,
-                        h.standby
-                    ),
-                });
-            }
-            Err(e) if Instant::now() >= deadline => {
-                return Err(Error::bao(name, "wait for the server to become active")(e));
-            }
-            _ => {}
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(1));
-    }
 }
 
 /// Mounts the PKI engine and installs an intermediate whose key was generated inside OpenBao

@@ -14,10 +14,29 @@ pub(crate) fn operator_client(
     layout: &EnvLayout,
     token: Option<SecretString>,
 ) -> Result<Client, Error> {
-    // HOOK(ha → client): with several nodes per environment, list every node's API address
-    // here, in order; the client fails over between them (warden-bao, "Failover").
-    let addresses = [env.address()];
-    let mut cfg = ClientConfig::with_addresses(&addresses)
+    // Every node's address, node 1 first: the client fails over between them (warden-bao,
+    // "Failover").
+    operator_client_for(env, &env.addresses(), layout, token)
+}
+
+/// The same, for one node of the environment alone (init, unseal and status must reach that
+/// node, not whichever answers).
+pub(crate) fn operator_client_at(
+    env: &EnvConfig,
+    address: &str,
+    layout: &EnvLayout,
+    token: Option<SecretString>,
+) -> Result<Client, Error> {
+    operator_client_for(env, &[address.to_owned()], layout, token)
+}
+
+fn operator_client_for(
+    env: &EnvConfig,
+    addresses: &[String],
+    layout: &EnvLayout,
+    token: Option<SecretString>,
+) -> Result<Client, Error> {
+    let mut cfg = ClientConfig::with_addresses(addresses)
         .map_err(|e| Error::ServerState {
             env: env.name.clone(),
             what: format!("bad address {}: {e}", addresses.join(", ")),

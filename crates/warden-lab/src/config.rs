@@ -25,6 +25,10 @@ pub struct NewLabOptions {
     pub shares: u8,
     /// Shares needed to unseal.
     pub threshold: u8,
+    /// How every environment is sealed (`--seal`); recovery keys use `shares`/`threshold`.
+    pub seal: warden_node::SealKind,
+    /// OpenBao nodes per environment (1 to [`MAX_NODES`](crate::MAX_NODES)).
+    pub nodes: u8,
 }
 
 impl Default for NewLabOptions {
@@ -36,6 +40,8 @@ impl Default for NewLabOptions {
                 .collect(),
             shares: DEFAULT_SHARES,
             threshold: DEFAULT_THRESHOLD,
+            seal: warden_node::SealKind::Shamir,
+            nodes: 1,
         }
     }
 }
@@ -49,6 +55,7 @@ impl NewLabOptions {
                 self.threshold, self.shares
             )));
         }
+        crate::nodes::validate_count(self.nodes)?;
         if self.environments.is_empty() {
             return Err(Error::InvalidOption(
                 "at least one environment is needed".into(),
@@ -88,6 +95,9 @@ pub struct LabConfig {
     pub threshold: u8,
     /// The environments, in order.
     pub environments: Vec<EnvConfig>,
+    /// The seal-keeper of transit-sealed environments (`crate::seal_keeper`), once there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal_keeper: Option<EnvConfig>,
 }
 
 /// One environment's fixed settings.
@@ -102,10 +112,18 @@ pub struct EnvConfig {
     pub cluster_port: u16,
     /// The PKI intermediate mount.
     pub pki_mount: String,
+    /// How the environment is sealed (absent: Shamir).
+    #[serde(default, skip_serializing_if = "crate::seal::EnvSeal::is_shamir")]
+    pub seal: crate::seal::EnvSeal,
+    /// Nodes 2..N of a raft cluster (node 1 is `api_port`/`cluster_port`); absent in labs
+    /// created before clusters, which are single-node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub followers: Vec<crate::nodes::NodePorts>,
 }
 
 impl EnvConfig {
-    /// The API address clients use.
+    /// Node 1's API address (with several nodes, [`addresses`](Self::addresses) has them
+    /// all).
     pub fn address(&self) -> String {
         format!("https://127.0.0.1:{}", self.api_port)
     }

@@ -97,6 +97,30 @@ pub enum Error {
         /// The expected custody file.
         path: PathBuf,
     },
+    /// A seal precondition failed (a missing key or share, an unreachable seal-keeper, a
+    /// migration that is not possible); nothing was changed.
+    #[error("{env}: {what}")]
+    SealPrecondition {
+        /// Environment.
+        env: String,
+        /// What is missing or wrong.
+        what: String,
+    },
+    /// Provisioning on the seal-keeper failed.
+    #[error(transparent)]
+    SealKeeper {
+        /// The seal-keeper error.
+        source: Box<warden_node::KeeperError>,
+    },
+    /// A seal migration step failed.
+    #[error("{env}: seal migration: {source}")]
+    SealMigration {
+        /// Environment.
+        env: String,
+        /// The step's error.
+        #[source]
+        source: Box<warden_node::MigrateError>,
+    },
     /// The server reached a state `up` cannot fix by itself.
     #[error("{env}: {what}")]
     ServerState {

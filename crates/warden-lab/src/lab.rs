@@ -30,6 +30,8 @@ pub struct UpReport {
     pub created: bool,
     /// Per-environment results, in lab order.
     pub environments: Vec<EnvUpReport>,
+    /// The seal-keeper's address, when environments are transit-sealed.
+    pub seal_keeper: Option<String>,
 }
 
 /// What `down` did.
@@ -74,7 +76,8 @@ impl Lab {
         let (config, created) = match LabConfig::load(&layout.config_file())? {
             Some(c) => (c, false),
             None => {
-                let c = new_config(options)?;
+                let mut c = new_config(options)?;
+                crate::seal::configure_new(&mut c, options.seal)?;
                 c.save(&layout.config_file())?;
                 (c, true)
             }
@@ -101,6 +104,8 @@ impl Lab {
             threshold: lab.config.threshold,
             progress,
         };
+        // The seal-keeper first: transit-sealed nodes cannot start without it.
+        crate::seal::prepare_all(&lab.layout, &lab.config, &shared).await?;
         // Environments come up concurrently: they share nothing but the offline CA, whose
         // ledger appends are single atomic writes.
         let futures = lab.config.environments.iter().map(|env| {
@@ -116,6 +121,7 @@ impl Lab {
             dir: dir.to_path_buf(),
             created,
             environments,
+            seal_keeper: lab.config.seal_keeper.as_ref().map(EnvConfig::address),
         })
     }
 
@@ -136,9 +142,15 @@ impl Lab {
     pub async fn down(&self, purge: bool) -> Result<DownReport, Error> {
         let mut stopped = Vec::new();
         for env in &self.config.environments {
-            if server::stop(env, &self.layout.env(&env.name)).await? {
+            if server::stop_all(env, &self.layout.env(&env.name)).await? {
                 stopped.push(env.name.clone());
             }
+        }
+        // The seal-keeper last: nodes it seals may still need it while they stop.
+        if let Some(keeper) = &self.config.seal_keeper
+            && server::stop_all(keeper, &self.layout.seal_keeper()).await?
+        {
+            stopped.push(keeper.name.clone());
         }
         if purge {
             // `open` already proved lab.json is here, so this is a lab directory and not, say,
@@ -190,17 +202,20 @@ impl Lab {
 }
 
 fn new_config(options: &NewLabOptions) -> Result<LabConfig, Error> {
-    let ports = process::free_ports(options.environments.len() * 2)
+    let per_env = 2 * usize::from(options.nodes.max(1));
+    let ports = process::free_ports(options.environments.len() * per_env)
         .map_err(|e| Error::io(Path::new("127.0.0.1"), "find free ports on", e))?;
     let environments = options
         .environments
         .iter()
-        .zip(ports.chunks(2))
+        .zip(ports.chunks(per_env))
         .map(|(name, p)| EnvConfig {
             name: name.clone(),
             api_port: p[0],
             cluster_port: p[1],
             pki_mount: DEFAULT_PKI_MOUNT.to_owned(),
+            seal: Default::default(),
+            followers: crate::nodes::follower_ports(&p[2..]),
         })
         .collect();
     Ok(LabConfig {
@@ -208,6 +223,7 @@ fn new_config(options: &NewLabOptions) -> Result<LabConfig, Error> {
         shares: options.shares,
         threshold: options.threshold,
         environments,
+        seal_keeper: None,
     })
 }
 

@@ -16,8 +16,13 @@
 //!     bao/data/                   integrated (raft) storage
 //!     bao/audit.log, server.log   audit device and server log
 //!     bao/server.pid
+//!     bao-<n>/...                 node n of a multi-node environment (`nodes::NodeLayout`)
 //!     custody/unseal-keys.json    LAB ONLY: Shamir unseal shares (0600)
 //!     custody/root-token          LAB ONLY: the initial root token (0600)
+//!     custody/recovery-keys.json  LAB ONLY: recovery shares of an auto-sealed environment (0600)
+//!     seal/                       files the seal reads (static key, seal-keeper credentials)
+//!   seal-keeper/                  the seal-keeper of transit-sealed environments, laid out
+//!                                 like envs/<env>/ (tls/, operator/, bao/, custody/)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -65,6 +70,13 @@ impl LabLayout {
     /// The root CA passphrase (lab only).
     pub fn ca_passphrase_file(&self) -> PathBuf {
         self.custody_dir().join("ca-passphrase")
+    }
+
+    /// Paths of the seal-keeper (`crate::seal_keeper`), laid out like an environment.
+    pub fn seal_keeper(&self) -> EnvLayout {
+        EnvLayout {
+            dir: self.root.join("seal-keeper"),
+        }
     }
 
     /// Paths for one environment.

@@ -11,21 +11,33 @@
 //!
 //! Modules: `lab` (the lab as a whole: `up`, `status` and `down` over every environment) and
 //! `bring_up` (one environment to running, initialised, unsealed, PKI intermediate in place);
-//! `config` (the persistent settings, `lab.json`) and `layout` (where every file lives); `tls`
+//! `config` (the persistent settings, `lab.json`) and `layout` (where every file lives);
+//! `nodes` (an environment's OpenBao nodes, their ports, files and server configuration, from
+//! the `warden-node` generator) and `cluster` (start, unseal and wait for a leader across them;
+//! one node at a time for tests); `tls`
 //! (each environment's listener CA and certificates); `server` (one environment's OpenBao
 //! process: configuration, start, find, stop); `custody` (what a real deployment would never
 //! keep on one disk: the root CA passphrase, unseal shares, root tokens); `client` (operator
-//! clients); `status` (what `lab status` reports); [`process`] (process primitives). The lab's
+//! clients); `status` (what `lab status` reports); `seal` (each environment's seal: Shamir,
+//! static or transit, and the files it reads), `seal_keeper` (the separate OpenBao that holds
+//! the transit seals' keys) and `seal_migrate` (Shamir → auto-seal on a live environment);
+//! [`process`] (process primitives). The lab's
 //! agents (hosts, enrollment, agent processes) are the `warden-lab-agents` crate.
 
 mod bring_up;
 mod client;
+mod cluster;
 mod config;
 mod custody;
 mod error;
 mod lab;
 mod layout;
+mod node_status;
+mod nodes;
 pub mod process;
+mod seal;
+mod seal_keeper;
+mod seal_migrate;
 mod server;
 mod status;
 mod tls;
@@ -37,4 +49,10 @@ pub use custody::LAB_ONLY_NOTICE;
 pub use error::Error;
 pub use lab::{DownReport, Lab, UpReport};
 pub use layout::{DEFAULT_LAB_DIR, EnvLayout, LabLayout};
+pub use node_status::NodeStatus;
+pub use nodes::{MAX_NODES, Node, NodeLayout, NodePorts, even_count_warning};
+pub use seal::{EnvSeal, read_recovery_keys, recovery_keys_file};
+pub use seal_keeper::KEEPER_NAME;
+pub use seal_migrate::{SealMigrationPlan, SealMigrationReport};
 pub use status::EnvStatus;
+pub use warden_node::SealKind;

@@ -1,4 +1,4 @@
-//! What `lab status` reports for each environment. Read-only: it never starts, unseals or
+//! What `lab status` reports for each environment (each node's part: `node_status`). Read-only: it never starts, unseals or
 //! changes anything.
 
 use std::path::PathBuf;
@@ -6,12 +6,13 @@ use std::path::PathBuf;
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use warden_bao::RaftServer;
 
 use crate::client;
 use crate::config::EnvConfig;
 use crate::custody;
 use crate::layout::EnvLayout;
-use crate::server::{self, ProcessState};
+use crate::node_status::{self, NodeStatus};
 
 /// One environment's status, with the paths a Vault client needs to reach it.
 #[derive(Debug, Clone, Serialize)]
@@ -48,15 +49,31 @@ pub struct EnvStatus {
     pub root_token_file: PathBuf,
     /// Why something could not be determined.
     pub error: Option<String>,
+    /// Which seal protects the environment (`shamir`, `transit (seal-keeper ..)`, ...).
+    pub seal: String,
+    /// Why the seal keeps the environment sealed or stopped, when it does
+    /// (`sealed: seal-keeper https://127.0.0.1:N unreachable`).
+    pub seal_problem: Option<String>,
+    /// Every node's API address, node 1 first (what a failing-over client is given).
+    pub addresses: Vec<String>,
+    /// Each node: running, leader or standby, sealed, raft indexes.
+    pub nodes: Vec<NodeStatus>,
+    /// The raft peer set as the leader reports it (empty without a leader or a token).
+    pub peers: Vec<RaftServer>,
 }
 
 impl EnvStatus {
-    /// Running, initialised, unsealed, and the intermediate chain verifies.
+    /// Running, initialised, unsealed, the intermediate chain verifies, and every node runs
+    /// unsealed.
     pub fn healthy(&self) -> bool {
         self.running
             && self.initialized == Some(true)
             && self.sealed == Some(false)
             && self.chain_valid == Some(true)
+            && self
+                .nodes
+                .iter()
+                .all(|n| n.running && n.sealed == Some(false))
     }
 }
 
@@ -82,38 +99,43 @@ pub(crate) async fn env_status(
         operator_key: layout.operator_key(),
         root_token_file: layout.root_token(),
         error: None,
+        seal: env.seal.describe(),
+        seal_problem: None,
+        addresses: Vec::new(),
+        nodes: Vec::new(),
+        peers: Vec::new(),
     };
-    match server::find(env, layout) {
-        Ok(ProcessState::Running(pid)) => {
-            st.running = true;
-            st.pid = Some(pid);
-        }
-        Ok(ProcessState::Stopped) => return st,
-        Err(e) => {
-            st.error = Some(e.to_string());
-            return st;
-        }
-    }
     let token = custody::read_secret(&layout.root_token()).ok().flatten();
-    let client = match client::operator_client(env, layout, token) {
+    let cluster = node_status::cluster_status(env, layout, token.as_ref()).await;
+    st.addresses = cluster.nodes.iter().map(|n| n.address.clone()).collect();
+    st.peers = cluster.peers;
+    st.nodes = cluster.nodes;
+    // The environment is read through its leader, or any node that answers: one node down
+    // is that node's problem, not the environment's.
+    let Some(serving) = cluster.serving.map(|i| &st.nodes[i]) else {
+        st.running = st.nodes.iter().any(|n| n.running);
+        st.pid = st.nodes.iter().find_map(|n| n.pid);
+        st.error = st.nodes.iter().find_map(|n| n.error.clone());
+        st.seal_problem = crate::seal::explain(env, layout).await;
+        return st;
+    };
+    let address = serving.address.clone();
+    st.running = true;
+    st.pid = serving.pid;
+    if let Some(h) = serving.health.clone() {
+        st.initialized = Some(h.initialized);
+        st.sealed = Some(h.sealed);
+        st.version = Some(h.version).filter(|v| !v.is_empty());
+    }
+    let client = match client::operator_client_at(env, &address, layout, token) {
         Ok(c) => c,
         Err(e) => {
             st.error = Some(e.to_string());
             return st;
         }
     };
-    match client.health().await {
-        Ok(h) => {
-            st.initialized = Some(h.initialized);
-            st.sealed = Some(h.sealed);
-            st.version = Some(h.version).filter(|v| !v.is_empty());
-        }
-        Err(e) => {
-            st.error = Some(e.to_string());
-            return st;
-        }
-    }
     if st.sealed != Some(false) {
+        st.seal_problem = crate::seal::explain(env, layout).await;
         return st;
     }
     match client.pki_ca_chain(&env.pki_mount).await {

@@ -20,12 +20,18 @@ impl LabEnv {
     /// Starts a lab with the given environments (for example `&["test", "prod"]`). Panics with
     /// the lab's error if anything fails: this is a test harness.
     pub async fn start(environments: &[&str]) -> Self {
+        Self::start_with_nodes(environments, 1).await
+    }
+
+    /// Starts a lab whose environments each run `nodes` OpenBao nodes as one raft cluster.
+    pub async fn start_with_nodes(environments: &[&str], nodes: u8) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("warden-lab-")
             .tempdir()
             .expect("create a temporary lab directory");
         let options = NewLabOptions {
             environments: environments.iter().map(|s| (*s).to_owned()).collect(),
+            nodes,
             ..NewLabOptions::default()
         };
         let root = dir.path().join("lab");
@@ -55,6 +61,44 @@ impl LabEnv {
         self.lab.operator_client(env).expect("operator client")
     }
 
+    /// An operator client for node `index` of `env` alone.
+    pub fn node_client(&self, env: &str, index: u8) -> warden_bao::Client {
+        self.lab
+            .node_operator_client(env, index)
+            .expect("node operator client")
+    }
+
+    /// Every node address of `env`, node 1 first.
+    pub fn addresses(&self, env: &str) -> Vec<String> {
+        self.lab.env(env).expect("environment").addresses()
+    }
+
+    /// SIGKILLs node `index` (1-based) of `env` and reaps it: a crash, not a shutdown.
+    pub fn kill_node(&self, env: &str, index: u8) {
+        let pid = self
+            .lab
+            .node_pid(env, index)
+            .expect("find the node")
+            .unwrap_or_else(|| panic!("node {index} of {env} is not running"));
+        kill_and_reap(pid);
+    }
+
+    /// Starts node `index` of `env` again and unseals it (it rejoins its cluster).
+    pub async fn restart_node(&self, env: &str, index: u8) {
+        if let Err(e) = self.lab.start_node(env, index).await {
+            panic!("restart node {index} of {env}: {e}");
+        }
+    }
+
+    /// The 1-based index of the node of `env` that is active now, if any.
+    pub async fn leader(&self, env: &str) -> Option<u8> {
+        self.lab
+            .leader(env)
+            .await
+            .expect("ask the nodes")
+            .map(|n| n.index)
+    }
+
     /// Keeps the temporary directory's path alive for callers that need it.
     pub fn temp_root(&self) -> &Path {
         self.dir.path()
@@ -70,15 +114,32 @@ impl Drop for LabEnv {
 /// SIGKILL and reap every server of the lab. A test lab has nothing worth a graceful shutdown,
 /// and `Drop` cannot await.
 fn kill_servers(lab: &Lab) {
-    use nix::sys::signal::{Signal, kill};
-    use nix::unistd::Pid;
     for env in &lab.config().environments {
-        let pid_file = lab.layout().env(&env.name).pid_file();
-        if let Some(pid) = warden_lab::process::read_pid_file(&pid_file) {
-            let pid = Pid::from_raw(pid as i32);
-            let _ = kill(pid, Signal::SIGKILL);
-            // Our child (started by this test process): reap it so no zombie is left.
-            let _ = nix::sys::wait::waitpid(pid, None);
+        for node in env.nodes() {
+            let pid_file = lab.layout().env(&env.name).node(node.index).pid_file();
+            if let Some(pid) = warden_lab::process::read_pid_file(&pid_file)
+                && warden_lab::process::is_alive(pid)
+            {
+                kill_and_reap(pid);
+            }
         }
     }
+    // The seal-keeper last, as `lab down` does.
+    if lab.config().seal_keeper.is_some() {
+        let pid_file = lab.layout().seal_keeper().node(1).pid_file();
+        if let Some(pid) = warden_lab::process::read_pid_file(&pid_file)
+            && warden_lab::process::is_alive(pid)
+        {
+            kill_and_reap(pid);
+        }
+    }
+}
+
+fn kill_and_reap(pid: u32) {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let pid = Pid::from_raw(pid as i32);
+    let _ = kill(pid, Signal::SIGKILL);
+    // Our child (started by this test process): reap it so no zombie is left.
+    let _ = nix::sys::wait::waitpid(pid, None);
 }

@@ -68,6 +68,10 @@ pub(crate) enum Command {
     Reveal(crate::cmd::reveal::RevealArgs),
     /// Signed evidence packets: export one per component, verify one offline.
     Evidence(crate::cmd::evidence::EvidenceArgs),
+    /// Seals: migrate a live environment from Shamir to the static or transit auto-seal.
+    Seal(crate::cmd::seal::SealArgs),
+    /// A production OpenBao node's files from the spec: server configuration and systemd unit.
+    Server(crate::cmd::server::ServerArgs),
     /// Print the shell completion script for SHELL (bash, zsh, fish, …) on stdout.
     ///
     /// bash: `warden completions bash > ~/.local/share/bash-completion/completions/warden`;

@@ -56,6 +56,16 @@ struct UpArgs {
     /// Unseal shares needed to unseal.
     #[arg(long, default_value_t = 2)]
     threshold: u8,
+    /// How every environment is sealed: shamir (unseal shares), static (a key file beside
+    /// the node) or transit (a separate seal-keeper OpenBao). Auto-seals use --shares and
+    /// --threshold for their recovery keys.
+    /// [default: shamir]
+    #[arg(long, value_parser = |s: &str| s.parse::<warden_lab::SealKind>())]
+    seal: Option<warden_lab::SealKind>,
+    /// OpenBao nodes per environment, joined as one raft cluster on 127.0.0.1 (1 to 7; an
+    /// odd count is the usual choice).
+    #[arg(long, default_value_t = 1)]
+    nodes: u8,
     /// The platform spec to apply once the environments are up (default: the example platform
     /// built into warden, examples/lab/warden.toml).
     #[arg(long)]
@@ -104,7 +114,12 @@ async fn run_up(dir: &Path, args: UpArgs, out: &Output) -> anyhow::Result<ExitCo
         environments: args.envs,
         shares: args.shares,
         threshold: args.threshold,
+        seal: args.seal.unwrap_or(warden_lab::SealKind::Shamir),
+        nodes: args.nodes,
     };
+    if let Some(w) = warden_lab::even_count_warning(args.nodes) {
+        out.warn(format!("--nodes {}: {w}", args.nodes));
+    }
     out.progress(format!("lab: bringing up {}", dir.display()));
     let report = Lab::up(dir, &options, &StderrProgress(out))
         .await
@@ -113,6 +128,9 @@ async fn run_up(dir: &Path, args: UpArgs, out: &Output) -> anyhow::Result<ExitCo
     // Loud in every output mode: this custody must never be mistaken for a real one.
     out.warn(warden_lab::LAB_ONLY_NOTICE);
     let lab = Lab::open(dir)?;
+    if let Some(w) = crate::cmd::seal::ignored_seal_option(&lab, args.seal, report.created) {
+        out.warn(w);
+    }
     let (applied, resolved) = if no_spec {
         (None, None)
     } else {
@@ -383,6 +401,16 @@ fn env_table(views: &[EnvView]) -> String {
     }
     let mut s = table.to_string();
     s.push('\n');
+    for st in &statuses {
+        let problem = st.seal_problem.as_deref().map(|p| format!(" — {p}"));
+        s.push_str(&format!(
+            "{}: seal {}{}\n",
+            st.name,
+            st.seal,
+            problem.unwrap_or_default()
+        ));
+    }
+    s.push_str(&super::lab_nodes::nodes_table(&statuses));
     for st in statuses.iter().filter(|s| s.error.is_some()) {
         s.push_str(&format!(
             "{}: {}\n",

@@ -1,0 +1,121 @@
+//! Helpers the seal tests share: the CLI, lab up/status, stopping our own servers by PID file.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use secrecy::SecretString;
+use serde_json::Value;
+use warden_bao::{Client, ClientConfig};
+use warden_testkit::cli::{Cli, Invocation};
+
+pub(crate) const WARDEN: Cli = Cli::new(env!("CARGO_BIN_EXE_warden"));
+
+/// How many KV secrets the migration test writes (two versions each).
+pub(crate) const SECRETS: usize = 300;
+
+pub(crate) fn warden(args: &[&str]) -> Invocation {
+    WARDEN.invoke(args)
+}
+
+pub(crate) fn ok(out: Output, what: &str) -> Output {
+    assert!(
+        out.status.success(),
+        "{what} failed ({:?}):\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub(crate) fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "JSON: {e}:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+pub(crate) fn lab_up(dir: &Path, extra: &[&str]) -> Value {
+    let mut inv = warden(&["lab", "up", "--env", "test", "--no-spec", "--no-agents"]);
+    for a in extra {
+        inv = inv.arg(a);
+    }
+    json(&ok(
+        inv.arg("--output")
+            .arg("json")
+            .arg("--dir")
+            .arg(dir)
+            .output(),
+        "lab up",
+    ))
+}
+
+pub(crate) fn status(dir: &Path) -> Value {
+    let out = warden(&["lab", "status", "--output", "json", "--dir"])
+        .arg(dir)
+        .output();
+    json(&out)[0].clone()
+}
+
+pub(crate) fn read(path: PathBuf) -> String {
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+pub(crate) fn pid(file: PathBuf) -> i32 {
+    read(file).trim().parse().expect("pid")
+}
+
+/// SIGTERM and wait until the process is gone (our own servers, by their PID files).
+pub(crate) fn stop(pid_file: PathBuf) {
+    use nix::sys::signal::{Signal, kill};
+    let pid = nix::unistd::Pid::from_raw(pid(pid_file));
+    kill(pid, Signal::SIGTERM).expect("signal");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while kill(pid, None).is_ok() && Instant::now() < deadline {
+        let _ = nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(kill(pid, None).is_err(), "pid {pid} still running");
+}
+
+/// A client for the seal-keeper presenting `test`'s seal certificate, with `token`.
+pub(crate) fn keeper_client(dir: &Path, address: &str, token: &str) -> Client {
+    let seal = dir.join("envs/test/seal");
+    let cfg = ClientConfig::new(address.parse().unwrap())
+        .with_ca_file(seal.join("keeper-ca.pem"))
+        .unwrap()
+        .with_client_cert_files(
+            seal.join("keeper-client.crt"),
+            seal.join("keeper-client.key"),
+        )
+        .unwrap()
+        .with_token(SecretString::from(token.to_owned()));
+    Client::new(cfg).unwrap()
+}
+
+/// Every node's PID file of `test` in a lab of `n` nodes (node 1 keeps `bao/`).
+pub(crate) fn node_pid_files(dir: &Path, n: u8) -> Vec<PathBuf> {
+    (1..=n)
+        .map(|i| {
+            let sub = if i == 1 {
+                "bao".to_owned()
+            } else {
+                format!("bao-{i}")
+            };
+            dir.join("envs/test").join(sub).join("server.pid")
+        })
+        .collect()
+}
+
+pub(crate) fn roles(st: &Value) -> Vec<String> {
+    st["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| n["role"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}

@@ -455,3 +455,34 @@ async fn agents_keep_renewing_through_a_leader_kill() {
         gap.as_secs_f64(),
     );
 }
+
+/// `lab up --nodes` outside 1..=7 is refused before anything is created.
+#[test]
+fn lab_up_refuses_a_node_count_it_cannot_run() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("lab");
+    for n in ["0", "8"] {
+        let run = WARDEN
+            .invoke(&[
+                "lab",
+                "up",
+                "--no-spec",
+                "--no-agents",
+                "--nodes",
+                n,
+                "--dir",
+            ])
+            .arg(&dir)
+            .run();
+        assert_ne!(run.code, Some(0), "{}", run.all());
+        assert!(
+            run.stderr.contains(&format!(
+                "--nodes {n}: an environment runs 1 to 7 OpenBao nodes"
+            )),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("hint: "), "{}", run.stderr);
+        assert!(!dir.exists(), "nothing is created for --nodes {n}");
+    }
+}

@@ -63,9 +63,9 @@ struct UpArgs {
     #[arg(long, value_parser = |s: &str| s.parse::<warden_lab::SealKind>())]
     seal: Option<warden_lab::SealKind>,
     /// OpenBao nodes per environment, joined as one raft cluster on 127.0.0.1 (1 to 7; an
-    /// odd count is the usual choice).
-    #[arg(long, default_value_t = 1)]
-    nodes: u8,
+    /// odd count is the usual choice). [default: 1]
+    #[arg(long)]
+    nodes: Option<u8>,
     /// The platform spec to apply once the environments are up (default: the example platform
     /// built into warden, examples/lab/warden.toml).
     #[arg(long)]
@@ -115,10 +115,10 @@ async fn run_up(dir: &Path, args: UpArgs, out: &Output) -> anyhow::Result<ExitCo
         shares: args.shares,
         threshold: args.threshold,
         seal: args.seal.unwrap_or(warden_lab::SealKind::Shamir),
-        nodes: args.nodes,
+        nodes: args.nodes.unwrap_or(1),
     };
-    if let Some(w) = warden_lab::even_count_warning(args.nodes) {
-        out.warn(format!("--nodes {}: {w}", args.nodes));
+    if let Some(w) = warden_lab::even_count_warning(options.nodes) {
+        out.warn(format!("--nodes {}: {w}", options.nodes));
     }
     out.progress(format!("lab: bringing up {}", dir.display()));
     let report = Lab::up(dir, &options, &StderrProgress(out))
@@ -129,6 +129,9 @@ async fn run_up(dir: &Path, args: UpArgs, out: &Output) -> anyhow::Result<ExitCo
     out.warn(warden_lab::LAB_ONLY_NOTICE);
     let lab = Lab::open(dir)?;
     if let Some(w) = crate::cmd::seal::ignored_seal_option(&lab, args.seal, report.created) {
+        out.warn(w);
+    }
+    if let Some(w) = super::lab_nodes::ignored_nodes_option(&lab, args.nodes, report.created) {
         out.warn(w);
     }
     let (applied, resolved) = if no_spec {

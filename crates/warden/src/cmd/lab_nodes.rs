@@ -2,7 +2,29 @@
 //! more than one, with its raft role and indexes, then each cluster's peer set.
 
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
-use warden_lab::EnvStatus;
+use warden_lab::{EnvStatus, Lab};
+
+/// The warning for `--nodes N` given to an existing lab whose environments run another count:
+/// the count is chosen when a lab is created.
+pub(crate) fn ignored_nodes_option(lab: &Lab, asked: Option<u8>, created: bool) -> Option<String> {
+    let asked = asked.filter(|_| !created)?;
+    let other: Vec<String> = lab
+        .config()
+        .environments
+        .iter()
+        .map(|e| (e.name.as_str(), e.nodes().len()))
+        .filter(|(_, n)| *n != usize::from(asked))
+        .map(|(name, n)| format!("{name} runs {n}"))
+        .collect();
+    (!other.is_empty()).then(|| {
+        format!(
+            "--nodes {asked} was ignored: it only applies to a new lab, and this one exists ({}); \
+             `warden lab down --purge --dir {}` then `warden lab up --nodes {asked}` makes a new one",
+            other.join(", "),
+            lab.layout().root().display()
+        )
+    })
+}
 
 /// Empty when every environment is a single node (its row in the environments table says it
 /// all).

@@ -1,7 +1,7 @@
 //! Seal migration on a live environment: nothing lost, refusals change nothing.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use warden_bao::{Client, ClientConfig, KvData, MountOptions, SecretValue};
@@ -15,6 +15,15 @@ async fn write_secrets(client: &Client) -> BTreeMap<(usize, u64), String> {
         .await
         .expect("mount kv");
     let kv = client.kv2("kv");
+    // A new KV v2 mount answers "upgrading" for a moment (longer on a cluster): wait for it
+    // outside the counted folder.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut probe = KvData::new();
+    probe.insert("ready", SecretValue::text("yes".to_owned()));
+    while let Err(e) = kv.write("probe/ready", &probe, None).await {
+        assert!(Instant::now() < deadline, "kv never became writable: {e}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let mut written = BTreeMap::new();
     for version in 1..=2u64 {
         for i in 0..SECRETS {

@@ -14,6 +14,12 @@
 //! envs/<env>/seal/keeper-token.accessor   its accessor (to check it is alive, or revoke it)
 //! envs/<env>/custody/recovery-keys.json   LAB ONLY: recovery key shares of an auto-sealed env
 //! ```
+//!
+//! Custody goes through four functions here and nowhere else, so the custody ceremony can take
+//! it over: `init_auto` (recovery keys and the initial root token of an auto-sealed
+//! environment), `store_recovery_keys`, `unseal_shares` (what a migration submits) and
+//! `shares_became_recovery_keys`. The seal-keeper's own share stays LAB ONLY
+//! (`keeper_store_share`).
 
 use std::path::PathBuf;
 
@@ -170,7 +176,7 @@ pub(crate) fn seal_err(env: &EnvConfig, e: warden_node::SealError) -> Error {
 }
 
 /// Initialises an auto-sealed environment: recovery shares instead of unseal shares, kept
-/// through [`store_recovery_keys`]. Hook for `bring_up`.
+/// through `store_recovery_keys`. Hook for `bring_up`.
 pub(crate) async fn init_auto(
     env: &EnvConfig,
     layout: &EnvLayout,
@@ -209,6 +215,18 @@ pub fn read_recovery_keys(layout: &EnvLayout) -> Result<Option<Vec<SecretString>
     custody::read_unseal_keys(&recovery_keys_file(layout))
 }
 
+/// The seal-keeper's own unseal share: LAB ONLY custody, so the lab restarts unattended (a
+/// real seal-keeper is unsealed by its custodians). Kept apart from the environments' custody
+/// on purpose: the ceremony that takes over theirs does not have to take over this one.
+pub(crate) fn keeper_store_share(layout: &EnvLayout, keys: &[SecretString]) -> Result<(), Error> {
+    custody::write_unseal_keys(&layout.unseal_keys(), 1, 1, keys)
+}
+
+/// The seal-keeper's unseal share, if the lab holds it.
+pub(crate) fn keeper_shares(layout: &EnvLayout) -> Result<Option<Vec<SecretString>>, Error> {
+    custody::read_unseal_keys(&layout.unseal_keys())
+}
+
 /// The Shamir unseal shares a seal migration submits. LAB ONLY custody today; the second
 /// function to re-point when the custody ceremony holds the shares (with the custodians'
 /// shares decrypted in memory).
@@ -216,13 +234,13 @@ pub(crate) fn unseal_shares(layout: &EnvLayout) -> Result<Vec<SecretString>, Err
     Ok(custody::read_unseal_keys(&layout.unseal_keys())?.unwrap_or_default())
 }
 
-/// Where [`unseal_shares`] looks, for messages.
+/// Where `unseal_shares` looks, for messages.
 pub(crate) fn unseal_shares_source(layout: &EnvLayout) -> String {
     layout.unseal_keys().display().to_string()
 }
 
 /// After a migration the Shamir shares are the recovery keys: kept through
-/// [`store_recovery_keys`], and the unseal-share file goes (it unseals nothing any more).
+/// `store_recovery_keys`, and the unseal-share file goes (it unseals nothing any more).
 pub(crate) fn shares_became_recovery_keys(
     layout: &EnvLayout,
     shares: u8,

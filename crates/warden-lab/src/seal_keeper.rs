@@ -101,7 +101,7 @@ pub(crate) async fn ensure(
             .init(1, 1)
             .await
             .map_err(Error::bao(name, "initialise"))?;
-        custody::write_unseal_keys(&layout.unseal_keys(), 1, 1, &init.keys)?;
+        crate::seal::keeper_store_share(&layout, &init.keys)?;
         custody::write_secret(&layout.root_token(), &init.root_token)?;
     }
     if client
@@ -110,11 +110,9 @@ pub(crate) async fn ensure(
         .map_err(Error::bao(name, "read seal status"))?
         .sealed
     {
-        let keys = custody::read_unseal_keys(&layout.unseal_keys())?.ok_or_else(|| {
-            Error::CustodyMissing {
-                env: name.to_owned(),
-                path: layout.unseal_keys(),
-            }
+        let keys = crate::seal::keeper_shares(&layout)?.ok_or_else(|| Error::CustodyMissing {
+            env: name.to_owned(),
+            path: layout.unseal_keys(),
         })?;
         for key in &keys {
             if !client

@@ -329,21 +329,17 @@ async fn wait_all_migrated(
         env: env.to_owned(),
         source: Box::new(e),
     };
-    let mut last = None;
     for node in cfg.nodes() {
         let client = cluster::node_client(cfg, &node, layout)?;
-        last = Some(
-            warden_node::migrate::wait_migrated(&client, to, MIGRATE_TIMEOUT)
-                .await
-                .map_err(mig)?,
-        );
+        warden_node::migrate::wait_migrated(&client, to, MIGRATE_TIMEOUT)
+            .await
+            .map_err(mig)?;
     }
     let active = cluster::wait_ready(cfg, layout).await?;
     let status = active
         .seal_status()
         .await
         .map_err(Error::bao(env, "read seal status"))?;
-    let _ = last;
     progress.step(
         env,
         &format!("seal is {} now on every node", status.seal_type),

@@ -300,3 +300,18 @@ pub(crate) fn ignored_seal_option(
         )
     })
 }
+
+/// `lab status`'s line about the seal-keeper (empty when the lab has none).
+pub(crate) async fn keeper_line(lab: &Lab) -> String {
+    let Some(k) = lab.seal_keeper_status().await else {
+        return String::new();
+    };
+    let state = match (k.running, k.sealed, &k.error) {
+        (false, _, Some(e)) => format!("not running ({e})"),
+        (false, _, None) => "NOT RUNNING: transit-sealed nodes cannot start".to_owned(),
+        (true, Some(false), _) => "running, unsealed".to_owned(),
+        (true, Some(true), _) => "running but SEALED: transit-sealed nodes cannot start".to_owned(),
+        (true, None, e) => format!("running, no answer ({})", e.as_deref().unwrap_or("?")),
+    };
+    format!("seal-keeper {}: {state}\n", k.address)
+}

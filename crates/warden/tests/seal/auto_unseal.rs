@@ -114,6 +114,12 @@ async fn transit_seal_unseals_itself_and_stays_sealed_without_its_keeper() {
         stdout.contains(&format!("test: seal transit (seal-keeper {keeper}, key seal-test) — sealed: seal-keeper {keeper} unreachable")),
         "{stdout}"
     );
+    assert!(
+        stdout.contains(&format!(
+            "seal-keeper {keeper}: NOT RUNNING: transit-sealed nodes cannot start"
+        )),
+        "{stdout}"
+    );
 
     // The seal-keeper comes back: so does the environment, still unattended.
     lab_up(&dir, &[]);

@@ -110,8 +110,21 @@ pub(crate) fn seal_files(layout: &EnvLayout) -> SealFiles {
 
 /// The node-side seal of `env`, with the lab's file paths.
 pub(crate) fn node_seal(env: &EnvConfig, layout: &EnvLayout) -> Seal {
+    let to = seal_of(&env.seal, layout);
+    // During a migration away from an auto-seal the old one stays, disabled, until every
+    // node has moved (OpenBao needs both to rewrap the root key).
+    match read_previous(layout) {
+        Ok(Some(previous)) if previous != env.seal => Seal::Migration {
+            from: Box::new(seal_of(&previous, layout)),
+            to: Box::new(to),
+        },
+        _ => to,
+    }
+}
+
+fn seal_of(seal: &EnvSeal, layout: &EnvLayout) -> Seal {
     let files = seal_files(layout);
-    match &env.seal {
+    match seal {
         EnvSeal::Shamir => Seal::Shamir,
         EnvSeal::Static { key_id } => Seal::Static(StaticSeal {
             key_id: key_id.clone(),
@@ -133,6 +146,48 @@ pub(crate) fn node_seal(env: &EnvConfig, layout: &EnvLayout) -> Seal {
             server_name: None,
             disabled: false,
         }),
+    }
+}
+
+/// `envs/<env>/seal/previous.json`: the seal being left while a migration from an auto-seal
+/// is under way (absent otherwise).
+fn previous_file(layout: &EnvLayout) -> PathBuf {
+    seal_files(layout).dir().join("previous.json")
+}
+
+/// The seal a migration is leaving, if one is under way.
+pub(crate) fn read_previous(layout: &EnvLayout) -> Result<Option<EnvSeal>, Error> {
+    let path = previous_file(layout);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| Error::CorruptLab {
+                path,
+                reason: e.to_string(),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(&path, "read", e)),
+    }
+}
+
+/// Records the seal a migration leaves (the nodes' configurations keep it, disabled).
+pub(crate) fn write_previous(layout: &EnvLayout, seal: &EnvSeal) -> Result<(), Error> {
+    warden_files::ensure_private_dir(seal_files(layout).dir())?;
+    let text = serde_json::to_string_pretty(seal).expect("a seal serialises");
+    warden_files::write_atomic(
+        &previous_file(layout),
+        text.as_bytes(),
+        warden_files::Mode::OwnerOnly,
+    )?;
+    Ok(())
+}
+
+/// The migration is over: the next start renders the new seal alone.
+pub(crate) fn clear_previous(layout: &EnvLayout) -> Result<(), Error> {
+    match std::fs::remove_file(previous_file(layout)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(&previous_file(layout), "remove", e)),
     }
 }
 
@@ -232,6 +287,28 @@ pub(crate) fn keeper_shares(layout: &EnvLayout) -> Result<Option<Vec<SecretStrin
 /// shares decrypted in memory).
 pub(crate) fn unseal_shares(layout: &EnvLayout) -> Result<Vec<SecretString>, Error> {
     Ok(custody::read_unseal_keys(&layout.unseal_keys())?.unwrap_or_default())
+}
+
+/// The old seal's shares a migration submits with `migrate=true`: the Shamir unseal shares
+/// when leaving Shamir, the recovery keys when leaving an auto-seal.
+pub(crate) fn migration_shares(
+    layout: &EnvLayout,
+    from: SealKind,
+) -> Result<Vec<SecretString>, Error> {
+    if from == SealKind::Shamir {
+        unseal_shares(layout)
+    } else {
+        Ok(read_recovery_keys(layout)?.unwrap_or_default())
+    }
+}
+
+/// Where `migration_shares` looks, for messages.
+pub(crate) fn migration_shares_source(layout: &EnvLayout, from: SealKind) -> String {
+    if from == SealKind::Shamir {
+        unseal_shares_source(layout)
+    } else {
+        recovery_keys_file(layout).display().to_string()
+    }
 }
 
 /// Where `unseal_shares` looks, for messages.

@@ -1,5 +1,5 @@
-//! `warden seal migrate`: move a live environment from Shamir to an auto-seal (OpenBao's seal
-//! migration). The plan is printed first; `--dry-run` stops there. Refusals (a missing share,
+//! `warden seal migrate`: move a live environment to an auto-seal (OpenBao's seal migration),
+//! and `warden seal grant`: one environment's transit seal on a seal-keeper. The plan is printed first; `--dry-run` stops there. Refusals (a missing share,
 //! an unreachable seal-keeper, a server not running) change nothing.
 
 use std::path::{Path, PathBuf};
@@ -20,11 +20,13 @@ pub(crate) struct SealArgs {
 
 #[derive(Debug, Subcommand)]
 enum SealCommand {
-    /// Migrate an environment from Shamir to the static or transit seal, without data loss.
+    /// Migrate an environment to the static or transit seal (from Shamir or from the other
+    /// auto-seal), without data loss.
     ///
     /// Prints the plan (what changes, which nodes restart), then restarts each node with the
-    /// new seal and submits the Shamir unseal shares with migrate=true; the shares become the
-    /// recovery keys. Run it again to resume a migration that stopped half-way.
+    /// new seal (standbys first, the active node last) and submits the old seal's shares with
+    /// migrate=true: Shamir unseal shares, which become the recovery keys, or the recovery
+    /// keys. Run it again to resume a migration that stopped half-way.
     Migrate(MigrateArgs),
     /// On a seal-keeper: give one environment its transit seal (key seal-<env>, policy
     /// seal-<env> limited to that key, a periodic orphan token) and write the token into the

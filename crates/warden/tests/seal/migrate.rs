@@ -150,6 +150,44 @@ async fn shamir_to_transit_migration_keeps_every_secret() {
         .operator_client("test")
         .unwrap();
     compare_secrets(&client, &written).await;
+
+    // Auto to auto: transit -> static. The old seal stays in the configuration, disabled,
+    // while the recovery keys authorise the move; they stay the recovery keys.
+    let recovery = read(dir.join("envs/test/custody/recovery-keys.json"));
+    let report = json(&ok(
+        warden(&[
+            "seal", "migrate", "--env", "test", "--to", "static", "-o", "json", "--lab",
+        ])
+        .arg(&dir)
+        .output(),
+        "seal migrate to static",
+    ));
+    assert_eq!(report["report"]["plan"]["from"], "transit");
+    assert_eq!(report["report"]["seal_type"], "static");
+    assert_eq!(
+        read(dir.join("envs/test/custody/recovery-keys.json")),
+        recovery
+    );
+    assert!(!dir.join("envs/test/seal/previous.json").exists());
+    let config = read(dir.join("envs/test/bao/server.hcl"));
+    assert!(
+        config.contains("seal \"transit\"") && config.contains("disabled        = \"true\""),
+        "the migration ran with the old seal disabled:\n{config}"
+    );
+    compare_secrets(&client, &written).await;
+    ok(
+        warden(&["lab", "down", "--dir"]).arg(&dir).output(),
+        "lab down",
+    );
+    lab_up(&dir, &[]);
+    let config = read(dir.join("envs/test/bao/server.hcl"));
+    assert!(!config.contains("seal \"transit\""), "{config}");
+    let client = warden_lab::Lab::open(&dir)
+        .unwrap()
+        .operator_client("test")
+        .unwrap();
+    assert_eq!(client.seal_status().await.unwrap().seal_type, "static");
+    compare_secrets(&client, &written).await;
 }
 
 /// Three nodes: standbys restart first with the new seal and the shares (migrate=true), the

@@ -1,6 +1,7 @@
-//! `warden seal migrate`: move a live environment to an auto-seal (OpenBao's seal migration),
-//! and `warden seal grant`: one environment's transit seal on a seal-keeper. The plan is printed first; `--dry-run` stops there. Refusals (a missing share,
-//! an unreachable seal-keeper, a server not running) change nothing.
+//! `warden seal migrate`: move a live environment to an auto-seal (OpenBao's seal migration);
+//! the plan is printed first, `--dry-run` stops there, and refusals (a missing share, an
+//! unreachable seal-keeper, a server not running) change nothing. `warden seal grant`: one
+//! environment's transit seal on a seal-keeper. And the seal flags of `warden server config`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -39,9 +39,9 @@ pub enum Seal {
     /// it is an auto-seal ([`Seal::render_migration`]).
     Migration {
         /// The seal being left.
-        from: Box<Seal>,
+        from: Box<Self>,
         /// The seal being adopted.
-        to: Box<Seal>,
+        to: Box<Self>,
     },
 }
 
@@ -501,7 +501,7 @@ mod tests {
         // The same, as the one seal a node configuration carries.
         let migrating = Seal::Migration {
             from: Box::new(Seal::Static(static_seal())),
-            to: Box::new(to_transit.clone()),
+            to: Box::new(to_transit),
         };
         assert_eq!(migrating.render().unwrap(), both);
         assert_eq!(migrating.kind(), SealKind::Transit);

@@ -4,7 +4,7 @@
 //! This module implements the failover contract written in the crate docs (`lib.rs`,
 //! "Failover"); the two change together.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use url::Url;
 
@@ -27,6 +27,8 @@ pub(crate) struct Node {
 pub(crate) struct Nodes {
     list: Vec<Node>,
     current: AtomicUsize,
+    /// The current node was found active (by `sys/health`) and has not failed since.
+    settled: AtomicBool,
 }
 
 impl Nodes {
@@ -50,6 +52,7 @@ impl Nodes {
         Ok(Self {
             list,
             current: AtomicUsize::new(0),
+            settled: AtomicBool::new(false),
         })
     }
 
@@ -78,6 +81,7 @@ impl Nodes {
     /// Node `i` failed: if it is still current, the next one becomes current, so concurrent
     /// and later calls start there instead of paying for the same failure.
     fn note_failed(&self, i: usize) {
+        self.settled.store(false, Ordering::Relaxed);
         let next = (i + 1) % self.len();
         let _ = self
             .current
@@ -87,6 +91,12 @@ impl Nodes {
     /// Node `i` answered: stay with it.
     fn stick_to(&self, i: usize) {
         self.current.store(i, Ordering::Relaxed);
+    }
+
+    /// Node `i` reported itself active: stay with it, and stop looking until a node fails.
+    fn settle_on(&self, i: usize) {
+        self.stick_to(i);
+        self.settled.store(true, Ordering::Relaxed);
     }
 }
 
@@ -126,6 +136,9 @@ impl Client {
         if nodes.len() == 1 || node_local(call.path) {
             return self.send_to(nodes.current(), call).await;
         }
+        if !nodes.settled.load(Ordering::Relaxed) {
+            self.find_active().await;
+        }
         let mut failures = Vec::new();
         for i in nodes.round() {
             match self.send_to(i, call).await {
@@ -159,6 +172,24 @@ impl Client {
         Err(Error::AllNodesFailed { failures })
     }
 
+    /// Makes the active node current, if one answers `sys/health` as active; otherwise leaves
+    /// the current node as it is (the request round then finds whichever node serves).
+    ///
+    /// Why bother when standbys forward: a standby answers reads from its own copy of the
+    /// data, which can lag the active node. On a 3-node OpenBao 2.7.2 cluster, a KV read from
+    /// one standby right after a write acknowledged through the other still found nothing
+    /// (docs/openbao.md). So a client that can choose talks to the active node; it looks once
+    /// at its first request and again after a node fails, never per request.
+    async fn find_active(&self) {
+        let nodes = self.nodes();
+        for i in nodes.round() {
+            if matches!(self.health_at(i).await, Ok(h) if h.is_ready()) {
+                nodes.settle_on(i);
+                return;
+            }
+        }
+    }
+
     /// One round of readiness: the first node (from the current one) that is initialised,
     /// unsealed and active becomes current. A single-address client reports its node's own
     /// state, as it always did.
@@ -169,7 +200,7 @@ impl Client {
             let address = nodes.node(i).address.to_string();
             let error = match self.health_at(i).await {
                 Ok(h) if h.is_ready() => {
-                    nodes.stick_to(i);
+                    nodes.settle_on(i);
                     return Ok(h);
                 }
                 Ok(h) if !h.initialized => Error::NotInitialized {

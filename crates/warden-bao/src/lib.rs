@@ -47,9 +47,12 @@
 //! ([`RetryPolicy`]). So a dead first address costs one refused connection, once: the
 //! client then stays on the node that answered.
 //!
-//! OpenBao standbys forward requests to the active node, so any unsealed node of a healthy
-//! cluster serves every request; [`Client::wait_ready`] alone prefers the active node (it
-//! waits for a node that reports itself active and makes it current).
+//! OpenBao standbys forward writes to the active node and answer reads themselves, so any
+//! unsealed node of a healthy cluster serves every request; but a standby's reads can lag the
+//! active node. So a client with several addresses first asks `sys/health` which node is
+//! active and starts there, at its first request and again after a node has failed (never
+//! per request); when none says so (an election), the round goes on as above.
+//! [`Client::wait_ready`] waits for an active node and makes it current.
 //!
 //! Requests that act on one node rather than on the cluster (`sys/health`,
 //! `sys/seal-status`, `sys/init`, `sys/unseal`, `sys/seal`) never move: they go to the

@@ -83,25 +83,47 @@ pub(crate) async fn unseal_nodes(
 
 /// Unseals one node if it is sealed; returns whether it was.
 ///
-/// A new node refuses shares ("not initialized") until its `retry_join` has reached the
-/// leader and received the join challenge, which it retries every few seconds; so shares are
-/// offered again until then.
+/// A new node reports itself uninitialised, with no threshold, until its `retry_join` has
+/// reached the leader and fetched the join challenge (it retries every few seconds): shares
+/// offered then are refused, or counted against a threshold of one. So shares are offered only
+/// once it reports the cluster's threshold, and again while it stays sealed (a share it
+/// already holds is ignored), until it is unsealed or [`READY_TIMEOUT`] has passed; then
+/// [`wait_ready`] says what is left.
 async fn unseal_node(env: &EnvConfig, node: &Node, layout: &EnvLayout) -> Result<bool, Error> {
+    let name = env.name.as_str();
     let client = node_client(env, node, layout)?;
     client
         .wait_reachable()
         .await
-        .map_err(Error::bao(&env.name, "reach the server"))?;
+        .map_err(Error::bao(name, "reach the server"))?;
     let deadline = Instant::now() + READY_TIMEOUT;
+    let mut any = false;
     loop {
-        match bring_up::unseal(&client, &env.name, layout).await {
-            Err(Error::Bao { source, .. })
-                if node.index > 1 && source.is_not_initialized() && Instant::now() < deadline =>
-            {
-                tokio::time::sleep(JOIN_POLL).await;
+        let st = client
+            .seal_status()
+            .await
+            .map_err(Error::bao(name, "read seal status"))?;
+        let joining = node.index > 1 && (!st.initialized || st.threshold == 0);
+        if !joining {
+            match bring_up::unseal(&client, name, layout).await {
+                Ok(did) => any |= did,
+                Err(Error::Bao { source, .. }) if node.index > 1 && source.is_not_initialized() => {
+                }
+                Err(e) => return Err(e),
             }
-            other => return other,
+            let st = client
+                .seal_status()
+                .await
+                .map_err(Error::bao(name, "read seal status"))?;
+            // Unsealed, or a seal that is not ours to feed (auto-unseal, pending migration).
+            if !st.sealed || st.seal_type != "shamir" {
+                return Ok(any);
+            }
         }
+        if Instant::now() >= deadline {
+            return Ok(any);
+        }
+        tokio::time::sleep(JOIN_POLL).await;
     }
 }
 

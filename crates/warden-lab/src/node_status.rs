@@ -58,10 +58,12 @@ pub(crate) async fn cluster_status(
     }
     let leader = nodes.iter().position(|n| n.role == "leader");
     let serving = leader.or_else(|| nodes.iter().position(|n| n.health.is_some()));
+    // The peer set needs a token allowed to read sys/storage/raft/configuration; without one
+    // (or refused) it is reported empty, never as the environment's error.
     let mut peers = Vec::new();
-    if let (Some(i), Some(token)) = (leader, token)
+    if let Some(i) = leader
         && let Ok(client) =
-            client::operator_client_at(env, &nodes[i].address, layout, Some(token.clone()))
+            client::operator_client_at(env, &nodes[i].address, layout, token.cloned())
     {
         peers = client.raft_configuration().await.unwrap_or_default();
     }

@@ -22,12 +22,14 @@ use warden_testkit::LabEnv;
 
 const ENV: &str = "test";
 const NODES: u8 = 3;
+/// Warden's KV v2 mount (the spec's default): one an operator identity may mount and write.
+const KV: &str = "kvv2";
 /// Acknowledged writes before the kill, and again after the first one that follows it.
 const WRITES_PER_PHASE: usize = 20;
 /// Far beyond any election at the settings in force: only a cluster that never recovers fails.
 const RECOVERY_BOUND: Duration = Duration::from_secs(60);
 
-/// Sequential writes of `w/<n>` = n through one client, counting the acknowledged ones.
+/// Sequential writes of `kvv2/ha/w/<n>` = n through one client, counting the acknowledged ones.
 struct Writer<'a> {
     client: &'a Client,
     next: u64,
@@ -54,8 +56,8 @@ impl<'a> Writer<'a> {
         self.next += 1;
         let mut data = KvData::new();
         data.insert("n", SecretValue::text(n.to_string()));
-        let kv = self.client.kv2("ha");
-        match kv.write(&format!("w/{n}"), &data, None).await {
+        let kv = self.client.kv2(KV);
+        match kv.write(&format!("ha/w/{n}"), &data, None).await {
             Ok(_) => {
                 self.acked.push(n);
                 true
@@ -141,9 +143,9 @@ async fn leader_kill_under_write_load_keeps_every_acknowledged_write() {
 
     let admin = lab.node_client(ENV, old_leader);
     admin
-        .enable_secrets_engine("ha", "kv", &MountOptions::kv_v2())
+        .enable_secrets_engine(KV, "kv", &MountOptions::kv_v2())
         .await
-        .expect("mount ha/");
+        .expect("mount the KV v2 engine");
 
     // Warden's client with every node address, as the CLI and agents build it: it fails over
     // by itself; nothing here restarts or rebuilds it.
@@ -166,10 +168,10 @@ async fn leader_kill_under_write_load_keeps_every_acknowledged_write() {
 
     // Every acknowledged write is there, read on the new leader.
     let reader = lab.node_client(ENV, new_leader);
-    let kv = reader.kv2("ha");
+    let kv = reader.kv2(KV);
     let mut missing = BTreeMap::new();
     for n in &writer.acked {
-        match kv.read(&format!("w/{n}"), None).await {
+        match kv.read(&format!("ha/w/{n}"), None).await {
             Ok(v) if v.data.get("n").map(|s| s.expose().clone()) == Some(n.to_string().into()) => {}
             other => {
                 missing.insert(*n, format!("{other:?}"));

@@ -74,14 +74,11 @@ fn config(args: ConfigArgs, out: &Output) -> anyhow::Result<ExitCode> {
         }
         other => anyhow::Error::new(other),
     })?;
-    let env = spec.environment(&args.env).with_context(|| {
-        let known: Vec<&str> = spec.environments.iter().map(|e| e.name.as_str()).collect();
-        format!(
-            "the spec has no environment {:?} (it has {})",
-            args.env,
-            known.join(", ")
-        )
-    })?;
+    let known: Vec<&str> = spec.environments.iter().map(|e| e.name.as_str()).collect();
+    let env = spec
+        .environment(&args.env)
+        .with_context(|| format!("the spec has no environment {:?}", args.env))
+        .with_hint(|| format!("--env is one of: {}", known.join(", ")))?;
     let defaults = HostPaths::defaults(&args.env);
     let paths = HostPaths {
         config_dir: args.config_dir.unwrap_or(defaults.config_dir),

@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use serde_json::json;
-use warden_bao::{Client, ClientConfig, Error, Idempotent, RetryPolicy};
+use warden_bao::{Client, ClientConfig, Error, Idempotent, RetryPolicy, SecretString};
 use warden_testkit::{BaoDev, BaoUninit};
 
 use super::support::{quick_retry, root_client};
@@ -199,4 +199,77 @@ async fn a_node_with_an_untrusted_certificate_is_passed_over() {
     .expect("client");
     let err = alone.read("sys/mounts").await.unwrap_err();
     assert!(err.is_tls() && !err.is_retryable(), "{err:?}");
+}
+
+/// Makes the same token valid on each server (a custom token id, created by each root), so one
+/// client can talk to two unrelated dev servers as if they were one cluster's nodes.
+async fn shared_token(servers: &[&BaoDev]) -> SecretString {
+    let id = format!(
+        "failover-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos()
+    );
+    for dev in servers {
+        root_client(dev)
+            .write(
+                "auth/token/create",
+                &json!({ "id": id, "policies": ["root"], "ttl": "1h" }),
+                Idempotent::No,
+            )
+            .await
+            .expect("create the shared token");
+    }
+    SecretString::from(id)
+}
+
+#[tokio::test]
+async fn a_client_on_a_working_node_moves_on_when_that_node_seals() {
+    let (a, b) = tokio::join!(BaoDev::start(), BaoDev::start());
+    let token = shared_token(&[&a, &b]).await;
+    for dev in [&a, &b] {
+        root_client(dev)
+            .write(
+                "secret/data/k",
+                &json!({"data": {"on": dev.addr()}}),
+                Idempotent::Yes,
+            )
+            .await
+            .expect("seed");
+    }
+    let c = Client::new(
+        ClientConfig::with_addresses(&[a.addr(), b.addr()])
+            .expect("addresses")
+            .with_token(token)
+            .with_retry(RetryPolicy::no_retries()),
+    )
+    .expect("client");
+    let on = |s: warden_bao::Secret| s.data.expect("data")["data"]["on"].clone();
+    assert_eq!(on(c.read("secret/data/k").await.expect("read")), a.addr());
+    assert!(
+        same(c.address(), a.addr()),
+        "both are active: the first one serves"
+    );
+
+    // The node it works with seals. The very next call, one with side effects, is refused by
+    // the sealed node (nothing applied), so it moves on and lands on the other exactly once.
+    root_client(&a).seal().await.expect("seal a");
+    c.write(
+        "secret/data/k2",
+        &json!({"data": {"n": 1}, "options": {"cas": 0}}),
+        Idempotent::No,
+    )
+    .await
+    .expect("a non-idempotent write fails over past the sealed node");
+    assert!(same(c.address(), b.addr()));
+    let meta = root_client(&b)
+        .read("secret/metadata/k2")
+        .await
+        .expect("written on b");
+    assert_eq!(meta.data.expect("meta")["current_version"], 1, "once");
+    // And it stays there.
+    assert_eq!(on(c.read("secret/data/k").await.expect("read")), b.addr());
+    assert!(same(c.address(), b.addr()));
 }

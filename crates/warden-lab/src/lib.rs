@@ -52,7 +52,7 @@ pub use layout::{DEFAULT_LAB_DIR, EnvLayout, LabLayout};
 pub use node_status::NodeStatus;
 pub use nodes::{MAX_NODES, Node, NodeLayout, NodePorts, even_count_warning};
 pub use seal::{EnvSeal, read_recovery_keys, recovery_keys_file};
-pub use seal_keeper::KEEPER_NAME;
+pub use seal_keeper::{KEEPER_NAME, SealKeeperStatus};
 pub use seal_migrate::{SealMigrationPlan, SealMigrationReport};
 pub use status::EnvStatus;
 pub use warden_node::SealKind;

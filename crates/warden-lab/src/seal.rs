@@ -14,6 +14,12 @@
 //! envs/<env>/seal/keeper-token.accessor   its accessor (to check it is alive, or revoke it)
 //! envs/<env>/custody/recovery-keys.json   LAB ONLY: recovery key shares of an auto-sealed env
 //! ```
+//!
+//! Custody goes through four functions here and nowhere else, so the custody ceremony can take
+//! it over: `init_auto` (recovery keys and the initial root token of an auto-sealed
+//! environment), `store_recovery_keys`, `unseal_shares` (what a migration submits) and
+//! `shares_became_recovery_keys`. The seal-keeper's own share stays LAB ONLY
+//! (`keeper_store_share`).
 
 use std::path::PathBuf;
 
@@ -104,8 +110,21 @@ pub(crate) fn seal_files(layout: &EnvLayout) -> SealFiles {
 
 /// The node-side seal of `env`, with the lab's file paths.
 pub(crate) fn node_seal(env: &EnvConfig, layout: &EnvLayout) -> Seal {
+    let to = seal_of(&env.seal, layout);
+    // During a migration away from an auto-seal the old one stays, disabled, until every
+    // node has moved (OpenBao needs both to rewrap the root key).
+    match read_previous(layout) {
+        Ok(Some(previous)) if previous != env.seal => Seal::Migration {
+            from: Box::new(seal_of(&previous, layout)),
+            to: Box::new(to),
+        },
+        _ => to,
+    }
+}
+
+fn seal_of(seal: &EnvSeal, layout: &EnvLayout) -> Seal {
     let files = seal_files(layout);
-    match &env.seal {
+    match seal {
         EnvSeal::Shamir => Seal::Shamir,
         EnvSeal::Static { key_id } => Seal::Static(StaticSeal {
             key_id: key_id.clone(),
@@ -127,6 +146,48 @@ pub(crate) fn node_seal(env: &EnvConfig, layout: &EnvLayout) -> Seal {
             server_name: None,
             disabled: false,
         }),
+    }
+}
+
+/// `envs/<env>/seal/previous.json`: the seal being left while a migration from an auto-seal
+/// is under way (absent otherwise).
+fn previous_file(layout: &EnvLayout) -> PathBuf {
+    seal_files(layout).dir().join("previous.json")
+}
+
+/// The seal a migration is leaving, if one is under way.
+pub(crate) fn read_previous(layout: &EnvLayout) -> Result<Option<EnvSeal>, Error> {
+    let path = previous_file(layout);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| Error::CorruptLab {
+                path,
+                reason: e.to_string(),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(&path, "read", e)),
+    }
+}
+
+/// Records the seal a migration leaves (the nodes' configurations keep it, disabled).
+pub(crate) fn write_previous(layout: &EnvLayout, seal: &EnvSeal) -> Result<(), Error> {
+    warden_files::ensure_private_dir(seal_files(layout).dir())?;
+    let text = serde_json::to_string_pretty(seal).expect("a seal serialises");
+    warden_files::write_atomic(
+        &previous_file(layout),
+        text.as_bytes(),
+        warden_files::Mode::OwnerOnly,
+    )?;
+    Ok(())
+}
+
+/// The migration is over: the next start renders the new seal alone.
+pub(crate) fn clear_previous(layout: &EnvLayout) -> Result<(), Error> {
+    match std::fs::remove_file(previous_file(layout)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(&previous_file(layout), "remove", e)),
     }
 }
 
@@ -170,7 +231,7 @@ pub(crate) fn seal_err(env: &EnvConfig, e: warden_node::SealError) -> Error {
 }
 
 /// Initialises an auto-sealed environment: recovery shares instead of unseal shares, kept
-/// through [`store_recovery_keys`]. Hook for `bring_up`.
+/// through `store_recovery_keys`. Hook for `bring_up`.
 pub(crate) async fn init_auto(
     env: &EnvConfig,
     layout: &EnvLayout,
@@ -209,6 +270,18 @@ pub fn read_recovery_keys(layout: &EnvLayout) -> Result<Option<Vec<SecretString>
     custody::read_unseal_keys(&recovery_keys_file(layout))
 }
 
+/// The seal-keeper's own unseal share: LAB ONLY custody, so the lab restarts unattended (a
+/// real seal-keeper is unsealed by its custodians). Kept apart from the environments' custody
+/// on purpose: the ceremony that takes over theirs does not have to take over this one.
+pub(crate) fn keeper_store_share(layout: &EnvLayout, keys: &[SecretString]) -> Result<(), Error> {
+    custody::write_unseal_keys(&layout.unseal_keys(), 1, 1, keys)
+}
+
+/// The seal-keeper's unseal share, if the lab holds it.
+pub(crate) fn keeper_shares(layout: &EnvLayout) -> Result<Option<Vec<SecretString>>, Error> {
+    custody::read_unseal_keys(&layout.unseal_keys())
+}
+
 /// The Shamir unseal shares a seal migration submits. LAB ONLY custody today; the second
 /// function to re-point when the custody ceremony holds the shares (with the custodians'
 /// shares decrypted in memory).
@@ -216,13 +289,35 @@ pub(crate) fn unseal_shares(layout: &EnvLayout) -> Result<Vec<SecretString>, Err
     Ok(custody::read_unseal_keys(&layout.unseal_keys())?.unwrap_or_default())
 }
 
-/// Where [`unseal_shares`] looks, for messages.
+/// The old seal's shares a migration submits with `migrate=true`: the Shamir unseal shares
+/// when leaving Shamir, the recovery keys when leaving an auto-seal.
+pub(crate) fn migration_shares(
+    layout: &EnvLayout,
+    from: SealKind,
+) -> Result<Vec<SecretString>, Error> {
+    if from == SealKind::Shamir {
+        unseal_shares(layout)
+    } else {
+        Ok(read_recovery_keys(layout)?.unwrap_or_default())
+    }
+}
+
+/// Where `migration_shares` looks, for messages.
+pub(crate) fn migration_shares_source(layout: &EnvLayout, from: SealKind) -> String {
+    if from == SealKind::Shamir {
+        unseal_shares_source(layout)
+    } else {
+        recovery_keys_file(layout).display().to_string()
+    }
+}
+
+/// Where `unseal_shares` looks, for messages.
 pub(crate) fn unseal_shares_source(layout: &EnvLayout) -> String {
     layout.unseal_keys().display().to_string()
 }
 
 /// After a migration the Shamir shares are the recovery keys: kept through
-/// [`store_recovery_keys`], and the unseal-share file goes (it unseals nothing any more).
+/// `store_recovery_keys`, and the unseal-share file goes (it unseals nothing any more).
 pub(crate) fn shares_became_recovery_keys(
     layout: &EnvLayout,
     shares: u8,

@@ -101,7 +101,7 @@ pub(crate) async fn ensure(
             .init(1, 1)
             .await
             .map_err(Error::bao(name, "initialise"))?;
-        custody::write_unseal_keys(&layout.unseal_keys(), 1, 1, &init.keys)?;
+        crate::seal::keeper_store_share(&layout, &init.keys)?;
         custody::write_secret(&layout.root_token(), &init.root_token)?;
     }
     if client
@@ -110,11 +110,9 @@ pub(crate) async fn ensure(
         .map_err(Error::bao(name, "read seal status"))?
         .sealed
     {
-        let keys = custody::read_unseal_keys(&layout.unseal_keys())?.ok_or_else(|| {
-            Error::CustodyMissing {
-                env: name.to_owned(),
-                path: layout.unseal_keys(),
-            }
+        let keys = crate::seal::keeper_shares(&layout)?.ok_or_else(|| Error::CustodyMissing {
+            env: name.to_owned(),
+            path: layout.unseal_keys(),
         })?;
         for key in &keys {
             if !client
@@ -264,4 +262,48 @@ pub(crate) fn seal_client(env: &EnvConfig, layout: &EnvLayout) -> Result<Client,
         .map_err(Error::bao(&env.name, "load the seal client credentials"))?
         .with_request_timeout(Duration::from_secs(3));
     Client::new(cfg).map_err(Error::bao(&env.name, "build the seal-keeper client"))
+}
+
+/// The seal-keeper as `lab status` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SealKeeperStatus {
+    /// Its API address.
+    pub address: String,
+    /// Our server process is running.
+    pub running: bool,
+    /// From `sys/health`, when it answered.
+    pub sealed: Option<bool>,
+    /// Why it could not be asked.
+    pub error: Option<String>,
+}
+
+impl crate::lab::Lab {
+    /// The seal-keeper's status, when the lab has one. Read-only.
+    pub async fn seal_keeper_status(&self) -> Option<SealKeeperStatus> {
+        let keeper = self.config().seal_keeper.as_ref()?;
+        let layout = self.layout().seal_keeper();
+        let mut st = SealKeeperStatus {
+            address: keeper.address(),
+            running: false,
+            sealed: None,
+            error: None,
+        };
+        let node = keeper.node(1).ok()?;
+        match server::find(keeper, &node, &layout) {
+            Ok(ProcessState::Running(_)) => st.running = true,
+            Ok(ProcessState::Stopped) => return Some(st),
+            Err(e) => {
+                st.error = Some(e.to_string());
+                return Some(st);
+            }
+        }
+        match client::operator_client(keeper, &layout, None) {
+            Ok(c) => match c.health().await {
+                Ok(h) => st.sealed = Some(h.sealed),
+                Err(e) => st.error = Some(e.to_string()),
+            },
+            Err(e) => st.error = Some(e.to_string()),
+        }
+        Some(st)
+    }
 }

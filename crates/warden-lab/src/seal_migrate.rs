@@ -1,16 +1,20 @@
 //! `warden seal migrate --env E --to transit|static` in the lab: OpenBao's seal migration on a
-//! live environment, from Shamir to an auto-seal, without losing data.
+//! live environment, from Shamir to an auto-seal or from one auto-seal to the other, without
+//! losing data.
 //!
 //! Plan first ([`Lab::plan_seal_migration`]): every precondition is checked before anything
-//! changes (the server is up and unsealed with Shamir, enough unseal shares are in custody,
-//! the seal-keeper answers), and the plan says what will change and which nodes restart.
-//! Then [`Lab::migrate_seal`]: the new seal is written into the environment's settings and
-//! configuration, each node restarts in migration mode, the Shamir shares are submitted with
-//! `migrate=true`, and the seal type is verified. The Shamir shares become the recovery keys.
+//! changes (every node runs unsealed with the old seal, enough shares of the old seal are in
+//! custody — unseal shares when leaving Shamir, recovery keys when leaving an auto-seal — and
+//! the seal-keeper answers when either seal is transit), and the plan says what will change
+//! and which nodes restart, standbys first and the active node last.
+//! Then [`Lab::migrate_seal`]: the seal being left is recorded (`seal/previous.json`), the new
+//! seal is written into the environment's settings, and each node restarts with the new seal
+//! (and the old auto-seal, `disabled`), gets the old seal's shares with `migrate=true` when it
+//! waits for them, and must report the new seal before the next one restarts. Shamir shares
+//! become the recovery keys; recovery keys stay what they were.
 //!
-//! A migration that stopped half-way (a crash after the restart) is resumed by running the
-//! same command again: the plan sees the node waiting in migration mode and only submits the
-//! shares.
+//! A migration that stopped half-way is resumed by running the same command again: the
+//! recorded seal says one is under way, and only the waiting nodes get the shares.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -95,66 +99,85 @@ impl Lab {
     ) -> Result<SealMigrationPlan, Error> {
         let cfg = self.env(env)?;
         let layout = self.layout().env(env);
-        let from = cfg.seal.kind();
+        // A migration under way (recorded before its first restart) is resumed, whatever the
+        // nodes say; otherwise the environment's seal is the one being left.
+        let previous = seal::read_previous(&layout)?;
+        let resume = previous.is_some();
+        let from = previous.as_ref().map_or(cfg.seal.kind(), EnvSeal::kind);
         if to == SealKind::Shamir {
             return Err(refuse(
                 env,
-                "migrating to shamir is not supported: warden migrates from shamir to static or transit",
+                "migrating to shamir is not supported: warden migrates to static or transit",
             ));
         }
-        if from != SealKind::Shamir && from != to {
+        if resume && cfg.seal.kind() != to {
             return Err(refuse(
                 env,
-                format!("sealed by {from}; warden migrates from shamir only (not {from} to {to})"),
+                format!(
+                    "a migration from {from} to {} is under way; finish it with --to {}",
+                    cfg.seal.kind(),
+                    cfg.seal.kind()
+                ),
+            ));
+        }
+        if !resume && from == to {
+            return Err(refuse(
+                env,
+                format!("already sealed by {to}; nothing to do"),
             ));
         }
         let survey = survey(cfg, &layout).await?;
         let status = survey.status;
-        let resume = status.migration && status.seal_type == to.as_str();
         if !status.initialized {
             return Err(refuse(env, "the server is not initialised"));
         }
-        if !resume {
-            if from == to {
-                return Err(refuse(
-                    env,
-                    format!("already sealed by {to}; nothing to do"),
-                ));
-            }
-            if status.sealed || status.seal_type != "shamir" {
-                return Err(refuse(
-                    env,
-                    format!(
-                        "the server must be running unsealed with shamir (it reports seal {}, sealed {})",
-                        status.seal_type, status.sealed
-                    ),
-                ));
-            }
-        }
-        let shares = seal::unseal_shares(&layout)?;
-        let threshold = status.threshold.max(1);
-        if shares.len() < usize::from(threshold) {
+        if !resume && (status.sealed || status.migration || status.seal_type != from.as_str()) {
             return Err(refuse(
                 env,
                 format!(
-                    "unseal shares missing: {} in custody ({}), {threshold} needed to migrate",
-                    shares.len(),
-                    seal::unseal_shares_source(&layout)
+                    "the server must be running unsealed with {from} (it reports seal {}, sealed {}, migration {})",
+                    status.seal_type, status.sealed, status.migration
                 ),
             ));
         }
-        let (seal_keeper, create_seal_keeper) = match (to, &self.config().seal_keeper) {
-            (SealKind::Transit, Some(k)) => {
+        let shares = seal::migration_shares(&layout, from)?;
+        let threshold = status.threshold.max(1);
+        if shares.len() < usize::from(threshold) {
+            let what = if from == SealKind::Shamir {
+                "unseal shares"
+            } else {
+                "recovery keys"
+            };
+            return Err(refuse(
+                env,
+                format!(
+                    "{what} missing: {} in custody ({}), {threshold} needed to migrate",
+                    shares.len(),
+                    seal::migration_shares_source(&layout, from)
+                ),
+            ));
+        }
+        // The old seal must still answer during a migration away from transit; the new one
+        // before the first restart.
+        let keeper_needed = to == SealKind::Transit || from == SealKind::Transit;
+        let (seal_keeper, create_seal_keeper) = match (keeper_needed, &self.config().seal_keeper) {
+            (true, Some(k)) => {
                 keeper_reachable(k, self)
                     .await
                     .map_err(|w| refuse(env, w))?;
                 (Some(k.address()), false)
             }
-            (SealKind::Transit, None) => (None, true),
-            _ => (None, false),
+            (true, None) if to == SealKind::Transit => (None, true),
+            (true, None) => {
+                return Err(refuse(
+                    env,
+                    "transit-sealed, but lab.json has no seal-keeper",
+                ));
+            }
+            (false, _) => (None, false),
         };
         let nodes_to_restart = if resume { Vec::new() } else { survey.order };
-        let steps = plan_steps(env, to, resume, create_seal_keeper, &nodes_to_restart);
+        let steps = plan_steps(env, from, to, resume, create_seal_keeper, &nodes_to_restart);
         Ok(SealMigrationPlan {
             env: env.to_owned(),
             from,
@@ -199,6 +222,12 @@ impl Lab {
             progress,
         };
 
+        // 0. Record the seal being left before anything changes, so a crash is resumed.
+        if !plan.resume {
+            let current = self.env(env)?.seal.clone();
+            seal::write_previous(&layout, &current)?;
+        }
+
         // 1. The new seal in lab.json (the seal-keeper too, if it is new).
         let mut config = self.config().clone();
         if plan.to == SealKind::Transit && config.seal_keeper.is_none() {
@@ -230,7 +259,7 @@ impl Lab {
         // 3. Node by node, standbys first and the active node last: restart with the new
         //    seal and submit the shares with migrate=true. When the active node goes, a
         //    migrated standby takes over and performs the migration.
-        let shares = seal::unseal_shares(&layout)?;
+        let shares = seal::migration_shares(&layout, plan.from)?;
         let nodes = cfg.nodes();
         for address in &plan.nodes_to_restart {
             let Some(node) = nodes.iter().find(|n| &n.address() == address) else {
@@ -251,9 +280,13 @@ impl Lab {
         }
         let status = wait_all_migrated(&cfg, &layout, plan.to, progress).await?;
 
-        // 4. The Shamir shares are now the recovery keys.
-        seal::shares_became_recovery_keys(&layout, status.shares, status.threshold, &shares)?;
-        progress.step(env, "the former unseal shares are the recovery keys now");
+        // 4. The Shamir shares are now the recovery keys (recovery keys stay what they were),
+        //    and the next start renders the new seal alone.
+        if plan.from == SealKind::Shamir {
+            seal::shares_became_recovery_keys(&layout, status.shares, status.threshold, &shares)?;
+            progress.step(env, "the former unseal shares are the recovery keys now");
+        }
+        seal::clear_previous(&layout)?;
         Ok(SealMigrationReport {
             seal_type: status.seal_type.clone(),
             recovery_shares: status.shares,
@@ -329,21 +362,17 @@ async fn wait_all_migrated(
         env: env.to_owned(),
         source: Box::new(e),
     };
-    let mut last = None;
     for node in cfg.nodes() {
         let client = cluster::node_client(cfg, &node, layout)?;
-        last = Some(
-            warden_node::migrate::wait_migrated(&client, to, MIGRATE_TIMEOUT)
-                .await
-                .map_err(mig)?,
-        );
+        warden_node::migrate::wait_migrated(&client, to, MIGRATE_TIMEOUT)
+            .await
+            .map_err(mig)?;
     }
     let active = cluster::wait_ready(cfg, layout).await?;
     let status = active
         .seal_status()
         .await
         .map_err(Error::bao(env, "read seal status"))?;
-    let _ = last;
     progress.step(
         env,
         &format!("seal is {} now on every node", status.seal_type),
@@ -423,15 +452,21 @@ async fn keeper_reachable(keeper: &EnvConfig, lab: &Lab) -> Result<(), String> {
 
 fn plan_steps(
     env: &str,
+    from: SealKind,
     to: SealKind,
     resume: bool,
     create_keeper: bool,
     nodes: &[String],
 ) -> Vec<String> {
+    let shares = if from == SealKind::Shamir {
+        "the shamir unseal shares"
+    } else {
+        "the recovery keys"
+    };
     let mut steps = Vec::new();
     if resume {
         steps.push(format!(
-            "{env} waits in migration mode: submit the unseal shares with migrate=true"
+            "a migration from {from} to {to} is under way: submit {shares} with migrate=true to every node waiting for them"
         ));
     } else {
         if create_keeper {
@@ -445,18 +480,27 @@ fn plan_steps(
             ),
             _ => format!("generate a 32-byte static seal key for {env} (owner-only file)"),
         });
+        let old = if from == SealKind::Shamir {
+            String::new()
+        } else {
+            format!(" (the {from} seal stays, disabled, until the migration is done)")
+        };
         steps.push(format!(
-            "write the {to} seal into lab.json and {env}'s server configuration"
+            "write the {to} seal into lab.json and {env}'s server configuration{old}"
         ));
         for n in nodes {
             steps.push(format!(
-                "restart {n}, then submit the shamir unseal shares with migrate=true"
+                "restart {n}, then submit {shares} with migrate=true if it waits for them"
             ));
         }
     }
     steps.push(format!(
-        "verify sys/seal-status reports {to}, no migration pending"
+        "verify sys/seal-status reports {to}, no migration pending, on every node"
     ));
-    steps.push("keep the former unseal shares as recovery keys".into());
+    steps.push(if from == SealKind::Shamir {
+        "keep the former unseal shares as recovery keys".into()
+    } else {
+        "the recovery keys stay what they were".into()
+    });
     steps
 }

@@ -35,6 +35,14 @@ pub enum Seal {
     Static(StaticSeal),
     /// OpenBao's `transit` seal against a seal-keeper.
     Transit(TransitSeal),
+    /// A seal migration in progress: the new seal, and the old one rendered `disabled` when
+    /// it is an auto-seal ([`Seal::render_migration`]).
+    Migration {
+        /// The seal being left.
+        from: Box<Self>,
+        /// The seal being adopted.
+        to: Box<Self>,
+    },
 }
 
 /// The `static` seal: one 32-byte key, named by an id that is stored with every value it
@@ -251,6 +259,7 @@ impl Seal {
             Self::Shamir => SealKind::Shamir,
             Self::Static(_) => SealKind::Static,
             Self::Transit(_) => SealKind::Transit,
+            Self::Migration { to, .. } => to.kind(),
         }
     }
 
@@ -261,6 +270,7 @@ impl Seal {
             Self::Shamir => Ok(String::new()),
             Self::Static(s) => s.render(),
             Self::Transit(t) => t.render(),
+            Self::Migration { from, to } => to.render_migration(from),
         }
     }
 
@@ -270,7 +280,7 @@ impl Seal {
     /// migration mode for the old unseal shares (or recovery keys) with `migrate=true`.
     pub fn render_migration(&self, previous: &Self) -> Result<String, SealError> {
         let old = match previous {
-            Self::Shamir => String::new(),
+            Self::Shamir | Self::Migration { .. } => String::new(),
             Self::Static(s) => StaticSeal {
                 disabled: true,
                 ..s.clone()
@@ -282,7 +292,10 @@ impl Seal {
             }
             .render()?,
         };
-        let new = self.render()?;
+        let new = match self {
+            Self::Migration { to, .. } => to.render()?,
+            other => other.render()?,
+        };
         Ok(match (old.is_empty(), new.is_empty()) {
             (true, _) => new,
             (false, true) => old,
@@ -485,6 +498,13 @@ mod tests {
         let (old, new) = both.split_once("\n\n").expect("two stanzas");
         assert!(old.starts_with("seal \"static\"") && old.contains("disabled"));
         assert!(new.starts_with("seal \"transit\"") && !new.contains("disabled "));
+        // The same, as the one seal a node configuration carries.
+        let migrating = Seal::Migration {
+            from: Box::new(Seal::Static(static_seal())),
+            to: Box::new(to_transit),
+        };
+        assert_eq!(migrating.render().unwrap(), both);
+        assert_eq!(migrating.kind(), SealKind::Transit);
     }
 
     #[test]

@@ -249,8 +249,10 @@ async fn run_status(dir: &Path, out: &Output) -> anyhow::Result<ExitCode> {
     let lab = Lab::open(dir)
         .with_hint(|| format!("create it with `warden lab up --dir {}`", dir.display()))?;
     let statuses = full_status(&lab).await;
+    let keeper = crate::cmd::seal::keeper_line(&lab).await;
     out.emit(&statuses, || {
         let mut s = status_table(&statuses);
+        s.push_str(&keeper);
         if let Some(EnvView { env, .. }) = statuses.first() {
             s.push_str(&format!(
                 "\nTo use the bao CLI against {name}:\n  export BAO_ADDR={addr} BAO_CACERT={ca} \\\n    BAO_CLIENT_CERT={cert} BAO_CLIENT_KEY={key}\n  export BAO_TOKEN=\"$(cat {token})\"   # lab root token\n",

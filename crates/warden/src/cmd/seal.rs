@@ -1,6 +1,7 @@
-//! `warden seal migrate`: move a live environment from Shamir to an auto-seal (OpenBao's seal
-//! migration). The plan is printed first; `--dry-run` stops there. Refusals (a missing share,
-//! an unreachable seal-keeper, a server not running) change nothing.
+//! `warden seal migrate`: move a live environment to an auto-seal (OpenBao's seal migration);
+//! the plan is printed first, `--dry-run` stops there, and refusals (a missing share, an
+//! unreachable seal-keeper, a server not running) change nothing. `warden seal grant`: one
+//! environment's transit seal on a seal-keeper. And the seal flags of `warden server config`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -20,11 +21,13 @@ pub(crate) struct SealArgs {
 
 #[derive(Debug, Subcommand)]
 enum SealCommand {
-    /// Migrate an environment from Shamir to the static or transit seal, without data loss.
+    /// Migrate an environment to the static or transit seal (from Shamir or from the other
+    /// auto-seal), without data loss.
     ///
     /// Prints the plan (what changes, which nodes restart), then restarts each node with the
-    /// new seal and submits the Shamir unseal shares with migrate=true; the shares become the
-    /// recovery keys. Run it again to resume a migration that stopped half-way.
+    /// new seal (standbys first, the active node last) and submits the old seal's shares with
+    /// migrate=true: Shamir unseal shares, which become the recovery keys, or the recovery
+    /// keys. Run it again to resume a migration that stopped half-way.
     Migrate(MigrateArgs),
     /// On a seal-keeper: give one environment its transit seal (key seal-<env>, policy
     /// seal-<env> limited to that key, a periodic orphan token) and write the token into the
@@ -299,4 +302,19 @@ pub(crate) fn ignored_seal_option(
             other.join(", ")
         )
     })
+}
+
+/// `lab status`'s line about the seal-keeper (empty when the lab has none).
+pub(crate) async fn keeper_line(lab: &Lab) -> String {
+    let Some(k) = lab.seal_keeper_status().await else {
+        return String::new();
+    };
+    let state = match (k.running, k.sealed, &k.error) {
+        (false, _, Some(e)) => format!("not running ({e})"),
+        (false, _, None) => "NOT RUNNING: transit-sealed nodes cannot start".to_owned(),
+        (true, Some(false), _) => "running, unsealed".to_owned(),
+        (true, Some(true), _) => "running but SEALED: transit-sealed nodes cannot start".to_owned(),
+        (true, None, e) => format!("running, no answer ({})", e.as_deref().unwrap_or("?")),
+    };
+    format!("seal-keeper {}: {state}\n", k.address)
 }

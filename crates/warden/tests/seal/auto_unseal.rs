@@ -56,6 +56,7 @@ async fn transit_seal_unseals_itself_and_stays_sealed_without_its_keeper() {
         );
     }
 
+    secrets_stay_in_their_files(&dir, &token);
     seal_token_reaches_its_key_only(&dir, &keeper, &token).await;
     seal_grant_issues_a_token_for_one_more_environment(&guard, &dir, &keeper).await;
 
@@ -112,6 +113,12 @@ async fn transit_seal_unseals_itself_and_stays_sealed_without_its_keeper() {
     let stdout = String::from_utf8_lossy(&text.stdout);
     assert!(
         stdout.contains(&format!("test: seal transit (seal-keeper {keeper}, key seal-test) — sealed: seal-keeper {keeper} unreachable")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "seal-keeper {keeper}: NOT RUNNING: transit-sealed nodes cannot start"
+        )),
         "{stdout}"
     );
 
@@ -310,4 +317,57 @@ async fn seal_grant_issues_a_token_for_one_more_environment(
         .await
         .unwrap_err();
     assert!(denied.is_permission_denied(), "{denied}");
+}
+
+/// The seal token and the recovery keys are in their owner-only files and nowhere else the
+/// lab writes or shows: not in the node's argv or environment, not in its configuration or
+/// logs (the audit device HMACs what it records), not in `lab status`.
+fn secrets_stay_in_their_files(dir: &Path, token: &str) {
+    let recovery: Value =
+        serde_json::from_str(&read(dir.join("envs/test/custody/recovery-keys.json"))).unwrap();
+    let mut secrets: Vec<String> = recovery["keys"]
+        .as_array()
+        .expect("recovery keys")
+        .iter()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(secrets.len(), 3);
+    secrets.push(token.to_owned());
+    let pid = pid(dir.join("envs/test/bao/server.pid"));
+    let mut places = vec![
+        (
+            "argv".to_owned(),
+            std::fs::read(format!("/proc/{pid}/cmdline")).unwrap(),
+        ),
+        (
+            "environment".to_owned(),
+            std::fs::read(format!("/proc/{pid}/environ")).unwrap(),
+        ),
+    ];
+    for f in ["bao/server.hcl", "bao/server.log", "bao/audit.log"] {
+        places.push((
+            f.to_owned(),
+            std::fs::read(dir.join("envs/test").join(f)).unwrap(),
+        ));
+    }
+    for f in ["bao/server.log", "bao/audit.log"] {
+        places.push((
+            format!("seal-keeper/{f}"),
+            std::fs::read(dir.join("seal-keeper").join(f)).unwrap(),
+        ));
+    }
+    let status = warden(&["lab", "status", "--dir"]).arg(dir).output();
+    places.push((
+        "lab status".to_owned(),
+        [status.stdout, status.stderr].concat(),
+    ));
+    for (place, bytes) in &places {
+        let text = String::from_utf8_lossy(bytes);
+        for secret in &secrets {
+            assert!(
+                !text.contains(secret.as_str()),
+                "a seal secret leaked into {place}"
+            );
+        }
+    }
 }

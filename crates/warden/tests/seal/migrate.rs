@@ -1,7 +1,7 @@
 //! Seal migration on a live environment: nothing lost, refusals change nothing.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use warden_bao::{Client, ClientConfig, KvData, MountOptions, SecretValue};
@@ -15,6 +15,15 @@ async fn write_secrets(client: &Client) -> BTreeMap<(usize, u64), String> {
         .await
         .expect("mount kv");
     let kv = client.kv2("kv");
+    // A new KV v2 mount answers "upgrading" for a moment (longer on a cluster): wait for it
+    // outside the counted folder.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut probe = KvData::new();
+    probe.insert("ready", SecretValue::text("yes".to_owned()));
+    while let Err(e) = kv.write("probe/ready", &probe, None).await {
+        assert!(Instant::now() < deadline, "kv never became writable: {e}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let mut written = BTreeMap::new();
     for version in 1..=2u64 {
         for i in 0..SECRETS {
@@ -140,6 +149,44 @@ async fn shamir_to_transit_migration_keeps_every_secret() {
         .unwrap()
         .operator_client("test")
         .unwrap();
+    compare_secrets(&client, &written).await;
+
+    // Auto to auto: transit -> static. The old seal stays in the configuration, disabled,
+    // while the recovery keys authorise the move; they stay the recovery keys.
+    let recovery = read(dir.join("envs/test/custody/recovery-keys.json"));
+    let report = json(&ok(
+        warden(&[
+            "seal", "migrate", "--env", "test", "--to", "static", "-o", "json", "--lab",
+        ])
+        .arg(&dir)
+        .output(),
+        "seal migrate to static",
+    ));
+    assert_eq!(report["report"]["plan"]["from"], "transit");
+    assert_eq!(report["report"]["seal_type"], "static");
+    assert_eq!(
+        read(dir.join("envs/test/custody/recovery-keys.json")),
+        recovery
+    );
+    assert!(!dir.join("envs/test/seal/previous.json").exists());
+    let config = read(dir.join("envs/test/bao/server.hcl"));
+    assert!(
+        config.contains("seal \"transit\"") && config.contains("disabled        = \"true\""),
+        "the migration ran with the old seal disabled:\n{config}"
+    );
+    compare_secrets(&client, &written).await;
+    ok(
+        warden(&["lab", "down", "--dir"]).arg(&dir).output(),
+        "lab down",
+    );
+    lab_up(&dir, &[]);
+    let config = read(dir.join("envs/test/bao/server.hcl"));
+    assert!(!config.contains("seal \"transit\""), "{config}");
+    let client = warden_lab::Lab::open(&dir)
+        .unwrap()
+        .operator_client("test")
+        .unwrap();
+    assert_eq!(client.seal_status().await.unwrap().seal_type, "static");
     compare_secrets(&client, &written).await;
 }
 

@@ -13,6 +13,7 @@
 //! | who owns the files (service user or current user) | [`Owner`], [`running_as_root`]             |
 //! | the agent's configuration file                    | [`AgentConfig`]                            |
 //! | when a certificate is due for renewal             | [`renewal_due`]                            |
+//! | operators: key + CSR, approve, list, remove       | [`operator`]                               |
 //!
 //! Modules: `enroll` (the enrollment itself), `existing` (whether the certificate on disk is
 //! still the right one; pure), [`layout`] (where an identity's files live), `unix_user` (who
@@ -29,6 +30,7 @@ mod enroll;
 mod error;
 mod existing;
 pub mod layout;
+pub mod operator;
 mod unit;
 mod unix_user;
 

@@ -43,6 +43,8 @@ pub struct EnvUpReport {
     pub intermediate_created: bool,
     /// The server was restarted to pick up a new client CA bundle.
     pub restarted: bool,
+    /// Bootstrap ended in this run: the root token was revoked (operators act from now on).
+    pub root_revoked: bool,
 }
 
 /// Receives progress lines for humans ("test: starting OpenBao on ...").
@@ -133,12 +135,9 @@ pub(crate) async fn ensure_env(
     }
     wait_active(&client, name).await?;
 
-    let token =
-        custody::read_secret(&layout.root_token())?.ok_or_else(|| Error::CustodyMissing {
-            env: name.to_owned(),
-            path: layout.root_token(),
-        })?;
-    client.set_token(token);
+    // The root token, until bootstrap has revoked it (then the lab operator logs in).
+    let root = custody::read_secret(&layout.root_token())?;
+    let session = crate::operators::open(&client, env, layout, root).await?;
     report.intermediate_created = ensure_pki(env, &client, s, now).await?;
     if report.intermediate_created {
         s.progress.step(
@@ -170,6 +169,13 @@ pub(crate) async fn ensure_env(
         unseal(&client, name, layout).await?;
         wait_active(&client, name).await?;
         report.restarted = true;
+    }
+    report.root_revoked = session.finish(&client, env, layout).await?;
+    if report.root_revoked {
+        s.progress.step(
+            name,
+            "bootstrap done: operator policy and the lab operator's login in place, root token revoked",
+        );
     }
     Ok(report)
 }

@@ -11,6 +11,8 @@
 //!
 //! Modules: `lab` (the lab as a whole: `up`, `status` and `down` over every environment) and
 //! `bring_up` (one environment to running, initialised, unsealed, PKI intermediate in place);
+//! `operators` (the end of bootstrap: the operator policy, the lab operator's login, the root
+//! token revoked);
 //! `config` (the persistent settings, `lab.json`) and `layout` (where every file lives); `tls`
 //! (each environment's listener CA and certificates); `server` (one environment's OpenBao
 //! process: configuration, start, find, stop); `custody` (what a real deployment would never
@@ -25,6 +27,7 @@ mod custody;
 mod error;
 mod lab;
 mod layout;
+mod operators;
 pub mod process;
 mod server;
 mod status;

@@ -43,6 +43,7 @@ pub fn desired_state(spec: &Spec, env: &Environment, inputs: &EnvInputs) -> Vec<
     crate::engines::workloads(spec, env, &here, inputs, &mut out);
     crate::engines::registry(spec, env, &mut out);
     out.push(crate::operator::desired(spec, env));
+    out.push(crate::operator::desired_pki_role(env));
 
     for id in &here {
         let grants = policy::grants(spec, env, id);

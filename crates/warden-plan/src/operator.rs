@@ -8,7 +8,10 @@
 
 use serde_json::json;
 use warden_spec::naming::META_MOUNT;
-use warden_spec::naming::operator::{self, OPERATOR_AUTH_MOUNT, OPERATOR_POLICY, ROOT_ONLY_PATHS};
+use warden_spec::naming::operator::{
+    self, OPERATOR_AUTH_MOUNT, OPERATOR_CERT_TTL_SECS, OPERATOR_PKI_ROLE, OPERATOR_POLICY,
+    ROOT_ONLY_PATHS,
+};
 use warden_spec::naming::policy::Grant;
 use warden_spec::{Environment, Spec};
 
@@ -26,6 +29,41 @@ pub(crate) fn desired(spec: &Spec, env: &Environment) -> Desired {
         kind: Kind::Policy,
         path: format!("sys/policies/acl/{OPERATOR_POLICY}"),
         body: json!({ "policy": operator::render(&grants(spec, env)) }),
+        identity: None,
+        password_file: None,
+    }
+}
+
+/// The PKI role that signs operators' certificates in `env`: client certificates for
+/// `<name>.operator.<domain>` only, common name from the request (never the CSR), no SANs.
+pub(crate) fn desired_pki_role(env: &Environment) -> Desired {
+    Desired {
+        kind: Kind::PkiRole,
+        path: format!("{}/roles/{OPERATOR_PKI_ROLE}", env.mounts.pki),
+        body: json!({
+            "allowed_domains": [format!("operator.{}", env.domain)],
+            "allow_bare_domains": false,
+            "allow_subdomains": true,
+            "allow_glob_domains": false,
+            "allow_wildcard_certificates": false,
+            "allow_any_name": false,
+            "allow_localhost": false,
+            "allow_ip_sans": false,
+            "enforce_hostnames": true,
+            "server_flag": false,
+            "client_flag": true,
+            "key_type": "any",
+            "ttl": OPERATOR_CERT_TTL_SECS,
+            "max_ttl": OPERATOR_CERT_TTL_SECS,
+            "no_store": false,
+            "require_cn": true,
+            "use_csr_common_name": false,
+            "use_csr_sans": false,
+            "allowed_uri_sans": [],
+            "allowed_other_sans": [],
+            "ext_key_usage": [],
+            "issuer_ref": "default",
+        }),
         identity: None,
         password_file: None,
     }

@@ -213,13 +213,13 @@ pub fn render(grants: &[Grant]) -> String {
     s
 }
 
-/// The operator policy for the default mounts and naming: what a lab's bootstrap writes before
-/// any spec is applied (apply then rewrites it for the spec's mounts).
-pub fn default_policy() -> String {
+/// The operator policy for the default mounts (PKI at `pki_mount`) and naming: what a lab's
+/// bootstrap writes before any spec is applied (apply then rewrites it for the spec's mounts).
+pub fn default_policy(pki_mount: &str) -> String {
     let d = |s: &str| s.to_owned();
     use super::default_mounts as dm;
     let mounts = Mounts {
-        pki: d(dm::PKI),
+        pki: d(pki_mount),
         kv: d(dm::KV),
         kv_v1: d(dm::KV_V1),
         transit: d(dm::TRANSIT),
@@ -256,7 +256,7 @@ mod tests {
 
     #[test]
     fn the_default_policy_reads_back_and_grants_no_root_only_path_exactly() {
-        let g = super::super::policy::parse(&default_policy()).unwrap();
+        let g = super::super::policy::parse(&default_policy("pki_int")).unwrap();
         assert!(g.iter().any(|g| g.path == "kvv2/*"));
         for root in ROOT_ONLY_PATHS {
             let hit = g.iter().find(|g| g.path == *root);

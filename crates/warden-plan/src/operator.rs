@@ -23,12 +23,23 @@ pub fn grants(spec: &Spec, env: &Environment) -> Vec<Grant> {
     operator::grants(&env.mounts, &spec.naming)
 }
 
+/// The operator policy's HCL for `env` (what bootstrap writes first and apply keeps current).
+pub fn policy_hcl(spec: &Spec, env: &Environment) -> String {
+    operator::render(&grants(spec, env))
+}
+
+/// The operator PKI role of `env`: its API path and body (bootstrap writes it, apply keeps it).
+pub fn pki_role(env: &Environment) -> (String, serde_json::Value) {
+    let d = desired_pki_role(env);
+    (d.path, d.body)
+}
+
 /// The operator policy as apply writes it (`sys/policies/acl/warden-operator`).
 pub(crate) fn desired(spec: &Spec, env: &Environment) -> Desired {
     Desired {
         kind: Kind::Policy,
         path: format!("sys/policies/acl/{OPERATOR_POLICY}"),
-        body: json!({ "policy": operator::render(&grants(spec, env)) }),
+        body: json!({ "policy": policy_hcl(spec, env) }),
         identity: None,
         password_file: None,
     }

@@ -68,6 +68,10 @@ pub(crate) enum Command {
     Reveal(crate::cmd::reveal::RevealArgs),
     /// Signed evidence packets: export one per component, verify one offline.
     Evidence(crate::cmd::evidence::EvidenceArgs),
+    /// Operator identities: one mTLS client certificate per person (enroll, approve, list, remove).
+    Operator(crate::cmd::operator::OperatorArgs),
+    /// A real environment's bootstrap: operator policy, first operator, then the root token revoked.
+    Bootstrap(crate::cmd::operator::BootstrapArgs),
     /// Print the shell completion script for SHELL (bash, zsh, fish, …) on stdout.
     ///
     /// bash: `warden completions bash > ~/.local/share/bash-completion/completions/warden`;

@@ -215,7 +215,7 @@ impl Resolved {
             .with_context(|| format!("{name}: cannot build a client"))
             .hint("set --lab DIR, or the environment's address in the spec and VAULT_TOKEN/VAULT_CLIENT_CERT/VAULT_CLIENT_KEY")?;
         if operator_cert {
-            crate::operator_login::log_in_as_operator(&client);
+            crate::cmd::operator::log_in_as_operator(&client);
         }
         Ok(client)
     }

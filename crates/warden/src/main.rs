@@ -74,6 +74,8 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Posture(args) => cmd::posture::run(args, &out).await,
         cli::Command::Reveal(args) => cmd::reveal::run(args, &out).await,
         cli::Command::Evidence(args) => cmd::evidence::run(args, &out).await,
+        cli::Command::Operator(args) => cmd::operator::run(args, &out).await,
+        cli::Command::Bootstrap(args) => cmd::operator::run_bootstrap(args, &out).await,
         cli::Command::Completions(args) => cmd::completions::completions(&args, &out),
         cli::Command::Man(args) => cmd::completions::man(&args, &out),
     }

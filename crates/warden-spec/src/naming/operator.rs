@@ -100,12 +100,20 @@ fn grant(path: String, caps: &[&str]) -> Grant {
     }
 }
 
-/// A naming template as an ACL pattern: every segment holding `<app>` becomes `+` (one
-/// segment), so the pattern covers exactly the names the template can render.
+/// A naming template as an ACL pattern covering every name it can render: a segment holding
+/// `<app>` becomes `+` (one segment), except a last segment with a fixed start (`app-<app>`),
+/// which becomes `app-*` (OpenBao globs only at the end), so names without it stay out.
 fn pattern(t: &Template) -> String {
-    t.as_str()
-        .split('/')
-        .map(|seg| if seg.contains("<app>") { "+" } else { seg })
+    let segs: Vec<&str> = t.as_str().split('/').collect();
+    let last = segs.len() - 1;
+    segs.iter()
+        .enumerate()
+        .map(|(i, seg)| match seg.find("<app>") {
+            None => (*seg).to_owned(),
+            Some(0) => "+".to_owned(),
+            Some(start) if i == last => format!("{}*", &seg[..start]),
+            Some(_) => "+".to_owned(),
+        })
         .collect::<Vec<_>>()
         .join("/")
 }
@@ -242,6 +250,8 @@ mod tests {
         assert_eq!(pattern(&t("<app>")), "+");
         assert_eq!(pattern(&t("<app>-ops")), "+");
         assert_eq!(pattern(&t("apps/<app>/ops")), "apps/+/ops");
+        assert_eq!(pattern(&t("app-<app>")), "app-*");
+        assert_eq!(pattern(&t("team/app-<app>-ops")), "team/app-*");
     }
 
     #[test]

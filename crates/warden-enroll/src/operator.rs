@@ -322,7 +322,7 @@ pub fn role_body(issuing_ca_pem: &str, common_name: &str, name: &str) -> Value {
     json!({
         "certificate": issuing_ca_pem.trim(),
         "allowed_common_names": [common_name],
-        "display_name": format!("operator-{name}"),
+        "display_name": name,
         "token_policies": [OPERATOR_POLICY],
         "token_no_default_policy": true,
         "token_ttl": OPERATOR_TOKEN_TTL_SECS,

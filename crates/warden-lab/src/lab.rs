@@ -179,8 +179,9 @@ impl Lab {
             })
     }
 
-    /// An operator client for `name`, authenticated with the operator certificate and the lab's
-    /// root token.
+    /// An operator client for `name`, presenting the operator certificate: it carries the
+    /// lab's root token while bootstrap is pending, and afterwards logs in as the lab operator on
+    /// its first request.
     pub fn operator_client(&self, name: &str) -> Result<warden_bao::Client, Error> {
         let env = self.env(name)?;
         let layout = self.layout.env(name);

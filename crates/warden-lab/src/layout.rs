@@ -17,7 +17,8 @@
 //!     bao/audit.log, server.log   audit device and server log
 //!     bao/server.pid
 //!     custody/unseal-keys.json    LAB ONLY: Shamir unseal shares (0600)
-//!     custody/root-token          LAB ONLY: the initial root token (0600)
+//!     custody/root-token          LAB ONLY: the initial root token (0600), until bootstrap
+//!                                 revokes it and deletes this file
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -158,7 +159,7 @@ impl EnvLayout {
     pub fn unseal_keys(&self) -> PathBuf {
         self.custody_dir().join("unseal-keys.json")
     }
-    /// Root token (lab only).
+    /// Root token (lab only; deleted when bootstrap revokes it).
     pub fn root_token(&self) -> PathBuf {
         self.custody_dir().join("root-token")
     }

@@ -123,7 +123,7 @@ fn lab_operator_role(listener_ca_pem: &str, env: &str) -> serde_json::Value {
     json!({
         "certificate": listener_ca_pem.trim(),
         "allowed_common_names": [format!("operator@{env}")],
-        "display_name": format!("operator-{LAB_OPERATOR}"),
+        "display_name": LAB_OPERATOR,
         "token_policies": [OPERATOR_POLICY],
         "token_no_default_policy": true,
         "token_ttl": OPERATOR_TOKEN_TTL_SECS,

@@ -50,7 +50,8 @@ impl LabEnv {
         self.lab.layout().root()
     }
 
-    /// An operator client (mTLS operator certificate + lab root token) for `env`.
+    /// An operator client for `env`: the lab's mTLS operator certificate, logged in as the lab
+    /// operator (bootstrap revoked the root token; nothing here needs it).
     pub fn client(&self, env: &str) -> warden_bao::Client {
         self.lab.operator_client(env).expect("operator client")
     }

@@ -27,6 +27,28 @@ pub(crate) fn log_in_as_operator(client: &Client) {
     client.login_with_cert_on_demand(OPERATOR_AUTH_MOUNT, None);
 }
 
+/// Lint findings of the live operator policy (none when it does not exist yet).
+pub(crate) async fn lint_live_operator_policy(
+    client: &Client,
+    spec: &warden_spec::Spec,
+    env: &warden_spec::Environment,
+) -> anyhow::Result<Vec<warden_plan::lint::Finding>> {
+    use warden_spec::naming::operator::OPERATOR_POLICY;
+    let name = env.name.as_str();
+    match client.read_policy(OPERATOR_POLICY).await {
+        Ok(hcl) => {
+            let grants = warden_spec::naming::policy::parse(&hcl).map_err(|e| {
+                anyhow::anyhow!("{name}: policy {OPERATOR_POLICY} is unreadable: {e}")
+            })?;
+            Ok(warden_plan::operator::lint_operator(
+                spec, env, "live", &grants,
+            ))
+        }
+        Err(e) if e.is_not_found() => Ok(Vec::new()),
+        Err(e) => Err(e).with_context(|| format!("{name}: read policy {OPERATOR_POLICY}")),
+    }
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct OperatorArgs {
     #[command(subcommand)]

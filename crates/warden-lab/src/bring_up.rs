@@ -68,6 +68,8 @@ pub(crate) struct Shared<'a> {
     pub(crate) shares: u8,
     pub(crate) threshold: u8,
     pub(crate) progress: &'a dyn Progress,
+    /// See [`crate::NewLabOptions::test_harness_token`].
+    pub(crate) test_harness_token: bool,
 }
 
 pub(crate) async fn ensure_env(
@@ -170,7 +172,9 @@ pub(crate) async fn ensure_env(
         wait_active(&client, name).await?;
         report.restarted = true;
     }
-    report.root_revoked = session.finish(&client, env, layout).await?;
+    report.root_revoked = session
+        .finish(&client, env, layout, s.test_harness_token)
+        .await?;
     if report.root_revoked {
         s.progress.step(
             name,

@@ -25,6 +25,10 @@ pub struct NewLabOptions {
     pub shares: u8,
     /// Shares needed to unseal.
     pub threshold: u8,
+    /// Test harness only, never `warden lab up`: bootstrap also leaves a token that may seal
+    /// the servers (policy `warden-test-harness`, `sys/seal` and nothing else), for tests of
+    /// what clients do while a server is sealed. See `operators` in this crate.
+    pub test_harness_token: bool,
 }
 
 impl Default for NewLabOptions {
@@ -36,6 +40,7 @@ impl Default for NewLabOptions {
                 .collect(),
             shares: DEFAULT_SHARES,
             threshold: DEFAULT_THRESHOLD,
+            test_harness_token: false,
         }
     }
 }

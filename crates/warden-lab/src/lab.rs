@@ -100,6 +100,7 @@ impl Lab {
             shares: lab.config.shares,
             threshold: lab.config.threshold,
             progress,
+            test_harness_token: options.test_harness_token,
         };
         // Environments come up concurrently: they share nothing but the offline CA, whose
         // ledger appends are single atomic writes.

@@ -163,4 +163,9 @@ impl EnvLayout {
     pub fn root_token(&self) -> PathBuf {
         self.custody_dir().join("root-token")
     }
+    /// The test harness's seal-only token (test labs only; see
+    /// [`crate::NewLabOptions::test_harness_token`]).
+    pub fn harness_token(&self) -> PathBuf {
+        self.custody_dir().join("harness-token")
+    }
 }

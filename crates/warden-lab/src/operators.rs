@@ -65,6 +65,7 @@ impl Session {
         client: &Client,
         env: &EnvConfig,
         layout: &EnvLayout,
+        test_harness_token: bool,
     ) -> Result<bool, Error> {
         if matches!(self, Session::Operator) {
             return Ok(false);
@@ -104,6 +105,9 @@ impl Session {
             .await
             .map_err(bao("create the lab operator's cert-auth role"))?;
         prove_operator_login(client, env, layout).await?;
+        if test_harness_token {
+            harness_token(client, name, layout).await?;
+        }
 
         // Revoke last: until the operator has logged in, the root token is the way back.
         client
@@ -163,6 +167,44 @@ async fn prove_operator_login(
     .map_err(Error::bao(name, "revoke the probe login"))?;
     Ok(())
 }
+
+/// The test harness's token: it may seal the server and do nothing else (tests of what agents
+/// do while a server is sealed need that, and an operator must never have it). Made only when
+/// a test lab asks for it, written LAB ONLY beside the unseal shares, orphan, 24 h.
+async fn harness_token(root: &Client, env: &str, layout: &EnvLayout) -> Result<(), Error> {
+    let bao = |what: &'static str| Error::bao(env, what);
+    root.put_policy(
+        HARNESS_POLICY,
+        "# managed-by: warden (test labs only)\npath \"sys/seal\" {\n  capabilities = [\"update\", \"sudo\"]\n}\n",
+    )
+    .await
+    .map_err(bao("write the test harness policy"))?;
+    let created = root
+        .write(
+            "auth/token/create-orphan",
+            &json!({
+                "policies": [HARNESS_POLICY],
+                "no_default_policy": true,
+                "ttl": "24h",
+                "renewable": false,
+                "display_name": "test-harness",
+            }),
+            warden_bao::Idempotent::No,
+        )
+        .await
+        .map_err(bao("create the test harness token"))?;
+    let token = created
+        .and_then(|s| s.auth)
+        .map(|a| a.client_token)
+        .ok_or_else(|| Error::ServerState {
+            env: env.to_owned(),
+            what: "the test harness token was created without an auth block".to_owned(),
+        })?;
+    crate::custody::write_secret(&layout.harness_token(), &token)
+}
+
+/// The policy of the test harness's token.
+const HARNESS_POLICY: &str = "warden-test-harness";
 
 fn remove_root_token(layout: &EnvLayout) -> Result<(), Error> {
     match std::fs::remove_file(layout.root_token()) {

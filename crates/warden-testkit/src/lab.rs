@@ -26,6 +26,8 @@ impl LabEnv {
             .expect("create a temporary lab directory");
         let options = NewLabOptions {
             environments: environments.iter().map(|s| (*s).to_owned()).collect(),
+            // Tests that seal a server need the harness token (see `harness_client`).
+            test_harness_token: true,
             ..NewLabOptions::default()
         };
         let root = dir.path().join("lab");
@@ -54,6 +56,21 @@ impl LabEnv {
     /// operator (bootstrap revoked the root token; nothing here needs it).
     pub fn client(&self, env: &str) -> warden_bao::Client {
         self.lab.operator_client(env).expect("operator client")
+    }
+
+    /// A client for `env` whose token may seal the server and nothing else: the only power a
+    /// test needs that an operator must not have (bootstrap revoked the root token). The token
+    /// exists because test labs ask for it (`NewLabOptions::test_harness_token`); `warden lab up`
+    /// never makes one.
+    pub fn harness_client(&self, env: &str) -> warden_bao::Client {
+        let client = self.client(env);
+        let path = self.lab.layout().env(env).harness_token();
+        let text = zeroize::Zeroizing::new(
+            std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("read the harness token {}: {e}", path.display())),
+        );
+        client.set_token(warden_bao::SecretString::from(text.trim().to_owned()));
+        client
     }
 
     /// Keeps the temporary directory's path alive for callers that need it.

@@ -149,7 +149,11 @@ pub fn grants(mounts: &Mounts, naming: &Naming) -> Vec<Grant> {
         // evidence lists every policy to say who can reach each credential.
         grant("sys/policies/acl".into(), &["list"]),
         grant(format!("sys/policies/acl/{REGISTRY_READER_POLICY}"), CRUD),
-        grant(format!("sys/policies/acl/{OPERATOR_POLICY}"), CRUD),
+        // Kept current by apply; never deleted (that would lock every operator out).
+        grant(
+            format!("sys/policies/acl/{OPERATOR_POLICY}"),
+            &["create", "read", "update"],
+        ),
     ];
     // Identities' policies (runtime and CI) by their templates. `default` and `root` may match
     // a one-segment pattern; the more specific grant below keeps them read-only.
@@ -187,6 +191,21 @@ pub fn grants(mounts: &Mounts, naming: &Naming) -> Vec<Grant> {
     for read in ["cert/*", "ca_chain", "ca/pem", "issuers", "issuer/*"] {
         out.push(grant(format!("{}/{read}", m.pki), &["read", "list"]));
     }
+    // Installing a new PKI intermediate (rotation): the key is generated inside OpenBao and
+    // never exported, the offline root signs the CSR, the signed bundle is imported and made
+    // the default issuer. Never `root/*` (a root inside OpenBao) nor `generate/exported`.
+    out.push(grant(
+        format!("{}/intermediate/generate/internal", m.pki),
+        &["update"],
+    ));
+    out.push(grant(
+        format!("{}/intermediate/set-signed", m.pki),
+        &["update"],
+    ));
+    out.push(grant(
+        format!("{}/config/issuers", m.pki),
+        &["read", "update"],
+    ));
     // Auth backends apply enables (OpenBao demands `sudo` on sys/auth/<path>) and their roles.
     for mount in [&m.cert_auth, &m.approle, &m.jwt, &m.kubernetes] {
         out.push(grant(

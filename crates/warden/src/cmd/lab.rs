@@ -104,6 +104,7 @@ async fn run_up(dir: &Path, args: UpArgs, out: &Output) -> anyhow::Result<ExitCo
         environments: args.envs,
         shares: args.shares,
         threshold: args.threshold,
+        test_harness_token: false,
     };
     out.progress(format!("lab: bringing up {}", dir.display()));
     let report = Lab::up(dir, &options, &StderrProgress(out))

@@ -214,7 +214,13 @@ async fn kv_put_history_rollback(p: &Platform, operator: &Client) {
     // get: keys and metadata; values only with --reveal.
     let run = p.run(&["secret", "get", "billing", "config"], &[], None, &[]);
     hidden(run.ok());
-    for want in ["version 3 of 3", "by root", "db_url, mode", "values hidden"] {
+    let by = format!("by {LAB_OPERATOR}");
+    for want in [
+        "version 3 of 3",
+        by.as_str(),
+        "db_url, mode",
+        "values hidden",
+    ] {
         assert!(
             run.stdout.contains(want),
             "get lacks {want:?}:\n{}",

@@ -67,7 +67,7 @@ impl Session {
         layout: &EnvLayout,
         test_harness_token: bool,
     ) -> Result<bool, Error> {
-        if matches!(self, Session::Operator) {
+        if matches!(self, Self::Operator) {
             return Ok(false);
         }
         let name = env.name.as_str();

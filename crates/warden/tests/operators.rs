@@ -309,8 +309,7 @@ async fn operators_act_without_root_and_a_removed_operator_cannot_log_in() {
     );
     let err = operator_client(&addr, &ca, &cert, &key, "alice")
         .await
-        .err()
-        .expect("a removed operator must not log in");
+        .expect_err("a removed operator must not log in");
     assert!(matches!(err.status(), Some(400 | 403)), "{err}");
     let refused = as_operator(
         &["secret", "get", "billing", "config", "--spec", spec_s],

@@ -8,7 +8,7 @@
 //!   it, a lookup with that token fails, and the first operator applies the spec.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use warden_bao::{Client, ClientConfig, Idempotent};
@@ -54,24 +54,6 @@ rotation    = { interval = "90d", grace = "24h" }
 evidence    = "EV-TOKENS"
 covers      = ["billing/signing-key/jwt"]
 "#;
-
-/// `WARDEN args` with the environment a person's shell would have: the server's address and
-/// trust anchor, their certificate and key, and no token.
-fn as_operator(
-    args: &[&str],
-    addr: &str,
-    ca: &Path,
-    cert: &Path,
-    key: &Path,
-) -> std::process::Output {
-    WARDEN
-        .invoke(args)
-        .env("VAULT_ADDR", addr)
-        .env("VAULT_CACERT", ca)
-        .env("VAULT_CLIENT_CERT", cert)
-        .env("VAULT_CLIENT_KEY", key)
-        .output()
-}
 
 #[track_caller]
 fn ok(out: &std::process::Output, what: &str) -> Value {
@@ -143,6 +125,154 @@ async fn assert_refused(op: &Client) {
     );
 }
 
+/// `warden operator enroll NAME` into `dir`, then `approve` by the lab operator: the new
+/// operator's certificate and key.
+fn enroll_and_approve(name: &str, spec: &str, lab: &str, dir: &Path) -> (PathBuf, PathBuf) {
+    let req = ok(
+        &WARDEN.run(&[
+            "-o",
+            "json",
+            "operator",
+            "enroll",
+            name,
+            "--env",
+            "test",
+            "--spec",
+            spec,
+            "--out",
+            path_str(dir),
+        ]),
+        "operator enroll",
+    );
+    assert_eq!(
+        req["common_name"],
+        format!("{name}.operator.test.warden.internal")
+    );
+    let key = dir.join(format!("{name}.test.key"));
+    let csr = dir.join(format!("{name}.test.csr"));
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let key_pem = std::fs::read_to_string(&key).unwrap();
+    let approved = ok(
+        &WARDEN.run(&[
+            "-o",
+            "json",
+            "operator",
+            "approve",
+            name,
+            "--env",
+            "test",
+            "--csr",
+            path_str(&csr),
+            "--spec",
+            spec,
+            "--lab",
+            lab,
+        ]),
+        "operator approve",
+    );
+    assert_eq!(
+        approved["approved"]["role"],
+        format!("auth/warden-operators/certs/{name}")
+    );
+    assert!(
+        !approved.to_string().contains(key_pem.trim()),
+        "the key is never printed"
+    );
+    let cert = dir.join(format!("{name}.test.crt"));
+    assert!(cert.exists());
+    (cert, key)
+}
+
+/// A person at their shell: the server's address and trust anchor, their certificate and key.
+struct Person<'a> {
+    addr: &'a str,
+    ca: &'a Path,
+    cert: &'a Path,
+    key: &'a Path,
+    spec: &'a str,
+}
+
+impl Person<'_> {
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--spec", self.spec]);
+        let mut run = WARDEN
+            .invoke(&all)
+            .env("VAULT_ADDR", self.addr)
+            .env("VAULT_CACERT", self.ca)
+            .env("VAULT_CLIENT_CERT", self.cert)
+            .env("VAULT_CLIENT_KEY", self.key);
+        if let Some(input) = stdin {
+            run = run.stdin(input);
+        }
+        run.output()
+    }
+}
+
+/// `apply`, `secret put/get`, `rotate`, `posture` and `evidence export`, as `who`.
+fn every_command_works_as(who: &Person<'_>, work: &Path) {
+    let applied = ok(&who.run(&["-o", "json", "apply"], None), "apply");
+    assert!(applied.to_string().contains("\"test\""), "{applied}");
+    let put = who.run(
+        &["secret", "put", "billing", "config"],
+        Some("setting=from-alice\n"),
+    );
+    ok(&put, "secret put");
+    let got = ok(
+        &who.run(
+            &[
+                "-o", "json", "secret", "get", "billing", "config", "--reveal",
+            ],
+            None,
+        ),
+        "secret get",
+    );
+    assert!(got.to_string().contains("from-alice"), "{got}");
+    ok(
+        &who.run(
+            &["-o", "json", "rotate", "signing-key", "token-signing"],
+            None,
+        ),
+        "rotate",
+    );
+    let posture = who.run(&["-o", "json", "posture"], None);
+    assert_ne!(
+        posture.status.code(),
+        Some(1),
+        "posture: {}",
+        text(&posture.stderr)
+    );
+    assert!(
+        text(&posture.stdout).contains("token-signing"),
+        "{}",
+        text(&posture.stdout)
+    );
+    let packet = work.join("packet.json");
+    ok(
+        &who.run(
+            &[
+                "-o",
+                "json",
+                "evidence",
+                "export",
+                "EV-TOKENS",
+                "--out",
+                path_str(&packet),
+            ],
+            None,
+        ),
+        "evidence export",
+    );
+    assert!(
+        std::fs::read_to_string(&packet)
+            .unwrap()
+            .contains("EV-TOKENS")
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_act_without_root_and_a_removed_operator_cannot_log_in() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -164,59 +294,7 @@ async fn operators_act_without_root_and_a_removed_operator_cannot_log_in() {
     );
 
     // Alice makes her key on her machine; the lab operator approves her CSR.
-    let alice_dir = work.path().join("alice");
-    let req = ok(
-        &WARDEN.run(&[
-            "-o",
-            "json",
-            "operator",
-            "enroll",
-            "alice",
-            "--env",
-            "test",
-            "--spec",
-            spec_s,
-            "--out",
-            path_str(&alice_dir),
-        ]),
-        "operator enroll",
-    );
-    assert_eq!(req["common_name"], "alice.operator.test.warden.internal");
-    let key = alice_dir.join("alice.test.key");
-    let csr = alice_dir.join("alice.test.csr");
-    assert_eq!(
-        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
-    let key_pem = std::fs::read_to_string(&key).unwrap();
-    let approved = ok(
-        &WARDEN.run(&[
-            "-o",
-            "json",
-            "operator",
-            "approve",
-            "alice",
-            "--env",
-            "test",
-            "--csr",
-            path_str(&csr),
-            "--spec",
-            spec_s,
-            "--lab",
-            lab_s,
-        ]),
-        "operator approve",
-    );
-    assert_eq!(
-        approved["approved"]["role"],
-        "auth/warden-operators/certs/alice"
-    );
-    assert!(
-        !approved.to_string().contains(key_pem.trim()),
-        "the key is never printed"
-    );
-    let cert = alice_dir.join("alice.test.crt");
-    assert!(cert.exists());
+    let (cert, key) = enroll_and_approve("alice", spec_s, lab_s, &work.path().join("alice"));
     let listed = ok(
         &WARDEN.run(&[
             "-o", "json", "operator", "list", "--env", "test", "--spec", spec_s, "--lab", lab_s,
@@ -234,63 +312,14 @@ async fn operators_act_without_root_and_a_removed_operator_cannot_log_in() {
     // Alice, with only her certificate (no token, no lab): every operator command works.
     let addr = lab.lab().env("test").unwrap().address();
     let ca = layout.ca_bundle();
-    let alice = |args: &[&str]| {
-        let mut all: Vec<&str> = args.to_vec();
-        all.extend(["--spec", spec_s]);
-        as_operator(&all, &addr, &ca, &cert, &key)
+    let alice = Person {
+        addr: &addr,
+        ca: &ca,
+        cert: &cert,
+        key: &key,
+        spec: spec_s,
     };
-    let applied = ok(&alice(&["-o", "json", "apply"]), "apply as alice");
-    assert!(applied.to_string().contains("\"test\""), "{applied}");
-    let put = WARDEN
-        .invoke(&["secret", "put", "billing", "config", "--spec", spec_s])
-        .env("VAULT_ADDR", &addr)
-        .env("VAULT_CACERT", &ca)
-        .env("VAULT_CLIENT_CERT", &cert)
-        .env("VAULT_CLIENT_KEY", &key)
-        .stdin("setting=from-alice\n")
-        .output();
-    ok(&put, "secret put as alice");
-    let got = ok(
-        &alice(&[
-            "-o", "json", "secret", "get", "billing", "config", "--reveal",
-        ]),
-        "secret get as alice",
-    );
-    assert!(got.to_string().contains("from-alice"), "{got}");
-    ok(
-        &alice(&["-o", "json", "rotate", "signing-key", "token-signing"]),
-        "rotate as alice",
-    );
-    let posture = alice(&["-o", "json", "posture"]);
-    assert_ne!(
-        posture.status.code(),
-        Some(1),
-        "posture as alice: {}",
-        text(&posture.stderr)
-    );
-    assert!(
-        text(&posture.stdout).contains("token-signing"),
-        "{}",
-        text(&posture.stdout)
-    );
-    let packet = work.path().join("packet.json");
-    ok(
-        &alice(&[
-            "-o",
-            "json",
-            "evidence",
-            "export",
-            "EV-TOKENS",
-            "--out",
-            path_str(&packet),
-        ]),
-        "evidence export as alice",
-    );
-    assert!(
-        std::fs::read_to_string(&packet)
-            .unwrap()
-            .contains("EV-TOKENS")
-    );
+    every_command_works_as(&alice, work.path());
 
     // What the operator policy does not grant is refused, to alice and the lab operator alike.
     let op = operator_client(&addr, &ca, &cert, &key, "alice")
@@ -311,13 +340,7 @@ async fn operators_act_without_root_and_a_removed_operator_cannot_log_in() {
         .await
         .expect_err("a removed operator must not log in");
     assert!(matches!(err.status(), Some(400 | 403)), "{err}");
-    let refused = as_operator(
-        &["secret", "get", "billing", "config", "--spec", spec_s],
-        &addr,
-        &ca,
-        &cert,
-        &key,
-    );
+    let refused = alice.run(&["secret", "get", "billing", "config"], None);
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused.stderr));
     let last = WARDEN.run(&[
         "operator", "remove", "lab", "--env", "test", "--spec", spec_s, "--lab", lab_s,
@@ -330,9 +353,9 @@ async fn operators_act_without_root_and_a_removed_operator_cannot_log_in() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bootstrap_uses_the_root_token_once_and_revokes_it() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+/// A TLS dev server holding what exists before Warden (a PKI mount with an issuer, as the
+/// custodians' ceremony leaves it), and a client with its root token.
+async fn dev_server_before_warden() -> (BaoDev, PathBuf, Client) {
     let dev = BaoDev::start_tls().await;
     let ca = dev.ca_cert_path().expect("TLS dev server").to_path_buf();
     let root = Client::new(
@@ -342,12 +365,11 @@ async fn bootstrap_uses_the_root_token_once_and_revokes_it() {
             .with_token(dev.root_token().clone()),
     )
     .unwrap();
-    // What exists before Warden: a PKI mount with an issuer (the custodians' ceremony).
+    let year = std::time::Duration::from_secs(365 * 24 * 3600);
     root.enable_secrets_engine(
         "pki_int",
         "pki",
-        &warden_bao::MountOptions::default()
-            .with_max_lease_ttl(std::time::Duration::from_secs(365 * 24 * 3600)),
+        &warden_bao::MountOptions::default().with_max_lease_ttl(year),
     )
     .await
     .unwrap();
@@ -358,28 +380,35 @@ async fn bootstrap_uses_the_root_token_once_and_revokes_it() {
     )
     .await
     .unwrap();
+    (dev, ca, root)
+}
 
+/// The test spec against `addr`, with policy names carrying a prefix, so that "a policy outside
+/// Warden's names" is testable.
+fn prefixed_spec(addr: &str, ca: &Path) -> String {
+    SPEC.replacen(
+        "version = 1\n",
+        "version = 1\n\n[naming]\npolicy = \"app-<app>\"\nops_policy = \"ops-<app>\"\n",
+        1,
+    )
+    .replacen(
+        "[environments.test]\n",
+        &format!(
+            "[environments.test]\naddress = \"{addr}\"\nca_cert = \"{}\"\n",
+            ca.display()
+        ),
+        1,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_uses_the_root_token_once_and_revokes_it() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let (dev, ca, root) = dev_server_before_warden().await;
     let work = tempfile::tempdir().unwrap();
-    // Names of Warden's policies carry a prefix here, so "outside Warden's names" is testable.
-    let spec_text = SPEC
-        .replacen(
-            "version = 1\n",
-            "version = 1\n\n[naming]\npolicy = \"app-<app>\"\nops_policy = \"ops-<app>\"\n",
-            1,
-        )
-        .replacen(
-            "[environments.test]\n",
-            &format!(
-                "[environments.test]\naddress = \"{}\"\nca_cert = \"{}\"\n",
-                dev.addr(),
-                ca.display()
-            ),
-            1,
-        );
     let spec = work.path().join("warden.toml");
-    std::fs::write(&spec, &spec_text).unwrap();
+    std::fs::write(&spec, prefixed_spec(dev.addr(), &ca)).unwrap();
     let spec_s = path_str(&spec);
-
     let dir = work.path().join("first");
     ok(
         &WARDEN.run(&[
@@ -395,65 +424,39 @@ async fn bootstrap_uses_the_root_token_once_and_revokes_it() {
         ]),
         "enroll",
     );
-    let token_file = work.path().join("root-token");
-    std::fs::write(
-        &token_file,
-        format!(
-            "{}\n",
-            warden_bao::ExposeSecret::expose_secret(dev.root_token())
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-
-    // Refused without a root token source, before anything is written.
+    let csr = dir.join("first.test.csr");
     // The server's address and CA come from VAULT_ADDR/VAULT_CACERT (no client certificate
-    // yet: the root token is the credential).
-    let with_addr = |args: &[&str]| {
+    // yet: the root token is the credential). The token goes in on stdin: never a file here.
+    let token = warden_bao::ExposeSecret::expose_secret(dev.root_token()).to_owned();
+    let bootstrap = |extra: &[&str], stdin: &str| {
+        let mut args = vec!["-o", "json", "bootstrap", "--env", "test", "--spec", spec_s];
+        args.extend(["--operator", "first", "--csr", path_str(&csr)]);
+        args.extend(extra);
         WARDEN
-            .invoke(args)
+            .invoke(&args)
             .env("VAULT_ADDR", dev.addr())
             .env("VAULT_CACERT", &ca)
+            .stdin(stdin.to_owned())
             .output()
     };
-    let none = with_addr(&[
-        "bootstrap",
-        "--env",
-        "test",
-        "--spec",
-        spec_s,
-        "--operator",
-        "first",
-        "--csr",
-        path_str(&dir.join("first.test.csr")),
-    ]);
+
+    // Refused without a root token source, before anything is written.
+    let none = bootstrap(&[], "");
     assert_eq!(none.status.code(), Some(1));
     assert!(
         text(&none.stderr).contains("--root-token-file"),
         "{}",
         text(&none.stderr)
     );
+    root.read_policy("warden-operator")
+        .await
+        .expect_err("nothing was written");
 
     let out = ok(
-        &with_addr(&[
-            "-o",
-            "json",
-            "bootstrap",
-            "--env",
-            "test",
-            "--spec",
-            spec_s,
-            "--root-token-file",
-            path_str(&token_file),
-            "--operator",
-            "first",
-            "--csr",
-            path_str(&dir.join("first.test.csr")),
-        ]),
+        &bootstrap(&["--root-token-stdin"], &format!("{token}\n")),
         "bootstrap",
     );
     assert_eq!(out["bootstrap"]["root_revoked"], true, "{out}");
-    let token = warden_bao::ExposeSecret::expose_secret(dev.root_token()).to_owned();
     assert!(
         !out.to_string().contains(&token),
         "the root token is never printed"
@@ -469,10 +472,14 @@ async fn bootstrap_uses_the_root_token_once_and_revokes_it() {
     // The first operator applies with their certificate alone; other mounts and policy names
     // are out of reach.
     let (cert, key) = (dir.join("first.test.crt"), dir.join("first.test.key"));
-    ok(
-        &as_operator(&["apply", "--spec", spec_s], dev.addr(), &ca, &cert, &key),
-        "apply as the first operator",
-    );
+    let first = Person {
+        addr: dev.addr(),
+        ca: &ca,
+        cert: &cert,
+        key: &key,
+        spec: spec_s,
+    };
+    ok(&first.run(&["apply"], None), "apply as the first operator");
     let op = operator_client(dev.addr(), &ca, &cert, &key, "first")
         .await
         .expect("first operator logs in");

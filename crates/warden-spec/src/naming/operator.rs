@@ -31,11 +31,12 @@ pub const OPERATOR_PKI_ROLE: &str = "warden-operator";
 /// Lifetime of an operator's certificate.
 pub const OPERATOR_CERT_TTL_SECS: u64 = 90 * 24 * 3600;
 
-/// Lifetime of an operator's token: a working session, renewable up to [`OPERATOR_TOKEN_MAX_TTL_SECS`].
+/// Lifetime of an operator's token. Every command logs in afresh, so nothing needs longer; it
+/// also bounds how long a removed operator's last token still works.
 pub const OPERATOR_TOKEN_TTL_SECS: u64 = 3600;
 
-/// The longest an operator's token lives, renewals included.
-pub const OPERATOR_TOKEN_MAX_TTL_SECS: u64 = 8 * 3600;
+/// The longest an operator's token lives, renewals included: no longer than its TTL.
+pub const OPERATOR_TOKEN_MAX_TTL_SECS: u64 = OPERATOR_TOKEN_TTL_SECS;
 
 /// The lab's own operator (the certificate under `<lab>/envs/<env>/operator/`).
 pub const LAB_OPERATOR: &str = "lab";

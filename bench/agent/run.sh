@@ -118,11 +118,11 @@ say "lab up in $lab (environment $ENV_NAME, example spec, no lab agents)"
 loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)
 run_logged lab_up timeout "$STEP_TIMEOUT" "$warden" lab up --dir "$lab" --env "$ENV_NAME" --no-agents
 run_logged status timeout 60 "$warden" lab status --dir "$lab" --output json
-read -r addr ca op_cert op_key token_file < <(python3 - "$work/status.out" "$ENV_NAME" <<'EOF'
+read -r addr ca op_cert op_key op_mount < <(python3 - "$work/status.out" "$ENV_NAME" <<'EOF'
 import json, sys
 for e in json.load(open(sys.argv[1])):
     if e["name"] == sys.argv[2]:
-        print(e["address"], e["ca_bundle"], e["operator_cert"], e["operator_key"], e["root_token_file"])
+        print(e["address"], e["ca_bundle"], e["operator_cert"], e["operator_key"], e["operator_auth_mount"])
 EOF
 )
 [[ $addr == https://127.0.0.1:* ]] || die "the lab server listens on something else than 127.0.0.1: $addr"
@@ -142,10 +142,11 @@ san="$IDENTITY-api.$domain"
 
 say "setting up the reference's access (bao CLI, lab root token)"
 (
-    # Lab root token, read at run time from the custody file and never echoed. A benchmark
-    # against a throwaway lab is the only place Warden hands a token to a child's environment.
-    BAO_TOKEN=$(cat "$token_file"); export BAO_TOKEN
+    # The lab has no root token after bootstrap: log in as the lab operator with its certificate
+    # (token never echoed, never stored in ~/.vault-token). A benchmark against a throwaway lab
+    # is the only place Warden hands a token to a child's environment.
     export BAO_ADDR="$addr" BAO_CACERT="$ca" BAO_CLIENT_CERT="$op_cert" BAO_CLIENT_KEY="$op_key"
+    BAO_TOKEN=$("$bao" login -no-store -token-only -method=cert -path="$op_mount" name=lab); export BAO_TOKEN
     # The one secret both agents render (not a real credential).
     "$bao" kv put -mount=kvv2 "$IDENTITY/config" user=bench mode=benchmark >/dev/null
     # `bao agent`'s pkiCert can only *issue* (the server makes the key; templates cannot build a

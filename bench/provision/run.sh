@@ -107,12 +107,12 @@ run_logged lab_up timeout "$STEP_TIMEOUT" "$warden" lab up --dir "$lab" --env "$
 run_logged status timeout 60 "$warden" lab status --dir "$lab" --output json
 status="$work/status.json"
 cp "$work/status.out" "$status"
-read -r addr ca cert key token_file server_pid < <(python3 - "$status" "$ENV_NAME" <<'EOF'
+read -r addr ca cert key op_mount server_pid < <(python3 - "$status" "$ENV_NAME" <<'EOF'
 import json, sys
 for e in json.load(open(sys.argv[1])):
     if e["name"] == sys.argv[2]:
         print(e["address"], e["ca_bundle"], e["operator_cert"], e["operator_key"],
-              e["root_token_file"], e["pid"])
+              e["operator_auth_mount"], e["pid"])
 EOF
 )
 [[ -n ${server_pid:-} && -r /proc/$server_pid/stat ]] || die "cannot find the OpenBao server's PID"
@@ -145,7 +145,7 @@ raw_phase() { # phase prefix
         --apps "$RAW_APPS" --prefix "$2" --ca "$work/identity-ca.pem" --out "$work/$1.json"
     c1=$(server_cpu)
     record --phase "$1" --server-cpu "$(elapsed "$c0" "$c1")" --merge "$work/$1.json"
-    "${helper[@]}" check --status "$status" --env "$ENV_NAME" --cert-mount bench-cert \
+    "${helper[@]}" check --status "$status" --env "$ENV_NAME" --cert-mount cert \
         --app "$(printf '%s-%05d' "$2" "$RAW_APPS")" || die "$1: the reference did not write its objects"
 }
 
@@ -189,10 +189,11 @@ say "bao CLI: one process per object, $((N_CLI * 4)) objects"
 cli_objects=$(wc -l <"$work/cli-list.tsv")
 c0=$(server_cpu); t0=$(now)
 (
-    # Lab root token, read at run time from the custody file and never echoed. A benchmark
-    # against a throwaway lab is the only place Warden hands a token to a child's environment.
-    BAO_TOKEN=$(cat "$token_file"); export BAO_TOKEN
+    # The lab has no root token after bootstrap: log in as the lab operator with its certificate
+    # (token never echoed, never stored in ~/.vault-token). A benchmark against a throwaway lab
+    # is the only place Warden hands a token to a child's environment.
     export BAO_ADDR="$addr" BAO_CACERT="$ca" BAO_CLIENT_CERT="$cert" BAO_CLIENT_KEY="$key"
+    BAO_TOKEN=$("$bao" login -no-store -token-only -method=cert -path="$op_mount" name=lab); export BAO_TOKEN
     deadline=$((SECONDS + CLI_LOOP_BUDGET))
     while IFS=$'\t' read -r kind a b; do
         ((SECONDS < deadline)) || { echo "bench: the CLI loop exceeded ${CLI_LOOP_BUDGET}s" >&2; exit 1; }
@@ -205,7 +206,7 @@ c0=$(server_cpu); t0=$(now)
     done <"$work/cli-list.tsv"
 ) 2>"$work/cli.log" || { tail -n 20 "$work/cli.log" >&2; die "the bao CLI loop failed"; }
 t1=$(now); c1=$(server_cpu)
-"${helper[@]}" check --status "$status" --env "$ENV_NAME" --cert-mount bench-cert \
+"${helper[@]}" check --status "$status" --env "$ENV_NAME" --cert-mount cert \
     --app "$(printf 'cli-%05d' "$N_CLI")" || die "the bao CLI loop did not write its objects"
 record --phase cli --wall "$(elapsed "$t0" "$t1")" --objects "$cli_objects" --server-cpu "$(elapsed "$c0" "$c1")"
 

@@ -51,7 +51,7 @@ impl std::fmt::Debug for Client {
     }
 }
 
-struct Inner {
+pub(crate) struct Inner {
     nodes: Nodes,
     http: RwLock<reqwest::Client>,
     /// The TLS configuration `http` was built with, for the diagnostic handshake in
@@ -66,6 +66,9 @@ struct Inner {
     request_timeout: Duration,
     /// The `Date` of the last response that carried one, and when it arrived.
     last_date: Mutex<Option<ServerDate>>,
+    /// Log in with the certificate when a token is needed and none is set (`cert_login`).
+    pub(crate) cert_login: RwLock<Option<crate::cert_login::CertLogin>>,
+    pub(crate) login_lock: tokio::sync::Mutex<()>,
 }
 
 /// The server's clock as its last response told it (`Date` header), for clock-skew checks.
@@ -205,8 +208,14 @@ impl Client {
                 gate: RetryGate::new(),
                 request_timeout: cfg.request_timeout,
                 last_date: Mutex::new(None),
+                cert_login: RwLock::new(None),
+                login_lock: tokio::sync::Mutex::new(()),
             }),
         })
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
     }
 
     /// The `Date` of the last response that carried a readable one (any status), or `None`
@@ -395,6 +404,9 @@ impl Client {
 
     /// Sends a call, retrying as its idempotency and the policy's `call_budget` allow.
     pub(crate) async fn send(&self, call: Call<'_>) -> Result<Reply> {
+        if call.authenticated {
+            self.ensure_token().await?;
+        }
         let what = format!("{} {}", call.method, call.path);
         let idem = call.idempotent;
         self.retrying(

@@ -13,7 +13,8 @@
 //! - Typed endpoints, by module:
 //!   - lifecycle ([`Client::health`], [`Client::seal_status`], [`Client::init`],
 //!     [`Client::unseal`], [`Client::seal`]);
-//!   - auth ([`Client::login_cert`], [`Client::token_lookup_self`]);
+//!   - auth ([`Client::login_cert`], [`Client::token_lookup_self`],
+//!     [`Client::login_with_cert_on_demand`]);
 //!   - mounts ([`Client::enable_secrets_engine`], [`Client::list_mounts`],
 //!     [`Client::enable_auth`], [`Client::list_auth`], [`Client::tune_mount`]);
 //!   - policies ([`Client::put_policy`], [`Client::read_policy`]);
@@ -72,6 +73,7 @@
 
 mod auth;
 mod b64;
+mod cert_login;
 mod client;
 mod config;
 mod error;

@@ -13,6 +13,8 @@
 //! | who owns the files (service user or current user) | [`Owner`], [`running_as_root`]             |
 //! | the agent's configuration file                    | [`AgentConfig`]                            |
 //! | when a certificate is due for renewal             | [`renewal_due`]                            |
+//! | operators: key + CSR, approve, list, remove       | [`operator`]                               |
+//! | a real environment's bootstrap (root revoked)     | [`bootstrap`]                              |
 //!
 //! Modules: `enroll` (the enrollment itself), `existing` (whether the certificate on disk is
 //! still the right one; pure), [`layout`] (where an identity's files live), `unix_user` (who
@@ -25,10 +27,12 @@
 //! printed: results are [`EnrollReport`], failures are [`Error`].
 
 mod agent_config;
+pub mod bootstrap;
 mod enroll;
 mod error;
 mod existing;
 pub mod layout;
+pub mod operator;
 mod unit;
 mod unix_user;
 

@@ -43,6 +43,8 @@ pub struct EnvUpReport {
     pub restarted: bool,
     /// Which seal protects it (`shamir`, `static (key ..)`, `transit (seal-keeper ..)`).
     pub seal: String,
+    /// Bootstrap ended in this run: the root token was revoked (operators act from now on).
+    pub root_revoked: bool,
 }
 
 /// Receives progress lines for humans ("test: starting OpenBao on ...").
@@ -66,6 +68,8 @@ pub(crate) struct Shared<'a> {
     pub(crate) shares: u8,
     pub(crate) threshold: u8,
     pub(crate) progress: &'a dyn Progress,
+    /// See [`crate::NewLabOptions::test_harness_token`].
+    pub(crate) test_harness_token: bool,
 }
 
 pub(crate) async fn ensure_env(
@@ -143,12 +147,9 @@ pub(crate) async fn ensure_env(
     }
     let client = cluster::wait_ready(env, layout).await?;
 
-    let token =
-        custody::read_secret(&layout.root_token())?.ok_or_else(|| Error::CustodyMissing {
-            env: name.to_owned(),
-            path: layout.root_token(),
-        })?;
-    client.set_token(token);
+    // The root token, until bootstrap has revoked it (then the lab operator logs in).
+    let root = custody::read_secret(&layout.root_token())?;
+    let session = crate::operators::open(&client, env, layout, root).await?;
     report.intermediate_created = ensure_pki(env, &client, s, now).await?;
     if report.intermediate_created {
         s.progress.step(
@@ -178,6 +179,15 @@ pub(crate) async fn ensure_env(
         report.restarted = true;
     }
     cluster::wait_voters(env, &client).await?;
+    report.root_revoked = session
+        .finish(&client, env, layout, s.test_harness_token)
+        .await?;
+    if report.root_revoked {
+        s.progress.step(
+            name,
+            "bootstrap done: operator policy and the lab operator's login in place, root token revoked",
+        );
+    }
     Ok(report)
 }
 

@@ -1,5 +1,6 @@
 //! Clients for a lab environment: the operator's mTLS certificate, the root as the only trust
-//! anchor, and optionally the lab's root token.
+//! anchor, and the root token while bootstrap is pending; after it, the operator certificate
+//! logs in as the lab operator on first use.
 
 use secrecy::SecretString;
 use warden_bao::{Client, ClientConfig};
@@ -47,5 +48,12 @@ fn operator_client_for(
     if let Some(token) = token {
         cfg = cfg.with_token(token);
     }
-    Client::new(cfg).map_err(Error::bao(&env.name, "build the client"))
+    let client = Client::new(cfg).map_err(Error::bao(&env.name, "build the client"))?;
+    // Without a token (after bootstrap, always), the operator certificate logs in as the lab's
+    // operator when the first request needs one.
+    client.login_with_cert_on_demand(
+        warden_spec::naming::operator::OPERATOR_AUTH_MOUNT,
+        warden_spec::naming::operator::LAB_OPERATOR,
+    );
+    Ok(client)
 }

@@ -29,6 +29,10 @@ pub struct NewLabOptions {
     pub seal: warden_node::SealKind,
     /// OpenBao nodes per environment (1 to [`MAX_NODES`](crate::MAX_NODES)).
     pub nodes: u8,
+    /// Test harness only, never `warden lab up`: bootstrap also leaves a token that may seal
+    /// the servers (policy `warden-test-harness`, `sys/seal` and nothing else), for tests of
+    /// what clients do while a server is sealed. See `operators` in this crate.
+    pub test_harness_token: bool,
 }
 
 impl Default for NewLabOptions {
@@ -42,6 +46,7 @@ impl Default for NewLabOptions {
             threshold: DEFAULT_THRESHOLD,
             seal: warden_node::SealKind::Shamir,
             nodes: 1,
+            test_harness_token: false,
         }
     }
 }

@@ -103,6 +103,7 @@ impl Lab {
             shares: lab.config.shares,
             threshold: lab.config.threshold,
             progress,
+            test_harness_token: options.test_harness_token,
         };
         // The seal-keeper first: transit-sealed nodes cannot start without it.
         crate::seal::prepare_all(&lab.layout, &lab.config, &shared).await?;
@@ -191,8 +192,9 @@ impl Lab {
             })
     }
 
-    /// An operator client for `name`, authenticated with the operator certificate and the lab's
-    /// root token.
+    /// An operator client for `name`, presenting the operator certificate: it carries the
+    /// lab's root token while bootstrap is pending, and afterwards logs in as the lab operator on
+    /// its first request.
     pub fn operator_client(&self, name: &str) -> Result<warden_bao::Client, Error> {
         let env = self.env(name)?;
         let layout = self.layout.env(name);

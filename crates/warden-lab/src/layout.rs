@@ -18,7 +18,8 @@
 //!     bao/server.pid
 //!     bao-<n>/...                 node n of a multi-node environment (`nodes::NodeLayout`)
 //!     custody/unseal-keys.json    LAB ONLY: Shamir unseal shares (0600)
-//!     custody/root-token          LAB ONLY: the initial root token (0600)
+//!     custody/root-token          LAB ONLY: the initial root token (0600), until bootstrap
+//!                                 revokes it and deletes this file
 //!     custody/recovery-keys.json  LAB ONLY: recovery shares of an auto-sealed environment (0600)
 //!     seal/                       files the seal reads (static key, seal-keeper credentials)
 //!   seal-keeper/                  the seal-keeper of transit-sealed environments, laid out
@@ -170,8 +171,13 @@ impl EnvLayout {
     pub fn unseal_keys(&self) -> PathBuf {
         self.custody_dir().join("unseal-keys.json")
     }
-    /// Root token (lab only).
+    /// Root token (lab only; deleted when bootstrap revokes it).
     pub fn root_token(&self) -> PathBuf {
         self.custody_dir().join("root-token")
+    }
+    /// The test harness's seal-only token (test labs only; see
+    /// [`crate::NewLabOptions::test_harness_token`]).
+    pub fn harness_token(&self) -> PathBuf {
+        self.custody_dir().join("harness-token")
     }
 }

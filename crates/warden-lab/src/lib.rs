@@ -14,7 +14,8 @@
 //! `config` (the persistent settings, `lab.json`) and `layout` (where every file lives);
 //! `nodes` (an environment's OpenBao nodes, their ports, files and server configuration, from
 //! the `warden-node` generator) and `cluster` (start, unseal and wait for a leader across them;
-//! one node at a time for tests); `tls`
+//! one node at a time for tests); `operators` (the end of bootstrap: the operator policy, the
+//! lab operator's login, the root token revoked); `tls`
 //! (each environment's listener CA and certificates); `server` (one environment's OpenBao
 //! process: configuration, start, find, stop); `custody` (what a real deployment would never
 //! keep on one disk: the root CA passphrase, unseal shares, root tokens); `client` (operator
@@ -34,6 +35,7 @@ mod lab;
 mod layout;
 mod node_status;
 mod nodes;
+mod operators;
 pub mod process;
 mod seal;
 mod seal_keeper;

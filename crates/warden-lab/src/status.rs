@@ -45,8 +45,13 @@ pub struct EnvStatus {
     pub operator_cert: PathBuf,
     /// Operator client key (`VAULT_CLIENT_KEY`).
     pub operator_key: PathBuf,
-    /// File holding the lab's root token (lab only).
-    pub root_token_file: PathBuf,
+    /// File holding the lab's root token while bootstrap is pending (lab only); `None` once
+    /// bootstrap has revoked it.
+    pub root_token_file: Option<PathBuf>,
+    /// The cert-auth mount operators log in at (`bao login -method=cert -path=MOUNT name=ROLE`).
+    pub operator_auth_mount: &'static str,
+    /// The lab operator's role at that mount.
+    pub operator_role: &'static str,
     /// Why something could not be determined.
     pub error: Option<String>,
     /// Which seal protects the environment (`shamir`, `transit (seal-keeper ..)`, ...).
@@ -97,7 +102,9 @@ pub(crate) async fn env_status(
         ca_bundle: layout.ca_bundle(),
         operator_cert: layout.operator_cert(),
         operator_key: layout.operator_key(),
-        root_token_file: layout.root_token(),
+        root_token_file: Some(layout.root_token()).filter(|p| p.exists()),
+        operator_auth_mount: warden_spec::naming::operator::OPERATOR_AUTH_MOUNT,
+        operator_role: warden_spec::naming::operator::LAB_OPERATOR,
         error: None,
         seal: env.seal.describe(),
         seal_problem: None,

@@ -42,6 +42,8 @@ pub fn desired_state(spec: &Spec, env: &Environment, inputs: &EnvInputs) -> Vec<
     crate::engines::domains(spec, env, &mut out);
     crate::engines::workloads(spec, env, &here, inputs, &mut out);
     crate::engines::registry(spec, env, &mut out);
+    out.push(crate::operator::desired(spec, env));
+    out.push(crate::operator::desired_pki_role(env));
 
     for id in &here {
         let grants = policy::grants(spec, env, id);

@@ -7,7 +7,9 @@
 //!   diffs it field by field; reads only.
 //! - [`apply_env`]: carries a plan out in dependency order and records what Warden created in
 //!   its own KV mount, so `--prune` only ever removes Warden's own objects.
-//! - [`lint`]: least-privilege checks over desired and live policies.
+//! - [`lint`]: least-privilege checks over desired and live policies; [`operator`]: the
+//!   operator policy apply writes, and its lint (no root-only path, no wildcard beyond
+//!   Warden's mounts).
 //!
 //! Modules: `desired` (mounts, auth backends, policies and login roles per identity) and
 //! `engines` (transit keys, databases, domain certificates, workload roles, the purpose
@@ -28,6 +30,7 @@ mod engines;
 mod error;
 pub mod lint;
 mod object;
+pub mod operator;
 mod owned;
 mod plan;
 pub mod policy;

@@ -23,6 +23,10 @@ pub mod rules {
     pub const PROXY_ISSUE: &str = "proxy-can-issue";
     /// An identity that can reach another identity's secrets or roles.
     pub const CROSS_APP: &str = "cross-app-read";
+    /// An operator policy that reaches a root-only path (`sys/raw`, `sys/seal`, ...).
+    pub const ROOT_ONLY: &str = "operator-root-only-path";
+    /// An operator policy wildcard outside Warden's own mounts.
+    pub const OPERATOR_WILDCARD: &str = "operator-wildcard-beyond-mounts";
 }
 
 /// One finding.
@@ -152,9 +156,14 @@ pub fn lint(
 
 /// Lints the desired state of `env` (policies exactly as apply would write them).
 pub fn lint_desired(spec: &Spec, env: &Environment) -> Vec<Finding> {
-    lint(spec, env, "desired", &|id| {
+    let mut out = lint(spec, env, "desired", &|id| {
         Some(policy::grants(spec, env, id))
-    })
+    });
+    let operator = crate::operator::grants(spec, env);
+    out.extend(crate::operator::lint_operator(
+        spec, env, "desired", &operator,
+    ));
+    out
 }
 
 /// A pipeline acts for its app: the app's prefix is its own.

@@ -32,6 +32,8 @@ impl LabEnv {
         let options = NewLabOptions {
             environments: environments.iter().map(|s| (*s).to_owned()).collect(),
             nodes,
+            // Tests that seal a server need the harness token (see `harness_client`).
+            test_harness_token: true,
             ..NewLabOptions::default()
         };
         let root = dir.path().join("lab");
@@ -56,7 +58,8 @@ impl LabEnv {
         self.lab.layout().root()
     }
 
-    /// An operator client (mTLS operator certificate + lab root token) for `env`.
+    /// An operator client for `env`: the lab's mTLS operator certificate, logged in as the lab
+    /// operator (bootstrap revoked the root token; nothing here needs it).
     pub fn client(&self, env: &str) -> warden_bao::Client {
         self.lab.operator_client(env).expect("operator client")
     }
@@ -97,6 +100,19 @@ impl LabEnv {
             .await
             .expect("ask the nodes")
             .map(|n| n.index)
+    /// A client for `env` whose token may seal the server and nothing else: the only power a
+    /// test needs that an operator must not have (bootstrap revoked the root token). The token
+    /// exists because test labs ask for it (`NewLabOptions::test_harness_token`); `warden lab up`
+    /// never makes one.
+    pub fn harness_client(&self, env: &str) -> warden_bao::Client {
+        let client = self.client(env);
+        let path = self.lab.layout().env(env).harness_token();
+        let text = zeroize::Zeroizing::new(
+            std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("read the harness token {}: {e}", path.display())),
+        );
+        client.set_token(warden_bao::SecretString::from(text.trim().to_owned()));
+        client
     }
 
     /// Keeps the temporary directory's path alive for callers that need it.

@@ -72,6 +72,10 @@ pub(crate) enum Command {
     Seal(crate::cmd::seal::SealArgs),
     /// A production OpenBao node's files from the spec: server configuration and systemd unit.
     Server(crate::cmd::server::ServerArgs),
+    /// Operator identities: one mTLS client certificate per person (enroll, approve, list, remove).
+    Operator(crate::cmd::operator::OperatorArgs),
+    /// A real environment's bootstrap: operator policy, first operator, then the root token revoked.
+    Bootstrap(crate::cmd::operator::BootstrapArgs),
     /// Print the shell completion script for SHELL (bash, zsh, fish, …) on stdout.
     ///
     /// bash: `warden completions bash > ~/.local/share/bash-completion/completions/warden`;

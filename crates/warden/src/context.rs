@@ -1,6 +1,7 @@
-//! Resolving where an environment lives: from a lab (`--lab DIR`: its addresses, operator
-//! certificate and root token), else from the spec's per-environment settings and the standard
-//! `VAULT_*`/`BAO_*` variables.
+//! Resolving where an environment lives: from a lab (`--lab DIR`: its addresses and operator
+//! certificate, which logs in as the lab's operator), else from the spec's per-environment
+//! settings and the standard `VAULT_*`/`BAO_*` variables (a client certificate without a token
+//! logs in as the operator it was issued to).
 
 use std::path::{Path, PathBuf};
 
@@ -204,9 +205,14 @@ impl Resolved {
                 .with_ca_file(self.spec_dir.join(ca))
                 .with_context(|| format!("{name}: CA bundle"))?;
         }
-        Client::new(cfg)
+        let operator_cert = cfg.client_identity.is_some() && cfg.token.is_none();
+        let client = Client::new(cfg)
             .with_context(|| format!("{name}: cannot build a client"))
-            .hint("set --lab DIR, or the environment's address in the spec and VAULT_TOKEN/VAULT_CLIENT_CERT/VAULT_CLIENT_KEY")
+            .hint("set --lab DIR, or the environment's address in the spec and VAULT_TOKEN/VAULT_CLIENT_CERT/VAULT_CLIENT_KEY")?;
+        if operator_cert {
+            crate::cmd::operator::log_in_as_operator(&client);
+        }
+        Ok(client)
     }
 
     /// Reads a file named in the spec, relative to the spec's directory.

@@ -76,6 +76,8 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Evidence(args) => cmd::evidence::run(args, &out).await,
         cli::Command::Seal(args) => cmd::seal::run(args, &out).await,
         cli::Command::Server(args) => cmd::server::run(args, &out).await,
+        cli::Command::Operator(args) => cmd::operator::run(args, &out).await,
+        cli::Command::Bootstrap(args) => cmd::operator::run_bootstrap(args, &out).await,
         cli::Command::Completions(args) => cmd::completions::completions(&args, &out),
         cli::Command::Man(args) => cmd::completions::man(&args, &out),
     }

@@ -2,7 +2,7 @@
 //! it, and whose token that client carries (`--token-file`, `WARDEN_TOKEN_FILE`).
 //!
 //! The client is the one [`crate::context`] builds (with `--lab`: the lab's operator
-//! certificate and root token; otherwise the spec's address and `VAULT_*`/`BAO_*`). With
+//! certificate, logging in as the lab operator; otherwise the spec's address and `VAULT_*`/`BAO_*`). With
 //! `--token-file` the token in that file replaces the operator's, so a CI step that ran
 //! `warden ci login` acts with exactly the pipeline's policy — the lab's operator certificate
 //! then only carries the mTLS transport the lab's listeners require.
@@ -47,7 +47,7 @@ impl Access {
         if let Some(path) = &self.token_file {
             client.set_token(read_token_file(path, out)?);
         }
-        if !client.has_token() {
+        if !client.has_token() && !client.logs_in_on_demand() {
             return Err(anyhow::anyhow!(
                 "{}: no token to act with",
                 env.name.as_str()

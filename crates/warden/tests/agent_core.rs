@@ -599,7 +599,8 @@ async fn agent_survives_kill_9_a_sealed_server_and_renews_its_identity() {
         .map(|f| std::fs::read(id.join(f)).expect("file"))
         .collect();
 
-    op.seal().await.expect("seal");
+    // Sealing is root-only: the harness token, not the operator.
+    lab.harness_client("test").seal().await.expect("seal");
     let sealed_at = Instant::now();
     let r0 = handle.status().requests;
     wait_for_async(

@@ -462,7 +462,8 @@ async fn an_app_logs_in_with_agent_delivered_credentials_that_are_replaced_befor
     let op = lab.client("test");
     let on_disk = read_creds(&creds_file).expect("credentials");
     let (_, _, requests_at_seal) = source_state(&state_dir).expect("health");
-    op.seal().await.expect("seal");
+    // Sealing is root-only: the harness token, not the operator.
+    lab.harness_client("test").seal().await.expect("seal");
     let sealed_at = Instant::now();
     Poll::new(Duration::from_secs(DEFAULT_TTL_S + 30))
         .every(POLL)

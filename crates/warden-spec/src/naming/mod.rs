@@ -18,7 +18,9 @@
 //! | identity certificates | [`identity_common_name`], [`IDENTITY_CERT_TTL_SECS`] |
 //! | transit and PKI names | [`transit_key_name`], [`EVIDENCE_KEY`], [`domain_pki_role`] |
 //! | the `[naming]` templates | [`Naming`], [`Template`] |
+//! | operators (people): policy, cert-auth mount, PKI role, common names | [`operator`] |
 
+pub mod operator;
 pub mod policy;
 mod template;
 

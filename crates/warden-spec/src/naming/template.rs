@@ -51,6 +51,25 @@ pub struct Naming {
     pub identity_role: Template,
 }
 
+impl Naming {
+    /// The default templates (what a spec without `[naming]` gets).
+    pub fn defaults() -> Self {
+        let t = |s: &str| Template::new(s.to_owned());
+        Self {
+            policy: t("<app>"),
+            ops_policy: t("<app>-ops"),
+            kv_prefix: t("<app>"),
+            db_role: t("<app>"),
+            db_group: t("<app>_role"),
+            ci_role: t("gitea_cicd_<app>"),
+            pki_role: t("<app>"),
+            cert_role: t("<app>"),
+            approle_role: t("<app>"),
+            identity_role: t("<app>-identity"),
+        }
+    }
+}
+
 /// The first path segment of `template` that is empty, `.` or `..`, if any.
 ///
 /// Every template ends up inside an OpenBao path (a policy grant, a role under a mount). A

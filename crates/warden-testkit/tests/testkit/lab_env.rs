@@ -10,9 +10,12 @@ async fn lab_env_is_reachable_over_mtls_and_cleans_up() {
     let client = lab.client("test");
     let health = client.health().await.expect("health over mTLS");
     assert!(health.initialized && !health.sealed, "{health:?}");
-    // The operator client carries the lab root token: it can read the PKI chain.
     let chain = client.pki_ca_chain("pki_int").await.expect("ca_chain");
     assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 2);
+    // No root token: the operator certificate logged in as the lab operator, operator policy only.
+    let me = client.token_lookup_self().await.expect("lookup-self");
+    assert_eq!(me.policies, ["warden-operator"], "{me:?}");
+    assert!(!lab.lab().layout().env("test").root_token().exists());
 
     let pid_file = lab.lab().layout().env("test").pid_file();
     let pid = process::read_pid_file(&pid_file).expect("pid file");

@@ -116,6 +116,7 @@ async fn run_up(dir: &Path, args: UpArgs, out: &Output) -> anyhow::Result<ExitCo
         threshold: args.threshold,
         seal: args.seal.unwrap_or(warden_lab::SealKind::Shamir),
         nodes: args.nodes.unwrap_or(1),
+        test_harness_token: false,
     };
     if let Some(w) = warden_lab::even_count_warning(options.nodes) {
         out.warn(format!("--nodes {}: {w}", options.nodes));
@@ -255,13 +256,14 @@ async fn run_status(dir: &Path, out: &Output) -> anyhow::Result<ExitCode> {
         s.push_str(&keeper);
         if let Some(EnvView { env, .. }) = statuses.first() {
             s.push_str(&format!(
-                "\nTo use the bao CLI against {name}:\n  export BAO_ADDR={addr} BAO_CACERT={ca} \\\n    BAO_CLIENT_CERT={cert} BAO_CLIENT_KEY={key}\n  export BAO_TOKEN=\"$(cat {token})\"   # lab root token\n",
+                "\nTo use the bao CLI against {name}:\n  export BAO_ADDR={addr} BAO_CACERT={ca} \\\n    BAO_CLIENT_CERT={cert} BAO_CLIENT_KEY={key}\n  bao login -method=cert -path={mount} name={role}   # the lab operator (no root token)\n",
                 name = env.name,
                 addr = env.address,
                 ca = env.ca_bundle.display(),
                 cert = env.operator_cert.display(),
                 key = env.operator_key.display(),
-                token = env.root_token_file.display(),
+                mount = env.operator_auth_mount,
+                role = env.operator_role,
             ));
         }
         s

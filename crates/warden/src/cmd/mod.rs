@@ -9,6 +9,7 @@ pub(crate) mod evidence;
 pub(crate) mod identity;
 pub(crate) mod lab;
 pub(crate) mod lab_nodes;
+pub(crate) mod operator;
 pub(crate) mod posture;
 pub(crate) mod provision;
 pub(crate) mod reveal;

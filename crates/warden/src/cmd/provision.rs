@@ -86,10 +86,11 @@ async fn lint_live(resolved: &Resolved, env: &Environment) -> anyhow::Result<Vec
             Err(e) => return Err(e).with_context(|| format!("{}: read policy {name}", env.name)),
         }
     }
-    Ok(warden_plan::lint::lint(
-        &resolved.spec,
-        env,
-        "live",
-        &|id| live.get(id.name.as_str()).cloned(),
-    ))
+    let mut findings = warden_plan::lint::lint(&resolved.spec, env, "live", &|id| {
+        live.get(id.name.as_str()).cloned()
+    });
+    findings.extend(
+        crate::cmd::operator::lint_live_operator_policy(&client, &resolved.spec, env).await?,
+    );
+    Ok(findings)
 }

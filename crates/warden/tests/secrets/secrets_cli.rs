@@ -17,6 +17,10 @@ use warden_testkit::identity::{CiSigner, EnvAccess, enroll, login_cert};
 
 use super::support::Platform;
 
+/// Who the lab's commands act as (the change records' author): the lab operator's cert-auth
+/// login, `<mount>-<display name>`.
+const LAB_OPERATOR: &str = "warden-operators-lab";
+
 const V1_DB: &str = "postgres://billing:v1-Sup3r-DB-pass@db/billing";
 const V1_MODE: &str = "mode-value-v1-7d1c";
 const V2_MODE: &str = "mode-value-BAD-v2-91af";
@@ -68,7 +72,8 @@ async fn kv_put_history_rollback(p: &Platform, operator: &Client) {
     let r = hidden(run.ok()).json();
     assert_eq!(r["version"], 1, "{r}");
     assert_eq!(r["keys"]["added"], json!(["db_url", "mode"]), "{r}");
-    assert_eq!(r["recorded_by"], "root", "{r}");
+    // The lab operator's own login, not root: after bootstrap nobody acts as root.
+    assert_eq!(r["recorded_by"], LAB_OPERATOR, "{r}");
 
     // v2 from a file, as KEY=VALUE lines: the bad write.
     let file = p.path("v2.env");
@@ -114,7 +119,7 @@ async fn kv_put_history_rollback(p: &Platform, operator: &Client) {
     assert_eq!(versions.len(), 2, "{h}");
     assert_eq!(versions[0]["version"], 2);
     assert_eq!(versions[0]["state"], "current");
-    assert_eq!(versions[0]["by"], "root");
+    assert_eq!(versions[0]["by"], LAB_OPERATOR);
     assert_eq!(versions[0]["op"], "put");
     assert_eq!(versions[0]["keys_source"], "recorded");
     assert_eq!(versions[0]["keys"]["removed"], json!(["db_url"]));
@@ -128,7 +133,13 @@ async fn kv_put_history_rollback(p: &Platform, operator: &Client) {
     }
     let run = p.run(&["secret", "history", "billing", "config"], &[], None, &[]);
     hidden(run.ok());
-    for want in ["v2", "v1", "root", "+debug ~mode -db_url", "+db_url +mode"] {
+    for want in [
+        "v2",
+        "v1",
+        LAB_OPERATOR,
+        "+debug ~mode -db_url",
+        "+db_url +mode",
+    ] {
         assert!(
             run.stdout.contains(want),
             "history lacks {want:?}:\n{}",
@@ -198,12 +209,18 @@ async fn kv_put_history_rollback(p: &Platform, operator: &Client) {
         .json();
     assert_eq!(h["versions"][0]["op"], "rollback", "{h}");
     assert_eq!(h["versions"][0]["restored_from"], 1, "{h}");
-    assert_eq!(h["versions"][0]["by"], "root", "{h}");
+    assert_eq!(h["versions"][0]["by"], LAB_OPERATOR, "{h}");
 
     // get: keys and metadata; values only with --reveal.
     let run = p.run(&["secret", "get", "billing", "config"], &[], None, &[]);
     hidden(run.ok());
-    for want in ["version 3 of 3", "by root", "db_url, mode", "values hidden"] {
+    let by = format!("by {LAB_OPERATOR}");
+    for want in [
+        "version 3 of 3",
+        by.as_str(),
+        "db_url, mode",
+        "values hidden",
+    ] {
         assert!(
             run.stdout.contains(want),
             "get lacks {want:?}:\n{}",

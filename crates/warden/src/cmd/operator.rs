@@ -1,0 +1,356 @@
+//! `warden operator enroll | approve | list | remove` (operator identities: one mTLS client
+//! certificate per person) and `warden bootstrap` (a real environment's first and last use of
+//! the root token). The work is `warden_enroll::operator` and `warden_enroll::bootstrap`; the
+//! operator policy and PKI role come from `warden_plan::operator`, as apply writes them.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use secrecy::SecretString;
+use warden_bao::Client;
+use warden_enroll::bootstrap::{BootstrapInputs, bootstrap};
+use warden_enroll::operator::{self, OperatorError};
+use warden_spec::naming::operator::OPERATOR_AUTH_MOUNT;
+use zeroize::Zeroizing;
+
+use crate::context::Target;
+use crate::hint::HintExt as _;
+use crate::output::Output;
+use crate::session::Access;
+
+/// Makes a client built from a client certificate and no token log in as whichever operator
+/// the certificate was issued to (cert auth at the operators' mount), on its first request.
+pub(crate) fn log_in_as_operator(client: &Client) {
+    client.login_with_cert_on_demand(OPERATOR_AUTH_MOUNT, None);
+}
+
+/// Lint findings of the live operator policy (none when it does not exist yet).
+pub(crate) async fn lint_live_operator_policy(
+    client: &Client,
+    spec: &warden_spec::Spec,
+    env: &warden_spec::Environment,
+) -> anyhow::Result<Vec<warden_plan::lint::Finding>> {
+    use warden_spec::naming::operator::OPERATOR_POLICY;
+    let name = env.name.as_str();
+    match client.read_policy(OPERATOR_POLICY).await {
+        Ok(hcl) => {
+            let grants = warden_spec::naming::policy::parse(&hcl).map_err(|e| {
+                anyhow::anyhow!("{name}: policy {OPERATOR_POLICY} is unreadable: {e}")
+            })?;
+            Ok(warden_plan::operator::lint_operator(
+                spec, env, "live", &grants,
+            ))
+        }
+        Err(e) if e.is_not_found() => Ok(Vec::new()),
+        Err(e) => Err(e).with_context(|| format!("{name}: read policy {OPERATOR_POLICY}")),
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct OperatorArgs {
+    #[command(subcommand)]
+    command: OperatorCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum OperatorCommand {
+    /// On the operator's own machine: generate their key (owner-only, never printed) and a CSR
+    /// for `<NAME>.operator.<domain>`. Contacts nothing; hand the CSR to an operator.
+    Enroll(EnrollArgs),
+    /// Sign an operator's CSR through the environment's PKI and create their cert-auth role
+    /// (operator policy only, short tokens). Run by an existing operator.
+    Approve(ApproveArgs),
+    /// The operators of the environment: name, common name, policies.
+    List(ListArgs),
+    /// Delete an operator's cert-auth role: their certificate no longer logs in.
+    Remove(RemoveArgs),
+}
+
+#[derive(Debug, Args)]
+struct EnrollArgs {
+    /// The operator (lowercase letters, digits, '-').
+    name: String,
+    #[command(flatten)]
+    target: Target,
+    /// Where to write `<NAME>.<ENV>.key` and `.csr` (created 0700).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct ApproveArgs {
+    /// The operator being approved.
+    name: String,
+    #[command(flatten)]
+    access: Access,
+    /// Their CSR (from `warden operator enroll`).
+    #[arg(long, value_name = "FILE")]
+    csr: PathBuf,
+    /// Write the certificate here (default: `<NAME>.<ENV>.crt` beside the CSR). Never overwrites.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
+    #[command(flatten)]
+    access: Access,
+}
+
+#[derive(Debug, Args)]
+struct RemoveArgs {
+    /// The operator to remove.
+    name: String,
+    #[command(flatten)]
+    access: Access,
+}
+
+pub(crate) async fn run(args: OperatorArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    match args.command {
+        OperatorCommand::Enroll(a) => enroll(a, out),
+        OperatorCommand::Approve(a) => approve(a, out).await,
+        OperatorCommand::List(a) => list(a, out).await,
+        OperatorCommand::Remove(a) => remove(a, out).await,
+    }
+}
+
+/// Advice for an operator error.
+fn explain(e: OperatorError) -> anyhow::Error {
+    let hint = match &e {
+        OperatorError::BadName { .. } => Some("for example `alice` or `ops-2`".to_owned()),
+        OperatorError::KeyExists { .. } => Some(
+            "an operator key is never overwritten: choose another --out, or move the old key away first"
+                .to_owned(),
+        ),
+        OperatorError::BadCsr { .. } => Some(
+            "ask the operator to run `warden operator enroll NAME --env ENV` with their own name"
+                .to_owned(),
+        ),
+        OperatorError::PkiRoleMissing { .. } => {
+            Some("run `warden apply` for the environment first (it creates the operator PKI role)".to_owned())
+        }
+        OperatorError::UnknownOperator { .. } => Some("`warden operator list` shows who there is".to_owned()),
+        OperatorError::LastOperator { .. } => {
+            Some("approve another operator first (`warden operator approve`)".to_owned())
+        }
+        OperatorError::Bao { source, .. } if source.status() == Some(403) => Some(
+            "this needs an operator's identity: log in with your operator certificate (VAULT_CLIENT_CERT/VAULT_CLIENT_KEY) or use --lab DIR"
+                .to_owned(),
+        ),
+        _ => None,
+    };
+    match hint {
+        Some(h) => anyhow::Error::new(e).context(crate::hint::Hint(h)),
+        None => anyhow::Error::new(e),
+    }
+}
+
+fn enroll(a: EnrollArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let resolved = a.target.resolve()?;
+    let env = resolved
+        .one_env("operator enroll", crate::context::OneEnv::Named)?
+        .clone();
+    let req = operator::request(&a.name, &env, &a.out).map_err(explain)?;
+    out.emit(&req, || {
+        format!(
+            "key:  {} (0600, stays on this machine)\ncsr:  {}\nname: {}\n\nnext: an operator runs `warden operator approve {} --env {} --csr {}` and sends you the certificate ({})\n",
+            req.key.display(),
+            req.csr.display(),
+            req.common_name,
+            req.name,
+            req.env,
+            req.csr.display(),
+            req.certificate.display()
+        )
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_csr(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path)
+        .with_context(|| format!("could not read the CSR {}", path.display()))
+        .hint("`warden operator enroll NAME --env ENV` writes one")
+}
+
+async fn approve(a: ApproveArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let csr = read_csr(&a.csr)?;
+    let session = a.access.open("operator approve", out)?;
+    let cert_path = a.out.clone().unwrap_or_else(|| {
+        let (_, _, crt) = operator::operator_files(
+            a.csr.parent().unwrap_or(Path::new(".")),
+            &a.name,
+            session.env_name(),
+        );
+        crt
+    });
+    crate::output::check_new_file(&cert_path, "operator certificate")?;
+    let approved = operator::approve(&session.client, &session.env, &a.name, &csr)
+        .await
+        .map_err(explain)?;
+    warden_files::write_atomic(
+        &cert_path,
+        approved.certificate_pem.as_bytes(),
+        warden_files::Mode::Public,
+    )
+    .with_context(|| {
+        format!(
+            "the role is created, but {} could not be written",
+            cert_path.display()
+        )
+    })?;
+    out.emit(
+        &serde_json::json!({ "approved": approved, "certificate_file": cert_path }),
+        || {
+            format!(
+                "approved {} ({}), serial {}\nrole: {} (policy {}, tokens {}s, at most {}s)\ncertificate: {}\n",
+                approved.name,
+                approved.common_name,
+                approved.serial,
+                approved.role,
+                approved.policy,
+                approved.token_ttl_secs,
+                approved.token_max_ttl_secs,
+                cert_path.display()
+            )
+        },
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list(a: ListArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let session = a.access.open("operator list", out)?;
+    let ops = operator::list(&session.client, session.env_name())
+        .await
+        .map_err(explain)?;
+    out.emit(&ops, || {
+        let mut s = String::new();
+        for o in &ops {
+            s.push_str(&format!(
+                "{:<16} {:<40} {}\n",
+                o.name,
+                o.common_names.join(","),
+                o.policies.join(",")
+            ));
+        }
+        s
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn remove(a: RemoveArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let session = a.access.open("operator remove", out)?;
+    operator::remove(&session.client, session.env_name(), &a.name)
+        .await
+        .map_err(explain)?;
+    out.emit(
+        &serde_json::json!({ "removed": a.name, "env": session.env_name() }),
+        || {
+            format!(
+                "removed {}: their certificate no longer logs in (a token they hold expires within its TTL)\n",
+                a.name
+            )
+        },
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `warden bootstrap`: the root token's one use.
+#[derive(Debug, Args)]
+pub(crate) struct BootstrapArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The root token, in an owner-only file (for example the one the custodians decrypted
+    /// into a tmpfs). Never pass it in argv or the environment.
+    #[arg(long, value_name = "FILE", conflicts_with = "root_token_stdin")]
+    root_token_file: Option<PathBuf>,
+    /// Read the root token from stdin (first line).
+    #[arg(long)]
+    root_token_stdin: bool,
+    /// The first operator's name.
+    #[arg(long, value_name = "NAME")]
+    operator: String,
+    /// The first operator's CSR (from `warden operator enroll`).
+    #[arg(long, value_name = "FILE")]
+    csr: PathBuf,
+    /// Write the first operator's certificate here (default: beside the CSR). Never overwrites.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+fn root_token(a: &BootstrapArgs, out: &Output) -> anyhow::Result<SecretString> {
+    if let Some(path) = &a.root_token_file {
+        return crate::session::read_token_file(path, out);
+    }
+    if !a.root_token_stdin {
+        return Err(anyhow::anyhow!("bootstrap needs the root token")).hint(
+            "pass --root-token-file FILE (owner-only) or --root-token-stdin; never put it in argv or the environment",
+        );
+    }
+    let mut raw = Zeroizing::new(String::new());
+    std::io::stdin()
+        .read_to_string(&mut raw)
+        .context("could not read the root token from stdin")?;
+    let token = raw.lines().next().unwrap_or("").trim();
+    if token.is_empty() {
+        anyhow::bail!("stdin held no root token");
+    }
+    Ok(SecretString::from(token.to_owned()))
+}
+
+pub(crate) async fn run_bootstrap(a: BootstrapArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let csr = read_csr(&a.csr)?;
+    let (resolved, env, client) = a.target.one_env_client("bootstrap")?;
+    let cert_path = a.out.clone().unwrap_or_else(|| {
+        let (_, _, crt) = operator::operator_files(
+            a.csr.parent().unwrap_or(Path::new(".")),
+            &a.operator,
+            env.name.as_str(),
+        );
+        crt
+    });
+    crate::output::check_new_file(&cert_path, "operator certificate")?;
+    client.set_token(root_token(&a, out)?);
+    let policy = warden_plan::operator::policy_hcl(&resolved.spec, &env);
+    let (role_path, role_body) = warden_plan::operator::pki_role(&env);
+    let inputs = BootstrapInputs {
+        operator_policy: &policy,
+        pki_role: (&role_path, &role_body),
+        first_operator: (&a.operator, &csr),
+    };
+    let report = bootstrap(&client, &env, &inputs).await.map_err(explain)?;
+    warden_files::write_atomic(
+        &cert_path,
+        report.operator.certificate_pem.as_bytes(),
+        warden_files::Mode::Public,
+    )
+    .with_context(|| {
+        format!(
+            "bootstrap finished, but {} could not be written; `warden operator approve` can issue it again",
+            cert_path.display()
+        )
+    })?;
+    if !report.root_revoked {
+        return Err(anyhow::anyhow!(
+            "{}: the root token still answers after its revocation",
+            env.name.as_str()
+        ))
+        .hint("revoke it by hand (`bao token revoke -self`) before anything else");
+    }
+    out.emit(
+        &serde_json::json!({ "bootstrap": report, "certificate_file": cert_path }),
+        || {
+            format!(
+                "{env}: operator policy {policy}, operators' cert auth at auth/{OPERATOR_AUTH_MOUNT}/\nfirst operator: {op} ({cn}), certificate {crt}\nroot token: revoked (a lookup with it now fails)\n",
+                env = report.env,
+                policy = report.policy,
+                op = report.operator.name,
+                cn = report.operator.common_name,
+                crt = cert_path.display()
+            )
+        },
+    )?;
+    Ok(ExitCode::SUCCESS)
+}

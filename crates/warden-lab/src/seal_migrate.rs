@@ -220,6 +220,8 @@ impl Lab {
             shares: self.config().shares,
             threshold: self.config().threshold,
             progress,
+            // Bootstrap ended when the lab was created; a migration never mints a token.
+            test_harness_token: false,
         };
 
         // 0. Record the seal being left before anything changes, so a crash is resumed.

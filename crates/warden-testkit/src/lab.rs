@@ -100,6 +100,8 @@ impl LabEnv {
             .await
             .expect("ask the nodes")
             .map(|n| n.index)
+    }
+
     /// A client for `env` whose token may seal the server and nothing else: the only power a
     /// test needs that an operator must not have (bootstrap revoked the root token). The token
     /// exists because test labs ask for it (`NewLabOptions::test_harness_token`); `warden lab up`

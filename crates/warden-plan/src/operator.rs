@@ -10,7 +10,7 @@ use serde_json::json;
 use warden_spec::naming::META_MOUNT;
 use warden_spec::naming::operator::{
     self, OPERATOR_AUTH_MOUNT, OPERATOR_CERT_TTL_SECS, OPERATOR_PKI_ROLE, OPERATOR_POLICY,
-    ROOT_ONLY_PATHS,
+    OPERATOR_READABLE_SYSTEM_PATHS, ROOT_ONLY_PATHS,
 };
 use warden_spec::naming::policy::Grant;
 use warden_spec::{Environment, Spec};
@@ -165,8 +165,10 @@ pub fn lint_operator(
         for root in ROOT_ONLY_PATHS {
             // A policy may read `default` and `root` (evidence reads every policy); it may not
             // write them, nor reach any other root-only path at all.
-            let readable = root.starts_with("sys/policies/acl/") && only_reads;
-            if reaches(&g.path, root) && !(readable && g.path == *root) {
+            let readable = only_reads
+                && ((root.starts_with("sys/policies/acl/") && g.path == *root)
+                    || OPERATOR_READABLE_SYSTEM_PATHS.contains(&g.path.as_str()));
+            if reaches(&g.path, root) && !readable {
                 // Specific grants decide in OpenBao: a wildcard over `sys/policies/acl/` is
                 // fine when the policy also pins `default` and `root` read-only.
                 let pinned = grants.iter().any(|o| {
@@ -311,6 +313,25 @@ secrets = ["config"]
                 .iter()
                 .all(|f| f.identity == OPERATOR_POLICY && f.blocking())
         );
+    }
+
+    #[test]
+    fn the_raft_peer_set_is_readable_but_not_writable() {
+        let spec = spec();
+        let env = spec.environment("test").unwrap();
+        let read = g("sys/storage/raft/configuration", &["read"]);
+        assert_eq!(lint_operator(&spec, env, "live", &[read]), []);
+        for bad in [
+            g("sys/storage/raft/configuration", &["update"]),
+            g("sys/storage/raft/remove-peer", &["update"]),
+            g("sys/storage/raft/snapshot", &["read"]),
+        ] {
+            let f = lint_operator(&spec, env, "live", &[bad.clone()]);
+            assert!(
+                f.iter().any(|f| f.rule == rules::ROOT_ONLY),
+                "{bad:?}: {f:#?}"
+            );
+        }
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //! - Typed endpoints, by module:
 //!   - lifecycle ([`Client::health`], [`Client::seal_status`], [`Client::init`],
 //!     [`Client::unseal`], [`Client::seal`]);
+//!   - custody ([`Client::rotate_root_init`], [`Client::generate_root_start`],
+//!     [`decode_root_token`], [`Client::token_create_orphan`], [`Client::token_revoke_accessor`]);
 //!   - auth ([`Client::login_cert`], [`Client::token_lookup_self`]);
 //!   - mounts ([`Client::enable_secrets_engine`], [`Client::list_mounts`],
 //!     [`Client::enable_auth`], [`Client::list_auth`], [`Client::tune_mount`]);
@@ -34,6 +36,7 @@ mod auth;
 mod b64;
 mod client;
 mod config;
+mod custody;
 mod error;
 mod jwt;
 mod kv;
@@ -50,6 +53,7 @@ mod transit;
 pub use auth::TokenInfo;
 pub use client::{Client, ServerDate};
 pub use config::{ClientConfig, DEFAULT_REQUEST_TIMEOUT};
+pub use custody::{GenerateRootProgress, OrphanToken, RotateProgress, decode_root_token};
 pub use error::{BoxError, CertProblem, Error, Result, TlsFailure};
 pub use jwt::{JwtLoginError, JwtRefusal, unverified_claims};
 pub use kv::{

@@ -64,6 +64,8 @@ pub(crate) struct RawEnvironment {
     pub(crate) ci: Option<S<RawCiAuth>>,
     #[serde(default)]
     pub(crate) kubernetes: Option<S<RawCiAuth>>,
+    #[serde(default)]
+    pub(crate) custody: Option<S<crate::validate::custody::RawCustody>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -68,6 +68,12 @@ pub(crate) enum Command {
     Reveal(crate::cmd::reveal::RevealArgs),
     /// Signed evidence packets: export one per component, verify one offline.
     Evidence(crate::cmd::evidence::EvidenceArgs),
+    /// Custody of unseal shares: the ceremony, the ledger, verify, rekey (custodian replacement).
+    Custody(crate::cmd::custody::CustodyArgs),
+    /// Submit one custodian's encrypted share to every node of an environment; shows progress.
+    Unseal(crate::cmd::custody::UnsealArgs),
+    /// Emergency access: a time-boxed token from custodians' shares (open, close, status).
+    BreakGlass(crate::cmd::break_glass::BreakGlassArgs),
     /// Print the shell completion script for SHELL (bash, zsh, fish, …) on stdout.
     ///
     /// bash: `warden completions bash > ~/.local/share/bash-completion/completions/warden`;

@@ -74,6 +74,9 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Posture(args) => cmd::posture::run(args, &out).await,
         cli::Command::Reveal(args) => cmd::reveal::run(args, &out).await,
         cli::Command::Evidence(args) => cmd::evidence::run(args, &out).await,
+        cli::Command::Custody(args) => cmd::custody::run(args, &out).await,
+        cli::Command::Unseal(args) => cmd::custody::unseal(args, &out).await,
+        cli::Command::BreakGlass(args) => cmd::break_glass::run(args, &out).await,
         cli::Command::Completions(args) => cmd::completions::completions(&args, &out),
         cli::Command::Man(args) => cmd::completions::man(&args, &out),
     }

@@ -43,6 +43,8 @@ pub struct EnvUpReport {
     pub intermediate_created: bool,
     /// The server was restarted to pick up a new client CA bundle.
     pub restarted: bool,
+    /// How the unseal shares are held.
+    pub custody: custody::CustodyMode,
 }
 
 /// Receives progress lines for humans ("test: starting OpenBao on ...").
@@ -112,20 +114,21 @@ pub(crate) async fn ensure_env(
         s.progress.step(
             name,
             &format!(
-                "initialising ({} unseal shares, threshold {})",
-                s.shares, s.threshold
+                "custody ceremony: {} shares to {} lab custodians, threshold {}",
+                s.shares, s.shares, s.threshold
             ),
         );
-        let init = client
-            .init(s.shares, s.threshold)
-            .await
-            .map_err(Error::bao(name, "initialise"))?;
-        // Custody is written before anything else can fail: losing these would brick the server.
-        custody::prepare_dir(&layout.custody_dir())?;
-        custody::write_unseal_keys(&layout.unseal_keys(), s.shares, s.threshold, &init.keys)?;
-        custody::write_secret(&layout.root_token(), &init.root_token)?;
+        let ceremony = custody::run_ceremony(&client, layout, s.shares, s.threshold).await?;
+        s.progress.step(
+            name,
+            &format!(
+                "shares encrypted to their custodians; ledger {}",
+                ceremony.ledger.display()
+            ),
+        );
         report.initialized = true;
     }
+    report.custody = custody::custody_mode(layout);
 
     if unseal(&client, name, layout).await? {
         report.unsealed = true;
@@ -133,12 +136,12 @@ pub(crate) async fn ensure_env(
     }
     wait_active(&client, name).await?;
 
-    let token =
-        custody::read_secret(&layout.root_token())?.ok_or_else(|| Error::CustodyMissing {
-            env: name.to_owned(),
-            path: layout.root_token(),
-        })?;
+    let token = custody::bootstrap_root_token(layout)?.ok_or_else(|| Error::CustodyMissing {
+        env: name.to_owned(),
+        path: custody::shares_dir(layout),
+    })?;
     client.set_token(token);
+    custody::publish_ledger(&client, layout).await;
     report.intermediate_created = ensure_pki(env, &client, s, now).await?;
     if report.intermediate_created {
         s.progress.step(
@@ -183,11 +186,7 @@ async fn unseal(client: &Client, name: &str, layout: &EnvLayout) -> Result<bool,
     if !status.sealed {
         return Ok(false);
     }
-    let keys =
-        custody::read_unseal_keys(&layout.unseal_keys())?.ok_or_else(|| Error::CustodyMissing {
-            env: name.to_owned(),
-            path: layout.unseal_keys(),
-        })?;
+    let keys = custody::unseal_shares(layout)?;
     let needed = usize::from(status.threshold.max(1));
     if keys.len() < needed {
         return Err(Error::ServerState {

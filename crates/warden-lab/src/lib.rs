@@ -13,8 +13,8 @@
 //! `bring_up` (one environment to running, initialised, unsealed, PKI intermediate in place);
 //! `config` (the persistent settings, `lab.json`) and `layout` (where every file lives); `tls`
 //! (each environment's listener CA and certificates); `server` (one environment's OpenBao
-//! process: configuration, start, find, stop); `custody` (what a real deployment would never
-//! keep on one disk: the root CA passphrase, unseal shares, root tokens); `client` (operator
+//! process: configuration, start, find, stop); `custody` (the real custody ceremony with
+//! lab-generated custodians, and the root CA passphrase); `client` (operator
 //! clients); `status` (what `lab status` reports); [`process`] (process primitives). The lab's
 //! agents (hosts, enrollment, agent processes) are the `warden-lab-agents` crate.
 
@@ -33,7 +33,10 @@ mod tls;
 pub use bring_up::{EnvUpReport, Progress, Quiet};
 pub use config::DEFAULT_PKI_MOUNT;
 pub use config::{EnvConfig, LabConfig, NewLabOptions};
-pub use custody::LAB_ONLY_NOTICE;
+pub use custody::{
+    CustodyMode, LAB_ONLY_NOTICE, bootstrap_root_token, custodians_dir, custody_mode,
+    custody_state_dir, shares_dir,
+};
 pub use error::Error;
 pub use lab::{DownReport, Lab, UpReport};
 pub use layout::{DEFAULT_LAB_DIR, EnvLayout, LabLayout};

@@ -47,6 +47,8 @@ listener "tcp" {{
   tls_require_and_verify_client_cert = true
   tls_min_version                    = "tls12"
   tls_cipher_suites                  = "{ciphers}"
+  # `warden break-glass` runs generate-root from custodians' shares (OpenBao 2.5+ turns it off).
+  disable_unauthed_generate_root_endpoints = false
 }}
 
 audit "file" "file" {{

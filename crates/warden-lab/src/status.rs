@@ -94,7 +94,7 @@ pub(crate) async fn env_status(
             return st;
         }
     }
-    let token = custody::read_secret(&layout.root_token()).ok().flatten();
+    let token = custody::bootstrap_root_token(layout).ok().flatten();
     let client = match client::operator_client(env, layout, token) {
         Ok(c) => c,
         Err(e) => {

@@ -12,6 +12,9 @@
 //! dropped — also when the test panics. Secrets (the root token, the database password) never
 //! appear in a child's argv or environment, in a file left behind, or in `Debug` output.
 //!
+//! [`BareBao::start`] is a real server left *uninitialised* (raft, HTTPS), for the custody
+//! ceremony's tests.
+//!
 //! [`LabEnv::start`] is the full TLS + mTLS mode: a throwaway Warden lab (offline root,
 //! per-environment OpenBao with client-certificate listeners, Shamir init and unseal, PKI
 //! intermediate) built by the same code as `warden lab up`.
@@ -44,6 +47,7 @@
 
 mod agent;
 mod bao;
+mod bare;
 pub mod cli;
 mod error;
 pub mod files;
@@ -58,6 +62,7 @@ mod spec;
 mod wait;
 
 pub use agent::RunningAgent;
+pub use bare::BareBao;
 pub use bao::BaoDev;
 pub use error::Error;
 pub use lab::LabEnv;

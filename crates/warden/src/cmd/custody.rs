@@ -134,7 +134,10 @@ impl StateArgs {
     pub(crate) fn place(&self, command: &str) -> anyhow::Result<Place> {
         let resolved = self.target.resolve()?;
         let env = resolved.one_env(command, OneEnv::Named)?.clone();
-        let client = resolved.client(&env)?;
+        let client = match &resolved.lab {
+            Some(_) => resolved.client(&env)?,
+            None => spec_client(&resolved.spec_dir, &env)?,
+        };
         let state = match (&self.state_dir, &self.target.lab) {
             (Some(d), _) => StateDir::new(d),
             (None, Some(lab)) => StateDir::new(lab.join("state")),
@@ -148,6 +151,27 @@ impl StateArgs {
             client,
         })
     }
+}
+
+/// A client for `env` from the spec's address and CA (the `VAULT_*`/`BAO_*` variables supply
+/// the rest: token, client certificate). Unseal and the ceremony need no token, so nothing but
+/// the spec is required.
+fn spec_client(spec_dir: &std::path::Path, env: &warden_spec::Environment) -> anyhow::Result<warden_bao::Client> {
+    let name = env.name.as_str();
+    let address = env.address.clone();
+    let cfg = warden_bao::ClientConfig::from_env_with(|k| match (k, &address) {
+        ("VAULT_ADDR" | "BAO_ADDR", Some(a)) => Some(a.clone()),
+        _ => std::env::var(k).ok(),
+    })
+    .with_context(|| format!("{name}: reading the address and VAULT_*/BAO_* settings"))
+    .with_hint(|| format!("set [environments.{name}] address in the spec, or VAULT_ADDR"))?;
+    let cfg = match &env.ca_cert {
+        Some(ca) => cfg
+            .with_ca_file(spec_dir.join(ca))
+            .with_context(|| format!("{name}: CA bundle {}", ca.display()))?,
+        None => cfg,
+    };
+    warden_bao::Client::new(cfg).with_context(|| format!("{name}: cannot build a client"))
 }
 
 impl Place {

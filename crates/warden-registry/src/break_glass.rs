@@ -232,8 +232,8 @@ pub async fn list(client: &Client, env: &str) -> Result<Vec<Record>, Error> {
     Ok(out)
 }
 
-/// Ends break-glass early: revokes every active token (or the one with `id`) by accessor and
-/// records when. Returns the records closed.
+/// Ends break-glass early: revokes every active token (or the one with `id`, if still active)
+/// by accessor and records when. Returns the records closed.
 pub async fn close(client: &Client, env: &str, id: Option<&str>, now: i64) -> Result<Vec<Record>, Error> {
     let records = list(client, env).await?;
     if let Some(id) = id
@@ -246,7 +246,8 @@ pub async fn close(client: &Client, env: &str, id: Option<&str>, now: i64) -> Re
     }
     let mut closed = Vec::new();
     for mut r in records {
-        if id.is_some_and(|id| id != r.id) || r.state(now) == "closed" {
+        // Expired tokens are gone already (OpenBao revoked them at their max TTL).
+        if id.is_some_and(|id| id != r.id) || r.state(now) != "active" {
             continue;
         }
         match client.token_revoke_accessor(&r.accessor).await {

@@ -397,7 +397,7 @@ async fn status(a: StateArgs, out: &Output) -> anyhow::Result<ExitCode> {
         },
     )?;
     Ok(if tampered {
-        crate::exit::FAILURE.into()
+        crate::exit::CHECK_FAILED.into()
     } else {
         ExitCode::SUCCESS
     })

@@ -369,8 +369,13 @@ async fn rekey_replaces_a_custodian_and_old_shares_stop_working() {
     let root = warden_custody::root::open_bootstrap_token(&gen1.join("root-token.prod.age"), "prod", &w.open_id("carol"))
         .expect("root token");
 
-    // carol leaves, dave joins: the spec changes, two current custodians rekey.
-    let dave = w.identity("dave");
+    // carol leaves, dave joins (with an identity made by `warden custody keygen`): the spec
+    // changes, two current custodians rekey.
+    let made = WARDEN.run(&["custody", "keygen", "--identity", path_str(&w.id_path("dave")), "-o", "json"]);
+    assert!(made.status.success(), "keygen: {}", text(&made.stderr));
+    let made: Value = serde_json::from_slice(&made.stdout).expect("keygen JSON");
+    let dave = made["recipient"].as_str().expect("recipient").to_owned();
+    assert_eq!(warden_testkit::files::mode(&w.id_path("dave")) & 0o777, 0o600);
     let new_set = vec![three[0].clone(), three[1].clone(), ("dave", dave)];
     write_spec(&w, &new_set);
     let gen2 = w.path("out/gen2");

@@ -32,6 +32,9 @@ enum CustodyCommand {
     Verify(VerifyArgs),
     /// Publish the ledger's digest to the environment's registry (needs a token).
     Publish(StateArgs),
+    /// A custodian's new age identity, written owner-only to --identity (a new file); prints the
+    /// recipient (`age1…`) to put in the spec. Run it on the custodian's own machine.
+    Keygen(KeygenArgs),
     /// New shares for the custodians now in the spec (replacing custodians), from THRESHOLD
     /// current shares (`--share F --identity I`, repeated); old shares stop working.
     Rekey(RekeyArgs),
@@ -55,6 +58,13 @@ struct InitArgs {
     /// Where the encrypted files go (created owner-only).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct KeygenArgs {
+    /// Where the identity goes (must not exist).
+    #[arg(long, value_name = "FILE")]
+    identity: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -210,7 +220,26 @@ pub(crate) async fn run(args: CustodyArgs, out: &Output) -> anyhow::Result<ExitC
         CustodyCommand::Verify(a) => verify(a, out).await,
         CustodyCommand::Publish(a) => publish(a, out).await,
         CustodyCommand::Rekey(a) => rekey(a, out).await,
+        CustodyCommand::Keygen(a) => keygen(&a, out),
     }
+}
+
+fn keygen(a: &KeygenArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    crate::output::check_new_file(&a.identity, "identity")?;
+    let g = warden_custody::generate_identity();
+    warden_files::write_atomic(&a.identity, g.file_text.as_bytes(), warden_files::Mode::OwnerOnly)?;
+    out.emit(
+        &serde_json::json!({ "identity": a.identity, "recipient": g.recipient }),
+        || {
+            format!(
+                "identity written to {} (owner-only; keep it offline)
+recipient: {}",
+                a.identity.display(),
+                g.recipient
+            )
+        },
+    )?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn init(a: InitArgs, out: &Output) -> anyhow::Result<ExitCode> {

@@ -295,12 +295,7 @@ impl Client {
     pub async fn token_revoke_accessor(&self, accessor: &str) -> Result<()> {
         let body = serde_json::json!({ "accessor": accessor });
         self.send(
-            Call::new(
-                Method::POST,
-                "auth/token/revoke-accessor",
-                Idempotent::Yes,
-            )
-            .json(&body)?,
+            Call::new(Method::POST, "auth/token/revoke-accessor", Idempotent::Yes).json(&body)?,
         )
         .await
         .map(drop)
@@ -329,7 +324,10 @@ mod tests {
         )
         .expect("parse");
         let dbg = format!("{p:?}");
-        assert!(!dbg.contains("SECRETENC") && !dbg.contains("SECRETOTP"), "{dbg}");
+        assert!(
+            !dbg.contains("SECRETENC") && !dbg.contains("SECRETOTP"),
+            "{dbg}"
+        );
         let r: RotateProgress =
             serde_json::from_str(r#"{"complete":true,"keys":["SECRETKEY"],"nonce":"n"}"#)
                 .expect("parse");

@@ -246,7 +246,10 @@ pub async fn rekey(
         .map_err(Error::bao(env, "start the share rotation"))?;
     let mut last = started.clone();
     for (_, share) in &shares {
-        last = match node.rotate_root_update(share.secret(), &started.nonce).await {
+        last = match node
+            .rotate_root_update(share.secret(), &started.nonce)
+            .await
+        {
             Ok(p) => p,
             Err(e) => {
                 let _ = node.rotate_root_cancel().await;

@@ -33,7 +33,9 @@ pub fn fingerprint(env: &str, share_hex: &str) -> String {
     ctx.update(b"warden-unseal-share-v1\0");
     ctx.update(env.as_bytes());
     ctx.update(b"\0");
-    let bytes = Zeroizing::new(hex::decode(share_hex.trim()).unwrap_or_else(|_| share_hex.as_bytes().to_vec()));
+    let bytes = Zeroizing::new(
+        hex::decode(share_hex.trim()).unwrap_or_else(|_| share_hex.as_bytes().to_vec()),
+    );
     ctx.update(&bytes);
     let digest = ctx.finish();
     format!("sha256:{}", hex::encode(&digest.as_ref()[..16]))
@@ -156,10 +158,11 @@ fn seal(payload: &impl Serialize, to: &[Custodian]) -> Result<Vec<u8>, Error> {
     let mut plain = Zeroizing::new(Vec::new());
     serde_json::to_writer(&mut *plain, payload).expect("custody payloads serialise");
     let recipients = to.iter().map(|c| c.age_recipient() as &dyn age::Recipient);
-    let encryptor = age::Encryptor::with_recipients(recipients).map_err(|e| Error::BadCustodians {
-        env: String::new(),
-        reason: e.to_string(),
-    })?;
+    let encryptor =
+        age::Encryptor::with_recipients(recipients).map_err(|e| Error::BadCustodians {
+            env: String::new(),
+            reason: e.to_string(),
+        })?;
     let mut out = Vec::new();
     let io = |e: std::io::Error| Error::Io {
         path: "<memory>".into(),
@@ -176,24 +179,30 @@ fn seal(payload: &impl Serialize, to: &[Custodian]) -> Result<Vec<u8>, Error> {
 /// Reads `path` and opens it with `identity`, in memory.
 fn open(path: &Path, identity: &IdentityFile) -> Result<Zeroizing<Vec<u8>>, Error> {
     use std::io::Read as _;
-    let (mut file, _) = warden_files::open_regular(path, FILE_LIMIT).map_err(Error::io(path, "read"))?;
+    let (mut file, _) =
+        warden_files::open_regular(path, FILE_LIMIT).map_err(Error::io(path, "read"))?;
     let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).map_err(Error::io(path, "read"))?;
+    file.read_to_end(&mut bytes)
+        .map_err(Error::io(path, "read"))?;
     let not_age = |reason: String| Error::NotAgeFile {
         path: path.to_path_buf(),
         reason,
     };
     let decryptor = age::Decryptor::new_buffered(ArmoredReader::new(&bytes[..]))
         .map_err(|e| not_age(e.to_string()))?;
-    let mut reader = decryptor.decrypt(identity.identities()).map_err(|e| match e {
-        age::DecryptError::NoMatchingKeys => Error::IdentityDoesNotOpen {
-            path: path.to_path_buf(),
-            identity: identity.path().to_path_buf(),
-        },
-        other => not_age(other.to_string()),
-    })?;
+    let mut reader = decryptor
+        .decrypt(identity.identities())
+        .map_err(|e| match e {
+            age::DecryptError::NoMatchingKeys => Error::IdentityDoesNotOpen {
+                path: path.to_path_buf(),
+                identity: identity.path().to_path_buf(),
+            },
+            other => not_age(other.to_string()),
+        })?;
     let mut plain = Zeroizing::new(Vec::new());
-    reader.read_to_end(&mut plain).map_err(|e| not_age(e.to_string()))?;
+    reader
+        .read_to_end(&mut plain)
+        .map_err(|e| not_age(e.to_string()))?;
     Ok(plain)
 }
 
@@ -218,7 +227,11 @@ pub fn open_share(path: &Path, identity: &IdentityFile) -> Result<Share, Error> 
 }
 
 /// Opens a root-token file of `env` in memory.
-pub fn open_root_token(path: &Path, env: &str, identity: &IdentityFile) -> Result<SecretString, Error> {
+pub fn open_root_token(
+    path: &Path,
+    env: &str,
+    identity: &IdentityFile,
+) -> Result<SecretString, Error> {
     let plain = open(path, identity)?;
     let t: TokenIn = serde_json::from_slice(&plain).map_err(|e| Error::NotAgeFile {
         path: path.to_path_buf(),
@@ -264,7 +277,14 @@ mod tests {
         let path = dir.path().join("alice.prod.share.age");
         std::fs::write(&path, &file).expect("write");
         let share = open_share(&path, &alice_id).expect("open");
-        assert_eq!((share.environment.as_str(), share.custodian.as_str(), share.index), ("prod", "alice", 2));
+        assert_eq!(
+            (
+                share.environment.as_str(),
+                share.custodian.as_str(),
+                share.index
+            ),
+            ("prod", "alice", 2)
+        );
         assert_eq!(share.fingerprint, fp);
         assert_eq!(share.computed_fingerprint(), fp);
         assert!(!format!("{share:?}").contains("a1b2c3d4"));
@@ -279,11 +299,26 @@ mod tests {
         let (b, b_id) = custodian("b");
         let token = SecretString::from("s.root".to_owned());
         let path = dir.path().join("root-token.prod.age");
-        std::fs::write(&path, seal_root_token("prod", &[a, b], &token).expect("seal")).expect("write");
+        std::fs::write(
+            &path,
+            seal_root_token("prod", &[a, b], &token).expect("seal"),
+        )
+        .expect("write");
         for id in [&a_id, &b_id] {
-            assert_eq!(open_root_token(&path, "prod", id).expect("open").expose_secret(), "s.root");
+            assert_eq!(
+                open_root_token(&path, "prod", id)
+                    .expect("open")
+                    .expose_secret(),
+                "s.root"
+            );
         }
-        assert!(matches!(open_root_token(&path, "test", &a_id), Err(Error::WrongEnvironment { .. })));
-        assert!(matches!(open_share(&path, &a_id), Err(Error::NotAShare { .. })));
+        assert!(matches!(
+            open_root_token(&path, "test", &a_id),
+            Err(Error::WrongEnvironment { .. })
+        ));
+        assert!(matches!(
+            open_share(&path, &a_id),
+            Err(Error::NotAShare { .. })
+        ));
     }
 }

@@ -102,7 +102,9 @@ pub enum Error {
         env: String,
     },
     /// A share for a custodian the ledger does not know.
-    #[error("{path} is a share for `{custodian}`, who is not a custodian of `{env}` (custodians: {known})")]
+    #[error(
+        "{path} is a share for `{custodian}`, who is not a custodian of `{env}` (custodians: {known})"
+    )]
     UnknownCustodian {
         /// The file.
         path: PathBuf,
@@ -115,7 +117,9 @@ pub enum Error {
     },
     /// The share is not the one the ledger records for its custodian (an old share from before a
     /// rekey, or a forged one).
-    #[error("{path} is not the share the custody ledger of `{env}` records for `{custodian}` (ledger {expected}, file {found})")]
+    #[error(
+        "{path} is not the share the custody ledger of `{env}` records for `{custodian}` (ledger {expected}, file {found})"
+    )]
     WrongShare {
         /// The file.
         path: PathBuf,
@@ -129,7 +133,9 @@ pub enum Error {
         found: String,
     },
     /// The same share was already submitted in this unseal round.
-    #[error("{custodian}'s share ({fingerprint}) was already submitted in this unseal round (nonce {nonce}); OpenBao would ignore it")]
+    #[error(
+        "{custodian}'s share ({fingerprint}) was already submitted in this unseal round (nonce {nonce}); OpenBao would ignore it"
+    )]
     AlreadySubmitted {
         /// Custodian.
         custodian: String,
@@ -139,7 +145,9 @@ pub enum Error {
         nonce: String,
     },
     /// One custodian's share given twice in one operation.
-    #[error("`{custodian}`'s share is given twice; each of the {need} shares must come from a different custodian")]
+    #[error(
+        "`{custodian}`'s share is given twice; each of the {need} shares must come from a different custodian"
+    )]
     DuplicateCustodian {
         /// Custodian.
         custodian: String,
@@ -219,15 +227,29 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(path: &std::path::Path, action: &'static str) -> impl FnOnce(std::io::Error) -> Self {
+    pub(crate) fn io(
+        path: &std::path::Path,
+        action: &'static str,
+    ) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.to_path_buf();
-        move |source| Self::Io { path, action, source }
+        move |source| Self::Io {
+            path,
+            action,
+            source,
+        }
     }
 
-    pub(crate) fn bao(env: &str, action: impl Into<String>) -> impl FnOnce(warden_bao::Error) -> Self {
+    pub(crate) fn bao(
+        env: &str,
+        action: impl Into<String>,
+    ) -> impl FnOnce(warden_bao::Error) -> Self {
         let env = env.to_owned();
         let action = action.into();
-        move |source| Self::Bao { env, action, source }
+        move |source| Self::Bao {
+            env,
+            action,
+            source,
+        }
     }
 
     /// True for the refusals of a share (wrong, foreign, unknown, repeated, unopenable): the

@@ -82,8 +82,8 @@ impl IdentityFile {
     /// Reads an age identity file (`age-keygen` output). Refuses a file others can read or
     /// write: it is the custodian's share.
     pub fn read(path: &Path) -> Result<Self, Error> {
-        let (mut file, meta) =
-            warden_files::open_regular(path, IDENTITY_FILE_LIMIT).map_err(Error::io(path, "read"))?;
+        let (mut file, meta) = warden_files::open_regular(path, IDENTITY_FILE_LIMIT)
+            .map_err(Error::io(path, "read"))?;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(Error::IdentityTooOpen {
@@ -92,7 +92,8 @@ impl IdentityFile {
             });
         }
         let mut text = Zeroizing::new(Vec::new());
-        file.read_to_end(&mut text).map_err(Error::io(path, "read"))?;
+        file.read_to_end(&mut text)
+            .map_err(Error::io(path, "read"))?;
         Self::parse(path, &text)
     }
 
@@ -119,7 +120,9 @@ impl IdentityFile {
     }
 
     pub(crate) fn identities(&self) -> impl Iterator<Item = &dyn age::Identity> {
-        self.identities.iter().map(|i| i.as_ref() as &dyn age::Identity)
+        self.identities
+            .iter()
+            .map(|i| i.as_ref() as &dyn age::Identity)
     }
 }
 

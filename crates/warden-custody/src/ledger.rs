@@ -142,7 +142,11 @@ impl Ledger {
         let dir = state.custody_dir(&self.environment);
         warden_files::ensure_private_dir(&dir)?;
         let bytes = self.to_bytes();
-        warden_files::write_atomic(&state.ledger(&self.environment), &bytes, warden_files::Mode::OwnerOnly)?;
+        warden_files::write_atomic(
+            &state.ledger(&self.environment),
+            &bytes,
+            warden_files::Mode::OwnerOnly,
+        )?;
         Ok(sha256_hex(&bytes))
     }
 
@@ -216,7 +220,10 @@ impl Ledger {
             .list_mounts()
             .await
             .map_err(Error::bao(env, "list secrets engines"))?;
-        if !mounts.keys().any(|m| m.trim_end_matches('/') == naming::META_MOUNT) {
+        if !mounts
+            .keys()
+            .any(|m| m.trim_end_matches('/') == naming::META_MOUNT)
+        {
             client
                 .enable_secrets_engine(naming::META_MOUNT, "kv", &warden_bao::MountOptions::kv_v2())
                 .await
@@ -230,7 +237,10 @@ impl Ledger {
         client
             .write(&entry.data_path(), &body, Idempotent::Yes)
             .await
-            .map_err(Error::bao(env, format!("publish the ledger digest to {entry}")))?;
+            .map_err(Error::bao(
+                env,
+                format!("publish the ledger digest to {entry}"),
+            ))?;
         Ok(())
     }
 

@@ -33,7 +33,11 @@ impl std::fmt::Debug for GeneratedRoot {
 }
 
 /// Opens the bootstrap root token the ceremony sealed to the custodians (`file`), in memory.
-pub fn open_bootstrap_token(file: &Path, env: &str, identity: &IdentityFile) -> Result<SecretString, Error> {
+pub fn open_bootstrap_token(
+    file: &Path,
+    env: &str,
+    identity: &IdentityFile,
+) -> Result<SecretString, Error> {
     envelope::open_root_token(file, env, identity)
 }
 
@@ -71,7 +75,10 @@ pub async fn generate(
     })?;
     let mut last = attempt.clone();
     for (_, share) in &shares {
-        last = match node.generate_root_update(share.secret(), &attempt.nonce).await {
+        last = match node
+            .generate_root_update(share.secret(), &attempt.nonce)
+            .await
+        {
             Ok(p) => p,
             Err(e) => {
                 let _ = node.generate_root_cancel().await;

@@ -143,7 +143,11 @@ pub async fn unseal(
         let same_round = status.progress > 0 && round.is_some_and(|r| r.nonce == status.nonce);
         if same_round && round.is_some_and(|r| r.fingerprints.contains(&fp)) {
             duplicate = Some(status.nonce.clone());
-            steps.push(Step::Skip(progress(node, &status, "already had this share")));
+            steps.push(Step::Skip(progress(
+                node,
+                &status,
+                "already had this share",
+            )));
             continue;
         }
         steps.push(Step::Submit {
@@ -177,7 +181,10 @@ pub async fn unseal(
         match node.client.unseal(share.secret()).await {
             Ok(status) => {
                 if status.sealed {
-                    let round = rounds.0.entry(node.address.clone()).or_insert_with(Round::default);
+                    let round = rounds
+                        .0
+                        .entry(node.address.clone())
+                        .or_insert_with(Round::default);
                     if fresh_round || round.nonce != status.nonce {
                         *round = Round {
                             nonce: status.nonce.clone(),

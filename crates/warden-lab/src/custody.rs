@@ -47,8 +47,12 @@ impl CustodyMode {
     /// In words, for `lab up` and `lab status`.
     pub fn describe(self) -> &'static str {
         match self {
-            Self::LabCeremony => "ceremony with lab-generated custodians (age-encrypted shares; identities kept in the lab: LAB ONLY)",
-            Self::LegacyClear => "legacy: clear shares and root token in owner-only files (LAB ONLY; recreate the lab for the ceremony)",
+            Self::LabCeremony => {
+                "ceremony with lab-generated custodians (age-encrypted shares; identities kept in the lab: LAB ONLY)"
+            }
+            Self::LegacyClear => {
+                "legacy: clear shares and root token in owner-only files (LAB ONLY; recreate the lab for the ceremony)"
+            }
             Self::None => "not initialised",
         }
     }
@@ -95,7 +99,11 @@ pub(crate) fn random_passphrase() -> SecretString {
 /// The lab's state directory (`<lab>/state`): the custody ledgers, as `warden custody` finds
 /// them with `--lab`.
 pub fn custody_state_dir(layout: &EnvLayout) -> StateDir {
-    let lab = layout.dir().parent().and_then(Path::parent).unwrap_or(layout.dir());
+    let lab = layout
+        .dir()
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(layout.dir());
     StateDir::new(lab.join("state"))
 }
 
@@ -126,6 +134,16 @@ fn custody_err(env: &str) -> impl FnOnce(warden_custody::Error) -> Error {
     move |e| Error::Custody {
         env,
         source: Box::new(e),
+    }
+}
+
+/// Where the bootstrap root token is: the ceremony's encrypted file, or a legacy clear one.
+pub(crate) fn root_token_path(layout: &EnvLayout) -> PathBuf {
+    match custody_mode(layout) {
+        CustodyMode::LegacyClear => layout.root_token(),
+        _ => shares_dir(layout).join(warden_custody::ceremony::root_token_file_name(&env_name(
+            layout,
+        ))),
     }
 }
 
@@ -165,7 +183,11 @@ pub(crate) async fn run_ceremony(
             Ok(_) => read_recipient(&path)?,
             Err(_) => {
                 let g = warden_custody::generate_identity();
-                warden_files::write_atomic(&path, g.file_text.as_bytes(), warden_files::Mode::OwnerOnly)?;
+                warden_files::write_atomic(
+                    &path,
+                    g.file_text.as_bytes(),
+                    warden_files::Mode::OwnerOnly,
+                )?;
                 g.recipient
             }
         };
@@ -186,7 +208,8 @@ pub(crate) async fn run_ceremony(
 
 /// The `# public key: age1…` line `generate_identity` writes.
 fn read_recipient(path: &Path) -> Result<String, Error> {
-    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| Error::io(path, "read", e))?);
+    let text =
+        Zeroizing::new(std::fs::read_to_string(path).map_err(|e| Error::io(path, "read", e))?);
     text.lines()
         .find_map(|l| l.strip_prefix("# public key: ").map(str::to_owned))
         .ok_or_else(|| Error::CorruptLab {
@@ -200,7 +223,8 @@ pub(crate) fn unseal_shares(layout: &EnvLayout) -> Result<Vec<SecretString>, Err
     let env = env_name(layout);
     match custody_mode(layout) {
         CustodyMode::LabCeremony => {
-            let ledger = Ledger::load(&custody_state_dir(layout), &env).map_err(custody_err(&env))?;
+            let ledger =
+                Ledger::load(&custody_state_dir(layout), &env).map_err(custody_err(&env))?;
             let mut out = Vec::new();
             for entry in ledger.entries.iter().take(usize::from(ledger.threshold)) {
                 let identity = IdentityFile::read(&identity_path(layout, &entry.custodian))
@@ -217,11 +241,14 @@ pub(crate) fn unseal_shares(layout: &EnvLayout) -> Result<Vec<SecretString>, Err
         }
         CustodyMode::LegacyClear => {
             let path = layout.unseal_keys();
-            let text = Zeroizing::new(std::fs::read_to_string(&path).map_err(|e| Error::io(&path, "read", e))?);
-            let file: LegacyUnsealFile = serde_json::from_str(&text).map_err(|e| Error::CorruptLab {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
+            let text = Zeroizing::new(
+                std::fs::read_to_string(&path).map_err(|e| Error::io(&path, "read", e))?,
+            );
+            let file: LegacyUnsealFile =
+                serde_json::from_str(&text).map_err(|e| Error::CorruptLab {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
             Ok(file.keys)
         }
         CustodyMode::None => Err(Error::CustodyMissing {
@@ -241,15 +268,21 @@ pub fn bootstrap_root_token(layout: &EnvLayout) -> Result<Option<SecretString>, 
     let env = env_name(layout);
     match custody_mode(layout) {
         CustodyMode::LabCeremony => {
-            let ledger = Ledger::load(&custody_state_dir(layout), &env).map_err(custody_err(&env))?;
-            let (Some(file), Some(first)) = (&ledger.root_token_file, ledger.entries.first()) else {
+            let ledger =
+                Ledger::load(&custody_state_dir(layout), &env).map_err(custody_err(&env))?;
+            let (Some(file), Some(first)) = (&ledger.root_token_file, ledger.entries.first())
+            else {
                 return Ok(None);
             };
             let identity = IdentityFile::read(&identity_path(layout, &first.custodian))
                 .map_err(custody_err(&env))?;
-            warden_custody::root::open_bootstrap_token(&shares_dir(layout).join(file), &env, &identity)
-                .map(Some)
-                .map_err(custody_err(&env))
+            warden_custody::root::open_bootstrap_token(
+                &shares_dir(layout).join(file),
+                &env,
+                &identity,
+            )
+            .map(Some)
+            .map_err(custody_err(&env))
         }
         CustodyMode::LegacyClear => read_secret(&layout.root_token()),
         CustodyMode::None => Ok(None),
@@ -261,13 +294,19 @@ pub fn bootstrap_root_token(layout: &EnvLayout) -> Result<Option<SecretString>, 
 pub(crate) async fn publish_ledger(client: &Client, layout: &EnvLayout) -> bool {
     let env = env_name(layout);
     let state = custody_state_dir(layout);
-    let (Ok(ledger), Ok(Some(sha))) = (Ledger::load(&state, &env), Ledger::digest_on_disk(&state, &env)) else {
+    let (Ok(ledger), Ok(Some(sha))) = (
+        Ledger::load(&state, &env),
+        Ledger::digest_on_disk(&state, &env),
+    ) else {
         return false;
     };
     let now = time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default();
     ledger.publish(client, &sha, &now).await.is_ok()
 }

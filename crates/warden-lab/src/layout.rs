@@ -16,8 +16,11 @@
 //!     bao/data/                   integrated (raft) storage
 //!     bao/audit.log, server.log   audit device and server log
 //!     bao/server.pid
-//!     custody/unseal-keys.json    LAB ONLY: Shamir unseal shares (0600)
-//!     custody/root-token          LAB ONLY: the initial root token (0600)
+//!     custody/custodians/         LAB ONLY: the lab custodians' age identities (0600)
+//!     custody/shares/             the ceremony's encrypted shares and root token
+//!     custody/unseal-keys.json    legacy labs only: clear Shamir shares (0600)
+//!     custody/root-token          legacy labs only: the clear root token (0600)
+//!   state/custody/<env>/          the custody ledger and unseal rounds
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -154,11 +157,11 @@ impl EnvLayout {
     pub fn custody_dir(&self) -> PathBuf {
         self.dir.join("custody")
     }
-    /// Unseal shares (lab only).
+    /// Clear unseal shares of a legacy lab (before the ceremony).
     pub fn unseal_keys(&self) -> PathBuf {
         self.custody_dir().join("unseal-keys.json")
     }
-    /// Root token (lab only).
+    /// Clear root token of a legacy lab (before the ceremony).
     pub fn root_token(&self) -> PathBuf {
         self.custody_dir().join("root-token")
     }

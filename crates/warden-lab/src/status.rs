@@ -44,8 +44,11 @@ pub struct EnvStatus {
     pub operator_cert: PathBuf,
     /// Operator client key (`VAULT_CLIENT_KEY`).
     pub operator_key: PathBuf,
-    /// File holding the lab's root token (lab only).
+    /// The lab's bootstrap root token: age-encrypted to the lab custodians (ceremony), or the
+    /// clear file of a legacy lab.
     pub root_token_file: PathBuf,
+    /// How the unseal shares are held.
+    pub custody: custody::CustodyMode,
     /// Why something could not be determined.
     pub error: Option<String>,
 }
@@ -80,7 +83,8 @@ pub(crate) async fn env_status(
         ca_bundle: layout.ca_bundle(),
         operator_cert: layout.operator_cert(),
         operator_key: layout.operator_key(),
-        root_token_file: layout.root_token(),
+        root_token_file: custody::root_token_path(layout),
+        custody: custody::custody_mode(layout),
         error: None,
     };
     match server::find(env, layout) {

@@ -55,7 +55,11 @@ pub enum Error {
 
 fn bao(env: &str, action: impl Into<String>) -> impl FnOnce(warden_bao::Error) -> Error {
     let (env, action) = (env.to_owned(), action.into());
-    move |source| Error::Bao { env, action, source }
+    move |source| Error::Bao {
+        env,
+        action,
+        source,
+    }
 }
 
 /// What is asked for.
@@ -141,7 +145,10 @@ impl std::fmt::Debug for Opened {
 /// `req`, records it, and revokes the root token, all in this call.
 pub async fn open(root: &Client, req: &Request, now: i64) -> Result<Opened, Error> {
     let env = req.env.as_str();
-    let me = root.token_lookup_self().await.map_err(bao(env, "look up the generated root token"))?;
+    let me = root
+        .token_lookup_self()
+        .await
+        .map_err(bao(env, "look up the generated root token"))?;
     let root_accessor = me.accessor;
     let result = trade(root, req, now, &root_accessor).await;
     // Revoke root whatever happened: it must not outlive this command.
@@ -156,7 +163,12 @@ pub async fn open(root: &Client, req: &Request, now: i64) -> Result<Opened, Erro
     Ok(opened)
 }
 
-async fn trade(root: &Client, req: &Request, now: i64, root_accessor: &str) -> Result<Opened, Error> {
+async fn trade(
+    root: &Client,
+    req: &Request,
+    now: i64,
+    root_accessor: &str,
+) -> Result<Opened, Error> {
     let env = req.env.as_str();
     let mut meta = BTreeMap::new();
     meta.insert("reason".to_owned(), req.reason.clone());
@@ -168,7 +180,10 @@ async fn trade(root: &Client, req: &Request, now: i64, root_accessor: &str) -> R
         display_name: "break-glass",
         meta,
     };
-    let auth = root.token_create_orphan(&spec).await.map_err(bao(env, "create the break-glass token"))?;
+    let auth = root
+        .token_create_orphan(&spec)
+        .await
+        .map_err(bao(env, "create the break-glass token"))?;
     let accessor = auth.accessor.clone();
     let ttl = i64::try_from(req.ttl.as_secs()).unwrap_or(i64::MAX);
     let record = Record {
@@ -195,8 +210,14 @@ async fn trade(root: &Client, req: &Request, now: i64, root_accessor: &str) -> R
 
 async fn write(client: &Client, env: &str, record: &Record) -> Result<(), Error> {
     let entry = naming::break_glass_record(&record.id);
-    let mounts = client.list_mounts().await.map_err(bao(env, "list secrets engines"))?;
-    if !mounts.keys().any(|m| m.trim_end_matches('/') == naming::META_MOUNT) {
+    let mounts = client
+        .list_mounts()
+        .await
+        .map_err(bao(env, "list secrets engines"))?;
+    if !mounts
+        .keys()
+        .any(|m| m.trim_end_matches('/') == naming::META_MOUNT)
+    {
         client
             .enable_secrets_engine(naming::META_MOUNT, "kv", &warden_bao::MountOptions::kv_v2())
             .await
@@ -222,8 +243,14 @@ pub async fn list(client: &Client, env: &str) -> Result<Vec<Record>, Error> {
     let mut out = Vec::new();
     for key in keys.iter().filter(|k| !k.ends_with('/')) {
         let entry = naming::break_glass_record(key);
-        let secret = client.read(&entry.data_path()).await.map_err(bao(env, format!("read {entry}")))?;
-        let data = secret.data.and_then(|d| d.get("data").cloned()).unwrap_or_default();
+        let secret = client
+            .read(&entry.data_path())
+            .await
+            .map_err(bao(env, format!("read {entry}")))?;
+        let data = secret
+            .data
+            .and_then(|d| d.get("data").cloned())
+            .unwrap_or_default();
         if let Ok(r) = serde_json::from_value::<Record>(data) {
             out.push(r);
         }
@@ -234,7 +261,12 @@ pub async fn list(client: &Client, env: &str) -> Result<Vec<Record>, Error> {
 
 /// Ends break-glass early: revokes every active token (or the one with `id`, if still active)
 /// by accessor and records when. Returns the records closed.
-pub async fn close(client: &Client, env: &str, id: Option<&str>, now: i64) -> Result<Vec<Record>, Error> {
+pub async fn close(
+    client: &Client,
+    env: &str,
+    id: Option<&str>,
+    now: i64,
+) -> Result<Vec<Record>, Error> {
     let records = list(client, env).await?;
     if let Some(id) = id
         && !records.iter().any(|r| r.id == id)

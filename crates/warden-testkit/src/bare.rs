@@ -60,7 +60,8 @@ impl BareBao {
             warden_files::ensure_private_dir(&root.join(d))?;
         }
         tls(root)?;
-        let ports = process::free_ports(2).map_err(io("find free ports on", Path::new("127.0.0.1")))?;
+        let ports =
+            process::free_ports(2).map_err(io("find free ports on", Path::new("127.0.0.1")))?;
         let (port, cluster) = (ports[0], ports[1]);
         let t = root.join("tls");
         let config = format!(
@@ -180,7 +181,9 @@ fn tls(root: &Path) -> Result<(), Error> {
         path_len: 0,
         permitted_dns: Vec::new(),
     };
-    let signed = ca.sign_intermediate(&csr, &request, &pass, now).map_err(pki)?;
+    let signed = ca
+        .sign_intermediate(&csr, &request, &pass, now)
+        .map_err(pki)?;
     let issuer = LocalIssuer::new(&signed.cert_pem, ca_key).map_err(pki)?;
     let key = warden_pki::generate_key(KeyAlgorithm::EcdsaP256).map_err(pki)?;
     let leaf = issuer
@@ -195,12 +198,20 @@ fn tls(root: &Path) -> Result<(), Error> {
         .map_err(pki)?;
     let t = root.join("tls");
     let chain = format!("{}\n{}\n", leaf.trim_end(), signed.cert_pem.trim_end());
-    warden_files::write_atomic(&t.join("server.pem"), chain.as_bytes(), warden_files::Mode::Public)?;
+    warden_files::write_atomic(
+        &t.join("server.pem"),
+        chain.as_bytes(),
+        warden_files::Mode::Public,
+    )?;
     warden_files::write_atomic(
         &t.join("server-key.pem"),
         key.private_key_pem().as_bytes(),
         warden_files::Mode::OwnerOnly,
     )?;
-    warden_files::write_atomic(&t.join("ca.pem"), ca.root_pem().as_bytes(), warden_files::Mode::Public)?;
+    warden_files::write_atomic(
+        &t.join("ca.pem"),
+        ca.root_pem().as_bytes(),
+        warden_files::Mode::Public,
+    )?;
     Ok(())
 }

@@ -62,8 +62,8 @@ mod spec;
 mod wait;
 
 pub use agent::RunningAgent;
-pub use bare::BareBao;
 pub use bao::BaoDev;
+pub use bare::BareBao;
 pub use error::Error;
 pub use lab::LabEnv;
 pub use lab_guard::LabGuard;

@@ -109,13 +109,25 @@ impl World {
             "warden {args:?} was not refused:\n{}",
             text(&out.stdout)
         );
-        assert!(err.contains(message), "warden {args:?}: expected {message:?} in:\n{err}");
-        assert!(err.contains("hint:"), "a refusal says what to do next:\n{err}");
+        assert!(
+            err.contains(message),
+            "warden {args:?}: expected {message:?} in:\n{err}"
+        );
+        assert!(
+            err.contains("hint:"),
+            "a refusal says what to do next:\n{err}"
+        );
         err
     }
 }
 
-fn env_block(name: &str, addr: &str, ca: &Path, threshold: u8, custodians: &[(&str, String)]) -> String {
+fn env_block(
+    name: &str,
+    addr: &str,
+    ca: &Path,
+    threshold: u8,
+    custodians: &[(&str, String)],
+) -> String {
     let mut s = format!(
         "[environments.{name}]\naddress = \"{addr}\"\nca_cert = \"{}\"\ndomain = \"{name}.example.internal\"\n\n[environments.{name}.custody]\nthreshold = {threshold}\n",
         ca.display()
@@ -192,14 +204,35 @@ async fn ceremony_five_custodians_threshold_three_leaves_no_secret_and_refuses_b
     // The ceremony, in both environments.
     let out_prod = w.path("out/prod");
     let out_test = w.path("out/test");
-    let report = w.ok(&["custody", "init", "--env", "prod", "--out", path_str(&out_prod)]);
+    let report = w.ok(&[
+        "custody",
+        "init",
+        "--env",
+        "prod",
+        "--out",
+        path_str(&out_prod),
+    ]);
     assert_eq!(report["shares"], 5);
     assert_eq!(report["threshold"], 3);
     assert_eq!(report["custodians"].as_array().map(Vec::len), Some(5));
-    w.ok(&["custody", "init", "--env", "test", "--out", path_str(&out_test)]);
+    w.ok(&[
+        "custody",
+        "init",
+        "--env",
+        "test",
+        "--out",
+        path_str(&out_test),
+    ]);
     // A second ceremony is refused, changing nothing.
     w.refused(
-        &["custody", "init", "--env", "prod", "--out", path_str(&w.path("out/again"))],
+        &[
+            "custody",
+            "init",
+            "--env",
+            "prod",
+            "--out",
+            path_str(&w.path("out/again")),
+        ],
         "a custody ledger already exists",
     );
 
@@ -208,17 +241,26 @@ async fn ceremony_five_custodians_threshold_three_leaves_no_secret_and_refuses_b
     let mut prod_fps = Vec::new();
     for (i, holder) in NAMES.iter().enumerate() {
         let file = out_prod.join(format!("{holder}.prod.share.age"));
-        assert_eq!(warden_testkit::files::mode(&file) & 0o077, 0, "{file:?} is owner-only");
+        assert_eq!(
+            warden_testkit::files::mode(&file) & 0o077,
+            0,
+            "{file:?} is owner-only"
+        );
         for (j, other_name) in NAMES.iter().enumerate() {
             let opened = warden_custody::envelope::open_share(&file, &w.open_id(other_name));
             match (i == j, opened) {
                 (true, Ok(share)) => {
-                    assert_eq!((share.custodian.as_str(), share.environment.as_str()), (*holder, "prod"));
+                    assert_eq!(
+                        (share.custodian.as_str(), share.environment.as_str()),
+                        (*holder, "prod")
+                    );
                     prod_fps.push(share.fingerprint.clone());
                     needles.extend(encodings(share.secret().expose_secret()));
                 }
                 (false, Err(warden_custody::Error::IdentityDoesNotOpen { .. })) => {}
-                (mine, r) => panic!("{holder}'s share with {other_name}'s identity (own: {mine}): {r:?}"),
+                (mine, r) => {
+                    panic!("{holder}'s share with {other_name}'s identity (own: {mine}): {r:?}")
+                }
             }
         }
     }
@@ -245,7 +287,15 @@ async fn ceremony_five_custodians_threshold_three_leaves_no_secret_and_refuses_b
     let prod_client = client(&prod);
     let share = |n: &str| out_prod.join(format!("{n}.prod.share.age"));
     for (n, expect) in [("alice", 1), ("bob", 2)] {
-        let r = w.ok(&["unseal", "--env", "prod", "--share", path_str(&share(n)), "--identity", path_str(&w.id_path(n))]);
+        let r = w.ok(&[
+            "unseal",
+            "--env",
+            "prod",
+            "--share",
+            path_str(&share(n)),
+            "--identity",
+            path_str(&w.id_path(n)),
+        ]);
         assert_eq!(r["custodian"], n);
         assert_eq!(r["nodes"][0]["sealed"], true);
         assert_eq!(r["nodes"][0]["progress"], expect);
@@ -255,58 +305,131 @@ async fn ceremony_five_custodians_threshold_three_leaves_no_secret_and_refuses_b
 
     // Refusals: each with a clear message, the progress unchanged.
     let unseal = |share: &Path, id: &Path| -> Vec<String> {
-        ["unseal", "--env", "prod", "--share", path_str(share), "--identity", path_str(id)]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect()
+        [
+            "unseal",
+            "--env",
+            "prod",
+            "--share",
+            path_str(share),
+            "--identity",
+            path_str(id),
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
     };
     let cases: Vec<(Vec<String>, &str)> = vec![
-        (unseal(&share("alice"), &w.id_path("alice")), "already submitted in this unseal round"),
-        (unseal(&out_test.join("alice.test.share.age"), &w.id_path("alice")), "is a share of environment `test`, not of `prod`"),
+        (
+            unseal(&share("alice"), &w.id_path("alice")),
+            "already submitted in this unseal round",
+        ),
+        (
+            unseal(&out_test.join("alice.test.share.age"), &w.id_path("alice")),
+            "is a share of environment `test`, not of `prod`",
+        ),
         (unseal(&share("carol"), &w.id_path("dave")), "does not open"),
     ];
     for (args, message) in &cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         w.refused(&args, message);
-        assert_eq!(progress(&prod_client).await, (true, 2), "refused {message:?} changed the progress");
+        assert_eq!(
+            progress(&prod_client).await,
+            (true, 2),
+            "refused {message:?} changed the progress"
+        );
     }
     // A forged share for carol (right environment, right recipient, wrong bytes).
     let carol = Custodian::new("carol", &prod_custodians[2].1).expect("carol");
-    let forged = warden_custody::envelope::seal_share("prod", &carol, 3, 1, &SecretString::from("00".repeat(33)))
-        .expect("forge")
-        .0;
+    let forged = warden_custody::envelope::seal_share(
+        "prod",
+        &carol,
+        3,
+        1,
+        &SecretString::from("00".repeat(33)),
+    )
+    .expect("forge")
+    .0;
     let forged_path = w.path("out/forged-carol.prod.share.age");
     std::fs::write(&forged_path, forged).expect("write forged");
     w.refused(
-        &["unseal", "--env", "prod", "--share", path_str(&forged_path), "--identity", path_str(&w.id_path("carol"))],
+        &[
+            "unseal",
+            "--env",
+            "prod",
+            "--share",
+            path_str(&forged_path),
+            "--identity",
+            path_str(&w.id_path("carol")),
+        ],
         "is not the share the custody ledger of `prod` records for `carol`",
     );
     // A share for someone who is no custodian of prod.
     let mallory_recipient = w.identity("mallory");
     let mallory = Custodian::new("mallory", &mallory_recipient).expect("mallory");
-    let stranger = warden_custody::envelope::seal_share("prod", &mallory, 6, 1, &SecretString::from("11".repeat(33)))
-        .expect("seal")
-        .0;
+    let stranger = warden_custody::envelope::seal_share(
+        "prod",
+        &mallory,
+        6,
+        1,
+        &SecretString::from("11".repeat(33)),
+    )
+    .expect("seal")
+    .0;
     let stranger_path = w.path("out/mallory.prod.share.age");
     std::fs::write(&stranger_path, stranger).expect("write");
     w.refused(
-        &["unseal", "--env", "prod", "--share", path_str(&stranger_path), "--identity", path_str(&w.id_path("mallory"))],
+        &[
+            "unseal",
+            "--env",
+            "prod",
+            "--share",
+            path_str(&stranger_path),
+            "--identity",
+            path_str(&w.id_path("mallory")),
+        ],
         "who is not a custodian of `prod`",
     );
-    assert_eq!(progress(&prod_client).await, (true, 2), "refusals changed nothing");
+    assert_eq!(
+        progress(&prod_client).await,
+        (true, 2),
+        "refusals changed nothing"
+    );
 
     // The third share unseals.
-    let r = w.ok(&["unseal", "--env", "prod", "--share", path_str(&share("carol")), "--identity", path_str(&w.id_path("carol"))]);
+    let r = w.ok(&[
+        "unseal",
+        "--env",
+        "prod",
+        "--share",
+        path_str(&share("carol")),
+        "--identity",
+        path_str(&w.id_path("carol")),
+    ]);
     assert_eq!(r["nodes"][0]["sealed"], false, "{r}");
     assert!(!progress(&prod_client).await.0);
 
     // Status and verify: the ledger records who holds which fingerprint.
     let status = w.ok(&["custody", "status", "--env", "prod"]);
-    let entries = status["ledger"]["entries"].as_array().expect("entries").clone();
-    let fps: Vec<String> = entries.iter().map(|e| e["fingerprint"].as_str().unwrap_or("").to_owned()).collect();
+    let entries = status["ledger"]["entries"]
+        .as_array()
+        .expect("entries")
+        .clone();
+    let fps: Vec<String> = entries
+        .iter()
+        .map(|e| e["fingerprint"].as_str().unwrap_or("").to_owned())
+        .collect();
     assert_eq!(fps, prod_fps);
     assert!(entries.iter().all(|e| e["last_verified_at"].is_null()));
-    let v = w.ok(&["custody", "verify", "--env", "prod", "--share", path_str(&share("dave")), "--identity", path_str(&w.id_path("dave"))]);
+    let v = w.ok(&[
+        "custody",
+        "verify",
+        "--env",
+        "prod",
+        "--share",
+        path_str(&share("dave")),
+        "--identity",
+        path_str(&w.id_path("dave")),
+    ]);
     assert_eq!(v["verified"]["custodian"], "dave");
     assert!(v["verified"]["last_verified_at"].is_string());
 
@@ -316,14 +439,28 @@ async fn ceremony_five_custodians_threshold_three_leaves_no_secret_and_refuses_b
     for d in [prod.dir(), other.dir(), w.dir.path()] {
         files_under(d, &mut files);
     }
-    assert!(files.iter().any(|f| f.ends_with("server.log")), "the server logs are scanned");
-    assert!(files.iter().any(|f| f.ends_with("ledger.json")), "the ledger is scanned");
+    assert!(
+        files.iter().any(|f| f.ends_with("server.log")),
+        "the server logs are scanned"
+    );
+    assert!(
+        files.iter().any(|f| f.ends_with("ledger.json")),
+        "the ledger is scanned"
+    );
     let mut haystacks: Vec<(String, Vec<u8>)> = files
         .iter()
-        .map(|f| (f.display().to_string(), std::fs::read(f).unwrap_or_default()))
+        .map(|f| {
+            (
+                f.display().to_string(),
+                std::fs::read(f).unwrap_or_default(),
+            )
+        })
         .collect();
     for (args, out) in &w.runs {
-        haystacks.push((format!("argv of warden {args:?}"), args.join("\0").into_bytes()));
+        haystacks.push((
+            format!("argv of warden {args:?}"),
+            args.join("\0").into_bytes(),
+        ));
         haystacks.push((format!("stdout of warden {args:?}"), out.stdout.clone()));
         haystacks.push((format!("stderr of warden {args:?}"), out.stderr.clone()));
     }
@@ -334,17 +471,28 @@ async fn ceremony_five_custodians_threshold_three_leaves_no_secret_and_refuses_b
         }
     }
     // The environment every warden run got: the test's own, minus the testkit's removals.
-    let env: Vec<u8> = std::env::vars().flat_map(|(k, v)| format!("{k}={v}\0").into_bytes()).collect();
+    let env: Vec<u8> = std::env::vars()
+        .flat_map(|(k, v)| format!("{k}={v}\0").into_bytes())
+        .collect();
     haystacks.push(("the environment of the warden runs".to_owned(), env));
-    assert!(needles.len() >= 5 * 4 + 2 * 4 + 2, "every secret is looked for");
+    assert!(
+        needles.len() >= 5 * 4 + 2 * 4 + 2,
+        "every secret is looked for"
+    );
     // The scan can see: the fingerprints (one-way, so allowed) are found in the ledger.
     assert!(
-        haystacks.iter().any(|(_, h)| contains(h, prod_fps[0].as_bytes())),
+        haystacks
+            .iter()
+            .any(|(_, h)| contains(h, prod_fps[0].as_bytes())),
         "the scan reads what the ledger holds"
     );
     for (name, hay) in &haystacks {
         for n in &needles {
-            assert!(!contains(hay, n.as_bytes()), "a secret ({} chars) is in {name}", n.len());
+            assert!(
+                !contains(hay, n.as_bytes()),
+                "a secret ({} chars) is in {name}",
+                n.len()
+            );
         }
     }
 }
@@ -354,9 +502,15 @@ async fn rekey_replaces_a_custodian_and_old_shares_stop_working() {
     install_crypto_provider();
     let server = BareBao::start().await;
     let mut w = World::new();
-    let three: Vec<(&str, String)> = ["alice", "bob", "carol"].iter().map(|n| (*n, w.identity(n))).collect();
+    let three: Vec<(&str, String)> = ["alice", "bob", "carol"]
+        .iter()
+        .map(|n| (*n, w.identity(n)))
+        .collect();
     let write_spec = |w: &World, custodians: &[(&str, String)]| {
-        let spec = format!("version = 1\n\n{}", env_block("prod", server.addr(), &server.ca_path(), 2, custodians));
+        let spec = format!(
+            "version = 1\n\n{}",
+            env_block("prod", server.addr(), &server.ca_path(), 2, custodians)
+        );
         std::fs::write(w.path("warden.toml"), spec).expect("spec");
     };
     write_spec(&w, &three);
@@ -364,42 +518,110 @@ async fn rekey_replaces_a_custodian_and_old_shares_stop_working() {
     w.ok(&["custody", "init", "--env", "prod", "--out", path_str(&gen1)]);
     let s1 = |n: &str| gen1.join(format!("{n}.prod.share.age"));
     for n in ["alice", "bob"] {
-        w.ok(&["unseal", "--env", "prod", "--share", path_str(&s1(n)), "--identity", path_str(&w.id_path(n))]);
+        w.ok(&[
+            "unseal",
+            "--env",
+            "prod",
+            "--share",
+            path_str(&s1(n)),
+            "--identity",
+            path_str(&w.id_path(n)),
+        ]);
     }
-    let root = warden_custody::root::open_bootstrap_token(&gen1.join("root-token.prod.age"), "prod", &w.open_id("carol"))
-        .expect("root token");
+    let root = warden_custody::root::open_bootstrap_token(
+        &gen1.join("root-token.prod.age"),
+        "prod",
+        &w.open_id("carol"),
+    )
+    .expect("root token");
 
     // carol leaves, dave joins (with an identity made by `warden custody keygen`): the spec
     // changes, two current custodians rekey.
-    let made = WARDEN.run(&["custody", "keygen", "--identity", path_str(&w.id_path("dave")), "-o", "json"]);
+    let made = WARDEN.run(&[
+        "custody",
+        "keygen",
+        "--identity",
+        path_str(&w.id_path("dave")),
+        "-o",
+        "json",
+    ]);
     assert!(made.status.success(), "keygen: {}", text(&made.stderr));
     let made: Value = serde_json::from_slice(&made.stdout).expect("keygen JSON");
     let dave = made["recipient"].as_str().expect("recipient").to_owned();
-    assert_eq!(warden_testkit::files::mode(&w.id_path("dave")) & 0o777, 0o600);
+    assert_eq!(
+        warden_testkit::files::mode(&w.id_path("dave")) & 0o777,
+        0o600
+    );
     let new_set = vec![three[0].clone(), three[1].clone(), ("dave", dave)];
     write_spec(&w, &new_set);
     let gen2 = w.path("out/gen2");
-    let mut args: Vec<String> = ["custody", "rekey", "--env", "prod", "--out", path_str(&gen2), "-o", "json"]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
+    let mut args: Vec<String> = [
+        "custody",
+        "rekey",
+        "--env",
+        "prod",
+        "--out",
+        path_str(&gen2),
+        "-o",
+        "json",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
     for n in ["alice", "bob"] {
-        args.extend(["--share".into(), path_str(&s1(n)).into(), "--identity".into(), path_str(&w.id_path(n)).into()]);
+        args.extend([
+            "--share".into(),
+            path_str(&s1(n)).into(),
+            "--identity".into(),
+            path_str(&w.id_path(n)).into(),
+        ]);
     }
     let mut v = args.clone();
-    v.extend(["--spec".into(), path_str(&w.path("warden.toml")).into(), "--state-dir".into(), path_str(&w.path("state")).into()]);
+    v.extend([
+        "--spec".into(),
+        path_str(&w.path("warden.toml")).into(),
+        "--state-dir".into(),
+        path_str(&w.path("state")).into(),
+    ]);
     // The rotation endpoints need a token: the bootstrap root token, before bootstrap ends.
-    let out = WARDEN.invoke(&v).env("VAULT_TOKEN", root.expose_secret()).output();
-    assert!(out.status.success(), "rekey failed:\n{}\n{}", text(&out.stdout), text(&out.stderr));
+    let out = WARDEN
+        .invoke(&v)
+        .env("VAULT_TOKEN", root.expose_secret())
+        .output();
+    assert!(
+        out.status.success(),
+        "rekey failed:\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     let r: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(r["rekey"]["generation"], 2);
-    assert!(r["published"].get("Ok").is_some(), "the new ledger's digest is published: {r}");
-    let names: Vec<&str> = r["rekey"]["custodians"].as_array().expect("list").iter().filter_map(|c| c["custodian"].as_str()).collect();
+    assert!(
+        r["published"].get("Ok").is_some(),
+        "the new ledger's digest is published: {r}"
+    );
+    let names: Vec<&str> = r["rekey"]["custodians"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|c| c["custodian"].as_str())
+        .collect();
     assert_eq!(names, ["alice", "bob", "dave"]);
 
     // Status: the registry holds the new ledger's digest.
     let st = WARDEN
-        .invoke(&["custody", "status", "--env", "prod", "-o", "json", "--spec", path_str(&w.path("warden.toml")), "--state-dir", path_str(&w.path("state"))])
+        .invoke(&[
+            "custody",
+            "status",
+            "--env",
+            "prod",
+            "-o",
+            "json",
+            "--spec",
+            path_str(&w.path("warden.toml")),
+            "--state-dir",
+            path_str(&w.path("state")),
+        ])
         .env("VAULT_TOKEN", root.expose_secret())
         .output();
     let st: Value = serde_json::from_slice(&st.stdout).expect("status JSON");
@@ -411,16 +633,40 @@ async fn rekey_replaces_a_custodian_and_old_shares_stop_working() {
     c.set_token(root.clone());
     c.seal().await.expect("seal");
     w.refused(
-        &["unseal", "--env", "prod", "--share", path_str(&s1("carol")), "--identity", path_str(&w.id_path("carol"))],
+        &[
+            "unseal",
+            "--env",
+            "prod",
+            "--share",
+            path_str(&s1("carol")),
+            "--identity",
+            path_str(&w.id_path("carol")),
+        ],
         "who is not a custodian of `prod`",
     );
     w.refused(
-        &["unseal", "--env", "prod", "--share", path_str(&s1("alice")), "--identity", path_str(&w.id_path("alice"))],
+        &[
+            "unseal",
+            "--env",
+            "prod",
+            "--share",
+            path_str(&s1("alice")),
+            "--identity",
+            path_str(&w.id_path("alice")),
+        ],
         "is not the share the custody ledger",
     );
     assert_eq!(progress(&c).await, (true, 0));
     for n in ["alice", "dave"] {
-        w.ok(&["unseal", "--env", "prod", "--share", path_str(&gen2.join(format!("{n}.prod.share.age"))), "--identity", path_str(&w.id_path(n))]);
+        w.ok(&[
+            "unseal",
+            "--env",
+            "prod",
+            "--share",
+            path_str(&gen2.join(format!("{n}.prod.share.age"))),
+            "--identity",
+            path_str(&w.id_path(n)),
+        ]);
     }
     assert!(!progress(&c).await.0, "the new shares unseal");
 }
@@ -428,13 +674,25 @@ async fn rekey_replaces_a_custodian_and_old_shares_stop_working() {
 /// `warden ARGS --spec SPEC --lab LAB --env test`.
 fn on_lab(args: &[&str], spec: &Path, lab: &Path) -> Vec<String> {
     let mut v: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    v.extend(["--spec".into(), path_str(spec).into(), "--lab".into(), path_str(lab).into(), "--env".into(), "test".into()]);
+    v.extend([
+        "--spec".into(),
+        path_str(spec).into(),
+        "--lab".into(),
+        path_str(lab).into(),
+        "--env".into(),
+        "test".into(),
+    ]);
     v
 }
 
 fn run_ok(args: &[String]) -> Value {
     let out = WARDEN.run(args);
-    assert!(out.status.success(), "warden {args:?}:\n{}\n{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "warden {args:?}:\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
 }
 
@@ -453,13 +711,40 @@ async fn break_glass_token_works_is_visible_and_dies_with_its_ttl_and_root_is_re
     let operator = lab.client("test");
 
     // The lab ran the real ceremony: its custody status lists the lab custodians.
-    let st = run_ok(&on_lab(&["custody", "status", "-o", "json"], &spec, &lab_dir));
-    let custodians: Vec<String> = st["ledger"]["entries"].as_array().expect("entries").iter().map(|e| e["custodian"].as_str().unwrap_or("").to_owned()).collect();
+    let st = run_ok(&on_lab(
+        &["custody", "status", "-o", "json"],
+        &spec,
+        &lab_dir,
+    ));
+    let custodians: Vec<String> = st["ledger"]["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| e["custodian"].as_str().unwrap_or("").to_owned())
+        .collect();
     let threshold = st["ledger"]["threshold"].as_u64().expect("threshold") as usize;
-    assert_eq!(st["registry"], "match", "lab up published the ledger digest: {st}");
+    assert_eq!(
+        st["registry"], "match",
+        "lab up published the ledger digest: {st}"
+    );
 
     let open = |ttl: &str, token_file: &Path| -> Value {
-        let mut args = on_lab(&["break-glass", "open", "--reason", "INC-123", "--ttl", ttl, "--token-file", path_str(token_file), "-o", "json"], &spec, &lab_dir);
+        let mut args = on_lab(
+            &[
+                "break-glass",
+                "open",
+                "--reason",
+                "INC-123",
+                "--ttl",
+                ttl,
+                "--token-file",
+                path_str(token_file),
+                "-o",
+                "json",
+            ],
+            &spec,
+            &lab_dir,
+        );
         for c in custodians.iter().take(threshold) {
             args.extend([
                 "--share".into(),
@@ -483,15 +768,24 @@ async fn break_glass_token_works_is_visible_and_dies_with_its_ttl_and_root_is_re
     assert_eq!(warden_testkit::files::mode(&short_file) & 0o777, 0o600);
     let record = &opened["record"];
     let bg = token_client(&short_file);
-    let me = bg.token_lookup_self().await.expect("the break-glass token works");
+    let me = bg
+        .token_lookup_self()
+        .await
+        .expect("the break-glass token works");
     assert!(me.orphan, "an orphan: revoking root leaves it");
     assert_eq!(me.accessor, record["accessor"].as_str().expect("accessor"));
     let root_accessor = record["root_accessor"].as_str().expect("root accessor");
     let gone = operator.token_lookup_accessor(root_accessor).await;
-    assert!(gone.is_err(), "the generated root token was revoked: {gone:?}");
+    assert!(
+        gone.is_err(),
+        "the generated root token was revoked: {gone:?}"
+    );
     tokio::time::sleep(std::time::Duration::from_secs(6)).await;
     let after = bg.token_lookup_self().await;
-    assert!(after.is_err(), "a token past its TTL must not work: {after:?}");
+    assert!(
+        after.is_err(),
+        "a token past its TTL must not work: {after:?}"
+    );
 
     // A longer one: visible in posture and evidence while open, gone from posture once closed.
     let long_file = dir.path().join("long.token");
@@ -500,23 +794,77 @@ async fn break_glass_token_works_is_visible_and_dies_with_its_ttl_and_root_is_re
     let posture = WARDEN.run(&on_lab(&["posture", "-o", "json"], &spec, &lab_dir));
     let posture: Value = serde_json::from_slice(&posture.stdout).expect("posture JSON");
     let listed = posture.to_string();
-    assert!(listed.contains(&id) && listed.contains("INC-123"), "posture shows it: {listed}");
+    assert!(
+        listed.contains(&id) && listed.contains("INC-123"),
+        "posture shows it: {listed}"
+    );
     let text_posture = text(&WARDEN.run(&on_lab(&["posture"], &spec, &lab_dir)).stdout);
     assert!(text_posture.contains("BREAK-GLASS"), "{text_posture}");
     let packet = dir.path().join("ev.json");
-    run_ok(&on_lab(&["evidence", "export", "EV-PAYMENTS", "--out", path_str(&packet), "-o", "json"], &spec, &lab_dir));
-    let v: Value = serde_json::from_slice(&std::fs::read(&packet).expect("packet")).expect("packet JSON");
-    let bgs = v["payload"]["break_glass"].as_array().expect("break_glass in evidence").clone();
-    assert!(bgs.iter().any(|b| b["record"]["id"] == id.as_str() && b["state"] == "active"), "{bgs:?}");
-    assert!(bgs.iter().any(|b| b["state"] == "expired"), "the expired one is in the history: {bgs:?}");
+    run_ok(&on_lab(
+        &[
+            "evidence",
+            "export",
+            "EV-PAYMENTS",
+            "--out",
+            path_str(&packet),
+            "-o",
+            "json",
+        ],
+        &spec,
+        &lab_dir,
+    ));
+    let v: Value =
+        serde_json::from_slice(&std::fs::read(&packet).expect("packet")).expect("packet JSON");
+    let bgs = v["payload"]["break_glass"]
+        .as_array()
+        .expect("break_glass in evidence")
+        .clone();
+    assert!(
+        bgs.iter()
+            .any(|b| b["record"]["id"] == id.as_str() && b["state"] == "active"),
+        "{bgs:?}"
+    );
+    assert!(
+        bgs.iter().any(|b| b["state"] == "expired"),
+        "the expired one is in the history: {bgs:?}"
+    );
     let secret = std::fs::read_to_string(&long_file).expect("token");
-    assert!(!std::fs::read_to_string(&packet).expect("packet").contains(secret.trim()), "no token in evidence");
+    assert!(
+        !std::fs::read_to_string(&packet)
+            .expect("packet")
+            .contains(secret.trim()),
+        "no token in evidence"
+    );
 
-    run_ok(&on_lab(&["break-glass", "close", "-o", "json"], &spec, &lab_dir));
-    assert!(token_client(&long_file).token_lookup_self().await.is_err(), "closed means revoked");
-    let posture = text(&WARDEN.run(&on_lab(&["posture", "-o", "json"], &spec, &lab_dir)).stdout);
-    assert!(!posture.contains(&id), "a closed break-glass leaves posture");
-    let status = run_ok(&on_lab(&["break-glass", "status", "-o", "json"], &spec, &lab_dir));
-    let states: Vec<&str> = status.as_array().expect("list").iter().filter_map(|r| r["state"].as_str()).collect();
+    run_ok(&on_lab(
+        &["break-glass", "close", "-o", "json"],
+        &spec,
+        &lab_dir,
+    ));
+    assert!(
+        token_client(&long_file).token_lookup_self().await.is_err(),
+        "closed means revoked"
+    );
+    let posture = text(
+        &WARDEN
+            .run(&on_lab(&["posture", "-o", "json"], &spec, &lab_dir))
+            .stdout,
+    );
+    assert!(
+        !posture.contains(&id),
+        "a closed break-glass leaves posture"
+    );
+    let status = run_ok(&on_lab(
+        &["break-glass", "status", "-o", "json"],
+        &spec,
+        &lab_dir,
+    ));
+    let states: Vec<&str> = status
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|r| r["state"].as_str())
+        .collect();
     assert_eq!(states, ["expired", "closed"]);
 }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use warden_bao::{Client, ClientConfig};
 use warden_testkit::LabGuard;
@@ -68,8 +68,20 @@ fn client_with_cert(target: &Value, cert_from: &Value, token: bool) -> Client {
         .unwrap();
     cfg.retry.startup_timeout = std::time::Duration::from_secs(2);
     if token {
-        let t = std::fs::read_to_string(path_of(target, "root_token_file")).unwrap();
-        cfg = cfg.with_token(SecretString::from(t.trim().to_owned()));
+        // The bootstrap root token, opened in memory with a lab custodian's identity.
+        let env_dir = path_of(target, "ca_bundle")
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        let lab = env_dir.parent().unwrap().parent().unwrap();
+        let name = target["name"].as_str().unwrap();
+        let layout = warden_lab::LabLayout::new(lab).env(name);
+        let t = warden_lab::bootstrap_root_token(&layout)
+            .unwrap()
+            .expect("root token");
+        cfg = cfg.with_token(SecretString::from(t.expose_secret().to_owned()));
     }
     Client::new(cfg).unwrap()
 }
@@ -320,28 +332,82 @@ fn custody_files_are_owner_only_and_secrets_stay_out_of_output() {
         "the custody notice must be loud:\n{printed}"
     );
 
-    let token = std::fs::read_to_string(dir.join("envs/test/custody/root-token")).unwrap();
-    let keys: Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("envs/test/custody/unseal-keys.json")).unwrap(),
+    assert!(
+        printed.contains("test: custody: ceremony with lab-generated custodians"),
+        "lab up says which custody mode is in use:\n{printed}"
+    );
+    // The real ceremony ran: 5 lab custodians, threshold 3, a ledger; every share opens with its
+    // custodian's identity only, in memory here, so the scan below knows the bytes.
+    let layout = warden_lab::LabLayout::new(&dir).env("test");
+    let ledger: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("state/custody/test/ledger.json")).unwrap(),
     )
     .unwrap();
-    assert_eq!(keys["keys"].as_array().unwrap().len(), 5);
-    assert_eq!(keys["threshold"], 3);
+    assert_eq!(ledger["entries"].as_array().unwrap().len(), 5);
+    assert_eq!(ledger["threshold"], 3);
+    let token = warden_lab::bootstrap_root_token(&layout)
+        .unwrap()
+        .expect("root token");
+    let token = token.expose_secret().to_owned();
+    let mut shares = Vec::new();
+    for e in ledger["entries"].as_array().unwrap() {
+        let c = e["custodian"].as_str().unwrap();
+        let id = warden_custody::IdentityFile::read(
+            &warden_lab::custodians_dir(&layout).join(format!("{c}.age-identity")),
+        )
+        .unwrap();
+        let share = warden_custody::envelope::open_share(
+            &warden_lab::shares_dir(&layout).join(e["file"].as_str().unwrap()),
+            &id,
+        )
+        .unwrap();
+        shares.push(share.secret().expose_secret().to_owned());
+    }
     let status = warden(&["lab", "status", "--output", "json", "--dir"], &dir).output();
     let everything = [printed, String::from_utf8_lossy(&status.stdout).to_string()].concat();
     assert!(
-        !everything.contains(token.trim()),
+        !everything.contains(&token),
         "root token leaked into output"
     );
-    for k in keys["keys"].as_array().unwrap() {
+    for k in &shares {
         assert!(
-            !everything.contains(k.as_str().unwrap()),
+            !everything.contains(k.as_str()),
             "unseal share leaked into output"
         );
     }
+    // Nor on disk in clear: not in any file of the lab.
+    let mut files = Vec::new();
+    let mut stack = vec![dir.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path())
+            } else {
+                files.push(e.path())
+            }
+        }
+    }
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains(&token),
+            "the root token is in clear in {}",
+            f.display()
+        );
+        for k in &shares {
+            assert!(
+                !text.contains(k.as_str()),
+                "a share is in clear in {}",
+                f.display()
+            );
+        }
+    }
     for f in [
-        "envs/test/custody/root-token",
-        "envs/test/custody/unseal-keys.json",
+        "envs/test/custody/custodians/lab-custodian-1.age-identity",
+        "envs/test/custody/shares/lab-custodian-1.test.share.age",
+        "envs/test/custody/shares/root-token.test.age",
+        "state/custody/test/ledger.json",
         "custody/ca-passphrase",
         "ca/root.key.p8",
         "envs/test/tls/server.key",
@@ -362,7 +428,7 @@ fn custody_files_are_owner_only_and_secrets_stay_out_of_output() {
         .unwrap();
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
     let cmdline = String::from_utf8_lossy(&cmdline);
-    assert!(!cmdline.contains(token.trim()));
+    assert!(!cmdline.contains(token.as_str()));
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use serde::Deserialize;
 
 use crate::diag::Reporter;
-use crate::model::{Custody, CustodianSpec, Slug};
+use crate::model::{CustodianSpec, Custody, Slug};
 use crate::raw::S;
 
 #[derive(Debug, Deserialize)]
@@ -27,15 +27,25 @@ pub(crate) struct RawCustodian {
 pub(crate) fn check_recipient(text: &str) -> Result<(), String> {
     let (hrp, data) = bech32::decode(text).map_err(|e| format!("not bech32 ({e})"))?;
     if hrp.as_str() != "age" {
-        return Err(format!("the prefix is `{}1`, an age recipient starts with `age1`", hrp.as_str()));
+        return Err(format!(
+            "the prefix is `{}1`, an age recipient starts with `age1`",
+            hrp.as_str()
+        ));
     }
     if data.len() != 32 {
-        return Err(format!("it holds {} bytes, an X25519 key is 32", data.len()));
+        return Err(format!(
+            "it holds {} bytes, an X25519 key is 32",
+            data.len()
+        ));
     }
     Ok(())
 }
 
-pub(super) fn custody(raw: Option<&S<RawCustody>>, env_key: &str, r: &mut Reporter<'_>) -> Option<Custody> {
+pub(super) fn custody(
+    raw: Option<&S<RawCustody>>,
+    env_key: &str,
+    r: &mut Reporter<'_>,
+) -> Option<Custody> {
     let raw = raw?;
     let key = format!("{env_key}.custody");
     let c = raw.get_ref();
@@ -53,7 +63,11 @@ pub(super) fn custody(raw: Option<&S<RawCustody>>, env_key: &str, r: &mut Report
             }
         };
         if custodians.iter().any(|x| x.name == name) {
-            r.error(e.name.span(), format!("{ckey}.name"), format!("custodian `{name}` is listed twice"));
+            r.error(
+                e.name.span(),
+                format!("{ckey}.name"),
+                format!("custodian `{name}` is listed twice"),
+            );
             ok = false;
         }
         let recipient = e.recipient.get_ref().trim().to_owned();
@@ -71,18 +85,31 @@ pub(super) fn custody(raw: Option<&S<RawCustody>>, env_key: &str, r: &mut Report
     let n = c.custodians.len();
     let t = *c.threshold.get_ref();
     if n == 0 {
-        r.error_help(raw.span(), key.clone(), "no custodians", Some("add [[environments.<env>.custody.custodians]] entries with name and recipient".into()));
+        r.error_help(
+            raw.span(),
+            key.clone(),
+            "no custodians",
+            Some(
+                "add [[environments.<env>.custody.custodians]] entries with name and recipient"
+                    .into(),
+            ),
+        );
         ok = false;
     } else if t == 0 || usize::from(t) > n || (n > 1 && t < 2) {
         r.error_help(
             c.threshold.span(),
             format!("{key}.threshold"),
             format!("threshold {t} with {n} custodians"),
-            Some(format!("use 2..={n}: one custodian alone must never be able to unseal")),
+            Some(format!(
+                "use 2..={n}: one custodian alone must never be able to unseal"
+            )),
         );
         ok = false;
     }
-    ok.then_some(Custody { threshold: t, custodians })
+    ok.then_some(Custody {
+        threshold: t,
+        custodians,
+    })
 }
 
 #[cfg(test)]

@@ -103,7 +103,11 @@ async fn open(a: OpenArgs, out: &Output) -> anyhow::Result<ExitCode> {
     drop(root);
     let opened = break_glass::open(&client, &request, now()).await?;
     let token = zeroize::Zeroizing::new(format!("{}\n", opened.token.expose_secret()));
-    warden_files::write_atomic(&a.token_file, token.as_bytes(), warden_files::Mode::OwnerOnly)?;
+    warden_files::write_atomic(
+        &a.token_file,
+        token.as_bytes(),
+        warden_files::Mode::OwnerOnly,
+    )?;
     let r = &opened.record;
     out.emit(
         &serde_json::json!({ "record": r, "token_file": a.token_file, "root_token_revoked": true }),

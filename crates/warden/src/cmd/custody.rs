@@ -155,18 +155,17 @@ impl StateArgs {
                 .context("no state directory: HOME is not set")
                 .hint("pass --state-dir DIR or set WARDEN_STATE_DIR")?,
         };
-        Ok(Place {
-            env,
-            state,
-            client,
-        })
+        Ok(Place { env, state, client })
     }
 }
 
 /// A client for `env` from the spec's address and CA (the `VAULT_*`/`BAO_*` variables supply
 /// the rest: token, client certificate). Unseal and the ceremony need no token, so nothing but
 /// the spec is required.
-fn spec_client(spec_dir: &std::path::Path, env: &warden_spec::Environment) -> anyhow::Result<warden_bao::Client> {
+fn spec_client(
+    spec_dir: &std::path::Path,
+    env: &warden_spec::Environment,
+) -> anyhow::Result<warden_bao::Client> {
     let name = env.name.as_str();
     let address = env.address.clone();
     let cfg = warden_bao::ClientConfig::from_env_with(|k| match (k, &address) {
@@ -227,7 +226,11 @@ pub(crate) async fn run(args: CustodyArgs, out: &Output) -> anyhow::Result<ExitC
 fn keygen(a: &KeygenArgs, out: &Output) -> anyhow::Result<ExitCode> {
     crate::output::check_new_file(&a.identity, "identity")?;
     let g = warden_custody::generate_identity();
-    warden_files::write_atomic(&a.identity, g.file_text.as_bytes(), warden_files::Mode::OwnerOnly)?;
+    warden_files::write_atomic(
+        &a.identity,
+        g.file_text.as_bytes(),
+        warden_files::Mode::OwnerOnly,
+    )?;
     out.emit(
         &serde_json::json!({ "identity": a.identity, "recipient": g.recipient }),
         || {
@@ -274,9 +277,16 @@ async fn rekey(a: RekeyArgs, out: &Output) -> anyhow::Result<ExitCode> {
         .await
         .map_err(custody_err)?;
     let published = publish_quietly(&p, &report.ledger_sha256).await;
-    out.emit(&serde_json::json!({ "rekey": report, "published": published }), || {
-        format!("{}{}\n", ceremony_text(&report, "rekeyed"), published_text(&published))
-    })?;
+    out.emit(
+        &serde_json::json!({ "rekey": report, "published": published }),
+        || {
+            format!(
+                "{}{}\n",
+                ceremony_text(&report, "rekeyed"),
+                published_text(&published)
+            )
+        },
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -314,7 +324,10 @@ async fn publish_quietly(p: &Place, sha: &str) -> Result<(), String> {
         return Err("no token: run `warden custody publish` with an operator token".to_owned());
     }
     let now = time_now();
-    ledger.publish(&p.client, sha, &now).await.map_err(|e| e.to_string())
+    ledger
+        .publish(&p.client, sha, &now)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 fn published_text(r: &Result<(), String>) -> String {
@@ -370,9 +383,10 @@ async fn publish(a: StateArgs, out: &Output) -> anyhow::Result<ExitCode> {
         .publish(&p.client, &sha, &time_now())
         .await
         .map_err(custody_err)?;
-    out.emit(&serde_json::json!({ "env": name, "ledger_sha256": sha }), || {
-        format!("{name}: ledger digest {sha} published to the registry")
-    })?;
+    out.emit(
+        &serde_json::json!({ "env": name, "ledger_sha256": sha }),
+        || format!("{name}: ledger digest {sha} published to the registry"),
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -436,15 +450,10 @@ pub(crate) async fn unseal(a: UnsealArgs, out: &Output) -> anyhow::Result<ExitCo
     let p = a.state.place("unseal")?;
     let identity = IdentityFile::read(&a.identity).map_err(custody_err)?;
     let nodes = p.nodes();
-    let report = warden_custody::unseal::unseal(
-        &p.state,
-        p.env.name.as_str(),
-        &nodes,
-        &a.share,
-        &identity,
-    )
-    .await
-    .map_err(custody_err)?;
+    let report =
+        warden_custody::unseal::unseal(&p.state, p.env.name.as_str(), &nodes, &a.share, &identity)
+            .await
+            .map_err(custody_err)?;
     out.emit(&report, || {
         let mut s = format!(
             "{}: {}'s share ({}) submitted\n",
@@ -452,7 +461,10 @@ pub(crate) async fn unseal(a: UnsealArgs, out: &Output) -> anyhow::Result<ExitCo
         );
         for n in &report.nodes {
             let state = if n.sealed {
-                format!("sealed, progress {}/{} (nonce {})", n.progress, n.threshold, n.nonce)
+                format!(
+                    "sealed, progress {}/{} (nonce {})",
+                    n.progress, n.threshold, n.nonce
+                )
             } else {
                 "UNSEALED".to_owned()
             };

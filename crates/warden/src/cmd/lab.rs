@@ -235,7 +235,7 @@ async fn run_status(dir: &Path, out: &Output) -> anyhow::Result<ExitCode> {
         let mut s = status_table(&statuses);
         if let Some(EnvView { env, .. }) = statuses.first() {
             s.push_str(&format!(
-                "\nTo use the bao CLI against {name}:\n  export BAO_ADDR={addr} BAO_CACERT={ca} \\\n    BAO_CLIENT_CERT={cert} BAO_CLIENT_KEY={key}\n  export BAO_TOKEN=\"$(cat {token})\"   # lab root token\n",
+                "\nTo use the bao CLI against {name}:\n  export BAO_ADDR={addr} BAO_CACERT={ca} \\\n    BAO_CLIENT_CERT={cert} BAO_CLIENT_KEY={key}\n  # token: the bootstrap root token is sealed to the lab custodians ({token});\n  # it is opened in memory by warden, never exported\n",
                 name = env.name,
                 addr = env.address,
                 ca = env.ca_bundle.display(),

@@ -86,19 +86,7 @@ impl Ceremony {
 
     /// `warden unseal --env prod --share SHARE --identity <name>'s`.
     fn unseal_args(&self, share: &Path, name: &str) -> Vec<String> {
-        let id = self.w.id_path(name);
-        [
-            "unseal",
-            "--env",
-            "prod",
-            "--share",
-            path_str(share),
-            "--identity",
-            path_str(&id),
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect()
+        self.w.unseal_args("prod", share, name)
     }
 
     /// Each prod share opens with its holder's identity only. Returns every secret (shares in

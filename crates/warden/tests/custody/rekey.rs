@@ -1,4 +1,6 @@
-//! Rekey: a custodian replaced through OpenBao's share rotation.
+//! Rekey: a custodian replaced through OpenBao's share rotation; old shares stop working.
+
+use std::path::PathBuf;
 
 use secrecy::ExposeSecret;
 use serde_json::Value;
@@ -6,6 +8,22 @@ use warden_testkit::BareBao;
 use warden_testkit::cli::{path_str, text};
 
 use crate::support::*;
+
+fn write_spec(w: &World, server: &BareBao, custodians: &[(&str, String)]) {
+    let spec = format!(
+        "version = 1\n\n{}",
+        env_block("prod", server.addr(), &server.ca_path(), 2, custodians)
+    );
+    std::fs::write(w.path("warden.toml"), spec).expect("spec");
+}
+
+fn share(dir: &std::path::Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.prod.share.age"))
+}
+
+fn as_strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rekey_replaces_a_custodian_and_old_shares_stop_working() {
@@ -16,27 +34,12 @@ async fn rekey_replaces_a_custodian_and_old_shares_stop_working() {
         .iter()
         .map(|n| (*n, w.identity(n)))
         .collect();
-    let write_spec = |w: &World, custodians: &[(&str, String)]| {
-        let spec = format!(
-            "version = 1\n\n{}",
-            env_block("prod", server.addr(), &server.ca_path(), 2, custodians)
-        );
-        std::fs::write(w.path("warden.toml"), spec).expect("spec");
-    };
-    write_spec(&w, &three);
+    write_spec(&w, &server, &three);
     let gen1 = w.path("out/gen1");
     w.ok(&["custody", "init", "--env", "prod", "--out", path_str(&gen1)]);
-    let s1 = |n: &str| gen1.join(format!("{n}.prod.share.age"));
     for n in ["alice", "bob"] {
-        w.ok(&[
-            "unseal",
-            "--env",
-            "prod",
-            "--share",
-            path_str(&s1(n)),
-            "--identity",
-            path_str(&w.id_path(n)),
-        ]);
+        let args = w.unseal_args("prod", &share(&gen1, n), n);
+        w.ok(&as_strs(&args));
     }
     let root = warden_custody::root::open_bootstrap_token(
         &gen1.join("root-token.prod.age"),
@@ -62,8 +65,11 @@ async fn rekey_replaces_a_custodian_and_old_shares_stop_working() {
         warden_testkit::files::mode(&w.id_path("dave")) & 0o777,
         0o600
     );
-    let new_set = vec![three[0].clone(), three[1].clone(), ("dave", dave)];
-    write_spec(&w, &new_set);
+    write_spec(
+        &w,
+        &server,
+        &[three[0].clone(), three[1].clone(), ("dave", dave)],
+    );
     let gen2 = w.path("out/gen2");
     let mut args: Vec<String> = [
         "custody",
@@ -72,39 +78,21 @@ async fn rekey_replaces_a_custodian_and_old_shares_stop_working() {
         "prod",
         "--out",
         path_str(&gen2),
-        "-o",
-        "json",
     ]
     .iter()
     .map(|s| (*s).to_owned())
     .collect();
     for n in ["alice", "bob"] {
+        let id = w.id_path(n);
         args.extend([
             "--share".into(),
-            path_str(&s1(n)).into(),
+            path_str(&share(&gen1, n)).into(),
             "--identity".into(),
-            path_str(&w.id_path(n)).into(),
+            path_str(&id).into(),
         ]);
     }
-    let mut v = args.clone();
-    v.extend([
-        "--spec".into(),
-        path_str(&w.path("warden.toml")).into(),
-        "--state-dir".into(),
-        path_str(&w.path("state")).into(),
-    ]);
     // The rotation endpoints need a token: the bootstrap root token, before bootstrap ends.
-    let out = WARDEN
-        .invoke(&v)
-        .env("VAULT_TOKEN", root.expose_secret())
-        .output();
-    assert!(
-        out.status.success(),
-        "rekey failed:\n{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    let r: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let r = w.ok_with_token(&as_strs(&args), root.expose_secret());
     assert_eq!(r["rekey"]["generation"], 2);
     assert!(
         r["published"].get("Ok").is_some(),
@@ -117,66 +105,28 @@ async fn rekey_replaces_a_custodian_and_old_shares_stop_working() {
         .filter_map(|c| c["custodian"].as_str())
         .collect();
     assert_eq!(names, ["alice", "bob", "dave"]);
-
-    // Status: the registry holds the new ledger's digest.
-    let st = WARDEN
-        .invoke(&[
-            "custody",
-            "status",
-            "--env",
-            "prod",
-            "-o",
-            "json",
-            "--spec",
-            path_str(&w.path("warden.toml")),
-            "--state-dir",
-            path_str(&w.path("state")),
-        ])
-        .env("VAULT_TOKEN", root.expose_secret())
-        .output();
-    let st: Value = serde_json::from_slice(&st.stdout).expect("status JSON");
-    assert_eq!(st["registry"], "match", "{st}");
+    let st = w.ok_with_token(
+        &["custody", "status", "--env", "prod"],
+        root.expose_secret(),
+    );
+    assert_eq!(
+        st["registry"], "match",
+        "the registry holds the new ledger's digest: {st}"
+    );
 
     // Seal, then: carol's old share is refused (no custodian any more), alice's old share is
     // stale; the new shares of alice and dave unseal.
     let c = client(&server);
     c.set_token(root.clone());
     c.seal().await.expect("seal");
-    w.refused(
-        &[
-            "unseal",
-            "--env",
-            "prod",
-            "--share",
-            path_str(&s1("carol")),
-            "--identity",
-            path_str(&w.id_path("carol")),
-        ],
-        "who is not a custodian of `prod`",
-    );
-    w.refused(
-        &[
-            "unseal",
-            "--env",
-            "prod",
-            "--share",
-            path_str(&s1("alice")),
-            "--identity",
-            path_str(&w.id_path("alice")),
-        ],
-        "is not the share the custody ledger",
-    );
+    let carol_old = w.unseal_args("prod", &share(&gen1, "carol"), "carol");
+    w.refused(&as_strs(&carol_old), "who is not a custodian of `prod`");
+    let alice_old = w.unseal_args("prod", &share(&gen1, "alice"), "alice");
+    w.refused(&as_strs(&alice_old), "is not the share the custody ledger");
     assert_eq!(progress(&c).await, (true, 0));
     for n in ["alice", "dave"] {
-        w.ok(&[
-            "unseal",
-            "--env",
-            "prod",
-            "--share",
-            path_str(&gen2.join(format!("{n}.prod.share.age"))),
-            "--identity",
-            path_str(&w.id_path(n)),
-        ]);
+        let args = w.unseal_args("prod", &share(&gen2, n), n);
+        w.ok(&as_strs(&args));
     }
     assert!(!progress(&c).await.0, "the new shares unseal");
 }

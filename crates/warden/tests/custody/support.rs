@@ -62,8 +62,8 @@ impl World {
         IdentityFile::read(&self.id_path(name)).expect("identity")
     }
 
-    /// `warden ARGS --spec SPEC --state-dir STATE`.
-    pub(crate) fn warden(&mut self, args: &[&str]) -> Output {
+    /// `ARGS --spec SPEC --state-dir STATE`.
+    pub(crate) fn full_args(&self, args: &[&str]) -> Vec<String> {
         let mut v: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
         v.extend([
             "--spec".into(),
@@ -71,9 +71,48 @@ impl World {
             "--state-dir".into(),
             path_str(&self.path("state")).into(),
         ]);
+        v
+    }
+
+    /// `warden ARGS --spec SPEC --state-dir STATE`.
+    pub(crate) fn warden(&mut self, args: &[&str]) -> Output {
+        let v = self.full_args(args);
         let out = WARDEN.run(&v);
         self.runs.push((v, out.clone()));
         out
+    }
+
+    /// Like [`World::ok`] with `VAULT_TOKEN` set (an operator token, for the registry or the
+    /// rotation endpoints).
+    pub(crate) fn ok_with_token(&mut self, args: &[&str], token: &str) -> Value {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        let v = self.full_args(&a);
+        let out = WARDEN.invoke(&v).env("VAULT_TOKEN", token).output();
+        assert!(
+            out.status.success(),
+            "warden {args:?} failed:\n{}\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON output")
+    }
+
+    /// `unseal --env ENV --share SHARE --identity <name>'s`.
+    pub(crate) fn unseal_args(&self, env: &str, share: &Path, name: &str) -> Vec<String> {
+        let id = self.id_path(name);
+        [
+            "unseal",
+            "--env",
+            env,
+            "--share",
+            path_str(share),
+            "--identity",
+            path_str(&id),
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
     }
 
     pub(crate) fn ok(&mut self, args: &[&str]) -> Value {

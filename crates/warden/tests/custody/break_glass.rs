@@ -77,6 +77,13 @@ impl Glass {
         serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
     }
 
+    /// `warden posture -o json`: its exit code is the worst status, which is not this test's.
+    fn posture(&self) -> String {
+        let out = WARDEN.run(&self.args(&["posture", "-o", "json"]));
+        let v: Value = serde_json::from_slice(&out.stdout).expect("posture JSON");
+        v.to_string()
+    }
+
     /// `break-glass open` with the first THRESHOLD lab custodians' shares.
     fn open(&self, ttl: &str, token_file: &Path) -> Value {
         let layout = self.lab.lab().layout().env("test");
@@ -154,7 +161,7 @@ impl Glass {
         let file = self.dir.path().join("long.token");
         let opened = self.open("10m", &file);
         let id = opened["record"]["id"].as_str().expect("id").to_owned();
-        let listed = self.run(&["posture", "-o", "json"]).to_string();
+        let listed = self.posture();
         assert!(
             listed.contains(&id) && listed.contains("INC-123"),
             "posture shows it: {listed}"
@@ -194,7 +201,7 @@ impl Glass {
             self.token_client(&file).token_lookup_self().await.is_err(),
             "closed means revoked"
         );
-        let posture = self.run(&["posture", "-o", "json"]).to_string();
+        let posture = self.posture();
         assert!(
             !posture.contains(&id),
             "a closed break-glass leaves posture"

@@ -29,9 +29,9 @@ pub enum Error {
         env: String,
         /// What was being done ("initialise", "submit a share to https://…").
         action: String,
-        /// The client's error.
+        /// The client's error (boxed: it is large and rare).
         #[source]
-        source: warden_bao::Error,
+        source: Box<warden_bao::Error>,
     },
     /// The custodian list cannot make a ceremony.
     #[error("{env}: {reason}")]
@@ -248,7 +248,7 @@ impl Error {
         move |source| Self::Bao {
             env,
             action,
-            source,
+            source: Box::new(source),
         }
     }
 

@@ -75,7 +75,7 @@ pub fn open_quorum(
         let share = open_checked(ledger, path, identity)?;
         if out.iter().any(|(c, _)| *c == share.custodian) {
             return Err(Error::DuplicateCustodian {
-                custodian: share.custodian.clone(),
+                custodian: share.custodian,
                 need: ledger.threshold,
             });
         }

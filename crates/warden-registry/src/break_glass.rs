@@ -28,9 +28,9 @@ pub enum Error {
         env: String,
         /// What was being done.
         action: String,
-        /// The client's error.
+        /// The client's error (boxed: it is large and rare).
         #[source]
-        source: warden_bao::Error,
+        source: Box<warden_bao::Error>,
     },
     /// The break-glass token exists but the generated root token could not be revoked.
     #[error("{env}: the generated root token (accessor {accessor}) could not be revoked: {source}")]
@@ -41,7 +41,7 @@ pub enum Error {
         accessor: String,
         /// Why.
         #[source]
-        source: warden_bao::Error,
+        source: Box<warden_bao::Error>,
     },
     /// No record with that id.
     #[error("{env}: no break-glass record `{id}`")]
@@ -58,7 +58,7 @@ fn bao(env: &str, action: impl Into<String>) -> impl FnOnce(warden_bao::Error) -
     move |source| Error::Bao {
         env,
         action,
-        source,
+        source: Box::new(source),
     }
 }
 
@@ -158,7 +158,7 @@ pub async fn open(root: &Client, req: &Request, now: i64) -> Result<Opened, Erro
     revoked.map_err(|source| Error::RootNotRevoked {
         env: env.to_owned(),
         accessor: root_accessor,
-        source,
+        source: Box::new(source),
     })?;
     Ok(opened)
 }

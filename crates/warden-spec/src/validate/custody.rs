@@ -87,7 +87,7 @@ pub(super) fn custody(
     if n == 0 {
         r.error_help(
             raw.span(),
-            key.clone(),
+            key,
             "no custodians",
             Some(
                 "add [[environments.<env>.custody.custodians]] entries with name and recipient"

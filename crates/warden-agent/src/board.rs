@@ -174,6 +174,9 @@ pub struct AgentStatus {
     pub databases: Vec<DatabaseStatus>,
     /// This host's clock minus the server's (from the last response's `Date`), once known.
     pub clock_skew_seconds: Option<i64>,
+    /// The OpenBao node the agent talks to now: its one address, or — with several (a
+    /// cluster's nodes, failed over between) — the one that last answered.
+    pub server: String,
 }
 
 /// What a login or renewal gave.
@@ -585,6 +588,12 @@ impl Shared {
             outputs,
             databases: self.databases.statuses(trusted_now),
             clock_skew_seconds: skew.map(|s| s.whole_seconds()),
+            server: self
+                .client
+                .address()
+                .as_str()
+                .trim_end_matches('/')
+                .to_owned(),
         }
     }
 }

@@ -183,7 +183,7 @@ impl Agent {
             .map(auth::load_identity)
             .transpose()
             .map_err(AgentError::Auth)?;
-        let mut base = ClientConfig::from_address(&cfg.openbao.address).map_err(|source| {
+        let mut base = ClientConfig::with_addresses(&cfg.openbao.addresses).map_err(|source| {
             AgentError::Client {
                 source: Box::new(source),
             }

@@ -12,7 +12,11 @@
 //!    20 idle connections on the control socket so does `status`; every descriptor is given
 //!    back afterwards. `/health` names no absolute path (the control socket has the message),
 //!    and the log, written to a file without `NO_COLOR`, has no escape codes.
-//! 3. `bad_invocations_fail_with_the_documented_codes` (no server) — an invalid `agent.toml`
+//! 3. `a_dead_first_node_is_passed_over_without_a_restart` — `billing` enrolled through an
+//!    operator client that knows two node addresses, the first one dead: `agent.toml` lists both
+//!    (`addresses`), and the agent logs in through the live one, delivers every output, and its
+//!    status (control socket), `/health` and `/metrics` name the live node.
+//! 4. `bad_invocations_fail_with_the_documented_codes` (no server) — an invalid `agent.toml`
 //!    exits 1 naming `file:line`, a missing one exits 1 naming who writes it, command-line
 //!    mistakes exit 2 with the usage; `--help` and `--version` exit 0.
 //!
@@ -60,12 +64,20 @@ fn read(p: &Path) -> String {
 /// Applies the example spec to the lab's `test` environment and enrolls `billing` under
 /// `root`, as `warden apply` and `warden identity enroll --root-dir` do; the identity's dir.
 async fn apply_and_enroll(lab: &LabEnv, root: &Path) -> PathBuf {
+    apply_and_enroll_with(lab, &lab.client("test"), root).await
+}
+
+/// [`apply_and_enroll`] through the client `operator`.
+async fn apply_and_enroll_with(
+    lab: &LabEnv,
+    operator: &warden_bao::Client,
+    root: &Path,
+) -> PathBuf {
     let spec = warden_spec::load(Path::new(SPEC)).expect("the example spec is valid");
     let env = spec
         .environment("test")
         .expect("a test environment")
         .clone();
-    let operator = lab.client("test");
     let inputs = warden_plan::EnvInputs {
         identity_ca_pem: operator
             .pki_ca_cert(&env.mounts.pki)
@@ -79,10 +91,10 @@ async fn apply_and_enroll(lab: &LabEnv, root: &Path) -> PathBuf {
     let mut attempt = 0;
     loop {
         let desired = warden_plan::desired_state(&spec, &env, &inputs);
-        let plan = warden_plan::plan_env(&operator, "test", desired, false, 4)
+        let plan = warden_plan::plan_env(operator, "test", desired, false, 4)
             .await
             .expect("plan");
-        match warden_plan::apply_env(&operator, &plan, 4, Arc::new(|_, _| {})).await {
+        match warden_plan::apply_env(operator, &plan, 4, Arc::new(|_, _| {})).await {
             Ok(_) => break,
             Err(e) if attempt < 10 && format!("{e:?}").contains("Upgrading from non-versioned") => {
                 attempt += 1;
@@ -94,7 +106,7 @@ async fn apply_and_enroll(lab: &LabEnv, root: &Path) -> PathBuf {
     let anchor = read(&lab.lab().layout().env("test").ca_bundle());
     let layout = IdentityLayout::under_root(root, "test", "billing");
     warden_enroll::enroll(
-        &operator,
+        operator,
         &EnrollRequest {
             spec: &spec,
             env: &env,
@@ -577,6 +589,130 @@ async fn idle_and_slow_clients_cannot_starve_the_endpoints() {
         "escape codes in a log that is a file:\n{}",
         text(&log)
     );
+}
+
+/// An `https://` address on loopback that nobody listens on: a port the kernel handed out and
+/// that was closed again.
+fn dead_address() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    format!("https://127.0.0.1:{port}")
+}
+
+/// An operator client for the lab's `test` environment that knows `addresses`, in order: the
+/// lab's operator certificate and CA, and a child token of the lab's operator made for it.
+async fn cluster_operator(lab: &LabEnv, addresses: &[&str]) -> warden_bao::Client {
+    let layout = lab.lab().layout().env("test");
+    let token = lab
+        .client("test")
+        .write("auth/token/create", &json!({ "ttl": "1h" }), Idempotent::No)
+        .await
+        .expect("a token for the test's client")
+        .and_then(|s| s.auth)
+        .expect("the token")
+        .client_token;
+    let cfg = warden_bao::ClientConfig::with_addresses(addresses)
+        .and_then(|c| c.with_ca_file(layout.ca_bundle()))
+        .and_then(|c| c.with_client_cert_files(layout.operator_cert(), layout.operator_key()))
+        .expect("the operator's credentials")
+        .with_token(token);
+    warden_bao::Client::new(cfg).expect("the operator client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_first_node_is_passed_over_without_a_restart() {
+    let lab = LabEnv::start(&["test"]).await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let live = lab.lab().env("test").expect("test env").address();
+    let dead = dead_address();
+
+    // Enrollment through a client that knows both nodes writes both, in order.
+    let operator = cluster_operator(&lab, &[&dead, &live]).await;
+    let dir = apply_and_enroll_with(&lab, &operator, root.path()).await;
+    assert_eq!(
+        operator.address().as_str().trim_end_matches('/'),
+        live,
+        "the operator's client failed over to the live node"
+    );
+    let enrolled = warden_agent::Config::load(&dir.join("agent.toml")).expect("agent.toml");
+    let trimmed: Vec<&str> = enrolled
+        .openbao
+        .addresses
+        .iter()
+        .map(|a| a.trim_end_matches('/'))
+        .collect();
+    assert_eq!(
+        trimmed,
+        [dead.as_str(), live.as_str()],
+        "every node, in order"
+    );
+
+    // The agent itself, dead node first, long-running with its endpoints.
+    let secret = json!({ "user": "failover-test" });
+    lab.client("test")
+        .write(
+            "kvv2/data/billing/config",
+            &json!({ "data": secret }),
+            Idempotent::Yes,
+        )
+        .await
+        .expect("write the KV secret");
+    let reloads = dir.join("reloads.log");
+    let config = write_config(&dir, &live, &reloads);
+    let text = read(&config).replacen(
+        &format!("address = \"{live}\""),
+        &format!("addresses = [\"{dead}\", \"{live}\"]"),
+        1,
+    );
+    assert!(text.contains("addresses = ["), "{text}");
+    std::fs::write(&config, text).expect("rewrite the agent config");
+    let log = dir.join("agent.log");
+    let agent =
+        warden_testkit::RunningAgent::spawn(AGENT.command(&["--config", path_str(&config)]), &log);
+    let out_dir = dir.join("out");
+    Poll::new(LIMIT)
+        .showing_log(&log)
+        .until_true("every output delivered", || {
+            ["tls/fullchain.pem", "config.json", "chain.pem"]
+                .iter()
+                .all(|f| out_dir.join(f).exists())
+        });
+    check_certificate(&out_dir.join("tls"), &read(&dir.join("trust/ca.pem")));
+    let rendered: Value = serde_json::from_str(&read(&out_dir.join("config.json"))).expect("JSON");
+    assert_eq!(rendered, secret);
+
+    // Where it talks to, as its owner, every local user and Prometheus see it.
+    let socket = dir.join("state/control.sock");
+    let status = warden_agent::control::status(&socket)
+        .await
+        .expect("status");
+    assert_eq!(status.server.as_deref(), Some(live.as_str()), "{status:?}");
+    assert!(status.auth.logged_in, "{status:?}");
+    assert!(
+        warden_agent::control::describe(&status).contains(&format!("server: {live}")),
+        "{}",
+        warden_agent::control::describe(&status)
+    );
+    let addr: SocketAddr = read(&dir.join("state/health.addr"))
+        .trim()
+        .parse()
+        .expect("health address");
+    let (_, health) = get_within(addr, "/health", LIMIT);
+    assert!(
+        health.contains(&format!("\"server\": \"{live}\"")),
+        "{health}"
+    );
+    let (_, metrics) = get_within(addr, "/metrics", LIMIT);
+    assert!(
+        metrics.contains(&format!(
+            "warden_agent_openbao_server_info{{server=\"{live}\"}} 1"
+        )),
+        "{metrics}"
+    );
+    let status = agent.terminate(LIMIT);
+    assert!(status.success(), "{status:?}");
 }
 
 #[test]

@@ -1,6 +1,7 @@
-//! The [`Client`]: pooled keep-alive connections to one server, the request pipeline
-//! (URL building, headers, status mapping, retries) and the raw `read/write/list/delete`
-//! escape hatch for endpoints without a typed wrapper.
+//! The [`Client`]: pooled keep-alive connections to one server (or to the nodes of one
+//! cluster, with failover: see `failover`), the request pipeline (URL building, headers, status
+//! mapping, retries) and the raw `read/write/list/delete` escape hatch for endpoints without a
+//! typed wrapper.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,16 +19,23 @@ use zeroize::Zeroizing;
 
 use crate::config::{ClientConfig, check_address};
 use crate::error::{Error, Result};
+use crate::failover::Nodes;
+use crate::http_date::parse_http_date;
 use crate::response::Secret;
 use crate::retry::{Idempotent, RetryGate, RetryPolicy, Schedule, jitter_unit};
 use crate::tls::ClientIdentity;
 use crate::tls::{self, RecordingVerifier};
 
-/// A connection to one OpenBao server. Cheap to clone (clones share the connection pool,
-/// the token and the retry gate).
+/// A connection to one OpenBao server, or to the nodes of one cluster. Cheap to clone (clones
+/// share the connection pool, the token, the retry gate and the current node).
 ///
 /// Why one long-lived client: opening a TLS connection per request (what a CLI call per
 /// object does) costs ~45× more than reusing a keep-alive connection.
+///
+/// With several addresses ([`ClientConfig::with_addresses`]) the client talks to one current
+/// node and fails over to the next live one without a restart; the failover contract (when
+/// it moves, and why a request that may have been applied is never replayed) is in the
+/// crate docs under "Failover".
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -36,15 +44,15 @@ pub struct Client {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("address", &self.inner.address.as_str())
+            .field("address", &self.address().as_str())
+            .field("nodes", &self.inner.nodes.len())
             .field("token", &self.has_token().then_some("..."))
             .finish_non_exhaustive()
     }
 }
 
 struct Inner {
-    address: Url,
-    api_base: Url,
+    nodes: Nodes,
     http: RwLock<reqwest::Client>,
     /// The TLS configuration `http` was built with, for the diagnostic handshake in
     /// [`Client::diagnose`].
@@ -154,14 +162,16 @@ impl Client {
     /// to every server that asks. No redirects are followed (a standby's 307 becomes an
     /// error rather than silently moving the token to another host), and no proxy is used.
     pub fn new(cfg: ClientConfig) -> Result<Self> {
-        check_address(&cfg.address)?;
-        if cfg.address.scheme() == "http"
-            && (cfg.ca_cert_pem.is_some() || cfg.client_identity.is_some())
-        {
-            return Err(Error::config(format!(
-                "address {} is plain http but TLS material (CA or client certificate) is configured; use https://",
-                cfg.address
-            )));
+        let addresses: Vec<Url> = cfg.addresses().into_iter().cloned().collect();
+        for address in &addresses {
+            check_address(address)?;
+            if address.scheme() == "http"
+                && (cfg.ca_cert_pem.is_some() || cfg.client_identity.is_some())
+            {
+                return Err(Error::config(format!(
+                    "address {address} is plain http but TLS material (CA or client certificate) is configured; use https://"
+                )));
+            }
         }
         if cfg.request_timeout.is_zero() {
             return Err(Error::config("request_timeout must be greater than zero"));
@@ -172,13 +182,7 @@ impl Client {
             cfg.client_identity.as_ref(),
             cfg.request_timeout,
         )?;
-        let mut api_base = cfg.address.clone();
-        {
-            let mut segs = api_base
-                .path_segments_mut()
-                .map_err(|()| Error::config("address cannot be a base URL"))?;
-            segs.pop_if_empty().push("v1");
-        }
+        let nodes = Nodes::new(addresses)?;
         let namespace = cfg
             .namespace
             .as_deref()
@@ -190,8 +194,7 @@ impl Client {
             .transpose()?;
         Ok(Self {
             inner: Arc::new(Inner {
-                address: cfg.address,
-                api_base,
+                nodes,
                 http: RwLock::new(http),
                 tls_config: RwLock::new(tls_config),
                 verifier,
@@ -233,9 +236,19 @@ impl Client {
         }
     }
 
-    /// The server address, as configured.
+    /// The address of the node requests go to now: the configured one for a single-address
+    /// client; for several, the one that last answered (status pages and metrics show it).
     pub fn address(&self) -> &Url {
-        &self.inner.address
+        &self.inner.nodes.node(self.inner.nodes.current()).address
+    }
+
+    /// Every configured address, in the order failover tries them.
+    pub fn addresses(&self) -> Vec<&Url> {
+        self.inner.nodes.addresses().collect()
+    }
+
+    pub(crate) fn nodes(&self) -> &Nodes {
+        &self.inner.nodes
     }
 
     /// The retry policy in force.
@@ -307,7 +320,7 @@ impl Client {
     /// is returned as a [`Secret`]; a 404 without data is [`Error::NotFound`].
     pub async fn read(&self, path: &str) -> Result<Secret> {
         let reply = self.send(Call::get(path).accept(&[404])).await?;
-        let addr = self.inner.address.as_str();
+        let addr = self.address().as_str();
         if reply.status == 404 {
             let secret: Option<Secret> = serde_json::from_slice(&reply.body).ok();
             return match secret {
@@ -388,7 +401,8 @@ impl Client {
             &what,
             self.inner.retry.call_budget,
             |e| idem.may_retry(e),
-            || self.send_once(&call),
+            // Each attempt is one failover round over the client's nodes.
+            || self.send_round(&call),
         )
         .await
     }
@@ -456,7 +470,7 @@ impl Client {
         }
     }
 
-    fn url(&self, path: &str, query: &[(&str, &str)]) -> Result<Url> {
+    fn url(base: &Url, path: &str, query: &[(&str, &str)]) -> Result<Url> {
         let trimmed = path.trim_start_matches('/');
         if trimmed.is_empty() {
             return Err(Error::InvalidPath {
@@ -470,7 +484,7 @@ impl Client {
                 reason: "contains a '.' or '..' segment",
             });
         }
-        let mut url = self.inner.api_base.clone();
+        let mut url = base.clone();
         {
             // Segment-wise: '?', '#' and '%' in a path are encoded, never interpreted.
             let mut segs = url
@@ -508,8 +522,10 @@ impl Client {
         Ok(headers)
     }
 
-    pub(crate) async fn send_once(&self, call: &Call<'_>) -> Result<Reply> {
-        let url = self.url(call.path, call.query)?;
+    /// One exchange with node `i`.
+    pub(crate) async fn send_to(&self, i: usize, call: &Call<'_>) -> Result<Reply> {
+        let node = self.inner.nodes.node(i);
+        let url = Self::url(&node.api_base, call.path, call.query)?;
         let http = self
             .inner
             .http
@@ -532,12 +548,20 @@ impl Client {
             "bao_request",
             method = %call.method,
             path = call.path,
+            node = %node.address,
             status = tracing::field::Empty
         );
         async {
             let resp = match req.send().await {
                 Ok(resp) => resp,
-                Err(e) => return Err(self.diagnose(self.transport_error(call.path, e)).await),
+                Err(e) => {
+                    return Err(self
+                        .diagnose(
+                            &node.address,
+                            self.transport_error(&node.address, call.path, e),
+                        )
+                        .await);
+                }
             };
             let status = resp.status().as_u16();
             tracing::Span::current().record("status", status);
@@ -546,13 +570,13 @@ impl Client {
             let body = Zeroizing::new(
                 resp.bytes()
                     .await
-                    .map_err(|e| self.transport_error(call.path, e))?
+                    .map_err(|e| self.transport_error(&node.address, call.path, e))?
                     .to_vec(),
             );
             if (200..300).contains(&status) || call.accept.contains(&status) {
                 Ok(Reply { status, body })
             } else {
-                let err = Error::from_status(status, call.path, self.inner.address.as_str(), &body);
+                let err = Error::from_status(status, call.path, node.address.as_str(), &body);
                 tracing::debug!(error = %err, "OpenBao refused the request");
                 Err(err)
             }
@@ -567,8 +591,8 @@ impl Client {
     /// whether hyper reports the alert or just a dead connection is a race. One bounded
     /// diagnostic handshake with the same TLS configuration reads the alert, so callers always
     /// get the typed `Error::Tls` for a refused certificate. Anything else is returned as is.
-    async fn diagnose(&self, err: Error) -> Error {
-        if !matches!(err, Error::Transport { .. }) || self.inner.address.scheme() != "https" {
+    async fn diagnose(&self, address: &Url, err: Error) -> Error {
+        if !matches!(err, Error::Transport { .. }) || address.scheme() != "https" {
             return err;
         }
         let config = self
@@ -577,9 +601,9 @@ impl Client {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        match tls::probe(&self.inner.address, config).await {
+        match tls::probe(address, config).await {
             Some(rustls_err) => Error::Tls {
-                address: self.inner.address.to_string(),
+                address: address.to_string(),
                 failure: tls::classify(
                     &rustls_err,
                     self.inner.verifier.take_rejected(),
@@ -590,8 +614,8 @@ impl Client {
         }
     }
 
-    fn transport_error(&self, path: &str, err: reqwest::Error) -> Error {
-        let address = self.inner.address.to_string();
+    fn transport_error(&self, address: &Url, path: &str, err: reqwest::Error) -> Error {
+        let address = address.to_string();
         if let Some(rustls_err) = tls::find_rustls_error(&err) {
             return Error::Tls {
                 address,
@@ -663,28 +687,41 @@ mod tests {
     fn urls_stay_under_v1() {
         let c = client("http://127.0.0.1:8200");
         assert_eq!(
-            c.url("secret/data/a", &[]).expect("url").as_str(),
+            Client::url(&c.inner.nodes.node(0).api_base, "secret/data/a", &[])
+                .expect("url")
+                .as_str(),
             "http://127.0.0.1:8200/v1/secret/data/a"
         );
         assert_eq!(
-            c.url("/secret/metadata/", &[("list", "true")])
-                .expect("url")
-                .as_str(),
+            Client::url(
+                &c.inner.nodes.node(0).api_base,
+                "/secret/metadata/",
+                &[("list", "true")]
+            )
+            .expect("url")
+            .as_str(),
             "http://127.0.0.1:8200/v1/secret/metadata/?list=true"
         );
         // Characters that would change the URL's meaning are encoded, not interpreted.
         assert_eq!(
-            c.url("secret/a?b#c", &[]).expect("url").as_str(),
+            Client::url(&c.inner.nodes.node(0).api_base, "secret/a?b#c", &[])
+                .expect("url")
+                .as_str(),
             "http://127.0.0.1:8200/v1/secret/a%3Fb%23c"
         );
         assert!(matches!(
-            c.url("secret/../sys", &[]),
+            Client::url(&c.inner.nodes.node(0).api_base, "secret/../sys", &[]),
             Err(Error::InvalidPath { .. })
         ));
-        assert!(matches!(c.url("", &[]), Err(Error::InvalidPath { .. })));
+        assert!(matches!(
+            Client::url(&c.inner.nodes.node(0).api_base, "", &[]),
+            Err(Error::InvalidPath { .. })
+        ));
         let prefixed = client("https://proxy.test/bao/");
         assert_eq!(
-            prefixed.url("sys/health", &[]).expect("url").as_str(),
+            Client::url(&prefixed.inner.nodes.node(0).api_base, "sys/health", &[])
+                .expect("url")
+                .as_str(),
             "https://proxy.test/bao/v1/sys/health"
         );
     }
@@ -731,64 +768,5 @@ mod tests {
         assert!(c.inner.identity_present.load(Ordering::Relaxed));
         c.set_identity(None).expect("swap back");
         assert!(!c.inner.identity_present.load(Ordering::Relaxed));
-    }
-}
-
-/// An HTTP `Date` in the IMF-fixdate form every server must send (RFC 9110 §5.6.7):
-/// `Sun, 06 Nov 1994 08:49:37 GMT`. The obsolete forms are not read (`None`).
-fn parse_http_date(s: &str) -> Option<SystemTime> {
-    let b = s.as_bytes();
-    if b.len() != 29 || &b[3..5] != b", " || &b[25..] != b" GMT" {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let t = s.get(r)?;
-        t.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| t.parse().ok())?
-    };
-    let day = num(5..7)?;
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| s.get(8..11) == Some(*m))? as i64
-        + 1;
-    let year = num(12..16)?;
-    let (h, mi, sec) = (num(17..19)?, num(20..22)?, num(23..25)?);
-    if b[7] != b' ' || b[11] != b' ' || b[16] != b' ' || b[19] != b':' || b[22] != b':' {
-        return None;
-    }
-    if !(1..=31).contains(&day) || h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
-    // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = u64::try_from(days * 86_400 + h * 3600 + mi * 60 + sec).ok()?;
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
-}
-
-#[cfg(test)]
-mod date_tests {
-    use super::*;
-
-    #[test]
-    fn http_dates_are_read_in_the_imf_fixdate_form_only() {
-        let at = |s| {
-            parse_http_date(s).map(|t| t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs())
-        };
-        assert_eq!(at("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
-        assert_eq!(at("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
-        assert_eq!(at("Tue, 29 Feb 2028 23:59:59 GMT"), Some(1_835_481_599));
-        assert_eq!(at("Sunday, 06-Nov-94 08:49:37 GMT"), None);
-        assert_eq!(at("Sun Nov  6 08:49:37 1994"), None);
-        assert_eq!(at("Sun, 06 Xyz 1994 08:49:37 GMT"), None);
-        assert_eq!(at("Sun, 06 Nov 1994 08:49:37 UTC"), None);
     }
 }

@@ -22,8 +22,12 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct ClientConfig {
-    /// Server address, e.g. `https://127.0.0.1:8200` (no `/v1`).
+    /// Server address, e.g. `https://127.0.0.1:8200` (no `/v1`); for a cluster, the node
+    /// tried first.
     pub address: Url,
+    /// Further nodes of the same cluster, tried after `address` in this order when a node
+    /// cannot serve (the failover contract is in the crate docs). Empty for one server.
+    pub other_addresses: Vec<Url>,
     /// PEM CA bundle. When set, it is the ONLY trust anchor: platform roots are not used, so a
     /// certificate from some public CA cannot impersonate the server.
     pub ca_cert_pem: Option<Vec<u8>>,
@@ -43,6 +47,14 @@ impl fmt::Debug for ClientConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientConfig")
             .field("address", &self.address.as_str())
+            .field(
+                "other_addresses",
+                &self
+                    .other_addresses
+                    .iter()
+                    .map(Url::as_str)
+                    .collect::<Vec<_>>(),
+            )
             .field("ca_cert_pem_len", &self.ca_cert_pem.as_ref().map(Vec::len))
             .field("client_identity", &self.client_identity)
             .field("token", &self.token.as_ref().map(|_| "..."))
@@ -58,6 +70,7 @@ impl ClientConfig {
     pub fn new(address: Url) -> Self {
         Self {
             address,
+            other_addresses: Vec::new(),
             ca_cert_pem: None,
             client_identity: None,
             token: None,
@@ -70,6 +83,34 @@ impl ClientConfig {
     /// Like [`ClientConfig::new`] but parses the address.
     pub fn from_address(address: &str) -> Result<Self> {
         Ok(Self::new(parse_address(address)?))
+    }
+
+    /// A config for the nodes of one cluster, tried in this order (see the failover contract
+    /// in the crate docs). Refuses an empty list, an address that does not parse, and the same
+    /// address twice; one address is the same as [`ClientConfig::from_address`].
+    pub fn with_addresses<S: AsRef<str>>(addresses: &[S]) -> Result<Self> {
+        let mut urls: Vec<Url> = Vec::with_capacity(addresses.len());
+        for a in addresses {
+            let url = parse_address(a.as_ref())?;
+            if urls.contains(&url) {
+                return Err(Error::config(format!("address {url} is listed twice")));
+            }
+            urls.push(url);
+        }
+        let mut urls = urls.into_iter();
+        let first = urls
+            .next()
+            .ok_or_else(|| Error::config("no server address is configured"))?;
+        let mut cfg = Self::new(first);
+        cfg.other_addresses = urls.collect();
+        Ok(cfg)
+    }
+
+    /// Every address, `address` first.
+    pub fn addresses(&self) -> Vec<&Url> {
+        std::iter::once(&self.address)
+            .chain(&self.other_addresses)
+            .collect()
     }
 
     /// Trust only the CAs in this PEM bundle.
@@ -374,6 +415,22 @@ mod tests {
             assert!(ClientConfig::from_address(bad).is_err(), "{bad}");
         }
         ClientConfig::from_address("http://127.0.0.1:8200").expect("ok");
+    }
+
+    #[test]
+    fn several_addresses_keep_their_order_and_are_checked() {
+        let cfg =
+            ClientConfig::with_addresses(&["https://a:8200", "https://b:8200/"]).expect("two");
+        let all: Vec<&str> = cfg.addresses().iter().map(|u| u.as_str()).collect();
+        assert_eq!(all, ["https://a:8200/", "https://b:8200/"]);
+        assert_eq!(cfg.address.as_str(), "https://a:8200/");
+        let one = ClientConfig::with_addresses(&["https://a:8200"]).expect("one");
+        assert!(one.other_addresses.is_empty());
+        let err = ClientConfig::with_addresses::<&str>(&[]).unwrap_err();
+        assert!(err.to_string().contains("no server address"), "{err}");
+        let err = ClientConfig::with_addresses(&["https://a:8200", "https://a:8200/"]).unwrap_err();
+        assert!(err.to_string().contains("listed twice"), "{err}");
+        assert!(ClientConfig::with_addresses(&["https://a:8200", "ftp://b"]).is_err());
     }
 
     #[test]

@@ -37,6 +37,31 @@ pub enum Error {
         address: String,
     },
 
+    /// A standby node that cannot serve the request now: it knows no active node to forward
+    /// to (an election is in progress), or the operation runs on the active node only
+    /// (OpenBao: 500 "local node not active but active cluster node not found", 503 "no
+    /// active Vault instance found" / "node is not active", 400 "Vault is in standby mode").
+    /// The node did not act on the request. Retryable: an election ends within seconds.
+    #[error(
+        "OpenBao at {address} is a standby that cannot serve this now{}",
+        fmt_errors(errors)
+    )]
+    NotActive {
+        /// Server address the request went to.
+        address: String,
+        /// OpenBao's `errors[]`.
+        errors: Vec<String>,
+    },
+
+    /// A client with several node addresses tried each of them in one round and none could
+    /// serve the request; one entry per node, in the order tried. See
+    /// [`crate::Client`]'s failover contract.
+    #[error("{}", crate::failover::describe(failures))]
+    AllNodesFailed {
+        /// What each node answered (or why it could not be reached).
+        failures: Vec<crate::NodeFailure>,
+    },
+
     /// 403: the token lacks a policy granting this path (or the token is invalid/expired:
     /// OpenBao does not distinguish the two).
     #[error(
@@ -192,7 +217,7 @@ pub enum Error {
 
 /// The innermost error's message: "Connection refused (os error 111)" says more than
 /// reqwest's "error sending request for url (...)".
-fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     let mut current = err;
     while let Some(next) = current.source() {
         current = next;
@@ -218,14 +243,17 @@ impl Error {
     }
 
     /// Whether trying again later may succeed without anyone changing the request:
-    /// unreachable server, sealed server, request timeout, a connection broken mid-exchange,
-    /// and HTTP 412/429/502/503/504 (standby, rate limit, proxy errors). A plain 500 is not
-    /// retried: OpenBao uses it for deterministic failures (bad plugin config...) where
+    /// unreachable server, sealed server, a standby without an active node, request timeout,
+    /// a connection broken mid-exchange, and HTTP 412/429/502/503/504 (standby, rate limit,
+    /// proxy errors); for [`Error::AllNodesFailed`], when any node's failure is. A plain 500
+    /// is not retried: OpenBao uses it for deterministic failures (bad plugin config...) where
     /// retrying only adds load.
     pub fn is_retryable(&self) -> bool {
         match self.root() {
+            Self::AllNodesFailed { failures } => failures.iter().any(|f| f.error.is_retryable()),
             Self::Unreachable { .. }
             | Self::Sealed { .. }
+            | Self::NotActive { .. }
             | Self::Timeout { .. }
             | Self::Transport { .. } => true,
             Self::Server { status, .. } => matches!(status, 412 | 429 | 502 | 503 | 504),
@@ -238,20 +266,51 @@ impl Error {
         }
     }
 
-    /// Whether the request certainly never reached the server (no connection was made), so
-    /// even a non-idempotent call may be sent again.
+    /// Whether the request certainly never reached the server (no connection was made; for
+    /// [`Error::AllNodesFailed`], to no node).
     pub fn request_not_sent(&self) -> bool {
-        matches!(self.root(), Self::Unreachable { .. })
+        self.every(|e| matches!(e, Self::Unreachable { .. }))
     }
 
-    /// The server is sealed.
+    /// Whether no server acted on the request, so even a non-idempotent call may be sent
+    /// again (to the same node or another): it was never sent, the TLS handshake failed, or
+    /// the node refused it outright because it is sealed, not initialised, or a standby
+    /// without an active node. A timeout or a connection broken mid-exchange is not such a
+    /// proof: the request may have been applied and only the answer lost.
+    pub fn not_applied(&self) -> bool {
+        self.every(|e| {
+            matches!(
+                e,
+                Self::Unreachable { .. }
+                    | Self::Tls { .. }
+                    | Self::Sealed { .. }
+                    | Self::NotInitialized { .. }
+                    | Self::NotActive { .. }
+            )
+        })
+    }
+
+    /// `test` of the underlying error, or of every node's failure for
+    /// [`Error::AllNodesFailed`] (so "sealed" means every node was sealed).
+    fn every(&self, test: impl Fn(&Self) -> bool) -> bool {
+        self.every_dyn(&test)
+    }
+
+    fn every_dyn(&self, test: &dyn Fn(&Self) -> bool) -> bool {
+        match self.root() {
+            Self::AllNodesFailed { failures } => failures.iter().all(|f| f.error.every_dyn(test)),
+            other => test(other),
+        }
+    }
+
+    /// The server is sealed (every node, for a client with several).
     pub fn is_sealed(&self) -> bool {
-        matches!(self.root(), Self::Sealed { .. })
+        self.every(|e| matches!(e, Self::Sealed { .. }))
     }
 
-    /// The server is not initialised.
+    /// The server is not initialised (every node, for a client with several).
     pub fn is_not_initialized(&self) -> bool {
-        matches!(self.root(), Self::NotInitialized { .. })
+        self.every(|e| matches!(e, Self::NotInitialized { .. }))
     }
 
     /// 404 with no data.
@@ -264,14 +323,14 @@ impl Error {
         matches!(self.root(), Self::PermissionDenied { .. })
     }
 
-    /// No connection could be made.
+    /// No connection could be made (to any node, for a client with several).
     pub fn is_unreachable(&self) -> bool {
-        matches!(self.root(), Self::Unreachable { .. })
+        self.every(|e| matches!(e, Self::Unreachable { .. }))
     }
 
-    /// The TLS handshake failed.
+    /// The TLS handshake failed (with every node, for a client with several).
     pub fn is_tls(&self) -> bool {
-        matches!(self.root(), Self::Tls { .. })
+        self.every(|e| matches!(e, Self::Tls { .. }))
     }
 
     /// The HTTP status OpenBao answered with, if the failure was an HTTP answer.
@@ -290,6 +349,7 @@ impl Error {
     pub fn server_errors(&self) -> &[String] {
         match self.root() {
             Self::PermissionDenied { errors, .. }
+            | Self::NotActive { errors, .. }
             | Self::NotFound { errors, .. }
             | Self::BadRequest { errors, .. }
             | Self::Server { errors, .. } => errors,
@@ -310,6 +370,18 @@ impl Error {
                 .any(|e| e.to_ascii_lowercase().contains(needle))
         };
         let path = path.to_owned();
+        // A standby's refusals (internal/http/handler.go `forwardRequest`, `respondStandby`;
+        // consts.ErrStandby): the node did nothing, another node may serve it.
+        if mentions("active cluster node not found")
+            || mentions("no active vault instance found")
+            || mentions("node is not active")
+            || mentions("is in standby mode")
+        {
+            return Self::NotActive {
+                address: address.to_owned(),
+                errors,
+            };
+        }
         match status {
             400 if mentions("not initialized") => Self::NotInitialized {
                 address: address.to_owned(),

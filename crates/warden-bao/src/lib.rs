@@ -6,8 +6,9 @@
 //! ([`Idempotent`]), and uses sys/lease/wrapping endpoints other clients lack.
 //!
 //! # Where to start
-//! - [`ClientConfig`]: address, CA bundle, client certificate, token, retry policy; or
-//!   [`ClientConfig::from_env`] for the standard `BAO_*`/`VAULT_*` variables.
+//! - [`ClientConfig`]: address (or a cluster's several: [`ClientConfig::with_addresses`]), CA
+//!   bundle, client certificate, token, retry policy; or [`ClientConfig::from_env`] for the
+//!   standard `BAO_*`/`VAULT_*` variables (one address).
 //! - [`Client::new`], then [`Client::wait_ready`] at start-up.
 //! - Typed endpoints, by module:
 //!   - lifecycle ([`Client::health`], [`Client::seal_status`], [`Client::init`],
@@ -25,6 +26,45 @@
 //! - Anything else: the raw [`Client::read`], [`Client::write`], [`Client::list`],
 //!   [`Client::delete`] with `serde_json::Value`.
 //!
+//! # Failover
+//!
+//! A client built with several addresses ([`ClientConfig::with_addresses`]) keeps one
+//! *current* node and sends every request there. It moves on, in the configured order and
+//! wrapping around, when the current node cannot serve:
+//!
+//! - no connection (refused, connect timeout, DNS) or a failed TLS handshake;
+//! - the node answers that it is sealed, not initialised, or a standby without an active node
+//!   to forward to ([`Error::NotActive`]);
+//! - for idempotent calls only ([`Idempotent::Yes`]): a request timeout, a connection lost
+//!   mid-exchange, or a standby's redirect (307, which OpenBao sends when forwarding to the
+//!   active node failed). For any other call these leave open whether the request was
+//!   applied and only its answer lost, so it is never replayed, neither here nor elsewhere:
+//!   the error is returned.
+//!
+//! A node that answers anything else (success, 403, 404, 400...) is live: the client sticks to
+//! it, and its answer is the call's answer. One *round* tries every node at most once, without
+//! waiting between nodes; when all fail, the round's error is [`Error::AllNodesFailed`],
+//! naming every address and what each said, and the call's retry budget decides whether a
+//! later round follows, with the usual backoff and client-wide spacing
+//! ([`RetryPolicy`]). So a dead first address costs one refused connection, once: the
+//! client then stays on the node that answered.
+//!
+//! OpenBao standbys forward writes to the active node and answer reads themselves, so any
+//! unsealed node of a healthy cluster serves every request; but a standby's reads can lag the
+//! active node. So a client with several addresses first asks `sys/health` which node is
+//! active and starts there, at its first request and again after a node has failed (never
+//! per request); when none says so (an election), the round goes on as above.
+//! [`Client::wait_ready`] waits for an active node and makes it current.
+//!
+//! Requests that act on one node rather than on the cluster (`sys/health`,
+//! `sys/seal-status`, `sys/init`, `sys/unseal`, `sys/seal`) never move: they go to the
+//! current node. To address a given node, build a client for that address alone.
+//!
+//! The same rule governs retries on one node: a call with side effects
+//! ([`Idempotent::No`]) is sent again only when no server acted on it
+//! ([`Error::not_applied`]). [`Client::address`] names the current node (status pages and
+//! metrics show it); [`Client::addresses`] lists them all.
+//!
 //! # Guarantees
 //! - Tokens travel only in the `X-Vault-Token` header (marked sensitive), are never logged,
 //!   and every `Debug` of a type holding a secret prints `"..."`.
@@ -38,6 +78,8 @@ mod client;
 mod config;
 mod custody;
 mod error;
+mod failover;
+mod http_date;
 mod jwt;
 mod kv;
 pub mod lease;
@@ -55,6 +97,7 @@ pub use client::{Client, ServerDate};
 pub use config::{ClientConfig, DEFAULT_REQUEST_TIMEOUT};
 pub use custody::{GenerateRootProgress, OrphanToken, RotateProgress, decode_root_token};
 pub use error::{BoxError, CertProblem, Error, Result, TlsFailure};
+pub use failover::NodeFailure;
 pub use jwt::{JwtLoginError, JwtRefusal, unverified_claims};
 pub use kv::{
     ChangeRecord, KeyChanges, Kv1, Kv2, KvData, KvError, KvMetadata, KvVersion, SecretValue,

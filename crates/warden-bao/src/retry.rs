@@ -91,13 +91,19 @@ impl RetryPolicy {
 }
 
 /// Whether repeating a request that may already have been processed is harmless.
+///
+/// The same rule decides retries on one node and failover to another node of a cluster: a
+/// call is sent again (anywhere) only if repeating it is harmless or no server acted on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Idempotent {
     /// Reads, deletes, and writes that set a fixed state (policy, role, mount tune): retried
     /// on any retryable error.
     Yes,
     /// Calls with side effects per request (PKI issue/sign, unwrap, init, unseal): retried
-    /// only when the connection was never made.
+    /// only when no server acted on the request ([`Error::not_applied`]: never sent, or
+    /// refused by a sealed node or a standby without an active node), never after a timeout
+    /// or a connection lost mid-exchange, where the answer, not the request, may be what was
+    /// lost.
     No,
 }
 
@@ -106,7 +112,7 @@ impl Idempotent {
     pub fn may_retry(self, err: &Error) -> bool {
         match self {
             Self::Yes => err.is_retryable(),
-            Self::No => err.request_not_sent(),
+            Self::No => err.is_retryable() && err.not_applied(),
         }
     }
 }
@@ -293,9 +299,18 @@ mod tests {
             path: "p".into(),
             errors: vec![],
         };
+        let lost = Error::Timeout {
+            path: "p".into(),
+            after: Duration::from_secs(1),
+        };
         assert!(Idempotent::Yes.may_retry(&sealed));
-        assert!(!Idempotent::No.may_retry(&sealed));
+        // A sealed node refused the request outright (nothing was applied), so even a
+        // non-idempotent call may be sent again: to this node later, or to another node.
+        assert!(Idempotent::No.may_retry(&sealed));
         assert!(Idempotent::No.may_retry(&unreachable));
+        // A timeout may have lost only the answer: never replayed unless idempotent.
+        assert!(Idempotent::Yes.may_retry(&lost));
+        assert!(!Idempotent::No.may_retry(&lost));
         assert!(!Idempotent::Yes.may_retry(&denied));
     }
 

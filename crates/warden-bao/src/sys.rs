@@ -111,12 +111,18 @@ impl Client {
     /// One `sys/health` probe, no retry. Answers with a [`Health`] for every state the
     /// server can report (including sealed and uninitialised); errors only when there is
     /// no answer (unreachable, TLS) or an unexpected status.
+    /// Asks the current node (see [`Client::address`]).
     pub async fn health(&self) -> Result<Health> {
+        self.health_at(self.nodes().current()).await
+    }
+
+    /// [`Client::health`] of node `i`.
+    pub(crate) async fn health_at(&self, i: usize) -> Result<Health> {
         let path = "sys/health";
         let call = Call::get(path)
             .unauthenticated()
             .accept(&[429, 472, 473, 501, 503]);
-        let reply = self.send_once(&call).await?;
+        let reply = self.send_to(i, &call).await?;
         let mut health: Health = reply.decode(path)?;
         health.http_status = reply.status;
         Ok(health)
@@ -135,32 +141,15 @@ impl Client {
 
     /// Waits until the server is initialised, unsealed and active, retrying while it is
     /// unreachable, sealed or standby, with backoff, until `startup_timeout`; then
-    /// [`Error::GaveUp`] (whose `last` says which state it was stuck in).
+    /// [`Error::GaveUp`] (whose `last` says which state it was stuck in). With several
+    /// addresses, the first active node found becomes the current one.
     ///
     /// Returns [`Error::NotInitialized`] at once: nobody is going to initialise the server
     /// while we wait, so waiting would only delay the real fix.
     pub async fn wait_ready(&self) -> Result<Health> {
         let budget = self.retry_policy().startup_timeout;
-        let address = self.address().to_string();
-        self.retrying("wait_ready", budget, Error::is_retryable, || async {
-            let health = self.health().await?;
-            if !health.initialized {
-                Err(Error::NotInitialized {
-                    address: address.clone(),
-                })
-            } else if health.sealed {
-                Err(Error::Sealed {
-                    address: address.clone(),
-                })
-            } else if health.standby {
-                Err(Error::Server {
-                    status: health.http_status,
-                    path: "sys/health".to_owned(),
-                    errors: vec!["node is a standby".to_owned()],
-                })
-            } else {
-                Ok(health)
-            }
+        self.retrying("wait_ready", budget, Error::is_retryable, || {
+            self.ready_round()
         })
         .await
     }

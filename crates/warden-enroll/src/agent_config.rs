@@ -60,10 +60,28 @@ pub struct IdentitySection {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpenBaoSection {
-    /// API address.
-    pub address: String,
+    /// API address of a one-server environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// API addresses of a cluster's nodes, in the order the agent tries them (it fails over
+    /// between them). The agent accepts one of `address` and `addresses`, never both.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
     /// Trust anchor for the API (and every chain the agent verifies).
     pub ca_file: String,
+}
+
+impl OpenBaoSection {
+    /// `address` for one server, `addresses` for several, as the agent reads them.
+    pub fn new<S: AsRef<str>>(addresses: &[S], ca_file: impl Into<String>) -> Self {
+        let mut all: Vec<String> = addresses.iter().map(|a| a.as_ref().to_owned()).collect();
+        let address = (all.len() == 1).then(|| all.remove(0));
+        Self {
+            address,
+            addresses: all,
+            ca_file: ca_file.into(),
+        }
+    }
 }
 
 /// `[auth]`. Which keys are set depends on `method`.
@@ -249,10 +267,7 @@ mod tests {
                 env: "test".into(),
                 common_name: "billing.identity.test.warden.internal".into(),
             },
-            openbao: OpenBaoSection {
-                address: "https://127.0.0.1:8200/".into(),
-                ca_file: "trust/ca.pem".into(),
-            },
+            openbao: OpenBaoSection::new(&["https://127.0.0.1:8200/"], "trust/ca.pem"),
             auth: AuthSection {
                 method: "cert".into(),
                 mount: "cert".into(),
@@ -324,6 +339,27 @@ mod tests {
         assert_eq!(parsed.databases[0].path, "postgres/creds/billing");
         assert!(text.contains("[[output]]"), "{text}");
         assert!(text.contains("[[database]]"), "{text}");
+        assert!(
+            text.contains("address = \"https://127.0.0.1:8200/\""),
+            "{text}"
+        );
+
+        // A cluster's nodes: written as `addresses`, read by the agent in order.
+        let mut cluster = sample();
+        cluster.openbao = OpenBaoSection::new(
+            &["https://10.0.0.11:8200", "https://10.0.0.12:8200"],
+            "trust/ca.pem",
+        );
+        let text = cluster.to_toml(&path).unwrap();
+        std::fs::write(&path, &text).unwrap();
+        assert!(!text.contains("address ="), "{text}");
+        assert_eq!(AgentConfig::load(&path).unwrap(), cluster);
+        let parsed = warden_agent::Config::load(&path).unwrap();
+        assert_eq!(
+            parsed.openbao.addresses,
+            ["https://10.0.0.11:8200", "https://10.0.0.12:8200"]
+        );
+
         std::fs::write(&path, "version = 1\nsurprise = true\n").unwrap();
         let err = AgentConfig::load(&path).unwrap_err();
         assert!(err.to_string().contains("agent.toml"), "{err}");

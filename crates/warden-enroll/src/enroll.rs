@@ -263,7 +263,13 @@ pub async fn enroll(
     let verification = verify(operator, req.trust_anchor_pem, &material.identity, &names).await?;
 
     publish(layout, &material, req.trust_anchor_pem)?;
-    let config = agent_config(req.spec, req.env, id, &names, operator.address().as_str());
+    // Every node the operator's client knows (the spec's nodes, or the lab's), in its order.
+    let addresses: Vec<&str> = operator
+        .addresses()
+        .into_iter()
+        .map(|u| u.as_str())
+        .collect();
+    let config = agent_config(req.spec, req.env, id, &names, &addresses);
     let agent_toml = layout.agent_config();
     warden_files::write_atomic(
         &agent_toml,
@@ -325,7 +331,7 @@ fn agent_config(
     env: &Environment,
     id: &Identity,
     names: &Names,
-    address: &str,
+    addresses: &[&str],
 ) -> AgentConfig {
     let reload = id.reload.clone();
     let mut outputs = Vec::new();
@@ -417,10 +423,7 @@ fn agent_config(
             env: names.env.clone(),
             common_name: names.common_name.clone(),
         },
-        openbao: OpenBaoSection {
-            address: address.to_owned(),
-            ca_file: "trust/ca.pem".to_owned(),
-        },
+        openbao: OpenBaoSection::new(addresses, "trust/ca.pem"),
         auth: AuthSection {
             method: "cert".to_owned(),
             mount: names.cert_mount.clone(),
@@ -610,7 +613,12 @@ async fn verify(
     identity: &ClientIdentity,
     names: &Names,
 ) -> Result<Verification> {
-    let cfg = ClientConfig::new(operator.address().clone())
+    let addresses = operator.addresses();
+    let cfg = ClientConfig::with_addresses(&addresses)
+        .map_err(|source| Error::ClientIdentity {
+            what: "the server addresses".to_owned(),
+            source: Box::new(source),
+        })?
         .with_ca_pem(trust_anchor_pem.as_bytes().to_vec())
         .with_client_identity(identity.clone());
     let client = Client::new(cfg).map_err(|source| Error::ClientIdentity {

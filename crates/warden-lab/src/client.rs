@@ -14,14 +14,14 @@ pub(crate) fn operator_client(
     layout: &EnvLayout,
     token: Option<SecretString>,
 ) -> Result<Client, Error> {
-    let address = env
-        .address()
-        .parse()
-        .map_err(|e: url::ParseError| Error::ServerState {
+    // HOOK(ha → client): with several nodes per environment, list every node's API address
+    // here, in order; the client fails over between them (warden-bao, "Failover").
+    let addresses = [env.address()];
+    let mut cfg = ClientConfig::with_addresses(&addresses)
+        .map_err(|e| Error::ServerState {
             env: env.name.clone(),
-            what: format!("bad address {}: {e}", env.address()),
-        })?;
-    let mut cfg = ClientConfig::new(address)
+            what: format!("bad address {}: {e}", addresses.join(", ")),
+        })?
         .with_ca_file(layout.ca_bundle())
         .and_then(|c| c.with_client_cert_files(layout.operator_cert(), layout.operator_key()))
         .map_err(Error::bao(&env.name, "load the operator credentials"))?;

@@ -66,6 +66,17 @@ pub(crate) struct RawEnvironment {
     pub(crate) kubernetes: Option<S<RawCiAuth>>,
     #[serde(default)]
     pub(crate) custody: Option<S<crate::validate::custody::RawCustody>>,
+    #[serde(default)]
+    pub(crate) nodes: Option<S<Vec<S<RawNode>>>>,
+}
+
+/// One `[[environments.<name>.nodes]]` entry: an OpenBao server of a raft cluster.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNode {
+    pub(crate) name: S<String>,
+    pub(crate) address: S<String>,
+    pub(crate) cluster_address: S<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

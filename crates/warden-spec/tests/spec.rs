@@ -155,6 +155,101 @@ fn plain_http_addresses_are_refused() {
     assert!(errs[0].contains("HTTPS only"), "{errs:?}");
 }
 
+const NODES: &str = r#"version = 1
+[environments.prod]
+domain = "p.internal"
+[[environments.prod.nodes]]
+name = "prod-1"
+address = "https://10.0.0.11:8200"
+cluster_address = "https://10.0.0.11:8201"
+[[environments.prod.nodes]]
+name = "prod-2"
+address = "https://10.0.0.12:8200/"
+cluster_address = "https://10.0.0.12:8201"
+"#;
+
+#[test]
+fn nodes_give_the_api_addresses_in_order() {
+    let spec = parse(NODES, "w.toml").unwrap_or_else(|e| panic!("{e}"));
+    let prod = spec.environment("prod").unwrap();
+    assert_eq!(prod.nodes.len(), 2);
+    assert_eq!(prod.nodes[0].name.as_str(), "prod-1");
+    assert_eq!(prod.nodes[1].cluster_address, "https://10.0.0.12:8201");
+    assert_eq!(
+        prod.api_addresses(),
+        ["https://10.0.0.11:8200", "https://10.0.0.12:8200"],
+        "in declaration order, trailing slash dropped"
+    );
+    assert_eq!(prod.address, None);
+
+    let one =
+        "version = 1\n[environments.test]\ndomain = \"t.internal\"\naddress = \"https://b:8200\"\n";
+    let spec = parse(one, "w.toml").unwrap();
+    assert_eq!(spec.environments[0].api_addresses(), ["https://b:8200"]);
+    let lab = "version = 1\n[environments.test]\ndomain = \"t.internal\"\n";
+    assert!(
+        parse(lab, "w.toml").unwrap().environments[0]
+            .api_addresses()
+            .is_empty()
+    );
+}
+
+#[test]
+fn bad_nodes_are_each_located() {
+    let text = r#"version = 1
+[environments.prod]
+domain = "p.internal"
+address = "https://lb:8200"
+[[environments.prod.nodes]]
+name = "prod-1"
+address = "https://10.0.0.11:8200"
+cluster_address = "https://10.0.0.11:8201"
+[[environments.prod.nodes]]
+name = "prod-1"
+address = "https://10.0.0.12:8200"
+cluster_address = "https://10.0.0.12:8201"
+[[environments.prod.nodes]]
+name = "prod-3"
+address = "http://10.0.0.13:8200"
+cluster_address = "https://10.0.0.11:8200"
+[[environments.prod.nodes]]
+name = "Prod 4"
+address = "https://10.0.0.14:8200"
+cluster_address = "https://10.0.0.14:8201"
+[[environments.prod.nodes]]
+name = "prod-5"
+address = "https://10.0.0.15:8200/v1"
+cluster_address = "https://10.0.0.15:8201"
+"#;
+    let errs = errors(text).join("\n");
+    for want in [
+        "w.toml:4:11: environments.prod.address: `address` and `nodes` are exclusive",
+        "w.toml:10:8: environments.prod.nodes.name: node `prod-1` is declared twice",
+        "w.toml:15:11: environments.prod.nodes.address: `http://10.0.0.13:8200` is not HTTPS",
+        "w.toml:16:19: environments.prod.nodes.cluster_address: `https://10.0.0.11:8200` is already used by node `prod-1` (address)",
+        "w.toml:18:8: environments.prod.nodes.name: `Prod 4` is not a valid name",
+        "w.toml:23:11: environments.prod.nodes.address: `https://10.0.0.15:8200/v1` has a path",
+    ] {
+        assert!(errs.contains(want), "missing {want:?} in:\n{errs}");
+    }
+    assert!(
+        errs.contains("help: clients fail over across the nodes' addresses"),
+        "{errs}"
+    );
+
+    let empty = "version = 1\n[environments.prod]\ndomain = \"p.internal\"\nnodes = []\n";
+    let errs = errors(empty).join("\n");
+    assert!(
+        errs.contains("w.toml:4:9: environments.prod.nodes: an empty node list"),
+        "{errs}"
+    );
+    let unknown = NODES.replace("name = \"prod-1\"", "name = \"prod-1\"\nraft_port = 8201");
+    assert!(
+        all_errors(&unknown).contains("raft_port"),
+        "unknown keys are refused"
+    );
+}
+
 // ---- purposes, engines, domains, workloads ------------------------------------------------
 
 const BASE: &str = r#"version = 1

@@ -288,7 +288,7 @@ async fn wait_ready(
 
 /// Finds the `bao` binary and checks its version once per test binary: `bao version` costs
 /// ~100 ms, and every test starts a server.
-async fn checked_bao_binary() -> Result<PathBuf, Error> {
+pub(crate) async fn checked_bao_binary() -> Result<PathBuf, Error> {
     static CHECKED: OnceLock<PathBuf> = OnceLock::new();
     if let Some(path) = CHECKED.get() {
         return Ok(path.clone());
@@ -305,10 +305,10 @@ async fn checked_bao_binary() -> Result<PathBuf, Error> {
 }
 
 /// The server child: killed and reaped when dropped, whatever the test did.
-struct ServerProcess(Child);
+pub(crate) struct ServerProcess(pub(crate) Child);
 
 impl ServerProcess {
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.0.id()
     }
 }

@@ -3,6 +3,8 @@
 //! * [`BaoDev::start`] runs the real `bao server -dev` (OpenBao
 //!   [`EXPECTED_BAO_VERSION`](process::EXPECTED_BAO_VERSION)) on a free 127.0.0.1 port, and
 //!   [`BaoDev::start_tls`] the same over HTTPS with a generated CA.
+//! * [`BaoUninit::start`] runs a real `bao server` that nobody initialises (in-memory storage,
+//!   plain HTTP): a node that can serve nothing, for failover tests.
 //! * [`Postgres::start`] runs a throwaway PostgreSQL cluster (`initdb` + `pg_ctl`) on a free
 //!   127.0.0.1 port, as `nobody` when the tests run as root.
 //!
@@ -47,6 +49,7 @@
 
 mod agent;
 mod bao;
+mod bao_uninit;
 mod bare;
 pub mod cli;
 mod error;
@@ -63,6 +66,7 @@ mod wait;
 
 pub use agent::RunningAgent;
 pub use bao::BaoDev;
+pub use bao_uninit::BaoUninit;
 pub use bare::BareBao;
 pub use error::Error;
 pub use lab::LabEnv;

@@ -198,12 +198,7 @@ impl Resolved {
                         .to_owned()
                 });
         }
-        let mut cfg = ClientConfig::from_env().context("reading VAULT_*/BAO_* settings")?;
-        if let Some(addr) = &env.address {
-            cfg = ClientConfig::from_address(addr)
-                .with_context(|| format!("{name}: bad address {addr}"))
-                .map(|c| merge_env(c, cfg))?;
-        }
+        let mut cfg = spec_addresses(env)?;
         if let Some(ca) = &env.ca_cert {
             cfg = cfg
                 .with_ca_file(self.spec_dir.join(ca))
@@ -219,6 +214,26 @@ impl Resolved {
         let full = self.spec_dir.join(path);
         std::fs::read_to_string(&full).with_context(|| format!("could not read {}", full.display()))
     }
+}
+
+/// Where `env`'s servers are: every address the spec gives (its nodes, tried in order with
+/// failover, or its one `address`), with credentials from the `VAULT_*`/`BAO_*` variables; else
+/// `BAO_ADDR`/`VAULT_ADDR`, which name one server.
+fn spec_addresses(env: &Environment) -> anyhow::Result<ClientConfig> {
+    let name = env.name.as_str();
+    let addresses = env.api_addresses();
+    let Some(first) = addresses.first() else {
+        return ClientConfig::from_env().context("reading VAULT_*/BAO_* settings");
+    };
+    // The spec names the servers, so no VAULT_ADDR is needed; one that is set is overridden.
+    let from_env = ClientConfig::from_env_with(|var| match var {
+        "BAO_ADDR" | "VAULT_ADDR" => Some((*first).to_owned()),
+        _ => std::env::var(var).ok(),
+    })
+    .context("reading VAULT_*/BAO_* settings")?;
+    ClientConfig::with_addresses(&addresses)
+        .with_context(|| format!("{name}: bad address in {}", addresses.join(", ")))
+        .map(|c| merge_env(c, from_env))
 }
 
 /// Keeps credentials from the environment when the address comes from the spec.

@@ -92,8 +92,10 @@ pub use warden_spec::IdentityKind;
 /// `[openbao]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenBaoConfig {
-    /// API address.
-    pub address: String,
+    /// API addresses, in the order the client tries them (`address = "…"` is a list of one;
+    /// `addresses = [...]` the nodes of a cluster, with failover between them). Never empty
+    /// once validated.
+    pub addresses: Vec<String>,
     /// Trust anchor(s) for the API and for every chain the agent verifies.
     pub ca_file: Option<PathBuf>,
 }
@@ -266,7 +268,10 @@ struct RawIdentity {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawOpenBao {
-    address: S<String>,
+    #[serde(default)]
+    address: Option<S<String>>,
+    #[serde(default)]
+    addresses: Option<S<Vec<S<String>>>>,
     #[serde(default)]
     ca_file: Option<S<String>>,
 }
@@ -315,7 +320,7 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, r: &mut Reporter<'_>) -> O
         );
     }
     let identity = validate_identity(raw.identity.get_ref(), r);
-    let openbao = validate_openbao(raw.openbao.get_ref(), &resolve, r);
+    let openbao = validate_openbao(raw.openbao.get_ref(), raw.openbao.span(), &resolve, r);
     let auth = validate_auth(raw.auth.get_ref(), raw.auth.span(), &resolve, r);
     let renewal = raw
         .renewal
@@ -403,27 +408,66 @@ fn validate_identity(id: &RawIdentity, r: &mut Reporter<'_>) -> Option<IdentityC
     })
 }
 
-/// `[openbao]`: an http(s) URL with a host, and the trust anchor resolved.
+/// `[openbao]`: one `address` or a non-empty list of distinct `addresses`, each an http(s)
+/// URL with a host, and the trust anchor resolved.
 fn validate_openbao(
     ob: &RawOpenBao,
+    span: Range<usize>,
     resolve: &dyn Fn(&str) -> PathBuf,
     r: &mut Reporter<'_>,
 ) -> OpenBaoConfig {
-    match url::Url::parse(ob.address.get_ref()) {
-        Ok(u) if matches!(u.scheme(), "https" | "http") && u.host().is_some() => {}
-        Ok(_) => r.error(
-            ob.address.span(),
-            "openbao.address",
-            "the address must be an https:// (or http://) URL with a host",
-        ),
-        Err(e) => r.error(
-            ob.address.span(),
-            "openbao.address",
-            format!("not a URL: {e}"),
-        ),
+    let (key, list): (&str, Vec<&S<String>>) = match (&ob.address, &ob.addresses) {
+        (Some(a), None) => ("openbao.address", vec![a]),
+        (None, Some(list)) if !list.get_ref().is_empty() => {
+            ("openbao.addresses", list.get_ref().iter().collect())
+        }
+        (None, Some(list)) => {
+            r.error_help(
+                list.span(),
+                "openbao.addresses",
+                "an empty address list",
+                Some("list every OpenBao node, e.g. addresses = [\"https://10.0.0.11:8200\", \"https://10.0.0.12:8200\"]".into()),
+            );
+            ("openbao.addresses", Vec::new())
+        }
+        (Some(a), Some(_)) => {
+            r.error_help(
+                a.span(),
+                "openbao.address",
+                "`address` and `addresses` are exclusive",
+                Some("keep `addresses` (every node, tried in order) and remove `address`".into()),
+            );
+            ("openbao.address", Vec::new())
+        }
+        (None, None) => {
+            r.error_help(
+                span,
+                "openbao",
+                "no server address",
+                Some("add address = \"https://…:8200\" (one server) or addresses = [...] (the nodes of a cluster)".into()),
+            );
+            ("openbao.address", Vec::new())
+        }
+    };
+    let mut seen: Vec<url::Url> = Vec::new();
+    for a in &list {
+        match url::Url::parse(a.get_ref()) {
+            Ok(u) if matches!(u.scheme(), "https" | "http") && u.host().is_some() => {
+                if seen.contains(&u) {
+                    r.error(a.span(), key, format!("`{}` is listed twice", a.get_ref()));
+                }
+                seen.push(u);
+            }
+            Ok(_) => r.error(
+                a.span(),
+                key,
+                "the address must be an https:// (or http://) URL with a host",
+            ),
+            Err(e) => r.error(a.span(), key, format!("not a URL: {e}")),
+        }
     }
     OpenBaoConfig {
-        address: ob.address.get_ref().clone(),
+        addresses: list.iter().map(|a| a.get_ref().clone()).collect(),
         ca_file: ob.ca_file.as_ref().map(|c| resolve(c.get_ref())),
     }
 }

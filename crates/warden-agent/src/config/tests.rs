@@ -327,3 +327,55 @@ fn a_toml_syntax_error_points_at_its_position() {
     let e = errors("version = 1\n[identity\n");
     assert!(e.starts_with("/id/agent.toml:2:"), "{e}");
 }
+
+#[test]
+fn several_addresses_are_kept_in_order_and_checked() {
+    let cluster = EXAMPLE.replace(
+        "address  = \"https://127.0.0.1:8200\"",
+        "addresses = [\"https://10.0.0.11:8200\", \"https://10.0.0.12:8200\"]",
+    );
+    let c = parse(&cluster).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        c.openbao.addresses,
+        ["https://10.0.0.11:8200", "https://10.0.0.12:8200"]
+    );
+    let one = parse(EXAMPLE).unwrap();
+    assert_eq!(one.openbao.addresses, ["https://127.0.0.1:8200"]);
+
+    let both = EXAMPLE.replace(
+        "address  = \"https://127.0.0.1:8200\"",
+        "address  = \"https://127.0.0.1:8200\"\naddresses = [\"https://10.0.0.12:8200\"]",
+    );
+    let e = errors(&both);
+    assert!(
+        e.contains(
+            "/id/agent.toml:11:12: openbao.address: `address` and `addresses` are exclusive"
+        ),
+        "{e}"
+    );
+    let neither = EXAMPLE.replace("address  = \"https://127.0.0.1:8200\"\n", "");
+    assert!(
+        errors(&neither).contains("openbao: no server address"),
+        "{}",
+        errors(&neither)
+    );
+    let empty = EXAMPLE.replace("address  = \"https://127.0.0.1:8200\"", "addresses = []");
+    assert!(
+        errors(&empty).contains("11:13: openbao.addresses: an empty address list"),
+        "{}",
+        errors(&empty)
+    );
+    let twice = EXAMPLE.replace(
+        "address  = \"https://127.0.0.1:8200\"",
+        "addresses = [\"https://10.0.0.11:8200\", \"ftp://x\", \"https://10.0.0.11:8200/\"]",
+    );
+    let e = errors(&twice);
+    assert!(
+        e.contains("openbao.addresses: the address must be an https://"),
+        "{e}"
+    );
+    assert!(
+        e.contains("openbao.addresses: `https://10.0.0.11:8200/` is listed twice"),
+        "{e}"
+    );
+}

@@ -114,6 +114,9 @@ pub fn describe(snapshot: &Snapshot) -> String {
         snapshot.requests_total,
         snapshot.auth_errors_total
     );
+    if let Some(server) = &snapshot.server {
+        let _ = writeln!(s, "  server: {server}");
+    }
     let a = &snapshot.auth;
     let _ = write!(
         s,

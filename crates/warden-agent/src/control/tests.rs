@@ -66,6 +66,7 @@ impl StatusSource for Fake {
             auth_errors_total: 0,
             databases: Vec::new(),
             clock_skew_seconds: None,
+            server: None,
         }
     }
 }

@@ -40,6 +40,7 @@ pub(crate) fn snapshot(outputs: Vec<OutputView>) -> Snapshot {
         auth_errors_total: 1,
         databases: Vec::new(),
         clock_skew_seconds: None,
+        server: Some("https://127.0.0.1:8200".to_owned()),
     }
 }
 

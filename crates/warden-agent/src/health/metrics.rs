@@ -30,6 +30,8 @@ pub const METRIC_CLOCK_SKEW: &str = "warden_agent_clock_skew_seconds";
 pub const METRIC_AUTH_ERRORS: &str = "warden_agent_auth_errors_total";
 /// `warden_agent_requests_total`.
 pub const METRIC_REQUESTS: &str = "warden_agent_requests_total";
+/// `warden_agent_openbao_server_info{server}`.
+pub const METRIC_SERVER: &str = "warden_agent_openbao_server_info";
 /// `warden_agent_database_lease_expiry_seconds`.
 pub const METRIC_DB_EXPIRY: &str = "warden_agent_database_lease_expiry_seconds";
 /// `warden_agent_database_fresh`.
@@ -165,6 +167,19 @@ fn output_families(s: &mut String, snapshot: &Snapshot) {
         "Requests sent to OpenBao since the agent started.",
         vec![(None, snapshot.requests_total.to_string())],
     );
+    family(
+        s,
+        "server",
+        METRIC_SERVER,
+        "gauge",
+        "1, labelled with the OpenBao node the agent talks to now (it changes on failover).",
+        snapshot
+            .server
+            .as_deref()
+            .map(|a| (Some(a), "1".to_owned()))
+            .into_iter()
+            .collect(),
+    );
 }
 
 /// The families labelled by `[[database]]` source.
@@ -279,6 +294,8 @@ mod tests {
             "warden_agent_auth_errors_total 1",
             "# TYPE warden_agent_requests_total counter",
             "warden_agent_requests_total 7",
+            "# TYPE warden_agent_openbao_server_info gauge",
+            "warden_agent_openbao_server_info{server=\"https://127.0.0.1:8200\"} 1",
         ];
         for line in expected_lines {
             assert!(
@@ -303,6 +320,7 @@ mod tests {
             METRIC_RENDER_ERRORS,
             METRIC_AUTH_ERRORS,
             METRIC_REQUESTS,
+            METRIC_SERVER,
         ] {
             assert_eq!(
                 text.matches(&format!("# TYPE {name} ")).count(),

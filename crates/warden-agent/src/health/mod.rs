@@ -18,6 +18,7 @@
 //! | `warden_agent_clock_skew_seconds` | gauge | this host's clock minus the server's, from the last response's `Date` (absent until known) |
 //! | `warden_agent_auth_errors_total` | counter | failed logins and token renewals since start |
 //! | `warden_agent_requests_total` | counter | requests sent to OpenBao since start |
+//! | `warden_agent_openbao_server_info{server}` | gauge | 1, labelled with the OpenBao node the agent talks to now: its one address, or the node of a cluster it last reached (it changes on failover; `/health` and `warden agent status` show it as `server`) |
 //! | `warden_agent_database_lease_expiry_seconds{database}` | gauge | seconds until the `[[database]]` source's current lease ends as last granted (absent until first issued) |
 //! | `warden_agent_database_fresh{database}` | gauge | 1 when the source holds a live lease and is not failing |
 //! | `warden_agent_database_issues_total{database}` | counter | credentials issued for the source since start |
@@ -61,7 +62,7 @@ pub mod view;
 pub use metrics::{
     METRIC_AUTH_ERRORS, METRIC_CLOCK_SKEW, METRIC_DB_ERRORS, METRIC_DB_EXPIRY, METRIC_DB_FRESH,
     METRIC_DB_ISSUES, METRIC_DB_RENEWALS, METRIC_EXPIRY, METRIC_FRESH, METRIC_LAST_RENDER,
-    METRIC_RENDER_ERRORS, METRIC_REPAIRS, METRIC_REQUESTS, render_metrics,
+    METRIC_RENDER_ERRORS, METRIC_REPAIRS, METRIC_REQUESTS, METRIC_SERVER, render_metrics,
 };
 pub use public::{ErrorKind, health_body};
 pub use server::{ADDR_FILE, HealthError, HealthServer, read_addr_file};

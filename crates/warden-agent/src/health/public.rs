@@ -54,7 +54,7 @@ impl ErrorKind {
         // Order matters: a refused TCP connection is "(os error 111)", so the network phrases
         // come before the operating system's; a file's EACCES reads "permission denied (os
         // error 13)", so the filesystem comes before OpenBao's 403.
-        if has(&["is sealed"]) {
+        if has(&["is sealed", "openbao nodes sealed"]) {
             Self::Sealed
         } else if has(&[
             "connection refused",
@@ -64,6 +64,9 @@ impl ErrorKind {
             "tls with openbao",
             "http exchange with openbao",
             "unreachable",
+            // A cluster whose nodes all failed in different ways, or a leaderless standby.
+            "openbao nodes failed",
+            "standby that cannot serve",
             "dns error",
         ]) {
             Self::Unreachable
@@ -116,6 +119,7 @@ pub fn health_body(snapshot: &Snapshot) -> (Overall, String) {
         auth: Value,
         requests_total: u64,
         auth_errors_total: u64,
+        server: Option<String>,
         outputs: Vec<Value>,
         databases: Vec<Value>,
     }
@@ -130,6 +134,7 @@ pub fn health_body(snapshot: &Snapshot) -> (Overall, String) {
         auth: public(&snapshot.auth, None),
         requests_total: snapshot.requests_total,
         auth_errors_total: snapshot.auth_errors_total,
+        server: snapshot.server.clone(),
         outputs: snapshot
             .outputs
             .iter()
@@ -215,6 +220,18 @@ mod tests {
                 "output tls: refused to deliver: the chain does not verify",
                 ErrorKind::Refused,
             ),
+            (
+                "login: all 2 OpenBao nodes sealed: https://10.0.0.11:8200: sealed; https://10.0.0.12:8200: sealed",
+                ErrorKind::Sealed,
+            ),
+            (
+                "login: all 3 OpenBao nodes unreachable: https://10.0.0.11:8200: Connection refused (os error 111); …",
+                ErrorKind::Unreachable,
+            ),
+            (
+                "login: all 2 OpenBao nodes failed: https://10.0.0.11:8200: not initialized; https://10.0.0.12:8200: sealed",
+                ErrorKind::Unreachable,
+            ),
             ("not logged in", ErrorKind::Other),
         ] {
             assert_eq!(ErrorKind::of(message), kind, "{message}");
@@ -260,7 +277,7 @@ mod tests {
         };
         assert_eq!(
             keys(&v),
-            "auth,auth_errors_total,checked_at,databases,identity,outputs,requests_total,started_at,status"
+            "auth,auth_errors_total,checked_at,databases,identity,outputs,requests_total,server,started_at,status"
         );
         assert_eq!(
             keys(&v["outputs"][0]),

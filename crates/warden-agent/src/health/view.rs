@@ -213,6 +213,10 @@ pub struct Snapshot {
     /// This host's clock minus the server's, once known.
     #[serde(default)]
     pub clock_skew_seconds: Option<i64>,
+    /// The OpenBao node the agent talks to now (with several addresses, the one that last
+    /// answered); absent from agents that predate it.
+    #[serde(default)]
+    pub server: Option<String>,
 }
 
 impl Snapshot {
@@ -237,6 +241,7 @@ impl Snapshot {
             auth_errors_total: a.errors,
             databases: status.databases.iter().map(DatabaseView::from).collect(),
             clock_skew_seconds: status.clock_skew_seconds,
+            server: Some(status.server.clone()),
         }
     }
 
@@ -374,6 +379,7 @@ mod tests {
             outputs: vec![out],
             databases: Vec::new(),
             clock_skew_seconds: Some(-86_400),
+            server: "https://10.0.0.12:8200".into(),
         };
         let s = Snapshot::from_status(&status, NOW);
         assert_eq!(s.requests_total, 42);
@@ -388,6 +394,7 @@ mod tests {
         assert_eq!(v.last_error.as_deref(), Some("sealed"));
         assert_eq!(Overall::of(&s.outputs), Overall::Degraded);
         assert_eq!((v.repairs, s.clock_skew_seconds), (1, Some(-86_400)));
+        assert_eq!(s.server.as_deref(), Some("https://10.0.0.12:8200"));
         let text = super::super::render_metrics(&s);
         assert!(text.contains("warden_agent_output_repairs_total{output=\"tls\"} 1\n"));
         assert!(text.contains("warden_agent_clock_skew_seconds -86400\n"));

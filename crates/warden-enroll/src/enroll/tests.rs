@@ -88,7 +88,7 @@ fn agent_config_follows_the_spec_and_passes_the_agents_checks() {
             test,
             id,
             &Names::new(&spec, test, id),
-            "https://127.0.0.1:8200/",
+            &["https://127.0.0.1:8200/"],
         )
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -165,7 +165,7 @@ fn an_app_with_a_database_gets_a_source_and_a_credentials_file() {
         test,
         id,
         &Names::new(&spec, test, id),
-        "https://127.0.0.1:8200/",
+        &["https://127.0.0.1:8200/"],
     );
     assert_eq!(
         cfg.databases,
@@ -200,7 +200,7 @@ fn an_app_with_a_database_gets_a_source_and_a_credentials_file() {
         test,
         ledger,
         &Names::new(&spec, test, ledger),
-        "https://127.0.0.1:8200/",
+        &["https://127.0.0.1:8200/"],
     );
     assert!(cfg.databases.is_empty());
     assert!(!cfg.outputs.iter().any(|o| o.name.starts_with("database-")));

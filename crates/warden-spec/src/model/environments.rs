@@ -44,8 +44,13 @@ pub struct CiAuth {
 pub struct Environment {
     /// `test`, `prod`, ...
     pub name: Slug,
-    /// API address; absent when a lab supplies it.
+    /// API address of a one-server environment (or of a load balancer in front of a cluster
+    /// whose nodes the spec does not list); absent when a lab supplies it or when `nodes` are
+    /// declared (the spec refuses both at once).
     pub address: Option<String>,
+    /// The OpenBao servers of a raft cluster, in the order clients try them; empty for a
+    /// one-server environment.
+    pub nodes: Vec<Node>,
     /// Trust anchor for the API; absent when a lab supplies it.
     pub ca_cert: Option<PathBuf>,
     /// Unix user that owns agents' runtime directories.
@@ -62,6 +67,31 @@ pub struct Environment {
     pub kubernetes: Option<KubernetesAuth>,
     /// Who holds the unseal shares, if declared.
     pub custody: Option<super::Custody>,
+}
+
+impl Environment {
+    /// Every API address a client may use, in the order to try them: the nodes' addresses when
+    /// the spec declares nodes, else `address` alone, else none (a lab supplies it).
+    pub fn api_addresses(&self) -> Vec<&str> {
+        if self.nodes.is_empty() {
+            self.address.iter().map(String::as_str).collect()
+        } else {
+            self.nodes.iter().map(|n| n.address.as_str()).collect()
+        }
+    }
+}
+
+/// One OpenBao server of an environment's raft cluster. Names, addresses and cluster addresses
+/// are unique within the environment, and every address is `https://host[:port]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// The node's name (`prod-1`): its raft `node_id` and its name in status output.
+    pub name: Slug,
+    /// API address clients use (`https://10.0.0.11:8200`), the node's `api_addr`.
+    pub address: String,
+    /// Address peers use for raft and request forwarding (`https://10.0.0.11:8201`), the node's
+    /// `cluster_addr`.
+    pub cluster_address: String,
 }
 
 /// The service-account token issuer an environment trusts (JWT auth with the cluster's public

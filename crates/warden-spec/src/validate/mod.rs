@@ -15,6 +15,7 @@ use crate::validate_ext as ext;
 
 pub(crate) mod custody;
 mod identities;
+mod nodes;
 
 pub(crate) fn validate(raw: RawSpec, r: &mut Reporter<'_>) -> Option<Spec> {
     if *raw.version.get_ref() != 1 {
@@ -261,8 +262,10 @@ fn environment(
                 .collect(),
         }
     });
+    let nodes = nodes::nodes(e, &key, r);
     Some(Environment {
         address: e.address.as_ref().map(|a| a.get_ref().clone()),
+        nodes,
         ca_cert: e.ca_cert.as_ref().map(|c| PathBuf::from(c.get_ref())),
         runtime_owner: e
             .runtime_owner

@@ -135,6 +135,8 @@ pub(crate) struct UnsealArgs {
 
 /// The environment, its state directory and an operator client.
 pub(crate) struct Place {
+    spec_dir: PathBuf,
+    lab: bool,
     pub(crate) env: warden_spec::Environment,
     pub(crate) state: StateDir,
     pub(crate) client: warden_bao::Client,
@@ -146,7 +148,11 @@ impl StateArgs {
         let env = resolved.one_env(command, OneEnv::Named)?.clone();
         let client = match &resolved.lab {
             Some(_) => resolved.client(&env)?,
-            None => spec_client(&resolved.spec_dir, &env)?,
+            None => spec_client(
+                &resolved.spec_dir,
+                &env,
+                env.api_addresses().first().copied(),
+            )?,
         };
         let state = match (&self.state_dir, &self.target.lab) {
             (Some(d), _) => StateDir::new(d),
@@ -155,7 +161,13 @@ impl StateArgs {
                 .context("no state directory: HOME is not set")
                 .hint("pass --state-dir DIR or set WARDEN_STATE_DIR")?,
         };
-        Ok(Place { env, state, client })
+        Ok(Place {
+            spec_dir: resolved.spec_dir.clone(),
+            lab: resolved.lab.is_some(),
+            env,
+            state,
+            client,
+        })
     }
 }
 
@@ -165,9 +177,10 @@ impl StateArgs {
 fn spec_client(
     spec_dir: &std::path::Path,
     env: &warden_spec::Environment,
+    address: Option<&str>,
 ) -> anyhow::Result<warden_bao::Client> {
     let name = env.name.as_str();
-    let address = env.address.clone();
+    let address = address.map(str::to_owned);
     let cfg = warden_bao::ClientConfig::from_env_with(|k| match (k, &address) {
         ("VAULT_ADDR" | "BAO_ADDR", Some(a)) => Some(a.clone()),
         _ => std::env::var(k).ok(),
@@ -184,12 +197,25 @@ fn spec_client(
 }
 
 impl Place {
-    /// Every node of the environment. One address per environment until the spec lists nodes.
-    pub(crate) fn nodes(&self) -> Vec<Node> {
-        vec![Node {
-            address: self.client.address().to_string(),
-            client: self.client.clone(),
-        }]
+    /// Every node of the environment, each with a client of its own (a share goes to each):
+    /// the spec's nodes, else its one address, else the lab's.
+    pub(crate) fn nodes(&self) -> anyhow::Result<Vec<Node>> {
+        let addresses = self.env.api_addresses();
+        if self.lab || addresses.len() < 2 {
+            return Ok(vec![Node {
+                address: self.client.address().to_string(),
+                client: self.client.clone(),
+            }]);
+        }
+        addresses
+            .into_iter()
+            .map(|a| {
+                Ok(Node {
+                    address: a.to_owned(),
+                    client: spec_client(&self.spec_dir, &self.env, Some(a))?,
+                })
+            })
+            .collect()
     }
 
     fn custodians(&self) -> anyhow::Result<(Vec<Custodian>, u8)> {
@@ -449,7 +475,7 @@ async fn status(a: StateArgs, out: &Output) -> anyhow::Result<ExitCode> {
 pub(crate) async fn unseal(a: UnsealArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let p = a.state.place("unseal")?;
     let identity = IdentityFile::read(&a.identity).map_err(custody_err)?;
-    let nodes = p.nodes();
+    let nodes = p.nodes()?;
     let report =
         warden_custody::unseal::unseal(&p.state, p.env.name.as_str(), &nodes, &a.share, &identity)
             .await

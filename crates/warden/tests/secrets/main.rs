@@ -2,6 +2,7 @@
 //!
 //! * `secrets_cli` — `warden secret` (KV v2 versions, history, rollback; KV v1) and
 //!   `warden transit`;
+//! * `nodes_cli` — a spec listing its nodes: the CLI fails over from a dead one;
 //! * `ci_cli` — a pipeline logs in with its OIDC token (`warden ci login`) and does exactly
 //!   what its role allows.
 //!
@@ -9,6 +10,7 @@
 //! lab, so they run side by side.
 
 mod ci_cli;
+mod nodes_cli;
 mod secrets_cli;
 mod support;
 

@@ -5,6 +5,7 @@
 mod support;
 
 mod auth;
+mod failover;
 mod kv;
 mod lifecycle;
 mod mounts_pki;

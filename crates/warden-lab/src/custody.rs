@@ -138,7 +138,8 @@ fn custody_err(env: &str) -> impl FnOnce(warden_custody::Error) -> Error {
 }
 
 /// Where the bootstrap root token is: the ceremony's encrypted file, or a legacy clear one.
-pub(crate) fn root_token_path(layout: &EnvLayout) -> PathBuf {
+/// Whoever ends bootstrap (revoking the token) may remove this file.
+pub fn root_token_path(layout: &EnvLayout) -> PathBuf {
     match custody_mode(layout) {
         CustodyMode::LegacyClear => layout.root_token(),
         _ => shares_dir(layout).join(warden_custody::ceremony::root_token_file_name(&env_name(
@@ -274,6 +275,10 @@ pub fn bootstrap_root_token(layout: &EnvLayout) -> Result<Option<SecretString>, 
             else {
                 return Ok(None);
             };
+            // Bootstrap may have ended: the token revoked and its file removed.
+            if !shares_dir(layout).join(file).exists() {
+                return Ok(None);
+            }
             let identity = IdentityFile::read(&identity_path(layout, &first.custodian))
                 .map_err(custody_err(&env))?;
             warden_custody::root::open_bootstrap_token(

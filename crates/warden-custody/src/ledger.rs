@@ -316,3 +316,109 @@ pub(crate) fn now_rfc3339() -> String {
         .format(&time::format_description::well_known::Rfc3339)
         .expect("formats")
 }
+
+#[cfg(test)]
+mod tests {
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::envelope::{open_share, seal_share};
+    use crate::identity::{Custodian, IdentityFile, generate_identity};
+
+    /// A one-entry ledger for alice in `prod`, the file of her real share, and her identity.
+    fn world(dir: &Path) -> (Ledger, PathBuf, IdentityFile, Custodian) {
+        let g = generate_identity();
+        let id = IdentityFile::parse(Path::new("alice"), g.file_text.as_bytes()).expect("id");
+        let alice = Custodian::new("alice", &g.recipient).expect("alice");
+        let (bytes, fp) =
+            seal_share("prod", &alice, 1, 1, &SecretString::from("ab".repeat(33))).expect("seal");
+        let file = dir.join("alice.prod.share.age");
+        std::fs::write(&file, bytes).expect("write");
+        let ledger = Ledger {
+            version: 1,
+            environment: "prod".to_owned(),
+            shares: 1,
+            threshold: 1,
+            generation: 1,
+            created_at: now_rfc3339(),
+            root_token_file: None,
+            entries: vec![Entry {
+                custodian: "alice".to_owned(),
+                recipient: g.recipient,
+                index: 1,
+                fingerprint: fp,
+                file: "alice.prod.share.age".to_owned(),
+                created_at: now_rfc3339(),
+                last_verified_at: None,
+            }],
+        };
+        (ledger, file, id, alice)
+    }
+
+    fn sealed(dir: &Path, name: &str, env: &str, c: &Custodian, hex: &str) -> PathBuf {
+        let (bytes, _) =
+            seal_share(env, c, 1, 1, &SecretString::from(hex.to_owned())).expect("seal");
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).expect("write");
+        p
+    }
+
+    #[test]
+    fn the_ledger_accepts_its_share_and_refuses_foreign_stale_and_unknown_ones() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (ledger, file, id, alice) = world(dir.path());
+        let share = open_share(&file, &id).expect("open");
+        assert_eq!(
+            ledger
+                .check_share(&file, &share)
+                .expect("accepted")
+                .custodian,
+            "alice"
+        );
+
+        let other_env = sealed(dir.path(), "a.test", "test", &alice, &"ab".repeat(33));
+        let e = ledger
+            .check_share(&other_env, &open_share(&other_env, &id).expect("open"))
+            .expect_err("foreign");
+        assert!(matches!(e, Error::WrongEnvironment { .. }), "{e}");
+
+        let stale = sealed(dir.path(), "a.old", "prod", &alice, &"cd".repeat(33));
+        let e = ledger
+            .check_share(&stale, &open_share(&stale, &id).expect("open"))
+            .expect_err("stale");
+        assert!(matches!(e, Error::WrongShare { .. }), "{e}");
+
+        let g = generate_identity();
+        let mallory = Custodian::new("mallory", &g.recipient).expect("mallory");
+        let mid = IdentityFile::parse(Path::new("mallory"), g.file_text.as_bytes()).expect("id");
+        let unknown = sealed(dir.path(), "m", "prod", &mallory, &"ab".repeat(33));
+        let e = ledger
+            .check_share(&unknown, &open_share(&unknown, &mid).expect("open"))
+            .expect_err("unknown");
+        assert!(matches!(e, Error::UnknownCustodian { .. }), "{e}");
+        assert!(e.is_share_refusal());
+    }
+
+    #[test]
+    fn the_ledger_round_trips_and_its_digest_follows_the_file() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let state = StateDir::new(dir.path().join("state"));
+        let (mut ledger, ..) = world(dir.path());
+        let sha = ledger.save(&state).expect("save");
+        assert_eq!(Ledger::load(&state, "prod").expect("load"), ledger);
+        assert_eq!(
+            Ledger::digest_on_disk(&state, "prod").expect("digest"),
+            Some(sha.clone())
+        );
+        ledger.mark_verified("alice", "2026-12-05T00:00:00Z");
+        assert_ne!(
+            ledger.save(&state).expect("save"),
+            sha,
+            "a change changes the digest"
+        );
+        assert!(matches!(
+            Ledger::load(&state, "test"),
+            Err(Error::NoLedger { .. })
+        ));
+    }
+}

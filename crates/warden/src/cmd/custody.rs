@@ -152,6 +152,7 @@ impl StateArgs {
                 &resolved.spec_dir,
                 &env,
                 env.api_addresses().first().copied(),
+                None,
             )?,
         };
         let state = match (&self.state_dir, &self.target.lab) {
@@ -171,6 +172,10 @@ impl StateArgs {
     }
 }
 
+/// How long `unseal` keeps trying one node of a cluster: a node that is down is reported as
+/// such, and must not hold up the others.
+const NODE_BUDGET: Option<std::time::Duration> = Some(std::time::Duration::from_secs(3));
+
 /// A client for `env` from the spec's address and CA (the `VAULT_*`/`BAO_*` variables supply
 /// the rest: token, client certificate). Unseal and the ceremony need no token, so nothing but
 /// the spec is required.
@@ -178,6 +183,7 @@ fn spec_client(
     spec_dir: &std::path::Path,
     env: &warden_spec::Environment,
     address: Option<&str>,
+    budget: Option<std::time::Duration>,
 ) -> anyhow::Result<warden_bao::Client> {
     let name = env.name.as_str();
     let address = address.map(str::to_owned);
@@ -191,6 +197,15 @@ fn spec_client(
         Some(ca) => cfg
             .with_ca_file(spec_dir.join(ca))
             .with_context(|| format!("{name}: CA bundle {}", ca.display()))?,
+        None => cfg,
+    };
+    let cfg = match budget {
+        Some(b) => {
+            let mut retry = cfg.retry;
+            retry.call_budget = b;
+            retry.startup_timeout = b;
+            cfg.with_retry(retry)
+        }
         None => cfg,
     };
     warden_bao::Client::new(cfg).with_context(|| format!("{name}: cannot build a client"))
@@ -212,7 +227,7 @@ impl Place {
             .map(|a| {
                 Ok(Node {
                     address: a.to_owned(),
-                    client: spec_client(&self.spec_dir, &self.env, Some(a))?,
+                    client: spec_client(&self.spec_dir, &self.env, Some(a), NODE_BUDGET)?,
                 })
             })
             .collect()

@@ -65,11 +65,8 @@ async fn rekey_replaces_a_custodian_and_old_shares_stop_working() {
         warden_testkit::files::mode(&w.id_path("dave")) & 0o777,
         0o600
     );
-    write_spec(
-        &w,
-        &server,
-        &[three[0].clone(), three[1].clone(), ("dave", dave)],
-    );
+    let new_set = [three[0].clone(), three[1].clone(), ("dave", dave)];
+    write_spec(&w, &server, &new_set);
     let gen2 = w.path("out/gen2");
     let mut args: Vec<String> = [
         "custody",
@@ -124,9 +121,41 @@ async fn rekey_replaces_a_custodian_and_old_shares_stop_working() {
     let alice_old = w.unseal_args("prod", &share(&gen1, "alice"), "alice");
     w.refused(&as_strs(&alice_old), "is not the share the custody ledger");
     assert_eq!(progress(&c).await, (true, 0));
-    for n in ["alice", "dave"] {
-        let args = w.unseal_args("prod", &share(&gen2, n), n);
-        w.ok(&as_strs(&args));
-    }
+
+    // The environment as a cluster whose second node is down: each share goes to every node,
+    // and the progress is shown per node; the new shares of alice and dave unseal.
+    let dead = format!(
+        "https://127.0.0.1:{}",
+        warden_lab::process::free_port().expect("port")
+    );
+    let spec = format!(
+        "version = 1\n\n{}",
+        cluster_block(
+            "prod",
+            &[server.addr(), &dead],
+            &server.ca_path(),
+            2,
+            &new_set
+        )
+    );
+    std::fs::write(w.path("warden.toml"), spec).expect("spec");
+    let args = w.unseal_args("prod", &share(&gen2, "alice"), "alice");
+    let r = w.ok(&as_strs(&args));
+    let nodes = r["nodes"].as_array().expect("per node").clone();
+    assert_eq!(nodes.len(), 2, "{r}");
+    assert_eq!(
+        (nodes[0]["address"].as_str(), nodes[0]["progress"].as_u64()),
+        (Some(server.addr()), Some(1))
+    );
+    assert_eq!(nodes[1]["address"].as_str(), Some(dead.as_str()));
+    assert!(
+        nodes[1]["outcome"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("not reached")),
+        "{r}"
+    );
+    let args = w.unseal_args("prod", &share(&gen2, "dave"), "dave");
+    let r = w.ok(&as_strs(&args));
+    assert_eq!(r["nodes"][0]["sealed"], false, "{r}");
     assert!(!progress(&c).await.0, "the new shares unseal");
 }

@@ -156,10 +156,38 @@ pub(crate) fn env_block(
     threshold: u8,
     custodians: &[(&str, String)],
 ) -> String {
-    let mut s = format!(
-        "[environments.{name}]\naddress = \"{addr}\"\nca_cert = \"{}\"\ndomain = \"{name}.example.internal\"\n\n[environments.{name}.custody]\nthreshold = {threshold}\n",
+    cluster_block(name, &[addr], ca, threshold, custodians)
+}
+
+/// An environment of one server (`address`) or, with several addresses, of a cluster
+/// (`[[environments.<name>.nodes]]`, cluster addresses on free ports), with its custody.
+pub(crate) fn cluster_block(
+    name: &str,
+    addrs: &[&str],
+    ca: &Path,
+    threshold: u8,
+    custodians: &[(&str, String)],
+) -> String {
+    let mut s = format!("[environments.{name}]\n");
+    if let [one] = addrs {
+        s.push_str(&format!("address = \"{one}\"\n"));
+    }
+    s.push_str(&format!(
+        "ca_cert = \"{}\"\ndomain = \"{name}.example.internal\"\n",
         ca.display()
-    );
+    ));
+    if addrs.len() > 1 {
+        let ports = warden_lab::process::free_ports(addrs.len()).expect("free ports");
+        for (i, (a, p)) in addrs.iter().zip(ports).enumerate() {
+            s.push_str(&format!(
+                "\n[[environments.{name}.nodes]]\nname = \"{name}-{}\"\naddress = \"{a}\"\ncluster_address = \"https://127.0.0.1:{p}\"\n",
+                i + 1
+            ));
+        }
+    }
+    s.push_str(&format!(
+        "\n[environments.{name}.custody]\nthreshold = {threshold}\n"
+    ));
     for (c, r) in custodians {
         s.push_str(&format!(
             "\n[[environments.{name}.custody.custodians]]\nname = \"{c}\"\nrecipient = \"{r}\"\n"

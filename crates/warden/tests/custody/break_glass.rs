@@ -114,7 +114,14 @@ impl Glass {
                 path_str(&ids.join(format!("{c}.age-identity"))).into(),
             ]);
         }
-        self.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        let started = std::time::Instant::now();
+        let v = self.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        eprintln!(
+            "figure: warden break-glass open (threshold {}): {} ms",
+            self.threshold,
+            started.elapsed().as_millis()
+        );
+        v
     }
 
     /// A client holding the token written to `file`.

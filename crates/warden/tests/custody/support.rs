@@ -77,7 +77,15 @@ impl World {
     /// `warden ARGS --spec SPEC --state-dir STATE`.
     pub(crate) fn warden(&mut self, args: &[&str]) -> Output {
         let v = self.full_args(args);
+        let started = std::time::Instant::now();
         let out = WARDEN.run(&v);
+        // Figures for the report (never asserted): `cargo test -- --nocapture`.
+        eprintln!(
+            "figure: warden {} {}: {} ms",
+            args[0],
+            args.get(1).unwrap_or(&""),
+            started.elapsed().as_millis()
+        );
         self.runs.push((v, out.clone()));
         out
     }

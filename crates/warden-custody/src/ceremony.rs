@@ -77,7 +77,8 @@ pub fn root_token_file_name(env: &str) -> String {
 }
 
 impl Plan<'_> {
-    /// Every check that needs no server: custodians, threshold, free output names.
+    /// Every check that needs no server and changes nothing: custodians, threshold, free output
+    /// names.
     fn check(&self, root_token: bool) -> Result<u8, Error> {
         let bad = |reason: String| Error::BadCustodians {
             env: self.env.to_owned(),
@@ -110,7 +111,6 @@ impl Plan<'_> {
         if let Some(f) = files.iter().find(|f| f.exists()) {
             return Err(Error::OutputExists { path: f.clone() });
         }
-        warden_files::ensure_private_dir(self.out_dir)?;
         Ok(n)
     }
 
@@ -209,6 +209,9 @@ pub async fn init(node: &Client, plan: &Plan<'_>) -> Result<Report, Error> {
             address: node.address().to_string(),
         });
     }
+    // The output directory exists (and is ours) before the shares do: a share never waits in
+    // memory for a directory that cannot be made.
+    warden_files::ensure_private_dir(plan.out_dir)?;
     let init = node
         .init(n, plan.threshold)
         .await
@@ -240,6 +243,7 @@ pub async fn rekey(
         });
     }
     let n = u8::try_from(plan.custodians.len()).expect("checked");
+    warden_files::ensure_private_dir(plan.out_dir)?;
     let started = node
         .rotate_root_init(n, plan.threshold)
         .await

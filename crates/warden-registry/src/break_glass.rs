@@ -145,16 +145,16 @@ impl std::fmt::Debug for Opened {
 /// `req`, records it, and revokes the root token, all in this call.
 pub async fn open(root: &Client, req: &Request, now: i64) -> Result<Opened, Error> {
     let env = req.env.as_str();
-    let me = root
-        .token_lookup_self()
-        .await
-        .map_err(bao(env, "look up the generated root token"))?;
-    let root_accessor = me.accessor;
-    let result = trade(root, req, now, &root_accessor).await;
+    let result = match root.token_lookup_self().await {
+        Ok(me) => trade(root, req, now, &me.accessor)
+            .await
+            .map(|o| (o, me.accessor)),
+        Err(e) => Err(bao(env, "look up the generated root token")(e)),
+    };
     // Revoke root whatever happened: it must not outlive this command.
     let revoked = root.token_revoke_self().await;
     root.clear_token();
-    let opened = result?;
+    let (opened, root_accessor) = result?;
     revoked.map_err(|source| Error::RootNotRevoked {
         env: env.to_owned(),
         accessor: root_accessor,

@@ -111,6 +111,25 @@ async fn rekey_replaces_a_custodian_and_old_shares_stop_working() {
         "the registry holds the new ledger's digest: {st}"
     );
 
+    // An edit of the ledger on disk shows: its digest no longer matches the registry's (exit 3).
+    let ledger_path = w.path("state/custody/prod/ledger.json");
+    let original = std::fs::read(&ledger_path).expect("ledger");
+    let mut edited = original.clone();
+    edited.extend_from_slice(b" ");
+    std::fs::write(&ledger_path, &edited).expect("edit ledger");
+    let v = w.full_args(&["custody", "status", "--env", "prod"]);
+    let out = WARDEN
+        .invoke(&v)
+        .env("VAULT_TOKEN", root.expose_secret())
+        .output();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("MISMATCH"),
+        "{}",
+        text(&out.stdout)
+    );
+    std::fs::write(&ledger_path, &original).expect("restore ledger");
+
     // Seal, then: carol's old share is refused (no custodian any more), alice's old share is
     // stale; the new shares of alice and dave unseal.
     let c = client(&server);

@@ -219,6 +219,33 @@ pub async fn init(node: &Client, plan: &Plan<'_>) -> Result<Report, Error> {
     plan.distribute(&init.keys, 1, Some(&init.root_token))
 }
 
+/// Records an initialisation done elsewhere (for example `sys/init` with recovery keys under an
+/// auto-unseal seal, whose answer carries `recovery_keys` instead of `keys`): the same checks,
+/// one key per custodian sealed to that custodian alone, the root token to all of them, the
+/// ledger written. Call it with the server's answer before anything else can fail.
+pub fn record_init(
+    plan: &Plan<'_>,
+    keys: &[SecretString],
+    root_token: &SecretString,
+) -> Result<Report, Error> {
+    let ledger_path = plan.state.ledger(plan.env);
+    if ledger_path.exists() {
+        return Err(Error::LedgerExists {
+            env: plan.env.to_owned(),
+            path: ledger_path,
+        });
+    }
+    let n = plan.check(true)?;
+    if keys.len() != usize::from(n) {
+        return Err(Error::BadCustodians {
+            env: plan.env.to_owned(),
+            reason: format!("{} keys for {n} custodians", keys.len()),
+        });
+    }
+    warden_files::ensure_private_dir(plan.out_dir)?;
+    plan.distribute(keys, 1, Some(root_token))
+}
+
 /// Rekeys `env` with `pairs` (share file, identity) of current custodians: OpenBao's share
 /// rotation, new shares sealed to `plan.custodians` (the new set). Old shares stop working.
 /// `node` needs a token allowed on `sys/rotate/root/*`.
@@ -275,4 +302,60 @@ pub async fn rekey(
     }
     // The new ledger replaces the old: the old fingerprints are no shares any more.
     plan.distribute(&last.keys, ledger.generation + 1, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use secrecy::{ExposeSecret, SecretString};
+
+    use super::*;
+    use crate::identity::generate_identity;
+
+    #[test]
+    fn recorded_keys_go_one_to_each_custodian_and_a_second_record_is_refused() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let state = StateDir::new(dir.path().join("state"));
+        let out = dir.path().join("out");
+        let made: Vec<_> = (0..3).map(|_| generate_identity()).collect();
+        let custodians: Vec<Custodian> = ["a", "b", "c"]
+            .iter()
+            .zip(&made)
+            .map(|(n, g)| Custodian::new(n, &g.recipient).expect("custodian"))
+            .collect();
+        let plan = Plan {
+            env: "prod",
+            custodians: &custodians,
+            threshold: 2,
+            out_dir: &out,
+            state: &state,
+        };
+        let keys: Vec<SecretString> = ["aa", "bb", "cc"]
+            .iter()
+            .map(|k| SecretString::from(k.repeat(33)))
+            .collect();
+        let root = SecretString::from("s.recovery-root".to_owned());
+        let report = record_init(&plan, &keys, &root).expect("record");
+        assert_eq!(
+            (report.shares, report.threshold, report.generation),
+            (3, 2, 1)
+        );
+        for ((c, g), key) in custodians.iter().zip(&made).zip(&keys) {
+            let id = IdentityFile::parse(Path::new(&c.name), g.file_text.as_bytes()).expect("id");
+            let file = out.join(share_file_name(&c.name, "prod"));
+            let share = envelope::open_share(&file, &id).expect("opens for its custodian");
+            assert_eq!(share.secret().expose_secret(), key.expose_secret());
+        }
+        let again = record_init(&plan, &keys, &root).expect_err("a second record");
+        assert!(matches!(again, Error::LedgerExists { .. }), "{again}");
+        let short = Plan {
+            threshold: 1,
+            ..plan
+        };
+        assert!(matches!(
+            short.check(false),
+            Err(Error::BadCustodians { .. })
+        ));
+    }
 }

@@ -159,9 +159,59 @@ pub fn custody_mode(layout: &EnvLayout) -> CustodyMode {
     }
 }
 
-#[derive(Deserialize)]
-struct LegacyUnsealFile {
-    keys: Vec<SecretString>,
+/// Clear shares in an owner-only JSON file: the format of legacy labs, and of shares the lab
+/// keeps outside any ceremony (the seal-keeper's own unseal share, recovery keys before the
+/// ceremony takes them over).
+#[derive(Serialize, Deserialize)]
+struct ClearSharesFile {
+    shares: u8,
+    threshold: u8,
+    keys: Vec<String>,
+}
+
+impl Drop for ClearSharesFile {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.keys.zeroize();
+    }
+}
+
+/// Writes clear shares (LAB ONLY), owner-only and atomically.
+// Used by the lab's seal code for the seal-keeper's own share (branch `seal`).
+#[allow(dead_code)]
+pub(crate) fn write_unseal_keys(
+    path: &Path,
+    shares: u8,
+    threshold: u8,
+    keys: &[SecretString],
+) -> Result<(), Error> {
+    let file = ClearSharesFile {
+        shares,
+        threshold,
+        keys: keys.iter().map(|k| k.expose_secret().to_owned()).collect(),
+    };
+    let text = Zeroizing::new(serde_json::to_string_pretty(&file).expect("serialises"));
+    warden_files::write_atomic(path, text.as_bytes(), warden_files::Mode::OwnerOnly)?;
+    Ok(())
+}
+
+/// Reads clear shares; `Ok(None)` if the file does not exist.
+pub(crate) fn read_unseal_keys(path: &Path) -> Result<Option<Vec<SecretString>>, Error> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => Zeroizing::new(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(path, "read", e)),
+    };
+    let file: ClearSharesFile = serde_json::from_str(&text).map_err(|e| Error::CorruptLab {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    Ok(Some(
+        file.keys
+            .iter()
+            .map(|k| SecretString::from(k.clone()))
+            .collect(),
+    ))
 }
 
 /// Runs the ceremony on a fresh server with `shares` generated lab custodians
@@ -241,16 +291,7 @@ pub(crate) fn unseal_shares(layout: &EnvLayout) -> Result<Vec<SecretString>, Err
             Ok(out)
         }
         CustodyMode::LegacyClear => {
-            let path = layout.unseal_keys();
-            let text = Zeroizing::new(
-                std::fs::read_to_string(&path).map_err(|e| Error::io(&path, "read", e))?,
-            );
-            let file: LegacyUnsealFile =
-                serde_json::from_str(&text).map_err(|e| Error::CorruptLab {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
-            Ok(file.keys)
+            Ok(read_unseal_keys(&layout.unseal_keys())?.unwrap_or_default())
         }
         CustodyMode::None => Err(Error::CustodyMissing {
             env,
@@ -314,4 +355,41 @@ pub(crate) async fn publish_ledger(client: &Client, layout: &EnvLayout) -> bool 
         })
         .unwrap_or_default();
     ledger.publish(client, &sha, &now).await.is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::LabLayout;
+
+    #[test]
+    fn a_legacy_lab_is_recognised_and_its_clear_shares_still_read() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let layout = LabLayout::new(dir.path()).env("test");
+        assert_eq!(custody_mode(&layout), CustodyMode::None);
+        assert!(bootstrap_root_token(&layout).expect("none yet").is_none());
+        prepare_dir(&layout.custody_dir()).expect("custody dir");
+        let keys = [
+            SecretString::from("k1".to_owned()),
+            SecretString::from("k2".to_owned()),
+        ];
+        write_unseal_keys(&layout.unseal_keys(), 2, 2, &keys).expect("write");
+        write_secret(
+            &layout.root_token(),
+            &SecretString::from("s.legacy".to_owned()),
+        )
+        .expect("token");
+        assert_eq!(custody_mode(&layout), CustodyMode::LegacyClear);
+        let read: Vec<String> = unseal_shares(&layout)
+            .expect("shares")
+            .iter()
+            .map(|k| k.expose_secret().to_owned())
+            .collect();
+        assert_eq!(read, ["k1", "k2"]);
+        let token = bootstrap_root_token(&layout)
+            .expect("token")
+            .expect("present");
+        assert_eq!(token.expose_secret(), "s.legacy");
+        assert_eq!(root_token_path(&layout), layout.root_token());
+    }
 }

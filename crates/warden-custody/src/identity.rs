@@ -172,4 +172,27 @@ mod tests {
         let e = Custodian::new("bob", "age1nope").expect_err("bad recipient");
         assert!(e.to_string().contains("custodian `bob`"), "{e}");
     }
+
+    #[test]
+    fn an_identity_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("alice.key");
+        std::fs::write(&path, generate_identity().file_text.as_bytes()).expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let e = IdentityFile::read(&path).expect_err("group/world readable");
+        assert!(
+            matches!(e, Error::IdentityTooOpen { mode: 0o644, .. }),
+            "{e}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert!(IdentityFile::read(&path).is_ok());
+        let junk = dir.path().join("junk.key");
+        std::fs::write(&junk, b"not an identity\n").expect("write");
+        std::fs::set_permissions(&junk, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert!(matches!(
+            IdentityFile::read(&junk),
+            Err(Error::IdentityFile { .. })
+        ));
+    }
 }

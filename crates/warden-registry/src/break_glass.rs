@@ -294,3 +294,39 @@ pub async fn close(
     }
     Ok(closed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(closed_at: Option<i64>) -> Record {
+        Record {
+            id: "100-abcdefgh".to_owned(),
+            reason: "INC-1".to_owned(),
+            custodians: vec!["alice".to_owned(), "bob".to_owned()],
+            policies: vec!["root".to_owned()],
+            opened_at: 100,
+            expires_at: 160,
+            accessor: "acc".to_owned(),
+            root_accessor: "root-acc".to_owned(),
+            closed_at,
+        }
+    }
+
+    #[test]
+    fn a_record_is_active_until_it_expires_or_is_closed() {
+        assert_eq!(record(None).state(100), "active");
+        assert_eq!(record(None).state(159), "active");
+        assert_eq!(record(None).state(160), "expired");
+        assert_eq!(record(Some(120)).state(130), "closed");
+    }
+
+    #[test]
+    fn opened_debug_hides_the_token() {
+        let o = Opened {
+            token: SecretString::from("s.BREAKGLASS".to_owned()),
+            record: record(None),
+        };
+        assert!(!format!("{o:?}").contains("BREAKGLASS"));
+    }
+}

@@ -12,6 +12,8 @@
 //!   posture and evidence, and is refused after its TTL; the generated root token is revoked
 //!   within the same command.
 
+#![allow(clippy::print_stderr)] // figures (timings) go to the test log on purpose
+
 mod break_glass;
 mod ceremony;
 mod rekey;

@@ -269,8 +269,10 @@ fn read_recipient(path: &Path) -> Result<String, Error> {
         })
 }
 
-/// The unseal shares `threshold` lab custodians open (ceremony), or the legacy clear ones.
-pub(crate) fn unseal_shares(layout: &EnvLayout) -> Result<Vec<SecretString>, Error> {
+/// The unseal shares `threshold` lab custodians open in memory (ceremony), or a legacy lab's
+/// clear ones: what `lab up` submits, and what a test that seals a lab server submits to bring
+/// it back (LAB ONLY: in production each custodian runs `warden unseal`).
+pub fn unseal_shares(layout: &EnvLayout) -> Result<Vec<SecretString>, Error> {
     let env = env_name(layout);
     match custody_mode(layout) {
         CustodyMode::LabCeremony => {

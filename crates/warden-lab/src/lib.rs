@@ -35,7 +35,7 @@ pub use config::DEFAULT_PKI_MOUNT;
 pub use config::{EnvConfig, LabConfig, NewLabOptions};
 pub use custody::{
     CustodyMode, LAB_ONLY_NOTICE, bootstrap_root_token, custodians_dir, custody_mode,
-    custody_state_dir, root_token_path, shares_dir,
+    custody_state_dir, root_token_path, shares_dir, unseal_shares,
 };
 pub use error::Error;
 pub use lab::{DownReport, Lab, UpReport};

@@ -13,6 +13,8 @@
 //! - Typed endpoints, by module:
 //!   - lifecycle ([`Client::health`], [`Client::seal_status`], [`Client::init`],
 //!     [`Client::unseal`], [`Client::seal`]);
+//!   - custody ([`Client::rotate_root_init`], [`Client::generate_root_start`],
+//!     [`decode_root_token`], [`Client::token_create_orphan`], [`Client::token_revoke_accessor`]);
 //!   - auth ([`Client::login_cert`], [`Client::token_lookup_self`],
 //!     [`Client::login_with_cert_on_demand`]);
 //!   - mounts ([`Client::enable_secrets_engine`], [`Client::list_mounts`],
@@ -76,6 +78,7 @@ mod b64;
 mod cert_login;
 mod client;
 mod config;
+mod custody;
 mod error;
 mod failover;
 mod http_date;
@@ -96,6 +99,7 @@ mod transit;
 pub use auth::TokenInfo;
 pub use client::{Client, ServerDate};
 pub use config::{ClientConfig, DEFAULT_REQUEST_TIMEOUT};
+pub use custody::{GenerateRootProgress, OrphanToken, RotateProgress, decode_root_token};
 pub use error::{BoxError, CertProblem, Error, Result, TlsFailure};
 pub use failover::NodeFailure;
 pub use jwt::{JwtLoginError, JwtRefusal, unverified_claims};

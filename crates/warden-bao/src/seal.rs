@@ -8,7 +8,6 @@ use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::auth::TokenInfo;
 use crate::client::{Call, Client};
 use crate::error::{Error, Result};
 use crate::response::{Auth, Secret};
@@ -128,31 +127,6 @@ impl Client {
             path: path.to_owned(),
             source: serde::de::Error::custom("token create response has no auth block"),
         })
-    }
-
-    /// Describes the token behind `accessor` without holding the token itself; `NotFound`
-    /// or a 400 when it no longer exists.
-    pub async fn token_lookup_accessor(&self, accessor: &str) -> Result<TokenInfo> {
-        let path = "auth/token/lookup-accessor";
-        let reply = self
-            .send(
-                Call::new(Method::POST, path, Idempotent::Yes)
-                    .json(&serde_json::json!({ "accessor": accessor }))?,
-            )
-            .await?;
-        let secret: Secret = reply.decode(path)?;
-        secret.data_as(path)
-    }
-
-    /// Revokes the token behind `accessor` (a seal token being replaced).
-    pub async fn token_revoke_accessor(&self, accessor: &str) -> Result<()> {
-        let path = "auth/token/revoke-accessor";
-        self.send(
-            Call::new(Method::POST, path, Idempotent::Yes)
-                .json(&serde_json::json!({ "accessor": accessor }))?,
-        )
-        .await
-        .map(drop)
     }
 }
 

@@ -45,6 +45,8 @@ pub struct EnvUpReport {
     pub seal: String,
     /// Bootstrap ended in this run: the root token was revoked (operators act from now on).
     pub root_revoked: bool,
+    /// How the unseal shares are held.
+    pub custody: custody::CustodyMode,
 }
 
 /// Receives progress lines for humans ("test: starting OpenBao on ...").
@@ -119,20 +121,21 @@ pub(crate) async fn ensure_env(
         s.progress.step(
             name,
             &format!(
-                "initialising ({} unseal shares, threshold {})",
-                s.shares, s.threshold
+                "custody ceremony: {} shares to {} lab custodians, threshold {}",
+                s.shares, s.shares, s.threshold
             ),
         );
-        let init = client
-            .init(s.shares, s.threshold)
-            .await
-            .map_err(Error::bao(name, "initialise"))?;
-        // Custody is written before anything else can fail: losing these would brick the server.
-        custody::prepare_dir(&layout.custody_dir())?;
-        custody::write_unseal_keys(&layout.unseal_keys(), s.shares, s.threshold, &init.keys)?;
-        custody::write_secret(&layout.root_token(), &init.root_token)?;
+        let ceremony = custody::run_ceremony(&client, layout, s.shares, s.threshold).await?;
+        s.progress.step(
+            name,
+            &format!(
+                "shares encrypted to their custodians; ledger {}",
+                ceremony.ledger.display()
+            ),
+        );
         report.initialized = true;
     }
+    report.custody = custody::custody_mode(layout);
 
     if unseal(&client, name, layout).await? {
         report.unsealed = true;
@@ -147,9 +150,11 @@ pub(crate) async fn ensure_env(
     }
     let client = cluster::wait_ready(env, layout).await?;
 
-    // The root token, until bootstrap has revoked it (then the lab operator logs in).
-    let root = custody::read_secret(&layout.root_token())?;
+    // The root token, until bootstrap has revoked it (then the lab operator logs in): opened in
+    // memory from the ceremony's file with a lab custodian's identity.
+    let root = custody::bootstrap_root_token(layout)?;
     let session = crate::operators::open(&client, env, layout, root).await?;
+    custody::publish_ledger(&client, layout).await;
     report.intermediate_created = ensure_pki(env, &client, s, now).await?;
     if report.intermediate_created {
         s.progress.step(
@@ -202,11 +207,7 @@ pub(crate) async fn unseal(client: &Client, name: &str, layout: &EnvLayout) -> R
     if !status.sealed || status.seal_type != "shamir" {
         return Ok(false);
     }
-    let keys =
-        custody::read_unseal_keys(&layout.unseal_keys())?.ok_or_else(|| Error::CustodyMissing {
-            env: name.to_owned(),
-            path: layout.unseal_keys(),
-        })?;
+    let keys = custody::unseal_shares(layout)?;
     let needed = usize::from(status.threshold.max(1));
     if keys.len() < needed {
         return Err(Error::ServerState {

@@ -121,6 +121,15 @@ pub enum Error {
         #[source]
         source: Box<warden_node::MigrateError>,
     },
+    /// The lab's custody ceremony, unseal or root-token opening failed.
+    #[error("{env}: lab custody: {source}")]
+    Custody {
+        /// Environment.
+        env: String,
+        /// What custody said.
+        #[source]
+        source: Box<warden_custody::Error>,
+    },
     /// The server reached a state `up` cannot fix by itself.
     #[error("{env}: {what}")]
     ServerState {

@@ -198,7 +198,7 @@ impl Lab {
     pub fn operator_client(&self, name: &str) -> Result<warden_bao::Client, Error> {
         let env = self.env(name)?;
         let layout = self.layout.env(name);
-        let token = custody::read_secret(&layout.root_token())?;
+        let token = custody::bootstrap_root_token(&layout)?;
         crate::client::operator_client(env, &layout, token)
     }
 }

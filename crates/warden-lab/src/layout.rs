@@ -17,13 +17,17 @@
 //!     bao/audit.log, server.log   audit device and server log
 //!     bao/server.pid
 //!     bao-<n>/...                 node n of a multi-node environment (`nodes::NodeLayout`)
-//!     custody/unseal-keys.json    LAB ONLY: Shamir unseal shares (0600)
-//!     custody/root-token          LAB ONLY: the initial root token (0600), until bootstrap
-//!                                 revokes it and deletes this file
+//!     custody/custodians/         LAB ONLY: the lab custodians' age identities (0600)
+//!     custody/shares/             the ceremony's encrypted shares and root token (the
+//!                                 root token's file is deleted when bootstrap revokes it)
+//!     custody/unseal-keys.json    legacy labs only: clear Shamir shares (0600)
+//!     custody/root-token          legacy labs only: the clear root token (0600), until
+//!                                 bootstrap revokes it and deletes this file
 //!     custody/recovery-keys.json  LAB ONLY: recovery shares of an auto-sealed environment (0600)
 //!     seal/                       files the seal reads (static key, seal-keeper credentials)
 //!   seal-keeper/                  the seal-keeper of transit-sealed environments, laid out
 //!                                 like envs/<env>/ (tls/, operator/, bao/, custody/)
+//!   state/custody/<env>/          the custody ledger and unseal rounds
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -167,11 +171,11 @@ impl EnvLayout {
     pub fn custody_dir(&self) -> PathBuf {
         self.dir.join("custody")
     }
-    /// Unseal shares (lab only).
+    /// Clear unseal shares of a legacy lab (before the ceremony).
     pub fn unseal_keys(&self) -> PathBuf {
         self.custody_dir().join("unseal-keys.json")
     }
-    /// Root token (lab only; deleted when bootstrap revokes it).
+    /// Clear root token of a legacy lab (before the ceremony); deleted when bootstrap revokes it.
     pub fn root_token(&self) -> PathBuf {
         self.custody_dir().join("root-token")
     }

@@ -17,8 +17,8 @@
 //! one node at a time for tests); `operators` (the end of bootstrap: the operator policy, the
 //! lab operator's login, the root token revoked); `tls`
 //! (each environment's listener CA and certificates); `server` (one environment's OpenBao
-//! process: configuration, start, find, stop); `custody` (what a real deployment would never
-//! keep on one disk: the root CA passphrase, unseal shares, root tokens); `client` (operator
+//! process: configuration, start, find, stop); `custody` (the real custody ceremony with
+//! lab-generated custodians, and the root CA passphrase); `client` (operator
 //! clients); `status` (what `lab status` reports); `seal` (each environment's seal: Shamir,
 //! static or transit, and the files it reads), `seal_keeper` (the separate OpenBao that holds
 //! the transit seals' keys) and `seal_migrate` (Shamir → auto-seal on a live environment);
@@ -47,7 +47,10 @@ mod tls;
 pub use bring_up::{EnvUpReport, Progress, Quiet};
 pub use config::DEFAULT_PKI_MOUNT;
 pub use config::{EnvConfig, LabConfig, NewLabOptions};
-pub use custody::LAB_ONLY_NOTICE;
+pub use custody::{
+    CustodyMode, LAB_ONLY_NOTICE, bootstrap_root_token, custodians_dir, custody_mode,
+    custody_state_dir, root_token_path, shares_dir, unseal_shares,
+};
 pub use error::Error;
 pub use lab::{DownReport, Lab, UpReport};
 pub use layout::{DEFAULT_LAB_DIR, EnvLayout, LabLayout};

@@ -206,10 +206,14 @@ async fn harness_token(root: &Client, env: &str, layout: &EnvLayout) -> Result<(
 /// The policy of the test harness's token.
 const HARNESS_POLICY: &str = "warden-test-harness";
 
+/// Deletes the root token's file once the token is revoked: the ceremony's encrypted file (or a
+/// legacy lab's clear one). A revoked token's file would only make every later `up` open a dead
+/// token.
 fn remove_root_token(layout: &EnvLayout) -> Result<(), Error> {
-    match std::fs::remove_file(layout.root_token()) {
+    let path = crate::custody::root_token_path(layout);
+    match std::fs::remove_file(&path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(&layout.root_token(), "remove", e)),
+        Err(e) => Err(Error::io(&path, "remove", e)),
     }
 }

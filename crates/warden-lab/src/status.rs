@@ -45,13 +45,16 @@ pub struct EnvStatus {
     pub operator_cert: PathBuf,
     /// Operator client key (`VAULT_CLIENT_KEY`).
     pub operator_key: PathBuf,
-    /// File holding the lab's root token while bootstrap is pending (lab only); `None` once
-    /// bootstrap has revoked it.
+    /// The lab's bootstrap root token while bootstrap is pending: age-encrypted to the lab
+    /// custodians (ceremony), or the clear file of a legacy lab; `None` once bootstrap has
+    /// revoked it and deleted the file.
     pub root_token_file: Option<PathBuf>,
     /// The cert-auth mount operators log in at (`bao login -method=cert -path=MOUNT name=ROLE`).
     pub operator_auth_mount: &'static str,
     /// The lab operator's role at that mount.
     pub operator_role: &'static str,
+    /// How the unseal shares are held.
+    pub custody: custody::CustodyMode,
     /// Why something could not be determined.
     pub error: Option<String>,
     /// Which seal protects the environment (`shamir`, `transit (seal-keeper ..)`, ...).
@@ -102,9 +105,10 @@ pub(crate) async fn env_status(
         ca_bundle: layout.ca_bundle(),
         operator_cert: layout.operator_cert(),
         operator_key: layout.operator_key(),
-        root_token_file: Some(layout.root_token()).filter(|p| p.exists()),
+        root_token_file: Some(custody::root_token_path(layout)).filter(|p| p.exists()),
         operator_auth_mount: warden_spec::naming::operator::OPERATOR_AUTH_MOUNT,
         operator_role: warden_spec::naming::operator::LAB_OPERATOR,
+        custody: custody::custody_mode(layout),
         error: None,
         seal: env.seal.describe(),
         seal_problem: None,
@@ -112,7 +116,7 @@ pub(crate) async fn env_status(
         nodes: Vec::new(),
         peers: Vec::new(),
     };
-    let token = custody::read_secret(&layout.root_token()).ok().flatten();
+    let token = custody::bootstrap_root_token(layout).ok().flatten();
     let cluster = node_status::cluster_status(env, layout, token.as_ref()).await;
     st.addresses = cluster.nodes.iter().map(|n| n.address.clone()).collect();
     st.peers = cluster.peers;

@@ -6,7 +6,8 @@
 //!   require client certificates, so every `retry_join` names the CA that signed the leader's
 //!   server certificate and the client certificate and key this node presents when it joins.
 //! - **the mTLS listener**: TLS 1.2 or later, TLS 1.2 limited to ECDHE key exchange with AEAD
-//!   ciphers ([`TLS12_CIPHER_SUITES`]), and `tls_require_and_verify_client_cert`.
+//!   ciphers ([`TLS12_CIPHER_SUITES`]), and `tls_require_and_verify_client_cert`; generate-root
+//!   from custodians' shares left on, for break-glass (docs/openbao.md, difference 9).
 //! - `api_addr` / `cluster_addr`: what the node advertises to clients and to its peers.
 //! - **telemetry** for Prometheus, with host names left out of metric names so that every node's
 //!   series carry the same names.
@@ -246,7 +247,7 @@ impl NodeConfig {
         }
         out.push_str("}\n\n");
         out.push_str(&format!(
-            "listener \"tcp\" {{\n  address                            = {addr}\n  cluster_address                    = {caddr}\n  tls_cert_file                      = {cert}\n  tls_key_file                       = {key}\n  tls_client_ca_file                 = {ca}\n  tls_require_and_verify_client_cert = true\n  tls_min_version                    = \"tls12\"\n  tls_cipher_suites                  = \"{ciphers}\"\n}}\n\n",
+            "listener \"tcp\" {{\n  address                            = {addr}\n  cluster_address                    = {caddr}\n  tls_cert_file                      = {cert}\n  tls_key_file                       = {key}\n  tls_client_ca_file                 = {ca}\n  tls_require_and_verify_client_cert = true\n  tls_min_version                    = \"tls12\"\n  tls_cipher_suites                  = \"{ciphers}\"\n  # `warden break-glass` runs generate-root from custodians' shares; OpenBao 2.5+ turns the\n  # unauthenticated endpoint off by default (docs/openbao.md, difference 9). The shares are the\n  # authority, and the listener still demands a client certificate.\n  disable_unauthed_generate_root_endpoints = false\n}}\n\n",
             addr = hcl_string(&self.listen_address),
             caddr = hcl_string(&self.cluster_listen_address),
             cert = p(&self.tls.cert_file),

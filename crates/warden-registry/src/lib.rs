@@ -7,7 +7,10 @@
 //!   delivered (`warden/data/delivered/<identity>`).
 //! - [`reveal`]: reveal-once credentials behind single-use wrapping tokens.
 //! - [`evidence`]: evidence packets signed with a transit key and verified offline.
+//! - [`break_glass`]: time-boxed tokens traded for a root token generated from custodians'
+//!   shares; their records, shown in posture and evidence.
 
+pub mod break_glass;
 pub mod evidence;
 pub mod posture;
 pub mod reveal;

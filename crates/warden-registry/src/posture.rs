@@ -53,6 +53,8 @@ pub struct Report {
     pub purposes: Vec<PurposePosture>,
     /// The worst status of any credential (healthy when there is none).
     pub worst: Status,
+    /// Break-glass tokens still usable here (neither expired nor closed).
+    pub break_glass: Vec<crate::break_glass::Record>,
 }
 
 /// One purpose and its credentials.
@@ -230,11 +232,19 @@ pub async fn collect(
         .map(|p| p.status)
         .max()
         .unwrap_or(Status::Healthy);
+    // A registry a reader may not list shows no break-glass rather than failing posture.
+    let break_glass = crate::break_glass::list(client, env.name.as_str())
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.state(now) == "active")
+        .collect();
     Ok(Report {
         env: env.name.to_string(),
         at: now,
         purposes,
         worst,
+        break_glass,
     })
 }
 

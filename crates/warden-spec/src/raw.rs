@@ -65,6 +65,8 @@ pub(crate) struct RawEnvironment {
     #[serde(default)]
     pub(crate) kubernetes: Option<S<RawCiAuth>>,
     #[serde(default)]
+    pub(crate) custody: Option<S<crate::validate::custody::RawCustody>>,
+    #[serde(default)]
     pub(crate) nodes: Option<S<Vec<S<RawNode>>>>,
 }
 

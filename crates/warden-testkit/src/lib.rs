@@ -14,6 +14,9 @@
 //! dropped — also when the test panics. Secrets (the root token, the database password) never
 //! appear in a child's argv or environment, in a file left behind, or in `Debug` output.
 //!
+//! [`BareBao::start`] is a real server left *uninitialised* (raft, HTTPS), for the custody
+//! ceremony's tests.
+//!
 //! [`LabEnv::start`] is the full TLS + mTLS mode: a throwaway Warden lab (offline root,
 //! per-environment OpenBao with client-certificate listeners, Shamir init and unseal, PKI
 //! intermediate) built by the same code as `warden lab up`.
@@ -47,6 +50,7 @@
 mod agent;
 mod bao;
 mod bao_uninit;
+mod bare;
 pub mod cli;
 mod error;
 pub mod files;
@@ -63,6 +67,7 @@ mod wait;
 pub use agent::RunningAgent;
 pub use bao::BaoDev;
 pub use bao_uninit::BaoUninit;
+pub use bare::BareBao;
 pub use error::Error;
 pub use lab::LabEnv;
 pub use lab_guard::LabGuard;

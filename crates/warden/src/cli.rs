@@ -76,6 +76,12 @@ pub(crate) enum Command {
     Operator(crate::cmd::operator::OperatorArgs),
     /// A real environment's bootstrap: operator policy, first operator, then the root token revoked.
     Bootstrap(crate::cmd::operator::BootstrapArgs),
+    /// Custody of unseal shares: the ceremony, the ledger, verify, rekey (custodian replacement).
+    Custody(crate::cmd::custody::CustodyArgs),
+    /// Submit one custodian's encrypted share to every node of an environment; shows progress.
+    Unseal(crate::cmd::custody::UnsealArgs),
+    /// Emergency access: a time-boxed token from custodians' shares (open, close, status).
+    BreakGlass(crate::cmd::break_glass::BreakGlassArgs),
     /// Print the shell completion script for SHELL (bash, zsh, fish, …) on stdout.
     ///
     /// bash: `warden completions bash > ~/.local/share/bash-completion/completions/warden`;

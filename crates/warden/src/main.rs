@@ -78,6 +78,9 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Server(args) => cmd::server::run(args, &out).await,
         cli::Command::Operator(args) => cmd::operator::run(args, &out).await,
         cli::Command::Bootstrap(args) => cmd::operator::run_bootstrap(args, &out).await,
+        cli::Command::Custody(args) => cmd::custody::run(args, &out).await,
+        cli::Command::Unseal(args) => cmd::custody::unseal(args, &out).await,
+        cli::Command::BreakGlass(args) => cmd::break_glass::run(args, &out).await,
         cli::Command::Completions(args) => cmd::completions::completions(&args, &out),
         cli::Command::Man(args) => cmd::completions::man(&args, &out),
     }

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use warden_agent::{Agent, Config, Health};
-use warden_bao::{Client, Idempotent, SecretString};
+use warden_bao::{Client, Idempotent};
 use warden_enroll::AgentConfig;
 use warden_testkit::cli::{Cli, path_str};
 use warden_testkit::files::{line_count, mode};
@@ -465,13 +465,10 @@ impl Rng {
 }
 
 async fn unseal(lab: &LabEnv, op: &Client) {
-    let path = lab.lab().layout().env("test").unseal_keys();
-    let file: Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).expect("unseal keys")).expect("JSON");
-    for key in file["keys"].as_array().expect("keys") {
-        let key = SecretString::from(key.as_str().expect("key").to_owned());
-        let status = op.unseal(&key).await.expect("unseal");
-        if !status.sealed {
+    // The lab's custodians open their shares in memory (LAB ONLY custody).
+    let layout = lab.lab().layout().env("test");
+    for key in warden_lab::unseal_shares(&layout).expect("lab custody shares") {
+        if !op.unseal(&key).await.expect("unseal").sealed {
             return;
         }
     }

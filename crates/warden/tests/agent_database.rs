@@ -27,7 +27,7 @@ use std::process::{Command as StdCommand, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret;
-use warden_bao::{Client, SecretString};
+use warden_bao::Client;
 use warden_files::Mode;
 use warden_testkit::cli::{Cli, path_str, text};
 use warden_testkit::files::line_count;
@@ -219,11 +219,9 @@ fn source_state(state_dir: &Path) -> Option<(String, u64, u64)> {
 }
 
 async fn unseal(lab: &LabEnv, op: &Client) {
-    let path = lab.lab().layout().env("test").unseal_keys();
-    let file: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).expect("unseal keys")).expect("JSON");
-    for key in file["keys"].as_array().expect("keys") {
-        let key = SecretString::from(key.as_str().expect("key").to_owned());
+    // The lab's custodians open their shares in memory (LAB ONLY custody).
+    let layout = lab.lab().layout().env("test");
+    for key in warden_lab::unseal_shares(&layout).expect("lab custody shares") {
         if !op.unseal(&key).await.expect("unseal").sealed {
             return;
         }

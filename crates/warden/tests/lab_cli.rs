@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use secrecy::ExposeSecret;
 use serde_json::Value;
 use warden_bao::{Client, ClientConfig};
 use warden_testkit::LabGuard;
@@ -324,27 +325,82 @@ fn custody_files_are_owner_only_and_secrets_stay_out_of_output() {
         "the custody notice must be loud:\n{printed}"
     );
 
-    // Bootstrap ended with the root token revoked and its custody file gone.
+    // Bootstrap ended with the root token revoked and its file (clear or sealed) gone.
+    for f in [
+        "envs/test/custody/root-token",
+        "envs/test/custody/shares/root-token.test.age",
+    ] {
+        assert!(
+            !dir.join(f).exists(),
+            "the root token must not outlive bootstrap: {f}"
+        );
+    }
     assert!(
-        !dir.join("envs/test/custody/root-token").exists(),
-        "the root token must not outlive bootstrap"
+        printed.contains("test: custody: ceremony with lab-generated custodians"),
+        "lab up says which custody mode is in use:\n{printed}"
     );
-    let keys: Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("envs/test/custody/unseal-keys.json")).unwrap(),
+    // The real ceremony ran: 5 lab custodians, threshold 3, a ledger; every share opens with its
+    // custodian's identity only, in memory here, so the scan below knows the bytes.
+    let layout = warden_lab::LabLayout::new(&dir).env("test");
+    let ledger: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("state/custody/test/ledger.json")).unwrap(),
     )
     .unwrap();
-    assert_eq!(keys["keys"].as_array().unwrap().len(), 5);
-    assert_eq!(keys["threshold"], 3);
+    assert_eq!(ledger["entries"].as_array().unwrap().len(), 5);
+    assert_eq!(ledger["threshold"], 3);
+    assert!(
+        warden_lab::bootstrap_root_token(&layout).unwrap().is_none(),
+        "no root token to open after bootstrap"
+    );
+    let mut shares = Vec::new();
+    for e in ledger["entries"].as_array().unwrap() {
+        let c = e["custodian"].as_str().unwrap();
+        let id = warden_custody::IdentityFile::read(
+            &warden_lab::custodians_dir(&layout).join(format!("{c}.age-identity")),
+        )
+        .unwrap();
+        let share = warden_custody::envelope::open_share(
+            &warden_lab::shares_dir(&layout).join(e["file"].as_str().unwrap()),
+            &id,
+        )
+        .unwrap();
+        shares.push(share.secret().expose_secret().to_owned());
+    }
     let status = warden(&["lab", "status", "--output", "json", "--dir"], &dir).output();
     let everything = [printed, String::from_utf8_lossy(&status.stdout).to_string()].concat();
-    for k in keys["keys"].as_array().unwrap() {
+    for k in &shares {
         assert!(
-            !everything.contains(k.as_str().unwrap()),
+            !everything.contains(k.as_str()),
             "unseal share leaked into output"
         );
     }
+    // Nor on disk in clear: not in any file of the lab.
+    let mut files = Vec::new();
+    let mut stack = vec![dir.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path())
+            } else {
+                files.push(e.path())
+            }
+        }
+    }
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        for k in &shares {
+            assert!(
+                !text.contains(k.as_str()),
+                "a share is in clear in {}",
+                f.display()
+            );
+        }
+    }
     for f in [
-        "envs/test/custody/unseal-keys.json",
+        "envs/test/custody/custodians/lab-custodian-1.age-identity",
+        "envs/test/custody/shares/lab-custodian-1.test.share.age",
+        "state/custody/test/ledger.json",
         "custody/ca-passphrase",
         "ca/root.key.p8",
         "envs/test/tls/server.key",
@@ -365,8 +421,8 @@ fn custody_files_are_owner_only_and_secrets_stay_out_of_output() {
         .unwrap();
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
     let cmdline = String::from_utf8_lossy(&cmdline);
-    for k in keys["keys"].as_array().unwrap() {
-        assert!(!cmdline.contains(k.as_str().unwrap()));
+    for k in &shares {
+        assert!(!cmdline.contains(k.as_str()));
     }
 }
 

@@ -167,6 +167,8 @@ pub(crate) async fn payload(i: &Inputs<'_>) -> Result<Value, EvidenceError> {
         "purposes": purposes,
         "policies": policies_out,
         "unreadable_policies": unreadable,
+        "break_glass": crate::break_glass::list(i.client, env).await.unwrap_or_default().iter()
+            .map(|r| json!({ "record": r, "state": r.state(i.now) })).collect::<Vec<_>>(),
         "notes": NOTES,
     }))
 }

@@ -65,6 +65,8 @@ pub struct Environment {
     pub ci: Option<CiAuth>,
     /// Service-account token issuer, if workloads log in with one here.
     pub kubernetes: Option<KubernetesAuth>,
+    /// Who holds the unseal shares, if declared.
+    pub custody: Option<super::Custody>,
 }
 
 impl Environment {

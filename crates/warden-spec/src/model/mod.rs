@@ -9,11 +9,13 @@
 use std::fmt;
 use std::time::Duration;
 
+mod custody;
 mod engines;
 mod environments;
 mod identities;
 mod purposes;
 
+pub use custody::*;
 pub use engines::*;
 pub use environments::*;
 pub use identities::*;

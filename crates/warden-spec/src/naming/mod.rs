@@ -12,7 +12,7 @@
 //! | where a credential lives | [`location`] → [`Location`] |
 //! | a credential's reference (`billing/secret/config`) | [`credential_id`], [`Credential::new`] |
 //! | an environment's mounts | [`Mounts`], defaults: [`default_mounts`] |
-//! | Warden's own KV v2 mount and its folders | [`META_MOUNT`], [`OWNED_RECORD`], [`REGISTRY_PREFIX`], [`DELIVERED_PREFIX`], [`REVEAL_PREFIX`]; entries: [`ownership_record`], [`registry_entry`], [`delivery_report`], [`reveal_record`], [`reveal_records`] |
+//! | Warden's own KV v2 mount and its folders | [`META_MOUNT`], [`OWNED_RECORD`], [`REGISTRY_PREFIX`], [`DELIVERED_PREFIX`], [`REVEAL_PREFIX`], [`CUSTODY_PREFIX`], [`BREAK_GLASS_PREFIX`]; entries: [`ownership_record`], [`registry_entry`], [`delivery_report`], [`reveal_record`], [`reveal_records`], [`custody_record`], [`break_glass_record`], [`break_glass_records`] |
 //! | KV entries ([`KvEntry`]: mount + path) of an app | [`kv_prefix`], [`secret`], [`secret_path`], [`signing_key`], [`domain_cert`], [`domain_cert_path`] |
 //! | policies | [`policy_name`], [`REGISTRY_READER_POLICY`]; reading HCL: [`policy`] |
 //! | identity certificates | [`identity_common_name`], [`IDENTITY_CERT_TTL_SECS`] |
@@ -355,6 +355,29 @@ pub fn reveal_records(purpose: &str) -> KvEntry {
 /// The reveal record of the wrapping token with accessor `accessor` under `purpose`.
 pub fn reveal_record(purpose: &str, accessor: &str) -> KvEntry {
     KvEntry::new(META_MOUNT, format!("{REVEAL_PREFIX}/{purpose}/{accessor}"))
+}
+
+/// The folder inside [`META_MOUNT`] holding each environment's custody record: the digest of
+/// its custody ledger (never a share), so a ledger edited on disk no longer matches.
+pub const CUSTODY_PREFIX: &str = "custody";
+
+/// The folder inside [`META_MOUNT`] holding one record per break-glass token (who, why, when,
+/// until when, accessor; never the token).
+pub const BREAK_GLASS_PREFIX: &str = "break-glass";
+
+/// The custody record of the environment this mount belongs to: `custody/ledger`.
+pub fn custody_record() -> KvEntry {
+    KvEntry::new(META_MOUNT, format!("{CUSTODY_PREFIX}/ledger"))
+}
+
+/// The folder of break-glass records (for listing).
+pub fn break_glass_records() -> KvEntry {
+    KvEntry::new(META_MOUNT, BREAK_GLASS_PREFIX.to_owned())
+}
+
+/// The break-glass record `id`.
+pub fn break_glass_record(id: &str) -> KvEntry {
+    KvEntry::new(META_MOUNT, format!("{BREAK_GLASS_PREFIX}/{id}"))
 }
 
 #[cfg(test)]

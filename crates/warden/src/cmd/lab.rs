@@ -128,6 +128,9 @@ async fn run_up(dir: &Path, args: UpArgs, out: &Output) -> anyhow::Result<ExitCo
         .with_hint(|| up_hint(dir))?;
     // Loud in every output mode: this custody must never be mistaken for a real one.
     out.warn(warden_lab::LAB_ONLY_NOTICE);
+    for e in &report.environments {
+        out.progress(format!("{}: custody: {}", e.name, e.custody.describe()));
+    }
     let lab = Lab::open(dir)?;
     if let Some(w) = crate::cmd::seal::ignored_seal_option(&lab, args.seal, report.created) {
         out.warn(w);

@@ -1,9 +1,11 @@
 //! One module per subcommand.
 
 pub(crate) mod agent;
+pub(crate) mod break_glass;
 pub(crate) mod ca;
 pub(crate) mod ci;
 pub(crate) mod completions;
+pub(crate) mod custody;
 pub(crate) mod domain;
 pub(crate) mod evidence;
 pub(crate) mod identity;

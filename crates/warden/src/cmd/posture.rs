@@ -175,6 +175,17 @@ fn render(o: &PostureOutput) -> String {
         if r.purposes.is_empty() {
             s.push_str("  (no purposes govern anything here)\n");
         }
+        for b in &r.break_glass {
+            s.push_str(&format!(
+                "  BREAK-GLASS {} open until {} ({}): {:?}, shares of {}, policies {}\n",
+                b.id,
+                b.expires_at_utc(),
+                date(Some(b.expires_at), r.at),
+                b.reason,
+                b.custodians.join(","),
+                b.policies.join(",")
+            ));
+        }
     }
     s.push_str(&format!("Worst status: {}\n", o.worst));
     s

@@ -1,0 +1,361 @@
+//! The ceremony: `sys/init` with one share per custodian, each share sealed in memory to its
+//! custodian alone, the root token sealed to all of them, the ledger written. Also the rekey
+//! (custodian replacement), which ends the same way with a new custodian set.
+//!
+//! Nothing is written in clear anywhere, and nothing is printed: the shares exist in clear only
+//! in this process's memory, between OpenBao's answer and the encryption, in buffers that are
+//! wiped on drop.
+
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+use serde::Serialize;
+use warden_bao::Client;
+
+use crate::envelope;
+use crate::error::Error;
+use crate::identity::{Custodian, IdentityFile};
+use crate::ledger::{Entry, Ledger, Rounds, StateDir, now_rfc3339};
+
+/// What a ceremony or rekey is asked to do.
+#[derive(Debug)]
+pub struct Plan<'a> {
+    /// Environment.
+    pub env: &'a str,
+    /// One share per custodian, in this order (share 1 to the first).
+    pub custodians: &'a [Custodian],
+    /// Shares needed to unseal.
+    pub threshold: u8,
+    /// Where the encrypted files go (created 0700 if missing).
+    pub out_dir: &'a Path,
+    /// Warden's state directory (the ledger).
+    pub state: &'a StateDir,
+}
+
+/// What the ceremony produced: files and fingerprints, never a share.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Environment.
+    pub env: String,
+    /// Shares.
+    pub shares: u8,
+    /// Threshold.
+    pub threshold: u8,
+    /// Ledger generation.
+    pub generation: u32,
+    /// Per custodian: name, index, fingerprint, file.
+    pub custodians: Vec<SharedFile>,
+    /// The root-token file (ceremony only).
+    pub root_token_file: Option<PathBuf>,
+    /// The ledger file.
+    pub ledger: PathBuf,
+    /// Its SHA-256.
+    pub ledger_sha256: String,
+}
+
+/// One custodian's file.
+#[derive(Debug, Clone, Serialize)]
+pub struct SharedFile {
+    /// Custodian.
+    pub custodian: String,
+    /// Share index.
+    pub index: u8,
+    /// Fingerprint.
+    pub fingerprint: String,
+    /// The encrypted share.
+    pub file: PathBuf,
+}
+
+/// `<custodian>.<env>.share.age`.
+pub fn share_file_name(custodian: &str, env: &str) -> String {
+    format!("{custodian}.{env}.share.age")
+}
+
+/// `root-token.<env>.age`.
+pub fn root_token_file_name(env: &str) -> String {
+    format!("root-token.{env}.age")
+}
+
+impl Plan<'_> {
+    /// Every check that needs no server and changes nothing: custodians, threshold, free output
+    /// names.
+    fn check(&self, root_token: bool) -> Result<u8, Error> {
+        let bad = |reason: String| Error::BadCustodians {
+            env: self.env.to_owned(),
+            reason,
+        };
+        let n = self.custodians.len();
+        if n == 0 || n > 255 {
+            return Err(bad(format!("{n} custodians: a ceremony needs 1 to 255")));
+        }
+        let n = n as u8;
+        if self.threshold == 0 || self.threshold > n || (n > 1 && self.threshold < 2) {
+            return Err(bad(format!(
+                "threshold {} with {n} custodians: use 2..={n} (1 only with a single custodian)",
+                self.threshold
+            )));
+        }
+        let mut names: Vec<&str> = self.custodians.iter().map(|c| c.name.as_str()).collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(bad(format!("custodian `{}` is listed twice", w[0])));
+        }
+        let mut files: Vec<PathBuf> = self
+            .custodians
+            .iter()
+            .map(|c| self.out_dir.join(share_file_name(&c.name, self.env)))
+            .collect();
+        if root_token {
+            files.push(self.out_dir.join(root_token_file_name(self.env)));
+        }
+        if let Some(f) = files.iter().find(|f| f.exists()) {
+            return Err(Error::OutputExists { path: f.clone() });
+        }
+        Ok(n)
+    }
+
+    /// Seals `keys` (one per custodian, in order), writes the files and the ledger.
+    fn distribute(
+        &self,
+        keys: &[SecretString],
+        generation: u32,
+        root_token: Option<&SecretString>,
+    ) -> Result<Report, Error> {
+        // Encrypt everything before writing anything: a failure here leaves no half set.
+        let now = now_rfc3339();
+        let mut sealed = Vec::new();
+        for (i, (c, key)) in self.custodians.iter().zip(keys).enumerate() {
+            let index = u8::try_from(i + 1).expect("at most 255 custodians");
+            let (bytes, fp) = envelope::seal_share(self.env, c, index, generation, key)?;
+            sealed.push((c, index, fp, bytes));
+        }
+        let token_file = match root_token {
+            Some(t) => Some((
+                self.out_dir.join(root_token_file_name(self.env)),
+                envelope::seal_root_token(self.env, self.custodians, t)?,
+            )),
+            None => None,
+        };
+        let mut entries = Vec::new();
+        let mut files = Vec::new();
+        for (c, index, fp, bytes) in sealed {
+            let name = share_file_name(&c.name, self.env);
+            let path = self.out_dir.join(&name);
+            warden_files::write_atomic(&path, &bytes, warden_files::Mode::OwnerOnly)?;
+            entries.push(Entry {
+                custodian: c.name.clone(),
+                recipient: c.recipient(),
+                index,
+                fingerprint: fp.clone(),
+                file: name,
+                created_at: now.clone(),
+                last_verified_at: None,
+            });
+            files.push(SharedFile {
+                custodian: c.name.clone(),
+                index,
+                fingerprint: fp,
+                file: path,
+            });
+        }
+        if let Some((path, bytes)) = &token_file {
+            warden_files::write_atomic(path, bytes, warden_files::Mode::OwnerOnly)?;
+        }
+        let ledger = Ledger {
+            version: 1,
+            environment: self.env.to_owned(),
+            shares: u8::try_from(entries.len()).expect("checked"),
+            threshold: self.threshold,
+            generation,
+            created_at: now,
+            root_token_file: token_file.as_ref().map(|_| root_token_file_name(self.env)),
+            entries,
+        };
+        let sha = ledger.save(self.state)?;
+        Rounds::default().save(self.state, self.env)?;
+        Ok(Report {
+            env: self.env.to_owned(),
+            shares: ledger.shares,
+            threshold: ledger.threshold,
+            generation,
+            custodians: files,
+            root_token_file: token_file.map(|(p, _)| p),
+            ledger: self.state.ledger(self.env),
+            ledger_sha256: sha,
+        })
+    }
+}
+
+/// Runs the ceremony against `node` (any node of a fresh environment; the others join it).
+/// Refuses, changing nothing, when the environment has a ledger, a file would be overwritten,
+/// the custodian set is unusable or the server is already initialised.
+pub async fn init(node: &Client, plan: &Plan<'_>) -> Result<Report, Error> {
+    let env = plan.env;
+    let ledger_path = plan.state.ledger(env);
+    if ledger_path.exists() {
+        return Err(Error::LedgerExists {
+            env: env.to_owned(),
+            path: ledger_path,
+        });
+    }
+    let n = plan.check(true)?;
+    let health = node
+        .wait_reachable()
+        .await
+        .map_err(Error::bao(env, "reach the server"))?;
+    if health.initialized {
+        return Err(Error::AlreadyInitialized {
+            env: env.to_owned(),
+            address: node.address().to_string(),
+        });
+    }
+    // The output directory exists (and is ours) before the shares do: a share never waits in
+    // memory for a directory that cannot be made.
+    warden_files::ensure_private_dir(plan.out_dir)?;
+    let init = node
+        .init(n, plan.threshold)
+        .await
+        .map_err(Error::bao(env, "initialise"))?;
+    plan.distribute(&init.keys, 1, Some(&init.root_token))
+}
+
+/// Records an initialisation done elsewhere (for example `sys/init` with recovery keys under an
+/// auto-unseal seal, whose answer carries `recovery_keys` instead of `keys`): the same checks,
+/// one key per custodian sealed to that custodian alone, the root token to all of them, the
+/// ledger written. Call it with the server's answer before anything else can fail.
+pub fn record_init(
+    plan: &Plan<'_>,
+    keys: &[SecretString],
+    root_token: &SecretString,
+) -> Result<Report, Error> {
+    let ledger_path = plan.state.ledger(plan.env);
+    if ledger_path.exists() {
+        return Err(Error::LedgerExists {
+            env: plan.env.to_owned(),
+            path: ledger_path,
+        });
+    }
+    let n = plan.check(true)?;
+    if keys.len() != usize::from(n) {
+        return Err(Error::BadCustodians {
+            env: plan.env.to_owned(),
+            reason: format!("{} keys for {n} custodians", keys.len()),
+        });
+    }
+    warden_files::ensure_private_dir(plan.out_dir)?;
+    plan.distribute(keys, 1, Some(root_token))
+}
+
+/// Rekeys `env` with `pairs` (share file, identity) of current custodians: OpenBao's share
+/// rotation, new shares sealed to `plan.custodians` (the new set). Old shares stop working.
+/// `node` needs a token allowed on `sys/rotate/root/*`.
+pub async fn rekey(
+    node: &Client,
+    plan: &Plan<'_>,
+    pairs: &[(PathBuf, IdentityFile)],
+) -> Result<Report, Error> {
+    let env = plan.env;
+    let ledger = Ledger::load(plan.state, env)?;
+    plan.check(false)?;
+    let shares = crate::unseal::open_quorum(&ledger, pairs)?;
+    let status = node
+        .rotate_root_status()
+        .await
+        .map_err(Error::bao(env, "read the share rotation status"))?;
+    if status.started {
+        return Err(Error::InProgress {
+            env: env.to_owned(),
+            what: "share rotation",
+            nonce: status.nonce,
+        });
+    }
+    let n = u8::try_from(plan.custodians.len()).expect("checked");
+    warden_files::ensure_private_dir(plan.out_dir)?;
+    let started = node
+        .rotate_root_init(n, plan.threshold)
+        .await
+        .map_err(Error::bao(env, "start the share rotation"))?;
+    let mut last = started.clone();
+    for (_, share) in &shares {
+        last = match node
+            .rotate_root_update(share.secret(), &started.nonce)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = node.rotate_root_cancel().await;
+                return Err(Error::bao(env, "submit a share to the rotation")(e));
+            }
+        };
+        if last.complete {
+            break;
+        }
+    }
+    if !last.complete || last.keys.len() != plan.custodians.len() {
+        let _ = node.rotate_root_cancel().await;
+        return Err(Error::Incomplete {
+            env: env.to_owned(),
+            what: "share rotation",
+            progress: last.progress,
+            required: last.required,
+        });
+    }
+    // The new ledger replaces the old: the old fingerprints are no shares any more.
+    plan.distribute(&last.keys, ledger.generation + 1, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use secrecy::{ExposeSecret, SecretString};
+
+    use super::*;
+    use crate::identity::generate_identity;
+
+    #[test]
+    fn recorded_keys_go_one_to_each_custodian_and_a_second_record_is_refused() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let state = StateDir::new(dir.path().join("state"));
+        let out = dir.path().join("out");
+        let made: Vec<_> = (0..3).map(|_| generate_identity()).collect();
+        let custodians: Vec<Custodian> = ["a", "b", "c"]
+            .iter()
+            .zip(&made)
+            .map(|(n, g)| Custodian::new(n, &g.recipient).expect("custodian"))
+            .collect();
+        let plan = Plan {
+            env: "prod",
+            custodians: &custodians,
+            threshold: 2,
+            out_dir: &out,
+            state: &state,
+        };
+        let keys: Vec<SecretString> = ["aa", "bb", "cc"]
+            .iter()
+            .map(|k| SecretString::from(k.repeat(33)))
+            .collect();
+        let root = SecretString::from("s.recovery-root".to_owned());
+        let report = record_init(&plan, &keys, &root).expect("record");
+        assert_eq!(
+            (report.shares, report.threshold, report.generation),
+            (3, 2, 1)
+        );
+        for ((c, g), key) in custodians.iter().zip(&made).zip(&keys) {
+            let id = IdentityFile::parse(Path::new(&c.name), g.file_text.as_bytes()).expect("id");
+            let file = out.join(share_file_name(&c.name, "prod"));
+            let share = envelope::open_share(&file, &id).expect("opens for its custodian");
+            assert_eq!(share.secret().expose_secret(), key.expose_secret());
+        }
+        let again = record_init(&plan, &keys, &root).expect_err("a second record");
+        assert!(matches!(again, Error::LedgerExists { .. }), "{again}");
+        let short = Plan {
+            threshold: 1,
+            ..plan
+        };
+        assert!(matches!(
+            short.check(false),
+            Err(Error::BadCustodians { .. })
+        ));
+    }
+}

@@ -1,0 +1,110 @@
+//! Root tokens from custody: the ceremony's bootstrap root token (opened in memory by one
+//! custodian), and a fresh one generated from a quorum of shares for break-glass
+//! (`sys/generate-root` with an OTP, decoded in memory). What is done with the token (an
+//! orphan, time-boxed token, then revoking this one) is `warden_registry::break_glass`.
+
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+use warden_bao::Client;
+
+use crate::envelope;
+use crate::error::Error;
+use crate::identity::IdentityFile;
+use crate::ledger::{Ledger, StateDir, now_rfc3339};
+use crate::unseal::open_quorum;
+
+/// A root token generated from shares, and whose shares made it. Revoke it as soon as it has
+/// served; `Debug` does not print it.
+pub struct GeneratedRoot {
+    /// The token (zeroized on drop).
+    pub token: SecretString,
+    /// The custodians whose shares were used, in the order given.
+    pub custodians: Vec<String>,
+}
+
+impl std::fmt::Debug for GeneratedRoot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GeneratedRoot")
+            .field("token", &"...")
+            .field("custodians", &self.custodians)
+            .finish()
+    }
+}
+
+/// Opens the bootstrap root token the ceremony sealed to the custodians (`file`), in memory.
+pub fn open_bootstrap_token(
+    file: &Path,
+    env: &str,
+    identity: &IdentityFile,
+) -> Result<SecretString, Error> {
+    envelope::open_root_token(file, env, identity)
+}
+
+/// Generates a root token on `node` from `pairs` (share file, identity): every share is opened
+/// and checked against the ledger before the first request. Refuses when another generation is
+/// under way (it would be someone else's). Marks the custodians verified in the ledger.
+pub async fn generate(
+    node: &Client,
+    state: &StateDir,
+    env: &str,
+    pairs: &[(PathBuf, IdentityFile)],
+) -> Result<GeneratedRoot, Error> {
+    let mut ledger = Ledger::load(state, env)?;
+    let shares = open_quorum(&ledger, pairs)?;
+    let status = node
+        .generate_root_status()
+        .await
+        .map_err(Error::bao(env, "read the root generation status"))?;
+    if status.started {
+        return Err(Error::InProgress {
+            env: env.to_owned(),
+            what: "root generation",
+            nonce: status.nonce,
+        });
+    }
+    let attempt = node
+        .generate_root_start()
+        .await
+        .map_err(Error::bao(env, "start a root generation"))?;
+    let otp = attempt.otp.clone().ok_or_else(|| {
+        Error::bao(env, "start a root generation")(warden_bao::Error::Decode {
+            path: "sys/generate-root/attempt".to_owned(),
+            source: serde::de::Error::custom("the server returned no OTP"),
+        })
+    })?;
+    let mut last = attempt.clone();
+    for (_, share) in &shares {
+        last = match node
+            .generate_root_update(share.secret(), &attempt.nonce)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = node.generate_root_cancel().await;
+                return Err(Error::bao(env, "submit a share to the root generation")(e));
+            }
+        };
+        if last.complete {
+            break;
+        }
+    }
+    if !last.complete {
+        let _ = node.generate_root_cancel().await;
+        return Err(Error::Incomplete {
+            env: env.to_owned(),
+            what: "root generation",
+            progress: last.progress,
+            required: last.required,
+        });
+    }
+    let token = warden_bao::decode_root_token(&last.encoded_token, &otp)
+        .map_err(Error::bao(env, "decode the generated root token"))?;
+    let now = now_rfc3339();
+    let custodians: Vec<String> = shares.iter().map(|(c, _)| c.clone()).collect();
+    for c in &custodians {
+        ledger.mark_verified(c, &now);
+    }
+    ledger.save(state)?;
+    Ok(GeneratedRoot { token, custodians })
+}

@@ -1,0 +1,229 @@
+//! `warden unseal`: one custodian's share, checked against the ledger, submitted to every node
+//! of the environment; and opening a quorum of shares for rekey and break-glass.
+//!
+//! Every refusal happens before the first request, so a refused share changes nothing: not the
+//! server's progress, not the round file.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use warden_bao::Client;
+
+use crate::envelope::{self, Share};
+use crate::error::Error;
+use crate::identity::IdentityFile;
+use crate::ledger::{Ledger, Round, Rounds, StateDir, now_rfc3339};
+
+/// One node of the environment: how it is named in reports, and a client for it.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// Its API address.
+    pub address: String,
+    /// A client (no token needed for unseal).
+    pub client: Client,
+}
+
+/// One node's progress after the share went in.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeProgress {
+    /// Its API address.
+    pub address: String,
+    /// Still sealed.
+    pub sealed: bool,
+    /// Shares in the current round (0 once unsealed).
+    pub progress: u8,
+    /// Threshold.
+    pub threshold: u8,
+    /// Shares in total.
+    pub shares: u8,
+    /// The round's nonce (empty once unsealed).
+    pub nonce: String,
+    /// What happened here: `submitted`, `already unsealed`, `already had this share`, or why
+    /// the node could not be reached.
+    pub outcome: String,
+}
+
+/// What `unseal` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Environment.
+    pub env: String,
+    /// Whose share.
+    pub custodian: String,
+    /// Its fingerprint.
+    pub fingerprint: String,
+    /// Per node.
+    pub nodes: Vec<NodeProgress>,
+}
+
+/// Opens and checks one share (no server involved): decrypts it with `identity`, then checks
+/// environment, custodian and fingerprint against the ledger.
+pub fn open_checked(ledger: &Ledger, path: &Path, identity: &IdentityFile) -> Result<Share, Error> {
+    let share = envelope::open_share(path, identity)?;
+    ledger.check_share(path, &share)?;
+    Ok(share)
+}
+
+/// Opens `pairs` (share file, identity), checks each against the ledger and that they come
+/// from `threshold` different custodians. Returns (custodian, share) pairs.
+pub fn open_quorum(
+    ledger: &Ledger,
+    pairs: &[(PathBuf, IdentityFile)],
+) -> Result<Vec<(String, Share)>, Error> {
+    let mut out: Vec<(String, Share)> = Vec::new();
+    for (path, identity) in pairs {
+        let share = open_checked(ledger, path, identity)?;
+        if out.iter().any(|(c, _)| *c == share.custodian) {
+            return Err(Error::DuplicateCustodian {
+                custodian: share.custodian,
+                need: ledger.threshold,
+            });
+        }
+        out.push((share.custodian.clone(), share));
+    }
+    if out.len() < usize::from(ledger.threshold) {
+        return Err(Error::NotEnoughShares {
+            env: ledger.environment.clone(),
+            have: out.len(),
+            need: ledger.threshold,
+        });
+    }
+    Ok(out)
+}
+
+/// Verifies that `path` opens with `identity` and matches the ledger; records the time.
+pub fn verify(
+    state: &StateDir,
+    env: &str,
+    path: &Path,
+    identity: &IdentityFile,
+) -> Result<(Ledger, String), Error> {
+    let mut ledger = Ledger::load(state, env)?;
+    let share = open_checked(&ledger, path, identity)?;
+    ledger.mark_verified(&share.custodian, &now_rfc3339());
+    let sha = ledger.save(state)?;
+    Ok((ledger, sha))
+}
+
+/// What to do on one node, decided before anything is sent.
+enum Step {
+    Skip(NodeProgress),
+    Submit { fresh_round: bool },
+}
+
+/// Submits one custodian's share to every node of `env`.
+pub async fn unseal(
+    state: &StateDir,
+    env: &str,
+    nodes: &[Node],
+    path: &Path,
+    identity: &IdentityFile,
+) -> Result<Report, Error> {
+    let ledger = Ledger::load(state, env)?;
+    let share = open_checked(&ledger, path, identity)?;
+    let fp = share.fingerprint.clone();
+    let mut rounds = Rounds::load(state, env)?;
+
+    // Decide per node first, so a repeated share is refused before any node sees it.
+    let mut steps = Vec::new();
+    let mut duplicate: Option<String> = None;
+    for node in nodes {
+        let status = match node.client.seal_status().await {
+            Ok(s) => s,
+            Err(e) => {
+                steps.push(Step::Skip(unreachable(node, &e)));
+                continue;
+            }
+        };
+        if !status.sealed {
+            steps.push(Step::Skip(progress(node, &status, "already unsealed")));
+            continue;
+        }
+        let round = rounds.0.get(&node.address);
+        let same_round = status.progress > 0 && round.is_some_and(|r| r.nonce == status.nonce);
+        if same_round && round.is_some_and(|r| r.fingerprints.contains(&fp)) {
+            duplicate = Some(status.nonce.clone());
+            steps.push(Step::Skip(progress(
+                node,
+                &status,
+                "already had this share",
+            )));
+            continue;
+        }
+        steps.push(Step::Submit {
+            fresh_round: !same_round,
+        });
+    }
+    if let Some(nonce) = duplicate
+        && !steps.iter().any(|s| matches!(s, Step::Submit { .. }))
+    {
+        return Err(Error::AlreadySubmitted {
+            custodian: share.custodian.clone(),
+            fingerprint: fp,
+            nonce,
+        });
+    }
+
+    let mut report = Report {
+        env: env.to_owned(),
+        custodian: share.custodian.clone(),
+        fingerprint: fp.clone(),
+        nodes: Vec::new(),
+    };
+    for (node, step) in nodes.iter().zip(steps) {
+        let fresh_round = match step {
+            Step::Skip(p) => {
+                report.nodes.push(p);
+                continue;
+            }
+            Step::Submit { fresh_round } => fresh_round,
+        };
+        match node.client.unseal(share.secret()).await {
+            Ok(status) => {
+                if status.sealed {
+                    let round = rounds
+                        .0
+                        .entry(node.address.clone())
+                        .or_insert_with(Round::default);
+                    if fresh_round || round.nonce != status.nonce {
+                        *round = Round {
+                            nonce: status.nonce.clone(),
+                            fingerprints: Vec::new(),
+                        };
+                    }
+                    round.fingerprints.push(fp.clone());
+                } else {
+                    rounds.0.remove(&node.address);
+                }
+                report.nodes.push(progress(node, &status, "submitted"));
+            }
+            Err(e) => report.nodes.push(unreachable(node, &e)),
+        }
+    }
+    rounds.save(state, env)?;
+    Ok(report)
+}
+
+fn progress(node: &Node, s: &warden_bao::SealStatus, outcome: &str) -> NodeProgress {
+    NodeProgress {
+        address: node.address.clone(),
+        sealed: s.sealed,
+        progress: s.progress,
+        threshold: s.threshold,
+        shares: s.shares,
+        nonce: s.nonce.clone(),
+        outcome: outcome.to_owned(),
+    }
+}
+
+fn unreachable(node: &Node, e: &warden_bao::Error) -> NodeProgress {
+    NodeProgress {
+        address: node.address.clone(),
+        sealed: true,
+        progress: 0,
+        threshold: 0,
+        shares: 0,
+        nonce: String::new(),
+        outcome: format!("not reached: {e}"),
+    }
+}

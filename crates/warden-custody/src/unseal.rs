@@ -1,8 +1,10 @@
 //! `warden unseal`: one custodian's share, checked against the ledger, submitted to every node
 //! of the environment; and opening a quorum of shares for rekey and break-glass.
 //!
-//! Every refusal happens before the first request, so a refused share changes nothing: not the
-//! server's progress, not the round file.
+//! Every refusal happens before anything is submitted (at most the nodes' seal status is read),
+//! so a refused share changes nothing: not the server's progress, not the round file. A ledger
+//! of recovery keys is refused before its share is even opened: an auto-sealed environment
+//! unseals itself.
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +14,7 @@ use warden_bao::Client;
 use crate::envelope::{self, Share};
 use crate::error::Error;
 use crate::identity::IdentityFile;
-use crate::ledger::{Ledger, Round, Rounds, StateDir, now_rfc3339};
+use crate::ledger::{Ledger, Round, Rounds, ShareKind, StateDir, now_rfc3339};
 
 /// One node of the environment: how it is named in reports, and a client for it.
 #[derive(Debug, Clone)]
@@ -120,6 +122,12 @@ pub async fn unseal(
     identity: &IdentityFile,
 ) -> Result<Report, Error> {
     let ledger = Ledger::load(state, env)?;
+    if ledger.kind == ShareKind::Recovery {
+        return Err(Error::RecoveryKeysDoNotUnseal {
+            env: env.to_owned(),
+            seal: seal_type(nodes).await,
+        });
+    }
     let share = open_checked(&ledger, path, identity)?;
     let fp = share.fingerprint.clone();
     let mut rounds = Rounds::load(state, env)?;
@@ -202,6 +210,19 @@ pub async fn unseal(
     }
     rounds.save(state, env)?;
     Ok(report)
+}
+
+/// The seal type the first node that answers reports (read only), for the refusal's message;
+/// `auto` when none answers: the ledger alone says the seal is not Shamir.
+async fn seal_type(nodes: &[Node]) -> String {
+    for node in nodes {
+        if let Ok(s) = node.client.seal_status().await
+            && !s.seal_type.is_empty()
+        {
+            return s.seal_type;
+        }
+    }
+    "auto".to_owned()
 }
 
 fn progress(node: &Node, s: &warden_bao::SealStatus, outcome: &str) -> NodeProgress {

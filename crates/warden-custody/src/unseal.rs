@@ -248,3 +248,55 @@ fn unreachable(node: &Node, e: &warden_bao::Error) -> NodeProgress {
         outcome: format!("not reached: {e}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::identity::{Custodian, generate_identity};
+
+    #[tokio::test]
+    async fn a_recovery_ledger_is_refused_before_its_share_is_opened_and_nothing_changes() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let state = StateDir::new(dir.path().join("state"));
+        let out = dir.path().join("out");
+        let g = generate_identity();
+        let alice = Custodian::new("alice", &g.recipient).expect("alice");
+        let plan = crate::ceremony::Plan {
+            env: "prod",
+            custodians: std::slice::from_ref(&alice),
+            threshold: 1,
+            kind: ShareKind::Recovery,
+            out_dir: &out,
+            state: &state,
+        };
+        let key = SecretString::from("ab".repeat(33));
+        let root = SecretString::from("s.root".to_owned());
+        crate::ceremony::record_init(&plan, std::slice::from_ref(&key), &root).expect("record");
+        let before = std::fs::read(state.ledger("prod")).expect("ledger");
+        let rounds = std::fs::read(state.rounds("prod")).expect("rounds");
+        let id = IdentityFile::parse(Path::new("alice"), g.file_text.as_bytes()).expect("id");
+        let share = out.join(crate::ceremony::share_file_name("alice", "prod"));
+
+        // No node answers: the ledger alone says the shares are recovery keys.
+        let e = unseal(&state, "prod", &[], &share, &id)
+            .await
+            .expect_err("recovery keys do not unseal");
+        assert!(
+            matches!(&e, Error::RecoveryKeysDoNotUnseal { env, seal } if env == "prod" && seal == "auto"),
+            "{e}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "prod is auto-unsealed (seal auto): its shares are recovery keys; they authorise \
+             rekey, generate-root and seal migration, not unseal"
+        );
+        assert_eq!(std::fs::read(state.ledger("prod")).expect("ledger"), before);
+        assert_eq!(std::fs::read(state.rounds("prod")).expect("rounds"), rounds);
+        // The share itself is fine: a custodian can still verify it.
+        assert!(open_checked(&Ledger::load(&state, "prod").expect("ledger"), &share, &id).is_ok());
+    }
+}

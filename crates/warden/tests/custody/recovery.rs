@@ -89,8 +89,7 @@ impl AutoLab {
             "--share".into(),
             path_str(&warden_lab::shares_dir(&layout).join(format!("{c}.test.share.age"))).into(),
             "--identity".into(),
-            path_str(&warden_lab::custodians_dir(&layout).join(format!("{c}.age-identity")))
-                .into(),
+            path_str(&warden_lab::custodians_dir(&layout).join(format!("{c}.age-identity"))).into(),
         ]
     }
 
@@ -145,7 +144,11 @@ async fn unseal_is_refused_on_a_recovery_ledger_and_break_glass_takes_recovery_k
         "{err}"
     );
     assert!(err.contains("hint:"), "{err}");
-    assert_eq!((bytes(&ledger), bytes(&rounds)), before, "custody unchanged");
+    assert_eq!(
+        (bytes(&ledger), bytes(&rounds)),
+        before,
+        "custody unchanged"
+    );
     let status_after = lab.client().seal_status().await.expect("seal status");
     assert_eq!(
         (status_after.sealed, status_after.progress),
@@ -190,5 +193,8 @@ async fn unseal_is_refused_on_a_recovery_ledger_and_break_glass_takes_recovery_k
         "the generated root token was revoked"
     );
     lab.ok(&["break-glass", "close", "-o", "json"]);
-    assert!(bg.token_lookup_self().await.is_err(), "closed means revoked");
+    assert!(
+        bg.token_lookup_self().await.is_err(),
+        "closed means revoked"
+    );
 }

@@ -98,7 +98,10 @@ async fn shamir_to_transit_migration_keeps_every_secret() {
     let err = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(1), "{err}");
     assert!(err.contains("unseal shares missing: 0 in custody"), "{err}");
-    assert!(err.contains(&ledger.display().to_string()), "names the ledger: {err}");
+    assert!(
+        err.contains(&ledger.display().to_string()),
+        "names the ledger: {err}"
+    );
     assert!(
         err.contains("nothing was changed") && err.contains("hint:"),
         "{err}"
@@ -253,7 +256,11 @@ async fn three_node_shamir_to_static_migration_keeps_every_secret() {
         started.elapsed().as_secs_f64()
     );
     assert_eq!(report["report"]["seal_type"], "static");
-    assert_eq!(ledger_kind(&dir), "recovery", "the shares are recovery keys now");
+    assert_eq!(
+        ledger_kind(&dir),
+        "recovery",
+        "the shares are recovery keys now"
+    );
     let st = status(&dir);
     let mut r = roles(&st);
     r.sort();

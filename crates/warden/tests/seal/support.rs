@@ -182,9 +182,7 @@ pub(crate) fn assert_no_clear_custody(dir: &Path, keys: &[String]) {
             };
             for form in &forms {
                 assert!(
-                    !content
-                        .windows(form.len())
-                        .any(|w| w == form.as_bytes()),
+                    !content.windows(form.len()).any(|w| w == form.as_bytes()),
                     "a recovery key is in clear in {}",
                     f.display()
                 );

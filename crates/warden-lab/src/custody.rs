@@ -7,8 +7,11 @@
 //! the shares (`custody/custodians/`, owner-only), so `lab up` can unseal unattended and open
 //! the bootstrap root token in memory. The [`LAB_ONLY_NOTICE`] says so wherever it matters.
 //!
-//! Labs made before the ceremony (clear `unseal-keys.json` and `root-token`) still come up:
-//! their custody mode is reported as legacy.
+//! An auto-sealed environment goes through the same ceremony with its recovery keys
+//! (`record_ceremony`, ledger kind `recovery`): nothing of its custody is in clear either.
+//!
+//! Labs made before the ceremony (clear `unseal-keys.json` or `recovery-keys.json`, and
+//! `root-token`) still come up: their custody mode is reported as legacy.
 
 use std::path::{Path, PathBuf};
 

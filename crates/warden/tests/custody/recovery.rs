@@ -94,7 +94,7 @@ impl AutoLab {
     }
 
     fn client(&self) -> warden_bao::Client {
-        warden_lab::Lab::open(self.guard.dir())
+        warden_lab::Lab::open(&self.guard.dir())
             .expect("lab")
             .operator_client("test")
             .expect("client")

@@ -373,7 +373,7 @@ fn ceremony_text(r: &warden_custody::ceremony::Report, what: &str) -> String {
 
 async fn publish_quietly(p: &Place, sha: &str) -> Result<(), String> {
     let ledger = Ledger::load(&p.state, p.env.name.as_str()).map_err(|e| e.to_string())?;
-    if !p.client.has_token() {
+    if !can_authenticate(&p.client) {
         return Err("no token: run `warden custody publish` with an operator token".to_owned());
     }
     let now = time_now();
@@ -381,6 +381,12 @@ async fn publish_quietly(p: &Place, sha: &str) -> Result<(), String> {
         .publish(&p.client, sha, &now)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// A token, or a client certificate that logs in when a request needs one (a lab's operator
+/// after bootstrap, which holds no token until then).
+fn can_authenticate(client: &warden_bao::Client) -> bool {
+    client.has_token() || client.logs_in_on_demand()
 }
 
 fn published_text(r: &Result<(), String>) -> String {
@@ -450,7 +456,7 @@ async fn status(a: StateArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let sha = Ledger::digest_on_disk(&p.state, name)
         .map_err(custody_err)?
         .unwrap_or_default();
-    let registry = if p.client.has_token() {
+    let registry = if can_authenticate(&p.client) {
         match Ledger::published(&p.client, name).await {
             Ok(Some(d)) if d.ledger_sha256 == sha => "match".to_owned(),
             Ok(Some(d)) => format!(

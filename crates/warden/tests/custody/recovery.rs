@@ -114,6 +114,10 @@ async fn unseal_is_refused_on_a_recovery_ledger_and_break_glass_takes_recovery_k
     // The ledger says what its shares are; no recovery key or root token sits in clear.
     let st = lab.ok(&["custody", "status", "-o", "json"]);
     assert_eq!(st["ledger"]["kind"], "recovery", "{st}");
+    assert_eq!(
+        st["registry"], "match",
+        "lab up published the ledger digest: {st}"
+    );
     let custodians: Vec<String> = st["ledger"]["entries"]
         .as_array()
         .expect("entries")

@@ -15,7 +15,7 @@ use warden_bao::Client;
 use crate::envelope;
 use crate::error::Error;
 use crate::identity::{Custodian, IdentityFile};
-use crate::ledger::{Entry, Ledger, Rounds, StateDir, now_rfc3339};
+use crate::ledger::{Entry, Ledger, Rounds, ShareKind, StateDir, now_rfc3339};
 
 /// What a ceremony or rekey is asked to do.
 #[derive(Debug)]
@@ -24,8 +24,11 @@ pub struct Plan<'a> {
     pub env: &'a str,
     /// One share per custodian, in this order (share 1 to the first).
     pub custodians: &'a [Custodian],
-    /// Shares needed to unseal.
+    /// Shares needed to unseal (or, for recovery keys, to authorise).
     pub threshold: u8,
+    /// What the shares are, as the ledger will record it. [`init`] decides it from the server's
+    /// seal and ignores this; [`record_init`] trusts it (the caller made the `sys/init` call).
+    pub kind: ShareKind,
     /// Where the encrypted files go (created 0700 if missing).
     pub out_dir: &'a Path,
     /// Warden's state directory (the ledger).
@@ -37,6 +40,8 @@ pub struct Plan<'a> {
 pub struct Report {
     /// Environment.
     pub env: String,
+    /// What the shares are: unseal shares, or recovery keys under an auto-seal.
+    pub kind: ShareKind,
     /// Shares.
     pub shares: u8,
     /// Threshold.
@@ -164,6 +169,7 @@ impl Plan<'_> {
         let ledger = Ledger {
             version: 1,
             environment: self.env.to_owned(),
+            kind: self.kind,
             shares: u8::try_from(entries.len()).expect("checked"),
             threshold: self.threshold,
             generation,
@@ -175,6 +181,7 @@ impl Plan<'_> {
         Rounds::default().save(self.state, self.env)?;
         Ok(Report {
             env: self.env.to_owned(),
+            kind: ledger.kind,
             shares: ledger.shares,
             threshold: ledger.threshold,
             generation,
@@ -189,6 +196,11 @@ impl Plan<'_> {
 /// Runs the ceremony against `node` (any node of a fresh environment; the others join it).
 /// Refuses, changing nothing, when the environment has a ledger, a file would be overwritten,
 /// the custodian set is unusable or the server is already initialised.
+///
+/// A server whose seal is not Shamir (`sys/seal-status` type `static`, `transit`…) unseals
+/// itself and has no unseal shares to hand out: it is initialised with recovery keys
+/// (`recovery_shares`/`recovery_threshold`), which go to the custodians the same way, and the
+/// ledger records them as [`ShareKind::Recovery`].
 pub async fn init(node: &Client, plan: &Plan<'_>) -> Result<Report, Error> {
     let env = plan.env;
     let ledger_path = plan.state.ledger(env);
@@ -211,18 +223,38 @@ pub async fn init(node: &Client, plan: &Plan<'_>) -> Result<Report, Error> {
     }
     // The output directory exists (and is ours) before the shares do: a share never waits in
     // memory for a directory that cannot be made.
+    let seal = node
+        .seal_status()
+        .await
+        .map_err(Error::bao(env, "read the seal status"))?;
     warden_files::ensure_private_dir(plan.out_dir)?;
+    if seal.seal_type != "shamir" && !seal.seal_type.is_empty() {
+        let init = node
+            .init_with_recovery(n, plan.threshold)
+            .await
+            .map_err(Error::bao(env, "initialise with recovery keys"))?;
+        let plan = Plan {
+            kind: ShareKind::Recovery,
+            ..*plan
+        };
+        return plan.distribute(&init.recovery_keys, 1, Some(&init.root_token));
+    }
     let init = node
         .init(n, plan.threshold)
         .await
         .map_err(Error::bao(env, "initialise"))?;
+    let plan = Plan {
+        kind: ShareKind::Unseal,
+        ..*plan
+    };
     plan.distribute(&init.keys, 1, Some(&init.root_token))
 }
 
 /// Records an initialisation done elsewhere (for example `sys/init` with recovery keys under an
 /// auto-unseal seal, whose answer carries `recovery_keys` instead of `keys`): the same checks,
 /// one key per custodian sealed to that custodian alone, the root token to all of them, the
-/// ledger written. Call it with the server's answer before anything else can fail.
+/// ledger written with `plan.kind`. Call it with the server's answer before anything else can
+/// fail.
 pub fn record_init(
     plan: &Plan<'_>,
     keys: &[SecretString],
@@ -256,6 +288,13 @@ pub async fn rekey(
 ) -> Result<Report, Error> {
     let env = plan.env;
     let ledger = Ledger::load(plan.state, env)?;
+    // `sys/rotate/root` rotates unseal shares; recovery keys have their own rotation, which
+    // this rekey does not drive yet. Refused before anything is opened or sent.
+    if ledger.kind == ShareKind::Recovery {
+        return Err(Error::RecoveryRekey {
+            env: env.to_owned(),
+        });
+    }
     plan.check(false)?;
     let shares = crate::unseal::open_quorum(&ledger, pairs)?;
     let status = node
@@ -301,6 +340,10 @@ pub async fn rekey(
         });
     }
     // The new ledger replaces the old: the old fingerprints are no shares any more.
+    let plan = Plan {
+        kind: ledger.kind,
+        ..*plan
+    };
     plan.distribute(&last.keys, ledger.generation + 1, None)
 }
 
@@ -328,6 +371,7 @@ mod tests {
             env: "prod",
             custodians: &custodians,
             threshold: 2,
+            kind: ShareKind::Recovery,
             out_dir: &out,
             state: &state,
         };
@@ -340,6 +384,11 @@ mod tests {
         assert_eq!(
             (report.shares, report.threshold, report.generation),
             (3, 2, 1)
+        );
+        assert_eq!(report.kind, ShareKind::Recovery);
+        assert_eq!(
+            Ledger::load(&state, "prod").expect("ledger").kind,
+            ShareKind::Recovery
         );
         for ((c, g), key) in custodians.iter().zip(&made).zip(&keys) {
             let id = IdentityFile::parse(Path::new(&c.name), g.file_text.as_bytes()).expect("id");

@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 /// Everything custody can refuse or fail at. Refusals (every variant but `Io`, `Files` and
-/// `Bao`) are checked before anything is sent to a server, so they change nothing.
+/// `Bao`) are checked before anything is submitted to a server (at most its status is read),
+/// so they change nothing.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -211,6 +212,26 @@ pub enum Error {
         what: &'static str,
         /// Its nonce.
         nonce: String,
+    },
+    /// `warden unseal` with a ledger of recovery keys: an auto-sealed environment unseals
+    /// itself through its seal, and a recovery key is no unseal share.
+    #[error(
+        "{env} is auto-unsealed (seal {seal}): its shares are recovery keys; they authorise rekey, generate-root and seal migration, not unseal"
+    )]
+    RecoveryKeysDoNotUnseal {
+        /// Environment.
+        env: String,
+        /// The seal type a node reports (`static`, `transit`), or `auto` when none answered.
+        seal: String,
+    },
+    /// `custody rekey` with a ledger of recovery keys: recovery keys rotate through their own
+    /// endpoints, which the rekey does not drive yet.
+    #[error(
+        "{env}: its shares are recovery keys; rotating recovery keys is not supported by the custody rekey yet (it rotates unseal shares)"
+    )]
+    RecoveryRekey {
+        /// Environment.
+        env: String,
     },
     /// All shares went in and the operation did not complete.
     #[error("{env}: the {what} did not complete after {progress} of {required} shares")]

@@ -83,6 +83,44 @@ pub struct Entry {
     pub last_verified_at: Option<String>,
 }
 
+/// What an environment's shares are. OpenBao hands out unseal shares under a Shamir seal and
+/// recovery keys under an auto-seal (`static`, `transit`): the same ceremony keeps both, but a
+/// recovery key unseals nothing (the seal does that); it authorises rekey, generate-root and
+/// seal migration.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ShareKind {
+    /// Shamir unseal shares (every ledger written before the kind was recorded).
+    #[default]
+    Unseal,
+    /// Recovery keys of an auto-unsealed environment.
+    Recovery,
+}
+
+impl ShareKind {
+    /// `unseal` or `recovery`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unseal => "unseal",
+            Self::Recovery => "recovery",
+        }
+    }
+
+    /// In words, for humans: "unseal shares", "recovery keys".
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Unseal => "unseal shares",
+            Self::Recovery => "recovery keys",
+        }
+    }
+}
+
+impl std::fmt::Display for ShareKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An environment's custody ledger.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Ledger {
@@ -90,6 +128,10 @@ pub struct Ledger {
     pub version: u32,
     /// Environment.
     pub environment: String,
+    /// What the shares are. Absent in ledgers written before recovery keys went through the
+    /// ceremony, which all held unseal shares: hence the default.
+    #[serde(default)]
+    pub kind: ShareKind,
     /// Shares.
     pub shares: u8,
     /// Threshold.
@@ -337,6 +379,7 @@ mod tests {
         let ledger = Ledger {
             version: 1,
             environment: "prod".to_owned(),
+            kind: ShareKind::Unseal,
             shares: 1,
             threshold: 1,
             generation: 1,
@@ -420,5 +463,30 @@ mod tests {
             Ledger::load(&state, "test"),
             Err(Error::NoLedger { .. })
         ));
+    }
+
+    #[test]
+    fn a_ledger_without_a_kind_holds_unseal_shares_and_the_kind_round_trips() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let state = StateDir::new(dir.path().join("state"));
+        let (ledger, ..) = world(dir.path());
+        let mut old = serde_json::to_value(&ledger).expect("json");
+        old.as_object_mut().expect("object").remove("kind");
+        warden_files::ensure_private_dir(&state.custody_dir("prod")).expect("dir");
+        std::fs::write(state.ledger("prod"), old.to_string()).expect("write");
+        let loaded = Ledger::load(&state, "prod").expect("an old ledger loads");
+        assert_eq!(loaded.kind, ShareKind::Unseal);
+
+        let recovery = Ledger {
+            kind: ShareKind::Recovery,
+            ..loaded
+        };
+        recovery.save(&state).expect("save");
+        let text = std::fs::read_to_string(state.ledger("prod")).expect("read");
+        assert!(text.contains(r#""kind": "recovery""#), "{text}");
+        assert_eq!(
+            Ledger::load(&state, "prod").expect("load").kind,
+            ShareKind::Recovery
+        );
     }
 }

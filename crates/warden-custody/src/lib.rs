@@ -1,5 +1,6 @@
-//! Custody of an environment's keys to the kingdom: its Shamir unseal shares and its initial
-//! root token, held by named custodians and never by a file in clear.
+//! Custody of an environment's keys to the kingdom: its Shamir unseal shares (or, under an
+//! auto-seal, its recovery keys) and its initial root token, held by named custodians and never
+//! by a file in clear.
 //!
 //! # Where to start
 //! - [`Custodian`] (a name and an age recipient) and [`IdentityFile`] (a custodian's age
@@ -7,7 +8,9 @@
 //! - [`ceremony::init`]: `sys/init` with one share per custodian, each sealed to its custodian
 //!   alone ([`envelope`]: the share is bound to environment, custodian, index and
 //!   [`fingerprint`]); the root token sealed to all of them; the [`Ledger`] written to the
-//!   [`StateDir`]. [`ceremony::rekey`] replaces shares and custodians through OpenBao's share
+//!   [`StateDir`]; under an auto-seal it initialises with recovery keys and the ledger says so
+//!   ([`ShareKind`]). [`ceremony::record_init`] records an initialisation done elsewhere.
+//!   [`ceremony::rekey`] replaces shares and custodians through OpenBao's share
 //!   rotation.
 //! - [`unseal::unseal`]: one custodian's share, checked against the ledger, submitted to every
 //!   node, refused (before anything is sent) when it is wrong, foreign, unknown or repeated in
@@ -30,5 +33,5 @@ pub mod unseal;
 pub use envelope::fingerprint;
 pub use error::Error;
 pub use identity::{Custodian, GeneratedIdentity, IdentityFile, generate_identity};
-pub use ledger::{Entry, Ledger, PublishedDigest, StateDir};
+pub use ledger::{Entry, Ledger, PublishedDigest, ShareKind, StateDir};
 pub use unseal::Node;

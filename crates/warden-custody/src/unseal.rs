@@ -1,8 +1,10 @@
 //! `warden unseal`: one custodian's share, checked against the ledger, submitted to every node
 //! of the environment; and opening a quorum of shares for rekey and break-glass.
 //!
-//! Every refusal happens before the first request, so a refused share changes nothing: not the
-//! server's progress, not the round file.
+//! Every refusal happens before anything is submitted (at most the nodes' seal status is read),
+//! so a refused share changes nothing: not the server's progress, not the round file. A ledger
+//! of recovery keys is refused before its share is even opened: an auto-sealed environment
+//! unseals itself.
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +14,7 @@ use warden_bao::Client;
 use crate::envelope::{self, Share};
 use crate::error::Error;
 use crate::identity::IdentityFile;
-use crate::ledger::{Ledger, Round, Rounds, StateDir, now_rfc3339};
+use crate::ledger::{Ledger, Round, Rounds, ShareKind, StateDir, now_rfc3339};
 
 /// One node of the environment: how it is named in reports, and a client for it.
 #[derive(Debug, Clone)]
@@ -120,6 +122,12 @@ pub async fn unseal(
     identity: &IdentityFile,
 ) -> Result<Report, Error> {
     let ledger = Ledger::load(state, env)?;
+    if ledger.kind == ShareKind::Recovery {
+        return Err(Error::RecoveryKeysDoNotUnseal {
+            env: env.to_owned(),
+            seal: seal_type(nodes).await,
+        });
+    }
     let share = open_checked(&ledger, path, identity)?;
     let fp = share.fingerprint.clone();
     let mut rounds = Rounds::load(state, env)?;
@@ -204,6 +212,19 @@ pub async fn unseal(
     Ok(report)
 }
 
+/// The seal type the first node that answers reports (read only), for the refusal's message;
+/// `auto` when none answers: the ledger alone says the seal is not Shamir.
+async fn seal_type(nodes: &[Node]) -> String {
+    for node in nodes {
+        if let Ok(s) = node.client.seal_status().await
+            && !s.seal_type.is_empty()
+        {
+            return s.seal_type;
+        }
+    }
+    "auto".to_owned()
+}
+
 fn progress(node: &Node, s: &warden_bao::SealStatus, outcome: &str) -> NodeProgress {
     NodeProgress {
         address: node.address.clone(),
@@ -225,5 +246,57 @@ fn unreachable(node: &Node, e: &warden_bao::Error) -> NodeProgress {
         shares: 0,
         nonce: String::new(),
         outcome: format!("not reached: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::identity::{Custodian, generate_identity};
+
+    #[tokio::test]
+    async fn a_recovery_ledger_is_refused_before_its_share_is_opened_and_nothing_changes() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let state = StateDir::new(dir.path().join("state"));
+        let out = dir.path().join("out");
+        let g = generate_identity();
+        let alice = Custodian::new("alice", &g.recipient).expect("alice");
+        let plan = crate::ceremony::Plan {
+            env: "prod",
+            custodians: std::slice::from_ref(&alice),
+            threshold: 1,
+            kind: ShareKind::Recovery,
+            out_dir: &out,
+            state: &state,
+        };
+        let key = SecretString::from("ab".repeat(33));
+        let root = SecretString::from("s.root".to_owned());
+        crate::ceremony::record_init(&plan, std::slice::from_ref(&key), &root).expect("record");
+        let before = std::fs::read(state.ledger("prod")).expect("ledger");
+        let rounds = std::fs::read(state.rounds("prod")).expect("rounds");
+        let id = IdentityFile::parse(Path::new("alice"), g.file_text.as_bytes()).expect("id");
+        let share = out.join(crate::ceremony::share_file_name("alice", "prod"));
+
+        // No node answers: the ledger alone says the shares are recovery keys.
+        let e = unseal(&state, "prod", &[], &share, &id)
+            .await
+            .expect_err("recovery keys do not unseal");
+        assert!(
+            matches!(&e, Error::RecoveryKeysDoNotUnseal { env, seal } if env == "prod" && seal == "auto"),
+            "{e}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "prod is auto-unsealed (seal auto): its shares are recovery keys; they authorise \
+             rekey, generate-root and seal migration, not unseal"
+        );
+        assert_eq!(std::fs::read(state.ledger("prod")).expect("ledger"), before);
+        assert_eq!(std::fs::read(state.rounds("prod")).expect("rounds"), rounds);
+        // The share itself is fine: a custodian can still verify it.
+        assert!(open_checked(&Ledger::load(&state, "prod").expect("ledger"), &share, &id).is_ok());
     }
 }

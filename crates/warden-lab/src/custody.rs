@@ -7,8 +7,11 @@
 //! the shares (`custody/custodians/`, owner-only), so `lab up` can unseal unattended and open
 //! the bootstrap root token in memory. The [`LAB_ONLY_NOTICE`] says so wherever it matters.
 //!
-//! Labs made before the ceremony (clear `unseal-keys.json` and `root-token`) still come up:
-//! their custody mode is reported as legacy.
+//! An auto-sealed environment goes through the same ceremony with its recovery keys
+//! (`record_ceremony`, ledger kind `recovery`): nothing of its custody is in clear either.
+//!
+//! Labs made before the ceremony (clear `unseal-keys.json` or `recovery-keys.json`, and
+//! `root-token`) still come up: their custody mode is reported as legacy.
 
 use std::path::{Path, PathBuf};
 
@@ -16,7 +19,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use warden_bao::Client;
-use warden_custody::{Custodian, IdentityFile, Ledger, StateDir};
+use warden_custody::{Custodian, IdentityFile, Ledger, ShareKind, StateDir};
 use zeroize::Zeroizing;
 
 use crate::error::Error;
@@ -107,6 +110,11 @@ pub fn custody_state_dir(layout: &EnvLayout) -> StateDir {
     StateDir::new(lab.join("state"))
 }
 
+/// The environment's custody ledger (`<lab>/state/custody/<env>/ledger.json`).
+pub fn custody_ledger_path(layout: &EnvLayout) -> PathBuf {
+    custody_state_dir(layout).ledger(&env_name(layout))
+}
+
 /// `custody/custodians/`: the lab custodians' identities (LAB ONLY).
 pub fn custodians_dir(layout: &EnvLayout) -> PathBuf {
     layout.custody_dir().join("custodians")
@@ -152,16 +160,15 @@ pub fn root_token_path(layout: &EnvLayout) -> PathBuf {
 pub fn custody_mode(layout: &EnvLayout) -> CustodyMode {
     if custody_state_dir(layout).ledger(&env_name(layout)).exists() {
         CustodyMode::LabCeremony
-    } else if layout.unseal_keys().exists() {
+    } else if layout.unseal_keys().exists() || crate::seal::recovery_keys_file(layout).exists() {
         CustodyMode::LegacyClear
     } else {
         CustodyMode::None
     }
 }
 
-/// Clear shares in an owner-only JSON file: the format of legacy labs, and of shares the lab
-/// keeps outside any ceremony (the seal-keeper's own unseal share, recovery keys before the
-/// ceremony takes them over).
+/// Clear shares in an owner-only JSON file: the format of legacy labs (unseal shares, recovery
+/// keys), and of the one share the lab keeps outside any ceremony (the seal-keeper's own).
 #[derive(Serialize, Deserialize)]
 struct ClearSharesFile {
     shares: u8,
@@ -177,8 +184,6 @@ impl Drop for ClearSharesFile {
 }
 
 /// Writes clear shares (LAB ONLY), owner-only and atomically.
-// Used by the lab's seal code for the seal-keeper's own share (branch `seal`).
-#[allow(dead_code)]
 pub(crate) fn write_unseal_keys(
     path: &Path,
     shares: u8,
@@ -214,14 +219,11 @@ pub(crate) fn read_unseal_keys(path: &Path) -> Result<Option<Vec<SecretString>>,
     ))
 }
 
-/// Runs the ceremony on a fresh server with `shares` generated lab custodians
-/// (`lab-custodian-1`…), `threshold` of whom unseal.
-pub(crate) async fn run_ceremony(
-    client: &Client,
-    layout: &EnvLayout,
-    shares: u8,
-    threshold: u8,
-) -> Result<warden_custody::ceremony::Report, Error> {
+/// The lab's custodians `lab-custodian-1`…`lab-custodian-<shares>`: their identities are
+/// generated into `custody/custodians/` (owner-only, LAB ONLY) unless an earlier attempt whose
+/// init never happened left them there. Called before `sys/init`, so a failure here costs no
+/// share.
+pub(crate) fn lab_custodians(layout: &EnvLayout, shares: u8) -> Result<Vec<Custodian>, Error> {
     let env = env_name(layout);
     prepare_dir(&layout.custody_dir())?;
     warden_files::ensure_private_dir(&custodians_dir(layout))?;
@@ -244,17 +246,93 @@ pub(crate) async fn run_ceremony(
         };
         custodians.push(Custodian::new(&name, &recipient).map_err(custody_err(&env))?);
     }
+    Ok(custodians)
+}
+
+/// Runs the ceremony on a fresh server with `shares` generated lab custodians
+/// (`lab-custodian-1`…), `threshold` of whom unseal.
+pub(crate) async fn run_ceremony(
+    client: &Client,
+    layout: &EnvLayout,
+    shares: u8,
+    threshold: u8,
+) -> Result<warden_custody::ceremony::Report, Error> {
+    let env = env_name(layout);
+    let custodians = lab_custodians(layout, shares)?;
     let state = custody_state_dir(layout);
     let plan = warden_custody::ceremony::Plan {
         env: &env,
         custodians: &custodians,
         threshold,
+        // `init` decides from the server's seal.
+        kind: ShareKind::Unseal,
         out_dir: &shares_dir(layout),
         state: &state,
     };
     warden_custody::ceremony::init(client, &plan)
         .await
         .map_err(custody_err(&env))
+}
+
+/// Refuses an initialisation whose ceremony could not be recorded because the environment
+/// already has a ledger (checked before `sys/init`, so no key is ever handed out for nothing).
+pub(crate) fn check_no_ledger(layout: &EnvLayout) -> Result<(), Error> {
+    let env = env_name(layout);
+    let path = custody_state_dir(layout).ledger(&env);
+    if path.exists() {
+        return Err(custody_err(&env)(warden_custody::Error::LedgerExists {
+            env: env.clone(),
+            path,
+        }));
+    }
+    Ok(())
+}
+
+/// The ceremony for keys `sys/init` already handed out (recovery keys of an auto-sealed
+/// environment): one key per lab custodian (from [`lab_custodians`]), each encrypted to that
+/// custodian alone, the root token to all of them, the ledger recording `kind`.
+pub(crate) fn record_ceremony(
+    layout: &EnvLayout,
+    custodians: &[Custodian],
+    threshold: u8,
+    kind: ShareKind,
+    keys: &[SecretString],
+    root_token: &SecretString,
+) -> Result<warden_custody::ceremony::Report, Error> {
+    let env = env_name(layout);
+    let state = custody_state_dir(layout);
+    let plan = warden_custody::ceremony::Plan {
+        env: &env,
+        custodians,
+        threshold,
+        kind,
+        out_dir: &shares_dir(layout),
+        state: &state,
+    };
+    warden_custody::ceremony::record_init(&plan, keys, root_token).map_err(custody_err(&env))
+}
+
+/// What the ceremony's shares of an environment are, if it had a ceremony.
+pub fn custody_kind(layout: &EnvLayout) -> Result<Option<ShareKind>, Error> {
+    let env = env_name(layout);
+    match Ledger::load(&custody_state_dir(layout), &env) {
+        Ok(l) => Ok(Some(l.kind)),
+        Err(warden_custody::Error::NoLedger { .. }) => Ok(None),
+        Err(e) => Err(custody_err(&env)(e)),
+    }
+}
+
+/// After a Shamir → auto-seal migration the same shares are the recovery keys: the ledger says
+/// so (`kind = recovery`). Its digest changes; `lab up` publishes the new one.
+pub(crate) fn mark_recovery(layout: &EnvLayout) -> Result<(), Error> {
+    let env = env_name(layout);
+    let state = custody_state_dir(layout);
+    let mut ledger = Ledger::load(&state, &env).map_err(custody_err(&env))?;
+    if ledger.kind != ShareKind::Recovery {
+        ledger.kind = ShareKind::Recovery;
+        ledger.save(&state).map_err(custody_err(&env))?;
+    }
+    Ok(())
 }
 
 /// The `# public key: age1…` line `generate_identity` writes.
@@ -269,9 +347,11 @@ fn read_recipient(path: &Path) -> Result<String, Error> {
         })
 }
 
-/// The unseal shares `threshold` lab custodians open in memory (ceremony), or a legacy lab's
-/// clear ones: what `lab up` submits, and what a test that seals a lab server submits to bring
-/// it back (LAB ONLY: in production each custodian runs `warden unseal`).
+/// The shares `threshold` lab custodians open in memory (ceremony), or a legacy lab's clear
+/// unseal shares: what `lab up` submits, and what a test that seals a lab server submits to
+/// bring it back (LAB ONLY: in production each custodian runs `warden unseal`). Whatever the
+/// ledger's kind: under an auto-seal they are the recovery keys a seal migration submits (and
+/// what a test opens to check that none sits in clear).
 pub fn unseal_shares(layout: &EnvLayout) -> Result<Vec<SecretString>, Error> {
     let env = env_name(layout);
     match custody_mode(layout) {

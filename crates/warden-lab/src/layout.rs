@@ -23,7 +23,8 @@
 //!     custody/unseal-keys.json    legacy labs only: clear Shamir shares (0600)
 //!     custody/root-token          legacy labs only: the clear root token (0600), until
 //!                                 bootstrap revokes it and deletes this file
-//!     custody/recovery-keys.json  LAB ONLY: recovery shares of an auto-sealed environment (0600)
+//!     custody/recovery-keys.json  legacy labs only: clear recovery keys of an auto-sealed
+//!                                 environment (ceremony labs keep them in custody/shares/)
 //!     seal/                       files the seal reads (static key, seal-keeper credentials)
 //!   seal-keeper/                  the seal-keeper of transit-sealed environments, laid out
 //!                                 like envs/<env>/ (tls/, operator/, bao/, custody/)

@@ -48,15 +48,16 @@ pub use bring_up::{EnvUpReport, Progress, Quiet};
 pub use config::DEFAULT_PKI_MOUNT;
 pub use config::{EnvConfig, LabConfig, NewLabOptions};
 pub use custody::{
-    CustodyMode, LAB_ONLY_NOTICE, bootstrap_root_token, custodians_dir, custody_mode,
-    custody_state_dir, root_token_path, shares_dir, unseal_shares,
+    CustodyMode, LAB_ONLY_NOTICE, bootstrap_root_token, custodians_dir, custody_kind,
+    custody_ledger_path, custody_mode, custody_state_dir, root_token_path, shares_dir,
+    unseal_shares,
 };
 pub use error::Error;
 pub use lab::{DownReport, Lab, UpReport};
 pub use layout::{DEFAULT_LAB_DIR, EnvLayout, LabLayout};
 pub use node_status::NodeStatus;
 pub use nodes::{MAX_NODES, Node, NodeLayout, NodePorts, even_count_warning};
-pub use seal::{EnvSeal, read_recovery_keys, recovery_keys_file};
+pub use seal::EnvSeal;
 pub use seal_keeper::{KEEPER_NAME, SealKeeperStatus};
 pub use seal_migrate::{SealMigrationPlan, SealMigrationReport};
 pub use status::EnvStatus;

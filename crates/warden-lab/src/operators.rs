@@ -5,9 +5,9 @@
 //! certificate (`operator@<env>`, issued by the listener CA) as the operator `lab`.
 //!
 //! One call site each in `bring_up` ([`open`] before the root-only steps, [`Session::finish`]
-//! after them). Where the root token comes from is the caller's business: today the lab's
-//! custody file, later the custody ceremony's decrypted token — both hand it in as a
-//! `SecretString` kept in memory only.
+//! after them). Where the root token comes from is the caller's business: the custody
+//! ceremony's token opened in memory (Shamir and auto-sealed environments alike), or a legacy
+//! lab's clear file — both hand it in as a `SecretString` kept in memory only.
 
 use secrecy::SecretString;
 use serde_json::json;

@@ -12,20 +12,21 @@
 //! envs/<env>/seal/keeper-client.{crt,key} the environment's client certificate at the seal-keeper
 //! envs/<env>/seal/keeper-token            the seal's periodic token, nothing else in it (0600)
 //! envs/<env>/seal/keeper-token.accessor   its accessor (to check it is alive, or revoke it)
-//! envs/<env>/custody/recovery-keys.json   LAB ONLY: recovery key shares of an auto-sealed env
+//! envs/<env>/custody/recovery-keys.json   legacy labs only: clear recovery keys (still read)
 //! ```
 //!
-//! Custody goes through four functions here and nowhere else, so the custody ceremony can take
-//! it over: `init_auto` (recovery keys and the initial root token of an auto-sealed
-//! environment), `store_recovery_keys`, `unseal_shares` (what a migration submits) and
-//! `shares_became_recovery_keys`. The seal-keeper's own share stays LAB ONLY
-//! (`keeper_store_share`).
+//! Recovery keys go through the custody ceremony like unseal shares: `init_auto` records them
+//! with the lab custodians (ledger kind `recovery`), `unseal_shares`/`migration_shares` open
+//! them in memory, and `shares_became_recovery_keys` turns a migrated Shamir ledger into a
+//! recovery one. The seal-keeper's own share stays LAB ONLY in clear (`keeper_store_share`): a
+//! real seal-keeper is unsealed by its custodians.
 
 use std::path::PathBuf;
 
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use warden_bao::Client;
+use warden_custody::ShareKind;
 use warden_node::{Seal, SealFiles, SealKind, StaticSeal, TransitSeal};
 
 use crate::bring_up::Shared;
@@ -230,8 +231,10 @@ pub(crate) fn seal_err(env: &EnvConfig, e: warden_node::SealError) -> Error {
     }
 }
 
-/// Initialises an auto-sealed environment: recovery shares instead of unseal shares, kept
-/// through `store_recovery_keys`. Hook for `bring_up`.
+/// Initialises an auto-sealed environment: recovery keys instead of unseal shares, through the
+/// same ceremony as a Shamir environment's shares (one key per lab custodian, each encrypted to
+/// that custodian alone, the root token to all of them, a ledger of kind `recovery`). No
+/// recovery key and no root token is written in clear. Hook for `bring_up`.
 pub(crate) async fn init_auto(
     env: &EnvConfig,
     layout: &EnvLayout,
@@ -239,40 +242,34 @@ pub(crate) async fn init_auto(
     shares: u8,
     threshold: u8,
 ) -> Result<(), Error> {
+    // Everything that can fail without the server first: the keys OpenBao hands out once must
+    // never wait for a custodian identity or meet an existing ledger.
+    custody::check_no_ledger(layout)?;
+    let custodians = custody::lab_custodians(layout, shares)?;
     let init = client
         .init_with_recovery(shares, threshold)
         .await
         .map_err(Error::bao(&env.name, "initialise with recovery keys"))?;
-    custody::prepare_dir(&layout.custody_dir())?;
-    store_recovery_keys(layout, shares, threshold, &init.recovery_keys)?;
-    custody::write_secret(&layout.root_token(), &init.root_token)?;
+    custody::record_ceremony(
+        layout,
+        &custodians,
+        threshold,
+        ShareKind::Recovery,
+        &init.recovery_keys,
+        &init.root_token,
+    )?;
     Ok(())
 }
 
-/// Where the lab keeps an environment's recovery keys.
-pub fn recovery_keys_file(layout: &EnvLayout) -> PathBuf {
+/// Where labs made before recovery keys went through the ceremony keep them in clear (LAB
+/// ONLY, legacy): still read, never written for a ceremony lab.
+pub(crate) fn recovery_keys_file(layout: &EnvLayout) -> PathBuf {
     layout.custody_dir().join("recovery-keys.json")
-}
-
-/// Keeps recovery key shares. LAB ONLY custody, like the unseal shares; this is the one
-/// function to re-point when the custody ceremony takes them over.
-pub(crate) fn store_recovery_keys(
-    layout: &EnvLayout,
-    shares: u8,
-    threshold: u8,
-    keys: &[SecretString],
-) -> Result<(), Error> {
-    custody::write_unseal_keys(&recovery_keys_file(layout), shares, threshold, keys)
-}
-
-/// Reads the recovery key shares, if the lab holds any.
-pub fn read_recovery_keys(layout: &EnvLayout) -> Result<Option<Vec<SecretString>>, Error> {
-    custody::read_unseal_keys(&recovery_keys_file(layout))
 }
 
 /// The seal-keeper's own unseal share: LAB ONLY custody, so the lab restarts unattended (a
 /// real seal-keeper is unsealed by its custodians). Kept apart from the environments' custody
-/// on purpose: the ceremony that takes over theirs does not have to take over this one.
+/// on purpose: the seal-keeper is the lab's unattended root of trust, and it stays clear.
 pub(crate) fn keeper_store_share(layout: &EnvLayout, keys: &[SecretString]) -> Result<(), Error> {
     custody::write_unseal_keys(&layout.unseal_keys(), 1, 1, keys)
 }
@@ -282,49 +279,71 @@ pub(crate) fn keeper_shares(layout: &EnvLayout) -> Result<Option<Vec<SecretStrin
     custody::read_unseal_keys(&layout.unseal_keys())
 }
 
-/// The Shamir unseal shares a seal migration submits. LAB ONLY custody today; the second
-/// function to re-point when the custody ceremony holds the shares (with the custodians'
-/// shares decrypted in memory).
+/// The Shamir unseal shares a seal migration submits: opened in memory by the lab custodians
+/// (ceremony), or a legacy lab's clear ones. None at all (no ledger) is an empty list, so the
+/// plan can say what is missing.
 pub(crate) fn unseal_shares(layout: &EnvLayout) -> Result<Vec<SecretString>, Error> {
-    Ok(custody::read_unseal_keys(&layout.unseal_keys())?.unwrap_or_default())
+    match custody::custody_mode(layout) {
+        custody::CustodyMode::None => Ok(Vec::new()),
+        _ => custody::unseal_shares(layout),
+    }
 }
 
 /// The old seal's shares a migration submits with `migrate=true`: the Shamir unseal shares
-/// when leaving Shamir, the recovery keys when leaving an auto-seal.
+/// when leaving Shamir, the recovery keys when leaving an auto-seal (the ceremony's, or a
+/// legacy lab's clear file).
 pub(crate) fn migration_shares(
     layout: &EnvLayout,
     from: SealKind,
 ) -> Result<Vec<SecretString>, Error> {
-    if from == SealKind::Shamir {
+    if from == SealKind::Shamir
+        || custody::custody_mode(layout) != custody::CustodyMode::LegacyClear
+    {
         unseal_shares(layout)
     } else {
-        Ok(read_recovery_keys(layout)?.unwrap_or_default())
+        Ok(custody::read_unseal_keys(&recovery_keys_file(layout))?.unwrap_or_default())
     }
 }
 
 /// Where `migration_shares` looks, for messages.
 pub(crate) fn migration_shares_source(layout: &EnvLayout, from: SealKind) -> String {
-    if from == SealKind::Shamir {
+    if from == SealKind::Shamir
+        || custody::custody_mode(layout) != custody::CustodyMode::LegacyClear
+    {
         unseal_shares_source(layout)
     } else {
         recovery_keys_file(layout).display().to_string()
     }
 }
 
-/// Where `unseal_shares` looks, for messages.
+/// Where `unseal_shares` looks, for messages: the custody ledger (a legacy lab's clear file).
 pub(crate) fn unseal_shares_source(layout: &EnvLayout) -> String {
-    layout.unseal_keys().display().to_string()
+    shares_home(layout).display().to_string()
 }
 
-/// After a migration the Shamir shares are the recovery keys: kept through
-/// `store_recovery_keys`, and the unseal-share file goes (it unseals nothing any more).
+/// The file that says where an environment's shares (unseal or recovery) are: the ledger of a
+/// ceremony lab (also where a lab without custody would get one), a legacy lab's clear file.
+pub(crate) fn shares_home(layout: &EnvLayout) -> PathBuf {
+    match custody::custody_mode(layout) {
+        custody::CustodyMode::LegacyClear if layout.unseal_keys().exists() => layout.unseal_keys(),
+        custody::CustodyMode::LegacyClear => recovery_keys_file(layout),
+        _ => custody::custody_ledger_path(layout),
+    }
+}
+
+/// After a migration from Shamir the same shares are the recovery keys: the ledger's kind
+/// becomes `recovery` (nothing is written in clear). A legacy lab keeps its clear custody: the
+/// shares move to its recovery-keys file and the unseal-share file goes.
 pub(crate) fn shares_became_recovery_keys(
     layout: &EnvLayout,
     shares: u8,
     threshold: u8,
     keys: &[SecretString],
 ) -> Result<(), Error> {
-    store_recovery_keys(layout, shares, threshold, keys)?;
+    if custody::custody_mode(layout) != custody::CustodyMode::LegacyClear {
+        return custody::mark_recovery(layout);
+    }
+    custody::write_unseal_keys(&recovery_keys_file(layout), shares, threshold, keys)?;
     std::fs::remove_file(layout.unseal_keys())
         .map_err(|e| Error::io(&layout.unseal_keys(), "remove", e))
 }

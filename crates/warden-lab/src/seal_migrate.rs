@@ -76,7 +76,8 @@ pub struct SealMigrationReport {
     pub recovery_shares: u8,
     /// Recovery threshold afterwards.
     pub recovery_threshold: u8,
-    /// Where the lab keeps the recovery keys now.
+    /// Where the recovery keys are now: the custody ledger (kind `recovery`; the shares stay
+    /// encrypted to the lab custodians), or a legacy lab's clear file.
     pub recovery_keys: PathBuf,
     /// Wall time of the migration, restart included (seconds).
     pub seconds: f64,
@@ -286,14 +287,22 @@ impl Lab {
         //    and the next start renders the new seal alone.
         if plan.from == SealKind::Shamir {
             seal::shares_became_recovery_keys(&layout, status.shares, status.threshold, &shares)?;
-            progress.step(env, "the former unseal shares are the recovery keys now");
+            progress.step(
+                env,
+                "the former unseal shares are the recovery keys now (custody ledger kind: recovery)",
+            );
+            if let Ok(client) = client::operator_client(&cfg, &layout, None) {
+                // The ledger changed, so its digest in the registry is stale until republished
+                // (best effort: `lab up` publishes it again).
+                custody::publish_ledger(&client, &layout).await;
+            }
         }
         seal::clear_previous(&layout)?;
         Ok(SealMigrationReport {
             seal_type: status.seal_type.clone(),
             recovery_shares: status.shares,
             recovery_threshold: status.threshold,
-            recovery_keys: seal::recovery_keys_file(&layout),
+            recovery_keys: seal::shares_home(&layout),
             seconds: started.elapsed().as_secs_f64(),
             plan,
         })
@@ -500,7 +509,8 @@ fn plan_steps(
         "verify sys/seal-status reports {to}, no migration pending, on every node"
     ));
     steps.push(if from == SealKind::Shamir {
-        "keep the former unseal shares as recovery keys".into()
+        "keep the former unseal shares as recovery keys (the custody ledger's kind becomes recovery)"
+            .into()
     } else {
         "the recovery keys stay what they were".into()
     });

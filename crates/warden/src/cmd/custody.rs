@@ -23,7 +23,8 @@ pub(crate) struct CustodyArgs {
 enum CustodyCommand {
     /// The ceremony: initialise a new environment with one unseal share per custodian of the
     /// spec, each encrypted to that custodian alone (`<custodian>.<env>.share.age`), and the
-    /// root token encrypted to all of them. Nothing is shown or written in clear.
+    /// root token encrypted to all of them. Nothing is shown or written in clear. A server with
+    /// an auto-seal (static, transit) gets recovery keys instead, kept the same way.
     Init(InitArgs),
     /// The custody ledger: who holds which share (fingerprint), created and last verified when,
     /// and whether its digest matches the one in the registry.
@@ -293,6 +294,8 @@ async fn init(a: InitArgs, out: &Output) -> anyhow::Result<ExitCode> {
         env: p.env.name.as_str(),
         custodians: &custodians,
         threshold,
+        // The server's seal decides (recovery keys under an auto-seal).
+        kind: warden_custody::ShareKind::Unseal,
         out_dir: &a.out,
         state: &p.state,
     };
@@ -311,6 +314,8 @@ async fn rekey(a: RekeyArgs, out: &Output) -> anyhow::Result<ExitCode> {
         env: p.env.name.as_str(),
         custodians: &custodians,
         threshold,
+        // Rekey keeps the ledger's kind.
+        kind: warden_custody::ShareKind::Unseal,
         out_dir: &a.out,
         state: &p.state,
     };
@@ -333,9 +338,16 @@ async fn rekey(a: RekeyArgs, out: &Output) -> anyhow::Result<ExitCode> {
 
 fn ceremony_text(r: &warden_custody::ceremony::Report, what: &str) -> String {
     let mut s = format!(
-        "{}: {what}: {} shares, threshold {} (ledger generation {})\n",
-        r.env, r.shares, r.threshold, r.generation
+        "{}: {what}: {} {}, threshold {} (ledger generation {})\n",
+        r.env,
+        r.shares,
+        r.kind.describe(),
+        r.threshold,
+        r.generation
     );
+    if r.kind == warden_custody::ShareKind::Recovery {
+        s.push_str("  the server is auto-unsealed: these are recovery keys (rekey, generate-root, seal migration), not unseal shares\n");
+    }
     for c in &r.custodians {
         s.push_str(&format!(
             "  share {} -> {:<16} {}  {}\n",
@@ -456,8 +468,13 @@ async fn status(a: StateArgs, out: &Output) -> anyhow::Result<ExitCode> {
         &serde_json::json!({ "ledger": ledger, "ledger_sha256": sha, "registry": registry }),
         || {
             let mut s = format!(
-                "{name}: {} shares, threshold {}, generation {} (created {})\n",
-                ledger.shares, ledger.threshold, ledger.generation, ledger.created_at
+                "{name}: {} {} (kind {}), threshold {}, generation {} (created {})\n",
+                ledger.shares,
+                ledger.kind.describe(),
+                ledger.kind,
+                ledger.threshold,
+                ledger.generation,
+                ledger.created_at
             );
             s.push_str(&format!(
                 "  {:<5} {:<16} {:<40} {:<22} {}\n",
@@ -533,6 +550,8 @@ pub(crate) fn custody_err(e: warden_custody::Error) -> anyhow::Error {
         E::AlreadyInitialized { .. } => Some("a ceremony only initialises a new server; use `warden custody rekey` for new shares".to_owned()),
         E::OutputExists { .. } => Some("choose a new --out directory".to_owned()),
         E::InProgress { .. } => Some("wait for it to finish, or cancel it on the server if it is stale".to_owned()),
+        E::RecoveryKeysDoNotUnseal { .. } => Some("nothing was sent: the nodes unseal themselves through their seal; if one stays sealed, check its seal (`warden lab status` says why in a lab: seal-keeper down, key file missing)".to_owned()),
+        E::RecoveryRekey { .. } => Some("nothing was sent; recovery keys are rotated with OpenBao's own tool for now (`bao operator rekey -target=recovery`), outside custody".to_owned()),
         E::Bao { source, .. } if source.status() == Some(400) && source.server_errors().iter().any(|m| m.contains("unsupported operation")) => {
             Some("the listener disables this endpoint: set disable_unauthed_generate_root_endpoints = false in its listener block (docs/openbao.md)".to_owned())
         }

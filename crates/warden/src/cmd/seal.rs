@@ -26,8 +26,9 @@ enum SealCommand {
     ///
     /// Prints the plan (what changes, which nodes restart), then restarts each node with the
     /// new seal (standbys first, the active node last) and submits the old seal's shares with
-    /// migrate=true: Shamir unseal shares, which become the recovery keys, or the recovery
-    /// keys. Run it again to resume a migration that stopped half-way.
+    /// migrate=true: Shamir unseal shares, which become the recovery keys (the custody
+    /// ledger's kind becomes recovery), or the recovery keys. Run it again to resume a
+    /// migration that stopped half-way.
     Migrate(MigrateArgs),
     /// On a seal-keeper: give one environment its transit seal (key seal-<env>, policy
     /// seal-<env> limited to that key, a periodic orphan token) and write the token into the
@@ -146,7 +147,7 @@ async fn migrate(args: MigrateArgs, out: &Output) -> anyhow::Result<ExitCode> {
         &serde_json::json!({ "report": report, "applied": true }),
         || {
             format!(
-                "{}: sealed by {} now ({:.1}s); recovery keys {}/{} kept in {} (LAB ONLY)\n",
+                "{}: sealed by {} now ({:.1}s); recovery keys {}/{} held by the custodians (custody: {})\n",
                 report.plan.env,
                 report.seal_type,
                 report.seconds,

@@ -11,10 +11,13 @@
 //! - break-glass (on a lab, which ran the ceremony itself): a token that works, is visible in
 //!   posture and evidence, and is refused after its TTL; the generated root token is revoked
 //!   within the same command.
+//! - recovery (on a static-sealed lab): the ledger records recovery keys, none in clear;
+//!   `warden unseal` refuses them and changes nothing; break-glass takes them.
 
 #![allow(clippy::print_stderr)] // figures (timings) go to the test log on purpose
 
 mod break_glass;
 mod ceremony;
+mod recovery;
 mod rekey;
 mod support;

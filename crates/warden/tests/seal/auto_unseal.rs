@@ -30,10 +30,15 @@ async fn transit_seal_unseals_itself_and_stays_sealed_without_its_keeper() {
         (false.into(), Value::Null)
     );
 
-    // No unseal share exists; recovery keys do (LAB ONLY custody).
+    // No unseal share exists; the recovery keys went through the ceremony (one per lab
+    // custodian, encrypted), and neither they nor the root token sit anywhere in clear.
     let env_dir = dir.join("envs/test");
     assert!(!env_dir.join("custody/unseal-keys.json").exists());
-    assert!(env_dir.join("custody/recovery-keys.json").exists());
+    assert_eq!(ledger_kind(&dir), "recovery");
+    let recovery = custody_keys(&dir);
+    assert_eq!(recovery.len(), 3);
+    assert_no_clear_custody(&dir, &recovery);
+    assert_eq!(up["up"]["environments"][0]["root_revoked"], true);
 
     // The seal token: owner-only, nothing but the token, and named (not written) in the config.
     let token_file = env_dir.join("seal/keeper-token");
@@ -56,7 +61,7 @@ async fn transit_seal_unseals_itself_and_stays_sealed_without_its_keeper() {
         );
     }
 
-    secrets_stay_in_their_files(&dir, &token);
+    secrets_stay_in_their_files(&dir, &token, recovery);
     seal_token_reaches_its_key_only(&dir, &keeper, &token).await;
     seal_grant_issues_a_token_for_one_more_environment(&guard, &dir, &keeper).await;
 
@@ -145,6 +150,8 @@ async fn static_seal_unseals_itself_from_its_key_file() {
         Value::Null,
         "no seal-keeper for a static lab"
     );
+    assert_eq!(ledger_kind(&dir), "recovery");
+    assert_no_clear_custody(&dir, &custody_keys(&dir));
     let key_file = dir.join("envs/test/seal/static.key");
     let key = read(key_file.clone());
     assert!(key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()));
@@ -177,7 +184,8 @@ async fn three_transit_sealed_nodes_come_back_unsealed_with_nobody_involved() {
     let mut r = roles(&st);
     r.sort();
     assert_eq!(r, ["leader", "standby", "standby"], "{st}");
-    assert!(!dir.join("envs/test/custody/unseal-keys.json").exists());
+    assert_eq!(ledger_kind(&dir), "recovery");
+    assert_no_clear_custody(&dir, &custody_keys(&dir));
 
     // All three stop (the seal-keeper keeps running), then start: nobody submits anything.
     for pid_file in node_pid_files(&dir, 3) {
@@ -319,19 +327,12 @@ async fn seal_grant_issues_a_token_for_one_more_environment(
     assert!(denied.is_permission_denied(), "{denied}");
 }
 
-/// The seal token and the recovery keys are in their owner-only files and nowhere else the
-/// lab writes or shows: not in the node's argv or environment, not in its configuration or
-/// logs (the audit device HMACs what it records), not in `lab status`.
-fn secrets_stay_in_their_files(dir: &Path, token: &str) {
-    let recovery: Value =
-        serde_json::from_str(&read(dir.join("envs/test/custody/recovery-keys.json"))).unwrap();
-    let mut secrets: Vec<String> = recovery["keys"]
-        .as_array()
-        .expect("recovery keys")
-        .iter()
-        .map(|k| k.as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(secrets.len(), 3);
+/// The seal token is in its owner-only file and the recovery keys in the custodians' encrypted
+/// shares, and nowhere else the lab writes or shows: not in the node's argv or environment,
+/// not in its configuration or logs (the audit device HMACs what it records), not in `lab
+/// status`.
+fn secrets_stay_in_their_files(dir: &Path, token: &str, recovery: Vec<String>) {
+    let mut secrets = recovery;
     secrets.push(token.to_owned());
     let pid = pid(dir.join("envs/test/bao/server.pid"));
     let mut places = vec![

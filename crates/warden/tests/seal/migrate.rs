@@ -88,21 +88,27 @@ async fn shamir_to_transit_migration_keeps_every_secret() {
     );
     assert_eq!(read(dir.join("lab.json")), lab_json);
 
-    // Shares missing: refused with what and what next, nothing changed.
-    let shares = dir.join("envs/test/custody/unseal-keys.json");
-    let aside = dir.join("envs/test/custody/unseal-keys.aside");
-    std::fs::rename(&shares, &aside).unwrap();
+    // Shares missing (no custody ledger): refused with what and what next, nothing changed.
+    let ledger = dir.join("state/custody/test/ledger.json");
+    let aside = dir.join("state/custody/test/ledger.aside");
+    let shares_before = custody_keys(&dir);
+    assert_eq!(ledger_kind(&dir), "unseal");
+    std::fs::rename(&ledger, &aside).unwrap();
     let refused = migrate(&[]);
     let err = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(1), "{err}");
     assert!(err.contains("unseal shares missing: 0 in custody"), "{err}");
+    assert!(
+        err.contains(&ledger.display().to_string()),
+        "names the ledger: {err}"
+    );
     assert!(
         err.contains("nothing was changed") && err.contains("hint:"),
         "{err}"
     );
     assert_eq!(read(dir.join("lab.json")), lab_json);
     assert!(!dir.join("seal-keeper").exists());
-    std::fs::rename(&aside, &shares).unwrap();
+    std::fs::rename(&aside, &ledger).unwrap();
 
     // The migration itself.
     let started = Instant::now();
@@ -119,8 +125,15 @@ async fn shamir_to_transit_migration_keeps_every_secret() {
     let st = status(&dir);
     assert_eq!(st["sealed"], false);
     assert!(st["seal"].as_str().unwrap().starts_with("transit"), "{st}");
-    assert!(!shares.exists(), "the Shamir shares are recovery keys now");
-    assert!(dir.join("envs/test/custody/recovery-keys.json").exists());
+    // The same shares, in the same custody, are the recovery keys now: the ledger says so, and
+    // nothing was written in clear.
+    assert_eq!(ledger_kind(&dir), "recovery");
+    assert_eq!(custody_keys(&dir), shares_before);
+    assert_eq!(
+        report["report"]["recovery_keys"],
+        ledger.display().to_string().as_str()
+    );
+    assert_no_clear_custody(&dir, &shares_before);
     let client = lab.operator_client("test").unwrap();
     let health = client.seal_status().await.unwrap();
     assert_eq!(
@@ -153,7 +166,7 @@ async fn shamir_to_transit_migration_keeps_every_secret() {
 
     // Auto to auto: transit -> static. The old seal stays in the configuration, disabled,
     // while the recovery keys authorise the move; they stay the recovery keys.
-    let recovery = read(dir.join("envs/test/custody/recovery-keys.json"));
+    let recovery = read(ledger.clone());
     let report = json(&ok(
         warden(&[
             "seal", "migrate", "--env", "test", "--to", "static", "-o", "json", "--lab",
@@ -164,10 +177,8 @@ async fn shamir_to_transit_migration_keeps_every_secret() {
     ));
     assert_eq!(report["report"]["plan"]["from"], "transit");
     assert_eq!(report["report"]["seal_type"], "static");
-    assert_eq!(
-        read(dir.join("envs/test/custody/recovery-keys.json")),
-        recovery
-    );
+    assert_eq!(read(ledger.clone()), recovery, "the ledger is untouched");
+    assert_eq!(custody_keys(&dir), shares_before);
     assert!(!dir.join("envs/test/seal/previous.json").exists());
     let config = read(dir.join("envs/test/bao/server.hcl"));
     assert!(
@@ -245,6 +256,11 @@ async fn three_node_shamir_to_static_migration_keeps_every_secret() {
         started.elapsed().as_secs_f64()
     );
     assert_eq!(report["report"]["seal_type"], "static");
+    assert_eq!(
+        ledger_kind(&dir),
+        "recovery",
+        "the shares are recovery keys now"
+    );
     let st = status(&dir);
     let mut r = roles(&st);
     r.sort();

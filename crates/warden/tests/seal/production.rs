@@ -1,4 +1,5 @@
-//! Production: `warden server config --seal` and a real node running its output.
+//! Production: `warden server config --seal` and a real node running its output; the custody
+//! ceremony against that auto-sealed node records recovery keys.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -145,14 +146,80 @@ async fn server_config_names_the_seal_and_a_real_node_unseals_itself_with_it() {
     let key = read(key_file);
     assert!(!config.contains(&key));
 
-    runs_and_unseals_itself(&bao, &out.join("prod-1.hcl"), tmp.path(), &etc, ports[0]).await;
+    // The ceremony runs against the node the configuration describes.
+    add_custody(&spec, &etc, &tmp.path().join("ids"));
+    let node = Node {
+        bao: &bao,
+        config: &out.join("prod-1.hcl"),
+        work: tmp.path(),
+        etc: &etc,
+        port: ports[0],
+        spec: &spec,
+    };
+    runs_and_unseals_itself(&node).await;
 }
 
-/// The generated configuration, run by the real server: initialised with recovery keys, it
-/// unseals itself from the key file.
-async fn runs_and_unseals_itself(bao: &Path, config: &Path, work: &Path, etc: &Path, port: u16) {
-    // The generated configuration, run by the real server: initialised with recovery keys, it
-    // unseals itself from the key file.
+/// The spec now names the node's trust anchor and three custodians (identities in `ids`).
+fn add_custody(spec: &Path, etc: &Path, ids: &Path) {
+    let text = read(spec.to_path_buf()).replacen(
+        "runtime_owner = \"warden-test\"\n",
+        &format!(
+            "runtime_owner = \"warden-test\"\nca_cert = \"{}\"\n",
+            etc.join("tls/ca.pem").display()
+        ),
+        1,
+    );
+    let mut custody = "\n[environments.prod.custody]\nthreshold = 2\n".to_owned();
+    warden_files::ensure_private_dir(ids).expect("ids");
+    for name in ["alice", "bob", "carol"] {
+        let g = warden_custody::generate_identity();
+        warden_files::write_atomic(
+            &ids.join(name),
+            g.file_text.as_bytes(),
+            warden_files::Mode::OwnerOnly,
+        )
+        .expect("identity");
+        custody.push_str(&format!(
+            "\n[[environments.prod.custody.custodians]]\nname = \"{name}\"\nrecipient = \"{}\"\n",
+            g.recipient
+        ));
+    }
+    std::fs::write(spec, text + &custody).expect("spec with custody");
+}
+
+/// A generated node and what the ceremony needs to reach it.
+struct Node<'a> {
+    bao: &'a Path,
+    config: &'a Path,
+    work: &'a Path,
+    etc: &'a Path,
+    port: u16,
+    spec: &'a Path,
+}
+
+impl Node<'_> {
+    /// `warden ARGS --spec SPEC --env prod --state-dir STATE` with the node's client
+    /// certificate in `VAULT_CLIENT_CERT`/`_KEY` (file paths, never the key itself).
+    fn warden(&self, args: &[&str]) -> std::process::Output {
+        WARDEN
+            .invoke(args)
+            .arg("--spec")
+            .arg(self.spec)
+            .arg("--env")
+            .arg("prod")
+            .arg("--state-dir")
+            .arg(self.work.join("state"))
+            .env("VAULT_CLIENT_CERT", self.etc.join("tls/node.crt"))
+            .env("VAULT_CLIENT_KEY", self.etc.join("tls/node.key"))
+            .output()
+    }
+}
+
+/// The generated configuration, run by the real server: `warden custody init` sees its static
+/// seal and initialises it with recovery keys, one per custodian (ledger kind `recovery`); it
+/// unseals itself from the key file, and `warden unseal` refuses the recovery keys.
+async fn runs_and_unseals_itself(node: &Node<'_>) {
+    let (bao, config, work, etc, port) = (node.bao, node.config, node.work, node.etc, node.port);
     let mut command = std::process::Command::new(bao);
     command
         .arg("server")
@@ -170,8 +237,29 @@ async fn runs_and_unseals_itself(bao: &Path, config: &Path, work: &Path, etc: &P
         .unwrap_or_else(|e| panic!("{e}; server log:\n{}", server.log()));
     let st = client.seal_status().await.unwrap();
     assert_eq!((st.seal_type.as_str(), st.initialized), ("static", false));
-    let init = client.init_with_recovery(3, 2).await.expect("init");
-    assert_eq!(init.recovery_keys.len(), 3);
+    let shares = work.join("ceremony");
+    let init = json(&ok(
+        node.warden(&[
+            "custody",
+            "init",
+            "-o",
+            "json",
+            "--out",
+            shares.to_str().expect("utf-8 path"),
+        ]),
+        "custody init",
+    ));
+    assert_eq!(
+        (
+            init["kind"].clone(),
+            init["shares"].clone(),
+            init["threshold"].clone()
+        ),
+        ("recovery".into(), 3.into(), 2.into()),
+        "{init}"
+    );
+    let st = client.seal_status().await.unwrap();
+    assert_eq!((st.recovery_seal, st.shares, st.threshold), (true, 3, 2));
     let deadline = Instant::now() + Duration::from_secs(30);
     while client.seal_status().await.unwrap().sealed {
         assert!(
@@ -181,4 +269,19 @@ async fn runs_and_unseals_itself(bao: &Path, config: &Path, work: &Path, etc: &P
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // A custodian's recovery key is no unseal share: refused, nothing submitted.
+    let refused = node.warden(&[
+        "unseal",
+        "--share",
+        shares.join("alice.prod.share.age").to_str().expect("utf-8"),
+        "--identity",
+        work.join("ids/alice").to_str().expect("utf-8"),
+    ]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{err}");
+    assert!(
+        err.contains("prod is auto-unsealed (seal static): its shares are recovery keys"),
+        "{err}"
+    );
 }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::Value;
 use warden_bao::{Client, ClientConfig};
 use warden_testkit::cli::{Cli, Invocation};
@@ -118,4 +118,88 @@ pub(crate) fn roles(st: &Value) -> Vec<String> {
         .iter()
         .map(|n| n["role"].as_str().unwrap_or("?").to_owned())
         .collect()
+}
+
+/// Every share of `test`'s custody ledger (recovery keys under an auto-seal), opened in memory
+/// by the lab custodians through the ceremony, hex as OpenBao hands them out. Nothing of it is
+/// written anywhere.
+pub(crate) fn custody_keys(dir: &Path) -> Vec<String> {
+    let layout = warden_lab::LabLayout::new(dir).env("test");
+    let ledger = warden_custody::Ledger::load(&warden_lab::custody_state_dir(&layout), "test")
+        .expect("the custody ledger");
+    ledger
+        .entries
+        .iter()
+        .map(|e| {
+            let id = warden_custody::IdentityFile::read(
+                &warden_lab::custodians_dir(&layout).join(format!("{}.age-identity", e.custodian)),
+            )
+            .expect("lab custodian identity");
+            let share = warden_custody::unseal::open_checked(
+                &ledger,
+                &warden_lab::shares_dir(&layout).join(&e.file),
+                &id,
+            )
+            .expect("the share opens for its custodian");
+            share.secret().expose_secret().to_owned()
+        })
+        .collect()
+}
+
+/// What `test`'s custody ledger says its shares are (`unseal`, `recovery`).
+pub(crate) fn ledger_kind(dir: &Path) -> String {
+    let layout = warden_lab::LabLayout::new(dir).env("test");
+    warden_lab::custody_kind(&layout)
+        .expect("ledger readable")
+        .expect("a ledger")
+        .to_string()
+}
+
+/// No clear custody file for `test`: no recovery keys, no unseal shares, no root token (the
+/// ceremony's encrypted root token is gone too once bootstrap revoked it); and none of `keys`
+/// (hex or base64) in any file of the lab.
+pub(crate) fn assert_no_clear_custody(dir: &Path, keys: &[String]) {
+    use base64::Engine as _;
+    let custody = dir.join("envs/test/custody");
+    for f in ["recovery-keys.json", "unseal-keys.json", "root-token"] {
+        assert!(!custody.join(f).exists(), "clear custody file {f} exists");
+    }
+    assert!(
+        !custody.join("shares/root-token.test.age").exists(),
+        "bootstrap revoked the root token and deleted its file"
+    );
+    let mut files = Vec::new();
+    files_under(dir, &mut files);
+    for key in keys {
+        let bytes = hex::decode(key).expect("hex key");
+        let forms = [
+            key.clone(),
+            base64::engine::general_purpose::STANDARD.encode(&bytes),
+        ];
+        for f in &files {
+            let Ok(content) = std::fs::read(f) else {
+                continue;
+            };
+            for form in &forms {
+                assert!(
+                    !content.windows(form.len()).any(|w| w == form.as_bytes()),
+                    "a recovery key is in clear in {}",
+                    f.display()
+                );
+            }
+        }
+    }
+}
+
+fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        match e.file_type() {
+            Ok(t) if t.is_dir() => files_under(&e.path(), out),
+            Ok(t) if t.is_file() => out.push(e.path()),
+            _ => {}
+        }
+    }
 }

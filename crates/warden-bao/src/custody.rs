@@ -209,14 +209,8 @@ impl Client {
 
     /// Starts a root-token generation; the server chooses the OTP and returns it once.
     pub async fn generate_root_start(&self) -> Result<GenerateRootProgress> {
-        let path = "sys/generate-root/attempt";
-        self.send(
-            Call::new(Method::PUT, path, Idempotent::No)
-                .unauthenticated()
-                .json(&serde_json::json!({}))?,
-        )
-        .await?
-        .decode(path)
+        self.put_unauthenticated("sys/generate-root/attempt", &serde_json::json!({}))
+            .await
     }
 
     /// Submits one share to the generation `nonce`.
@@ -230,18 +224,14 @@ impl Client {
             key: &'a str,
             nonce: &'a str,
         }
-        let path = "sys/generate-root/update";
-        let body = Body {
-            key: key.expose_secret(),
-            nonce,
-        };
-        self.send(
-            Call::new(Method::PUT, path, Idempotent::No)
-                .unauthenticated()
-                .json(&body)?,
+        self.put_unauthenticated(
+            "sys/generate-root/update",
+            &Body {
+                key: key.expose_secret(),
+                nonce,
+            },
         )
-        .await?
-        .decode(path)
+        .await
     }
 
     /// Cancels the generation under way.

@@ -56,14 +56,17 @@ pub struct RotateProgress {
 
 impl fmt::Debug for RotateProgress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RotateProgress")
-            .field("started", &self.started)
-            .field("nonce", &self.nonce)
-            .field("progress", &self.progress)
-            .field("required", &self.required)
-            .field("complete", &self.complete)
-            .field("keys", &format_args!("[...; {}]", self.keys.len()))
-            .finish()
+        attempt_debug(
+            f,
+            "RotateProgress",
+            self.started,
+            &self.nonce,
+            self.progress,
+            self.required,
+            self.complete,
+        )
+        .field("keys", &format_args!("[...; {}]", self.keys.len()))
+        .finish()
     }
 }
 
@@ -97,16 +100,39 @@ pub struct GenerateRootProgress {
 
 impl fmt::Debug for GenerateRootProgress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GenerateRootProgress")
-            .field("started", &self.started)
-            .field("nonce", &self.nonce)
-            .field("progress", &self.progress)
-            .field("required", &self.required)
-            .field("complete", &self.complete)
-            .field("encoded_token", &"...")
-            .field("otp", &"...")
-            .finish()
+        attempt_debug(
+            f,
+            "GenerateRootProgress",
+            self.started,
+            &self.nonce,
+            self.progress,
+            self.required,
+            self.complete,
+        )
+        .field("encoded_token", &"...")
+        .field("otp", &"...")
+        .finish()
     }
+}
+
+/// The fields both share-collecting attempts (rotation, generate-root) report, in one order:
+/// what an operator follows, never a secret. Each `Debug` adds its own redacted fields.
+fn attempt_debug<'a, 'b>(
+    f: &'a mut fmt::Formatter<'b>,
+    name: &str,
+    started: bool,
+    nonce: &str,
+    progress: u8,
+    required: u8,
+    complete: bool,
+) -> fmt::DebugStruct<'a, 'b> {
+    let mut d = f.debug_struct(name);
+    d.field("started", &started)
+        .field("nonce", &nonce)
+        .field("progress", &progress)
+        .field("required", &required)
+        .field("complete", &complete);
+    d
 }
 
 /// Decodes a generate-root `encoded_token` with the attempt's OTP: base64 (no padding), then

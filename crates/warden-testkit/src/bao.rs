@@ -315,8 +315,9 @@ impl ServerProcess {
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
-        // SIGKILL: the dev server keeps everything in memory, so there is nothing to flush, and
-        // a test teardown should not wait for a graceful shutdown.
+        // SIGKILL: a test server's data (in memory, or raft files in its temporary directory)
+        // is thrown away with it, so there is nothing to flush, and a test teardown should not
+        // wait for a graceful shutdown.
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

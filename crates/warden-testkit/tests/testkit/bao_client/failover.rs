@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use warden_bao::{Client, ClientConfig, Error, Idempotent, RetryPolicy, SecretString};
-use warden_testkit::{BaoDev, BaoUninit};
+use warden_testkit::{BaoDev, BareBao};
 
 use super::support::{quick_retry, root_client};
 
@@ -29,10 +29,14 @@ async fn sealed_dev() -> BaoDev {
     dev
 }
 
-fn client(addresses: &[&str], live: &BaoDev, retry: RetryPolicy) -> Client {
+/// A client over `addresses`, trusting `uninit`'s CA: the uninitialised node must fail by its
+/// answer, not by its handshake.
+fn client(addresses: &[&str], live: &BaoDev, uninit: &BareBao, retry: RetryPolicy) -> Client {
     Client::new(
         ClientConfig::with_addresses(addresses)
             .expect("addresses")
+            .with_ca_file(uninit.ca_path())
+            .expect("CA")
             .with_token(live.root_token().clone())
             .with_retry(retry),
     )
@@ -45,7 +49,7 @@ fn same(url: &impl AsRef<str>, addr: &str) -> bool {
 
 #[tokio::test]
 async fn failover_skips_dead_sealed_and_uninitialised_nodes_and_sticks_to_the_live_one() {
-    let (sealed, uninit, live) = tokio::join!(sealed_dev(), BaoUninit::start(), BaoDev::start());
+    let (sealed, uninit, live) = tokio::join!(sealed_dev(), BareBao::start(), BaoDev::start());
     let dead = dead_address();
     root_client(&live)
         .write(
@@ -58,7 +62,7 @@ async fn failover_skips_dead_sealed_and_uninitialised_nodes_and_sticks_to_the_li
 
     // No retries: one round must be enough to find the live node.
     let order = [dead.as_str(), sealed.addr(), uninit.addr(), live.addr()];
-    let c = client(&order, &live, RetryPolicy::no_retries());
+    let c = client(&order, &live, &uninit, RetryPolicy::no_retries());
     assert!(same(c.address(), &dead), "the first address starts current");
     assert_eq!(c.addresses().len(), 4);
 
@@ -78,6 +82,7 @@ async fn failover_skips_dead_sealed_and_uninitialised_nodes_and_sticks_to_the_li
     let c2 = client(
         &[sealed.addr(), live.addr()],
         &live,
+        &uninit,
         RetryPolicy::no_retries(),
     );
     let written = c2
@@ -112,7 +117,7 @@ async fn failover_skips_dead_sealed_and_uninitialised_nodes_and_sticks_to_the_li
     }
 
     // wait_ready finds the active node from the start of the list too.
-    let fresh = client(&order, &live, quick_retry(Duration::from_secs(5)));
+    let fresh = client(&order, &live, &uninit, quick_retry(Duration::from_secs(5)));
     let ready = fresh.wait_ready().await.expect("ready");
     assert!(ready.is_ready());
     assert!(same(fresh.address(), live.addr()));
@@ -120,10 +125,10 @@ async fn failover_skips_dead_sealed_and_uninitialised_nodes_and_sticks_to_the_li
 
 #[tokio::test]
 async fn when_no_node_can_serve_the_error_names_every_address() {
-    let (sealed, uninit, other) = tokio::join!(sealed_dev(), BaoUninit::start(), BaoDev::start());
+    let (sealed, uninit, other) = tokio::join!(sealed_dev(), BareBao::start(), BaoDev::start());
     let dead = dead_address();
     let order = [dead.as_str(), sealed.addr(), uninit.addr()];
-    let c = client(&order, &other, RetryPolicy::no_retries());
+    let c = client(&order, &other, &uninit, RetryPolicy::no_retries());
 
     let err = c.read("secret/data/x").await.unwrap_err();
     let text = err.to_string();
@@ -141,7 +146,7 @@ async fn when_no_node_can_serve_the_error_names_every_address() {
     assert!(!err.is_sealed(), "one node was unreachable, not sealed");
 
     // With a budget: rounds repeat with backoff, then give up naming the last round.
-    let patient = client(&order, &other, quick_retry(Duration::from_millis(700)));
+    let patient = client(&order, &other, &uninit, quick_retry(Duration::from_millis(700)));
     let err = patient.read("secret/data/x").await.unwrap_err();
     match &err {
         Error::GaveUp { attempts, last, .. } => {
@@ -160,6 +165,7 @@ async fn when_no_node_can_serve_the_error_names_every_address() {
     let err = client(
         &[sealed.addr(), sealed2.addr()],
         &other,
+        &uninit,
         RetryPolicy::no_retries(),
     )
     .read("secret/data/x")

@@ -413,13 +413,21 @@ async fn verify(a: VerifyArgs, out: &Output) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn publish(a: StateArgs, out: &Output) -> anyhow::Result<ExitCode> {
-    let p = a.place("custody publish")?;
+/// The environment's ledger on disk and the digest of its bytes: what `publish` sends to the
+/// registry and `status` compares with what the registry holds.
+fn ledger_on_disk(p: &Place) -> anyhow::Result<(Ledger, String)> {
     let name = p.env.name.as_str();
     let ledger = Ledger::load(&p.state, name).map_err(custody_err)?;
     let sha = Ledger::digest_on_disk(&p.state, name)
         .map_err(custody_err)?
         .unwrap_or_default();
+    Ok((ledger, sha))
+}
+
+async fn publish(a: StateArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let p = a.place("custody publish")?;
+    let name = p.env.name.as_str();
+    let (ledger, sha) = ledger_on_disk(&p)?;
     ledger
         .publish(&p.client, &sha, &time_now())
         .await
@@ -434,10 +442,7 @@ async fn publish(a: StateArgs, out: &Output) -> anyhow::Result<ExitCode> {
 async fn status(a: StateArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let p = a.place("custody status")?;
     let name = p.env.name.as_str();
-    let ledger = Ledger::load(&p.state, name).map_err(custody_err)?;
-    let sha = Ledger::digest_on_disk(&p.state, name)
-        .map_err(custody_err)?
-        .unwrap_or_default();
+    let (ledger, sha) = ledger_on_disk(&p)?;
     let registry = if p.client.has_token() {
         match Ledger::published(&p.client, name).await {
             Ok(Some(d)) if d.ledger_sha256 == sha => "match".to_owned(),

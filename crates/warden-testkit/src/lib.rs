@@ -33,7 +33,10 @@
 //!   [`cli::Run`] is a finished run as text, with assertions that print the whole run.
 //! * [`RunningAgent`] is a long-running agent process, killed when dropped.
 //! * [`wait_for`], [`wait_for_async`] and [`Poll`] wait for what a background process does.
+//! * [`dead_address`] is a loopback address that refuses connections, for failover tests.
 //! * [`LabGuard`] is a lab made by `warden lab up` itself, taken down when dropped.
+//! * [`NodeDirs`] lays out a production node's directories with a lab's TLS material, for
+//!   `warden server config`.
 //! * [`identity`] logs in the way apps, containers and pipelines do (cert, AppRole, JWT).
 //! * [`files::mode`] and [`files::write_private`] check and write permission bits;
 //!   [`EXAMPLE_SPEC`] is the shipped example spec.
@@ -49,12 +52,14 @@ mod agent;
 mod bao;
 mod bare;
 pub mod cli;
+pub mod dead;
 mod error;
 pub mod files;
 pub mod http;
 pub mod identity;
 mod lab;
 mod lab_guard;
+mod node_dirs;
 mod output;
 mod postgres;
 mod random;
@@ -64,9 +69,11 @@ mod wait;
 pub use agent::RunningAgent;
 pub use bao::BaoDev;
 pub use bare::BareBao;
+pub use dead::dead_address;
 pub use error::Error;
 pub use lab::LabEnv;
 pub use lab_guard::LabGuard;
+pub use node_dirs::NodeDirs;
 pub use postgres::Postgres;
 pub use spec::{EXAMPLE_SPEC, EXAMPLE_SPEC_TEXT};
 pub use wait::{Poll, wait_for, wait_for_async};

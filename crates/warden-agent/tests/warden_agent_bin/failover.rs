@@ -7,21 +7,11 @@ use std::net::SocketAddr;
 use serde_json::{Value, json};
 use warden_bao::Idempotent;
 use warden_testkit::cli::path_str;
-use warden_testkit::{LabEnv, Poll};
+use warden_testkit::{LabEnv, Poll, dead_address};
 
 use super::{
     AGENT, LIMIT, apply_and_enroll_with, check_certificate, get_within, read, write_config,
 };
-
-/// An `https://` address on loopback that nobody listens on: a port the kernel handed out and
-/// that was closed again.
-fn dead_address() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    format!("https://127.0.0.1:{port}")
-}
 
 /// An operator client for the lab's `test` environment that knows `addresses`, in order: the
 /// lab's operator certificate and CA, and a child token of the lab's operator made for it.
@@ -48,7 +38,7 @@ async fn a_dead_first_node_is_passed_over_without_a_restart() {
     let lab = LabEnv::start(&["test"]).await;
     let root = tempfile::tempdir().expect("tempdir");
     let live = lab.lab().env("test").expect("test env").address();
-    let dead = dead_address();
+    let dead = dead_address("https");
 
     // Enrollment through a client that knows both nodes writes both, in order.
     let operator = cluster_operator(&lab, &[&dead, &live]).await;

@@ -12,32 +12,10 @@ use crate::support::*;
 #[tokio::test(flavor = "multi_thread")]
 async fn server_config_names_the_seal_and_a_real_node_unseals_itself_with_it() {
     let lab = warden_testkit::LabEnv::start(&["prod"]).await;
-    let tls = lab.lab().layout().env("prod");
     let tmp = tempfile::tempdir().expect("tempdir");
-    let etc = tmp.path().join("etc");
-    let (data, audit, out) = (
-        tmp.path().join("raft"),
-        tmp.path().join("log"),
-        tmp.path().join("out"),
-    );
-    for dir in [
-        etc.join("tls"),
-        etc.join("seal"),
-        data.clone(),
-        audit.clone(),
-    ] {
-        warden_files::ensure_private_dir(&dir).expect("directory");
-    }
-    for (from, to) in [
-        (tls.server_cert(), "server.crt"),
-        (tls.server_key(), "server.key"),
-        (tls.client_ca(), "client-ca.pem"),
-        (tls.ca_bundle(), "ca.pem"),
-        (tls.operator_cert(), "node.crt"),
-        (tls.operator_key(), "node.key"),
-    ] {
-        std::fs::copy(&from, etc.join("tls").join(to)).expect("copy TLS material");
-    }
+    let dirs = warden_testkit::NodeDirs::from_lab(&lab, "prod", tmp.path());
+    let (etc, out) = (&dirs.etc, &dirs.out);
+    warden_files::ensure_private_dir(&etc.join("seal")).expect("directory");
     let ports = warden_lab::process::free_ports(2).expect("free ports");
     let spec = tmp.path().join("warden.toml");
     std::fs::write(
@@ -60,19 +38,12 @@ async fn server_config_names_the_seal_and_a_real_node_unseals_itself_with_it() {
         "prod",
         "--node",
         "prod-1",
-        "--out",
-        &p(&out),
-        "--config-dir",
-        &p(&etc),
-        "--data-dir",
-        &p(&data),
-        "--audit-dir",
-        &p(&audit),
         "--bao",
         &p(&bao),
     ]
     .iter()
     .map(|s| (*s).to_owned())
+    .chain(dirs.args())
     .collect();
     let run = |extra: &[&str]| {
         let mut inv = WARDEN.invoke(&base);
@@ -145,7 +116,7 @@ async fn server_config_names_the_seal_and_a_real_node_unseals_itself_with_it() {
     let key = read(key_file);
     assert!(!config.contains(&key));
 
-    runs_and_unseals_itself(&bao, &out.join("prod-1.hcl"), tmp.path(), &etc, ports[0]).await;
+    runs_and_unseals_itself(&bao, &out.join("prod-1.hcl"), tmp.path(), etc, ports[0]).await;
 }
 
 /// The generated configuration, run by the real server: initialised with recovery keys, it

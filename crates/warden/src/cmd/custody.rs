@@ -29,7 +29,7 @@ enum CustodyCommand {
     /// and whether its digest matches the one in the registry.
     Status(StateArgs),
     /// A custodian proves their share opens with their identity and matches the ledger.
-    Verify(VerifyArgs),
+    Verify(ShareArgs),
     /// Publish the ledger's digest to the environment's registry (needs a token).
     Publish(StateArgs),
     /// A custodian's new age identity, written owner-only to --identity (a new file); prints the
@@ -63,18 +63,6 @@ struct InitArgs {
 #[derive(Debug, Args)]
 struct KeygenArgs {
     /// Where the identity goes (must not exist).
-    #[arg(long, value_name = "FILE")]
-    identity: PathBuf,
-}
-
-#[derive(Debug, Args)]
-struct VerifyArgs {
-    #[command(flatten)]
-    state: StateArgs,
-    /// The custodian's encrypted share.
-    #[arg(long, value_name = "FILE")]
-    share: PathBuf,
-    /// The custodian's age identity file (owner-only).
     #[arg(long, value_name = "FILE")]
     identity: PathBuf,
 }
@@ -120,9 +108,10 @@ struct RekeyArgs {
     out: PathBuf,
 }
 
-/// `warden unseal`.
+/// One custodian's share and identity for an environment: what `warden custody verify` and
+/// `warden unseal` both read.
 #[derive(Debug, Args)]
-pub(crate) struct UnsealArgs {
+pub(crate) struct ShareArgs {
     #[command(flatten)]
     state: StateArgs,
     /// The custodian's encrypted share.
@@ -382,7 +371,7 @@ fn time_now() -> String {
     warden_registry::posture::rfc3339(time::OffsetDateTime::now_utc().unix_timestamp())
 }
 
-async fn verify(a: VerifyArgs, out: &Output) -> anyhow::Result<ExitCode> {
+async fn verify(a: ShareArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let p = a.state.place("custody verify")?;
     let identity = IdentityFile::read(&a.identity).map_err(custody_err)?;
     let (ledger, sha) =
@@ -492,7 +481,7 @@ async fn status(a: StateArgs, out: &Output) -> anyhow::Result<ExitCode> {
     })
 }
 
-pub(crate) async fn unseal(a: UnsealArgs, out: &Output) -> anyhow::Result<ExitCode> {
+pub(crate) async fn unseal(a: ShareArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let p = a.state.place("unseal")?;
     let identity = IdentityFile::read(&a.identity).map_err(custody_err)?;
     let nodes = p.nodes()?;

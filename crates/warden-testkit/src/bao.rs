@@ -80,14 +80,7 @@ impl BaoDev {
 
     async fn launch(tls: bool) -> Result<Self, Error> {
         let bao_bin = checked_bao_binary().await?;
-        let dir = tempfile::Builder::new()
-            .prefix("warden-bao-dev-")
-            .tempdir()
-            .map_err(|source| Error::Io {
-                what: "create a temporary directory in",
-                path: std::env::temp_dir(),
-                source,
-            })?;
+        let dir = server_dir("warden-bao-dev-")?;
         let home = dir.path().join("home");
         let certs = dir.path().join("tls");
         for d in [&home, &certs] {
@@ -302,6 +295,19 @@ pub(crate) async fn checked_bao_binary() -> Result<PathBuf, Error> {
     .expect("the bao discovery task does not panic")
     .map_err(Error::Bao)?;
     Ok(CHECKED.get_or_init(|| path).clone())
+}
+
+/// A new private temporary directory for one server fixture (`prefix` says which kind, for
+/// whoever finds one left behind), removed when the returned value drops.
+pub(crate) fn server_dir(prefix: &str) -> Result<TempDir, Error> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|source| Error::Io {
+            what: "create a temporary directory in",
+            path: std::env::temp_dir(),
+            source,
+        })
 }
 
 /// The server child: killed and reaped when dropped, whatever the test did.

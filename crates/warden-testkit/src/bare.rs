@@ -22,7 +22,7 @@ use warden_lab::process;
 use warden_pki::{CaDir, IntermediateRequest, KeyAlgorithm, LocalIssuer, RootOptions};
 
 use crate::Error;
-use crate::bao::{ServerProcess, checked_bao_binary};
+use crate::bao::{ServerProcess, checked_bao_binary, server_dir};
 
 const STARTUP: Duration = Duration::from_secs(60);
 
@@ -47,14 +47,7 @@ impl BareBao {
     /// [`start`](Self::start), returning the error instead of panicking.
     pub async fn try_start() -> Result<Self, Error> {
         let bao = checked_bao_binary().await?;
-        let dir = tempfile::Builder::new()
-            .prefix("warden-bare-bao-")
-            .tempdir()
-            .map_err(|source| Error::Io {
-                what: "create a temporary directory in",
-                path: std::env::temp_dir(),
-                source,
-            })?;
+        let dir = server_dir("warden-bare-bao-")?;
         let root = dir.path();
         let io = |what: &'static str, path: &Path| {
             let path = path.to_path_buf();

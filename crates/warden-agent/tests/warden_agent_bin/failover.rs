@@ -10,7 +10,8 @@ use warden_testkit::cli::path_str;
 use warden_testkit::{LabEnv, Poll, dead_address};
 
 use super::{
-    AGENT, LIMIT, apply_and_enroll_with, check_certificate, get_within, read, write_config,
+    AGENT, LIMIT, apply_and_enroll_with, check_certificate, get_within, read, write_billing_config,
+    write_config,
 };
 
 /// An operator client for the lab's `test` environment that knows `addresses`, in order: the
@@ -63,14 +64,7 @@ async fn a_dead_first_node_is_passed_over_without_a_restart() {
 
     // The agent itself, dead node first, long-running with its endpoints.
     let secret = json!({ "user": "failover-test" });
-    lab.client("test")
-        .write(
-            "kvv2/data/billing/config",
-            &json!({ "data": secret }),
-            Idempotent::Yes,
-        )
-        .await
-        .expect("write the KV secret");
+    write_billing_config(&lab, &secret).await;
     let reloads = dir.join("reloads.log");
     let config = write_config(&dir, &live, &reloads);
     let text = read(&config).replacen(

@@ -35,8 +35,8 @@
 //! * [`wait_for`], [`wait_for_async`] and [`Poll`] wait for what a background process does.
 //! * [`dead_address`] is a loopback address that refuses connections, for failover tests.
 //! * [`LabGuard`] is a lab made by `warden lab up` itself, taken down when dropped.
-//! * [`NodeDirs`] lays out a production node's directories with a lab's TLS material, for
-//!   `warden server config`.
+//! * [`NodeDirs`] lays out a production node's directories with a lab's TLS material, and
+//!   [`prod_nodes_spec`] writes a spec listing nodes, for `warden server config`.
 //! * [`identity`] logs in the way apps, containers and pipelines do (cert, AppRole, JWT).
 //! * [`files::mode`] and [`files::write_private`] check and write permission bits;
 //!   [`EXAMPLE_SPEC`] is the shipped example spec.
@@ -73,7 +73,7 @@ pub use dead::dead_address;
 pub use error::Error;
 pub use lab::LabEnv;
 pub use lab_guard::LabGuard;
-pub use node_dirs::NodeDirs;
+pub use node_dirs::{NodeDirs, prod_nodes_spec};
 pub use postgres::Postgres;
 pub use spec::{EXAMPLE_SPEC, EXAMPLE_SPEC_TEXT};
 pub use wait::{Poll, wait_for, wait_for_async};

@@ -66,3 +66,19 @@ impl NodeDirs {
         ]
     }
 }
+
+/// A spec whose `prod` environment (runs as `warden-test`) lists one node per pair of `ports`
+/// (API, cluster), named `prod-1`, `prod-2`, …: what `warden server config` reads.
+pub fn prod_nodes_spec(ports: &[u16]) -> String {
+    let mut spec = "version = 1\n[environments.prod]\ndomain = \"p.internal\"\nruntime_owner = \"warden-test\"\n"
+        .to_owned();
+    for (i, pair) in ports.chunks(2).enumerate() {
+        spec.push_str(&format!(
+            "[[environments.prod.nodes]]\nname = \"prod-{}\"\naddress = \"https://127.0.0.1:{}\"\ncluster_address = \"https://127.0.0.1:{}\"\n",
+            i + 1,
+            pair[0],
+            pair[1]
+        ));
+    }
+    spec
+}

@@ -227,16 +227,7 @@ async fn server_config_from_the_spec_runs_a_real_node() {
     let (etc, data, out) = (&dirs.etc, &dirs.data, &dirs.out);
     let ports = warden_lab::process::free_ports(4).expect("free ports");
     let spec = tmp.path().join("warden.toml");
-    std::fs::write(
-        &spec,
-        format!(
-            "version = 1\n[environments.prod]\ndomain = \"p.internal\"\nruntime_owner = \"warden-test\"\n\
-             [[environments.prod.nodes]]\nname = \"prod-1\"\naddress = \"https://127.0.0.1:{}\"\ncluster_address = \"https://127.0.0.1:{}\"\n\
-             [[environments.prod.nodes]]\nname = \"prod-2\"\naddress = \"https://127.0.0.1:{}\"\ncluster_address = \"https://127.0.0.1:{}\"\n",
-            ports[0], ports[1], ports[2], ports[3]
-        ),
-    )
-    .expect("write the spec");
+    std::fs::write(&spec, warden_testkit::prod_nodes_spec(&ports)).expect("write the spec");
     let bao = warden_lab::process::bao_binary().expect("bao");
     let path = |p: &std::path::Path| p.display().to_string();
     let base = [

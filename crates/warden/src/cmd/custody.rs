@@ -2,7 +2,7 @@
 //! ceremony and its aftermath. The work is `warden_custody`; this module resolves the
 //! environment, its custodians (from the spec) and its nodes, and prints.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -169,7 +169,7 @@ const NODE_BUDGET: Option<std::time::Duration> = Some(std::time::Duration::from_
 /// the rest: token, client certificate). Unseal and the ceremony need no token, so nothing but
 /// the spec is required.
 fn spec_client(
-    spec_dir: &std::path::Path,
+    spec_dir: &Path,
     env: &warden_spec::Environment,
     address: Option<&str>,
     budget: Option<std::time::Duration>,
@@ -220,6 +220,23 @@ impl Place {
                 })
             })
             .collect()
+    }
+
+    /// The ceremony's plan for this environment: `custodians` (from [`Place::custodians`]),
+    /// `threshold`, and where the encrypted shares go.
+    fn plan<'a>(
+        &'a self,
+        custodians: &'a [Custodian],
+        threshold: u8,
+        out_dir: &'a Path,
+    ) -> warden_custody::ceremony::Plan<'a> {
+        warden_custody::ceremony::Plan {
+            env: self.env.name.as_str(),
+            custodians,
+            threshold,
+            out_dir,
+            state: &self.state,
+        }
     }
 
     fn custodians(&self) -> anyhow::Result<(Vec<Custodian>, u8)> {
@@ -278,13 +295,7 @@ recipient: {}",
 async fn init(a: InitArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let p = a.state.place("custody init")?;
     let (custodians, threshold) = p.custodians()?;
-    let plan = warden_custody::ceremony::Plan {
-        env: p.env.name.as_str(),
-        custodians: &custodians,
-        threshold,
-        out_dir: &a.out,
-        state: &p.state,
-    };
+    let plan = p.plan(&custodians, threshold, &a.out);
     let report = warden_custody::ceremony::init(&p.client, &plan)
         .await
         .map_err(custody_err)?;
@@ -296,13 +307,7 @@ async fn rekey(a: RekeyArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let p = a.state.place("custody rekey")?;
     let (custodians, threshold) = p.custodians()?;
     let pairs = a.pairs.load()?;
-    let plan = warden_custody::ceremony::Plan {
-        env: p.env.name.as_str(),
-        custodians: &custodians,
-        threshold,
-        out_dir: &a.out,
-        state: &p.state,
-    };
+    let plan = p.plan(&custodians, threshold, &a.out);
     let report = warden_custody::ceremony::rekey(&p.client, &plan, &pairs)
         .await
         .map_err(custody_err)?;

@@ -18,15 +18,7 @@ async fn server_config_names_the_seal_and_a_real_node_unseals_itself_with_it() {
     warden_files::ensure_private_dir(&etc.join("seal")).expect("directory");
     let ports = warden_lab::process::free_ports(2).expect("free ports");
     let spec = tmp.path().join("warden.toml");
-    std::fs::write(
-        &spec,
-        format!(
-            "version = 1\n[environments.prod]\ndomain = \"p.internal\"\nruntime_owner = \"warden-test\"\n\
-             [[environments.prod.nodes]]\nname = \"prod-1\"\naddress = \"https://127.0.0.1:{}\"\ncluster_address = \"https://127.0.0.1:{}\"\n",
-            ports[0], ports[1]
-        ),
-    )
-    .expect("write the spec");
+    std::fs::write(&spec, warden_testkit::prod_nodes_spec(&ports)).expect("write the spec");
     let bao = warden_lab::process::bao_binary().expect("bao");
     let p = |p: &Path| p.display().to_string();
     let base: Vec<String> = [

@@ -124,6 +124,19 @@ async fn apply_and_enroll_with(
     layout.dir().to_path_buf()
 }
 
+/// Writes `secret` as billing's `config` in the lab's `test` environment: the KV secret the
+/// agent's `config` output delivers.
+async fn write_billing_config(lab: &LabEnv, secret: &Value) {
+    lab.client("test")
+        .write(
+            "kvv2/data/billing/config",
+            &json!({ "data": secret }),
+            Idempotent::Yes,
+        )
+        .await
+        .expect("write the KV secret");
+}
+
 /// The three things of the agent benchmark: a leaf, a KV secret as JSON, the CA chain. Only
 /// the certificate reloads (a shell appending a line: test only), so reloads are countable.
 fn write_config(dir: &Path, address: &str, reloads: &Path) -> PathBuf {
@@ -244,14 +257,7 @@ async fn once_then_serve_deliver_the_identitys_outputs() {
     let dir = apply_and_enroll(&lab, root.path()).await;
     let anchor = read(&dir.join("trust/ca.pem"));
     let secret = json!({ "user": "agent-bin-test", "mode": "once" });
-    lab.client("test")
-        .write(
-            "kvv2/data/billing/config",
-            &json!({ "data": secret }),
-            Idempotent::Yes,
-        )
-        .await
-        .expect("write the KV secret");
+    write_billing_config(&lab, &secret).await;
     let reloads = dir.join("reloads.log");
     let address = lab.lab().env("test").expect("test env").address();
     let config = write_config(&dir, &address, &reloads);
@@ -487,14 +493,7 @@ async fn idle_and_slow_clients_cannot_starve_the_endpoints() {
     let lab = LabEnv::start(&["test"]).await;
     let root = tempfile::tempdir().expect("tempdir");
     let dir = apply_and_enroll(&lab, root.path()).await;
-    lab.client("test")
-        .write(
-            "kvv2/data/billing/config",
-            &json!({ "data": { "user": "agent-bin-test" } }),
-            Idempotent::Yes,
-        )
-        .await
-        .expect("write the KV secret");
+    write_billing_config(&lab, &json!({ "user": "agent-bin-test" })).await;
     let address = lab.lab().env("test").expect("test env").address();
     let config = write_config(&dir, &address, &dir.join("reloads.log"));
     // The template output cannot be delivered (its directory is a file), so its error names

@@ -56,14 +56,17 @@ pub struct RotateProgress {
 
 impl fmt::Debug for RotateProgress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RotateProgress")
-            .field("started", &self.started)
-            .field("nonce", &self.nonce)
-            .field("progress", &self.progress)
-            .field("required", &self.required)
-            .field("complete", &self.complete)
-            .field("keys", &format_args!("[...; {}]", self.keys.len()))
-            .finish()
+        attempt_debug(
+            f,
+            "RotateProgress",
+            self.started,
+            &self.nonce,
+            self.progress,
+            self.required,
+            self.complete,
+        )
+        .field("keys", &format_args!("[...; {}]", self.keys.len()))
+        .finish()
     }
 }
 
@@ -97,16 +100,39 @@ pub struct GenerateRootProgress {
 
 impl fmt::Debug for GenerateRootProgress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GenerateRootProgress")
-            .field("started", &self.started)
-            .field("nonce", &self.nonce)
-            .field("progress", &self.progress)
-            .field("required", &self.required)
-            .field("complete", &self.complete)
-            .field("encoded_token", &"...")
-            .field("otp", &"...")
-            .finish()
+        attempt_debug(
+            f,
+            "GenerateRootProgress",
+            self.started,
+            &self.nonce,
+            self.progress,
+            self.required,
+            self.complete,
+        )
+        .field("encoded_token", &"...")
+        .field("otp", &"...")
+        .finish()
     }
+}
+
+/// The fields both share-collecting attempts (rotation, generate-root) report, in one order:
+/// what an operator follows, never a secret. Each `Debug` adds its own redacted fields.
+fn attempt_debug<'a, 'b>(
+    f: &'a mut fmt::Formatter<'b>,
+    name: &str,
+    started: bool,
+    nonce: &str,
+    progress: u8,
+    required: u8,
+    complete: bool,
+) -> fmt::DebugStruct<'a, 'b> {
+    let mut d = f.debug_struct(name);
+    d.field("started", &started)
+        .field("nonce", &nonce)
+        .field("progress", &progress)
+        .field("required", &required)
+        .field("complete", &complete);
+    d
 }
 
 /// Decodes a generate-root `encoded_token` with the attempt's OTP: base64 (no padding), then
@@ -209,14 +235,8 @@ impl Client {
 
     /// Starts a root-token generation; the server chooses the OTP and returns it once.
     pub async fn generate_root_start(&self) -> Result<GenerateRootProgress> {
-        let path = "sys/generate-root/attempt";
-        self.send(
-            Call::new(Method::PUT, path, Idempotent::No)
-                .unauthenticated()
-                .json(&serde_json::json!({}))?,
-        )
-        .await?
-        .decode(path)
+        self.put_unauthenticated("sys/generate-root/attempt", &serde_json::json!({}))
+            .await
     }
 
     /// Submits one share to the generation `nonce`.
@@ -230,18 +250,14 @@ impl Client {
             key: &'a str,
             nonce: &'a str,
         }
-        let path = "sys/generate-root/update";
-        let body = Body {
-            key: key.expose_secret(),
-            nonce,
-        };
-        self.send(
-            Call::new(Method::PUT, path, Idempotent::No)
-                .unauthenticated()
-                .json(&body)?,
+        self.put_unauthenticated(
+            "sys/generate-root/update",
+            &Body {
+                key: key.expose_secret(),
+                nonce,
+            },
         )
-        .await?
-        .decode(path)
+        .await
     }
 
     /// Cancels the generation under way.

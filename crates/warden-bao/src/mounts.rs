@@ -130,6 +130,24 @@ impl Client {
         self.enable("sys/mounts", path, engine_type, options).await
     }
 
+    /// Enables a secrets engine at `path` unless one (of any type) is mounted there already:
+    /// the ensure-style form [`Client::enable_secrets_engine`] asks for, for records written
+    /// before `apply` may have mounted their home. Returns whether it mounted.
+    pub async fn ensure_secrets_engine(
+        &self,
+        path: &str,
+        engine_type: &str,
+        options: &MountOptions,
+    ) -> Result<bool> {
+        let mounts = self.list_mounts().await?;
+        if mounts.keys().any(|m| m.trim_end_matches('/') == path) {
+            return Ok(false);
+        }
+        self.enable_secrets_engine(path, engine_type, options)
+            .await
+            .map(|()| true)
+    }
+
     /// Secrets engines by path (paths end with `/`).
     pub async fn list_mounts(&self) -> Result<BTreeMap<String, MountInfo>> {
         self.mount_table("sys/mounts").await

@@ -12,7 +12,7 @@ use crate::client::{Call, Client};
 use crate::error::{Error, Result};
 use crate::response::{Auth, Secret};
 use crate::retry::Idempotent;
-use crate::sys::SealStatus;
+use crate::sys::{SealStatus, check_split};
 
 /// Result of `sys/init` on a server with an auto-seal: recovery key shares (they authorise
 /// rekey, generate-root and seal migration; they cannot unseal) and the initial root token.
@@ -55,22 +55,15 @@ impl Client {
             recovery_shares: u8,
             recovery_threshold: u8,
         }
-        if threshold == 0 || threshold > shares {
-            return Err(Error::config(format!(
-                "init: recovery threshold {threshold} must be between 1 and shares ({shares})"
-            )));
-        }
-        let path = "sys/init";
-        self.send(
-            Call::new(Method::PUT, path, Idempotent::No)
-                .unauthenticated()
-                .json(&Body {
-                    recovery_shares: shares,
-                    recovery_threshold: threshold,
-                })?,
+        check_split("recovery threshold", shares, threshold)?;
+        self.put_unauthenticated(
+            "sys/init",
+            &Body {
+                recovery_shares: shares,
+                recovery_threshold: threshold,
+            },
         )
-        .await?
-        .decode(path)
+        .await
     }
 
     /// Submits one share of the *old* seal during a seal migration (`migrate=true`): Shamir
@@ -82,17 +75,14 @@ impl Client {
             key: &'a str,
             migrate: bool,
         }
-        let path = "sys/unseal";
-        self.send(
-            Call::new(Method::PUT, path, Idempotent::No)
-                .unauthenticated()
-                .json(&Body {
-                    key: key.expose_secret(),
-                    migrate: true,
-                })?,
+        self.put_unauthenticated(
+            "sys/unseal",
+            &Body {
+                key: key.expose_secret(),
+                migrate: true,
+            },
         )
-        .await?
-        .decode(path)
+        .await
     }
 
     /// Creates an orphan periodic service token with exactly `policies` (no `default`

@@ -177,20 +177,30 @@ impl Client {
             secret_shares: u8,
             secret_threshold: u8,
         }
-        if threshold == 0 || threshold > shares {
-            return Err(Error::config(format!(
-                "init: threshold {threshold} must be between 1 and shares ({shares})"
-            )));
-        }
-        let path = "sys/init";
-        let body = Body {
-            secret_shares: shares,
-            secret_threshold: threshold,
-        };
+        check_split("threshold", shares, threshold)?;
+        self.put_unauthenticated(
+            "sys/init",
+            &Body {
+                secret_shares: shares,
+                secret_threshold: threshold,
+            },
+        )
+        .await
+    }
+
+    /// The one way a call that moves the server's unseal state is sent (init, an unseal share,
+    /// a generate-root share): unauthenticated, because a sealed or uninitialised server has no
+    /// tokens, and never retried once sent, because a repeat would be refused or would count
+    /// the share twice and the first answer would be lost.
+    pub(crate) async fn put_unauthenticated<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<T> {
         self.send(
             Call::new(Method::PUT, path, Idempotent::No)
                 .unauthenticated()
-                .json(&body)?,
+                .json(body)?,
         )
         .await?
         .decode(path)
@@ -202,16 +212,13 @@ impl Client {
         struct Body<'a> {
             key: &'a str,
         }
-        let path = "sys/unseal";
-        self.send(
-            Call::new(Method::PUT, path, Idempotent::No)
-                .unauthenticated()
-                .json(&Body {
-                    key: key.expose_secret(),
-                })?,
+        self.put_unauthenticated(
+            "sys/unseal",
+            &Body {
+                key: key.expose_secret(),
+            },
         )
-        .await?
-        .decode(path)
+        .await
     }
 
     /// Seals the server (needs a root/sudo token). Emergency brake: every client loses access.
@@ -220,6 +227,17 @@ impl Client {
             .await
             .map(drop)
     }
+}
+
+/// Refuses a key split OpenBao would refuse anyway, before anything is sent: `what` names the
+/// threshold in the message ("threshold", "recovery threshold").
+pub(crate) fn check_split(what: &str, shares: u8, threshold: u8) -> Result<()> {
+    if threshold == 0 || threshold > shares {
+        return Err(Error::config(format!(
+            "init: {what} {threshold} must be between 1 and shares ({shares})"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

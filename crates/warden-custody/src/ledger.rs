@@ -258,19 +258,10 @@ impl Ledger {
     pub async fn publish(&self, client: &Client, sha256: &str, now: &str) -> Result<(), Error> {
         let env = self.environment.as_str();
         let entry = naming::custody_record();
-        let mounts = client
-            .list_mounts()
+        client
+            .ensure_secrets_engine(naming::META_MOUNT, "kv", &warden_bao::MountOptions::kv_v2())
             .await
-            .map_err(Error::bao(env, "list secrets engines"))?;
-        if !mounts
-            .keys()
-            .any(|m| m.trim_end_matches('/') == naming::META_MOUNT)
-        {
-            client
-                .enable_secrets_engine(naming::META_MOUNT, "kv", &warden_bao::MountOptions::kv_v2())
-                .await
-                .map_err(Error::bao(env, "mount Warden's registry"))?;
-        }
+            .map_err(Error::bao(env, "mount Warden's registry"))?;
         let body = serde_json::json!({ "data": PublishedDigest {
             ledger_sha256: sha256.to_owned(),
             generation: self.generation,

@@ -196,19 +196,7 @@ impl NodeConfig {
                 ));
             }
         }
-        if self.node_id.is_empty()
-            || !self
-                .node_id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-        {
-            return Err(NodeError::invalid(
-                "node_id",
-                &self.node_id,
-                "must be 1 or more of a-z, A-Z, 0-9, '-', '_' and '.'",
-            ));
-        }
-        Ok(())
+        check_node_id(&self.node_id)
     }
 
     /// Renders the HCL server configuration.
@@ -274,6 +262,24 @@ impl NodeConfig {
         }
         Ok(out)
     }
+}
+
+/// Refuses a node id that is empty or holds anything but a-z, A-Z, 0-9, '-', '_' and '.': it
+/// names the raft node, the unit file and the paths under the data directory, so the server
+/// configuration and the unit check it the same way.
+pub(crate) fn check_node_id(node_id: &str) -> Result<(), NodeError> {
+    if node_id.is_empty()
+        || !node_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    {
+        return Err(NodeError::invalid(
+            "node_id",
+            node_id,
+            "must be 1 or more of a-z, A-Z, 0-9, '-', '_' and '.'",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

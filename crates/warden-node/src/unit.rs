@@ -86,18 +86,7 @@ impl UnitConfig {
                 "needs at least the raft data directory",
             ));
         }
-        if !self
-            .node_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-        {
-            return Err(NodeError::invalid(
-                "node_id",
-                &self.node_id,
-                "must be a-z, A-Z, 0-9, '-', '_' and '.'",
-            ));
-        }
-        Ok(())
+        crate::config::check_node_id(&self.node_id)
     }
 
     /// Renders the unit file.

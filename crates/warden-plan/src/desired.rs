@@ -271,6 +271,22 @@ pub(crate) fn login_role(
     }
 }
 
+/// The name rules every PKI role Warden writes shares, identities' and operators' alike: no
+/// glob, wildcard or arbitrary names, no localhost or IP SANs, hostnames enforced. Each role
+/// adds which domains it allows.
+pub(crate) fn lock_names(body: &mut Value) {
+    for (key, value) in [
+        ("allow_glob_domains", false),
+        ("allow_wildcard_certificates", false),
+        ("allow_any_name", false),
+        ("allow_localhost", false),
+        ("allow_ip_sans", false),
+        ("enforce_hostnames", true),
+    ] {
+        body[key] = Value::from(value);
+    }
+}
+
 #[allow(clippy::too_many_arguments)] // one call site per role flavour; a struct would only rename the list
 pub(crate) fn pki_role(
     mount: &str,
@@ -287,12 +303,6 @@ pub(crate) fn pki_role(
         "allowed_domains": names,
         "allow_bare_domains": true,
         "allow_subdomains": false,
-        "allow_glob_domains": false,
-        "allow_wildcard_certificates": false,
-        "allow_any_name": false,
-        "allow_localhost": false,
-        "allow_ip_sans": false,
-        "enforce_hostnames": true,
         "server_flag": server,
         "client_flag": client,
         "key_type": key_type,
@@ -312,6 +322,7 @@ pub(crate) fn pki_role(
         "allowed_domains_template": false,
         "issuer_ref": "default",
     });
+    lock_names(&mut body);
     if key_type != "ed25519" {
         body["key_bits"] = Value::from(key_bits);
     }

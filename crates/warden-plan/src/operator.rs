@@ -48,33 +48,29 @@ pub(crate) fn desired(spec: &Spec, env: &Environment) -> Desired {
 /// The PKI role that signs operators' certificates in `env`: client certificates for
 /// `<name>.operator.<domain>` only, common name from the request (never the CSR), no SANs.
 pub(crate) fn desired_pki_role(env: &Environment) -> Desired {
+    let mut body = json!({
+        "allowed_domains": [format!("operator.{}", env.domain)],
+        "allow_bare_domains": false,
+        "allow_subdomains": true,
+        "server_flag": false,
+        "client_flag": true,
+        "key_type": "any",
+        "ttl": OPERATOR_CERT_TTL_SECS,
+        "max_ttl": OPERATOR_CERT_TTL_SECS,
+        "no_store": false,
+        "require_cn": true,
+        "use_csr_common_name": false,
+        "use_csr_sans": false,
+        "allowed_uri_sans": [],
+        "allowed_other_sans": [],
+        "ext_key_usage": [],
+        "issuer_ref": "default",
+    });
+    crate::desired::lock_names(&mut body);
     Desired {
         kind: Kind::PkiRole,
         path: format!("{}/roles/{OPERATOR_PKI_ROLE}", env.mounts.pki),
-        body: json!({
-            "allowed_domains": [format!("operator.{}", env.domain)],
-            "allow_bare_domains": false,
-            "allow_subdomains": true,
-            "allow_glob_domains": false,
-            "allow_wildcard_certificates": false,
-            "allow_any_name": false,
-            "allow_localhost": false,
-            "allow_ip_sans": false,
-            "enforce_hostnames": true,
-            "server_flag": false,
-            "client_flag": true,
-            "key_type": "any",
-            "ttl": OPERATOR_CERT_TTL_SECS,
-            "max_ttl": OPERATOR_CERT_TTL_SECS,
-            "no_store": false,
-            "require_cn": true,
-            "use_csr_common_name": false,
-            "use_csr_sans": false,
-            "allowed_uri_sans": [],
-            "allowed_other_sans": [],
-            "ext_key_usage": [],
-            "issuer_ref": "default",
-        }),
+        body,
         identity: None,
         password_file: None,
     }

@@ -5,16 +5,9 @@
 //! Every grant is an exact path under the identity's own names. No wildcards are emitted: a
 //! policy that reads `kvv2/data/billing/config` cannot read `kvv2/data/billing/anything-else`.
 
-use warden_spec::naming::policy::{Grant, MANAGED_MARK};
+use warden_spec::naming::policy::{Grant, grant};
 use warden_spec::naming::{self, KvEntry};
 use warden_spec::{Environment, Identity, IdentityKind, Spec};
-
-fn grant(path: String, caps: &[&str]) -> Grant {
-    Grant {
-        path,
-        capabilities: caps.iter().map(|c| (*c).to_owned()).collect(),
-    }
-}
 
 /// The grants of `identity`'s policy in `env` (its runtime policy; for a pipeline, the ops
 /// policy of its app).
@@ -147,22 +140,8 @@ pub fn grants(spec: &Spec, env: &Environment, identity: &Identity) -> Vec<Grant>
 
 /// Renders a policy document.
 pub fn render(identity: &Identity, grants: &[Grant]) -> String {
-    let mut s = format!(
-        "{MANAGED_MARK}\n# identity: {} ({})\n",
-        identity.name,
-        identity.kind.as_str()
-    );
-    for g in grants {
-        let caps = g
-            .capabilities
-            .iter()
-            .map(|c| format!("\"{c}\""))
-            .collect::<Vec<_>>()
-            .join(", ");
-        s.push_str(&format!(
-            "\npath \"{}\" {{\n  capabilities = [{caps}]\n}}\n",
-            g.path
-        ));
-    }
-    s
+    naming::policy::render(
+        &format!("identity: {} ({})", identity.name, identity.kind.as_str()),
+        grants,
+    )
 }

@@ -210,19 +210,10 @@ async fn trade(
 
 async fn write(client: &Client, env: &str, record: &Record) -> Result<(), Error> {
     let entry = naming::break_glass_record(&record.id);
-    let mounts = client
-        .list_mounts()
+    client
+        .ensure_secrets_engine(naming::META_MOUNT, "kv", &warden_bao::MountOptions::kv_v2())
         .await
-        .map_err(bao(env, "list secrets engines"))?;
-    if !mounts
-        .keys()
-        .any(|m| m.trim_end_matches('/') == naming::META_MOUNT)
-    {
-        client
-            .enable_secrets_engine(naming::META_MOUNT, "kv", &warden_bao::MountOptions::kv_v2())
-            .await
-            .map_err(bao(env, "mount Warden's registry"))?;
-    }
+        .map_err(bao(env, "mount Warden's registry"))?;
     let body = serde_json::json!({ "data": record });
     client
         .write(&entry.data_path(), &body, Idempotent::Yes)

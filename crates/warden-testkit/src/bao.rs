@@ -80,14 +80,7 @@ impl BaoDev {
 
     async fn launch(tls: bool) -> Result<Self, Error> {
         let bao_bin = checked_bao_binary().await?;
-        let dir = tempfile::Builder::new()
-            .prefix("warden-bao-dev-")
-            .tempdir()
-            .map_err(|source| Error::Io {
-                what: "create a temporary directory in",
-                path: std::env::temp_dir(),
-                source,
-            })?;
+        let dir = server_dir("warden-bao-dev-")?;
         let home = dir.path().join("home");
         let certs = dir.path().join("tls");
         for d in [&home, &certs] {
@@ -304,6 +297,19 @@ pub(crate) async fn checked_bao_binary() -> Result<PathBuf, Error> {
     Ok(CHECKED.get_or_init(|| path).clone())
 }
 
+/// A new private temporary directory for one server fixture (`prefix` says which kind, for
+/// whoever finds one left behind), removed when the returned value drops.
+pub(crate) fn server_dir(prefix: &str) -> Result<TempDir, Error> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|source| Error::Io {
+            what: "create a temporary directory in",
+            path: std::env::temp_dir(),
+            source,
+        })
+}
+
 /// The server child: killed and reaped when dropped, whatever the test did.
 pub(crate) struct ServerProcess(pub(crate) Child);
 
@@ -315,8 +321,9 @@ impl ServerProcess {
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
-        // SIGKILL: the dev server keeps everything in memory, so there is nothing to flush, and
-        // a test teardown should not wait for a graceful shutdown.
+        // SIGKILL: a test server's data (in memory, or raft files in its temporary directory)
+        // is thrown away with it, so there is nothing to flush, and a test teardown should not
+        // wait for a graceful shutdown.
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

@@ -1,5 +1,6 @@
-//! A real, *uninitialised* OpenBao server (raft storage, HTTPS on 127.0.0.1), for tests that
-//! run the custody ceremony themselves. Unlike [`crate::BaoDev`] nothing is initialised or
+//! A real, *uninitialised* OpenBao server (raft storage, HTTPS on 127.0.0.1): for tests that
+//! run the custody ceremony themselves, and for the client's failover tests, which need a node
+//! that answers but can serve nothing. Unlike [`crate::BaoDev`] nothing is initialised or
 //! unsealed, and unlike [`crate::LabEnv`] no lab ceremony has run.
 //!
 //! The listener allows the unauthenticated generate-root endpoints (break-glass needs them;
@@ -11,7 +12,7 @@
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -21,14 +22,16 @@ use warden_lab::process;
 use warden_pki::{CaDir, IntermediateRequest, KeyAlgorithm, LocalIssuer, RootOptions};
 
 use crate::Error;
+use crate::bao::{ServerProcess, checked_bao_binary, server_dir};
 
 const STARTUP: Duration = Duration::from_secs(60);
 
 /// A running uninitialised server, killed (and its directory removed) on drop.
 pub struct BareBao {
-    child: Child,
+    server: ServerProcess,
     addr: String,
-    // Dropped after the process.
+    port: u16,
+    // Dropped after the process (fields drop in order): the directory outlives it.
     dir: TempDir,
 }
 
@@ -41,16 +44,10 @@ impl BareBao {
         }
     }
 
-    async fn try_start() -> Result<Self, Error> {
-        let bao = process::bao_binary().map_err(Error::Bao)?;
-        let dir = tempfile::Builder::new()
-            .prefix("warden-bare-bao-")
-            .tempdir()
-            .map_err(|source| Error::Io {
-                what: "create a temporary directory in",
-                path: std::env::temp_dir(),
-                source,
-            })?;
+    /// [`start`](Self::start), returning the error instead of panicking.
+    pub async fn try_start() -> Result<Self, Error> {
+        let bao = checked_bao_binary().await?;
+        let dir = server_dir("warden-bare-bao-")?;
         let root = dir.path();
         let io = |what: &'static str, path: &Path| {
             let path = path.to_path_buf();
@@ -110,11 +107,13 @@ cluster_addr = "https://127.0.0.1:{cluster}"
             source,
         })?;
         let server = Self {
-            child,
+            server: ServerProcess(child),
             addr: format!("https://127.0.0.1:{port}"),
+            port,
             dir,
         };
-        process::wait_listening(server.child.id(), port, STARTUP, Some(&log_path))
+        // Ownership first: nothing is sent to the port before we know our process holds it.
+        process::wait_listening(server.pid(), port, STARTUP, Some(&log_path))
             .await
             .map_err(|source| Error::NotListening {
                 what: "bao server (bare)",
@@ -129,6 +128,11 @@ cluster_addr = "https://127.0.0.1:{cluster}"
         &self.addr
     }
 
+    /// The API port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// The root CA that signed the server certificate (PEM file).
     pub fn ca_path(&self) -> PathBuf {
         self.dir.path().join("tls/ca.pem")
@@ -141,14 +145,7 @@ cluster_addr = "https://127.0.0.1:{cluster}"
 
     /// The server's process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for BareBao {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.server.pid()
     }
 }
 

@@ -3,8 +3,6 @@
 //! * [`BaoDev::start`] runs the real `bao server -dev` (OpenBao
 //!   [`EXPECTED_BAO_VERSION`](process::EXPECTED_BAO_VERSION)) on a free 127.0.0.1 port, and
 //!   [`BaoDev::start_tls`] the same over HTTPS with a generated CA.
-//! * [`BaoUninit::start`] runs a real `bao server` that nobody initialises (in-memory storage,
-//!   plain HTTP): a node that can serve nothing, for failover tests.
 //! * [`Postgres::start`] runs a throwaway PostgreSQL cluster (`initdb` + `pg_ctl`) on a free
 //!   127.0.0.1 port, as `nobody` when the tests run as root.
 //!
@@ -15,7 +13,7 @@
 //! appear in a child's argv or environment, in a file left behind, or in `Debug` output.
 //!
 //! [`BareBao::start`] is a real server left *uninitialised* (raft, HTTPS), for the custody
-//! ceremony's tests.
+//! ceremony's tests and for failover tests (a node that answers but can serve nothing).
 //!
 //! [`LabEnv::start`] is the full TLS + mTLS mode: a throwaway Warden lab (offline root,
 //! per-environment OpenBao with client-certificate listeners, Shamir init and unseal, PKI
@@ -35,12 +33,15 @@
 //!   [`cli::Run`] is a finished run as text, with assertions that print the whole run.
 //! * [`RunningAgent`] is a long-running agent process, killed when dropped.
 //! * [`wait_for`], [`wait_for_async`] and [`Poll`] wait for what a background process does.
+//! * [`dead_address`] is a loopback address that refuses connections, for failover tests.
 //! * [`LabGuard`] is a lab made by `warden lab up` itself, taken down when dropped.
+//! * [`NodeDirs`] lays out a production node's directories with a lab's TLS material, and
+//!   [`prod_nodes_spec`] writes a spec listing nodes, for `warden server config`.
 //! * [`identity`] logs in the way apps, containers and pipelines do (cert, AppRole, JWT).
 //! * [`files::mode`] and [`files::write_private`] check and write permission bits;
 //!   [`EXAMPLE_SPEC`] is the shipped example spec.
 //!
-//! Modules behind those items: `bao` and `postgres` (the servers), `lab` and `lab_guard` (the
+//! Modules behind those items: `bao`, `bare` and `postgres` (the servers), `lab` and `lab_guard` (the
 //! two kinds of lab), `agent`, `wait`, `spec`, `output` (a server's output, secrets redacted),
 //! `random` (fixture secrets), `error`.
 //!
@@ -49,15 +50,16 @@
 
 mod agent;
 mod bao;
-mod bao_uninit;
 mod bare;
 pub mod cli;
+pub mod dead;
 mod error;
 pub mod files;
 pub mod http;
 pub mod identity;
 mod lab;
 mod lab_guard;
+mod node_dirs;
 mod output;
 mod postgres;
 mod random;
@@ -66,11 +68,12 @@ mod wait;
 
 pub use agent::RunningAgent;
 pub use bao::BaoDev;
-pub use bao_uninit::BaoUninit;
 pub use bare::BareBao;
+pub use dead::dead_address;
 pub use error::Error;
 pub use lab::LabEnv;
 pub use lab_guard::LabGuard;
+pub use node_dirs::{NodeDirs, prod_nodes_spec};
 pub use postgres::Postgres;
 pub use spec::{EXAMPLE_SPEC, EXAMPLE_SPEC_TEXT};
 pub use wait::{Poll, wait_for, wait_for_async};

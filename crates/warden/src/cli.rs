@@ -79,7 +79,7 @@ pub(crate) enum Command {
     /// Custody of unseal shares: the ceremony, the ledger, verify, rekey (custodian replacement).
     Custody(crate::cmd::custody::CustodyArgs),
     /// Submit one custodian's encrypted share to every node of an environment; shows progress.
-    Unseal(crate::cmd::custody::UnsealArgs),
+    Unseal(crate::cmd::custody::ShareArgs),
     /// Emergency access: a time-boxed token from custodians' shares (open, close, status).
     BreakGlass(crate::cmd::break_glass::BreakGlassArgs),
     /// Print the shell completion script for SHELL (bash, zsh, fish, …) on stdout.

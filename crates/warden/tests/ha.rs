@@ -222,39 +222,12 @@ async fn server_config_from_the_spec_runs_a_real_node() {
     // A lab only for its TLS material: an environment's listener certificate for 127.0.0.1,
     // its client CA, the root, and a client certificate the listener accepts.
     let lab = LabEnv::start(&[ENV]).await;
-    let tls = lab.lab().layout().env(ENV);
     let tmp = tempfile::tempdir().expect("tempdir");
-    let etc = tmp.path().join("etc");
-    let (data, audit, out) = (
-        tmp.path().join("raft"),
-        tmp.path().join("log"),
-        tmp.path().join("out"),
-    );
-    for dir in [etc.join("tls"), data.clone(), audit.clone()] {
-        warden_files::ensure_private_dir(&dir).expect("directory");
-    }
-    for (from, to) in [
-        (tls.server_cert(), "server.crt"),
-        (tls.server_key(), "server.key"),
-        (tls.client_ca(), "client-ca.pem"),
-        (tls.ca_bundle(), "ca.pem"),
-        (tls.operator_cert(), "node.crt"),
-        (tls.operator_key(), "node.key"),
-    ] {
-        std::fs::copy(&from, etc.join("tls").join(to)).expect("copy TLS material");
-    }
+    let dirs = warden_testkit::NodeDirs::from_lab(&lab, ENV, tmp.path());
+    let (etc, data, out) = (&dirs.etc, &dirs.data, &dirs.out);
     let ports = warden_lab::process::free_ports(4).expect("free ports");
     let spec = tmp.path().join("warden.toml");
-    std::fs::write(
-        &spec,
-        format!(
-            "version = 1\n[environments.prod]\ndomain = \"p.internal\"\nruntime_owner = \"warden-test\"\n\
-             [[environments.prod.nodes]]\nname = \"prod-1\"\naddress = \"https://127.0.0.1:{}\"\ncluster_address = \"https://127.0.0.1:{}\"\n\
-             [[environments.prod.nodes]]\nname = \"prod-2\"\naddress = \"https://127.0.0.1:{}\"\ncluster_address = \"https://127.0.0.1:{}\"\n",
-            ports[0], ports[1], ports[2], ports[3]
-        ),
-    )
-    .expect("write the spec");
+    std::fs::write(&spec, warden_testkit::prod_nodes_spec(&ports)).expect("write the spec");
     let bao = warden_lab::process::bao_binary().expect("bao");
     let path = |p: &std::path::Path| p.display().to_string();
     let base = [
@@ -264,19 +237,17 @@ async fn server_config_from_the_spec_runs_a_real_node() {
         &path(&spec),
         "--env",
         "prod",
-        "--out",
-        &path(&out),
-        "--config-dir",
-        &path(&etc),
-        "--data-dir",
-        &path(&data),
-        "--audit-dir",
-        &path(&audit),
         "--bao",
         &path(&bao),
         "-o",
         "json",
     ];
+    let dir_args = dirs.args();
+    let base = [
+        &base[..],
+        &dir_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    ]
+    .concat();
 
     let refused = WARDEN
         .invoke(&[&base[..], &["--node", "prod-9"]].concat())

@@ -7,21 +7,12 @@ use std::net::SocketAddr;
 use serde_json::{Value, json};
 use warden_bao::Idempotent;
 use warden_testkit::cli::path_str;
-use warden_testkit::{LabEnv, Poll};
+use warden_testkit::{LabEnv, Poll, dead_address};
 
 use super::{
-    AGENT, LIMIT, apply_and_enroll_with, check_certificate, get_within, read, write_config,
+    AGENT, LIMIT, apply_and_enroll_with, check_certificate, get_within, read, write_billing_config,
+    write_config,
 };
-
-/// An `https://` address on loopback that nobody listens on: a port the kernel handed out and
-/// that was closed again.
-fn dead_address() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    format!("https://127.0.0.1:{port}")
-}
 
 /// An operator client for the lab's `test` environment that knows `addresses`, in order: the
 /// lab's operator certificate and CA; it logs in with that certificate as the lab operator on
@@ -45,7 +36,7 @@ async fn a_dead_first_node_is_passed_over_without_a_restart() {
     let lab = LabEnv::start(&["test"]).await;
     let root = tempfile::tempdir().expect("tempdir");
     let live = lab.lab().env("test").expect("test env").address();
-    let dead = dead_address();
+    let dead = dead_address("https");
 
     // Enrollment through a client that knows both nodes writes both, in order.
     let operator = cluster_operator(&lab, &[&dead, &live]).await;
@@ -70,14 +61,7 @@ async fn a_dead_first_node_is_passed_over_without_a_restart() {
 
     // The agent itself, dead node first, long-running with its endpoints.
     let secret = json!({ "user": "failover-test" });
-    lab.client("test")
-        .write(
-            "kvv2/data/billing/config",
-            &json!({ "data": secret }),
-            Idempotent::Yes,
-        )
-        .await
-        .expect("write the KV secret");
+    write_billing_config(&lab, &secret).await;
     let reloads = dir.join("reloads.log");
     let config = write_config(&dir, &live, &reloads);
     let text = read(&config).replacen(

@@ -14,7 +14,7 @@
 //! "Operators"), scoped to the environment's mounts: wildcards only inside Warden's own mounts,
 //! `sudo` only where OpenBao demands it for a Warden mount, and none of [`ROOT_ONLY_PATHS`].
 
-use super::policy::{Grant, MANAGED_MARK};
+use super::policy::{self, Grant, grant};
 use super::{META_MOUNT, Naming, REGISTRY_READER_POLICY, Template};
 use crate::model::Mounts;
 
@@ -97,13 +97,6 @@ pub fn valid_operator_name(name: &str) -> bool {
         && !name.ends_with('-')
         && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-}
-
-fn grant(path: String, caps: &[&str]) -> Grant {
-    Grant {
-        path,
-        capabilities: caps.iter().map(|c| (*c).to_owned()).collect(),
-    }
 }
 
 /// A naming template as an ACL pattern covering every name it can render: a segment holding
@@ -230,22 +223,10 @@ pub fn grants(mounts: &Mounts, naming: &Naming) -> Vec<Grant> {
 
 /// The operator policy as HCL, marked as Warden's.
 pub fn render(grants: &[Grant]) -> String {
-    let mut s = format!(
-        "{MANAGED_MARK}\n# operators: apply, posture, secret, rotate, reveal, evidence; nothing root-only\n"
-    );
-    for g in grants {
-        let caps = g
-            .capabilities
-            .iter()
-            .map(|c| format!("\"{c}\""))
-            .collect::<Vec<_>>()
-            .join(", ");
-        s.push_str(&format!(
-            "\npath \"{}\" {{\n  capabilities = [{caps}]\n}}\n",
-            g.path
-        ));
-    }
-    s
+    policy::render(
+        "operators: apply, posture, secret, rotate, reveal, evidence; nothing root-only",
+        grants,
+    )
 }
 
 /// The operator policy for the default mounts (PKI at `pki_mount`) and naming: what a lab's
@@ -293,7 +274,7 @@ mod tests {
 
     #[test]
     fn the_default_policy_reads_back_and_grants_no_root_only_path_exactly() {
-        let g = super::super::policy::parse(&default_policy("pki_int")).unwrap();
+        let g = policy::parse(&default_policy("pki_int")).unwrap();
         assert!(g.iter().any(|g| g.path == "kvv2/*"));
         for root in ROOT_ONLY_PATHS {
             let hit = g.iter().find(|g| g.path == *root);

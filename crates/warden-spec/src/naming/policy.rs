@@ -14,6 +14,34 @@ pub struct Grant {
     pub capabilities: Vec<String>,
 }
 
+/// A grant of `caps` on `path`.
+pub fn grant(path: String, caps: &[&str]) -> Grant {
+    Grant {
+        path,
+        capabilities: caps.iter().map(|c| (*c).to_owned()).collect(),
+    }
+}
+
+/// Writes a policy as Warden stores it: [`MANAGED_MARK`], one `# {comment}` line saying whose
+/// policy it is, then one stanza per grant. The one writer of policy text, so every policy
+/// Warden writes reads back through [`parse`] the same way.
+pub fn render(comment: &str, grants: &[Grant]) -> String {
+    let mut s = format!("{MANAGED_MARK}\n# {comment}\n");
+    for g in grants {
+        let caps = g
+            .capabilities
+            .iter()
+            .map(|c| format!("\"{c}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        s.push_str(&format!(
+            "\npath \"{}\" {{\n  capabilities = [{caps}]\n}}\n",
+            g.path
+        ));
+    }
+    s
+}
+
 /// Reads the grants out of a policy's HCL. Handles the forms Warden and `bao policy write`
 /// users write (one `path` block per grant, `capabilities` as a list); anything it cannot read
 /// is returned in the error so the linter reports it instead of passing it silently.

@@ -2,7 +2,7 @@
 //! ceremony and its aftermath. The work is `warden_custody`; this module resolves the
 //! environment, its custodians (from the spec) and its nodes, and prints.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -30,7 +30,7 @@ enum CustodyCommand {
     /// and whether its digest matches the one in the registry.
     Status(StateArgs),
     /// A custodian proves their share opens with their identity and matches the ledger.
-    Verify(VerifyArgs),
+    Verify(ShareArgs),
     /// Publish the ledger's digest to the environment's registry (needs a token).
     Publish(StateArgs),
     /// A custodian's new age identity, written owner-only to --identity (a new file); prints the
@@ -64,18 +64,6 @@ struct InitArgs {
 #[derive(Debug, Args)]
 struct KeygenArgs {
     /// Where the identity goes (must not exist).
-    #[arg(long, value_name = "FILE")]
-    identity: PathBuf,
-}
-
-#[derive(Debug, Args)]
-struct VerifyArgs {
-    #[command(flatten)]
-    state: StateArgs,
-    /// The custodian's encrypted share.
-    #[arg(long, value_name = "FILE")]
-    share: PathBuf,
-    /// The custodian's age identity file (owner-only).
     #[arg(long, value_name = "FILE")]
     identity: PathBuf,
 }
@@ -121,9 +109,10 @@ struct RekeyArgs {
     out: PathBuf,
 }
 
-/// `warden unseal`.
+/// One custodian's share and identity for an environment: what `warden custody verify` and
+/// `warden unseal` both read.
 #[derive(Debug, Args)]
-pub(crate) struct UnsealArgs {
+pub(crate) struct ShareArgs {
     #[command(flatten)]
     state: StateArgs,
     /// The custodian's encrypted share.
@@ -181,7 +170,7 @@ const NODE_BUDGET: Option<std::time::Duration> = Some(std::time::Duration::from_
 /// the rest: token, client certificate). Unseal and the ceremony need no token, so nothing but
 /// the spec is required.
 fn spec_client(
-    spec_dir: &std::path::Path,
+    spec_dir: &Path,
     env: &warden_spec::Environment,
     address: Option<&str>,
     budget: Option<std::time::Duration>,
@@ -232,6 +221,26 @@ impl Place {
                 })
             })
             .collect()
+    }
+
+    /// The ceremony's plan for this environment: `custodians` (from [`Place::custodians`]),
+    /// `threshold`, and where the encrypted shares go.
+    fn plan<'a>(
+        &'a self,
+        custodians: &'a [Custodian],
+        threshold: u8,
+        out_dir: &'a Path,
+    ) -> warden_custody::ceremony::Plan<'a> {
+        warden_custody::ceremony::Plan {
+            env: self.env.name.as_str(),
+            custodians,
+            threshold,
+            // Init: the server's seal decides (recovery keys under an auto-seal); rekey keeps
+            // the ledger's kind.
+            kind: warden_custody::ShareKind::Unseal,
+            out_dir,
+            state: &self.state,
+        }
     }
 
     fn custodians(&self) -> anyhow::Result<(Vec<Custodian>, u8)> {
@@ -290,15 +299,7 @@ recipient: {}",
 async fn init(a: InitArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let p = a.state.place("custody init")?;
     let (custodians, threshold) = p.custodians()?;
-    let plan = warden_custody::ceremony::Plan {
-        env: p.env.name.as_str(),
-        custodians: &custodians,
-        threshold,
-        // The server's seal decides (recovery keys under an auto-seal).
-        kind: warden_custody::ShareKind::Unseal,
-        out_dir: &a.out,
-        state: &p.state,
-    };
+    let plan = p.plan(&custodians, threshold, &a.out);
     let report = warden_custody::ceremony::init(&p.client, &plan)
         .await
         .map_err(custody_err)?;
@@ -310,15 +311,7 @@ async fn rekey(a: RekeyArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let p = a.state.place("custody rekey")?;
     let (custodians, threshold) = p.custodians()?;
     let pairs = a.pairs.load()?;
-    let plan = warden_custody::ceremony::Plan {
-        env: p.env.name.as_str(),
-        custodians: &custodians,
-        threshold,
-        // Rekey keeps the ledger's kind.
-        kind: warden_custody::ShareKind::Unseal,
-        out_dir: &a.out,
-        state: &p.state,
-    };
+    let plan = p.plan(&custodians, threshold, &a.out);
     let report = warden_custody::ceremony::rekey(&p.client, &plan, &pairs)
         .await
         .map_err(custody_err)?;
@@ -394,7 +387,7 @@ fn time_now() -> String {
     warden_registry::posture::rfc3339(time::OffsetDateTime::now_utc().unix_timestamp())
 }
 
-async fn verify(a: VerifyArgs, out: &Output) -> anyhow::Result<ExitCode> {
+async fn verify(a: ShareArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let p = a.state.place("custody verify")?;
     let identity = IdentityFile::read(&a.identity).map_err(custody_err)?;
     let (ledger, sha) =
@@ -425,13 +418,21 @@ async fn verify(a: VerifyArgs, out: &Output) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn publish(a: StateArgs, out: &Output) -> anyhow::Result<ExitCode> {
-    let p = a.place("custody publish")?;
+/// The environment's ledger on disk and the digest of its bytes: what `publish` sends to the
+/// registry and `status` compares with what the registry holds.
+fn ledger_on_disk(p: &Place) -> anyhow::Result<(Ledger, String)> {
     let name = p.env.name.as_str();
     let ledger = Ledger::load(&p.state, name).map_err(custody_err)?;
     let sha = Ledger::digest_on_disk(&p.state, name)
         .map_err(custody_err)?
         .unwrap_or_default();
+    Ok((ledger, sha))
+}
+
+async fn publish(a: StateArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let p = a.place("custody publish")?;
+    let name = p.env.name.as_str();
+    let (ledger, sha) = ledger_on_disk(&p)?;
     ledger
         .publish(&p.client, &sha, &time_now())
         .await
@@ -446,10 +447,7 @@ async fn publish(a: StateArgs, out: &Output) -> anyhow::Result<ExitCode> {
 async fn status(a: StateArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let p = a.place("custody status")?;
     let name = p.env.name.as_str();
-    let ledger = Ledger::load(&p.state, name).map_err(custody_err)?;
-    let sha = Ledger::digest_on_disk(&p.state, name)
-        .map_err(custody_err)?
-        .unwrap_or_default();
+    let (ledger, sha) = ledger_on_disk(&p)?;
     let registry = if p.client.can_authenticate() {
         match Ledger::published(&p.client, name).await {
             Ok(Some(d)) if d.ledger_sha256 == sha => "match".to_owned(),
@@ -504,7 +502,7 @@ async fn status(a: StateArgs, out: &Output) -> anyhow::Result<ExitCode> {
     })
 }
 
-pub(crate) async fn unseal(a: UnsealArgs, out: &Output) -> anyhow::Result<ExitCode> {
+pub(crate) async fn unseal(a: ShareArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let p = a.state.place("unseal")?;
     let identity = IdentityFile::read(&a.identity).map_err(custody_err)?;
     let nodes = p.nodes()?;

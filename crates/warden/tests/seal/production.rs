@@ -13,43 +13,13 @@ use crate::support::*;
 #[tokio::test(flavor = "multi_thread")]
 async fn server_config_names_the_seal_and_a_real_node_unseals_itself_with_it() {
     let lab = warden_testkit::LabEnv::start(&["prod"]).await;
-    let tls = lab.lab().layout().env("prod");
     let tmp = tempfile::tempdir().expect("tempdir");
-    let etc = tmp.path().join("etc");
-    let (data, audit, out) = (
-        tmp.path().join("raft"),
-        tmp.path().join("log"),
-        tmp.path().join("out"),
-    );
-    for dir in [
-        etc.join("tls"),
-        etc.join("seal"),
-        data.clone(),
-        audit.clone(),
-    ] {
-        warden_files::ensure_private_dir(&dir).expect("directory");
-    }
-    for (from, to) in [
-        (tls.server_cert(), "server.crt"),
-        (tls.server_key(), "server.key"),
-        (tls.client_ca(), "client-ca.pem"),
-        (tls.ca_bundle(), "ca.pem"),
-        (tls.operator_cert(), "node.crt"),
-        (tls.operator_key(), "node.key"),
-    ] {
-        std::fs::copy(&from, etc.join("tls").join(to)).expect("copy TLS material");
-    }
+    let dirs = warden_testkit::NodeDirs::from_lab(&lab, "prod", tmp.path());
+    let (etc, out) = (&dirs.etc, &dirs.out);
+    warden_files::ensure_private_dir(&etc.join("seal")).expect("directory");
     let ports = warden_lab::process::free_ports(2).expect("free ports");
     let spec = tmp.path().join("warden.toml");
-    std::fs::write(
-        &spec,
-        format!(
-            "version = 1\n[environments.prod]\ndomain = \"p.internal\"\nruntime_owner = \"warden-test\"\n\
-             [[environments.prod.nodes]]\nname = \"prod-1\"\naddress = \"https://127.0.0.1:{}\"\ncluster_address = \"https://127.0.0.1:{}\"\n",
-            ports[0], ports[1]
-        ),
-    )
-    .expect("write the spec");
+    std::fs::write(&spec, warden_testkit::prod_nodes_spec(&ports)).expect("write the spec");
     let bao = warden_lab::process::bao_binary().expect("bao");
     let p = |p: &Path| p.display().to_string();
     let base: Vec<String> = [
@@ -61,19 +31,12 @@ async fn server_config_names_the_seal_and_a_real_node_unseals_itself_with_it() {
         "prod",
         "--node",
         "prod-1",
-        "--out",
-        &p(&out),
-        "--config-dir",
-        &p(&etc),
-        "--data-dir",
-        &p(&data),
-        "--audit-dir",
-        &p(&audit),
         "--bao",
         &p(&bao),
     ]
     .iter()
     .map(|s| (*s).to_owned())
+    .chain(dirs.args())
     .collect();
     let run = |extra: &[&str]| {
         let mut inv = WARDEN.invoke(&base);

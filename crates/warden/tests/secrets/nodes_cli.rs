@@ -2,24 +2,13 @@
 //! address and fails over from a dead first node to the live one (the lab's server), without
 //! `--lab` and without `VAULT_ADDR`; when no node answers, the error names each of them.
 
-use std::net::TcpListener;
-
 use serde_json::json;
 use warden_testkit::cli::path_str;
+use warden_testkit::dead_address;
 use warden_testkit::identity::CiSigner;
 
 use super::support::{Platform, spec_text};
 use crate::WARDEN;
-
-/// An address nobody listens on: a port the kernel handed out and that we closed again.
-fn dead_address() -> String {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    format!("https://127.0.0.1:{port}")
-}
 
 /// The platform spec with `test` served by `nodes` (API addresses in order) and trusting the
 /// lab's CA, instead of taking both from `--lab`.
@@ -43,7 +32,7 @@ async fn spec_nodes_fail_over_from_a_dead_node_to_the_live_one() {
     let p = Platform::start(&CiSigner::generate().public_pem()).await;
     let layout = p.lab.lab().layout().env("test");
     let live = p.lab.lab().env("test").expect("test env").address();
-    let (dead, dead2) = (dead_address(), dead_address());
+    let (dead, dead2) = (dead_address("https"), dead_address("https"));
     let ca = layout.ca_bundle();
     let spec = p.path("nodes.toml");
     std::fs::write(&spec, spec_with_nodes(path_str(&ca), &[&dead, &live])).expect("spec");

@@ -3,40 +3,42 @@
 //! over to the live node, sticks to it, replays nothing that may have been applied, and names
 //! every address when none can serve.
 
-use std::net::TcpListener;
 use std::time::Duration;
 
 use serde_json::json;
 use warden_bao::{Client, ClientConfig, Error, Idempotent, RetryPolicy, SecretString};
-use warden_testkit::{BaoDev, BaoUninit};
+use warden_testkit::{BaoDev, BareBao, dead_address};
 
 use super::support::{quick_retry, root_client};
 
-/// An address nobody listens on: a port the kernel handed out and that we closed again.
-fn dead_address() -> String {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    format!("http://127.0.0.1:{port}")
-}
-
-/// A dev server sealed through `sys/seal`.
+/// A TLS dev server sealed through `sys/seal`.
 async fn sealed_dev() -> BaoDev {
-    let dev = BaoDev::start().await;
+    let dev = BaoDev::start_tls().await;
     root_client(&dev).seal().await.expect("seal");
     dev
 }
 
-fn client(addresses: &[&str], live: &BaoDev, retry: RetryPolicy) -> Client {
+/// A client over `addresses` trusting every CA in `ca`: all nodes speak TLS (the client
+/// refuses plain http once a CA is configured, and the uninitialised node has only HTTPS).
+fn client(addresses: &[&str], live: &BaoDev, ca: &[u8], retry: RetryPolicy) -> Client {
     Client::new(
         ClientConfig::with_addresses(addresses)
             .expect("addresses")
+            .with_ca_pem(ca.to_vec())
             .with_token(live.root_token().clone())
             .with_retry(retry),
     )
     .expect("client")
+}
+
+/// One PEM bundle of the dev servers' CAs and the uninitialised server's CA.
+fn ca_bundle(devs: &[&BaoDev], uninit: &BareBao) -> Vec<u8> {
+    let mut pem = std::fs::read(uninit.ca_path()).expect("read the bare server's CA");
+    for dev in devs {
+        pem.push(b'\n');
+        pem.extend(std::fs::read(dev.ca_cert_path().expect("a TLS dev server")).expect("read CA"));
+    }
+    pem
 }
 
 fn same(url: &impl AsRef<str>, addr: &str) -> bool {
@@ -45,8 +47,9 @@ fn same(url: &impl AsRef<str>, addr: &str) -> bool {
 
 #[tokio::test]
 async fn failover_skips_dead_sealed_and_uninitialised_nodes_and_sticks_to_the_live_one() {
-    let (sealed, uninit, live) = tokio::join!(sealed_dev(), BaoUninit::start(), BaoDev::start());
-    let dead = dead_address();
+    let (sealed, uninit, live) = tokio::join!(sealed_dev(), BareBao::start(), BaoDev::start_tls());
+    let dead = dead_address("https");
+    let ca = ca_bundle(&[&sealed, &live], &uninit);
     root_client(&live)
         .write(
             "secret/data/app",
@@ -58,7 +61,7 @@ async fn failover_skips_dead_sealed_and_uninitialised_nodes_and_sticks_to_the_li
 
     // No retries: one round must be enough to find the live node.
     let order = [dead.as_str(), sealed.addr(), uninit.addr(), live.addr()];
-    let c = client(&order, &live, RetryPolicy::no_retries());
+    let c = client(&order, &live, &ca, RetryPolicy::no_retries());
     assert!(same(c.address(), &dead), "the first address starts current");
     assert_eq!(c.addresses().len(), 4);
 
@@ -78,6 +81,7 @@ async fn failover_skips_dead_sealed_and_uninitialised_nodes_and_sticks_to_the_li
     let c2 = client(
         &[sealed.addr(), live.addr()],
         &live,
+        &ca,
         RetryPolicy::no_retries(),
     );
     let written = c2
@@ -112,7 +116,7 @@ async fn failover_skips_dead_sealed_and_uninitialised_nodes_and_sticks_to_the_li
     }
 
     // wait_ready finds the active node from the start of the list too.
-    let fresh = client(&order, &live, quick_retry(Duration::from_secs(5)));
+    let fresh = client(&order, &live, &ca, quick_retry(Duration::from_secs(5)));
     let ready = fresh.wait_ready().await.expect("ready");
     assert!(ready.is_ready());
     assert!(same(fresh.address(), live.addr()));
@@ -120,10 +124,12 @@ async fn failover_skips_dead_sealed_and_uninitialised_nodes_and_sticks_to_the_li
 
 #[tokio::test]
 async fn when_no_node_can_serve_the_error_names_every_address() {
-    let (sealed, uninit, other) = tokio::join!(sealed_dev(), BaoUninit::start(), BaoDev::start());
-    let dead = dead_address();
+    let (sealed, uninit, other) = tokio::join!(sealed_dev(), BareBao::start(), BaoDev::start_tls());
+    let dead = dead_address("https");
+    let sealed2 = sealed_dev().await;
+    let ca = ca_bundle(&[&sealed, &sealed2, &other], &uninit);
     let order = [dead.as_str(), sealed.addr(), uninit.addr()];
-    let c = client(&order, &other, RetryPolicy::no_retries());
+    let c = client(&order, &other, &ca, RetryPolicy::no_retries());
 
     let err = c.read("secret/data/x").await.unwrap_err();
     let text = err.to_string();
@@ -141,7 +147,7 @@ async fn when_no_node_can_serve_the_error_names_every_address() {
     assert!(!err.is_sealed(), "one node was unreachable, not sealed");
 
     // With a budget: rounds repeat with backoff, then give up naming the last round.
-    let patient = client(&order, &other, quick_retry(Duration::from_millis(700)));
+    let patient = client(&order, &other, &ca, quick_retry(Duration::from_millis(700)));
     let err = patient.read("secret/data/x").await.unwrap_err();
     match &err {
         Error::GaveUp { attempts, last, .. } => {
@@ -156,10 +162,10 @@ async fn when_no_node_can_serve_the_error_names_every_address() {
     assert!(err.to_string().contains("all 3 OpenBao nodes"), "{err}");
 
     // Two sealed nodes: the whole error reads as sealed, for the CLI's unseal hint.
-    let sealed2 = sealed_dev().await;
     let err = client(
         &[sealed.addr(), sealed2.addr()],
         &other,
+        &ca,
         RetryPolicy::no_retries(),
     )
     .read("secret/data/x")

@@ -133,11 +133,7 @@ async fn wait_ready_on_sealed_server_times_out_with_bounded_attempts() {
 #[tokio::test]
 async fn closed_port_is_unreachable_quickly() {
     // A port that was free a moment ago and has nothing listening on it now.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let addr = format!("http://127.0.0.1:{port}");
+    let addr = warden_testkit::dead_address("http");
     let client = Client::new(
         ClientConfig::from_address(&addr)
             .expect("cfg")
@@ -148,7 +144,7 @@ async fn closed_port_is_unreachable_quickly() {
     let start = Instant::now();
     let err = client.health().await.unwrap_err();
     assert!(
-        matches!(&err, Error::Unreachable { address, .. } if address.contains(&port.to_string())),
+        matches!(&err, Error::Unreachable { address, .. } if address.contains(addr.as_str())),
         "{err:?}"
     );
     assert!(err.is_retryable() && err.request_not_sent());

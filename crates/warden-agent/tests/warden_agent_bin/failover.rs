@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 
 use serde_json::{Value, json};
-use warden_bao::Idempotent;
 use warden_testkit::cli::path_str;
 use warden_testkit::{LabEnv, Poll, dead_address};
 

@@ -4,6 +4,8 @@
 //! nodes' hosts by copying them into per-node directories. Every phase prints its time
 //! (`cargo test --test runbook -- --nocapture`).
 
+#![allow(clippy::print_stderr)] // phase timings go to the test log on purpose
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -67,6 +69,26 @@ impl Runbook {
             text(&out.stderr)
         );
         serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    }
+
+    /// `warden ARGS` must fail, saying `message` and what to do next.
+    fn refused(&self, args: &[&str], message: &str) {
+        let out = WARDEN
+            .invoke(args)
+            .current_dir(self.dir.path())
+            .env("VAULT_CLIENT_CERT", self.path("tls/clients/ceremony.crt"))
+            .env("VAULT_CLIENT_KEY", self.path("tls/clients/ceremony.key"))
+            .output();
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "warden {args:?} was not refused");
+        assert!(
+            err.contains(message),
+            "warden {args:?}: {message:?} not in:\n{err}"
+        );
+        assert!(
+            err.contains("hint:"),
+            "a refusal says what to do next:\n{err}"
+        );
     }
 
     fn spec(&self, nodes: usize, custodians: &[(&str, String)]) {
@@ -227,6 +249,20 @@ impl Runbook {
 /// after the leader is unsealed. Shares offered before are refused, so custodians unseal a
 /// joining node once it shows `initialized` in `warden unseal`'s report.
 async fn joined(rb: &Runbook, ports: &[u16]) {
+    wait_seal(rb, ports, |st| {
+        (st.initialized && st.threshold > 0) || !st.sealed
+    })
+    .await;
+}
+
+/// Waits until the nodes on `ports` are unsealed: a joining node takes its shares, then
+/// joins and unseals in the background, so `unseal` reports it still sealed at first.
+async fn unsealed(rb: &Runbook, ports: &[u16]) {
+    wait_seal(rb, ports, |st| !st.sealed).await;
+}
+
+/// Polls each node's seal status until `done` holds (30 s at most).
+async fn wait_seal(rb: &Runbook, ports: &[u16], done: impl Fn(&warden_bao::SealStatus) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     for port in ports {
         let cfg = warden_bao::ClientConfig::from_address(&format!("https://127.0.0.1:{port}"))
@@ -241,7 +277,7 @@ async fn joined(rb: &Runbook, ports: &[u16]) {
         let client = warden_bao::Client::new(cfg).expect("client");
         loop {
             let st = client.seal_status().await.expect("seal status");
-            if (st.initialized && st.threshold > 0) || !st.sealed {
+            if done(&st) {
                 break;
             }
             assert!(
@@ -287,6 +323,20 @@ async fn a_new_production_environment_from_the_runbook() {
     }
     warden_testkit::files::write_private(&rb.path("ca.pass"), b"a long offline passphrase\n");
 
+    let custodians = found(&mut rb);
+    let nodes = ["prod-1", "prod-2", "prod-3"];
+    first_start(&mut rb, &nodes).await;
+    ceremony(&mut rb).await;
+    intermediate(&mut rb).await;
+    trust_operators(&mut rb, &nodes).await;
+    bootstrap_and_apply(&mut rb);
+    add_node(&mut rb, &custodians).await;
+    replace_custodian(&mut rb, &custodians);
+    rb.stop_all();
+}
+
+/// Steps 1–2: the offline root, the custodians' identities, the spec.
+fn found(rb: &mut Runbook) -> Vec<(&'static str, String)> {
     // 1. The offline root, and the custodians' identities (each on their own machine).
     rb.warden(
         &["ca", "init", "--dir", "ca", "--passphrase-file", "ca.pass"],
@@ -303,6 +353,11 @@ async fn a_new_production_environment_from_the_runbook() {
     rb.spec(3, &custodians);
     rb.phase("offline root, 3 custodian identities, spec");
 
+    custodians
+}
+
+/// Steps 3–5: node TLS, configurations, first start.
+async fn first_start(rb: &mut Runbook, nodes: &[&str]) {
     // 2. Node TLS from the listener CA, each node's configuration, first start.
     let tls = rb.warden(
         &[
@@ -325,7 +380,6 @@ async fn a_new_production_environment_from_the_runbook() {
     );
     assert_eq!(tls["listener_ca"]["created"], true, "{tls}");
     assert_eq!(tls["nodes"].as_array().map(Vec::len), Some(3), "{tls}");
-    let nodes = ["prod-1", "prod-2", "prod-3"];
     for n in nodes {
         rb.install_tls(n);
         rb.server_config(n);
@@ -335,7 +389,10 @@ async fn a_new_production_environment_from_the_runbook() {
         rb.wait_reachable(rb.ports[2 * i]).await;
     }
     rb.phase("node TLS, 3 node configs, 3 servers started");
+}
 
+/// Steps 6–7: the ceremony and the two unseal rounds.
+async fn ceremony(rb: &mut Runbook) {
     // 3. The custody ceremony, then two of three custodians unseal every node.
     let init = rb.warden(
         &[
@@ -358,13 +415,27 @@ async fn a_new_production_environment_from_the_runbook() {
     );
     rb.phase("custody init");
     let first = rb.unseal(&["alice", "bob"], "ceremony");
-    eprintln!("unseal report: {first}");
+    // Only the initialised node opens; the others have not joined yet and say so.
+    let open = |report: &Value| {
+        report["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .filter(|n| n["sealed"] == false)
+            .count()
+    };
+    assert_eq!(open(&first), 1, "{first}");
+    assert!(first.to_string().contains("not initialized"), "{first}");
     rb.phase("unseal by 2 custodians (the initialised node)");
-    joined(&rb, &[rb.ports[2], rb.ports[4]]).await;
+    joined(rb, &[rb.ports[2], rb.ports[4]]).await;
     let second = rb.unseal(&["alice", "bob"], "ceremony");
-    eprintln!("unseal report: {second}");
+    assert_eq!(open(&second), 1, "{second}");
+    unsealed(rb, &[rb.ports[2], rb.ports[4]]).await;
     rb.phase("followers joined, unsealed by the same 2 custodians");
+}
 
+/// Step 8, first half: the PKI intermediate.
+async fn intermediate(rb: &mut Runbook) {
     // 4. The PKI intermediate: key and CSR inside OpenBao, signed offline. No `warden` command
     // does the OpenBao side before bootstrap yet (docs/production.md says so): the test does it
     // with the root token opened in memory, as `bao write` would.
@@ -443,7 +514,10 @@ async fn a_new_production_environment_from_the_runbook() {
         .expect("set-signed");
     drop(admin);
     rb.phase("PKI intermediate (CSR in OpenBao, signed offline, set-signed)");
+}
 
+/// Step 8, second half: client-ca.pem trusts the intermediate; restart and unseal.
+async fn trust_operators(rb: &mut Runbook, nodes: &[&str]) {
     // 5. The listeners learn to trust operators' certificates: client-ca.pem gains the PKI
     // intermediate; OpenBao reads it at start only, so every node restarts and is unsealed.
     rb.warden(
@@ -473,7 +547,10 @@ async fn a_new_production_environment_from_the_runbook() {
     }
     rb.unseal(&["bob", "carol"], "ceremony");
     rb.phase("client-ca.pem with the PKI intermediate, restart, unseal");
+}
 
+/// Steps 9–10: bootstrap, first apply and posture.
+fn bootstrap_and_apply(rb: &mut Runbook) {
     // 6. Bootstrap: the first operator, the root token opened in memory and revoked.
     rb.warden(
         &[
@@ -514,9 +591,29 @@ async fn a_new_production_environment_from_the_runbook() {
     rb.warden(&["apply", "--spec", "warden.toml", "--env", ENV], true);
     rb.warden(&["posture", "--spec", "warden.toml", "--env", ENV], true);
     rb.phase("first apply and posture as operator alice");
+}
 
+/// Adding a node.
+async fn add_node(rb: &mut Runbook, custodians: &[(&'static str, String)]) {
     // 8. Adding a node: a 4th spec node, its TLS and configuration, start, unseal, it joins.
-    rb.spec(4, &custodians);
+    rb.refused(
+        &[
+            "server",
+            "tls",
+            "--spec",
+            "warden.toml",
+            "--env",
+            ENV,
+            "--node",
+            "prod-4",
+            "--ca-dir",
+            "ca",
+            "--out",
+            "tls",
+        ],
+        "has no node \"prod-4\"",
+    );
+    rb.spec(4, custodians);
     rb.warden(
         &[
             "server",
@@ -540,18 +637,21 @@ async fn a_new_production_environment_from_the_runbook() {
     rb.server_config("prod-4");
     rb.start("prod-4");
     rb.wait_reachable(rb.ports[6]).await;
-    joined(&rb, &[rb.ports[6]]).await;
+    joined(rb, &[rb.ports[6]]).await;
     rb.unseal(&["alice", "carol"], "ceremony");
     let op = rb.operator_client(rb.ports[0]).await;
     let peers = voters(&op, 4).await;
     assert_eq!(peers.iter().filter(|s| s.voter).count(), 4, "{peers:?}");
     assert!(peers.iter().any(|s| s.node_id == "prod-4"), "{peers:?}");
     rb.phase("node prod-4 added (unsealed, joined as a voter)");
+}
 
+/// Replacing a custodian.
+fn replace_custodian(rb: &mut Runbook, custodians: &[(&'static str, String)]) {
     // 9. Replacing a custodian: carol leaves, dave joins. Two custodians open break-glass for a
     // token allowed to rekey, rekey, and close it.
     let dave = rb.warden(&["custody", "keygen", "--identity", "ids/dave.key"], false);
-    let mut next = custodians.clone();
+    let mut next = custodians.to_vec();
     next.retain(|(n, _)| *n != "carol");
     next.push((
         "dave",
@@ -627,6 +727,22 @@ async fn a_new_production_environment_from_the_runbook() {
         ],
         true,
     );
+    // Carol's old share is no longer a share of this environment.
+    rb.refused(
+        &[
+            "unseal",
+            "--spec",
+            "warden.toml",
+            "--state-dir",
+            "state",
+            "--env",
+            ENV,
+            "--share",
+            "ceremony/carol.prod.share.age",
+            "--identity",
+            "ids/carol.key",
+        ],
+        "carol",
+    );
     rb.phase("custodian carol replaced by dave (break-glass, rekey, close)");
-    rb.stop_all();
 }

@@ -512,6 +512,29 @@ async fn intermediate(rb: &mut Runbook) {
         .pki_set_signed(&pki, &bundle)
         .await
         .expect("set-signed");
+    // A client certificate from the intermediate, only for the SIGHUP check in
+    // `trust_operators` (its role is deleted at once; bootstrap's revocation ends the token).
+    let role = format!("{pki}/roles/sighup-probe");
+    let body = serde_json::json!({ "allow_any_name": true, "client_flag": true, "server_flag": false, "max_ttl": "1h" });
+    admin
+        .write(&role, &body, warden_bao::Idempotent::Yes)
+        .await
+        .expect("probe role");
+    let issued = admin
+        .write(
+            &format!("{pki}/issue/sighup-probe"),
+            &serde_json::json!({ "common_name": "sighup-probe", "ttl": "1h" }),
+            warden_bao::Idempotent::No,
+        )
+        .await
+        .expect("probe certificate")
+        .and_then(|s| s.data)
+        .expect("issued data");
+    for (field, file) in [("certificate", "probe.crt"), ("private_key", "probe.key")] {
+        let pem = issued[field].as_str().expect("PEM");
+        warden_testkit::files::write_private(&rb.path(file), pem.as_bytes());
+    }
+    admin.delete(&role).await.expect("delete probe role");
     drop(admin);
     rb.phase("PKI intermediate (CSR in OpenBao, signed offline, set-signed)");
 }
@@ -536,6 +559,31 @@ async fn trust_operators(rb: &mut Runbook, nodes: &[&str]) {
             "tls",
         ],
         false,
+    );
+    // Does SIGHUP make a running node trust the new client-ca.pem? Verified, not assumed: the
+    // answer decides whether the runbook restarts (and re-unseals) every node.
+    rb.install_tls("prod-1");
+    let pid = rb.servers[0].1.pid().to_string();
+    let hup = Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .expect("kill -HUP");
+    assert!(hup.success());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cfg = warden_bao::ClientConfig::from_address(&format!("https://127.0.0.1:{}", rb.ports[0]))
+        .and_then(|c| c.with_ca_file(rb.path("ca/root.crt")))
+        .and_then(|c| c.with_client_cert_files(rb.path("probe.crt"), rb.path("probe.key")))
+        .expect("probe config");
+    let probe = warden_bao::Client::new(cfg)
+        .expect("probe client")
+        .seal_status()
+        .await;
+    eprintln!(
+        "figure: after SIGHUP, a certificate from the new client CA is {}",
+        match &probe {
+            Ok(_) => "accepted (SIGHUP reloads tls_client_ca_file)".to_owned(),
+            Err(e) => format!("refused (SIGHUP does not reload tls_client_ca_file): {e}"),
+        }
     );
     rb.stop_all();
     for n in nodes {

@@ -44,6 +44,12 @@ impl Client {
             .is_some()
     }
 
+    /// Whether a request that needs a token can carry one: a token is set, or the client logs
+    /// in with its certificate on first use.
+    pub fn can_authenticate(&self) -> bool {
+        self.has_token() || self.logs_in_on_demand()
+    }
+
     /// Logs in if a token is needed, none is set and a certificate login is configured.
     pub(crate) async fn ensure_token(&self) -> Result<()> {
         if self.has_token() {

@@ -47,7 +47,7 @@ impl Access {
         if let Some(path) = &self.token_file {
             client.set_token(read_token_file(path, out)?);
         }
-        if !client.has_token() && !client.logs_in_on_demand() {
+        if !client.can_authenticate() {
             return Err(anyhow::anyhow!(
                 "{}: no token to act with",
                 env.name.as_str()

@@ -24,23 +24,20 @@ fn dead_address() -> String {
 }
 
 /// An operator client for the lab's `test` environment that knows `addresses`, in order: the
-/// lab's operator certificate and CA, and a child token of the lab's operator made for it.
+/// lab's operator certificate and CA; it logs in with that certificate as the lab operator on
+/// first use (the lab's root token is revoked at the end of bootstrap).
 async fn cluster_operator(lab: &LabEnv, addresses: &[&str]) -> warden_bao::Client {
     let layout = lab.lab().layout().env("test");
-    let token = lab
-        .client("test")
-        .write("auth/token/create", &json!({ "ttl": "1h" }), Idempotent::No)
-        .await
-        .expect("a token for the test's client")
-        .and_then(|s| s.auth)
-        .expect("the token")
-        .client_token;
     let cfg = warden_bao::ClientConfig::with_addresses(addresses)
         .and_then(|c| c.with_ca_file(layout.ca_bundle()))
         .and_then(|c| c.with_client_cert_files(layout.operator_cert(), layout.operator_key()))
-        .expect("the operator's credentials")
-        .with_token(token);
-    warden_bao::Client::new(cfg).expect("the operator client")
+        .expect("the operator's credentials");
+    let client = warden_bao::Client::new(cfg).expect("the operator client");
+    client.login_with_cert_on_demand(
+        warden_spec::naming::operator::OPERATOR_AUTH_MOUNT,
+        warden_spec::naming::operator::LAB_OPERATOR,
+    );
+    client
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

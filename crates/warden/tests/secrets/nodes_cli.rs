@@ -48,30 +48,12 @@ async fn spec_nodes_fail_over_from_a_dead_node_to_the_live_one() {
     let spec = p.path("nodes.toml");
     std::fs::write(&spec, spec_with_nodes(path_str(&ca), &[&dead, &live])).expect("spec");
 
-    // The operator certificate carries the mTLS transport; the token comes from a file (the
-    // lab's bootstrap root token, opened in memory from the lab's custody and written owner-only
-    // for this test), never from a variable.
-    let token = p.path("root.token");
-    let root = warden_lab::bootstrap_root_token(&layout)
-        .expect("lab custody")
-        .expect("root token");
-    warden_testkit::files::write_private(
-        &token,
-        secrecy::ExposeSecret::expose_secret(&root).as_bytes(),
-    );
+    // No token at all: the lab operator's certificate is the transport and, with no token,
+    // the CLI logs in with it as that operator (cert auth) — the lab's root token is gone.
     let (cert, key) = (layout.operator_cert(), layout.operator_key());
     let warden = |spec: &std::path::Path, args: &[&str], stdin: Option<&[u8]>| {
         let mut all: Vec<&str> = args.to_vec();
-        all.extend([
-            "--spec",
-            path_str(spec),
-            "--env",
-            "test",
-            "--token-file",
-            path_str(&token),
-            "-o",
-            "json",
-        ]);
+        all.extend(["--spec", path_str(spec), "--env", "test", "-o", "json"]);
         let mut cmd = WARDEN
             .invoke(&all)
             .env("VAULT_CLIENT_CERT", &cert)

@@ -37,12 +37,33 @@ async fn a_new_production_environment_from_the_runbook() {
     let nodes = ["prod-1", "prod-2", "prod-3"];
     first_start(&mut rb, &nodes).await;
     ceremony(&mut rb).await;
-    intermediate(&mut rb).await;
+    let root = intermediate(&mut rb).await;
     trust_operators(&mut rb, &nodes).await;
     bootstrap_and_apply(&mut rb);
     add_node(&mut rb, &custodians).await;
     replace_custodian(&mut rb, &custodians);
     rb.stop_all();
+    // The root token was only ever in memory: no file the walk left behind holds it.
+    assert_nowhere(
+        rb.dir.path(),
+        secrecy::ExposeSecret::expose_secret(&root).as_bytes(),
+    );
+}
+
+/// Fails if any file under `dir` contains `secret`.
+fn assert_nowhere(dir: &std::path::Path, secret: &[u8]) {
+    for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            assert_nowhere(&path, secret);
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret),
+                "{} holds the root token",
+                path.display()
+            );
+        }
+    }
 }
 
 /// Steps 1–2: the offline root, the custodians' identities, the spec.
@@ -145,7 +166,7 @@ async fn ceremony(rb: &mut Runbook) {
 }
 
 /// Step 8, first half: the PKI intermediate.
-async fn intermediate(rb: &mut Runbook) {
+async fn intermediate(rb: &mut Runbook) -> secrecy::SecretString {
     // 4. The PKI intermediate: key and CSR inside OpenBao, signed offline. No `warden` command
     // does the OpenBao side before bootstrap yet (docs/production.md says so): the test does it
     // with the root token opened in memory, as `bao write` would.
@@ -178,7 +199,7 @@ async fn intermediate(rb: &mut Runbook) {
             );
         warden_bao::Client::new(cfg).expect("client")
     };
-    admin.set_token(root);
+    admin.set_token(root.clone());
     admin
         .enable_secrets_engine(
             &pki,
@@ -247,6 +268,7 @@ async fn intermediate(rb: &mut Runbook) {
     admin.delete(&role).await.expect("delete probe role");
     drop(admin);
     rb.phase("PKI intermediate (CSR in OpenBao, signed offline, set-signed)");
+    root
 }
 
 /// Step 8, second half: client-ca.pem trusts the intermediate; restart and unseal.

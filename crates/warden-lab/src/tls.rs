@@ -15,7 +15,7 @@ use secrecy::SecretString;
 use std::net::{IpAddr, Ipv4Addr};
 use time::OffsetDateTime;
 use warden_files::{Mode, write_atomic};
-use warden_pki::{CaDir, IntermediateRequest, KeyAlgorithm, LocalIssuer};
+use warden_pki::{CaDir, ListenerCa};
 
 use crate::error::Error;
 use crate::layout::EnvLayout;
@@ -51,85 +51,53 @@ pub(crate) fn ensure(
     warden_files::ensure_private_dir(&layout.operator_dir())?;
 
     let root_pem = ca.root_pem().to_owned();
-    let keygen = || {
-        warden_pki::generate_key(KeyAlgorithm::EcdsaP256).map_err(Error::pki(env, "generate a key"))
-    };
-
-    // Listener CA: key and CSR made here, signed by the offline root.
-    let ca_key = keygen()?;
-    let csr = warden_pki::make_csr(&ca_key, &format!("Warden {env} listener CA"), &[], &[])
-        .map_err(Error::pki(env, "create the listener CA request"))?;
-    let request = IntermediateRequest {
-        environment: env.to_owned(),
-        profile: "listener-ca".to_owned(),
-        validity: LISTENER_CA_VALIDITY,
-        path_len: 0,
-        permitted_dns: Vec::new(),
-    };
-    let signed = ca
-        .sign_intermediate(&csr, &request, passphrase, now)
-        .map_err(Error::pki(env, "sign the listener CA"))?;
-    let ca_key_pem = ca_key.private_key_pem();
-    let issuer = LocalIssuer::new(&signed.cert_pem, ca_key)
-        .map_err(Error::pki(env, "load the listener CA"))?;
-
-    let localhost = [IpAddr::V4(Ipv4Addr::LOCALHOST)];
-    let server_key = keygen()?;
-    let server_leaf = issuer
+    // The listener CA and its leaves come from their one home, `warden_pki::ListenerCa`
+    // (production's `warden server tls` uses the same code).
+    let lca = ListenerCa::create(ca, env, passphrase, LISTENER_CA_VALIDITY, now)
+        .map_err(Error::pki(env, "create the listener CA"))?;
+    let server = lca
         .issue_server(
-            &server_key.public_key_der(),
             &format!("openbao.{env}.warden.lab"),
             &["localhost".to_owned(), format!("openbao.{env}.warden.lab")],
-            &localhost,
+            &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
             LEAF_VALIDITY,
             now,
         )
         .map_err(Error::pki(env, "issue the server certificate"))?;
-    let operator_key = keygen()?;
-    let operator_cert = issuer
-        .issue_client(
-            &operator_key.public_key_der(),
-            &format!("operator@{env}"),
-            LEAF_VALIDITY,
-            now,
-        )
+    let operator = lca
+        .issue_client(&format!("operator@{env}"), LEAF_VALIDITY, now)
         .map_err(Error::pki(env, "issue the operator certificate"))?;
 
     // Keys first, then certificates: a crash in between leaves no certificate without its key.
     write_atomic(
         &layout.listener_ca_key(),
-        ca_key_pem.as_bytes(),
+        lca.key_pem().as_bytes(),
         Mode::OwnerOnly,
     )?;
     write_atomic(
         &layout.server_key(),
-        server_key.private_key_pem().as_bytes(),
+        server.key_pem.as_bytes(),
         Mode::OwnerOnly,
     )?;
     write_atomic(
         &layout.operator_key(),
-        operator_key.private_key_pem().as_bytes(),
+        operator.key_pem.as_bytes(),
         Mode::OwnerOnly,
     )?;
     write_atomic(
         &layout.listener_ca_cert(),
-        signed.cert_pem.as_bytes(),
+        lca.cert_pem().as_bytes(),
         Mode::Public,
     )?;
-    let chain = format!("{}\n{}", server_leaf.trim_end(), signed.cert_pem.trim_end());
     write_atomic(
         &layout.server_cert(),
-        format!("{chain}\n").as_bytes(),
+        server.cert_pem.as_bytes(),
         Mode::Public,
     )?;
-    write_atomic(
-        &layout.client_ca(),
-        signed.cert_pem.as_bytes(),
-        Mode::Public,
-    )?;
+    write_atomic(&layout.client_ca(), lca.cert_pem().as_bytes(), Mode::Public)?;
     write_atomic(
         &layout.operator_cert(),
-        operator_cert.as_bytes(),
+        operator.cert_pem.as_bytes(),
         Mode::Public,
     )?;
     write_atomic(&layout.ca_bundle(), root_pem.as_bytes(), Mode::Public)?;
@@ -141,12 +109,7 @@ pub(crate) fn ensure(
 pub(crate) fn ensure_client_ca(layout: &EnvLayout, identity_ca_pem: &str) -> Result<bool, Error> {
     let listener = std::fs::read_to_string(layout.listener_ca_cert())
         .map_err(|e| Error::io(&layout.listener_ca_cert(), "read", e))?;
-    let mut want = listener.trim_end().to_owned();
-    want.push('\n');
-    if !identity_ca_pem.trim().is_empty() {
-        want.push_str(identity_ca_pem.trim_end());
-        want.push('\n');
-    }
+    let want = warden_pki::client_ca_bundle(&listener, Some(identity_ca_pem));
     let have = std::fs::read_to_string(layout.client_ca()).unwrap_or_default();
     if have == want {
         return Ok(false);

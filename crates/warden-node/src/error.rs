@@ -28,6 +28,17 @@ pub enum NodeError {
         /// The nodes the spec declares for it.
         known: Vec<String>,
     },
+    /// Issuing a node's certificate failed (`tls.rs`).
+    #[error("{environment}: could not {what}: {source}")]
+    Pki {
+        /// The environment.
+        environment: String,
+        /// What was being done.
+        what: &'static str,
+        /// The PKI error.
+        #[source]
+        source: warden_pki::Error,
+    },
     /// Writing a file failed (the previous file, if any, is intact).
     #[error(transparent)]
     Files(#[from] warden_files::Error),

@@ -11,7 +11,8 @@
 //! node's files and their default paths on the host), `seal` (the seal stanza: Shamir, static
 //! key, transit against a seal-keeper, and the key and token files it names), `keeper` (the
 //! seal-keeper's side of a transit seal: one key, one policy, one periodic orphan token per
-//! sealed environment), `migrate` (OpenBao's seal migration, node by node), `error` (what the
+//! sealed environment), `migrate` (OpenBao's seal migration, node by node), `tls` (a node's TLS files from the
+//! environment's listener CA), `error` (what the
 //! generators refuse).
 
 pub mod config;
@@ -20,6 +21,7 @@ pub mod keeper;
 pub mod migrate;
 pub mod production;
 pub mod seal;
+pub mod tls;
 pub mod unit;
 
 pub use config::{
@@ -31,6 +33,7 @@ pub use keeper::{KeeperError, KeeperGrant, SealToken};
 pub use migrate::MigrateError;
 pub use production::{HostPaths, NodeFiles, Written, WrittenFile, node_files};
 pub use seal::{Seal, SealError, SealFiles, SealKind, StaticSeal, TransitSeal};
+pub use tls::{ClientTls, NODE_CERT_VALIDITY, NodeTls, write_client_tls, write_node_tls};
 pub use unit::UnitConfig;
 
 /// Renders `s` as an HCL string literal (JSON string escaping is valid HCL).

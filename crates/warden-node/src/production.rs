@@ -105,7 +105,7 @@ pub struct WrittenFile {
 }
 
 /// `host:port` of an `https://host[:port]` address, with `default_port` when it names none.
-fn host_port(address: &str, default_port: u16) -> Result<String, NodeError> {
+pub(crate) fn host_port(address: &str, default_port: u16) -> Result<String, NodeError> {
     let rest = address
         .strip_prefix("https://")
         .ok_or_else(|| NodeError::invalid("address", address, "must be https://host[:port]"))?;

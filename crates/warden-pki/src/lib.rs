@@ -16,13 +16,15 @@
 //! | read the issuance record                      | [`CaDir::ledger`], [`LedgerEntry`]             |
 //! | keys and CSRs                                 | [`generate_key`], [`make_csr`], [`GeneratedKey`] |
 //! | issue leaves from an in-memory intermediate   | [`LocalIssuer`]                                |
+//! | an environment's listener CA and node certificates | [`ListenerCa`], [`client_ca_bundle`]      |
 //! | inspect certificates / check a chain          | [`parse_pem_bundle`], [`verify_chain`]         |
 //! | split PEM bundles, read a common name            | [`pem_blocks`], [`first_certificate`], [`common_name`] |
 //!
 //! Modules: `root` (the CA directory), `keystore` (the root key encrypted at rest), `sign` (an
 //! intermediate from a CSR, policy first), `params` (serials, validity, names every signed
 //! certificate shares), `ledger` (one line per signature), `keys` (key pairs and CSRs),
-//! `issuer` (an in-memory intermediate issuing leaves), `inspect` and `chain` (reading
+//! `issuer` (an in-memory intermediate issuing leaves), `listener` (an environment's listener CA
+//! and the OpenBao listener's certificates), `inspect` and `chain` (reading
 //! certificates, checking chains), `pem` (views of PEM text), `error`.
 //!
 //! No I/O happens outside the CA directory, and nothing is printed: errors are [`Error`].
@@ -35,6 +37,7 @@ mod issuer;
 mod keys;
 mod keystore;
 mod ledger;
+mod listener;
 mod params;
 mod pem;
 mod root;
@@ -47,6 +50,7 @@ pub use inspect::{CertInfo, parse_pem_bundle};
 pub use issuer::LocalIssuer;
 pub use keys::{GeneratedKey, KeyAlgorithm, generate_key, make_csr};
 pub use ledger::LedgerEntry;
+pub use listener::{IssuedLeaf, LISTENER_CA_PROFILE, ListenerCa, client_ca_bundle};
 pub use params::BACKDATE;
 pub use pem::{common_name, first_certificate, pem_blocks, sha256_hex};
 pub use root::{CaDir, CaMetadata, LEDGER, METADATA, ROOT_CERT, ROOT_KEY, RootOptions};

@@ -107,6 +107,10 @@ struct RekeyArgs {
     /// Where the new encrypted shares go.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
+    /// Act with the token in FILE, one allowed on sys/rotate/root/* (operators are not): a
+    /// break-glass token from `warden break-glass open --token-file`. Else VAULT_TOKEN.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
 }
 
 /// One custodian's share and identity for an environment: what `warden custody verify` and
@@ -189,6 +193,9 @@ fn spec_client(
             .with_context(|| format!("{name}: CA bundle {}", ca.display()))?,
         None => cfg,
     };
+    // With a client certificate and no token, the commands that need a token (publish,
+    // status, rekey, break-glass close) act as the operator the certificate names.
+    let operator_cert = cfg.client_identity.is_some() && cfg.token.is_none();
     let cfg = match budget {
         Some(b) => {
             let mut retry = cfg.retry;
@@ -198,7 +205,12 @@ fn spec_client(
         }
         None => cfg,
     };
-    warden_bao::Client::new(cfg).with_context(|| format!("{name}: cannot build a client"))
+    let client =
+        warden_bao::Client::new(cfg).with_context(|| format!("{name}: cannot build a client"))?;
+    if operator_cert {
+        crate::cmd::operator::log_in_as_operator(&client);
+    }
+    Ok(client)
 }
 
 impl Place {
@@ -309,6 +321,10 @@ async fn init(a: InitArgs, out: &Output) -> anyhow::Result<ExitCode> {
 
 async fn rekey(a: RekeyArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let p = a.state.place("custody rekey")?;
+    if let Some(path) = &a.token_file {
+        p.client
+            .set_token(crate::session::read_token_file(path, out)?);
+    }
     let (custodians, threshold) = p.custodians()?;
     let pairs = a.pairs.load()?;
     let plan = p.plan(&custodians, threshold, &a.out);

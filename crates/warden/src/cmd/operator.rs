@@ -264,11 +264,18 @@ pub(crate) struct BootstrapArgs {
     target: Target,
     /// The root token, in an owner-only file (for example the one the custodians decrypted
     /// into a tmpfs). Never pass it in argv or the environment.
-    #[arg(long, value_name = "FILE", conflicts_with = "root_token_stdin")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["root_token_stdin", "root_token_share"])]
     root_token_file: Option<PathBuf>,
     /// Read the root token from stdin (first line).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "root_token_share")]
     root_token_stdin: bool,
+    /// The ceremony's sealed root token (`root-token.<env>.age` from `warden custody init`),
+    /// opened in memory with one custodian's --identity: the token never touches a disk.
+    #[arg(long, value_name = "FILE", requires = "identity")]
+    root_token_share: Option<PathBuf>,
+    /// The custodian's age identity that opens --root-token-share.
+    #[arg(long, value_name = "FILE", requires = "root_token_share")]
+    identity: Option<PathBuf>,
     /// The first operator's name.
     #[arg(long, value_name = "NAME")]
     operator: String,
@@ -280,13 +287,21 @@ pub(crate) struct BootstrapArgs {
     out: Option<PathBuf>,
 }
 
-fn root_token(a: &BootstrapArgs, out: &Output) -> anyhow::Result<SecretString> {
+fn root_token(a: &BootstrapArgs, env: &str, out: &Output) -> anyhow::Result<SecretString> {
+    if let (Some(sealed), Some(identity)) = (&a.root_token_share, &a.identity) {
+        let id = warden_custody::IdentityFile::read(identity)
+            .with_context(|| format!("could not read the identity {}", identity.display()))
+            .hint("--identity is your custodian identity (`warden custody keygen`), owner-only")?;
+        return warden_custody::root::open_bootstrap_token(sealed, env, &id)
+            .with_context(|| format!("could not open the root token in {}", sealed.display()))
+            .hint("--root-token-share is the ceremony's root-token.<env>.age and --identity one of this environment's custodians' identities");
+    }
     if let Some(path) = &a.root_token_file {
         return crate::session::read_token_file(path, out);
     }
     if !a.root_token_stdin {
         return Err(anyhow::anyhow!("bootstrap needs the root token")).hint(
-            "pass --root-token-file FILE (owner-only) or --root-token-stdin; never put it in argv or the environment",
+            "pass --root-token-share root-token.<env>.age --identity YOUR.key (opened in memory), --root-token-file FILE (owner-only) or --root-token-stdin; never put it in argv or the environment",
         );
     }
     let mut raw = Zeroizing::new(String::new());
@@ -312,7 +327,7 @@ pub(crate) async fn run_bootstrap(a: BootstrapArgs, out: &Output) -> anyhow::Res
         crt
     });
     crate::output::check_new_file(&cert_path, "operator certificate")?;
-    client.set_token(root_token(&a, out)?);
+    client.set_token(root_token(&a, env.name.as_str(), out)?);
     let policy = warden_plan::operator::policy_hcl(&resolved.spec, &env);
     let (role_path, role_body) = warden_plan::operator::pki_role(&env);
     let inputs = BootstrapInputs {

@@ -1,4 +1,4 @@
-//! `warden server config`: a production node's OpenBao server configuration and hardened
+//! `warden server config` and `warden server tls`: a production node's OpenBao server configuration and hardened
 //! systemd unit, from the spec's `[[environments.<env>.nodes]]` (the work is
 //! `warden_node::node_files`; this module picks the node and prints what was written).
 
@@ -7,7 +7,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use time::OffsetDateTime;
+use warden_files::Mode;
 use warden_node::{HostPaths, NodeError};
+use warden_pki::{CaDir, ListenerCa};
+
+/// How long a production listener CA is valid.
+const LISTENER_CA_VALIDITY: time::Duration = time::Duration::days(3 * 365);
 
 use crate::hint::HintExt;
 use crate::output::Output;
@@ -28,6 +34,46 @@ enum ServerCommand {
     /// JSON output says where each belongs). Paths default to /etc/warden/<env>,
     /// /var/lib/warden/<env>/raft and /var/log/warden/<env>.
     Config(ConfigArgs),
+    /// Issue the environment's node TLS files: a listener CA signed by the offline root (kept
+    /// in --out, key owner-only), then per node its server certificate (SANs from its address
+    /// and cluster address), its join client certificate, client-ca.pem and ca.pem, under
+    /// --out/<node>/. Existing node certificates are kept; client-ca.pem is always rewritten.
+    ///
+    /// After the PKI intermediate is installed, run it again with --identity-ca so the listener
+    /// accepts operators' certificates, copy client-ca.pem to every node and restart them.
+    Tls(TlsArgs),
+}
+
+#[derive(Debug, Args)]
+struct TlsArgs {
+    /// The platform spec.
+    #[arg(long, default_value = "warden.toml")]
+    spec: PathBuf,
+    /// The environment.
+    #[arg(long = "env")]
+    env: String,
+    /// Only this node (repeatable) [default: every node of the environment].
+    #[arg(long = "node", value_name = "NAME")]
+    nodes: Vec<String>,
+    /// The offline root CA directory (`warden ca init`); used only when the listener CA is
+    /// created.
+    #[arg(long, value_name = "DIR")]
+    ca_dir: PathBuf,
+    /// Read the root's passphrase from this file instead of WARDEN_CA_PASSPHRASE or a prompt.
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
+    /// The environment's PKI intermediate (`warden ca sign-intermediate --out`; its first
+    /// certificate is used): client-ca.pem then trusts operators' and identities' certificates.
+    #[arg(long, value_name = "FILE")]
+    identity_ca: Option<PathBuf>,
+    /// Also issue a client certificate NAME.clients.<env> from the listener CA (repeatable;
+    /// --out/clients/NAME.crt and .key): what the ceremony and the custodians who unseal present
+    /// to the mTLS listener before operators exist. It grants nothing inside OpenBao.
+    #[arg(long = "client", value_name = "NAME")]
+    clients: Vec<String>,
+    /// Where the listener CA and the nodes' directories go (created owner-only).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -64,16 +110,161 @@ struct ConfigArgs {
 pub(crate) async fn run(args: ServerArgs, out: &Output) -> anyhow::Result<ExitCode> {
     match args.command {
         ServerCommand::Config(a) => config(a, out),
+        ServerCommand::Tls(a) => tls(a, out),
     }
 }
 
-fn config(args: ConfigArgs, out: &Output) -> anyhow::Result<ExitCode> {
-    let spec = warden_spec::load(&args.spec).map_err(|e| match e {
+fn load_spec(path: &std::path::Path) -> anyhow::Result<warden_spec::Spec> {
+    warden_spec::load(path).map_err(|e| match e {
         warden_spec::LoadError::Invalid(d) => {
-            anyhow::anyhow!("{d}").context(format!("{} is not a valid spec", args.spec.display()))
+            anyhow::anyhow!("{d}").context(format!("{} is not a valid spec", path.display()))
         }
         other => anyhow::Error::new(other),
+    })
+}
+
+/// The listener CA in `out`, or a new one signed by the offline root when there is none.
+fn listener_ca(a: &TlsArgs, now: OffsetDateTime) -> anyhow::Result<(ListenerCa, bool)> {
+    let (crt, key) = (a.out.join("listener-ca.crt"), a.out.join("listener-ca.key"));
+    if crt.exists() || key.exists() {
+        let read = |p: &std::path::Path| {
+            std::fs::read_to_string(p)
+                .with_context(|| format!("could not read {}", p.display()))
+                .with_hint(|| {
+                    format!(
+                        "{} holds the listener CA as listener-ca.crt and listener-ca.key; restore both, or use a new --out to create a new CA (every node then needs new certificates)",
+                        a.out.display()
+                    )
+                })
+        };
+        let key_pem = zeroize::Zeroizing::new(read(&key)?);
+        let lca = ListenerCa::load(&read(&crt)?, &key_pem)
+            .context("the listener CA in --out does not load")
+            .hint("listener-ca.key must be the key of listener-ca.crt")?;
+        return Ok((lca, false));
+    }
+    let ca = CaDir::open(&a.ca_dir)
+        .with_context(|| format!("could not open the offline root in {}", a.ca_dir.display()))
+        .hint("--ca-dir is the directory `warden ca init` created")?;
+    let passphrase = crate::secret_input::ca_passphrase(a.passphrase_file.as_deref(), false)?;
+    let lca = ListenerCa::create(&ca, &a.env, &passphrase, LISTENER_CA_VALIDITY, now)
+        .context("could not create the listener CA")
+        .hint("check the passphrase; the root's ledger is unchanged unless it signed")?;
+    warden_files::write_atomic(&key, lca.key_pem().as_bytes(), Mode::OwnerOnly)?;
+    warden_files::write_atomic(&crt, lca.cert_pem().as_bytes(), Mode::Public)?;
+    Ok((lca, true))
+}
+
+fn tls(a: TlsArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let spec = load_spec(&a.spec)?;
+    let env = spec
+        .environment(&a.env)
+        .with_context(|| format!("the spec has no environment {:?}", a.env))?;
+    let known: Vec<String> = env.nodes.iter().map(|n| n.name.to_string()).collect();
+    if known.is_empty() {
+        return Err(anyhow::anyhow!("environment {} declares no nodes", a.env)).with_hint(|| {
+            format!("declare its servers as [[environments.{}.nodes]] with name, address and cluster_address", a.env)
+        });
+    }
+    let nodes = if a.nodes.is_empty() {
+        known.clone()
+    } else {
+        a.nodes.clone()
+    };
+    if let Some(bad) = nodes.iter().find(|n| !known.contains(n)) {
+        return Err(anyhow::anyhow!("environment {} has no node {bad:?}", a.env))
+            .with_hint(|| format!("--node is one of: {}", known.join(", ")));
+    }
+    let identity_ca = match &a.identity_ca {
+        None => None,
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("could not read {}", p.display()))?;
+            let first = warden_pki::first_certificate(&text)
+                .map(str::to_owned)
+                .with_context(|| format!("{} holds no certificate", p.display()))
+                .hint("--identity-ca is the PEM `warden ca sign-intermediate --out` wrote")?;
+            Some(first)
+        }
+    };
+    warden_files::ensure_private_dir(&a.out)
+        .with_context(|| format!("could not create {}", a.out.display()))?;
+    let now = OffsetDateTime::now_utc();
+    let (lca, created) = listener_ca(&a, now)?;
+    let root_pem = chain_root(&a.ca_dir)?;
+    let mut written = Vec::new();
+    for node in &nodes {
+        written.push(
+            warden_node::write_node_tls(
+                env,
+                node,
+                &lca,
+                &root_pem,
+                identity_ca.as_deref(),
+                &a.out,
+                now,
+            )
+            .context("could not write the node's TLS files")
+            .hint("fix the cause and run the command again; files already written are kept")?,
+        );
+    }
+    let mut clients = Vec::new();
+    for name in &a.clients {
+        clients.push(
+            warden_node::write_client_tls(&a.env, name, &lca, &a.out, now)
+                .context("could not write the client certificate")
+                .hint("--client is a name of letters, digits and '-'")?,
+        );
+    }
+    let report = serde_json::json!({
+        "environment": a.env,
+        "listener_ca": { "path": a.out.join("listener-ca.crt"), "created": created },
+        "nodes": written,
+        "clients": clients,
+    });
+    out.emit(&report, || {
+        let mut s = format!(
+            "{}: listener CA {} ({})\n",
+            a.env,
+            a.out.join("listener-ca.crt").display(),
+            if created { "created, signed by the offline root" } else { "kept" }
+        );
+        for n in &written {
+            s.push_str(&format!(
+                "  {}: {} ({}), names {}; client-ca.pem {}\n",
+                n.node,
+                n.dir.display(),
+                if n.issued { "issued" } else { "kept" },
+                n.names.join(", "),
+                if n.trusts_identity_ca { "with the PKI intermediate" } else { "listener CA only" }
+            ));
+        }
+        for c in &clients {
+            s.push_str(&format!(
+                "  client {} ({}): {} ({})\n",
+                c.name,
+                c.common_name,
+                c.cert.display(),
+                if c.issued { "issued" } else { "kept" }
+            ));
+        }
+        s.push_str("copy each node's directory to /etc/warden/<env>/tls/ on its host; keep listener-ca.key offline\n");
+        s
     })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The offline root's certificate: `ca.pem` on the nodes. Read from `--ca-dir` (the public
+/// `root.crt`; no passphrase).
+fn chain_root(ca_dir: &std::path::Path) -> anyhow::Result<String> {
+    let ca = CaDir::open(ca_dir)
+        .with_context(|| format!("could not open the offline root in {}", ca_dir.display()))
+        .hint("--ca-dir is the directory `warden ca init` created")?;
+    Ok(ca.root_pem().to_owned())
+}
+
+fn config(args: ConfigArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let spec = load_spec(&args.spec)?;
     let known: Vec<&str> = spec.environments.iter().map(|e| e.name.as_str()).collect();
     let env = spec
         .environment(&args.env)

@@ -185,7 +185,13 @@ async fn trade(
         .await
         .map_err(bao(env, "create the break-glass token"))?;
     let accessor = auth.accessor.clone();
-    let ttl = i64::try_from(req.ttl.as_secs()).unwrap_or(i64::MAX);
+    // The server caps the TTL at the mount's max (32 days by default): record what it granted,
+    // not what was asked, so status never shows a token alive after the server has ended it.
+    let granted = match auth.lease_duration {
+        0 => req.ttl.as_secs(),
+        d => d.min(req.ttl.as_secs().max(1)),
+    };
+    let ttl = i64::try_from(granted).unwrap_or(i64::MAX);
     let record = Record {
         id: format!("{now}-{}", accessor.chars().take(8).collect::<String>()),
         reason: req.reason.clone(),
@@ -277,22 +283,35 @@ pub async fn close(
         });
     }
     let mut closed = Vec::new();
-    for mut r in records {
-        // Expired tokens are gone already (OpenBao revoked them at their max TTL).
-        if id.is_some_and(|id| id != r.id) || r.state(now) != "active" {
-            continue;
-        }
-        match client.token_revoke_accessor(&r.accessor).await {
-            Ok(()) => {}
-            // Already gone (expired): still record the close.
-            Err(e) if e.status() == Some(400) || e.is_not_found() => {}
+    for mut r in to_close(records, id) {
+        let revoked = match client.token_revoke_accessor(&r.accessor).await {
+            Ok(()) => true,
+            // Already gone: it expired (or was revoked by hand).
+            Err(e) if e.status() == Some(400) || e.is_not_found() => false,
             Err(e) => return Err(bao(env, format!("revoke break-glass token {}", r.id))(e)),
+        };
+        // A token that had expired by itself keeps its `expired` state; one this call revoked,
+        // or that this clock still calls active, is recorded as closed.
+        if !revoked && r.state(now) != "active" {
+            continue;
         }
         r.closed_at = Some(now);
         write(client, env, &r).await?;
         closed.push(r);
     }
     Ok(closed)
+}
+
+/// The records `close` revokes: every one not closed yet (only `id`, if given), *whatever this
+/// host's clock says about expiry*. The record's `expires_at` was computed on the clock of the
+/// host that opened it; a host whose clock runs ahead would otherwise skip a token the server
+/// still honours and report nothing to close. Revoking an expired token is harmless (OpenBao
+/// answers "invalid accessor").
+fn to_close(records: Vec<Record>, id: Option<&str>) -> Vec<Record> {
+    records
+        .into_iter()
+        .filter(|r| r.closed_at.is_none() && id.is_none_or(|id| id == r.id))
+        .collect()
 }
 
 #[cfg(test)]
@@ -319,6 +338,18 @@ mod tests {
         assert_eq!(record(None).state(159), "active");
         assert_eq!(record(None).state(160), "expired");
         assert_eq!(record(Some(120)).state(130), "closed");
+    }
+
+    /// Red-team regression: with this host's clock ahead of the server's, a live token looked
+    /// expired and `close` skipped it, leaving it usable while reporting nothing to close.
+    #[test]
+    fn close_revokes_a_record_this_clock_thinks_expired() {
+        let skewed_now = 10_000;
+        assert_eq!(record(None).state(skewed_now), "expired");
+        let picked = to_close(vec![record(None), record(Some(120))], None);
+        assert_eq!(picked, vec![record(None)], "the closed one is left alone");
+        assert_eq!(to_close(vec![record(None)], Some("100-abcdefgh")).len(), 1);
+        assert!(to_close(vec![record(None)], Some("other")).is_empty());
     }
 
     #[test]

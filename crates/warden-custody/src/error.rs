@@ -40,7 +40,7 @@ pub enum Error {
         files: Vec<crate::ceremony::Undelivered>,
         /// The first write that failed.
         #[source]
-        source: Box<Error>,
+        source: Box<Self>,
     },
     /// OpenBao refused or could not be reached.
     #[error("{env}: {action}: {source}")]

@@ -123,7 +123,7 @@ impl Plan<'_> {
     fn prepare(&self) -> Result<Dir, Error> {
         warden_files::ensure_private_dir(self.out_dir)?;
         let out = Dir::open_root(self.out_dir, Trusted::process())?;
-        warden_files::ensure_private_dir(&self.state.custody_dir(self.env))?;
+        self.state.open_custody_dir(self.env)?;
         Ok(out)
     }
 

@@ -326,7 +326,7 @@ secrets = ["config"]
             g("sys/storage/raft/remove-peer", &["update"]),
             g("sys/storage/raft/snapshot", &["read"]),
         ] {
-            let f = lint_operator(&spec, env, "live", &[bad.clone()]);
+            let f = lint_operator(&spec, env, "live", std::slice::from_ref(&bad));
             assert!(
                 f.iter().any(|f| f.rule == rules::ROOT_ONLY),
                 "{bad:?}: {f:#?}"

@@ -265,8 +265,9 @@ pub async fn list(client: &Client, env: &str) -> Result<Vec<Record>, Error> {
     Ok(out)
 }
 
-/// Ends break-glass early: revokes every active token (or the one with `id`, if still active)
-/// by accessor and records when. Returns the records closed.
+/// Ends break-glass early: revokes every token the server still honours (or the one with `id`),
+/// by accessor, and records when. Whether a token lives is the server's answer, not this
+/// host's clock. Returns the records closed.
 pub async fn close(
     client: &Client,
     env: &str,
@@ -284,23 +285,22 @@ pub async fn close(
     }
     let mut closed = Vec::new();
     for mut r in to_close(records, id) {
-        let revoked = match client.token_revoke_accessor(&r.accessor).await {
-            Ok(()) => true,
-            // Already gone: it expired (or was revoked by hand).
-            Err(e) if e.status() == Some(400) || e.is_not_found() => false,
-            Err(e)
-                if e.status() == Some(403)
-                    && e.server_errors()
-                        .iter()
-                        .any(|m| m.contains("invalid accessor")) =>
-            {
-                false
-            }
-            Err(e) => return Err(bao(env, format!("revoke break-glass token {}", r.id))(e)),
+        // Ask the server whether the token still lives: this host's clock does not decide, and
+        // revoking an accessor that has expired still answers success, so the revoke alone
+        // cannot tell a live token from a dead one.
+        let live = match client.token_lookup_accessor(&r.accessor).await {
+            Ok(_) => true,
+            Err(e) if gone(&e) => false,
+            Err(e) => return Err(bao(env, format!("look up break-glass token {}", r.id))(e)),
         };
-        // A token that had expired by itself keeps its `expired` state; one this call revoked,
-        // or that this clock still calls active, is recorded as closed.
-        if !revoked && r.state(now) != "active" {
+        if live {
+            match client.token_revoke_accessor(&r.accessor).await {
+                Ok(()) => {}
+                Err(e) if gone(&e) => {}
+                Err(e) => return Err(bao(env, format!("revoke break-glass token {}", r.id))(e)),
+            }
+        } else if r.state(now) != "active" {
+            // It expired by itself and keeps its `expired` state.
             continue;
         }
         r.closed_at = Some(now);
@@ -308,6 +308,17 @@ pub async fn close(
         closed.push(r);
     }
     Ok(closed)
+}
+
+/// OpenBao's answer for an accessor whose token no longer exists (expired or revoked): 400, or
+/// 403 "invalid accessor".
+fn gone(e: &warden_bao::Error) -> bool {
+    e.status() == Some(400)
+        || e.is_not_found()
+        || (e.status() == Some(403)
+            && e.server_errors()
+                .iter()
+                .any(|m| m.contains("invalid accessor")))
 }
 
 /// The records `close` revokes: every one not closed yet (only `id`, if given), *whatever this

@@ -95,6 +95,14 @@ impl ClientConfig {
             if urls.contains(&url) {
                 return Err(Error::config(format!("address {url} is listed twice")));
             }
+            // One plain-HTTP node among TLS ones would receive the token in clear the first
+            // time the client fails over to it: a downgrade nobody chose. All or nothing.
+            if let Some(other) = urls.iter().find(|u| u.scheme() != url.scheme()) {
+                return Err(Error::config(format!(
+                    "addresses {other} and {url} mix http:// and https://: a client failing over \
+                     would send its token in clear; give every node the same scheme (https://)"
+                )));
+            }
             urls.push(url);
         }
         let mut urls = urls.into_iter();
@@ -431,6 +439,16 @@ mod tests {
         let err = ClientConfig::with_addresses(&["https://a:8200", "https://a:8200/"]).unwrap_err();
         assert!(err.to_string().contains("listed twice"), "{err}");
         assert!(ClientConfig::with_addresses(&["https://a:8200", "ftp://b"]).is_err());
+    }
+
+    /// Red-team regression: an `http://` node in a list of `https://` nodes was accepted, and a
+    /// failover sent the token to it in clear.
+    #[test]
+    fn a_list_mixing_http_and_https_is_refused() {
+        let err = ClientConfig::with_addresses(&["https://a:8200", "http://b:8200"]).unwrap_err();
+        assert!(err.to_string().contains("in clear"), "{err}");
+        assert!(ClientConfig::with_addresses(&["http://a:8200", "https://b:8200"]).is_err());
+        ClientConfig::with_addresses(&["http://a:8200", "http://b:8200"]).expect("all dev");
     }
 
     #[test]

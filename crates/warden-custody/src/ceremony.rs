@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use secrecy::SecretString;
 use serde::Serialize;
 use warden_bao::Client;
+use warden_files::{Dir, Trusted};
 
 use crate::envelope;
 use crate::error::Error;
@@ -119,40 +120,44 @@ impl Plan<'_> {
         Ok(n)
     }
 
-    /// Seals `keys` (one per custodian, in order), writes the files and the ledger.
+    /// Opens the output directory (created owner-only if missing) and checks it, *before* the
+    /// server makes any share: it must be ours and writable by nobody else, and the handle is
+    /// kept, so swapping the name for a symlink afterwards cannot steer where the shares land.
+    /// The ledger's directory is made now too, so a state directory that cannot hold a ledger
+    /// is refused while nothing has changed.
+    fn prepare(&self) -> Result<Dir, Error> {
+        warden_files::ensure_private_dir(self.out_dir)?;
+        let out = Dir::open_root(self.out_dir, Trusted::process())?;
+        self.state.open_custody_dir(self.env)?;
+        Ok(out)
+    }
+
+    /// Seals `keys` (one per custodian, in order), writes the files and the ledger. Runs after
+    /// the server has made the shares, when a failure can no longer be undone: anything that
+    /// fails to be written comes back inside [`Error::NotDelivered`], never dropped.
     fn distribute(
         &self,
+        out: &Dir,
         keys: &[SecretString],
         generation: u32,
         root_token: Option<&SecretString>,
     ) -> Result<Report, Error> {
-        // Encrypt everything before writing anything: a failure here leaves no half set.
+        // Encrypt everything before writing anything: the whole set exists (encrypted) before
+        // the first write can fail, so it can be handed back whole.
         let now = now_rfc3339();
-        let mut sealed = Vec::new();
+        let mut entries = Vec::new();
+        let mut files = Vec::new();
+        let mut pending = Vec::new();
         for (i, (c, key)) in self.custodians.iter().zip(keys).enumerate() {
             let index = u8::try_from(i + 1).expect("at most 255 custodians");
             let (bytes, fp) = envelope::seal_share(self.env, c, index, generation, key)?;
-            sealed.push((c, index, fp, bytes));
-        }
-        let token_file = match root_token {
-            Some(t) => Some((
-                self.out_dir.join(root_token_file_name(self.env)),
-                envelope::seal_root_token(self.env, self.custodians, t)?,
-            )),
-            None => None,
-        };
-        let mut entries = Vec::new();
-        let mut files = Vec::new();
-        for (c, index, fp, bytes) in sealed {
             let name = share_file_name(&c.name, self.env);
-            let path = self.out_dir.join(&name);
-            warden_files::write_atomic(&path, &bytes, warden_files::Mode::OwnerOnly)?;
             entries.push(Entry {
                 custodian: c.name.clone(),
                 recipient: c.recipient(),
                 index,
                 fingerprint: fp.clone(),
-                file: name,
+                file: name.clone(),
                 created_at: now.clone(),
                 last_verified_at: None,
             });
@@ -160,11 +165,14 @@ impl Plan<'_> {
                 custodian: c.name.clone(),
                 index,
                 fingerprint: fp,
-                file: path,
+                file: out.entry_path(&name),
             });
+            pending.push((name, bytes));
         }
-        if let Some((path, bytes)) = &token_file {
-            warden_files::write_atomic(path, bytes, warden_files::Mode::OwnerOnly)?;
+        let token_name = root_token.map(|_| root_token_file_name(self.env));
+        if let (Some(t), Some(name)) = (root_token, &token_name) {
+            let bytes = envelope::seal_root_token(self.env, self.custodians, t)?;
+            pending.push((name.clone(), bytes));
         }
         let ledger = Ledger {
             version: 1,
@@ -174,11 +182,35 @@ impl Plan<'_> {
             threshold: self.threshold,
             generation,
             created_at: now,
-            root_token_file: token_file.as_ref().map(|_| root_token_file_name(self.env)),
+            root_token_file: token_name.clone(),
             entries,
         };
-        let sha = ledger.save(self.state)?;
-        Rounds::default().save(self.state, self.env)?;
+        let written = (|| {
+            for (name, bytes) in &pending {
+                out.write(name, bytes, warden_files::Mode::OwnerOnly, None)?;
+            }
+            let sha = ledger.save(self.state)?;
+            Rounds::default().save(self.state, self.env)?;
+            Ok::<_, Error>(sha)
+        })();
+        let sha = written.map_err(|source| {
+            let mut undelivered: Vec<Undelivered> = pending
+                .iter()
+                .map(|(name, bytes)| Undelivered {
+                    path: out.entry_path(name),
+                    text: String::from_utf8_lossy(bytes).into_owned(),
+                })
+                .collect();
+            undelivered.push(Undelivered {
+                path: self.state.ledger(self.env),
+                text: String::from_utf8_lossy(&ledger.to_bytes()).into_owned(),
+            });
+            Error::NotDelivered {
+                env: self.env.to_owned(),
+                files: undelivered,
+                source: Box::new(source),
+            }
+        })?;
         Ok(Report {
             env: self.env.to_owned(),
             kind: ledger.kind,
@@ -186,10 +218,30 @@ impl Plan<'_> {
             threshold: ledger.threshold,
             generation,
             custodians: files,
-            root_token_file: token_file.map(|(p, _)| p),
+            root_token_file: token_name.map(|n| out.entry_path(&n)),
             ledger: self.state.ledger(self.env),
             ledger_sha256: sha,
         })
+    }
+}
+
+/// One file a ceremony could not write, in full, and where it belongs: an armored age file
+/// (a share or the root token, readable only by its custodians) or the ledger (no secret).
+/// `Debug` shows the path and size only, so the text never reaches a log by accident.
+#[derive(Clone)]
+pub struct Undelivered {
+    /// Where it should have been written.
+    pub path: PathBuf,
+    /// Its whole text, to be saved byte for byte at `path`.
+    pub text: String,
+}
+
+impl std::fmt::Debug for Undelivered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Undelivered")
+            .field("path", &self.path)
+            .field("bytes", &self.text.len())
+            .finish()
     }
 }
 
@@ -227,7 +279,7 @@ pub async fn init(node: &Client, plan: &Plan<'_>) -> Result<Report, Error> {
         .seal_status()
         .await
         .map_err(Error::bao(env, "read the seal status"))?;
-    warden_files::ensure_private_dir(plan.out_dir)?;
+    let out = plan.prepare()?;
     if seal.seal_type != "shamir" && !seal.seal_type.is_empty() {
         let init = node
             .init_with_recovery(n, plan.threshold)
@@ -237,7 +289,7 @@ pub async fn init(node: &Client, plan: &Plan<'_>) -> Result<Report, Error> {
             kind: ShareKind::Recovery,
             ..*plan
         };
-        return plan.distribute(&init.recovery_keys, 1, Some(&init.root_token));
+        return plan.distribute(&out, &init.recovery_keys, 1, Some(&init.root_token));
     }
     let init = node
         .init(n, plan.threshold)
@@ -247,7 +299,7 @@ pub async fn init(node: &Client, plan: &Plan<'_>) -> Result<Report, Error> {
         kind: ShareKind::Unseal,
         ..*plan
     };
-    plan.distribute(&init.keys, 1, Some(&init.root_token))
+    plan.distribute(&out, &init.keys, 1, Some(&init.root_token))
 }
 
 /// Records an initialisation done elsewhere (for example `sys/init` with recovery keys under an
@@ -274,8 +326,8 @@ pub fn record_init(
             reason: format!("{} keys for {n} custodians", keys.len()),
         });
     }
-    warden_files::ensure_private_dir(plan.out_dir)?;
-    plan.distribute(keys, 1, Some(root_token))
+    let out = plan.prepare()?;
+    plan.distribute(&out, keys, 1, Some(root_token))
 }
 
 /// Rekeys `env` with `pairs` (share file, identity) of current custodians: OpenBao's share
@@ -309,7 +361,7 @@ pub async fn rekey(
         });
     }
     let n = u8::try_from(plan.custodians.len()).expect("checked");
-    warden_files::ensure_private_dir(plan.out_dir)?;
+    let out = plan.prepare()?;
     let started = node
         .rotate_root_init(n, plan.threshold)
         .await
@@ -344,7 +396,7 @@ pub async fn rekey(
         kind: ledger.kind,
         ..*plan
     };
-    plan.distribute(&last.keys, ledger.generation + 1, None)
+    plan.distribute(&out, &last.keys, ledger.generation + 1, None)
 }
 
 #[cfg(test)]
@@ -406,5 +458,64 @@ mod tests {
             short.check(false),
             Err(Error::BadCustodians { .. })
         ));
+    }
+
+    /// Red-team regression: `sys/init` has answered (the server will never show these shares
+    /// again) and a write fails. The error must carry every file, encrypted, so the caller can
+    /// still save them; before, the sealed shares were dropped with the error.
+    #[test]
+    fn a_write_that_fails_after_init_hands_back_every_encrypted_file() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let state = StateDir::new(dir.path().join("state"));
+        let out_dir = dir.path().join("out");
+        let made: Vec<_> = (0..2).map(|_| generate_identity()).collect();
+        let custodians: Vec<Custodian> = ["a", "b"]
+            .iter()
+            .zip(&made)
+            .map(|(n, g)| Custodian::new(n, &g.recipient).expect("custodian"))
+            .collect();
+        let plan = Plan {
+            env: "prod",
+            custodians: &custodians,
+            threshold: 2,
+            kind: ShareKind::Unseal,
+            out_dir: &out_dir,
+            state: &state,
+        };
+        let out = plan.prepare().expect("prepare");
+        // The disk "fills" between init and the writes: b's share cannot be renamed into place.
+        std::fs::create_dir(out_dir.join(share_file_name("b", "prod"))).expect("blocker");
+        let keys: Vec<SecretString> = ["aa", "bb"]
+            .iter()
+            .map(|k| SecretString::from(k.repeat(33)))
+            .collect();
+        let root = SecretString::from("s.root".to_owned());
+        let err = plan
+            .distribute(&out, &keys, 1, Some(&root))
+            .expect_err("the write fails");
+        let Error::NotDelivered { files, .. } = &err else {
+            panic!("expected NotDelivered, got {err}");
+        };
+        assert_eq!(files.len(), 4, "two shares, the root token and the ledger");
+        assert!(
+            !format!("{files:?}").contains("AGE"),
+            "Debug hides the text"
+        );
+        for ((c, g), key) in custodians.iter().zip(&made).zip(&keys) {
+            let name = share_file_name(&c.name, "prod");
+            let f = files
+                .iter()
+                .find(|f| f.path.ends_with(&name))
+                .expect("share");
+            assert!(!f.text.contains(key.expose_secret()), "never in clear");
+            let saved = dir.path().join(format!("saved-{name}"));
+            std::fs::write(&saved, &f.text).expect("save by hand");
+            let id = IdentityFile::parse(Path::new(&c.name), g.file_text.as_bytes()).expect("id");
+            let share = envelope::open_share(&saved, &id).expect("the printed copy opens");
+            assert_eq!(share.secret().expose_secret(), key.expose_secret());
+        }
+        let ledger = files.last().expect("ledger");
+        assert_eq!(ledger.path, state.ledger("prod"));
+        assert!(ledger.text.contains("\"threshold\": 2"), "{}", ledger.text);
     }
 }

@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-/// Everything custody can refuse or fail at. Refusals (every variant but `Io`, `Files` and
-/// `Bao`) are checked before anything is submitted to a server (at most its status is read),
-/// so they change nothing.
+/// Everything custody can refuse or fail at. Refusals (every variant but `Io`, `Files`,
+/// `NotDelivered` and `Bao`) are checked before anything is submitted to a server (at most its
+/// status is read), so they change nothing.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -23,6 +23,26 @@ pub enum Error {
     /// Writing a file failed (or its path was refused).
     #[error(transparent)]
     Files(#[from] warden_files::Error),
+    /// OpenBao already holds new shares (`sys/init` or a share rotation succeeded) but the files
+    /// that carry them could not all be written (disk full, a refused path, an interrupted
+    /// write). The server will never hand the shares out again, so this error carries every
+    /// file in full: the shares and root token *encrypted* (armored age, each opens only for
+    /// its custodians) and the ledger (no secret). The caller must put them somewhere durable,
+    /// printing them as the last resort; dropping this error loses the environment.
+    #[error(
+        "{env}: OpenBao now holds new shares, but writing their files failed ({source}); \
+         the {} encrypted files follow and must be saved by hand",
+        files.len()
+    )]
+    NotDelivered {
+        /// Environment.
+        env: String,
+        /// Every file the ceremony meant to write, in full.
+        files: Vec<crate::ceremony::Undelivered>,
+        /// The first write that failed.
+        #[source]
+        source: Box<Self>,
+    },
     /// OpenBao refused or could not be reached.
     #[error("{env}: {action}: {source}")]
     Bao {

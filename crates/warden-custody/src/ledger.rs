@@ -18,6 +18,10 @@ use crate::error::Error;
 
 /// Largest ledger or round file read.
 const LIMIT: u64 = 4 * 1024 * 1024;
+/// The ledger's file name in `custody/<env>/`.
+const LEDGER_FILE: &str = "ledger.json";
+/// The unseal rounds' file name in `custody/<env>/`.
+const ROUNDS_FILE: &str = "unseal-rounds.json";
 
 /// Where Warden keeps state that belongs to no checkout: `--state-dir`, else
 /// `$WARDEN_STATE_DIR`, else `$XDG_STATE_HOME/warden`, else `~/.local/state/warden`.
@@ -52,14 +56,27 @@ impl StateDir {
         self.0.join("custody").join(env)
     }
 
+    /// Opens `custody/<env>/` for writing, creating what is missing (0700). The root is made
+    /// if missing but never re-permissioned, and must be ours (or root's) and writable by
+    /// nobody else; below it no component may be a symlink. A state directory someone else
+    /// can write to would let them swap the ledger or the unseal rounds under the ceremony,
+    /// or steer a write elsewhere, so it is refused rather than used.
+    pub fn open_custody_dir(&self, env: &str) -> Result<warden_files::Dir, Error> {
+        if std::fs::symlink_metadata(&self.0).is_err() {
+            warden_files::ensure_private_dir(&self.0)?;
+        }
+        let root = warden_files::Dir::open_root(&self.0, warden_files::Trusted::process())?;
+        Ok(root.create_dirs(&Path::new("custody").join(env), 0o700)?)
+    }
+
     /// `custody/<env>/ledger.json`.
     pub fn ledger(&self, env: &str) -> PathBuf {
-        self.custody_dir(env).join("ledger.json")
+        self.custody_dir(env).join(LEDGER_FILE)
     }
 
     /// `custody/<env>/unseal-rounds.json`.
     pub fn rounds(&self, env: &str) -> PathBuf {
-        self.custody_dir(env).join("unseal-rounds.json")
+        self.custody_dir(env).join(ROUNDS_FILE)
     }
 }
 
@@ -181,14 +198,9 @@ impl Ledger {
 
     /// Writes the ledger (atomic, owner-only) and returns its digest.
     pub fn save(&self, state: &StateDir) -> Result<String, Error> {
-        let dir = state.custody_dir(&self.environment);
-        warden_files::ensure_private_dir(&dir)?;
+        let dir = state.open_custody_dir(&self.environment)?;
         let bytes = self.to_bytes();
-        warden_files::write_atomic(
-            &state.ledger(&self.environment),
-            &bytes,
-            warden_files::Mode::OwnerOnly,
-        )?;
+        dir.write(LEDGER_FILE, &bytes, warden_files::Mode::OwnerOnly, None)?;
         Ok(sha256_hex(&bytes))
     }
 
@@ -316,9 +328,9 @@ impl Rounds {
     }
 
     pub(crate) fn save(&self, state: &StateDir, env: &str) -> Result<(), Error> {
-        warden_files::ensure_private_dir(&state.custody_dir(env))?;
+        let dir = state.open_custody_dir(env)?;
         let bytes = serde_json::to_vec_pretty(self).expect("rounds serialise");
-        warden_files::write_atomic(&state.rounds(env), &bytes, warden_files::Mode::OwnerOnly)?;
+        dir.write(ROUNDS_FILE, &bytes, warden_files::Mode::OwnerOnly, None)?;
         Ok(())
     }
 }
@@ -357,6 +369,47 @@ mod tests {
     use super::*;
     use crate::envelope::{open_share, seal_share};
     use crate::identity::{Custodian, IdentityFile, generate_identity};
+
+    /// Red-team regression: a state directory others may write to (pre-created 0777), or a
+    /// `custody` symlink planted in it, was used as is: the ledger and unseal rounds landed
+    /// wherever the other user chose, or could be swapped under the ceremony.
+    #[test]
+    fn a_state_dir_others_can_write_or_a_planted_symlink_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tmp");
+        let (ledger, ..) = world(dir.path());
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).expect("mkdir");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let err = ledger
+            .save(&StateDir::new(&open))
+            .expect_err("world-writable");
+        assert!(
+            matches!(
+                err,
+                Error::Files(warden_files::Error::WritableByOthers { .. })
+            ),
+            "{err}"
+        );
+        assert!(!open.join("custody").exists(), "nothing written");
+        let planted = dir.path().join("planted");
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir_all(planted.as_path()).expect("mkdir");
+        std::fs::create_dir_all(elsewhere.join("prod")).expect("mkdir");
+        std::os::unix::fs::symlink(&elsewhere, planted.join("custody")).expect("symlink");
+        let err = ledger.save(&StateDir::new(&planted)).expect_err("symlink");
+        assert!(
+            matches!(
+                err,
+                Error::Files(warden_files::Error::SymlinkComponent { .. })
+            ),
+            "{err}"
+        );
+        assert!(!elsewhere.join("prod/ledger.json").exists());
+        let fine = StateDir::new(dir.path().join("fresh"));
+        ledger.save(&fine).expect("a fresh state dir");
+        assert!(fine.ledger("prod").exists());
+    }
 
     /// A one-entry ledger for alice in `prod`, the file of her real share, and her identity.
     fn world(dir: &Path) -> (Ledger, PathBuf, IdentityFile, Custodian) {

@@ -21,6 +21,9 @@ pub struct GeneratedRoot {
     pub token: SecretString,
     /// The custodians whose shares were used, in the order given.
     pub custodians: Vec<String>,
+    /// Why the ledger could not record them as verified, if it could not (the token is good
+    /// either way; revoke it as planned and tell the operator).
+    pub ledger_error: Option<Box<Error>>,
 }
 
 impl std::fmt::Debug for GeneratedRoot {
@@ -28,6 +31,7 @@ impl std::fmt::Debug for GeneratedRoot {
         f.debug_struct("GeneratedRoot")
             .field("token", &"...")
             .field("custodians", &self.custodians)
+            .field("ledger_error", &self.ledger_error)
             .finish()
     }
 }
@@ -100,11 +104,67 @@ pub async fn generate(
     }
     let token = warden_bao::decode_root_token(&last.encoded_token, &otp)
         .map_err(Error::bao(env, "decode the generated root token"))?;
-    let now = now_rfc3339();
     let custodians: Vec<String> = shares.iter().map(|(c, _)| c.clone()).collect();
+    Ok(finish(&mut ledger, state, token, custodians))
+}
+
+/// Marks the custodians verified and hands the token over. From here a root token exists on
+/// the server and only the caller can revoke it, so nothing may fail any more: a ledger that
+/// cannot be saved (full disk, a refused state directory) is reported beside the token, never
+/// instead of it (an error here once dropped the live root token unrevoked).
+fn finish(
+    ledger: &mut Ledger,
+    state: &StateDir,
+    token: SecretString,
+    custodians: Vec<String>,
+) -> GeneratedRoot {
+    let now = now_rfc3339();
     for c in &custodians {
         ledger.mark_verified(c, &now);
     }
-    ledger.save(state)?;
-    Ok(GeneratedRoot { token, custodians })
+    let ledger_error = ledger.save(state).err().map(Box::new);
+    GeneratedRoot {
+        token,
+        custodians,
+        ledger_error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret as _;
+
+    use super::*;
+
+    /// Red-team regression: the root token had been generated (it exists on the server) when
+    /// saving the ledger failed, and the error dropped the token before anyone could revoke it.
+    #[test]
+    fn a_ledger_that_cannot_be_saved_does_not_lose_the_generated_root() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tmp");
+        let state = StateDir::new(dir.path().join("state"));
+        let mut ledger = Ledger {
+            version: 1,
+            environment: "prod".to_owned(),
+            shares: 1,
+            threshold: 1,
+            generation: 1,
+            created_at: now_rfc3339(),
+            root_token_file: None,
+            kind: crate::ShareKind::Unseal,
+            entries: Vec::new(),
+        };
+        ledger.save(&state).expect("first save");
+        // Someone opens the state directory to everyone: the save is refused now.
+        std::fs::set_permissions(state.root(), std::fs::Permissions::from_mode(0o777))
+            .expect("chmod");
+        let root = finish(
+            &mut ledger,
+            &state,
+            SecretString::from("s.generated-root".to_owned()),
+            vec!["alice".to_owned()],
+        );
+        assert_eq!(root.token.expose_secret(), "s.generated-root");
+        assert!(root.ledger_error.is_some(), "the failure is reported");
+    }
 }

@@ -255,6 +255,26 @@ pub fn open_regular(path: &Path, limit: u64) -> io::Result<(fs::File, fs::Metada
     Ok((file, meta))
 }
 
+/// Reads all of `path` when it is a regular file of at most `limit` bytes ([`open_regular`]:
+/// a FIFO, a device such as `/dev/zero` or a directory planted at the name is refused at
+/// once instead of hanging the caller or filling its memory). The read itself stops at
+/// `limit + 1` bytes, so a file that grows after the check is refused too. The buffer is
+/// zeroized on drop: callers read tokens and keys with it.
+pub fn read_regular(path: &Path, limit: u64) -> io::Result<zeroize::Zeroizing<Vec<u8>>> {
+    use std::io::Read as _;
+    let (file, meta) = open_regular(path, limit)?;
+    let mut buf =
+        zeroize::Zeroizing::new(Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0)));
+    file.take(limit.saturating_add(1)).read_to_end(&mut buf)?;
+    if buf.len() as u64 > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not a regular file of at most {limit} bytes"),
+        ));
+    }
+    Ok(buf)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,6 +296,23 @@ mod tests {
         assert!(open_regular(&big, 1024).is_err());
         let (_, meta) = open_regular(&big, 4096).unwrap();
         assert_eq!(meta.len(), 2048);
+    }
+
+    #[test]
+    fn read_regular_refuses_a_fifo_and_dev_zero_and_reads_a_small_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
+        assert!(read_regular(&fifo, 1024).is_err());
+        assert!(read_regular(Path::new("/dev/zero"), 1024).is_err());
+        let small = dir.path().join("token");
+        fs::write(&small, b"s.abc\n").unwrap();
+        assert_eq!(&read_regular(&small, 1024).unwrap()[..], b"s.abc\n");
     }
     use std::os::unix::fs::symlink;
 

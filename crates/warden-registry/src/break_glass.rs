@@ -185,7 +185,13 @@ async fn trade(
         .await
         .map_err(bao(env, "create the break-glass token"))?;
     let accessor = auth.accessor.clone();
-    let ttl = i64::try_from(req.ttl.as_secs()).unwrap_or(i64::MAX);
+    // The server caps the TTL at the mount's max (32 days by default): record what it granted,
+    // not what was asked, so status never shows a token alive after the server has ended it.
+    let granted = match auth.lease_duration {
+        0 => req.ttl.as_secs(),
+        d => d.min(req.ttl.as_secs().max(1)),
+    };
+    let ttl = i64::try_from(granted).unwrap_or(i64::MAX);
     let record = Record {
         id: format!("{now}-{}", accessor.chars().take(8).collect::<String>()),
         reason: req.reason.clone(),
@@ -250,8 +256,9 @@ pub async fn list(client: &Client, env: &str) -> Result<Vec<Record>, Error> {
     Ok(out)
 }
 
-/// Ends break-glass early: revokes every active token (or the one with `id`, if still active)
-/// by accessor and records when. Returns the records closed.
+/// Ends break-glass early: revokes every token the server still honours (or the one with `id`),
+/// by accessor, and records when. Whether a token lives is the server's answer, not this
+/// host's clock. Returns the records closed.
 pub async fn close(
     client: &Client,
     env: &str,
@@ -268,22 +275,53 @@ pub async fn close(
         });
     }
     let mut closed = Vec::new();
-    for mut r in records {
-        // Expired tokens are gone already (OpenBao revoked them at their max TTL).
-        if id.is_some_and(|id| id != r.id) || r.state(now) != "active" {
+    for mut r in to_close(records, id) {
+        // Ask the server whether the token still lives: this host's clock does not decide, and
+        // revoking an accessor that has expired still answers success, so the revoke alone
+        // cannot tell a live token from a dead one.
+        let live = match client.token_lookup_accessor(&r.accessor).await {
+            Ok(_) => true,
+            Err(e) if gone(&e) => false,
+            Err(e) => return Err(bao(env, format!("look up break-glass token {}", r.id))(e)),
+        };
+        if live {
+            match client.token_revoke_accessor(&r.accessor).await {
+                Ok(()) => {}
+                Err(e) if gone(&e) => {}
+                Err(e) => return Err(bao(env, format!("revoke break-glass token {}", r.id))(e)),
+            }
+        } else if r.state(now) != "active" {
+            // It expired by itself and keeps its `expired` state.
             continue;
-        }
-        match client.token_revoke_accessor(&r.accessor).await {
-            Ok(()) => {}
-            // Already gone (expired): still record the close.
-            Err(e) if e.status() == Some(400) || e.is_not_found() => {}
-            Err(e) => return Err(bao(env, format!("revoke break-glass token {}", r.id))(e)),
         }
         r.closed_at = Some(now);
         write(client, env, &r).await?;
         closed.push(r);
     }
     Ok(closed)
+}
+
+/// OpenBao's answer for an accessor whose token no longer exists (expired or revoked): 400, or
+/// 403 "invalid accessor".
+fn gone(e: &warden_bao::Error) -> bool {
+    e.status() == Some(400)
+        || e.is_not_found()
+        || (e.status() == Some(403)
+            && e.server_errors()
+                .iter()
+                .any(|m| m.contains("invalid accessor")))
+}
+
+/// The records `close` revokes: every one not closed yet (only `id`, if given), *whatever this
+/// host's clock says about expiry*. The record's `expires_at` was computed on the clock of the
+/// host that opened it; a host whose clock runs ahead would otherwise skip a token the server
+/// still honours and report nothing to close. Revoking an expired token is harmless (OpenBao
+/// answers "invalid accessor").
+fn to_close(records: Vec<Record>, id: Option<&str>) -> Vec<Record> {
+    records
+        .into_iter()
+        .filter(|r| r.closed_at.is_none() && id.is_none_or(|id| id == r.id))
+        .collect()
 }
 
 #[cfg(test)]
@@ -310,6 +348,18 @@ mod tests {
         assert_eq!(record(None).state(159), "active");
         assert_eq!(record(None).state(160), "expired");
         assert_eq!(record(Some(120)).state(130), "closed");
+    }
+
+    /// Red-team regression: with this host's clock ahead of the server's, a live token looked
+    /// expired and `close` skipped it, leaving it usable while reporting nothing to close.
+    #[test]
+    fn close_revokes_a_record_this_clock_thinks_expired() {
+        let skewed_now = 10_000;
+        assert_eq!(record(None).state(skewed_now), "expired");
+        let picked = to_close(vec![record(None), record(Some(120))], None);
+        assert_eq!(picked, vec![record(None)], "the closed one is left alone");
+        assert_eq!(to_close(vec![record(None)], Some("100-abcdefgh")).len(), 1);
+        assert!(to_close(vec![record(None)], Some("other")).is_empty());
     }
 
     #[test]

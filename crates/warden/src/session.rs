@@ -14,7 +14,6 @@ use anyhow::Context;
 use secrecy::SecretString;
 use warden_bao::Client;
 use warden_spec::{Environment, Identity, IdentityKind, Spec};
-use zeroize::Zeroizing;
 
 use crate::context::{OneEnv, Resolved, Target};
 use crate::hint::HintExt;
@@ -126,6 +125,9 @@ impl Session {
     }
 }
 
+/// The largest token file read: a token is under 200 bytes.
+const TOKEN_FILE_LIMIT: u64 = 64 * 1024;
+
 /// Reads a token file: the first line, trimmed. Warns when others may read it.
 pub(crate) fn read_token_file(path: &Path, out: &Output) -> anyhow::Result<SecretString> {
     let meta = std::fs::metadata(path)
@@ -138,13 +140,43 @@ pub(crate) fn read_token_file(path: &Path, out: &Output) -> anyhow::Result<Secre
             meta.permissions().mode() & 0o777
         ));
     }
-    let raw = Zeroizing::new(
-        std::fs::read_to_string(path)
-            .with_context(|| format!("could not read the token file {}", path.display()))?,
-    );
+    // Bounded and never blocking: a FIFO or /dev/zero given as the token file is refused
+    // instead of hanging the command or filling its memory.
+    let bytes = warden_files::read_regular(path, TOKEN_FILE_LIMIT)
+        .with_context(|| format!("could not read the token file {}", path.display()))?;
+    let raw = std::str::from_utf8(&bytes)
+        .ok()
+        .with_context(|| format!("the token file {} is not text", path.display()))?;
     let token = raw.lines().next().unwrap_or("").trim();
     if token.is_empty() {
         anyhow::bail!("the token file {} is empty", path.display());
     }
     Ok(SecretString::from(token.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret as _;
+
+    use super::*;
+
+    /// Red-team regression: `--root-token-file` (and every token file) pointing at a FIFO hung
+    /// the command, and at /dev/zero filled its memory; both are refused at once now.
+    #[test]
+    fn a_token_file_that_is_a_fifo_or_dev_zero_is_refused_at_once() {
+        let out = Output::new(crate::output::Format::Text);
+        let dir = tempfile::tempdir().expect("tmp");
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        assert!(read_token_file(&fifo, &out).is_err());
+        assert!(read_token_file(Path::new("/dev/zero"), &out).is_err());
+        let file = dir.path().join("token");
+        std::fs::write(&file, "s.token\n").expect("write");
+        let token = read_token_file(&file, &out).expect("a plain file");
+        assert_eq!(token.expose_secret(), "s.token");
+    }
 }

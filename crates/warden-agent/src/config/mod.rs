@@ -455,6 +455,13 @@ fn validate_openbao(
             Ok(u) if matches!(u.scheme(), "https" | "http") && u.host().is_some() => {
                 if seen.contains(&u) {
                     r.error(a.span(), key, format!("`{}` is listed twice", a.get_ref()));
+                } else if seen.iter().any(|s| s.scheme() != u.scheme()) {
+                    // A failover to a plain-HTTP node would send the token in clear.
+                    r.error(
+                        a.span(),
+                        key,
+                        "the nodes mix http:// and https://: give every node https://",
+                    );
                 }
                 seen.push(u);
             }

@@ -378,4 +378,11 @@ fn several_addresses_are_kept_in_order_and_checked() {
         e.contains("openbao.addresses: `https://10.0.0.11:8200/` is listed twice"),
         "{e}"
     );
+    // Red-team regression: a plain-HTTP node among TLS ones got the token in clear on failover.
+    let mixed = EXAMPLE.replace(
+        "address  = \"https://127.0.0.1:8200\"",
+        "addresses = [\"https://10.0.0.11:8200\", \"http://10.0.0.12:8200\"]",
+    );
+    let e = errors(&mixed);
+    assert!(e.contains("the nodes mix http:// and https://"), "{e}");
 }

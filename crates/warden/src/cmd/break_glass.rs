@@ -100,6 +100,11 @@ async fn open(a: OpenArgs, out: &Output) -> anyhow::Result<ExitCode> {
         },
         custodians: root.custodians.clone(),
     };
+    if let Some(e) = &root.ledger_error {
+        out.warn(format!(
+            "{env}: the custody ledger could not record the custodians as verified ({e}); going on, the generated root token is revoked below"
+        ));
+    }
     drop(root);
     let opened = break_glass::open(&client, &request, now()).await?;
     let token = zeroize::Zeroizing::new(format!("{}\n", opened.token.expose_secret()));

@@ -312,9 +312,10 @@ async fn init(a: InitArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let p = a.state.place("custody init")?;
     let (custodians, threshold) = p.custodians()?;
     let plan = p.plan(&custodians, threshold, &a.out);
+    let _shield = interrupt_shield();
     let report = warden_custody::ceremony::init(&p.client, &plan)
         .await
-        .map_err(custody_err)?;
+        .map_err(ceremony_err)?;
     out.emit(&report, || ceremony_text(&report, "initialised"))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -328,9 +329,10 @@ async fn rekey(a: RekeyArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let (custodians, threshold) = p.custodians()?;
     let pairs = a.pairs.load()?;
     let plan = p.plan(&custodians, threshold, &a.out);
+    let _shield = interrupt_shield();
     let report = warden_custody::ceremony::rekey(&p.client, &plan, &pairs)
         .await
-        .map_err(custody_err)?;
+        .map_err(ceremony_err)?;
     let published = publish_quietly(&p, &report.ledger_sha256).await;
     out.emit(
         &serde_json::json!({ "rekey": report, "published": published }),
@@ -343,6 +345,53 @@ async fn rekey(a: RekeyArgs, out: &Output) -> anyhow::Result<ExitCode> {
         },
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Keeps Ctrl-C, `kill` and a closed terminal from ending a ceremony between the server making
+/// the shares and their files being written, which would lose the environment. Registering
+/// the handlers replaces the default action (exit) for the rest of this short-lived process;
+/// the signals are simply not acted on, and the ceremony ends on its own within its timeouts.
+fn interrupt_shield() -> Vec<tokio::signal::unix::Signal> {
+    use tokio::signal::unix::{SignalKind, signal};
+    [
+        SignalKind::interrupt(),
+        SignalKind::terminate(),
+        SignalKind::hangup(),
+    ]
+    .into_iter()
+    .filter_map(|k| signal(k).ok())
+    .collect()
+}
+
+/// A ceremony's error; when the server holds new shares whose files could not be written, the
+/// files themselves go to stdout first (the shares and root token are encrypted, armored age;
+/// the ledger holds no secret): printing them is the last place they can go.
+fn ceremony_err(e: warden_custody::Error) -> anyhow::Error {
+    if let warden_custody::Error::NotDelivered { files, .. } = &e {
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        for f in files {
+            let _ = writeln!(
+                stdout,
+                "# save the lines below, exactly, as {}\n{}",
+                f.path.display(),
+                f.text.trim_end()
+            );
+        }
+        let _ = stdout.flush();
+        let dirs = files
+            .iter()
+            .filter_map(|f| f.path.parent())
+            .map(|d| d.display().to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+            .join(", ");
+        return anyhow::Error::new(e).context(crate::hint::Hint(format!(
+            "do not run the ceremony again: the server keeps these shares. Free space or fix {dirs}, then save each block printed above to the file it names (they are encrypted to their custodians)"
+        )));
+    }
+    custody_err(e)
 }
 
 fn ceremony_text(r: &warden_custody::ceremony::Report, what: &str) -> String {

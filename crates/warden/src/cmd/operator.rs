@@ -170,9 +170,13 @@ fn enroll(a: EnrollArgs, out: &Output) -> anyhow::Result<ExitCode> {
 }
 
 fn read_csr(path: &Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(path)
+    // Bounded and never blocking (a FIFO or /dev/zero is refused): a CSR is a few hundred bytes.
+    let bytes = warden_files::read_regular(path, 64 * 1024)
         .with_context(|| format!("could not read the CSR {}", path.display()))
-        .hint("`warden operator enroll NAME --env ENV` writes one")
+        .hint("`warden operator enroll NAME --env ENV` writes one")?;
+    String::from_utf8(bytes.to_vec())
+        .ok()
+        .with_context(|| format!("the CSR {} is not text", path.display()))
 }
 
 async fn approve(a: ApproveArgs, out: &Output) -> anyhow::Result<ExitCode> {

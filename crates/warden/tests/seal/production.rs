@@ -110,12 +110,12 @@ async fn server_config_names_the_seal_and_a_real_node_unseals_itself_with_it() {
     assert!(!config.contains(&key));
 
     // The ceremony runs against the node the configuration describes.
-    add_custody(&spec, &etc, &tmp.path().join("ids"));
+    add_custody(&spec, etc, &tmp.path().join("ids"));
     let node = Node {
         bao: &bao,
         config: &out.join("prod-1.hcl"),
         work: tmp.path(),
-        etc: &etc,
+        etc,
         port: ports[0],
         spec: &spec,
     };

@@ -28,27 +28,15 @@ use crate::retry::Idempotent;
 #[derive(Clone, Deserialize, Default)]
 #[non_exhaustive]
 pub struct RotateProgress {
-    /// A rotation is under way.
-    #[serde(default)]
-    pub started: bool,
-    /// Its nonce: every share submitted must name it.
-    #[serde(default, deserialize_with = "null_default")]
-    pub nonce: String,
-    /// Current shares submitted so far.
-    #[serde(default)]
-    pub progress: u8,
-    /// Current shares needed.
-    #[serde(default)]
-    pub required: u8,
+    /// Started, nonce, progress and whether it is complete.
+    #[serde(flatten)]
+    pub attempt: Attempt,
     /// New share count.
     #[serde(default)]
     pub n: u8,
     /// New threshold.
     #[serde(default)]
     pub t: u8,
-    /// The rotation finished; `keys` are the new shares.
-    #[serde(default)]
-    pub complete: bool,
     /// The new shares (hex), only when complete.
     #[serde(default)]
     pub keys: Vec<SecretString>,
@@ -56,17 +44,10 @@ pub struct RotateProgress {
 
 impl fmt::Debug for RotateProgress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        attempt_debug(
-            f,
-            "RotateProgress",
-            self.started,
-            &self.nonce,
-            self.progress,
-            self.required,
-            self.complete,
-        )
-        .field("keys", &format_args!("[...; {}]", self.keys.len()))
-        .finish()
+        f.debug_struct("RotateProgress")
+            .field("attempt", &self.attempt)
+            .field("keys", &format_args!("[...; {}]", self.keys.len()))
+            .finish()
     }
 }
 
@@ -75,21 +56,10 @@ impl fmt::Debug for RotateProgress {
 #[derive(Clone, Deserialize, Default)]
 #[non_exhaustive]
 pub struct GenerateRootProgress {
-    /// An attempt is under way.
-    #[serde(default)]
-    pub started: bool,
-    /// Its nonce.
-    #[serde(default, deserialize_with = "null_default")]
-    pub nonce: String,
-    /// Shares submitted so far.
-    #[serde(default)]
-    pub progress: u8,
-    /// Shares needed.
-    #[serde(default)]
-    pub required: u8,
-    /// The token is ready in `encoded_token`.
-    #[serde(default)]
-    pub complete: bool,
+    /// Started, nonce, progress and whether it is complete (the token is then ready in
+    /// `encoded_token`).
+    #[serde(flatten)]
+    pub attempt: Attempt,
     /// The new root token XORed with the OTP, base64 without padding.
     #[serde(default, deserialize_with = "null_default")]
     pub encoded_token: String,
@@ -100,39 +70,34 @@ pub struct GenerateRootProgress {
 
 impl fmt::Debug for GenerateRootProgress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        attempt_debug(
-            f,
-            "GenerateRootProgress",
-            self.started,
-            &self.nonce,
-            self.progress,
-            self.required,
-            self.complete,
-        )
-        .field("encoded_token", &"...")
-        .field("otp", &"...")
-        .finish()
+        f.debug_struct("GenerateRootProgress")
+            .field("attempt", &self.attempt)
+            .field("encoded_token", &"...")
+            .field("otp", &"...")
+            .finish()
     }
 }
 
-/// The fields both share-collecting attempts (rotation, generate-root) report, in one order:
-/// what an operator follows, never a secret. Each `Debug` adds its own redacted fields.
-fn attempt_debug<'a, 'b>(
-    f: &'a mut fmt::Formatter<'b>,
-    name: &str,
-    started: bool,
-    nonce: &str,
-    progress: u8,
-    required: u8,
-    complete: bool,
-) -> fmt::DebugStruct<'a, 'b> {
-    let mut d = f.debug_struct(name);
-    d.field("started", &started)
-        .field("nonce", &nonce)
-        .field("progress", &progress)
-        .field("required", &required)
-        .field("complete", &complete);
-    d
+/// What both share-collecting attempts (rotation, generate-root) report: what an operator
+/// follows, never a secret. Each progress type adds its own (redacted) fields.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[non_exhaustive]
+pub struct Attempt {
+    /// An attempt is under way.
+    #[serde(default)]
+    pub started: bool,
+    /// Its nonce: every share submitted must name it.
+    #[serde(default, deserialize_with = "null_default")]
+    pub nonce: String,
+    /// Shares submitted so far.
+    #[serde(default)]
+    pub progress: u8,
+    /// Shares needed.
+    #[serde(default)]
+    pub required: u8,
+    /// The attempt finished (new shares, or the encoded root token, are in the answer).
+    #[serde(default)]
+    pub complete: bool,
 }
 
 /// Decodes a generate-root `encoded_token` with the attempt's OTP: base64 (no padding), then

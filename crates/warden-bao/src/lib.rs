@@ -99,7 +99,7 @@ mod transit;
 pub use auth::TokenInfo;
 pub use client::{Client, ServerDate};
 pub use config::{ClientConfig, DEFAULT_REQUEST_TIMEOUT};
-pub use custody::{GenerateRootProgress, OrphanToken, RotateProgress, decode_root_token};
+pub use custody::{Attempt, GenerateRootProgress, OrphanToken, RotateProgress, decode_root_token};
 pub use error::{BoxError, CertProblem, Error, Result, TlsFailure};
 pub use failover::NodeFailure;
 pub use jwt::{JwtLoginError, JwtRefusal, unverified_claims};

@@ -353,11 +353,11 @@ pub async fn rekey(
         .rotate_root_status()
         .await
         .map_err(Error::bao(env, "read the share rotation status"))?;
-    if status.started {
+    if status.attempt.started {
         return Err(Error::InProgress {
             env: env.to_owned(),
             what: "share rotation",
-            nonce: status.nonce,
+            nonce: status.attempt.nonce,
         });
     }
     let n = u8::try_from(plan.custodians.len()).expect("checked");
@@ -369,7 +369,7 @@ pub async fn rekey(
     let mut last = started.clone();
     for (_, share) in &shares {
         last = match node
-            .rotate_root_update(share.secret(), &started.nonce)
+            .rotate_root_update(share.secret(), &started.attempt.nonce)
             .await
         {
             Ok(p) => p,
@@ -378,17 +378,17 @@ pub async fn rekey(
                 return Err(Error::bao(env, "submit a share to the rotation")(e));
             }
         };
-        if last.complete {
+        if last.attempt.complete {
             break;
         }
     }
-    if !last.complete || last.keys.len() != plan.custodians.len() {
+    if !last.attempt.complete || last.keys.len() != plan.custodians.len() {
         let _ = node.rotate_root_cancel().await;
         return Err(Error::Incomplete {
             env: env.to_owned(),
             what: "share rotation",
-            progress: last.progress,
-            required: last.required,
+            progress: last.attempt.progress,
+            required: last.attempt.required,
         });
     }
     // The new ledger replaces the old: the old fingerprints are no shares any more.

@@ -60,11 +60,11 @@ pub async fn generate(
         .generate_root_status()
         .await
         .map_err(Error::bao(env, "read the root generation status"))?;
-    if status.started {
+    if status.attempt.started {
         return Err(Error::InProgress {
             env: env.to_owned(),
             what: "root generation",
-            nonce: status.nonce,
+            nonce: status.attempt.nonce,
         });
     }
     let attempt = node
@@ -80,7 +80,7 @@ pub async fn generate(
     let mut last = attempt.clone();
     for (_, share) in &shares {
         last = match node
-            .generate_root_update(share.secret(), &attempt.nonce)
+            .generate_root_update(share.secret(), &attempt.attempt.nonce)
             .await
         {
             Ok(p) => p,
@@ -89,17 +89,17 @@ pub async fn generate(
                 return Err(Error::bao(env, "submit a share to the root generation")(e));
             }
         };
-        if last.complete {
+        if last.attempt.complete {
             break;
         }
     }
-    if !last.complete {
+    if !last.attempt.complete {
         let _ = node.generate_root_cancel().await;
         return Err(Error::Incomplete {
             env: env.to_owned(),
             what: "root generation",
-            progress: last.progress,
-            required: last.required,
+            progress: last.attempt.progress,
+            required: last.attempt.required,
         });
     }
     let token = warden_bao::decode_root_token(&last.encoded_token, &otp)

@@ -340,8 +340,7 @@ impl Backup {
             }
         }
         for (i, (path, bytes)) in all.iter().enumerate() {
-            if let Err(e) = warden_files::write_atomic(path, bytes, warden_files::Mode::OwnerOnly)
-            {
+            if let Err(e) = warden_files::write_atomic(path, bytes, warden_files::Mode::OwnerOnly) {
                 for (done, _) in &all[..i] {
                     let _ = std::fs::remove_file(done);
                 }
@@ -386,7 +385,12 @@ pub fn open(path: &Path, identities: &[&IdentityFile]) -> Result<Opened, Error> 
         file: file.to_owned(),
         reason,
     };
-    let listed: BTreeSet<&str> = body.manifest.files.iter().map(|f| f.name.as_str()).collect();
+    let listed: BTreeSet<&str> = body
+        .manifest
+        .files
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect();
     if let Some(extra) = body.files.keys().find(|n| !listed.contains(n.as_str())) {
         return Err(tampered(extra, "it is not in the manifest".to_owned()));
     }
@@ -553,7 +557,10 @@ mod tests {
         for pair in [[0, 1], [0, 2], [1, 2]] {
             let two = [shares[pair[0]].clone(), shares[pair[1]].clone()];
             let got = blahaj::Sharks(2).recover(&two).expect("recover");
-            assert_eq!(unpad(&got).expect("unpad").expose_secret(), "the root passphrase");
+            assert_eq!(
+                unpad(&got).expect("unpad").expose_secret(),
+                "the root passphrase"
+            );
         }
         assert!(blahaj::Sharks(2).recover(&shares[..1]).is_err());
     }
@@ -586,19 +593,30 @@ mod tests {
             threshold: 2,
             custodians: &[alice.clone(), bob.clone()],
         };
-        let backup = make(&files, ca.dir(), &[alice.clone(), bob], Some(&split), now)
-            .expect("backup");
+        let backup =
+            make(&files, ca.dir(), &[alice.clone(), bob], Some(&split), now).expect("backup");
         assert!(!format!("{backup:?}").contains("root passphrase"));
         let archive = tmp.path().join("ca.backup.age");
         let written = backup.write(&archive).expect("write");
         assert_eq!(written.shares.len(), 2);
         let opened = open(&archive, &[&bob_id]).expect("bob opens the archive");
         let shares: Vec<PathBuf> = written.shares.iter().map(|(_, p)| p.clone()).collect();
-        let got = combine(&opened.manifest, &archive, &shares, &[&alice_id, &bob_id])
-            .expect("combine");
+        let got =
+            combine(&opened.manifest, &archive, &shares, &[&alice_id, &bob_id]).expect("combine");
         assert_eq!(got.expose_secret(), "root passphrase");
-        let e = combine(&opened.manifest, &archive, &shares[..1], &[&alice_id]).expect_err("1 of 2");
-        assert!(matches!(e, Error::NotEnoughShares { have: 1, need: 2, .. }), "{e}");
+        let e =
+            combine(&opened.manifest, &archive, &shares[..1], &[&alice_id]).expect_err("1 of 2");
+        assert!(
+            matches!(
+                e,
+                Error::NotEnoughShares {
+                    have: 1,
+                    need: 2,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         let e = backup.write(&archive).expect_err("exists");
         assert!(matches!(e, Error::OutputExists { .. }), "{e}");
 

@@ -194,8 +194,7 @@ pub(crate) fn open_with(
     limit: u64,
 ) -> Result<Zeroizing<Vec<u8>>, Error> {
     use std::io::Read as _;
-    let (mut file, _) =
-        warden_files::open_regular(path, limit).map_err(Error::io(path, "read"))?;
+    let (mut file, _) = warden_files::open_regular(path, limit).map_err(Error::io(path, "read"))?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)
         .map_err(Error::io(path, "read"))?;

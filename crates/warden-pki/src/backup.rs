@@ -20,10 +20,10 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 use crate::inspect::{CertInfo, parse_one};
-use crate::ledger::{self, LedgerEntry};
-use crate::root::{CaDir, CaMetadata, LEDGER, METADATA, ROOT_CERT, ROOT_KEY};
 use crate::keystore;
+use crate::ledger::{self, LedgerEntry};
 use crate::pem::sha256_hex;
+use crate::root::{CaDir, CaMetadata, LEDGER, METADATA, ROOT_CERT, ROOT_KEY};
 
 /// Largest file taken into a backup: the CA directory holds PEM, JSON and a ledger of a few
 /// hundred bytes per signature, so anything bigger is not CA material.
@@ -221,9 +221,8 @@ impl CaFiles {
             })?,
         );
         let key = keystore::open(&path, &pem, passphrase)?;
-        let root = parse_one(
-            std::str::from_utf8(self.required(origin, ROOT_CERT)?).unwrap_or_default(),
-        )?;
+        let root =
+            parse_one(std::str::from_utf8(self.required(origin, ROOT_CERT)?).unwrap_or_default())?;
         if key.public_key_der() != root.x509().public_key().raw {
             return Err(Error::CorruptCaFile {
                 path,
@@ -249,13 +248,15 @@ impl CaFiles {
     pub fn check_no_rollback(&self, existing: &CaDir) -> Result<()> {
         let dir = existing.dir();
         let ours = self.required(dir, LEDGER)?;
-        let theirs = std::fs::read(dir.join(LEDGER)).map_err(Error::io("read", dir.join(LEDGER)))?;
-        let meta: CaMetadata = serde_json::from_slice(self.required(dir, METADATA)?).map_err(
-            |e| Error::CorruptCaFile {
-                path: dir.join(METADATA),
-                reason: e.to_string(),
-            },
-        )?;
+        let theirs =
+            std::fs::read(dir.join(LEDGER)).map_err(Error::io("read", dir.join(LEDGER)))?;
+        let meta: CaMetadata =
+            serde_json::from_slice(self.required(dir, METADATA)?).map_err(|e| {
+                Error::CorruptCaFile {
+                    path: dir.join(METADATA),
+                    reason: e.to_string(),
+                }
+            })?;
         if meta.root_sha256 != existing.metadata().root_sha256 {
             return Err(Error::RestoreDifferentRoot {
                 dir: dir.to_path_buf(),
@@ -265,8 +266,7 @@ impl CaFiles {
         }
         let (existing_tip, _) = LedgerTip::of(&dir.join(LEDGER), &theirs)?;
         let (backup_tip, _) = LedgerTip::of(&dir.join(LEDGER), ours)?;
-        if !ours.starts_with(theirs.trim_ascii_end()) || backup_tip.entries < existing_tip.entries
-        {
+        if !ours.starts_with(theirs.trim_ascii_end()) || backup_tip.entries < existing_tip.entries {
             return Err(Error::RestoreWouldRollBack {
                 dir: dir.to_path_buf(),
                 existing_entries: existing_tip.entries,
@@ -285,13 +285,13 @@ impl CaFiles {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let name = dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| Error::CorruptCaFile {
-                path: dir.to_path_buf(),
-                reason: "not a directory name".to_owned(),
-            })?;
+        let name =
+            dir.file_name()
+                .and_then(|n| n.to_str())
+                .ok_or_else(|| Error::CorruptCaFile {
+                    path: dir.to_path_buf(),
+                    reason: "not a directory name".to_owned(),
+                })?;
         let occupied = match std::fs::read_dir(dir) {
             Ok(mut entries) => entries.next().is_some(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
@@ -302,7 +302,11 @@ impl CaFiles {
                 dir: dir.to_path_buf(),
             });
         }
-        let unique = format!("{}-{}", std::process::id(), hex::encode(crate::params::random_bytes::<6>()?));
+        let unique = format!(
+            "{}-{}",
+            std::process::id(),
+            hex::encode(crate::params::random_bytes::<6>()?)
+        );
         let staging = parent.join(format!(".{name}.restore-{unique}"));
         let result = (|| {
             warden_files::ensure_private_dir(&staging)?;
@@ -425,7 +429,7 @@ mod tests {
         files.check_passphrase(ca.dir(), &new).unwrap();
         let to = tmp.path().join("re");
         files.write_to(&to, false).unwrap();
-        
+
         let reopened = CaDir::open(&to).unwrap();
         assert!(reopened.unlock(&new).is_ok());
         assert!(reopened.unlock(&pass()).is_err());
@@ -450,7 +454,9 @@ mod tests {
         let clear = crate::generate_key(crate::KeyAlgorithm::EcdsaP256)
             .unwrap()
             .private_key_pem();
-        let err = with(ROOT_KEY, clear.as_bytes()).check(ca.dir()).unwrap_err();
+        let err = with(ROOT_KEY, clear.as_bytes())
+            .check(ca.dir())
+            .unwrap_err();
         assert!(err.to_string().contains("in clear"), "{err}");
         let err = with(LEDGER, b"").check(ca.dir()).unwrap_err();
         assert!(err.to_string().contains("empty"), "{err}");

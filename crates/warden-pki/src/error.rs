@@ -58,7 +58,9 @@ pub enum Error {
     Write(#[from] warden_files::Error),
     /// A restore was asked to replace a CA directory whose root is not the backup's: that would
     /// be another CA, not this one's history.
-    #[error("{dir} holds the root {existing}, the backup holds the root {backup}; refusing to replace one CA with another")]
+    #[error(
+        "{dir} holds the root {existing}, the backup holds the root {backup}; refusing to replace one CA with another"
+    )]
     RestoreDifferentRoot {
         /// The existing CA directory.
         dir: PathBuf,
@@ -69,7 +71,9 @@ pub enum Error {
     },
     /// A restore would replace a ledger with one that lacks some of its signatures (an older
     /// backup, or a ledger that diverged): the ledger only ever grows.
-    #[error("{dir}'s ledger has {existing_entries} signature(s) that the backup's ledger ({backup_entries} signature(s)) does not continue; refusing to roll the ledger back")]
+    #[error(
+        "{dir}'s ledger has {existing_entries} signature(s) that the backup's ledger ({backup_entries} signature(s)) does not continue; refusing to roll the ledger back"
+    )]
     RestoreWouldRollBack {
         /// The existing CA directory.
         dir: PathBuf,

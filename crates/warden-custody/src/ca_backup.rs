@@ -168,7 +168,7 @@ pub fn make(
     let manifest = Manifest {
         root_sha256: summary.metadata.root_sha256.clone(),
         root_subject: summary.root.subject.clone(),
-        ledger: summary.tip.clone(),
+        ledger: summary.tip,
         created_at: now,
         files: files
             .iter()

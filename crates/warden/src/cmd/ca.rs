@@ -588,9 +588,10 @@ fn pki_error(err: PkiError, what: String, dir: &Path) -> anyhow::Error {
         PkiError::NotACaDir { .. } => Some(format!(
             "pass --dir with the CA directory, or create one with `warden ca init --dir {d}`"
         )),
-        PkiError::CorruptCaFile { .. } | PkiError::Ledger { .. } => {
-            Some("restore the CA directory from its offline backup".to_owned())
-        }
+        PkiError::CorruptCaFile { .. } | PkiError::Ledger { .. } => Some(
+            "restore the CA directory from its offline backup (`warden ca restore`, docs/ca.md)"
+                .to_owned(),
+        ),
         PkiError::Write(e) if e.is_disk_full() => Some("free some disk space".to_owned()),
         _ => None,
     };

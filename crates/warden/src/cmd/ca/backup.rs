@@ -222,7 +222,7 @@ pub(super) fn restore(a: RestoreArgs, out: &Output) -> anyhow::Result<ExitCode> 
     let unchanged = if a.dry_run {
         "nothing was written (dry run)".to_owned()
     } else {
-        format!("{} was not changed", dir.display())
+        format!("nothing was written to {}", dir.display())
     };
     // The target first: refusing after the custodians have typed would waste their time.
     let existing = existing_ca(&dir, a.force, a.dry_run)?;

@@ -266,7 +266,12 @@ impl CaFiles {
         }
         let (existing_tip, _) = LedgerTip::of(&dir.join(LEDGER), &theirs)?;
         let (backup_tip, _) = LedgerTip::of(&dir.join(LEDGER), ours)?;
-        if !ours.starts_with(theirs.trim_ascii_end()) || backup_tip.entries < existing_tip.entries {
+        // Whole lines: "…B" must not pass as a prefix of "…BX".
+        let mut prefix = theirs.trim_ascii_end().to_vec();
+        prefix.push(b'\n');
+        let continues =
+            ours.starts_with(&prefix) || ours.trim_ascii_end() == &prefix[..prefix.len() - 1];
+        if !continues || backup_tip.entries < existing_tip.entries {
             return Err(Error::RestoreWouldRollBack {
                 dir: dir.to_path_buf(),
                 existing_entries: existing_tip.entries,
@@ -415,6 +420,28 @@ mod tests {
             "{err}"
         );
         ca.files().unwrap().check_no_rollback(&ca).unwrap();
+        // A backup whose ledger has the same number of lines but an edited last one (and one
+        // more after it) is no continuation either.
+        let ledger = std::fs::read_to_string(ca.dir().join(LEDGER)).unwrap();
+        let last = ledger.lines().last().unwrap();
+        let edited = format!(
+            "{}{}\n{last}\n",
+            &ledger[..ledger.len() - last.len() - 1],
+            last.replace("\"test\"", "\"prod\"")
+        );
+        let files: Vec<_> = ca
+            .files()
+            .unwrap()
+            .iter()
+            .map(|(n, b)| {
+                let b = if n == LEDGER { edited.as_bytes() } else { b };
+                (n.to_owned(), Zeroizing::new(b.to_vec()))
+            })
+            .collect();
+        let err = CaFiles::from_files(files)
+            .check_no_rollback(&ca)
+            .unwrap_err();
+        assert!(matches!(err, Error::RestoreWouldRollBack { .. }), "{err}");
         let (_t2, other) = new_ca(&RootOptions::default());
         let err = other.files().unwrap().check_no_rollback(&ca).unwrap_err();
         assert!(matches!(err, Error::RestoreDifferentRoot { .. }), "{err}");

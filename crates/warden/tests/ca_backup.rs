@@ -209,6 +209,27 @@ fn losing_the_offline_ca_host_backup_delete_restore_sign() {
         warden_pki::sha256_hex(last_line.as_bytes())
     );
 
+    // Nothing on disk holds a secret in clear: the passphrase is only in its own file, no
+    // file outside the CA directory holds key material or the ledger.
+    for (path, (bytes, _)) in snapshot(site.tmp.path()) {
+        let text = String::from_utf8_lossy(&bytes);
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name != "pass" && name != "new-pass" {
+            assert!(
+                !text.contains(PASS),
+                "{} holds the passphrase",
+                path.display()
+            );
+        }
+        if !path.starts_with(site.path("ca")) {
+            assert!(
+                !text.contains("PRIVATE KEY") && !text.contains("\"serial\""),
+                "{} holds CA material in clear",
+                path.display()
+            );
+        }
+    }
+
     // Step 3: the host is lost.
     std::fs::remove_dir_all(site.path("ca")).unwrap();
 

@@ -41,7 +41,7 @@ pub(super) struct BackupArgs {
     threshold: Option<u8>,
     /// Read the passphrase (needed with --threshold) from this file's first line (or
     /// /dev/fd/N) instead of a prompt.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", requires = "threshold")]
     passphrase_file: Option<PathBuf>,
 }
 

@@ -463,3 +463,72 @@ fn refused_restores_change_nothing() {
     ])
     .ok();
 }
+
+/// `--custodians-of ENV` takes the custodians of an environment's ceremony from the spec, and
+/// its threshold: the same people hold the unseal shares and the root's passphrase.
+#[test]
+fn the_custodians_of_a_ceremony_hold_the_backup() {
+    let site = Site::new();
+    let custodians = site.custodians(&CUSTODIANS);
+    let mut spec = "version = 1\n\n[environments.prod]\naddress = \"https://127.0.0.1:8200\"\ndomain = \"prod.example.internal\"\n\n[environments.prod.custody]\nthreshold = 2\n".to_owned();
+    for c in &custodians {
+        let (name, recipient) = c.split_once('=').unwrap();
+        spec += &format!(
+            "\n[[environments.prod.custody.custodians]]\nname = \"{name}\"\nrecipient = \"{recipient}\"\n"
+        );
+    }
+    std::fs::write(site.path("warden.toml"), spec).unwrap();
+    site.init("ca");
+    let b = site.json(&[
+        "ca",
+        "backup",
+        "--dir",
+        &site.s("ca"),
+        "--to",
+        &site.s("ca.backup.age"),
+        "--spec",
+        &site.s("warden.toml"),
+        "--custodians-of",
+        "prod",
+        "--passphrase-file",
+        &site.s("pass"),
+    ]);
+    assert_eq!(b["manifest"]["passphrase_split"]["threshold"], 2);
+    assert_eq!(
+        b["manifest"]["passphrase_split"]["custodians"],
+        serde_json::json!(CUSTODIANS)
+    );
+    let v = site.json(&[
+        "ca",
+        "restore",
+        "--dry-run",
+        "--from",
+        &site.s("ca.backup.age"),
+        "--dir",
+        &site.s("restored"),
+        "--identity",
+        &site.s("bob.key"),
+        "--identity",
+        &site.s("carol.key"),
+        "--share",
+        &site.s("ca.backup.age.bob.share.age"),
+        "--share",
+        &site.s("ca.backup.age.carol.share.age"),
+    ]);
+    assert_eq!(v["key"], "shares_new_passphrase");
+    site.run(&[
+        "ca",
+        "backup",
+        "--dir",
+        &site.s("ca"),
+        "--to",
+        &site.s("other.age"),
+        "--spec",
+        &site.s("warden.toml"),
+        "--custodians-of",
+        "test",
+    ])
+    .expect_code(1)
+    .says("has no environment `test`");
+    assert!(!site.path("other.age").exists());
+}

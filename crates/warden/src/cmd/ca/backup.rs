@@ -33,15 +33,33 @@ pub(super) struct BackupArgs {
     to: PathBuf,
     /// A custodian the archive is encrypted to, `NAME=age1…` (repeatable; any one of them can
     /// open the archive, none can use the key without the passphrase).
-    #[arg(long = "custodian", value_name = "NAME=RECIPIENT", required = true)]
+    #[arg(
+        long = "custodian",
+        value_name = "NAME=RECIPIENT",
+        required_unless_present = "custodians_of",
+        conflicts_with = "custodians_of"
+    )]
     custodians: Vec<String>,
+    /// Take the custodians from this environment's custody in the spec
+    /// (`[environments.ENV.custody]`, the custodians of its ceremony), and split the passphrase
+    /// with its threshold unless --threshold says otherwise.
+    #[arg(long, value_name = "ENV")]
+    custodians_of: Option<String>,
+    /// The spec, for --custodians-of.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "WARDEN_SPEC",
+        default_value = "warden.toml"
+    )]
+    spec: PathBuf,
     /// Split the root key's passphrase: THRESHOLD of the custodians' shares recombine it (one
-    /// share per --custodian, each encrypted to that custodian alone).
+    /// share per custodian, each encrypted to that custodian alone).
     #[arg(long, value_name = "THRESHOLD")]
     threshold: Option<u8>,
-    /// Read the passphrase (needed with --threshold) from this file's first line (or
-    /// /dev/fd/N) instead of a prompt.
-    #[arg(long, value_name = "FILE", requires = "threshold")]
+    /// Read the passphrase (needed to split it) from this file's first line (or /dev/fd/N)
+    /// instead of a prompt.
+    #[arg(long, value_name = "FILE")]
     passphrase_file: Option<PathBuf>,
 }
 
@@ -85,18 +103,52 @@ fn parse_custodian(s: &str) -> anyhow::Result<Custodian> {
         .hint("the recipient is the `# public key: age1…` line of the custodian's identity file (`warden custody keygen`)")
 }
 
+/// The custodians of `env`'s ceremony in the spec at `path`, and its threshold.
+fn spec_custodians(path: &Path, env: &str) -> anyhow::Result<(Vec<Custodian>, u8)> {
+    let spec = crate::cmd::server::load_spec(path)?;
+    let custody = spec
+        .environment(env)
+        .with_context(|| format!("{} has no environment `{env}`", path.display()))
+        .hint("name an environment of the spec, or list the custodians with --custodian NAME=age1…")?
+        .custody
+        .as_ref()
+        .with_context(|| format!("the spec declares no custodians for `{env}`"))
+        .with_hint(|| format!("add [environments.{env}.custody] with its custodians, or list them with --custodian NAME=age1…"))?;
+    let list = custody
+        .custodians
+        .iter()
+        .map(|c| Custodian::new(c.name.as_str(), &c.recipient))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::new)?;
+    Ok((list, custody.threshold))
+}
+
 pub(super) fn backup(a: BackupArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let dir = a.dir.dir;
     let what = || format!("could not back up the CA in {}", dir.display());
-    let custodians = a
-        .custodians
-        .iter()
-        .map(|s| parse_custodian(s))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (custodians, threshold) = match &a.custodians_of {
+        Some(env) => {
+            let (list, spec_threshold) = spec_custodians(&a.spec, env)?;
+            (list, a.threshold.or(Some(spec_threshold)))
+        }
+        None => (
+            a.custodians
+                .iter()
+                .map(|s| parse_custodian(s))
+                .collect::<anyhow::Result<Vec<_>>>()?,
+            a.threshold,
+        ),
+    };
+    if threshold.is_none() && a.passphrase_file.is_some() {
+        return Err(anyhow::anyhow!(
+            "--passphrase-file is only read to split the passphrase"
+        ))
+        .hint("add --threshold K to split it among the custodians, or drop --passphrase-file");
+    }
     let ca = CaDir::open(&dir).map_err(|e| pki_error(e, what(), &dir))?;
     // Refuse an existing output before anyone types a passphrase.
     let mut targets = vec![a.to.clone()];
-    if a.threshold.is_some() {
+    if threshold.is_some() {
         targets.extend(
             custodians
                 .iter()
@@ -108,7 +160,7 @@ pub(super) fn backup(a: BackupArgs, out: &Output) -> anyhow::Result<ExitCode> {
             .hint("a backup never overwrites a file: choose a new --to (e.g. with today's date)");
     }
     let files = ca.files().map_err(|e| pki_error(e, what(), &dir))?;
-    let passphrase = match a.threshold {
+    let passphrase = match threshold {
         Some(_) => {
             let p = passphrase(a.passphrase_file.as_deref(), "CA passphrase: ", false)?;
             // Shares of a wrong passphrase would restore nothing: prove it first.
@@ -119,7 +171,7 @@ pub(super) fn backup(a: BackupArgs, out: &Output) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let split = match (a.threshold, &passphrase) {
+    let split = match (threshold, &passphrase) {
         (Some(threshold), Some(p)) => Some(Split {
             passphrase: p,
             threshold,

@@ -384,8 +384,9 @@ pub(super) fn restore(a: RestoreArgs, out: &Output) -> anyhow::Result<ExitCode> 
         );
         if !a.dry_run {
             s += &format!(
-                "\nNext: check it with `warden ca show --dir {}`, then take a new backup (`warden ca backup`) and hand out its shares",
-                dir.display()
+                "\nNext: check it with `warden ca show --dir {}`, then take a new backup (`warden ca backup`){}",
+                dir.display(),
+                if m.passphrase_split.is_some() { " and hand out its shares" } else { "" }
             );
             if key == KeyCheck::SharesNewPassphrase {
                 s += ": the new passphrase is in no one's shares yet";
@@ -426,14 +427,10 @@ fn existing_ca(dir: &Path, force: bool, dry_run: bool) -> anyhow::Result<Option<
         ))
         .hint("choose another --dir; nothing was written");
     }
+    // Not `pki_error`: its hint ("restore from the backup") is this command's own job.
     let ca = CaDir::open(dir)
-        .map_err(|e| {
-            pki_error(
-                e,
-                format!("{} holds a CA that does not open", dir.display()),
-                dir,
-            )
-        })
+        .map_err(anyhow::Error::new)
+        .with_context(|| format!("{} holds a CA that does not open", dir.display()))
         .hint(format!(
             "move it aside (`mv {0} {0}.damaged`) and restore into {0}; nothing was written",
             dir.display()

@@ -157,6 +157,11 @@ pub fn seal_root_token(
 fn seal(payload: &impl Serialize, to: &[Custodian]) -> Result<Vec<u8>, Error> {
     let mut plain = Zeroizing::new(Vec::new());
     serde_json::to_writer(&mut *plain, payload).expect("custody payloads serialise");
+    seal_bytes(&plain, to)
+}
+
+/// Encrypts `plain` to every custodian in `to` (any one of them can open it), armored.
+pub(crate) fn seal_bytes(plain: &[u8], to: &[Custodian]) -> Result<Vec<u8>, Error> {
     let recipients = to.iter().map(|c| c.age_recipient() as &dyn age::Recipient);
     let encryptor =
         age::Encryptor::with_recipients(recipients).map_err(|e| Error::BadCustodians {
@@ -171,16 +176,25 @@ fn seal(payload: &impl Serialize, to: &[Custodian]) -> Result<Vec<u8>, Error> {
     };
     let armor = ArmoredWriter::wrap_output(&mut out, Format::AsciiArmor).map_err(io)?;
     let mut w = encryptor.wrap_output(armor).map_err(io)?;
-    w.write_all(&plain).map_err(io)?;
+    w.write_all(plain).map_err(io)?;
     w.finish().and_then(ArmoredWriter::finish).map_err(io)?;
     Ok(out)
 }
 
 /// Reads `path` and opens it with `identity`, in memory.
 fn open(path: &Path, identity: &IdentityFile) -> Result<Zeroizing<Vec<u8>>, Error> {
+    open_with(path, &[identity], FILE_LIMIT)
+}
+
+/// Reads `path` (at most `limit` bytes) and opens it with whichever of `identities` it was
+/// encrypted to, in memory.
+pub(crate) fn open_with(
+    path: &Path,
+    identities: &[&IdentityFile],
+    limit: u64,
+) -> Result<Zeroizing<Vec<u8>>, Error> {
     use std::io::Read as _;
-    let (mut file, _) =
-        warden_files::open_regular(path, FILE_LIMIT).map_err(Error::io(path, "read"))?;
+    let (mut file, _) = warden_files::open_regular(path, limit).map_err(Error::io(path, "read"))?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)
         .map_err(Error::io(path, "read"))?;
@@ -191,11 +205,16 @@ fn open(path: &Path, identity: &IdentityFile) -> Result<Zeroizing<Vec<u8>>, Erro
     let decryptor = age::Decryptor::new_buffered(ArmoredReader::new(&bytes[..]))
         .map_err(|e| not_age(e.to_string()))?;
     let mut reader = decryptor
-        .decrypt(identity.identities())
+        .decrypt(identities.iter().flat_map(|i| i.identities()))
         .map_err(|e| match e {
             age::DecryptError::NoMatchingKeys => Error::IdentityDoesNotOpen {
                 path: path.to_path_buf(),
-                identity: identity.path().to_path_buf(),
+                identity: identities
+                    .iter()
+                    .map(|i| i.path().display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+                    .into(),
             },
             other => not_age(other.to_string()),
         })?;

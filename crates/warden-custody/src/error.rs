@@ -209,6 +209,48 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The offline CA's files failed a check (`warden_pki`: a damaged file, a wrong passphrase,
+    /// a restore that would roll the ledger back).
+    #[error(transparent)]
+    Pki(#[from] warden_pki::Error),
+    /// A CA backup that cannot be read: not age, truncated, not a Warden CA backup.
+    #[error("{path} is not a readable Warden CA backup: {reason}")]
+    NotABackup {
+        /// The backup file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A CA backup decrypts, but what is inside disagrees with its own manifest (a file's
+    /// SHA-256, the file list, the ledger's last entry): it was altered after it was made.
+    #[error("{path}: {file} does not match the backup's manifest: {reason}")]
+    BackupTampered {
+        /// The backup file.
+        path: PathBuf,
+        /// The file inside the backup.
+        file: String,
+        /// What disagrees.
+        reason: String,
+    },
+    /// A passphrase share made for another root CA (or another backup's split).
+    #[error("{path} is a passphrase share of {what}, not of this backup ({expected})")]
+    ForeignPassphraseShare {
+        /// The share file.
+        path: PathBuf,
+        /// Whose share it is (the root's fingerprint, or the split it belongs to).
+        what: String,
+        /// What this backup expects.
+        expected: String,
+    },
+    /// The passphrase is too long to split (shares are padded to one fixed length so they do
+    /// not reveal the passphrase's length).
+    #[error("the passphrase is {len} bytes; at most {max} can be split")]
+    PassphraseTooLong {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The server is already initialised.
     #[error("{env}: {address} is already initialised")]
     AlreadyInitialized {

@@ -17,6 +17,9 @@
 //!   the same unseal round; [`unseal::verify`] lets a custodian prove their share.
 //! - [`root`]: the bootstrap root token opened in memory, and a root token generated from a
 //!   quorum of shares for break-glass (what is done with it: `warden_registry::break_glass`).
+//! - [`ca_backup`]: the offline root CA's directory in one archive encrypted to custodians,
+//!   and its passphrase split among them ([`ca_backup::make`], [`ca_backup::open`],
+//!   [`ca_backup::combine`]).
 //! - [`Ledger::publish`] puts the ledger's SHA-256 in the environment's registry.
 //!
 //! Why age rather than OpenBao's `pgp_keys`: docs/adr/0008-custody-with-age.md.
@@ -25,6 +28,7 @@ mod error;
 mod identity;
 mod ledger;
 
+pub mod ca_backup;
 pub mod ceremony;
 pub mod envelope;
 pub mod root;

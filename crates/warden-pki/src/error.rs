@@ -56,6 +56,32 @@ pub enum Error {
     /// Writing a file of the CA directory failed (see `warden_files::Error` for the step).
     #[error(transparent)]
     Write(#[from] warden_files::Error),
+    /// A restore was asked to replace a CA directory whose root is not the backup's: that would
+    /// be another CA, not this one's history.
+    #[error(
+        "{dir} holds the root {existing}, the backup holds the root {backup}; refusing to replace one CA with another"
+    )]
+    RestoreDifferentRoot {
+        /// The existing CA directory.
+        dir: PathBuf,
+        /// SHA-256 of the existing root.
+        existing: String,
+        /// SHA-256 of the backup's root.
+        backup: String,
+    },
+    /// A restore would replace a ledger with one that lacks some of its signatures (an older
+    /// backup, or a ledger that diverged): the ledger only ever grows.
+    #[error(
+        "{dir}'s ledger has {existing_entries} signature(s) that the backup's ledger ({backup_entries} signature(s)) does not continue; refusing to roll the ledger back"
+    )]
+    RestoreWouldRollBack {
+        /// The existing CA directory.
+        dir: PathBuf,
+        /// Entries in the existing ledger.
+        existing_entries: usize,
+        /// Entries in the backup's ledger.
+        backup_entries: usize,
+    },
     /// The passphrase does not decrypt the root key: decryption failed or produced garbage.
     #[error("the passphrase does not decrypt {path}")]
     WrongPassphrase {

@@ -54,7 +54,16 @@ pub(crate) fn append(path: &Path, entry: &LedgerEntry) -> Result<()> {
 }
 
 pub(crate) fn read(path: &Path) -> Result<Vec<LedgerEntry>> {
-    let text = std::fs::read_to_string(path).map_err(Error::io("read", path))?;
+    let text = std::fs::read(path).map_err(Error::io("read", path))?;
+    parse(path, &text)
+}
+
+/// Parses ledger text already in memory (from a backup); `path` names it in errors.
+pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<LedgerEntry>> {
+    let text = std::str::from_utf8(bytes).map_err(|e| Error::CorruptCaFile {
+        path: path.to_path_buf(),
+        reason: format!("not UTF-8 text: {e}"),
+    })?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())

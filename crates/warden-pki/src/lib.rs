@@ -14,13 +14,14 @@
 //! | create / open the root directory              | [`CaDir::init`], [`CaDir::open`]               |
 //! | sign an intermediate from a CSR               | [`CaDir::sign_intermediate`], [`IntermediateRequest`] |
 //! | read the issuance record                      | [`CaDir::ledger`], [`LedgerEntry`]             |
+//! | back up / restore the directory (files only)  | [`CaDir::files`], [`CaFiles`], [`LedgerTip`]   |
 //! | keys and CSRs                                 | [`generate_key`], [`make_csr`], [`GeneratedKey`] |
 //! | issue leaves from an in-memory intermediate   | [`LocalIssuer`]                                |
 //! | an environment's listener CA and node certificates | [`ListenerCa`], [`client_ca_bundle`]      |
 //! | inspect certificates / check a chain          | [`parse_pem_bundle`], [`verify_chain`]         |
 //! | split PEM bundles, read a common name            | [`pem_blocks`], [`first_certificate`], [`common_name`] |
 //!
-//! Modules: `root` (the CA directory), `keystore` (the root key encrypted at rest), `sign` (an
+//! Modules: `root` (the CA directory), `backup` (its files in memory, checked and written back), `keystore` (the root key encrypted at rest), `sign` (an
 //! intermediate from a CSR, policy first), `params` (serials, validity, names every signed
 //! certificate shares), `ledger` (one line per signature), `keys` (key pairs and CSRs),
 //! `issuer` (an in-memory intermediate issuing leaves), `listener` (an environment's listener CA
@@ -29,6 +30,7 @@
 //!
 //! No I/O happens outside the CA directory, and nothing is printed: errors are [`Error`].
 
+mod backup;
 mod chain;
 mod clock;
 mod error;
@@ -43,6 +45,7 @@ mod pem;
 mod root;
 mod sign;
 
+pub use backup::{CaFiles, CaSummary, LedgerTip};
 pub use chain::{ChainProblem, ChainReport, verify_chain};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};

@@ -29,6 +29,16 @@ pub(crate) fn random_serial() -> Result<SerialNumber> {
     Ok(SerialNumber::from_slice(&bytes))
 }
 
+/// `N` random bytes from the one crypto provider (names of temporary directories, split ids).
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N]> {
+    let mut bytes = [0u8; N];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| Error::Rcgen {
+        step: "draw random bytes",
+        source: rcgen::Error::RingUnspecified,
+    })?;
+    Ok(bytes)
+}
+
 /// The validity window of a new certificate: from `now - BACKDATE` to `now + validity`, in whole
 /// seconds (X.509 times have no fractions).
 pub(crate) fn window(

@@ -41,6 +41,28 @@ pub(crate) fn ca_passphrase(file: Option<&Path>, confirm: bool) -> anyhow::Resul
     Ok(SecretString::from(first))
 }
 
+/// Prompts for a passphrase without echo (twice when `confirm`); never reads the environment.
+pub(crate) fn prompt_passphrase(prompt: &str, confirm: bool) -> anyhow::Result<SecretString> {
+    let first = zeroize::Zeroizing::new(
+        rpassword::prompt_password(prompt)
+            .context("could not read a passphrase from the terminal")
+            .hint("pass the passphrase in a file instead (--passphrase-file FILE, or /dev/fd/N)")?,
+    );
+    if confirm {
+        let second = zeroize::Zeroizing::new(
+            rpassword::prompt_password("Repeat the passphrase: ")
+                .context("could not read a passphrase from the terminal")?,
+        );
+        if *first != *second {
+            anyhow::bail!("the two passphrases differ");
+        }
+    }
+    if first.is_empty() {
+        anyhow::bail!("an empty passphrase is not allowed");
+    }
+    Ok(SecretString::from(first.to_string()))
+}
+
 /// Reads a passphrase file: the first line, without its newline. The file should be owner-only.
 pub(crate) fn read_passphrase_file(path: &Path) -> anyhow::Result<SecretString> {
     let raw = zeroize::Zeroizing::new(

@@ -6,6 +6,8 @@
 //! | `ca sign-intermediate`    | sign an intermediate CA from a CSR, record it in the ledger  |
 //! | `ca show`                 | root details and the ledger of every signature               |
 //! | `ca verify BUNDLE`        | check a PEM chain; exit 3 when it has problems               |
+//! | `ca backup`               | the CA directory in one archive encrypted to custodians, the passphrase split among them (`backup.rs`) |
+//! | `ca restore`              | check an archive (and shares) and write the CA directory back (`backup.rs`) |
 //!
 //! All the logic is in `warden-pki`; this module reads files and passphrases, picks the clock,
 //! prints, and turns library errors into "what failed, why, what next".
@@ -26,6 +28,8 @@ use crate::hint::{Hint, HintExt, WithCode};
 use crate::output::Output;
 use crate::secret_input;
 
+mod backup;
+
 #[derive(Debug, Args)]
 pub(crate) struct CaArgs {
     #[command(subcommand)]
@@ -42,6 +46,11 @@ enum CaCommand {
     Show(ShowArgs),
     /// Check a PEM bundle as a chain (leaf or intermediate first, root last).
     Verify(VerifyArgs),
+    /// Back up the CA directory into one archive encrypted to custodians; optionally split the
+    /// passphrase among them.
+    Backup(backup::BackupArgs),
+    /// Restore the CA directory from a backup (checked against its manifest and ledger first).
+    Restore(backup::RestoreArgs),
 }
 
 /// Where the CA lives. Shared by every subcommand that needs the directory.
@@ -167,6 +176,8 @@ pub(crate) async fn run(args: CaArgs, out: &Output) -> anyhow::Result<ExitCode> 
         CaCommand::SignIntermediate(a) => sign_intermediate(a, out),
         CaCommand::Show(a) => show(a, out),
         CaCommand::Verify(a) => verify(a, out),
+        CaCommand::Backup(a) => backup::backup(a, out),
+        CaCommand::Restore(a) => backup::restore(a, out),
     }
 }
 
@@ -577,9 +588,10 @@ fn pki_error(err: PkiError, what: String, dir: &Path) -> anyhow::Error {
         PkiError::NotACaDir { .. } => Some(format!(
             "pass --dir with the CA directory, or create one with `warden ca init --dir {d}`"
         )),
-        PkiError::CorruptCaFile { .. } | PkiError::Ledger { .. } => {
-            Some("restore the CA directory from its offline backup".to_owned())
-        }
+        PkiError::CorruptCaFile { .. } | PkiError::Ledger { .. } => Some(
+            "restore the CA directory from its offline backup (`warden ca restore`, docs/ca.md)"
+                .to_owned(),
+        ),
         PkiError::Write(e) if e.is_disk_full() => Some("free some disk space".to_owned()),
         _ => None,
     };

@@ -114,7 +114,7 @@ pub(crate) async fn run(args: ServerArgs, out: &Output) -> anyhow::Result<ExitCo
     }
 }
 
-fn load_spec(path: &std::path::Path) -> anyhow::Result<warden_spec::Spec> {
+pub(crate) fn load_spec(path: &std::path::Path) -> anyhow::Result<warden_spec::Spec> {
     warden_spec::load(path).map_err(|e| match e {
         warden_spec::LoadError::Invalid(d) => {
             anyhow::anyhow!("{d}").context(format!("{} is not a valid spec", path.display()))

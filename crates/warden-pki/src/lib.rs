@@ -50,7 +50,10 @@ pub use chain::{ChainProblem, ChainReport, verify_chain};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use inspect::{CertInfo, parse_pem_bundle};
-pub use isolation::{EnvChain, IsolationFinding, check_isolation};
+pub use isolation::{
+    AcceptedUnconstrained, BundleIsolation, EnvChain, IsolationFinding, PKI_PROFILE,
+    check_isolation,
+};
 pub use issuer::LocalIssuer;
 pub use keys::{GeneratedKey, KeyAlgorithm, generate_key, make_csr};
 pub use ledger::LedgerEntry;

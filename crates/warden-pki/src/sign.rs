@@ -296,11 +296,21 @@ mod tests {
     fn issue_14_unconstrained_intermediates_for_a_second_environment_need_a_reason() {
         let (_tmp, ca) = new_ca(&RootOptions::default());
         // Alone under its root, the first environment's intermediate may go unconstrained.
-        ca.sign_intermediate(&csr("test PKI"), &IntermediateRequest::new("test"), &pass(), NOW)
-            .unwrap();
+        ca.sign_intermediate(
+            &csr("test PKI"),
+            &IntermediateRequest::new("test"),
+            &pass(),
+            NOW,
+        )
+        .unwrap();
         let before = snapshot(ca.dir());
         let e = ca
-            .sign_intermediate(&csr("prod PKI"), &IntermediateRequest::new("prod"), &pass(), NOW)
+            .sign_intermediate(
+                &csr("prod PKI"),
+                &IntermediateRequest::new("prod"),
+                &pass(),
+                NOW,
+            )
             .unwrap_err();
         match &e {
             Error::UnconstrainedIntermediate {

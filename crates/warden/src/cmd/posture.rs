@@ -12,6 +12,7 @@ use clap::Args;
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use warden_pki::IsolationFinding;
 use warden_registry::posture::{self, Report, rfc3339};
 use warden_spec::Status;
 
@@ -62,6 +63,9 @@ struct PostureOutput {
     at: String,
     worst: Status,
     environments: Vec<Report>,
+    /// Environment isolation (ADR 0013): whether an environment's PKI intermediate can issue
+    /// names another environment's trust accepts. Empty when every boundary holds.
+    isolation: Vec<IsolationFinding>,
 }
 
 pub(crate) async fn run(args: PostureArgs, out: &Output) -> anyhow::Result<ExitCode> {
@@ -107,18 +111,27 @@ pub(crate) async fn run(args: PostureArgs, out: &Output) -> anyhow::Result<ExitC
         .map(|r| r.worst)
         .max()
         .unwrap_or(Status::Healthy);
+    let isolation = crate::cmd::isolation::live_findings(&resolved)
+        .await
+        .context("could not check the environments' PKI intermediates against each other")?;
     let output = PostureOutput {
         at: rfc3339(now),
         worst,
         environments,
+        isolation,
     };
     out.emit(&output, || render(&output))?;
     let gate = args.fail_on.unwrap_or(Status::Due);
-    Ok(if worst >= gate {
-        ExitCode::from(code(worst))
-    } else {
-        ExitCode::SUCCESS
-    })
+    if worst >= gate {
+        return Ok(ExitCode::from(code(worst)));
+    }
+    // A broken boundary fails the check even when every credential is healthy: whoever runs
+    // one environment can impersonate another's services.
+    if output.isolation.iter().any(IsolationFinding::blocking) {
+        out.warn(format!("next step: {}", crate::cmd::ca::RESIGN_HINT));
+        return Ok(ExitCode::from(crate::exit::CHECK_FAILED));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn instant(at: Option<&str>) -> anyhow::Result<i64> {
@@ -185,6 +198,13 @@ fn render(o: &PostureOutput) -> String {
                 b.custodians.join(","),
                 b.policies.join(",")
             ));
+        }
+    }
+    if !o.isolation.is_empty() {
+        s.push_str("Environment isolation:\n");
+        for f in &o.isolation {
+            let tag = if f.blocking() { "BROKEN" } else { "note" };
+            s.push_str(&format!("  {tag}: {f}\n"));
         }
     }
     s.push_str(&format!("Worst status: {}\n", o.worst));

@@ -362,6 +362,15 @@ fn show(a: ShowArgs, out: &Output) -> anyhow::Result<ExitCode> {
             ]);
         }
         s += &t.to_string();
+        for e in ledger.iter().filter(|e| e.unconstrained_because.is_some()) {
+            s += &format!(
+                "\nunconstrained by decision: {} {} ({}): {}",
+                e.environment,
+                e.profile,
+                short(&e.serial),
+                e.unconstrained_because.as_deref().unwrap_or_default()
+            );
+        }
         s
     })?;
     Ok(ExitCode::SUCCESS)

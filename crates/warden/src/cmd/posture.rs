@@ -3,7 +3,9 @@
 //!
 //! The exit code is the worst status, so a pipeline can gate on it: 0 healthy, 10 due,
 //! 11 unknown, 12 stale, 13 expired, 14 revoked (docs/cli.md). `--fail-on` raises the bar:
-//! statuses better than it exit 0.
+//! statuses better than it exit 0. It also judges environment isolation (ADR 0013): an
+//! environment's PKI intermediate that can issue another environment's names exits 3 when no
+//! status already fails the gate.
 
 use std::process::ExitCode;
 

@@ -28,6 +28,8 @@ pub const PKI_PROFILE: &str = "vault-pki";
 /// The isolation verdict on a bundle's intermediates, from the root's ledger.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct BundleIsolation {
+    /// How many of the bundle's CA certificates the ledger knows (and so were judged).
+    pub judged: usize,
     /// What breaks the boundary (or, non-blocking, names shared on purpose).
     pub findings: Vec<IsolationFinding>,
     /// Intermediates of the bundle signed without constraints with a reason on record.
@@ -70,6 +72,7 @@ impl CaDir {
             let Some(entry) = ledger.iter().find(|e| e.sha256 == cert.sha256) else {
                 continue;
             };
+            out.judged += 1;
             let others: Vec<String> = signed_for
                 .iter()
                 .filter(|e| !e.is_empty() && **e != entry.environment)

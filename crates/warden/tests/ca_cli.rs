@@ -605,6 +605,7 @@ fn issue_14_unconstrained_intermediates_are_refused_and_flagged_once_two_environ
         serde_json::json!([]),
         "{out:#}"
     );
+    assert_eq!(out["isolation"]["judged"], 1, "{out:#}");
 
     let a = verify(&staging_bundle).success();
     let out: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();

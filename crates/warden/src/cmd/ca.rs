@@ -471,7 +471,10 @@ pub(crate) const RESIGN_HINT: &str = "re-sign the environment's PKI intermediate
 
 fn isolation_text(i: &BundleIsolation) -> String {
     let mut s = String::new();
-    if i.findings.is_empty() && i.accepted.is_empty() {
+    if i.judged == 0 {
+        s +=
+            "isolation: no CA certificate of the bundle is in this root's ledger; nothing judged\n";
+    } else if i.findings.is_empty() && i.accepted.is_empty() {
         s += "isolated: no other environment's names can be issued below this chain\n";
     }
     for f in &i.findings {

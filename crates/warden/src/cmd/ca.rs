@@ -5,7 +5,7 @@
 //! | `ca init`                 | create the root key (encrypted) and certificate in `--dir`   |
 //! | `ca sign-intermediate`    | sign an intermediate CA from a CSR, record it in the ledger  |
 //! | `ca show`                 | root details and the ledger of every signature               |
-//! | `ca verify BUNDLE`        | check a PEM chain; exit 3 when it has problems               |
+//! | `ca verify BUNDLE`        | check a PEM chain; exit 3 when it has problems (with `--dir`, also when an intermediate crosses environments) |
 //!
 //! All the logic is in `warden-pki`; this module reads files and passphrases, picks the clock,
 //! prints, and turns library errors into "what failed, why, what next".
@@ -130,7 +130,9 @@ struct VerifyArgs {
     /// A trusted root certificate (PEM) to validate against.
     #[arg(long, value_name = "FILE", conflicts_with = "dir")]
     root: Option<PathBuf>,
-    /// Validate against the root of this CA directory.
+    /// Validate against the root of this CA directory, and judge the bundle's intermediates
+    /// against the other environments its ledger signs for: one that can issue another
+    /// environment's names exits 3 (ADR 0013).
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
     /// Check as of this time (RFC 3339) instead of now, e.g. to see whether a chain will still

@@ -72,6 +72,8 @@ pub(crate) struct Shared<'a> {
     pub(crate) progress: &'a dyn Progress,
     /// See [`crate::NewLabOptions::test_harness_token`].
     pub(crate) test_harness_token: bool,
+    /// See [`crate::NewLabOptions::permitted_dns`].
+    pub(crate) permitted_dns: &'a std::collections::BTreeMap<String, Vec<String>>,
 }
 
 pub(crate) async fn ensure_env(
@@ -271,7 +273,14 @@ async fn ensure_pki(
         profile: "vault-pki".to_owned(),
         validity: INTERMEDIATE_VALIDITY,
         path_len: 0,
-        permitted_dns: Vec::new(),
+        // Constrained to the environment's own names, so that no other environment's trust,
+        // anchored at the shared root, accepts what this one issues (ADR 0013).
+        permitted_dns: s
+            .permitted_dns
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| crate::config::lab_permitted_dns(name)),
+        unconstrained_because: None,
     };
     let signed =
         s.ca.sign_intermediate(&csr.csr_pem, &request, s.passphrase, now)

@@ -33,6 +33,32 @@ pub struct NewLabOptions {
     /// the servers (policy `warden-test-harness`, `sys/seal` and nothing else), for tests of
     /// what clients do while a server is sealed. See `operators` in this crate.
     pub test_harness_token: bool,
+    /// The name constraints of each environment's PKI intermediate (ADR 0013), from the spec
+    /// the lab will run (`warden_spec::naming::environment_names`); an environment missing here
+    /// gets [`lab_permitted_dns`]. Used when the intermediate is signed, at the lab's creation.
+    pub permitted_dns: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// The names an environment's PKI intermediate is constrained to when no spec says otherwise:
+/// `<env>.warden.internal`, the domain the example platform gives each environment.
+pub fn lab_permitted_dns(env: &str) -> Vec<String> {
+    vec![format!("{env}.warden.internal")]
+}
+
+/// Each environment of `spec` with the names its PKI intermediate must permit
+/// (`warden_spec::naming::environment_names`), for [`NewLabOptions::permitted_dns`].
+pub fn permitted_dns_from_spec(
+    spec: &warden_spec::Spec,
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    spec.environments
+        .iter()
+        .map(|e| {
+            (
+                e.name.to_string(),
+                warden_spec::naming::environment_names(spec, e),
+            )
+        })
+        .collect()
 }
 
 impl Default for NewLabOptions {
@@ -47,6 +73,7 @@ impl Default for NewLabOptions {
             seal: warden_node::SealKind::Shamir,
             nodes: 1,
             test_harness_token: false,
+            permitted_dns: std::collections::BTreeMap::new(),
         }
     }
 }

@@ -104,6 +104,7 @@ impl Lab {
             threshold: lab.config.threshold,
             progress,
             test_harness_token: options.test_harness_token,
+            permitted_dns: &options.permitted_dns,
         };
         // The seal-keeper first: transit-sealed nodes cannot start without it.
         crate::seal::prepare_all(&lab.layout, &lab.config, &shared).await?;

@@ -46,7 +46,7 @@ mod tls;
 
 pub use bring_up::{EnvUpReport, Progress, Quiet};
 pub use config::DEFAULT_PKI_MOUNT;
-pub use config::{EnvConfig, LabConfig, NewLabOptions};
+pub use config::{EnvConfig, LabConfig, NewLabOptions, lab_permitted_dns, permitted_dns_from_spec};
 pub use custody::{
     CustodyMode, LAB_ONLY_NOTICE, bootstrap_root_token, custodians_dir, custody_kind,
     custody_ledger_path, custody_mode, custody_state_dir, root_token_path, shares_dir,

@@ -214,6 +214,7 @@ impl Lab {
         let ca = warden_pki::CaDir::open(&self.layout().ca_dir())
             .map_err(Error::pki("lab", "open the offline CA"))?;
         let bao = crate::process::bao_binary().map_err(Error::process("lab"))?;
+        let no_constraints = std::collections::BTreeMap::new();
         let shared = Shared {
             ca: &ca,
             passphrase: &passphrase,
@@ -223,6 +224,8 @@ impl Lab {
             progress,
             // Bootstrap ended when the lab was created; a migration never mints a token.
             test_harness_token: false,
+            // Intermediates already exist; a migration signs none.
+            permitted_dns: &no_constraints,
         };
 
         // 0. Record the seal being left before anything changes, so a crash is resumed.

@@ -363,7 +363,8 @@ mod tests {
             profile: "vault-pki".to_owned(),
             validity: time::Duration::days(30),
             path_len: 0,
-            permitted_dns: vec![],
+            permitted_dns: vec!["test.warden.internal".to_owned()],
+            unconstrained_because: None,
         };
         ca.sign_intermediate(&csr(), &req, &pass(), NOW).unwrap();
     }

@@ -150,6 +150,21 @@ pub enum Error {
         /// The root's pathLenConstraint.
         root_path_len: u32,
     },
+    /// `sign_intermediate` was asked for an intermediate without name constraints while the
+    /// root signs for more than one environment (ADR 0013): whoever runs that environment could
+    /// then issue certificates that every other environment's trust accepts. Refused unless the
+    /// request says why (`unconstrained_because`, recorded in the ledger).
+    #[error(
+        "refusing to sign an unconstrained intermediate for `{environment}`: this root signs for {} environments ({}), and an intermediate without name constraints can issue names that every one of them accepts",
+        environments.len(),
+        environments.join(", ")
+    )]
+    UnconstrainedIntermediate {
+        /// The environment the intermediate was requested for.
+        environment: String,
+        /// Every environment the root signs for, this one included.
+        environments: Vec<String>,
+    },
     /// The issuing certificate of a [`crate::LocalIssuer`] is not valid at `now`.
     #[error(
         "the issuer {subject} is not valid at {} (valid {} to {})",

@@ -40,6 +40,10 @@ pub struct LedgerEntry {
     /// Permitted DNS name constraints put in the certificate.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub permitted_dns: Vec<String>,
+    /// Why an intermediate was signed without name constraints for a root that signs for more
+    /// than one environment (`--unconstrained-because`, ADR 0013).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unconstrained_because: Option<String>,
 }
 
 pub(crate) fn append(path: &Path, entry: &LedgerEntry) -> Result<()> {
@@ -94,6 +98,7 @@ mod tests {
             signed_at: datetime!(2030-01-01 0:01 UTC),
             path_len: Some(0),
             permitted_dns: vec![],
+            unconstrained_because: None,
         }
     }
 

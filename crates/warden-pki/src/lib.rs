@@ -19,6 +19,7 @@
 //! | issue leaves from an in-memory intermediate   | [`LocalIssuer`]                                |
 //! | an environment's listener CA and node certificates | [`ListenerCa`], [`client_ca_bundle`]      |
 //! | inspect certificates / check a chain          | [`parse_pem_bundle`], [`verify_chain`]         |
+//! | can one environment issue another's names?    | [`check_isolation`], [`EnvChain`] (ADR 0013)   |
 //! | split PEM bundles, read a common name            | [`pem_blocks`], [`first_certificate`], [`common_name`] |
 //!
 //! Modules: `root` (the CA directory), `backup` (its files in memory, checked and written back), `keystore` (the root key encrypted at rest), `sign` (an
@@ -26,7 +27,8 @@
 //! certificate shares), `ledger` (one line per signature), `keys` (key pairs and CSRs),
 //! `issuer` (an in-memory intermediate issuing leaves), `listener` (an environment's listener CA
 //! and the OpenBao listener's certificates), `inspect` and `chain` (reading
-//! certificates, checking chains), `pem` (views of PEM text), `error`.
+//! certificates, checking chains), `isolation` (environments' name constraints against each
+//! other), `pem` (views of PEM text), `error`.
 //!
 //! No I/O happens outside the CA directory, and nothing is printed: errors are [`Error`].
 
@@ -35,6 +37,7 @@ mod chain;
 mod clock;
 mod error;
 mod inspect;
+mod isolation;
 mod issuer;
 mod keys;
 mod keystore;
@@ -50,10 +53,16 @@ pub use chain::{ChainProblem, ChainReport, verify_chain};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use inspect::{CertInfo, parse_pem_bundle};
+pub use isolation::{
+    AcceptedUnconstrained, BundleIsolation, EnvChain, IsolationFinding, PKI_PROFILE,
+    check_isolation,
+};
 pub use issuer::LocalIssuer;
 pub use keys::{GeneratedKey, KeyAlgorithm, generate_key, make_csr};
 pub use ledger::LedgerEntry;
-pub use listener::{IssuedLeaf, LISTENER_CA_PROFILE, ListenerCa, client_ca_bundle};
+pub use listener::{
+    IssuedLeaf, LISTENER_CA_PROFILE, LISTENER_CA_UNCONSTRAINED, ListenerCa, client_ca_bundle,
+};
 pub use params::BACKDATE;
 pub use pem::{common_name, first_certificate, pem_blocks, sha256_hex};
 pub use root::{CaDir, CaMetadata, LEDGER, METADATA, ROOT_CERT, ROOT_KEY, RootOptions};

@@ -25,6 +25,12 @@ use crate::sign::IntermediateRequest;
 /// The signing profile recorded in the root's ledger for a listener CA.
 pub const LISTENER_CA_PROFILE: &str = "listener-ca";
 
+/// Why a listener CA is signed without name constraints, recorded in the ledger (ADR 0013):
+/// its server certificates name loopback and node addresses, which every lab environment
+/// shares and DNS constraints cannot separate. Only the PKI intermediates (profile `vault-pki`),
+/// which issue the names services and identities are verified by, must be constrained.
+pub const LISTENER_CA_UNCONSTRAINED: &str = "listener CA: its server names are node addresses that DNS name constraints cannot separate between environments (ADR 0013)";
+
 /// A listener CA in memory: its certificate and its key. `Debug` does not print the key.
 pub struct ListenerCa {
     issuer: LocalIssuer,
@@ -79,6 +85,7 @@ impl ListenerCa {
             validity,
             path_len: 0,
             permitted_dns: Vec::new(),
+            unconstrained_because: Some(LISTENER_CA_UNCONSTRAINED.to_owned()),
         };
         let signed = ca.sign_intermediate(&csr, &request, passphrase, now)?;
         let key_pem = key.private_key_pem();

@@ -144,6 +144,7 @@ impl CaDir {
             signed_at: now,
             path_len: Some(opts.path_len),
             permitted_dns: Vec::new(),
+            unconstrained_because: None,
         };
 
         warden_files::ensure_private_dir(dir)?;

@@ -36,6 +36,10 @@ pub struct IntermediateRequest {
     /// that enforces constraints (rustls/webpki does) then refuses leaves for any other domain,
     /// which limits the damage a compromised environment can do.
     pub permitted_dns: Vec<String>,
+    /// Why an intermediate without `permitted_dns` is acceptable although the root signs for
+    /// more than one environment (ADR 0013). Without it such a request is refused; with it the
+    /// reason is recorded in the ledger, where `warden ca verify` and `ca show` report it.
+    pub unconstrained_because: Option<String>,
 }
 
 impl IntermediateRequest {
@@ -47,6 +51,7 @@ impl IntermediateRequest {
             validity: Duration::days(5 * 365),
             path_len: 0,
             permitted_dns: Vec::new(),
+            unconstrained_because: None,
         }
     }
 }
@@ -78,6 +83,32 @@ impl CaDir {
         check_label("profile", &req.profile)?;
         for d in &req.permitted_dns {
             params::check_dns_name("permitted DNS domain", d)?;
+        }
+        let unconstrained_because = match req.unconstrained_because.as_deref().map(str::trim) {
+            Some("") => {
+                return Err(Error::InvalidField {
+                    field: "unconstrained because",
+                    value: String::new(),
+                    reason: "it is empty; say why this intermediate may go unconstrained",
+                });
+            }
+            Some(r) if !req.permitted_dns.is_empty() => {
+                return Err(Error::InvalidField {
+                    field: "unconstrained because",
+                    value: r.to_owned(),
+                    reason: "the intermediate is constrained; a reason is only for one that is not",
+                });
+            }
+            other => other.map(str::to_owned),
+        };
+        if req.permitted_dns.is_empty() && unconstrained_because.is_none() {
+            let environments = self.environments_with(&req.environment)?;
+            if environments.len() > 1 {
+                return Err(Error::UnconstrainedIntermediate {
+                    environment: req.environment.clone(),
+                    environments,
+                });
+            }
         }
 
         let root = &self.root.info;
@@ -157,12 +188,30 @@ impl CaDir {
             signed_at: now,
             path_len: Some(req.path_len),
             permitted_dns: req.permitted_dns.clone(),
+            unconstrained_because,
         };
         ledger::append(&self.dir.join(LEDGER), &entry)?;
         Ok(SignedIntermediate {
             cert_pem: cert.pem(),
             entry,
         })
+    }
+}
+
+impl CaDir {
+    /// Every environment this root has signed for (its own `offline` self-signature aside),
+    /// plus `also`, sorted: "does the root sign for more than one environment?" (ADR 0013).
+    pub fn environments_with(&self, also: &str) -> Result<Vec<String>> {
+        let mut envs: Vec<String> = self
+            .ledger()?
+            .into_iter()
+            .filter(|e| e.profile != "root")
+            .map(|e| e.environment)
+            .collect();
+        envs.push(also.to_owned());
+        envs.sort();
+        envs.dedup();
+        Ok(envs)
     }
 }
 
@@ -241,6 +290,84 @@ mod tests {
         make_csr(&key, cn, &["ignored.example".to_owned()], &[]).unwrap()
     }
 
+    /// Regression for issue 14: a root that signs for test and prod refuses an unconstrained
+    /// intermediate unless told why, and records the reason.
+    #[test]
+    fn issue_14_unconstrained_intermediates_for_a_second_environment_need_a_reason() {
+        let (_tmp, ca) = new_ca(&RootOptions::default());
+        // Alone under its root, the first environment's intermediate may go unconstrained.
+        ca.sign_intermediate(
+            &csr("test PKI"),
+            &IntermediateRequest::new("test"),
+            &pass(),
+            NOW,
+        )
+        .unwrap();
+        let before = snapshot(ca.dir());
+        let e = ca
+            .sign_intermediate(
+                &csr("prod PKI"),
+                &IntermediateRequest::new("prod"),
+                &pass(),
+                NOW,
+            )
+            .unwrap_err();
+        match &e {
+            Error::UnconstrainedIntermediate {
+                environment,
+                environments,
+            } => {
+                assert_eq!(environment, "prod");
+                assert_eq!(environments, &["prod", "test"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(e.to_string().contains("name constraints"), "{e}");
+        assert_eq!(snapshot(ca.dir()), before, "a refusal writes nothing");
+
+        // An empty reason is no reason; a reason with constraints is a contradiction.
+        let blank = IntermediateRequest {
+            unconstrained_because: Some("  ".into()),
+            ..IntermediateRequest::new("prod")
+        };
+        assert!(matches!(
+            ca.sign_intermediate(&csr("prod PKI"), &blank, &pass(), NOW),
+            Err(Error::InvalidField { .. })
+        ));
+        let both = IntermediateRequest {
+            permitted_dns: vec!["prod.internal".into()],
+            unconstrained_because: Some("why".into()),
+            ..IntermediateRequest::new("prod")
+        };
+        assert!(matches!(
+            ca.sign_intermediate(&csr("prod PKI"), &both, &pass(), NOW),
+            Err(Error::InvalidField { .. })
+        ));
+        assert_eq!(snapshot(ca.dir()), before);
+
+        let constrained = IntermediateRequest {
+            permitted_dns: vec!["prod.internal".into()],
+            ..IntermediateRequest::new("prod")
+        };
+        let signed = ca
+            .sign_intermediate(&csr("prod PKI"), &constrained, &pass(), NOW)
+            .unwrap();
+        assert_eq!(signed.entry.unconstrained_because, None);
+        let reasoned = IntermediateRequest {
+            unconstrained_because: Some("one tenant, migration window".into()),
+            ..IntermediateRequest::new("prod")
+        };
+        let signed = ca
+            .sign_intermediate(&csr("prod PKI"), &reasoned, &pass(), NOW)
+            .unwrap();
+        let last = ca.ledger().unwrap().pop().unwrap();
+        assert_eq!(last, signed.entry);
+        assert_eq!(
+            last.unconstrained_because.as_deref(),
+            Some("one tenant, migration window")
+        );
+    }
+
     #[test]
     fn signs_policy_built_intermediates_and_records_each_once() {
         let (_tmp, ca) = new_ca(&RootOptions::default());
@@ -297,7 +424,10 @@ mod tests {
         let second = ca
             .sign_intermediate(
                 &csr("OpenBao prod PKI"),
-                &IntermediateRequest::new("prod"),
+                &IntermediateRequest {
+                    permitted_dns: vec!["prod.internal".to_owned()],
+                    ..IntermediateRequest::new("prod")
+                },
                 &pass(),
                 NOW,
             )

@@ -27,6 +27,9 @@ pub mod rules {
     pub const ROOT_ONLY: &str = "operator-root-only-path";
     /// An operator policy wildcard outside Warden's own mounts.
     pub const OPERATOR_WILDCARD: &str = "operator-wildcard-beyond-mounts";
+    /// An environment's PKI intermediate that can issue names another environment's trust
+    /// accepts (ADR 0013); its `identity` is the PKI mount.
+    pub const ENV_ISOLATION: &str = "environment-isolation";
 }
 
 /// One finding.

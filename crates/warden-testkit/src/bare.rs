@@ -177,6 +177,7 @@ fn tls(root: &Path) -> Result<(), Error> {
         validity: time::Duration::days(1),
         path_len: 0,
         permitted_dns: Vec::new(),
+        unconstrained_because: None,
     };
     let signed = ca
         .sign_intermediate(&csr, &request, &pass, now)

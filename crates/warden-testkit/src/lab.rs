@@ -16,6 +16,14 @@ pub struct LabEnv {
     dir: tempfile::TempDir,
 }
 
+/// The name constraints `warden lab up` gives each environment's PKI intermediate for the
+/// example platform (`EXAMPLE_SPEC`).
+pub fn example_permitted_dns() -> std::collections::BTreeMap<String, Vec<String>> {
+    let spec = warden_spec::parse(crate::EXAMPLE_SPEC_TEXT, "examples/lab/warden.toml")
+        .expect("the example spec parses");
+    warden_lab::permitted_dns_from_spec(&spec)
+}
+
 impl LabEnv {
     /// Starts a lab with the given environments (for example `&["test", "prod"]`). Panics with
     /// the lab's error if anything fails: this is a test harness.
@@ -34,6 +42,8 @@ impl LabEnv {
             nodes,
             // Tests that seal a server need the harness token (see `harness_client`).
             test_harness_token: true,
+            // The example platform's names, as `warden lab up` signs them (ADR 0013).
+            permitted_dns: example_permitted_dns(),
             ..NewLabOptions::default()
         };
         let root = dir.path().join("lab");

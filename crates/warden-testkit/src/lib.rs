@@ -71,7 +71,7 @@ pub use bao::BaoDev;
 pub use bare::BareBao;
 pub use dead::dead_address;
 pub use error::Error;
-pub use lab::LabEnv;
+pub use lab::{LabEnv, example_permitted_dns};
 pub use lab_guard::LabGuard;
 pub use node_dirs::{NodeDirs, prod_nodes_spec};
 pub use postgres::Postgres;

@@ -488,3 +488,134 @@ fn verify_rejects_garbage_and_bad_durations_with_usage_errors() {
         .stderr(predicate::str::contains("invalid duration"));
     assert!(!env.ca().exists());
 }
+
+/// Issue 14: once the root signs for a second environment, `sign-intermediate` refuses an
+/// unconstrained intermediate (nothing written), signs a constrained one, and signs an
+/// unconstrained one only with a reason, which the ledger records. `ca verify --dir` then
+/// flags the first environment's unconstrained intermediate with the next step, and passes the
+/// constrained one.
+#[test]
+fn issue_14_unconstrained_intermediates_are_refused_and_flagged_once_two_environments_share_the_root()
+ {
+    let env = Env::new();
+    env.init(&[]);
+    let pass = env.path("pass");
+    let sign = |name: &str, args: &[&str]| {
+        let csr = env.csr(name, &format!("OpenBao {name} PKI"));
+        let out = env.path(&format!("{name}.pem"));
+        let a = env
+            .warden()
+            .args(["ca", "sign-intermediate", "--bundle", "--dir"])
+            .arg(env.ca())
+            .arg("--csr")
+            .arg(&csr)
+            .arg("--out")
+            .arg(&out)
+            .arg("--passphrase-file")
+            .arg(&pass)
+            .args(args)
+            .assert();
+        (a, out)
+    };
+    // The first environment alone: unconstrained is still allowed (a single-environment root).
+    let (a, test_bundle) = sign("test", &["--env", "test"]);
+    a.success();
+
+    let before = env.snapshot();
+    let (a, _) = sign("prod", &["--env", "prod"]);
+    let err = stderr_of(&a.code(1));
+    assert!(
+        err.contains("refusing to sign an unconstrained intermediate for `prod`")
+            && err.contains("prod, test")
+            && err.contains("--permitted-dns")
+            && err.contains("--unconstrained-because"),
+        "{err}"
+    );
+    assert_eq!(env.snapshot(), before, "a refusal changes nothing");
+
+    let (a, prod_bundle) = sign(
+        "prod",
+        &["--env", "prod", "--permitted-dns", "prod.warden.internal"],
+    );
+    a.success();
+    let reason = "single-tenant staging, replaced next quarter";
+    let (a, staging_bundle) = sign(
+        "staging",
+        &[
+            "--env",
+            "staging",
+            "--unconstrained-because",
+            reason,
+            "-o",
+            "json",
+        ],
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&a.success().get_output().stdout).unwrap();
+    assert_eq!(report["ledger_entry"]["unconstrained_because"], reason);
+    let ledger = std::fs::read_to_string(env.ca().join("ledger.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(ledger.lines().last().unwrap()).unwrap();
+    assert_eq!(last["environment"], "staging");
+    assert_eq!(last["unconstrained_because"], reason);
+
+    let verify = |bundle: &Path| {
+        env.warden()
+            .args(["ca", "verify", "-o", "json", "--dir"])
+            .arg(env.ca())
+            .arg(bundle)
+            .assert()
+    };
+    // test's intermediate predates the second environment: its chain verifies, but it crosses
+    // the boundary.
+    let a = verify(&test_bundle).code(3);
+    let out: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    assert_eq!(out["valid"], true, "{out:#}");
+    assert_eq!(
+        out["isolation"]["findings"][0]["kind"], "unconstrained",
+        "{out:#}"
+    );
+    assert_eq!(out["isolation"]["findings"][0]["env"], "test", "{out:#}");
+    assert_eq!(
+        out["isolation"]["findings"][0]["accepted_by"],
+        serde_json::json!(["prod", "staging"])
+    );
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("crosses the environment boundary") && err.contains("re-sign"),
+        "{err}"
+    );
+    // The text form names it too.
+    let text = env
+        .warden()
+        .args(["ca", "verify", "--dir"])
+        .arg(env.ca())
+        .arg(&test_bundle)
+        .assert()
+        .code(3);
+    let stdout = String::from_utf8_lossy(&text.get_output().stdout).into_owned();
+    assert!(
+        stdout.contains("isolation: test's PKI intermediate has no name constraints"),
+        "{stdout}"
+    );
+
+    let a = verify(&prod_bundle).success();
+    let out: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    assert_eq!(
+        out["isolation"]["findings"],
+        serde_json::json!([]),
+        "{out:#}"
+    );
+    assert_eq!(out["isolation"]["judged"], 1, "{out:#}");
+
+    let a = verify(&staging_bundle).success();
+    let out: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    assert_eq!(out["isolation"]["accepted"][0]["reason"], reason, "{out:#}");
+
+    // Without the CA directory there is no ledger to judge by: the chain check alone.
+    env.warden()
+        .args(["ca", "verify", "--root"])
+        .arg(env.ca().join("root.crt"))
+        .arg(&test_bundle)
+        .assert()
+        .success();
+}

@@ -30,7 +30,8 @@ pub(crate) use template::unclean_segment;
 pub use template::{Naming, Template};
 
 use crate::model::{
-    Credential, CredentialKind, Environment, Identity, IdentityKind, Mounts, Slug, Spec,
+    CertProfile, Credential, CredentialKind, Environment, Identity, IdentityKind, Mounts, Slug,
+    Spec,
 };
 
 /// The mount paths an environment gets where `[environments.<env>.mounts]` names none: the
@@ -282,6 +283,36 @@ pub fn policy_name(spec: &Spec, identity: &Identity) -> String {
 /// role and in its cert-auth role, so that certificate opens exactly one identity.
 pub fn identity_common_name(identity: &Identity, env: &Environment) -> String {
     format!("{}.identity.{}", identity.name, env.domain)
+}
+
+/// Every DNS subtree `env`'s PKI intermediate must permit (ADR 0013): the environment's domain
+/// (service names, identities' `<app>.identity.<domain>` and operators'
+/// `<name>.operator.<domain>`, all DNS-shaped and carried as DNS SANs), each app certificate
+/// name the spec renders outside that domain, and each domain certificate listed for `env`.
+/// Sorted, without names already inside another entry. The lab signs each intermediate with
+/// these as name constraints; `lint`, `posture` and `ca verify` check them against each other.
+pub fn environment_names(spec: &Spec, env: &Environment) -> Vec<String> {
+    let mut names = vec![env.domain.to_ascii_lowercase()];
+    for id in spec.identities_in(env.name.as_str()) {
+        if let Some(cert) = &id.certificate {
+            for t in std::iter::once(&cert.common_name).chain(&cert.sans) {
+                names.push(CertProfile::render(t, &id.name, env).to_ascii_lowercase());
+            }
+        }
+    }
+    for d in &spec.domains {
+        if d.environments.iter().any(|e| e == &env.name) {
+            names.push(d.domain.to_ascii_lowercase());
+        }
+    }
+    names.sort();
+    names.dedup();
+    let inside = |n: &str, of: &str| n != of && n.ends_with(&format!(".{of}"));
+    names
+        .iter()
+        .filter(|n| !names.iter().any(|of| inside(n, of)))
+        .cloned()
+        .collect()
 }
 
 /// The folder of `app`'s entries inside the KV mounts (the `naming.kv_prefix` template). The

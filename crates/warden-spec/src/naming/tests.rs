@@ -343,3 +343,47 @@ fn an_environment_without_mounts_gets_the_default_mounts() {
         ]
     );
 }
+
+/// Issue 14: what each environment's intermediate must permit, from the example platform.
+#[test]
+fn environment_names_cover_the_domain_outside_names_and_domain_certificates() {
+    let text = r#"
+version = 1
+[environments.test]
+domain = "test.warden.internal"
+[environments.prod]
+domain = "prod.warden.internal"
+[apps.billing]
+environments = ["test", "prod"]
+[apps.billing.certificate]
+common_name = "billing.<domain>"
+sans        = ["billing-api.<domain>", "billing.<env>.example.com"]
+ttl         = "72h"
+key_type    = "ec-p256"
+[domains."shop.warden.example"]
+environments = ["prod"]
+app          = "billing"
+"#;
+    let spec: Spec = parse(text, "t.toml").unwrap();
+    let names = |e: &str| environment_names(&spec, spec.environment(e).unwrap());
+    assert_eq!(
+        names("test"),
+        ["billing.test.example.com", "test.warden.internal"]
+    );
+    assert_eq!(
+        names("prod"),
+        [
+            "billing.prod.example.com",
+            "prod.warden.internal",
+            "shop.warden.example"
+        ]
+    );
+    // Identity common names sit inside the domain the intermediate permits.
+    let billing = spec
+        .identities
+        .iter()
+        .find(|i| i.name.as_str() == "billing")
+        .unwrap();
+    let cn = identity_common_name(billing, spec.environment("prod").unwrap());
+    assert!(cn.ends_with(".prod.warden.internal"), "{cn}");
+}

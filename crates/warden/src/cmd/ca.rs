@@ -5,7 +5,7 @@
 //! | `ca init`                 | create the root key (encrypted) and certificate in `--dir`   |
 //! | `ca sign-intermediate`    | sign an intermediate CA from a CSR, record it in the ledger  |
 //! | `ca show`                 | root details and the ledger of every signature               |
-//! | `ca verify BUNDLE`        | check a PEM chain; exit 3 when it has problems               |
+//! | `ca verify BUNDLE`        | check a PEM chain; exit 3 when it has problems (with `--dir`, also when an intermediate crosses environments) |
 //! | `ca backup`               | the CA directory in one archive encrypted to custodians, the passphrase split among them (`backup.rs`) |
 //! | `ca restore`              | check an archive (and shares) and write the CA directory back (`backup.rs`) |
 //!
@@ -20,7 +20,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 use warden_pki::{
-    CaDir, CertInfo, ChainProblem, ChainReport, Error as PkiError, KeyAlgorithm, LedgerEntry,
+    BundleIsolation, CaDir, CertInfo, ChainProblem, ChainReport, Error as PkiError, KeyAlgorithm,
+    LedgerEntry,
 };
 
 use crate::exit;
@@ -102,9 +103,16 @@ struct SignArgs {
     /// The intermediate's path length (0: it issues leaves only).
     #[arg(long, default_value_t = 0)]
     path_len: u8,
-    /// Only names under this DNS domain may be issued below the intermediate (repeatable).
+    /// Only names under this DNS domain may be issued below the intermediate (repeatable): the
+    /// environment's domain and every other name it issues. Required once the root signs for
+    /// more than one environment, unless --unconstrained-because says why (ADR 0013).
     #[arg(long, value_name = "DOMAIN")]
     permitted_dns: Vec<String>,
+    /// Sign without name constraints although the root signs for several environments, and
+    /// record this reason in the ledger (every environment's trust will accept what this
+    /// intermediate issues).
+    #[arg(long, value_name = "REASON", conflicts_with = "permitted_dns")]
+    unconstrained_because: Option<String>,
     /// Write the certificate here instead of stdout.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
@@ -131,7 +139,9 @@ struct VerifyArgs {
     /// A trusted root certificate (PEM) to validate against.
     #[arg(long, value_name = "FILE", conflicts_with = "dir")]
     root: Option<PathBuf>,
-    /// Validate against the root of this CA directory.
+    /// Validate against the root of this CA directory, and judge the bundle's intermediates
+    /// against the other environments its ledger signs for: one that can issue another
+    /// environment's names exits 3 (ADR 0013).
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
     /// Check as of this time (RFC 3339) instead of now, e.g. to see whether a chain will still
@@ -247,6 +257,7 @@ fn sign_intermediate(a: SignArgs, out: &Output) -> anyhow::Result<ExitCode> {
         validity: a.validity,
         path_len: a.path_len,
         permitted_dns: a.permitted_dns,
+        unconstrained_because: a.unconstrained_because,
     };
     let passphrase = secret_input::ca_passphrase(a.passphrase_file.as_deref(), false)?;
     let signed = ca
@@ -364,6 +375,15 @@ fn show(a: ShowArgs, out: &Output) -> anyhow::Result<ExitCode> {
             ]);
         }
         s += &t.to_string();
+        for e in ledger.iter().filter(|e| e.unconstrained_because.is_some()) {
+            s += &format!(
+                "\nunconstrained by decision: {} {} ({}): {}",
+                e.environment,
+                e.profile,
+                short(&e.serial),
+                e.unconstrained_because.as_deref().unwrap_or_default()
+            );
+        }
         s
     })?;
     Ok(ExitCode::SUCCESS)
@@ -371,27 +391,40 @@ fn show(a: ShowArgs, out: &Output) -> anyhow::Result<ExitCode> {
 
 fn verify(a: VerifyArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let bundle = read_input(&a.bundle)?;
-    let root_pem = match (&a.root, &a.dir) {
+    let open_ca = |dir: &Path| {
+        CaDir::open(dir).map_err(|e| {
+            pki_error(
+                e,
+                format!("could not read the CA in {}", dir.display()),
+                dir,
+            )
+        })
+    };
+    let ca = a.dir.as_deref().map(open_ca).transpose()?;
+    let root_pem = match (&a.root, &ca) {
         (Some(path), _) => Some(
             std::fs::read_to_string(path)
                 .with_context(|| format!("could not read the root {}", path.display()))?,
         ),
-        (None, Some(dir)) => {
-            let ca = CaDir::open(dir).map_err(|e| {
-                pki_error(
-                    e,
-                    format!("could not read the CA in {}", dir.display()),
-                    dir,
-                )
-            })?;
-            Some(ca.root_pem().to_owned())
-        }
+        (None, Some(ca)) => Some(ca.root_pem().to_owned()),
         (None, None) => None,
     };
     let now = a.at.unwrap_or_else(OffsetDateTime::now_utc);
     let report = warden_pki::verify_chain(&bundle, root_pem.as_deref(), now)
         .with_context(|| format!("could not read {} as PEM certificates", a.bundle.display()))
         .hint("pass a file of PEM `-----BEGIN CERTIFICATE-----` blocks, leaf first, root last")?;
+    // With the CA directory, the ledger says which environments share this root: an
+    // intermediate that can issue another environment's names is a problem (ADR 0013).
+    let isolation = match (&ca, &a.dir) {
+        (Some(ca), Some(dir)) => Some(ca.isolation_of(&report.certs).map_err(|e| {
+            pki_error(
+                e,
+                format!("could not read the ledger in {}", dir.display()),
+                dir,
+            )
+        })?),
+        _ => None,
+    };
 
     #[derive(Serialize)]
     struct Report<'a> {
@@ -399,14 +432,35 @@ fn verify(a: VerifyArgs, out: &Output) -> anyhow::Result<ExitCode> {
         checked_at: OffsetDateTime,
         #[serde(flatten)]
         chain: &'a ChainReport,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        isolation: Option<&'a BundleIsolation>,
     }
     out.emit(
         &Report {
             checked_at: now,
             chain: &report,
+            isolation: isolation.as_ref(),
         },
-        || chain_text(&report, now),
+        || {
+            let mut s = chain_text(&report, now);
+            if let Some(i) = &isolation {
+                s += &isolation_text(i);
+            }
+            s
+        },
     )?;
+    let isolated = isolation.as_ref().is_none_or(|i| !i.blocking());
+    if report.valid && !isolated {
+        let n = isolation
+            .as_ref()
+            .map_or(0, |i| i.findings.iter().filter(|f| f.blocking()).count());
+        return Err(anyhow::anyhow!(
+            "the chain in {} is valid, but its intermediate crosses the environment boundary: {n} finding(s)",
+            a.bundle.display()
+        ))
+        .context(WithCode(exit::CHECK_FAILED))
+        .hint(RESIGN_HINT);
+    }
     if report.valid {
         return Ok(ExitCode::SUCCESS);
     }
@@ -423,6 +477,30 @@ fn verify(a: VerifyArgs, out: &Output) -> anyhow::Result<ExitCode> {
     } else {
         err
     })
+}
+
+/// What to do about an intermediate that crosses the environment boundary (ADR 0013).
+pub(crate) const RESIGN_HINT: &str = "re-sign the environment's PKI intermediate with name constraints: generate a new CSR in OpenBao (pki_int/intermediate/generate/internal), `warden ca sign-intermediate --env ENV --permitted-dns DOMAIN ... --bundle`, import it with set-signed and make it the default issuer (docs/ca.md, \"Environment isolation\")";
+
+fn isolation_text(i: &BundleIsolation) -> String {
+    let mut s = String::new();
+    if i.judged == 0 {
+        s +=
+            "isolation: no CA certificate of the bundle is in this root's ledger; nothing judged\n";
+    } else if i.findings.is_empty() && i.accepted.is_empty() {
+        s += "isolated: no other environment's names can be issued below this chain\n";
+    }
+    for f in &i.findings {
+        let tag = if f.blocking() { "isolation" } else { "note" };
+        s += &format!("{tag}: {f}\n");
+    }
+    for u in &i.accepted {
+        s += &format!(
+            "note: {}'s {} intermediate is unconstrained by decision: {}\n",
+            u.env, u.profile, u.reason
+        );
+    }
+    s
 }
 
 fn missing_root(report: &ChainReport) -> bool {
@@ -579,6 +657,9 @@ fn pki_error(err: PkiError, what: String, dir: &Path) -> anyhow::Error {
             root_path_len.saturating_sub(1)
         )),
         PkiError::InvalidField { .. } => Some(format!("fix the argument; {unchanged}")),
+        PkiError::UnconstrainedIntermediate { environment, .. } => Some(format!(
+            "constrain it to {environment}'s names with --permitted-dns DOMAIN (repeatable: its domain, and every domain certificate it issues), or sign it anyway with --unconstrained-because \"REASON\", recorded in the ledger; {unchanged}"
+        )),
         PkiError::AlreadyInitialized { .. } => Some(format!(
             "see it with `warden ca show --dir {d}`, or choose another --dir"
         )),

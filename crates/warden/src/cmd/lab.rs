@@ -110,6 +110,25 @@ impl Progress for StderrProgress<'_> {
 
 async fn run_up(dir: &Path, args: UpArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let (spec_choice, no_spec, no_agents) = (args.spec.clone(), args.no_spec, args.no_agents);
+    // Read the spec before anything starts: a bad spec then costs nothing, and a new lab's
+    // PKI intermediates are constrained to the names the spec gives each environment
+    // (ADR 0013). Without a spec, the example platform's names.
+    let (spec, spec_dir, name) = match &spec_choice {
+        Some(path) => (
+            warden_spec::load(path)
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .with_context(|| format!("{} is not a valid spec", path.display()))?,
+            path.parent()
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+            path.display().to_string(),
+        ),
+        None => (
+            warden_spec::parse(EXAMPLE_SPEC, "examples/lab/warden.toml (built in)")
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+            PathBuf::from("."),
+            "the built-in example platform".to_owned(),
+        ),
+    };
     let options = NewLabOptions {
         environments: args.envs,
         shares: args.shares,
@@ -117,6 +136,7 @@ async fn run_up(dir: &Path, args: UpArgs, out: &Output) -> anyhow::Result<ExitCo
         seal: args.seal.unwrap_or(warden_lab::SealKind::Shamir),
         nodes: args.nodes.unwrap_or(1),
         test_harness_token: false,
+        permitted_dns: warden_lab::permitted_dns_from_spec(&spec),
     };
     if let Some(w) = warden_lab::even_count_warning(options.nodes) {
         out.warn(format!("--nodes {}: {w}", options.nodes));
@@ -141,22 +161,6 @@ async fn run_up(dir: &Path, args: UpArgs, out: &Output) -> anyhow::Result<ExitCo
     let (applied, resolved) = if no_spec {
         (None, None)
     } else {
-        let (spec, spec_dir, name) = match &spec_choice {
-            Some(path) => (
-                warden_spec::load(path)
-                    .map_err(|e| anyhow::anyhow!("{e}"))
-                    .with_context(|| format!("{} is not a valid spec", path.display()))?,
-                path.parent()
-                    .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
-                path.display().to_string(),
-            ),
-            None => (
-                warden_spec::parse(EXAMPLE_SPEC, "examples/lab/warden.toml (built in)")
-                    .map_err(|e| anyhow::anyhow!("{e}"))?,
-                PathBuf::from("."),
-                "the built-in example platform".to_owned(),
-            ),
-        };
         out.progress(format!("lab: applying {name}"));
         let resolved = Resolved::for_lab(spec, spec_dir, lab.clone());
         let applied = crate::provisioning::apply_resolved(&resolved, false, 8, out)

@@ -9,6 +9,7 @@ pub(crate) mod custody;
 pub(crate) mod domain;
 pub(crate) mod evidence;
 pub(crate) mod identity;
+pub(crate) mod isolation;
 pub(crate) mod lab;
 pub(crate) mod lab_nodes;
 pub(crate) mod operator;

@@ -3,7 +3,9 @@
 //!
 //! The exit code is the worst status, so a pipeline can gate on it: 0 healthy, 10 due,
 //! 11 unknown, 12 stale, 13 expired, 14 revoked (docs/cli.md). `--fail-on` raises the bar:
-//! statuses better than it exit 0.
+//! statuses better than it exit 0. It also judges environment isolation (ADR 0013): an
+//! environment's PKI intermediate that can issue another environment's names exits 3 when no
+//! status already fails the gate.
 
 use std::process::ExitCode;
 
@@ -12,6 +14,7 @@ use clap::Args;
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use warden_pki::IsolationFinding;
 use warden_registry::posture::{self, Report, rfc3339};
 use warden_spec::Status;
 
@@ -62,6 +65,9 @@ struct PostureOutput {
     at: String,
     worst: Status,
     environments: Vec<Report>,
+    /// Environment isolation (ADR 0013): whether an environment's PKI intermediate can issue
+    /// names another environment's trust accepts. Empty when every boundary holds.
+    isolation: Vec<IsolationFinding>,
 }
 
 pub(crate) async fn run(args: PostureArgs, out: &Output) -> anyhow::Result<ExitCode> {
@@ -107,18 +113,27 @@ pub(crate) async fn run(args: PostureArgs, out: &Output) -> anyhow::Result<ExitC
         .map(|r| r.worst)
         .max()
         .unwrap_or(Status::Healthy);
+    let isolation = crate::cmd::isolation::live_findings(&resolved)
+        .await
+        .context("could not check the environments' PKI intermediates against each other")?;
     let output = PostureOutput {
         at: rfc3339(now),
         worst,
         environments,
+        isolation,
     };
     out.emit(&output, || render(&output))?;
     let gate = args.fail_on.unwrap_or(Status::Due);
-    Ok(if worst >= gate {
-        ExitCode::from(code(worst))
-    } else {
-        ExitCode::SUCCESS
-    })
+    if worst >= gate {
+        return Ok(ExitCode::from(code(worst)));
+    }
+    // A broken boundary fails the check even when every credential is healthy: whoever runs
+    // one environment can impersonate another's services.
+    if output.isolation.iter().any(IsolationFinding::blocking) {
+        out.warn(format!("next step: {}", crate::cmd::ca::RESIGN_HINT));
+        return Ok(ExitCode::from(crate::exit::CHECK_FAILED));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn instant(at: Option<&str>) -> anyhow::Result<i64> {
@@ -185,6 +200,13 @@ fn render(o: &PostureOutput) -> String {
                 b.custodians.join(","),
                 b.policies.join(",")
             ));
+        }
+    }
+    if !o.isolation.is_empty() {
+        s.push_str("Environment isolation:\n");
+        for f in &o.isolation {
+            let tag = if f.blocking() { "BROKEN" } else { "note" };
+            s.push_str(&format!("  {tag}: {f}\n"));
         }
     }
     s.push_str(&format!("Worst status: {}\n", o.worst));

@@ -59,15 +59,52 @@ pub(crate) async fn lint(args: LintArgs, out: &Output) -> anyhow::Result<ExitCod
             findings.extend(lint_live(&resolved, env).await?);
         }
     }
+    if !args.offline {
+        findings.extend(lint_isolation(&resolved).await?);
+    }
     out.emit(&findings, || {
         render_findings(&findings, "No least-privilege findings.")
     })?;
+    if findings
+        .iter()
+        .any(|f| f.blocking() && f.rule == warden_plan::lint::rules::ENV_ISOLATION)
+    {
+        return Err(anyhow::anyhow!(
+            "{} unwaived finding(s), an environment's PKI intermediate among them",
+            findings.iter().filter(|f| f.blocking()).count()
+        ))
+        .context(WithCode(exit::CHECK_FAILED))
+        .hint(crate::cmd::ca::RESIGN_HINT);
+    }
     if findings.iter().any(Finding::blocking) {
         return Err(anyhow::anyhow!("{} unwaived least-privilege finding(s)", findings.iter().filter(|f| f.blocking()).count()))
             .context(WithCode(exit::CHECK_FAILED))
             .hint("narrow the policy, or waive the rule for that identity in the spec ([[waivers]] rule, identity, reason)");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Environment isolation (ADR 0013) as lint findings: an intermediate that can issue another
+/// environment's names. What does not cross the boundary (a name the spec shares, an own name
+/// outside the constraints) is `posture`'s to report, not a least-privilege finding.
+async fn lint_isolation(resolved: &Resolved) -> anyhow::Result<Vec<Finding>> {
+    let findings = crate::cmd::isolation::live_findings(resolved).await?;
+    Ok(findings
+        .iter()
+        .filter(|f| f.blocking())
+        .map(|f| Finding {
+            rule: warden_plan::lint::rules::ENV_ISOLATION,
+            env: f.env().to_owned(),
+            identity: resolved
+                .spec
+                .environment(f.env())
+                .map(|e| e.mounts.pki.clone())
+                .unwrap_or_default(),
+            source: "live",
+            message: f.to_string(),
+            waived: None,
+        })
+        .collect())
 }
 
 async fn lint_live(resolved: &Resolved, env: &Environment) -> anyhow::Result<Vec<Finding>> {

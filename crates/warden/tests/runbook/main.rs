@@ -228,6 +228,9 @@ async fn intermediate(rb: &mut Runbook) -> secrecy::SecretString {
             "prod.csr",
             "--env",
             ENV,
+            // The environment's names only (ADR 0013): the spec's domain.
+            "--permitted-dns",
+            "prod.example.internal",
             "--validity",
             "1y",
             "--bundle",
@@ -254,7 +257,9 @@ async fn intermediate(rb: &mut Runbook) -> secrecy::SecretString {
     let issued = admin
         .write(
             &format!("{pki}/issue/sighup-probe"),
-            &serde_json::json!({ "common_name": "sighup-probe", "ttl": "1h" }),
+            // Inside the intermediate's name constraints: the listener (Go) enforces them on
+            // client certificates too, and refuses a bare `sighup-probe` (BadCertificate).
+            &serde_json::json!({ "common_name": "sighup-probe.prod.example.internal", "ttl": "1h" }),
             warden_bao::Idempotent::No,
         )
         .await

@@ -177,8 +177,13 @@ impl Platform {
         if self.runner_transport().exists() {
             command = command.env("WARDEN_TRANSPORT_DIR", path_str(&self.runner_transport()));
         }
+        // An empty value removes the variable (clap would take "" as a value given).
         for (k, v) in vars {
-            command = command.env(k, v);
+            command = if v.is_empty() {
+                command.env_remove(k)
+            } else {
+                command.env(k, v)
+            };
         }
         if let Some(input) = stdin {
             command = command.stdin(input);

@@ -348,11 +348,10 @@ async fn container_agent_logs_in_with_a_wrapped_secret_id_once() {
     write_secret(&id.join("approle/role-id"), role_id.as_bytes());
     write_secret(&id.join("approle/secret-id"), wrapping_token.as_bytes());
     let config = id.join("agent.toml");
-    // The lab's listener demands a client certificate from everyone; a container has no
-    // identity certificate of its own, so the operator's serves as transport only — the token
-    // (and so every permission) comes from the AppRole login.
-    std::fs::write(
-        &config,
+    // The lab's listener demands a client certificate from everyone. A container has no
+    // identity certificate; it presents its host's transport certificate (ADR 0010), which
+    // opens nothing: every permission comes from the AppRole login.
+    let agent_toml = |transport: &str| {
         format!(
             r#"version = 1
 
@@ -373,9 +372,7 @@ policy            = "worker"
 role_id_file      = "approle/role-id"
 secret_id_file    = "approle/secret-id"
 secret_id_wrapped = true
-cert_file         = "{cert}"
-key_file          = "{key}"
-
+{transport}
 [[output]]
 name     = "config"
 type     = "template"
@@ -389,9 +386,45 @@ mode     = "0600"
 "#,
             address = api_address(&lab),
             ca = path_str(&layout.ca_bundle()),
-            cert = path_str(&layout.operator_cert()),
-            key = path_str(&layout.operator_key()),
-        ),
+        )
+    };
+
+    // Without a transport certificate the handshake is refused before the wrapping token is
+    // used, and the failure says how to get one.
+    std::fs::write(&config, agent_toml("")).expect("agent config");
+    let out = WARDEN.run(&["agent", "--config", path_str(&config), "--once"]);
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(!out.status.success(), "no transport must fail:\n{all}");
+    assert!(
+        all.contains("requires a client certificate")
+            && all.contains("warden transport issue --env ENV --holder HOST --out DIR"),
+        "the failure must say how to get a transport certificate:\n{all}"
+    );
+    assert!(!all.contains(wrapping_token.as_str()), "{all}");
+
+    // The host's own transport certificate (`[transport.worker-host]` of the example spec).
+    let transport = id.join("transport");
+    WARDEN.ok(&[
+        "transport",
+        "issue",
+        "--spec",
+        EXAMPLE_SPEC,
+        "--lab",
+        &lab_dir,
+        "--env",
+        "test",
+        "--holder",
+        "worker-host",
+        "--out",
+        path_str(&transport),
+    ]);
+    std::fs::write(
+        &config,
+        agent_toml(&format!(
+            "cert_file         = \"{}\"\nkey_file          = \"{}\"\npki_mount         = \"pki_int\"\nidentity_role     = \"transport-worker-host\"\n",
+            path_str(&transport.join("cert.pem")),
+            path_str(&transport.join("key.pem")),
+        )),
     )
     .expect("agent config");
 

@@ -35,6 +35,7 @@
 //! Submodules: `seed` (placeholder secrets, first signing keys and domain certificates) and
 //! `status` (what `lab status` shows of each agent).
 
+pub mod container;
 mod seed;
 mod status;
 
@@ -264,7 +265,20 @@ pub async fn enroll_and_start(
                     .iter()
                     .find(|e| e.name.as_str() == env_name)
                     .expect("targets come from these environments");
-                Some(enroll(lab, a.spec, env, &name, &layout).await?)
+                match a.spec.identity(&name).map(|i| i.kind) {
+                    Some(IdentityKind::Container) => {
+                        let files = container::prepare(lab, a.spec, env, &name, &layout).await?;
+                        progress.step(
+                            &env_name,
+                            &format!(
+                                "{name}: wrapped secret-id and its host's transport certificate ({}) in place",
+                                files.cert.display()
+                            ),
+                        );
+                        None
+                    }
+                    _ => Some(enroll(lab, a.spec, env, &name, &layout).await?),
+                }
             }
             None => None,
         };
@@ -308,8 +322,9 @@ pub async fn enroll_and_start(
     })
 }
 
-/// `(env, identity)` of every agent to run: each app and proxy of the applied spec, else
-/// every identity already enrolled under `<lab>/hosts`.
+/// `(env, identity)` of every agent to run: each app and proxy of the applied spec and each
+/// container a transport holder carries (ADR 0010), else every identity already enrolled
+/// under `<lab>/hosts`.
 fn targets(lab: &Lab, applied: Option<Applied<'_>>) -> Vec<(String, String)> {
     match applied {
         Some(a) => a
@@ -319,8 +334,15 @@ fn targets(lab: &Lab, applied: Option<Applied<'_>>) -> Vec<(String, String)> {
                 a.spec
                     .identities
                     .iter()
-                    .filter(|i| matches!(i.kind, IdentityKind::App | IdentityKind::Proxy))
                     .filter(|i| i.in_env(env.name.as_str()))
+                    .filter(|i| match i.kind {
+                        IdentityKind::App | IdentityKind::Proxy => true,
+                        IdentityKind::Container => {
+                            container::holder_of(a.spec, env.name.as_str(), i.name.as_str())
+                                .is_some()
+                        }
+                        IdentityKind::Pipeline => false,
+                    })
                     .map(|i| (env.name.to_string(), i.name.to_string()))
             })
             .collect(),

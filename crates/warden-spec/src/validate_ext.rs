@@ -584,8 +584,9 @@ const TRANSPORT_MAX_TTL: Ttl = hours(7 * 24);
 /// Lifetime when the spec names none.
 const TRANSPORT_DEFAULT_TTL: Ttl = hours(24);
 
-/// `[transport.<holder>]`: each holder carries containers and pipelines only (apps and
-/// proxies present their own identity certificates), each living in one of its environments.
+/// `[transport.<holder>]`: each holder carries containers, pipelines and Kubernetes workloads
+/// only (an app or proxy on a host presents its own identity certificate), each living in one
+/// of its environments.
 pub(crate) fn transport(
     raw: &std::collections::BTreeMap<Spanned<String>, Spanned<RawTransport>>,
     identities: &[Identity],
@@ -594,7 +595,9 @@ pub(crate) fn transport(
 ) -> Vec<TransportHolder> {
     let workloads: Vec<&str> = identities
         .iter()
-        .filter(|i| matches!(i.kind, IdentityKind::Container | IdentityKind::Pipeline))
+        .filter(|i| {
+            matches!(i.kind, IdentityKind::Container | IdentityKind::Pipeline) || i.workload.is_some()
+        })
         .map(|i| i.name.as_str())
         .collect();
     let mut out = Vec::new();
@@ -636,12 +639,14 @@ pub(crate) fn transport(
                 );
                 continue;
             };
-            if !matches!(id.kind, IdentityKind::Container | IdentityKind::Pipeline) {
+            let logs_in_without_cert = matches!(id.kind, IdentityKind::Container | IdentityKind::Pipeline)
+                || id.workload.is_some();
+            if !logs_in_without_cert {
                 r.error_help(
                     c.span(),
                     &ckey,
                     format!("`{}` is a {}, which presents its own identity certificate", c.get_ref(), id.kind.as_str()),
-                    Some("a transport holder carries only containers (AppRole) and pipelines (JWT)".into()),
+                    Some("a transport holder carries only containers (AppRole), pipelines (JWT) and Kubernetes workloads (service-account JWT)".into()),
                 );
                 continue;
             }

@@ -444,3 +444,60 @@ async fn issue_18_ci_login_rides_on_the_runners_transport_certificate() {
         .await
         .expect("billing's identity certificate still logs in");
 }
+
+/// Issue 18: `warden lint` flags a cert-auth role that would log a transport certificate in —
+/// and the finding is real: with the role widened by hand, the runner's certificate does log in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_18_lint_flags_a_cert_role_that_accepts_a_transport_certificate() {
+    let ci = CiSigner::generate();
+    let p = Platform::start(&ci.public_pem()).await;
+    let operator = p.lab.client("test");
+    let lint = || p.run(&["lint"], &["-o", "json"], None, &[]);
+    let clean = lint().ok().json();
+    assert!(
+        !clean.to_string().contains("transport-can-log-in"),
+        "{clean}"
+    );
+    let runner = runner_client(&p, &p.runner_transport());
+    identity::login_cert(&runner, "billing")
+        .await
+        .expect_err("billing's role pins billing's identity name");
+
+    // An operator widens billing's cert-auth role by hand.
+    let mut role = operator
+        .read("auth/cert/certs/billing")
+        .await
+        .expect("read the role")
+        .data
+        .expect("data");
+    role["allowed_common_names"] = json!(["*.test.warden.internal"]);
+    operator
+        .write(
+            "auth/cert/certs/billing",
+            &role,
+            warden_bao::Idempotent::Yes,
+        )
+        .await
+        .expect("widen the role");
+    let runner = runner_client(&p, &p.runner_transport());
+    identity::login_cert(&runner, "billing")
+        .await
+        .expect("the widened role now logs the transport certificate in");
+
+    let run = lint();
+    run.expect_code(3);
+    let findings = run.json();
+    let hit = findings
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["rule"] == "transport-can-log-in")
+        .unwrap_or_else(|| panic!("no transport-can-log-in finding: {findings:#}"));
+    assert_eq!(hit["identity"], "ci-runner", "{hit}");
+    assert!(
+        hit["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("auth/cert/certs/billing")),
+        "{hit}"
+    );
+}

@@ -56,7 +56,9 @@ pub enum TransportError {
         environments: Vec<String>,
     },
     /// A lifetime longer than the holder's (the role's `max_ttl`) was asked for.
-    #[error("a {asked}s transport certificate was asked for; `{name}`'s certificates live at most {max}s")]
+    #[error(
+        "a {asked}s transport certificate was asked for; `{name}`'s certificates live at most {max}s"
+    )]
     TtlTooLong {
         /// The holder.
         name: String,
@@ -218,16 +220,16 @@ pub async fn issue(
         });
     }
     let common_name = transport_common_name(&holder.name, env);
-    let key = warden_pki::generate_key(KeyAlgorithm::EcdsaP256).map_err(|e| TransportError::Key {
-        step: "generate the key",
-        source: Box::new(e),
-    })?;
-    let csr = warden_pki::make_csr(&key, &common_name, &[], &[]).map_err(|e| {
-        TransportError::Key {
+    let key =
+        warden_pki::generate_key(KeyAlgorithm::EcdsaP256).map_err(|e| TransportError::Key {
+            step: "generate the key",
+            source: Box::new(e),
+        })?;
+    let csr =
+        warden_pki::make_csr(&key, &common_name, &[], &[]).map_err(|e| TransportError::Key {
             step: "build the CSR",
             source: Box::new(e),
-        }
-    })?;
+        })?;
     let path = format!(
         "{}/sign/{}",
         env.mounts.pki.trim_matches('/'),
@@ -267,7 +269,10 @@ pub async fn issue(
         return Err(bad(&format!("it does not name {common_name}")));
     }
     if !info.subject.contains(TRANSPORT_OU) {
-        return Err(bad(&format!("its subject {} lacks OU={TRANSPORT_OU}", info.subject)));
+        return Err(bad(&format!(
+            "its subject {} lacks OU={TRANSPORT_OU}",
+            info.subject
+        )));
     }
     let key_pem = key.private_key_pem();
     // The key must fit: a TLS identity built from both refuses a mismatch.
@@ -357,12 +362,16 @@ pub async fn held(
             revoked,
         });
     }
-    out.sort_by(|a, b| a.not_after.cmp(&b.not_after));
+    out.sort_by_key(|c| c.not_after);
     Ok(out)
 }
 
 /// Revokes `serial` at the PKI of `env`.
-pub async fn revoke(client: &Client, env: &Environment, serial: &str) -> Result<(), TransportError> {
+pub async fn revoke(
+    client: &Client,
+    env: &Environment,
+    serial: &str,
+) -> Result<(), TransportError> {
     let path = format!("{}/revoke", env.mounts.pki.trim_matches('/'));
     client
         .write(&path, &json!({ "serial_number": serial }), Idempotent::Yes)

@@ -30,11 +30,7 @@ const WRAP_TTL: Duration = Duration::from_secs(300);
 
 /// The holder that carries container `name` in `env`, if any: a container no host carries
 /// cannot reach the listener, so the lab does not start it.
-pub(super) fn holder_of<'s>(
-    spec: &'s Spec,
-    env: &str,
-    name: &str,
-) -> Option<&'s TransportHolder> {
+pub(super) fn holder_of<'s>(spec: &'s Spec, env: &str, name: &str) -> Option<&'s TransportHolder> {
     spec.transport
         .iter()
         .find(|h| h.in_env(env) && h.carries.iter().any(|c| c.as_str() == name))
@@ -42,7 +38,10 @@ pub(super) fn holder_of<'s>(
 
 /// Where the lab keeps `holder`'s transport certificate for `env`.
 pub fn transport_dir(lab: &Lab, env: &str, holder: &str) -> std::path::PathBuf {
-    super::hosts_dir(lab).join(env).join(holder).join("transport")
+    super::hosts_dir(lab)
+        .join(env)
+        .join(holder)
+        .join("transport")
 }
 
 /// Lays out container `name`'s directory: the host's transport certificate, the role-id, a
@@ -89,9 +88,7 @@ pub(super) async fn prepare(
         .map_err(|e| fail(format!("read {role_id_path}"))(Box::new(e)))?
         .data
         .and_then(|d| d.get("role_id").and_then(|v| v.as_str()).map(str::to_owned))
-        .ok_or_else(|| {
-            fail(format!("read {role_id_path}"))("no role_id in the answer".into())
-        })?;
+        .ok_or_else(|| fail(format!("read {role_id_path}"))("no role_id in the answer".into()))?;
     let secret_id_path = format!("auth/{mount}/role/{role}/secret-id");
     let wrapped = client
         .write_wrapped(&secret_id_path, &serde_json::json!({}), WRAP_TTL)
@@ -102,7 +99,11 @@ pub(super) async fn prepare(
         warden_files::write_atomic(&path, bytes, mode)
             .map_err(|e| fail(format!("write {}", path.display()))(Box::new(e)))
     };
-    for d in [layout.dir().to_path_buf(), approle.clone(), layout.trust_dir()] {
+    for d in [
+        layout.dir().to_path_buf(),
+        approle.clone(),
+        layout.trust_dir(),
+    ] {
         warden_files::ensure_private_dir(&d)
             .map_err(|e| fail(format!("create {}", d.display()))(Box::new(e)))?;
     }

@@ -102,7 +102,10 @@ pub fn lint_transport_logins(
     let mut out = Vec::new();
     for holder in spec.transport_in(env.name.as_str()) {
         let cn = naming::transport_common_name(&holder.name, env);
-        for role in roles.iter().filter(|r| r.accepts(&cn, naming::TRANSPORT_OU)) {
+        for role in roles
+            .iter()
+            .filter(|r| r.accepts(&cn, naming::TRANSPORT_OU))
+        {
             out.push(Finding {
                 rule: rules::TRANSPORT_LOGIN,
                 env: env.name.to_string(),
@@ -348,12 +351,18 @@ reason = "b rotates its own transit key and needs sudo for it"
         let cn = "ci-runner.transport.test.warden.internal";
         let ou = naming::TRANSPORT_OU;
         assert!(!role(&["billing.identity.test.warden.internal"], &[], &[]).accepts(cn, ou));
-        assert!(role(&[], &[], &[]).accepts(cn, ou), "no constraint accepts all");
+        assert!(
+            role(&[], &[], &[]).accepts(cn, ou),
+            "no constraint accepts all"
+        );
         assert!(role(&["*.test.warden.internal"], &[], &[]).accepts(cn, ou));
         assert!(role(&["*.transport.*"], &[], &[]).accepts(cn, ou));
         assert!(!role(&["*.identity.*"], &[], &[]).accepts(cn, ou));
         assert!(role(&["x"], &["ci-runner.*"], &[]).accepts(cn, ou));
-        assert!(!role(&[], &[], &["platform"]).accepts(cn, ou), "OU pinned elsewhere");
+        assert!(
+            !role(&[], &[], &["platform"]).accepts(cn, ou),
+            "OU pinned elsewhere"
+        );
     }
 
     #[test]

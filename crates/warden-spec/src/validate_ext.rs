@@ -596,7 +596,8 @@ pub(crate) fn transport(
     let workloads: Vec<&str> = identities
         .iter()
         .filter(|i| {
-            matches!(i.kind, IdentityKind::Container | IdentityKind::Pipeline) || i.workload.is_some()
+            matches!(i.kind, IdentityKind::Container | IdentityKind::Pipeline)
+                || i.workload.is_some()
         })
         .map(|i| i.name.as_str())
         .collect();
@@ -608,7 +609,12 @@ pub(crate) fn transport(
         };
         let t = t.get_ref();
         let environments = env_list(&t.environments, &key, r);
-        let ttl = ttl_or(t.ttl.as_ref(), &format!("{key}.ttl"), TRANSPORT_DEFAULT_TTL, r);
+        let ttl = ttl_or(
+            t.ttl.as_ref(),
+            &format!("{key}.ttl"),
+            TRANSPORT_DEFAULT_TTL,
+            r,
+        );
         if let Some(span) = t.ttl.as_ref().map(Spanned::span)
             && (ttl.0 > TRANSPORT_MAX_TTL.0 || ttl.0 < Duration::from_secs(60))
         {
@@ -625,7 +631,10 @@ pub(crate) fn transport(
                 t.carries.span(),
                 format!("{key}.carries"),
                 "a transport holder must carry at least one container or pipeline",
-                Some(format!("list them, e.g. carries = [\"{}\"]", workloads.first().copied().unwrap_or("worker"))),
+                Some(format!(
+                    "list them, e.g. carries = [\"{}\"]",
+                    workloads.first().copied().unwrap_or("worker")
+                )),
             );
         }
         for c in t.carries.get_ref() {
@@ -639,8 +648,9 @@ pub(crate) fn transport(
                 );
                 continue;
             };
-            let logs_in_without_cert = matches!(id.kind, IdentityKind::Container | IdentityKind::Pipeline)
-                || id.workload.is_some();
+            let logs_in_without_cert =
+                matches!(id.kind, IdentityKind::Container | IdentityKind::Pipeline)
+                    || id.workload.is_some();
             if !logs_in_without_cert {
                 r.error_help(
                     c.span(),
@@ -654,7 +664,10 @@ pub(crate) fn transport(
                 r.error(
                     c.span(),
                     &ckey,
-                    format!("`{}` lives in none of this holder's environments", c.get_ref()),
+                    format!(
+                        "`{}` lives in none of this holder's environments",
+                        c.get_ref()
+                    ),
                 );
             }
             if !carries.contains(&id.name) {

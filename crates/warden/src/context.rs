@@ -237,7 +237,12 @@ impl Resolved {
             };
             return lab
                 .workload_client(name, &files.cert, &files.key)
-                .with_context(|| format!("{name}: cannot use the transport certificate in {}", transport.unwrap_or(Path::new("")).display()))
+                .with_context(|| {
+                    format!(
+                        "{name}: cannot use the transport certificate in {}",
+                        transport.unwrap_or(Path::new("")).display()
+                    )
+                })
                 .with_hint(|| transport_hint(&self.spec, name));
         }
         let mut cfg = spec_addresses(env)?;
@@ -249,7 +254,12 @@ impl Resolved {
         if let Some(files) = files {
             cfg = cfg
                 .with_client_cert_files(&files.cert, &files.key)
-                .with_context(|| format!("{name}: the transport certificate in {}", transport.unwrap_or(Path::new("")).display()))
+                .with_context(|| {
+                    format!(
+                        "{name}: the transport certificate in {}",
+                        transport.unwrap_or(Path::new("")).display()
+                    )
+                })
                 .with_hint(|| transport_hint(&self.spec, name))?;
         }
         cfg.token = None;

@@ -48,7 +48,10 @@ fn scanned() -> Vec<PathBuf> {
     files(&root.join("docs"), &["md"], &mut out);
     files(&root.join("examples"), &["toml", "md"], &mut out);
     let crates = root.join("crates");
-    for c in std::fs::read_dir(&crates).expect("crates/").filter_map(Result::ok) {
+    for c in std::fs::read_dir(&crates)
+        .expect("crates/")
+        .filter_map(Result::ok)
+    {
         files(&c.path().join("tests"), &["rs"], &mut out);
     }
     files(&crates.join("warden-testkit/src"), &["rs"], &mut out);
@@ -59,9 +62,8 @@ fn scanned() -> Vec<PathBuf> {
 /// A line that makes the operator's certificate someone's transport.
 fn operator_as_transport(line: &str) -> bool {
     let l = line.to_lowercase();
-    let names_operator = l.contains("operator's")
-        || l.contains("operator cert")
-        || l.contains("operator_cert");
+    let names_operator =
+        l.contains("operator's") || l.contains("operator cert") || l.contains("operator_cert");
     let transport = l.contains("transport");
     let denies = ["never", "not ", "no longer", "nobody", "isn't"]
         .iter()

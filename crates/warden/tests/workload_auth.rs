@@ -131,15 +131,13 @@ async fn service_account_tokens_map_to_exactly_their_identity() {
     let access = EnvAccess::of(&lab, "test");
     let op = &op;
     let access = &access;
-    let login = |role: &'static str, jwt| {
-        async move {
-            let client = access
-                .transport_client(op, "k8s-nodes", "test.warden.internal")
-                .await;
-            let body = json!({ "role": role, "jwt": secrecy::ExposeSecret::expose_secret(&jwt) });
-            let r = login_with(&client, "kubernetes", &body).await;
-            (client, r)
-        }
+    let login = |role: &'static str, jwt| async move {
+        let client = access
+            .transport_client(op, "k8s-nodes", "test.warden.internal")
+            .await;
+        let body = json!({ "role": role, "jwt": secrecy::ExposeSecret::expose_secret(&jwt) });
+        let r = login_with(&client, "kubernetes", &body).await;
+        (client, r)
     };
 
     // The right service account: billing's policy and nothing else.

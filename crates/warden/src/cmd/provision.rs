@@ -92,7 +92,12 @@ async fn lint_live(resolved: &Resolved, env: &Environment) -> anyhow::Result<Vec
     findings.extend(
         crate::cmd::operator::lint_live_operator_policy(&client, &resolved.spec, env).await?,
     );
-    if resolved.spec.transport_in(env.name.as_str()).next().is_some() {
+    if resolved
+        .spec
+        .transport_in(env.name.as_str())
+        .next()
+        .is_some()
+    {
         let roles = live_cert_roles(&client, env).await?;
         findings.extend(warden_plan::lint::lint_transport_logins(
             &resolved.spec,

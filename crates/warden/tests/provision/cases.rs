@@ -280,9 +280,7 @@ pub(crate) async fn refused_and_cross_env_logins(
     let made_up = secrecy::SecretString::from("00000000-0000-0000-0000-000000000000".to_owned());
     // Containers and pipelines reach the listener through their host's or runner's transport
     // certificate (ADR 0010), never the operator's.
-    let worker_host = test
-        .transport_client(op, "worker-host", TEST_DOMAIN)
-        .await;
+    let worker_host = test.transport_client(op, "worker-host", TEST_DOMAIN).await;
     let r = login_approle(&worker_host, &role_id, &made_up).await;
     case(
         "worker role-id + made-up secret-id",

@@ -221,9 +221,7 @@ async fn every_identity_reaches_only_its_own_paths() {
     let edge = test.client_with(edge_cert.clone());
     // The container and the pipeline present their host's and runner's own transport
     // certificates (ADR 0010), never the operator's.
-    let worker = test
-        .transport_client(&op, "worker-host", TEST_DOMAIN)
-        .await;
+    let worker = test.transport_client(&op, "worker-host", TEST_DOMAIN).await;
     let pipeline = test.transport_client(&op, "ci-runner", TEST_DOMAIN).await;
     let (role_id, secret_id) = approle_credentials(&op, "worker").await;
     let main_jwt = ci.sign(&ci_claims(

@@ -361,7 +361,10 @@ async fn issue_18_ci_login_rides_on_the_runners_transport_certificate() {
             "billing/config",
             &{
                 let mut d = warden_bao::KvData::new();
-                d.insert("k", warden_bao::SecretValue::text("runner-must-not-see".into()));
+                d.insert(
+                    "k",
+                    warden_bao::SecretValue::text("runner-must-not-see".into()),
+                );
                 d
             },
             None,

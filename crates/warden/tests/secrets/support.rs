@@ -133,7 +133,12 @@ impl Platform {
         // The runner's own transport certificate, issued by the operator as a runner is set up.
         p.run(
             &["transport", "issue"],
-            &["--holder", "ci-runner", "--out", path_str(&p.runner_transport())],
+            &[
+                "--holder",
+                "ci-runner",
+                "--out",
+                path_str(&p.runner_transport()),
+            ],
             None,
             &[],
         )

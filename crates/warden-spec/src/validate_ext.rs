@@ -655,7 +655,12 @@ pub(crate) fn transport(
                 r.error_help(
                     c.span(),
                     &ckey,
-                    format!("`{}` is a {}, which presents its own identity certificate", c.get_ref(), id.kind.as_str()),
+                    format!(
+                        "`{}` is {} {}, which presents its own identity certificate",
+                        c.get_ref(),
+                        if id.kind == IdentityKind::App { "an" } else { "a" },
+                        id.kind.as_str()
+                    ),
                     Some("a transport holder carries only containers (AppRole), pipelines (JWT) and Kubernetes workloads (service-account JWT)".into()),
                 );
                 continue;

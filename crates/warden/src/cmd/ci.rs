@@ -147,7 +147,10 @@ async fn login(args: LoginArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let client = resolved.workload_client(env, args.transport.as_deref())?;
     let auth = match client.login_jwt(&env.mounts.jwt, &role, &jwt).await {
         Ok(a) => a,
-        Err(e) => return Err(explain_refusal(e, &jwt, &bindings, ci, &role)),
+        Err(e) => {
+            let transport = crate::context::transport_hint(spec, env.name.as_str());
+            return Err(explain_refusal(e, &jwt, &bindings, ci, &role, transport));
+        }
     };
     if args.token_out.is_none()
         && let Some(dir) = token_out.parent()
@@ -304,7 +307,17 @@ fn explain_refusal(
     bindings: &[&PipelineBinding],
     ci: &warden_spec::CiAuth,
     role: &str,
+    transport_hint: String,
 ) -> anyhow::Error {
+    // Refused at the handshake: no transport certificate, or one that expired (the way a
+    // revoked one ends, ADR 0010).
+    if let JwtLoginError::Api { source, .. } = &err
+        && source.is_tls()
+    {
+        return anyhow::Error::msg(err.to_string()).context(crate::hint::Hint(format!(
+            "the runner's transport certificate is missing, expired or not trusted here; {transport_hint}"
+        )));
+    }
     let JwtLoginError::Refused {
         reason, message, ..
     } = &err

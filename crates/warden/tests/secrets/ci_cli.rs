@@ -428,7 +428,9 @@ async fn issue_18_ci_login_rides_on_the_runners_transport_certificate() {
     let mut args = login_args(&jwt, &token2);
     args.extend(["--transport", path_str(&short)]);
     let run = p.run(&["ci", "login"], &args, None, &[]);
-    run.expect_code(1).says("rejected our client certificate");
+    run.expect_code(1)
+        .says("rejected our client certificate")
+        .says("hint: the runner's transport certificate is missing, expired or not trusted here");
     let err = runner_client(&p, &short)
         .health()
         .await

@@ -44,6 +44,31 @@ pub fn transport_dir(lab: &Lab, env: &str, holder: &str) -> std::path::PathBuf {
         .join("transport")
 }
 
+/// Issues `holder`'s transport certificate for `env` into [`transport_dir`].
+pub(super) async fn issue_for(
+    lab: &Lab,
+    client: &warden_bao::Client,
+    env: &Environment,
+    holder: &TransportHolder,
+) -> Result<TransportFiles, AgentsError> {
+    let env_name = env.name.as_str();
+    let fail = |what: String| {
+        let env = env_name.to_owned();
+        move |source: Box<dyn std::error::Error + Send + Sync>| AgentsError::Seed {
+            env,
+            what,
+            source,
+        }
+    };
+    let dir = transport_dir(lab, env_name, holder.name.as_str());
+    let issued = transport::issue(client, env, holder, None)
+        .await
+        .map_err(|e| fail(format!("issue {}'s transport certificate", holder.name))(Box::new(e)))?;
+    issued
+        .write(&dir)
+        .map_err(|e| fail(format!("write {}", dir.display()))(Box::new(e)))
+}
+
 /// Lays out container `name`'s directory: the host's transport certificate, the role-id, a
 /// wrapped secret-id, the trust anchor and `agent.toml`.
 pub(super) async fn prepare(
@@ -69,13 +94,7 @@ pub(super) async fn prepare(
     let client = operator_client(lab, env_name)?;
 
     // The host's transport certificate, issued to it and handed to the container.
-    let dir = transport_dir(lab, env_name, holder.name.as_str());
-    let issued = transport::issue(&client, env, holder, None)
-        .await
-        .map_err(|e| fail(format!("issue {}'s transport certificate", holder.name))(Box::new(e)))?;
-    let files = issued
-        .write(&dir)
-        .map_err(|e| fail(format!("write {}", dir.display()))(Box::new(e)))?;
+    let files = issue_for(lab, &client, env, holder).await?;
 
     // The AppRole credentials, as an operator hands them over: the role-id, and the secret-id
     // behind a single-use wrapping token.

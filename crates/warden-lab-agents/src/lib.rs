@@ -180,6 +180,9 @@ pub struct AgentsUp {
     pub seeded_secrets: Vec<String>,
     /// One entry per identity whose agent runs now, started or found running.
     pub agents: Vec<AgentUp>,
+    /// Transport certificates issued for CI runners (`env: holder: dir`): a lab CI job passes
+    /// the directory as `--transport DIR` (ADR 0010).
+    pub runner_transports: Vec<String>,
 }
 
 /// What `lab up` did for one identity.
@@ -235,6 +238,39 @@ pub async fn enroll_and_start(
             for path in seed::seed(lab, a.spec, env).await? {
                 progress.step(env.name.as_str(), &format!("seeded {path}"));
                 seeded_secrets.push(format!("{}: {path}", env.name));
+            }
+        }
+    }
+    // Runners carrying pipelines get their transport certificate, so the lab's CI jobs
+    // (`warden ci login --transport DIR`) never borrow the operator's.
+    let mut runner_transports = Vec::new();
+    if let Some(a) = applied {
+        for env in a.envs {
+            let carries_pipeline = |h: &&warden_spec::TransportHolder| {
+                h.carries.iter().any(|c| {
+                    a.spec.identity(c.as_str()).is_some_and(|i| {
+                        i.kind == IdentityKind::Pipeline && i.in_env(env.name.as_str())
+                    })
+                })
+            };
+            for holder in a
+                .spec
+                .transport_in(env.name.as_str())
+                .filter(carries_pipeline)
+            {
+                let client = operator_client(lab, env.name.as_str())?;
+                let files = container::issue_for(lab, &client, env, holder).await?;
+                let dir = files
+                    .cert
+                    .parent()
+                    .unwrap_or(Path::new("."))
+                    .display()
+                    .to_string();
+                progress.step(
+                    env.name.as_str(),
+                    &format!("transport certificate of runner {} in {dir}", holder.name),
+                );
+                runner_transports.push(format!("{}: {}: {dir}", env.name, holder.name));
             }
         }
     }
@@ -319,6 +355,7 @@ pub async fn enroll_and_start(
     Ok(AgentsUp {
         seeded_secrets,
         agents: started,
+        runner_transports,
     })
 }
 

@@ -146,6 +146,15 @@ fn lab_agents_serve_health_metrics_and_rotate_on_request() {
         assert!(worker_toml.contains(&want), "{want} in:\n{worker_toml}");
     }
     assert!(!worker_toml.contains("operator"), "{worker_toml}");
+    // The pipeline's runner got its own transport certificate too, for `ci login --transport`.
+    let runner = hosts.join("ci-runner/transport");
+    let listed = up["agents"]["runner_transports"].to_string();
+    assert!(listed.contains(path_str(&runner)), "{listed}");
+    let runner_pem = std::fs::read_to_string(runner.join("cert.pem")).unwrap();
+    assert_eq!(
+        warden_pki::common_name(&runner_pem).as_deref(),
+        Some("ci-runner.transport.test.warden.internal")
+    );
     let transport_pem = std::fs::read_to_string(transport.join("cert.pem")).unwrap();
     assert_eq!(
         warden_pki::common_name(&transport_pem).as_deref(),

@@ -59,16 +59,23 @@ fn scanned() -> Vec<PathBuf> {
     out
 }
 
-/// A line that makes the operator's certificate someone's transport.
+/// A line that makes the operator's certificate someone's transport: the operator's
+/// certificate and "transport" within a short phrase of each other, not denied.
 fn operator_as_transport(line: &str) -> bool {
+    const NEAR: usize = 80;
     let l = line.to_lowercase();
-    let names_operator =
-        l.contains("operator's") || l.contains("operator cert") || l.contains("operator_cert");
-    let transport = l.contains("transport");
+    let at = |needle: &str| -> Vec<usize> { l.match_indices(needle).map(|(i, _)| i).collect() };
+    let operator: Vec<usize> = ["operator's", "operator cert", "operator_cert"]
+        .iter()
+        .flat_map(|n| at(n))
+        .collect();
+    let near = at("transport")
+        .iter()
+        .any(|t| operator.iter().any(|o| t.abs_diff(*o) < NEAR));
     let denies = ["never", "not ", "no longer", "nobody", "isn't"]
         .iter()
         .any(|w| l.contains(w));
-    names_operator && transport && !denies
+    near && !denies
 }
 
 /// A file that loads the operator's certificate and logs a workload in.
@@ -126,6 +133,9 @@ fn the_scan_recognises_both_shapes() {
     ));
     assert!(!operator_as_transport(
         "a lab's operator certificate is never anyone else's transport"
+    ));
+    assert!(!operator_as_transport(
+        "operator identities (key and CSR on the operator's machine, approval, list, removal) and a real environment's bootstrap (root token used once, then revoked); transport certificates"
     ));
     assert!(operator_cert_for_workloads(
         "cert = layout.operator_cert();\nmethod            = \"approle\"\n"

@@ -115,9 +115,8 @@ pub(crate) fn ensure_node_cert(
     if layout.node_cert().exists() && layout.node_key().exists() {
         return Ok(false);
     }
-    let read = |p: std::path::PathBuf| {
-        std::fs::read_to_string(&p).map_err(|e| Error::io(&p, "read", e))
-    };
+    let read =
+        |p: std::path::PathBuf| std::fs::read_to_string(&p).map_err(|e| Error::io(&p, "read", e));
     let cert = read(layout.listener_ca_cert())?;
     let key = zeroize::Zeroizing::new(read(layout.listener_ca_key())?);
     let lca = ListenerCa::load(&cert, &key).map_err(Error::pki(env, "load the listener CA"))?;

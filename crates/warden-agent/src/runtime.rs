@@ -191,9 +191,18 @@ impl Agent {
         if !trust_anchor_pem.is_empty() {
             base = base.with_ca_pem(trust_anchor_pem.clone().into_bytes());
         }
+        // An AppRole or JWT agent's TLS identity is a transport certificate (ADR 0010): its
+        // renewals must name what the one on disk names (`<holder>.transport.<domain>`), not
+        // the workload's own name, which no transport role allows.
+        let tls_cn = match (&cfg.auth.method, &cfg.auth.tls_identity) {
+            (crate::config::AuthMethod::Cert { .. }, _) | (_, None) => None,
+            (_, Some(tls)) => std::fs::read_to_string(&tls.cert_file)
+                .ok()
+                .and_then(|pem| warden_pki::common_name(&pem)),
+        };
         let authn = Authenticator::new(
             cfg.auth.clone(),
-            cfg.identity.common_name.clone(),
+            tls_cn.unwrap_or_else(|| cfg.identity.common_name.clone()),
             base,
             identity,
             trust_anchor_pem.clone(),

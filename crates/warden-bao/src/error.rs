@@ -328,6 +328,22 @@ impl Error {
         self.every(|e| matches!(e, Self::Unreachable { .. }))
     }
 
+    /// The server demanded a client certificate and none was configured (with every node).
+    pub fn is_client_certificate_missing(&self) -> bool {
+        self.every(|e| {
+            matches!(
+                e,
+                Self::Tls {
+                    failure: TlsFailure::ClientCertificateRejected {
+                        presented: false,
+                        ..
+                    },
+                    ..
+                }
+            )
+        })
+    }
+
     /// The TLS handshake failed (with every node, for a client with several).
     pub fn is_tls(&self) -> bool {
         self.every(|e| matches!(e, Self::Tls { .. }))

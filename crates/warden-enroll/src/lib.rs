@@ -15,6 +15,7 @@
 //! | when a certificate is due for renewal             | [`renewal_due`]                            |
 //! | operators: key + CSR, approve, list, remove       | [`operator`]                               |
 //! | a real environment's bootstrap (root revoked)     | [`bootstrap`]                              |
+//! | transport certificates for containers and CI runners (ADR 0010) | [`transport`] |
 //!
 //! Modules: `enroll` (the enrollment itself), `existing` (whether the certificate on disk is
 //! still the right one; pure), [`layout`] (where an identity's files live), `unix_user` (who
@@ -33,6 +34,7 @@ mod error;
 mod existing;
 pub mod layout;
 pub mod operator;
+pub mod transport;
 mod unit;
 mod unix_user;
 

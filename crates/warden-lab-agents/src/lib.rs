@@ -35,6 +35,7 @@
 //! Submodules: `seed` (placeholder secrets, first signing keys and domain certificates) and
 //! `status` (what `lab status` shows of each agent).
 
+pub mod container;
 mod seed;
 mod status;
 
@@ -179,6 +180,9 @@ pub struct AgentsUp {
     pub seeded_secrets: Vec<String>,
     /// One entry per identity whose agent runs now, started or found running.
     pub agents: Vec<AgentUp>,
+    /// Transport certificates issued for CI runners (`env: holder: dir`): a lab CI job passes
+    /// the directory as `--transport DIR` (ADR 0010).
+    pub runner_transports: Vec<String>,
 }
 
 /// What `lab up` did for one identity.
@@ -237,6 +241,39 @@ pub async fn enroll_and_start(
             }
         }
     }
+    // Runners carrying pipelines get their transport certificate, so the lab's CI jobs
+    // (`warden ci login --transport DIR`) never borrow the operator's.
+    let mut runner_transports = Vec::new();
+    if let Some(a) = applied {
+        for env in a.envs {
+            let carries_pipeline = |h: &&warden_spec::TransportHolder| {
+                h.carries.iter().any(|c| {
+                    a.spec.identity(c.as_str()).is_some_and(|i| {
+                        i.kind == IdentityKind::Pipeline && i.in_env(env.name.as_str())
+                    })
+                })
+            };
+            for holder in a
+                .spec
+                .transport_in(env.name.as_str())
+                .filter(carries_pipeline)
+            {
+                let client = operator_client(lab, env.name.as_str())?;
+                let files = container::issue_for(lab, &client, env, holder).await?;
+                let dir = files
+                    .cert
+                    .parent()
+                    .unwrap_or(Path::new("."))
+                    .display()
+                    .to_string();
+                progress.step(
+                    env.name.as_str(),
+                    &format!("transport certificate of runner {} in {dir}", holder.name),
+                );
+                runner_transports.push(format!("{}: {}: {dir}", env.name, holder.name));
+            }
+        }
+    }
     let mut started = Vec::new();
     for (env_name, name) in targets(lab, applied) {
         let layout = IdentityLayout::under_root(&hosts_dir(lab), &env_name, &name);
@@ -264,7 +301,20 @@ pub async fn enroll_and_start(
                     .iter()
                     .find(|e| e.name.as_str() == env_name)
                     .expect("targets come from these environments");
-                Some(enroll(lab, a.spec, env, &name, &layout).await?)
+                match a.spec.identity(&name).map(|i| i.kind) {
+                    Some(IdentityKind::Container) => {
+                        let files = container::prepare(lab, a.spec, env, &name, &layout).await?;
+                        progress.step(
+                            &env_name,
+                            &format!(
+                                "{name}: wrapped secret-id and its host's transport certificate ({}) in place",
+                                files.cert.display()
+                            ),
+                        );
+                        None
+                    }
+                    _ => Some(enroll(lab, a.spec, env, &name, &layout).await?),
+                }
             }
             None => None,
         };
@@ -305,11 +355,13 @@ pub async fn enroll_and_start(
     Ok(AgentsUp {
         seeded_secrets,
         agents: started,
+        runner_transports,
     })
 }
 
-/// `(env, identity)` of every agent to run: each app and proxy of the applied spec, else
-/// every identity already enrolled under `<lab>/hosts`.
+/// `(env, identity)` of every agent to run: each app and proxy of the applied spec and each
+/// container a transport holder carries (ADR 0010), else every identity already enrolled
+/// under `<lab>/hosts`.
 fn targets(lab: &Lab, applied: Option<Applied<'_>>) -> Vec<(String, String)> {
     match applied {
         Some(a) => a
@@ -319,8 +371,15 @@ fn targets(lab: &Lab, applied: Option<Applied<'_>>) -> Vec<(String, String)> {
                 a.spec
                     .identities
                     .iter()
-                    .filter(|i| matches!(i.kind, IdentityKind::App | IdentityKind::Proxy))
                     .filter(|i| i.in_env(env.name.as_str()))
+                    .filter(|i| match i.kind {
+                        IdentityKind::App | IdentityKind::Proxy => true,
+                        IdentityKind::Container => {
+                            container::holder_of(a.spec, env.name.as_str(), i.name.as_str())
+                                .is_some()
+                        }
+                        IdentityKind::Pipeline => false,
+                    })
                     .map(|i| (env.name.to_string(), i.name.to_string()))
             })
             .collect(),

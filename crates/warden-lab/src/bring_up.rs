@@ -90,6 +90,7 @@ pub(crate) async fn ensure_env(
     };
     let now = OffsetDateTime::now_utc();
     report.tls_created = tls::ensure(name, layout, s.ca, s.passphrase, now)?;
+    tls::ensure_node_cert(name, layout, now)?;
     if report.tls_created {
         s.progress.step(
             name,

@@ -57,3 +57,22 @@ fn operator_client_for(
     );
     Ok(client)
 }
+
+/// A client for `env` presenting a transport certificate, with no token and no operator login.
+pub(crate) fn workload_client(
+    env: &EnvConfig,
+    layout: &EnvLayout,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<Client, Error> {
+    let addresses = env.addresses();
+    let cfg = ClientConfig::with_addresses(&addresses)
+        .map_err(|e| Error::ServerState {
+            env: env.name.clone(),
+            what: format!("bad address {}: {e}", addresses.join(", ")),
+        })?
+        .with_ca_file(layout.ca_bundle())
+        .and_then(|c| c.with_client_cert_files(cert, key))
+        .map_err(Error::bao(&env.name, "load the transport certificate"))?;
+    Client::new(cfg).map_err(Error::bao(&env.name, "build the client"))
+}

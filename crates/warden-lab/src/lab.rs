@@ -202,6 +202,19 @@ impl Lab {
         let token = custody::bootstrap_root_token(&layout)?;
         crate::client::operator_client(env, &layout, token)
     }
+
+    /// A client for environment `name` that presents the transport certificate `cert`/`key`
+    /// (ADR 0010) and carries no token: what a container or CI job of the lab uses for its
+    /// AppRole or JWT login. It trusts the lab's root, like every lab client.
+    pub fn workload_client(
+        &self,
+        name: &str,
+        cert: &Path,
+        key: &Path,
+    ) -> Result<warden_bao::Client, Error> {
+        let env = self.env(name)?;
+        crate::client::workload_client(env, &self.layout.env(name), cert, key)
+    }
 }
 
 fn new_config(options: &NewLabOptions) -> Result<LabConfig, Error> {

@@ -132,6 +132,16 @@ impl EnvLayout {
     pub fn client_ca(&self) -> PathBuf {
         self.tls_dir().join("client-ca.pem")
     }
+    /// The nodes' own client certificate (`node@<env>`, from the listener CA): what a node
+    /// presents to its leader in `retry_join`. No cert-auth role accepts it; it is nobody's
+    /// login and never the operator's (ADR 0010).
+    pub fn node_cert(&self) -> PathBuf {
+        self.tls_dir().join("node.crt")
+    }
+    /// Its key (0600).
+    pub fn node_key(&self) -> PathBuf {
+        self.tls_dir().join("node.key")
+    }
     /// Operator credential directory.
     pub fn operator_dir(&self) -> PathBuf {
         self.dir.join("operator")

@@ -179,8 +179,8 @@ pub(crate) fn render_config(
         .map(|n| Peer {
             leader_api_addr: n.address(),
             leader_ca_cert_file: layout.ca_bundle(),
-            leader_client_cert_file: layout.operator_cert(),
-            leader_client_key_file: layout.operator_key(),
+            leader_client_cert_file: layout.node_cert(),
+            leader_client_key_file: layout.node_key(),
         })
         .collect();
     // Every node must declare the same audit device (the table is replicated), yet each needs

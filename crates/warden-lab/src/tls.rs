@@ -104,6 +104,30 @@ pub(crate) fn ensure(
     Ok(true)
 }
 
+/// Issues the nodes' own client certificate (`node@<env>`) from the listener CA when it is
+/// missing — also in a lab created before it existed, whose listener CA is kept. Raft's
+/// `retry_join` presents it to the leader instead of the operator's certificate.
+pub(crate) fn ensure_node_cert(
+    env: &str,
+    layout: &EnvLayout,
+    now: OffsetDateTime,
+) -> Result<bool, Error> {
+    if layout.node_cert().exists() && layout.node_key().exists() {
+        return Ok(false);
+    }
+    let read =
+        |p: std::path::PathBuf| std::fs::read_to_string(&p).map_err(|e| Error::io(&p, "read", e));
+    let cert = read(layout.listener_ca_cert())?;
+    let key = zeroize::Zeroizing::new(read(layout.listener_ca_key())?);
+    let lca = ListenerCa::load(&cert, &key).map_err(Error::pki(env, "load the listener CA"))?;
+    let node = lca
+        .issue_client(&format!("node@{env}"), LEAF_VALIDITY, now)
+        .map_err(Error::pki(env, "issue the nodes' client certificate"))?;
+    write_atomic(&layout.node_key(), node.key_pem.as_bytes(), Mode::OwnerOnly)?;
+    write_atomic(&layout.node_cert(), node.cert_pem.as_bytes(), Mode::Public)?;
+    Ok(true)
+}
+
 /// Makes the listener's client CA bundle the listener CA plus `identity_ca_pem` (the
 /// environment's PKI intermediate). Returns whether the file changed.
 pub(crate) fn ensure_client_ca(layout: &EnvLayout, identity_ca_pem: &str) -> Result<bool, Error> {

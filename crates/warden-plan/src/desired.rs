@@ -44,6 +44,9 @@ pub fn desired_state(spec: &Spec, env: &Environment, inputs: &EnvInputs) -> Vec<
     crate::engines::registry(spec, env, &mut out);
     out.push(crate::operator::desired(spec, env));
     out.push(crate::operator::desired_pki_role(env));
+    for holder in spec.transport_in(env.name.as_str()) {
+        out.push(transport_role(env, holder));
+    }
 
     for id in &here {
         let grants = policy::grants(spec, env, id);
@@ -267,6 +270,48 @@ pub(crate) fn login_role(
         path,
         body: role,
         identity: Some(id.name.to_string()),
+        password_file: None,
+    }
+}
+
+/// The PKI role that signs `holder`'s transport certificates: one exact client-only name
+/// (`<holder>.transport.<domain>`, which no cert-auth role accepts), the `warden-transport` OU,
+/// the holder's lifetime, and stored serials (`no_store = false`) so `warden transport revoke`
+/// can find and revoke every certificate the holder was given (ADR 0010).
+fn transport_role(env: &Environment, holder: &warden_spec::TransportHolder) -> Desired {
+    let ttl = holder.ttl.as_secs();
+    let mut body = json!({
+        "allowed_domains": [naming::transport_common_name(&holder.name, env)],
+        "allow_bare_domains": true,
+        "allow_subdomains": false,
+        "server_flag": false,
+        "client_flag": true,
+        "key_type": "any",
+        "ttl": ttl,
+        "max_ttl": ttl,
+        "no_store": false,
+        "require_cn": true,
+        "ou": [naming::TRANSPORT_OU],
+        "code_signing_flag": false,
+        "email_protection_flag": false,
+        "basic_constraints_valid_for_non_ca": false,
+        "allowed_uri_sans": [],
+        "allowed_other_sans": [],
+        "ext_key_usage": [],
+        "ext_key_usage_oids": [],
+        "allowed_domains_template": false,
+        "issuer_ref": "default",
+    });
+    lock_names(&mut body);
+    Desired {
+        kind: Kind::PkiRole,
+        path: format!(
+            "{}/roles/{}",
+            env.mounts.pki,
+            naming::transport_role(&holder.name)
+        ),
+        body,
+        identity: Some(holder.name.to_string()),
         password_file: None,
     }
 }

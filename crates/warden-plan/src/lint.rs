@@ -30,6 +30,101 @@ pub mod rules {
     /// An environment's PKI intermediate that can issue names another environment's trust
     /// accepts (ADR 0013); its `identity` is the PKI mount.
     pub const ENV_ISOLATION: &str = "environment-isolation";
+    /// A cert-auth role whose name constraints accept a transport certificate, which must open
+    /// nothing (ADR 0010).
+    pub const TRANSPORT_LOGIN: &str = "transport-can-log-in";
+}
+
+/// What a live cert-auth role accepts, as far as names go.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CertRoleNames {
+    /// `auth/<mount>/certs/<role>`.
+    pub path: String,
+    /// `allowed_common_names` (globs allowed).
+    pub common_names: Vec<String>,
+    /// `allowed_dns_sans` (globs allowed).
+    pub dns_sans: Vec<String>,
+    /// `allowed_organizational_units`.
+    pub organizational_units: Vec<String>,
+}
+
+impl CertRoleNames {
+    /// Whether a certificate named `cn` (also its one DNS SAN) with OU `ou` passes the name
+    /// constraints. A role with no name constraint at all accepts every certificate its CA
+    /// signed. The pinned CA is not compared: the check errs on the side of a finding.
+    pub fn accepts(&self, cn: &str, ou: &str) -> bool {
+        if !self.organizational_units.is_empty()
+            && !self.organizational_units.iter().any(|u| glob(u, ou))
+        {
+            return false;
+        }
+        if self.common_names.is_empty() && self.dns_sans.is_empty() {
+            return true;
+        }
+        self.common_names
+            .iter()
+            .chain(&self.dns_sans)
+            .any(|p| glob(p, cn))
+    }
+}
+
+/// OpenBao's name globs: `*` matches any run of characters.
+fn glob(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern.eq_ignore_ascii_case(name);
+    }
+    let name = name.to_ascii_lowercase();
+    let mut rest = name.as_str();
+    for (i, part) in parts.iter().enumerate() {
+        let part = part.to_ascii_lowercase();
+        if i == 0 {
+            let Some(r) = rest.strip_prefix(part.as_str()) else {
+                return false;
+            };
+            rest = r;
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part.as_str());
+        } else {
+            let Some(at) = rest.find(part.as_str()) else {
+                return false;
+            };
+            rest = &rest[at + part.len()..];
+        }
+    }
+    true
+}
+
+/// Transport certificates of `env`'s holders that a live cert-auth role would log in: one
+/// finding per role and holder. Waivable by the holder's name, like other rules.
+pub fn lint_transport_logins(
+    spec: &Spec,
+    env: &Environment,
+    roles: &[CertRoleNames],
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for holder in spec.transport_in(env.name.as_str()) {
+        let cn = naming::transport_common_name(&holder.name, env);
+        for role in roles
+            .iter()
+            .filter(|r| r.accepts(&cn, naming::TRANSPORT_OU))
+        {
+            out.push(Finding {
+                rule: rules::TRANSPORT_LOGIN,
+                env: env.name.to_string(),
+                identity: holder.name.to_string(),
+                source: "live",
+                message: format!(
+                    "{} accepts the transport certificate {cn}: a transport certificate must open nothing; pin the role to its identity's exact name",
+                    role.path
+                ),
+                waived: spec
+                    .waived(rules::TRANSPORT_LOGIN, holder.name.as_str())
+                    .map(|w| w.reason.clone()),
+            });
+        }
+    }
+    out
 }
 
 /// One finding.
@@ -246,6 +341,31 @@ reason = "b rotates its own transit key and needs sudo for it"
             path: path.to_owned(),
             capabilities: caps.iter().map(|c| (*c).to_owned()).collect(),
         }
+    }
+
+    #[test]
+    fn transport_names_against_cert_role_constraints() {
+        let role = |cns: &[&str], dns: &[&str], ous: &[&str]| CertRoleNames {
+            path: "auth/cert/certs/x".into(),
+            common_names: cns.iter().map(|s| (*s).to_owned()).collect(),
+            dns_sans: dns.iter().map(|s| (*s).to_owned()).collect(),
+            organizational_units: ous.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        let cn = "ci-runner.transport.test.warden.internal";
+        let ou = naming::TRANSPORT_OU;
+        assert!(!role(&["billing.identity.test.warden.internal"], &[], &[]).accepts(cn, ou));
+        assert!(
+            role(&[], &[], &[]).accepts(cn, ou),
+            "no constraint accepts all"
+        );
+        assert!(role(&["*.test.warden.internal"], &[], &[]).accepts(cn, ou));
+        assert!(role(&["*.transport.*"], &[], &[]).accepts(cn, ou));
+        assert!(!role(&["*.identity.*"], &[], &[]).accepts(cn, ou));
+        assert!(role(&["x"], &["ci-runner.*"], &[]).accepts(cn, ou));
+        assert!(
+            !role(&[], &[], &["platform"]).accepts(cn, ou),
+            "OU pinned elsewhere"
+        );
     }
 
     #[test]

@@ -33,6 +33,18 @@ pub fn grants(spec: &Spec, env: &Environment, identity: &Identity) -> Vec<Grant>
         out.push(grant(entry.data_path(), &["read"]));
         out.push(grant(entry.metadata_path(), &["read"]));
     };
+    // A container or pipeline may renew the transport certificate of each holder that carries
+    // it here: its agent (or job) keeps the holder's short-lived certificate alive without the
+    // certificate itself carrying any permission (ADR 0010).
+    for holder in spec
+        .transport_in(env.name.as_str())
+        .filter(|h| h.carries.contains(me))
+    {
+        out.push(grant(
+            format!("{}/sign/{}", m.pki, naming::transport_role(&holder.name)),
+            &["create", "update"],
+        ));
+    }
     match identity.kind {
         IdentityKind::App => {
             out.push(grant(

@@ -33,6 +33,18 @@ pub(crate) struct RawSpec {
     pub(crate) domains: BTreeMap<S<String>, S<RawDomain>>,
     #[serde(default)]
     pub(crate) purposes: BTreeMap<S<String>, S<RawPurpose>>,
+    #[serde(default)]
+    pub(crate) transport: BTreeMap<S<String>, S<RawTransport>>,
+}
+
+/// `[transport.<holder>]`: a runtime host or CI runner that may hold a transport certificate
+/// (ADR 0010).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTransport {
+    pub(crate) environments: S<Vec<S<String>>>,
+    pub(crate) carries: S<Vec<S<String>>>,
+    pub(crate) ttl: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -577,3 +577,114 @@ fn check_fit(
         );
     }
 }
+
+/// Longest lifetime a transport certificate may have: the listener never checks revocation, so
+/// a revoked certificate keeps passing the handshake until it ends (ADR 0010).
+const TRANSPORT_MAX_TTL: Ttl = hours(7 * 24);
+/// Lifetime when the spec names none.
+const TRANSPORT_DEFAULT_TTL: Ttl = hours(24);
+
+/// `[transport.<holder>]`: each holder carries containers, pipelines and Kubernetes workloads
+/// only (an app or proxy on a host presents its own identity certificate), each living in one
+/// of its environments.
+pub(crate) fn transport(
+    raw: &std::collections::BTreeMap<Spanned<String>, Spanned<RawTransport>>,
+    identities: &[Identity],
+    env_list: impl Fn(&Spanned<Vec<Spanned<String>>>, &str, &mut Reporter<'_>) -> Vec<Slug>,
+    r: &mut Reporter<'_>,
+) -> Vec<TransportHolder> {
+    let workloads: Vec<&str> = identities
+        .iter()
+        .filter(|i| {
+            matches!(i.kind, IdentityKind::Container | IdentityKind::Pipeline)
+                || i.workload.is_some()
+        })
+        .map(|i| i.name.as_str())
+        .collect();
+    let mut out = Vec::new();
+    for (name, t) in raw {
+        let key = format!("transport.{}", name.get_ref());
+        let Some(slug) = slug_at(name, &key, r) else {
+            continue;
+        };
+        let t = t.get_ref();
+        let environments = env_list(&t.environments, &key, r);
+        let ttl = ttl_or(
+            t.ttl.as_ref(),
+            &format!("{key}.ttl"),
+            TRANSPORT_DEFAULT_TTL,
+            r,
+        );
+        if let Some(span) = t.ttl.as_ref().map(Spanned::span)
+            && (ttl.0 > TRANSPORT_MAX_TTL.0 || ttl.0 < Duration::from_secs(60))
+        {
+            r.error_help(
+                span,
+                format!("{key}.ttl"),
+                "a transport certificate lives between 1m and 7d",
+                Some("the listener does not check revocation, so the lifetime is what ends a revoked certificate; keep it short (the default is 24h)".into()),
+            );
+        }
+        let mut carries: Vec<Slug> = Vec::new();
+        if t.carries.get_ref().is_empty() {
+            r.error_help(
+                t.carries.span(),
+                format!("{key}.carries"),
+                "a transport holder must carry at least one container or pipeline",
+                Some(format!(
+                    "list them, e.g. carries = [\"{}\"]",
+                    workloads.first().copied().unwrap_or("worker")
+                )),
+            );
+        }
+        for c in t.carries.get_ref() {
+            let ckey = format!("{key}.carries");
+            let Some(id) = identities.iter().find(|i| i.name.as_str() == c.get_ref()) else {
+                r.error_help(
+                    c.span(),
+                    &ckey,
+                    format!("unknown container or pipeline `{}`", c.get_ref()),
+                    did_you_mean(c.get_ref(), &workloads),
+                );
+                continue;
+            };
+            let logs_in_without_cert =
+                matches!(id.kind, IdentityKind::Container | IdentityKind::Pipeline)
+                    || id.workload.is_some();
+            if !logs_in_without_cert {
+                r.error_help(
+                    c.span(),
+                    &ckey,
+                    format!(
+                        "`{}` is {} {}, which presents its own identity certificate",
+                        c.get_ref(),
+                        if id.kind == IdentityKind::App { "an" } else { "a" },
+                        id.kind.as_str()
+                    ),
+                    Some("a transport holder carries only containers (AppRole), pipelines (JWT) and Kubernetes workloads (service-account JWT)".into()),
+                );
+                continue;
+            }
+            if !id.environments.iter().any(|e| environments.contains(e)) {
+                r.error(
+                    c.span(),
+                    &ckey,
+                    format!(
+                        "`{}` lives in none of this holder's environments",
+                        c.get_ref()
+                    ),
+                );
+            }
+            if !carries.contains(&id.name) {
+                carries.push(id.name.clone());
+            }
+        }
+        out.push(TransportHolder {
+            name: slug,
+            environments,
+            carries,
+            ttl,
+        });
+    }
+    out
+}

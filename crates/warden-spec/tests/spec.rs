@@ -426,3 +426,41 @@ renew_before = "30d"
         "{e}"
     );
 }
+
+#[test]
+fn transport_holders_of_the_example_and_their_mistakes() {
+    let spec = parse(EXAMPLE, "warden.toml").unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = spec.transport.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["ci-runner", "worker-host"]);
+    let host = spec.transport_holder("worker-host").unwrap();
+    assert_eq!(host.carries[0].as_str(), "worker");
+    assert_eq!(host.ttl.as_secs(), 24 * 3600);
+    assert!(host.in_env("test") && !host.in_env("prod"));
+
+    let with = |table: &str| format!("{EXAMPLE}\n{table}\n");
+    let app = all_errors(&with(
+        "[transport.h]\nenvironments = [\"test\"]\ncarries = [\"billing\"]",
+    ));
+    assert!(
+        app.contains("`billing` is an app, which presents its own identity certificate"),
+        "{app}"
+    );
+    let typo = all_errors(&with(
+        "[transport.h]\nenvironments = [\"test\"]\ncarries = [\"wroker\"]",
+    ));
+    assert!(
+        typo.contains("unknown container or pipeline `wroker`") && typo.contains("worker"),
+        "{typo}"
+    );
+    let elsewhere = all_errors(&with(
+        "[transport.h]\nenvironments = [\"prod\"]\ncarries = [\"worker\"]",
+    ));
+    assert!(
+        elsewhere.contains("`worker` lives in none of this holder's environments"),
+        "{elsewhere}"
+    );
+    let long = all_errors(&with(
+        "[transport.h]\nenvironments = [\"test\"]\ncarries = [\"worker\"]\nttl = \"30d\"",
+    ));
+    assert!(long.contains("between 1m and 7d"), "{long}");
+}

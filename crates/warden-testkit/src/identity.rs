@@ -4,9 +4,11 @@
 //! pipelines with a CI-signed JWT.
 //!
 //! The lab's listeners require a client certificate on every TLS connection. Apps and proxies
-//! present their identity certificate; AppRole and JWT logins ride on the operator's transport
-//! certificate *without* the operator token, so everything such a client may do comes from the
-//! token its login returns.
+//! present their identity certificate; AppRole and JWT logins ride on a real transport
+//! certificate of the spec's `[transport.<holder>]` (ADR 0010), issued by
+//! `pki_int/sign/transport-<holder>` for `<holder>.transport.<domain>`, never on the operator's.
+//! Such a client carries no token, so everything it may do comes from the token its login
+//! returns.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,8 +30,6 @@ use zeroize::Zeroizing;
 pub struct EnvAccess {
     address: String,
     ca_bundle: PathBuf,
-    operator_cert: PathBuf,
-    operator_key: PathBuf,
 }
 
 impl EnvAccess {
@@ -39,8 +39,6 @@ impl EnvAccess {
         Self {
             address: lab.lab().env(env).expect("lab environment").address(),
             ca_bundle: layout.ca_bundle(),
-            operator_cert: layout.operator_cert(),
-            operator_key: layout.operator_key(),
         }
     }
 
@@ -60,13 +58,13 @@ impl EnvAccess {
         Client::new(self.config().with_client_identity(identity)).expect("build a client")
     }
 
-    /// A client with the operator's transport certificate and no token.
-    pub fn transport_client(&self) -> Client {
-        let cfg = self
-            .config()
-            .with_client_cert_files(&self.operator_cert, &self.operator_key)
-            .expect("operator certificate");
-        Client::new(cfg).expect("build a client")
+    /// A client presenting a fresh transport certificate of `holder` (issued by `operator`,
+    /// whose spec must declare `[transport.<holder>]` for this environment of `domain`) and no
+    /// token: what a container or CI job the holder carries uses.
+    pub async fn transport_client(&self, operator: &Client, holder: &str, domain: &str) -> Client {
+        let cn = format!("{holder}.transport.{domain}");
+        let identity = enroll(operator, &format!("transport-{holder}"), &cn).await;
+        self.client_with(identity)
     }
 }
 

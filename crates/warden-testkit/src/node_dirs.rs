@@ -42,8 +42,8 @@ impl NodeDirs {
             (tls.server_key(), "server.key"),
             (tls.client_ca(), "client-ca.pem"),
             (tls.ca_bundle(), "ca.pem"),
-            (tls.operator_cert(), "node.crt"),
-            (tls.operator_key(), "node.key"),
+            (tls.node_cert(), "node.crt"),
+            (tls.node_key(), "node.key"),
         ] {
             std::fs::copy(&from, dirs.etc.join("tls").join(to)).expect("copy TLS material");
         }

@@ -58,6 +58,8 @@ pub(crate) enum Command {
     Transit(crate::cmd::transit::TransitArgs),
     /// CI pipelines: exchange the pipeline's OIDC token for a short-lived Warden token.
     Ci(crate::cmd::ci::CiArgs),
+    /// Transport certificates for runtime hosts and CI runners: issue, list, revoke (ADR 0010).
+    Transport(crate::cmd::transport::TransportArgs),
     /// Rotations: dual-key signing-key rotation with a grace window.
     Rotate(crate::cmd::rotate::RotateArgs),
     /// Domain TLS certificates kept in KV with their expiry: status and renewal.

@@ -215,11 +215,79 @@ impl Resolved {
         Ok(client)
     }
 
+    /// A client for a workload (a container's or CI job's): it presents the transport
+    /// certificate in `transport` (`cert.pem`, `key.pem`, as `warden transport issue` writes
+    /// them; ADR 0010) and carries no token, so everything it may do comes from its own login.
+    /// Without `transport`, outside a lab, `VAULT_CLIENT_CERT`/`VAULT_CLIENT_KEY` name it. A
+    /// lab's operator certificate is never anyone else's transport: with `--lab`, `transport`
+    /// is required.
+    pub(crate) fn workload_client(
+        &self,
+        env: &Environment,
+        transport: Option<&Path>,
+    ) -> anyhow::Result<Client> {
+        let name = env.name.as_str();
+        let files = transport.map(warden_enroll::transport::TransportFiles::in_dir);
+        if let Some(lab) = &self.lab {
+            let Some(files) = files else {
+                return Err(anyhow::anyhow!(
+                    "{name}: a CI job or container reaches the lab through its runner's or host's own transport certificate, never the operator's"
+                ))
+                .with_hint(|| transport_hint(&self.spec, name));
+            };
+            return lab
+                .workload_client(name, &files.cert, &files.key)
+                .with_context(|| {
+                    format!(
+                        "{name}: cannot use the transport certificate in {}",
+                        transport.unwrap_or(Path::new("")).display()
+                    )
+                })
+                .with_hint(|| transport_hint(&self.spec, name));
+        }
+        let mut cfg = spec_addresses(env)?;
+        if let Some(ca) = &env.ca_cert {
+            cfg = cfg
+                .with_ca_file(self.spec_dir.join(ca))
+                .with_context(|| format!("{name}: CA bundle"))?;
+        }
+        if let Some(files) = files {
+            cfg = cfg
+                .with_client_cert_files(&files.cert, &files.key)
+                .with_context(|| {
+                    format!(
+                        "{name}: the transport certificate in {}",
+                        transport.unwrap_or(Path::new("")).display()
+                    )
+                })
+                .with_hint(|| transport_hint(&self.spec, name))?;
+        }
+        cfg.token = None;
+        Client::new(cfg)
+            .with_context(|| format!("{name}: cannot build a client"))
+            .hint("set the environment's address in the spec (or VAULT_ADDR) and pass --transport DIR")
+    }
+
     /// Reads a file named in the spec, relative to the spec's directory.
     pub(crate) fn read_spec_file(&self, path: &Path) -> anyhow::Result<String> {
         let full = self.spec_dir.join(path);
         std::fs::read_to_string(&full).with_context(|| format!("could not read {}", full.display()))
     }
+}
+
+/// How to get a transport certificate for `env`: the command, naming the spec's holders there.
+pub(crate) fn transport_hint(spec: &Spec, env: &str) -> String {
+    let holders: Vec<&str> = spec.transport_in(env).map(|t| t.name.as_str()).collect();
+    let holder = holders.first().copied().unwrap_or("HOLDER");
+    let mut hint = format!(
+        "get one with `warden transport issue --env {env} --holder {holder} --out DIR` and pass --transport DIR (docs/identity.md, \"Transport certificates\")"
+    );
+    if holders.is_empty() {
+        hint.push_str(&format!(
+            "; the spec declares no [transport.<holder>] for `{env}` yet"
+        ));
+    }
+    hint
 }
 
 /// Where `env`'s servers are: every address the spec gives (its nodes, tried in order with

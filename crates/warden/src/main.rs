@@ -68,6 +68,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Agent(args) => cmd::agent::run(args, &out).await,
         cli::Command::Secret(args) => cmd::secret::run(args, &out).await,
         cli::Command::Transit(args) => cmd::transit::run(args, &out).await,
+        cli::Command::Transport(args) => cmd::transport::run(args, &out).await,
         cli::Command::Ci(args) => cmd::ci::run(args, &out).await,
         cli::Command::Rotate(args) => cmd::rotate::run(args, &out).await,
         cli::Command::Domain(args) => cmd::domain::run(args, &out).await,

@@ -3,9 +3,10 @@
 //!
 //! The client is the one [`crate::context`] builds (with `--lab`: the lab's operator
 //! certificate, logging in as the lab operator; otherwise the spec's address and `VAULT_*`/`BAO_*`). With
-//! `--token-file` the token in that file replaces the operator's, so a CI step that ran
-//! `warden ci login` acts with exactly the pipeline's policy — the lab's operator certificate
-//! then only carries the mTLS transport the lab's listeners require.
+//! `--token-file` the client is a workload's instead: it presents the runner's transport
+//! certificate (`--transport DIR`, ADR 0010) and carries the token in that file, so a CI step
+//! that ran `warden ci login` acts with exactly the pipeline's policy. The operator's
+//! certificate is never used as its transport.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,10 @@ pub(crate) struct Access {
     /// lab's operator token or VAULT_TOKEN.
     #[arg(long, value_name = "FILE", env = "WARDEN_TOKEN_FILE")]
     pub(crate) token_file: Option<PathBuf>,
+    /// With --token-file: the transport certificate directory (`cert.pem`, `key.pem`) of the
+    /// runner or host this runs on (`warden transport issue`). Required with --lab.
+    #[arg(long, value_name = "DIR", env = "WARDEN_TRANSPORT_DIR")]
+    pub(crate) transport: Option<PathBuf>,
 }
 
 /// One environment, resolved, with a client for it.
@@ -42,10 +47,14 @@ impl Access {
     pub(crate) fn open(&self, command: &str, out: &Output) -> anyhow::Result<Session> {
         let resolved = self.target.resolve()?;
         let env = resolved.one_env(command, OneEnv::NamedOrOnly)?.clone();
-        let client = resolved.client(&env)?;
-        if let Some(path) = &self.token_file {
-            client.set_token(read_token_file(path, out)?);
-        }
+        let client = match &self.token_file {
+            Some(path) => {
+                let client = resolved.workload_client(&env, self.transport.as_deref())?;
+                client.set_token(read_token_file(path, out)?);
+                client
+            }
+            None => resolved.client(&env)?,
+        };
         if !client.can_authenticate() {
             return Err(anyhow::anyhow!(
                 "{}: no token to act with",

@@ -94,10 +94,16 @@ fn lab_agents_serve_health_metrics_and_rotate_on_request() {
         .map(|a| a["identity"].as_str().unwrap())
         .collect();
     names.sort_unstable();
-    assert_eq!(names, ["billing", "edge", "ledger"], "{up}");
+    assert_eq!(names, ["billing", "edge", "ledger", "worker"], "{up}");
     for a in agents {
         assert_eq!(a["started"], true, "{a}");
-        assert_eq!(a["enrolled"], "issued", "{a}");
+        // The container is not enrolled: it logs in with AppRole (issue 18).
+        let enrolled = if a["identity"] == "worker" {
+            Value::Null
+        } else {
+            Value::from("issued")
+        };
+        assert_eq!(a["enrolled"], enrolled, "{a}");
         assert_eq!(a["health"], "ok", "every output delivered: {a}");
     }
     let seeded = up["agents"]["seeded_secrets"].to_string();
@@ -120,6 +126,41 @@ fn lab_agents_serve_health_metrics_and_rotate_on_request() {
     assert!(config.contains("lab_placeholder"), "{config}");
     let chain = std::fs::read_to_string(edge.join("out/ca/chain.pem")).unwrap();
     assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 2, "{chain}");
+    // Issue 18: the worker container's agent delivered its secret with a wrapped secret-id
+    // (consumed and removed) and its host's own transport certificate, not the operator's.
+    let worker = hosts.join("worker");
+    let delivered = std::fs::read_to_string(worker.join("out/secrets/config.json")).unwrap();
+    assert!(delivered.contains("lab_placeholder"), "{delivered}");
+    assert!(
+        !worker.join("approle/secret-id").exists(),
+        "the wrapped secret-id is consumed and removed"
+    );
+    let worker_toml = std::fs::read_to_string(worker.join("agent.toml")).unwrap();
+    let transport = hosts.join("worker-host/transport");
+    for want in [
+        "method = \"approle\"".to_owned(),
+        "secret_id_wrapped = true".to_owned(),
+        format!("cert_file = \"{}\"", path_str(&transport.join("cert.pem"))),
+        "identity_role = \"transport-worker-host\"".to_owned(),
+    ] {
+        assert!(worker_toml.contains(&want), "{want} in:\n{worker_toml}");
+    }
+    assert!(!worker_toml.contains("operator"), "{worker_toml}");
+    // The pipeline's runner got its own transport certificate too, for `ci login --transport`.
+    let runner = hosts.join("ci-runner/transport");
+    let listed = up["agents"]["runner_transports"].to_string();
+    assert!(listed.contains(path_str(&runner)), "{listed}");
+    let runner_pem = std::fs::read_to_string(runner.join("cert.pem")).unwrap();
+    assert_eq!(
+        warden_pki::common_name(&runner_pem).as_deref(),
+        Some("ci-runner.transport.test.warden.internal")
+    );
+    let transport_pem = std::fs::read_to_string(transport.join("cert.pem")).unwrap();
+    assert_eq!(
+        warden_pki::common_name(&transport_pem).as_deref(),
+        Some("worker-host.transport.test.warden.internal")
+    );
+
     // The lab never reloads the host's real services.
     let toml = std::fs::read_to_string(billing.join("agent.toml")).unwrap();
     assert!(!toml.contains("systemctl"), "{toml}");
@@ -310,7 +351,7 @@ fn lab_agents_serve_health_metrics_and_rotate_on_request() {
     // `lab down` stops the agents before the servers.
     let down = json(&WARDEN.ok(&["lab", "down", "--output", "json", "--dir", &lab]));
     let stopped = down["agents_stopped"].as_array().unwrap();
-    assert_eq!(stopped.len(), 3, "{down}");
+    assert_eq!(stopped.len(), 4, "{down}");
     assert_eq!(down["stopped"].as_array().unwrap().len(), 1, "{down}");
     Poll::new(Duration::from_secs(10))
         .every(Duration::from_millis(200))

@@ -348,11 +348,10 @@ async fn container_agent_logs_in_with_a_wrapped_secret_id_once() {
     write_secret(&id.join("approle/role-id"), role_id.as_bytes());
     write_secret(&id.join("approle/secret-id"), wrapping_token.as_bytes());
     let config = id.join("agent.toml");
-    // The lab's listener demands a client certificate from everyone; a container has no
-    // identity certificate of its own, so the operator's serves as transport only — the token
-    // (and so every permission) comes from the AppRole login.
-    std::fs::write(
-        &config,
+    // The lab's listener demands a client certificate from everyone. A container has no
+    // identity certificate; it presents its host's transport certificate (ADR 0010), which
+    // opens nothing: every permission comes from the AppRole login.
+    let agent_toml = |transport: &str| {
         format!(
             r#"version = 1
 
@@ -373,9 +372,7 @@ policy            = "worker"
 role_id_file      = "approle/role-id"
 secret_id_file    = "approle/secret-id"
 secret_id_wrapped = true
-cert_file         = "{cert}"
-key_file          = "{key}"
-
+{transport}
 [[output]]
 name     = "config"
 type     = "template"
@@ -389,9 +386,45 @@ mode     = "0600"
 "#,
             address = api_address(&lab),
             ca = path_str(&layout.ca_bundle()),
-            cert = path_str(&layout.operator_cert()),
-            key = path_str(&layout.operator_key()),
-        ),
+        )
+    };
+
+    // Without a transport certificate the handshake is refused before the wrapping token is
+    // used, and the failure says how to get one.
+    std::fs::write(&config, agent_toml("")).expect("agent config");
+    let out = WARDEN.run(&["agent", "--config", path_str(&config), "--once"]);
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(!out.status.success(), "no transport must fail:\n{all}");
+    assert!(
+        all.contains("requires a client certificate")
+            && all.contains("warden transport issue --env ENV --holder HOST --out DIR"),
+        "the failure must say how to get a transport certificate:\n{all}"
+    );
+    assert!(!all.contains(wrapping_token.as_str()), "{all}");
+
+    // The host's own transport certificate (`[transport.worker-host]` of the example spec).
+    let transport = id.join("transport");
+    WARDEN.ok(&[
+        "transport",
+        "issue",
+        "--spec",
+        EXAMPLE_SPEC,
+        "--lab",
+        &lab_dir,
+        "--env",
+        "test",
+        "--holder",
+        "worker-host",
+        "--out",
+        path_str(&transport),
+    ]);
+    std::fs::write(
+        &config,
+        agent_toml(&format!(
+            "cert_file         = \"{}\"\nkey_file          = \"{}\"\npki_mount         = \"pki_int\"\nidentity_role     = \"transport-worker-host\"\n",
+            path_str(&transport.join("cert.pem")),
+            path_str(&transport.join("key.pem")),
+        )),
     )
     .expect("agent config");
 
@@ -539,4 +572,158 @@ full_chain = false
         "intermediate only without full_chain"
     );
     assert!(!report.certs[0].self_signed);
+}
+
+/// Issue 18: the container's agent keeps its host's transport certificate alive by itself —
+/// with its own AppRole token, through `transport-worker-host`, under the holder's name — so a
+/// short-lived transport certificate does not cut the container off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_agent_renews_its_hosts_transport_certificate() {
+    let lab = LabEnv::start(&["test"]).await;
+    let lab_dir = path_str(lab.dir()).to_owned();
+    let target = ["--spec", EXAMPLE_SPEC, "--lab", &lab_dir, "--env", "test"];
+    WARDEN.ok(&[&["apply"][..], &target[..]].concat());
+    let operator = lab.client("test");
+    operator
+        .write(
+            "kvv2/data/worker/config",
+            &json!({"data": {"queue": "jobs"}}),
+            Idempotent::No,
+        )
+        .await
+        .expect("write the worker's secret");
+    let role_id = operator
+        .read("auth/approle/role/worker/role-id")
+        .await
+        .expect("role-id")
+        .data
+        .and_then(|d| d["role_id"].as_str().map(str::to_owned))
+        .expect("role_id field");
+    let wrapped = operator
+        .write_wrapped(
+            "auth/approle/role/worker/secret-id",
+            &json!({}),
+            Duration::from_secs(300),
+        )
+        .await
+        .expect("wrapped secret-id");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = dir.path().join("worker");
+    write_secret(&id.join("approle/role-id"), role_id.as_bytes());
+    write_secret(
+        &id.join("approle/secret-id"),
+        warden_bao::ExposeSecret::expose_secret(&wrapped.token).as_bytes(),
+    );
+    let transport = dir.path().join("host-transport");
+    let issued = WARDEN
+        .ok(&[
+            &["transport", "issue"][..],
+            &target[..],
+            &[
+                "--holder",
+                "worker-host",
+                "--out",
+                path_str(&transport),
+                "--ttl",
+                "40s",
+                "-o",
+                "json",
+            ][..],
+        ]
+        .concat())
+        .stdout
+        .clone();
+    let issued: serde_json::Value = serde_json::from_slice(&issued).expect("json");
+    let first_serial = issued["serial"].as_str().expect("serial").to_owned();
+    let layout = lab.lab().layout().env("test");
+    let config = id.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"version = 1
+
+[identity]
+name        = "worker"
+kind        = "container"
+env         = "test"
+common_name = "worker.container.test.warden.internal"
+
+[openbao]
+address = "{address}"
+ca_file = "{ca}"
+
+[auth]
+method            = "approle"
+policy            = "worker"
+role_id_file      = "approle/role-id"
+secret_id_file    = "approle/secret-id"
+secret_id_wrapped = true
+cert_file         = "{cert}"
+key_file          = "{key}"
+pki_mount         = "pki_int"
+identity_role     = "transport-worker-host"
+
+[[output]]
+name     = "config"
+type     = "template"
+contents = "{{{{ kv(\"kvv2\", \"worker/config\").queue }}}}"
+path     = "out/config.txt"
+"#,
+            address = api_address(&lab),
+            ca = path_str(&layout.ca_bundle()),
+            cert = path_str(&transport.join("cert.pem")),
+            key = path_str(&transport.join("key.pem")),
+        ),
+    )
+    .expect("agent config");
+
+    let log = id.join("agent.log");
+    let mut agent = RunningAgent::spawn(
+        WARDEN.command(&["agent", "--config", path_str(&config)]),
+        &log,
+    );
+    Poll::new(Duration::from_secs(30))
+        .showing_log(&log)
+        .until("the worker's config", || {
+            std::fs::read_to_string(id.join("out/config.txt"))
+                .ok()
+                .filter(|t| t == "jobs")
+        });
+    let norm = |s: &str| s.replace(':', "").to_lowercase();
+    let renewed = Poll::new(Duration::from_secs(60)).showing_log(&log).until(
+        "a renewed transport certificate",
+        || {
+            let pem = std::fs::read_to_string(transport.join("cert.pem")).ok()?;
+            let leaf = warden_pki::parse_pem_bundle(&pem).ok()?.swap_remove(0);
+            (norm(&leaf.serial) != norm(&first_serial)).then_some((pem, leaf))
+        },
+    );
+    // Renewed once, not in a loop: the new 40-second certificate is not due for a while.
+    std::thread::sleep(Duration::from_secs(4));
+    agent.assert_alive();
+    assert_eq!(
+        std::fs::read_to_string(transport.join("cert.pem")).expect("cert"),
+        renewed.0,
+        "renewed again within seconds:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert_eq!(
+        warden_pki::common_name(&renewed.0).as_deref(),
+        Some("worker-host.transport.test.warden.internal"),
+        "renewed under the holder's name, not the workload's"
+    );
+    assert!(renewed.1.not_after > OffsetDateTime::now_utc());
+    assert_eq!(mode(&transport.join("key.pem")), 0o600);
+    // The renewed certificate still opens nothing by itself.
+    let bare = warden_testkit::identity::EnvAccess::of(&lab, "test").client_with(
+        warden_bao::ClientIdentity::from_pem(
+            renewed.0.into_bytes(),
+            zeroize::Zeroizing::new(std::fs::read(transport.join("key.pem")).expect("key")),
+        )
+        .expect("identity"),
+    );
+    bare.login_cert("cert", None)
+        .await
+        .expect_err("no cert-auth role takes the renewed transport certificate");
 }

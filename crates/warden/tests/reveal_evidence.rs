@@ -243,8 +243,30 @@ async fn reveal_once_opens_exactly_once_and_leaves_only_metadata() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
 
+    // The container's host opens it, presenting its own transport certificate (issue 18,
+    // ADR 0010), not an operator's.
+    let host_transport = dir.path().join("worker-host-transport");
+    WARDEN.ok(&refs(&on_lab(
+        &[
+            "transport",
+            "issue",
+            "--holder",
+            "worker-host",
+            "--out",
+            path_str(&host_transport),
+        ],
+        &spec,
+        &lab_dir,
+    )));
     let open_args = on_lab(
-        &["reveal", "open", "--token-file", path_str(&token_file)],
+        &[
+            "reveal",
+            "open",
+            "--token-file",
+            path_str(&token_file),
+            "--transport",
+            path_str(&host_transport),
+        ],
         &spec,
         &lab_dir,
     );

@@ -37,6 +37,12 @@ environments = ["test"]
 secrets      = ["config"]
 kubernetes   = {{ namespace = "ledger", service_account = "ledger-api" }}
 
+# The Kubernetes nodes' transport certificate: the pods' service-account logins ride on it
+# (ADR 0010), never on the operator's.
+[transport.k8s-nodes]
+environments = ["test"]
+carries      = ["billing", "ledger"]
+
 [purposes.everything]
 description = "the test's credentials"
 owner       = "test"
@@ -123,13 +129,15 @@ async fn service_account_tokens_map_to_exactly_their_identity() {
     );
 
     let access = EnvAccess::of(&lab, "test");
-    let login = |role: &'static str, jwt| {
-        let client = access.transport_client();
-        async move {
-            let body = json!({ "role": role, "jwt": secrecy::ExposeSecret::expose_secret(&jwt) });
-            let r = login_with(&client, "kubernetes", &body).await;
-            (client, r)
-        }
+    let op = &op;
+    let access = &access;
+    let login = |role: &'static str, jwt| async move {
+        let client = access
+            .transport_client(op, "k8s-nodes", "test.warden.internal")
+            .await;
+        let body = json!({ "role": role, "jwt": secrecy::ExposeSecret::expose_secret(&jwt) });
+        let r = login_with(&client, "kubernetes", &body).await;
+        (client, r)
     };
 
     // The right service account: billing's policy and nothing else.

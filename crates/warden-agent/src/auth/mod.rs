@@ -95,6 +95,17 @@ pub enum AuthError {
         #[source]
         source: Box<warden_bao::Error>,
     },
+    /// The listener demands a client certificate and this AppRole or JWT agent presents none:
+    /// a container or CI job presents its host's or runner's transport certificate (ADR 0010).
+    #[error(
+        "{what}: the server requires a client certificate and this {method} agent has none; a container or CI job presents its host's or runner's transport certificate: `warden transport issue --env ENV --holder HOST --out DIR` writes one, then set [auth] cert_file = \"DIR/cert.pem\" and key_file = \"DIR/key.pem\" (docs/agent.md, \"Transport certificate\")"
+    )]
+    NoTransport {
+        /// "login", "unwrapping the secret-id".
+        what: &'static str,
+        /// `approle` or `jwt`.
+        method: &'static str,
+    },
     /// Renewing or looking up the token failed.
     #[error("{what} failed: {source}")]
     Token {
@@ -262,10 +273,18 @@ impl Authenticator {
         mount: &str,
     ) -> Result<warden_bao::Auth, AuthError> {
         let method = self.cfg.method.as_str();
-        let login_err = |source: warden_bao::Error| AuthError::Login {
-            method,
-            mount: mount.to_owned(),
-            source: Box::new(source),
+        let login_err = |source: warden_bao::Error| {
+            if source.is_client_certificate_missing() {
+                return AuthError::NoTransport {
+                    what: "login",
+                    method,
+                };
+            }
+            AuthError::Login {
+                method,
+                mount: mount.to_owned(),
+                source: Box::new(source),
+            }
         };
         let auth = match &self.cfg.method {
             AuthMethod::Cert { role } => {
@@ -425,9 +444,17 @@ impl Authenticator {
         let secret = client
             .write("sys/wrapping/unwrap", &json!({}), Idempotent::No)
             .await
-            .map_err(|source| AuthError::Unwrap {
-                path: path.to_path_buf(),
-                source: Box::new(source),
+            .map_err(|source| {
+                if source.is_client_certificate_missing() {
+                    return AuthError::NoTransport {
+                        what: "unwrapping the secret-id",
+                        method: "approle",
+                    };
+                }
+                AuthError::Unwrap {
+                    path: path.to_path_buf(),
+                    source: Box::new(source),
+                }
             })?;
         // The unwrapped answer holds the secret-id in plain `String`s: wiped when it drops.
         let data = WipeOnDrop(secret.and_then(|s| s.data).unwrap_or_default());

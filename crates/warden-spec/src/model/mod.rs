@@ -119,6 +119,32 @@ pub struct Spec {
     pub domains: Vec<DomainCert>,
     /// Purposes, in id order.
     pub purposes: Vec<Purpose>,
+    /// Transport holders (runtime hosts, CI runners), in name order.
+    pub transport: Vec<TransportHolder>,
+}
+
+/// `[transport.<holder>]`: a runtime host or CI runner that may hold a *transport certificate*
+/// per environment — a client certificate that only gets a workload's AppRole or JWT login
+/// through the listener's mTLS requirement and carries no permission of its own (ADR 0010).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportHolder {
+    /// The holder's name (a host or runner), unique among holders.
+    pub name: Slug,
+    /// Environments it may hold a certificate for.
+    pub environments: Vec<Slug>,
+    /// The containers and pipelines whose logins it carries; their tokens may renew its
+    /// certificate.
+    pub carries: Vec<Slug>,
+    /// Lifetime of each certificate (the listener checks expiry, not revocation, so this is
+    /// what bounds a revoked certificate's use).
+    pub ttl: Ttl,
+}
+
+impl TransportHolder {
+    /// Whether it may hold a certificate for `env`.
+    pub fn in_env(&self, env: &str) -> bool {
+        self.environments.iter().any(|e| e.as_str() == env)
+    }
 }
 
 impl Spec {
@@ -140,6 +166,19 @@ impl Spec {
     /// The database called `name`.
     pub fn database(&self, name: &str) -> Option<&Database> {
         self.databases.iter().find(|d| d.name.as_str() == name)
+    }
+
+    /// The transport holders of `env`.
+    pub fn transport_in<'a>(
+        &'a self,
+        env: &'a str,
+    ) -> impl Iterator<Item = &'a TransportHolder> + 'a {
+        self.transport.iter().filter(move |t| t.in_env(env))
+    }
+
+    /// The transport holder called `name`.
+    pub fn transport_holder(&self, name: &str) -> Option<&TransportHolder> {
+        self.transport.iter().find(|t| t.name.as_str() == name)
     }
 
     /// The purpose called `id`.

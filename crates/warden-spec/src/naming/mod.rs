@@ -315,6 +315,25 @@ pub fn environment_names(spec: &Spec, env: &Environment) -> Vec<String> {
         .collect()
 }
 
+/// The common name of transport holder `holder`'s certificate in `env`. Its middle label is
+/// `transport`, never `identity` or an operator's, so no cert-auth role (each pins one exact
+/// identity or operator name) accepts it (ADR 0010).
+pub fn transport_common_name(holder: &Slug, env: &Environment) -> String {
+    format!("{holder}.{TRANSPORT_LABEL}.{}", env.domain)
+}
+
+/// The label every transport certificate's name carries.
+pub const TRANSPORT_LABEL: &str = "transport";
+
+/// The organisational unit stamped on every transport certificate, so an audit log or a
+/// listing tells it from an identity certificate at a glance.
+pub const TRANSPORT_OU: &str = "warden-transport";
+
+/// The PKI role (in the environment's PKI mount) that signs `holder`'s transport certificates.
+pub fn transport_role(holder: &Slug) -> String {
+    format!("transport-{holder}")
+}
+
 /// The folder of `app`'s entries inside the KV mounts (the `naming.kv_prefix` template). The
 /// one place that renders it: policies, agents, the registry and the CLI must agree on it.
 pub fn kv_prefix(naming: &Naming, app: &Slug) -> String {

@@ -192,6 +192,9 @@ pub fn grants(mounts: &Mounts, naming: &Naming) -> Vec<Grant> {
     for read in ["cert/*", "ca_chain", "ca/pem", "issuers", "issuer/*"] {
         out.push(grant(format!("{}/{read}", m.pki), &["read", "list"]));
     }
+    // Transport certificates (ADR 0010): list the stored serials, revoke a holder's.
+    out.push(grant(format!("{}/certs", m.pki), &["list"]));
+    out.push(grant(format!("{}/revoke", m.pki), &["update"]));
     // Installing a new PKI intermediate (rotation): the key is generated inside OpenBao and
     // never exported, the offline root signs the CSR, the signed bundle is imported and made
     // the default issuer. Never `root/*` (a root inside OpenBao) nor `generate/exported`.

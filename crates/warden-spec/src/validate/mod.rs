@@ -67,7 +67,9 @@ pub(crate) fn validate(raw: RawSpec, r: &mut Reporter<'_>) -> Option<Spec> {
         databases,
         domains,
         purposes: Vec::new(),
+        transport: Vec::new(),
     };
+    spec.transport = ext::transport(&raw.transport, &spec.identities, envs_of, r);
     spec.purposes = ext::purposes(&raw.purposes, &spec.credentials(), r);
     Some(spec)
 }

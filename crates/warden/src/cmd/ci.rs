@@ -59,6 +59,11 @@ struct LoginArgs {
     /// Where to write the Warden token (0600). Default: $XDG_RUNTIME_DIR/warden/token.
     #[arg(long, value_name = "FILE")]
     token_out: Option<PathBuf>,
+    /// The runner's transport certificate directory (`cert.pem`, `key.pem`; `warden transport
+    /// issue`): what gets the login through the listener's mTLS requirement. Required with
+    /// --lab; otherwise VAULT_CLIENT_CERT/VAULT_CLIENT_KEY may name it.
+    #[arg(long, value_name = "DIR", env = "WARDEN_TRANSPORT_DIR")]
+    transport: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -68,6 +73,9 @@ struct LogoutArgs {
     /// The token file `warden ci login` wrote (default: $XDG_RUNTIME_DIR/warden/token).
     #[arg(long, value_name = "FILE", env = "WARDEN_TOKEN_FILE")]
     token_file: Option<PathBuf>,
+    /// The runner's transport certificate directory, as for `ci login`.
+    #[arg(long, value_name = "DIR", env = "WARDEN_TRANSPORT_DIR")]
+    transport: Option<PathBuf>,
 }
 
 pub(crate) async fn run(args: CiArgs, out: &Output) -> anyhow::Result<ExitCode> {
@@ -134,12 +142,15 @@ async fn login(args: LoginArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let token_out = token_path(args.token_out.as_deref(), "--token-out")?;
     let jwt = read_jwt(&args)?;
 
-    let client = resolved.client(env)?;
-    // The login itself needs no token; the operator's (with --lab) must not ride along.
-    client.clear_token();
+    // The login needs no token, and rides on the runner's transport certificate, never on the
+    // operator's (ADR 0010).
+    let client = resolved.workload_client(env, args.transport.as_deref())?;
     let auth = match client.login_jwt(&env.mounts.jwt, &role, &jwt).await {
         Ok(a) => a,
-        Err(e) => return Err(explain_refusal(e, &jwt, &bindings, ci, &role)),
+        Err(e) => {
+            let transport = crate::context::transport_hint(spec, env.name.as_str());
+            return Err(explain_refusal(e, &jwt, &bindings, ci, &role, transport));
+        }
     };
     if args.token_out.is_none()
         && let Some(dir) = token_out.parent()
@@ -185,7 +196,7 @@ async fn logout(args: LogoutArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let env = resolved.one_env("ci logout", OneEnv::NamedOrOnly)?;
     let path = token_path(args.token_file.as_deref(), "--token-file")?;
     let token = read_token_file(&path, out)?;
-    let client = resolved.client(env)?;
+    let client = resolved.workload_client(env, args.transport.as_deref())?;
     client.set_token(token);
     let revoked = match client.token_revoke_self().await {
         Ok(()) => true,
@@ -296,7 +307,17 @@ fn explain_refusal(
     bindings: &[&PipelineBinding],
     ci: &warden_spec::CiAuth,
     role: &str,
+    transport_hint: String,
 ) -> anyhow::Error {
+    // Refused at the handshake: no transport certificate, or one that expired (the way a
+    // revoked one ends, ADR 0010).
+    if let JwtLoginError::Api { source, .. } = &err
+        && source.is_tls()
+    {
+        return anyhow::Error::msg(err.to_string()).context(crate::hint::Hint(format!(
+            "the runner's transport certificate is missing, expired or not trusted here; {transport_hint}"
+        )));
+    }
     let JwtLoginError::Refused {
         reason, message, ..
     } = &err

@@ -21,3 +21,4 @@ pub(crate) mod seal;
 pub(crate) mod secret;
 pub(crate) mod server;
 pub(crate) mod transit;
+pub(crate) mod transport;

@@ -129,5 +129,71 @@ async fn lint_live(resolved: &Resolved, env: &Environment) -> anyhow::Result<Vec
     findings.extend(
         crate::cmd::operator::lint_live_operator_policy(&client, &resolved.spec, env).await?,
     );
+    if resolved
+        .spec
+        .transport_in(env.name.as_str())
+        .next()
+        .is_some()
+    {
+        let roles = live_cert_roles(&client, env).await?;
+        findings.extend(warden_plan::lint::lint_transport_logins(
+            &resolved.spec,
+            env,
+            &roles,
+        ));
+    }
     Ok(findings)
+}
+
+/// Every cert-auth role of `env` (the identities' mount and the operators'), with its name
+/// constraints: what a transport certificate must never satisfy (ADR 0010).
+async fn live_cert_roles(
+    client: &warden_bao::Client,
+    env: &Environment,
+) -> anyhow::Result<Vec<warden_plan::lint::CertRoleNames>> {
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        match v {
+            serde_json::Value::Array(a) => a
+                .iter()
+                .filter_map(|x| x.as_str())
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            serde_json::Value::String(s) if !s.is_empty() => {
+                s.split(',').map(|p| p.trim().to_owned()).collect()
+            }
+            _ => Vec::new(),
+        }
+    };
+    let mut out = Vec::new();
+    for mount in [
+        env.mounts.cert_auth.trim_matches('/'),
+        warden_spec::naming::operator::OPERATOR_AUTH_MOUNT,
+    ] {
+        let list = format!("auth/{mount}/certs");
+        let names = match client.list(&list).await {
+            Ok(n) => n,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e).with_context(|| format!("{}: list {list}", env.name)),
+        };
+        for name in names {
+            let path = format!("auth/{mount}/certs/{name}");
+            let data = client
+                .read(&path)
+                .await
+                .with_context(|| format!("{}: read {path}", env.name))?
+                .data
+                .unwrap_or_default();
+            out.push(warden_plan::lint::CertRoleNames {
+                common_names: strings(&data["allowed_common_names"])
+                    .into_iter()
+                    .chain(strings(&data["allowed_names"]))
+                    .collect(),
+                dns_sans: strings(&data["allowed_dns_sans"]),
+                organizational_units: strings(&data["allowed_organizational_units"]),
+                path,
+            });
+        }
+    }
+    Ok(out)
 }

@@ -84,6 +84,10 @@ struct OpenArgs {
     /// Write the value to FILE (0600; an existing file is never overwritten) instead of stdout.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// Open it as a container host or CI runner: present the transport certificate in DIR
+    /// (`warden transport issue`) and no operator credential.
+    #[arg(long, value_name = "DIR", env = "WARDEN_TRANSPORT_DIR")]
+    transport: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -282,7 +286,16 @@ fn read_token(args: &OpenArgs, out: &Output) -> anyhow::Result<SecretString> {
 }
 
 async fn open(args: OpenArgs, out: &Output) -> anyhow::Result<ExitCode> {
-    let (_resolved, _env, client) = args.target.one_env_client("reveal open")?;
+    let client = match &args.transport {
+        Some(dir) => {
+            let resolved = args.target.resolve()?;
+            let env = resolved
+                .one_env("reveal open", crate::context::OneEnv::NamedOrOnly)?
+                .clone();
+            resolved.workload_client(&env, Some(dir))?
+        }
+        None => args.target.one_env_client("reveal open")?.2,
+    };
     // Checked before the single use is spent: a value that cannot be written is lost.
     if let Some(path) = &args.out {
         crate::output::check_new_file(path, "value")?;

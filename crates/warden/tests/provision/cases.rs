@@ -250,6 +250,7 @@ pub(crate) async fn refused_and_cross_env_logins(
     test: &EnvAccess,
     prod: &EnvAccess,
     op: &Client,
+    prod_op: &Client,
     ci: &CiSigner,
 ) -> Vec<Case> {
     let mut cases = Vec::new();
@@ -277,14 +278,20 @@ pub(crate) async fn refused_and_cross_env_logins(
 
     let (role_id, _) = approle_credentials(op, "worker").await;
     let made_up = secrecy::SecretString::from("00000000-0000-0000-0000-000000000000".to_owned());
-    let r = login_approle(&test.transport_client(), &role_id, &made_up).await;
+    // Containers and pipelines reach the listener through their host's or runner's transport
+    // certificate (ADR 0010), never the operator's.
+    let worker_host = test.transport_client(op, "worker-host", TEST_DOMAIN).await;
+    let r = login_approle(&worker_host, &role_id, &made_up).await;
     case(
         "worker role-id + made-up secret-id",
         false,
         classify_login(&r),
     );
     let (role_id, secret_id) = approle_credentials(op, "worker").await;
-    let r = login_approle(&prod.transport_client(), &role_id, &secret_id).await;
+    let prod_runner = prod
+        .transport_client(prod_op, "ci-runner", "prod.warden.internal")
+        .await;
+    let r = login_approle(&prod_runner, &role_id, &secret_id).await;
     case(
         "worker's test credentials → prod (test-only)",
         false,
@@ -356,7 +363,13 @@ pub(crate) async fn refused_and_cross_env_logins(
         } else {
             stranger.sign(&claims)
         };
-        let r = login_jwt(&env.transport_client(), role, &jwt).await;
+        let (env_op, domain) = if std::ptr::eq(env, test) {
+            (op, TEST_DOMAIN)
+        } else {
+            (prod_op, "prod.warden.internal")
+        };
+        let runner = env.transport_client(env_op, "ci-runner", domain).await;
+        let r = login_jwt(&runner, role, &jwt).await;
         case(label, expect_ok, classify_login(&r));
     }
     let mut expired = jwt_case("openbao-test", "platform/billing", "refs/heads/main");
@@ -364,7 +377,8 @@ pub(crate) async fn refused_and_cross_env_logins(
     expired["iat"] = json!(now - 7200);
     expired["nbf"] = json!(now - 7200);
     expired["exp"] = json!(now - 3600);
-    let r = login_jwt(&test.transport_client(), role, &ci.sign(&expired)).await;
+    let runner = test.transport_client(op, "ci-runner", TEST_DOMAIN).await;
+    let r = login_jwt(&runner, role, &ci.sign(&expired)).await;
     case("billing-ci: expired an hour ago", false, classify_login(&r));
     cases
 }

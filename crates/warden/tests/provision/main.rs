@@ -219,8 +219,10 @@ async fn every_identity_reaches_only_its_own_paths() {
     let billing = test.client_with(billing_cert.clone());
     let ledger = test.client_with(ledger_cert.clone());
     let edge = test.client_with(edge_cert.clone());
-    let worker = test.transport_client();
-    let pipeline = test.transport_client();
+    // The container and the pipeline present their host's and runner's own transport
+    // certificates (ADR 0010), never the operator's.
+    let worker = test.transport_client(&op, "worker-host", TEST_DOMAIN).await;
+    let pipeline = test.transport_client(&op, "ci-runner", TEST_DOMAIN).await;
     let (role_id, secret_id) = approle_credentials(&op, "worker").await;
     let main_jwt = ci.sign(&ci_claims(
         ISSUER,
@@ -293,7 +295,8 @@ async fn every_identity_reaches_only_its_own_paths() {
         );
     }
 
-    login_cases.extend(refused_and_cross_env_logins(&test, &prod, &op, &ci).await);
+    let prod_op = lab.client("prod");
+    login_cases.extend(refused_and_cross_env_logins(&test, &prod, &op, &prod_op, &ci).await);
     let cert_only = test.client_with(billing_cert);
     let unnamed = cert_only
         .login_cert("cert", None)

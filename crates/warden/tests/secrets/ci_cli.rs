@@ -260,8 +260,249 @@ async fn token_sources_and_logout(p: &Platform, jwt: &Path) {
     );
     assert_eq!(run.ok().json()["revoked"], true);
     assert!(!default.exists(), "logout deletes the token file");
-    let transport = identity::EnvAccess::of(&p.lab, "test").transport_client();
+    let transport = runner_client(p, &p.runner_transport());
     transport.set_token(warden_bao::SecretString::from(token.trim().to_owned()));
     let err = transport.token_lookup_self().await.expect_err("revoked");
     assert!(err.is_permission_denied(), "{err}");
+}
+
+/// A client presenting the transport certificate in `dir`, with no token.
+fn runner_client(p: &Platform, dir: &Path) -> Client {
+    p.lab
+        .lab()
+        .workload_client("test", &dir.join("cert.pem"), &dir.join("key.pem"))
+        .expect("a client with the runner's transport certificate")
+}
+
+/// Issue 18: `warden ci login` rides on the runner's own transport certificate; that
+/// certificate opens nothing by itself (no cert-auth role takes it, no read without a token),
+/// and once revoked it stops reaching the API when its short lifetime ends, while the apps'
+/// identity certificates keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_18_ci_login_rides_on_the_runners_transport_certificate() {
+    let ci = CiSigner::generate();
+    let p = Platform::start(&ci.public_pem()).await;
+    let operator = p.lab.client("test");
+    let jwt = p.path("main.jwt");
+    let token = ci.sign(&ci_claims(
+        ISSUER,
+        AUDIENCE,
+        "platform/billing",
+        "refs/heads/main",
+    ));
+    write_private(&jwt, token.expose_secret().as_bytes());
+    let token_out = p.path("token");
+
+    // No transport certificate: refused before any login, saying how to get one.
+    let run = p.run(
+        &["ci", "login"],
+        &login_args(&jwt, &token_out),
+        None,
+        &[("WARDEN_TRANSPORT_DIR", "")],
+    );
+    run.expect_code(1)
+        .says("transport certificate, never the operator's")
+        .says("warden transport issue --env test --holder ci-runner --out DIR");
+    assert!(!token_out.exists());
+
+    // A short-lived one for this test, so its end is observable.
+    let short = p.path("short-transport");
+    let issued = p
+        .run(
+            &["transport", "issue"],
+            &[
+                "--holder",
+                "ci-runner",
+                "--out",
+                path_str(&short),
+                "--ttl",
+                "25s",
+                "-o",
+                "json",
+            ],
+            None,
+            &[],
+        )
+        .ok()
+        .json();
+    assert_eq!(
+        issued["common_name"], "ci-runner.transport.test.warden.internal",
+        "{issued}"
+    );
+    let mode = std::fs::metadata(short.join("key.pem"))
+        .expect("key")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the transport key is owner-only");
+    let serial = issued["serial"].as_str().expect("serial").to_owned();
+
+    // ci login through it works and gets exactly the pipeline's policy.
+    let mut args = login_args(&jwt, &token_out);
+    args.extend(["--transport", path_str(&short), "-o", "json"]);
+    let r = p.run(&["ci", "login"], &args, None, &[]).ok().json();
+    assert_eq!(r["policies"], json!(["billing-ops"]), "{r}");
+
+    // The certificate alone: no cert-auth role accepts it (apps' mount, operators' mount)...
+    let bare = runner_client(&p, &short);
+    for mount in ["cert", "warden-operators"] {
+        let err = bare
+            .login_cert(mount, None)
+            .await
+            .expect_err("a transport certificate must not log in by cert auth");
+        assert!(
+            err.status() == Some(400) || err.is_permission_denied(),
+            "{mount}: {err}"
+        );
+    }
+    // ... and without a token it reads nothing.
+    operator
+        .kv2("kvv2")
+        .write(
+            "billing/config",
+            &{
+                let mut d = warden_bao::KvData::new();
+                d.insert(
+                    "k",
+                    warden_bao::SecretValue::text("runner-must-not-see".into()),
+                );
+                d
+            },
+            None,
+        )
+        .await
+        .expect("seed billing/config");
+    let bare = runner_client(&p, &short);
+    let err = bare
+        .read("kvv2/data/billing/config")
+        .await
+        .expect_err("no token, no read");
+    assert!(err.is_permission_denied(), "{err}");
+
+    // Revoked: the PKI records it at once...
+    let out = p
+        .run(
+            &["transport", "revoke"],
+            &["--holder", "ci-runner", "--yes", "-o", "json"],
+            None,
+            &[],
+        )
+        .ok()
+        .json();
+    assert!(
+        out["serials"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|v| v == serial.as_str())),
+        "{out}"
+    );
+    let list = p
+        .run(
+            &["transport", "list"],
+            &["--holder", "ci-runner", "-o", "json"],
+            None,
+            &[],
+        )
+        .ok()
+        .json();
+    assert!(
+        list["certificates"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty() && c.iter().all(|c| c["revoked"] == true)),
+        "{list}"
+    );
+    // ... but OpenBao 2.7's listener does not read CRLs (verified here, ADR 0010): until the
+    // certificate expires it still completes the handshake. Its short lifetime is what ends it.
+    let health = runner_client(&p, &short).health().await;
+    assert!(
+        health.is_ok(),
+        "the listener started checking revocation: revisit ADR 0010 ({health:?})"
+    );
+    let not_after = time::OffsetDateTime::parse(
+        issued["not_after"].as_str().expect("not_after"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("rfc3339");
+    let wait = (not_after - time::OffsetDateTime::now_utc()).max(time::Duration::ZERO)
+        + time::Duration::seconds(2);
+    tokio::time::sleep(std::time::Duration::try_from(wait).expect("non-negative")).await;
+    let token2 = p.path("token2");
+    let mut args = login_args(&jwt, &token2);
+    args.extend(["--transport", path_str(&short)]);
+    let run = p.run(&["ci", "login"], &args, None, &[]);
+    run.expect_code(1)
+        .says("rejected our client certificate")
+        .says("hint: the runner's transport certificate is missing, expired or not trusted here");
+    let err = runner_client(&p, &short)
+        .health()
+        .await
+        .expect_err("an expired transport certificate is refused at the handshake");
+    assert!(err.is_tls(), "{err}");
+
+    // The apps' identities are untouched: billing's identity certificate still logs in.
+    let id = identity::enroll(
+        &operator,
+        "billing-identity",
+        "billing.identity.test.warden.internal",
+    )
+    .await;
+    let app = identity::EnvAccess::of(&p.lab, "test").client_with(id);
+    identity::login_cert(&app, "billing")
+        .await
+        .expect("billing's identity certificate still logs in");
+}
+
+/// Issue 18: `warden lint` flags a cert-auth role that would log a transport certificate in —
+/// and the finding is real: with the role widened by hand, the runner's certificate does log in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_18_lint_flags_a_cert_role_that_accepts_a_transport_certificate() {
+    let ci = CiSigner::generate();
+    let p = Platform::start(&ci.public_pem()).await;
+    let operator = p.lab.client("test");
+    let lint = || p.run(&["lint"], &["-o", "json"], None, &[]);
+    let clean = lint().ok().json();
+    assert!(
+        !clean.to_string().contains("transport-can-log-in"),
+        "{clean}"
+    );
+    let runner = runner_client(&p, &p.runner_transport());
+    identity::login_cert(&runner, "billing")
+        .await
+        .expect_err("billing's role pins billing's identity name");
+
+    // An operator widens billing's cert-auth role by hand.
+    let mut role = operator
+        .read("auth/cert/certs/billing")
+        .await
+        .expect("read the role")
+        .data
+        .expect("data");
+    role["allowed_common_names"] = json!(["*.test.warden.internal"]);
+    operator
+        .write(
+            "auth/cert/certs/billing",
+            &role,
+            warden_bao::Idempotent::Yes,
+        )
+        .await
+        .expect("widen the role");
+    let runner = runner_client(&p, &p.runner_transport());
+    identity::login_cert(&runner, "billing")
+        .await
+        .expect("the widened role now logs the transport certificate in");
+
+    let run = lint();
+    run.expect_code(3);
+    let findings = run.json();
+    let hit = findings
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["rule"] == "transport-can-log-in")
+        .unwrap_or_else(|| panic!("no transport-can-log-in finding: {findings:#}"));
+    assert_eq!(hit["identity"], "ci-runner", "{hit}");
+    assert!(
+        hit["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("auth/cert/certs/billing")),
+        "{hit}"
+    );
 }

@@ -37,8 +37,8 @@ async fn spec_nodes_fail_over_from_a_dead_node_to_the_live_one() {
     let spec = p.path("nodes.toml");
     std::fs::write(&spec, spec_with_nodes(path_str(&ca), &[&dead, &live])).expect("spec");
 
-    // No token at all: the lab operator's certificate is the transport and, with no token,
-    // the CLI logs in with it as that operator (cert auth) — the lab's root token is gone.
+    // No token at all: the CLI presents the lab operator's own certificate and logs in with it
+    // as that operator (cert auth) — the lab's root token is gone.
     let (cert, key) = (layout.operator_cert(), layout.operator_key());
     let warden = |spec: &std::path::Path, args: &[&str], stdin: Option<&[u8]>| {
         let mut all: Vec<&str> = args.to_vec();

@@ -44,6 +44,13 @@ environments = ["test"]
 repository   = "platform/billing"
 branches     = ["main"]
 
+# The CI runner that runs billing-ci's jobs: its transport certificate gets the jobs' JWT
+# logins through the listener's mTLS requirement (ADR 0010).
+[transport.ci-runner]
+environments = ["test"]
+carries      = ["billing-ci"]
+ttl          = "24h"
+
 [purposes.workload-identity]
 description = "Each identity's mTLS client certificate"
 owner       = "platform"
@@ -123,7 +130,26 @@ impl Platform {
         std::fs::write(&spec, spec_text("ci-signing.pem")).expect("write spec");
         let p = Self { lab, dir, spec };
         p.run(&["apply"], &[], None, &[]).ok();
+        // The runner's own transport certificate, issued by the operator as a runner is set up.
+        p.run(
+            &["transport", "issue"],
+            &[
+                "--holder",
+                "ci-runner",
+                "--out",
+                path_str(&p.runner_transport()),
+            ],
+            None,
+            &[],
+        )
+        .ok();
         p
+    }
+
+    /// The CI runner's transport directory (`cert.pem`, `key.pem`); `run` hands it to every
+    /// command as `WARDEN_TRANSPORT_DIR`, as a runner does for its jobs.
+    pub(crate) fn runner_transport(&self) -> PathBuf {
+        self.path("runner-transport")
     }
 
     pub(crate) fn path(&self, name: &str) -> PathBuf {
@@ -153,8 +179,16 @@ impl Platform {
         );
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         let mut command = WARDEN.invoke(&args);
+        if self.runner_transport().exists() {
+            command = command.env("WARDEN_TRANSPORT_DIR", path_str(&self.runner_transport()));
+        }
+        // An empty value removes the variable (clap would take "" as a value given).
         for (k, v) in vars {
-            command = command.env(k, v);
+            command = if v.is_empty() {
+                command.env_remove(k)
+            } else {
+                command.env(k, v)
+            };
         }
         if let Some(input) = stdin {
             command = command.stdin(input);

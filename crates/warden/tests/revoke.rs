@@ -1,0 +1,273 @@
+//! End-to-end: `warden revoke` against a real lab, with identities enrolled and their agents
+//! run. Revoking `billing` puts its identity certificate on the CRL OpenBao serves, kills the
+//! token it holds, and refuses its next login with its real certificate, while `ledger` keeps
+//! working. An unknown identity, a malformed serial and a serial OpenBao never stored are each
+//! refused with a clear error and nothing changed.
+
+use std::path::Path;
+
+use serde_json::Value;
+use warden_bao::{Client, ClientIdentity};
+use warden_enroll::IdentityLayout;
+use warden_testkit::LabEnv;
+use warden_testkit::cli::{Cli, path_str, text};
+use warden_testkit::identity::{EnvAccess, login_cert};
+use x509_parser::prelude::FromDer;
+
+/// The binary under test.
+const WARDEN: Cli = Cli::new(env!("CARGO_BIN_EXE_warden"));
+
+const SPEC: &str = r#"version = 1
+
+[environments.test]
+domain = "test.warden.internal"
+
+[apps.billing]
+environments = ["test"]
+
+[apps.ledger]
+environments = ["test"]
+
+[purposes.identity]
+description = "identities' mTLS certificates"
+owner = "platform"
+tier = "ephemeral"
+delivery = "agent_file"
+rotation = { interval = "20d", grace = "5d", max_age = "30d" }
+evidence = "EV-IDENTITY"
+covers = ["*/identity-cert", "*/certificate"]
+"#;
+
+/// A client presenting `name`'s enrolled identity certificate, logged in by cert auth.
+async fn logged_in(access: &EnvAccess, root: &Path, name: &str) -> Result<Client, String> {
+    let layout = IdentityLayout::under_root(root, "test", name);
+    let id = ClientIdentity::from_files(&layout.client_cert(), &layout.client_key())
+        .map_err(|e| format!("identity files: {e}"))?;
+    let client = access.client_with(id);
+    login_cert(&client, name)
+        .await
+        .map_err(|e| format!("login: {e}"))?;
+    Ok(client)
+}
+
+/// The serials (lowercase hex, no separators) on the CRL OpenBao serves for `pki_int`.
+async fn crl_serials(op: &Client) -> Vec<String> {
+    let crl = op.read("pki_int/cert/crl").await.expect("read the CRL");
+    let pem = crl.data.expect("data")["certificate"]
+        .as_str()
+        .expect("CRL PEM")
+        .to_owned();
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).expect("CRL PEM");
+    let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(&pem.contents)
+        .expect("CRL DER");
+    crl.iter_revoked_certificates()
+        .map(|r| hex::encode(r.user_certificate.to_bytes_be()))
+        .collect()
+}
+
+async fn revocation_records(op: &Client) -> Vec<String> {
+    op.list("warden/metadata/revocations")
+        .await
+        .expect("list revocations")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_identity_kills_its_certificate_token_and_login_and_nothing_else() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let lab = LabEnv::start(&["test"]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let spec = dir.path().join("warden.toml");
+    std::fs::write(&spec, SPEC).expect("write spec");
+    let base = ["--spec", path_str(&spec), "--lab", path_str(lab.dir())];
+    let run = |extra: &[&str]| {
+        let a: Vec<&str> = extra.iter().chain(base.iter()).copied().collect();
+        WARDEN.run(&a)
+    };
+    let out = run(&["apply"]);
+    assert!(out.status.success(), "apply: {}", text(&out.stderr));
+
+    // Both identities enrolled, their agents run once (each reports what it holds).
+    let root = tempfile::tempdir().expect("identity root");
+    for name in ["billing", "ledger"] {
+        let out = run(&[
+            "identity",
+            "enroll",
+            name,
+            "--env",
+            "test",
+            "--root-dir",
+            path_str(root.path()),
+        ]);
+        assert!(out.status.success(), "enroll {name}: {}", text(&out.stderr));
+        let config = root.path().join(format!("test/{name}/agent.toml"));
+        let out = WARDEN.run(&["agent", "--config", path_str(&config), "--once"]);
+        assert!(out.status.success(), "agent {name}: {}", text(&out.stderr));
+    }
+    let op = lab.client("test");
+    let report = op
+        .read("warden/data/delivered/billing")
+        .await
+        .expect("billing's delivery report")
+        .data
+        .expect("data")["data"]
+        .clone();
+    let identity_serial = report["outputs"]
+        .as_array()
+        .expect("outputs")
+        .iter()
+        .find(|o| o["credential"] == "billing/identity-cert")
+        .and_then(|o| o["serial"].as_str())
+        .unwrap_or_else(|| panic!("identity serial in the report: {report:#}"))
+        .to_owned();
+    let bare = |s: &str| s.replace([':', '-'], "").to_ascii_lowercase();
+
+    let access = EnvAccess::of(&lab, "test");
+    let billing = logged_in(&access, root.path(), "billing")
+        .await
+        .expect("billing logs in before");
+    let ledger = logged_in(&access, root.path(), "ledger")
+        .await
+        .expect("ledger logs in before");
+    billing
+        .token_lookup_self()
+        .await
+        .expect("billing's token works");
+
+    // Refusals: clear errors, nothing revoked, nothing recorded.
+    let refused: [(&[&str], &str); 4] = [
+        (
+            &["revoke", "identity", "nosuch", "--reason", "x", "--yes"],
+            "`nosuch` is not an identity",
+        ),
+        (
+            &["revoke", "cert", "zz:not-hex", "--reason", "x", "--yes"],
+            "is not a certificate serial",
+        ),
+        (
+            &["revoke", "cert", "01:02:03:04", "--reason", "x", "--yes"],
+            "no certificate with serial 01:02:03:04 is stored",
+        ),
+        // No terminal to confirm on and no --yes.
+        (
+            &["revoke", "identity", "billing", "--reason", "x"],
+            "refusing to revoke without confirmation",
+        ),
+    ];
+    for (args, want) in refused {
+        let out = run(args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(err.contains("nothing was revoked"), "{args:?}: {err}");
+    }
+    assert!(revocation_records(&op).await.is_empty());
+    assert!(!crl_serials(&op).await.contains(&bare(&identity_serial)));
+    billing
+        .token_lookup_self()
+        .await
+        .expect("billing's token survives the refusals");
+
+    // The revocation itself.
+    let out = run(&[
+        "revoke",
+        "identity",
+        "billing",
+        "--reason",
+        "key leaked",
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    assert!(out.status.success(), "revoke: {}", text(&out.stderr));
+    let record: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("json: {e}: {}", text(&out.stdout)));
+    let revoked: Vec<String> = record["revoked_serials"]
+        .as_array()
+        .expect("revoked_serials")
+        .iter()
+        .map(|s| bare(s.as_str().expect("serial")))
+        .collect();
+    assert!(
+        revoked.contains(&bare(&identity_serial)),
+        "{record:#} vs {identity_serial}"
+    );
+    assert_eq!(record["reason"], "key leaked");
+    assert_eq!(record["target"], "billing");
+
+    // Its certificate is on the CRL.
+    assert!(
+        crl_serials(&op).await.contains(&bare(&identity_serial)),
+        "identity certificate on the CRL"
+    );
+    // Its token is dead.
+    let e = billing
+        .token_lookup_self()
+        .await
+        .expect_err("billing's token must be dead");
+    assert!(e.is_permission_denied(), "{e}");
+    // Its real certificate cannot log in again.
+    let again = logged_in(&access, root.path(), "billing").await;
+    assert!(again.is_err(), "billing logged in again");
+
+    // The other identity is untouched.
+    ledger
+        .token_lookup_self()
+        .await
+        .expect("ledger's token still works");
+    logged_in(&access, root.path(), "ledger")
+        .await
+        .expect("ledger still logs in");
+
+    // The record: who, what, why, which serials, when.
+    let ids = revocation_records(&op).await;
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let stored = op
+        .read(&format!("warden/data/revocations/{}", ids[0]))
+        .await
+        .expect("record")
+        .data
+        .expect("data")["data"]
+        .clone();
+    assert_eq!(stored["kind"], "identity");
+    assert_eq!(stored["reason"], "key leaked");
+    assert!(
+        stored["by"].as_str().is_some_and(|b| !b.is_empty()),
+        "{stored:#}"
+    );
+    assert!(
+        stored["at"].as_str().is_some_and(|t| t.starts_with("20")),
+        "{stored:#}"
+    );
+
+    // `revoke cert` on ledger's stored identity certificate: on the CRL, login refused.
+    let ledger_report = op
+        .read("warden/data/delivered/ledger")
+        .await
+        .expect("ledger's report")
+        .data
+        .expect("data")["data"]
+        .clone();
+    let ledger_serial = ledger_report["outputs"]
+        .as_array()
+        .expect("outputs")
+        .iter()
+        .find(|o| o["credential"] == "ledger/identity-cert")
+        .and_then(|o| o["serial"].as_str())
+        .expect("ledger's identity serial")
+        .to_owned();
+    let out = run(&[
+        "revoke",
+        "cert",
+        &ledger_serial,
+        "--reason",
+        "host retired",
+        "--yes",
+    ]);
+    assert!(out.status.success(), "revoke cert: {}", text(&out.stderr));
+    assert!(crl_serials(&op).await.contains(&bare(&ledger_serial)));
+    assert!(
+        logged_in(&access, root.path(), "ledger").await.is_err(),
+        "a revoked certificate cannot log in"
+    );
+    assert_eq!(revocation_records(&op).await.len(), 2);
+}

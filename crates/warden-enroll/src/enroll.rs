@@ -363,6 +363,9 @@ fn agent_config(
             ttl: Some(ttl),
             key_type: Some(key_type.to_owned()),
             dir: Some("out/tls".to_owned()),
+            purpose: spec
+                .purpose_of(&format!("{}/certificate", id.name))
+                .map(|p| p.id.to_string()),
             reload: reload.clone(),
             ..OutputSection::default()
         });

@@ -134,6 +134,16 @@ pub fn grants(spec: &Spec, env: &Environment, identity: &Identity) -> Vec<Grant>
             naming::delivery_report(me.as_str()).data_path(),
             &["create", "update", "read"],
         ));
+        // The agent reads the registry entry of the purpose governing its certificate before
+        // every issuance (fail closed: revoked, or outside interval + grace, refuses).
+        if identity.certificate.is_some()
+            && let Some(p) = spec.purpose_of(&format!("{me}/certificate"))
+        {
+            out.push(grant(
+                naming::registry_entry(p.id.as_str()).data_path(),
+                &["read"],
+            ));
+        }
     }
     out
 }

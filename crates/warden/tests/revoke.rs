@@ -271,3 +271,183 @@ async fn revoke_identity_kills_its_certificate_token_and_login_and_nothing_else(
     );
     assert_eq!(revocation_records(&op).await.len(), 2);
 }
+
+const FAIL_CLOSED_SPEC: &str = r#"version = 1
+
+[environments.test]
+domain = "test.warden.internal"
+
+[apps.billing]
+environments = ["test"]
+certificate  = { ttl = "10m" }
+
+[apps.ledger]
+environments = ["test"]
+certificate  = { ttl = "10m" }
+
+[apps.audit]
+environments = ["test"]
+certificate  = { ttl = "10m" }
+
+[purposes.identity]
+description = "identities' mTLS certificates, and audit's server certificate"
+owner = "platform"
+tier = "ephemeral"
+delivery = "agent_file"
+rotation = { interval = "20d", grace = "5d", max_age = "30d" }
+evidence = "EV-IDENTITY"
+covers = ["*/identity-cert", "audit/certificate"]
+
+[purposes.billing-tls]
+description = "billing's server certificate"
+owner = "billing"
+tier = "ephemeral"
+delivery = "agent_file"
+rotation = { interval = "20d", grace = "5d", max_age = "30d" }
+evidence = "EV-TLS"
+covers = ["billing/certificate"]
+
+[purposes.ledger-tls]
+description = "ledger's server certificate: one second of grace, so a renewal is always late"
+owner = "ledger"
+tier = "ephemeral"
+delivery = "agent_file"
+rotation = { interval = "1s", grace = "1s", max_age = "1h" }
+evidence = "EV-TLS"
+covers = ["ledger/certificate"]
+"#;
+
+/// The serial (bare lowercase hex) of the certificate `name`'s agent delivered.
+fn serial_on_disk(root: &Path, name: &str) -> String {
+    let pem = std::fs::read(root.join(format!("test/{name}/out/tls/cert.pem"))).expect("cert.pem");
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).expect("PEM");
+    let cert = pem.parse_x509().expect("certificate");
+    hex::encode(cert.tbs_certificate.raw_serial())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_refuse_new_certificates_under_a_revoked_purpose_or_outside_grace_and_keep_theirs() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let lab = LabEnv::start(&["test"]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let spec = dir.path().join("warden.toml");
+    std::fs::write(&spec, FAIL_CLOSED_SPEC).expect("write spec");
+    let base = ["--spec", path_str(&spec), "--lab", path_str(lab.dir())];
+    let run = |extra: &[&str]| {
+        let a: Vec<&str> = extra.iter().chain(base.iter()).copied().collect();
+        WARDEN.run(&a)
+    };
+    let out = run(&["apply"]);
+    assert!(out.status.success(), "apply: {}", text(&out.stderr));
+
+    let root = tempfile::tempdir().expect("identity root");
+    let apps = ["billing", "ledger", "audit"];
+    let once = |name: &str| {
+        let config = root.path().join(format!("test/{name}/agent.toml"));
+        WARDEN.run(&["agent", "--config", path_str(&config), "--once"])
+    };
+    for name in apps {
+        let out = run(&[
+            "identity",
+            "enroll",
+            name,
+            "--env",
+            "test",
+            "--root-dir",
+            path_str(root.path()),
+        ]);
+        assert!(out.status.success(), "enroll {name}: {}", text(&out.stderr));
+        // The first issuance is allowed under every purpose.
+        let out = once(name);
+        assert!(out.status.success(), "agent {name}: {}", text(&out.stderr));
+    }
+    let before: Vec<String> = apps
+        .iter()
+        .map(|n| serial_on_disk(root.path(), n))
+        .collect();
+
+    // billing's purpose is revoked the way a purpose is revoked: in the spec, applied.
+    let revoked = FAIL_CLOSED_SPEC.replace(
+        "covers = [\"billing/certificate\"]",
+        "covers = [\"billing/certificate\"]\nrevoked = true",
+    );
+    std::fs::write(&spec, revoked).expect("write spec");
+    let out = run(&["apply"]);
+    assert!(out.status.success(), "apply: {}", text(&out.stderr));
+
+    // Every agent is now asked to renew (renew at 1 % of the lifetime: due at once).
+    for name in apps {
+        let config = root.path().join(format!("test/{name}/agent.toml"));
+        let toml = std::fs::read_to_string(&config).expect("agent.toml");
+        assert!(toml.contains("fraction = 0.667"), "{toml}");
+        let toml = toml
+            .replace("fraction = 0.667", "fraction = 0.01")
+            .replace("jitter = 0.05", "jitter = 0.0");
+        std::fs::write(&config, toml).expect("agent.toml");
+    }
+    let results: Vec<(bool, String)> = apps
+        .iter()
+        .map(|n| {
+            let out = once(n);
+            (out.status.success(), text(&out.stderr))
+        })
+        .collect();
+    let after: Vec<String> = apps
+        .iter()
+        .map(|n| serial_on_disk(root.path(), n))
+        .collect();
+
+    // audit, under a healthy purpose, renews: the renewal really was asked for.
+    assert!(results[2].0, "audit renews: {}", results[2].1);
+    assert_ne!(before[2], after[2], "audit got a new certificate");
+    // billing (revoked purpose) and ledger (outside grace) refuse and keep what they have.
+    for (i, why) in [
+        (0, "purpose `billing-tls` is revoked"),
+        (1, "outside the grace window of purpose `ledger-tls`"),
+    ] {
+        let (ok, err) = &results[i];
+        assert!(
+            !ok,
+            "{}: the refusal is a failure of --once: {err}",
+            apps[i]
+        );
+        assert!(err.contains(why), "{}: {err}", apps[i]);
+        assert_eq!(before[i], after[i], "{} keeps its certificate", apps[i]);
+    }
+
+    // Posture says why, from the agents' reports.
+    let out = run(&["posture", "--output", "json"]);
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("json: {e}\n{}\n{}", text(&out.stdout), text(&out.stderr)));
+    let creds: Vec<Value> = report["environments"][0]["purposes"]
+        .as_array()
+        .expect("purposes")
+        .iter()
+        .flat_map(|p| p["credentials"].as_array().expect("credentials").clone())
+        .collect();
+    let by_id = |id: &str| {
+        creds
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("{id} in posture: {report:#}"))
+            .clone()
+    };
+    let billing = by_id("billing/certificate");
+    assert_eq!(billing["status"], "revoked", "{billing:#}");
+    assert!(
+        billing["detail"]["agent_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("purpose `billing-tls` is revoked")),
+        "{billing:#}"
+    );
+    assert_eq!(billing["detail"]["agent_state"], "stale", "{billing:#}");
+    let ledger = by_id("ledger/certificate");
+    assert!(
+        ledger["detail"]["agent_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("outside the grace window")),
+        "{ledger:#}"
+    );
+    assert_eq!(ledger["status"], "stale", "{ledger:#}");
+    assert_eq!(by_id("audit/certificate")["status"], "healthy");
+}

@@ -71,6 +71,11 @@ pub struct CertificateOutput {
     pub mode: u32,
     /// Mode of `key.pem` (never world-readable).
     pub key_mode: u32,
+    /// The purpose that governs this certificate (`warden identity enroll` writes it from the
+    /// spec). Before every issuance the agent reads its registry entry and refuses, keeping the
+    /// valid certificate, when the purpose is revoked or the certificate outlived its
+    /// interval + grace (docs/agent.md#fail-closed).
+    pub purpose: Option<String>,
 }
 
 /// `type = "template"`.
@@ -128,6 +133,7 @@ pub(super) struct RawOutput {
     key_type: Option<S<String>>,
     dir: Option<S<String>>,
     key_mode: Option<S<String>>,
+    purpose: Option<S<String>>,
     template: Option<S<String>>,
     contents: Option<S<String>>,
     path: Option<S<String>>,
@@ -199,6 +205,7 @@ fn keys_of(ty: &str) -> &'static [&'static str] {
             "dir",
             "mode",
             "key_mode",
+            "purpose",
         ],
         "template" => &["template", "contents", "path", "mode"],
         _ => &["pki_mount", "full_chain", "path", "mode"],
@@ -209,7 +216,7 @@ fn keys_of(ty: &str) -> &'static [&'static str] {
 /// over from another type is never silently ignored.
 fn reject_foreign_keys(o: &RawOutput, ty: &str, key: &str, r: &mut Reporter<'_>) {
     let allowed = keys_of(ty);
-    let present: [(&str, Option<Range<usize>>); 13] = [
+    let present: [(&str, Option<Range<usize>>); 14] = [
         ("pki_mount", o.pki_mount.as_ref().map(S::span)),
         ("role", o.role.as_ref().map(S::span)),
         ("common_name", o.common_name.as_ref().map(S::span)),
@@ -218,6 +225,7 @@ fn reject_foreign_keys(o: &RawOutput, ty: &str, key: &str, r: &mut Reporter<'_>)
         ("key_type", o.key_type.as_ref().map(S::span)),
         ("dir", o.dir.as_ref().map(S::span)),
         ("key_mode", o.key_mode.as_ref().map(S::span)),
+        ("purpose", o.purpose.as_ref().map(S::span)),
         ("template", o.template.as_ref().map(S::span)),
         ("contents", o.contents.as_ref().map(S::span)),
         ("path", o.path.as_ref().map(S::span)),
@@ -315,6 +323,7 @@ fn certificate(o: &RawOutput, at: &At<'_>, r: &mut Reporter<'_>) -> Option<Certi
         dir: (at.resolve)(&dir?),
         mode: m,
         key_mode: km,
+        purpose: o.purpose.as_ref().map(|p| p.get_ref().clone()),
     })
 }
 

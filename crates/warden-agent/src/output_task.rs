@@ -20,6 +20,7 @@ use super::database::{self, LeaseBook};
 use super::deliver::{self, DeliverError, Expected, Outcome, Ownership};
 use super::output::ca_chain::CaChainOutput;
 use super::output::certificate::{self, CERT, CHAIN, FULLCHAIN, KEY};
+use super::output::crl::CrlOutput;
 use super::output::template::TemplateOutput;
 use super::output::{RenderContext, RenderError, Rendered};
 use super::reload;
@@ -119,6 +120,7 @@ impl OutputTask {
         let path = match &self.cfg.kind {
             OutputKind::Template(t) => &t.path,
             OutputKind::CaChain(c) => &c.path,
+            OutputKind::Crl(c) => &c.path,
             OutputKind::Certificate(_) => return false,
         };
         let Some(recorded) = state.files.get(&file_name(path)) else {
@@ -534,6 +536,18 @@ impl OutputTask {
                     name: name.to_owned(),
                     pki_mount: spec.pki_mount.clone(),
                     full_chain: spec.full_chain,
+                    file_name: file_name(&spec.path),
+                    mode: spec.mode,
+                };
+                self.shared.count_request();
+                let rendered = c.render(&ctx).await?;
+                let outcome = deliver_single(name, &self.root, &spec.path, &rendered, owner)?;
+                (rendered, outcome)
+            }
+            OutputKind::Crl(spec) => {
+                let c = CrlOutput {
+                    name: name.to_owned(),
+                    pki_mount: spec.pki_mount.clone(),
                     file_name: file_name(&spec.path),
                     mode: spec.mode,
                 };

@@ -84,6 +84,8 @@ pub fn grants(spec: &Spec, env: &Environment, identity: &Identity) -> Vec<Grant>
             // sign a certificate for anyone else.
             out.push(grant(format!("{}/cert/ca_chain", m.pki), &["read"]));
             out.push(grant(format!("{}/ca_chain", m.pki), &["read"]));
+            // The CRL, delivered as an output (revoked peers refused).
+            out.push(grant(format!("{}/cert/crl", m.pki), &["read"]));
             out.push(grant(
                 format!("{}/sign/{}", m.pki, n.identity_role.render(me)),
                 &["create", "update"],

@@ -1,5 +1,6 @@
 //! End-to-end: `warden revoke` against a real lab, with identities enrolled and their agents
-//! run. Revoking `billing` puts its identity certificate on the CRL OpenBao serves, kills the
+//! run. Revoking `billing` puts its identity certificate on the CRL the proxy `edge`'s agent
+//! delivers (and OpenBao serves), kills the
 //! token it holds, and refuses its next login with its real certificate, while `ledger` keeps
 //! working. An unknown identity, a malformed serial and a serial OpenBao never stored are each
 //! refused with a clear error and nothing changed.
@@ -26,6 +27,9 @@ domain = "test.warden.internal"
 environments = ["test"]
 
 [apps.ledger]
+environments = ["test"]
+
+[proxies.edge]
 environments = ["test"]
 
 [purposes.identity]
@@ -57,6 +61,20 @@ async fn crl_serials(op: &Client) -> Vec<String> {
         .as_str()
         .expect("CRL PEM")
         .to_owned();
+    serials_of_crl(&pem)
+}
+
+/// The serials (lowercase hex, no separators) on the CRL `edge`'s agent delivered, after
+/// running it once more.
+fn delivered_crl_serials(root: &Path) -> Vec<String> {
+    let config = root.join("test/edge/agent.toml");
+    let out = WARDEN.run(&["agent", "--config", path_str(&config), "--once"]);
+    assert!(out.status.success(), "edge's agent: {}", text(&out.stderr));
+    let pem = std::fs::read_to_string(root.join("test/edge/out/ca/crl.pem")).expect("crl.pem");
+    serials_of_crl(&pem)
+}
+
+fn serials_of_crl(pem: &str) -> Vec<String> {
     let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).expect("CRL PEM");
     let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(&pem.contents)
         .expect("CRL DER");
@@ -86,9 +104,9 @@ async fn revoke_identity_kills_its_certificate_token_and_login_and_nothing_else(
     let out = run(&["apply"]);
     assert!(out.status.success(), "apply: {}", text(&out.stderr));
 
-    // Both identities enrolled, their agents run once (each reports what it holds).
+    // Every identity enrolled, its agent run once (each reports what it holds).
     let root = tempfile::tempdir().expect("identity root");
-    for name in ["billing", "ledger"] {
+    for name in ["billing", "ledger", "edge"] {
         let out = run(&[
             "identity",
             "enroll",
@@ -162,6 +180,7 @@ async fn revoke_identity_kills_its_certificate_token_and_login_and_nothing_else(
     }
     assert!(revocation_records(&op).await.is_empty());
     assert!(!crl_serials(&op).await.contains(&bare(&identity_serial)));
+    assert!(!delivered_crl_serials(root.path()).contains(&bare(&identity_serial)));
     billing
         .token_lookup_self()
         .await
@@ -194,10 +213,14 @@ async fn revoke_identity_kills_its_certificate_token_and_login_and_nothing_else(
     assert_eq!(record["reason"], "key leaked");
     assert_eq!(record["target"], "billing");
 
-    // Its certificate is on the CRL.
+    // Its certificate is on the CRL, the one OpenBao serves and the one the proxy delivers.
     assert!(
         crl_serials(&op).await.contains(&bare(&identity_serial)),
         "identity certificate on the CRL"
+    );
+    assert!(
+        delivered_crl_serials(root.path()).contains(&bare(&identity_serial)),
+        "identity certificate on the proxy's CRL"
     );
     // Its token is dead.
     let e = billing

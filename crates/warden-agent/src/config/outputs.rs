@@ -28,12 +28,13 @@ pub struct OutputConfig {
 }
 
 impl OutputConfig {
-    /// `certificate`, `template` or `ca_chain`.
+    /// `certificate`, `template`, `ca_chain` or `crl`.
     pub fn type_name(&self) -> &'static str {
         match self.kind {
             OutputKind::Certificate(_) => "certificate",
             OutputKind::Template(_) => "template",
             OutputKind::CaChain(_) => "ca_chain",
+            OutputKind::Crl(_) => "crl",
         }
     }
 }
@@ -47,6 +48,8 @@ pub enum OutputKind {
     Template(TemplateConfig),
     /// The CA chain bundle of a PKI mount.
     CaChain(CaChainConfig),
+    /// The certificate revocation list of a PKI mount (proxies check peers against it).
+    Crl(CrlConfig),
 }
 
 /// `type = "certificate"`.
@@ -97,6 +100,17 @@ pub struct CaChainConfig {
     /// Include the root (what a validating peer needs), not only the intermediate(s).
     pub full_chain: bool,
     /// The file written.
+    pub path: PathBuf,
+    /// Its mode.
+    pub mode: u32,
+}
+
+/// `type = "crl"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlConfig {
+    /// PKI mount whose CRL is delivered.
+    pub pki_mount: String,
+    /// The file written (PEM).
     pub path: PathBuf,
     /// Its mode.
     pub mode: u32,
@@ -159,7 +173,7 @@ pub(super) fn validate_output(
     resolve: &dyn Fn(&str) -> PathBuf,
     r: &mut Reporter<'_>,
 ) -> Option<OutputConfig> {
-    const TYPES: [&str; 3] = ["certificate", "template", "ca_chain"];
+    const TYPES: [&str; 4] = ["certificate", "template", "ca_chain", "crl"];
     let ty = o.kind.get_ref().as_str();
     if !TYPES.contains(&ty) {
         r.error_help(
@@ -181,6 +195,7 @@ pub(super) fn validate_output(
     let kind = match ty {
         "certificate" => OutputKind::Certificate(certificate(o, &at, r)?),
         "template" => OutputKind::Template(template(o, &at, r)?),
+        "crl" => OutputKind::Crl(crl(o, &at, r)?),
         _ => OutputKind::CaChain(ca_chain(o, &at, r)?),
     };
     Some(OutputConfig {
@@ -208,6 +223,7 @@ fn keys_of(ty: &str) -> &'static [&'static str] {
             "purpose",
         ],
         "template" => &["template", "contents", "path", "mode"],
+        "crl" => &["pki_mount", "path", "mode"],
         _ => &["pki_mount", "full_chain", "path", "mode"],
     }
 }
@@ -382,6 +398,17 @@ fn ca_chain(o: &RawOutput, at: &At<'_>, r: &mut Reporter<'_>) -> Option<CaChainC
     Some(CaChainConfig {
         pki_mount: pki_mount?.trim_matches('/').to_owned(),
         full_chain: o.full_chain.as_ref().is_some_and(|f| *f.get_ref()),
+        path: (at.resolve)(&path?),
+        mode: at.mode(r, "mode", o.mode.as_ref(), 0o644),
+    })
+}
+
+/// `type = "crl"`.
+fn crl(o: &RawOutput, at: &At<'_>, r: &mut Reporter<'_>) -> Option<CrlConfig> {
+    let pki_mount = at.need(r, o.pki_mount.as_ref(), "pki_mount");
+    let path = at.need(r, o.path.as_ref(), "path");
+    Some(CrlConfig {
+        pki_mount: pki_mount?.trim_matches('/').to_owned(),
         path: (at.resolve)(&path?),
         mode: at.mode(r, "mode", o.mode.as_ref(), 0o644),
     })

@@ -9,7 +9,11 @@
 //!    token it holds is refused at once and no login, even with a newly enrolled certificate,
 //!    yields a usable token — `sys/leases/revoke-prefix` would need `sudo`, which no operator
 //!    has, and an entity is not something `warden apply` recreates;
-//! 4. a record (who, what, why, serials, when) is written to `warden/data/revocations/<id>`.
+//! 4. a container's AppRole secret-ids are destroyed (by accessor; the ids are never read);
+//! 5. a record (who, what, why, serials, when) is written to `warden/data/revocations/<id>`.
+//!
+//! For a container the entity is the one aliased to its AppRole role-id; a pipeline has no
+//! standing credential (its JWT logins are per CI run) and is refused.
 //!
 //! Everything is checked before anything changes: an unknown identity, a malformed serial or a
 //! serial OpenBao has no copy of is refused with nothing revoked.
@@ -20,7 +24,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use warden_bao::{Client, Idempotent};
 use warden_spec::naming::{self, CERT_AUTH_CRL};
-use warden_spec::{Environment, Spec};
+use warden_spec::{Environment, IdentityKind, Spec};
 
 use crate::posture::DeliveryReport;
 
@@ -36,6 +40,15 @@ pub enum RevokeError {
         name: String,
         /// The environment.
         env: String,
+    },
+    /// A pipeline logs in per run through JWT auth with its CI system's token; there is no
+    /// standing credential of its own to revoke here.
+    #[error(
+        "`{name}` is a pipeline: its tokens are minted per CI run and expire with it; there is no standing credential to revoke"
+    )]
+    Pipeline {
+        /// The pipeline.
+        name: String,
     },
     /// The serial is not hexadecimal bytes (`1a:2b:…`, `1a-2b-…` or `1a2b…`).
     #[error("`{serial}` is not a certificate serial (hex bytes such as 1a:2b:3c)")]
@@ -111,6 +124,22 @@ pub struct IdentityPlan {
     pub certificates: Vec<CertRef>,
     /// Its entity, if it ever logged in (`None`: one is created, disabled).
     pub entity_id: Option<String>,
+    /// The auth mount it logs in through (`cert`, or `approle` for a container).
+    pub login_mount: String,
+    /// The alias its entity has on that mount (its common name; a container's role-id).
+    pub alias: String,
+    /// A container's AppRole role and the accessors of its live secret-ids, all destroyed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approle: Option<AppRolePlan>,
+}
+
+/// A container's AppRole login, as `revoke identity` finds it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppRolePlan {
+    /// `auth/<approle>/role/<role>`.
+    pub role_path: String,
+    /// Accessors of its secret-ids (never the ids).
+    pub secret_id_accessors: Vec<String>,
 }
 
 /// What was revoked, as recorded in `warden/data/revocations/<id>`.
@@ -138,6 +167,9 @@ pub struct RevocationRecord {
     /// The entity disabled (identity revocations).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entity_disabled: Option<String>,
+    /// How many secret-ids were destroyed (containers).
+    #[serde(default)]
+    pub secret_ids_destroyed: usize,
     /// Where the CRL was installed for cert auth.
     pub cert_auth_crl: String,
 }
@@ -191,9 +223,45 @@ pub async fn plan_identity(
             name: name.to_owned(),
             env: env.name.to_string(),
         })?;
+    if identity.kind == IdentityKind::Pipeline {
+        return Err(RevokeError::Pipeline {
+            name: name.to_owned(),
+        });
+    }
     let m = &env.mounts;
     let common_name = naming::identity_common_name(identity, env);
     let cert_role = spec.naming.cert_role.render(&identity.name);
+    let (login_mount, alias, approle) = if identity.kind == IdentityKind::Container {
+        let role_path = format!(
+            "auth/{}/role/{}",
+            m.approle,
+            spec.naming.approle_role.render(&identity.name)
+        );
+        let role_id = client
+            .read(&format!("{role_path}/role-id"))
+            .await
+            .map_err(bao(format!("read {role_path}/role-id")))?
+            .data
+            .and_then(|d| d.get("role_id").and_then(|r| r.as_str()).map(str::to_owned))
+            .ok_or_else(|| RevokeError::Incomplete {
+                what: format!("read {role_path}/role-id"),
+                missing: "role_id",
+            })?;
+        let secret_id_accessors = client
+            .list(&format!("{role_path}/secret-id"))
+            .await
+            .map_err(bao(format!("list {role_path}/secret-id")))?;
+        (
+            m.approle.clone(),
+            role_id,
+            Some(AppRolePlan {
+                role_path,
+                secret_id_accessors,
+            }),
+        )
+    } else {
+        (m.cert_auth.clone(), common_name.clone(), None)
+    };
 
     let path = naming::delivery_report(name).data_path();
     let report = match client.read(&path).await {
@@ -227,7 +295,7 @@ pub async fn plan_identity(
         });
     }
 
-    let entity_id = lookup_entity(client, &m.cert_auth, &common_name).await?;
+    let entity_id = lookup_entity(client, &login_mount, &alias).await?;
     Ok(IdentityPlan {
         env: env.name.to_string(),
         identity: name.to_owned(),
@@ -235,6 +303,9 @@ pub async fn plan_identity(
         cert_role,
         certificates,
         entity_id,
+        login_mount,
+        alias,
+        approle,
     })
 }
 
@@ -260,18 +331,18 @@ async fn mount_accessor(client: &Client, mount: &str) -> Result<String, RevokeEr
         })
 }
 
-/// The entity whose cert-auth alias is `common_name` (cert auth names aliases by the
-/// certificate's common name), if it exists.
+/// The entity whose alias on auth mount `mount` is `alias` (cert auth names aliases by the
+/// certificate's common name, AppRole by the role-id), if it exists.
 async fn lookup_entity(
     client: &Client,
     mount: &str,
-    common_name: &str,
+    alias: &str,
 ) -> Result<Option<String>, RevokeError> {
     let accessor = mount_accessor(client, mount).await?;
     let found = client
         .write(
             "identity/lookup/entity",
-            &json!({ "alias_name": common_name, "alias_mount_accessor": accessor }),
+            &json!({ "alias_name": alias, "alias_mount_accessor": accessor }),
             Idempotent::Yes,
         )
         .await
@@ -330,13 +401,9 @@ async fn install_crl(client: &Client, env: &Environment) -> Result<String, Revok
     Ok(target)
 }
 
-/// Disables entity `id`, or creates the identity's entity disabled (with its cert-auth alias)
+/// Disables entity `id`, or creates the identity's entity disabled (with its login alias)
 /// when it never logged in, so a first login later is refused as well.
-async fn disable_entity(
-    client: &Client,
-    env: &Environment,
-    plan: &IdentityPlan,
-) -> Result<String, RevokeError> {
+async fn disable_entity(client: &Client, plan: &IdentityPlan) -> Result<String, RevokeError> {
     if let Some(id) = &plan.entity_id {
         client
             .write(
@@ -363,11 +430,11 @@ async fn disable_entity(
             what: "create the identity's entity".into(),
             missing: "entity id",
         })?;
-    let accessor = mount_accessor(client, &env.mounts.cert_auth).await?;
+    let accessor = mount_accessor(client, &plan.login_mount).await?;
     client
         .write(
             "identity/entity-alias",
-            &json!({ "name": plan.common_name, "canonical_id": id, "mount_accessor": accessor }),
+            &json!({ "name": plan.alias, "canonical_id": id, "mount_accessor": accessor }),
             Idempotent::Yes,
         )
         .await
@@ -404,7 +471,22 @@ pub async fn revoke_identity(
     }
     let (revoked, skipped) = revoke_serials(client, &env.mounts.pki, &plan.certificates).await?;
     let crl = install_crl(client, env).await?;
-    let entity = disable_entity(client, env, plan).await?;
+    let entity = disable_entity(client, plan).await?;
+    let mut destroyed = 0;
+    if let Some(a) = &plan.approle {
+        let path = format!("{}/secret-id-accessor/destroy", a.role_path);
+        for accessor in &a.secret_id_accessors {
+            client
+                .write(
+                    &path,
+                    &json!({ "secret_id_accessor": accessor }),
+                    Idempotent::Yes,
+                )
+                .await
+                .map_err(bao(format!("destroy a secret-id at {path}")))?;
+            destroyed += 1;
+        }
+    }
     let record = RevocationRecord {
         id: format!("{}-identity-{}", now.unix_timestamp(), plan.identity),
         kind: "identity".into(),
@@ -416,6 +498,7 @@ pub async fn revoke_identity(
         revoked_serials: revoked,
         unrevocable_serials: skipped,
         entity_disabled: Some(entity),
+        secret_ids_destroyed: destroyed,
         cert_auth_crl: crl,
     };
     write_record(client, &record).await?;
@@ -469,6 +552,7 @@ pub async fn revoke_cert(
         revoked_serials: revoked,
         unrevocable_serials: Vec::new(),
         entity_disabled: None,
+        secret_ids_destroyed: 0,
         cert_auth_crl: crl,
     };
     write_record(client, &record).await?;

@@ -12,7 +12,7 @@ use warden_bao::{Client, ClientIdentity};
 use warden_enroll::IdentityLayout;
 use warden_testkit::LabEnv;
 use warden_testkit::cli::{Cli, path_str, text};
-use warden_testkit::identity::{EnvAccess, login_cert};
+use warden_testkit::identity::{EnvAccess, approle_credentials, login_approle, login_cert};
 use x509_parser::prelude::FromDer;
 
 /// The binary under test.
@@ -31,6 +31,18 @@ environments = ["test"]
 
 [proxies.edge]
 environments = ["test"]
+
+[containers.worker]
+environments = ["test"]
+
+[purposes.bootstrap]
+description = "container secret-ids"
+owner = "platform"
+tier = "ephemeral"
+delivery = "reveal_once"
+rotation = { interval = "1h", grace = "15m" }
+evidence = "EV-BOOTSTRAP"
+covers = ["*/secret-id"]
 
 [purposes.identity]
 description = "identities' mTLS certificates"
@@ -262,6 +274,57 @@ async fn revoke_identity_kills_its_certificate_token_and_login_and_nothing_else(
         "{stored:#}"
     );
 
+    // A container: its secret-ids destroyed, its token dead, its login refused.
+    let (role_id, used) = approle_credentials(&op, "worker").await;
+    let (_, spare) = approle_credentials(&op, "worker").await;
+    let worker = access.transport_client();
+    login_approle(&worker, &role_id, &used)
+        .await
+        .expect("worker logs in before");
+    worker
+        .token_lookup_self()
+        .await
+        .expect("worker's token works");
+    let out = run(&[
+        "revoke",
+        "identity",
+        "worker",
+        "--reason",
+        "container compromised",
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    assert!(out.status.success(), "revoke worker: {}", text(&out.stderr));
+    let record: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(
+        record["secret_ids_destroyed"]
+            .as_u64()
+            .is_some_and(|n| n >= 1),
+        "{record:#}"
+    );
+    assert!(
+        op.list("auth/approle/role/worker/secret-id")
+            .await
+            .expect("list secret-ids")
+            .is_empty()
+    );
+    let e = worker
+        .token_lookup_self()
+        .await
+        .expect_err("worker's token must be dead");
+    assert!(e.is_permission_denied(), "{e}");
+    assert!(
+        login_approle(&access.transport_client(), &role_id, &spare)
+            .await
+            .is_err(),
+        "a destroyed secret-id cannot log in"
+    );
+    ledger
+        .token_lookup_self()
+        .await
+        .expect("ledger's token still works after worker's revocation");
+
     // `revoke cert` on ledger's stored identity certificate: on the CRL, login refused.
     let ledger_report = op
         .read("warden/data/delivered/ledger")
@@ -292,7 +355,7 @@ async fn revoke_identity_kills_its_certificate_token_and_login_and_nothing_else(
         logged_in(&access, root.path(), "ledger").await.is_err(),
         "a revoked certificate cannot log in"
     );
-    assert_eq!(revocation_records(&op).await.len(), 2);
+    assert_eq!(revocation_records(&op).await.len(), 3);
 }
 
 const FAIL_CLOSED_SPEC: &str = r#"version = 1

@@ -165,11 +165,24 @@ fn render_plan(p: &IdentityPlan) -> String {
             }
         ));
     }
+    match &p.approle {
+        Some(a) => s.push_str(&format!(
+            "  secret-ids    {} of {} destroyed\n",
+            a.secret_id_accessors.len(),
+            a.role_path
+        )),
+        None => s.push_str(&format!(
+            "  login         cert auth refuses {} (CRL installed), role {}\n",
+            p.common_name, p.cert_role
+        )),
+    }
     s.push_str(&format!(
-        "  login         cert auth refuses {} (CRL installed), role {}\n  tokens        entity {} disabled: every token refused\n",
-        p.common_name,
-        p.cert_role,
-        p.entity_id.as_deref().unwrap_or("(none yet: created disabled)")
+        "  tokens        entity {} (alias {} on auth/{}) disabled: every token and login refused\n",
+        p.entity_id
+            .as_deref()
+            .unwrap_or("(none yet: created disabled)"),
+        p.alias,
+        p.login_mount
     ));
     s
 }
@@ -195,6 +208,12 @@ fn render(r: &RevocationRecord) -> String {
     }
     if let Some(e) = &r.entity_disabled {
         s.push_str(&format!("  entity disabled  {e}\n"));
+    }
+    if r.secret_ids_destroyed > 0 {
+        s.push_str(&format!(
+            "  secret-ids       {} destroyed\n",
+            r.secret_ids_destroyed
+        ));
     }
     s.push_str(&format!(
         "  cert auth CRL    {}\n  recorded         warden/data/revocations/{} by {}\n",
@@ -233,6 +252,9 @@ fn confirm(out: &Output, question: &str) -> anyhow::Result<()> {
 fn explain(e: RevokeError, session: &Session) -> anyhow::Error {
     let env = session.env_name().to_owned();
     match &e {
+        RevokeError::Pipeline { .. } => anyhow::Error::new(e).context(Hint(
+            "nothing was revoked; to stop it, remove the pipeline from the spec (or revoke its purpose) and `warden apply`".into(),
+        )),
         RevokeError::UnknownIdentity { .. } => {
             let names: Vec<&str> = session
                 .spec()

@@ -240,6 +240,7 @@ mod tests {
             dir: dir.to_path_buf(),
             mode: 0o644,
             key_mode: 0o600,
+            purpose: None,
         }
     }
 

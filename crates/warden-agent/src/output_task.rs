@@ -20,6 +20,7 @@ use super::database::{self, LeaseBook};
 use super::deliver::{self, DeliverError, Expected, Outcome, Ownership};
 use super::output::ca_chain::CaChainOutput;
 use super::output::certificate::{self, CERT, CHAIN, FULLCHAIN, KEY};
+use super::output::crl::CrlOutput;
 use super::output::template::TemplateOutput;
 use super::output::{RenderContext, RenderError, Rendered};
 use super::reload;
@@ -36,6 +37,20 @@ pub(crate) enum AttemptError {
     /// This host's clock is too far from the server's: nothing is issued meanwhile.
     #[error("{}", skew_message(*skew))]
     ClockSkew { skew: time::Duration },
+    /// The purpose governing the certificate refuses a new one (revoked, or the current one
+    /// outlived interval + grace): fail closed, the valid certificate stays.
+    #[error("refused by its purpose: {0}; the certificate on disk is kept until it expires")]
+    Refused(#[from] warden_spec::Refusal),
+    /// The purpose's registry entry could not be read or is not a contract: nothing is issued
+    /// without knowing the rules.
+    #[error(
+        "cannot read the contract of purpose `{purpose}` at {path}: {detail}; nothing is issued until it can be checked"
+    )]
+    Contract {
+        purpose: String,
+        path: String,
+        detail: String,
+    },
 }
 
 impl AttemptError {
@@ -105,6 +120,7 @@ impl OutputTask {
         let path = match &self.cfg.kind {
             OutputKind::Template(t) => &t.path,
             OutputKind::CaChain(c) => &c.path,
+            OutputKind::Crl(c) => &c.path,
             OutputKind::Certificate(_) => return false,
         };
         let Some(recorded) = state.files.get(&file_name(path)) else {
@@ -207,6 +223,13 @@ impl OutputTask {
                 }
                 if due <= now {
                     tracing::info!(output = %self.name(), serial = %leaf.serial, "the certificate on disk is due for renewal");
+                    // What is on disk checks and is in use: a renewal that fails (or is refused
+                    // by its purpose) leaves the output stale, not failed.
+                    self.shared.update(self.name(), |e| {
+                        e.delivered = true;
+                        e.status.serial = Some(leaf.serial.clone());
+                        e.status.not_after = Some(leaf.not_after);
+                    });
                     return None;
                 }
                 // Said once per certificate; every poll after that is a quiet check.
@@ -357,6 +380,55 @@ impl OutputTask {
         Ok(certificate::render(self.name(), spec, ctx).await?)
     }
 
+    /// Fail closed: reads the contract of `purpose` from the registry and refuses a new
+    /// certificate when the purpose is revoked or the current one (issued at the state's
+    /// `not_before`) outlived interval + grace. Checked at every attempt, so a purpose revoked
+    /// by `warden apply` stops the next renewal without a restart.
+    async fn purpose_gate(&self, purpose: &str, state: &OutputState) -> Result<(), AttemptError> {
+        let path = warden_spec::naming::registry_entry(purpose).data_path();
+        let fail = |detail: String| AttemptError::Contract {
+            purpose: purpose.to_owned(),
+            path: path.clone(),
+            detail,
+        };
+        self.shared.count_request();
+        let entry = self
+            .shared
+            .client
+            .read(&path)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let data = entry
+            .data
+            .and_then(|d| d.get("data").cloned())
+            .ok_or_else(|| fail("the entry is empty".to_owned()))?;
+        let secs = |k: &str| {
+            data.get(k)
+                .and_then(serde_json::Value::as_u64)
+                .ok_or_else(|| fail(format!("no `{k}`")))
+        };
+        let contract = warden_spec::rules::Contract {
+            purpose: purpose.to_owned(),
+            revoked: data
+                .get("revoked")
+                .and_then(serde_json::Value::as_bool)
+                .ok_or_else(|| fail("no `revoked`".to_owned()))?,
+            interval_secs: secs("rotation_interval_secs")?,
+            grace_secs: secs("rotation_grace_secs")?,
+            max_age_secs: secs("max_age_secs")?,
+        };
+        let issued = state
+            .serial
+            .as_ref()
+            .and(state.not_before)
+            .map(OffsetDateTime::unix_timestamp);
+        let now = self.shared.trusted_now().unix_timestamp();
+        warden_spec::rules::check_contract(&contract, issued, now).map_err(|refusal| {
+            tracing::warn!(output = %self.name(), purpose, %refusal, "no new certificate: refused by its purpose; keeping the one on disk");
+            AttemptError::Refused(refusal)
+        })
+    }
+
     /// Refuses to issue while this host's clock is skewed. One cheap request refreshes the
     /// server's `Date` when it is unknown or said the clock was off, so a fixed clock is
     /// noticed at the next attempt.
@@ -441,6 +513,9 @@ impl OutputTask {
         let owner = Ownership::resolve(name, self.cfg.owner.as_deref(), self.cfg.group.as_deref())?;
         let (rendered, outcome) = match &self.cfg.kind {
             OutputKind::Certificate(spec) => {
+                if let Some(purpose) = &spec.purpose {
+                    self.purpose_gate(purpose, state).await?;
+                }
                 let rendered = self.certificate(spec, &ctx).await?;
                 self.deliver_certificate(spec, rendered, owner)?
             }
@@ -461,6 +536,18 @@ impl OutputTask {
                     name: name.to_owned(),
                     pki_mount: spec.pki_mount.clone(),
                     full_chain: spec.full_chain,
+                    file_name: file_name(&spec.path),
+                    mode: spec.mode,
+                };
+                self.shared.count_request();
+                let rendered = c.render(&ctx).await?;
+                let outcome = deliver_single(name, &self.root, &spec.path, &rendered, owner)?;
+                (rendered, outcome)
+            }
+            OutputKind::Crl(spec) => {
+                let c = CrlOutput {
+                    name: name.to_owned(),
+                    pki_mount: spec.pki_mount.clone(),
                     file_name: file_name(&spec.path),
                     mode: spec.mode,
                 };

@@ -46,6 +46,10 @@ struct Item {
     #[serde(skip_serializing_if = "Option::is_none")]
     last_reload: Option<String>,
     state: &'static str,
+    /// Why the last refresh failed (a purpose's refusal, an unreachable server), while the
+    /// output is not fresh: posture shows it as the reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 fn rfc(t: Option<OffsetDateTime>) -> Option<String> {
@@ -77,6 +81,7 @@ fn items(status: &AgentStatus, states: &StateDir, now: OffsetDateTime) -> Vec<It
             delivered_at: None,
             last_reload: None,
             // The same words as the outputs: usable but failing to renew is `stale`.
+            error: status.auth.identity_error.clone(),
             state: if na <= now {
                 "failed"
             } else if status.auth.identity_error.is_some() {
@@ -115,6 +120,9 @@ fn items(status: &AgentStatus, states: &StateDir, now: OffsetDateTime) -> Vec<It
                 }
             }),
             state: health(o.health),
+            error: (o.health != Health::Fresh)
+                .then(|| o.last_error.clone())
+                .flatten(),
         });
     }
     for d in &status.databases {
@@ -128,6 +136,7 @@ fn items(status: &AgentStatus, states: &StateDir, now: OffsetDateTime) -> Vec<It
             delivered_at: rfc(d.issued_at),
             last_reload: None,
             state: health(d.health),
+            error: None,
         });
     }
     out

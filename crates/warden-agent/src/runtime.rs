@@ -370,6 +370,11 @@ impl Agent {
                 ));
             }
         }
+        // The identity certificate goes into the report too: `warden revoke identity` finds
+        // its serial there (the long-running agent learns it when it schedules renewal).
+        if let Some(cert) = self.auth.identity_cert() {
+            self.shared.identity_known(&cert);
+        }
         if logged_in {
             super::report::write_once(&self.shared, &StateDir::new(&self.cfg.state_dir)).await;
             self.databases.retire_all_previous(&self.shared).await;

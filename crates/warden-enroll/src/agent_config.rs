@@ -178,6 +178,10 @@ pub struct OutputSection {
     /// Directory of the set (certificate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir: Option<String>,
+    /// The purpose governing it (certificate): the agent checks its registry entry before
+    /// every issuance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
     /// Template file (template).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,

@@ -363,6 +363,9 @@ fn agent_config(
             ttl: Some(ttl),
             key_type: Some(key_type.to_owned()),
             dir: Some("out/tls".to_owned()),
+            purpose: spec
+                .purpose_of(&format!("{}/certificate", id.name))
+                .map(|p| p.id.to_string()),
             reload: reload.clone(),
             ..OutputSection::default()
         });
@@ -404,15 +407,27 @@ fn agent_config(
                 });
             }
         }
-        IdentityKind::Proxy => outputs.push(OutputSection {
-            name: "ca".to_owned(),
-            kind: "ca_chain".to_owned(),
-            pki_mount: Some(names.pki_mount.clone()),
-            path: Some("out/ca/chain.pem".to_owned()),
-            full_chain: Some(true),
-            reload,
-            ..OutputSection::default()
-        }),
+        IdentityKind::Proxy => {
+            outputs.push(OutputSection {
+                name: "ca".to_owned(),
+                kind: "ca_chain".to_owned(),
+                pki_mount: Some(names.pki_mount.clone()),
+                path: Some("out/ca/chain.pem".to_owned()),
+                full_chain: Some(true),
+                reload: reload.clone(),
+                ..OutputSection::default()
+            });
+            // The revocation list to check peers against, reloaded when `warden revoke`
+            // changes it.
+            outputs.push(OutputSection {
+                name: "crl".to_owned(),
+                kind: "crl".to_owned(),
+                pki_mount: Some(names.pki_mount.clone()),
+                path: Some("out/ca/crl.pem".to_owned()),
+                reload,
+                ..OutputSection::default()
+            });
+        }
         IdentityKind::Container | IdentityKind::Pipeline => {}
     }
     AgentConfig {

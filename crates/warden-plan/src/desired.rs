@@ -163,7 +163,7 @@ fn cert_login(
         ));
     }
     let cn = identity_common_name(id, env);
-    out.push(pki_role(
+    let mut identity_role = pki_role(
         &m.pki,
         &n.identity_role.render(&id.name),
         vec![cn.clone()],
@@ -173,7 +173,12 @@ fn cert_login(
         false,
         true,
         id,
-    ));
+    );
+    // Identity certificates are stored (ADR 0015): OpenBao revokes a certificate by serial only
+    // if it kept a copy, and `warden revoke identity` knows serials from delivery reports. They
+    // are issued once a month per identity, so storing them costs nothing that matters.
+    identity_role.body["no_store"] = Value::from(false);
+    out.push(identity_role);
     out.push(login_role(
         Kind::CertRole,
         format!(

@@ -96,6 +96,8 @@ pub fn grants(spec: &Spec, env: &Environment, identity: &Identity) -> Vec<Grant>
             // sign a certificate for anyone else.
             out.push(grant(format!("{}/cert/ca_chain", m.pki), &["read"]));
             out.push(grant(format!("{}/ca_chain", m.pki), &["read"]));
+            // The CRL, delivered as an output (revoked peers refused).
+            out.push(grant(format!("{}/cert/crl", m.pki), &["read"]));
             out.push(grant(
                 format!("{}/sign/{}", m.pki, n.identity_role.render(me)),
                 &["create", "update"],
@@ -146,6 +148,16 @@ pub fn grants(spec: &Spec, env: &Environment, identity: &Identity) -> Vec<Grant>
             naming::delivery_report(me.as_str()).data_path(),
             &["create", "update", "read"],
         ));
+        // The agent reads the registry entry of the purpose governing its certificate before
+        // every issuance (fail closed: revoked, or outside interval + grace, refuses).
+        if identity.certificate.is_some()
+            && let Some(p) = spec.purpose_of(&format!("{me}/certificate"))
+        {
+            out.push(grant(
+                naming::registry_entry(p.id.as_str()).data_path(),
+                &["read"],
+            ));
+        }
     }
     out
 }

@@ -14,3 +14,4 @@ pub mod break_glass;
 pub mod evidence;
 pub mod posture;
 pub mod reveal;
+pub mod revoke;

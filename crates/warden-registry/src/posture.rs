@@ -142,6 +142,9 @@ pub struct DeliveredOutput {
     /// The agent's own view (`fresh`, `stale`, `failed`).
     #[serde(default)]
     pub state: Option<String>,
+    /// Why the agent's last refresh failed (a purpose's refusal, …), while not fresh.
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 fn ts(s: &str) -> Option<i64> {
@@ -596,6 +599,7 @@ fn apply_report(f: &mut Facts, o: &DeliveredOutput) {
         ("delivered_at", &o.delivered_at),
         ("last_reload", &o.last_reload),
         ("agent_state", &o.state),
+        ("agent_error", &o.error),
     ] {
         if let Some(v) = v {
             f.detail.insert(k.to_owned(), v.clone());
@@ -611,8 +615,15 @@ fn apply_report(f: &mut Facts, o: &DeliveredOutput) {
         )),
         Some("stale") => Some((
             Status::Stale,
-            "the agent reports this output stale: what is on disk works, renewing it fails"
-                .to_owned(),
+            match &o.error {
+                Some(e) => format!(
+                    "the agent reports this output stale: what is on disk works, renewing it fails: {e}"
+                ),
+                None => {
+                    "the agent reports this output stale: what is on disk works, renewing it fails"
+                        .to_owned()
+                }
+            },
         )),
         Some("failed") => Some((
             Status::Expired,

@@ -216,6 +216,64 @@ pub enum Refusal {
     },
 }
 
+/// A purpose's renewal contract as the registry publishes it (`warden/data/registry/<id>`):
+/// what an agent, which has no spec, checks before it issues anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contract {
+    /// Purpose id.
+    pub purpose: String,
+    /// Nothing is issued or renewed under it.
+    pub revoked: bool,
+    /// Rotation interval, seconds.
+    pub interval_secs: u64,
+    /// Grace after the interval, seconds.
+    pub grace_secs: u64,
+    /// Maximum age, seconds.
+    pub max_age_secs: u64,
+}
+
+impl Contract {
+    /// The contract of `purpose`.
+    pub fn of(purpose: &Purpose) -> Self {
+        let rot = &purpose.rotation;
+        Self {
+            purpose: purpose.id.to_string(),
+            revoked: purpose.revoked,
+            interval_secs: rot.interval.as_secs(),
+            grace_secs: rot.grace.as_secs(),
+            max_age_secs: rot.max_age.as_secs(),
+        }
+    }
+}
+
+/// May a credential under `contract`, issued at `issued_at` (None: first issuance), be
+/// renewed at `now`? Revoked: never. Older than interval + grace (or max age): no — a
+/// credential left unrotated that long needs a human decision, not a silent re-issue.
+pub fn check_contract(
+    contract: &Contract,
+    issued_at: Option<i64>,
+    now: i64,
+) -> Result<(), Refusal> {
+    if contract.revoked {
+        return Err(Refusal::Revoked {
+            purpose: contract.purpose.clone(),
+        });
+    }
+    if let Some(issued) = issued_at {
+        let age = now.saturating_sub(issued);
+        let window = contract.interval_secs.saturating_add(contract.grace_secs);
+        if u64::try_from(age).unwrap_or(0) >= window.min(contract.max_age_secs) {
+            return Err(Refusal::OutsideGrace {
+                purpose: contract.purpose.clone(),
+                age: human(age),
+                interval: human(i64::try_from(contract.interval_secs).unwrap_or(i64::MAX)),
+                grace: human(i64::try_from(contract.grace_secs).unwrap_or(i64::MAX)),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// May a credential of `purpose` issued at `issued_at` (None: first issuance) be renewed now,
 /// with a leaf of `leaf_ttl_secs` signed by an issuer valid until `issuer_not_after`?
 pub fn check_renewal(
@@ -225,24 +283,7 @@ pub fn check_renewal(
     leaf_ttl_secs: Option<u64>,
     now: i64,
 ) -> Result<(), Refusal> {
-    if purpose.revoked {
-        return Err(Refusal::Revoked {
-            purpose: purpose.id.to_string(),
-        });
-    }
-    let rot = &purpose.rotation;
-    if let Some(issued) = issued_at {
-        let age = now.saturating_sub(issued);
-        let window = rot.interval.as_secs().saturating_add(rot.grace.as_secs());
-        if u64::try_from(age).unwrap_or(0) >= window.min(rot.max_age.as_secs()) {
-            return Err(Refusal::OutsideGrace {
-                purpose: purpose.id.to_string(),
-                age: human(age),
-                interval: human(i64::try_from(rot.interval.as_secs()).unwrap_or(i64::MAX)),
-                grace: human(i64::try_from(rot.grace.as_secs()).unwrap_or(i64::MAX)),
-            });
-        }
-    }
+    check_contract(&Contract::of(purpose), issued_at, now)?;
     if let (Some(na), Some(ttl)) = (issuer_not_after, leaf_ttl_secs) {
         let left = na.saturating_sub(now);
         if left < i64::try_from(ttl).unwrap_or(i64::MAX) {
@@ -375,6 +416,23 @@ mod tests {
         assert_eq!(judge(&p, &seen, 199).status, Status::Healthy);
         assert_eq!(judge(&p, &seen, 200).status, Status::Due);
         assert_eq!(judge(&p, &seen, 200).rotation_due_at, Some(200));
+    }
+
+    #[test]
+    fn a_contract_refuses_like_its_purpose() {
+        let mut p = purpose(1, 1, 3600);
+        let c = Contract::of(&p);
+        assert_eq!(check_contract(&c, None, 100), Ok(()));
+        assert_eq!(check_contract(&c, Some(99), 100), Ok(()));
+        assert!(matches!(
+            check_contract(&c, Some(90), 100),
+            Err(Refusal::OutsideGrace { .. })
+        ));
+        p.revoked = true;
+        assert!(matches!(
+            check_contract(&Contract::of(&p), None, 100),
+            Err(Refusal::Revoked { .. })
+        ));
     }
 
     #[test]

@@ -68,6 +68,9 @@ pub(crate) enum Command {
     Posture(crate::cmd::posture::PostureArgs),
     /// Reveal-once credentials: mint one behind a single-use wrapped token, open it once.
     Reveal(crate::cmd::reveal::RevealArgs),
+    /// Revocation: an identity (certificates on the CRL, tokens and logins refused) or one
+    /// certificate, with a reason kept in a record.
+    Revoke(crate::cmd::revoke::RevokeArgs),
     /// Signed evidence packets: export one per component, verify one offline.
     Evidence(crate::cmd::evidence::EvidenceArgs),
     /// Seals: migrate a live environment from Shamir to an auto-seal; grant a transit seal on a seal-keeper.

@@ -32,7 +32,8 @@ pub use super::output::template::TemplateSource;
 pub use auth::{AuthConfig, AuthMethod, TlsIdentity};
 pub use database::DatabaseSource;
 pub use outputs::{
-    CaChainConfig, CertificateOutput, KeyType, OutputConfig, OutputKind, Reload, TemplateConfig,
+    CaChainConfig, CertificateOutput, CrlConfig, KeyType, OutputConfig, OutputKind, Reload,
+    TemplateConfig,
 };
 pub use trusted::UntrustedFile;
 pub(crate) use trusted::read_trusted;
@@ -517,6 +518,7 @@ fn validate_outputs(
                 OutputKind::Certificate(c) => c.dir.clone(),
                 OutputKind::Template(t) => t.path.clone(),
                 OutputKind::CaChain(c) => c.path.clone(),
+                OutputKind::Crl(c) => c.path.clone(),
             };
             if let Some((_, _)) = targets.iter().find(|(t, _)| *t == target) {
                 r.error(

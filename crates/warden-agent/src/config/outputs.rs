@@ -28,12 +28,13 @@ pub struct OutputConfig {
 }
 
 impl OutputConfig {
-    /// `certificate`, `template` or `ca_chain`.
+    /// `certificate`, `template`, `ca_chain` or `crl`.
     pub fn type_name(&self) -> &'static str {
         match self.kind {
             OutputKind::Certificate(_) => "certificate",
             OutputKind::Template(_) => "template",
             OutputKind::CaChain(_) => "ca_chain",
+            OutputKind::Crl(_) => "crl",
         }
     }
 }
@@ -47,6 +48,8 @@ pub enum OutputKind {
     Template(TemplateConfig),
     /// The CA chain bundle of a PKI mount.
     CaChain(CaChainConfig),
+    /// The certificate revocation list of a PKI mount (proxies check peers against it).
+    Crl(CrlConfig),
 }
 
 /// `type = "certificate"`.
@@ -71,6 +74,11 @@ pub struct CertificateOutput {
     pub mode: u32,
     /// Mode of `key.pem` (never world-readable).
     pub key_mode: u32,
+    /// The purpose that governs this certificate (`warden identity enroll` writes it from the
+    /// spec). Before every issuance the agent reads its registry entry and refuses, keeping the
+    /// valid certificate, when the purpose is revoked or the certificate outlived its
+    /// interval + grace (docs/agent.md#fail-closed).
+    pub purpose: Option<String>,
 }
 
 /// `type = "template"`.
@@ -92,6 +100,17 @@ pub struct CaChainConfig {
     /// Include the root (what a validating peer needs), not only the intermediate(s).
     pub full_chain: bool,
     /// The file written.
+    pub path: PathBuf,
+    /// Its mode.
+    pub mode: u32,
+}
+
+/// `type = "crl"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlConfig {
+    /// PKI mount whose CRL is delivered.
+    pub pki_mount: String,
+    /// The file written (PEM).
     pub path: PathBuf,
     /// Its mode.
     pub mode: u32,
@@ -128,6 +147,7 @@ pub(super) struct RawOutput {
     key_type: Option<S<String>>,
     dir: Option<S<String>>,
     key_mode: Option<S<String>>,
+    purpose: Option<S<String>>,
     template: Option<S<String>>,
     contents: Option<S<String>>,
     path: Option<S<String>>,
@@ -153,7 +173,7 @@ pub(super) fn validate_output(
     resolve: &dyn Fn(&str) -> PathBuf,
     r: &mut Reporter<'_>,
 ) -> Option<OutputConfig> {
-    const TYPES: [&str; 3] = ["certificate", "template", "ca_chain"];
+    const TYPES: [&str; 4] = ["certificate", "template", "ca_chain", "crl"];
     let ty = o.kind.get_ref().as_str();
     if !TYPES.contains(&ty) {
         r.error_help(
@@ -175,6 +195,7 @@ pub(super) fn validate_output(
     let kind = match ty {
         "certificate" => OutputKind::Certificate(certificate(o, &at, r)?),
         "template" => OutputKind::Template(template(o, &at, r)?),
+        "crl" => OutputKind::Crl(crl(o, &at, r)?),
         _ => OutputKind::CaChain(ca_chain(o, &at, r)?),
     };
     Some(OutputConfig {
@@ -199,8 +220,10 @@ fn keys_of(ty: &str) -> &'static [&'static str] {
             "dir",
             "mode",
             "key_mode",
+            "purpose",
         ],
         "template" => &["template", "contents", "path", "mode"],
+        "crl" => &["pki_mount", "path", "mode"],
         _ => &["pki_mount", "full_chain", "path", "mode"],
     }
 }
@@ -209,7 +232,7 @@ fn keys_of(ty: &str) -> &'static [&'static str] {
 /// over from another type is never silently ignored.
 fn reject_foreign_keys(o: &RawOutput, ty: &str, key: &str, r: &mut Reporter<'_>) {
     let allowed = keys_of(ty);
-    let present: [(&str, Option<Range<usize>>); 13] = [
+    let present: [(&str, Option<Range<usize>>); 14] = [
         ("pki_mount", o.pki_mount.as_ref().map(S::span)),
         ("role", o.role.as_ref().map(S::span)),
         ("common_name", o.common_name.as_ref().map(S::span)),
@@ -218,6 +241,7 @@ fn reject_foreign_keys(o: &RawOutput, ty: &str, key: &str, r: &mut Reporter<'_>)
         ("key_type", o.key_type.as_ref().map(S::span)),
         ("dir", o.dir.as_ref().map(S::span)),
         ("key_mode", o.key_mode.as_ref().map(S::span)),
+        ("purpose", o.purpose.as_ref().map(S::span)),
         ("template", o.template.as_ref().map(S::span)),
         ("contents", o.contents.as_ref().map(S::span)),
         ("path", o.path.as_ref().map(S::span)),
@@ -315,6 +339,7 @@ fn certificate(o: &RawOutput, at: &At<'_>, r: &mut Reporter<'_>) -> Option<Certi
         dir: (at.resolve)(&dir?),
         mode: m,
         key_mode: km,
+        purpose: o.purpose.as_ref().map(|p| p.get_ref().clone()),
     })
 }
 
@@ -373,6 +398,17 @@ fn ca_chain(o: &RawOutput, at: &At<'_>, r: &mut Reporter<'_>) -> Option<CaChainC
     Some(CaChainConfig {
         pki_mount: pki_mount?.trim_matches('/').to_owned(),
         full_chain: o.full_chain.as_ref().is_some_and(|f| *f.get_ref()),
+        path: (at.resolve)(&path?),
+        mode: at.mode(r, "mode", o.mode.as_ref(), 0o644),
+    })
+}
+
+/// `type = "crl"`.
+fn crl(o: &RawOutput, at: &At<'_>, r: &mut Reporter<'_>) -> Option<CrlConfig> {
+    let pki_mount = at.need(r, o.pki_mount.as_ref(), "pki_mount");
+    let path = at.need(r, o.path.as_ref(), "path");
+    Some(CrlConfig {
+        pki_mount: pki_mount?.trim_matches('/').to_owned(),
         path: (at.resolve)(&path?),
         mode: at.mode(r, "mode", o.mode.as_ref(), 0o644),
     })

@@ -10,6 +10,7 @@
 //! | `certificate` | [`certificate::render`]`(name, &CertificateOutput, ctx)` | a set: versioned dir + symlink |
 //! | `template`    | [`template::TemplateOutput::render`]`(ctx)`       | one file                   |
 //! | `ca_chain`    | [`ca_chain::CaChainOutput::render`]`(ctx)`        | one file                   |
+//! | `crl`         | [`crl::CrlOutput::render`]`(ctx)`                 | one file                   |
 //!
 //! The runtime builds `TemplateOutput` / `CaChainOutput` from the validated config
 //! (`config::TemplateConfig`, `config::CaChainConfig`): `name` is the output's name and
@@ -34,6 +35,7 @@ use zeroize::Zeroizing;
 
 pub mod ca_chain;
 pub mod certificate;
+pub mod crl;
 pub mod template;
 
 /// Everything an output needs to render.

@@ -140,11 +140,15 @@ fn agent_config_follows_the_spec_and_passes_the_agents_checks() {
     check(&ledger);
 
     let edge = cfg_for("edge");
-    assert_eq!(edge.outputs.len(), 1);
+    assert_eq!(edge.outputs.len(), 2);
     assert_eq!(edge.outputs[0].kind, "ca_chain");
     assert_eq!(edge.outputs[0].full_chain, Some(true));
     assert_eq!(edge.outputs[0].path.as_deref(), Some("out/ca/chain.pem"));
-    check(&edge);
+    // The CRL, next to the chain, reloaded the same way.
+    assert_eq!(edge.outputs[1].kind, "crl");
+    assert_eq!(edge.outputs[1].path.as_deref(), Some("out/ca/crl.pem"));
+    assert_eq!(edge.outputs[1].reload, edge.outputs[0].reload);
+    assert_eq!(check(&edge).outputs.len(), 2);
 }
 
 #[test]

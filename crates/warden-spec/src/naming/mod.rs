@@ -79,6 +79,14 @@ pub const DELIVERED_PREFIX: &str = "delivered";
 /// (`reveal/<purpose>/<wrapping accessor>`); never the value or the wrapping token.
 pub const REVEAL_PREFIX: &str = "reveal";
 
+/// The folder inside [`META_MOUNT`] holding one record per revocation (`warden revoke`): who,
+/// what, why, which serials and when; one entry each, so thousands of them never share a value.
+pub const REVOCATION_PREFIX: &str = "revocations";
+
+/// The name under which `warden revoke` installs the PKI mount's CRL in the cert-auth mount
+/// (`auth/<cert>/crls/<name>`): cert auth checks its own CRLs, not the PKI mount's.
+pub const CERT_AUTH_CRL: &str = "warden-pki";
+
 /// Policy that may read the registry, delivery reports and reveal records; assigned to no
 /// identity by Warden (operators, posture dashboards and auditors get it).
 pub const REGISTRY_READER_POLICY: &str = "warden-registry-reader";
@@ -395,6 +403,11 @@ pub fn registry_entry(purpose: &str) -> KvEntry {
 /// only path under [`META_MOUNT`] its policy may write.
 pub fn delivery_report(identity: &str) -> KvEntry {
     KvEntry::new(META_MOUNT, format!("{DELIVERED_PREFIX}/{identity}"))
+}
+
+/// The revocation record `id` in [`META_MOUNT`]: `revocations/<id>`.
+pub fn revocation_record(id: &str) -> KvEntry {
+    KvEntry::new(META_MOUNT, format!("{REVOCATION_PREFIX}/{id}"))
 }
 
 /// The folder of purpose `purpose`'s reveal records in [`META_MOUNT`] (for listing).

@@ -189,6 +189,13 @@ pub fn grants(mounts: &Mounts, naming: &Naming) -> Vec<Grant> {
     for op in ["sign", "issue"] {
         out.push(grant(format!("{}/{op}/*", m.pki), &["create", "update"]));
     }
+    // revoke: certificates by serial (the CRL is rebuilt on each), and the identity behind a
+    // revoked certificate disabled (its tokens stop working, its logins are refused). An
+    // entity is updated by id through `identity/entity` itself, so no wildcard is needed.
+    out.push(grant(format!("{}/revoke", m.pki), &["update"]));
+    out.push(grant("identity/lookup/entity".into(), &["update"]));
+    out.push(grant("identity/entity".into(), &["create", "update"]));
+    out.push(grant("identity/entity-alias".into(), &["create", "update"]));
     for read in ["cert/*", "ca_chain", "ca/pem", "issuers", "issuer/*"] {
         out.push(grant(format!("{}/{read}", m.pki), &["read", "list"]));
     }

@@ -16,6 +16,7 @@ pub(crate) mod operator;
 pub(crate) mod posture;
 pub(crate) mod provision;
 pub(crate) mod reveal;
+pub(crate) mod revoke;
 pub(crate) mod rotate;
 pub(crate) mod seal;
 pub(crate) mod secret;

@@ -1,0 +1,552 @@
+//! End-to-end: `warden revoke` against a real lab, with identities enrolled and their agents
+//! run. Revoking `billing` puts its identity certificate on the CRL the proxy `edge`'s agent
+//! delivers (and OpenBao serves), kills the
+//! token it holds, and refuses its next login with its real certificate, while `ledger` keeps
+//! working. An unknown identity, a malformed serial and a serial OpenBao never stored are each
+//! refused with a clear error and nothing changed.
+
+use std::path::Path;
+
+use serde_json::Value;
+use warden_bao::{Client, ClientIdentity};
+use warden_enroll::IdentityLayout;
+use warden_testkit::LabEnv;
+use warden_testkit::cli::{Cli, path_str, text};
+use warden_testkit::identity::{EnvAccess, approle_credentials, login_approle, login_cert};
+use x509_parser::prelude::FromDer;
+
+/// The binary under test.
+const WARDEN: Cli = Cli::new(env!("CARGO_BIN_EXE_warden"));
+
+const SPEC: &str = r#"version = 1
+
+[environments.test]
+domain = "test.warden.internal"
+
+[apps.billing]
+environments = ["test"]
+
+[apps.ledger]
+environments = ["test"]
+
+[proxies.edge]
+environments = ["test"]
+
+[containers.worker]
+environments = ["test"]
+
+# The host that starts the worker container holds its transport certificate (ADR 0010).
+[transport.worker-host]
+environments = ["test"]
+carries = ["worker"]
+
+[purposes.bootstrap]
+description = "container secret-ids"
+owner = "platform"
+tier = "ephemeral"
+delivery = "reveal_once"
+rotation = { interval = "1h", grace = "15m" }
+evidence = "EV-BOOTSTRAP"
+covers = ["*/secret-id"]
+
+[purposes.identity]
+description = "identities' mTLS certificates"
+owner = "platform"
+tier = "ephemeral"
+delivery = "agent_file"
+rotation = { interval = "20d", grace = "5d", max_age = "30d" }
+evidence = "EV-IDENTITY"
+covers = ["*/identity-cert", "*/certificate"]
+"#;
+
+/// A client presenting `name`'s enrolled identity certificate, logged in by cert auth.
+async fn logged_in(access: &EnvAccess, root: &Path, name: &str) -> Result<Client, String> {
+    let layout = IdentityLayout::under_root(root, "test", name);
+    let id = ClientIdentity::from_files(&layout.client_cert(), &layout.client_key())
+        .map_err(|e| format!("identity files: {e}"))?;
+    let client = access.client_with(id);
+    login_cert(&client, name)
+        .await
+        .map_err(|e| format!("login: {e}"))?;
+    Ok(client)
+}
+
+/// The serials (lowercase hex, no separators) on the CRL OpenBao serves for `pki_int`.
+async fn crl_serials(op: &Client) -> Vec<String> {
+    let crl = op.read("pki_int/cert/crl").await.expect("read the CRL");
+    let pem = crl.data.expect("data")["certificate"]
+        .as_str()
+        .expect("CRL PEM")
+        .to_owned();
+    serials_of_crl(&pem)
+}
+
+/// The serials (lowercase hex, no separators) on the CRL `edge`'s agent delivered, after
+/// running it once more.
+fn delivered_crl_serials(root: &Path) -> Vec<String> {
+    let config = root.join("test/edge/agent.toml");
+    let out = WARDEN.run(&["agent", "--config", path_str(&config), "--once"]);
+    assert!(out.status.success(), "edge's agent: {}", text(&out.stderr));
+    let pem = std::fs::read_to_string(root.join("test/edge/out/ca/crl.pem")).expect("crl.pem");
+    serials_of_crl(&pem)
+}
+
+fn serials_of_crl(pem: &str) -> Vec<String> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).expect("CRL PEM");
+    let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(&pem.contents)
+        .expect("CRL DER");
+    crl.iter_revoked_certificates()
+        .map(|r| hex::encode(r.user_certificate.to_bytes_be()))
+        .collect()
+}
+
+async fn revocation_records(op: &Client) -> Vec<String> {
+    op.list("warden/metadata/revocations")
+        .await
+        .expect("list revocations")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_identity_kills_its_certificate_token_and_login_and_nothing_else() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let lab = LabEnv::start(&["test"]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let spec = dir.path().join("warden.toml");
+    std::fs::write(&spec, SPEC).expect("write spec");
+    let base = ["--spec", path_str(&spec), "--lab", path_str(lab.dir())];
+    let run = |extra: &[&str]| {
+        let a: Vec<&str> = extra.iter().chain(base.iter()).copied().collect();
+        WARDEN.run(&a)
+    };
+    let out = run(&["apply"]);
+    assert!(out.status.success(), "apply: {}", text(&out.stderr));
+
+    // Every identity enrolled, its agent run once (each reports what it holds).
+    let root = tempfile::tempdir().expect("identity root");
+    for name in ["billing", "ledger", "edge"] {
+        let out = run(&[
+            "identity",
+            "enroll",
+            name,
+            "--env",
+            "test",
+            "--root-dir",
+            path_str(root.path()),
+        ]);
+        assert!(out.status.success(), "enroll {name}: {}", text(&out.stderr));
+        let config = root.path().join(format!("test/{name}/agent.toml"));
+        let out = WARDEN.run(&["agent", "--config", path_str(&config), "--once"]);
+        assert!(out.status.success(), "agent {name}: {}", text(&out.stderr));
+    }
+    let op = lab.client("test");
+    let report = op
+        .read("warden/data/delivered/billing")
+        .await
+        .expect("billing's delivery report")
+        .data
+        .expect("data")["data"]
+        .clone();
+    let identity_serial = report["outputs"]
+        .as_array()
+        .expect("outputs")
+        .iter()
+        .find(|o| o["credential"] == "billing/identity-cert")
+        .and_then(|o| o["serial"].as_str())
+        .unwrap_or_else(|| panic!("identity serial in the report: {report:#}"))
+        .to_owned();
+    let bare = |s: &str| s.replace([':', '-'], "").to_ascii_lowercase();
+
+    let access = EnvAccess::of(&lab, "test");
+    let billing = logged_in(&access, root.path(), "billing")
+        .await
+        .expect("billing logs in before");
+    let ledger = logged_in(&access, root.path(), "ledger")
+        .await
+        .expect("ledger logs in before");
+    billing
+        .token_lookup_self()
+        .await
+        .expect("billing's token works");
+
+    // Refusals: clear errors, nothing revoked, nothing recorded.
+    let refused: [(&[&str], &str); 4] = [
+        (
+            &["revoke", "identity", "nosuch", "--reason", "x", "--yes"],
+            "`nosuch` is not an identity",
+        ),
+        (
+            &["revoke", "cert", "zz:not-hex", "--reason", "x", "--yes"],
+            "is not a certificate serial",
+        ),
+        (
+            &["revoke", "cert", "01:02:03:04", "--reason", "x", "--yes"],
+            "no certificate with serial 01:02:03:04 is stored",
+        ),
+        // No terminal to confirm on and no --yes.
+        (
+            &["revoke", "identity", "billing", "--reason", "x"],
+            "refusing to revoke without confirmation",
+        ),
+    ];
+    for (args, want) in refused {
+        let out = run(args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(err.contains("nothing was revoked"), "{args:?}: {err}");
+    }
+    assert!(revocation_records(&op).await.is_empty());
+    assert!(!crl_serials(&op).await.contains(&bare(&identity_serial)));
+    assert!(!delivered_crl_serials(root.path()).contains(&bare(&identity_serial)));
+    billing
+        .token_lookup_self()
+        .await
+        .expect("billing's token survives the refusals");
+
+    // The revocation itself.
+    let out = run(&[
+        "revoke",
+        "identity",
+        "billing",
+        "--reason",
+        "key leaked",
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    assert!(out.status.success(), "revoke: {}", text(&out.stderr));
+    let record: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("json: {e}: {}", text(&out.stdout)));
+    let revoked: Vec<String> = record["revoked_serials"]
+        .as_array()
+        .expect("revoked_serials")
+        .iter()
+        .map(|s| bare(s.as_str().expect("serial")))
+        .collect();
+    assert!(
+        revoked.contains(&bare(&identity_serial)),
+        "{record:#} vs {identity_serial}"
+    );
+    assert_eq!(record["reason"], "key leaked");
+    assert_eq!(record["target"], "billing");
+
+    // Its certificate is on the CRL, the one OpenBao serves and the one the proxy delivers.
+    assert!(
+        crl_serials(&op).await.contains(&bare(&identity_serial)),
+        "identity certificate on the CRL"
+    );
+    assert!(
+        delivered_crl_serials(root.path()).contains(&bare(&identity_serial)),
+        "identity certificate on the proxy's CRL"
+    );
+    // Its token is dead.
+    let e = billing
+        .token_lookup_self()
+        .await
+        .expect_err("billing's token must be dead");
+    assert!(e.is_permission_denied(), "{e}");
+    // Its real certificate cannot log in again.
+    let again = logged_in(&access, root.path(), "billing").await;
+    assert!(again.is_err(), "billing logged in again");
+
+    // The other identity is untouched.
+    ledger
+        .token_lookup_self()
+        .await
+        .expect("ledger's token still works");
+    logged_in(&access, root.path(), "ledger")
+        .await
+        .expect("ledger still logs in");
+
+    // The record: who, what, why, which serials, when.
+    let ids = revocation_records(&op).await;
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let stored = op
+        .read(&format!("warden/data/revocations/{}", ids[0]))
+        .await
+        .expect("record")
+        .data
+        .expect("data")["data"]
+        .clone();
+    assert_eq!(stored["kind"], "identity");
+    assert_eq!(stored["reason"], "key leaked");
+    assert!(
+        stored["by"].as_str().is_some_and(|b| !b.is_empty()),
+        "{stored:#}"
+    );
+    assert!(
+        stored["at"].as_str().is_some_and(|t| t.starts_with("20")),
+        "{stored:#}"
+    );
+
+    // A container: its secret-ids destroyed, its token dead, its login refused.
+    let (role_id, used) = approle_credentials(&op, "worker").await;
+    let (_, spare) = approle_credentials(&op, "worker").await;
+    let worker = access
+        .transport_client(&op, "worker-host", "test.warden.internal")
+        .await;
+    login_approle(&worker, &role_id, &used)
+        .await
+        .expect("worker logs in before");
+    worker
+        .token_lookup_self()
+        .await
+        .expect("worker's token works");
+    let out = run(&[
+        "revoke",
+        "identity",
+        "worker",
+        "--reason",
+        "container compromised",
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    assert!(out.status.success(), "revoke worker: {}", text(&out.stderr));
+    let record: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(
+        record["secret_ids_destroyed"]
+            .as_u64()
+            .is_some_and(|n| n >= 1),
+        "{record:#}"
+    );
+    assert!(
+        op.list("auth/approle/role/worker/secret-id")
+            .await
+            .expect("list secret-ids")
+            .is_empty()
+    );
+    let e = worker
+        .token_lookup_self()
+        .await
+        .expect_err("worker's token must be dead");
+    assert!(e.is_permission_denied(), "{e}");
+    assert!(
+        login_approle(
+            &access
+                .transport_client(&op, "worker-host", "test.warden.internal")
+                .await,
+            &role_id,
+            &spare,
+        )
+        .await
+        .is_err(),
+        "a destroyed secret-id cannot log in"
+    );
+    ledger
+        .token_lookup_self()
+        .await
+        .expect("ledger's token still works after worker's revocation");
+
+    // `revoke cert` on ledger's stored identity certificate: on the CRL, login refused.
+    let ledger_report = op
+        .read("warden/data/delivered/ledger")
+        .await
+        .expect("ledger's report")
+        .data
+        .expect("data")["data"]
+        .clone();
+    let ledger_serial = ledger_report["outputs"]
+        .as_array()
+        .expect("outputs")
+        .iter()
+        .find(|o| o["credential"] == "ledger/identity-cert")
+        .and_then(|o| o["serial"].as_str())
+        .expect("ledger's identity serial")
+        .to_owned();
+    let out = run(&[
+        "revoke",
+        "cert",
+        &ledger_serial,
+        "--reason",
+        "host retired",
+        "--yes",
+    ]);
+    assert!(out.status.success(), "revoke cert: {}", text(&out.stderr));
+    assert!(crl_serials(&op).await.contains(&bare(&ledger_serial)));
+    assert!(
+        logged_in(&access, root.path(), "ledger").await.is_err(),
+        "a revoked certificate cannot log in"
+    );
+    assert_eq!(revocation_records(&op).await.len(), 3);
+}
+
+const FAIL_CLOSED_SPEC: &str = r#"version = 1
+
+[environments.test]
+domain = "test.warden.internal"
+
+[apps.billing]
+environments = ["test"]
+certificate  = { ttl = "10m" }
+
+[apps.ledger]
+environments = ["test"]
+certificate  = { ttl = "10m" }
+
+[apps.audit]
+environments = ["test"]
+certificate  = { ttl = "10m" }
+
+[purposes.identity]
+description = "identities' mTLS certificates, and audit's server certificate"
+owner = "platform"
+tier = "ephemeral"
+delivery = "agent_file"
+rotation = { interval = "20d", grace = "5d", max_age = "30d" }
+evidence = "EV-IDENTITY"
+covers = ["*/identity-cert", "audit/certificate"]
+
+[purposes.billing-tls]
+description = "billing's server certificate"
+owner = "billing"
+tier = "ephemeral"
+delivery = "agent_file"
+rotation = { interval = "20d", grace = "5d", max_age = "30d" }
+evidence = "EV-TLS"
+covers = ["billing/certificate"]
+
+[purposes.ledger-tls]
+description = "ledger's server certificate: one second of grace, so a renewal is always late"
+owner = "ledger"
+tier = "ephemeral"
+delivery = "agent_file"
+rotation = { interval = "1s", grace = "1s", max_age = "1h" }
+evidence = "EV-TLS"
+covers = ["ledger/certificate"]
+"#;
+
+/// The serial (bare lowercase hex) of the certificate `name`'s agent delivered.
+fn serial_on_disk(root: &Path, name: &str) -> String {
+    let pem = std::fs::read(root.join(format!("test/{name}/out/tls/cert.pem"))).expect("cert.pem");
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).expect("PEM");
+    let cert = pem.parse_x509().expect("certificate");
+    hex::encode(cert.tbs_certificate.raw_serial())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_refuse_new_certificates_under_a_revoked_purpose_or_outside_grace_and_keep_theirs() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let lab = LabEnv::start(&["test"]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let spec = dir.path().join("warden.toml");
+    std::fs::write(&spec, FAIL_CLOSED_SPEC).expect("write spec");
+    let base = ["--spec", path_str(&spec), "--lab", path_str(lab.dir())];
+    let run = |extra: &[&str]| {
+        let a: Vec<&str> = extra.iter().chain(base.iter()).copied().collect();
+        WARDEN.run(&a)
+    };
+    let out = run(&["apply"]);
+    assert!(out.status.success(), "apply: {}", text(&out.stderr));
+
+    let root = tempfile::tempdir().expect("identity root");
+    let apps = ["billing", "ledger", "audit"];
+    let once = |name: &str| {
+        let config = root.path().join(format!("test/{name}/agent.toml"));
+        WARDEN.run(&["agent", "--config", path_str(&config), "--once"])
+    };
+    for name in apps {
+        let out = run(&[
+            "identity",
+            "enroll",
+            name,
+            "--env",
+            "test",
+            "--root-dir",
+            path_str(root.path()),
+        ]);
+        assert!(out.status.success(), "enroll {name}: {}", text(&out.stderr));
+        // The first issuance is allowed under every purpose.
+        let out = once(name);
+        assert!(out.status.success(), "agent {name}: {}", text(&out.stderr));
+    }
+    let before: Vec<String> = apps
+        .iter()
+        .map(|n| serial_on_disk(root.path(), n))
+        .collect();
+
+    // billing's purpose is revoked the way a purpose is revoked: in the spec, applied.
+    let revoked = FAIL_CLOSED_SPEC.replace(
+        "covers = [\"billing/certificate\"]",
+        "covers = [\"billing/certificate\"]\nrevoked = true",
+    );
+    std::fs::write(&spec, revoked).expect("write spec");
+    let out = run(&["apply"]);
+    assert!(out.status.success(), "apply: {}", text(&out.stderr));
+
+    // Every agent is now asked to renew (renew at 1 % of the lifetime: due at once).
+    for name in apps {
+        let config = root.path().join(format!("test/{name}/agent.toml"));
+        let toml = std::fs::read_to_string(&config).expect("agent.toml");
+        assert!(toml.contains("fraction = 0.667"), "{toml}");
+        let toml = toml
+            .replace("fraction = 0.667", "fraction = 0.01")
+            .replace("jitter = 0.05", "jitter = 0.0");
+        std::fs::write(&config, toml).expect("agent.toml");
+    }
+    let results: Vec<(bool, String)> = apps
+        .iter()
+        .map(|n| {
+            let out = once(n);
+            (out.status.success(), text(&out.stderr))
+        })
+        .collect();
+    let after: Vec<String> = apps
+        .iter()
+        .map(|n| serial_on_disk(root.path(), n))
+        .collect();
+
+    // audit, under a healthy purpose, renews: the renewal really was asked for.
+    assert!(results[2].0, "audit renews: {}", results[2].1);
+    assert_ne!(before[2], after[2], "audit got a new certificate");
+    // billing (revoked purpose) and ledger (outside grace) refuse and keep what they have.
+    for (i, why) in [
+        (0, "purpose `billing-tls` is revoked"),
+        (1, "outside the grace window of purpose `ledger-tls`"),
+    ] {
+        let (ok, err) = &results[i];
+        assert!(
+            !ok,
+            "{}: the refusal is a failure of --once: {err}",
+            apps[i]
+        );
+        assert!(err.contains(why), "{}: {err}", apps[i]);
+        assert_eq!(before[i], after[i], "{} keeps its certificate", apps[i]);
+    }
+
+    // Posture says why, from the agents' reports.
+    let out = run(&["posture", "--output", "json"]);
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("json: {e}\n{}\n{}", text(&out.stdout), text(&out.stderr)));
+    let creds: Vec<Value> = report["environments"][0]["purposes"]
+        .as_array()
+        .expect("purposes")
+        .iter()
+        .flat_map(|p| p["credentials"].as_array().expect("credentials").clone())
+        .collect();
+    let by_id = |id: &str| {
+        creds
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("{id} in posture: {report:#}"))
+            .clone()
+    };
+    let billing = by_id("billing/certificate");
+    assert_eq!(billing["status"], "revoked", "{billing:#}");
+    assert!(
+        billing["detail"]["agent_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("purpose `billing-tls` is revoked")),
+        "{billing:#}"
+    );
+    assert_eq!(billing["detail"]["agent_state"], "stale", "{billing:#}");
+    let ledger = by_id("ledger/certificate");
+    assert!(
+        ledger["detail"]["agent_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("outside the grace window")),
+        "{ledger:#}"
+    );
+    assert_eq!(ledger["status"], "stale", "{ledger:#}");
+    assert_eq!(by_id("audit/certificate")["status"], "healthy");
+}

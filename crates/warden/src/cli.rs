@@ -68,6 +68,8 @@ pub(crate) enum Command {
     Reveal(crate::cmd::reveal::RevealArgs),
     /// Signed evidence packets: export one per component, verify one offline.
     Evidence(crate::cmd::evidence::EvidenceArgs),
+    /// Backups: encrypted raft snapshots with signed manifests; create, list, verify offline.
+    Backup(crate::cmd::backup::BackupArgs),
     /// Seals: migrate a live environment from Shamir to an auto-seal; grant a transit seal on a seal-keeper.
     Seal(crate::cmd::seal::SealArgs),
     /// A production OpenBao node's files from the spec: server configuration and systemd unit.

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub(crate) mod agent;
+pub(crate) mod backup;
 pub(crate) mod break_glass;
 pub(crate) mod ca;
 pub(crate) mod ci;

@@ -1,0 +1,266 @@
+//! End-to-end: `warden backup create | list | verify` against a real lab (OpenBao over HTTPS +
+//! mTLS, raft storage), through the real `warden` binary.
+//!
+//! - create: a snapshot from the active node, encrypted to the spec's recipients (the file is
+//!   age ciphertext, owner-only, no temp file left), with a manifest `warden evidence verify`
+//!   accepts offline; `verify` decrypts into a pipe and checks the snapshot's own SHA256SUMS
+//!   and raft index; retention keeps `keep` backups.
+//! - refusals, each before anything is touched and naming what is wrong (exit 3): a truncated
+//!   snapshot, a snapshot encrypted to someone else, a backup of another environment, a
+//!   manifest whose signature fails; a sealed server (exit 1, nothing written).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use warden_testkit::cli::{Cli, path_str, text};
+use warden_testkit::{EXAMPLE_SPEC, LabEnv};
+
+const WARDEN: Cli = Cli::new(env!("CARGO_BIN_EXE_warden"));
+
+fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("warden-backup-test-")
+        .tempdir()
+        .expect("temp dir")
+}
+
+/// An owner-only age identity file; returns its path and recipient.
+fn identity(dir: &Path, name: &str) -> (PathBuf, String) {
+    let g = warden_custody::generate_identity();
+    let p = dir.join(format!("{name}.key"));
+    std::fs::write(&p, g.file_text.as_bytes()).expect("write identity");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    (p, g.recipient)
+}
+
+/// The example spec with `[environments.test.backup]`.
+fn spec_with_backup(dir: &Path, recipients: &[&str], keep: u32) -> PathBuf {
+    let example = std::fs::read_to_string(EXAMPLE_SPEC).expect("example spec");
+    let list: Vec<String> = recipients.iter().map(|r| format!("\"{r}\"")).collect();
+    let text = format!(
+        "{example}\n[environments.test.backup]\nrecipients = [{}]\ndir = \"backups\"\nkeep = {keep}\n",
+        list.join(", ")
+    );
+    let p = dir.join("warden.toml");
+    std::fs::write(&p, text).expect("write spec");
+    // Relative paths in the example resolve against the spec's directory.
+    for entry in std::fs::read_dir(Path::new(EXAMPLE_SPEC).parent().expect("dir")).expect("ls") {
+        let entry = entry.expect("entry");
+        let target = dir.join(entry.file_name());
+        if !target.exists() && entry.path() != Path::new(EXAMPLE_SPEC) {
+            let _ = std::os::unix::fs::symlink(entry.path(), target);
+        }
+    }
+    p
+}
+
+fn on_lab(args: &[&str], spec: &Path, lab: &Path) -> Vec<String> {
+    let mut v: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    v.extend([
+        "--spec".into(),
+        path_str(spec).into(),
+        "--lab".into(),
+        path_str(lab).into(),
+        "--env".into(),
+        "test".into(),
+    ]);
+    v
+}
+
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn copy_backup(snap: &Path, manifest: &Path, to: &Path) -> (PathBuf, PathBuf) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    let s = to.join(snap.file_name().expect("name"));
+    let m = to.join(manifest.file_name().expect("name"));
+    std::fs::copy(snap, &s).expect("copy snapshot");
+    std::fs::copy(manifest, &m).expect("copy manifest");
+    (s, m)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backups_are_encrypted_signed_verified_offline_and_refused_when_wrong() {
+    install_crypto_provider();
+    let lab = LabEnv::start(&["test"]).await;
+    let lab_dir = lab.dir().to_path_buf();
+    let dir = temp_dir();
+    let (alice, alice_r) = identity(dir.path(), "alice");
+    let (bob, _) = identity(dir.path(), "bob");
+    let spec = spec_with_backup(dir.path(), &[&alice_r], 2);
+    WARDEN.ok(&refs(&on_lab(&["apply"], &spec, &lab_dir)));
+
+    // create
+    let run = WARDEN.ok(&refs(&on_lab(
+        &["backup", "create", "--output", "json"],
+        &spec,
+        &lab_dir,
+    )));
+    let created: Value = serde_json::from_slice(&run.stdout).expect("json");
+    let snap = PathBuf::from(created["snapshot"].as_str().expect("snapshot"));
+    let manifest = PathBuf::from(created["manifest_path"].as_str().expect("manifest"));
+    let backups = dir.path().join("backups");
+    assert_eq!(snap.parent(), Some(backups.as_path()));
+    let bytes = std::fs::read(&snap).expect("snapshot file");
+    assert!(
+        bytes.starts_with(b"age-encryption.org/v1\n"),
+        "the backup is age ciphertext"
+    );
+    assert_eq!(
+        std::fs::metadata(&snap).expect("meta").permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(created["manifest"]["env"], "test");
+    assert_eq!(created["manifest"]["size"], bytes.len() as u64);
+    assert_eq!(created["manifest"]["openbao_version"], "2.7.2");
+    let index = created["manifest"]["raft_index"].as_u64().expect("index");
+    assert!(index > 0, "raft index from the snapshot's meta.json");
+    assert!(
+        created["manifest"]["purpose_count"]
+            .as_u64()
+            .expect("count")
+            > 0
+    );
+    assert_eq!(files_in(&backups).len(), 2, "{:?}", files_in(&backups));
+
+    // The manifest is an evidence packet: `warden evidence verify` accepts it offline.
+    let key = WARDEN.ok(&refs(&on_lab(&["evidence", "key"], &spec, &lab_dir)));
+    let key_file = dir.path().join("evidence.pem");
+    std::fs::write(&key_file, &key.stdout).expect("key file");
+    WARDEN.ok(&[
+        "evidence",
+        "verify",
+        path_str(&manifest),
+        "--key",
+        path_str(&key_file),
+    ]);
+
+    // verify: decrypts to a pipe, checks SHA256SUMS and the raft index.
+    let verify = |backup: &Path, id: &Path, env: &str| {
+        WARDEN.run(&[
+            "backup",
+            "verify",
+            path_str(backup),
+            "--key",
+            path_str(&key_file),
+            "--identity",
+            path_str(id),
+            "--env",
+            env,
+            "--output",
+            "json",
+        ])
+    };
+    let ok = verify(&snap, &alice, "test");
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    let v: Value = serde_json::from_slice(&ok.stdout).expect("json");
+    assert_eq!(v["archive"]["index"], index);
+    let members: Vec<&str> = v["archive"]["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for m in ["meta.json", "state.bin", "SHA256SUMS"] {
+        assert!(members.contains(&m), "{members:?}");
+    }
+    // Named by its manifest too.
+    assert!(verify(&manifest, &alice, "test").status.success());
+
+    let refused = |out: &std::process::Output, says: &str| {
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(err.contains(says), "expected {says:?} in {err}");
+    };
+    // Encrypted to someone else.
+    refused(&verify(&snap, &bob, "test"), "encrypted to someone else");
+    // Another environment's backup.
+    refused(
+        &verify(&snap, &alice, "prod"),
+        "is a backup of environment `test`, not `prod`",
+    );
+    // Truncated.
+    let (t_snap, _) = copy_backup(&snap, &manifest, &dir.path().join("truncated"));
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&t_snap)
+        .expect("open");
+    f.set_len(bytes.len() as u64 / 2).expect("truncate");
+    refused(&verify(&t_snap, &alice, "test"), "truncated or altered");
+    // A manifest whose signature fails (one byte of the payload changed).
+    let (s_snap, s_man) = copy_backup(&snap, &manifest, &dir.path().join("forged"));
+    let text_m = std::fs::read_to_string(&s_man).expect("manifest");
+    let forged = text_m.replacen("\"purpose_count\":", "\"purpose_count\":9", 1);
+    assert_ne!(forged, text_m);
+    std::fs::write(&s_man, forged).expect("write");
+    refused(&verify(&s_snap, &alice, "test"), "signature fails");
+    // A manifest missing altogether.
+    std::fs::remove_file(&s_man).expect("rm");
+    refused(&verify(&s_snap, &alice, "test"), "no manifest");
+
+    // list and retention (keep = 2).
+    for _ in 0..2 {
+        WARDEN.ok(&refs(&on_lab(&["backup", "create"], &spec, &lab_dir)));
+    }
+    let listed = WARDEN.ok(&refs(&on_lab(
+        &["backup", "list", "--output", "json"],
+        &spec,
+        &lab_dir,
+    )));
+    let listed: Value = serde_json::from_slice(&listed.stdout).expect("json");
+    let listed = listed.as_array().expect("array");
+    assert_eq!(listed.len(), 2, "keep = 2: {listed:?}");
+    assert!(!snap.exists(), "the oldest backup was removed by retention");
+    assert_eq!(files_in(&backups).len(), 4, "{:?}", files_in(&backups));
+    assert!(
+        listed[0]["manifest"]["generated_at"].as_i64()
+            >= listed[1]["manifest"]["generated_at"].as_i64()
+    );
+
+    // A sealed server: a clear error and nothing written.
+    let before = files_in(&backups);
+    lab.harness_client("test").seal().await.expect("seal");
+    let sealed = WARDEN.run(&refs(&on_lab(&["backup", "create"], &spec, &lab_dir)));
+    assert_eq!(sealed.status.code(), Some(1), "{}", text(&sealed.stderr));
+    assert!(
+        text(&sealed.stderr).contains("sealed"),
+        "{}",
+        text(&sealed.stderr)
+    );
+    assert_eq!(files_in(&backups), before, "nothing written while sealed");
+}
+
+#[test]
+fn a_spec_without_backup_recipients_is_refused_where_it_is_written() {
+    let dir = temp_dir();
+    let example = std::fs::read_to_string(EXAMPLE_SPEC).expect("example spec");
+    let spec = dir.path().join("warden.toml");
+    std::fs::write(
+        &spec,
+        format!("{example}\n[environments.test.backup]\nrecipients = []\ndir = \"b\"\n"),
+    )
+    .expect("write");
+    let out = WARDEN.run(&["backup", "list", "--spec", path_str(&spec), "--env", "test"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("environments.test.backup.recipients"), "{err}");
+    assert!(err.contains("nobody can open"), "{err}");
+}

@@ -17,6 +17,7 @@
 pub mod archive;
 mod error;
 mod manifest;
+pub mod restore;
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};

@@ -316,7 +316,10 @@ secrets = ["config"]
         let spec = spec();
         let env = spec.environment("test").unwrap();
         // Taking a snapshot (backup) is a read; restoring one stays root-only (ADR 0011).
-        for path in ["sys/storage/raft/configuration", "sys/storage/raft/snapshot"] {
+        for path in [
+            "sys/storage/raft/configuration",
+            "sys/storage/raft/snapshot",
+        ] {
             let read = g(path, &["read"]);
             assert_eq!(lint_operator(&spec, env, "live", &[read]), []);
         }

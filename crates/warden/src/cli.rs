@@ -70,6 +70,8 @@ pub(crate) enum Command {
     Evidence(crate::cmd::evidence::EvidenceArgs),
     /// Backups: encrypted raft snapshots with signed manifests; create, list, verify offline.
     Backup(crate::cmd::backup::BackupArgs),
+    /// Restore a backup into its environment (break-glass token, confirmation), then plan and posture.
+    Restore(crate::cmd::restore::RestoreArgs),
     /// Seals: migrate a live environment from Shamir to an auto-seal; grant a transit seal on a seal-keeper.
     Seal(crate::cmd::seal::SealArgs),
     /// A production OpenBao node's files from the spec: server configuration and systemd unit.

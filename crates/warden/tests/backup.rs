@@ -9,6 +9,8 @@
 //!   snapshot, a snapshot encrypted to someone else, a backup of another environment, a
 //!   manifest whose signature fails; a sealed server (exit 1, nothing written).
 
+#![allow(clippy::print_stderr)] // figures go to the test log on purpose
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -263,4 +265,259 @@ fn a_spec_without_backup_recipients_is_refused_where_it_is_written() {
     let err = text(&out.stderr);
     assert!(err.contains("environments.test.backup.recipients"), "{err}");
     assert!(err.contains("nobody can open"), "{err}");
+}
+
+/// The lab's custodians (names) and threshold, from `custody status`.
+fn custodians(spec: &Path, lab: &Path) -> (Vec<String>, usize) {
+    let st = WARDEN.ok(&refs(&on_lab(
+        &["custody", "status", "-o", "json"],
+        spec,
+        lab,
+    )));
+    let st: Value = serde_json::from_slice(&st.stdout).expect("json");
+    let names = st["ledger"]["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["custodian"].as_str().map(str::to_owned))
+        .collect();
+    (
+        names,
+        st["ledger"]["threshold"].as_u64().expect("threshold") as usize,
+    )
+}
+
+/// `warden break-glass open` with the lab custodians' shares; the token goes to `file`.
+fn break_glass(lab: &LabEnv, spec: &Path, file: &Path) {
+    let (names, threshold) = custodians(spec, lab.dir());
+    let layout = lab.lab().layout().env("test");
+    let (ids, shares) = (
+        warden_lab::custodians_dir(&layout),
+        warden_lab::shares_dir(&layout),
+    );
+    let mut args: Vec<String> = [
+        "break-glass",
+        "open",
+        "--reason",
+        "DR-RESTORE-TEST",
+        "--ttl",
+        "2h",
+        "--token-file",
+        path_str(file),
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    for c in names.iter().take(threshold) {
+        args.extend([
+            "--share".into(),
+            path_str(&shares.join(format!("{c}.test.share.age"))).into(),
+            "--identity".into(),
+            path_str(&ids.join(format!("{c}.age-identity"))).into(),
+        ]);
+    }
+    WARDEN.ok(&refs(&on_lab(&refs(&args), spec, lab.dir())));
+}
+
+async fn put(c: &warden_bao::Client, i: usize, value: &str) {
+    c.write(
+        &format!("kvv2/data/dr/k{i:03}"),
+        &serde_json::json!({ "data": { "v": value } }),
+        warden_bao::Idempotent::No,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("write dr/k{i:03}: {e}"));
+}
+
+/// (created_time, current_version) of `dr/k<i>`, or None when it does not exist.
+async fn meta(c: &warden_bao::Client, i: usize) -> Option<(String, u64)> {
+    match c.read(&format!("kvv2/metadata/dr/k{i:03}")).await {
+        Ok(s) => {
+            let d = s.data.expect("metadata");
+            Some((
+                d["created_time"].as_str().expect("created_time").to_owned(),
+                d["current_version"].as_u64().expect("current_version"),
+            ))
+        }
+        Err(e) if e.is_not_found() => None,
+        Err(e) => panic!("read metadata dr/k{i:03}: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_brings_back_the_first_200_writes_and_not_the_50_after_the_backup() {
+    install_crypto_provider();
+    let lab = LabEnv::start(&["test"]).await;
+    let lab_dir = lab.dir().to_path_buf();
+    let dir = temp_dir();
+    let (alice, alice_r) = identity(dir.path(), "alice");
+    let (bob, _) = identity(dir.path(), "bob");
+    let spec = spec_with_backup(dir.path(), &[&alice_r], 10);
+    WARDEN.ok(&refs(&on_lab(&["apply"], &spec, &lab_dir)));
+    // The break-glass token predates the snapshot, so it is still valid in the restored store.
+    let token_file = dir.path().join("break-glass.token");
+    break_glass(&lab, &spec, &token_file);
+    let root = lab.client("test");
+    root.set_token(warden_bao::SecretString::from(
+        std::fs::read_to_string(&token_file)
+            .expect("token")
+            .trim()
+            .to_owned(),
+    ));
+
+    for i in 0..200 {
+        put(&root, i, &format!("before-{i}")).await;
+    }
+    let mut before = Vec::new();
+    for i in 0..200 {
+        before.push(meta(&root, i).await.expect("written"));
+    }
+    let run = WARDEN.ok(&refs(&on_lab(
+        &["backup", "create", "--output", "json"],
+        &spec,
+        &lab_dir,
+    )));
+    let created: Value = serde_json::from_slice(&run.stdout).expect("json");
+    let snap = PathBuf::from(created["snapshot"].as_str().expect("snapshot"));
+    let manifest = PathBuf::from(created["manifest_path"].as_str().expect("manifest"));
+    let key = WARDEN.ok(&refs(&on_lab(&["evidence", "key"], &spec, &lab_dir)));
+    let key_file = dir.path().join("evidence.pem");
+    std::fs::write(&key_file, &key.stdout).expect("key file");
+
+    // 50 more, and a second version of k000.
+    for i in 200..250 {
+        put(&root, i, &format!("after-{i}")).await;
+    }
+    put(&root, 0, "after-0").await;
+    assert_eq!(meta(&root, 0).await.expect("k000").1, 2);
+
+    let restore = |backup: &Path, id: &Path| {
+        WARDEN.run(&refs(&on_lab(
+            &[
+                "restore",
+                "--from",
+                path_str(backup),
+                "--key",
+                path_str(&key_file),
+                "--identity",
+                path_str(id),
+                "--token-file",
+                path_str(&token_file),
+                "--force",
+                "--confirm",
+                "test",
+                "--output",
+                "json",
+            ],
+            &spec,
+            &lab_dir,
+        )))
+    };
+    // Refusals before anything is touched: k249 (written after the backup) survives each.
+    let refused = |out: &std::process::Output, says: &str| {
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains(says),
+            "expected {says:?} in {}",
+            text(&out.stderr)
+        );
+    };
+    refused(&restore(&snap, &bob), "encrypted to someone else");
+    let (t_snap, _) = copy_backup(&snap, &manifest, &dir.path().join("truncated"));
+    let len = std::fs::metadata(&t_snap).expect("meta").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&t_snap)
+        .expect("open")
+        .set_len(len - 1)
+        .expect("truncate");
+    refused(&restore(&t_snap, &alice), "truncated or altered");
+    let (f_snap, f_man) = copy_backup(&snap, &manifest, &dir.path().join("forged"));
+    let m = std::fs::read_to_string(&f_man).expect("manifest");
+    std::fs::write(&f_man, m.replacen("\"raft_term\":", "\"raft_term\":1", 1)).expect("forge");
+    refused(&restore(&f_snap, &alice), "signature fails");
+    // Without --force: refused, and it names the environment and the snapshot's age.
+    let no_force = WARDEN.run(&refs(&on_lab(
+        &[
+            "restore",
+            "--from",
+            path_str(&snap),
+            "--key",
+            path_str(&key_file),
+            "--identity",
+            path_str(&alice),
+            "--token-file",
+            path_str(&token_file),
+        ],
+        &spec,
+        &lab_dir,
+    )));
+    assert_eq!(no_force.status.code(), Some(1));
+    let err = text(&no_force.stderr);
+    assert!(
+        err.contains("restore environment `test` to the snapshot taken"),
+        "{err}"
+    );
+    assert!(err.contains("without --force"), "{err}");
+    assert!(
+        meta(&root, 249).await.is_some(),
+        "nothing was touched by a refusal"
+    );
+
+    // Destroy the data: every dr/ entry, all versions and metadata.
+    for i in 0..250 {
+        root.delete(&format!("kvv2/metadata/dr/k{i:03}"))
+            .await
+            .expect("destroy");
+    }
+    assert!(meta(&root, 0).await.is_none());
+    let live_index = lab
+        .client("test")
+        .leader()
+        .await
+        .expect("leader")
+        .raft_committed_index;
+
+    let out = restore(&snap, &alice);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).expect("json");
+    eprintln!("figure: restore report {r}");
+    assert_eq!(r["restored"]["sealed_after"], false);
+    assert_eq!(
+        r["restored"]["raft_index"],
+        created["manifest"]["raft_index"]
+    );
+    // RPO as the restore reports it: the raft index gap covers the 51 writes and 250 deletes.
+    let gap = r["rpo"]["index_gap"].as_u64().expect("index gap");
+    assert!(gap >= 301, "gap {gap}");
+    assert!(
+        live_index - created["manifest"]["raft_index"].as_u64().expect("index") <= gap,
+        "{live_index}"
+    );
+    assert!(r["posture_worst"].is_string(), "{r}");
+    assert!(r["plan_changes"].is_u64(), "{r}");
+
+    // The first 200 are back with their metadata; the 50 and k000's second version are not.
+    for i in 0..200 {
+        assert_eq!(
+            meta(&root, i).await.as_ref(),
+            Some(&before[i]),
+            "dr/k{i:03}"
+        );
+    }
+    for i in 200..250 {
+        assert!(
+            meta(&root, i).await.is_none(),
+            "dr/k{i:03} was written after the backup"
+        );
+    }
+    let v = root.read("kvv2/data/dr/k000").await.expect("read");
+    assert_eq!(v.data.expect("data")["data"]["v"], "before-0");
+    // The operator still logs in with its certificate (the cert role is in the snapshot).
+    WARDEN.ok(&refs(&on_lab(&["backup", "list"], &spec, &lab_dir)));
 }

@@ -15,6 +15,7 @@ pub(crate) mod lab_nodes;
 pub(crate) mod operator;
 pub(crate) mod posture;
 pub(crate) mod provision;
+pub(crate) mod restore;
 pub(crate) mod reveal;
 pub(crate) mod rotate;
 pub(crate) mod seal;

@@ -15,6 +15,7 @@
 //! any failure, and a manifest is written only for a snapshot that checked out.
 
 pub mod archive;
+pub mod drill;
 mod error;
 mod manifest;
 pub mod restore;

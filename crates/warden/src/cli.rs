@@ -72,6 +72,8 @@ pub(crate) enum Command {
     Backup(crate::cmd::backup::BackupArgs),
     /// Restore a backup into its environment (break-glass token, confirmation), then plan and posture.
     Restore(crate::cmd::restore::RestoreArgs),
+    /// Disaster recovery: `dr drill` proves the newest backup restores (RTO, RPO, signed evidence).
+    Dr(crate::cmd::dr::DrArgs),
     /// Seals: migrate a live environment from Shamir to an auto-seal; grant a transit seal on a seal-keeper.
     Seal(crate::cmd::seal::SealArgs),
     /// A production OpenBao node's files from the spec: server configuration and systemd unit.

@@ -8,6 +8,7 @@ pub(crate) mod ci;
 pub(crate) mod completions;
 pub(crate) mod custody;
 pub(crate) mod domain;
+pub(crate) mod dr;
 pub(crate) mod evidence;
 pub(crate) mod identity;
 pub(crate) mod lab;

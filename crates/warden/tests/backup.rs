@@ -628,3 +628,9 @@ async fn a_drill_on_a_one_node_lab_is_green_measured_and_signed() {
         "RTO target for a one-node lab: under 60 s ({r})"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drill_on_a_three_node_lab_is_green_and_reports_its_rto() {
+    let r = drill_on_lab(3).await;
+    assert!(r["rto_seconds"].as_f64().expect("rto") > 0.0);
+}

@@ -91,6 +91,9 @@ pub struct Restored {
     pub sealed_after: bool,
     /// Seconds the restore call took.
     pub seconds: f64,
+    /// Seconds from the start of the restore until the node served again (active, or sealed
+    /// and waiting for its keys): the downtime the restore itself causes.
+    pub until_serving_seconds: f64,
 }
 
 /// Sends an opened backup to the active node of `env` (`client` must hold a token allowed to
@@ -134,6 +137,7 @@ pub async fn restore_ref(
         forced: force,
         sealed_after,
         seconds,
+        until_serving_seconds: started.elapsed().as_secs_f64(),
     })
 }
 

@@ -543,6 +543,41 @@ async fn drill_on_lab(nodes: u8) -> Value {
         &lab_dir,
     )));
 
+    if nodes == 1 {
+        // A failed drill exits 3, names the failed check, and is still recorded (signed).
+        let (bob, _) = identity(dir.path(), "bob");
+        let failed_packet = dir.path().join("failed-drill.json");
+        let out = WARDEN.run(&refs(&on_lab(
+            &[
+                "dr",
+                "drill",
+                "--key",
+                path_str(&key_file),
+                "--identity",
+                path_str(&bob),
+                "--out",
+                path_str(&failed_packet),
+            ],
+            &spec,
+            &lab_dir,
+        )));
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("the DR drill failed: backup verifies offline"),
+            "{err}"
+        );
+        WARDEN.ok(&[
+            "evidence",
+            "verify",
+            path_str(&failed_packet),
+            "--key",
+            path_str(&key_file),
+        ]);
+        let recorded: Value =
+            serde_json::from_slice(&std::fs::read(&failed_packet).expect("packet")).expect("json");
+        assert_eq!(recorded["payload"]["passed"], false);
+    }
     let packet = dir.path().join("drill.json");
     let out = WARDEN.run(&refs(&on_lab(
         &[

@@ -265,3 +265,87 @@ fn read_tar(mut r: impl Read) -> Result<SnapshotInfo, ArchiveError> {
         .unwrap_or(0);
     Ok(info)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sha(b: &[u8]) -> String {
+        hex::encode(digest::digest(&digest::SHA256, b).as_ref())
+    }
+
+    fn member(out: &mut Vec<u8>, name: &str, body: &[u8]) {
+        let mut h = [0u8; 512];
+        h[..name.len()].copy_from_slice(name.as_bytes());
+        h[100..107].copy_from_slice(b"0000600");
+        let size = format!("{:011o}", body.len());
+        h[124..135].copy_from_slice(size.as_bytes());
+        h[156] = b'0';
+        out.extend_from_slice(&h);
+        out.extend_from_slice(body);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+
+    /// A raft-snapshot-shaped archive, gzip'd by the same `gzip` the checker uses.
+    fn snapshot(state: &[u8], sums_state: Option<&str>) -> Vec<u8> {
+        let meta = br#"{"Version":1,"ID":"2-341-1","Index":341,"Term":2,"Size":12}"#;
+        let sums = format!(
+            "{}  meta.json\n{}  state.bin\n",
+            sha(meta),
+            sums_state.map_or_else(|| sha(state), str::to_owned)
+        );
+        let mut tar = Vec::new();
+        member(&mut tar, "meta.json", meta);
+        member(&mut tar, "state.bin", state);
+        member(&mut tar, "SHA256SUMS", sums.as_bytes());
+        tar.extend_from_slice(&[0u8; 1024]);
+        let mut child = Command::new("gzip")
+            .arg("-c")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("gzip");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let writer = std::thread::spawn(move || stdin.write_all(&tar));
+        let out = child.wait_with_output().expect("gzip output");
+        writer.join().expect("join").expect("write");
+        out.stdout
+    }
+
+    #[test]
+    fn a_sound_snapshot_gives_its_index_and_members() {
+        let info = check(&snapshot(b"state bytes!", None)[..]).expect("sound");
+        assert_eq!(info.index, 341);
+        assert_eq!(info.term, 2);
+        assert_eq!(info.state_bytes, 12);
+        assert_eq!(info.files, ["meta.json", "state.bin", "SHA256SUMS"]);
+    }
+
+    #[test]
+    fn an_altered_member_is_named() {
+        let e = check(&snapshot(b"state bytes!", Some(&"0".repeat(64)))[..]).expect_err("altered");
+        assert!(
+            matches!(e, ArchiveError::Checksum { ref file } if file == "state.bin"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_truncated_snapshot_is_refused() {
+        let full = snapshot(&[7u8; 100_000], None);
+        for cut in [full.len() - 1, full.len() / 2, 20] {
+            let e = check(&full[..cut]).expect_err("truncated");
+            assert!(
+                matches!(e, ArchiveError::Corrupt(_) | ArchiveError::NotASnapshot(_)),
+                "cut at {cut}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn not_gzip_is_refused() {
+        let e = check(&b"age-encryption.org/v1\n-> X25519 ..."[..]).expect_err("not gzip");
+        assert!(matches!(e, ArchiveError::Corrupt(_)), "{e}");
+        assert!(e.to_string().contains("truncated or corrupt"), "{e}");
+    }
+}

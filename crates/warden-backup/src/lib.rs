@@ -10,6 +10,10 @@
 //! - [`verify`]: offline: the manifest's signature, its environment, the ciphertext's size and
 //!   SHA-256, then the snapshot decrypted into a pipe and its checksums checked. Nothing is
 //!   restored and no plaintext touches a disk.
+//! - [`restore`]: every offline check, the snapshot decrypted into memory, then the restore on
+//!   the active node (`snapshot`, or `snapshot-force` under another keyring).
+//! - [`drill`]: the newest backup restored into a scratch cluster (`warden_lab::Scratch`),
+//!   unsealed with the environment's shares and checked; RTO, RPO and a report to sign.
 //!
 //! Never a clear copy on disk; never a partial file left behind: the temp file is removed on
 //! any failure, and a manifest is written only for a snapshot that checked out.

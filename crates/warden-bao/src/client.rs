@@ -597,6 +597,76 @@ impl Client {
         .await
     }
 
+    /// One exchange with node `i` whose body is raw bytes (not JSON) and whose answer is
+    /// handed back unread, for the endpoints that move whole files (raft snapshots): the
+    /// caller streams the response. Non-2xx statuses are mapped to the usual typed errors.
+    /// No retry and no failover: a stream half consumed cannot be replayed.
+    pub(crate) async fn exchange_raw(
+        &self,
+        i: usize,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<reqwest::Response> {
+        self.ensure_token().await?;
+        let node = self.inner.nodes.node(i);
+        let url = Self::url(&node.api_base, path, &[])?;
+        let http = self
+            .inner
+            .http
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut req = http
+            .request(method, url)
+            .headers(self.headers(true)?)
+            .timeout(timeout);
+        if let Some(body) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(body);
+        }
+        let resp = match req.send().await {
+            Ok(resp) => resp,
+            Err(e) => {
+                return Err(self
+                    .diagnose(&node.address, self.transport_error(&node.address, path, e))
+                    .await);
+            }
+        };
+        self.note_date(resp.headers());
+        let status = resp.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(resp);
+        }
+        let body = Zeroizing::new(
+            resp.bytes()
+                .await
+                .map_err(|e| self.transport_error(&node.address, path, e))?
+                .to_vec(),
+        );
+        Err(Error::from_status(
+            status,
+            path,
+            node.address.as_str(),
+            &body,
+        ))
+    }
+
+    /// Reads the next chunk of a streamed response from node address `address`.
+    pub(crate) async fn next_chunk(
+        &self,
+        resp: &mut reqwest::Response,
+        address: &Url,
+        path: &str,
+    ) -> Result<Option<Vec<u8>>> {
+        resp.chunk()
+            .await
+            .map(|c| c.map(|b| b.to_vec()))
+            .map_err(|e| self.transport_error(address, path, e))
+    }
+
     /// A bare transport error on an HTTPS connection ("connection was not ready", "connection
     /// closed before message completed") is often a TLS 1.3 refusal in disguise: the server
     /// rejects our client certificate *after* the client considers the handshake done, and

@@ -92,6 +92,7 @@ mod raft;
 mod response;
 mod retry;
 mod seal;
+mod snapshot;
 mod sys;
 mod tls;
 mod transit;
@@ -113,6 +114,7 @@ pub use raft::{Leader, RaftServer};
 pub use response::{Auth, Secret, WrapInfo};
 pub use retry::{Idempotent, RetryPolicy, format_wait};
 pub use seal::RecoveryInitResponse;
+pub use snapshot::SnapshotError;
 pub use sys::{Health, InitResponse, SealStatus};
 pub use tls::ClientIdentity;
 pub use transit::{

@@ -119,7 +119,8 @@ impl IdentityFile {
         &self.path
     }
 
-    pub(crate) fn identities(&self) -> impl Iterator<Item = &dyn age::Identity> {
+    /// The identities, for age to try.
+    pub fn identities(&self) -> impl Iterator<Item = &dyn age::Identity> {
         self.identities
             .iter()
             .map(|i| i.as_ref() as &dyn age::Identity)

@@ -166,10 +166,23 @@ impl EnvLayout {
 /// The server configuration of `node`, rendered by the production generator. Peers are
 /// joined with the operator certificate, which the listeners accept (a production node gets a
 /// client certificate of its own: `warden server config`).
+#[cfg(test)]
 pub(crate) fn render_config(
     env: &EnvConfig,
     node: &Node,
     layout: &EnvLayout,
+) -> Result<String, Error> {
+    render_config_audit(env, node, layout, None)
+}
+
+/// [`render_config`] with the audit file declared as `audit` when given: a scratch copy of a
+/// single-node environment must declare the file its restored audit table names (OpenBao
+/// refuses to unseal when a declared audit device differs from the table).
+pub(crate) fn render_config_audit(
+    env: &EnvConfig,
+    node: &Node,
+    layout: &EnvLayout,
+    audit: Option<PathBuf>,
 ) -> Result<String, Error> {
     let files = layout.node(node.index);
     let peers = env
@@ -186,10 +199,10 @@ pub(crate) fn render_config(
     // Every node must declare the same audit device (the table is replicated), yet each needs
     // its own file on this one host: a path relative to the node's working directory is both.
     // A single node keeps the absolute path it always had.
-    let audit_file = if env.followers.is_empty() {
-        files.audit_log()
-    } else {
-        PathBuf::from("audit.log")
+    let audit_file = match audit {
+        Some(a) => a,
+        None if env.followers.is_empty() => files.audit_log(),
+        None => PathBuf::from("audit.log"),
     };
     let config = NodeConfig {
         environment: env.name.clone(),

@@ -87,10 +87,21 @@ pub(crate) async fn start(
     layout: &EnvLayout,
     bao: &Path,
 ) -> Result<u32, Error> {
+    start_with_audit(env, node, layout, bao, None).await
+}
+
+/// [`start`], declaring the audit file `audit` (see `nodes::render_config_audit`).
+pub(crate) async fn start_with_audit(
+    env: &EnvConfig,
+    node: &Node,
+    layout: &EnvLayout,
+    bao: &Path,
+    audit: Option<std::path::PathBuf>,
+) -> Result<u32, Error> {
     let files = layout.node(node.index);
     warden_files::ensure_private_dir(files.bao_dir())?;
     warden_files::ensure_private_dir(&files.data_dir())?;
-    let config = nodes::render_config(env, node, layout)?;
+    let config = nodes::render_config_audit(env, node, layout, audit)?;
     write_atomic(&files.server_config(), config.as_bytes(), Mode::OwnerOnly)?;
     let args: Vec<OsString> = vec![
         "server".into(),

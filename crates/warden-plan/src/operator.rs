@@ -312,15 +312,22 @@ secrets = ["config"]
     }
 
     #[test]
-    fn the_raft_peer_set_is_readable_but_not_writable() {
+    fn the_raft_peer_set_and_snapshot_are_readable_but_not_writable() {
         let spec = spec();
         let env = spec.environment("test").unwrap();
-        let read = g("sys/storage/raft/configuration", &["read"]);
-        assert_eq!(lint_operator(&spec, env, "live", &[read]), []);
+        // Taking a snapshot (backup) is a read; restoring one stays root-only (ADR 0011).
+        for path in [
+            "sys/storage/raft/configuration",
+            "sys/storage/raft/snapshot",
+        ] {
+            let read = g(path, &["read"]);
+            assert_eq!(lint_operator(&spec, env, "live", &[read]), []);
+        }
         for bad in [
             g("sys/storage/raft/configuration", &["update"]),
             g("sys/storage/raft/remove-peer", &["update"]),
-            g("sys/storage/raft/snapshot", &["read"]),
+            g("sys/storage/raft/snapshot", &["update"]),
+            g("sys/storage/raft/snapshot-force", &["update"]),
         ] {
             let f = lint_operator(&spec, env, "live", std::slice::from_ref(&bad));
             assert!(

@@ -226,7 +226,46 @@ pub async fn export(client: &Client, req: &ExportRequest<'_>) -> Result<Exported
         now: req.now,
     };
     let payload = collect::payload(&inputs).await?;
-    let key = ensure_key(client, env, &req.env.mounts.transit).await?;
+    let signed = sign_payload(client, env, &req.env.mounts.transit, &payload).await?;
+    Ok(Exported {
+        bytes: signed.bytes,
+        component: req.component.to_owned(),
+        env: env.to_owned(),
+        purposes: ids,
+        key: signed.key,
+        key_version: signed.key_version,
+        key_sha256: signed.key_sha256,
+        key_created: signed.key_created,
+    })
+}
+
+/// A payload signed into a packet ([`packet`] format) with the environment's evidence key.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    /// The packet's bytes, canonical JSON, exactly as signed.
+    pub bytes: Vec<u8>,
+    /// The signing key (`transit:<mount>/warden-evidence`).
+    pub key: String,
+    /// Its version.
+    pub key_version: u64,
+    /// Its fingerprint.
+    pub key_sha256: String,
+    /// Whether this call created the key.
+    pub key_created: bool,
+}
+
+/// Signs any JSON object `payload` into a packet with the evidence key of the environment
+/// `env` (transit mount `transit_mount`; the key is created on first use), and checks the
+/// signature with the key's public half before handing it back. The one way every signed
+/// record Warden writes (evidence, backup manifests, DR drill reports) is made, so
+/// `warden evidence verify` checks them all offline.
+pub async fn sign_payload(
+    client: &Client,
+    env: &str,
+    transit_mount: &str,
+    payload: &serde_json::Value,
+) -> Result<Signed, EvidenceError> {
+    let key = ensure_key(client, env, transit_mount).await?;
     let latest = key.latest().cloned().ok_or_else(|| EvidenceError::Key {
         env: env.to_owned(),
         what: format!("version {} has no public key", key.latest_version),
@@ -237,7 +276,7 @@ pub async fn export(client: &Client, req: &ExportRequest<'_>) -> Result<Exported
         key_version: latest.version,
         key_sha256: latest.sha256.clone(),
     };
-    let msg = packet::signing_input(&payload, &header);
+    let msg = packet::signing_input(payload, &header);
     let signature = key::sign(client, env, &key, latest.version, &msg).await?;
     // Fail closed: a packet is written only if it verifies with the key auditors will use.
     if !latest
@@ -250,11 +289,8 @@ pub async fn export(client: &Client, req: &ExportRequest<'_>) -> Result<Exported
             version: latest.version,
         });
     }
-    Ok(Exported {
-        bytes: packet::assemble(&payload, &header, &signature),
-        component: req.component.to_owned(),
-        env: env.to_owned(),
-        purposes: ids,
+    Ok(Signed {
+        bytes: packet::assemble(payload, &header, &signature),
         key: key.name,
         key_version: latest.version,
         key_sha256: latest.sha256,

@@ -79,6 +79,8 @@ pub(crate) struct RawEnvironment {
     #[serde(default)]
     pub(crate) custody: Option<S<crate::validate::custody::RawCustody>>,
     #[serde(default)]
+    pub(crate) backup: Option<S<crate::validate::backup::RawBackup>>,
+    #[serde(default)]
     pub(crate) nodes: Option<S<Vec<S<RawNode>>>>,
 }
 

@@ -73,6 +73,12 @@ pub(crate) enum Command {
     Revoke(crate::cmd::revoke::RevokeArgs),
     /// Signed evidence packets: export one per component, verify one offline.
     Evidence(crate::cmd::evidence::EvidenceArgs),
+    /// Backups: encrypted raft snapshots with signed manifests; create, list, verify offline.
+    Backup(crate::cmd::backup::BackupArgs),
+    /// Restore a backup into its environment (break-glass token, confirmation), then plan and posture.
+    Restore(crate::cmd::restore::RestoreArgs),
+    /// Disaster recovery: `dr drill` proves the newest backup restores (RTO, RPO, signed evidence).
+    Dr(crate::cmd::dr::DrArgs),
     /// Seals: migrate a live environment from Shamir to an auto-seal; grant a transit seal on a seal-keeper.
     Seal(crate::cmd::seal::SealArgs),
     /// A production OpenBao node's files from the spec: server configuration and systemd unit.

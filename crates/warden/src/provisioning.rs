@@ -39,6 +39,13 @@ pub(crate) struct ApplyOutput {
     environments: Vec<ApplyReport>,
 }
 
+impl PlanReport {
+    /// Creates, updates and deletes: what `apply` would change.
+    pub(crate) fn changes(&self) -> usize {
+        self.creates + self.updates + self.deletes
+    }
+}
+
 impl ApplyOutput {
     pub(crate) fn summary(&self) -> String {
         format!(

@@ -67,6 +67,8 @@ pub struct Environment {
     pub kubernetes: Option<KubernetesAuth>,
     /// Who holds the unseal shares, if declared.
     pub custody: Option<super::Custody>,
+    /// Where its backups go and who can open them, if declared.
+    pub backup: Option<super::Backup>,
 }
 
 impl Environment {

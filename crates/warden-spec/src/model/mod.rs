@@ -9,12 +9,14 @@
 use std::fmt;
 use std::time::Duration;
 
+mod backup;
 mod custody;
 mod engines;
 mod environments;
 mod identities;
 mod purposes;
 
+pub use backup::*;
 pub use custody::*;
 pub use engines::*;
 pub use environments::*;

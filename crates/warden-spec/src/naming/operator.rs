@@ -72,8 +72,13 @@ pub const ROOT_ONLY_PATHS: &[&str] = &[
 
 /// Read-only system paths under a root-only prefix that operators may still read: the raft
 /// peer set (`sys/storage` is root-only for writes — removing a peer, restoring a snapshot —
-/// but who the voters are is what an operator paged about a node needs to see).
-pub const OPERATOR_READABLE_SYSTEM_PATHS: &[&str] = &["sys/storage/raft/configuration"];
+/// but who the voters are is what an operator paged about a node needs to see), and the raft
+/// snapshot itself (`warden backup create`: the store under the barrier's encryption, useless
+/// without the unseal keys; restoring one stays root-only, ADR 0011).
+pub const OPERATOR_READABLE_SYSTEM_PATHS: &[&str] = &[
+    "sys/storage/raft/configuration",
+    "sys/storage/raft/snapshot",
+];
 
 /// The common name of operator `name`'s certificate in an environment whose domain is
 /// `domain`: pinned in the operator's cert-auth role, and the only shape the operator PKI role
@@ -140,6 +145,8 @@ pub fn grants(mounts: &Mounts, naming: &Naming) -> Vec<Grant> {
         grant("sys/mounts".into(), &["read"]),
         // `lab status` and HA checks: the raft peer set, read-only.
         grant("sys/storage/raft/configuration".into(), &["read"]),
+        // `warden backup create`: take a snapshot (reading it; restoring is root-only).
+        grant("sys/storage/raft/snapshot".into(), &["read"]),
         grant("sys/auth".into(), &["read"]),
         // posture: the live leases of each app's database role, and their times.
         grant("sys/leases/lookup".into(), &["update"]),

@@ -13,6 +13,7 @@ use crate::naming::{Naming, Template, default_mounts as dm, unclean_segment};
 use crate::raw::*;
 use crate::validate_ext as ext;
 
+pub(crate) mod backup;
 pub(crate) mod custody;
 mod identities;
 mod nodes;
@@ -282,6 +283,7 @@ fn environment(
         ci,
         kubernetes: ext::kubernetes_auth(e.kubernetes.as_ref()),
         custody: custody::custody(e.custody.as_ref(), &key, r),
+        backup: backup::backup(e.backup.as_ref(), &key, r),
         name: slug,
     })
 }

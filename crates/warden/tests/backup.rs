@@ -1,0 +1,671 @@
+//! End-to-end: `warden backup create | list | verify` against a real lab (OpenBao over HTTPS +
+//! mTLS, raft storage), through the real `warden` binary.
+//!
+//! - create: a snapshot from the active node, encrypted to the spec's recipients (the file is
+//!   age ciphertext, owner-only, no temp file left), with a manifest `warden evidence verify`
+//!   accepts offline; `verify` decrypts into a pipe and checks the snapshot's own SHA256SUMS
+//!   and raft index; retention keeps `keep` backups.
+//! - refusals, each before anything is touched and naming what is wrong (exit 3): a truncated
+//!   snapshot, a snapshot encrypted to someone else, a backup of another environment, a
+//!   manifest whose signature fails; a sealed server (exit 1, nothing written).
+
+#![allow(clippy::print_stderr)] // figures go to the test log on purpose
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use warden_testkit::cli::{Cli, path_str, text};
+use warden_testkit::{EXAMPLE_SPEC, LabEnv};
+
+const WARDEN: Cli = Cli::new(env!("CARGO_BIN_EXE_warden"));
+
+fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("warden-backup-test-")
+        .tempdir()
+        .expect("temp dir")
+}
+
+/// An owner-only age identity file; returns its path and recipient.
+fn identity(dir: &Path, name: &str) -> (PathBuf, String) {
+    let g = warden_custody::generate_identity();
+    let p = dir.join(format!("{name}.key"));
+    std::fs::write(&p, g.file_text.as_bytes()).expect("write identity");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    (p, g.recipient)
+}
+
+/// The example spec with `[environments.test.backup]`.
+fn spec_with_backup(dir: &Path, recipients: &[&str], keep: u32) -> PathBuf {
+    let example = std::fs::read_to_string(EXAMPLE_SPEC).expect("example spec");
+    let list: Vec<String> = recipients.iter().map(|r| format!("\"{r}\"")).collect();
+    let text = format!(
+        "{example}\n[environments.test.backup]\nrecipients = [{}]\ndir = \"backups\"\nkeep = {keep}\n",
+        list.join(", ")
+    );
+    let p = dir.join("warden.toml");
+    std::fs::write(&p, text).expect("write spec");
+    // Relative paths in the example resolve against the spec's directory.
+    for entry in std::fs::read_dir(Path::new(EXAMPLE_SPEC).parent().expect("dir")).expect("ls") {
+        let entry = entry.expect("entry");
+        let target = dir.join(entry.file_name());
+        if !target.exists() && entry.path() != Path::new(EXAMPLE_SPEC) {
+            let _ = std::os::unix::fs::symlink(entry.path(), target);
+        }
+    }
+    p
+}
+
+fn on_lab(args: &[&str], spec: &Path, lab: &Path) -> Vec<String> {
+    let mut v: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    v.extend([
+        "--spec".into(),
+        path_str(spec).into(),
+        "--lab".into(),
+        path_str(lab).into(),
+        "--env".into(),
+        "test".into(),
+    ]);
+    v
+}
+
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn copy_backup(snap: &Path, manifest: &Path, to: &Path) -> (PathBuf, PathBuf) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    let s = to.join(snap.file_name().expect("name"));
+    let m = to.join(manifest.file_name().expect("name"));
+    std::fs::copy(snap, &s).expect("copy snapshot");
+    std::fs::copy(manifest, &m).expect("copy manifest");
+    (s, m)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backups_are_encrypted_signed_verified_offline_and_refused_when_wrong() {
+    install_crypto_provider();
+    let lab = LabEnv::start(&["test"]).await;
+    let lab_dir = lab.dir().to_path_buf();
+    let dir = temp_dir();
+    let (alice, alice_r) = identity(dir.path(), "alice");
+    let (bob, _) = identity(dir.path(), "bob");
+    let spec = spec_with_backup(dir.path(), &[&alice_r], 2);
+    WARDEN.ok(&refs(&on_lab(&["apply"], &spec, &lab_dir)));
+
+    // create
+    let run = WARDEN.ok(&refs(&on_lab(
+        &["backup", "create", "--output", "json"],
+        &spec,
+        &lab_dir,
+    )));
+    let created: Value = serde_json::from_slice(&run.stdout).expect("json");
+    let snap = PathBuf::from(created["snapshot"].as_str().expect("snapshot"));
+    let manifest = PathBuf::from(created["manifest_path"].as_str().expect("manifest"));
+    let backups = dir.path().join("backups");
+    assert_eq!(snap.parent(), Some(backups.as_path()));
+    let bytes = std::fs::read(&snap).expect("snapshot file");
+    assert!(
+        bytes.starts_with(b"age-encryption.org/v1\n"),
+        "the backup is age ciphertext"
+    );
+    assert_eq!(
+        std::fs::metadata(&snap).expect("meta").permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(created["manifest"]["env"], "test");
+    assert_eq!(created["manifest"]["size"], bytes.len() as u64);
+    assert_eq!(created["manifest"]["openbao_version"], "2.7.2");
+    let index = created["manifest"]["raft_index"].as_u64().expect("index");
+    assert!(index > 0, "raft index from the snapshot's meta.json");
+    assert!(
+        created["manifest"]["purpose_count"]
+            .as_u64()
+            .expect("count")
+            > 0
+    );
+    assert_eq!(files_in(&backups).len(), 2, "{:?}", files_in(&backups));
+
+    // The manifest is an evidence packet: `warden evidence verify` accepts it offline.
+    let key = WARDEN.ok(&refs(&on_lab(&["evidence", "key"], &spec, &lab_dir)));
+    let key_file = dir.path().join("evidence.pem");
+    std::fs::write(&key_file, &key.stdout).expect("key file");
+    WARDEN.ok(&[
+        "evidence",
+        "verify",
+        path_str(&manifest),
+        "--key",
+        path_str(&key_file),
+    ]);
+
+    // verify: decrypts to a pipe, checks SHA256SUMS and the raft index.
+    let verify = |backup: &Path, id: &Path, env: &str| {
+        WARDEN.run(&[
+            "backup",
+            "verify",
+            path_str(backup),
+            "--key",
+            path_str(&key_file),
+            "--identity",
+            path_str(id),
+            "--env",
+            env,
+            "--output",
+            "json",
+        ])
+    };
+    let ok = verify(&snap, &alice, "test");
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    let v: Value = serde_json::from_slice(&ok.stdout).expect("json");
+    assert_eq!(v["archive"]["index"], index);
+    let members: Vec<&str> = v["archive"]["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for m in ["meta.json", "state.bin", "SHA256SUMS"] {
+        assert!(members.contains(&m), "{members:?}");
+    }
+    // Named by its manifest too.
+    assert!(verify(&manifest, &alice, "test").status.success());
+
+    let refused = |out: &std::process::Output, says: &str| {
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(err.contains(says), "expected {says:?} in {err}");
+    };
+    // Encrypted to someone else.
+    refused(&verify(&snap, &bob, "test"), "encrypted to someone else");
+    // Another environment's backup.
+    refused(
+        &verify(&snap, &alice, "prod"),
+        "is a backup of environment `test`, not `prod`",
+    );
+    // Truncated.
+    let (t_snap, _) = copy_backup(&snap, &manifest, &dir.path().join("truncated"));
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&t_snap)
+        .expect("open");
+    f.set_len(bytes.len() as u64 / 2).expect("truncate");
+    refused(&verify(&t_snap, &alice, "test"), "truncated or altered");
+    // A manifest whose signature fails (one byte of the payload changed).
+    let (s_snap, s_man) = copy_backup(&snap, &manifest, &dir.path().join("forged"));
+    let text_m = std::fs::read_to_string(&s_man).expect("manifest");
+    let forged = text_m.replacen("\"purpose_count\":", "\"purpose_count\":9", 1);
+    assert_ne!(forged, text_m);
+    std::fs::write(&s_man, forged).expect("write");
+    refused(&verify(&s_snap, &alice, "test"), "signature fails");
+    // A manifest missing altogether.
+    std::fs::remove_file(&s_man).expect("rm");
+    refused(&verify(&s_snap, &alice, "test"), "no manifest");
+
+    // list and retention (keep = 2).
+    for _ in 0..2 {
+        WARDEN.ok(&refs(&on_lab(&["backup", "create"], &spec, &lab_dir)));
+    }
+    let listed = WARDEN.ok(&refs(&on_lab(
+        &["backup", "list", "--output", "json"],
+        &spec,
+        &lab_dir,
+    )));
+    let listed: Value = serde_json::from_slice(&listed.stdout).expect("json");
+    let listed = listed.as_array().expect("array");
+    assert_eq!(listed.len(), 2, "keep = 2: {listed:?}");
+    assert!(!snap.exists(), "the oldest backup was removed by retention");
+    assert_eq!(files_in(&backups).len(), 4, "{:?}", files_in(&backups));
+    assert!(
+        listed[0]["manifest"]["generated_at"].as_i64()
+            >= listed[1]["manifest"]["generated_at"].as_i64()
+    );
+
+    // A sealed server: a clear error and nothing written.
+    let before = files_in(&backups);
+    lab.harness_client("test").seal().await.expect("seal");
+    let sealed = WARDEN.run(&refs(&on_lab(&["backup", "create"], &spec, &lab_dir)));
+    assert_eq!(sealed.status.code(), Some(1), "{}", text(&sealed.stderr));
+    assert!(
+        text(&sealed.stderr).contains("sealed"),
+        "{}",
+        text(&sealed.stderr)
+    );
+    assert_eq!(files_in(&backups), before, "nothing written while sealed");
+}
+
+#[test]
+fn a_spec_without_backup_recipients_is_refused_where_it_is_written() {
+    let dir = temp_dir();
+    let example = std::fs::read_to_string(EXAMPLE_SPEC).expect("example spec");
+    let spec = dir.path().join("warden.toml");
+    std::fs::write(
+        &spec,
+        format!("{example}\n[environments.test.backup]\nrecipients = []\ndir = \"b\"\n"),
+    )
+    .expect("write");
+    let out = WARDEN.run(&["backup", "list", "--spec", path_str(&spec), "--env", "test"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("environments.test.backup.recipients"), "{err}");
+    assert!(err.contains("nobody can open"), "{err}");
+}
+
+/// The lab's custodians (names) and threshold, from `custody status`.
+fn custodians(spec: &Path, lab: &Path) -> (Vec<String>, usize) {
+    let st = WARDEN.ok(&refs(&on_lab(
+        &["custody", "status", "-o", "json"],
+        spec,
+        lab,
+    )));
+    let st: Value = serde_json::from_slice(&st.stdout).expect("json");
+    let names = st["ledger"]["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["custodian"].as_str().map(str::to_owned))
+        .collect();
+    (
+        names,
+        st["ledger"]["threshold"].as_u64().expect("threshold") as usize,
+    )
+}
+
+/// `warden break-glass open` with the lab custodians' shares; the token goes to `file`.
+fn break_glass(lab: &LabEnv, spec: &Path, file: &Path) {
+    let (names, threshold) = custodians(spec, lab.dir());
+    let layout = lab.lab().layout().env("test");
+    let (ids, shares) = (
+        warden_lab::custodians_dir(&layout),
+        warden_lab::shares_dir(&layout),
+    );
+    let mut args: Vec<String> = [
+        "break-glass",
+        "open",
+        "--reason",
+        "DR-RESTORE-TEST",
+        "--ttl",
+        "2h",
+        "--token-file",
+        path_str(file),
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    for c in names.iter().take(threshold) {
+        args.extend([
+            "--share".into(),
+            path_str(&shares.join(format!("{c}.test.share.age"))).into(),
+            "--identity".into(),
+            path_str(&ids.join(format!("{c}.age-identity"))).into(),
+        ]);
+    }
+    WARDEN.ok(&refs(&on_lab(&refs(&args), spec, lab.dir())));
+}
+
+async fn put(c: &warden_bao::Client, i: usize, value: &str) {
+    c.write(
+        &format!("kvv2/data/dr/k{i:03}"),
+        &serde_json::json!({ "data": { "v": value } }),
+        warden_bao::Idempotent::No,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("write dr/k{i:03}: {e}"));
+}
+
+/// (created_time, current_version) of `dr/k<i>`, or None when it does not exist.
+async fn meta(c: &warden_bao::Client, i: usize) -> Option<(String, u64)> {
+    match c.read(&format!("kvv2/metadata/dr/k{i:03}")).await {
+        Ok(s) => {
+            let d = s.data.expect("metadata");
+            Some((
+                d["created_time"].as_str().expect("created_time").to_owned(),
+                d["current_version"].as_u64().expect("current_version"),
+            ))
+        }
+        Err(e) if e.is_not_found() => None,
+        Err(e) => panic!("read metadata dr/k{i:03}: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_brings_back_the_first_200_writes_and_not_the_50_after_the_backup() {
+    install_crypto_provider();
+    let lab = LabEnv::start(&["test"]).await;
+    let lab_dir = lab.dir().to_path_buf();
+    let dir = temp_dir();
+    let (alice, alice_r) = identity(dir.path(), "alice");
+    let (bob, _) = identity(dir.path(), "bob");
+    let spec = spec_with_backup(dir.path(), &[&alice_r], 10);
+    WARDEN.ok(&refs(&on_lab(&["apply"], &spec, &lab_dir)));
+    // The break-glass token predates the snapshot, so it is still valid in the restored store.
+    let token_file = dir.path().join("break-glass.token");
+    break_glass(&lab, &spec, &token_file);
+    let root = lab.client("test");
+    root.set_token(warden_bao::SecretString::from(
+        std::fs::read_to_string(&token_file)
+            .expect("token")
+            .trim()
+            .to_owned(),
+    ));
+
+    for i in 0..200 {
+        put(&root, i, &format!("before-{i}")).await;
+    }
+    let mut before = Vec::new();
+    for i in 0..200 {
+        before.push(meta(&root, i).await.expect("written"));
+    }
+    let run = WARDEN.ok(&refs(&on_lab(
+        &["backup", "create", "--output", "json"],
+        &spec,
+        &lab_dir,
+    )));
+    let created: Value = serde_json::from_slice(&run.stdout).expect("json");
+    let snap = PathBuf::from(created["snapshot"].as_str().expect("snapshot"));
+    let manifest = PathBuf::from(created["manifest_path"].as_str().expect("manifest"));
+    let key = WARDEN.ok(&refs(&on_lab(&["evidence", "key"], &spec, &lab_dir)));
+    let key_file = dir.path().join("evidence.pem");
+    std::fs::write(&key_file, &key.stdout).expect("key file");
+
+    // 50 more, and a second version of k000.
+    for i in 200..250 {
+        put(&root, i, &format!("after-{i}")).await;
+    }
+    put(&root, 0, "after-0").await;
+    assert_eq!(meta(&root, 0).await.expect("k000").1, 2);
+
+    let restore = |backup: &Path, id: &Path| {
+        WARDEN.run(&refs(&on_lab(
+            &[
+                "restore",
+                "--from",
+                path_str(backup),
+                "--key",
+                path_str(&key_file),
+                "--identity",
+                path_str(id),
+                "--token-file",
+                path_str(&token_file),
+                "--force",
+                "--confirm",
+                "test",
+                "--output",
+                "json",
+            ],
+            &spec,
+            &lab_dir,
+        )))
+    };
+    // Refusals before anything is touched: k249 (written after the backup) survives each.
+    let refused = |out: &std::process::Output, says: &str| {
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains(says),
+            "expected {says:?} in {}",
+            text(&out.stderr)
+        );
+    };
+    refused(&restore(&snap, &bob), "encrypted to someone else");
+    let (t_snap, _) = copy_backup(&snap, &manifest, &dir.path().join("truncated"));
+    let len = std::fs::metadata(&t_snap).expect("meta").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&t_snap)
+        .expect("open")
+        .set_len(len - 1)
+        .expect("truncate");
+    refused(&restore(&t_snap, &alice), "truncated or altered");
+    let (f_snap, f_man) = copy_backup(&snap, &manifest, &dir.path().join("forged"));
+    let m = std::fs::read_to_string(&f_man).expect("manifest");
+    std::fs::write(&f_man, m.replacen("\"raft_term\":", "\"raft_term\":1", 1)).expect("forge");
+    refused(&restore(&f_snap, &alice), "signature fails");
+    // Without --force: refused, and it names the environment and the snapshot's age.
+    let no_force = WARDEN.run(&refs(&on_lab(
+        &[
+            "restore",
+            "--from",
+            path_str(&snap),
+            "--key",
+            path_str(&key_file),
+            "--identity",
+            path_str(&alice),
+            "--token-file",
+            path_str(&token_file),
+        ],
+        &spec,
+        &lab_dir,
+    )));
+    assert_eq!(no_force.status.code(), Some(1));
+    let err = text(&no_force.stderr);
+    assert!(
+        err.contains("restore environment `test` to the snapshot taken"),
+        "{err}"
+    );
+    assert!(err.contains("without --force"), "{err}");
+    assert!(
+        meta(&root, 249).await.is_some(),
+        "nothing was touched by a refusal"
+    );
+
+    // Destroy the data: every dr/ entry, all versions and metadata.
+    for i in 0..250 {
+        root.delete(&format!("kvv2/metadata/dr/k{i:03}"))
+            .await
+            .expect("destroy");
+    }
+    assert!(meta(&root, 0).await.is_none());
+    let live_index = lab
+        .client("test")
+        .leader()
+        .await
+        .expect("leader")
+        .raft_committed_index;
+
+    let out = restore(&snap, &alice);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).expect("json");
+    eprintln!("figure: restore report {r}");
+    assert_eq!(r["restored"]["sealed_after"], false);
+    assert_eq!(
+        r["restored"]["raft_index"],
+        created["manifest"]["raft_index"]
+    );
+    // RPO as the restore reports it: the raft index gap covers the 51 writes and 250 deletes.
+    let gap = r["rpo"]["index_gap"].as_u64().expect("index gap");
+    assert!(gap >= 301, "gap {gap}");
+    assert!(
+        live_index - created["manifest"]["raft_index"].as_u64().expect("index") <= gap,
+        "{live_index}"
+    );
+    assert!(r["posture_worst"].is_string(), "{r}");
+    assert!(r["plan_changes"].is_u64(), "{r}");
+
+    // The first 200 are back with their metadata; the 50 and k000's second version are not.
+    for (i, want) in before.iter().enumerate() {
+        assert_eq!(meta(&root, i).await.as_ref(), Some(want), "dr/k{i:03}");
+    }
+    for i in 200..250 {
+        assert!(
+            meta(&root, i).await.is_none(),
+            "dr/k{i:03} was written after the backup"
+        );
+    }
+    let v = root.read("kvv2/data/dr/k000").await.expect("read");
+    assert_eq!(v.data.expect("data")["data"]["v"], "before-0");
+    // The operator still logs in with its certificate (the cert role is in the snapshot).
+    WARDEN.ok(&refs(&on_lab(&["backup", "list"], &spec, &lab_dir)));
+}
+
+/// Backs up a fresh applied lab of `nodes` nodes and drills it; returns the drill report.
+async fn drill_on_lab(nodes: u8) -> Value {
+    install_crypto_provider();
+    let lab = LabEnv::start_with_nodes(&["test"], nodes).await;
+    let lab_dir = lab.dir().to_path_buf();
+    let dir = temp_dir();
+    let (alice, alice_r) = identity(dir.path(), "alice");
+    let spec = spec_with_backup(dir.path(), &[&alice_r], 5);
+    WARDEN.ok(&refs(&on_lab(&["apply"], &spec, &lab_dir)));
+    WARDEN.ok(&refs(&on_lab(&["backup", "create"], &spec, &lab_dir)));
+    let key = WARDEN.ok(&refs(&on_lab(&["evidence", "key"], &spec, &lab_dir)));
+    let key_file = dir.path().join("evidence.pem");
+    std::fs::write(&key_file, &key.stdout).expect("key file");
+    // Something written after the backup: the RPO index gap must count it.
+    WARDEN.ok(&refs(&on_lab(
+        &[
+            "backup",
+            "create",
+            "--dir",
+            path_str(&dir.path().join("other")),
+        ],
+        &spec,
+        &lab_dir,
+    )));
+
+    if nodes == 1 {
+        // A failed drill exits 3, names the failed check, and is still recorded (signed).
+        let (bob, _) = identity(dir.path(), "bob");
+        let failed_packet = dir.path().join("failed-drill.json");
+        let out = WARDEN.run(&refs(&on_lab(
+            &[
+                "dr",
+                "drill",
+                "--key",
+                path_str(&key_file),
+                "--identity",
+                path_str(&bob),
+                "--out",
+                path_str(&failed_packet),
+            ],
+            &spec,
+            &lab_dir,
+        )));
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("the DR drill failed: backup verifies offline"),
+            "{err}"
+        );
+        WARDEN.ok(&[
+            "evidence",
+            "verify",
+            path_str(&failed_packet),
+            "--key",
+            path_str(&key_file),
+        ]);
+        let recorded: Value =
+            serde_json::from_slice(&std::fs::read(&failed_packet).expect("packet")).expect("json");
+        assert_eq!(recorded["payload"]["passed"], false);
+    }
+    let packet = dir.path().join("drill.json");
+    let out = WARDEN.run(&refs(&on_lab(
+        &[
+            "dr",
+            "drill",
+            "--key",
+            path_str(&key_file),
+            "--identity",
+            path_str(&alice),
+            "--out",
+            path_str(&packet),
+            "--output",
+            "json",
+        ],
+        &spec,
+        &lab_dir,
+    )));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        serde_json::to_string_pretty(&r).unwrap_or_default(),
+        text(&out.stderr)
+    );
+    eprintln!(
+        "figure: DR drill on a {nodes}-node lab: RTO {:.1} s, RPO {} s / {} raft entries",
+        r["rto_seconds"].as_f64().unwrap_or(-1.0),
+        r["rpo_seconds"],
+        r["rpo_index_gap"]
+    );
+    assert_eq!(r["passed"], true, "{r}");
+    let checks = r["checks"].as_array().expect("checks");
+    for name in [
+        "backup verifies offline",
+        "scratch cluster starts",
+        "snapshot restores",
+        "unsealed with the environment's shares",
+        "a live certificate logs in",
+        "PKI chain verifies to the offline root",
+        "every registered purpose resolves",
+        "secrets read back with the same version metadata",
+        "scratch cluster torn down",
+    ] {
+        let c = checks
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no check {name:?}: {r}"));
+        assert_eq!(c["ok"], true, "{c}");
+    }
+    assert_eq!(r["nodes"], u64::from(nodes));
+    assert!(r["rpo_index_gap"].as_u64().expect("gap") > 0, "{r}");
+    // The live environment was not touched: still unsealed and answering as before.
+    WARDEN.ok(&refs(&on_lab(&["backup", "list"], &spec, &lab_dir)));
+    // The signed packet verifies offline, and fails after a one-byte change.
+    WARDEN.ok(&[
+        "evidence",
+        "verify",
+        path_str(&packet),
+        "--key",
+        path_str(&key_file),
+    ]);
+    let mut bytes = std::fs::read(&packet).expect("packet");
+    let at = text(&bytes).find("\"rto_seconds\":").expect("rto") + 14;
+    bytes[at] = if bytes[at] == b'9' { b'8' } else { b'9' };
+    let tampered = dir.path().join("tampered.json");
+    std::fs::write(&tampered, &bytes).expect("write");
+    let bad = WARDEN.run(&[
+        "evidence",
+        "verify",
+        path_str(&tampered),
+        "--key",
+        path_str(&key_file),
+    ]);
+    assert_eq!(bad.status.code(), Some(3), "{}", text(&bad.stderr));
+    r
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drill_on_a_one_node_lab_is_green_measured_and_signed() {
+    let r = drill_on_lab(1).await;
+    assert!(
+        r["rto_seconds"].as_f64().expect("rto") < 60.0,
+        "RTO target for a one-node lab: under 60 s ({r})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drill_on_a_three_node_lab_is_green_and_reports_its_rto() {
+    let r = drill_on_lab(3).await;
+    assert!(r["rto_seconds"].as_f64().expect("rto") > 0.0);
+}

@@ -37,6 +37,16 @@ pub enum BackupError {
         #[source]
         source: Box<warden_bao::Error>,
     },
+    /// A signed manifest that belongs to another backup file.
+    #[error("the manifest {} was signed for {names}, not {file}: it belongs to another backup (renamed or swapped)", path.display())]
+    ManifestNamesAnother {
+        /// The manifest.
+        path: PathBuf,
+        /// The snapshot file it names.
+        names: String,
+        /// The snapshot file it was found beside.
+        file: String,
+    },
     /// The server is sealed.
     #[error(
         "{env}: OpenBao is sealed; a sealed server cannot take a snapshot, and nothing was written"

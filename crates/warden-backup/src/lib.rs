@@ -45,6 +45,11 @@ pub const MANIFEST_SUFFIX: &str = ".manifest.json";
 /// How long one snapshot transfer may take.
 pub const TRANSFER_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
+/// How long the active node may stay silent during the transfer (no response, or no bytes)
+/// before the backup is abandoned: a frozen server fails the backup in this time, not in
+/// [`TRANSFER_TIMEOUT`].
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A written backup.
 #[derive(Debug, Clone, Serialize)]
 pub struct Created {
@@ -127,11 +132,13 @@ fn stamp(now: time::OffsetDateTime) -> String {
 }
 
 /// Takes a backup of `env` into `dir` (the spec's `backup.dir`, resolved by the caller).
+/// `stall` bounds every silence of the server during the transfer ([`STALL_TIMEOUT`]).
 pub async fn create(
     client: &Client,
     spec: &Spec,
     env: &Environment,
     dir: &Path,
+    stall: Duration,
 ) -> Result<Created, BackupError> {
     let name = env.name.to_string();
     let settings = settings(env)?;
@@ -183,7 +190,7 @@ pub async fn create(
         source,
     })?;
     let (plain_bytes, node) = client
-        .raft_snapshot_save(TRANSFER_TIMEOUT, |chunk| {
+        .raft_snapshot_save(TRANSFER_TIMEOUT, stall, |chunk| {
             checker.write(chunk);
             enc.write_all(chunk)
         })
@@ -313,6 +320,11 @@ pub fn list(dir: &Path, env: Option<&str>) -> Result<(Vec<Listed>, Vec<PathBuf>)
         }
         let path = entry.path();
         match Manifest::read_unverified(&path) {
+            // A manifest names its snapshot; that name must be the plain file beside it with
+            // the same base name. Anything else (`../x`, an absolute path, another backup's
+            // snapshot) is not listed, so retention can never delete outside `dir` or a
+            // backup through another one's manifest.
+            Ok(m) if !names_its_own_snapshot(&fname, &m.file) => bad.push(path),
             Ok(m) => {
                 if env.is_some_and(|e| e != m.env) {
                     continue;
@@ -335,6 +347,15 @@ pub fn list(dir: &Path, env: Option<&str>) -> Result<(Vec<Listed>, Vec<PathBuf>)
             .then(b.manifest.file.cmp(&a.manifest.file))
     });
     Ok((out, bad))
+}
+
+/// Whether a manifest called `manifest_name` may name `file` as its snapshot: the same base
+/// name with [`SNAPSHOT_SUFFIX`], a plain name (no separator, no leading dot).
+fn names_its_own_snapshot(manifest_name: &str, file: &str) -> bool {
+    let Some(base) = manifest_name.strip_suffix(MANIFEST_SUFFIX) else {
+        return false;
+    };
+    !file.contains('/') && !file.starts_with('.') && file == format!("{base}{SNAPSHOT_SUFFIX}")
 }
 
 /// Applies retention to `env`'s backups in `dir`: at most `keep`, none older than `max_age`
@@ -439,6 +460,20 @@ pub fn check_manifest(
 ) -> Result<(PathBuf, Manifest, warden_registry::evidence::Verified), BackupError> {
     let (snap, manifest_path) = paths(backup);
     let (manifest, signed) = Manifest::read_verified(&manifest_path, keys)?;
+    // The signed manifest names its snapshot: a validly signed manifest of *another* backup
+    // (an older one copied over this one's name, with its snapshot) is refused, so a stale
+    // backup cannot pass for the one the operator picked by name.
+    let snap_name = snap
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if manifest.file != snap_name {
+        return Err(BackupError::ManifestNamesAnother {
+            path: manifest_path,
+            names: manifest.file,
+            file: snap_name,
+        });
+    }
     if let Some(want) = env
         && manifest.env != want
     {

@@ -27,6 +27,15 @@ pub enum SnapshotError {
     /// OpenBao refused or the connection failed.
     #[error(transparent)]
     Bao(#[from] Error),
+    /// The active node stopped sending: no bytes (or no answer) for `after`. A frozen or
+    /// overloaded server; the transfer is abandoned rather than left hanging.
+    #[error("{address} sent nothing for {after:?} while streaming the snapshot (frozen or overloaded server)")]
+    Stalled {
+        /// The node that stalled.
+        address: String,
+        /// How long it was silent.
+        after: Duration,
+    },
     /// The sink refused the bytes (disk full, ...).
     #[error("writing the snapshot: {0}")]
     Sink(#[source] std::io::Error),
@@ -53,20 +62,33 @@ impl Client {
 
     /// Streams a raft snapshot from the active node into `sink`, chunk by chunk (the snapshot
     /// is never held whole in memory). Returns the number of bytes and the active node's
-    /// address. `timeout` bounds the whole transfer.
+    /// address. `timeout` bounds the whole transfer; `stall` bounds each wait (for the
+    /// response, then for every chunk), so a frozen server fails in `stall`, not `timeout`.
     pub async fn raft_snapshot_save(
         &self,
         timeout: Duration,
+        stall: Duration,
         mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
     ) -> Result<(u64, String), SnapshotError> {
         let i = self.active_node().await?;
         let path = "sys/storage/raft/snapshot";
         let address = self.nodes().node(i).address.clone();
-        let mut resp = self
-            .exchange_raw(i, Method::GET, path, None, timeout)
-            .await?;
+        let stalled = || SnapshotError::Stalled {
+            address: address.to_string(),
+            after: stall,
+        };
+        let mut resp = tokio::time::timeout(
+            stall,
+            self.exchange_raw(i, Method::GET, path, None, timeout),
+        )
+        .await
+        .map_err(|_| stalled())??;
         let mut total: u64 = 0;
-        while let Some(chunk) = self.next_chunk(&mut resp, &address, path).await? {
+        while let Some(chunk) =
+            tokio::time::timeout(stall, self.next_chunk(&mut resp, &address, path))
+                .await
+                .map_err(|_| stalled())??
+        {
             sink(&chunk).map_err(SnapshotError::Sink)?;
             total += chunk.len() as u64;
         }

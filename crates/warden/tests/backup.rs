@@ -669,3 +669,274 @@ async fn a_drill_on_a_three_node_lab_is_green_and_reports_its_rto() {
     let r = drill_on_lab(3).await;
     assert!(r["rto_seconds"].as_f64().expect("rto") > 0.0);
 }
+
+/// A tmpfs of `size` mounted at `dir`, unmounted on drop (even when the test panics).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// None (with a message) when not root: mounting needs it.
+    fn mount(dir: &Path, size: &str) -> Option<Self> {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("SKIPPED the full-disk part: mounting a small tmpfs needs root");
+            return None;
+        }
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("run mount");
+        if !st.success() {
+            eprintln!("SKIPPED the full-disk part: mount -t tmpfs failed ({st})");
+            return None;
+        }
+        Some(Self(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Fills the filesystem holding `dir` up to the last byte with `filler`.
+fn fill(dir: &Path) {
+    use std::io::Write as _;
+    let mut f = std::fs::File::create(dir.join("filler")).expect("filler");
+    let block = vec![0x5au8; 4096];
+    while f.write_all(&block).is_ok() {}
+    for _ in 0..64 {
+        let _ = f.write_all(&[0]);
+    }
+    let _ = f.sync_all();
+}
+
+fn tmp_files(dir: &Path) -> Vec<String> {
+    files_in(dir)
+        .into_iter()
+        .filter(|f| f.starts_with(".warden-backup-") || f.ends_with(".tmp"))
+        .collect()
+}
+
+/// A hostile local user and a flaky world: a full disk, a symlinked backup directory, a
+/// pre-created target, swapped and lying manifests, a frozen server. Each is a clear error,
+/// leaves no partial file and loses no older backup.
+#[tokio::test(flavor = "multi_thread")]
+async fn backups_survive_a_full_disk_a_frozen_server_symlinks_and_swapped_manifests() {
+    install_crypto_provider();
+    let lab = LabEnv::start(&["test"]).await;
+    let lab_dir = lab.dir().to_path_buf();
+    let dir = temp_dir();
+    let (alice, alice_r) = identity(dir.path(), "alice");
+    let spec = spec_with_backup(dir.path(), &[&alice_r], 1);
+    WARDEN.ok(&refs(&on_lab(&["apply"], &spec, &lab_dir)));
+    let key = WARDEN.ok(&refs(&on_lab(&["evidence", "key"], &spec, &lab_dir)));
+    let key_file = dir.path().join("evidence.pem");
+    std::fs::write(&key_file, &key.stdout).expect("key file");
+    let create_in = |d: &Path, extra: &[&str]| {
+        let mut a = vec!["backup", "create", "--output", "json", "--dir", path_str(d)];
+        a.extend_from_slice(extra);
+        WARDEN.run(&refs(&on_lab(&a, &spec, &lab_dir)))
+    };
+    let created = |out: &std::process::Output| -> (PathBuf, PathBuf) {
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+        (
+            PathBuf::from(v["snapshot"].as_str().expect("snapshot")),
+            PathBuf::from(v["manifest_path"].as_str().expect("manifest")),
+        )
+    };
+    let verify = |backup: &Path| {
+        WARDEN.run(&[
+            "backup",
+            "verify",
+            path_str(backup),
+            "--key",
+            path_str(&key_file),
+            "--identity",
+            path_str(&alice),
+            "--env",
+            "test",
+        ])
+    };
+
+    // Two backups; modes: directory 0700, snapshot 0600, manifest public (0644).
+    let good = dir.path().join("good");
+    let (a_snap, a_man) = created(&create_in(&good, &[]));
+    let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+    assert_eq!(mode(&good), 0o700);
+    assert_eq!(mode(&a_snap), 0o600);
+    assert_eq!(mode(&a_man), 0o644);
+    // keep = 1 removes A; keep its files aside for the attacks below.
+    let old = dir.path().join("old");
+    let (old_snap, old_man) = copy_backup(&a_snap, &a_man, &old);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let (b_snap, b_man) = created(&create_in(&good, &[]));
+    assert!(!a_snap.exists(), "keep = 1");
+
+    // A swapped manifest: the older backup's signed manifest and snapshot copied over the
+    // newer one's names. Every byte is validly signed; only the name says otherwise. Refused.
+    let swap = dir.path().join("swapped");
+    std::fs::create_dir_all(&swap).expect("mkdir");
+    let s_snap = swap.join(b_snap.file_name().expect("name"));
+    let s_man = swap.join(b_man.file_name().expect("name"));
+    std::fs::copy(&old_snap, &s_snap).expect("copy");
+    std::fs::copy(&old_man, &s_man).expect("copy");
+    let out = verify(&s_snap);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("belongs to another backup"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(verify(&old_snap).status.success(), "the original still verifies");
+
+    // A manifest that names a file outside the directory (`../victim`): never listed, so
+    // retention cannot delete through it.
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, b"not a backup").expect("victim");
+    let liar_dir = dir.path().join("liar");
+    let (_, l_man) = copy_backup(&old_snap, &old_man, &liar_dir);
+    let mut m: Value =
+        serde_json::from_slice(&std::fs::read(&l_man).expect("manifest")).expect("json");
+    // Rewriting the payload breaks the signature, which `list` does not check: exactly the
+    // case retention must survive.
+    m["payload"]["file"] = Value::from("../victim");
+    m["payload"]["generated_at"] = Value::from(0);
+    std::fs::write(&l_man, m.to_string()).expect("write");
+    std::fs::create_dir_all(&liar_dir).expect("mkdir");
+    let out = create_in(&liar_dir, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(victim.exists(), "retention deleted a file outside the backup directory");
+    let listed = WARDEN.run(&refs(&on_lab(
+        &["backup", "list", "--dir", path_str(&liar_dir)],
+        &spec,
+        &lab_dir,
+    )));
+    assert!(
+        text(&listed.stderr).contains("is not a readable backup manifest"),
+        "{}",
+        text(&listed.stderr)
+    );
+
+    // The backup directory is a symlink: refused, nothing written through it.
+    let real = dir.path().join("real");
+    std::fs::create_dir_all(&real).expect("mkdir");
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).expect("symlink");
+    let out = create_in(&link, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("it is a symbolic link"), "{}", text(&out.stderr));
+    assert!(files_in(&real).is_empty(), "{:?}", files_in(&real));
+
+    // A full disk: a clear error, no temp file, the older backup kept (retention did not
+    // run).
+    let full = dir.path().join("full");
+    if let Some(_mount) = Tmpfs::mount(&full, "2m") {
+        let (f_snap, f_man) = copy_backup(&b_snap, &b_man, &full);
+        fill(&full);
+        let out = create_in(&full, &[]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("No space left on device"), "{err}");
+        assert!(err.contains("no partial backup was left behind"), "{err}");
+        assert!(err.contains("free space in the backup directory"), "{err}");
+        assert!(tmp_files(&full).is_empty(), "{:?}", files_in(&full));
+        assert!(f_snap.exists() && f_man.exists(), "the older backup is kept");
+        assert_eq!(files_in(&full).len(), 3, "{:?}", files_in(&full));
+        // Space back: the next backup works and retention (keep = 1) runs then.
+        std::fs::remove_file(full.join("filler")).expect("rm filler");
+        let (n_snap, _) = created(&create_in(&full, &[]));
+        assert!(n_snap.exists() && !f_snap.exists());
+    }
+
+    // A frozen server: SIGSTOP the node in the middle of the stream. Bounded by
+    // --stall-timeout, a clear error, no temp file. A few MB of incompressible data make the
+    // stream long enough to stop it half way.
+    let token_file = dir.path().join("break-glass.token");
+    break_glass(&lab, &spec, &token_file);
+    let root = lab.client("test");
+    root.set_token(warden_bao::SecretString::from(
+        std::fs::read_to_string(&token_file)
+            .expect("token")
+            .trim()
+            .to_owned(),
+    ));
+    for i in 0..120 {
+        let noise: String = (0..24_000)
+            .map(|j| {
+                let x = (i * 7_919 + j * 104_729) as u64;
+                let x = x.wrapping_mul(6_364_136_223_846_793_005).rotate_left(17);
+                char::from(b'a' + (x % 26) as u8)
+            })
+            .collect();
+        put(&root, i, &noise).await;
+    }
+    let frozen = dir.path().join("frozen");
+    std::fs::create_dir_all(&frozen).expect("mkdir");
+    let pid = lab
+        .lab()
+        .node_pid("test", 1)
+        .expect("pid")
+        .expect("running");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid"));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(refs(&on_lab(
+            &[
+                "backup",
+                "create",
+                "--dir",
+                path_str(&frozen),
+                "--stall-timeout",
+                "3s",
+            ],
+            &spec,
+            &lab_dir,
+        )))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Mid-stream: the temp file has bytes (the writer's 256 KiB buffer was flushed).
+    let t0 = std::time::Instant::now();
+    let mut stopped = false;
+    while t0.elapsed() < std::time::Duration::from_secs(30) {
+        let mid = std::fs::read_dir(&frozen).ok().and_then(|rd| {
+            rd.flatten().find(|e| {
+                e.file_name().to_string_lossy().starts_with(".warden-backup-")
+                    && e.metadata().is_ok_and(|m| m.len() > 0)
+            })
+        });
+        if mid.is_some() {
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+            stopped = true;
+            break;
+        }
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+    let stopped_at = std::time::Instant::now();
+    let out = child.wait_with_output().expect("wait");
+    let took = stopped_at.elapsed();
+    if stopped {
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
+    }
+    assert!(
+        stopped,
+        "the snapshot stream finished before it could be stopped: {}",
+        text(&out.stderr)
+    );
+    let err = text(&out.stderr);
+    eprintln!("frozen server: failed after {took:?}: {err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("sent nothing for 3s"), "{err}");
+    assert!(err.contains("nothing was written"), "{err}");
+    assert!(took < std::time::Duration::from_secs(20), "{took:?}");
+    assert!(files_in(&frozen).is_empty(), "{:?}", files_in(&frozen));
+}

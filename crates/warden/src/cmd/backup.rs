@@ -43,6 +43,18 @@ struct CreateArgs {
     /// Write into DIR instead of the spec's `backup.dir`.
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
+    /// Abandon the backup when the active node sends nothing for this long (a frozen
+    /// server); nothing is written.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    stall_timeout: std::time::Duration,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    match warden_spec::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be greater than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -110,6 +122,10 @@ pub(crate) fn explain(err: BackupError, spec: Option<&Path>) -> anyhow::Error {
         BackupError::NoManifest { .. } => (Some("keep each `.manifest.json` beside its `.snap.age`; a backup without one is not trusted".into()), true),
         BackupError::ManifestSignature { .. } => (Some("get the key with `warden evidence key --env ENV`; if it is the right key, do not trust this backup".into()), true),
         BackupError::WrongEnvironment { found, .. } => (Some(format!("restore it into `{found}`, or pick a backup of this environment (`warden backup list`)")), true),
+        BackupError::Snapshot { source, .. } if matches!(&**source, warden_bao::SnapshotError::Stalled { .. }) => (Some(
+            "check the active node (is the process stopped, the disk or CPU saturated?); nothing was written, so re-run `warden backup create` when it answers, or raise --stall-timeout for a slow link".into()
+        ), false),
+        BackupError::ManifestNamesAnother { .. } => (Some("do not trust this pair of files; pick another backup (`warden backup list`)".into()), true),
         BackupError::CiphertextMismatch { .. } | BackupError::IndexMismatch { .. } | BackupError::Archive { .. } => (Some("do not restore this backup; pick an older one (`warden backup list`)".into()), true),
         BackupError::NotForIdentity { .. } => (Some("pass the identity of one of the recipients in the manifest (`recipients`)".into()), true),
         BackupError::NotAge { .. } | BackupError::NotAManifest { .. } => (None, true),
@@ -133,7 +149,7 @@ async fn create(args: CreateArgs, out: &Output) -> anyhow::Result<ExitCode> {
         env.name,
         dir.display()
     ));
-    let created = warden_backup::create(&client, &resolved.spec, &env, &dir)
+    let created = warden_backup::create(&client, &resolved.spec, &env, &dir, args.stall_timeout)
         .await
         .map_err(|e| explain(e, Some(&args.target.spec)))?;
     if created.key_created {

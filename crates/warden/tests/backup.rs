@@ -794,6 +794,37 @@ async fn backups_survive_a_full_disk_a_frozen_server_symlinks_and_swapped_manife
         text(&out.stderr)
     );
     assert!(verify(&old_snap).status.success(), "the original still verifies");
+    let restore = |from: &Path, env: &str| {
+        WARDEN.run(&[
+            "restore",
+            "--spec",
+            path_str(&spec),
+            "--lab",
+            path_str(&lab_dir),
+            "--env",
+            env,
+            "--from",
+            path_str(from),
+            "--key",
+            path_str(&key_file),
+            "--identity",
+            path_str(&alice),
+            "--token-file",
+            path_str(&dir.path().join("no-token-needed-yet")),
+        ])
+    };
+    // restore refuses the swapped pair before contacting anything.
+    let out = restore(&s_snap, "test");
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("belongs to another backup"));
+    // A stale pick: the older backup beside a newer one is named before the confirmation.
+    let stale = dir.path().join("stale");
+    copy_backup(&b_snap, &b_man, &stale);
+    let (st_snap, _) = copy_backup(&old_snap, &old_man, &stale);
+    let out = restore(&st_snap, "test");
+    let err = text(&out.stderr);
+    assert!(err.contains("a newer backup of `test` is beside this one"), "{err}");
+    assert!(err.contains("without --force; nothing was touched"), "{err}");
 
     // A manifest that names a file outside the directory (`../victim`): never listed, so
     // retention cannot delete through it.

@@ -87,6 +87,23 @@ pub(crate) async fn run(args: RestoreArgs, out: &Output) -> anyhow::Result<ExitC
     .map_err(|e| explain(e, Some(&args.target.spec)))?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let age = age_text(now - opened.manifest.generated_at);
+    // A stale pick: a newer backup of the same environment lies beside this one. Said before
+    // the confirmation, so the operator chooses with it in view.
+    if let Some(dir) = opened.snapshot.parent()
+        && let Ok((found, _)) = warden_backup::list(dir, Some(&name))
+        && let Some(newest) = found.iter().find(|b| b.present)
+        // The same order as `list` (seconds, then the millisecond stamp in the name).
+        && (newest.manifest.generated_at, &newest.manifest.file)
+            > (opened.manifest.generated_at, &opened.manifest.file)
+    {
+        out.warn(format!(
+            "a newer backup of `{name}` is beside this one: {} (taken {} after it, raft index {} against {}); restoring this one loses that too — check `warden backup list`",
+            newest.snapshot.display(),
+            age_text(newest.manifest.generated_at - opened.manifest.generated_at),
+            newest.manifest.raft_index,
+            opened.manifest.raft_index
+        ));
+    }
     let what = format!(
         "restore environment `{name}` to the snapshot taken {} ago (raft index {}, {}): everything written since is lost",
         age,

@@ -119,14 +119,28 @@ pub async fn restore_ref(
         })?;
     let seconds = started.elapsed().as_secs_f64();
     // After a restore the node reloads its state; wait until it answers sys/health again.
+    // After `snapshot-force` under another keyring OpenBao seals itself a moment *after*
+    // answering as active, so a forced restore counts as settled unsealed only once the node
+    // has stayed active for `FORCED_STABLE`; the first "active" seen is not enough (it made
+    // `restore` report an unsealed server and then fail planning against a sealed one).
+    let stable = if force { FORCED_STABLE } else { Duration::ZERO };
     let deadline = Instant::now() + settle;
+    let mut active_since: Option<Instant> = None;
     let sealed_after = loop {
         match client.health().await {
             Ok(h) if h.sealed => break true,
-            Ok(h) if !h.standby => break false,
-            _ if Instant::now() >= deadline => break false,
-            _ => tokio_sleep(Duration::from_millis(200)).await,
+            Ok(h) if !h.standby => {
+                let since = *active_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= stable {
+                    break false;
+                }
+            }
+            _ => active_since = None,
         }
+        if Instant::now() >= deadline {
+            break false;
+        }
+        tokio_sleep(Duration::from_millis(200)).await;
     };
     Ok(Restored {
         env: env.to_owned(),
@@ -140,6 +154,10 @@ pub async fn restore_ref(
         until_serving_seconds: started.elapsed().as_secs_f64(),
     })
 }
+
+/// How long a node must stay active after `snapshot-force` before the restore counts it as
+/// unsealed (it seals itself shortly after a restore under another keyring).
+const FORCED_STABLE: Duration = Duration::from_secs(5);
 
 async fn tokio_sleep(d: Duration) {
     tokio::time::sleep(d).await;

@@ -1,0 +1,371 @@
+//! docs/dr.md walked: each runbook section's `warden` commands are constants here, the test
+//! runs them in order against a real lab, and `the_runbook_lists_the_commands_the_tests_run`
+//! checks the doc's code blocks are exactly these commands (placeholders in capitals: `LAB`,
+//! `SPEC`, `BACKUP`, …, filled in by the test). What is not a `warden` command (killing a
+//! node, wiping its disk) is done by the test where the doc says it happens.
+
+#![allow(clippy::print_stderr)] // step timings go to the test log on purpose
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde_json::Value;
+use warden_testkit::cli::{Cli, path_str, text};
+use warden_testkit::{EXAMPLE_SPEC, LabEnv};
+
+const WARDEN: Cli = Cli::new(env!("CARGO_BIN_EXE_warden"));
+const DR_MD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/dr.md");
+
+/// "Lose one node": after node 3 is killed and its disk wiped.
+const LOSE_ONE_NODE: &[&str] = &[
+    "warden lab status --dir LAB --output json",
+    "warden backup create --spec SPEC --lab LAB --env test",
+    "warden lab up --dir LAB",
+    "warden lab status --dir LAB --output json",
+];
+
+/// "Lose every node", before the loss (kept off the hosts).
+const BEFORE_THE_LOSS: &[&str] = &[
+    "warden evidence key --spec SPEC --lab LAB --env test > EVIDENCE_PEM",
+    "warden backup create --spec SPEC --lab LAB --env test --output json",
+];
+
+/// "Lose every node", after every node and its disk is gone.
+const LOSE_EVERY_NODE: &[&str] = &[
+    "warden lab up --dir LAB",
+    "warden break-glass open --spec SPEC --lab LAB --env test --reason DR-REBUILD --ttl 1h --token-file BG_TOKEN --share NEW_SHARE_1 --identity CUSTODIAN_1 --share NEW_SHARE_2 --identity CUSTODIAN_2",
+    "warden restore --spec SPEC --lab LAB --env test --from BACKUP --key EVIDENCE_PEM --identity RESTORER_KEY --token-file BG_TOKEN --force --confirm test",
+    "warden unseal --spec SPEC --lab LAB --env test --state-dir OLD_STATE --share OLD_SHARE_1 --identity CUSTODIAN_1",
+    "warden unseal --spec SPEC --lab LAB --env test --state-dir OLD_STATE --share OLD_SHARE_2 --identity CUSTODIAN_2",
+    "warden posture --spec SPEC --lab LAB --env test --output json",
+];
+
+fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// The example spec with `[environments.test.backup]` in `dir`.
+fn spec_with_backup(dir: &Path, recipient: &str) -> PathBuf {
+    let example = std::fs::read_to_string(EXAMPLE_SPEC).expect("example spec");
+    let text = format!(
+        "{example}\n[environments.test.backup]\nrecipients = [\"{recipient}\"]\ndir = \"backups\"\nkeep = 5\n"
+    );
+    let p = dir.join("warden.toml");
+    std::fs::write(&p, text).expect("write spec");
+    for entry in std::fs::read_dir(Path::new(EXAMPLE_SPEC).parent().expect("dir")).expect("ls") {
+        let entry = entry.expect("entry");
+        let target = dir.join(entry.file_name());
+        if !target.exists() && entry.path() != Path::new(EXAMPLE_SPEC) {
+            let _ = std::os::unix::fs::symlink(entry.path(), target);
+        }
+    }
+    p
+}
+
+/// Runs one runbook line with its placeholders filled; `> FILE` writes stdout there.
+/// Returns the output; the caller says which exit code the step expects.
+fn step(line: &str, vars: &HashMap<&str, String>) -> std::process::Output {
+    let (cmd, to) = match line.split_once(" > ") {
+        Some((c, f)) => (c, Some(f.trim())),
+        None => (line, None),
+    };
+    let args: Vec<String> = cmd
+        .split_whitespace()
+        .skip(1)
+        .map(|w| vars.get(w).cloned().unwrap_or_else(|| w.to_owned()))
+        .collect();
+    let t = Instant::now();
+    let out = WARDEN.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    eprintln!(
+        "[{:>6.1}s] {line} -> {:?}",
+        t.elapsed().as_secs_f64(),
+        out.status.code()
+    );
+    if let Some(f) = to {
+        let path = vars.get(f).unwrap_or_else(|| panic!("no value for {f}"));
+        std::fs::write(path, &out.stdout).expect("write stdout");
+    }
+    out
+}
+
+/// `posture`: its exit code is the worst status (0, or 10–14), not a failure of the step.
+fn posture(line: &str, vars: &HashMap<&str, String>) -> Value {
+    let out = step(line, vars);
+    let code = out.status.code().unwrap_or(-1);
+    assert!(
+        code == 0 || (10..=14).contains(&code),
+        "{line}: exit {code}\n{}",
+        text(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("posture json")
+}
+
+fn ok(line: &str, vars: &HashMap<&str, String>) -> std::process::Output {
+    let out = step(line, vars);
+    assert!(
+        out.status.success(),
+        "{line}\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    out
+}
+
+/// The `warden` lines of the code blocks between `## {heading}` and the next `## `.
+fn doc_commands(heading: &str) -> Vec<String> {
+    let doc = std::fs::read_to_string(DR_MD).expect("docs/dr.md");
+    let start = doc
+        .find(&format!("\n## {heading}\n"))
+        .unwrap_or_else(|| panic!("docs/dr.md has no section `## {heading}`"));
+    let rest = &doc[start + 4..];
+    let section = &rest[..rest.find("\n## ").unwrap_or(rest.len())];
+    let mut out = Vec::new();
+    let mut in_block = false;
+    let mut pending = String::new();
+    for line in section.lines() {
+        if line.starts_with("```") {
+            in_block = !in_block;
+            continue;
+        }
+        if !in_block {
+            continue;
+        }
+        let line = line.split(" # ").next().unwrap_or("").trim();
+        let continued = line.strip_suffix('\\');
+        pending.push_str(continued.unwrap_or(line).trim());
+        if continued.is_some() {
+            pending.push(' ');
+            continue;
+        }
+        if pending.starts_with("warden ") {
+            out.push(pending.split_whitespace().collect::<Vec<_>>().join(" "));
+        }
+        pending.clear();
+    }
+    out
+}
+
+#[test]
+fn the_runbook_lists_the_commands_the_tests_run() {
+    let want = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    assert_eq!(doc_commands("Lose one node"), want(LOSE_ONE_NODE));
+    let mut every = want(BEFORE_THE_LOSS);
+    every.extend(want(LOSE_EVERY_NODE));
+    assert_eq!(doc_commands("Lose every node"), every);
+}
+
+fn lab_status(out: &std::process::Output) -> Vec<Value> {
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("lab status json: {e}: {}", text(&out.stdout)));
+    let envs = v.as_array().expect("lab status is an array");
+    let env = envs
+        .iter()
+        .find(|e| e["name"] == "test" || e["env"] == "test")
+        .unwrap_or_else(|| panic!("environment test in {v}"));
+    env["nodes"].as_array().cloned().unwrap_or_default()
+}
+
+/// Lose one node of three: a follower killed (a crash, its disk kept). The cluster keeps
+/// serving (a backup is taken with two nodes); `lab up` brings it back, it rejoins and catches
+/// up with what was committed while it was gone. (A node whose disk is gone is not walked:
+/// see docs/dr.md.)
+#[tokio::test(flavor = "multi_thread")]
+async fn lose_one_node_the_cluster_serves_and_the_node_rejoins_and_catches_up() {
+    install_crypto_provider();
+    let lab = LabEnv::start_with_nodes(&["test"], 3).await;
+    let dir = tempfile::Builder::new()
+        .prefix("warden-dr-runbook-")
+        .tempdir()
+        .expect("tempdir");
+    let g = warden_custody::generate_identity();
+    let spec = spec_with_backup(dir.path(), &g.recipient);
+    WARDEN.ok(&[
+        "apply",
+        "--spec",
+        path_str(&spec),
+        "--lab",
+        path_str(lab.dir()),
+        "--env",
+        "test",
+    ]);
+    let vars: HashMap<&str, String> = HashMap::from([
+        ("LAB", path_str(lab.dir()).to_owned()),
+        ("SPEC", path_str(&spec).to_owned()),
+    ]);
+    // The loss: a follower's process and disk.
+    let victim = (1..=3u8)
+        .rev()
+        .find(|i| Some(*i) != futures_leader(&lab))
+        .expect("a follower");
+    lab.kill_node("test", victim);
+
+    let down = step(LOSE_ONE_NODE[0], &vars);
+    assert_eq!(down.status.code(), Some(3), "{}", text(&down.stderr));
+    let nodes = lab_status(&down);
+    assert_eq!(nodes[usize::from(victim) - 1]["role"], "down", "{nodes:?}");
+    ok(LOSE_ONE_NODE[1], &vars);
+    ok(LOSE_ONE_NODE[2], &vars);
+    let back = ok(LOSE_ONE_NODE[3], &vars);
+    let nodes = lab_status(&back);
+    assert_eq!(nodes.len(), 3);
+    for n in &nodes {
+        assert_eq!(n["sealed"], false, "{nodes:?}");
+        assert!(n["role"] == "leader" || n["role"] == "standby", "{nodes:?}");
+    }
+    // Caught up: the rejoined node applied what the cluster committed while it was gone.
+    let leader = nodes.iter().find(|n| n["role"] == "leader").expect("leader");
+    let want = leader["raft_committed_index"].as_u64().expect("index");
+    let t = Instant::now();
+    loop {
+        let st = ok(LOSE_ONE_NODE[3], &vars);
+        let n = &lab_status(&st)[usize::from(victim) - 1];
+        if n["raft_applied_index"].as_u64().unwrap_or(0) >= want {
+            break;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(60),
+            "node {victim} did not catch up to {want}: {n}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
+fn futures_leader(lab: &LabEnv) -> Option<u8> {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(lab.leader("test")))
+}
+
+/// Lose every node: processes and disks gone. The lab is rebuilt (a new cluster, a new
+/// keyring), the newest backup restored into it, unsealed with the backup era's shares; the
+/// data and the operator's login come back.
+#[tokio::test(flavor = "multi_thread")]
+async fn lose_every_node_rebuild_restore_and_unseal_with_the_old_shares() {
+    install_crypto_provider();
+    let lab = LabEnv::start(&["test"]).await;
+    let dir = tempfile::Builder::new()
+        .prefix("warden-dr-runbook-")
+        .tempdir()
+        .expect("tempdir");
+    let g = warden_custody::generate_identity();
+    let restorer = dir.path().join("restorer.key");
+    std::fs::write(&restorer, g.file_text.as_bytes()).expect("identity");
+    std::fs::set_permissions(&restorer, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let spec = spec_with_backup(dir.path(), &g.recipient);
+    let layout = lab.lab().layout().env("test");
+    let ids = warden_lab::custodians_dir(&layout);
+    let shares = warden_lab::shares_dir(&layout);
+    let off = dir.path().join("off-host");
+    let old_shares = off.join("shares");
+    let old_state = off.join("state");
+    let mut vars: HashMap<&str, String> = HashMap::from([
+        ("LAB", path_str(lab.dir()).to_owned()),
+        ("SPEC", path_str(&spec).to_owned()),
+        ("EVIDENCE_PEM", path_str(&off.join("evidence.pem")).to_owned()),
+        ("RESTORER_KEY", path_str(&restorer).to_owned()),
+        ("BG_TOKEN", path_str(&dir.path().join("bg.token")).to_owned()),
+        ("OLD_STATE", path_str(&old_state).to_owned()),
+    ]);
+    WARDEN.ok(&[
+        "apply",
+        "--spec",
+        path_str(&spec),
+        "--lab",
+        path_str(lab.dir()),
+        "--env",
+        "test",
+    ]);
+    // What the environment holds before: its purposes as posture reports them.
+    let before = posture(LOSE_EVERY_NODE[5], &vars);
+
+    std::fs::create_dir_all(&off).expect("mkdir");
+    ok(BEFORE_THE_LOSS[0], &vars);
+    let created = ok(BEFORE_THE_LOSS[1], &vars);
+    let created: Value = serde_json::from_slice(&created.stdout).expect("json");
+    vars.insert(
+        "BACKUP",
+        created["snapshot"].as_str().expect("snapshot").to_owned(),
+    );
+
+    // The custodians hold their shares and the ledger of that era off the hosts.
+    copy_dir(&shares, &old_shares);
+    let ledger = warden_lab::custody_state_dir(&layout).ledger("test");
+    let rel = ledger
+        .strip_prefix(lab.dir().join("state"))
+        .expect("the ledger is under the lab's state dir");
+    let old_ledger = old_state.join(rel);
+    std::fs::create_dir_all(old_ledger.parent().expect("parent")).expect("mkdir");
+    std::fs::copy(&ledger, &old_ledger).expect("ledger");
+
+    // The loss: every node's process and disk; the custody ledger and shares on the lab
+    // host go with them (the rebuild makes new ones).
+    lab.kill_node("test", 1);
+    std::fs::remove_dir_all(layout.node(1).data_dir()).expect("wipe");
+    std::fs::remove_file(&ledger).expect("ledger");
+    std::fs::remove_dir_all(&shares).expect("shares");
+
+    let t0 = Instant::now();
+    ok(LOSE_EVERY_NODE[0], &vars);
+    // The rebuilt cluster's custodians (the same people, new shares) open break-glass.
+    let custodians = custodian_names(&old_shares);
+    assert!(custodians.len() >= 2, "{custodians:?}");
+    for (i, c) in custodians.iter().take(2).enumerate() {
+        let k = ["CUSTODIAN_1", "CUSTODIAN_2"][i];
+        vars.insert(k, path_str(&ids.join(format!("{c}.age-identity"))).to_owned());
+        let s = format!("{c}.test.share.age");
+        vars.insert(
+            ["NEW_SHARE_1", "NEW_SHARE_2"][i],
+            path_str(&shares.join(&s)).to_owned(),
+        );
+        vars.insert(
+            ["OLD_SHARE_1", "OLD_SHARE_2"][i],
+            path_str(&old_shares.join(&s)).to_owned(),
+        );
+    }
+    ok(LOSE_EVERY_NODE[1], &vars);
+    let restored = step(LOSE_EVERY_NODE[2], &vars);
+    let err = text(&restored.stderr);
+    assert_eq!(restored.status.code(), Some(5), "{err}\n{}", text(&restored.stdout));
+    assert!(err.contains("restoring with snapshot-force"), "{err}");
+    assert!(err.contains("sealed after the restore"), "{err}");
+    ok(LOSE_EVERY_NODE[3], &vars);
+    ok(LOSE_EVERY_NODE[4], &vars);
+    let after = posture(LOSE_EVERY_NODE[5], &vars);
+    eprintln!("RTO (rebuild → restored and serving): {:.1}s", t0.elapsed().as_secs_f64());
+    let purposes = |v: &Value| -> Vec<String> {
+        let mut p: Vec<String> = v["environments"][0]["purposes"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| p["purpose"].as_str().or(p["id"].as_str()).map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        p.sort();
+        p
+    };
+    assert!(!purposes(&before).is_empty(), "{before}");
+    assert_eq!(purposes(&after), purposes(&before));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("ls").flatten() {
+        std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+    }
+}
+
+fn custodian_names(shares: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(shares)
+        .expect("ls")
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .strip_suffix(".test.share.age")
+                .map(str::to_owned)
+        })
+        .collect();
+    v.sort();
+    v
+}

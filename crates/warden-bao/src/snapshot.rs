@@ -29,7 +29,9 @@ pub enum SnapshotError {
     Bao(#[from] Error),
     /// The active node stopped sending: no bytes (or no answer) for `after`. A frozen or
     /// overloaded server; the transfer is abandoned rather than left hanging.
-    #[error("{address} sent nothing for {after:?} while streaming the snapshot (frozen or overloaded server)")]
+    #[error(
+        "{address} sent nothing for {after:?} while streaming the snapshot (frozen or overloaded server)"
+    )]
     Stalled {
         /// The node that stalled.
         address: String,

@@ -682,7 +682,13 @@ impl Tmpfs {
             return None;
         }
         let st = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(dir)
             .status()
             .expect("run mount");
@@ -793,7 +799,10 @@ async fn backups_survive_a_full_disk_a_frozen_server_symlinks_and_swapped_manife
         "{}",
         text(&out.stderr)
     );
-    assert!(verify(&old_snap).status.success(), "the original still verifies");
+    assert!(
+        verify(&old_snap).status.success(),
+        "the original still verifies"
+    );
     let restore = |from: &Path, env: &str| {
         WARDEN.run(&[
             "restore",
@@ -823,8 +832,14 @@ async fn backups_survive_a_full_disk_a_frozen_server_symlinks_and_swapped_manife
     let (st_snap, _) = copy_backup(&old_snap, &old_man, &stale);
     let out = restore(&st_snap, "test");
     let err = text(&out.stderr);
-    assert!(err.contains("a newer backup of `test` is beside this one"), "{err}");
-    assert!(err.contains("without --force; nothing was touched"), "{err}");
+    assert!(
+        err.contains("a newer backup of `test` is beside this one"),
+        "{err}"
+    );
+    assert!(
+        err.contains("without --force; nothing was touched"),
+        "{err}"
+    );
 
     // A manifest that names a file outside the directory (`../victim`): never listed, so
     // retention cannot delete through it.
@@ -842,7 +857,10 @@ async fn backups_survive_a_full_disk_a_frozen_server_symlinks_and_swapped_manife
     std::fs::create_dir_all(&liar_dir).expect("mkdir");
     let out = create_in(&liar_dir, &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(victim.exists(), "retention deleted a file outside the backup directory");
+    assert!(
+        victim.exists(),
+        "retention deleted a file outside the backup directory"
+    );
     let listed = WARDEN.run(&refs(&on_lab(
         &["backup", "list", "--dir", path_str(&liar_dir)],
         &spec,
@@ -861,7 +879,11 @@ async fn backups_survive_a_full_disk_a_frozen_server_symlinks_and_swapped_manife
     std::os::unix::fs::symlink(&real, &link).expect("symlink");
     let out = create_in(&link, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("it is a symbolic link"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("it is a symbolic link"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(files_in(&real).is_empty(), "{:?}", files_in(&real));
 
     // A full disk: a clear error, no temp file, the older backup kept (retention did not
@@ -877,7 +899,10 @@ async fn backups_survive_a_full_disk_a_frozen_server_symlinks_and_swapped_manife
         assert!(err.contains("no partial backup was left behind"), "{err}");
         assert!(err.contains("free space in the backup directory"), "{err}");
         assert!(tmp_files(&full).is_empty(), "{:?}", files_in(&full));
-        assert!(f_snap.exists() && f_man.exists(), "the older backup is kept");
+        assert!(
+            f_snap.exists() && f_man.exists(),
+            "the older backup is kept"
+        );
         assert_eq!(files_in(&full).len(), 3, "{:?}", files_in(&full));
         // Space back: the next backup works and retention (keep = 1) runs then.
         std::fs::remove_file(full.join("filler")).expect("rm filler");
@@ -938,7 +963,9 @@ async fn backups_survive_a_full_disk_a_frozen_server_symlinks_and_swapped_manife
     while t0.elapsed() < std::time::Duration::from_secs(30) {
         let mid = std::fs::read_dir(&frozen).ok().and_then(|rd| {
             rd.flatten().find(|e| {
-                e.file_name().to_string_lossy().starts_with(".warden-backup-")
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(".warden-backup-")
                     && e.metadata().is_ok_and(|m| m.len() > 0)
             })
         });

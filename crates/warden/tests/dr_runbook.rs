@@ -215,7 +215,10 @@ async fn lose_one_node_the_cluster_serves_and_the_node_rejoins_and_catches_up() 
         assert!(n["role"] == "leader" || n["role"] == "standby", "{nodes:?}");
     }
     // Caught up: the rejoined node applied what the cluster committed while it was gone.
-    let leader = nodes.iter().find(|n| n["role"] == "leader").expect("leader");
+    let leader = nodes
+        .iter()
+        .find(|n| n["role"] == "leader")
+        .expect("leader");
     let want = leader["raft_committed_index"].as_u64().expect("index");
     let t = Instant::now();
     loop {
@@ -261,9 +264,15 @@ async fn lose_every_node_rebuild_restore_and_unseal_with_the_old_shares() {
     let mut vars: HashMap<&str, String> = HashMap::from([
         ("LAB", path_str(lab.dir()).to_owned()),
         ("SPEC", path_str(&spec).to_owned()),
-        ("EVIDENCE_PEM", path_str(&off.join("evidence.pem")).to_owned()),
+        (
+            "EVIDENCE_PEM",
+            path_str(&off.join("evidence.pem")).to_owned(),
+        ),
         ("RESTORER_KEY", path_str(&restorer).to_owned()),
-        ("BG_TOKEN", path_str(&dir.path().join("bg.token")).to_owned()),
+        (
+            "BG_TOKEN",
+            path_str(&dir.path().join("bg.token")).to_owned(),
+        ),
         ("OLD_STATE", path_str(&old_state).to_owned()),
     ]);
     WARDEN.ok(&[
@@ -311,7 +320,10 @@ async fn lose_every_node_rebuild_restore_and_unseal_with_the_old_shares() {
     assert!(custodians.len() >= 2, "{custodians:?}");
     for (i, c) in custodians.iter().take(2).enumerate() {
         let k = ["CUSTODIAN_1", "CUSTODIAN_2"][i];
-        vars.insert(k, path_str(&ids.join(format!("{c}.age-identity"))).to_owned());
+        vars.insert(
+            k,
+            path_str(&ids.join(format!("{c}.age-identity"))).to_owned(),
+        );
         let s = format!("{c}.test.share.age");
         vars.insert(
             ["NEW_SHARE_1", "NEW_SHARE_2"][i],
@@ -325,19 +337,32 @@ async fn lose_every_node_rebuild_restore_and_unseal_with_the_old_shares() {
     ok(LOSE_EVERY_NODE[1], &vars);
     let restored = step(LOSE_EVERY_NODE[2], &vars);
     let err = text(&restored.stderr);
-    assert_eq!(restored.status.code(), Some(5), "{err}\n{}", text(&restored.stdout));
+    assert_eq!(
+        restored.status.code(),
+        Some(5),
+        "{err}\n{}",
+        text(&restored.stdout)
+    );
     assert!(err.contains("restoring with snapshot-force"), "{err}");
     assert!(err.contains("sealed after the restore"), "{err}");
     ok(LOSE_EVERY_NODE[3], &vars);
     ok(LOSE_EVERY_NODE[4], &vars);
     let after = posture(LOSE_EVERY_NODE[5], &vars);
-    eprintln!("RTO (rebuild → restored and serving): {:.1}s", t0.elapsed().as_secs_f64());
+    eprintln!(
+        "RTO (rebuild → restored and serving): {:.1}s",
+        t0.elapsed().as_secs_f64()
+    );
     let purposes = |v: &Value| -> Vec<String> {
         let mut p: Vec<String> = v["environments"][0]["purposes"]
             .as_array()
             .map(|a| {
                 a.iter()
-                    .filter_map(|p| p["purpose"].as_str().or(p["id"].as_str()).map(str::to_owned))
+                    .filter_map(|p| {
+                        p["purpose"]
+                            .as_str()
+                            .or(p["id"].as_str())
+                            .map(str::to_owned)
+                    })
                     .collect()
             })
             .unwrap_or_default();

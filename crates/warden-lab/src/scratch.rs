@@ -95,6 +95,10 @@ impl Lab {
             (src.client_ca(), layout.client_ca(), Mode::Public),
             (src.operator_cert(), layout.operator_cert(), Mode::Public),
             (src.operator_key(), layout.operator_key(), Mode::OwnerOnly),
+            // Followers present the node certificate to the leader in `retry_join` (ADR 0010);
+            // without it a multi-node scratch cluster's followers exit at start.
+            (src.node_cert(), layout.node_cert(), Mode::Public),
+            (src.node_key(), layout.node_key(), Mode::OwnerOnly),
         ] {
             copy_file(&from, &to, mode)?;
         }

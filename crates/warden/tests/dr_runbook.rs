@@ -394,3 +394,65 @@ fn custodian_names(shares: &Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Stops a lab made by `warden lab up` in the test, even when it panics.
+struct LabDown(PathBuf);
+
+impl Drop for LabDown {
+    fn drop(&mut self) {
+        let _ = WARDEN.run(&["lab", "down", "--dir", path_str(&self.0)]);
+    }
+}
+
+/// The drill restores and unseals with Shamir shares; an auto-sealed (static) lab has recovery
+/// keys only. The drill refuses it up front, naming what is supported, and starts nothing.
+#[test]
+fn a_drill_of_a_static_seal_lab_is_refused_naming_what_is_supported() {
+    let dir = tempfile::Builder::new()
+        .prefix("warden-dr-runbook-")
+        .tempdir()
+        .expect("tempdir");
+    let lab = dir.path().join("lab");
+    let _down = LabDown(lab.clone());
+    WARDEN.ok(&[
+        "lab",
+        "up",
+        "--env",
+        "test",
+        "--no-spec",
+        "--no-agents",
+        "--seal",
+        "static",
+        "--dir",
+        path_str(&lab),
+    ]);
+    let g = warden_custody::generate_identity();
+    let spec = spec_with_backup(dir.path(), &g.recipient);
+    let out = WARDEN.run(&[
+        "dr",
+        "drill",
+        "--spec",
+        path_str(&spec),
+        "--lab",
+        path_str(&lab),
+        "--env",
+        "test",
+        "--key",
+        path_str(&dir.path().join("evidence.pem")),
+        "--identity",
+        path_str(&dir.path().join("restorer.key")),
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("supports Shamir-sealed environments only; `test` uses the static seal"),
+        "{err}"
+    );
+    assert!(err.contains("Nothing was started"), "{err}");
+    assert!(err.contains("warden backup verify"), "{err}");
+    assert!(
+        !dir.path().join("backups").exists(),
+        "nothing written: {:?}",
+        std::fs::read_dir(dir.path()).map(|r| r.count())
+    );
+}

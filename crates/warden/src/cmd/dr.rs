@@ -61,6 +61,19 @@ async fn run_drill(args: DrillArgs, out: &Output) -> anyhow::Result<ExitCode> {
         .as_ref()
         .ok_or_else(|| anyhow::anyhow!("`warden dr drill` runs against a lab for now"))
         .hint("pass --lab DIR (docs/dr.md: a production drill restores onto spare hosts by the runbook)")?;
+    // The scratch cluster is unsealed with the environment's Shamir shares; an auto-sealed
+    // environment has recovery keys instead, which unseal nothing, so the drill could only
+    // fail half way. Refused before anything starts.
+    if let Ok(cfg) = lab.env(env.name.as_str())
+        && cfg.seal.kind().is_auto()
+    {
+        return Err(anyhow::anyhow!(
+            "`warden dr drill` supports Shamir-sealed environments only; `{}` uses the {} seal (auto-unseal, recovery keys), which the scratch cluster cannot be unsealed with. Nothing was started",
+            env.name,
+            cfg.seal.kind()
+        ))
+        .hint("check its backups offline with `warden backup verify`; docs/dr.md lists what the drill supports");
+    }
     let dir = backup_dir(&resolved.spec_dir, &env, args.dir.as_deref())?;
     if let Some(p) = &args.out {
         crate::output::check_new_file(p, "drill packet")?;

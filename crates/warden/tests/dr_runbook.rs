@@ -83,6 +83,13 @@ fn step(line: &str, vars: &HashMap<&str, String>) -> std::process::Output {
         t.elapsed().as_secs_f64(),
         out.status.code()
     );
+    // Identity files and shares are passed by path; their contents never reach the output.
+    for stream in [&out.stdout, &out.stderr] {
+        assert!(
+            !text(stream).contains("AGE-SECRET-KEY-"),
+            "{line} printed an age identity"
+        );
+    }
     if let Some(f) = to {
         let path = vars.get(f).unwrap_or_else(|| panic!("no value for {f}"));
         std::fs::write(path, &out.stdout).expect("write stdout");

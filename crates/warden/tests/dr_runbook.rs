@@ -26,6 +26,15 @@ const LOSE_ONE_NODE: &[&str] = &[
     "warden lab status --dir LAB --output json",
 ];
 
+/// "Lose one node", a lost disk: after node N is killed and its raft directory deleted.
+const LOSE_A_DISK: &[&str] = &[
+    "warden break-glass open --spec SPEC --lab LAB --env test --reason DR-PEER --ttl 1h --token-file BG_TOKEN --share SHARE_1 --identity CUSTODIAN_1 --share SHARE_2 --identity CUSTODIAN_2",
+    "warden server remove-peer --spec SPEC --lab LAB --env test --node NODE_ID --token-file BG_TOKEN --confirm NODE_ID",
+    "warden lab up --dir LAB",
+    "warden lab status --dir LAB --output json",
+    "warden break-glass close --spec SPEC --lab LAB --env test",
+];
+
 /// "Lose every node", before the loss (kept off the hosts).
 const BEFORE_THE_LOSS: &[&str] = &[
     "warden evidence key --spec SPEC --lab LAB --env test > EVIDENCE_PEM",
@@ -157,7 +166,9 @@ fn doc_commands(heading: &str) -> Vec<String> {
 #[test]
 fn the_runbook_lists_the_commands_the_tests_run() {
     let want = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-    assert_eq!(doc_commands("Lose one node"), want(LOSE_ONE_NODE));
+    let mut one = want(LOSE_ONE_NODE);
+    one.extend(want(LOSE_A_DISK));
+    assert_eq!(doc_commands("Lose one node"), one);
     let mut every = want(BEFORE_THE_LOSS);
     every.extend(want(LOSE_EVERY_NODE));
     assert_eq!(doc_commands("Lose every node"), every);
@@ -240,6 +251,105 @@ async fn lose_one_node_the_cluster_serves_and_the_node_rejoins_and_catches_up() 
         );
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
+}
+
+/// Waits until node `index` has applied the leader's commit index (`lab status`).
+fn wait_caught_up(index: u8, vars: &HashMap<&str, String>) {
+    let line = "warden lab status --dir LAB --output json";
+    let nodes = lab_status(&ok(line, vars));
+    let leader = nodes
+        .iter()
+        .find(|n| n["role"] == "leader")
+        .expect("leader");
+    let want = leader["raft_committed_index"].as_u64().expect("index");
+    let t = Instant::now();
+    loop {
+        let n = &lab_status(&ok(line, vars))[usize::from(index) - 1];
+        if n["raft_applied_index"].as_u64().unwrap_or(0) >= want {
+            return;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(60),
+            "node {index} did not catch up to {want}: {n}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
+/// Lose one node's disk: a follower killed and its raft directory deleted. Brought back empty
+/// under its old id it cannot rejoin while the leader lists it; after `server remove-peer`
+/// (a break-glass token) `lab up` brings it back, it rejoins and catches up.
+#[tokio::test(flavor = "multi_thread")]
+async fn lose_one_nodes_disk_remove_the_peer_and_it_rejoins_empty() {
+    install_crypto_provider();
+    let lab = LabEnv::start_with_nodes(&["test"], 3).await;
+    let dir = tempfile::Builder::new()
+        .prefix("warden-dr-runbook-")
+        .tempdir()
+        .expect("tempdir");
+    let g = warden_custody::generate_identity();
+    let spec = spec_with_backup(dir.path(), &g.recipient);
+    let layout = lab.lab().layout().env("test");
+    let ids = warden_lab::custodians_dir(&layout);
+    let shares = warden_lab::shares_dir(&layout);
+    let mut vars: HashMap<&str, String> = HashMap::from([
+        ("LAB", path_str(lab.dir()).to_owned()),
+        ("SPEC", path_str(&spec).to_owned()),
+        (
+            "BG_TOKEN",
+            path_str(&dir.path().join("bg.token")).to_owned(),
+        ),
+    ]);
+    for (i, c) in custodian_names(&shares).iter().take(2).enumerate() {
+        vars.insert(
+            ["CUSTODIAN_1", "CUSTODIAN_2"][i],
+            path_str(&ids.join(format!("{c}.age-identity"))).to_owned(),
+        );
+        vars.insert(
+            ["SHARE_1", "SHARE_2"][i],
+            path_str(&shares.join(format!("{c}.test.share.age"))).to_owned(),
+        );
+    }
+    let victim = (1..=3u8)
+        .rev()
+        .find(|i| Some(*i) != futures_leader(&lab))
+        .expect("a follower");
+    vars.insert("NODE_ID", format!("test-{victim}"));
+    lab.kill_node("test", victim);
+    std::fs::remove_dir_all(layout.node(victim).data_dir()).expect("wipe the node's disk");
+
+    ok(LOSE_A_DISK[0], &vars);
+    // The leader is refused (it would drop the cluster's leader), and so is a typo.
+    let leader = futures_leader(&lab).expect("leader");
+    let mut refused = vars.clone();
+    refused.insert("NODE_ID", format!("test-{leader}"));
+    let out = step(LOSE_A_DISK[1], &refused);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("is the active node"),
+        "{}",
+        text(&out.stderr)
+    );
+    refused.insert("NODE_ID", "test-9".to_owned());
+    let out = step(LOSE_A_DISK[1], &refused);
+    assert!(
+        text(&out.stderr).contains("is not in the raft peer set"),
+        "{}",
+        text(&out.stderr)
+    );
+    let removed = ok(LOSE_A_DISK[1], &vars);
+    assert!(
+        !text(&removed.stdout).contains(&format!("test-{victim} ")),
+        "{}",
+        text(&removed.stdout)
+    );
+    ok(LOSE_A_DISK[2], &vars);
+    let back = ok(LOSE_A_DISK[3], &vars);
+    for n in &lab_status(&back) {
+        assert_eq!(n["sealed"], false, "{n}");
+    }
+    wait_caught_up(victim, &vars);
+    ok(LOSE_A_DISK[4], &vars);
 }
 
 fn futures_leader(lab: &LabEnv) -> Option<u8> {

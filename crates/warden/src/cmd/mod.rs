@@ -17,6 +17,7 @@ pub(crate) mod lab_nodes;
 pub(crate) mod operator;
 pub(crate) mod posture;
 pub(crate) mod provision;
+pub(crate) mod raft_peer;
 pub(crate) mod restore;
 pub(crate) mod reveal;
 pub(crate) mod revoke;

@@ -42,6 +42,10 @@ enum ServerCommand {
     /// After the PKI intermediate is installed, run it again with --identity-ca so the listener
     /// accepts operators' certificates, copy client-ca.pem to every node and restart them.
     Tls(TlsArgs),
+    /// Remove a dead node from the environment's raft peer set (a node whose disk was lost
+    /// rejoins only after this). Root-only in OpenBao: takes a break-glass token. Refuses the
+    /// active node and an id that is not a peer.
+    RemovePeer(super::raft_peer::RemovePeerArgs),
 }
 
 #[derive(Debug, Args)]
@@ -111,6 +115,7 @@ pub(crate) async fn run(args: ServerArgs, out: &Output) -> anyhow::Result<ExitCo
     match args.command {
         ServerCommand::Config(a) => config(a, out),
         ServerCommand::Tls(a) => tls(a, out),
+        ServerCommand::RemovePeer(a) => super::raft_peer::run(a, out).await,
     }
 }
 

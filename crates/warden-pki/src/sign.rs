@@ -82,7 +82,7 @@ impl CaDir {
         check_label("environment", &req.environment)?;
         check_label("profile", &req.profile)?;
         for d in &req.permitted_dns {
-            params::check_dns_name("permitted DNS domain", d)?;
+            params::check_permitted_subtree(d)?;
         }
         let unconstrained_because = match req.unconstrained_because.as_deref().map(str::trim) {
             Some("") => {

@@ -619,3 +619,71 @@ fn issue_14_unconstrained_intermediates_are_refused_and_flagged_once_two_environ
         .assert()
         .success();
 }
+
+/// Red team: a permitted subtree that constrains nothing must not pass for a constraint. Go
+/// (OpenBao's cert auth) and NSS read an empty subtree, and `.` once its dot goes, as matching
+/// every name, so `--permitted-dns .` would sign an unconstrained intermediate without the
+/// reason ADR 0013 asks for; a wildcard or a trailing dot permits nothing at all. Each is
+/// refused with nothing written, and blank reasons do not count as reasons.
+#[test]
+fn red_team_a_permitted_subtree_that_constrains_nothing_is_refused() {
+    let env = Env::new();
+    env.init(&[]);
+    let pass = env.path("pass");
+    let pass = pass.to_str().unwrap();
+    let csr = env.csr("test", "OpenBao test PKI");
+    env.sign(
+        &csr,
+        &[
+            "--permitted-dns",
+            "test.warden.internal",
+            "--passphrase-file",
+            pass,
+            "--out",
+            env.path("test.pem").to_str().unwrap(),
+        ],
+    )
+    .success();
+    let before = env.snapshot();
+    let csr = env.csr("prod", "OpenBao prod PKI");
+    let sign_prod = |extra: &[&str]| {
+        env.warden()
+            .args(["ca", "sign-intermediate", "--env", "prod", "--dir"])
+            .arg(env.ca())
+            .arg("--csr")
+            .arg(&csr)
+            .args(["--passphrase-file", pass, "--out"])
+            .arg(env.path("prod.pem"))
+            .args(extra)
+            .assert()
+    };
+    for (subtree, says) in [
+        (".", "empty label"),
+        ("..", "empty label"),
+        ("prod.warden.internal.", "empty label"),
+        ("*.prod.warden.internal", "not a wildcard"),
+        ("*", "not a wildcard"),
+        ("", "it is empty"),
+    ] {
+        let a = sign_prod(&["--permitted-dns", subtree]).code(1);
+        let err = stderr_of(&a);
+        assert!(
+            err.contains(says) && err.contains("permitted DNS domain"),
+            "{subtree:?}: {err}"
+        );
+        assert_eq!(
+            env.snapshot(),
+            before,
+            "{subtree:?}: a refusal changes nothing"
+        );
+        assert!(!env.path("prod.pem").exists());
+    }
+    for reason in ["", "   ", "\t\n"] {
+        let a = sign_prod(&["--unconstrained-because", reason]);
+        let err = stderr_of(&a.code(1));
+        assert!(err.contains("say why"), "{reason:?}: {err}");
+        assert_eq!(env.snapshot(), before);
+    }
+    // A proper subtree, with or without the "subdomains only" dot, is signed.
+    sign_prod(&["--permitted-dns", ".prod.warden.internal"]).success();
+}

@@ -687,3 +687,74 @@ fn red_team_a_permitted_subtree_that_constrains_nothing_is_refused() {
     // A proper subtree, with or without the "subdomains only" dot, is signed.
     sign_prod(&["--permitted-dns", ".prod.warden.internal"]).success();
 }
+
+/// Red team: while `ca sign-intermediate` holds the passphrase (and then the decrypted root
+/// key), a crash must write no core file. The passphrase comes through a FIFO so the process
+/// can be inspected while it waits for it: its core-file limit is 0, soft and hard, and the
+/// signature still goes through once the passphrase arrives.
+#[test]
+fn red_team_no_core_dump_while_the_passphrase_is_in_memory() {
+    let env = Env::new();
+    env.init(&[]);
+    let fifo = env.path("pass.fifo");
+    nix::unistd::mkfifo(
+        &fifo,
+        nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+    )
+    .unwrap();
+    let csr = env.csr("test", "OpenBao test PKI");
+    // Started with core dumps allowed, so only warden itself can turn them off.
+    let child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -S -c unlimited 2>/dev/null || ulimit -S -c 1024; exec \"$@\"")
+        .arg("sh")
+        .arg(WARDEN.bin())
+        .args(["ca", "sign-intermediate", "--env", "test", "--dir"])
+        .arg(env.ca())
+        .arg("--csr")
+        .arg(&csr)
+        .arg("--out")
+        .arg(env.path("test.pem"))
+        .arg("--passphrase-file")
+        .arg(&fifo)
+        .env_remove("WARDEN_CA_PASSPHRASE")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let limits = format!("/proc/{}/limits", child.id());
+    let core_limit = || {
+        std::fs::read_to_string(&limits)
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("Max core file size"))
+            .map(|l| {
+                l.split_whitespace()
+                    .skip(4)
+                    .take(2)
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    // It blocks on the FIFO until the passphrase is written; by then it has set its limits.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut core = core_limit();
+    while core != ["0", "0"] && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        core = core_limit();
+    }
+    std::fs::write(&fifo, format!("{PASS}\n")).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        core,
+        ["0", "0"],
+        "core-file limit (soft, hard) while holding the passphrase"
+    );
+    assert!(env.path("test.pem").exists());
+}

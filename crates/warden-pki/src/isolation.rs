@@ -120,6 +120,45 @@ impl CaDir {
     }
 }
 
+impl CaDir {
+    /// Whether an intermediate for `env` constrained to `permitted` would reach another
+    /// environment's names, judged as [`CaDir::isolation_of`] will judge it once signed: the
+    /// other environments' names are their latest PKI intermediates' permitted subtrees. The
+    /// first environment reached and its names, if any.
+    pub(crate) fn overreach(
+        &self,
+        env: &str,
+        permitted: &[String],
+    ) -> Result<Option<(String, Vec<String>)>> {
+        let mut latest: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for e in self
+            .ledger()?
+            .into_iter()
+            .filter(|e| e.profile == PKI_PROFILE && e.environment != env)
+        {
+            latest.insert(e.environment, e.permitted_dns);
+        }
+        let mut envs = vec![EnvChain {
+            env: env.to_owned(),
+            names: permitted.to_vec(),
+            permitted_dns: permitted.to_vec(),
+        }];
+        envs.extend(latest.into_iter().map(|(env, permitted)| EnvChain {
+            env,
+            names: permitted.clone(),
+            permitted_dns: permitted,
+        }));
+        Ok(check_isolation(&envs).into_iter().find_map(|f| match f {
+            IsolationFinding::Overreach {
+                env: e,
+                other,
+                names,
+            } if e == env => Some((other, names)),
+            _ => None,
+        }))
+    }
+}
+
 /// One environment's intermediate, as the isolation check sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvChain {

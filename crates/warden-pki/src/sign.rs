@@ -110,6 +110,16 @@ impl CaDir {
                 });
             }
         }
+        if !req.permitted_dns.is_empty()
+            && req.profile == crate::isolation::PKI_PROFILE
+            && let Some((other, names)) = self.overreach(&req.environment, &req.permitted_dns)?
+        {
+            return Err(Error::OverreachingIntermediate {
+                environment: req.environment.clone(),
+                other,
+                names,
+            });
+        }
 
         let root = &self.root.info;
         if now < root.not_before {

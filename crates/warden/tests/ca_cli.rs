@@ -684,6 +684,39 @@ fn red_team_a_permitted_subtree_that_constrains_nothing_is_refused() {
         assert!(err.contains("say why"), "{reason:?}: {err}");
         assert_eq!(env.snapshot(), before);
     }
+    // A subtree reaching test's names (its parent, a name below it) next to prod's own:
+    // refused at signing, not only flagged by `ca verify` later. (test's exact domain reads as
+    // a name both share on purpose, like a domain certificate listed for both: the ledger
+    // cannot tell the two apart.)
+    for reach in [
+        "warden.internal",
+        "internal",
+        "Warden.Internal",
+        "billing.test.warden.internal",
+        "x.billing.TEST.warden.internal",
+    ] {
+        let a = sign_prod(&[
+            "--permitted-dns",
+            "prod.warden.internal",
+            "--permitted-dns",
+            reach,
+        ])
+        .code(1);
+        let err = stderr_of(&a);
+        assert!(
+            err.contains("permit `test`'s names (test.warden.internal)")
+                && err.contains("never a parent of another environment's domain"),
+            "{reach:?}: {err}"
+        );
+        assert_eq!(
+            env.snapshot(),
+            before,
+            "{reach:?}: a refusal changes nothing"
+        );
+    }
+    // A sibling that merely ends in the same letters is not test's.
+    sign_prod(&["--permitted-dns", "xtest.warden.internal"]).success();
+    std::fs::remove_file(env.path("prod.pem")).unwrap();
     // A proper subtree, with or without the "subdomains only" dot, is signed.
     sign_prod(&["--permitted-dns", ".prod.warden.internal"]).success();
 }

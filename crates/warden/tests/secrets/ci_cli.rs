@@ -650,4 +650,47 @@ async fn red_team_a_jobs_token_cannot_stretch_backdate_or_rename_a_transport_cer
             .expect_err(path);
         assert!(err.is_permission_denied(), "{path}: {err}");
     }
+
+    // `transport issue --out` into a directory another user planted (owned by them, or open
+    // to everyone, or a symlink): refused before anything changes, so its owner cannot swap
+    // the key under the workloads; the directory keeps its mode and gets no key.
+    let issue_into = |dir: &Path| {
+        p.run(
+            &["transport", "issue"],
+            &["--holder", "ci-runner", "--out", path_str(dir)],
+            None,
+            &[],
+        )
+    };
+    let planted = p.path("planted");
+    std::fs::create_dir(&planted).expect("mkdir");
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    nix::unistd::chown(&planted, Some(nix::unistd::Uid::from_raw(65534)), None)
+        .expect("chown (the tests run as root)");
+    let open = p.path("open");
+    std::fs::create_dir(&open).expect("mkdir");
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let link = p.path("link");
+    std::os::unix::fs::symlink(&open, &link).expect("symlink");
+    for (dir, says, mode) in [
+        (&planted, "is owned by uid 65534", 0o755),
+        (&open, "is writable by other users", 0o777),
+        (&link, "symbolic link", 0o777),
+    ] {
+        let run = issue_into(dir);
+        run.expect_code(1);
+        assert!(run.all().contains(says), "{}: {}", dir.display(), run.all());
+        let meta = std::fs::metadata(dir).expect("still there");
+        assert_eq!(meta.permissions().mode() & 0o777, mode, "{}", dir.display());
+        assert!(!dir.join("key.pem").exists(), "{}", dir.display());
+    }
+    // A directory of our own is taken, and made private.
+    let own = p.path("own");
+    std::fs::create_dir(&own).expect("mkdir");
+    std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    issue_into(&own).ok();
+    let meta = std::fs::metadata(&own).expect("own");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+    let key = std::fs::metadata(own.join("key.pem")).expect("key");
+    assert_eq!(key.permissions().mode() & 0o777, 0o600);
 }

@@ -95,6 +95,9 @@ impl Lab {
             (src.client_ca(), layout.client_ca(), Mode::Public),
             (src.operator_cert(), layout.operator_cert(), Mode::Public),
             (src.operator_key(), layout.operator_key(), Mode::OwnerOnly),
+            // Followers' raft `retry_join` presents the nodes' own certificate (`node@<env>`).
+            (src.node_cert(), layout.node_cert(), Mode::Public),
+            (src.node_key(), layout.node_key(), Mode::OwnerOnly),
         ] {
             copy_file(&from, &to, mode)?;
         }

@@ -66,7 +66,7 @@ pub struct EnvPlan {
     /// remain. Filled in by the caller, which has the spec.
     pub unpurposed: Vec<String>,
     #[serde(skip)]
-    pub(crate) owned: BTreeSet<String>,
+    pub(crate) owned: owned::Owned,
 }
 
 impl EnvPlan {
@@ -107,7 +107,7 @@ pub async fn plan_env(
             }),
         }
     }
-    let orphans = orphans(&live.owned, &desired_ids, prune, &mut changes);
+    let orphans = orphans(&live.owned.ids, &desired_ids, prune, &mut changes);
     changes.sort_by_key(|c| match c.action {
         Action::Delete => (10 - c.kind.phase(), c.path.clone()),
         _ => (c.kind.phase(), c.path.clone()),
@@ -130,8 +130,8 @@ struct Live {
     auths: BTreeMap<String, Value>,
     /// Every other object by API path; `None` where it is absent.
     objects: BTreeMap<String, Option<Value>>,
-    /// Ids of the objects Warden created (its ownership record).
-    owned: BTreeSet<String>,
+    /// The objects Warden created (its ownership record).
+    owned: owned::Owned,
 }
 
 impl Live {
@@ -161,7 +161,7 @@ impl Live {
         let owned = if mounts.contains_key(META_MOUNT) {
             owned::read(client, env).await?
         } else {
-            BTreeSet::new()
+            owned::Owned::default()
         };
 
         // Read every non-mount object concurrently over the one client.
@@ -237,6 +237,10 @@ fn compare(d: &Desired, current: Option<Value>) -> Option<(Action, String, Vec<F
         // Only the description differs: not ours, but compatible.
         (!fields_owned.is_empty())
             .then(|| (Action::Conflict, format!("exists but {what}"), fields_owned))
+    } else if d.kind == Kind::RegistryPage {
+        // A page is one long string; its diff would print hundreds of kilobytes. The entry's
+        // own update shows the counts and checksum that changed.
+        Some((Action::Update, "page content differs".to_owned(), Vec::new()))
     } else {
         let n = fields.len();
         Some((

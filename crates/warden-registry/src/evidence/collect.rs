@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
-use warden_bao::Client;
+use warden_bao::{Client, paged};
 use warden_spec::naming::policy::{Grant, MANAGED_MARK};
 use warden_spec::naming::{self, Location};
 use warden_spec::{Credential, Delivery, Environment, Purpose, Spec};
@@ -207,11 +207,27 @@ async fn registry_entry(i: &Inputs<'_>, p: &Purpose) -> Result<Value, EvidenceEr
     match i.client.kv2(&at.mount).read(&at.path, None).await {
         Ok(v) => {
             // A registry entry is metadata only (ADR 0006), so exposing it is safe.
-            let entry: serde_json::Map<String, Value> = v
+            let mut entry: serde_json::Map<String, Value> = v
                 .data
                 .iter()
                 .map(|(k, s)| (k.to_owned(), s.expose().clone()))
                 .collect();
+            // Since ADR 0014 the credentials are in pages; an entry written before keeps them
+            // inline and is shown as it is.
+            if let Some(head) = entry
+                .get("credentials_pages")
+                .and_then(|h| serde_json::from_value::<paged::PageHead>(h.clone()).ok())
+            {
+                let folder = naming::record_pages(&at).data_path();
+                let creds = paged::read(i.client, &folder, &head).await.map_err(|source| {
+                    EvidenceError::Pages {
+                        env: i.env_name().to_owned(),
+                        purpose: p.id.to_string(),
+                        source,
+                    }
+                })?;
+                entry.insert("credentials".into(), json!(creds));
+            }
             Ok(json!({
                 "path": at.data_path(),
                 "version": v.meta.version,

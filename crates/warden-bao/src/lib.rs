@@ -75,6 +75,7 @@
 
 mod auth;
 mod b64;
+pub mod bounded;
 mod cert_login;
 mod client;
 mod config;

@@ -100,7 +100,7 @@ pub async fn apply_env(
                 paged: true,
             };
         }
-        let results = crate::bounded::run(phase, concurrency, {
+        let results = warden_bao::bounded::run(phase, concurrency, {
             let client = client.clone();
             let done = done.clone();
             let progress = progress.clone();

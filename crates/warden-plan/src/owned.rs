@@ -41,7 +41,9 @@ fn pages_folder() -> String {
 /// Reads the ownership record (empty when the mount or record does not exist yet).
 pub(crate) async fn read(client: &Client, env: &str) -> Result<Owned, Error> {
     let data = match client.read(&head_path()).await {
-        Ok(secret) => secret.data.and_then(|mut d| d.get_mut("data").map(Value::take)),
+        Ok(secret) => secret
+            .data
+            .and_then(|mut d| d.get_mut("data").map(Value::take)),
         Err(e) if e.is_not_found() => return Ok(Owned::default()),
         Err(source) => {
             return Err(Error::Bao {

@@ -57,7 +57,14 @@ fn ok(args: &[&str], spec: &Path, lab: &Path) -> std::process::Output {
 /// Runs `warden ARGS --spec SPEC --lab LAB --env test` and requires exit `code`.
 fn exits(code: i32, args: &[&str], spec: &Path, lab: &Path) -> std::process::Output {
     let mut v: Vec<&str> = args.to_vec();
-    v.extend(["--spec", path_str(spec), "--lab", path_str(lab), "--env", "test"]);
+    v.extend([
+        "--spec",
+        path_str(spec),
+        "--lab",
+        path_str(lab),
+        "--env",
+        "test",
+    ]);
     let out = WARDEN.run(&v);
     assert!(
         out.status.code() == Some(code),
@@ -112,7 +119,10 @@ async fn a_purpose_over_a_thousand_credentials_applies_and_reports() {
     ok(&["apply"], &small, &lab_dir);
     let owned_head = data(&op, "warden/data/owned").await;
     let owned = paged_items(&op, &owned_head["paged"], "warden/data/pages/owned").await;
-    assert!(owned.iter().any(|id| id.ends_with("/app-00003")), "{owned:?}");
+    assert!(
+        owned.iter().any(|id| id.ends_with("/app-00003")),
+        "{owned:?}"
+    );
     // Rewrite both records the way the version before ADR 0014 stored them, pages gone.
     let mut by_kind = serde_json::Map::new();
     for id in &owned {
@@ -121,7 +131,11 @@ async fn a_purpose_over_a_thousand_credentials_applies_and_reports() {
             .entry(kind.to_owned())
             .or_insert_with(|| Value::String(String::new()));
         let s = e.as_str().expect("string").to_owned();
-        *e = Value::String(if s.is_empty() { id.clone() } else { format!("{s}\n{id}") });
+        *e = Value::String(if s.is_empty() {
+            id.clone()
+        } else {
+            format!("{s}\n{id}")
+        });
     }
     let registry = data(&op, "warden/data/registry/everything").await;
     let creds = paged_items(
@@ -141,9 +155,13 @@ async fn a_purpose_over_a_thousand_credentials_applies_and_reports() {
     ] {
         op.delete(path).await.expect("delete page");
     }
-    op.write("warden/data/owned", &json!({ "data": by_kind }), Idempotent::Yes)
-        .await
-        .expect("old ownership record");
+    op.write(
+        "warden/data/owned",
+        &json!({ "data": by_kind }),
+        Idempotent::Yes,
+    )
+    .await
+    .expect("old ownership record");
     op.write(
         "warden/data/registry/everything",
         &json!({ "data": old_entry }),
@@ -229,19 +247,32 @@ async fn a_purpose_over_a_thousand_credentials_applies_and_reports() {
     let judged = purposes[0]["credentials"].as_array().expect("credentials");
     assert_eq!(judged.len(), APPS * 3);
     // No agent has run and no secret was written: nothing can be healthy yet.
-    assert!(judged.iter().all(|c| c["status"] == "unknown"), "{}", judged[0]);
+    assert!(
+        judged.iter().all(|c| c["status"] == "unknown"),
+        "{}",
+        judged[0]
+    );
 
     // Evidence: the packet lists all 1,200 and verifies offline.
     let packet_file = dir.path().join("scale.json");
     ok(
-        &["evidence", "export", "EV-SCALE", "--out", path_str(&packet_file)],
+        &[
+            "evidence",
+            "export",
+            "EV-SCALE",
+            "--out",
+            path_str(&packet_file),
+        ],
         &big,
         &lab_dir,
     );
     let packet: Value =
         serde_json::from_slice(&std::fs::read(&packet_file).expect("packet")).expect("JSON");
     let p = &packet["payload"]["purposes"][0];
-    assert_eq!(p["credentials"].as_array().expect("credentials").len(), APPS * 3);
+    assert_eq!(
+        p["credentials"].as_array().expect("credentials").len(),
+        APPS * 3
+    );
     assert_eq!(
         p["registry"]["entry"]["credentials"]
             .as_array()

@@ -79,7 +79,9 @@ pub enum PagedError {
         source: Error,
     },
     /// A page the head names does not exist or has no [`PAGE_FIELD`].
-    #[error("page {path} is missing (the head names {pages} pages); the writer stopped half way: write the record again")]
+    #[error(
+        "page {path} is missing (the head names {pages} pages); the writer stopped half way: write the record again"
+    )]
     Missing {
         /// The page's API path.
         path: String,
@@ -87,7 +89,9 @@ pub enum PagedError {
         pages: usize,
     },
     /// The pages do not add up to what the head says.
-    #[error("the pages under {folder} do not match their head ({reason}); the writer stopped half way: write the record again")]
+    #[error(
+        "the pages under {folder} do not match their head ({reason}); the writer stopped half way: write the record again"
+    )]
     Torn {
         /// The pages' folder (`data/` path).
         folder: String,
@@ -170,7 +174,10 @@ pub fn join(head: &PageHead, pages: &[String], folder: &str) -> Result<Vec<Strin
     }
     let sum = checksum(&items);
     if sum != head.checksum {
-        return Err(torn(format!("checksum {sum}, the head says {}", head.checksum)));
+        return Err(torn(format!(
+            "checksum {sum}, the head says {}",
+            head.checksum
+        )));
     }
     Ok(items)
 }
@@ -250,7 +257,9 @@ mod tests {
     use super::*;
 
     fn ids(n: usize) -> Vec<String> {
-        (0..n).map(|i| format!("app-{i:05}/identity-cert")).collect()
+        (0..n)
+            .map(|i| format!("app-{i:05}/identity-cert"))
+            .collect()
     }
 
     #[test]
@@ -269,7 +278,10 @@ mod tests {
     fn an_empty_list_has_no_pages() {
         let p = split::<String>(&[]);
         assert_eq!(p.head.pages, 0);
-        assert_eq!(join(&p.head, &p.pages, "f").expect("joins"), Vec::<String>::new());
+        assert_eq!(
+            join(&p.head, &p.pages, "f").expect("joins"),
+            Vec::<String>::new()
+        );
     }
 
     #[test]

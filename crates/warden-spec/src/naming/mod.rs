@@ -12,7 +12,7 @@
 //! | where a credential lives | [`location`] → [`Location`] |
 //! | a credential's reference (`billing/secret/config`) | [`credential_id`], [`Credential::new`] |
 //! | an environment's mounts | [`Mounts`], defaults: [`default_mounts`] |
-//! | Warden's own KV v2 mount and its folders | [`META_MOUNT`], [`OWNED_RECORD`], [`REGISTRY_PREFIX`], [`DELIVERED_PREFIX`], [`REVEAL_PREFIX`], [`PAGES_PREFIX`], [`CUSTODY_PREFIX`], [`BREAK_GLASS_PREFIX`]; entries: [`ownership_record`], [`registry_entry`], [`record_pages`], [`delivery_report`], [`reveal_record`], [`reveal_records`], [`custody_record`], [`break_glass_record`], [`break_glass_records`] |
+//! | Warden's own KV v2 mount and its folders | [`META_MOUNT`], [`OWNED_RECORD`], [`REGISTRY_PREFIX`], [`DELIVERED_PREFIX`], [`REVEAL_PREFIX`], [`PAGES_PREFIX`], [`CUSTODY_PREFIX`], [`BREAK_GLASS_PREFIX`]; entries: [`ownership_record`], [`registry_entry`], [`record_pages`], [`delivery_report`], [`delivery_reports`], [`reveal_record`], [`reveal_records`], [`custody_record`], [`break_glass_record`], [`break_glass_records`] |
 //! | KV entries ([`KvEntry`]: mount + path) of an app | [`kv_prefix`], [`secret`], [`secret_path`], [`signing_key`], [`domain_cert`], [`domain_cert_path`] |
 //! | policies | [`policy_name`], [`REGISTRY_READER_POLICY`]; reading HCL: [`policy`] |
 //! | identity certificates | [`identity_common_name`], [`IDENTITY_CERT_TTL_SECS`] |
@@ -357,6 +357,12 @@ pub fn registry_entry(purpose: &str) -> KvEntry {
 /// only path under [`META_MOUNT`] its policy may write.
 pub fn delivery_report(identity: &str) -> KvEntry {
     KvEntry::new(META_MOUNT, format!("{DELIVERED_PREFIX}/{identity}"))
+}
+
+/// The folder of every identity's delivery report (for listing: posture reads only the
+/// reports that exist).
+pub fn delivery_reports() -> KvEntry {
+    KvEntry::new(META_MOUNT, DELIVERED_PREFIX.to_owned())
 }
 
 /// The folder of purpose `purpose`'s reveal records in [`META_MOUNT`] (for listing).

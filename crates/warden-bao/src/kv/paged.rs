@@ -74,9 +74,9 @@ pub enum PagedError {
     Read {
         /// The page's API path.
         path: String,
-        /// The client's error.
+        /// The client's error (boxed: it is large, and this error is returned often).
         #[source]
-        source: Error,
+        source: Box<Error>,
     },
     /// A page the head names does not exist or has no [`PAGE_FIELD`].
     #[error(
@@ -216,7 +216,12 @@ pub async fn read(
                 .and_then(Value::as_str)
                 .map(str::to_owned),
             Err(e) if e.is_not_found() => None,
-            Err(source) => return Err(PagedError::Read { path, source }),
+            Err(source) => {
+                return Err(PagedError::Read {
+                    path,
+                    source: Box::new(source),
+                });
+            }
         };
         let Some(text) = text else {
             return Err(PagedError::Missing {

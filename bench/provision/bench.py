@@ -327,10 +327,12 @@ def cmd_record(a):
         rec["client_cpu_s"] = a.client_cpu
     for kv in a.set or []:
         k, _, v = kv.partition("=")
-        try:
-            rec[k] = int(v)
-        except ValueError:
-            rec[k] = v
+        for number in (int, float):
+            try:
+                rec[k] = number(v)
+                break
+            except ValueError:
+                rec[k] = v
     if a.merge:
         with open(a.merge, encoding="utf-8") as f:
             rec.update(json.load(f))

@@ -10,7 +10,8 @@
 # and `warden evidence export` of the spec's one evidence component (every credential), each
 # with Warden's peak resident memory, then the reference again and the `bao` CLI loop.
 #
-# Knobs (environment): RAW_APPS (apps the reference writes per run, 4 writes each; default 250,
+# Knobs (environment): EVIDENCE_PHASE=0 to skip the evidence export (at 10,000 identities one
+# packet over every credential is larger than Warden holds in memory comfortably), RAW_APPS (apps the reference writes per run, 4 writes each; default 250,
 # i.e. 1,000 writes), COMPARE_C1=0 to skip the --concurrency 1 pass (and its second OpenBao
 # server), WARDEN_BIN to use an already built binary instead of `cargo build --release`.
 #
@@ -187,7 +188,7 @@ warden_phase() { # phase env server-pid concurrency command(apply|plan) [expect_
         bash -c '"$@"; rc=$?; [[ $rc -eq 0 ]] || [[ $2 == posture && $rc -ge 10 && $rc -le 14 ]]' \
         _ "$warden" "${args[@]}"
     t1=$(now); c1=$(server_cpu "$pid")
-    local client_cpu objects writes rss_mb
+    local client_cpu objects writes rss_mb extra=()
     client_cpu=$(awk '{ print $1 + $2 }' "$work/$phase.time")
     rss_mb=$(awk '{ printf "%.1f", $3 / 1024 }' "$work/$phase.time")
     if [[ $cmd == posture || $cmd == evidence ]]; then
@@ -201,6 +202,7 @@ warden_phase() { # phase env server-pid concurrency command(apply|plan) [expect_
             local listed
             listed=$(python3 -c 'import json,sys;d=json.load(open(sys.argv[1]));print(sum(len(p["credentials"]) for p in d["payload"]["purposes"]))' "$work/evidence.json")
             [[ $listed == "$objects" ]] || die "$phase: the packet lists $listed credentials, expected $objects"
+            extra=(--set "packet_bytes=$(stat -c %s "$work/evidence.json")")
         fi
     elif [[ $cmd == plan ]]; then
         objects=$(python3 -c 'import json,sys;d=json.load(open(sys.argv[1]));print(d["creates"]+d["updates"])' "$work/$phase.out")
@@ -216,7 +218,7 @@ warden_phase() { # phase env server-pid concurrency command(apply|plan) [expect_
     fi
     record --phase "$phase" --wall "$(elapsed "$t0" "$t1")" --objects "$objects" \
         --server-cpu "$(elapsed "$c0" "$c1")" --client-cpu "$client_cpu" --set "writes=$writes" \
-        --set "max_rss_mb=$rss_mb"
+        --set "max_rss_mb=$rss_mb" "${extra[@]}"
     last_objects=$objects
 }
 
@@ -228,7 +230,7 @@ apply_objects=$last_objects
     || die "the reference would not write what warden writes"
 warden_phase noop "$ENV_NAME" "$server_pid" 8 apply "$apply_objects"
 warden_phase posture "$ENV_NAME" "$server_pid" 8 posture
-warden_phase evidence "$ENV_NAME" "$server_pid" 8 evidence
+[[ ${EVIDENCE_PHASE:-1} == 1 ]] && warden_phase evidence "$ENV_NAME" "$server_pid" 8 evidence
 raw_phase raw_after rawb
 
 say "bao CLI: one process per object, $((N_CLI * 4)) objects"

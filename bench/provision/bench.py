@@ -356,7 +356,7 @@ def cmd_report(a):
     ph = {k: m[k] for k in ("plan", "apply", "noop", "posture", "evidence", "cli", "apply_c1",
                             "noop_c1") if k in m}
     for p in ph.values():
-        p["per_object_ms"] = per(p)
+        p["per_object_ms"] = per(p) if "wall_s" in p else 0
         if "server_cpu_s" in p:
             p["server_cpu_ms_per_object"] = p["server_cpu_s"] * 1e3 / p["objects"]
     for r in raws:
@@ -384,7 +384,7 @@ def cmd_report(a):
     if "posture" in ph:
         checks["posture < 2 s"] = ph["posture"]["wall_s"] < 2
     if "evidence" in ph:
-        checks["evidence < 5 s"] = ph["evidence"]["wall_s"] < 5
+        checks["evidence < 5 s"] = "failed" not in ph["evidence"] and ph["evidence"]["wall_s"] < 5
     m["target"] = {"checks": checks, "met": all(checks.values()), "max_rss_mb": rss}
 
     def srv(p):
@@ -414,6 +414,10 @@ def cmd_report(a):
         if k not in ph:
             continue
         p = ph[k]
+        if "failed" in p:
+            rows.append(f"| {label} | {p['objects']} | failed after {p['wall_s']:.2f} s: "
+                        f"{p['failed']} | | | | {p.get('max_rss_mb', '')} |")
+            continue
         rows.append(f"| {label} | {p['objects']} | {p['wall_s']:.2f} | {ms(p['per_object_ms'])} | "
                     f"{p['per_object_ms'] / raw:.2f} | {srv(p)} | {p.get('max_rss_mb', '')} |")
     r = ratios

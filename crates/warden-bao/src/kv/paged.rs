@@ -20,7 +20,6 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::task::JoinSet;
 
 use crate::client::Client;
 use crate::error::Error;
@@ -194,44 +193,35 @@ pub async fn read(
     folder: &str,
     head: &PageHead,
 ) -> Result<Vec<String>, PagedError> {
-    let mut pages: Vec<Option<String>> = vec![None; head.pages];
-    let mut set = JoinSet::new();
-    let mut next = 0;
-    loop {
-        while next < head.pages && set.len() < READ_CONCURRENCY {
-            let (client, path, n) = (client.clone(), page_path(folder, next), next);
-            set.spawn(async move { (n, path.clone(), client.read(&path).await) });
-            next += 1;
-        }
-        let Some(joined) = set.join_next().await else {
-            break;
-        };
-        let (n, path, r) = joined.expect("a page read panicked");
-        let text = match r {
-            Ok(s) => s
-                .data
-                .as_ref()
-                .and_then(|d| d.get("data"))
-                .and_then(|d| d.get(PAGE_FIELD))
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            Err(e) if e.is_not_found() => None,
-            Err(source) => {
-                return Err(PagedError::Read {
-                    path,
-                    source: Box::new(source),
-                });
-            }
-        };
-        let Some(text) = text else {
-            return Err(PagedError::Missing {
+    let read = crate::bounded::run(
+        (0..head.pages).collect(),
+        READ_CONCURRENCY,
+        |n| async move {
+            let path = page_path(folder, n);
+            let text = match client.read(&path).await {
+                Ok(s) => s
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get("data"))
+                    .and_then(|d| d.get(PAGE_FIELD))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                Err(e) if e.is_not_found() => None,
+                Err(source) => {
+                    return Err(PagedError::Read {
+                        path,
+                        source: Box::new(source),
+                    });
+                }
+            };
+            text.ok_or(PagedError::Missing {
                 path,
                 pages: head.pages,
-            });
-        };
-        pages[n] = Some(text);
-    }
-    let pages: Vec<String> = pages.into_iter().flatten().collect();
+            })
+        },
+    )
+    .await;
+    let pages = read.into_iter().collect::<Result<Vec<String>, _>>()?;
     join(head, &pages, folder)
 }
 

@@ -314,5 +314,20 @@ reason = "b rotates its own transit key and needs sudo for it"
                 && findings.iter().any(|f| f.message.contains("p-identity"))),
             "{got:?}"
         );
+        // Each reaching grant is reported once, naming the first identity (spec order) and
+        // its first prefix it reaches: `kvv2/data/*` reaches b's data prefix; the exact path
+        // starts with it too.
+        let cross: Vec<&str> = findings
+            .iter()
+            .filter(|f| f.identity == "a" && f.rule == rules::CROSS_APP)
+            .map(|f| f.message.as_str())
+            .collect();
+        assert_eq!(
+            cross,
+            [
+                "`kvv2/data/*` reaches `b`'s path `kvv2/data/b/`",
+                "`kvv2/data/b/config` reaches `b`'s path `kvv2/data/b/`",
+            ]
+        );
     }
 }

@@ -195,7 +195,7 @@ warden_phase() { # phase env server-pid concurrency command(apply|plan) [expect_
             why=$(grep -m1 '^error' "$work/$phase.log" | cut -c1-200)
             record --phase "$phase" --wall "$(elapsed "$t0" "$t1")" --objects $((N_IDENTITIES * 3)) \
                 --set "failed=${why:-see its log}" \
-                --set "max_rss_mb=$(awk '{ printf "%.1f", $3 / 1024 }' "$work/$phase.time" 2>/dev/null || echo 0)"
+                --set "max_rss_mb=$(tail -n1 "$work/$phase.time" | awk '{ printf "%.1f", $3 / 1024 }')"
             echo "bench: $phase failed: $why" >&2
             return
         fi
@@ -204,8 +204,8 @@ warden_phase() { # phase env server-pid concurrency command(apply|plan) [expect_
     fi
     t1=$(now); c1=$(server_cpu "$pid")
     local client_cpu objects writes rss_mb extra=()
-    client_cpu=$(awk '{ print $1 + $2 }' "$work/$phase.time")
-    rss_mb=$(awk '{ printf "%.1f", $3 / 1024 }' "$work/$phase.time")
+    client_cpu=$(tail -n1 "$work/$phase.time" | awk '{ print $1 + $2 }')
+    rss_mb=$(tail -n1 "$work/$phase.time" | awk '{ printf "%.1f", $3 / 1024 }')
     if [[ $cmd == posture || $cmd == evidence ]]; then
         objects=$((N_IDENTITIES * 3))
         writes=0

@@ -55,6 +55,9 @@ def render_policy(name):
         (f"{KV}/metadata/{name}/config", ["read"]),
         # A spec with purposes lets each identity report its deliveries (ADR 0006).
         (f"warden/data/delivered/{name}", ["create", "update", "read"]),
+        # ... and read the registry entry of its certificate's purpose before every issuance
+        # (agents fail closed under a revoked purpose, ADR 0015).
+        ("warden/data/registry/certificate", ["read"]),
     ]
     s = f"# managed-by: warden\n# identity: {name} (app)\n"
     for path, caps in grants:
@@ -63,7 +66,7 @@ def render_policy(name):
     return s
 
 
-def pki_role(names, ttl, server, client):
+def pki_role(names, ttl, server, client, no_store=True):
     return {
         "allowed_domains": names,
         "allow_bare_domains": True,
@@ -79,7 +82,7 @@ def pki_role(names, ttl, server, client):
         "key_type": "ec",
         "ttl": ttl,
         "max_ttl": ttl,
-        "no_store": True,
+        "no_store": no_store,
         "require_cn": True,
         "code_signing_flag": False,
         "email_protection_flag": False,
@@ -91,6 +94,10 @@ def pki_role(names, ttl, server, client):
         "allowed_domains_template": False,
         "issuer_ref": "default",
         "key_bits": 256,
+        # The requester may not pick the validity window (OpenBao honours `not_after` past
+        # `max_ttl` otherwise).
+        "not_after_bound": "forbid",
+        "not_before_bound": "forbid",
     }
 
 
@@ -103,7 +110,8 @@ def app_objects(name, env, ca_pem, cert_mount):
         ("pki_role", "POST", f"{PKI}/roles/{name}",
          pki_role([f"{name}.{domain}"], APP_CERT_TTL, True, False)),
         ("identity_role", "POST", f"{PKI}/roles/{name}-identity",
-         pki_role([cn], IDENTITY_CERT_TTL, False, True)),
+         # Identity certificates are stored so they can be revoked by serial (ADR 0015).
+         pki_role([cn], IDENTITY_CERT_TTL, False, True, no_store=False)),
         ("cert_role", "POST", f"auth/{cert_mount}/certs/{name}", {
             "certificate": ca_pem.strip(),
             "allowed_common_names": [cn],

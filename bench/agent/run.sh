@@ -6,6 +6,7 @@
 # 60 s, and the time from start to the first complete render. See docs/benchmarks.md.
 #
 #   bench/agent/run.sh
+#   BENCH_SMOKE=1 bench/agent/run.sh      # CI: one short run, 3 s windows, debug builds, no figures kept
 #
 # Knobs (environment): RENDER_RUNS (short start→render→stop runs per agent before the long
 # run; default 3), SETTLE (seconds before memory is read; 60), IDLE (idle CPU window; 60),
@@ -13,15 +14,26 @@
 # `warden-agent`, WARDEN_BIN / AGENT_BIN to use already built binaries instead of building
 # (`warden` sets up the lab and enrolls; `warden-agent` is measured).
 #
+# BENCH_SMOKE=1 is the same script at a tiny size (scripts/test runs it, so a change that
+# breaks the benchmark fails CI): RENDER_RUNS=1, SETTLE=3, IDLE=3, the debug binaries, and
+# nothing written to results/.
+#
 # Prints a Markdown table and writes every raw figure as JSON to
 # bench/agent/results/agent-<UTC time>.json. The lab lives in a temporary directory; it and
 # both agents are stopped and deleted on exit, also on failure or Ctrl-C. Everything listens
 # on 127.0.0.1. About 3 minutes, excluding the two builds.
 set -euo pipefail
 
-RENDER_RUNS=${RENDER_RUNS:-3}
-SETTLE=${SETTLE:-60}
-IDLE=${IDLE:-60}
+SMOKE=${BENCH_SMOKE:-0}
+if [[ $SMOKE == 1 ]]; then
+    RENDER_RUNS=${RENDER_RUNS:-1}
+    SETTLE=${SETTLE:-3}
+    IDLE=${IDLE:-3}
+else
+    RENDER_RUNS=${RENDER_RUNS:-3}
+    SETTLE=${SETTLE:-60}
+    IDLE=${IDLE:-60}
+fi
 ENV_NAME=test            # an environment of the example spec: its identities are applied there
 IDENTITY=billing
 STEP_TIMEOUT=${STEP_TIMEOUT:-300}
@@ -30,7 +42,6 @@ AGENT=${AGENT:-warden-agent}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 results="$here/results"
-mkdir -p "$results"
 
 for n in "$RENDER_RUNS" "$SETTLE" "$IDLE"; do
     [[ $n =~ ^[0-9]+$ ]] || { echo "bench: RENDER_RUNS, SETTLE and IDLE are whole numbers" >&2; exit 2; }
@@ -44,6 +55,10 @@ die() { echo "bench: $*" >&2; exit 1; }
 # ------------------------------------------------------------------ binaries
 if [[ -n ${WARDEN_BIN:-} ]]; then
     warden=$WARDEN_BIN
+elif [[ $SMOKE == 1 ]]; then
+    say "building warden (debug, as the tests do)"
+    (cd "$repo" && cargo build --locked -p warden)
+    warden="$repo/target/debug/warden"
 else
     say "building warden (release)"
     (cd "$repo" && cargo build --release --locked -p warden)
@@ -54,6 +69,9 @@ if [[ $AGENT == warden ]]; then
     agent_bin=$warden
 elif [[ -n ${AGENT_BIN:-} ]]; then
     agent_bin=$AGENT_BIN
+elif [[ $SMOKE == 1 ]]; then
+    (cd "$repo" && cargo build --locked -p warden-agent --bin warden-agent)
+    agent_bin="$repo/target/debug/warden-agent"
 else
     # The deployment build (docs/agent.md, Deployment): the size-optimised `agent` profile, and
     # aws-lc seeded from the OS alone (getrandom), without its CPU-jitter source, which costs
@@ -295,7 +313,12 @@ print(json.dumps({"date": sys.argv[1], "nproc": sys.argv[2], "cpu": cpu, "loadav
                   "bao_version": sys.argv[4], "warden_version": sys.argv[5]}))
 EOF
 )
-out="$results/agent-$(date -u +%Y%m%dT%H%M%SZ).json"
+if [[ $SMOKE == 1 ]]; then
+    out="$work/agent-smoke.json"   # deleted with the work directory: no figures kept
+else
+    mkdir -p "$results"
+    out="$results/agent-$(date -u +%Y%m%dT%H%M%SZ).json"
+fi
 say "measuring: $RENDER_RUNS short runs each, then both together for ${SETTLE}s + ${IDLE}s"
 j() { python3 -c 'import json,sys;print(json.dumps(sys.argv[1:]))' "$@"; }
 timeout $((STEP_TIMEOUT + SETTLE + IDLE)) python3 "$here/bench.py" measure --work "$work" \
@@ -317,4 +340,8 @@ r["environment"]["loadavg_end"] = sys.argv[2]
 json.dump(r, open(sys.argv[1], "w"), indent=2)
 EOF
 echo
-echo "Raw figures: $out"
+if [[ $SMOKE == 1 ]]; then
+    echo "Smoke run passed (figures at this size mean nothing and are not kept)."
+else
+    echo "Raw figures: $out"
+fi

@@ -4,21 +4,40 @@
 # shell loop of `bao` CLI calls (how the seeds provision). See docs/benchmarks.md.
 #
 #   bench/provision/run.sh [N_IDENTITIES=1000] [N_CLI=100]
+#   BENCH_SMOKE=1 bench/provision/run.sh      # CI: 4 identities, debug build, no figures kept
 #
-# Knobs (environment): RAW_APPS (apps the reference writes per run, 4 writes each; default 250,
+# Phases: the reference, `warden plan`, `warden apply`, the no-op re-apply, `warden posture`
+# and `warden evidence export` of the spec's one evidence component (every credential), each
+# with Warden's peak resident memory, then the reference again and the `bao` CLI loop.
+#
+# Knobs (environment): EVIDENCE_PHASE=0 to skip the evidence export, =try to report its failure
+# (one packet over every credential grows with N) instead of failing the run, RAW_APPS (apps the reference writes per run, 4 writes each; default 250,
 # i.e. 1,000 writes), COMPARE_C1=0 to skip the --concurrency 1 pass (and its second OpenBao
 # server), WARDEN_BIN to use an already built binary instead of `cargo build --release`.
+#
+# BENCH_SMOKE=1 is the same script at a tiny size (scripts/test runs it, so a change that
+# breaks the benchmark fails CI): N_IDENTITIES=4, N_CLI=2, RAW_APPS=2, no --concurrency 1 pass,
+# the debug binary the tests already built, and nothing written to results/.
 #
 # Prints a Markdown table and writes every raw figure as JSON to
 # bench/provision/results/provision-<UTC time>.json. The lab lives in a temporary directory and
 # is stopped and deleted on exit, also on failure or Ctrl-C. Everything listens on 127.0.0.1.
 set -euo pipefail
 
-N_IDENTITIES=${1:-1000}
-N_CLI=${2:-100}
-RAW_APPS=${RAW_APPS:-250}
-COMPARE_C1=${COMPARE_C1:-1}
+SMOKE=${BENCH_SMOKE:-0}
+if [[ $SMOKE == 1 ]]; then
+    N_IDENTITIES=${1:-4}
+    N_CLI=${2:-2}
+    RAW_APPS=${RAW_APPS:-2}
+    COMPARE_C1=${COMPARE_C1:-0}
+else
+    N_IDENTITIES=${1:-1000}
+    N_CLI=${2:-100}
+    RAW_APPS=${RAW_APPS:-250}
+    COMPARE_C1=${COMPARE_C1:-1}
+fi
 ENV_NAME=bench
+EVIDENCE=EV-BENCH   # the spec's one evidence component (bench.py EVIDENCE)
 # The --concurrency 1 pass gets its own server, so both passes start from the same empty store.
 ENV_C1=bench1
 # Per-step bounds, seconds: a hung step fails the run instead of stalling it.
@@ -29,7 +48,6 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 helper=(python3 "$here/bench.py")
 results="$here/results"
-mkdir -p "$results"
 
 for n in "$N_IDENTITIES" "$N_CLI" "$RAW_APPS"; do
     [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "usage: $0 [N_IDENTITIES] [N_CLI] (positive integers)" >&2; exit 2; }
@@ -41,6 +59,10 @@ die() { echo "bench: $*" >&2; exit 1; }
 # ------------------------------------------------------------------ binaries
 if [[ -n ${WARDEN_BIN:-} ]]; then
     warden=$WARDEN_BIN
+elif [[ $SMOKE == 1 ]]; then
+    say "building warden (debug, as the tests do)"
+    (cd "$repo" && cargo build --locked -p warden)
+    warden="$repo/target/debug/warden"
 else
     say "building warden (release)"
     (cd "$repo" && cargo build --release --locked -p warden)
@@ -81,10 +103,10 @@ run_logged() { # name cmd... ; stdout to $work/name.out, stderr to $work/name.lo
         echo "bench: step $name failed; last lines of its log:" >&2
         tail -n 30 "$work/$name.log" >&2
         if grep -q "exceeded maximum number of strings" "$work/$name.log"; then
-            echo "bench: known limit: OpenBao refuses JSON bodies with more than 1,000 strings" \
-                 "(max_request_json_strings), and Warden's ownership record is one array of every" \
-                 "object it created (4 per identity + 5); until that record is split, run with" \
-                 "N_IDENTITIES <= 248" >&2
+            echo "bench: OpenBao refused a body with more than 1,000 JSON strings" \
+                 "(max_request_json_strings). Every list Warden keeps (ownership record, registry" \
+                 "credentials) is paged into one string per page (ADR 0014), so this is a" \
+                 "regression: find the record in the log above and page it" >&2
         fi
         exit 1
     fi
@@ -154,12 +176,50 @@ warden_phase() { # phase env server-pid concurrency command(apply|plan) [expect_
     say "warden $cmd ($phase: environment $env, --concurrency $conc)"
     local c0 c1 t0 t1
     c0=$(server_cpu "$pid"); t0=$(now)
-    run_logged "$phase" timeout "$STEP_TIMEOUT" /usr/bin/time -f '%U %S' -o "$work/$phase.time" \
-        "$warden" "$cmd" --spec "$spec" --lab "$lab" --env "$env" --concurrency "$conc" --output json
+    local args=("$cmd" --spec "$spec" --lab "$lab" --env "$env" --output json)
+    case $cmd in
+        apply|plan) args+=(--concurrency "$conc") ;;
+        posture) ;;
+        evidence) args=(evidence export "$EVIDENCE" --out "$work/evidence.json" --spec "$spec" \
+                        --lab "$lab" --env "$env" --output json) ;;
+    esac
+    # posture exits 10-14 when a credential is not healthy (here: no agent has reported).
+    local step=(timeout "$STEP_TIMEOUT" /usr/bin/time -f '%U %S %M' -o "$work/$phase.time"
+        bash -c '"$@"; rc=$?; [[ $rc -eq 0 ]] || [[ $2 == posture && $rc -ge 10 && $rc -le 14 ]]'
+        _ "$warden" "${args[@]}")
+    if [[ $cmd == evidence && ${EVIDENCE_PHASE:-1} == try ]]; then
+        # Measured, but a refusal is a result to report rather than the end of the run.
+        if ! "${step[@]}" >"$work/$phase.out" 2>"$work/$phase.log"; then
+            t1=$(now)
+            local why
+            why=$(grep -m1 '^error' "$work/$phase.log" | cut -c1-200)
+            record --phase "$phase" --wall "$(elapsed "$t0" "$t1")" --objects $((N_IDENTITIES * 3)) \
+                --set "failed=${why:-see its log}" \
+                --set "max_rss_mb=$(tail -n1 "$work/$phase.time" | awk '{ printf "%.1f", $3 / 1024 }')"
+            echo "bench: $phase failed: $why" >&2
+            return
+        fi
+    else
+        run_logged "$phase" "${step[@]}"
+    fi
     t1=$(now); c1=$(server_cpu "$pid")
-    local client_cpu objects writes
-    client_cpu=$(awk '{ print $1 + $2 }' "$work/$phase.time")
-    if [[ $cmd == plan ]]; then
+    local client_cpu objects writes rss_mb extra=()
+    client_cpu=$(tail -n1 "$work/$phase.time" | awk '{ print $1 + $2 }')
+    rss_mb=$(tail -n1 "$work/$phase.time" | awk '{ printf "%.1f", $3 / 1024 }')
+    if [[ $cmd == posture || $cmd == evidence ]]; then
+        objects=$((N_IDENTITIES * 3))
+        writes=0
+        if [[ $cmd == posture ]]; then
+            local judged
+            judged=$(python3 -c 'import json,sys;d=json.load(open(sys.argv[1]));print(sum(len(p["credentials"]) for e in d["environments"] for p in e["purposes"]))' "$work/$phase.out")
+            [[ $judged == "$objects" ]] || die "$phase: posture judged $judged credentials, expected $objects"
+        else
+            local listed
+            listed=$(python3 -c 'import json,sys;d=json.load(open(sys.argv[1]));print(sum(len(p["credentials"]) for p in d["payload"]["purposes"]))' "$work/evidence.json")
+            [[ $listed == "$objects" ]] || die "$phase: the packet lists $listed credentials, expected $objects"
+            extra=(--set "packet_bytes=$(stat -c %s "$work/evidence.json")")
+        fi
+    elif [[ $cmd == plan ]]; then
         objects=$(python3 -c 'import json,sys;d=json.load(open(sys.argv[1]));print(d["creates"]+d["updates"])' "$work/$phase.out")
         writes=0
     else
@@ -168,11 +228,12 @@ warden_phase() { # phase env server-pid concurrency command(apply|plan) [expect_
     if [[ -n $noop ]]; then
         [[ $writes == 0 && $objects == 0 ]] || die "$phase: the re-apply wrote $writes time(s) ($objects changes); it must be a no-op"
         objects=$noop # the objects it read and compared
-    elif [[ $objects -lt $((N_IDENTITIES * 4)) ]]; then
+    elif [[ $cmd == apply || $cmd == plan ]] && [[ $objects -lt $((N_IDENTITIES * 4)) ]]; then
         die "$phase: expected at least $((N_IDENTITIES * 4)) objects, got $objects"
     fi
     record --phase "$phase" --wall "$(elapsed "$t0" "$t1")" --objects "$objects" \
-        --server-cpu "$(elapsed "$c0" "$c1")" --client-cpu "$client_cpu" --set "writes=$writes"
+        --server-cpu "$(elapsed "$c0" "$c1")" --client-cpu "$client_cpu" --set "writes=$writes" \
+        --set "max_rss_mb=$rss_mb" "${extra[@]}"
     last_objects=$objects
 }
 
@@ -183,6 +244,8 @@ apply_objects=$last_objects
 "${helper[@]}" check --status "$status" --env "$ENV_NAME" --app app-00001 \
     || die "the reference would not write what warden writes"
 warden_phase noop "$ENV_NAME" "$server_pid" 8 apply "$apply_objects"
+warden_phase posture "$ENV_NAME" "$server_pid" 8 posture
+[[ ${EVIDENCE_PHASE:-1} != 0 ]] && warden_phase evidence "$ENV_NAME" "$server_pid" 8 evidence
 raw_phase raw_after rawb
 
 say "bao CLI: one process per object, $((N_CLI * 4)) objects"
@@ -224,8 +287,17 @@ record --phase environment --set "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)" --set "np
     --set "bao_version=$("$bao" version | head -n1)" \
     --set "warden_version=$("$warden" --version) ($git_rev)" \
     --set "python=Python $(python3 -c 'import platform;print(platform.python_version())')"
-out="$results/provision-$(date -u +%Y%m%dT%H%M%SZ).json"
+if [[ $SMOKE == 1 ]]; then
+    out="$work/provision-smoke.json"   # deleted with the work directory: no figures kept
+else
+    mkdir -p "$results"
+    out="$results/provision-$(date -u +%Y%m%dT%H%M%SZ).json"
+fi
 say "results"
 "${helper[@]}" report --measure "$measure" --out "$out"
 echo
-echo "Raw figures: $out"
+if [[ $SMOKE == 1 ]]; then
+    echo "Smoke run passed (figures at this size mean nothing and are not kept)."
+else
+    echo "Raw figures: $out"
+fi

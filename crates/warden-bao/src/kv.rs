@@ -6,6 +6,7 @@
 //! answer is kept. Failures are [`KvError`]s that say which mount, path and version.
 
 mod data;
+pub mod paged;
 mod record;
 
 use std::collections::BTreeMap;

@@ -75,6 +75,7 @@
 
 mod auth;
 mod b64;
+pub mod bounded;
 mod cert_login;
 mod client;
 mod config;
@@ -104,6 +105,7 @@ pub use custody::{Attempt, GenerateRootProgress, OrphanToken, RotateProgress, de
 pub use error::{BoxError, CertProblem, Error, Result, TlsFailure};
 pub use failover::NodeFailure;
 pub use jwt::{JwtLoginError, JwtRefusal, unverified_claims};
+pub use kv::paged;
 pub use kv::{
     ChangeRecord, KeyChanges, Kv1, Kv2, KvData, KvError, KvMetadata, KvVersion, SecretValue,
     VersionMeta, VersionState,

@@ -248,6 +248,10 @@ fn check_split(split: &Split<'_>) -> Result<SplitInfo, Error> {
     }
     let mut names = BTreeSet::new();
     for c in split.custodians {
+        // The name becomes part of the share's file name (`share_path`): a `/` or `..` would
+        // put the share somewhere else, a newline would forge lines in the summary.
+        warden_spec::Slug::parse(&c.name)
+            .map_err(|e| bad_custodians(&format!("custodian name: {e}")))?;
         if !names.insert(c.name.as_str()) {
             return Err(bad_custodians(&format!(
                 "custodian `{}` is named twice; each holds one share",

@@ -176,23 +176,37 @@ impl Issued {
     /// Writes `cert.pem` and `key.pem` into `dir` (created private if missing), key first: a
     /// crash in between leaves the previous certificate with a key that no longer fits, which
     /// the next handshake reports, rather than a certificate whose key was never written.
+    ///
+    /// An existing `dir` must be ours (owned by this user or root) and writable by no one
+    /// else: it is made `0700`, and a directory someone else owns (planted in `/tmp` by another
+    /// user, say) would let its owner swap the key and certificate under the workloads, so it
+    /// is refused before anything is changed. The files are then written through that one
+    /// opened directory, never through a symlink.
     pub fn write(&self, dir: &Path) -> Result<TransportFiles, TransportError> {
         let write = |e| TransportError::Write { source: e };
+        let trusted = warden_files::Trusted::process;
+        if std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
+            warden_files::Dir::open_root(dir, trusted()).map_err(write)?;
+        }
         warden_files::ensure_private_dir(dir).map_err(write)?;
-        let files = TransportFiles::in_dir(dir);
-        warden_files::write_atomic(
-            &files.key,
-            self.key_pem.as_bytes(),
-            warden_files::Mode::OwnerOnly,
-        )
-        .map_err(write)?;
-        warden_files::write_atomic(
-            &files.cert,
-            self.chain_pem.as_bytes(),
-            warden_files::Mode::Public,
-        )
-        .map_err(write)?;
-        Ok(files)
+        let opened = warden_files::Dir::open_root(dir, trusted()).map_err(write)?;
+        opened
+            .write(
+                KEY_FILE,
+                self.key_pem.as_bytes(),
+                warden_files::Mode::OwnerOnly,
+                None,
+            )
+            .map_err(write)?;
+        opened
+            .write(
+                CERT_FILE,
+                self.chain_pem.as_bytes(),
+                warden_files::Mode::Public,
+                None,
+            )
+            .map_err(write)?;
+        Ok(TransportFiles::in_dir(dir))
     }
 
     /// The certificate chain (public).

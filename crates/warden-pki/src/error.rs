@@ -165,6 +165,21 @@ pub enum Error {
         /// Every environment the root signs for, this one included.
         environments: Vec<String>,
     },
+    /// `sign_intermediate` was asked for an intermediate whose name constraints reach names
+    /// another environment's latest PKI intermediate holds (ADR 0013): `warden ca verify` would
+    /// flag it as crossing the boundary, so it is refused before it exists.
+    #[error(
+        "refusing to sign `{environment}`'s intermediate: its name constraints permit `{other}`'s names ({}), so `{environment}` could issue certificates `{other}`'s trust accepts",
+        names.join(", ")
+    )]
+    OverreachingIntermediate {
+        /// The environment the intermediate was requested for.
+        environment: String,
+        /// The environment whose names it reaches.
+        other: String,
+        /// Those names (the other intermediate's permitted subtrees).
+        names: Vec<String>,
+    },
     /// The issuing certificate of a [`crate::LocalIssuer`] is not valid at `now`.
     #[error(
         "the issuer {subject} is not valid at {} (valid {} to {})",

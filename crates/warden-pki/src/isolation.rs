@@ -86,7 +86,7 @@ impl CaDir {
                 });
                 continue;
             }
-            if cert.permitted_dns.is_empty() {
+            if unconstrained(&cert.permitted_dns) {
                 if !others.is_empty() {
                     out.findings.push(IsolationFinding::Unconstrained {
                         env: entry.environment.clone(),
@@ -117,6 +117,45 @@ impl CaDir {
             );
         }
         Ok(out)
+    }
+}
+
+impl CaDir {
+    /// Whether an intermediate for `env` constrained to `permitted` would reach another
+    /// environment's names, judged as [`CaDir::isolation_of`] will judge it once signed: the
+    /// other environments' names are their latest PKI intermediates' permitted subtrees. The
+    /// first environment reached and its names, if any.
+    pub(crate) fn overreach(
+        &self,
+        env: &str,
+        permitted: &[String],
+    ) -> Result<Option<(String, Vec<String>)>> {
+        let mut latest: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for e in self
+            .ledger()?
+            .into_iter()
+            .filter(|e| e.profile == PKI_PROFILE && e.environment != env)
+        {
+            latest.insert(e.environment, e.permitted_dns);
+        }
+        let mut envs = vec![EnvChain {
+            env: env.to_owned(),
+            names: permitted.to_vec(),
+            permitted_dns: permitted.to_vec(),
+        }];
+        envs.extend(latest.into_iter().map(|(env, permitted)| EnvChain {
+            env,
+            names: permitted.clone(),
+            permitted_dns: permitted,
+        }));
+        Ok(check_isolation(&envs).into_iter().find_map(|f| match f {
+            IsolationFinding::Overreach {
+                env: e,
+                other,
+                names,
+            } if e == env => Some((other, names)),
+            _ => None,
+        }))
     }
 }
 
@@ -226,7 +265,7 @@ pub fn check_isolation(envs: &[EnvChain]) -> Vec<IsolationFinding> {
     let mut out = Vec::new();
     for a in envs {
         let others: Vec<&EnvChain> = envs.iter().filter(|b| b.env != a.env).collect();
-        if a.permitted_dns.is_empty() {
+        if unconstrained(&a.permitted_dns) {
             if !others.is_empty() {
                 out.push(IsolationFinding::Unconstrained {
                     env: a.env.clone(),
@@ -281,6 +320,14 @@ pub fn check_isolation(envs: &[EnvChain]) -> Vec<IsolationFinding> {
         }
     }
     out
+}
+
+/// Whether permitted subtrees `permitted` constrain nothing: none at all, or one that is empty
+/// once its dots go (`""`, `.`), which Go (OpenBao's cert auth) and NSS match against every
+/// name. An intermediate signed elsewhere, or by hand, can carry one; `sign-intermediate`
+/// refuses to write it.
+fn unconstrained(permitted: &[String]) -> bool {
+    permitted.is_empty() || permitted.iter().any(|c| norm(c).is_empty())
 }
 
 fn norm(n: &str) -> &str {
@@ -342,6 +389,21 @@ mod tests {
         );
         assert!(f[0].blocking());
         assert!(f[0].to_string().contains("no name constraints"), "{}", f[0]);
+        // A subtree that is empty once its dots go permits every name to Go and NSS.
+        for permitted in [".", "", ".."] {
+            let f = check_isolation(&[
+                env(
+                    "test",
+                    &["test.warden.internal"],
+                    &["test.warden.internal", permitted],
+                ),
+                env("prod", &["prod.warden.internal"], &["prod.warden.internal"]),
+            ]);
+            assert!(
+                matches!(&f[..], [IsolationFinding::Unconstrained { env, .. }] if env == "test"),
+                "{permitted:?}: {f:?}"
+            );
+        }
         // Alone under its root, an unconstrained intermediate crosses no boundary.
         assert!(check_isolation(&[env("test", &["t.internal"], &[])]).is_empty());
     }

@@ -173,6 +173,38 @@ pub(crate) fn check_dns_name(field: &'static str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// A permitted DNS subtree of a name constraint: a domain (optionally with one leading `.`,
+/// "subdomains only"), at least one non-empty label, no wildcard, no trailing dot. Stricter than
+/// [`check_dns_name`] because relying parties read odd subtrees permissively: Go (OpenBao's
+/// cert auth, Go clients) and NSS take an empty subtree, and `.` (an empty one once its
+/// leading dot goes), as matching *every* name, so `--permitted-dns .` would sign an
+/// unconstrained intermediate that looks constrained. A `*` in a subtree is matched literally
+/// (it permits nothing useful) and a trailing dot makes Go refuse every chain.
+pub(crate) fn check_permitted_subtree(name: &str) -> Result<()> {
+    const FIELD: &str = "permitted DNS domain";
+    check_dns_name(FIELD, name)?;
+    let bad = |reason| Error::InvalidField {
+        field: FIELD,
+        value: name.to_owned(),
+        reason,
+    };
+    let domain = name.strip_prefix('.').unwrap_or(name);
+    if domain.contains('*') {
+        return Err(bad(
+            "a name constraint takes a domain, not a wildcard: `prod.example` already covers every name below it",
+        ));
+    }
+    if domain.is_empty() || domain.split('.').any(str::is_empty) {
+        return Err(bad(
+            "it has an empty label (a lone or trailing `.`, or `..`); verifiers read such a subtree as permitting every name or none",
+        ));
+    }
+    if domain.split('.').any(|l| l.len() > 63) {
+        return Err(bad("a label is longer than 63 characters"));
+    }
+    Ok(())
+}
+
 pub(crate) use crate::pem::sha256_hex;
 
 #[cfg(test)]
@@ -211,6 +243,21 @@ mod tests {
         assert!(check_dns_name("d", ".svc.internal").is_ok());
         for bad in ["", "a b", "exämple.com", "a/b"] {
             assert!(check_dns_name("d", bad).is_err(), "{bad}");
+        }
+        for good in ["prod.warden.internal", ".prod.warden.internal", "internal"] {
+            assert!(check_permitted_subtree(good).is_ok(), "{good}");
+        }
+        for bad in [
+            ".",
+            "..",
+            "",
+            "*",
+            "*.prod.internal",
+            "prod.internal.",
+            "a..b",
+            "..",
+        ] {
+            assert!(check_permitted_subtree(bad).is_err(), "{bad}");
         }
         assert!(common_name_dn("  ").is_err());
     }

@@ -82,7 +82,7 @@ impl CaDir {
         check_label("environment", &req.environment)?;
         check_label("profile", &req.profile)?;
         for d in &req.permitted_dns {
-            params::check_dns_name("permitted DNS domain", d)?;
+            params::check_permitted_subtree(d)?;
         }
         let unconstrained_because = match req.unconstrained_because.as_deref().map(str::trim) {
             Some("") => {
@@ -109,6 +109,16 @@ impl CaDir {
                     environments,
                 });
             }
+        }
+        if !req.permitted_dns.is_empty()
+            && req.profile == crate::isolation::PKI_PROFILE
+            && let Some((other, names)) = self.overreach(&req.environment, &req.permitted_dns)?
+        {
+            return Err(Error::OverreachingIntermediate {
+                environment: req.environment.clone(),
+                other,
+                names,
+            });
         }
 
         let root = &self.root.info;

@@ -68,7 +68,7 @@ pub async fn apply_env(
     // which holds the record): if the process dies half way, every object it made is already
     // Warden's and prunable. An id whose object was never created is harmless to prune.
     // Mounts and auth backends are created before the record, but are never pruned anyway.
-    let mut owned = plan.owned.clone();
+    let mut owned = plan.owned.ids.clone();
     owned.extend(
         plan.changes
             .iter()
@@ -93,12 +93,14 @@ pub async fn apply_env(
         let mounts_phase = phase
             .first()
             .is_some_and(|c| c.kind.phase() == 0 && c.action != Action::Delete);
-        if !mounts_phase && owned != recorded {
-            owned::write(client, &plan.env, &owned).await?;
-            report.writes += 1;
-            recorded = owned.clone();
+        if !mounts_phase && owned != recorded.ids {
+            report.writes += owned::write(client, &plan.env, &owned, &recorded).await?;
+            recorded = owned::Owned {
+                ids: owned.clone(),
+                paged: true,
+            };
         }
-        let results = crate::bounded::run(phase, concurrency, {
+        let results = warden_bao::bounded::run(phase, concurrency, {
             let client = client.clone();
             let done = done.clone();
             let progress = progress.clone();
@@ -135,9 +137,8 @@ pub async fn apply_env(
             break; // later phases depend on this one
         }
     }
-    if owned != recorded {
-        owned::write(client, &plan.env, &owned).await?;
-        report.writes += 1;
+    if owned != recorded.ids {
+        report.writes += owned::write(client, &plan.env, &owned, &recorded).await?;
     }
     if failures.is_empty() {
         Ok(report)
@@ -154,8 +155,8 @@ pub async fn apply_env(
 async fn execute(client: &Client, change: &Change) -> Result<(), String> {
     match (change.action, change.kind) {
         (Action::Create, Kind::DatabaseConfig) => create_database_config(client, change).await,
-        // A registry entry is deleted with all its versions, not just the latest.
-        (Action::Delete, Kind::Registry) => client
+        // A registry entry or page is deleted with all its versions, not just the latest.
+        (Action::Delete, Kind::Registry | Kind::RegistryPage) => client
             .delete(&change.path.replacen("/data/", "/metadata/", 1))
             .await
             .map_err(|e| e.to_string()),

@@ -324,6 +324,14 @@ fn transport_role(env: &Environment, holder: &warden_spec::TransportHolder) -> D
 /// The name rules every PKI role Warden writes shares, identities' and operators' alike: no
 /// glob, wildcard or arbitrary names, no localhost or IP SANs, hostnames enforced. Each role
 /// adds which domains it allows.
+///
+/// The requester may not choose the validity window either: OpenBao honours a sign request's
+/// `not_after` even past the role's `max_ttl` (verified on 2.7.2), so without
+/// `not_after_bound = "forbid"` any token allowed to sign (a carried workload renewing its
+/// holder's transport certificate, an app renewing its identity) could mint a certificate that
+/// lives until the intermediate expires, and the short lifetime is what ends a transport
+/// certificate (the listener reads no CRL, ADR 0010). `not_before` is forbidden alike, so no
+/// certificate claims to predate its issue.
 pub(crate) fn lock_names(body: &mut Value) {
     for (key, value) in [
         ("allow_glob_domains", false),
@@ -334,6 +342,9 @@ pub(crate) fn lock_names(body: &mut Value) {
         ("enforce_hostnames", true),
     ] {
         body[key] = Value::from(value);
+    }
+    for key in ["not_after_bound", "not_before_bound"] {
+        body[key] = Value::from("forbid");
     }
 }
 

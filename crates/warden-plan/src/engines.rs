@@ -4,10 +4,11 @@
 //! purpose. Pure, like `desired`.
 
 use serde_json::{Value, json};
+use warden_bao::paged;
 use warden_spec::naming::policy::MANAGED_MARK;
 use warden_spec::naming::{
-    self, DELIVERED_PREFIX, EVIDENCE_KEY, META_MOUNT, REGISTRY_PREFIX, REGISTRY_READER_POLICY,
-    REVEAL_PREFIX,
+    self, DELIVERED_PREFIX, EVIDENCE_KEY, META_MOUNT, PAGES_PREFIX, REGISTRY_PREFIX,
+    REGISTRY_READER_POLICY, REVEAL_PREFIX,
 };
 use warden_spec::{Environment, Identity, Spec};
 
@@ -192,9 +193,22 @@ pub(crate) fn registry(spec: &Spec, env: &Environment, out: &mut Vec<Desired>) {
         if covered.is_empty() {
             continue;
         }
+        // The credentials go to pages (ADR 0014): as one JSON array they would hit OpenBao's
+        // 1,000-string body limit at about a thousand apps under one purpose.
+        let entry = naming::registry_entry(p.id.as_str());
+        let folder = naming::record_pages(&entry).data_path();
+        let paged = paged::split(&covered);
+        for n in 0..paged.pages.len() {
+            out.push(object(
+                Kind::RegistryPage,
+                paged::page_path(&folder, n),
+                paged.page_body(n),
+                None,
+            ));
+        }
         out.push(object(
             Kind::Registry,
-            naming::registry_entry(p.id.as_str()).data_path(),
+            entry.data_path(),
             json!({ "data": {
                 "purpose": p.id.as_str(),
                 "description": p.description,
@@ -208,7 +222,10 @@ pub(crate) fn registry(spec: &Spec, env: &Environment, out: &mut Vec<Desired>) {
                 "evidence": p.evidence,
                 "revoked": p.revoked,
                 "covers": p.covers,
-                "credentials": covered,
+                // An entry written before ADR 0014 holds the list inline; `null` makes the
+                // field diff see it and the next apply migrate the entry to pages.
+                "credentials": Value::Null,
+                "credentials_pages": paged.head,
             }}),
             None,
         ));
@@ -219,6 +236,7 @@ pub(crate) fn registry(spec: &Spec, env: &Environment, out: &mut Vec<Desired>) {
             "{MANAGED_MARK}\n# reads the purpose registry and delivery reports: metadata only\n\n\
              path \"{m}/data/{REGISTRY_PREFIX}/*\" {{\n  capabilities = [\"read\"]\n}}\n\n\
              path \"{m}/metadata/{REGISTRY_PREFIX}/*\" {{\n  capabilities = [\"read\", \"list\"]\n}}\n\n\
+             path \"{m}/data/{PAGES_PREFIX}/{REGISTRY_PREFIX}/*\" {{\n  capabilities = [\"read\"]\n}}\n\n\
              path \"{m}/data/{DELIVERED_PREFIX}/*\" {{\n  capabilities = [\"read\"]\n}}\n\n\
              path \"{m}/metadata/{DELIVERED_PREFIX}/*\" {{\n  capabilities = [\"read\", \"list\"]\n}}\n\n\
              path \"{m}/data/{REVEAL_PREFIX}/*\" {{\n  capabilities = [\"read\"]\n}}\n\n\

@@ -15,6 +15,17 @@ pub enum Error {
         #[source]
         source: warden_bao::Error,
     },
+    /// A paged record (the ownership record) could not be read whole (ADR 0014).
+    #[error("{env}: {what}: {source}")]
+    Record {
+        /// Environment.
+        env: String,
+        /// The record.
+        what: String,
+        /// What is wrong with its pages.
+        #[source]
+        source: warden_bao::paged::PagedError,
+    },
     /// The environment is missing something Warden does not create (the PKI intermediate).
     #[error("{env}: {what}")]
     Prerequisite {

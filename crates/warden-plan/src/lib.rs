@@ -15,7 +15,8 @@
 //! `engines` (transit keys, databases, domain certificates, workload roles, the purpose
 //! registry, and [`unpurposed`]) build the desired state; [`policy`] renders each identity's
 //! grants as HCL; `object` names each object ([`Desired`], [`Kind`], [`ObjectId`]); `plan`
-//! reads and compares, with `diff` for the field diff and `bounded` for the concurrency limit;
+//! reads and compares each object as it arrives (bounded concurrency: `warden_bao::bounded`),
+//! with `diff` for the field diff;
 //! `apply` writes, and `owned` keeps the ownership record `--prune` relies on; [`Error`] says
 //! what failed against which environment.
 //!
@@ -23,7 +24,6 @@
 //! the registry and the CLI read the same objects by.
 
 mod apply;
-mod bounded;
 mod desired;
 mod diff;
 mod engines;

@@ -32,7 +32,10 @@ pub enum Kind {
     DatabaseConfig,
     /// A database engine role (`<mount>/roles/<app>`).
     DatabaseRole,
-    /// A purpose's entry in the registry (metadata only, never a value).
+    /// One page of a registry entry's credential list (ADR 0014); written before its entry.
+    RegistryPage,
+    /// A purpose's entry in the registry (metadata only, never a value). Written after its
+    /// pages, so a reader never finds a head naming pages that are not there yet.
     Registry,
 }
 
@@ -47,7 +50,8 @@ impl Kind {
             | Self::AppRole
             | Self::JwtRole
             | Self::DatabaseRole
-            | Self::Registry => 2,
+            | Self::RegistryPage => 2,
+            Self::Registry => 3,
         }
     }
 
@@ -74,6 +78,7 @@ impl Kind {
             Self::TransitKey => "transit key",
             Self::DatabaseConfig => "database connection",
             Self::DatabaseRole => "database role",
+            Self::RegistryPage => "registry page",
             Self::Registry => "registry entry",
         }
     }
@@ -127,12 +132,13 @@ pub(crate) fn kind_slug(kind: Kind) -> &'static str {
         Kind::TransitKey => "transit-key",
         Kind::DatabaseConfig => "database-config",
         Kind::DatabaseRole => "database-role",
+        Kind::RegistryPage => "registry-page",
         Kind::Registry => "registry",
     }
 }
 
 /// Every kind, in apply order.
-pub(crate) const ALL_KINDS: [Kind; 12] = [
+pub(crate) const ALL_KINDS: [Kind; 13] = [
     Kind::Mount,
     Kind::Auth,
     Kind::JwtConfig,
@@ -144,6 +150,7 @@ pub(crate) const ALL_KINDS: [Kind; 12] = [
     Kind::TransitKey,
     Kind::DatabaseConfig,
     Kind::DatabaseRole,
+    Kind::RegistryPage,
     Kind::Registry,
 ];
 

@@ -66,7 +66,7 @@ pub struct EnvPlan {
     /// remain. Filled in by the caller, which has the spec.
     pub unpurposed: Vec<String>,
     #[serde(skip)]
-    pub(crate) owned: BTreeSet<String>,
+    pub(crate) owned: owned::Owned,
 }
 
 impl EnvPlan {
@@ -85,29 +85,37 @@ pub async fn plan_env(
     prune: bool,
     concurrency: usize,
 ) -> Result<EnvPlan, Error> {
-    let live = Live::read(client, env, &desired, concurrency).await?;
-    let mut changes = Vec::new();
-    let mut unchanged = 0;
-    let mut desired_ids = BTreeSet::new();
-    for d in desired {
-        let id = d.id().0;
-        desired_ids.insert(id.clone());
-        match compare(&d, live.current(&d)) {
-            None => unchanged += 1,
-            Some((action, reason, fields)) => changes.push(Change {
+    let live = Live::read(client, env).await?;
+    let desired_ids: BTreeSet<String> = desired.iter().map(|d| d.id().0).collect();
+    // Each object is compared as soon as it is read and its live form dropped: memory holds
+    // the changes, not a copy of the environment (ADR 0014: 10,000 identities).
+    let compared = warden_bao::bounded::run(desired, concurrency, |d| {
+        let live = &live;
+        async move {
+            let current = live.current(client, env, &d).await?;
+            Ok::<_, Error>(compare(&d, current).map(|(action, reason, fields)| Change {
                 action,
                 kind: d.kind,
+                id: d.id().0,
                 path: d.path,
                 identity: d.identity,
                 reason,
                 fields,
                 body: d.body,
-                id,
                 password_file: d.password_file,
-            }),
+            }))
+        }
+    })
+    .await;
+    let mut changes = Vec::new();
+    let mut unchanged = 0;
+    for c in compared {
+        match c? {
+            None => unchanged += 1,
+            Some(change) => changes.push(change),
         }
     }
-    let orphans = orphans(&live.owned, &desired_ids, prune, &mut changes);
+    let orphans = orphans(&live.owned.ids, &desired_ids, prune, &mut changes);
     changes.sort_by_key(|c| match c.action {
         Action::Delete => (10 - c.kind.phase(), c.path.clone()),
         _ => (c.kind.phase(), c.path.clone()),
@@ -122,25 +130,18 @@ pub async fn plan_env(
     })
 }
 
-/// What an environment holds of the objects a plan touches.
+/// What an environment holds beyond the objects read one by one.
 struct Live {
     /// Secrets engines by path, in the shape they are written in.
     mounts: BTreeMap<String, Value>,
     /// Auth backends by path, in the shape they are written in.
     auths: BTreeMap<String, Value>,
-    /// Every other object by API path; `None` where it is absent.
-    objects: BTreeMap<String, Option<Value>>,
-    /// Ids of the objects Warden created (its ownership record).
-    owned: BTreeSet<String>,
+    /// The objects Warden created (its ownership record).
+    owned: owned::Owned,
 }
 
 impl Live {
-    async fn read(
-        client: &Client,
-        env: &str,
-        desired: &[Desired],
-        concurrency: usize,
-    ) -> Result<Self, Error> {
+    async fn read(client: &Client, env: &str) -> Result<Self, Error> {
         let bao = |what: &str| {
             let env = env.to_owned();
             let what = what.to_owned();
@@ -161,27 +162,24 @@ impl Live {
         let owned = if mounts.contains_key(META_MOUNT) {
             owned::read(client, env).await?
         } else {
-            BTreeSet::new()
+            owned::Owned::default()
         };
-
-        // Read every non-mount object concurrently over the one client.
-        let to_read: Vec<String> = desired
-            .iter()
-            .filter(|d| !matches!(d.kind, Kind::Mount | Kind::Auth))
-            .map(|d| d.path.clone())
-            .collect();
-        let objects = read_all(client, env, to_read, concurrency).await?;
         Ok(Self {
             mounts,
             auths,
-            objects,
             owned,
         })
     }
 
-    /// The live form of `d`, or `None` where it does not exist.
-    fn current(&self, d: &Desired) -> Option<Value> {
-        match d.kind {
+    /// The live form of `d`, or `None` where it does not exist: mounts from the tables read
+    /// once, every other object read now.
+    async fn current(
+        &self,
+        client: &Client,
+        env: &str,
+        d: &Desired,
+    ) -> Result<Option<Value>, Error> {
+        Ok(match d.kind {
             Kind::Mount => self
                 .mounts
                 .get(d.path.trim_start_matches("sys/mounts/"))
@@ -190,13 +188,10 @@ impl Live {
                 .auths
                 .get(d.path.trim_start_matches("sys/auth/"))
                 .cloned(),
-            _ => self
-                .objects
-                .get(&d.path)
-                .cloned()
-                .flatten()
+            _ => read_one(client, env, &d.path)
+                .await?
                 .map(|v| normalize(d.kind, v)),
-        }
+        })
     }
 }
 
@@ -237,6 +232,14 @@ fn compare(d: &Desired, current: Option<Value>) -> Option<(Action, String, Vec<F
         // Only the description differs: not ours, but compatible.
         (!fields_owned.is_empty())
             .then(|| (Action::Conflict, format!("exists but {what}"), fields_owned))
+    } else if d.kind == Kind::RegistryPage {
+        // A page is one long string; its diff would print hundreds of kilobytes. The entry's
+        // own update shows the counts and checksum that changed.
+        Some((
+            Action::Update,
+            "page content differs".to_owned(),
+            Vec::new(),
+        ))
     } else {
         let n = fields.len();
         Some((
@@ -314,44 +317,17 @@ fn mount_table(table: BTreeMap<String, warden_bao::MountInfo>) -> BTreeMap<Strin
         .collect()
 }
 
-/// GETs every path with at most `concurrency` requests in flight. A 404 (also for a path under
-/// a backend that is not mounted yet) means "absent".
-async fn read_all(
-    client: &Client,
-    env: &str,
-    paths: Vec<String>,
-    concurrency: usize,
-) -> Result<BTreeMap<String, Option<Value>>, Error> {
-    let results = crate::bounded::run(paths, concurrency, {
-        let client = client.clone();
-        move |path: String| {
-            let client = client.clone();
-            async move {
-                let r = client.read(&path).await;
-                (path, r)
-            }
-        }
-    })
-    .await;
-    let mut out = BTreeMap::new();
-    for (path, r) in results {
-        match r {
-            Ok(secret) => {
-                out.insert(path, secret.data);
-            }
-            Err(e) if e.is_not_found() || is_unmounted(&e) => {
-                out.insert(path, None);
-            }
-            Err(source) => {
-                return Err(Error::Bao {
-                    env: env.to_owned(),
-                    what: format!("read {path}"),
-                    source,
-                });
-            }
-        }
+/// Reads one object; `None` where it does not exist (or its backend is not mounted yet).
+async fn read_one(client: &Client, env: &str, path: &str) -> Result<Option<Value>, Error> {
+    match client.read(path).await {
+        Ok(secret) => Ok(secret.data),
+        Err(e) if e.is_not_found() || is_unmounted(&e) => Ok(None),
+        Err(source) => Err(Error::Bao {
+            env: env.to_owned(),
+            what: format!("read {path}"),
+            source,
+        }),
     }
-    Ok(out)
 }
 
 /// OpenBao answers a read under a path with no mounted backend with 400/405 "unsupported path"

@@ -78,6 +78,17 @@ pub enum EvidenceError {
         #[source]
         source: warden_bao::TransitError,
     },
+    /// A registry entry's credential pages could not be read whole (ADR 0014).
+    #[error("{env}: registry entry of `{purpose}`: {source}")]
+    Pages {
+        /// Environment.
+        env: String,
+        /// The purpose.
+        purpose: String,
+        /// What is wrong with the pages.
+        #[source]
+        source: warden_bao::paged::PagedError,
+    },
     /// Posture could not be read.
     #[error("{env}: posture: {source}")]
     Posture {

@@ -197,24 +197,41 @@ pub async fn collect(
         .into_iter()
         .filter(|c| c.environments.contains(&env.name))
         .collect();
-    let mut reader = Reader {
+    // Delivery reports first: one LIST says which identities have one, then only those are
+    // read (10,000 identities without agents cost one request, not 10,000 404s).
+    let reports = delivery_reports(client, env, &creds).await?;
+    let reader = Reader {
         client,
         spec,
         env,
         now,
-        reports: BTreeMap::new(),
+        reports,
     };
+    // Only credentials some purpose governs are read, each once, a bounded number at a time.
+    let governed: Vec<(&Purpose, &Credential)> = creds
+        .iter()
+        .filter_map(|c| {
+            spec.purposes
+                .iter()
+                .find(|p| p.covers(&c.id))
+                .map(|p| (p, c))
+        })
+        .collect();
+    let judged_all = warden_bao::bounded::run(governed, READ_CONCURRENCY, |(p, c)| {
+        let reader = &reader;
+        async move { Ok::<_, Error>((p.id.as_str(), judged(p, c, reader.facts(c).await?, now))) }
+    })
+    .await;
+    let mut by_purpose: BTreeMap<&str, Vec<CredentialPosture>> = BTreeMap::new();
+    for r in judged_all {
+        let (purpose, posture) = r?;
+        by_purpose.entry(purpose).or_default().push(posture);
+    }
     let mut purposes = Vec::new();
     for p in &spec.purposes {
-        let mine: Vec<&Credential> = creds.iter().filter(|c| p.covers(&c.id)).collect();
-        if mine.is_empty() {
+        let Some(credentials) = by_purpose.remove(p.id.as_str()) else {
             continue;
-        }
-        let mut credentials = Vec::new();
-        for c in mine {
-            let facts = reader.facts(c).await?;
-            credentials.push(judged(p, c, facts, now));
-        }
+        };
         let status = credentials
             .iter()
             .map(|c| c.status)
@@ -273,12 +290,82 @@ fn judged(p: &Purpose, c: &Credential, facts: Facts, now: i64) -> CredentialPost
     }
 }
 
+/// Reads in flight at once: keeps one keep-alive client busy without flooding the server.
+const READ_CONCURRENCY: usize = 16;
+
+/// The delivery reports of the identities whose credentials posture judges from them, by
+/// identity. Absent from the map: no report.
+async fn delivery_reports(
+    client: &Client,
+    env: &Environment,
+    creds: &[Credential],
+) -> Result<BTreeMap<String, DeliveryReport>, Error> {
+    let mut wanted: Vec<&str> = creds
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.kind,
+                CredentialKind::IdentityCert
+                    | CredentialKind::Certificate
+                    | CredentialKind::Database(_)
+            )
+        })
+        .map(|c| c.identity.as_str())
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let folder = naming::delivery_reports().metadata_path();
+    let listed = match client.list(&folder).await {
+        Ok(keys) => Some(keys),
+        Err(e) if e.is_not_found() || matches!(e.status(), Some(400 | 405)) => Some(Vec::new()),
+        // A reader that may not list reads each report (a 404 is "no report").
+        Err(e) if e.is_permission_denied() => None,
+        Err(source) => {
+            return Err(Error::Bao {
+                env: env.name.to_string(),
+                what: format!("list {folder}"),
+                source,
+            });
+        }
+    };
+    if let Some(listed) = listed {
+        let have: std::collections::BTreeSet<&str> = listed.iter().map(String::as_str).collect();
+        wanted.retain(|i| have.contains(i));
+    }
+    let read = warden_bao::bounded::run(wanted, READ_CONCURRENCY, |identity| async move {
+        let path = naming::delivery_report(identity).data_path();
+        let report = match client.read(&path).await {
+            Ok(s) => s
+                .data
+                .and_then(|mut d| d.get_mut("data").map(Value::take))
+                .and_then(|d| serde_json::from_value::<DeliveryReport>(d).ok()),
+            Err(e) if e.is_not_found() || matches!(e.status(), Some(400 | 405)) => None,
+            Err(source) => {
+                return Err(Error::Bao {
+                    env: env.name.to_string(),
+                    what: path,
+                    source,
+                });
+            }
+        };
+        Ok(report.map(|r| (identity.to_owned(), r)))
+    })
+    .await;
+    let mut out = BTreeMap::new();
+    for r in read {
+        if let Some((identity, report)) = r? {
+            out.insert(identity, report);
+        }
+    }
+    Ok(out)
+}
+
 struct Reader<'a> {
     client: &'a Client,
     spec: &'a Spec,
     env: &'a Environment,
     now: i64,
-    reports: BTreeMap<String, Option<DeliveryReport>>,
+    reports: BTreeMap<String, DeliveryReport>,
 }
 
 impl Reader<'_> {
@@ -307,21 +394,11 @@ impl Reader<'_> {
         }
     }
 
-    async fn report(&mut self, identity: &str) -> Result<Option<DeliveryReport>, Error> {
-        if let Some(r) = self.reports.get(identity) {
-            return Ok(r.clone());
-        }
-        let path = naming::delivery_report(identity).data_path();
-        let r = self
-            .get(&path)
-            .await?
-            .and_then(|d| d.get("data").cloned())
-            .and_then(|d| serde_json::from_value::<DeliveryReport>(d).ok());
-        self.reports.insert(identity.to_owned(), r.clone());
-        Ok(r)
+    fn report(&self, identity: &str) -> Option<&DeliveryReport> {
+        self.reports.get(identity)
     }
 
-    async fn facts(&mut self, c: &Credential) -> Result<Facts, Error> {
+    async fn facts(&self, c: &Credential) -> Result<Facts, Error> {
         match (&c.kind, naming::location(self.spec, self.env, c)) {
             (CredentialKind::IdentityCert | CredentialKind::Certificate, _) => {
                 self.delivered(c).await
@@ -422,7 +499,7 @@ impl Reader<'_> {
     /// Database credentials: the newest live lease under the role, then what the agent reports
     /// it has deployed.
     async fn database_leases(
-        &mut self,
+        &self,
         c: &Credential,
         mount: &str,
         role: &str,
@@ -457,7 +534,7 @@ impl Reader<'_> {
             }
         }
         // The agent's report, when there is one, says what is actually deployed.
-        if let Some(r) = self.report(c.identity.as_str()).await?
+        if let Some(r) = self.report(c.identity.as_str())
             && let Some(o) = r.outputs.iter().find(|o| o.credential == c.id)
         {
             apply_report(&mut f, o);
@@ -555,12 +632,12 @@ impl Reader<'_> {
         Ok(f)
     }
 
-    async fn delivered(&mut self, c: &Credential) -> Result<Facts, Error> {
+    async fn delivered(&self, c: &Credential) -> Result<Facts, Error> {
         let mut f = Facts {
             source: "agent report",
             ..Facts::default()
         };
-        match self.report(c.identity.as_str()).await? {
+        match self.report(c.identity.as_str()) {
             Some(r) => match r.outputs.iter().find(|o| o.credential == c.id) {
                 Some(o) => apply_report(&mut f, o),
                 None => {

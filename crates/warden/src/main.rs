@@ -33,6 +33,15 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    if matches!(
+        cli.command,
+        cli::Command::Ca(_)
+            | cli::Command::Custody(_)
+            | cli::Command::Unseal(_)
+            | cli::Command::BreakGlass(_)
+    ) {
+        keep_secrets_in_process();
+    }
     init_tracing(cli.global.verbose);
     // One crypto provider for the whole process (aws-lc-rs); see docs/adr/0002-one-crypto-stack.md.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -88,6 +97,25 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::BreakGlass(args) => cmd::break_glass::run(args, &out).await,
         cli::Command::Completions(args) => cmd::completions::completions(&args, &out),
         cli::Command::Man(args) => cmd::completions::man(&args, &out),
+    }
+}
+
+/// The offline CA, custody and break-glass commands hold a CA passphrase (typed, or recombined
+/// from shares), the decrypted root key or unseal shares in memory. A crash must not write them
+/// to a core file, and another process of the same user must not read them through ptrace or
+/// `/proc/<pid>/mem`: no core dumps (soft and hard limit 0) and not dumpable, which also makes
+/// `/proc/<pid>/environ` root-only. Best effort: a refusal (some sandboxes) leaves the default.
+fn keep_secrets_in_process() {
+    use rustix::process::{DumpableBehavior, Resource, Rlimit, set_dumpable_behavior, setrlimit};
+    let none = Rlimit {
+        current: Some(0),
+        maximum: Some(0),
+    };
+    if let Err(e) = setrlimit(Resource::Core, none) {
+        tracing::debug!("could not disable core dumps: {e}");
+    }
+    if let Err(e) = set_dumpable_behavior(DumpableBehavior::NotDumpable) {
+        tracing::debug!("could not make the process non-dumpable: {e}");
     }
 }
 

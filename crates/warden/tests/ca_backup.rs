@@ -532,3 +532,56 @@ fn the_custodians_of_a_ceremony_hold_the_backup() {
     .says("has no environment `test`");
     assert!(!site.path("other.age").exists());
 }
+
+/// Red team: a custodian's name becomes part of its share's file name, so a name with a `/`
+/// (or `..`) would put that share somewhere other than beside the archive (here into a
+/// directory planted next to it). Refused before anything is written; the CA is untouched.
+#[test]
+fn red_team_a_custodian_name_cannot_place_a_share_elsewhere() {
+    let site = Site::new();
+    site.init("ca");
+    let before = snapshot(&site.path("ca"));
+    let mut custodians = site.custodians(&CUSTODIANS);
+    // `bob`'s recipient under a name that walks into a planted directory.
+    let recipient = custodians[1].split_once('=').unwrap().1.to_owned();
+    std::fs::create_dir(site.path("ca.backup.age.x")).unwrap();
+    for evil in ["x/planted", "../escaped", "Bob\nforged: line"] {
+        custodians[1] = format!("{evil}={recipient}");
+        let d = site.s("ca");
+        let t = site.s("ca.backup.age");
+        let p = site.s("pass");
+        let mut args = vec!["ca", "backup", "--dir", d.as_str(), "--to", t.as_str()];
+        for c in &custodians {
+            args.extend(["--custodian", c.as_str()]);
+        }
+        args.extend(["--threshold", "2", "--passphrase-file", p.as_str()]);
+        let run = site.run(&args);
+        run.expect_code(1);
+        assert!(
+            run.all().contains("custodian name"),
+            "{evil:?}: {}",
+            run.all()
+        );
+        assert!(
+            std::fs::read_dir(site.path("ca.backup.age.x"))
+                .unwrap()
+                .next()
+                .is_none(),
+            "{evil:?}: a share landed in the planted directory"
+        );
+        assert!(!site.path("ca.backup.age").exists(), "{evil:?}");
+        assert!(
+            !site
+                .tmp
+                .path()
+                .parent()
+                .unwrap()
+                .join("ca.backup.age.escaped.share.age")
+                .exists()
+        );
+        assert_eq!(snapshot(&site.path("ca")), before);
+    }
+    // The same custodians under proper names back up fine.
+    custodians[1] = format!("bob={recipient}");
+    site.backup("ca", "ca.backup.age", &custodians);
+}

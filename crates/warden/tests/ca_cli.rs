@@ -619,3 +619,175 @@ fn issue_14_unconstrained_intermediates_are_refused_and_flagged_once_two_environ
         .assert()
         .success();
 }
+
+/// Red team: a permitted subtree that constrains nothing must not pass for a constraint. Go
+/// (OpenBao's cert auth) and NSS read an empty subtree, and `.` once its dot goes, as matching
+/// every name, so `--permitted-dns .` would sign an unconstrained intermediate without the
+/// reason ADR 0013 asks for; a wildcard or a trailing dot permits nothing at all. Each is
+/// refused with nothing written, and blank reasons do not count as reasons.
+#[test]
+fn red_team_a_permitted_subtree_that_constrains_nothing_is_refused() {
+    let env = Env::new();
+    env.init(&[]);
+    let pass = env.path("pass");
+    let pass = pass.to_str().unwrap();
+    let csr = env.csr("test", "OpenBao test PKI");
+    env.sign(
+        &csr,
+        &[
+            "--permitted-dns",
+            "test.warden.internal",
+            "--passphrase-file",
+            pass,
+            "--out",
+            env.path("test.pem").to_str().unwrap(),
+        ],
+    )
+    .success();
+    let before = env.snapshot();
+    let csr = env.csr("prod", "OpenBao prod PKI");
+    let sign_prod = |extra: &[&str]| {
+        env.warden()
+            .args(["ca", "sign-intermediate", "--env", "prod", "--dir"])
+            .arg(env.ca())
+            .arg("--csr")
+            .arg(&csr)
+            .args(["--passphrase-file", pass, "--out"])
+            .arg(env.path("prod.pem"))
+            .args(extra)
+            .assert()
+    };
+    for (subtree, says) in [
+        (".", "empty label"),
+        ("..", "empty label"),
+        ("prod.warden.internal.", "empty label"),
+        ("*.prod.warden.internal", "not a wildcard"),
+        ("*", "not a wildcard"),
+        ("", "it is empty"),
+    ] {
+        let a = sign_prod(&["--permitted-dns", subtree]).code(1);
+        let err = stderr_of(&a);
+        assert!(
+            err.contains(says) && err.contains("permitted DNS domain"),
+            "{subtree:?}: {err}"
+        );
+        assert_eq!(
+            env.snapshot(),
+            before,
+            "{subtree:?}: a refusal changes nothing"
+        );
+        assert!(!env.path("prod.pem").exists());
+    }
+    for reason in ["", "   ", "\t\n"] {
+        let a = sign_prod(&["--unconstrained-because", reason]);
+        let err = stderr_of(&a.code(1));
+        assert!(err.contains("say why"), "{reason:?}: {err}");
+        assert_eq!(env.snapshot(), before);
+    }
+    // A subtree reaching test's names (its parent, a name below it) next to prod's own:
+    // refused at signing, not only flagged by `ca verify` later. (test's exact domain reads as
+    // a name both share on purpose, like a domain certificate listed for both: the ledger
+    // cannot tell the two apart.)
+    for reach in [
+        "warden.internal",
+        "internal",
+        "Warden.Internal",
+        "billing.test.warden.internal",
+        "x.billing.TEST.warden.internal",
+    ] {
+        let a = sign_prod(&[
+            "--permitted-dns",
+            "prod.warden.internal",
+            "--permitted-dns",
+            reach,
+        ])
+        .code(1);
+        let err = stderr_of(&a);
+        assert!(
+            err.contains("permit `test`'s names (test.warden.internal)")
+                && err.contains("never a parent of another environment's domain"),
+            "{reach:?}: {err}"
+        );
+        assert_eq!(
+            env.snapshot(),
+            before,
+            "{reach:?}: a refusal changes nothing"
+        );
+    }
+    // A sibling that merely ends in the same letters is not test's.
+    sign_prod(&["--permitted-dns", "xtest.warden.internal"]).success();
+    std::fs::remove_file(env.path("prod.pem")).unwrap();
+    // A proper subtree, with or without the "subdomains only" dot, is signed.
+    sign_prod(&["--permitted-dns", ".prod.warden.internal"]).success();
+}
+
+/// Red team: while `ca sign-intermediate` holds the passphrase (and then the decrypted root
+/// key), a crash must write no core file. The passphrase comes through a FIFO so the process
+/// can be inspected while it waits for it: its core-file limit is 0, soft and hard, and the
+/// signature still goes through once the passphrase arrives.
+#[test]
+fn red_team_no_core_dump_while_the_passphrase_is_in_memory() {
+    let env = Env::new();
+    env.init(&[]);
+    let fifo = env.path("pass.fifo");
+    nix::unistd::mkfifo(
+        &fifo,
+        nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+    )
+    .unwrap();
+    let csr = env.csr("test", "OpenBao test PKI");
+    // Started with core dumps allowed, so only warden itself can turn them off.
+    let child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -S -c unlimited 2>/dev/null || ulimit -S -c 1024; exec \"$@\"")
+        .arg("sh")
+        .arg(WARDEN.bin())
+        .args(["ca", "sign-intermediate", "--env", "test", "--dir"])
+        .arg(env.ca())
+        .arg("--csr")
+        .arg(&csr)
+        .arg("--out")
+        .arg(env.path("test.pem"))
+        .arg("--passphrase-file")
+        .arg(&fifo)
+        .env_remove("WARDEN_CA_PASSPHRASE")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let limits = format!("/proc/{}/limits", child.id());
+    let core_limit = || {
+        std::fs::read_to_string(&limits)
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("Max core file size"))
+            .map(|l| {
+                l.split_whitespace()
+                    .skip(4)
+                    .take(2)
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    // It blocks on the FIFO until the passphrase is written; by then it has set its limits.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut core = core_limit();
+    while core != ["0", "0"] && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        core = core_limit();
+    }
+    std::fs::write(&fifo, format!("{PASS}\n")).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        core,
+        ["0", "0"],
+        "core-file limit (soft, hard) while holding the passphrase"
+    );
+    assert!(env.path("test.pem").exists());
+}

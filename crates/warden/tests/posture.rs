@@ -231,7 +231,16 @@ async fn posture_shows_every_status_from_live_state() {
         .expect("registry entry");
     let entry = reg.data.expect("data")["data"].clone();
     assert_eq!(entry["owner"], "billing");
-    assert_eq!(entry["credentials"], json!(["billing/secret/stripe"]));
+    // Its credentials are paged (ADR 0014): one page here, named by the entry's head.
+    assert_eq!(entry["credentials_pages"]["items"], 1);
+    let page = op
+        .read("warden/data/pages/registry/stripe/0")
+        .await
+        .expect("registry page");
+    assert_eq!(
+        page.data.expect("data")["data"]["lines"],
+        "billing/secret/stripe"
+    );
 
     // billing's agent delivers its certificate once and reports it (OpenBao keeps no copy).
     let root = tempfile::tempdir().expect("identity root");

@@ -4,16 +4,16 @@
 //! metadata: KV through `metadata/`, transit keys through their description, reveals through
 //! their records.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Value, json};
-use warden_bao::Client;
+use warden_bao::{Client, paged};
 use warden_spec::naming::policy::{Grant, MANAGED_MARK};
 use warden_spec::naming::{self, Location};
 use warden_spec::{Credential, Delivery, Environment, Purpose, Spec};
 
 use super::EvidenceError;
-use super::readers::{access_paths, policy_holders, readers};
+use super::readers::{GrantIndex, access_paths, policy_holders, readers_indexed};
 use crate::posture::{self, rfc3339};
 use crate::reveal;
 
@@ -23,6 +23,9 @@ const NOTES: [&str; 3] = [
     "no value, key or token is included: KV is read through metadata, transit keys through their public description, reveals through their records",
     "history lists what OpenBao keeps: KV versions (up to max_versions), transit key versions, reveal records",
 ];
+
+/// Reads in flight at once (policies, KV metadata, transit keys).
+const READ_CONCURRENCY: usize = 16;
 
 /// Everything one export reads, before it is shaped into JSON.
 pub(crate) struct Inputs<'a> {
@@ -67,6 +70,7 @@ pub(crate) async fn payload(i: &Inputs<'_>) -> Result<Value, EvidenceError> {
         .map(|(n, (_, g))| (n.clone(), g.clone()))
         .collect();
     let holders = policy_holders(i.spec, env);
+    let index = GrantIndex::new(&grants);
     let mut cited: BTreeMap<String, ()> = holders.keys().map(|k| (k.clone(), ())).collect();
 
     let creds: Vec<Credential> = i
@@ -94,35 +98,53 @@ pub(crate) async fn payload(i: &Inputs<'_>) -> Result<Value, EvidenceError> {
         } else {
             None
         };
-        let mut out_creds = Vec::new();
-        for c in creds.iter().filter(|c| p.covers(&c.id)) {
-            let paths = access_paths(i.spec, i.env, c);
-            let who = readers(&paths, &grants, &holders);
-            for r in &who {
-                cited.insert(r.policy.clone(), ());
+        let judged: HashMap<&str, &posture::CredentialPosture> = pp
+            .map(|pp| pp.credentials.iter().map(|x| (x.id.as_str(), x)).collect())
+            .unwrap_or_default();
+        // Each credential's history is one read: a bounded number in flight.
+        let covered: Vec<&Credential> = creds.iter().filter(|c| p.covers(&c.id)).collect();
+        let described = warden_bao::bounded::run(covered, READ_CONCURRENCY, |c| {
+            let (reveals, grants, index, holders, judged) =
+                (&reveals, &grants, &index, &holders, &judged);
+            async move {
+                let paths = access_paths(i.spec, i.env, c);
+                let who = readers_indexed(&paths, grants, index, holders);
+                let history = match reveals {
+                    Some(l) => json!({
+                        "source": "reveal-records",
+                        "reveals": l.reveals.iter().filter(|r| r.record.credential == c.id).map(|r| json!({
+                            "accessor": r.record.accessor,
+                            "created_at": r.record.created_at,
+                            "expires_at": r.record.expires_at,
+                            "created_by": r.record.created_by,
+                            "state": r.state,
+                            "verifier_sha256": r.record.verifier_sha256,
+                        })).collect::<Vec<_>>(),
+                    }),
+                    None => history(i, c).await?,
+                };
+                let cited: Vec<String> = who.iter().map(|r| r.policy.clone()).collect();
+                Ok::<_, EvidenceError>((
+                    json!({
+                        "id": c.id,
+                        "identity": c.identity.as_str(),
+                        "posture": judged.get(c.id.as_str()),
+                        "access": paths,
+                        "readers": who,
+                        "history": history,
+                    }),
+                    cited,
+                ))
             }
-            let history = match &reveals {
-                Some(l) => json!({
-                    "source": "reveal-records",
-                    "reveals": l.reveals.iter().filter(|r| r.record.credential == c.id).map(|r| json!({
-                        "accessor": r.record.accessor,
-                        "created_at": r.record.created_at,
-                        "expires_at": r.record.expires_at,
-                        "created_by": r.record.created_by,
-                        "state": r.state,
-                        "verifier_sha256": r.record.verifier_sha256,
-                    })).collect::<Vec<_>>(),
-                }),
-                None => history(i, c).await?,
-            };
-            out_creds.push(json!({
-                "id": c.id,
-                "identity": c.identity.as_str(),
-                "posture": pp.and_then(|pp| pp.credentials.iter().find(|x| x.id == c.id)),
-                "access": paths,
-                "readers": who,
-                "history": history,
-            }));
+        })
+        .await;
+        let mut out_creds = Vec::with_capacity(described.len());
+        for d in described {
+            let (cred, policies) = d?;
+            for name in policies {
+                cited.insert(name, ());
+            }
+            out_creds.push(cred);
         }
         purposes.push(json!({
             "id": p.id.as_str(),
@@ -185,12 +207,18 @@ async fn live_policies(i: &Inputs<'_>) -> Result<(Policies, Vec<Value>), Evidenc
         .map_err(i.read_err("sys/policies/acl"))?;
     let mut out = BTreeMap::new();
     let mut unreadable = Vec::new();
-    for name in names.into_iter().filter(|n| n != "root") {
+    let names: Vec<String> = names.into_iter().filter(|n| n != "root").collect();
+    let texts = warden_bao::bounded::run(names, READ_CONCURRENCY, |name| async move {
         let text = i
             .client
             .read_policy(&name)
             .await
-            .map_err(i.read_err(format!("sys/policies/acl/{name}")))?;
+            .map_err(i.read_err(format!("sys/policies/acl/{name}")));
+        (name, text)
+    })
+    .await;
+    for (name, text) in texts {
+        let text = text?;
         match naming::policy::parse(&text) {
             Ok(g) => {
                 out.insert(name, (text, g));
@@ -207,11 +235,27 @@ async fn registry_entry(i: &Inputs<'_>, p: &Purpose) -> Result<Value, EvidenceEr
     match i.client.kv2(&at.mount).read(&at.path, None).await {
         Ok(v) => {
             // A registry entry is metadata only (ADR 0006), so exposing it is safe.
-            let entry: serde_json::Map<String, Value> = v
+            let mut entry: serde_json::Map<String, Value> = v
                 .data
                 .iter()
                 .map(|(k, s)| (k.to_owned(), s.expose().clone()))
                 .collect();
+            // Since ADR 0014 the credentials are in pages; an entry written before keeps them
+            // inline and is shown as it is.
+            if let Some(head) = entry
+                .get("credentials_pages")
+                .and_then(|h| serde_json::from_value::<paged::PageHead>(h.clone()).ok())
+            {
+                let folder = naming::record_pages(&at).data_path();
+                let creds = paged::read(i.client, &folder, &head)
+                    .await
+                    .map_err(|source| EvidenceError::Pages {
+                        env: i.env_name().to_owned(),
+                        purpose: p.id.to_string(),
+                        source,
+                    })?;
+                entry.insert("credentials".into(), json!(creds));
+            }
             Ok(json!({
                 "path": at.data_path(),
                 "version": v.meta.version,

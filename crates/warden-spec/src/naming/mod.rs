@@ -12,7 +12,7 @@
 //! | where a credential lives | [`location`] → [`Location`] |
 //! | a credential's reference (`billing/secret/config`) | [`credential_id`], [`Credential::new`] |
 //! | an environment's mounts | [`Mounts`], defaults: [`default_mounts`] |
-//! | Warden's own KV v2 mount and its folders | [`META_MOUNT`], [`OWNED_RECORD`], [`REGISTRY_PREFIX`], [`DELIVERED_PREFIX`], [`REVEAL_PREFIX`], [`CUSTODY_PREFIX`], [`BREAK_GLASS_PREFIX`]; entries: [`ownership_record`], [`registry_entry`], [`delivery_report`], [`reveal_record`], [`reveal_records`], [`custody_record`], [`break_glass_record`], [`break_glass_records`] |
+//! | Warden's own KV v2 mount and its folders | [`META_MOUNT`], [`OWNED_RECORD`], [`REGISTRY_PREFIX`], [`DELIVERED_PREFIX`], [`REVEAL_PREFIX`], [`PAGES_PREFIX`], [`CUSTODY_PREFIX`], [`BREAK_GLASS_PREFIX`]; entries: [`ownership_record`], [`registry_entry`], [`record_pages`], [`delivery_report`], [`delivery_reports`], [`reveal_record`], [`reveal_records`], [`custody_record`], [`break_glass_record`], [`break_glass_records`] |
 //! | KV entries ([`KvEntry`]: mount + path) of an app | [`kv_prefix`], [`secret`], [`secret_path`], [`signing_key`], [`domain_cert`], [`domain_cert_path`] |
 //! | policies | [`policy_name`], [`REGISTRY_READER_POLICY`]; reading HCL: [`policy`] |
 //! | identity certificates | [`identity_common_name`], [`IDENTITY_CERT_TTL_SECS`] |
@@ -394,7 +394,19 @@ pub fn ownership_record() -> KvEntry {
     KvEntry::new(META_MOUNT, OWNED_RECORD.to_owned())
 }
 
-/// The registry entry of purpose `purpose` in [`META_MOUNT`]: `registry/<purpose>`.
+/// The folder inside [`META_MOUNT`] holding the pages of Warden's long lists (ADR 0014):
+/// `pages/<record path>/<n>`, apart from the records' own folders so listing `registry/`
+/// still lists purposes only.
+pub const PAGES_PREFIX: &str = "pages";
+
+/// The folder of `record`'s pages (`warden/…/pages/registry/<purpose>`); page `n` is
+/// `<folder>/<n>` (`warden_bao::paged::page_path`).
+pub fn record_pages(record: &KvEntry) -> KvEntry {
+    KvEntry::new(&record.mount, format!("{PAGES_PREFIX}/{}", record.path))
+}
+
+/// The registry entry of purpose `purpose` in [`META_MOUNT`]: `registry/<purpose>`. Its
+/// credentials are paged under [`record_pages`].
 pub fn registry_entry(purpose: &str) -> KvEntry {
     KvEntry::new(META_MOUNT, format!("{REGISTRY_PREFIX}/{purpose}"))
 }
@@ -408,6 +420,12 @@ pub fn delivery_report(identity: &str) -> KvEntry {
 /// The revocation record `id` in [`META_MOUNT`]: `revocations/<id>`.
 pub fn revocation_record(id: &str) -> KvEntry {
     KvEntry::new(META_MOUNT, format!("{REVOCATION_PREFIX}/{id}"))
+}
+
+/// The folder of every identity's delivery report (for listing: posture reads only the
+/// reports that exist).
+pub fn delivery_reports() -> KvEntry {
+    KvEntry::new(META_MOUNT, DELIVERED_PREFIX.to_owned())
 }
 
 /// The folder of purpose `purpose`'s reveal records in [`META_MOUNT`] (for listing).

@@ -245,6 +245,10 @@ fn policies_common_names_and_warden_own_entries() {
     assert_eq!(transit_key_name(billing, "k"), "billing-k");
     assert_eq!(ownership_record().data_path(), "warden/data/owned");
     assert_eq!(
+        record_pages(&registry_entry("cfg")).data_path(),
+        "warden/data/pages/registry/cfg"
+    );
+    assert_eq!(
         registry_entry("app-config").data_path(),
         "warden/data/registry/app-config"
     );

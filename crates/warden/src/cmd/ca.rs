@@ -660,6 +660,9 @@ fn pki_error(err: PkiError, what: String, dir: &Path) -> anyhow::Error {
         PkiError::UnconstrainedIntermediate { environment, .. } => Some(format!(
             "constrain it to {environment}'s names with --permitted-dns DOMAIN (repeatable: its domain, and every domain certificate it issues), or sign it anyway with --unconstrained-because \"REASON\", recorded in the ledger; {unchanged}"
         )),
+        PkiError::OverreachingIntermediate { environment, .. } => Some(format!(
+            "constrain it to {environment}'s own names with --permitted-dns DOMAIN (its domain, and every domain certificate it issues), never a parent of another environment's domain; {unchanged}"
+        )),
         PkiError::AlreadyInitialized { .. } => Some(format!(
             "see it with `warden ca show --dir {d}`, or choose another --dir"
         )),

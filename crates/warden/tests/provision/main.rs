@@ -145,8 +145,9 @@ async fn bad_specs_touch_nothing_and_one_apply_converges() {
         .json();
     assert_eq!(applied["creates"].as_u64(), Some(creates), "{applied}");
     assert_eq!(applied["updates"].as_u64(), Some(0), "{applied}");
-    // Every object plus one ownership record per environment.
-    assert_eq!(applied["writes"].as_u64(), Some(creates + 2), "{applied}");
+    // Every object plus the ownership record per environment: one page, then its head
+    // (ADR 0014).
+    assert_eq!(applied["writes"].as_u64(), Some(creates + 4), "{applied}");
 
     let again = warden("plan", &spec, lab.dir(), &["-o", "json"])
         .ok()
@@ -364,9 +365,10 @@ async fn prune_removes_exactly_the_departed_identity() {
         .collect();
 
     // Without --prune: kept and listed, nothing deleted. The only updates are the registry
-    // entries of the purposes that covered ledger's credentials (their lists shrink).
+    // entries of the purposes that covered ledger's credentials and their one page each
+    // (their lists shrink; ADR 0014).
     let plan = warden("plan", &spec, lab.dir(), &json_env).ok().json();
-    assert_eq!(counts(&plan), (0, 3, 0), "{plan:#}");
+    assert_eq!(counts(&plan), (0, 6, 0), "{plan:#}");
     let mut updated: Vec<String> = changes(&plan)
         .into_iter()
         .map(|(action, path)| {
@@ -378,6 +380,9 @@ async fn prune_removes_exactly_the_departed_identity() {
     assert_eq!(
         updated,
         [
+            "warden/data/pages/registry/app-config/0",
+            "warden/data/pages/registry/service-tls/0",
+            "warden/data/pages/registry/workload-identity/0",
             "warden/data/registry/app-config",
             "warden/data/registry/service-tls",
             "warden/data/registry/workload-identity",

@@ -506,3 +506,191 @@ async fn issue_18_lint_flags_a_cert_role_that_accepts_a_transport_certificate() 
         "{hit}"
     );
 }
+
+/// Red team: a job's token may renew its runner's transport certificate, and nothing more. It
+/// cannot stretch the certificate past the holder's lifetime (OpenBao honours a requested
+/// `not_after` beyond the role's `max_ttl` unless the role forbids it, and the listener reads
+/// no CRL, so the lifetime is all that ends a leaked certificate), backdate it, or have it name
+/// anyone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn red_team_a_jobs_token_cannot_stretch_backdate_or_rename_a_transport_certificate() {
+    let ci = CiSigner::generate();
+    let p = Platform::start(&ci.public_pem()).await;
+    let jwt = p.path("main.jwt");
+    let token = ci.sign(&ci_claims(
+        ISSUER,
+        AUDIENCE,
+        "platform/billing",
+        "refs/heads/main",
+    ));
+    write_private(&jwt, token.expose_secret().as_bytes());
+    let token_out = p.path("job-token");
+    p.run(&["ci", "login"], &login_args(&jwt, &token_out), None, &[])
+        .ok();
+    let job = runner_client(&p, &p.runner_transport());
+    job.set_token(warden_bao::SecretString::from(
+        std::fs::read_to_string(&token_out)
+            .expect("token")
+            .trim()
+            .to_owned(),
+    ));
+    let cn = "ci-runner.transport.test.warden.internal";
+    // A CSR for `name` with `dns`/`ip` SANs, signed with `body`'s extra fields.
+    let sign_csr =
+        |name: &str, dns: Vec<String>, ip: Vec<std::net::IpAddr>, body: serde_json::Value| {
+            let job = &job;
+            let key = warden_pki::generate_key(warden_pki::KeyAlgorithm::EcdsaP256).expect("key");
+            let csr = warden_pki::make_csr(&key, name, &dns, &ip).expect("CSR");
+            let mut body = body;
+            body["csr"] = json!(csr);
+            body["common_name"] = json!(name);
+            async move {
+                job.write(
+                    "pki_int/sign/transport-ci-runner",
+                    &body,
+                    warden_bao::Idempotent::No,
+                )
+                .await
+                .map(|s| {
+                    let pem = s.and_then(|s| s.data).expect("data")["certificate"]
+                        .as_str()
+                        .expect("certificate")
+                        .to_owned();
+                    warden_pki::parse_pem_bundle(&pem).expect("pem").remove(0)
+                })
+            }
+        };
+    let sign = |body: serde_json::Value| {
+        let name = body["common_name"].as_str().unwrap_or(cn).to_owned();
+        sign_csr(&name, Vec::new(), Vec::new(), body)
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let rfc = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .expect("rfc3339")
+    };
+
+    // Renewal, what the grant is for, works and lives the holder's 24h at most, whatever TTL
+    // is asked for.
+    let renewed = sign(json!({ "common_name": cn, "ttl": "8760h" }))
+        .await
+        .expect("a carried job renews its runner's certificate");
+    assert!(
+        renewed.not_after <= now + time::Duration::hours(24) + time::Duration::minutes(2),
+        "the role's max_ttl caps a requested ttl: {}",
+        renewed.not_after
+    );
+
+    // A requested not_after past max_ttl: refused, not honoured.
+    let err = sign(json!({
+        "common_name": cn,
+        "not_after": rfc(now + time::Duration::days(300)),
+    }))
+    .await
+    .expect_err("a year-long transport certificate must not be signed");
+    assert_eq!(err.status(), Some(400), "{err}");
+    assert!(err.to_string().contains("not_after"), "{err}");
+    // Backdated: refused.
+    let err = sign(json!({
+        "common_name": cn,
+        "not_before": rfc(now - time::Duration::days(30)),
+    }))
+    .await
+    .expect_err("a backdated transport certificate must not be signed");
+    assert_eq!(err.status(), Some(400), "{err}");
+
+    // Another holder's, an identity's, an operator's or a wildcard name: refused.
+    for name in [
+        "other.transport.test.warden.internal",
+        "billing.identity.test.warden.internal",
+        "alice.operator.test.warden.internal",
+        "*.transport.test.warden.internal",
+        "x.ci-runner.transport.test.warden.internal",
+    ] {
+        let err = sign(json!({ "common_name": name })).await.expect_err(name);
+        assert_eq!(err.status(), Some(400), "{name}: {err}");
+    }
+    // Extra names carried in the CSR (the role takes its SANs from there): refused.
+    let err = sign_csr(
+        cn,
+        vec!["billing.identity.test.warden.internal".to_owned()],
+        Vec::new(),
+        json!({}),
+    )
+    .await
+    .expect_err("a CSR with another name as SAN");
+    assert_eq!(err.status(), Some(400), "{err}");
+    let err = sign_csr(cn, Vec::new(), vec![[127, 0, 0, 1].into()], json!({}))
+        .await
+        .expect_err("a CSR with an IP SAN");
+    assert_eq!(err.status(), Some(400), "{err}");
+    // Names asked for in the request are not taken at all.
+    let c = sign(json!({
+        "common_name": cn,
+        "alt_names": "billing.identity.test.warden.internal",
+        "ip_sans": "127.0.0.1",
+        "uri_sans": "spiffe://test/billing",
+    }))
+    .await
+    .expect("request SANs are ignored, not honoured");
+    assert_eq!(c.subject_alt_names, [format!("DNS:{cn}")], "{c:?}");
+    // Nor another signing path.
+    for path in [
+        "pki_int/sign-verbatim/transport-ci-runner",
+        "pki_int/issue/transport-ci-runner",
+        "pki_int/sign/billing-identity",
+    ] {
+        let err = job
+            .write(
+                path,
+                &json!({ "common_name": cn }),
+                warden_bao::Idempotent::No,
+            )
+            .await
+            .expect_err(path);
+        assert!(err.is_permission_denied(), "{path}: {err}");
+    }
+
+    // `transport issue --out` into a directory another user planted (owned by them, or open
+    // to everyone, or a symlink): refused before anything changes, so its owner cannot swap
+    // the key under the workloads; the directory keeps its mode and gets no key.
+    let issue_into = |dir: &Path| {
+        p.run(
+            &["transport", "issue"],
+            &["--holder", "ci-runner", "--out", path_str(dir)],
+            None,
+            &[],
+        )
+    };
+    let planted = p.path("planted");
+    std::fs::create_dir(&planted).expect("mkdir");
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    nix::unistd::chown(&planted, Some(nix::unistd::Uid::from_raw(65534)), None)
+        .expect("chown (the tests run as root)");
+    let open = p.path("open");
+    std::fs::create_dir(&open).expect("mkdir");
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let link = p.path("link");
+    std::os::unix::fs::symlink(&open, &link).expect("symlink");
+    for (dir, says, mode) in [
+        (&planted, "is owned by uid 65534", 0o755),
+        (&open, "is writable by other users", 0o777),
+        (&link, "symbolic link", 0o777),
+    ] {
+        let run = issue_into(dir);
+        run.expect_code(1);
+        assert!(run.all().contains(says), "{}: {}", dir.display(), run.all());
+        let meta = std::fs::metadata(dir).expect("still there");
+        assert_eq!(meta.permissions().mode() & 0o777, mode, "{}", dir.display());
+        assert!(!dir.join("key.pem").exists(), "{}", dir.display());
+    }
+    // A directory of our own is taken, and made private.
+    let own = p.path("own");
+    std::fs::create_dir(&own).expect("mkdir");
+    std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    issue_into(&own).ok();
+    let meta = std::fs::metadata(&own).expect("own");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+    let key = std::fs::metadata(own.join("key.pem")).expect("key");
+    assert_eq!(key.permissions().mode() & 0o777, 0o600);
+}

@@ -23,7 +23,8 @@ use warden_spec::{Environment, Spec};
 
 pub use key::{EVIDENCE_KEY, EvidenceKey, KeyVersion, ensure_key, read_key};
 pub use packet::{
-    ALG, FORMAT, Header, PublicKey, Verified, VerifyError, parse_public_keys, verify,
+    ALG, Digest, FORMAT, FORMAT_V1, Header, PublicKey, Verified, VerifyError, parse_public_keys,
+    verify,
 };
 
 /// Why an export failed.
@@ -287,7 +288,11 @@ pub async fn sign_payload(
         key_version: latest.version,
         key_sha256: latest.sha256.clone(),
     };
-    let msg = packet::signing_input(payload, &header);
+    // Transit signs the fixed-size statement, not the payload: a signing request stays a few
+    // hundred bytes whatever the payload's size (OpenBao refuses requests over 32 MiB).
+    let body = packet::body(payload);
+    let digest = packet::Digest::of(&body);
+    let msg = packet::statement(&header, &digest);
     let signature = key::sign(client, env, &key, latest.version, &msg).await?;
     // Fail closed: a packet is written only if it verifies with the key auditors will use.
     if !latest
@@ -301,7 +306,7 @@ pub async fn sign_payload(
         });
     }
     Ok(Signed {
-        bytes: packet::assemble(payload, &header, &signature),
+        bytes: packet::assemble(&body, &header, &digest, &signature),
         key: key.name,
         key_version: latest.version,
         key_sha256: latest.sha256,

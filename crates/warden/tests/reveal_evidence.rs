@@ -536,7 +536,7 @@ async fn evidence_packets_verify_offline_and_any_change_fails() {
 
     // What the packet says.
     let v: Value = serde_json::from_slice(&packet).expect("packet JSON");
-    assert_eq!(v["format"], "warden-evidence/1");
+    assert_eq!(v["format"], "warden-evidence/2");
     assert_eq!(v["signature"]["alg"], "EdDSA");
     assert_eq!(v["signature"]["key"], "transit:transit/warden-evidence");
     let p = &v["payload"];

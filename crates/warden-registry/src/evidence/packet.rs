@@ -1,17 +1,28 @@
 //! The packet on disk and its offline verification.
 //!
 //! ```text
-//! { "format": "warden-evidence/1",
+//! { "format": "warden-evidence/2",
 //!   "payload": { … },
 //!   "signature": { "alg": "EdDSA", "key": "transit:<mount>/warden-evidence",
 //!                  "key_version": N, "key_sha256": "<hex SHA-256 of the public key's SPKI DER>",
+//!                  "payload_sha256": "<hex SHA-256 of the canonical payload bytes>",
+//!                  "payload_size": <their length in bytes>,
 //!                  "value": "<base64 of the 64-byte Ed25519 signature>" } }
 //! ```
 //!
-//! The signed bytes are the canonical form ([`super::canonical`]) of the packet without
-//! `signature.value`: the payload *and* the header that names the key are covered, so neither
-//! can be changed without the signature failing. Verification needs only the packet and the
-//! public key: no server, no network.
+//! The signature covers a fixed-size *statement*: the canonical form ([`super::canonical`])
+//! of the packet without `payload` and without `signature.value` — the format, the header
+//! that names the key, and the payload's SHA-256 and size. The digest is of the exact
+//! canonical payload bytes, which verification recomputes, so nothing in the packet escapes
+//! the signature; and what OpenBao is asked to sign stays a few hundred bytes however large
+//! the payload (a 10,000-identity packet is tens of MB, past OpenBao's 32 MiB
+//! `max_request_size`; ADR 0014). Ed25519 itself cannot be prehashed by transit, hence the
+//! statement rather than `prehashed`.
+//!
+//! `warden-evidence/1` packets (signature over the whole canonical packet without
+//! `signature.value`, no digest fields) are still verified, so older packets and backup
+//! manifests stay valid offline. Verification needs only the packet and the public key: no
+//! server, no network.
 
 use aws_lc_rs::digest;
 use aws_lc_rs::signature::{ED25519, UnparsedPublicKey};
@@ -22,8 +33,10 @@ use serde_json::{Value, json};
 
 use super::canonical;
 
-/// The packet format this code writes and reads.
-pub const FORMAT: &str = "warden-evidence/1";
+/// The packet format this code writes (and reads).
+pub const FORMAT: &str = "warden-evidence/2";
+/// The previous format, still read: the signature covers the whole packet.
+pub const FORMAT_V1: &str = "warden-evidence/1";
 /// The one signature algorithm: Ed25519 (pure, no prehash).
 pub const ALG: &str = "EdDSA";
 
@@ -46,6 +59,25 @@ pub struct Header {
     pub key_sha256: String,
 }
 
+/// The payload's digest, as a v2 signature states it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Digest {
+    /// Hex SHA-256 of the canonical payload bytes.
+    pub payload_sha256: String,
+    /// Their length in bytes.
+    pub payload_size: u64,
+}
+
+impl Digest {
+    /// The digest of `body`, the canonical payload bytes.
+    pub fn of(body: &[u8]) -> Self {
+        Self {
+            payload_sha256: hex::encode(digest::digest(&digest::SHA256, body).as_ref()),
+            payload_size: body.len() as u64,
+        }
+    }
+}
+
 /// Why a packet does not verify. [`VerifyError::is_tamper`] separates "changed after signing"
 /// from input that is not a packet at all.
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +96,9 @@ pub enum VerifyError {
         what: String,
     },
     /// Another format version.
-    #[error("unsupported packet format `{found}` (this warden reads `{FORMAT}`)")]
+    #[error(
+        "unsupported packet format `{found}` (this warden reads `{FORMAT}` and `{FORMAT_V1}`)"
+    )]
     UnknownFormat {
         /// The format found.
         found: String,
@@ -93,6 +127,11 @@ pub enum VerifyError {
         "signature does not match: the signature value is not a base64 Ed25519 signature (the packet was changed after signing)"
     )]
     SignatureEncoding,
+    /// The payload is not the one the signature states (its SHA-256 or size differs).
+    #[error(
+        "signature does not match: the packet was changed after signing (its payload's SHA-256 is not the one the signature states)"
+    )]
+    PayloadDigest,
     /// No key of the file verifies the signature.
     #[error("{}", if *key_known {
         "signature does not match: the packet was changed after signing".to_owned()
@@ -115,13 +154,18 @@ impl VerifyError {
     /// The packet parsed as a packet but its signature does not hold: it was changed after
     /// signing (or the key is not the one that signed).
     pub fn is_tamper(&self) -> bool {
-        matches!(self, Self::SignatureEncoding | Self::Mismatch { .. })
+        matches!(
+            self,
+            Self::SignatureEncoding | Self::PayloadDigest | Self::Mismatch { .. }
+        )
     }
 }
 
 /// What a valid packet says about itself.
 #[derive(Debug, Clone, Serialize)]
 pub struct Verified {
+    /// The packet's format ([`FORMAT`] or [`FORMAT_V1`]).
+    pub format: String,
     /// Evidence component.
     pub component: String,
     /// Environment.
@@ -222,24 +266,55 @@ pub fn parse_public_keys(pem: &str) -> Result<Vec<PublicKey>, VerifyError> {
     Ok(out)
 }
 
-/// The bytes a signature covers: the canonical packet without `signature.value`.
-pub fn signing_input(payload: &Value, header: &Header) -> Vec<u8> {
+/// The canonical payload bytes: what [`Digest`] covers and what the packet embeds verbatim.
+pub fn body(payload: &Value) -> Vec<u8> {
+    canonical::to_bytes(payload)
+}
+
+/// The bytes a v2 signature covers: the canonical packet without `payload` and without
+/// `signature.value`. Its size depends on the key's name only, never on the payload.
+pub fn statement(header: &Header, digest: &Digest) -> Vec<u8> {
     canonical::to_bytes(&json!({
         "format": FORMAT,
+        "signature": signature_object(header, digest),
+    }))
+}
+
+fn signature_object(header: &Header, digest: &Digest) -> Value {
+    let mut sig = serde_json::to_value(header).expect("a header serialises");
+    sig["payload_sha256"] = Value::String(digest.payload_sha256.clone());
+    sig["payload_size"] = Value::from(digest.payload_size);
+    sig
+}
+
+/// The bytes a v1 signature covers: the canonical packet without `signature.value`. Only
+/// verified now, never written.
+pub fn signing_input_v1(payload: &Value, header: &Header) -> Vec<u8> {
+    canonical::to_bytes(&json!({
+        "format": FORMAT_V1,
         "payload": payload,
         "signature": header,
     }))
 }
 
-/// The packet's bytes (canonical, no trailing newline: every byte of the file is meaningful).
-pub fn assemble(payload: &Value, header: &Header, signature: &[u8]) -> Vec<u8> {
-    let mut sig = serde_json::to_value(header).expect("a header serialises");
+/// The v2 packet's bytes (canonical, no trailing newline: every byte of the file is
+/// meaningful). `body` ([`body`]) is spliced in as is rather than serialised again: the
+/// top-level keys sort as `format` < `payload` < `signature`, so the result is exactly the
+/// canonical form of the whole packet.
+pub fn assemble(body: &[u8], header: &Header, digest: &Digest, signature: &[u8]) -> Vec<u8> {
+    let mut sig = signature_object(header, digest);
     sig["value"] = Value::String(STANDARD.encode(signature));
-    canonical::to_bytes(&json!({
-        "format": FORMAT,
-        "payload": payload,
-        "signature": sig,
-    }))
+    let format = canonical::to_bytes(&Value::String(FORMAT.to_owned()));
+    let sig = canonical::to_bytes(&sig);
+    let mut out = Vec::with_capacity(body.len() + sig.len() + 64);
+    out.extend_from_slice(b"{\"format\":");
+    out.extend_from_slice(&format);
+    out.extend_from_slice(b",\"payload\":");
+    out.extend_from_slice(body);
+    out.extend_from_slice(b",\"signature\":");
+    out.extend_from_slice(&sig);
+    out.push(b'}');
+    out
 }
 
 /// Verifies `packet` against the keys of a key file. Offline.
@@ -262,11 +337,15 @@ pub fn verify(packet: &[u8], keys: &[PublicKey]) -> Result<Verified, VerifyError
         .get("format")
         .and_then(Value::as_str)
         .ok_or_else(|| missing("no `format`"))?;
-    if format != FORMAT {
-        return Err(VerifyError::UnknownFormat {
-            found: format.to_owned(),
-        });
-    }
+    let v2 = match format {
+        FORMAT => true,
+        FORMAT_V1 => false,
+        other => {
+            return Err(VerifyError::UnknownFormat {
+                found: other.to_owned(),
+            });
+        }
+    };
     let payload = obj
         .get("payload")
         .filter(|p| p.is_object())
@@ -276,10 +355,11 @@ pub fn verify(packet: &[u8], keys: &[PublicKey]) -> Result<Verified, VerifyError
         .and_then(Value::as_object)
         .ok_or_else(|| missing("no `signature` object"))?;
     for k in sig.keys() {
-        if !matches!(
+        let known = matches!(
             k.as_str(),
             "alg" | "key" | "key_version" | "key_sha256" | "value"
-        ) {
+        ) || (v2 && matches!(k.as_str(), "payload_sha256" | "payload_size"));
+        if !known {
             return Err(missing(&format!("unexpected signature field `{k}`")));
         }
     }
@@ -307,7 +387,21 @@ pub fn verify(packet: &[u8], keys: &[PublicKey]) -> Result<Verified, VerifyError
         .ok()
         .filter(|s| s.len() == 64)
         .ok_or(VerifyError::SignatureEncoding)?;
-    let msg = signing_input(payload, &header);
+    let msg = if v2 {
+        let stated = Digest {
+            payload_sha256: text("payload_sha256")?,
+            payload_size: sig
+                .get("payload_size")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| missing("no `signature.payload_size` number"))?,
+        };
+        if Digest::of(&body(payload)) != stated {
+            return Err(VerifyError::PayloadDigest);
+        }
+        statement(&header, &stated)
+    } else {
+        signing_input_v1(payload, &header)
+    };
     if !keys.iter().any(|k| k.verifies(&msg, &signature)) {
         return Err(VerifyError::Mismatch {
             key_known: keys.iter().any(|k| k.sha256 == header.key_sha256),
@@ -324,6 +418,7 @@ pub fn verify(packet: &[u8], keys: &[PublicKey]) -> Result<Verified, VerifyError
             .to_owned()
     };
     Ok(Verified {
+        format: format.to_owned(),
         component: field("component"),
         env: field("env"),
         generated_at: payload
@@ -367,15 +462,33 @@ mod tests {
             )
         }
 
-        fn packet(&self, payload: &Value) -> Vec<u8> {
-            let header = Header {
+        fn header(&self) -> Header {
+            Header {
                 alg: ALG.into(),
                 key: "transit:transit/warden-evidence".into(),
                 key_version: 1,
                 key_sha256: self.public().sha256,
-            };
-            let sig = self.0.sign(&signing_input(payload, &header));
-            assemble(payload, &header, sig.as_ref())
+            }
+        }
+
+        /// A v2 packet, signed as `sign_payload` has transit sign it: the statement only.
+        fn packet(&self, payload: &Value) -> Vec<u8> {
+            let header = self.header();
+            let body = body(payload);
+            let digest = Digest::of(&body);
+            let sig = self.0.sign(&statement(&header, &digest));
+            assemble(&body, &header, &digest, sig.as_ref())
+        }
+
+        /// A v1 packet, as Warden wrote them before: the whole packet signed.
+        fn packet_v1(&self, payload: &Value) -> Vec<u8> {
+            let header = self.header();
+            let sig = self.0.sign(&signing_input_v1(payload, &header));
+            let mut sig_obj = serde_json::to_value(&header).expect("header");
+            sig_obj["value"] = Value::String(STANDARD.encode(sig.as_ref()));
+            canonical::to_bytes(&json!({
+                "format": FORMAT_V1, "payload": payload, "signature": sig_obj,
+            }))
         }
     }
 
@@ -404,10 +517,83 @@ mod tests {
     }
 
     #[test]
-    fn changing_any_single_byte_fails() {
+    fn the_assembled_packet_is_the_canonical_form_of_itself() {
         let s = Signer::new();
         let bytes = s.packet(&payload());
+        let parsed = canonical::parse_strict(&bytes).expect("json");
+        assert_eq!(canonical::to_bytes(&parsed), bytes);
+        assert_eq!(parsed["format"], FORMAT);
+    }
+
+    #[test]
+    fn the_signed_statement_stays_small_whatever_the_payload_size() {
+        let s = Signer::new();
+        let mut big = payload();
+        // 5 MB of payload: the v1 scheme would have had transit sign all of it.
+        big["identities"] = Value::Array(
+            (0..60_000)
+                .map(|i| json!({ "id": format!("identity-{i:06}"), "policies": ["a", "b", "c"], "pad": "x".repeat(40) }))
+                .collect(),
+        );
+        let body = body(&big);
+        assert!(body.len() > 5_000_000, "{}", body.len());
+        let digest = Digest::of(&body);
+        let msg = statement(&s.header(), &digest);
+        assert!(msg.len() < 1024, "the statement is {} bytes", msg.len());
+        // And it does not grow with the payload at all: same length as a tiny payload's.
+        let small = statement(&s.header(), &Digest::of(&self::body(&payload())));
+        assert_eq!(
+            msg.len() - digest.payload_size.to_string().len(),
+            small.len() - self::body(&payload()).len().to_string().len()
+        );
+        let packet = s.packet(&big);
+        let v = verify(&packet, &[s.public()]).expect("the big packet verifies");
+        assert_eq!(v.format, FORMAT);
+        // One byte of the big body changed: refused as tampering.
+        let text = String::from_utf8(packet).expect("utf-8");
+        let changed = text.replacen("identity-059999", "identity-059998", 1);
+        assert_ne!(changed, text);
+        let e = verify(changed.as_bytes(), &[s.public()]).expect_err("changed body");
+        assert!(matches!(e, VerifyError::PayloadDigest), "{e}");
+    }
+
+    #[test]
+    fn v1_packets_still_verify_and_still_detect_tampering() {
+        let s = Signer::new();
+        let bytes = s.packet_v1(&payload());
+        assert!(String::from_utf8_lossy(&bytes).contains("\"warden-evidence/1\""));
+        let v = verify(&bytes, &[s.public()]).expect("a v1 packet verifies");
+        assert_eq!(v.format, FORMAT_V1);
+        assert_eq!(v.component, "EV-PAYMENTS");
+        let text = String::from_utf8(bytes).expect("utf-8");
+        let e = verify(
+            text.replace("EV-PAYMENTS", "EV-PAYMENTZ").as_bytes(),
+            &[s.public()],
+        )
+        .expect_err("changed v1");
+        assert!(e.is_tamper(), "{e}");
+        // A v1 packet relabelled v2 is not accepted (no digest to check against).
+        let e = verify(
+            text.replace(FORMAT_V1, FORMAT).as_bytes(),
+            &[s.public()],
+        )
+        .expect_err("relabelled");
+        assert!(!e.to_string().is_empty());
+        // Digest fields are not allowed into a v1 packet.
+        let e = verify(
+            text.replace("\"value\":", "\"payload_size\":1,\"value\":")
+                .as_bytes(),
+            &[s.public()],
+        )
+        .expect_err("v1 with a digest field");
+        assert!(e.to_string().contains("unexpected signature field"), "{e}");
+    }
+
+    #[test]
+    fn changing_any_single_byte_fails() {
+        let s = Signer::new();
         let keys = [s.public()];
+        for bytes in [s.packet(&payload()), s.packet_v1(&payload())] {
         for i in 0..bytes.len() {
             for flip in [0x01u8, 0x20, 0x80] {
                 let mut t = bytes.clone();
@@ -418,6 +604,7 @@ mod tests {
                     bytes[i] as char
                 );
             }
+        }
         }
     }
 
@@ -431,9 +618,10 @@ mod tests {
         let changed = text.replace("EV-PAYMENTS", "EV-PAYMENTZ");
         let e = verify(changed.as_bytes(), &keys).expect_err("payload changed");
         assert!(e.is_tamper());
-        assert_eq!(
-            e.to_string(),
-            "signature does not match: the packet was changed after signing"
+        assert!(
+            e.to_string()
+                .starts_with("signature does not match: the packet was changed after signing"),
+            "{e}"
         );
         // The header is signed too: pointing at another key version fails.
         let e = verify(

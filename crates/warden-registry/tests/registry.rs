@@ -201,4 +201,43 @@ async fn posture_reveal_once_and_evidence_against_live_state() {
         Err(e) => assert!(e.is_tamper(), "a changed byte is tampering: {e}"),
         Ok(v) => panic!("a changed packet verified: {v:?}"),
     }
+
+    // ---- a packet larger than OpenBao accepts in one request (issue 16) ---------------------
+    // OpenBao's default max_request_size is 32 MiB: a payload of 34 MiB could never be sent
+    // whole to transit/sign (HTTP 413). Only the fixed-size statement is sent, so it signs,
+    // and the packet verifies offline.
+    let big_size = 34 * 1024 * 1024;
+    let big = json!({ "component": "scale", "env": ENV, "generated_at": unix_now(),
+                      "blob": "x".repeat(big_size) });
+    let signed = evidence::sign_payload(&operator, ENV, &env.mounts.transit, &big)
+        .await
+        .unwrap_or_else(|e| panic!("signing a 34 MiB payload: {e}"));
+    assert!(signed.bytes.len() > big_size);
+    // The premise, checked on this server: the v1 scheme's request (the packet, base64) is
+    // refused for its size.
+    let whole = json!({ "input": "A".repeat(signed.bytes.len() / 3 * 4), "key_version": 1 });
+    match operator
+        .write(
+            &format!("{}/sign/{}", env.mounts.transit, evidence::EVIDENCE_KEY),
+            &whole,
+            Idempotent::Yes,
+        )
+        .await
+    {
+        Err(e) => assert_eq!(e.status(), Some(413), "refused for its size: {e}"),
+        Ok(_) => panic!("OpenBao signed a {} byte request", whole.to_string().len()),
+    }
+    let verified = evidence::verify(&signed.bytes, &keys)
+        .unwrap_or_else(|e| panic!("the 34 MiB packet verifies: {e}"));
+    assert_eq!(verified.format, evidence::FORMAT);
+    assert_eq!(verified.component, "scale");
+    // One byte deep inside the body changed: refused.
+    let mut flipped = signed.bytes;
+    let mid = flipped.len() / 2;
+    assert_eq!(flipped[mid], b'x');
+    flipped[mid] = b'y';
+    match evidence::verify(&flipped, &keys) {
+        Err(e) => assert!(e.is_tamper(), "a changed byte is tampering: {e}"),
+        Ok(v) => panic!("a changed 34 MiB packet verified: {v:?}"),
+    }
 }

@@ -291,7 +291,7 @@ pub async fn sign_payload(
     // Transit signs the fixed-size statement, not the payload: a signing request stays a few
     // hundred bytes whatever the payload's size (OpenBao refuses requests over 32 MiB).
     let body = packet::body(payload);
-    let digest = packet::Digest::of(&body);
+    let digest = Digest::of(&body);
     let msg = packet::statement(&header, &digest);
     let signature = key::sign(client, env, &key, latest.version, &msg).await?;
     // Fail closed: a packet is written only if it verifies with the key auditors will use.

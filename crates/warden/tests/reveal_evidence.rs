@@ -664,6 +664,10 @@ async fn evidence_packets_verify_offline_and_any_change_fails() {
             "header: key_version",
             with_byte(&packet, "\"key_version\":1", 14, b'2'),
         ),
+        (
+            "header: payload_sha256",
+            with_byte(&packet, "\"payload_sha256\":\"", 18, b'g'),
+        ),
         ("signature value", in_sig),
     ];
     for (what, bytes) in cases {
@@ -679,6 +683,61 @@ async fn evidence_packets_verify_offline_and_any_change_fails() {
     }
     // The original still passes.
     expect_code(&verify(&packet_file, &key_file), 0, "the original, again");
+
+    // The signature covers a statement of the payload's digest (format 2): the digest is of
+    // the exact canonical payload bytes, and the statement is what transit signed.
+    use warden_registry::evidence::{self, canonical};
+    let body = canonical::to_bytes(&v["payload"]);
+    assert_eq!(
+        v["signature"]["payload_sha256"],
+        hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &body).as_ref())
+    );
+    assert_eq!(v["signature"]["payload_size"], body.len());
+    // A packet in the old format (`warden-evidence/1`: the whole packet signed), signed by
+    // this lab's key as Warden signed them before, still verifies with the same key file.
+    let header: evidence::Header = evidence::Header {
+        alg: v["signature"]["alg"].as_str().expect("alg").to_owned(),
+        key: v["signature"]["key"].as_str().expect("key").to_owned(),
+        key_version: v["signature"]["key_version"].as_u64().expect("version"),
+        key_sha256: v["signature"]["key_sha256"]
+            .as_str()
+            .expect("sha")
+            .to_owned(),
+    };
+    let v1_input = evidence::packet::signing_input_v1(&v["payload"], &header);
+    let signed = operator
+        .write(
+            "transit/sign/warden-evidence",
+            &json!({
+                "input": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &v1_input),
+                "key_version": header.key_version,
+            }),
+            Idempotent::Yes,
+        )
+        .await
+        .expect("sign v1")
+        .and_then(|s| s.data)
+        .expect("signature");
+    let sig_value = signed["signature"]
+        .as_str()
+        .expect("signature")
+        .split(':')
+        .nth(2)
+        .expect("vault:vN:…")
+        .to_owned();
+    let mut v1_sig = serde_json::to_value(&header).expect("header");
+    v1_sig["value"] = Value::String(sig_value);
+    let v1_packet = canonical::to_bytes(&json!({
+        "format": "warden-evidence/1", "payload": v["payload"], "signature": v1_sig,
+    }));
+    let v1_file = dir.path().join("v1.json");
+    std::fs::write(&v1_file, &v1_packet).expect("write v1");
+    let out = verify(&v1_file, &key_file);
+    expect_code(&out, 0, "a warden-evidence/1 packet");
+    assert!(text(&out.stdout).starts_with("valid: evidence EV-PAYMENTS"));
+    let changed = with_byte(&v1_packet, "\"owner\":\"billing\"", 9, b'B');
+    std::fs::write(&v1_file, &changed).expect("write v1 changed");
+    expect_code(&verify(&v1_file, &key_file), 3, "a changed v1 packet");
 
     // Another key: exit 3, and the message says the packet names another key.
     let other = aws_lc_rs::signature::Ed25519KeyPair::generate().expect("key");

@@ -96,9 +96,7 @@ pub enum VerifyError {
         what: String,
     },
     /// Another format version.
-    #[error(
-        "unsupported packet format `{found}` (this warden reads `{FORMAT}` and `{FORMAT_V1}`)"
-    )]
+    #[error("unsupported packet format `{found}` (this warden reads `{FORMAT}` and `{FORMAT_V1}`)")]
     UnknownFormat {
         /// The format found.
         found: String,
@@ -573,11 +571,8 @@ mod tests {
         .expect_err("changed v1");
         assert!(e.is_tamper(), "{e}");
         // A v1 packet relabelled v2 is not accepted (no digest to check against).
-        let e = verify(
-            text.replace(FORMAT_V1, FORMAT).as_bytes(),
-            &[s.public()],
-        )
-        .expect_err("relabelled");
+        let e = verify(text.replace(FORMAT_V1, FORMAT).as_bytes(), &[s.public()])
+            .expect_err("relabelled");
         assert!(!e.to_string().is_empty());
         // Digest fields are not allowed into a v1 packet.
         let e = verify(
@@ -594,17 +589,17 @@ mod tests {
         let s = Signer::new();
         let keys = [s.public()];
         for bytes in [s.packet(&payload()), s.packet_v1(&payload())] {
-        for i in 0..bytes.len() {
-            for flip in [0x01u8, 0x20, 0x80] {
-                let mut t = bytes.clone();
-                t[i] ^= flip;
-                assert!(
-                    verify(&t, &keys).is_err(),
-                    "flipping {flip:#x} at byte {i} ({:?}) still verified",
-                    bytes[i] as char
-                );
+            for i in 0..bytes.len() {
+                for flip in [0x01u8, 0x20, 0x80] {
+                    let mut t = bytes.clone();
+                    t[i] ^= flip;
+                    assert!(
+                        verify(&t, &keys).is_err(),
+                        "flipping {flip:#x} at byte {i} ({:?}) still verified",
+                        bytes[i] as char
+                    );
+                }
             }
-        }
         }
     }
 

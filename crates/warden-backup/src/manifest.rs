@@ -1,6 +1,7 @@
-//! The manifest beside each backup: a packet in the evidence format (`warden-evidence/1`),
-//! signed with the environment's evidence key, whose payload describes the snapshot. One
-//! format and one key for every signed record, so `warden evidence verify` checks it offline.
+//! The manifest beside each backup: a packet in the evidence format (`warden-evidence/2`;
+//! manifests written as `warden-evidence/1` still verify), signed with the environment's
+//! evidence key, whose payload describes the snapshot. One format and one key for every
+//! signed record, so `warden evidence verify` checks it offline.
 
 use std::path::{Path, PathBuf};
 

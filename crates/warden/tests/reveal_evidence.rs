@@ -741,7 +741,7 @@ async fn evidence_packets_verify_offline_and_any_change_fails() {
 
     // Another key: exit 3, and the message says the packet names another key.
     let other = aws_lc_rs::signature::Ed25519KeyPair::generate().expect("key");
-    let other_pem = warden_registry::evidence::PublicKey::from_raw(
+    let other_pem = evidence::PublicKey::from_raw(
         aws_lc_rs::signature::KeyPair::public_key(&other)
             .as_ref()
             .try_into()

@@ -70,12 +70,12 @@ impl BaoDev {
 
     /// [`start`](Self::start), returning the error instead of panicking.
     pub async fn try_start() -> Result<Self, Error> {
-        Self::launch(false).await
+        retry_port_race(|| Self::launch(false)).await
     }
 
     /// [`start_tls`](Self::start_tls), returning the error instead of panicking.
     pub async fn try_start_tls() -> Result<Self, Error> {
-        Self::launch(true).await
+        retry_port_race(|| Self::launch(true)).await
     }
 
     async fn launch(tls: bool) -> Result<Self, Error> {
@@ -281,6 +281,26 @@ async fn wait_ready(
 
 /// Finds the `bao` binary and checks its version once per test binary: `bao version` costs
 /// ~100 ms, and every test starts a server.
+/// Runs `start` again, with the fresh ports it picks, when the server lost the race for its
+/// port: a port `free_ports` found free can be taken by another test's outgoing connection (it
+/// is in the ephemeral range) before `bao` binds it. Any other failure is returned at once.
+pub(crate) async fn retry_port_race<T, F, Fut>(mut start: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Error>>,
+{
+    const TRIES: usize = 3;
+    let mut tried = 1;
+    loop {
+        match start().await {
+            Err(e) if tried < TRIES && e.to_string().contains("address already in use") => {
+                tried += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 pub(crate) async fn checked_bao_binary() -> Result<PathBuf, Error> {
     static CHECKED: OnceLock<PathBuf> = OnceLock::new();
     if let Some(path) = CHECKED.get() {

@@ -22,7 +22,7 @@ use warden_lab::process;
 use warden_pki::{CaDir, IntermediateRequest, KeyAlgorithm, LocalIssuer, RootOptions};
 
 use crate::Error;
-use crate::bao::{ServerProcess, checked_bao_binary, server_dir};
+use crate::bao::{ServerProcess, checked_bao_binary, retry_port_race, server_dir};
 
 const STARTUP: Duration = Duration::from_secs(60);
 
@@ -46,6 +46,10 @@ impl BareBao {
 
     /// [`start`](Self::start), returning the error instead of panicking.
     pub async fn try_start() -> Result<Self, Error> {
+        retry_port_race(Self::launch).await
+    }
+
+    async fn launch() -> Result<Self, Error> {
         let bao = checked_bao_binary().await?;
         let dir = server_dir("warden-bare-bao-")?;
         let root = dir.path();

@@ -15,12 +15,13 @@ use tokio::sync::Notify;
 
 use super::board::{Shared, skew_message};
 use super::cert_disk::{Check, Leaf, OnDisk};
-use super::config::{CertificateOutput, OutputConfig, OutputKind};
+use super::config::{CertificateOutput, OutputConfig, OutputKind, SigningKeyOutputConfig};
 use super::database::{self, LeaseBook};
 use super::deliver::{self, DeliverError, Expected, Outcome, Ownership};
 use super::output::ca_chain::CaChainOutput;
 use super::output::certificate::{self, CERT, CHAIN, FULLCHAIN, KEY};
 use super::output::crl::CrlOutput;
+use super::output::signing_key::{self, SigningKeyOutput};
 use super::output::template::TemplateOutput;
 use super::output::{RenderContext, RenderError, Rendered};
 use super::reload;
@@ -41,6 +42,10 @@ pub(crate) enum AttemptError {
     /// outlived interval + grace): fail closed, the valid certificate stays.
     #[error("refused by its purpose: {0}; the certificate on disk is kept until it expires")]
     Refused(#[from] warden_spec::Refusal),
+    /// The purpose governing a signing key refuses delivering it (revoked, or the current
+    /// version outlived interval + grace): the files on disk stay as they are.
+    #[error("refused by its purpose: {0}; the signing key files on disk are kept as they are")]
+    RefusedKey(warden_spec::Refusal),
     /// The purpose's registry entry could not be read or is not a contract: nothing is issued
     /// without knowing the rules.
     #[error(
@@ -55,7 +60,7 @@ pub(crate) enum AttemptError {
 
 impl AttemptError {
     fn permission_denied(&self) -> bool {
-        matches!(self, Self::Render(RenderError::Bao { source, .. }) if source.is_permission_denied())
+        matches!(self, Self::Render(r) if r.is_permission_denied())
     }
 }
 
@@ -74,6 +79,8 @@ pub(crate) struct OutputTask {
     held: Mutex<Option<Rendered>>,
     /// The serial last kept on disk, so keeping it is logged once, not at every poll.
     kept: Mutex<Option<String>>,
+    /// A signing key output's last loaded set, read again only when the key's metadata changed.
+    signing: Mutex<Option<signing_key::Loaded>>,
 }
 
 impl OutputTask {
@@ -94,6 +101,7 @@ impl OutputTask {
             root: root.to_path_buf(),
             held: Mutex::new(None),
             kept: Mutex::new(None),
+            signing: Mutex::new(None),
         }
     }
 
@@ -121,7 +129,7 @@ impl OutputTask {
             OutputKind::Template(t) => &t.path,
             OutputKind::CaChain(c) => &c.path,
             OutputKind::Crl(c) => &c.path,
-            OutputKind::Certificate(_) => return false,
+            OutputKind::Certificate(_) | OutputKind::SigningKey(_) => return false,
         };
         let Some(recorded) = state.files.get(&file_name(path)) else {
             return false;
@@ -385,6 +393,79 @@ impl OutputTask {
     /// `not_before`) outlived interval + grace. Checked at every attempt, so a purpose revoked
     /// by `warden apply` stops the next renewal without a restart.
     async fn purpose_gate(&self, purpose: &str, state: &OutputState) -> Result<(), AttemptError> {
+        let issued = state
+            .serial
+            .as_ref()
+            .and(state.not_before)
+            .map(OffsetDateTime::unix_timestamp);
+        let contract = self.read_contract(purpose).await?;
+        let now = self.shared.trusted_now().unix_timestamp();
+        warden_spec::rules::check_contract(&contract, issued, now).map_err(|refusal| {
+            tracing::warn!(output = %self.name(), purpose, %refusal, "no new certificate: refused by its purpose; keeping the one on disk");
+            AttemptError::Refused(refusal)
+        })
+    }
+
+    /// Fail closed for a signing key: the contract of `purpose` checked against the current
+    /// version's creation (its rotation). A revoked purpose, or a key left unrotated past
+    /// interval + grace, keeps the files on disk as they are, including a rotation not yet
+    /// delivered.
+    async fn key_purpose_gate(
+        &self,
+        purpose: &str,
+        rotated: OffsetDateTime,
+    ) -> Result<(), AttemptError> {
+        let contract = self.read_contract(purpose).await?;
+        let now = self.shared.trusted_now().unix_timestamp();
+        warden_spec::rules::check_contract(&contract, Some(rotated.unix_timestamp()), now).map_err(
+            |refusal| {
+                tracing::warn!(output = %self.name(), purpose, %refusal, "signing key not delivered: refused by its purpose; keeping the files on disk");
+                AttemptError::RefusedKey(refusal)
+            },
+        )
+    }
+
+    /// Loads, checks and delivers a signing key set.
+    async fn deliver_signing_key(
+        &self,
+        spec: &SigningKeyOutputConfig,
+        owner: Ownership,
+    ) -> Result<(Rendered, Outcome), AttemptError> {
+        let name = self.name();
+        let out = SigningKeyOutput {
+            name: name.to_owned(),
+            location: warden_keys::KvLocation::new(&spec.kv_mount, &spec.kv_path),
+            mode: spec.mode,
+            key_mode: spec.key_mode,
+        };
+        // Windows end on the server's clock (the rotation's `created_time`).
+        let now = self.shared.trusted_now();
+        let previous = lock(&self.signing).clone();
+        self.shared.count_request();
+        let loaded = out.load(&self.shared.client, previous, now).await?;
+        *lock(&self.signing) = Some(loaded.clone());
+        if let Some(purpose) = &spec.purpose {
+            let rotated = loaded.current_created();
+            self.key_purpose_gate(purpose, rotated).await?;
+        }
+        let rendered = out.render(&loaded, now)?;
+        let version = SigningKeyOutput::version_name(&loaded, &rendered);
+        let outcome = deliver::deliver_set(
+            name,
+            &self.root,
+            &spec.dir,
+            &version,
+            &rendered.files,
+            owner,
+        )?;
+        Ok((rendered, outcome))
+    }
+
+    /// The contract of `purpose` as the registry holds it now.
+    async fn read_contract(
+        &self,
+        purpose: &str,
+    ) -> Result<warden_spec::rules::Contract, AttemptError> {
         let path = warden_spec::naming::registry_entry(purpose).data_path();
         let fail = |detail: String| AttemptError::Contract {
             purpose: purpose.to_owned(),
@@ -417,16 +498,7 @@ impl OutputTask {
             grace_secs: secs("rotation_grace_secs")?,
             max_age_secs: secs("max_age_secs")?,
         };
-        let issued = state
-            .serial
-            .as_ref()
-            .and(state.not_before)
-            .map(OffsetDateTime::unix_timestamp);
-        let now = self.shared.trusted_now().unix_timestamp();
-        warden_spec::rules::check_contract(&contract, issued, now).map_err(|refusal| {
-            tracing::warn!(output = %self.name(), purpose, %refusal, "no new certificate: refused by its purpose; keeping the one on disk");
-            AttemptError::Refused(refusal)
-        })
+        Ok(contract)
     }
 
     /// Refuses to issue while this host's clock is skewed. One cheap request refreshes the
@@ -544,6 +616,7 @@ impl OutputTask {
                 let outcome = deliver_single(name, &self.root, &spec.path, &rendered, owner)?;
                 (rendered, outcome)
             }
+            OutputKind::SigningKey(spec) => self.deliver_signing_key(spec, owner).await?,
             OutputKind::Crl(spec) => {
                 let c = CrlOutput {
                     name: name.to_owned(),
@@ -598,7 +671,16 @@ impl OutputTask {
             // Certificates are looked at every poll too, for drift on disk.
             Some(leaf) => self.due(&leaf, after).min(self.next_poll(after, None)),
             None if is_cert => after + time::Duration::hours(1),
-            None => self.next_poll(after, rendered.refresh_within),
+            None => {
+                let poll = self.next_poll(after, rendered.refresh_within);
+                // `changes_at` is on the server's clock; a second later the window is over.
+                match rendered.changes_at {
+                    Some(at) => {
+                        poll.min(at + (after - self.shared.trusted_now()) + time::Duration::SECOND)
+                    }
+                    None => poll,
+                }
+            }
         };
         self.shared.update(name, |e| {
             e.delivered = true;

@@ -154,7 +154,7 @@ impl Default for RenewalSection {
 pub struct OutputSection {
     /// Unique name.
     pub name: String,
-    /// `certificate`, `template` or `ca_chain`.
+    /// `certificate`, `template`, `ca_chain`, `crl` or `signing_key`.
     #[serde(rename = "type")]
     pub kind: String,
     /// PKI mount (certificate, ca_chain).
@@ -175,13 +175,19 @@ pub struct OutputSection {
     /// Key type (certificate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_type: Option<String>,
-    /// Directory of the set (certificate).
+    /// Directory of the set (certificate, signing_key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir: Option<String>,
-    /// The purpose governing it (certificate): the agent checks its registry entry before
-    /// every issuance.
+    /// The purpose governing it (certificate, signing_key): the agent checks its registry
+    /// entry before every issuance or delivery of a rotation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purpose: Option<String>,
+    /// KV v2 mount of the key (signing_key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_mount: Option<String>,
+    /// The key's path inside the mount (signing_key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_path: Option<String>,
     /// Template file (template).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,

@@ -324,8 +324,11 @@ pub async fn enroll(
 /// gets its environment's CA chain (intermediate + root) in `out/ca/chain.pem`. An app with a
 /// database gets a `[[database]]` source named after it reading `<db mount>/creds/<db role>`
 /// and a `template` output `database-<db>` rendering `database("<db>") | tojson` (username,
-/// password, expires) into `out/database/<db>.json` (0600). The identity's reload command,
-/// if any, is attached to every output.
+/// password, expires) into `out/database/<db>.json` (0600). An app's signing key whose purpose
+/// delivers it as files (`delivery = "agent_file"`) gets a `signing_key` output
+/// `signing-<key>` into `out/signing/<key>` (private key, public keys in grace, JWKS,
+/// metadata); one delivered through the API (`delivery = "api"`) is read by the service
+/// itself and gets none. The identity's reload command, if any, is attached to every output.
 fn agent_config(
     spec: &Spec,
     env: &Environment,
@@ -383,6 +386,30 @@ fn agent_config(
                     )),
                     path: Some(format!("out/secrets/{secret}.json")),
                     mode: Some("0600".to_owned()),
+                    reload: reload.clone(),
+                    ..OutputSection::default()
+                });
+            }
+            for key in &id.signing_keys {
+                let Some(purpose) = spec
+                    .purpose_of(&format!("{}/signing-key/{}", id.name, key.name))
+                    .filter(|p| p.delivery == warden_spec::Delivery::AgentFile)
+                else {
+                    continue;
+                };
+                let at = warden_spec::naming::signing_key(
+                    &spec.naming,
+                    &env.mounts,
+                    &id.name,
+                    key.name.as_str(),
+                );
+                outputs.push(OutputSection {
+                    name: format!("signing-{}", key.name),
+                    kind: "signing_key".to_owned(),
+                    kv_mount: Some(at.mount.trim_matches('/').to_owned()),
+                    kv_path: Some(at.path.clone()),
+                    dir: Some(format!("out/signing/{}", key.name)),
+                    purpose: Some(purpose.id.to_string()),
                     reload: reload.clone(),
                     ..OutputSection::default()
                 });

@@ -158,6 +158,19 @@ pub fn grants(spec: &Spec, env: &Environment, identity: &Identity) -> Vec<Grant>
                 &["read"],
             ));
         }
+        // Likewise for each signing key its agent renders as files (`agent_file` delivery):
+        // the agent checks the key's purpose before delivering a rotation.
+        for p in identity
+            .signing_keys
+            .iter()
+            .filter_map(|k| spec.purpose_of(&format!("{me}/signing-key/{}", k.name)))
+            .filter(|p| p.delivery == warden_spec::Delivery::AgentFile)
+        {
+            let path = naming::registry_entry(p.id.as_str()).data_path();
+            if !out.iter().any(|g| g.path == path) {
+                out.push(grant(path, &["read"]));
+            }
+        }
     }
     out
 }

@@ -33,7 +33,7 @@ pub use auth::{AuthConfig, AuthMethod, TlsIdentity};
 pub use database::DatabaseSource;
 pub use outputs::{
     CaChainConfig, CertificateOutput, CrlConfig, KeyType, OutputConfig, OutputKind, Reload,
-    TemplateConfig,
+    SigningKeyOutputConfig, TemplateConfig,
 };
 pub use trusted::UntrustedFile;
 pub(crate) use trusted::read_trusted;
@@ -329,11 +329,11 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, r: &mut Reporter<'_>) -> O
         .map_or_else(RenewalConfig::default, |s| validate_renewal(s.get_ref(), r));
     let outputs = validate_outputs(&raw.output, &resolve, r);
     // Certificates and CA chains are verified against the trust anchor before delivery;
-    // templates carry no chain.
+    // templates and signing keys carry no chain.
     if openbao.ca_file.is_none()
         && let Some(o) = outputs
             .iter()
-            .find(|o| !matches!(o.kind, OutputKind::Template(_)))
+            .find(|o| !matches!(o.kind, OutputKind::Template(_) | OutputKind::SigningKey(_)))
     {
         r.error(
             raw.openbao.span(),
@@ -519,6 +519,7 @@ fn validate_outputs(
                 OutputKind::Template(t) => t.path.clone(),
                 OutputKind::CaChain(c) => c.path.clone(),
                 OutputKind::Crl(c) => c.path.clone(),
+                OutputKind::SigningKey(k) => k.dir.clone(),
             };
             if let Some((_, _)) = targets.iter().find(|(t, _)| *t == target) {
                 r.error(

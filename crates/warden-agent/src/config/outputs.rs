@@ -1,5 +1,5 @@
-//! `[[output]]`: what the agent delivers (certificate sets, templates, CA chains) and what it
-//! runs after a change.
+//! `[[output]]`: what the agent delivers (certificate sets, templates, CA chains, CRLs,
+//! signing keys) and what it runs after a change.
 //!
 //! Each output takes only the keys of its `type`; any other key set is an error naming it.
 
@@ -28,13 +28,14 @@ pub struct OutputConfig {
 }
 
 impl OutputConfig {
-    /// `certificate`, `template`, `ca_chain` or `crl`.
+    /// `certificate`, `template`, `ca_chain`, `crl` or `signing_key`.
     pub fn type_name(&self) -> &'static str {
         match self.kind {
             OutputKind::Certificate(_) => "certificate",
             OutputKind::Template(_) => "template",
             OutputKind::CaChain(_) => "ca_chain",
             OutputKind::Crl(_) => "crl",
+            OutputKind::SigningKey(_) => "signing_key",
         }
     }
 }
@@ -50,6 +51,9 @@ pub enum OutputKind {
     CaChain(CaChainConfig),
     /// The certificate revocation list of a PKI mount (proxies check peers against it).
     Crl(CrlConfig),
+    /// A dual-key signing key as files: the current private key, the public keys still
+    /// verifying, the JWKS and a metadata file (`output::signing_key`).
+    SigningKey(SigningKeyOutputConfig),
 }
 
 /// `type = "certificate"`.
@@ -116,6 +120,26 @@ pub struct CrlConfig {
     pub mode: u32,
 }
 
+/// `type = "signing_key"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKeyOutputConfig {
+    /// KV v2 mount holding the key (`kvv2`).
+    pub kv_mount: String,
+    /// Its path inside the mount (`billing/signing/jwt`, `warden_spec::naming::signing_key`).
+    pub kv_path: String,
+    /// The directory (a symlink to the current version) holding `key.pem`, `key.pub.pem`,
+    /// `previous-<kid>.pub.pem`, `jwks.json` and `metadata.json`.
+    pub dir: PathBuf,
+    /// Mode of the public files (owner-only unless widened).
+    pub mode: u32,
+    /// Mode of `key.pem` (never world-readable).
+    pub key_mode: u32,
+    /// The purpose that governs the key: checked before every delivery of a new set; a
+    /// revoked purpose or a key older than interval + grace keeps the files on disk as they
+    /// are (docs/agent.md#fail-closed).
+    pub purpose: Option<String>,
+}
+
 /// Key types the agent generates on the host: the spec's.
 pub use warden_spec::KeyType;
 
@@ -148,6 +172,8 @@ pub(super) struct RawOutput {
     dir: Option<S<String>>,
     key_mode: Option<S<String>>,
     purpose: Option<S<String>>,
+    kv_mount: Option<S<String>>,
+    kv_path: Option<S<String>>,
     template: Option<S<String>>,
     contents: Option<S<String>>,
     path: Option<S<String>>,
@@ -173,7 +199,7 @@ pub(super) fn validate_output(
     resolve: &dyn Fn(&str) -> PathBuf,
     r: &mut Reporter<'_>,
 ) -> Option<OutputConfig> {
-    const TYPES: [&str; 4] = ["certificate", "template", "ca_chain", "crl"];
+    const TYPES: [&str; 5] = ["certificate", "template", "ca_chain", "crl", "signing_key"];
     let ty = o.kind.get_ref().as_str();
     if !TYPES.contains(&ty) {
         r.error_help(
@@ -196,6 +222,7 @@ pub(super) fn validate_output(
         "certificate" => OutputKind::Certificate(certificate(o, &at, r)?),
         "template" => OutputKind::Template(template(o, &at, r)?),
         "crl" => OutputKind::Crl(crl(o, &at, r)?),
+        "signing_key" => OutputKind::SigningKey(signing_key(o, &at, r)?),
         _ => OutputKind::CaChain(ca_chain(o, &at, r)?),
     };
     Some(OutputConfig {
@@ -224,6 +251,7 @@ fn keys_of(ty: &str) -> &'static [&'static str] {
         ],
         "template" => &["template", "contents", "path", "mode"],
         "crl" => &["pki_mount", "path", "mode"],
+        "signing_key" => &["kv_mount", "kv_path", "dir", "mode", "key_mode", "purpose"],
         _ => &["pki_mount", "full_chain", "path", "mode"],
     }
 }
@@ -232,7 +260,7 @@ fn keys_of(ty: &str) -> &'static [&'static str] {
 /// over from another type is never silently ignored.
 fn reject_foreign_keys(o: &RawOutput, ty: &str, key: &str, r: &mut Reporter<'_>) {
     let allowed = keys_of(ty);
-    let present: [(&str, Option<Range<usize>>); 14] = [
+    let present: [(&str, Option<Range<usize>>); 16] = [
         ("pki_mount", o.pki_mount.as_ref().map(S::span)),
         ("role", o.role.as_ref().map(S::span)),
         ("common_name", o.common_name.as_ref().map(S::span)),
@@ -242,6 +270,8 @@ fn reject_foreign_keys(o: &RawOutput, ty: &str, key: &str, r: &mut Reporter<'_>)
         ("dir", o.dir.as_ref().map(S::span)),
         ("key_mode", o.key_mode.as_ref().map(S::span)),
         ("purpose", o.purpose.as_ref().map(S::span)),
+        ("kv_mount", o.kv_mount.as_ref().map(S::span)),
+        ("kv_path", o.kv_path.as_ref().map(S::span)),
         ("template", o.template.as_ref().map(S::span)),
         ("contents", o.contents.as_ref().map(S::span)),
         ("path", o.path.as_ref().map(S::span)),
@@ -319,16 +349,7 @@ fn certificate(o: &RawOutput, at: &At<'_>, r: &mut Reporter<'_>) -> Option<Certi
         .and_then(|t| duration(r, &format!("{key}.ttl"), t));
     let key_type = key_type(o.key_type.as_ref(), key, r);
     let m = at.mode(r, "mode", o.mode.as_ref(), 0o644);
-    let km = at.mode(r, "key_mode", o.key_mode.as_ref(), 0o600);
-    if let Some(k) = &o.key_mode
-        && km & 0o004 != 0
-    {
-        r.error(
-            k.span(),
-            format!("{key}.key_mode"),
-            format!("key mode {km:04o} is world-readable; a private key never is"),
-        );
-    }
+    let km = key_mode(o, key, r);
     Some(CertificateOutput {
         pki_mount: pki_mount?.trim_matches('/').to_owned(),
         role: role?,
@@ -341,6 +362,40 @@ fn certificate(o: &RawOutput, at: &At<'_>, r: &mut Reporter<'_>) -> Option<Certi
         key_mode: km,
         purpose: o.purpose.as_ref().map(|p| p.get_ref().clone()),
     })
+}
+
+/// `type = "signing_key"`. Every file defaults to owner-only: the private key always, and the
+/// public ones too unless `mode` widens them (a JWKS is public, but who reads it is the
+/// operator's choice).
+fn signing_key(o: &RawOutput, at: &At<'_>, r: &mut Reporter<'_>) -> Option<SigningKeyOutputConfig> {
+    let kv_mount = at.need(r, o.kv_mount.as_ref(), "kv_mount");
+    let kv_path = at.need(r, o.kv_path.as_ref(), "kv_path");
+    let dir = at.need(r, o.dir.as_ref(), "dir");
+    let m = at.mode(r, "mode", o.mode.as_ref(), 0o600);
+    let km = key_mode(o, at.key, r);
+    Some(SigningKeyOutputConfig {
+        kv_mount: kv_mount?.trim_matches('/').to_owned(),
+        kv_path: kv_path?.trim_matches('/').to_owned(),
+        dir: (at.resolve)(&dir?),
+        mode: m,
+        key_mode: km,
+        purpose: o.purpose.as_ref().map(|p| p.get_ref().clone()),
+    })
+}
+
+/// `key_mode`, 0600 when absent; a world-readable one is reported.
+fn key_mode(o: &RawOutput, key: &str, r: &mut Reporter<'_>) -> u32 {
+    let km = mode(r, &format!("{key}.key_mode"), o.key_mode.as_ref(), 0o600);
+    if let Some(k) = &o.key_mode
+        && km & 0o004 != 0
+    {
+        r.error(
+            k.span(),
+            format!("{key}.key_mode"),
+            format!("key mode {km:04o} is world-readable; a private key never is"),
+        );
+    }
+    km
 }
 
 /// `key_type`, P-256 when absent.

@@ -386,3 +386,36 @@ fn several_addresses_are_kept_in_order_and_checked() {
     let e = errors(&mixed);
     assert!(e.contains("the nodes mix http:// and https://"), "{e}");
 }
+
+#[test]
+fn a_signing_key_output_is_owner_only_by_default_and_names_what_it_lacks() {
+    let text = format!(
+        "{EXAMPLE}\n[[output]]\nname = \"signing-jwt\"\ntype = \"signing_key\"\nkv_mount = \"/kvv2/\"\nkv_path = \"billing/signing/jwt\"\ndir = \"out/signing/jwt\"\npurpose = \"token-signing\"\n"
+    );
+    let c = parse(&text).unwrap();
+    let o = c.outputs.last().unwrap();
+    assert_eq!(o.type_name(), "signing_key");
+    let OutputKind::SigningKey(k) = &o.kind else {
+        panic!("not a signing key output: {o:?}");
+    };
+    assert_eq!(
+        (k.kv_mount.as_str(), k.kv_path.as_str()),
+        ("kvv2", "billing/signing/jwt")
+    );
+    assert_eq!(k.dir, PathBuf::from("/id/out/signing/jwt"));
+    assert_eq!((k.mode, k.key_mode), (0o600, 0o600));
+    assert_eq!(k.purpose.as_deref(), Some("token-signing"));
+
+    let text = format!(
+        "{EXAMPLE}\n[[output]]\nname = \"signing-jwt\"\ntype = \"signing_key\"\ndir = \"out/signing/jwt\"\nkey_mode = \"0644\"\nfull_chain = true\n"
+    );
+    let e = errors(&text);
+    for want in [
+        "output.signing-jwt.kv_mount: a signing_key output needs `kv_mount`",
+        "output.signing-jwt.kv_path: a signing_key output needs `kv_path`",
+        "output.signing-jwt.key_mode: key mode 0644 is world-readable",
+        "output.signing-jwt.full_chain: `full_chain` is not used by a signing_key output",
+    ] {
+        assert!(e.contains(want), "missing {want:?} in:\n{e}");
+    }
+}

@@ -11,6 +11,7 @@
 //! | `template`    | [`template::TemplateOutput::render`]`(ctx)`       | one file                   |
 //! | `ca_chain`    | [`ca_chain::CaChainOutput::render`]`(ctx)`        | one file                   |
 //! | `crl`         | [`crl::CrlOutput::render`]`(ctx)`                 | one file                   |
+//! | `signing_key` | [`signing_key::SigningKeyOutput::load`], then `render(&loaded, now)` | a set: versioned dir + symlink |
 //!
 //! The runtime builds `TemplateOutput` / `CaChainOutput` from the validated config
 //! (`config::TemplateConfig`, `config::CaChainConfig`): `name` is the output's name and
@@ -36,6 +37,7 @@ use zeroize::Zeroizing;
 pub mod ca_chain;
 pub mod certificate;
 pub mod crl;
+pub mod signing_key;
 pub mod template;
 
 /// Everything an output needs to render.
@@ -149,6 +151,9 @@ pub struct Rendered {
     pub serial: Option<String>,
     /// For leased secrets: when to re-render at the latest.
     pub refresh_within: Option<Duration>,
+    /// When the content changes without anything changing in OpenBao (a signing key version
+    /// leaving its grace window, on the server's clock): rendered again then.
+    pub changes_at: Option<OffsetDateTime>,
     /// Database sources this render read, with the generation of the credentials it got (see
     /// [`DbCredentials::generation`]).
     pub database_generations: BTreeMap<String, u64>,
@@ -190,6 +195,18 @@ pub enum RenderError {
         /// Why.
         reason: String,
     },
+    /// A signing key could not be read from OpenBao or is not usable (never rotated,
+    /// malformed version, sealed, denied...).
+    #[error("output {output}: signing key {location}: {source}")]
+    SigningKey {
+        /// Output name.
+        output: String,
+        /// `<mount>/<path>`.
+        location: String,
+        /// What `warden-keys` reported.
+        #[source]
+        source: Box<warden_keys::Error>,
+    },
     /// Key generation or local crypto failed.
     #[error("output {output}: {what}: {reason}")]
     Local {
@@ -203,6 +220,18 @@ pub enum RenderError {
 }
 
 impl RenderError {
+    /// OpenBao refused the agent's token for what it asked (a narrowed policy, a token
+    /// revoked underneath it).
+    pub fn is_permission_denied(&self) -> bool {
+        match self {
+            Self::Bao { source, .. } => source.is_permission_denied(),
+            Self::SigningKey { source, .. } => source
+                .bao_error()
+                .is_some_and(warden_bao::Error::is_permission_denied),
+            _ => false,
+        }
+    }
+
     /// Whether retrying later may help (server sealed, unreachable, 5xx) as opposed to a
     /// configuration error that needs a human.
     pub fn is_transient(&self) -> bool {
@@ -210,6 +239,9 @@ impl RenderError {
             Self::Bao { source, .. } => {
                 source.is_retryable() || source.is_sealed() || source.is_unreachable()
             }
+            Self::SigningKey { source, .. } => source
+                .bao_error()
+                .is_some_and(|e| e.is_retryable() || e.is_sealed() || e.is_unreachable()),
             _ => false,
         }
     }

@@ -182,3 +182,37 @@ pub fn render(identity: &Identity, grants: &[Grant]) -> String {
         grants,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../../examples/lab/warden.toml");
+
+    fn billing_grants(text: &str) -> Vec<String> {
+        let spec = warden_spec::parse(text, "warden.toml").expect("spec");
+        let env = spec.environment("test").expect("test");
+        let id = spec.identity("billing").expect("billing");
+        grants(&spec, env, id).into_iter().map(|g| g.path).collect()
+    }
+
+    /// An agent that renders a signing key reads its purpose's registry entry before
+    /// delivering a rotation; a key read through the API needs no such grant.
+    #[test]
+    fn a_signing_key_delivered_as_files_grants_its_purpose_entry() {
+        let entry = naming::registry_entry("token-signing").data_path();
+        assert!(!billing_grants(EXAMPLE).contains(&entry));
+        let files = EXAMPLE.replacen(
+            "delivery    = \"api\"\nrotation    = { interval = \"90d\"",
+            "delivery    = \"agent_file\"\nrotation    = { interval = \"90d\"",
+            1,
+        );
+        assert_ne!(files, EXAMPLE);
+        let paths = billing_grants(&files);
+        assert_eq!(
+            paths.iter().filter(|p| **p == entry).count(),
+            1,
+            "{paths:?}"
+        );
+    }
+}

@@ -282,3 +282,65 @@ fn report_serialises_action_and_reason_for_scripts() {
     assert_eq!(v["reason"], "new");
     assert!(!v.to_string().contains("PRIVATE KEY"));
 }
+
+/// A signing key whose purpose delivers it as files gets a `signing_key` output (the agent
+/// accepts it); one read through the API, as in the example spec, gets none.
+#[test]
+fn a_signing_key_delivered_as_files_gets_an_output() {
+    let text = SPEC.replacen(
+        "delivery    = \"api\"\nrotation    = { interval = \"90d\", grace = \"24h\" }\nevidence    = \"EV-TOKENS\"",
+        "delivery    = \"agent_file\"\nrotation    = { interval = \"90d\", grace = \"24h\" }\nevidence    = \"EV-TOKENS\"",
+        1,
+    );
+    assert_ne!(
+        text, SPEC,
+        "the example's token-signing purpose changed shape"
+    );
+    let spec = warden_spec::parse(&text, "warden.toml").unwrap();
+    let test = spec.environment("test").unwrap();
+    let id = spec.identity("billing").unwrap();
+    let cfg = agent_config(
+        &spec,
+        test,
+        id,
+        &Names::new(&spec, test, id),
+        &["https://127.0.0.1:8200/"],
+    );
+    let out = cfg
+        .outputs
+        .iter()
+        .find(|o| o.kind == "signing_key")
+        .expect("a signing_key output");
+    assert_eq!(out.name, "signing-jwt");
+    assert_eq!(
+        (out.kv_mount.as_deref(), out.kv_path.as_deref()),
+        (Some("kvv2"), Some("billing/signing/jwt"))
+    );
+    assert_eq!(out.dir.as_deref(), Some("out/signing/jwt"));
+    assert_eq!(out.purpose.as_deref(), Some("token-signing"));
+    assert_eq!(out.reload, id.reload);
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("agent.toml");
+    std::fs::write(&path, cfg.to_toml(&path).unwrap()).unwrap();
+    warden_agent::Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+
+    let example = spec_example_billing_outputs();
+    assert!(!example.iter().any(|k| k == "signing_key"), "{example:?}");
+}
+
+fn spec_example_billing_outputs() -> Vec<String> {
+    let spec = spec();
+    let test = spec.environment("test").unwrap();
+    let id = spec.identity("billing").unwrap();
+    agent_config(
+        &spec,
+        test,
+        id,
+        &Names::new(&spec, test, id),
+        &["https://127.0.0.1:8200/"],
+    )
+    .outputs
+    .into_iter()
+    .map(|o| o.kind)
+    .collect()
+}

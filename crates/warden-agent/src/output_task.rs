@@ -449,15 +449,30 @@ impl OutputTask {
             self.key_purpose_gate(purpose, rotated).await?;
         }
         let rendered = out.render(&loaded, now)?;
-        let version = SigningKeyOutput::version_name(&loaded, &rendered);
-        let outcome = deliver::deliver_set(
-            name,
-            &self.root,
-            &spec.dir,
-            &version,
-            &rendered.files,
-            owner,
-        )?;
+        let base = SigningKeyOutput::version_name(&loaded, &rendered);
+        // A set repaired earlier lives under `<base>-r<time>`: the same content, so it is kept.
+        let live = live_version_name(&spec.dir);
+        let version = match &live {
+            Some(l) if l.starts_with(&format!("{base}-r")) => l.clone(),
+            _ => base.clone(),
+        };
+        let files = &rendered.files;
+        let outcome = match deliver::deliver_set(
+            name, &self.root, &spec.dir, &version, files, owner,
+        ) {
+            // The live set was changed on disk after the agent delivered it (a set is never
+            // rewritten in place): deliver the same content as a new version, which replaces
+            // it, as a certificate set is repaired from its delivered version.
+            Err(DeliverError::Refused { reason, .. })
+                if live.as_deref() == Some(version.as_str()) =>
+            {
+                let repaired = format!("{base}-r{}", OffsetDateTime::now_utc().unix_timestamp());
+                tracing::warn!(output = %name, drift = %reason, version = %repaired, "repaired the signing key set on disk");
+                self.shared.repaired(name);
+                deliver::deliver_set(name, &self.root, &spec.dir, &repaired, files, owner)?
+            }
+            other => other?,
+        };
         Ok((rendered, outcome))
     }
 
@@ -723,6 +738,13 @@ fn deliver_single(
         });
     };
     deliver::deliver_file(name, root, path, file, owner)
+}
+
+/// The version the symlink `dir` names (`<dir>.d/<version>`), read without following it. Only
+/// chooses a name: delivery itself walks the path safely and checks what is there.
+fn live_version_name(dir: &Path) -> Option<String> {
+    let target = std::fs::read_link(dir).ok()?;
+    target.file_name()?.to_str().map(str::to_owned)
 }
 
 fn file_name(path: &Path) -> String {

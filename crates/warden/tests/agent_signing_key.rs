@@ -9,6 +9,7 @@
 //!   old `key.pem` verifies against the rendered JWKS; the service is reloaded once;
 //! * when the grace window ends the old key leaves the JWKS and its file goes (no copy of the
 //!   old private key is left anywhere under the output's directory);
+//! * a live set edited on disk is delivered again at the next poll;
 //! * fail closed: under a revoked purpose a rotation is not delivered and the files stay.
 
 #![allow(clippy::print_stderr)] // delivery latencies go to the test log on purpose
@@ -209,6 +210,22 @@ async fn the_agent_renders_a_signing_key_and_follows_its_rotations() {
     assert_eq!(meta["versions"][0]["verify_until"], Value::Null);
     Poll::new(Duration::from_secs(10)).until_true("the first reload", || line_count(&reloads) == 1);
 
+    // Someone edits the live JWKS: at its next poll the agent delivers the set again (a set
+    // is never rewritten in place) and reloads the service.
+    let live_jwks = dir.join("jwks.json");
+    std::fs::write(&live_jwks, b"{\"keys\": []}\n").expect("tamper with jwks.json");
+    Poll::new(Duration::from_secs(10))
+        .showing_log(&log)
+        .until_true("the repaired JWKS", || {
+            std::fs::read(&live_jwks)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Jwks>(&b).ok())
+                .is_some_and(|j| j.kids() == [kid1.as_str()])
+        });
+    Poll::new(Duration::from_secs(10))
+        .until_true("the reload after the repair", || line_count(&reloads) == 2);
+    assert_eq!(mode(&live_jwks), 0o600);
+
     // A token the service signed with the key file before the rotation.
     let old_token = warden_keys::sign(&key1, &json!({ "sub": "old", "exp": exp_in(3600) }))
         .expect("sign with key.pem");
@@ -294,8 +311,8 @@ async fn the_agent_renders_a_signing_key_and_follows_its_rotations() {
     agent.assert_alive();
     assert_eq!(
         line_count(&reloads),
-        2,
-        "one reload at start, one per rotation"
+        3,
+        "one reload at start, one for the repair, one per rotation"
     );
 
     // The grace window ends: the old key leaves the JWKS and its file goes, within a poll.
@@ -337,7 +354,7 @@ async fn the_agent_renders_a_signing_key_and_follows_its_rotations() {
     // The reload follows the swap: wait for it (the last check below makes sure no other
     // comes).
     Poll::new(Duration::from_secs(10)).until_true("the reload for the retired key", || {
-        line_count(&reloads) == 3
+        line_count(&reloads) == 4
     });
 
     // Fail closed: under a revoked purpose a rotation (by the library, as a pipeline would)
@@ -369,8 +386,8 @@ async fn the_agent_renders_a_signing_key_and_follows_its_rotations() {
     assert_eq!(jwks(&dir).kids(), [kid2.as_str()]);
     assert_eq!(
         line_count(&reloads),
-        3,
-        "one reload at start, one per rotation, one when the old key left; none while refused"
+        4,
+        "start, repair, rotation, old key left; none while refused"
     );
     agent.assert_alive();
 }

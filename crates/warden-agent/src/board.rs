@@ -88,12 +88,13 @@ pub enum Health {
 pub struct OutputStatus {
     /// Output name.
     pub name: String,
-    /// `certificate`, `template`, `ca_chain`.
+    /// `certificate`, `template`, `ca_chain`, `crl`, `signing_key`.
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// Overall state.
     pub health: Health,
-    /// Delivered certificate serial (certificates) or issuing CA serial (CA chains).
+    /// Delivered certificate serial (certificates), issuing CA serial (CA chains) or current
+    /// `kid` (signing keys).
     pub serial: Option<String>,
     /// When the delivered certificate expires.
     #[serde(with = "time::serde::rfc3339::option")]

@@ -124,22 +124,33 @@ impl OutputTask {
 
     /// A template or CA chain file a previous run delivered is still in place, unchanged:
     /// usable, so a failure before this run's first delivery is `stale`, not `failed`.
+    /// A signing key set is usable when the live set holds exactly the files recorded.
     fn single_file_on_disk(&self, state: &OutputState) -> bool {
-        let path = match &self.cfg.kind {
-            OutputKind::Template(t) => &t.path,
-            OutputKind::CaChain(c) => &c.path,
-            OutputKind::Crl(c) => &c.path,
-            OutputKind::Certificate(_) | OutputKind::SigningKey(_) => return false,
-        };
-        let Some(recorded) = state.files.get(&file_name(path)) else {
-            return false;
-        };
         let owner = Ownership::resolve(
             self.name(),
             self.cfg.owner.as_deref(),
             self.cfg.group.as_deref(),
         )
         .unwrap_or_default();
+        let path = match &self.cfg.kind {
+            OutputKind::Template(t) => &t.path,
+            OutputKind::CaChain(c) => &c.path,
+            OutputKind::Crl(c) => &c.path,
+            OutputKind::SigningKey(k) => {
+                let names: Vec<&str> = state.files.keys().map(String::as_str).collect();
+                return !names.is_empty()
+                    && deliver::read_set(&self.root, &k.dir, &names, owner).is_some_and(|files| {
+                        deliver::digests(&Rendered {
+                            files,
+                            ..Rendered::default()
+                        }) == state.files
+                    });
+            }
+            OutputKind::Certificate(_) => return false,
+        };
+        let Some(recorded) = state.files.get(&file_name(path)) else {
+            return false;
+        };
         deliver::read_file(&self.root, path, owner).is_some_and(|b| sha256_hex(&b) == *recorded)
     }
 
@@ -704,7 +715,12 @@ impl OutputTask {
             e.status.renders += 1;
             e.status.last_render = Some(after);
             e.status.next_due = Some(due);
-            if is_cert || matches!(self.cfg.kind, OutputKind::CaChain(_)) {
+            if is_cert
+                || matches!(
+                    self.cfg.kind,
+                    OutputKind::CaChain(_) | OutputKind::SigningKey(_)
+                )
+            {
                 e.status.serial.clone_from(&rendered.serial);
                 e.status.not_after = rendered.not_after;
             }

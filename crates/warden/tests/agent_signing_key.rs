@@ -390,4 +390,50 @@ async fn the_agent_renders_a_signing_key_and_follows_its_rotations() {
         "start, repair, rotation, old key left; none while refused"
     );
     agent.assert_alive();
+    let socket = id.join("state/control.sock");
+    let signing_status = || -> Option<Value> {
+        let out = WARDEN.run(&[
+            "-o",
+            "json",
+            "agent",
+            "status",
+            "--socket",
+            path_str(&socket),
+        ]);
+        let status: Value = serde_json::from_slice(&out.stdout).ok()?;
+        status["outputs"]
+            .as_array()?
+            .iter()
+            .find(|o| o["name"] == "signing-jwt")
+            .cloned()
+    };
+    let refused = |o: &Value| {
+        o["state"] == "stale"
+            && o["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("refused by its purpose"))
+    };
+    let shown = signing_status().expect("the signing key output in `agent status`");
+    assert!(refused(&shown), "{shown}");
+    assert_eq!(
+        shown["serial"],
+        kid2.as_str(),
+        "status names the kid on disk"
+    );
+
+    // Restarted under the refusal, the agent recognises the set on disk as its own: `stale`
+    // (usable, not refreshed), not `failed`.
+    agent.terminate(Duration::from_secs(20));
+    let agent = RunningAgent::spawn(
+        WARDEN.command(&["agent", "--config", path_str(&agent_toml)]),
+        &log,
+    );
+    let shown = Poll::new(Duration::from_secs(30))
+        .showing_log(&log)
+        .until("the restarted agent's refusal", || {
+            signing_status().filter(|o| o["last_error"].is_string())
+        });
+    assert!(refused(&shown), "{shown}");
+    assert_eq!(current_kid(&dir).as_deref(), Some(kid2.as_str()));
+    drop(agent);
 }

@@ -66,7 +66,8 @@ pub struct OutputView {
     pub kind: String,
     /// Fresh, pending, stale or failed.
     pub state: Freshness,
-    /// For certificates: the delivered serial (for CA chains: the issuing CA's).
+    /// For certificates: the delivered serial (for CA chains: the issuing CA's; for signing
+    /// keys: the current `kid`).
     pub serial: Option<String>,
     /// For certificates: when the delivered one expires.
     #[serde(with = "time::serde::rfc3339::option")]

@@ -436,11 +436,14 @@ impl OutputTask {
         )
     }
 
-    /// Loads, checks and delivers a signing key set.
+    /// Loads, checks and delivers a signing key set. `delivered` is the digests of the set last
+    /// delivered: the purpose is checked only before something new would be delivered, as a
+    /// certificate's is before an issuance (a poll that finds nothing new costs one request).
     async fn deliver_signing_key(
         &self,
         spec: &SigningKeyOutputConfig,
         owner: Ownership,
+        delivered: &BTreeMap<String, String>,
     ) -> Result<(Rendered, Outcome), AttemptError> {
         let name = self.name();
         let out = SigningKeyOutput {
@@ -455,10 +458,6 @@ impl OutputTask {
         self.shared.count_request();
         let loaded = out.load(&self.shared.client, previous, now).await?;
         *lock(&self.signing) = Some(loaded.clone());
-        if let Some(purpose) = &spec.purpose {
-            let rotated = loaded.current_created();
-            self.key_purpose_gate(purpose, rotated).await?;
-        }
         let rendered = out.render(&loaded, now)?;
         let base = SigningKeyOutput::version_name(&loaded, &rendered);
         // A set repaired earlier lives under `<base>-r<time>`: the same content, so it is kept.
@@ -467,6 +466,12 @@ impl OutputTask {
             Some(l) if l.starts_with(&format!("{base}-r")) => l.clone(),
             _ => base.clone(),
         };
+        let same =
+            live.as_deref() == Some(version.as_str()) && deliver::digests(&rendered) == *delivered;
+        if let Some(purpose) = spec.purpose.as_deref().filter(|_| !same) {
+            self.key_purpose_gate(purpose, loaded.current_created())
+                .await?;
+        }
         let files = &rendered.files;
         let outcome = match deliver::deliver_set(
             name, &self.root, &spec.dir, &version, files, owner,
@@ -642,7 +647,9 @@ impl OutputTask {
                 let outcome = deliver_single(name, &self.root, &spec.path, &rendered, owner)?;
                 (rendered, outcome)
             }
-            OutputKind::SigningKey(spec) => self.deliver_signing_key(spec, owner).await?,
+            OutputKind::SigningKey(spec) => {
+                self.deliver_signing_key(spec, owner, &state.files).await?
+            }
             OutputKind::Crl(spec) => {
                 let c = CrlOutput {
                     name: name.to_owned(),

@@ -3,7 +3,7 @@
 //! OpenBao keeps no copy of a leaf certificate (`no_store`), and what it issued is not what is
 //! deployed anyway. So each agent writes, to its own narrow path in Warden's KV mount
 //! (`warden/data/delivered/<identity>`, the only path under `warden/` its policy may write),
-//! one small document: per certificate, identity certificate and database source, the
+//! one small document: per certificate, identity certificate, signing key and database source, the
 //! credential reference posture uses, serial, validity, a digest of the delivered files, when
 //! it was delivered, how the last reload went, and the agent's own view (`fresh`, `stale`, ...).
 //! Never a value: digests and metadata only. `warden_registry::posture::DeliveryReport` reads
@@ -13,6 +13,7 @@
 //! it changed, so a quiet agent sends nothing. A write that fails is retried with backoff; one
 //! refused (a spec without purposes grants no such path) is retried rarely and logged once.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,8 +66,35 @@ fn health(h: Health) -> &'static str {
     }
 }
 
+/// The credential reference of each `signing_key` output (`<identity>/signing-key/<key>`), by
+/// output name: what posture matches a reported signing key against.
+pub(crate) type SigningRefs = BTreeMap<String, String>;
+
+/// One digest over the per-file digests: changes whenever any delivered file does.
+fn set_digest(files: &BTreeMap<String, String>) -> Option<String> {
+    (!files.is_empty()).then(|| {
+        let mut all = String::new();
+        for (name, d) in files {
+            all.push_str(name);
+            all.push('\0');
+            all.push_str(d);
+            all.push('\n');
+        }
+        sha256_hex(all.as_bytes())
+    })
+}
+
+fn reload_word(r: Option<super::state::ReloadRecord>) -> Option<String> {
+    r.map(|r| if r.ok { "ok" } else { "failed" }.to_owned())
+}
+
 /// The report items for `status`, with certificate details from the state files.
-fn items(status: &AgentStatus, states: &StateDir, now: OffsetDateTime) -> Vec<Item> {
+fn items(
+    status: &AgentStatus,
+    states: &StateDir,
+    signing: &SigningRefs,
+    now: OffsetDateTime,
+) -> Vec<Item> {
     let id = &status.identity;
     let mut out = Vec::new();
     if let (Some(serial), Some(na)) = (&status.auth.identity_serial, status.auth.identity_not_after)
@@ -93,17 +121,7 @@ fn items(status: &AgentStatus, states: &StateDir, now: OffsetDateTime) -> Vec<It
     }
     for o in status.outputs.iter().filter(|o| o.kind == "certificate") {
         let st = states.load(&o.name).unwrap_or_default();
-        // One digest over the per-file digests: changes whenever any delivered file does.
-        let digest = (!st.files.is_empty()).then(|| {
-            let mut all = String::new();
-            for (name, d) in &st.files {
-                all.push_str(name);
-                all.push('\0');
-                all.push_str(d);
-                all.push('\n');
-            }
-            sha256_hex(all.as_bytes())
-        });
+        let digest = set_digest(&st.files);
         out.push(Item {
             credential: format!("{id}/certificate"),
             output: o.name.clone(),
@@ -112,13 +130,28 @@ fn items(status: &AgentStatus, states: &StateDir, now: OffsetDateTime) -> Vec<It
             expires_at: rfc(o.not_after.or(st.not_after)),
             digest,
             delivered_at: rfc(st.delivered_at),
-            last_reload: st.last_reload.map(|r| {
-                if r.ok {
-                    "ok".to_owned()
-                } else {
-                    "failed".to_owned()
-                }
-            }),
+            last_reload: reload_word(st.last_reload),
+            state: health(o.health),
+            error: (o.health != Health::Fresh)
+                .then(|| o.last_error.clone())
+                .flatten(),
+        });
+    }
+    // A signing key as files: the `kid` on disk and when its version was rotated in.
+    for o in status.outputs.iter().filter(|o| o.kind == "signing_key") {
+        let Some(credential) = signing.get(&o.name) else {
+            continue;
+        };
+        let st = states.load(&o.name).unwrap_or_default();
+        out.push(Item {
+            credential: credential.clone(),
+            output: o.name.clone(),
+            serial: o.serial.clone().or(st.serial),
+            issued_at: rfc(st.not_before),
+            expires_at: None,
+            digest: set_digest(&st.files),
+            delivered_at: rfc(st.delivered_at),
+            last_reload: reload_word(st.last_reload),
             state: health(o.health),
             error: (o.health != Health::Fresh)
                 .then(|| o.last_error.clone())
@@ -165,9 +198,14 @@ async fn write(
 }
 
 /// `--once`: one report after rendering (best effort: a refusal or failure is logged).
-pub(crate) async fn write_once(shared: &Shared, states: &StateDir) {
+pub(crate) async fn write_once(shared: &Shared, states: &StateDir, signing: &SigningRefs) {
     let now = shared.now();
-    let current = items(&shared.status_snapshot(), states, shared.trusted_now());
+    let current = items(
+        &shared.status_snapshot(),
+        states,
+        signing,
+        shared.trusted_now(),
+    );
     if current.is_empty() {
         return;
     }
@@ -177,7 +215,7 @@ pub(crate) async fn write_once(shared: &Shared, states: &StateDir) {
 }
 
 /// Runs until the agent stops: writes the report whenever it changes.
-pub(crate) async fn run(shared: Arc<Shared>, states: StateDir) {
+pub(crate) async fn run(shared: Arc<Shared>, states: StateDir, signing: SigningRefs) {
     let path = report_path(&shared);
     let mut sent: Option<Vec<Item>> = None;
     let mut wait = LOOK_EVERY;
@@ -196,7 +234,12 @@ pub(crate) async fn run(shared: Arc<Shared>, states: StateDir) {
             continue; // not logged in yet
         }
         let now = shared.now();
-        let current = items(&shared.status_snapshot(), &states, shared.trusted_now());
+        let current = items(
+            &shared.status_snapshot(),
+            &states,
+            &signing,
+            shared.trusted_now(),
+        );
         if current.is_empty() || sent.as_ref() == Some(&current) {
             continue;
         }

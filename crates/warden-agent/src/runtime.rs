@@ -256,6 +256,25 @@ impl Agent {
         })
     }
 
+    /// The credential reference of each `signing_key` output, for the delivery report: the
+    /// key's name is the last component of its KV path (`warden_spec::naming::signing_key`).
+    fn signing_refs(&self) -> super::report::SigningRefs {
+        self.cfg
+            .outputs
+            .iter()
+            .filter_map(|o| match &o.kind {
+                OutputKind::SigningKey(k) => {
+                    let key = k.kv_path.rsplit('/').next()?;
+                    Some((
+                        o.name.clone(),
+                        format!("{}/signing-key/{key}", self.cfg.identity.name),
+                    ))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// A handle for status, rotate-now and shutdown.
     pub fn handle(&self) -> AgentHandle {
         AgentHandle {
@@ -293,6 +312,7 @@ impl Agent {
         tasks.spawn(super::report::run(
             self.shared.clone(),
             StateDir::new(&self.cfg.state_dir),
+            self.signing_refs(),
         ));
         tracing::info!(identity = %self.cfg.identity.name, outputs = self.cfg.outputs.len(), databases = self.databases.len(), "agent started");
         while let Some(res) = tasks.join_next().await {
@@ -376,7 +396,12 @@ impl Agent {
             self.shared.identity_known(&cert);
         }
         if logged_in {
-            super::report::write_once(&self.shared, &StateDir::new(&self.cfg.state_dir)).await;
+            super::report::write_once(
+                &self.shared,
+                &StateDir::new(&self.cfg.state_dir),
+                &self.signing_refs(),
+            )
+            .await;
             self.databases.retire_all_previous(&self.shared).await;
             self.revoke_token_unless_leases().await;
         }

@@ -4,7 +4,7 @@
 //! | credential | source |
 //! |---|---|
 //! | `<app>/certificate`, `<id>/identity-cert` | the agent's delivery report (`warden/data/delivered/<identity>`): OpenBao keeps no copy (`no_store`) |
-//! | `<id>/secret/<name>`, `<app>/signing-key/<name>` | KV v2 metadata: the current version's `created_time` |
+//! | `<id>/secret/<name>`, `<app>/signing-key/<name>` | KV v2 metadata: the current version's `created_time`; for a signing key its agent renders as files, the agent's report too (the deployed `kid`, a refused delivery) |
 //! | `<app>/transit/<key>` | the transit key's latest version and its creation time |
 //! | `<container>/secret-id` | the AppRole role's secret-ids (accessor metadata, never the id) |
 //! | `<app>/database/<db>` | the live leases under `<mount>/creds/<role>` |
@@ -308,6 +308,7 @@ async fn delivery_reports(
                 CredentialKind::IdentityCert
                     | CredentialKind::Certificate
                     | CredentialKind::Database(_)
+                    | CredentialKind::SigningKey(_)
             )
         })
         .map(|c| c.identity.as_str())
@@ -403,8 +404,20 @@ impl Reader<'_> {
             (CredentialKind::IdentityCert | CredentialKind::Certificate, _) => {
                 self.delivered(c).await
             }
-            (CredentialKind::Secret(_) | CredentialKind::SigningKey(_), Some(Location::Kv(e))) => {
+            (CredentialKind::Secret(_), Some(Location::Kv(e))) => {
                 self.kv_version(&e.metadata_path()).await
+            }
+            (CredentialKind::SigningKey(_), Some(Location::Kv(e))) => {
+                let mut f = self.kv_version(&e.metadata_path()).await?;
+                // A key its agent renders as files (`type = "signing_key"`): the agent's
+                // report says which version is deployed and whether delivering failed.
+                if let Some(o) = self
+                    .report(c.identity.as_str())
+                    .and_then(|r| r.outputs.iter().find(|o| o.credential == c.id))
+                {
+                    apply_report(&mut f, o);
+                }
+                Ok(f)
             }
             (CredentialKind::TransitKey(_), Some(Location::TransitKey { mount, key })) => {
                 self.transit_key(&mount, &key).await

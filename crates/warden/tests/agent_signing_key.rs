@@ -421,6 +421,29 @@ async fn the_agent_renders_a_signing_key_and_follows_its_rotations() {
         "status names the kid on disk"
     );
 
+    // Posture says why, from the agent's delivery report (written within a few seconds).
+    let posture = || -> Option<Value> {
+        let out = WARDEN.run(&with(&["posture", "--output", "json"]));
+        let report: Value = serde_json::from_slice(&out.stdout).ok()?;
+        report["environments"][0]["purposes"]
+            .as_array()?
+            .iter()
+            .flat_map(|p| p["credentials"].as_array().cloned().unwrap_or_default())
+            .find(|c| c["id"] == "issuer/signing-key/jwt")
+    };
+    let judged = Poll::new(Duration::from_secs(30))
+        .every(Duration::from_secs(2))
+        .until("posture with the agent's refusal", || {
+            posture().filter(|c| c["detail"]["agent_state"] == "stale")
+        });
+    assert_eq!(judged["detail"]["serial"], kid2.as_str(), "{judged:#}");
+    assert!(
+        judged["detail"]["agent_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("purpose `token-signing` is revoked")),
+        "{judged:#}"
+    );
+
     // Restarted under the refusal, the agent recognises the set on disk as its own: `stale`
     // (usable, not refreshed), not `failed`.
     agent.terminate(Duration::from_secs(20));

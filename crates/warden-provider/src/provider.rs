@@ -136,6 +136,9 @@ impl SecretProvider {
     /// Needs a Tokio runtime: a background task renews the token (or logs in again) before it
     /// expires.
     pub async fn connect(config: ProviderConfig) -> Result<Self, Error> {
+        // One crypto stack (aws-lc-rs) for every TLS connection; a service should not have to
+        // know. Already installed (by the service or an earlier provider): nothing happens.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let ProviderConfig {
             client,
             login,

@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
+use warden_bao::KvError;
+
+use crate::error::Error;
 use crate::provider::SecretProvider;
 use crate::secret::{Secret, SecretPath};
 
@@ -66,7 +69,8 @@ impl SecretProvider {
     }
 
     /// Like [`SecretProvider::watch`] with an explicit interval. The baseline is the cached
-    /// value if this provider has read the secret, else the first successful poll. Every
+    /// value if this provider has read the secret, else an immediate first read; a secret absent then
+    /// and written later is a change. Every
     /// successful poll refreshes the cache, so [`SecretProvider::get`] serves it as the last
     /// good value during an outage. Needs a Tokio runtime.
     pub fn watch_every<F>(&self, path: SecretPath, interval: Duration, on_change: F) -> WatchHandle
@@ -77,23 +81,41 @@ impl SecretProvider {
         let provider = self.clone();
         let task_stats = stats.clone();
         let task = tokio::spawn(async move {
-            let mut seen = provider.cached(&path);
+            // `None`: not known yet; `Some(None)`: known to be absent (its creation is a change).
+            let mut seen: Option<Option<Secret>> = provider.cached(&path).map(Some);
+            if seen.is_none() {
+                seen = match provider.fetch(&path).await {
+                    Ok(now) => {
+                        provider.remember(&now);
+                        Some(Some(now))
+                    }
+                    Err(Error::Kv(KvError::NotFound { .. })) => Some(None),
+                    Err(_) => None,
+                };
+            }
             loop {
                 tokio::time::sleep(interval).await;
                 task_stats.polls.fetch_add(1, Ordering::Relaxed);
                 match provider.fetch(&path).await {
                     Ok(now) => {
                         provider.remember(&now);
-                        let changed = seen.as_ref().is_some_and(|old| match now.version {
-                            Some(v) => old.version != Some(v),
-                            None => *old.data != *now.data,
-                        });
+                        let changed = match &seen {
+                            None => false,
+                            Some(None) => true,
+                            Some(Some(old)) => match now.version {
+                                Some(v) => old.version != Some(v),
+                                None => *old.data != *now.data,
+                            },
+                        };
                         if changed {
                             task_stats.changes.fetch_add(1, Ordering::Relaxed);
                             tracing::info!(secret = %path, version = now.version, "secret changed");
                             on_change(&now);
                         }
-                        seen = Some(now);
+                        seen = Some(Some(now));
+                    }
+                    Err(Error::Kv(KvError::NotFound { .. })) if !matches!(seen, Some(Some(_))) => {
+                        seen = Some(None);
                     }
                     Err(e) => {
                         task_stats.failures.fetch_add(1, Ordering::Relaxed);

@@ -293,3 +293,107 @@ async fn the_last_good_value_is_served_when_the_server_is_gone() {
     );
     drop(f.dir);
 }
+
+/// Cert login with the agent-managed identity directory (`WARDEN_IDENTITY_DIR`): on a full
+/// TLS + mTLS lab, billing is applied and enrolled the way `warden identity enroll` does, and
+/// the provider, configured from environment-style variables only, reads billing's KV secret,
+/// uses billing's transit key and signs with billing's signing key. The listener's CA comes
+/// from the identity's own `trust/ca.pem`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cert_login_with_the_agent_managed_identity() {
+    use std::path::Path;
+    use warden_enroll::{EnrollOptions, EnrollRequest, IdentityLayout, Owner};
+    use warden_testkit::{EXAMPLE_SPEC, LabEnv};
+
+    let lab = LabEnv::start(&["test"]).await;
+    let operator = lab.client("test");
+    let spec = warden_spec::load(Path::new(EXAMPLE_SPEC)).expect("example spec");
+    let env = spec.environment("test").expect("test env").clone();
+    let inputs = warden_plan::EnvInputs {
+        identity_ca_pem: operator
+            .pki_ca_cert(&env.mounts.pki)
+            .await
+            .expect("intermediate"),
+        ..warden_plan::EnvInputs::default()
+    };
+    // A KV mount enabled a moment ago answers "upgrading" briefly: plan and apply again.
+    let mut attempt = 0;
+    loop {
+        let desired = warden_plan::desired_state(&spec, &env, &inputs);
+        let plan = warden_plan::plan_env(&operator, "test", desired, false, 4)
+            .await
+            .expect("plan");
+        match warden_plan::apply_env(&operator, &plan, 4, Arc::new(|_, _| {})).await {
+            Ok(_) => break,
+            Err(e) if attempt < 10 && format!("{e:?}").contains("Upgrading from non-versioned") => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("apply: {e:?}"),
+        }
+    }
+    let root = tempfile::tempdir().expect("tmp");
+    let anchor = std::fs::read_to_string(lab.lab().layout().env("test").ca_bundle()).expect("ca");
+    let layout = IdentityLayout::under_root(root.path(), "test", "billing");
+    warden_enroll::enroll(
+        &operator,
+        &EnrollRequest {
+            spec: &spec,
+            env: &env,
+            identity: "billing",
+            trust_anchor_pem: &anchor,
+            layout: &layout,
+        },
+        &EnrollOptions {
+            force: false,
+            owner: Owner::CurrentUser,
+        },
+    )
+    .await
+    .expect("enroll billing");
+    operator
+        .kv2(&env.mounts.kv)
+        .write("billing/config", &data(&[("dsn", "dsn-SENTINEL")]), None)
+        .await
+        .expect("billing's config");
+    let billing = spec.identity("billing").expect("billing").name.clone();
+    let key = spec
+        .identity("billing")
+        .and_then(|i| i.signing_keys.first())
+        .expect("billing's signing key")
+        .clone();
+    let key_config = warden_keys::SigningKeyConfig::from_spec(&spec, &env, &billing, &key);
+    warden_keys::rotate(&operator, &key_config, &warden_keys::SystemClock)
+        .await
+        .expect("first signing key");
+
+    let address = lab.lab().env("test").expect("test env").address();
+    let identity_dir = layout.dir().to_str().expect("utf-8 path").to_owned();
+    let transit_mount = env.mounts.transit.clone();
+    let config = ProviderConfig::from_env_with(|name| match name {
+        "BAO_ADDR" => Some(address.clone()),
+        "WARDEN_IDENTITY_DIR" => Some(identity_dir.clone()),
+        "WARDEN_TRANSIT_MOUNT" => Some(transit_mount.clone()),
+        "VAULT_INIT_TIMEOUT_SEC" => Some("30".to_owned()),
+        _ => None,
+    })
+    .expect("config from the environment");
+    assert!(config.client.ca_cert_pem.is_some(), "trust/ca.pem is the CA bundle");
+    let p = SecretProvider::connect(config).await.expect("cert login");
+    let info = p.client().token_lookup_self().await.expect("lookup-self");
+    assert!(info.path.starts_with("auth/cert/login"), "{}", info.path);
+
+    let secret = p.kv2(&env.mounts.kv, "billing/config").await.expect("billing's config");
+    assert_eq!(secret.field("dsn").expect("dsn").expose_secret(), "dsn-SENTINEL");
+    let transit_key = warden_spec::naming::transit_key_name(&billing, "payments");
+    let ct = p.encrypt(&transit_key, b"4111").await.expect("encrypt");
+    assert_eq!(&*p.decrypt(&transit_key, &ct).await.expect("decrypt"), b"4111");
+    let keys = p.signing_keys(key_config).await.expect("signing keys");
+    let token = keys
+        .sign(&json!({ "sub": "alice", "exp": 4_102_444_800_i64 }))
+        .expect("sign");
+    assert_eq!(keys.verify(&token).await.expect("verify")["sub"], "alice");
+    // Not billing's: another app's secret is denied.
+    let err = p.kv2(&env.mounts.kv, "inventory/config").await.unwrap_err();
+    assert!(!matches!(err, Error::Unavailable { .. }), "{err}");
+}

@@ -71,10 +71,10 @@ async fn run() -> Result<(), (u8, String)> {
         .parse()
         .map_err(|e| (2, format!("TOKEN_SERVICE_LISTEN is not an address: {e}")))?;
 
-    let provider = SecretProvider::connect(config).await.map_err(|e| match e {
-        Error::InitTimeout { .. } => (1, format!("{e}; is OpenBao running and unsealed?")),
-        other => (1, other.to_string()),
-    })?;
+    // Error::InitTimeout's message already names the address, the budget and the last failure.
+    let provider = SecretProvider::connect(config)
+        .await
+        .map_err(|e: Error| (1, e.to_string()))?;
     let keys = provider
         .signing_keys(SigningKeyConfig::new(
             KvLocation::new(mount, path),

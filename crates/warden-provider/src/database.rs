@@ -118,7 +118,11 @@ impl SecretProvider {
         mount: &str,
         role: &str,
     ) -> Result<DatabaseCredentials, Error> {
-        let path = format!("{}/creds/{}", mount.trim_matches('/'), role.trim_matches('/'));
+        let path = format!(
+            "{}/creds/{}",
+            mount.trim_matches('/'),
+            role.trim_matches('/')
+        );
         let first = issue(self.client(), &path).await?;
         tracing::info!(creds = %path, username = %first.username, ttl_s = first.lease_duration.as_secs(), "database credentials issued");
         let shared = Arc::new(Shared {

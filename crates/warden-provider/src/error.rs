@@ -90,7 +90,7 @@ pub enum Error {
     },
     /// The client configuration (`VAULT_*`/`BAO_*`) is invalid.
     #[error(transparent)]
-    Client(warden_bao::Error),
+    Client(Box<warden_bao::Error>),
     /// A call failed and no earlier value of the secret is cached.
     #[error("{path}: {source}")]
     Unavailable {
@@ -102,13 +102,13 @@ pub enum Error {
     },
     /// A KV call failed (not found, denied, check-and-set...).
     #[error(transparent)]
-    Kv(#[from] warden_bao::KvError),
+    Kv(Box<warden_bao::KvError>),
     /// A transit call failed.
     #[error(transparent)]
-    Transit(#[from] warden_bao::TransitError),
+    Transit(Box<warden_bao::TransitError>),
     /// A signing-key call failed.
     #[error(transparent)]
-    Keys(#[from] warden_keys::Error),
+    Keys(Box<warden_keys::Error>),
     /// `rotate_secret` lost a race: someone else wrote the secret between the read and the
     /// check-and-set write. Nothing was written; read again and retry.
     #[error(
@@ -128,7 +128,31 @@ pub enum Error {
     },
 }
 
+// Boxed: the client's errors carry paths and the server's messages, and an `Error` travels
+// through every `Result` of a service's hot path.
+impl From<warden_bao::KvError> for Error {
+    fn from(e: warden_bao::KvError) -> Self {
+        Self::Kv(Box::new(e))
+    }
+}
+
+impl From<warden_bao::TransitError> for Error {
+    fn from(e: warden_bao::TransitError) -> Self {
+        Self::Transit(Box::new(e))
+    }
+}
+
+impl From<warden_keys::Error> for Error {
+    fn from(e: warden_keys::Error) -> Self {
+        Self::Keys(Box::new(e))
+    }
+}
+
 impl Error {
+    pub(crate) fn client(e: warden_bao::Error) -> Self {
+        Self::Client(Box::new(e))
+    }
+
     /// The OpenBao client error underneath, if any.
     pub fn bao_error(&self) -> Option<&warden_bao::Error> {
         match self {

@@ -112,7 +112,7 @@ impl Login {
                 ..
             } => cfg
                 .with_client_cert_files(cert_file, key_file)
-                .map_err(Error::Client),
+                .map_err(Error::client),
             Self::AppRole { .. } => Ok(cfg),
         }
     }
@@ -142,7 +142,8 @@ impl Login {
                 secret_id_file,
                 mount,
             } => {
-                let role_id = read_secret("AppRole role-id", role_id_file).map_err(LoginError::File)?;
+                let role_id =
+                    read_secret("AppRole role-id", role_id_file).map_err(LoginError::File)?;
                 let secret_id =
                     read_secret("AppRole secret-id", secret_id_file).map_err(LoginError::File)?;
                 let body = serde_json::json!({
@@ -250,8 +251,8 @@ mod tests {
         .expect("login");
         assert_eq!(login.mount(), "approle-ci");
         assert!(matches!(login, Login::AppRole { .. }));
-        let err = Login::from_env_with(&env(&[("WARDEN_APPROLE_ROLE_ID_FILE", "/run/r")]))
-            .unwrap_err();
+        let err =
+            Login::from_env_with(&env(&[("WARDEN_APPROLE_ROLE_ID_FILE", "/run/r")])).unwrap_err();
         assert!(matches!(err, Error::NoLogin), "{err}");
     }
 

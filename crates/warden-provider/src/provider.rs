@@ -74,14 +74,14 @@ impl ProviderConfig {
             "BAO_TOKEN" | "VAULT_TOKEN" => None,
             other => lookup(other),
         };
-        let mut client = ClientConfig::from_env_with(no_token).map_err(Error::Client)?;
+        let mut client = ClientConfig::from_env_with(no_token).map_err(Error::client)?;
         let login = Login::from_env_with(&lookup)?;
         if client.ca_cert_pem.is_none()
             && let Some(dir) = lookup("WARDEN_IDENTITY_DIR").filter(|d| !d.trim().is_empty())
         {
             let ca = warden_enroll::IdentityLayout::at(dir).ca_bundle();
             if ca.exists() {
-                client = client.with_ca_file(&ca).map_err(Error::Client)?;
+                client = client.with_ca_file(&ca).map_err(Error::client)?;
             }
         }
         let settings = Settings::from_env_with(&lookup)?;
@@ -149,8 +149,8 @@ impl SecretProvider {
         // Reads fail fast and fall back to the cache; start-up retries are paced here, on the
         // contract's schedule, not inside the client.
         client.token = None;
-        let client = Client::new(client.with_retry(RetryPolicy::no_retries()))
-            .map_err(Error::Client)?;
+        let client =
+            Client::new(client.with_retry(RetryPolicy::no_retries())).map_err(Error::client)?;
         let ttl = startup(&client, &login, &settings).await?;
         let keeper = tokio::spawn(keep_token(client.clone(), login, settings, ttl));
         Ok(Self {
@@ -261,16 +261,13 @@ impl SecretProvider {
             Ok(v) => (v.meta.version, v.data.get("current").cloned()),
             Err(KvError::NotFound { .. }) => (0, None),
             // The current version was deleted or destroyed: nothing to keep as previous.
-            Err(KvError::VersionDeleted { version, .. } | KvError::VersionDestroyed { version, .. }) => {
-                (version, None)
-            }
+            Err(
+                KvError::VersionDeleted { version, .. } | KvError::VersionDestroyed { version, .. },
+            ) => (version, None),
             Err(e) => return Err(e.into()),
         };
         let mut data = KvData::new();
-        data.insert(
-            "current",
-            SecretValue::text(new.expose_secret().to_owned()),
-        );
+        data.insert("current", SecretValue::text(new.expose_secret().to_owned()));
         if let Some(p) = previous {
             data.insert("previous", p);
         }
@@ -356,11 +353,14 @@ async fn startup(client: &Client, login: &Login, settings: &Settings) -> Result<
                     mount: login.mount().to_owned(),
                 });
             }
-            Err(LoginError::Setup(e)) => return Err(Error::Client(e)),
+            Err(LoginError::Setup(e)) => return Err(Error::client(e)),
             Err(LoginError::File(e)) => return Err(e),
         };
         let elapsed = started.elapsed();
-        let Some(left) = settings.init_timeout.checked_sub(elapsed).filter(|l| !l.is_zero())
+        let Some(left) = settings
+            .init_timeout
+            .checked_sub(elapsed)
+            .filter(|l| !l.is_zero())
         else {
             tracing::error!(
                 attempt,

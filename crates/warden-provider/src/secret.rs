@@ -184,7 +184,10 @@ mod tests {
     #[test]
     fn debug_prints_keys_not_values() {
         let mut data = KvData::new();
-        data.insert("password", SecretValue::text("HUNTER2-TOPSECRET".to_owned()));
+        data.insert(
+            "password",
+            SecretValue::text("HUNTER2-TOPSECRET".to_owned()),
+        );
         let s = Secret {
             path: SecretPath::kv2("secret", "/app/db/"),
             data: Arc::new(data),
@@ -195,7 +198,10 @@ mod tests {
         let dbg = format!("{s:?}");
         assert!(!dbg.contains("TOPSECRET"), "{dbg}");
         assert!(dbg.contains("password") && dbg.contains("app/db"), "{dbg}");
-        assert_eq!(s.expose("password").as_deref().map(String::as_str), Some("HUNTER2-TOPSECRET"));
+        assert_eq!(
+            s.expose("password").as_deref().map(String::as_str),
+            Some("HUNTER2-TOPSECRET")
+        );
         let dual = DualSecret {
             current: SecretString::from("NEW-TOPSECRET"),
             previous: Some(SecretString::from("OLD-TOPSECRET")),

@@ -167,10 +167,7 @@ mod tests {
         assert_eq!(s, Settings::default());
         assert_eq!(s.init_timeout, Duration::from_secs(120));
         let ms: Vec<u128> = s.backoff().take(9).map(|d| d.as_millis()).collect();
-        assert_eq!(
-            ms,
-            [250, 500, 1000, 2000, 4000, 8000, 16000, 16000, 16000]
-        );
+        assert_eq!(ms, [250, 500, 1000, 2000, 4000, 8000, 16000, 16000, 16000]);
         assert_eq!(s.watch_interval, Duration::from_secs(30));
     }
 

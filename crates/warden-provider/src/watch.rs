@@ -89,7 +89,7 @@ impl SecretProvider {
                         provider.remember(&now);
                         Some(Some(now))
                     }
-                    Err(Error::Kv(KvError::NotFound { .. })) => Some(None),
+                    Err(Error::Kv(e)) if matches!(*e, KvError::NotFound { .. }) => Some(None),
                     Err(_) => None,
                 };
             }
@@ -114,7 +114,10 @@ impl SecretProvider {
                         }
                         seen = Some(Some(now));
                     }
-                    Err(Error::Kv(KvError::NotFound { .. })) if !matches!(seen, Some(Some(_))) => {
+                    Err(Error::Kv(e))
+                        if matches!(*e, KvError::NotFound { .. })
+                            && !matches!(seen, Some(Some(_))) =>
+                    {
                         seen = Some(None);
                     }
                     Err(e) => {

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
-use warden_bao::{Client, ClientConfig, Idempotent, KvData, MountOptions, RetryPolicy, SecretValue};
+use warden_bao::{
+    Client, ClientConfig, Idempotent, KvData, MountOptions, RetryPolicy, SecretValue,
+};
 use warden_provider::{Error, Login, ProviderConfig, SecretPath, SecretProvider, Settings};
 use warden_testkit::{BaoDev, Postgres, files, identity, wait_for_async};
 
@@ -40,7 +42,9 @@ async fn fixture(dev: &BaoDev) -> Fixture {
             .with_retry(RetryPolicy::no_retries()),
     )
     .expect("root client");
-    root.enable_auth("approle", "approle").await.expect("approle");
+    root.enable_auth("approle", "approle")
+        .await
+        .expect("approle");
     root.put_policy("app", POLICY).await.expect("policy");
     root.write(
         "auth/approle/role/app",
@@ -99,9 +103,18 @@ async fn kv_rotation_watch_and_transit_through_the_provider() {
     root.enable_secrets_engine("transit", "transit", &MountOptions::default())
         .await
         .expect("transit");
-    root.transit("transit").create_key("app", "aes256-gcm96").await.expect("key");
-    root.transit("transit").create_key("app-signing", "ecdsa-p256").await.expect("key");
-    root.transit("transit").create_key("other", "aes256-gcm96").await.expect("key");
+    root.transit("transit")
+        .create_key("app", "aes256-gcm96")
+        .await
+        .expect("key");
+    root.transit("transit")
+        .create_key("app-signing", "ecdsa-p256")
+        .await
+        .expect("key");
+    root.transit("transit")
+        .create_key("other", "aes256-gcm96")
+        .await
+        .expect("key");
     root.kv2("secret")
         .write("app/db", &data(&[("password", "pw-v1-SENTINEL")]), None)
         .await
@@ -111,16 +124,24 @@ async fn kv_rotation_watch_and_transit_through_the_provider() {
         .await
         .expect("kv1 write");
 
-    let p = SecretProvider::connect(config(&dev, &f)).await.expect("connect");
+    let p = SecretProvider::connect(config(&dev, &f))
+        .await
+        .expect("connect");
 
     let db = p.kv2("secret", "app/db").await.expect("kv2 get");
     assert_eq!(db.version(), Some(1));
     assert!(!db.is_stale());
-    assert_eq!(db.field("password").expect("field").expose_secret(), "pw-v1-SENTINEL");
+    assert_eq!(
+        db.field("password").expect("field").expose_secret(),
+        "pw-v1-SENTINEL"
+    );
     assert!(!format!("{db:?}").contains("SENTINEL"), "{db:?}");
     let api = p.kv1("kv1", "app/api").await.expect("kv1 get");
     assert_eq!(api.version(), None);
-    assert_eq!(api.field("key").expect("field").expose_secret(), "api-SENTINEL");
+    assert_eq!(
+        api.field("key").expect("field").expose_secret(),
+        "api-SENTINEL"
+    );
     // Not its own: denied, and the error says where.
     let err = p.kv2("secret", "other/db").await.unwrap_err();
     assert!(err.to_string().contains("other/db"), "{err}");
@@ -143,14 +164,27 @@ async fn kv_rotation_watch_and_transit_through_the_provider() {
         .expect("second rotation");
     assert_eq!(second.version, 2);
     assert_eq!(second.current.expose_secret(), "session-B");
-    assert_eq!(second.previous.as_ref().expect("previous").expose_secret(), "session-A");
-    let read = p.dual_secret("secret", "app/session").await.expect("dual read");
-    assert_eq!((read.version, read.current.expose_secret()), (2, "session-B"));
+    assert_eq!(
+        second.previous.as_ref().expect("previous").expose_secret(),
+        "session-A"
+    );
+    let read = p
+        .dual_secret("secret", "app/session")
+        .await
+        .expect("dual read");
+    assert_eq!(
+        (read.version, read.current.expose_secret()),
+        (2, "session-B")
+    );
     // Someone else writes between a reader's view and its rotation: check-and-set refuses,
     // nothing is lost. (Simulated by writing version 3 behind the provider's back, then
     // rotating from a stale expectation through the raw client.)
     root.kv2("secret")
-        .write("app/session", &data(&[("current", "session-C"), ("previous", "session-B")]), Some(2))
+        .write(
+            "app/session",
+            &data(&[("current", "session-C"), ("previous", "session-B")]),
+            Some(2),
+        )
         .await
         .expect("v3 by another writer");
     let stale_cas = root
@@ -158,12 +192,18 @@ async fn kv_rotation_watch_and_transit_through_the_provider() {
         .write("app/session", &data(&[("current", "x")]), Some(2))
         .await
         .unwrap_err();
-    assert!(matches!(stale_cas, warden_bao::KvError::CasMismatch { .. }), "{stale_cas}");
+    assert!(
+        matches!(stale_cas, warden_bao::KvError::CasMismatch { .. }),
+        "{stale_cas}"
+    );
     let third = p
         .rotate_secret("secret", "app/session", &SecretString::from("session-D"))
         .await
         .expect("rotation over v3");
-    assert_eq!(third.previous.as_ref().expect("prev").expose_secret(), "session-C");
+    assert_eq!(
+        third.previous.as_ref().expect("prev").expose_secret(),
+        "session-C"
+    );
     wait_for_async(Duration::from_secs(10), "the watch sees version 4", || {
         (seen.load(Ordering::SeqCst) == 4).then_some(())
     })
@@ -171,14 +211,31 @@ async fn kv_rotation_watch_and_transit_through_the_provider() {
     assert!(watch.changes() >= 1 && watch.failures() == 0);
 
     // Transit with its own keys.
-    let ct = p.encrypt("app", b"card 4111-SENTINEL").await.expect("encrypt");
+    let ct = p
+        .encrypt("app", b"card 4111-SENTINEL")
+        .await
+        .expect("encrypt");
     assert!(ct.starts_with("vault:v1:"), "{ct}");
-    assert_eq!(&*p.decrypt("app", &ct).await.expect("decrypt"), b"card 4111-SENTINEL");
+    assert_eq!(
+        &*p.decrypt("app", &ct).await.expect("decrypt"),
+        b"card 4111-SENTINEL"
+    );
     let sig = p.sign("app-signing", b"statement").await.expect("sign");
-    assert!(p.verify("app-signing", b"statement", &sig).await.expect("verify"));
-    assert!(!p.verify("app-signing", b"tampered", &sig).await.expect("verify"));
+    assert!(
+        p.verify("app-signing", b"statement", &sig)
+            .await
+            .expect("verify")
+    );
+    assert!(
+        !p.verify("app-signing", b"tampered", &sig)
+            .await
+            .expect("verify")
+    );
     let denied = p.encrypt("other", b"x").await.unwrap_err();
-    assert!(matches!(&denied, Error::Transit(t) if t.is_permission_denied()), "{denied}");
+    assert!(
+        matches!(&denied, Error::Transit(t) if t.is_permission_denied()),
+        "{denied}"
+    );
 }
 
 /// Database credentials from a real PostgreSQL through the database engine: the user logs in,
@@ -222,11 +279,19 @@ async fn database_credentials_are_issued_and_renewed() {
         .await
         .expect("database role");
 
-    let p = SecretProvider::connect(config(&dev, &f)).await.expect("connect");
-    let creds = p.database_credentials("database", "app").await.expect("creds");
+    let p = SecretProvider::connect(config(&dev, &f))
+        .await
+        .expect("connect");
+    let creds = p
+        .database_credentials("database", "app")
+        .await
+        .expect("creds");
     let first = creds.current();
     assert!(!format!("{creds:?}").contains(first.password.expose_secret()));
-    assert_eq!(query_user(&pg, &first.username, &first.password).await, first.username);
+    assert_eq!(
+        query_user(&pg, &first.username, &first.password).await,
+        first.username
+    );
 
     // Past the first 3 s lease: renewed, same user, still logs in.
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -234,7 +299,10 @@ async fn database_credentials_are_issued_and_renewed() {
     assert_eq!(creds.generation(), 0);
     let now = creds.current();
     assert_eq!(now.username, first.username);
-    assert_eq!(query_user(&pg, &now.username, &now.password).await, now.username);
+    assert_eq!(
+        query_user(&pg, &now.username, &now.password).await,
+        now.username
+    );
     creds.revoke(&p).await.expect("revoke");
 }
 
@@ -250,7 +318,10 @@ async fn query_user(pg: &Postgres, user: &str, password: &SecretString) -> Strin
         .await
         .expect("log in with the issued credentials");
     tokio::spawn(connection);
-    let row = client.query_one("SELECT current_user::text", &[]).await.expect("query");
+    let row = client
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .expect("query");
     row.get(0)
 }
 
@@ -269,26 +340,42 @@ async fn the_last_good_value_is_served_when_the_server_is_gone() {
         .write("app/never-read", &data(&[("password", "x")]), None)
         .await
         .expect("write");
-    let p = SecretProvider::connect(config(&dev, &f)).await.expect("connect");
+    let p = SecretProvider::connect(config(&dev, &f))
+        .await
+        .expect("connect");
     let fresh = p.kv2("secret", "app/db").await.expect("first load");
     assert!(!fresh.is_stale());
     let watch = p.watch(SecretPath::kv2("secret", "app/db"), |_| {});
 
     drop(dev); // the server stops; its port now refuses connections
 
-    let stale = p.kv2("secret", "app/db").await.expect("served from the cache");
+    let stale = p
+        .kv2("secret", "app/db")
+        .await
+        .expect("served from the cache");
     assert!(stale.is_stale());
     assert_eq!(stale.version(), Some(1));
-    assert_eq!(stale.field("password").expect("field").expose_secret(), "kept");
+    assert_eq!(
+        stale.field("password").expect("field").expose_secret(),
+        "kept"
+    );
     let err = p.kv2("secret", "app/never-read").await.unwrap_err();
-    assert!(err.bao_error().is_some_and(warden_bao::Error::is_retryable), "{err}");
+    assert!(
+        err.bao_error().is_some_and(warden_bao::Error::is_retryable),
+        "{err}"
+    );
     // The watch keeps polling, fails, and the value stays.
     wait_for_async(Duration::from_secs(10), "a failed poll", || {
         (watch.failures() >= 1).then_some(())
     })
     .await;
     assert_eq!(
-        p.kv2("secret", "app/db").await.expect("still cached").field("password").expect("f").expose_secret(),
+        p.kv2("secret", "app/db")
+            .await
+            .expect("still cached")
+            .field("password")
+            .expect("f")
+            .expose_secret(),
         "kept"
     );
     drop(f.dir);
@@ -378,16 +465,28 @@ async fn cert_login_with_the_agent_managed_identity() {
         _ => None,
     })
     .expect("config from the environment");
-    assert!(config.client.ca_cert_pem.is_some(), "trust/ca.pem is the CA bundle");
+    assert!(
+        config.client.ca_cert_pem.is_some(),
+        "trust/ca.pem is the CA bundle"
+    );
     let p = SecretProvider::connect(config).await.expect("cert login");
     let info = p.client().token_lookup_self().await.expect("lookup-self");
     assert!(info.path.starts_with("auth/cert/login"), "{}", info.path);
 
-    let secret = p.kv2(&env.mounts.kv, "billing/config").await.expect("billing's config");
-    assert_eq!(secret.field("dsn").expect("dsn").expose_secret(), "dsn-SENTINEL");
+    let secret = p
+        .kv2(&env.mounts.kv, "billing/config")
+        .await
+        .expect("billing's config");
+    assert_eq!(
+        secret.field("dsn").expect("dsn").expose_secret(),
+        "dsn-SENTINEL"
+    );
     let transit_key = warden_spec::naming::transit_key_name(&billing, "payments");
     let ct = p.encrypt(&transit_key, b"4111").await.expect("encrypt");
-    assert_eq!(&*p.decrypt(&transit_key, &ct).await.expect("decrypt"), b"4111");
+    assert_eq!(
+        &*p.decrypt(&transit_key, &ct).await.expect("decrypt"),
+        b"4111"
+    );
     let keys = p.signing_keys(key_config).await.expect("signing keys");
     let token = keys
         .sign(&json!({ "sub": "alice", "exp": 4_102_444_800_i64 }))

@@ -63,8 +63,10 @@ async fn main() -> ExitCode {
 async fn run() -> Result<(), (u8, String)> {
     let config = ProviderConfig::from_env().map_err(|e| (2, e.to_string()))?;
     let get = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-    let path = get("TOKEN_SERVICE_KEY_PATH")
-        .ok_or((2, "TOKEN_SERVICE_KEY_PATH is not set: name the signing key's path in KV v2".to_owned()))?;
+    let path = get("TOKEN_SERVICE_KEY_PATH").ok_or((
+        2,
+        "TOKEN_SERVICE_KEY_PATH is not set: name the signing key's path in KV v2".to_owned(),
+    ))?;
     let mount = get("TOKEN_SERVICE_KEY_MOUNT").unwrap_or_else(|| "secret".to_owned());
     let listen: SocketAddr = get("TOKEN_SERVICE_LISTEN")
         .unwrap_or_else(|| "127.0.0.1:0".to_owned())
@@ -115,7 +117,10 @@ async fn run() -> Result<(), (u8, String)> {
     }
 }
 
-async fn handle(keys: SigningKeys, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    keys: SigningKeys,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let reply = |status: StatusCode, body: String| {
         let mut r = Response::new(Full::new(Bytes::from(body)));
         *r.status_mut() = status;
@@ -137,7 +142,8 @@ async fn handle(keys: SigningKeys, req: Request<Incoming>) -> Result<Response<Fu
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
-            let claims = serde_json::json!({ "sub": sub, "iat": now, "exp": now + TOKEN_LIFETIME_S });
+            let claims =
+                serde_json::json!({ "sub": sub, "iat": now, "exp": now + TOKEN_LIFETIME_S });
             match keys.sign(&claims) {
                 Ok(token) => reply(StatusCode::OK, token),
                 Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -150,7 +156,10 @@ async fn handle(keys: SigningKeys, req: Request<Incoming>) -> Result<Response<Fu
             };
             let token = String::from_utf8_lossy(&body);
             match keys.verify(token.trim()).await {
-                Ok(claims) => reply(StatusCode::OK, claims["sub"].as_str().unwrap_or("").to_owned()),
+                Ok(claims) => reply(
+                    StatusCode::OK,
+                    claims["sub"].as_str().unwrap_or("").to_owned(),
+                ),
                 Err(e) => {
                     tracing::warn!(reason = %e, "token refused");
                     reply(StatusCode::UNAUTHORIZED, e.to_string())

@@ -36,7 +36,9 @@ async fn setup(dev: &BaoDev, dir: &Path) -> (Client, PathBuf, PathBuf) {
             .with_retry(RetryPolicy::no_retries()),
     )
     .expect("root client");
-    root.enable_auth("approle", "approle").await.expect("approle");
+    root.enable_auth("approle", "approle")
+        .await
+        .expect("approle");
     root.put_policy(
         "svc",
         &format!(
@@ -142,7 +144,10 @@ async fn the_service_survives_rotations_without_a_failed_verification() {
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut after = 0;
         while after < 30 {
-            assert!(Instant::now() < deadline, "the service never signed with {expected_kid}");
+            assert!(
+                Instant::now() < deadline,
+                "the service never signed with {expected_kid}"
+            );
             let token = http
                 .get(format!("{base}/token?sub=user{requests}"))
                 .send()
@@ -161,7 +166,11 @@ async fn the_service_survives_rotations_without_a_failed_verification() {
                 .expect("POST /verify");
             requests += 1;
             if !verify.status().is_success() {
-                failures.push(format!("{}: {}", verify.status(), verify.text().await.unwrap_or_default()));
+                failures.push(format!(
+                    "{}: {}",
+                    verify.status(),
+                    verify.text().await.unwrap_or_default()
+                ));
             }
             let kid = kid_of(&token);
             if kid == expected_kid {
@@ -182,7 +191,11 @@ async fn the_service_survives_rotations_without_a_failed_verification() {
             .expect("POST /verify");
         requests += 1;
         if !v.status().is_success() {
-            failures.push(format!("re-verify {}: {}", v.status(), v.text().await.unwrap_or_default()));
+            failures.push(format!(
+                "re-verify {}: {}",
+                v.status(),
+                v.text().await.unwrap_or_default()
+            ));
         }
     }
     let jwks: serde_json::Value = http
@@ -194,8 +207,16 @@ async fn the_service_survives_rotations_without_a_failed_verification() {
         .await
         .expect("jwks json");
     child.start_kill().expect("stop the service");
-    assert!(failures.is_empty(), "{} of {requests} verifications failed: {failures:?}", failures.len());
-    assert_eq!(kids.len(), 3, "tokens were signed with three keys: {kids:?}");
+    assert!(
+        failures.is_empty(),
+        "{} of {requests} verifications failed: {failures:?}",
+        failures.len()
+    );
+    assert_eq!(
+        kids.len(),
+        3,
+        "tokens were signed with three keys: {kids:?}"
+    );
     assert!(requests >= 2 * 90, "requests: {requests}");
     assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(3), "{jwks}");
 }
@@ -214,7 +235,10 @@ async fn the_service_aborts_after_the_init_timeout_with_the_backoff_in_its_log()
         &addr,
         &role_id,
         &secret_id,
-        &[("VAULT_INIT_TIMEOUT_SEC", "3"), ("VAULT_RETRY_MAX_MS", "1000")],
+        &[
+            ("VAULT_INIT_TIMEOUT_SEC", "3"),
+            ("VAULT_RETRY_MAX_MS", "1000"),
+        ],
     )
     .output()
     .await
@@ -227,24 +251,39 @@ async fn the_service_aborts_after_the_init_timeout_with_the_backoff_in_its_log()
         "took {took:?}\n{stderr}"
     );
     assert!(
-        stderr.contains(&format!("error: OpenBao at {addr}/ was not usable within VAULT_INIT_TIMEOUT_SEC=3s")),
+        stderr.contains(&format!(
+            "error: OpenBao at {addr}/ was not usable within VAULT_INIT_TIMEOUT_SEC=3s"
+        )),
         "{stderr}"
     );
     let delays: Vec<u64> = stderr
         .lines()
         .filter(|l| l.contains("retrying"))
         .map(|l| {
-            let v = l.split("delay_ms=").nth(1).expect("delay_ms in a retry line");
-            v.split_whitespace().next().expect("value").parse().expect("number")
+            let v = l
+                .split("delay_ms=")
+                .nth(1)
+                .expect("delay_ms in a retry line");
+            v.split_whitespace()
+                .next()
+                .expect("value")
+                .parse()
+                .expect("number")
         })
         .collect();
     assert!(delays.len() >= 5, "{delays:?}\n{stderr}");
     assert_eq!(delays[..4], [250, 500, 1000, 1000], "{stderr}");
     assert!(delays.iter().all(|d| *d <= 1000), "{delays:?}");
     let total: u64 = delays.iter().sum();
-    assert!((2900..=3000).contains(&total), "the delays fill the 3 s budget: {delays:?}");
+    assert!(
+        (2900..=3000).contains(&total),
+        "the delays fill the 3 s budget: {delays:?}"
+    );
     // Each retry line names its attempt and reason; no credential appears anywhere.
-    assert!(stderr.contains("attempt=1 ") && stderr.contains("reason="), "{stderr}");
+    assert!(
+        stderr.contains("attempt=1 ") && stderr.contains("reason="),
+        "{stderr}"
+    );
     assert!(!stderr.contains("not-a-real-secret-id"), "{stderr}");
 }
 
@@ -254,12 +293,20 @@ async fn the_service_aborts_after_the_init_timeout_with_the_backoff_in_its_log()
 async fn a_secret_in_the_environment_is_refused() {
     let dir = tempfile::tempdir().expect("tmp");
     let p = dir.path().join("x");
-    let out = service(&dead_address("http"), &p, &p, &[("DB_PASSWORD", "hunter2-SENTINEL")])
-        .output()
-        .await
-        .expect("run token-service");
+    let out = service(
+        &dead_address("http"),
+        &p,
+        &p,
+        &[("DB_PASSWORD", "hunter2-SENTINEL")],
+    )
+    .output()
+    .await
+    .expect("run token-service");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("DB_PASSWORD") && stderr.contains("AD-1"), "{stderr}");
+    assert!(
+        stderr.contains("DB_PASSWORD") && stderr.contains("AD-1"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("SENTINEL"), "{stderr}");
 }

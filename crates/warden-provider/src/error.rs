@@ -69,9 +69,10 @@ pub enum Error {
         timeout: Duration,
         /// Attempts made.
         attempts: u32,
-        /// The last attempt's failure.
+        /// The last attempt's failure (the server unavailable, or a credential file not there
+        /// yet).
         #[source]
-        last: Box<warden_bao::Error>,
+        last: Box<Self>,
     },
     /// Login was refused (wrong credentials, role or policy): retrying cannot help.
     #[error("login at auth/{mount} was refused: {source}")]
@@ -156,9 +157,8 @@ impl Error {
     /// The OpenBao client error underneath, if any.
     pub fn bao_error(&self) -> Option<&warden_bao::Error> {
         match self {
-            Self::InitTimeout { last: e, .. }
-            | Self::LoginRefused { source: e, .. }
-            | Self::Unavailable { source: e, .. } => Some(e),
+            Self::InitTimeout { last, .. } => last.bao_error(),
+            Self::LoginRefused { source: e, .. } | Self::Unavailable { source: e, .. } => Some(e),
             Self::Client(e) => Some(e),
             Self::Kv(e) => e.api(),
             _ => None,

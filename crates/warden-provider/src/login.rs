@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use secrecy::{ExposeSecret, SecretString};
-use warden_bao::{Auth, Client, ClientConfig, Idempotent};
+use warden_bao::{Auth, Client, Idempotent};
 use warden_enroll::IdentityLayout;
 
 use crate::error::Error;
@@ -102,21 +102,6 @@ impl Login {
         }
     }
 
-    /// Prepares `cfg` for this method: a cert login presents the identity's certificate on
-    /// every connection.
-    pub(crate) fn configure(&self, cfg: ClientConfig) -> Result<ClientConfig, Error> {
-        match self {
-            Self::Cert {
-                cert_file,
-                key_file,
-                ..
-            } => cfg
-                .with_client_cert_files(cert_file, key_file)
-                .map_err(Error::client),
-            Self::AppRole { .. } => Ok(cfg),
-        }
-    }
-
     /// Logs in once. The client's token is not changed; the caller sets it.
     pub(crate) async fn login(&self, client: &Client) -> Result<Auth, LoginError> {
         match self {
@@ -152,13 +137,13 @@ impl Login {
                 });
                 let path = format!("auth/{}/login", mount.trim_matches('/'));
                 // A repeated login only mints a second token, which expires on its own.
-                let secret = client
-                    .write(&path, &body, Idempotent::Yes)
-                    .await
-                    .map_err(LoginError::Server)?;
-                // `body` held both values in plain strings: wipe them.
+                let answer = client.write(&path, &body, Idempotent::Yes).await;
+                // `body` held both values in plain strings: wipe them, whatever the answer.
                 wipe_json(body);
-                secret.and_then(|s| s.auth).ok_or(LoginError::NoAuth)
+                answer
+                    .map_err(LoginError::Server)?
+                    .and_then(|s| s.auth)
+                    .ok_or(LoginError::NoAuth)
             }
         }
     }

@@ -145,7 +145,9 @@ impl SecretProvider {
             settings,
             transit_mount,
         } = config;
-        let mut client = login.configure(client)?;
+        // A cert login loads the identity's certificate at each login (`Login::login`), so a
+        // certificate the agent has not written yet is waited for like an unreachable server.
+        let mut client = client;
         // Reads fail fast and fall back to the cache; start-up retries are paced here, on the
         // contract's schedule, not inside the client.
         client.token = None;
@@ -341,20 +343,10 @@ async fn startup(client: &Client, login: &Login, settings: &Settings) -> Result<
                 );
                 return Ok(ttl);
             }
-            Err(LoginError::Server(e)) if e.is_retryable() => e,
-            Err(LoginError::Server(e)) => {
-                return Err(Error::LoginRefused {
-                    mount: login.mount().to_owned(),
-                    source: Box::new(e),
-                });
-            }
-            Err(LoginError::NoAuth) => {
-                return Err(Error::NoToken {
-                    mount: login.mount().to_owned(),
-                });
-            }
-            Err(LoginError::Setup(e)) => return Err(Error::client(e)),
-            Err(LoginError::File(e)) => return Err(e),
+            Err(e) => match classify(e, login) {
+                (true, err) => err,
+                (false, err) => return Err(err),
+            },
         };
         let elapsed = started.elapsed();
         let Some(left) = settings
@@ -383,6 +375,38 @@ async fn startup(client: &Client, login: &Login, settings: &Settings) -> Result<
             "OpenBao not usable yet; retrying"
         );
         tokio::time::sleep(delay).await;
+    }
+}
+
+/// Whether a failed login may succeed later, and the error to report. Worth waiting for: an
+/// unavailable server, and a credential file that does not exist *yet* (at boot the service can
+/// start before its agent has written the identity's certificate). Not worth it: a refusal,
+/// an unreadable or empty file, a certificate that does not parse.
+fn classify(e: LoginError, login: &Login) -> (bool, Error) {
+    let missing = |io: &std::io::Error| io.kind() == std::io::ErrorKind::NotFound;
+    match e {
+        LoginError::Server(e) if e.is_retryable() => (true, Error::client(e)),
+        LoginError::Server(e) => (
+            false,
+            Error::LoginRefused {
+                mount: login.mount().to_owned(),
+                source: Box::new(e),
+            },
+        ),
+        LoginError::NoAuth => (
+            false,
+            Error::NoToken {
+                mount: login.mount().to_owned(),
+            },
+        ),
+        LoginError::Setup(e) => {
+            let retry = matches!(&e, warden_bao::Error::ReadFile { source, .. } if missing(source));
+            (retry, Error::client(e))
+        }
+        LoginError::File(e) => {
+            let retry = matches!(&e, Error::ReadFile { source, .. } if missing(source));
+            (retry, e)
+        }
     }
 }
 

@@ -496,3 +496,54 @@ async fn cert_login_with_the_agent_managed_identity() {
     let err = p.kv2(&env.mounts.kv, "inventory/config").await.unwrap_err();
     assert!(!matches!(err, Error::Unavailable { .. }), "{err}");
 }
+
+/// Start-up refusals: a wrong secret-id is refused at once (waiting cannot fix it); an identity
+/// certificate the agent has not written yet is waited for, then the init timeout names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_login_fails_at_once_and_a_missing_certificate_is_waited_for() {
+    let dev = BaoDev::start().await;
+    let f = fixture(&dev).await;
+    let bad = f.dir.path().join("bad-secret-id");
+    files::write_private(&bad, b"00000000-0000-0000-0000-000000000000");
+    let Login::AppRole { role_id_file, .. } = &f.login else {
+        panic!("approle fixture");
+    };
+    let started = std::time::Instant::now();
+    let err = SecretProvider::connect(
+        ProviderConfig::new(
+            ClientConfig::from_address(dev.addr()).expect("address"),
+            Login::approle(role_id_file, &bad),
+        )
+        .with_settings(settings(10, 1)),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::LoginRefused { .. }), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let missing = f.dir.path().join("not-enrolled-yet");
+    let started = std::time::Instant::now();
+    let err = SecretProvider::connect(
+        ProviderConfig::new(
+            ClientConfig::from_address(dev.addr()).expect("address"),
+            Login::identity_dir(&missing, None),
+        )
+        .with_settings(settings(2, 1)),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let Error::InitTimeout { attempts, .. } = &err else {
+        panic!("init timeout expected: {err}");
+    };
+    assert!(*attempts >= 3, "{err}");
+    assert!(err.to_string().contains("identity/client.crt"), "{err}");
+}

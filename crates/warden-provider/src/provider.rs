@@ -129,9 +129,10 @@ impl SecretProvider {
     /// delays start at `VAULT_RETRY_INITIAL_MS` and double up to `VAULT_RETRY_MAX_MS` (no
     /// jitter; the last one is cut to what is left of the budget), each logged at `warn` with
     /// `attempt`, `delay_ms` and `reason` (an error message, never a value). After
-    /// `VAULT_INIT_TIMEOUT_SEC` it returns [`Error::InitTimeout`]. A refused login (bad
-    /// credentials, unknown role) or an unreadable credential file fails at once: waiting
-    /// cannot fix it.
+    /// `VAULT_INIT_TIMEOUT_SEC` it returns [`Error::InitTimeout`]. A credential file that does
+    /// not exist yet (the agent has not written the certificate) is waited for the same way. A
+    /// refused login (bad credentials, unknown role), an empty or unreadable file, or a
+    /// certificate that does not parse fails at once: waiting cannot fix it.
     ///
     /// Needs a Tokio runtime: a background task renews the token (or logs in again) before it
     /// expires.

@@ -276,7 +276,7 @@ async fn the_service_aborts_after_the_init_timeout_with_the_backoff_in_its_log()
     assert!(delays.iter().all(|d| *d <= 1000), "{delays:?}");
     let total: u64 = delays.iter().sum();
     assert!(
-        (2900..=3000).contains(&total),
+        (2700..=3000).contains(&total),
         "the delays fill the 3 s budget: {delays:?}"
     );
     // Each retry line names its attempt and reason; no credential appears anywhere.

@@ -325,7 +325,8 @@ async fn query_user(pg: &Postgres, user: &str, password: &SecretString) -> Strin
     row.get(0)
 }
 
-/// The last good value survives the server going away; a secret never loaded is an error.
+/// The last good value survives a sealed server and the server going away; a secret never
+/// loaded is an error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_last_good_value_is_served_when_the_server_is_gone() {
     let dev = BaoDev::start().await;
@@ -346,6 +347,18 @@ async fn the_last_good_value_is_served_when_the_server_is_gone() {
     let fresh = p.kv2("secret", "app/db").await.expect("first load");
     assert!(!fresh.is_stale());
     let watch = p.watch(SecretPath::kv2("secret", "app/db"), |_| {});
+
+    // Sealed: OpenBao answers 503; the last good value is served, marked stale.
+    f.root.seal().await.expect("seal the dev server");
+    let sealed = p
+        .kv2("secret", "app/db")
+        .await
+        .expect("served while sealed");
+    assert!(sealed.is_stale());
+    assert_eq!(
+        sealed.field("password").expect("field").expose_secret(),
+        "kept"
+    );
 
     drop(dev); // the server stops; its port now refuses connections
 

@@ -290,9 +290,14 @@ pub(crate) fn parse_version(
         .ok_or_else(|| malformed("no numeric `grace_seconds`".into()))?;
     let max_token_lifetime = match data.get("max_token_lifetime_seconds") {
         None => None,
-        Some(v) => Some(v.expose().as_u64().map(Duration::from_secs).ok_or_else(|| {
-            malformed("`max_token_lifetime_seconds` is not a whole number".into())
-        })?),
+        Some(v) => Some(
+            v.expose()
+                .as_u64()
+                .map(Duration::from_secs)
+                .ok_or_else(|| {
+                    malformed("`max_token_lifetime_seconds` is not a whole number".into())
+                })?,
+        ),
     };
     let jwk: Jwk = data
         .get("public_jwk")
@@ -470,7 +475,14 @@ mod tests {
             .sign_at(&json!({"exp": 1_601}), at(1_000))
             .expect_err("beyond the lifetime");
         assert!(
-            matches!(err, Error::TokenLifetime { exp: Some(1_601), limit: 1_600, .. }),
+            matches!(
+                err,
+                Error::TokenLifetime {
+                    exp: Some(1_601),
+                    limit: 1_600,
+                    ..
+                }
+            ),
             "{err}"
         );
         assert!(err.to_string().contains("max_token_lifetime 600s"), "{err}");
@@ -481,7 +493,10 @@ mod tests {
         // Without a declared lifetime anything goes (the verifier still requires `exp`).
         let (k, p) = version_with_lifetime(1, 0, 60, None);
         let set = KeySet::assemble(KvLocation::new("m", "p"), p, vec![k], at(0));
-        assert!(set.sign_at(&json!({"exp": 4_000_000_000_i64}), at(0)).is_ok());
+        assert!(
+            set.sign_at(&json!({"exp": 4_000_000_000_i64}), at(0))
+                .is_ok()
+        );
     }
 
     #[test]

@@ -7,8 +7,8 @@
 
 use std::fmt;
 
-use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::encoding::AsDer as _;
+use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
 use aws_lc_rs::signature::{
     self, ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, ED25519, EcdsaKeyPair,
@@ -90,12 +90,14 @@ impl PrivateKey {
             }
             SigningAlgorithm::Es256 | SigningAlgorithm::EdDsa => {
                 let doc = match algorithm {
-            SigningAlgorithm::Es256 => EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
-                .and_then(|p| p.to_pkcs8v1())
-                .map_err(|_| what())?,
-            SigningAlgorithm::EdDsa => Ed25519KeyPair::generate()
-                .and_then(|p| p.to_pkcs8v1())
-                .map_err(|_| what())?,
+                    SigningAlgorithm::Es256 => {
+                        EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
+                            .and_then(|p| p.to_pkcs8v1())
+                            .map_err(|_| what())?
+                    }
+                    SigningAlgorithm::EdDsa => Ed25519KeyPair::generate()
+                        .and_then(|p| p.to_pkcs8v1())
+                        .map_err(|_| what())?,
                     SigningAlgorithm::Rs256 => unreachable!("handled above"),
                 };
                 // `Document` wipes itself on drop; our copy is wiped by `Zeroizing`.
@@ -308,7 +310,9 @@ impl PublicKey {
                 .map_err(|e| format!("`{name}` is not base64url: {e}"))?;
             match b.first() {
                 None => Err(format!("`{name}` is empty")),
-                Some(0) => Err(format!("`{name}` has a leading zero octet (RFC 7518 §6.3.1)")),
+                Some(0) => Err(format!(
+                    "`{name}` has a leading zero octet (RFC 7518 §6.3.1)"
+                )),
                 Some(_) => Ok(b),
             }
         };
@@ -470,22 +474,35 @@ mod tests {
         let good = key.public_key().to_jwk();
         let mut short = good.clone();
         short.n = Some(URL_SAFE_NO_PAD.encode([0xc5; 128]));
-        assert!(PublicKey::from_jwk(&short).unwrap_err().contains("1024 bits"));
+        assert!(
+            PublicKey::from_jwk(&short)
+                .unwrap_err()
+                .contains("1024 bits")
+        );
         let mut exp = good.clone();
         exp.e = Some("Aw".into());
         assert!(PublicKey::from_jwk(&exp).unwrap_err().contains("65537"));
         let mut padded = good;
-        let mut n = URL_SAFE_NO_PAD.decode(padded.n.as_deref().unwrap()).unwrap();
+        let mut n = URL_SAFE_NO_PAD
+            .decode(padded.n.as_deref().unwrap())
+            .unwrap();
         n.insert(0, 0);
         padded.n = Some(URL_SAFE_NO_PAD.encode(n));
-        assert!(PublicKey::from_jwk(&padded).unwrap_err().contains("leading zero"));
+        assert!(
+            PublicKey::from_jwk(&padded)
+                .unwrap_err()
+                .contains("leading zero")
+        );
         // An RS256 key is no ES256 key, and the other way round.
         let rsa_pem = key.to_pkcs8_pem();
         assert!(PrivateKey::from_pkcs8_pem(SigningAlgorithm::Es256, &rsa_pem).is_err());
         let ec = PrivateKey::generate(SigningAlgorithm::Es256).expect("generate");
         assert!(PrivateKey::from_pkcs8_pem(SigningAlgorithm::Rs256, &ec.to_pkcs8_pem()).is_err());
         let dbg = format!("{key:?}");
-        let body: String = rsa_pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let body: String = rsa_pem
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect();
         assert!(dbg.contains("RS256") && !dbg.contains(&body[..24]), "{dbg}");
     }
 

@@ -215,12 +215,8 @@ pub async fn rotate_if_current(
         kv::require_cas(client, loc).await?;
     }
     let key = crate::material::PrivateKey::generate_sized(config.algorithm, config.rsa_bits)?;
-    let record = keyset::record_with_lifetime(
-        &key,
-        config.grace,
-        config.max_token_lifetime,
-        clock.now(),
-    );
+    let record =
+        keyset::record_with_lifetime(&key, config.grace, config.max_token_lifetime, clock.now());
     let (version, created) = kv::write_cas(client, loc, record, expected).await?;
     let kid = key.public_key().kid();
     tracing::info!(location = %loc, version, kid = %kid, "signing key rotated");

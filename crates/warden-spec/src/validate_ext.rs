@@ -174,7 +174,10 @@ fn rsa_bits(
     match (algorithm, &k.rsa_bits) {
         (SigningAlgorithm::Rs256, None) => Some(RSA_BITS[0]),
         (SigningAlgorithm::Rs256, Some(bits)) => {
-            match u32::try_from(*bits.get_ref()).ok().filter(|b| RSA_BITS.contains(b)) {
+            match u32::try_from(*bits.get_ref())
+                .ok()
+                .filter(|b| RSA_BITS.contains(b))
+            {
                 Some(b) => Some(b),
                 None => {
                     r.error_help(

@@ -504,14 +504,21 @@ fn rs256_keys_take_a_modulus_size() {
         .collect();
     assert_eq!(
         got,
-        [("RS256", Some(2048)), ("RS256", Some(3072)), ("ES256", None)]
+        [
+            ("RS256", Some(2048)),
+            ("RS256", Some(3072)),
+            ("ES256", None)
+        ]
     );
 
     let e = all_errors(&with_signing_keys(
         r#"{ name = "a", algorithm = "rs256", rsa_bits = 1024 }, { name = "b", algorithm = "eddsa", rsa_bits = 2048 }, { name = "c", algorithm = "rs512" }"#,
     ));
     assert!(e.contains("rsa_bits 1024 is not supported"), "{e}");
-    assert!(e.contains("help: use rsa_bits = 2048 (the default) or 3072"), "{e}");
+    assert!(
+        e.contains("help: use rsa_bits = 2048 (the default) or 3072"),
+        "{e}"
+    );
     assert!(
         e.contains("rsa_bits applies to algorithm = \"rs256\" only, not `eddsa`"),
         "{e}"

@@ -280,7 +280,10 @@ async fn rotate_jwks_and_domain_renewal_through_the_cli() {
             "json",
         ])));
         let r = &out["keys"][0]["rotation"];
-        assert_eq!((r["version"].as_u64(), r["alg"].as_str()), (Some(expected), Some("RS256")));
+        assert_eq!(
+            (r["version"].as_u64(), r["alg"].as_str()),
+            (Some(expected), Some("RS256"))
+        );
     }
     let oidc = SigningKeys::load(
         operator.clone(),
@@ -293,7 +296,10 @@ async fn rotate_jwks_and_domain_renewal_through_the_cli() {
     .await
     .expect("service loads the RS256 key");
     assert_eq!(oidc.get().signing_key().public_key().rsa_bits(), Some(3072));
-    assert_eq!(oidc.get().max_token_lifetime(), Some(Duration::from_secs(3600)));
+    assert_eq!(
+        oidc.get().max_token_lifetime(),
+        Some(Duration::from_secs(3600))
+    );
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let id_token = oidc
         .sign(&json!({ "sub": "alice", "exp": now + 600 }))
@@ -304,12 +310,15 @@ async fn rotate_jwks_and_domain_renewal_through_the_cli() {
     ));
     let out = WARDEN.ok(&plus(&["rotate", "jwks", "issuer", "oidc"], &target));
     let published: Jwks = serde_json::from_slice(&out.stdout).expect("JWKS document");
-    assert_eq!(published.keys.len(), 2, "both versions during the grace period");
+    assert_eq!(
+        published.keys.len(),
+        2,
+        "both versions during the grace period"
+    );
     assert!(
-        published
-            .keys
-            .iter()
-            .all(|k| k.kty == "RSA" && k.alg.as_deref() == Some("RS256") && k.e.as_deref() == Some("AQAB")),
+        published.keys.iter().all(|k| k.kty == "RSA"
+            && k.alg.as_deref() == Some("RS256")
+            && k.e.as_deref() == Some("AQAB")),
         "{published:?}"
     );
     assert_eq!(

@@ -40,7 +40,9 @@ fn third_party_verify(token: &str, jwks: &Jwks) -> Result<Value, String> {
         .expect("jsonwebtoken reads our JWKS");
     let header = jsonwebtoken::decode_header(token).map_err(|e| e.to_string())?;
     let kid = header.kid.ok_or("no kid")?;
-    let jwk = set.find(&kid).ok_or_else(|| format!("kid {kid} not in the JWKS"))?;
+    let jwk = set
+        .find(&kid)
+        .ok_or_else(|| format!("kid {kid} not in the JWKS"))?;
     let key = DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
     let mut validation = Validation::new(Algorithm::RS256);
     validation.leeway = 0;
@@ -91,7 +93,11 @@ async fn rs256_rotation_verifies_with_an_independent_jwt_library() {
             let n = URL_SAFE_NO_PAD
                 .decode(jwk.n.as_deref().expect("n"))
                 .expect("n is base64url without padding");
-            assert_eq!(n.len() * 8, bits as usize, "{bits}-bit modulus, no leading zero");
+            assert_eq!(
+                n.len() * 8,
+                bits as usize,
+                "{bits}-bit modulus, no leading zero"
+            );
             assert_eq!(jwk.kid, jwk.thumbprint(), "kid is the RFC 7638 thumbprint");
         }
         for (token, sub) in [(&old_token, "old"), (&new_token, "new")] {
@@ -99,12 +105,17 @@ async fn rs256_rotation_verifies_with_an_independent_jwt_library() {
                 third_party_verify(token, &jwks).expect("jsonwebtoken in grace")["sub"],
                 sub
             );
-            assert_eq!(issuer.verify(token).await.expect("ours in grace")["sub"], sub);
+            assert_eq!(
+                issuer.verify(token).await.expect("ours in grace")["sub"],
+                sub
+            );
         }
         // The independent verifier is not a rubber stamp: another payload under v1's
         // signature fails, and so does v2's signature presented under v1's kid.
-        let (o, n): (Vec<&str>, Vec<&str>) =
-            (old_token.split('.').collect(), new_token.split('.').collect());
+        let (o, n): (Vec<&str>, Vec<&str>) = (
+            old_token.split('.').collect(),
+            new_token.split('.').collect(),
+        );
         let forged = format!("{}.{}.{}", o[0], n[1], o[2]);
         assert!(third_party_verify(&forged, &jwks).is_err());
         let swapped = format!("{}.{}.{}", o[0], o[1], n[2]);

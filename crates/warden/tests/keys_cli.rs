@@ -271,6 +271,20 @@ async fn rotate_jwks_and_domain_renewal_through_the_cli() {
     // An RS256 key (3072 bits, tokens of at most 1h) through the same commands: created,
     // rotated, both RSA keys published during the grace period; its service refuses to sign
     // a token living longer than the declared hour.
+    let dry = text(
+        &WARDEN
+            .ok(&cmd(&[
+                "rotate",
+                "signing-key",
+                "oidc-signing",
+                "--dry-run",
+            ]))
+            .stderr,
+    );
+    assert!(
+        dry.contains("create v1  (RS256 3072-bit, old key verifies 2h after the rotation, tokens live at most 1h; purpose oidc-signing)"),
+        "{dry}"
+    );
     for expected in [1, 2] {
         let out = json_of(&WARDEN.ok(&cmd(&[
             "rotate",
@@ -279,10 +293,17 @@ async fn rotate_jwks_and_domain_renewal_through_the_cli() {
             "-o",
             "json",
         ])));
-        let r = &out["keys"][0]["rotation"];
+        let (e, r) = (&out["keys"][0], &out["keys"][0]["rotation"]);
         assert_eq!(
             (r["version"].as_u64(), r["alg"].as_str()),
             (Some(expected), Some("RS256"))
+        );
+        assert_eq!(
+            (
+                e["rsa_bits"].as_u64(),
+                e["max_token_lifetime_seconds"].as_u64()
+            ),
+            (Some(3072), Some(3600))
         );
     }
     let oidc = SigningKeys::load(

@@ -70,7 +70,15 @@ impl PrivateKey {
         let what = || Error::Crypto {
             what: format!("generate a {} key", algorithm.jws_alg()),
         };
+        // aws-lc-rs wipes its own DER buffers on drop; our copy is wiped by `Zeroizing`.
+        let copy = |der: &[u8]| Zeroizing::new(der.to_vec());
         let pkcs8 = match algorithm {
+            SigningAlgorithm::Es256 => EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
+                .and_then(|p| p.to_pkcs8v1())
+                .map(|doc| copy(doc.as_ref())),
+            SigningAlgorithm::EdDsa => Ed25519KeyPair::generate()
+                .and_then(|p| p.to_pkcs8v1())
+                .map(|doc| copy(doc.as_ref())),
             SigningAlgorithm::Rs256 => {
                 let size = match rsa_bits.unwrap_or(RSA_BITS[0]) {
                     2048 => KeySize::Rsa2048,
@@ -85,25 +93,10 @@ impl PrivateKey {
                 };
                 RsaKeyPair::generate(size)
                     .and_then(|p| p.as_der())
-                    .map(|der| Zeroizing::new(der.as_ref().to_vec()))
-                    .map_err(|_| what())?
+                    .map(|der| copy(der.as_ref()))
             }
-            SigningAlgorithm::Es256 | SigningAlgorithm::EdDsa => {
-                let doc = match algorithm {
-                    SigningAlgorithm::Es256 => {
-                        EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
-                            .and_then(|p| p.to_pkcs8v1())
-                            .map_err(|_| what())?
-                    }
-                    SigningAlgorithm::EdDsa => Ed25519KeyPair::generate()
-                        .and_then(|p| p.to_pkcs8v1())
-                        .map_err(|_| what())?,
-                    SigningAlgorithm::Rs256 => unreachable!("handled above"),
-                };
-                // `Document` wipes itself on drop; our copy is wiped by `Zeroizing`.
-                Zeroizing::new(doc.as_ref().to_vec())
-            }
-        };
+        }
+        .map_err(|_| what())?;
         Self::from_pkcs8_der(algorithm, pkcs8).map_err(|_| what())
     }
 

@@ -158,6 +158,23 @@ pub fn grants(spec: &Spec, env: &Environment, identity: &Identity) -> Vec<Grant>
                 &["read"],
             ));
         }
+        // `warden-agent exec` checks the purpose of each secret it puts into its command's
+        // environment before every new value, as for certificates.
+        let mut exec_purposes: Vec<&str> = identity
+            .secrets
+            .iter()
+            .filter_map(|s| spec.purpose_of(&format!("{me}/secret/{s}")))
+            .filter(|p| p.delivery == warden_spec::Delivery::ExecEnv)
+            .map(|p| p.id.as_str())
+            .collect();
+        exec_purposes.sort_unstable();
+        exec_purposes.dedup();
+        for p in exec_purposes {
+            let path = naming::registry_entry(p).data_path();
+            if !out.iter().any(|g| g.path == path) {
+                out.push(grant(path, &["read"]));
+            }
+        }
     }
     out
 }

@@ -193,7 +193,9 @@ impl Launch {
     }
 
     /// The health endpoint and the control socket, when configured; dropping them stops them.
-    async fn endpoints(&self) -> Result<(Option<HealthServer>, Option<ControlServer>), LaunchError> {
+    async fn endpoints(
+        &self,
+    ) -> Result<(Option<HealthServer>, Option<ControlServer>), LaunchError> {
         let handle = self.agent.handle();
         let health = match self.health {
             Some(h) => Some(

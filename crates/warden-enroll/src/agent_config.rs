@@ -430,7 +430,10 @@ mod tests {
         assert_eq!(parsed.outputs[1].name, "secret-config");
         assert_eq!(parsed.databases[0].path, "postgres/creds/billing");
         assert_eq!(parsed.exec_env[0].name, "STRIPE");
-        assert_eq!(parsed.exec_env[0].purpose.as_deref(), Some("billing-stripe"));
+        assert_eq!(
+            parsed.exec_env[0].purpose.as_deref(),
+            Some("billing-stripe")
+        );
         assert_eq!(
             parsed.exec.restart,
             warden_agent::config::ExecRestart::Signal(nix::sys::signal::Signal::SIGHUP)

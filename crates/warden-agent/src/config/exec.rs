@@ -102,7 +102,9 @@ pub(super) struct RawExec {
 /// An environment variable name a shell can use: `[A-Za-z_][A-Za-z0-9_]*`, at most 128.
 fn valid_env_name(s: &str) -> bool {
     s.len() <= 128
-        && s.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && s.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
@@ -204,7 +206,11 @@ pub(super) fn validate_exec(raw: Option<&RawExec>, r: &mut Reporter<'_>) -> Exec
     }
     for (k, v, slot) in [
         ("exec.debounce", &raw.debounce, &mut out.debounce),
-        ("exec.kill_timeout", &raw.kill_timeout, &mut out.kill_timeout),
+        (
+            "exec.kill_timeout",
+            &raw.kill_timeout,
+            &mut out.kill_timeout,
+        ),
         (
             "exec.start_timeout",
             &raw.start_timeout,
@@ -222,7 +228,101 @@ pub(super) fn validate_exec(raw: Option<&RawExec>, r: &mut Reporter<'_>) -> Exec
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
+    use super::super::tests::EXAMPLE;
+    use super::super::{Config, ConfigError};
     use super::*;
+
+    fn parse(extra: &str) -> Result<Config, ConfigError> {
+        Config::parse(
+            &format!("{EXAMPLE}\n{extra}"),
+            Path::new("/id/agent.toml"),
+            Path::new("/id"),
+        )
+    }
+
+    #[test]
+    fn exec_env_and_exec_parse_into_the_model() {
+        let c = parse(
+            r#"
+[[exec_env]]
+name    = "STRIPE"
+mount   = "/kvv2/"
+path    = "billing/stripe"
+purpose = "billing-stripe"
+
+[[exec_env]]
+name  = "DB_URL"
+mount = "kvv2"
+path  = "billing/config"
+field = "db_url"
+
+[exec]
+restart      = "signal:SIGUSR1"
+debounce     = "1s"
+kill_timeout = "3s"
+"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.exec_env.len(), 2);
+        assert_eq!(c.exec_env[0].mount, "kvv2");
+        assert_eq!(c.exec_env[0].field, None);
+        assert_eq!(c.exec_env[1].field.as_deref(), Some("db_url"));
+        assert_eq!(c.exec.restart, ExecRestart::Signal(Signal::SIGUSR1));
+        assert_eq!(c.exec.debounce, Duration::from_secs(1));
+        assert_eq!(c.exec.kill_timeout, Duration::from_secs(3));
+        assert_eq!(c.exec.start_timeout, ExecSettings::default().start_timeout);
+        // Without them: nothing to export, the defaults.
+        let plain = parse("").unwrap();
+        assert!(plain.exec_env.is_empty());
+        assert_eq!(plain.exec, ExecSettings::default());
+    }
+
+    #[test]
+    fn mistakes_are_named_at_their_line() {
+        let err = parse(
+            r#"
+[[exec_env]]
+name  = "1BAD"
+mount = "kvv2"
+path  = "billing/../x"
+
+[[exec_env]]
+name  = "OK"
+mount = "kvv2"
+path  = "billing/stripe"
+
+[[exec_env]]
+name  = "OK"
+mount = "kvv2"
+path  = "billing/config"
+
+[exec]
+restart = "signal:HUPP"
+"#,
+        )
+        .expect_err("invalid")
+        .to_string();
+        assert!(
+            err.contains("`1BAD` is not an environment variable name"),
+            "{err}"
+        );
+        assert!(err.contains("exec_env[0].path"), "{err}");
+        assert!(
+            err.contains("two [[exec_env]] entries are called `OK`"),
+            "{err}"
+        );
+        assert!(err.contains("unknown signal `HUPP`"), "{err}");
+        assert!(err.contains("/id/agent.toml:"), "{err}");
+        let err = parse("[exec]\nrestart = \"reboot\"\n")
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            err.contains("neither `restart` nor `signal:<SIGNAL>`"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn env_names() {

@@ -219,13 +219,13 @@ impl Supervisor {
                     last_refusal = None;
                     match self.settings.restart {
                         ExecRestart::Restart => {
-                            tracing::info!(variables = %new.names(), versions = ?new.versions, "a value changed: restarting the command");
+                            tracing::info!(variables = %new.names(), versions = %new.versions(), "a value changed: restarting the command");
                             let old = child::stop(&mut child, self.settings.kill_timeout).await.map_err(ExecError::Wait)?;
                             tracing::debug!(code = child::exit_code(old), "the command stopped for the restart");
                             child = self.spawn(&new)?;
                         }
                         ExecRestart::Signal(sig) => {
-                            tracing::info!(%sig, versions = ?new.versions, "a value changed: signalling the command (its environment keeps the values it started with)");
+                            tracing::info!(%sig, versions = %new.versions(), "a value changed: signalling the command (its environment keeps the values it started with)");
                             child::send(&child, sig);
                         }
                     }
@@ -240,7 +240,7 @@ impl Supervisor {
             program: self.program.clone(),
             source,
         })?;
-        tracing::info!(command = %self.program, pid = child.id(), variables = %values.names(), versions = ?values.versions, "command started");
+        tracing::info!(command = %self.program, pid = child.id(), variables = %values.names(), versions = %values.versions(), "command started");
         Ok(child)
     }
 

@@ -42,6 +42,15 @@ impl Values {
         self.vars.keys().cloned().collect::<Vec<_>>().join(", ")
     }
 
+    /// The KV versions read, for the log: `3, 1` (`?` where the server said none).
+    pub(crate) fn versions(&self) -> String {
+        self.versions
+            .iter()
+            .map(|v| v.map_or_else(|| "?".to_owned(), |v| v.to_string()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Only the values differ: what the child sees would change.
     pub(crate) fn same_vars(&self, other: &Self) -> bool {
         self.vars == other.vars

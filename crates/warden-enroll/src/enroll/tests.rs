@@ -303,7 +303,11 @@ fn an_exec_env_secret_is_no_file_but_an_exec_env_entry() {
         &["https://127.0.0.1:8200/"],
     );
     let names: Vec<&str> = cfg.outputs.iter().map(|o| o.name.as_str()).collect();
-    assert_eq!(names, ["tls", "secret-config"], "no file for the exec_env secret");
+    assert_eq!(
+        names,
+        ["tls", "secret-config"],
+        "no file for the exec_env secret"
+    );
     assert_eq!(
         cfg.exec_env,
         [ExecEnvSection {

@@ -35,7 +35,8 @@ Exit codes: 0 success, 1 failure, 2 usage error; exec: the command's own code on
 ";
 
 /// One line naming the usage, printed after a usage error.
-pub(crate) const USAGE: &str = "Usage: warden-agent --config FILE [--once] [-v...] [--output text|json]
+pub(crate) const USAGE: &str =
+    "Usage: warden-agent --config FILE [--once] [-v...] [--output text|json]
        warden-agent exec --config FILE [-v...] -- CMD [ARGS...]";
 
 /// What was asked for.
@@ -190,7 +191,9 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
             return Err(UsageError("exec needs a command after `--`".to_owned()));
         }
         (true, Some(_)) if once => {
-            return Err(UsageError("exec runs until its command exits: drop --once".to_owned()));
+            return Err(UsageError(
+                "exec runs until its command exits: drop --once".to_owned(),
+            ));
         }
         (true, Some(c)) => Some(c),
     };
@@ -283,7 +286,9 @@ mod tests {
 
     #[test]
     fn exec_takes_the_command_after_the_double_dash_untouched() {
-        let r = run(&["exec", "--config", "a.toml", "-v", "--", "sh", "-c", "exit 7", "--config"]);
+        let r = run(&[
+            "exec", "--config", "a.toml", "-v", "--", "sh", "-c", "exit 7", "--config",
+        ]);
         assert_eq!(r.config, PathBuf::from("a.toml"));
         assert_eq!(r.verbose, 1);
         let cmd: Vec<String> = r

@@ -10,6 +10,7 @@
 //! * a revoked purpose lets no new value through: the child keeps running with what it has;
 //! * SIGTERM to the agent reaches the child, and the child's exit code is the agent's (a
 //!   trapping child's `exit 7` → 7; a child killed by SIGTERM → 143);
+//! * `restart = "signal:USR1"`: a change sends the signal once and restarts nothing;
 //! * a secret that cannot be read at start: the child is never started, the agent exits 1
 //!   after `[exec] start_timeout` with a clear message.
 
@@ -46,7 +47,11 @@ async fn write_stripe(op: &Client, key: &str) {
 /// The child: records each start (its pid) and the variable it was given, in `dir`; on
 /// SIGTERM it exits 7 (a service with its own shutdown code). The script and `dir` are the
 /// operator's argv; the secret only ever comes from the environment.
-const CHILD: &str = r#"echo $$ >> "$1/starts"; printf %s "$STRIPE_API_KEY" > "$1/value.tmp"; mv "$1/value.tmp" "$1/value"; trap 'echo term >> "$1/terms"; exit 7' TERM; while :; do sleep 0.1; done"#;
+const CHILD: &str = r#"trap 'echo term >> "$1/terms"; exit 7' TERM; echo $$ >> "$1/starts"; printf %s "$STRIPE_API_KEY" > "$1/value.tmp"; mv "$1/value.tmp" "$1/value"; while :; do sleep 0.1; done"#;
+
+/// A child that wants a signal, not a restart, on change: it records each SIGUSR1; SIGTERM
+/// kills it (no trap), so the agent reports 143.
+const SIGNAL_CHILD: &str = r#"trap 'echo usr1 >> "$1/usr1"' USR1; echo $$ >> "$1/starts"; printf %s "$STRIPE_API_KEY" > "$1/value.tmp"; mv "$1/value.tmp" "$1/value"; while :; do sleep 0.1; done"#;
 
 fn lines(path: &Path) -> usize {
     std::fs::read_to_string(path)
@@ -139,6 +144,7 @@ async fn exec_env_delivers_restarts_once_passes_signals_and_exit_codes_and_leaks
     let v3 = format!("sk_exec_burst1_{tag}_g7h8");
     let v4 = format!("sk_exec_burst2_{tag}_i9j0");
     let v5 = format!("sk_exec_refused_{tag}_k1l2");
+    let v6 = format!("sk_exec_signalled_{tag}_m3n4");
     op.write(
         "kvv2/data/billing/config",
         &json!({ "data": { "db_url": "postgres://db/billing" } }),
@@ -292,29 +298,64 @@ async fn exec_env_delivers_restarts_once_passes_signals_and_exit_codes_and_leaks
     std::fs::write(&spec, exec_spec()).expect("write spec");
     cli(&["apply"]);
 
-    // ---- a child killed by SIGTERM: 143 -----------------------------------------------------
-    let log2 = tmp.path().join("agent-sleep.log");
-    let marker = tmp.path().join("sleep-started");
-    let sleeper = RunningAgent::spawn(
+    // ---- restart = "signal:USR1": signalled once per change, never restarted; a child
+    //      killed by SIGTERM: 143 -------------------------------------------------------------
+    let mut signalled = AgentConfig::load(&config).expect("agent.toml");
+    signalled.exec = Some(ExecSection {
+        restart: Some("signal:USR1".to_owned()),
+        debounce: Some("1s".to_owned()),
+        ..ExecSection::default()
+    });
+    let signalled_path = id.join("agent-signal.toml");
+    std::fs::write(
+        &signalled_path,
+        signalled.to_toml(&signalled_path).expect("toml"),
+    )
+    .expect("write");
+    let sig_dir = tmp.path().join("signal-child");
+    std::fs::create_dir(&sig_dir).expect("dir");
+    let log2 = tmp.path().join("agent-signal.log");
+    let sig_agent = RunningAgent::spawn(
         WARDEN.command(&[
             "agent",
             "exec",
             "--config",
-            path_str(&config),
+            path_str(&signalled_path),
             "--",
             "sh",
             "-c",
-            "touch \"$1\"; exec sleep 60",
+            SIGNAL_CHILD,
             "sh",
-            path_str(&marker),
+            path_str(&sig_dir),
         ]),
         &log2,
     );
+    let sig_value = sig_dir.join("value");
     Poll::new(Duration::from_secs(60))
         .showing_log(&log2)
-        .until_true("the sleeping child", || marker.exists());
-    let status = sleeper.terminate(Duration::from_secs(20));
+        .until_true("the signalled child's value", || {
+            std::fs::read_to_string(&sig_value).ok().as_deref() == Some(v5.as_str())
+        });
+    // (The trap is set before the value is written.)
+    write_stripe(&op, &v6).await;
+    Poll::new(Duration::from_secs(30))
+        .showing_log(&log2)
+        .until_true("SIGUSR1 at the child", || lines(&sig_dir.join("usr1")) >= 1);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(lines(&sig_dir.join("usr1")), 1, "one change, one signal");
+    assert_eq!(
+        lines(&sig_dir.join("starts")),
+        1,
+        "signalled, not restarted"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&sig_value).expect("value"),
+        v5,
+        "a signal cannot change the child's environment"
+    );
+    let status = sig_agent.terminate(Duration::from_secs(20));
     assert_eq!(status.code(), Some(143), "128 + SIGTERM");
+    assert_no_value_leaks_in_files(&id, &log2, &[&v5, &v6]);
 
     // ---- a secret that cannot be read: the child never starts ------------------------------
     let mut broken = AgentConfig::load(&config).expect("agent.toml");

@@ -5,8 +5,8 @@
 //! * enrollment writes an `[[exec_env]]` entry for the secret, and no file for it;
 //! * the child sees the secret in its environment;
 //! * a new KV version restarts it exactly once, a burst of two writes too (debounce);
-//! * the agent's own `/proc/<pid>/environ` and `cmdline`, its log, its state directory and
-//!   everything else in the identity directory hold no value;
+//! * the agent's own `/proc/<pid>/environ` and `cmdline`, its log, its state directory,
+//!   everything else in the identity directory and its delivery report hold no value;
 //! * a revoked purpose lets no new value through: the child keeps running with what it has;
 //! * SIGTERM to the agent reaches the child, and the child's exit code is the agent's (a
 //!   trapping child's `exit 7` → 7; a child killed by SIGTERM → 143);
@@ -293,6 +293,22 @@ async fn exec_env_delivers_restarts_once_passes_signals_and_exit_codes_and_leaks
         "the last child got the forwarded SIGTERM"
     );
     assert_no_value_leaks_in_files(&id, &log, &[&v1, &v2, &v3, &v4, &v5]);
+    // The delivery report the agent sent to OpenBao (what posture reads) holds none either.
+    let report = op
+        .read(&warden_spec::naming::delivery_report("billing").data_path())
+        .await
+        .expect("read the delivery report");
+    let report = serde_json::to_string(&report.data).expect("json");
+    assert!(
+        report.contains("billing/certificate"),
+        "the report was written: {report}"
+    );
+    for v in [&v1, &v2, &v3, &v4, &v5] {
+        assert!(
+            !report.contains(v.as_str()),
+            "a value is in the delivery report"
+        );
+    }
 
     // Restore the purpose for the next runs.
     std::fs::write(&spec, exec_spec()).expect("write spec");

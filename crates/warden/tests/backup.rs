@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use warden_testkit::cli::{Cli, path_str, text};
-use warden_testkit::{EXAMPLE_SPEC, LabEnv};
+use warden_testkit::{EXAMPLE_SPEC, LabEnv, spec_with_backup};
 
 const WARDEN: Cli = Cli::new(env!("CARGO_BIN_EXE_warden"));
 
@@ -38,27 +38,6 @@ fn identity(dir: &Path, name: &str) -> (PathBuf, String) {
     std::fs::write(&p, g.file_text.as_bytes()).expect("write identity");
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     (p, g.recipient)
-}
-
-/// The example spec with `[environments.test.backup]`.
-fn spec_with_backup(dir: &Path, recipients: &[&str], keep: u32) -> PathBuf {
-    let example = std::fs::read_to_string(EXAMPLE_SPEC).expect("example spec");
-    let list: Vec<String> = recipients.iter().map(|r| format!("\"{r}\"")).collect();
-    let text = format!(
-        "{example}\n[environments.test.backup]\nrecipients = [{}]\ndir = \"backups\"\nkeep = {keep}\n",
-        list.join(", ")
-    );
-    let p = dir.join("warden.toml");
-    std::fs::write(&p, text).expect("write spec");
-    // Relative paths in the example resolve against the spec's directory.
-    for entry in std::fs::read_dir(Path::new(EXAMPLE_SPEC).parent().expect("dir")).expect("ls") {
-        let entry = entry.expect("entry");
-        let target = dir.join(entry.file_name());
-        if !target.exists() && entry.path() != Path::new(EXAMPLE_SPEC) {
-            let _ = std::os::unix::fs::symlink(entry.path(), target);
-        }
-    }
-    p
 }
 
 fn on_lab(args: &[&str], spec: &Path, lab: &Path) -> Vec<String> {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde_json::Value;
-use warden_testkit::cli::{Cli, path_str, text};
+use warden_testkit::cli::{Cli, on_lab, path_str, refs, text};
 use warden_testkit::{LabEnv, spec_with_backup};
 
 const WARDEN: Cli = Cli::new(env!("CARGO_BIN_EXE_warden"));
@@ -191,15 +191,7 @@ fn lab_status(out: &std::process::Output) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread")]
 async fn lose_one_node_the_cluster_serves_and_the_node_rejoins_and_catches_up() {
     let (lab, _dir, spec) = cluster_with_backup().await;
-    WARDEN.ok(&[
-        "apply",
-        "--spec",
-        path_str(&spec),
-        "--lab",
-        path_str(lab.dir()),
-        "--env",
-        "test",
-    ]);
+    WARDEN.ok(&refs(&on_lab(&["apply"], &spec, lab.dir())));
     let vars: HashMap<&str, String> = HashMap::from([
         ("LAB", path_str(lab.dir()).to_owned()),
         ("SPEC", path_str(&spec).to_owned()),
@@ -369,15 +361,7 @@ async fn lose_every_node_rebuild_restore_and_unseal_with_the_old_shares() {
         ),
         ("OLD_STATE", path_str(&old_state).to_owned()),
     ]);
-    WARDEN.ok(&[
-        "apply",
-        "--spec",
-        path_str(&spec),
-        "--lab",
-        path_str(lab.dir()),
-        "--env",
-        "test",
-    ]);
+    WARDEN.ok(&refs(&on_lab(&["apply"], &spec, lab.dir())));
     // What the environment holds before: its purposes as posture reports them.
     let before = posture(LOSE_EVERY_NODE[5], &vars);
 

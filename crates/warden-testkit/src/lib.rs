@@ -30,7 +30,8 @@
 //!
 //! * [`cli::Cli`] runs a binary (`warden`, `warden-agent`; the test passes
 //!   `env!("CARGO_BIN_EXE_<name>")`) with a clean environment and a time limit;
-//!   [`cli::Run`] is a finished run as text, with assertions that print the whole run.
+//!   [`cli::Run`] is a finished run as text, with assertions that print the whole run;
+//!   [`cli::on_lab`] adds `--spec SPEC --lab LAB --env test` to a command.
 //! * [`RunningAgent`] is a long-running agent process, killed when dropped.
 //! * [`wait_for`], [`wait_for_async`] and [`Poll`] wait for what a background process does.
 //! * [`dead_address`] is a loopback address that refuses connections, for failover tests.

@@ -337,7 +337,11 @@ mod tests {
     /// The SPKI built from the JWK is byte for byte what aws-lc-rs itself exports.
     #[test]
     fn public_pem_matches_the_crypto_library() {
-        for alg in [SigningAlgorithm::Es256, SigningAlgorithm::EdDsa] {
+        for alg in [
+            SigningAlgorithm::Es256,
+            SigningAlgorithm::EdDsa,
+            SigningAlgorithm::Rs256,
+        ] {
             let key = PrivateKey::generate(alg).expect("key");
             let pkcs8 = pem_body(&key.to_pkcs8_pem());
             let expected = match alg {
@@ -350,6 +354,13 @@ mod tests {
                         .as_ref()
                         .to_vec()
                 }
+                SigningAlgorithm::Rs256 => aws_lc_rs::rsa::KeyPair::from_pkcs8(&pkcs8)
+                    .expect("rsa")
+                    .public_key()
+                    .as_der()
+                    .expect("der")
+                    .as_ref()
+                    .to_vec(),
                 _ => Ed25519KeyPair::from_pkcs8(&pkcs8)
                     .expect("ed25519")
                     .public_key()

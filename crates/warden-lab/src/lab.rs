@@ -19,6 +19,9 @@ use crate::process;
 use crate::server;
 use crate::status::{self, EnvStatus};
 
+/// How many fresh ports a new lab PostgreSQL tries before giving up.
+const PORT_ATTEMPTS: u32 = 3;
+
 /// Validity of a lab's offline root.
 const ROOT_VALIDITY: time::Duration = time::Duration::days(10 * 365);
 
@@ -198,17 +201,32 @@ impl Lab {
         &mut self,
         spec: Option<&warden_spec::Spec>,
     ) -> Result<Option<PostgresUpReport>, Error> {
-        if self.config.postgres.is_none() {
-            if !spec.is_some_and(LabPostgres::wanted_by) {
-                return Ok(None);
-            }
-            let port = process::free_port()
-                .map_err(|e| Error::io(Path::new("127.0.0.1"), "find a free port on", e))?;
-            self.config.postgres = Some(PostgresConfig { port });
-            self.config.save(&self.layout.config_file())?;
+        let fresh = self.config.postgres.is_none();
+        if fresh && !spec.is_some_and(LabPostgres::wanted_by) {
+            return Ok(None);
         }
-        let pg = self.postgres()?.expect("configured above");
-        pg.up(spec).await.map(Some).map_err(Error::postgres)
+        // A port chosen now can be taken by another process before PostgreSQL binds it; as
+        // no engine knows it yet, a fresh one is chosen then. A known port is kept: the
+        // engines' connections name it.
+        let mut attempts = 0;
+        loop {
+            if fresh {
+                let port = process::free_port()
+                    .map_err(|e| Error::io(Path::new("127.0.0.1"), "find a free port on", e))?;
+                self.config.postgres = Some(PostgresConfig { port });
+                self.config.save(&self.layout.config_file())?;
+            }
+            let pg = self.postgres()?.expect("configured above");
+            attempts += 1;
+            match pg.up(spec).await {
+                Ok(report) => return Ok(Some(report)),
+                Err(e) if fresh && attempts < PORT_ATTEMPTS && e.is_port_taken() => {
+                    tracing::debug!(address = pg.address(), "postgres lost its port; another");
+                    pg.stop().map_err(Error::postgres)?;
+                }
+                Err(e) => return Err(Error::postgres(e)),
+            }
+        }
     }
 
     /// The lab's settings.

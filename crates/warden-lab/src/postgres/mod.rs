@@ -103,6 +103,22 @@ pub enum PgError {
 }
 
 impl PgError {
+    /// Whether the server could not start because another process holds its port (taken
+    /// between choosing a free port and binding it): trying another port is the fix.
+    pub fn is_port_taken(&self) -> bool {
+        match self {
+            Self::NotListening {
+                source: ProcessError::PortTakenByOther { .. },
+                ..
+            } => true,
+            Self::Command { output, .. } | Self::NotListening { log: output, .. } => {
+                output.contains("could not create any TCP/IP sockets")
+                    || output.contains("Address already in use")
+            }
+            _ => false,
+        }
+    }
+
     fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.to_path_buf();
         move |source| Self::Io { what, path, source }

@@ -400,8 +400,14 @@ fn a_database_must_share_an_environment_with_the_app_that_uses_it() {
     let with_db = |db_envs: &str| {
         format!(
             "{}{}\n[databases.main]\nenvironments = {db_envs}\nconnection_url = \"postgresql://{{{{username}}}}:{{{{password}}}}@db:5432/app\"\nusername = \"admin\"\npassword_file = \"db.pass\"\n[purposes.db]\ndescription = \"d\"\nowner = \"o\"\ntier = \"ephemeral\"\ndelivery = \"agent_file\"\nrotation = {{ interval = \"1h\" }}\nevidence = \"E\"\ncovers = [\"billing/database/main\"]\n",
-            BASE.replace("[environments.test]", "[environments.prod]\ndomain = \"p.internal\"\n[environments.test]")
-                .replace("environments = [\"test\"]\nsecrets = [\"config\"]", "environments = [\"test\"]\nsecrets = [\"config\"]\ndatabases = [\"main\"]"),
+            BASE.replace(
+                "[environments.test]",
+                "[environments.prod]\ndomain = \"p.internal\"\n[environments.test]"
+            )
+            .replace(
+                "environments = [\"test\"]\nsecrets = [\"config\"]",
+                "environments = [\"test\"]\nsecrets = [\"config\"]\ndatabases = [\"main\"]"
+            ),
             COVER_ALL
         )
     };

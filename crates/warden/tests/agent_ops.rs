@@ -173,22 +173,53 @@ fn lab_agents_serve_health_metrics_and_rotate_on_request() {
         .and_then(|p| p.parse().ok())
         .expect("loopback address");
     let creds_file = billing.join("out/database/main.json");
-    assert_eq!(mode_of(&creds_file) & 0o077, 0, "credentials are owner-only");
+    assert_eq!(
+        mode_of(&creds_file) & 0o077,
+        0,
+        "credentials are owner-only"
+    );
     assert_eq!(mode_of(&billing.join("out/database")) & 0o077, 0);
     let admin_file = guard.dir().join("postgres/warden_admin.password");
-    assert_eq!(mode_of(&admin_file) & 0o077, 0, "the admin's first password");
-    assert_eq!(mode_of(&guard.dir().join("postgres/server/data")) & 0o077, 0);
+    assert_eq!(
+        mode_of(&admin_file) & 0o077,
+        0,
+        "the admin's first password"
+    );
+    assert_eq!(
+        mode_of(&guard.dir().join("postgres/server/data")) & 0o077,
+        0
+    );
     let creds: Value = serde_json::from_slice(&std::fs::read(&creds_file).unwrap()).unwrap();
     let (user, password) = (
         creds["username"].as_str().expect("username"),
         creds["password"].as_str().expect("password"),
     );
     assert!(creds["expires"].is_string(), "{}", creds["expires"]);
-    let granted = psql_as(guard.temp_dir(), pg_port, user, password, "SELECT note FROM billing.records;");
-    assert!(granted.status.success(), "billing_role grants billing.records: {}", text(&granted.stderr));
+    let granted = psql_as(
+        guard.temp_dir(),
+        pg_port,
+        user,
+        password,
+        "SELECT note FROM billing.records;",
+    );
+    assert!(
+        granted.status.success(),
+        "billing_role grants billing.records: {}",
+        text(&granted.stderr)
+    );
     assert_eq!(text(&granted.stdout).trim(), "readable by billing_role");
-    let refused = psql_as(guard.temp_dir(), pg_port, user, password, "SELECT * FROM internal.payroll;");
-    assert!(!refused.status.success(), "internal.payroll is not granted: {}", text(&refused.stdout));
+    let refused = psql_as(
+        guard.temp_dir(),
+        pg_port,
+        user,
+        password,
+        "SELECT * FROM internal.payroll;",
+    );
+    assert!(
+        !refused.status.success(),
+        "internal.payroll is not granted: {}",
+        text(&refused.stdout)
+    );
     assert!(
         text(&refused.stderr).contains("permission denied for schema internal"),
         "{}",
@@ -387,20 +418,29 @@ fn lab_agents_serve_health_metrics_and_rotate_on_request() {
     assert_eq!(again["postgres"]["started"], false, "{}", again["postgres"]);
     assert_eq!(again["postgres"]["pid"].as_u64(), Some(u64::from(pg_pid)));
     let shown = text(&WARDEN.ok(&["lab", "status", "--dir", &lab]).stdout);
-    assert!(shown.contains(&format!("postgres: {pg_address} running")), "{shown}");
+    assert!(
+        shown.contains(&format!("postgres: {pg_address} running")),
+        "{shown}"
+    );
 
     // `lab down` stops the agents before the servers.
     let down = json(&WARDEN.ok(&["lab", "down", "--output", "json", "--dir", &lab]));
     let stopped = down["agents_stopped"].as_array().unwrap();
     assert_eq!(stopped.len(), 4, "{down}");
-    assert_eq!(down["stopped"], serde_json::json!(["test", "postgres"]), "{down}");
+    assert_eq!(
+        down["stopped"],
+        serde_json::json!(["test", "postgres"]),
+        "{down}"
+    );
     // No PostgreSQL process is left: not the postmaster, nothing on its port, nothing running
     // from the lab's data directory.
     Poll::new(Duration::from_secs(10))
         .every(Duration::from_millis(200))
         .until_true("the postmaster to exit", || gone(pg_pid));
     assert!(
-        warden_lab::process::port_owners(pg_port).unwrap_or_default().is_empty(),
+        warden_lab::process::port_owners(pg_port)
+            .unwrap_or_default()
+            .is_empty(),
         "something still listens on {pg_address}"
     );
     let data_dir = guard.dir().join("postgres/server/data");
@@ -438,8 +478,10 @@ fn mode_of(path: &Path) -> u32 {
 
 /// Whether process `pid` is gone (or a zombie, which runs nothing).
 fn gone(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map_or(true, |s| s.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+    })
 }
 
 /// Runs `sql` through the real `psql` as `user` over 127.0.0.1:`port`. The password goes
@@ -456,7 +498,16 @@ fn psql_as(dir: &Path, port: u16, user: &str, password: &str, sql: &str) -> Outp
     )
     .expect("pgpass");
     let mut child = std::process::Command::new("psql")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", user, "-d", "postgres"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            user,
+            "-d",
+            "postgres",
+        ])
         .args(["-X", "-q", "-t", "-A", "-w", "-v", "ON_ERROR_STOP=1"])
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())

@@ -479,7 +479,11 @@ app_root = "/srv/warden/test"
 
 [apps.billing]
 environments = ["test"]
-databases = ["main", "elsewhere"]
+databases = ["main"]
+
+[apps.ledger]
+environments = ["test"]
+databases = ["elsewhere"]
 
 [databases.main]
 environments = ["test"]
@@ -513,9 +517,15 @@ covers = ["*/database/*", "*/identity-cert"]
             main.connection_url,
             "postgresql://{{username}}:{{password}}@127.0.0.1:54321/postgres?sslmode=disable"
         );
-        assert_eq!(main.password_file, Path::new("/lab/postgres/warden_admin.password"));
+        assert_eq!(
+            main.password_file,
+            Path::new("/lab/postgres/warden_admin.password")
+        );
         let other = spec.database("elsewhere").unwrap();
-        assert_eq!(other.connection_url, "postgresql://{{username}}:{{password}}@db.example:5432/app");
+        assert_eq!(
+            other.connection_url,
+            "postgresql://{{username}}:{{password}}@db.example:5432/app"
+        );
         assert_eq!(other.password_file, Path::new("admin.password"));
     }
 
@@ -525,7 +535,10 @@ covers = ["*/database/*", "*/identity-cert"]
         let dbs = lab_databases(&spec).unwrap();
         assert_eq!(dbs.len(), 1);
         let sql = grants_sql(&dbs);
-        assert!(sql.contains("GRANT SELECT ON \"billing\".records TO \"billing_role\";"), "{sql}");
+        assert!(
+            sql.contains("GRANT SELECT ON \"billing\".records TO \"billing_role\";"),
+            "{sql}"
+        );
         assert!(sql.contains("GRANT \"billing_role\" TO \"warden_admin\" WITH ADMIN OPTION;"));
         assert!(!sql.contains("ON SCHEMA \"internal\" TO"), "{sql}");
     }

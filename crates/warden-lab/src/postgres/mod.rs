@@ -25,7 +25,9 @@ use crate::process::{self, ProcessError};
 mod lab;
 mod scram;
 
-pub use lab::{LAB_POSTGRES_HOST, bind, LabPostgres, PostgresConfig, PostgresStatus, PostgresUpReport};
+pub use lab::{
+    LAB_POSTGRES_HOST, LabPostgres, PostgresConfig, PostgresStatus, PostgresUpReport, bind,
+};
 
 /// Overrides where `initdb`, `pg_ctl`, `pg_isready` and `psql` are looked for.
 pub const PG_BIN_DIR_ENV: &str = "WARDEN_PG_BIN_DIR";
@@ -331,8 +333,8 @@ impl PgServer {
     /// there after 10 s. Synchronous, so a `Drop` can call it while a test unwinds. Returns
     /// whether a server was running.
     pub fn stop_blocking(&self, pid: Option<u32>, mode: &str) -> bool {
-        let running = pid.is_some_and(process::is_alive)
-            || self.data_dir().join("postmaster.pid").exists();
+        let running =
+            pid.is_some_and(process::is_alive) || self.data_dir().join("postmaster.pid").exists();
         if !running {
             return false;
         }

@@ -50,7 +50,7 @@ mod tests {
     /// The same derivation done independently (Python's `hashlib.pbkdf2_hmac` and `hmac`);
     /// the lab's integration test proves PostgreSQL accepts it (the engine logs in with it).
     #[test]
-    fn matches_the_verifier_postgresql_computes() {
+    fn matches_an_independent_derivation() {
         let salt = STANDARD.decode("1ZUjvSl1Jhdn5jGPDANW8Q==").unwrap();
         assert_eq!(
             verifier_with_salt("pencil", &salt),

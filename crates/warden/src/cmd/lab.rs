@@ -162,7 +162,11 @@ async fn run_up(dir: &Path, args: UpArgs, out: &Output) -> anyhow::Result<ExitCo
         out.progress(format!(
             "lab: postgres on {} ({})",
             pg.address,
-            if pg.started { "started" } else { "already running" }
+            if pg.started {
+                "started"
+            } else {
+                "already running"
+            }
         ));
     }
     if let Some(w) = crate::cmd::seal::ignored_seal_option(&lab, args.seal, report.created) {

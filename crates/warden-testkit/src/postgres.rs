@@ -36,6 +36,7 @@ const DATABASE: &str = "postgres";
 ///   temporary directory. Durability is off (`fsync = off`): the cluster never outlives a test.
 pub struct Postgres {
     server: PgServer,
+    data_dir: PathBuf,
     port: u16,
     password: SecretString,
     pid: u32,
@@ -74,6 +75,7 @@ impl Postgres {
         let password =
             hex_secret().map_err(|source| io_err("read", Path::new("/dev/urandom"), source))?;
         let mut pg = Self {
+            data_dir: server.data_dir(),
             server,
             port: 0,
             password,
@@ -155,8 +157,8 @@ impl Postgres {
     }
 
     /// The cluster's data directory (owned by `nobody` when the tests run as root).
-    pub fn data_dir(&self) -> PathBuf {
-        self.server.data_dir()
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
     }
 
     /// The postmaster's PID.
@@ -173,7 +175,7 @@ impl fmt::Debug for Postgres {
             .field("superuser", &SUPERUSER)
             .field("password", &"...")
             .field("pid", &self.pid)
-            .field("data_dir", &self.server.data_dir())
+            .field("data_dir", &self.data_dir)
             .finish()
     }
 }

@@ -398,12 +398,7 @@ fn lab_databases(spec: &Spec) -> Result<Vec<LabDatabase>, PgError> {
             .identities
             .iter()
             .filter(|i| i.databases.iter().any(|d| d == db.name.as_str()))
-            .map(|i| {
-                (
-                    i.name.to_string(),
-                    spec.naming.db_group.render(&i.name).to_string(),
-                )
-            })
+            .map(|i| (i.name.to_string(), spec.naming.db_group.render(&i.name)))
             .collect();
         out.push(LabDatabase {
             admin: db.username.clone(),

@@ -185,11 +185,13 @@ impl Lab {
             .transpose()
     }
 
-    /// Points the spec's lab databases (host `lab-postgres`) at the lab's PostgreSQL, once it
-    /// has one ([`crate::postgres::bind`]); leaves the spec alone otherwise.
+    /// Points the spec's lab databases (host `lab-postgres`) at the lab's PostgreSQL
+    /// ([`crate::postgres::bind`]); a lab that runs none has none of them
+    /// ([`crate::postgres::without_lab_databases`]).
     pub fn bind_postgres(&self, spec: &mut warden_spec::Spec) {
-        if let Some(c) = self.config.postgres {
-            crate::postgres::bind(spec, self.layout.root(), c.port);
+        match self.config.postgres {
+            Some(c) => crate::postgres::bind(spec, self.layout.root(), c.port),
+            None => crate::postgres::without_lab_databases(spec),
         }
     }
 

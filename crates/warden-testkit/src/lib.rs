@@ -39,7 +39,8 @@
 //!   [`prod_nodes_spec`] writes a spec listing nodes, for `warden server config`.
 //! * [`identity`] logs in the way apps, containers and pipelines do (cert, AppRole, JWT).
 //! * [`files::mode`] and [`files::write_private`] check and write permission bits;
-//!   [`EXAMPLE_SPEC`] is the shipped example spec.
+//!   [`EXAMPLE_SPEC`] is the shipped example spec; [`example_spec`] loads it as a harness lab
+//!   (no PostgreSQL) runs it.
 //!
 //! Modules behind those items: `bao`, `bare` and `postgres` (the servers), `lab` and `lab_guard` (the
 //! two kinds of lab), `agent`, `wait`, `spec`, `output` (a server's output, secrets redacted),
@@ -75,6 +76,6 @@ pub use lab::{LabEnv, example_permitted_dns};
 pub use lab_guard::LabGuard;
 pub use node_dirs::{NodeDirs, prod_nodes_spec};
 pub use postgres::Postgres;
-pub use spec::{EXAMPLE_SPEC, EXAMPLE_SPEC_TEXT};
+pub use spec::{EXAMPLE_SPEC, EXAMPLE_SPEC_TEXT, example_spec};
 pub use wait::{Poll, wait_for, wait_for_async};
 pub use warden_lab::process;

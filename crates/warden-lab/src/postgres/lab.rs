@@ -362,6 +362,22 @@ pub fn bind(spec: &mut Spec, lab_root: &Path, port: u16) {
     }
 }
 
+/// Removes the lab databases (host `lab-postgres`) from `spec`, and their names from the apps
+/// that list them: what a lab that runs no PostgreSQL has (a lab brought up without a spec
+/// asking for one, the test harness's labs). Nothing of them is planned, applied or enrolled.
+pub fn without_lab_databases(spec: &mut Spec) {
+    let lab: Vec<String> = spec
+        .databases
+        .iter()
+        .filter(|d| is_lab_database(d))
+        .map(|d| d.name.to_string())
+        .collect();
+    spec.databases.retain(|d| !is_lab_database(d));
+    for id in &mut spec.identities {
+        id.databases.retain(|d| !lab.contains(d));
+    }
+}
+
 fn password_file(lab_root: &Path, admin: &str) -> PathBuf {
     lab_root.join("postgres").join(format!("{admin}.password"))
 }
@@ -522,6 +538,17 @@ covers = ["*/database/*", "*/identity-cert"]
             "postgresql://{{username}}:{{password}}@db.example:5432/app"
         );
         assert_eq!(other.password_file, Path::new("admin.password"));
+    }
+
+    #[test]
+    fn a_lab_without_postgres_drops_only_its_databases() {
+        let mut spec = warden_spec::parse(SPEC, "t.toml").expect("spec");
+        without_lab_databases(&mut spec);
+        let names: Vec<&str> = spec.databases.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["elsewhere"]);
+        assert!(spec.identity("billing").unwrap().databases.is_empty());
+        assert_eq!(spec.identity("ledger").unwrap().databases, ["elsewhere"]);
+        assert!(!LabPostgres::wanted_by(&spec));
     }
 
     #[test]

@@ -27,6 +27,7 @@ mod scram;
 
 pub use lab::{
     LAB_POSTGRES_HOST, LabPostgres, PostgresConfig, PostgresStatus, PostgresUpReport, bind,
+    without_lab_databases,
 };
 
 /// Overrides where `initdb`, `pg_ctl`, `pg_isready` and `psql` are looked for.

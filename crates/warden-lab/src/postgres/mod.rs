@@ -30,7 +30,7 @@ pub use lab::{
     without_lab_databases,
 };
 
-/// Overrides where `initdb`, `pg_ctl`, `pg_isready` and `psql` are looked for.
+/// Overrides where `initdb`, `pg_ctl` and `pg_isready` (and first `psql`) are looked for.
 pub const PG_BIN_DIR_ENV: &str = "WARDEN_PG_BIN_DIR";
 /// `initdb` and `pg_ctl start` take 1–3 s here; generous for a loaded CI machine.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -42,7 +42,7 @@ const POLL: Duration = Duration::from_millis(50);
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PgError {
-    /// No directory holds `initdb`, `pg_ctl`, `pg_isready` and `psql` together.
+    /// No directory holds `initdb`, `pg_ctl` and `pg_isready` together.
     #[error(
         "PostgreSQL server binaries not found (looked at ${PG_BIN_DIR_ENV}, `initdb` on PATH, /usr/lib/postgresql/*/bin); `scripts/bootstrap` installs them"
     )]
@@ -410,7 +410,12 @@ impl PgServer {
         args: &[OsString],
         stdin: Option<&[u8]>,
     ) -> Result<String, PgError> {
-        let program = self.bin_dir.join(program);
+        // The server programs sit together; `psql` usually beside them, else on PATH (a
+        // separate client package).
+        let program = match self.bin_dir.join(program) {
+            p if p.is_file() => p,
+            _ => PathBuf::from(program),
+        };
         let mut cmd = tokio::process::Command::new(&program);
         cmd.args(args)
             .env_clear()
@@ -494,7 +499,7 @@ impl PgServer {
 /// `/usr/lib/postgresql/<version>/bin`.
 pub fn find_bin_dir() -> Option<PathBuf> {
     let complete = |d: &Path| {
-        ["initdb", "pg_ctl", "pg_isready", "psql"]
+        ["initdb", "pg_ctl", "pg_isready"]
             .iter()
             .all(|p| d.join(p).is_file())
     };

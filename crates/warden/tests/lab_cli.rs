@@ -227,7 +227,12 @@ async fn lab_lifecycle_mtls_isolation_chain_and_restart() {
     let down: Value =
         serde_json::from_slice(&run_ok(&["lab", "down", "--output", "json", "--dir"], &dir).stdout)
             .unwrap();
-    assert_eq!(down["stopped"].as_array().unwrap().len(), 2, "{down}");
+    // Both environments, and the lab's PostgreSQL the example's database runs on.
+    assert_eq!(
+        down["stopped"],
+        serde_json::json!(["test", "prod", "postgres"]),
+        "{down}"
+    );
     let st = status_json(&dir);
     assert!(
         st.iter().all(|s| s["running"] == false),

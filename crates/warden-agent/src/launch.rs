@@ -8,13 +8,16 @@
 //! ```text
 //! Launch::prepare(path)      load + validate agent.toml, build the agent (nothing contacted)
 //!   ├─ .once()               render every output once → OnceReport (once_text / once_failure)
-//!   └─ .serve(on_running)    health endpoint, control socket, SIGTERM/SIGINT → run until stopped
+//!   ├─ .serve(on_running)    health endpoint, control socket, SIGTERM/SIGINT → run until stopped
+//!   └─ .exec(argv, on_running) the same endpoints, the agent, and `argv` with the
+//!                            [[exec_env]] secrets in its environment → its exit code
 //! ```
 
 use std::path::{Path, PathBuf};
 
 use super::config::{ControlConfig, HealthConfig};
 use super::control::{ControlError, ControlServer};
+use super::exec::ExecError;
 use super::health::{self, HealthError, HealthServer};
 use super::{Agent, AgentError, AuthError, Config, ConfigError, Health, OnceReport};
 
@@ -56,6 +59,9 @@ pub enum LaunchError {
     /// `[control] socket` could not be served.
     #[error("could not start the control socket")]
     Control(#[source] ControlError),
+    /// `exec` could not start or keep its command.
+    #[error(transparent)]
+    Exec(#[from] ExecError),
 }
 
 impl LaunchError {
@@ -82,6 +88,7 @@ impl LaunchError {
                 "[health] listen must be a free loopback address (port 0 picks one)".to_owned()
             }
             Self::Control(_) => "is another agent for this identity already running?".to_owned(),
+            Self::Exec(e) => e.hint(),
         }
     }
 }
@@ -143,22 +150,7 @@ impl Launch {
     pub async fn serve(self, on_running: impl FnOnce(&str)) -> Result<(), LaunchError> {
         let handle = self.agent.handle();
         // Held until the end of this function: dropping them stops them.
-        let _health = match self.health {
-            Some(h) => Some(
-                HealthServer::start(h.listen, Some(&self.addr_file), handle.clone())
-                    .await
-                    .map_err(LaunchError::Health)?,
-            ),
-            None => None,
-        };
-        let _control = match &self.control {
-            Some(c) => Some(
-                ControlServer::start(&c.socket, handle.clone())
-                    .await
-                    .map_err(LaunchError::Control)?,
-            ),
-            None => None,
-        };
+        let _endpoints = self.endpoints().await?;
         // SIGTERM (systemd stop) and SIGINT (Ctrl-C) stop the agent between deliveries.
         tokio::spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};
@@ -182,6 +174,46 @@ impl Launch {
             .run()
             .await
             .map_err(|source| LaunchError::Start { config, source })
+    }
+}
+
+impl Launch {
+    /// `exec -- CMD…`: starts the health endpoint and the control socket when configured, then
+    /// runs the agent with `argv` as its supervised child (the `[[exec_env]]` secrets in the
+    /// child's environment only; see [`crate::exec`]). `on_running` is called once the
+    /// endpoints are up. Returns the child's exit code (128 + signal if a signal ended it).
+    pub async fn exec(
+        self,
+        argv: Vec<std::ffi::OsString>,
+        on_running: impl FnOnce(&str),
+    ) -> Result<u8, LaunchError> {
+        let _endpoints = self.endpoints().await?;
+        on_running(&self.identity);
+        Ok(super::exec::supervise(self.agent, argv).await?)
+    }
+
+    /// The health endpoint and the control socket, when configured; dropping them stops them.
+    async fn endpoints(
+        &self,
+    ) -> Result<(Option<HealthServer>, Option<ControlServer>), LaunchError> {
+        let handle = self.agent.handle();
+        let health = match self.health {
+            Some(h) => Some(
+                HealthServer::start(h.listen, Some(&self.addr_file), handle.clone())
+                    .await
+                    .map_err(LaunchError::Health)?,
+            ),
+            None => None,
+        };
+        let control = match &self.control {
+            Some(c) => Some(
+                ControlServer::start(&c.socket, handle)
+                    .await
+                    .map_err(LaunchError::Control)?,
+            ),
+            None => None,
+        };
+        Ok((health, control))
     }
 }
 

@@ -15,6 +15,7 @@
 //! | when things renew                            | [`schedule`]                                     |
 //! | what was delivered on this host              | [`state`]                                        |
 //! | `/health`, `/metrics`, the control socket    | [`health`], [`control`]                          |
+//! | run a service with secrets in its environment | [`launch::Launch::exec`] ([`exec`])             |
 //!
 //! Data flows one way: `config` → `auth` (a token on the shared client) → `output` (renders
 //! bytes, never writes) → `deliver` (the only writer: verifies, then writes atomically, never
@@ -30,6 +31,7 @@ pub mod config;
 pub mod control;
 pub mod database;
 pub mod deliver;
+pub mod exec;
 pub mod health;
 pub mod launch;
 pub mod output;

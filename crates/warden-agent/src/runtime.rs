@@ -93,6 +93,11 @@ impl AgentHandle {
         }
     }
 
+    /// The state every task shares (for `exec`, which runs beside the tasks).
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     /// Asks the agent to stop: tasks finish the delivery in progress (never half a set) and
     /// [`Agent::run`] returns.
     pub fn shutdown(&self) {
@@ -254,6 +259,11 @@ impl Agent {
             rotate,
             databases,
         })
+    }
+
+    /// The validated configuration it runs.
+    pub fn config(&self) -> &Config {
+        &self.cfg
     }
 
     /// A handle for status, rotate-now and shutdown.

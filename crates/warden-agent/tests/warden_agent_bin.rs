@@ -645,6 +645,11 @@ fn bad_invocations_fail_with_the_documented_codes() {
             &["--config", "a", "-o", "yaml"][..],
             "--output must be `text` or `json`",
         ),
+        (
+            &["exec", "--config", "a"][..],
+            "exec needs the command after `--`",
+        ),
+        (&["--config", "a", "--", "true"][..], "needs `exec`"),
     ] {
         let out = AGENT.run(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", both(&out));

@@ -1,6 +1,6 @@
 //! `agent.toml` as a document: what `warden identity enroll` writes, in the schema of
 //! `docs/agent.md` (`[identity]`, `[openbao]`, `[auth]`, `[renewal]`, `[[output]]`,
-//! `[[database]]`, `[health]`, `[control]`).
+//! `[[database]]`, `[[exec_env]]`, `[exec]`, `[health]`, `[control]`).
 //!
 //! This is the *writer's* model: plain values in file order, no validation. The agent reads the
 //! file through [`warden_agent::Config::load`], which checks everything and reports each problem
@@ -34,6 +34,12 @@ pub struct AgentConfig {
     /// Dynamic database credentials its templates read.
     #[serde(rename = "database", default, skip_serializing_if = "Vec::is_empty")]
     pub databases: Vec<DatabaseSection>,
+    /// The secrets `warden-agent exec` puts into its command's environment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exec_env: Vec<ExecEnvSection>,
+    /// How `warden-agent exec` treats its command (defaults when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<ExecSection>,
     /// `/health` and `/metrics`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthSection>,
@@ -212,6 +218,77 @@ pub struct DatabaseSection {
     pub path: String,
 }
 
+/// One `[[exec_env]]`: a KV version 2 secret for `warden-agent exec`'s command.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecEnvSection {
+    /// The variable (with `field`), else the prefix of one variable per key.
+    pub name: String,
+    /// KV v2 mount.
+    pub mount: String,
+    /// Path under the mount.
+    pub path: String,
+    /// One key of the secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// The purpose governing it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+}
+
+impl ExecEnvSection {
+    /// The entry for `app`'s secret `secret` when its purpose says `delivery = "exec_env"`
+    /// (`None` otherwise: it is delivered as a file). The variables are named after the secret,
+    /// one per key: `stripe` with key `api_key` → `STRIPE_API_KEY`.
+    pub fn for_secret(
+        spec: &warden_spec::Spec,
+        env: &warden_spec::Environment,
+        app: &warden_spec::Slug,
+        secret: &str,
+    ) -> Option<Self> {
+        let purpose = spec.purpose_of(&format!("{app}/secret/{secret}"))?;
+        if purpose.delivery != warden_spec::Delivery::ExecEnv {
+            return None;
+        }
+        let at = warden_spec::naming::secret(&spec.naming, &env.mounts, app, secret);
+        let name: String = secret
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        Some(Self {
+            name,
+            mount: at.mount.trim_matches('/').to_owned(),
+            path: at.path.clone(),
+            field: None,
+            purpose: Some(purpose.id.to_string()),
+        })
+    }
+}
+
+/// `[exec]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecSection {
+    /// `restart` or `signal:<SIGNAL>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<String>,
+    /// A change settles this long before it is acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debounce: Option<String>,
+    /// SIGTERM → SIGKILL grace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill_timeout: Option<String>,
+    /// How long the first values may take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_timeout: Option<String>,
+}
+
 /// `[health]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -319,6 +396,17 @@ mod tests {
                 name: "main".into(),
                 path: "postgres/creds/billing".into(),
             }],
+            exec_env: vec![ExecEnvSection {
+                name: "STRIPE".into(),
+                mount: "kvv2".into(),
+                path: "billing/stripe".into(),
+                purpose: Some("billing-stripe".into()),
+                ..ExecEnvSection::default()
+            }],
+            exec: Some(ExecSection {
+                restart: Some("signal:HUP".into()),
+                ..ExecSection::default()
+            }),
             health: Some(HealthSection {
                 listen: "127.0.0.1:0".into(),
             }),
@@ -341,6 +429,16 @@ mod tests {
         assert_eq!(parsed.outputs.len(), 3);
         assert_eq!(parsed.outputs[1].name, "secret-config");
         assert_eq!(parsed.databases[0].path, "postgres/creds/billing");
+        assert_eq!(parsed.exec_env[0].name, "STRIPE");
+        assert_eq!(
+            parsed.exec_env[0].purpose.as_deref(),
+            Some("billing-stripe")
+        );
+        assert_eq!(
+            parsed.exec.restart,
+            warden_agent::config::ExecRestart::Signal(nix::sys::signal::Signal::SIGHUP)
+        );
+        assert!(text.contains("[[exec_env]]"), "{text}");
         assert!(text.contains("[[output]]"), "{text}");
         assert!(text.contains("[[database]]"), "{text}");
         assert!(

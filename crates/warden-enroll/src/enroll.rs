@@ -25,8 +25,8 @@ use warden_spec::{Environment, Identity, IdentityKind, Spec};
 use zeroize::Zeroizing;
 
 use crate::agent_config::{
-    AgentConfig, AuthSection, ControlSection, DatabaseSection, HealthSection, IdentitySection,
-    OpenBaoSection, OutputSection, RenewalSection,
+    AgentConfig, AuthSection, ControlSection, DatabaseSection, ExecEnvSection, HealthSection,
+    IdentitySection, OpenBaoSection, OutputSection, RenewalSection,
 };
 use crate::error::{Error, Result};
 use crate::existing::{self, Decision, IssueReason};
@@ -320,7 +320,9 @@ pub async fn enroll(
 ///
 /// Outputs follow from the spec: an identity with a certificate profile gets a `certificate`
 /// output into `out/tls`; an app gets one `template` output per declared secret, rendering
-/// `kv("<kv mount>", "<prefix>/<secret>")` as JSON into `out/secrets/<secret>.json`; a proxy
+/// `kv("<kv mount>", "<prefix>/<secret>")` as JSON into `out/secrets/<secret>.json` — or, when
+/// the secret's purpose says `delivery = "exec_env"`, no file but an `[[exec_env]]` entry for
+/// `warden-agent exec` ([`ExecEnvSection::for_secret`]); a proxy
 /// gets its environment's CA chain (intermediate + root) in `out/ca/chain.pem`. An app with a
 /// database gets a `[[database]]` source named after it reading `<db mount>/creds/<db role>`
 /// and a `template` output `database-<db>` rendering `database("<db>") | tojson` (username,
@@ -336,6 +338,7 @@ fn agent_config(
     let reload = id.reload.clone();
     let mut outputs = Vec::new();
     let mut databases = Vec::new();
+    let mut exec_env = Vec::new();
     if let Some(cert) = &id.certificate {
         let ttl = warden_spec::format_duration(cert.ttl.0);
         let key_type = match cert.key_type {
@@ -373,6 +376,10 @@ fn agent_config(
     match id.kind {
         IdentityKind::App => {
             for secret in &id.secrets {
+                if let Some(e) = ExecEnvSection::for_secret(spec, env, &id.name, secret) {
+                    exec_env.push(e);
+                    continue;
+                }
                 let at = warden_spec::naming::secret(&spec.naming, &env.mounts, &id.name, secret);
                 outputs.push(OutputSection {
                     name: format!("secret-{secret}"),
@@ -453,6 +460,8 @@ fn agent_config(
         renewal: RenewalSection::default(),
         outputs,
         databases,
+        exec_env,
+        exec: None,
         health: Some(HealthSection {
             listen: "127.0.0.1:0".to_owned(),
         }),

@@ -39,8 +39,8 @@ mod unit;
 mod unix_user;
 
 pub use agent_config::{
-    AgentConfig, AuthSection, ControlSection, DatabaseSection, HealthSection, IdentitySection,
-    OpenBaoSection, OutputSection, RenewalSection,
+    AgentConfig, AuthSection, ControlSection, DatabaseSection, ExecEnvSection, ExecSection,
+    HealthSection, IdentitySection, OpenBaoSection, OutputSection, RenewalSection,
 };
 pub use enroll::{
     CertAction, CertificateReport, EnrollOptions, EnrollReport, EnrollRequest, PathsReport,

@@ -77,6 +77,23 @@ pub enum Error {
         reason: String,
     },
 
+    /// The claims' `exp` is missing or further away than the signing version's declared
+    /// `max_token_lifetime`: such a token could outlive its key's window after a rotation.
+    /// Nothing was signed.
+    #[error(
+        "refusing to sign: {}; the signing key declares max_token_lifetime {}s, so `exp` must be at most {limit} (unix seconds): sign a shorter-lived token, or raise the key's max_token_lifetime (and its grace)",
+        match .exp { Some(e) => format!("`exp` {e} is beyond the limit"), None => "the claims have no numeric `exp`".to_owned() },
+        .max_token_lifetime.as_secs()
+    )]
+    TokenLifetime {
+        /// The claims' `exp`, if numeric.
+        exp: Option<i64>,
+        /// The latest `exp` allowed: the signer's now plus the lifetime.
+        limit: i64,
+        /// The declared lifetime.
+        max_token_lifetime: std::time::Duration,
+    },
+
     /// A certificate could not be issued for a domain, or what came back is not what was
     /// asked for (and so was not stored).
     #[error("domain {domain}: {reason}")]
@@ -140,7 +157,7 @@ pub enum VerifyError {
         /// What is wrong.
         reason: String,
     },
-    /// `alg` is not ES256 or EdDSA (including `none`).
+    /// `alg` is not ES256, EdDSA or RS256 (including `none`).
     #[error("unsupported algorithm `{alg}`")]
     UnsupportedAlgorithm {
         /// The header's `alg`.

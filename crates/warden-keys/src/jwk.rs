@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 /// crate (the private key is stored as PKCS#8 PEM beside it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Jwk {
-    /// Key type: `EC`, `OKP` (or `RSA`, read for thumbprints only).
+    /// Key type: `EC`, `OKP` or `RSA`.
     pub kty: String,
-    /// Curve: `P-256` or `Ed25519`.
+    /// Curve: `P-256` or `Ed25519` (none for `RSA`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crv: Option<String>,
     /// EC x coordinate, or the Ed25519 public key (base64url).
@@ -22,16 +22,16 @@ pub struct Jwk {
     /// EC y coordinate (base64url).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub y: Option<String>,
-    /// RSA modulus (base64url).
+    /// RSA modulus (base64url of the unsigned big-endian value, no leading zero octet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n: Option<String>,
-    /// RSA exponent (base64url).
+    /// RSA public exponent (base64url; `AQAB`, 65537, for keys this crate makes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub e: Option<String>,
     /// Key id: the RFC 7638 thumbprint for keys this crate makes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kid: Option<String>,
-    /// JWS algorithm: `ES256` or `EdDSA`.
+    /// JWS algorithm: `ES256`, `EdDSA` or `RS256`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alg: Option<String>,
     /// Intended use: `sig`.

@@ -2,7 +2,7 @@
 //! anything that can find a key by `kid` at a given time ([`KeyLookup`]: a [`crate::KeySet`]
 //! with its grace windows, or a published [`Jwks`]).
 //!
-//! Deliberately narrow: ES256 and EdDSA only, `kid` required, `crit` refused, the key's own
+//! Deliberately narrow: ES256, EdDSA and RS256 only, `kid` required, `crit` refused, the key's own
 //! algorithm must match the header's (no algorithm confusion), and `exp` is required.
 
 use base64::Engine as _;
@@ -94,7 +94,7 @@ pub fn verify(
         .get("alg")
         .and_then(Value::as_str)
         .ok_or_else(|| malformed("the header has no `alg`"))?;
-    if !matches!(alg, "ES256" | "EdDSA") {
+    if !matches!(alg, "ES256" | "EdDSA" | "RS256") {
         return Err(VerifyError::UnsupportedAlgorithm {
             alg: alg.to_owned(),
         });
@@ -143,7 +143,7 @@ pub fn verify(
 }
 
 /// A NumericDate (RFC 7519 §2): seconds, possibly fractional (truncated).
-fn numeric_date(v: &Value) -> Option<i64> {
+pub(crate) fn numeric_date(v: &Value) -> Option<i64> {
     v.as_i64().or_else(|| v.as_f64().map(|f| f.floor() as i64))
 }
 
@@ -185,7 +185,11 @@ mod tests {
 
     #[test]
     fn round_trip_for_both_algorithms() {
-        for alg in [SigningAlgorithm::Es256, SigningAlgorithm::EdDsa] {
+        for alg in [
+            SigningAlgorithm::Es256,
+            SigningAlgorithm::EdDsa,
+            SigningAlgorithm::Rs256,
+        ] {
             let key = PrivateKey::generate(alg).expect("key");
             let token = sign(&key, &json!({"sub": "alice", "exp": 2_000})).expect("sign");
             let claims = verify(&token, &jwks(&[&key]), at(1_000)).expect("verify");
@@ -262,6 +266,20 @@ mod tests {
             verify(&relabelled, &jwks(&[&ed]), at(1_000)),
             Err(VerifyError::AlgorithmMismatch { .. })
         ));
+    }
+
+    /// RFC 7515 appendix A.2: the example RS256 JWS verifies under the example RSA key, and
+    /// does not once its payload changes.
+    #[test]
+    fn rfc7515_rs256_signature_verifies() {
+        let jwk: Jwk = serde_json::from_str(r#"{"kty":"RSA","n":"ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddxHmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoudF8NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ","e":"AQAB"}"#).unwrap();
+        let key = PublicKey::from_jwk(&jwk).expect("key");
+        let input = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ";
+        let sig = URL_SAFE_NO_PAD
+            .decode("cC4hiUPoj9Eetdgtv3hF80EGrhuB__dzERat0XF9g2VtQgr9PJbu3XOiZj5RZmh7AAuHIm4Bh-0Qc_lF5YKt_O8W2Fp5jujGbds9uJdbF9CUAr7t1dnZcAcQjbKBYNX4BAynRFdiuB--f_nZLgrnbyTyWzO75vRK5h6xBArLIARNPvkSjtQBMHlb1L07Qe7K0GarZRmB_eSN9383LcOLn6_dO--xi12jzDwusC-eOkHWEsqtFZESc6BfI7noOPqvhJ1phCnvWh6IeYI2w9QOYEUipUTI8np6LbgGY9Fs98rqVt5AXLIhWkWywlVmtVrBp0igcN_IoypGlUPQGe77Rw")
+            .unwrap();
+        assert!(key.verify(input.as_bytes(), &sig));
+        assert!(!key.verify(&input.as_bytes()[1..], &sig));
     }
 
     #[test]

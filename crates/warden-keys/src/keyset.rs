@@ -3,10 +3,24 @@
 //!
 //! # The rule
 //! Version N verifies while it is the newest live version, or while
-//! `now < created(M) + grace(M)`, where M is the next live version after N: the rotation that
-//! replaced N decides (through the grace it recorded) how long N keeps verifying.
+//! `now < created(M) + max(grace(M), lifetime(N))`, where M is the next live version after N:
+//! the rotation that replaced N decides (through the grace it recorded) how long N keeps
+//! verifying, and never less than the longest token N could have signed needs
+//! (`lifetime(N)`, N's recorded `max_token_lifetime`, 0 when N declared none).
 //! `created` is the KV version's `created_time`, the server's clock at the rotation. Deleted
 //! or destroyed versions are skipped: deleting a version revokes it at once.
+//!
+//! # Token lifetimes
+//! A version that records a `max_token_lifetime` refuses, in [`KeySet::sign_at`] (and so
+//! [`KeySet::sign`], [`crate::SigningKeys::sign`]), claims without a numeric `exp` or whose
+//! `exp` is more than that lifetime after the signer's `now`
+//! ([`Error::TokenLifetime`]). So every token N signed up to its replacement expires by
+//! `created(M) + lifetime(N)`, and the rule above keeps N verifying until then: a token
+//! signed just before a rotation verifies until its own `exp`, whatever the grace. Two
+//! things this does not cover, and the grace must: a signer that keeps signing with N after
+//! M was written (until its watcher or a reload notices, up to one poll interval), and clock
+//! skew between the signer and OpenBao. That is why the spec refuses a grace shorter than
+//! the lifetime, and why a grace of lifetime + poll interval is the safe choice.
 //!
 //! # Layout of one version's data
 //! | field | content |
@@ -16,7 +30,11 @@
 //! | `public_jwk` | the public JWK (with `kid`, `alg`, `use`) |
 //! | `private_key` | PKCS#8 PEM |
 //! | `not_before` | RFC 3339, the writer's clock when it rotated (informational) |
-//! | `grace_seconds` | how long the version this one replaced keeps verifying |
+//! | `grace_seconds` | how long the version this one replaced keeps verifying (at least) |
+//! | `max_token_lifetime_seconds` | optional: the longest token this version signs |
+//!
+//! `algorithm` is `rs256` for RSA keys of either size: the modulus size is the key's own
+//! (read from the key, 2048 or 3072 bits), so a version never states it twice.
 
 use std::fmt;
 use std::time::Duration;
@@ -42,7 +60,7 @@ pub struct VersionKey {
     pub version: u64,
     /// Its `kid`.
     pub kid: String,
-    /// JWS algorithm (`ES256`, `EdDSA`).
+    /// JWS algorithm (`ES256`, `EdDSA`, `RS256`).
     pub alg: &'static str,
     /// When it was written (server time).
     #[serde(with = "time::serde::rfc3339")]
@@ -53,6 +71,10 @@ pub struct VersionKey {
     /// The grace this version grants the one it replaced.
     #[serde(skip)]
     pub grace: Duration,
+    /// The longest token lifetime this version declared (`None`: not declared): it signs no
+    /// token living longer, and once replaced verifies at least that long after the rotation.
+    #[serde(skip)]
+    pub max_token_lifetime: Option<Duration>,
     #[serde(skip)]
     public: PublicKey,
 }
@@ -117,9 +139,38 @@ impl KeySet {
         }
     }
 
-    /// Signs `claims` with the current version.
+    /// Signs `claims` with the current version, checking its declared token lifetime
+    /// against the system clock (see [`KeySet::sign_at`]).
     pub fn sign(&self, claims: &impl Serialize) -> Result<String> {
-        jws::sign(&self.signing, claims)
+        self.sign_at(claims, OffsetDateTime::now_utc())
+    }
+
+    /// Signs `claims` with the current version as of `now`. When the current version
+    /// declares a `max_token_lifetime`, claims without a numeric `exp`, or with an `exp` more
+    /// than that lifetime after `now`, are refused ([`Error::TokenLifetime`]): such a token
+    /// could outlive the window its key verifies in after a rotation.
+    pub fn sign_at(&self, claims: &impl Serialize, now: OffsetDateTime) -> Result<String> {
+        let Some(max) = self.current().max_token_lifetime else {
+            return jws::sign(&self.signing, claims);
+        };
+        let payload = serde_json::to_value(claims).map_err(|e| Error::Claims {
+            reason: e.to_string(),
+        })?;
+        let limit = (now + max).unix_timestamp();
+        let exp = payload.get("exp").and_then(jws::numeric_date);
+        if exp.is_none_or(|exp| exp > limit) {
+            return Err(Error::TokenLifetime {
+                exp,
+                limit,
+                max_token_lifetime: max,
+            });
+        }
+        jws::sign(&self.signing, &payload)
+    }
+
+    /// The longest token lifetime the current version declares, if any.
+    pub fn max_token_lifetime(&self) -> Option<Duration> {
+        self.current().max_token_lifetime
     }
 
     /// Verifies `token` against the versions valid at `now`.
@@ -168,28 +219,51 @@ impl KeyLookup for KeySet {
 }
 
 /// Fills in `valid_until` for versions given newest first: the newest has none, every other
-/// ends at its successor's creation plus its successor's grace.
+/// ends at its successor's creation plus the longer of its successor's grace and its own
+/// declared token lifetime ([`retiring_window`]).
 pub(crate) fn windows(mut newest_first: Vec<VersionKey>) -> Vec<VersionKey> {
     let mut successor: Option<(OffsetDateTime, Duration)> = None;
     for k in &mut newest_first {
-        k.valid_until = successor.map(|(created, grace)| created + grace);
+        k.valid_until = successor
+            .map(|(created, grace)| created + retiring_window(grace, k.max_token_lifetime));
         successor = Some((k.created, k.grace));
     }
     newest_first
 }
 
-/// The data of a new version.
+/// How long after its replacement a version keeps verifying: the grace the replacement
+/// granted, or the retiring version's own declared token lifetime when that is longer.
+pub(crate) fn retiring_window(grace: Duration, max_token_lifetime: Option<Duration>) -> Duration {
+    grace.max(max_token_lifetime.unwrap_or_default())
+}
+
+/// The data of a new version that declares no token lifetime.
+#[cfg(test)]
 pub(crate) fn record(key: &PrivateKey, grace: Duration, not_before: OffsetDateTime) -> Value {
+    record_with_lifetime(key, grace, None, not_before)
+}
+
+/// The data of a new version.
+pub(crate) fn record_with_lifetime(
+    key: &PrivateKey,
+    grace: Duration,
+    max_token_lifetime: Option<Duration>,
+    not_before: OffsetDateTime,
+) -> Value {
     let public = key.public_key();
     let pem = key.to_pkcs8_pem();
-    json!({
+    let mut record = json!({
         "algorithm": public.algorithm().as_str(),
         "kid": public.kid(),
         "public_jwk": public.to_jwk(),
         "private_key": pem.as_str(),
         "not_before": not_before.format(&Rfc3339).unwrap_or_default(),
         "grace_seconds": grace.as_secs(),
-    })
+    });
+    if let Some(lifetime) = max_token_lifetime {
+        record["max_token_lifetime_seconds"] = json!(lifetime.as_secs());
+    }
+    record
 }
 
 /// Reads a version's public half (and, for the signing version, its private key), checking
@@ -214,6 +288,17 @@ pub(crate) fn parse_version(
         .and_then(|v| v.expose().as_u64())
         .map(Duration::from_secs)
         .ok_or_else(|| malformed("no numeric `grace_seconds`".into()))?;
+    let max_token_lifetime = match data.get("max_token_lifetime_seconds") {
+        None => None,
+        Some(v) => Some(
+            v.expose()
+                .as_u64()
+                .map(Duration::from_secs)
+                .ok_or_else(|| {
+                    malformed("`max_token_lifetime_seconds` is not a whole number".into())
+                })?,
+        ),
+    };
     let jwk: Jwk = data
         .get("public_jwk")
         .and_then(|v| serde_json::from_value(v.expose().clone()).ok())
@@ -245,6 +330,7 @@ pub(crate) fn parse_version(
             created: info.created,
             valid_until: None,
             grace,
+            max_token_lifetime,
             public,
         },
         private,
@@ -322,6 +408,95 @@ mod tests {
         // The current version verifies at its own creation time and forever after.
         assert!(set.verify(&new_token, at(1_000)).is_ok());
         assert!(set.verify(&new_token, at(9_999)).is_ok());
+    }
+
+    fn version_with_lifetime(
+        n: u64,
+        created: i64,
+        grace: u64,
+        lifetime: Option<u64>,
+    ) -> (VersionKey, PrivateKey) {
+        let key = PrivateKey::generate(SigningAlgorithm::EdDsa).expect("key");
+        let info = VersionInfo {
+            version: n,
+            created: at(created),
+            live: true,
+        };
+        let record = record_with_lifetime(
+            &key,
+            Duration::from_secs(grace),
+            lifetime.map(Duration::from_secs),
+            at(created),
+        );
+        let (vk, private) = parse_version(&kv::to_data(record), info, "p", true).expect("parse");
+        (vk, private.expect("private key"))
+    }
+
+    /// v1 (lifetime 3600) replaced at t=1000 by v2 (grace 60, lifetime 600): v1 verifies until
+    /// 1000 + max(60, 3600); a v1 token signed at 999 with exp 4599 verifies until 4599.
+    #[test]
+    fn a_declared_lifetime_longer_than_the_grace_extends_the_window() {
+        let (k1, p1) = version_with_lifetime(1, 0, 60, Some(3_600));
+        let (k2, p2) = version_with_lifetime(2, 1_000, 60, Some(600));
+        let loc = KvLocation::new("kvv2", "a/signing/jwt");
+        let old = KeySet::assemble(loc.clone(), p1, vec![k1.clone()], at(999));
+        let token = old
+            .sign_at(&json!({"sub": "late", "exp": 999 + 3_600}), at(999))
+            .expect("within the lifetime");
+        let set = KeySet::assemble(loc, p2, vec![k2, k1], at(1_001));
+        assert_eq!(set.versions()[1].valid_until, Some(at(4_600)));
+        // Past the grace (1060), before its exp (4599): still good.
+        assert!(set.verify(&token, at(1_061)).is_ok());
+        assert!(set.verify(&token, at(4_598)).is_ok());
+        assert_eq!(
+            set.verify(&token, at(4_599)),
+            Err(VerifyError::Expired { exp: 4_599 })
+        );
+        assert!(matches!(
+            set.verify(&token, at(4_600)),
+            Err(VerifyError::KeyRetired { until, .. }) if until == at(4_600)
+        ));
+        assert_eq!(set.jwks(at(4_599)).keys.len(), 2);
+        assert_eq!(set.jwks(at(4_600)).keys.len(), 1);
+        // Without a declared lifetime the grace alone decides.
+        let (k1, _) = version_with_lifetime(1, 0, 60, None);
+        let (k2, p2) = version_with_lifetime(2, 1_000, 60, Some(600));
+        let set = KeySet::assemble(KvLocation::new("m", "p"), p2, vec![k2, k1], at(1_001));
+        assert_eq!(set.versions()[1].valid_until, Some(at(1_060)));
+    }
+
+    #[test]
+    fn a_version_with_a_lifetime_refuses_longer_tokens() {
+        let (k, p) = version_with_lifetime(1, 0, 60, Some(600));
+        let set = KeySet::assemble(KvLocation::new("m", "p"), p, vec![k], at(0));
+        assert_eq!(set.max_token_lifetime(), Some(Duration::from_secs(600)));
+        assert!(set.sign_at(&json!({"exp": 1_600}), at(1_000)).is_ok());
+        let err = set
+            .sign_at(&json!({"exp": 1_601}), at(1_000))
+            .expect_err("beyond the lifetime");
+        assert!(
+            matches!(
+                err,
+                Error::TokenLifetime {
+                    exp: Some(1_601),
+                    limit: 1_600,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("max_token_lifetime 600s"), "{err}");
+        assert!(matches!(
+            set.sign_at(&json!({"sub": "no exp"}), at(1_000)),
+            Err(Error::TokenLifetime { exp: None, .. })
+        ));
+        // Without a declared lifetime anything goes (the verifier still requires `exp`).
+        let (k, p) = version_with_lifetime(1, 0, 60, None);
+        let set = KeySet::assemble(KvLocation::new("m", "p"), p, vec![k], at(0));
+        assert!(
+            set.sign_at(&json!({"exp": 4_000_000_000_i64}), at(0))
+                .is_ok()
+        );
     }
 
     #[test]

@@ -30,7 +30,12 @@
 //!
 //! # Guarantees
 //! - A version verifies while it is current, or until the next version's creation time (the
-//!   server's clock) plus that version's grace; see [`keyset`](KeySet) for the exact rule.
+//!   server's clock) plus that version's grace — or plus its own declared
+//!   `max_token_lifetime` when that is longer, so a token it signed verifies until its `exp`;
+//!   see [`keyset`](KeySet) for the exact rule. A version with a declared lifetime refuses to
+//!   sign a token that would live longer ([`Error::TokenLifetime`]).
+//! - Algorithms: ES256, EdDSA and RS256 (RSA 2048 or 3072 bits, [`PrivateKey::generate_rsa`],
+//!   [`SigningKeyConfig::with_rsa_bits`]).
 //! - Writes are check-and-set on the version read first; a lost race is [`Error::Conflict`]
 //!   with nothing written. The first write also makes the secret check-and-set only.
 //! - Private keys are held by aws-lc-rs or in `Zeroizing` buffers; response bodies that carried

@@ -122,9 +122,11 @@ impl SigningKeys {
         Ok(rotation)
     }
 
-    /// Signs `claims` with the current version.
+    /// Signs `claims` with the current version, as of the injected clock: a version that
+    /// declares a `max_token_lifetime` refuses claims whose `exp` is further away
+    /// ([`KeySet::sign_at`]).
     pub fn sign(&self, claims: &impl Serialize) -> Result<String> {
-        self.get().sign(claims)
+        self.get().sign_at(claims, self.inner.clock.now())
     }
 
     /// Verifies `token` against the versions valid now. A `kid` this process has not seen yet

@@ -25,8 +25,17 @@ pub struct SigningKeyConfig {
     pub location: KvLocation,
     /// Algorithm of new versions.
     pub algorithm: SigningAlgorithm,
-    /// How long the replaced version keeps verifying after a rotation.
+    /// How long the replaced version keeps verifying after a rotation (at least; see
+    /// `max_token_lifetime`).
     pub grace: Duration,
+    /// Modulus size of new RS256 versions (2048 or 3072; `None`: 2048). Ignored for the
+    /// other algorithms.
+    pub rsa_bits: Option<u32>,
+    /// The longest lifetime of a token the new versions sign, recorded in each version: the
+    /// version then refuses to sign a token whose `exp` is further away, and, once replaced,
+    /// verifies until at least the rotation plus this lifetime. `None`: not declared (no cap;
+    /// the replaced version verifies for `grace` only).
+    pub max_token_lifetime: Option<Duration>,
 }
 
 impl SigningKeyConfig {
@@ -39,6 +48,8 @@ impl SigningKeyConfig {
             location,
             algorithm,
             grace: Self::DEFAULT_GRACE,
+            rsa_bits: None,
+            max_token_lifetime: None,
         }
     }
 
@@ -56,6 +67,8 @@ impl SigningKeyConfig {
             location: entry.into(),
             algorithm: key.algorithm,
             grace: key.grace.0,
+            rsa_bits: key.rsa_bits,
+            max_token_lifetime: key.max_token_lifetime.map(|t| t.0),
         }
     }
 
@@ -63,6 +76,20 @@ impl SigningKeyConfig {
     #[must_use]
     pub fn with_grace(mut self, grace: Duration) -> Self {
         self.grace = grace;
+        self
+    }
+
+    /// With another RSA modulus size for new RS256 versions (2048 or 3072).
+    #[must_use]
+    pub fn with_rsa_bits(mut self, bits: u32) -> Self {
+        self.rsa_bits = Some(bits);
+        self
+    }
+
+    /// Declaring the longest lifetime of a token the key signs (see the field).
+    #[must_use]
+    pub fn with_max_token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.max_token_lifetime = Some(lifetime);
         self
     }
 }
@@ -74,7 +101,8 @@ pub struct Retiring {
     pub version: u64,
     /// Its `kid` (`None` if the stored version could not be read).
     pub kid: Option<String>,
-    /// When it stops verifying: the new version's creation plus the grace.
+    /// When it stops verifying: the new version's creation plus the grace, or plus the
+    /// retiring version's recorded `max_token_lifetime` when that is longer.
     #[serde(with = "time::serde::rfc3339")]
     pub verifies_until: OffsetDateTime,
 }
@@ -178,7 +206,7 @@ pub async fn rotate_if_current(
             let kid = kv::read_version(client, loc, info.version)
                 .await?
                 .and_then(|data| keyset::parse_version(&data, info, &path, false).ok())
-                .map(|(k, _)| k.kid);
+                .map(|(k, _)| (k.kid, k.max_token_lifetime));
             Some((info.version, kid))
         }
         None => None,
@@ -186,8 +214,9 @@ pub async fn rotate_if_current(
     if expected == 0 {
         kv::require_cas(client, loc).await?;
     }
-    let key = crate::material::PrivateKey::generate(config.algorithm)?;
-    let record = keyset::record(&key, config.grace, clock.now());
+    let key = crate::material::PrivateKey::generate_sized(config.algorithm, config.rsa_bits)?;
+    let record =
+        keyset::record_with_lifetime(&key, config.grace, config.max_token_lifetime, clock.now());
     let (version, created) = kv::write_cas(client, loc, record, expected).await?;
     let kid = key.public_key().kid();
     tracing::info!(location = %loc, version, kid = %kid, "signing key rotated");
@@ -198,10 +227,13 @@ pub async fn rotate_if_current(
         alg: config.algorithm.jws_alg(),
         created,
         grace_seconds: config.grace.as_secs(),
-        previous: previous.map(|(version, kid)| Retiring {
-            version,
-            kid,
-            verifies_until: created + config.grace,
+        previous: previous.map(|(version, read)| {
+            let lifetime = read.as_ref().and_then(|(_, l)| *l);
+            Retiring {
+                version,
+                kid: read.map(|(kid, _)| kid),
+                verifies_until: created + keyset::retiring_window(config.grace, lifetime),
+            }
         }),
     })
 }

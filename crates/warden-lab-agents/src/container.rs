@@ -17,8 +17,8 @@ use std::time::Duration;
 use warden_bao::ExposeSecret as _;
 use warden_enroll::transport::{self, TransportFiles};
 use warden_enroll::{
-    AgentConfig, AuthSection, ControlSection, HealthSection, IdentityLayout, IdentitySection,
-    OpenBaoSection, OutputSection, RenewalSection,
+    AgentConfig, AuthSection, ControlSection, ExecEnvSection, HealthSection, IdentityLayout,
+    IdentitySection, OpenBaoSection, OutputSection, RenewalSection,
 };
 use warden_spec::{Environment, Spec, TransportHolder};
 
@@ -172,9 +172,17 @@ fn agent_config(
         })?
         .addresses();
     let pki = env.mounts.pki.trim_matches('/').to_owned();
+    // A secret whose purpose says `delivery = "exec_env"` is no file: `warden-agent exec`
+    // puts it into the container's command's environment.
+    let exec_env: Vec<ExecEnvSection> = id
+        .secrets
+        .iter()
+        .filter_map(|secret| ExecEnvSection::for_secret(spec, env, &id.name, secret))
+        .collect();
     let outputs = id
         .secrets
         .iter()
+        .filter(|secret| ExecEnvSection::for_secret(spec, env, &id.name, secret).is_none())
         .map(|secret| {
             let at = warden_spec::naming::secret(&spec.naming, &env.mounts, &id.name, secret);
             OutputSection {
@@ -215,6 +223,8 @@ fn agent_config(
         renewal: RenewalSection::default(),
         outputs,
         databases: Vec::new(),
+        exec_env,
+        exec: None,
         health: Some(HealthSection {
             listen: "127.0.0.1:0".to_owned(),
         }),

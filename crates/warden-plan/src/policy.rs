@@ -158,6 +158,23 @@ pub fn grants(spec: &Spec, env: &Environment, identity: &Identity) -> Vec<Grant>
                 &["read"],
             ));
         }
+        // `warden-agent exec` checks the purpose of each secret it puts into its command's
+        // environment before every new value, as for certificates.
+        let mut exec_purposes: Vec<&str> = identity
+            .secrets
+            .iter()
+            .filter_map(|s| spec.purpose_of(&format!("{me}/secret/{s}")))
+            .filter(|p| p.delivery == warden_spec::Delivery::ExecEnv)
+            .map(|p| p.id.as_str())
+            .collect();
+        exec_purposes.sort_unstable();
+        exec_purposes.dedup();
+        for p in exec_purposes {
+            let path = naming::registry_entry(p).data_path();
+            if !out.iter().any(|g| g.path == path) {
+                out.push(grant(path, &["read"]));
+            }
+        }
     }
     out
 }
@@ -168,4 +185,47 @@ pub fn render(identity: &Identity, grants: &[Grant]) -> String {
         &format!("identity: {} ({})", identity.name, identity.kind.as_str()),
         grants,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: &str = include_str!("../../../examples/lab/warden.toml");
+
+    fn registry_reads(spec: &Spec, who: &str) -> Vec<String> {
+        let env = spec.environment("test").expect("test env");
+        grants(spec, env, spec.identity(who).expect("identity"))
+            .into_iter()
+            .filter(|g| g.path.contains("/registry/"))
+            .map(|g| g.path)
+            .collect()
+    }
+
+    /// Issue 17 (exec_env): `warden-agent exec` checks the purpose of each secret it puts into
+    /// its command's environment, so the identity may read that purpose's registry entry — and
+    /// only when the purpose delivers through exec_env.
+    #[test]
+    fn an_exec_env_secret_grants_its_purposes_registry_entry() {
+        let spec = warden_spec::parse(SPEC, "warden.toml").expect("example spec");
+        let before = registry_reads(&spec, "billing");
+        assert!(
+            !before.iter().any(|p| p.ends_with("/billing-stripe")),
+            "{before:?}"
+        );
+        let text = SPEC.replace(
+            "delivery    = \"agent_file\"\nrotation    = { interval = \"30d\", grace = \"7d\" }\ncustody     = \"issued by the provider's dashboard",
+            "delivery    = \"exec_env\"\nrotation    = { interval = \"30d\", grace = \"7d\" }\ncustody     = \"issued by the provider's dashboard",
+        );
+        assert_ne!(text, SPEC, "the example spec changed shape");
+        let spec = warden_spec::parse(&text, "warden.toml").expect("exec spec");
+        let after = registry_reads(&spec, "billing");
+        let stripe = naming::registry_entry("billing-stripe").data_path();
+        assert_eq!(
+            after.iter().filter(|p| **p == stripe).count(),
+            1,
+            "{after:?}"
+        );
+        assert_eq!(after.len(), before.len() + 1, "{after:?}");
+    }
 }

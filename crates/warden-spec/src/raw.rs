@@ -193,6 +193,8 @@ pub(crate) struct RawSigningKey {
     pub(crate) algorithm: Option<S<String>>,
     pub(crate) grace: Option<S<String>>,
     pub(crate) interval: Option<S<String>>,
+    pub(crate) rsa_bits: Option<S<i64>>,
+    pub(crate) max_token_lifetime: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,6 +8,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use crate::diag::{Reporter, did_you_mean};
+use crate::duration::format_duration;
 use crate::model::*;
 use crate::raw::*;
 
@@ -120,14 +121,89 @@ pub(crate) fn signing_keys(
             hours(90 * 24),
             r,
         );
+        let rsa_bits = rsa_bits(k, algorithm, &key, r);
+        let max_token_lifetime = k.max_token_lifetime.as_ref().and_then(|t| {
+            Ttl::parse(t.get_ref())
+                .map_err(|e| r.error(t.span(), format!("{key}.max_token_lifetime"), e))
+                .ok()
+        });
+        // The previous version must verify every token it signed until that token expires:
+        // a grace shorter than the lifetime would be silently stretched by the key set (the
+        // window rule in warden-keys), so the spec says so instead of meaning something else.
+        if let (Some(lifetime), Some(t)) = (max_token_lifetime, k.max_token_lifetime.as_ref())
+            && grace < lifetime
+        {
+            let (span, at) = match &k.grace {
+                Some(g) => (g.span(), format!("{key}.grace")),
+                None => (t.span(), format!("{key}.max_token_lifetime")),
+            };
+            r.error_help(
+                span,
+                at,
+                format!(
+                    "signing key `{name}`: grace {} is shorter than max_token_lifetime {}: the previous key would stop verifying while tokens it signed are still unexpired",
+                    format_duration(grace.0),
+                    format_duration(lifetime.0),
+                ),
+                Some(format!(
+                    "set grace = \"{}\" or more (the token lifetime plus the time signers take to notice a rotation), or lower max_token_lifetime",
+                    format_duration(lifetime.0),
+                )),
+            );
+        }
         out.push(SigningKey {
             name,
             algorithm,
             grace,
             interval,
+            rsa_bits,
+            max_token_lifetime,
         });
     }
     out
+}
+
+/// `rsa_bits` of an RS256 key (default 2048); refused on any other algorithm.
+fn rsa_bits(
+    k: &RawSigningKey,
+    algorithm: SigningAlgorithm,
+    key: &str,
+    r: &mut Reporter<'_>,
+) -> Option<u32> {
+    let at = format!("{key}.rsa_bits");
+    match (algorithm, &k.rsa_bits) {
+        (SigningAlgorithm::Rs256, None) => Some(RSA_BITS[0]),
+        (SigningAlgorithm::Rs256, Some(bits)) => {
+            match u32::try_from(*bits.get_ref())
+                .ok()
+                .filter(|b| RSA_BITS.contains(b))
+            {
+                Some(b) => Some(b),
+                None => {
+                    r.error_help(
+                        bits.span(),
+                        at,
+                        format!("rsa_bits {} is not supported", bits.get_ref()),
+                        Some("use rsa_bits = 2048 (the default) or 3072".to_owned()),
+                    );
+                    Some(RSA_BITS[0])
+                }
+            }
+        }
+        (other, Some(bits)) => {
+            r.error_help(
+                bits.span(),
+                at,
+                format!(
+                    "rsa_bits applies to algorithm = \"rs256\" only, not `{}`",
+                    other.as_str()
+                ),
+                Some("remove rsa_bits, or set algorithm = \"rs256\"".to_owned()),
+            );
+            None
+        }
+        (_, None) => None,
+    }
 }
 
 /// A service-account binding; every environment the identity lives in must trust a

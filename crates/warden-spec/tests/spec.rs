@@ -493,3 +493,99 @@ fn transport_holders_of_the_example_and_their_mistakes() {
     ));
     assert!(long.contains("between 1m and 7d"), "{long}");
 }
+
+// ---- signing keys: RS256 and token lifetimes ----------------------------------------------
+
+/// `BASE` with `keys` as billing's signing keys, and purposes covering everything.
+fn with_signing_keys(keys: &str) -> String {
+    format!(
+        "{}{COVER_ALL}{}",
+        BASE.replace(
+            "secrets = [\"config\"]",
+            &format!("secrets = [\"config\"]\nsigning_keys = [{keys}]")
+        ),
+        r#"
+[purposes.token-signing]
+description = "d"
+owner = "o"
+tier = "vault_kv"
+delivery = "api"
+rotation = { interval = "90d", grace = "24h" }
+evidence = "E"
+covers = ["billing/signing-key/*"]
+"#
+    )
+}
+
+#[test]
+fn rs256_keys_take_a_modulus_size() {
+    let spec = parse(
+        &with_signing_keys(
+            r#"{ name = "a", algorithm = "rs256" }, { name = "b", algorithm = "rs256", rsa_bits = 3072 }, { name = "c" }"#,
+        ),
+        "w.toml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let keys = &spec.identity("billing").unwrap().signing_keys;
+    let got: Vec<_> = keys
+        .iter()
+        .map(|k| (k.algorithm.jws_alg(), k.rsa_bits))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("RS256", Some(2048)),
+            ("RS256", Some(3072)),
+            ("ES256", None)
+        ]
+    );
+
+    let e = all_errors(&with_signing_keys(
+        r#"{ name = "a", algorithm = "rs256", rsa_bits = 1024 }, { name = "b", algorithm = "eddsa", rsa_bits = 2048 }, { name = "c", algorithm = "rs512" }"#,
+    ));
+    assert!(e.contains("rsa_bits 1024 is not supported"), "{e}");
+    assert!(
+        e.contains("help: use rsa_bits = 2048 (the default) or 3072"),
+        "{e}"
+    );
+    assert!(
+        e.contains("rsa_bits applies to algorithm = \"rs256\" only, not `eddsa`"),
+        "{e}"
+    );
+    assert!(
+        e.contains("unknown signing algorithm `rs512`") && e.contains("`rs256`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn grace_must_cover_the_declared_token_lifetime() {
+    let spec = parse(
+        &with_signing_keys(r#"{ name = "jwt", grace = "2h", max_token_lifetime = "1h" }"#),
+        "w.toml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let key = &spec.identity("billing").unwrap().signing_keys[0];
+    assert_eq!(key.max_token_lifetime.map(|t| t.as_secs()), Some(3600));
+
+    // Shorter grace: refused at the grace, with where and what to write.
+    let text = with_signing_keys(r#"{ name = "jwt", grace = "10m", max_token_lifetime = "1h" }"#);
+    let e = errors(&text).join("\n");
+    assert!(
+        e.contains("w.toml:7:41: apps.billing.signing_keys.grace: signing key `jwt`: grace 10m is shorter than max_token_lifetime 1h"),
+        "{e}"
+    );
+    assert!(e.contains("help: set grace = \"1h\" or more"), "{e}");
+    // The default grace (24h) against a longer lifetime: refused at the lifetime.
+    let e = all_errors(&with_signing_keys(
+        r#"{ name = "jwt", max_token_lifetime = "2d" }"#,
+    ));
+    assert!(
+        e.contains("apps.billing.signing_keys.max_token_lifetime: signing key `jwt`: grace 1d is shorter than max_token_lifetime 2d"),
+        "{e}"
+    );
+    let e = all_errors(&with_signing_keys(
+        r#"{ name = "jwt", max_token_lifetime = "soon" }"#,
+    ));
+    assert!(e.contains("max_token_lifetime"), "{e}");
+}

@@ -32,7 +32,10 @@ app_root      = "/srv/warden/test"
 
 [apps.issuer]
 environments = ["test"]
-signing_keys = [{ name = "jwt", algorithm = "es256", grace = "10s" }]
+signing_keys = [
+  { name = "jwt", algorithm = "es256", grace = "10s" },
+  { name = "oidc", algorithm = "rs256", rsa_bits = 3072, grace = "2h", max_token_lifetime = "1h" },
+]
 
 [domains."shop.test.warden.internal"]
 environments = ["test"]
@@ -66,6 +69,15 @@ delivery    = "api"
 rotation    = { interval = "90d", grace = "24h" }
 evidence    = "EV-TOKENS"
 covers      = ["issuer/signing-key/jwt"]
+
+[purposes.oidc-signing]
+description = "Signs issuer's OIDC ID tokens (RS256, what every relying party accepts)"
+owner       = "issuer"
+tier        = "vault_kv"
+delivery    = "api"
+rotation    = { interval = "90d", grace = "24h" }
+evidence    = "EV-TOKENS"
+covers      = ["issuer/signing-key/oidc"]
 
 [purposes.public-tls]
 description = "Certificates of public domains"
@@ -256,6 +268,86 @@ async fn rotate_jwks_and_domain_renewal_through_the_cli() {
     );
     assert!(!stdout.contains("PRIVATE") && !stderr.contains("PRIVATE"));
 
+    // An RS256 key (3072 bits, tokens of at most 1h) through the same commands: created,
+    // rotated, both RSA keys published during the grace period; its service refuses to sign
+    // a token living longer than the declared hour.
+    let dry = text(
+        &WARDEN
+            .ok(&cmd(&[
+                "rotate",
+                "signing-key",
+                "oidc-signing",
+                "--dry-run",
+            ]))
+            .stderr,
+    );
+    assert!(
+        dry.contains("create v1  (RS256 3072-bit, old key verifies 2h after the rotation, tokens live at most 1h; purpose oidc-signing)"),
+        "{dry}"
+    );
+    for expected in [1, 2] {
+        let out = json_of(&WARDEN.ok(&cmd(&[
+            "rotate",
+            "signing-key",
+            "oidc-signing",
+            "-o",
+            "json",
+        ])));
+        let (e, r) = (&out["keys"][0], &out["keys"][0]["rotation"]);
+        assert_eq!(
+            (r["version"].as_u64(), r["alg"].as_str()),
+            (Some(expected), Some("RS256"))
+        );
+        assert_eq!(
+            (
+                e["rsa_bits"].as_u64(),
+                e["max_token_lifetime_seconds"].as_u64()
+            ),
+            (Some(3072), Some(3600))
+        );
+    }
+    let oidc = SigningKeys::load(
+        operator.clone(),
+        SigningKeyConfig::new(
+            warden_keys::KvLocation::new("kvv2", "issuer/signing/oidc"),
+            SigningAlgorithm::Rs256,
+        ),
+        Arc::new(ManualClock::starting_now()),
+    )
+    .await
+    .expect("service loads the RS256 key");
+    assert_eq!(oidc.get().signing_key().public_key().rsa_bits(), Some(3072));
+    assert_eq!(
+        oidc.get().max_token_lifetime(),
+        Some(Duration::from_secs(3600))
+    );
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let id_token = oidc
+        .sign(&json!({ "sub": "alice", "exp": now + 600 }))
+        .expect("sign an RS256 token");
+    assert!(matches!(
+        oidc.sign(&json!({ "sub": "alice", "exp": now + 7200 })),
+        Err(warden_keys::Error::TokenLifetime { .. })
+    ));
+    let out = WARDEN.ok(&plus(&["rotate", "jwks", "issuer", "oidc"], &target));
+    let published: Jwks = serde_json::from_slice(&out.stdout).expect("JWKS document");
+    assert_eq!(
+        published.keys.len(),
+        2,
+        "both versions during the grace period"
+    );
+    assert!(
+        published.keys.iter().all(|k| k.kty == "RSA"
+            && k.alg.as_deref() == Some("RS256")
+            && k.e.as_deref() == Some("AQAB")),
+        "{published:?}"
+    );
+    assert_eq!(
+        warden_keys::verify(&id_token, &published, OffsetDateTime::now_utc())
+            .expect("the RS256 token verifies against the CLI's JWKS")["sub"],
+        "alice"
+    );
+
     // A revoked purpose: refused before anything is written.
     let refused = with_code(
         &[
@@ -335,4 +427,33 @@ async fn rotate_jwks_and_domain_renewal_through_the_cli() {
         !certs[1].self_signed,
         "the root is not part of the served chain"
     );
+}
+
+/// `warden plan` refuses a signing key whose grace is shorter than the token lifetime it
+/// declares, at the grace's line and column, with the value to write; no server is contacted.
+#[test]
+fn plan_refuses_a_grace_shorter_than_the_token_lifetime() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let spec_path = dir.path().join("warden.toml");
+    std::fs::write(
+        &spec_path,
+        SPEC.replace(
+            r#"grace = "2h", max_token_lifetime = "1h""#,
+            r#"grace = "15m", max_token_lifetime = "1h""#,
+        ),
+    )
+    .expect("write spec");
+    let spec = path_str(&spec_path);
+    let out = WARDEN.run(&["plan", "--spec", spec]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{err}");
+    assert!(
+        err.contains(&format!(
+            "{spec}:13:66: apps.issuer.signing_keys.grace: signing key `oidc`: grace 15m is shorter than max_token_lifetime 1h"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("help: set grace = \"1h\" or more"), "{err}");
+    assert!(err.contains("no server was contacted"), "{err}");
+    assert!(text(&out.stdout).is_empty(), "no plan is printed");
 }

@@ -25,12 +25,14 @@ use warden_spec::{Diagnostic, Reporter, did_you_mean, explain_toml_error};
 
 mod auth;
 mod database;
+mod exec;
 mod outputs;
 mod trusted;
 
 pub use super::output::template::TemplateSource;
 pub use auth::{AuthConfig, AuthMethod, TlsIdentity};
 pub use database::DatabaseSource;
+pub use exec::{ExecEnv, ExecRestart, ExecSettings};
 pub use outputs::{
     CaChainConfig, CertificateOutput, CrlConfig, KeyType, OutputConfig, OutputKind, Reload,
     TemplateConfig,
@@ -40,6 +42,7 @@ pub(crate) use trusted::read_trusted;
 
 use auth::{RawAuth, validate_auth};
 use database::{RawDatabase, validate_databases};
+use exec::{RawExec, RawExecEnv, validate_exec, validate_exec_env};
 use outputs::{RawOutput, validate_output};
 
 type S<T> = Spanned<T>;
@@ -65,6 +68,10 @@ pub struct Config {
     pub outputs: Vec<OutputConfig>,
     /// Dynamic database credentials templates may read (`database("<name>")`), in file order.
     pub databases: Vec<DatabaseSource>,
+    /// `[[exec_env]]`: what `warden-agent exec` puts into its child's environment.
+    pub exec_env: Vec<ExecEnv>,
+    /// `[exec]`: how `warden-agent exec` treats its child.
+    pub exec: ExecSettings,
     /// `/health` and `/metrics` (served by the health module).
     pub health: Option<HealthConfig>,
     /// The local control socket (served by the control module).
@@ -252,6 +259,10 @@ struct RawConfig {
     #[serde(default)]
     database: Vec<S<RawDatabase>>,
     #[serde(default)]
+    exec_env: Vec<S<RawExecEnv>>,
+    #[serde(default)]
+    exec: Option<S<RawExec>>,
+    #[serde(default)]
     health: Option<S<RawHealth>>,
     #[serde(default)]
     control: Option<S<RawControl>>,
@@ -344,13 +355,15 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, r: &mut Reporter<'_>) -> O
             ),
         );
     }
-    if raw.output.is_empty() {
+    if raw.output.is_empty() && raw.exec_env.is_empty() {
         r.error(
             0..0,
             "output",
-            "no [[output]]: an agent with nothing to deliver has nothing to do",
+            "no [[output]] and no [[exec_env]]: an agent with nothing to deliver has nothing to do",
         );
     }
+    let exec_env = validate_exec_env(&raw.exec_env, r);
+    let exec = validate_exec(raw.exec.as_ref().map(S::get_ref), r);
     let health = raw
         .health
         .as_ref()
@@ -372,6 +385,8 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, r: &mut Reporter<'_>) -> O
         renewal,
         outputs,
         databases,
+        exec_env,
+        exec,
         health,
         control,
         state_dir: base.join("state"),

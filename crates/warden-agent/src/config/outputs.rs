@@ -467,9 +467,9 @@ fn reload(
 }
 
 /// Signals a reload may send (the ones daemons use for "reload" or "reopen").
-const SIGNALS: [&str; 6] = ["HUP", "USR1", "USR2", "TERM", "INT", "QUIT"];
+pub(super) const SIGNALS: [&str; 6] = ["HUP", "USR1", "USR2", "TERM", "INT", "QUIT"];
 
-fn parse_signal(s: &str) -> Option<nix::sys::signal::Signal> {
+pub(super) fn parse_signal(s: &str) -> Option<nix::sys::signal::Signal> {
     use nix::sys::signal::Signal;
     let s = s.trim().to_ascii_uppercase();
     Some(match s.strip_prefix("SIG").unwrap_or(&s) {

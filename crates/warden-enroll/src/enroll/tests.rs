@@ -290,3 +290,45 @@ fn report_serialises_action_and_reason_for_scripts() {
     assert_eq!(v["reason"], "new");
     assert!(!v.to_string().contains("PRIVATE KEY"));
 }
+
+/// Issue 17 (exec_env): a secret whose purpose says `delivery = "exec_env"` gets no file; it
+/// becomes an `[[exec_env]]` entry for `warden-agent exec`, governed by its purpose.
+#[test]
+fn an_exec_env_secret_is_no_file_but_an_exec_env_entry() {
+    let text = SPEC.replace(
+        "delivery    = \"agent_file\"\nrotation    = { interval = \"30d\", grace = \"7d\" }\ncustody     = \"issued by the provider's dashboard",
+        "delivery    = \"exec_env\"\nrotation    = { interval = \"30d\", grace = \"7d\" }\ncustody     = \"issued by the provider's dashboard",
+    );
+    assert_ne!(text, SPEC, "the example spec changed shape");
+    let spec = warden_spec::parse(&text, "warden.toml").unwrap();
+    let test = spec.environment("test").unwrap();
+    let id = spec.identity("billing").unwrap();
+    let cfg = agent_config(
+        &spec,
+        test,
+        id,
+        &Names::new(&spec, test, id),
+        &["https://127.0.0.1:8200/"],
+    );
+    let names: Vec<&str> = cfg.outputs.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["tls", "secret-config"],
+        "no file for the exec_env secret"
+    );
+    assert_eq!(
+        cfg.exec_env,
+        [ExecEnvSection {
+            name: "STRIPE".to_owned(),
+            mount: "kvv2".to_owned(),
+            path: "billing/stripe".to_owned(),
+            field: None,
+            purpose: Some("billing-stripe".to_owned()),
+        }]
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("agent.toml");
+    std::fs::write(&path, cfg.to_toml(&path).unwrap()).unwrap();
+    let parsed = warden_agent::Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(parsed.exec_env[0].path, "billing/stripe");
+}

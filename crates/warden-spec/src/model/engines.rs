@@ -86,17 +86,21 @@ pub enum SigningAlgorithm {
     Es256,
     /// Ed25519 (JWS `EdDSA`).
     EdDsa,
+    /// RSASSA-PKCS1-v1_5 with SHA-256 (JWS `RS256`); the modulus size is the key's
+    /// [`SigningKey::rsa_bits`] (2048 or 3072).
+    Rs256,
 }
 
 impl SigningAlgorithm {
     /// Spec spellings.
-    pub const NAMES: [&'static str; 2] = ["es256", "eddsa"];
+    pub const NAMES: [&'static str; 3] = ["es256", "eddsa", "rs256"];
 
     /// The algorithm spelled `s`.
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "es256" => Self::Es256,
             "eddsa" => Self::EdDsa,
+            "rs256" => Self::Rs256,
             _ => return None,
         })
     }
@@ -111,9 +115,14 @@ impl SigningAlgorithm {
         match self {
             Self::Es256 => "ES256",
             Self::EdDsa => "EdDSA",
+            Self::Rs256 => "RS256",
         }
     }
 }
+
+/// RSA modulus sizes a signing key may have: 2048 (the default) and 3072 bits. Smaller is
+/// too weak, larger only slows every signature down for no JWT verifier's benefit.
+pub const RSA_BITS: [u32; 2] = [2048, 3072];
 
 /// A signing key that an app reads from KV v2 and that rotates dual-key, so that
 /// signatures made just before a rotation still verify: every rotation is a new KV version; the
@@ -128,6 +137,13 @@ pub struct SigningKey {
     pub grace: Ttl,
     /// How often it should rotate (default 90d).
     pub interval: Ttl,
+    /// RSA modulus size in bits (one of [`RSA_BITS`]): `Some` exactly when `algorithm` is
+    /// [`SigningAlgorithm::Rs256`] (default 2048).
+    pub rsa_bits: Option<u32>,
+    /// The longest lifetime (`exp - now` at signing) of a token this key signs, when declared.
+    /// The previous version then verifies until at least the rotation plus this lifetime, and
+    /// validation refuses a `grace` shorter than it.
+    pub max_token_lifetime: Option<Ttl>,
 }
 
 /// A domain TLS certificate kept in KV v2 with its expiry, renewed a configurable

@@ -1,5 +1,7 @@
 //! `warden agent --config FILE [--once]`: run one identity's agent; `warden agent status |
-//! rotate OUTPUT --socket PATH`: ask a running one through its control socket.
+//! rotate OUTPUT --socket PATH`: ask a running one through its control socket; `warden agent
+//! exec --config FILE -- CMD…`: run the agent with CMD as its child, the `exec_env` secrets in
+//! the child's environment, exiting with CMD's exit code.
 //!
 //! The work is `warden_agent`; this module loads the config, turns start-up failures
 //! into messages that say what to do, wires SIGTERM/SIGINT to a clean stop, and for `--once`
@@ -38,6 +40,21 @@ enum AgentCommand {
     /// Have a running agent re-issue one output now (a certificate gets a new key and serial)
     /// and wait until it is delivered. Other outputs are not touched.
     Rotate(RotateArgs),
+    /// Run the agent with CMD as its child: the secrets of `[[exec_env]]` (purposes with
+    /// `delivery = "exec_env"`) in CMD's environment only, CMD restarted once when a value
+    /// changes, TERM/INT/QUIT/HUP/USR1/USR2 forwarded to it; exits with CMD's exit code
+    /// (128 + signal if a signal ended it).
+    Exec(ExecArgs),
+}
+
+#[derive(Debug, Args)]
+struct ExecArgs {
+    /// The agent's config (`agent.toml`, written by `warden identity enroll`).
+    #[arg(long)]
+    config: PathBuf,
+    /// The command and its arguments, after `--`, passed on untouched.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, Args)]
@@ -63,6 +80,18 @@ pub(crate) async fn run(args: AgentArgs, out: &Output) -> anyhow::Result<ExitCod
         Some(AgentCommand::Status(a)) => return control_status(&a.socket, out).await,
         Some(AgentCommand::Rotate(a)) => {
             return control_rotate(&a.name, &a.socket.socket, out).await;
+        }
+        Some(AgentCommand::Exec(a)) => {
+            let launch = Launch::prepare(&a.config).map_err(explain)?;
+            let code = launch
+                .exec(a.command, |identity| {
+                    out.progress(format!(
+                        "{identity}: agent running its command (signals are forwarded to it)"
+                    ));
+                })
+                .await
+                .map_err(explain)?;
+            return Ok(ExitCode::from(code));
         }
         None => {}
     }

@@ -2,7 +2,8 @@
 //! leaving clap out keeps it out of the agent's binary and its resident memory.
 //!
 //! It accepts what `warden agent` accepts for running an agent — `--config FILE`, `--once`,
-//! `--output text|json` (`-o`), `-v`/`-vv` (`--verbose`) — plus `--help` and `--version`.
+//! `--output text|json` (`-o`), `-v`/`-vv` (`--verbose`) — plus `--help` and `--version`, and
+//! `exec --config FILE -- CMD ARGS…` (everything after `--` is the command, untouched).
 //! `--flag=value` and `--flag value` are both fine. Anything else is a usage error (exit 2).
 
 use std::ffi::OsString;
@@ -15,6 +16,11 @@ Run one identity's agent: log in with its own credential, deliver its certificat
 CA chains, renew them before they expire, reload only on real change.
 
 Usage: warden-agent --config FILE [--once] [-v...] [--output text|json]
+       warden-agent exec --config FILE [-v...] -- CMD [ARGS...]
+
+exec: run CMD with the secrets of agent.toml's [[exec_env]] (purposes with delivery =
+\"exec_env\") added to its environment only; restart it once when a value changes, forward
+TERM/INT/QUIT/HUP/USR1/USR2 to it, and exit with its exit code (128 + signal if killed).
 
 Options:
       --config FILE     the agent's config (agent.toml, written by `warden identity enroll`)
@@ -25,12 +31,13 @@ Options:
   -V, --version         print the version
 
 The same agent as `warden agent --config FILE`; see docs/agent.md. SIGTERM or Ctrl-C stops it.
-Exit codes: 0 success, 1 failure, 2 usage error.
+Exit codes: 0 success, 1 failure, 2 usage error; exec: the command's own code once it ran.
 ";
 
 /// One line naming the usage, printed after a usage error.
 pub(crate) const USAGE: &str =
-    "Usage: warden-agent --config FILE [--once] [-v...] [--output text|json]";
+    "Usage: warden-agent --config FILE [--once] [-v...] [--output text|json]
+       warden-agent exec --config FILE [-v...] -- CMD [ARGS...]";
 
 /// What was asked for.
 #[derive(Debug, PartialEq, Eq)]
@@ -54,6 +61,8 @@ pub(crate) struct RunArgs {
     pub(crate) json: bool,
     /// How many `-v`.
     pub(crate) verbose: u8,
+    /// `exec -- CMD ARGS…`: the command, exactly as given.
+    pub(crate) exec: Option<Vec<OsString>>,
 }
 
 /// A usage error: what was wrong with the command line.
@@ -75,8 +84,15 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
     let mut verbose: u8 = 0;
     let mut help = false;
     let mut version = false;
+    let mut exec = false;
+    let mut command: Option<Vec<OsString>> = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
+        // `--`: the rest is the command, passed on untouched (its own flags included).
+        if arg == "--" {
+            command = Some(args.by_ref().collect());
+            break;
+        }
         let Some(text) = arg.to_str() else {
             return Err(UsageError(format!(
                 "unexpected argument `{}`",
@@ -130,6 +146,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
             v if v.len() > 1 && v.starts_with('-') && v[1..].bytes().all(|b| b == b'v') => {
                 verbose = verbose.saturating_add(u8::try_from(v.len() - 1).unwrap_or(u8::MAX));
             }
+            "exec" if !exec => exec = true,
             "--once" | "--verbose" | "--help" | "--version" => {
                 return Err(UsageError(format!("{flag} takes no value")));
             }
@@ -156,11 +173,36 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
         return Ok(Command::Version);
     }
     let config = config.ok_or_else(|| UsageError("--config FILE is required".to_owned()))?;
+    let exec = match (exec, command) {
+        (false, None) => None,
+        (false, Some(_)) => {
+            return Err(UsageError(
+                "a command after `--` needs `exec`: warden-agent exec --config FILE -- CMD"
+                    .to_owned(),
+            ));
+        }
+        (true, None) => {
+            return Err(UsageError(
+                "exec needs the command after `--`: warden-agent exec --config FILE -- CMD"
+                    .to_owned(),
+            ));
+        }
+        (true, Some(c)) if c.is_empty() => {
+            return Err(UsageError("exec needs a command after `--`".to_owned()));
+        }
+        (true, Some(_)) if once => {
+            return Err(UsageError(
+                "exec runs until its command exits: drop --once".to_owned(),
+            ));
+        }
+        (true, Some(c)) => Some(c),
+    };
     Ok(Command::Run(RunArgs {
         config,
         once,
         json,
         verbose,
+        exec,
     }))
 }
 
@@ -236,5 +278,26 @@ mod tests {
             "--output must be `text` or `json`, not `yaml`"
         );
         assert!(err(&["status"]).contains("warden agent status"));
+        assert!(err(&["exec", "--config", "a"]).contains("after `--`"));
+        assert!(err(&["exec", "--config", "a", "--"]).contains("needs a command"));
+        assert!(err(&["--config", "a", "--", "x"]).contains("needs `exec`"));
+        assert!(err(&["exec", "--once", "--config", "a", "--", "x"]).contains("--once"));
+    }
+
+    #[test]
+    fn exec_takes_the_command_after_the_double_dash_untouched() {
+        let r = run(&[
+            "exec", "--config", "a.toml", "-v", "--", "sh", "-c", "exit 7", "--config",
+        ]);
+        assert_eq!(r.config, PathBuf::from("a.toml"));
+        assert_eq!(r.verbose, 1);
+        let cmd: Vec<String> = r
+            .exec
+            .expect("exec")
+            .into_iter()
+            .map(|a| a.into_string().expect("utf-8"))
+            .collect();
+        assert_eq!(cmd, ["sh", "-c", "exit 7", "--config"]);
+        assert!(run(&["--config", "a"]).exec.is_none());
     }
 }

@@ -7,8 +7,8 @@
 //! and a long-running agent's resident memory is mostly the pages of its own executable (see
 //! docs/benchmarks.md, agent).
 //!
-//! Flow: [`main`] → [`args::parse`] → [`run`] → `Launch::prepare` → `once` or `serve` →
-//! `ExitCode`.
+//! Flow: [`main`] → [`args::parse`] → [`run`] → `Launch::prepare` → `once`, `serve` or `exec`
+//! → `ExitCode` (for `exec`, the command's own exit code).
 
 mod args;
 mod report;
@@ -68,6 +68,24 @@ async fn run(args: args::RunArgs) -> u8 {
             return FAILURE;
         }
     };
+    if let Some(command) = args.exec {
+        let json = args.json;
+        return match launch
+            .exec(command, |identity| {
+                report::progress(
+                    json,
+                    &format!("{identity}: agent running its command (signals are forwarded to it)"),
+                );
+            })
+            .await
+        {
+            Ok(code) => code,
+            Err(e) => {
+                report::error(&e, &e.hint());
+                FAILURE
+            }
+        };
+    }
     if args.once {
         let identity = launch.identity().to_owned();
         let outcome = launch.once().await;

@@ -29,7 +29,13 @@ struct Entry {
     purpose: String,
     location: String,
     algorithm: &'static str,
+    /// The RSA modulus size of an RS256 key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rsa_bits: Option<u32>,
     grace_seconds: u64,
+    /// The longest token lifetime the key declares (the new version records it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_token_lifetime_seconds: Option<u64>,
     /// The highest version before (0: the key does not exist yet).
     from_version: u64,
     /// `create` (first version) or `rotate`.
@@ -82,7 +88,9 @@ pub(crate) async fn run(args: SigningKeyArgs, out: &Output) -> anyhow::Result<Ex
             purpose: k.purpose.id.to_string(),
             location: config.location.to_string(),
             algorithm: k.key.algorithm.jws_alg(),
+            rsa_bits: k.key.rsa_bits,
             grace_seconds: config.grace.as_secs(),
+            max_token_lifetime_seconds: config.max_token_lifetime.map(|d| d.as_secs()),
             from_version,
             action: if from_version == 0 {
                 "create"
@@ -197,14 +205,21 @@ fn render_plan(entries: &[Entry], dry_run: bool) -> String {
         } else {
             format!("v{} → v{}", e.from_version, e.from_version + 1)
         };
+        let algorithm = match e.rsa_bits {
+            Some(bits) => format!("{} {bits}-bit", e.algorithm),
+            None => e.algorithm.to_owned(),
+        };
+        let lifetime = e
+            .max_token_lifetime_seconds
+            .map(|l| format!(", tokens live at most {}", human(l)))
+            .unwrap_or_default();
         let _ = writeln!(
             s,
-            "  {}  {}/{}  {}  {change}  ({}, old key verifies {} after the rotation; purpose {})",
+            "  {}  {}/{}  {}  {change}  ({algorithm}, old key verifies {} after the rotation{lifetime}; purpose {})",
             e.env,
             e.app,
             e.key,
             e.location,
-            e.algorithm,
             human(e.grace_seconds),
             e.purpose
         );

@@ -313,8 +313,8 @@ fn an_exec_env_secret_is_no_file_but_an_exec_env_entry() {
     let names: Vec<&str> = cfg.outputs.iter().map(|o| o.name.as_str()).collect();
     assert_eq!(
         names,
-        ["tls", "secret-config"],
-        "no file for the exec_env secret"
+        ["tls", "secret-config", "database-main"],
+        "no file for the exec_env secret (the database file is the lab database's, issue 17)"
     );
     assert_eq!(
         cfg.exec_env,

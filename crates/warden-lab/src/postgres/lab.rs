@@ -117,6 +117,17 @@ impl LabPostgres {
         })
     }
 
+    /// Checks, before anything is started, what would stop the lab's PostgreSQL later: the
+    /// server binaries are installed, and when PostgreSQL must run as `nobody` (we are root)
+    /// every existing directory above `lab_root` lets it through.
+    pub fn preflight(lab_root: &Path) -> Result<(), PgError> {
+        let lab_root = std::path::absolute(lab_root).unwrap_or_else(|_| lab_root.to_path_buf());
+        if PgServer::locate(lab_root.join("postgres/server"))?.needs_traversal() {
+            searchable_above(&lab_root)?;
+        }
+        Ok(())
+    }
+
     /// Whether `spec` declares a database on the lab's PostgreSQL.
     pub fn wanted_by(spec: &Spec) -> bool {
         spec.databases.iter().any(is_lab_database)
@@ -223,21 +234,7 @@ impl LabPostgres {
             std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o711))
                 .map_err(PgError::io("chmod 0711", d))?;
         }
-        for d in self.lab_root.ancestors().skip(1) {
-            let meta = std::fs::metadata(d).map_err(PgError::io("inspect", d))?;
-            if meta.mode() & 0o001 == 0 {
-                return Err(PgError::Io {
-                    what: "PostgreSQL runs as `nobody` (warden runs as root) and cannot traverse",
-                    path: d.to_path_buf(),
-                    source: std::io::Error::new(
-                        std::io::ErrorKind::PermissionDenied,
-                        "the directory is not searchable by others; put the lab under a directory \
-                         with mode 0711 or 0755, or run warden as a normal user",
-                    ),
-                });
-            }
-        }
-        Ok(())
+        searchable_above(&self.lab_root)
     }
 
     /// `initdb` with peer authentication for local sockets and no host access at all: no
@@ -380,6 +377,26 @@ pub fn without_lab_databases(spec: &mut Spec) {
 
 fn password_file(lab_root: &Path, admin: &str) -> PathBuf {
     lab_root.join("postgres").join(format!("{admin}.password"))
+}
+
+/// Every existing directory above `lab_root` must be searchable by others (PostgreSQL runs as
+/// `nobody`); the first that is not is named.
+fn searchable_above(lab_root: &Path) -> Result<(), PgError> {
+    for d in lab_root.ancestors().skip(1).filter(|d| d.exists()) {
+        let meta = std::fs::metadata(d).map_err(PgError::io("inspect", d))?;
+        if meta.mode() & 0o001 == 0 {
+            return Err(PgError::Io {
+                what: "PostgreSQL runs as `nobody` (warden runs as root) and cannot traverse",
+                path: d.to_path_buf(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    "the directory is not searchable by others; put the lab under a directory \
+                     with mode 0711 or 0755, or run warden as a normal user",
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn is_lab_database(db: &warden_spec::Database) -> bool {

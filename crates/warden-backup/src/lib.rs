@@ -558,22 +558,7 @@ pub fn decrypt(
 /// Verifies a backup offline without restoring it.
 pub fn verify(req: &VerifyRequest<'_>) -> Result<Verified, BackupError> {
     let (snap, manifest, signed) = check_manifest(req.backup, req.keys, req.env)?;
-    let mut checker = archive::Checker::start().map_err(|source| BackupError::Archive {
-        what: snap.display().to_string(),
-        source,
-    })?;
-    decrypt(&snap, req.identity, |c| checker.write(c))?;
-    let info = checker.finish().map_err(|source| BackupError::Archive {
-        what: snap.display().to_string(),
-        source,
-    })?;
-    if info.index != manifest.raft_index {
-        return Err(BackupError::IndexMismatch {
-            path: snap,
-            found: info.index,
-            expected: manifest.raft_index,
-        });
-    }
+    let info = check_archive(&snap, &manifest, req.identity, |_| {})?;
     Ok(Verified {
         snapshot: snap,
         manifest,
@@ -581,4 +566,35 @@ pub fn verify(req: &VerifyRequest<'_>) -> Result<Verified, BackupError> {
         key_sha256: signed.key_sha256,
         archive: info,
     })
+}
+
+/// The offline check after [`check_manifest`], shared by [`verify`] and [`restore::open`]:
+/// decrypts the snapshot (each piece also handed to `each`) and reads it as a raft archive,
+/// whose index must be the signed manifest's. Nothing is contacted.
+pub(crate) fn check_archive(
+    snap: &Path,
+    manifest: &Manifest,
+    identity: &warden_custody::IdentityFile,
+    mut each: impl FnMut(&[u8]),
+) -> Result<archive::SnapshotInfo, BackupError> {
+    let mut checker = archive::Checker::start().map_err(|source| BackupError::Archive {
+        what: snap.display().to_string(),
+        source,
+    })?;
+    decrypt(snap, identity, |c| {
+        checker.write(c);
+        each(c);
+    })?;
+    let info = checker.finish().map_err(|source| BackupError::Archive {
+        what: snap.display().to_string(),
+        source,
+    })?;
+    if info.index != manifest.raft_index {
+        return Err(BackupError::IndexMismatch {
+            path: snap.to_path_buf(),
+            found: info.index,
+            expected: manifest.raft_index,
+        });
+    }
+    Ok(info)
 }

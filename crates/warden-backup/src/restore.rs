@@ -13,7 +13,7 @@ use serde::Serialize;
 use warden_bao::Client;
 use zeroize::Zeroizing;
 
-use crate::archive::{self, SnapshotInfo};
+use crate::archive::SnapshotInfo;
 use crate::{BackupError, Manifest, VerifyRequest};
 
 /// A backup that passed every offline check, its snapshot held in memory (wiped on drop).
@@ -41,28 +41,12 @@ impl std::fmt::Debug for Opened {
 /// Checks a backup offline and decrypts it into memory. Nothing is contacted.
 pub fn open(req: &VerifyRequest<'_>) -> Result<Opened, BackupError> {
     let (snap, manifest, _) = crate::check_manifest(req.backup, req.keys, req.env)?;
-    let mut checker = archive::Checker::start().map_err(|source| BackupError::Archive {
-        what: snap.display().to_string(),
-        source,
-    })?;
     let mut plain = Zeroizing::new(Vec::with_capacity(
         usize::try_from(manifest.snapshot_bytes).unwrap_or(0),
     ));
-    crate::decrypt(&snap, req.identity, |c| {
-        checker.write(c);
-        plain.extend_from_slice(c);
+    let info = crate::check_archive(&snap, &manifest, req.identity, |c| {
+        plain.extend_from_slice(c)
     })?;
-    let info = checker.finish().map_err(|source| BackupError::Archive {
-        what: snap.display().to_string(),
-        source,
-    })?;
-    if info.index != manifest.raft_index {
-        return Err(BackupError::IndexMismatch {
-            path: snap,
-            found: info.index,
-            expected: manifest.raft_index,
-        });
-    }
     Ok(Opened {
         snapshot: snap,
         manifest,

@@ -323,3 +323,23 @@ pub fn path_str(path: &Path) -> &str {
     path.to_str()
         .unwrap_or_else(|| panic!("{} is not UTF-8", path.display()))
 }
+
+/// `ARGS --spec SPEC --lab LAB --env test`: a command on environment `test` of a lab, as owned
+/// strings (see [`refs`] for the `&str` slice [`Cli::run`] and [`Cli::ok`] take).
+pub fn on_lab(args: &[&str], spec: &Path, lab: &Path) -> Vec<String> {
+    let mut v: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    v.extend([
+        "--spec".into(),
+        path_str(spec).into(),
+        "--lab".into(),
+        path_str(lab).into(),
+        "--env".into(),
+        "test".into(),
+    ]);
+    v
+}
+
+/// The strings of `v` as `&str`s.
+pub fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}

@@ -101,15 +101,33 @@ pub async fn login_cert(client: &Client, role: &str) -> Result<Auth, warden_bao:
     Ok(auth)
 }
 
-/// The role-id and a fresh secret-id of AppRole `role`, as an operator delivers them.
-pub async fn approle_credentials(operator: &Client, role: &str) -> (String, SecretString) {
-    let role_id = operator
+/// The role-id of AppRole `role`, as an operator reads it.
+pub async fn approle_role_id(operator: &Client, role: &str) -> String {
+    operator
         .read(&format!("auth/approle/role/{role}/role-id"))
         .await
         .expect("read role-id")
         .data
         .and_then(|d| d["role_id"].as_str().map(str::to_owned))
-        .expect("role_id");
+        .expect("role_id")
+}
+
+/// A fresh secret-id of AppRole `role` *wrapped* (for 5 minutes): OpenBao answers with a
+/// single-use wrapping token, and the secret-id itself never leaves the server unwrapped.
+pub async fn wrapped_secret_id(operator: &Client, role: &str) -> warden_bao::WrapInfo {
+    operator
+        .write_wrapped(
+            &format!("auth/approle/role/{role}/secret-id"),
+            &json!({}),
+            Duration::from_secs(300),
+        )
+        .await
+        .expect("wrapped secret-id")
+}
+
+/// The role-id and a fresh secret-id of AppRole `role`, as an operator delivers them.
+pub async fn approle_credentials(operator: &Client, role: &str) -> (String, SecretString) {
+    let role_id = approle_role_id(operator, role).await;
     let secret_id = operator
         .write(
             &format!("auth/approle/role/{role}/secret-id"),

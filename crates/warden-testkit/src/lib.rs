@@ -30,7 +30,8 @@
 //!
 //! * [`cli::Cli`] runs a binary (`warden`, `warden-agent`; the test passes
 //!   `env!("CARGO_BIN_EXE_<name>")`) with a clean environment and a time limit;
-//!   [`cli::Run`] is a finished run as text, with assertions that print the whole run.
+//!   [`cli::Run`] is a finished run as text, with assertions that print the whole run;
+//!   [`cli::on_lab`] adds `--spec SPEC --lab LAB --env test` to a command.
 //! * [`RunningAgent`] is a long-running agent process, killed when dropped.
 //! * [`wait_for`], [`wait_for_async`] and [`Poll`] wait for what a background process does.
 //! * [`dead_address`] is a loopback address that refuses connections, for failover tests.
@@ -39,11 +40,13 @@
 //!   [`prod_nodes_spec`] writes a spec listing nodes, for `warden server config`.
 //! * [`identity`] logs in the way apps, containers and pipelines do (cert, AppRole, JWT).
 //! * [`files::mode`] and [`files::write_private`] check and write permission bits;
-//!   [`EXAMPLE_SPEC`] is the shipped example spec; [`example_spec`] loads it as a harness lab
-//!   (no PostgreSQL) runs it.
+//!   [`EXAMPLE_SPEC`] is the shipped example spec, and [`spec_with_backup`] it with backups;
+//!   [`example_spec`] loads it as a harness lab (no PostgreSQL) runs it.
+//! * [`SpecLab`] is a lab with a spec written for it, commands run against both;
+//!   [`agent_once`] and [`agent_once_and_read`] run an enrolled identity's agent once.
 //!
 //! Modules behind those items: `bao`, `bare` and `postgres` (the servers), `lab` and `lab_guard` (the
-//! two kinds of lab), `agent`, `wait`, `spec`, `output` (a server's output, secrets redacted),
+//! two kinds of lab), `agent`, `wait`, `spec`, `spec_lab`, `output` (a server's output, secrets redacted),
 //! `random` (fixture secrets), `error`.
 //!
 //! The `start` functions panic with a diagnostic (the server's last output lines) because they
@@ -65,6 +68,7 @@ mod output;
 mod postgres;
 mod random;
 mod spec;
+mod spec_lab;
 mod wait;
 
 pub use agent::RunningAgent;
@@ -76,6 +80,7 @@ pub use lab::{LabEnv, example_permitted_dns};
 pub use lab_guard::LabGuard;
 pub use node_dirs::{NodeDirs, prod_nodes_spec};
 pub use postgres::Postgres;
-pub use spec::{EXAMPLE_SPEC, EXAMPLE_SPEC_TEXT, example_spec};
+pub use spec::{EXAMPLE_SPEC, EXAMPLE_SPEC_TEXT, example_spec, spec_with_backup};
+pub use spec_lab::{SpecLab, agent_once, agent_once_and_read};
 pub use wait::{Poll, wait_for, wait_for_async};
 pub use warden_lab::process;

@@ -4,8 +4,11 @@
 //! A secret's value is a JSON object (`{"key": "value", …}`, any JSON values) or `KEY=VALUE`
 //! lines. Error messages name the line and the key, never the content: the content is the
 //! secret.
+//!
+//! Also the one place a command asks the operator to confirm destructive work at the terminal
+//! ([`confirm`], [`ask`]): never from a pipe, never in JSON mode, where nobody sees the plan.
 
-use std::io::{IsTerminal, Read};
+use std::io::{BufRead, IsTerminal, Read};
 use std::path::Path;
 
 use anyhow::Context;
@@ -13,6 +16,7 @@ use warden_bao::{KvData, SecretValue};
 use zeroize::Zeroizing;
 
 use crate::hint::HintExt;
+use crate::output::Output;
 
 /// Reads all of `file`, or of stdin when `file` is `None`. Refuses a terminal on stdin.
 pub(crate) fn read_bytes(file: Option<&Path>, what: &str) -> anyhow::Result<Zeroizing<Vec<u8>>> {
@@ -115,6 +119,57 @@ fn parse_lines(text: &str, origin: &str) -> anyhow::Result<KvData> {
         data.insert(key, SecretValue::text(value.to_owned()));
     }
     Ok(data)
+}
+
+/// The words of a yes/no confirmation, for its refusal and cancellation messages.
+pub(crate) struct Confirmation<'a> {
+    /// What is about to happen: "revoke" in "refusing to revoke without confirmation".
+    pub(crate) action: &'a str,
+    /// What the terminal showed to confirm, and `--dry-run` shows: "plan", "preview".
+    pub(crate) shown: &'a str,
+    /// The action as a noun: "revocation" in "revocation cancelled".
+    pub(crate) noun: &'a str,
+    /// What a refusal or a "no" left undone: "nothing was revoked".
+    pub(crate) untouched: &'a str,
+}
+
+/// Asks `question` with `[y/N]` on the terminal; `y`, `Y` or `yes` go ahead. Refuses when nobody
+/// can answer: stdin is not a terminal, or JSON mode, where the plan is not shown.
+pub(crate) fn confirm(out: &Output, question: &str, c: &Confirmation<'_>) -> anyhow::Result<()> {
+    if out.is_json() || !std::io::stdin().is_terminal() {
+        return Err(anyhow::anyhow!(
+            "refusing to {} without confirmation: {}; {}",
+            c.action,
+            if out.is_json() {
+                format!("-o json shows no {} to confirm", c.shown)
+            } else {
+                "stdin is not a terminal".to_owned()
+            },
+            c.untouched
+        ))
+        .hint(format!(
+            "review the {} (--dry-run shows it), then pass --yes",
+            c.shown
+        ));
+    }
+    let answer = ask(out, &format!("{question} [y/N] "))?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!("{} cancelled; {}", c.noun, c.untouched))
+    }
+}
+
+/// Prints `prompt` on stderr (text mode) and reads one line of stdin, the answer. The caller
+/// has made sure a person is at the terminal.
+pub(crate) fn ask(out: &Output, prompt: &str) -> anyhow::Result<String> {
+    out.stderr_block(prompt);
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| anyhow::anyhow!("could not read the answer: {e}"))?;
+    Ok(answer)
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use warden_bao::{Client, ClientConfig, Idempotent, KeyType};
 use warden_files::Mode;
 use warden_testkit::cli::{Cli, path_str, text};
 use warden_testkit::files::{line_count, mode};
+use warden_testkit::identity::{approle_role_id, wrapped_secret_id};
 use warden_testkit::{EXAMPLE_SPEC, LabEnv, Poll, RunningAgent};
 
 /// The binary under test.
@@ -319,23 +320,10 @@ async fn container_agent_logs_in_with_a_wrapped_secret_id_once() {
         )
         .await
         .expect("write the worker's secret");
-    let role_id = operator
-        .read("auth/approle/role/worker/role-id")
-        .await
-        .expect("role-id")
-        .data
-        .and_then(|d| d["role_id"].as_str().map(str::to_owned))
-        .expect("role_id field");
+    let role_id = approle_role_id(&operator, "worker").await;
     // The operator asks for the secret-id *wrapped*: OpenBao answers with a single-use
     // wrapping token and the secret-id itself never leaves the server unwrapped.
-    let wrapped = operator
-        .write_wrapped(
-            "auth/approle/role/worker/secret-id",
-            &json!({}),
-            Duration::from_secs(300),
-        )
-        .await
-        .expect("wrapped secret-id");
+    let wrapped = wrapped_secret_id(&operator, "worker").await;
     assert_eq!(wrapped.creation_path, "auth/approle/role/worker/secret-id");
     let wrapping_token =
         zeroize::Zeroizing::new(warden_bao::ExposeSecret::expose_secret(&wrapped.token).to_owned());
@@ -592,21 +580,8 @@ async fn a_container_agent_renews_its_hosts_transport_certificate() {
         )
         .await
         .expect("write the worker's secret");
-    let role_id = operator
-        .read("auth/approle/role/worker/role-id")
-        .await
-        .expect("role-id")
-        .data
-        .and_then(|d| d["role_id"].as_str().map(str::to_owned))
-        .expect("role_id field");
-    let wrapped = operator
-        .write_wrapped(
-            "auth/approle/role/worker/secret-id",
-            &json!({}),
-            Duration::from_secs(300),
-        )
-        .await
-        .expect("wrapped secret-id");
+    let role_id = approle_role_id(&operator, "worker").await;
+    let wrapped = wrapped_secret_id(&operator, "worker").await;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let id = dir.path().join("worker");

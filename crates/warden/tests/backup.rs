@@ -15,8 +15,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use warden_testkit::cli::{Cli, path_str, text};
-use warden_testkit::{EXAMPLE_SPEC, LabEnv};
+use warden_testkit::cli::{Cli, on_lab, path_str, refs, text};
+use warden_testkit::{EXAMPLE_SPEC, LabEnv, spec_with_backup};
 
 const WARDEN: Cli = Cli::new(env!("CARGO_BIN_EXE_warden"));
 
@@ -38,44 +38,6 @@ fn identity(dir: &Path, name: &str) -> (PathBuf, String) {
     std::fs::write(&p, g.file_text.as_bytes()).expect("write identity");
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     (p, g.recipient)
-}
-
-/// The example spec with `[environments.test.backup]`.
-fn spec_with_backup(dir: &Path, recipients: &[&str], keep: u32) -> PathBuf {
-    let example = std::fs::read_to_string(EXAMPLE_SPEC).expect("example spec");
-    let list: Vec<String> = recipients.iter().map(|r| format!("\"{r}\"")).collect();
-    let text = format!(
-        "{example}\n[environments.test.backup]\nrecipients = [{}]\ndir = \"backups\"\nkeep = {keep}\n",
-        list.join(", ")
-    );
-    let p = dir.join("warden.toml");
-    std::fs::write(&p, text).expect("write spec");
-    // Relative paths in the example resolve against the spec's directory.
-    for entry in std::fs::read_dir(Path::new(EXAMPLE_SPEC).parent().expect("dir")).expect("ls") {
-        let entry = entry.expect("entry");
-        let target = dir.join(entry.file_name());
-        if !target.exists() && entry.path() != Path::new(EXAMPLE_SPEC) {
-            let _ = std::os::unix::fs::symlink(entry.path(), target);
-        }
-    }
-    p
-}
-
-fn on_lab(args: &[&str], spec: &Path, lab: &Path) -> Vec<String> {
-    let mut v: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    v.extend([
-        "--spec".into(),
-        path_str(spec).into(),
-        "--lab".into(),
-        path_str(lab).into(),
-        "--env".into(),
-        "test".into(),
-    ]);
-    v
-}
-
-fn refs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
 }
 
 fn files_in(dir: &Path) -> Vec<String> {
@@ -287,6 +249,20 @@ fn custodians(spec: &Path, lab: &Path) -> (Vec<String>, usize) {
     )
 }
 
+/// A root client of the lab's `test` environment, with a break-glass token (see
+/// [`break_glass`]) that also stays in `file`.
+fn break_glass_root(lab: &LabEnv, spec: &Path, file: &Path) -> warden_bao::Client {
+    break_glass(lab, spec, file);
+    let root = lab.client("test");
+    root.set_token(warden_bao::SecretString::from(
+        std::fs::read_to_string(file)
+            .expect("token")
+            .trim()
+            .to_owned(),
+    ));
+    root
+}
+
 /// `warden break-glass open` with the lab custodians' shares; the token goes to `file`.
 fn break_glass(lab: &LabEnv, spec: &Path, file: &Path) {
     let (names, threshold) = custodians(spec, lab.dir());
@@ -356,14 +332,7 @@ async fn a_restore_brings_back_the_first_200_writes_and_not_the_50_after_the_bac
     WARDEN.ok(&refs(&on_lab(&["apply"], &spec, &lab_dir)));
     // The break-glass token predates the snapshot, so it is still valid in the restored store.
     let token_file = dir.path().join("break-glass.token");
-    break_glass(&lab, &spec, &token_file);
-    let root = lab.client("test");
-    root.set_token(warden_bao::SecretString::from(
-        std::fs::read_to_string(&token_file)
-            .expect("token")
-            .trim()
-            .to_owned(),
-    ));
+    let root = break_glass_root(&lab, &spec, &token_file);
 
     for i in 0..200 {
         put(&root, i, &format!("before-{i}")).await;
@@ -914,14 +883,7 @@ async fn backups_survive_a_full_disk_a_frozen_server_symlinks_and_swapped_manife
     // --stall-timeout, a clear error, no temp file. A few MB of incompressible data make the
     // stream long enough to stop it half way.
     let token_file = dir.path().join("break-glass.token");
-    break_glass(&lab, &spec, &token_file);
-    let root = lab.client("test");
-    root.set_token(warden_bao::SecretString::from(
-        std::fs::read_to_string(&token_file)
-            .expect("token")
-            .trim()
-            .to_owned(),
-    ));
+    let root = break_glass_root(&lab, &spec, &token_file);
     for i in 0..120 {
         let noise: String = (0..24_000)
             .map(|j| {

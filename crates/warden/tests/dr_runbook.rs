@@ -12,11 +12,14 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde_json::Value;
-use warden_testkit::cli::{Cli, path_str, text};
-use warden_testkit::{EXAMPLE_SPEC, LabEnv};
+use warden_testkit::cli::{Cli, on_lab, path_str, refs, text};
+use warden_testkit::{LabEnv, spec_with_backup};
 
 const WARDEN: Cli = Cli::new(env!("CARGO_BIN_EXE_warden"));
 const DR_MD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/dr.md");
+
+/// The runbook's status check, the step every wait repeats.
+const LAB_STATUS: &str = "warden lab status --dir LAB --output json";
 
 /// "Lose one node": after node 3 is killed and its disk wiped.
 const LOSE_ONE_NODE: &[&str] = &[
@@ -55,22 +58,18 @@ fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
-/// The example spec with `[environments.test.backup]` in `dir`.
-fn spec_with_backup(dir: &Path, recipient: &str) -> PathBuf {
-    let example = std::fs::read_to_string(EXAMPLE_SPEC).expect("example spec");
-    let text = format!(
-        "{example}\n[environments.test.backup]\nrecipients = [\"{recipient}\"]\ndir = \"backups\"\nkeep = 5\n"
-    );
-    let p = dir.join("warden.toml");
-    std::fs::write(&p, text).expect("write spec");
-    for entry in std::fs::read_dir(Path::new(EXAMPLE_SPEC).parent().expect("dir")).expect("ls") {
-        let entry = entry.expect("entry");
-        let target = dir.join(entry.file_name());
-        if !target.exists() && entry.path() != Path::new(EXAMPLE_SPEC) {
-            let _ = std::os::unix::fs::symlink(entry.path(), target);
-        }
-    }
-    p
+/// A three-node lab, a work directory, and in it the example spec with backups (to a
+/// recipient nobody here restores with: these walks never decrypt a backup).
+async fn cluster_with_backup() -> (LabEnv, tempfile::TempDir, PathBuf) {
+    install_crypto_provider();
+    let lab = LabEnv::start_with_nodes(&["test"], 3).await;
+    let dir = tempfile::Builder::new()
+        .prefix("warden-dr-runbook-")
+        .tempdir()
+        .expect("tempdir");
+    let g = warden_custody::generate_identity();
+    let spec = spec_with_backup(dir.path(), &[&g.recipient], 5);
+    (lab, dir, spec)
 }
 
 /// Runs one runbook line with its placeholders filled; `> FILE` writes stdout there.
@@ -191,23 +190,8 @@ fn lab_status(out: &std::process::Output) -> Vec<Value> {
 /// see docs/dr.md.)
 #[tokio::test(flavor = "multi_thread")]
 async fn lose_one_node_the_cluster_serves_and_the_node_rejoins_and_catches_up() {
-    install_crypto_provider();
-    let lab = LabEnv::start_with_nodes(&["test"], 3).await;
-    let dir = tempfile::Builder::new()
-        .prefix("warden-dr-runbook-")
-        .tempdir()
-        .expect("tempdir");
-    let g = warden_custody::generate_identity();
-    let spec = spec_with_backup(dir.path(), &g.recipient);
-    WARDEN.ok(&[
-        "apply",
-        "--spec",
-        path_str(&spec),
-        "--lab",
-        path_str(lab.dir()),
-        "--env",
-        "test",
-    ]);
+    let (lab, _dir, spec) = cluster_with_backup().await;
+    WARDEN.ok(&refs(&on_lab(&["apply"], &spec, lab.dir())));
     let vars: HashMap<&str, String> = HashMap::from([
         ("LAB", path_str(lab.dir()).to_owned()),
         ("SPEC", path_str(&spec).to_owned()),
@@ -238,33 +222,25 @@ async fn lose_one_node_the_cluster_serves_and_the_node_rejoins_and_catches_up() 
         .find(|n| n["role"] == "leader")
         .expect("leader");
     let want = leader["raft_committed_index"].as_u64().expect("index");
-    let t = Instant::now();
-    loop {
-        let st = ok(LOSE_ONE_NODE[3], &vars);
-        let n = &lab_status(&st)[usize::from(victim) - 1];
-        if n["raft_applied_index"].as_u64().unwrap_or(0) >= want {
-            break;
-        }
-        assert!(
-            t.elapsed() < std::time::Duration::from_secs(60),
-            "node {victim} did not catch up to {want}: {n}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(250));
-    }
+    wait_applied(victim, want, &vars);
 }
 
 /// Waits until node `index` has applied the leader's commit index (`lab status`).
 fn wait_caught_up(index: u8, vars: &HashMap<&str, String>) {
-    let line = "warden lab status --dir LAB --output json";
-    let nodes = lab_status(&ok(line, vars));
+    let nodes = lab_status(&ok(LAB_STATUS, vars));
     let leader = nodes
         .iter()
         .find(|n| n["role"] == "leader")
         .expect("leader");
     let want = leader["raft_committed_index"].as_u64().expect("index");
+    wait_applied(index, want, vars);
+}
+
+/// Waits (at most a minute) until node `index` has applied raft index `want` (`lab status`).
+fn wait_applied(index: u8, want: u64, vars: &HashMap<&str, String>) {
     let t = Instant::now();
     loop {
-        let n = &lab_status(&ok(line, vars))[usize::from(index) - 1];
+        let n = &lab_status(&ok(LAB_STATUS, vars))[usize::from(index) - 1];
         if n["raft_applied_index"].as_u64().unwrap_or(0) >= want {
             return;
         }
@@ -281,14 +257,7 @@ fn wait_caught_up(index: u8, vars: &HashMap<&str, String>) {
 /// (a break-glass token) `lab up` brings it back, it rejoins and catches up.
 #[tokio::test(flavor = "multi_thread")]
 async fn lose_one_nodes_disk_remove_the_peer_and_it_rejoins_empty() {
-    install_crypto_provider();
-    let lab = LabEnv::start_with_nodes(&["test"], 3).await;
-    let dir = tempfile::Builder::new()
-        .prefix("warden-dr-runbook-")
-        .tempdir()
-        .expect("tempdir");
-    let g = warden_custody::generate_identity();
-    let spec = spec_with_backup(dir.path(), &g.recipient);
+    let (lab, dir, spec) = cluster_with_backup().await;
     let layout = lab.lab().layout().env("test");
     let ids = warden_lab::custodians_dir(&layout);
     let shares = warden_lab::shares_dir(&layout);
@@ -371,7 +340,7 @@ async fn lose_every_node_rebuild_restore_and_unseal_with_the_old_shares() {
     let restorer = dir.path().join("restorer.key");
     std::fs::write(&restorer, g.file_text.as_bytes()).expect("identity");
     std::fs::set_permissions(&restorer, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    let spec = spec_with_backup(dir.path(), &g.recipient);
+    let spec = spec_with_backup(dir.path(), &[&g.recipient], 5);
     let layout = lab.lab().layout().env("test");
     let ids = warden_lab::custodians_dir(&layout);
     let shares = warden_lab::shares_dir(&layout);
@@ -392,15 +361,7 @@ async fn lose_every_node_rebuild_restore_and_unseal_with_the_old_shares() {
         ),
         ("OLD_STATE", path_str(&old_state).to_owned()),
     ]);
-    WARDEN.ok(&[
-        "apply",
-        "--spec",
-        path_str(&spec),
-        "--lab",
-        path_str(lab.dir()),
-        "--env",
-        "test",
-    ]);
+    WARDEN.ok(&refs(&on_lab(&["apply"], &spec, lab.dir())));
     // What the environment holds before: its purposes as posture reports them.
     let before = posture(LOSE_EVERY_NODE[5], &vars);
 
@@ -544,7 +505,7 @@ fn a_drill_of_a_static_seal_lab_is_refused_naming_what_is_supported() {
         path_str(&lab),
     ]);
     let g = warden_custody::generate_identity();
-    let spec = spec_with_backup(dir.path(), &g.recipient);
+    let spec = spec_with_backup(dir.path(), &[&g.recipient], 5);
     let out = WARDEN.run(&[
         "dr",
         "drill",

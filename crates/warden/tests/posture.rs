@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 use warden_bao::Idempotent;
-use warden_testkit::LabEnv;
 use warden_testkit::cli::{Cli, path_str, text};
+use warden_testkit::{SpecLab, agent_once};
 
 /// The binary under test.
 const WARDEN: Cli = Cli::new(env!("CARGO_BIN_EXE_warden"));
@@ -138,31 +138,16 @@ fn statuses(report: &Value) -> BTreeMap<String, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn posture_shows_every_status_from_live_state() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let lab = LabEnv::start(&["test"]).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let spec = dir.path().join("warden.toml");
-    std::fs::write(&spec, SPEC).expect("write spec");
-    let base = ["--spec", path_str(&spec), "--lab", path_str(lab.dir())];
-    let args = |extra: &[&str]| -> Vec<String> {
-        extra
-            .iter()
-            .chain(base.iter())
-            .map(|a| (*a).to_owned())
-            .collect()
-    };
-    let run = |extra: &[&str]| {
-        let a = args(extra);
-        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-        WARDEN.run(&refs)
-    };
+    let t = SpecLab::start(WARDEN, SPEC).await;
+    let lab = t.lab();
+    let run = |extra: &[&str]| t.run(extra);
 
     // A spec missing a purpose is refused by apply, naming the credential.
     let partial = SPEC.replace(
         "covers = [\"*/secret-id\"]",
         "covers = [\"billing/secret/config\"]",
     );
-    let partial_path = dir.path().join("partial.toml");
+    let partial_path = t.dir().join("partial.toml");
     std::fs::write(&partial_path, &partial).expect("write");
     let out = WARDEN.run(&[
         "apply",
@@ -244,18 +229,8 @@ async fn posture_shows_every_status_from_live_state() {
 
     // billing's agent delivers its certificate once and reports it (OpenBao keeps no copy).
     let root = tempfile::tempdir().expect("identity root");
-    let enroll = run(&[
-        "identity",
-        "enroll",
-        "billing",
-        "--env",
-        "test",
-        "--root-dir",
-        path_str(root.path()),
-    ]);
-    assert!(enroll.status.success(), "enroll: {}", text(&enroll.stderr));
-    let config = root.path().join("test/billing/agent.toml");
-    let agent = WARDEN.run(&["agent", "--config", path_str(&config), "--once"]);
+    t.enroll(root.path(), "billing");
+    let agent = agent_once(&WARDEN, root.path(), "billing");
     assert!(
         agent.status.success(),
         "agent --once: {}",

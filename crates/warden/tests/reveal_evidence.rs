@@ -15,7 +15,7 @@ use std::process::Output;
 
 use serde_json::{Value, json};
 use warden_bao::{Client, Idempotent};
-use warden_testkit::cli::{Cli, path_str, text};
+use warden_testkit::cli::{Cli, on_lab, path_str, refs, text};
 use warden_testkit::{EXAMPLE_SPEC, LabEnv};
 
 /// The binary under test.
@@ -64,24 +64,6 @@ fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, body).expect("write file");
     p
-}
-
-/// `warden ARGS --spec EXAMPLE_SPEC --lab LAB --env test`.
-fn on_lab(args: &[&str], spec: &Path, lab: &Path) -> Vec<String> {
-    let mut v: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    v.extend([
-        "--spec".into(),
-        path_str(spec).into(),
-        "--lab".into(),
-        path_str(lab).into(),
-        "--env".into(),
-        "test".into(),
-    ]);
-    v
-}
-
-fn refs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
 }
 
 #[track_caller]

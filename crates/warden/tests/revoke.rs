@@ -10,9 +10,9 @@ use std::path::Path;
 use serde_json::Value;
 use warden_bao::{Client, ClientIdentity};
 use warden_enroll::IdentityLayout;
-use warden_testkit::LabEnv;
-use warden_testkit::cli::{Cli, path_str, text};
+use warden_testkit::cli::{Cli, text};
 use warden_testkit::identity::{EnvAccess, approle_credentials, login_approle, login_cert};
+use warden_testkit::{SpecLab, agent_once, agent_once_and_read};
 use x509_parser::prelude::FromDer;
 
 /// The binary under test.
@@ -84,11 +84,12 @@ async fn crl_serials(op: &Client) -> Vec<String> {
 /// The serials (lowercase hex, no separators) on the CRL `edge`'s agent delivered, after
 /// running it once more.
 fn delivered_crl_serials(root: &Path) -> Vec<String> {
-    let config = root.join("test/edge/agent.toml");
-    let out = WARDEN.run(&["agent", "--config", path_str(&config), "--once"]);
-    assert!(out.status.success(), "edge's agent: {}", text(&out.stderr));
-    let pem = std::fs::read_to_string(root.join("test/edge/out/ca/crl.pem")).expect("crl.pem");
-    serials_of_crl(&pem)
+    serials_of_crl(&agent_once_and_read(
+        &WARDEN,
+        root,
+        "edge",
+        "out/ca/crl.pem",
+    ))
 }
 
 fn serials_of_crl(pem: &str) -> Vec<String> {
@@ -108,34 +109,16 @@ async fn revocation_records(op: &Client) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoke_identity_kills_its_certificate_token_and_login_and_nothing_else() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let lab = LabEnv::start(&["test"]).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let spec = dir.path().join("warden.toml");
-    std::fs::write(&spec, SPEC).expect("write spec");
-    let base = ["--spec", path_str(&spec), "--lab", path_str(lab.dir())];
-    let run = |extra: &[&str]| {
-        let a: Vec<&str> = extra.iter().chain(base.iter()).copied().collect();
-        WARDEN.run(&a)
-    };
-    let out = run(&["apply"]);
-    assert!(out.status.success(), "apply: {}", text(&out.stderr));
+    let t = SpecLab::start(WARDEN, SPEC).await;
+    let lab = t.lab();
+    let run = |extra: &[&str]| t.run(extra);
+    t.apply();
 
     // Every identity enrolled, its agent run once (each reports what it holds).
     let root = tempfile::tempdir().expect("identity root");
     for name in ["billing", "ledger", "edge"] {
-        let out = run(&[
-            "identity",
-            "enroll",
-            name,
-            "--env",
-            "test",
-            "--root-dir",
-            path_str(root.path()),
-        ]);
-        assert!(out.status.success(), "enroll {name}: {}", text(&out.stderr));
-        let config = root.path().join(format!("test/{name}/agent.toml"));
-        let out = WARDEN.run(&["agent", "--config", path_str(&config), "--once"]);
+        t.enroll(root.path(), name);
+        let out = agent_once(&WARDEN, root.path(), name);
         assert!(out.status.success(), "agent {name}: {}", text(&out.stderr));
     }
     let op = lab.client("test");
@@ -156,7 +139,7 @@ async fn revoke_identity_kills_its_certificate_token_and_login_and_nothing_else(
         .to_owned();
     let bare = |s: &str| s.replace([':', '-'], "").to_ascii_lowercase();
 
-    let access = EnvAccess::of(&lab, "test");
+    let access = EnvAccess::of(lab, "test");
     let billing = logged_in(&access, root.path(), "billing")
         .await
         .expect("billing logs in before");
@@ -426,36 +409,15 @@ fn serial_on_disk(root: &Path, name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_refuse_new_certificates_under_a_revoked_purpose_or_outside_grace_and_keep_theirs() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let lab = LabEnv::start(&["test"]).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let spec = dir.path().join("warden.toml");
-    std::fs::write(&spec, FAIL_CLOSED_SPEC).expect("write spec");
-    let base = ["--spec", path_str(&spec), "--lab", path_str(lab.dir())];
-    let run = |extra: &[&str]| {
-        let a: Vec<&str> = extra.iter().chain(base.iter()).copied().collect();
-        WARDEN.run(&a)
-    };
-    let out = run(&["apply"]);
-    assert!(out.status.success(), "apply: {}", text(&out.stderr));
+    let t = SpecLab::start(WARDEN, FAIL_CLOSED_SPEC).await;
+    let run = |extra: &[&str]| t.run(extra);
+    t.apply();
 
     let root = tempfile::tempdir().expect("identity root");
     let apps = ["billing", "ledger", "audit"];
-    let once = |name: &str| {
-        let config = root.path().join(format!("test/{name}/agent.toml"));
-        WARDEN.run(&["agent", "--config", path_str(&config), "--once"])
-    };
+    let once = |name: &str| agent_once(&WARDEN, root.path(), name);
     for name in apps {
-        let out = run(&[
-            "identity",
-            "enroll",
-            name,
-            "--env",
-            "test",
-            "--root-dir",
-            path_str(root.path()),
-        ]);
-        assert!(out.status.success(), "enroll {name}: {}", text(&out.stderr));
+        t.enroll(root.path(), name);
         // The first issuance is allowed under every purpose.
         let out = once(name);
         assert!(out.status.success(), "agent {name}: {}", text(&out.stderr));
@@ -470,9 +432,8 @@ async fn agents_refuse_new_certificates_under_a_revoked_purpose_or_outside_grace
         "covers = [\"billing/certificate\"]",
         "covers = [\"billing/certificate\"]\nrevoked = true",
     );
-    std::fs::write(&spec, revoked).expect("write spec");
-    let out = run(&["apply"]);
-    assert!(out.status.success(), "apply: {}", text(&out.stderr));
+    std::fs::write(t.spec(), revoked).expect("write spec");
+    t.apply();
 
     // Every agent is now asked to renew (renew at 1 % of the lifetime: due at once).
     for name in apps {

@@ -5,7 +5,7 @@
 //! active node with a break-glass token (restoring is root-only) → `plan` and `posture`
 //! against the restored state, printing what differs from the spec.
 
-use std::io::{BufRead as _, IsTerminal as _};
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -219,14 +219,10 @@ fn confirm(what: &str, env: &str, given: Option<&str>, out: &Output) -> anyhow::
         ))
         .hint(format!("pass --confirm {env}"));
     }
-    out.stderr_block(&format!(
-        "About to {what}.\nType the environment's name to confirm: "
-    ));
-    let mut answer = String::new();
-    stdin
-        .lock()
-        .read_line(&mut answer)
-        .map_err(|e| anyhow::anyhow!("could not read the answer: {e}"))?;
+    let answer = crate::input::ask(
+        out,
+        &format!("About to {what}.\nType the environment's name to confirm: "),
+    )?;
     if answer.trim() == env {
         Ok(())
     } else {

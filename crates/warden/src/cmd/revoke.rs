@@ -4,7 +4,6 @@
 //! confirmation (or `--yes`), and explains errors. Everything is checked before anything
 //! changes, so an unknown identity or a bad serial revokes nothing.
 
-use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
@@ -12,6 +11,7 @@ use time::OffsetDateTime;
 use warden_registry::revoke::{self, IdentityPlan, RevocationRecord, RevokeError};
 
 use crate::hint::{Hint, HintExt};
+use crate::input::{self, Confirmation};
 use crate::output::Output;
 use crate::session::{Access, Session};
 
@@ -224,29 +224,16 @@ fn render(r: &RevocationRecord) -> String {
 
 /// Asks on the terminal; refuses when nobody can answer.
 fn confirm(out: &Output, question: &str) -> anyhow::Result<()> {
-    let stdin = std::io::stdin();
-    if out.is_json() || !stdin.is_terminal() {
-        return Err(anyhow::anyhow!(
-            "refusing to revoke without confirmation: {}; nothing was revoked",
-            if out.is_json() {
-                "-o json shows no plan to confirm"
-            } else {
-                "stdin is not a terminal"
-            }
-        ))
-        .hint("review the plan (--dry-run shows it), then pass --yes");
-    }
-    out.stderr_block(&format!("{question} [y/N] "));
-    let mut answer = String::new();
-    stdin
-        .lock()
-        .read_line(&mut answer)
-        .map_err(|e| anyhow::anyhow!("could not read the answer: {e}"))?;
-    if matches!(answer.trim(), "y" | "Y" | "yes") {
-        Ok(())
-    } else {
-        Err(anyhow::anyhow!("revocation cancelled; nothing was revoked"))
-    }
+    input::confirm(
+        out,
+        question,
+        &Confirmation {
+            action: "revoke",
+            shown: "plan",
+            noun: "revocation",
+            untouched: "nothing was revoked",
+        },
+    )
 }
 
 fn explain(e: RevokeError, session: &Session) -> anyhow::Error {

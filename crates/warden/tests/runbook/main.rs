@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{CUSTODIANS, ENV, Runbook, joined, probe, unsealed, voters};
+use support::{CUSTODIANS, ENV, Runbook, joined, probe, prod_step, unsealed, voters};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_production_environment_from_the_runbook() {
@@ -126,18 +126,7 @@ async fn first_start(rb: &mut Runbook, nodes: &[&str]) {
 async fn ceremony(rb: &mut Runbook) {
     // 3. The custody ceremony, then two of three custodians unseal every node.
     let init = rb.warden(
-        &[
-            "custody",
-            "init",
-            "--spec",
-            "warden.toml",
-            "--state-dir",
-            "state",
-            "--env",
-            ENV,
-            "--out",
-            "ceremony",
-        ],
+        &prod_step(&["custody", "init"], &["--out", "ceremony"], "", &[]),
         false,
     );
     assert!(
@@ -443,89 +432,38 @@ fn replace_custodian(rb: &mut Runbook, custodians: &[(&'static str, String)]) {
     ));
     rb.spec(4, &next);
     rb.warden(
-        &[
-            "break-glass",
-            "open",
-            "--spec",
-            "warden.toml",
-            "--state-dir",
-            "state",
-            "--env",
-            ENV,
-            "--reason",
-            "runbook: replace custodian carol",
-            "--ttl",
-            "10m",
-            "--share",
-            "ceremony/alice.prod.share.age",
-            "--identity",
-            "ids/alice.key",
-            "--share",
-            "ceremony/bob.prod.share.age",
-            "--identity",
-            "ids/bob.key",
-            "--token-file",
-            "bg.token",
-        ],
+        &prod_step(
+            &["break-glass", "open"],
+            &[
+                "--reason",
+                "runbook: replace custodian carol",
+                "--ttl",
+                "10m",
+                "--token-file",
+                "bg.token",
+            ],
+            "ceremony",
+            &["alice", "bob"],
+        ),
         false,
     );
     let rekey = rb.warden(
-        &[
-            "custody",
-            "rekey",
-            "--spec",
-            "warden.toml",
-            "--state-dir",
-            "state",
-            "--env",
-            ENV,
-            "--out",
-            "rekey-2",
-            "--share",
-            "ceremony/alice.prod.share.age",
-            "--identity",
-            "ids/alice.key",
-            "--share",
-            "ceremony/bob.prod.share.age",
-            "--identity",
-            "ids/bob.key",
-            "--token-file",
-            "bg.token",
-        ],
+        &prod_step(
+            &["custody", "rekey"],
+            &["--out", "rekey-2", "--token-file", "bg.token"],
+            "ceremony",
+            &["alice", "bob"],
+        ),
         false,
     );
     assert!(
         rb.path(&format!("rekey-2/dave.{ENV}.share.age")).exists(),
         "{rekey}"
     );
-    rb.warden(
-        &[
-            "break-glass",
-            "close",
-            "--spec",
-            "warden.toml",
-            "--state-dir",
-            "state",
-            "--env",
-            ENV,
-        ],
-        true,
-    );
+    rb.warden(&prod_step(&["break-glass", "close"], &[], "", &[]), true);
     // Carol's old share is no longer a share of this environment.
     rb.refused(
-        &[
-            "unseal",
-            "--spec",
-            "warden.toml",
-            "--state-dir",
-            "state",
-            "--env",
-            ENV,
-            "--share",
-            "ceremony/carol.prod.share.age",
-            "--identity",
-            "ids/carol.key",
-        ],
+        &prod_step(&["unseal"], &[], "ceremony", &["carol"]),
         "carol",
     );
     rb.phase("custodian carol replaced by dave (break-glass, rekey, close)");

@@ -37,8 +37,12 @@ impl Runbook {
     }
 
     /// `warden ARGS -o json`, with the operator's certificate when `operator` is set.
-    pub(crate) fn warden(&self, args: &[&str], operator: bool) -> Value {
-        let mut a: Vec<&str> = args.to_vec();
+    pub(crate) fn warden<S: AsRef<str> + std::fmt::Debug>(
+        &self,
+        args: &[S],
+        operator: bool,
+    ) -> Value {
+        let mut a: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
         a.extend(["-o", "json"]);
         // Before bootstrap the ceremony's listener-CA client certificate opens the mTLS
         // listener (it grants nothing inside OpenBao); after it, operator alice's.
@@ -66,9 +70,10 @@ impl Runbook {
     }
 
     /// `warden ARGS` must fail, saying `message` and what to do next.
-    pub(crate) fn refused(&self, args: &[&str], message: &str) {
+    pub(crate) fn refused<S: AsRef<str>>(&self, args: &[S], message: &str) {
+        let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
         let out = WARDEN
-            .invoke(args)
+            .invoke(&args)
             .current_dir(self.dir.path())
             .env("VAULT_CLIENT_CERT", self.path("tls/clients/ceremony.crt"))
             .env("VAULT_CLIENT_KEY", self.path("tls/clients/ceremony.key"))
@@ -201,22 +206,7 @@ impl Runbook {
     pub(crate) fn unseal(&self, who: &[&str], share_dir: &str) -> Value {
         let mut last = Value::Null;
         for c in who {
-            last = self.warden(
-                &[
-                    "unseal",
-                    "--spec",
-                    "warden.toml",
-                    "--state-dir",
-                    "state",
-                    "--env",
-                    ENV,
-                    "--share",
-                    &format!("{share_dir}/{c}.{ENV}.share.age"),
-                    "--identity",
-                    &format!("ids/{c}.key"),
-                ],
-                false,
-            );
+            last = self.warden(&prod_step(&["unseal"], &[], share_dir, &[c]), false);
         }
         last
     }
@@ -242,6 +232,39 @@ impl Runbook {
 /// challenge: they report initialised with the cluster's threshold), which takes a few seconds
 /// after the leader is unsealed. Shares offered before are refused, so custodians unseal a
 /// joining node once it shows `initialized` in `warden unseal`'s report.
+/// `CMD --spec warden.toml --state-dir state --env prod ARGS`, then `--share` and
+/// `--identity` of each custodian in `with` (their shares in `share_dir`): the shape of every
+/// step run from the workstation on the production environment's custody state.
+pub(crate) fn prod_step(
+    cmd: &[&str],
+    args: &[&str],
+    share_dir: &str,
+    with: &[&str],
+) -> Vec<String> {
+    let target = [
+        "--spec",
+        "warden.toml",
+        "--state-dir",
+        "state",
+        "--env",
+        ENV,
+    ];
+    let mut v: Vec<String> = [cmd, &target[..], args]
+        .concat()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    for c in with {
+        v.extend([
+            "--share".to_owned(),
+            format!("{share_dir}/{c}.{ENV}.share.age"),
+            "--identity".to_owned(),
+            format!("ids/{c}.key"),
+        ]);
+    }
+    v
+}
+
 pub(crate) async fn joined(rb: &Runbook, ports: &[u16]) {
     wait_seal(rb, ports, |st| {
         (st.initialized && st.threshold > 0) || !st.sealed

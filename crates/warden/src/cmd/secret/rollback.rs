@@ -5,7 +5,6 @@
 //! becomes the newest version, written with check-and-set against the version the preview
 //! showed, so a write that lands between preview and confirmation is not overwritten.
 
-use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 
 use serde::Serialize;
@@ -14,6 +13,7 @@ use warden_bao::{ChangeRecord, KeyChanges, KvError};
 use super::put::record;
 use super::{Engine, Location, RollbackArgs, explain, locate, short_time, spec_args};
 use crate::hint::HintExt;
+use crate::input::{self, Confirmation};
 use crate::output::Output;
 
 #[derive(Debug, Serialize)]
@@ -128,29 +128,16 @@ pub(super) async fn run(args: RollbackArgs, out: &Output) -> anyhow::Result<Exit
 /// Asks on the terminal; refuses when nobody can answer (stdin not a terminal, or JSON mode
 /// where the preview is not shown).
 fn confirm(out: &Output, new_version: u64) -> anyhow::Result<()> {
-    let stdin = std::io::stdin();
-    if out.is_json() || !stdin.is_terminal() {
-        return Err(anyhow::anyhow!(
-            "refusing to roll back without confirmation: {}; nothing was written",
-            if out.is_json() {
-                "-o json shows no preview to confirm"
-            } else {
-                "stdin is not a terminal"
-            }
-        ))
-        .hint("review the preview (--dry-run shows it), then pass --yes");
-    }
-    out.stderr_block(&format!("Write v{new_version}? [y/N] "));
-    let mut answer = String::new();
-    stdin
-        .lock()
-        .read_line(&mut answer)
-        .map_err(|e| anyhow::anyhow!("could not read the answer: {e}"))?;
-    if matches!(answer.trim(), "y" | "Y" | "yes") {
-        Ok(())
-    } else {
-        Err(anyhow::anyhow!("rollback cancelled; nothing was written"))
-    }
+    input::confirm(
+        out,
+        &format!("Write v{new_version}?"),
+        &Confirmation {
+            action: "roll back",
+            shown: "preview",
+            noun: "rollback",
+            untouched: "nothing was written",
+        },
+    )
 }
 
 fn render(r: &RollbackReport) -> String {

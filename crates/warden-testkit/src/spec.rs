@@ -38,7 +38,7 @@ pub fn spec_with_backup(dir: &Path, recipients: &[&str], keep: u32) -> PathBuf {
 /// is left out, as `warden … --lab` leaves it out for such a lab
 /// (`warden_lab::Lab::bind_postgres`).
 pub fn example_spec() -> warden_spec::Spec {
-    let mut spec = warden_spec::load(std::path::Path::new(EXAMPLE_SPEC))
+    let mut spec = warden_spec::load(Path::new(EXAMPLE_SPEC))
         .unwrap_or_else(|e| panic!("the example spec is valid: {e}"));
     warden_lab::postgres::without_lab_databases(&mut spec);
     spec

@@ -36,15 +36,13 @@ use warden_bao::Idempotent;
 use warden_enroll::{EnrollOptions, EnrollRequest, IdentityLayout, Owner};
 use warden_testkit::cli::{Cli, path_str, text};
 use warden_testkit::files::{line_count, mode};
-use warden_testkit::{EXAMPLE_SPEC, LabEnv, Poll};
+use warden_testkit::{LabEnv, Poll};
 
 /// A hung agent fails the test instead of stalling the suite.
 const LIMIT: Duration = Duration::from_secs(120);
 /// The binary under test, run with a clean environment (the agent must not need any of the
 /// variables that could point it elsewhere) and stdin from `/dev/null`.
 const AGENT: Cli = Cli::new(env!("CARGO_BIN_EXE_warden-agent")).with_timeout(LIMIT);
-/// The example platform spec (`billing` is an app in `test`).
-const SPEC: &str = EXAMPLE_SPEC;
 
 // ---- helpers ------------------------------------------------------------------------------
 
@@ -73,7 +71,8 @@ async fn apply_and_enroll_with(
     operator: &warden_bao::Client,
     root: &Path,
 ) -> PathBuf {
-    let spec = warden_spec::load(Path::new(SPEC)).expect("the example spec is valid");
+    // The harness lab runs no PostgreSQL: the example without its lab database.
+    let spec = warden_testkit::example_spec();
     let env = spec
         .environment("test")
         .expect("a test environment")

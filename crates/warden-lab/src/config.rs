@@ -130,6 +130,10 @@ pub struct LabConfig {
     /// The seal-keeper of transit-sealed environments (`crate::seal_keeper`), once there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seal_keeper: Option<EnvConfig>,
+    /// The lab's PostgreSQL (`crate::postgres::LabPostgres`), once a spec asked for it: its
+    /// port, chosen when it first started and kept so the engines' connections stay valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<crate::postgres::PostgresConfig>,
 }
 
 /// One environment's fixed settings.

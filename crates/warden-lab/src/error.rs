@@ -130,6 +130,13 @@ pub enum Error {
         #[source]
         source: Box<warden_custody::Error>,
     },
+    /// The lab's PostgreSQL could not be set up, started or stopped.
+    #[error("lab postgres: {source}")]
+    Postgres {
+        /// What went wrong.
+        #[source]
+        source: Box<crate::postgres::PgError>,
+    },
     /// The server reached a state `up` cannot fix by itself.
     #[error("{env}: {what}")]
     ServerState {
@@ -163,6 +170,12 @@ impl Error {
         move |source| Self::Pki {
             env,
             what,
+            source: Box::new(source),
+        }
+    }
+
+    pub(crate) fn postgres(source: crate::postgres::PgError) -> Self {
+        Self::Postgres {
             source: Box::new(source),
         }
     }

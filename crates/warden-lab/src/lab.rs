@@ -14,9 +14,13 @@ use crate::config::{DEFAULT_PKI_MOUNT, EnvConfig, LabConfig, NewLabOptions};
 use crate::custody;
 use crate::error::Error;
 use crate::layout::LabLayout;
+use crate::postgres::{LabPostgres, PostgresConfig, PostgresUpReport};
 use crate::process;
 use crate::server;
 use crate::status::{self, EnvStatus};
+
+/// How many fresh ports a new lab PostgreSQL tries before giving up.
+const PORT_ATTEMPTS: u32 = 3;
 
 /// Validity of a lab's offline root.
 const ROOT_VALIDITY: time::Duration = time::Duration::days(10 * 365);
@@ -148,6 +152,12 @@ impl Lab {
                 stopped.push(env.name.clone());
             }
         }
+        // PostgreSQL first: the environments' engines only lose their connections.
+        if let Some(pg) = self.postgres()?
+            && pg.stop().map_err(Error::postgres)?
+        {
+            stopped.push("postgres".to_owned());
+        }
         // The seal-keeper last: nodes it seals may still need it while they stop.
         if let Some(keeper) = &self.config.seal_keeper
             && server::stop_all(keeper, &self.layout.seal_keeper()).await?
@@ -165,6 +175,60 @@ impl Lab {
             stopped,
             purged: purge,
         })
+    }
+
+    /// The lab's PostgreSQL, once one was started (`lab.json` holds its port).
+    pub fn postgres(&self) -> Result<Option<LabPostgres>, Error> {
+        self.config
+            .postgres
+            .map(|c| LabPostgres::new(self.layout.root(), c.port).map_err(Error::postgres))
+            .transpose()
+    }
+
+    /// Points the spec's lab databases (host `lab-postgres`) at the lab's PostgreSQL
+    /// ([`crate::postgres::bind`]); a lab that runs none has none of them
+    /// ([`crate::postgres::without_lab_databases`]).
+    pub fn bind_postgres(&self, spec: &mut warden_spec::Spec) {
+        match self.config.postgres {
+            Some(c) => crate::postgres::bind(spec, self.layout.root(), c.port),
+            None => crate::postgres::without_lab_databases(spec),
+        }
+    }
+
+    /// Brings up the lab's PostgreSQL when `spec` declares a lab database or the lab already
+    /// has one (`None` otherwise): chooses its port the first time (saved in `lab.json`),
+    /// initialises, starts, and with a spec creates the roles, schemas and grants its lab
+    /// databases need ([`LabPostgres::up`]). Safe to repeat.
+    pub async fn postgres_up(
+        &mut self,
+        spec: Option<&warden_spec::Spec>,
+    ) -> Result<Option<PostgresUpReport>, Error> {
+        let fresh = self.config.postgres.is_none();
+        if fresh && !spec.is_some_and(LabPostgres::wanted_by) {
+            return Ok(None);
+        }
+        // A port chosen now can be taken by another process before PostgreSQL binds it; as
+        // no engine knows it yet, a fresh one is chosen then. A known port is kept: the
+        // engines' connections name it.
+        let mut attempts = 0;
+        loop {
+            if fresh {
+                let port = process::free_port()
+                    .map_err(|e| Error::io(Path::new("127.0.0.1"), "find a free port on", e))?;
+                self.config.postgres = Some(PostgresConfig { port });
+                self.config.save(&self.layout.config_file())?;
+            }
+            let pg = self.postgres()?.expect("configured above");
+            attempts += 1;
+            match pg.up(spec).await {
+                Ok(report) => return Ok(Some(report)),
+                Err(e) if fresh && attempts < PORT_ATTEMPTS && e.is_port_taken() => {
+                    tracing::debug!(address = pg.address(), "postgres lost its port; another");
+                    pg.stop().map_err(Error::postgres)?;
+                }
+                Err(e) => return Err(Error::postgres(e)),
+            }
+        }
     }
 
     /// The lab's settings.
@@ -240,6 +304,7 @@ fn new_config(options: &NewLabOptions) -> Result<LabConfig, Error> {
         threshold: options.threshold,
         environments,
         seal_keeper: None,
+        postgres: None,
     })
 }
 

@@ -22,7 +22,8 @@
 //! clients); `status` (what `lab status` reports); `seal` (each environment's seal: Shamir,
 //! static or transit, and the files it reads), `seal_keeper` (the separate OpenBao that holds
 //! the transit seals' keys) and `seal_migrate` (Shamir → auto-seal on a live environment);
-//! [`process`] (process primitives). The lab's
+//! [`process`] (process primitives); [`postgres`] (PostgreSQL processes, shared with the test
+//! harness, and the lab's own database, [`postgres::LabPostgres`]). The lab's
 //! agents (hosts, enrollment, agent processes) are the `warden-lab-agents` crate.
 
 mod bring_up;
@@ -36,6 +37,7 @@ mod layout;
 mod node_status;
 mod nodes;
 mod operators;
+pub mod postgres;
 pub mod process;
 mod scratch;
 mod seal;

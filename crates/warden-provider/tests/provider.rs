@@ -401,13 +401,13 @@ async fn the_last_good_value_is_served_when_the_server_is_gone() {
 /// from the identity's own `trust/ca.pem`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cert_login_with_the_agent_managed_identity() {
-    use std::path::Path;
     use warden_enroll::{EnrollOptions, EnrollRequest, IdentityLayout, Owner};
-    use warden_testkit::{EXAMPLE_SPEC, LabEnv};
+    use warden_testkit::LabEnv;
 
     let lab = LabEnv::start(&["test"]).await;
     let operator = lab.client("test");
-    let spec = warden_spec::load(Path::new(EXAMPLE_SPEC)).expect("example spec");
+    // The harness lab runs no PostgreSQL: the example without its lab database.
+    let spec = warden_testkit::example_spec();
     let env = spec.environment("test").expect("test env").clone();
     let inputs = warden_plan::EnvInputs {
         identity_ca_pem: operator

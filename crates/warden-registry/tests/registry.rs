@@ -9,7 +9,6 @@
 //!
 //! One lab (≈ 10 s to start) shared by the steps of one test.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -19,7 +18,7 @@ use warden_registry::evidence::{self, ExportRequest};
 use warden_registry::posture::{self, Report};
 use warden_registry::reveal::{self, CreateRequest, RevealKind};
 use warden_spec::{Environment, Spec};
-use warden_testkit::{EXAMPLE_SPEC, LabEnv};
+use warden_testkit::LabEnv;
 
 const ENV: &str = "test";
 const DAY: i64 = 86_400;
@@ -76,7 +75,8 @@ async fn posture_at(operator: &Client, spec: &Spec, env: &Environment, at: i64) 
 async fn posture_reveal_once_and_evidence_against_live_state() {
     let lab = LabEnv::start(&[ENV]).await;
     let operator = lab.client(ENV);
-    let spec = warden_spec::load(Path::new(EXAMPLE_SPEC)).expect("the example spec is valid");
+    // The harness lab runs no PostgreSQL: the example without its lab database.
+    let spec = warden_testkit::example_spec();
     let env = spec.environment(ENV).expect("a test environment").clone();
     apply(&operator, &spec, &env).await;
 

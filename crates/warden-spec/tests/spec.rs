@@ -392,6 +392,35 @@ password_file  = "db.pass"
     );
 }
 
+/// A database serves an app where both are declared (the example's lab database is in `test`
+/// only, billing in `test` and `prod`); one declared in none of the app's environments is a
+/// mistake, named with the environments to pick from.
+#[test]
+fn a_database_must_share_an_environment_with_the_app_that_uses_it() {
+    let with_db = |db_envs: &str| {
+        format!(
+            "{}{}\n[databases.main]\nenvironments = {db_envs}\nconnection_url = \"postgresql://{{{{username}}}}:{{{{password}}}}@db:5432/app\"\nusername = \"admin\"\npassword_file = \"db.pass\"\n[purposes.db]\ndescription = \"d\"\nowner = \"o\"\ntier = \"ephemeral\"\ndelivery = \"agent_file\"\nrotation = {{ interval = \"1h\" }}\nevidence = \"E\"\ncovers = [\"billing/database/main\"]\n",
+            BASE.replace(
+                "[environments.test]",
+                "[environments.prod]\ndomain = \"p.internal\"\n[environments.test]"
+            )
+            .replace(
+                "environments = [\"test\"]\nsecrets = [\"config\"]",
+                "environments = [\"test\"]\nsecrets = [\"config\"]\ndatabases = [\"main\"]"
+            ),
+            COVER_ALL
+        )
+    };
+    let e = all_errors(&with_db("[\"prod\"]"));
+    assert!(
+        e.contains("database `main` is declared in none of the app's environments (test)")
+            && e.contains("add one of them to [databases.main].environments"),
+        "{e}"
+    );
+    let text = with_db("[\"test\", \"prod\"]");
+    parse(&text, "w.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+}
+
 #[test]
 fn domains_and_workloads_are_checked() {
     let text = format!(

@@ -17,13 +17,18 @@ pub struct LabGuard {
 impl LabGuard {
     /// A fresh directory; `cli` is the `warden` binary that takes the lab down.
     pub fn new(cli: Cli) -> Self {
-        Self {
-            cli,
-            tmp: tempfile::Builder::new()
-                .prefix("warden-cli-lab-")
-                .tempdir()
-                .expect("create a temporary directory"),
-        }
+        let tmp = tempfile::Builder::new()
+            .prefix("warden-cli-lab-")
+            .tempdir()
+            .expect("create a temporary directory");
+        // Searchable, not listable: when the tests run as root, the lab's PostgreSQL runs as
+        // `nobody` and must traverse it to reach `<lab>/postgres/server`.
+        std::fs::set_permissions(
+            tmp.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o711),
+        )
+        .expect("chmod the temporary directory");
+        Self { cli, tmp }
     }
 
     /// The lab directory (`<temp>/lab`, not created yet: `lab up` creates it).

@@ -40,7 +40,8 @@
 //!   [`prod_nodes_spec`] writes a spec listing nodes, for `warden server config`.
 //! * [`identity`] logs in the way apps, containers and pipelines do (cert, AppRole, JWT).
 //! * [`files::mode`] and [`files::write_private`] check and write permission bits;
-//!   [`EXAMPLE_SPEC`] is the shipped example spec, and [`spec_with_backup`] it with backups.
+//!   [`EXAMPLE_SPEC`] is the shipped example spec, and [`spec_with_backup`] it with backups;
+//!   [`example_spec`] loads it as a harness lab (no PostgreSQL) runs it.
 //! * [`SpecLab`] is a lab with a spec written for it, commands run against both;
 //!   [`agent_once`] and [`agent_once_and_read`] run an enrolled identity's agent once.
 //!
@@ -79,7 +80,7 @@ pub use lab::{LabEnv, example_permitted_dns};
 pub use lab_guard::LabGuard;
 pub use node_dirs::{NodeDirs, prod_nodes_spec};
 pub use postgres::Postgres;
-pub use spec::{EXAMPLE_SPEC, EXAMPLE_SPEC_TEXT, spec_with_backup};
+pub use spec::{EXAMPLE_SPEC, EXAMPLE_SPEC_TEXT, example_spec, spec_with_backup};
 pub use spec_lab::{SpecLab, agent_once, agent_once_and_read};
 pub use wait::{Poll, wait_for, wait_for_async};
 pub use warden_lab::process;

@@ -32,3 +32,14 @@ pub fn spec_with_backup(dir: &Path, recipients: &[&str], keep: u32) -> PathBuf {
     }
     p
 }
+
+/// The example spec as a lab from [`LabEnv`](crate::LabEnv) runs it: that lab starts no
+/// PostgreSQL, so the example's lab database (`[databases.main]` on `lab-postgres`, billing's)
+/// is left out, as `warden … --lab` leaves it out for such a lab
+/// (`warden_lab::Lab::bind_postgres`).
+pub fn example_spec() -> warden_spec::Spec {
+    let mut spec = warden_spec::load(Path::new(EXAMPLE_SPEC))
+        .unwrap_or_else(|e| panic!("the example spec is valid: {e}"));
+    warden_lab::postgres::without_lab_databases(&mut spec);
+    spec
+}

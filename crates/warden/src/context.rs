@@ -51,7 +51,7 @@ pub(crate) enum OneEnv<'a> {
 impl Target {
     /// Loads and validates the spec (nothing is contacted) and picks the environments.
     pub(crate) fn resolve(&self) -> anyhow::Result<Resolved> {
-        let spec = warden_spec::load(&self.spec).map_err(|e| match e {
+        let mut spec = warden_spec::load(&self.spec).map_err(|e| match e {
             warden_spec::LoadError::Invalid(d) => anyhow::anyhow!("{d}").context(format!(
                 "{} is not a valid spec (no server was contacted)",
                 self.spec.display()
@@ -65,6 +65,11 @@ impl Target {
                 })?),
                 None => None,
             };
+        // A database on `lab-postgres` is the lab's own PostgreSQL: its address and the
+        // engine's first password file come from the lab.
+        if let Some(lab) = &lab {
+            lab.bind_postgres(&mut spec);
+        }
         let mut envs = Vec::new();
         if self.envs.is_empty() {
             envs = spec.environments.clone();
@@ -116,8 +121,9 @@ impl Target {
 
 impl Resolved {
     /// A spec already parsed (for example the lab's built-in one) against a lab, limited to
-    /// the environments both have.
-    pub(crate) fn for_lab(spec: Spec, spec_dir: PathBuf, lab: Lab) -> Self {
+    /// the environments both have, its lab databases bound to the lab's PostgreSQL.
+    pub(crate) fn for_lab(mut spec: Spec, spec_dir: PathBuf, lab: Lab) -> Self {
+        lab.bind_postgres(&mut spec);
         let envs = spec
             .environments
             .iter()

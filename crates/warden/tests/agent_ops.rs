@@ -2,7 +2,9 @@
 //! enrolls the example identities under `<lab>/hosts/` and starts their agents; the agents
 //! answer `/health` and `/metrics`; the control socket shows each output and re-issues exactly
 //! the one it is asked to; a peer of another uid is refused; `lab status` lists the agents and
-//! `lab down` stops them.
+//! `lab down` stops them. The lab's own PostgreSQL (issue 17): billing's agent delivered
+//! dynamic credentials (owner-only) with which the real `psql` reads what `billing_role` is
+//! granted and is refused the rest; `lab down` leaves no PostgreSQL process.
 //!
 //! One lab (environment `test` only, to keep the run short) in a temporary directory, on ports
 //! chosen at run time; the guard runs `lab down --purge` however the test ends.
@@ -160,6 +162,72 @@ fn lab_agents_serve_health_metrics_and_rotate_on_request() {
         warden_pki::common_name(&transport_pem).as_deref(),
         Some("worker-host.transport.test.warden.internal")
     );
+
+    // Issue 17: the lab's own PostgreSQL, and billing's dynamic database credentials from it.
+    let pg = &up["postgres"];
+    assert_eq!(pg["admins"][0], "warden_admin", "{pg}");
+    let pg_address = pg["address"].as_str().expect("postgres address").to_owned();
+    let pg_pid = pg["pid"].as_u64().expect("postgres pid") as u32;
+    let pg_port: u16 = pg_address
+        .strip_prefix("127.0.0.1:")
+        .and_then(|p| p.parse().ok())
+        .expect("loopback address");
+    let creds_file = billing.join("out/database/main.json");
+    assert_eq!(
+        mode_of(&creds_file) & 0o077,
+        0,
+        "credentials are owner-only"
+    );
+    assert_eq!(mode_of(&billing.join("out/database")) & 0o077, 0);
+    let admin_file = guard.dir().join("postgres/warden_admin.password");
+    assert_eq!(
+        mode_of(&admin_file) & 0o077,
+        0,
+        "the admin's first password"
+    );
+    assert_eq!(
+        mode_of(&guard.dir().join("postgres/server/data")) & 0o077,
+        0
+    );
+    let creds: Value = serde_json::from_slice(&std::fs::read(&creds_file).unwrap()).unwrap();
+    let (user, password) = (
+        creds["username"].as_str().expect("username"),
+        creds["password"].as_str().expect("password"),
+    );
+    assert!(creds["expires"].is_string(), "{}", creds["expires"]);
+    let granted = psql_as(
+        guard.temp_dir(),
+        pg_port,
+        user,
+        password,
+        "SELECT note FROM billing.records;",
+    );
+    assert!(
+        granted.status.success(),
+        "billing_role grants billing.records: {}",
+        text(&granted.stderr)
+    );
+    assert_eq!(text(&granted.stdout).trim(), "readable by billing_role");
+    let refused = psql_as(
+        guard.temp_dir(),
+        pg_port,
+        user,
+        password,
+        "SELECT * FROM internal.payroll;",
+    );
+    assert!(
+        !refused.status.success(),
+        "internal.payroll is not granted: {}",
+        text(&refused.stdout)
+    );
+    assert!(
+        text(&refused.stderr).contains("permission denied for schema internal"),
+        "{}",
+        text(&refused.stderr)
+    );
+    // The superuser has no password: over TCP it is refused whatever it says.
+    let su = psql_as(guard.temp_dir(), pg_port, "postgres", password, "SELECT 1;");
+    assert!(!su.status.success(), "the superuser over TCP");
 
     // The lab never reloads the host's real services.
     let toml = std::fs::read_to_string(billing.join("agent.toml")).unwrap();
@@ -347,12 +415,46 @@ fn lab_agents_serve_health_metrics_and_rotate_on_request() {
         .clone();
     assert_eq!(b["started"], false, "{b}");
     assert_eq!(b["pid"].as_u64(), Some(u64::from(pid)));
+    assert_eq!(again["postgres"]["started"], false, "{}", again["postgres"]);
+    assert_eq!(again["postgres"]["pid"].as_u64(), Some(u64::from(pg_pid)));
+    let shown = text(&WARDEN.ok(&["lab", "status", "--dir", &lab]).stdout);
+    assert!(
+        shown.contains(&format!("postgres: {pg_address} running")),
+        "{shown}"
+    );
 
     // `lab down` stops the agents before the servers.
     let down = json(&WARDEN.ok(&["lab", "down", "--output", "json", "--dir", &lab]));
     let stopped = down["agents_stopped"].as_array().unwrap();
     assert_eq!(stopped.len(), 4, "{down}");
-    assert_eq!(down["stopped"].as_array().unwrap().len(), 1, "{down}");
+    assert_eq!(
+        down["stopped"],
+        serde_json::json!(["test", "postgres"]),
+        "{down}"
+    );
+    // No PostgreSQL process is left: not the postmaster, nothing on its port, nothing running
+    // from the lab's data directory.
+    Poll::new(Duration::from_secs(10))
+        .every(Duration::from_millis(200))
+        .until_true("the postmaster to exit", || gone(pg_pid));
+    assert!(
+        warden_lab::process::port_owners(pg_port)
+            .unwrap_or_default()
+            .is_empty(),
+        "something still listens on {pg_address}"
+    );
+    let data_dir = guard.dir().join("postgres/server/data");
+    let left: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&p| !gone(p))
+        .filter(|&p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(path_str(&data_dir)))
+        })
+        .collect();
+    assert!(left.is_empty(), "postgres processes left: {left:?}");
     Poll::new(Duration::from_secs(10))
         .every(Duration::from_millis(200))
         .until_true("the agent to exit", || {
@@ -363,6 +465,68 @@ fn lab_agents_serve_health_metrics_and_rotate_on_request() {
     let status = WARDEN.run(&["lab", "status", "--output", "json", "--dir", &lab]);
     assert_eq!(status.status.code(), Some(3));
     assert_eq!(agent(&json(&status), "test", "billing")["running"], false);
+}
+
+/// The permission bits of `path`.
+fn mode_of(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// Whether process `pid` is gone (or a zombie, which runs nothing).
+fn gone(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+    })
+}
+
+/// Runs `sql` through the real `psql` as `user` over 127.0.0.1:`port`. The password goes
+/// through a 0600 `PGPASSFILE` in `dir`, removed right after, never argv or the environment;
+/// the SQL through stdin.
+fn psql_as(dir: &Path, port: u16, user: &str, password: &str, sql: &str) -> Output {
+    use std::io::Write as _;
+    let esc = |v: &str| v.replace('\\', "\\\\").replace(':', "\\:");
+    let pgpass = dir.join("psql.pgpass");
+    warden_files::write_atomic(
+        &pgpass,
+        format!("127.0.0.1:{port}:*:{}:{}\n", esc(user), esc(password)).as_bytes(),
+        warden_files::Mode::OwnerOnly,
+    )
+    .expect("pgpass");
+    let mut child = std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            user,
+            "-d",
+            "postgres",
+        ])
+        .args(["-X", "-q", "-t", "-A", "-w", "-v", "ON_ERROR_STOP=1"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("PGPASSFILE", &pgpass)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("psql (the PostgreSQL client) on PATH");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(sql.as_bytes())
+        .expect("write SQL");
+    let out = child.wait_with_output().expect("psql");
+    let _ = std::fs::remove_file(&pgpass);
+    out
 }
 
 /// `warden -v agent` with both streams in a file and `NO_COLOR` unset, as a supervisor runs

@@ -227,7 +227,12 @@ async fn lab_lifecycle_mtls_isolation_chain_and_restart() {
     let down: Value =
         serde_json::from_slice(&run_ok(&["lab", "down", "--output", "json", "--dir"], &dir).stdout)
             .unwrap();
-    assert_eq!(down["stopped"].as_array().unwrap().len(), 2, "{down}");
+    // Both environments, and the lab's PostgreSQL the example's database runs on.
+    assert_eq!(
+        down["stopped"],
+        serde_json::json!(["test", "prod", "postgres"]),
+        "{down}"
+    );
     let st = status_json(&dir);
     assert!(
         st.iter().all(|s| s["running"] == false),
@@ -446,4 +451,22 @@ fn bad_options_are_refused_before_anything_is_created() {
         String::from_utf8_lossy(&out.stderr).contains("warden lab up"),
         "status on no lab gives a hint"
     );
+
+    // Issue 17: as root, the lab's PostgreSQL runs as `nobody`; a lab under a directory
+    // nobody may search is refused by name before any server starts.
+    if nix::unistd::Uid::effective().is_root() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let closed = guard.temp_dir().join("closed");
+        std::fs::create_dir(&closed).unwrap();
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let dir = closed.join("lab");
+        let out = warden(&["lab", "up", "--env", "test", "--dir"], &dir).output();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("cannot traverse") && err.contains(&closed.display().to_string()),
+            "{err}"
+        );
+        assert!(!dir.exists(), "nothing may be created for a refused lab");
+    }
 }

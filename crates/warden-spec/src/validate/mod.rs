@@ -115,17 +115,27 @@ fn check_database_refs(
                 );
                 continue;
             };
-            for e in &id.environments {
-                if !db.environments.contains(e) {
-                    r.error(
-                        d.span(),
-                        &key,
-                        format!(
-                            "database `{}` is not declared in environment `{e}`",
-                            db.name
-                        ),
-                    );
-                }
+            // A database serves the app in the environments both share: one server (and one
+            // engine login, which each environment's apply rotates) often exists in `test`
+            // only. Sharing none is a mistake.
+            if !id.environments.iter().any(|e| db.environments.contains(e)) {
+                r.error_help(
+                    d.span(),
+                    &key,
+                    format!(
+                        "database `{}` is declared in none of the app's environments ({})",
+                        db.name,
+                        id.environments
+                            .iter()
+                            .map(|e| e.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    Some(format!(
+                        "add one of them to [databases.{}].environments",
+                        db.name
+                    )),
+                );
             }
         }
     }

@@ -38,10 +38,10 @@ enum LabCommand {
     /// --output json) the paths of its CA bundle and operator certificate and key; then each
     /// agent: running, /health verdict and URL, and every output with its expiry.
     ///
-    /// Exits 3 when an environment is not running, sealed, or its chain does not verify, or
-    /// when an enrolled agent is not running.
+    /// Exits 3 when an environment is not running, sealed, or its chain does not verify,
+    /// when an enrolled agent is not running, or when the lab's PostgreSQL is not running.
     Status,
-    /// Stop the agents, then the servers. Data is kept unless --purge.
+    /// Stop the agents, then the lab's PostgreSQL and the servers. Data is kept unless --purge.
     Down(DownArgs),
 }
 
@@ -138,6 +138,13 @@ async fn run_up(dir: &Path, args: UpArgs, out: &Output) -> anyhow::Result<ExitCo
         test_harness_token: false,
         permitted_dns: warden_lab::permitted_dns_from_spec(&spec),
     };
+    // A lab database needs PostgreSQL: find out now, before any server starts, whether it
+    // can run here.
+    if !no_spec && warden_lab::postgres::LabPostgres::wanted_by(&spec) {
+        warden_lab::postgres::LabPostgres::preflight(dir)
+            .with_context(|| format!("{name} declares a lab database, but the lab cannot run PostgreSQL here"))
+            .with_hint(|| "`scripts/bootstrap` installs the PostgreSQL server binaries; `--no-spec` brings up the servers alone".to_owned())?;
+    }
     if let Some(w) = warden_lab::even_count_warning(options.nodes) {
         out.warn(format!("--nodes {}: {w}", options.nodes));
     }
@@ -151,7 +158,24 @@ async fn run_up(dir: &Path, args: UpArgs, out: &Output) -> anyhow::Result<ExitCo
     for e in &report.environments {
         out.progress(format!("{}: custody: {}", e.name, e.custody.describe()));
     }
-    let lab = Lab::open(dir)?;
+    let mut lab = Lab::open(dir)?;
+    // The lab's PostgreSQL before apply: apply connects the database engine to it.
+    let postgres = lab
+        .postgres_up((!no_spec).then_some(&spec))
+        .await
+        .context("the OpenBao servers are up, but the lab's PostgreSQL is not")
+        .with_hint(|| postgres_hint(dir))?;
+    if let Some(pg) = &postgres {
+        out.progress(format!(
+            "lab: postgres on {} ({})",
+            pg.address,
+            if pg.started {
+                "started"
+            } else {
+                "already running"
+            }
+        ));
+    }
     if let Some(w) = crate::cmd::seal::ignored_seal_option(&lab, args.seal, report.created) {
         out.warn(w);
     }
@@ -175,9 +199,10 @@ async fn run_up(dir: &Path, args: UpArgs, out: &Output) -> anyhow::Result<ExitCo
     };
     let statuses = full_status(&lab).await;
     out.emit(
-        &serde_json::json!({ "up": report, "applied": applied, "agents": agents, "status": statuses }),
+        &serde_json::json!({ "up": report, "postgres": postgres, "applied": applied, "agents": agents, "status": statuses }),
         || {
             let mut s = status_table(&statuses);
+            s.push_str(&postgres_line(&lab));
             s.push_str(&format!(
                 "\nLab ready in {}. `warden lab status --output json --dir {}` gives the paths to point any Vault client at.\n",
                 dir.display(),
@@ -244,6 +269,42 @@ fn agents_error(err: AgentsError, lab: &Lab) -> anyhow::Error {
     }
 }
 
+fn postgres_hint(dir: &Path) -> String {
+    format!(
+        "its log is {}/postgres/server/postgres.log; fix the cause and run `warden lab up --dir {}` again \
+         (`scripts/bootstrap` installs the PostgreSQL server binaries)",
+        dir.display(),
+        dir.display()
+    )
+}
+
+/// The lab's PostgreSQL in `lab status`/`lab up` text, empty when the lab has none.
+fn postgres_line(lab: &Lab) -> String {
+    match lab.postgres() {
+        Ok(Some(pg)) => {
+            let s = pg.status();
+            format!(
+                "\npostgres: {} {} (data {}, log {})\n",
+                s.address,
+                if s.running { "running" } else { "NOT RUNNING" },
+                s.data_dir.display(),
+                s.log.display()
+            )
+        }
+        Ok(None) => String::new(),
+        Err(e) => format!("\npostgres: {e}\n"),
+    }
+}
+
+/// Whether the lab's PostgreSQL, when it has one, is running.
+fn postgres_healthy(lab: &Lab) -> bool {
+    match lab.postgres() {
+        Ok(Some(pg)) => pg.status().running,
+        Ok(None) => true,
+        Err(_) => false,
+    }
+}
+
 fn up_hint(dir: &Path) -> String {
     format!(
         "nothing that already worked was undone; fix the cause and run `warden lab up --dir {}` again. \
@@ -261,6 +322,7 @@ async fn run_status(dir: &Path, out: &Output) -> anyhow::Result<ExitCode> {
     out.emit(&statuses, || {
         let mut s = status_table(&statuses);
         s.push_str(&keeper);
+        s.push_str(&postgres_line(&lab));
         if let Some(EnvView { env, .. }) = statuses.first() {
             s.push_str(&format!(
                 "\nTo use the bao CLI against {name}:\n  export BAO_ADDR={addr} BAO_CACERT={ca} \\\n    BAO_CLIENT_CERT={cert} BAO_CLIENT_KEY={key}\n  bao login -method=cert -path={mount} name={role}   # the lab operator (no root token)\n",
@@ -275,7 +337,11 @@ async fn run_status(dir: &Path, out: &Output) -> anyhow::Result<ExitCode> {
         }
         s
     })?;
-    let code = status_code(&statuses);
+    let code = if postgres_healthy(&lab) {
+        status_code(&statuses)
+    } else {
+        ExitCode::from(exit::CHECK_FAILED)
+    };
     if code != ExitCode::SUCCESS && !out.is_json() {
         return Err(anyhow::anyhow!(
             "not every environment is healthy, or an agent is not running"

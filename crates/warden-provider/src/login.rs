@@ -169,14 +169,41 @@ fn wipe_json(mut v: serde_json::Value) {
     }
 }
 
+/// The most a role-id or secret-id file may hold (they are a few dozen bytes).
+const MAX_CREDENTIAL_BYTES: u64 = 64 * 1024;
+
+/// Reads an AppRole credential. Through `warden_files::open_regular`: a FIFO or a device
+/// planted at the path is refused at once instead of blocking the runtime thread (where no
+/// `VAULT_INIT_TIMEOUT_SEC` could fire) or filling memory. A file others may read or write
+/// (`o+r`, `o+w`) is refused: its secret is already everyone's. Group access is left to the
+/// deployment (a Kubernetes `fsGroup` mount, a `warden` group).
 fn read_secret(what: &'static str, path: &Path) -> Result<SecretString, Error> {
-    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
-        Error::ReadFile {
+    use std::io::Read as _;
+    use std::os::unix::fs::MetadataExt as _;
+    let io = |source| Error::ReadFile {
+        what,
+        path: path.to_owned(),
+        source,
+    };
+    let (file, meta) = warden_files::open_regular(path, MAX_CREDENTIAL_BYTES).map_err(io)?;
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o006 != 0 {
+        return Err(Error::ExposedFile {
             what,
             path: path.to_owned(),
-            source,
-        }
-    })?);
+            mode,
+        });
+    }
+    let mut bytes = zeroize::Zeroizing::new(Vec::new());
+    file.take(MAX_CREDENTIAL_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| {
+        io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not UTF-8 text",
+        ))
+    })?;
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Err(Error::EmptyFile {
@@ -190,6 +217,7 @@ fn read_secret(what: &'static str, path: &Path) -> Result<SecretString, Error> {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+    use std::os::unix::fs::PermissionsExt as _;
 
     use super::*;
 
@@ -248,5 +276,40 @@ mod tests {
         std::fs::write(&p, "\n").expect("write");
         let err = read_secret("AppRole secret-id", &p).unwrap_err();
         assert!(err.to_string().contains("secret-id"), "{err}");
+    }
+
+    /// Red team (issue 17): a FIFO planted at the secret-id path blocked the read forever on
+    /// the runtime's thread, where VAULT_INIT_TIMEOUT_SEC cannot fire; a world-readable
+    /// secret-id was used as if it were private.
+    #[test]
+    fn a_fifo_or_a_world_readable_secret_id_is_refused_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("secret-id");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(read_secret("AppRole secret-id", &path).map(|_| ()));
+        });
+        let err = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("the read of a FIFO returned at once")
+            .expect_err("a FIFO is no credential file");
+        assert!(err.to_string().contains("secret-id"), "{err}");
+        // Unblock the reader if it is still stuck (before the fix).
+        let open = dir.path().join("world");
+        std::fs::write(&open, "s3cr3t-id\n").expect("write");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let err = read_secret("AppRole secret-id", &open).expect_err("world-readable");
+        assert!(
+            matches!(err, Error::ExposedFile { mode: 0o644, .. }),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("s3cr3t"), "{err}");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        let ok = read_secret("AppRole secret-id", &open)
+            .expect("group-readable is the deployment's choice");
+        assert_eq!(ok.expose_secret(), "s3cr3t-id");
     }
 }

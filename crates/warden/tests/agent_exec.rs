@@ -459,9 +459,11 @@ impl Drop for Frozen {
 ///   refused at the read, by name, without the value in the log; the running child is not
 ///   stopped for a restart that could not start it again (it was, and the agent then exited);
 /// * a frozen server (SIGSTOP) while a poll is in flight: SIGTERM still reaches the child at
-///   once (it waited for the request timeout, 20 s, before), and the exit code passes through.
+///   once (the agent did not stop within 60 s before), and the exit code passes through;
+/// * SIGTERM while a restart waits for the old child to stop: no new child is started (one
+///   was, and was stopped again at once).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn red_team_exec_bad_values_keep_the_child_and_a_frozen_server_holds_up_no_signal() {
+async fn red_team_exec_bad_values_keep_the_child_and_no_signal_is_held_up() {
     let lab = LabEnv::start(&["test"]).await;
     let op = lab.client("test");
     let tmp = tempfile::Builder::new()
@@ -605,4 +607,53 @@ async fn red_team_exec_bad_values_keep_the_child_and_a_frozen_server_holds_up_no
         text(&std::fs::read(&log).unwrap_or_default())
     );
     assert_eq!(lines(&child_dir.join("terms")), 1, "the child got SIGTERM");
+
+    // ---- a stop signal while a restart waits for the old child: no new child ---------------
+    let slow_dir = tmp.path().join("slow-child");
+    std::fs::create_dir(&slow_dir).expect("dir");
+    let slow_log = tmp.path().join("agent-slow.log");
+    let slow = RunningAgent::spawn(
+        WARDEN.command(&[
+            "-vv",
+            "agent",
+            "exec",
+            "--config",
+            path_str(&config),
+            "--",
+            "sh",
+            "-c",
+            SLOW_CHILD,
+            "sh",
+            path_str(&slow_dir),
+        ]),
+        &slow_log,
+    );
+    let v2 = format!("sk_red_second_{tag}_u7i8");
+    write_stripe(&op, &v1).await;
+    Poll::new(Duration::from_secs(60))
+        .showing_log(&slow_log)
+        .until_true("the slow child's value", || {
+            std::fs::read_to_string(slow_dir.join("value"))
+                .ok()
+                .as_deref()
+                == Some(v1.as_str())
+        });
+    write_stripe(&op, &v2).await;
+    Poll::new(Duration::from_secs(30))
+        .showing_log(&slow_log)
+        .until_true("the restart's SIGTERM at the slow child", || {
+            lines(&slow_dir.join("terms")) >= 1
+        });
+    let status = slow.terminate(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(7), "the old child's own exit code");
+    assert_eq!(
+        lines(&slow_dir.join("starts")),
+        1,
+        "a stop signal during the restart must not start a new child; log:\n{}",
+        text(&std::fs::read(&slow_log).unwrap_or_default())
+    );
 }
+
+/// A child that takes 3 s to stop after SIGTERM (a service draining its connections; a
+/// second SIGTERM does not restart its drain).
+const SLOW_CHILD: &str = r#"trap 'trap "" TERM; echo term >> "$1/terms"; sleep 3; exit 7' TERM; echo $$ >> "$1/starts"; printf %s "$STRIPE_API_KEY" > "$1/value.tmp"; mv "$1/value.tmp" "$1/value"; while :; do sleep 0.1; done"#;

@@ -250,8 +250,13 @@ impl Supervisor {
                     match self.settings.restart {
                         ExecRestart::Restart => {
                             tracing::info!(variables = %new.names(), versions = %new.versions(), "a value changed: restarting the command");
-                            let old = child::stop(&mut child, self.settings.kill_timeout).await.map_err(ExecError::Wait)?;
-                            tracing::debug!(code = child::exit_code(old), "the command stopped for the restart");
+                            if let Some(sig) = self.stop_for_restart(&mut child).await? {
+                                // Stopping the service wins over restarting it: no new child.
+                                tracing::info!(%sig, "stop signal during the restart: the command is not started again");
+                                stopping = true;
+                                kill_at = Some(Instant::now() + self.settings.kill_timeout);
+                                continue;
+                            }
                             child = self.spawn(&new)?;
                         }
                         ExecRestart::Signal(sig) => {
@@ -263,6 +268,39 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// Stops the child for a restart (SIGTERM, `kill_timeout`, SIGKILL) while still listening
+    /// for signals: a stop signal that arrives meanwhile is forwarded and returned, and the
+    /// caller starts no new child (before, it started one and stopped it again at once).
+    /// Other signals are for a child about to be replaced: dropped, with a debug line.
+    async fn stop_for_restart(
+        &mut self,
+        child: &mut tokio::process::Child,
+    ) -> Result<Option<nix::sys::signal::Signal>, ExecError> {
+        let stop_signal = {
+            let stop = child::stop(child, self.settings.kill_timeout);
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    status = &mut stop => {
+                        let status = status.map_err(ExecError::Wait)?;
+                        tracing::debug!(code = child::exit_code(status), "the command stopped for the restart");
+                        break None;
+                    }
+                    sig = self.signals.recv() => {
+                        if child::is_stop(sig) {
+                            break Some(sig);
+                        }
+                        tracing::debug!(%sig, "not forwarded: the command is being replaced");
+                    }
+                }
+            }
+        };
+        if let Some(sig) = stop_signal {
+            child::send(child, sig);
+        }
+        Ok(stop_signal)
     }
 
     /// Starts a re-read of every entry as its own task; with `held` (a settled change), also

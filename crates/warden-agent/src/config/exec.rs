@@ -111,8 +111,9 @@ fn valid_env_name(s: &str) -> bool {
 /// Variables that change how the child is loaded or how its interpreter starts, rather than
 /// what it reads as configuration: whoever can write the KV secret must not be able to run code
 /// in the service through them (`LD_PRELOAD=/tmp/evil.so`, `BASH_ENV`, `NODE_OPTIONS=--require`).
-/// Exact names; see [`RESERVED_PREFIXES`] for whole families.
-const RESERVED_NAMES: [&str; 30] = [
+/// The same for the child's TLS trust (`NODE_TLS_REJECT_UNAUTHORIZED=0`, a CA bundle of the
+/// writer's choosing). Exact names; see [`RESERVED_PREFIXES`] for whole families.
+const RESERVED_NAMES: [&str; 38] = [
     "PATH",
     "IFS",
     "ENV",
@@ -143,6 +144,14 @@ const RESERVED_NAMES: [&str; 30] = [
     "RUBYLIB",
     "JAVA_TOOL_OPTIONS",
     "_JAVA_OPTIONS",
+    "NODE_TLS_REJECT_UNAUTHORIZED",
+    "NODE_EXTRA_CA_CERTS",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "PYTHONHTTPSVERIFY",
+    "GODEBUG",
 ];
 
 /// Families of loader variables (`LD_PRELOAD`, `LD_LIBRARY_PATH`, …) and exported shell
@@ -154,7 +163,9 @@ const RESERVED_PREFIXES: [&str; 4] = ["LD_", "DYLD_", "BASH_FUNC_", "GLIBC_"];
 pub(crate) fn reserved_env_name(name: &str) -> Option<&'static str> {
     let upper = name.to_ascii_uppercase();
     if RESERVED_NAMES.contains(&upper.as_str()) {
-        return Some("it changes how the command (or its interpreter) starts or finds programs");
+        return Some(
+            "it changes how the command (or its interpreter) starts, finds programs or trusts TLS peers",
+        );
     }
     RESERVED_PREFIXES
         .iter()
@@ -413,6 +424,8 @@ restart = "signal:HUPP"
             "PATH",
             "BASH_ENV",
             "NODE_OPTIONS",
+            "NODE_TLS_REJECT_UNAUTHORIZED",
+            "SSL_CERT_FILE",
         ] {
             let err = parse(&format!(
                 "[[exec_env]]\nname = \"{bad}\"\nmount = \"kvv2\"\npath = \"a/b\"\nfield = \"v\"\n"

@@ -288,7 +288,7 @@ mod tests {
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
             .expect("mkfifo");
         let (tx, rx) = std::sync::mpsc::channel();
-        let path = fifo.clone();
+        let path = fifo;
         std::thread::spawn(move || {
             let _ = tx.send(read_secret("AppRole secret-id", &path).map(|_| ()));
         });
@@ -297,7 +297,6 @@ mod tests {
             .expect("the read of a FIFO returned at once")
             .expect_err("a FIFO is no credential file");
         assert!(err.to_string().contains("secret-id"), "{err}");
-        // Unblock the reader if it is still stuck (before the fix).
         let open = dir.path().join("world");
         std::fs::write(&open, "s3cr3t-id\n").expect("write");
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).expect("chmod");

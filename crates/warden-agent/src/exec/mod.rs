@@ -354,20 +354,25 @@ impl Supervisor {
                 }
                 values::fetch(shared, entries).await
             };
-            // A frozen server must not outlast `start_timeout`, nor hold up a stop signal.
-            let attempt: Result<Values, FetchError> = tokio::select! {
-                a = attempt => a,
-                () = tokio::time::sleep_until(deadline) => {
-                    return Err(ExecError::Timeout {
-                        waited: self.settings.start_timeout,
-                        last: "OpenBao did not answer in time".to_owned(),
-                    });
-                }
-                sig = self.signals.recv() => {
-                    if child::is_stop(sig) {
-                        return Ok(Start::Signalled(sig));
+            // A frozen server must not outlast `start_timeout`, nor hold up a stop signal. Other
+            // signals have no child to go to yet: they neither cancel nor restart the attempt
+            // (a burst of SIGHUPs must not become a burst of requests).
+            tokio::pin!(attempt);
+            let attempt: Result<Values, FetchError> = loop {
+                tokio::select! {
+                    a = &mut attempt => break a,
+                    () = tokio::time::sleep_until(deadline) => {
+                        return Err(ExecError::Timeout {
+                            waited: self.settings.start_timeout,
+                            last: "OpenBao did not answer in time".to_owned(),
+                        });
                     }
-                    continue;
+                    sig = self.signals.recv() => {
+                        if child::is_stop(sig) {
+                            return Ok(Start::Signalled(sig));
+                        }
+                        tracing::debug!(%sig, "not forwarded: the command has not started yet");
+                    }
                 }
             };
             let last = match attempt {

@@ -111,8 +111,14 @@ impl Login {
                 mount,
                 role,
             } => {
-                // The agent renews the certificate in place: present the current one.
-                let identity = warden_bao::ClientIdentity::from_files(cert_file, key_file)
+                // The agent renews the certificate in place: present the current one. Read like
+                // the AppRole files (bounded, never blocking on a FIFO, the key refused when
+                // other users may read it).
+                let cert = read_credential("client certificate", cert_file, false)
+                    .map_err(LoginError::File)?;
+                let key =
+                    read_credential("client key", key_file, true).map_err(LoginError::File)?;
+                let identity = warden_bao::ClientIdentity::from_pem(cert.to_vec(), key)
                     .map_err(LoginError::Setup)?;
                 client
                     .set_identity(Some(identity))
@@ -169,15 +175,39 @@ fn wipe_json(mut v: serde_json::Value) {
     }
 }
 
-/// The most a role-id or secret-id file may hold (they are a few dozen bytes).
+/// The most a credential file may hold (a role-id is a few dozen bytes, a certificate chain a
+/// few KiB).
 const MAX_CREDENTIAL_BYTES: u64 = 64 * 1024;
 
-/// Reads an AppRole credential. Through `warden_files::open_regular`: a FIFO or a device
-/// planted at the path is refused at once instead of blocking the runtime thread (where no
-/// `VAULT_INIT_TIMEOUT_SEC` could fire) or filling memory. A file others may read or write
-/// (`o+r`, `o+w`) is refused: its secret is already everyone's. Group access is left to the
-/// deployment (a Kubernetes `fsGroup` mount, a `warden` group).
+/// Reads an AppRole credential ([`read_credential`], private), trimmed; an empty file is an
+/// error.
 fn read_secret(what: &'static str, path: &Path) -> Result<SecretString, Error> {
+    let bytes = read_credential(what, path, true)?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| Error::ReadFile {
+        what,
+        path: path.to_owned(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"),
+    })?;
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(Error::EmptyFile {
+            what,
+            path: path.to_owned(),
+        });
+    }
+    Ok(SecretString::from(trimmed.to_owned()))
+}
+
+/// Reads a credential file through `warden_files::open_regular`: a FIFO or a device planted at
+/// the path is refused at once instead of blocking the runtime thread (where no
+/// `VAULT_INIT_TIMEOUT_SEC` could fire) or filling memory. With `private`, a file others may
+/// read or write (`o+r`, `o+w`) is refused: its secret is already everyone's. Group access is
+/// left to the deployment (a Kubernetes `fsGroup` mount, a `warden` group).
+fn read_credential(
+    what: &'static str,
+    path: &Path,
+    private: bool,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, Error> {
     use std::io::Read as _;
     use std::os::unix::fs::MetadataExt as _;
     let io = |source| Error::ReadFile {
@@ -187,7 +217,7 @@ fn read_secret(what: &'static str, path: &Path) -> Result<SecretString, Error> {
     };
     let (file, meta) = warden_files::open_regular(path, MAX_CREDENTIAL_BYTES).map_err(io)?;
     let mode = meta.mode() & 0o7777;
-    if mode & 0o006 != 0 {
+    if private && mode & 0o006 != 0 {
         return Err(Error::ExposedFile {
             what,
             path: path.to_owned(),
@@ -198,20 +228,7 @@ fn read_secret(what: &'static str, path: &Path) -> Result<SecretString, Error> {
     file.take(MAX_CREDENTIAL_BYTES)
         .read_to_end(&mut bytes)
         .map_err(io)?;
-    let text = std::str::from_utf8(&bytes).map_err(|_| {
-        io(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "not UTF-8 text",
-        ))
-    })?;
-    let trimmed = text.trim();
-    if trimmed.is_empty() {
-        return Err(Error::EmptyFile {
-            what,
-            path: path.to_owned(),
-        });
-    }
-    Ok(SecretString::from(trimmed.to_owned()))
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -310,5 +327,23 @@ mod tests {
         let ok = read_secret("AppRole secret-id", &open)
             .expect("group-readable is the deployment's choice");
         assert_eq!(ok.expose_secret(), "s3cr3t-id");
+    }
+
+    /// Red team (issue 17): the certificate login's files go through the same reader — a
+    /// world-readable private key is refused, a world-readable certificate is fine (it is
+    /// public), and a FIFO at either never blocks.
+    #[test]
+    fn a_world_readable_client_key_is_refused_and_the_certificate_is_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = dir.path().join("client.key");
+        std::fs::write(&key, "-----BEGIN PRIVATE KEY-----").expect("write");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let err = read_credential("client key", &key, true).expect_err("world-readable key");
+        assert!(matches!(err, Error::ExposedFile { .. }), "{err}");
+        assert!(read_credential("client certificate", &key, false).is_ok());
+        let fifo = dir.path().join("client.crt");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        assert!(read_credential("client certificate", &fifo, false).is_err());
     }
 }

@@ -13,7 +13,7 @@ pub enum Error {
         what: String,
         /// The client's error.
         #[source]
-        source: warden_bao::Error,
+        source: Box<warden_bao::Error>,
     },
     /// A KV v2 call failed.
     #[error("{env}: {what}: {source}")]
@@ -24,7 +24,7 @@ pub enum Error {
         what: String,
         /// The KV error.
         #[source]
-        source: warden_bao::KvError,
+        source: Box<warden_bao::KvError>,
     },
     /// A record under `warden/serve/` does not have the shape serve writes (edited by hand,
     /// or written by a newer version).
@@ -46,11 +46,11 @@ pub enum Error {
         env: String,
         /// The keys library's error.
         #[source]
-        source: warden_keys::Error,
+        source: Box<warden_keys::Error>,
     },
     /// Posture could not be read.
     #[error(transparent)]
-    Posture(#[from] warden_registry::posture::Error),
+    Posture(Box<warden_registry::posture::Error>),
     /// The settings cannot give a safe lease.
     #[error("{0}")]
     Settings(String),

@@ -77,8 +77,8 @@ pub fn jobs_for(spec: &Spec, env: &Environment) -> Vec<Job> {
 /// What a due check decided.
 #[derive(Debug)]
 pub(crate) enum Due {
-    /// Nothing to do now.
-    NotDue,
+    /// Not due yet.
+    Later,
     /// Due, but a purpose rule refuses it.
     Refused { slot: String, reason: Refusal },
     /// Due: run `work` for the due run `slot`.
@@ -126,7 +126,7 @@ pub(crate) async fn due(
                     .find(|k| k.name.as_str() == key)
                     .map(|k| (i, k))
             }) else {
-                return Ok(Due::NotDue);
+                return Ok(Due::Later);
             };
             let config = SigningKeyConfig::from_spec(spec, env, &identity.name, sk);
             let (from, created) = newest_version(client, env, &config).await?;
@@ -134,7 +134,7 @@ pub(crate) async fn due(
             if let Some(created) = created
                 && created.saturating_add(secs(sk.interval.0)) > now_s
             {
-                return Ok(Due::NotDue);
+                return Ok(Due::Later);
             }
             let Some(purpose) = spec.purpose_of(credential) else {
                 return Ok(Due::Refused {
@@ -173,7 +173,7 @@ async fn newest_version(
             return Err(Error::Kv {
                 env: env.name.to_string(),
                 what: format!("reading {loc}'s versions"),
-                source,
+                source: Box::new(source),
             });
         }
     };
@@ -204,7 +204,7 @@ pub(crate) async fn run(
                 .await
                 .map_err(|source| Error::Keys {
                     env: env.name.to_string(),
-                    source,
+                    source: Box::new(source),
                 })?;
             Ok(format!(
                 "{} v{from} → v{} (kid {})",
@@ -212,7 +212,9 @@ pub(crate) async fn run(
             ))
         }
         Work::Posture { now_s } => {
-            let report = warden_registry::posture::collect(client, spec, env, now_s).await?;
+            let report = warden_registry::posture::collect(client, spec, env, now_s)
+                .await
+                .map_err(|e| Error::Posture(Box::new(e)))?;
             let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
             for p in &report.purposes {
                 for c in &p.credentials {

@@ -31,7 +31,7 @@ pub(crate) async fn read(
             return Err(Error::Bao {
                 env: env.to_owned(),
                 what: format!("reading {path}"),
-                source,
+                source: Box::new(source),
             });
         }
     };
@@ -69,7 +69,7 @@ pub(crate) async fn write_cas(
         Err(source) => Err(Error::Bao {
             env: env.to_owned(),
             what: format!("writing {path}"),
-            source,
+            source: Box::new(source),
         }),
     }
 }

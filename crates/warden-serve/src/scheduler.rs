@@ -384,7 +384,7 @@ impl Ctx<'_> {
         };
         let last = rec.last();
         let (slot, work) = match due {
-            Due::NotDue => return Ok(()),
+            Due::Later => return Ok(()),
             Due::Refused { slot, reason } => {
                 if last.is_some_and(|l| l.slot == slot && l.outcome == Outcome::Refused) {
                     return Ok(());
@@ -427,10 +427,9 @@ impl Ctx<'_> {
         run.duration_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
         match result {
             Ok(detail) => run.detail = detail,
-            Err(Error::Keys {
-                source: source @ warden_keys::Error::Conflict { .. },
-                ..
-            }) => {
+            Err(Error::Keys { source, .. })
+                if matches!(*source, warden_keys::Error::Conflict { .. }) =>
+            {
                 run.outcome = Outcome::Superseded;
                 run.detail = source.to_string();
             }

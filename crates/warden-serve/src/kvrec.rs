@@ -28,6 +28,7 @@ pub(crate) async fn read(
         Ok(s) => s,
         Err(e) if e.is_not_found() => return Ok(None),
         Err(source) => {
+            relogin_if_denied(client, &source);
             return Err(Error::Bao {
                 env: env.to_owned(),
                 what: format!("reading {path}"),
@@ -66,11 +67,24 @@ pub(crate) async fn write_cas(
             Ok(Cas::Written(version))
         }
         Err(e) if is_cas_mismatch(&e) => Ok(Cas::Lost),
-        Err(source) => Err(Error::Bao {
-            env: env.to_owned(),
-            what: format!("writing {path}"),
-            source: Box::new(source),
-        }),
+        Err(source) => {
+            relogin_if_denied(client, &source);
+            Err(Error::Bao {
+                env: env.to_owned(),
+                what: format!("writing {path}"),
+                source: Box::new(source),
+            })
+        }
+    }
+}
+
+/// A long-running process outlives its token: when a client that logs in with its certificate
+/// is refused, the token is dropped so the next request (the next renewal, after a job's
+/// backoff) logs in afresh. A real policy denial just fails again, at the same bounded pace.
+pub(crate) fn relogin_if_denied(client: &Client, e: &warden_bao::Error) {
+    if e.is_permission_denied() && client.logs_in_on_demand() {
+        tracing::info!("permission denied: logging in again on the next request");
+        client.clear_token();
     }
 }
 

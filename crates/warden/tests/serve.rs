@@ -1,11 +1,12 @@
 //! `warden serve` end to end (issue 15, ADR 0022): two real `warden serve` replicas against one
 //! real lab (`test`, HTTPS + mTLS), a 3 s leader lease, a signing key that rotates every 4 s
-//! and one whose purpose is revoked, and a domain certificate not yet issued. Checks, from what OpenBao holds (the lease record, the
+//! and one whose purpose is revoked, a domain certificate not yet issued and one that cannot be
+//! issued (never applied). Checks, from what OpenBao holds (the lease record, the
 //! key's KV versions, the job records), that exactly one replica leads, that the other takes
 //! over after `kill -9` within the lease TTL plus one look, that the rotation due during the
 //! switch happens exactly once, that the key keeps rotating once per interval, that the
-//! revoked purpose's key never rotates, that the domain certificate is issued once, and that
-//! SIGTERM releases the lease.
+//! revoked purpose's key never rotates, that the domain certificate is issued once, that the
+//! failing renewal is retried with a doubling wait, and that SIGTERM releases the lease.
 
 #![allow(clippy::print_stderr)] // the measured takeover and rotation gaps go to the test log on purpose
 
@@ -94,6 +95,21 @@ evidence    = "EV-TOKENS"
 covers      = ["issuer/signing-key/frozen"]
 revoked     = true
 "#;
+
+/// What the replicas serve: the applied spec plus a domain nobody applied (no PKI role), so
+/// its renewal fails every time and shows the backoff.
+fn served_spec() -> String {
+    SPEC.replace(
+        "[purposes.public-tls]",
+        r#"[domains."broken.test.warden.internal"]
+environments = ["test"]
+app          = "issuer"
+ttl          = "72h"
+renew_before = "24h"
+
+[purposes.public-tls]"#,
+    )
+}
 
 const TTL: Duration = Duration::from_secs(3);
 const INTERVAL_S: f64 = 4.0;
@@ -244,8 +260,14 @@ async fn two_replicas_one_leader_takeover_after_kill_and_rotation_exactly_once()
     let dir = tempfile::tempdir().expect("temp dir");
     let spec_path = dir.path().join("warden.toml");
     std::fs::write(&spec_path, SPEC).expect("write spec");
-    let (spec, lab_dir) = (path_str(&spec_path), path_str(lab.dir()));
-    WARDEN.ok(&["apply", "--spec", spec, "--lab", lab_dir]);
+    let served_path = dir.path().join("served.toml");
+    std::fs::write(&served_path, served_spec()).expect("write served spec");
+    let (applied, spec, lab_dir) = (
+        path_str(&spec_path),
+        path_str(&served_path),
+        path_str(lab.dir()),
+    );
+    WARDEN.ok(&["apply", "--spec", applied, "--lab", lab_dir]);
     let op = lab.client("test");
 
     // The revoked purpose's key exists (v1), made before its purpose was retired.
@@ -438,6 +460,41 @@ async fn two_replicas_one_leader_takeover_after_kill_and_rotation_exactly_once()
         renewals[0].detail.contains("renewed as v1"),
         "{}",
         renewals[0].detail
+    );
+
+    // A renewal that fails (no PKI role for the unapplied domain) is retried with a doubling
+    // wait, across the leader switch too (the wait is in the record): never a tight loop.
+    let broken = job(&op, "renew-domain/broken-test-warden-internal")
+        .await
+        .expect("broken domain's record");
+    let tries = broken.runs();
+    assert!(tries.len() >= 3, "{tries:?}");
+    assert!(
+        tries.iter().all(|r| r.outcome == Outcome::Failed),
+        "{tries:?}"
+    );
+    assert!(
+        tries[0]
+            .detail
+            .contains("unknown role: domain-broken-test-warden-internal"),
+        "{}",
+        tries[0].detail
+    );
+    let starts: Vec<u64> = tries.iter().map(|r| r.started_ms).collect();
+    for (i, w) in starts.windows(2).enumerate() {
+        let wait = warden_serve::backoff(u32::try_from(i + 1).expect("small"));
+        let gap = Duration::from_millis(w[1] - w[0]);
+        // Replicas estimate the server's clock to within a second of each other.
+        assert!(
+            gap + Duration::from_millis(1100) >= wait,
+            "attempt {} came {gap:?} after the previous, before its {wait:?} backoff: {starts:?}",
+            i + 2
+        );
+    }
+    assert_eq!(broken.failures as usize, tries.len());
+    eprintln!(
+        "failed renewal attempts at (ms after the first): {:?}",
+        starts.iter().map(|s| s - starts[0]).collect::<Vec<_>>()
     );
 
     // Posture sweeps are recorded too.

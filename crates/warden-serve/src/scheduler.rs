@@ -249,17 +249,25 @@ fn current(rx: &watch::Receiver<Option<Held>>) -> Option<Held> {
     (*rx.borrow()).filter(Held::valid)
 }
 
-/// Resolves when the lease is no longer good.
-async fn fenced(rx: &watch::Receiver<Option<Held>>) {
-    loop {
-        match current(rx) {
-            None => return,
-            Some(h) => {
-                let left = h.valid_until.saturating_duration_since(Instant::now());
-                tokio::time::sleep(left.min(Duration::from_millis(100))).await;
-            }
+/// Resolves when the lease is no longer good. Checked against the monotonic clock at every
+/// poll, not only when its timer fires, so it is ready as soon as the deadline has passed.
+fn fenced(rx: &watch::Receiver<Option<Held>>) -> impl Future<Output = ()> + '_ {
+    let mut timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    std::future::poll_fn(move |cx| {
+        let Some(h) = current(rx) else {
+            return std::task::Poll::Ready(());
+        };
+        // Wake at the deadline, or within 100 ms if a renewal moved it.
+        let at = h
+            .valid_until
+            .min(Instant::now() + Duration::from_millis(100));
+        let t = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at.into())));
+        if t.as_mut().poll(cx).is_ready() {
+            t.as_mut().reset(at.into());
+            let _ = t.as_mut().poll(cx);
         }
-    }
+        std::task::Poll::Pending
+    })
 }
 
 async fn job_loop(
@@ -414,9 +422,12 @@ impl Ctx<'_> {
             Cas::Lost => return Ok(()),
         };
         let start = Instant::now();
+        // The deadline is polled first: a process resumed after a pause (SIGSTOP, a frozen VM)
+        // drops the job before it sends anything more.
         let result = tokio::select! {
-            r = jobs::run(work, self.spec, &self.target.env, client) => Some(r),
+            biased;
             () = fenced(self.rx) => None,
+            r = jobs::run(work, self.spec, &self.target.env, client) => Some(r),
         };
         let Some(result) = result else {
             // The lease ran out mid-run: stop here. The claim stays with this (now old) term;

@@ -522,3 +522,90 @@ async fn two_replicas_one_leader_takeover_after_kill_and_rotation_exactly_once()
     );
     assert!(b.events().iter().any(|e| e["event"] == "released"));
 }
+
+/// Fencing: the leader is paused (SIGSTOP) past its lease, the other replica takes over, and
+/// the paused one, resumed, reports that it lost the lease and records nothing under its old
+/// term after the takeover; the key still rotates once per interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_resumes_fenced() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let lab = LabEnv::start(&["test"]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let spec_path = dir.path().join("warden.toml");
+    std::fs::write(&spec_path, SPEC).expect("write spec");
+    let (spec, lab_dir) = (path_str(&spec_path), path_str(lab.dir()));
+    WARDEN.ok(&["apply", "--spec", spec, "--lab", lab_dir]);
+    let op = lab.client("test");
+
+    let a = Replica::start("a", spec, lab_dir, dir.path());
+    let first = wait_for("a to lead", Duration::from_secs(30), || async {
+        lease(&op).await.filter(|l| l.holder == "a")
+    })
+    .await;
+    let _b = Replica::start("b", spec, lab_dir, dir.path());
+    wait_for("a rotation by a", Duration::from_secs(20), || async {
+        let (current, _) = versions(&op, "jwt").await;
+        (current >= 2).then_some(())
+    })
+    .await;
+
+    kill(a.pid(), Signal::SIGSTOP).expect("SIGSTOP");
+    let taken = wait_for("b to take over", Duration::from_secs(15), || async {
+        lease(&op).await.filter(|l| l.holder == "b")
+    })
+    .await;
+    assert_eq!(taken.term, first.term + 1);
+    // Let b work a little under its term while a is still paused, then resume a.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    kill(a.pid(), Signal::SIGCONT).expect("SIGCONT");
+    wait_for(
+        "a to report the lost lease",
+        Duration::from_secs(10),
+        || async {
+            a.events()
+                .iter()
+                .any(|e| e["event"] == "lost" && e["term"] == first.term)
+                .then_some(())
+        },
+    )
+    .await;
+    // Two more intervals with both running.
+    let (now_v, _) = versions(&op, "jwt").await;
+    wait_for("b to keep rotating", Duration::from_secs(20), || async {
+        let (c, _) = versions(&op, "jwt").await;
+        (c >= now_v + 2).then_some(())
+    })
+    .await;
+
+    let l = lease(&op).await.expect("lease");
+    assert_eq!(
+        (l.holder.as_str(), l.term),
+        ("b", taken.term),
+        "b still leads"
+    );
+    for id in ["rotate-signing-key/issuer/jwt", "posture"] {
+        let rec = job(&op, id).await.expect("record");
+        let stale: Vec<_> = rec
+            .runs()
+            .into_iter()
+            .filter(|r| r.holder == "a" && r.started_ms >= taken.since_ms)
+            .collect();
+        assert!(
+            stale.is_empty(),
+            "{id}: a ran after b's takeover: {stale:?}"
+        );
+    }
+    let (_, times) = versions(&op, "jwt").await;
+    let gaps: Vec<f64> = times.windows(2).map(|w| w[1].1 - w[0].1).collect();
+    assert!(
+        gaps.iter().all(|g| *g >= INTERVAL_S - 0.05),
+        "two rotations inside one interval: {gaps:?}"
+    );
+    assert!(
+        !a.events().iter().any(|e| e["event"] == "run"
+            && e["run"]["term"] == first.term
+            && e["run"]["started_ms"].as_u64() >= Some(taken.since_ms)),
+        "a recorded a run under its old term after the takeover: {:?}",
+        a.events()
+    );
+}

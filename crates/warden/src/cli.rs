@@ -79,6 +79,9 @@ pub(crate) enum Command {
     Restore(crate::cmd::restore::RestoreArgs),
     /// Disaster recovery: `dr drill` proves the newest backup restores (RTO, RPO, signed evidence).
     Dr(crate::cmd::dr::DrArgs),
+    /// Long-running scheduler: signing-key rotation when due and a posture sweep, run by the
+    /// one replica holding a leader lease in OpenBao, every run recorded (docs/serve.md).
+    Serve(crate::cmd::serve::ServeArgs),
     /// Seals: migrate a live environment from Shamir to an auto-seal; grant a transit seal on a seal-keeper.
     Seal(crate::cmd::seal::SealArgs),
     /// A production OpenBao node's files from the spec: server configuration and systemd unit.

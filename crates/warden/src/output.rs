@@ -96,6 +96,20 @@ impl Output {
         }
     }
 
+    /// One event of a long-running command (`warden serve`) on stdout: one compact JSON
+    /// object per line in JSON mode (JSON Lines), `text()` otherwise; flushed at once so a
+    /// supervisor or a pipe sees it as it happens.
+    pub(crate) fn event<T: Serialize>(&self, value: &T, text: impl FnOnce() -> String) {
+        use std::io::Write as _;
+        let line = match self.format {
+            Format::Json => serde_json::to_string(value).unwrap_or_default(),
+            Format::Text => text(),
+        };
+        let mut stdout = std::io::stdout().lock();
+        // A reader that left is not a reason to stop serving.
+        let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
+    }
+
     /// Warnings go to stderr in every mode: they must not be lost when scripting.
     pub(crate) fn warn(&self, msg: impl AsRef<str>) {
         eprintln!("warning: {}", msg.as_ref());

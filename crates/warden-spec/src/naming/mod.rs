@@ -12,7 +12,7 @@
 //! | where a credential lives | [`location`] → [`Location`] |
 //! | a credential's reference (`billing/secret/config`) | [`credential_id`], [`Credential::new`] |
 //! | an environment's mounts | [`Mounts`], defaults: [`default_mounts`] |
-//! | Warden's own KV v2 mount and its folders | [`META_MOUNT`], [`OWNED_RECORD`], [`REGISTRY_PREFIX`], [`DELIVERED_PREFIX`], [`REVEAL_PREFIX`], [`PAGES_PREFIX`], [`CUSTODY_PREFIX`], [`BREAK_GLASS_PREFIX`]; entries: [`ownership_record`], [`registry_entry`], [`record_pages`], [`delivery_report`], [`delivery_reports`], [`reveal_record`], [`reveal_records`], [`custody_record`], [`break_glass_record`], [`break_glass_records`] |
+//! | Warden's own KV v2 mount and its folders | [`META_MOUNT`], [`OWNED_RECORD`], [`REGISTRY_PREFIX`], [`DELIVERED_PREFIX`], [`REVEAL_PREFIX`], [`PAGES_PREFIX`], [`CUSTODY_PREFIX`], [`BREAK_GLASS_PREFIX`], [`SERVE_PREFIX`]; entries: [`ownership_record`], [`registry_entry`], [`record_pages`], [`delivery_report`], [`delivery_reports`], [`reveal_record`], [`reveal_records`], [`custody_record`], [`break_glass_record`], [`break_glass_records`], [`serve_lease`], [`serve_job_record`] |
 //! | KV entries ([`KvEntry`]: mount + path) of an app | [`kv_prefix`], [`secret`], [`secret_path`], [`signing_key`], [`domain_cert`], [`domain_cert_path`] |
 //! | policies | [`policy_name`], [`REGISTRY_READER_POLICY`]; reading HCL: [`policy`] |
 //! | identity certificates | [`identity_common_name`], [`IDENTITY_CERT_TTL_SECS`] |
@@ -459,6 +459,21 @@ pub fn break_glass_records() -> KvEntry {
 /// The break-glass record `id`.
 pub fn break_glass_record(id: &str) -> KvEntry {
     KvEntry::new(META_MOUNT, format!("{BREAK_GLASS_PREFIX}/{id}"))
+}
+
+/// The folder inside [`META_MOUNT`] where `warden serve` keeps its leader lease and its job
+/// records (ADR 0022): run-time state of the scheduler, never a credential.
+pub const SERVE_PREFIX: &str = "serve";
+
+/// The leader lease of `warden serve` in this environment: `serve/lease`.
+pub fn serve_lease() -> KvEntry {
+    KvEntry::new(META_MOUNT, format!("{SERVE_PREFIX}/lease"))
+}
+
+/// The record of one scheduled job (`serve/jobs/<job>`): its last runs, bounded, and its
+/// backoff. `job` is a path-safe id such as `rotate-signing-key/billing/jwt`.
+pub fn serve_job_record(job: &str) -> KvEntry {
+    KvEntry::new(META_MOUNT, format!("{SERVE_PREFIX}/jobs/{job}"))
 }
 
 #[cfg(test)]

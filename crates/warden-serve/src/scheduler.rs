@@ -1,0 +1,485 @@
+//! The scheduler: per environment, one task keeps the lease ([`crate::lease`]) and one runs
+//! the jobs ([`crate::jobs`]) while — and only while — the lease is held.
+//!
+//! Fencing: the job task reads the lease's local deadline before it claims a run, before it
+//! records one, and races every job body against it, so a leader that could not renew stops
+//! acting at its deadline, before any other replica may take over. The claim and the result
+//! carry the term and are written with check-and-set on the job record; a rotation itself is
+//! check-and-set on the key's version. A leader killed between claim and result leaves a claim
+//! of an older term, which the next leader overrides and re-checks against the live key.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::watch;
+use warden_bao::Client;
+use warden_spec::{Environment, Spec, naming};
+
+use crate::clock::{server_now, unix_ms};
+use crate::error::{Error, Result};
+use crate::jobs::{self, Due, Job};
+use crate::kvrec::{self, Cas};
+use crate::lease::{Held, Lease, Step};
+use crate::record::{Claim, JobRecord, Outcome, Run};
+
+/// How a replica runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// This replica's id in the lease and in job records.
+    pub holder: String,
+    /// Lease TTL ([`crate::lease::MIN_TTL`] at least); renewed every third of it.
+    pub lease_ttl: Duration,
+    /// How often the leader looks for due jobs.
+    pub tick: Duration,
+    /// Posture sweep period.
+    pub posture_every: Duration,
+}
+
+impl Settings {
+    /// Defaults: 30 s lease, a look every 5 s, posture every minute.
+    pub fn new(holder: &str) -> Self {
+        Self {
+            holder: holder.to_owned(),
+            lease_ttl: Duration::from_secs(30),
+            tick: Duration::from_secs(5),
+            posture_every: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One environment to serve and the client that acts there.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The environment.
+    pub env: Environment,
+    /// Its client (serve's own identity).
+    pub client: Client,
+}
+
+/// What a replica reports as it runs (the CLI prints one line each).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Event {
+    /// This replica took the lease (a new term).
+    Leader {
+        /// Environment.
+        env: String,
+        /// Term.
+        term: u64,
+    },
+    /// Another replica holds the lease.
+    Follower {
+        /// Environment.
+        env: String,
+        /// The holder.
+        holder: String,
+        /// Its term.
+        term: u64,
+    },
+    /// This replica stopped acting as leader.
+    Lost {
+        /// Environment.
+        env: String,
+        /// The term it held.
+        term: u64,
+        /// Why.
+        reason: String,
+    },
+    /// A job run was recorded.
+    Run {
+        /// Environment.
+        env: String,
+        /// Job id.
+        job: String,
+        /// The run.
+        run: Run,
+    },
+    /// The lease was released at shutdown.
+    Released {
+        /// Environment.
+        env: String,
+        /// The term released.
+        term: u64,
+    },
+    /// A step failed; it is retried later (lease: next renewal; job: after its backoff).
+    Error {
+        /// Environment.
+        env: String,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// Where events go.
+pub type Events = Arc<dyn Fn(Event) + Send + Sync>;
+
+/// Serves every target until `shutdown` turns true, then stops the jobs and releases each
+/// lease it holds.
+pub async fn serve(
+    spec: Arc<Spec>,
+    targets: Vec<Target>,
+    settings: Settings,
+    shutdown: watch::Receiver<bool>,
+    events: Events,
+) -> Result<()> {
+    let mut leases = Vec::new();
+    for t in &targets {
+        leases.push(Lease::new(
+            t.env.name.as_str(),
+            &settings.holder,
+            settings.lease_ttl,
+        )?);
+    }
+    let mut tasks = Vec::new();
+    for (t, lease) in targets.into_iter().zip(leases) {
+        tasks.push(tokio::spawn(env_worker(
+            spec.clone(),
+            t,
+            lease,
+            settings.clone(),
+            shutdown.clone(),
+            events.clone(),
+        )));
+    }
+    for t in tasks {
+        // A panicking worker is a bug; the others keep their own leases and release them.
+        let _ = t.await;
+    }
+    Ok(())
+}
+
+async fn env_worker(
+    spec: Arc<Spec>,
+    target: Target,
+    lease: Lease,
+    settings: Settings,
+    mut shutdown: watch::Receiver<bool>,
+    events: Events,
+) {
+    let env = target.env.name.to_string();
+    let client = target.client.clone();
+    let (tx, rx) = watch::channel::<Option<Held>>(None);
+    let jobs_task = tokio::spawn(job_loop(
+        spec,
+        target,
+        rx,
+        settings,
+        shutdown.clone(),
+        events.clone(),
+    ));
+    let mut seen: Option<(String, u64)> = None;
+    while !*shutdown.borrow() {
+        let held = *tx.borrow();
+        match lease.step(&client).await {
+            Ok(Step::Leader { held: new, taken }) => {
+                if taken || held.is_none_or(|h| h.term != new.term) {
+                    events(Event::Leader {
+                        env: env.clone(),
+                        term: new.term,
+                    });
+                }
+                seen = None;
+                tx.send_replace(Some(new));
+            }
+            Ok(Step::Follower(rec)) => {
+                if let Some(h) = held {
+                    tx.send_replace(None);
+                    events(Event::Lost {
+                        env: env.clone(),
+                        term: h.term,
+                        reason: format!("replica `{}` holds term {}", rec.holder, rec.term),
+                    });
+                }
+                let now = (rec.holder.clone(), rec.term);
+                if seen.as_ref() != Some(&now) {
+                    events(Event::Follower {
+                        env: env.clone(),
+                        holder: rec.holder,
+                        term: rec.term,
+                    });
+                    seen = Some(now);
+                }
+            }
+            Err(e) => {
+                events(Event::Error {
+                    env: env.clone(),
+                    message: format!("lease: {e}"),
+                });
+                if let Some(h) = held
+                    && !h.valid()
+                {
+                    tx.send_replace(None);
+                    events(Event::Lost {
+                        env: env.clone(),
+                        term: h.term,
+                        reason: "could not renew the lease before its deadline".into(),
+                    });
+                }
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(lease.renew_every()) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    // Jobs first (they stop at the shutdown signal), then the lease, so nothing runs after it
+    // was handed back.
+    let _ = jobs_task.await;
+    let last = *tx.borrow();
+    if let Some(h) = last {
+        match lease.release(&client, h.term).await {
+            Ok(true) => events(Event::Released {
+                env: env.clone(),
+                term: h.term,
+            }),
+            Ok(false) => {}
+            Err(e) => events(Event::Error {
+                env: env.clone(),
+                message: format!("releasing the lease: {e}"),
+            }),
+        }
+    }
+}
+
+/// The lease if it is still good now.
+fn current(rx: &watch::Receiver<Option<Held>>) -> Option<Held> {
+    (*rx.borrow()).filter(Held::valid)
+}
+
+/// Resolves when the lease is no longer good. Checked against the monotonic clock at every
+/// poll, not only when its timer fires, so it is ready as soon as the deadline has passed.
+fn fenced(rx: &watch::Receiver<Option<Held>>) -> impl Future<Output = ()> + '_ {
+    let mut timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    std::future::poll_fn(move |cx| {
+        let Some(h) = current(rx) else {
+            return std::task::Poll::Ready(());
+        };
+        // Wake at the deadline, or within 100 ms if a renewal moved it.
+        let at = h
+            .valid_until
+            .min(Instant::now() + Duration::from_millis(100));
+        let t = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at.into())));
+        if t.as_mut().poll(cx).is_ready() {
+            t.as_mut().reset(at.into());
+            let _ = t.as_mut().poll(cx);
+        }
+        std::task::Poll::Pending
+    })
+}
+
+async fn job_loop(
+    spec: Arc<Spec>,
+    target: Target,
+    rx: watch::Receiver<Option<Held>>,
+    settings: Settings,
+    mut shutdown: watch::Receiver<bool>,
+    events: Events,
+) {
+    let jobs = jobs::jobs_for(&spec, &target.env);
+    let ctx = Ctx {
+        spec: &spec,
+        target: &target,
+        settings: &settings,
+        rx: &rx,
+        events: &events,
+    };
+    while !*shutdown.borrow() {
+        for job in &jobs {
+            if *shutdown.borrow() {
+                break;
+            }
+            let Some(held) = current(&rx) else { break };
+            if let Err(e) = ctx.run_one(job, held).await {
+                events(Event::Error {
+                    env: target.env.name.to_string(),
+                    message: format!("{}: {e}", job.id),
+                });
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(settings.tick) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+struct Ctx<'a> {
+    spec: &'a Spec,
+    target: &'a Target,
+    settings: &'a Settings,
+    rx: &'a watch::Receiver<Option<Held>>,
+    events: &'a Events,
+}
+
+impl Ctx<'_> {
+    fn env(&self) -> String {
+        self.target.env.name.to_string()
+    }
+
+    async fn read_record(&self, job: &Job) -> Result<(JobRecord, u64)> {
+        let entry = naming::serve_job_record(&job.id);
+        match kvrec::read(&self.target.client, &self.env(), &entry).await? {
+            None => Ok((fresh(job), 0)),
+            Some((Value::Null, v)) => Ok((fresh(job), v)),
+            Some((data, v)) => {
+                let rec = serde_json::from_value(data).map_err(|e| Error::Record {
+                    env: self.env(),
+                    path: entry.data_path(),
+                    reason: e.to_string(),
+                })?;
+                Ok((rec, v))
+            }
+        }
+    }
+
+    async fn write_record(&self, job: &Job, rec: &JobRecord, cas: u64) -> Result<Cas> {
+        let data = serde_json::to_value(rec).expect("a job record serializes");
+        kvrec::write_cas(
+            &self.target.client,
+            &self.env(),
+            &naming::serve_job_record(&job.id),
+            data,
+            cas,
+        )
+        .await
+    }
+
+    fn run_of(&self, slot: String, held: Held, started_ms: u64) -> Run {
+        Run {
+            slot,
+            term: held.term,
+            holder: self.settings.holder.clone(),
+            started_ms,
+            duration_ms: 0,
+            outcome: Outcome::Ok,
+            detail: String::new(),
+        }
+    }
+
+    /// Checks `job` and runs it if it is due, recording the run.
+    async fn run_one(&self, job: &Job, held: Held) -> Result<()> {
+        let client = &self.target.client;
+        let (mut rec, version) = self.read_record(job).await?;
+        let now = unix_ms(server_now(client));
+        if rec.next_attempt_ms > now {
+            return Ok(());
+        }
+        if rec.claim.as_ref().is_some_and(|c| c.term > held.term) {
+            // A newer term claimed this job: this replica's lease is stale, whatever its
+            // local deadline says.
+            return Ok(());
+        }
+        let due = match jobs::due(
+            job,
+            self.spec,
+            &self.target.env,
+            client,
+            now,
+            self.settings.posture_every,
+        )
+        .await
+        {
+            Ok(d) => d,
+            Err(e) => {
+                let mut run = self.run_of("due-check".into(), held, now);
+                run.outcome = Outcome::Failed;
+                run.detail = e.to_string();
+                return self.finish(job, &mut rec, version, run, held).await;
+            }
+        };
+        let last = rec.last();
+        let (slot, work) = match due {
+            Due::Later => return Ok(()),
+            Due::Refused { slot, reason } => {
+                if last.is_some_and(|l| l.slot == slot && l.outcome == Outcome::Refused) {
+                    return Ok(());
+                }
+                let mut run = self.run_of(slot, held, now);
+                run.outcome = Outcome::Refused;
+                run.detail = reason.to_string();
+                return self.finish(job, &mut rec, version, run, held).await;
+            }
+            Due::Run { slot, work } => (slot, work),
+        };
+        if last.is_some_and(|l| l.slot == slot && l.outcome == Outcome::Ok) {
+            return Ok(());
+        }
+        // Claim the due run under this term.
+        if !held.valid() {
+            return Ok(());
+        }
+        rec.claim = Some(Claim {
+            slot: slot.clone(),
+            term: held.term,
+            holder: self.settings.holder.clone(),
+            started_ms: now,
+        });
+        let claimed = match self.write_record(job, &rec, version).await? {
+            Cas::Written(v) => v,
+            Cas::Lost => return Ok(()),
+        };
+        let start = Instant::now();
+        // The deadline is polled first: a process resumed after a pause (SIGSTOP, a frozen VM)
+        // drops the job before it sends anything more.
+        let result = tokio::select! {
+            biased;
+            () = fenced(self.rx) => None,
+            r = jobs::run(work, self.spec, &self.target.env, client) => Some(r),
+        };
+        let Some(result) = result else {
+            // The lease ran out mid-run: stop here. The claim stays with this (now old) term;
+            // the next leader re-checks the live state and runs it if it is still due.
+            return Ok(());
+        };
+        let mut run = self.run_of(slot, held, now);
+        run.duration_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        match result {
+            Ok(detail) => run.detail = detail,
+            Err(Error::Keys { source, .. })
+                if matches!(*source, warden_keys::Error::Conflict { .. }) =>
+            {
+                run.outcome = Outcome::Superseded;
+                run.detail = source.to_string();
+            }
+            Err(e) => {
+                run.outcome = Outcome::Failed;
+                run.detail = e.to_string();
+            }
+        }
+        self.finish(job, &mut rec, claimed, run, held).await
+    }
+
+    /// Records `run` with check-and-set on `version`, unless the lease ran out.
+    async fn finish(
+        &self,
+        job: &Job,
+        rec: &mut JobRecord,
+        version: u64,
+        run: Run,
+        held: Held,
+    ) -> Result<()> {
+        if !held.valid() {
+            return Ok(());
+        }
+        rec.record(run.clone());
+        // A lost write means another leader recorded in between: its record stands.
+        if let Cas::Written(_) = self.write_record(job, rec, version).await? {
+            (self.events)(Event::Run {
+                env: self.env(),
+                job: job.id.clone(),
+                run,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn fresh(job: &Job) -> JobRecord {
+    JobRecord {
+        job: job.id.clone(),
+        ..JobRecord::default()
+    }
+}

@@ -56,7 +56,11 @@ pub(super) fn check(path: &Path, rule: Rule, owner: u32) -> Option<Problem> {
         return Some(Problem {
             what: format!(
                 "{shown} is not a {}",
-                if want_dir { "directory" } else { "regular file" }
+                if want_dir {
+                    "directory"
+                } else {
+                    "regular file"
+                }
             ),
             fix: "move it aside and re-run `warden identity enroll`".to_owned(),
         });
@@ -77,9 +81,7 @@ pub(super) fn check(path: &Path, rule: Rule, owner: u32) -> Option<Problem> {
     let owner_ok = uid == owner || (rule == Rule::Public && uid == 0);
     if !owner_ok {
         return Some(Problem {
-            what: format!(
-                "{shown} is owned by uid {uid}, not the identity's user (uid {owner})"
-            ),
+            what: format!("{shown} is owned by uid {uid}, not the identity's user (uid {owner})"),
             fix: format!("chown {owner} {shown}"),
         });
     }
@@ -138,9 +140,19 @@ mod tests {
         assert_eq!(check(&key, Rule::Public, me), None);
         let link = tmp.path().join("link.key");
         std::os::unix::fs::symlink(&key, &link).unwrap();
-        assert!(check(&link, Rule::Secret, me).unwrap().what.contains("symlink"));
+        assert!(
+            check(&link, Rule::Secret, me)
+                .unwrap()
+                .what
+                .contains("symlink")
+        );
         let gone = tmp.path().join("gone");
-        assert!(check(&gone, Rule::Public, me).unwrap().what.contains("missing"));
+        assert!(
+            check(&gone, Rule::Public, me)
+                .unwrap()
+                .what
+                .contains("missing")
+        );
         // Another owner.
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
         let p = check(&key, Rule::Secret, me + 1).expect("another owner");

@@ -24,7 +24,10 @@ pub const PROBE_IDENTITY: &str = "warden-doctor-probe";
 pub async fn required(cfg: &Config) -> Vec<Need> {
     let mut out: Vec<Need> = Vec::new();
     let mut push = |path: String, capability: &'static str, why: String| {
-        if !out.iter().any(|n| n.path == path && n.capability == capability) {
+        if !out
+            .iter()
+            .any(|n| n.path == path && n.capability == capability)
+        {
             out.push(Need {
                 path,
                 capability,
@@ -172,7 +175,10 @@ mod tests {
             swap_segment("secret/data/apps/billing/config", "billing", "x").as_deref(),
             Some("secret/data/apps/x/config")
         );
-        assert_eq!(swap_segment("secret/data/apps/billingx/c", "billing", "x"), None);
+        assert_eq!(
+            swap_segment("secret/data/apps/billingx/c", "billing", "x"),
+            None
+        );
     }
 
     #[test]

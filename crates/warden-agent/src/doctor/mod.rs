@@ -251,7 +251,10 @@ impl Doctor<'_> {
             checks.push(Check::skipped(CLOCK, "no connection to the server"));
             return;
         };
-        let client = match self.handshake(&trust_pem, &tls.cert_file, &tls.key_file).await {
+        let client = match self
+            .handshake(&trust_pem, &tls.cert_file, &tls.key_file)
+            .await
+        {
             Ok((client, detail)) => {
                 checks.push(Check::ok(TLS, detail));
                 client
@@ -579,10 +582,7 @@ impl Doctor<'_> {
             .map(|c| c.with_client_identity(identity))
             .and_then(Client::new)
             .map_err(|e| fail(e.to_string()))?;
-        Ok((
-            client,
-            format!("mutual TLS with {}", answered.join(", ")),
-        ))
+        Ok((client, format!("mutual TLS with {}", answered.join(", "))))
     }
 
     async fn login(&self, client: &Client) -> Result<String, Check> {
@@ -743,11 +743,9 @@ async fn report_age(client: &Client, identity: &str) -> Option<String> {
                 .pointer("/metadata/created_time")?
                 .as_str()?
                 .to_owned();
-            let at = OffsetDateTime::parse(
-                &created,
-                &time::format_description::well_known::Rfc3339,
-            )
-            .ok()?;
+            let at =
+                OffsetDateTime::parse(&created, &time::format_description::well_known::Rfc3339)
+                    .ok()?;
             Some(format!(
                 "delivery report written {} ago",
                 human((OffsetDateTime::now_utc() - at).unsigned_abs())
@@ -798,7 +796,12 @@ fn permissions(
 ) -> Check {
     let missing: Vec<String> = required
         .iter()
-        .filter(|n| !grants::allows(caps.get(&n.path).map_or(&[][..], Vec::as_slice), n.capability))
+        .filter(|n| {
+            !grants::allows(
+                caps.get(&n.path).map_or(&[][..], Vec::as_slice),
+                n.capability,
+            )
+        })
         .map(|n| format!("{} on {} ({})", n.capability, n.path, n.why))
         .collect();
     if missing.is_empty() {
@@ -862,7 +865,12 @@ fn human(d: Duration) -> String {
 pub fn describe(report: &Report) -> String {
     let mut s = format!("{} ({})\n", report.identity, report.dir.display());
     for c in &report.checks {
-        s.push_str(&format!("{:<8} {:<16} {}\n", c.status.as_str(), c.name, c.detail));
+        s.push_str(&format!(
+            "{:<8} {:<16} {}\n",
+            c.status.as_str(),
+            c.name,
+            c.detail
+        ));
         if let Some(fix) = &c.fix {
             s.push_str(&format!("{:<8} {:<16} fix: {fix}\n", "", ""));
         }

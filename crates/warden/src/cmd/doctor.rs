@@ -39,7 +39,9 @@ pub(crate) async fn run(args: DoctorArgs, out: &Output) -> anyhow::Result<ExitCo
     }
     let report = warden_agent::doctor::run(&dir, options()).await;
     if let (Some(name), Some(_)) = (&args.name, &args.dir)
-        && report.check("config").is_some_and(|c| c.status == warden_agent::doctor::Status::Ok)
+        && report
+            .check("config")
+            .is_some_and(|c| c.status == warden_agent::doctor::Status::Ok)
         && &report.identity != name
     {
         return Err(anyhow::anyhow!(

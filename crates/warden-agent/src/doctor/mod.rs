@@ -176,15 +176,19 @@ const AFTER_CONFIG: [&str; 9] = [
     CLOCK,
 ];
 
-/// Runs every check on the identity whose directory is `dir` (holding `agent.toml`).
-pub async fn run(dir: &Path, opts: Options) -> Report {
+/// Runs every check on the identity whose `agent.toml` is `config_path` (its directory is the
+/// file's, as `warden identity enroll` lays it out).
+pub async fn run(config_path: &Path, opts: Options) -> Report {
     let mut checks = Vec::new();
-    let config_path = dir.join("agent.toml");
+    let dir = config_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let fallback_name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let cfg = match Config::load_trusted(&config_path) {
+    let cfg = match Config::load_trusted(config_path) {
         Ok(cfg) => {
             checks.push(Check::ok(
                 CONFIG,

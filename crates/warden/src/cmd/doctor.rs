@@ -37,7 +37,7 @@ pub(crate) async fn run(args: DoctorArgs, out: &Output) -> anyhow::Result<ExitCo
             "give the identity's directory (--dir), or where it was enrolled (--app-root, or --root-dir with --env)",
         );
     }
-    let report = warden_agent::doctor::run(&dir, options()).await;
+    let report = warden_agent::doctor::run(&dir.join("agent.toml"), options()).await;
     if let (Some(name), Some(_)) = (&args.name, &args.dir)
         && report
             .check("config")

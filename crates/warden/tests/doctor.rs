@@ -2,8 +2,8 @@
 //! its secret written, enrolled under a temporary root and its agent running. On that healthy
 //! host every check passes; then, one at a time and each undone before the next, the key's mode
 //! is widened, the trust file replaced by another CA's certificate, the host's clock shifted,
-//! and the identity's policy broadened by an operator: each time the matching check fails with
-//! a fix, the others stay ok, and the exit code is 1.
+//! the identity's policy broadened by an operator, then narrowed: each time the matching check
+//! fails with a fix, the others stay ok, and the exit code is 1.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
@@ -288,6 +288,17 @@ async fn doctor_passes_a_healthy_host_and_names_each_breakage() {
         "sys/policies/acl/",
         "warden apply",
     );
+    // 6. The policy narrowed: the secret's read taken away, which `permissions` names.
+    let narrowed: String = original
+        .split_inclusive("}\n")
+        .filter(|stanza| !(stanza.contains("/data/") && stanza.contains("billing/config")))
+        .collect();
+    assert_ne!(
+        narrowed, original,
+        "the policy has a stanza for billing's secret"
+    );
+    op.put_policy(&policy, &narrowed).await.expect("narrow");
+    only_fails(root, &[], "permissions", "billing/config", "warden apply");
     op.put_policy(&policy, &original).await.expect("restore");
     healthy(root);
 

@@ -495,14 +495,18 @@ impl Doctor<'_> {
         if left.is_negative() {
             return Check::fail(
                 CERTIFICATE,
-                format!("`{}` expired at {}", leaf.subject, leaf.not_after),
+                format!("`{}` expired at {}", leaf.subject, ts(leaf.not_after)),
                 reenroll,
             );
         }
         if leaf.not_before > now {
             return Check::fail(
                 CERTIFICATE,
-                format!("`{}` is not valid before {}", leaf.subject, leaf.not_before),
+                format!(
+                    "`{}` is not valid before {}",
+                    leaf.subject,
+                    ts(leaf.not_before)
+                ),
                 "check this host's clock (see the `clock` check)",
             );
         }
@@ -510,7 +514,7 @@ impl Doctor<'_> {
             "`{}` serial {}, expires {} ({} left)",
             leaf.subject,
             leaf.serial,
-            leaf.not_after,
+            ts(leaf.not_after),
             human(left.unsigned_abs())
         );
         let lifetime = (leaf.not_after - leaf.not_before).as_seconds_f64();
@@ -848,6 +852,14 @@ fn least_privilege(
             "policy `{policy}` is broader than the spec: an operator runs `warden lint` and `warden apply` to put it back, and finds out who widened it (audit log)"
         ),
     )
+}
+
+/// RFC 3339, to the second.
+fn ts(t: OffsetDateTime) -> String {
+    t.replace_nanosecond(0)
+        .unwrap_or(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
 }
 
 /// `3d 4h`, `12m 5s`: a duration for people.

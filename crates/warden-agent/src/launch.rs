@@ -93,6 +93,18 @@ impl LaunchError {
     }
 }
 
+/// The agent holds its identity's private key, its token and (for `exec`) the child's secret
+/// values: like the CA and custody commands, it is made non-dumpable, so a crash writes no
+/// core file and another process of the same user cannot read its memory through ptrace or
+/// `/proc/<pid>/mem` (which also makes `/proc/<agent>/environ` root-only). Only the flag: the
+/// core-file limit is inherited by an `exec` child and stays the operator's, and the flag
+/// itself is reset for the child by `execve`. Best effort: a refusal leaves the default.
+fn keep_secrets_in_process() {
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        tracing::debug!("could not make the agent non-dumpable: {e}");
+    }
+}
+
 /// An agent built from a valid config, not yet running.
 #[derive(Debug)]
 pub struct Launch {
@@ -108,6 +120,7 @@ impl Launch {
     /// Loads and validates `config_path` and builds the agent: trust anchor, TLS identity and
     /// client. Contacts nothing; creates nothing on disk.
     pub fn prepare(config_path: &Path) -> Result<Self, LaunchError> {
+        keep_secrets_in_process();
         let config = Config::load_trusted(config_path).map_err(|e| match e {
             e @ (ConfigError::Io { .. } | ConfigError::Untrusted(_)) => LaunchError::Unreadable(e),
             e => LaunchError::Invalid {
@@ -336,6 +349,17 @@ mod tests {
             "the diagnostics point at line 4: {diags}"
         );
         assert!(err.hint().contains("docs/agent.md"));
+    }
+
+    /// Red team (issue 17): the agent holds its private key, token and the exec child's
+    /// values; from its first step it is non-dumpable (no core file, no ptrace or
+    /// `/proc/<pid>/mem` for other processes of its user), like the CA and custody commands.
+    #[test]
+    fn the_agent_is_not_dumpable_from_its_first_step() {
+        nix::sys::prctl::set_dumpable(true).expect("set dumpable");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let _ = Launch::prepare(&dir.path().join("agent.toml"));
+        assert!(!nix::sys::prctl::get_dumpable().expect("get dumpable"));
     }
 
     #[test]

@@ -268,6 +268,75 @@ mod tests {
         ));
     }
 
+    /// Red team (issue 17): RS256 beside ES256 opens no door. An ES256 token relabelled RS256,
+    /// an RS256 token relabelled ES256, HS256 "signed" with the public key as the secret, and
+    /// a JWKS holding an EC and an RSA key under the same `kid` (the first is used, and its
+    /// own algorithm decides) are all refused; weak RSA keys never load.
+    #[test]
+    fn rs256_beside_es256_opens_no_algorithm_or_kid_confusion() {
+        let ec = PrivateKey::generate(SigningAlgorithm::Es256).expect("ec");
+        let rsa = PrivateKey::generate(SigningAlgorithm::Rs256).expect("rsa");
+        let keys = jwks(&[&ec, &rsa]);
+        let relabel = |token: &str, alg: &str, kid: &str| {
+            let parts: Vec<&str> = token.split('.').collect();
+            let h = URL_SAFE_NO_PAD.encode(json!({"alg": alg, "kid": kid}).to_string());
+            format!("{h}.{}.{}", parts[1], parts[2])
+        };
+        let ec_token = sign(&ec, &json!({"exp": 2_000})).expect("sign");
+        let rsa_token = sign(&rsa, &json!({"exp": 2_000})).expect("sign");
+        let (ec_kid, rsa_kid) = (ec.public_key().kid(), rsa.public_key().kid());
+        for (token, alg, kid) in [
+            (&ec_token, "RS256", ec_kid.as_str()),
+            (&rsa_token, "ES256", rsa_kid.as_str()),
+            (&ec_token, "RS256", rsa_kid.as_str()),
+            (&rsa_token, "ES256", ec_kid.as_str()),
+        ] {
+            let forged = relabel(token, alg, kid);
+            assert!(
+                matches!(
+                    verify(&forged, &keys, at(1_000)),
+                    Err(VerifyError::AlgorithmMismatch { .. } | VerifyError::BadSignature)
+                ),
+                "{alg} under {kid}"
+            );
+        }
+        // HS256 keyed with the RSA public key's JWK text: the classic confusion.
+        let h = URL_SAFE_NO_PAD.encode(json!({"alg": "HS256", "kid": rsa_kid}).to_string());
+        let p = URL_SAFE_NO_PAD.encode(r#"{"exp":2000}"#);
+        let mac = aws_lc_rs::hmac::sign(
+            &aws_lc_rs::hmac::Key::new(
+                aws_lc_rs::hmac::HMAC_SHA256,
+                serde_json::to_string(&rsa.public_key().to_jwk())
+                    .expect("jwk")
+                    .as_bytes(),
+            ),
+            format!("{h}.{p}").as_bytes(),
+        );
+        let hs = format!("{h}.{p}.{}", URL_SAFE_NO_PAD.encode(mac.as_ref()));
+        assert!(matches!(
+            verify(&hs, &keys, at(1_000)),
+            Err(VerifyError::UnsupportedAlgorithm { .. })
+        ));
+        // Same kid on an EC and an RSA entry: the RSA token does not verify through the EC key.
+        let mut clash = jwks(&[&ec, &rsa]);
+        clash.keys[1].kid = Some(ec_kid.clone());
+        let stolen_kid = relabel(&rsa_token, "RS256", &ec_kid);
+        assert!(matches!(
+            verify(&stolen_kid, &clash, at(1_000)),
+            Err(VerifyError::AlgorithmMismatch { .. })
+        ));
+        // Weak RSA public keys never load: e = 3, and a 1024-bit modulus.
+        let mut weak = rsa.public_key().to_jwk();
+        weak.e = Some(URL_SAFE_NO_PAD.encode([3u8]));
+        assert!(PublicKey::from_jwk(&weak).is_err());
+        let mut short = rsa.public_key().to_jwk();
+        let n = URL_SAFE_NO_PAD
+            .decode(short.n.as_deref().expect("n"))
+            .expect("n");
+        short.n = Some(URL_SAFE_NO_PAD.encode(&n[..128]));
+        assert!(PublicKey::from_jwk(&short).is_err());
+    }
+
     /// RFC 7515 appendix A.2: the example RS256 JWS verifies under the example RSA key, and
     /// does not once its payload changes.
     #[test]

@@ -48,6 +48,17 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A credential file any user of the host may read or write: the credential is as good as
+    /// public, so it is not used.
+    #[error("refusing {what} file {}: its mode {mode:04o} lets every user of the host read or write it", path.display())]
+    ExposedFile {
+        /// What the file should hold.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// A credential file is empty.
     #[error("{what} file {} is empty", path.display())]
     EmptyFile {

@@ -111,8 +111,14 @@ impl Login {
                 mount,
                 role,
             } => {
-                // The agent renews the certificate in place: present the current one.
-                let identity = warden_bao::ClientIdentity::from_files(cert_file, key_file)
+                // The agent renews the certificate in place: present the current one. Read like
+                // the AppRole files (bounded, never blocking on a FIFO, the key refused when
+                // other users may read it).
+                let cert = read_credential("client certificate", cert_file, false)
+                    .map_err(LoginError::File)?;
+                let key =
+                    read_credential("client key", key_file, true).map_err(LoginError::File)?;
+                let identity = warden_bao::ClientIdentity::from_pem(cert.to_vec(), key)
                     .map_err(LoginError::Setup)?;
                 client
                     .set_identity(Some(identity))
@@ -169,14 +175,19 @@ fn wipe_json(mut v: serde_json::Value) {
     }
 }
 
+/// The most a credential file may hold (a role-id is a few dozen bytes, a certificate chain a
+/// few KiB).
+const MAX_CREDENTIAL_BYTES: u64 = 64 * 1024;
+
+/// Reads an AppRole credential ([`read_credential`], private), trimmed; an empty file is an
+/// error.
 fn read_secret(what: &'static str, path: &Path) -> Result<SecretString, Error> {
-    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
-        Error::ReadFile {
-            what,
-            path: path.to_owned(),
-            source,
-        }
-    })?);
+    let bytes = read_credential(what, path, true)?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| Error::ReadFile {
+        what,
+        path: path.to_owned(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"),
+    })?;
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Err(Error::EmptyFile {
@@ -187,9 +198,43 @@ fn read_secret(what: &'static str, path: &Path) -> Result<SecretString, Error> {
     Ok(SecretString::from(trimmed.to_owned()))
 }
 
+/// Reads a credential file through `warden_files::open_regular`: a FIFO or a device planted at
+/// the path is refused at once instead of blocking the runtime thread (where no
+/// `VAULT_INIT_TIMEOUT_SEC` could fire) or filling memory. With `private`, a file others may
+/// read or write (`o+r`, `o+w`) is refused: its secret is already everyone's. Group access is
+/// left to the deployment (a Kubernetes `fsGroup` mount, a `warden` group).
+fn read_credential(
+    what: &'static str,
+    path: &Path,
+    private: bool,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, Error> {
+    use std::io::Read as _;
+    use std::os::unix::fs::MetadataExt as _;
+    let io = |source| Error::ReadFile {
+        what,
+        path: path.to_owned(),
+        source,
+    };
+    let (file, meta) = warden_files::open_regular(path, MAX_CREDENTIAL_BYTES).map_err(io)?;
+    let mode = meta.mode() & 0o7777;
+    if private && mode & 0o006 != 0 {
+        return Err(Error::ExposedFile {
+            what,
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    let mut bytes = zeroize::Zeroizing::new(Vec::new());
+    file.take(MAX_CREDENTIAL_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+    use std::os::unix::fs::PermissionsExt as _;
 
     use super::*;
 
@@ -248,5 +293,57 @@ mod tests {
         std::fs::write(&p, "\n").expect("write");
         let err = read_secret("AppRole secret-id", &p).unwrap_err();
         assert!(err.to_string().contains("secret-id"), "{err}");
+    }
+
+    /// Red team (issue 17): a FIFO planted at the secret-id path blocked the read forever on
+    /// the runtime's thread, where VAULT_INIT_TIMEOUT_SEC cannot fire; a world-readable
+    /// secret-id was used as if it were private.
+    #[test]
+    fn a_fifo_or_a_world_readable_secret_id_is_refused_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("secret-id");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = fifo;
+        std::thread::spawn(move || {
+            let _ = tx.send(read_secret("AppRole secret-id", &path).map(|_| ()));
+        });
+        let err = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("the read of a FIFO returned at once")
+            .expect_err("a FIFO is no credential file");
+        assert!(err.to_string().contains("secret-id"), "{err}");
+        let open = dir.path().join("world");
+        std::fs::write(&open, "s3cr3t-id\n").expect("write");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let err = read_secret("AppRole secret-id", &open).expect_err("world-readable");
+        assert!(
+            matches!(err, Error::ExposedFile { mode: 0o644, .. }),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("s3cr3t"), "{err}");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        let ok = read_secret("AppRole secret-id", &open)
+            .expect("group-readable is the deployment's choice");
+        assert_eq!(ok.expose_secret(), "s3cr3t-id");
+    }
+
+    /// Red team (issue 17): the certificate login's files go through the same reader — a
+    /// world-readable private key is refused, a world-readable certificate is fine (it is
+    /// public), and a FIFO at either never blocks.
+    #[test]
+    fn a_world_readable_client_key_is_refused_and_the_certificate_is_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = dir.path().join("client.key");
+        std::fs::write(&key, "-----BEGIN PRIVATE KEY-----").expect("write");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let err = read_credential("client key", &key, true).expect_err("world-readable key");
+        assert!(matches!(err, Error::ExposedFile { .. }), "{err}");
+        assert!(read_credential("client certificate", &key, false).is_ok());
+        let fifo = dir.path().join("client.crt");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        assert!(read_credential("client certificate", &fifo, false).is_err());
     }
 }

@@ -332,7 +332,22 @@ async fn startup(client: &Client, login: &Login, settings: &Settings) -> Result<
     let mut attempt: u32 = 0;
     loop {
         attempt += 1;
-        let err = match login.login(client).await {
+        // Each attempt gets only what is left of the budget: a server that accepts the
+        // connection and never answers (frozen, overloaded) would otherwise hold one attempt
+        // for the client's whole request timeout (60 s by default), far past
+        // VAULT_INIT_TIMEOUT_SEC.
+        let budget = settings
+            .init_timeout
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(1));
+        let outcome = match tokio::time::timeout(budget, login.login(client)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(LoginError::Server(warden_bao::Error::Timeout {
+                path: format!("auth/{}/login", login.mount().trim_matches('/')),
+                after: budget,
+            })),
+        };
+        let err = match outcome {
             Ok(auth) => {
                 let ttl = auth.ttl();
                 client.set_token(auth.client_token);

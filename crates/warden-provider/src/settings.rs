@@ -100,23 +100,40 @@ impl Settings {
 
 /// Suffixes of environment variable names that hold a secret by convention. AD-1: a service's
 /// secrets come from OpenBao only, so a process started with one of these set is refused — the
-/// value is never read, only the name is reported.
-pub const SECRET_ENV_SUFFIXES: [&str; 7] = [
+/// value is never read, only the name is reported. Beyond the obvious ones, the names the big
+/// frameworks and clouds use for their keys (`AWS_SECRET_ACCESS_KEY`, Django's `SECRET_KEY`,
+/// Rails' `SECRET_KEY_BASE`, `STRIPE_SECRET_KEY`, `JWT_SIGNING_KEY`) and passphrases.
+pub const SECRET_ENV_SUFFIXES: [&str; 17] = [
     "_SECRET",
     "_SECRET_ID",
     "_PASSWORD",
     "_PASSWD",
+    "_PASS",
+    "_PASSPHRASE",
     "_PRIVATE_KEY",
     "_API_KEY",
+    "_APIKEY",
     "_TOKEN",
+    "_SECRET_KEY",
+    "_SECRET_KEY_BASE",
+    "_ACCESS_KEY",
+    "_SIGNING_KEY",
+    "_ENCRYPTION_KEY",
+    "_MASTER_KEY",
+    "_UNSEAL_KEY",
 ];
+
+/// Endings that make a name a *path* to a secret (`WARDEN_APPROLE_SECRET_ID_FILE`), which is
+/// how secrets should be handed over, so never refused.
+const PATH_ENDINGS: [&str; 3] = ["_FILE", "_PATH", "_DIR"];
 
 /// The AD-1 rule: the names (never the values) of variables in `names` that look like a secret
 /// handed over in the environment. A name matches when, upper-cased, it ends with one of
 /// [`SECRET_ENV_SUFFIXES`] or is one of them without the underscore (`SECRET`, `PASSWORD`,
-/// `TOKEN`…). That includes `VAULT_TOKEN`/`BAO_TOKEN`: the provider logs in as the service's own
-/// identity (certificate or AppRole files), never with a token from the environment. Names
-/// ending in `_FILE` (a path to a secret, e.g. `WARDEN_APPROLE_SECRET_ID_FILE`) do not match.
+/// `TOKEN`, `SECRET_KEY`…). That includes `VAULT_TOKEN`/`BAO_TOKEN`: the provider logs in as the
+/// service's own identity (certificate or AppRole files), never with a token from the
+/// environment. Names ending in `_FILE`, `_PATH` or `_DIR` (where a secret is, e.g.
+/// `WARDEN_APPROLE_SECRET_ID_FILE`) do not match.
 pub fn secret_env_names<I, S>(names: I) -> Vec<String>
 where
     I: IntoIterator<Item = S>,
@@ -126,9 +143,10 @@ where
         .into_iter()
         .filter(|n| {
             let upper = n.as_ref().to_ascii_uppercase();
-            SECRET_ENV_SUFFIXES
-                .iter()
-                .any(|s| upper.ends_with(s) || upper == s[1..])
+            !PATH_ENDINGS.iter().any(|e| upper.ends_with(e))
+                && SECRET_ENV_SUFFIXES
+                    .iter()
+                    .any(|s| upper.ends_with(s) || upper == s[1..])
         })
         .map(|n| n.as_ref().to_owned())
         .collect();
@@ -205,6 +223,26 @@ mod tests {
         assert!(err.to_string().contains("VAULT_RETRY_MAX_MS"), "{err}");
     }
 
+    /// Red team (issue 17): the names real frameworks and clouds give their keys were let
+    /// through (`AWS_SECRET_ACCESS_KEY`, Django's `SECRET_KEY`, a passphrase, `DB_PASS`).
+    #[test]
+    fn framework_and_cloud_key_names_are_secrets_too() {
+        let names = [
+            "AWS_SECRET_ACCESS_KEY",
+            "SECRET_KEY",
+            "SECRET_KEY_BASE",
+            "STRIPE_SECRET_KEY",
+            "JWT_SIGNING_KEY",
+            "APP_ENCRYPTION_KEY",
+            "WARDEN_CA_PASSPHRASE",
+            "DB_PASS",
+            "SENDGRID_APIKEY",
+        ];
+        assert_eq!(secret_env_names(names).len(), names.len());
+        // Paths to them are how secrets should come.
+        assert!(secret_env_names(["AWS_SECRET_ACCESS_KEY_FILE", "SIGNING_KEY_PATH"]).is_empty());
+    }
+
     #[test]
     fn secret_looking_names_are_found_and_file_paths_are_not() {
         let names = secret_env_names([
@@ -218,6 +256,8 @@ mod tests {
             "VAULT_CLIENT_KEY",
             "SECRET",
             "HOME",
+            "PWD",
+            "TOKEN_CACHE_DIR",
         ]);
         assert_eq!(
             names,

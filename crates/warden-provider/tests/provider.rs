@@ -560,3 +560,38 @@ async fn a_refused_login_fails_at_once_and_a_missing_certificate_is_waited_for()
     assert!(*attempts >= 3, "{err}");
     assert!(err.to_string().contains("identity/client.crt"), "{err}");
 }
+
+/// Red team (issue 17): a server that accepts connections and never answers (SIGSTOPped)
+/// held the first login attempt for the client's request timeout (60 s), far past
+/// VAULT_INIT_TIMEOUT_SEC=3; the budget now bounds every attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn red_team_a_frozen_server_still_gives_up_at_the_init_timeout() {
+    let dev = BaoDev::start().await;
+    let f = fixture(&dev).await;
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(dev.pid()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    struct Resume(nix::unistd::Pid);
+    impl Drop for Resume {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGCONT);
+        }
+    }
+    let _resume = Resume(pid);
+    let started = std::time::Instant::now();
+    let err = SecretProvider::connect(
+        ProviderConfig::new(
+            ClientConfig::from_address(dev.addr()).expect("address"),
+            f.login.clone(),
+        )
+        .with_settings(settings(3, 1)),
+    )
+    .await
+    .unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(err, Error::InitTimeout { .. }), "{err}");
+    assert!(
+        took < Duration::from_secs(6),
+        "gave up after {took:?}, not at VAULT_INIT_TIMEOUT_SEC=3: {err}"
+    );
+    assert!(err.to_string().contains("VAULT_INIT_TIMEOUT_SEC"), "{err}");
+}

@@ -427,3 +427,233 @@ fn assert_no_value_leaks_in_files(id_dir: &Path, log: &Path, values: &[&str]) {
         }
     }
 }
+
+/// Resumes a SIGSTOPped OpenBao node when dropped, so a failing assertion never leaves the
+/// lab frozen.
+struct Frozen(i32);
+
+impl Frozen {
+    fn freeze(pid: u32) -> Self {
+        let pid = i32::try_from(pid).expect("pid");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGSTOP,
+        )
+        .expect("SIGSTOP the node");
+        Self(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0),
+            nix::sys::signal::Signal::SIGCONT,
+        );
+    }
+}
+
+/// Red team (issue 17), as a hostile KV writer and a flaky server would attack `exec`:
+///
+/// * a value no environment can carry (a NUL byte) and a key that builds `STRIPE_…` twice:
+///   refused at the read, by name, without the value in the log; the running child is not
+///   stopped for a restart that could not start it again (it was, and the agent then exited);
+/// * a frozen server (SIGSTOP) while a poll is in flight: SIGTERM still reaches the child at
+///   once (the agent did not stop within 60 s before), and the exit code passes through;
+/// * SIGTERM while a restart waits for the old child to stop: no new child is started (one
+///   was, and was stopped again at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn red_team_exec_bad_values_keep_the_child_and_no_signal_is_held_up() {
+    let lab = LabEnv::start(&["test"]).await;
+    let op = lab.client("test");
+    let tmp = tempfile::Builder::new()
+        .prefix("warden-h6-red-exec-")
+        .tempdir()
+        .expect("tempdir");
+    let spec = tmp.path().join("warden.toml");
+    std::fs::write(&spec, exec_spec()).expect("write spec");
+    let lab_dir = path_str(lab.dir()).to_owned();
+    let base = [
+        "--spec",
+        path_str(&spec),
+        "--lab",
+        lab_dir.as_str(),
+        "--env",
+        "test",
+    ];
+    let cli = |extra: &[&str]| {
+        let a: Vec<&str> = extra.iter().chain(base.iter()).copied().collect();
+        WARDEN.ok(&a)
+    };
+    cli(&["apply"]);
+    let tag = std::process::id();
+    let v1 = format!("sk_red_first_{tag}_q1w2");
+    let nul_tail = format!("after_nul_{tag}_e3r4");
+    let twin = format!("sk_red_twin_{tag}_t5y6");
+    op.write(
+        "kvv2/data/billing/config",
+        &json!({ "data": { "db_url": "postgres://db/billing" } }),
+        Idempotent::Yes,
+    )
+    .await
+    .expect("write config");
+    write_stripe(&op, &v1).await;
+    let root = tmp.path().join("identities");
+    cli(&[
+        "identity",
+        "enroll",
+        "billing",
+        "--root-dir",
+        path_str(&root),
+    ]);
+    let id = root.join("test/billing");
+    let config = id.join("agent.toml");
+    let mut cfg = AgentConfig::load(&config).expect("enrolled agent.toml");
+    cfg.renewal.poll = "1s".to_owned();
+    cfg.health = None;
+    cfg.control = None;
+    for o in &mut cfg.outputs {
+        o.reload = None;
+    }
+    cfg.exec = Some(ExecSection {
+        debounce: Some("1s".to_owned()),
+        kill_timeout: Some("5s".to_owned()),
+        start_timeout: Some("60s".to_owned()),
+        ..ExecSection::default()
+    });
+    std::fs::write(&config, cfg.to_toml(&config).expect("toml")).expect("write agent.toml");
+
+    let child_dir = tmp.path().join("child");
+    std::fs::create_dir(&child_dir).expect("child dir");
+    let log = tmp.path().join("agent.log");
+    let mut cmd = WARDEN.command(&[
+        "-vv",
+        "agent",
+        "exec",
+        "--config",
+        path_str(&config),
+        "--",
+        "sh",
+        "-c",
+        CHILD,
+        "sh",
+        path_str(&child_dir),
+    ]);
+    cmd.env_remove("WARDEN_LOG");
+    let mut agent = RunningAgent::spawn(cmd, &log);
+    let value = child_dir.join("value");
+    let starts = child_dir.join("starts");
+    Poll::new(Duration::from_secs(60))
+        .showing_log(&log)
+        .until_true("the child's first value", || {
+            std::fs::read_to_string(&value).ok().as_deref() == Some(v1.as_str())
+        });
+
+    // ---- a NUL byte: refused by name, the child keeps running with what it has -------------
+    write_stripe(&op, &format!("sk_red_{tag}\u{0}{nul_tail}")).await;
+    Poll::new(Duration::from_secs(30))
+        .showing_log(&log)
+        .until_true("the NUL value refused", || {
+            agent
+                .log()
+                .lines()
+                .any(|l| l.contains("STRIPE_API_KEY") && l.contains("NUL byte"))
+        });
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    agent.assert_alive();
+    assert_eq!(lines(&starts), 1, "no restart into a value execve rejects");
+    assert_eq!(std::fs::read_to_string(&value).expect("value"), v1);
+
+    // ---- two keys that both become STRIPE_API_KEY: refused, no silent shadowing ------------
+    op.write(
+        "kvv2/data/billing/stripe",
+        &json!({ "data": { "api_key": v1, "api-key": twin } }),
+        Idempotent::Yes,
+    )
+    .await
+    .expect("write KV");
+    Poll::new(Duration::from_secs(30))
+        .showing_log(&log)
+        .until_true("the colliding keys refused", || {
+            agent
+                .log()
+                .lines()
+                .any(|l| l.contains("STRIPE_API_KEY") && l.contains("would silently replace"))
+        });
+    agent.assert_alive();
+    assert_eq!(lines(&starts), 1, "no restart with a shadowed variable");
+    assert_eq!(std::fs::read_to_string(&value).expect("value"), v1);
+    let text_log = agent.log();
+    assert!(!text_log.contains(&nul_tail), "the NUL value is in the log");
+    assert!(!text_log.contains(&twin), "a value is in the log");
+
+    // ---- a frozen server: SIGTERM still reaches the child at once --------------------------
+    let pid = lab
+        .lab()
+        .node_pid("test", 1)
+        .expect("find the node")
+        .expect("the node runs");
+    let frozen = Frozen::freeze(pid);
+    // Past the next poll: a re-read is now waiting on the frozen server.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let t = std::time::Instant::now();
+    let status = agent.terminate(Duration::from_secs(60));
+    let took = t.elapsed();
+    drop(frozen);
+    assert_eq!(status.code(), Some(7), "the child's exit code");
+    assert!(
+        took < Duration::from_secs(8),
+        "SIGTERM took {took:?} to reach the child while OpenBao was frozen; log:\n{}",
+        text(&std::fs::read(&log).unwrap_or_default())
+    );
+    assert_eq!(lines(&child_dir.join("terms")), 1, "the child got SIGTERM");
+
+    // ---- a stop signal while a restart waits for the old child: no new child ---------------
+    let slow_dir = tmp.path().join("slow-child");
+    std::fs::create_dir(&slow_dir).expect("dir");
+    let slow_log = tmp.path().join("agent-slow.log");
+    let slow = RunningAgent::spawn(
+        WARDEN.command(&[
+            "-vv",
+            "agent",
+            "exec",
+            "--config",
+            path_str(&config),
+            "--",
+            "sh",
+            "-c",
+            SLOW_CHILD,
+            "sh",
+            path_str(&slow_dir),
+        ]),
+        &slow_log,
+    );
+    let v2 = format!("sk_red_second_{tag}_u7i8");
+    write_stripe(&op, &v1).await;
+    Poll::new(Duration::from_secs(60))
+        .showing_log(&slow_log)
+        .until_true("the slow child's value", || {
+            std::fs::read_to_string(slow_dir.join("value"))
+                .ok()
+                .as_deref()
+                == Some(v1.as_str())
+        });
+    write_stripe(&op, &v2).await;
+    Poll::new(Duration::from_secs(30))
+        .showing_log(&slow_log)
+        .until_true("the restart's SIGTERM at the slow child", || {
+            lines(&slow_dir.join("terms")) >= 1
+        });
+    let status = slow.terminate(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(7), "the old child's own exit code");
+    assert_eq!(
+        lines(&slow_dir.join("starts")),
+        1,
+        "a stop signal during the restart must not start a new child; log:\n{}",
+        text(&std::fs::read(&slow_log).unwrap_or_default())
+    );
+}
+
+/// A child that takes 3 s to stop after SIGTERM (a service draining its connections; a
+/// second SIGTERM does not restart its drain).
+const SLOW_CHILD: &str = r#"trap 'trap "" TERM; echo term >> "$1/terms"; sleep 3; exit 7' TERM; echo $$ >> "$1/starts"; printf %s "$STRIPE_API_KEY" > "$1/value.tmp"; mv "$1/value.tmp" "$1/value"; while :; do sleep 0.1; done"#;

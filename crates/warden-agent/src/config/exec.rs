@@ -108,6 +108,71 @@ fn valid_env_name(s: &str) -> bool {
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// Variables that change how the child is loaded or how its interpreter starts, rather than
+/// what it reads as configuration: whoever can write the KV secret must not be able to run code
+/// in the service through them (`LD_PRELOAD=/tmp/evil.so`, `BASH_ENV`, `NODE_OPTIONS=--require`).
+/// The same for the child's TLS trust (`NODE_TLS_REJECT_UNAUTHORIZED=0`, a CA bundle of the
+/// writer's choosing). Exact names; see [`RESERVED_PREFIXES`] for whole families.
+const RESERVED_NAMES: [&str; 38] = [
+    "PATH",
+    "IFS",
+    "ENV",
+    "BASH_ENV",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "PS4",
+    "CDPATH",
+    "GLOBIGNORE",
+    "GCONV_PATH",
+    "GETCONF_DIR",
+    "HOSTALIASES",
+    "LOCALDOMAIN",
+    "LOCPATH",
+    "MALLOC_TRACE",
+    "NLSPATH",
+    "RESOLV_HOST_CONF",
+    "RES_OPTIONS",
+    "TMPDIR",
+    "TZDIR",
+    "NODE_OPTIONS",
+    "PYTHONPATH",
+    "PYTHONSTARTUP",
+    "PYTHONHOME",
+    "PERL5OPT",
+    "PERL5LIB",
+    "RUBYOPT",
+    "RUBYLIB",
+    "JAVA_TOOL_OPTIONS",
+    "_JAVA_OPTIONS",
+    "NODE_TLS_REJECT_UNAUTHORIZED",
+    "NODE_EXTRA_CA_CERTS",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "PYTHONHTTPSVERIFY",
+    "GODEBUG",
+];
+
+/// Families of loader variables (`LD_PRELOAD`, `LD_LIBRARY_PATH`, …) and exported shell
+/// functions (`BASH_FUNC_x%%`).
+const RESERVED_PREFIXES: [&str; 4] = ["LD_", "DYLD_", "BASH_FUNC_", "GLIBC_"];
+
+/// Why `name` may not come from a secret, if it may not: the one check for a configured
+/// name and for a name built from a secret's keys at run time.
+pub(crate) fn reserved_env_name(name: &str) -> Option<&'static str> {
+    let upper = name.to_ascii_uppercase();
+    if RESERVED_NAMES.contains(&upper.as_str()) {
+        return Some(
+            "it changes how the command (or its interpreter) starts, finds programs or trusts TLS peers",
+        );
+    }
+    RESERVED_PREFIXES
+        .iter()
+        .any(|p| upper.starts_with(p))
+        .then_some("it changes which code the dynamic loader or the shell runs")
+}
+
 /// A clean `a/b/c`: no empty, `.` or `..` segment, nothing that changes a URL's meaning.
 fn clean_path(s: &str) -> bool {
     let t = s.trim_matches('/');
@@ -132,6 +197,21 @@ pub(super) fn validate_exec_env(raw: &[S<RawExecEnv>], r: &mut Reporter<'_>) -> 
                 format!("{key}.name"),
                 format!("`{name}` is not an environment variable name"),
                 Some("use letters, digits and `_`, not starting with a digit, e.g. \"STRIPE_API_KEY\"".to_owned()),
+            );
+            ok = false;
+        } else if let Some(why) = reserved_env_name(name).or_else(|| {
+            // Without `field` the name is a prefix: `LD` would give `LD_PRELOAD` for a key
+            // `preload`.
+            e.field
+                .is_none()
+                .then(|| reserved_env_name(&format!("{name}_")))
+                .flatten()
+        }) {
+            r.error_help(
+                e.name.span(),
+                format!("{key}.name"),
+                format!("`{name}` may not be set from a secret: {why}"),
+                Some("name the variable after what it holds, e.g. \"STRIPE_API_KEY\"; set loader and interpreter variables in the service's unit, not in OpenBao".to_owned()),
             );
             ok = false;
         } else if !names.insert(name.clone()) {
@@ -332,6 +412,35 @@ restart = "signal:HUPP"
         assert!(!valid_env_name("A-B"));
         assert!(!valid_env_name(""));
         assert!(!valid_env_name("A=B"));
+    }
+
+    /// Red team (issue 17): whoever may write the KV secret must not be able to run code in
+    /// the service through the loader or its interpreter.
+    #[test]
+    fn loader_and_interpreter_variables_are_refused() {
+        for bad in [
+            "LD_PRELOAD",
+            "ld_library_path",
+            "PATH",
+            "BASH_ENV",
+            "NODE_OPTIONS",
+            "NODE_TLS_REJECT_UNAUTHORIZED",
+            "SSL_CERT_FILE",
+        ] {
+            let err = parse(&format!(
+                "[[exec_env]]\nname = \"{bad}\"\nmount = \"kvv2\"\npath = \"a/b\"\nfield = \"v\"\n"
+            ))
+            .expect_err(bad)
+            .to_string();
+            assert!(err.contains("may not be set from a secret"), "{bad}: {err}");
+        }
+        // A prefix that builds `LD_<KEY>` names.
+        let err = parse("[[exec_env]]\nname = \"LD\"\nmount = \"kvv2\"\npath = \"a/b\"\n")
+            .expect_err("LD prefix")
+            .to_string();
+        assert!(err.contains("may not be set from a secret"), "{err}");
+        assert_eq!(reserved_env_name("STRIPE_API_KEY"), None);
+        assert_eq!(reserved_env_name("DB"), None);
     }
 
     #[test]

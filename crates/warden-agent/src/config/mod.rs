@@ -32,6 +32,7 @@ mod trusted;
 pub use super::output::template::TemplateSource;
 pub use auth::{AuthConfig, AuthMethod, TlsIdentity};
 pub use database::DatabaseSource;
+pub(crate) use exec::reserved_env_name;
 pub use exec::{ExecEnv, ExecRestart, ExecSettings};
 pub use outputs::{
     CaChainConfig, CertificateOutput, CrlConfig, KeyType, OutputConfig, OutputKind, Reload,

@@ -141,6 +141,17 @@ struct Supervisor {
     signals: child::Forwarded,
 }
 
+/// Which re-read is in flight: a poll looks for a change; a settled change is re-read once
+/// more and then acted on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reread {
+    Poll,
+    Settled,
+}
+
+/// What a re-read found: the values, and (for a settled change) the purposes' answer.
+type RereadOutcome = (Result<Values, FetchError>, Option<Result<(), FetchError>>);
+
 /// How the wait for the first values ended.
 enum Start {
     Values(Values),
@@ -168,9 +179,16 @@ impl Supervisor {
         let mut kill_at: Option<Instant> = None;
         let mut stopping = false;
         let mut last_refusal: Option<String> = None;
+        // The re-read in flight. It runs as its own task, beside this loop: a frozen or slow
+        // server (each request may take the client's whole timeout) must never hold up a
+        // forwarded signal or the child's exit.
+        let mut inflight: Option<(Reread, tokio::task::JoinHandle<RereadOutcome>)> = None;
         loop {
             tokio::select! {
                 status = child.wait() => {
+                    if let Some((_, task)) = inflight.take() {
+                        task.abort();
+                    }
                     let code = child::exit_code(status.map_err(ExecError::Wait)?);
                     tracing::info!(code, "the command exited; the agent exits with its code");
                     return Ok(code);
@@ -181,6 +199,9 @@ impl Supervisor {
                     if child::is_stop(sig) && !stopping {
                         stopping = true;
                         kill_at = Some(Instant::now() + self.settings.kill_timeout);
+                        if let Some((_, task)) = inflight.take() {
+                            task.abort();
+                        }
                     }
                 }
                 () = tokio::time::sleep_until(kill_at.unwrap_or_else(far)), if kill_at.is_some() => {
@@ -188,19 +209,23 @@ impl Supervisor {
                     child::send(&child, nix::sys::signal::Signal::SIGKILL);
                     kill_at = None;
                 }
-                _ = poll.tick(), if !stopping && settle.is_none() => {
-                    match values::fetch(&self.shared, &self.entries).await {
-                        Ok(new) if !new.same_vars(&current) => {
-                            tracing::debug!(debounce_s = self.settings.debounce.as_secs_f32(), "a value changed; acting on it once it settles");
-                            settle = Some(Instant::now() + self.settings.debounce);
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "could not re-read the command's secrets; it keeps the values it has"),
-                    }
+                _ = poll.tick(), if !stopping && settle.is_none() && inflight.is_none() => {
+                    inflight = Some((Reread::Poll, self.reread(None)));
                 }
-                () = tokio::time::sleep_until(settle.unwrap_or_else(far)), if settle.is_some() && !stopping => {
+                () = tokio::time::sleep_until(settle.unwrap_or_else(far)), if settle.is_some() && !stopping && inflight.is_none() => {
                     settle = None;
-                    let new = match values::fetch(&self.shared, &self.entries).await {
+                    inflight = Some((Reread::Settled, self.reread(Some(&current))));
+                }
+                joined = async { (&mut inflight.as_mut().expect("guarded").1).await }, if inflight.is_some() => {
+                    let (kind, _) = inflight.take().expect("guarded");
+                    let (fetched, purposes) = match joined {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the re-read of the command's secrets failed; it keeps the values it has");
+                            continue;
+                        }
+                    };
+                    let new = match fetched {
                         Ok(new) if !new.same_vars(&current) => new,
                         Ok(_) => continue,
                         Err(e) => {
@@ -208,7 +233,12 @@ impl Supervisor {
                             continue;
                         }
                     };
-                    if let Err(e) = values::check_purposes(&self.shared, &self.entries, Some(&current)).await {
+                    if kind == Reread::Poll {
+                        tracing::debug!(debounce_s = self.settings.debounce.as_secs_f32(), "a value changed; acting on it once it settles");
+                        settle = Some(Instant::now() + self.settings.debounce);
+                        continue;
+                    }
+                    if let Some(Err(e)) = purposes {
                         let msg = e.to_string();
                         if last_refusal.as_ref() != Some(&msg) {
                             tracing::warn!(error = %msg, "no new value for the command: it keeps running with the values it has");
@@ -220,8 +250,13 @@ impl Supervisor {
                     match self.settings.restart {
                         ExecRestart::Restart => {
                             tracing::info!(variables = %new.names(), versions = %new.versions(), "a value changed: restarting the command");
-                            let old = child::stop(&mut child, self.settings.kill_timeout).await.map_err(ExecError::Wait)?;
-                            tracing::debug!(code = child::exit_code(old), "the command stopped for the restart");
+                            if let Some(sig) = self.stop_for_restart(&mut child).await? {
+                                // Stopping the service wins over restarting it: no new child.
+                                tracing::info!(%sig, "stop signal during the restart: the command is not started again");
+                                stopping = true;
+                                kill_at = Some(Instant::now() + self.settings.kill_timeout);
+                                continue;
+                            }
                             child = self.spawn(&new)?;
                         }
                         ExecRestart::Signal(sig) => {
@@ -233,6 +268,61 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// Stops the child for a restart (SIGTERM, `kill_timeout`, SIGKILL) while still listening
+    /// for signals: a stop signal that arrives meanwhile is forwarded and returned, and the
+    /// caller starts no new child (before, it started one and stopped it again at once).
+    /// Other signals are for a child about to be replaced: dropped, with a debug line.
+    async fn stop_for_restart(
+        &mut self,
+        child: &mut tokio::process::Child,
+    ) -> Result<Option<nix::sys::signal::Signal>, ExecError> {
+        let stop_signal = {
+            let stop = child::stop(child, self.settings.kill_timeout);
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    status = &mut stop => {
+                        let status = status.map_err(ExecError::Wait)?;
+                        tracing::debug!(code = child::exit_code(status), "the command stopped for the restart");
+                        break None;
+                    }
+                    sig = self.signals.recv() => {
+                        if child::is_stop(sig) {
+                            break Some(sig);
+                        }
+                        tracing::debug!(%sig, "not forwarded: the command is being replaced");
+                    }
+                }
+            }
+        };
+        if let Some(sig) = stop_signal {
+            child::send(child, sig);
+        }
+        Ok(stop_signal)
+    }
+
+    /// Starts a re-read of every entry as its own task; with `held` (a settled change), also
+    /// the purposes' consent to replace what the child holds.
+    fn reread(&self, held: Option<&Values>) -> tokio::task::JoinHandle<RereadOutcome> {
+        let shared = self.shared.clone();
+        let entries = self.entries.clone();
+        // Only when each held value was written matters to the purpose check.
+        let held = held.map(|h| Values {
+            issued: h.issued.clone(),
+            ..Values::default()
+        });
+        tokio::spawn(async move {
+            let fetched = values::fetch(&shared, &entries).await;
+            let purposes = match (&held, &fetched) {
+                (Some(held), Ok(_)) => {
+                    Some(values::check_purposes(&shared, &entries, Some(held)).await)
+                }
+                _ => None,
+            };
+            (fetched, purposes)
+        })
     }
 
     fn spawn(&self, values: &Values) -> Result<tokio::process::Child, ExecError> {
@@ -257,13 +347,34 @@ impl Supervisor {
             if agent_task.is_finished() {
                 return Err(ExecError::AgentStopped);
             }
-            let attempt: Result<Values, FetchError> = async {
-                if self.shared.token_generation() > 0 {
-                    values::check_purposes(&self.shared, &self.entries, None).await?;
+            let (shared, entries) = (&self.shared, &self.entries);
+            let attempt = async {
+                if shared.token_generation() > 0 {
+                    values::check_purposes(shared, entries, None).await?;
                 }
-                values::fetch(&self.shared, &self.entries).await
-            }
-            .await;
+                values::fetch(shared, entries).await
+            };
+            // A frozen server must not outlast `start_timeout`, nor hold up a stop signal. Other
+            // signals have no child to go to yet: they neither cancel nor restart the attempt
+            // (a burst of SIGHUPs must not become a burst of requests).
+            tokio::pin!(attempt);
+            let attempt: Result<Values, FetchError> = loop {
+                tokio::select! {
+                    a = &mut attempt => break a,
+                    () = tokio::time::sleep_until(deadline) => {
+                        return Err(ExecError::Timeout {
+                            waited: self.settings.start_timeout,
+                            last: "OpenBao did not answer in time".to_owned(),
+                        });
+                    }
+                    sig = self.signals.recv() => {
+                        if child::is_stop(sig) {
+                            return Ok(Start::Signalled(sig));
+                        }
+                        tracing::debug!(%sig, "not forwarded: the command has not started yet");
+                    }
+                }
+            };
             let last = match attempt {
                 Ok(v) => return Ok(Start::Values(v)),
                 Err(e) if e.is_refusal() => return Err(ExecError::Refused(e.to_string())),

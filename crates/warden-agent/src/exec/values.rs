@@ -104,6 +104,65 @@ pub(crate) enum FetchError {
     /// The purpose refuses new values (revoked, or the values held outlived interval + grace).
     #[error(transparent)]
     Refused(Refusal),
+    /// A value cannot go into an environment, or a name built from a secret's keys is
+    /// unusable: the child would fail to start (or start with someone else's variable). The
+    /// running child keeps what it has.
+    #[error("{path}: variable `{var}` {reason}")]
+    Unusable {
+        /// The API path the variable came from.
+        path: String,
+        /// The variable (a name, never a value).
+        var: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Linux refuses `execve` with one `NAME=value` string longer than this (`MAX_ARG_STRLEN`,
+/// 32 pages): the child would not start.
+const MAX_VAR_BYTES: usize = 32 * 4096 - 1;
+
+/// All the variables together: well under the kernel's limit for argv + envp (a quarter of the
+/// stack limit, 2 MiB by default), leaving room for the agent's own environment and the argv.
+const MAX_TOTAL_BYTES: usize = 1024 * 1024;
+
+/// Puts one variable in, refusing what `execve` would reject or what would overwrite another
+/// entry's variable (two keys `api-key` and `api_key` both give `STRIPE_API_KEY`; a prefix
+/// entry whose secret gains a key `url` would shadow a `DB_URL` entry).
+fn insert(
+    out: &mut Values,
+    origin: &mut BTreeMap<String, String>,
+    path: &str,
+    var: String,
+    value: Zeroizing<String>,
+) -> Result<(), FetchError> {
+    let unusable = |reason: String| FetchError::Unusable {
+        path: path.to_owned(),
+        var: var.clone(),
+        reason,
+    };
+    if let Some(why) = crate::config::reserved_env_name(&var) {
+        return Err(unusable(format!("may not be set from a secret: {why}")));
+    }
+    if value.as_bytes().contains(&0) {
+        return Err(unusable(
+            "holds a NUL byte, which no environment variable can carry".to_owned(),
+        ));
+    }
+    if var.len() + 1 + value.len() > MAX_VAR_BYTES {
+        return Err(unusable(format!(
+            "is {} bytes; the kernel passes at most {MAX_VAR_BYTES} per variable (deliver it as a file instead)",
+            value.len()
+        )));
+    }
+    if let Some(first) = origin.get(&var) {
+        return Err(unusable(format!(
+            "is also given by {first}: one of them would silently replace the other"
+        )));
+    }
+    origin.insert(var.clone(), path.to_owned());
+    out.vars.insert(var, value);
+    Ok(())
 }
 
 impl FetchError {
@@ -119,6 +178,7 @@ pub(crate) async fn fetch(shared: &Shared, entries: &[ExecEnv]) -> Result<Values
         return Err(FetchError::NoToken(shared.snapshot().auth.last_error));
     }
     let mut out = Values::default();
+    let mut origin = BTreeMap::new();
     for e in entries {
         let path = format!("{}/data/{}", e.mount, e.path);
         shared.count_request();
@@ -159,14 +219,28 @@ pub(crate) async fn fetch(shared: &Shared, entries: &[ExecEnv]) -> Result<Values
                     field: field.clone(),
                     known: map.keys().cloned().collect(),
                 })?;
-                out.vars.insert(e.name.clone(), text(v));
+                insert(&mut out, &mut origin, &path, e.name.clone(), text(v))?;
             }
             None => {
                 for (k, v) in map {
-                    out.vars.insert(prefixed(&e.name, k), text(v));
+                    insert(&mut out, &mut origin, &path, prefixed(&e.name, k), text(v))?;
                 }
             }
         }
+    }
+    let total: usize = out.vars.iter().map(|(k, v)| k.len() + 1 + v.len()).sum();
+    if total > MAX_TOTAL_BYTES {
+        return Err(FetchError::Unusable {
+            path: entries
+                .iter()
+                .map(|e| format!("{}/data/{}", e.mount, e.path))
+                .collect::<Vec<_>>()
+                .join(", "),
+            var: out.names(),
+            reason: format!(
+                "together hold {total} bytes; at most {MAX_TOTAL_BYTES} go into an environment (deliver large secrets as files)"
+            ),
+        });
     }
     Ok(out)
 }
@@ -267,6 +341,66 @@ mod tests {
         let d = format!("{v:?}");
         assert!(d.contains("STRIPE_API_KEY"), "{d}");
         assert!(!d.contains("sk_live_x"), "{d}");
+    }
+
+    /// Red team (issue 17): a value `execve` would refuse (NUL, too long) or a name that
+    /// collides with another entry's is refused at the read, before the running child is
+    /// stopped for a restart that could not start it again; the error names no value.
+    #[test]
+    fn unusable_values_and_colliding_names_are_refused_by_name() {
+        let mut out = Values::default();
+        let mut origin = BTreeMap::new();
+        let ok = |v: &str| Zeroizing::new(v.to_owned());
+        insert(
+            &mut out,
+            &mut origin,
+            "kvv2/data/a",
+            "DB_URL".into(),
+            ok("x"),
+        )
+        .expect("first");
+        let e = insert(
+            &mut out,
+            &mut origin,
+            "kvv2/data/b",
+            "DB_URL".into(),
+            ok("sneaky"),
+        )
+        .expect_err("collision")
+        .to_string();
+        assert!(
+            e.contains("also given by kvv2/data/a") && !e.contains("sneaky"),
+            "{e}"
+        );
+        let e = insert(&mut out, &mut origin, "p", "K".into(), ok("se\0cret"))
+            .expect_err("NUL")
+            .to_string();
+        assert!(e.contains("NUL") && !e.contains("se"), "{e}");
+        let big = "s".repeat(MAX_VAR_BYTES);
+        let e = insert(
+            &mut out,
+            &mut origin,
+            "p",
+            "BIG".into(),
+            Zeroizing::new(big),
+        )
+        .expect_err("too big")
+        .to_string();
+        assert!(e.contains("at most"), "{e}");
+        let e = insert(
+            &mut out,
+            &mut origin,
+            "p",
+            prefixed("LD", "preload"),
+            ok("/tmp/x.so"),
+        )
+        .expect_err("loader")
+        .to_string();
+        assert!(
+            e.contains("LD_PRELOAD") && e.contains("may not be set"),
+            "{e}"
+        );
+        assert_eq!(out.names(), "DB_URL");
     }
 
     #[test]

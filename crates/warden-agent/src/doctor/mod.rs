@@ -329,10 +329,23 @@ impl Doctor<'_> {
             self.cfg.openbao.ca_file.as_deref(),
             &self.cfg.state_dir,
         );
-        let problems: Vec<files::Problem> = paths
-            .iter()
-            .filter_map(|(p, rule)| files::check(p, *rule, owner))
-            .collect();
+        let mut problems: Vec<files::Problem> = Vec::new();
+        // The rule the agent's own writes obey (`warden_files::Dir`): a directory it writes
+        // under is owned by root or its user and writable by nobody else.
+        if let Err(e) = warden_files::Dir::open_root(
+            dir,
+            warden_files::Trusted::process().with_owner(Some(owner), None),
+        ) {
+            problems.push(files::Problem {
+                what: e.to_string(),
+                fix: format!("chown {owner} {d} && chmod 0700 {d}", d = dir.display()),
+            });
+        }
+        problems.extend(
+            paths
+                .iter()
+                .filter_map(|(p, rule)| files::check(p, *rule, owner)),
+        );
         if problems.is_empty() {
             let key = tls.map_or(String::new(), |t| {
                 format!(", key {} 0600", t.key_file.display())

@@ -227,6 +227,18 @@ async fn doctor_passes_a_healthy_host_and_names_each_breakage() {
         text(&out.stdout)
     );
 
+    // The agent's delivery report (what posture reads) shows up in the `agent` check once the
+    // agent has written it (it looks every 5 s).
+    let agent = wait_for(Duration::from_secs(30), "the delivery report's age", || {
+        let (_, report) = doctor(root, &[]);
+        let c = check(&report, "agent").clone();
+        c["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("delivery report written"))
+            .then_some(c)
+    });
+    assert_eq!(agent["status"], "ok", "{agent:#}");
+
     // 2. The key's mode widened.
     let key = id_dir.join("identity/client.key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();

@@ -15,6 +15,7 @@
 //! | when things renew                            | [`schedule`]                                     |
 //! | what was delivered on this host              | [`state`]                                        |
 //! | `/health`, `/metrics`, the control socket    | [`health`], [`control`]                          |
+//! | check an identity on its host (`warden doctor`) | [`doctor::run`]                                |
 //! | run a service with secrets in its environment | [`launch::Launch::exec`] ([`exec`])             |
 //!
 //! Data flows one way: `config` → `auth` (a token on the shared client) → `output` (renders
@@ -31,6 +32,7 @@ pub mod config;
 pub mod control;
 pub mod database;
 pub mod deliver;
+pub mod doctor;
 pub mod exec;
 pub mod health;
 pub mod launch;

@@ -18,7 +18,8 @@
 //!    status (control socket), `/health` and `/metrics` name the live node.
 //! 4. `bad_invocations_fail_with_the_documented_codes` (no server) — an invalid `agent.toml`
 //!    exits 1 naming `file:line`, a missing one exits 1 naming who writes it, command-line
-//!    mistakes exit 2 with the usage; `--help` and `--version` exit 0.
+//!    mistakes exit 2 with the usage; `--help` and `--version` exit 0; `doctor` on the invalid
+//!    config fails its `config` check (exit 1) and skips the rest.
 //!
 //! Nothing secret is printed: assertions name files and outcomes, never key or secret bytes.
 
@@ -633,6 +634,26 @@ fn bad_invocations_fail_with_the_documented_codes() {
     );
     assert!(err.contains("warden identity enroll"), "{err}");
 
+    // `doctor` on the invalid config: exit 1, the `config` check fails with the diagnostics and
+    // a fix, every later check is skipped, and the JSON report says so.
+    let out = AGENT.run(&["doctor", "--config", path_str(&config), "-o", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("doctor JSON");
+    assert_eq!(report["ok"], false);
+    let checks = report["checks"].as_array().expect("checks");
+    assert_eq!(checks[0]["name"], "config");
+    assert_eq!(checks[0]["status"], "fail");
+    assert!(
+        checks[0]["detail"].as_str().unwrap().contains("colour"),
+        "{report:#}"
+    );
+    assert!(checks[0]["fix"].as_str().is_some(), "{report:#}");
+    assert_eq!(checks.len(), 10, "{report:#}");
+    assert!(
+        checks[1..].iter().all(|c| c["status"] == "skipped"),
+        "{report:#}"
+    );
+
     // Command-line mistakes: exit 2 with the usage.
     for (args, says) in [
         (&[][..], "--config FILE is required"),
@@ -650,6 +671,10 @@ fn bad_invocations_fail_with_the_documented_codes() {
             "exec needs the command after `--`",
         ),
         (&["--config", "a", "--", "true"][..], "needs `exec`"),
+        (
+            &["doctor", "--config", "a", "--once"][..],
+            "doctor takes only --config and --output",
+        ),
     ] {
         let out = AGENT.run(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", both(&out));

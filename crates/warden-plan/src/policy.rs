@@ -22,6 +22,10 @@ pub fn grants(spec: &Spec, env: &Environment, identity: &Identity) -> Vec<Grant>
         grant("auth/token/lookup-self".to_owned(), &["read"]),
         grant("auth/token/renew-self".to_owned(), &["update"]),
         grant("auth/token/revoke-self".to_owned(), &["update"]),
+        // `warden doctor` asks, on the host and as the identity, which of the grants its
+        // agent needs it holds and that a sample it must not have is denied. The answer is
+        // only this token's own capabilities: it reveals nothing a request would not.
+        grant("sys/capabilities-self".to_owned(), &["update"]),
     ];
     // A reveal-once secret is never stored in KV (it exists only behind its wrapping token),
     // so there is nothing to grant.

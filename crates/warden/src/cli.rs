@@ -50,6 +50,8 @@ pub(crate) enum Command {
     Identity(crate::cmd::identity::IdentityArgs),
     /// Run the agent of one identity: log in, deliver and renew its outputs, reload on change.
     Agent(crate::cmd::agent::AgentArgs),
+    /// Check one identity on its host, as that identity: files, trust, TLS, login, grants, agent, clock.
+    Doctor(crate::cmd::doctor::DoctorArgs),
     /// Least-privilege check of the spec's and the live policies. Exits 3 on unwaived findings.
     Lint(crate::cmd::provision::LintArgs),
     /// Versioned app secrets in KV: put, get, history, rollback. Values are never printed unless asked.

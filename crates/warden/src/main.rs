@@ -75,6 +75,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Lint(args) => cmd::provision::lint(args, &out).await,
         cli::Command::Identity(args) => cmd::identity::run(args, &out).await,
         cli::Command::Agent(args) => cmd::agent::run(args, &out).await,
+        cli::Command::Doctor(args) => cmd::doctor::run(args, &out).await,
         cli::Command::Secret(args) => cmd::secret::run(args, &out).await,
         cli::Command::Transit(args) => cmd::transit::run(args, &out).await,
         cli::Command::Transport(args) => cmd::transport::run(args, &out).await,

@@ -165,6 +165,14 @@ pub(crate) fn operations() -> Vec<Op> {
             request: Request::Write("auth/token/renew-self".into(), json!({})),
             allowed: everyone.clone(),
         },
+        Op {
+            label: "token's own capabilities (granted by exact path, for `warden doctor`)",
+            request: Request::Write(
+                "sys/capabilities-self".into(),
+                json!({ "paths": ["sys/policies/acl/default"] }),
+            ),
+            allowed: everyone.clone(),
+        },
         // Last: it ends the row's token.
         Op {
             label: "token self-revocation (granted by exact path)",

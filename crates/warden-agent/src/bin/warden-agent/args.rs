@@ -3,7 +3,8 @@
 //!
 //! It accepts what `warden agent` accepts for running an agent — `--config FILE`, `--once`,
 //! `--output text|json` (`-o`), `-v`/`-vv` (`--verbose`) — plus `--help` and `--version`, and
-//! `exec --config FILE -- CMD ARGS…` (everything after `--` is the command, untouched).
+//! `exec --config FILE -- CMD ARGS…` (everything after `--` is the command, untouched), and
+//! `doctor --config FILE` (the identity's checks, as `warden doctor --dir`).
 //! `--flag=value` and `--flag value` are both fine. Anything else is a usage error (exit 2).
 
 use std::ffi::OsString;
@@ -17,10 +18,14 @@ CA chains, renew them before they expire, reload only on real change.
 
 Usage: warden-agent --config FILE [--once] [-v...] [--output text|json]
        warden-agent exec --config FILE [-v...] -- CMD [ARGS...]
+       warden-agent doctor --config FILE [--output text|json]
 
 exec: run CMD with the secrets of agent.toml's [[exec_env]] (purposes with delivery =
 \"exec_env\") added to its environment only; restart it once when a value changes, forward
 TERM/INT/QUIT/HUP/USR1/USR2 to it, and exit with its exit code (128 + signal if killed).
+
+doctor: check this identity as `warden doctor` does (files, trust, certificate, TLS, login,
+grants, agent, clock; docs/doctor.md); exit 1 when a check failed. Run it as the identity's user.
 
 Options:
       --config FILE     the agent's config (agent.toml, written by `warden identity enroll`)
@@ -37,7 +42,8 @@ Exit codes: 0 success, 1 failure, 2 usage error; exec: the command's own code on
 /// One line naming the usage, printed after a usage error.
 pub(crate) const USAGE: &str =
     "Usage: warden-agent --config FILE [--once] [-v...] [--output text|json]
-       warden-agent exec --config FILE [-v...] -- CMD [ARGS...]";
+       warden-agent exec --config FILE [-v...] -- CMD [ARGS...]
+       warden-agent doctor --config FILE [--output text|json]";
 
 /// What was asked for.
 #[derive(Debug, PartialEq, Eq)]
@@ -63,6 +69,8 @@ pub(crate) struct RunArgs {
     pub(crate) verbose: u8,
     /// `exec -- CMD ARGS…`: the command, exactly as given.
     pub(crate) exec: Option<Vec<OsString>>,
+    /// `doctor`: check the identity instead of running the agent.
+    pub(crate) doctor: bool,
 }
 
 /// A usage error: what was wrong with the command line.
@@ -85,6 +93,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
     let mut help = false;
     let mut version = false;
     let mut exec = false;
+    let mut doctor = false;
     let mut command: Option<Vec<OsString>> = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -146,7 +155,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
             v if v.len() > 1 && v.starts_with('-') && v[1..].bytes().all(|b| b == b'v') => {
                 verbose = verbose.saturating_add(u8::try_from(v.len() - 1).unwrap_or(u8::MAX));
             }
-            "exec" if !exec => exec = true,
+            "exec" if !exec && !doctor => exec = true,
+            "doctor" if !exec && !doctor => doctor = true,
             "--once" | "--verbose" | "--help" | "--version" => {
                 return Err(UsageError(format!("{flag} takes no value")));
             }
@@ -173,6 +183,11 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
         return Ok(Command::Version);
     }
     let config = config.ok_or_else(|| UsageError("--config FILE is required".to_owned()))?;
+    if doctor && (once || command.is_some()) {
+        return Err(UsageError(
+            "doctor takes only --config and --output: warden-agent doctor --config FILE".to_owned(),
+        ));
+    }
     let exec = match (exec, command) {
         (false, None) => None,
         (false, Some(_)) => {
@@ -203,6 +218,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
         json,
         verbose,
         exec,
+        doctor,
     }))
 }
 
@@ -219,6 +235,16 @@ mod tests {
             Ok(Command::Run(r)) => r,
             other => panic!("{args:?}: expected a run, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn doctor_takes_the_config_and_nothing_that_runs() {
+        let r = run(&["doctor", "--config", "a.toml", "-o", "json"]);
+        assert!(r.doctor && r.json && r.exec.is_none() && !r.once);
+        assert!(!run(&["--config", "a.toml"]).doctor);
+        assert!(p(&["doctor", "--config", "a.toml", "--once"]).is_err());
+        assert!(p(&["doctor", "--config", "a.toml", "--", "x"]).is_err());
+        assert!(p(&["doctor", "exec", "--config", "a.toml", "--", "x"]).is_err());
     }
 
     #[test]

@@ -61,6 +61,9 @@ fn main() -> ExitCode {
 
 /// Runs the agent (or renders once) and returns the exit code.
 async fn run(args: args::RunArgs) -> u8 {
+    if args.doctor {
+        return doctor(&args).await;
+    }
     let launch = match Launch::prepare(&args.config) {
         Ok(l) => l,
         Err(e) => {
@@ -122,6 +125,22 @@ async fn run(args: args::RunArgs) -> u8 {
             FAILURE
         }
     }
+}
+
+/// `warden-agent doctor --config FILE`: the checks of `warden doctor` on the identity whose
+/// `agent.toml` this is, for hosts that carry only this binary.
+async fn doctor(args: &args::RunArgs) -> u8 {
+    use warden_agent::doctor;
+    let found = doctor::run(&args.config, doctor::Options::default()).await;
+    let text = if args.json {
+        serde_json::to_string_pretty(&found).unwrap_or_default()
+    } else {
+        doctor::describe(&found)
+    };
+    if report::stdout(&format!("{text}\n")).is_err() {
+        return FAILURE;
+    }
+    if found.ok { SUCCESS } else { FAILURE }
 }
 
 fn print(text: &str) -> ExitCode {

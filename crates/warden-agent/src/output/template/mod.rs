@@ -167,6 +167,23 @@ impl TemplateOutput {
         })
     }
 
+    /// The OpenBao paths the template reads directly (`kv`, `kv1`, `ca_chain`), as its first
+    /// render pass asks for them: what `warden doctor` checks the token may read. Reads whose
+    /// path depends on another secret's value only show up in later passes and are not
+    /// listed; `database()` sources are the `[[database]]` section's business. Reads nothing
+    /// from OpenBao.
+    pub async fn direct_reads(&self) -> Result<Vec<String>, RenderError> {
+        let template = self.template_name();
+        let source = self.load_source(&template).await?;
+        let ledger = Shared::default();
+        let (_, wanted) = render_pass(&template, &source, &ledger);
+        Ok(wanted
+            .iter()
+            .filter(|r| !matches!(r, Request::Database { .. }))
+            .map(Request::api_path)
+            .collect())
+    }
+
     async fn load_source(&self, template: &str) -> Result<String, RenderError> {
         match &self.source {
             TemplateSource::Inline(text) => Ok(text.clone()),

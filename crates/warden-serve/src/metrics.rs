@@ -120,8 +120,7 @@ impl Metrics {
             s.envs.insert(e.clone(), EnvState::default());
         }
         for p in &spec.purposes {
-            s.grace
-                .insert(p.id.to_string(), p.rotation.grace.as_secs());
+            s.grace.insert(p.id.to_string(), p.rotation.grace.as_secs());
         }
         Arc::new(Self {
             state: Mutex::new(s),
@@ -241,13 +240,20 @@ impl Metrics {
             envs().flat_map(|(e, st)| {
                 st.posture.iter().flat_map(move |r| {
                     r.purposes.iter().flat_map(move |p| {
-                        p.credentials.iter().map(move |c| (e, p.purpose.as_str(), c))
+                        p.credentials
+                            .iter()
+                            .map(move |c| (e, p.purpose.as_str(), c))
                     })
                 })
             })
         };
         let cred_labels = |e: &str, p: &str, id: &str, kind: &str| {
-            labels(&[("env", e), ("purpose", p), ("credential", id), ("kind", kind)])
+            labels(&[
+                ("env", e),
+                ("purpose", p),
+                ("credential", id),
+                ("kind", kind),
+            ])
         };
         family(
             METRIC_CRED_STATUS,
@@ -433,11 +439,16 @@ pub async fn collect(
             let sealed = t.client.seal_status().await.map(|s| s.sealed);
             let posture =
                 warden_registry::posture::collect(&t.client, &spec, &t.env, now_s()).await;
-            let ca = t.client.pki_ca_cert(&t.env.mounts.pki).await.ok().and_then(|pem| {
-                warden_pki::parse_pem_bundle(&pem)
-                    .ok()
-                    .and_then(|c| c.first().map(|c| c.not_after.unix_timestamp()))
-            });
+            let ca = t
+                .client
+                .pki_ca_cert(&t.env.mounts.pki)
+                .await
+                .ok()
+                .and_then(|pem| {
+                    warden_pki::parse_pem_bundle(&pem)
+                        .ok()
+                        .and_then(|c| c.first().map(|c| c.not_after.unix_timestamp()))
+                });
             if let Err(e) = &posture {
                 tracing::warn!(env = %env, error = %e, "metrics: posture collection failed");
             }
@@ -584,16 +595,26 @@ mod tests {
             run: run(Outcome::Failed),
         });
         let text = m.render(0);
-        assert!(text.contains("warden_serve_leader{env=\"test\"} 1\n"), "{text}");
-        assert!(text.contains("warden_serve_leader_term{env=\"test\"} 3\n"), "{text}");
+        assert!(
+            text.contains("warden_serve_leader{env=\"test\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("warden_serve_leader_term{env=\"test\"} 3\n"),
+            "{text}"
+        );
         assert!(
             text.contains(
                 "warden_serve_job_runs_total{env=\"test\",job=\"renew-domain/x\\\"y\",outcome=\"failed\"} 1\n"
             ),
             "{text}"
         );
-        assert!(text.contains("warden_serve_job_failing{env=\"test\",job=\"renew-domain/x\\\"y\"} 1\n"));
-        assert!(text.contains("warden_serve_job_last_duration_seconds{env=\"test\",job=\"renew-domain/x\\\"y\"} 1.5\n"));
+        assert!(
+            text.contains("warden_serve_job_failing{env=\"test\",job=\"renew-domain/x\\\"y\"} 1\n")
+        );
+        assert!(text.contains(
+            "warden_serve_job_last_duration_seconds{env=\"test\",job=\"renew-domain/x\\\"y\"} 1.5\n"
+        ));
         m.observe(&Event::Run {
             env: "test".into(),
             job: "renew-domain/x\"y".into(),
@@ -605,7 +626,26 @@ mod tests {
             reason: "expired".into(),
         });
         let text = m.render(0);
-        assert!(text.contains("warden_serve_job_failing{env=\"test\",job=\"renew-domain/x\\\"y\"} 0\n"));
-        assert!(text.contains("warden_serve_leader{env=\"test\"} 0\n"), "{text}");
+        assert!(
+            text.contains("warden_serve_job_failing{env=\"test\",job=\"renew-domain/x\\\"y\"} 0\n")
+        );
+        assert!(
+            text.contains("warden_serve_leader{env=\"test\"} 0\n"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn refuses_non_loopback_and_serves_on_loopback() {
+        let m = Arc::new(Metrics::default());
+        let err = MetricsServer::start("0.0.0.0:0".parse().expect("addr"), Arc::clone(&m))
+            .await
+            .expect_err("0.0.0.0 refused");
+        assert!(matches!(err, MetricsError::NotLoopback { .. }), "{err}");
+        let server = MetricsServer::start("127.0.0.1:0".parse().expect("addr"), m)
+            .await
+            .expect("loopback");
+        assert!(server.addr().ip().is_loopback());
+        assert_ne!(server.addr().port(), 0);
     }
 }

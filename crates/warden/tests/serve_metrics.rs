@@ -6,6 +6,8 @@
 //! and that `WardenCredentialExpiringSoon` fires in Prometheus for a domain certificate issued
 //! inside its purpose's grace window, then clears once `warden domain renew` replaced it.
 
+#![allow(clippy::print_stderr)] // the measured fire and clear times go to the test log on purpose
+
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -229,8 +231,12 @@ async fn prometheus_fires_expiring_certificate_alert_and_clears_after_renewal() 
         Duration::from_secs(30),
         || {
             let t = get(metrics, "/metrics")?;
-            sample(&t, "warden_serve_credential_expiry_seconds", &[("credential", CREDENTIAL)])
-                .map(|_| t)
+            sample(
+                &t,
+                "warden_serve_credential_expiry_seconds",
+                &[("credential", CREDENTIAL)],
+            )
+            .map(|_| t)
         },
     )
     .await;
@@ -244,22 +250,42 @@ async fn prometheus_fires_expiring_certificate_alert_and_clears_after_renewal() 
         (35.0 * 3600.0..=36.0 * 3600.0 + 60.0).contains(&expiry),
         "a 36 h certificate: {expiry} s left"
     );
-    assert_eq!(sample(&text, "warden_serve_leader", &[("env", "test")]), Some(1.0), "{text}");
-    assert_eq!(sample(&text, "warden_serve_leader_term", &[("env", "test")]), Some(1.0), "{text}");
-    assert_eq!(sample(&text, "warden_serve_openbao_sealed", &[("env", "test")]), Some(0.0), "{text}");
     assert_eq!(
-        sample(&text, "warden_serve_purpose_grace_seconds", &[("purpose", "public-tls")]),
+        sample(&text, "warden_serve_leader", &[("env", "test")]),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "warden_serve_leader_term", &[("env", "test")]),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "warden_serve_openbao_sealed", &[("env", "test")]),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "warden_serve_purpose_grace_seconds",
+            &[("purpose", "public-tls")]
+        ),
         Some(48.0 * 3600.0)
     );
     assert!(
-        sample(&text, "warden_serve_ca_expiry_seconds", &[("env", "test")]).is_some_and(|s| s > 0.0),
+        sample(&text, "warden_serve_ca_expiry_seconds", &[("env", "test")])
+            .is_some_and(|s| s > 0.0),
         "{text}"
     );
     assert_eq!(
         sample(
             &text,
             "warden_serve_job_runs_total",
-            &[("job", "renew-domain/shop-test-warden-internal"), ("outcome", "ok")]
+            &[
+                ("job", "renew-domain/shop-test-warden-internal"),
+                ("outcome", "ok")
+            ]
         ),
         Some(1.0),
         "{text}"
@@ -280,7 +306,10 @@ async fn prometheus_fires_expiring_certificate_alert_and_clears_after_renewal() 
     let _prometheus = Proc(
         Command::new("prometheus")
             .arg(format!("--config.file={}", path_str(&config)))
-            .arg(format!("--storage.tsdb.path={}", path_str(&dir.path().join("tsdb"))))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                path_str(&dir.path().join("tsdb"))
+            ))
             .arg(format!("--web.listen-address={prom}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -290,11 +319,16 @@ async fn prometheus_fires_expiring_certificate_alert_and_clears_after_renewal() 
     );
 
     let started = Instant::now();
-    let alerts = wait_for("the expiring-certificate alert to fire", Duration::from_secs(60), || {
-        firing(prom).filter(|a| !a.is_empty())
-    })
+    let alerts = wait_for(
+        "the expiring-certificate alert to fire",
+        Duration::from_secs(60),
+        || firing(prom).filter(|a| !a.is_empty()),
+    )
     .await;
-    eprintln!("alert firing {} ms after prometheus started", started.elapsed().as_millis());
+    eprintln!(
+        "alert firing {} ms after prometheus started",
+        started.elapsed().as_millis()
+    );
     let a = &alerts[0];
     assert_eq!(a["labels"]["env"], "test", "{a}");
     assert_eq!(a["labels"]["purpose"], "public-tls", "{a}");
@@ -303,14 +337,23 @@ async fn prometheus_fires_expiring_certificate_alert_and_clears_after_renewal() 
     // Renewed for 72 h (outside the window): the next collection serves the new expiry and the
     // alert clears.
     WARDEN.ok(&[
-        "domain", "renew", "--spec", path_str(&long), "--lab", lab_dir, "--force",
+        "domain",
+        "renew",
+        "--spec",
+        path_str(&long),
+        "--lab",
+        lab_dir,
+        "--force",
     ]);
     let renewed = Instant::now();
     wait_for("the alert to clear", Duration::from_secs(60), || {
         firing(prom).filter(Vec::is_empty)
     })
     .await;
-    eprintln!("alert cleared {} ms after the renewal", renewed.elapsed().as_millis());
+    eprintln!(
+        "alert cleared {} ms after the renewal",
+        renewed.elapsed().as_millis()
+    );
     let text = get(metrics, "/metrics").expect("metrics");
     let expiry = sample(
         &text,

@@ -36,6 +36,7 @@ mod error;
 mod jobs;
 mod kvrec;
 mod lease;
+pub mod metrics;
 mod record;
 mod scheduler;
 
@@ -43,5 +44,6 @@ pub use clock::{DATE_SLACK, server_now, unix_ms};
 pub use error::{Error, Result};
 pub use jobs::{Job, JobKind, jobs_for};
 pub use lease::{Held, Lease, LeaseRecord, MIN_TTL, Step};
+pub use metrics::{Metrics, MetricsError, MetricsServer};
 pub use record::{BACKOFF_BASE, BACKOFF_MAX, Claim, JobRecord, MAX_RUNS, Outcome, Run, backoff};
 pub use scheduler::{Event, Events, Settings, Target, serve};

@@ -32,6 +32,10 @@ pub(crate) struct ServeArgs {
     /// Posture sweep period.
     #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = duration)]
     posture_every: Duration,
+    /// Serve Prometheus `/metrics` on this loopback address (port 0: a free port; the bound
+    /// address is printed as a `metrics_listening` event). Off when not given.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -98,10 +102,40 @@ pub(crate) async fn run(args: ServeArgs, out: &Output) -> anyhow::Result<ExitCod
     } else {
         crate::output::Format::Text
     });
-    let events: warden_serve::Events = Arc::new(move |e: Event| sink.event(&e, || describe(&e)));
+    // `/metrics` (docs/serve.md "Metrics"): fed by the same events and by a collector task.
+    let mut metrics_server = None;
+    let mut observe: Option<Arc<warden_serve::Metrics>> = None;
+    if let Some(listen) = args.metrics_listen {
+        let metrics = warden_serve::Metrics::new(&resolved.spec, &envs);
+        let server = warden_serve::MetricsServer::start(listen, Arc::clone(&metrics))
+            .await
+            .map_err(anyhow::Error::new)
+            .hint("use a loopback address such as --metrics-listen 127.0.0.1:0")?;
+        let addr = server.addr().to_string();
+        sink.event(
+            &serde_json::json!({"event": "metrics_listening", "addr": addr}),
+            || format!("metrics: http://{addr}/metrics"),
+        );
+        tokio::spawn(warden_serve::metrics::collect(
+            Arc::new(resolved.spec.clone()),
+            targets.clone(),
+            settings.posture_every,
+            shutdown.clone(),
+            Arc::clone(&metrics),
+        ));
+        metrics_server = Some(server);
+        observe = Some(metrics);
+    }
+    let events: warden_serve::Events = Arc::new(move |e: Event| {
+        if let Some(m) = &observe {
+            m.observe(&e);
+        }
+        sink.event(&e, || describe(&e));
+    });
     warden_serve::serve(Arc::new(resolved.spec), targets, settings, shutdown, events)
         .await
         .map_err(anyhow::Error::new)?;
+    drop(metrics_server);
     Ok(ExitCode::SUCCESS)
 }
 

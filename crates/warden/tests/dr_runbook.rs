@@ -46,7 +46,7 @@ const BEFORE_THE_LOSS: &[&str] = &[
 
 /// "Lose every node", after every node and its disk is gone.
 const LOSE_EVERY_NODE: &[&str] = &[
-    "warden lab up --dir LAB",
+    "warden lab up --dir LAB --no-spec",
     "warden break-glass open --spec SPEC --lab LAB --env test --reason DR-REBUILD --ttl 1h --token-file BG_TOKEN --share NEW_SHARE_1 --identity CUSTODIAN_1 --share NEW_SHARE_2 --identity CUSTODIAN_2",
     "warden restore --spec SPEC --lab LAB --env test --from BACKUP --key EVIDENCE_PEM --identity RESTORER_KEY --token-file BG_TOKEN --force --confirm test",
     "warden unseal --spec SPEC --lab LAB --env test --state-dir OLD_STATE --share OLD_SHARE_1 --identity CUSTODIAN_1",

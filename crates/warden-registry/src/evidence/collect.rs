@@ -13,8 +13,8 @@ use warden_spec::naming::policy::{Grant, MANAGED_MARK};
 use warden_spec::naming::{self, Location};
 use warden_spec::{Credential, Delivery, Environment, Purpose, Spec};
 
-use super::{EvidenceError, canonical};
 use super::readers::{GrantIndex, access_paths, policy_holders, readers_indexed};
+use super::{EvidenceError, canonical};
 use crate::posture::{self, rfc3339};
 use crate::reveal;
 

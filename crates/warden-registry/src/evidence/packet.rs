@@ -775,7 +775,11 @@ mod tests {
         assert_eq!(digest, Digest::of(&body(&big)));
         let sig = s.0.sign(&statement(&header, &digest));
         file.extend_from_slice(&suffix(&header, &digest, sig.as_ref()));
-        assert_eq!(file, s.packet(&big), "the same bytes as assembled in memory");
+        assert_eq!(
+            file,
+            s.packet(&big),
+            "the same bytes as assembled in memory"
+        );
         let keys = [s.public()];
         let Ok(Streamed::Checked(v)) = verify_stream(&mut std::io::Cursor::new(&file), &keys)
         else {

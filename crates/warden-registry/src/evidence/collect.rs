@@ -133,6 +133,8 @@ pub(crate) async fn write_payload(
         .iter()
         .map(|r| json!({ "record": r, "state": r.state(i.now) }))
         .collect();
+    // The one error type of an export; a write error is as rare as any other.
+    #[allow(clippy::result_large_err)]
     let w = |out: &mut dyn Write, bytes: &[u8]| {
         out.write_all(bytes).map_err(|source| EvidenceError::Write {
             env: env.to_owned(),

@@ -48,6 +48,10 @@ bench_bao() {
 # `bench_stop_first`, which runs before the lab goes.
 bench_work() {
     work=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
+    # Searchable, not listable: run as root, `warden lab up` refuses a lab whose PostgreSQL
+    # (it runs as `nobody`) could not reach its data directory (docs/lab.md). The lab's own
+    # files keep their owner-only modes.
+    chmod 0711 "$work"
     lab="$work/lab"
     trap bench_cleanup EXIT
     trap 'exit 130' INT

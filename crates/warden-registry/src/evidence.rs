@@ -23,8 +23,8 @@ use warden_spec::{Environment, Spec};
 
 pub use key::{EVIDENCE_KEY, EvidenceKey, KeyVersion, ensure_key, read_key};
 pub use packet::{
-    ALG, Digest, FORMAT, FORMAT_V1, Header, PublicKey, Verified, VerifyError, parse_public_keys,
-    verify,
+    ALG, Digest, FORMAT, FORMAT_V1, Header, PublicKey, Streamed, Verified, VerifyError,
+    parse_public_keys, verify, verify_stream,
 };
 
 /// Why an export failed.
@@ -134,6 +134,15 @@ pub enum EvidenceError {
         #[source]
         source: warden_bao::Error,
     },
+    /// Writing the packet failed (its destination is left to the caller to discard).
+    #[error("{env}: writing the packet: {source}")]
+    Write {
+        /// Environment.
+        env: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The signature OpenBao returned does not verify with the key's public half: nothing
     /// is written.
     #[error(
@@ -190,8 +199,26 @@ pub struct Exported {
     pub key_created: bool,
 }
 
-/// Builds, signs and self-checks the packet for `req.component` in `req.env`.
+/// Builds, signs and self-checks the packet for `req.component` in `req.env`, in memory
+/// ([`Exported::bytes`]). [`export_to`] writes it to a file instead, in bounded memory.
 pub async fn export(client: &Client, req: &ExportRequest<'_>) -> Result<Exported, EvidenceError> {
+    let mut bytes = Vec::new();
+    let mut exported = export_to(client, req, &mut bytes).await?;
+    exported.bytes = bytes;
+    Ok(exported)
+}
+
+/// Builds, signs and self-checks the packet for `req.component` in `req.env`, writing it to
+/// `out` as it is built: the payload's bytes are hashed on their way out, and transit then
+/// signs the statement of that digest ([`packet`]), so a packet of any size is never held in
+/// memory. The returned [`Exported::bytes`] is empty. On an error `out` holds part of a
+/// packet: the caller discards it (the CLI writes to a temporary file it renames only on
+/// success).
+pub async fn export_to(
+    client: &Client,
+    req: &ExportRequest<'_>,
+    out: &mut dyn std::io::Write,
+) -> Result<Exported, EvidenceError> {
     let env = req.env.name.as_str();
     let purposes: Vec<_> = req
         .spec
@@ -222,6 +249,7 @@ pub async fn export(client: &Client, req: &ExportRequest<'_>) -> Result<Exported
                 .any(|c| c.environments.contains(&req.env.name) && p.covers(&c.id))
         })
         .collect();
+    drop(creds);
     if here.is_empty() {
         return Err(EvidenceError::NothingInEnv {
             component: req.component.to_owned(),
@@ -237,17 +265,75 @@ pub async fn export(client: &Client, req: &ExportRequest<'_>) -> Result<Exported
         purposes: here,
         now: req.now,
     };
-    let payload = collect::payload(&inputs).await?;
-    let signed = sign_payload(client, env, &req.env.mounts.transit, &payload).await?;
+    let write_err = |source| EvidenceError::Write {
+        env: env.to_owned(),
+        source,
+    };
+    out.write_all(&packet::prefix()).map_err(write_err)?;
+    let mut hashing = packet::HashingWriter::new(&mut *out);
+    collect::write_payload(&inputs, &mut hashing).await?;
+    let (digest, out) = hashing.finish();
+    let signed = sign_digest(client, env, &req.env.mounts.transit, &digest).await?;
+    out.write_all(&packet::suffix(&signed.header, &digest, &signed.signature))
+        .map_err(write_err)?;
+    out.flush().map_err(write_err)?;
     Ok(Exported {
-        bytes: signed.bytes,
+        bytes: Vec::new(),
         component: req.component.to_owned(),
         env: env.to_owned(),
         purposes: ids,
-        key: signed.key,
-        key_version: signed.key_version,
-        key_sha256: signed.key_sha256,
+        key: signed.header.key,
+        key_version: signed.header.key_version,
+        key_sha256: signed.header.key_sha256,
         key_created: signed.key_created,
+    })
+}
+
+/// A digest signed by transit and checked with the key's public half.
+struct DigestSignature {
+    header: Header,
+    signature: Vec<u8>,
+    key_created: bool,
+}
+
+/// Has the environment's evidence key sign the statement of `digest` (the key is created on
+/// first use) and checks the signature with the key's public half: fail closed, a packet is
+/// written only if it verifies with the key auditors will use.
+async fn sign_digest(
+    client: &Client,
+    env: &str,
+    transit_mount: &str,
+    digest: &Digest,
+) -> Result<DigestSignature, EvidenceError> {
+    let key = ensure_key(client, env, transit_mount).await?;
+    let latest = key.latest().cloned().ok_or_else(|| EvidenceError::Key {
+        env: env.to_owned(),
+        what: format!("version {} has no public key", key.latest_version),
+    })?;
+    let header = Header {
+        alg: ALG.to_owned(),
+        key: key.name.clone(),
+        key_version: latest.version,
+        key_sha256: latest.sha256.clone(),
+    };
+    // Transit signs the fixed-size statement, not the payload: a signing request stays a few
+    // hundred bytes whatever the payload's size (OpenBao refuses requests over 32 MiB).
+    let msg = packet::statement(&header, digest);
+    let signature = key::sign(client, env, &key, latest.version, &msg).await?;
+    if !latest
+        .key
+        .as_ref()
+        .is_some_and(|k| k.verifies(&msg, &signature))
+    {
+        return Err(EvidenceError::SelfCheck {
+            env: env.to_owned(),
+            version: latest.version,
+        });
+    }
+    Ok(DigestSignature {
+        header,
+        signature,
+        key_created: key.created_now,
     })
 }
 
@@ -277,39 +363,14 @@ pub async fn sign_payload(
     transit_mount: &str,
     payload: &serde_json::Value,
 ) -> Result<Signed, EvidenceError> {
-    let key = ensure_key(client, env, transit_mount).await?;
-    let latest = key.latest().cloned().ok_or_else(|| EvidenceError::Key {
-        env: env.to_owned(),
-        what: format!("version {} has no public key", key.latest_version),
-    })?;
-    let header = Header {
-        alg: ALG.to_owned(),
-        key: key.name.clone(),
-        key_version: latest.version,
-        key_sha256: latest.sha256.clone(),
-    };
-    // Transit signs the fixed-size statement, not the payload: a signing request stays a few
-    // hundred bytes whatever the payload's size (OpenBao refuses requests over 32 MiB).
     let body = packet::body(payload);
     let digest = Digest::of(&body);
-    let msg = packet::statement(&header, &digest);
-    let signature = key::sign(client, env, &key, latest.version, &msg).await?;
-    // Fail closed: a packet is written only if it verifies with the key auditors will use.
-    if !latest
-        .key
-        .as_ref()
-        .is_some_and(|k| k.verifies(&msg, &signature))
-    {
-        return Err(EvidenceError::SelfCheck {
-            env: env.to_owned(),
-            version: latest.version,
-        });
-    }
+    let signed = sign_digest(client, env, transit_mount, &digest).await?;
     Ok(Signed {
-        bytes: packet::assemble(&body, &header, &digest, &signature),
-        key: key.name,
-        key_version: latest.version,
-        key_sha256: latest.sha256,
-        key_created: key.created_now,
+        bytes: packet::assemble(&body, &signed.header, &digest, &signed.signature),
+        key: signed.header.key,
+        key_version: signed.header.key_version,
+        key_sha256: signed.header.key_sha256,
+        key_created: signed.key_created,
     })
 }

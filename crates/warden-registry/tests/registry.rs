@@ -188,6 +188,14 @@ async fn posture_reveal_once_and_evidence_against_live_state() {
     let keys = evidence::parse_public_keys(pem).expect("the key's PEM parses");
     let verified = evidence::verify(&exported.bytes, &keys);
     assert!(verified.is_ok(), "the packet verifies: {verified:?}");
+    // Streamed as it was built (ADR 0014), it is still exactly its own canonical form, and it
+    // verifies as a stream too.
+    let parsed = evidence::canonical::parse_strict(&exported.bytes).expect("the packet is JSON");
+    assert_eq!(evidence::canonical::to_bytes(&parsed), exported.bytes);
+    match evidence::verify_stream(&mut std::io::Cursor::new(&exported.bytes), &keys) {
+        Ok(evidence::Streamed::Checked(v)) => assert_eq!(v.component, "EV-PAYMENTS"),
+        other => panic!("a packet as exported verifies as a stream: {other:?}"),
+    }
     // One byte changed (a letter of the component, so the JSON stays valid): tampering.
     let at = exported
         .bytes

@@ -39,15 +39,26 @@ impl Output {
         text: impl FnOnce() -> String,
     ) -> anyhow::Result<()> {
         use std::io::Write as _;
-        let mut s = match self.format {
-            Format::Json => serde_json::to_string_pretty(value)?,
-            Format::Text => text(),
-        };
-        if !s.ends_with('\n') {
-            s.push('\n');
-        }
         let mut stdout = std::io::stdout().lock();
-        match stdout.write_all(s.as_bytes()).and_then(|()| stdout.flush()) {
+        let written = match self.format {
+            // Serialised straight to stdout: a large report (posture over 30,000
+            // credentials) is never held a second time as one string.
+            Format::Json => {
+                let mut w = std::io::BufWriter::with_capacity(64 * 1024, &mut stdout);
+                serde_json::to_writer_pretty(&mut w, value)
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| w.write_all(b"\n"))
+                    .and_then(|()| w.flush())
+            }
+            Format::Text => {
+                let mut s = text();
+                if !s.ends_with('\n') {
+                    s.push('\n');
+                }
+                stdout.write_all(s.as_bytes())
+            }
+        };
+        match written.and_then(|()| stdout.flush()) {
             Ok(()) => Ok(()),
             // The reader left (`| head`): what it wanted is delivered, nothing is wrong.
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),

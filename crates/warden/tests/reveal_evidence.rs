@@ -511,6 +511,32 @@ async fn evidence_packets_verify_offline_and_any_change_fails() {
         "`warden apply` created the evidence key; export only uses it"
     );
     let packet = std::fs::read(&packet_file).expect("packet");
+    // Written as it was built through a temporary file beside it (ADR 0014): none is left.
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("list the dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    // An existing file is never overwritten, and stays as it was.
+    let again = WARDEN.run(&refs(&on_lab(
+        &[
+            "evidence",
+            "export",
+            "EV-PAYMENTS",
+            "--out",
+            path_str(&packet_file),
+        ],
+        &spec,
+        &lab_dir,
+    )));
+    assert!(!again.status.success(), "an export over an existing file");
+    assert!(
+        text(&again.stderr).contains("already exists"),
+        "{}",
+        text(&again.stderr)
+    );
+    assert_eq!(std::fs::read(&packet_file).expect("packet"), packet);
     assert!(
         !text(&packet).contains(stripe),
         "the packet holds a secret value"

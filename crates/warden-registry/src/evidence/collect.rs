@@ -4,7 +4,8 @@
 //! metadata: KV through `metadata/`, transit keys through their description, reveals through
 //! their records.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Write;
 
 use serde_json::{Value, json};
 use warden_bao::{Client, paged};
@@ -12,8 +13,8 @@ use warden_spec::naming::policy::{Grant, MANAGED_MARK};
 use warden_spec::naming::{self, Location};
 use warden_spec::{Credential, Delivery, Environment, Purpose, Spec};
 
-use super::EvidenceError;
 use super::readers::{GrantIndex, access_paths, policy_holders, readers_indexed};
+use super::{EvidenceError, canonical};
 use crate::posture::{self, rfc3339};
 use crate::reveal;
 
@@ -48,8 +49,22 @@ impl Inputs<'_> {
     }
 }
 
-/// Builds the payload.
-pub(crate) async fn payload(i: &Inputs<'_>) -> Result<Value, EvidenceError> {
+/// Credentials described (read, shaped and serialised) per batch: the packet's memory is
+/// bounded by a batch, not by the number of credentials.
+const BATCH: usize = 512;
+
+/// Writes the payload's canonical bytes ([`super::canonical`]) to `out` as it is built. The
+/// credential lists, the bulk of a large packet, are read, serialised and written a batch at
+/// a time and never held whole; what is held is the posture report, the policies in force and
+/// the spec (issue 16: a packet over 30,000 credentials held 823 MB when built in memory).
+///
+/// The canonical form sorts keys, so the payload is written in key order: `policies` (which
+/// lists the policies the credentials cite) comes before `purposes`, hence a first pass that
+/// finds the cited policies (pure, no reads) before anything is written.
+pub(crate) async fn write_payload(
+    i: &Inputs<'_>,
+    out: &mut dyn Write,
+) -> Result<(), EvidenceError> {
     let env = i.env_name();
     let generated_by = i
         .client
@@ -71,7 +86,6 @@ pub(crate) async fn payload(i: &Inputs<'_>) -> Result<Value, EvidenceError> {
         .collect();
     let holders = policy_holders(i.spec, env);
     let index = GrantIndex::new(&grants);
-    let mut cited: BTreeMap<String, ()> = holders.keys().map(|k| (k.clone(), ())).collect();
 
     let creds: Vec<Credential> = i
         .spec
@@ -79,13 +93,73 @@ pub(crate) async fn payload(i: &Inputs<'_>) -> Result<Value, EvidenceError> {
         .into_iter()
         .filter(|c| c.environments.contains(&i.env.name))
         .collect();
-    let mut purposes = Vec::new();
-    let mut worst = warden_spec::Status::Healthy;
-    for p in &i.purposes {
-        let pp = report.purposes.iter().find(|x| x.purpose == p.id.as_str());
-        if let Some(pp) = pp {
-            worst = worst.max(pp.status);
+    let covered: Vec<Vec<&Credential>> = i
+        .purposes
+        .iter()
+        .map(|p| creds.iter().filter(|c| p.covers(&c.id)).collect())
+        .collect();
+    // First pass: which policies the packet cites (every identity's, and every reader's).
+    let mut cited: BTreeSet<&str> = holders.keys().map(String::as_str).collect();
+    for c in covered.iter().flatten() {
+        let paths = access_paths(i.spec, i.env, c);
+        for r in readers_indexed(&paths, &grants, &index, &holders) {
+            if let Some((name, _)) = policies.get_key_value(&r.policy) {
+                cited.insert(name.as_str());
+            }
         }
+    }
+    let worst = i
+        .purposes
+        .iter()
+        .filter_map(|p| report.purposes.iter().find(|x| x.purpose == p.id.as_str()))
+        .map(|pp| pp.status)
+        .max()
+        .unwrap_or(warden_spec::Status::Healthy);
+    let policies_out: Vec<Value> = policies
+        .iter()
+        .filter(|(n, _)| cited.contains(n.as_str()))
+        .map(|(n, (text, _))| {
+            json!({
+                "name": n,
+                "identities": holders.get(n).cloned().unwrap_or_default(),
+                "managed_by_warden": text.starts_with(MANAGED_MARK),
+                "text": text,
+            })
+        })
+        .collect();
+    let break_glass: Vec<Value> = crate::break_glass::list(i.client, env)
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|r| json!({ "record": r, "state": r.state(i.now) }))
+        .collect();
+    // The one error type of an export; a write error is as rare as any other.
+    #[allow(clippy::result_large_err)]
+    let w = |out: &mut dyn Write, bytes: &[u8]| {
+        out.write_all(bytes).map_err(|source| EvidenceError::Write {
+            env: env.to_owned(),
+            source,
+        })
+    };
+    // Keys before `purposes`, in canonical order (the object without its closing brace).
+    let head = canonical::to_bytes(&json!({
+        "break_glass": break_glass,
+        "component": i.component,
+        "env": env,
+        "generated_at": i.now,
+        "generated_at_utc": rfc3339(i.now),
+        "generated_by": generated_by,
+        "notes": NOTES,
+        "policies": policies_out,
+    }));
+    drop(policies_out);
+    w(out, &head[..head.len() - 1])?;
+    w(out, b",\"purposes\":[")?;
+    for (n, (p, covered)) in i.purposes.iter().zip(covered).enumerate() {
+        if n > 0 {
+            w(out, b",")?;
+        }
+        let pp = report.purposes.iter().find(|x| x.purpose == p.id.as_str());
         let reveals = if p.delivery == Delivery::RevealOnce {
             Some(
                 reveal::list(i.client, i.spec, env, p.id.as_str(), i.now)
@@ -101,52 +175,57 @@ pub(crate) async fn payload(i: &Inputs<'_>) -> Result<Value, EvidenceError> {
         let judged: HashMap<&str, &posture::CredentialPosture> = pp
             .map(|pp| pp.credentials.iter().map(|x| (x.id.as_str(), x)).collect())
             .unwrap_or_default();
-        // Each credential's history is one read: a bounded number in flight.
-        let covered: Vec<&Credential> = creds.iter().filter(|c| p.covers(&c.id)).collect();
-        let described = warden_bao::bounded::run(covered, READ_CONCURRENCY, |c| {
-            let (reveals, grants, index, holders, judged) =
-                (&reveals, &grants, &index, &holders, &judged);
-            async move {
-                let paths = access_paths(i.spec, i.env, c);
-                let who = readers_indexed(&paths, grants, index, holders);
-                let history = match reveals {
-                    Some(l) => json!({
-                        "source": "reveal-records",
-                        "reveals": l.reveals.iter().filter(|r| r.record.credential == c.id).map(|r| json!({
-                            "accessor": r.record.accessor,
-                            "created_at": r.record.created_at,
-                            "expires_at": r.record.expires_at,
-                            "created_by": r.record.created_by,
-                            "state": r.state,
-                            "verifier_sha256": r.record.verifier_sha256,
-                        })).collect::<Vec<_>>(),
-                    }),
-                    None => history(i, c).await?,
-                };
-                let cited: Vec<String> = who.iter().map(|r| r.policy.clone()).collect();
-                Ok::<_, EvidenceError>((
-                    json!({
+        // Keys sort as `covers` < `credentials` < everything else of a purpose.
+        w(out, b"{\"covers\":")?;
+        w(out, &canonical::to_bytes(&json!(p.covers)))?;
+        w(out, b",\"credentials\":[")?;
+        let mut first = true;
+        let mut covered = covered.into_iter().peekable();
+        while covered.peek().is_some() {
+            let batch: Vec<&Credential> = covered.by_ref().take(BATCH).collect();
+            // Each credential's history is one read: a bounded number in flight.
+            let described = warden_bao::bounded::run(batch, READ_CONCURRENCY, |c| {
+                let (reveals, grants, index, holders, judged) =
+                    (&reveals, &grants, &index, &holders, &judged);
+                async move {
+                    let paths = access_paths(i.spec, i.env, c);
+                    let who = readers_indexed(&paths, grants, index, holders);
+                    let history = match reveals {
+                        Some(l) => json!({
+                            "source": "reveal-records",
+                            "reveals": l.reveals.iter().filter(|r| r.record.credential == c.id).map(|r| json!({
+                                "accessor": r.record.accessor,
+                                "created_at": r.record.created_at,
+                                "expires_at": r.record.expires_at,
+                                "created_by": r.record.created_by,
+                                "state": r.state,
+                                "verifier_sha256": r.record.verifier_sha256,
+                            })).collect::<Vec<_>>(),
+                        }),
+                        None => history(i, c).await?,
+                    };
+                    // Serialised at once: only bytes wait for the batch to be written.
+                    Ok::<_, EvidenceError>(canonical::to_bytes(&json!({
                         "id": c.id,
                         "identity": c.identity.as_str(),
                         "posture": judged.get(c.id.as_str()),
                         "access": paths,
                         "readers": who,
                         "history": history,
-                    }),
-                    cited,
-                ))
+                    })))
+                }
+            })
+            .await;
+            for d in described {
+                if !first {
+                    w(out, b",")?;
+                }
+                first = false;
+                w(out, &d?)?;
             }
-        })
-        .await;
-        let mut out_creds = Vec::with_capacity(described.len());
-        for d in described {
-            let (cred, policies) = d?;
-            for name in policies {
-                cited.insert(name, ());
-            }
-            out_creds.push(cred);
         }
-        purposes.push(json!({
+        w(out, b"]")?;
+        let rest = canonical::to_bytes(&json!({
             "id": p.id.as_str(),
             "description": p.description,
             "owner": p.owner,
@@ -159,40 +238,24 @@ pub(crate) async fn payload(i: &Inputs<'_>) -> Result<Value, EvidenceError> {
             },
             "custody": p.custody,
             "evidence": p.evidence,
-            "covers": p.covers,
             "revoked": p.revoked,
             "status": pp.map(|pp| pp.status),
             "registry": registry_entry(i, p).await?,
-            "credentials": out_creds,
         }));
+        // The rest of the purpose's keys all sort after `credentials`: `{…}` becomes `,…}`.
+        w(out, b",")?;
+        w(out, &rest[1..])?;
     }
-    let policies_out: Vec<Value> = policies
-        .iter()
-        .filter(|(n, _)| cited.contains_key(*n))
-        .map(|(n, (text, _))| {
-            json!({
-                "name": n,
-                "identities": holders.get(n).cloned().unwrap_or_default(),
-                "managed_by_warden": text.starts_with(MANAGED_MARK),
-                "text": text,
-            })
-        })
-        .collect();
-    Ok(json!({
-        "component": i.component,
-        "env": env,
+    w(out, b"]")?;
+    // Keys after `purposes`, in canonical order: `{…}` becomes `,…}`, closing the payload.
+    let tail = canonical::to_bytes(&json!({
         "server": i.client.address().as_str(),
-        "generated_at": i.now,
-        "generated_at_utc": rfc3339(i.now),
-        "generated_by": generated_by,
         "status": worst,
-        "purposes": purposes,
-        "policies": policies_out,
         "unreadable_policies": unreadable,
-        "break_glass": crate::break_glass::list(i.client, env).await.unwrap_or_default().iter()
-            .map(|r| json!({ "record": r, "state": r.state(i.now) })).collect::<Vec<_>>(),
-        "notes": NOTES,
-    }))
+    }));
+    w(out, b",")?;
+    w(out, &tail[1..])?;
+    Ok(())
 }
 
 type Policies = BTreeMap<String, (String, Vec<Grant>)>;

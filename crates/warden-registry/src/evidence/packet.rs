@@ -300,19 +300,266 @@ pub fn signing_input_v1(payload: &Value, header: &Header) -> Vec<u8> {
 /// top-level keys sort as `format` < `payload` < `signature`, so the result is exactly the
 /// canonical form of the whole packet.
 pub fn assemble(body: &[u8], header: &Header, digest: &Digest, signature: &[u8]) -> Vec<u8> {
+    let suffix = suffix(header, digest, signature);
+    let mut out = Vec::with_capacity(body.len() + suffix.len() + 64);
+    out.extend_from_slice(&prefix());
+    out.extend_from_slice(body);
+    out.extend_from_slice(&suffix);
+    out
+}
+
+/// What a v2 packet starts with, before the payload's bytes: `{"format":"warden-evidence/2","payload":`.
+/// Fixed, so a packet can be written (and checked) before its payload is known.
+pub fn prefix() -> Vec<u8> {
+    let mut out = b"{\"format\":".to_vec();
+    out.extend_from_slice(&canonical::to_bytes(&Value::String(FORMAT.to_owned())));
+    out.extend_from_slice(b",\"payload\":");
+    out
+}
+
+/// What a v2 packet ends with, after the payload's bytes: `,"signature":{…}}`.
+pub fn suffix(header: &Header, digest: &Digest, signature: &[u8]) -> Vec<u8> {
     let mut sig = signature_object(header, digest);
     sig["value"] = Value::String(STANDARD.encode(signature));
-    let format = canonical::to_bytes(&Value::String(FORMAT.to_owned()));
-    let sig = canonical::to_bytes(&sig);
-    let mut out = Vec::with_capacity(body.len() + sig.len() + 64);
-    out.extend_from_slice(b"{\"format\":");
-    out.extend_from_slice(&format);
-    out.extend_from_slice(b",\"payload\":");
-    out.extend_from_slice(body);
-    out.extend_from_slice(b",\"signature\":");
-    out.extend_from_slice(&sig);
+    let mut out = SIGNATURE_KEY.to_vec();
+    out.extend_from_slice(&canonical::to_bytes(&sig));
     out.push(b'}');
     out
+}
+
+/// Where the signature object starts in a canonical v2 packet. Inside a JSON string a quote
+/// is always escaped, so these bytes only occur as a key; the top-level `signature` is the
+/// last key of the packet and its object has no nested object, so it is the last occurrence.
+const SIGNATURE_KEY: &[u8] = b",\"signature\":";
+
+/// Writes the canonical payload's bytes to `inner` while hashing them: the payload of a large
+/// packet is never held whole ([`Digest`] when done).
+pub struct HashingWriter<W> {
+    inner: W,
+    ctx: digest::Context,
+    len: u64,
+}
+
+impl<W: std::io::Write> HashingWriter<W> {
+    /// Hashes and forwards to `inner`.
+    pub fn new(inner: W) -> Self {
+        Self {
+            inner,
+            ctx: digest::Context::new(&digest::SHA256),
+            len: 0,
+        }
+    }
+
+    /// The digest of everything written, and the inner writer back.
+    pub fn finish(self) -> (Digest, W) {
+        let digest = Digest {
+            payload_sha256: hex::encode(self.ctx.finish().as_ref()),
+            payload_size: self.len,
+        };
+        (digest, self.inner)
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.ctx.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// What [`verify_stream`] found.
+#[derive(Debug)]
+pub enum Streamed {
+    /// A canonical v2 packet, checked without holding it.
+    Checked(Verified),
+    /// Not laid out as Warden writes v2 packets (v1, reformatted, or not a packet): verify it
+    /// whole with [`verify`].
+    NotCanonical,
+}
+
+/// Verifies a packet laid out exactly as Warden writes v2 (canonical bytes) from `r`, in
+/// bounded memory whatever its size: the payload's bytes are hashed as they are read and the
+/// few fields [`Verified`] reports are read with everything else skipped. Since the digest
+/// is of the exact bytes, a payload that matches the signed statement is the one Warden
+/// signed, byte for byte. Anything else (a v1 packet, a pretty-printed one) is
+/// [`Streamed::NotCanonical`].
+pub fn verify_stream<R: std::io::Read + std::io::Seek>(
+    r: &mut R,
+    keys: &[PublicKey],
+) -> Result<Streamed, VerifyError> {
+    use std::io::{Read, SeekFrom};
+    let io = |e: std::io::Error| VerifyError::NotJson {
+        reason: format!("could not read the packet: {e}"),
+    };
+    let len = r.seek(SeekFrom::End(0)).map_err(io)?;
+    let prefix = prefix();
+    // The signature object is a few hundred bytes; 64 KiB leaves room for a long key name.
+    let tail_len = len.min(64 * 1024);
+    if len < prefix.len() as u64 + 2 {
+        return Ok(Streamed::NotCanonical);
+    }
+    let mut head = vec![0u8; prefix.len()];
+    r.seek(SeekFrom::Start(0)).map_err(io)?;
+    r.read_exact(&mut head).map_err(io)?;
+    if head != prefix {
+        return Ok(Streamed::NotCanonical);
+    }
+    let mut tail = vec![0u8; tail_len as usize];
+    r.seek(SeekFrom::Start(len - tail_len)).map_err(io)?;
+    r.read_exact(&mut tail).map_err(io)?;
+    let Some(at) = tail
+        .windows(SIGNATURE_KEY.len())
+        .rposition(|w| w == SIGNATURE_KEY)
+    else {
+        return Ok(Streamed::NotCanonical);
+    };
+    let sig_bytes = &tail[at + SIGNATURE_KEY.len()..];
+    let Some(sig_bytes) = sig_bytes.strip_suffix(b"}") else {
+        return Ok(Streamed::NotCanonical);
+    };
+    let Ok(sig) = canonical::parse_strict(sig_bytes) else {
+        return Ok(Streamed::NotCanonical);
+    };
+    // Only a signature object exactly as written (canonical, strings and numbers only) is
+    // taken on this path; anything else is left to the whole-packet check.
+    if !sig
+        .as_object()
+        .is_some_and(|o| o.values().all(|v| v.is_string() || v.is_u64()))
+        || canonical::to_bytes(&sig) != sig_bytes
+    {
+        return Ok(Streamed::NotCanonical);
+    }
+    let payload_start = prefix.len() as u64;
+    let payload_len = len - tail_len + at as u64 - payload_start;
+    let (header, stated, signature) = signature_fields(&sig, true)?;
+    // Hash the payload's bytes as they stream by.
+    r.seek(SeekFrom::Start(payload_start)).map_err(io)?;
+    let mut hashing = HashingWriter::new(std::io::sink());
+    std::io::copy(&mut (&mut *r).take(payload_len), &mut hashing).map_err(io)?;
+    let (digest, _) = hashing.finish();
+    let stated = stated.expect("v2 fields were required");
+    if digest != stated {
+        return Err(VerifyError::PayloadDigest);
+    }
+    let msg = statement(&header, &stated);
+    check_signature(&header, &msg, &signature, keys)?;
+    // The digest matched a signed statement: these are the bytes Warden wrote. Read the
+    // summary, skipping everything else (credential lists are never held).
+    r.seek(SeekFrom::Start(payload_start)).map_err(io)?;
+    let reader = std::io::BufReader::with_capacity(256 * 1024, (&mut *r).take(payload_len));
+    let summary: Summary =
+        serde_json::from_reader(reader).map_err(|e| VerifyError::NotAPacket {
+            what: format!("the payload: {e}"),
+        })?;
+    Ok(Streamed::Checked(Verified {
+        format: FORMAT.to_owned(),
+        component: summary.component.unwrap_or_default(),
+        env: summary.env.unwrap_or_default(),
+        generated_at: summary.generated_at.unwrap_or(0),
+        purposes: summary
+            .purposes
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|p| p.id)
+            .collect(),
+        key: header.key,
+        key_version: header.key_version,
+        key_sha256: header.key_sha256,
+    }))
+}
+
+/// The payload fields [`Verified`] reports; serde skips the rest without keeping it.
+#[derive(serde::Deserialize)]
+struct Summary {
+    component: Option<String>,
+    env: Option<String>,
+    generated_at: Option<i64>,
+    purposes: Option<Vec<SummaryPurpose>>,
+}
+
+#[derive(serde::Deserialize)]
+struct SummaryPurpose {
+    id: Option<String>,
+}
+
+type SignatureFields = (Header, Option<Digest>, Vec<u8>);
+
+/// The header, the stated digest (v2) and the signature bytes of a signature object.
+fn signature_fields(sig: &Value, v2: bool) -> Result<SignatureFields, VerifyError> {
+    let missing = |what: &str| VerifyError::NotAPacket {
+        what: what.to_owned(),
+    };
+    let sig = sig
+        .as_object()
+        .ok_or_else(|| missing("no `signature` object"))?;
+    for k in sig.keys() {
+        let known = matches!(
+            k.as_str(),
+            "alg" | "key" | "key_version" | "key_sha256" | "value"
+        ) || (v2 && matches!(k.as_str(), "payload_sha256" | "payload_size"));
+        if !known {
+            return Err(missing(&format!("unexpected signature field `{k}`")));
+        }
+    }
+    let text = |k: &str| {
+        sig.get(k)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| missing(&format!("no `signature.{k}` string")))
+    };
+    let header = Header {
+        alg: text("alg")?,
+        key: text("key")?,
+        key_version: sig
+            .get("key_version")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| missing("no `signature.key_version` number"))?,
+        key_sha256: text("key_sha256")?,
+    };
+    if header.alg != ALG {
+        return Err(VerifyError::UnsupportedAlg { alg: header.alg });
+    }
+    let value = text("value")?;
+    let signature = STANDARD
+        .decode(value.as_bytes())
+        .ok()
+        .filter(|s| s.len() == 64)
+        .ok_or(VerifyError::SignatureEncoding)?;
+    let stated = if v2 {
+        Some(Digest {
+            payload_sha256: text("payload_sha256")?,
+            payload_size: sig
+                .get("payload_size")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| missing("no `signature.payload_size` number"))?,
+        })
+    } else {
+        None
+    };
+    Ok((header, stated, signature))
+}
+
+fn check_signature(
+    header: &Header,
+    msg: &[u8],
+    signature: &[u8],
+    keys: &[PublicKey],
+) -> Result<(), VerifyError> {
+    if keys.iter().any(|k| k.verifies(msg, signature)) {
+        return Ok(());
+    }
+    Err(VerifyError::Mismatch {
+        key_known: keys.iter().any(|k| k.sha256 == header.key_sha256),
+        key: header.key.clone(),
+        key_version: header.key_version,
+        key_sha256: header.key_sha256.clone(),
+    })
 }
 
 /// Verifies `packet` against the keys of a key file. Offline.
@@ -350,64 +597,19 @@ pub fn verify(packet: &[u8], keys: &[PublicKey]) -> Result<Verified, VerifyError
         .ok_or_else(|| missing("no `payload` object"))?;
     let sig = obj
         .get("signature")
-        .and_then(Value::as_object)
+        .filter(|s| s.is_object())
         .ok_or_else(|| missing("no `signature` object"))?;
-    for k in sig.keys() {
-        let known = matches!(
-            k.as_str(),
-            "alg" | "key" | "key_version" | "key_sha256" | "value"
-        ) || (v2 && matches!(k.as_str(), "payload_sha256" | "payload_size"));
-        if !known {
-            return Err(missing(&format!("unexpected signature field `{k}`")));
+    let (header, stated, signature) = signature_fields(sig, v2)?;
+    let msg = match stated {
+        Some(stated) => {
+            if Digest::of(&body(payload)) != stated {
+                return Err(VerifyError::PayloadDigest);
+            }
+            statement(&header, &stated)
         }
-    }
-    let text = |k: &str| {
-        sig.get(k)
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .ok_or_else(|| missing(&format!("no `signature.{k}` string")))
+        None => signing_input_v1(payload, &header),
     };
-    let header = Header {
-        alg: text("alg")?,
-        key: text("key")?,
-        key_version: sig
-            .get("key_version")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| missing("no `signature.key_version` number"))?,
-        key_sha256: text("key_sha256")?,
-    };
-    if header.alg != ALG {
-        return Err(VerifyError::UnsupportedAlg { alg: header.alg });
-    }
-    let value = text("value")?;
-    let signature = STANDARD
-        .decode(value.as_bytes())
-        .ok()
-        .filter(|s| s.len() == 64)
-        .ok_or(VerifyError::SignatureEncoding)?;
-    let msg = if v2 {
-        let stated = Digest {
-            payload_sha256: text("payload_sha256")?,
-            payload_size: sig
-                .get("payload_size")
-                .and_then(Value::as_u64)
-                .ok_or_else(|| missing("no `signature.payload_size` number"))?,
-        };
-        if Digest::of(&body(payload)) != stated {
-            return Err(VerifyError::PayloadDigest);
-        }
-        statement(&header, &stated)
-    } else {
-        signing_input_v1(payload, &header)
-    };
-    if !keys.iter().any(|k| k.verifies(&msg, &signature)) {
-        return Err(VerifyError::Mismatch {
-            key_known: keys.iter().any(|k| k.sha256 == header.key_sha256),
-            key: header.key,
-            key_version: header.key_version,
-            key_sha256: header.key_sha256,
-        });
-    }
+    check_signature(&header, &msg, &signature, keys)?;
     let field = |k: &str| {
         payload
             .get(k)
@@ -556,6 +758,62 @@ mod tests {
     }
 
     #[test]
+    fn a_packet_streamed_to_a_writer_verifies_as_a_stream_and_whole() {
+        let s = Signer::new();
+        let header = s.header();
+        let mut big = payload();
+        big["identities"] = Value::Array(
+            (0..20_000)
+                .map(|i| json!({ "id": format!("identity-{i:06}"), "signature": { "nested": i } }))
+                .collect(),
+        );
+        // Written as export_to writes: prefix, payload through the hashing writer, suffix.
+        let mut file = prefix();
+        let mut w = HashingWriter::new(&mut file);
+        std::io::Write::write_all(&mut w, &body(&big)).expect("write");
+        let (digest, _) = w.finish();
+        assert_eq!(digest, Digest::of(&body(&big)));
+        let sig = s.0.sign(&statement(&header, &digest));
+        file.extend_from_slice(&suffix(&header, &digest, sig.as_ref()));
+        assert_eq!(
+            file,
+            s.packet(&big),
+            "the same bytes as assembled in memory"
+        );
+        let keys = [s.public()];
+        let Ok(Streamed::Checked(v)) = verify_stream(&mut std::io::Cursor::new(&file), &keys)
+        else {
+            panic!("a canonical packet streams");
+        };
+        assert_eq!(v.component, "EV-PAYMENTS");
+        assert_eq!(v.purposes, ["billing-stripe"]);
+        assert_eq!(v.generated_at, 1_700_000_000);
+        // A changed payload is tampering on the streaming path too.
+        let text = String::from_utf8(file.clone()).expect("utf-8");
+        let changed = text.replacen("identity-019999", "identity-019998", 1);
+        let e = verify_stream(&mut std::io::Cursor::new(changed.as_bytes()), &keys)
+            .expect_err("changed");
+        assert!(matches!(e, VerifyError::PayloadDigest), "{e}");
+        // Another key: a mismatch, not "not canonical".
+        let e = verify_stream(&mut std::io::Cursor::new(&file), &[Signer::new().public()])
+            .expect_err("wrong key");
+        assert!(matches!(e, VerifyError::Mismatch { .. }), "{e}");
+        // Reformatted and v1 packets are left to the whole-packet check, which still passes.
+        let pretty = serde_json::to_vec_pretty(&canonical::parse_strict(&file).expect("json"))
+            .expect("pretty");
+        assert!(matches!(
+            verify_stream(&mut std::io::Cursor::new(&pretty), &keys),
+            Ok(Streamed::NotCanonical)
+        ));
+        verify(&pretty, &keys).expect("pretty verifies whole");
+        let v1 = s.packet_v1(&payload());
+        assert!(matches!(
+            verify_stream(&mut std::io::Cursor::new(&v1), &keys),
+            Ok(Streamed::NotCanonical)
+        ));
+    }
+
+    #[test]
     fn v1_packets_still_verify_and_still_detect_tampering() {
         let s = Signer::new();
         let bytes = s.packet_v1(&payload());
@@ -599,6 +857,14 @@ mod tests {
                     assert!(
                         verify(&t, &keys).is_err(),
                         "flipping {flip:#x} at byte {i} ({:?}) still verified",
+                        bytes[i] as char
+                    );
+                    assert!(
+                        !matches!(
+                            verify_stream(&mut std::io::Cursor::new(&t), &keys),
+                            Ok(Streamed::Checked(_))
+                        ),
+                        "flipping {flip:#x} at byte {i} ({:?}) still verified as a stream",
                         bytes[i] as char
                     );
                 }

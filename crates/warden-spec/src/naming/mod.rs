@@ -313,14 +313,19 @@ pub fn environment_names(spec: &Spec, env: &Environment) -> Vec<String> {
             names.push(d.domain.to_ascii_lowercase());
         }
     }
+    outermost(names)
+}
+
+/// `names` sorted, without duplicates and without any name inside another listed name (a
+/// proper suffix after a dot: `a.b.c` inside `b.c`). Looking up each name's dot-suffixes keeps
+/// this linear: comparing every pair made `warden posture` spend 17 s of CPU here at 10,000
+/// identities (issue 16).
+fn outermost(mut names: Vec<String>) -> Vec<String> {
     names.sort();
     names.dedup();
-    let inside = |n: &str, of: &str| n != of && n.ends_with(&format!(".{of}"));
-    names
-        .iter()
-        .filter(|n| !names.iter().any(|of| inside(n, of)))
-        .cloned()
-        .collect()
+    let set: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
+    let inside = |n: &str| n.match_indices('.').any(|(i, _)| set.contains(&n[i + 1..]));
+    names.iter().filter(|n| !inside(n)).cloned().collect()
 }
 
 /// The common name of transport holder `holder`'s certificate in `env`. Its middle label is

@@ -108,9 +108,26 @@ async fn export(args: ExportArgs, out: &Output) -> anyhow::Result<ExitCode> {
         component: &args.component,
         now: time::OffsetDateTime::now_utc().unix_timestamp(),
     };
-    let packet = evidence::export(&client, &req)
-        .await
-        .map_err(|e| explain(e, &args.target))?;
+    // With --out the packet streams to a temporary file beside FILE (bounded memory at any
+    // size, ADR 0014) and takes FILE's name only once signed; on stdout it is built in memory.
+    let packet = match &args.out {
+        Some(path) => {
+            let staged = Staged::create(path)?;
+            let mut w = std::io::BufWriter::with_capacity(256 * 1024, staged.file()?);
+            let packet = evidence::export_to(&client, &req, &mut w)
+                .await
+                .map_err(|e| explain(e, &args.target))?;
+            w.into_inner()
+                .map_err(|e| e.into_error())
+                .and_then(|f| f.sync_all())
+                .with_context(|| format!("could not write the packet to {}", path.display()))?;
+            staged.publish()?;
+            packet
+        }
+        None => evidence::export(&client, &req)
+            .await
+            .map_err(|e| explain(e, &args.target))?,
+    };
     if packet.key_created {
         out.warn(format!(
             "created the signing key {} (ed25519, not exportable) on first use; keep its public key: `warden evidence key`",
@@ -129,8 +146,6 @@ async fn export(args: ExportArgs, out: &Output) -> anyhow::Result<ExitCode> {
     );
     match &args.out {
         Some(path) => {
-            warden_files::write_atomic(path, &packet.bytes, warden_files::Mode::Public)
-                .with_context(|| format!("could not write the packet to {}", path.display()))?;
             let mut report = serde_json::to_value(&packet)?;
             report["out"] = serde_json::json!(path.display().to_string());
             out.emit(&report, || {
@@ -170,6 +185,56 @@ async fn key(args: KeyArgs, out: &Output) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A packet being written: a temporary file beside its destination, removed unless
+/// [`Staged::publish`] gives it the destination's name (never replacing a file: a hard link
+/// fails if the name exists). Nothing partial is ever left at the destination.
+struct Staged {
+    tmp: PathBuf,
+    dest: PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl Staged {
+    fn create(dest: &std::path::Path) -> anyhow::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "packet".to_owned());
+        let tmp = dest.with_file_name(format!(".{name}.{}.partial", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp)
+            .with_context(|| format!("could not create {}", tmp.display()))?;
+        Ok(Self {
+            tmp,
+            dest: dest.to_owned(),
+            file: Some(file),
+        })
+    }
+
+    fn file(&self) -> anyhow::Result<std::fs::File> {
+        let f = self.file.as_ref().expect("opened in create");
+        Ok(f.try_clone()?)
+    }
+
+    fn publish(mut self) -> anyhow::Result<()> {
+        self.file = None;
+        std::fs::hard_link(&self.tmp, &self.dest)
+            .with_context(|| format!("could not write the packet to {}", self.dest.display()))
+            .hint("an existing file is never overwritten; choose a new path")?;
+        Ok(())
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.tmp);
+    }
+}
+
 fn read_limited(path: &std::path::Path, what: &str) -> anyhow::Result<Vec<u8>> {
     let meta = std::fs::metadata(path)
         .with_context(|| format!("could not read the {what} {}", path.display()))?;
@@ -184,14 +249,26 @@ fn read_limited(path: &std::path::Path, what: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 fn verify(args: VerifyArgs, out: &Output) -> anyhow::Result<ExitCode> {
-    let packet = read_limited(&args.packet, "packet")?;
     let pem = read_limited(&args.key, "key file")?;
     let pem = String::from_utf8(pem)
         .map_err(|_| anyhow::anyhow!("the key file {} is not text (PEM)", args.key.display()))?;
     let keys = evidence::parse_public_keys(&pem)
         .with_context(|| format!("{} is not a usable key file", args.key.display()))
         .hint("get the public key with `warden evidence key --env ENV > evidence.pem`")?;
-    match evidence::verify(&packet, &keys) {
+    // A packet as Warden writes it (canonical v2) is checked as it streams by, in bounded
+    // memory at any size; anything else (v1, reformatted) is read whole, up to the limit.
+    let mut file = std::fs::File::open(&args.packet)
+        .with_context(|| format!("could not read the packet {}", args.packet.display()))?;
+    let result = match evidence::verify_stream(&mut file, &keys) {
+        Ok(evidence::Streamed::Checked(v)) => Ok(v),
+        Ok(evidence::Streamed::NotCanonical) => {
+            drop(file);
+            let packet = read_limited(&args.packet, "packet")?;
+            evidence::verify(&packet, &keys)
+        }
+        Err(e) => Err(e),
+    };
+    match result {
         Ok(v) => {
             out.emit(&v, || {
                 format!(

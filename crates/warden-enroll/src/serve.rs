@@ -142,7 +142,9 @@ mod tests {
     /// `systemd-analyze verify` accepts it, where systemd is installed.
     #[test]
     fn systemd_analyze_verifies_the_unit() {
-        let Ok(which) = std::process::Command::new("systemd-analyze").arg("--version").output()
+        let Ok(which) = std::process::Command::new("systemd-analyze")
+            .arg("--version")
+            .output()
         else {
             return; // not installed: the content test above still holds
         };

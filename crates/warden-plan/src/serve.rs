@@ -7,7 +7,7 @@
 //! | job | grants |
 //! |---|---|
 //! | leader lease, job records | `warden/data/serve/*` read + check-and-set writes, `warden/metadata/serve/*` read/list: serve's own folder, the policy's only wildcard |
-//! | rotate a signing key | the key's KV metadata (versions) read; its data read (the previous `kid`) and written (a new version, check-and-set) |
+//! | rotate a signing key | the key's KV metadata (versions; check-and-set required on first write); its data read (the previous `kid`) and written (a new version, check-and-set) |
 //! | renew a domain certificate | the certificate's KV data and metadata; `<pki>/sign/<domain role>`; the intermediate (`<pki>/cert/ca`) |
 //! | posture | per governed credential, where its truth lives (KV *metadata* only, transit key, secret-id accessors, lease lookups, JWT role); the registry entries; the delivery reports (list, read) |
 //!
@@ -60,13 +60,14 @@ pub fn grants(spec: &Spec, env: &Environment) -> Vec<Grant> {
         let location = naming::location(spec, env, c);
         match (&c.kind, location) {
             (CredentialKind::SigningKey(_), Some(Location::Kv(e))) => {
-                // Rotation: reads the versions and the previous kid, writes the next version.
-                push(grant(e.metadata_path(), &["read"]));
+                // Rotation: reads the versions and the previous kid, writes the next version;
+                // the first write makes check-and-set required on the key (metadata update).
+                push(grant(e.metadata_path(), &["create", "update", "read"]));
                 push(grant(e.data_path(), &["create", "update", "read"]));
             }
             (CredentialKind::DomainCert(slug), Some(Location::Kv(e))) => {
                 domains = true;
-                push(grant(e.metadata_path(), &["read"]));
+                push(grant(e.metadata_path(), &["create", "update", "read"]));
                 push(grant(e.data_path(), &["create", "update", "read"]));
                 if let Some(d) = spec.domains.iter().find(|d| d.slug.as_str() == slug) {
                     push(grant(
@@ -105,7 +106,10 @@ pub fn grants(spec: &Spec, env: &Environment) -> Vec<Grant> {
         push(grant(format!("{}/cert/ca", m.pki), &["read"]));
     }
     for p in &spec.purposes {
-        push(grant(naming::registry_entry(p.id.as_str()).data_path(), &["read"]));
+        push(grant(
+            naming::registry_entry(p.id.as_str()).data_path(),
+            &["read"],
+        ));
     }
     if !spec.purposes.is_empty() {
         push(grant(naming::delivery_reports().metadata_path(), &["list"]));
@@ -251,7 +255,10 @@ pub fn lint_serve(
                 format!("serve may not change policies or logins (`{}`)", g.path),
             );
         }
-        let literal = g.path.find(['*', '+']).map_or(g.path.as_str(), |i| &g.path[..i]);
+        let literal = g
+            .path
+            .find(['*', '+'])
+            .map_or(g.path.as_str(), |i| &g.path[..i]);
         if let Some(s) = secret_data
             .iter()
             .find(|s| **s == g.path || (literal != g.path && s.starts_with(literal)))
@@ -278,12 +285,22 @@ mod tests {
         let g = grants(&spec, env);
         assert!(lint_serve(&spec, env, "desired", &g).is_empty());
         // Never a secret's value, never a policy.
-        let billing = naming::secret(&spec.naming, &env.mounts, &warden_spec::Slug::parse("billing").expect("slug"), "config");
+        let billing = naming::secret(
+            &spec.naming,
+            &env.mounts,
+            &warden_spec::Slug::parse("billing").expect("slug"),
+            "config",
+        );
         assert!(!g.iter().any(|x| x.path == billing.data_path()), "{g:?}");
         assert!(g.iter().any(|x| x.path == billing.metadata_path()), "{g:?}");
         assert!(!g.iter().any(|x| x.path.starts_with("sys/policies")));
         // The signing keys it rotates are writable.
-        let key = naming::signing_key(&spec.naming, &env.mounts, &warden_spec::Slug::parse("billing").expect("slug"), "jwt");
+        let key = naming::signing_key(
+            &spec.naming,
+            &env.mounts,
+            &warden_spec::Slug::parse("billing").expect("slug"),
+            "jwt",
+        );
         assert!(
             g.iter()
                 .any(|x| x.path == key.data_path() && x.capabilities.iter().any(|c| c == "update")),

@@ -52,7 +52,10 @@ mod tests {
         for other in [".identity.", ".operator.", ".transport."] {
             assert!(!cn.contains(other));
         }
-        assert_ne!(SERVE_AUTH_MOUNT, super::super::operator::OPERATOR_AUTH_MOUNT);
+        assert_ne!(
+            SERVE_AUTH_MOUNT,
+            super::super::operator::OPERATOR_AUTH_MOUNT
+        );
         assert_eq!(serve_role_path(), "auth/warden-serve/certs/serve");
     }
 }

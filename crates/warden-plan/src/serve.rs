@@ -133,7 +133,7 @@ pub fn policy_hcl(spec: &Spec, env: &Environment) -> String {
 pub(crate) fn desired(spec: &Spec, env: &Environment, inputs: &EnvInputs) -> Vec<Desired> {
     let cn = serve_common_name(&env.domain);
     let mut pki = json!({
-        "allowed_domains": [cn.clone()],
+        "allowed_domains": [cn],
         "allow_bare_domains": true,
         "allow_subdomains": false,
         "server_flag": false,

@@ -34,6 +34,7 @@ mod error;
 mod existing;
 pub mod layout;
 pub mod operator;
+pub mod serve;
 pub mod transport;
 mod unit;
 mod unix_user;
@@ -49,6 +50,8 @@ pub use enroll::{
 pub use error::{Error, Result};
 pub use existing::{IssueReason, renewal_due};
 pub use layout::IdentityLayout;
+/// `warden serve`'s identity and unit.
+pub use serve::{ServeUnitSpec, systemd_unit as serve_systemd_unit};
 pub use unit::{UnitSpec, systemd_unit};
 pub use unix_user::{
     Owner, OwnerReport, USERADD, running_as_root, useradd_argv, validate_user_name,

@@ -234,6 +234,36 @@ pub async fn issue(
         });
     }
     let common_name = transport_common_name(&holder.name, env);
+    let path = format!(
+        "{}/sign/{}",
+        env.mounts.pki.trim_matches('/'),
+        transport_role(&holder.name)
+    );
+    sign_client(
+        client,
+        env,
+        &path,
+        holder.name.as_str(),
+        common_name,
+        ttl,
+        Some(TRANSPORT_OU),
+    )
+    .await
+}
+
+/// Generates a key here, has OpenBao sign its CSR at `path` for `common_name` (`ttl` seconds)
+/// and checks what comes back (the name, the OU when `ou` is given, that it fits the key).
+/// Shared with `warden serve enroll` ([`crate::serve`]), whose files have the same layout.
+pub(crate) async fn sign_client(
+    client: &Client,
+    env: &Environment,
+    path: &str,
+    holder: &str,
+    common_name: String,
+    ttl: u64,
+    ou: Option<&str>,
+) -> Result<Issued, TransportError> {
+    let path = path.to_owned();
     let key =
         warden_pki::generate_key(KeyAlgorithm::EcdsaP256).map_err(|e| TransportError::Key {
             step: "generate the key",
@@ -244,11 +274,6 @@ pub async fn issue(
             step: "build the CSR",
             source: Box::new(e),
         })?;
-    let path = format!(
-        "{}/sign/{}",
-        env.mounts.pki.trim_matches('/'),
-        transport_role(&holder.name)
-    );
     // Not idempotent: a retried sign would mint a second certificate.
     let data = client
         .write(
@@ -282,11 +307,10 @@ pub async fn issue(
     if warden_pki::common_name(&chain_pem).as_deref() != Some(common_name.as_str()) {
         return Err(bad(&format!("it does not name {common_name}")));
     }
-    if !info.subject.contains(TRANSPORT_OU) {
-        return Err(bad(&format!(
-            "its subject {} lacks OU={TRANSPORT_OU}",
-            info.subject
-        )));
+    if let Some(ou) = ou
+        && !info.subject.contains(ou)
+    {
+        return Err(bad(&format!("its subject {} lacks OU={ou}", info.subject)));
     }
     let key_pem = key.private_key_pem();
     // The key must fit: a TLS identity built from both refuses a mismatch.
@@ -296,7 +320,7 @@ pub async fn issue(
     )
     .map_err(|e| bad(&format!("it does not fit the key generated here: {e}")))?;
     Ok(Issued {
-        holder: holder.name.to_string(),
+        holder: holder.to_owned(),
         common_name,
         serial,
         not_after: info.not_after,

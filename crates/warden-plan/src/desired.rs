@@ -44,6 +44,7 @@ pub fn desired_state(spec: &Spec, env: &Environment, inputs: &EnvInputs) -> Vec<
     crate::engines::registry(spec, env, &mut out);
     out.push(crate::operator::desired(spec, env));
     out.push(crate::operator::desired_pki_role(env));
+    out.extend(crate::serve::desired(spec, env, inputs));
     for holder in spec.transport_in(env.name.as_str()) {
         out.push(transport_role(env, holder));
     }

@@ -34,6 +34,7 @@ pub mod operator;
 mod owned;
 mod plan;
 pub mod policy;
+pub mod serve;
 
 pub use apply::{ApplyReport, ProgressFn, apply_env};
 pub use desired::{EnvInputs, desired_state};

@@ -288,6 +288,8 @@ pub fn lint_desired(spec: &Spec, env: &Environment) -> Vec<Finding> {
     out.extend(crate::operator::lint_operator(
         spec, env, "desired", &operator,
     ));
+    let serve = crate::serve::grants(spec, env);
+    out.extend(crate::serve::lint_serve(spec, env, "desired", &serve));
     out
 }
 

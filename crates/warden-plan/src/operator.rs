@@ -90,6 +90,7 @@ fn warden_prefixes(env: &Environment) -> Vec<String> {
             &m.jwt,
             &m.kubernetes,
             OPERATOR_AUTH_MOUNT,
+            warden_spec::naming::serve::SERVE_AUTH_MOUNT,
         ]
         .iter()
         .map(|s| format!("auth/{s}/")),

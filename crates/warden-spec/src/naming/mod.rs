@@ -22,6 +22,7 @@
 
 pub mod operator;
 pub mod policy;
+pub mod serve;
 mod template;
 
 use std::fmt;

@@ -235,6 +235,13 @@ pub fn grants(mounts: &Mounts, naming: &Naming) -> Vec<Grant> {
     // Operators manage operators (approve, list, remove).
     out.push(grant(format!("sys/auth/{OPERATOR_AUTH_MOUNT}"), &["read"]));
     out.push(grant(format!("auth/{OPERATOR_AUTH_MOUNT}/certs/*"), CRUD));
+    // `warden serve`'s own login, which apply enables and keeps (ADR 0026).
+    let serve = super::serve::SERVE_AUTH_MOUNT;
+    out.push(grant(
+        format!("sys/auth/{serve}"),
+        &["create", "read", "update", "sudo"],
+    ));
+    out.push(grant(format!("auth/{serve}/certs/*"), CRUD));
     out
 }
 

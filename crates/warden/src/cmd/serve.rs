@@ -3,11 +3,13 @@
 //! Ctrl-C to a clean stop (jobs stop, then the lease is released) and prints each event as a
 //! line (`--output json`: JSON Lines).
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Args;
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
 use warden_serve::{Event, Outcome, Settings, Target as ServeTarget};
 
@@ -16,9 +18,18 @@ use crate::hint::HintExt as _;
 use crate::output::Output;
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub(crate) struct ServeArgs {
+    #[command(subcommand)]
+    action: Option<ServeAction>,
     #[command(flatten)]
     target: Target,
+    /// Serve's own identity: `<DIR>/<env>/cert.pem` and `key.pem`, as `warden serve enroll`
+    /// writes them; serve logs in with them at `auth/warden-serve` and carries only the
+    /// generated `warden-serve` policy. Required outside a lab; with `--lab` and without it,
+    /// serve logs in as the lab's operator (lab only).
+    #[arg(long, value_name = "DIR")]
+    identity_dir: Option<PathBuf>,
     /// This replica's id in the lease and in job records (default: host name and process id).
     #[arg(long, value_name = "ID")]
     id: Option<String>,
@@ -36,6 +47,39 @@ pub(crate) struct ServeArgs {
     /// address is printed as a `metrics_listening` event). Off when not given.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ServeAction {
+    /// Issue serve's own client certificate for one environment (a key generated here, its CSR
+    /// signed by the `warden-serve` PKI role with the operator's credentials) into DIR/<env>/.
+    Enroll(EnrollArgs),
+    /// Print the hardened systemd unit that runs `warden serve` with its own identity.
+    Unit(UnitArgs),
+}
+
+#[derive(Debug, Args)]
+struct EnrollArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The identity directory (`<DIR>/<env>/` is created private and written).
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct UnitArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The identity directory the unit passes as `--identity-dir`.
+    #[arg(long, value_name = "DIR", default_value = "/etc/warden/serve")]
+    identity_dir: PathBuf,
+    /// Unix user (and group) serve runs as.
+    #[arg(long, value_name = "NAME", default_value = "warden-serve")]
+    user: String,
+    /// The `warden` binary the unit starts.
+    #[arg(long, value_name = "PATH", default_value = "/usr/local/bin/warden")]
+    binary: PathBuf,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -56,7 +100,18 @@ fn default_id() -> String {
 }
 
 pub(crate) async fn run(args: ServeArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    match args.action {
+        Some(ServeAction::Enroll(a)) => return enroll(a, out).await,
+        Some(ServeAction::Unit(a)) => return unit(a, out),
+        None => {}
+    }
     let resolved = args.target.resolve()?;
+    if resolved.lab.is_none() && args.identity_dir.is_none() {
+        return Err(anyhow::anyhow!(
+            "warden serve needs its own identity outside a lab: it never runs as an operator"
+        ))
+        .hint("enroll it with `warden serve enroll --env ENV --dir DIR` (as an operator), then pass --identity-dir DIR");
+    }
     if args.lease_ttl < warden_serve::MIN_TTL {
         return Err(anyhow::anyhow!(
             "--lease-ttl {}s is too short: the leader needs time to act before another replica may take over",
@@ -66,9 +121,13 @@ pub(crate) async fn run(args: ServeArgs, out: &Output) -> anyhow::Result<ExitCod
     }
     let mut targets = Vec::new();
     for env in &resolved.envs {
+        let client = match &args.identity_dir {
+            Some(dir) => serve_client(&resolved, env, dir)?,
+            None => resolved.client(env)?,
+        };
         targets.push(ServeTarget {
             env: env.clone(),
-            client: resolved.client(env)?,
+            client,
         });
     }
     let settings = Settings {
@@ -136,6 +195,92 @@ pub(crate) async fn run(args: ServeArgs, out: &Output) -> anyhow::Result<ExitCod
         .await
         .map_err(anyhow::Error::new)?;
     drop(metrics_server);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A client that presents serve's certificate for `env` and logs in with it at serve's own
+/// cert-auth mount (again after a refusal: `warden_serve` drops a denied token).
+fn serve_client(
+    resolved: &crate::context::Resolved,
+    env: &warden_spec::Environment,
+    dir: &Path,
+) -> anyhow::Result<warden_bao::Client> {
+    use warden_spec::naming::serve::{SERVE_AUTH_MOUNT, SERVE_ROLE};
+    let here = dir.join(env.name.as_str());
+    let files = warden_enroll::transport::TransportFiles::in_dir(&here);
+    if !files.cert.is_file() || !files.key.is_file() {
+        return Err(anyhow::anyhow!(
+            "{}: no serve identity in {} (cert.pem, key.pem)",
+            env.name,
+            here.display()
+        ))
+        .with_hint(|| {
+            format!(
+                "run `warden serve enroll --env {} --dir {}` as an operator",
+                env.name,
+                dir.display()
+            )
+        });
+    }
+    let client = resolved.workload_client(env, Some(&here))?;
+    client.login_with_cert_on_demand(SERVE_AUTH_MOUNT, SERVE_ROLE);
+    Ok(client)
+}
+
+async fn enroll(args: EnrollArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let resolved = args.target.resolve()?;
+    let env = resolved.one_env("serve enroll", crate::context::OneEnv::Named)?;
+    let client = resolved.client(env)?;
+    let issued = warden_enroll::serve::issue(&client, env)
+        .await
+        .with_context(|| format!("{}: cannot issue serve's certificate", env.name))
+        .hint("run `warden apply` first: it writes the warden-serve PKI role and login")?;
+    let dir = args.dir.join(env.name.as_str());
+    let files = issued
+        .write(&dir)
+        .with_context(|| format!("cannot write serve's identity into {}", dir.display()))?;
+    let not_after = issued
+        .not_after
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    out.emit(
+        &serde_json::json!({
+            "env": env.name.as_str(),
+            "common_name": issued.common_name,
+            "serial": issued.serial,
+            "not_after": not_after,
+            "cert": files.cert,
+            "key": files.key,
+        }),
+        || {
+            format!(
+                "{}: serve certificate {} (serial {}, expires {not_after}) in {}",
+                env.name,
+                issued.common_name,
+                issued.serial,
+                dir.display()
+            )
+        },
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn unit(args: UnitArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let resolved = args.target.resolve()?;
+    warden_enroll::validate_user_name(&args.user)
+        .with_context(|| format!("bad --user `{}`", args.user))?;
+    let envs: Vec<String> = resolved.envs.iter().map(|e| e.name.to_string()).collect();
+    let spec = std::path::absolute(&args.target.spec).unwrap_or(args.target.spec.clone());
+    let text = warden_enroll::serve_systemd_unit(&warden_enroll::ServeUnitSpec {
+        envs: &envs,
+        user: &args.user,
+        spec: &spec,
+        identity_dir: &args.identity_dir,
+        binary: &args.binary,
+    });
+    out.emit(&serde_json::json!({ "envs": envs, "unit": text }), || {
+        text.clone()
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 

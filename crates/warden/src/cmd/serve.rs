@@ -32,6 +32,8 @@ pub(crate) struct ServeArgs {
     /// Posture sweep period.
     #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = duration)]
     posture_every: Duration,
+    #[command(flatten)]
+    api: super::serve_api::ApiArgs,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -82,6 +84,9 @@ pub(crate) async fn run(args: ServeArgs, out: &Output) -> anyhow::Result<ExitCod
     ));
 
     let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let api = super::serve_api::start(&args.api, &resolved, &targets, &settings.holder, out)
+        .await?
+        .map(|(api, state)| tokio::spawn(api.serve(state, shutdown.clone())));
     let mut term = signal(SignalKind::terminate()).map_err(anyhow::Error::new)?;
     let mut int = signal(SignalKind::interrupt()).map_err(anyhow::Error::new)?;
     tokio::spawn(async move {
@@ -102,6 +107,9 @@ pub(crate) async fn run(args: ServeArgs, out: &Output) -> anyhow::Result<ExitCod
     warden_serve::serve(Arc::new(resolved.spec), targets, settings, shutdown, events)
         .await
         .map_err(anyhow::Error::new)?;
+    if let Some(api) = api {
+        let _ = api.await;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

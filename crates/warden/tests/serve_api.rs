@@ -263,6 +263,8 @@ async fn the_api_answers_its_openapi_document_and_only_to_this_environments_oper
             "--no-color",
         ])
         .env("SCHEMATHESIS_HOOKS", "")
+        // Its cache of failures goes to the temp dir, not the source tree.
+        .current_dir(dir.path())
         .output()
         .expect("schemathesis (scripts/bootstrap installs it)");
     let report = format!(

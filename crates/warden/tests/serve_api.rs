@@ -1,13 +1,16 @@
 //! `warden serve --listen` end to end (issue 15 part 2, ADR 0025): a real lab (`test` and
 //! `prod`, HTTPS + mTLS) and a real `warden serve` process serving the API of `test`. Checks
 //! the answers with the operator's client certificate (the leader, a job record with the
-//! rotation serve made, the purposes, JSON errors), that the OpenAPI document the server
+//! rotation it made when asked through `POST /v1/jobs/{job}/run`, a follower answering 409 with
+//! the leader, the purposes, JSON errors), that the OpenAPI document the server
 //! serves validates (`openapi-spec-validator`), that `schemathesis run` against the live server
 //! finds no server error and no answer outside the document, and that a client with no
 //! certificate or with `prod`'s operator certificate is refused at the handshake.
 //!
 //! Needs `curl`, `openapi-spec-validator` and `schemathesis` on PATH (`scripts/bootstrap`
 //! installs the Python tools).
+
+#![allow(clippy::print_stderr)] // the measured trigger delay and schemathesis summary go to the test log on purpose
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -128,6 +131,18 @@ fn get(url: &str, client: &Creds) -> (u16, Value) {
     )
 }
 
+/// Status and JSON body of a POST with `client`'s certificate.
+fn post(url: &str, client: &Creds) -> (u16, Value) {
+    let out = curl(url, &client.root, Some(client), &["-X", "POST"]);
+    assert!(out.status.success(), "curl -X POST {url}: {out:?}");
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let (body, code) = text.rsplit_once('\n').expect("status line");
+    (
+        code.parse().expect("status"),
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{url}: {e}: {body}")),
+    )
+}
+
 fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;
     loop {
@@ -149,30 +164,13 @@ async fn the_api_answers_its_openapi_document_and_only_to_this_environments_oper
     let (spec, lab_dir) = (path_str(&spec_path), path_str(lab.dir()));
     WARDEN.ok(&["apply", "--spec", spec, "--lab", lab_dir, "--env", "test"]);
 
-    // One replica serving test's API on a free loopback port.
-    let log = dir.path().join("serve.jsonl");
-    let child = Command::new(WARDEN.bin())
-        .args([
-            "serve", "--spec", spec, "--lab", lab_dir, "--env", "test", "--id", "api-a",
-            "--lease-ttl", "3s", "--tick", "1s", "--listen", "127.0.0.1:0", "-o", "json",
-        ])
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&log).expect("log file"))
-        .stderr(std::fs::File::create(dir.path().join("serve.err")).expect("stderr file"))
-        .spawn()
-        .expect("start warden serve");
-    let serve = Serve { child, log };
-    let listen = wait_for("the API address", Duration::from_secs(20), || {
-        serve.events().iter().find_map(|e| {
-            (e["event"] == "api" && e["env"] == "test")
-                .then(|| e["listen"].as_str().expect("listen").to_owned())
-        })
-    });
-    let base = format!("https://{listen}");
+    // Replica a serves test's API on a free loopback port. Its tick is a minute, so a job
+    // that runs within seconds ran because the API asked for it.
+    let (a, base) = start(spec, lab_dir, "api-a", dir.path());
     let test = creds(&lab, "test");
     let prod = creds(&lab, "prod");
 
-    // The leader, and the rotation it recorded (the key had no version: due at once).
+    // The leader.
     let leader = wait_for("api-a to lead", Duration::from_secs(20), || {
         let (code, v) = get(&format!("{base}/v1/leader"), &test);
         (code == 200 && v["is_leader"] == true).then_some(v)
@@ -180,14 +178,39 @@ async fn the_api_answers_its_openapi_document_and_only_to_this_environments_oper
     assert_eq!(leader["lease"]["holder"], "api-a");
     assert_eq!(leader["replica"], "api-a");
     assert_eq!(leader["env"], "test");
-    let job = wait_for("the rotation's record", Duration::from_secs(30), || {
-        let (code, v) = get(
-            &format!("{base}/v1/jobs/rotate-signing-key%2Fissuer%2Fjwt"),
-            &test,
-        );
+
+    // A follower refuses to run a job and names the leader.
+    let (b, base_b) = start(spec, lab_dir, "api-b", dir.path());
+    wait_for("api-b to follow", Duration::from_secs(20), || {
+        b.events()
+            .iter()
+            .any(|e| e["event"] == "follower" && e["holder"] == "api-a")
+            .then_some(())
+    });
+    let rotation = "rotate-signing-key%2Fissuer%2Fjwt";
+    let (code, v) = post(&format!("{base_b}/v1/jobs/{rotation}/run"), &test);
+    assert_eq!((code, v["leader"].as_str()), (409, Some("api-a")), "{v}");
+    drop(b);
+
+    // The leader runs it when asked: the key has no version yet, so the rotation is due.
+    let (code, before) = get(&format!("{base}/v1/jobs/{rotation}"), &test);
+    assert_eq!(
+        (code, before["total_runs"].as_u64()),
+        (200, Some(0)),
+        "{before}"
+    );
+    let asked = Instant::now();
+    let (code, v) = post(&format!("{base}/v1/jobs/{rotation}/run"), &test);
+    assert_eq!((code, v["accepted"].as_bool()), (202, Some(true)), "{v}");
+    let job = wait_for("the rotation's record", Duration::from_secs(15), || {
+        let (code, v) = get(&format!("{base}/v1/jobs/{rotation}"), &test);
         assert_eq!(code, 200, "{v}");
         (v["total_runs"].as_u64() >= Some(1)).then_some(v)
     });
+    eprintln!(
+        "a rotation asked through the API recorded {:.1} s later",
+        asked.elapsed().as_secs_f64()
+    );
     assert_eq!(job["kind"], "rotate-signing-key");
     assert_eq!(job["runs"][0]["outcome"], "ok", "{job}");
     assert_eq!(job["runs"][0]["holder"], "api-a");
@@ -212,8 +235,16 @@ async fn the_api_answers_its_openapi_document_and_only_to_this_environments_oper
         assert_eq!(code, want, "{url}: {v}");
         assert!(v["error"].is_string() && v["hint"].is_string(), "{v}");
     }
-    let out = curl(&format!("{base}/v1/jobs"), &test.root, Some(&test), &["-X", "POST"]);
-    assert!(String::from_utf8_lossy(&out.stdout).ends_with("\n405"), "{out:?}");
+    let out = curl(
+        &format!("{base}/v1/jobs"),
+        &test.root,
+        Some(&test),
+        &["-X", "POST"],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).ends_with("\n405"),
+        "{out:?}"
+    );
 
     // Refused at the handshake: no certificate, and prod's operator certificate (same root,
     // another environment's CA). No HTTP status comes back.
@@ -272,11 +303,60 @@ async fn the_api_answers_its_openapi_document_and_only_to_this_environments_oper
         String::from_utf8_lossy(&st.stdout),
         String::from_utf8_lossy(&st.stderr)
     );
-    assert!(st.status.success(), "schemathesis found problems:\n{report}");
+    assert!(
+        st.status.success(),
+        "schemathesis found problems:\n{report}"
+    );
     eprintln!(
         "schemathesis: {:.1} s\n{}",
         started.elapsed().as_secs_f64(),
-        report.lines().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+        report
+            .lines()
+            .rev()
+            .take(12)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
-    drop(serve);
+    drop(a);
+}
+
+/// Starts `warden serve --listen 127.0.0.1:0` for test as `id`; returns it and its API's URL.
+fn start(spec: &str, lab_dir: &str, id: &str, dir: &Path) -> (Serve, String) {
+    let log = dir.join(format!("serve-{id}.jsonl"));
+    let child = Command::new(WARDEN.bin())
+        .args([
+            "serve",
+            "--spec",
+            spec,
+            "--lab",
+            lab_dir,
+            "--env",
+            "test",
+            "--id",
+            id,
+            "--lease-ttl",
+            "3s",
+            "--tick",
+            "60s",
+            "--listen",
+            "127.0.0.1:0",
+            "-o",
+            "json",
+        ])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&log).expect("log file"))
+        .stderr(std::fs::File::create(dir.join(format!("serve-{id}.err"))).expect("stderr file"))
+        .spawn()
+        .expect("start warden serve");
+    let serve = Serve { child, log };
+    let listen = wait_for("the API address", Duration::from_secs(20), || {
+        serve.events().iter().find_map(|e| {
+            (e["event"] == "api" && e["env"] == "test")
+                .then(|| e["listen"].as_str().expect("listen").to_owned())
+        })
+    });
+    (serve, format!("https://{listen}"))
 }

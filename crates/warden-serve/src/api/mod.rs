@@ -1,5 +1,5 @@
-//! The HTTP JSON API of `warden serve` (docs/serve.md#api, ADR 0025): read-only views of one
-//! environment's leader lease and job records, over HTTPS with mutual TLS, on a loopback
+//! The HTTP JSON API of `warden serve` (docs/serve.md#api, ADR 0025): views of one
+//! environment's leader lease, job records and purposes, and a trigger to run a job now, over HTTPS with mutual TLS, on a loopback
 //! address. The OpenAPI 3 document (`openapi.json`, served at `GET /openapi.json`) describes
 //! every answer; the end-to-end test checks the live server against it with schemathesis.
 //!
@@ -11,16 +11,17 @@
 
 mod routes;
 mod tls;
+mod trigger;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::Request;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
@@ -29,6 +30,7 @@ use warden_bao::Client;
 use warden_spec::{Environment, Spec};
 
 pub use tls::server_config;
+pub use trigger::Trigger;
 
 /// Connections served at once; a new one beyond is closed at once.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -45,7 +47,9 @@ pub const MAX_BUFFER: usize = 16 * 1024;
 #[non_exhaustive]
 pub enum ApiError {
     /// The address is not loopback: the API never listens beyond this host.
-    #[error("refusing to serve the API on {0}: only loopback addresses (127.0.0.1, ::1) are allowed")]
+    #[error(
+        "refusing to serve the API on {0}: only loopback addresses (127.0.0.1, ::1) are allowed"
+    )]
     NotLoopback(SocketAddr),
     /// The address could not be bound.
     #[error("could not listen on {addr}: {source}")]
@@ -72,6 +76,8 @@ pub struct ApiState {
     pub client: Client,
     /// This replica's id (`--id`).
     pub replica: String,
+    /// The environment's job loop (the same as its [`crate::Target::trigger`]).
+    pub trigger: Arc<Trigger>,
 }
 
 /// A bound API listener, not yet serving.

@@ -50,8 +50,7 @@ pub(super) async fn route(req: &Request<Incoming>, state: &ApiState) -> Reply {
         "/v1/registry" if req.method() == Method::GET => registry(state),
         "/v1/leader" | "/v1/jobs" | "/v1/registry" => method_not_allowed("GET"),
         _ => match path.strip_prefix("/v1/jobs/") {
-            Some(id) if req.method() == Method::GET => job(state, id).await,
-            Some(_) => method_not_allowed("GET"),
+            Some(rest) => jobs_route(req.method(), state, rest).await,
             None => error(
                 StatusCode::NOT_FOUND,
                 &format!("no route {path}"),
@@ -154,15 +153,91 @@ async fn job(state: &ApiState, raw: &str) -> Reply {
     };
     let jobs = jobs_for(&state.spec, &state.env);
     let Some(job) = jobs.iter().find(|j| j.id == id) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            &format!("no job `{id}` in {}", state.env.name),
-            "GET /v1/jobs lists the job ids",
-        );
+        return no_job(state, raw);
     };
     match view(state, job).await {
         Ok(v) => json_reply(StatusCode::OK, &v),
         Err(reply) => reply,
+    }
+}
+
+/// `/v1/jobs/{job}` (GET) and `/v1/jobs/{job}/run` (POST). A job whose id itself ends in
+/// `/run` (a signing key named `run`) is still found by GET.
+async fn jobs_route(method: &Method, state: &ApiState, rest: &str) -> Reply {
+    let trigger = rest.strip_suffix("/run");
+    match (method, trigger) {
+        (&Method::POST, Some(id)) => run(state, id).await,
+        (&Method::GET, Some(_)) if find(state, rest).is_none() => method_not_allowed("POST"),
+        (&Method::GET, _) => job(state, rest).await,
+        (_, Some(_)) => method_not_allowed("POST"),
+        (_, None) => method_not_allowed("GET"),
+    }
+}
+
+/// The job `raw` (percent-encoded) names, if the environment has it.
+fn find(state: &ApiState, raw: &str) -> Option<Job> {
+    let id = percent_decode(raw)?;
+    jobs_for(&state.spec, &state.env)
+        .into_iter()
+        .find(|j| j.id == id)
+}
+
+fn no_job(state: &ApiState, raw: &str) -> Reply {
+    error(
+        StatusCode::NOT_FOUND,
+        &format!(
+            "no job `{}` in {}",
+            percent_decode(raw).unwrap_or_else(|| raw.to_owned()),
+            state.env.name
+        ),
+        "GET /v1/jobs lists the job ids",
+    )
+}
+
+/// `POST /v1/jobs/{job}/run`: the leader checks the job now (past its backoff wait) and runs
+/// it if it is due; any other replica answers 409 with the holder's id.
+async fn run(state: &ApiState, raw: &str) -> Reply {
+    let Some(job) = find(state, raw) else {
+        return no_job(state, raw);
+    };
+    let env = state.env.name.to_string();
+    let lease = match kvrec::read(&state.client, &env, &naming::serve_lease()).await {
+        Ok(Some((Value::Null, _)) | None) => None,
+        Ok(Some((data, _))) => match serde_json::from_value::<LeaseRecord>(data) {
+            Ok(l) => Some(l),
+            Err(e) => return bad_record(&format!("the lease record: {e}")),
+        },
+        Err(e) => return upstream(&e),
+    };
+    let now_ms = unix_ms(server_now(&state.client));
+    let live = lease.filter(|l| l.expires_at_ms > now_ms);
+    match live {
+        Some(l) if l.holder == state.replica => {
+            state.trigger.ask(&job.id);
+            json_reply(
+                StatusCode::ACCEPTED,
+                &json!({
+                    "env": env,
+                    "job": job.id,
+                    "leader": state.replica,
+                    "accepted": true,
+                }),
+            )
+        }
+        other => {
+            let leader = other.map(|l| l.holder);
+            json_reply(
+                StatusCode::CONFLICT,
+                &json!({
+                    "error": format!("replica `{}` does not hold the lease in {env}: only the leader runs jobs", state.replica),
+                    "hint": match &leader {
+                        Some(h) => format!("send the request to `{h}`, the leader"),
+                        None => "no replica holds the lease now; retry in a few seconds".to_owned(),
+                    },
+                    "leader": leader,
+                }),
+            )
+        }
     }
 }
 
@@ -274,7 +349,14 @@ mod tests {
     #[test]
     fn the_openapi_document_is_json_with_every_route() {
         let doc: Value = serde_json::from_str(OPENAPI).unwrap();
-        for p in ["/v1/leader", "/v1/jobs", "/v1/jobs/{job}", "/v1/registry", "/openapi.json"] {
+        for p in [
+            "/v1/leader",
+            "/v1/jobs",
+            "/v1/jobs/{job}",
+            "/v1/jobs/{job}/run",
+            "/v1/registry",
+            "/openapi.json",
+        ] {
             assert!(doc["paths"][p].is_object(), "{p}");
         }
     }

@@ -24,10 +24,12 @@ pub fn server_config(
         .collect::<Result<_, _>>()
         .map_err(|e| tls("the server certificate", &e))?;
     if chain.is_empty() {
-        return Err(ApiError::Tls("the server certificate file holds no certificate".into()));
+        return Err(ApiError::Tls(
+            "the server certificate file holds no certificate".into(),
+        ));
     }
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
-        .map_err(|e| tls("the server key", &e))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| tls("the server key", &e))?;
     let mut roots = RootCertStore::empty();
     for ca in CertificateDer::pem_slice_iter(client_ca_pem.as_bytes()) {
         let ca = ca.map_err(|e| tls("the client CA bundle", &e))?;
@@ -36,7 +38,9 @@ pub fn server_config(
             .map_err(|e| tls("a certificate of the client CA bundle", &e))?;
     }
     if roots.is_empty() {
-        return Err(ApiError::Tls("the client CA bundle holds no certificate".into()));
+        return Err(ApiError::Tls(
+            "the client CA bundle holds no certificate".into(),
+        ));
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     // No `allow_unauthenticated`: a client certificate is required.

@@ -67,6 +67,7 @@ pub(crate) async fn run(args: ServeArgs, out: &Output) -> anyhow::Result<ExitCod
         targets.push(ServeTarget {
             env: env.clone(),
             client: resolved.client(env)?,
+            trigger: Arc::default(),
         });
     }
     let settings = Settings {

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use clap::Args;
 use serde::Serialize;
-use warden_serve::api::{Api, ApiState};
 use warden_serve::Target;
+use warden_serve::api::{Api, ApiState};
 use zeroize::Zeroizing;
 
 use crate::context::Resolved;
@@ -62,10 +62,7 @@ pub(crate) async fn start(
         .hint("add --env NAME (run one `warden serve --listen` per environment)");
     };
     let env = target.env.name.to_string();
-    let lab = resolved
-        .lab
-        .as_ref()
-        .map(|l| l.layout().env(&env));
+    let lab = resolved.lab.as_ref().map(|l| l.layout().env(&env));
     let pick = |given: &Option<PathBuf>, lab_file: Option<PathBuf>, flag: &str| {
         given
             .clone()
@@ -73,8 +70,16 @@ pub(crate) async fn start(
             .ok_or_else(|| anyhow::anyhow!("--listen needs {flag} outside a lab"))
             .hint(format!("pass {flag} FILE (PEM), or --lab DIR"))
     };
-    let cert = pick(&args.api_cert, lab.as_ref().map(|l| l.server_cert()), "--api-cert")?;
-    let key = pick(&args.api_key, lab.as_ref().map(|l| l.server_key()), "--api-key")?;
+    let cert = pick(
+        &args.api_cert,
+        lab.as_ref().map(|l| l.server_cert()),
+        "--api-cert",
+    )?;
+    let key = pick(
+        &args.api_key,
+        lab.as_ref().map(|l| l.server_key()),
+        "--api-key",
+    )?;
     let ca = pick(
         &args.api_client_ca,
         lab.as_ref().map(|l| l.client_ca()),
@@ -109,6 +114,7 @@ pub(crate) async fn start(
         env: target.env.clone(),
         client: target.client.clone(),
         replica: replica.to_owned(),
+        trigger: target.trigger.clone(),
     };
     Ok(Some((api, state)))
 }

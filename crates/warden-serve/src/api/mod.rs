@@ -29,7 +29,7 @@ use tokio_rustls::TlsAcceptor;
 use warden_bao::Client;
 use warden_spec::{Environment, Spec};
 
-pub use tls::server_config;
+pub use tls::{Operators, server_config};
 pub use trigger::Trigger;
 
 /// Connections served at once; a new one beyond is closed at once.

@@ -88,7 +88,11 @@ pub(crate) async fn start(
     let cert_pem = read(&cert)?;
     let key_pem = Zeroizing::new(read(&key)?);
     let ca_pem = read(&ca)?;
-    let tls = warden_serve::api::server_config(&cert_pem, &key_pem, &ca_pem)
+    let operators = warden_serve::api::Operators {
+        env: env.clone(),
+        domain: target.env.domain.clone(),
+    };
+    let tls = warden_serve::api::server_config(&cert_pem, &key_pem, &ca_pem, operators)
         .map_err(anyhow::Error::new)
         .hint(format!(
             "check {}, {} and {}",

@@ -227,6 +227,17 @@ async fn the_api_answers_its_openapi_document_and_only_to_this_environments_oper
     let (code, reg) = get(&format!("{base}/v1/registry"), &test);
     assert_eq!(code, 200);
     assert_eq!(reg["purposes"][1]["id"], "token-signing", "{reg}");
+    let (code, posture) = get(&format!("{base}/v1/posture"), &test);
+    assert_eq!(code, 200, "{posture}");
+    assert_eq!(posture["env"], "test");
+    let creds: Vec<&str> = posture["purposes"]
+        .as_array()
+        .expect("purposes")
+        .iter()
+        .flat_map(|p| p["credentials"].as_array().expect("credentials"))
+        .map(|c| c["id"].as_str().expect("id"))
+        .collect();
+    assert!(creds.contains(&"issuer/signing-key/jwt"), "{posture}");
     // Errors are JSON with a hint.
     for (url, want) in [
         (format!("{base}/v1/jobs/nope"), 404),

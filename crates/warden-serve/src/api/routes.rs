@@ -48,7 +48,8 @@ pub(super) async fn route(req: &Request<Incoming>, state: &ApiState) -> Reply {
         "/v1/leader" if req.method() == Method::GET => leader(state).await,
         "/v1/jobs" if req.method() == Method::GET => jobs(state).await,
         "/v1/registry" if req.method() == Method::GET => registry(state),
-        "/v1/leader" | "/v1/jobs" | "/v1/registry" => method_not_allowed("GET"),
+        "/v1/posture" if req.method() == Method::GET => posture(state).await,
+        "/v1/leader" | "/v1/jobs" | "/v1/registry" | "/v1/posture" => method_not_allowed("GET"),
         _ => match path.strip_prefix("/v1/jobs/") {
             Some(rest) => jobs_route(req.method(), state, rest).await,
             None => error(
@@ -241,6 +242,19 @@ async fn run(state: &ApiState, raw: &str) -> Reply {
     }
 }
 
+/// `GET /v1/posture`: posture computed now, as `warden posture` does.
+async fn posture(state: &ApiState) -> Reply {
+    let now_s = i64::try_from(unix_ms(server_now(&state.client)) / 1000).unwrap_or(i64::MAX);
+    match warden_registry::posture::collect(&state.client, &state.spec, &state.env, now_s).await {
+        Ok(report) => json_reply(StatusCode::OK, &report),
+        Err(e) => error(
+            StatusCode::BAD_GATEWAY,
+            &e.to_string(),
+            "OpenBao could not be read; see `warden status` for the environment",
+        ),
+    }
+}
+
 /// `GET /v1/registry`: the purposes of the spec (from the spec, no OpenBao read).
 fn registry(state: &ApiState) -> Reply {
     let purposes: Vec<Value> = state
@@ -355,6 +369,7 @@ mod tests {
             "/v1/jobs/{job}",
             "/v1/jobs/{job}/run",
             "/v1/registry",
+            "/v1/posture",
             "/openapi.json",
         ] {
             assert!(doc["paths"][p].is_object(), "{p}");

@@ -10,6 +10,7 @@
 //! | the lease alone (take, renew, release; check-and-set, server's clock) | [`Lease`], [`LeaseRecord`], [`Held`] |
 //! | which jobs an environment has | [`jobs_for`] → [`Job`] |
 //! | what a job record holds (bounded runs, backoff) | [`JobRecord`], [`Run`], [`Outcome`], [`backoff`] |
+//! | the HTTP JSON API over mTLS (`--listen`) | [`api::Api`], [`api::ApiState`], [`api::server_config`] |
 //!
 //! Modules: `lease` (the lease record and its steps), `scheduler` (the lease task, the job
 //! task, fencing), `jobs` (due checks under the purpose rules, and the work: signing-key
@@ -31,6 +32,7 @@
 //!   is kept in the record, so a new leader honours it too.
 //! - Nothing here reads or prints a secret value: key material stays inside `warden_keys`.
 
+pub mod api;
 mod clock;
 mod error;
 mod jobs;

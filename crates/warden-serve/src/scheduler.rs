@@ -56,6 +56,8 @@ pub struct Target {
     pub env: Environment,
     /// Its client (serve's own identity).
     pub client: Client,
+    /// Where the API asks for a job to be checked now (`POST /v1/jobs/{job}/run`).
+    pub trigger: Arc<crate::api::Trigger>,
 }
 
 /// What a replica reports as it runs (the CLI prints one line each).
@@ -301,6 +303,7 @@ async fn job_loop(
         }
         tokio::select! {
             () = tokio::time::sleep(settings.tick) => {}
+            () = target.trigger.woken() => {}
             _ = shutdown.changed() => {}
         }
     }
@@ -364,7 +367,9 @@ impl Ctx<'_> {
         let client = &self.target.client;
         let (mut rec, version) = self.read_record(job).await?;
         let now = unix_ms(server_now(client));
-        if rec.next_attempt_ms > now {
+        // Asked for through the API: checked now, past the backoff wait.
+        let asked = self.target.trigger.take(&job.id);
+        if rec.next_attempt_ms > now && !asked {
             return Ok(());
         }
         if rec.claim.as_ref().is_some_and(|c| c.term > held.term) {

@@ -26,6 +26,7 @@ pub(crate) mod rotate;
 pub(crate) mod seal;
 pub(crate) mod secret;
 pub(crate) mod serve;
+pub(crate) mod serve_api;
 pub(crate) mod server;
 pub(crate) mod transit;
 pub(crate) mod transport;

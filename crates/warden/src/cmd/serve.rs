@@ -47,6 +47,8 @@ pub(crate) struct ServeArgs {
     /// address is printed as a `metrics_listening` event). Off when not given.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    api: super::serve_api::ApiArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,6 +130,7 @@ pub(crate) async fn run(args: ServeArgs, out: &Output) -> anyhow::Result<ExitCod
         targets.push(ServeTarget {
             env: env.clone(),
             client,
+            trigger: Arc::default(),
         });
     }
     let settings = Settings {
@@ -145,6 +148,9 @@ pub(crate) async fn run(args: ServeArgs, out: &Output) -> anyhow::Result<ExitCod
     ));
 
     let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let api = super::serve_api::start(&args.api, &resolved, &targets, &settings.holder, out)
+        .await?
+        .map(|(api, state)| tokio::spawn(api.serve(state, shutdown.clone())));
     let mut term = signal(SignalKind::terminate()).map_err(anyhow::Error::new)?;
     let mut int = signal(SignalKind::interrupt()).map_err(anyhow::Error::new)?;
     tokio::spawn(async move {
@@ -194,6 +200,9 @@ pub(crate) async fn run(args: ServeArgs, out: &Output) -> anyhow::Result<ExitCod
     warden_serve::serve(Arc::new(resolved.spec), targets, settings, shutdown, events)
         .await
         .map_err(anyhow::Error::new)?;
+    if let Some(api) = api {
+        let _ = api.await;
+    }
     drop(metrics_server);
     Ok(ExitCode::SUCCESS)
 }

@@ -32,6 +32,7 @@
 //! - Nothing here reads or prints a secret value: key material stays inside `warden_keys`.
 
 mod clock;
+pub mod dashboard;
 mod error;
 mod jobs;
 mod kvrec;

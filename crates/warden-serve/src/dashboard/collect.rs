@@ -32,7 +32,11 @@ pub async fn read_lease(client: &Client, env: &str) -> Result<Option<LeaseRecord
 }
 
 /// The job records of every job `env` has under `spec` that exist (a job never run has none).
-pub async fn read_job_records(client: &Client, spec: &Spec, env: &Environment) -> Result<Vec<JobRecord>> {
+pub async fn read_job_records(
+    client: &Client,
+    spec: &Spec,
+    env: &Environment,
+) -> Result<Vec<JobRecord>> {
     let mut out = Vec::new();
     for job in jobs_for(spec, env) {
         let entry = naming::serve_job_record(&job.id);
@@ -59,10 +63,12 @@ pub async fn collect_env(
 ) -> std::result::Result<EnvDashboard, posture::Error> {
     let report = posture::collect(client, spec, env, now).await?;
     let mut problems = Vec::new();
-    let lease = read_lease(client, env.name.as_str()).await.unwrap_or_else(|e| {
-        problems.push(format!("the serve lease: {e}"));
-        None
-    });
+    let lease = read_lease(client, env.name.as_str())
+        .await
+        .unwrap_or_else(|e| {
+            problems.push(format!("the serve lease: {e}"));
+            None
+        });
     let jobs = read_job_records(client, spec, env)
         .await
         .unwrap_or_else(|e| {

@@ -70,7 +70,14 @@ fn worst_first_then_soonest_and_everything_escaped() {
     assert!(!page.contains("<script"), "values are escaped");
     assert!(page.contains("&lt;script&gt;"));
     assert!(page.contains("<svg class=\"timeline\""));
-    assert_eq!(page.matches("<circle").count(), 4, "one expiry mark per credential");
+    assert_eq!(
+        page.matches("<circle").count(),
+        4,
+        "one expiry mark per credential"
+    );
     assert!(page.contains("no leader: serve has not run here"));
-    assert!(!page.contains("http://") && !page.contains("https://"), "no external asset");
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "no external asset"
+    );
 }

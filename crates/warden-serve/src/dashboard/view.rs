@@ -241,7 +241,10 @@ fn env(e: &EnvDashboard, now: i64) -> EnvView {
             ok: false,
         },
         Some(l) if l.expires_at_ms == 0 => Line {
-            text: format!("no leader: {} released the lease (term {})", l.holder, l.term),
+            text: format!(
+                "no leader: {} released the lease (term {})",
+                l.holder, l.term
+            ),
             ok: false,
         },
         Some(l) if l.expires_at_ms <= now_ms => Line {
@@ -460,7 +463,12 @@ fn timeline(purposes: &[&PurposePosture], now: i64) -> Timeline {
                             y,
                             kind,
                             status: c.status.as_str(),
-                            title: format!("{} {kind} {} ({})", c.id, rel(Some(t), now), rfc3339(t)),
+                            title: format!(
+                                "{} {kind} {} ({})",
+                                c.id,
+                                rel(Some(t), now),
+                                rfc3339(t)
+                            ),
                         });
                     }
                 }

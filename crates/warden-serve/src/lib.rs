@@ -10,6 +10,7 @@
 //! | the lease alone (take, renew, release; check-and-set, server's clock) | [`Lease`], [`LeaseRecord`], [`Held`] |
 //! | which jobs an environment has | [`jobs_for`] → [`Job`] |
 //! | what a job record holds (bounded runs, backoff) | [`JobRecord`], [`Run`], [`Outcome`], [`backoff`] |
+//! | the posture dashboard page (HTML, no JavaScript) | [`dashboard::collect_env`] → [`dashboard::DashboardData`] → [`dashboard::render`] |
 //!
 //! Modules: `lease` (the lease record and its steps), `scheduler` (the lease task, the job
 //! task, fencing), `jobs` (due checks under the purpose rules, and the work: signing-key

@@ -11,6 +11,7 @@
 //! | which jobs an environment has | [`jobs_for`] → [`Job`] |
 //! | what a job record holds (bounded runs, backoff) | [`JobRecord`], [`Run`], [`Outcome`], [`backoff`] |
 //! | the HTTP JSON API over mTLS (`--listen`) | [`api::Api`], [`api::ApiState`], [`api::server_config`] |
+//! | the posture dashboard page (HTML, no JavaScript) | [`dashboard::collect_env`] → [`dashboard::DashboardData`] → [`dashboard::render`] |
 //!
 //! Modules: `lease` (the lease record and its steps), `scheduler` (the lease task, the job
 //! task, fencing), `jobs` (due checks under the purpose rules, and the work: signing-key
@@ -34,6 +35,7 @@
 
 pub mod api;
 mod clock;
+pub mod dashboard;
 mod error;
 mod jobs;
 mod kvrec;

@@ -84,6 +84,9 @@ pub(crate) enum Command {
     /// Long-running scheduler: signing-key rotation when due and a posture sweep, run by the
     /// one replica holding a leader lease in OpenBao, every run recorded (docs/serve.md).
     Serve(crate::cmd::serve::ServeArgs),
+    /// The posture dashboard as one HTML file: environments side by side, urgent purposes
+    /// first, an expiry timeline, job history (docs/serve.md).
+    Dashboard(crate::cmd::dashboard::DashboardArgs),
     /// Seals: migrate a live environment from Shamir to an auto-seal; grant a transit seal on a seal-keeper.
     Seal(crate::cmd::seal::SealArgs),
     /// A production OpenBao node's files from the spec: server configuration and systemd unit.

@@ -7,6 +7,7 @@ pub(crate) mod ca;
 pub(crate) mod ci;
 pub(crate) mod completions;
 pub(crate) mod custody;
+pub(crate) mod dashboard;
 pub(crate) mod doctor;
 pub(crate) mod domain;
 pub(crate) mod dr;

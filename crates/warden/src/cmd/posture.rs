@@ -136,7 +136,7 @@ pub(crate) async fn run(args: PostureArgs, out: &Output) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-fn instant(at: Option<&str>) -> anyhow::Result<i64> {
+pub(crate) fn instant(at: Option<&str>) -> anyhow::Result<i64> {
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let Some(at) = at else { return Ok(now) };
     if let Some(rel) = at.strip_prefix('+') {

@@ -238,6 +238,25 @@ async fn the_api_answers_its_openapi_document_and_only_to_this_environments_oper
         .map(|c| c["id"].as_str().expect("id"))
         .collect();
     assert!(creds.contains(&"issuer/signing-key/jwt"), "{posture}");
+    // The dashboard: the same data as HTML, every purpose of the registry on it, no script.
+    let out = curl(
+        &format!("{base}/dashboard"),
+        &test.root,
+        Some(&test),
+        &["-i"],
+    );
+    assert!(out.status.success(), "curl /dashboard: {out:?}");
+    let page = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(
+        page.to_ascii_lowercase()
+            .contains("content-security-policy: default-src 'none'")
+    );
+    for p in reg["purposes"].as_array().expect("purposes") {
+        let id = p["id"].as_str().expect("id");
+        assert!(page.contains(id), "purpose {id} not on the dashboard");
+    }
+    assert!(!page.contains("<script"), "the dashboard carries no script");
     // Errors are JSON with a hint.
     for (url, want) in [
         (format!("{base}/v1/jobs/nope"), 404),

@@ -49,7 +49,10 @@ pub(super) async fn route(req: &Request<Incoming>, state: &ApiState) -> Reply {
         "/v1/jobs" if req.method() == Method::GET => jobs(state).await,
         "/v1/registry" if req.method() == Method::GET => registry(state),
         "/v1/posture" if req.method() == Method::GET => posture(state).await,
-        "/v1/leader" | "/v1/jobs" | "/v1/registry" | "/v1/posture" => method_not_allowed("GET"),
+        "/dashboard" if req.method() == Method::GET => dashboard(state).await,
+        "/v1/leader" | "/v1/jobs" | "/v1/registry" | "/v1/posture" | "/dashboard" => {
+            method_not_allowed("GET")
+        }
         _ => match path.strip_prefix("/v1/jobs/") {
             Some(rest) => jobs_route(req.method(), state, rest).await,
             None => error(
@@ -255,6 +258,40 @@ async fn posture(state: &ApiState) -> Reply {
     }
 }
 
+/// `GET /dashboard`: the posture dashboard of this environment, rendered now from the same data
+/// as `warden dashboard` (docs/serve.md#dashboard). HTML without script, so the page is served
+/// with a CSP that forbids any.
+async fn dashboard(state: &ApiState) -> Reply {
+    let now_s = i64::try_from(unix_ms(server_now(&state.client)) / 1000).unwrap_or(i64::MAX);
+    match crate::dashboard::collect_env(&state.client, &state.spec, &state.env, now_s).await {
+        Ok(env) => {
+            let page = crate::dashboard::render(&crate::dashboard::DashboardData {
+                at: now_s,
+                environments: vec![env],
+            });
+            let mut r = Response::new(Full::new(Bytes::from(page)));
+            let h = r.headers_mut();
+            h.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            h.insert(
+                hyper::header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(
+                    "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
+                ),
+            );
+            r
+        }
+        Err(e) => error(
+            StatusCode::BAD_GATEWAY,
+            &e.to_string(),
+            "OpenBao could not be read; see `warden status` for the environment",
+        ),
+    }
+}
+
 /// `GET /v1/registry`: the purposes of the spec (from the spec, no OpenBao read).
 fn registry(state: &ApiState) -> Reply {
     let purposes: Vec<Value> = state
@@ -370,6 +407,7 @@ mod tests {
             "/v1/jobs/{job}/run",
             "/v1/registry",
             "/v1/posture",
+            "/dashboard",
             "/openapi.json",
         ] {
             assert!(doc["paths"][p].is_object(), "{p}");

@@ -369,6 +369,7 @@ mod tests {
             ttl: warden_spec::Ttl(Duration::from_secs(90 * DAY as u64)),
             renew_before: warden_spec::Ttl(Duration::from_secs(30 * DAY as u64)),
             key_type: warden_spec::KeyType::EcP256,
+            issuer: warden_spec::DomainIssuer::Pki,
         };
         let loc = KvLocation::new("kvv2", domain.kv_path());
         let fields = |not_after| Fields {

@@ -24,6 +24,7 @@ fn shop() -> DomainCert {
         ttl: Ttl(Duration::from_secs(48 * HOUR)),
         renew_before: Ttl(Duration::from_secs(24 * HOUR)),
         key_type: KeyType::EcP256,
+        issuer: warden_spec::DomainIssuer::Pki,
     }
 }
 

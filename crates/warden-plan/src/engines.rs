@@ -133,7 +133,7 @@ pub(crate) fn domains(spec: &Spec, env: &Environment, out: &mut Vec<Desired>) {
             // OpenBao's ACME refuses a role that does not store what it issues ("role can not
             // be used as NoStore is set to true"); stored, the certificates are also revocable
             // by serial (`warden revoke`).
-            role.body["no_store"] = serde_json::Value::from(false);
+            role.body["no_store"] = Value::from(false);
         }
         out.push(role);
     }

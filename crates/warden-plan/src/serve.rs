@@ -77,7 +77,7 @@ pub fn grants(spec: &Spec, env: &Environment) -> Vec<Grant> {
                     if matches!(d.issuer, warden_spec::DomainIssuer::Acme(_)) {
                         // The ACME account beside the certificate (ADR 0031); the ACME
                         // endpoints themselves take no token.
-                        let account = warden_spec::naming::domain_acme_account_path(&d.domain);
+                        let account = naming::domain_acme_account_path(&d.domain);
                         push(grant(
                             format!("{}/metadata/{account}", m.kv),
                             &["create", "update", "read"],

@@ -18,7 +18,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use warden_bao::Client;
-use warden_keys::{DomainStore, PkiIssuer, SigningKeyConfig, SystemClock};
+use warden_keys::{DomainStore, Issuer, SigningKeyConfig, SystemClock};
 use warden_spec::rules::{Contract, Refusal, check_contract, check_domain_renewal};
 use warden_spec::{CredentialKind, DomainCert, Environment, Spec};
 
@@ -285,7 +285,13 @@ pub(crate) async fn run(
             ))
         }
         Work::RenewDomain { domain } => {
-            let issuer = PkiIssuer::new(client.clone(), env.mounts.pki.as_str());
+            // PKI or ACME, as the domain's spec says (ADR 0031).
+            let keys_err = |source| Error::Keys {
+                env: env.name.to_string(),
+                source: Box::new(source),
+            };
+            let issuer = Issuer::for_domain(client, &env.mounts.kv, &env.mounts.pki, &domain)
+                .map_err(keys_err)?;
             let r = domain_store(client, env)
                 .renew_if_due(&domain, &issuer, false)
                 .await

@@ -93,7 +93,12 @@ pub async fn plan_env(
         let live = &live;
         async move {
             let current = live.current(client, env, &d).await?;
-            Ok::<_, Error>(compare(&d, current).map(|(action, reason, fields)| Change {
+            let mut d = d;
+            let outcome = match live_revocation(&mut d, current.as_ref()) {
+                Some(conflict) => Some(conflict),
+                None => compare(&d, current),
+            };
+            Ok::<_, Error>(outcome.map(|(action, reason, fields)| Change {
                 action,
                 kind: d.kind,
                 id: d.id().0,
@@ -193,6 +198,58 @@ impl Live {
                 .map(|v| normalize(d.kind, v)),
         })
     }
+}
+
+/// A purpose revoked live by `warden revoke purpose` (its registry entry carries a
+/// `revocation` object, ADR 0032). Apply never undoes that: the object is kept in what apply
+/// writes, and while the spec still says `revoked = false` the entry is a conflict (apply
+/// refuses) that says what to write. `None` for everything else.
+fn live_revocation(
+    d: &mut Desired,
+    current: Option<&Value>,
+) -> Option<(Action, String, Vec<FieldDiff>)> {
+    if d.kind != Kind::Registry {
+        return None;
+    }
+    let revocation = current?.pointer("/data/revocation")?.clone();
+    if !revocation.is_object() {
+        return None;
+    }
+    let wants_revoked = d.body.pointer("/data/revoked").and_then(Value::as_bool);
+    if let Some(data) = d.body.get_mut("data") {
+        data["revocation"] = revocation.clone();
+    }
+    if wants_revoked != Some(false) {
+        return None;
+    }
+    let field = |k: &str| {
+        revocation
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_owned()
+    };
+    let purpose = d
+        .body
+        .pointer("/data/purpose")
+        .and_then(Value::as_str)
+        .unwrap_or("?")
+        .to_owned();
+    Some((
+        Action::Conflict,
+        format!(
+            "purpose `{purpose}` was revoked by `warden revoke purpose` at {} by {} ({}; record warden/revocations/{}), but the spec says revoked = false: write `revoked = true` in [purposes.{purpose}] (apply never undoes a revocation)",
+            field("at"),
+            field("by"),
+            field("reason"),
+            field("record"),
+        ),
+        vec![FieldDiff {
+            field: "revoked".into(),
+            from: Value::Bool(true),
+            to: Value::Bool(false),
+        }],
+    ))
 }
 
 /// The change that brings `current` to `d`, with its reason and differing fields; `None` when

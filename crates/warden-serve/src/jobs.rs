@@ -153,6 +153,16 @@ pub(crate) async fn due(
             }
             let slot = format!("v{}", status.cas_version);
             let issued = status.issued_at.map(OffsetDateTime::unix_timestamp);
+            if let Ok(p) = warden_spec::rules::domain_purpose(spec, d)
+                && revoked_live(client, env, p.id.as_str()).await?
+            {
+                return Ok(Due::Refused {
+                    slot,
+                    reason: Refusal::Revoked {
+                        purpose: p.id.to_string(),
+                    },
+                });
+            }
             let issuer_not_after = issuer_not_after(client, env).await?;
             if let Err(reason) = check_domain_renewal(spec, d, issued, issuer_not_after, now_s) {
                 return Ok(Due::Refused { slot, reason });
@@ -197,7 +207,10 @@ pub(crate) async fn due(
                     },
                 });
             };
-            if let Err(reason) = check_contract(&Contract::of(purpose), created, now_s) {
+            let mut contract = Contract::of(purpose);
+            // `warden revoke purpose` marks the registry entry before the spec says so.
+            contract.revoked |= revoked_live(client, env, purpose.id.as_str()).await?;
+            if let Err(reason) = check_contract(&contract, created, now_s) {
                 return Ok(Due::Refused { slot, reason });
             }
             Ok(Due::Run {
@@ -208,6 +221,28 @@ pub(crate) async fn due(
                 },
             })
         }
+    }
+}
+
+/// Whether purpose `id` is revoked in the registry entry agents read (`warden revoke purpose`
+/// writes it before the spec catches up, ADR 0032). An entry that does not exist is not
+/// revoked; one that cannot be read fails the due check (nothing runs).
+async fn revoked_live(client: &Client, env: &Environment, id: &str) -> Result<bool> {
+    let path = warden_spec::naming::registry_entry(id).data_path();
+    match client.read(&path).await {
+        Ok(s) => Ok(s
+            .data
+            .and_then(|d| {
+                d.pointer("/data/revoked")
+                    .and_then(serde_json::Value::as_bool)
+            })
+            .unwrap_or(false)),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(source) => Err(Error::Bao {
+            env: env.name.to_string(),
+            what: format!("read {path}"),
+            source: Box::new(source),
+        }),
     }
 }
 

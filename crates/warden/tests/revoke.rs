@@ -647,6 +647,25 @@ async fn revoke_purpose_revokes_its_stored_certificates_and_agents_refuse_and_ke
         text(&out.stderr)
     );
     assert_eq!(serial_on_disk(root.path(), "billing"), serial_before);
+    // Posture judges by the live revocation before the spec catches up.
+    let out = run(&["posture", "--output", "json"]);
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("json: {e}\n{}\n{}", text(&out.stdout), text(&out.stderr)));
+    let tls = report["environments"][0]["purposes"]
+        .as_array()
+        .expect("purposes")
+        .iter()
+        .find(|p| p["purpose"] == "tls")
+        .cloned()
+        .unwrap_or_else(|| panic!("tls in posture: {report:#}"));
+    assert!(
+        tls["credentials"]
+            .as_array()
+            .expect("credentials")
+            .iter()
+            .all(|c| c["status"] == "revoked"),
+        "{tls:#}"
+    );
 
     // The spec still says revoked = false: plan shows the conflict, apply refuses and does not
     // undo the revocation.

@@ -230,7 +230,8 @@ pub(crate) async fn unseal(client: &Client, name: &str, layout: &EnvLayout) -> R
     Ok(true)
 }
 
-/// Turns on OpenBao's ACME server on the PKI mount (idempotent), so a domain with
+/// Turns on OpenBao's ACME server on the PKI mount (idempotent; run when the lab creates the
+/// PKI), so a domain with
 /// `issuer = "acme"` is obtained from `<addr>/v1/<pki>/roles/domain-<slug>/acme/directory`
 /// (ADR 0031): the mount passes the headers ACME needs, the cluster path tells OpenBao the URLs
 /// to hand out, and the default (role-less) directory is forbidden, so ACME issues only what a
@@ -299,7 +300,6 @@ async fn ensure_pki(
             .await
             .map_err(Error::bao(name, "mount the PKI engine"))?;
     }
-    enable_acme(client, name, mount).await?;
     let chain = client
         .pki_ca_chain(mount)
         .await
@@ -307,6 +307,9 @@ async fn ensure_pki(
     if !chain.trim().is_empty() {
         return Ok(false);
     }
+    // Only while the PKI is being created: that is bootstrap, under the root token. A later
+    // `lab up` runs as the lab operator, whose policy does not tune mounts or configure ACME.
+    enable_acme(client, name, mount).await?;
     let csr = client
         .pki_generate_intermediate_csr(
             mount,

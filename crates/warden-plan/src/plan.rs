@@ -395,3 +395,57 @@ fn is_unmounted(e: &warden_bao::Error) -> bool {
             .iter()
             .any(|m| m.contains("no handler for route") || m.contains("unsupported path"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(revoked: bool) -> Desired {
+        Desired {
+            kind: Kind::Registry,
+            path: "warden/data/registry/tls".into(),
+            body: json!({ "data": { "purpose": "tls", "revoked": revoked, "owner": "o" } }),
+            identity: None,
+            password_file: None,
+        }
+    }
+
+    fn live(revoked: bool, with_record: bool) -> Value {
+        let mut data = json!({ "purpose": "tls", "revoked": revoked, "owner": "o" });
+        if with_record {
+            data["revocation"] =
+                json!({ "record": "1-purpose-tls", "reason": "drill", "by": "alice", "at": "t" });
+        }
+        json!({ "data": data, "metadata": {} })
+    }
+
+    #[test]
+    fn a_live_revocation_is_a_conflict_while_the_spec_says_otherwise() {
+        let mut d = entry(false);
+        let (action, reason, fields) =
+            live_revocation(&mut d, Some(&live(true, true))).expect("a conflict");
+        assert_eq!(action, Action::Conflict);
+        assert!(
+            reason.contains("revoked by `warden revoke purpose` at t by alice (drill")
+                && reason.contains("write `revoked = true` in [purposes.tls]"),
+            "{reason}"
+        );
+        assert_eq!(fields[0].field, "revoked");
+    }
+
+    #[test]
+    fn once_the_spec_agrees_apply_keeps_the_record_and_changes_nothing() {
+        let mut d = entry(true);
+        assert!(live_revocation(&mut d, Some(&live(true, true))).is_none());
+        assert_eq!(d.body["data"]["revocation"]["record"], "1-purpose-tls");
+        assert!(compare(&d, Some(live(true, true))).is_none(), "no change");
+        // Without a live record (revoked through the spec), nothing special happens.
+        let mut d = entry(false);
+        assert!(live_revocation(&mut d, Some(&live(false, false))).is_none());
+        assert!(d.body["data"].get("revocation").is_none());
+        // Other kinds are never touched.
+        let mut other = entry(false);
+        other.kind = Kind::RegistryPage;
+        assert!(live_revocation(&mut other, Some(&live(true, true))).is_none());
+    }
+}

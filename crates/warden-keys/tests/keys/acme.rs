@@ -167,7 +167,6 @@ async fn obtained_and_renewed_over_openbaos_acme_and_a_failed_challenge_changes_
         .await
         .expect_err("the challenge cannot be validated");
     let text = err.to_string();
-    eprintln!("the refusal: {text}");
     assert!(
         text.contains("domain shop.example.com: the http-01 challenge failed")
             && text.contains(&format!("{ip}:80")),

@@ -133,6 +133,35 @@ async fn renew(args: RenewArgs, out: &Output) -> anyhow::Result<ExitCode> {
             refuse_revoked(&resolved.spec, d)?;
         }
     }
+    // And those revoked live (`warden revoke purpose`) before the spec says so (ADR 0032).
+    for (env, domains) in &selected {
+        let client = resolved.client(env)?;
+        for d in domains {
+            let Ok(p) = rules::domain_purpose(&resolved.spec, d) else {
+                continue;
+            };
+            let path = warden_spec::naming::registry_entry(p.id.as_str()).data_path();
+            let revoked = match client.read(&path).await {
+                Ok(s) => s
+                    .data
+                    .and_then(|v| {
+                        v.pointer("/data/revoked")
+                            .and_then(serde_json::Value::as_bool)
+                    })
+                    .unwrap_or(false),
+                Err(e) if e.is_not_found() => false,
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(format!("{}: read {path}", env.name)));
+                }
+            };
+            if revoked {
+                return Err(crate::hint::revoked_purpose(
+                    p.id.as_str(),
+                    &format!("the certificate of {}", d.domain),
+                ));
+            }
+        }
+    }
     let mut rows = Vec::new();
     for (env, domains) in selected {
         let store = store(&resolved, env)?;

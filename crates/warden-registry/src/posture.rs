@@ -193,13 +193,9 @@ async fn live_revoked(client: &Client, spec: &Spec, creds: &[Credential]) -> Vec
     for p in &spec.purposes {
         let mut p = p.clone();
         if !p.revoked && creds.iter().any(|c| p.covers(&c.id)) {
-            let path = naming::registry_entry(p.id.as_str()).data_path();
-            if let Ok(s) = client.read(&path).await {
-                p.revoked = s
-                    .data
-                    .and_then(|d| d.pointer("/data/revoked").and_then(Value::as_bool))
-                    .unwrap_or(false);
-            }
+            p.revoked = crate::revoke::revoked_live(client, p.id.as_str())
+                .await
+                .unwrap_or(false);
         }
         out.push(p);
     }

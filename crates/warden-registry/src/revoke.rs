@@ -31,7 +31,7 @@ use crate::posture::DeliveryReport;
 
 mod purpose;
 
-pub use purpose::{PurposePlan, plan_purpose, revoke_purpose};
+pub use purpose::{PurposePlan, plan_purpose, revoke_purpose, revoked_live};
 
 /// Why a revocation was refused or failed.
 #[derive(Debug, thiserror::Error)]

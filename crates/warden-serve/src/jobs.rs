@@ -225,25 +225,15 @@ pub(crate) async fn due(
 }
 
 /// Whether purpose `id` is revoked in the registry entry agents read (`warden revoke purpose`
-/// writes it before the spec catches up, ADR 0032). An entry that does not exist is not
-/// revoked; one that cannot be read fails the due check (nothing runs).
+/// writes it before the spec catches up, ADR 0032). One that cannot be read fails the due
+/// check (nothing runs).
 async fn revoked_live(client: &Client, env: &Environment, id: &str) -> Result<bool> {
-    let path = warden_spec::naming::registry_entry(id).data_path();
-    match client.read(&path).await {
-        Ok(s) => Ok(s
-            .data
-            .and_then(|d| {
-                d.pointer("/data/revoked")
-                    .and_then(serde_json::Value::as_bool)
-            })
-            .unwrap_or(false)),
-        Err(e) if e.is_not_found() => Ok(false),
-        Err(source) => Err(Error::Bao {
+    warden_registry::revoke::revoked_live(client, id)
+        .await
+        .map_err(|e| Error::Registry {
             env: env.name.to_string(),
-            what: format!("read {path}"),
-            source: Box::new(source),
-        }),
-    }
+            source: Box::new(e),
+        })
 }
 
 /// The key's highest version and when the newest readable one was written (Unix

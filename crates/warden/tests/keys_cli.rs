@@ -559,4 +559,36 @@ async fn domain_renew_over_the_labs_acme_directory() {
     let status = json_of(&run_ok(&good, &["domain", "status", "-o", "json"]));
     assert_eq!(status["domains"][0]["version"], 2, "{status:#}");
     assert_eq!(status["domains"][0]["serial"], serial2);
+
+    // `revoke purpose` over the ACME domain: OpenBao stored its certificate (ACME roles
+    // store), so it goes on the CRL; the next `domain renew` is refused by the live
+    // revocation before the spec says so.
+    let record = json_of(&run_ok(
+        &good,
+        &[
+            "revoke",
+            "purpose",
+            "public-tls",
+            "--env",
+            "test",
+            "--reason",
+            "drill",
+            "--yes",
+            "-o",
+            "json",
+        ],
+    ));
+    assert_eq!(
+        record["revoked_serials"],
+        json!([serial2]),
+        "the stored ACME certificate is revoked: {record:#}"
+    );
+    let a = on(&good, &["domain", "renew", DOMAIN, "--force"]);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let err = text(&with_code(&a, 1).stderr);
+    assert!(
+        err.contains("purpose `public-tls` is revoked in its registry entry")
+            && err.contains("write `revoked = true` in [purposes.public-tls]"),
+        "{err}"
+    );
 }

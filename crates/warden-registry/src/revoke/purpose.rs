@@ -23,6 +23,22 @@ use super::{
 };
 use crate::posture::DeliveryReport;
 
+/// Whether purpose `id` is revoked in the registry entry agents read — by `warden revoke
+/// purpose` before the spec says so, or by an applied `revoked = true`. An entry that does not
+/// exist is not revoked. The one reading of a live revocation: serve, posture, `domain renew`
+/// and `rotate` ask here.
+pub async fn revoked_live(client: &Client, id: &str) -> Result<bool, RevokeError> {
+    let path = naming::registry_entry(id).data_path();
+    match client.read(&path).await {
+        Ok(s) => Ok(s
+            .data
+            .and_then(|d| d.pointer("/data/revoked").and_then(Value::as_bool))
+            .unwrap_or(false)),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(bao(format!("read {path}"))(e)),
+    }
+}
+
 /// What `revoke purpose` will do, computed without changing anything.
 #[derive(Debug, Clone, Serialize)]
 pub struct PurposePlan {

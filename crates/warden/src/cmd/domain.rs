@@ -140,22 +140,11 @@ async fn renew(args: RenewArgs, out: &Output) -> anyhow::Result<ExitCode> {
             let Ok(p) = rules::domain_purpose(&resolved.spec, d) else {
                 continue;
             };
-            let path = warden_spec::naming::registry_entry(p.id.as_str()).data_path();
-            let revoked = match client.read(&path).await {
-                Ok(s) => s
-                    .data
-                    .and_then(|v| {
-                        v.pointer("/data/revoked")
-                            .and_then(serde_json::Value::as_bool)
-                    })
-                    .unwrap_or(false),
-                Err(e) if e.is_not_found() => false,
-                Err(e) => {
-                    return Err(anyhow::Error::new(e).context(format!("{}: read {path}", env.name)));
-                }
-            };
+            let revoked = warden_registry::revoke::revoked_live(&client, p.id.as_str())
+                .await
+                .map_err(|e| anyhow::Error::new(e).context(env.name.to_string()))?;
             if revoked {
-                return Err(crate::hint::revoked_purpose(
+                return Err(crate::hint::revoked_purpose_live(
                     p.id.as_str(),
                     &format!("the certificate of {}", d.domain),
                 ));

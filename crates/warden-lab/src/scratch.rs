@@ -296,7 +296,10 @@ impl Scratch {
                     if voters >= n {
                         return Ok(());
                     }
-                    last = format!("{voters} voter(s) of {n} ({} server(s) joined)", servers.len());
+                    last = format!(
+                        "{voters} voter(s) of {n} ({} server(s) joined)",
+                        servers.len()
+                    );
                 }
                 Err(e) => last = e.to_string(),
             }

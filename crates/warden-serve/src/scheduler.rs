@@ -22,13 +22,19 @@ use crate::error::{Error, Result};
 use crate::jobs::{self, Due, Job};
 use crate::kvrec::{self, Cas};
 use crate::lease::{Held, Lease, Step};
-use crate::record::{Claim, JobRecord, Outcome, Run};
+use crate::record::{BACKOFF_MAX, Claim, JobRecord, Outcome, Run};
+
+/// Leeway over [`BACKOFF_MAX`] before a stored retry time counts as not one serve wrote.
+const BACKOFF_SLACK: Duration = Duration::from_secs(60);
 
 /// How a replica runs.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// This replica's id in the lease and in job records.
     pub holder: String,
+    /// This process's nonce in the lease ([`crate::lease::new_instance`]): tells apart two
+    /// processes started with the same `holder`.
+    pub instance: String,
     /// Lease TTL ([`crate::lease::MIN_TTL`] at least); renewed every third of it.
     pub lease_ttl: Duration,
     /// How often the leader looks for due jobs.
@@ -42,6 +48,7 @@ impl Settings {
     pub fn new(holder: &str) -> Self {
         Self {
             holder: holder.to_owned(),
+            instance: crate::lease::new_instance(),
             lease_ttl: Duration::from_secs(30),
             tick: Duration::from_secs(5),
             posture_every: Duration::from_secs(60),
@@ -129,11 +136,10 @@ pub async fn serve(
 ) -> Result<()> {
     let mut leases = Vec::new();
     for t in &targets {
-        leases.push(Lease::new(
-            t.env.name.as_str(),
-            &settings.holder,
-            settings.lease_ttl,
-        )?);
+        leases.push(
+            Lease::new(t.env.name.as_str(), &settings.holder, settings.lease_ttl)?
+                .with_instance(&settings.instance),
+        );
     }
     let mut tasks = Vec::new();
     for (t, lease) in targets.into_iter().zip(leases) {
@@ -162,6 +168,7 @@ async fn env_worker(
     events: Events,
 ) {
     let env = target.env.name.to_string();
+    let settings_holder = settings.holder.clone();
     let client = target.client.clone();
     let (tx, rx) = watch::channel::<Option<Held>>(None);
     let jobs_task = tokio::spawn(job_loop(
@@ -174,8 +181,48 @@ async fn env_worker(
     ));
     let mut seen: Option<(String, u64)> = None;
     while !*shutdown.borrow() {
-        let held = *tx.borrow();
-        match lease.step(&client).await {
+        let mut held = *tx.borrow();
+        // A frozen OpenBao holds a request for the client's whole timeout (60 s by default),
+        // far past the lease's local deadline. The job loop stops at the deadline anyway (it
+        // checks `Held::valid`), but the replica must also *say* so then — the `lost` event,
+        // the leader gauge — instead of claiming leadership until the request gives up. The
+        // step itself is not cancelled: a write on the wire may land, and the next step
+        // reads what it left.
+        let step = lease.step(&client);
+        tokio::pin!(step);
+        let result = loop {
+            let deadline = held.map(|h| h.valid_until);
+            tokio::select! {
+                r = &mut step => break r,
+                () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now).into()), if deadline.is_some() => {
+                    if let Some(h) = held.take() {
+                        tx.send_replace(None);
+                        events(Event::Lost {
+                            env: env.clone(),
+                            term: h.term,
+                            reason: "OpenBao did not answer the renewal before the lease's deadline".into(),
+                        });
+                    }
+                }
+            }
+        };
+        match result {
+            // Renewed, but the answer came after the deadline it gives: nothing may be done
+            // under it (the job loop would refuse it too), so it is not reported as leadership.
+            Ok(Step::Leader { held: new, .. }) if !new.valid() => {
+                events(Event::Error {
+                    env: env.clone(),
+                    message: "lease: the renewal was answered after its own deadline (OpenBao slow or frozen); retried at the next renewal".into(),
+                });
+                if let Some(h) = held {
+                    tx.send_replace(None);
+                    events(Event::Lost {
+                        env: env.clone(),
+                        term: h.term,
+                        reason: "could not renew the lease before its deadline".into(),
+                    });
+                }
+            }
             Ok(Step::Leader { held: new, taken }) => {
                 if taken || held.is_none_or(|h| h.term != new.term) {
                     events(Event::Leader {
@@ -187,6 +234,16 @@ async fn env_worker(
                 tx.send_replace(Some(new));
             }
             Ok(Step::Follower(rec)) => {
+                if rec.holder == settings_holder && rec.expires_at_ms > 0 {
+                    // Our id, another process: say so at every look, it is a mistake to fix.
+                    events(Event::Error {
+                        env: env.clone(),
+                        message: format!(
+                            "lease: another process holds the lease as `{}` (term {}): a second replica with this --id, or this replica's previous process until its lease expires; give every replica its own --id",
+                            rec.holder, rec.term
+                        ),
+                    });
+                }
                 if let Some(h) = held {
                     tx.send_replace(None);
                     events(Event::Lost {
@@ -369,7 +426,13 @@ impl Ctx<'_> {
         let now = unix_ms(server_now(client));
         // Asked for through the API: checked now, past the backoff wait.
         let asked = self.target.trigger.take(&job.id);
-        if rec.next_attempt_ms > now && !asked {
+        // Serve never writes a wait longer than the backoff's cap from a run's end, which is
+        // before `now`; a later `next_attempt_ms` was edited in (or the server's clock jumped
+        // back) and would park the job silently until then. It is ignored: the job is checked
+        // now, and its next recorded run writes a sound value.
+        let cap = u64::try_from((BACKOFF_MAX + BACKOFF_SLACK).as_millis()).unwrap_or(u64::MAX);
+        let waiting = rec.next_attempt_ms > now && rec.next_attempt_ms <= now.saturating_add(cap);
+        if waiting && !asked {
             return Ok(());
         }
         if rec.claim.as_ref().is_some_and(|c| c.term > held.term) {

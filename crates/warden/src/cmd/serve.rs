@@ -33,7 +33,7 @@ pub(crate) struct ServeArgs {
     /// This replica's id in the lease and in job records (default: host name and process id).
     #[arg(long, value_name = "ID")]
     id: Option<String>,
-    /// Leader lease TTL (at least 3s): renewed every third of it; another replica takes over
+    /// Leader lease TTL (3s to 24h): renewed every third of it; another replica takes over
     /// only after it expires by OpenBao's clock.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
     lease_ttl: Duration,

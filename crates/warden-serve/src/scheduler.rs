@@ -24,6 +24,10 @@ use crate::kvrec::{self, Cas};
 use crate::lease::{Held, Lease, Step};
 use crate::record::{BACKOFF_MAX, Claim, JobRecord, Outcome, Run};
 
+/// How long a stop waits for the job task, then for the lease's release, before giving up on
+/// each (a frozen OpenBao): well inside systemd's 30 s stop timeout in the shipped unit.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
 /// Leeway over [`BACKOFF_MAX`] before a stored retry time counts as not one serve wrote.
 const BACKOFF_SLACK: Duration = Duration::from_secs(60);
 
@@ -193,7 +197,9 @@ async fn env_worker(
         let result = loop {
             let deadline = held.map(|h| h.valid_until);
             tokio::select! {
-                r = &mut step => break r,
+                r = &mut step => break Some(r),
+                // SIGTERM is not held up by a frozen OpenBao either.
+                _ = shutdown.wait_for(|s| *s) => break None,
                 () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now).into()), if deadline.is_some() => {
                     if let Some(h) = held.take() {
                         tx.send_replace(None);
@@ -206,6 +212,7 @@ async fn env_worker(
                 }
             }
         };
+        let Some(result) = result else { break };
         match result {
             // Renewed, but the answer came after the deadline it gives: nothing may be done
             // under it (the job loop would refuse it too), so it is not reported as leadership.
@@ -285,11 +292,28 @@ async fn env_worker(
         }
     }
     // Jobs first (they stop at the shutdown signal), then the lease, so nothing runs after it
-    // was handed back.
-    let _ = jobs_task.await;
-    let last = *tx.borrow();
+    // was handed back. A job stuck on a frozen OpenBao (the client waits 60 s per request) is
+    // given STOP_GRACE and then dropped; the lease is then *not* released (a write of the
+    // dropped job may still be on the wire), so it ends by its TTL, as after a crash.
+    let mut jobs_task = jobs_task;
+    let jobs_stopped = tokio::time::timeout(STOP_GRACE, &mut jobs_task)
+        .await
+        .is_ok();
+    if !jobs_stopped {
+        jobs_task.abort();
+        let _ = jobs_task.await;
+    }
+    let last = (*tx.borrow()).filter(|_| jobs_stopped);
     if let Some(h) = last {
-        match lease.release(&client, h.term).await {
+        let released = tokio::time::timeout(STOP_GRACE, lease.release(&client, h.term))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Settings(format!(
+                    "OpenBao did not answer within {} s; the lease ends by its TTL",
+                    STOP_GRACE.as_secs()
+                )))
+            });
+        match released {
             Ok(true) => events(Event::Released {
                 env: env.clone(),
                 term: h.term,

@@ -401,6 +401,28 @@ async fn serve_survives_edited_records_a_duplicate_id_and_a_frozen_openbao() {
     let (code, body) = api_get(&lab, &format!("{base}/v1/leader"));
     assert_eq!(code, Some(200), "{body}");
     assert!(a.alive(), "serve died: {}", a.stderr());
+
+    // SIGTERM while OpenBao is frozen: serve stops in bounded time (it used to wait for each
+    // pending request's 60 s timeout, past systemd's 30 s stop timeout).
+    let frozen = Frozen::freeze(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let serve_pid = nix::unistd::Pid::from_raw(i32::try_from(a.child.id()).expect("pid"));
+    nix::sys::signal::kill(serve_pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let t2 = Instant::now();
+    let status = wait_for("serve to stop", Duration::from_secs(40), || {
+        a.child.try_wait().expect("try_wait")
+    });
+    let stopped = t2.elapsed();
+    drop(frozen);
+    eprintln!(
+        "SIGTERM with OpenBao frozen: stopped after {:.1} s ({status})",
+        stopped.as_secs_f64()
+    );
+    assert!(status.success(), "{status}: {}", a.stderr());
+    assert!(
+        stopped < Duration::from_secs(25),
+        "stopped after {stopped:?}"
+    );
 }
 
 /// Runs one future to completion from the synchronous polling loop above.

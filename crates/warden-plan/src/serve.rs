@@ -74,6 +74,19 @@ pub fn grants(spec: &Spec, env: &Environment) -> Vec<Grant> {
                         format!("{}/sign/{}", m.pki, d.pki_role()),
                         &["create", "update"],
                     ));
+                    if matches!(d.issuer, warden_spec::DomainIssuer::Acme(_)) {
+                        // The ACME account beside the certificate (ADR 0031); the ACME
+                        // endpoints themselves take no token.
+                        let account = naming::domain_acme_account_path(&d.domain);
+                        push(grant(
+                            format!("{}/metadata/{account}", m.kv),
+                            &["create", "update", "read"],
+                        ));
+                        push(grant(
+                            format!("{}/data/{account}", m.kv),
+                            &["create", "update", "read"],
+                        ));
+                    }
                 }
             }
             // Posture reads only where each credential's age lives, never a secret's value.

@@ -18,7 +18,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use warden_bao::Client;
-use warden_keys::{DomainStore, PkiIssuer, SigningKeyConfig, SystemClock};
+use warden_keys::{DomainStore, Issuer, SigningKeyConfig, SystemClock};
 use warden_spec::rules::{Contract, Refusal, check_contract, check_domain_renewal};
 use warden_spec::{CredentialKind, DomainCert, Environment, Spec};
 
@@ -153,6 +153,16 @@ pub(crate) async fn due(
             }
             let slot = format!("v{}", status.cas_version);
             let issued = status.issued_at.map(OffsetDateTime::unix_timestamp);
+            if let Ok(p) = warden_spec::rules::domain_purpose(spec, d)
+                && revoked_live(client, env, p.id.as_str()).await?
+            {
+                return Ok(Due::Refused {
+                    slot,
+                    reason: Refusal::Revoked {
+                        purpose: p.id.to_string(),
+                    },
+                });
+            }
             let issuer_not_after = issuer_not_after(client, env).await?;
             if let Err(reason) = check_domain_renewal(spec, d, issued, issuer_not_after, now_s) {
                 return Ok(Due::Refused { slot, reason });
@@ -197,7 +207,10 @@ pub(crate) async fn due(
                     },
                 });
             };
-            if let Err(reason) = check_contract(&Contract::of(purpose), created, now_s) {
+            let mut contract = Contract::of(purpose);
+            // `warden revoke purpose` marks the registry entry before the spec says so.
+            contract.revoked |= revoked_live(client, env, purpose.id.as_str()).await?;
+            if let Err(reason) = check_contract(&contract, created, now_s) {
                 return Ok(Due::Refused { slot, reason });
             }
             Ok(Due::Run {
@@ -209,6 +222,18 @@ pub(crate) async fn due(
             })
         }
     }
+}
+
+/// Whether purpose `id` is revoked in the registry entry agents read (`warden revoke purpose`
+/// writes it before the spec catches up, ADR 0032). One that cannot be read fails the due
+/// check (nothing runs).
+async fn revoked_live(client: &Client, env: &Environment, id: &str) -> Result<bool> {
+    warden_registry::revoke::revoked_live(client, id)
+        .await
+        .map_err(|e| Error::Registry {
+            env: env.name.to_string(),
+            source: Box::new(e),
+        })
 }
 
 /// The key's highest version and when the newest readable one was written (Unix
@@ -285,7 +310,13 @@ pub(crate) async fn run(
             ))
         }
         Work::RenewDomain { domain } => {
-            let issuer = PkiIssuer::new(client.clone(), env.mounts.pki.as_str());
+            // PKI or ACME, as the domain's spec says (ADR 0031).
+            let keys_err = |source| Error::Keys {
+                env: env.name.to_string(),
+                source: Box::new(source),
+            };
+            let issuer = Issuer::for_domain(client, &env.mounts.kv, &env.mounts.pki, &domain)
+                .map_err(keys_err)?;
             let r = domain_store(client, env)
                 .renew_if_due(&domain, &issuer, false)
                 .await

@@ -83,8 +83,6 @@ pub(crate) enum Command {
     Dr(crate::cmd::dr::DrArgs),
     /// Long-running scheduler: signing-key rotation when due and a posture sweep, run by the
     /// one replica holding a leader lease in OpenBao, every run recorded (docs/serve.md).
-    // Boxed: its flags (API, metrics, identity) make it by far the largest variant
-    // (clippy::large_enum_variant).
     Serve(Box<crate::cmd::serve::ServeArgs>),
     /// The posture dashboard as one HTML file: environments side by side, urgent purposes
     /// first, an expiry timeline, job history (docs/serve.md).

@@ -47,7 +47,7 @@ mod scheduler;
 pub use clock::{DATE_SLACK, server_now, unix_ms};
 pub use error::{Error, Result};
 pub use jobs::{Job, JobKind, jobs_for};
-pub use lease::{Held, Lease, LeaseRecord, MIN_TTL, Step};
+pub use lease::{Held, Lease, LeaseRecord, MAX_TTL, MIN_TTL, Step, new_instance};
 pub use metrics::{Metrics, MetricsError, MetricsServer};
 pub use record::{BACKOFF_BASE, BACKOFF_MAX, Claim, JobRecord, MAX_RUNS, Outcome, Run, backoff};
 pub use scheduler::{Event, Events, Settings, Target, serve};

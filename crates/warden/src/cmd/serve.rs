@@ -33,7 +33,7 @@ pub(crate) struct ServeArgs {
     /// This replica's id in the lease and in job records (default: host name and process id).
     #[arg(long, value_name = "ID")]
     id: Option<String>,
-    /// Leader lease TTL (at least 3s): renewed every third of it; another replica takes over
+    /// Leader lease TTL (3s to 24h): renewed every third of it; another replica takes over
     /// only after it expires by OpenBao's clock.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
     lease_ttl: Duration,
@@ -121,6 +121,13 @@ pub(crate) async fn run(args: ServeArgs, out: &Output) -> anyhow::Result<ExitCod
         ))
         .hint("use --lease-ttl 3s or more (default 30s)");
     }
+    if args.lease_ttl > warden_serve::MAX_TTL {
+        return Err(anyhow::anyhow!(
+            "--lease-ttl {}s is too long: a replica that dies would keep the others from taking over that long",
+            args.lease_ttl.as_secs()
+        ))
+        .hint("use --lease-ttl 24h or less (default 30s)");
+    }
     let mut targets = Vec::new();
     for env in &resolved.envs {
         let client = match &args.identity_dir {
@@ -134,10 +141,10 @@ pub(crate) async fn run(args: ServeArgs, out: &Output) -> anyhow::Result<ExitCod
         });
     }
     let settings = Settings {
-        holder: args.id.unwrap_or_else(default_id),
         lease_ttl: args.lease_ttl,
         tick: args.tick,
         posture_every: args.posture_every,
+        ..Settings::new(&args.id.unwrap_or_else(default_id))
     };
     let envs: Vec<String> = targets.iter().map(|t| t.env.name.to_string()).collect();
     out.progress(format!(
@@ -148,9 +155,16 @@ pub(crate) async fn run(args: ServeArgs, out: &Output) -> anyhow::Result<ExitCod
     ));
 
     let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let api = super::serve_api::start(&args.api, &resolved, &targets, &settings.holder, out)
-        .await?
-        .map(|(api, state)| tokio::spawn(api.serve(state, shutdown.clone())));
+    let api = super::serve_api::start(
+        &args.api,
+        &resolved,
+        &targets,
+        &settings.holder,
+        &settings.instance,
+        out,
+    )
+    .await?
+    .map(|(api, state)| tokio::spawn(api.serve(state, shutdown.clone())));
     let mut term = signal(SignalKind::terminate()).map_err(anyhow::Error::new)?;
     let mut int = signal(SignalKind::interrupt()).map_err(anyhow::Error::new)?;
     tokio::spawn(async move {

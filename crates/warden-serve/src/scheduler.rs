@@ -58,6 +58,24 @@ pub struct Target {
     pub client: Client,
     /// Where the API asks for a job to be checked now (`POST /v1/jobs/{job}/run`).
     pub trigger: Arc<crate::api::Trigger>,
+    /// Where scheduled backups go and what the drill needs (`None`: the environment has no
+    /// backup settings, and no backup or drill job runs).
+    pub backups: Option<crate::ops::BackupTarget>,
+}
+
+/// The jobs this replica runs for `target`: [`jobs::jobs_for`], less a drill it was given no
+/// inputs for and backups it was given no directory for.
+pub fn scheduled_jobs(spec: &Spec, target: &Target) -> Vec<Job> {
+    jobs::jobs_for(spec, &target.env)
+        .into_iter()
+        .filter(|j| match j.kind {
+            jobs::JobKind::Backup { .. } => target.backups.is_some(),
+            jobs::JobKind::Drill { .. } => {
+                target.backups.as_ref().is_some_and(|b| b.drill.is_some())
+            }
+            _ => true,
+        })
+        .collect()
 }
 
 /// What a replica reports as it runs (the CLI prints one line each).
@@ -280,7 +298,7 @@ async fn job_loop(
     mut shutdown: watch::Receiver<bool>,
     events: Events,
 ) {
-    let jobs = jobs::jobs_for(&spec, &target.env);
+    let jobs = scheduled_jobs(&spec, &target);
     let ctx = Ctx {
         spec: &spec,
         target: &target,
@@ -359,6 +377,7 @@ impl Ctx<'_> {
             duration_ms: 0,
             outcome: Outcome::Ok,
             detail: String::new(),
+            figures: std::collections::BTreeMap::new(),
         }
     }
 
@@ -432,7 +451,7 @@ impl Ctx<'_> {
         let result = tokio::select! {
             biased;
             () = fenced(self.rx) => None,
-            r = jobs::run(work, self.spec, &self.target.env, client) => Some(r),
+            r = jobs::run(work, self.spec, &self.target.env, client, self.target.backups.as_ref()) => Some(r),
         };
         let Some(result) = result else {
             // The lease ran out mid-run: stop here. The claim stays with this (now old) term;
@@ -442,7 +461,13 @@ impl Ctx<'_> {
         let mut run = self.run_of(slot, held, now);
         run.duration_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
         match result {
-            Ok(detail) => run.detail = detail,
+            Ok(done) => {
+                run.detail = done.detail;
+                run.figures = done.figures;
+                if done.failed {
+                    run.outcome = Outcome::Failed;
+                }
+            }
             Err(Error::Keys { source, .. })
                 if matches!(*source, warden_keys::Error::Conflict { .. }) =>
             {

@@ -432,7 +432,7 @@ impl Ctx<'_> {
             return Ok(());
         }
         // Claim the due run under this term.
-        if !held.valid() {
+        if !self.still_holds(held) {
             return Ok(());
         }
         rec.claim = Some(Claim {
@@ -482,6 +482,13 @@ impl Ctx<'_> {
         self.finish(job, &mut rec, claimed, run, held).await
     }
 
+    /// Whether the lease of `held`'s term is still good now. The lease as it is *now*, not
+    /// the copy taken when the job started: a run longer than the lease's TTL (a backup, a
+    /// drill) outlives that copy's deadline while the lease task keeps renewing the term.
+    fn still_holds(&self, held: Held) -> bool {
+        current(self.rx).is_some_and(|now| now.term == held.term)
+    }
+
     /// Records `run` with check-and-set on `version`, unless the lease ran out.
     async fn finish(
         &self,
@@ -491,7 +498,7 @@ impl Ctx<'_> {
         run: Run,
         held: Held,
     ) -> Result<()> {
-        if !held.valid() {
+        if !self.still_holds(held) {
             return Ok(());
         }
         rec.record(run.clone());

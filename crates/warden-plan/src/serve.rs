@@ -9,7 +9,7 @@
 //! | leader lease, job records | `warden/data/serve/*` read + check-and-set writes, `warden/metadata/serve/*` read/list: serve's own folder, the policy's only wildcard |
 //! | rotate a signing key | the key's KV metadata (versions; check-and-set required on first write); its data read (the previous `kid`) and written (a new version, check-and-set) |
 //! | renew a domain certificate | the certificate's KV data and metadata; `<pki>/sign/<domain role>`; the intermediate (`<pki>/cert/ca`) |
-//! | posture | per governed credential, where its truth lives (KV *metadata* only, transit key, secret-id accessors, lease lookups, JWT role); the registry entries; the delivery reports (list, read) |
+//! | posture | per governed credential, where its truth lives (KV *metadata* only, transit key, secret-id accessors, JWT role); the registry entries; the delivery reports (list, read). Not database leases: listing them needs `sudo`, so serve judges database credentials from the agents' reports |
 //! | metrics: raft health per node | `sys/storage/raft/autopilot/state` read |
 //! | backup (`backup.every` set) | `sys/storage/raft/snapshot` read (the snapshot streams out; restoring stays root-only); the evidence key `<transit>/keys/warden-evidence` read and `<transit>/sign/warden-evidence` update (the manifest's signature) |
 //! | DR drill (`backup.drill_every` set; lab only) | the backup's grants (the report is signed with the same key); the scratch cluster is reached with the lab's own credentials, not serve's |
@@ -92,13 +92,9 @@ pub fn grants(spec: &Spec, env: &Environment) -> Vec<Grant> {
                 push(grant(base.clone(), &["list"]));
                 push(grant(format!("{base}-accessor/lookup"), &["update"]));
             }
-            (_, Some(Location::DatabaseRole { mount, role })) => {
-                push(grant(
-                    format!("sys/leases/lookup/{mount}/creds/{role}"),
-                    &["list"],
-                ));
-                push(grant("sys/leases/lookup".to_owned(), &["update"]));
-            }
+            // Database credentials: OpenBao lists leases only with `sudo`, which serve never
+            // gets (its lint refuses it); posture judges them from the agent's delivery
+            // report (below), and says the leases were not listable.
             (_, Some(loc @ Location::JwtRole { .. })) => {
                 push(grant(loc.to_string(), &["read"]));
             }

@@ -267,3 +267,29 @@ async fn serve_backs_up_on_schedule_prunes_drills_and_serves_backup_age_and_dril
         );
     }
 }
+
+/// A schedule of zero, or one that is not a duration, is refused where it is written, before
+/// anything is contacted.
+#[test]
+fn a_zero_or_malformed_backup_schedule_is_refused_where_it_is_written() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_, r) = identity(dir.path(), "alice");
+    for (line, want) in [
+        ("every = \"0s\"", "environments.test.backup.every"),
+        (
+            "drill_every = \"soon\"",
+            "environments.test.backup.drill_every",
+        ),
+    ] {
+        let spec = spec_with_backup(dir.path(), &[&r], 2);
+        let mut text = std::fs::read_to_string(&spec).expect("spec");
+        text.push_str(line);
+        text.push('\n');
+        std::fs::write(&spec, text).expect("spec");
+        let out = WARDEN.run(&["lint", "--spec", path_str(&spec)]);
+        assert!(!out.status.success(), "{line}");
+        let err = warden_testkit::cli::text(&out.stderr);
+        assert!(err.contains(want), "{line}: {err}");
+        assert!(err.contains("warden.toml:"), "file:line:col: {err}");
+    }
+}

@@ -16,7 +16,8 @@
 //!
 //! Modules: `lease` (the lease record and its steps), `scheduler` (the lease task, the job
 //! task, fencing), `jobs` (due checks under the purpose rules, and the work: signing-key
-//! rotation through `warden_keys`, the posture sweep through `warden_registry`), `record`
+//! rotation through `warden_keys`, the posture sweep through `warden_registry`), `ops`
+//! (scheduled backups and lab DR drills through `warden_backup`, ADR 0028), `record`
 //! (job records), `kvrec` (the raw KV v2 reads and check-and-set writes they share), `clock`
 //! (the server's clock from `Date`), `error`.
 //!

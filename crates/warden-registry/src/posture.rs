@@ -542,9 +542,34 @@ impl Reader<'_> {
             source: "database leases",
             ..Facts::default()
         };
-        let leases = self.list(&prefix).await?;
-        f.detail
-            .insert("live_leases".into(), leases.len().to_string());
+        // OpenBao lists leases only for a token with `sudo` there (operators have it; serve's
+        // generated policy never does): without it, the agent's report below is the evidence,
+        // and the detail says the leases were not seen.
+        let leases = match self.client.list(&prefix).await {
+            Err(e) if e.is_permission_denied() => {
+                f.detail.insert(
+                    "live_leases".into(),
+                    "not listable with this token (OpenBao needs sudo to list leases)".into(),
+                );
+                Vec::new()
+            }
+            Err(e) if e.is_not_found() || matches!(e.status(), Some(400 | 405)) => {
+                f.detail.insert("live_leases".into(), "0".into());
+                Vec::new()
+            }
+            Err(source) => {
+                return Err(Error::Bao {
+                    env: self.env.name.to_string(),
+                    what: format!("list {prefix}"),
+                    source,
+                });
+            }
+            Ok(leases) => {
+                f.detail
+                    .insert("live_leases".into(), leases.len().to_string());
+                leases
+            }
+        };
         for l in leases {
             let lease_id = format!("{mount}/creds/{role}/{l}");
             let Ok(Some(s)) = self

@@ -60,6 +60,15 @@ pub enum Error {
         #[source]
         source: Box<warden_registry::revoke::RevokeError>,
     },
+    /// A backup or a drill could not be made (the backup library's error).
+    #[error("{env}: {source}")]
+    Backup {
+        /// Environment.
+        env: String,
+        /// The backup library's error.
+        #[source]
+        source: Box<warden_backup::BackupError>,
+    },
     /// The settings cannot give a safe lease.
     #[error("{0}")]
     Settings(String),

@@ -69,6 +69,24 @@ pub struct Target {
     pub client: Client,
     /// Where the API asks for a job to be checked now (`POST /v1/jobs/{job}/run`).
     pub trigger: Arc<crate::api::Trigger>,
+    /// Where scheduled backups go and what the drill needs (`None`: the environment has no
+    /// backup settings, and no backup or drill job runs).
+    pub backups: Option<crate::ops::BackupTarget>,
+}
+
+/// The jobs this replica runs for `target`: [`jobs::jobs_for`], less a drill it was given no
+/// inputs for and backups it was given no directory for.
+pub fn scheduled_jobs(spec: &Spec, target: &Target) -> Vec<Job> {
+    jobs::jobs_for(spec, &target.env)
+        .into_iter()
+        .filter(|j| match j.kind {
+            jobs::JobKind::Backup { .. } => target.backups.is_some(),
+            jobs::JobKind::Drill { .. } => {
+                target.backups.as_ref().is_some_and(|b| b.drill.is_some())
+            }
+            _ => true,
+        })
+        .collect()
 }
 
 /// What a replica reports as it runs (the CLI prints one line each).
@@ -361,7 +379,7 @@ async fn job_loop(
     mut shutdown: watch::Receiver<bool>,
     events: Events,
 ) {
-    let jobs = jobs::jobs_for(&spec, &target.env);
+    let jobs = scheduled_jobs(&spec, &target);
     let ctx = Ctx {
         spec: &spec,
         target: &target,
@@ -440,6 +458,7 @@ impl Ctx<'_> {
             duration_ms: 0,
             outcome: Outcome::Ok,
             detail: String::new(),
+            figures: std::collections::BTreeMap::new(),
         }
     }
 
@@ -500,7 +519,7 @@ impl Ctx<'_> {
             return Ok(());
         }
         // Claim the due run under this term.
-        if !held.valid() {
+        if !self.still_holds(held) {
             return Ok(());
         }
         rec.claim = Some(Claim {
@@ -519,7 +538,7 @@ impl Ctx<'_> {
         let result = tokio::select! {
             biased;
             () = fenced(self.rx) => None,
-            r = jobs::run(work, self.spec, &self.target.env, client) => Some(r),
+            r = jobs::run(work, self.spec, &self.target.env, client, self.target.backups.as_ref()) => Some(r),
         };
         let Some(result) = result else {
             // The lease ran out mid-run: stop here. The claim stays with this (now old) term;
@@ -529,7 +548,13 @@ impl Ctx<'_> {
         let mut run = self.run_of(slot, held, now);
         run.duration_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
         match result {
-            Ok(detail) => run.detail = detail,
+            Ok(done) => {
+                run.detail = done.detail;
+                run.figures = done.figures;
+                if done.failed {
+                    run.outcome = Outcome::Failed;
+                }
+            }
             Err(Error::Keys { source, .. })
                 if matches!(*source, warden_keys::Error::Conflict { .. }) =>
             {
@@ -544,6 +569,13 @@ impl Ctx<'_> {
         self.finish(job, &mut rec, claimed, run, held).await
     }
 
+    /// Whether the lease of `held`'s term is still good now. The lease as it is *now*, not
+    /// the copy taken when the job started: a run longer than the lease's TTL (a backup, a
+    /// drill) outlives that copy's deadline while the lease task keeps renewing the term.
+    fn still_holds(&self, held: Held) -> bool {
+        current(self.rx).is_some_and(|now| now.term == held.term)
+    }
+
     /// Records `run` with check-and-set on `version`, unless the lease ran out.
     async fn finish(
         &self,
@@ -553,7 +585,7 @@ impl Ctx<'_> {
         run: Run,
         held: Held,
     ) -> Result<()> {
-        if !held.valid() {
+        if !self.still_holds(held) {
             return Ok(());
         }
         rec.record(run.clone());

@@ -108,6 +108,8 @@ fn kind(job: &Job) -> &'static str {
         JobKind::RotateSigningKey { .. } => "rotate-signing-key",
         JobKind::RenewDomain { .. } => "renew-domain",
         JobKind::Posture => "posture",
+        JobKind::Backup { .. } => "backup",
+        JobKind::Drill { .. } => "dr-drill",
     }
 }
 

@@ -237,6 +237,7 @@ impl OutputTask {
                         e.delivered = true;
                         e.status.serial = Some(leaf.serial.clone());
                         e.status.not_after = Some(leaf.not_after);
+                        e.status.issuer.clone_from(&leaf.issuer);
                     });
                     return None;
                 }
@@ -248,6 +249,7 @@ impl OutputTask {
                         e.delivered = true;
                         e.status.serial = Some(leaf.serial.clone());
                         e.status.not_after = Some(leaf.not_after);
+                        e.status.issuer.clone_from(&leaf.issuer);
                     });
                     return None;
                 }
@@ -266,6 +268,7 @@ impl OutputTask {
                     e.delivered = true;
                     e.status.serial = Some(leaf.serial.clone());
                     e.status.not_after = Some(leaf.not_after);
+                    e.status.issuer.clone_from(&leaf.issuer);
                     e.status.next_due = Some(next);
                     e.status.last_error = None;
                     e.status.failures = 0;
@@ -278,6 +281,7 @@ impl OutputTask {
                     e.delivered = true;
                     e.status.serial = Some(leaf.serial.clone());
                     e.status.not_after = Some(leaf.not_after);
+                    e.status.issuer.clone_from(&leaf.issuer);
                 });
                 None
             }
@@ -333,14 +337,28 @@ impl OutputTask {
         verdict
     }
 
+    /// When the certificate is due: its renewal point, or sooner its point in the reissue
+    /// window when the mount's default issuer is no longer the one that signed it.
     fn due(&self, leaf: &Leaf, now: OffsetDateTime) -> OffsetDateTime {
-        schedule::cert_due(
+        let planned = schedule::cert_due(
             &self.shared.renewal,
             leaf.not_before,
             leaf.not_after,
             schedule::serial_jitter(&leaf.serial),
             now,
-        )
+        );
+        let OutputKind::Certificate(spec) = &self.cfg.kind else {
+            return planned;
+        };
+        match self.shared.issuers.due(
+            &spec.pki_mount,
+            leaf.issuer.as_deref(),
+            &leaf.serial,
+            self.shared.renewal.issuer_window,
+        ) {
+            Some(moved) => planned.min(moved.max(now)),
+            None => planned,
+        }
     }
 
     fn next_poll(&self, after: OffsetDateTime, refresh_within: Option<Duration>) -> OffsetDateTime {
@@ -730,6 +748,9 @@ impl OutputTask {
             {
                 e.status.serial.clone_from(&rendered.serial);
                 e.status.not_after = rendered.not_after;
+                if is_cert {
+                    e.status.issuer = Leaf::of(&rendered.files).and_then(|l| l.issuer);
+                }
             }
             if outcome == Outcome::Changed {
                 e.status.changes += 1;

@@ -25,13 +25,52 @@ struct Seen {
     since: OffsetDateTime,
 }
 
-/// Every watched mount's default issuer.
-#[derive(Debug, Default)]
+/// Every watched mount's default issuer and issuer set.
+#[derive(Debug)]
 pub(crate) struct IssuerBook {
     mounts: Mutex<BTreeMap<String, Seen>>,
+    /// Each mount's issuer ids, sorted and joined: an import or a retirement changes it.
+    sets: Mutex<BTreeMap<String, String>>,
+    /// Bumped whenever a default or a set changes, so certificate and CA-chain outputs look
+    /// again at once instead of at their next poll.
+    generation: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for IssuerBook {
+    fn default() -> Self {
+        Self {
+            mounts: Mutex::default(),
+            sets: Mutex::default(),
+            generation: tokio::sync::watch::channel(0).0,
+        }
+    }
 }
 
 impl IssuerBook {
+    /// A receiver that changes whenever an issuer of a watched mount does.
+    pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    fn bump(&self) {
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Records `mount`'s issuer set; returns whether it changed from a known different one.
+    pub(crate) fn observe_set(&self, mount: &str, ids: &[String]) -> bool {
+        let mut ids = ids.to_vec();
+        ids.sort();
+        let joined = ids.join(",");
+        let mut sets = self.sets.lock().unwrap_or_else(PoisonError::into_inner);
+        let changed = sets.get(mount).is_some_and(|prev| *prev != joined);
+        sets.insert(mount.to_owned(), joined);
+        drop(sets);
+        if changed {
+            self.bump();
+        }
+        changed
+    }
+
     /// Records `key_id` as `mount`'s default issuer at `now`; the time only moves when the key
     /// does. Returns whether it changed from a known different key.
     pub(crate) fn observe(&self, mount: &str, key_id: &str, now: OffsetDateTime) -> bool {
@@ -47,6 +86,10 @@ impl IssuerBook {
                         since: now,
                     },
                 );
+                drop(m);
+                if changed {
+                    self.bump();
+                }
                 changed
             }
         }
@@ -74,8 +117,14 @@ pub(crate) fn spread(since: OffsetDateTime, window: Duration, serial: &str) -> O
     since + time::Duration::seconds_f64(window.as_secs_f64() * u.clamp(0.0, 1.0))
 }
 
-/// Reads `mount`'s default issuer once and records it.
+/// Reads `mount`'s issuers and default issuer once and records them.
 pub(crate) async fn look(shared: &Shared, mount: &str) {
+    if let Ok(list) = shared.client.pki_read_issuers(mount).await {
+        let ids: Vec<String> = list.into_iter().map(|i| i.id).collect();
+        if shared.issuers.observe_set(mount, &ids) {
+            tracing::info!(mount, issuers = ids.len(), "the PKI mount's issuers changed");
+        }
+    }
     match shared.client.pki_ca_cert(mount).await {
         Ok(pem) if !pem.trim().is_empty() => {
             let key = warden_pki::parse_pem_bundle(&pem)
@@ -103,7 +152,11 @@ pub(crate) async fn run(shared: Arc<Shared>, mounts: Vec<String>) {
         for m in &mounts {
             look(&shared, m).await;
         }
-        let wait = schedule::poll_delay(shared.renewal.poll, schedule::random_unit());
+        // Often enough that every agent sees a change within a quarter of the reissue window:
+        // `ca rotate-intermediate activate` waits that long between trusting the new issuer
+        // and making it the default, so proxies' chains hold it before any leaf moves.
+        let period = shared.renewal.poll.min(shared.renewal.issuer_window / 4);
+        let wait = schedule::poll_delay(period, schedule::random_unit());
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => return,
@@ -146,5 +199,16 @@ mod tests {
         assert_eq!(book.due("pki", Some("bb"), "01", window), None);
         assert_eq!(book.due("other", Some("aa"), "01", window), None);
         assert_eq!(book.due("pki", None, "01", window), None);
+    }
+
+    #[test]
+    fn a_changed_issuer_set_wakes_subscribers() {
+        let book = IssuerBook::default();
+        let rx = book.subscribe();
+        assert!(!book.observe_set("pki", &["b".into(), "a".into()]));
+        assert!(!book.observe_set("pki", &["a".into(), "b".into()]));
+        assert!(!rx.has_changed().unwrap());
+        assert!(book.observe_set("pki", &["a".into(), "b".into(), "c".into()]));
+        assert!(rx.has_changed().unwrap());
     }
 }

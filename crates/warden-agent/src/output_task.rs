@@ -164,6 +164,11 @@ impl OutputTask {
             None => self.shared.now(),
         };
         let mut force = false;
+        let mut issuers = self.shared.issuers.subscribe();
+        let watches_issuers = matches!(
+            self.cfg.kind,
+            OutputKind::Certificate(_) | OutputKind::CaChain(_)
+        );
         loop {
             let now = self.shared.now();
             if now < next {
@@ -177,6 +182,9 @@ impl OutputTask {
                         // Asked for a new certificate: not the one a failed delivery left.
                         *lock(&self.held) = None;
                     }
+                    // An intermediate rotation step: look again now (a CA chain takes in the
+                    // new issuer; a certificate recomputes when it is due), not forced.
+                    Ok(()) = issuers.changed(), if watches_issuers => {}
                     _ = shutdown.changed() => return,
                 }
             }

@@ -293,8 +293,8 @@ impl Agent {
         }
     }
 
-    /// The PKI mounts this agent issues certificates from (outputs and its own identity): the
-    /// ones whose default issuer is watched.
+    /// The PKI mounts this agent issues certificates from or delivers the chain of (outputs
+    /// and its own identity): the ones whose issuers are watched.
     fn issuer_mounts(&self) -> Vec<String> {
         let mut mounts: Vec<String> = self
             .cfg
@@ -302,6 +302,7 @@ impl Agent {
             .iter()
             .filter_map(|o| match &o.kind {
                 OutputKind::Certificate(c) => Some(c.pki_mount.clone()),
+                OutputKind::CaChain(c) => Some(c.pki_mount.clone()),
                 _ => None,
             })
             .collect();

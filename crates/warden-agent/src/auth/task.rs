@@ -38,7 +38,8 @@ pub(crate) async fn run(auth: Arc<Authenticator>, shared: Arc<Shared>) {
         let mut identity_failing = false;
         loop {
             // Looked at again each poll: an issuer change (ADR 0029) can bring renewal forward.
-            let recheck = tokio::time::Instant::now() + shared.renewal.poll;
+            let recheck = tokio::time::Instant::now()
+                + shared.renewal.poll.min(shared.renewal.issuer_window / 4);
             let wake = [renew_at, identity_at, Some(recheck)]
                 .into_iter()
                 .flatten()

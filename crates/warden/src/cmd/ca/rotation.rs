@@ -331,6 +331,16 @@ async fn activate(a: ActivateArgs, out: &Output) -> anyhow::Result<ExitCode> {
         ));
     }
     let step = trust_everywhere(&resolved, &env, out).await?;
+    // Agents look at the mount's issuers at least every quarter of the reissue window: after
+    // that long every proxy's CA chain holds the new intermediate, so no leaf moves to it
+    // before the peers that must accept it trust it.
+    let settle = resolved.spec.ca.reissue_window.0 / 4 + std::time::Duration::from_secs(2);
+    out.progress(format!(
+        "{}: waiting {} so every agent sees both intermediates before the default changes",
+        env.name,
+        warden_spec::format_duration(settle)
+    ));
+    tokio::time::sleep(settle).await;
     let client = resolved.client(&env)?;
     let record = ca::activate(&client, &env, &resolved.spec.ca, OffsetDateTime::now_utc())
         .await

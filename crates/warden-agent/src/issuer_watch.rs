@@ -122,7 +122,11 @@ pub(crate) async fn look(shared: &Shared, mount: &str) {
     if let Ok(list) = shared.client.pki_read_issuers(mount).await {
         let ids: Vec<String> = list.into_iter().map(|i| i.id).collect();
         if shared.issuers.observe_set(mount, &ids) {
-            tracing::info!(mount, issuers = ids.len(), "the PKI mount's issuers changed");
+            tracing::info!(
+                mount,
+                issuers = ids.len(),
+                "the PKI mount's issuers changed"
+            );
         }
     }
     match shared.client.pki_ca_cert(mount).await {

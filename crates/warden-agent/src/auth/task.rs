@@ -60,10 +60,11 @@ pub(crate) async fn run(auth: Arc<Authenticator>, shared: Arc<Shared>) {
                     _ => continue,
                 }
             }
-            let now = tokio::time::Instant::now();
+            // Recomputed before `now` is taken: a certificate due at once is due *now*.
             if !identity_failing {
                 identity_at = identity_due(&auth, &shared);
             }
+            let now = tokio::time::Instant::now();
             if identity_at.is_some_and(|t| t <= now) {
                 match auth.renew_identity(&shared, shared.now()).await {
                     Ok(cert) => {

@@ -11,6 +11,8 @@
 //! issuer; after retirement the old issuer is in no cert-auth role, not in the listener's
 //! client-CA bundle, not in the proxy's chain, and the old identity no longer logs in.
 
+#![allow(clippy::print_stderr)] // agent logs on a failure and the handshake count go to the test log on purpose
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -489,6 +491,30 @@ async fn issue_14_intermediate_rotation_with_running_agents_never_fails_a_handsh
         .collect();
     assert_eq!(ints.len(), 1, "{st:#}");
     assert_eq!(st["environments"][0]["rotation"]["state"], "retired");
+    // Posture shows the same CA rows.
+    let posture = run(
+        &[
+            "posture",
+            "--env",
+            "test",
+            "--output",
+            "json",
+            "--fail-on",
+            "revoked",
+        ],
+        &spec,
+        &lab_dir,
+    );
+    let posture: Value = serde_json::from_slice(&posture.stdout).expect("posture JSON");
+    let rows = posture["cas"][0]["cas"]
+        .as_array()
+        .expect("posture CA rows");
+    assert!(rows.iter().any(|c| c["role"] == "root"), "{posture:#}");
+    assert!(
+        rows.iter()
+            .any(|c| c["key_id"] == new_key.as_str() && c["live_leaves"] == 3),
+        "{posture:#}"
+    );
 
     // A few more handshakes after retirement, then the verdict.
     let after = done.load(Ordering::Relaxed);

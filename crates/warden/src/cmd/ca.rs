@@ -34,6 +34,8 @@ use crate::secret_input;
 mod backup;
 mod rotation;
 
+pub(crate) use rotation::render as render_status;
+
 #[derive(Debug, Args)]
 pub(crate) struct CaArgs {
     #[command(subcommand)]

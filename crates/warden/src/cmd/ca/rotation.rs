@@ -59,6 +59,11 @@ struct ActivateArgs {
     /// The intermediate the offline root signed (`ca sign-intermediate --bundle --out FILE`).
     #[arg(long, value_name = "FILE")]
     cert: Option<PathBuf>,
+    /// Outside a lab: every node's listener now trusts both intermediates (client-ca.pem
+    /// rewritten, nodes restarted). Without it, activate stops after the import and the roles,
+    /// and says what to do; run it again with this flag.
+    #[arg(long)]
+    listeners_updated: bool,
 }
 
 #[derive(Debug, Args)]
@@ -301,7 +306,7 @@ async fn trust_everywhere(
             Ok(None)
         }
         None => Ok(Some(format!(
-            "the listeners must trust the same set: write client-ca.pem with `warden server tls --env {} --identity-ca BUNDLE` (BUNDLE: `warden ca status --env {} -o json`'s intermediates) and restart each node",
+            "the listeners must trust the same set: rewrite client-ca.pem with `warden server tls --env {} --identity-ca OLD.pem [--identity-ca NEW.pem]` (every intermediate `warden ca status --env {}` lists) and restart each node",
             env.name, env.name
         ))),
     }
@@ -331,6 +336,25 @@ async fn activate(a: ActivateArgs, out: &Output) -> anyhow::Result<ExitCode> {
         ));
     }
     let step = trust_everywhere(&resolved, &env, out).await?;
+    if let Some(step) = &step
+        && !a.listeners_updated
+    {
+        // An identity re-issued by the new intermediate would be refused at the handshake by a
+        // listener that does not trust it yet: the default does not change before they do.
+        out.warn(step);
+        let record = ca::read_record(&client, &env).await.map_err(explain)?;
+        if let Some(record) = record {
+            emit_record(
+                out,
+                &record,
+                format!(
+                    "{}: imported; cert-auth roles trust both intermediates. The default has NOT changed.\nNext: update every listener, then\n  warden ca rotate-intermediate activate --env {} --listeners-updated\n",
+                    env.name, env.name
+                ),
+            )?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     // Agents look at the mount's issuers at least every quarter of the reissue window: after
     // that long every proxy's CA chain holds the new intermediate, so no leaf moves to it
     // before the peers that must accept it trust it.
@@ -345,9 +369,6 @@ async fn activate(a: ActivateArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let record = ca::activate(&client, &env, &resolved.spec.ca, OffsetDateTime::now_utc())
         .await
         .map_err(explain)?;
-    if let Some(step) = &step {
-        out.warn(step);
-    }
     emit_record(
         out,
         &record,

@@ -363,6 +363,48 @@ async fn issue_14_intermediate_rotation_with_running_agents_never_fails_a_handsh
         .expect("new key id");
     assert_ne!(new_key, old_key);
 
+    // Bad input is refused with a next step and changes nothing: not a certificate, and the
+    // current intermediate itself (a certificate for another key than begin's).
+    for (bad, says) in [
+        (csr.clone(), "no PEM CERTIFICATE"),
+        (chain_file.clone(), "not for the key"),
+    ] {
+        let out = WARDEN
+            .invoke(&[
+                "ca",
+                "rotate-intermediate",
+                "activate",
+                "--env",
+                "test",
+                "--cert",
+            ])
+            .arg(&bad)
+            .arg("--spec")
+            .arg(&spec)
+            .arg("--lab")
+            .arg(&lab_dir)
+            .output();
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "activate with {}", bad.display());
+        assert!(text.contains(says) && text.contains("hint:"), "{text}");
+    }
+    let st = status(&spec, &lab_dir);
+    assert_eq!(
+        st["environments"][0]["rotation"]["state"], "begun",
+        "{st:#}"
+    );
+    let listed = lab
+        .operator_client("test")
+        .unwrap()
+        .pki_read_issuers("pki_int")
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.len(),
+        2,
+        "root and the old intermediate only: {listed:?}"
+    );
+
     // 3. online: activate (import, trust both, wait, default).
     let out = WARDEN
         .invoke(&[

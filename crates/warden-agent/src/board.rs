@@ -99,6 +99,10 @@ pub struct OutputStatus {
     /// When the delivered certificate expires.
     #[serde(with = "time::serde::rfc3339::option")]
     pub not_after: Option<OffsetDateTime>,
+    /// Certificates: the key id of the issuer that signed the delivered one (its
+    /// AuthorityKeyIdentifier, hex), for the delivery report (ADR 0029). Not on the endpoints.
+    #[serde(skip)]
+    pub issuer: Option<String>,
     /// When it is next rendered.
     #[serde(with = "time::serde::rfc3339::option")]
     pub next_due: Option<OffsetDateTime>,
@@ -144,6 +148,9 @@ pub struct AuthStatus {
     pub last_error: Option<String>,
     /// The mTLS identity in use (when its renewal is configured).
     pub identity_serial: Option<String>,
+    /// The key id of its issuer (AuthorityKeyIdentifier, hex), for the delivery report.
+    #[serde(skip)]
+    pub identity_issuer: Option<String>,
     /// When it was issued.
     #[serde(with = "time::serde::rfc3339::option")]
     pub identity_not_before: Option<OffsetDateTime>,
@@ -200,6 +207,9 @@ pub struct IdentityCert {
     pub not_before: OffsetDateTime,
     /// Validity end.
     pub not_after: OffsetDateTime,
+    /// The key id of the issuer that signed it (AuthorityKeyIdentifier, hex): compared with
+    /// the mount's default issuer to notice an intermediate rotation.
+    pub issuer: Option<String>,
 }
 
 /// Per-output bookkeeping behind [`OutputStatus`].
@@ -219,6 +229,7 @@ impl Entry {
                 health: Health::Pending,
                 serial: None,
                 not_after: None,
+                issuer: None,
                 next_due: None,
                 last_render: None,
                 last_change: None,
@@ -294,6 +305,8 @@ pub(crate) struct Shared {
     cert_skew: Mutex<Option<time::Duration>>,
     /// The newest `Date` seen by another client (logins go through their own).
     other_date: Mutex<Option<ServerDate>>,
+    /// Each PKI mount's default issuer as last seen (an intermediate rotation, ADR 0029).
+    pub(crate) issuers: crate::issuer_watch::IssuerBook,
 }
 
 /// Where the board reads the status of `[[database]]` sources (the lease book).
@@ -342,6 +355,7 @@ impl Shared {
             databases,
             cert_skew: Mutex::new(None),
             other_date: Mutex::new(None),
+            issuers: crate::issuer_watch::IssuerBook::default(),
         }
     }
 
@@ -518,6 +532,7 @@ impl Shared {
     pub(crate) fn identity_known(&self, cert: &IdentityCert) {
         let mut b = self.board();
         b.auth.identity_serial = Some(cert.serial.clone());
+        b.auth.identity_issuer.clone_from(&cert.issuer);
         b.auth.identity_not_before = Some(cert.not_before);
         b.auth.identity_not_after = Some(cert.not_after);
     }
@@ -615,6 +630,7 @@ mod tests {
                 health: Health::Pending,
                 serial: None,
                 not_after: None,
+                issuer: None,
                 next_due: None,
                 last_render: None,
                 last_change: None,

@@ -29,6 +29,8 @@ pub(crate) struct Leaf {
     pub(crate) serial: String,
     pub(crate) not_before: OffsetDateTime,
     pub(crate) not_after: OffsetDateTime,
+    /// The issuer's key id (AuthorityKeyIdentifier, hex).
+    pub(crate) issuer: Option<String>,
 }
 
 impl Leaf {
@@ -44,6 +46,7 @@ impl Leaf {
             serial: c.serial,
             not_before: c.not_before,
             not_after: c.not_after,
+            issuer: c.authority_key_id,
         })
     }
 }

@@ -35,6 +35,7 @@ pub mod deliver;
 pub mod doctor;
 pub mod exec;
 pub mod health;
+mod issuer_watch;
 pub mod launch;
 pub mod output;
 mod output_task;

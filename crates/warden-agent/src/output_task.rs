@@ -164,6 +164,11 @@ impl OutputTask {
             None => self.shared.now(),
         };
         let mut force = false;
+        let mut issuers = self.shared.issuers.subscribe();
+        let watches_issuers = matches!(
+            self.cfg.kind,
+            OutputKind::Certificate(_) | OutputKind::CaChain(_)
+        );
         loop {
             let now = self.shared.now();
             if now < next {
@@ -177,6 +182,9 @@ impl OutputTask {
                         // Asked for a new certificate: not the one a failed delivery left.
                         *lock(&self.held) = None;
                     }
+                    // An intermediate rotation step: look again now (a CA chain takes in the
+                    // new issuer; a certificate recomputes when it is due), not forced.
+                    Ok(()) = issuers.changed(), if watches_issuers => {}
                     _ = shutdown.changed() => return,
                 }
             }
@@ -237,6 +245,7 @@ impl OutputTask {
                         e.delivered = true;
                         e.status.serial = Some(leaf.serial.clone());
                         e.status.not_after = Some(leaf.not_after);
+                        e.status.issuer.clone_from(&leaf.issuer);
                     });
                     return None;
                 }
@@ -248,6 +257,7 @@ impl OutputTask {
                         e.delivered = true;
                         e.status.serial = Some(leaf.serial.clone());
                         e.status.not_after = Some(leaf.not_after);
+                        e.status.issuer.clone_from(&leaf.issuer);
                     });
                     return None;
                 }
@@ -266,6 +276,7 @@ impl OutputTask {
                     e.delivered = true;
                     e.status.serial = Some(leaf.serial.clone());
                     e.status.not_after = Some(leaf.not_after);
+                    e.status.issuer.clone_from(&leaf.issuer);
                     e.status.next_due = Some(next);
                     e.status.last_error = None;
                     e.status.failures = 0;
@@ -278,6 +289,7 @@ impl OutputTask {
                     e.delivered = true;
                     e.status.serial = Some(leaf.serial.clone());
                     e.status.not_after = Some(leaf.not_after);
+                    e.status.issuer.clone_from(&leaf.issuer);
                 });
                 None
             }
@@ -333,14 +345,28 @@ impl OutputTask {
         verdict
     }
 
+    /// When the certificate is due: its renewal point, or sooner its point in the reissue
+    /// window when the mount's default issuer is no longer the one that signed it.
     fn due(&self, leaf: &Leaf, now: OffsetDateTime) -> OffsetDateTime {
-        schedule::cert_due(
+        let planned = schedule::cert_due(
             &self.shared.renewal,
             leaf.not_before,
             leaf.not_after,
             schedule::serial_jitter(&leaf.serial),
             now,
-        )
+        );
+        let OutputKind::Certificate(spec) = &self.cfg.kind else {
+            return planned;
+        };
+        match self.shared.issuers.due(
+            &spec.pki_mount,
+            leaf.issuer.as_deref(),
+            &leaf.serial,
+            self.shared.renewal.issuer_window,
+        ) {
+            Some(moved) => planned.min(moved.max(now)),
+            None => planned,
+        }
     }
 
     fn next_poll(&self, after: OffsetDateTime, refresh_within: Option<Duration>) -> OffsetDateTime {
@@ -730,6 +756,9 @@ impl OutputTask {
             {
                 e.status.serial.clone_from(&rendered.serial);
                 e.status.not_after = rendered.not_after;
+                if is_cert {
+                    e.status.issuer = Leaf::of(&rendered.files).and_then(|l| l.issuer);
+                }
             }
             if outcome == Outcome::Changed {
                 e.status.changes += 1;

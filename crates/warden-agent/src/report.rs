@@ -51,6 +51,10 @@ struct Item {
     /// output is not fresh: posture shows it as the reason.
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// Certificates: the key id of their issuer, so CA status counts each intermediate's live
+    /// leaves (ADR 0029).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issuer: Option<String>,
 }
 
 fn rfc(t: Option<OffsetDateTime>) -> Option<String> {
@@ -110,6 +114,7 @@ fn items(
             last_reload: None,
             // The same words as the outputs: usable but failing to renew is `stale`.
             error: status.auth.identity_error.clone(),
+            issuer: status.auth.identity_issuer.clone(),
             state: if na <= now {
                 "failed"
             } else if status.auth.identity_error.is_some() {
@@ -135,6 +140,7 @@ fn items(
             error: (o.health != Health::Fresh)
                 .then(|| o.last_error.clone())
                 .flatten(),
+            issuer: o.issuer.clone(),
         });
     }
     // A signing key as files: the `kid` on disk and when its version was rotated in.
@@ -156,6 +162,7 @@ fn items(
             error: (o.health != Health::Fresh)
                 .then(|| o.last_error.clone())
                 .flatten(),
+            issuer: None,
         });
     }
     for d in &status.databases {
@@ -170,6 +177,7 @@ fn items(
             last_reload: None,
             state: health(d.health),
             error: None,
+            issuer: None,
         });
     }
     out

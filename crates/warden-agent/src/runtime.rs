@@ -293,6 +293,27 @@ impl Agent {
         }
     }
 
+    /// The PKI mounts this agent issues certificates from or delivers the chain of (outputs
+    /// and its own identity): the ones whose issuers are watched.
+    fn issuer_mounts(&self) -> Vec<String> {
+        let mut mounts: Vec<String> = self
+            .cfg
+            .outputs
+            .iter()
+            .filter_map(|o| match &o.kind {
+                OutputKind::Certificate(c) => Some(c.pki_mount.clone()),
+                OutputKind::CaChain(c) => Some(c.pki_mount.clone()),
+                _ => None,
+            })
+            .collect();
+        if let Some(m) = self.auth.identity_mount() {
+            mounts.push(m.to_owned());
+        }
+        mounts.sort();
+        mounts.dedup();
+        mounts
+    }
+
     /// Runs until [`AgentHandle::shutdown`]. Failures of outputs or of the login never end
     /// it: they are retried and reported in the status.
     pub async fn run(self) -> Result<(), AgentError> {
@@ -301,6 +322,10 @@ impl Agent {
             .map_err(AgentError::State)?;
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(auth::run(self.auth.clone(), self.shared.clone()));
+        tasks.spawn(crate::issuer_watch::run(
+            self.shared.clone(),
+            self.issuer_mounts(),
+        ));
         for out in &self.cfg.outputs {
             let task = OutputTask::new(
                 &self.shared,

@@ -240,6 +240,7 @@ mod tests {
             jitter: 0.05,
             margin: Duration::from_secs(120),
             poll: Duration::from_secs(300),
+            issuer_window: Duration::from_secs(3600),
         }
     }
 

@@ -285,6 +285,83 @@ impl Client {
         let secret: Secret = reply.decode(&path)?;
         secret.data_as(&path)
     }
+
+    /// Makes `issuer_id` the mount's default issuer (`<mount>/config/issuers`): what
+    /// `cert/ca_chain`, `issuer_ref = "default"` roles and new leaves follow from now on.
+    /// Retried: setting the same default again is a no-op.
+    pub async fn pki_set_default_issuer(&self, mount: &str, issuer_id: &str) -> Result<()> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            default: &'a str,
+        }
+        let path = mount_path(mount, "config/issuers");
+        self.send(
+            Call::new(Method::POST, &path, Idempotent::Yes).json(&Body { default: issuer_id })?,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Deletes one issuer from the mount (`DELETE <mount>/issuer/<ref>`); its key stays.
+    /// Deleting one already gone is not an error.
+    pub async fn pki_delete_issuer(&self, mount: &str, issuer_ref: &str) -> Result<()> {
+        let path = mount_path(mount, &format!("issuer/{issuer_ref}"));
+        match self.delete(&path).await {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Every issuer's certificate in the mount, with its id and whether it is the default, read
+    /// from the unauthenticated `LIST <mount>/issuers` and `<mount>/issuer/<id>/json`: the
+    /// trust set during an intermediate rotation (both issuers), readable by any agent.
+    pub async fn pki_issuer_certificates(&self, mount: &str) -> Result<Vec<IssuerCertificate>> {
+        #[derive(Deserialize)]
+        struct Data {
+            #[serde(default, deserialize_with = "null_default")]
+            certificate: String,
+        }
+        let mut out = Vec::new();
+        for summary in self.pki_read_issuers(mount).await? {
+            let path = mount_path(mount, &format!("issuer/{}/json", summary.id));
+            let reply = match self.send(Call::get(&path)).await {
+                Ok(r) => r,
+                // Deleted between the list and the read (a retirement): not trusted any more.
+                Err(e) if e.is_not_found() => continue,
+                Err(Error::Server {
+                    status: 500,
+                    errors,
+                    ..
+                }) if errors
+                    .iter()
+                    .any(|e| e.contains("unable to find PKI issuer")) =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let secret: Secret = reply.decode(&path)?;
+            let data: Data = secret.data_as(&path)?;
+            out.push(IssuerCertificate {
+                id: summary.id,
+                is_default: summary.is_default,
+                certificate: data.certificate,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// One issuer's certificate ([`Client::pki_issuer_certificates`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IssuerCertificate {
+    /// Issuer id.
+    pub id: String,
+    /// Whether it is the mount's default issuer.
+    pub is_default: bool,
+    /// Its certificate, PEM.
+    pub certificate: String,
 }
 
 fn is_zero(n: &u32) -> bool {

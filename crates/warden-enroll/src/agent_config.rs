@@ -141,6 +141,10 @@ pub struct RenewalSection {
     pub margin: String,
     /// Templates and CA chains are re-read this often.
     pub poll: String,
+    /// Certificates from a replaced issuer are re-issued within this window (the spec's
+    /// `[ca] reissue_window`, ADR 0029).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer_window: Option<String>,
 }
 
 impl Default for RenewalSection {
@@ -150,6 +154,7 @@ impl Default for RenewalSection {
             jitter: 0.05,
             margin: "2m".to_owned(),
             poll: "5m".to_owned(),
+            issuer_window: None,
         }
     }
 }

@@ -484,7 +484,10 @@ fn agent_config(
             identity_role: Some(names.identity_role.clone()),
             ..AuthSection::default()
         },
-        renewal: RenewalSection::default(),
+        renewal: RenewalSection {
+            issuer_window: Some(format!("{}s", spec.ca.reissue_window.as_secs())),
+            ..RenewalSection::default()
+        },
         outputs,
         databases,
         exec_env,

@@ -171,10 +171,7 @@ pub(crate) async fn ensure_env(
 
     // Identities log in with certificates from the PKI intermediate, so the listener must
     // trust it next to the listener CA. OpenBao reads the client CA file at start only.
-    let issuing = client
-        .pki_ca_cert(&env.pki_mount)
-        .await
-        .map_err(Error::bao(name, "read the PKI intermediate"))?;
+    let issuing = trusted_identity_cas(env, &client).await?;
     if tls::ensure_client_ca(layout, &issuing)? {
         s.progress.step(
             name,
@@ -197,6 +194,26 @@ pub(crate) async fn ensure_env(
         );
     }
     Ok(report)
+}
+
+/// The PKI intermediates the listener must accept client certificates from: every valid
+/// intermediate of the mount, default first — two during an intermediate rotation's overlap
+/// (ADR 0029), never the root.
+pub(crate) async fn trusted_identity_cas(
+    env: &EnvConfig,
+    client: &Client,
+) -> Result<String, Error> {
+    let issuers = client
+        .pki_issuer_certificates(&env.pki_mount)
+        .await
+        .map_err(Error::bao(env.name.as_str(), "read the PKI intermediates"))?;
+    let ints = warden_pki::mount_intermediates(
+        issuers
+            .into_iter()
+            .map(|i| (i.id, i.is_default, i.certificate)),
+        OffsetDateTime::now_utc(),
+    );
+    Ok(warden_pki::intermediate_bundle(&ints))
 }
 
 /// Unseals with the custody shares if the server is sealed; returns whether it was.

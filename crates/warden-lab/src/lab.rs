@@ -131,6 +131,26 @@ impl Lab {
         })
     }
 
+    /// Rewrites `name`'s listener client-CA bundle as the listener CA plus every intermediate
+    /// its PKI mount trusts now (both during an intermediate rotation's overlap, ADR 0029) and,
+    /// when that changed the file, restarts and unseals the environment's nodes: OpenBao reads
+    /// the file at start only. Returns whether it restarted.
+    pub async fn refresh_client_ca(&self, name: &str) -> Result<bool, Error> {
+        let env = self.env(name)?;
+        let layout = self.layout.env(name);
+        let client = self.operator_client(name)?;
+        let bundle = bring_up::trusted_identity_cas(env, &client).await?;
+        if bundle.trim().is_empty() || !crate::tls::ensure_client_ca(&layout, &bundle)? {
+            return Ok(false);
+        }
+        let bao = process::bao_binary().map_err(Error::process("lab"))?;
+        server::stop_all(env, &layout).await?;
+        crate::cluster::start_stopped(env, &layout, &bao, &bring_up::Quiet).await?;
+        crate::cluster::unseal_nodes(env, &layout, 1).await?;
+        crate::cluster::wait_ready(env, &layout).await?;
+        Ok(true)
+    }
+
     /// Status of every environment (read-only).
     pub async fn status(&self) -> Vec<EnvStatus> {
         let root = CaDir::open(&self.layout.ca_dir())

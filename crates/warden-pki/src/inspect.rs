@@ -47,6 +47,14 @@ pub struct CertInfo {
     pub subject_alt_names: Vec<String>,
     /// Permitted DNS subtrees from the NameConstraints extension.
     pub permitted_dns: Vec<String>,
+    /// SubjectKeyIdentifier, lower-case hex: names this certificate's key as an issuer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject_key_id: Option<String>,
+    /// AuthorityKeyIdentifier's key id, lower-case hex: the issuer key that signed this
+    /// certificate (matches the issuer's `subject_key_id`). Posture counts leaves per issuer
+    /// by it, since old and new intermediates share their subject name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authority_key_id: Option<String>,
 }
 
 /// A certificate kept as DER alongside its facts, so chain checks can re-parse it to verify
@@ -145,12 +153,31 @@ pub(crate) fn parse_der(der: &[u8]) -> Result<Parsed> {
         key_algorithm: describe_key(cert.public_key()),
         subject_alt_names: sans(&cert),
         permitted_dns: permitted_dns(&cert),
+        subject_key_id: key_ids(&cert).0,
+        authority_key_id: key_ids(&cert).1,
     };
     Ok(Parsed {
         der: der.to_vec(),
         info,
         can_sign_certs: is_ca && ku_allows_sign,
     })
+}
+
+/// (SubjectKeyIdentifier, AuthorityKeyIdentifier key id), each lower-case hex when present.
+fn key_ids(cert: &X509Certificate<'_>) -> (Option<String>, Option<String>) {
+    use x509_parser::extensions::ParsedExtension;
+    let mut ski = None;
+    let mut aki = None;
+    for ext in cert.extensions() {
+        match ext.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(k) => ski = Some(hex::encode(k.0)),
+            ParsedExtension::AuthorityKeyIdentifier(a) => {
+                aki = a.key_identifier.as_ref().map(|k| hex::encode(k.0));
+            }
+            _ => {}
+        }
+    }
+    (ski, aki)
 }
 
 /// Names the key type the way people say it: `ECDSA P-256`, `RSA 3072`, `Ed25519`.

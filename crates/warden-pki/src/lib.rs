@@ -46,6 +46,7 @@ mod listener;
 mod params;
 mod pem;
 mod root;
+mod rotation;
 mod sign;
 
 pub use backup::{CaFiles, CaSummary, LedgerTip};
@@ -66,4 +67,5 @@ pub use listener::{
 pub use params::BACKDATE;
 pub use pem::{common_name, first_certificate, pem_blocks, sha256_hex};
 pub use root::{CaDir, CaMetadata, LEDGER, METADATA, ROOT_CERT, ROOT_KEY, RootOptions};
+pub use rotation::{MountIntermediate, intermediate_bundle, issuer_of, mount_intermediates};
 pub use sign::{IntermediateRequest, SignedIntermediate};

@@ -7,10 +7,13 @@
 //!   delivered (`warden/data/delivered/<identity>`).
 //! - [`reveal`]: reveal-once credentials behind single-use wrapping tokens.
 //! - [`evidence`]: evidence packets signed with a transit key and verified offline.
+//! - [`ca`]: every CA of an environment's chain with its cadence and live leaves, and the
+//!   intermediate rotation (begin, import, activate, retire; ADR 0029).
 //! - [`break_glass`]: time-boxed tokens traded for a root token generated from custodians'
 //!   shares; their records, shown in posture and evidence.
 
 pub mod break_glass;
+pub mod ca;
 pub mod evidence;
 pub mod posture;
 pub mod reveal;

@@ -145,6 +145,10 @@ pub struct DeliveredOutput {
     /// Why the agent's last refresh failed (a purpose's refusal, …), while not fresh.
     #[serde(default)]
     pub error: Option<String>,
+    /// For certificates: the key id of the issuer that signed it (its AuthorityKeyIdentifier,
+    /// hex), so CA status counts the live leaves of each intermediate (ADR 0029).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
 }
 
 fn ts(s: &str) -> Option<i64> {
@@ -315,7 +319,7 @@ const READ_CONCURRENCY: usize = 16;
 
 /// The delivery reports of the identities whose credentials posture judges from them, by
 /// identity. Absent from the map: no report.
-async fn delivery_reports(
+pub(crate) async fn delivery_reports(
     client: &Client,
     env: &Environment,
     creds: &[Credential],

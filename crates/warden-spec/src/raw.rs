@@ -35,6 +35,19 @@ pub(crate) struct RawSpec {
     pub(crate) purposes: BTreeMap<S<String>, S<RawPurpose>>,
     #[serde(default)]
     pub(crate) transport: BTreeMap<S<String>, S<RawTransport>>,
+    #[serde(default)]
+    pub(crate) ca: Option<S<RawCa>>,
+}
+
+/// `[ca]`: the chain's cadence (ADR 0029).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCa {
+    pub(crate) root_lifetime: Option<S<String>>,
+    pub(crate) intermediate_lifetime: Option<S<String>>,
+    pub(crate) rotate_at: Option<S<f64>>,
+    pub(crate) overlap: Option<S<String>>,
+    pub(crate) reissue_window: Option<S<String>>,
 }
 
 /// `[transport.<holder>]`: a runtime host or CI runner that may hold a transport certificate

@@ -679,3 +679,47 @@ fn grace_must_cover_the_declared_token_lifetime() {
     ));
     assert!(e.contains("max_token_lifetime"), "{e}");
 }
+
+// ---- [ca]: the chain's cadence (issue 14) ----------------------------------------------------
+
+fn ca_spec(ca: &str) -> String {
+    format!("{BASE}{COVER_ALL}\n[ca]\n{ca}\n")
+}
+
+#[test]
+fn ca_policy_defaults_and_values() {
+    let spec = parse(&format!("{BASE}{COVER_ALL}"), "w.toml").unwrap();
+    assert_eq!(spec.ca, warden_spec::CaPolicy::default());
+    let spec = parse(
+        &ca_spec("root_lifetime = \"20y\"\nintermediate_lifetime = \"1y\"\nrotate_at = 0.5\noverlap = \"60d\"\nreissue_window = \"2h\""),
+        "w.toml",
+    )
+    .unwrap();
+    assert_eq!(spec.ca.rotate_at.get(), 0.5);
+    assert_eq!(spec.ca.overlap.as_secs(), 60 * 86_400);
+    assert_eq!(spec.ca.reissue_window.as_secs(), 7_200);
+}
+
+#[test]
+fn ca_policy_refuses_what_cannot_overlap() {
+    let frac = all_errors(&ca_spec("rotate_at = 1.5"));
+    assert!(
+        frac.contains("ca.rotate_at") && frac.contains("strictly between 0 and 1"),
+        "{frac}"
+    );
+    let nest = all_errors(&ca_spec(
+        "root_lifetime = \"1y\"\nintermediate_lifetime = \"2y\"",
+    ));
+    assert!(nest.contains("must end before the root"), "{nest}");
+    let gap = all_errors(&ca_spec(
+        "intermediate_lifetime = \"90d\"\nrotate_at = 0.9\noverlap = \"30d\"",
+    ));
+    assert!(
+        gap.contains("ca.overlap") && gap.contains("outlasts"),
+        "{gap}"
+    );
+    let storm = all_errors(&ca_spec("overlap = \"1h\"\nreissue_window = \"2h\""));
+    assert!(storm.contains("reissue_window"), "{storm}");
+    let typo = all_errors(&ca_spec("overlaps = \"1d\""));
+    assert!(typo.contains("overlap"), "{typo}");
+}

@@ -153,10 +153,13 @@ async fn env_inputs(
     client: &warden_bao::Client,
 ) -> anyhow::Result<EnvInputs> {
     let name = env.name.as_str();
-    let identity_ca_pem = client
-        .pki_ca_cert(&env.mounts.pki)
-        .await
-        .with_context(|| format!("{name}: read the {} intermediate", env.mounts.pki))?;
+    // Every valid intermediate of the mount, default first: two during an intermediate
+    // rotation's overlap, so identity certificates from either issuer log in (ADR 0029).
+    let identity_ca_pem = warden_pki::intermediate_bundle(
+        &warden_registry::ca::trusted_intermediates(client, env, time::OffsetDateTime::now_utc())
+            .await
+            .with_context(|| format!("{name}: read the {} intermediates", env.mounts.pki))?,
+    );
     if identity_ca_pem.trim().is_empty() {
         return Err(anyhow::anyhow!("{name}: the PKI mount `{}` has no intermediate", env.mounts.pki)).with_hint(|| {
             "Warden pins every cert-auth role to the environment's intermediate and does not create it: \

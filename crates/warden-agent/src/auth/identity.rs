@@ -29,7 +29,14 @@ impl Authenticator {
             serial: leaf.serial,
             not_before: leaf.not_before,
             not_after: leaf.not_after,
+            issuer: leaf.authority_key_id,
         })
+    }
+
+    /// The PKI mount the identity is renewed from, if renewal is configured.
+    pub(crate) fn identity_mount(&self) -> Option<&str> {
+        let (mount, _) = self.cfg.tls_identity.as_ref()?.renew_with.as_ref()?;
+        Some(mount)
     }
 
     /// Issues a new identity certificate, checks it, writes it and switches both clients to it.
@@ -172,6 +179,7 @@ impl Authenticator {
                 serial: leaf.serial,
                 not_before: leaf.not_before,
                 not_after: leaf.not_after,
+                issuer: leaf.authority_key_id,
             },
         })
     }

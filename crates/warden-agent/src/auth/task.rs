@@ -35,8 +35,12 @@ pub(crate) async fn run(auth: Arc<Authenticator>, shared: Arc<Shared>) {
         let mut renew_backoff = Backoff::default();
         let mut identity_at = identity_due(&auth, &shared);
         let mut identity_backoff = Backoff::default();
+        let mut identity_failing = false;
         loop {
-            let wake = [renew_at, identity_at]
+            // Looked at again each poll: an issuer change (ADR 0029) can bring renewal forward.
+            let recheck = tokio::time::Instant::now()
+                + shared.renewal.poll.min(shared.renewal.issuer_window / 4);
+            let wake = [renew_at, identity_at, Some(recheck)]
                 .into_iter()
                 .flatten()
                 .min()
@@ -56,11 +60,16 @@ pub(crate) async fn run(auth: Arc<Authenticator>, shared: Arc<Shared>) {
                     _ => continue,
                 }
             }
+            // Recomputed before `now` is taken: a certificate due at once is due *now*.
+            if !identity_failing {
+                identity_at = identity_due(&auth, &shared);
+            }
             let now = tokio::time::Instant::now();
             if identity_at.is_some_and(|t| t <= now) {
                 match auth.renew_identity(&shared, shared.now()).await {
                     Ok(cert) => {
                         identity_backoff.reset();
+                        identity_failing = false;
                         shared.identity_renewed(&cert);
                         identity_at = identity_due(&auth, &shared);
                     }
@@ -68,6 +77,7 @@ pub(crate) async fn run(auth: Arc<Authenticator>, shared: Arc<Shared>) {
                         let wait = identity_backoff.fail(schedule::random_unit());
                         tracing::warn!(error = %e, retry_in_s = wait.as_secs_f32(), "identity renewal failed");
                         shared.identity_error(&e);
+                        identity_failing = true;
                         identity_at = Some(now + wait);
                     }
                 }
@@ -115,12 +125,22 @@ fn identity_due(auth: &Authenticator, shared: &Shared) -> Option<tokio::time::In
     let cert = auth.identity_cert()?;
     shared.identity_known(&cert);
     let now = shared.now();
-    let due = schedule::cert_due(
+    let mut due = schedule::cert_due(
         &shared.renewal,
         cert.not_before,
         cert.not_after,
         schedule::serial_jitter(&cert.serial),
         now,
     );
+    if let Some(mount) = auth.identity_mount()
+        && let Some(moved) = shared.issuers.due(
+            mount,
+            cert.issuer.as_deref(),
+            &cert.serial,
+            shared.renewal.issuer_window,
+        )
+    {
+        due = due.min(moved.max(now));
+    }
     Some(tokio::time::Instant::now() + to_std(due - now))
 }

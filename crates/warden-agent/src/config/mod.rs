@@ -120,6 +120,10 @@ pub struct RenewalConfig {
     pub margin: Duration,
     /// How often templates and CA chains are re-read.
     pub poll: Duration,
+    /// Once a PKI mount's default issuer changes (an intermediate rotation), every certificate
+    /// from another issuer is re-issued within this window, each at a point set by its serial
+    /// (ADR 0029).
+    pub issuer_window: Duration,
 }
 
 impl Default for RenewalConfig {
@@ -129,6 +133,7 @@ impl Default for RenewalConfig {
             jitter: 0.05,
             margin: Duration::from_secs(120),
             poll: Duration::from_secs(300),
+            issuer_window: Duration::from_secs(3600),
         }
     }
 }
@@ -296,6 +301,7 @@ struct RawRenewal {
     jitter: Option<S<f64>>,
     margin: Option<S<String>>,
     poll: Option<S<String>>,
+    issuer_window: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -622,6 +628,11 @@ fn validate_renewal(raw: &RawRenewal, r: &mut Reporter<'_>) -> RenewalConfig {
         } else {
             out.poll = d;
         }
+    }
+    if let Some(w) = &raw.issuer_window
+        && let Some(d) = duration(r, "renewal.issuer_window", w)
+    {
+        out.issuer_window = d;
     }
     out
 }

@@ -353,6 +353,7 @@ mod tests {
             health: Health::Stale,
             serial: Some("0a1b".into()),
             not_after: Some(NOW + time::Duration::hours(1)),
+            issuer: None,
             next_due: Some(NOW),
             last_render: Some(NOW - time::Duration::hours(2)),
             last_change: Some(NOW - time::Duration::hours(2)),

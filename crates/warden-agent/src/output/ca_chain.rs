@@ -50,6 +50,9 @@ impl CaChainOutput {
     /// certificate bundle, a full chain cannot be built, or the chain does not verify;
     /// [`RenderError::Local`] when the trust anchor itself cannot be read as a certificate.
     pub async fn render(&self, ctx: &RenderContext<'_>) -> Result<Rendered, RenderError> {
+        if let Some(rendered) = self.render_overlap(ctx).await? {
+            return Ok(rendered);
+        }
         let pem = ctx
             .client
             .pki_ca_chain(&self.pki_mount)
@@ -72,6 +75,61 @@ impl CaChainOutput {
             refresh_within: None,
             ..Rendered::default()
         })
+    }
+
+    /// During an intermediate rotation's overlap (the mount holds more than one valid
+    /// intermediate, ADR 0029): every one of them, default first, each checked against the
+    /// trust anchor on its own, then the root once for a full chain. A peer presenting a leaf
+    /// from either issuer then verifies. `None` outside an overlap (or when the issuer list
+    /// cannot be read), and the default issuer's chain is delivered as before.
+    async fn render_overlap(
+        &self,
+        ctx: &RenderContext<'_>,
+    ) -> Result<Option<Rendered>, RenderError> {
+        let Ok(issuers) = ctx.client.pki_issuer_certificates(&self.pki_mount).await else {
+            return Ok(None);
+        };
+        let ints = warden_pki::mount_intermediates(
+            issuers
+                .into_iter()
+                .map(|i| (i.id, i.is_default, i.certificate)),
+            ctx.now,
+        );
+        if ints.len() < 2 {
+            return Ok(None);
+        }
+        let single = Self {
+            full_chain: false,
+            ..self.clone()
+        };
+        let mut text = String::new();
+        let mut issuing = None;
+        for i in &ints {
+            let b = single.build(&i.pem, ctx.trust_anchor_pem, ctx.now)?;
+            text.push_str(&b.text);
+            issuing.get_or_insert(b.issuing);
+        }
+        if self.full_chain {
+            let b = self.build(&ints[0].pem, ctx.trust_anchor_pem, ctx.now)?;
+            if let Some(root) = pem_blocks(&b.text).last() {
+                text.push_str(root);
+            }
+        }
+        let Some(issuing) = issuing else {
+            return Ok(None);
+        };
+        Ok(Some(Rendered {
+            files: vec![RenderedFile {
+                name: self.file_name.clone(),
+                contents: Zeroizing::new(text.into_bytes()),
+                mode: self.mode,
+            }],
+            not_after: Some(issuing.not_after),
+            not_before: Some(issuing.not_before),
+            serial: Some(issuing.serial),
+            refresh_within: None,
+            ..Rendered::default()
+        }))
     }
 
     /// The bundle from OpenBao's chain text, checked against the trust anchor at `now`. Pure,

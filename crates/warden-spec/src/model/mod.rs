@@ -10,6 +10,7 @@ use std::fmt;
 use std::time::Duration;
 
 mod backup;
+mod ca;
 mod custody;
 mod engines;
 mod environments;
@@ -17,6 +18,7 @@ mod identities;
 mod purposes;
 
 pub use backup::*;
+pub use ca::*;
 pub use custody::*;
 pub use engines::*;
 pub use environments::*;
@@ -123,6 +125,8 @@ pub struct Spec {
     pub purposes: Vec<Purpose>,
     /// Transport holders (runtime hosts, CI runners), in name order.
     pub transport: Vec<TransportHolder>,
+    /// `[ca]`: the chain's cadence (lifetimes, rotation, overlap).
+    pub ca: CaPolicy,
 }
 
 /// `[transport.<holder>]`: a runtime host or CI runner that may hold a *transport certificate*

@@ -445,6 +445,12 @@ pub fn revocation_record(id: &str) -> KvEntry {
     KvEntry::new(META_MOUNT, format!("{REVOCATION_PREFIX}/{id}"))
 }
 
+/// The intermediate rotation record of an environment in [`META_MOUNT`]: `ca/rotation`
+/// (ADR 0029): which issuer is being replaced by which, and when the overlap ends.
+pub fn ca_rotation() -> KvEntry {
+    KvEntry::new(META_MOUNT, "ca/rotation".to_owned())
+}
+
 /// The folder of every identity's delivery report (for listing: posture reads only the
 /// reports that exist).
 pub fn delivery_reports() -> KvEntry {

@@ -203,9 +203,14 @@ pub fn grants(mounts: &Mounts, naming: &Naming) -> Vec<Grant> {
     out.push(grant("identity/lookup/entity".into(), &["update"]));
     out.push(grant("identity/entity".into(), &["create", "update"]));
     out.push(grant("identity/entity-alias".into(), &["create", "update"]));
-    for read in ["cert/*", "ca_chain", "ca/pem", "issuers", "issuer/*"] {
+    for read in ["cert/*", "ca_chain", "ca/pem", "issuers"] {
         out.push(grant(format!("{}/{read}", m.pki), &["read", "list"]));
     }
+    // Retiring an intermediate after its rotation's overlap deletes its issuer (ADR 0029).
+    out.push(grant(
+        format!("{}/issuer/*", m.pki),
+        &["read", "list", "delete"],
+    ));
     // Transport certificates (ADR 0010): list the stored serials, revoke a holder's.
     out.push(grant(format!("{}/certs", m.pki), &["list"]));
     out.push(grant(format!("{}/revoke", m.pki), &["update"]));

@@ -14,6 +14,7 @@ use crate::raw::*;
 use crate::validate_ext as ext;
 
 pub(crate) mod backup;
+mod ca;
 pub(crate) mod custody;
 mod identities;
 mod nodes;
@@ -69,6 +70,7 @@ pub(crate) fn validate(raw: RawSpec, r: &mut Reporter<'_>) -> Option<Spec> {
         domains,
         purposes: Vec::new(),
         transport: Vec::new(),
+        ca: ca::policy(raw.ca.as_ref(), r),
     };
     spec.transport = ext::transport(&raw.transport, &spec.identities, envs_of, r);
     spec.purposes = ext::purposes(&raw.purposes, &spec.credentials(), r);

@@ -8,6 +8,8 @@
 //! | `ca verify BUNDLE`        | check a PEM chain; exit 3 when it has problems (with `--dir`, also when an intermediate crosses environments) |
 //! | `ca backup`               | the CA directory in one archive encrypted to custodians, the passphrase split among them (`backup.rs`) |
 //! | `ca restore`              | check an archive (and shares) and write the CA directory back (`backup.rs`) |
+//! | `ca status`               | every CA of each environment's chain: age, not-after, rotation due, live leaves (`rotation.rs`) |
+//! | `ca rotate-intermediate`  | `begin` (CSR), `activate` (import, trust both, default), `retire` (`rotation.rs`, ADR 0029) |
 //!
 //! All the logic is in `warden-pki`; this module reads files and passphrases, picks the clock,
 //! prints, and turns library errors into "what failed, why, what next".
@@ -30,6 +32,9 @@ use crate::output::Output;
 use crate::secret_input;
 
 mod backup;
+mod rotation;
+
+pub(crate) use rotation::render as render_status;
 
 #[derive(Debug, Args)]
 pub(crate) struct CaArgs {
@@ -52,6 +57,12 @@ enum CaCommand {
     Backup(backup::BackupArgs),
     /// Restore the CA directory from a backup (checked against its manifest and ledger first).
     Restore(backup::RestoreArgs),
+    /// Every CA of each environment's chain: age, not-after, rotation due by the spec's [ca]
+    /// policy, and how many live certificates chain to each (exit 10 when one is due).
+    Status(rotation::StatusArgs),
+    /// Rotate an environment's PKI intermediate: begin → (offline) sign-intermediate →
+    /// activate → retire.
+    RotateIntermediate(rotation::RotateArgs),
 }
 
 /// Where the CA lives. Shared by every subcommand that needs the directory.
@@ -188,6 +199,8 @@ pub(crate) async fn run(args: CaArgs, out: &Output) -> anyhow::Result<ExitCode> 
         CaCommand::Verify(a) => verify(a, out),
         CaCommand::Backup(a) => backup::backup(a, out),
         CaCommand::Restore(a) => backup::restore(a, out),
+        CaCommand::Status(a) => rotation::status(a, out).await,
+        CaCommand::RotateIntermediate(a) => rotation::rotate(a, out).await,
     }
 }
 

@@ -68,6 +68,9 @@ struct PostureOutput {
     /// Environment isolation (ADR 0013): whether an environment's PKI intermediate can issue
     /// names another environment's trust accepts. Empty when every boundary holds.
     isolation: Vec<IsolationFinding>,
+    /// Every CA of each environment's chain: cadence by the spec's `[ca]` policy and live
+    /// leaves per issuer (ADR 0029), as `warden ca status` shows them.
+    cas: Vec<warden_registry::ca::CaStatus>,
 }
 
 pub(crate) async fn run(args: PostureArgs, out: &Output) -> anyhow::Result<ExitCode> {
@@ -116,11 +119,23 @@ pub(crate) async fn run(args: PostureArgs, out: &Output) -> anyhow::Result<ExitC
     let isolation = crate::cmd::isolation::live_findings(&resolved)
         .await
         .context("could not check the environments' PKI intermediates against each other")?;
+    let mut cas = Vec::new();
+    let judged_at =
+        OffsetDateTime::from_unix_timestamp(now).unwrap_or_else(|_| OffsetDateTime::now_utc());
+    for env in &resolved.envs {
+        let client = resolved.client(env)?;
+        // The chain's cadence is part of the picture, never a reason posture cannot be shown.
+        match warden_registry::ca::status(&client, &resolved.spec, env, judged_at).await {
+            Ok(st) => cas.push(st),
+            Err(e) => out.warn(format!("{}: the CA rows could not be read: {e}", env.name)),
+        }
+    }
     let output = PostureOutput {
         at: rfc3339(now),
         worst,
         environments,
         isolation,
+        cas,
     };
     out.emit(&output, || render(&output))?;
     let gate = args.fail_on.unwrap_or(Status::Due);
@@ -208,6 +223,10 @@ fn render(o: &PostureOutput) -> String {
             let tag = if f.blocking() { "BROKEN" } else { "note" };
             s.push_str(&format!("  {tag}: {f}\n"));
         }
+    }
+    if !o.cas.is_empty() {
+        s.push_str("CAs:\n");
+        s.push_str(&crate::cmd::ca::render_status(&o.cas));
     }
     s.push_str(&format!("Worst status: {}\n", o.worst));
     s

@@ -68,8 +68,9 @@ struct TlsArgs {
     passphrase_file: Option<PathBuf>,
     /// The environment's PKI intermediate (`warden ca sign-intermediate --out`; its first
     /// certificate is used): client-ca.pem then trusts operators' and identities' certificates.
+    /// Repeatable: give the old and the new intermediate during a rotation's overlap.
     #[arg(long, value_name = "FILE")]
-    identity_ca: Option<PathBuf>,
+    identity_ca: Vec<PathBuf>,
     /// Also issue a client certificate NAME.clients.<env> from the listener CA (repeatable;
     /// --out/clients/NAME.crt and .key): what the ceremony and the custodians who unseal present
     /// to the mTLS listener before operators exist. It grants nothing inside OpenBao.
@@ -180,18 +181,18 @@ fn tls(a: TlsArgs, out: &Output) -> anyhow::Result<ExitCode> {
         return Err(anyhow::anyhow!("environment {} has no node {bad:?}", a.env))
             .with_hint(|| format!("--node is one of: {}", known.join(", ")));
     }
-    let identity_ca = match &a.identity_ca {
-        None => None,
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("could not read {}", p.display()))?;
-            let first = warden_pki::first_certificate(&text)
-                .map(str::to_owned)
-                .with_context(|| format!("{} holds no certificate", p.display()))
-                .hint("--identity-ca is the PEM `warden ca sign-intermediate --out` wrote")?;
-            Some(first)
-        }
-    };
+    // Repeatable: during an intermediate rotation's overlap the listener trusts both (ADR 0029).
+    let mut identity_cas = String::new();
+    for p in &a.identity_ca {
+        let text = std::fs::read_to_string(p)
+            .with_context(|| format!("could not read {}", p.display()))?;
+        let first = warden_pki::first_certificate(&text)
+            .with_context(|| format!("{} holds no certificate", p.display()))
+            .hint("--identity-ca is the PEM `warden ca sign-intermediate --out` wrote")?;
+        identity_cas.push_str(first.trim_end());
+        identity_cas.push('\n');
+    }
+    let identity_ca = (!identity_cas.is_empty()).then_some(identity_cas);
     warden_files::ensure_private_dir(&a.out)
         .with_context(|| format!("could not create {}", a.out.display()))?;
     let now = OffsetDateTime::now_utc();

@@ -1,0 +1,218 @@
+//! Noticing an intermediate rotation (ADR 0029): the default issuer of each PKI mount the agent
+//! issues from, read every poll from the unauthenticated `<mount>/cert/ca`, and the moment its
+//! key changed.
+//!
+//! A leaf whose issuer (AuthorityKeyIdentifier) is not the mount's default issuer is due at
+//! `seen + window × u`, where `u ∈ [0, 1]` comes from the leaf's serial: every agent of a fleet
+//! moves within the window (`[renewal] issuer_window`, rendered from the spec's
+//! `[ca] reissue_window`), each at its own point, so a rotation is not a renewal storm, and a
+//! restarted agent computes the same point for the same certificate. During the overlap both
+//! issuers are trusted, so the leaf in use keeps working until then.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::board::Shared;
+use crate::schedule;
+
+/// The default issuer of one mount as last seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    key_id: String,
+    since: OffsetDateTime,
+}
+
+/// Every watched mount's default issuer and issuer set.
+#[derive(Debug)]
+pub(crate) struct IssuerBook {
+    mounts: Mutex<BTreeMap<String, Seen>>,
+    /// Each mount's issuer ids, sorted and joined: an import or a retirement changes it.
+    sets: Mutex<BTreeMap<String, String>>,
+    /// Bumped whenever a default or a set changes, so certificate and CA-chain outputs look
+    /// again at once instead of at their next poll.
+    generation: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for IssuerBook {
+    fn default() -> Self {
+        Self {
+            mounts: Mutex::default(),
+            sets: Mutex::default(),
+            generation: tokio::sync::watch::channel(0).0,
+        }
+    }
+}
+
+impl IssuerBook {
+    /// A receiver that changes whenever an issuer of a watched mount does.
+    pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    fn bump(&self) {
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Records `mount`'s issuer set; returns whether it changed from a known different one.
+    pub(crate) fn observe_set(&self, mount: &str, ids: &[String]) -> bool {
+        let mut ids = ids.to_vec();
+        ids.sort();
+        let joined = ids.join(",");
+        let mut sets = self.sets.lock().unwrap_or_else(PoisonError::into_inner);
+        let changed = sets.get(mount).is_some_and(|prev| *prev != joined);
+        sets.insert(mount.to_owned(), joined);
+        drop(sets);
+        if changed {
+            self.bump();
+        }
+        changed
+    }
+
+    /// Records `key_id` as `mount`'s default issuer at `now`; the time only moves when the key
+    /// does. Returns whether it changed from a known different key.
+    pub(crate) fn observe(&self, mount: &str, key_id: &str, now: OffsetDateTime) -> bool {
+        let mut m = self.mounts.lock().unwrap_or_else(PoisonError::into_inner);
+        match m.get(mount) {
+            Some(s) if s.key_id == key_id => false,
+            prev => {
+                let changed = prev.is_some();
+                m.insert(
+                    mount.to_owned(),
+                    Seen {
+                        key_id: key_id.to_owned(),
+                        since: now,
+                    },
+                );
+                drop(m);
+                if changed {
+                    self.bump();
+                }
+                changed
+            }
+        }
+    }
+
+    /// When a leaf of `mount` signed by `leaf_issuer` must be re-issued because the default
+    /// issuer changed: `None` when it is the default's (or nothing is known).
+    pub(crate) fn due(
+        &self,
+        mount: &str,
+        leaf_issuer: Option<&str>,
+        serial: &str,
+        window: Duration,
+    ) -> Option<OffsetDateTime> {
+        let leaf_issuer = leaf_issuer?;
+        let m = self.mounts.lock().unwrap_or_else(PoisonError::into_inner);
+        let seen = m.get(mount)?;
+        (seen.key_id != leaf_issuer).then(|| spread(seen.since, window, serial))
+    }
+}
+
+/// `since + window × u`, `u ∈ [0, 1]` from the serial.
+pub(crate) fn spread(since: OffsetDateTime, window: Duration, serial: &str) -> OffsetDateTime {
+    let u = (schedule::serial_jitter(serial) + 1.0) / 2.0;
+    since + time::Duration::seconds_f64(window.as_secs_f64() * u.clamp(0.0, 1.0))
+}
+
+/// Reads `mount`'s issuers and default issuer once and records them.
+pub(crate) async fn look(shared: &Shared, mount: &str) {
+    if let Ok(list) = shared.client.pki_read_issuers(mount).await {
+        let ids: Vec<String> = list.into_iter().map(|i| i.id).collect();
+        if shared.issuers.observe_set(mount, &ids) {
+            tracing::info!(
+                mount,
+                issuers = ids.len(),
+                "the PKI mount's issuers changed"
+            );
+        }
+    }
+    match shared.client.pki_ca_cert(mount).await {
+        Ok(pem) if !pem.trim().is_empty() => {
+            let key = warden_pki::parse_pem_bundle(&pem)
+                .ok()
+                .and_then(|v| v.into_iter().next())
+                .and_then(|i| i.subject_key_id);
+            if let Some(key) = key
+                && shared.issuers.observe(mount, &key, shared.trusted_now())
+            {
+                tracing::info!(mount, issuer = %key, window_s = shared.renewal.issuer_window.as_secs(), "the default issuer changed: certificates from the old one will be re-issued within the window");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::debug!(mount, error = %e, "could not read the default issuer"),
+    }
+}
+
+/// Runs until the agent stops: looks at every mount each poll.
+pub(crate) async fn run(shared: Arc<Shared>, mounts: Vec<String>) {
+    if mounts.is_empty() {
+        return;
+    }
+    let mut shutdown = shared.shutdown_signal();
+    loop {
+        for m in &mounts {
+            look(&shared, m).await;
+        }
+        // Often enough that every agent sees a change within a quarter of the reissue window:
+        // `ca rotate-intermediate activate` waits that long between trusting the new issuer
+        // and making it the default, so proxies' chains hold it before any leaf moves.
+        let period = shared.renewal.poll.min(shared.renewal.issuer_window / 4);
+        let wait = schedule::poll_delay(period, schedule::random_unit());
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+        if shared.stopping() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_issuer_makes_old_leaves_due_within_the_window_spread_by_serial() {
+        let book = IssuerBook::default();
+        let t0 = time::macros::datetime!(2030-01-01 00:00 UTC);
+        assert!(!book.observe("pki", "aa", t0));
+        assert_eq!(
+            book.due("pki", Some("aa"), "01", Duration::from_secs(60)),
+            None
+        );
+        // Same key again: no change, the time stays.
+        assert!(!book.observe("pki", "aa", t0 + time::Duration::minutes(5)));
+        let t1 = t0 + time::Duration::hours(1);
+        assert!(book.observe("pki", "bb", t1));
+        let window = Duration::from_secs(600);
+        let mut dues = Vec::new();
+        for serial in ["01", "02", "03", "04", "05", "06", "07", "08"] {
+            let d = book.due("pki", Some("aa"), serial, window).unwrap();
+            assert!(d >= t1 && d <= t1 + time::Duration::seconds(600), "{d}");
+            // Stable for the same certificate.
+            assert_eq!(book.due("pki", Some("aa"), serial, window), Some(d));
+            dues.push(d);
+        }
+        dues.sort();
+        dues.dedup();
+        assert!(dues.len() >= 6, "spread, not one instant: {dues:?}");
+        assert_eq!(book.due("pki", Some("bb"), "01", window), None);
+        assert_eq!(book.due("other", Some("aa"), "01", window), None);
+        assert_eq!(book.due("pki", None, "01", window), None);
+    }
+
+    #[test]
+    fn a_changed_issuer_set_wakes_subscribers() {
+        let book = IssuerBook::default();
+        let rx = book.subscribe();
+        assert!(!book.observe_set("pki", &["b".into(), "a".into()]));
+        assert!(!book.observe_set("pki", &["a".into(), "b".into()]));
+        assert!(!rx.has_changed().unwrap());
+        assert!(book.observe_set("pki", &["a".into(), "b".into(), "c".into()]));
+        assert!(rx.has_changed().unwrap());
+    }
+}

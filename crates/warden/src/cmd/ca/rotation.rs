@@ -1,0 +1,417 @@
+//! `warden ca status` and `warden ca rotate-intermediate`: the chain's cadence and the
+//! rotation of an environment's PKI intermediate in steps across two machines (ADR 0029).
+//! The logic is `warden_registry::ca`; this module orders the steps with what only the CLI
+//! can do — apply the cert-auth roles, refresh a lab's listener — and prints.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use time::OffsetDateTime;
+use warden_registry::ca::{self, CaError, CaStatus, RotationRecord};
+
+use crate::context::{OneEnv, Resolved, Target};
+use crate::hint::HintExt as _;
+use crate::output::Output;
+
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RotateArgs {
+    #[command(subcommand)]
+    step: RotateStep,
+}
+
+#[derive(Debug, Subcommand)]
+enum RotateStep {
+    /// Online: generate the new intermediate's key inside OpenBao and write its CSR, for the
+    /// offline host's `warden ca sign-intermediate`.
+    Begin(BeginArgs),
+    /// Online: import the signed intermediate beside the old one, trust both (cert-auth roles,
+    /// the listener's client-CA bundle), then make it the default issuer.
+    Activate(ActivateArgs),
+    /// Online: remove the old intermediate once no live certificate chains to it, or the
+    /// overlap is over, or with --force and a reason.
+    Retire(RetireArgs),
+}
+
+#[derive(Debug, Args)]
+struct BeginArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Where to write the CSR (a new file).
+    #[arg(long, value_name = "FILE")]
+    csr_out: PathBuf,
+    /// Discard a rotation that was begun but never activated (its key stays unused).
+    #[arg(long)]
+    restart: bool,
+}
+
+#[derive(Debug, Args)]
+struct ActivateArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The intermediate the offline root signed (`ca sign-intermediate --bundle --out FILE`).
+    #[arg(long, value_name = "FILE")]
+    cert: Option<PathBuf>,
+    /// Outside a lab: every node's listener now trusts both intermediates (client-ca.pem
+    /// rewritten, nodes restarted). Without it, activate stops after the import and the roles,
+    /// and says what to do; run it again with this flag.
+    #[arg(long)]
+    listeners_updated: bool,
+}
+
+#[derive(Debug, Args)]
+struct RetireArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Retire although live certificates still chain to the old intermediate; the reason and
+    /// the identities that did not move are recorded.
+    #[arg(long, value_name = "REASON")]
+    force: Option<String>,
+}
+
+fn one_env(target: &Target, command: &str) -> anyhow::Result<(Resolved, warden_spec::Environment)> {
+    let resolved = target.resolve()?;
+    let env = resolved.one_env(command, OneEnv::NamedOrOnly)?.clone();
+    Ok((resolved, env))
+}
+
+fn explain(e: CaError) -> anyhow::Error {
+    let hint = match &e {
+        CaError::OutOfOrder { step, .. } => match *step {
+            "begin" => {
+                "a rotation is under way: finish it (`activate`, `retire`), or `begin --restart` to discard one that was only begun"
+            }
+            "activate" => {
+                "run `warden ca rotate-intermediate begin` first, then sign its CSR offline"
+            }
+            _ => "`warden ca status` shows where the rotation stands",
+        },
+        CaError::BadIntermediate { .. } => {
+            "sign the CSR `begin` wrote with `warden ca sign-intermediate --bundle` and the environment's --permitted-dns; nothing was imported"
+        }
+        CaError::LeavesRemain { .. } => {
+            "wait for the agents to move (`warden ca status` counts live leaves per issuer), or `--force \"REASON\"` — those certificates then stop verifying"
+        }
+        CaError::NoReason => "say why, e.g. --force \"host decommissioned\"",
+        _ => "check the connection and the operator's login, then run the step again",
+    };
+    anyhow::Error::new(e).context(crate::hint::Hint(hint.to_owned()))
+}
+
+// ---- status -------------------------------------------------------------------------------
+
+pub(crate) async fn status(args: StatusArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let resolved = args.target.resolve()?;
+    let now = OffsetDateTime::now_utc();
+    let mut all = Vec::new();
+    for env in &resolved.envs {
+        let client = resolved.client(env)?;
+        let st = ca::status(&client, &resolved.spec, env, now)
+            .await
+            .map_err(explain)?;
+        all.push(st);
+    }
+    let due = all
+        .iter()
+        .flat_map(|s| &s.cas)
+        .any(|c| c.rotation_due || c.expired);
+    out.emit(&serde_json::json!({ "environments": all }), || render(&all))?;
+    Ok(if due {
+        ExitCode::from(crate::exit::POSTURE_DUE)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn days(secs: i64) -> String {
+    format!("{}d", secs / 86_400)
+}
+
+pub(crate) fn render(all: &[CaStatus]) -> String {
+    let mut s = String::new();
+    for st in all {
+        s += &format!("{} ({}/):\n", st.env, st.mount);
+        s += &format!(
+            "  {:<12} {:<8} {:>6}  {:<20}  {:<20}  {:>6}  {}\n",
+            "ca", "default", "age", "not after", "rotation due", "leaves", "issuer id"
+        );
+        for c in &st.cas {
+            let due = if c.expired {
+                "EXPIRED".to_owned()
+            } else if c.rotation_due {
+                format!(
+                    "DUE {}",
+                    &c.rotation_due_at[..10.min(c.rotation_due_at.len())]
+                )
+            } else {
+                c.rotation_due_at[..10.min(c.rotation_due_at.len())].to_owned()
+            };
+            s += &format!(
+                "  {:<12} {:<8} {:>6}  {:<20}  {:<20}  {:>6}  {}\n",
+                c.role,
+                if c.is_default { "yes" } else { "" },
+                days(c.age_secs),
+                c.not_after,
+                due,
+                if c.role == "root" {
+                    "-".to_owned()
+                } else {
+                    c.live_leaves.to_string()
+                },
+                c.issuer_id
+            );
+        }
+        if let Some(r) = &st.rotation {
+            s += &format!(
+                "  rotation: {}",
+                serde_json::to_value(r.state)
+                    .unwrap_or_default()
+                    .as_str()
+                    .unwrap_or("")
+            );
+            if let Some(end) = &r.overlap_ends_at {
+                s += &format!(", overlap ends {end}");
+            }
+            s += "\n";
+            if !r.unmoved.is_empty() {
+                s += &format!(
+                    "  did not move before retirement: {}\n",
+                    r.unmoved.join(", ")
+                );
+            }
+        }
+        if !st.unmoved.is_empty() {
+            s += &format!(
+                "  not yet on the default issuer: {}\n",
+                st.unmoved.join(", ")
+            );
+        }
+        if st.orphan_leaves > 0 {
+            s += &format!(
+                "  {} live certificate(s) chain to an issuer no longer in the mount\n",
+                st.orphan_leaves
+            );
+        }
+    }
+    s
+}
+
+// ---- rotate-intermediate ------------------------------------------------------------------
+
+pub(crate) async fn rotate(args: RotateArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    match args.step {
+        RotateStep::Begin(a) => begin(a, out).await,
+        RotateStep::Activate(a) => activate(a, out).await,
+        RotateStep::Retire(a) => retire(a, out).await,
+    }
+}
+
+fn emit_record(out: &Output, record: &RotationRecord, text: String) -> anyhow::Result<()> {
+    out.emit(record, || text)
+}
+
+async fn begin(a: BeginArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let (resolved, env) = one_env(&a.target, "ca rotate-intermediate begin")?;
+    if a.csr_out.exists() {
+        return Err(anyhow::anyhow!(
+            "--csr-out {} already exists",
+            a.csr_out.display()
+        ))
+        .hint("name a new file; nothing was generated");
+    }
+    let parent = a.csr_out.parent().filter(|p| !p.as_os_str().is_empty());
+    if parent.is_some_and(|p| !p.is_dir()) {
+        return Err(anyhow::anyhow!(
+            "the directory of --csr-out {} does not exist",
+            a.csr_out.display()
+        ))
+        .hint("create it first; nothing was generated");
+    }
+    let client = resolved.client(&env)?;
+    let record = ca::begin(&client, &env, a.restart, OffsetDateTime::now_utc())
+        .await
+        .map_err(explain)?;
+    warden_files::write_atomic(
+        &a.csr_out,
+        record.csr.as_bytes(),
+        warden_files::Mode::Public,
+    )
+    .with_context(|| format!("could not write the CSR to {}", a.csr_out.display()))
+    .hint(
+        "the key and the record exist: run `begin --restart --csr-out OTHER` to get a CSR again",
+    )?;
+    let names = warden_spec::naming::environment_names(&resolved.spec, &env);
+    let permitted: String = names
+        .iter()
+        .map(|n| format!(" --permitted-dns {n}"))
+        .collect();
+    emit_record(
+        out,
+        &record,
+        format!(
+            "{}: new intermediate key generated inside OpenBao; CSR written to {}\n\
+             Next, on the offline CA host:\n  warden ca sign-intermediate --dir DIR --env {} --csr {}{} --bundle --out {}-intermediate.pem\n\
+             Then, online:\n  warden ca rotate-intermediate activate --env {} --cert {}-intermediate.pem\n",
+            env.name,
+            a.csr_out.display(),
+            env.name,
+            a.csr_out.display(),
+            permitted,
+            env.name,
+            env.name,
+            env.name
+        ),
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Makes the cert-auth roles pin every trusted intermediate (apply), then, in a lab, rewrites
+/// the listener's client-CA bundle and restarts the nodes when it changed. Outside a lab the
+/// operator does the listener step (`warden server tls --identity-ca`), as printed.
+async fn trust_everywhere(
+    resolved: &Resolved,
+    env: &warden_spec::Environment,
+    out: &Output,
+) -> anyhow::Result<Option<String>> {
+    out.progress(format!(
+        "{}: pinning cert-auth roles to the trusted intermediates",
+        env.name
+    ));
+    crate::provisioning::apply_resolved(resolved, false, 8, out)
+        .await
+        .context("could not update the cert-auth roles")?;
+    match &resolved.lab {
+        Some(lab) => {
+            out.progress(format!(
+                "{}: refreshing the listener's client-CA bundle",
+                env.name
+            ));
+            let restarted = lab
+                .refresh_client_ca(env.name.as_str())
+                .await
+                .context("could not refresh the listener's client-CA bundle")?;
+            if restarted {
+                out.progress(format!(
+                    "{}: restarted so the listener trusts the new set",
+                    env.name
+                ));
+            }
+            Ok(None)
+        }
+        None => Ok(Some(format!(
+            "the listeners must trust the same set: rewrite client-ca.pem with `warden server tls --env {} --identity-ca OLD.pem [--identity-ca NEW.pem]` (every intermediate `warden ca status --env {}` lists) and restart each node",
+            env.name, env.name
+        ))),
+    }
+}
+
+async fn activate(a: ActivateArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let (resolved, env) = one_env(&a.target, "ca rotate-intermediate activate")?;
+    let client = resolved.client(&env)?;
+    let now = OffsetDateTime::now_utc();
+    let record = ca::read_record(&client, &env).await.map_err(explain)?;
+    // A run that failed after the import picks up where it stopped.
+    if record.as_ref().map(|r| r.state) != Some(ca::RotationState::Imported) {
+        let Some(path) = &a.cert else {
+            return Err(anyhow::anyhow!(
+                "--cert is required to import the signed intermediate"
+            ))
+            .hint("give the file `warden ca sign-intermediate --out` wrote");
+        };
+        let bundle = std::fs::read_to_string(path)
+            .with_context(|| format!("could not read {}", path.display()))?;
+        ca::import(&client, &env, &bundle, now)
+            .await
+            .map_err(explain)?;
+        out.progress(format!(
+            "{}: the new intermediate is imported beside the old one",
+            env.name
+        ));
+    }
+    let step = trust_everywhere(&resolved, &env, out).await?;
+    if let Some(step) = &step
+        && !a.listeners_updated
+    {
+        // An identity re-issued by the new intermediate would be refused at the handshake by a
+        // listener that does not trust it yet: the default does not change before they do.
+        out.warn(step);
+        let record = ca::read_record(&client, &env).await.map_err(explain)?;
+        if let Some(record) = record {
+            emit_record(
+                out,
+                &record,
+                format!(
+                    "{}: imported; cert-auth roles trust both intermediates. The default has NOT changed.\nNext: update every listener, then\n  warden ca rotate-intermediate activate --env {} --listeners-updated\n",
+                    env.name, env.name
+                ),
+            )?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Agents look at the mount's issuers at least every quarter of the reissue window: after
+    // that long every proxy's CA chain holds the new intermediate, so no leaf moves to it
+    // before the peers that must accept it trust it.
+    let settle = resolved.spec.ca.reissue_window.0 / 4 + std::time::Duration::from_secs(2);
+    out.progress(format!(
+        "{}: waiting {} so every agent sees both intermediates before the default changes",
+        env.name,
+        warden_spec::format_duration(settle)
+    ));
+    tokio::time::sleep(settle).await;
+    let client = resolved.client(&env)?;
+    let record = ca::activate(&client, &env, &resolved.spec.ca, OffsetDateTime::now_utc())
+        .await
+        .map_err(explain)?;
+    emit_record(
+        out,
+        &record,
+        format!(
+            "{}: the new intermediate is the default issuer; both are trusted until {}.\n\
+             Agents re-issue within {} of seeing it. Follow with `warden ca status --env {}`, then\n  warden ca rotate-intermediate retire --env {}\n",
+            env.name,
+            record.overlap_ends_at.clone().unwrap_or_default(),
+            warden_spec::format_duration(resolved.spec.ca.reissue_window.0),
+            env.name,
+            env.name
+        ),
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn retire(a: RetireArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let (resolved, env) = one_env(&a.target, "ca rotate-intermediate retire")?;
+    let client = resolved.client(&env)?;
+    let record = ca::retire(
+        &client,
+        &resolved.spec,
+        &env,
+        a.force.as_deref(),
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .map_err(explain)?;
+    let step = trust_everywhere(&resolved, &env, out).await?;
+    if let Some(step) = &step {
+        out.warn(step);
+    }
+    let mut text = format!(
+        "{}: the old intermediate {} is retired: no longer in the mount, the cert-auth roles or the listener's bundle\n",
+        env.name, record.old_issuer_id
+    );
+    if !record.unmoved.is_empty() {
+        text += &format!(
+            "  did not move: {} ({})\n",
+            record.unmoved.join(", "),
+            record.forced_because.clone().unwrap_or_default()
+        );
+    }
+    emit_record(out, &record, text)?;
+    Ok(ExitCode::SUCCESS)
+}

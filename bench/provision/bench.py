@@ -48,6 +48,8 @@ def render_policy(name):
         ("auth/token/lookup-self", ["read"]),
         ("auth/token/renew-self", ["update"]),
         ("auth/token/revoke-self", ["update"]),
+        # `warden doctor` checks the identity's own capabilities as the identity.
+        ("sys/capabilities-self", ["update"]),
         (f"{PKI}/sign/{name}", ["create", "update"]),
         (f"{PKI}/sign/{name}-identity", ["create", "update"]),
         (f"{PKI}/cert/ca_chain", ["read"]),

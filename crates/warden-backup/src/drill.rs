@@ -451,3 +451,42 @@ async fn purposes_and_secrets(
         },
     );
 }
+
+/// Where a drill's signed report goes by default: `<dir>/<env>-drill-<UTC time>.json`.
+pub fn report_path(dir: &Path, env: &str, at: time::OffsetDateTime) -> PathBuf {
+    let stamp = at
+        .format(&time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .unwrap_or_default();
+    dir.join(format!("{env}-drill-{stamp}.json"))
+}
+
+/// Signs `report` with the environment's evidence key (so `warden evidence verify` checks it
+/// offline) and writes the packet to `path` atomically. `warden dr drill` and `warden serve`'s
+/// scheduled drill both record a drill this way.
+pub async fn sign_and_write(
+    live: &Client,
+    env: &Environment,
+    report: &DrillReport,
+    path: &Path,
+) -> Result<(), BackupError> {
+    let payload = serde_json::to_value(report).expect("a drill report serializes");
+    let signed = warden_registry::evidence::sign_payload(
+        live,
+        env.name.as_str(),
+        &env.mounts.transit,
+        &payload,
+    )
+    .await
+    .map_err(|source| BackupError::Sign {
+        env: env.name.to_string(),
+        source: Box::new(source),
+    })?;
+    warden_files::write_atomic(path, &signed.bytes, warden_files::Mode::Public).map_err(|e| {
+        BackupError::Write {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        }
+    })
+}

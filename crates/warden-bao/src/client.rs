@@ -292,6 +292,19 @@ impl Client {
             .is_some()
     }
 
+    /// The HTTP client every request of this client goes through (the configured CA as the only
+    /// trust anchor, the client certificate offered, no redirects, no proxy). For protocols
+    /// OpenBao serves outside its JSON API (ACME, `warden-keys`), which must reach the server
+    /// with the same TLS. A later [`Client::set_identity`] does not change a client already
+    /// handed out.
+    pub fn http_client(&self) -> reqwest::Client {
+        self.inner
+            .http
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Swaps the TLS client identity (after a certificate rotation) for this client and all
     /// its clones.
     ///

@@ -112,7 +112,7 @@ pub use kv::{
 };
 pub use mounts::{MountConfig, MountInfo, MountOptions, MountTtls};
 pub use pki::{IntermediateCsr, Issuer, IssuerSummary, KeyType, SetSigned};
-pub use raft::{Leader, RaftServer};
+pub use raft::{AutopilotServer, AutopilotState, Leader, RaftServer};
 pub use response::{Auth, Secret, WrapInfo};
 pub use retry::{Idempotent, RetryPolicy, format_wait};
 pub use seal::RecoveryInitResponse;

@@ -48,7 +48,57 @@ pub struct RaftServer {
     pub voter: bool,
 }
 
+/// Autopilot's view of the raft cluster (`sys/storage/raft/autopilot/state`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct AutopilotState {
+    /// Every server is healthy and the cluster can lose `failure_tolerance` voters.
+    #[serde(default)]
+    pub healthy: bool,
+    /// Voters the cluster can lose and keep a quorum.
+    #[serde(default)]
+    pub failure_tolerance: u64,
+    /// The leader's node id.
+    #[serde(default, deserialize_with = "null_default")]
+    pub leader: String,
+    /// Each server by node id.
+    #[serde(default)]
+    pub servers: std::collections::BTreeMap<String, AutopilotServer>,
+}
+
+/// One server as autopilot sees it.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct AutopilotServer {
+    /// Node id.
+    #[serde(default, deserialize_with = "null_default")]
+    pub id: String,
+    /// Cluster address.
+    #[serde(default, deserialize_with = "null_default")]
+    pub address: String,
+    /// `alive`, `left`, `failed`...
+    #[serde(default, deserialize_with = "null_default")]
+    pub node_status: String,
+    /// Autopilot judges it healthy (in contact, caught up, same term).
+    #[serde(default)]
+    pub healthy: bool,
+    /// `leader`, `voter`, `non-voter`.
+    #[serde(default, deserialize_with = "null_default")]
+    pub status: String,
+    /// Its last raft index.
+    #[serde(default)]
+    pub last_index: u64,
+}
+
 impl Client {
+    /// Autopilot's state of the raft cluster (`sys/storage/raft/autopilot/state`; needs a
+    /// token allowed to read it). Served by the active node.
+    pub async fn raft_autopilot_state(&self) -> Result<AutopilotState> {
+        let path = "sys/storage/raft/autopilot/state";
+        let secret = self.read(path).await?;
+        secret.data_as::<AutopilotState>(path)
+    }
+
     /// `sys/leader` on the current node (it describes that node's view, so it never fails
     /// over): one probe, no retry, no token.
     pub async fn leader(&self) -> Result<Leader> {

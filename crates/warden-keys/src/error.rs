@@ -104,6 +104,30 @@ pub enum Error {
         reason: String,
     },
 
+    /// The ACME CA refused or failed a step other than the challenge (account, order,
+    /// finalize, download). Nothing was stored.
+    #[error("domain {domain}: ACME at {directory}: could not {reason}")]
+    Acme {
+        /// The domain.
+        domain: String,
+        /// The directory URL.
+        directory: String,
+        /// The step and the CA's (or the transport's) words.
+        reason: String,
+    },
+
+    /// The ACME challenge failed: Warden could not answer it, or the CA could not validate
+    /// the answer in time. Nothing was stored; the certificate in KV is unchanged.
+    #[error("domain {domain}: the {challenge} challenge failed: {reason}")]
+    Challenge {
+        /// The domain.
+        domain: String,
+        /// `http-01`.
+        challenge: String,
+        /// Why, in the CA's words where it gave any.
+        reason: String,
+    },
+
     /// Key or CSR generation in `warden-pki` failed.
     #[error("domain {domain}: {source}")]
     Pki {

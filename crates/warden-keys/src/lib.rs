@@ -20,7 +20,7 @@
 //! | rotate (CAS: one concurrent rotation wins) | [`SigningKeys::rotate`]; without loading: [`rotate()`], or [`current_version`] then [`rotate_if_current`] (preview, then act) |
 //! | reload on rotation | [`SigningKeys::watch`] with [`WatchOptions`] → [`WatchHandle`] |
 //! | time | [`Clock`]: [`SystemClock`] in production, [`ManualClock`] in tests |
-//! | domain certificates | [`DomainStore::status`], [`DomainStore::renew_if_due`] with a [`PkiIssuer`], [`DomainStore::current`] |
+//! | domain certificates | [`DomainStore::status`], [`DomainStore::renew_if_due`] with an [`Issuer`] ([`PkiIssuer`] or [`AcmeIssuer`], ADR 0031), [`DomainStore::current`] |
 //!
 //! Modules: `provider` ([`SigningKeys`], what a service holds), `keyset` (one key's versions
 //! and their grace windows), `rotate` (loading and rotating in KV v2, shared by the provider,
@@ -78,7 +78,10 @@ mod rotate;
 mod watch;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use domain::{DomainState, DomainStatus, DomainStore, PkiIssuer, Renewal, StoredCertificate};
+pub use domain::{
+    AcmeIssuer, DomainState, DomainStatus, DomainStore, Issuer, PkiIssuer, Renewal,
+    StoredCertificate,
+};
 pub use error::{Error, Result, VerifyError};
 pub use jwk::{Jwk, Jwks};
 pub use jws::{Claims, KeyLookup, sign, verify};

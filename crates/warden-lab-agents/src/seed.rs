@@ -98,12 +98,24 @@ async fn seed_keys_and_domains(
         env.mounts.kv.as_str(),
         Arc::new(warden_keys::SystemClock),
     );
-    let issuer = warden_keys::PkiIssuer::new(client.clone(), env.mounts.pki.as_str());
+    let issuer = warden_keys::Issuer::from(warden_keys::PkiIssuer::new(
+        client.clone(),
+        env.mounts.pki.as_str(),
+    ));
     for d in spec
         .domains
         .iter()
         .filter(|d| d.environments.contains(&env.name))
     {
+        if matches!(d.issuer, warden_spec::DomainIssuer::Acme(_)) {
+            // ACME needs the name to resolve to where Warden answers the challenge, which a
+            // lab cannot promise: `warden domain renew` (or serve) obtains it (ADR 0031).
+            seeded.push(format!(
+                "{}: issuer acme, not seeded (`warden domain renew` obtains it)",
+                d.domain
+            ));
+            continue;
+        }
         let r = store.renew_if_due(d, &issuer, false).await.map_err(|e| {
             seed_error(env, format!("issue the certificate of {}", d.domain))(Box::new(e))
         })?;

@@ -230,6 +230,52 @@ pub(crate) async fn unseal(client: &Client, name: &str, layout: &EnvLayout) -> R
     Ok(true)
 }
 
+/// Turns on OpenBao's ACME server on the PKI mount (idempotent; run when the lab creates the
+/// PKI), so a domain with
+/// `issuer = "acme"` is obtained from `<addr>/v1/<pki>/roles/domain-<slug>/acme/directory`
+/// (ADR 0031): the mount passes the headers ACME needs, the cluster path tells OpenBao the URLs
+/// to hand out, and the default (role-less) directory is forbidden, so ACME issues only what a
+/// role allows. OpenBao's ACME certificates are server certificates only
+/// (`allow_role_ext_key_usage = false`).
+async fn enable_acme(client: &Client, name: &str, mount: &str) -> Result<(), Error> {
+    let w = |path: String, body: serde_json::Value, what: &'static str| async move {
+        client
+            .write(&path, &body, warden_bao::Idempotent::Yes)
+            .await
+            .map(drop)
+            .map_err(Error::bao(name, what))
+    };
+    w(
+        format!("sys/mounts/{mount}/tune"),
+        serde_json::json!({
+            "allowed_response_headers": ["Last-Modified", "Replay-Nonce", "Link", "Location"],
+            "passthrough_request_headers": ["If-Modified-Since"],
+        }),
+        "let the PKI mount pass ACME's headers",
+    )
+    .await?;
+    let base = format!(
+        "{}/v1/{mount}",
+        client.address().as_str().trim_end_matches('/')
+    );
+    w(
+        format!("{mount}/config/cluster"),
+        serde_json::json!({ "path": base, "aia_path": base }),
+        "set the PKI mount's cluster path",
+    )
+    .await?;
+    w(
+        format!("{mount}/config/acme"),
+        serde_json::json!({
+            "enabled": true,
+            "default_directory_policy": "forbid",
+            "allow_role_ext_key_usage": false,
+        }),
+        "turn on ACME on the PKI mount",
+    )
+    .await
+}
+
 /// Mounts the PKI engine and installs an intermediate whose key was generated inside OpenBao
 /// and whose CSR the offline root signed. Returns whether anything was created.
 async fn ensure_pki(
@@ -261,6 +307,9 @@ async fn ensure_pki(
     if !chain.trim().is_empty() {
         return Ok(false);
     }
+    // Only while the PKI is being created: that is bootstrap, under the root token. A later
+    // `lab up` runs as the lab operator, whose policy does not tune mounts or configure ACME.
+    enable_acme(client, name, mount).await?;
     let csr = client
         .pki_generate_intermediate_csr(
             mount,

@@ -106,7 +106,7 @@ impl Session {
             .map_err(bao("create the lab operator's cert-auth role"))?;
         prove_operator_login(client, env, layout).await?;
         if test_harness_token {
-            harness_token(client, name, layout).await?;
+            harness_token(client, name, &env.pki_mount, layout).await?;
         }
 
         // Revoke last: until the operator has logged in, the root token is the way back.
@@ -168,14 +168,23 @@ async fn prove_operator_login(
     Ok(())
 }
 
-/// The test harness's token: it may seal the server and do nothing else (tests of what agents
-/// do while a server is sealed need that, and an operator must never have it). Made only when
-/// a test lab asks for it, written LAB ONLY beside the unseal shares, orphan, 24 h.
-async fn harness_token(root: &Client, env: &str, layout: &EnvLayout) -> Result<(), Error> {
+/// The test harness's token: it may seal the server and point the PKI's ACME validator at a
+/// test's own DNS responder (`<pki>/config/acme`, for the ACME tests: the lab's names resolve
+/// nowhere), and do nothing else (tests of what agents do while a server is sealed need the
+/// first, and an operator must never have it). Made only when a test lab asks for it, written
+/// LAB ONLY beside the unseal shares, orphan, 24 h.
+async fn harness_token(
+    root: &Client,
+    env: &str,
+    pki_mount: &str,
+    layout: &EnvLayout,
+) -> Result<(), Error> {
     let bao = |what: &'static str| Error::bao(env, what);
     root.put_policy(
         HARNESS_POLICY,
-        "# managed-by: warden (test labs only)\npath \"sys/seal\" {\n  capabilities = [\"update\", \"sudo\"]\n}\n",
+        &format!(
+            "# managed-by: warden (test labs only)\npath \"sys/seal\" {{\n  capabilities = [\"update\", \"sudo\"]\n}}\npath \"{pki_mount}/config/acme\" {{\n  capabilities = [\"read\", \"update\"]\n}}\n"
+        ),
     )
     .await
     .map_err(bao("write the test harness policy"))?;

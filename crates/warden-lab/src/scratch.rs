@@ -150,6 +150,11 @@ impl Lab {
             });
         }
         scratch.unseal_with(&keys).await?;
+        // A restore is replicated by raft to the followers that are in the configuration as
+        // voters; one still catching up as a non-voter when the snapshot lands misses the new
+        // keyring and then refuses the leader's raft TLS ("unrecognized name") for good. Only
+        // hand the cluster over once every node is a voter (autopilot's stabilisation time).
+        scratch.wait_voters(n).await?;
         Ok(scratch)
     }
 }
@@ -258,6 +263,51 @@ impl Scratch {
                     env: name,
                     what: format!(
                         "the scratch cluster is not unsealed with an active node after {READY:?} (last: {last})"
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Waits up to [`READY`] until the raft configuration lists `n` servers, all voters.
+    async fn wait_voters(&self, n: usize) -> Result<(), Error> {
+        if n <= 1 {
+            return Ok(());
+        }
+        let root = self.root_client()?;
+        let deadline = Instant::now() + READY;
+        let mut last;
+        loop {
+            match root.read("sys/storage/raft/configuration").await {
+                Ok(s) => {
+                    let servers = s
+                        .data
+                        .as_ref()
+                        .and_then(|d| d.get("config"))
+                        .and_then(|c| c.get("servers"))
+                        .and_then(|v| v.as_array())
+                        .cloned()
+                        .unwrap_or_default();
+                    let voters = servers
+                        .iter()
+                        .filter(|v| v.get("voter").and_then(|b| b.as_bool()) == Some(true))
+                        .count();
+                    if voters >= n {
+                        return Ok(());
+                    }
+                    last = format!(
+                        "{voters} voter(s) of {n} ({} server(s) joined)",
+                        servers.len()
+                    );
+                }
+                Err(e) => last = e.to_string(),
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::ServerState {
+                    env: self.env.name.clone(),
+                    what: format!(
+                        "the scratch cluster's followers did not all become voters within {READY:?} (last: {last})"
                     ),
                 });
             }

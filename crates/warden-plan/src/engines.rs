@@ -118,7 +118,7 @@ pub(crate) fn domains(spec: &Spec, env: &Environment, out: &mut Vec<Desired>) {
             continue;
         };
         let (key_type, key_bits) = d.key_type.vault_params();
-        out.push(pki_role(
+        let mut role = pki_role(
             &env.mounts.pki,
             &d.pki_role(),
             vec![d.domain.clone()],
@@ -128,7 +128,14 @@ pub(crate) fn domains(spec: &Spec, env: &Environment, out: &mut Vec<Desired>) {
             true,
             false,
             owner,
-        ));
+        );
+        if matches!(d.issuer, warden_spec::DomainIssuer::Acme(_)) {
+            // OpenBao's ACME refuses a role that does not store what it issues ("role can not
+            // be used as NoStore is set to true"); stored, the certificates are also revocable
+            // by serial (`warden revoke`).
+            role.body["no_store"] = Value::from(false);
+        }
+        out.push(role);
     }
 }
 

@@ -101,7 +101,12 @@ pub async fn plan_env(
         let live = &live;
         async move {
             let current = live.current(client, env, &d).await?;
-            Ok::<_, Error>(compare(&d, current).map(|(action, reason, fields)| Change {
+            let mut d = d;
+            let outcome = match live_revocation(&mut d, current.as_ref()) {
+                Some(conflict) => Some(conflict),
+                None => compare(&d, current),
+            };
+            Ok::<_, Error>(outcome.map(|(action, reason, fields)| Change {
                 action,
                 kind: d.kind,
                 id: d.id().0,
@@ -201,6 +206,58 @@ impl Live {
                 .map(|v| normalize(d.kind, v)),
         })
     }
+}
+
+/// A purpose revoked live by `warden revoke purpose` (its registry entry carries a
+/// `revocation` object, ADR 0032). Apply never undoes that: the object is kept in what apply
+/// writes, and while the spec still says `revoked = false` the entry is a conflict (apply
+/// refuses) that says what to write. `None` for everything else.
+fn live_revocation(
+    d: &mut Desired,
+    current: Option<&Value>,
+) -> Option<(Action, String, Vec<FieldDiff>)> {
+    if d.kind != Kind::Registry {
+        return None;
+    }
+    let revocation = current?.pointer("/data/revocation")?.clone();
+    if !revocation.is_object() {
+        return None;
+    }
+    let wants_revoked = d.body.pointer("/data/revoked").and_then(Value::as_bool);
+    if let Some(data) = d.body.get_mut("data") {
+        data["revocation"] = revocation.clone();
+    }
+    if wants_revoked != Some(false) {
+        return None;
+    }
+    let field = |k: &str| {
+        revocation
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_owned()
+    };
+    let purpose = d
+        .body
+        .pointer("/data/purpose")
+        .and_then(Value::as_str)
+        .unwrap_or("?")
+        .to_owned();
+    Some((
+        Action::Conflict,
+        format!(
+            "purpose `{purpose}` was revoked by `warden revoke purpose` at {} by {} ({}; record warden/revocations/{}), but the spec says revoked = false: write `revoked = true` in [purposes.{purpose}] (apply never undoes a revocation)",
+            field("at"),
+            field("by"),
+            field("reason"),
+            field("record"),
+        ),
+        vec![FieldDiff {
+            field: "revoked".into(),
+            from: Value::Bool(true),
+            to: Value::Bool(false),
+        }],
+    ))
 }
 
 /// The change that brings `current` to `d`, with its reason and differing fields; `None` when
@@ -345,4 +402,58 @@ fn is_unmounted(e: &warden_bao::Error) -> bool {
         && e.server_errors()
             .iter()
             .any(|m| m.contains("no handler for route") || m.contains("unsupported path"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(revoked: bool) -> Desired {
+        Desired {
+            kind: Kind::Registry,
+            path: "warden/data/registry/tls".into(),
+            body: json!({ "data": { "purpose": "tls", "revoked": revoked, "owner": "o" } }),
+            identity: None,
+            password_file: None,
+        }
+    }
+
+    fn live(revoked: bool, with_record: bool) -> Value {
+        let mut data = json!({ "purpose": "tls", "revoked": revoked, "owner": "o" });
+        if with_record {
+            data["revocation"] =
+                json!({ "record": "1-purpose-tls", "reason": "drill", "by": "alice", "at": "t" });
+        }
+        json!({ "data": data, "metadata": {} })
+    }
+
+    #[test]
+    fn a_live_revocation_is_a_conflict_while_the_spec_says_otherwise() {
+        let mut d = entry(false);
+        let (action, reason, fields) =
+            live_revocation(&mut d, Some(&live(true, true))).expect("a conflict");
+        assert_eq!(action, Action::Conflict);
+        assert!(
+            reason.contains("revoked by `warden revoke purpose` at t by alice (drill")
+                && reason.contains("write `revoked = true` in [purposes.tls]"),
+            "{reason}"
+        );
+        assert_eq!(fields[0].field, "revoked");
+    }
+
+    #[test]
+    fn once_the_spec_agrees_apply_keeps_the_record_and_changes_nothing() {
+        let mut d = entry(true);
+        assert!(live_revocation(&mut d, Some(&live(true, true))).is_none());
+        assert_eq!(d.body["data"]["revocation"]["record"], "1-purpose-tls");
+        assert!(compare(&d, Some(live(true, true))).is_none(), "no change");
+        // Without a live record (revoked through the spec), nothing special happens.
+        let mut d = entry(false);
+        assert!(live_revocation(&mut d, Some(&live(false, false))).is_none());
+        assert!(d.body["data"].get("revocation").is_none());
+        // Other kinds are never touched.
+        let mut other = entry(false);
+        other.kind = Kind::RegistryPage;
+        assert!(live_revocation(&mut other, Some(&live(true, true))).is_none());
+    }
 }

@@ -9,9 +9,13 @@
 //! | leader lease, job records | `warden/data/serve/*` read + check-and-set writes, `warden/metadata/serve/*` read/list: serve's own folder, the policy's only wildcard |
 //! | rotate a signing key | the key's KV metadata (versions; check-and-set required on first write); its data read (the previous `kid`) and written (a new version, check-and-set) |
 //! | renew a domain certificate | the certificate's KV data and metadata; `<pki>/sign/<domain role>`; the intermediate (`<pki>/cert/ca`) |
-//! | posture | per governed credential, where its truth lives (KV *metadata* only, transit key, secret-id accessors, lease lookups, JWT role); the registry entries; the delivery reports (list, read) |
+//! | posture | per governed credential, where its truth lives (KV *metadata* only, transit key, secret-id accessors, JWT role); the registry entries; the delivery reports (list, read). Not database leases: listing them needs `sudo`, so serve judges database credentials from the agents' reports |
+//! | metrics: raft health per node | `sys/storage/raft/autopilot/state` read |
+//! | backup (`backup.every` set) | `sys/storage/raft/snapshot` read (the snapshot streams out; restoring stays root-only); the evidence key `<transit>/keys/warden-evidence` read and `<transit>/sign/warden-evidence` update (the manifest's signature) |
+//! | DR drill (`backup.drill_every` set; lab only) | the backup's grants (the report is signed with the same key); the scratch cluster is reached with the lab's own credentials, not serve's |
 //!
-//! Nothing else: no app secret's data, no policy, no auth configuration, no `sys/` write.
+//! Nothing else: no app secret's data, no policy, no auth configuration, no `sys/` write, and
+//! of `sys/storage` only those two reads.
 //! Seal status and health are unauthenticated and need no grant.
 
 use serde_json::json;
@@ -78,6 +82,19 @@ pub fn grants(spec: &Spec, env: &Environment) -> Vec<Grant> {
                         format!("{}/sign/{}", m.pki, d.pki_role()),
                         &["create", "update"],
                     ));
+                    if matches!(d.issuer, warden_spec::DomainIssuer::Acme(_)) {
+                        // The ACME account beside the certificate (ADR 0031); the ACME
+                        // endpoints themselves take no token.
+                        let account = naming::domain_acme_account_path(&d.domain);
+                        push(grant(
+                            format!("{}/metadata/{account}", m.kv),
+                            &["create", "update", "read"],
+                        ));
+                        push(grant(
+                            format!("{}/data/{account}", m.kv),
+                            &["create", "update", "read"],
+                        ));
+                    }
                 }
             }
             // Posture reads only where each credential's age lives, never a secret's value.
@@ -92,13 +109,9 @@ pub fn grants(spec: &Spec, env: &Environment) -> Vec<Grant> {
                 push(grant(base.clone(), &["list"]));
                 push(grant(format!("{base}-accessor/lookup"), &["update"]));
             }
-            (_, Some(Location::DatabaseRole { mount, role })) => {
-                push(grant(
-                    format!("sys/leases/lookup/{mount}/creds/{role}"),
-                    &["list"],
-                ));
-                push(grant("sys/leases/lookup".to_owned(), &["update"]));
-            }
+            // Database credentials: OpenBao lists leases only with `sudo`, which serve never
+            // gets (its lint refuses it); posture judges them from the agent's delivery
+            // report (below), and says the leases were not listable.
             (_, Some(loc @ Location::JwtRole { .. })) => {
                 push(grant(loc.to_string(), &["read"]));
             }
@@ -108,6 +121,25 @@ pub fn grants(spec: &Spec, env: &Environment) -> Vec<Grant> {
     if domains {
         // A renewed leaf must not outlive its issuer: serve reads the intermediate.
         push(grant(format!("{}/cert/ca", m.pki), &["read"]));
+    }
+    // `/metrics`: raft health per node.
+    push(grant(RAFT_AUTOPILOT_STATE.to_owned(), &["read"]));
+    if env
+        .backup
+        .as_ref()
+        .is_some_and(|b| b.every.is_some() || b.drill_every.is_some())
+    {
+        // Scheduled backups: the snapshot is a GET (read); the manifest (and a drill's report)
+        // is signed with the evidence key, which apply creates.
+        push(grant(RAFT_SNAPSHOT.to_owned(), &["read"]));
+        push(grant(
+            format!("{}/keys/{}", m.transit, naming::EVIDENCE_KEY),
+            &["read"],
+        ));
+        push(grant(
+            format!("{}/sign/{}", m.transit, naming::EVIDENCE_KEY),
+            &["update"],
+        ));
     }
     for p in &spec.purposes {
         push(grant(
@@ -158,6 +190,11 @@ fn read_folders(env: &Environment) -> [String; 3] {
         format!("{}/", naming::delivery_reports().data_path()),
     ]
 }
+
+/// Taking a raft snapshot (a GET on the active node).
+pub const RAFT_SNAPSHOT: &str = "sys/storage/raft/snapshot";
+/// Autopilot's view of every raft node (health, voter, leader).
+pub const RAFT_AUTOPILOT_STATE: &str = "sys/storage/raft/autopilot/state";
 
 /// Serve's policy document in `env`.
 pub fn policy_hcl(spec: &Spec, env: &Environment) -> String {
@@ -282,6 +319,20 @@ pub fn lint_serve(
             }
         }
         let writes = !reads_only;
+        // Of `sys/storage`, serve reads the snapshot (backups) and autopilot's state
+        // (metrics), nothing else: restore, snapshot-force, remove-peer and the raft
+        // configuration's writes are root-only and stay so.
+        if g.path.starts_with("sys/storage")
+            && (writes || ![RAFT_SNAPSHOT, RAFT_AUTOPILOT_STATE].contains(&g.path.as_str()))
+        {
+            push(
+                rules::ROOT_ONLY,
+                format!(
+                    "serve may only read `{RAFT_SNAPSHOT}` and `{RAFT_AUTOPILOT_STATE}` under sys/storage (`{}`)",
+                    g.path
+                ),
+            );
+        }
         let login_config = g.path.starts_with("auth/")
             && !g.path.starts_with("auth/token/")
             && !g.path.ends_with("/secret-id-accessor/lookup")
@@ -396,6 +447,10 @@ mod tests {
         let mut g = grants(&spec, env);
         g.push(grant(format!("{}/data/*", env.mounts.kv), &["read"]));
         g.push(grant("sys/policies/acl/x".to_owned(), &["update"]));
+        g.push(grant(
+            "sys/storage/raft/snapshot-force".to_owned(),
+            &["update"],
+        ));
         let rules: Vec<&str> = lint_serve(&spec, env, "live", &g)
             .iter()
             .map(|f| f.rule)
@@ -403,5 +458,39 @@ mod tests {
         assert!(rules.contains(&rules::WILDCARD), "{rules:?}");
         assert!(rules.contains(&rules::CROSS_APP), "{rules:?}");
         assert!(rules.contains(&rules::ROOT_ONLY), "{rules:?}");
+        assert!(
+            rules.iter().filter(|r| **r == rules::ROOT_ONLY).count() >= 2,
+            "a snapshot restore is root-only: {rules:?}"
+        );
+    }
+
+    #[test]
+    fn a_scheduled_backup_grants_the_snapshot_read_and_the_evidence_signature_only() {
+        let text = SPEC.replace(
+            "[environments.test]",
+            "[environments.test.backup]\nrecipients = [\"age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\"]\ndir = \"b\"\nevery = \"1d\"\n\n[environments.test]",
+        );
+        let spec = warden_spec::parse(&text, "warden.toml").expect("spec with a backup");
+        let env = spec.environment("test").expect("test env");
+        let g = grants(&spec, env);
+        assert!(lint_serve(&spec, env, "desired", &g).is_empty(), "{g:?}");
+        let caps = |p: &str| {
+            g.iter()
+                .find(|x| x.path == p)
+                .map(|x| x.capabilities.clone())
+        };
+        assert_eq!(caps(RAFT_SNAPSHOT), Some(vec!["read".to_owned()]));
+        let sign = format!("{}/sign/{}", env.mounts.transit, naming::EVIDENCE_KEY);
+        assert_eq!(caps(&sign), Some(vec!["update".to_owned()]));
+        let storage: Vec<&str> = g
+            .iter()
+            .filter(|x| x.path.starts_with("sys/storage"))
+            .map(|x| x.path.as_str())
+            .collect();
+        assert_eq!(storage, [RAFT_AUTOPILOT_STATE, RAFT_SNAPSHOT]);
+        // Without a schedule: no snapshot read.
+        let plain = warden_spec::parse(SPEC, "warden.toml").expect("example spec");
+        let g = grants(&plain, plain.environment("test").expect("test"));
+        assert!(!g.iter().any(|x| x.path == RAFT_SNAPSHOT), "{g:?}");
     }
 }

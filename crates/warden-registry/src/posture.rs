@@ -185,6 +185,23 @@ struct Facts {
     floor: Option<(Status, String)>,
 }
 
+/// The spec's purposes, each marked `revoked` when its registry entry says so (a live
+/// revocation the spec has not caught up with). An entry this reader cannot read leaves the
+/// purpose as the spec has it: posture reads, it does not enforce (agents and serve do).
+async fn live_revoked(client: &Client, spec: &Spec, creds: &[Credential]) -> Vec<Purpose> {
+    let mut out = Vec::with_capacity(spec.purposes.len());
+    for p in &spec.purposes {
+        let mut p = p.clone();
+        if !p.revoked && creds.iter().any(|c| p.covers(&c.id)) {
+            p.revoked = crate::revoke::revoked_live(client, p.id.as_str())
+                .await
+                .unwrap_or(false);
+        }
+        out.push(p);
+    }
+    out
+}
+
 /// Reads posture of `env` for `spec` as of `now` (Unix seconds). Reads only.
 pub async fn collect(
     client: &Client,
@@ -209,11 +226,14 @@ pub async fn collect(
         reports,
         kv,
     };
+    // A purpose revoked live (`warden revoke purpose`, ADR 0032) is judged revoked before the
+    // spec says so: its registry entry is what agents obey.
+    let purposes_here = live_revoked(client, spec, &creds).await;
     // Only credentials some purpose governs are read, each once, a bounded number at a time.
     let governed: Vec<(&Purpose, &Credential)> = creds
         .iter()
         .filter_map(|c| {
-            spec.purposes
+            purposes_here
                 .iter()
                 .find(|p| p.covers(&c.id))
                 .map(|p| (p, c))
@@ -609,9 +629,34 @@ impl Reader<'_> {
             source: "database leases",
             ..Facts::default()
         };
-        let leases = self.list(&prefix).await?;
-        f.detail
-            .insert("live_leases".into(), leases.len().to_string());
+        // OpenBao lists leases only for a token with `sudo` there (operators have it; serve's
+        // generated policy never does): without it, the agent's report below is the evidence,
+        // and the detail says the leases were not seen.
+        let leases = match self.client.list(&prefix).await {
+            Err(e) if e.is_permission_denied() => {
+                f.detail.insert(
+                    "live_leases".into(),
+                    "not listable with this token (OpenBao needs sudo to list leases)".into(),
+                );
+                Vec::new()
+            }
+            Err(e) if e.is_not_found() || matches!(e.status(), Some(400 | 405)) => {
+                f.detail.insert("live_leases".into(), "0".into());
+                Vec::new()
+            }
+            Err(source) => {
+                return Err(Error::Bao {
+                    env: self.env.name.to_string(),
+                    what: format!("list {prefix}"),
+                    source,
+                });
+            }
+            Ok(leases) => {
+                f.detail
+                    .insert("live_leases".into(), leases.len().to_string());
+                leases
+            }
+        };
         for l in leases {
             let lease_id = format!("{mount}/creds/{role}/{l}");
             let Ok(Some(s)) = self

@@ -1,4 +1,5 @@
-//! Revocation: `warden revoke identity NAME` and `warden revoke cert SERIAL`.
+//! Revocation: `warden revoke identity NAME`, `warden revoke cert SERIAL` and
+//! `warden revoke purpose P` (the last in [`purpose`], ADR 0032).
 //!
 //! Revoking an identity does four things, each of which holds on its own (ADR 0015):
 //! 1. its stored certificates (the identity certificate, serials from its agent's delivery
@@ -27,6 +28,10 @@ use warden_spec::naming::{self, CERT_AUTH_CRL};
 use warden_spec::{Environment, IdentityKind, Spec};
 
 use crate::posture::DeliveryReport;
+
+mod purpose;
+
+pub use purpose::{PurposePlan, plan_purpose, revoke_purpose, revoked_live};
 
 /// Why a revocation was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +70,29 @@ pub enum RevokeError {
         /// The PKI mount.
         mount: String,
     },
+    /// No purpose of the spec has this id. Nothing was changed.
+    #[error("`{purpose}` is not a purpose of the spec")]
+    UnknownPurpose {
+        /// The id given.
+        purpose: String,
+    },
+    /// The purpose covers no credential in this environment. Nothing was changed.
+    #[error("purpose `{purpose}` governs nothing in `{env}`")]
+    PurposeNotHere {
+        /// The purpose.
+        purpose: String,
+        /// The environment.
+        env: String,
+    },
+    /// The purpose's registry entry does not exist yet: `warden apply` has not run with it.
+    /// Nothing was changed.
+    #[error("purpose `{purpose}` has no registry entry in `{env}` yet")]
+    NotApplied {
+        /// The purpose.
+        purpose: String,
+        /// The environment.
+        env: String,
+    },
     /// The reason is empty.
     #[error("a revocation needs a reason (--reason)")]
     NoReason,
@@ -88,7 +116,7 @@ pub enum RevokeError {
     },
 }
 
-fn bao(what: impl Into<String>) -> impl FnOnce(warden_bao::Error) -> RevokeError {
+pub(crate) fn bao(what: impl Into<String>) -> impl FnOnce(warden_bao::Error) -> RevokeError {
     let what = what.into();
     move |source| RevokeError::Bao {
         what,
@@ -147,7 +175,7 @@ pub struct AppRolePlan {
 pub struct RevocationRecord {
     /// The record's id (`<unix time>-<kind>-<target>`).
     pub id: String,
-    /// `identity` or `cert`.
+    /// `identity`, `cert` or `purpose`.
     pub kind: String,
     /// The identity name or the serial.
     pub target: String,
@@ -194,7 +222,11 @@ pub fn normalise_serial(serial: &str) -> Result<String, RevokeError> {
 }
 
 /// Whether the PKI mount stores a certificate with `serial` (normalised).
-async fn stored(client: &Client, mount: &str, serial: &str) -> Result<bool, RevokeError> {
+pub(crate) async fn stored(
+    client: &Client,
+    mount: &str,
+    serial: &str,
+) -> Result<bool, RevokeError> {
     match client.read(&format!("{mount}/cert/{serial}")).await {
         Ok(s) => Ok(s
             .data
@@ -353,7 +385,7 @@ async fn lookup_entity(
 }
 
 /// Revokes every stored serial of `serials` in `mount`; returns (revoked, not stored).
-async fn revoke_serials(
+pub(crate) async fn revoke_serials(
     client: &Client,
     mount: &str,
     certs: &[CertRef],
@@ -379,7 +411,7 @@ async fn revoke_serials(
 
 /// Copies the PKI mount's CRL into the cert-auth mount, so cert auth refuses every revoked
 /// certificate. Returns where it was installed.
-async fn install_crl(client: &Client, env: &Environment) -> Result<String, RevokeError> {
+pub(crate) async fn install_crl(client: &Client, env: &Environment) -> Result<String, RevokeError> {
     let m = &env.mounts;
     let path = format!("{}/cert/crl", m.pki);
     let crl = client
@@ -442,11 +474,14 @@ async fn disable_entity(client: &Client, plan: &IdentityPlan) -> Result<String, 
     Ok(id)
 }
 
-fn now_rfc(now: OffsetDateTime) -> String {
+pub(crate) fn now_rfc(now: OffsetDateTime) -> String {
     now.format(&Rfc3339).unwrap_or_default()
 }
 
-async fn write_record(client: &Client, record: &RevocationRecord) -> Result<(), RevokeError> {
+pub(crate) async fn write_record(
+    client: &Client,
+    record: &RevocationRecord,
+) -> Result<(), RevokeError> {
     let path = naming::revocation_record(&record.id).data_path();
     let data = serde_json::to_value(record).unwrap_or_default();
     client

@@ -51,6 +51,24 @@ pub enum Error {
     /// Posture could not be read.
     #[error(transparent)]
     Posture(Box<warden_registry::posture::Error>),
+    /// A purpose's registry entry could not be read (whether it is revoked live).
+    #[error("{env}: {source}")]
+    Registry {
+        /// Environment.
+        env: String,
+        /// The registry's error.
+        #[source]
+        source: Box<warden_registry::revoke::RevokeError>,
+    },
+    /// A backup or a drill could not be made (the backup library's error).
+    #[error("{env}: {source}")]
+    Backup {
+        /// Environment.
+        env: String,
+        /// The backup library's error.
+        #[source]
+        source: Box<warden_backup::BackupError>,
+    },
     /// The settings cannot give a safe lease.
     #[error("{0}")]
     Settings(String),

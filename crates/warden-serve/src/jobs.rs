@@ -5,6 +5,8 @@
 //! | `rotate-signing-key/<app>/<key>` | the key's newest version is older than the key's `interval` (or no version exists) | [`warden_keys::rotate_if_current`] on the version seen, so a rotation someone else made in between is refused, never stacked |
 //! | `renew-domain/<slug>` | the stored domain certificate is missing, inside its `renew_before` or expired | [`warden_keys::DomainStore::renew_if_due`] (check-and-set on the version it read) |
 //! | `posture` | once per `--posture-every` period | [`warden_registry::posture::collect`]; the worst status and the count per status are recorded |
+//! | `backup` | once per `[environments.E.backup] every` period | [`warden_backup::create`] into the spec's `backup.dir`, retention after it ([`crate::ops`]) |
+//! | `dr-drill` | once per `drill_every` period (lab only, with drill inputs) | [`warden_backup::drill::drill`] of the newest backup; RTO/RPO recorded, report signed ([`crate::ops`]) |
 //!
 //! Purpose rules first (fail closed, [`warden_spec::rules`]): a key or domain no purpose
 //! governs, a revoked purpose's, or one left unrotated past its purpose's interval + grace (a
@@ -18,11 +20,12 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use warden_bao::Client;
-use warden_keys::{DomainStore, PkiIssuer, SigningKeyConfig, SystemClock};
+use warden_keys::{DomainStore, Issuer, SigningKeyConfig, SystemClock};
 use warden_spec::rules::{Contract, Refusal, check_contract, check_domain_renewal};
 use warden_spec::{CredentialKind, DomainCert, Environment, Spec};
 
 use crate::error::{Error, Result};
+use crate::ops::{BackupTarget, Done};
 
 /// One scheduled job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +56,16 @@ pub enum JobKind {
     },
     /// Judge posture.
     Posture,
+    /// Take a backup of the environment (retention after it).
+    Backup {
+        /// The spec's `every`.
+        every: Duration,
+    },
+    /// Drill the newest backup in a scratch cluster.
+    Drill {
+        /// The spec's `drill_every`.
+        every: Duration,
+    },
 }
 
 /// Every job of `env`: one rotation per signing key living there, one renewal per domain
@@ -90,7 +103,42 @@ pub fn jobs_for(spec: &Spec, env: &Environment) -> Vec<Job> {
         id: "posture".into(),
         kind: JobKind::Posture,
     });
+    if let Some(b) = &env.backup {
+        if let Some(every) = b.every {
+            out.push(Job {
+                id: BACKUP_JOB.into(),
+                kind: JobKind::Backup { every },
+            });
+        }
+        if let Some(every) = b.drill_every {
+            out.push(Job {
+                id: DRILL_JOB.into(),
+                kind: JobKind::Drill { every },
+            });
+        }
+    }
     out
+}
+
+/// Whether `env`'s spec schedules the backup or drill job `job` (no other job is asked).
+pub(crate) fn jobs_for_env_has(env: &Environment, job: &str) -> bool {
+    env.backup.as_ref().is_some_and(|b| match job {
+        BACKUP_JOB => b.every.is_some(),
+        DRILL_JOB => b.drill_every.is_some(),
+        _ => false,
+    })
+}
+
+/// The backup job's id (and record name).
+pub const BACKUP_JOB: &str = "backup";
+/// The DR drill job's id.
+pub const DRILL_JOB: &str = "dr-drill";
+
+/// The slot of a periodic job: the number of whole periods since the Unix epoch, so every
+/// replica names the same due run the same way and a run recorded `ok` is not repeated in
+/// its period, whoever leads.
+fn period_slot(now_ms: u64, every: Duration) -> String {
+    format!("t{}", now_ms / 1000 / every.as_secs().max(1))
 }
 
 /// What a due check decided.
@@ -117,6 +165,8 @@ pub(crate) enum Work {
     Posture {
         now_s: i64,
     },
+    Backup,
+    Drill,
 }
 
 /// Is `job` due at `now_ms` (server's clock)?
@@ -130,13 +180,18 @@ pub(crate) async fn due(
 ) -> Result<Due> {
     let now_s = i64::try_from(now_ms / 1000).unwrap_or(i64::MAX);
     match &job.kind {
-        JobKind::Posture => {
-            let period = posture_every.as_secs().max(1);
-            Ok(Due::Run {
-                slot: format!("t{}", now_ms / 1000 / period),
-                work: Work::Posture { now_s },
-            })
-        }
+        JobKind::Posture => Ok(Due::Run {
+            slot: period_slot(now_ms, posture_every),
+            work: Work::Posture { now_s },
+        }),
+        JobKind::Backup { every } => Ok(Due::Run {
+            slot: period_slot(now_ms, *every),
+            work: Work::Backup,
+        }),
+        JobKind::Drill { every } => Ok(Due::Run {
+            slot: period_slot(now_ms, *every),
+            work: Work::Drill,
+        }),
         JobKind::RenewDomain { domain } => {
             let Some(d) = spec.domains.iter().find(|d| d.domain == *domain) else {
                 return Ok(Due::Later);
@@ -153,6 +208,16 @@ pub(crate) async fn due(
             }
             let slot = format!("v{}", status.cas_version);
             let issued = status.issued_at.map(OffsetDateTime::unix_timestamp);
+            if let Ok(p) = warden_spec::rules::domain_purpose(spec, d)
+                && revoked_live(client, env, p.id.as_str()).await?
+            {
+                return Ok(Due::Refused {
+                    slot,
+                    reason: Refusal::Revoked {
+                        purpose: p.id.to_string(),
+                    },
+                });
+            }
             let issuer_not_after = issuer_not_after(client, env).await?;
             if let Err(reason) = check_domain_renewal(spec, d, issued, issuer_not_after, now_s) {
                 return Ok(Due::Refused { slot, reason });
@@ -197,7 +262,10 @@ pub(crate) async fn due(
                     },
                 });
             };
-            if let Err(reason) = check_contract(&Contract::of(purpose), created, now_s) {
+            let mut contract = Contract::of(purpose);
+            // `warden revoke purpose` marks the registry entry before the spec says so.
+            contract.revoked |= revoked_live(client, env, purpose.id.as_str()).await?;
+            if let Err(reason) = check_contract(&contract, created, now_s) {
                 return Ok(Due::Refused { slot, reason });
             }
             Ok(Due::Run {
@@ -209,6 +277,18 @@ pub(crate) async fn due(
             })
         }
     }
+}
+
+/// Whether purpose `id` is revoked in the registry entry agents read (`warden revoke purpose`
+/// writes it before the spec catches up, ADR 0032). One that cannot be read fails the due
+/// check (nothing runs).
+async fn revoked_live(client: &Client, env: &Environment, id: &str) -> Result<bool> {
+    warden_registry::revoke::revoked_live(client, id)
+        .await
+        .map_err(|e| Error::Registry {
+            env: env.name.to_string(),
+            source: Box::new(e),
+        })
 }
 
 /// The key's highest version and when the newest readable one was written (Unix
@@ -264,13 +344,36 @@ async fn issuer_not_after(client: &Client, env: &Environment) -> Result<Option<i
         .and_then(|certs| certs.first().map(|c| c.not_after.unix_timestamp())))
 }
 
-/// Runs the work; returns what it did in words (no secret).
+/// Runs the work; returns what it did in words (no secret) and its figures.
 pub(crate) async fn run(
     work: Work,
     spec: &Spec,
     env: &Environment,
     client: &Client,
-) -> Result<String> {
+    backups: Option<&BackupTarget>,
+) -> Result<Done> {
+    let backups = || {
+        backups.ok_or_else(|| {
+            Error::Settings(format!(
+                "{}: no backup directory was given to serve for this environment",
+                env.name
+            ))
+        })
+    };
+    match work {
+        Work::Backup => crate::ops::backup(client, spec, env, backups()?).await,
+        Work::Drill => crate::ops::drill(client, spec, env, backups()?).await,
+        other => run_words(other, spec, env, client)
+            .await
+            .map(|detail| Done {
+                detail,
+                figures: BTreeMap::new(),
+                failed: false,
+            }),
+    }
+}
+
+async fn run_words(work: Work, spec: &Spec, env: &Environment, client: &Client) -> Result<String> {
     match work {
         Work::Rotate { config, from } => {
             let r = warden_keys::rotate_if_current(client, &config, &SystemClock, from)
@@ -285,7 +388,13 @@ pub(crate) async fn run(
             ))
         }
         Work::RenewDomain { domain } => {
-            let issuer = PkiIssuer::new(client.clone(), env.mounts.pki.as_str());
+            // PKI or ACME, as the domain's spec says (ADR 0031).
+            let keys_err = |source| Error::Keys {
+                env: env.name.to_string(),
+                source: Box::new(source),
+            };
+            let issuer = Issuer::for_domain(client, &env.mounts.kv, &env.mounts.pki, &domain)
+                .map_err(keys_err)?;
             let r = domain_store(client, env)
                 .renew_if_due(&domain, &issuer, false)
                 .await
@@ -325,5 +434,8 @@ pub(crate) async fn run(
                 }
             ))
         }
+        Work::Backup | Work::Drill => Err(Error::Settings(
+            "backups and drills are run by jobs::run".into(),
+        )),
     }
 }

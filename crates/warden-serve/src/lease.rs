@@ -24,6 +24,11 @@ use crate::kvrec::{self, Cas};
 /// `Date` slack (1 s) minus a tenth, and renewals come every TTL/3.
 pub const MIN_TTL: Duration = Duration::from_secs(3);
 
+/// The longest TTL: a holder that dies leaves the lease unusable for up to a TTL, and a
+/// larger one (`--lease-ttl 1000000y`) overflowed the monotonic clock when the local deadline
+/// was computed, a panic that silently ended the environment's worker.
+pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
+
 /// The lease as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseRecord {
@@ -37,6 +42,28 @@ pub struct LeaseRecord {
     pub ttl_ms: u64,
     /// When this term began (server's clock, Unix milliseconds).
     pub since_ms: u64,
+    /// The holding process: a nonce drawn at start. Two processes started with the same
+    /// `--id` (a careless copy of a unit) would otherwise each read the lease as their own and
+    /// both renew it and run jobs; with it, the second follows. Empty in records written
+    /// before it existed (such a lease is another process's until it expires).
+    #[serde(default)]
+    pub instance: String,
+}
+
+/// A fresh process nonce for [`Lease::with_instance`]: 64 bits from the standard library's
+/// per-process random hash keys, mixed with the process id and the time. Not a secret; it
+/// only has to differ between two processes.
+pub fn new_instance() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    format!("{:016x}", h.finish())
 }
 
 /// The lease held now: its term and until when this process may act on it.
@@ -74,6 +101,7 @@ pub enum Step {
 pub struct Lease {
     env: String,
     holder: String,
+    instance: String,
     ttl: Duration,
 }
 
@@ -87,14 +115,35 @@ impl Lease {
                 MIN_TTL.as_secs()
             )));
         }
+        if ttl > MAX_TTL {
+            return Err(Error::Settings(format!(
+                "lease TTL {} s is above the maximum of {} s: a replica that dies would hold the lease that long",
+                ttl.as_secs(),
+                MAX_TTL.as_secs()
+            )));
+        }
         if holder.is_empty() {
             return Err(Error::Settings("the replica id is empty".into()));
         }
         Ok(Self {
             env: env.to_owned(),
             holder: holder.to_owned(),
+            instance: new_instance(),
             ttl,
         })
+    }
+
+    /// The same lease held by the process `instance` ([`new_instance`]; the API compares it
+    /// too, so it must be the process's one nonce).
+    #[must_use]
+    pub fn with_instance(mut self, instance: &str) -> Self {
+        instance.clone_into(&mut self.instance);
+        self
+    }
+
+    /// Whether `rec` was written by this very process (not merely by the same `--id`).
+    pub fn is_mine(&self, rec: &LeaseRecord) -> bool {
+        rec.holder == self.holder && rec.instance == self.instance
     }
 
     /// How often the holder renews (and a follower looks): TTL/3.
@@ -135,7 +184,7 @@ impl Lease {
             Some((rec, v)) if rec.expires_at_ms <= now => {
                 (self.record(rec.term + 1, now, now, ttl_ms), v, true)
             }
-            Some((rec, v)) if rec.holder == self.holder => {
+            Some((rec, v)) if self.is_mine(&rec) => {
                 (self.record(rec.term, rec.since_ms, now, ttl_ms), v, false)
             }
             Some((rec, _)) => return Ok(Step::Follower(rec)),
@@ -163,7 +212,7 @@ impl Lease {
         let Some((rec, v)) = self.read(client).await? else {
             return Ok(false);
         };
-        if rec.holder != self.holder || rec.term != term {
+        if !self.is_mine(&rec) || rec.term != term {
             return Ok(false);
         }
         let mut done = rec;
@@ -182,6 +231,7 @@ impl Lease {
             expires_at_ms: now.saturating_add(ttl_ms),
             ttl_ms,
             since_ms,
+            instance: self.instance.clone(),
         }
     }
 }
@@ -194,6 +244,7 @@ fn released() -> LeaseRecord {
         expires_at_ms: 0,
         ttl_ms: 0,
         since_ms: 0,
+        instance: String::new(),
     }
 }
 
@@ -209,6 +260,9 @@ mod tests {
             "{err}"
         );
         assert!(Lease::new("test", "a", MIN_TTL).is_ok());
+        assert!(Lease::new("test", "a", MAX_TTL).is_ok());
+        let err = Lease::new("test", "a", Duration::from_secs(u64::MAX)).unwrap_err();
+        assert!(err.to_string().contains("above the maximum"), "{err}");
     }
 
     #[test]

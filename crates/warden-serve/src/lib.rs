@@ -8,14 +8,16 @@
 //! |---|---|
 //! | run replicas until shutdown | [`serve`] with [`Settings`], [`Target`]s and an [`Events`] sink |
 //! | the lease alone (take, renew, release; check-and-set, server's clock) | [`Lease`], [`LeaseRecord`], [`Held`] |
-//! | which jobs an environment has | [`jobs_for`] → [`Job`] |
+//! | which jobs an environment has | [`jobs_for`] → [`Job`]; what this replica runs: [`scheduled_jobs`] |
+//! | scheduled backups and DR drills (the work is `warden_backup`'s) | [`BackupTarget`], [`DrillInputs`] |
 //! | what a job record holds (bounded runs, backoff) | [`JobRecord`], [`Run`], [`Outcome`], [`backoff`] |
 //! | the HTTP JSON API over mTLS (`--listen`) | [`api::Api`], [`api::ApiState`], [`api::server_config`] |
 //! | the posture dashboard page (HTML, no JavaScript) | [`dashboard::collect_env`] → [`dashboard::DashboardData`] → [`dashboard::render`] |
 //!
 //! Modules: `lease` (the lease record and its steps), `scheduler` (the lease task, the job
 //! task, fencing), `jobs` (due checks under the purpose rules, and the work: signing-key
-//! rotation through `warden_keys`, the posture sweep through `warden_registry`), `record`
+//! rotation through `warden_keys`, the posture sweep through `warden_registry`), `ops`
+//! (scheduled backups and lab DR drills through `warden_backup`, ADR 0028), `record`
 //! (job records), `kvrec` (the raw KV v2 reads and check-and-set writes they share), `clock`
 //! (the server's clock from `Date`), `error`.
 //!
@@ -41,13 +43,15 @@ mod jobs;
 mod kvrec;
 mod lease;
 pub mod metrics;
+mod ops;
 mod record;
 mod scheduler;
 
 pub use clock::{DATE_SLACK, server_now, unix_ms};
 pub use error::{Error, Result};
-pub use jobs::{Job, JobKind, jobs_for};
-pub use lease::{Held, Lease, LeaseRecord, MIN_TTL, Step};
+pub use jobs::{BACKUP_JOB, DRILL_JOB, Job, JobKind, jobs_for};
+pub use lease::{Held, Lease, LeaseRecord, MAX_TTL, MIN_TTL, Step, new_instance};
 pub use metrics::{Metrics, MetricsError, MetricsServer};
+pub use ops::{BackupTarget, DrillInputs};
 pub use record::{BACKOFF_BASE, BACKOFF_MAX, Claim, JobRecord, MAX_RUNS, Outcome, Run, backoff};
-pub use scheduler::{Event, Events, Settings, Target, serve};
+pub use scheduler::{Event, Events, Settings, Target, scheduled_jobs, serve};

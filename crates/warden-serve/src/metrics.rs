@@ -86,6 +86,22 @@ struct EnvState {
     sealed: Option<bool>,
     up: bool,
     ca_not_after: Option<(String, i64)>,
+    /// The spec's backup and drill periods, seconds (the alerts' yardsticks).
+    backup_every: Option<u64>,
+    drill_every: Option<u64>,
+    /// When the newest good backup was made (Unix seconds), from the backup job's record.
+    backup_ok_at: Option<f64>,
+    /// The newest drill's verdict, from the drill job's record.
+    drill: Option<DrillSeen>,
+    /// Autopilot's view of each raft node.
+    raft: Option<warden_bao::AutopilotState>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct DrillSeen {
+    at: f64,
+    passed: bool,
+    rto: Option<f64>,
 }
 
 #[derive(Debug, Default)]
@@ -117,7 +133,15 @@ impl Metrics {
     pub fn new(spec: &Spec, envs: &[String]) -> Arc<Self> {
         let mut s = State::default();
         for e in envs {
-            s.envs.insert(e.clone(), EnvState::default());
+            let backup = spec.environment(e).and_then(|env| env.backup.as_ref());
+            s.envs.insert(
+                e.clone(),
+                EnvState {
+                    backup_every: backup.and_then(|b| b.every).map(|d| d.as_secs()),
+                    drill_every: backup.and_then(|b| b.drill_every).map(|d| d.as_secs()),
+                    ..EnvState::default()
+                },
+            );
         }
         for p in &spec.purposes {
             s.grace.insert(p.id.to_string(), p.rotation.grace.as_secs());
@@ -308,6 +332,103 @@ impl Metrics {
                 .collect(),
         );
         family(
+            METRIC_BACKUP_INTERVAL,
+            "gauge",
+            "The spec's backup period (`backup.every`) in seconds.",
+            envs()
+                .filter_map(|(e, st)| st.backup_every.map(|x| (labels(&[("env", e)]), x as f64)))
+                .collect(),
+        );
+        family(
+            METRIC_BACKUP_LAST,
+            "gauge",
+            "Unix time of the newest good backup (from the backup job's record).",
+            envs()
+                .filter_map(|(e, st)| st.backup_ok_at.map(|x| (labels(&[("env", e)]), x)))
+                .collect(),
+        );
+        family(
+            METRIC_BACKUP_AGE,
+            "gauge",
+            "Seconds since the newest good backup.",
+            envs()
+                .filter_map(|(e, st)| {
+                    st.backup_ok_at
+                        .map(|x| (labels(&[("env", e)]), now as f64 - x))
+                })
+                .collect(),
+        );
+        family(
+            METRIC_DRILL_INTERVAL,
+            "gauge",
+            "The spec's drill period (`backup.drill_every`) in seconds.",
+            envs()
+                .filter_map(|(e, st)| st.drill_every.map(|x| (labels(&[("env", e)]), x as f64)))
+                .collect(),
+        );
+        family(
+            METRIC_DRILL_LAST,
+            "gauge",
+            "Unix time the newest DR drill started.",
+            envs()
+                .filter_map(|(e, st)| st.drill.map(|d| (labels(&[("env", e)]), d.at)))
+                .collect(),
+        );
+        family(
+            METRIC_DRILL_SUCCESS,
+            "gauge",
+            "1 when the newest DR drill passed every check, 0 when it failed.",
+            envs()
+                .filter_map(|(e, st)| {
+                    st.drill
+                        .map(|d| (labels(&[("env", e)]), f64::from(u8::from(d.passed))))
+                })
+                .collect(),
+        );
+        family(
+            METRIC_DRILL_RTO,
+            "gauge",
+            "RTO of the newest DR drill: start to verified (or to its failed check), seconds.",
+            envs()
+                .filter_map(|(e, st)| {
+                    st.drill
+                        .and_then(|d| d.rto.map(|r| (labels(&[("env", e)]), r)))
+                })
+                .collect(),
+        );
+        let raft = || {
+            envs().flat_map(|(e, st)| {
+                st.raft
+                    .iter()
+                    .flat_map(move |r| r.servers.values().map(move |n| (e, n)))
+            })
+        };
+        family(
+            METRIC_RAFT_HEALTHY,
+            "gauge",
+            "1 when autopilot judges the raft node healthy (in contact, caught up), else 0.",
+            raft()
+                .map(|(e, n)| {
+                    (
+                        labels(&[("env", e), ("node", &n.id), ("status", &n.status)]),
+                        f64::from(u8::from(n.healthy)),
+                    )
+                })
+                .collect(),
+        );
+        family(
+            METRIC_RAFT_TOLERANCE,
+            "gauge",
+            "Voters the environment's raft cluster can lose and keep its quorum (autopilot).",
+            envs()
+                .filter_map(|(e, st)| {
+                    st.raft
+                        .as_ref()
+                        .map(|r| (labels(&[("env", e)]), r.failure_tolerance as f64))
+                })
+                .collect(),
+        );
+        family(
             METRIC_JOB_RUNS,
             "counter",
             "Job runs this replica recorded since start, by outcome.",
@@ -394,6 +515,24 @@ pub const METRIC_JOB_DURATION: &str = "warden_serve_job_last_duration_seconds";
 pub const METRIC_JOB_LAST_RUN: &str = "warden_serve_job_last_run_timestamp_seconds";
 /// `warden_serve_job_failing{env,job}`.
 pub const METRIC_JOB_FAILING: &str = "warden_serve_job_failing";
+/// `backup.every`, seconds.
+pub const METRIC_BACKUP_INTERVAL: &str = "warden_serve_backup_interval_seconds";
+/// Unix time of the newest good backup.
+pub const METRIC_BACKUP_LAST: &str = "warden_serve_backup_last_success_timestamp_seconds";
+/// Seconds since the newest good backup.
+pub const METRIC_BACKUP_AGE: &str = "warden_serve_backup_age_seconds";
+/// `backup.drill_every`, seconds.
+pub const METRIC_DRILL_INTERVAL: &str = "warden_serve_drill_interval_seconds";
+/// Unix time the newest drill started.
+pub const METRIC_DRILL_LAST: &str = "warden_serve_drill_last_timestamp_seconds";
+/// 1 passed, 0 failed.
+pub const METRIC_DRILL_SUCCESS: &str = "warden_serve_drill_last_success";
+/// The newest drill's RTO, seconds.
+pub const METRIC_DRILL_RTO: &str = "warden_serve_drill_last_rto_seconds";
+/// Per raft node: healthy by autopilot.
+pub const METRIC_RAFT_HEALTHY: &str = "warden_serve_raft_node_healthy";
+/// Voters the cluster can lose.
+pub const METRIC_RAFT_TOLERANCE: &str = "warden_serve_raft_failure_tolerance";
 
 /// `k="v",…` with the exposition format's escaping (backslash, quote, newline).
 fn labels(pairs: &[(&str, &str)]) -> String {
@@ -452,6 +591,12 @@ pub async fn collect(
             if let Err(e) = &posture {
                 tracing::warn!(env = %env, error = %e, "metrics: posture collection failed");
             }
+            let raft = t.client.raft_autopilot_state().await;
+            if let Err(e) = &raft {
+                tracing::warn!(env = %env, error = %e, "metrics: raft autopilot state not read");
+            }
+            let backup = last_runs(t, crate::jobs::BACKUP_JOB).await;
+            let drill = last_runs(t, crate::jobs::DRILL_JOB).await;
             let mut s = metrics.lock();
             let st = s.envs.entry(env).or_default();
             st.up = sealed.is_ok() && posture.is_ok();
@@ -464,10 +609,50 @@ pub async fn collect(
             if let Some(na) = ca {
                 st.ca_not_after = Some((t.env.mounts.pki.to_string(), na));
             }
+            // A failed read keeps the last figures: the age keeps growing from them.
+            if let Ok(r) = raft {
+                st.raft = Some(r);
+            }
+            if let Some(rec) = backup
+                && let Some(ok) = rec.last_ok()
+            {
+                st.backup_ok_at = Some(
+                    ok.figures
+                        .get("generated_at")
+                        .copied()
+                        .unwrap_or(ok.started_ms.saturating_add(ok.duration_ms) as f64 / 1000.0),
+                );
+            }
+            if let Some(rec) = drill
+                && let Some(v) = rec.last_verdict()
+            {
+                st.drill = Some(DrillSeen {
+                    at: v.started_ms as f64 / 1000.0,
+                    passed: v.outcome == Outcome::Ok,
+                    rto: v.figures.get("rto_seconds").copied(),
+                });
+            }
         }
         tokio::select! {
             () = tokio::time::sleep(every) => {}
             _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// The job record of `job` in `t`'s environment, when the environment has that job and its
+/// record reads (a missing or unreadable record: `None`, and the last figures stand).
+async fn last_runs(t: &Target, job: &str) -> Option<crate::record::JobRecord> {
+    if !crate::jobs::jobs_for_env_has(&t.env, job) {
+        return None;
+    }
+    let entry = warden_spec::naming::serve_job_record(job);
+    match crate::kvrec::read(&t.client, t.env.name.as_str(), &entry).await {
+        Ok(Some((data, _))) if !data.is_null() => serde_json::from_value(data).ok(),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(env = %t.env.name, job, error = %e, "metrics: job record not read");
+            None
         }
     }
 }
@@ -588,6 +773,7 @@ mod tests {
             duration_ms: 1_500,
             outcome,
             detail: String::new(),
+            figures: BTreeMap::new(),
         };
         m.observe(&Event::Run {
             env: "test".into(),

@@ -8,6 +8,7 @@
 //! one leader, and a second leader with a stale view loses the write instead of recording the
 //! same due run twice.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -36,7 +37,7 @@ pub enum Outcome {
 }
 
 /// One run of a job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Run {
     /// The due run it served (`v3`: the key version it rotated from; `t29581`: the posture
     /// period).
@@ -53,6 +54,10 @@ pub struct Run {
     pub outcome: Outcome,
     /// What it did or why it failed (never a secret).
     pub detail: String,
+    /// Figures of the run the metrics read back (a backup's `generated_at`, `bytes`; a
+    /// drill's `rto_seconds`, `rpo_seconds`, `passed`); absent for jobs that have none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub figures: BTreeMap<String, f64>,
 }
 
 /// A job run claimed and not yet recorded.
@@ -107,6 +112,24 @@ impl JobRecord {
             .and_then(|l| serde_json::from_str(l).ok())
     }
 
+    /// The newest run that ended `ok` among those kept.
+    pub fn last_ok(&self) -> Option<Run> {
+        self.runs
+            .lines()
+            .rev()
+            .filter_map(|l| serde_json::from_str::<Run>(l).ok())
+            .find(|r| r.outcome == Outcome::Ok)
+    }
+
+    /// The newest run that ended `ok` or `failed` (a verdict, not a refusal or a lost race).
+    pub fn last_verdict(&self) -> Option<Run> {
+        self.runs
+            .lines()
+            .rev()
+            .filter_map(|l| serde_json::from_str::<Run>(l).ok())
+            .find(|r| matches!(r.outcome, Outcome::Ok | Outcome::Failed))
+    }
+
     /// Appends `run`, keeps the newest [`MAX_RUNS`], clears the claim and sets the backoff:
     /// a failure waits [`backoff`] of the consecutive failures from `run`'s end; anything
     /// else resets it.
@@ -149,6 +172,7 @@ mod tests {
             duration_ms: 10,
             outcome,
             detail: String::new(),
+            figures: BTreeMap::new(),
         }
     }
 

@@ -22,13 +22,23 @@ use crate::error::{Error, Result};
 use crate::jobs::{self, Due, Job};
 use crate::kvrec::{self, Cas};
 use crate::lease::{Held, Lease, Step};
-use crate::record::{Claim, JobRecord, Outcome, Run};
+use crate::record::{BACKOFF_MAX, Claim, JobRecord, Outcome, Run};
+
+/// How long a stop waits for the job task, then for the lease's release, before giving up on
+/// each (a frozen OpenBao): well inside systemd's 30 s stop timeout in the shipped unit.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Leeway over [`BACKOFF_MAX`] before a stored retry time counts as not one serve wrote.
+const BACKOFF_SLACK: Duration = Duration::from_secs(60);
 
 /// How a replica runs.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// This replica's id in the lease and in job records.
     pub holder: String,
+    /// This process's nonce in the lease ([`crate::lease::new_instance`]): tells apart two
+    /// processes started with the same `holder`.
+    pub instance: String,
     /// Lease TTL ([`crate::lease::MIN_TTL`] at least); renewed every third of it.
     pub lease_ttl: Duration,
     /// How often the leader looks for due jobs.
@@ -42,6 +52,7 @@ impl Settings {
     pub fn new(holder: &str) -> Self {
         Self {
             holder: holder.to_owned(),
+            instance: crate::lease::new_instance(),
             lease_ttl: Duration::from_secs(30),
             tick: Duration::from_secs(5),
             posture_every: Duration::from_secs(60),
@@ -58,6 +69,24 @@ pub struct Target {
     pub client: Client,
     /// Where the API asks for a job to be checked now (`POST /v1/jobs/{job}/run`).
     pub trigger: Arc<crate::api::Trigger>,
+    /// Where scheduled backups go and what the drill needs (`None`: the environment has no
+    /// backup settings, and no backup or drill job runs).
+    pub backups: Option<crate::ops::BackupTarget>,
+}
+
+/// The jobs this replica runs for `target`: [`jobs::jobs_for`], less a drill it was given no
+/// inputs for and backups it was given no directory for.
+pub fn scheduled_jobs(spec: &Spec, target: &Target) -> Vec<Job> {
+    jobs::jobs_for(spec, &target.env)
+        .into_iter()
+        .filter(|j| match j.kind {
+            jobs::JobKind::Backup { .. } => target.backups.is_some(),
+            jobs::JobKind::Drill { .. } => {
+                target.backups.as_ref().is_some_and(|b| b.drill.is_some())
+            }
+            _ => true,
+        })
+        .collect()
 }
 
 /// What a replica reports as it runs (the CLI prints one line each).
@@ -129,11 +158,10 @@ pub async fn serve(
 ) -> Result<()> {
     let mut leases = Vec::new();
     for t in &targets {
-        leases.push(Lease::new(
-            t.env.name.as_str(),
-            &settings.holder,
-            settings.lease_ttl,
-        )?);
+        leases.push(
+            Lease::new(t.env.name.as_str(), &settings.holder, settings.lease_ttl)?
+                .with_instance(&settings.instance),
+        );
     }
     let mut tasks = Vec::new();
     for (t, lease) in targets.into_iter().zip(leases) {
@@ -162,6 +190,7 @@ async fn env_worker(
     events: Events,
 ) {
     let env = target.env.name.to_string();
+    let settings_holder = settings.holder.clone();
     let client = target.client.clone();
     let (tx, rx) = watch::channel::<Option<Held>>(None);
     let jobs_task = tokio::spawn(job_loop(
@@ -174,8 +203,51 @@ async fn env_worker(
     ));
     let mut seen: Option<(String, u64)> = None;
     while !*shutdown.borrow() {
-        let held = *tx.borrow();
-        match lease.step(&client).await {
+        let mut held = *tx.borrow();
+        // A frozen OpenBao holds a request for the client's whole timeout (60 s by default),
+        // far past the lease's local deadline. The job loop stops at the deadline anyway (it
+        // checks `Held::valid`), but the replica must also *say* so then — the `lost` event,
+        // the leader gauge — instead of claiming leadership until the request gives up. The
+        // step itself is not cancelled: a write on the wire may land, and the next step
+        // reads what it left.
+        let step = lease.step(&client);
+        tokio::pin!(step);
+        let result = loop {
+            let deadline = held.map(|h| h.valid_until);
+            tokio::select! {
+                r = &mut step => break Some(r),
+                // SIGTERM is not held up by a frozen OpenBao either.
+                _ = shutdown.wait_for(|s| *s) => break None,
+                () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now).into()), if deadline.is_some() => {
+                    if let Some(h) = held.take() {
+                        tx.send_replace(None);
+                        events(Event::Lost {
+                            env: env.clone(),
+                            term: h.term,
+                            reason: "OpenBao did not answer the renewal before the lease's deadline".into(),
+                        });
+                    }
+                }
+            }
+        };
+        let Some(result) = result else { break };
+        match result {
+            // Renewed, but the answer came after the deadline it gives: nothing may be done
+            // under it (the job loop would refuse it too), so it is not reported as leadership.
+            Ok(Step::Leader { held: new, .. }) if !new.valid() => {
+                events(Event::Error {
+                    env: env.clone(),
+                    message: "lease: the renewal was answered after its own deadline (OpenBao slow or frozen); retried at the next renewal".into(),
+                });
+                if let Some(h) = held {
+                    tx.send_replace(None);
+                    events(Event::Lost {
+                        env: env.clone(),
+                        term: h.term,
+                        reason: "could not renew the lease before its deadline".into(),
+                    });
+                }
+            }
             Ok(Step::Leader { held: new, taken }) => {
                 if taken || held.is_none_or(|h| h.term != new.term) {
                     events(Event::Leader {
@@ -187,6 +259,16 @@ async fn env_worker(
                 tx.send_replace(Some(new));
             }
             Ok(Step::Follower(rec)) => {
+                if rec.holder == settings_holder && rec.expires_at_ms > 0 {
+                    // Our id, another process: say so at every look, it is a mistake to fix.
+                    events(Event::Error {
+                        env: env.clone(),
+                        message: format!(
+                            "lease: another process holds the lease as `{}` (term {}): a second replica with this --id, or this replica's previous process until its lease expires; give every replica its own --id",
+                            rec.holder, rec.term
+                        ),
+                    });
+                }
                 if let Some(h) = held {
                     tx.send_replace(None);
                     events(Event::Lost {
@@ -228,11 +310,28 @@ async fn env_worker(
         }
     }
     // Jobs first (they stop at the shutdown signal), then the lease, so nothing runs after it
-    // was handed back.
-    let _ = jobs_task.await;
-    let last = *tx.borrow();
+    // was handed back. A job stuck on a frozen OpenBao (the client waits 60 s per request) is
+    // given STOP_GRACE and then dropped; the lease is then *not* released (a write of the
+    // dropped job may still be on the wire), so it ends by its TTL, as after a crash.
+    let mut jobs_task = jobs_task;
+    let jobs_stopped = tokio::time::timeout(STOP_GRACE, &mut jobs_task)
+        .await
+        .is_ok();
+    if !jobs_stopped {
+        jobs_task.abort();
+        let _ = jobs_task.await;
+    }
+    let last = (*tx.borrow()).filter(|_| jobs_stopped);
     if let Some(h) = last {
-        match lease.release(&client, h.term).await {
+        let released = tokio::time::timeout(STOP_GRACE, lease.release(&client, h.term))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Settings(format!(
+                    "OpenBao did not answer within {} s; the lease ends by its TTL",
+                    STOP_GRACE.as_secs()
+                )))
+            });
+        match released {
             Ok(true) => events(Event::Released {
                 env: env.clone(),
                 term: h.term,
@@ -280,7 +379,7 @@ async fn job_loop(
     mut shutdown: watch::Receiver<bool>,
     events: Events,
 ) {
-    let jobs = jobs::jobs_for(&spec, &target.env);
+    let jobs = scheduled_jobs(&spec, &target);
     let ctx = Ctx {
         spec: &spec,
         target: &target,
@@ -359,6 +458,7 @@ impl Ctx<'_> {
             duration_ms: 0,
             outcome: Outcome::Ok,
             detail: String::new(),
+            figures: std::collections::BTreeMap::new(),
         }
     }
 
@@ -369,7 +469,13 @@ impl Ctx<'_> {
         let now = unix_ms(server_now(client));
         // Asked for through the API: checked now, past the backoff wait.
         let asked = self.target.trigger.take(&job.id);
-        if rec.next_attempt_ms > now && !asked {
+        // Serve never writes a wait longer than the backoff's cap from a run's end, which is
+        // before `now`; a later `next_attempt_ms` was edited in (or the server's clock jumped
+        // back) and would park the job silently until then. It is ignored: the job is checked
+        // now, and its next recorded run writes a sound value.
+        let cap = u64::try_from((BACKOFF_MAX + BACKOFF_SLACK).as_millis()).unwrap_or(u64::MAX);
+        let waiting = rec.next_attempt_ms > now && rec.next_attempt_ms <= now.saturating_add(cap);
+        if waiting && !asked {
             return Ok(());
         }
         if rec.claim.as_ref().is_some_and(|c| c.term > held.term) {
@@ -413,7 +519,7 @@ impl Ctx<'_> {
             return Ok(());
         }
         // Claim the due run under this term.
-        if !held.valid() {
+        if !self.still_holds(held) {
             return Ok(());
         }
         rec.claim = Some(Claim {
@@ -432,7 +538,7 @@ impl Ctx<'_> {
         let result = tokio::select! {
             biased;
             () = fenced(self.rx) => None,
-            r = jobs::run(work, self.spec, &self.target.env, client) => Some(r),
+            r = jobs::run(work, self.spec, &self.target.env, client, self.target.backups.as_ref()) => Some(r),
         };
         let Some(result) = result else {
             // The lease ran out mid-run: stop here. The claim stays with this (now old) term;
@@ -442,7 +548,13 @@ impl Ctx<'_> {
         let mut run = self.run_of(slot, held, now);
         run.duration_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
         match result {
-            Ok(detail) => run.detail = detail,
+            Ok(done) => {
+                run.detail = done.detail;
+                run.figures = done.figures;
+                if done.failed {
+                    run.outcome = Outcome::Failed;
+                }
+            }
             Err(Error::Keys { source, .. })
                 if matches!(*source, warden_keys::Error::Conflict { .. }) =>
             {
@@ -457,6 +569,13 @@ impl Ctx<'_> {
         self.finish(job, &mut rec, claimed, run, held).await
     }
 
+    /// Whether the lease of `held`'s term is still good now. The lease as it is *now*, not
+    /// the copy taken when the job started: a run longer than the lease's TTL (a backup, a
+    /// drill) outlives that copy's deadline while the lease task keeps renewing the term.
+    fn still_holds(&self, held: Held) -> bool {
+        current(self.rx).is_some_and(|now| now.term == held.term)
+    }
+
     /// Records `run` with check-and-set on `version`, unless the lease ran out.
     async fn finish(
         &self,
@@ -466,7 +585,7 @@ impl Ctx<'_> {
         run: Run,
         held: Held,
     ) -> Result<()> {
-        if !held.valid() {
+        if !self.still_holds(held) {
             return Ok(());
         }
         rec.record(run.clone());

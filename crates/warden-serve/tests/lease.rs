@@ -96,3 +96,50 @@ async fn one_winner_renewal_takeover_after_expiry_and_release() {
     assert_eq!(leader(&s), Some((3, true)));
     assert!(start.elapsed() < Duration::from_secs(1));
 }
+
+/// Red team (issue 15): two processes started with the same `--id` (a unit copied to a second
+/// host without changing it). Before the process nonce, each read the lease as its own and
+/// renewed it, so both led the same term and both ran jobs. Now the second follows until the
+/// first's lease expires, and cannot release it either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_id_in_two_processes_leads_once() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let dev = BaoDev::start().await;
+    let client = || {
+        Client::new(
+            ClientConfig::from_address(dev.addr())
+                .expect("address")
+                .with_token(dev.root_token().clone())
+                .with_retry(RetryPolicy::no_retries()),
+        )
+        .expect("client")
+    };
+    let (ca, cb) = (client(), client());
+    ca.enable_secrets_engine("warden", "kv", &MountOptions::kv_v2())
+        .await
+        .expect("warden mount");
+    let a = Lease::new("dev", "same", TTL).expect("lease a");
+    let b = Lease::new("dev", "same", TTL).expect("lease b");
+
+    assert_eq!(
+        leader(&a.step(&ca).await.expect("a takes")),
+        Some((1, true))
+    );
+    for _ in 0..3 {
+        match b.step(&cb).await.expect("b looks") {
+            Step::Follower(rec) => {
+                assert_eq!((rec.holder.as_str(), rec.term), ("same", 1));
+                assert!(!rec.instance.is_empty());
+            }
+            other => panic!("a second process with the same id must follow: {other:?}"),
+        }
+        assert_eq!(
+            leader(&a.step(&ca).await.expect("a renews")),
+            Some((1, false))
+        );
+    }
+    assert!(
+        !b.release(&cb, 1).await.expect("release"),
+        "the same id in another process cannot release the lease"
+    );
+}

@@ -224,6 +224,19 @@ pub(crate) struct RawDomain {
     pub(crate) ttl: Option<S<String>>,
     pub(crate) renew_before: Option<S<String>>,
     pub(crate) key_type: Option<S<String>>,
+    pub(crate) issuer: Option<S<String>>,
+    pub(crate) acme: Option<S<RawAcme>>,
+}
+
+/// `[domains."<name>".acme]`: only with `issuer = "acme"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAcme {
+    pub(crate) directory: Option<S<String>>,
+    pub(crate) contact: Option<S<Vec<S<String>>>>,
+    pub(crate) listen: Option<S<String>>,
+    pub(crate) allow_non_loopback: Option<S<bool>>,
+    pub(crate) challenge_timeout: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

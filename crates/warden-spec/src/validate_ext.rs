@@ -445,6 +445,7 @@ pub(crate) fn domains(
                 KeyType::EcP256
             }),
         };
+        let issuer = domain_issuer(d, &key, r);
         out.push(DomainCert {
             domain,
             slug,
@@ -453,6 +454,7 @@ pub(crate) fn domains(
             ttl,
             renew_before,
             key_type,
+            issuer,
         });
     }
     out
@@ -763,4 +765,114 @@ pub(crate) fn transport(
         });
     }
     out
+}
+
+/// `issuer` and its `[acme]` table: the table only with `issuer = "acme"`, a directory that is
+/// an https URL, contacts that are `mailto:` URLs, and a loopback `listen` unless the spec says
+/// `allow_non_loopback = true` (answering a challenge on a public address is a decision).
+fn domain_issuer(d: &RawDomain, key: &str, r: &mut Reporter<'_>) -> DomainIssuer {
+    let kind = d.issuer.as_ref().map_or("pki", |s| s.get_ref().as_str());
+    match kind {
+        "pki" => {
+            if let Some(acme) = &d.acme {
+                r.error_help(
+                    acme.span(),
+                    format!("{key}.acme"),
+                    "an [acme] table without issuer = \"acme\"",
+                    Some("add issuer = \"acme\" to the domain, or remove the table".into()),
+                );
+            }
+            DomainIssuer::Pki
+        }
+        "acme" => {
+            let empty = RawAcme {
+                directory: None,
+                contact: None,
+                listen: None,
+                allow_non_loopback: None,
+                challenge_timeout: None,
+            };
+            let a = d.acme.as_ref().map_or(&empty, |a| a.get_ref());
+            let akey = format!("{key}.acme");
+            let directory = a.directory.as_ref().and_then(|u| {
+                let ok = url_is_https(u.get_ref());
+                if !ok {
+                    r.error_help(
+                        u.span(),
+                        format!("{akey}.directory"),
+                        format!("`{}` is not an https:// URL", u.get_ref()),
+                        Some("the CA's directory, e.g. https://acme.example.net/directory; leave it out to use the environment's own OpenBao".into()),
+                    );
+                }
+                ok.then(|| u.get_ref().clone())
+            });
+            let mut contact = Vec::new();
+            if let Some(list) = &a.contact {
+                for c in list.get_ref() {
+                    if c.get_ref().starts_with("mailto:") && c.get_ref().len() > 7 {
+                        contact.push(c.get_ref().clone());
+                    } else {
+                        r.error_help(
+                            c.span(),
+                            format!("{akey}.contact"),
+                            format!("`{}` is not a mailto: URL", c.get_ref()),
+                            Some("for example \"mailto:ops@example.com\"".into()),
+                        );
+                    }
+                }
+            }
+            let default_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 80));
+            let listen = match &a.listen {
+                None => default_listen,
+                Some(l) => l.get_ref().parse().unwrap_or_else(|_| {
+                    r.error_help(
+                        l.span(),
+                        format!("{akey}.listen"),
+                        format!("`{}` is not an address:port", l.get_ref()),
+                        Some("for example \"127.0.0.1:80\"".into()),
+                    );
+                    default_listen
+                }),
+            };
+            let allow = a.allow_non_loopback.as_ref().is_some_and(|b| *b.get_ref());
+            if !listen.ip().is_loopback() && !allow {
+                let span = a.listen.as_ref().map_or(d.app.span(), |l| l.span());
+                r.error_help(
+                    span,
+                    format!("{akey}.listen"),
+                    format!("{listen} is not a loopback address"),
+                    Some("Warden answers the challenge on this address for anyone who connects; say allow_non_loopback = true if that is meant".into()),
+                );
+            }
+            let challenge_timeout = ttl_or(
+                a.challenge_timeout.as_ref(),
+                &format!("{akey}.challenge_timeout"),
+                Ttl(Duration::from_secs(120)),
+                r,
+            );
+            DomainIssuer::Acme(AcmeSettings {
+                directory,
+                contact,
+                listen,
+                challenge_timeout,
+            })
+        }
+        other => {
+            let span = d.issuer.as_ref().map_or(d.app.span(), |s| s.span());
+            r.error_help(
+                span,
+                format!("{key}.issuer"),
+                format!("unknown issuer `{other}`"),
+                did_you_mean(other, &["pki", "acme"]),
+            );
+            DomainIssuer::Pki
+        }
+    }
+}
+
+/// An absolute `https://` URL with a host.
+fn url_is_https(s: &str) -> bool {
+    s.strip_prefix("https://").is_some_and(|rest| {
+        !rest.is_empty() && !rest.starts_with('/') && !rest.contains(char::is_whitespace)
+    })
 }

@@ -457,6 +457,96 @@ renew_before = "30d"
 }
 
 #[test]
+fn acme_domains_are_parsed_and_their_mistakes_reported() {
+    let with = |domains: &str| format!("{}{COVER_ALL}{domains}", BASE);
+    let good = with(
+        r#"
+[domains."shop.example.com"]
+environments = ["test"]
+app          = "billing"
+issuer       = "acme"
+[domains."shop.example.com".acme]
+contact           = ["mailto:ops@example.com"]
+listen            = "127.0.0.7:80"
+challenge_timeout = "30s"
+
+[domains."www.example.com"]
+environments = ["test"]
+app          = "billing"
+"#,
+    );
+    let spec = parse(&good, "w.toml").unwrap_or_else(|e| panic!("{e}\n{good}"));
+    let shop = spec
+        .domains
+        .iter()
+        .find(|d| d.domain == "shop.example.com")
+        .unwrap();
+    let warden_spec::DomainIssuer::Acme(acme) = &shop.issuer else {
+        panic!("{:?}", shop.issuer)
+    };
+    assert_eq!(
+        acme.directory, None,
+        "no directory: the environment's own OpenBao"
+    );
+    assert_eq!(acme.listen.to_string(), "127.0.0.7:80");
+    assert_eq!(acme.challenge_timeout.0.as_secs(), 30);
+    assert_eq!(acme.contact, ["mailto:ops@example.com"]);
+    let www = spec
+        .domains
+        .iter()
+        .find(|d| d.domain == "www.example.com")
+        .unwrap();
+    assert_eq!(www.issuer, warden_spec::DomainIssuer::Pki);
+
+    let e = all_errors(&with(
+        r#"
+[domains."shop.example.com"]
+environments = ["test"]
+app          = "billing"
+issuer       = "acmee"
+
+[domains."a.example.com"]
+environments = ["test"]
+app          = "billing"
+[domains."a.example.com".acme]
+listen = "127.0.0.1:80"
+
+[domains."b.example.com"]
+environments = ["test"]
+app          = "billing"
+issuer       = "acme"
+[domains."b.example.com".acme]
+directory = "http://ca.example.net/directory"
+contact   = ["ops@example.com"]
+listen    = "0.0.0.0:80"
+"#,
+    ));
+    for want in [
+        "unknown issuer `acmee`",
+        "did you mean `acme`",
+        "an [acme] table without issuer = \"acme\"",
+        "`http://ca.example.net/directory` is not an https:// URL",
+        "`ops@example.com` is not a mailto: URL",
+        "0.0.0.0:80 is not a loopback address",
+        "allow_non_loopback = true",
+    ] {
+        assert!(e.contains(want), "missing {want:?} in\n{e}");
+    }
+    let exposed = with(
+        r#"
+[domains."b.example.com"]
+environments = ["test"]
+app          = "billing"
+issuer       = "acme"
+[domains."b.example.com".acme]
+listen             = "0.0.0.0:80"
+allow_non_loopback = true
+"#,
+    );
+    parse(&exposed, "w.toml").unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
 fn transport_holders_of_the_example_and_their_mistakes() {
     let spec = parse(EXAMPLE, "warden.toml").unwrap_or_else(|e| panic!("{e}"));
     let names: Vec<&str> = spec.transport.iter().map(|t| t.name.as_str()).collect();

@@ -35,6 +35,8 @@
 //! * [`RunningAgent`] is a long-running agent process, killed when dropped.
 //! * [`wait_for`], [`wait_for_async`] and [`Poll`] wait for what a background process does.
 //! * [`dead_address`] is a loopback address that refuses connections, for failover tests.
+//! * [`dns::LoopbackDns`] answers `A` queries for a test's names with loopback addresses, for
+//!   OpenBao's ACME validator (`config/acme`'s `dns_resolver`).
 //! * [`LabGuard`] is a lab made by `warden lab up` itself, taken down when dropped.
 //! * [`NodeDirs`] lays out a production node's directories with a lab's TLS material, and
 //!   [`prod_nodes_spec`] writes a spec listing nodes, for `warden server config`.
@@ -57,6 +59,7 @@ mod bao;
 mod bare;
 pub mod cli;
 pub mod dead;
+pub mod dns;
 mod error;
 pub mod files;
 pub mod http;

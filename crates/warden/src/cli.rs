@@ -83,7 +83,7 @@ pub(crate) enum Command {
     Dr(crate::cmd::dr::DrArgs),
     /// Long-running scheduler: signing-key rotation when due and a posture sweep, run by the
     /// one replica holding a leader lease in OpenBao, every run recorded (docs/serve.md).
-    Serve(crate::cmd::serve::ServeArgs),
+    Serve(Box<crate::cmd::serve::ServeArgs>),
     /// The posture dashboard as one HTML file: environments side by side, urgent purposes
     /// first, an expiry timeline, job history (docs/serve.md).
     Dashboard(crate::cmd::dashboard::DashboardArgs),

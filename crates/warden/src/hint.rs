@@ -67,6 +67,17 @@ pub(crate) fn revoked_purpose(purpose: &str, what: &str) -> anyhow::Error {
     )))
 }
 
+/// The refusal for a purpose revoked live (`warden revoke purpose`, its registry entry) while
+/// the spec may still say otherwise.
+pub(crate) fn revoked_purpose_live(purpose: &str, what: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "purpose `{purpose}` is revoked in its registry entry: nothing is issued or renewed under it ({what} left unchanged)"
+    )
+    .context(Hint(format!(
+        "it was revoked by `warden revoke purpose` (the record in warden/revocations/ says who and why): write `revoked = true` in [purposes.{purpose}] of the spec; undoing a revocation is a manual decision (docs/identity.md#revocation)"
+    )))
+}
+
 /// Prints `error: <what>: <why> ...` and, if present, `hint: <next step>` on stderr.
 ///
 /// `anyhow::Error::downcast_ref` sees through context layers (iterating `chain()` does not),

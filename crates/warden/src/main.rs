@@ -89,7 +89,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Backup(args) => cmd::backup::run(args, &out).await,
         cli::Command::Restore(args) => cmd::restore::run(args, &out).await,
         cli::Command::Dr(args) => cmd::dr::run(args, &out).await,
-        cli::Command::Serve(args) => cmd::serve::run(args, &out).await,
+        cli::Command::Serve(args) => cmd::serve::run(*args, &out).await,
         cli::Command::Dashboard(args) => cmd::dashboard::run(args, &out).await,
         cli::Command::Seal(args) => cmd::seal::run(args, &out).await,
         cli::Command::Server(args) => cmd::server::run(args, &out).await,

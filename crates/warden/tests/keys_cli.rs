@@ -457,3 +457,138 @@ fn plan_refuses_a_grace_shorter_than_the_token_lifetime() {
     assert!(err.contains("no server was contacted"), "{err}");
     assert!(text(&out.stdout).is_empty(), "no plan is printed");
 }
+
+/// `warden domain renew` over ACME against the lab's own OpenBao (HTTPS + mTLS: the ACME
+/// client goes through the operator's TLS client), the http-01 challenge answered by the CLI
+/// on a loopback address of this test's own at port 80 (the tests run as root), OpenBao's
+/// validator pointed at the testkit's DNS responder through the harness token (the lab's names
+/// resolve nowhere). Obtained, renewed, and a failed challenge that leaves KV as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domain_renew_over_the_labs_acme_directory() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let lab = LabEnv::start(&["test"]).await;
+    let ip = warden_testkit::dns::random_loopback();
+    let dns = warden_testkit::dns::LoopbackDns::start(&[(DOMAIN, ip)]).await;
+    lab.harness_client("test")
+        .write(
+            "pki_int/config/acme",
+            &json!({ "dns_resolver": dns.addr().to_string() }),
+            warden_bao::Idempotent::Yes,
+        )
+        .await
+        .expect("point the validator at the test's DNS");
+    let with_listen = |listen: &str| {
+        SPEC.replace(
+            "ttl          = \"72h\"\nrenew_before = \"24h\"\n",
+            &format!(
+                "ttl          = \"72h\"\nrenew_before = \"24h\"\nissuer       = \"acme\"\n[domains.\"{DOMAIN}\".acme]\nlisten            = \"{listen}:80\"\nchallenge_timeout = \"20s\"\n"
+            ),
+        )
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let good = dir.path().join("warden.toml");
+    std::fs::write(&good, with_listen(&ip.to_string())).expect("write spec");
+    let mut elsewhere = ip.octets();
+    elsewhere[3] = if elsewhere[3] == 254 {
+        1
+    } else {
+        elsewhere[3] + 1
+    };
+    let bad = dir.path().join("elsewhere.toml");
+    std::fs::write(
+        &bad,
+        with_listen(&std::net::Ipv4Addr::from(elsewhere).to_string()),
+    )
+    .expect("write spec");
+    let lab_dir = path_str(lab.dir());
+    let on = |spec: &std::path::Path, args: &[&str]| -> Vec<String> {
+        args.iter()
+            .map(|s| (*s).to_owned())
+            .chain([
+                "--spec".into(),
+                path_str(spec).to_owned(),
+                "--lab".into(),
+                lab_dir.to_owned(),
+            ])
+            .collect()
+    };
+    let run_ok = |spec: &std::path::Path, args: &[&str]| {
+        let a = on(spec, args);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        WARDEN.ok(&a)
+    };
+    run_ok(&good, &["apply"]);
+
+    let first = json_of(&run_ok(&good, &["domain", "renew", "-o", "json"]));
+    assert_eq!(first["renewed"], 1, "{first:#}");
+    assert_eq!(first["domains"][0]["after"]["version"], 1);
+    assert_eq!(first["domains"][0]["after"]["state"], "valid");
+    let operator = lab.client("test");
+    let account = operator
+        .kv2("kvv2")
+        .read(&format!("domains/{DOMAIN}/acme-account"), None)
+        .await
+        .expect("the ACME account is kept in KV");
+    assert!(
+        account
+            .data
+            .get("directory")
+            .and_then(|v| v.expose().as_str())
+            .is_some_and(|d| d.ends_with(&format!("/v1/pki_int/roles/{ROLE}/acme/directory"))),
+        "the role's own directory"
+    );
+    let forced = json_of(&run_ok(
+        &good,
+        &["domain", "renew", DOMAIN, "--force", "-o", "json"],
+    ));
+    assert_eq!(forced["domains"][0]["after"]["version"], 2);
+    let serial2 = forced["domains"][0]["after"]["serial"].clone();
+    assert_ne!(serial2, first["domains"][0]["after"]["serial"]);
+
+    // The challenge answered where the name does not resolve: refused, KV unchanged.
+    let a = on(&bad, &["domain", "renew", DOMAIN, "--force"]);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let out = with_code(&a, 1);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("the http-01 challenge failed")
+            && err.contains("connection refused")
+            && err.contains("the stored certificate is unchanged"),
+        "{err}"
+    );
+    let status = json_of(&run_ok(&good, &["domain", "status", "-o", "json"]));
+    assert_eq!(status["domains"][0]["version"], 2, "{status:#}");
+    assert_eq!(status["domains"][0]["serial"], serial2);
+
+    // `revoke purpose` over the ACME domain: OpenBao stored its certificate (ACME roles
+    // store), so it goes on the CRL; the next `domain renew` is refused by the live
+    // revocation before the spec says so.
+    let record = json_of(&run_ok(
+        &good,
+        &[
+            "revoke",
+            "purpose",
+            "public-tls",
+            "--env",
+            "test",
+            "--reason",
+            "drill",
+            "--yes",
+            "-o",
+            "json",
+        ],
+    ));
+    assert_eq!(
+        record["revoked_serials"],
+        json!([serial2]),
+        "the stored ACME certificate is revoked: {record:#}"
+    );
+    let a = on(&good, &["domain", "renew", DOMAIN, "--force"]);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let err = text(&with_code(&a, 1).stderr);
+    assert!(
+        err.contains("purpose `public-tls` is revoked in its registry entry")
+            && err.contains("write `revoked = true` in [purposes.public-tls]"),
+        "{err}"
+    );
+}

@@ -511,3 +511,210 @@ async fn agents_refuse_new_certificates_under_a_revoked_purpose_or_outside_grace
     assert_eq!(ledger["status"], "stale", "{ledger:#}");
     assert_eq!(by_id("audit/certificate")["status"], "healthy");
 }
+
+const PURPOSE_SPEC: &str = r#"version = 1
+
+[environments.test]
+domain = "test.warden.internal"
+
+[apps.billing]
+environments = ["test"]
+certificate  = { ttl = "10m" }
+
+[apps.ledger]
+environments = ["test"]
+certificate  = { ttl = "10m" }
+
+[purposes.identity]
+description = "billing's mTLS certificate"
+owner = "platform"
+tier = "ephemeral"
+delivery = "agent_file"
+rotation = { interval = "20d", grace = "5d", max_age = "30d" }
+evidence = "EV-IDENTITY"
+covers = ["billing/identity-cert"]
+
+[purposes.ledger-identity]
+description = "ledger's mTLS certificate"
+owner = "ledger"
+tier = "ephemeral"
+delivery = "agent_file"
+rotation = { interval = "20d", grace = "5d", max_age = "30d" }
+evidence = "EV-IDENTITY"
+covers = ["ledger/identity-cert"]
+
+[purposes.tls]
+description = "the apps' server certificates"
+owner = "platform"
+tier = "ephemeral"
+delivery = "agent_file"
+rotation = { interval = "20d", grace = "5d", max_age = "30d" }
+evidence = "EV-TLS"
+covers = ["*/certificate"]
+"#;
+
+/// The registry entry of `purpose` as agents read it.
+async fn registry_entry(op: &Client, purpose: &str) -> Value {
+    op.read(&format!("warden/data/registry/{purpose}"))
+        .await
+        .expect("registry entry")
+        .data
+        .expect("data")["data"]
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_purpose_revokes_its_stored_certificates_and_agents_refuse_and_keep_theirs() {
+    let t = SpecLab::start(WARDEN, PURPOSE_SPEC).await;
+    let lab = t.lab();
+    let run = |extra: &[&str]| t.run(extra);
+    t.apply();
+    let root = tempfile::tempdir().expect("identity root");
+    for name in ["billing", "ledger"] {
+        t.enroll(root.path(), name);
+        let out = agent_once(&WARDEN, root.path(), name);
+        assert!(out.status.success(), "agent {name}: {}", text(&out.stderr));
+    }
+    let op = lab.client("test");
+    let records_before = revocation_records(&op).await.len();
+
+    // Mistakes change nothing: an unknown purpose (with the near miss named), and a dry run.
+    let out = run(&["revoke", "purpose", "tsl", "--reason", "x", "--yes"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("`tsl` is not a purpose of the spec")
+            && err.contains("did you mean `tls`")
+            && err.contains("nothing was revoked"),
+        "{err}"
+    );
+    let out = run(&["revoke", "purpose", "tls", "--reason", "x", "--dry-run"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("billing/certificate"),
+        "the plan lists the certificates: {}",
+        text(&out.stderr)
+    );
+    assert_eq!(registry_entry(&op, "tls").await["revoked"], false);
+    assert_eq!(revocation_records(&op).await.len(), records_before);
+
+    // `revoke purpose tls`: the entry is marked revoked live, with the record's id; the apps'
+    // server certificates are not stored by OpenBao, so they are listed, not revoked.
+    let serial_before = serial_on_disk(root.path(), "billing");
+    let out = run(&[
+        "revoke",
+        "purpose",
+        "tls",
+        "--reason",
+        "CA compromise drill",
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "revoke purpose: {}",
+        text(&out.stderr)
+    );
+    let record: Value = serde_json::from_slice(&out.stdout).expect("record json");
+    assert_eq!(record["kind"], "purpose");
+    assert_eq!(record["target"], "tls");
+    assert!(
+        record["unrevocable_serials"]
+            .as_array()
+            .is_some_and(|s| s.len() == 2),
+        "both apps' server certificates are reported, not stored: {record:#}"
+    );
+    let entry = registry_entry(&op, "tls").await;
+    assert_eq!(entry["revoked"], true, "{entry:#}");
+    assert_eq!(entry["revocation"]["record"], record["id"], "{entry:#}");
+    assert_eq!(entry["revocation"]["reason"], "CA compromise drill");
+    assert_eq!(revocation_records(&op).await.len(), records_before + 1);
+
+    // billing's agent, asked to renew, refuses under the revoked purpose and keeps its
+    // certificate; its identity certificate (another purpose) still logs in.
+    let config = root.path().join("test/billing/agent.toml");
+    let toml = std::fs::read_to_string(&config).expect("agent.toml");
+    let toml = toml
+        .replace("fraction = 0.667", "fraction = 0.01")
+        .replace("jitter = 0.05", "jitter = 0.0");
+    std::fs::write(&config, toml).expect("agent.toml");
+    let out = agent_once(&WARDEN, root.path(), "billing");
+    assert!(!out.status.success(), "the refusal fails --once");
+    assert!(
+        text(&out.stderr).contains("purpose `tls` is revoked"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(serial_on_disk(root.path(), "billing"), serial_before);
+    // Posture judges by the live revocation before the spec catches up.
+    let out = run(&["posture", "--output", "json"]);
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("json: {e}\n{}\n{}", text(&out.stdout), text(&out.stderr)));
+    let tls = report["environments"][0]["purposes"]
+        .as_array()
+        .expect("purposes")
+        .iter()
+        .find(|p| p["purpose"] == "tls")
+        .cloned()
+        .unwrap_or_else(|| panic!("tls in posture: {report:#}"));
+    assert!(
+        tls["credentials"]
+            .as_array()
+            .expect("credentials")
+            .iter()
+            .all(|c| c["status"] == "revoked"),
+        "{tls:#}"
+    );
+
+    // The spec still says revoked = false: plan shows the conflict, apply refuses and does not
+    // undo the revocation.
+    let out = run(&["plan"]);
+    let plan = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        plan.contains("was revoked by `warden revoke purpose`")
+            && plan.contains("write `revoked = true` in [purposes.tls]"),
+        "{plan}"
+    );
+    let out = run(&["apply", "--yes"]);
+    assert!(
+        !out.status.success(),
+        "apply refuses while the spec disagrees"
+    );
+    assert_eq!(registry_entry(&op, "tls").await["revoked"], true);
+    // Once the spec agrees, apply goes through and keeps the revocation record.
+    let agreed = PURPOSE_SPEC.replace(
+        "covers = [\"*/certificate\"]",
+        "covers = [\"*/certificate\"]\nrevoked = true",
+    );
+    std::fs::write(t.spec(), agreed).expect("write spec");
+    t.apply();
+    let entry = registry_entry(&op, "tls").await;
+    assert_eq!(entry["revoked"], true);
+    assert_eq!(entry["revocation"]["record"], record["id"], "{entry:#}");
+
+    // A purpose over a stored certificate: ledger's identity certificate goes on the CRL and
+    // cannot log in any more.
+    let access = EnvAccess::of(lab, "test");
+    assert!(logged_in(&access, root.path(), "ledger").await.is_ok());
+    let out = run(&[
+        "revoke",
+        "purpose",
+        "ledger-identity",
+        "--reason",
+        "host lost",
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let record: Value = serde_json::from_slice(&out.stdout).expect("record json");
+    let revoked = record["revoked_serials"].as_array().expect("serials");
+    assert_eq!(revoked.len(), 1, "{record:#}");
+    let bare = revoked[0].as_str().unwrap().replace(':', "");
+    assert!(crl_serials(&op).await.contains(&bare));
+    assert!(
+        logged_in(&access, root.path(), "ledger").await.is_err(),
+        "a revoked identity certificate cannot log in"
+    );
+}

@@ -5,6 +5,8 @@
 //! OpenBao holds (leader and term, the domain certificate's expiry, the seal state, job runs),
 //! and that `WardenCredentialExpiringSoon` fires in Prometheus for a domain certificate issued
 //! inside its purpose's grace window, then clears once `warden domain renew` replaced it.
+//! Prometheus scrapes an enrolled agent's `/metrics` too (its `[health]` endpoint), so the
+//! agent rules read real series.
 
 #![allow(clippy::print_stderr)] // the measured fire and clear times go to the test log on purpose
 
@@ -291,13 +293,62 @@ async fn prometheus_fires_expiring_certificate_alert_and_clears_after_renewal() 
         "{text}"
     );
 
-    // A real Prometheus on loopback, scraping every second, evaluating the shipped rules.
+    // A real agent (the shop identity, enrolled on this lab) with its `/health` + `/metrics`
+    // endpoint, for Prometheus to scrape beside serve.
+    let hosts = dir.path().join("hosts");
+    WARDEN.ok(&[
+        "identity",
+        "enroll",
+        "shop",
+        "--env",
+        "test",
+        "--spec",
+        path_str(&long),
+        "--lab",
+        lab_dir,
+        "--root-dir",
+        path_str(&hosts),
+    ]);
+    let shop = hosts.join("test/shop");
+    let config = shop.join("agent.toml");
+    let toml = std::fs::read_to_string(&config).expect("agent.toml");
+    if !toml.contains("[health]") {
+        std::fs::write(
+            &config,
+            format!("{toml}\n[health]\nlisten = \"127.0.0.1:0\"\n"),
+        )
+        .expect("agent.toml");
+    }
+    let mut agent = warden_testkit::RunningAgent::spawn(
+        WARDEN.command(&["agent", "--config", path_str(&config)]),
+        &dir.path().join("agent.log"),
+    );
+    let agent_metrics: SocketAddr = wait_for(
+        "the agent's health address",
+        Duration::from_secs(60),
+        || {
+            agent.assert_alive();
+            std::fs::read_to_string(shop.join("state/health.addr"))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        },
+    )
+    .await;
+    wait_for("the agent's /metrics", Duration::from_secs(60), || {
+        get(agent_metrics, "/metrics").filter(|t| t.contains("warden_agent_output_fresh"))
+    })
+    .await;
+
+    // A real Prometheus on loopback, scraping serve and the agent every second, evaluating the
+    // shipped rules.
     let rules = rules_dir().join("warden-rules.yml");
     let config = dir.path().join("prometheus.yml");
     std::fs::write(
         &config,
         format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: warden-serve\n    static_configs:\n      - targets: ['{metrics}']\n",
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: warden-serve\n    static_configs:\n      - targets: ['{metrics}']\n  - job_name: warden-agent\n    static_configs:\n      - targets: ['{agent_metrics}']\n",
             rules.canonicalize().expect("rules file").display()
         ),
     )
@@ -330,6 +381,22 @@ async fn prometheus_fires_expiring_certificate_alert_and_clears_after_renewal() 
         started.elapsed().as_millis()
     );
     let a = &alerts[0];
+    // Prometheus holds the agent's series too: one per output, scraped from its endpoint.
+    let fresh = wait_for(
+        "the agent's series in Prometheus",
+        Duration::from_secs(30),
+        || {
+            let body = get(prom, "/api/v1/query?query=warden_agent_output_fresh")?;
+            let v: Value = serde_json::from_str(&body).ok()?;
+            let r = v["data"]["result"].as_array()?.clone();
+            (!r.is_empty()).then_some(r)
+        },
+    )
+    .await;
+    assert!(
+        fresh.iter().all(|s| s["metric"]["job"] == "warden-agent"),
+        "{fresh:?}"
+    );
     assert_eq!(a["labels"]["env"], "test", "{a}");
     assert_eq!(a["labels"]["purpose"], "public-tls", "{a}");
     assert_eq!(a["labels"]["severity"], "warning", "{a}");
@@ -362,5 +429,6 @@ async fn prometheus_fires_expiring_certificate_alert_and_clears_after_renewal() 
     )
     .expect("expiry");
     assert!(expiry > 71.0 * 3600.0, "renewed for 72 h: {expiry} s left");
+    agent.assert_alive();
     drop(serve);
 }

@@ -90,6 +90,38 @@ impl PkiIssuer {
     }
 }
 
+/// The certificates after the first in a PEM chain (what an ACME CA returns), without
+/// self-signed roots, as [`intermediates`] does for a PKI reply.
+pub(crate) fn intermediates_of_pem(chain: &str) -> Vec<String> {
+    warden_pki::pem_blocks(chain)
+        .into_iter()
+        .skip(1)
+        .filter(|pem| {
+            warden_pki::parse_pem_bundle(pem)
+                .map(|certs| certs.iter().all(|c| !c.self_signed))
+                .unwrap_or(false)
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The leaf's serial as OpenBao prints it (`xx:xx:…`, lower-case hex), empty when it does
+/// not parse (it has been checked by then).
+pub(crate) fn leaf_serial(pem: &str) -> String {
+    x509_parser::pem::parse_x509_pem(pem.as_bytes())
+        .ok()
+        .and_then(|(_, block)| {
+            block.parse_x509().ok().map(|c| {
+                c.raw_serial()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(":")
+            })
+        })
+        .unwrap_or_default()
+}
+
 /// The CA certificates to serve after the leaf: `ca_chain` (or `issuing_ca`) without
 /// self-signed roots, which clients must already trust and servers should not send.
 fn intermediates(data: &Value) -> Vec<String> {
@@ -116,7 +148,7 @@ fn intermediates(data: &Value) -> Vec<String> {
 }
 
 /// The leaf certifies our key and our name and is valid now; returns its `notAfter`.
-fn check_leaf(
+pub(crate) fn check_leaf(
     pem: &str,
     domain: &str,
     our_spki: &[u8],
@@ -164,7 +196,7 @@ fn check_leaf(
 
 /// A fresh key of the spec's type. ECDSA and RSA-3072 come from `warden-pki`; RSA-2048 and
 /// Ed25519, which the offline root never uses, from aws-lc-rs directly.
-fn generate(key_type: KeyType, domain: &str) -> Result<GeneratedKey> {
+pub(crate) fn generate(key_type: KeyType, domain: &str) -> Result<GeneratedKey> {
     let pki = |source| Error::Pki {
         domain: domain.to_owned(),
         source,

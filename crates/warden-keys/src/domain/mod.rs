@@ -13,6 +13,8 @@
 //! | `serial` | as OpenBao reports it (`xx:xx:…`) |
 //! | `issued_at` | RFC 3339, when it was written |
 
+mod acme;
+mod challenge;
 mod issue;
 
 use std::fmt;
@@ -26,11 +28,80 @@ use warden_bao::{Client, KvData};
 use warden_spec::DomainCert;
 use zeroize::Zeroizing;
 
+pub use acme::AcmeIssuer;
 pub use issue::PkiIssuer;
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::kv::{self, KvLocation};
+
+/// Who signs a domain's certificates: the environment's PKI role, or an ACME CA
+/// ([`Issuer::for_domain`] picks from the spec's `issuer`).
+#[derive(Debug, Clone)]
+pub enum Issuer {
+    /// `<pki>/sign/domain-<slug>`.
+    Pki(PkiIssuer),
+    /// An RFC 8555 directory.
+    Acme(AcmeIssuer),
+}
+
+impl From<PkiIssuer> for Issuer {
+    fn from(p: PkiIssuer) -> Self {
+        Self::Pki(p)
+    }
+}
+
+impl From<AcmeIssuer> for Issuer {
+    fn from(a: AcmeIssuer) -> Self {
+        Self::Acme(a)
+    }
+}
+
+impl Issuer {
+    /// The issuer `domain`'s spec names, in the environment `client` talks to: its PKI mount
+    /// `pki_mount`, or ACME — at the spec's `directory`, or by default at OpenBao's own
+    /// directory for the domain's role on that mount, reached with `client`'s TLS (its CA and
+    /// client certificate). The account is kept in the KV v2 mount `kv_mount`.
+    pub fn for_domain(
+        client: &Client,
+        kv_mount: &str,
+        pki_mount: &str,
+        domain: &DomainCert,
+    ) -> Result<Self> {
+        match &domain.issuer {
+            warden_spec::DomainIssuer::Pki => Ok(PkiIssuer::new(client.clone(), pki_mount).into()),
+            warden_spec::DomainIssuer::Acme(settings) => {
+                let (directory, http) = match &settings.directory {
+                    Some(url) => {
+                        // Another CA: platform roots, no client certificate of ours.
+                        let cfg = warden_bao::ClientConfig::from_address(url)
+                            .map_err(|e| Error::bao("reach the ACME directory", url, e))?;
+                        let other = Client::new(cfg)
+                            .map_err(|e| Error::bao("reach the ACME directory", url, e))?;
+                        (url.clone(), other.http_client())
+                    }
+                    None => {
+                        let base = client.address().as_str().trim_end_matches('/');
+                        let path =
+                            warden_spec::naming::acme_directory_path(pki_mount, &domain.slug);
+                        (format!("{base}/v1/{path}"), client.http_client())
+                    }
+                };
+                Ok(
+                    AcmeIssuer::new(client.clone(), kv_mount, http, directory, settings.clone())
+                        .into(),
+                )
+            }
+        }
+    }
+
+    async fn issue(&self, domain: &DomainCert, now: OffsetDateTime) -> Result<issue::Issued> {
+        match self {
+            Self::Pki(p) => p.issue(domain, now).await,
+            Self::Acme(a) => a.issue(domain, now).await,
+        }
+    }
+}
 
 /// Where a domain certificate stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -197,7 +268,7 @@ impl DomainStore {
     pub async fn renew_if_due(
         &self,
         domain: &DomainCert,
-        issuer: &PkiIssuer,
+        issuer: &Issuer,
         force: bool,
     ) -> Result<Renewal> {
         let before = self.status(domain).await?;
@@ -219,7 +290,7 @@ impl DomainStore {
     pub async fn renew(
         &self,
         domain: &DomainCert,
-        issuer: &PkiIssuer,
+        issuer: &Issuer,
         from: &DomainStatus,
     ) -> Result<Renewal> {
         let loc = self.location(domain);
@@ -369,6 +440,7 @@ mod tests {
             ttl: warden_spec::Ttl(Duration::from_secs(90 * DAY as u64)),
             renew_before: warden_spec::Ttl(Duration::from_secs(30 * DAY as u64)),
             key_type: warden_spec::KeyType::EcP256,
+            issuer: warden_spec::DomainIssuer::Pki,
         };
         let loc = KvLocation::new("kvv2", domain.kv_path());
         let fields = |not_after| Fields {

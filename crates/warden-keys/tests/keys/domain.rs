@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use warden_bao::{Client, Idempotent};
-use warden_keys::{Clock, DomainState, DomainStore, ManualClock, PkiIssuer};
+use warden_keys::{Clock, DomainState, DomainStore, Issuer, ManualClock, PkiIssuer};
 use warden_spec::{DomainCert, KeyType, Slug, Ttl};
 use warden_testkit::BaoDev;
 
@@ -15,7 +15,7 @@ use crate::support::{KV, root_client};
 
 const HOUR: u64 = 3600;
 
-fn shop() -> DomainCert {
+pub(crate) fn shop() -> DomainCert {
     DomainCert {
         domain: "shop.example.com".into(),
         slug: Slug::parse("shop-example-com").unwrap(),
@@ -24,12 +24,18 @@ fn shop() -> DomainCert {
         ttl: Ttl(Duration::from_secs(48 * HOUR)),
         renew_before: Ttl(Duration::from_secs(24 * HOUR)),
         key_type: KeyType::EcP256,
+        issuer: warden_spec::DomainIssuer::Pki,
     }
 }
 
 /// A PKI mount with a root, and the domain's role as `warden apply` provisions it:
 /// this domain only, bare, server certificates, the spec's lifetime.
-async fn pki_with_role(client: &Client, domain: &DomainCert) {
+pub(crate) async fn pki_with_role(client: &Client, domain: &DomainCert) {
+    pki_with_role_storing(client, domain, false).await;
+}
+
+/// The same, with `no_store = !store` (`warden apply` stores an ACME domain's certificates).
+pub(crate) async fn pki_with_role_storing(client: &Client, domain: &DomainCert, store: bool) {
     let w = |path: &str, body: serde_json::Value| {
         let path = path.to_owned();
         async move {
@@ -60,7 +66,7 @@ async fn pki_with_role(client: &Client, domain: &DomainCert) {
             "key_type": "ec",
             "key_bits": 256,
             "max_ttl": domain.ttl.to_vault(),
-            "no_store": true,
+            "no_store": !store,
         }),
     )
     .await;
@@ -78,7 +84,7 @@ async fn renewal_is_due_driven_idempotent_versioned_and_check_and_set() {
     let clock = ManualClock::starting_now();
     clock.advance(Duration::from_secs(60));
     let store = DomainStore::new(client.clone(), KV, Arc::new(clock.clone()));
-    let issuer = PkiIssuer::new(client.clone(), "pki");
+    let issuer = Issuer::from(PkiIssuer::new(client.clone(), "pki"));
 
     let before = store.status(&domain).await.expect("status");
     assert_eq!((before.state, before.version), (DomainState::Missing, None));
@@ -199,7 +205,7 @@ async fn a_missing_role_fails_cleanly() {
     domain.slug = Slug::parse("other-example-com").unwrap();
     let store = DomainStore::new(client.clone(), KV, Arc::new(ManualClock::starting_now()));
     let err = store
-        .renew_if_due(&domain, &PkiIssuer::new(client, "pki"), false)
+        .renew_if_due(&domain, &PkiIssuer::new(client, "pki").into(), false)
         .await
         .expect_err("no role");
     let msg = err.to_string();

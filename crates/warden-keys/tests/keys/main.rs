@@ -6,6 +6,7 @@
 
 mod support;
 
+mod acme;
 mod domain;
 mod rotation;
 mod rs256;

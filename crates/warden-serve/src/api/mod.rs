@@ -6,8 +6,8 @@
 //! Bounded like the agent's health server (ADR 0007): at most [`MAX_CONNECTIONS`] at once
 //! (more are dropped), a TLS handshake and a request head within [`HEADER_READ_TIMEOUT`], a
 //! head of at most [`MAX_BUFFER`] bytes (hyper answers 431 beyond), no request body read
-//! (a request that announces one is answered 413), one request per connection and no
-//! connection older than [`CONNECTION_LIFETIME`].
+//! (a request that announces one is answered 413), an answer within [`ANSWER_TIMEOUT`] (else
+//! 504), one request per connection and no connection older than [`CONNECTION_LIFETIME`].
 
 mod routes;
 mod tls;
@@ -39,6 +39,8 @@ pub const MAX_CONNECTIONS: usize = 64;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// No connection lives longer than this.
 pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
+/// A route that has not answered by then (OpenBao slow or frozen) is answered `504`.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest request head read.
 pub const MAX_BUFFER: usize = 16 * 1024;
 
@@ -76,6 +78,9 @@ pub struct ApiState {
     pub client: Client,
     /// This replica's id (`--id`).
     pub replica: String,
+    /// This process's lease nonce ([`crate::Settings::instance`]): a lease held under the
+    /// same `--id` by another process is not this replica's.
+    pub instance: String,
     /// The environment's job loop (the same as its [`crate::Target::trigger`]).
     pub trigger: Arc<Trigger>,
 }
@@ -159,7 +164,16 @@ impl Api {
                 };
                 let service = service_fn(move |req: Request<Incoming>| {
                     let state = Arc::clone(&state);
-                    async move { Ok::<_, Infallible>(routes::route(&req, &state).await) }
+                    async move {
+                        // A frozen OpenBao holds each read for the client's whole timeout
+                        // (60 s): answer 504 well inside the connection's lifetime instead of
+                        // closing it with no answer at all.
+                        let reply =
+                            tokio::time::timeout(ANSWER_TIMEOUT, routes::route(&req, &state))
+                                .await
+                                .unwrap_or_else(|_| routes::timed_out());
+                        Ok::<_, Infallible>(reply)
+                    }
                 });
                 let conn = http.serve_connection(TokioIo::new(tls), service);
                 match tokio::time::timeout(CONNECTION_LIFETIME, conn).await {

@@ -78,7 +78,7 @@ async fn leader(state: &ApiState) -> Reply {
     let now_ms = unix_ms(server_now(&state.client));
     let is_leader = lease
         .as_ref()
-        .is_some_and(|l| l.holder == state.replica && l.expires_at_ms > now_ms);
+        .is_some_and(|l| mine(state, l) && l.expires_at_ms > now_ms);
     json_reply(
         StatusCode::OK,
         &json!({
@@ -108,6 +108,8 @@ fn kind(job: &Job) -> &'static str {
         JobKind::RotateSigningKey { .. } => "rotate-signing-key",
         JobKind::RenewDomain { .. } => "renew-domain",
         JobKind::Posture => "posture",
+        JobKind::Backup { .. } => "backup",
+        JobKind::Drill { .. } => "dr-drill",
     }
 }
 
@@ -216,7 +218,7 @@ async fn run(state: &ApiState, raw: &str) -> Reply {
     let now_ms = unix_ms(server_now(&state.client));
     let live = lease.filter(|l| l.expires_at_ms > now_ms);
     match live {
-        Some(l) if l.holder == state.replica => {
+        Some(l) if mine(state, &l) => {
             state.trigger.ask(&job.id);
             json_reply(
                 StatusCode::ACCEPTED,
@@ -243,6 +245,11 @@ async fn run(state: &ApiState, raw: &str) -> Reply {
             )
         }
     }
+}
+
+/// Whether this process holds `lease` (the same `--id` in another process does not).
+fn mine(state: &ApiState, lease: &LeaseRecord) -> bool {
+    lease.holder == state.replica && lease.instance == state.instance
 }
 
 /// `GET /v1/posture`: posture computed now, as `warden posture` does.
@@ -339,6 +346,18 @@ fn upstream(e: &crate::Error) -> Reply {
         StatusCode::BAD_GATEWAY,
         &e.to_string(),
         "OpenBao could not be read; see `warden status` for the environment",
+    )
+}
+
+/// The answer when a route did not finish within [`super::ANSWER_TIMEOUT`].
+pub(super) fn timed_out() -> Reply {
+    error(
+        StatusCode::GATEWAY_TIMEOUT,
+        &format!(
+            "OpenBao did not answer within {} s",
+            super::ANSWER_TIMEOUT.as_secs()
+        ),
+        "OpenBao is slow, frozen or unreachable: check `warden status` for the environment, then retry",
     )
 }
 

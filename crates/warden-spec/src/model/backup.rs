@@ -17,4 +17,11 @@ pub struct Backup {
     pub keep: Option<u32>,
     /// Delete backups older than this (the newest one is always kept); `None`: no age limit.
     pub max_age: Option<Duration>,
+    /// How often `warden serve` takes a backup (`every = "1d"`); `None`: serve takes none
+    /// (a person or a timer runs `warden backup create`).
+    pub every: Option<Duration>,
+    /// How often `warden serve` drills the newest backup (`drill_every = "7d"`, lab only:
+    /// the drill unseals a scratch cluster with the environment's shares); `None`: no
+    /// scheduled drill.
+    pub drill_every: Option<Duration>,
 }

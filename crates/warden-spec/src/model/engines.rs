@@ -164,6 +164,43 @@ pub struct DomainCert {
     pub renew_before: Ttl,
     /// Key type.
     pub key_type: KeyType,
+    /// Who signs it: the environment's PKI role (the default) or an ACME CA.
+    pub issuer: DomainIssuer,
+}
+
+/// Who issues a domain certificate (`issuer = "pki" | "acme"`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum DomainIssuer {
+    /// `<pki>/sign/domain-<slug>` with Warden's own token (the default).
+    #[default]
+    Pki,
+    /// An RFC 8555 CA, through the http-01 challenge Warden answers itself.
+    Acme(AcmeSettings),
+}
+
+impl DomainIssuer {
+    /// `pki` or `acme`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Pki => "pki",
+            Self::Acme(_) => "acme",
+        }
+    }
+}
+
+/// `[domains."<name>".acme]` (ADR 0031).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeSettings {
+    /// The CA's directory URL; `None`: the environment's own OpenBao, at the domain's PKI role
+    /// (`<addr>/v1/<pki>/roles/domain-<slug>/acme/directory`, [`naming::acme_directory_path`]).
+    pub directory: Option<String>,
+    /// Account contacts (`mailto:` URLs), sent when the account is created.
+    pub contact: Vec<String>,
+    /// Where Warden answers the http-01 challenge (default `127.0.0.1:80`): the CA connects
+    /// to port 80 of the address the domain resolves to.
+    pub listen: std::net::SocketAddr,
+    /// How long the CA may take to validate before Warden gives up (default 2m).
+    pub challenge_timeout: Ttl,
 }
 
 impl DomainCert {

@@ -389,6 +389,23 @@ pub fn domain_pki_role(slug: &Slug) -> String {
     format!("domain-{slug}")
 }
 
+/// The ACME directory of the domain's PKI role, relative to `/v1/`:
+/// `<pki>/roles/domain-<slug>/acme/directory`. Role-qualified, so OpenBao issues through ACME
+/// exactly what the role allows (this name only, server certificates, the spec's lifetime).
+pub fn acme_directory_path(pki_mount: &str, slug: &Slug) -> String {
+    format!(
+        "{}/roles/{}/acme/directory",
+        pki_mount.trim_matches('/'),
+        domain_pki_role(slug)
+    )
+}
+
+/// Where a domain's ACME account lives in the KV v2 mount: `domains/<domain>/acme-account`,
+/// beside its certificate and readable only by those who renew it (ADR 0031).
+pub fn domain_acme_account_path(domain: &str) -> String {
+    format!("domains/{domain}/acme-account")
+}
+
 /// The name in the transit mount of `app`'s key `key`: `<app>-<key>`, so two apps' keys of the
 /// same short name never meet.
 pub fn transit_key_name(app: &Slug, key: &str) -> String {

@@ -248,6 +248,11 @@ pub fn grants(mounts: &Mounts, naming: &Naming) -> Vec<Grant> {
         &["create", "read", "update", "sudo"],
     ));
     out.push(grant(format!("auth/{serve}/certs/*"), CRUD));
+    // …and its policy, whatever the spec's policy names look like (kept, never deleted).
+    out.push(grant(
+        format!("sys/policies/acl/{}", super::serve::SERVE_POLICY),
+        &["create", "read", "update"],
+    ));
     out
 }
 

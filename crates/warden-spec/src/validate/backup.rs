@@ -19,6 +19,8 @@ pub(crate) struct RawBackup {
     pub(crate) dir: S<String>,
     pub(crate) keep: Option<S<u32>>,
     pub(crate) max_age: Option<S<String>>,
+    pub(crate) every: Option<S<String>>,
+    pub(crate) drill_every: Option<S<String>>,
 }
 
 pub(super) fn backup(
@@ -88,10 +90,39 @@ pub(super) fn backup(
             }
         },
     };
+    // Schedules: at least a second (nothing Warden schedules is finer), parsed by the one
+    // duration grammar.
+    let mut schedule = |raw: &Option<S<String>>, field: &str| match raw {
+        None => None,
+        Some(m) => match crate::parse_duration(m.get_ref()) {
+            Ok(d) if d.as_secs() == 0 => {
+                r.error_help(
+                    m.span(),
+                    format!("{key}.{field}"),
+                    "a schedule of zero would run without pause",
+                    Some(format!(
+                        "write a period such as `{field} = \"1d\"`, or leave it out"
+                    )),
+                );
+                ok = false;
+                None
+            }
+            Ok(d) => Some(d),
+            Err(e) => {
+                r.error(m.span(), format!("{key}.{field}"), e.to_string());
+                ok = false;
+                None
+            }
+        },
+    };
+    let every = schedule(&b.every, "every");
+    let drill_every = schedule(&b.drill_every, "drill_every");
     ok.then(|| Backup {
         recipients,
         dir: PathBuf::from(dir),
         keep: b.keep.as_ref().map(|k| *k.get_ref()),
         max_age,
+        every,
+        drill_every,
     })
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use warden_keys::{DomainState, DomainStatus, DomainStore, PkiIssuer, SystemClock};
+use warden_keys::{DomainState, DomainStatus, DomainStore, Issuer, SystemClock};
 use warden_spec::rules::{self, Refusal};
 use warden_spec::{DomainCert, Environment, Spec};
 
@@ -133,12 +133,33 @@ async fn renew(args: RenewArgs, out: &Output) -> anyhow::Result<ExitCode> {
             refuse_revoked(&resolved.spec, d)?;
         }
     }
+    // And those revoked live (`warden revoke purpose`) before the spec says so (ADR 0032).
+    for (env, domains) in &selected {
+        let client = resolved.client(env)?;
+        for d in domains {
+            let Ok(p) = rules::domain_purpose(&resolved.spec, d) else {
+                continue;
+            };
+            let revoked = warden_registry::revoke::revoked_live(&client, p.id.as_str())
+                .await
+                .map_err(|e| anyhow::Error::new(e).context(env.name.to_string()))?;
+            if revoked {
+                return Err(crate::hint::revoked_purpose_live(
+                    p.id.as_str(),
+                    &format!("the certificate of {}", d.domain),
+                ));
+            }
+        }
+    }
     let mut rows = Vec::new();
     for (env, domains) in selected {
         let store = store(&resolved, env)?;
-        let issuer = PkiIssuer::new(resolved.client(env)?, env.mounts.pki.as_str());
+        let client = resolved.client(env)?;
         let issuer_not_after = issuer_not_after(&resolved, env).await?;
         for d in domains {
+            // PKI or ACME, as the domain's spec says (ADR 0031).
+            let issuer = Issuer::for_domain(&client, &env.mounts.kv, &env.mounts.pki, d)
+                .map_err(|e| explain(e, env, d, &rows))?;
             let before = store
                 .status(d)
                 .await
@@ -305,6 +326,20 @@ fn explain(
         Some(format!(
             "the PKI role {}/roles/{role} must exist and allow {}: run `warden apply` for this environment first",
             env.mounts.pki, d.domain
+        ))
+    } else if let warden_keys::Error::Challenge { .. } = &err {
+        let listen = match &d.issuer {
+            warden_spec::DomainIssuer::Acme(a) => a.listen.to_string(),
+            warden_spec::DomainIssuer::Pki => String::new(),
+        };
+        Some(format!(
+            "the CA connects to port 80 of the address {} resolves to; Warden answered on {listen}: make the name resolve there (or set [domains.\"{}\".acme].listen), then run `warden domain renew {}` again; the stored certificate is unchanged",
+            d.domain, d.domain, d.domain
+        ))
+    } else if let warden_keys::Error::Acme { .. } = &err {
+        Some(format!(
+            "for the environment's own OpenBao, `warden lab up` (or the PKI mount's config/acme and config/cluster) must have turned ACME on, and `warden apply` must have provisioned the role {}/roles/{role}; the stored certificate is unchanged",
+            env.mounts.pki
         ))
     } else {
         None

@@ -100,28 +100,13 @@ async fn run_drill(args: DrillArgs, out: &Output) -> anyhow::Result<ExitCode> {
     .await
     .map_err(|e| explain(e, Some(&args.target.spec)))?;
     let payload = serde_json::to_value(&report)?;
-    let signed = warden_registry::evidence::sign_payload(
-        &live,
-        env.name.as_str(),
-        &env.mounts.transit,
-        &payload,
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}"))
-    .context("the drill ran, but its evidence packet could not be signed")?;
     let path = args.out.clone().unwrap_or_else(|| {
-        let t = time::OffsetDateTime::now_utc();
-        dir.join(format!(
-            "{}-drill-{}.json",
-            env.name,
-            t.format(&time::macros::format_description!(
-                "[year][month][day]T[hour][minute][second]Z"
-            ))
-            .unwrap_or_default()
-        ))
+        drill::report_path(&dir, env.name.as_str(), time::OffsetDateTime::now_utc())
     });
-    warden_files::write_atomic(&path, &signed.bytes, warden_files::Mode::Public)
-        .with_context(|| format!("could not write the drill packet to {}", path.display()))?;
+    drill::sign_and_write(&live, &env, &report, &path)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("the drill ran, but its evidence packet could not be signed or written")?;
     let mut value = payload;
     value["packet"] = serde_json::json!(path.display().to_string());
     out.emit(&value, || {

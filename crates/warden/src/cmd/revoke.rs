@@ -1,4 +1,4 @@
-//! `warden revoke identity NAME | cert SERIAL --reason …`: revoke now, record why.
+//! `warden revoke identity NAME | cert SERIAL | purpose P --reason …`: revoke now, record why.
 //!
 //! The work is `warden_registry::revoke`; this module checks and shows the plan, asks for
 //! confirmation (or `--yes`), and explains errors. Everything is checked before anything
@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use time::OffsetDateTime;
-use warden_registry::revoke::{self, IdentityPlan, RevocationRecord, RevokeError};
+use warden_registry::revoke::{self, IdentityPlan, PurposePlan, RevocationRecord, RevokeError};
 
 use crate::hint::{Hint, HintExt};
 use crate::input::{self, Confirmation};
@@ -30,6 +30,18 @@ enum RevokeCommand {
     /// Revoke one certificate by serial (it must be stored in the PKI mount); the CRL is
     /// rebuilt and installed for cert auth.
     Cert(CertArgs),
+    /// Revoke a purpose: the stored certificates of its credentials go on the CRL, its
+    /// registry entry is marked revoked (every agent under it refuses its next issuance and
+    /// keeps what it has), and a record is written. Then write `revoked = true` in the spec.
+    Purpose(PurposeArgs),
+}
+
+#[derive(Debug, Args)]
+struct PurposeArgs {
+    /// The purpose (an id of the spec's [purposes]).
+    purpose: String,
+    #[command(flatten)]
+    common: Common,
 }
 
 #[derive(Debug, Args)]
@@ -67,6 +79,7 @@ pub(crate) async fn run(args: RevokeArgs, out: &Output) -> anyhow::Result<ExitCo
     match args.command {
         RevokeCommand::Identity(a) => identity(a, out).await,
         RevokeCommand::Cert(a) => cert(a, out).await,
+        RevokeCommand::Purpose(a) => purpose(a, out).await,
     }
 }
 
@@ -146,6 +159,77 @@ async fn cert(args: CertArgs, out: &Output) -> anyhow::Result<ExitCode> {
     .map_err(|e| explain(e, &session))?;
     out.emit(&record, || render(&record))?;
     Ok(ExitCode::SUCCESS)
+}
+
+async fn purpose(args: PurposeArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let c = &args.common;
+    check_reason(&c.reason)?;
+    let session = c.access.open("revoke purpose", out)?;
+    let plan = revoke::plan_purpose(&session.client, session.spec(), &session.env, &args.purpose)
+        .await
+        .map_err(|e| explain(e, &session))?;
+    out.stderr_block(&render_purpose_plan(&plan));
+    if c.dry_run {
+        out.emit(
+            &serde_json::json!({ "dry_run": true, "plan": plan }),
+            || "dry run; nothing was revoked\n".to_owned(),
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !c.yes {
+        confirm(out, &format!("Revoke purpose {}?", plan.purpose))?;
+    }
+    let by = session.whoami().await.unwrap_or_else(|| "unknown".into());
+    let record = revoke::revoke_purpose(
+        &session.client,
+        &session.env,
+        &plan,
+        &c.reason,
+        &by,
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .map_err(|e| explain(e, &session))?;
+    out.emit(&record, || {
+        format!(
+            "{}  next: write `revoked = true` in [purposes.{}] of the spec (until then `warden plan` shows a conflict and `warden apply` refuses)\n",
+            render(&record),
+            record.target
+        )
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render_purpose_plan(p: &PurposePlan) -> String {
+    let mut s = format!("Revocation of purpose {} in {}:\n", p.purpose, p.env);
+    if p.already_revoked {
+        s.push_str("  registry      already revoked (revoked again, recorded again)\n");
+    }
+    s.push_str(&format!(
+        "  credentials   {} covered here: {}\n",
+        p.credentials.len(),
+        p.credentials.join(", ")
+    ));
+    if p.certificates.is_empty() {
+        s.push_str("  certificates  none reported by agents or stored in KV\n");
+    }
+    for c in &p.certificates {
+        s.push_str(&format!(
+            "  certificate   {} {}{}\n",
+            c.serial,
+            c.credential.as_deref().unwrap_or(""),
+            if c.stored {
+                ""
+            } else {
+                "  (not stored: cannot go on the CRL; valid until it expires)"
+            }
+        ));
+    }
+    s.push_str(&format!(
+        "  registry      {} marked revoked: agents refuse their next issuance and keep what they have\n",
+        p.registry_entry
+    ));
+    s
 }
 
 fn render_plan(p: &IdentityPlan) -> String {
@@ -256,6 +340,25 @@ fn explain(e: RevokeError, session: &Session) -> anyhow::Error {
             );
             anyhow::Error::new(e).context(Hint(hint))
         }
+        RevokeError::UnknownPurpose { purpose } => {
+            let ids: Vec<&str> = session
+                .spec()
+                .purposes
+                .iter()
+                .map(|p| p.id.as_str())
+                .collect();
+            let mut hint = format!("nothing was revoked; purposes of the spec: {}", ids.join(", "));
+            if let Some(s) = warden_spec::did_you_mean(purpose, &ids) {
+                hint = format!("{s} {hint}");
+            }
+            anyhow::Error::new(e).context(Hint(hint))
+        }
+        RevokeError::PurposeNotHere { .. } => anyhow::Error::new(e).context(Hint(
+            "nothing was revoked; choose the environment it governs credentials in with --env".into(),
+        )),
+        RevokeError::NotApplied { .. } => anyhow::Error::new(e).context(Hint(
+            "nothing was revoked; run `warden apply` for this environment first (or write `revoked = true` in the spec and apply)".into(),
+        )),
         RevokeError::BadSerial { .. } | RevokeError::UnknownSerial { .. } => {
             anyhow::Error::new(e).context(Hint(
                 "nothing was revoked; `warden posture` shows the serials agents reported (OpenBao stores identity certificates; app certificates are not stored and expire on their own)".into(),

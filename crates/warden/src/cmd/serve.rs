@@ -33,7 +33,7 @@ pub(crate) struct ServeArgs {
     /// This replica's id in the lease and in job records (default: host name and process id).
     #[arg(long, value_name = "ID")]
     id: Option<String>,
-    /// Leader lease TTL (at least 3s): renewed every third of it; another replica takes over
+    /// Leader lease TTL (3s to 24h): renewed every third of it; another replica takes over
     /// only after it expires by OpenBao's clock.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
     lease_ttl: Duration,
@@ -47,6 +47,14 @@ pub(crate) struct ServeArgs {
     /// address is printed as a `metrics_listening` event). Off when not given.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<std::net::SocketAddr>,
+    /// Scheduled DR drills (`[environments.E.backup] drill_every`, lab only): an age identity
+    /// file (owner-only) of one of the backups' recipients, to open the newest backup.
+    #[arg(long, value_name = "FILE", requires = "drill_key")]
+    drill_identity: Option<PathBuf>,
+    /// Scheduled DR drills: the evidence public key (`warden evidence key`) every backup's
+    /// manifest must verify with.
+    #[arg(long, value_name = "FILE", requires = "drill_identity")]
+    drill_key: Option<PathBuf>,
     #[command(flatten)]
     api: super::serve_api::ApiArgs,
 }
@@ -121,6 +129,13 @@ pub(crate) async fn run(args: ServeArgs, out: &Output) -> anyhow::Result<ExitCod
         ))
         .hint("use --lease-ttl 3s or more (default 30s)");
     }
+    if args.lease_ttl > warden_serve::MAX_TTL {
+        return Err(anyhow::anyhow!(
+            "--lease-ttl {}s is too long: a replica that dies would keep the others from taking over that long",
+            args.lease_ttl.as_secs()
+        ))
+        .hint("use --lease-ttl 24h or less (default 30s)");
+    }
     let mut targets = Vec::new();
     for env in &resolved.envs {
         let client = match &args.identity_dir {
@@ -131,13 +146,14 @@ pub(crate) async fn run(args: ServeArgs, out: &Output) -> anyhow::Result<ExitCod
             env: env.clone(),
             client,
             trigger: Arc::default(),
+            backups: backup_target(&args, &resolved, env, out)?,
         });
     }
     let settings = Settings {
-        holder: args.id.unwrap_or_else(default_id),
         lease_ttl: args.lease_ttl,
         tick: args.tick,
         posture_every: args.posture_every,
+        ..Settings::new(&args.id.unwrap_or_else(default_id))
     };
     let envs: Vec<String> = targets.iter().map(|t| t.env.name.to_string()).collect();
     out.progress(format!(
@@ -148,9 +164,16 @@ pub(crate) async fn run(args: ServeArgs, out: &Output) -> anyhow::Result<ExitCod
     ));
 
     let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let api = super::serve_api::start(&args.api, &resolved, &targets, &settings.holder, out)
-        .await?
-        .map(|(api, state)| tokio::spawn(api.serve(state, shutdown.clone())));
+    let api = super::serve_api::start(
+        &args.api,
+        &resolved,
+        &targets,
+        &settings.holder,
+        &settings.instance,
+        out,
+    )
+    .await?
+    .map(|(api, state)| tokio::spawn(api.serve(state, shutdown.clone())));
     let mut term = signal(SignalKind::terminate()).map_err(anyhow::Error::new)?;
     let mut int = signal(SignalKind::interrupt()).map_err(anyhow::Error::new)?;
     tokio::spawn(async move {
@@ -205,6 +228,45 @@ pub(crate) async fn run(args: ServeArgs, out: &Output) -> anyhow::Result<ExitCod
     }
     drop(metrics_server);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where `env`'s scheduled backups go and what its drill needs (docs/serve.md "Jobs"): the
+/// spec's `backup.dir`; the drill only in a lab, with `--drill-identity` and `--drill-key`.
+fn backup_target(
+    args: &ServeArgs,
+    resolved: &crate::context::Resolved,
+    env: &warden_spec::Environment,
+    out: &Output,
+) -> anyhow::Result<Option<warden_serve::BackupTarget>> {
+    let Some(settings) = &env.backup else {
+        return Ok(None);
+    };
+    let dir = super::backup::backup_dir(&resolved.spec_dir, env, None)?;
+    let mut drill = None;
+    if settings.drill_every.is_some() {
+        match (&resolved.lab, &args.drill_identity, &args.drill_key) {
+            (Some(lab), Some(identity), Some(key)) => {
+                drill = Some(Arc::new(warden_serve::DrillInputs {
+                    lab: lab.clone(),
+                    keys: super::backup::read_keys(key)?,
+                    identity: super::backup::read_identity(identity)?,
+                    root_pem: std::fs::read_to_string(
+                        lab.layout().ca_dir().join(warden_pki::ROOT_CERT),
+                    )
+                    .ok(),
+                }));
+            }
+            (None, ..) => out.progress(format!(
+                "{}: `drill_every` is set, but scheduled drills run in a lab only (they unseal a scratch cluster with the environment's shares, which serve never holds): no drill is scheduled; drill by the runbook (docs/dr.md)",
+                env.name
+            )),
+            _ => out.progress(format!(
+                "{}: `drill_every` is set, but no --drill-identity/--drill-key were given: no drill is scheduled",
+                env.name
+            )),
+        }
+    }
+    Ok(Some(warden_serve::BackupTarget { dir, drill }))
 }
 
 /// A client that presents serve's certificate for `env` and logs in with it at serve's own

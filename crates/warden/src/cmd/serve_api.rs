@@ -49,6 +49,7 @@ pub(crate) async fn start(
     resolved: &Resolved,
     targets: &[Target],
     replica: &str,
+    instance: &str,
     out: &Output,
 ) -> anyhow::Result<Option<(Api, ApiState)>> {
     let Some(listen) = args.listen else {
@@ -118,6 +119,7 @@ pub(crate) async fn start(
         env: target.env.clone(),
         client: target.client.clone(),
         replica: replica.to_owned(),
+        instance: instance.to_owned(),
         trigger: target.trigger.clone(),
     };
     Ok(Some((api, state)))

@@ -366,9 +366,10 @@ async fn prune_removes_exactly_the_departed_identity() {
 
     // Without --prune: kept and listed, nothing deleted. The only updates are the registry
     // entries of the purposes that covered ledger's credentials and their one page each
-    // (their lists shrink; ADR 0014).
+    // (their lists shrink; ADR 0014), and serve's policy, which no longer reads ledger's
+    // secret metadata or delivery report (ADR 0026: generated from the spec).
     let plan = warden("plan", &spec, lab.dir(), &json_env).ok().json();
-    assert_eq!(counts(&plan), (0, 6, 0), "{plan:#}");
+    assert_eq!(counts(&plan), (0, 7, 0), "{plan:#}");
     let mut updated: Vec<String> = changes(&plan)
         .into_iter()
         .map(|(action, path)| {
@@ -380,6 +381,7 @@ async fn prune_removes_exactly_the_departed_identity() {
     assert_eq!(
         updated,
         [
+            "sys/policies/acl/warden-serve",
             "warden/data/pages/registry/app-config/0",
             "warden/data/pages/registry/service-tls/0",
             "warden/data/pages/registry/workload-identity/0",

@@ -76,6 +76,16 @@ pub(crate) async fn run(args: SigningKeyArgs, out: &Output) -> anyhow::Result<Ex
             clients.insert(name.clone(), resolved.client(env)?);
         }
         let client = &clients[&name];
+        // A purpose revoked live (`warden revoke purpose`) before the spec says so (ADR 0032).
+        if warden_registry::revoke::revoked_live(client, k.purpose.id.as_str())
+            .await
+            .map_err(|e| anyhow::Error::new(e).context(name.clone()))?
+        {
+            return Err(crate::hint::revoked_purpose_live(
+                k.purpose.id.as_str(),
+                &format!("`{}`", k.credential()),
+            ));
+        }
         let config = SigningKeyConfig::from_spec(spec, env, &k.app.name, k.key);
         let from_version = warden_keys::current_version(client, &config.location)
             .await

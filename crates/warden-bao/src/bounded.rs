@@ -92,10 +92,9 @@ mod tests {
         let made = AtomicUsize::new(0);
         let finished = AtomicUsize::new(0);
         let ahead = AtomicUsize::new(0);
-        let items = (0..40u64).map(|i| {
+        let items = (0..40u64).inspect(|_| {
             let now = made.fetch_add(1, Ordering::SeqCst) + 1 - finished.load(Ordering::SeqCst);
             ahead.fetch_max(now, Ordering::SeqCst);
-            i
         });
         let out = run(items, 3, |i| {
             let finished = &finished;

@@ -8,21 +8,28 @@ use std::pin::Pin;
 use std::task::Poll;
 
 /// Applies `f` to every item, at most `limit` futures at a time; results in input order.
-pub async fn run<T, F, Fut, R>(items: Vec<T>, limit: usize, f: F) -> Vec<R>
+///
+/// Items are taken from `items` only as a slot frees up, so a lazy iterator is never drained
+/// ahead of the work: what it makes lives from its start to its end, not for the whole run.
+pub async fn run<I, T, F, Fut, R>(items: I, limit: usize, f: F) -> Vec<R>
 where
+    I: IntoIterator<Item = T>,
     F: Fn(T) -> Fut,
     Fut: Future<Output = R>,
 {
     let limit = limit.max(1);
-    let mut out: Vec<Option<R>> = (0..items.len()).map(|_| None).collect();
     let mut pending = items.into_iter().enumerate();
+    let mut out: Vec<Option<R>> = Vec::with_capacity(pending.size_hint().0);
+    let mut exhausted = false;
     let mut running: Vec<(usize, Pin<Box<Fut>>)> = Vec::with_capacity(limit);
     std::future::poll_fn(|cx| {
         loop {
-            while running.len() < limit {
+            while running.len() < limit && !exhausted {
                 let Some((i, item)) = pending.next() else {
+                    exhausted = true;
                     break;
                 };
+                out.push(None);
                 running.push((i, Box::pin(f(item))));
             }
             let before = running.len();
@@ -35,7 +42,7 @@ where
                     k += 1;
                 }
             }
-            if running.is_empty() && pending.len() == 0 {
+            if running.is_empty() && exhausted {
                 return Poll::Ready(());
             }
             // Something finished: start the next ones and poll them at once.
@@ -76,6 +83,30 @@ mod tests {
         .await;
         assert_eq!(out, (0..50).map(|i| i * 2).collect::<Vec<_>>());
         assert_eq!(peak.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn a_lazy_iterator_is_drawn_only_as_slots_free() {
+        // Never more than `limit` items made and not yet finished: the iterator is not drained
+        // ahead of the work (plan relies on it to keep 40,000 desired objects out of memory).
+        let made = AtomicUsize::new(0);
+        let finished = AtomicUsize::new(0);
+        let ahead = AtomicUsize::new(0);
+        let items = (0..40u64).inspect(|_| {
+            let now = made.fetch_add(1, Ordering::SeqCst) + 1 - finished.load(Ordering::SeqCst);
+            ahead.fetch_max(now, Ordering::SeqCst);
+        });
+        let out = run(items, 3, |i| {
+            let finished = &finished;
+            async move {
+                tokio::time::sleep(Duration::from_millis(i % 5)).await;
+                finished.fetch_add(1, Ordering::SeqCst);
+                i
+            }
+        })
+        .await;
+        assert_eq!(out, (0..40).collect::<Vec<_>>());
+        assert_eq!(ahead.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]

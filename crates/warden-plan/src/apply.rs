@@ -79,7 +79,8 @@ pub async fn apply_env(
 
     // Phases: everything of a phase finishes before the next starts (roles need their mounts
     // and policies). Deletes were sorted last, children first.
-    let mut phases: Vec<Vec<Change>> = Vec::new();
+    // By reference: the plan's bodies are not copied (40,000 of them at 10,000 identities).
+    let mut phases: Vec<Vec<&Change>> = Vec::new();
     let mut last_key = None;
     for c in &plan.changes {
         let key = (c.action == Action::Delete, c.kind.phase());
@@ -87,7 +88,7 @@ pub async fn apply_env(
             phases.push(Vec::new());
             last_key = Some(key);
         }
-        phases.last_mut().expect("just pushed").push(c.clone());
+        phases.last_mut().expect("just pushed").push(c);
     }
     for phase in phases {
         let mounts_phase = phase
@@ -100,19 +101,12 @@ pub async fn apply_env(
                 paged: true,
             };
         }
-        let results = warden_bao::bounded::run(phase, concurrency, {
-            let client = client.clone();
-            let done = done.clone();
-            let progress = progress.clone();
-            move |change: Change| {
-                let client = client.clone();
-                let done = done.clone();
-                let progress = progress.clone();
-                async move {
-                    let r = execute(&client, &change).await;
-                    progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
-                    (change, r)
-                }
+        let results = warden_bao::bounded::run(phase, concurrency, |change: &Change| {
+            let (done, progress) = (&done, &progress);
+            async move {
+                let r = execute(client, change).await;
+                progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
+                (change, r)
             }
         })
         .await;
@@ -160,9 +154,7 @@ async fn execute(client: &Client, change: &Change) -> Result<(), String> {
             .delete(&change.path.replacen("/data/", "/metadata/", 1))
             .await
             .map_err(|e| e.to_string()),
-        _ => execute_plain(client, change)
-            .await
-            .map_err(|e| e.to_string()),
+        _ => execute_plain(client, change).await,
     }
 }
 
@@ -184,7 +176,7 @@ async fn create_database_config(client: &Client, change: &Change) -> Result<(), 
     if password.is_empty() {
         return Err(format!("the password file {} is empty", file.display()));
     }
-    let mut body = change.body.clone();
+    let mut body = change.body()?;
     body["password"] = serde_json::Value::String(password.to_owned());
     let sent = client.write(&change.path, &body, Idempotent::Yes).await;
     if let Some(s) = body.get_mut("password") {
@@ -204,17 +196,26 @@ async fn create_database_config(client: &Client, change: &Change) -> Result<(), 
     Ok(())
 }
 
-async fn execute_plain(client: &Client, change: &Change) -> Result<(), warden_bao::Error> {
-    match (change.action, change.kind) {
+async fn execute_plain(client: &Client, change: &Change) -> Result<(), String> {
+    let sent = match (change.action, change.kind) {
         (Action::Delete, _) => client.delete(&change.path).await,
         // Enabling a mount twice fails, so it is never retried once sent.
         (_, Kind::Mount | Kind::Auth) => client
-            .write(&change.path, &change.body, Idempotent::No)
+            .write(&change.path, &change.body()?, Idempotent::No)
             .await
             .map(drop),
         _ => client
-            .write(&change.path, &change.body, Idempotent::Yes)
+            .write(&change.path, &change.body()?, Idempotent::Yes)
             .await
             .map(drop),
+    };
+    sent.map_err(|e| e.to_string())
+}
+
+impl Change {
+    /// The body to write, back from its compact form (only while it is being sent).
+    fn body(&self) -> Result<serde_json::Value, String> {
+        serde_json::from_str(&self.body)
+            .map_err(|e| format!("the planned body of {} is not JSON: {e}", self.path))
     }
 }

@@ -32,6 +32,19 @@ pub struct EnvInputs {
 
 /// Everything `env` should contain for `spec`.
 pub fn desired_state(spec: &Spec, env: &Environment, inputs: &EnvInputs) -> Vec<Desired> {
+    desired_objects(spec, env, inputs).collect()
+}
+
+/// The same objects as [`desired_state`], in the same order, made as they are consumed:
+/// first the environment's own objects (mounts, auth backends, engines, the registry, the
+/// operator's and serve's objects), then each identity's policy and login roles. `plan_env`
+/// compares each object as it comes and keeps only the changes, so the desired state of
+/// 10,000 identities (40,000 objects) is never held whole (ADR 0027).
+pub fn desired_objects<'a>(
+    spec: &'a Spec,
+    env: &'a Environment,
+    inputs: &'a EnvInputs,
+) -> impl Iterator<Item = Desired> + 'a {
     let here: Vec<&Identity> = spec.identities_in(env.name.as_str()).collect();
     let mut out = Vec::new();
     engine_mounts(env, &here, &mut out);
@@ -48,21 +61,31 @@ pub fn desired_state(spec: &Spec, env: &Environment, inputs: &EnvInputs) -> Vec<
     for holder in spec.transport_in(env.name.as_str()) {
         out.push(transport_role(env, holder));
     }
+    out.into_iter().chain(
+        here.into_iter()
+            .flat_map(move |id| identity_objects(spec, env, inputs, id)),
+    )
+}
 
-    for id in &here {
-        let grants = policy::grants(spec, env, id);
-        out.push(Desired {
-            kind: Kind::Policy,
-            path: format!("sys/policies/acl/{}", naming::policy_name(spec, id)),
-            body: json!({ "policy": policy::render(id, &grants) }),
-            identity: Some(id.name.to_string()),
-            password_file: None,
-        });
-        match id.kind {
-            IdentityKind::App | IdentityKind::Proxy => cert_login(spec, env, id, inputs, &mut out),
-            IdentityKind::Container => out.push(approle_login(spec, env, id)),
-            IdentityKind::Pipeline => out.extend(ci_login(spec, env, id)),
-        }
+/// One identity's objects: its policy, then its login roles.
+fn identity_objects(
+    spec: &Spec,
+    env: &Environment,
+    inputs: &EnvInputs,
+    id: &Identity,
+) -> Vec<Desired> {
+    let grants = policy::grants(spec, env, id);
+    let mut out = vec![Desired {
+        kind: Kind::Policy,
+        path: format!("sys/policies/acl/{}", naming::policy_name(spec, id)),
+        body: json!({ "policy": policy::render(id, &grants) }),
+        identity: Some(id.name.to_string()),
+        password_file: None,
+    }];
+    match id.kind {
+        IdentityKind::App | IdentityKind::Proxy => cert_login(spec, env, id, inputs, &mut out),
+        IdentityKind::Container => out.push(approle_login(spec, env, id)),
+        IdentityKind::Pipeline => out.extend(ci_login(spec, env, id)),
     }
     out
 }

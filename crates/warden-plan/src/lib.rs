@@ -2,7 +2,7 @@
 //! holds, as a plan of changes with reasons, then an idempotent apply.
 //!
 //! - [`desired_state`]: spec + environment → objects (mounts, auth backends, policies, PKI,
-//!   cert-auth, AppRole and JWT roles), pure.
+//!   cert-auth, AppRole and JWT roles), pure; [`desired_objects`] makes the same lazily.
 //! - [`plan_env`]: reads live state (bounded concurrency over one keep-alive client) and
 //!   diffs it field by field; reads only.
 //! - [`apply_env`]: carries a plan out in dependency order and records what Warden created in
@@ -37,7 +37,7 @@ pub mod policy;
 pub mod serve;
 
 pub use apply::{ApplyReport, ProgressFn, apply_env};
-pub use desired::{EnvInputs, desired_state};
+pub use desired::{EnvInputs, desired_objects, desired_state};
 pub use diff::FieldDiff;
 pub use engines::unpurposed;
 pub use error::Error;

@@ -49,8 +49,12 @@ pub fn grants(spec: &Spec, env: &Environment) -> Vec<Grant> {
             &["read", "list"],
         ),
     ];
+    let mut seen: std::collections::HashSet<String> = out.iter().map(|g| g.path.clone()).collect();
+    // Posture's reads of each secret's metadata and each identity's delivery report, kept apart
+    // until their number is known (see EXACT_READS_MAX).
+    let mut reads: Vec<Grant> = Vec::new();
     let mut push = |g: Grant| {
-        if !out.iter().any(|o| o.path == g.path) {
+        if seen.insert(g.path.clone()) {
             out.push(g);
         }
     };
@@ -95,7 +99,7 @@ pub fn grants(spec: &Spec, env: &Environment) -> Vec<Grant> {
             }
             // Posture reads only where each credential's age lives, never a secret's value.
             (CredentialKind::Secret(_), Some(Location::Kv(e))) => {
-                push(grant(e.metadata_path(), &["read"]));
+                reads.push(grant(e.metadata_path(), &["read"]));
             }
             (_, Some(Location::TransitKey { mount, key })) => {
                 push(grant(format!("{mount}/keys/{key}"), &["read"]));
@@ -149,10 +153,42 @@ pub fn grants(spec: &Spec, env: &Environment) -> Vec<Grant> {
         who.sort_unstable();
         who.dedup();
         for id in who {
-            push(grant(naming::delivery_report(id).data_path(), &["read"]));
+            reads.push(grant(naming::delivery_report(id).data_path(), &["read"]));
+        }
+    }
+    if reads.len() > EXACT_READS_MAX {
+        // Metadata and delivery reports only: never a value (lint_serve checks it).
+        push(grant(format!("{}/metadata/*", m.kv), &["read"]));
+        push(grant(
+            format!("{}/detailed-metadata/*", m.kv),
+            &["list", "scan"],
+        ));
+        push(grant(
+            format!("{}/*", naming::delivery_reports().data_path()),
+            &["read"],
+        ));
+    } else {
+        for g in reads {
+            push(g);
         }
     }
     out
+}
+
+/// Above this many posture reads (one grant per secret's metadata and per identity's delivery
+/// report), serve's policy grants the two folders instead, read-only (ADR 0027): a policy is
+/// one storage entry, raft's limit is 1 MiB, and at 10,000 identities the exact grants made a
+/// 1.5 MB policy that OpenBao refused to store. 2,000 exact grants are ≈ 150 KB.
+const EXACT_READS_MAX: usize = 2_000;
+
+/// Folders serve's policy may reach with a wildcard beyond its own, and then only to read
+/// metadata or delivery reports (`read`, `list`, `scan`).
+fn read_folders(env: &Environment) -> [String; 3] {
+    [
+        format!("{}/metadata/", env.mounts.kv),
+        format!("{}/detailed-metadata/", env.mounts.kv),
+        format!("{}/", naming::delivery_reports().data_path()),
+    ]
 }
 
 /// Taking a raft snapshot (a GET on the active node).
@@ -268,16 +304,21 @@ pub fn lint_serve(
         if g.capabilities.iter().any(|c| c == "sudo") {
             push(rules::SUDO, format!("`sudo` on `{}`", g.path));
         }
+        let reads_only = g
+            .capabilities
+            .iter()
+            .all(|c| c == "read" || c == "list" || c == "scan");
         if let Some(star) = g.path.find(['*', '+']) {
             let literal = &g.path[..star];
-            if !own.iter().any(|p| literal.starts_with(p.as_str())) {
+            let read_folder = reads_only && read_folders(env).iter().any(|p| literal == p);
+            if !own.iter().any(|p| literal.starts_with(p.as_str())) && !read_folder {
                 push(
                     rules::WILDCARD,
                     format!("wildcard `{}` reaches beyond serve's own folder", g.path),
                 );
             }
         }
-        let writes = !g.capabilities.iter().all(|c| c == "read" || c == "list");
+        let writes = !reads_only;
         // Of `sys/storage`, serve reads the snapshot (backups) and autopilot's state
         // (metrics), nothing else: restore, snapshot-force, remove-peer and the raft
         // configuration's writes are root-only and stay so.
@@ -357,6 +398,46 @@ mod tests {
                 .any(|x| x.path == key.data_path() && x.capabilities.iter().any(|c| c == "update")),
             "{g:?}"
         );
+    }
+
+    #[test]
+    fn a_large_spec_gets_read_folders_that_pass_its_lint() {
+        let mut text = String::from(
+            "version = 1\n[environments.test]\ndomain = \"test.warden.internal\"\n\
+             [purposes.all]\ndescription = \"all\"\nowner = \"p\"\ntier = \"vault_kv\"\n\
+             delivery = \"agent_file\"\nrotation = { interval = \"20d\", grace = \"5d\" }\n\
+             evidence = \"EV\"\ncovers = [\"*/identity-cert\", \"*/certificate\", \"*/secret/config\"]\n",
+        );
+        for i in 0..1_200 {
+            text.push_str(&format!(
+                "[apps.app-{i:05}]\nenvironments = [\"test\"]\nsecrets = [\"config\"]\n[apps.app-{i:05}.certificate]\n"
+            ));
+        }
+        let spec = warden_spec::parse(&text, "big.toml").expect("spec");
+        let env = spec.environment("test").expect("test env");
+        let g = grants(&spec, env);
+        assert!(lint_serve(&spec, env, "desired", &g).is_empty());
+        assert!(g.len() < 50, "{} grants", g.len());
+        assert!(policy_hcl(&spec, env).len() < 64 * 1024);
+        // Metadata and reports only, never a value.
+        assert!(
+            g.iter()
+                .any(|x| x.path == "kvv2/metadata/*" && x.capabilities == ["read"])
+        );
+        assert!(!g.iter().any(|x| x.path.starts_with("kvv2/data")), "{g:?}");
+        // The same folders with a write, or a value's folder, fail the lint.
+        for (path, caps) in [
+            ("kvv2/metadata/*", &["read", "update"][..]),
+            ("kvv2/*", &["read"][..]),
+        ] {
+            let mut wider = g.clone();
+            wider.push(grant(path.to_owned(), caps));
+            let rules: Vec<&str> = lint_serve(&spec, env, "live", &wider)
+                .iter()
+                .map(|f| f.rule)
+                .collect();
+            assert!(!rules.is_empty(), "{path} {caps:?}");
+        }
     }
 
     #[test]

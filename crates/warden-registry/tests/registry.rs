@@ -125,6 +125,56 @@ async fn posture_reveal_once_and_evidence_against_live_state() {
         let dump = serde_json::to_string(report).expect("report serializes");
         assert!(!dump.contains(STRIPE_KEY), "posture never shows a value");
     }
+    // The operator reads every secret's versions in one scan (ADR 0027): a soft-deleted
+    // current version is seen there as it is in a metadata read, and undeleting brings it back.
+    let version = stripe.detail.get("version").expect("version").clone();
+    let scanned = operator
+        .kv2(&env.mounts.kv)
+        .scan_metadata("")
+        .await
+        .expect("the operator policy grants scan on detailed-metadata");
+    assert_eq!(
+        scanned["billing/stripe"].current_version.to_string(),
+        version,
+        "{:?}",
+        scanned.keys().collect::<Vec<_>>()
+    );
+    let folder = operator
+        .kv2(&env.mounts.kv)
+        .scan_metadata("billing/")
+        .await
+        .expect("scan one folder");
+    assert!(
+        folder.contains_key("billing/stripe") && folder.keys().all(|k| k.starts_with("billing/")),
+        "{:?}",
+        folder.keys().collect::<Vec<_>>()
+    );
+    for (op, status) in [("delete", "unknown"), ("undelete", "healthy")] {
+        operator
+            .write(
+                &format!("{}/{op}/billing/stripe", env.mounts.kv),
+                &json!({ "versions": [version.parse::<u64>().expect("a number")] }),
+                Idempotent::Yes,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{op} the stripe key's version: {e}"));
+        let report = posture_at(&operator, &spec, &env, unix_now()).await;
+        assert_eq!(status_of(&report, "billing/secret/stripe"), status, "{op}");
+        let cred = report
+            .purposes
+            .iter()
+            .flat_map(|p| &p.credentials)
+            .find(|c| c.id == "billing/secret/stripe")
+            .expect("stripe");
+        assert_eq!(cred.issued_at, Some(issued), "{op}");
+        assert_eq!(
+            cred.reason
+                .contains(&format!("version {version} is deleted")),
+            op == "delete",
+            "{op}: {}",
+            cred.reason
+        );
+    }
 
     // ---- reveal once -----------------------------------------------------------------------
     let created = reveal::create(

@@ -112,7 +112,7 @@ pub(crate) async fn build_plan(
         out.progress(format!("{name}: reading live state"));
         let client = resolved.client(env)?;
         let inputs = env_inputs(resolved, env, &client).await?;
-        let desired = warden_plan::desired_state(&resolved.spec, env, &inputs);
+        let desired = warden_plan::desired_objects(&resolved.spec, env, &inputs);
         lint.extend(warden_plan::lint::lint_desired(&resolved.spec, env));
         let mut plan = warden_plan::plan_env(&client, name, desired, prune, concurrency)
             .await

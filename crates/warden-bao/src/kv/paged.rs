@@ -193,33 +193,29 @@ pub async fn read(
     folder: &str,
     head: &PageHead,
 ) -> Result<Vec<String>, PagedError> {
-    let read = crate::bounded::run(
-        (0..head.pages).collect(),
-        READ_CONCURRENCY,
-        |n| async move {
-            let path = page_path(folder, n);
-            let text = match client.read(&path).await {
-                Ok(s) => s
-                    .data
-                    .as_ref()
-                    .and_then(|d| d.get("data"))
-                    .and_then(|d| d.get(PAGE_FIELD))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-                Err(e) if e.is_not_found() => None,
-                Err(source) => {
-                    return Err(PagedError::Read {
-                        path,
-                        source: Box::new(source),
-                    });
-                }
-            };
-            text.ok_or(PagedError::Missing {
-                path,
-                pages: head.pages,
-            })
-        },
-    )
+    let read = crate::bounded::run(0..head.pages, READ_CONCURRENCY, |n| async move {
+        let path = page_path(folder, n);
+        let text = match client.read(&path).await {
+            Ok(s) => s
+                .data
+                .as_ref()
+                .and_then(|d| d.get("data"))
+                .and_then(|d| d.get(PAGE_FIELD))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            Err(e) if e.is_not_found() => None,
+            Err(source) => {
+                return Err(PagedError::Read {
+                    path,
+                    source: Box::new(source),
+                });
+            }
+        };
+        text.ok_or(PagedError::Missing {
+            path,
+            pages: head.pages,
+        })
+    })
     .await;
     let pages = read.into_iter().collect::<Result<Vec<String>, _>>()?;
     join(head, &pages, folder)

@@ -93,6 +93,13 @@ pub(crate) async fn write_payload(
         .into_iter()
         .filter(|c| c.environments.contains(&i.env.name))
         .collect();
+    // Every KV secret's versions in one request per mount, as posture reads them (ADR 0027).
+    let scans = posture::kv_metadata(i.client, i.spec, i.env, &creds)
+        .await
+        .map_err(|source| EvidenceError::Posture {
+            env: env.to_owned(),
+            source,
+        })?;
     let covered: Vec<Vec<&Credential>> = i
         .purposes
         .iter()
@@ -185,8 +192,8 @@ pub(crate) async fn write_payload(
             let batch: Vec<&Credential> = covered.by_ref().take(BATCH).collect();
             // Each credential's history is one read: a bounded number in flight.
             let described = warden_bao::bounded::run(batch, READ_CONCURRENCY, |c| {
-                let (reveals, grants, index, holders, judged) =
-                    (&reveals, &grants, &index, &holders, &judged);
+                let (reveals, grants, index, holders, judged, scans) =
+                    (&reveals, &grants, &index, &holders, &judged, &scans);
                 async move {
                     let paths = access_paths(i.spec, i.env, c);
                     let who = readers_indexed(&paths, grants, index, holders);
@@ -202,7 +209,7 @@ pub(crate) async fn write_payload(
                                 "verifier_sha256": r.record.verifier_sha256,
                             })).collect::<Vec<_>>(),
                         }),
-                        None => history(i, c).await?,
+                        None => history(i, c, scans).await?,
                     };
                     // Serialised at once: only bytes wait for the batch to be written.
                     Ok::<_, EvidenceError>(canonical::to_bytes(&json!({
@@ -337,12 +344,28 @@ async fn registry_entry(i: &Inputs<'_>, p: &Purpose) -> Result<Value, EvidenceEr
     }
 }
 
-/// What OpenBao keeps of a credential's past: KV versions or transit key versions.
-async fn history(i: &Inputs<'_>, c: &Credential) -> Result<Value, EvidenceError> {
+/// What OpenBao keeps of a credential's past: KV versions (from the mount's scan when there
+/// is one, else one metadata read) or transit key versions.
+async fn history(
+    i: &Inputs<'_>,
+    c: &Credential,
+    scans: &posture::KvScans,
+) -> Result<Value, EvidenceError> {
     let location = naming::location(i.spec, i.env, c);
     if let Some(Location::Kv(entry)) = &location {
         let path = entry.metadata_path();
-        return match i.client.kv2(&entry.mount).metadata(&entry.path).await {
+        let read = match scans.lookup(entry) {
+            Some(scanned) => match scanned {
+                Some(meta) => Ok(meta.clone()),
+                None => Err(warden_bao::KvError::NotFound {
+                    mount: entry.mount.clone(),
+                    path: entry.path.clone(),
+                    version: None,
+                }),
+            },
+            None => i.client.kv2(&entry.mount).metadata(&entry.path).await,
+        };
+        return match read {
             Ok(meta) => Ok(json!({
                 "source": "kv-metadata",
                 "path": path,

@@ -184,6 +184,12 @@ pub fn grants(mounts: &Mounts, naming: &Naming) -> Vec<Grant> {
     for mount in [META_MOUNT, &m.kv, &m.kv_v1, &m.database] {
         out.push(grant(format!("{mount}/*"), CRUD));
     }
+    // posture: every secret's version times in one request (`SCAN detailed-metadata`, ADR
+    // 0027) instead of one metadata read per secret. Metadata only, never a value.
+    out.push(grant(
+        format!("{}/detailed-metadata/*", m.kv),
+        &["list", "scan"],
+    ));
     // Transit keys are never deleted: that destroys every ciphertext under them.
     out.push(grant(
         format!("{}/*", m.transit),

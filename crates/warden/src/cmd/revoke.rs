@@ -91,6 +91,24 @@ fn check_reason(reason: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// After the plan is shown: a dry run reports it and stops (`false`); otherwise the operator
+/// confirms, unless `--yes` said so already (`true`: revoke).
+fn go_ahead(
+    c: &Common,
+    out: &Output,
+    dry_run: serde_json::Value,
+    question: &str,
+) -> anyhow::Result<bool> {
+    if c.dry_run {
+        out.emit(&dry_run, || "dry run; nothing was revoked\n".to_owned())?;
+        return Ok(false);
+    }
+    if !c.yes {
+        confirm(out, question)?;
+    }
+    Ok(true)
+}
+
 async fn identity(args: IdentityArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let c = &args.common;
     check_reason(&c.reason)?;
@@ -99,15 +117,13 @@ async fn identity(args: IdentityArgs, out: &Output) -> anyhow::Result<ExitCode> 
         .await
         .map_err(|e| explain(e, &session))?;
     out.stderr_block(&render_plan(&plan));
-    if c.dry_run {
-        out.emit(
-            &serde_json::json!({ "dry_run": true, "plan": plan }),
-            || "dry run; nothing was revoked\n".to_owned(),
-        )?;
+    if !go_ahead(
+        c,
+        out,
+        serde_json::json!({ "dry_run": true, "plan": plan }),
+        &format!("Revoke identity {}?", plan.identity),
+    )? {
         return Ok(ExitCode::SUCCESS);
-    }
-    if !c.yes {
-        confirm(out, &format!("Revoke identity {}?", plan.identity))?;
     }
     let by = session.whoami().await.unwrap_or_else(|| "unknown".into());
     let record = revoke::revoke_identity(
@@ -136,15 +152,13 @@ async fn cert(args: CertArgs, out: &Output) -> anyhow::Result<ExitCode> {
         session.env_name(),
         session.env.mounts.pki
     ));
-    if c.dry_run {
-        out.emit(
-            &serde_json::json!({ "dry_run": true, "serial": serial }),
-            || "dry run; nothing was revoked\n".to_owned(),
-        )?;
+    if !go_ahead(
+        c,
+        out,
+        serde_json::json!({ "dry_run": true, "serial": serial }),
+        &format!("Revoke certificate {serial}?"),
+    )? {
         return Ok(ExitCode::SUCCESS);
-    }
-    if !c.yes {
-        confirm(out, &format!("Revoke certificate {serial}?"))?;
     }
     let by = session.whoami().await.unwrap_or_else(|| "unknown".into());
     let record = revoke::revoke_cert(
@@ -169,15 +183,13 @@ async fn purpose(args: PurposeArgs, out: &Output) -> anyhow::Result<ExitCode> {
         .await
         .map_err(|e| explain(e, &session))?;
     out.stderr_block(&render_purpose_plan(&plan));
-    if c.dry_run {
-        out.emit(
-            &serde_json::json!({ "dry_run": true, "plan": plan }),
-            || "dry run; nothing was revoked\n".to_owned(),
-        )?;
+    if !go_ahead(
+        c,
+        out,
+        serde_json::json!({ "dry_run": true, "plan": plan }),
+        &format!("Revoke purpose {}?", plan.purpose),
+    )? {
         return Ok(ExitCode::SUCCESS);
-    }
-    if !c.yes {
-        confirm(out, &format!("Revoke purpose {}?", plan.purpose))?;
     }
     let by = session.whoami().await.unwrap_or_else(|| "unknown".into());
     let record = revoke::revoke_purpose(

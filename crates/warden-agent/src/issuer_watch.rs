@@ -153,8 +153,22 @@ pub(crate) async fn run(shared: Arc<Shared>, mounts: Vec<String>) {
     }
     let mut shutdown = shared.shutdown_signal();
     loop {
-        for m in &mounts {
-            look(&shared, m).await;
+        if shared.stopping() {
+            return;
+        }
+        // A look waits on OpenBao; a frozen server must not hold the agent's stop (the exec
+        // supervisor waits for every task before it exits with the command's code).
+        let looks = async {
+            for m in &mounts {
+                look(&shared, m).await;
+            }
+        };
+        tokio::select! {
+            () = looks => {}
+            _ = shutdown.changed() => return,
+        }
+        if shared.stopping() {
+            return;
         }
         // Often enough that every agent sees a change within a quarter of the reissue window:
         // `ca rotate-intermediate activate` waits that long between trusting the new issuer

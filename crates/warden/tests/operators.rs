@@ -373,9 +373,52 @@ async fn dev_server_before_warden() -> (BaoDev, PathBuf, Client) {
     )
     .await
     .unwrap();
+    // An intermediate in `pki_int` under a root elsewhere, as the offline CA's ceremony
+    // leaves it (Warden pins cert auth to the mount's intermediates, never to a root; ADR
+    // 0029). The root lives in a second mount here only to keep the test short.
+    root.enable_secrets_engine(
+        "pki_root",
+        "pki",
+        &warden_bao::MountOptions::default().with_max_lease_ttl(year),
+    )
+    .await
+    .unwrap();
     root.write(
-        "pki_int/root/generate/internal",
-        &json!({ "common_name": "bootstrap test CA", "ttl": "8760h" }),
+        "pki_root/root/generate/internal",
+        &json!({ "common_name": "bootstrap test root", "ttl": "8760h" }),
+        Idempotent::No,
+    )
+    .await
+    .unwrap();
+    let csr = root
+        .write(
+            "pki_int/intermediate/generate/internal",
+            &json!({ "common_name": "bootstrap test CA" }),
+            Idempotent::No,
+        )
+        .await
+        .unwrap()
+        .and_then(|s| s.data)
+        .and_then(|d| d.get("csr").and_then(|c| c.as_str()).map(str::to_owned))
+        .expect("intermediate CSR");
+    let signed = root
+        .write(
+            "pki_root/root/sign-intermediate",
+            &json!({ "csr": csr, "ttl": "4380h", "format": "pem_bundle" }),
+            Idempotent::No,
+        )
+        .await
+        .unwrap()
+        .and_then(|s| s.data)
+        .and_then(|d| {
+            d.get("certificate")
+                .and_then(|c| c.as_str())
+                .map(str::to_owned)
+        })
+        .expect("signed intermediate");
+    root.write(
+        "pki_int/intermediate/set-signed",
+        &json!({ "certificate": signed }),
         Idempotent::No,
     )
     .await

@@ -27,7 +27,8 @@ bench_bin() {
     else
         say "building $package (profile $profile)"
         (cd "$repo" && env "$@" cargo build --locked --profile "$profile" -p "$package" --bin "$package")
-        bin_="$repo/target/$profile/$package"
+        # The dev profile builds into target/debug.
+        bin_="$repo/target/${profile/#dev/debug}/$package"
     fi
     [[ -x $bin_ ]] || die "no $package binary at $bin_"
 }

@@ -290,7 +290,8 @@ pub(crate) fn skew_message(skew: time::Duration) -> String {
 pub(crate) struct Shared {
     pub(crate) client: Client,
     pub(crate) renewal: RenewalConfig,
-    pub(crate) trust_anchor_pem: String,
+    /// The trust file, re-read on use (a root rollover, ADR 0030).
+    pub(crate) trust: Arc<crate::trust::TrustFile>,
     clock: Arc<dyn Clock>,
     requests: AtomicU64,
     board: Mutex<Board>,
@@ -326,7 +327,7 @@ impl Shared {
     pub(crate) fn new(
         client: Client,
         renewal: RenewalConfig,
-        trust_anchor_pem: String,
+        trust: Arc<crate::trust::TrustFile>,
         clock: Arc<dyn Clock>,
         identity: String,
         outputs: Vec<(String, &'static str)>,
@@ -340,7 +341,7 @@ impl Shared {
         Self {
             client,
             renewal,
-            trust_anchor_pem,
+            trust,
             clock,
             requests: AtomicU64::new(0),
             board: Mutex::new(Board {

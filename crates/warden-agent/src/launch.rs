@@ -76,7 +76,7 @@ impl LaunchError {
             }
             Self::Invalid { .. } => "fix the lines above (the schema is in docs/agent.md), or re-run `warden identity enroll` to rewrite it".to_owned(),
             Self::Start { config, source } => match source {
-                AgentError::TrustAnchor { .. } => "the trust anchor is written by `warden identity enroll`; re-run it, or set [openbao] ca_file".to_owned(),
+                AgentError::TrustAnchor { .. } => "the trust anchor is written by `warden identity enroll`; re-run it, or fix what the message names (owner, mode, a symlink on the path: give the real path), or set [openbao] ca_file".to_owned(),
                 AgentError::Auth(AuthError::Identity { .. } | AuthError::Credential { .. }) => format!(
                     "the identity's certificate or key is missing or unusable: re-enroll with `warden identity enroll NAME --env ENV --force` (config: {})",
                     config.display()

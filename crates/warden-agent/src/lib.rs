@@ -45,6 +45,7 @@ pub mod runtime;
 pub mod schedule;
 mod slots;
 pub mod state;
+mod trust;
 
 use std::path::PathBuf;
 

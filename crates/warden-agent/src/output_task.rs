@@ -310,12 +310,13 @@ impl OutputTask {
             self.cfg.group.as_deref(),
         )
         .unwrap_or_default();
+        let trust_anchor = self.shared.trust.pem();
         let verdict = Check {
             output: self.name(),
             root: &self.root,
             spec,
             owner,
-            trust_anchor_pem: &self.shared.trust_anchor_pem,
+            trust_anchor_pem: &trust_anchor,
             now: self.shared.trusted_now(),
             delivered: &state.files,
         }
@@ -594,7 +595,7 @@ impl OutputTask {
             None => deliver::verify_certificate_set(
                 name,
                 &rendered.files,
-                &self.shared.trust_anchor_pem,
+                &self.shared.trust.pem(),
                 Expected {
                     common_name: &spec.common_name,
                     sans: &spec.sans,
@@ -632,9 +633,10 @@ impl OutputTask {
             book: &self.databases,
             shared: &self.shared,
         };
+        let trust_anchor = self.shared.trust.pem();
         let ctx = RenderContext {
             client: &self.shared.client,
-            trust_anchor_pem: &self.shared.trust_anchor_pem,
+            trust_anchor_pem: &trust_anchor,
             now,
             databases: Some(&reader),
         };

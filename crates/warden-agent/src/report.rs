@@ -191,12 +191,21 @@ async fn write(
     shared: &Shared,
     path: &str,
     items: &[Item],
+    trust_roots: Option<&[String]>,
     now: OffsetDateTime,
 ) -> Result<(), warden_bao::Error> {
-    let body = serde_json::json!({ "data": {
+    let mut data = serde_json::json!({
         "reported_at": rfc(Some(now)),
         "outputs": items,
-    }});
+        // The window this agent spreads re-issues over after an issuer change: activate
+        // checks the fleet's real windows against `[ca] reissue_rate` (ADR 0035).
+        "issuer_window_s": shared.renewal.issuer_window.as_secs(),
+    });
+    // Which roots the trust file holds: posture lists agents behind a root rollover (ADR 0030).
+    if let Some(roots) = trust_roots {
+        data["trust_roots"] = serde_json::json!(roots);
+    }
+    let body = serde_json::json!({ "data": data });
     shared.count_request();
     shared
         .client
@@ -217,7 +226,16 @@ pub(crate) async fn write_once(shared: &Shared, states: &StateDir, signing: &Sig
     if current.is_empty() {
         return;
     }
-    if let Err(e) = write(shared, &report_path(shared), &current, now).await {
+    let roots = shared.trust.root_digests();
+    if let Err(e) = write(
+        shared,
+        &report_path(shared),
+        &current,
+        roots.as_deref(),
+        now,
+    )
+    .await
+    {
         tracing::info!(error = %e, "delivery report not written");
     }
 }
@@ -225,7 +243,7 @@ pub(crate) async fn write_once(shared: &Shared, states: &StateDir, signing: &Sig
 /// Runs until the agent stops: writes the report whenever it changes.
 pub(crate) async fn run(shared: Arc<Shared>, states: StateDir, signing: SigningRefs) {
     let path = report_path(&shared);
-    let mut sent: Option<Vec<Item>> = None;
+    let mut sent: Option<(Vec<Item>, Option<Vec<String>>)> = None;
     let mut wait = LOOK_EVERY;
     let mut failures: u32 = 0;
     let mut shutdown = shared.shutdown_signal();
@@ -248,13 +266,18 @@ pub(crate) async fn run(shared: Arc<Shared>, states: StateDir, signing: SigningR
             &signing,
             shared.trusted_now(),
         );
-        if current.is_empty() || sent.as_ref() == Some(&current) {
+        let roots = shared.trust.root_digests();
+        if current.is_empty()
+            || sent
+                .as_ref()
+                .is_some_and(|(i, r)| *i == current && *r == roots)
+        {
             continue;
         }
-        match write(&shared, &path, &current, now).await {
+        match write(&shared, &path, &current, roots.as_deref(), now).await {
             Ok(_) => {
                 tracing::debug!(path = %path, "delivery report written");
-                sent = Some(current);
+                sent = Some((current, roots));
                 failures = 0;
             }
             Err(e) if e.is_permission_denied() => {

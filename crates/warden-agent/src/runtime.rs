@@ -36,7 +36,6 @@ use super::board::Shared;
 pub use super::board::{AgentStatus, AuthStatus, Health, OutputStatus};
 use super::config::{Config, OutputKind};
 use super::database::{self, LeaseBook};
-use super::output::certificate;
 use super::output_task::OutputTask;
 use super::schedule::{Clock, SystemClock};
 use super::state::StateDir;
@@ -160,25 +159,12 @@ impl Agent {
     /// [`Agent::new`] with an injected clock.
     pub fn with_clock(cfg: Config, clock: Arc<dyn Clock>) -> Result<Self, AgentError> {
         let trust_anchor_pem = match &cfg.openbao.ca_file {
-            Some(path) => {
-                // Whoever can rewrite the anchor chooses which server the agent trusts with its
-                // token and secrets: the same rule as agent.toml.
-                let text = crate::config::read_trusted(path, 1024 * 1024).map_err(|e| {
-                    AgentError::TrustAnchor {
-                        path: path.clone(),
-                        reason: e.to_string(),
-                    }
-                })?;
-                if certificate::pem_blocks(&text).is_empty()
-                    || warden_pki::parse_pem_bundle(&text).is_err()
-                {
-                    return Err(AgentError::TrustAnchor {
-                        path: path.clone(),
-                        reason: "it holds no usable PEM certificate".to_owned(),
-                    });
-                }
-                text
-            }
+            // Whoever can rewrite the anchor chooses which server the agent trusts with its
+            // token and secrets; the same check runs on every re-read (`trust::read`).
+            Some(path) => crate::trust::read(path).map_err(|reason| AgentError::TrustAnchor {
+                path: path.clone(),
+                reason,
+            })?,
             None => String::new(),
         };
         let identity = cfg
@@ -205,12 +191,16 @@ impl Agent {
                 .ok()
                 .and_then(|pem| warden_pki::common_name(&pem)),
         };
+        let trust = Arc::new(crate::trust::TrustFile::new(
+            cfg.openbao.ca_file.clone(),
+            trust_anchor_pem,
+        ));
         let authn = Authenticator::new(
             cfg.auth.clone(),
             tls_cn.unwrap_or_else(|| cfg.identity.common_name.clone()),
             base,
             identity,
-            trust_anchor_pem.clone(),
+            trust.clone(),
         )
         .map_err(AgentError::Auth)?;
         let rotate: Arc<BTreeMap<String, Arc<Notify>>> = Arc::new(
@@ -243,7 +233,7 @@ impl Agent {
         let shared = Arc::new(Shared::new(
             authn.client().clone(),
             cfg.renewal,
-            trust_anchor_pem,
+            trust,
             clock,
             cfg.identity.name.clone(),
             cfg.outputs

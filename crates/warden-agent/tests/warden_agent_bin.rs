@@ -8,9 +8,9 @@
 //!    delivered file's name neither hangs the next start nor is read; the long-running mode
 //!    serves its control socket and health address and stops cleanly on SIGTERM.
 //! 2. `idle_and_slow_clients_cannot_starve_the_endpoints` — with 200 idle TCP connections and a
-//!    slowloris on the health port, `/health` and `/metrics` still answer within 1 s, and with
-//!    20 idle connections on the control socket so does `status`; every descriptor is given
-//!    back afterwards. `/health` names no absolute path (the control socket has the message),
+//!    slowloris on the health port, `/health` and `/metrics` still answer within 1.5 s (below
+//!    the 2 s read timeouts), and with 20 idle connections on the control socket so does
+//!    `status`; every descriptor is given back afterwards. `/health` names no absolute path (the control socket has the message),
 //!    and the log, written to a file without `NO_COLOR`, has no escape codes.
 //! 3. `a_dead_first_node_is_passed_over_without_a_restart` — `billing` enrolled through an
 //!    operator client that knows two node addresses, the first one dead: `agent.toml` lists both
@@ -390,6 +390,11 @@ async fn once_then_serve_deliver_the_identitys_outputs() {
     assert_eq!(line_count(&reloads), 1, "nothing changed while it ran");
 }
 
+/// How soon a request must be answered while idle connections hold the listeners: below the
+/// 2 s read timeouts (health header, control request) that would free a slot if the agent
+/// served connections in turn, with room for a debug agent on a loaded CI machine (it was 1 s).
+const ANSWER_WITHIN: Duration = Duration::from_millis(1500);
+
 /// `GET path` on a new connection; (how long the whole exchange took, the raw response). The
 /// exchange is abandoned after `limit`.
 fn get_within(addr: SocketAddr, path: &str, limit: Duration) -> (Duration, String) {
@@ -420,7 +425,8 @@ fn strings(v: &Value, out: &mut Vec<String>) {
 
 /// Holds 200 idle connections and a slowloris on the health port and 20 idle connections on
 /// the control socket while asking `/health`, `/metrics` and `status` four times, each within
-/// 1 s; then lets them go and waits until the agent `pid` is back to its descriptors.
+/// [`ANSWER_WITHIN`]; then lets them go and waits until the agent `pid` is back to its
+/// descriptors.
 async fn under_attack(addr: SocketAddr, socket: &Path, pid: u32) {
     let baseline = fds(pid);
 
@@ -449,19 +455,19 @@ async fn under_attack(addr: SocketAddr, socket: &Path, pid: u32) {
     let mut peak = 0;
     for round in 0..4 {
         for path in ["/health", "/metrics"] {
-            let (took, response) = get_within(addr, path, Duration::from_secs(1));
+            let (took, response) = get_within(addr, path, ANSWER_WITHIN);
             assert!(
                 response.starts_with("HTTP/1.1 "),
-                "round {round}: {path} did not answer within 1 s under load ({took:?}): {response:?}"
+                "round {round}: {path} did not answer within {ANSWER_WITHIN:?} under load ({took:?}): {response:?}"
             );
-            assert!(took < Duration::from_secs(1), "{path} took {took:?}");
+            assert!(took < ANSWER_WITHIN, "{path} took {took:?}");
         }
         let start = Instant::now();
         let snapshot = warden_agent::control::status(socket)
             .await
             .expect("status with idle control connections");
         assert!(
-            start.elapsed() < Duration::from_secs(1),
+            start.elapsed() < ANSWER_WITHIN,
             "status took {:?}",
             start.elapsed()
         );
@@ -483,7 +489,7 @@ async fn under_attack(addr: SocketAddr, socket: &Path, pid: u32) {
     // The attackers go: every descriptor comes back.
     drop(idle);
     drop(control_idle);
-    Poll::new(Duration::from_secs(10)).until_true("the agent's descriptors to be freed", || {
+    Poll::new(Duration::from_secs(30)).until_true("the agent's descriptors to be freed", || {
         fds(pid) <= baseline + 2
     });
 }
@@ -761,7 +767,7 @@ fn an_agent_toml_others_can_write_is_refused() {
     assert_eq!(out.status.code(), Some(1), "{}", both(&out));
     let err = text(&out.stderr);
     assert!(
-        err.contains(&format!("refusing {}: its mode 0666", anchor.display())),
+        err.contains(&anchor.display().to_string()) && err.contains("its mode 0666"),
         "{err}"
     );
 }

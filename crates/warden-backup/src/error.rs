@@ -99,6 +99,17 @@ pub enum BackupError {
         #[source]
         source: crate::archive::ArchiveError,
     },
+    /// The server went silent while the manifest was being signed (frozen just after the
+    /// snapshot stream ended): the same stall bound as the transfer applies.
+    #[error(
+        "{env}: the server sent nothing for {after:?} while signing the manifest (frozen or overloaded server); nothing was written"
+    )]
+    SignStalled {
+        /// Environment.
+        env: String,
+        /// The stall bound that was reached.
+        after: std::time::Duration,
+    },
     /// Signing the manifest failed.
     #[error("{env}: signing the manifest: {source}; nothing was written")]
     Sign {

@@ -132,7 +132,8 @@ fn stamp(now: time::OffsetDateTime) -> String {
 }
 
 /// Takes a backup of `env` into `dir` (the spec's `backup.dir`, resolved by the caller).
-/// `stall` bounds every silence of the server during the transfer ([`STALL_TIMEOUT`]).
+/// `stall` bounds every silence of the server during the transfer and the manifest's signing
+/// ([`STALL_TIMEOUT`]).
 pub async fn create(
     client: &Client,
     spec: &Spec,
@@ -237,13 +238,23 @@ pub async fn create(
         purpose_count: purpose_count(spec, env),
         recipients: settings.recipients.clone(),
     };
-    let signed = warden_registry::evidence::sign_payload(
-        client,
-        &name,
-        &env.mounts.transit,
-        &manifest.payload(),
+    // The operator's stall bound covers the signing requests too: a server frozen just after
+    // the stream ended must fail as fast as one frozen during it, not after the client's
+    // general request timeout.
+    let signed = tokio::time::timeout(
+        stall,
+        warden_registry::evidence::sign_payload(
+            client,
+            &name,
+            &env.mounts.transit,
+            &manifest.payload(),
+        ),
     )
     .await
+    .map_err(|_| BackupError::SignStalled {
+        env: name.clone(),
+        after: stall,
+    })?
     .map_err(|source| BackupError::Sign {
         env: name.clone(),
         source: Box::new(source),

@@ -228,6 +228,18 @@ impl Client {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The server's time now, estimated from the last response's `Date` plus the time since it
+    /// arrived; this host's clock before any response. `Date` has one-second resolution and is
+    /// truncated, so the estimate is at most about one second behind the server. Deadlines
+    /// that several hosts judge (a lease, a CA overlap) use it, so hosts whose clocks disagree
+    /// still agree on when a deadline passes.
+    pub fn server_now(&self) -> SystemTime {
+        match self.last_server_date() {
+            Some(d) => d.date + d.received.elapsed(),
+            None => SystemTime::now(),
+        }
+    }
+
     fn note_date(&self, headers: &HeaderMap) {
         let date = headers
             .get(reqwest::header::DATE)

@@ -141,6 +141,31 @@ impl Client {
         secret.data_as(&path)
     }
 
+    /// A CSR for a key the mount already holds (`<mount>/intermediate/generate/existing`,
+    /// `key_ref` = the key's id): what a root rollover re-signs, so the intermediate keeps its
+    /// key and every leaf it issued keeps verifying (ADR 0030). Creates no key; retried.
+    pub async fn pki_existing_key_csr(
+        &self,
+        mount: &str,
+        common_name: &str,
+        key_ref: &str,
+    ) -> Result<IntermediateCsr> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            common_name: &'a str,
+            key_ref: &'a str,
+        }
+        let path = mount_path(mount, "intermediate/generate/existing");
+        let secret: Secret = self
+            .send(Call::new(Method::POST, &path, Idempotent::Yes).json(&Body {
+                common_name,
+                key_ref,
+            })?)
+            .await?
+            .decode(&path)?;
+        secret.data_as(&path)
+    }
+
     /// Imports the signed intermediate (PEM; append the root to make it a key-less issuer so
     /// `ca_chain` returns the full chain). Retried: importing the same certificate again is a
     /// no-op in OpenBao.

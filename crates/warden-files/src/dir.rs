@@ -337,10 +337,12 @@ impl Dir {
         }
     }
 
-    /// Reads the regular file `name`; `None` when it does not exist. A symlink is refused
-    /// ([`Error::Symlink`]), and so is anything that is not a regular file, so a FIFO planted
-    /// at the name cannot block the reader.
-    pub fn read(&self, name: &str) -> Result<Option<FileContents>, Error> {
+    /// Opens the regular file `name` for reading, never through a symlink and never blocking
+    /// on a FIFO planted at the name; `None` when it does not exist.
+    fn open_regular(
+        &self,
+        name: &str,
+    ) -> Result<Option<(OwnedFd, rustix::fs::Stat, PathBuf)>, Error> {
         let name = self.name(name)?;
         let path = self.entry_path(name);
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
@@ -354,6 +356,16 @@ impl Dir {
         if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
             return Err(io_error(&path, "open", rustix::io::Errno::INVAL));
         }
+        Ok(Some((fd, st, path)))
+    }
+
+    /// Reads the regular file `name`; `None` when it does not exist. A symlink is refused
+    /// ([`Error::Symlink`]), and so is anything that is not a regular file, so a FIFO planted
+    /// at the name cannot block the reader.
+    pub fn read(&self, name: &str) -> Result<Option<FileContents>, Error> {
+        let Some((fd, st, path)) = self.open_regular(name)? else {
+            return Ok(None);
+        };
         let mut bytes = Vec::new();
         File::from(fd)
             .read_to_end(&mut bytes)
@@ -366,6 +378,53 @@ impl Dir {
             bytes,
             mode: RawMode::from_raw_mode(st.st_mode).bits() & 0o7777,
         }))
+    }
+
+    /// Like [`Dir::read`], but refuses a file larger than `limit` bytes (checked on the open
+    /// file, and the read stops at `limit + 1` bytes, so a file that grows meanwhile is
+    /// refused too) and also returns its owner and group, for callers that judge who wrote a
+    /// file they act on (an agent's trust file).
+    pub fn read_bounded(
+        &self,
+        name: &str,
+        limit: u64,
+    ) -> Result<Option<(FileContents, Meta)>, Error> {
+        let Some((fd, st, path)) = self.open_regular(name)? else {
+            return Ok(None);
+        };
+        let too_big = || Error::Io {
+            path: path.clone(),
+            step: "read",
+            source: io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("larger than the {limit} bytes read at most"),
+            ),
+        };
+        if u64::try_from(st.st_size).unwrap_or(u64::MAX) > limit {
+            return Err(too_big());
+        }
+        let mut bytes = Vec::new();
+        File::from(fd)
+            .take(limit.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(|source| Error::Io {
+                path: path.clone(),
+                step: "read",
+                source,
+            })?;
+        if bytes.len() as u64 > limit {
+            return Err(too_big());
+        }
+        let mode = RawMode::from_raw_mode(st.st_mode).bits() & 0o7777;
+        Ok(Some((
+            FileContents { bytes, mode },
+            Meta {
+                kind: Kind::File,
+                uid: st.st_uid,
+                gid: st.st_gid,
+                mode,
+            },
+        )))
     }
 
     /// Atomically replaces `name` with `contents`: a temporary file in this directory

@@ -71,6 +71,34 @@ pub fn hosts_dir(lab: &Lab) -> PathBuf {
     lab.layout().root().join(HOSTS_DIR)
 }
 
+/// Writes `pem` as the trust file of the lab's environment `env` — what its API clients trust
+/// (`<lab>/<env>/tls/ca.pem`) and every enrolled host's `trust/ca.pem` under
+/// `<lab>/hosts/<env>/` — the lab's stand-in for an operator shipping a new trust bundle during
+/// a root rollover (ADR 0030). Running agents re-read it. Returns the files written.
+pub fn write_trust_files(lab: &Lab, env: &str, pem: &str) -> Result<Vec<PathBuf>, AgentsError> {
+    let mut text = pem.trim_end().to_owned();
+    text.push('\n');
+    let mut files = vec![lab.layout().env(env).ca_bundle()];
+    if let Ok(hosts) = std::fs::read_dir(hosts_dir(lab).join(env)) {
+        let mut dirs: Vec<PathBuf> = hosts.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        dirs.sort();
+        files.extend(
+            dirs.into_iter()
+                .map(|d| IdentityLayout::at(&d).ca_bundle())
+                .filter(|f| f.is_file()),
+        );
+    }
+    for f in &files {
+        warden_files::write_atomic(f, text.as_bytes(), warden_files::Mode::Public).map_err(
+            |e| AgentsError::AgentConfig {
+                path: f.clone(),
+                source: Box::new(e),
+            },
+        )?;
+    }
+    Ok(files)
+}
+
 /// The spec `lab up` applied, and the environments of it the lab has.
 #[derive(Debug, Clone, Copy)]
 pub struct Applied<'a> {

@@ -98,6 +98,7 @@ async fn unseal_node(env: &EnvConfig, node: &Node, layout: &EnvLayout) -> Result
         .map_err(Error::bao(name, "reach the server"))?;
     let deadline = Instant::now() + READY_TIMEOUT;
     let mut any = false;
+    let mut last_refusal = None;
     loop {
         let st = client
             .seal_status()
@@ -108,6 +109,16 @@ async fn unseal_node(env: &EnvConfig, node: &Node, layout: &EnvLayout) -> Result
             match bring_up::unseal(&client, name, layout).await {
                 Ok(did) => any |= did,
                 Err(Error::Bao { source, .. }) if node.index > 1 && source.is_not_initialized() => {
+                }
+                // A follower still receiving the keyring from the leader answers an unseal
+                // with 500 ("failed to create cipher: crypto/aes: invalid key size 0", seen
+                // under load): the join is not done, so the shares are offered again later,
+                // and the refusal is the error only if it outlasts the wait.
+                Err(e @ Error::Bao { .. })
+                    if node.index > 1
+                        && matches!(&e, Error::Bao { source, .. } if source.status() == Some(500)) =>
+                {
+                    last_refusal = Some(e);
                 }
                 Err(e) => return Err(e),
             }
@@ -121,7 +132,10 @@ async fn unseal_node(env: &EnvConfig, node: &Node, layout: &EnvLayout) -> Result
             }
         }
         if Instant::now() >= deadline {
-            return Ok(any);
+            return match last_refusal {
+                Some(e) => Err(e),
+                None => Ok(any),
+            };
         }
         tokio::time::sleep(JOIN_POLL).await;
     }

@@ -153,13 +153,14 @@ impl Lab {
 
     /// Status of every environment (read-only).
     pub async fn status(&self) -> Vec<EnvStatus> {
-        let root = CaDir::open(&self.layout.ca_dir())
+        let roots = CaDir::open(&self.layout.ca_dir())
             .ok()
-            .map(|ca| ca.root_pem().to_owned());
+            .and_then(|ca| ca.trusted_roots_pem().ok())
+            .unwrap_or_default();
         let futures = self.config.environments.iter().map(|env| {
             let env_layout = self.layout.env(&env.name);
-            let root = root.as_deref();
-            async move { status::env_status(env, &env_layout, root).await }
+            let roots = roots.as_slice();
+            async move { status::env_status(env, &env_layout, roots).await }
         });
         join_all(futures).await
     }

@@ -85,11 +85,7 @@ impl EnvStatus {
     }
 }
 
-pub(crate) async fn env_status(
-    env: &EnvConfig,
-    layout: &EnvLayout,
-    root_pem: Option<&str>,
-) -> EnvStatus {
+pub(crate) async fn env_status(env: &EnvConfig, layout: &EnvLayout, roots: &[String]) -> EnvStatus {
     let mut st = EnvStatus {
         name: env.name.clone(),
         address: env.address(),
@@ -156,15 +152,16 @@ pub(crate) async fn env_status(
                 .push(format!("{} has no intermediate installed", env.pki_mount));
         }
         Ok(chain) => {
-            let report = match warden_pki::verify_chain(&chain, root_pem, OffsetDateTime::now_utc())
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    st.chain_valid = Some(false);
-                    st.chain_problems.push(format!("unreadable chain: {e}"));
-                    return st;
-                }
-            };
+            // Either root of a rollover under way (ADR 0030).
+            let report =
+                match warden_pki::verify_chain_any(&chain, roots, OffsetDateTime::now_utc()) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        st.chain_valid = Some(false);
+                        st.chain_problems.push(format!("unreadable chain: {e}"));
+                        return st;
+                    }
+                };
             st.intermediate_not_after = report
                 .certs
                 .first()

@@ -217,6 +217,28 @@ pub fn verify_chain(
     })
 }
 
+/// [`verify_chain`] against each of `roots` (PEM, one certificate each) in turn: the first
+/// report that is valid, else the report against the first root. During a root rollover a chain
+/// may end in either root (ADR 0030). With no roots, the bundle is checked on its own.
+pub fn verify_chain_any(
+    bundle_pem: &str,
+    roots: &[String],
+    now: OffsetDateTime,
+) -> Result<ChainReport> {
+    let mut first = None;
+    for root in roots {
+        let report = verify_chain(bundle_pem, Some(root), now)?;
+        if report.valid {
+            return Ok(report);
+        }
+        first.get_or_insert(report);
+    }
+    match first {
+        Some(r) => Ok(r),
+        None => verify_chain(bundle_pem, None, now),
+    }
+}
+
 fn check(certs: &[Parsed], anchor: Option<&Parsed>, now: OffsetDateTime) -> Vec<ChainProblem> {
     let Some(last) = certs.last() else {
         return vec![ChainProblem::Empty];

@@ -260,6 +260,27 @@ pub enum Error {
         #[source]
         source: pkcs8::Error,
     },
+    /// A rollover step does not follow the rollover's recorded state (ADR 0030): `begin` while
+    /// one is begun, `re-sign` or `promote` without one.
+    #[error("{dir}: {step}: the root rollover is {state}")]
+    RolloverOutOfOrder {
+        /// The CA directory.
+        dir: PathBuf,
+        /// The step attempted (`begin`, `re-sign`, `promote`).
+        step: &'static str,
+        /// The recorded state (`none` when no rollover was begun).
+        state: String,
+    },
+    /// `re-sign` was asked for an intermediate the current root never signed.
+    #[error(
+        "the ledger has no {profile} intermediate for {environment} signed by the current root: there is nothing to re-sign"
+    )]
+    NothingToResign {
+        /// The environment asked for.
+        environment: String,
+        /// The profile asked for.
+        profile: String,
+    },
     /// A date computation left the range `time` can represent (a validity of thousands of years).
     #[error("the validity {validity} overflows the calendar")]
     DateOverflow {

@@ -44,7 +44,16 @@ pub struct LedgerEntry {
     /// than one environment (`--unconstrained-because`, ADR 0013).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unconstrained_because: Option<String>,
+    /// SHA-256 of the root that signed it, when that is not the directory's root at the time:
+    /// the next root of a rollover (its re-signed intermediates, its cross certificates;
+    /// ADR 0030). Absent means the directory's root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
 }
+
+/// The environment recorded for the root's own signatures (self-signed roots, cross
+/// certificates): not an environment the root signs for.
+pub const OFFLINE: &str = "offline";
 
 pub(crate) fn append(path: &Path, entry: &LedgerEntry) -> Result<()> {
     // Serialising a struct of strings and dates cannot fail; keep the error typed anyway.
@@ -99,6 +108,7 @@ mod tests {
             path_len: Some(0),
             permitted_dns: vec![],
             unconstrained_because: None,
+            signed_by: None,
         }
     }
 

@@ -21,8 +21,10 @@
 //! | inspect certificates / check a chain          | [`parse_pem_bundle`], [`verify_chain`]         |
 //! | can one environment issue another's names?    | [`check_isolation`], [`EnvChain`] (ADR 0013)   |
 //! | split PEM bundles, read a common name            | [`pem_blocks`], [`first_certificate`], [`common_name`] |
+//! | roll the root over (new root, cross certificates, re-signed intermediates) | [`CaDir::begin_rollover`], [`CaDir::resign_intermediate`], [`CaDir::finish_rollover`] (ADR 0030) |
+//! | check a chain against any of several roots      | [`verify_chain_any`]                           |
 //!
-//! Modules: `root` (the CA directory), `backup` (its files in memory, checked and written back), `keystore` (the root key encrypted at rest), `sign` (an
+//! Modules: `root` (the CA directory), `backup` (its files in memory, checked and written back), `keystore` (the root key encrypted at rest), `rollover` (a new root beside the old one, ADR 0030), `sign` (an
 //! intermediate from a CSR, policy first), `params` (serials, validity, names every signed
 //! certificate shares), `ledger` (one line per signature), `keys` (key pairs and CSRs),
 //! `issuer` (an in-memory intermediate issuing leaves), `listener` (an environment's listener CA
@@ -45,12 +47,13 @@ mod ledger;
 mod listener;
 mod params;
 mod pem;
+mod rollover;
 mod root;
 mod rotation;
 mod sign;
 
 pub use backup::{CaFiles, CaSummary, LedgerTip};
-pub use chain::{ChainProblem, ChainReport, verify_chain};
+pub use chain::{ChainProblem, ChainReport, verify_chain, verify_chain_any};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use inspect::{CertInfo, parse_pem_bundle};
@@ -60,12 +63,16 @@ pub use isolation::{
 };
 pub use issuer::LocalIssuer;
 pub use keys::{GeneratedKey, KeyAlgorithm, generate_key, make_csr};
-pub use ledger::LedgerEntry;
+pub use ledger::{LedgerEntry, OFFLINE};
 pub use listener::{
     IssuedLeaf, LISTENER_CA_PROFILE, LISTENER_CA_UNCONSTRAINED, ListenerCa, client_ca_bundle,
 };
 pub use params::BACKDATE;
-pub use pem::{common_name, first_certificate, pem_blocks, sha256_hex};
+pub use pem::{common_name, first_certificate, pem_blocks, public_key_sha256, sha256_hex};
+pub use rollover::{
+    CROSS_CURRENT_BY_NEXT, CROSS_NEXT_BY_CURRENT, CROSS_PROFILE, NEXT_ROOT_CERT, NEXT_ROOT_KEY,
+    ROLLOVER, RolloverBegun, RolloverRecord, RolloverState,
+};
 pub use root::{CaDir, CaMetadata, LEDGER, METADATA, ROOT_CERT, ROOT_KEY, RootOptions};
 pub use rotation::{MountIntermediate, intermediate_bundle, issuer_of, mount_intermediates};
 pub use sign::{IntermediateRequest, SignedIntermediate};

@@ -39,6 +39,18 @@ pub fn common_name(pem: &str) -> Option<String> {
     Some(cn.to_owned())
 }
 
+/// SHA-256 (hex) of the SubjectPublicKeyInfo of the first certificate of `pem`: whether two
+/// certificates certify the same key, whatever key identifier each issuer computed (a root
+/// rollover re-signs the same key, ADR 0030).
+pub fn public_key_sha256(pem: &str) -> Option<String> {
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;
+    if block.label != "CERTIFICATE" {
+        return None;
+    }
+    let (_, cert) = x509_parser::parse_x509_certificate(&block.contents).ok()?;
+    Some(sha256_hex(cert.public_key().raw))
+}
+
 /// Lower-case hex SHA-256 of `bytes`: the fingerprint of a DER certificate the ledger and
 /// `ca show` print, and the digest of a delivered file the agent records.
 pub fn sha256_hex(bytes: &[u8]) -> String {

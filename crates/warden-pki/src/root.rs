@@ -145,6 +145,7 @@ impl CaDir {
             path_len: Some(opts.path_len),
             permitted_dns: Vec::new(),
             unconstrained_because: None,
+            signed_by: None,
         };
 
         warden_files::ensure_private_dir(dir)?;
@@ -244,13 +245,24 @@ impl CaDir {
 
     /// Decrypts the root key and checks it belongs to `root.crt`.
     pub(crate) fn unlock(&self, passphrase: &SecretString) -> Result<GeneratedKey> {
-        let path = self.dir.join(ROOT_KEY);
-        let pem = zeroize::Zeroizing::new(read_required(&self.dir, ROOT_KEY)?);
+        self.unlock_as(ROOT_KEY, &self.root, passphrase)
+    }
+
+    /// Decrypts the key in `key_file` and checks it belongs to `cert` (the root, or the next
+    /// root of a rollover).
+    pub(crate) fn unlock_as(
+        &self,
+        key_file: &'static str,
+        cert: &Parsed,
+        passphrase: &SecretString,
+    ) -> Result<GeneratedKey> {
+        let path = self.dir.join(key_file);
+        let pem = zeroize::Zeroizing::new(read_required(&self.dir, key_file)?);
         let key = keystore::open(&path, &pem, passphrase)?;
-        if key.public_key_der() != self.root.x509().public_key().raw {
+        if key.public_key_der() != cert.x509().public_key().raw {
             return Err(Error::CorruptCaFile {
                 path,
-                reason: format!("the key does not belong to {ROOT_CERT}"),
+                reason: format!("the key does not belong to {}", cert.info.subject),
             });
         }
         Ok(key)
@@ -260,14 +272,7 @@ impl CaDir {
     /// interleave their checks and ledger lines. `flock` on the directory itself: no lock file,
     /// so a refused request really leaves the directory as it was.
     pub(crate) fn lock(&self) -> Result<nix::fcntl::Flock<File>> {
-        let f = File::open(&self.dir).map_err(Error::io("open", &self.dir))?;
-        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, errno)| {
-            Error::Io {
-                path: self.dir.clone(),
-                step: "lock",
-                source: errno.into(),
-            }
-        })
+        lock_dir(&self.dir)
     }
 }
 
@@ -296,7 +301,19 @@ fn check_empty(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn read_required(dir: &Path, name: &'static str) -> Result<String> {
+/// [`CaDir::lock`] for a directory that may not open as a CA right now (a promote under way).
+pub(crate) fn lock_dir(dir: &Path) -> Result<nix::fcntl::Flock<File>> {
+    let f = File::open(dir).map_err(Error::io("open", dir))?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, errno)| {
+        Error::Io {
+            path: dir.to_path_buf(),
+            step: "lock",
+            source: errno.into(),
+        }
+    })
+}
+
+pub(crate) fn read_required(dir: &Path, name: &'static str) -> Result<String> {
     let path = dir.join(name);
     match std::fs::read_to_string(&path) {
         Ok(s) => Ok(s),

@@ -79,6 +79,20 @@ impl CaDir {
         now: OffsetDateTime,
     ) -> Result<SignedIntermediate> {
         let _lock = self.lock()?;
+        self.sign_with(&self.root, crate::ROOT_KEY, csr_pem, req, passphrase, now)
+    }
+
+    /// [`CaDir::sign_intermediate`] with `signer` (the root, or the next root of a rollover,
+    /// whose key is `key_file`), the directory already locked by the caller.
+    pub(crate) fn sign_with(
+        &self,
+        signer: &crate::inspect::Parsed,
+        key_file: &'static str,
+        csr_pem: &str,
+        req: &IntermediateRequest,
+        passphrase: &SecretString,
+        now: OffsetDateTime,
+    ) -> Result<SignedIntermediate> {
         check_label("environment", &req.environment)?;
         check_label("profile", &req.profile)?;
         for d in &req.permitted_dns {
@@ -121,7 +135,7 @@ impl CaDir {
             });
         }
 
-        let root = &self.root.info;
+        let root = &signer.info;
         if now < root.not_before {
             return Err(Error::RootNotYetValid {
                 not_before: root.not_before,
@@ -151,7 +165,7 @@ impl CaDir {
         let (subject, spki) = read_csr(csr_pem)?;
 
         // The expensive check (scrypt) last among the refusals, the write after all of them.
-        let key = self.unlock(passphrase)?;
+        let key = self.unlock_as(key_file, signer, passphrase)?;
 
         let mut p = CertificateParams::default();
         p.distinguished_name = subject;
@@ -171,7 +185,7 @@ impl CaDir {
                 excluded_subtrees: Vec::new(),
             });
         }
-        let issuer = rcgen::Issuer::from_ca_cert_der(&self.root.der.as_slice().into(), &key.inner)
+        let issuer = rcgen::Issuer::from_ca_cert_der(&signer.der.as_slice().into(), &key.inner)
             .map_err(Error::rcgen("load the root as issuer"))?;
         let cert = p
             .signed_by(&spki, &issuer)
@@ -180,7 +194,7 @@ impl CaDir {
         // Check the new certificate before it leaves: it parses, the root's key verifies it, and
         // it carries what the policy put in.
         let signed = parse_der(cert.der())?;
-        if !signed.is_signed_by(&self.root) || !signed.can_sign_certs {
+        if !signed.is_signed_by(signer) || !signed.can_sign_certs {
             return Err(Error::BadCertificate {
                 index: None,
                 reason: "the freshly signed intermediate failed its own check".to_owned(),
@@ -199,6 +213,8 @@ impl CaDir {
             path_len: Some(req.path_len),
             permitted_dns: req.permitted_dns.clone(),
             unconstrained_because,
+            signed_by: (signer.info.sha256 != self.root.info.sha256)
+                .then(|| signer.info.sha256.clone()),
         };
         ledger::append(&self.dir.join(LEDGER), &entry)?;
         Ok(SignedIntermediate {
@@ -215,7 +231,7 @@ impl CaDir {
         let mut envs: Vec<String> = self
             .ledger()?
             .into_iter()
-            .filter(|e| e.profile != "root")
+            .filter(|e| e.profile != "root" && e.environment != ledger::OFFLINE)
             .map(|e| e.environment)
             .collect();
         envs.push(also.to_owned());
@@ -223,6 +239,18 @@ impl CaDir {
         envs.dedup();
         Ok(envs)
     }
+}
+
+/// The DER SubjectPublicKeyInfo of a PEM CSR whose self-signature verifies.
+pub(crate) fn csr_public_key(csr_pem: &str) -> Result<Vec<u8>> {
+    let bad = |reason: String| Error::BadCsr { reason };
+    let der = rustls_pki_types::CertificateSigningRequestDer::from_pem_slice(csr_pem.as_bytes())
+        .map_err(|e| bad(format!("no PEM CERTIFICATE REQUEST block: {e}")))?;
+    let (_, csr) = X509CertificationRequest::from_der(der.as_ref())
+        .map_err(|e| bad(format!("not a PKCS#10 request: {e}")))?;
+    csr.verify_signature()
+        .map_err(|e| bad(format!("its signature does not verify ({e})")))?;
+    Ok(csr.certification_request_info.subject_pki.raw.to_vec())
 }
 
 /// Parses a PEM CSR, verifies its self-signature and returns only the subject and the key.

@@ -154,6 +154,15 @@ async fn execute(client: &Client, change: &Change) -> Result<(), String> {
             .delete(&change.path.replacen("/data/", "/metadata/", 1))
             .await
             .map_err(|e| e.to_string()),
+        (Action::Update, Kind::Registry) => execute_plain(client, change).await.map_err(|e| {
+            if e.contains("check-and-set") {
+                format!(
+                    "the registry entry changed after the plan was made (a `warden revoke purpose`, or another apply); nothing was overwritten: run `warden apply` again to plan against it ({e})"
+                )
+            } else {
+                e
+            }
+        }),
         _ => execute_plain(client, change).await,
     }
 }

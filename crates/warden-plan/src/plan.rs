@@ -1,6 +1,7 @@
 //! Reading live state and turning desired vs live into a list of changes, each with its reason.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -102,10 +103,17 @@ pub async fn plan_env(
         async move {
             let current = live.current(client, env, &d).await?;
             let mut d = d;
+            let version = registry_version(&d, current.as_ref());
             let outcome = match live_revocation(&mut d, current.as_ref()) {
                 Some(conflict) => Some(conflict),
                 None => compare(&d, current),
             };
+            // A registry entry is rewritten only if it is still the version planned against:
+            // a `revoke purpose` between plan and apply makes the write fail instead of being
+            // undone by it (ADR 0032).
+            if let (Some(v), Some((Action::Update, ..))) = (version, &outcome) {
+                d.body["options"] = json!({ "cas": v });
+            }
             Ok::<_, Error>(outcome.map(|(action, reason, fields)| Change {
                 action,
                 kind: d.kind,
@@ -143,6 +151,14 @@ pub async fn plan_env(
     })
 }
 
+/// The live KV version of a registry entry `d`, which its update is written against.
+fn registry_version(d: &Desired, current: Option<&Value>) -> Option<u64> {
+    if d.kind != Kind::Registry {
+        return None;
+    }
+    current?.pointer("/metadata/version")?.as_u64()
+}
+
 /// What an environment holds beyond the objects read one by one.
 struct Live {
     /// Secrets engines by path, in the shape they are written in.
@@ -151,7 +167,17 @@ struct Live {
     auths: BTreeMap<String, Value>,
     /// The objects Warden created (its ownership record).
     owned: owned::Owned,
+    /// Names under each folder listed so far (`None`: the LIST was refused). A fresh
+    /// environment's 40,000 objects are then one LIST per folder instead of 40,000 reads of
+    /// objects that do not exist (issue 16).
+    listings: Mutex<HashMap<String, Arc<Listing>>>,
+    /// Every policy's text from one request (`None`: the server or the token has no such
+    /// request): a re-plan at 10,000 identities reads its 10,000 policies at once.
+    policies: tokio::sync::OnceCell<Option<HashMap<String, String>>>,
 }
+
+/// One folder's names, listed once by whichever object asks first.
+type Listing = tokio::sync::OnceCell<Option<HashSet<String>>>;
 
 impl Live {
     async fn read(client: &Client, env: &str) -> Result<Self, Error> {
@@ -181,7 +207,67 @@ impl Live {
             mounts,
             auths,
             owned,
+            listings: Mutex::default(),
+            policies: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// Every policy's text by (lower-case) name, read once for the whole plan.
+    async fn policy_texts(&self, client: &Client) -> Option<&HashMap<String, String>> {
+        self.policies
+            .get_or_init(|| async {
+                // Refused, failed or unknown to the server: each policy is read instead.
+                let texts = client.list_policies_detailed().await.ok().flatten()?;
+                Some(
+                    texts
+                        .into_iter()
+                        .map(|(name, text)| (name.to_ascii_lowercase(), text))
+                        .collect(),
+                )
+            })
+            .await
+            .as_ref()
+    }
+
+    /// Whether the object at `path` exists according to one LIST of its folder (taken once
+    /// per folder and shared): `Some(false)` means it certainly does not, so it is not read.
+    /// `None` (not a listed kind, or the LIST was refused) means "read it to know".
+    async fn listed(&self, client: &Client, kind: Kind, path: &str) -> Option<bool> {
+        if !matches!(
+            kind,
+            Kind::Policy
+                | Kind::PkiRole
+                | Kind::CertRole
+                | Kind::AppRole
+                | Kind::JwtRole
+                | Kind::DatabaseRole
+                | Kind::TransitKey
+        ) {
+            return None;
+        }
+        let (folder, name) = path.rsplit_once('/')?;
+        let cell = Arc::clone(
+            self.listings
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(folder.to_owned())
+                .or_default(),
+        );
+        let names = cell
+            .get_or_init(|| async {
+                match client.list(folder).await {
+                    // OpenBao stores policy names in lower case.
+                    Ok(keys) => Some(keys.into_iter().map(|k| k.to_ascii_lowercase()).collect()),
+                    // The backend is not mounted yet (it is in the plan): nothing under it.
+                    Err(e) if is_unmounted(&e) => Some(HashSet::new()),
+                    // Refused or failed: read each object instead, as before.
+                    Err(_) => None,
+                }
+            })
+            .await;
+        names
+            .as_ref()
+            .map(|n: &HashSet<String>| n.contains(&name.to_ascii_lowercase()))
     }
 
     /// The live form of `d`, or `None` where it does not exist: mounts from the tables read
@@ -201,6 +287,13 @@ impl Live {
                 .auths
                 .get(d.path.trim_start_matches("sys/auth/"))
                 .cloned(),
+            Kind::Policy if let Some(texts) = self.policy_texts(client).await => {
+                let name = d.path.rsplit('/').next().unwrap_or_default();
+                texts
+                    .get(&name.to_ascii_lowercase())
+                    .map(|text| json!({ "name": name, "policy": text }))
+            }
+            _ if self.listed(client, d.kind, &d.path).await == Some(false) => None,
             _ => read_one(client, env, &d.path)
                 .await?
                 .map(|v| normalize(d.kind, v)),

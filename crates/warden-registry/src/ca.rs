@@ -23,13 +23,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use warden_bao::{Client, Idempotent};
 use warden_pki::MountIntermediate;
 use warden_spec::naming;
-use warden_spec::{CaPolicy, Environment, Spec};
+use warden_spec::{CaPolicy, Environment, RateCheck, Spec};
 
 use crate::posture::{DeliveryReport, delivery_reports};
 
@@ -82,18 +82,105 @@ pub enum CaError {
         /// When the overlap ends (RFC 3339).
         overlap_ends_at: String,
     },
+    /// The rotation's spread would put the busiest minute above `[ca] reissue_rate`
+    /// (ADR 0035).
+    #[error(
+        "{env}: {certificates} live certificate(s) over a reissue window of {window} average {mean:.0} re-issues a minute; the busiest minute would reach about {busiest}, above [ca] reissue_rate = {rate}{shorter}",
+        shorter = shorter_windows_note(check),
+        certificates = check.certificates,
+        window = warden_spec::format_duration(std::time::Duration::from_secs(check.window_secs)),
+        mean = check.mean_per_minute,
+        busiest = check.busiest_minute,
+        rate = check.rate
+    )]
+    OverRate {
+        /// Environment.
+        env: String,
+        /// The figures.
+        check: RateCheck,
+        /// Identities whose agents use a shorter `[renewal] issuer_window` than the spec's.
+        short_windows: Vec<String>,
+    },
     /// `--force` was given without a reason.
     #[error("a forced retirement needs a reason")]
     NoReason,
+    /// A root rollover step does not follow the recorded state, or the other kind of change
+    /// (an intermediate rotation, a root rollover) is under way (ADR 0030).
+    #[error("{env}: {step}: {state}, not {expected}")]
+    RolloverOutOfOrder {
+        /// Environment.
+        env: String,
+        /// The step attempted.
+        step: &'static str,
+        /// What the records say (`the root rollover is active`, `an intermediate rotation is begun`).
+        state: String,
+        /// What the step needs.
+        expected: &'static str,
+    },
+    /// The re-signed intermediate bundle is not acceptable for the root rollover.
+    #[error("{env}: the re-signed intermediate is refused: {reason}")]
+    BadResigned {
+        /// Environment.
+        env: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A record Warden keeps in OpenBao does not parse (edited by hand, or written by another
+    /// version): no step runs over a state it cannot read.
+    #[error(
+        "{env}: the record at {path} is not readable ({reason}); nothing was changed. Inspect it with `bao kv get`, and restore it from its previous KV version (`bao kv rollback`) rather than deleting it"
+    )]
+    BadRecord {
+        /// Environment.
+        env: String,
+        /// The record's API path.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Agents whose trust file lacks the new root would stop verifying once the old root is
+    /// gone.
+    #[error(
+        "{env}: {count} agent(s) have a trust file without the new root: {old_root_only} holding only the old root ({old_names}), {unknown} not saying ({unknown_names})"
+    )]
+    TrustFilesBehind {
+        /// Environment.
+        env: String,
+        /// How many in all.
+        count: usize,
+        /// How many hold only the old root.
+        old_root_only: usize,
+        /// Their identities, comma-separated.
+        old_names: String,
+        /// How many do not report their trust file (older agents).
+        unknown: usize,
+        /// Their identities, comma-separated.
+        unknown_names: String,
+    },
 }
 
-fn bao(env: &Environment, what: impl Into<String>) -> impl FnOnce(warden_bao::Error) -> CaError {
+/// `; N of them on agents whose issuer_window is shorter than the spec's`, or nothing.
+pub fn shorter_windows_note(check: &RateCheck) -> String {
+    if check.on_shorter_windows == 0 {
+        String::new()
+    } else {
+        format!(
+            " ({} of them on agents whose [renewal] issuer_window is shorter than the spec's, which crowds the first minute)",
+            check.on_shorter_windows
+        )
+    }
+}
+
+pub(crate) fn bao(
+    env: &Environment,
+    what: impl Into<String>,
+) -> impl FnOnce(warden_bao::Error) -> CaError {
     let env = env.name.to_string();
     let what = what.into();
     move |source| CaError::Bao { env, what, source }
 }
 
-fn rfc(t: OffsetDateTime) -> String {
+pub(crate) fn rfc(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
@@ -154,6 +241,14 @@ pub struct CaStatus {
     /// Identities with a live leaf from an intermediate that is not the default: who has not
     /// moved yet.
     pub unmoved: Vec<String>,
+    /// The root rollover in progress or last finished, with whose trust file holds which root
+    /// (ADR 0030).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root_rollover: Option<crate::root_rollover::RolloverStatus>,
+    /// Where rotating the default intermediate now would put the busiest minute against
+    /// `[ca] reissue_rate` (ADR 0035); absent when no ceiling is declared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_rotation: Option<RateCheck>,
 }
 
 /// A live leaf an agent reports: identity and issuer key id.
@@ -183,6 +278,50 @@ fn live_leaves(reports: &BTreeMap<String, DeliveryReport>, now: i64) -> Vec<Live
         }
     }
     out
+}
+
+/// How moving the live leaves of the issuer whose key id is `key` would load the server
+/// against `[ca] reissue_rate` (ADR 0035), each agent's certificates at the window its report
+/// says it uses when that is shorter than the spec's. `None` without a declared ceiling.
+fn rate_for(
+    policy: &CaPolicy,
+    reports: &BTreeMap<String, DeliveryReport>,
+    leaves: &[LiveLeaf],
+    key: Option<&str>,
+) -> Option<RateCheck> {
+    rate_and_short(policy, reports, leaves, key).0
+}
+
+/// [`rate_for`], with the identities whose agents use a shorter window than the spec's.
+fn rate_and_short(
+    policy: &CaPolicy,
+    reports: &BTreeMap<String, DeliveryReport>,
+    leaves: &[LiveLeaf],
+    key: Option<&str>,
+) -> (Option<RateCheck>, Vec<String>) {
+    if policy.reissue_rate.is_none() {
+        return (None, Vec::new());
+    }
+    let spec_window = policy.reissue_window.as_secs();
+    let mine: Vec<&LiveLeaf> = leaves
+        .iter()
+        .filter(|l| key.is_some() && l.issuer.as_deref() == key)
+        .collect();
+    let mut shorter: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut who: BTreeSet<String> = BTreeSet::new();
+    for l in &mine {
+        if let Some(w) = reports.get(&l.identity).and_then(|r| r.issuer_window_s)
+            && w < spec_window
+        {
+            *shorter.entry(w).or_default() += 1;
+            who.insert(l.identity.clone());
+        }
+    }
+    let shorter: Vec<(u64, u64)> = shorter.into_iter().map(|(w, n)| (n, w)).collect();
+    (
+        policy.rate_check_with(u64::try_from(mine.len()).unwrap_or(u64::MAX), &shorter),
+        who.into_iter().collect(),
+    )
 }
 
 /// Every issuer of `mount` with its certificate, parsed; intermediates also as the trust set.
@@ -227,6 +366,28 @@ pub async fn trusted_intermediates(
     ))
 }
 
+/// Every delivery report of `env`'s identities (what agents say they hold).
+pub(crate) async fn env_reports(
+    client: &Client,
+    spec: &Spec,
+    env: &Environment,
+) -> Result<BTreeMap<String, DeliveryReport>, CaError> {
+    let creds: Vec<_> = spec
+        .credentials()
+        .into_iter()
+        .filter(|c| c.environments.contains(&env.name))
+        .collect();
+    delivery_reports(client, env, &creds)
+        .await
+        .map_err(|e| CaError::Bao {
+            env: env.name.to_string(),
+            what: "read the delivery reports".to_owned(),
+            source: match e {
+                crate::posture::Error::Bao { source, .. } => source,
+            },
+        })
+}
+
 /// The CAs of `env` at `now` by `spec`'s `[ca]` policy, with the live leaves agents report.
 pub async fn status(
     client: &Client,
@@ -235,22 +396,19 @@ pub async fn status(
     now: OffsetDateTime,
 ) -> Result<CaStatus, CaError> {
     let issuers = mount_issuers(client, env).await?;
-    let creds: Vec<_> = spec
-        .credentials()
-        .into_iter()
-        .filter(|c| c.environments.contains(&env.name))
-        .collect();
-    let reports = delivery_reports(client, env, &creds)
-        .await
-        .map_err(|e| CaError::Bao {
-            env: env.name.to_string(),
-            what: "read the delivery reports".to_owned(),
-            source: match e {
-                crate::posture::Error::Bao { source, .. } => source,
-            },
-        })?;
+    let reports = env_reports(client, spec, env).await?;
     let rotation = read_record(client, env).await?;
-    Ok(judge(env, &spec.ca, &issuers, &reports, rotation, now))
+    let rollover = crate::root_rollover::read_record(client, env).await?;
+    let mut st = judge(env, &spec.ca, &issuers, &reports, rotation, now);
+    st.root_rollover = rollover.map(|record| crate::root_rollover::RolloverStatus {
+        trust_files: crate::root_rollover::trust_files(
+            &reports,
+            &record.old_root_sha256,
+            &record.new_root_sha256,
+        ),
+        record,
+    });
+    Ok(st)
 }
 
 /// [`status`] from facts already read: pure.
@@ -332,6 +490,10 @@ fn judge(
         .filter(|c| c.role == "intermediate" && !c.is_default)
         .flat_map(|c| c.identities.iter().cloned())
         .collect();
+    let next_rotation = cas
+        .iter()
+        .find(|c| c.role == "intermediate" && c.is_default)
+        .and_then(|c| rate_for(policy, reports, &leaves, c.key_id.as_deref()));
     CaStatus {
         env: env.name.to_string(),
         at: rfc(now),
@@ -340,6 +502,8 @@ fn judge(
         rotation,
         orphan_leaves,
         unmoved: unmoved.into_iter().collect(),
+        root_rollover: None,
+        next_rotation,
     }
 }
 
@@ -416,15 +580,7 @@ pub async fn read_record(
     client: &Client,
     env: &Environment,
 ) -> Result<Option<RotationRecord>, CaError> {
-    let path = naming::ca_rotation().data_path();
-    match client.read(&path).await {
-        Ok(s) => Ok(s
-            .data
-            .and_then(|mut d| d.get_mut("data").map(serde_json::Value::take))
-            .and_then(|d| serde_json::from_value(d).ok())),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(bao(env, format!("read {path}"))(e)),
-    }
+    read_json(client, env, &naming::ca_rotation().data_path()).await
 }
 
 async fn write_record(
@@ -432,10 +588,43 @@ async fn write_record(
     env: &Environment,
     record: &RotationRecord,
 ) -> Result<(), CaError> {
-    let path = naming::ca_rotation().data_path();
+    write_json(client, env, &naming::ca_rotation().data_path(), record).await
+}
+
+/// A step's record (a rotation, a rollover) from the KV v2 `path`: `None` where there is none,
+/// an error where there is one that does not parse.
+pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
+    client: &Client,
+    env: &Environment,
+    path: &str,
+) -> Result<Option<T>, CaError> {
+    let data = match client.read(path).await {
+        Ok(s) => s.data.and_then(|mut d| d.get_mut("data").map(Value::take)),
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(bao(env, format!("read {path}"))(e)),
+    };
+    let Some(data) = data.filter(|d| !d.is_null()) else {
+        return Ok(None);
+    };
+    serde_json::from_value(data)
+        .map(Some)
+        .map_err(|e| CaError::BadRecord {
+            env: env.name.to_string(),
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })
+}
+
+/// Writes a step's record to the KV v2 `path`.
+pub(crate) async fn write_json<T: Serialize>(
+    client: &Client,
+    env: &Environment,
+    path: &str,
+    record: &T,
+) -> Result<(), CaError> {
     let data = serde_json::to_value(record).unwrap_or_default();
     client
-        .write(&path, &json!({ "data": data }), Idempotent::Yes)
+        .write(path, &json!({ "data": data }), Idempotent::Yes)
         .await
         .map_err(bao(env, format!("write {path}")))?;
     Ok(())
@@ -477,6 +666,7 @@ pub async fn begin(
             ));
         }
     }
+    crate::root_rollover::refuse_while_rolling(client, env, "begin").await?;
     let mount = &env.mounts.pki;
     let old = client
         .pki_read_issuer(mount, "default")
@@ -550,19 +740,9 @@ pub async fn import(
     let old_info = warden_pki::parse_pem_bundle(&old.certificate)
         .map_err(|e| refuse(format!("the old issuer does not parse: {e}")))?
         .remove(0);
-    let root = old
-        .ca_chain
-        .iter()
-        .flat_map(|p| warden_pki::pem_blocks(p))
-        .find(|b| {
-            warden_pki::parse_pem_bundle(b)
-                .ok()
-                .is_some_and(|v| v[0].self_signed)
-        })
-        .map(str::to_owned)
-        .ok_or_else(|| {
-            refuse("the old intermediate's chain in OpenBao has no root to check against".into())
-        })?;
+    let root = root_of(&old).ok_or_else(|| {
+        refuse("the old intermediate's chain in OpenBao has no root to check against".into())
+    })?;
     let first = warden_pki::first_certificate(bundle).unwrap_or_default();
     let report =
         warden_pki::verify_chain(&format!("{}\n{root}", first.trim_end()), Some(&root), now)
@@ -574,29 +754,7 @@ pub async fn import(
             problems.join("; ")
         )));
     }
-    if !old_info.permitted_dns.is_empty() {
-        let missing: Vec<&String> = old_info
-            .permitted_dns
-            .iter()
-            .filter(|d| !new.permitted_dns.contains(d))
-            .collect();
-        if new.permitted_dns.is_empty() {
-            return Err(refuse(format!(
-                "it has no name constraints, and the current intermediate is constrained to {} (ADR 0013)",
-                old_info.permitted_dns.join(", ")
-            )));
-        }
-        if !missing.is_empty() {
-            return Err(refuse(format!(
-                "its name constraints leave out {} that the current intermediate permits; sign it with the same --permitted-dns",
-                missing
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-    }
+    constraints_kept(&old_info, new).map_err(refuse)?;
     if new.not_after <= now {
         return Err(refuse("it has expired".into()));
     }
@@ -635,6 +793,50 @@ pub async fn import(
     Ok(record)
 }
 
+/// Whether `new` keeps every name constraint of `old` (ADR 0013): refused when `old` is
+/// constrained and `new` is not, or leaves one of its subtrees out.
+pub(crate) fn constraints_kept(
+    old: &warden_pki::CertInfo,
+    new: &warden_pki::CertInfo,
+) -> Result<(), String> {
+    if old.permitted_dns.is_empty() {
+        return Ok(());
+    }
+    if new.permitted_dns.is_empty() {
+        return Err(format!(
+            "it has no name constraints, and the current intermediate is constrained to {} (ADR 0013)",
+            old.permitted_dns.join(", ")
+        ));
+    }
+    let missing: Vec<&str> = old
+        .permitted_dns
+        .iter()
+        .filter(|d| !new.permitted_dns.contains(d))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "its name constraints leave out {} that the current intermediate permits; sign it with the same --permitted-dns",
+            missing.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// The self-signed root at the end of an issuer's chain as OpenBao holds it, PEM.
+pub(crate) fn root_of(issuer: &warden_bao::Issuer) -> Option<String> {
+    issuer
+        .ca_chain
+        .iter()
+        .flat_map(|p| warden_pki::pem_blocks(p))
+        .find(|b| {
+            warden_pki::parse_pem_bundle(b)
+                .ok()
+                .is_some_and(|v| v[0].self_signed)
+        })
+        .map(str::to_owned)
+}
+
 /// Step 5: the new issuer becomes the default; the overlap starts. The caller has made both
 /// issuers trusted first (cert-auth roles, the listener's client-CA bundle).
 pub async fn activate(
@@ -659,6 +861,53 @@ pub async fn activate(
     record.overlap_ends_at = Some(rfc(now + overlap));
     write_record(client, env, &record).await?;
     Ok(record)
+}
+
+/// How activating the rotation under way would load the server against `[ca] reissue_rate`
+/// (ADR 0035): the live certificates chaining to the intermediate being replaced, spread over
+/// the reissue window. `None` when the spec declares no ceiling or no rotation is begun or
+/// imported (the step then refuses out of order); [`CaError::OverRate`] when the busiest minute
+/// would exceed it. Read before anything changes, so a refusal leaves the
+/// rotation where it was.
+pub async fn check_rate(
+    client: &Client,
+    spec: &Spec,
+    env: &Environment,
+    now: OffsetDateTime,
+) -> Result<Option<RateCheck>, CaError> {
+    if spec.ca.reissue_rate.is_none() {
+        return Ok(None);
+    }
+    let issuers = mount_issuers(client, env).await?;
+    let reports = env_reports(client, spec, env).await?;
+    let rotation = read_record(client, env).await?;
+    // The certificates that move are those of the intermediate the rotation replaces (the
+    // record's). Without a rotation ready to activate there is nothing to judge: the step
+    // itself then refuses out of order, which is the error to show, not a rate.
+    let Some(replaced) = rotation
+        .as_ref()
+        .filter(|r| matches!(r.state, RotationState::Begun | RotationState::Imported))
+        .map(|r| r.old_issuer_id.clone())
+    else {
+        return Ok(None);
+    };
+    let key = issuers
+        .iter()
+        .find(|(id, _, info)| !info.self_signed && *id == replaced)
+        .and_then(|(_, _, info)| info.subject_key_id.clone());
+    let leaves = live_leaves(&reports, now.unix_timestamp());
+    let (check, short) = rate_and_short(&spec.ca, &reports, &leaves, key.as_deref());
+    let Some(check) = check else {
+        return Ok(None);
+    };
+    if !check.holds() {
+        return Err(CaError::OverRate {
+            env: env.name.to_string(),
+            check,
+            short_windows: short,
+        });
+    }
+    Ok(Some(check))
 }
 
 /// What [`retire`] would leave behind: the live leaves still from the old issuer.
@@ -740,6 +989,8 @@ mod tests {
                     ..DeliveredOutput::default()
                 })
                 .collect(),
+            trust_roots: None,
+            issuer_window_s: None,
         }
     }
 

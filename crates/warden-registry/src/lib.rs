@@ -9,6 +9,9 @@
 //! - [`evidence`]: evidence packets signed with a transit key and verified offline.
 //! - [`ca`]: every CA of an environment's chain with its cadence and live leaves, and the
 //!   intermediate rotation (begin, import, activate, retire; ADR 0029).
+//! - [`root_rollover`]: the online side of a root rollover — the re-signed intermediate
+//!   imported beside the old one, made the default, the old root removed once every agent's
+//!   trust file holds the new one (ADR 0030).
 //! - [`break_glass`]: time-boxed tokens traded for a root token generated from custodians'
 //!   shares; their records, shown in posture and evidence.
 
@@ -18,3 +21,4 @@ pub mod evidence;
 pub mod posture;
 pub mod reveal;
 pub mod revoke;
+pub mod root_rollover;

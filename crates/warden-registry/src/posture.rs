@@ -111,6 +111,45 @@ pub struct DeliveryReport {
     /// One entry per delivered output.
     #[serde(default)]
     pub outputs: Vec<DeliveredOutput>,
+    /// SHA-256 (hex) of each root certificate the agent's trust file holds, read when the
+    /// report was built; `None` from an agent older than root rollovers (ADR 0030). The agent
+    /// writes its own report, so junk here must neither drop the whole report (the agent would
+    /// vanish from the rollover's count of agents behind) nor count as a root: anything but a
+    /// list reads as `None`, and entries that are not SHA-256 hex are left out, so such an
+    /// agent counts as unknown.
+    #[serde(
+        default,
+        deserialize_with = "lenient_roots",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub trust_roots: Option<Vec<String>>,
+    /// The agent's `[renewal] issuer_window` in seconds (ADR 0035); `None` from an older agent,
+    /// or when what the agent wrote is not a positive whole number (an agent writes its own
+    /// report: junk here must not drop the rest of it).
+    #[serde(
+        default,
+        deserialize_with = "lenient_window",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub issuer_window_s: Option<u64>,
+}
+
+fn lenient_window<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Ok(Value::deserialize(d)?.as_u64().filter(|w| *w > 0))
+}
+
+fn lenient_roots<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    let Value::Array(items) = Value::deserialize(d)? else {
+        return Ok(None);
+    };
+    Ok(Some(
+        items
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+            .map(str::to_ascii_lowercase)
+            .collect(),
+    ))
 }
 
 /// One delivered output in a [`DeliveryReport`].
@@ -881,6 +920,30 @@ fn apply_report(f: &mut Facts, o: &DeliveredOutput) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_junk_issuer_window_reads_as_unknown_and_keeps_the_report() {
+        let read = |w: Value| -> DeliveryReport {
+            serde_json::from_value(serde_json::json!({
+                "reported_at": "2026-12-06T00:00:00Z",
+                "outputs": [{ "credential": "a/certificate", "output": "tls", "state": "fresh" }],
+                "issuer_window_s": w,
+            }))
+            .expect("the report parses whatever the agent wrote there")
+        };
+        assert_eq!(read(serde_json::json!(330)).issuer_window_s, Some(330));
+        for junk in [
+            serde_json::json!(0),
+            serde_json::json!(-5),
+            serde_json::json!("60"),
+            serde_json::json!(1.5),
+            serde_json::json!({ "s": 1 }),
+        ] {
+            let r = read(junk.clone());
+            assert_eq!(r.issuer_window_s, None, "{junk}");
+            assert_eq!(r.outputs.len(), 1, "{junk}");
+        }
+    }
 
     #[test]
     fn the_agent_states_floor_posture_by_their_documented_meaning() {

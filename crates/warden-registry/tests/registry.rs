@@ -51,6 +51,137 @@ async fn apply(operator: &Client, spec: &Spec, env: &Environment) {
         .unwrap_or_else(|e| panic!("apply: {e}"));
 }
 
+/// A registry entry is rewritten by apply only if it is still the version the plan read: a
+/// `revoke purpose` landing between plan and apply makes apply fail on that entry instead of
+/// undoing the revocation (ADR 0032), and a new plan sees it.
+async fn registry_entry_written_after_the_plan_is_not_overwritten(
+    operator: &Client,
+    spec: &Spec,
+    env: &Environment,
+) {
+    let purpose = spec.purposes[0].id.to_string();
+    let path = format!("warden/data/registry/{purpose}");
+    let mut changed = spec.clone();
+    changed.purposes[0].owner = "another-team".into();
+    let inputs = warden_plan::EnvInputs {
+        identity_ca_pem: operator
+            .pki_ca_cert(&env.mounts.pki)
+            .await
+            .expect("the lab's intermediate"),
+        ..warden_plan::EnvInputs::default()
+    };
+    let plan = warden_plan::plan_env(
+        operator,
+        ENV,
+        warden_plan::desired_state(&changed, env, &inputs),
+        false,
+        4,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("plan: {e}"));
+    assert!(
+        plan.changes.iter().any(|c| c.path == path),
+        "the owner change is planned: {:?}",
+        plan.changes.iter().map(|c| &c.path).collect::<Vec<_>>()
+    );
+    // Between plan and apply, a revocation marks the entry (as `revoke purpose` writes it).
+    let live = operator
+        .read(&path)
+        .await
+        .expect("read")
+        .data
+        .expect("entry");
+    let mut data = live["data"].clone();
+    data["revoked"] = json!(true);
+    data["revocation"] =
+        json!({ "record": "1-purpose-race", "reason": "race", "by": "t", "at": "t" });
+    operator
+        .write(&path, &json!({ "data": data }), Idempotent::No)
+        .await
+        .expect("mark revoked");
+    match warden_plan::apply_env(operator, &plan, 4, Arc::new(|_, _| {})).await {
+        Err(warden_plan::Error::Partial { failures, .. }) => assert!(
+            failures
+                .iter()
+                .any(|(_, e)| e.contains("changed after the plan was made")),
+            "{failures:?}"
+        ),
+        other => panic!("apply over a changed registry entry: {other:?}"),
+    }
+    let after = operator
+        .read(&path)
+        .await
+        .expect("read")
+        .data
+        .expect("entry");
+    assert_eq!(after["data"]["revoked"], true, "the revocation survives");
+    assert_eq!(
+        after["data"]["owner"], live["data"]["owner"],
+        "nothing overwritten"
+    );
+    // A new plan sees the revocation: a conflict, not an update.
+    let replan = warden_plan::plan_env(
+        operator,
+        ENV,
+        warden_plan::desired_state(&changed, env, &inputs),
+        false,
+        4,
+    )
+    .await
+    .expect("plan again");
+    let entry = replan
+        .changes
+        .iter()
+        .find(|c| c.path == path)
+        .expect("the entry is in the plan");
+    assert_eq!(entry.action, warden_plan::Action::Conflict, "{entry:?}");
+    // Undo (the manual way, ADR 0032) so the rest of the test sees the spec's state.
+    operator
+        .write(&path, &json!({ "data": live["data"] }), Idempotent::No)
+        .await
+        .expect("restore the entry");
+    apply(operator, spec, env).await;
+}
+
+/// A rotation or rollover record edited by hand into something else is an error naming it,
+/// never "no rotation under way" (which would let a new one start over it).
+async fn a_record_that_does_not_parse_stops_the_ca_steps(operator: &Client, env: &Environment) {
+    let paths = [
+        warden_spec::naming::ca_rotation().data_path(),
+        warden_spec::naming::ca_root_rollover().data_path(),
+    ];
+    for path in &paths {
+        operator
+            .write(
+                path,
+                &json!({ "data": { "state": "sideways" } }),
+                Idempotent::No,
+            )
+            .await
+            .expect("write a bad record");
+    }
+    match warden_registry::ca::read_record(operator, env).await {
+        Err(e @ warden_registry::ca::CaError::BadRecord { .. }) => {
+            assert!(e.to_string().contains(&paths[0]), "{e}");
+        }
+        other => panic!("a bad rotation record: {other:?}"),
+    }
+    match warden_registry::root_rollover::read_record(operator, env).await {
+        Err(warden_registry::ca::CaError::BadRecord { path, .. }) => assert_eq!(path, paths[1]),
+        other => panic!("a bad rollover record: {other:?}"),
+    }
+    for path in &paths {
+        operator
+            .delete(&path.replacen("/data/", "/metadata/", 1))
+            .await
+            .expect("remove the bad record");
+    }
+    assert!(matches!(
+        warden_registry::ca::read_record(operator, env).await,
+        Ok(None)
+    ));
+}
+
 /// The status (as JSON prints it) of credential `id` in `report`.
 fn status_of(report: &Report, id: &str) -> String {
     let cred = report
@@ -79,6 +210,8 @@ async fn posture_reveal_once_and_evidence_against_live_state() {
     let spec = warden_testkit::example_spec();
     let env = spec.environment(ENV).expect("a test environment").clone();
     apply(&operator, &spec, &env).await;
+    registry_entry_written_after_the_plan_is_not_overwritten(&operator, &spec, &env).await;
+    a_record_that_does_not_parse_stops_the_ca_steps(&operator, &env).await;
 
     // ---- posture from live state -----------------------------------------------------------
     let before = posture_at(&operator, &spec, &env, unix_now()).await;
@@ -148,6 +281,35 @@ async fn posture_reveal_once_and_evidence_against_live_state() {
         folder.contains_key("billing/stripe") && folder.keys().all(|k| k.starts_with("billing/")),
         "{:?}",
         folder.keys().collect::<Vec<_>>()
+    );
+    // Evidence reads every policy's text in one request (ADR 0034): the bulk answer is exactly
+    // what one read per policy returns, and a token without the grant is told to fall back.
+    let bulk = operator
+        .list_policies_detailed()
+        .await
+        .expect("the detailed policy list")
+        .expect("the operator policy grants the detailed policy list");
+    let mut names = operator.list_policies().await.expect("list policies");
+    names.sort();
+    assert_eq!(
+        bulk.keys().collect::<Vec<_>>(),
+        names.iter().collect::<Vec<_>>(),
+        "the bulk answer names every policy"
+    );
+    for name in names.iter().filter(|n| *n != "root") {
+        let one = operator
+            .read_policy(name)
+            .await
+            .unwrap_or_else(|e| panic!("read policy {name}: {e}"));
+        assert_eq!(bulk[name], one, "policy {name}");
+    }
+    assert!(
+        lab.harness_client(ENV)
+            .list_policies_detailed()
+            .await
+            .expect("a refused bulk read is not an error")
+            .is_none(),
+        "a token without the grant falls back to single reads"
     );
     for (op, status) in [("delete", "unknown"), ("undelete", "healthy")] {
         operator

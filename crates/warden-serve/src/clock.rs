@@ -11,10 +11,7 @@ use warden_bao::Client;
 /// with it ends early rather than late, and a replica reading with it takes over late rather
 /// than early. [`DATE_SLACK`] is that second.
 pub fn server_now(client: &Client) -> SystemTime {
-    match client.last_server_date() {
-        Some(d) => d.date + d.received.elapsed(),
-        None => SystemTime::now(),
-    }
+    client.server_now()
 }
 
 /// How far [`server_now`] may lag the server's real time.

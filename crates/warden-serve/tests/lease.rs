@@ -65,7 +65,7 @@ async fn one_winner_renewal_takeover_after_expiry_and_release() {
             assert!(taken);
             break (term, renewed.elapsed());
         }
-        assert!(renewed.elapsed() < TTL * 3, "no takeover after {TTL:?}");
+        assert!(renewed.elapsed() < TTL * 10, "no takeover after {TTL:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(taken.0, 2, "a takeover is a new term");
@@ -94,7 +94,12 @@ async fn one_winner_renewal_takeover_after_expiry_and_release() {
     let start = Instant::now();
     let s = winner.step(wc).await.expect("take");
     assert_eq!(leader(&s), Some((3, true)));
-    assert!(start.elapsed() < Duration::from_secs(1));
+    // At once: one step, well short of the 3 s TTL a wait for expiry would take.
+    assert!(
+        start.elapsed() < TTL,
+        "the released lease was taken after {:?}",
+        start.elapsed()
+    );
 }
 
 /// Red team (issue 15): two processes started with the same `--id` (a unit copied to a second

@@ -48,6 +48,7 @@ pub(crate) struct RawCa {
     pub(crate) rotate_at: Option<S<f64>>,
     pub(crate) overlap: Option<S<String>>,
     pub(crate) reissue_window: Option<S<String>>,
+    pub(crate) reissue_rate: Option<S<i64>>,
 }
 
 /// `[transport.<holder>]`: a runtime host or CI runner that may hold a transport certificate

@@ -691,10 +691,11 @@ fn ca_policy_defaults_and_values() {
     let spec = parse(&format!("{BASE}{COVER_ALL}"), "w.toml").unwrap();
     assert_eq!(spec.ca, warden_spec::CaPolicy::default());
     let spec = parse(
-        &ca_spec("root_lifetime = \"20y\"\nintermediate_lifetime = \"1y\"\nrotate_at = 0.5\noverlap = \"60d\"\nreissue_window = \"2h\""),
+        &ca_spec("root_lifetime = \"20y\"\nintermediate_lifetime = \"1y\"\nrotate_at = 0.5\noverlap = \"60d\"\nreissue_window = \"2h\"\nreissue_rate = 120"),
         "w.toml",
     )
     .unwrap();
+    assert_eq!(spec.ca.reissue_rate, Some(120));
     assert_eq!(spec.ca.rotate_at.get(), 0.5);
     assert_eq!(spec.ca.overlap.as_secs(), 60 * 86_400);
     assert_eq!(spec.ca.reissue_window.as_secs(), 7_200);
@@ -720,6 +721,13 @@ fn ca_policy_refuses_what_cannot_overlap() {
     );
     let storm = all_errors(&ca_spec("overlap = \"1h\"\nreissue_window = \"2h\""));
     assert!(storm.contains("reissue_window"), "{storm}");
+    for bad in ["reissue_rate = 0", "reissue_rate = -5"] {
+        let rate = all_errors(&ca_spec(bad));
+        assert!(
+            rate.contains("ca.reissue_rate") && rate.contains("certificates a minute"),
+            "{rate}"
+        );
+    }
     let typo = all_errors(&ca_spec("overlaps = \"1d\""));
     assert!(typo.contains("overlap"), "{typo}");
 }

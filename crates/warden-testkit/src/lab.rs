@@ -47,10 +47,21 @@ impl LabEnv {
             ..NewLabOptions::default()
         };
         let root = dir.path().join("lab");
-        if let Err(e) = Lab::up(&root, &options, &Quiet).await {
-            // Stop whatever did start before panicking.
+        // A port `free_ports` found free can be taken by another test's outgoing connection
+        // before a node binds it (the same race `retry_port_race` covers for one server): such
+        // a start is thrown away and made again on fresh ports; any other failure panics.
+        const TRIES: usize = 3;
+        for tried in 1..=TRIES {
+            let Err(e) = Lab::up(&root, &options, &Quiet).await else {
+                break;
+            };
+            // Stop whatever did start before retrying or panicking.
             if let Ok(lab) = Lab::open(&root) {
                 kill_servers(&lab);
+            }
+            if tried < TRIES && e.to_string().contains("address already in use") {
+                std::fs::remove_dir_all(&root).expect("remove the lab that lost a port race");
+                continue;
             }
             panic!("lab up failed: {e}");
         }

@@ -44,6 +44,8 @@
 //! * [`files::mode`] and [`files::write_private`] check and write permission bits;
 //!   [`EXAMPLE_SPEC`] is the shipped example spec, and [`spec_with_backup`] it with backups;
 //!   [`example_spec`] loads it as a harness lab (no PostgreSQL) runs it.
+//! * [`tls::handshake`] runs a TLS handshake in memory and [`tls::HandshakeLoop`] a loop of
+//!   them beside a test: the "no failed handshake" check of CA rotations (ADR 0029, 0030).
 //! * [`SpecLab`] is a lab with a spec written for it, commands run against both;
 //!   [`agent_once`] and [`agent_once_and_read`] run an enrolled identity's agent once.
 //!
@@ -72,6 +74,7 @@ mod postgres;
 mod random;
 mod spec;
 mod spec_lab;
+pub mod tls;
 mod wait;
 
 pub use agent::RunningAgent;

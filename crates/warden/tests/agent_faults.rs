@@ -251,7 +251,7 @@ async fn certificate_outputs_survive_drift_full_disks_wrong_anchors_and_skewed_c
     assert_eq!(n, 1, "one certificate for the first delivery");
     assert_eq!(agent.status_code(), Some(0), "agent status: all fresh");
     std::fs::remove_file(&tls).expect("remove the out/tls symlink");
-    wait_for(Duration::from_secs(10), "out/tls put back", || {
+    wait_for(Duration::from_secs(30), "out/tls put back", || {
         serial_of(&tls).filter(|s| *s == first)
     })
     .await;
@@ -263,8 +263,9 @@ async fn certificate_outputs_survive_drift_full_disks_wrong_anchors_and_skewed_c
         "out/tls is the agent's symlink again"
     );
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    wait_for(Duration::from_secs(10), "key.pem back to 0600", || {
-        (mode(&key) == 0o600).then_some(())
+    // The mode is seen on disk a moment before the agent counts the repair: wait for both.
+    wait_for(Duration::from_secs(30), "key.pem back to 0600", || {
+        (mode(&key) == 0o600 && agent.tls().repairs >= 2).then_some(())
     })
     .await;
     let st = agent.tls();
@@ -276,7 +277,7 @@ async fn certificate_outputs_survive_drift_full_disks_wrong_anchors_and_skewed_c
     agent.stop().await;
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let agent = Running::start(&config, time::Duration::ZERO).await;
-    wait_for(Duration::from_secs(10), "key.pem repaired at start", || {
+    wait_for(Duration::from_secs(30), "key.pem repaired at start", || {
         (mode(&key) == 0o600).then_some(())
     })
     .await;

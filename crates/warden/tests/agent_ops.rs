@@ -434,7 +434,7 @@ fn lab_agents_serve_health_metrics_and_rotate_on_request() {
     );
     // No PostgreSQL process is left: not the postmaster, nothing on its port, nothing running
     // from the lab's data directory.
-    Poll::new(Duration::from_secs(10))
+    Poll::new(Duration::from_secs(30))
         .every(Duration::from_millis(200))
         .until_true("the postmaster to exit", || gone(pg_pid));
     assert!(
@@ -455,7 +455,7 @@ fn lab_agents_serve_health_metrics_and_rotate_on_request() {
         })
         .collect();
     assert!(left.is_empty(), "postgres processes left: {left:?}");
-    Poll::new(Duration::from_secs(10))
+    Poll::new(Duration::from_secs(30))
         .every(Duration::from_millis(200))
         .until_true("the agent to exit", || {
             !Path::new(&format!("/proc/{pid}")).exists()

@@ -247,7 +247,7 @@ reload     = ["/bin/sh", "-c", "echo reload >> {reloads}"]
         chain_subjects(&second)[0],
         "CN=Warden test PKI intermediate (rotated)"
     );
-    Poll::new(Duration::from_secs(10))
+    Poll::new(Duration::from_secs(30))
         .showing_log(&log)
         .until("the reload", || {
             (line_count(&reloads) > reloads_before).then_some(())

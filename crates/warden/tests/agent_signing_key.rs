@@ -208,13 +208,13 @@ async fn the_agent_renders_a_signing_key_and_follows_its_rotations() {
     let meta = read_json(&dir.join("metadata.json")).expect("metadata");
     assert_eq!(meta["algorithm"], "ES256");
     assert_eq!(meta["versions"][0]["verify_until"], Value::Null);
-    Poll::new(Duration::from_secs(10)).until_true("the first reload", || line_count(&reloads) == 1);
+    Poll::new(Duration::from_secs(30)).until_true("the first reload", || line_count(&reloads) == 1);
 
     // Someone edits the live JWKS: at its next poll the agent delivers the set again (a set
     // is never rewritten in place) and reloads the service.
     let live_jwks = dir.join("jwks.json");
     std::fs::write(&live_jwks, b"{\"keys\": []}\n").expect("tamper with jwks.json");
-    Poll::new(Duration::from_secs(10))
+    Poll::new(Duration::from_secs(30))
         .showing_log(&log)
         .until_true("the repaired JWKS", || {
             std::fs::read(&live_jwks)
@@ -222,7 +222,7 @@ async fn the_agent_renders_a_signing_key_and_follows_its_rotations() {
                 .and_then(|b| serde_json::from_slice::<Jwks>(&b).ok())
                 .is_some_and(|j| j.kids() == [kid1.as_str()])
         });
-    Poll::new(Duration::from_secs(10))
+    Poll::new(Duration::from_secs(30))
         .until_true("the reload after the repair", || line_count(&reloads) == 2);
     assert_eq!(mode(&live_jwks), 0o600);
 
@@ -253,16 +253,18 @@ async fn the_agent_renders_a_signing_key_and_follows_its_rotations() {
         &Rfc3339,
     )
     .expect("RFC 3339");
-    Poll::new(Duration::from_secs(10))
+    Poll::new(Duration::from_secs(30))
         .showing_log(&log)
         .until_true("the rotated set", || {
             current_kid(&dir).as_deref() == Some(kid2.as_str())
         });
     let took = rotated_at.elapsed();
     eprintln!("rotation delivered {took:?} after `warden rotate`");
+    // Within a few 1 s polls, not at the next renewal: 10 s leaves a loaded CI machine room
+    // and still ends well inside the 15 s grace the checks below rely on.
     assert!(
-        took < Duration::from_secs(5),
-        "{took:?}: not within the poll interval"
+        took < Duration::from_secs(10),
+        "{took:?}: not within a few poll intervals"
     );
     let during = jwks(&dir);
     assert_eq!(during.kids(), [kid2.as_str(), kid1.as_str()]);
@@ -306,7 +308,11 @@ async fn the_agent_renders_a_signing_key_and_follows_its_rotations() {
         meta["versions"][1]["verify_until"],
         until.format(&Rfc3339).expect("format").as_str()
     );
-    // Exactly one reload for the rotation, however many polls pass.
+    // Exactly one reload for the rotation, however many polls pass: wait for it (it follows
+    // the write the poll above saw), then let polls pass.
+    Poll::new(Duration::from_secs(30))
+        .showing_log(&log)
+        .until_true("the reload for the rotation", || line_count(&reloads) >= 3);
     std::thread::sleep(Duration::from_secs(3));
     agent.assert_alive();
     assert_eq!(
@@ -353,7 +359,7 @@ async fn the_agent_renders_a_signing_key_and_follows_its_rotations() {
     }
     // The reload follows the swap: wait for it (the last check below makes sure no other
     // comes).
-    Poll::new(Duration::from_secs(10)).until_true("the reload for the retired key", || {
+    Poll::new(Duration::from_secs(30)).until_true("the reload for the retired key", || {
         line_count(&reloads) == 4
     });
 

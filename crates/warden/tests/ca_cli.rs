@@ -771,7 +771,7 @@ fn red_team_no_core_dump_while_the_passphrase_is_in_memory() {
             .unwrap_or_default()
     };
     // It blocks on the FIFO until the passphrase is written; by then it has set its limits.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let mut core = core_limit();
     while core != ["0", "0"] && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(50));

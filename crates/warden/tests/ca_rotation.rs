@@ -13,143 +13,21 @@
 
 #![allow(clippy::print_stderr)] // agent logs on a failure and the handshake count go to the test log on purpose
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use serde_json::Value;
 use warden_bao::{Client, ClientConfig, ClientIdentity};
 use warden_lab::Lab;
 use warden_testkit::LabGuard;
-use warden_testkit::cli::Cli;
+use warden_testkit::tls::{HandshakeLoop, handshake};
 
-const WARDEN: Cli = Cli::new(env!("CARGO_BIN_EXE_warden"));
-
-const SPEC: &str = r#"version = 1
-[environments.test]
-domain = "test.warden.internal"
-
-[apps.billing]
-environments = ["test"]
-
-[apps.billing.certificate]
-common_name = "billing.<domain>"
-ttl         = "72h"
-key_type    = "ec-p256"
-
-[proxies.edge]
-environments = ["test"]
-
-[ca]
-overlap        = "1h"
-reissue_window = "40s"
-
-[purposes.workload-identity]
-description = "identity certificates"
-owner       = "platform"
-tier        = "ephemeral"
-delivery    = "agent_file"
-rotation    = { interval = "20d", grace = "5d", max_age = "30d" }
-evidence    = "EV-IDENTITY"
-covers      = ["*/identity-cert"]
-
-[purposes.service-tls]
-description = "server certificates"
-owner       = "platform"
-tier        = "ephemeral"
-delivery    = "agent_file"
-rotation    = { interval = "48h", grace = "24h", max_age = "72h" }
-evidence    = "EV-PKI"
-covers      = ["*/certificate"]
-"#;
-
-const HOST: &str = "billing.test.warden.internal";
-
-fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while !f() {
-        if start.elapsed() > limit {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    true
-}
-
-fn read(p: &Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_default()
-}
-
-fn first_info(pem: &str) -> Option<warden_pki::CertInfo> {
-    warden_pki::parse_pem_bundle(pem).ok()?.into_iter().next()
-}
-
-/// One in-memory TLS handshake: a server presenting `leaf_pem` alone with `key_pem`, a client
-/// trusting every certificate of `trust_pem` and checking `HOST`.
-fn handshake(trust_pem: &str, leaf_pem: &str, key_pem: &str) -> Result<(), String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(trust_pem.as_bytes()) {
-        roots
-            .add(c.map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
-    }
-    let client_cfg = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let leaf: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(leaf_pem.as_bytes())
-        .take(1)
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| e.to_string())?;
-    let server_cfg = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(leaf, key)
-        .map_err(|e| format!("server config: {e}"))?;
-    let mut client = rustls::ClientConnection::new(
-        Arc::new(client_cfg),
-        ServerName::try_from(HOST.to_owned()).unwrap(),
-    )
-    .map_err(|e| e.to_string())?;
-    let mut server =
-        rustls::ServerConnection::new(Arc::new(server_cfg)).map_err(|e| e.to_string())?;
-    for _ in 0..20 {
-        let mut buf = Vec::new();
-        client.write_tls(&mut buf).map_err(|e| e.to_string())?;
-        if !buf.is_empty() {
-            server
-                .read_tls(&mut buf.as_slice())
-                .map_err(|e| e.to_string())?;
-            server
-                .process_new_packets()
-                .map_err(|e| format!("server: {e}"))?;
-        }
-        let mut buf = Vec::new();
-        server.write_tls(&mut buf).map_err(|e| e.to_string())?;
-        if !buf.is_empty() {
-            client
-                .read_tls(&mut buf.as_slice())
-                .map_err(|e| e.to_string())?;
-            client
-                .process_new_packets()
-                .map_err(|e| format!("client: {e}"))?;
-        }
-        if !client.is_handshaking() && !server.is_handshaking() {
-            return Ok(());
-        }
-    }
-    Err("the handshake did not finish".to_owned())
-}
+#[path = "common/ca_lab.rs"]
+mod ca_lab;
+use ca_lab::{
+    HOST, WARDEN, first_info, ok, read, run, show_agent_logs, spec_with_window, status, wait_for,
+    wait_until,
+};
 
 /// Logs in at cert auth as `role` presenting `chain`/`key`.
 async fn cert_login(lab: &Lab, role: &str, chain: &str, key: &str) -> Result<(), String> {
@@ -172,37 +50,27 @@ async fn cert_login(lab: &Lab, role: &str, chain: &str, key: &str) -> Result<(),
         .map_err(|e| e.to_string())
 }
 
-fn run(args: &[&str], spec: &Path, lab_dir: &Path) -> std::process::Output {
+/// `warden ca rotate-intermediate activate --env test --cert CERT` with `spec` on the lab.
+fn activate(
+    cert: &std::path::Path,
+    spec: &std::path::Path,
+    lab_dir: &std::path::Path,
+) -> std::process::Output {
     WARDEN
-        .invoke(args)
+        .invoke(&[
+            "ca",
+            "rotate-intermediate",
+            "activate",
+            "--env",
+            "test",
+            "--cert",
+        ])
+        .arg(cert)
         .arg("--spec")
         .arg(spec)
         .arg("--lab")
         .arg(lab_dir)
         .output()
-}
-
-fn ok(out: &std::process::Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "{what}: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-}
-
-fn status(spec: &Path, lab_dir: &Path) -> Value {
-    let out = run(
-        &["ca", "status", "--env", "test", "--output", "json"],
-        spec,
-        lab_dir,
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "ca status JSON: {e}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,7 +80,7 @@ async fn issue_14_intermediate_rotation_with_running_agents_never_fails_a_handsh
     let lab_dir = guard.dir();
     let work = tempfile::tempdir().unwrap();
     let spec = work.path().join("warden.toml");
-    std::fs::write(&spec, SPEC).unwrap();
+    std::fs::write(&spec, spec_with_window("40s")).unwrap();
     let up = WARDEN
         .invoke(&["lab", "up", "--env", "test", "--output", "json", "--dir"])
         .arg(&lab_dir)
@@ -265,36 +133,14 @@ async fn issue_14_intermediate_rotation_with_running_agents_never_fails_a_handsh
             .any(|c| c["role"] == "intermediate" && c["live_leaves"] == 3)
     });
 
-    // The handshake loop, for the whole rotation.
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicU64::new(0));
-    let failures = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    // The handshake loop, for the whole rotation: billing's server presents its current leaf
+    // alone, the client trusts only edge's current delivered chain.
     let looper = {
-        let (stop, done, failures) = (stop.clone(), done.clone(), failures.clone());
         let (chain_file, tls) = (chain_file.clone(), tls.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let trust = read(&chain_file);
-                let (leaf, key) = (read(&tls.join("cert.pem")), read(&tls.join("key.pem")));
-                // Read across a swap of the live version (cert from one, key from the other):
-                // not a handshake, read again.
-                if let Err(e) = handshake(&trust, &leaf, &key) {
-                    if e.starts_with("server config") || e.contains("PEM") {
-                        continue;
-                    }
-                    // Confirm with a fresh read: only a failure that persists counts.
-                    let again = handshake(
-                        &read(&chain_file),
-                        &read(&tls.join("cert.pem")),
-                        &read(&tls.join("key.pem")),
-                    );
-                    if let Err(e2) = again {
-                        failures.lock().unwrap().push(format!("{e} / {e2}"));
-                    }
-                }
-                done.fetch_add(1, Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(50));
-            }
+        HandshakeLoop::start(move || {
+            let leaf = read(&tls.join("cert.pem"));
+            let leaf = warden_pki::first_certificate(&leaf).unwrap_or_default();
+            handshake(&read(&chain_file), leaf, &read(&tls.join("key.pem")), HOST)
         })
     };
 
@@ -369,21 +215,7 @@ async fn issue_14_intermediate_rotation_with_running_agents_never_fails_a_handsh
         (csr.clone(), "no PEM CERTIFICATE"),
         (chain_file.clone(), "not for the key"),
     ] {
-        let out = WARDEN
-            .invoke(&[
-                "ca",
-                "rotate-intermediate",
-                "activate",
-                "--env",
-                "test",
-                "--cert",
-            ])
-            .arg(&bad)
-            .arg("--spec")
-            .arg(&spec)
-            .arg("--lab")
-            .arg(&lab_dir)
-            .output();
+        let out = activate(&bad, &spec, &lab_dir);
         let text = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "activate with {}", bad.display());
         assert!(text.contains(says) && text.contains("hint:"), "{text}");
@@ -405,22 +237,80 @@ async fn issue_14_intermediate_rotation_with_running_agents_never_fails_a_handsh
         "root and the old intermediate only: {listed:?}"
     );
 
+    // A declared ceiling the live certificates cannot fit under (three of them within a 40 s
+    // window all land in one minute) refuses activate before anything changes, and says how
+    // long the window must be (ADR 0035).
+    let tight = work.path().join("tight.toml");
+    std::fs::write(
+        &tight,
+        spec_with_window("40s").replace(
+            "reissue_window = \"40s\"",
+            "reissue_window = \"40s\"\nreissue_rate = 1",
+        ),
+    )
+    .unwrap();
+    let out = activate(&signed, &tight, &lab_dir);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "activate over the rate: {text}");
+    assert!(
+        text.contains("reissue_rate = 1")
+            && text.contains("busiest minute")
+            && text.contains("lengthen [ca] reissue_window to at least")
+            && text.contains("nothing was changed"),
+        "{text}"
+    );
+    assert_eq!(
+        status(&spec, &lab_dir)["environments"][0]["rotation"]["state"],
+        "begun",
+        "a refused activate imports nothing"
+    );
+    // The agents' own windows count (each reports its `[renewal] issuer_window`): a spec
+    // window long enough for three certificates under 2 a minute (50 min) is still refused
+    // while the agents spread over the 40 s they were configured with.
+    let short = work.path().join("short.toml");
+    std::fs::write(
+        &short,
+        spec_with_window("50m").replace(
+            "reissue_window = \"50m\"",
+            "reissue_window = \"50m\"\nreissue_rate = 2",
+        ),
+    )
+    .unwrap();
+    let out = activate(&signed, &short, &lab_dir);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "activate with short agent windows: {text}"
+    );
+    assert!(
+        text.contains("issuer_window is shorter than the spec's")
+            && text.contains("the spec's reissue_window is long enough")
+            && text.contains("billing")
+            && text.contains("nothing was changed"),
+        "{text}"
+    );
+    let next = &status(&short, &lab_dir)["environments"][0]["next_rotation"];
+    assert!(
+        next["on_shorter_windows"].as_u64().unwrap() >= 2,
+        "{next:#}"
+    );
+    // `ca status` says the same before anyone tries: the next rotation against the ceiling.
+    let next = &status(&tight, &lab_dir)["environments"][0]["next_rotation"];
+    assert_eq!(next["rate"], 1, "{next:#}");
+    assert!(
+        next["busiest_minute"].as_u64().unwrap() >= 2
+            && next["min_window_secs"].as_u64().unwrap() > 40,
+        "{next:#}"
+    );
+    assert!(
+        status(&spec, &lab_dir)["environments"][0]
+            .get("next_rotation")
+            .is_none(),
+        "no ceiling declared, no check shown"
+    );
+
     // 3. online: activate (import, trust both, wait, default).
-    let out = WARDEN
-        .invoke(&[
-            "ca",
-            "rotate-intermediate",
-            "activate",
-            "--env",
-            "test",
-            "--cert",
-        ])
-        .arg(&signed)
-        .arg("--spec")
-        .arg(&spec)
-        .arg("--lab")
-        .arg(&lab_dir)
-        .output();
+    let out = activate(&signed, &spec, &lab_dir);
     ok(&out, "activate");
 
     // Both are trusted: the roles pin both, the listener's bundle holds both.
@@ -459,15 +349,7 @@ async fn issue_14_intermediate_rotation_with_running_agents_never_fails_a_handsh
             })
     });
     if !moved {
-        for h in ["billing", "edge"] {
-            let log = hosts.join(format!("{h}/state/agent.log"));
-            let text = read(&log);
-            let tail: Vec<&str> = text.lines().rev().take(40).collect();
-            eprintln!("--- {h} ({}):", log.display());
-            for l in tail.into_iter().rev() {
-                eprintln!("{l}");
-            }
-        }
+        show_agent_logs(&hosts, &["billing", "edge"]);
         panic!("not every certificate moved to the new issuer");
     }
     // The proxy's chain holds both intermediates.
@@ -533,6 +415,15 @@ async fn issue_14_intermediate_rotation_with_running_agents_never_fails_a_handsh
         .collect();
     assert_eq!(ints.len(), 1, "{st:#}");
     assert_eq!(st["environments"][0]["rotation"]["state"], "retired");
+    // Activate again, under the ceiling the live certificates exceed: the step is out of order,
+    // and that is what it says (the rate is judged only for a rotation ready to activate).
+    let again = activate(&signed, &tight, &lab_dir);
+    let text = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success(), "{text}");
+    assert!(
+        text.contains("the rotation is retired") && !text.contains("reissue_rate"),
+        "{text}"
+    );
     // Posture shows the same CA rows.
     let posture = run(
         &[
@@ -559,16 +450,13 @@ async fn issue_14_intermediate_rotation_with_running_agents_never_fails_a_handsh
     );
 
     // A few more handshakes after retirement, then the verdict.
-    let after = done.load(Ordering::Relaxed);
+    let after = looper.count();
     wait_for(
         "handshakes after retirement",
         Duration::from_secs(30),
-        || done.load(Ordering::Relaxed) > after + 20,
+        || looper.count() > after + 20,
     );
-    stop.store(true, Ordering::Relaxed);
-    looper.join().unwrap();
-    let failed = failures.lock().unwrap().clone();
-    let total = done.load(Ordering::Relaxed);
+    let (total, failed) = looper.finish();
     eprintln!("handshakes: {total}, failed: {}", failed.len());
     assert!(total > 200, "only {total} handshakes");
     assert!(failed.is_empty(), "failed handshakes: {failed:#?}");

@@ -172,7 +172,7 @@ async fn the_api_answers_its_openapi_document_and_only_to_this_environments_oper
     let prod = creds(&lab, "prod");
 
     // The leader.
-    let leader = wait_for("api-a to lead", Duration::from_secs(20), || {
+    let leader = wait_for("api-a to lead", Duration::from_secs(60), || {
         let (code, v) = get(&format!("{base}/v1/leader"), &test);
         (code == 200 && v["is_leader"] == true).then_some(v)
     });
@@ -182,7 +182,7 @@ async fn the_api_answers_its_openapi_document_and_only_to_this_environments_oper
 
     // A follower refuses to run a job and names the leader.
     let (b, base_b) = start(spec, lab_dir, "api-b", dir.path());
-    wait_for("api-b to follow", Duration::from_secs(20), || {
+    wait_for("api-b to follow", Duration::from_secs(60), || {
         b.events()
             .iter()
             .any(|e| e["event"] == "follower" && e["holder"] == "api-a")
@@ -203,7 +203,7 @@ async fn the_api_answers_its_openapi_document_and_only_to_this_environments_oper
     let asked = Instant::now();
     let (code, v) = post(&format!("{base}/v1/jobs/{rotation}/run"), &test);
     assert_eq!((code, v["accepted"].as_bool()), (202, Some(true)), "{v}");
-    let job = wait_for("the rotation's record", Duration::from_secs(15), || {
+    let job = wait_for("the rotation's record", Duration::from_secs(60), || {
         let (code, v) = get(&format!("{base}/v1/jobs/{rotation}"), &test);
         assert_eq!(code, 200, "{v}");
         (v["total_runs"].as_u64() >= Some(1)).then_some(v)
@@ -403,7 +403,7 @@ fn start(spec: &str, lab_dir: &str, id: &str, dir: &Path) -> (Serve, String) {
         .spawn()
         .expect("start warden serve");
     let serve = Serve { child, log };
-    let listen = wait_for("the API address", Duration::from_secs(20), || {
+    let listen = wait_for("the API address", Duration::from_secs(60), || {
         serve.events().iter().find_map(|e| {
             (e["event"] == "api" && e["env"] == "test")
                 .then(|| e["listen"].as_str().expect("listen").to_owned())

@@ -217,7 +217,7 @@ async fn prometheus_fires_expiring_certificate_alert_and_clears_after_renewal() 
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
     };
-    let metrics: SocketAddr = wait_for("the metrics address", Duration::from_secs(20), || {
+    let metrics: SocketAddr = wait_for("the metrics address", Duration::from_secs(60), || {
         events()
             .iter()
             .find(|e| e["event"] == "metrics_listening")

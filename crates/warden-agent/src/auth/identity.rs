@@ -100,7 +100,7 @@ impl Authenticator {
             issued.chain.as_bytes(),
             issued.key_pem.as_bytes(),
             &self.identity_cn,
-            &self.trust_anchor_pem,
+            &self.trust.pem(),
             now,
         )
         .map_err(|reason| AuthError::Identity {

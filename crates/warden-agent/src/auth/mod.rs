@@ -28,7 +28,7 @@ mod identity;
 mod task;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -191,7 +191,7 @@ pub(crate) struct Authenticator {
     login_client: Client,
     /// AppRole: the secret-id once read, for re-login.
     secret_id: Mutex<Option<SecretString>>,
-    trust_anchor_pem: String,
+    trust: Arc<crate::trust::TrustFile>,
     /// An identity issued whose check or write failed, installed at the next attempt.
     held: Mutex<Option<identity::Issued>>,
 }
@@ -204,7 +204,7 @@ impl Authenticator {
         identity_cn: String,
         base: ClientConfig,
         identity: Option<ClientIdentity>,
-        trust_anchor_pem: String,
+        trust: Arc<crate::trust::TrustFile>,
     ) -> Result<Self, AuthError> {
         let base = base
             .with_retry(RetryPolicy::no_retries())
@@ -228,7 +228,7 @@ impl Authenticator {
             client,
             login_client,
             secret_id: Mutex::new(None),
-            trust_anchor_pem,
+            trust,
             held: Mutex::new(None),
         })
     }

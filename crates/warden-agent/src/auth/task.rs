@@ -10,6 +10,10 @@ use crate::schedule::{self, Backoff, to_std};
 /// The auth task: logs in, keeps the token alive, renews the identity, until shutdown.
 pub(crate) async fn run(auth: Arc<Authenticator>, shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown_signal();
+    // An intermediate rotation moves the identity's due point (ADR 0029): recomputed at once
+    // when the issuer watch sees a change, not at the next recheck — otherwise every agent that
+    // started together renews at the same recheck, a burst the window was meant to spread.
+    let mut issuers = shared.issuers.subscribe();
     let mut login_backoff = Backoff::default();
     'login: loop {
         if shared.stopping() {
@@ -48,6 +52,7 @@ pub(crate) async fn run(auth: Arc<Authenticator>, shared: Arc<Shared>) {
             let hinted = tokio::select! {
                 () = tokio::time::sleep_until(wake) => false,
                 () = shared.relogin_hint() => true,
+                Ok(()) = issuers.changed() => false,
                 _ = shutdown.changed() => return,
             };
             if hinted {

@@ -78,8 +78,9 @@ impl CaChainOutput {
     }
 
     /// During an intermediate rotation's overlap (the mount holds more than one valid
-    /// intermediate, ADR 0029): every one of them, default first, each checked against the
-    /// trust anchor on its own, then the root once for a full chain. A peer presenting a leaf
+    /// intermediate, ADR 0029) or a root rollover's (ADR 0030): every one of them that verifies
+    /// against a root of the trust file, default first, then — for a full chain — each root
+    /// they verified against, once. A peer presenting a leaf
     /// from either issuer then verifies. `None` outside an overlap (or when the issuer list
     /// cannot be read), and the default issuer's chain is delivered as before.
     async fn render_overlap(
@@ -98,26 +99,47 @@ impl CaChainOutput {
         if ints.len() < 2 {
             return Ok(None);
         }
-        let single = Self {
-            full_chain: false,
+        let full = Self {
+            full_chain: true,
             ..self.clone()
         };
         let mut text = String::new();
+        let mut roots: Vec<String> = Vec::new();
         let mut issuing = None;
+        let mut first_err = None;
         for i in &ints {
-            let b = single.build(&i.pem, ctx.trust_anchor_pem, ctx.now)?;
-            text.push_str(&b.text);
-            issuing.get_or_insert(b.issuing);
-        }
-        if self.full_chain {
-            let b = self.build(&ints[0].pem, ctx.trust_anchor_pem, ctx.now)?;
-            if let Some(root) = pem_blocks(&b.text).last() {
-                text.push_str(root);
+            // Built as a full chain to learn which root of the trust file it verifies against.
+            // During a root rollover (ADR 0030) an intermediate signed by a root this host does
+            // not trust yet is left out rather than failing the whole chain: the others still
+            // verify every leaf of their key.
+            match full.build(&i.pem, ctx.trust_anchor_pem, ctx.now) {
+                Ok(b) => {
+                    let blocks = pem_blocks(&b.text);
+                    if let Some((root, ints)) = blocks.split_last() {
+                        text.push_str(&ints.concat());
+                        if !roots.contains(root) {
+                            roots.push(root.clone());
+                        }
+                    }
+                    issuing.get_or_insert(b.issuing);
+                }
+                Err(e) => {
+                    tracing::debug!(output = %self.name, issuer = %i.issuer_id, error = %e, "intermediate left out of the chain");
+                    first_err.get_or_insert(e);
+                }
             }
         }
         let Some(issuing) = issuing else {
-            return Ok(None);
+            return match first_err {
+                Some(e) => Err(e),
+                None => Ok(None),
+            };
         };
+        if self.full_chain {
+            for root in &roots {
+                text.push_str(root);
+            }
+        }
         Ok(Some(Rendered {
             files: vec![RenderedFile {
                 name: self.file_name.clone(),

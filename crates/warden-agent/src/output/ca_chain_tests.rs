@@ -368,3 +368,130 @@ async fn chains_from_openbao_with_and_without_the_root() {
         other => panic!("expected a client error, got {other:?}"),
     }
 }
+
+/// A root rollover (ADR 0030) as OpenBao holds it: one intermediate key, signed by root A and
+/// again by root B, both in the mount. A full chain holds each intermediate that verifies
+/// against a root of the trust file, then those roots; an intermediate whose root the file
+/// lacks is left out, and a mount left with none the file trusts is refused.
+#[tokio::test]
+async fn a_root_rollover_delivers_each_chain_the_trust_file_verifies() {
+    let dev = BaoDev::start().await;
+    let c = root_client(&dev);
+    let ttl =
+        MountOptions::default().with_max_lease_ttl(std::time::Duration::from_secs(87600 * 3600));
+    let mut roots = Vec::new();
+    for (mount, cn) in [("pki_a", "Root A"), ("pki_b", "Root B")] {
+        c.enable_secrets_engine(mount, "pki", &ttl)
+            .await
+            .expect("mount");
+        c.write(
+            &format!("{mount}/root/generate/internal"),
+            &json!({"common_name": cn, "ttl": "87000h"}),
+            Idempotent::No,
+        )
+        .await
+        .expect("root");
+        roots.push(c.pki_ca_chain(mount).await.expect("root pem"));
+    }
+    let (root_a, root_b) = (roots[0].clone(), roots[1].clone());
+    c.enable_secrets_engine("pki_roll", "pki", &MountOptions::default())
+        .await
+        .expect("mount");
+    let first = c
+        .pki_generate_intermediate_csr("pki_roll", "Roll Intermediate", warden_bao::KeyType::EcP256)
+        .await
+        .expect("csr");
+    let sign = |root_mount: &'static str, csr: String| {
+        let c = &c;
+        async move {
+            c.write(
+                &format!("{root_mount}/root/sign-intermediate"),
+                &json!({"csr": csr, "ttl": "8760h", "format": "pem", "use_csr_values": true}),
+                Idempotent::No,
+            )
+            .await
+            .expect("sign")
+            .and_then(|s| s.data)
+            .and_then(|d| d["certificate"].as_str().map(str::to_owned))
+            .expect("certificate field")
+        }
+    };
+    let int_a = sign("pki_a", first.csr_pem).await;
+    c.pki_set_signed(
+        "pki_roll",
+        &format!("{}\n{}", int_a.trim_end(), root_a.trim_end()),
+    )
+    .await
+    .expect("import A");
+    let again = c
+        .pki_existing_key_csr("pki_roll", "Roll Intermediate", &first.key_id)
+        .await
+        .expect("existing-key csr");
+    let int_b = sign("pki_b", again.csr_pem).await;
+    let imported = c
+        .pki_set_signed(
+            "pki_roll",
+            &format!("{}\n{}", int_b.trim_end(), root_b.trim_end()),
+        )
+        .await
+        .expect("import B");
+    let int_b_id = imported
+        .mapping
+        .iter()
+        .find(|(_, k)| **k == first.key_id)
+        .map(|(i, _)| i.clone())
+        .expect("B's intermediate maps to the same key");
+
+    let full = CaChainOutput {
+        pki_mount: "pki_roll".into(),
+        ..output(true)
+    };
+    let render = |anchor: String| {
+        let full = full.clone();
+        let c = &c;
+        async move { full.render(&ctx(c, &anchor)).await }
+    };
+    let text = |r: Rendered| String::from_utf8(r.files[0].contents.to_vec()).expect("utf-8");
+    let both = text(
+        render(format!("{root_a}\n{root_b}"))
+            .await
+            .expect("both roots"),
+    );
+    assert_eq!(
+        subjects(&both),
+        [
+            "CN=Roll Intermediate",
+            "CN=Roll Intermediate",
+            "CN=Root A",
+            "CN=Root B"
+        ]
+    );
+    let only_a = text(render(root_a.clone()).await.expect("root A only"));
+    assert_eq!(subjects(&only_a), ["CN=Roll Intermediate", "CN=Root A"]);
+    assert!(only_a.contains(int_a.trim()));
+    let only_b = text(render(root_b.clone()).await.expect("root B only"));
+    assert_eq!(subjects(&only_b), ["CN=Roll Intermediate", "CN=Root B"]);
+    assert!(only_b.contains(int_b.trim()));
+
+    // The rollover finished: B's intermediate is the default, A's and root A are gone.
+    c.pki_set_default_issuer("pki_roll", &int_b_id)
+        .await
+        .expect("default");
+    for i in c
+        .pki_issuer_certificates("pki_roll")
+        .await
+        .expect("issuers")
+    {
+        if i.id != int_b_id && !i.certificate.contains(root_b.trim()) {
+            c.pki_delete_issuer("pki_roll", &i.id)
+                .await
+                .expect("delete");
+        }
+    }
+    let after = text(render(format!("{root_a}\n{root_b}")).await.expect("after"));
+    assert_eq!(subjects(&after), ["CN=Roll Intermediate", "CN=Root B"]);
+    let err = render(root_a)
+        .await
+        .expect_err("a trust file with only the old root");
+    assert!(matches!(err, RenderError::Invalid { .. }), "{err}");
+}

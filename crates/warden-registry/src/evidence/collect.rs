@@ -73,13 +73,32 @@ pub(crate) async fn write_payload(
         .ok()
         .map(|t| t.display_name)
         .unwrap_or_default();
-    let report = posture::collect(i.client, i.spec, i.env, i.now)
-        .await
-        .map_err(|source| EvidenceError::Posture {
-            env: env.to_owned(),
-            source,
-        })?;
-    let (policies, unreadable) = live_policies(i).await?;
+    let creds: Vec<Credential> = i
+        .spec
+        .credentials()
+        .into_iter()
+        .filter(|c| c.environments.contains(&i.env.name))
+        .collect();
+    let posture_err = |source| EvidenceError::Posture {
+        env: env.to_owned(),
+        source,
+    };
+    // The three large reads at once: the policies in force (one request, but the slowest:
+    // about 2 s of server time at 10,000 policies), the posture report, and every KV secret's
+    // versions in one request per mount, as posture reads them (ADR 0027, ADR 0034).
+    let (report, (policies, unreadable), scans) = tokio::try_join!(
+        async {
+            posture::collect(i.client, i.spec, i.env, i.now)
+                .await
+                .map_err(posture_err)
+        },
+        live_policies(i),
+        async {
+            posture::kv_metadata(i.client, i.spec, i.env, &creds)
+                .await
+                .map_err(posture_err)
+        },
+    )?;
     let grants: BTreeMap<String, Vec<Grant>> = policies
         .iter()
         .map(|(n, (_, g))| (n.clone(), g.clone()))
@@ -87,19 +106,6 @@ pub(crate) async fn write_payload(
     let holders = policy_holders(i.spec, env);
     let index = GrantIndex::new(&grants);
 
-    let creds: Vec<Credential> = i
-        .spec
-        .credentials()
-        .into_iter()
-        .filter(|c| c.environments.contains(&i.env.name))
-        .collect();
-    // Every KV secret's versions in one request per mount, as posture reads them (ADR 0027).
-    let scans = posture::kv_metadata(i.client, i.spec, i.env, &creds)
-        .await
-        .map_err(|source| EvidenceError::Posture {
-            env: env.to_owned(),
-            source,
-        })?;
     let covered: Vec<Vec<&Credential>> = i
         .purposes
         .iter()
@@ -268,27 +274,43 @@ pub(crate) async fn write_payload(
 type Policies = BTreeMap<String, (String, Vec<Grant>)>;
 
 /// Every ACL policy on the server (name → text and grants), and those that could not be
-/// parsed (they are reported, never silently skipped).
+/// parsed (they are reported, never silently skipped). One bulk read where the server has it
+/// (ADR 0034: 10,000 single reads were most of an export at 10,000 identities), else one read
+/// per policy, [`READ_CONCURRENCY`] at a time.
 async fn live_policies(i: &Inputs<'_>) -> Result<(Policies, Vec<Value>), EvidenceError> {
-    let names = i
+    let detailed = i
         .client
-        .list_policies()
+        .list_policies_detailed()
         .await
-        .map_err(i.read_err("sys/policies/acl"))?;
+        .map_err(i.read_err("sys/policies/detailed/acl"))?;
+    let texts: Vec<(String, String)> = match detailed {
+        Some(all) => all.into_iter().filter(|(n, _)| n != "root").collect(),
+        None => {
+            let names = i
+                .client
+                .list_policies()
+                .await
+                .map_err(i.read_err("sys/policies/acl"))?;
+            let names: Vec<String> = names.into_iter().filter(|n| n != "root").collect();
+            let read = warden_bao::bounded::run(names, READ_CONCURRENCY, |name| async move {
+                let text = i
+                    .client
+                    .read_policy(&name)
+                    .await
+                    .map_err(i.read_err(format!("sys/policies/acl/{name}")));
+                (name, text)
+            })
+            .await;
+            let mut texts = Vec::with_capacity(read.len());
+            for (name, text) in read {
+                texts.push((name, text?));
+            }
+            texts
+        }
+    };
     let mut out = BTreeMap::new();
     let mut unreadable = Vec::new();
-    let names: Vec<String> = names.into_iter().filter(|n| n != "root").collect();
-    let texts = warden_bao::bounded::run(names, READ_CONCURRENCY, |name| async move {
-        let text = i
-            .client
-            .read_policy(&name)
-            .await
-            .map_err(i.read_err(format!("sys/policies/acl/{name}")));
-        (name, text)
-    })
-    .await;
     for (name, text) in texts {
-        let text = text?;
         match naming::policy::parse(&text) {
             Ok(g) => {
                 out.insert(name, (text, g));

@@ -76,23 +76,41 @@ pub fn access_paths(spec: &Spec, env: &Environment, cred: &Credential) -> Vec<Ac
     out
 }
 
-/// Whether the ACL path `pattern` covers `path`.
+/// Whether the ACL path `pattern` covers `path`. Called for every grant of every candidate
+/// policy of every credential (millions of times at 10,000 identities), so it allocates
+/// nothing and rejects on the pattern's literal start first.
 pub fn grant_matches(pattern: &str, path: &str) -> bool {
-    let segs: Vec<&str> = path.split('/').collect();
+    let literal = &pattern[..pattern.find(['+', '*']).unwrap_or(pattern.len())];
+    if !path.starts_with(literal) {
+        return false;
+    }
     let Some(prefix) = pattern.strip_suffix('*') else {
-        let pats: Vec<&str> = pattern.split('/').collect();
-        return pats.len() == segs.len()
-            && pats.iter().zip(&segs).all(|(p, s)| *p == "+" || p == s);
+        // Segment by segment, `+` standing for any one segment; same number of segments.
+        let (mut pats, mut segs) = (pattern.split('/'), path.split('/'));
+        loop {
+            match (pats.next(), segs.next()) {
+                (None, None) => return true,
+                (Some(p), Some(s)) if p == "+" || p == s => {}
+                _ => return false,
+            }
+        }
     };
-    let pats: Vec<&str> = prefix.split('/').collect();
-    let (last, whole) = pats.split_last().expect("split yields at least one item");
-    if segs.len() < pats.len() {
-        return false;
+    // Every segment of `prefix` but the last is a whole segment of `path` (or `+`); the last
+    // is the start of the rest of `path`, whatever it holds (`+`: anything).
+    let mut pats = prefix.split('/');
+    let mut last = pats.next().unwrap_or_default();
+    let mut rest = path;
+    for next in pats {
+        let Some((seg, tail)) = rest.split_once('/') else {
+            return false;
+        };
+        if last != "+" && last != seg {
+            return false;
+        }
+        rest = tail;
+        last = next;
     }
-    if !whole.iter().zip(&segs).all(|(p, s)| *p == "+" || p == s) {
-        return false;
-    }
-    *last == "+" || segs[whole.len()..].join("/").starts_with(last)
+    last == "+" || rest.starts_with(last)
 }
 
 /// OpenBao's priority of a matching path: the greatest key wins.
@@ -147,6 +165,9 @@ pub struct Reader {
 /// credentials this turns 3·10⁸ pattern matches into a few dozen map lookups per path.
 pub struct GrantIndex<'p> {
     by_prefix: std::collections::HashMap<&'p str, BTreeSet<&'p str>>,
+    /// The lengths of the literal prefixes indexed: a path's prefixes of other lengths cannot
+    /// be keys, so they are never looked up.
+    lengths: Vec<usize>,
 }
 
 impl<'p> GrantIndex<'p> {
@@ -160,15 +181,18 @@ impl<'p> GrantIndex<'p> {
                 by_prefix.entry(literal).or_default().insert(name.as_str());
             }
         }
-        Self { by_prefix }
+        let mut lengths: Vec<usize> = by_prefix.keys().map(|k| k.len()).collect();
+        lengths.sort_unstable();
+        lengths.dedup();
+        Self { by_prefix, lengths }
     }
 
     /// Policies with a grant that may match one of `paths`, by name.
     fn candidates(&self, paths: &[AccessPath]) -> BTreeSet<&'p str> {
         let mut out = BTreeSet::new();
         for a in paths {
-            for (k, _) in a.path.char_indices().chain([(a.path.len(), ' ')]) {
-                if let Some(names) = self.by_prefix.get(&a.path[..k]) {
+            for &k in self.lengths.iter().take_while(|&&k| k <= a.path.len()) {
+                if let Some(names) = a.path.get(..k).and_then(|p| self.by_prefix.get(p)) {
                     out.extend(names.iter().copied());
                 }
             }
@@ -243,6 +267,72 @@ mod tests {
 
     fn grants(hcl: &str) -> Vec<Grant> {
         naming::policy::parse(hcl).expect("policy")
+    }
+
+    /// OpenBao's matching written the plain way (segments collected, then compared): the
+    /// oracle for the allocation-free [`grant_matches`].
+    fn plain_matches(pattern: &str, path: &str) -> bool {
+        let segs: Vec<&str> = path.split('/').collect();
+        let Some(prefix) = pattern.strip_suffix('*') else {
+            let pats: Vec<&str> = pattern.split('/').collect();
+            return pats.len() == segs.len()
+                && pats.iter().zip(&segs).all(|(p, s)| *p == "+" || p == s);
+        };
+        let pats: Vec<&str> = prefix.split('/').collect();
+        let (last, whole) = pats.split_last().expect("one item at least");
+        segs.len() >= pats.len()
+            && whole.iter().zip(&segs).all(|(p, s)| *p == "+" || p == s)
+            && (*last == "+" || segs[whole.len()..].join("/").starts_with(last))
+    }
+
+    #[test]
+    fn grant_matching_agrees_with_the_plain_form() {
+        let patterns = [
+            "*",
+            "kv/*",
+            "kv/data/*",
+            "kv/data/app-*",
+            "kv/data/+/config",
+            "kv/data/+",
+            "kv/+/app/*",
+            "kv/data/app",
+            "kv/data/app/",
+            "+/data/*",
+            "kv/data/+*",
+            "kv/",
+            "kv",
+            "+",
+            "+/+",
+            "kv/data/app/config/*",
+            "kv/data/ap*",
+            "",
+        ];
+        let paths = [
+            "kv/data/app/config",
+            "kv/data/app",
+            "kv/data/app-1/config",
+            "kv/data/",
+            "kv",
+            "kv/",
+            "kv/metadata/app/config",
+            "other/data/app",
+            "kv/data/app/config/x",
+            "",
+            "kv/data/apple",
+            "kv//app",
+        ];
+        for pattern in patterns {
+            for path in paths {
+                assert_eq!(
+                    grant_matches(pattern, path),
+                    plain_matches(pattern, path),
+                    "pattern {pattern:?}, path {path:?}"
+                );
+            }
+        }
+        assert!(grant_matches("kv/data/+/config", "kv/data/app/config"));
+        assert!(!grant_matches("kv/data/+/config", "kv/data/app/other"));
+        assert!(grant_matches("kv/data/app-*", "kv/data/app-1/config"));
     }
 
     #[test]

@@ -84,14 +84,7 @@ fn spent(e: &warden_bao::Error) -> bool {
 /// afterwards: the lookup is unauthenticated and the unwrap carries the wrapping token alone.
 pub async fn open(client: &Client, token: &SecretString) -> Result<Opened, RevealError> {
     client.clear_token();
-    let mut body = json!({ "token": token.expose_secret() });
-    let looked = client
-        .write("sys/wrapping/lookup", &body, Idempotent::Yes)
-        .await;
-    if let Some(Value::String(s)) = body.get_mut("token") {
-        s.zeroize();
-    }
-    let looked = match looked {
+    let looked = match lookup(client, token).await {
         Ok(s) => s.and_then(|s| s.data).ok_or(RevealError::Malformed {
             step: "looking up the token",
             what: "no data",
@@ -128,6 +121,17 @@ pub async fn open(client: &Client, token: &SecretString) -> Result<Opened, Revea
             what: "no data",
         })?,
         Err(e) if spent(&e) => return Err(RevealError::Spent),
+        // Opened by several at once, OpenBao may answer the losers 500 while the winner's
+        // unwrap revokes the token: whether it is spent is what a lookup now says.
+        Err(source) if source.status().is_some_and(|s| s >= 500) => {
+            return Err(match lookup(client, token).await {
+                Err(e) if spent(&e) => RevealError::Spent,
+                _ => RevealError::Open {
+                    step: "unwrapping",
+                    source: Box::new(source),
+                },
+            });
+        }
         Err(source) => {
             return Err(RevealError::Open {
                 step: "unwrapping",
@@ -157,6 +161,22 @@ pub async fn open(client: &Client, token: &SecretString) -> Result<Opened, Revea
         verifier_sha256,
         value,
     })
+}
+
+/// `sys/wrapping/lookup` of `token` (unauthenticated: the token travels in the body, which is
+/// wiped afterwards).
+async fn lookup(
+    client: &Client,
+    token: &SecretString,
+) -> Result<Option<warden_bao::Secret>, warden_bao::Error> {
+    let mut body = json!({ "token": token.expose_secret() });
+    let looked = client
+        .write("sys/wrapping/lookup", &body, Idempotent::Yes)
+        .await;
+    if let Some(Value::String(s)) = body.get_mut("token") {
+        s.zeroize();
+    }
+    looked
 }
 
 /// Moves the string at `key` out of `data` into a [`SecretString`] (no copy is left behind).

@@ -177,6 +177,56 @@ pub async fn plan_purpose(
     })
 }
 
+/// Tries a concurrent writer (an apply) gets before `revoke purpose` gives up.
+const MARK_ATTEMPTS: usize = 5;
+
+/// Sets `revoked` and the revocation's fields in the registry entry at `path`, keeping
+/// everything else as it is: read, change, write with check-and-set on the version read, again
+/// if someone (an apply) wrote in between, so neither write undoes the other.
+async fn mark_revoked(
+    client: &Client,
+    path: &str,
+    id: &str,
+    reason: &str,
+    by: &str,
+    now: OffsetDateTime,
+) -> Result<(), RevokeError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let live = client
+            .read(path)
+            .await
+            .map_err(bao(format!("read {path}")))?
+            .data;
+        let version = live
+            .as_ref()
+            .and_then(|d| d.pointer("/metadata/version"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        let mut data = live
+            .and_then(|d| d.get("data").cloned())
+            .unwrap_or_else(|| json!({}));
+        data["revoked"] = Value::Bool(true);
+        data["revocation"] =
+            json!({ "record": id, "reason": reason, "by": by, "at": now_rfc(now) });
+        let body = json!({ "options": { "cas": version }, "data": data });
+        match client.write(path, &body, Idempotent::No).await {
+            Ok(_) => return Ok(()),
+            Err(e) if attempt < MARK_ATTEMPTS && is_cas_mismatch(&e) => continue,
+            Err(e) => return Err(bao(format!("mark {path} revoked"))(e)),
+        }
+    }
+}
+
+/// OpenBao's answer to a KV v2 write whose `cas` is not the current version.
+fn is_cas_mismatch(e: &warden_bao::Error) -> bool {
+    e.status() == Some(400)
+        && e.server_errors()
+            .iter()
+            .any(|m| m.contains("check-and-set"))
+}
+
 /// Carries out `plan`: revokes the stored certificates, installs the CRL for cert auth,
 /// marks the registry entry revoked with the record's id, records it. Each step is
 /// idempotent, so a failed run can be repeated.
@@ -194,30 +244,7 @@ pub async fn revoke_purpose(
     let (revoked, skipped) = revoke_serials(client, &env.mounts.pki, &plan.certificates).await?;
     let crl = install_crl(client, env).await?;
     let id = format!("{}-purpose-{}", now.unix_timestamp(), plan.purpose);
-    // Read again right before the write: the entry apply wrote, with `revoked` and the
-    // revocation's own fields set; everything else as it is.
-    let mut data = client
-        .read(&plan.registry_entry)
-        .await
-        .map_err(bao(format!("read {}", plan.registry_entry)))?
-        .data
-        .and_then(|d| d.get("data").cloned())
-        .unwrap_or_else(|| json!({}));
-    data["revoked"] = Value::Bool(true);
-    data["revocation"] = json!({
-        "record": id,
-        "reason": reason.trim(),
-        "by": by,
-        "at": now_rfc(now),
-    });
-    client
-        .write(
-            &plan.registry_entry,
-            &json!({ "data": data }),
-            Idempotent::Yes,
-        )
-        .await
-        .map_err(bao(format!("mark {} revoked", plan.registry_entry)))?;
+    mark_revoked(client, &plan.registry_entry, &id, reason.trim(), by, now).await?;
     let record = RevocationRecord {
         id,
         kind: "purpose".into(),

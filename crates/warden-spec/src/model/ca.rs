@@ -47,6 +47,11 @@ pub struct CaPolicy {
     /// The window within which agents re-issue their certificates once they see a new
     /// default issuer, each at a random point in it (no renewal storm).
     pub reissue_window: Ttl,
+    /// The most certificate re-issues a minute the environment's server should see during a
+    /// rotation (`None`: no ceiling declared). Agents cannot coordinate, so the ceiling is held
+    /// by sizing: `activate` refuses a rotation whose live certificates, spread over
+    /// `reissue_window`, would put the busiest minute above it (ADR 0035).
+    pub reissue_rate: Option<u32>,
 }
 
 impl Default for CaPolicy {
@@ -58,7 +63,116 @@ impl Default for CaPolicy {
             rotate_at: Fraction(666_667),
             overlap: Ttl(Duration::from_secs(30 * DAY)),
             reissue_window: Ttl(Duration::from_secs(3600)),
+            reissue_rate: None,
         }
+    }
+}
+
+/// The z-score of the 99.9th percentile of a normal distribution: the busiest minute is
+/// judged at the count one minute exceeds once in a thousand.
+const Z_999: f64 = 3.09;
+
+/// What a rotation's spread gives against the declared ceiling ([`CaPolicy::rate_check`]).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct RateCheck {
+    /// Live certificates that will move (those chaining to the intermediate being replaced).
+    pub certificates: u64,
+    /// The reissue window, seconds.
+    pub window_secs: u64,
+    /// Mean re-issues per minute over the window.
+    pub mean_per_minute: f64,
+    /// The count one minute exceeds with probability 1/1000 (each certificate's point is
+    /// independent and uniform in the window: a minute's count is binomial).
+    pub busiest_minute: u64,
+    /// The declared ceiling, per minute.
+    pub rate: u32,
+    /// The shortest window that keeps the busiest minute at or under the ceiling.
+    pub min_window_secs: u64,
+    /// Certificates held by agents configured with a shorter window than the spec's (their
+    /// `[renewal] issuer_window`): counted at their own window, which crowds the first minutes.
+    pub on_shorter_windows: u64,
+}
+
+impl RateCheck {
+    /// Whether the busiest minute stays at or under the ceiling.
+    pub fn holds(&self) -> bool {
+        self.busiest_minute <= u64::from(self.rate)
+    }
+}
+
+/// The 99.9th-percentile count of one minute when `n` points fall uniformly in `window_secs`
+/// (normal approximation of the binomial, rounded up).
+fn busiest_minute(n: u64, window_secs: u64) -> u64 {
+    busiest_first_minute(&[(n, window_secs)])
+}
+
+/// The same for groups of `(points, window)` all starting together: the first minute holds a
+/// share of every group (all of a group whose window is a minute or less), so it is the
+/// busiest; its count is a sum of binomials (means and variances add).
+fn busiest_first_minute(groups: &[(u64, u64)]) -> u64 {
+    let (mut mean, mut var, mut total) = (0.0_f64, 0.0_f64, 0_u64);
+    for &(n, window_secs) in groups {
+        total = total.saturating_add(n);
+        #[allow(clippy::cast_precision_loss)]
+        let (nf, p) = (n as f64, (60.0 / window_secs.max(1) as f64).min(1.0));
+        mean += nf * p;
+        var += nf * p * (1.0 - p);
+    }
+    if total == 0 {
+        return 0;
+    }
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let b = (mean + Z_999 * var.sqrt()).ceil() as u64;
+    b.min(total)
+}
+
+impl CaPolicy {
+    /// How `certificates` re-issues over this policy's window sit against `reissue_rate`;
+    /// `None` when no ceiling is declared.
+    pub fn rate_check(&self, certificates: u64) -> Option<RateCheck> {
+        self.rate_check_with(certificates, &[])
+    }
+
+    /// [`Self::rate_check`] where `shorter` are certificates whose agents are configured with a
+    /// window shorter than this policy's, as `(certificates, window seconds)`; they are part of
+    /// `certificates`. The shortest window that fits is the policy's, assuming those agents are
+    /// brought to it.
+    pub fn rate_check_with(&self, certificates: u64, shorter: &[(u64, u64)]) -> Option<RateCheck> {
+        let rate = self.reissue_rate?;
+        let window_secs = self.reissue_window.as_secs().max(1);
+        let on_shorter: u64 = shorter
+            .iter()
+            .map(|(n, _)| *n)
+            .sum::<u64>()
+            .min(certificates);
+        let mut groups = vec![(certificates - on_shorter, window_secs)];
+        groups.extend(shorter.iter().copied());
+        // The smallest window whose busiest minute fits: the count falls as the window grows,
+        // so a binary search over seconds finds it (capped at ten years: a ceiling that low is
+        // reported as unreachable by its size).
+        let (mut lo, mut hi) = (1_u64, 10 * 365 * 86_400);
+        if busiest_minute(certificates, hi) > u64::from(rate) {
+            lo = hi;
+        }
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if busiest_minute(certificates, mid) <= u64::from(rate) {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let mean_per_minute = certificates as f64 * 60.0 / window_secs as f64;
+        Some(RateCheck {
+            certificates,
+            window_secs,
+            mean_per_minute,
+            busiest_minute: busiest_first_minute(&groups),
+            rate,
+            min_window_secs: lo,
+            on_shorter_windows: on_shorter,
+        })
     }
 }
 
@@ -104,6 +218,54 @@ mod tests {
         assert!(p.cadence(1_000, 3_000, 2_000).rotation_due);
         assert!(!p.cadence(1_000, 3_000, 2_999).expired);
         assert!(p.cadence(1_000, 3_000, 3_000).expired);
+    }
+
+    #[test]
+    fn the_rate_check_sizes_the_window_for_the_busiest_minute() {
+        let p = |window: u64, rate: Option<u32>| CaPolicy {
+            reissue_window: Ttl(Duration::from_secs(window)),
+            reissue_rate: rate,
+            ..CaPolicy::default()
+        };
+        assert!(
+            p(240, None).rate_check(600).is_none(),
+            "no ceiling, no check"
+        );
+        // 600 certificates over 240 s: 150 a minute on average, the busiest minute well above.
+        let c = p(240, Some(150)).rate_check(600).expect("check");
+        assert!((c.mean_per_minute - 150.0).abs() < 1e-9);
+        assert!(c.busiest_minute > 150 && c.busiest_minute < 200, "{c:?}");
+        assert!(!c.holds());
+        // The window it asks for holds, one second less does not.
+        let w = c.min_window_secs;
+        assert!(w > 240 && w < 400, "{w}");
+        assert!(p(w, Some(150)).rate_check(600).expect("check").holds());
+        assert!(!p(w - 1, Some(150)).rate_check(600).expect("check").holds());
+        // A window under a minute puts everything in one minute.
+        assert_eq!(
+            p(30, Some(1_000))
+                .rate_check(600)
+                .expect("check")
+                .busiest_minute,
+            600
+        );
+        // Nothing to move always holds; an unreachable ceiling is reported by its size.
+        assert!(p(240, Some(1)).rate_check(0).expect("check").holds());
+        assert!(
+            p(240, Some(1))
+                .rate_check(1_000_000)
+                .expect("check")
+                .min_window_secs
+                >= 10 * 365 * 86_400
+        );
+        // Agents on a shorter window than the spec's crowd the first minute: 100 of the 600
+        // within 60 s put it over a ceiling the spec's window alone would hold.
+        let fits = p(330, Some(150));
+        assert!(fits.rate_check(600).expect("check").holds());
+        let crowded = fits.rate_check_with(600, &[(100, 60)]).expect("check");
+        assert_eq!(crowded.on_shorter_windows, 100);
+        assert!(!crowded.holds(), "{crowded:?}");
+        assert!(crowded.busiest_minute > 180, "{crowded:?}");
     }
 
     #[test]

@@ -451,6 +451,12 @@ pub fn ca_rotation() -> KvEntry {
     KvEntry::new(META_MOUNT, "ca/rotation".to_owned())
 }
 
+/// The root rollover record of an environment in [`META_MOUNT`]: `ca/root-rollover`
+/// (ADR 0030).
+pub fn ca_root_rollover() -> KvEntry {
+    KvEntry::new(META_MOUNT, "ca/root-rollover".to_owned())
+}
+
 /// The folder of every identity's delivery report (for listing: posture reads only the
 /// reports that exist).
 pub fn delivery_reports() -> KvEntry {

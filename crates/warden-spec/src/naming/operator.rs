@@ -156,6 +156,8 @@ pub fn grants(mounts: &Mounts, naming: &Naming) -> Vec<Grant> {
         ),
         // evidence lists every policy to say who can reach each credential.
         grant("sys/policies/acl".into(), &["list"]),
+        // ... in one request where the server has it (ADR 0034): every policy's text.
+        grant("sys/policies/detailed/acl".into(), &["list"]),
         grant(format!("sys/policies/acl/{REGISTRY_READER_POLICY}"), CRUD),
         // Kept current by apply; never deleted (that would lock every operator out).
         grant(
@@ -225,6 +227,12 @@ pub fn grants(mounts: &Mounts, naming: &Naming) -> Vec<Grant> {
     // the default issuer. Never `root/*` (a root inside OpenBao) nor `generate/exported`.
     out.push(grant(
         format!("{}/intermediate/generate/internal", m.pki),
+        &["update"],
+    ));
+    // A root rollover re-signs the intermediate's existing key (ADR 0030): a CSR for a key
+    // already in the mount, nothing generated or exported.
+    out.push(grant(
+        format!("{}/intermediate/generate/existing", m.pki),
         &["update"],
     ));
     out.push(grant(

@@ -49,7 +49,19 @@ pub(super) fn policy(raw: Option<&Spanned<RawCa>>, r: &mut Reporter<'_>) -> CaPo
             d.reissue_window,
             r,
         ),
+        reissue_rate: None,
     };
+    if let Some(v) = &raw.reissue_rate {
+        match u32::try_from(*v.get_ref()) {
+            Ok(n) if n > 0 => p.reissue_rate = Some(n),
+            _ => r.error_help(
+                v.span(),
+                "ca.reissue_rate",
+                format!("{} is not a number of certificates a minute", v.get_ref()),
+                Some("write e.g. `reissue_rate = 150`: at most 150 re-issues a minute during a rotation".into()),
+            ),
+        }
+    }
     if let Some(f) = &raw.rotate_at {
         let v = *f.get_ref();
         if let Some(frac) = Fraction::new(v) {

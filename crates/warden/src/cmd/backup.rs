@@ -122,7 +122,7 @@ pub(crate) fn explain(err: BackupError, spec: Option<&Path>) -> anyhow::Error {
         BackupError::NoManifest { .. } => (Some("keep each `.manifest.json` beside its `.snap.age`; a backup without one is not trusted".into()), true),
         BackupError::ManifestSignature { .. } => (Some("get the key with `warden evidence key --env ENV`; if it is the right key, do not trust this backup".into()), true),
         BackupError::WrongEnvironment { found, .. } => (Some(format!("restore it into `{found}`, or pick a backup of this environment (`warden backup list`)")), true),
-        BackupError::Snapshot { source, .. } if matches!(&**source, warden_bao::SnapshotError::Stalled { .. }) => (Some(
+        e if stalled(e) => (Some(
             "check the active node (is the process stopped, the disk or CPU saturated?); nothing was written, so re-run `warden backup create` when it answers, or raise --stall-timeout for a slow link".into()
         ), false),
         BackupError::ManifestNamesAnother { .. } => (Some("do not trust this pair of files; pick another backup (`warden backup list`)".into()), true),
@@ -255,4 +255,15 @@ fn verify(args: VerifyArgs, out: &Output) -> anyhow::Result<ExitCode> {
         )
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The server went silent past the stall bound, while streaming or while signing.
+fn stalled(e: &BackupError) -> bool {
+    match e {
+        BackupError::Snapshot { source, .. } => {
+            matches!(&**source, warden_bao::SnapshotError::Stalled { .. })
+        }
+        BackupError::SignStalled { .. } => true,
+        _ => false,
+    }
 }

@@ -10,6 +10,7 @@
 //! | `ca restore`              | check an archive (and shares) and write the CA directory back (`backup.rs`) |
 //! | `ca status`               | every CA of each environment's chain: age, not-after, rotation due, live leaves (`rotation.rs`) |
 //! | `ca rotate-intermediate`  | `begin` (CSR), `activate` (import, trust both, default), `retire` (`rotation.rs`, ADR 0029) |
+//! | `ca rollover-root`        | a new root: `begin`, `resign`, `promote` offline; `csr`, `import`, `activate`, `finish` online (`rollover.rs`, ADR 0030) |
 //!
 //! All the logic is in `warden-pki`; this module reads files and passphrases, picks the clock,
 //! prints, and turns library errors into "what failed, why, what next".
@@ -32,6 +33,7 @@ use crate::output::Output;
 use crate::secret_input;
 
 mod backup;
+mod rollover;
 mod rotation;
 
 pub(crate) use rotation::render as render_status;
@@ -63,6 +65,9 @@ enum CaCommand {
     /// Rotate an environment's PKI intermediate: begin → (offline) sign-intermediate →
     /// activate → retire.
     RotateIntermediate(rotation::RotateArgs),
+    /// Replace the offline root: begin → csr → resign → import → activate → promote → finish,
+    /// with both roots trusted in between (ADR 0030).
+    RolloverRoot(rollover::RolloverArgs),
 }
 
 /// Where the CA lives. Shared by every subcommand that needs the directory.
@@ -147,7 +152,8 @@ struct ShowArgs {
 struct VerifyArgs {
     /// The PEM bundle to check (`-` for stdin), leaf or intermediate first, root last.
     bundle: PathBuf,
-    /// A trusted root certificate (PEM) to validate against.
+    /// A trusted root certificate (PEM) to validate against; a file of several (a root
+    /// rollover's two-root bundle) accepts a chain ending in any of them.
     #[arg(long, value_name = "FILE", conflicts_with = "dir")]
     root: Option<PathBuf>,
     /// Validate against the root of this CA directory, and judge the bundle's intermediates
@@ -201,6 +207,7 @@ pub(crate) async fn run(args: CaArgs, out: &Output) -> anyhow::Result<ExitCode> 
         CaCommand::Restore(a) => backup::restore(a, out),
         CaCommand::Status(a) => rotation::status(a, out).await,
         CaCommand::RotateIntermediate(a) => rotation::rotate(a, out).await,
+        CaCommand::RolloverRoot(a) => rollover::run(a, out).await,
     }
 }
 
@@ -414,16 +421,27 @@ fn verify(a: VerifyArgs, out: &Output) -> anyhow::Result<ExitCode> {
         })
     };
     let ca = a.dir.as_deref().map(open_ca).transpose()?;
-    let root_pem = match (&a.root, &ca) {
-        (Some(path), _) => Some(
-            std::fs::read_to_string(path)
+    // Every root the chain may end in: each certificate of --root, or the CA's root and, during
+    // a rollover, its next root (ADR 0030).
+    let roots: Vec<String> = match (&a.root, &ca) {
+        (Some(path), _) => warden_pki::pem_blocks(
+            &std::fs::read_to_string(path)
                 .with_context(|| format!("could not read the root {}", path.display()))?,
-        ),
-        (None, Some(ca)) => Some(ca.root_pem().to_owned()),
-        (None, None) => None,
+        )
+        .into_iter()
+        .map(str::to_owned)
+        .collect(),
+        (None, Some(ca)) => ca.trusted_roots_pem().map_err(|e| {
+            pki_error(
+                e,
+                "could not read the CA's roots".to_owned(),
+                a.dir.as_deref().unwrap_or(Path::new(".")),
+            )
+        })?,
+        (None, None) => Vec::new(),
     };
     let now = a.at.unwrap_or_else(OffsetDateTime::now_utc);
-    let report = warden_pki::verify_chain(&bundle, root_pem.as_deref(), now)
+    let report = warden_pki::verify_chain_any(&bundle, &roots, now)
         .with_context(|| format!("could not read {} as PEM certificates", a.bundle.display()))
         .hint("pass a file of PEM `-----BEGIN CERTIFICATE-----` blocks, leaf first, root last")?;
     // With the CA directory, the ledger says which environments share this root: an
@@ -689,6 +707,17 @@ fn pki_error(err: PkiError, what: String, dir: &Path) -> anyhow::Error {
             "restore the CA directory from its offline backup (`warden ca restore`, docs/ca.md)"
                 .to_owned(),
         ),
+        PkiError::RolloverOutOfOrder { step, .. } => Some(match *step {
+            "begin" => format!(
+                "a rollover is under way: finish it (`warden ca rollover-root promote --dir {d}`) before beginning another; {unchanged}"
+            ),
+            _ => format!(
+                "begin one first: `warden ca rollover-root begin --dir {d} --common-name NAME`; {unchanged}"
+            ),
+        }),
+        PkiError::NothingToResign { environment, .. } => Some(format!(
+            "check --env and --profile against `warden ca show --dir {d}`; an environment the root never signed for gets a new intermediate with `ca sign-intermediate --env {environment}` after `promote`; {unchanged}"
+        )),
         PkiError::Write(e) if e.is_disk_full() => Some("free some disk space".to_owned()),
         _ => None,
     };

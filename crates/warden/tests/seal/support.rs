@@ -74,7 +74,7 @@ pub(crate) fn stop(pid_file: PathBuf) {
     use nix::sys::signal::{Signal, kill};
     let pid = nix::unistd::Pid::from_raw(pid(pid_file));
     kill(pid, Signal::SIGTERM).expect("signal");
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while kill(pid, None).is_ok() && Instant::now() < deadline {
         let _ = nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
         std::thread::sleep(Duration::from_millis(100));

@@ -78,8 +78,10 @@ async fn sealed_server_gives_typed_errors() {
         other => panic!("expected GaveUp, got {other:?}"),
     }
     assert!(err.is_sealed(), "helpers look through GaveUp");
+    // Bounded by the 0.8 s budget, not the 60 s request timeout; the slack is for a loaded
+    // CI machine.
     assert!(
-        waited < Duration::from_secs(3),
+        waited < Duration::from_secs(8),
         "bounded by the budget: {waited:?}"
     );
 }
@@ -124,8 +126,9 @@ async fn wait_ready_on_sealed_server_times_out_with_bounded_attempts() {
         waited >= Duration::from_millis(1500),
         "kept trying: {waited:?}"
     );
+    // (The slack past the timeout is for an attempt slowed by a loaded CI machine.)
     assert!(
-        waited <= startup + Duration::from_secs(1),
+        waited <= startup + Duration::from_secs(4),
         "stopped at the timeout: {waited:?}"
     );
 }
@@ -148,8 +151,9 @@ async fn closed_port_is_unreachable_quickly() {
         "{err:?}"
     );
     assert!(err.is_retryable() && err.request_not_sent());
+    // Refused at once, not after the 10 s connect timeout.
     assert!(
-        start.elapsed() < Duration::from_secs(2),
+        start.elapsed() < Duration::from_secs(5),
         "{:?}",
         start.elapsed()
     );
@@ -169,5 +173,9 @@ async fn closed_port_is_unreachable_quickly() {
         "{err:?}"
     );
     assert!(err.is_unreachable());
-    assert!(start.elapsed() < Duration::from_secs(2));
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
 }

@@ -52,5 +52,6 @@ async fn concurrent_failures_do_not_become_a_storm() {
         "{retries} retries in {elapsed:?} (ceiling {gate_ceiling})"
     );
     assert!(retries >= 3, "retries did happen: {retries}");
-    assert!(elapsed < budget + Duration::from_secs(2), "{elapsed:?}");
+    // Within the budget, give or take a loaded CI machine's slack.
+    assert!(elapsed < budget + Duration::from_secs(6), "{elapsed:?}");
 }

@@ -64,6 +64,10 @@ struct ActivateArgs {
     /// and says what to do; run it again with this flag.
     #[arg(long)]
     listeners_updated: bool,
+    /// Activate although the live certificates, spread over the reissue window, would put the
+    /// busiest minute above `[ca] reissue_rate` (ADR 0035).
+    #[arg(long)]
+    over_rate: bool,
 }
 
 #[derive(Debug, Args)]
@@ -76,13 +80,35 @@ struct RetireArgs {
     force: Option<String>,
 }
 
-fn one_env(target: &Target, command: &str) -> anyhow::Result<(Resolved, warden_spec::Environment)> {
+pub(super) fn one_env(
+    target: &Target,
+    command: &str,
+) -> anyhow::Result<(Resolved, warden_spec::Environment)> {
     let resolved = target.resolve()?;
     let env = resolved.one_env(command, OneEnv::NamedOrOnly)?.clone();
     Ok((resolved, env))
 }
 
-fn explain(e: CaError) -> anyhow::Error {
+pub(super) fn explain(e: CaError) -> anyhow::Error {
+    if let CaError::OverRate {
+        check,
+        short_windows,
+        ..
+    } = &e
+    {
+        let hint = if check.window_secs >= check.min_window_secs && !short_windows.is_empty() {
+            format!(
+                "the spec's reissue_window is long enough, but these agents spread over a shorter `[renewal] issuer_window`: {}. Re-render their configuration from the spec (enrollment does), or run activate with --over-rate to rotate anyway; nothing was changed",
+                short_windows.join(", ")
+            )
+        } else {
+            format!(
+                "lengthen [ca] reissue_window to at least {} and give every agent that `[renewal] issuer_window` (enrollment renders it from the spec; agents report theirs), or run activate with --over-rate to rotate anyway; nothing was changed",
+                warden_spec::format_duration(std::time::Duration::from_secs(check.min_window_secs))
+            )
+        };
+        return anyhow::Error::new(e).context(crate::hint::Hint(hint));
+    }
     let hint = match &e {
         CaError::OutOfOrder { step, .. } => match *step {
             "begin" => {
@@ -100,6 +126,15 @@ fn explain(e: CaError) -> anyhow::Error {
             "wait for the agents to move (`warden ca status` counts live leaves per issuer), or `--force \"REASON\"` — those certificates then stop verifying"
         }
         CaError::NoReason => "say why, e.g. --force \"host decommissioned\"",
+        CaError::RolloverOutOfOrder { .. } => {
+            "`warden ca status --env ENV` shows where the rotation and the root rollover stand; a root rollover runs csr → (offline) resign → import → activate → finish (docs/ca.md, \"Rolling over the root\")"
+        }
+        CaError::BadResigned { .. } => {
+            "make the CSR with `warden ca rollover-root csr`, sign it offline with `warden ca rollover-root resign --out FILE` (it writes the intermediate, the new root and the cross certificate) and pass that file; nothing was imported"
+        }
+        CaError::TrustFilesBehind { .. } => {
+            "ship the two-root trust bundle (`ca rollover-root begin --trust-out`) to those hosts' trust files and wait for their next report (`warden ca status` lists who is behind), or `--force \"REASON\"` — those agents then stop verifying the chain"
+        }
         _ => "check the connection and the operator's login, then run the step again",
     };
     anyhow::Error::new(e).context(crate::hint::Hint(hint.to_owned()))
@@ -168,6 +203,25 @@ pub(crate) fn render(all: &[CaStatus]) -> String {
                 c.issuer_id
             );
         }
+        if let Some(c) = &st.next_rotation {
+            let window =
+                warden_spec::format_duration(std::time::Duration::from_secs(c.window_secs));
+            s += &format!(
+                "  next rotation: {} live certificate(s) within {window}, busiest minute about {} of reissue_rate {}{}",
+                c.certificates,
+                c.busiest_minute,
+                c.rate,
+                ca::shorter_windows_note(c)
+            );
+            if c.holds() {
+                s += "\n";
+            } else {
+                s += &format!(
+                    " — OVER: activate will refuse; lengthen reissue_window to at least {}\n",
+                    warden_spec::format_duration(std::time::Duration::from_secs(c.min_window_secs))
+                );
+            }
+        }
         if let Some(r) = &st.rotation {
             s += &format!(
                 "  rotation: {}",
@@ -192,6 +246,9 @@ pub(crate) fn render(all: &[CaStatus]) -> String {
                 "  not yet on the default issuer: {}\n",
                 st.unmoved.join(", ")
             );
+        }
+        if let Some(r) = &st.root_rollover {
+            s += &super::rollover::render_status(r);
         }
         if st.orphan_leaves > 0 {
             s += &format!(
@@ -235,7 +292,8 @@ async fn begin(a: BeginArgs, out: &Output) -> anyhow::Result<ExitCode> {
         .hint("create it first; nothing was generated");
     }
     let client = resolved.client(&env)?;
-    let record = ca::begin(&client, &env, a.restart, OffsetDateTime::now_utc())
+    let now = server_clock(&client, out).await?;
+    let record = ca::begin(&client, &env, a.restart, now)
         .await
         .map_err(explain)?;
     warden_files::write_atomic(
@@ -275,7 +333,7 @@ async fn begin(a: BeginArgs, out: &Output) -> anyhow::Result<ExitCode> {
 /// Makes the cert-auth roles pin every trusted intermediate (apply), then, in a lab, rewrites
 /// the listener's client-CA bundle and restarts the nodes when it changed. Outside a lab the
 /// operator does the listener step (`warden server tls --identity-ca`), as printed.
-async fn trust_everywhere(
+pub(super) async fn trust_everywhere(
     resolved: &Resolved,
     env: &warden_spec::Environment,
     out: &Output,
@@ -315,7 +373,23 @@ async fn trust_everywhere(
 async fn activate(a: ActivateArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let (resolved, env) = one_env(&a.target, "ca rotate-intermediate activate")?;
     let client = resolved.client(&env)?;
-    let now = OffsetDateTime::now_utc();
+    let now = server_clock(&client, out).await?;
+    // The ceiling is judged before anything changes: a refusal leaves the rotation as it was.
+    match ca::check_rate(&client, &resolved.spec, &env, now).await {
+        Ok(Some(check)) => out.progress(format!(
+            "{}: {} live certificate(s) move within {}: the busiest minute stays under about {} of the {} allowed",
+            env.name,
+            check.certificates,
+            warden_spec::format_duration(std::time::Duration::from_secs(check.window_secs)),
+            check.busiest_minute,
+            check.rate
+        )),
+        Ok(None) => {}
+        Err(e @ CaError::OverRate { .. }) if a.over_rate => {
+            out.warn(format!("{e}; going ahead (--over-rate)"));
+        }
+        Err(e) => return Err(explain(e)),
+    }
     let record = ca::read_record(&client, &env).await.map_err(explain)?;
     // A run that failed after the import picks up where it stopped.
     if record.as_ref().map(|r| r.state) != Some(ca::RotationState::Imported) {
@@ -366,7 +440,8 @@ async fn activate(a: ActivateArgs, out: &Output) -> anyhow::Result<ExitCode> {
     ));
     tokio::time::sleep(settle).await;
     let client = resolved.client(&env)?;
-    let record = ca::activate(&client, &env, &resolved.spec.ca, OffsetDateTime::now_utc())
+    let now = server_clock(&client, out).await?;
+    let record = ca::activate(&client, &env, &resolved.spec.ca, now)
         .await
         .map_err(explain)?;
     emit_record(
@@ -388,15 +463,10 @@ async fn activate(a: ActivateArgs, out: &Output) -> anyhow::Result<ExitCode> {
 async fn retire(a: RetireArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let (resolved, env) = one_env(&a.target, "ca rotate-intermediate retire")?;
     let client = resolved.client(&env)?;
-    let record = ca::retire(
-        &client,
-        &resolved.spec,
-        &env,
-        a.force.as_deref(),
-        OffsetDateTime::now_utc(),
-    )
-    .await
-    .map_err(explain)?;
+    let now = server_clock(&client, out).await?;
+    let record = ca::retire(&client, &resolved.spec, &env, a.force.as_deref(), now)
+        .await
+        .map_err(explain)?;
     let step = trust_everywhere(&resolved, &env, out).await?;
     if let Some(step) = &step {
         out.warn(step);
@@ -414,4 +484,28 @@ async fn retire(a: RetireArgs, out: &Output) -> anyhow::Result<ExitCode> {
     }
     emit_record(out, &record, text)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// How far this host's clock may be from the server's before the operator is told.
+const SKEW_WARNING: time::Duration = time::Duration::seconds(60);
+
+/// The server's time now. A rotation's times (begun, activated, the end of the overlap) are
+/// recorded and judged by OpenBao's clock, never the operator's: two operators on hosts whose
+/// clocks disagree still agree on when the overlap ends, and a host whose clock runs ahead
+/// cannot retire an issuer early.
+async fn server_clock(client: &warden_bao::Client, out: &Output) -> anyhow::Result<OffsetDateTime> {
+    client
+        .seal_status()
+        .await
+        .context("could not read the server's clock (sys/seal-status)")?;
+    let server = OffsetDateTime::from(client.server_now());
+    let skew = server - OffsetDateTime::now_utc();
+    if skew.abs() > SKEW_WARNING {
+        out.warn(format!(
+            "this host's clock is {} s {} the server's; the rotation uses the server's clock (fix this host's time sync)",
+            skew.abs().whole_seconds(),
+            if skew.is_negative() { "ahead of" } else { "behind" }
+        ));
+    }
+    Ok(server)
 }

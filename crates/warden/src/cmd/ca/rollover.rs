@@ -1,0 +1,583 @@
+//! `warden ca rollover-root`: replacing the offline root while everything keeps verifying
+//! (ADR 0030), in steps across two machines.
+//!
+//! | step | where | what |
+//! |---|---|---|
+//! | `begin --dir` | offline | the next root (same passphrase) and cross certificates both ways; `--trust-out` writes the two-root trust bundle to ship |
+//! | `csr --env` | online | a CSR for the key the environment's intermediate already has |
+//! | `resign --dir --env` | offline | the next root signs it with the ledger's constraints; the file holds intermediate, next root, cross certificate |
+//! | `import --env` | online | checked, imported beside the old; cert-auth roles and listener trust both; a lab's trust files get both roots |
+//! | `activate --env` | online | the re-signed intermediate becomes the default |
+//! | `promote --dir` | offline | the next root becomes the CA directory's root |
+//! | `finish --env` | online | refused while an agent's trust file lacks the new root; the old root and its intermediate leave the mount |
+//!
+//! The logic is `warden_pki` (offline) and `warden_registry::root_rollover` (online); this
+//! module reads files and passphrases, runs apply and a lab's listener refresh, and prints.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use serde::Serialize;
+use time::{Duration, OffsetDateTime};
+use warden_pki::{CaDir, CertInfo};
+use warden_registry::root_rollover::{self as rr, RolloverStatus};
+
+use super::rotation::{explain, one_env, trust_everywhere};
+use super::{AlgorithmArg, DirArg, check_out_path, parse_validity, pki_error};
+use crate::context::Target;
+use crate::hint::HintExt as _;
+use crate::output::Output;
+use crate::secret_input;
+
+#[derive(Debug, Args)]
+pub(crate) struct RolloverArgs {
+    #[command(subcommand)]
+    step: Step,
+}
+
+#[derive(Debug, Subcommand)]
+enum Step {
+    /// Offline: make the next root (sealed under the same passphrase) and cross certificates
+    /// both ways, recorded in the ledger.
+    Begin(BeginArgs),
+    /// Online: a CSR for the key the environment's intermediate already has (nothing is
+    /// generated), for the offline `resign`.
+    Csr(CsrArgs),
+    /// Offline: sign that CSR with the next root, with the constraints the environment's
+    /// intermediate has in the ledger.
+    Resign(ResignArgs),
+    /// Online: import the re-signed intermediate and the next root beside the current ones and
+    /// trust both (cert-auth roles, listener; a lab's trust files).
+    Import(ImportArgs),
+    /// Online: make the re-signed intermediate the default issuer.
+    Activate(ActivateArgs),
+    /// Offline: the next root becomes the CA directory's root; the old one is kept, retired.
+    Promote(PromoteArgs),
+    /// Online: remove the old root and the intermediate it signed from the mount, once every
+    /// agent's trust file holds the new root.
+    Finish(FinishArgs),
+}
+
+#[derive(Debug, Args)]
+struct BeginArgs {
+    #[command(flatten)]
+    dir: DirArg,
+    /// The next root's common name (it must differ from the current root's).
+    #[arg(long)]
+    common_name: String,
+    /// The next root's key algorithm.
+    #[arg(long, value_enum, default_value_t = AlgorithmArg::EcdsaP256)]
+    algorithm: AlgorithmArg,
+    /// The next root's lifetime.
+    #[arg(long, default_value = "10y", value_parser = parse_validity)]
+    validity: Duration,
+    /// The next root's path length; default: the current root's plus one, so a chain through
+    /// the cross certificate (old intermediate → old root signed by the new) stays within it.
+    #[arg(long)]
+    path_len: Option<u8>,
+    /// Also write the trust bundle to ship during the overlap (current root, then next root).
+    #[arg(long, value_name = "FILE")]
+    trust_out: Option<PathBuf>,
+    /// Read the passphrase from this file (first line) instead of WARDEN_CA_PASSPHRASE or a
+    /// prompt.
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct CsrArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Where to write the CSR (a new file).
+    #[arg(long, value_name = "FILE")]
+    csr_out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct ResignArgs {
+    #[command(flatten)]
+    dir: DirArg,
+    /// The environment whose intermediate is re-signed.
+    #[arg(long = "env", value_name = "NAME")]
+    environment: String,
+    /// The CSR `ca rollover-root csr` wrote.
+    #[arg(long, value_name = "FILE")]
+    csr: PathBuf,
+    /// The environment's intermediate as it is now (e.g. `<pki>/cert/ca`): the CSR must be
+    /// for its key and the ledger must record it, so the next root vouches for no new key.
+    #[arg(long, value_name = "FILE")]
+    current: Option<PathBuf>,
+    /// Which of the environment's intermediates (as recorded in the ledger).
+    #[arg(long, default_value = "vault-pki")]
+    profile: String,
+    /// The re-signed intermediate's lifetime; must end before the next root's.
+    #[arg(long, default_value = "2y", value_parser = parse_validity)]
+    validity: Duration,
+    /// Where to write intermediate + next root + cross certificate (the file `import` takes).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Read the passphrase from this file instead of WARDEN_CA_PASSPHRASE or a prompt.
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ImportArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The file `ca rollover-root resign --out` wrote.
+    #[arg(long, value_name = "FILE")]
+    cert: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct ActivateArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Outside a lab: every node's listener trusts both intermediates (client-ca.pem
+    /// rewritten, nodes restarted).
+    #[arg(long)]
+    listeners_updated: bool,
+}
+
+#[derive(Debug, Args)]
+struct PromoteArgs {
+    #[command(flatten)]
+    dir: DirArg,
+}
+
+#[derive(Debug, Args)]
+struct FinishArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Finish although some agents' trust files lack the new root; the reason and those
+    /// agents are recorded.
+    #[arg(long, value_name = "REASON")]
+    force: Option<String>,
+}
+
+pub(crate) async fn run(args: RolloverArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    match args.step {
+        Step::Begin(a) => begin(a, out),
+        Step::Csr(a) => csr(a, out).await,
+        Step::Resign(a) => resign(a, out),
+        Step::Import(a) => import(a, out).await,
+        Step::Activate(a) => activate(a, out).await,
+        Step::Promote(a) => promote(a, out),
+        Step::Finish(a) => finish(a, out).await,
+    }
+}
+
+/// Refuses an output path before anything is signed: a new file in an existing directory.
+fn check_new_file(path: &Path, flag: &str) -> anyhow::Result<()> {
+    // `symlink_metadata`, not `exists`: a dangling symlink is an existing entry too.
+    if path.symlink_metadata().is_ok() {
+        return Err(anyhow::anyhow!("{flag} {} already exists", path.display()))
+            .hint("name a new file; nothing was changed");
+    }
+    check_out_path(path)
+}
+
+// ---- offline ------------------------------------------------------------------------------
+
+fn begin(a: BeginArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let dir = a.dir.dir;
+    let what = || format!("could not begin the root rollover in {}", dir.display());
+    let ca = CaDir::open(&dir).map_err(|e| pki_error(e, what(), &dir))?;
+    if let Some(p) = &a.trust_out {
+        check_new_file(p, "--trust-out")?;
+    }
+    let opts = warden_pki::RootOptions {
+        common_name: a.common_name,
+        algorithm: a.algorithm.into(),
+        validity: a.validity,
+        path_len: a
+            .path_len
+            .unwrap_or_else(|| ca.metadata().path_len.saturating_add(1)),
+    };
+    let passphrase = secret_input::ca_passphrase(a.passphrase_file.as_deref(), false)?;
+    let begun = ca
+        .begin_rollover(&opts, &passphrase, OffsetDateTime::now_utc())
+        .map_err(|e| pki_error(e, what(), &dir))?;
+    let bundle = format!(
+        "{}\n{}\n",
+        ca.root_pem().trim_end(),
+        begun.next_root_pem.trim_end()
+    );
+    if let Some(p) = &a.trust_out {
+        warden_files::write_atomic(p, bundle.as_bytes(), warden_files::Mode::Public)
+            .with_context(|| format!("could not write the trust bundle to {}", p.display()))
+            .hint(format!(
+                "the rollover is begun; the bundle is {} followed by {}",
+                dir.join(warden_pki::ROOT_CERT).display(),
+                dir.join(warden_pki::NEXT_ROOT_CERT).display()
+            ))?;
+    }
+
+    #[derive(Serialize)]
+    struct Report<'a> {
+        record: &'a warden_pki::RolloverRecord,
+        next_root: &'a CertInfo,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        trust_out: Option<&'a Path>,
+    }
+    out.emit(
+        &Report {
+            record: &begun.record,
+            next_root: &begun.next_root,
+            trust_out: a.trust_out.as_deref(),
+        },
+        || {
+            let mut s = format!(
+                "Began the root rollover in {}: the next root and cross certificates both ways\n",
+                dir.display()
+            );
+            s += &super::cert_block(&begun.next_root);
+            s += &format!(
+                "  files        {}, {} (encrypted), {}, {}\n",
+                warden_pki::NEXT_ROOT_CERT,
+                warden_pki::NEXT_ROOT_KEY,
+                warden_pki::CROSS_NEXT_BY_CURRENT,
+                warden_pki::CROSS_CURRENT_BY_NEXT
+            );
+            if let Some(p) = &a.trust_out {
+                s += &format!("  trust bundle {} (both roots)\n", p.display());
+            }
+            s += "\nNext: ship the two-root trust bundle to every host's trust file; then for each environment, online:\n  warden ca rollover-root csr --env ENV --csr-out ENV.csr\n";
+            s += &format!(
+                "and here:\n  warden ca rollover-root resign --dir {} --env ENV --csr ENV.csr --out ENV-resigned.pem\n",
+                dir.display()
+            );
+            s
+        },
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn resign(a: ResignArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let dir = a.dir.dir;
+    let what = || {
+        format!(
+            "could not re-sign {}'s intermediate with the CA in {}",
+            a.environment,
+            dir.display()
+        )
+    };
+    let csr = std::fs::read_to_string(&a.csr)
+        .with_context(|| format!("could not read the CSR {}", a.csr.display()))?;
+    let current = a
+        .current
+        .as_ref()
+        .map(|p| {
+            std::fs::read_to_string(p)
+                .with_context(|| format!("could not read the current intermediate {}", p.display()))
+        })
+        .transpose()?;
+    let ca = CaDir::open(&dir).map_err(|e| pki_error(e, what(), &dir))?;
+    check_new_file(&a.out, "--out")?;
+    let passphrase = secret_input::ca_passphrase(a.passphrase_file.as_deref(), false)?;
+    let signed = ca
+        .resign_intermediate(
+            &csr,
+            current.as_deref(),
+            &a.environment,
+            &a.profile,
+            a.validity,
+            &passphrase,
+            OffsetDateTime::now_utc(),
+        )
+        .map_err(|e| pki_error(e, what(), &dir))?;
+    let next = ca
+        .next_root_pem()
+        .map_err(|e| pki_error(e, what(), &dir))?
+        .unwrap_or_default();
+    let cross = ca
+        .cross_next_pem()
+        .map_err(|e| pki_error(e, what(), &dir))?
+        .unwrap_or_default();
+    let pem = format!(
+        "{}\n{}\n{}\n",
+        signed.cert_pem.trim_end(),
+        next.trim_end(),
+        cross.trim_end()
+    );
+    warden_files::write_atomic(&a.out, pem.as_bytes(), warden_files::Mode::Public)
+        .with_context(|| {
+            format!(
+                "the intermediate was re-signed and recorded (serial {}), but could not be written to {}",
+                signed.entry.serial,
+                a.out.display()
+            )
+        })
+        .hint("fix the output path and re-sign the CSR again; the ledger will show both signatures")?;
+    let cert = warden_pki::parse_pem_bundle(&signed.cert_pem)
+        .context("could not re-read the re-signed certificate")?
+        .remove(0);
+    out.emit(
+        &serde_json::json!({ "certificate": cert, "ledger_entry": signed.entry, "out": a.out }),
+        || {
+            let mut s = format!(
+                "Re-signed {} for {:?} with the next root (same key, same constraints)\n",
+                cert.subject, signed.entry.environment
+            );
+            s += &super::cert_block(&cert);
+            s += &format!(
+                "  written to   {} (intermediate, next root, cross certificate)\n",
+                a.out.display()
+            );
+            s += &format!(
+                "\nNext, online:\n  warden ca rollover-root import --env {} --cert {}\n",
+                a.environment,
+                a.out.display()
+            );
+            s
+        },
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn promote(a: PromoteArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let dir = a.dir.dir;
+    let what = || format!("could not promote the next root in {}", dir.display());
+    let ca = CaDir::finish_rollover(&dir, OffsetDateTime::now_utc())
+        .map_err(|e| pki_error(e, what(), &dir))?;
+    let root = ca.root_info();
+    out.emit(
+        &serde_json::json!({ "dir": dir, "root": root, "rollover": ca.rollover().ok().flatten() }),
+        || {
+            let mut s = format!(
+                "The next root is now the root of {}; the old one is kept as retired-root-*\n",
+                dir.display()
+            );
+            s += &super::cert_block(&root);
+            s += "\nNext, online, once every trust file holds the new root:\n  warden ca rollover-root finish --env ENV\n";
+            s
+        },
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---- online -------------------------------------------------------------------------------
+
+/// Where `csr` writes the current intermediate: `<csr-out>.current.pem`.
+fn current_path(csr_out: &Path) -> PathBuf {
+    let mut name = csr_out.file_name().unwrap_or_default().to_os_string();
+    name.push(".current.pem");
+    csr_out.with_file_name(name)
+}
+
+async fn csr(a: CsrArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let (resolved, env) = one_env(&a.target, "ca rollover-root csr")?;
+    check_new_file(&a.csr_out, "--csr-out")?;
+    let current_out = current_path(&a.csr_out);
+    check_new_file(&current_out, "the current intermediate's file")?;
+    let client = resolved.client(&env)?;
+    let csr = rr::csr(&client, &env).await.map_err(explain)?;
+    let current = client
+        .pki_ca_cert(&env.mounts.pki)
+        .await
+        .context("could not read the current intermediate")?;
+    warden_files::write_atomic(&a.csr_out, csr.as_bytes(), warden_files::Mode::Public)
+        .with_context(|| format!("could not write the CSR to {}", a.csr_out.display()))?;
+    warden_files::write_atomic(&current_out, current.as_bytes(), warden_files::Mode::Public)
+        .with_context(|| format!("could not write {}", current_out.display()))?;
+    out.emit(
+        &serde_json::json!({ "env": env.name.as_str(), "csr_out": a.csr_out, "current_out": current_out }),
+        || {
+            format!(
+                "{}: CSR for the current intermediate's key written to {} (the intermediate itself to {})\nNext, on the offline CA host:\n  warden ca rollover-root resign --dir DIR --env {} --csr {} --current {} --out {}-resigned.pem\n",
+                env.name,
+                a.csr_out.display(),
+                current_out.display(),
+                env.name,
+                a.csr_out.display(),
+                current_out.display(),
+                env.name
+            )
+        },
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn import(a: ImportArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let (resolved, env) = one_env(&a.target, "ca rollover-root import")?;
+    let bundle = std::fs::read_to_string(&a.cert)
+        .with_context(|| format!("could not read {}", a.cert.display()))?;
+    let client = resolved.client(&env)?;
+    let record = rr::import(&client, &env, &bundle, OffsetDateTime::now_utc())
+        .await
+        .map_err(explain)?;
+    out.progress(format!(
+        "{}: the re-signed intermediate and the new root are imported beside the old ones",
+        env.name
+    ));
+    let next = trust_both(&resolved, &env, &client, &record, out).await?;
+    out.emit(&record, || {
+        format!(
+            "{}: imported; both intermediates are trusted. The default has NOT changed.\n{next}Next:\n  warden ca rollover-root activate --env {}\n",
+            env.name, env.name
+        )
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Makes both roots and both intermediates trusted: in a lab, the trust files get the new root
+/// (the stand-in for shipping the two-root bundle); the cert-auth roles and the listener trust
+/// both intermediates. Idempotent, so `activate` runs it again after an interrupted `import`.
+/// Returns what the operator still has to do outside a lab.
+async fn trust_both(
+    resolved: &crate::context::Resolved,
+    env: &warden_spec::Environment,
+    client: &warden_bao::Client,
+    record: &rr::RolloverRecord,
+    out: &Output,
+) -> anyhow::Result<String> {
+    let mut next = String::new();
+    match &resolved.lab {
+        Some(lab) => {
+            let new_root = match &record.new_root_issuer_id {
+                Some(id) => {
+                    client
+                        .pki_read_issuer(&env.mounts.pki, id)
+                        .await
+                        .context("could not read the new root from the mount")?
+                        .certificate
+                }
+                None => anyhow::bail!("the rollover record names no new root issuer"),
+            };
+            let current = std::fs::read_to_string(lab.layout().env(env.name.as_str()).ca_bundle())
+                .context("could not read the lab's trust file")?;
+            let both = if current.contains(new_root.trim()) {
+                current
+            } else {
+                format!("{}\n{}\n", current.trim_end(), new_root.trim_end())
+            };
+            let files = warden_lab_agents::write_trust_files(lab, env.name.as_str(), &both)
+                .context("could not write the lab's trust files")?;
+            out.progress(format!(
+                "{}: {} trust file(s) hold both roots",
+                env.name,
+                files.len()
+            ));
+        }
+        None => {
+            next += "Ship the two-root trust bundle (`ca rollover-root begin --trust-out`) to every host's trust file; `warden ca status` lists the agents still holding only the old root.\n";
+        }
+    }
+    if let Some(step) = trust_everywhere(resolved, env, out).await? {
+        out.warn(step);
+    }
+    Ok(next)
+}
+
+async fn activate(a: ActivateArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let (resolved, env) = one_env(&a.target, "ca rollover-root activate")?;
+    let client = resolved.client(&env)?;
+    let record = rr::read_record(&client, &env).await.map_err(explain)?;
+    if record.as_ref().map(|r| r.state) != Some(rr::RolloverState::Imported) {
+        // The library refuses with the state; no need to wait first.
+        let e = rr::activate(&client, &env, OffsetDateTime::now_utc())
+            .await
+            .err();
+        return Err(e.map_or_else(
+            || anyhow::anyhow!("the root rollover is not imported"),
+            explain,
+        ));
+    }
+    if let Some(record) = &record {
+        // Again, in case `import` stopped after its own import (all of it is idempotent).
+        trust_both(&resolved, &env, &client, record, out).await?;
+    }
+    if resolved.lab.is_none() && !a.listeners_updated {
+        out.warn(format!(
+            "the listeners must trust both intermediates before the default changes: rewrite client-ca.pem with `warden server tls --env {} --identity-ca …` (every intermediate `warden ca status --env {}` lists), restart each node, then run activate with --listeners-updated",
+            env.name, env.name
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Agents look at the mount's issuers at least every quarter of the reissue window: after
+    // that long every proxy's chain holds the re-signed intermediate and its root.
+    let settle = resolved.spec.ca.reissue_window.0 / 4 + std::time::Duration::from_secs(2);
+    out.progress(format!(
+        "{}: waiting {} so every agent sees both intermediates before the default changes",
+        env.name,
+        warden_spec::format_duration(settle)
+    ));
+    tokio::time::sleep(settle).await;
+    let client = resolved.client(&env)?;
+    let record = rr::activate(&client, &env, OffsetDateTime::now_utc())
+        .await
+        .map_err(explain)?;
+    out.emit(&record, || {
+        format!(
+            "{}: the re-signed intermediate is the default issuer; both roots are trusted.\nNext: `warden ca rollover-root promote --dir DIR` on the offline host, and once `warden ca status --env {}` lists no trust file behind:\n  warden ca rollover-root finish --env {}\n",
+            env.name, env.name, env.name
+        )
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn finish(a: FinishArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let (resolved, env) = one_env(&a.target, "ca rollover-root finish")?;
+    let client = resolved.client(&env)?;
+    let record = rr::finish(
+        &client,
+        &resolved.spec,
+        &env,
+        a.force.as_deref(),
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .map_err(explain)?;
+    if let Some(step) = trust_everywhere(&resolved, &env, out).await? {
+        out.warn(step);
+    }
+    out.emit(&record, || {
+        let mut s = format!(
+            "{}: the old root and the intermediate it signed are gone from the mount, the cert-auth roles and the listener's bundle; proxies' chains now end in {}\n",
+            env.name, record.new_root_subject
+        );
+        if !record.behind.is_empty() {
+            s += &format!(
+                "  trust files behind: {} ({})\n",
+                record.behind.join(", "),
+                record.forced_because.clone().unwrap_or_default()
+            );
+        }
+        s
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The root rollover lines of `ca status` and posture.
+pub(crate) fn render_status(r: &RolloverStatus) -> String {
+    let rec = &r.record;
+    let state = serde_json::to_value(rec.state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let mut s = format!(
+        "  root rollover: {state} (to {}, root {}…)\n",
+        rec.new_root_subject,
+        &rec.new_root_sha256[..16.min(rec.new_root_sha256.len())]
+    );
+    let t = &r.trust_files;
+    s += &format!("  trust files: {} hold the new root", t.holding_new.len());
+    if !t.old_root_only.is_empty() {
+        s += &format!("; ONLY THE OLD ROOT: {}", t.old_root_only.join(", "));
+    }
+    if !t.unknown.is_empty() {
+        s += &format!("; unknown (older agents): {}", t.unknown.join(", "));
+    }
+    s += "\n";
+    if !rec.behind.is_empty() {
+        s += &format!(
+            "  finished with trust files behind: {} ({})\n",
+            rec.behind.join(", "),
+            rec.forced_because.clone().unwrap_or_default()
+        );
+    }
+    s
+}

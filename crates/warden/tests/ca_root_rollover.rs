@@ -1,0 +1,664 @@
+//! Issue 14 part 3, end to end: a root rollover with running agents (ADR 0030).
+//!
+//! A real lab (`warden lab up` with a spec: app `billing` with a server certificate, proxy
+//! `edge` with a CA-chain output, both agents running). While a loop does TLS handshakes —
+//! billing's server presenting its current leaf, a client trusting only edge's current
+//! delivered chain, once with every certificate of the chain as an anchor and once anchored at
+//! the chain's roots alone (the server then presents the chain's intermediates) — the operator
+//! rolls the root over with the CLI across the "two machines": offline `begin`, online `csr`,
+//! offline `resign`, online `import` and `activate`, offline `promote`, online `finish`.
+//!
+//! Asserted: no handshake fails during the whole rollover; a trust file holding only the old
+//! root is listed by `ca status` and posture and holds `finish` back; bad input (steps out of
+//! order, a re-signed intermediate for another key, one without the name constraints, the
+//! current root's own bundle) is refused with a hint and changes neither the CA directory nor
+//! the mount; afterwards every leaf chains to the new root, the old root is in no proxy chain
+//! and no issuer of the mount, and the CA directory's root is the new one.
+
+#![allow(clippy::print_stderr)] // the handshake count and agent logs on a failure go to the test log
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+use warden_lab::Lab;
+use warden_testkit::LabGuard;
+use warden_testkit::tls::{HandshakeError, HandshakeLoop, handshake};
+
+#[path = "common/ca_lab.rs"]
+mod ca_lab;
+use ca_lab::{
+    HOST, WARDEN, first_info, ok, read, run, show_agent_logs, spec_with_window, status, wait_for,
+    wait_until,
+};
+
+/// Every file of a directory with its SHA-256: "unchanged" made checkable.
+fn snapshot(dir: &Path) -> BTreeMap<String, String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                warden_pki::sha256_hex(&std::fs::read(e.path()).unwrap_or_default()),
+            )
+        })
+        .collect()
+}
+
+/// The certificates of a PEM text, split into (self-signed roots, the others), each PEM.
+fn roots_and_others(pem: &str) -> (String, String) {
+    let (mut roots, mut others) = (String::new(), String::new());
+    for b in warden_pki::pem_blocks(pem) {
+        let self_signed = first_info(b).is_some_and(|c| c.self_signed);
+        let to = if self_signed { &mut roots } else { &mut others };
+        to.push_str(b.trim_end());
+        to.push('\n');
+    }
+    (roots, others)
+}
+
+/// One round of the loop: both handshakes against edge's chain as it is now.
+fn round(chain_file: &Path, tls: &Path) -> Result<(), HandshakeError> {
+    let chain = read(chain_file);
+    let leaf_text = read(&tls.join("cert.pem"));
+    let key = read(&tls.join("key.pem"));
+    let leaf = warden_pki::first_certificate(&leaf_text).unwrap_or_default();
+    // Every certificate of the proxy's chain trusted (how the rotation test checks).
+    handshake(&chain, leaf, &key, HOST)?;
+    // Anchored at the chain's roots only; the server presents the chain's intermediates, so
+    // an intermediate delivered without the root it chains to would fail here.
+    let (roots, ints) = roots_and_others(&chain);
+    if roots.is_empty() {
+        return Err(HandshakeError::Failed(
+            "edge's chain holds no root".to_owned(),
+        ));
+    }
+    handshake(&roots, &format!("{}\n{ints}", leaf.trim_end()), &key, HOST)
+}
+
+fn refused(out: &std::process::Output, says: &str, what: &str) {
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{what} was not refused");
+    assert!(
+        text.contains(says) && text.contains("hint:"),
+        "{what}: expected {says:?} and a hint in:\n{text}"
+    );
+}
+
+/// `warden ca rollover-root STEP` with the CA directory's passphrase (offline steps).
+fn offline(lab: &Lab, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["ca", "rollover-root"];
+    all.extend(args);
+    WARDEN
+        .invoke(&all)
+        .arg("--dir")
+        .arg(lab.layout().ca_dir())
+        .arg("--passphrase-file")
+        .arg(lab.layout().ca_passphrase_file())
+        .output()
+}
+
+fn online(args: &[&str], spec: &Path, lab_dir: &Path) -> std::process::Output {
+    let mut all = vec!["ca", "rollover-root"];
+    all.extend(args);
+    all.extend(["--env", "test"]);
+    run(&all, spec, lab_dir)
+}
+
+async fn issuer_count(lab: &Lab) -> usize {
+    lab.operator_client("test")
+        .unwrap()
+        .pki_read_issuers("pki_int")
+        .await
+        .unwrap()
+        .len()
+}
+
+/// Signs `csr` as a CA *without* name constraints with the next root's key, by hand
+/// (openssl): what a careless operator could produce outside Warden.
+fn forge_unconstrained(lab: &Lab, csr: &Path, key_id: &str, work: &Path) -> Option<String> {
+    let ca = lab.layout().ca_dir();
+    let ext = work.join("forged.ext");
+    // The current intermediate's key identifier, so only the constraints tell them apart.
+    let ski: Vec<String> = (0..key_id.len() / 2)
+        .map(|i| key_id[2 * i..2 * i + 2].to_uppercase())
+        .collect();
+    std::fs::write(
+        &ext,
+        format!(
+            "basicConstraints=critical,CA:true,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier={}\n",
+            ski.join(":")
+        ),
+    )
+    .unwrap();
+    let out = work.join("forged.pem");
+    let status = std::process::Command::new("openssl")
+        .args(["x509", "-req", "-days", "30", "-in"])
+        .arg(csr)
+        .arg("-CA")
+        .arg(ca.join(warden_pki::NEXT_ROOT_CERT))
+        .arg("-CAkey")
+        .arg(ca.join(warden_pki::NEXT_ROOT_KEY))
+        .arg("-passin")
+        .arg(format!(
+            "file:{}",
+            lab.layout().ca_passphrase_file().display()
+        ))
+        .arg("-extfile")
+        .arg(&ext)
+        .arg("-out")
+        .arg(&out)
+        .output();
+    match status {
+        Ok(o) if o.status.success() => Some(read(&out)),
+        Ok(o) => panic!("openssl: {}", String::from_utf8_lossy(&o.stderr)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_14_root_rollover_with_running_agents_never_fails_a_handshake() {
+    let guard = LabGuard::new(WARDEN);
+    let lab_dir = guard.dir();
+    let work = tempfile::Builder::new()
+        .prefix("rollover-test")
+        .tempdir()
+        .unwrap();
+    let w = work.path();
+    let spec = w.join("warden.toml");
+    std::fs::write(&spec, spec_with_window("20s")).unwrap();
+    let up = WARDEN
+        .invoke(&["lab", "up", "--env", "test", "--output", "json", "--dir"])
+        .arg(&lab_dir)
+        .arg("--spec")
+        .arg(&spec)
+        .output();
+    ok(&up, "lab up");
+    let lab = Lab::open(&lab_dir).expect("open the lab");
+    let ca_dir = lab.layout().ca_dir();
+    let hosts = lab_dir.join("hosts/test");
+    let (billing, edge) = (hosts.join("billing"), hosts.join("edge"));
+    let chain_file = edge.join("out/ca/chain.pem");
+    let tls = billing.join("out/tls");
+    let idents: Vec<PathBuf> = [&billing, &edge]
+        .iter()
+        .map(|h| h.join("identity/client.crt"))
+        .collect();
+    wait_for("the first delivery", Duration::from_secs(90), || {
+        first_info(&read(&chain_file)).is_some()
+            && first_info(&read(&tls.join("cert.pem"))).is_some()
+    });
+    let old_root = read(&ca_dir.join(warden_pki::ROOT_CERT));
+    let old_root_sha = first_info(&old_root).unwrap().sha256;
+    let old_int = first_info(&read(&chain_file)).expect("the old intermediate");
+    assert!(
+        !old_int.permitted_dns.is_empty(),
+        "the lab's intermediate is constrained"
+    );
+
+    let looper = {
+        let (chain_file, tls) = (chain_file.clone(), tls.clone());
+        HandshakeLoop::start(move || round(&chain_file, &tls))
+    };
+
+    // Out of order, before anything: re-sign, promote, import of the current chain (its root
+    // is the current root), activate, finish. Nothing changes.
+    let ca_before = snapshot(&ca_dir);
+    let csr = w.join("test.csr");
+    std::fs::write(&csr, "x").unwrap();
+    refused(
+        &offline(
+            &lab,
+            &[
+                "resign",
+                "--env",
+                "test",
+                "--csr",
+                csr.to_str().unwrap(),
+                "--out",
+                w.join("early.pem").to_str().unwrap(),
+            ],
+        ),
+        "the root rollover is none",
+        "resign before begin",
+    );
+    let out = WARDEN
+        .invoke(&["ca", "rollover-root", "promote", "--dir"])
+        .arg(&ca_dir)
+        .output();
+    refused(&out, "the root rollover is none", "promote before begin");
+    assert_eq!(snapshot(&ca_dir), ca_before);
+    let issuers_before = issuer_count(&lab).await;
+    let current_chain = w.join("current.pem");
+    std::fs::write(&current_chain, read(&chain_file)).unwrap();
+    refused(
+        &online(
+            &["import", "--cert", current_chain.to_str().unwrap()],
+            &spec,
+            &lab_dir,
+        ),
+        "its root is the current root",
+        "import of the current chain",
+    );
+    refused(
+        &online(&["activate"], &spec, &lab_dir),
+        "the root rollover is none, not imported",
+        "activate before import",
+    );
+    refused(
+        &online(&["finish"], &spec, &lab_dir),
+        "the root rollover is none, not active",
+        "finish before activate",
+    );
+    assert_eq!(issuer_count(&lab).await, issuers_before);
+
+    // 1. offline: begin (the next root, cross certificates, the two-root trust bundle).
+    let trust = w.join("trust.pem");
+    let out = offline(
+        &lab,
+        &[
+            "begin",
+            "--common-name",
+            "Warden Lab Root 2",
+            "--trust-out",
+            trust.to_str().unwrap(),
+        ],
+    );
+    ok(&out, "begin");
+    let new_root = read(&ca_dir.join(warden_pki::NEXT_ROOT_CERT));
+    let new_root_sha = first_info(&new_root).unwrap().sha256;
+    assert_eq!(
+        warden_pki::parse_pem_bundle(&read(&trust)).unwrap().len(),
+        2,
+        "the trust bundle holds both roots"
+    );
+    let ca_begun = snapshot(&ca_dir);
+    refused(
+        &offline(&lab, &["begin", "--common-name", "Warden Lab Root 3"]),
+        "the root rollover is begun",
+        "a second begin",
+    );
+    assert_eq!(snapshot(&ca_dir), ca_begun);
+
+    // 2. online: the CSR for the intermediate's existing key; 3. offline: re-sign it.
+    std::fs::remove_file(&csr).unwrap();
+    ok(
+        &online(
+            &["csr", "--csr-out", csr.to_str().unwrap()],
+            &spec,
+            &lab_dir,
+        ),
+        "csr",
+    );
+    let current = w.join("test.csr.current.pem");
+    assert_eq!(
+        first_info(&read(&current)).unwrap().sha256,
+        old_int.sha256,
+        "csr wrote the current intermediate beside the CSR"
+    );
+    // A CSR for another key is refused offline when the current intermediate is given.
+    let stranger = warden_pki::generate_key(warden_pki::KeyAlgorithm::EcdsaP256).unwrap();
+    let other_csr = w.join("other.csr");
+    std::fs::write(
+        &other_csr,
+        warden_pki::make_csr(&stranger, "Warden test PKI intermediate", &[], &[]).unwrap(),
+    )
+    .unwrap();
+    let ca_mid = snapshot(&ca_dir);
+    refused(
+        &offline(
+            &lab,
+            &[
+                "resign",
+                "--env",
+                "test",
+                "--csr",
+                other_csr.to_str().unwrap(),
+                "--current",
+                current.to_str().unwrap(),
+                "--out",
+                w.join("never.pem").to_str().unwrap(),
+            ],
+        ),
+        "it is for another key",
+        "resign of another key with --current",
+    );
+    assert_eq!(snapshot(&ca_dir), ca_mid);
+    let resigned = w.join("test-resigned.pem");
+    ok(
+        &offline(
+            &lab,
+            &[
+                "resign",
+                "--env",
+                "test",
+                "--csr",
+                csr.to_str().unwrap(),
+                "--current",
+                current.to_str().unwrap(),
+                "--out",
+                resigned.to_str().unwrap(),
+            ],
+        ),
+        "resign",
+    );
+    let re_int = first_info(&read(&resigned)).unwrap();
+    assert_eq!(re_int.subject_key_id, old_int.subject_key_id, "same key");
+    assert_eq!(
+        re_int.permitted_dns, old_int.permitted_dns,
+        "same constraints"
+    );
+    // ca verify accepts the intermediate during the rollover (the next root is one of the
+    // CA's roots) and judges its isolation from the ledger.
+    let int_only = w.join("test-resigned-int.pem");
+    std::fs::write(
+        &int_only,
+        warden_pki::first_certificate(&read(&resigned)).unwrap(),
+    )
+    .unwrap();
+    let out = WARDEN
+        .invoke(&["ca", "verify", "--output", "json", "--dir"])
+        .arg(&ca_dir)
+        .arg(&int_only)
+        .output();
+    ok(&out, "ca verify of the re-signed bundle");
+
+    // Bad bundles are refused at import with the mount unchanged: another key (re-signed
+    // without --current, which the offline side cannot then check), no constraints.
+    let other = w.join("other-resigned.pem");
+    ok(
+        &offline(
+            &lab,
+            &[
+                "resign",
+                "--env",
+                "test",
+                "--csr",
+                other_csr.to_str().unwrap(),
+                "--out",
+                other.to_str().unwrap(),
+            ],
+        ),
+        "resign of a stranger's key",
+    );
+    refused(
+        &online(
+            &["import", "--cert", other.to_str().unwrap()],
+            &spec,
+            &lab_dir,
+        ),
+        "is not the current intermediate",
+        "import of another key",
+    );
+    let key_id = old_int
+        .subject_key_id
+        .clone()
+        .expect("the intermediate's key id");
+    if let Some(forged) = forge_unconstrained(&lab, &csr, &key_id, w) {
+        let resigned_text = read(&resigned);
+        let (_, tail) = resigned_text
+            .split_once("-----END CERTIFICATE-----")
+            .unwrap();
+        let bad = w.join("unconstrained.pem");
+        std::fs::write(
+            &bad,
+            format!("{}\n{}", forged.trim_end(), tail.trim_start()),
+        )
+        .unwrap();
+        refused(
+            &online(
+                &["import", "--cert", bad.to_str().unwrap()],
+                &spec,
+                &lab_dir,
+            ),
+            "it has no name constraints",
+            "import of an unconstrained intermediate",
+        );
+    } else {
+        eprintln!("openssl not installed; the unconstrained import is not tried");
+    }
+    assert_eq!(issuer_count(&lab).await, issuers_before);
+    assert_eq!(
+        status(&spec, &lab_dir)["environments"][0]["root_rollover"],
+        Value::Null
+    );
+
+    // 4. online: import (trust both everywhere; the lab's trust files get both roots).
+    ok(
+        &online(
+            &["import", "--cert", resigned.to_str().unwrap()],
+            &spec,
+            &lab_dir,
+        ),
+        "import",
+    );
+    assert_eq!(issuer_count(&lab).await, issuers_before + 2);
+    refused(
+        &online(
+            &["import", "--cert", resigned.to_str().unwrap()],
+            &spec,
+            &lab_dir,
+        ),
+        "the root rollover is imported",
+        "a second import",
+    );
+    // A flaky network lost the record after the import: importing again finds the issuers
+    // already in the mount and records them, adding nothing.
+    lab.operator_client("test")
+        .unwrap()
+        .delete("warden/data/ca/root-rollover")
+        .await
+        .unwrap();
+    assert_eq!(
+        status(&spec, &lab_dir)["environments"][0]["root_rollover"],
+        Value::Null
+    );
+    ok(
+        &online(
+            &["import", "--cert", resigned.to_str().unwrap()],
+            &spec,
+            &lab_dir,
+        ),
+        "import again after a lost record",
+    );
+    assert_eq!(issuer_count(&lab).await, issuers_before + 2);
+    for t in [&billing, &edge].map(|h| h.join("trust/ca.pem")) {
+        assert!(
+            read(&t).contains(new_root.trim()),
+            "{} holds the new root",
+            t.display()
+        );
+    }
+    // The proxy delivers both chains, each with its root.
+    wait_for(
+        "edge's chain to hold both roots",
+        Duration::from_secs(60),
+        || {
+            let c = read(&chain_file);
+            c.contains(new_root.trim()) && c.contains(old_root.trim())
+        },
+    );
+
+    // 5. online: activate.
+    ok(&online(&["activate"], &spec, &lab_dir), "activate");
+    let st = status(&spec, &lab_dir);
+    assert_eq!(
+        st["environments"][0]["root_rollover"]["record"]["state"],
+        "active"
+    );
+
+    // A host the operator's tooling missed: billing's trust file holds only the old root.
+    std::fs::write(billing.join("trust/ca.pem"), &old_root).unwrap();
+    let listed = |st: &Value| -> (Vec<String>, Vec<String>) {
+        let t = &st["environments"][0]["root_rollover"]["trust_files"];
+        let names = |k: &str| -> Vec<String> {
+            t[k].as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        (names("old_root_only"), names("holding_new"))
+    };
+    wait_for(
+        "billing listed as holding only the old root",
+        Duration::from_secs(60),
+        || {
+            let (old, new) = listed(&status(&spec, &lab_dir));
+            old == ["billing"] && new == ["edge"]
+        },
+    );
+    let posture = run(
+        &[
+            "posture",
+            "--env",
+            "test",
+            "--output",
+            "json",
+            "--fail-on",
+            "revoked",
+        ],
+        &spec,
+        &lab_dir,
+    );
+    let posture: Value = serde_json::from_slice(&posture.stdout).expect("posture JSON");
+    assert_eq!(
+        posture["cas"][0]["root_rollover"]["trust_files"]["old_root_only"],
+        serde_json::json!(["billing"]),
+        "{posture:#}"
+    );
+    let text = run(&["ca", "status", "--env", "test"], &spec, &lab_dir);
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("ONLY THE OLD ROOT: billing"),
+        "{}",
+        String::from_utf8_lossy(&text.stdout)
+    );
+    // finish is held back by billing's trust file, and changes nothing.
+    refused(
+        &online(&["finish"], &spec, &lab_dir),
+        "holding only the old root (billing)",
+        "finish while a trust file is behind",
+    );
+    assert_eq!(issuer_count(&lab).await, issuers_before + 2);
+    std::fs::write(billing.join("trust/ca.pem"), read(&trust)).unwrap();
+    wait_for(
+        "every trust file to hold the new root",
+        Duration::from_secs(60),
+        || {
+            let (old, new) = listed(&status(&spec, &lab_dir));
+            old.is_empty() && new == ["billing", "edge"]
+        },
+    );
+
+    // 6. offline: promote; 7. online: finish.
+    let out = WARDEN
+        .invoke(&["ca", "rollover-root", "promote", "--dir"])
+        .arg(&ca_dir)
+        .output();
+    ok(&out, "promote");
+    assert_eq!(
+        first_info(&read(&ca_dir.join(warden_pki::ROOT_CERT)))
+            .unwrap()
+            .sha256,
+        new_root_sha
+    );
+    // The default issuer changed back by hand: finish must not delete it.
+    let op = lab.operator_client("test").unwrap();
+    let new_default = op.pki_read_issuer("pki_int", "default").await.unwrap();
+    let old_default = op
+        .pki_issuer_certificates("pki_int")
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|i| {
+            i.id != new_default.issuer_id
+                && first_info(&i.certificate).is_some_and(|c| !c.self_signed)
+        })
+        .unwrap();
+    op.pki_set_default_issuer("pki_int", &old_default.id)
+        .await
+        .unwrap();
+    refused(
+        &online(&["finish"], &spec, &lab_dir),
+        "not the re-signed intermediate",
+        "finish while the old intermediate is the default again",
+    );
+    assert_eq!(issuer_count(&lab).await, issuers_before + 2);
+    op.pki_set_default_issuer("pki_int", &new_default.issuer_id)
+        .await
+        .unwrap();
+    ok(&online(&["finish"], &spec, &lab_dir), "finish");
+    assert_eq!(issuer_count(&lab).await, issuers_before);
+
+    // The old root is in no issuer of the mount and leaves the proxy's chain.
+    let op = lab.operator_client("test").unwrap();
+    for i in op.pki_issuer_certificates("pki_int").await.unwrap() {
+        let info = first_info(&i.certificate).unwrap();
+        assert_ne!(
+            info.sha256, old_root_sha,
+            "the old root is still in the mount"
+        );
+        assert_ne!(
+            info.issuer, old_int.issuer,
+            "an old-root-signed issuer is still in the mount"
+        );
+    }
+    let dropped = wait_until(Duration::from_secs(60), || {
+        let c = read(&chain_file);
+        !c.is_empty() && !c.contains(old_root.trim()) && c.contains(new_root.trim())
+    });
+    if !dropped {
+        show_agent_logs(&hosts, &["billing", "edge"]);
+        panic!(
+            "edge's chain still holds the old root:\n{}",
+            read(&chain_file)
+        );
+    }
+    // Every leaf chains to the new root alone, through the intermediate edge delivers.
+    let chain = read(&chain_file);
+    let (_, ints) = roots_and_others(&chain);
+    for leaf in idents.iter().chain([&tls.join("cert.pem")]) {
+        let leaf = read(leaf);
+        let leaf = warden_pki::first_certificate(&leaf).unwrap();
+        let report = warden_pki::verify_chain(
+            &format!("{}\n{ints}", leaf.trim_end()),
+            Some(&new_root),
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+        assert!(
+            report.valid,
+            "a leaf does not chain to the new root: {:?}",
+            report.problems
+        );
+        let old = warden_pki::verify_chain(
+            &format!("{}\n{ints}", leaf.trim_end()),
+            Some(&old_root),
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+        assert!(!old.valid, "the old root still verifies edge's chain");
+    }
+    let st = status(&spec, &lab_dir);
+    assert_eq!(
+        st["environments"][0]["root_rollover"]["record"]["state"],
+        "finished"
+    );
+
+    // A few more handshakes after the rollover, then the verdict.
+    let after = looper.count();
+    wait_for(
+        "handshakes after the rollover",
+        Duration::from_secs(30),
+        || looper.count() > after + 20,
+    );
+    let (total, failed) = looper.finish();
+    eprintln!("handshakes: {total}, failed: {}", failed.len());
+    assert!(total > 100, "only {total} handshakes");
+    assert!(failed.is_empty(), "failed handshakes: {failed:#?}");
+}

@@ -102,7 +102,7 @@ pub enum BackupError {
     /// The server went silent while the manifest was being signed (frozen just after the
     /// snapshot stream ended): the same stall bound as the transfer applies.
     #[error(
-        "{env}: the server sent nothing for {after:?} while signing the manifest (frozen or overloaded server); nothing was written"
+        "{env}: signing the manifest did not finish within {after:?} (the stall bound covers its requests together: a frozen or overloaded server); nothing was written. If the evidence signing key did not exist before, it may have been created: keep its public key (`warden evidence key`)"
     )]
     SignStalled {
         /// Environment.

@@ -240,11 +240,32 @@ impl CaFiles {
     /// Re-encrypts the root key under `new` (after proving `old` opens it), in memory: a
     /// restore from passphrase shares hands the CA to whoever restores it under a passphrase of
     /// their own, and the recombined one never leaves memory.
+    ///
+    /// Every sealed key of the directory moves to the new passphrase, not only the root's: a
+    /// root rollover's next root (`next-root.key.p8`) and the keys kept beside it
+    /// (`retired-root-*`, `abandoned-next-root-*`) were sealed under the same passphrase, and
+    /// one left behind would stay under a passphrase that now exists only as the shares —
+    /// `promote` would then install a root key nobody can open. A key the old passphrase does
+    /// not open is refused by name, before anything changes.
     pub fn reseal(&mut self, origin: &Path, old: &SecretString, new: &SecretString) -> Result<()> {
         let key = self.unlock(origin, old)?;
-        let pem = keystore::seal(&key, new)?;
-        self.files
-            .insert(ROOT_KEY.to_owned(), Zeroizing::new(pem.as_bytes().to_vec()));
+        let mut resealed = vec![(ROOT_KEY.to_owned(), keystore::seal(&key, new)?)];
+        for (name, bytes) in &self.files {
+            if name == ROOT_KEY || !name.ends_with(".key.p8") {
+                continue;
+            }
+            let path = origin.join(name);
+            let pem = std::str::from_utf8(bytes).map_err(|e| Error::CorruptCaFile {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            let key = keystore::open(&path, pem, old)?;
+            resealed.push((name.clone(), keystore::seal(&key, new)?));
+        }
+        for (name, pem) in resealed {
+            self.files
+                .insert(name, Zeroizing::new(pem.as_bytes().to_vec()));
+        }
         Ok(())
     }
 
@@ -466,6 +487,48 @@ mod tests {
         let reopened = CaDir::open(&to).unwrap();
         assert!(reopened.unlock(&new).is_ok());
         assert!(reopened.unlock(&pass()).is_err());
+    }
+
+    #[test]
+    fn reseal_moves_a_rollovers_next_root_key_too() {
+        // A backup taken mid-rollover and restored under a new passphrase: the next root's key
+        // must follow, or promote would install a root key sealed under a passphrase that only
+        // the shares still make.
+        let (tmp, ca) = new_ca(&RootOptions::default());
+        let opts = RootOptions {
+            common_name: "Warden Offline Root CA 2".to_owned(),
+            path_len: 2,
+            ..RootOptions::default()
+        };
+        ca.begin_rollover(&opts, &pass(), NOW).unwrap();
+        let mut files = ca.files().unwrap();
+        let new = SecretString::from("a new passphrase");
+        files.reseal(ca.dir(), &pass(), &new).unwrap();
+        let to = tmp.path().join("re");
+        files.write_to(&to, false).unwrap();
+        let pem = std::fs::read_to_string(to.join(crate::NEXT_ROOT_KEY)).unwrap();
+        let path = to.join(crate::NEXT_ROOT_KEY);
+        assert!(keystore::open(&path, &pem, &new).is_ok());
+        assert!(keystore::open(&path, &pem, &pass()).is_err());
+        // A sealed key the old passphrase does not open is refused by name, nothing changed.
+        let mut bad = ca.files().unwrap();
+        let other = keystore::seal(
+            &crate::generate_key(crate::KeyAlgorithm::EcdsaP256).unwrap(),
+            &SecretString::from("someone else's"),
+        )
+        .unwrap();
+        bad.files.insert(
+            "abandoned-next-root-1.key.p8".to_owned(),
+            Zeroizing::new(other.as_bytes().to_vec()),
+        );
+        let before: Vec<Vec<u8>> = bad.iter().map(|(_, b)| b.to_vec()).collect();
+        let e = bad.reseal(ca.dir(), &pass(), &new).unwrap_err();
+        assert!(
+            e.to_string().contains("abandoned-next-root-1.key.p8"),
+            "{e}"
+        );
+        let after: Vec<Vec<u8>> = bad.iter().map(|(_, b)| b.to_vec()).collect();
+        assert_eq!(before, after);
     }
 
     #[test]

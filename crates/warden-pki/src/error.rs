@@ -281,6 +281,17 @@ pub enum Error {
         /// The profile asked for.
         profile: String,
     },
+    /// `promote` while intermediates the old root signed, still valid, have no counterpart
+    /// re-signed by the next root: once promoted, the rollover can no longer re-sign them.
+    #[error(
+        "{dir}: promote: the next root has not re-signed {pending}; once it is the root, `resign` is closed and those environments can only move to it by a new intermediate"
+    )]
+    PromoteBeforeResigned {
+        /// The CA directory.
+        dir: PathBuf,
+        /// `environment profile (serial …)`, comma-separated.
+        pending: String,
+    },
     /// A date computation left the range `time` can represent (a validity of thousands of years).
     #[error("the validity {validity} overflows the calendar")]
     DateOverflow {

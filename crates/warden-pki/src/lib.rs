@@ -71,7 +71,7 @@ pub use params::BACKDATE;
 pub use pem::{common_name, first_certificate, pem_blocks, public_key_sha256, sha256_hex};
 pub use rollover::{
     CROSS_CURRENT_BY_NEXT, CROSS_NEXT_BY_CURRENT, CROSS_PROFILE, NEXT_ROOT_CERT, NEXT_ROOT_KEY,
-    ROLLOVER, RolloverBegun, RolloverRecord, RolloverState,
+    ROLLOVER, RolloverBegun, RolloverRecord, RolloverState, rollover_state,
 };
 pub use root::{CaDir, CaMetadata, LEDGER, METADATA, ROOT_CERT, ROOT_KEY, RootOptions};
 pub use rotation::{MountIntermediate, intermediate_bundle, issuer_of, mount_intermediates};

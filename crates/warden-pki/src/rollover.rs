@@ -14,6 +14,7 @@
 //! root: nothing has to be re-issued. Each step refuses out of order and leaves the directory
 //! as it was; `finish` can be run again after an interruption.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::Path;
 
@@ -100,6 +101,13 @@ pub struct RolloverRecord {
     /// When `finish` completed.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub finished_at: Option<OffsetDateTime>,
+    /// Intermediates promoted without a re-signed counterpart (`promote --force`), as
+    /// `environment profile (serial …)`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub promoted_without: Vec<String>,
+    /// The reason given for that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forced_because: Option<String>,
 }
 
 /// What [`CaDir::begin_rollover`] made (certificates only; the key stays in the directory).
@@ -138,6 +146,12 @@ fn corrupt(dir: &Path, file: &str, reason: String) -> Error {
         path: dir.join(file),
         reason,
     }
+}
+
+/// The state `rollover.json` in `dir` records, when it can be read (messages only: every step
+/// reads the record itself, under the lock).
+pub fn rollover_state(dir: &Path) -> Option<RolloverState> {
+    read_record(dir).ok().flatten().map(|r| r.state)
 }
 
 fn read_record(dir: &Path) -> Result<Option<RolloverRecord>> {
@@ -406,6 +420,8 @@ impl CaDir {
             path_len: opts.path_len,
             begun_at: now,
             finished_at: None,
+            promoted_without: Vec::new(),
+            forced_because: None,
         };
         let dir = &self.dir;
         set_aside_unrecorded_next_root(dir, now)?;
@@ -451,14 +467,17 @@ impl CaDir {
     /// intermediate signed by the current root; every refusal of
     /// [`CaDir::sign_intermediate`] applies too.
     ///
-    /// With `current_pem` (the environment's intermediate as it is now), the CSR must be for
-    /// its key, and the ledger must record that certificate for this environment: the root
-    /// then vouches for no key but the one it already vouched for.
+    /// `current_pem` is the environment's intermediate as it is now (what `rollover-root csr`
+    /// writes beside the CSR). It must be the environment's **latest** intermediate in the
+    /// ledger and unexpired, and the CSR must be for its key: the next root then vouches for no
+    /// key but the one the current root vouches for today — not a stranger's key from a
+    /// compromised online host, nor an older intermediate rotated out (perhaps because its key
+    /// leaked).
     #[allow(clippy::too_many_arguments)] // one call site per interface (CLI, tests)
     pub fn resign_intermediate(
         &self,
         csr_pem: &str,
-        current_pem: Option<&str>,
+        current_pem: &str,
         environment: &str,
         profile: &str,
         validity: Duration,
@@ -487,30 +506,32 @@ impl CaDir {
                 environment: environment.to_owned(),
                 profile: profile.to_owned(),
             })?;
-        if let Some(current) = current_pem {
-            let current = parse_one(current)?;
-            let recorded = self.ledger()?.into_iter().any(|e| {
-                e.sha256 == current.info.sha256
-                    && e.environment == environment
-                    && e.profile == profile
+        let current = parse_one(current_pem)?;
+        if current.info.sha256 != latest.sha256 {
+            return Err(Error::BadCertificate {
+                index: None,
+                reason: format!(
+                    "{} (serial {}) is not {environment}'s latest {profile} intermediate in the ledger (serial {} is); give the intermediate the environment uses now (`rollover-root csr` writes it beside the CSR)",
+                    current.info.subject, current.info.serial, latest.serial
+                ),
             });
-            if !recorded {
-                return Err(Error::BadCertificate {
-                    index: None,
-                    reason: format!(
-                        "{} (serial {}) is not a {profile} intermediate this CA signed for {environment}",
-                        current.info.subject, current.info.serial
-                    ),
-                });
-            }
-            if crate::sign::csr_public_key(csr_pem)? != current.x509().public_key().raw {
-                return Err(Error::BadCsr {
-                    reason: format!(
-                        "it is for another key than {environment}'s current intermediate (serial {}); a re-signed intermediate keeps its key",
-                        current.info.serial
-                    ),
-                });
-            }
+        }
+        if current.info.not_after <= now {
+            return Err(Error::BadCertificate {
+                index: None,
+                reason: format!(
+                    "{environment}'s intermediate (serial {}) expired at {}; an expired intermediate is replaced (`ca rotate-intermediate`), not re-signed",
+                    current.info.serial, current.info.not_after
+                ),
+            });
+        }
+        if crate::sign::csr_public_key(csr_pem)? != current.x509().public_key().raw {
+            return Err(Error::BadCsr {
+                reason: format!(
+                    "it is for another key than {environment}'s current intermediate (serial {}); a re-signed intermediate keeps its key",
+                    current.info.serial
+                ),
+            });
         }
         let req = IntermediateRequest {
             environment: environment.to_owned(),
@@ -528,7 +549,19 @@ impl CaDir {
     /// Reads `rollover.json` rather than opening the directory, so a run interrupted half-way
     /// (state `finishing`) is completed by running it again. Refused unless a rollover is
     /// begun or finishing.
-    pub fn finish_rollover(dir: &Path, now: OffsetDateTime) -> Result<Self> {
+    ///
+    /// Before anything changes it proves `passphrase` opens the next root's key and that the
+    /// key is the next root's (so the directory never gets a root key nobody can open), and
+    /// refuses while an unexpired intermediate the old root signed has no counterpart the next
+    /// root re-signed — unless `force` gives the reason, which is recorded with them.
+    pub fn finish_rollover(
+        dir: &Path,
+        passphrase: &SecretString,
+        force: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<Self> {
+        let _lock = crate::root::lock_dir(dir)?;
+        // Read under the lock: a concurrent begin or promote cannot change it underneath.
         let record = read_record(dir)?;
         let state = record.as_ref().map(|r| r.state);
         let Some(mut record) =
@@ -536,9 +569,34 @@ impl CaDir {
         else {
             return Err(out_of_order(dir, "promote", state));
         };
-        let _lock = crate::root::lock_dir(dir)?;
         let (next_pem, next) = read_next(dir, &record)?;
         let next_key = zeroize::Zeroizing::new(crate::root::read_required(dir, NEXT_ROOT_KEY)?);
+        let opened = keystore::open(&dir.join(NEXT_ROOT_KEY), &next_key, passphrase)?;
+        if opened.public_key_der() != next.x509().public_key().raw {
+            return Err(corrupt(
+                dir,
+                NEXT_ROOT_KEY,
+                format!("the key does not belong to {}", next.info.subject),
+            ));
+        }
+        drop(opened);
+        if record.state == RolloverState::Begun {
+            let pending = not_resigned(dir, &record, now)?;
+            if !pending.is_empty() {
+                match force {
+                    Some(reason) if !reason.trim().is_empty() => {
+                        record.promoted_without = pending;
+                        record.forced_because = Some(reason.trim().to_owned());
+                    }
+                    _ => {
+                        return Err(Error::PromoteBeforeResigned {
+                            dir: dir.to_path_buf(),
+                            pending: pending.join(", "),
+                        });
+                    }
+                }
+            }
+        }
         if record.state == RolloverState::Begun {
             // The directory must still be the one the rollover began from.
             let ca = Self::open(dir)?;
@@ -611,6 +669,30 @@ impl CaDir {
         }
         Self::open(dir)
     }
+}
+
+/// The unexpired intermediates the old root signed (latest per environment and profile) that
+/// the next root has not re-signed, as `environment profile (serial …)`.
+fn not_resigned(dir: &Path, record: &RolloverRecord, now: OffsetDateTime) -> Result<Vec<String>> {
+    let ledger = ledger::read(&dir.join(LEDGER))?;
+    let mut latest: BTreeMap<(String, String), &LedgerEntry> = BTreeMap::new();
+    let mut resigned: BTreeSet<(String, String)> = BTreeSet::new();
+    for e in &ledger {
+        if e.environment == OFFLINE || e.profile == "root" {
+            continue;
+        }
+        let at = (e.environment.clone(), e.profile.clone());
+        if e.signed_by.as_deref() == Some(record.new_root_sha256.as_str()) {
+            resigned.insert(at);
+        } else if e.signed_by.is_none() {
+            latest.insert(at, e);
+        }
+    }
+    Ok(latest
+        .into_iter()
+        .filter(|(at, e)| e.not_after > now && !resigned.contains(at))
+        .map(|((env, profile), e)| format!("{env} {profile} (serial {})", e.serial))
+        .collect())
 }
 
 #[cfg(test)]

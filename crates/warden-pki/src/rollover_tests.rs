@@ -92,7 +92,7 @@ fn a_rollover_links_both_roots_and_resigns_with_the_same_key_and_constraints() {
     let re = ca
         .resign_intermediate(
             &csr,
-            None,
+            &test_old,
             "test",
             "vault-pki",
             Duration::days(300),
@@ -148,7 +148,7 @@ fn a_rollover_links_both_roots_and_resigns_with_the_same_key_and_constraints() {
     let e = ca
         .resign_intermediate(
             &other_csr,
-            Some(&test_old),
+            &test_old,
             "test",
             "vault-pki",
             Duration::days(30),
@@ -163,7 +163,7 @@ fn a_rollover_links_both_roots_and_resigns_with_the_same_key_and_constraints() {
     let e = ca
         .resign_intermediate(
             &csr,
-            Some(&re.cert_pem),
+            &re.cert_pem,
             "prod",
             "vault-pki",
             Duration::days(30),
@@ -175,7 +175,7 @@ fn a_rollover_links_both_roots_and_resigns_with_the_same_key_and_constraints() {
     assert_eq!(snapshot(ca.dir()), before);
     ca.resign_intermediate(
         &csr,
-        Some(&test_old),
+        &test_old,
         "test",
         "vault-pki",
         Duration::days(30),
@@ -188,7 +188,7 @@ fn a_rollover_links_both_roots_and_resigns_with_the_same_key_and_constraints() {
     let e = ca
         .resign_intermediate(
             &csr,
-            None,
+            &test_old,
             "stage",
             "vault-pki",
             Duration::days(30),
@@ -200,7 +200,39 @@ fn a_rollover_links_both_roots_and_resigns_with_the_same_key_and_constraints() {
 
     // Finish: the next root is the root; the old one is kept, retired.
     let dir = ca.dir().to_path_buf();
-    let done = CaDir::finish_rollover(&dir, NOW + Duration::days(1)).unwrap();
+    // prod was never re-signed: promote says so and changes nothing, unless told why.
+    let before = snapshot(&dir);
+    let e = CaDir::finish_rollover(&dir, &pass(), None, NOW + Duration::days(1)).unwrap_err();
+    assert!(
+        matches!(e, Error::PromoteBeforeResigned { .. })
+            && e.to_string().contains("prod vault-pki"),
+        "{e}"
+    );
+    assert!(!e.to_string().contains("test vault-pki"), "{e}");
+    // A wrong passphrase cannot promote a key it does not open.
+    let e = CaDir::finish_rollover(
+        &dir,
+        &SecretString::from("wrong"),
+        Some("prod moves by a new intermediate"),
+        NOW + Duration::days(1),
+    )
+    .unwrap_err();
+    assert!(matches!(e, Error::WrongPassphrase { .. }), "{e}");
+    assert_eq!(snapshot(&dir), before);
+    let done = CaDir::finish_rollover(
+        &dir,
+        &pass(),
+        Some("prod moves by a new intermediate"),
+        NOW + Duration::days(1),
+    )
+    .unwrap();
+    let record = done.rollover().unwrap().unwrap();
+    assert_eq!(record.promoted_without.len(), 1, "{record:?}");
+    assert!(record.promoted_without[0].starts_with("prod vault-pki"));
+    assert_eq!(
+        record.forced_because.as_deref(),
+        Some("prod moves by a new intermediate")
+    );
     assert_eq!(done.root_info().sha256, next.info.sha256);
     assert_eq!(done.metadata().common_name, "Warden Offline Root CA 2");
     assert!(!dir.join(NEXT_ROOT_CERT).exists() && !dir.join(NEXT_ROOT_KEY).exists());
@@ -217,7 +249,7 @@ fn a_rollover_links_both_roots_and_resigns_with_the_same_key_and_constraints() {
     assert_eq!(done.trusted_roots_pem().unwrap().len(), 1);
     // The new root signs with the same passphrase, under the same isolation rules.
     let (_, _) = intermediate(&done, "test", "test.warden.internal");
-    let e = CaDir::finish_rollover(&dir, NOW).unwrap_err();
+    let e = CaDir::finish_rollover(&dir, &pass(), None, NOW).unwrap_err();
     assert!(
         matches!(
             e,
@@ -248,7 +280,7 @@ fn resigned_intermediates_stay_isolated_under_the_next_root() {
         let re = ca
             .resign_intermediate(
                 &csr,
-                Some(old),
+                old,
                 env,
                 "vault-pki",
                 Duration::days(30),
@@ -273,14 +305,14 @@ fn resigned_intermediates_stay_isolated_under_the_next_root() {
 #[test]
 fn rollover_refusals_change_nothing() {
     let (_tmp, ca) = new_ca(&RootOptions::default());
-    let (key, _) = intermediate(&ca, "test", "test.warden.internal");
+    let (key, current) = intermediate(&ca, "test", "test.warden.internal");
     let csr = make_csr(&key, "Warden test PKI intermediate", &[], &[]).unwrap();
     let before = snapshot(ca.dir());
     // Re-sign and finish before begin.
     let e = ca
         .resign_intermediate(
             &csr,
-            None,
+            &current,
             "test",
             "vault-pki",
             Duration::days(30),
@@ -298,7 +330,7 @@ fn rollover_refusals_change_nothing() {
         ),
         "{e}"
     );
-    let e = CaDir::finish_rollover(ca.dir(), NOW).unwrap_err();
+    let e = CaDir::finish_rollover(ca.dir(), &pass(), None, NOW).unwrap_err();
     assert!(e.to_string().contains("the root rollover is none"), "{e}");
     // A wrong passphrase, the current root's own name.
     let e = ca
@@ -323,7 +355,7 @@ fn rollover_refusals_change_nothing() {
     let e = ca
         .resign_intermediate(
             &csr,
-            None,
+            &current,
             "test",
             "vault-pki",
             Duration::days(5000),
@@ -335,7 +367,7 @@ fn rollover_refusals_change_nothing() {
     let e = ca
         .resign_intermediate(
             &csr,
-            None,
+            &current,
             "test",
             "vault-pki",
             Duration::days(30),
@@ -344,7 +376,59 @@ fn rollover_refusals_change_nothing() {
         )
         .unwrap_err();
     assert!(matches!(e, Error::WrongPassphrase { .. }), "{e}");
+    // An intermediate past its end is replaced, not re-signed.
+    let e = ca
+        .resign_intermediate(
+            &csr,
+            &current,
+            "test",
+            "vault-pki",
+            Duration::days(30),
+            &pass(),
+            NOW + Duration::days(400),
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("expired"), "{e}");
     assert_eq!(snapshot(ca.dir()), before);
+}
+
+#[test]
+fn only_the_latest_intermediate_is_resigned() {
+    // test's first intermediate was rotated out (say its key leaked): the next root must not
+    // vouch for it, even with a CSR for its own key.
+    let (_tmp, ca) = new_ca(&RootOptions::default());
+    let (old_key, old) = intermediate(&ca, "test", "test.warden.internal");
+    let (new_key, new) = intermediate(&ca, "test", "test.warden.internal");
+    ca.begin_rollover(&next_opts(), &pass(), NOW).unwrap();
+    let before = snapshot(ca.dir());
+    let old_csr = make_csr(&old_key, "Warden test PKI intermediate", &[], &[]).unwrap();
+    let e = ca
+        .resign_intermediate(
+            &old_csr,
+            &old,
+            "test",
+            "vault-pki",
+            Duration::days(30),
+            &pass(),
+            NOW,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::BadCertificate { .. }) && e.to_string().contains("latest"),
+        "{e}"
+    );
+    assert_eq!(snapshot(ca.dir()), before);
+    let new_csr = make_csr(&new_key, "Warden test PKI intermediate", &[], &[]).unwrap();
+    ca.resign_intermediate(
+        &new_csr,
+        &new,
+        "test",
+        "vault-pki",
+        Duration::days(30),
+        &pass(),
+        NOW,
+    )
+    .unwrap();
 }
 
 #[test]
@@ -358,7 +442,7 @@ fn an_interrupted_finish_completes_when_run_again() {
     write_record(&dir, &record).unwrap();
     std::fs::write(dir.join(ROOT_CERT), &begun.next_root_pem).unwrap();
     assert!(CaDir::open(&dir).is_err());
-    let done = CaDir::finish_rollover(&dir, NOW).unwrap();
+    let done = CaDir::finish_rollover(&dir, &pass(), None, NOW).unwrap();
     assert_eq!(done.root_info().sha256, begun.next_root.sha256);
     // The key that now sits in root.key.p8 is the next root's.
     done.unlock(&pass()).unwrap();
@@ -426,7 +510,7 @@ fn a_hand_edited_rollover_record_is_refused_and_nothing_changes() {
         edited[field] = value.clone();
         std::fs::write(dir.join(ROLLOVER), serde_json::to_vec(&edited).unwrap()).unwrap();
         let before = snapshot(&dir);
-        let e = CaDir::finish_rollover(&dir, NOW).unwrap_err();
+        let e = CaDir::finish_rollover(&dir, &pass(), None, NOW).unwrap_err();
         assert!(
             matches!(e, Error::CorruptCaFile { .. }) && e.to_string().contains(ROLLOVER),
             "{field}={value}: {e}"
@@ -439,7 +523,7 @@ fn a_hand_edited_rollover_record_is_refused_and_nothing_changes() {
         assert_eq!(snapshot(&dir), before, "{field}={value}: nothing changed");
     }
     std::fs::write(dir.join(ROLLOVER), serde_json::to_vec(&good).unwrap()).unwrap();
-    CaDir::finish_rollover(&dir, NOW).unwrap();
+    CaDir::finish_rollover(&dir, &pass(), None, NOW).unwrap();
 }
 
 /// A write that fails during promote (a full disk; here a directory planted at a staging
@@ -452,7 +536,7 @@ fn a_failed_write_during_promote_leaves_the_current_root_usable() {
     let dir = ca.dir().to_path_buf();
     for blocked in [PROMOTE_KEY, PROMOTE_CERT, PROMOTE_META] {
         std::fs::create_dir(dir.join(blocked)).unwrap();
-        CaDir::finish_rollover(&dir, NOW).unwrap_err();
+        CaDir::finish_rollover(&dir, &pass(), None, NOW).unwrap_err();
         let still = CaDir::open(&dir).unwrap();
         assert_eq!(still.root_info().sha256, old_sha, "{blocked}");
         still.unlock(&pass()).unwrap();
@@ -463,7 +547,7 @@ fn a_failed_write_during_promote_leaves_the_current_root_usable() {
             assert!(!dir.join(s).exists(), "{blocked}: staged {s} cleaned up");
         }
     }
-    let done = CaDir::finish_rollover(&dir, NOW).unwrap();
+    let done = CaDir::finish_rollover(&dir, &pass(), None, NOW).unwrap();
     assert_eq!(done.root_info().sha256, begun.next_root.sha256);
     done.unlock(&pass()).unwrap();
     assert_eq!(

@@ -101,6 +101,18 @@ pub enum CaError {
         /// Identities whose agents use a shorter `[renewal] issuer_window` than the spec's.
         short_windows: Vec<String>,
     },
+    /// `[ca] reissue_rate` is declared but the certificates that would move cannot be counted:
+    /// the intermediate the rotation replaces is not in the mount, or has no key identifier to
+    /// match leaves by. Refused rather than counted as zero, which would always "hold".
+    #[error(
+        "{env}: cannot judge the rotation against [ca] reissue_rate: the intermediate it replaces ({issuer}) is not an issuer of the mount with a key identifier, so the certificates that would move cannot be counted"
+    )]
+    RateUnknown {
+        /// Environment.
+        env: String,
+        /// The issuer id the rotation's record names.
+        issuer: String,
+    },
     /// `--force` was given without a reason.
     #[error("a forced retirement needs a reason")]
     NoReason,
@@ -891,12 +903,18 @@ pub async fn check_rate(
     else {
         return Ok(None);
     };
-    let key = issuers
+    let Some(key) = issuers
         .iter()
         .find(|(id, _, info)| !info.self_signed && *id == replaced)
-        .and_then(|(_, _, info)| info.subject_key_id.clone());
+        .and_then(|(_, _, info)| info.subject_key_id.clone())
+    else {
+        return Err(CaError::RateUnknown {
+            env: env.name.to_string(),
+            issuer: replaced,
+        });
+    };
     let leaves = live_leaves(&reports, now.unix_timestamp());
-    let (check, short) = rate_and_short(&spec.ca, &reports, &leaves, key.as_deref());
+    let (check, short) = rate_and_short(&spec.ca, &reports, &leaves, Some(&key));
     let Some(check) = check else {
         return Ok(None);
     };

@@ -158,7 +158,25 @@ pub async fn read_record(
     client: &Client,
     env: &Environment,
 ) -> Result<Option<RolloverRecord>, CaError> {
-    crate::ca::read_json(client, env, &naming::ca_root_rollover().data_path()).await
+    let path = naming::ca_root_rollover().data_path();
+    let record: Option<RolloverRecord> = crate::ca::read_json(client, env, &path).await?;
+    // The digests are compared with certificates' and shown abbreviated: one that is not
+    // SHA-256 hex (a hand edit) is refused here, like any record that does not parse.
+    if let Some(r) = &record {
+        for (field, v) in [
+            ("old_root_sha256", &r.old_root_sha256),
+            ("new_root_sha256", &r.new_root_sha256),
+        ] {
+            if v.len() != 64 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(CaError::BadRecord {
+                    env: env.name.to_string(),
+                    path,
+                    reason: format!("{field} is not a SHA-256 in hex"),
+                });
+            }
+        }
+    }
+    Ok(record)
 }
 
 async fn write_record(
@@ -282,7 +300,7 @@ fn split(bundle: &str) -> Result<Bundle, String> {
     }
     let (int_pem, int) = int.ok_or("it holds no intermediate CA certificate")?;
     let (root_pem, root) =
-        root.ok_or("it holds no root: write it with `ca rollover-root resign --bundle`")?;
+        root.ok_or("it holds no root: write it with `ca rollover-root resign --out`")?;
     // The same public key, not only the same name and key identifier: both are just fields,
     // and a self-made root can copy them from any certificate the current root ever signed
     // (another environment's intermediate), which would then pass for its cross certificate.
@@ -305,7 +323,7 @@ fn split(bundle: &str) -> Result<Bundle, String> {
     })
 }
 
-/// Checks `bundle` (from `ca rollover-root resign --bundle`) and imports the re-signed
+/// Checks `bundle` (from `ca rollover-root resign --out`) and imports the re-signed
 /// intermediate and the new root beside the current ones, without changing the default.
 /// Refused, with the mount unchanged, when the bundle's intermediate is not the current one's
 /// key and subject, does not chain to the bundle's root, when that root is the current one or
@@ -387,7 +405,7 @@ pub async fn import(
     // reach the new one, and an operator cannot import a root the offline CA did not make.
     let Some(cross_pem) = &b.cross_pem else {
         return Err(refuse(
-            "it lacks the cross certificate (the new root signed by the current root); `ca rollover-root resign --bundle` appends it"
+            "it lacks the cross certificate (the new root signed by the current root); `ca rollover-root resign --out` appends it"
                 .into(),
         ));
     };

@@ -955,7 +955,12 @@ async fn backups_survive_a_full_disk_a_frozen_server_symlinks_and_swapped_manife
     let err = text(&out.stderr);
     eprintln!("frozen server: failed after {took:?}: {err}");
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("sent nothing for 3s"), "{err}");
+    // Frozen during the stream, or just after it while the manifest is signed: both within
+    // the same bound.
+    assert!(
+        err.contains("sent nothing for 3s") || err.contains("did not finish within 3s"),
+        "{err}"
+    );
     assert!(err.contains("nothing was written"), "{err}");
     assert!(took < std::time::Duration::from_secs(20), "{took:?}");
     assert!(files_in(&frozen).is_empty(), "{:?}", files_in(&frozen));

@@ -116,24 +116,20 @@ async fn issuer_count(lab: &Lab) -> usize {
         .len()
 }
 
-/// Signs `csr` as a CA *without* name constraints with the next root's key, by hand
-/// (openssl): what a careless operator could produce outside Warden.
-fn forge_unconstrained(lab: &Lab, csr: &Path, key_id: &str, work: &Path) -> Option<String> {
+/// Signs `csr` as a CA with the next root's key by hand (openssl), with `extensions` (an
+/// openssl extension file's lines): what a careless operator could produce outside Warden.
+/// `None` when openssl is not installed.
+fn forge(lab: &Lab, csr: &Path, extensions: &str, work: &Path, name: &str) -> Option<String> {
     let ca = lab.layout().ca_dir();
-    let ext = work.join("forged.ext");
-    // The current intermediate's key identifier, so only the constraints tell them apart.
-    let ski: Vec<String> = (0..key_id.len() / 2)
-        .map(|i| key_id[2 * i..2 * i + 2].to_uppercase())
-        .collect();
+    let ext = work.join(format!("{name}.ext"));
     std::fs::write(
         &ext,
         format!(
-            "basicConstraints=critical,CA:true,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier={}\n",
-            ski.join(":")
+            "basicConstraints=critical,CA:true,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n{extensions}"
         ),
     )
     .unwrap();
-    let out = work.join("forged.pem");
+    let out = work.join(format!("{name}.pem"));
     let status = std::process::Command::new("openssl")
         .args(["x509", "-req", "-days", "30", "-in"])
         .arg(csr)
@@ -157,6 +153,21 @@ fn forge_unconstrained(lab: &Lab, csr: &Path, key_id: &str, work: &Path) -> Opti
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => panic!("{e}"),
     }
+}
+
+/// [`forge`] *without* name constraints, with the current intermediate's key identifier, so
+/// only the constraints tell them apart.
+fn forge_unconstrained(lab: &Lab, csr: &Path, key_id: &str, work: &Path) -> Option<String> {
+    let ski: Vec<String> = (0..key_id.len() / 2)
+        .map(|i| key_id[2 * i..2 * i + 2].to_uppercase())
+        .collect();
+    forge(
+        lab,
+        csr,
+        &format!("subjectKeyIdentifier={}\n", ski.join(":")),
+        work,
+        "forged",
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,6 +229,8 @@ async fn issue_14_root_rollover_with_running_agents_never_fails_a_handshake() {
                 "test",
                 "--csr",
                 csr.to_str().unwrap(),
+                "--current",
+                csr.to_str().unwrap(),
                 "--out",
                 w.join("early.pem").to_str().unwrap(),
             ],
@@ -225,11 +238,11 @@ async fn issue_14_root_rollover_with_running_agents_never_fails_a_handshake() {
         "the root rollover is none",
         "resign before begin",
     );
-    let out = WARDEN
-        .invoke(&["ca", "rollover-root", "promote", "--dir"])
-        .arg(&ca_dir)
-        .output();
-    refused(&out, "the root rollover is none", "promote before begin");
+    refused(
+        &offline(&lab, &["promote"]),
+        "the root rollover is none",
+        "promote before begin",
+    );
     assert_eq!(snapshot(&ca_dir), ca_before);
     let issuers_before = issuer_count(&lab).await;
     let current_chain = w.join("current.pem");
@@ -366,48 +379,44 @@ async fn issue_14_root_rollover_with_running_agents_never_fails_a_handshake() {
         .output();
     ok(&out, "ca verify of the re-signed bundle");
 
-    // Bad bundles are refused at import with the mount unchanged: another key (re-signed
-    // without --current, which the offline side cannot then check), no constraints.
-    let other = w.join("other-resigned.pem");
-    ok(
-        &offline(
-            &lab,
-            &[
-                "resign",
-                "--env",
-                "test",
-                "--csr",
-                other_csr.to_str().unwrap(),
-                "--out",
-                other.to_str().unwrap(),
-            ],
-        ),
-        "resign of a stranger's key",
-    );
-    refused(
-        &online(
-            &["import", "--cert", other.to_str().unwrap()],
-            &spec,
-            &lab_dir,
-        ),
-        "is not the current intermediate",
-        "import of another key",
-    );
+    // Bad bundles are refused at import with the mount unchanged: another key (Warden's
+    // resign refuses it, so it is signed by hand), no constraints.
+    let resigned_text = read(&resigned);
+    let (_, tail) = resigned_text
+        .split_once("-----END CERTIFICATE-----")
+        .unwrap();
+    let tail = tail.trim_start().to_owned();
+    let constraints: Vec<String> = old_int
+        .permitted_dns
+        .iter()
+        .map(|d| format!("permitted;DNS:{d}"))
+        .collect();
+    if let Some(stranger) = forge(
+        &lab,
+        &other_csr,
+        &format!("nameConstraints=critical,{}\n", constraints.join(",")),
+        w,
+        "stranger",
+    ) {
+        let other = w.join("other-resigned.pem");
+        std::fs::write(&other, format!("{}\n{tail}", stranger.trim_end())).unwrap();
+        refused(
+            &online(
+                &["import", "--cert", other.to_str().unwrap()],
+                &spec,
+                &lab_dir,
+            ),
+            "is not the current intermediate",
+            "import of another key",
+        );
+    }
     let key_id = old_int
         .subject_key_id
         .clone()
         .expect("the intermediate's key id");
     if let Some(forged) = forge_unconstrained(&lab, &csr, &key_id, w) {
-        let resigned_text = read(&resigned);
-        let (_, tail) = resigned_text
-            .split_once("-----END CERTIFICATE-----")
-            .unwrap();
         let bad = w.join("unconstrained.pem");
-        std::fs::write(
-            &bad,
-            format!("{}\n{}", forged.trim_end(), tail.trim_start()),
-        )
-        .unwrap();
+        std::fs::write(&bad, format!("{}\n{tail}", forged.trim_end())).unwrap();
         refused(
             &online(
                 &["import", "--cert", bad.to_str().unwrap()],
@@ -555,12 +564,55 @@ async fn issue_14_root_rollover_with_running_agents_never_fails_a_handshake() {
         },
     );
 
-    // 6. offline: promote; 7. online: finish.
-    let out = WARDEN
-        .invoke(&["ca", "rollover-root", "promote", "--dir"])
-        .arg(&ca_dir)
-        .output();
-    ok(&out, "promote");
+    // 6. offline: promote. Not before every intermediate the old root signed for test has a
+    // re-signed counterpart: the lab's listener CA is one (profile listener-ca), and once the
+    // next root is promoted `resign` is closed.
+    let ca_mid = snapshot(&ca_dir);
+    refused(
+        &offline(&lab, &["promote"]),
+        "has not re-signed test listener-ca",
+        "promote before the listener CA is re-signed",
+    );
+    assert_eq!(snapshot(&ca_dir), ca_mid);
+    let env_layout = lab.layout().env("test");
+    let listener_key = warden_pki::GeneratedKey::from_pem(&read(&env_layout.listener_ca_key()))
+        .expect("the listener CA's key");
+    let listener_cert = env_layout.listener_ca_cert();
+    let listener_cn = warden_pki::common_name(&read(&listener_cert)).expect("its common name");
+    let listener_csr = w.join("listener.csr");
+    std::fs::write(
+        &listener_csr,
+        warden_pki::make_csr(&listener_key, &listener_cn, &[], &[]).unwrap(),
+    )
+    .unwrap();
+    let listener_resigned = w.join("listener-resigned.pem");
+    ok(
+        &offline(
+            &lab,
+            &[
+                "resign",
+                "--env",
+                "test",
+                "--profile",
+                "listener-ca",
+                "--csr",
+                listener_csr.to_str().unwrap(),
+                "--current",
+                listener_cert.to_str().unwrap(),
+                "--out",
+                listener_resigned.to_str().unwrap(),
+            ],
+        ),
+        "resign of the listener CA",
+    );
+    assert_eq!(
+        first_info(&read(&listener_resigned))
+            .unwrap()
+            .subject_key_id,
+        first_info(&read(&listener_cert)).unwrap().subject_key_id,
+        "the listener CA keeps its key"
+    );
+    ok(&offline(&lab, &["promote"]), "promote");
     assert_eq!(
         first_info(&read(&ca_dir.join(warden_pki::ROOT_CERT)))
             .unwrap()

@@ -703,10 +703,23 @@ fn pki_error(err: PkiError, what: String, dir: &Path) -> anyhow::Error {
         PkiError::NotACaDir { .. } => Some(format!(
             "pass --dir with the CA directory, or create one with `warden ca init --dir {d}`"
         )),
+        // A promote interrupted between its renames leaves root.crt, root.key.p8 and ca.json
+        // disagreeing: running promote again completes it, restoring would throw away a next
+        // root already shipped in trust bundles and imported online.
+        PkiError::CorruptCaFile { .. } | PkiError::Ledger { .. }
+            if warden_pki::rollover_state(dir) == Some(warden_pki::RolloverState::Finishing) =>
+        {
+            Some(format!(
+                "a root rollover's promote was interrupted half-way: run `warden ca rollover-root promote --dir {d}` again to complete it; do not restore a backup over it"
+            ))
+        }
         PkiError::CorruptCaFile { .. } | PkiError::Ledger { .. } => Some(
             "restore the CA directory from its offline backup (`warden ca restore`, docs/ca.md)"
                 .to_owned(),
         ),
+        PkiError::PromoteBeforeResigned { .. } => Some(format!(
+            "re-sign each of them first (`warden ca rollover-root csr` online, then `resign --profile PROFILE` here), or promote with --force \"REASON\" to leave them to a new intermediate later (recorded in rollover.json); {unchanged}"
+        )),
         PkiError::RolloverOutOfOrder { step, .. } => Some(match *step {
             "begin" => format!(
                 "a rollover is under way: finish it (`warden ca rollover-root promote --dir {d}`) before beginning another; {unchanged}"

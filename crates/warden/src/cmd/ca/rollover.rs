@@ -105,10 +105,11 @@ struct ResignArgs {
     /// The CSR `ca rollover-root csr` wrote.
     #[arg(long, value_name = "FILE")]
     csr: PathBuf,
-    /// The environment's intermediate as it is now (e.g. `<pki>/cert/ca`): the CSR must be
-    /// for its key and the ledger must record it, so the next root vouches for no new key.
+    /// The environment's intermediate as it is now (`csr` writes it as `<csr-out>.current.pem`):
+    /// it must be the environment's latest intermediate in the ledger and the CSR must be for
+    /// its key, so the next root vouches for no new key and for no intermediate rotated out.
     #[arg(long, value_name = "FILE")]
-    current: Option<PathBuf>,
+    current: PathBuf,
     /// Which of the environment's intermediates (as recorded in the ledger).
     #[arg(long, default_value = "vault-pki")]
     profile: String,
@@ -146,6 +147,15 @@ struct ActivateArgs {
 struct PromoteArgs {
     #[command(flatten)]
     dir: DirArg,
+    /// Promote although some environments' intermediates were not re-signed by the next root
+    /// (they can then move to it only by a new intermediate); the reason and those
+    /// intermediates are recorded in rollover.json.
+    #[arg(long, value_name = "REASON")]
+    force: Option<String>,
+    /// Read the passphrase from this file instead of WARDEN_CA_PASSPHRASE or a prompt: promote
+    /// proves it opens the next root's key before that key becomes the root's.
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -247,7 +257,7 @@ fn begin(a: BeginArgs, out: &Output) -> anyhow::Result<ExitCode> {
             }
             s += "\nNext: ship the two-root trust bundle to every host's trust file; then for each environment, online:\n  warden ca rollover-root csr --env ENV --csr-out ENV.csr\n";
             s += &format!(
-                "and here:\n  warden ca rollover-root resign --dir {} --env ENV --csr ENV.csr --out ENV-resigned.pem\n",
+                "and here:\n  warden ca rollover-root resign --dir {} --env ENV --csr ENV.csr --current ENV.csr.current.pem --out ENV-resigned.pem\n",
                 dir.display()
             );
             s
@@ -267,21 +277,19 @@ fn resign(a: ResignArgs, out: &Output) -> anyhow::Result<ExitCode> {
     };
     let csr = std::fs::read_to_string(&a.csr)
         .with_context(|| format!("could not read the CSR {}", a.csr.display()))?;
-    let current = a
-        .current
-        .as_ref()
-        .map(|p| {
-            std::fs::read_to_string(p)
-                .with_context(|| format!("could not read the current intermediate {}", p.display()))
-        })
-        .transpose()?;
+    let current = std::fs::read_to_string(&a.current).with_context(|| {
+        format!(
+            "could not read the current intermediate {}",
+            a.current.display()
+        )
+    })?;
     let ca = CaDir::open(&dir).map_err(|e| pki_error(e, what(), &dir))?;
     check_new_file(&a.out, "--out")?;
     let passphrase = secret_input::ca_passphrase(a.passphrase_file.as_deref(), false)?;
     let signed = ca
         .resign_intermediate(
             &csr,
-            current.as_deref(),
+            &current,
             &a.environment,
             &a.profile,
             a.validity,
@@ -341,8 +349,17 @@ fn resign(a: ResignArgs, out: &Output) -> anyhow::Result<ExitCode> {
 fn promote(a: PromoteArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let dir = a.dir.dir;
     let what = || format!("could not promote the next root in {}", dir.display());
-    let ca = CaDir::finish_rollover(&dir, OffsetDateTime::now_utc())
-        .map_err(|e| pki_error(e, what(), &dir))?;
+    if a.force.as_deref().is_some_and(|r| r.trim().is_empty()) {
+        anyhow::bail!("--force needs a reason (it is recorded in rollover.json)");
+    }
+    let passphrase = secret_input::ca_passphrase(a.passphrase_file.as_deref(), false)?;
+    let ca = CaDir::finish_rollover(
+        &dir,
+        &passphrase,
+        a.force.as_deref(),
+        OffsetDateTime::now_utc(),
+    )
+    .map_err(|e| pki_error(e, what(), &dir))?;
     let root = ca.root_info();
     out.emit(
         &serde_json::json!({ "dir": dir, "root": root, "rollover": ca.rollover().ok().flatten() }),
@@ -561,7 +578,9 @@ pub(crate) fn render_status(r: &RolloverStatus) -> String {
     let mut s = format!(
         "  root rollover: {state} (to {}, root {}…)\n",
         rec.new_root_subject,
-        &rec.new_root_sha256[..16.min(rec.new_root_sha256.len())]
+        rec.new_root_sha256
+            .get(..16)
+            .unwrap_or(&rec.new_root_sha256)
     );
     let t = &r.trust_files;
     s += &format!("  trust files: {} hold the new root", t.holding_new.len());

@@ -65,7 +65,7 @@ struct ActivateArgs {
     #[arg(long)]
     listeners_updated: bool,
     /// Activate although the live certificates, spread over the reissue window, would put the
-    /// busiest minute above `[ca] reissue_rate` (ADR 0035).
+    /// busiest minute above `[ca] reissue_rate`, or cannot be counted (ADR 0035).
     #[arg(long)]
     over_rate: bool,
 }
@@ -119,6 +119,9 @@ pub(super) fn explain(e: CaError) -> anyhow::Error {
             }
             _ => "`warden ca status` shows where the rotation stands",
         },
+        CaError::RateUnknown { .. } => {
+            "`warden ca status` lists the mount's issuers and the rotation; if the old intermediate was deleted by hand, run activate with --over-rate to rotate without the check; nothing was changed"
+        }
         CaError::BadIntermediate { .. } => {
             "sign the CSR `begin` wrote with `warden ca sign-intermediate --bundle` and the environment's --permitted-dns; nothing was imported"
         }
@@ -385,7 +388,7 @@ async fn activate(a: ActivateArgs, out: &Output) -> anyhow::Result<ExitCode> {
             check.rate
         )),
         Ok(None) => {}
-        Err(e @ CaError::OverRate { .. }) if a.over_rate => {
+        Err(e @ (CaError::OverRate { .. } | CaError::RateUnknown { .. })) if a.over_rate => {
             out.warn(format!("{e}; going ahead (--over-rate)"));
         }
         Err(e) => return Err(explain(e)),

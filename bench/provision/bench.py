@@ -17,6 +17,7 @@ import os
 import ssl
 import statistics
 import sys
+import threading
 import time
 from urllib.parse import urlparse
 
@@ -57,6 +58,8 @@ def render_policy(name):
         (f"{KV}/metadata/{name}/config", ["read"]),
         # A spec with purposes lets each identity report its deliveries (ADR 0006).
         (f"warden/data/delivered/{name}", ["create", "update", "read"]),
+        # ... as its entry's custom metadata, read for every identity in one scan (ADR 0036).
+        (f"warden/metadata/delivered/{name}", ["create", "update", "read"]),
         # ... and read the registry entry of its certificate's purpose before every issuance
         # (agents fail closed under a revoked purpose, ADR 0015).
         ("warden/data/registry/certificate", ["read"]),
@@ -261,6 +264,58 @@ def cmd_raw(a):
         json.dump(res, f, indent=2)
 
 
+def report_json(name, env, now):
+    """A delivery report as an agent writes it (docs/registry.md): the app's leaf and its
+    identity certificate, fresh, from the environment's intermediate. Never a value."""
+    serial = lambda k: ":".join(f"{(hash((name, k)) >> (8 * j)) & 0xff:02x}" for j in range(16))
+    out = []
+    for cred, output in ((f"{name}/certificate", "tls"), (f"{name}/identity-cert", "identity")):
+        out.append({"credential": cred, "output": output, "serial": serial(cred),
+                    "issued_at": now, "expires_at": "2099-01-01T00:00:00Z",
+                    "digest": "0" * 64, "delivered_at": now, "state": "fresh",
+                    "issuer": "ab" * 20})
+    return {"reported_at": now, "outputs": out, "issuer_window_s": 3600,
+            "trust_roots": ["cd" * 32], "tls_roots": ["cd" * 32]}
+
+
+def chunks(text, size=512):
+    """The report's JSON cut as Warden's agents cut it (ADR 0036): r00, r01, ... (ASCII here)."""
+    return {f"r{i // size:02d}": text[i:i + size] for i in range(0, len(text), size)}
+
+
+def cmd_reports(a):
+    """Untimed: every identity's delivery report, as its data (how agents wrote it before
+    ADR 0036) or as its entry's custom metadata (since), over --connections keep-alive
+    connections at once."""
+    status = load_status(a.status, a.env)
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    names = [app_name(a.prefix, i) for i in range(1, a.apps + 1)]
+    errors = []
+
+    def work(part):
+        try:
+            bao = Bao(status)
+            for n in part:
+                doc = report_json(n, a.env, now)
+                if a.format == "data":
+                    bao.call("POST", f"warden/data/delivered/{n}", {"data": doc})
+                else:
+                    text = json.dumps(doc, separators=(",", ":"))
+                    bao.call("POST", f"warden/metadata/delivered/{n}",
+                             {"custom_metadata": chunks(text)})
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(names[k::a.connections],))
+               for k in range(a.connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise SystemExit(f"bench: writing the reports failed: {errors[0]}")
+
+
 def cmd_bodies(a):
     """Body files for the CLI loop, and the loop's work list (one object per line)."""
     with open(a.ca, encoding="utf-8") as f:
@@ -363,8 +418,8 @@ def cmd_report(a):
     def per(p):
         return p["wall_s"] * 1e3 / p["objects"]
 
-    ph = {k: m[k] for k in ("plan", "apply", "noop", "posture", "evidence", "cli", "apply_c1",
-                            "noop_c1") if k in m}
+    ph = {k: m[k] for k in ("plan", "apply", "noop", "posture", "posture_data", "posture_reports",
+                            "evidence", "cli", "apply_c1", "noop_c1") if k in m}
     for p in ph.values():
         p["per_object_ms"] = per(p) if "wall_s" in p else 0
         if "server_cpu_s" in p:
@@ -393,6 +448,8 @@ def cmd_report(a):
     }
     if "posture" in ph:
         checks["posture < 2 s"] = ph["posture"]["wall_s"] < 2
+    if "posture_reports" in ph:
+        checks["posture with every agent's report < 2 s"] = ph["posture_reports"]["wall_s"] < 2
     if "evidence" in ph:
         checks["evidence < 5 s"] = "failed" not in ph["evidence"] and ph["evidence"]["wall_s"] < 5
     m["target"] = {"checks": checks, "met": all(checks.values()), "max_rss_mb": rss}
@@ -414,7 +471,11 @@ def cmd_report(a):
         ("plan", "`warden plan` before the apply (reads only), --concurrency 8"),
         ("apply", f"`warden apply`, {c['n_identities']} identities, --concurrency 8"),
         ("noop", "`warden apply` again, no-op (0 writes), --concurrency 8"),
-        ("posture", "`warden posture` (objects: credentials judged)"),
+        ("posture", "`warden posture` (objects: credentials judged), no agent has reported"),
+        ("posture_data", "`warden posture`, every identity's report written as data "
+                         "(agents before ADR 0036: one read each)"),
+        ("posture_reports", "`warden posture`, every identity's report as KV custom metadata "
+                            "(ADR 0036: one scan)"),
         ("evidence", "`warden evidence export`, every credential in one packet"),
         ("apply_c1", "`warden apply`, same spec, --concurrency 1 (second server)"),
         ("noop_c1", "`warden apply` again, no-op, --concurrency 1 (second server)"),
@@ -437,6 +498,10 @@ def cmd_report(a):
         f"- `bao` CLI loop / `warden apply`: **{r['cli_vs_apply']:.1f}×** "
         f"(CLI / raw write: {r['cli_vs_raw']:.1f}×)",
         f"- no-op re-apply / apply: **{r['noop_vs_apply']:.2f}×** (target ≤ 0.3)",
+        *([f"- posture with every report, one scan / one read each: "
+           f"**{ph['posture_reports']['wall_s'] / ph['posture_data']['wall_s']:.2f}×** wall, "
+           f"{ph['posture_reports']['server_cpu_s'] / max(ph['posture_data']['server_cpu_s'], 1e-9):.2f}× server CPU"]
+          if "posture_reports" in ph and "posture_data" in ph else []),
         *([f"- evidence packet: {ph['evidence']['packet_bytes'] / 1e6:.2f} MB"]
           if "packet_bytes" in ph.get("evidence", {}) else []),
         "- targets: " + ", ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in checks.items()),
@@ -479,6 +544,11 @@ def main():
         if name == "check":
             s.add_argument("--app", required=True)
             s.add_argument("--cert-mount", default="cert")
+    s = sub.add_parser("reports"); s.add_argument("--status", required=True)
+    s.add_argument("--env", required=True); s.add_argument("--apps", type=int, required=True)
+    s.add_argument("--prefix", default="app"); s.add_argument("--connections", type=int, default=8)
+    s.add_argument("--format", choices=("data", "metadata"), required=True)
+    s.set_defaults(f=cmd_reports)
     s = sub.add_parser("bodies"); s.add_argument("--apps", type=int, required=True)
     s.add_argument("--prefix", required=True); s.add_argument("--env", required=True)
     s.add_argument("--ca", required=True); s.add_argument("--dir", required=True)

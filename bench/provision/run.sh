@@ -10,7 +10,8 @@
 # and `warden evidence export` of the spec's one evidence component (every credential), each
 # with Warden's peak resident memory, then the reference again and the `bao` CLI loop.
 #
-# Knobs (environment): EVIDENCE_PHASE=0 to skip the evidence export, =try to report its failure
+# Knobs (environment): REPORTS=0 to skip posture with every identity's delivery report (as data,
+# then as KV custom metadata: ADR 0036), EVIDENCE_PHASE=0 to skip the evidence export, =try to report its failure
 # (one packet over every credential grows with N) instead of failing the run, RAW_APPS (apps the reference writes per run, 4 writes each; default 250,
 # i.e. 1,000 writes), COMPARE_C1=0 to skip the --concurrency 1 pass (and its second OpenBao
 # server), WARDEN_BIN to use an already built binary instead of `cargo build --release`.
@@ -201,6 +202,19 @@ apply_objects=$last_objects
     || die "the reference would not write what warden writes"
 warden_phase noop "$ENV_NAME" "$server_pid" 8 apply "$apply_objects"
 warden_phase posture "$ENV_NAME" "$server_pid" 8 posture
+if [[ ${REPORTS:-1} == 1 ]]; then
+    # Every identity's agent reports (written untimed over 8 connections), first as agents
+    # did before ADR 0036 (the entry's data: posture reads each), then as they do since (the
+    # entry's custom metadata, newer: posture reads all of them in one scan).
+    say "delivery reports for $N_IDENTITIES identities, as data"
+    run_logged reports_data timeout "$STEP_TIMEOUT" "${helper[@]}" reports --status "$status" \
+        --env "$ENV_NAME" --apps "$N_IDENTITIES" --format data
+    warden_phase posture_data "$ENV_NAME" "$server_pid" 8 posture
+    say "delivery reports for $N_IDENTITIES identities, as custom metadata"
+    run_logged reports_metadata timeout "$STEP_TIMEOUT" "${helper[@]}" reports --status "$status" \
+        --env "$ENV_NAME" --apps "$N_IDENTITIES" --format metadata
+    warden_phase posture_reports "$ENV_NAME" "$server_pid" 8 posture
+fi
 [[ ${EVIDENCE_PHASE:-1} != 0 ]] && warden_phase evidence "$ENV_NAME" "$server_pid" 8 evidence
 raw_phase raw_after rawb
 

@@ -301,15 +301,16 @@ def cmd_costs(a):
     """What each other request an agent sends costs the server, measured the same way as the
     reference (one keep-alive connection as the first identity, server CPU over --each
     requests): the issuer watch's two unauthenticated reads, the purpose registry read, the
-    delivery report write (the agent's own last report written back unchanged: a new KV
-    version, like every report), and a new mTLS connection (handshake + one read). The report
+    delivery report write (the agent's own last report written back unchanged, as its entry's
+    custom metadata like every report since ADR 0036), and a new mTLS connection (handshake + one read). The report
     multiplies these by the requests per re-issued certificate to explain the ratio."""
     d = host_dir(a.hosts, a.env, 1)
     name = app_name(1)
     ca, cert, key = (os.path.join(d, "trust", "ca.pem"), os.path.join(d, "identity", "client.crt"),
                      os.path.join(d, "identity", "client.key"))
     conn = Conn(a.address, ca, cert, key, name)
-    report = (conn.call("GET", f"warden/data/delivered/{name}") or {}).get("data", {}).get("data")
+    report = ((conn.call("GET", f"warden/metadata/delivered/{name}") or {}).get("data") or {}).get(
+        "custom_metadata")
     if not report:
         raise SystemExit(f"bench: {name} has no delivery report to write back")
     u = urlparse(a.address)
@@ -330,8 +331,8 @@ def cmd_costs(a):
         ("issuer watch (unauthenticated)", lambda: (conn.call("LIST", f"{PKI}/issuers"),
                                                     conn.call("GET", f"{PKI}/cert/ca")), 2),
         ("purpose registry read", lambda: conn.call("GET", "warden/data/registry/service-tls"), 1),
-        ("delivery report write", lambda: conn.call("POST", f"warden/data/delivered/{name}",
-                                                    {"data": report}), 1),
+        ("delivery report write", lambda: conn.call("POST", f"warden/metadata/delivered/{name}",
+                                                    {"custom_metadata": report}), 1),
         ("new mTLS connection", fresh, 1),
     ]
     out = {}
@@ -431,7 +432,7 @@ def kind_of(op, path):
         return "pki sign (identity)" if path.endswith("-identity") else "pki sign (leaf)"
     if path in (f"{PKI}/issuers/", f"{PKI}/cert/ca"):
         return "issuer watch (unauthenticated)"
-    if path.startswith("warden/data/delivered/"):
+    if path.startswith(("warden/data/delivered/", "warden/metadata/delivered/")):
         return "delivery report write"
     if path.startswith("warden/data/registry/"):
         return "purpose registry read"

@@ -114,7 +114,13 @@ impl IssuerBook {
 /// `since + window × u`, `u ∈ [0, 1]` from the serial.
 pub(crate) fn spread(since: OffsetDateTime, window: Duration, serial: &str) -> OffsetDateTime {
     let u = (schedule::serial_jitter(serial) + 1.0) / 2.0;
-    since + time::Duration::seconds_f64(window.as_secs_f64() * u.clamp(0.0, 1.0))
+    // The window is bounded by the configuration's check; if the sum still overflows the
+    // calendar, the re-issue is due at once rather than a panic.
+    since
+        .checked_add(time::Duration::seconds_f64(
+            window.as_secs_f64() * u.clamp(0.0, 1.0),
+        ))
+        .unwrap_or(since)
 }
 
 /// Reads `mount`'s issuers and default issuer once and records them.

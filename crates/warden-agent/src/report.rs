@@ -1,9 +1,10 @@
 //! Delivery reports: the agent tells posture what it actually delivered.
 //!
 //! OpenBao keeps no copy of a leaf certificate (`no_store`), and what it issued is not what is
-//! deployed anyway. So each agent writes, to its own narrow path in Warden's KV mount
-//! (`warden/data/delivered/<identity>`, the only path under `warden/` its policy may write),
-//! one small document: per certificate, identity certificate, signing key and database source, the
+//! deployed anyway. So each agent writes, to its own narrow entry in Warden's KV mount
+//! (`warden/…/delivered/<identity>`, the only entry under `warden/` its policy may write: as
+//! the entry's custom metadata, which posture reads for every identity in one scan, ADR 0036,
+//! or as its data when it does not fit there), one small document: per certificate, identity certificate, signing key and database source, the
 //! credential reference posture uses, serial, validity, a digest of the delivered files, when
 //! it was delivered, how the last reload went, and the agent's own view (`fresh`, `stale`, ...).
 //! Never a value: digests and metadata only. `warden_registry::posture::DeliveryReport` reads
@@ -187,12 +188,17 @@ fn report_path(shared: &Shared) -> String {
     warden_spec::naming::delivery_report(shared.identity_name()).data_path()
 }
 
+/// Writes the report as the custom metadata of the identity's entry (ADR 0036: posture reads
+/// every identity's in one scan), or as its data when it does not fit there or the policy does
+/// not grant the metadata path (a spec applied before ADR 0036); `via_data` remembers such a
+/// refusal so later writes go straight to the data path.
 async fn write(
     shared: &Shared,
     path: &str,
     items: &[Item],
     trust_roots: Option<&[String]>,
     now: OffsetDateTime,
+    via_data: &mut bool,
 ) -> Result<(), warden_bao::Error> {
     let mut data = serde_json::json!({
         "reported_at": rfc(Some(now)),
@@ -204,6 +210,36 @@ async fn write(
     // Which roots the trust file holds: posture lists agents behind a root rollover (ADR 0030).
     if let Some(roots) = trust_roots {
         data["trust_roots"] = serde_json::json!(roots);
+    }
+    // And which the connection to OpenBao trusts (the file as it was at start).
+    if let Some(roots) = shared.trust.connection_root_digests() {
+        data["tls_roots"] = serde_json::json!(roots);
+    }
+    if !*via_data
+        && let Some(chunks) = serde_json::to_string(&data)
+            .ok()
+            .as_deref()
+            .and_then(warden_spec::naming::report_to_metadata)
+    {
+        let metadata_path =
+            warden_spec::naming::delivery_report(shared.identity_name()).metadata_path();
+        shared.count_request();
+        match shared
+            .client
+            .write(
+                &metadata_path,
+                &serde_json::json!({ "custom_metadata": chunks }),
+                Idempotent::Yes,
+            )
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_permission_denied() => {
+                tracing::info!(path = %metadata_path, "this identity may not write its delivery report as metadata (a spec applied before ADR 0036); writing it as data");
+                *via_data = true;
+            }
+            Err(e) => return Err(e),
+        }
     }
     let body = serde_json::json!({ "data": data });
     shared.count_request();
@@ -233,6 +269,7 @@ pub(crate) async fn write_once(shared: &Shared, states: &StateDir, signing: &Sig
         &current,
         roots.as_deref(),
         now,
+        &mut false,
     )
     .await
     {
@@ -246,6 +283,7 @@ pub(crate) async fn run(shared: Arc<Shared>, states: StateDir, signing: SigningR
     let mut sent: Option<(Vec<Item>, Option<Vec<String>>)> = None;
     let mut wait = LOOK_EVERY;
     let mut failures: u32 = 0;
+    let mut via_data = false;
     let mut shutdown = shared.shutdown_signal();
     loop {
         tokio::select! {
@@ -274,7 +312,16 @@ pub(crate) async fn run(shared: Arc<Shared>, states: StateDir, signing: SigningR
         {
             continue;
         }
-        match write(&shared, &path, &current, roots.as_deref(), now).await {
+        match write(
+            &shared,
+            &path,
+            &current,
+            roots.as_deref(),
+            now,
+            &mut via_data,
+        )
+        .await
+        {
             Ok(_) => {
                 tracing::debug!(path = %path, "delivery report written");
                 sent = Some((current, roots));

@@ -89,6 +89,9 @@ pub(crate) fn read(path: &Path) -> Result<String, String> {
 #[derive(Debug)]
 pub(crate) struct TrustFile {
     path: Option<PathBuf>,
+    /// The roots of the text read at start: the TLS connection to OpenBao was built from it
+    /// and keeps them until the agent restarts, whatever the file says later.
+    connection_roots: Vec<String>,
     last: Mutex<String>,
     /// Why the last re-read was refused, to log each new reason once rather than on every use.
     refused: Mutex<Option<String>>,
@@ -99,6 +102,7 @@ impl TrustFile {
     pub(crate) fn new(path: Option<PathBuf>, text: String) -> Self {
         Self {
             path,
+            connection_roots: roots_of(&text),
             last: Mutex::new(text),
             refused: Mutex::new(None),
         }
@@ -137,16 +141,30 @@ impl TrustFile {
     /// roots this agent trusts. `None` without a trust file.
     pub(crate) fn root_digests(&self) -> Option<Vec<String>> {
         self.path.as_ref()?;
-        let mut roots: Vec<String> = warden_pki::parse_pem_bundle(&self.pem())
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|c| c.self_signed)
-            .map(|c| c.sha256)
-            .collect();
-        roots.sort();
-        roots.dedup();
-        Some(roots)
+        Some(roots_of(&self.pem()))
     }
+
+    /// The same for the roots the connection to OpenBao trusts (the file as it was at start):
+    /// a root shipped later verifies certificates at once but reaches the connection only at
+    /// the next restart, which matters when the listener's certificate moves to that root.
+    /// `None` without a trust file.
+    pub(crate) fn connection_root_digests(&self) -> Option<Vec<String>> {
+        self.path.as_ref()?;
+        Some(self.connection_roots.clone())
+    }
+}
+
+/// SHA-256 (hex) of each self-signed certificate of `pem`, sorted, once each.
+fn roots_of(pem: &str) -> Vec<String> {
+    let mut roots: Vec<String> = warden_pki::parse_pem_bundle(pem)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.self_signed)
+        .map(|c| c.sha256)
+        .collect();
+    roots.sort();
+    roots.dedup();
+    roots
 }
 
 #[cfg(test)]

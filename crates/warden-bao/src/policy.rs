@@ -43,13 +43,17 @@ impl Client {
     /// answer of a few MB against 10,000 round trips (issue 16).
     ///
     /// `Ok(None)` when the server has no such route (Vault, older OpenBao: 404 with errors,
-    /// 400 or 405) or the token may not use it (a policy written before the grant existed):
-    /// callers fall back to [`Client::list_policies`] and [`Client::read_policy`].
+    /// 400 or 405), the token may not use it (a policy written before the grant existed), or
+    /// the answer cannot be the whole truth: empty (a server always has its `default` policy;
+    /// an empty body from a proxy must not read as "no policies", which would make plan create
+    /// and later prune every one) or naming a policy other than `root` without its text.
+    /// Callers then fall back
+    /// to [`Client::list_policies`] and [`Client::read_policy`].
     pub async fn list_policies_detailed(&self) -> Result<Option<BTreeMap<String, String>>> {
         #[derive(serde::Deserialize)]
         struct Info {
             #[serde(default)]
-            policy: String,
+            policy: Option<String>,
         }
         #[derive(serde::Deserialize)]
         struct Detailed {
@@ -61,12 +65,19 @@ impl Client {
             Ok(reply) => {
                 let secret: Secret = reply.decode(PATH)?;
                 let d = secret.data_as::<Detailed>(PATH)?;
-                Ok(Some(
-                    d.key_info.into_iter().map(|(n, i)| (n, i.policy)).collect(),
-                ))
+                if d.key_info.is_empty() {
+                    return Ok(None);
+                }
+                // `root` has no text (it is not a set of rules); any other policy must.
+                Ok(d.key_info
+                    .into_iter()
+                    .map(|(n, i)| match i.policy {
+                        Some(p) => Some((n, p)),
+                        None if n == "root" => Some((n, String::new())),
+                        None => None,
+                    })
+                    .collect())
             }
-            // A plain miss would be an empty list; errors name a missing route.
-            Err(Error::NotFound { errors, .. }) if errors.is_empty() => Ok(Some(BTreeMap::new())),
             Err(Error::NotFound { .. }) => Ok(None),
             Err(Error::PermissionDenied { .. } | Error::BadRequest { .. }) => Ok(None),
             Err(Error::Server { status: 405, .. }) => Ok(None),

@@ -157,7 +157,7 @@ async fn execute(client: &Client, change: &Change) -> Result<(), String> {
         (Action::Update, Kind::Registry) => execute_plain(client, change).await.map_err(|e| {
             if e.contains("check-and-set") {
                 format!(
-                    "the registry entry changed after the plan was made (a `warden revoke purpose`, or another apply); nothing was overwritten: run `warden apply` again to plan against it ({e})"
+                    "the registry entry changed after the plan was made (a `warden revoke purpose`, or another apply), so it was not overwritten; its pages written before it may no longer match it, and posture, evidence and revoke refuse the entry until `warden apply` runs again and plans against it ({e})"
                 )
             } else {
                 e

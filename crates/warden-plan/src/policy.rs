@@ -152,6 +152,12 @@ pub fn grants(spec: &Spec, env: &Environment, identity: &Identity) -> Vec<Grant>
             naming::delivery_report(me.as_str()).data_path(),
             &["create", "update", "read"],
         ));
+        // As its entry's custom metadata, which posture reads for every identity in one scan
+        // (ADR 0036); the data path above stays for a report too big for the metadata.
+        out.push(grant(
+            naming::delivery_report(me.as_str()).metadata_path(),
+            &["create", "update", "read"],
+        ));
         // The agent reads the registry entry of the purpose governing its certificate before
         // every issuance (fail closed: revoked, or outside interval + grace, refuses).
         if identity.certificate.is_some()

@@ -24,7 +24,7 @@ use warden_spec::naming::serve::{
     SERVE_AUTH_MOUNT, SERVE_CERT_TTL_SECS, SERVE_PKI_ROLE, SERVE_POLICY, SERVE_TOKEN_MAX_TTL_SECS,
     SERVE_TOKEN_TTL_SECS, serve_common_name, serve_role_path,
 };
-use warden_spec::naming::{self, Location, META_MOUNT, SERVE_PREFIX};
+use warden_spec::naming::{self, DELIVERED_PREFIX, Location, META_MOUNT, SERVE_PREFIX};
 use warden_spec::{CredentialKind, Environment, Spec};
 
 use crate::desired::{EnvInputs, MOUNT_DESCRIPTION};
@@ -149,10 +149,19 @@ pub fn grants(spec: &Spec, env: &Environment) -> Vec<Grant> {
     }
     if !spec.purposes.is_empty() {
         push(grant(naming::delivery_reports().metadata_path(), &["list"]));
+        // Every report in one scan (ADR 0036): the folder itself, read-only.
+        push(grant(
+            format!("{META_MOUNT}/detailed-metadata/{DELIVERED_PREFIX}/"),
+            &["list", "scan"],
+        ));
         let mut who: Vec<&str> = creds.iter().map(|c| c.identity.as_str()).collect();
         who.sort_unstable();
         who.dedup();
         for id in who {
+            reads.push(grant(
+                naming::delivery_report(id).metadata_path(),
+                &["read"],
+            ));
             reads.push(grant(naming::delivery_report(id).data_path(), &["read"]));
         }
     }
@@ -165,6 +174,10 @@ pub fn grants(spec: &Spec, env: &Environment) -> Vec<Grant> {
         ));
         push(grant(
             format!("{}/*", naming::delivery_reports().data_path()),
+            &["read"],
+        ));
+        push(grant(
+            format!("{}/*", naming::delivery_reports().metadata_path()),
             &["read"],
         ));
     } else {
@@ -183,11 +196,12 @@ const EXACT_READS_MAX: usize = 2_000;
 
 /// Folders serve's policy may reach with a wildcard beyond its own, and then only to read
 /// metadata or delivery reports (`read`, `list`, `scan`).
-fn read_folders(env: &Environment) -> [String; 3] {
+fn read_folders(env: &Environment) -> [String; 4] {
     [
         format!("{}/metadata/", env.mounts.kv),
         format!("{}/detailed-metadata/", env.mounts.kv),
         format!("{}/", naming::delivery_reports().data_path()),
+        format!("{}/", naming::delivery_reports().metadata_path()),
     ]
 }
 

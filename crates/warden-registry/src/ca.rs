@@ -1008,6 +1008,7 @@ mod tests {
                 })
                 .collect(),
             trust_roots: None,
+            tls_roots: None,
             issuer_window_s: None,
         }
     }

@@ -4,7 +4,7 @@
 //! - [`posture`]: every purpose's credentials with issue time, expiry, rotation due and a
 //!   [`Status`](warden_spec::Status), read from OpenBao (KV metadata, transit key versions,
 //!   AppRole secret-id metadata, domain certificates) and from what agents report they
-//!   delivered (`warden/data/delivered/<identity>`).
+//!   delivered (`warden/…/delivered/<identity>`, ADR 0036).
 //! - [`reveal`]: reveal-once credentials behind single-use wrapping tokens.
 //! - [`evidence`]: evidence packets signed with a transit key and verified offline.
 //! - [`ca`]: every CA of an environment's chain with its cadence and live leaves, and the

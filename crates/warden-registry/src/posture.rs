@@ -3,7 +3,7 @@
 //!
 //! | credential | source |
 //! |---|---|
-//! | `<app>/certificate`, `<id>/identity-cert` | the agent's delivery report (`warden/data/delivered/<identity>`): OpenBao keeps no copy (`no_store`) |
+//! | `<app>/certificate`, `<id>/identity-cert` | the agent's delivery report (`warden/…/delivered/<identity>`, ADR 0036): OpenBao keeps no copy (`no_store`) |
 //! | `<id>/secret/<name>`, `<app>/signing-key/<name>` | KV v2 metadata: the current version's `created_time`; for a signing key its agent renders as files, the agent's report too (the deployed `kid`, a refused delivery) |
 //! | `<app>/transit/<key>` | the transit key's latest version and its creation time |
 //! | `<container>/secret-id` | the AppRole role's secret-ids (accessor metadata, never the id) |
@@ -15,6 +15,7 @@
 //! through the non-secret fields of their entry, secret-ids through accessors.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -101,7 +102,7 @@ pub struct CredentialPosture {
     pub detail: BTreeMap<String, String>,
 }
 
-/// What an agent reports it delivered, at `warden/data/delivered/<identity>` (written by the
+/// What an agent reports it delivered, at `warden/…/delivered/<identity>` (written by the
 /// identity itself; docs/registry.md has the format).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct DeliveryReport {
@@ -123,6 +124,15 @@ pub struct DeliveryReport {
         skip_serializing_if = "Option::is_none"
     )]
     pub trust_roots: Option<Vec<String>>,
+    /// The same for the roots the agent's connection to OpenBao trusts: the trust file as it
+    /// was when the agent started (a root shipped later reaches the connection only at a
+    /// restart). Read as leniently as `trust_roots`.
+    #[serde(
+        default,
+        deserialize_with = "lenient_roots",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tls_roots: Option<Vec<String>>,
     /// The agent's `[renewal] issuer_window` in seconds (ADR 0035); `None` from an older agent,
     /// or when what the agent wrote is not a positive whole number (an agent writes its own
     /// report: junk here must not drop the rest of it).
@@ -257,10 +267,23 @@ pub async fn collect(
         .into_iter()
         .filter(|c| c.environments.contains(&env.name))
         .collect();
+    let kv = kv_metadata(client, spec, env, &creds).await?;
+    collect_with(client, spec, env, now, &creds, Arc::new(kv)).await
+}
+
+/// [`collect`] over scans already made (evidence makes them once for posture and for its
+/// own history of each secret).
+pub(crate) async fn collect_with(
+    client: &Client,
+    spec: &Spec,
+    env: &Environment,
+    now: i64,
+    creds: &[Credential],
+    kv: Arc<KvScans>,
+) -> Result<Report, Error> {
     // Delivery reports first: one LIST says which identities have one, then only those are
     // read (10,000 identities without agents cost one request, not 10,000 404s).
-    let reports = delivery_reports(client, env, &creds).await?;
-    let kv = kv_metadata(client, spec, env, &creds).await?;
+    let reports = delivery_reports(client, env, creds).await?;
     let reader = Reader {
         client,
         spec,
@@ -271,7 +294,7 @@ pub async fn collect(
     };
     // A purpose revoked live (`warden revoke purpose`, ADR 0032) is judged revoked before the
     // spec says so: its registry entry is what agents obey.
-    let purposes_here = live_revoked(client, spec, &creds).await;
+    let purposes_here = live_revoked(client, spec, creds).await;
     // Only credentials some purpose governs are read, each once, a bounded number at a time.
     let governed: Vec<(&Purpose, &Credential)> = creds
         .iter()
@@ -360,6 +383,13 @@ const READ_CONCURRENCY: usize = 16;
 
 /// The delivery reports of the identities whose credentials posture judges from them, by
 /// identity. Absent from the map: no report.
+///
+/// Agents write their report as their entry's custom metadata (ADR 0036), so one `SCAN` of
+/// the folder's `detailed-metadata` answers every identity's report at once: 10,000 agents
+/// cost one request, not 10,000 reads. A report written as data (an older agent, one too big
+/// for the metadata, or a policy without the metadata grant) is read on its own. A reader that
+/// may not scan lists the folder and reads each entry's metadata, then its data if that is
+/// where the latest report is.
 pub(crate) async fn delivery_reports(
     client: &Client,
     env: &Environment,
@@ -380,25 +410,89 @@ pub(crate) async fn delivery_reports(
         .collect();
     wanted.sort_unstable();
     wanted.dedup();
-    let folder = naming::delivery_reports().metadata_path();
-    let listed = match client.list(&folder).await {
-        Ok(keys) => Some(keys),
-        Err(e) if e.is_not_found() || matches!(e.status(), Some(400 | 405)) => Some(Vec::new()),
-        // A reader that may not list reads each report (a 404 is "no report").
-        Err(e) if e.is_permission_denied() => None,
-        Err(source) => {
-            return Err(Error::Bao {
-                env: env.name.to_string(),
-                what: format!("list {folder}"),
-                source,
-            });
-        }
+    let bao = |what: String| {
+        let env = env.name.to_string();
+        move |source| Error::Bao { env, what, source }
     };
-    if let Some(listed) = listed {
-        let have: std::collections::BTreeSet<&str> = listed.iter().map(String::as_str).collect();
-        wanted.retain(|i| have.contains(i));
+    let kv = client.kv2(naming::META_MOUNT);
+    let folder = format!("{}/", naming::DELIVERED_PREFIX);
+    let mut out = BTreeMap::new();
+    let mut data_reads: Vec<&str> = Vec::new();
+    match kv.scan_metadata(&folder).await {
+        Ok(scanned) => {
+            for identity in wanted {
+                let Some(md) = scanned.get(&format!("{folder}{identity}")) else {
+                    continue;
+                };
+                match report_at(md) {
+                    ReportAt::Metadata(r) => {
+                        out.insert(identity.to_owned(), r);
+                    }
+                    ReportAt::Data => data_reads.push(identity),
+                    ReportAt::Nowhere => {}
+                }
+            }
+        }
+        Err(warden_bao::KvError::Api { source, .. })
+            if !source.is_permission_denied()
+                && !matches!(source.status(), Some(400 | 404 | 405)) =>
+        {
+            return Err(bao(format!(
+                "scan {}/detailed-metadata/{folder}",
+                naming::META_MOUNT
+            ))(source));
+        }
+        Err(e) => {
+            tracing::debug!("cannot scan the delivery reports ({e}); reading each");
+            let list = naming::delivery_reports().metadata_path();
+            match client.list(&list).await {
+                Ok(keys) => {
+                    let have: std::collections::BTreeSet<&str> =
+                        keys.iter().map(String::as_str).collect();
+                    wanted.retain(|i| have.contains(i));
+                }
+                Err(e) if e.is_not_found() || matches!(e.status(), Some(400 | 405)) => {
+                    wanted.clear();
+                }
+                // A reader that may not list reads each entry (a 404 is "no report").
+                Err(e) if e.is_permission_denied() => {}
+                Err(source) => return Err(bao(format!("list {list}"))(source)),
+            }
+            let kv = &kv;
+            let found = warden_bao::bounded::run(wanted, READ_CONCURRENCY, |identity| async move {
+                let path = format!("{}/{identity}", naming::DELIVERED_PREFIX);
+                match kv.metadata(&path).await {
+                    Ok(md) => Ok((identity, report_at(&md))),
+                    Err(e) if e.is_permission_denied() => Ok((identity, ReportAt::Data)),
+                    Err(warden_bao::KvError::Api { source, .. })
+                        if !source.is_not_found()
+                            && !matches!(source.status(), Some(400 | 405)) =>
+                    {
+                        Err(Error::Bao {
+                            env: env.name.to_string(),
+                            what: format!(
+                                "read {}",
+                                naming::delivery_report(identity).metadata_path()
+                            ),
+                            source,
+                        })
+                    }
+                    Err(_) => Ok((identity, ReportAt::Nowhere)),
+                }
+            })
+            .await;
+            for r in found {
+                match r? {
+                    (identity, ReportAt::Metadata(r)) => {
+                        out.insert(identity.to_owned(), r);
+                    }
+                    (identity, ReportAt::Data) => data_reads.push(identity),
+                    (_, ReportAt::Nowhere) => {}
+                }
+            }
+        }
     }
-    let read = warden_bao::bounded::run(wanted, READ_CONCURRENCY, |identity| async move {
+    let read = warden_bao::bounded::run(data_reads, READ_CONCURRENCY, |identity| async move {
         let path = naming::delivery_report(identity).data_path();
         let report = match client.read(&path).await {
             Ok(s) => s
@@ -417,13 +511,83 @@ pub(crate) async fn delivery_reports(
         Ok(report.map(|r| (identity.to_owned(), r)))
     })
     .await;
-    let mut out = BTreeMap::new();
     for r in read {
         if let Some((identity, report)) = r? {
             out.insert(identity, report);
         }
     }
     Ok(out)
+}
+
+/// One identity's delivery report, wherever its agent wrote it (ADR 0036): its entry's
+/// metadata, then its data when that is where the latest is. `None`: no report.
+pub(crate) async fn delivery_report_of(
+    client: &Client,
+    env: &Environment,
+    identity: &str,
+) -> Result<Option<DeliveryReport>, Error> {
+    let entry = naming::delivery_report(identity);
+    let at = match client.kv2(naming::META_MOUNT).metadata(&entry.path).await {
+        Ok(md) => report_at(&md),
+        // A reader that may read the data only (a policy written before ADR 0036).
+        Err(e) if e.is_permission_denied() => ReportAt::Data,
+        Err(warden_bao::KvError::Api { source, .. })
+            if !source.is_not_found() && !matches!(source.status(), Some(400 | 405)) =>
+        {
+            return Err(Error::Bao {
+                env: env.name.to_string(),
+                what: format!("read {}", entry.metadata_path()),
+                source,
+            });
+        }
+        Err(_) => ReportAt::Nowhere,
+    };
+    match at {
+        ReportAt::Metadata(r) => Ok(Some(r)),
+        ReportAt::Nowhere => Ok(None),
+        ReportAt::Data => {
+            let path = entry.data_path();
+            match client.read(&path).await {
+                Ok(s) => Ok(s
+                    .data
+                    .and_then(|mut d| d.get_mut("data").map(Value::take))
+                    .and_then(|d| serde_json::from_value::<DeliveryReport>(d).ok())),
+                Err(e) if e.is_not_found() || matches!(e.status(), Some(400 | 405)) => Ok(None),
+                Err(source) => Err(Error::Bao {
+                    env: env.name.to_string(),
+                    what: path,
+                    source,
+                }),
+            }
+        }
+    }
+}
+
+/// Where an identity's latest delivery report is, by its entry's metadata (ADR 0036).
+enum ReportAt {
+    /// In the custom metadata (parsed; a report that does not parse counts as none).
+    Metadata(DeliveryReport),
+    /// In the data: read it.
+    Data,
+    /// Nowhere.
+    Nowhere,
+}
+
+/// The report in the metadata is the latest unless the data was written after it: a data
+/// write sets the entry's `updated_time` to the new version's `created_time`, a metadata write
+/// sets it later than any version's (verified on OpenBao 2.7.2).
+fn report_at(md: &KvMetadata) -> ReportAt {
+    let data_written_last = md.current_version > 0
+        && md
+            .versions
+            .get(&md.current_version)
+            .is_some_and(|v| v.created_time == md.updated_time);
+    match naming::report_from_metadata(&md.custom_metadata) {
+        Some(text) if !data_written_last => serde_json::from_str::<DeliveryReport>(&text)
+            .map_or(ReportAt::Nowhere, ReportAt::Metadata),
+        _ if md.current_version > 0 => ReportAt::Data,
+        _ => ReportAt::Nowhere,
+    }
 }
 
 /// The KV v2 metadata of the secrets and signing keys posture judges, read ahead with one
@@ -518,7 +682,7 @@ struct Reader<'a> {
     env: &'a Environment,
     now: i64,
     reports: BTreeMap<String, DeliveryReport>,
-    kv: KvScans,
+    kv: Arc<KvScans>,
 }
 
 impl Reader<'_> {
@@ -974,5 +1138,54 @@ mod tests {
         assert_eq!(common_folder("x/", "x/y/"), "x/");
         assert_eq!(common_folder("x/y/", "x/"), "x/");
         assert_eq!(common_folder("", "x/"), "");
+    }
+
+    /// The latest report wins between the metadata and the data, by OpenBao's own times: a
+    /// data write makes `updated_time` its version's `created_time`, a metadata write makes it
+    /// later (ADR 0036).
+    #[test]
+    fn the_latest_report_is_found_in_the_metadata_or_the_data() {
+        let report = r#"{"reported_at":"2026-01-01T00:00:00Z","outputs":[{"credential":"billing/certificate","output":"tls","state":"fresh"}]}"#;
+        let chunks = naming::report_to_metadata(report).expect("fits");
+        let md = |custom: &BTreeMap<String, String>, version: u64, v_time: &str, updated: &str| {
+            let versions = if version == 0 {
+                serde_json::json!({})
+            } else {
+                serde_json::json!({ version.to_string(): { "created_time": v_time } })
+            };
+            serde_json::from_value::<KvMetadata>(serde_json::json!({
+                "current_version": version,
+                "updated_time": updated,
+                "custom_metadata": custom,
+                "versions": versions,
+            }))
+            .expect("metadata")
+        };
+        let none = BTreeMap::new();
+        let (t1, t2) = ("2026-01-01T00:00:01Z", "2026-01-01T00:00:02Z");
+        // Metadata only (a new agent).
+        assert!(matches!(
+            report_at(&md(&chunks, 0, "", t1)),
+            ReportAt::Metadata(r) if r.outputs.len() == 1
+        ));
+        // Data only (an older agent, or a report too big for the metadata).
+        assert!(matches!(report_at(&md(&none, 3, t1, t1)), ReportAt::Data));
+        // Data, then metadata (an agent upgraded): the metadata.
+        assert!(matches!(
+            report_at(&md(&chunks, 3, t1, t2)),
+            ReportAt::Metadata(_)
+        ));
+        // Metadata, then data (the report outgrew the metadata): the data.
+        assert!(matches!(report_at(&md(&chunks, 4, t2, t2)), ReportAt::Data));
+        // Nothing at all; junk in the metadata counts as no report.
+        assert!(matches!(
+            report_at(&md(&none, 0, "", t1)),
+            ReportAt::Nowhere
+        ));
+        let junk = naming::report_to_metadata("{not json").unwrap();
+        assert!(matches!(
+            report_at(&md(&junk, 0, "", t1)),
+            ReportAt::Nowhere
+        ));
     }
 }

@@ -27,8 +27,6 @@ use warden_bao::{Client, Idempotent};
 use warden_spec::naming::{self, CERT_AUTH_CRL};
 use warden_spec::{Environment, IdentityKind, Spec};
 
-use crate::posture::DeliveryReport;
-
 mod purpose;
 
 pub use purpose::{PurposePlan, plan_purpose, revoke_purpose, revoked_live};
@@ -295,15 +293,9 @@ pub async fn plan_identity(
         (m.cert_auth.clone(), common_name.clone(), None)
     };
 
-    let path = naming::delivery_report(name).data_path();
-    let report = match client.read(&path).await {
-        Ok(s) => s
-            .data
-            .and_then(|d| d.get("data").cloned())
-            .and_then(|d| serde_json::from_value::<DeliveryReport>(d).ok()),
-        Err(e) if e.is_not_found() => None,
-        Err(e) => return Err(bao(format!("read {path}"))(e)),
-    };
+    let report = crate::posture::delivery_report_of(client, env, name)
+        .await
+        .map_err(|crate::posture::Error::Bao { what, source, .. }| bao(what)(source))?;
     let mut certificates = Vec::new();
     for o in report.iter().flat_map(|r| r.outputs.iter()) {
         let Some(serial) = o.serial.as_deref() else {

@@ -91,6 +91,12 @@ pub struct RolloverRecord {
     /// The agents whose trust file lacked the new root when it finished.
     #[serde(default)]
     pub behind: Vec<String>,
+    /// The reason `activate --force` gave for going ahead with agents behind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activate_forced_because: Option<String>,
+    /// The agents whose trust file was not known to hold the new root at `activate --force`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub activated_behind: Vec<String>,
 }
 
 /// Which root each agent's trust file holds, by identity, from the delivery reports.
@@ -103,6 +109,11 @@ pub struct TrustFiles {
     /// Agents that do not report their trust file (older than this change), or whose trust
     /// file holds neither root.
     pub unknown: Vec<String>,
+    /// Agents whose connection to OpenBao still trusts only the old root (started before the
+    /// new root reached their trust file): they must be restarted before the listener's
+    /// certificate moves to the new root, or they lose the server.
+    #[serde(default)]
+    pub connection_old_root_only: Vec<String>,
 }
 
 impl TrustFiles {
@@ -148,6 +159,15 @@ pub fn trust_files(
             out.old_root_only.push(identity.clone());
         } else {
             out.unknown.push(identity.clone());
+        }
+        let connection_holds = |sha: &str| {
+            report
+                .tls_roots
+                .as_ref()
+                .is_some_and(|r| r.iter().any(|x| x.eq_ignore_ascii_case(sha)))
+        };
+        if connection_holds(old_root) && !connection_holds(new_root) {
+            out.connection_old_root_only.push(identity.clone());
         }
     }
     out
@@ -490,16 +510,53 @@ pub async fn import(
         finished_at: None,
         forced_because: None,
         behind: Vec::new(),
+        activate_forced_because: None,
+        activated_behind: Vec::new(),
     };
     write_record(client, env, &record).await?;
     Ok(record)
 }
 
+/// The agents whose trust file is not known to hold the new root, as [`CaError::TrustFilesBehind`]
+/// unless `force` gives a reason (then returned, to be recorded). `activate` and `finish` both
+/// ask: once the re-signed intermediate is the default, new certificates chain to the new
+/// root, and an agent whose trust file holds only the old one cannot verify them (its outputs
+/// go stale, its identity cannot renew).
+pub async fn trust_gate(
+    client: &Client,
+    spec: &Spec,
+    env: &Environment,
+    record: &RolloverRecord,
+    force: Option<&str>,
+) -> Result<Vec<String>, CaError> {
+    if force.is_some_and(|r| r.trim().is_empty()) {
+        return Err(CaError::NoReason);
+    }
+    let reports = crate::ca::env_reports(client, spec, env).await?;
+    let files = trust_files(&reports, &record.old_root_sha256, &record.new_root_sha256);
+    let behind = files.behind();
+    if !behind.is_empty() && force.is_none() {
+        return Err(CaError::TrustFilesBehind {
+            env: env.name.to_string(),
+            count: behind.len(),
+            old_root_only: files.old_root_only.len(),
+            old_names: files.old_root_only.join(", "),
+            unknown: files.unknown.len(),
+            unknown_names: files.unknown.join(", "),
+        });
+    }
+    Ok(behind)
+}
+
 /// The re-signed intermediate becomes the default issuer; the overlap starts. The caller has
-/// made both trusted first (cert-auth roles, the listener, the trust files).
+/// made both trusted first (cert-auth roles, the listener, the trust files). Refused while an
+/// agent's trust file is not known to hold the new root ([`trust_gate`]), unless `force`
+/// gives a reason, recorded with those agents.
 pub async fn activate(
     client: &Client,
+    spec: &Spec,
     env: &Environment,
+    force: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<RolloverRecord, CaError> {
     let record = read_record(client, env).await?;
@@ -507,6 +564,11 @@ pub async fn activate(
         let r = read_record(client, env).await?;
         return Err(out_of_order(env, "activate", r.as_ref(), "imported"));
     };
+    let behind = trust_gate(client, spec, env, &record, force).await?;
+    if !behind.is_empty() {
+        record.activate_forced_because = force.map(|r| r.trim().to_owned());
+        record.activated_behind = behind;
+    }
     client
         .pki_set_default_issuer(&env.mounts.pki, &record.new_issuer_id)
         .await
@@ -538,19 +600,7 @@ pub async fn finish(
         let r = read_record(client, env).await?;
         return Err(out_of_order(env, "finish", r.as_ref(), "active"));
     };
-    let reports = crate::ca::env_reports(client, spec, env).await?;
-    let files = trust_files(&reports, &record.old_root_sha256, &record.new_root_sha256);
-    let behind = files.behind();
-    if !behind.is_empty() && force.is_none() {
-        return Err(CaError::TrustFilesBehind {
-            env: env.name.to_string(),
-            count: behind.len(),
-            old_root_only: files.old_root_only.len(),
-            old_names: files.old_root_only.join(", "),
-            unknown: files.unknown.len(),
-            unknown_names: files.unknown.join(", "),
-        });
-    }
+    let behind = trust_gate(client, spec, env, &record, force).await?;
     let mount = &env.mounts.pki;
     // The record names what to delete; the mount says what is in use. If the default issuer
     // is no longer the re-signed intermediate (changed back by hand, or a restore), deleting
@@ -615,6 +665,21 @@ mod tests {
         assert_eq!(t.old_root_only, ["old"]);
         assert_eq!(t.unknown, ["older-agent", "stranger"]);
         assert_eq!(t.behind(), ["old", "older-agent", "stranger"]);
+        assert!(t.connection_old_root_only.is_empty());
+
+        // An agent started before the new root reached its trust file: the file holds both,
+        // its connection only the old one.
+        let mut started_early = report(Some(&["aa", "bb"]));
+        started_early.tls_roots = Some(vec!["aa".to_owned()]);
+        let mut restarted = report(Some(&["aa", "bb"]));
+        restarted.tls_roots = Some(vec!["aa".to_owned(), "bb".to_owned()]);
+        let reports = BTreeMap::from([
+            ("early".to_owned(), started_early),
+            ("restarted".to_owned(), restarted),
+        ]);
+        let t = trust_files(&reports, "aa", "bb");
+        assert_eq!(t.holding_new, ["early", "restarted"]);
+        assert_eq!(t.connection_old_root_only, ["early"]);
     }
 
     /// An agent writes its own delivery report: junk in `trust_roots` must not drop the report

@@ -92,3 +92,25 @@ impl Drop for RunningAgent {
         let _ = self.child.wait();
     }
 }
+
+/// `identity`'s delivery report as JSON, wherever its agent wrote it: the entry's custom
+/// metadata (ADR 0036), or its data (a report too big for the metadata, an older agent).
+/// Panics when there is none — a test asks after the agent reported.
+pub async fn delivery_report(client: &warden_bao::Client, identity: &str) -> serde_json::Value {
+    let entry = warden_spec::naming::delivery_report(identity);
+    if let Ok(md) = client
+        .kv2(warden_spec::naming::META_MOUNT)
+        .metadata(&entry.path)
+        .await
+        && let Some(text) = warden_spec::naming::report_from_metadata(&md.custom_metadata)
+    {
+        return serde_json::from_str(&text).expect("the report in the metadata is JSON");
+    }
+    client
+        .read(&entry.data_path())
+        .await
+        .unwrap_or_else(|e| panic!("{identity}'s delivery report: {e}"))
+        .data
+        .expect("data")["data"]
+        .clone()
+}

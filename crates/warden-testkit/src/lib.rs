@@ -77,7 +77,7 @@ mod spec_lab;
 pub mod tls;
 mod wait;
 
-pub use agent::RunningAgent;
+pub use agent::{RunningAgent, delivery_report};
 pub use bao::BaoDev;
 pub use bare::BareBao;
 pub use dead::dead_address;

@@ -297,11 +297,8 @@ async fn exec_env_delivers_restarts_once_passes_signals_and_exit_codes_and_leaks
     );
     assert_no_value_leaks_in_files(&id, &log, &[&v1, &v2, &v3, &v4, &v5]);
     // The delivery report the agent sent to OpenBao (what posture reads) holds none either.
-    let report = op
-        .read(&warden_spec::naming::delivery_report("billing").data_path())
-        .await
-        .expect("read the delivery report");
-    let report = serde_json::to_string(&report.data).expect("json");
+    let report = warden_testkit::delivery_report(&op, "billing").await;
+    let report = serde_json::to_string(&report).expect("json");
     assert!(
         report.contains("billing/certificate"),
         "the report was written: {report}"

@@ -491,16 +491,9 @@ async fn issue_14_root_rollover_with_running_agents_never_fails_a_handshake() {
         },
     );
 
-    // 5. online: activate.
-    ok(&online(&["activate"], &spec, &lab_dir), "activate");
-    let st = status(&spec, &lab_dir);
-    assert_eq!(
-        st["environments"][0]["root_rollover"]["record"]["state"],
-        "active"
-    );
-
-    // A host the operator's tooling missed: billing's trust file holds only the old root.
-    std::fs::write(billing.join("trust/ca.pem"), &old_root).unwrap();
+    // 5. online: activate. Not while a host holds only the old root: once the re-signed
+    // intermediate is the default, new certificates chain to the new root, which that agent
+    // cannot verify.
     let listed = |st: &Value| -> (Vec<String>, Vec<String>) {
         let t = &st["environments"][0]["root_rollover"]["trust_files"];
         let names = |k: &str| -> Vec<String> {
@@ -514,6 +507,37 @@ async fn issue_14_root_rollover_with_running_agents_never_fails_a_handshake() {
         };
         (names("old_root_only"), names("holding_new"))
     };
+    let trust_text = read(&billing.join("trust/ca.pem"));
+    std::fs::write(billing.join("trust/ca.pem"), &old_root).unwrap();
+    wait_for(
+        "billing listed as holding only the old root before activate",
+        Duration::from_secs(60),
+        || listed(&status(&spec, &lab_dir)).0 == ["billing"],
+    );
+    refused(
+        &online(&["activate"], &spec, &lab_dir),
+        "holding only the old root (billing)",
+        "activate while a trust file is behind",
+    );
+    assert_eq!(
+        status(&spec, &lab_dir)["environments"][0]["root_rollover"]["record"]["state"],
+        "imported"
+    );
+    std::fs::write(billing.join("trust/ca.pem"), &trust_text).unwrap();
+    wait_for(
+        "billing's trust file to hold the new root again",
+        Duration::from_secs(60),
+        || listed(&status(&spec, &lab_dir)).0.is_empty(),
+    );
+    ok(&online(&["activate"], &spec, &lab_dir), "activate");
+    let st = status(&spec, &lab_dir);
+    assert_eq!(
+        st["environments"][0]["root_rollover"]["record"]["state"],
+        "active"
+    );
+
+    // A host the operator's tooling missed: billing's trust file holds only the old root.
+    std::fs::write(billing.join("trust/ca.pem"), &old_root).unwrap();
     wait_for(
         "billing listed as holding only the old root",
         Duration::from_secs(60),

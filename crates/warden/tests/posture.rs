@@ -132,13 +132,7 @@ async fn posture_shows_every_status_from_live_state() {
         "agent --once: {}",
         text(&agent.stderr)
     );
-    let reported = op
-        .read("warden/data/delivered/billing")
-        .await
-        .expect("billing's delivery report")
-        .data
-        .expect("data")["data"]
-        .clone();
+    let reported = warden_testkit::delivery_report(&op, "billing").await;
     let cert = reported["outputs"]
         .as_array()
         .expect("outputs")

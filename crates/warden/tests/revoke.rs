@@ -122,13 +122,7 @@ async fn revoke_identity_kills_its_certificate_token_and_login_and_nothing_else(
         assert!(out.status.success(), "agent {name}: {}", text(&out.stderr));
     }
     let op = lab.client("test");
-    let report = op
-        .read("warden/data/delivered/billing")
-        .await
-        .expect("billing's delivery report")
-        .data
-        .expect("data")["data"]
-        .clone();
+    let report = warden_testkit::delivery_report(&op, "billing").await;
     let identity_serial = report["outputs"]
         .as_array()
         .expect("outputs")
@@ -322,13 +316,7 @@ async fn revoke_identity_kills_its_certificate_token_and_login_and_nothing_else(
         .expect("ledger's token still works after worker's revocation");
 
     // `revoke cert` on ledger's stored identity certificate: on the CRL, login refused.
-    let ledger_report = op
-        .read("warden/data/delivered/ledger")
-        .await
-        .expect("ledger's report")
-        .data
-        .expect("data")["data"]
-        .clone();
+    let ledger_report = warden_testkit::delivery_report(&op, "ledger").await;
     let ledger_serial = ledger_report["outputs"]
         .as_array()
         .expect("outputs")

@@ -632,10 +632,23 @@ fn validate_renewal(raw: &RawRenewal, r: &mut Reporter<'_>) -> RenewalConfig {
     if let Some(w) = &raw.issuer_window
         && let Some(d) = duration(r, "renewal.issuer_window", w)
     {
-        out.issuer_window = d;
+        // A re-issue spread longer than an intermediate's overlap could ever be is a typo
+        // (`8000y` for `8000s`), and would overflow the date arithmetic of the spread.
+        if d > MAX_ISSUER_WINDOW {
+            r.error(
+                w.span(),
+                "renewal.issuer_window",
+                "issuer_window must be at most 365d (it is the time agents spread re-issues over after an issuer change)",
+            );
+        } else {
+            out.issuer_window = d;
+        }
     }
     out
 }
+
+/// The longest `[renewal] issuer_window` accepted.
+const MAX_ISSUER_WINDOW: Duration = Duration::from_secs(365 * 86_400);
 
 pub(super) fn duration(r: &mut Reporter<'_>, key: &str, v: &S<String>) -> Option<Duration> {
     match warden_spec::parse_duration(v.get_ref()) {

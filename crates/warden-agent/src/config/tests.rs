@@ -323,6 +323,27 @@ fn defaults_apply_when_renewal_is_left_out() {
 }
 
 #[test]
+fn an_issuer_window_beyond_a_year_is_refused() {
+    let text = EXAMPLE.replace(
+        "poll     = \"5m\"",
+        "poll     = \"5m\"\nissuer_window = \"8000y\"",
+    );
+    let e = errors(&text);
+    assert!(
+        e.contains("renewal.issuer_window") && e.contains("at most 365d"),
+        "{e}"
+    );
+    let ok = EXAMPLE.replace(
+        "poll     = \"5m\"",
+        "poll     = \"5m\"\nissuer_window = \"30d\"",
+    );
+    assert_eq!(
+        parse(&ok).unwrap().renewal.issuer_window,
+        Duration::from_secs(30 * 86_400)
+    );
+}
+
+#[test]
 fn a_toml_syntax_error_points_at_its_position() {
     let e = errors("version = 1\n[identity\n");
     assert!(e.starts_with("/id/agent.toml:2:"), "{e}");

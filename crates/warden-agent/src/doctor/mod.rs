@@ -755,15 +755,16 @@ fn overall_str(o: Overall) -> &'static str {
 /// When the agent last wrote its delivery report (posture reads it), when the policy lets
 /// the identity read it back.
 async fn report_age(client: &Client, identity: &str) -> Option<String> {
-    let path = warden_spec::naming::delivery_report(identity).data_path();
+    // The entry's metadata says when either kind of report (metadata, ADR 0036, or data) was
+    // last written; a policy from before ADR 0036 may read only the data.
+    let entry = warden_spec::naming::delivery_report(identity);
+    let (path, pointer) = match client.read(&entry.metadata_path()).await {
+        Err(e) if e.is_permission_denied() => (entry.data_path(), "/metadata/created_time"),
+        _ => (entry.metadata_path(), "/updated_time"),
+    };
     match client.read(&path).await {
         Ok(secret) => {
-            let created = secret
-                .data
-                .as_ref()?
-                .pointer("/metadata/created_time")?
-                .as_str()?
-                .to_owned();
+            let created = secret.data.as_ref()?.pointer(pointer)?.as_str()?.to_owned();
             let at =
                 OffsetDateTime::parse(&created, &time::format_description::well_known::Rfc3339)
                     .ok()?;

@@ -81,14 +81,30 @@ impl CaChainOutput {
     /// intermediate, ADR 0029) or a root rollover's (ADR 0030): every one of them that verifies
     /// against a root of the trust file, default first, then — for a full chain — each root
     /// they verified against, once. A peer presenting a leaf
-    /// from either issuer then verifies. `None` outside an overlap (or when the issuer list
-    /// cannot be read), and the default issuer's chain is delivered as before.
+    /// from either issuer then verifies. `None` outside an overlap (or when the policy may not
+    /// list the issuers), and the default issuer's chain is delivered as before; any other
+    /// failure to read the issuers is an error (the last good file stays).
     async fn render_overlap(
         &self,
         ctx: &RenderContext<'_>,
     ) -> Result<Option<Rendered>, RenderError> {
-        let Ok(issuers) = ctx.client.pki_issuer_certificates(&self.pki_mount).await else {
-            return Ok(None);
+        let issuers = match ctx.client.pki_issuer_certificates(&self.pki_mount).await {
+            Ok(issuers) => issuers,
+            // A policy that may not list the issuers (or a server without the endpoint):
+            // the default issuer's chain, as before rotations existed.
+            Err(e) if e.is_permission_denied() || matches!(e.status(), Some(404 | 405)) => {
+                return Ok(None);
+            }
+            // Anything else (unreachable, sealed, a 5xx on one issuer's read) is a failed
+            // render, which keeps the last good file: falling back to the default's chain
+            // mid-overlap would drop the other intermediate and fail its leaves' handshakes.
+            Err(source) => {
+                return Err(RenderError::Bao {
+                    output: self.name.clone(),
+                    what: format!("list the issuers of {}", self.pki_mount),
+                    source: Box::new(source),
+                });
+            }
         };
         let ints = warden_pki::mount_intermediates(
             issuers
@@ -124,7 +140,7 @@ impl CaChainOutput {
                     issuing.get_or_insert(b.issuing);
                 }
                 Err(e) => {
-                    tracing::debug!(output = %self.name, issuer = %i.issuer_id, error = %e, "intermediate left out of the chain");
+                    tracing::warn!(output = %self.name, issuer = %i.issuer_id, error = %e, "intermediate left out of the chain: it does not verify against a root of the trust file (its leaves will not verify through this chain)");
                     first_err.get_or_insert(e);
                 }
             }

@@ -83,21 +83,30 @@ pub(crate) async fn write_payload(
         env: env.to_owned(),
         source,
     };
-    // The three large reads at once: the policies in force (one request, but the slowest:
-    // about 2 s of server time at 10,000 policies), the posture report, and every KV secret's
-    // versions in one request per mount, as posture reads them (ADR 0027, ADR 0034).
-    let (report, (policies, unreadable), scans) = tokio::try_join!(
+    // The large reads at once: the policies in force (one request, but the slowest: about
+    // 2 s of server time at 10,000 policies) beside every KV secret's versions in one request
+    // per mount (ADR 0027, ADR 0034) and then the posture report over those same scans — made
+    // once, so the verdicts and the histories describe one moment and the server scans once.
+    let ((report, scans), (policies, unreadable)) = tokio::try_join!(
         async {
-            posture::collect(i.client, i.spec, i.env, i.now)
-                .await
-                .map_err(posture_err)
+            let scans = std::sync::Arc::new(
+                posture::kv_metadata(i.client, i.spec, i.env, &creds)
+                    .await
+                    .map_err(posture_err)?,
+            );
+            let report = posture::collect_with(
+                i.client,
+                i.spec,
+                i.env,
+                i.now,
+                &creds,
+                std::sync::Arc::clone(&scans),
+            )
+            .await
+            .map_err(posture_err)?;
+            Ok((report, scans))
         },
         live_policies(i),
-        async {
-            posture::kv_metadata(i.client, i.spec, i.env, &creds)
-                .await
-                .map_err(posture_err)
-        },
     )?;
     let grants: BTreeMap<String, Vec<Grant>> = policies
         .iter()

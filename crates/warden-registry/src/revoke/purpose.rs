@@ -21,7 +21,6 @@ use super::{
     CertRef, RevocationRecord, RevokeError, bao, install_crl, normalise_serial, now_rfc,
     revoke_serials, stored, write_record,
 };
-use crate::posture::DeliveryReport;
 
 /// Whether purpose `id` is revoked in the registry entry agents read — by `warden revoke
 /// purpose` before the spec says so, or by an applied `revoked = true`. An entry that does not
@@ -113,21 +112,17 @@ pub async fn plan_purpose(
     };
     // What agents delivered: every identity of this environment's report, the outputs whose
     // credential the purpose covers (a CA chain output reports its issuer: never revoked).
-    for identity in spec
-        .identities
-        .iter()
-        .filter(|i| i.environments.contains(&env.name))
-    {
-        let path = naming::delivery_report(identity.name.as_str()).data_path();
-        let report = match client.read(&path).await {
-            Ok(s) => s
-                .data
-                .and_then(|d| d.get("data").cloned())
-                .and_then(|d| serde_json::from_value::<DeliveryReport>(d).ok()),
-            Err(e) if e.is_not_found() => None,
-            Err(e) => return Err(bao(format!("read {path}"))(e)),
-        };
-        for o in report.iter().flat_map(|r| r.outputs.iter()) {
+    // Every report in one scan (ADR 0036), not one read per identity.
+    let env_creds: Vec<_> = spec
+        .credentials()
+        .into_iter()
+        .filter(|c| c.environments.contains(&env.name))
+        .collect();
+    let reports = crate::posture::delivery_reports(client, env, &env_creds)
+        .await
+        .map_err(|crate::posture::Error::Bao { what, source, .. }| bao(what)(source))?;
+    for report in reports.values() {
+        for o in &report.outputs {
             let (Some(serial), true) = (o.serial.as_deref(), purpose.covers(&o.credential)) else {
                 continue;
             };
@@ -214,6 +209,11 @@ async fn mark_revoked(
         match client.write(path, &body, Idempotent::No).await {
             Ok(_) => return Ok(()),
             Err(e) if attempt < MARK_ATTEMPTS && is_cas_mismatch(&e) => continue,
+            Err(e) if is_cas_mismatch(&e) => {
+                return Err(bao(format!(
+                    "mark {path} revoked (it kept changing under {MARK_ATTEMPTS} attempts; the certificates are already revoked — run `warden revoke purpose` again to record it)"
+                ))(e));
+            }
             Err(e) => return Err(bao(format!("mark {path} revoked"))(e)),
         }
     }

@@ -22,11 +22,13 @@
 
 pub mod operator;
 pub mod policy;
+mod report;
 pub mod serve;
 mod template;
 
 use std::fmt;
 
+pub use report::{REPORT_CHUNK_BYTES, REPORT_MAX_CHUNKS, report_from_metadata, report_to_metadata};
 pub(crate) use template::unclean_segment;
 pub use template::{Naming, Template};
 
@@ -435,7 +437,8 @@ pub fn registry_entry(purpose: &str) -> KvEntry {
 }
 
 /// Where `identity`'s agent reports what it delivered: `warden/…/delivered/<identity>`, the
-/// only path under [`META_MOUNT`] its policy may write.
+/// only path under [`META_MOUNT`] its policy may write — as the entry's custom metadata
+/// ([`report_to_metadata`], ADR 0036), or as its data when the report does not fit there.
 pub fn delivery_report(identity: &str) -> KvEntry {
     KvEntry::new(META_MOUNT, format!("{DELIVERED_PREFIX}/{identity}"))
 }

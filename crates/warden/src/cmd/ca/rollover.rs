@@ -141,6 +141,11 @@ struct ActivateArgs {
     /// rewritten, nodes restarted).
     #[arg(long)]
     listeners_updated: bool,
+    /// Activate although some agents' trust files are not known to hold the new root (they
+    /// cannot verify certificates from the re-signed intermediate); the reason and those
+    /// agents are recorded.
+    #[arg(long, value_name = "REASON")]
+    force: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -495,15 +500,32 @@ async fn activate(a: ActivateArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let record = rr::read_record(&client, &env).await.map_err(explain)?;
     if record.as_ref().map(|r| r.state) != Some(rr::RolloverState::Imported) {
         // The library refuses with the state; no need to wait first.
-        let e = rr::activate(&client, &env, OffsetDateTime::now_utc())
-            .await
-            .err();
+        let e = rr::activate(
+            &client,
+            &resolved.spec,
+            &env,
+            a.force.as_deref(),
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        .err();
         return Err(e.map_or_else(
             || anyhow::anyhow!("the root rollover is not imported"),
             explain,
         ));
     }
     if let Some(record) = &record {
+        // Refused before anything changes (and before the wait) while agents are behind.
+        let behind = rr::trust_gate(&client, &resolved.spec, &env, record, a.force.as_deref())
+            .await
+            .map_err(explain)?;
+        if !behind.is_empty() {
+            out.warn(format!(
+                "going ahead with {} agent(s) whose trust file is not known to hold the new root (--force): {}",
+                behind.len(),
+                behind.join(", ")
+            ));
+        }
         // Again, in case `import` stopped after its own import (all of it is idempotent).
         trust_both(&resolved, &env, &client, record, out).await?;
     }
@@ -524,9 +546,15 @@ async fn activate(a: ActivateArgs, out: &Output) -> anyhow::Result<ExitCode> {
     ));
     tokio::time::sleep(settle).await;
     let client = resolved.client(&env)?;
-    let record = rr::activate(&client, &env, OffsetDateTime::now_utc())
-        .await
-        .map_err(explain)?;
+    let record = rr::activate(
+        &client,
+        &resolved.spec,
+        &env,
+        a.force.as_deref(),
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .map_err(explain)?;
     out.emit(&record, || {
         format!(
             "{}: the re-signed intermediate is the default issuer; both roots are trusted.\nNext: `warden ca rollover-root promote --dir DIR` on the offline host, and once `warden ca status --env {}` lists no trust file behind:\n  warden ca rollover-root finish --env {}\n",
@@ -591,6 +619,12 @@ pub(crate) fn render_status(r: &RolloverStatus) -> String {
         s += &format!("; unknown (older agents): {}", t.unknown.join(", "));
     }
     s += "\n";
+    if !t.connection_old_root_only.is_empty() {
+        s += &format!(
+            "  connections trusting only the old root (restart these agents before the listener's certificate moves to the new root): {}\n",
+            t.connection_old_root_only.join(", ")
+        );
+    }
     if !rec.behind.is_empty() {
         s += &format!(
             "  finished with trust files behind: {} ({})\n",

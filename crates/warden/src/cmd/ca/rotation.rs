@@ -136,7 +136,7 @@ pub(super) fn explain(e: CaError) -> anyhow::Error {
             "make the CSR with `warden ca rollover-root csr`, sign it offline with `warden ca rollover-root resign --out FILE` (it writes the intermediate, the new root and the cross certificate) and pass that file; nothing was imported"
         }
         CaError::TrustFilesBehind { .. } => {
-            "ship the two-root trust bundle (`ca rollover-root begin --trust-out`) to those hosts' trust files and wait for their next report (`warden ca status` lists who is behind), or `--force \"REASON\"` — those agents then stop verifying the chain"
+            "ship the two-root trust bundle (`ca rollover-root begin --trust-out`) to those hosts' trust files and wait for their next report (`warden ca status` lists who is behind), or run the step with `--force \"REASON\"` — those agents then cannot verify certificates that chain to the new root; nothing was changed"
         }
         _ => "check the connection and the operator's login, then run the step again",
     };

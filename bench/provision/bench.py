@@ -59,15 +59,19 @@ def render_policy(name):
         # A spec with purposes lets each identity report its deliveries (ADR 0006).
         (f"warden/data/delivered/{name}", ["create", "update", "read"]),
         # ... as its entry's custom metadata, read for every identity in one scan (ADR 0036).
-        (f"warden/metadata/delivered/{name}", ["create", "update", "read"]),
+        (f"warden/metadata/delivered/{name}", ["create", "update", "read"], ["custom_metadata"]),
         # ... and read the registry entry of its certificate's purpose before every issuance
         # (agents fail closed under a revoked purpose, ADR 0015).
         ("warden/data/registry/certificate", ["read"]),
     ]
     s = f"# managed-by: warden\n# identity: {name} (app)\n"
-    for path, caps in grants:
+    for path, caps, *only in grants:
         caps_s = ", ".join(f'"{c}"' for c in caps)
-        s += f'\npath "{path}" {{\n  capabilities = [{caps_s}]\n}}\n'
+        params = ""
+        if only:
+            each = ", ".join(f'"{p}" = []' for p in only[0])
+            params = f"  allowed_parameters = {{ {each} }}\n"
+        s += f'\npath "{path}" {{\n  capabilities = [{caps_s}]\n{params}}}\n'
     return s
 
 

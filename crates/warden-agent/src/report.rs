@@ -189,16 +189,18 @@ fn report_path(shared: &Shared) -> String {
 }
 
 /// Writes the report as the custom metadata of the identity's entry (ADR 0036: posture reads
-/// every identity's in one scan), or as its data when it does not fit there or the policy does
-/// not grant the metadata path (a spec applied before ADR 0036); `via_data` remembers such a
-/// refusal so later writes go straight to the data path.
+/// every identity's in one scan), or as its data when it does not fit there or the metadata
+/// write is refused (a policy applied before ADR 0036: 403; a mount or entry that requires
+/// check-and-set on metadata: 400). `via_data` holds the login generation of such a refusal:
+/// later writes go straight to the data path until the agent logs in again (a new token may
+/// carry the grant).
 async fn write(
     shared: &Shared,
     path: &str,
     items: &[Item],
     trust_roots: Option<&[String]>,
     now: OffsetDateTime,
-    via_data: &mut bool,
+    via_data: &mut Option<u64>,
 ) -> Result<(), warden_bao::Error> {
     let mut data = serde_json::json!({
         "reported_at": rfc(Some(now)),
@@ -215,7 +217,10 @@ async fn write(
     if let Some(roots) = shared.trust.connection_root_digests() {
         data["tls_roots"] = serde_json::json!(roots);
     }
-    if !*via_data
+    if via_data.is_some_and(|g| g != shared.token_generation()) {
+        *via_data = None;
+    }
+    if via_data.is_none()
         && let Some(chunks) = serde_json::to_string(&data)
             .ok()
             .as_deref()
@@ -234,9 +239,9 @@ async fn write(
             .await
         {
             Ok(_) => return Ok(()),
-            Err(e) if e.is_permission_denied() => {
-                tracing::info!(path = %metadata_path, "this identity may not write its delivery report as metadata (a spec applied before ADR 0036); writing it as data");
-                *via_data = true;
+            Err(e) if e.is_permission_denied() || e.status() == Some(400) => {
+                tracing::warn!(path = %metadata_path, error = %e, "the delivery report cannot be written as metadata (a policy applied before ADR 0036, or check-and-set required on metadata); writing it as data");
+                *via_data = Some(shared.token_generation());
             }
             Err(e) => return Err(e),
         }
@@ -269,7 +274,7 @@ pub(crate) async fn write_once(shared: &Shared, states: &StateDir, signing: &Sig
         &current,
         roots.as_deref(),
         now,
-        &mut false,
+        &mut None,
     )
     .await
     {
@@ -283,7 +288,7 @@ pub(crate) async fn run(shared: Arc<Shared>, states: StateDir, signing: SigningR
     let mut sent: Option<(Vec<Item>, Option<Vec<String>>)> = None;
     let mut wait = LOOK_EVERY;
     let mut failures: u32 = 0;
-    let mut via_data = false;
+    let mut via_data: Option<u64> = None;
     let mut shutdown = shared.shutdown_signal();
     loop {
         tokio::select! {
@@ -337,7 +342,12 @@ pub(crate) async fn run(shared: Arc<Shared>, states: StateDir, signing: SigningR
             Err(e) => {
                 failures = failures.saturating_add(1);
                 let backoff = LOOK_EVERY.saturating_mul(1 << failures.min(6));
-                tracing::debug!(error = %e, retry_in_s = backoff.as_secs(), "delivery report not written");
+                // Posture keeps showing the last report it has: say so once it lasts.
+                if failures == 3 {
+                    tracing::warn!(error = %e, retry_in_s = backoff.as_secs(), "the delivery report could not be written three times in a row; posture shows the last one written until it is");
+                } else {
+                    tracing::debug!(error = %e, retry_in_s = backoff.as_secs(), "delivery report not written");
+                }
                 wait = backoff;
             }
         }

@@ -246,6 +246,7 @@ pub(crate) fn registry(spec: &Spec, env: &Environment, out: &mut Vec<Desired>) {
              path \"{m}/data/{PAGES_PREFIX}/{REGISTRY_PREFIX}/*\" {{\n  capabilities = [\"read\"]\n}}\n\n\
              path \"{m}/data/{DELIVERED_PREFIX}/*\" {{\n  capabilities = [\"read\"]\n}}\n\n\
              path \"{m}/metadata/{DELIVERED_PREFIX}/*\" {{\n  capabilities = [\"read\", \"list\"]\n}}\n\n\
+             path \"{m}/detailed-metadata/{DELIVERED_PREFIX}/\" {{\n  capabilities = [\"list\", \"scan\"]\n}}\n\n\
              path \"{m}/data/{REVEAL_PREFIX}/*\" {{\n  capabilities = [\"read\"]\n}}\n\n\
              path \"{m}/metadata/{REVEAL_PREFIX}/*\" {{\n  capabilities = [\"read\", \"list\"]\n}}\n"
         );

@@ -369,6 +369,7 @@ reason = "b rotates its own transit key and needs sudo for it"
         Grant {
             path: path.to_owned(),
             capabilities: caps.iter().map(|c| (*c).to_owned()).collect(),
+            allowed_parameters: Vec::new(),
         }
     }
 

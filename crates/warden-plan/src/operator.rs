@@ -213,6 +213,7 @@ secrets = ["config"]
         Grant {
             path: path.to_owned(),
             capabilities: caps.iter().map(|c| (*c).to_owned()).collect(),
+            allowed_parameters: Vec::new(),
         }
     }
 

@@ -154,10 +154,16 @@ pub fn grants(spec: &Spec, env: &Environment, identity: &Identity) -> Vec<Grant>
         ));
         // As its entry's custom metadata, which posture reads for every identity in one scan
         // (ADR 0036); the data path above stays for a report too big for the metadata.
-        out.push(grant(
-            naming::delivery_report(me.as_str()).metadata_path(),
-            &["create", "update", "read"],
-        ));
+        // Only `custom_metadata`: the same path would otherwise let the agent set its entry's
+        // `max_versions` (OpenBao keeps the larger of the entry's and the mount's) and fill the
+        // storage with versions of its data report.
+        out.push(
+            grant(
+                naming::delivery_report(me.as_str()).metadata_path(),
+                &["create", "update", "read"],
+            )
+            .only_parameters(&["custom_metadata"]),
+        );
         // The agent reads the registry entry of the purpose governing its certificate before
         // every issuance (fail closed: revoked, or outside interval + grace, refuses).
         if identity.certificate.is_some()

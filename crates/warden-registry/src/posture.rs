@@ -416,20 +416,12 @@ pub(crate) async fn delivery_reports(
     };
     let kv = client.kv2(naming::META_MOUNT);
     let folder = format!("{}/", naming::DELIVERED_PREFIX);
-    let mut out = BTreeMap::new();
-    let mut data_reads: Vec<&str> = Vec::new();
+    let mut found: Vec<(&str, ReportAt)> = Vec::new();
     match kv.scan_metadata(&folder).await {
         Ok(scanned) => {
             for identity in wanted {
-                let Some(md) = scanned.get(&format!("{folder}{identity}")) else {
-                    continue;
-                };
-                match report_at(md) {
-                    ReportAt::Metadata(r) => {
-                        out.insert(identity.to_owned(), r);
-                    }
-                    ReportAt::Data => data_reads.push(identity),
-                    ReportAt::Nowhere => {}
+                if let Some(md) = scanned.get(&format!("{folder}{identity}")) {
+                    found.push((identity, report_at(md)));
                 }
             }
         }
@@ -443,7 +435,10 @@ pub(crate) async fn delivery_reports(
             ))(source));
         }
         Err(e) => {
-            tracing::debug!("cannot scan the delivery reports ({e}); reading each");
+            tracing::warn!(
+                "cannot scan the delivery reports ({e}); reading each entry (one request per identity: grant `scan` on {}/detailed-metadata/{folder}, ADR 0036)",
+                naming::META_MOUNT
+            );
             let list = naming::delivery_reports().metadata_path();
             match client.list(&list).await {
                 Ok(keys) => {
@@ -458,60 +453,26 @@ pub(crate) async fn delivery_reports(
                 Err(e) if e.is_permission_denied() => {}
                 Err(source) => return Err(bao(format!("list {list}"))(source)),
             }
-            let kv = &kv;
-            let found = warden_bao::bounded::run(wanted, READ_CONCURRENCY, |identity| async move {
-                let path = format!("{}/{identity}", naming::DELIVERED_PREFIX);
-                match kv.metadata(&path).await {
-                    Ok(md) => Ok((identity, report_at(&md))),
-                    Err(e) if e.is_permission_denied() => Ok((identity, ReportAt::Data)),
-                    Err(warden_bao::KvError::Api { source, .. })
-                        if !source.is_not_found()
-                            && !matches!(source.status(), Some(400 | 405)) =>
-                    {
-                        Err(Error::Bao {
-                            env: env.name.to_string(),
-                            what: format!(
-                                "read {}",
-                                naming::delivery_report(identity).metadata_path()
-                            ),
-                            source,
-                        })
-                    }
-                    Err(_) => Ok((identity, ReportAt::Nowhere)),
-                }
+            let read = warden_bao::bounded::run(wanted, READ_CONCURRENCY, |identity| async move {
+                Ok::<_, Error>((identity, locate(client, env, identity).await?))
             })
             .await;
-            for r in found {
-                match r? {
-                    (identity, ReportAt::Metadata(r)) => {
-                        out.insert(identity.to_owned(), r);
-                    }
-                    (identity, ReportAt::Data) => data_reads.push(identity),
-                    (_, ReportAt::Nowhere) => {}
-                }
+            for r in read {
+                found.push(r?);
             }
         }
     }
-    let read = warden_bao::bounded::run(data_reads, READ_CONCURRENCY, |identity| async move {
-        let path = naming::delivery_report(identity).data_path();
-        let report = match client.read(&path).await {
-            Ok(s) => s
-                .data
-                .and_then(|mut d| d.get_mut("data").map(Value::take))
-                .and_then(|d| serde_json::from_value::<DeliveryReport>(d).ok()),
-            Err(e) if e.is_not_found() || matches!(e.status(), Some(400 | 405)) => None,
-            Err(source) => {
-                return Err(Error::Bao {
-                    env: env.name.to_string(),
-                    what: path,
-                    source,
-                });
-            }
-        };
-        Ok(report.map(|r| (identity.to_owned(), r)))
+    // Only the reports whose latest copy is in the data (or may be) cost a read more.
+    let settled = warden_bao::bounded::run(found, READ_CONCURRENCY, |(identity, at)| async move {
+        Ok::<_, Error>(
+            settle(client, env, identity, at)
+                .await?
+                .map(|r| (identity.to_owned(), r)),
+        )
     })
     .await;
-    for r in read {
+    let mut out = BTreeMap::new();
+    for r in settled {
         if let Some((identity, report)) = r? {
             out.insert(identity, report);
         }
@@ -526,41 +487,88 @@ pub(crate) async fn delivery_report_of(
     env: &Environment,
     identity: &str,
 ) -> Result<Option<DeliveryReport>, Error> {
+    let at = locate(client, env, identity).await?;
+    settle(client, env, identity, at).await
+}
+
+/// Where `identity`'s latest report is, from one read of its entry's metadata.
+async fn locate(client: &Client, env: &Environment, identity: &str) -> Result<ReportAt, Error> {
     let entry = naming::delivery_report(identity);
-    let at = match client.kv2(naming::META_MOUNT).metadata(&entry.path).await {
-        Ok(md) => report_at(&md),
+    match client.kv2(naming::META_MOUNT).metadata(&entry.path).await {
+        Ok(md) => Ok(report_at(&md)),
         // A reader that may read the data only (a policy written before ADR 0036).
-        Err(e) if e.is_permission_denied() => ReportAt::Data,
+        Err(e) if e.is_permission_denied() => Ok(ReportAt::Data),
         Err(warden_bao::KvError::Api { source, .. })
             if !source.is_not_found() && !matches!(source.status(), Some(400 | 405)) =>
         {
-            return Err(Error::Bao {
+            Err(Error::Bao {
                 env: env.name.to_string(),
                 what: format!("read {}", entry.metadata_path()),
                 source,
-            });
+            })
         }
-        Err(_) => ReportAt::Nowhere,
-    };
-    match at {
-        ReportAt::Metadata(r) => Ok(Some(r)),
-        ReportAt::Nowhere => Ok(None),
-        ReportAt::Data => {
-            let path = entry.data_path();
-            match client.read(&path).await {
-                Ok(s) => Ok(s
-                    .data
-                    .and_then(|mut d| d.get_mut("data").map(Value::take))
-                    .and_then(|d| serde_json::from_value::<DeliveryReport>(d).ok())),
-                Err(e) if e.is_not_found() || matches!(e.status(), Some(400 | 405)) => Ok(None),
-                Err(source) => Err(Error::Bao {
-                    env: env.name.to_string(),
-                    what: path,
-                    source,
-                }),
-            }
-        }
+        Err(_) => Ok(ReportAt::Nowhere),
     }
+}
+
+/// The report `at` says is the latest, reading the data when that is (or may be) where it is;
+/// only the outputs `identity` may speak for ([`own_outputs`]).
+async fn settle(
+    client: &Client,
+    env: &Environment,
+    identity: &str,
+    at: ReportAt,
+) -> Result<Option<DeliveryReport>, Error> {
+    let report = match at {
+        ReportAt::Metadata(r) => Some(r),
+        ReportAt::Nowhere => None,
+        ReportAt::Data => read_data_report(client, env, identity).await?,
+        ReportAt::Either(r) => Some(later(r, read_data_report(client, env, identity).await?)),
+    };
+    Ok(report.map(|r| own_outputs(identity, r)))
+}
+
+/// The report in `identity`'s entry's data (agents before ADR 0036, or too big for metadata).
+async fn read_data_report(
+    client: &Client,
+    env: &Environment,
+    identity: &str,
+) -> Result<Option<DeliveryReport>, Error> {
+    let path = naming::delivery_report(identity).data_path();
+    match client.read(&path).await {
+        Ok(s) => Ok(s
+            .data
+            .and_then(|mut d| d.get_mut("data").map(Value::take))
+            .and_then(|d| serde_json::from_value::<DeliveryReport>(d).ok())),
+        Err(e) if e.is_not_found() || matches!(e.status(), Some(400 | 405)) => Ok(None),
+        Err(source) => Err(Error::Bao {
+            env: env.name.to_string(),
+            what: path,
+            source,
+        }),
+    }
+}
+
+/// The most outputs one report is read with: an agent delivers a handful; a report claiming
+/// thousands is junk (or hostile) and is cut rather than carried through every judgement.
+const MAX_REPORTED_OUTPUTS: usize = 256;
+
+/// `report` as written by `identity`'s own agent may speak for: its own certificates, identity
+/// certificate and database credentials. An agent writes its own report, so an output naming
+/// another identity's certificate (to inflate a rotation's count of live leaves, or to have
+/// `revoke identity` revoke a victim's serial) is dropped. Signing keys may be another
+/// identity's (a verifier delivers its issuer's public keys) and are kept.
+fn own_outputs(identity: &str, mut report: DeliveryReport) -> DeliveryReport {
+    let own = format!("{identity}/");
+    report.outputs.retain(|o| {
+        let c = o.credential.as_str();
+        let issued_to_someone = c.ends_with("/certificate")
+            || c.ends_with("/identity-cert")
+            || c.contains("/database/");
+        !issued_to_someone || c.starts_with(&own)
+    });
+    report.outputs.truncate(MAX_REPORTED_OUTPUTS);
+    report
 }
 
 /// Where an identity's latest delivery report is, by its entry's metadata (ADR 0036).
@@ -569,8 +577,22 @@ enum ReportAt {
     Metadata(DeliveryReport),
     /// In the data: read it.
     Data,
+    /// In both, and the server cannot say which was written last (Vault, OpenBao before 2.4:
+    /// a metadata write leaves `updated_time` alone; such a server reports no
+    /// `current_metadata_version`): read the data and keep the later `reported_at`.
+    Either(DeliveryReport),
     /// Nowhere.
     Nowhere,
+}
+
+/// The later of two reports of one identity by `reported_at` (the metadata's when either
+/// does not parse as RFC 3339).
+fn later(metadata: DeliveryReport, data: Option<DeliveryReport>) -> DeliveryReport {
+    let at = |r: &DeliveryReport| OffsetDateTime::parse(&r.reported_at, &Rfc3339).ok();
+    match data {
+        Some(d) if at(&d).is_some_and(|t| at(&metadata).is_some_and(|m| t > m)) => d,
+        _ => metadata,
+    }
 }
 
 /// The report in the metadata is the latest unless the data was written after it: a data
@@ -582,9 +604,13 @@ fn report_at(md: &KvMetadata) -> ReportAt {
             .versions
             .get(&md.current_version)
             .is_some_and(|v| v.created_time == md.updated_time);
-    match naming::report_from_metadata(&md.custom_metadata) {
-        Some(text) if !data_written_last => serde_json::from_str::<DeliveryReport>(&text)
-            .map_or(ReportAt::Nowhere, ReportAt::Metadata),
+    let in_metadata = naming::report_from_metadata(&md.custom_metadata)
+        .and_then(|text| serde_json::from_str::<DeliveryReport>(&text).ok());
+    match in_metadata {
+        Some(r) if md.current_version > 0 && md.current_metadata_version.is_none() => {
+            ReportAt::Either(r)
+        }
+        Some(r) if !data_written_last => ReportAt::Metadata(r),
         _ if md.current_version > 0 => ReportAt::Data,
         _ => ReportAt::Nowhere,
     }
@@ -1155,6 +1181,7 @@ mod tests {
             };
             serde_json::from_value::<KvMetadata>(serde_json::json!({
                 "current_version": version,
+                "current_metadata_version": 1,
                 "updated_time": updated,
                 "custom_metadata": custom,
                 "versions": versions,
@@ -1187,5 +1214,73 @@ mod tests {
             report_at(&md(&junk, 0, "", t1)),
             ReportAt::Nowhere
         ));
+        // A server whose metadata writes leave `updated_time` alone (no
+        // `current_metadata_version`: Vault, OpenBao before 2.4) cannot say; both are read and
+        // the later `reported_at` wins.
+        let mut old_server = md(&chunks, 3, t1, t1);
+        old_server.current_metadata_version = None;
+        let ReportAt::Either(meta) = report_at(&old_server) else {
+            panic!("both must be read");
+        };
+        let mut newer = meta.clone();
+        newer.reported_at = "2026-02-01T00:00:00Z".to_owned();
+        assert_eq!(
+            later(meta.clone(), Some(newer)).reported_at,
+            "2026-02-01T00:00:00Z"
+        );
+        let mut older = meta.clone();
+        older.reported_at = "2025-12-01T00:00:00Z".to_owned();
+        assert_eq!(
+            later(meta.clone(), Some(older)).reported_at,
+            meta.reported_at
+        );
+        assert_eq!(later(meta.clone(), None).reported_at, meta.reported_at);
+    }
+
+    /// An agent writes its own report: it may not speak for another identity's certificates
+    /// (a rotation's live-leaf count, `revoke identity`'s serials), and a report claiming
+    /// thousands of outputs is cut.
+    #[test]
+    fn a_report_speaks_only_for_its_own_identity() {
+        let out = |credential: &str| DeliveredOutput {
+            credential: credential.to_owned(),
+            ..DeliveredOutput::default()
+        };
+        let report = DeliveryReport {
+            outputs: vec![
+                out("billing/certificate"),
+                out("billing/identity-cert"),
+                out("billing/database/main"),
+                out("victim/certificate"),
+                out("victim/identity-cert"),
+                out("victim/database/main"),
+                out("billing-2/certificate"),
+                // A verifier delivers its issuer's public keys: another identity's signing key.
+                out("issuer/signing/jwt"),
+            ],
+            ..DeliveryReport::default()
+        };
+        let kept: Vec<String> = own_outputs("billing", report)
+            .outputs
+            .into_iter()
+            .map(|o| o.credential)
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                "billing/certificate",
+                "billing/identity-cert",
+                "billing/database/main",
+                "issuer/signing/jwt"
+            ]
+        );
+        let many = DeliveryReport {
+            outputs: (0..10_000).map(|_| out("billing/certificate")).collect(),
+            ..DeliveryReport::default()
+        };
+        assert_eq!(
+            own_outputs("billing", many).outputs.len(),
+            MAX_REPORTED_OUTPUTS
+        );
     }
 }

@@ -15,7 +15,7 @@
 //! `sudo` only where OpenBao demands it for a Warden mount, and none of [`ROOT_ONLY_PATHS`].
 
 use super::policy::{self, Grant, grant};
-use super::{META_MOUNT, Naming, REGISTRY_READER_POLICY, Template};
+use super::{DELIVERED_PREFIX, META_MOUNT, Naming, REGISTRY_READER_POLICY, Template};
 use crate::model::Mounts;
 
 /// The policy every operator's token carries.
@@ -190,6 +190,11 @@ pub fn grants(mounts: &Mounts, naming: &Naming) -> Vec<Grant> {
     // 0027) instead of one metadata read per secret. Metadata only, never a value.
     out.push(grant(
         format!("{}/detailed-metadata/*", m.kv),
+        &["list", "scan"],
+    ));
+    // ... and every agent's delivery report in one request (ADR 0036).
+    out.push(grant(
+        format!("{META_MOUNT}/detailed-metadata/{DELIVERED_PREFIX}/"),
         &["list", "scan"],
     ));
     // Transit keys are never deleted: that destroys every ciphertext under them.

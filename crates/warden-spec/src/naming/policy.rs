@@ -12,6 +12,10 @@ pub struct Grant {
     pub path: String,
     /// Its capabilities.
     pub capabilities: Vec<String>,
+    /// When not empty, the only request parameters the grant allows (OpenBao's
+    /// `allowed_parameters`, any value): e.g. an agent may set its report entry's
+    /// `custom_metadata` but not its `max_versions` (ADR 0036).
+    pub allowed_parameters: Vec<String>,
 }
 
 /// A grant of `caps` on `path`.
@@ -19,6 +23,15 @@ pub fn grant(path: String, caps: &[&str]) -> Grant {
     Grant {
         path,
         capabilities: caps.iter().map(|c| (*c).to_owned()).collect(),
+        allowed_parameters: Vec::new(),
+    }
+}
+
+impl Grant {
+    /// The same grant, allowing only the request parameters `params`.
+    pub fn only_parameters(mut self, params: &[&str]) -> Self {
+        self.allowed_parameters = params.iter().map(|p| (*p).to_owned()).collect();
+        self
     }
 }
 
@@ -34,8 +47,20 @@ pub fn render(comment: &str, grants: &[Grant]) -> String {
             .map(|c| format!("\"{c}\""))
             .collect::<Vec<_>>()
             .join(", ");
+        // One line, after the capabilities: `parse` reads a block up to its first `}`.
+        let params = if g.allowed_parameters.is_empty() {
+            String::new()
+        } else {
+            let each = g
+                .allowed_parameters
+                .iter()
+                .map(|p| format!("\"{p}\" = []"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("  allowed_parameters = {{ {each} }}\n")
+        };
         s.push_str(&format!(
-            "\npath \"{}\" {{\n  capabilities = [{caps}]\n}}\n",
+            "\npath \"{}\" {{\n  capabilities = [{caps}]\n{params}}}\n",
             g.path
         ));
     }
@@ -92,9 +117,12 @@ pub fn parse(hcl: &str) -> Result<Vec<Grant>, String> {
             }
             None => Vec::new(),
         };
+        // A parameter restriction only narrows a grant: the path and its capabilities are
+        // what the linter and evidence judge.
         out.push(Grant {
             path,
             capabilities: caps,
+            allowed_parameters: Vec::new(),
         });
         rest = &body[block_end + 1..];
     }
@@ -122,5 +150,22 @@ path "sys/*" { capabilities = ["sudo", "read"] }
         assert_eq!(g.len(), 2);
         assert_eq!(g[0].path, "kvv2/data/a/config");
         assert_eq!(g[1].capabilities, ["sudo", "read"]);
+        // A grant limited to some parameters renders on one line and reads back.
+        let text = render(
+            "t",
+            &[
+                grant("warden/metadata/delivered/a".into(), &["update"])
+                    .only_parameters(&["custom_metadata"]),
+                grant("b".into(), &["read"]),
+            ],
+        );
+        assert!(
+            text.contains("  allowed_parameters = { \"custom_metadata\" = [] }\n}"),
+            "{text}"
+        );
+        let g = parse(&text).unwrap();
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[0].capabilities, ["update"]);
+        assert_eq!(g[1].path, "b");
     }
 }

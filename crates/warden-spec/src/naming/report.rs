@@ -4,9 +4,11 @@
 //! entry, `warden/metadata/delivered/<identity>`, so that one `SCAN` of the folder's
 //! `detailed-metadata` answers every identity's report at once instead of one read per
 //! identity. OpenBao (like Vault) limits custom metadata to 64 keys of at most 128 bytes with
-//! values of 1 to 512 bytes, so the JSON text is cut into consecutive slices `r00`, `r01`, …
-//! (on character boundaries). A report that does not fit (more than 32 KiB) is written as the
-//! entry's data instead, as before ADR 0036.
+//! values of 1 to 512 bytes, each printable (a value with a non-breaking space or a DEL is
+//! refused with a 400), so the compact JSON text is first made printable ASCII — every other
+//! character written as a `\uXXXX` escape, which only ever occurs inside JSON strings — then
+//! cut into consecutive slices `r00`, `r01`, …. A report that does not fit (more than 32 KiB)
+//! is written as the entry's data instead, as before ADR 0036.
 
 use std::collections::BTreeMap;
 
@@ -19,27 +21,44 @@ fn key(i: usize) -> String {
     format!("r{i:02}")
 }
 
-/// `json` cut into custom-metadata entries `r00`…; `None` when it is empty or needs more than
+/// `json` (compact: no whitespace outside strings) as printable ASCII, cut into
+/// custom-metadata entries `r00`…; `None` when it is empty or needs more than
 /// [`REPORT_MAX_CHUNKS`] slices (write it as data).
 pub fn report_to_metadata(json: &str) -> Option<BTreeMap<String, String>> {
     if json.is_empty() {
         return None;
     }
+    let ascii = printable_ascii(json);
     let mut out = BTreeMap::new();
-    let mut rest = json;
+    let mut rest = ascii.as_str();
     while !rest.is_empty() {
         if out.len() == REPORT_MAX_CHUNKS {
             return None;
         }
-        let mut cut = rest.len().min(REPORT_CHUNK_BYTES);
-        while !rest.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        let (head, tail) = rest.split_at(cut);
+        // ASCII: every byte is a character boundary.
+        let (head, tail) = rest.split_at(rest.len().min(REPORT_CHUNK_BYTES));
         out.insert(key(out.len()), head.to_owned());
         rest = tail;
     }
     Some(out)
+}
+
+/// Every character outside printable ASCII (space to `~`) as JSON `\uXXXX` escapes (UTF-16,
+/// surrogate pairs beyond the basic plane): the same JSON value, in characters OpenBao accepts
+/// in custom metadata.
+fn printable_ascii(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if (' '..='~').contains(&c) {
+            out.push(c);
+        } else {
+            let mut units = [0_u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{u:04x}"));
+            }
+        }
+    }
+    out
 }
 
 /// The JSON text of a report written by [`report_to_metadata`]: the slices `r00`, `r01`, … in
@@ -62,20 +81,36 @@ mod tests {
 
     #[test]
     fn a_report_round_trips_in_slices_within_the_limits() {
-        // Multi-byte characters across the 512-byte boundaries are never split.
-        let json = format!("{{\"error\":\"{}\"}}", "é→".repeat(700));
+        // Characters OpenBao refuses in custom metadata (a non-breaking space, DEL, a narrow
+        // no-break space, beyond the basic plane) travel as escapes: the same JSON value.
+        let json = format!(
+            "{{\"error\":\"{}{}\"}}",
+            "é→".repeat(300),
+            "\u{a0}\u{7f}\u{202f}\u{1f600}"
+        );
         let m = report_to_metadata(&json).expect("it fits");
         assert!(m.len() > 1);
-        assert!(
-            m.iter()
-                .all(|(k, v)| k.len() <= 128 && !v.is_empty() && v.len() <= REPORT_CHUNK_BYTES)
-        );
-        assert_eq!(report_from_metadata(&m).as_deref(), Some(json.as_str()));
+        assert!(m.iter().all(|(k, v)| k.len() <= 128
+            && !v.is_empty()
+            && v.len() <= REPORT_CHUNK_BYTES
+            && v.chars().all(|c| (' '..='~').contains(&c))));
+        let back = report_from_metadata(&m).unwrap();
+        assert!(back.contains("\\ud83d\\ude00"), "a surrogate pair");
+        let parsed: BTreeMap<String, String> = serde_json::from_str(&back).unwrap();
+        let original: BTreeMap<String, String> = serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed, original);
         // A small one is one slice; nothing is nothing.
         let small = report_to_metadata("{}").unwrap();
         assert_eq!(small.keys().collect::<Vec<_>>(), ["r00"]);
         assert!(report_to_metadata("").is_none());
         assert!(report_from_metadata(&BTreeMap::new()).is_none());
+    }
+
+    #[test]
+    fn a_plain_ascii_report_is_unchanged() {
+        let json = r#"{"reported_at":"2026-01-01T00:00:00Z","outputs":[]}"#;
+        let m = report_to_metadata(json).unwrap();
+        assert_eq!(report_from_metadata(&m).as_deref(), Some(json));
     }
 
     #[test]

@@ -536,15 +536,8 @@ async fn activate(a: ActivateArgs, out: &Output) -> anyhow::Result<ExitCode> {
         ));
         return Ok(ExitCode::SUCCESS);
     }
-    // Agents look at the mount's issuers at least every quarter of the reissue window: after
-    // that long every proxy's chain holds the re-signed intermediate and its root.
-    let settle = resolved.spec.ca.reissue_window.0 / 4 + std::time::Duration::from_secs(2);
-    out.progress(format!(
-        "{}: waiting {} so every agent sees both intermediates before the default changes",
-        env.name,
-        warden_spec::format_duration(settle)
-    ));
-    tokio::time::sleep(settle).await;
+    // After this every proxy's chain holds the re-signed intermediate and its root.
+    super::rotation::wait_for_agents_to_see_both(&resolved, &env, out).await;
     let client = resolved.client(&env)?;
     let record = rr::activate(
         &client,

@@ -89,6 +89,24 @@ pub(super) fn one_env(
     Ok((resolved, env))
 }
 
+/// Agents look at the mount's issuers at least every quarter of the reissue window: after that
+/// long every proxy's CA chain holds both intermediates, so no leaf moves to the new one before
+/// the peers that must accept it trust it. Both a rotation's and a root rollover's activate
+/// wait this long before the default issuer changes.
+pub(super) async fn wait_for_agents_to_see_both(
+    resolved: &Resolved,
+    env: &warden_spec::Environment,
+    out: &Output,
+) {
+    let settle = resolved.spec.ca.reissue_window.0 / 4 + std::time::Duration::from_secs(2);
+    out.progress(format!(
+        "{}: waiting {} so every agent sees both intermediates before the default changes",
+        env.name,
+        warden_spec::format_duration(settle)
+    ));
+    tokio::time::sleep(settle).await;
+}
+
 pub(super) fn explain(e: CaError) -> anyhow::Error {
     if let CaError::OverRate {
         check,
@@ -432,16 +450,7 @@ async fn activate(a: ActivateArgs, out: &Output) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    // Agents look at the mount's issuers at least every quarter of the reissue window: after
-    // that long every proxy's CA chain holds the new intermediate, so no leaf moves to it
-    // before the peers that must accept it trust it.
-    let settle = resolved.spec.ca.reissue_window.0 / 4 + std::time::Duration::from_secs(2);
-    out.progress(format!(
-        "{}: waiting {} so every agent sees both intermediates before the default changes",
-        env.name,
-        warden_spec::format_duration(settle)
-    ));
-    tokio::time::sleep(settle).await;
+    wait_for_agents_to_see_both(&resolved, &env, out).await;
     let client = resolved.client(&env)?;
     let now = server_clock(&client, out).await?;
     let record = ca::activate(&client, &env, &resolved.spec.ca, now)

@@ -26,7 +26,7 @@ use warden_files::Mode;
 
 use crate::error::{Error, Result};
 use crate::inspect::{CertInfo, Parsed, parse_der, parse_one};
-use crate::keys::{GeneratedKey, KeyAlgorithm, generate_key};
+use crate::keys::{GeneratedKey, KeyAlgorithm};
 use crate::ledger::{self, LedgerEntry, OFFLINE};
 use crate::root::{CaDir, CaMetadata, LEDGER, METADATA, ROOT_CERT, ROOT_KEY, RootOptions};
 use crate::sign::{IntermediateRequest, SignedIntermediate};
@@ -390,19 +390,12 @@ impl CaDir {
         let (not_before, not_after) = params::window(now, opts.validity)?;
         let current_key = self.unlock(passphrase)?;
 
-        let key = generate_key(opts.algorithm)?;
-        let mut p = CertificateParams::default();
-        p.distinguished_name = dn;
-        p.serial_number = Some(params::random_serial()?);
-        p.not_before = not_before;
-        p.not_after = not_after;
-        p.is_ca = IsCa::Ca(BasicConstraints::Constrained(opts.path_len));
-        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let cert = p
-            .self_signed(&key.inner)
-            .map_err(Error::rcgen("self-sign the next root"))?;
-        let next_pem = cert.pem();
-        let next = parse_der(cert.der())?;
+        let (key, next_pem, next) = crate::root::self_signed_root(
+            dn,
+            opts,
+            (not_before, not_after),
+            "self-sign the next root",
+        )?;
         let (cross_next_pem, cross_next) =
             cross_sign(&next, current, &current_key, opts.path_len, now)?;
         let (cross_current_pem, cross_current) =

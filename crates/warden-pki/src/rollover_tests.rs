@@ -1,5 +1,5 @@
 use super::*;
-use crate::keys::make_csr;
+use crate::keys::{generate_key, make_csr};
 use crate::root::tests::{NOW, new_ca, pass};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;

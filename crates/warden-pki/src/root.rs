@@ -108,19 +108,8 @@ impl CaDir {
             return Err(Error::EmptyPassphrase);
         }
 
-        let key = generate_key(opts.algorithm)?;
-        let mut p = CertificateParams::default();
-        p.distinguished_name = dn;
-        p.serial_number = Some(params::random_serial()?);
-        p.not_before = not_before;
-        p.not_after = not_after;
-        p.is_ca = IsCa::Ca(BasicConstraints::Constrained(opts.path_len));
-        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let cert = p
-            .self_signed(&key.inner)
-            .map_err(Error::rcgen("self-sign the root"))?;
-        let root_pem = cert.pem();
-        let root = crate::inspect::parse_der(cert.der())?;
+        let (key, root_pem, root) =
+            self_signed_root(dn, opts, (not_before, not_after), "self-sign the root")?;
         debug_assert!(root.info.self_signed);
         let sealed = keystore::seal(&key, passphrase)?;
 
@@ -274,6 +263,28 @@ impl CaDir {
     pub(crate) fn lock(&self) -> Result<nix::fcntl::Flock<File>> {
         lock_dir(&self.dir)
     }
+}
+
+/// A new key and its self-signed root certificate (`opts`' algorithm and path length, CA key
+/// usages only): a CA directory's first root, and a rollover's next root.
+pub(crate) fn self_signed_root(
+    dn: rcgen::DistinguishedName,
+    opts: &RootOptions,
+    (not_before, not_after): (OffsetDateTime, OffsetDateTime),
+    what: &'static str,
+) -> Result<(GeneratedKey, String, Parsed)> {
+    let key = generate_key(opts.algorithm)?;
+    let mut p = CertificateParams::default();
+    p.distinguished_name = dn;
+    p.serial_number = Some(params::random_serial()?);
+    p.not_before = not_before;
+    p.not_after = not_after;
+    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(opts.path_len));
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let cert = p.self_signed(&key.inner).map_err(Error::rcgen(what))?;
+    let pem = cert.pem();
+    let parsed = crate::inspect::parse_der(cert.der())?;
+    Ok((key, pem, parsed))
 }
 
 fn check_empty(dir: &Path) -> Result<()> {

@@ -418,10 +418,12 @@ pub(crate) async fn delivery_reports(
     let folder = format!("{}/", naming::DELIVERED_PREFIX);
     let mut found: Vec<(&str, ReportAt)> = Vec::new();
     match kv.scan_metadata(&folder).await {
-        Ok(scanned) => {
+        Ok(mut scanned) => {
+            // Each entry is dropped once its report is parsed: at 10,000 identities the
+            // scan's metadata and the parsed reports are not held side by side.
             for identity in wanted {
-                if let Some(md) = scanned.get(&format!("{folder}{identity}")) {
-                    found.push((identity, report_at(md)));
+                if let Some(md) = scanned.remove(&format!("{folder}{identity}")) {
+                    found.push((identity, report_at(&md)));
                 }
             }
         }

@@ -83,35 +83,27 @@ pub(crate) async fn write_payload(
         env: env.to_owned(),
         source,
     };
-    // The large reads at once: the policies in force (one request, but the slowest: about
-    // 2 s of server time at 10,000 policies) beside every KV secret's versions in one request
-    // per mount (ADR 0027, ADR 0034) and then the posture report over those same scans — made
-    // once, so the verdicts and the histories describe one moment and the server scans once.
-    let ((report, scans), (policies, unreadable)) = tokio::try_join!(
-        async {
-            let scans = std::sync::Arc::new(
-                posture::kv_metadata(i.client, i.spec, i.env, &creds)
-                    .await
-                    .map_err(posture_err)?,
-            );
-            let report = posture::collect_with(
-                i.client,
-                i.spec,
-                i.env,
-                i.now,
-                &creds,
-                std::sync::Arc::clone(&scans),
-            )
+    // The large reads one after the other, so their answers (each several MB at 10,000
+    // identities, held whole while they are decoded) are never in memory together: every KV
+    // secret's versions in one request per mount (ADR 0027, ADR 0034) and the posture report
+    // over those same scans — made once, so the verdicts and the histories describe one moment
+    // and the server scans once — then the policies in force (one request).
+    let scans = std::sync::Arc::new(
+        posture::kv_metadata(i.client, i.spec, i.env, &creds)
             .await
-            .map_err(posture_err)?;
-            Ok((report, scans))
-        },
-        live_policies(i),
-    )?;
-    let grants: BTreeMap<String, Vec<Grant>> = policies
-        .iter()
-        .map(|(n, (_, g))| (n.clone(), g.clone()))
-        .collect();
+            .map_err(posture_err)?,
+    );
+    let report = posture::collect_with(
+        i.client,
+        i.spec,
+        i.env,
+        i.now,
+        &creds,
+        std::sync::Arc::clone(&scans),
+    )
+    .await
+    .map_err(posture_err)?;
+    let (policies, grants, unreadable) = live_policies(i).await?;
     let holders = policy_holders(i.spec, env);
     let index = GrantIndex::new(&grants);
 
@@ -140,7 +132,7 @@ pub(crate) async fn write_payload(
     let policies_out: Vec<Value> = policies
         .iter()
         .filter(|(n, _)| cited.contains(n.as_str()))
-        .map(|(n, (text, _))| {
+        .map(|(n, text)| {
             json!({
                 "name": n,
                 "identities": holders.get(n).cloned().unwrap_or_default(),
@@ -280,13 +272,16 @@ pub(crate) async fn write_payload(
     Ok(())
 }
 
-type Policies = BTreeMap<String, (String, Vec<Grant>)>;
+/// Every readable ACL policy's text, by name.
+type Policies = BTreeMap<String, String>;
 
 /// Every ACL policy on the server (name → text and grants), and those that could not be
 /// parsed (they are reported, never silently skipped). One bulk read where the server has it
 /// (ADR 0034: 10,000 single reads were most of an export at 10,000 identities), else one read
 /// per policy, [`READ_CONCURRENCY`] at a time.
-async fn live_policies(i: &Inputs<'_>) -> Result<(Policies, Vec<Value>), EvidenceError> {
+async fn live_policies(
+    i: &Inputs<'_>,
+) -> Result<(Policies, BTreeMap<String, Vec<Grant>>, Vec<Value>), EvidenceError> {
     let detailed = i
         .client
         .list_policies_detailed()
@@ -317,17 +312,21 @@ async fn live_policies(i: &Inputs<'_>) -> Result<(Policies, Vec<Value>), Evidenc
             texts
         }
     };
+    // Texts and grants in two maps, each held once (the matcher indexes the grants by
+    // reference; the packet cites texts).
     let mut out = BTreeMap::new();
+    let mut grants = BTreeMap::new();
     let mut unreadable = Vec::new();
     for (name, text) in texts {
         match naming::policy::parse(&text) {
             Ok(g) => {
-                out.insert(name, (text, g));
+                grants.insert(name.clone(), g);
+                out.insert(name, text);
             }
             Err(reason) => unreadable.push(json!({ "name": name, "reason": reason, "text": text })),
         }
     }
-    Ok((out, unreadable))
+    Ok((out, grants, unreadable))
 }
 
 /// The registry entry `apply` published for `p` here, with its KV version.

@@ -60,11 +60,20 @@ impl Client {
             #[serde(default)]
             key_info: BTreeMap<String, Info>,
         }
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            #[serde(default)]
+            data: Option<Detailed>,
+        }
         const PATH: &str = "sys/policies/detailed/acl";
         match self.send(Call::get(PATH).query(&[("list", "true")])).await {
             Ok(reply) => {
-                let secret: Secret = reply.decode(PATH)?;
-                let d = secret.data_as::<Detailed>(PATH)?;
+                // Straight from the body into the typed answer: at 10,000 policies the answer
+                // is several MB, and a `serde_json::Value` of it (then a copy for `data_as`)
+                // was the largest thing `evidence export` held.
+                let Some(d) = reply.decode::<Answer>(PATH)?.data else {
+                    return Ok(None);
+                };
                 if d.key_info.is_empty() {
                     return Ok(None);
                 }

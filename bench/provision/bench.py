@@ -10,7 +10,6 @@ The root token is read from the lab's custody file inside this process; it is ne
 put in argv or in a child's environment.
 """
 
-import argparse
 import http.client
 import json
 import os
@@ -20,6 +19,10 @@ import sys
 import threading
 import time
 from urllib.parse import urlparse
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # bench/
+import benchlib  # noqa: E402  (bench/benchlib.py: the command-line setup)
+from benchlib import command  # noqa: E402
 
 # Mirrors crates/warden-plan/src/desired.rs and policy.rs for an app with one secret `config`
 # and the default certificate profile. `check` proves the mirror is exact against what
@@ -528,16 +531,14 @@ def cmd_report(a):
         print(f"\nbench: targets missed: {', '.join(missed)}", file=sys.stderr)
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("spec"); s.add_argument("--apps", type=int, required=True)
+def commands(sub):
+    s = command(sub, "spec", cmd_spec); s.add_argument("--apps", type=int, required=True)
     s.add_argument("--prefix", required=True)
     s.add_argument("--envs", required=True, help="comma-separated")
-    s.add_argument("--out", required=True); s.set_defaults(f=cmd_spec)
+    s.add_argument("--out", required=True)
     for name, f in (("setup", cmd_setup), ("raw", cmd_raw), ("check", cmd_check)):
-        s = sub.add_parser(name); s.add_argument("--status", required=True)
-        s.add_argument("--env", required=True); s.set_defaults(f=f)
+        s = command(sub, name, f); s.add_argument("--status", required=True)
+        s.add_argument("--env", required=True)
         if name == "setup":
             s.add_argument("--ca-out", required=True)
         if name == "raw":
@@ -548,25 +549,22 @@ def main():
         if name == "check":
             s.add_argument("--app", required=True)
             s.add_argument("--cert-mount", default="cert")
-    s = sub.add_parser("reports"); s.add_argument("--status", required=True)
+    s = command(sub, "reports", cmd_reports); s.add_argument("--status", required=True)
     s.add_argument("--env", required=True); s.add_argument("--apps", type=int, required=True)
     s.add_argument("--prefix", default="app"); s.add_argument("--connections", type=int, default=8)
     s.add_argument("--format", choices=("data", "metadata"), required=True)
-    s.set_defaults(f=cmd_reports)
-    s = sub.add_parser("bodies"); s.add_argument("--apps", type=int, required=True)
+    s = command(sub, "bodies", cmd_bodies); s.add_argument("--apps", type=int, required=True)
     s.add_argument("--prefix", required=True); s.add_argument("--env", required=True)
     s.add_argument("--ca", required=True); s.add_argument("--dir", required=True)
-    s.add_argument("--list", required=True); s.set_defaults(f=cmd_bodies)
-    s = sub.add_parser("record"); s.add_argument("--measure", required=True)
+    s.add_argument("--list", required=True)
+    s = command(sub, "record", cmd_record); s.add_argument("--measure", required=True)
     s.add_argument("--phase", required=True); s.add_argument("--wall", type=float)
     s.add_argument("--objects", type=int); s.add_argument("--server-cpu", type=float)
     s.add_argument("--client-cpu", type=float); s.add_argument("--merge")
-    s.add_argument("--set", action="append"); s.set_defaults(f=cmd_record)
-    s = sub.add_parser("report"); s.add_argument("--measure", required=True)
-    s.add_argument("--out", required=True); s.set_defaults(f=cmd_report)
-    a = p.parse_args()
-    a.f(a)
+    s.add_argument("--set", action="append")
+    s = command(sub, "report", cmd_report); s.add_argument("--measure", required=True)
+    s.add_argument("--out", required=True)
 
 
 if __name__ == "__main__":
-    main()
+    benchlib.main(__doc__, commands)

@@ -12,7 +12,6 @@ No token or key is printed, put in argv or in a child's environment: the referen
 the enrolled identity's own certificate, inside this process.
 """
 
-import argparse
 import http.client
 import json
 import math
@@ -26,6 +25,10 @@ import tempfile
 import time
 from datetime import datetime
 from urllib.parse import urlparse
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # bench/
+import benchlib  # noqa: E402  (bench/benchlib.py: the command-line setup)
+from benchlib import command  # noqa: E402
 
 PKI = "pki_int"
 DOMAIN_FMT = "{env}.warden.internal"
@@ -678,19 +681,17 @@ def cmd_merge(a):
     json.dump(m, open(a.measure, "w", encoding="utf-8"), indent=2)
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("spec"); s.add_argument("--n", type=int, required=True)
+def commands(sub):
+    s = command(sub, "spec", cmd_spec); s.add_argument("--n", type=int, required=True)
     s.add_argument("--env", required=True); s.add_argument("--window", type=int, required=True)
     s.add_argument("--rate", type=int, default=0, help="[ca] reissue_rate (0: none)")
-    s.add_argument("--out", required=True); s.set_defaults(f=cmd_spec)
-    s = sub.add_parser("start"); s.add_argument("--cmd", required=True, help="JSON argv")
+    s.add_argument("--out", required=True)
+    s = command(sub, "start", cmd_start); s.add_argument("--cmd", required=True, help="JSON argv")
     for name, f in (("start", cmd_start), ("wait-delivered", cmd_wait_delivered), ("watch", cmd_watch),
                     ("reference", cmd_reference), ("costs", cmd_costs)):
-        s = sub.add_parser(name) if name != "start" else s
+        s = command(sub, name, f) if name != "start" else s
         s.add_argument("--hosts", required=True); s.add_argument("--env", required=True)
-        s.add_argument("--n", type=int, required=True); s.set_defaults(f=f)
+        s.add_argument("--n", type=int, required=True)
         if name in ("start", "wait-delivered"):
             s.add_argument("--pids", required=True)
         if name in ("wait-delivered", "watch"):
@@ -706,19 +707,16 @@ def main():
             s.add_argument("--signs", type=int, required=True)
         if name == "costs":
             s.add_argument("--each", type=int, required=True)
-    s = sub.add_parser("stop"); s.add_argument("--pids", required=True)
-    s.add_argument("--grace", type=float, default=10); s.set_defaults(f=cmd_stop)
-    s = sub.add_parser("idle"); s.add_argument("--pid", type=int, required=True)
+    s = command(sub, "stop", cmd_stop); s.add_argument("--pids", required=True)
+    s.add_argument("--grace", type=float, default=10)
+    s = command(sub, "idle", cmd_idle); s.add_argument("--pid", type=int, required=True)
     s.add_argument("--seconds", type=float, required=True); s.add_argument("--out", required=True)
-    s.set_defaults(f=cmd_idle)
-    s = sub.add_parser("merge"); s.add_argument("--measure", required=True)
-    s.add_argument("--set", action="append", required=True); s.set_defaults(f=cmd_merge)
-    s = sub.add_parser("report"); s.add_argument("--measure", required=True)
+    s = command(sub, "merge", cmd_merge); s.add_argument("--measure", required=True)
+    s.add_argument("--set", action="append", required=True)
+    s = command(sub, "report", cmd_report); s.add_argument("--measure", required=True)
     s.add_argument("--audit", required=True); s.add_argument("--out", required=True)
-    s.add_argument("--smoke", action="store_true"); s.set_defaults(f=cmd_report)
-    a = p.parse_args()
-    a.f(a)
+    s.add_argument("--smoke", action="store_true")
 
 
 if __name__ == "__main__":
-    main()
+    benchlib.main(__doc__, commands)

@@ -40,6 +40,18 @@ fn intermediate(ca: &CaDir, env: &str, dns: &str) -> (GeneratedKey, String) {
     (key, signed.cert_pem)
 }
 
+/// Re-signs `current`, `env`'s vault-pki intermediate, from `csr` with the CA's passphrase at
+/// [`NOW`]: the call the tests below make, all but the validity alike.
+fn resign(
+    ca: &CaDir,
+    csr: &str,
+    current: &str,
+    env: &str,
+    validity: Duration,
+) -> Result<SignedIntermediate> {
+    ca.resign_intermediate(csr, current, env, "vault-pki", validity, &pass(), NOW)
+}
+
 #[test]
 fn a_rollover_links_both_roots_and_resigns_with_the_same_key_and_constraints() {
     let (_tmp, ca) = new_ca(&RootOptions::default());
@@ -89,17 +101,7 @@ fn a_rollover_links_both_roots_and_resigns_with_the_same_key_and_constraints() {
 
     // Re-sign test's intermediate: same key, same subject, same constraints, new root.
     let csr = make_csr(&test_key, "Warden test PKI intermediate", &[], &[]).unwrap();
-    let re = ca
-        .resign_intermediate(
-            &csr,
-            &test_old,
-            "test",
-            "vault-pki",
-            Duration::days(300),
-            &pass(),
-            NOW,
-        )
-        .unwrap();
+    let re = resign(&ca, &csr, &test_old, "test", Duration::days(300)).unwrap();
     let re_info = crate::parse_pem_bundle(&re.cert_pem).unwrap().remove(0);
     let old_info = crate::parse_pem_bundle(&test_old).unwrap().remove(0);
     assert_eq!(re_info.subject, old_info.subject);
@@ -145,57 +147,18 @@ fn a_rollover_links_both_roots_and_resigns_with_the_same_key_and_constraints() {
     let stranger = generate_key(KeyAlgorithm::EcdsaP256).unwrap();
     let other_csr = make_csr(&stranger, "Warden test PKI intermediate", &[], &[]).unwrap();
     let before = snapshot(ca.dir());
-    let e = ca
-        .resign_intermediate(
-            &other_csr,
-            &test_old,
-            "test",
-            "vault-pki",
-            Duration::days(30),
-            &pass(),
-            NOW,
-        )
-        .unwrap_err();
+    let e = resign(&ca, &other_csr, &test_old, "test", Duration::days(30)).unwrap_err();
     assert!(
         matches!(e, Error::BadCsr { .. }) && e.to_string().contains("another key"),
         "{e}"
     );
-    let e = ca
-        .resign_intermediate(
-            &csr,
-            &re.cert_pem,
-            "prod",
-            "vault-pki",
-            Duration::days(30),
-            &pass(),
-            NOW,
-        )
-        .unwrap_err();
+    let e = resign(&ca, &csr, &re.cert_pem, "prod", Duration::days(30)).unwrap_err();
     assert!(matches!(e, Error::BadCertificate { .. }), "{e}");
     assert_eq!(snapshot(ca.dir()), before);
-    ca.resign_intermediate(
-        &csr,
-        &test_old,
-        "test",
-        "vault-pki",
-        Duration::days(30),
-        &pass(),
-        NOW,
-    )
-    .unwrap();
+    resign(&ca, &csr, &test_old, "test", Duration::days(30)).unwrap();
 
     // Nothing to re-sign for an environment the root never signed for.
-    let e = ca
-        .resign_intermediate(
-            &csr,
-            &test_old,
-            "stage",
-            "vault-pki",
-            Duration::days(30),
-            &pass(),
-            NOW,
-        )
-        .unwrap_err();
+    let e = resign(&ca, &csr, &test_old, "stage", Duration::days(30)).unwrap_err();
     assert!(matches!(e, Error::NothingToResign { .. }), "{e}");
 
     // Finish: the next root is the root; the old one is kept, retired.
@@ -277,17 +240,7 @@ fn resigned_intermediates_stay_isolated_under_the_next_root() {
         ("prod", &prod_key, &prod_old),
     ] {
         let csr = make_csr(key, &format!("Warden {env} PKI intermediate"), &[], &[]).unwrap();
-        let re = ca
-            .resign_intermediate(
-                &csr,
-                old,
-                env,
-                "vault-pki",
-                Duration::days(30),
-                &pass(),
-                NOW,
-            )
-            .unwrap();
+        let re = resign(&ca, &csr, old, env, Duration::days(30)).unwrap();
         let certs = crate::parse_pem_bundle(&re.cert_pem).unwrap();
         assert_eq!(certs[0].permitted_dns, [format!("{env}.warden.internal")]);
         let iso = ca.isolation_of(&certs).unwrap();
@@ -309,17 +262,7 @@ fn rollover_refusals_change_nothing() {
     let csr = make_csr(&key, "Warden test PKI intermediate", &[], &[]).unwrap();
     let before = snapshot(ca.dir());
     // Re-sign and finish before begin.
-    let e = ca
-        .resign_intermediate(
-            &csr,
-            &current,
-            "test",
-            "vault-pki",
-            Duration::days(30),
-            &pass(),
-            NOW,
-        )
-        .unwrap_err();
+    let e = resign(&ca, &csr, &current, "test", Duration::days(30)).unwrap_err();
     assert!(
         matches!(
             e,
@@ -352,42 +295,23 @@ fn rollover_refusals_change_nothing() {
     // wrong passphrase, leave the directory as it was.
     ca.begin_rollover(&next_opts(), &pass(), NOW).unwrap();
     let before = snapshot(ca.dir());
-    let e = ca
-        .resign_intermediate(
-            &csr,
-            &current,
-            "test",
-            "vault-pki",
-            Duration::days(5000),
-            &pass(),
-            NOW,
-        )
-        .unwrap_err();
+    let e = resign(&ca, &csr, &current, "test", Duration::days(5000)).unwrap_err();
     assert!(matches!(e, Error::IntermediateOutlivesRoot { .. }), "{e}");
-    let e = ca
-        .resign_intermediate(
+    let resign_with = |passphrase: &SecretString, now| {
+        ca.resign_intermediate(
             &csr,
             &current,
             "test",
             "vault-pki",
             Duration::days(30),
-            &SecretString::from("wrong"),
-            NOW,
+            passphrase,
+            now,
         )
-        .unwrap_err();
+    };
+    let e = resign_with(&SecretString::from("wrong"), NOW).unwrap_err();
     assert!(matches!(e, Error::WrongPassphrase { .. }), "{e}");
     // An intermediate past its end is replaced, not re-signed.
-    let e = ca
-        .resign_intermediate(
-            &csr,
-            &current,
-            "test",
-            "vault-pki",
-            Duration::days(30),
-            &pass(),
-            NOW + Duration::days(400),
-        )
-        .unwrap_err();
+    let e = resign_with(&pass(), NOW + Duration::days(400)).unwrap_err();
     assert!(e.to_string().contains("expired"), "{e}");
     assert_eq!(snapshot(ca.dir()), before);
 }
@@ -402,33 +326,14 @@ fn only_the_latest_intermediate_is_resigned() {
     ca.begin_rollover(&next_opts(), &pass(), NOW).unwrap();
     let before = snapshot(ca.dir());
     let old_csr = make_csr(&old_key, "Warden test PKI intermediate", &[], &[]).unwrap();
-    let e = ca
-        .resign_intermediate(
-            &old_csr,
-            &old,
-            "test",
-            "vault-pki",
-            Duration::days(30),
-            &pass(),
-            NOW,
-        )
-        .unwrap_err();
+    let e = resign(&ca, &old_csr, &old, "test", Duration::days(30)).unwrap_err();
     assert!(
         matches!(e, Error::BadCertificate { .. }) && e.to_string().contains("latest"),
         "{e}"
     );
     assert_eq!(snapshot(ca.dir()), before);
     let new_csr = make_csr(&new_key, "Warden test PKI intermediate", &[], &[]).unwrap();
-    ca.resign_intermediate(
-        &new_csr,
-        &new,
-        "test",
-        "vault-pki",
-        Duration::days(30),
-        &pass(),
-        NOW,
-    )
-    .unwrap();
+    resign(&ca, &new_csr, &new, "test", Duration::days(30)).unwrap();
 }
 
 #[test]

@@ -231,17 +231,29 @@ pub(crate) async fn refuse_while_rolling(
     env: &Environment,
     step: &'static str,
 ) -> Result<(), CaError> {
+    refuse_unless_finished(
+        client,
+        env,
+        step,
+        "finished (finish the root rollover first)",
+    )
+    .await
+}
+
+/// Refuses `step` while a root rollover is imported or active (none, or a finished one, lets it
+/// through); the error names `expected` as the state `step` wants.
+async fn refuse_unless_finished(
+    client: &Client,
+    env: &Environment,
+    step: &'static str,
+    expected: &'static str,
+) -> Result<(), CaError> {
     let record = read_record(client, env).await?;
     if record
         .as_ref()
         .is_some_and(|r| r.state != RolloverState::Finished)
     {
-        return Err(out_of_order(
-            env,
-            step,
-            record.as_ref(),
-            "finished (finish the root rollover first)",
-        ));
+        return Err(out_of_order(env, step, record.as_ref(), expected));
     }
     Ok(())
 }
@@ -356,18 +368,7 @@ pub async fn import(
     now: OffsetDateTime,
 ) -> Result<RolloverRecord, CaError> {
     refuse_while_rotating(client, env, "import").await?;
-    let record = read_record(client, env).await?;
-    if record
-        .as_ref()
-        .is_some_and(|r| r.state != RolloverState::Finished)
-    {
-        return Err(out_of_order(
-            env,
-            "import",
-            record.as_ref(),
-            "none or finished",
-        ));
-    }
+    refuse_unless_finished(client, env, "import", "none or finished").await?;
     let refuse = |reason: String| CaError::BadResigned {
         env: env.name.to_string(),
         reason,

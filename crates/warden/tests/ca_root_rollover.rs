@@ -107,6 +107,45 @@ fn online(args: &[&str], spec: &Path, lab_dir: &Path) -> std::process::Output {
     run(&all, spec, lab_dir)
 }
 
+/// `warden ca rollover-root resign` for test's intermediate (the `vault-pki` profile unless
+/// `profile` names another): `csr` re-signed by the next root, `current` the intermediate it
+/// replaces, the bundle written to `out`.
+fn resign(
+    lab: &Lab,
+    profile: Option<&str>,
+    csr: &Path,
+    current: &Path,
+    out: &Path,
+) -> std::process::Output {
+    let mut args = vec!["resign", "--env", "test"];
+    if let Some(profile) = profile {
+        args.extend(["--profile", profile]);
+    }
+    args.extend([
+        "--csr",
+        csr.to_str().unwrap(),
+        "--current",
+        current.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    offline(lab, &args)
+}
+
+/// `warden ca rollover-root import --cert BUNDLE` for test.
+fn import(bundle: &Path, spec: &Path, lab_dir: &Path) -> std::process::Output {
+    online(
+        &["import", "--cert", bundle.to_str().unwrap()],
+        spec,
+        lab_dir,
+    )
+}
+
+/// test's `root_rollover` in `warden ca status` (null when there is none).
+fn rollover(spec: &Path, lab_dir: &Path) -> Value {
+    status(spec, lab_dir)["environments"][0]["root_rollover"].clone()
+}
+
 async fn issuer_count(lab: &Lab) -> usize {
     lab.operator_client("test")
         .unwrap()
@@ -221,20 +260,7 @@ async fn issue_14_root_rollover_with_running_agents_never_fails_a_handshake() {
     let csr = w.join("test.csr");
     std::fs::write(&csr, "x").unwrap();
     refused(
-        &offline(
-            &lab,
-            &[
-                "resign",
-                "--env",
-                "test",
-                "--csr",
-                csr.to_str().unwrap(),
-                "--current",
-                csr.to_str().unwrap(),
-                "--out",
-                w.join("early.pem").to_str().unwrap(),
-            ],
-        ),
+        &resign(&lab, None, &csr, &csr, &w.join("early.pem")),
         "the root rollover is none",
         "resign before begin",
     );
@@ -248,11 +274,7 @@ async fn issue_14_root_rollover_with_running_agents_never_fails_a_handshake() {
     let current_chain = w.join("current.pem");
     std::fs::write(&current_chain, read(&chain_file)).unwrap();
     refused(
-        &online(
-            &["import", "--cert", current_chain.to_str().unwrap()],
-            &spec,
-            &lab_dir,
-        ),
+        &import(&current_chain, &spec, &lab_dir),
         "its root is the current root",
         "import of the current chain",
     );
@@ -322,42 +344,13 @@ async fn issue_14_root_rollover_with_running_agents_never_fails_a_handshake() {
     .unwrap();
     let ca_mid = snapshot(&ca_dir);
     refused(
-        &offline(
-            &lab,
-            &[
-                "resign",
-                "--env",
-                "test",
-                "--csr",
-                other_csr.to_str().unwrap(),
-                "--current",
-                current.to_str().unwrap(),
-                "--out",
-                w.join("never.pem").to_str().unwrap(),
-            ],
-        ),
+        &resign(&lab, None, &other_csr, &current, &w.join("never.pem")),
         "it is for another key",
         "resign of another key with --current",
     );
     assert_eq!(snapshot(&ca_dir), ca_mid);
     let resigned = w.join("test-resigned.pem");
-    ok(
-        &offline(
-            &lab,
-            &[
-                "resign",
-                "--env",
-                "test",
-                "--csr",
-                csr.to_str().unwrap(),
-                "--current",
-                current.to_str().unwrap(),
-                "--out",
-                resigned.to_str().unwrap(),
-            ],
-        ),
-        "resign",
-    );
+    ok(&resign(&lab, None, &csr, &current, &resigned), "resign");
     let re_int = first_info(&read(&resigned)).unwrap();
     assert_eq!(re_int.subject_key_id, old_int.subject_key_id, "same key");
     assert_eq!(
@@ -386,6 +379,12 @@ async fn issue_14_root_rollover_with_running_agents_never_fails_a_handshake() {
         .split_once("-----END CERTIFICATE-----")
         .unwrap();
     let tail = tail.trim_start().to_owned();
+    // A bundle file `name`: `int` in place of the re-signed intermediate, before the rest.
+    let with_tail = |name: &str, int: &str| {
+        let path = w.join(name);
+        std::fs::write(&path, format!("{}\n{tail}", int.trim_end())).unwrap();
+        path
+    };
     let constraints: Vec<String> = old_int
         .permitted_dns
         .iter()
@@ -398,14 +397,9 @@ async fn issue_14_root_rollover_with_running_agents_never_fails_a_handshake() {
         w,
         "stranger",
     ) {
-        let other = w.join("other-resigned.pem");
-        std::fs::write(&other, format!("{}\n{tail}", stranger.trim_end())).unwrap();
+        let other = with_tail("other-resigned.pem", &stranger);
         refused(
-            &online(
-                &["import", "--cert", other.to_str().unwrap()],
-                &spec,
-                &lab_dir,
-            ),
+            &import(&other, &spec, &lab_dir),
             "is not the current intermediate",
             "import of another key",
         );
@@ -415,14 +409,9 @@ async fn issue_14_root_rollover_with_running_agents_never_fails_a_handshake() {
         .clone()
         .expect("the intermediate's key id");
     if let Some(forged) = forge_unconstrained(&lab, &csr, &key_id, w) {
-        let bad = w.join("unconstrained.pem");
-        std::fs::write(&bad, format!("{}\n{tail}", forged.trim_end())).unwrap();
+        let bad = with_tail("unconstrained.pem", &forged);
         refused(
-            &online(
-                &["import", "--cert", bad.to_str().unwrap()],
-                &spec,
-                &lab_dir,
-            ),
+            &import(&bad, &spec, &lab_dir),
             "it has no name constraints",
             "import of an unconstrained intermediate",
         );
@@ -430,27 +419,13 @@ async fn issue_14_root_rollover_with_running_agents_never_fails_a_handshake() {
         eprintln!("openssl not installed; the unconstrained import is not tried");
     }
     assert_eq!(issuer_count(&lab).await, issuers_before);
-    assert_eq!(
-        status(&spec, &lab_dir)["environments"][0]["root_rollover"],
-        Value::Null
-    );
+    assert_eq!(rollover(&spec, &lab_dir), Value::Null);
 
     // 4. online: import (trust both everywhere; the lab's trust files get both roots).
-    ok(
-        &online(
-            &["import", "--cert", resigned.to_str().unwrap()],
-            &spec,
-            &lab_dir,
-        ),
-        "import",
-    );
+    ok(&import(&resigned, &spec, &lab_dir), "import");
     assert_eq!(issuer_count(&lab).await, issuers_before + 2);
     refused(
-        &online(
-            &["import", "--cert", resigned.to_str().unwrap()],
-            &spec,
-            &lab_dir,
-        ),
+        &import(&resigned, &spec, &lab_dir),
         "the root rollover is imported",
         "a second import",
     );
@@ -461,16 +436,9 @@ async fn issue_14_root_rollover_with_running_agents_never_fails_a_handshake() {
         .delete("warden/data/ca/root-rollover")
         .await
         .unwrap();
-    assert_eq!(
-        status(&spec, &lab_dir)["environments"][0]["root_rollover"],
-        Value::Null
-    );
+    assert_eq!(rollover(&spec, &lab_dir), Value::Null);
     ok(
-        &online(
-            &["import", "--cert", resigned.to_str().unwrap()],
-            &spec,
-            &lab_dir,
-        ),
+        &import(&resigned, &spec, &lab_dir),
         "import again after a lost record",
     );
     assert_eq!(issuer_count(&lab).await, issuers_before + 2);
@@ -495,7 +463,7 @@ async fn issue_14_root_rollover_with_running_agents_never_fails_a_handshake() {
     // intermediate is the default, new certificates chain to the new root, which that agent
     // cannot verify.
     let listed = |st: &Value| -> (Vec<String>, Vec<String>) {
-        let t = &st["environments"][0]["root_rollover"]["trust_files"];
+        let t = &st["trust_files"];
         let names = |k: &str| -> Vec<String> {
             t[k].as_array()
                 .map(|a| {
@@ -512,29 +480,22 @@ async fn issue_14_root_rollover_with_running_agents_never_fails_a_handshake() {
     wait_for(
         "billing listed as holding only the old root before activate",
         Duration::from_secs(60),
-        || listed(&status(&spec, &lab_dir)).0 == ["billing"],
+        || listed(&rollover(&spec, &lab_dir)).0 == ["billing"],
     );
     refused(
         &online(&["activate"], &spec, &lab_dir),
         "holding only the old root (billing)",
         "activate while a trust file is behind",
     );
-    assert_eq!(
-        status(&spec, &lab_dir)["environments"][0]["root_rollover"]["record"]["state"],
-        "imported"
-    );
+    assert_eq!(rollover(&spec, &lab_dir)["record"]["state"], "imported");
     std::fs::write(billing.join("trust/ca.pem"), &trust_text).unwrap();
     wait_for(
         "billing's trust file to hold the new root again",
         Duration::from_secs(60),
-        || listed(&status(&spec, &lab_dir)).0.is_empty(),
+        || listed(&rollover(&spec, &lab_dir)).0.is_empty(),
     );
     ok(&online(&["activate"], &spec, &lab_dir), "activate");
-    let st = status(&spec, &lab_dir);
-    assert_eq!(
-        st["environments"][0]["root_rollover"]["record"]["state"],
-        "active"
-    );
+    assert_eq!(rollover(&spec, &lab_dir)["record"]["state"], "active");
 
     // A host the operator's tooling missed: billing's trust file holds only the old root.
     std::fs::write(billing.join("trust/ca.pem"), &old_root).unwrap();
@@ -542,7 +503,7 @@ async fn issue_14_root_rollover_with_running_agents_never_fails_a_handshake() {
         "billing listed as holding only the old root",
         Duration::from_secs(60),
         || {
-            let (old, new) = listed(&status(&spec, &lab_dir));
+            let (old, new) = listed(&rollover(&spec, &lab_dir));
             old == ["billing"] && new == ["edge"]
         },
     );
@@ -583,7 +544,7 @@ async fn issue_14_root_rollover_with_running_agents_never_fails_a_handshake() {
         "every trust file to hold the new root",
         Duration::from_secs(60),
         || {
-            let (old, new) = listed(&status(&spec, &lab_dir));
+            let (old, new) = listed(&rollover(&spec, &lab_dir));
             old.is_empty() && new == ["billing", "edge"]
         },
     );
@@ -611,21 +572,12 @@ async fn issue_14_root_rollover_with_running_agents_never_fails_a_handshake() {
     .unwrap();
     let listener_resigned = w.join("listener-resigned.pem");
     ok(
-        &offline(
+        &resign(
             &lab,
-            &[
-                "resign",
-                "--env",
-                "test",
-                "--profile",
-                "listener-ca",
-                "--csr",
-                listener_csr.to_str().unwrap(),
-                "--current",
-                listener_cert.to_str().unwrap(),
-                "--out",
-                listener_resigned.to_str().unwrap(),
-            ],
+            Some("listener-ca"),
+            &listener_csr,
+            &listener_cert,
+            &listener_resigned,
         ),
         "resign of the listener CA",
     );
@@ -701,30 +653,25 @@ async fn issue_14_root_rollover_with_running_agents_never_fails_a_handshake() {
     for leaf in idents.iter().chain([&tls.join("cert.pem")]) {
         let leaf = read(leaf);
         let leaf = warden_pki::first_certificate(&leaf).unwrap();
-        let report = warden_pki::verify_chain(
-            &format!("{}\n{ints}", leaf.trim_end()),
-            Some(&new_root),
-            time::OffsetDateTime::now_utc(),
-        )
-        .unwrap();
+        // The leaf and edge's intermediates, verified with `root` as the only anchor.
+        let under = |root: &str| {
+            warden_pki::verify_chain(
+                &format!("{}\n{ints}", leaf.trim_end()),
+                Some(root),
+                time::OffsetDateTime::now_utc(),
+            )
+            .unwrap()
+        };
+        let report = under(&new_root);
         assert!(
             report.valid,
             "a leaf does not chain to the new root: {:?}",
             report.problems
         );
-        let old = warden_pki::verify_chain(
-            &format!("{}\n{ints}", leaf.trim_end()),
-            Some(&old_root),
-            time::OffsetDateTime::now_utc(),
-        )
-        .unwrap();
+        let old = under(&old_root);
         assert!(!old.valid, "the old root still verifies edge's chain");
     }
-    let st = status(&spec, &lab_dir);
-    assert_eq!(
-        st["environments"][0]["root_rollover"]["record"]["state"],
-        "finished"
-    );
+    assert_eq!(rollover(&spec, &lab_dir)["record"]["state"], "finished");
 
     // A few more handshakes after the rollover, then the verdict.
     let after = looper.count();

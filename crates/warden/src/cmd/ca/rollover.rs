@@ -494,25 +494,46 @@ async fn trust_both(
     Ok(next)
 }
 
+/// The library's `activate` or `finish` (`step`) for `env`, with `--force`'s reason and the
+/// time now, its refusal explained: the call both commands make.
+async fn forced_step<'a, F, Fut>(
+    step: F,
+    client: &'a warden_bao::Client,
+    resolved: &'a crate::context::Resolved,
+    env: &'a warden_spec::Environment,
+    force: Option<&'a str>,
+) -> anyhow::Result<rr::RolloverRecord>
+where
+    F: FnOnce(
+        &'a warden_bao::Client,
+        &'a warden_spec::Spec,
+        &'a warden_spec::Environment,
+        Option<&'a str>,
+        OffsetDateTime,
+    ) -> Fut,
+    Fut: Future<Output = Result<rr::RolloverRecord, warden_registry::ca::CaError>>,
+{
+    step(
+        client,
+        &resolved.spec,
+        env,
+        force,
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .map_err(explain)
+}
+
 async fn activate(a: ActivateArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let (resolved, env) = one_env(&a.target, "ca rollover-root activate")?;
     let client = resolved.client(&env)?;
     let record = rr::read_record(&client, &env).await.map_err(explain)?;
     if record.as_ref().map(|r| r.state) != Some(rr::RolloverState::Imported) {
         // The library refuses with the state; no need to wait first.
-        let e = rr::activate(
-            &client,
-            &resolved.spec,
-            &env,
-            a.force.as_deref(),
-            OffsetDateTime::now_utc(),
-        )
-        .await
-        .err();
-        return Err(e.map_or_else(
-            || anyhow::anyhow!("the root rollover is not imported"),
-            explain,
-        ));
+        let e = forced_step(rr::activate, &client, &resolved, &env, a.force.as_deref())
+            .await
+            .err();
+        return Err(e.unwrap_or_else(|| anyhow::anyhow!("the root rollover is not imported")));
     }
     if let Some(record) = &record {
         // Refused before anything changes (and before the wait) while agents are behind.
@@ -539,15 +560,7 @@ async fn activate(a: ActivateArgs, out: &Output) -> anyhow::Result<ExitCode> {
     // After this every proxy's chain holds the re-signed intermediate and its root.
     super::rotation::wait_for_agents_to_see_both(&resolved, &env, out).await;
     let client = resolved.client(&env)?;
-    let record = rr::activate(
-        &client,
-        &resolved.spec,
-        &env,
-        a.force.as_deref(),
-        OffsetDateTime::now_utc(),
-    )
-    .await
-    .map_err(explain)?;
+    let record = forced_step(rr::activate, &client, &resolved, &env, a.force.as_deref()).await?;
     out.emit(&record, || {
         format!(
             "{}: the re-signed intermediate is the default issuer; both roots are trusted.\nNext: `warden ca rollover-root promote --dir DIR` on the offline host, and once `warden ca status --env {}` lists no trust file behind:\n  warden ca rollover-root finish --env {}\n",
@@ -560,15 +573,7 @@ async fn activate(a: ActivateArgs, out: &Output) -> anyhow::Result<ExitCode> {
 async fn finish(a: FinishArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let (resolved, env) = one_env(&a.target, "ca rollover-root finish")?;
     let client = resolved.client(&env)?;
-    let record = rr::finish(
-        &client,
-        &resolved.spec,
-        &env,
-        a.force.as_deref(),
-        OffsetDateTime::now_utc(),
-    )
-    .await
-    .map_err(explain)?;
+    let record = forced_step(rr::finish, &client, &resolved, &env, a.force.as_deref()).await?;
     if let Some(step) = trust_everywhere(&resolved, &env, out).await? {
         out.warn(step);
     }

@@ -5,7 +5,7 @@
 //! Findings are errors for `apply` unless the spec waives that rule for that identity with a
 //! reason.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 
 use serde::Serialize;
@@ -203,6 +203,15 @@ pub fn lint(
             owners.entry(prefix).or_default().push((oi, pi));
         }
     }
+    // The same index by exact prefix, and the lengths the prefixes have: a grant's path is
+    // looked up only at those lengths, by hash. Looking it up in the ordered map at every
+    // character was 57 million string comparisons at 10,000 identities (a tenth of a no-op
+    // apply's client time); the ordered map stays for the wildcards' range.
+    let exact: HashMap<&str, &[(usize, usize)]> = owners
+        .iter()
+        .map(|(p, v)| (p.as_str(), v.as_slice()))
+        .collect();
+    let lengths: BTreeSet<usize> = owners.keys().map(String::len).collect();
 
     for id in &here {
         let Some(grants) = grants_of(id) else {
@@ -241,14 +250,11 @@ pub fn lint(
             // Another identity's prefix the grant reaches: one its path starts with, or (a
             // wildcard) one that starts with the grant's literal part. The first in identity
             // and prefix order is named, as a walk over every identity would.
-            let mut reached: Vec<(usize, usize)> = g
-                .path
-                .char_indices()
-                .map(|(k, _)| k)
-                .chain([g.path.len()])
-                .filter_map(|k| owners.get(&g.path[..k]))
-                .flatten()
-                .copied()
+            let mut reached: Vec<(usize, usize)> = lengths
+                .range(..=g.path.len())
+                .filter_map(|&k| g.path.get(..k))
+                .filter_map(|p| exact.get(p))
+                .flat_map(|v| v.iter().copied())
                 .collect();
             if star.is_some() {
                 reached.extend(

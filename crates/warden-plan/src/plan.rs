@@ -100,8 +100,10 @@ pub async fn plan_env(
     // hold that slot: with one policy per identity, every slot fills with policies within a few
     // identities and the role reads stop until the LIST answers (1.6 s of a 9 s no-op at
     // 10,000 identities). So policies are set aside while the other objects are read, the
-    // LIST runs beside them, and the policies are compared once it has answered. Holding them
-    // costs about what the LIST's answer costs, which the plan holds anyway.
+    // LIST runs beside them, and the policies that came while it ran are compared once it has
+    // answered (those after it pass straight through). Holding them costs less than the LIST's
+    // answer, which the plan holds anyway; a fresh environment's LIST answers at once, so its
+    // 10,000 new policies are not held a second time.
     let deferred: Mutex<Vec<Desired>> = Mutex::default();
     let desired = desired
         .into_iter()
@@ -109,7 +111,7 @@ pub async fn plan_env(
             desired_ids.insert(d.id().0);
         })
         .filter_map(|d| {
-            if d.kind == Kind::Policy {
+            if d.kind == Kind::Policy && !live.policies.initialized() {
                 deferred
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)

@@ -101,9 +101,9 @@ pub async fn plan_env(
     // identities and the role reads stop until the LIST answers (1.6 s of a 9 s no-op at
     // 10,000 identities). So policies are set aside while the other objects are read, the
     // LIST runs beside them, and the policies that came while it ran are compared once it has
-    // answered (those after it pass straight through). Holding them costs less than the LIST's
-    // answer, which the plan holds anyway; a fresh environment's LIST answers at once, so its
-    // 10,000 new policies are not held a second time.
+    // answered (those after it pass straight through). At most [`DEFERRED_POLICIES`] are held:
+    // on a fresh environment nothing is read, so the run may take every object before the
+    // LIST is even sent, and 10,000 bodies held twice were 20 MB.
     let deferred: Mutex<Vec<Desired>> = Mutex::default();
     let desired = desired
         .into_iter()
@@ -111,15 +111,16 @@ pub async fn plan_env(
             desired_ids.insert(d.id().0);
         })
         .filter_map(|d| {
-            if d.kind == Kind::Policy && !live.policies.initialized() {
-                deferred
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push(d);
-                None
-            } else {
-                Some(d)
+            if d.kind != Kind::Policy || live.policies.initialized() {
+                return Some(d);
             }
+            let mut held = deferred.lock().unwrap_or_else(PoisonError::into_inner);
+            if held.len() >= DEFERRED_POLICIES {
+                // Bounded: past this they wait in the run's slots, as before.
+                return Some(d);
+            }
+            held.push(d);
+            None
         });
     let compare_one = |d: Desired| {
         let live = &live;
@@ -181,6 +182,11 @@ pub async fn plan_env(
         owned: live.owned,
     })
 }
+
+/// Policies set aside while the LIST of every policy's text is out: at 10,000 identities
+/// that LIST takes the server over a second, during which about 1,700 identities' roles are
+/// read (a few KB each held).
+const DEFERRED_POLICIES: usize = 4096;
 
 /// The live KV version of a registry entry `d`, which its update is written against.
 fn registry_version(d: &Desired, current: Option<&Value>) -> Option<u64> {

@@ -167,6 +167,9 @@ async fn execute(client: &Client, change: &Change) -> Result<(), String> {
     }
 }
 
+/// A database password file larger than this is not a password file.
+const PASSWORD_FILE_LIMIT: u64 = 64 * 1024;
+
 /// Creates a database connection with the initial password read from its file (never kept,
 /// never in the plan), then rotates it with `rotate-root` so that only the engine knows the
 /// password from then on and the file is stale.
@@ -175,12 +178,16 @@ async fn create_database_config(client: &Client, change: &Change) -> Result<(), 
         .password_file
         .as_ref()
         .ok_or("no password file for the database connection")?;
-    let password = zeroize::Zeroizing::new(std::fs::read_to_string(file).map_err(|e| {
+    // A regular file only, opened without blocking: a FIFO or a device at the name would stop
+    // the command's one thread, and with it the writes in flight.
+    let bytes = warden_files::read_regular(file, PASSWORD_FILE_LIMIT).map_err(|e| {
         format!(
             "could not read the password file {}: {e} (apply reads it once, when it creates the connection)",
             file.display()
         )
-    })?);
+    })?;
+    let password = std::str::from_utf8(&bytes)
+        .map_err(|_| format!("the password file {} is not UTF-8", file.display()))?;
     let password = password.trim_end_matches(['\n', '\r']);
     if password.is_empty() {
         return Err(format!("the password file {} is empty", file.display()));

@@ -103,66 +103,54 @@ pub async fn plan_env(
     // LIST runs beside them, and the policies that came while it ran are compared once it has
     // answered (those after it pass straight through). At most [`DEFERRED_POLICIES`] are held:
     // on a fresh environment nothing is read, so the run may take every object before the
-    // LIST is even sent, and 10,000 bodies held twice were 20 MB.
-    let deferred: Mutex<Vec<Desired>> = Mutex::default();
+    // LIST is even sent, and 10,000 bodies held twice were 20 MB. Items keep their input
+    // position, so the outcome (the first error, the order of equal changes) does not depend
+    // on which were set aside.
+    let deferred: Mutex<Vec<(usize, Desired)>> = Mutex::default();
     let desired = desired
         .into_iter()
         .inspect(|d| {
             desired_ids.insert(d.id().0);
         })
-        .filter_map(|d| {
+        .enumerate()
+        .filter_map(|(i, d)| {
             if d.kind != Kind::Policy || live.policies.initialized() {
-                return Some(d);
+                return Some((i, d));
             }
             let mut held = deferred.lock().unwrap_or_else(PoisonError::into_inner);
             if held.len() >= DEFERRED_POLICIES {
                 // Bounded: past this they wait in the run's slots, as before.
-                return Some(d);
+                return Some((i, d));
             }
-            held.push(d);
+            held.push((i, d));
             None
         });
-    let compare_one = |d: Desired| {
+    let compare_one = |(i, d): (usize, Desired)| {
         let live = &live;
-        async move {
-            let current = live.current(client, env, &d).await?;
-            let mut d = d;
-            let version = registry_version(&d, current.as_ref());
-            let outcome = match live_revocation(&mut d, current.as_ref()) {
-                Some(conflict) => Some(conflict),
-                None => compare(&d, current),
-            };
-            // A registry entry is rewritten only if it is still the version planned against:
-            // a `revoke purpose` between plan and apply makes the write fail instead of being
-            // undone by it (ADR 0032).
-            if let (Some(v), Some((Action::Update, ..))) = (version, &outcome) {
-                d.body["options"] = json!({ "cas": v });
-            }
-            Ok::<_, Error>(outcome.map(|(action, reason, fields)| Change {
-                action,
-                kind: d.kind,
-                id: d.id().0,
-                body: d.body.to_string().into_boxed_str(),
-                path: d.path,
-                identity: d.identity,
-                reason,
-                fields,
-                password_file: d.password_file,
-            }))
-        }
+        async move { (i, compare_at(live, client, env, d).await) }
     };
-    let (_, mut compared) = tokio::join!(
-        live.policy_texts(client),
-        warden_bao::bounded::run(desired, concurrency, compare_one)
-    );
+    let mut compared = if concurrency > 1 {
+        // The LIST is one request beside the run: the run gets one slot less, so no more
+        // than `concurrency` are in flight.
+        let (_, compared) = tokio::join!(
+            live.policy_texts(client),
+            warden_bao::bounded::run(desired, concurrency - 1, compare_one)
+        );
+        compared
+    } else {
+        // One request at a time: the LIST first, then nothing waits for it.
+        live.policy_texts(client).await;
+        warden_bao::bounded::run(desired, 1, compare_one).await
+    };
     let deferred = deferred
         .into_inner()
         .unwrap_or_else(PoisonError::into_inner);
     // With the texts in hand these read nothing (or one by one where the LIST was refused).
     compared.extend(warden_bao::bounded::run(deferred, concurrency, compare_one).await);
+    compared.sort_unstable_by_key(|(i, _)| *i);
     let mut changes = Vec::new();
     let mut unchanged = 0;
-    for c in compared {
+    for (_, c) in compared {
         match c? {
             None => unchanged += 1,
             Some(change) => changes.push(change),
@@ -181,6 +169,39 @@ pub async fn plan_env(
         unpurposed: Vec::new(),
         owned: live.owned,
     })
+}
+
+/// Reads `d`'s live form and compares: its change, or `None` when it is as the spec wants it.
+async fn compare_at(
+    live: &Live,
+    client: &Client,
+    env: &str,
+    d: Desired,
+) -> Result<Option<Change>, Error> {
+    let current = live.current(client, env, &d).await?;
+    let mut d = d;
+    let version = registry_version(&d, current.as_ref());
+    let outcome = match live_revocation(&mut d, current.as_ref()) {
+        Some(conflict) => Some(conflict),
+        None => compare(&d, current),
+    };
+    // A registry entry is rewritten only if it is still the version planned against: a
+    // `revoke purpose` between plan and apply makes the write fail instead of being undone by
+    // it (ADR 0032).
+    if let (Some(v), Some((Action::Update, ..))) = (version, &outcome) {
+        d.body["options"] = json!({ "cas": v });
+    }
+    Ok(outcome.map(|(action, reason, fields)| Change {
+        action,
+        kind: d.kind,
+        id: d.id().0,
+        body: d.body.to_string().into_boxed_str(),
+        path: d.path,
+        identity: d.identity,
+        reason,
+        fields,
+        password_file: d.password_file,
+    }))
 }
 
 /// Policies set aside while the LIST of every policy's text is out: at 10,000 identities

@@ -68,7 +68,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// Whether the command runs on one thread. Plan, apply, posture and evidence are tens of
+/// Whether the command runs on one thread. Plan, apply, lint, posture and evidence are tens of
 /// thousands of small requests over a few keep-alive connections: with worker threads, each
 /// response wakes the command's task on another thread, and at 10,000 identities those
 /// wake-ups were a third of the client's CPU (1.0 of 3.1 s in a no-op apply, on the host the

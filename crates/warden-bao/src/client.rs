@@ -603,13 +603,9 @@ impl Client {
             let status = resp.status().as_u16();
             tracing::Span::current().record("status", status);
             self.note_date(resp.headers());
-            // Best effort: our copy is wiped on drop; reqwest's own buffer is not ours to wipe.
-            let body = Zeroizing::new(
-                resp.bytes()
-                    .await
-                    .map_err(|e| self.transport_error(&node.address, call.path, e))?
-                    .to_vec(),
-            );
+            let body = self
+                .read_body(resp, &node.address, call.path, crate::MAX_RESPONSE_BYTES)
+                .await?;
             if (200..300).contains(&status) || call.accept.contains(&status) {
                 Ok(Reply { status, body })
             } else {
@@ -677,6 +673,47 @@ impl Client {
             node.address.as_str(),
             &body,
         ))
+    }
+
+    /// The whole body of `resp`, at most `limit` bytes ([`crate::MAX_RESPONSE_BYTES`]), read chunk by chunk
+    /// into one buffer (no second copy of a 13 MB listing) that is wiped on drop; reqwest's
+    /// own chunk buffers are not ours to wipe.
+    async fn read_body(
+        &self,
+        mut resp: reqwest::Response,
+        address: &Url,
+        path: &str,
+        limit: u64,
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        let too_large = || Error::TooLarge {
+            path: path.to_owned(),
+            address: address.to_string(),
+            limit,
+        };
+        let announced = resp.content_length().unwrap_or(0);
+        if announced > limit {
+            return Err(too_large());
+        }
+        let mut body = Zeroizing::new(Vec::with_capacity(usize::try_from(announced).unwrap_or(0)));
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| self.transport_error(address, path, e))?
+        {
+            if (body.len() + chunk.len()) as u64 > limit {
+                return Err(too_large());
+            }
+            if body.capacity() - body.len() < chunk.len() {
+                // Grow by hand: a reallocation must not leave the old buffer unwiped.
+                let mut bigger = Zeroizing::new(Vec::with_capacity(
+                    (body.len() + chunk.len()).max(body.capacity() * 2),
+                ));
+                bigger.extend_from_slice(&body);
+                body = bigger;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 
     /// Reads the next chunk of a streamed response from node address `address`.
@@ -788,6 +825,78 @@ mod tests {
 
     fn client(addr: &str) -> Client {
         Client::new(ClientConfig::from_address(addr).expect("cfg")).expect("client")
+    }
+
+    /// A loopback HTTP server that answers every request on one connection with `head` and
+    /// then `chunks` (as given: the test writes the framing), and its address.
+    async fn answering(head: String, chunks: Vec<Vec<u8>>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.expect("accept");
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf).await;
+            conn.write_all(head.as_bytes()).await.expect("head");
+            for c in chunks {
+                if conn.write_all(&c).await.is_err() {
+                    return; // the client stopped reading: what the test wants
+                }
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    /// Red-team regression: a server (or a proxy in front of it) announcing or streaming an
+    /// endless answer was read whole into memory. It is refused at the announced length, and a
+    /// chunked stream is cut at the limit, both as `TooLarge`, never retried.
+    #[tokio::test]
+    async fn an_answer_past_the_limit_is_refused_before_it_is_held() {
+        let announced = crate::MAX_RESPONSE_BYTES + 1;
+        let addr = answering(
+            format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {announced}\r\n\r\n"),
+            vec![b"{".to_vec()],
+        )
+        .await;
+        let err = client(&addr).read("sys/huge").await.expect_err("too large");
+        assert!(matches!(err.root(), Error::TooLarge { .. }), "{err:?}");
+        assert!(!err.is_retryable());
+        assert!(
+            err.to_string().contains("more than 512 MiB for sys/huge"),
+            "{err}"
+        );
+
+        // Chunked, no length announced: cut where it passes the limit (1 KiB here).
+        let chunk = |n: usize| format!("{n:x}\r\n{}\r\n", "a".repeat(n)).into_bytes();
+        let addr = answering(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_owned(),
+            vec![chunk(600), chunk(600), b"0\r\n\r\n".to_vec()],
+        )
+        .await;
+        let c = client(&addr);
+        let url = Url::parse(&format!("{addr}/v1/x")).expect("url");
+        let resp = reqwest::get(url.clone()).await.expect("get");
+        let err = c
+            .read_body(resp, &url, "x", 1024)
+            .await
+            .expect_err("too large");
+        assert!(
+            matches!(err, Error::TooLarge { limit: 1024, .. }),
+            "{err:?}"
+        );
+
+        // Under the limit: the whole body, across chunks.
+        let addr = answering(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_owned(),
+            vec![chunk(600), chunk(400), b"0\r\n\r\n".to_vec()],
+        )
+        .await;
+        let url = Url::parse(&format!("{addr}/v1/x")).expect("url");
+        let resp = reqwest::get(url.clone()).await.expect("get");
+        let body = c.read_body(resp, &url, "x", 1024).await.expect("body");
+        assert_eq!(body.len(), 1000);
     }
 
     #[test]

@@ -171,6 +171,22 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// The answer was larger than any answer Warden reads ([`crate::MAX_RESPONSE_BYTES`]): a
+    /// misbehaving server or proxy, or a listing grown past what one request should carry.
+    /// Refused before it is held whole, never retried.
+    #[error(
+        "OpenBao at {address} answered more than {} MiB for {path}; Warden stops reading there instead of holding it (a proxy or server misbehaving, or a listing that has outgrown one request)",
+        limit / (1024 * 1024)
+    )]
+    TooLarge {
+        /// Request path, relative to `/v1/`.
+        path: String,
+        /// The node that answered.
+        address: String,
+        /// The limit, in bytes.
+        limit: u64,
+    },
+
     /// A request path that would not stay under `/v1/` or is ambiguous (`..`, `.`, empty).
     /// A caller bug, never retried.
     #[error("invalid request path {path:?}: {reason}")]

@@ -98,6 +98,13 @@ mod sys;
 mod tls;
 mod transit;
 
+/// The largest answer read from OpenBao, in bytes. The largest Warden asks for are single
+/// listings of a whole folder (every policy's text, every secret's metadata): 13 MB at
+/// 10,000 identities. Forty times that is still a listing; past it, the answer is refused
+/// before it is held whole ([`Error::TooLarge`]), so a misbehaving server or proxy cannot
+/// stream a client out of memory.
+pub const MAX_RESPONSE_BYTES: u64 = 512 * 1024 * 1024;
+
 pub use auth::TokenInfo;
 pub use client::{Client, ServerDate};
 pub use config::{ClientConfig, DEFAULT_REQUEST_TIMEOUT};

@@ -26,6 +26,23 @@ use crate::retry::{Idempotent, RetryGate, RetryPolicy, Schedule, jitter_unit};
 use crate::tls::ClientIdentity;
 use crate::tls::{self, RecordingVerifier};
 
+/// How far an answer is read, and what happens past it.
+#[derive(Debug, Clone, Copy)]
+enum Overflow {
+    /// Past this many bytes the answer is refused ([`Error::TooLarge`]).
+    Refuse(u64),
+    /// Past this many bytes the rest is not read (an error page: its message is at the start).
+    Cut(u64),
+}
+
+/// How much of a refusal's body is read: its `errors` are at the start, and only their first
+/// few hundred characters are shown.
+const ERROR_BODY_BYTES: u64 = 64 * 1024;
+
+/// The most memory an answer's announced length reserves before its bytes arrive; larger
+/// answers grow as they arrive.
+const RESERVE_BYTES: usize = 16 * 1024 * 1024;
+
 /// A connection to one OpenBao server, or to the nodes of one cluster. Cheap to clone (clones
 /// share the connection pool, the token, the retry gate and the current node).
 ///
@@ -603,10 +620,27 @@ impl Client {
             let status = resp.status().as_u16();
             tracing::Span::current().record("status", status);
             self.note_date(resp.headers());
-            let body = self
-                .read_body(resp, &node.address, call.path, crate::MAX_RESPONSE_BYTES)
-                .await?;
-            if (200..300).contains(&status) || call.accept.contains(&status) {
+            let wanted = (200..300).contains(&status) || call.accept.contains(&status);
+            // A refusal is read only as far as its message: an oversized error page must not
+            // turn a retryable 503 into a refused answer, nor hold memory.
+            let body = if wanted {
+                self.read_body(
+                    resp,
+                    &node.address,
+                    call.path,
+                    Overflow::Refuse(crate::MAX_RESPONSE_BYTES),
+                )
+                .await?
+            } else {
+                self.read_body(
+                    resp,
+                    &node.address,
+                    call.path,
+                    Overflow::Cut(ERROR_BODY_BYTES),
+                )
+                .await?
+            };
+            if wanted {
                 Ok(Reply { status, body })
             } else {
                 let err = Error::from_status(status, call.path, node.address.as_str(), &body);
@@ -661,12 +695,9 @@ impl Client {
         if (200..300).contains(&status) {
             return Ok(resp);
         }
-        let body = Zeroizing::new(
-            resp.bytes()
-                .await
-                .map_err(|e| self.transport_error(&node.address, path, e))?
-                .to_vec(),
-        );
+        let body = self
+            .read_body(resp, &node.address, path, Overflow::Cut(ERROR_BODY_BYTES))
+            .await?;
         Err(Error::from_status(
             status,
             path,
@@ -675,43 +706,63 @@ impl Client {
         ))
     }
 
-    /// The whole body of `resp`, at most `limit` bytes ([`crate::MAX_RESPONSE_BYTES`]), read chunk by chunk
-    /// into one buffer (no second copy of a 13 MB listing) that is wiped on drop; reqwest's
-    /// own chunk buffers are not ours to wipe.
+    /// The body of `resp` read chunk by chunk into one buffer that is wiped on drop (no second
+    /// copy of a 13 MB listing; reqwest's own chunk buffers are not ours to wipe), bounded as
+    /// `overflow` says. What a server announces reserves at most [`RESERVE_BYTES`] up front:
+    /// a lying `Content-Length` must not cost memory before a byte arrives.
     async fn read_body(
         &self,
         mut resp: reqwest::Response,
         address: &Url,
         path: &str,
-        limit: u64,
+        overflow: Overflow,
     ) -> Result<Zeroizing<Vec<u8>>> {
+        let (limit, refuse) = match overflow {
+            Overflow::Refuse(n) => (n, true),
+            Overflow::Cut(n) => (n, false),
+        };
         let too_large = || Error::TooLarge {
             path: path.to_owned(),
             address: address.to_string(),
             limit,
         };
         let announced = resp.content_length().unwrap_or(0);
-        if announced > limit {
+        if refuse && announced > limit {
             return Err(too_large());
         }
-        let mut body = Zeroizing::new(Vec::with_capacity(usize::try_from(announced).unwrap_or(0)));
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let mut body = Zeroizing::new(Vec::with_capacity(
+            usize::try_from(announced)
+                .unwrap_or(usize::MAX)
+                .min(limit)
+                .min(RESERVE_BYTES),
+        ));
         while let Some(chunk) = resp
             .chunk()
             .await
             .map_err(|e| self.transport_error(address, path, e))?
         {
-            if (body.len() + chunk.len()) as u64 > limit {
-                return Err(too_large());
+            let mut chunk = &chunk[..];
+            if body.len() + chunk.len() > limit {
+                if refuse {
+                    return Err(too_large());
+                }
+                chunk = &chunk[..limit - body.len()];
             }
             if body.capacity() - body.len() < chunk.len() {
                 // Grow by hand: a reallocation must not leave the old buffer unwiped.
                 let mut bigger = Zeroizing::new(Vec::with_capacity(
-                    (body.len() + chunk.len()).max(body.capacity() * 2),
+                    (body.len() + chunk.len())
+                        .max(body.capacity().saturating_mul(2))
+                        .min(limit),
                 ));
                 bigger.extend_from_slice(&body);
                 body = bigger;
             }
-            body.extend_from_slice(&chunk);
+            body.extend_from_slice(chunk);
+            if body.len() == limit && !refuse {
+                break; // the rest of an error page is not read
+            }
         }
         Ok(body)
     }
@@ -864,7 +915,8 @@ mod tests {
         assert!(matches!(err.root(), Error::TooLarge { .. }), "{err:?}");
         assert!(!err.is_retryable());
         assert!(
-            err.to_string().contains("more than 512 MiB for sys/huge"),
+            err.to_string()
+                .contains("answered sys/huge with success but more than 512 MiB"),
             "{err}"
         );
 
@@ -877,9 +929,9 @@ mod tests {
         .await;
         let c = client(&addr);
         let url = Url::parse(&format!("{addr}/v1/x")).expect("url");
-        let resp = reqwest::get(url.clone()).await.expect("get");
+        let resp = c.http_client().get(url.clone()).send().await.expect("get");
         let err = c
-            .read_body(resp, &url, "x", 1024)
+            .read_body(resp, &url, "x", Overflow::Refuse(1024))
             .await
             .expect_err("too large");
         assert!(
@@ -894,9 +946,26 @@ mod tests {
         )
         .await;
         let url = Url::parse(&format!("{addr}/v1/x")).expect("url");
-        let resp = reqwest::get(url.clone()).await.expect("get");
-        let body = c.read_body(resp, &url, "x", 1024).await.expect("body");
+        let resp = c.http_client().get(url.clone()).send().await.expect("get");
+        let body = c
+            .read_body(resp, &url, "x", Overflow::Refuse(1024))
+            .await
+            .expect("body");
         assert_eq!(body.len(), 1000);
+
+        // An error page is cut, not refused: its status still decides (a 503 is retried).
+        let addr = answering(
+            "HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n".to_owned(),
+            vec![chunk(600), chunk(600), b"0\r\n\r\n".to_vec()],
+        )
+        .await;
+        let url = Url::parse(&format!("{addr}/v1/x")).expect("url");
+        let resp = c.http_client().get(url.clone()).send().await.expect("get");
+        let body = c
+            .read_body(resp, &url, "x", Overflow::Cut(1024))
+            .await
+            .expect("cut, not refused");
+        assert_eq!(body.len(), 1024);
     }
 
     #[test]

@@ -175,8 +175,8 @@ pub enum Error {
     /// misbehaving server or proxy, or a listing grown past what one request should carry.
     /// Refused before it is held whole, never retried.
     #[error(
-        "OpenBao at {address} answered more than {} MiB for {path}; Warden stops reading there instead of holding it (a proxy or server misbehaving, or a listing that has outgrown one request)",
-        limit / (1024 * 1024)
+        "OpenBao at {address} answered {path} with success but more than {}; Warden stopped reading there instead of holding it (a proxy or server misbehaving, or a listing that has outgrown one request; a write it answered was applied)",
+        fmt_bytes(*limit)
     )]
     TooLarge {
         /// Request path, relative to `/v1/`.
@@ -587,6 +587,16 @@ impl fmt::Display for TlsFailure {
 
 /// The start of OpenBao's answer while a new KV v2 mount upgrades its storage.
 const KV_UPGRADING: &str = "Upgrading from non-versioned to versioned data";
+
+/// `n` bytes for a message: MiB when it is a whole number of them, bytes otherwise.
+fn fmt_bytes(n: u64) -> String {
+    const MIB: u64 = 1024 * 1024;
+    if n >= MIB && n.is_multiple_of(MIB) {
+        format!("{} MiB", n / MIB)
+    } else {
+        format!("{n} bytes")
+    }
+}
 
 #[cfg(test)]
 mod tests {

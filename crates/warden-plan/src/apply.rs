@@ -182,12 +182,16 @@ async fn create_database_config(client: &Client, change: &Change) -> Result<(), 
     // the command's one thread, and with it the writes in flight.
     let bytes = warden_files::read_regular(file, PASSWORD_FILE_LIMIT).map_err(|e| {
         format!(
-            "could not read the password file {}: {e} (apply reads it once, when it creates the connection)",
+            "could not read the password file {}: {e}; point `password_file` at a regular file holding only the password (UTF-8, a trailing newline is fine; apply reads it once, when it creates the connection)",
             file.display()
         )
     })?;
-    let password = std::str::from_utf8(&bytes)
-        .map_err(|_| format!("the password file {} is not UTF-8", file.display()))?;
+    let password = std::str::from_utf8(&bytes).map_err(|_| {
+        format!(
+            "the password file {} is not UTF-8 text; write the password as UTF-8",
+            file.display()
+        )
+    })?;
     let password = password.trim_end_matches(['\n', '\r']);
     if password.is_empty() {
         return Err(format!("the password file {} is empty", file.display()));
@@ -195,9 +199,9 @@ async fn create_database_config(client: &Client, change: &Change) -> Result<(), 
     let mut body = change.body()?;
     body["password"] = serde_json::Value::String(password.to_owned());
     let sent = client.write(&change.path, &body, Idempotent::Yes).await;
-    if let Some(s) = body.get_mut("password") {
-        // Best effort: serde_json's String cannot be zeroized in place beyond this.
-        *s = serde_json::Value::Null;
+    if let Some(serde_json::Value::String(s)) = body.get_mut("password") {
+        // The request's own serialised copy is reqwest's; this one is ours to wipe.
+        zeroize::Zeroize::zeroize(s);
     }
     sent.map_err(|e| e.to_string())?;
     let rotate = change.path.replacen("/config/", "/rotate-root/", 1);

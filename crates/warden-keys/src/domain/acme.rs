@@ -295,8 +295,16 @@ impl AcmeIssuer {
         match self.http.get(&self.directory).send().await {
             Ok(rsp) => {
                 let status = rsp.status();
-                let body = rsp.text().await.unwrap_or_default();
-                let body: String = body.chars().take(300).collect();
+                // Only the start is shown: a larger answer is not read at all.
+                let body = super::challenge::read_capped(rsp, 64 * 1024)
+                    .await
+                    .map(|b| {
+                        String::from_utf8_lossy(&b)
+                            .chars()
+                            .take(300)
+                            .collect::<String>()
+                    })
+                    .unwrap_or_default();
                 format!("HTTP {status}: {body}")
             }
             Err(e) => e.to_string(),

@@ -46,13 +46,39 @@ impl HttpClient for ReqwestHttp {
             let rsp = builder.send().await.map_err(|e| other(Box::new(e)))?;
             let status = rsp.status();
             let headers = rsp.headers().clone();
-            let bytes = rsp.bytes().await.map_err(|e| other(Box::new(e)))?;
+            let bytes = read_capped(rsp, ACME_ANSWER_BYTES)
+                .await
+                .map_err(other)?;
             let mut out = Response::new(Full::new(bytes));
             *out.status_mut() = status;
             *out.headers_mut() = headers;
             Ok(BytesResponse::from(out))
         })
     }
+}
+
+/// The largest answer read from an ACME server: its directory, orders, authorizations and a
+/// certificate chain are kilobytes. A server streaming more is refused before it is held.
+pub(crate) const ACME_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+
+/// The body of `rsp`, refused past `limit` bytes (announced or streamed).
+pub(crate) async fn read_capped(
+    mut rsp: reqwest::Response,
+    limit: usize,
+) -> Result<Bytes, Box<dyn std::error::Error + Send + Sync>> {
+    let url = rsp.url().clone();
+    let too_large = || format!("the ACME server answered {url} with more than {limit} bytes");
+    if rsp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(too_large().into());
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = rsp.chunk().await? {
+        if out.len() + chunk.len() > limit {
+            return Err(too_large().into());
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(out))
 }
 
 type Answers = Arc<Mutex<HashMap<String, Zeroizing<String>>>>;

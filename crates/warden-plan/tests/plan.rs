@@ -191,6 +191,107 @@ async fn plan_apply_converge_show_drift_and_prune_only_owned_objects() {
             .contains("kvv2/data/*"),
         "the hand-made policy is untouched"
     );
-    let after = plan(&operator, kept, true).await;
+    let after = plan(&operator, kept.clone(), true).await;
     assert!(after.changes.is_empty(), "{:#?}", summary(&after));
+
+    // A planner that may not list every policy's text (the LIST refused with 403): policies
+    // set aside while the LIST was out, or arriving after, are read one by one instead, and
+    // the plan is the same: nothing to do, then the one drifted policy (ADR 0037).
+    let reader = planner_without_the_policy_list(&lab, &operator).await;
+    assert!(
+        reader
+            .list_policies_detailed()
+            .await
+            .expect("a refusal is not an error")
+            .is_none(),
+        "the planner must not be able to list policy texts"
+    );
+    let converged = plan(&reader, kept.clone(), false).await;
+    assert!(converged.changes.is_empty(), "{:#?}", summary(&converged));
+    assert_eq!(converged.unchanged, kept.len());
+    let identity_policy = kept
+        .iter()
+        .find(|d| d.kind == Kind::Policy && d.identity.is_some())
+        .expect("an identity's policy");
+    operator
+        .put_policy(
+            identity_policy
+                .path
+                .rsplit('/')
+                .next()
+                .expect("policy name"),
+            by_hand,
+        )
+        .await
+        .expect("change an identity's policy out of band");
+    let drifted = plan(&reader, kept.clone(), false).await;
+    assert_eq!(
+        summary(&drifted)
+            .iter()
+            .map(|c| c.split(' ').take(2).collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>(),
+        [format!("Update {}", identity_policy.path)],
+        "{:#?}",
+        summary(&drifted)
+    );
+}
+
+/// A client logged in with a token that holds the operator's policy plus a `deny` on
+/// `sys/policies/detailed/acl`: it reads everything a plan reads but the policies' texts in
+/// one request. Its certificate comes from a PKI role and a cert-auth role made here.
+async fn planner_without_the_policy_list(lab: &LabEnv, operator: &Client) -> Client {
+    const NAME: &str = "planner-no-policy-list";
+    let operator_policy = operator
+        .read_policy("warden-operator")
+        .await
+        .expect("read the operator policy");
+    operator
+        .put_policy(
+            NAME,
+            &format!(
+                "{operator_policy}\npath \"sys/policies/detailed/acl\" {{\n  capabilities = [\"deny\"]\n}}\n"
+            ),
+        )
+        .await
+        .expect("write the planner's policy");
+    let cn = format!("{NAME}.identity.test.warden.internal");
+    operator
+        .write(
+            &format!("pki_int/roles/{NAME}"),
+            &serde_json::json!({
+                "allowed_domains": [cn],
+                "allow_bare_domains": true,
+                "key_type": "ec",
+                "key_bits": 256,
+                "client_flag": true,
+                "server_flag": false,
+                "ttl": "1h",
+            }),
+            warden_bao::Idempotent::Yes,
+        )
+        .await
+        .expect("a PKI role for the planner");
+    let ca = operator
+        .pki_ca_cert("pki_int")
+        .await
+        .expect("the lab's intermediate");
+    operator
+        .write(
+            &format!("auth/cert/certs/{NAME}"),
+            &serde_json::json!({
+                "certificate": ca,
+                "allowed_common_names": [cn],
+                "token_policies": [NAME],
+                "token_ttl": "10m",
+            }),
+            warden_bao::Idempotent::Yes,
+        )
+        .await
+        .expect("a cert-auth role for the planner");
+    let identity = warden_testkit::identity::enroll(operator, NAME, &cn).await;
+    let client = warden_testkit::identity::EnvAccess::of(lab, ENV).client_with(identity);
+    warden_testkit::identity::login_cert(&client, NAME)
+        .await
+        .expect("the planner logs in");
+    client
 }

@@ -46,9 +46,7 @@ impl HttpClient for ReqwestHttp {
             let rsp = builder.send().await.map_err(|e| other(Box::new(e)))?;
             let status = rsp.status();
             let headers = rsp.headers().clone();
-            let bytes = read_capped(rsp, ACME_ANSWER_BYTES)
-                .await
-                .map_err(other)?;
+            let bytes = read_capped(rsp, ACME_ANSWER_BYTES).await.map_err(other)?;
             let mut out = Response::new(Full::new(bytes));
             *out.status_mut() = status;
             *out.headers_mut() = headers;

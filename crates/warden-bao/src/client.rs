@@ -922,16 +922,15 @@ mod tests {
 
         // Chunked, no length announced: cut where it passes the limit (1 KiB here).
         let chunk = |n: usize| format!("{n:x}\r\n{}\r\n", "a".repeat(n)).into_bytes();
-        let addr = answering(
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_owned(),
-            vec![chunk(600), chunk(600), b"0\r\n\r\n".to_vec()],
-        )
-        .await;
-        let c = client(&addr);
-        let url = Url::parse(&format!("{addr}/v1/x")).expect("url");
-        let resp = c.http_client().get(url.clone()).send().await.expect("get");
-        let err = c
-            .read_body(resp, &url, "x", Overflow::Refuse(1024))
+        let chunked = |status: &str, sizes: &[usize]| {
+            let mut chunks: Vec<Vec<u8>> = sizes.iter().map(|&n| chunk(n)).collect();
+            chunks.push(b"0\r\n\r\n".to_vec());
+            (
+                format!("HTTP/1.1 {status}\r\nTransfer-Encoding: chunked\r\n\r\n"),
+                chunks,
+            )
+        };
+        let err = body_of(chunked("200 OK", &[600, 600]), Overflow::Refuse(1024))
             .await
             .expect_err("too large");
         assert!(
@@ -940,32 +939,31 @@ mod tests {
         );
 
         // Under the limit: the whole body, across chunks.
-        let addr = answering(
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_owned(),
-            vec![chunk(600), chunk(400), b"0\r\n\r\n".to_vec()],
-        )
-        .await;
-        let url = Url::parse(&format!("{addr}/v1/x")).expect("url");
-        let resp = c.http_client().get(url.clone()).send().await.expect("get");
-        let body = c
-            .read_body(resp, &url, "x", Overflow::Refuse(1024))
+        let body = body_of(chunked("200 OK", &[600, 400]), Overflow::Refuse(1024))
             .await
             .expect("body");
         assert_eq!(body.len(), 1000);
 
         // An error page is cut, not refused: its status still decides (a 503 is retried).
-        let addr = answering(
-            "HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n".to_owned(),
-            vec![chunk(600), chunk(600), b"0\r\n\r\n".to_vec()],
+        let body = body_of(
+            chunked("503 Service Unavailable", &[600, 600]),
+            Overflow::Cut(1024),
         )
-        .await;
+        .await
+        .expect("cut, not refused");
+        assert_eq!(body.len(), 1024);
+    }
+
+    /// What `read_body` makes of the answer `(head, chunks)` under `overflow`.
+    async fn body_of(
+        (head, chunks): (String, Vec<Vec<u8>>),
+        overflow: Overflow,
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        let addr = answering(head, chunks).await;
+        let c = client(&addr);
         let url = Url::parse(&format!("{addr}/v1/x")).expect("url");
         let resp = c.http_client().get(url.clone()).send().await.expect("get");
-        let body = c
-            .read_body(resp, &url, "x", Overflow::Cut(1024))
-            .await
-            .expect("cut, not refused");
-        assert_eq!(body.len(), 1024);
+        c.read_body(resp, &url, "x", overflow).await
     }
 
     #[test]

@@ -39,10 +39,6 @@ enum Overflow {
 /// few hundred characters are shown.
 const ERROR_BODY_BYTES: u64 = 64 * 1024;
 
-/// The most memory an answer's announced length reserves before its bytes arrive; larger
-/// answers grow as they arrive.
-const RESERVE_BYTES: usize = 16 * 1024 * 1024;
-
 /// A connection to one OpenBao server, or to the nodes of one cluster. Cheap to clone (clones
 /// share the connection pool, the token, the retry gate and the current node).
 ///
@@ -706,10 +702,10 @@ impl Client {
         ))
     }
 
-    /// The body of `resp` read chunk by chunk into one buffer that is wiped on drop (no second
-    /// copy of a 13 MB listing; reqwest's own chunk buffers are not ours to wipe), bounded as
-    /// `overflow` says. What a server announces reserves at most [`RESERVE_BYTES`] up front:
-    /// a lying `Content-Length` must not cost memory before a byte arrives.
+    /// The body of `resp`, bounded as `overflow` says, in one buffer of exactly its length
+    /// that is wiped on drop. The chunks are kept as they arrive (reqwest's buffers, not ours
+    /// to wipe) and copied once at the end: no spare capacity, which a wiping drop would
+    /// touch (RSS), and nothing reserved on the word of a `Content-Length`.
     async fn read_body(
         &self,
         mut resp: reqwest::Response,
@@ -726,43 +722,32 @@ impl Client {
             address: address.to_string(),
             limit,
         };
-        let announced = resp.content_length().unwrap_or(0);
-        if refuse && announced > limit {
+        if refuse && resp.content_length().is_some_and(|n| n > limit) {
             return Err(too_large());
         }
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        let mut body = Zeroizing::new(Vec::with_capacity(
-            usize::try_from(announced)
-                .unwrap_or(usize::MAX)
-                .min(limit)
-                .min(RESERVE_BYTES),
-        ));
-        while let Some(chunk) = resp
+        let mut chunks = Vec::new();
+        let mut len = 0usize;
+        while let Some(mut chunk) = resp
             .chunk()
             .await
             .map_err(|e| self.transport_error(address, path, e))?
         {
-            let mut chunk = &chunk[..];
-            if body.len() + chunk.len() > limit {
+            if len + chunk.len() > limit {
                 if refuse {
                     return Err(too_large());
                 }
-                chunk = &chunk[..limit - body.len()];
+                chunk.truncate(limit - len);
             }
-            if body.capacity() - body.len() < chunk.len() {
-                // Grow by hand: a reallocation must not leave the old buffer unwiped.
-                let mut bigger = Zeroizing::new(Vec::with_capacity(
-                    (body.len() + chunk.len())
-                        .max(body.capacity().saturating_mul(2))
-                        .min(limit),
-                ));
-                bigger.extend_from_slice(&body);
-                body = bigger;
-            }
-            body.extend_from_slice(chunk);
-            if body.len() == limit && !refuse {
+            len += chunk.len();
+            chunks.push(chunk);
+            if len == limit && !refuse {
                 break; // the rest of an error page is not read
             }
+        }
+        let mut body = Zeroizing::new(Vec::with_capacity(len));
+        for c in &chunks {
+            body.extend_from_slice(c);
         }
         Ok(body)
     }

@@ -454,6 +454,12 @@ def count_kinds(reqs):
     return dict(sorted(kinds.items(), key=lambda kv: -kv[1]))
 
 
+def ratio(a, b):
+    """a / b, or NaN where b is not positive: a smoke run's six signs can cost the server no
+    whole clock tick (CLK_TCK is 100 a second), and a figure at that size means nothing anyway."""
+    return a / b if b > 0 else float("nan")
+
+
 def cmd_report(a):
     m = json.load(open(a.measure, encoding="utf-8"))
     c = m["config"]
@@ -524,8 +530,8 @@ def cmd_report(a):
         "raw_sign_gross_ms": ref_cpu * 1e3 / ref_signs,
         "raw_sign_net_ms": ref_net * 1e3 / ref_signs,
     }
-    ratio_net = per["reissue_net_ms"] / per["raw_sign_net_ms"]
-    ratio_gross = per["reissue_gross_ms"] / per["raw_sign_gross_ms"]
+    ratio_net = ratio(per["reissue_net_ms"], per["raw_sign_net_ms"])
+    ratio_gross = ratio(per["reissue_gross_ms"], per["raw_sign_gross_ms"])
     idle_reqs = in_span(idle_after["start"], idle_after["end"])
     win_kinds = count_kinds(win)
     # Requests in the window beyond the background's rate, per re-issued certificate.

@@ -17,6 +17,7 @@ use tracing::Instrument;
 use url::Url;
 use zeroize::Zeroizing;
 
+use crate::body::{BodyError, Overflow};
 use crate::config::{ClientConfig, check_address};
 use crate::error::{Error, Result};
 use crate::failover::Nodes;
@@ -25,15 +26,6 @@ use crate::response::Secret;
 use crate::retry::{Idempotent, RetryGate, RetryPolicy, Schedule, jitter_unit};
 use crate::tls::ClientIdentity;
 use crate::tls::{self, RecordingVerifier};
-
-/// How far an answer is read, and what happens past it.
-#[derive(Debug, Clone, Copy)]
-enum Overflow {
-    /// Past this many bytes the answer is refused ([`Error::TooLarge`]).
-    Refuse(u64),
-    /// Past this many bytes the rest is not read (an error page: its message is at the start).
-    Cut(u64),
-}
 
 /// How much of a refusal's body is read: its `errors` are at the start, and only their first
 /// few hundred characters are shown.
@@ -702,54 +694,25 @@ impl Client {
         ))
     }
 
-    /// The body of `resp`, bounded as `overflow` says, in one buffer of exactly its length
-    /// that is wiped on drop. The chunks are kept as they arrive (reqwest's buffers, not ours
-    /// to wipe) and copied once at the end: no spare capacity, which a wiping drop would
-    /// touch (RSS), and nothing reserved on the word of a `Content-Length`.
+    /// The body of `resp`, bounded as `overflow` says ([`crate::body::read_capped`]: one
+    /// buffer of exactly its length, wiped on drop), its failures named after the request.
     async fn read_body(
         &self,
-        mut resp: reqwest::Response,
+        resp: reqwest::Response,
         address: &Url,
         path: &str,
         overflow: Overflow,
     ) -> Result<Zeroizing<Vec<u8>>> {
-        let (limit, refuse) = match overflow {
-            Overflow::Refuse(n) => (n, true),
-            Overflow::Cut(n) => (n, false),
-        };
-        let too_large = || Error::TooLarge {
-            path: path.to_owned(),
-            address: address.to_string(),
-            limit,
-        };
-        if refuse && resp.content_length().is_some_and(|n| n > limit) {
-            return Err(too_large());
-        }
-        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        let mut chunks = Vec::new();
-        let mut len = 0usize;
-        while let Some(mut chunk) = resp
-            .chunk()
+        crate::body::read_capped(resp, overflow)
             .await
-            .map_err(|e| self.transport_error(address, path, e))?
-        {
-            if len + chunk.len() > limit {
-                if refuse {
-                    return Err(too_large());
-                }
-                chunk.truncate(limit - len);
-            }
-            len += chunk.len();
-            chunks.push(chunk);
-            if len == limit && !refuse {
-                break; // the rest of an error page is not read
-            }
-        }
-        let mut body = Zeroizing::new(Vec::with_capacity(len));
-        for c in &chunks {
-            body.extend_from_slice(c);
-        }
-        Ok(body)
+            .map_err(|e| match e {
+                BodyError::TooLarge { limit } => Error::TooLarge {
+                    path: path.to_owned(),
+                    address: address.to_string(),
+                    limit,
+                },
+                BodyError::Transport(e) => self.transport_error(address, path, e),
+            })
     }
 
     /// Reads the next chunk of a streamed response from node address `address`.
@@ -858,36 +821,16 @@ fn build_http(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{answering, chunked};
 
     fn client(addr: &str) -> Client {
         Client::new(ClientConfig::from_address(addr).expect("cfg")).expect("client")
     }
 
-    /// A loopback HTTP server that answers every request on one connection with `head` and
-    /// then `chunks` (as given: the test writes the framing), and its address.
-    async fn answering(head: String, chunks: Vec<Vec<u8>>) -> String {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let (mut conn, _) = listener.accept().await.expect("accept");
-            let mut buf = [0u8; 4096];
-            let _ = conn.read(&mut buf).await;
-            conn.write_all(head.as_bytes()).await.expect("head");
-            for c in chunks {
-                if conn.write_all(&c).await.is_err() {
-                    return; // the client stopped reading: what the test wants
-                }
-            }
-        });
-        format!("http://{addr}")
-    }
-
     /// Red-team regression: a server (or a proxy in front of it) announcing or streaming an
     /// endless answer was read whole into memory. It is refused at the announced length, and a
-    /// chunked stream is cut at the limit, both as `TooLarge`, never retried.
+    /// chunked stream is cut at the limit, both as `TooLarge` naming the request, never
+    /// retried. (How far each overflow reads is `body`'s to test.)
     #[tokio::test]
     async fn an_answer_past_the_limit_is_refused_before_it_is_held() {
         let announced = crate::MAX_RESPONSE_BYTES + 1;
@@ -906,49 +849,19 @@ mod tests {
         );
 
         // Chunked, no length announced: cut where it passes the limit (1 KiB here).
-        let chunk = |n: usize| format!("{n:x}\r\n{}\r\n", "a".repeat(n)).into_bytes();
-        let chunked = |status: &str, sizes: &[usize]| {
-            let mut chunks: Vec<Vec<u8>> = sizes.iter().map(|&n| chunk(n)).collect();
-            chunks.push(b"0\r\n\r\n".to_vec());
-            (
-                format!("HTTP/1.1 {status}\r\nTransfer-Encoding: chunked\r\n\r\n"),
-                chunks,
-            )
-        };
-        let err = body_of(chunked("200 OK", &[600, 600]), Overflow::Refuse(1024))
-            .await
-            .expect_err("too large");
-        assert!(
-            matches!(err, Error::TooLarge { limit: 1024, .. }),
-            "{err:?}"
-        );
-
-        // Under the limit: the whole body, across chunks.
-        let body = body_of(chunked("200 OK", &[600, 400]), Overflow::Refuse(1024))
-            .await
-            .expect("body");
-        assert_eq!(body.len(), 1000);
-
-        // An error page is cut, not refused: its status still decides (a 503 is retried).
-        let body = body_of(
-            chunked("503 Service Unavailable", &[600, 600]),
-            Overflow::Cut(1024),
-        )
-        .await
-        .expect("cut, not refused");
-        assert_eq!(body.len(), 1024);
-    }
-
-    /// What `read_body` makes of the answer `(head, chunks)` under `overflow`.
-    async fn body_of(
-        (head, chunks): (String, Vec<Vec<u8>>),
-        overflow: Overflow,
-    ) -> Result<Zeroizing<Vec<u8>>> {
+        let (head, chunks) = chunked("200 OK", &[600, 600]);
         let addr = answering(head, chunks).await;
         let c = client(&addr);
         let url = Url::parse(&format!("{addr}/v1/x")).expect("url");
         let resp = c.http_client().get(url.clone()).send().await.expect("get");
-        c.read_body(resp, &url, "x", overflow).await
+        let err = c
+            .read_body(resp, &url, "x", Overflow::Refuse(1024))
+            .await
+            .expect_err("too large");
+        assert!(
+            matches!(&err, Error::TooLarge { limit: 1024, path, .. } if path == "x"),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -26,6 +26,8 @@
 //!     [`ChangeRecord`]s), transit ([`Client::transit`]), JWT login ([`Client::login_jwt`]).
 //! - Anything else: the raw [`Client::read`], [`Client::write`], [`Client::list`],
 //!   [`Client::delete`] with `serde_json::Value`.
+//! - Reading any other server's answer over reqwest with the same size cap:
+//!   [`body::read_capped`].
 //!
 //! # Failover
 //!
@@ -75,6 +77,7 @@
 
 mod auth;
 mod b64;
+pub mod body;
 pub mod bounded;
 mod cert_login;
 mod client;
@@ -143,5 +146,38 @@ pub(crate) mod test_support {
             .self_signed(&key)
             .expect("self-sign");
         (cert.pem().into_bytes(), key.serialize_pem().into_bytes())
+    }
+
+    /// A loopback HTTP server that answers one request on one connection with `head` and then
+    /// `chunks` (as given: the test writes the framing), and its address.
+    pub(crate) async fn answering(head: String, chunks: Vec<Vec<u8>>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.expect("accept");
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf).await;
+            conn.write_all(head.as_bytes()).await.expect("head");
+            for c in chunks {
+                if conn.write_all(&c).await.is_err() {
+                    return; // the client stopped reading: what the test wants
+                }
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    /// A chunked answer with `status`, one chunk of each size in `sizes`, for [`answering`].
+    pub(crate) fn chunked(status: &str, sizes: &[usize]) -> (String, Vec<Vec<u8>>) {
+        let chunk = |n: usize| format!("{n:x}\r\n{}\r\n", "a".repeat(n)).into_bytes();
+        let mut chunks: Vec<Vec<u8>> = sizes.iter().map(|&n| chunk(n)).collect();
+        chunks.push(b"0\r\n\r\n".to_vec());
+        (
+            format!("HTTP/1.1 {status}\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            chunks,
+        )
     }
 }

@@ -18,6 +18,7 @@ use instant_acme::{
 use serde_json::json;
 use time::OffsetDateTime;
 use warden_bao::Client;
+use warden_bao::body::{Overflow, read_capped};
 use warden_spec::{AcmeSettings, DomainCert, naming};
 use zeroize::Zeroizing;
 
@@ -296,7 +297,7 @@ impl AcmeIssuer {
             Ok(rsp) => {
                 let status = rsp.status();
                 // Only the start is shown: a larger answer is not read at all.
-                let body = super::challenge::read_capped(rsp, 64 * 1024)
+                let body = read_capped(rsp, Overflow::Refuse(64 * 1024))
                     .await
                     .map(|b| {
                         String::from_utf8_lossy(&b)

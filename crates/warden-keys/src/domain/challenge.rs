@@ -19,6 +19,7 @@ use hyper_util::rt::TokioIo;
 use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use warden_bao::body::{BodyError, Overflow, read_capped};
 use zeroize::Zeroizing;
 
 /// instant-acme's HTTP client, backed by a `reqwest::Client`.
@@ -46,8 +47,19 @@ impl HttpClient for ReqwestHttp {
             let rsp = builder.send().await.map_err(|e| other(Box::new(e)))?;
             let status = rsp.status();
             let headers = rsp.headers().clone();
-            let bytes = read_capped(rsp, ACME_ANSWER_BYTES).await.map_err(other)?;
-            let mut out = Response::new(Full::new(bytes));
+            let url = rsp.url().clone();
+            let mut body = read_capped(rsp, Overflow::Refuse(ACME_ANSWER_BYTES))
+                .await
+                .map_err(|e| match e {
+                    BodyError::TooLarge { limit } => other(
+                        format!("the ACME server answered {url} with more than {limit} bytes")
+                            .into(),
+                    ),
+                    e => other(Box::new(e)),
+                })?;
+            // An ACME answer holds no secret (a directory, orders, authorizations, a public
+            // certificate chain), so the bytes move out of the wiping buffer without a copy.
+            let mut out = Response::new(Full::new(Bytes::from(std::mem::take(&mut *body))));
             *out.status_mut() = status;
             *out.headers_mut() = headers;
             Ok(BytesResponse::from(out))
@@ -57,27 +69,7 @@ impl HttpClient for ReqwestHttp {
 
 /// The largest answer read from an ACME server: its directory, orders, authorizations and a
 /// certificate chain are kilobytes. A server streaming more is refused before it is held.
-pub(crate) const ACME_ANSWER_BYTES: usize = 4 * 1024 * 1024;
-
-/// The body of `rsp`, refused past `limit` bytes (announced or streamed).
-pub(crate) async fn read_capped(
-    mut rsp: reqwest::Response,
-    limit: usize,
-) -> Result<Bytes, Box<dyn std::error::Error + Send + Sync>> {
-    let url = rsp.url().clone();
-    let too_large = || format!("the ACME server answered {url} with more than {limit} bytes");
-    if rsp.content_length().is_some_and(|n| n > limit as u64) {
-        return Err(too_large().into());
-    }
-    let mut out = Vec::new();
-    while let Some(chunk) = rsp.chunk().await? {
-        if out.len() + chunk.len() > limit {
-            return Err(too_large().into());
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(Bytes::from(out))
-}
+pub(crate) const ACME_ANSWER_BYTES: u64 = 4 * 1024 * 1024;
 
 type Answers = Arc<Mutex<HashMap<String, Zeroizing<String>>>>;
 

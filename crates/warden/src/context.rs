@@ -274,11 +274,32 @@ impl Resolved {
             .hint("set the environment's address in the spec (or VAULT_ADDR) and pass --transport DIR")
     }
 
-    /// Reads a file named in the spec, relative to the spec's directory.
+    /// Reads a file named in the spec, relative to the spec's directory ([`read_spec_named`]).
     pub(crate) fn read_spec_file(&self, path: &Path) -> anyhow::Result<String> {
-        let full = self.spec_dir.join(path);
-        std::fs::read_to_string(&full).with_context(|| format!("could not read {}", full.display()))
+        read_spec_named(&self.spec_dir.join(path))
     }
+}
+
+/// The largest file the spec names for Warden to read: a CA bundle or a CI/Kubernetes public
+/// key is kilobytes of PEM.
+const SPEC_FILE_LIMIT: u64 = 1024 * 1024;
+
+/// Reads `full`, a file the spec names, as text. Only a regular file of at most
+/// [`SPEC_FILE_LIMIT`], opened without blocking: a FIFO, `/dev/zero` or a huge file at the name
+/// is refused at once instead of hanging plan (a FIFO nobody writes to) or filling its memory.
+fn read_spec_named(full: &Path) -> anyhow::Result<String> {
+    let bytes = warden_files::read_regular(full, SPEC_FILE_LIMIT)
+        .with_context(|| format!("could not read {}", full.display()))
+        .with_hint(|| {
+            format!(
+                "point `ca_cert` or `validation_pubkeys` (relative to the spec's directory) at a regular file holding the PEM, at most {} MiB",
+                SPEC_FILE_LIMIT >> 20
+            )
+        })?;
+    String::from_utf8(bytes.to_vec())
+        .ok()
+        .with_context(|| format!("{} is not text (UTF-8)", full.display()))
+        .hint("`ca_cert` and `validation_pubkeys` name PEM files: write the certificate or public key as PEM text")
 }
 
 /// How to get a transport certificate for `env`: the command, naming the spec's holders there.
@@ -324,4 +345,46 @@ fn merge_env(from_spec: ClientConfig, from_env: ClientConfig) -> ClientConfig {
     c.ca_cert_pem = from_env.ca_cert_pem;
     c.namespace = from_env.namespace;
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Red-team regression: a spec naming a FIFO (as `ca_cert` or a `validation_pubkeys` entry)
+    /// hung plan forever, and one naming `/dev/zero` filled its memory; both are refused at once
+    /// now, with the path and what to write instead.
+    #[test]
+    fn a_spec_file_that_is_a_fifo_or_dev_zero_is_refused_at_once() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let fifo = dir.path().join("ci.pem");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        // On a thread, so that a regression fails the test instead of hanging it.
+        let (tx, rx) = mpsc::channel();
+        let path = fifo.clone();
+        std::thread::spawn(move || tx.send(read_spec_named(&path)));
+        let err = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a FIFO is refused at once, not waited on")
+            .expect_err("a FIFO is not a spec file");
+        assert!(
+            format!("{err:#}").contains(&format!("could not read {}", fifo.display())),
+            "{err:#}"
+        );
+        let hint = err.downcast_ref::<crate::hint::Hint>().expect("a hint");
+        assert!(hint.0.contains("regular file"), "{}", hint.0);
+
+        assert!(read_spec_named(Path::new("/dev/zero")).is_err());
+
+        let pem = dir.path().join("ok.pem");
+        std::fs::write(&pem, "-----BEGIN PUBLIC KEY-----\n").expect("write");
+        assert_eq!(
+            read_spec_named(&pem).expect("a regular file"),
+            "-----BEGIN PUBLIC KEY-----\n"
+        );
+    }
 }

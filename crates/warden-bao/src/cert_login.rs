@@ -50,6 +50,22 @@ impl Client {
         self.has_token() || self.logs_in_on_demand()
     }
 
+    /// The certificate login this client makes when it needs a token: its mount and role.
+    pub fn cert_login(&self) -> Option<(String, Option<String>)> {
+        self.inner()
+            .cert_login
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map(|l| (l.mount.clone(), l.role.clone()))
+    }
+
+    /// Logs in now if the client has no token and logs in with its certificate, so a refused
+    /// login is known here rather than at the first request that needs it.
+    pub async fn log_in_now(&self) -> Result<()> {
+        self.ensure_token().await
+    }
+
     /// Logs in if a token is needed, none is set and a certificate login is configured.
     pub(crate) async fn ensure_token(&self) -> Result<()> {
         if self.has_token() {

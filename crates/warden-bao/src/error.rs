@@ -334,6 +334,16 @@ impl Error {
         matches!(self.root(), Self::NotFound { .. })
     }
 
+    /// OpenBao's answer under a path where no backend is mounted: 400/404/405 saying "no
+    /// handler for route" or "unsupported path". For a reader, nothing is there (yet).
+    pub fn is_unmounted(&self) -> bool {
+        matches!(self.status(), Some(400 | 404 | 405))
+            && self
+                .server_errors()
+                .iter()
+                .any(|m| m.contains("no handler for route") || m.contains("unsupported path"))
+    }
+
     /// 403.
     pub fn is_permission_denied(&self) -> bool {
         matches!(self.root(), Self::PermissionDenied { .. })

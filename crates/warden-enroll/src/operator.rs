@@ -382,8 +382,8 @@ pub async fn list(client: &Client, env: &str) -> Result<Vec<OperatorInfo>> {
     Ok(out)
 }
 
-/// Deletes operator `name`'s role: their certificate no longer logs in. Refuses an unknown
-/// operator and the last one.
+/// Deletes operator `name`'s role and its planner twin (ADR 0038): their certificate no longer
+/// logs in, not even read-only. Refuses an unknown operator and the last one.
 pub async fn remove(client: &Client, env: &str, name: &str) -> Result<()> {
     check_name(name)?;
     let all = list(client, env).await?;
@@ -398,6 +398,15 @@ pub async fn remove(client: &Client, env: &str, name: &str) -> Result<()> {
             env: env.to_owned(),
             name: name.to_owned(),
         });
+    }
+    // The planner role first: should the second delete fail, the operator can still log in
+    // and remove again, while no read-only login outlives the operator.
+    let planner = warden_spec::naming::planner::planner_role_path(name);
+    match client.delete(&planner).await {
+        Ok(()) => {}
+        // No planners' mount yet (no apply since it was introduced): nothing to remove.
+        Err(e) if e.is_not_found() || e.is_unmounted() => {}
+        Err(e) => return Err(bao(env, format!("delete {planner}"))(e)),
     }
     let path = operator_role_path(name);
     client

@@ -83,7 +83,7 @@ pub async fn apply_env(
     let mut phases: Vec<Vec<&Change>> = Vec::new();
     let mut last_key = None;
     for c in &plan.changes {
-        let key = (c.action == Action::Delete, c.kind.phase());
+        let key = (c.action == Action::Delete, c.phase());
         if last_key != Some(key) {
             phases.push(Vec::new());
             last_key = Some(key);
@@ -91,9 +91,7 @@ pub async fn apply_env(
         phases.last_mut().expect("just pushed").push(c);
     }
     for phase in phases {
-        let mounts_phase = phase
-            .first()
-            .is_some_and(|c| c.kind.phase() == 0 && c.action != Action::Delete);
+        let mounts_phase = phase.first().is_some_and(|c| c.before_record());
         if !mounts_phase && owned != recorded.ids {
             report.writes += owned::write(client, &plan.env, &owned, &recorded).await?;
             recorded = owned::Owned {

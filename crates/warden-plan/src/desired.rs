@@ -28,6 +28,9 @@ pub struct EnvInputs {
     /// Each database's initial password file, resolved against the spec's directory (read only
     /// by apply, when it creates the connection).
     pub db_password_files: std::collections::BTreeMap<String, std::path::PathBuf>,
+    /// The operators' live cert-auth roles, each mirrored as a planner role (ADR 0038;
+    /// [`crate::planner::live_operators`]). Empty: no planner role is desired.
+    pub operators: Vec<crate::planner::OperatorLogin>,
 }
 
 /// Everything `env` should contain for `spec`.
@@ -58,6 +61,7 @@ pub fn desired_objects<'a>(
     out.push(crate::operator::desired(spec, env));
     out.push(crate::operator::desired_pki_role(env));
     out.extend(crate::serve::desired(spec, env, inputs));
+    out.extend(crate::planner::desired(env, inputs));
     for holder in spec.transport_in(env.name.as_str()) {
         out.push(transport_role(env, holder));
     }

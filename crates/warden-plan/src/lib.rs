@@ -33,6 +33,7 @@ mod object;
 pub mod operator;
 mod owned;
 mod plan;
+pub mod planner;
 pub mod policy;
 pub mod serve;
 

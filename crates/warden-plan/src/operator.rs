@@ -34,11 +34,21 @@ pub fn pki_role(env: &Environment) -> (String, serde_json::Value) {
     (d.path, d.body)
 }
 
+/// The operator policy's API path: `sys/policies/acl/warden-operator`.
+fn policy_path() -> String {
+    format!("sys/policies/acl/{OPERATOR_POLICY}")
+}
+
+/// Whether `path` is the operator policy's (without allocating: plans sort on it).
+pub(crate) fn is_policy_path(path: &str) -> bool {
+    path.strip_prefix("sys/policies/acl/") == Some(OPERATOR_POLICY)
+}
+
 /// The operator policy as apply writes it (`sys/policies/acl/warden-operator`).
 pub(crate) fn desired(spec: &Spec, env: &Environment) -> Desired {
     Desired {
         kind: Kind::Policy,
-        path: format!("sys/policies/acl/{OPERATOR_POLICY}"),
+        path: policy_path(),
         body: json!({ "policy": policy_hcl(spec, env) }),
         identity: None,
         password_file: None,
@@ -91,6 +101,7 @@ fn warden_prefixes(env: &Environment) -> Vec<String> {
             &m.kubernetes,
             OPERATOR_AUTH_MOUNT,
             warden_spec::naming::serve::SERVE_AUTH_MOUNT,
+            warden_spec::naming::planner::PLANNER_AUTH_MOUNT,
         ]
         .iter()
         .map(|s| format!("auth/{s}/")),

@@ -54,6 +54,26 @@ pub struct Change {
     pub(crate) password_file: Option<std::path::PathBuf>,
 }
 
+impl Change {
+    /// Apply order ([`Kind::phase`], one later), except that a change to the operator policy
+    /// itself goes first, in a phase of its own: the grants it adds are what the rest of the
+    /// apply may need (an environment bootstrapped before a grant existed would otherwise be
+    /// refused the very write that adds it, e.g. the planners' mount, ADR 0038).
+    pub(crate) fn phase(&self) -> u8 {
+        if self.action != Action::Delete && crate::operator::is_policy_path(&self.path) {
+            0
+        } else {
+            self.kind.phase() + 1
+        }
+    }
+
+    /// Whether the change runs before the ownership record can be written: mounts, auth
+    /// backends (one of them holds the record) and the operator policy.
+    pub(crate) fn before_record(&self) -> bool {
+        self.action != Action::Delete && self.phase() <= 1
+    }
+}
+
 /// The plan for one environment.
 #[derive(Debug, Clone, Serialize)]
 pub struct EnvPlan {
@@ -68,6 +88,10 @@ pub struct EnvPlan {
     /// Credentials no purpose governs (see [`crate::unpurposed`]); apply refuses while any
     /// remain. Filled in by the caller, which has the spec.
     pub unpurposed: Vec<String>,
+    /// Which login read the environment (ADR 0038): `planner`, or `operator` with the reason
+    /// the planner's was not used. Filled in by the caller, which logged in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login: Option<String>,
     #[serde(skip)]
     pub(crate) owned: owned::Owned,
 }
@@ -158,8 +182,8 @@ pub async fn plan_env(
     }
     let orphans = orphans(&live.owned.ids, &desired_ids, prune, &mut changes);
     changes.sort_by_key(|c| match c.action {
-        Action::Delete => (10 - c.kind.phase(), c.path.clone()),
-        _ => (c.kind.phase(), c.path.clone()),
+        Action::Delete => (20 - c.phase(), c.path.clone()),
+        _ => (c.phase(), c.path.clone()),
     });
     Ok(EnvPlan {
         env: env.to_owned(),
@@ -167,6 +191,7 @@ pub async fn plan_env(
         unchanged,
         orphans,
         unpurposed: Vec::new(),
+        login: None,
         owned: live.owned,
     })
 }
@@ -287,6 +312,20 @@ impl Live {
             .as_ref()
     }
 
+    /// Whether some backend is mounted where `path` lives (`sys/` always is): an auth backend
+    /// for `auth/<mount>/…`, a secrets engine for anything else.
+    fn is_mounted(&self, path: &str) -> bool {
+        let (table, rest) = match path.strip_prefix("auth/") {
+            Some(rest) => (&self.auths, rest),
+            None if path.starts_with("sys/") => return true,
+            None => (&self.mounts, path),
+        };
+        table.keys().any(|mount| {
+            rest.strip_prefix(mount.as_str())
+                .is_some_and(|tail| tail.starts_with('/'))
+        })
+    }
+
     /// Whether the object at `path` exists according to one LIST of its folder (taken once
     /// per folder and shared): `Some(false)` means it certainly does not, so it is not read.
     /// `None` (not a listed kind, or the LIST was refused) means "read it to know".
@@ -317,7 +356,7 @@ impl Live {
                     // OpenBao stores policy names in lower case.
                     Ok(keys) => Some(keys.into_iter().map(|k| k.to_ascii_lowercase()).collect()),
                     // The backend is not mounted yet (it is in the plan): nothing under it.
-                    Err(e) if is_unmounted(&e) => Some(HashSet::new()),
+                    Err(e) if e.is_unmounted() => Some(HashSet::new()),
                     // Refused or failed: read each object instead, as before.
                     Err(_) => None,
                 }
@@ -351,6 +390,10 @@ impl Live {
                     .get(&name.to_ascii_lowercase())
                     .map(|text| json!({ "name": name, "policy": text }))
             }
+            // Nothing exists under a backend that is not mounted, and reading there may be
+            // refused rather than answered "not found" (a token whose policy predates the
+            // backend, e.g. the planners' mount, ADR 0038).
+            _ if !self.is_mounted(&d.path) => None,
             _ if self.listed(client, d.kind, &d.path).await == Some(false) => None,
             _ => read_one(client, env, &d.path)
                 .await?
@@ -537,22 +580,13 @@ fn mount_table(table: BTreeMap<String, warden_bao::MountInfo>) -> BTreeMap<Strin
 async fn read_one(client: &Client, env: &str, path: &str) -> Result<Option<Value>, Error> {
     match client.read(path).await {
         Ok(secret) => Ok(secret.data),
-        Err(e) if e.is_not_found() || is_unmounted(&e) => Ok(None),
+        Err(e) if e.is_not_found() || e.is_unmounted() => Ok(None),
         Err(source) => Err(Error::Bao {
             env: env.to_owned(),
             what: format!("read {path}"),
             source,
         }),
     }
-}
-
-/// OpenBao answers a read under a path with no mounted backend with 400/405 "unsupported path"
-/// or "no handler for route"; for planning that is "absent" (the backend is in the plan).
-fn is_unmounted(e: &warden_bao::Error) -> bool {
-    matches!(e.status(), Some(400 | 404 | 405))
-        && e.server_errors()
-            .iter()
-            .any(|m| m.contains("no handler for route") || m.contains("unsupported path"))
 }
 
 #[cfg(test)]

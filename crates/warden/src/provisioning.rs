@@ -111,6 +111,7 @@ pub(crate) async fn build_plan(
         let name = env.name.as_str();
         out.progress(format!("{name}: reading live state"));
         let client = resolved.client(env)?;
+        let login = crate::cmd::operator::read_as_planner(&client).await;
         let inputs = env_inputs(resolved, env, &client).await?;
         let desired = warden_plan::desired_objects(&resolved.spec, env, &inputs);
         lint.extend(warden_plan::lint::lint_desired(&resolved.spec, env));
@@ -118,6 +119,7 @@ pub(crate) async fn build_plan(
             .await
             .with_context(|| format!("planning {name} failed; nothing was changed"))?;
         plan.unpurposed = warden_plan::unpurposed(&resolved.spec, env);
+        plan.login = login;
         environments.push(plan);
     }
     let count = |a: Action| environments.iter().map(|p| p.count(a)).sum();
@@ -186,11 +188,14 @@ async fn env_inputs(
         .iter()
         .map(|d| (d.name.to_string(), resolved.spec_dir.join(&d.password_file)))
         .collect();
+    // Each operator's role, mirrored as its planner role (ADR 0038).
+    let operators = warden_plan::planner::live_operators(client, name).await?;
     Ok(EnvInputs {
         identity_ca_pem,
         jwt_pubkeys,
         k8s_pubkeys,
         db_password_files,
+        operators,
     })
 }
 
@@ -295,6 +300,9 @@ pub(crate) fn render_plan(report: &PlanReport) -> String {
                 "  ! no purpose governs (apply refuses): {}\n",
                 p.unpurposed.join(", ")
             ));
+        }
+        if let Some(login) = p.login.as_deref().filter(|l| l.starts_with("operator")) {
+            s.push_str(&format!("  read as: {login}\n"));
         }
     }
     if !report.lint.is_empty() {

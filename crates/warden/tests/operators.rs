@@ -92,6 +92,76 @@ async fn operator_client(
     Ok(client)
 }
 
+/// A client presenting `cert`/`key` logged in as `role`'s planner (ADR 0038).
+async fn planner_client(
+    addr: &str,
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+    role: &str,
+) -> Result<Client, warden_bao::Error> {
+    let cfg = ClientConfig::new(addr.parse().unwrap())
+        .with_ca_file(ca)
+        .unwrap()
+        .with_client_cert_files(cert, key)
+        .unwrap();
+    let client = Client::new(cfg).unwrap();
+    let auth = client.login_cert("warden-planners", Some(role)).await?;
+    assert_eq!(
+        auth.token_policies,
+        ["warden-planner"],
+        "planner policy only"
+    );
+    client.set_token(auth.client_token);
+    Ok(client)
+}
+
+/// The planner reads what plan reads and nothing else: every write, every value and every
+/// read that mints something is refused.
+async fn assert_planner_reads_only(planner: &Client) {
+    planner
+        .read("pki_int/roles/billing-identity")
+        .await
+        .expect("the planner reads PKI roles");
+    planner
+        .list("auth/cert/certs")
+        .await
+        .expect("the planner lists cert roles");
+    let denied = |what: &str, r: Result<(), warden_bao::Error>| match r {
+        Err(e) => assert_eq!(e.status(), Some(403), "{what}: {e}"),
+        Ok(()) => panic!("{what}: the planner must be refused"),
+    };
+    let w = |path: &'static str, body: Value| {
+        let planner = planner.clone();
+        async move { planner.write(path, &body, Idempotent::No).await.map(drop) }
+    };
+    denied(
+        "write a cert role",
+        w("auth/cert/certs/intruder", json!({"certificate": "x"})).await,
+    );
+    denied(
+        "write a policy",
+        planner
+            .put_policy("intruder", "path \"*\" { capabilities = [\"read\"] }")
+            .await,
+    );
+    denied(
+        "sign a certificate",
+        w("pki_int/sign/billing", json!({"csr": "x"})).await,
+    );
+    denied(
+        "read an app secret",
+        planner
+            .read("kvv2/data/apps/billing/config")
+            .await
+            .map(drop),
+    );
+    denied(
+        "take a snapshot",
+        planner.read("sys/storage/raft/snapshot").await.map(drop),
+    );
+}
+
 /// Every path here is refused to an operator: root-only paths, foreign mounts, policy writes
 /// outside Warden's names.
 async fn assert_refused(op: &Client) {
@@ -321,6 +391,46 @@ async fn operators_act_without_root_and_a_removed_operator_cannot_log_in() {
     };
     every_command_works_as(&alice, work.path());
 
+    // Her apply mirrored her role as a planner role: her plans read with a read-only login.
+    let planned = ok(&alice.run(&["-o", "json", "plan"], None), "plan as alice");
+    assert_eq!(planned["environments"][0]["login"], "planner", "{planned}");
+    let planner = planner_client(&addr, &ca, &cert, &key, "alice")
+        .await
+        .expect("alice logs in as her planner");
+    assert_planner_reads_only(&planner).await;
+
+    // An environment without the lab operator's planner role (as before ADR 0038): plan reads
+    // with the operator's login and says so, and apply puts the role back.
+    lab.client("test")
+        .delete("auth/warden-planners/certs/lab")
+        .await
+        .unwrap();
+    let plan = |what: &str| {
+        ok(
+            &WARDEN.run(&["-o", "json", "plan", "--spec", spec_s, "--lab", lab_s]),
+            what,
+        )
+    };
+    let fallback = plan("plan without a planner role");
+    let env = &fallback["environments"][0];
+    assert!(
+        env["login"].as_str().unwrap().starts_with("operator ("),
+        "{fallback}"
+    );
+    assert!(
+        env["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["path"] == "auth/warden-planners/certs/lab" && c["action"] == "create"),
+        "{fallback}"
+    );
+    ok(
+        &WARDEN.run(&["apply", "--spec", spec_s, "--lab", lab_s]),
+        "apply puts the planner role back",
+    );
+    assert_eq!(plan("plan again")["environments"][0]["login"], "planner");
+
     // What the operator policy does not grant is refused, to alice and the lab operator alike.
     let op = operator_client(&addr, &ca, &cert, &key, "alice")
         .await
@@ -339,6 +449,10 @@ async fn operators_act_without_root_and_a_removed_operator_cannot_log_in() {
     let err = operator_client(&addr, &ca, &cert, &key, "alice")
         .await
         .expect_err("a removed operator must not log in");
+    assert!(matches!(err.status(), Some(400 | 403)), "{err}");
+    let err = planner_client(&addr, &ca, &cert, &key, "alice")
+        .await
+        .expect_err("nor read as her planner");
     assert!(matches!(err.status(), Some(400 | 403)), "{err}");
     let refused = alice.run(&["secret", "get", "billing", "config"], None);
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused.stderr));

@@ -19,8 +19,10 @@
 //! | transit and PKI names | [`transit_key_name`], [`EVIDENCE_KEY`], [`domain_pki_role`] |
 //! | the `[naming]` templates | [`Naming`], [`Template`] |
 //! | operators (people): policy, cert-auth mount, PKI role, common names | [`operator`] |
+//! | the planner's read-only login mirroring each operator (ADR 0038) | [`planner`] |
 
 pub mod operator;
+pub mod planner;
 pub mod policy;
 mod report;
 pub mod serve;

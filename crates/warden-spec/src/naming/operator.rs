@@ -259,6 +259,18 @@ pub fn grants(mounts: &Mounts, naming: &Naming) -> Vec<Grant> {
     // Operators manage operators (approve, list, remove).
     out.push(grant(format!("sys/auth/{OPERATOR_AUTH_MOUNT}"), &["read"]));
     out.push(grant(format!("auth/{OPERATOR_AUTH_MOUNT}/certs/*"), CRUD));
+    // The planners' login (ADR 0038): apply enables it, mirrors each operator's role there
+    // and keeps its read-only policy (kept, never deleted).
+    let planner = super::planner::PLANNER_AUTH_MOUNT;
+    out.push(grant(
+        format!("sys/auth/{planner}"),
+        &["create", "read", "update", "sudo"],
+    ));
+    out.push(grant(format!("auth/{planner}/certs/*"), CRUD));
+    out.push(grant(
+        format!("sys/policies/acl/{}", super::planner::PLANNER_POLICY),
+        &["create", "read", "update"],
+    ));
     // `warden serve`'s own login, which apply enables and keeps (ADR 0026).
     let serve = super::serve::SERVE_AUTH_MOUNT;
     out.push(grant(

@@ -27,6 +27,37 @@ pub(crate) fn log_in_as_operator(client: &Client) {
     client.login_with_cert_on_demand(OPERATOR_AUTH_MOUNT, None);
 }
 
+/// Makes an operator client read as the operator's planner (ADR 0038): the same certificate
+/// logs in at the planners' mount, whose token can only read what planning reads. Where that
+/// login is refused (an environment whose apply has not yet created the mount or this
+/// operator's planner role), the client stays the operator's and the reason is returned with
+/// it. A client with a token of its own (bootstrap, `VAULT_TOKEN`) is left as it is: `None`.
+pub(crate) async fn read_as_planner(client: &Client) -> Option<String> {
+    use warden_spec::naming::planner::PLANNER_AUTH_MOUNT;
+    if client.has_token() {
+        return None;
+    }
+    let (mount, role) = client.cert_login()?;
+    if mount != OPERATOR_AUTH_MOUNT {
+        return None;
+    }
+    client.login_with_cert_on_demand(PLANNER_AUTH_MOUNT, role.as_deref());
+    match client.log_in_now().await {
+        Ok(()) => Some("planner".to_owned()),
+        Err(e) => {
+            client.login_with_cert_on_demand(OPERATOR_AUTH_MOUNT, role.as_deref());
+            let why = e
+                .server_errors()
+                .first()
+                .cloned()
+                .unwrap_or_else(|| e.to_string());
+            Some(format!(
+                "operator (no planner login at auth/{PLANNER_AUTH_MOUNT}: {why}; apply creates it)"
+            ))
+        }
+    }
+}
+
 /// Lint findings of the live operator policy (none when it does not exist yet).
 pub(crate) async fn lint_live_operator_policy(
     client: &Client,

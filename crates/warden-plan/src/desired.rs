@@ -28,9 +28,9 @@ pub struct EnvInputs {
     /// Each database's initial password file, resolved against the spec's directory (read only
     /// by apply, when it creates the connection).
     pub db_password_files: std::collections::BTreeMap<String, std::path::PathBuf>,
-    /// The operators' live cert-auth roles, each mirrored as a planner role (ADR 0038;
-    /// [`crate::planner::live_operators`]). Empty: no planner role is desired.
-    pub operators: Vec<crate::planner::OperatorLogin>,
+    /// The operators' live cert-auth roles to mirror as planner roles, and the planner roles
+    /// to delete (ADR 0038; [`crate::planner::live`]). Empty: no planner role is desired.
+    pub planner: crate::planner::PlannerInputs,
 }
 
 /// Everything `env` should contain for `spec`.

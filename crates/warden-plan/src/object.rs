@@ -102,7 +102,9 @@ pub struct Desired {
     pub kind: Kind,
     /// The API path it is written to and read from (without `/v1/`).
     pub path: String,
-    /// The body to write. Compared field by field with what the server returns.
+    /// The body to write. Compared field by field with what the server returns. `Null`: the
+    /// object must not exist (a planner role whose operator role is gone, ADR 0038), planned
+    /// as a delete where it does.
     pub body: Value,
     /// The identity it exists for, if any (for output and lint).
     pub identity: Option<String>,

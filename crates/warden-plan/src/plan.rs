@@ -180,7 +180,8 @@ pub async fn plan_env(
             Some(change) => changes.push(change),
         }
     }
-    let orphans = orphans(&live.owned.ids, &desired_ids, prune, &mut changes);
+    let gone = |path: &str| live.listed_absent(path);
+    let orphans = orphans(&live.owned.ids, &desired_ids, prune, &gone, &mut changes);
     changes.sort_by_key(|c| match c.action {
         Action::Delete => (20 - c.phase(), c.path.clone()),
         _ => (c.phase(), c.path.clone()),
@@ -312,6 +313,20 @@ impl Live {
             .as_ref()
     }
 
+    /// Whether a LIST taken during this plan shows `path` absent (`false` where its folder was
+    /// not listed, or the LIST was refused).
+    fn listed_absent(&self, path: &str) -> bool {
+        let Some((folder, name)) = path.rsplit_once('/') else {
+            return false;
+        };
+        let listings = self.listings.lock().unwrap_or_else(PoisonError::into_inner);
+        listings
+            .get(folder)
+            .and_then(|cell| cell.get())
+            .and_then(Option::as_ref)
+            .is_some_and(|names| !names.contains(&name.to_ascii_lowercase()))
+    }
+
     /// Whether some backend is mounted where `path` lives (`sys/` always is): an auth backend
     /// for `auth/<mount>/…`, a secrets engine for anything else.
     fn is_mounted(&self, path: &str) -> bool {
@@ -395,9 +410,18 @@ impl Live {
             // backend, e.g. the planners' mount, ADR 0038).
             _ if !self.is_mounted(&d.path) => None,
             _ if self.listed(client, d.kind, &d.path).await == Some(false) => None,
-            _ => read_one(client, env, &d.path)
-                .await?
-                .map(|v| normalize(d.kind, v)),
+            _ => match read_one(client, env, &d.path).await {
+                Ok(v) => v.map(|v| normalize(d.kind, v)),
+                // A planner role read by an operator whose policy predates the planners' mount
+                // (written by an older Warden): unknown, so written (or deleted) again after
+                // apply has brought the operator policy up to date in its first phase.
+                Err(Error::Bao { source, .. })
+                    if source.is_permission_denied() && crate::planner::is_role_path(&d.path) =>
+                {
+                    Some(Value::Null)
+                }
+                Err(e) => return Err(e),
+            },
         })
     }
 }
@@ -457,6 +481,16 @@ fn live_revocation(
 /// The change that brings `current` to `d`, with its reason and differing fields; `None` when
 /// `current` is already as the spec wants it.
 fn compare(d: &Desired, current: Option<Value>) -> Option<(Action, String, Vec<FieldDiff>)> {
+    if d.body.is_null() {
+        // An object that must not exist (a planner role whose operator role is gone).
+        return current.map(|_| {
+            (
+                Action::Delete,
+                "must not exist: no operator role of that name (ADR 0038)".to_owned(),
+                Vec::new(),
+            )
+        });
+    }
     let Some(live) = current else {
         return Some((Action::Create, "not present".to_owned(), Vec::new()));
     };
@@ -519,6 +553,7 @@ fn orphans(
     owned: &BTreeSet<String>,
     desired_ids: &BTreeSet<String>,
     prune: bool,
+    gone: &dyn Fn(&str) -> bool,
     changes: &mut Vec<Change>,
 ) -> Vec<String> {
     let mut orphans = Vec::new();
@@ -526,7 +561,8 @@ fn orphans(
         let Some((kind, path)) = parse_id(id) else {
             continue;
         };
-        if !kind.prunable() {
+        // Already removed (by `operator remove`, or by hand): nothing to keep or delete.
+        if !kind.prunable() || gone(path) {
             continue;
         }
         if prune {
@@ -559,6 +595,10 @@ fn normalize(kind: Kind, mut live: Value) -> Value {
         for (k, v) in d {
             obj.entry(k.clone()).or_insert_with(|| v.clone());
         }
+        // Write-only: OpenBao checks the connection when told to and never says so on a read.
+        // Warden always asks for the check, so an answer without the field is as written
+        // (otherwise every plan would show `verify_connection` drifting and rewrite it).
+        obj.entry("verify_connection").or_insert(Value::Bool(true));
     }
     live
 }

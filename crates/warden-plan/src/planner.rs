@@ -1,17 +1,22 @@
 //! The planner's login in an environment (ADR 0038): the read-only policy `warden plan` and
 //! apply's planning half log in with, its cert-auth mount, and one role there per operator,
-//! mirroring the operator's own role (same certificate, same names, same token lifetime).
+//! mirroring the operator's own role.
 //! Names and grants: [`warden_spec::naming::planner`].
 //!
 //! The roles follow the operators' live roles, not the spec (operators are approved by
-//! operators, not declared), so the command reads them first ([`live_operators`]) and passes
-//! them in [`crate::EnvInputs::operators`].
+//! operators, not declared), so the command reads them first ([`live`]) and passes them in
+//! [`crate::EnvInputs::planner`]:
+//! - a role is mirrored only if it is an operator's (it attaches exactly the operator policy)
+//!   and pins a name; every constraint it carries is copied, so its planner role never
+//!   accepts a certificate the operator role refuses;
+//! - a planner role whose operator role is gone (or no longer mirrored) must not exist: the
+//!   plan deletes it, with or without `--prune`.
 
-use serde_json::json;
+use serde_json::{Map, Value, json};
 use warden_bao::Client;
 use warden_spec::Environment;
 use warden_spec::naming::operator::{
-    OPERATOR_AUTH_MOUNT, OPERATOR_TOKEN_MAX_TTL_SECS, OPERATOR_TOKEN_TTL_SECS,
+    OPERATOR_AUTH_MOUNT, OPERATOR_POLICY, OPERATOR_TOKEN_MAX_TTL_SECS, OPERATOR_TOKEN_TTL_SECS,
 };
 use warden_spec::naming::planner::{self, PLANNER_AUTH_MOUNT, PLANNER_POLICY, planner_role_path};
 
@@ -19,15 +24,41 @@ use crate::desired::{EnvInputs, MOUNT_DESCRIPTION};
 use crate::error::Error;
 use crate::object::{Desired, Kind};
 
-/// One operator's cert-auth role as it is live: what its planner role copies.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The fields of a cert-auth role that decide which certificates log in, and from where,
+/// copied from the operator's role so the planner's accepts exactly what it accepts: lists
+/// (an unset one as empty, so a constraint removed from the operator role is removed from
+/// the planner role too), switches (unset: off), and texts (where set).
+const LIST_CONSTRAINTS: &[&str] = &[
+    "allowed_common_names",
+    "allowed_names",
+    "allowed_dns_sans",
+    "allowed_email_sans",
+    "allowed_uri_sans",
+    "allowed_organizational_units",
+    "required_extensions",
+    "allowed_metadata_extensions",
+    "ocsp_servers_override",
+    "token_bound_cidrs",
+];
+const SWITCH_CONSTRAINTS: &[&str] = &["ocsp_enabled", "ocsp_fail_open", "ocsp_query_all_servers"];
+const TEXT_CONSTRAINTS: &[&str] = &["certificate", "ocsp_ca_certificates"];
+
+/// One operator's cert-auth role as it is live: the constraints its planner role copies.
+#[derive(Debug, Clone, PartialEq)]
 pub struct OperatorLogin {
     /// The operator (the role's name).
     pub name: String,
-    /// The CA PEM the role trusts, exactly as OpenBao returns it (so the copy compares equal).
-    pub certificate: String,
-    /// The common names the role accepts.
-    pub common_names: Vec<String>,
+    /// Every constraint field, as OpenBao returns it (so the copy compares equal).
+    pub constraints: Map<String, Value>,
+}
+
+/// What the planner's objects depend on, read live ([`live`]).
+#[derive(Debug, Clone, Default)]
+pub struct PlannerInputs {
+    /// The operator roles to mirror, in name order.
+    pub operators: Vec<OperatorLogin>,
+    /// Planner roles with no mirrored operator role behind them: deleted.
+    pub stale: Vec<String>,
 }
 
 /// The planner policy's HCL for `env`.
@@ -35,7 +66,8 @@ pub fn policy_hcl(env: &Environment) -> String {
     planner::render(&planner::grants(&env.mounts))
 }
 
-/// The planner's objects in `env`: its policy, its mount, and one role per live operator.
+/// The planner's objects in `env`: its policy, its mount, one role per mirrored operator, and
+/// the absence of every stale one.
 pub(crate) fn desired(env: &Environment, inputs: &EnvInputs) -> Vec<Desired> {
     let node = |kind, path: String, body| Desired {
         kind,
@@ -56,64 +88,196 @@ pub(crate) fn desired(env: &Environment, inputs: &EnvInputs) -> Vec<Desired> {
             json!({ "type": "cert", "description": MOUNT_DESCRIPTION }),
         ),
     ];
-    for op in &inputs.operators {
+    for op in &inputs.planner.operators {
+        let mut body = op.constraints.clone();
+        body.extend([
+            (
+                "display_name".to_owned(),
+                json!(format!("{}-planner", op.name)),
+            ),
+            ("token_policies".to_owned(), json!([PLANNER_POLICY])),
+            ("token_no_default_policy".to_owned(), json!(true)),
+            ("token_period".to_owned(), json!(0)),
+            ("token_ttl".to_owned(), json!(OPERATOR_TOKEN_TTL_SECS)),
+            (
+                "token_max_ttl".to_owned(),
+                json!(OPERATOR_TOKEN_MAX_TTL_SECS),
+            ),
+        ]);
         out.push(node(
             Kind::CertRole,
             planner_role_path(&op.name),
-            json!({
-                "certificate": op.certificate,
-                "allowed_common_names": op.common_names,
-                "display_name": format!("{}-planner", op.name),
-                "token_policies": [PLANNER_POLICY],
-                "token_no_default_policy": true,
-                "token_period": 0,
-                "token_ttl": OPERATOR_TOKEN_TTL_SECS,
-                "token_max_ttl": OPERATOR_TOKEN_MAX_TTL_SECS,
-            }),
+            Value::Object(body),
         ));
+    }
+    for name in &inputs.planner.stale {
+        out.push(node(Kind::CertRole, planner_role_path(name), Value::Null));
     }
     out
 }
 
-/// Every operator's role at the operators' mount, in name order (none where the mount does not
-/// exist yet).
-pub async fn live_operators(client: &Client, env: &str) -> Result<Vec<OperatorLogin>, Error> {
-    let folder = format!("auth/{OPERATOR_AUTH_MOUNT}/certs");
-    let bao = |what: String| {
-        let env = env.to_owned();
-        move |source| Error::Bao { env, what, source }
+/// Whether `path` is a planner role's.
+pub(crate) fn is_role_path(path: &str) -> bool {
+    path.strip_prefix("auth/")
+        .and_then(|p| p.strip_prefix(PLANNER_AUTH_MOUNT))
+        .is_some_and(|p| p.starts_with("/certs/"))
+}
+
+/// Whether the live planner policy is exactly what apply writes for `env`: a planner whose
+/// policy was edited (or written by another version of Warden) could be refused a read plan
+/// needs, or shown lists filtered to hide objects, so plan does not read with it.
+pub fn policy_is_current(live_hcl: &str, env: &Environment) -> bool {
+    live_hcl.trim() == policy_hcl(env).trim()
+}
+
+/// The operator roles to mirror and the planner roles to delete, read live (nothing where a
+/// mount does not exist yet).
+pub async fn live(client: &Client, env: &str) -> Result<PlannerInputs, Error> {
+    let names = |mount: &'static str| async move {
+        let folder = format!("auth/{mount}/certs");
+        match client.list(&folder).await {
+            Ok(mut names) => {
+                names.sort();
+                Ok(names)
+            }
+            Err(e) if e.is_not_found() || e.is_unmounted() => Ok(Vec::new()),
+            Err(source) => Err(Error::Bao {
+                env: env.to_owned(),
+                what: format!("list {folder}"),
+                source,
+            }),
+        }
     };
-    let mut names = match client.list(&folder).await {
-        Ok(names) => names,
-        Err(e) if e.is_not_found() || e.is_unmounted() => return Ok(Vec::new()),
-        Err(e) => return Err(bao(format!("list {folder}"))(e)),
-    };
-    names.sort();
-    let mut out = Vec::with_capacity(names.len());
-    for name in names {
-        let path = format!("{folder}/{name}");
+    let mut operators = Vec::new();
+    for name in names(OPERATOR_AUTH_MOUNT).await? {
+        let path = format!("auth/{OPERATOR_AUTH_MOUNT}/certs/{name}");
         let data = match client.read(&path).await {
             Ok(secret) => secret.data.unwrap_or_default(),
-            // Removed between the list and the read: no twin for it.
+            // Removed between the list and the read: not mirrored.
             Err(e) if e.is_not_found() => continue,
-            Err(e) => return Err(bao(format!("read {path}"))(e)),
+            Err(source) => {
+                return Err(Error::Bao {
+                    env: env.to_owned(),
+                    what: format!("read {path}"),
+                    source,
+                });
+            }
         };
-        let certificate = data["certificate"].as_str().unwrap_or_default().to_owned();
-        let common_names: Vec<String> = data["allowed_common_names"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.as_str().map(str::to_owned))
-            .collect();
-        // A role that pins no name would let any certificate from its CA plan: not mirrored.
-        if certificate.trim().is_empty() || common_names.is_empty() {
-            continue;
+        if let Some(op) = mirrored(name, &data) {
+            operators.push(op);
         }
-        out.push(OperatorLogin {
-            name,
-            certificate,
-            common_names,
-        });
     }
-    Ok(out)
+    let stale = names(PLANNER_AUTH_MOUNT)
+        .await?
+        .into_iter()
+        .filter(|n| !operators.iter().any(|o| &o.name == n))
+        .collect();
+    Ok(PlannerInputs { operators, stale })
+}
+
+/// The planner role operator role `data` gets, if any: only a role that attaches exactly the
+/// operator policy (another role at the operators' mount is not an operator) and pins a name
+/// (without one, any certificate from its CA would plan).
+fn mirrored(name: String, data: &Value) -> Option<OperatorLogin> {
+    let policies: Vec<&str> = data["token_policies"]
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    if policies != [OPERATOR_POLICY] {
+        return None;
+    }
+    let mut constraints = Map::new();
+    for k in LIST_CONSTRAINTS {
+        let v = match data.get(*k) {
+            Some(Value::Array(a)) => Value::Array(a.clone()),
+            // A one-element list is sometimes answered as a scalar.
+            Some(Value::String(s)) if !s.is_empty() => json!([s]),
+            _ => json!([]),
+        };
+        constraints.insert((*k).to_owned(), v);
+    }
+    for k in SWITCH_CONSTRAINTS {
+        let on = data.get(*k).and_then(Value::as_bool).unwrap_or(false);
+        constraints.insert((*k).to_owned(), json!(on));
+    }
+    for k in TEXT_CONSTRAINTS {
+        if let Some(s) = data
+            .get(*k)
+            .and_then(Value::as_str)
+            .filter(|s| !s.trim().is_empty())
+        {
+            constraints.insert((*k).to_owned(), json!(s));
+        }
+    }
+    let pins_a_name = ["allowed_common_names", "allowed_names"]
+        .iter()
+        .any(|k| constraints[*k].as_array().is_some_and(|a| !a.is_empty()));
+    (constraints.contains_key("certificate") && pins_a_name)
+        .then_some(OperatorLogin { name, constraints })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn role(extra: Value) -> Value {
+        let mut v = json!({
+            "certificate": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----",
+            "allowed_common_names": ["alice.operator.t.internal"],
+            "allowed_dns_sans": null,
+            "allowed_organizational_units": null,
+            "token_bound_cidrs": [],
+            "ocsp_enabled": false,
+            "token_policies": ["warden-operator"],
+        });
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        v
+    }
+
+    #[test]
+    fn every_constraint_of_the_operator_role_is_copied() {
+        let op = mirrored(
+            "alice".into(),
+            &role(json!({
+                "allowed_organizational_units": ["sre"],
+                "token_bound_cidrs": ["10.0.0.0/8"],
+            })),
+        )
+        .unwrap();
+        let c = &op.constraints;
+        assert_eq!(c["allowed_organizational_units"], json!(["sre"]));
+        assert_eq!(c["token_bound_cidrs"], json!(["10.0.0.0/8"]));
+        // Unset ones are written empty or off, so a constraint dropped later is dropped here.
+        assert_eq!(c["allowed_dns_sans"], json!([]));
+        assert_eq!(c["ocsp_enabled"], json!(false));
+        assert!(c["certificate"].as_str().unwrap().contains("BEGIN"));
+        assert!(!c.contains_key("ocsp_ca_certificates"));
+        assert_eq!(
+            c.len(),
+            LIST_CONSTRAINTS.len() + SWITCH_CONSTRAINTS.len() + 1
+        );
+    }
+
+    #[test]
+    fn only_operator_roles_that_pin_a_name_are_mirrored() {
+        assert!(mirrored("alice".into(), &role(json!({}))).is_some());
+        let other_policy = role(json!({ "token_policies": ["warden-registry-reader"] }));
+        assert!(mirrored("auditor".into(), &other_policy).is_none());
+        let two = role(json!({ "token_policies": ["warden-operator", "extra"] }));
+        assert!(mirrored("alice".into(), &two).is_none());
+        let no_name = role(json!({ "allowed_common_names": [] }));
+        assert!(mirrored("alice".into(), &no_name).is_none());
+        let no_ca = role(json!({ "certificate": "" }));
+        assert!(mirrored("alice".into(), &no_ca).is_none());
+    }
+
+    #[test]
+    fn planner_role_paths() {
+        assert!(is_role_path("auth/warden-planners/certs/alice"));
+        assert!(!is_role_path("auth/warden-planners-x/certs/alice"));
+        assert!(!is_role_path("auth/warden-operators/certs/alice"));
+    }
 }

@@ -731,3 +731,19 @@ fn ca_policy_refuses_what_cannot_overlap() {
     let typo = all_errors(&ca_spec("overlaps = \"1d\""));
     assert!(typo.contains("overlap"), "{typo}");
 }
+
+#[test]
+fn a_mount_named_with_an_acl_wildcard_is_refused() {
+    for bad in ["+", "kv*", "auth/+"] {
+        let text = format!(
+            "version = 1\n[environments.test]\ndomain = \"t.internal\"\n[environments.test.mounts]\nkubernetes = \"{bad}\"\n"
+        );
+        let errs = errors(&text);
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("environments.test.mounts.kubernetes")
+                    && e.contains("not a valid mount path")),
+            "{bad}: {errs:?}"
+        );
+    }
+}

@@ -111,15 +111,18 @@ pub(crate) async fn build_plan(
         let name = env.name.as_str();
         out.progress(format!("{name}: reading live state"));
         let client = resolved.client(env)?;
-        let login = crate::cmd::operator::read_as_planner(&client).await;
+        let login = crate::cmd::operator::read_as_planner(&client, env).await;
         let inputs = env_inputs(resolved, env, &client).await?;
         let desired = warden_plan::desired_objects(&resolved.spec, env, &inputs);
         lint.extend(warden_plan::lint::lint_desired(&resolved.spec, env));
-        let mut plan = warden_plan::plan_env(&client, name, desired, prune, concurrency)
-            .await
-            .with_context(|| format!("planning {name} failed; nothing was changed"))?;
+        let planned = warden_plan::plan_env(&client, name, desired, prune, concurrency).await;
+        if matches!(login, crate::cmd::operator::PlanLogin::Planner) {
+            crate::cmd::operator::give_back(&client).await;
+        }
+        let mut plan =
+            planned.with_context(|| format!("planning {name} failed; nothing was changed"))?;
         plan.unpurposed = warden_plan::unpurposed(&resolved.spec, env);
-        plan.login = login;
+        plan.login = login.describe();
         environments.push(plan);
     }
     let count = |a: Action| environments.iter().map(|p| p.count(a)).sum();
@@ -189,13 +192,13 @@ async fn env_inputs(
         .map(|d| (d.name.to_string(), resolved.spec_dir.join(&d.password_file)))
         .collect();
     // Each operator's role, mirrored as its planner role (ADR 0038).
-    let operators = warden_plan::planner::live_operators(client, name).await?;
+    let planner = warden_plan::planner::live(client, name).await?;
     Ok(EnvInputs {
         identity_ca_pem,
         jwt_pubkeys,
         k8s_pubkeys,
         db_password_files,
-        operators,
+        planner,
     })
 }
 

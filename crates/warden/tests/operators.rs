@@ -425,11 +425,128 @@ async fn operators_act_without_root_and_a_removed_operator_cannot_log_in() {
             .any(|c| c["path"] == "auth/warden-planners/certs/lab" && c["action"] == "create"),
         "{fallback}"
     );
-    ok(
-        &WARDEN.run(&["apply", "--spec", spec_s, "--lab", lab_s]),
-        "apply puts the planner role back",
-    );
+    let apply = |what: &str| {
+        ok(
+            &WARDEN.run(&["apply", "--spec", spec_s, "--lab", lab_s]),
+            what,
+        )
+    };
+    apply("apply puts the planner role back");
     assert_eq!(plan("plan again")["environments"][0]["login"], "planner");
+
+    // A hand-edited planner policy is not trusted to read (it could hide objects or lack a
+    // grant): plan reads as the operator and says why, and apply rewrites the policy.
+    let operator = lab.client("test");
+    let written = operator.read_policy("warden-planner").await.unwrap();
+    for (edit, says) in [
+        (
+            format!("{written}\npath \"kvv2/*\" {{ capabilities = [\"read\"] }}\n"),
+            "not what apply writes",
+        ),
+        (
+            "path \"sys/mounts\" { capabilities = [\"read\"] }".to_owned(),
+            "cannot read the policy warden-planner",
+        ),
+    ] {
+        operator.put_policy("warden-planner", &edit).await.unwrap();
+        let edited = plan("plan with an edited planner policy");
+        let login = edited["environments"][0]["login"].as_str().unwrap();
+        assert!(
+            login.starts_with("operator (") && login.contains(says),
+            "{edited}"
+        );
+        apply("apply rewrites the planner policy");
+        assert_eq!(plan("plan after")["environments"][0]["login"], "planner");
+    }
+
+    // Every constraint of an operator role is mirrored (the planner role is never wider), a
+    // role at the operators' mount that is not an operator's is not mirrored, and a planner
+    // role whose operator role was deleted by hand is deleted by the next apply, --prune or
+    // not.
+    let mut role = operator
+        .read("auth/warden-operators/certs/alice")
+        .await
+        .unwrap()
+        .data
+        .unwrap();
+    role["allowed_organizational_units"] = json!(["sre"]);
+    operator
+        .write("auth/warden-operators/certs/alice", &role, Idempotent::Yes)
+        .await
+        .unwrap();
+    role["token_policies"] = json!(["warden-registry-reader"]);
+    role["allowed_organizational_units"] = json!([]);
+    operator
+        .write(
+            "auth/warden-operators/certs/auditor",
+            &role,
+            Idempotent::Yes,
+        )
+        .await
+        .unwrap();
+    apply("apply mirrors the constraint");
+    let twin = operator
+        .read("auth/warden-planners/certs/alice")
+        .await
+        .unwrap()
+        .data
+        .unwrap();
+    assert_eq!(
+        twin["allowed_organizational_units"],
+        json!(["sre"]),
+        "{twin}"
+    );
+    let err = planner_client(&addr, &ca, &cert, &key, "alice")
+        .await
+        .expect_err("alice's certificate has no OU: refused as planner too");
+    assert!(matches!(err.status(), Some(400 | 403)), "{err}");
+    let auditor = operator.read("auth/warden-planners/certs/auditor").await;
+    assert!(
+        auditor.as_ref().is_err_and(|e| e.is_not_found()),
+        "a non-operator role is not mirrored: {auditor:?}"
+    );
+    operator
+        .delete("auth/warden-operators/certs/auditor")
+        .await
+        .unwrap();
+    role["token_policies"] = json!(["warden-operator"]);
+    role["allowed_organizational_units"] = json!([]);
+    operator
+        .write("auth/warden-operators/certs/alice", &role, Idempotent::Yes)
+        .await
+        .unwrap();
+    operator
+        .write(
+            "auth/warden-operators/certs/ghost",
+            &json!({
+                "certificate": role["certificate"],
+                "allowed_common_names": ["ghost.operator.test.warden.internal"],
+                "token_policies": ["warden-operator"],
+            }),
+            Idempotent::Yes,
+        )
+        .await
+        .unwrap();
+    apply("apply mirrors ghost");
+    operator
+        .delete("auth/warden-operators/certs/ghost")
+        .await
+        .unwrap();
+    let stale = plan("plan after ghost's role went");
+    assert!(
+        stale["environments"][0]["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["path"] == "auth/warden-planners/certs/ghost" && c["action"] == "delete"),
+        "{stale}"
+    );
+    apply("apply deletes ghost's planner role");
+    let ghost = operator.read("auth/warden-planners/certs/ghost").await;
+    assert!(ghost.is_err_and(|e| e.is_not_found()));
+    planner_client(&addr, &ca, &cert, &key, "alice")
+        .await
+        .expect("alice plans again once her OU constraint is gone");
 
     // What the operator policy does not grant is refused, to alice and the lab operator alike.
     let op = operator_client(&addr, &ca, &cert, &key, "alice")

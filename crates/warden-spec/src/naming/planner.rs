@@ -17,7 +17,8 @@
 //!
 //! What the grants leave out, on purpose: any value (KV data of apps, database credentials,
 //! transit exports, snapshots), anything that creates (a `read` on `<database>/creds/*` mints
-//! a credential, so the database grants name `config/` and `roles/` only), and every write.
+//! a credential, so the database grants name `config/` and `roles/` only), and every write but
+//! giving its own token back (`auth/token/revoke-self`).
 
 use super::policy::{self, Grant, grant};
 use super::{META_MOUNT, OWNED_RECORD, PAGES_PREFIX, REGISTRY_PREFIX};
@@ -42,6 +43,8 @@ const READ_LIST: &[&str] = &["read", "list"];
 pub fn grants(mounts: &Mounts) -> Vec<Grant> {
     let m = mounts;
     let mut out = vec![
+        // No `default` policy: a plan gives its token back when it is done.
+        grant("auth/token/revoke-self".into(), &["update"]),
         // The mount and auth tables (mounts and auth backends are compared against them).
         grant("sys/mounts".into(), READ),
         grant("sys/auth".into(), READ),
@@ -112,6 +115,10 @@ mod tests {
     #[test]
     fn the_planner_reads_and_lists_only() {
         for g in grants(&mounts()) {
+            if g.path == "auth/token/revoke-self" {
+                assert_eq!(g.capabilities, ["update"]);
+                continue;
+            }
             for c in &g.capabilities {
                 assert!(c == "read" || c == "list", "{} grants {c}", g.path);
             }

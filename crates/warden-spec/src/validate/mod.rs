@@ -317,11 +317,17 @@ fn mounts(
             None => def.to_owned(),
             Some(s) => {
                 let p = s.get_ref().trim_matches('/');
-                if p.is_empty() || p.contains("..") || p.contains(char::is_whitespace) {
+                // `+` and `*` are ACL wildcards: a mount named with one would turn every grant
+                // Warden renders under it into a wildcard over other mounts.
+                if p.is_empty()
+                    || p.contains("..")
+                    || p.contains(char::is_whitespace)
+                    || p.contains(['+', '*'])
+                {
                     r.error(
                         s.span(),
                         format!("{key}.mounts.{field}"),
-                        "not a valid mount path",
+                        "not a valid mount path (it must be non-empty, without `..`, whitespace, `+` or `*`)",
                     );
                 }
                 p.to_owned()

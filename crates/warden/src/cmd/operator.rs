@@ -27,35 +27,87 @@ pub(crate) fn log_in_as_operator(client: &Client) {
     client.login_with_cert_on_demand(OPERATOR_AUTH_MOUNT, None);
 }
 
+/// Which login read an environment for a plan (ADR 0038).
+pub(crate) enum PlanLogin {
+    /// The operator's planner: read-only; its token is given back when the plan is done.
+    Planner,
+    /// The operator's own login, and why the planner's was not used.
+    Operator(String),
+    /// A token of the client's own (bootstrap, `VAULT_TOKEN`): used as it is.
+    Token,
+}
+
+impl PlanLogin {
+    /// As the plan reports it (`None` for a token of the client's own).
+    pub(crate) fn describe(&self) -> Option<String> {
+        match self {
+            Self::Planner => Some("planner".to_owned()),
+            Self::Operator(why) => Some(format!("operator ({why})")),
+            Self::Token => None,
+        }
+    }
+}
+
 /// Makes an operator client read as the operator's planner (ADR 0038): the same certificate
-/// logs in at the planners' mount, whose token can only read what planning reads. Where that
-/// login is refused (an environment whose apply has not yet created the mount or this
-/// operator's planner role), the client stays the operator's and the reason is returned with
-/// it. A client with a token of its own (bootstrap, `VAULT_TOKEN`) is left as it is: `None`.
-pub(crate) async fn read_as_planner(client: &Client) -> Option<String> {
-    use warden_spec::naming::planner::PLANNER_AUTH_MOUNT;
+/// logs in at the planners' mount, whose token can only read what planning reads. The client
+/// stays the operator's, and the reason comes back, where that login is refused (an
+/// environment whose apply has not yet created the mount or this operator's planner role) or
+/// where the planner policy is not exactly what apply writes for `env` (edited by hand, or
+/// written by another version of Warden: it could be refused a read the plan needs, or filter
+/// a list to hide an object, so it is not trusted to read). A client with a token of its own
+/// is left as it is.
+pub(crate) async fn read_as_planner(client: &Client, env: &warden_spec::Environment) -> PlanLogin {
+    use warden_spec::naming::planner::{PLANNER_AUTH_MOUNT, PLANNER_POLICY};
     if client.has_token() {
-        return None;
+        return PlanLogin::Token;
     }
-    let (mount, role) = client.cert_login()?;
+    let Some((mount, role)) = client.cert_login() else {
+        return PlanLogin::Token;
+    };
     if mount != OPERATOR_AUTH_MOUNT {
-        return None;
+        return PlanLogin::Token;
     }
+    let as_operator = |why: String| {
+        client.clear_token();
+        client.login_with_cert_on_demand(OPERATOR_AUTH_MOUNT, role.as_deref());
+        PlanLogin::Operator(why)
+    };
     client.login_with_cert_on_demand(PLANNER_AUTH_MOUNT, role.as_deref());
-    match client.log_in_now().await {
-        Ok(()) => Some("planner".to_owned()),
+    // The server's own words where it gave some (one line), else the client's.
+    let why = |e: warden_bao::Error| {
+        e.server_errors()
+            .first()
+            .map(|m| m.trim().to_owned())
+            .unwrap_or_else(|| e.to_string())
+    };
+    if let Err(e) = client.log_in_now().await {
+        return as_operator(format!(
+            "no planner login at auth/{PLANNER_AUTH_MOUNT}: {}; apply creates it",
+            why(e)
+        ));
+    }
+    match client.read_policy(PLANNER_POLICY).await {
+        Ok(hcl) if warden_plan::planner::policy_is_current(&hcl, env) => PlanLogin::Planner,
+        Ok(_) => {
+            give_back(client).await;
+            as_operator(format!(
+                "the policy {PLANNER_POLICY} is not what apply writes; apply rewrites it"
+            ))
+        }
         Err(e) => {
-            client.login_with_cert_on_demand(OPERATOR_AUTH_MOUNT, role.as_deref());
-            let why = e
-                .server_errors()
-                .first()
-                .cloned()
-                .unwrap_or_else(|| e.to_string());
-            Some(format!(
-                "operator (no planner login at auth/{PLANNER_AUTH_MOUNT}: {why}; apply creates it)"
+            give_back(client).await;
+            as_operator(format!(
+                "cannot read the policy {PLANNER_POLICY}: {}; apply rewrites it",
+                why(e)
             ))
         }
     }
+}
+
+/// Revokes the client's token: a planner's, once its plan is read (best effort: it lives at
+/// most its hour anyway).
+pub(crate) async fn give_back(client: &Client) {
+    let _ = client.token_revoke_self().await;
 }
 
 /// Lint findings of the live operator policy (none when it does not exist yet).

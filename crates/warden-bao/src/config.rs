@@ -13,7 +13,7 @@ use url::Url;
 
 use crate::error::{Error, Result};
 use crate::retry::RetryPolicy;
-use crate::tls::{ClientIdentity, read_file};
+use crate::tls::{ClientIdentity, public, read_file};
 
 /// Default per-request timeout: the Vault CLI's default.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -128,9 +128,10 @@ impl ClientConfig {
         self
     }
 
-    /// Trust only the CAs in this PEM file.
+    /// Trust only the CAs in this PEM file: a regular file of at most
+    /// [`crate::PEM_FILE_LIMIT`] bytes ([`Error::ReadFile`] otherwise, at once even for a FIFO).
     pub fn with_ca_file(self, path: impl AsRef<Path>) -> Result<Self> {
-        Ok(self.with_ca_pem(read_file(path.as_ref())?))
+        Ok(self.with_ca_pem(public(read_file("CA bundle", path.as_ref())?)))
     }
 
     /// Present this identity on TLS connections.
@@ -140,7 +141,8 @@ impl ClientConfig {
         self
     }
 
-    /// Present the certificate chain and key from these PEM files.
+    /// Present the certificate chain and key from these PEM files
+    /// ([`ClientIdentity::from_files`]).
     pub fn with_client_cert_files(
         self,
         cert: impl AsRef<Path>,
@@ -415,6 +417,74 @@ mod tests {
         assert!(
             matches!(half, Err(Error::Config { ref what }) if what.contains("VAULT_CLIENT_CERT"))
         );
+    }
+
+    /// Red-team regression: a FIFO at a spec's `ca_cert` hung `warden plan` forever on `open`,
+    /// and `/dev/zero` filled its memory. Both are refused at once, naming the file and saying
+    /// what to name instead; so are a FIFO at the client key and an oversized bundle. A
+    /// regular PEM file still loads.
+    #[test]
+    fn a_fifo_or_a_device_as_a_pem_file_is_refused_at_once() {
+        let dir = std::env::temp_dir().join(format!("warden-bao-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let fifo = dir.join("ca.pem");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success(), "mkfifo {}", fifo.display());
+        let (cert, key) = test_identity();
+        let (cert_path, key_path, big) =
+            (dir.join("c.pem"), dir.join("k.pem"), dir.join("big.pem"));
+        std::fs::write(&cert_path, &cert).expect("write cert");
+        std::fs::write(&key_path, &key).expect("write key");
+        let limit = usize::try_from(crate::PEM_FILE_LIMIT).expect("fits");
+        std::fs::write(&big, vec![b'#'; limit + 1]).expect("write big");
+        let base = || ClientConfig::from_address("https://v:1").expect("address");
+
+        // On a thread, so that a regression fails the test instead of hanging it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (named, cert_file) = (fifo.clone(), cert_path.clone());
+        std::thread::spawn(move || {
+            let ca = base().with_ca_file(&named).map(drop);
+            let key = ClientIdentity::from_files(&cert_file, &named).map(drop);
+            // After a timeout the receiver is gone and the test has already failed.
+            let _ = tx.send((ca, key));
+        });
+        let (ca_fifo, key_fifo) = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a FIFO is refused at once, not waited on");
+        let dev_zero = base().with_ca_file("/dev/zero").map(drop);
+        let oversized = base().with_ca_file(&big).map(drop);
+        let ok = base().with_ca_file(&cert_path);
+        let identity = ClientIdentity::from_files(&cert_path, &key_path);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+
+        let err = ca_fifo.expect_err("a FIFO is not a CA bundle");
+        assert!(
+            matches!(&err, Error::ReadFile { what: "CA bundle", path, .. } if *path == fifo),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("the CA bundle {}", fifo.display()))
+                && text.contains("regular")
+                && text.contains(&crate::PEM_FILE_LIMIT.to_string()),
+            "{text}"
+        );
+        let err = key_fifo.expect_err("a FIFO is not a key");
+        assert!(
+            matches!(&err, Error::ReadFile { what: "client key", path, .. } if *path == fifo),
+            "{err:?}"
+        );
+        for refused in [dev_zero, oversized] {
+            let err = refused.expect_err("refused");
+            assert!(matches!(err, Error::ReadFile { .. }), "{err:?}");
+            assert!(err.to_string().contains("regular PEM file"), "{err}");
+        }
+        let ok = ok.expect("a regular PEM file loads");
+        assert_eq!(ok.ca_cert_pem.as_deref(), Some(cert.as_slice()));
+        identity.expect("a regular certificate and key load");
     }
 
     #[test]

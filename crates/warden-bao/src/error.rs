@@ -205,9 +205,14 @@ pub enum Error {
         what: String,
     },
 
-    /// A file named in the configuration (CA bundle, client certificate or key) could not be read.
-    #[error("cannot read {path}: {source}")]
+    /// A file named in the configuration (CA bundle, client certificate or key) could not be
+    /// read: it is missing or unreadable, or it is not a regular file of at most
+    /// [`crate::PEM_FILE_LIMIT`] bytes (a FIFO, a device such as `/dev/zero`, a directory, an
+    /// oversized file), which is refused at once rather than waited on or read without end.
+    #[error("cannot read the {what} {path}: {source}{}", refusal_advice(source))]
     ReadFile {
+        /// What the file should hold: "CA bundle", "client certificate" or "client key".
+        what: &'static str,
         /// The file.
         path: PathBuf,
         /// The I/O error.
@@ -229,6 +234,17 @@ pub enum Error {
         #[source]
         last: Box<Self>,
     },
+}
+
+/// What to do about a file [`warden_files::read_regular`] refused (its `InvalidInput`: not a
+/// regular file, or over the limit); nothing for a missing or unreadable file, whose own
+/// message says it all.
+fn refusal_advice(source: &std::io::Error) -> &'static str {
+    if source.kind() == std::io::ErrorKind::InvalidInput {
+        "; name a regular PEM file instead (a FIFO, a device or a directory is never read)"
+    } else {
+        ""
+    }
 }
 
 /// The innermost error's message: "Connection refused (os error 111)" says more than

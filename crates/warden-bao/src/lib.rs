@@ -128,7 +128,7 @@ pub use retry::{Idempotent, RetryPolicy, format_wait};
 pub use seal::RecoveryInitResponse;
 pub use snapshot::SnapshotError;
 pub use sys::{Health, InitResponse, SealStatus};
-pub use tls::ClientIdentity;
+pub use tls::{ClientIdentity, PEM_FILE_LIMIT};
 pub use transit::{
     Ciphertext, KeyInfo, Plaintext, Signature, Transit, TransitError, input_version,
 };

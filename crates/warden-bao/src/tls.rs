@@ -57,10 +57,12 @@ impl ClientIdentity {
         Ok(identity)
     }
 
-    /// Reads the certificate chain and key from files (e.g. `VAULT_CLIENT_CERT`/`_KEY`).
+    /// Reads the certificate chain and key from files (e.g. `VAULT_CLIENT_CERT`/`_KEY`), each a
+    /// regular file of at most [`PEM_FILE_LIMIT`] bytes ([`Error::ReadFile`] otherwise). The
+    /// key's PEM is read straight into a zeroize-on-drop buffer, which the identity keeps.
     pub fn from_files(cert: &Path, key: &Path) -> Result<Self> {
-        let cert_pem = read_file(cert)?;
-        let key_pem = Zeroizing::new(read_file(key)?);
+        let cert_pem = public(read_file("client certificate", cert)?);
+        let key_pem = read_file("client key", key)?;
         Self::from_pem(cert_pem, key_pem)
     }
 
@@ -87,12 +89,27 @@ impl fmt::Debug for ClientIdentity {
     }
 }
 
-/// Reads a certificate or key file, naming it when it cannot be read.
-pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| Error::ReadFile {
+/// The largest CA bundle, certificate chain or key file read, in bytes. These are kilobytes of
+/// PEM (a whole public trust store concatenated into one bundle is about 200 KiB); the limit
+/// only keeps a wrong path from filling memory.
+pub const PEM_FILE_LIMIT: u64 = 4 * 1024 * 1024;
+
+/// Reads a CA bundle, certificate or key file (`what` says which, for the error) through
+/// [`warden_files::read_regular`]: opened without blocking and refused unless it is a regular
+/// file of at most [`PEM_FILE_LIMIT`] bytes. A FIFO at a spec's `ca_cert` used to hang `warden
+/// plan` forever on `open`, and `/dev/zero` filled its memory; both are refused at once now.
+/// The buffer is zeroize-on-drop, as a key needs; [`public`] unwraps it for certificates.
+pub(crate) fn read_file(what: &'static str, path: &Path) -> Result<Zeroizing<Vec<u8>>> {
+    warden_files::read_regular(path, PEM_FILE_LIMIT).map_err(|source| Error::ReadFile {
+        what,
         path: path.to_owned(),
         source,
     })
+}
+
+/// Moves public bytes (certificates) out of their zeroizing buffer, without a copy.
+pub(crate) fn public(mut bytes: Zeroizing<Vec<u8>>) -> Vec<u8> {
+    std::mem::take(&mut *bytes)
 }
 
 /// The one crypto provider of the project.

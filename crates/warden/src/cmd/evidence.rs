@@ -4,7 +4,7 @@
 //! key file, no server). A packet that does not verify exits 3 (`exit::CHECK_FAILED`); input
 //! that is not a packet or not a key exits 1.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -195,7 +195,7 @@ struct Staged {
 }
 
 impl Staged {
-    fn create(dest: &std::path::Path) -> anyhow::Result<Self> {
+    fn create(dest: &Path) -> anyhow::Result<Self> {
         use std::os::unix::fs::OpenOptionsExt;
         let name = dest
             .file_name()
@@ -235,17 +235,24 @@ impl Drop for Staged {
     }
 }
 
-fn read_limited(path: &std::path::Path, what: &str) -> anyhow::Result<Vec<u8>> {
-    let meta = std::fs::metadata(path)
-        .with_context(|| format!("could not read the {what} {}", path.display()))?;
-    if meta.len() > MAX_INPUT_BYTES {
-        anyhow::bail!(
-            "the {what} {} is {} bytes, more than the {MAX_INPUT_BYTES} this command reads",
-            path.display(),
-            meta.len()
-        );
-    }
-    std::fs::read(path).with_context(|| format!("could not read the {what} {}", path.display()))
+/// Reads `path` (the `what`: "packet", "key file") whole, through
+/// [`warden_files::read_regular`]: a regular file of at most [`MAX_INPUT_BYTES`], opened without
+/// blocking, the read itself stopping at the limit + 1. Checking only the size `stat` reports
+/// was not enough: it is 0 for a FIFO, which then blocked on open, and for `/dev/zero`, which
+/// was read without end.
+fn read_limited(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    let mut bytes = warden_files::read_regular(path, MAX_INPUT_BYTES)
+        .with_context(|| format!("could not read the {what} {}", path.display()))
+        .with_hint(|| regular_file_hint(what))?;
+    // A packet or a public key is no secret: move it out of the zeroizing buffer, no copy.
+    Ok(std::mem::take(&mut *bytes))
+}
+
+fn regular_file_hint(what: &str) -> String {
+    format!(
+        "pass the {what} as a regular file of at most {} MiB (a FIFO, a device or a pipe is refused)",
+        MAX_INPUT_BYTES >> 20
+    )
 }
 
 fn verify(args: VerifyArgs, out: &Output) -> anyhow::Result<ExitCode> {
@@ -257,8 +264,18 @@ fn verify(args: VerifyArgs, out: &Output) -> anyhow::Result<ExitCode> {
         .hint("get the public key with `warden evidence key --env ENV > evidence.pem`")?;
     // A packet as Warden writes it (canonical v2) is checked as it streams by, in bounded
     // memory at any size; anything else (v1, reformatted) is read whole, up to the limit.
-    let mut file = std::fs::File::open(&args.packet)
+    // Opened without blocking, so a FIFO at the name cannot hang `verify` on open, and read
+    // only if regular (of any size: the stream is checked in bounded memory), so `/dev/zero`
+    // is not streamed without end.
+    let (mut file, meta) = warden_files::open_nonblocking(&args.packet)
         .with_context(|| format!("could not read the packet {}", args.packet.display()))?;
+    if !meta.file_type().is_file() {
+        return Err(anyhow::anyhow!(
+            "the packet {} is not a regular file",
+            args.packet.display()
+        ))
+        .hint("pass the packet file `warden evidence export --out` wrote (a FIFO, a device or a pipe is refused)");
+    }
     let result = match evidence::verify_stream(&mut file, &keys) {
         Ok(evidence::Streamed::Checked(v)) => Ok(v),
         Ok(evidence::Streamed::NotCanonical) => {
@@ -304,5 +321,97 @@ fn verify(args: VerifyArgs, out: &Output) -> anyhow::Result<ExitCode> {
                 err
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Runs `f` on a thread and waits at most 10 s for it, so that a regression (a read that
+    /// blocks on a FIFO or never ends on a device) fails the test instead of hanging it.
+    fn promptly<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            // After a timeout the receiver is gone and the test has already failed.
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("refused at once, not waited on")
+    }
+
+    fn fifo_in(dir: &Path) -> PathBuf {
+        let fifo = dir.join("packet.json");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        fifo
+    }
+
+    /// Red-team regression: `read_limited` checked only the size `stat` reports, which is 0 for
+    /// a FIFO (it then blocked on open) and for `/dev/zero` (read without end). Both are
+    /// refused at once now, as is a regular file over the limit; a normal file is read.
+    #[test]
+    fn read_limited_refuses_a_fifo_dev_zero_and_an_oversized_file_at_once() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let fifo = fifo_in(dir.path());
+        let path = fifo.clone();
+        let err =
+            promptly(move || read_limited(&path, "packet")).expect_err("a FIFO is not a packet");
+        assert!(
+            format!("{err:#}").contains(&format!("could not read the packet {}", fifo.display())),
+            "{err:#}"
+        );
+        let hint = err.downcast_ref::<crate::hint::Hint>().expect("a hint");
+        assert!(hint.0.contains("regular file"), "{}", hint.0);
+
+        promptly(|| read_limited(Path::new("/dev/zero"), "packet"))
+            .expect_err("/dev/zero is not a packet");
+
+        // Sparse: one byte over the limit without writing 64 MiB.
+        let big = dir.path().join("big.json");
+        std::fs::File::create(&big)
+            .and_then(|f| f.set_len(MAX_INPUT_BYTES + 1))
+            .expect("sparse file");
+        let err = read_limited(&big, "packet").expect_err("over the limit");
+        assert!(format!("{err:#}").contains("big.json"), "{err:#}");
+
+        let small = dir.path().join("ok.json");
+        std::fs::write(&small, b"{}\n").expect("write");
+        assert_eq!(
+            read_limited(&small, "packet").expect("a regular file"),
+            b"{}\n"
+        );
+    }
+
+    /// The same hole one step earlier: `verify` opened the packet with a blocking open to
+    /// stream it, so a FIFO hung it before `read_limited` was reached.
+    #[test]
+    fn verify_refuses_a_fifo_packet_at_once() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let fifo = fifo_in(dir.path());
+        // An Ed25519 public key (all zeros): parsed, never used, since no packet is read.
+        let key = dir.path().join("evidence.pem");
+        std::fs::write(
+            &key,
+            "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n-----END PUBLIC KEY-----\n",
+        )
+        .expect("write key");
+        let args = VerifyArgs {
+            packet: fifo.clone(),
+            key,
+        };
+        let err =
+            promptly(move || verify(args, &Output::new(crate::output::Format::Text)).map(|_| ()))
+                .expect_err("a FIFO is not a packet");
+        assert!(
+            format!("{err:#}").contains(&format!(
+                "the packet {} is not a regular file",
+                fifo.display()
+            )),
+            "{err:#}"
+        );
     }
 }

@@ -115,6 +115,17 @@ pub struct Desired {
 }
 
 impl Desired {
+    /// An object of the environment itself (no identity's, no password file).
+    pub(crate) fn env_object(kind: Kind, path: String, body: Value) -> Self {
+        Self {
+            kind,
+            path,
+            body,
+            identity: None,
+            password_file: None,
+        }
+    }
+
     /// The object's identifier.
     pub fn id(&self) -> ObjectId {
         ObjectId(format!("{}:{}", kind_slug(self.kind), self.path))

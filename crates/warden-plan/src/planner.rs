@@ -69,13 +69,7 @@ pub fn policy_hcl(env: &Environment) -> String {
 /// The planner's objects in `env`: its policy, its mount, one role per mirrored operator, and
 /// the absence of every stale one.
 pub(crate) fn desired(env: &Environment, inputs: &EnvInputs) -> Vec<Desired> {
-    let node = |kind, path: String, body| Desired {
-        kind,
-        path,
-        body,
-        identity: None,
-        password_file: None,
-    };
+    let node = Desired::env_object;
     let mut out = vec![
         node(
             Kind::Policy,

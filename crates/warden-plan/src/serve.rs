@@ -238,13 +238,7 @@ pub(crate) fn desired(spec: &Spec, env: &Environment, inputs: &EnvInputs) -> Vec
         "issuer_ref": "default",
     });
     crate::desired::lock_names(&mut pki);
-    let node = |kind, path: String, body| Desired {
-        kind,
-        path,
-        body,
-        identity: None,
-        password_file: None,
-    };
+    let node = Desired::env_object;
     vec![
         node(
             Kind::Policy,

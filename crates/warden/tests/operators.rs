@@ -67,12 +67,16 @@ fn ok(out: &std::process::Output, what: &str) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
 }
 
-/// A client presenting `cert`/`key` that has logged in as operator `role`.
-async fn operator_client(
-    addr: &str,
-    ca: &Path,
-    cert: &Path,
-    key: &Path,
+/// Where operators log in, and the one policy their token carries.
+const OPERATOR: (&str, &str) = ("warden-operators", "warden-operator");
+/// Where an operator's planner logs in (ADR 0038), and its one policy.
+const PLANNER: (&str, &str) = ("warden-planners", "warden-planner");
+
+/// A client presenting `cert`/`key` at `addr` (trusting `ca`) that has logged in as `role`
+/// at `login`'s mount; its token must carry `login`'s policy and nothing else (no `default`).
+async fn client_at(
+    (addr, ca, cert, key): (&str, &Path, &Path, &Path),
+    (mount, policy): (&str, &str),
     role: &str,
 ) -> Result<Client, warden_bao::Error> {
     let mut cfg = ClientConfig::new(addr.parse().unwrap())
@@ -82,36 +86,8 @@ async fn operator_client(
         .unwrap();
     cfg.retry.startup_timeout = std::time::Duration::from_secs(2);
     let client = Client::new(cfg).unwrap();
-    let auth = client.login_cert("warden-operators", Some(role)).await?;
-    assert_eq!(
-        auth.token_policies,
-        ["warden-operator"],
-        "operator policy only, no default"
-    );
-    client.set_token(auth.client_token);
-    Ok(client)
-}
-
-/// A client presenting `cert`/`key` logged in as `role`'s planner (ADR 0038).
-async fn planner_client(
-    addr: &str,
-    ca: &Path,
-    cert: &Path,
-    key: &Path,
-    role: &str,
-) -> Result<Client, warden_bao::Error> {
-    let cfg = ClientConfig::new(addr.parse().unwrap())
-        .with_ca_file(ca)
-        .unwrap()
-        .with_client_cert_files(cert, key)
-        .unwrap();
-    let client = Client::new(cfg).unwrap();
-    let auth = client.login_cert("warden-planners", Some(role)).await?;
-    assert_eq!(
-        auth.token_policies,
-        ["warden-planner"],
-        "planner policy only"
-    );
+    let auth = client.login_cert(mount, Some(role)).await?;
+    assert_eq!(auth.token_policies, [policy], "{policy} only, no default");
     client.set_token(auth.client_token);
     Ok(client)
 }
@@ -394,7 +370,7 @@ async fn operators_act_without_root_and_a_removed_operator_cannot_log_in() {
     // Her apply mirrored her role as a planner role: her plans read with a read-only login.
     let planned = ok(&alice.run(&["-o", "json", "plan"], None), "plan as alice");
     assert_eq!(planned["environments"][0]["login"], "planner", "{planned}");
-    let planner = planner_client(&addr, &ca, &cert, &key, "alice")
+    let planner = client_at((&addr, &ca, &cert, &key), PLANNER, "alice")
         .await
         .expect("alice logs in as her planner");
     assert_planner_reads_only(&planner).await;
@@ -496,7 +472,7 @@ async fn operators_act_without_root_and_a_removed_operator_cannot_log_in() {
         json!(["sre"]),
         "{twin}"
     );
-    let err = planner_client(&addr, &ca, &cert, &key, "alice")
+    let err = client_at((&addr, &ca, &cert, &key), PLANNER, "alice")
         .await
         .expect_err("alice's certificate has no OU: refused as planner too");
     assert!(matches!(err.status(), Some(400 | 403)), "{err}");
@@ -544,12 +520,12 @@ async fn operators_act_without_root_and_a_removed_operator_cannot_log_in() {
     apply("apply deletes ghost's planner role");
     let ghost = operator.read("auth/warden-planners/certs/ghost").await;
     assert!(ghost.is_err_and(|e| e.is_not_found()));
-    planner_client(&addr, &ca, &cert, &key, "alice")
+    client_at((&addr, &ca, &cert, &key), PLANNER, "alice")
         .await
         .expect("alice plans again once her OU constraint is gone");
 
     // What the operator policy does not grant is refused, to alice and the lab operator alike.
-    let op = operator_client(&addr, &ca, &cert, &key, "alice")
+    let op = client_at((&addr, &ca, &cert, &key), OPERATOR, "alice")
         .await
         .expect("alice logs in");
     assert_refused(&op).await;
@@ -563,11 +539,11 @@ async fn operators_act_without_root_and_a_removed_operator_cannot_log_in() {
         ]),
         "operator remove",
     );
-    let err = operator_client(&addr, &ca, &cert, &key, "alice")
+    let err = client_at((&addr, &ca, &cert, &key), OPERATOR, "alice")
         .await
         .expect_err("a removed operator must not log in");
     assert!(matches!(err.status(), Some(400 | 403)), "{err}");
-    let err = planner_client(&addr, &ca, &cert, &key, "alice")
+    let err = client_at((&addr, &ca, &cert, &key), PLANNER, "alice")
         .await
         .expect_err("nor read as her planner");
     assert!(matches!(err.status(), Some(400 | 403)), "{err}");
@@ -754,7 +730,7 @@ async fn bootstrap_uses_the_root_token_once_and_revokes_it() {
         spec: spec_s,
     };
     ok(&first.run(&["apply"], None), "apply as the first operator");
-    let op = operator_client(dev.addr(), &ca, &cert, &key, "first")
+    let op = client_at((dev.addr(), &ca, &cert, &key), OPERATOR, "first")
         .await
         .expect("first operator logs in");
     let foreign = op

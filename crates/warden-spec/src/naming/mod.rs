@@ -61,6 +61,23 @@ pub mod default_mounts {
     pub const JWT: &str = "jwt";
     /// JWT auth for workloads' service-account tokens.
     pub const KUBERNETES: &str = "kubernetes";
+
+    /// Every mount at its default path, PKI at `pki` (what a lab's bootstrap writes policies
+    /// for before any spec names its mounts).
+    pub fn with_pki(pki: &str) -> crate::model::Mounts {
+        let d = |s: &str| s.to_owned();
+        crate::model::Mounts {
+            pki: d(pki),
+            kv: d(KV),
+            kv_v1: d(KV_V1),
+            transit: d(TRANSIT),
+            database: d(DATABASE),
+            cert_auth: d(CERT_AUTH),
+            approle: d(APPROLE),
+            jwt: d(JWT),
+            kubernetes: d(KUBERNETES),
+        }
+    }
 }
 
 /// Warden's own KV v2 mount in every environment. It holds what Warden itself must remember

@@ -297,19 +297,7 @@ pub fn render(grants: &[Grant]) -> String {
 /// The operator policy for the default mounts (PKI at `pki_mount`) and naming: what a lab's
 /// bootstrap writes before any spec is applied (apply then rewrites it for the spec's mounts).
 pub fn default_policy(pki_mount: &str) -> String {
-    let d = |s: &str| s.to_owned();
-    use super::default_mounts as dm;
-    let mounts = Mounts {
-        pki: d(pki_mount),
-        kv: d(dm::KV),
-        kv_v1: d(dm::KV_V1),
-        transit: d(dm::TRANSIT),
-        database: d(dm::DATABASE),
-        cert_auth: d(dm::CERT_AUTH),
-        approle: d(dm::APPROLE),
-        jwt: d(dm::JWT),
-        kubernetes: d(dm::KUBERNETES),
-    };
+    let mounts = super::default_mounts::with_pki(pki_mount);
     render(&grants(&mounts, &Naming::defaults()))
 }
 

@@ -95,21 +95,9 @@ pub fn render(grants: &[Grant]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::naming::default_mounts as dm;
 
     fn mounts() -> Mounts {
-        let d = |s: &str| s.to_owned();
-        Mounts {
-            pki: d("pki_int"),
-            kv: d(dm::KV),
-            kv_v1: d(dm::KV_V1),
-            transit: d(dm::TRANSIT),
-            database: d(dm::DATABASE),
-            cert_auth: d(dm::CERT_AUTH),
-            approle: d(dm::APPROLE),
-            jwt: d(dm::JWT),
-            kubernetes: d(dm::KUBERNETES),
-        }
+        crate::naming::default_mounts::with_pki("pki_int")
     }
 
     #[test]

@@ -281,8 +281,9 @@ impl Resolved {
 }
 
 /// The largest file the spec names for Warden to read: a CA bundle or a CI/Kubernetes public
-/// key is kilobytes of PEM.
-const SPEC_FILE_LIMIT: u64 = 1024 * 1024;
+/// key is kilobytes of PEM. The client's own limit for PEM files, so a spec's `ca_cert` is held
+/// to one limit whichever command reads it.
+const SPEC_FILE_LIMIT: u64 = warden_bao::PEM_FILE_LIMIT;
 
 /// Reads `full`, a file the spec names, as text. Only a regular file of at most
 /// [`SPEC_FILE_LIMIT`], opened without blocking: a FIFO, `/dev/zero` or a huge file at the name

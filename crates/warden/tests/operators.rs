@@ -103,14 +103,8 @@ async fn assert_planner_reads_only(planner: &Client) {
         .list("auth/cert/certs")
         .await
         .expect("the planner lists cert roles");
-    let denied = |what: &str, r: Result<(), warden_bao::Error>| match r {
-        Err(e) => assert_eq!(e.status(), Some(403), "{what}: {e}"),
-        Ok(()) => panic!("{what}: the planner must be refused"),
-    };
-    let w = |path: &'static str, body: Value| {
-        let planner = planner.clone();
-        async move { planner.write(path, &body, Idempotent::No).await.map(drop) }
-    };
+    let denied = |what: &str, r| refused(&format!("{what} (the planner)"), r);
+    let w = |path, body| write(planner, path, body);
     denied(
         "write a cert role",
         w("auth/cert/certs/intruder", json!({"certificate": "x"})).await,
@@ -138,17 +132,25 @@ async fn assert_planner_reads_only(planner: &Client) {
     );
 }
 
+/// `r` is OpenBao's 403 for `what`.
+#[track_caller]
+fn refused(what: &str, r: Result<(), warden_bao::Error>) {
+    match r {
+        Err(e) => assert_eq!(e.status(), Some(403), "{what}: {e}"),
+        Ok(()) => panic!("{what}: must be refused"),
+    }
+}
+
+/// Writes `body` to `path` as `client`, the answer dropped.
+async fn write(client: &Client, path: &str, body: Value) -> Result<(), warden_bao::Error> {
+    client.write(path, &body, Idempotent::No).await.map(drop)
+}
+
 /// Every path here is refused to an operator: root-only paths, foreign mounts, policy writes
 /// outside Warden's names.
 async fn assert_refused(op: &Client) {
-    let denied = |what: &str, r: Result<(), warden_bao::Error>| match r {
-        Err(e) => assert_eq!(e.status(), Some(403), "{what}: {e}"),
-        Ok(()) => panic!("{what}: an operator must be refused"),
-    };
-    let w = |path: &'static str, body: Value| {
-        let op = op.clone();
-        async move { op.write(path, &body, Idempotent::No).await.map(drop) }
-    };
+    let denied = |what: &str, r| refused(&format!("{what} (an operator)"), r);
+    let w = |path, body| write(op, path, body);
     denied("sys/seal", w("sys/seal", json!({})).await);
     denied("sys/raw", op.read("sys/raw/core/keyring").await.map(drop));
     denied("sys/audit", op.read("sys/audit").await.map(drop));

@@ -81,6 +81,22 @@ bench_step_hint() {
     esac
 }
 
+# PERF_DIR=<dir>: also record the server with `perf` (call graphs) during the window and the
+# reference after it, into <dir>/window.data and <dir>/reference.data, to see where its CPU goes.
+perf_pid=
+perf_start() {
+    [[ -n ${PERF_DIR:-} ]] || return 0
+    mkdir -p "$PERF_DIR"
+    perf record -q -F 499 -g -p "$server_pid" -o "$PERF_DIR/$1.data" >/dev/null 2>&1 &
+    perf_pid=$!
+}
+perf_stop() {
+    [[ -n $perf_pid ]] || return 0
+    kill -INT "$perf_pid" 2>/dev/null || true
+    wait "$perf_pid" 2>/dev/null || true
+    perf_pid=
+}
+
 spec="$work/spec.toml"
 hosts="$work/hosts"
 measure="$work/measure.json"
@@ -153,14 +169,18 @@ server_pid=$(cat "$lab/envs/$ENV_NAME/bao/server.pid")
 [[ -r /proc/$server_pid/stat ]] || die "cannot find the OpenBao server's PID after activate"
 merge --set "activate=@$work/activate.out"
 say "watching $((2 * N)) certificates move (at most ${WINDOW_S}s + a quarter, plus slack)"
+perf_start window
 run_logged watch "${helper[@]}" watch --hosts "$hosts" --env "$ENV_NAME" --n "$N" --pid "$server_pid" \
     --new-intermediate "$work/new-intermediate.pem" --timeout "$((WINDOW_S * 3 / 2 + 60))" \
     --out "$work/watch.json"
+perf_stop
 merge --set "watch=@$work/watch.json"
 
 say "reference again: $((2 * N)) raw pki/sign (after the rotation)"
+perf_start reference
 run_logged ref_after timeout "$STEP_TIMEOUT" "${helper[@]}" reference --hosts "$hosts" --env "$ENV_NAME" --n "$N" \
     --pid "$server_pid" --address "$addr" --signs "$((2 * N))" --out "$work/ref-after.json"
+perf_stop
 merge --set "reference_after=@$work/ref-after.json"
 say "background again: ${IDLE}s idle, the server process activate restarted"
 run_logged idle_after "${helper[@]}" idle --pid "$server_pid" --seconds "$IDLE" --out "$work/idle-after.json"

@@ -111,6 +111,26 @@ impl IssuerBook {
     }
 }
 
+impl IssuerBook {
+    /// While a certificate signed by `issuer` still has to move: `None` when `issuer` is the
+    /// default of a watched mount (or no mount's default is known yet), else the end of the
+    /// latest window that moves it (the newest default change plus `window`). The delivery
+    /// report holds its write until then, so an agent reports an issuer move once for all its
+    /// certificates instead of once per certificate (docs/agent.md#delivery-reports).
+    pub(crate) fn move_pending(&self, issuer: &str, window: Duration) -> Option<OffsetDateTime> {
+        let m = self.mounts.lock().unwrap_or_else(PoisonError::into_inner);
+        if m.is_empty() || m.values().any(|s| s.key_id == issuer) {
+            return None;
+        }
+        let since = m.values().map(|s| s.since).max()?;
+        Some(
+            since
+                .checked_add(time::Duration::seconds_f64(window.as_secs_f64()))
+                .unwrap_or(since),
+        )
+    }
+}
+
 /// `since + window × u`, `u ∈ [0, 1]` from the serial.
 pub(crate) fn spread(since: OffsetDateTime, window: Duration, serial: &str) -> OffsetDateTime {
     let u = (schedule::serial_jitter(serial) + 1.0) / 2.0;
@@ -223,6 +243,27 @@ mod tests {
         assert_eq!(book.due("pki", Some("bb"), "01", window), None);
         assert_eq!(book.due("other", Some("aa"), "01", window), None);
         assert_eq!(book.due("pki", None, "01", window), None);
+    }
+
+    #[test]
+    fn a_move_is_pending_until_the_window_of_the_newest_change_ends() {
+        let book = IssuerBook::default();
+        let window = Duration::from_secs(600);
+        // Nothing seen yet: nothing to wait for.
+        assert_eq!(book.move_pending("aa", window), None);
+        let t0 = time::macros::datetime!(2030-01-01 00:00 UTC);
+        book.observe("pki", "aa", t0);
+        assert_eq!(book.move_pending("aa", window), None);
+        let t1 = t0 + time::Duration::hours(1);
+        book.observe("pki", "bb", t1);
+        assert_eq!(
+            book.move_pending("aa", window),
+            Some(t1 + time::Duration::seconds(600))
+        );
+        assert_eq!(book.move_pending("bb", window), None);
+        // The default of another watched mount is not pending either.
+        book.observe("other", "cc", t1);
+        assert_eq!(book.move_pending("cc", window), None);
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! exactly this shape (docs/registry.md).
 //!
 //! The report is rebuilt from local state every few seconds (no request) and written only when
-//! it changed, so a quiet agent sends nothing. A write that fails is retried with backoff; one
+//! it changed, so a quiet agent sends nothing; during an intermediate rotation it is written
+//! once, when the agent's last certificate moved ([`hold_for_moves`]). A write that fails is retried with backoff; one
 //! refused (a spec without purposes grants no such path) is retried rarely and logged once.
 
 use std::collections::BTreeMap;
@@ -24,12 +25,17 @@ use time::format_description::well_known::Rfc3339;
 use warden_bao::Idempotent;
 
 use super::board::{AgentStatus, Health, Shared};
+use super::issuer_watch::IssuerBook;
 use super::state::{StateDir, sha256_hex};
 
 /// How often local state is looked at (no request unless something changed).
 const LOOK_EVERY: Duration = Duration::from_secs(5);
 /// After a refused write (no grant): try again this much later.
 const REFUSED_RETRY: Duration = Duration::from_secs(600);
+/// How long past the end of an issuer move's window a report is still held for certificates
+/// that have not moved: a re-issue due at the very end takes a moment, and one that failed is
+/// reported (as not fresh) anyway.
+const HOLD_SLACK: time::Duration = time::Duration::seconds(30);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 struct Item {
@@ -184,6 +190,40 @@ fn items(
     out
 }
 
+/// Whether a changed report may wait, and until when: during an issuer move (ADR 0029) every
+/// certificate is re-issued within the window, each at its own point. Writing a report at each
+/// one would cost the server a write per certificate on top of its sign; held while every
+/// difference from the report last sent is a certificate that moved to a current default
+/// issuer and another certificate still has to move, the agent writes one report when its last
+/// certificate moved (or the window ended). Anything else (a certificate renewed in place, a
+/// failure, a credential added or gone, a state that is not fresh) is written at once.
+fn hold_for_moves(
+    sent: &[Item],
+    current: &[Item],
+    book: &IssuerBook,
+    window: Duration,
+) -> Option<OffsetDateTime> {
+    if sent.len() != current.len() || current.iter().any(|i| i.state != "fresh") {
+        return None;
+    }
+    let pending = |i: &Item| {
+        i.issuer
+            .as_deref()
+            .and_then(|k| book.move_pending(k, window))
+    };
+    let until = current.iter().filter_map(pending).max()?;
+    for now in current {
+        let before = sent
+            .iter()
+            .find(|s| s.credential == now.credential && s.output == now.output)?;
+        let moved = now.issuer.is_some() && now.issuer != before.issuer && pending(now).is_none();
+        if before != now && !moved {
+            return None;
+        }
+    }
+    Some(until + HOLD_SLACK)
+}
+
 fn report_path(shared: &Shared) -> String {
     warden_spec::naming::delivery_report(shared.identity_name()).data_path()
 }
@@ -317,6 +357,19 @@ pub(crate) async fn run(shared: Arc<Shared>, states: StateDir, signing: SigningR
         {
             continue;
         }
+        if let Some((sent_items, sent_roots)) = &sent
+            && *sent_roots == roots
+            && let Some(until) = hold_for_moves(
+                sent_items,
+                &current,
+                &shared.issuers,
+                shared.renewal.issuer_window,
+            )
+            && shared.trusted_now() < until
+        {
+            tracing::debug!(until = %until, "delivery report held: other certificates still move to the new issuer");
+            continue;
+        }
         match write(
             &shared,
             &path,
@@ -357,6 +410,59 @@ pub(crate) async fn run(shared: Arc<Shared>, states: StateDir, signing: SigningR
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cert(output: &str, serial: &str, issuer: &str) -> Item {
+        Item {
+            credential: format!("app/{output}"),
+            output: output.to_owned(),
+            serial: Some(serial.to_owned()),
+            issued_at: None,
+            expires_at: None,
+            digest: Some(format!("d-{serial}")),
+            delivered_at: None,
+            last_reload: None,
+            state: "fresh",
+            error: None,
+            issuer: Some(issuer.to_owned()),
+        }
+    }
+
+    #[test]
+    fn an_issuer_move_is_reported_once_when_the_last_certificate_moved() {
+        let book = IssuerBook::default();
+        let window = Duration::from_secs(300);
+        let t0 = time::macros::datetime!(2030-01-01 00:00 UTC);
+        book.observe("pki", "old", t0);
+        let sent = vec![cert("identity", "1", "old"), cert("tls", "2", "old")];
+        // The default changes: the leaf moved, the identity has not yet.
+        let t1 = t0 + time::Duration::hours(1);
+        book.observe("pki", "new", t1);
+        let one_moved = vec![cert("identity", "1", "old"), cert("tls", "3", "new")];
+        let until = t1 + time::Duration::seconds(300) + HOLD_SLACK;
+        assert_eq!(
+            hold_for_moves(&sent, &one_moved, &book, window),
+            Some(until)
+        );
+        // Both moved: written.
+        let both = vec![cert("identity", "4", "new"), cert("tls", "3", "new")];
+        assert_eq!(hold_for_moves(&sent, &both, &book, window), None);
+        // A failure while moving is written at once.
+        let mut failing = one_moved.clone();
+        failing[1].state = "stale";
+        assert_eq!(hold_for_moves(&sent, &failing, &book, window), None);
+        // A renewal in place (same issuer) is not a move: written at once.
+        let renewed = vec![cert("identity", "5", "old"), cert("tls", "2", "old")];
+        assert_eq!(hold_for_moves(&sent, &renewed, &book, window), None);
+        // A credential added or gone: written at once.
+        assert_eq!(hold_for_moves(&sent, &one_moved[..1], &book, window), None);
+        let mut other = one_moved.clone();
+        other[1].output = "other".into();
+        assert_eq!(hold_for_moves(&sent, &other, &book, window), None);
+        // No move pending (nothing seen changing): nothing is held.
+        let quiet = IssuerBook::default();
+        quiet.observe("pki", "new", t1);
+        assert_eq!(hold_for_moves(&sent, &both, &quiet, window), None);
+    }
 
     #[test]
     fn health_names_are_the_posture_vocabulary() {

@@ -50,6 +50,30 @@ async fn cert_login(lab: &Lab, role: &str, chain: &str, key: &str) -> Result<(),
         .map_err(|e| e.to_string())
 }
 
+/// When `identity`'s agent wrote its delivery report (metadata or data, successful writes
+/// only), from OpenBao's audit log past byte `from`.
+fn report_writes(audit: &std::path::Path, from: u64, identity: &str) -> Vec<String> {
+    let text = std::fs::read(audit).unwrap_or_default();
+    let from = usize::try_from(from).unwrap_or(0).min(text.len());
+    let paths = [
+        format!("warden/metadata/delivered/{identity}"),
+        format!("warden/data/delivered/{identity}"),
+    ];
+    String::from_utf8_lossy(&text[from..])
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| {
+            e["type"] == "response"
+                && e["request"]["operation"] == "update"
+                && e.get("error").is_none_or(Value::is_null)
+                && paths
+                    .iter()
+                    .any(|p| e["request"]["path"].as_str() == Some(p.as_str()))
+        })
+        .map(|e| e["time"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
 /// `warden ca rotate-intermediate activate --env test --cert CERT` with `spec` on the lab.
 fn activate(
     cert: &std::path::Path,
@@ -310,6 +334,8 @@ async fn issue_14_intermediate_rotation_with_running_agents_never_fails_a_handsh
     );
 
     // 3. online: activate (import, trust both, wait, default).
+    let audit = lab.layout().env("test").audit_log();
+    let audit_before = std::fs::metadata(&audit).map_or(0, |m| m.len());
     let out = activate(&signed, &spec, &lab_dir);
     ok(&out, "activate");
 
@@ -373,6 +399,15 @@ async fn issue_14_intermediate_rotation_with_running_agents_never_fails_a_handsh
                 .iter()
                 .any(|c| c["key_id"] == old_key.as_str() && c["live_leaves"] == 0)
         },
+    );
+
+    // billing's leaf and identity certificate moved each at its own point of the window, but
+    // its agent reported the move once, when both had moved: one write, not one per certificate.
+    let writes = report_writes(&audit, audit_before, "billing");
+    assert_eq!(
+        writes.len(),
+        1,
+        "billing's delivery report writes during the move (at {writes:?})"
     );
 
     // 4. retire.

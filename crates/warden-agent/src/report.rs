@@ -455,7 +455,7 @@ mod tests {
         assert_eq!(hold_for_moves(&sent, &renewed, &book, window), None);
         // A credential added or gone: written at once.
         assert_eq!(hold_for_moves(&sent, &one_moved[..1], &book, window), None);
-        let mut other = one_moved.clone();
+        let mut other = one_moved;
         other[1].output = "other".into();
         assert_eq!(hold_for_moves(&sent, &other, &book, window), None);
         // No move pending (nothing seen changing): nothing is held.

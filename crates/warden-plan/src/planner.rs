@@ -83,31 +83,68 @@ pub(crate) fn desired(env: &Environment, inputs: &EnvInputs) -> Vec<Desired> {
         ),
     ];
     for op in &inputs.planner.operators {
-        let mut body = op.constraints.clone();
-        body.extend([
-            (
-                "display_name".to_owned(),
-                json!(format!("{}-planner", op.name)),
-            ),
-            ("token_policies".to_owned(), json!([PLANNER_POLICY])),
-            ("token_no_default_policy".to_owned(), json!(true)),
-            ("token_period".to_owned(), json!(0)),
-            ("token_ttl".to_owned(), json!(OPERATOR_TOKEN_TTL_SECS)),
-            (
-                "token_max_ttl".to_owned(),
-                json!(OPERATOR_TOKEN_MAX_TTL_SECS),
-            ),
-        ]);
         out.push(node(
             Kind::CertRole,
             planner_role_path(&op.name),
-            Value::Object(body),
+            role_body(op),
         ));
     }
     for name in &inputs.planner.stale {
         out.push(node(Kind::CertRole, planner_role_path(name), Value::Null));
     }
     out
+}
+
+/// The planner role of `op`: its operator role's constraints, the planner policy alone.
+fn role_body(op: &OperatorLogin) -> Value {
+    let mut body = op.constraints.clone();
+    body.extend([
+        (
+            "display_name".to_owned(),
+            json!(format!("{}-planner", op.name)),
+        ),
+        ("token_policies".to_owned(), json!([PLANNER_POLICY])),
+        ("token_no_default_policy".to_owned(), json!(true)),
+        ("token_period".to_owned(), json!(0)),
+        ("token_ttl".to_owned(), json!(OPERATOR_TOKEN_TTL_SECS)),
+        (
+            "token_max_ttl".to_owned(),
+            json!(OPERATOR_TOKEN_MAX_TTL_SECS),
+        ),
+    ]);
+    Value::Object(body)
+}
+
+/// Mirrors operator `name`'s live role at once, the way apply would (`warden operator
+/// approve`), so a newly approved operator's plans read as their planner before the next
+/// apply. Returns the planner role's path, or `None` when there is nothing to mirror: the
+/// role is not an operator's, or the planners' mount does not exist yet (apply creates both).
+pub async fn mirror(client: &Client, env: &str, name: &str) -> Result<Option<String>, Error> {
+    let bao = |what: String| {
+        move |source| Error::Bao {
+            env: env.to_owned(),
+            what,
+            source,
+        }
+    };
+    let path = format!("auth/{OPERATOR_AUTH_MOUNT}/certs/{name}");
+    let data = match client.read(&path).await {
+        Ok(secret) => secret.data.unwrap_or_default(),
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(bao(format!("read {path}"))(e)),
+    };
+    let Some(op) = mirrored(name.to_owned(), &data) else {
+        return Ok(None);
+    };
+    let role = planner_role_path(name);
+    match client
+        .write(&role, &role_body(&op), warden_bao::Idempotent::Yes)
+        .await
+    {
+        Ok(_) => Ok(Some(role)),
+        Err(e) if e.is_unmounted() || e.is_not_found() => Ok(None),
+        Err(e) => Err(bao(format!("write {role}"))(e)),
+    }
 }
 
 /// Whether `path` is a planner role's.

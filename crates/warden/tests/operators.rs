@@ -225,6 +225,11 @@ fn enroll_and_approve(name: &str, spec: &str, lab: &str, dir: &Path) -> (PathBuf
         approved["approved"]["role"],
         format!("auth/warden-operators/certs/{name}")
     );
+    assert_eq!(
+        approved["planner_role"],
+        format!("auth/warden-planners/certs/{name}"),
+        "approve mirrors the role as a planner role (ADR 0038)"
+    );
     assert!(
         !approved.to_string().contains(key_pem.trim()),
         "the key is never printed"
@@ -367,9 +372,17 @@ async fn operators_act_without_root_and_a_removed_operator_cannot_log_in() {
         key: &key,
         spec: spec_s,
     };
+    // Approve mirrored her role at once: her first plan, before any apply of hers, reads as
+    // her planner.
+    let first = ok(
+        &alice.run(&["-o", "json", "plan"], None),
+        "alice's first plan",
+    );
+    assert_eq!(first["environments"][0]["login"], "planner", "{first}");
+
     every_command_works_as(&alice, work.path());
 
-    // Her apply mirrored her role as a planner role: her plans read with a read-only login.
+    // Her apply kept her role mirrored as a planner role: her plans read with a read-only login.
     let planned = ok(&alice.run(&["-o", "json", "plan"], None), "plan as alice");
     assert_eq!(planned["environments"][0]["login"], "planner", "{planned}");
     let planner = client_at((&addr, &ca, &cert, &key), PLANNER, "alice")

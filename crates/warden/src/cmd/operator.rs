@@ -277,6 +277,25 @@ async fn approve(a: ApproveArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let approved = operator::approve(&session.client, &session.env, &a.name, &csr)
         .await
         .map_err(explain)?;
+    // The planner twin now rather than at the next apply (ADR 0038): the new operator's
+    // first plan reads with the read-only login. A failure here costs only that: plans read
+    // as the operator until an apply mirrors the role.
+    let planner_role = match warden_plan::planner::mirror(
+        &session.client,
+        session.env_name(),
+        &a.name,
+    )
+    .await
+    {
+        Ok(role) => role,
+        Err(e) => {
+            out.warn(format!(
+                    "{e}: {}'s planner role is written by the next `warden apply`; until then their plans read with the operator login",
+                    a.name
+                ));
+            None
+        }
+    };
     warden_files::write_atomic(
         &cert_path,
         approved.certificate_pem.as_bytes(),
@@ -289,10 +308,10 @@ async fn approve(a: ApproveArgs, out: &Output) -> anyhow::Result<ExitCode> {
         )
     })?;
     out.emit(
-        &serde_json::json!({ "approved": approved, "certificate_file": cert_path }),
+        &serde_json::json!({ "approved": approved, "certificate_file": cert_path, "planner_role": planner_role }),
         || {
             format!(
-                "approved {} ({}), serial {}\nrole: {} (policy {}, tokens {}s, at most {}s)\ncertificate: {}\n",
+                "approved {} ({}), serial {}\nrole: {} (policy {}, tokens {}s, at most {}s)\nplanner role: {}\ncertificate: {}\n",
                 approved.name,
                 approved.common_name,
                 approved.serial,
@@ -300,6 +319,7 @@ async fn approve(a: ApproveArgs, out: &Output) -> anyhow::Result<ExitCode> {
                 approved.policy,
                 approved.token_ttl_secs,
                 approved.token_max_ttl_secs,
+                planner_role.as_deref().unwrap_or("none yet (the next apply writes it)"),
                 cert_path.display()
             )
         },

@@ -18,15 +18,63 @@ use zeroize::Zeroizing;
 use crate::hint::HintExt;
 use crate::output::Output;
 
-/// Reads all of `file`, or of stdin when `file` is `None`. Refuses a terminal on stdin.
-pub(crate) fn read_bytes(file: Option<&Path>, what: &str) -> anyhow::Result<Zeroizing<Vec<u8>>> {
+/// The most a PEM, CSR or other text file named on the command line is read (the OpenBao
+/// client's limit for a CA bundle or a client certificate file).
+pub(crate) const TEXT_FILE_LIMIT: u64 = warden_bao::PEM_FILE_LIMIT;
+/// The most a token or passphrase file is read: one line.
+pub(crate) const SECRET_FILE_LIMIT: u64 = 64 * 1024;
+/// The most a secret value or a transit input is read: OpenBao's default request size limit.
+pub(crate) const VALUE_LIMIT: u64 = 32 * 1024 * 1024;
+
+/// Reads all of `r`, but at most `limit` bytes: a named file that turns out to be a device, an
+/// endless pipe or the wrong file is refused instead of filling memory. A FIFO (`<(…)`) still
+/// works: it is read like a file, as the operator asked.
+fn read_capped(r: impl Read, limit: u64, what: &str) -> anyhow::Result<Zeroizing<Vec<u8>>> {
     let mut buf = Zeroizing::new(Vec::new());
+    r.take(limit.saturating_add(1))
+        .read_to_end(&mut buf)
+        .with_context(|| format!("could not read {what}"))?;
+    if buf.len() as u64 > limit {
+        return Err(anyhow::anyhow!("{what} holds more than {limit} bytes"))
+            .hint("is it the right file? (a device or an endless pipe is never what is meant)");
+    }
+    Ok(buf)
+}
+
+/// A text file the operator named (`--csr`, `--cert`, a token or passphrase file): UTF-8, at
+/// most `limit` bytes, wiped from memory when dropped. `what` names it in errors ("the CSR").
+pub(crate) fn read_named_text(
+    path: &Path,
+    what: &str,
+    limit: u64,
+) -> anyhow::Result<Zeroizing<String>> {
+    let what = format!("{what} {}", path.display());
+    let f = std::fs::File::open(path).with_context(|| format!("could not open {what}"))?;
+    let mut bytes = read_capped(f, limit, &what)?;
+    let text = std::str::from_utf8(&bytes)
+        .map(str::to_owned)
+        .map_err(|_| anyhow::anyhow!("{what} is not UTF-8 text"));
+    bytes.iter_mut().for_each(|b| *b = 0);
+    Ok(Zeroizing::new(text?))
+}
+
+/// The same, for stdin (a root token or a passphrase piped in).
+pub(crate) fn read_stdin_text(what: &str, limit: u64) -> anyhow::Result<Zeroizing<String>> {
+    let what = format!("{what} from stdin");
+    let bytes = read_capped(std::io::stdin().lock(), limit, &what)?;
+    std::str::from_utf8(&bytes)
+        .map(|t| Zeroizing::new(t.to_owned()))
+        .map_err(|_| anyhow::anyhow!("{what} is not UTF-8 text"))
+}
+
+/// Reads all of `file`, or of stdin when `file` is `None` (at most [`VALUE_LIMIT`] bytes).
+/// Refuses a terminal on stdin.
+pub(crate) fn read_bytes(file: Option<&Path>, what: &str) -> anyhow::Result<Zeroizing<Vec<u8>>> {
     match file {
         Some(path) => {
-            let mut f = std::fs::File::open(path)
+            let f = std::fs::File::open(path)
                 .with_context(|| format!("could not open {}", path.display()))?;
-            f.read_to_end(&mut buf)
-                .with_context(|| format!("could not read {}", path.display()))?;
+            read_capped(f, VALUE_LIMIT, &path.display().to_string())
         }
         None => {
             let stdin = std::io::stdin();
@@ -36,13 +84,9 @@ pub(crate) fn read_bytes(file: Option<&Path>, what: &str) -> anyhow::Result<Zero
                 ))
                 .hint("pipe it in (`… < file`) or pass --from-file FILE / --in FILE");
             }
-            stdin
-                .lock()
-                .read_to_end(&mut buf)
-                .with_context(|| format!("could not read {what} from stdin"))?;
+            read_capped(stdin.lock(), VALUE_LIMIT, &format!("{what} from stdin"))
         }
     }
-    Ok(buf)
 }
 
 /// Reads and parses a secret's value (see the module doc for the formats).
@@ -175,6 +219,39 @@ pub(crate) fn ask(out: &Output, prompt: &str) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn named_files_are_read_bounded_and_a_fifo_still_works() {
+        // A device that never ends is refused at the limit, with what to check.
+        let err = read_named_text(Path::new("/dev/zero"), "the CSR", 1024).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("more than 1024 bytes"), "{text}");
+        assert!(text.contains("the CSR /dev/zero"), "{text}");
+        let dir = tempfile::tempdir().unwrap();
+        let small = dir.path().join("f.pem");
+        std::fs::write(&small, "hello\n").unwrap();
+        assert_eq!(read_named_text(&small, "x", 6).unwrap().as_str(), "hello\n");
+        assert!(read_named_text(&small, "x", 5).is_err(), "one byte over");
+        std::fs::write(&small, [0xff, 0xfe]).unwrap();
+        let bad = format!("{:#}", read_named_text(&small, "x", 64).unwrap_err());
+        assert!(bad.contains("not UTF-8"), "{bad}");
+        // Process substitution (`--csr <(…)`) hands over a FIFO: it is read, as asked.
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let writer = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::write(fifo, "from a pipe").unwrap())
+        };
+        assert_eq!(
+            read_named_text(&fifo, "x", 1024).unwrap().as_str(),
+            "from a pipe"
+        );
+        writer.join().unwrap();
+    }
 
     #[test]
     fn lines_and_json_parse() {

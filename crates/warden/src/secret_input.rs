@@ -65,10 +65,8 @@ pub(crate) fn prompt_passphrase(prompt: &str, confirm: bool) -> anyhow::Result<S
 
 /// Reads a passphrase file: the first line, without its newline. The file should be owner-only.
 pub(crate) fn read_passphrase_file(path: &Path) -> anyhow::Result<SecretString> {
-    let raw = zeroize::Zeroizing::new(
-        std::fs::read_to_string(path)
-            .with_context(|| format!("could not read passphrase file {}", path.display()))?,
-    );
+    let raw =
+        crate::input::read_named_text(path, "passphrase file", crate::input::SECRET_FILE_LIMIT)?;
     let line = raw.lines().next().unwrap_or("");
     if line.is_empty() {
         anyhow::bail!("passphrase file {} is empty", path.display());

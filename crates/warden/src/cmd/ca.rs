@@ -265,8 +265,7 @@ fn sign_intermediate(a: SignArgs, out: &Output) -> anyhow::Result<ExitCode> {
             dir.display()
         )
     };
-    let csr = std::fs::read_to_string(&a.csr)
-        .with_context(|| format!("could not read the CSR {}", a.csr.display()))?;
+    let csr = crate::input::read_named_text(&a.csr, "the CSR", crate::input::TEXT_FILE_LIMIT)?;
     let ca = CaDir::open(&dir).map_err(|e| pki_error(e, what(), &dir))?;
     if let Some(path) = &a.out {
         check_out_path(path)?;
@@ -424,10 +423,11 @@ fn verify(a: VerifyArgs, out: &Output) -> anyhow::Result<ExitCode> {
     // Every root the chain may end in: each certificate of --root, or the CA's root and, during
     // a rollover, its next root (ADR 0030).
     let roots: Vec<String> = match (&a.root, &ca) {
-        (Some(path), _) => warden_pki::pem_blocks(
-            &std::fs::read_to_string(path)
-                .with_context(|| format!("could not read the root {}", path.display()))?,
-        )
+        (Some(path), _) => warden_pki::pem_blocks(&crate::input::read_named_text(
+            path,
+            "the root",
+            crate::input::TEXT_FILE_LIMIT,
+        )?)
         .into_iter()
         .map(str::to_owned)
         .collect(),
@@ -633,13 +633,12 @@ fn short(hex: &str) -> String {
 }
 
 fn read_input(path: &Path) -> anyhow::Result<String> {
-    if path == Path::new("-") {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
-            .context("could not read stdin")?;
-        return Ok(s);
-    }
-    std::fs::read_to_string(path).with_context(|| format!("could not read {}", path.display()))
+    let text = if path == Path::new("-") {
+        crate::input::read_stdin_text("the input", crate::input::TEXT_FILE_LIMIT)?
+    } else {
+        crate::input::read_named_text(path, "the input", crate::input::TEXT_FILE_LIMIT)?
+    };
+    Ok(text.to_string())
 }
 
 /// Fails before the passphrase prompt and before the ledger is written if `--out` cannot be

@@ -281,10 +281,11 @@ fn read_jwt(args: &LoginArgs) -> anyhow::Result<SecretString> {
         },
         (None, None) => anyhow::bail!("name the token file with --jwt-file or --jwt-file-env"),
     };
-    let raw =
-        Zeroizing::new(std::fs::read_to_string(&path).with_context(|| {
-            format!("could not read the pipeline token from {}", path.display())
-        })?);
+    let raw = crate::input::read_named_text(
+        &path,
+        "the pipeline token file",
+        crate::input::SECRET_FILE_LIMIT,
+    )?;
     let token = raw.trim();
     if token.is_empty() {
         anyhow::bail!("the pipeline token file {} is empty", path.display());

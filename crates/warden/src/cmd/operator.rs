@@ -3,7 +3,6 @@
 //! the root token). The work is `warden_enroll::operator` and `warden_enroll::bootstrap`; the
 //! operator policy and PKI role come from `warden_plan::operator`, as apply writes them.
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -14,7 +13,6 @@ use warden_bao::Client;
 use warden_enroll::bootstrap::{BootstrapInputs, bootstrap};
 use warden_enroll::operator::{self, OperatorError};
 use warden_spec::naming::operator::OPERATOR_AUTH_MOUNT;
-use zeroize::Zeroizing;
 
 use crate::context::Target;
 use crate::hint::HintExt as _;
@@ -411,10 +409,7 @@ fn root_token(a: &BootstrapArgs, env: &str, out: &Output) -> anyhow::Result<Secr
             "pass --root-token-share root-token.<env>.age --identity YOUR.key (opened in memory), --root-token-file FILE (owner-only) or --root-token-stdin; never put it in argv or the environment",
         );
     }
-    let mut raw = Zeroizing::new(String::new());
-    std::io::stdin()
-        .read_to_string(&mut raw)
-        .context("could not read the root token from stdin")?;
+    let raw = crate::input::read_stdin_text("the root token", crate::input::SECRET_FILE_LIMIT)?;
     let token = raw.lines().next().unwrap_or("").trim();
     if token.is_empty() {
         anyhow::bail!("stdin held no root token");

@@ -257,10 +257,7 @@ fn read_token(args: &OpenArgs, out: &Output) -> anyhow::Result<SecretString> {
                     meta.permissions().mode() & 0o777
                 ));
             }
-            Zeroizing::new(
-                std::fs::read_to_string(p)
-                    .with_context(|| format!("could not read the token file {}", p.display()))?,
-            )
+            crate::input::read_named_text(p, "the token file", crate::input::SECRET_FILE_LIMIT)?
         }
         _ if std::io::stdin().is_terminal() => Zeroizing::new(
             rpassword::prompt_password("reveal token: ")

@@ -126,7 +126,7 @@ pub(crate) async fn start(
 }
 
 fn read(path: &Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
+    crate::input::read_named_text(path, "the file", crate::input::TEXT_FILE_LIMIT)
+        .map(|t| t.to_string())
         .hint("check the path and that this user may read it")
 }

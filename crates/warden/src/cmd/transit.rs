@@ -317,10 +317,11 @@ async fn sign(args: DataArgs, out: &Output) -> anyhow::Result<ExitCode> {
 async fn verify(args: VerifyArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let signature = match (&args.signature, &args.signature_file) {
         (Some(s), _) => s.trim().to_owned(),
-        (None, Some(f)) => std::fs::read_to_string(f)
-            .with_context(|| format!("could not read the signature from {}", f.display()))?
-            .trim()
-            .to_owned(),
+        (None, Some(f)) => {
+            crate::input::read_named_text(f, "the signature file", crate::input::TEXT_FILE_LIMIT)?
+                .trim()
+                .to_owned()
+        }
         (None, None) => anyhow::bail!("no signature given (--signature or --signature-file)"),
     };
     let data = read_bytes(args.data.input.as_deref(), "the signed data")?;

@@ -420,8 +420,11 @@ async fn activate(a: ActivateArgs, out: &Output) -> anyhow::Result<ExitCode> {
             ))
             .hint("give the file `warden ca sign-intermediate --out` wrote");
         };
-        let bundle = std::fs::read_to_string(path)
-            .with_context(|| format!("could not read {}", path.display()))?;
+        let bundle = crate::input::read_named_text(
+            path,
+            "the signed intermediate",
+            crate::input::TEXT_FILE_LIMIT,
+        )?;
         ca::import(&client, &env, &bundle, now)
             .await
             .map_err(explain)?;

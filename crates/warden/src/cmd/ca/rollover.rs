@@ -9,7 +9,7 @@
 //! | `import --env` | online | checked, imported beside the old; cert-auth roles and listener trust both; a lab's trust files get both roots |
 //! | `activate --env` | online | the re-signed intermediate becomes the default |
 //! | `promote --dir` | offline | the next root becomes the CA directory's root |
-//! | `finish --env` | online | refused while an agent's trust file lacks the new root; the old root and its intermediate leave the mount |
+//! | `finish --env` | online | refused while an agent's trust file lacks the new root; the old root and its intermediate leave the mount; in a lab `--listener-ca` installs the re-signed listener CA, restarts the nodes and leaves only the new root in the trust files |
 //!
 //! The logic is `warden_pki` (offline) and `warden_registry::root_rollover` (online); this
 //! module reads files and passphrases, runs apply and a lab's listener refresh, and prints.

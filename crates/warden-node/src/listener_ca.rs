@@ -262,7 +262,7 @@ pub fn read_given(
         })?;
         if !report.valid {
             return Err(ListenerCaError::RootMismatch {
-                given: info.subject.clone(),
+                given: info.subject,
                 problems: describe(&report),
             });
         }
@@ -323,7 +323,7 @@ pub fn plan(
     if current_key != given_key {
         return Err(ListenerCaError::DifferentKey {
             dir: dir.to_owned(),
-            given: info.subject.clone(),
+            given: info.subject,
             current: warden_pki::parse_pem_bundle(&current)
                 .ok()
                 .and_then(|c| c.into_iter().next())
@@ -347,7 +347,7 @@ pub fn plan(
         if !report.valid {
             return Err(ListenerCaError::ServerDoesNotVerify {
                 dir: dir.to_owned(),
-                given: info.subject.clone(),
+                given: info.subject,
                 problems: describe(&report),
             });
         }

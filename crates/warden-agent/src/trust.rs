@@ -14,8 +14,17 @@
 //! that only root or the agent's user owns and can write, holding at least one PEM certificate
 //! and nothing unparsable. Whoever could swap a name on that way could choose the roots the
 //! agent trusts. A read that fails keeps the last good text (trust never drops to nothing) and
-//! is logged once per distinct reason. The connection to OpenBao keeps the anchor it was built
-//! with; the listener's chain is changed by a restart anyway.
+//! is logged once per distinct reason.
+//!
+//! The connection to OpenBao follows the file too: when a re-read finds new text, the agent's
+//! clients ([`TrustFile::anchor`]) are re-anchored on it (`warden_bao::Client::set_ca_pem`), so
+//! every connection opened from then on verifies the listener against the file's roots. That is
+//! what lets an agent started before its trust file gained the new root follow a listener whose
+//! chain moves to it (`ca rollover-root finish --listener-ca`, `warden server tls
+//! --install-listener-ca`), and then lose the old root. The rule is the file's: a text that
+//! fails to read, or that no certificate of can anchor a TLS connection, keeps the last good
+//! anchor — the connection never drops to an empty trust. The delivery report's `tls_roots`
+//! are the roots the connection trusts now.
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
@@ -89,9 +98,9 @@ pub(crate) fn read(path: &Path) -> Result<String, String> {
 #[derive(Debug)]
 pub(crate) struct TrustFile {
     path: Option<PathBuf>,
-    /// The roots of the text read at start: the TLS connection to OpenBao was built from it
-    /// and keeps them until the agent restarts, whatever the file says later.
-    connection_roots: Vec<String>,
+    /// What the TLS connection to OpenBao trusts: the text read at start, then each new text
+    /// the clients were re-anchored on.
+    connection: Mutex<Connection>,
     last: Mutex<String>,
     /// Why the last re-read was refused, to log each new reason once rather than on every use.
     refused: Mutex<Option<String>>,
@@ -102,9 +111,65 @@ impl TrustFile {
     pub(crate) fn new(path: Option<PathBuf>, text: String) -> Self {
         Self {
             path,
-            connection_roots: roots_of(&text),
+            connection: Mutex::new(Connection {
+                clients: Vec::new(),
+                roots: roots_of(&text),
+                pem: text.clone(),
+            }),
             last: Mutex::new(text),
             refused: Mutex::new(None),
+        }
+    }
+
+    /// Re-anchors `client` (built from the text given to [`TrustFile::new`]) whenever the file
+    /// changes from now on.
+    pub(crate) fn anchor(&self, client: warden_bao::Client) {
+        if self.path.is_some() {
+            self.connection().clients.push(client);
+        }
+    }
+
+    /// The text the connection trusts now, for a client built later (`None` without a trust
+    /// file: the system roots).
+    pub(crate) fn connection_pem(&self) -> Option<String> {
+        self.path.as_ref()?;
+        Some(self.connection().pem.clone())
+    }
+
+    fn connection(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Moves every anchored client to `text`'s certificates. The bundle is checked by building
+    /// the first client's verifier: if that fails nothing moves, and the next change of the
+    /// file tries again.
+    fn reanchor(&self, path: &Path, text: &str) {
+        let mut conn = self.connection();
+        if conn.pem == text {
+            return;
+        }
+        for (i, client) in conn.clients.iter().enumerate() {
+            if let Err(e) = client.set_ca_pem(text.as_bytes()) {
+                // Only the first can fail this way (the same bundle builds the same verifier).
+                tracing::warn!(
+                    path = %path.display(),
+                    error = %e,
+                    moved = i,
+                    "the trust file's certificates cannot anchor the connection to OpenBao; keeping its last anchor"
+                );
+                return;
+            }
+        }
+        conn.roots = roots_of(text);
+        text.clone_into(&mut conn.pem);
+        if !conn.clients.is_empty() {
+            tracing::info!(
+                path = %path.display(),
+                roots = conn.roots.len(),
+                "the connection to OpenBao now trusts the trust file's roots"
+            );
         }
     }
 
@@ -121,6 +186,7 @@ impl TrustFile {
                 if *last != text {
                     tracing::info!(path = %path.display(), "the trust file changed; using it from now on");
                     last.clone_from(&text);
+                    self.reanchor(path, &text);
                 }
             }
             Err(reason) => {
@@ -144,14 +210,23 @@ impl TrustFile {
         Some(roots_of(&self.pem()))
     }
 
-    /// The same for the roots the connection to OpenBao trusts (the file as it was at start):
-    /// a root shipped later verifies certificates at once but reaches the connection only at
-    /// the next restart, which matters when the listener's certificate moves to that root.
+    /// The same for the roots the connection to OpenBao trusts: the file's as of the last
+    /// re-read that could anchor it (the file at start until then). Status lists an agent whose
+    /// connection still trusts only the old root before the listener's certificate moves.
     /// `None` without a trust file.
     pub(crate) fn connection_root_digests(&self) -> Option<Vec<String>> {
         self.path.as_ref()?;
-        Some(self.connection_roots.clone())
+        Some(self.connection().roots.clone())
     }
+}
+
+/// The clients anchored on the trust file, and what they trust.
+#[derive(Debug)]
+struct Connection {
+    clients: Vec<warden_bao::Client>,
+    /// SHA-256 of each root of `pem` ([`roots_of`]).
+    roots: Vec<String>,
+    pem: String,
 }
 
 /// SHA-256 (hex) of each self-signed certificate of `pem`, sorted, once each.
@@ -199,6 +274,44 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         assert!(t.pem().contains(a.trim()));
         assert_eq!(TrustFile::new(None, String::new()).root_digests(), None);
+    }
+
+    /// Issue 14: the connection follows the file (a root rollover moves the listener's chain),
+    /// and a file that fails to read keeps the last good anchor.
+    #[test]
+    fn issue_14_the_connection_is_re_anchored_on_the_new_roots() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("ca.pem");
+        let (a, b) = (root("Root A"), root("Root B"));
+        std::fs::write(&path, &a).unwrap();
+        let t = TrustFile::new(Some(path.clone()), read(&path).unwrap());
+        let client = warden_bao::Client::new(
+            warden_bao::ClientConfig::from_address("https://127.0.0.1:1")
+                .unwrap()
+                .with_ca_pem(a.clone().into_bytes()),
+        )
+        .unwrap();
+        t.anchor(client);
+        let digests = |pem: &str| roots_of(pem);
+        assert_eq!(t.connection_root_digests().unwrap(), digests(&a));
+        std::fs::write(&path, format!("{a}{b}")).unwrap();
+        t.pem();
+        assert_eq!(
+            t.connection_root_digests().unwrap(),
+            digests(&format!("{a}{b}"))
+        );
+        // Only the new root: the connection trusts only it.
+        warden_files::write_atomic(&path, b.as_bytes(), warden_files::Mode::Public).unwrap();
+        t.pem();
+        assert_eq!(t.connection_root_digests().unwrap(), digests(&b));
+        assert_eq!(t.connection_pem().unwrap(), b);
+        // Broken or gone: the last good anchor stays.
+        std::fs::write(&path, "-----BEGIN CERT").unwrap();
+        t.pem();
+        std::fs::remove_file(&path).unwrap();
+        t.pem();
+        assert_eq!(t.connection_root_digests().unwrap(), digests(&b));
+        assert_eq!(TrustFile::new(None, String::new()).connection_pem(), None);
     }
 
     /// A hostile local user's ways of replacing the trust file: none may change what the agent

@@ -62,8 +62,15 @@ pub(crate) struct Inner {
     /// The TLS configuration `http` was built with, for the diagnostic handshake in
     /// [`Client::diagnose`].
     tls_config: RwLock<Arc<rustls::ClientConfig>>,
-    verifier: Arc<RecordingVerifier>,
+    /// The server certificate verifier `http` was built with: the CA bundle's roots (replaced
+    /// by [`Client::set_ca_pem`]).
+    verifier: RwLock<Arc<RecordingVerifier>>,
+    /// The TLS client identity `http` was built with, so that a new CA bundle keeps it.
+    identity: RwLock<Option<ClientIdentity>>,
     identity_present: AtomicBool,
+    /// Held while `http`, `tls_config`, `verifier` and `identity` are rebuilt together, so that
+    /// a CA swap and an identity swap racing each other cannot undo one another.
+    rebuild: Mutex<()>,
     token: RwLock<Option<SecretString>>,
     namespace: Option<HeaderValue>,
     retry: RetryPolicy,
@@ -205,8 +212,10 @@ impl Client {
                 nodes,
                 http: RwLock::new(http),
                 tls_config: RwLock::new(tls_config),
-                verifier,
+                verifier: RwLock::new(verifier),
                 identity_present: AtomicBool::new(cfg.client_identity.is_some()),
+                identity: RwLock::new(cfg.client_identity),
+                rebuild: Mutex::new(()),
                 token: RwLock::new(cfg.token),
                 namespace,
                 retry: cfg.retry,
@@ -312,8 +321,8 @@ impl Client {
     /// The HTTP client every request of this client goes through (the configured CA as the only
     /// trust anchor, the client certificate offered, no redirects, no proxy). For protocols
     /// OpenBao serves outside its JSON API (ACME, `warden-keys`), which must reach the server
-    /// with the same TLS. A later [`Client::set_identity`] does not change a client already
-    /// handed out.
+    /// with the same TLS. A later [`Client::set_identity`] or [`Client::set_ca_pem`] does not
+    /// change a client already handed out.
     pub fn http_client(&self) -> reqwest::Client {
         self.inner
             .http
@@ -330,8 +339,58 @@ impl Client {
     /// presenting the old one. Requests already in flight finish on the old pool. The new
     /// identity is validated (key matches certificate) before anything is swapped.
     pub fn set_identity(&self, identity: Option<ClientIdentity>) -> Result<()> {
+        let _rebuilding = self
+            .inner
+            .rebuild
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let verifier = self.verifier();
+        self.install(verifier, identity)
+    }
+
+    /// Replaces the trust anchors (the CA bundle) for this client and all its clones: every
+    /// connection opened from now on verifies the server against `ca_pem`'s certificates only.
+    ///
+    /// Why: an agent's trust file changes while it runs (a root rollover, ADR 0030), and once
+    /// the listener's certificate chains to the new root a client still anchored at the old one
+    /// cannot reconnect. Like [`Client::set_identity`] this builds a new connection pool, so
+    /// kept-alive connections verified under the old anchors are not reused; requests already
+    /// in flight finish on the old pool. The bundle is parsed and the verifier built before
+    /// anything is swapped: a bundle without a usable certificate is refused
+    /// ([`Error::Config`]) and the client keeps its anchors — it never drops to an empty trust.
+    pub fn set_ca_pem(&self, ca_pem: &[u8]) -> Result<()> {
+        let verifier = tls::verifier(Some(ca_pem))?;
+        let _rebuilding = self
+            .inner
+            .rebuild
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let identity = self
+            .inner
+            .identity
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        self.install(verifier, identity)
+    }
+
+    fn verifier(&self) -> Arc<RecordingVerifier> {
+        self.inner
+            .verifier
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Builds the pool for `verifier` and `identity`, then swaps all of it in. The caller holds
+    /// `rebuild`.
+    fn install(
+        &self,
+        verifier: Arc<RecordingVerifier>,
+        identity: Option<ClientIdentity>,
+    ) -> Result<()> {
         let (http, tls_config) = build_http(
-            self.inner.verifier.clone(),
+            verifier.clone(),
             identity.as_ref(),
             self.inner.request_timeout,
         )?;
@@ -345,9 +404,19 @@ impl Client {
             .tls_config
             .write()
             .unwrap_or_else(PoisonError::into_inner) = tls_config;
+        *self
+            .inner
+            .verifier
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = verifier;
         self.inner
             .identity_present
             .store(identity.is_some(), Ordering::Relaxed);
+        *self
+            .inner
+            .identity
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = identity;
         Ok(())
     }
 
@@ -749,7 +818,7 @@ impl Client {
                 address: address.to_string(),
                 failure: tls::classify(
                     &rustls_err,
-                    self.inner.verifier.take_rejected(),
+                    self.verifier().take_rejected(),
                     self.inner.identity_present.load(Ordering::Relaxed),
                 ),
             },
@@ -764,7 +833,7 @@ impl Client {
                 address,
                 failure: tls::classify(
                     rustls_err,
-                    self.inner.verifier.take_rejected(),
+                    self.verifier().take_rejected(),
                     self.inner.identity_present.load(Ordering::Relaxed),
                 ),
             };
@@ -949,5 +1018,106 @@ mod tests {
         assert!(c.inner.identity_present.load(Ordering::Relaxed));
         c.set_identity(None).expect("swap back");
         assert!(!c.inner.identity_present.load(Ordering::Relaxed));
+    }
+
+    /// A CA with a server certificate for 127.0.0.1 it issued: (CA PEM, chain PEM, key PEM).
+    fn server_pki(cn: &str) -> (String, String, String) {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate().expect("keygen");
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca.distinguished_name.push(DnType::CommonName, cn);
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).expect("self-sign");
+        let key = KeyPair::generate().expect("keygen");
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .expect("params")
+            .signed_by(&key, &Issuer::new(ca, &ca_key))
+            .expect("sign");
+        (ca_cert.pem(), leaf.pem(), key.serialize_pem())
+    }
+
+    /// A loopback TLS server presenting `chain`, answering every request with a 404; its
+    /// address.
+    async fn tls_server(chain: String, key: String) -> String {
+        use rustls_pki_types::pem::PemObject as _;
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let certs = rustls_pki_types::CertificateDer::pem_slice_iter(chain.as_bytes())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .expect("chain");
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("key");
+        let config = rustls::ServerConfig::builder_with_provider(tls::provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut buf = [0u8; 4096];
+                    let _ = tls.read(&mut buf).await;
+                    let body = r#"{"errors":[]}"#;
+                    let head = format!(
+                        "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = tls.write_all(head.as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        format!("https://{addr}")
+    }
+
+    /// Issue 14 (root rollover): a client re-anchored on a new CA bundle reaches a server whose
+    /// chain moved to that root; a bundle that does not parse changes nothing.
+    #[tokio::test]
+    async fn issue_14_the_trust_anchors_can_be_swapped_and_never_dropped() {
+        let (old_ca, _, _) = server_pki("Old Root");
+        let (new_ca, chain, key) = server_pki("New Root");
+        let address = tls_server(chain, key).await;
+        let c = Client::new(
+            ClientConfig::from_address(&address)
+                .expect("cfg")
+                .with_ca_pem(old_ca.clone().into_bytes())
+                .with_retry(RetryPolicy::no_retries()),
+        )
+        .expect("client");
+        let err = c
+            .read("secret/x")
+            .await
+            .expect_err("anchored at the old root");
+        assert!(matches!(err, Error::Tls { .. }), "{err}");
+        // Not PEM, or no certificate: refused, the anchors stay.
+        assert!(c.set_ca_pem(b"garbage").is_err());
+        assert!(c.set_ca_pem(b"").is_err());
+        let err = c.read("secret/x").await.expect_err("still the old root");
+        assert!(matches!(err, Error::Tls { .. }), "{err}");
+        // Both roots, then the new one alone: the server's chain verifies.
+        c.set_ca_pem(format!("{old_ca}{new_ca}").as_bytes())
+            .expect("both roots");
+        let err = c.read("secret/x").await.expect_err("a 404");
+        assert!(err.is_not_found(), "{err}");
+        c.set_ca_pem(new_ca.as_bytes()).expect("the new root");
+        let err = c.clone().read("secret/x").await.expect_err("a 404");
+        assert!(err.is_not_found(), "{err}");
+        // An identity set later keeps the new anchors.
+        c.set_identity(None).expect("identity");
+        assert!(c.read("secret/x").await.expect_err("a 404").is_not_found());
+        c.set_ca_pem(old_ca.as_bytes())
+            .expect("back to the old root");
+        assert!(matches!(
+            c.read("secret/x").await.expect_err("refused"),
+            Error::Tls { .. }
+        ));
     }
 }

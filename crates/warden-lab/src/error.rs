@@ -137,6 +137,15 @@ pub enum Error {
         #[source]
         source: Box<crate::postgres::PgError>,
     },
+    /// The listener CA given is refused (`warden_node::listener_ca`); nothing was changed.
+    #[error("{env}: {source}")]
+    ListenerCa {
+        /// Environment.
+        env: String,
+        /// Why it was refused.
+        #[source]
+        source: Box<warden_node::ListenerCaError>,
+    },
     /// The server reached a state `up` cannot fix by itself.
     #[error("{env}: {what}")]
     ServerState {

@@ -143,12 +143,55 @@ impl Lab {
         if bundle.trim().is_empty() || !crate::tls::ensure_client_ca(&layout, &bundle)? {
             return Ok(false);
         }
+        self.restart(name).await?;
+        Ok(true)
+    }
+
+    /// Installs a listener CA the next root re-signed (`given_text`, read from `given`: the
+    /// file `ca rollover-root resign --profile listener-ca --out` wrote) in `name`'s TLS
+    /// directory with the code `warden server tls --install-listener-ca` runs
+    /// (`warden_node::listener_ca`: checked first, refused with nothing changed), and, when a
+    /// file changed, restarts and unseals the environment's nodes so the listener serves the
+    /// chain to the new root. Returns what was installed and whether it restarted.
+    pub async fn install_listener_ca(
+        &self,
+        name: &str,
+        given: &Path,
+        given_text: &str,
+    ) -> Result<(warden_node::ListenerCaInstall, bool), Error> {
+        self.env(name)?;
+        let layout = self.layout.env(name);
+        let installed = warden_node::install_listener_ca(
+            &layout.tls_dir(),
+            given,
+            given_text,
+            OffsetDateTime::now_utc(),
+        )
+        .map_err(|source| match source {
+            warden_node::ListenerCaError::Files(f) => Error::Files(f),
+            source => Error::ListenerCa {
+                env: name.to_owned(),
+                source: Box::new(source),
+            },
+        })?;
+        if installed.replaced.is_empty() {
+            return Ok((installed, false));
+        }
+        self.restart(name).await?;
+        Ok((installed, true))
+    }
+
+    /// Stops, starts and unseals `name`'s nodes and waits until they serve: OpenBao reads its
+    /// TLS files at start.
+    async fn restart(&self, name: &str) -> Result<(), Error> {
+        let env = self.env(name)?;
+        let layout = self.layout.env(name);
         let bao = process::bao_binary().map_err(Error::process("lab"))?;
         server::stop_all(env, &layout).await?;
         crate::cluster::start_stopped(env, &layout, &bao, &bring_up::Quiet).await?;
         crate::cluster::unseal_nodes(env, &layout, 1).await?;
         crate::cluster::wait_ready(env, &layout).await?;
-        Ok(true)
+        Ok(())
     }
 
     /// Status of every environment (read-only).

@@ -12,12 +12,13 @@
 //! key, transit against a seal-keeper, and the key and token files it names), `keeper` (the
 //! seal-keeper's side of a transit seal: one key, one policy, one periodic orphan token per
 //! sealed environment), `migrate` (OpenBao's seal migration, node by node), `tls` (a node's TLS files from the
-//! environment's listener CA), `error` (what the
+//! environment's listener CA), `listener_ca` (installing a listener CA re-signed by a new root), `error` (what the
 //! generators refuse).
 
 pub mod config;
 mod error;
 pub mod keeper;
+pub mod listener_ca;
 pub mod migrate;
 pub mod production;
 pub mod seal;
@@ -30,6 +31,7 @@ pub use config::{
 };
 pub use error::NodeError;
 pub use keeper::{KeeperError, KeeperGrant, SealToken};
+pub use listener_ca::{ListenerCaError, ListenerCaInstall, install_listener_ca};
 pub use migrate::MigrateError;
 pub use production::{HostPaths, NodeFiles, Written, WrittenFile, node_files};
 pub use seal::{Seal, SealError, SealFiles, SealKind, StaticSeal, TransitSeal};

@@ -169,6 +169,19 @@ pub enum CaError {
         /// Their identities, comma-separated.
         unknown_names: String,
     },
+    /// Agents whose connection to OpenBao trusts only the old root would lose the server once
+    /// the listener serves a chain to the new root.
+    #[error(
+        "{env}: {count} agent(s) connect to OpenBao trusting only the old root ({names}): they would lose the server once the listener's chain ends in the new root"
+    )]
+    ConnectionsOnOldRoot {
+        /// Environment.
+        env: String,
+        /// How many.
+        count: usize,
+        /// Their identities, comma-separated.
+        names: String,
+    },
 }
 
 /// `; N of them on agents whose issuer_window is shorter than the spec's`, or nothing.

@@ -549,6 +549,35 @@ pub async fn trust_gate(
     Ok(behind)
 }
 
+/// The agents whose connection to OpenBao trusts only the old root (their delivery report's
+/// `tls_roots`), as [`CaError::ConnectionsOnOldRoot`] unless `force` gives a reason (then
+/// returned). Asked before the listener's certificate moves to the new root (the listener CA
+/// re-signed by it is installed): such an agent could not reconnect. Agents re-anchor their
+/// connection when their trust file changes, so this lists only agents older than that, or
+/// whose trust file never gained the new root.
+pub async fn connection_gate(
+    client: &Client,
+    spec: &Spec,
+    env: &Environment,
+    record: &RolloverRecord,
+    force: Option<&str>,
+) -> Result<Vec<String>, CaError> {
+    if force.is_some_and(|r| r.trim().is_empty()) {
+        return Err(CaError::NoReason);
+    }
+    let reports = crate::ca::env_reports(client, spec, env).await?;
+    let files = trust_files(&reports, &record.old_root_sha256, &record.new_root_sha256);
+    let behind = files.connection_old_root_only;
+    if !behind.is_empty() && force.is_none() {
+        return Err(CaError::ConnectionsOnOldRoot {
+            env: env.name.to_string(),
+            count: behind.len(),
+            names: behind.join(", "),
+        });
+    }
+    Ok(behind)
+}
+
 /// The re-signed intermediate becomes the default issuer; the overlap starts. The caller has
 /// made both trusted first (cert-auth roles, the listener, the trust files). Refused while an
 /// agent's trust file is not known to hold the new root ([`trust_gate`]), unless `force`

@@ -6,14 +6,20 @@
 //! delivered chain, once with every certificate of the chain as an anchor and once anchored at
 //! the chain's roots alone (the server then presents the chain's intermediates) — the operator
 //! rolls the root over with the CLI across the "two machines": offline `begin`, online `csr`,
-//! offline `resign`, online `import` and `activate`, offline `promote`, online `finish`.
+//! offline `resign`, online `import` and `activate`, offline `promote`, online `finish
+//! --listener-ca` (the listener CA re-signed by the new root installed on the lab's node).
 //!
 //! Asserted: no handshake fails during the whole rollover; a trust file holding only the old
 //! root is listed by `ca status` and posture and holds `finish` back; bad input (steps out of
 //! order, a re-signed intermediate for another key, one without the name constraints, the
 //! current root's own bundle) is refused with a hint and changes neither the CA directory nor
 //! the mount; afterwards every leaf chains to the new root, the old root is in no proxy chain
-//! and no issuer of the mount, and the CA directory's root is the new one.
+//! and no issuer of the mount, and the CA directory's root is the new one. After `finish
+//! --listener-ca` the listener's chain ends in the new root (a connection anchored at the new
+//! root alone succeeds, at the old one fails), the lab's trust files hold only the new root,
+//! and the agents, started before the rollover, report that their connection follows (issue
+//! 14: installing the listener CA); a listener CA that is not PEM or for another key is refused
+//! with nothing changed.
 
 #![allow(clippy::print_stderr)] // the handshake count and agent logs on a failure go to the test log
 
@@ -620,8 +626,134 @@ async fn issue_14_root_rollover_with_running_agents_never_fails_a_handshake() {
     op.pki_set_default_issuer("pki_int", &new_default.issuer_id)
         .await
         .unwrap();
-    ok(&online(&["finish"], &spec, &lab_dir), "finish");
+    // finish --listener-ca checks the file before anything changes (the mount, the listener's
+    // files): not PEM, and a CA for another key (the PKI intermediate re-signed). The same
+    // checks through `warden server tls --install-listener-ca` on the node's TLS directory.
+    let tls_dir = env_layout.tls_dir();
+    let tls_before = snapshot(&tls_dir);
+    let garbage = w.join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate\n").unwrap();
+    let finish_with = |file: &Path| {
+        online(
+            &["finish", "--listener-ca", file.to_str().unwrap()],
+            &spec,
+            &lab_dir,
+        )
+    };
+    refused(
+        &finish_with(&garbage),
+        "is not a PEM certificate",
+        "finish with a listener CA that is not PEM",
+    );
+    refused(
+        &finish_with(&resigned),
+        "certifies another key",
+        "finish with the PKI intermediate as the listener CA",
+    );
+    let install = |file: &Path| {
+        WARDEN
+            .invoke(&["server", "tls", "--install-listener-ca"])
+            .arg(file)
+            .arg("--tls-dir")
+            .arg(&tls_dir)
+            .output()
+    };
+    refused(
+        &install(&garbage),
+        "is not a PEM certificate",
+        "server tls --install-listener-ca of garbage",
+    );
+    refused(
+        &install(&resigned),
+        "certifies another key",
+        "server tls --install-listener-ca of another key",
+    );
+    assert_eq!(snapshot(&tls_dir), tls_before);
+    assert_eq!(issuer_count(&lab).await, issuers_before + 2);
+    assert_eq!(rollover(&spec, &lab_dir)["record"]["state"], "active");
+    // The agents' connections followed their trust files to both roots (started before the
+    // rollover, they were never restarted): none is listed as trusting only the old root.
+    assert_eq!(
+        rollover(&spec, &lab_dir)["trust_files"]["connection_old_root_only"],
+        serde_json::json!([])
+    );
+
+    // 7. online: finish, and in the lab the listener CA re-signed by the new root is installed
+    // (the nodes restart) and the trust files then hold only the new root.
+    let out = finish_with(&listener_resigned);
+    ok(&out, "finish --listener-ca");
     assert_eq!(issuer_count(&lab).await, issuers_before);
+    // Run again (an interrupted finish): the mount's step is done, the listener CA is in place.
+    ok(
+        &finish_with(&listener_resigned),
+        "finish --listener-ca again",
+    );
+    assert_eq!(rollover(&spec, &lab_dir)["record"]["state"], "finished");
+
+    // (a) The listener serves the chain to the new root: a connection anchored at the new root
+    // alone succeeds, one anchored at the old root alone fails.
+    let served = read(&env_layout.server_cert());
+    assert!(
+        served.contains(
+            warden_pki::first_certificate(&read(&listener_resigned))
+                .unwrap()
+                .trim()
+        ),
+        "server.crt carries the re-signed listener CA"
+    );
+    let address = lab.env("test").unwrap().address();
+    let anchored = |root: &str| {
+        warden_bao::Client::new(
+            warden_bao::ClientConfig::from_address(&address)
+                .unwrap()
+                .with_ca_pem(root.as_bytes().to_vec())
+                .with_client_cert_files(env_layout.operator_cert(), env_layout.operator_key())
+                .unwrap()
+                .with_retry(warden_bao::RetryPolicy::no_retries()),
+        )
+        .unwrap()
+    };
+    anchored(&new_root)
+        .health()
+        .await
+        .expect("a connection anchored at the new root alone");
+    match anchored(&old_root).health().await {
+        Err(warden_bao::Error::Tls { .. }) => {}
+        other => panic!("a connection anchored at the old root alone: {other:?}"),
+    }
+    // The lab's trust files hold only the new root.
+    for t in [&billing, &edge]
+        .map(|h| h.join("trust/ca.pem"))
+        .into_iter()
+        .chain([env_layout.ca_bundle()])
+    {
+        let (roots, _) = roots_and_others(&read(&t));
+        assert_eq!(
+            roots.trim(),
+            new_root.trim(),
+            "{} holds only the new root",
+            t.display()
+        );
+    }
+    // (b) The running agents follow: each reports (a request over a connection anchored at
+    // what its trust file holds now) that its trust file and its connection trust only the
+    // new root.
+    let op = lab.operator_client("test").unwrap();
+    let only_new = serde_json::json!([new_root_sha]);
+    for name in ["billing", "edge"] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let report = warden_testkit::delivery_report(&op, name).await;
+            if report["trust_roots"] == only_new && report["tls_roots"] == only_new {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                show_agent_logs(&hosts, &["billing", "edge"]);
+                panic!("{name} did not report the new root alone: {report:#}");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
 
     // The old root is in no issuer of the mount and leaves the proxy's chain.
     let op = lab.operator_client("test").unwrap();

@@ -220,6 +220,9 @@ impl Authenticator {
         };
         let client = build(identity.as_ref())?;
         let login_client = build(identity.as_ref())?;
+        // Both follow the trust file from now on (a root rollover moves the listener's chain).
+        trust.anchor(client.clone());
+        trust.anchor(login_client.clone());
         Ok(Self {
             cfg,
             identity_cn,
@@ -429,6 +432,10 @@ impl Authenticator {
         wrapping_token: SecretString,
     ) -> Result<SecretString, AuthError> {
         let mut cfg = self.base.clone().with_token(wrapping_token);
+        // The anchors the shared client trusts now, not the file as it was at start.
+        if let Some(pem) = self.trust.connection_pem() {
+            cfg = cfg.with_ca_pem(pem.into_bytes());
+        }
         if let Some(id) = self
             .tls
             .lock()

@@ -41,6 +41,14 @@ enum ServerCommand {
     ///
     /// After the PKI intermediate is installed, run it again with --identity-ca so the listener
     /// accepts operators' certificates, copy client-ca.pem to every node and restart them.
+    ///
+    /// With --install-listener-ca FILE --tls-dir DIR (a root rollover, ADR 0030): install the
+    /// listener CA the next root re-signed (`ca rollover-root resign --profile listener-ca
+    /// --out FILE`) into each node TLS directory (a node's /etc/warden/<env>/tls/, or this
+    /// command's --out and --out/<node>/): checked first for every directory (PEM, a CA valid
+    /// now, the same key as the current listener CA, the server certificate verifies under
+    /// it), then listener-ca.crt, client-ca.pem, node.crt and last server.crt are replaced
+    /// atomically and the new root added to ca.pem. Restart (or SIGHUP) the node afterwards.
     Tls(TlsArgs),
     /// Remove a dead node from the environment's raft peer set (a node whose disk was lost
     /// rejoins only after this). Root-only in OpenBao: takes a break-glass token. Refuses the
@@ -54,15 +62,19 @@ struct TlsArgs {
     #[arg(long, default_value = "warden.toml")]
     spec: PathBuf,
     /// The environment.
-    #[arg(long = "env")]
-    env: String,
+    #[arg(long = "env", required_unless_present = "install_listener_ca")]
+    env: Option<String>,
     /// Only this node (repeatable) [default: every node of the environment].
     #[arg(long = "node", value_name = "NAME")]
     nodes: Vec<String>,
     /// The offline root CA directory (`warden ca init`); used only when the listener CA is
     /// created.
-    #[arg(long, value_name = "DIR")]
-    ca_dir: PathBuf,
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "install_listener_ca"
+    )]
+    ca_dir: Option<PathBuf>,
     /// Read the root's passphrase from this file instead of WARDEN_CA_PASSPHRASE or a prompt.
     #[arg(long, value_name = "FILE")]
     passphrase_file: Option<PathBuf>,
@@ -77,8 +89,33 @@ struct TlsArgs {
     #[arg(long = "client", value_name = "NAME")]
     clients: Vec<String>,
     /// Where the listener CA and the nodes' directories go (created owner-only).
-    #[arg(long, value_name = "DIR")]
-    out: PathBuf,
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "install_listener_ca"
+    )]
+    out: Option<PathBuf>,
+    /// Install this listener CA, re-signed by a new root (`ca rollover-root resign --profile
+    /// listener-ca --out`; its first certificate, and the root after it), into each --tls-dir
+    /// instead of issuing anything.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_dirs",
+        conflicts_with_all = ["env", "nodes", "ca_dir", "identity_ca", "clients", "out"]
+    )]
+    install_listener_ca: Option<PathBuf>,
+    /// A node TLS directory to install the listener CA into (repeatable; every one is checked
+    /// before any is changed).
+    #[arg(long = "tls-dir", value_name = "DIR", requires = "install_listener_ca")]
+    tls_dirs: Vec<PathBuf>,
+}
+
+/// The issuing mode's arguments, once clap has made sure they are there.
+struct Issue<'a> {
+    env: &'a str,
+    ca_dir: &'a std::path::Path,
+    out: &'a std::path::Path,
 }
 
 #[derive(Debug, Args)]
@@ -130,8 +167,12 @@ pub(crate) fn load_spec(path: &std::path::Path) -> anyhow::Result<warden_spec::S
 }
 
 /// The listener CA in `out`, or a new one signed by the offline root when there is none.
-fn listener_ca(a: &TlsArgs, now: OffsetDateTime) -> anyhow::Result<(ListenerCa, bool)> {
-    let (crt, key) = (a.out.join("listener-ca.crt"), a.out.join("listener-ca.key"));
+fn listener_ca(
+    a: &TlsArgs,
+    i: &Issue<'_>,
+    now: OffsetDateTime,
+) -> anyhow::Result<(ListenerCa, bool)> {
+    let (crt, key) = (i.out.join("listener-ca.crt"), i.out.join("listener-ca.key"));
     if crt.exists() || key.exists() {
         let read = |p: &std::path::Path| {
             std::fs::read_to_string(p)
@@ -139,7 +180,7 @@ fn listener_ca(a: &TlsArgs, now: OffsetDateTime) -> anyhow::Result<(ListenerCa, 
                 .with_hint(|| {
                     format!(
                         "{} holds the listener CA as listener-ca.crt and listener-ca.key; restore both, or use a new --out to create a new CA (every node then needs new certificates)",
-                        a.out.display()
+                        i.out.display()
                     )
                 })
         };
@@ -149,11 +190,11 @@ fn listener_ca(a: &TlsArgs, now: OffsetDateTime) -> anyhow::Result<(ListenerCa, 
             .hint("listener-ca.key must be the key of listener-ca.crt")?;
         return Ok((lca, false));
     }
-    let ca = CaDir::open(&a.ca_dir)
-        .with_context(|| format!("could not open the offline root in {}", a.ca_dir.display()))
+    let ca = CaDir::open(i.ca_dir)
+        .with_context(|| format!("could not open the offline root in {}", i.ca_dir.display()))
         .hint("--ca-dir is the directory `warden ca init` created")?;
     let passphrase = crate::secret_input::ca_passphrase(a.passphrase_file.as_deref(), false)?;
-    let lca = ListenerCa::create(&ca, &a.env, &passphrase, LISTENER_CA_VALIDITY, now)
+    let lca = ListenerCa::create(&ca, i.env, &passphrase, LISTENER_CA_VALIDITY, now)
         .context("could not create the listener CA")
         .hint("check the passphrase; the root's ledger is unchanged unless it signed")?;
     warden_files::write_atomic(&key, lca.key_pem().as_bytes(), Mode::OwnerOnly)?;
@@ -162,14 +203,25 @@ fn listener_ca(a: &TlsArgs, now: OffsetDateTime) -> anyhow::Result<(ListenerCa, 
 }
 
 fn tls(a: TlsArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    if let Some(file) = &a.install_listener_ca {
+        return install_listener_ca(file, &a.tls_dirs, out);
+    }
+    let (Some(env), Some(ca_dir), Some(out_dir)) = (&a.env, &a.ca_dir, &a.out) else {
+        anyhow::bail!("--env, --ca-dir and --out are required to issue node TLS files");
+    };
+    let i = Issue {
+        env,
+        ca_dir,
+        out: out_dir,
+    };
     let spec = load_spec(&a.spec)?;
     let env = spec
-        .environment(&a.env)
-        .with_context(|| format!("the spec has no environment {:?}", a.env))?;
+        .environment(i.env)
+        .with_context(|| format!("the spec has no environment {:?}", i.env))?;
     let known: Vec<String> = env.nodes.iter().map(|n| n.name.to_string()).collect();
     if known.is_empty() {
-        return Err(anyhow::anyhow!("environment {} declares no nodes", a.env)).with_hint(|| {
-            format!("declare its servers as [[environments.{}.nodes]] with name, address and cluster_address", a.env)
+        return Err(anyhow::anyhow!("environment {} declares no nodes", i.env)).with_hint(|| {
+            format!("declare its servers as [[environments.{}.nodes]] with name, address and cluster_address", i.env)
         });
     }
     let nodes = if a.nodes.is_empty() {
@@ -178,7 +230,7 @@ fn tls(a: TlsArgs, out: &Output) -> anyhow::Result<ExitCode> {
         a.nodes.clone()
     };
     if let Some(bad) = nodes.iter().find(|n| !known.contains(n)) {
-        return Err(anyhow::anyhow!("environment {} has no node {bad:?}", a.env))
+        return Err(anyhow::anyhow!("environment {} has no node {bad:?}", i.env))
             .with_hint(|| format!("--node is one of: {}", known.join(", ")));
     }
     // Repeatable: during an intermediate rotation's overlap the listener trusts both (ADR 0029).
@@ -193,11 +245,11 @@ fn tls(a: TlsArgs, out: &Output) -> anyhow::Result<ExitCode> {
         identity_cas.push('\n');
     }
     let identity_ca = (!identity_cas.is_empty()).then_some(identity_cas);
-    warden_files::ensure_private_dir(&a.out)
-        .with_context(|| format!("could not create {}", a.out.display()))?;
+    warden_files::ensure_private_dir(i.out)
+        .with_context(|| format!("could not create {}", i.out.display()))?;
     let now = OffsetDateTime::now_utc();
-    let (lca, created) = listener_ca(&a, now)?;
-    let root_pem = chain_root(&a.ca_dir)?;
+    let (lca, created) = listener_ca(&a, &i, now)?;
+    let root_pem = chain_root(i.ca_dir)?;
     let mut written = Vec::new();
     for node in &nodes {
         written.push(
@@ -207,7 +259,7 @@ fn tls(a: TlsArgs, out: &Output) -> anyhow::Result<ExitCode> {
                 &lca,
                 &root_pem,
                 identity_ca.as_deref(),
-                &a.out,
+                i.out,
                 now,
             )
             .context("could not write the node's TLS files")
@@ -217,22 +269,22 @@ fn tls(a: TlsArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let mut clients = Vec::new();
     for name in &a.clients {
         clients.push(
-            warden_node::write_client_tls(&a.env, name, &lca, &a.out, now)
+            warden_node::write_client_tls(i.env, name, &lca, i.out, now)
                 .context("could not write the client certificate")
                 .hint("--client is a name of letters, digits and '-'")?,
         );
     }
     let report = serde_json::json!({
-        "environment": a.env,
-        "listener_ca": { "path": a.out.join("listener-ca.crt"), "created": created },
+        "environment": i.env,
+        "listener_ca": { "path": i.out.join("listener-ca.crt"), "created": created },
         "nodes": written,
         "clients": clients,
     });
     out.emit(&report, || {
         let mut s = format!(
             "{}: listener CA {} ({})\n",
-            a.env,
-            a.out.join("listener-ca.crt").display(),
+            i.env,
+            i.out.join("listener-ca.crt").display(),
             if created { "created, signed by the offline root" } else { "kept" }
         );
         for n in &written {
@@ -255,6 +307,95 @@ fn tls(a: TlsArgs, out: &Output) -> anyhow::Result<ExitCode> {
             ));
         }
         s.push_str("copy each node's directory to /etc/warden/<env>/tls/ on its host; keep listener-ca.key offline\n");
+        s
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What to do about a refused listener CA install: the next step for each refusal.
+pub(crate) fn listener_ca_hint(e: &warden_node::ListenerCaError) -> &'static str {
+    use warden_node::ListenerCaError as E;
+    match e {
+        E::NotPem { .. } => {
+            "give the file `warden ca rollover-root resign --profile listener-ca --out FILE` wrote (PEM, the re-signed listener CA first)"
+        }
+        E::NotACa { .. } => {
+            "that is a leaf; give the re-signed listener CA (`ca rollover-root resign --profile listener-ca`)"
+        }
+        E::NotYetValid { .. } | E::Expired { .. } => {
+            "check this host's clock; otherwise re-sign the listener CA's CSR again with `ca rollover-root resign --profile listener-ca` (a new validity)"
+        }
+        E::DifferentKey { .. } => {
+            "re-sign a CSR for the listener CA's own key (its listener-ca.key), with `--current` the listener-ca.crt of this environment; a new key needs new node certificates (`warden server tls` into a new --out)"
+        }
+        E::NoCurrent { .. } => {
+            "--tls-dir is a node's TLS directory (server.crt, client-ca.pem, ca.pem) or `warden server tls --out` (listener-ca.crt)"
+        }
+        E::ServerDoesNotVerify { .. } => {
+            "this node's server certificate was not issued by this listener CA: is it the right environment's directory?"
+        }
+        E::RootMismatch { .. } => {
+            "the file must hold the re-signed listener CA followed by the root that signed it, as `resign --out` writes it"
+        }
+        E::Read { .. } => {
+            "fix the file named (a regular file, not a symlink) and run the command again"
+        }
+        E::Files(_) | _ => {
+            "fix the cause and run the command again; a re-run finishes what is left"
+        }
+    }
+}
+
+/// `warden server tls --install-listener-ca FILE --tls-dir DIR…`: every directory checked,
+/// then each written.
+fn install_listener_ca(
+    file: &std::path::Path,
+    dirs: &[PathBuf],
+    out: &Output,
+) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("could not read {}", file.display()))
+        .hint("--install-listener-ca is the file `ca rollover-root resign --profile listener-ca --out` wrote")?;
+    let now = OffsetDateTime::now_utc();
+    let refused = |e: warden_node::ListenerCaError| {
+        let hint = listener_ca_hint(&e);
+        anyhow::Error::new(e)
+            .context("the listener CA was not installed; nothing was changed")
+            .context(crate::hint::Hint(hint.to_owned()))
+    };
+    let mut plans = Vec::new();
+    for dir in dirs {
+        plans.push(warden_node::listener_ca::plan(dir, file, &text, now).map_err(refused)?);
+    }
+    let mut done = Vec::new();
+    for plan in plans {
+        done.push(
+            plan.apply()
+                .map_err(anyhow::Error::new)
+                .context("could not write the listener CA's files")
+                .hint("each file is replaced whole or not at all: fix the cause and run the command again")?,
+        );
+    }
+    let report = serde_json::json!({
+        "listener_ca": done.first().map(|d| &d.listener_ca),
+        "directories": done,
+    });
+    out.emit(&report, || {
+        let mut s = String::new();
+        if let Some(d) = done.first() {
+            s.push_str(&format!(
+                "listener CA {} (serial {}, issued by {}, until {})\n",
+                d.listener_ca.subject, d.listener_ca.serial, d.listener_ca.issuer, d.listener_ca.not_after
+            ));
+        }
+        for d in &done {
+            if d.replaced.is_empty() {
+                s.push_str(&format!("  {}: already installed\n", d.dir.display()));
+            } else {
+                s.push_str(&format!("  {}: replaced {}\n", d.dir.display(), d.replaced.join(", ")));
+            }
+        }
+        s.push_str("Next: restart each node (or send it SIGHUP, which re-reads server.crt) so the listener serves the chain to the new root; then trust files may drop the old root\n");
         s
     })?;
     Ok(ExitCode::SUCCESS)

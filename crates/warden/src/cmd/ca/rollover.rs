@@ -9,7 +9,7 @@
 //! | `import --env` | online | checked, imported beside the old; cert-auth roles and listener trust both; a lab's trust files get both roots |
 //! | `activate --env` | online | the re-signed intermediate becomes the default |
 //! | `promote --dir` | offline | the next root becomes the CA directory's root |
-//! | `finish --env` | online | refused while an agent's trust file lacks the new root; the old root and its intermediate leave the mount |
+//! | `finish --env` | online | refused while an agent's trust file lacks the new root; the old root and its intermediate leave the mount; in a lab `--listener-ca` installs the re-signed listener CA, restarts the nodes and leaves only the new root in the trust files |
 //!
 //! The logic is `warden_pki` (offline) and `warden_registry::root_rollover` (online); this
 //! module reads files and passphrases, runs apply and a lab's listener refresh, and prints.
@@ -167,10 +167,18 @@ struct PromoteArgs {
 struct FinishArgs {
     #[command(flatten)]
     target: Target,
-    /// Finish although some agents' trust files lack the new root; the reason and those
-    /// agents are recorded.
+    /// Finish although some agents' trust files lack the new root (the reason and those agents
+    /// are recorded), or, with --listener-ca, although some agents' connection to OpenBao
+    /// trusts only the old root.
     #[arg(long, value_name = "REASON")]
     force: Option<String>,
+    /// In a lab: the listener CA the next root re-signed (`resign --profile listener-ca
+    /// --out FILE`). After the mount's step it is installed on the environment's nodes (the
+    /// code of `warden server tls --install-listener-ca`), the nodes restart serving the chain
+    /// to the new root, and the lab's trust files then hold only the new root. Checked before
+    /// anything changes; run again after an interruption (a finished rollover only installs).
+    #[arg(long, value_name = "FILE")]
+    listener_ca: Option<PathBuf>,
 }
 
 pub(crate) async fn run(args: RolloverArgs, out: &Output) -> anyhow::Result<ExitCode> {
@@ -572,12 +580,81 @@ async fn activate(a: ActivateArgs, out: &Output) -> anyhow::Result<ExitCode> {
 
 async fn finish(a: FinishArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let (resolved, env) = one_env(&a.target, "ca rollover-root finish")?;
+    let listener = match &a.listener_ca {
+        Some(path) => {
+            let lab = resolved.lab.as_ref().ok_or_else(|| {
+                anyhow::anyhow!("--listener-ca installs the listener CA on a lab's nodes; this is not a lab")
+            }).with_hint(|| format!(
+                "on each node: `warden server tls --install-listener-ca {} --tls-dir /etc/warden/{}/tls`, then restart it; once every node serves the new chain, ship a trust file holding only the new root",
+                path.display(), env.name
+            ))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("could not read {}", path.display()))
+                .hint("--listener-ca is the file `ca rollover-root resign --profile listener-ca --out` wrote")?;
+            // Checked before anything changes, the mount included.
+            let tls_dir = lab.layout().env(env.name.as_str()).tls_dir();
+            warden_node::listener_ca::plan(&tls_dir, path, &text, OffsetDateTime::now_utc())
+                .map_err(|e| {
+                    let hint = crate::cmd::server::listener_ca_hint(&e);
+                    anyhow::Error::new(e)
+                        .context("the listener CA is refused; nothing was changed")
+                        .context(crate::hint::Hint(hint.to_owned()))
+                })?;
+            Some((lab, path, text))
+        }
+        None => None,
+    };
     let client = resolved.client(&env)?;
-    let record = forced_step(rr::finish, &client, &resolved, &env, a.force.as_deref()).await?;
-    if let Some(step) = trust_everywhere(&resolved, &env, out).await? {
-        out.warn(step);
+    let current = rr::read_record(&client, &env).await.map_err(explain)?;
+    let resumed = listener.is_some()
+        && current
+            .as_ref()
+            .is_some_and(|r| r.state == rr::RolloverState::Finished);
+    // The listener moves only if every agent's connection can follow it: asked before the
+    // mount's step, so that a refusal changes nothing.
+    let mut connections_behind = Vec::new();
+    if listener.is_some()
+        && let Some(record) = &current
+    {
+        connections_behind =
+            rr::connection_gate(&client, &resolved.spec, &env, record, a.force.as_deref())
+                .await
+                .map_err(explain)?;
     }
-    out.emit(&record, || {
+    let record = match current {
+        Some(record) if resumed => {
+            out.progress(format!(
+                "{}: the mount's step is done; installing the listener CA",
+                env.name
+            ));
+            record
+        }
+        _ => {
+            let record =
+                forced_step(rr::finish, &client, &resolved, &env, a.force.as_deref()).await?;
+            if let Some(step) = trust_everywhere(&resolved, &env, out).await? {
+                out.warn(step);
+            }
+            record
+        }
+    };
+    let mut listener_report = None;
+    if let Some((lab, path, text)) = &listener {
+        if !connections_behind.is_empty() {
+            out.warn(format!(
+                "moving the listener with {} agent(s) whose connection trusts only the old root (--force): {}",
+                connections_behind.len(),
+                connections_behind.join(", ")
+            ));
+        }
+        listener_report =
+            Some(install_lab_listener(lab, &resolved, &env, &record, path, text, out).await?);
+    }
+    let mut json = serde_json::to_value(&record).context("could not serialise the record")?;
+    if let (Some(r), Some(map)) = (&listener_report, json.as_object_mut()) {
+        map.insert("listener_ca".to_owned(), r.clone());
+    }
+    out.emit(&json, || {
         let mut s = format!(
             "{}: the old root and the intermediate it signed are gone from the mount, the cert-auth roles and the listener's bundle; proxies' chains now end in {}\n",
             env.name, record.new_root_subject
@@ -589,9 +666,85 @@ async fn finish(a: FinishArgs, out: &Output) -> anyhow::Result<ExitCode> {
                 record.forced_because.clone().unwrap_or_default()
             );
         }
+        match &listener_report {
+            Some(r) => {
+                s += &format!(
+                    "  listener CA re-signed by the new root installed ({}), the nodes {}; the lab's trust files hold only the new root\n",
+                    r["replaced"].as_array().map(|a| a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(", ")).filter(|t| !t.is_empty()).unwrap_or_else(|| "already in place".to_owned()),
+                    if r["restarted"] == true { "restarted" } else { "not restarted (nothing changed)" }
+                );
+            }
+            None if resolved.lab.is_some() => {
+                s += "  the listener still serves the chain to the old root, so the lab's trust files keep both roots: run finish again with --listener-ca FILE (`resign --profile listener-ca --out FILE`)\n";
+            }
+            None => {
+                s += "  Next: install the re-signed listener CA on each node (`warden server tls --install-listener-ca FILE --tls-dir DIR`) and restart it; then trust files may hold only the new root\n";
+            }
+        }
         s
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The lab's half of `finish --listener-ca`: the listener CA installed on the environment's
+/// nodes (which restart), checked to chain to the rollover's new root, then the lab's trust
+/// files written with that root alone. Order matters: trust files lose the old root only once
+/// the listener serves the chain to the new one, and agents' connections follow their trust
+/// file, so no connection is ever anchored at a root the listener does not chain to.
+async fn install_lab_listener(
+    lab: &warden_lab::Lab,
+    resolved: &crate::context::Resolved,
+    env: &warden_spec::Environment,
+    record: &rr::RolloverRecord,
+    path: &Path,
+    text: &str,
+    out: &Output,
+) -> anyhow::Result<serde_json::Value> {
+    out.progress(format!(
+        "{}: installing the listener CA the new root re-signed, then restarting the nodes",
+        env.name
+    ));
+    let (installed, restarted) = lab
+        .install_listener_ca(env.name.as_str(), path, text)
+        .await
+        .context("could not install the listener CA on the lab's nodes")
+        .hint("fix the cause and run finish again with --listener-ca; it only installs once the mount's step is done")?;
+    let client = resolved.client(env)?;
+    let new_root = match &record.new_root_issuer_id {
+        Some(id) => {
+            client
+                .pki_read_issuer(&env.mounts.pki, id)
+                .await
+                .context("could not read the new root from the mount")?
+                .certificate
+        }
+        None => anyhow::bail!("the rollover record names no new root issuer"),
+    };
+    let served = std::fs::read_to_string(lab.layout().env(env.name.as_str()).server_cert())
+        .context("could not read the lab's server certificate")?;
+    let chain = warden_pki::verify_chain(&served, Some(&new_root), OffsetDateTime::now_utc())
+        .context("could not check the served chain")?;
+    if !chain.valid {
+        return Err(anyhow::anyhow!(
+            "the listener's chain does not end in the rollover's new root: {:?}",
+            chain.problems
+        ))
+        .hint("the lab's trust files keep both roots; install the listener CA the *next* root re-signed (`resign --profile listener-ca` before `promote`)");
+    }
+    let files = warden_lab_agents::write_trust_files(lab, env.name.as_str(), &new_root)
+        .context("could not write the lab's trust files")?;
+    out.progress(format!(
+        "{}: {} trust file(s) hold only the new root",
+        env.name,
+        files.len()
+    ));
+    Ok(serde_json::json!({
+        "listener_ca": installed.listener_ca,
+        "replaced": installed.replaced,
+        "root_added": installed.root_added,
+        "restarted": restarted,
+        "trust_files": files,
+    }))
 }
 
 /// The root rollover lines of `ca status` and posture.

@@ -156,6 +156,9 @@ pub(super) fn explain(e: CaError) -> anyhow::Error {
         CaError::TrustFilesBehind { .. } => {
             "ship the two-root trust bundle (`ca rollover-root begin --trust-out`) to those hosts' trust files and wait for their next report (`warden ca status` lists who is behind), or run the step with `--force \"REASON\"` — those agents then cannot verify certificates that chain to the new root; nothing was changed"
         }
+        CaError::ConnectionsOnOldRoot { .. } => {
+            "those agents connect with the trust file they had at start (older agents): restart them once their trust file holds the new root (`warden ca status` lists them), or run finish with `--force \"REASON\"` — they then lose OpenBao until restarted; the listener was not changed"
+        }
         _ => "check the connection and the operator's login, then run the step again",
     };
     anyhow::Error::new(e).context(crate::hint::Hint(hint.to_owned()))

@@ -82,7 +82,8 @@ bench_step_hint() {
 }
 
 # PERF_DIR=<dir>: also record the server with `perf` (call graphs) during the window and the
-# reference after it, into <dir>/window.data and <dir>/reference.data, to see where its CPU goes.
+# reference and the background after it, into <dir>/window.data, reference.data and idle.data,
+# to see where its CPU goes.
 perf_pid=
 perf_start() {
     [[ -n ${PERF_DIR:-} ]] || return 0
@@ -182,8 +183,15 @@ run_logged ref_after timeout "$STEP_TIMEOUT" "${helper[@]}" reference --hosts "$
     --pid "$server_pid" --address "$addr" --signs "$((2 * N))" --out "$work/ref-after.json"
 perf_stop
 merge --set "reference_after=@$work/ref-after.json"
+say "reference at the rotation's pace: $((2 * N)) raw pki/sign spread at random over ${WINDOW_S}s"
+run_logged ref_paced timeout "$((STEP_TIMEOUT + WINDOW_S))" "${helper[@]}" reference --hosts "$hosts" \
+    --env "$ENV_NAME" --n "$N" --pid "$server_pid" --address "$addr" --signs "$((2 * N))" \
+    --pace "$WINDOW_S" --out "$work/ref-paced.json"
+merge --set "reference_paced=@$work/ref-paced.json"
 say "background again: ${IDLE}s idle, the server process activate restarted"
+perf_start idle
 run_logged idle_after "${helper[@]}" idle --pid "$server_pid" --seconds "$IDLE" --out "$work/idle-after.json"
+perf_stop
 merge --set "idle_after=@$work/idle-after.json"
 
 # ------------------------------------------------------------------ report

@@ -297,6 +297,8 @@ pub(crate) struct Shared {
     board: Mutex<Board>,
     token_gen: watch::Sender<u64>,
     relogin: Notify,
+    /// A new certificate was delivered: the delivery report looks now, not at its next look.
+    report_nudge: Notify,
     shutdown: watch::Sender<bool>,
     identity: String,
     started_at: OffsetDateTime,
@@ -350,6 +352,7 @@ impl Shared {
             }),
             token_gen: watch::channel(0).0,
             relogin: Notify::new(),
+            report_nudge: Notify::new(),
             shutdown: watch::channel(false).0,
             identity,
             started_at,
@@ -488,6 +491,17 @@ impl Shared {
         self.relogin.notified().await;
     }
 
+    /// A certificate (or the identity's) was just replaced: the report task looks at once, so
+    /// its write follows the sign on the same connection a moment later instead of arriving at
+    /// the server alone up to a look period later.
+    pub(crate) fn nudge_report(&self) {
+        self.report_nudge.notify_one();
+    }
+
+    pub(crate) async fn report_nudged(&self) {
+        self.report_nudge.notified().await;
+    }
+
     fn board(&self) -> std::sync::MutexGuard<'_, Board> {
         self.board.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -540,10 +554,13 @@ impl Shared {
 
     pub(crate) fn identity_renewed(&self, cert: &IdentityCert) {
         self.identity_known(cert);
-        let mut b = self.board();
-        b.auth.identity_renewals += 1;
-        b.auth.last_error = None;
-        b.auth.identity_error = None;
+        {
+            let mut b = self.board();
+            b.auth.identity_renewals += 1;
+            b.auth.last_error = None;
+            b.auth.identity_error = None;
+        }
+        self.nudge_report();
     }
 
     /// An identity renewal failed: counted with the auth errors, and kept apart so the

@@ -770,6 +770,9 @@ impl OutputTask {
                 e.status.last_reload = Some(r);
             }
         });
+        if is_cert && outcome == Outcome::Changed {
+            self.shared.nudge_report();
+        }
         due
     }
 }

@@ -10,7 +10,8 @@
 //! Never a value: digests and metadata only. `warden_registry::posture::DeliveryReport` reads
 //! exactly this shape (docs/registry.md).
 //!
-//! The report is rebuilt from local state every few seconds (no request) and written only when
+//! The report is rebuilt from local state every few seconds, and at once when a certificate
+//! was delivered (no request), and written only when
 //! it changed, so a quiet agent sends nothing; during an intermediate rotation it is written
 //! once, when the agent's last certificate moved ([`hold_for_moves`]). A write that fails is retried with backoff; one
 //! refused (a spec without purposes grants no such path) is retried rarely and logged once.
@@ -333,6 +334,8 @@ pub(crate) async fn run(shared: Arc<Shared>, states: StateDir, signing: SigningR
     loop {
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
+            // A backoff after a failed write is not cut short by a delivery.
+            () = shared.report_nudged(), if failures == 0 => {}
             _ = shutdown.changed() => return,
         }
         if shared.stopping() {

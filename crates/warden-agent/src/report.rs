@@ -254,7 +254,7 @@ async fn write(
     if let Some(roots) = trust_roots {
         data["trust_roots"] = serde_json::json!(roots);
     }
-    // And which the connection to OpenBao trusts (the file as it was at start).
+    // And which the connection to OpenBao trusts (the file as of its last re-read that could anchor one).
     if let Some(roots) = shared.trust.connection_root_digests() {
         data["tls_roots"] = serde_json::json!(roots);
     }

@@ -236,8 +236,8 @@ fn tls(a: TlsArgs, out: &Output) -> anyhow::Result<ExitCode> {
     // Repeatable: during an intermediate rotation's overlap the listener trusts both (ADR 0029).
     let mut identity_cas = String::new();
     for p in &a.identity_ca {
-        let text = std::fs::read_to_string(p)
-            .with_context(|| format!("could not read {}", p.display()))?;
+        let text =
+            crate::input::read_named_text(p, "the identity CA", crate::input::TEXT_FILE_LIMIT)?;
         let first = warden_pki::first_certificate(&text)
             .with_context(|| format!("{} holds no certificate", p.display()))
             .hint("--identity-ca is the PEM `warden ca sign-intermediate --out` wrote")?;
@@ -353,8 +353,7 @@ fn install_listener_ca(
     dirs: &[PathBuf],
     out: &Output,
 ) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("could not read {}", file.display()))
+    let text = crate::input::read_named_text(file, "the listener CA", crate::input::TEXT_FILE_LIMIT)
         .hint("--install-listener-ca is the file `ca rollover-root resign --profile listener-ca --out` wrote")?;
     let now = OffsetDateTime::now_utc();
     let refused = |e: warden_node::ListenerCaError| {

@@ -288,14 +288,12 @@ fn resign(a: ResignArgs, out: &Output) -> anyhow::Result<ExitCode> {
             dir.display()
         )
     };
-    let csr = std::fs::read_to_string(&a.csr)
-        .with_context(|| format!("could not read the CSR {}", a.csr.display()))?;
-    let current = std::fs::read_to_string(&a.current).with_context(|| {
-        format!(
-            "could not read the current intermediate {}",
-            a.current.display()
-        )
-    })?;
+    let csr = crate::input::read_named_text(&a.csr, "the CSR", crate::input::TEXT_FILE_LIMIT)?;
+    let current = crate::input::read_named_text(
+        &a.current,
+        "the current intermediate",
+        crate::input::TEXT_FILE_LIMIT,
+    )?;
     let ca = CaDir::open(&dir).map_err(|e| pki_error(e, what(), &dir))?;
     check_new_file(&a.out, "--out")?;
     let passphrase = secret_input::ca_passphrase(a.passphrase_file.as_deref(), false)?;
@@ -433,8 +431,11 @@ async fn csr(a: CsrArgs, out: &Output) -> anyhow::Result<ExitCode> {
 
 async fn import(a: ImportArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let (resolved, env) = one_env(&a.target, "ca rollover-root import")?;
-    let bundle = std::fs::read_to_string(&a.cert)
-        .with_context(|| format!("could not read {}", a.cert.display()))?;
+    let bundle = crate::input::read_named_text(
+        &a.cert,
+        "the re-signed bundle",
+        crate::input::TEXT_FILE_LIMIT,
+    )?;
     let client = resolved.client(&env)?;
     let record = rr::import(&client, &env, &bundle, OffsetDateTime::now_utc())
         .await
@@ -588,8 +589,7 @@ async fn finish(a: FinishArgs, out: &Output) -> anyhow::Result<ExitCode> {
                 "on each node: `warden server tls --install-listener-ca {} --tls-dir /etc/warden/{}/tls`, then restart it; once every node serves the new chain, ship a trust file holding only the new root",
                 path.display(), env.name
             ))?;
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("could not read {}", path.display()))
+            let text = crate::input::read_named_text(path, "the listener CA", crate::input::TEXT_FILE_LIMIT)
                 .hint("--listener-ca is the file `ca rollover-root resign --profile listener-ca --out` wrote")?;
             // Checked before anything changes, the mount included.
             let tls_dir = lab.layout().env(env.name.as_str()).tls_dir();

@@ -695,9 +695,14 @@ async fn issue_14_root_rollover_with_running_agents_never_fails_a_handshake() {
 
     // 7. online: finish, and in the lab the listener CA re-signed by the new root is installed
     // (the nodes restart) and the trust files then hold only the new root. First an
-    // interrupted install: the node's files already hold the re-signed listener CA (installed
-    // with `server tls`, the nodes not restarted), so finish has no file left to replace — it
-    // must still restart the nodes before any trust file loses the old root.
+    // interrupted finish: the mount's step done (finish without --listener-ca), then the
+    // node's files replaced by the install (`server tls`, the nodes not restarted), so the
+    // resumed finish has no file left to replace — it must still restart the nodes before any
+    // trust file loses the old root.
+    ok(
+        &online(&["finish"], &spec, &lab_dir),
+        "finish (the mount's step)",
+    );
     let pre = install(&listener_resigned);
     assert!(
         pre.status.success(),

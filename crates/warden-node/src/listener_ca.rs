@@ -791,7 +791,7 @@ mod tests {
         std::fs::remove_file(d.join("node.crt")).ok();
         rustix::fs::mkfifoat(
             rustix::fs::CWD,
-            &d.join("node.crt"),
+            d.join("node.crt"),
             rustix::fs::Mode::from_raw_mode(0o600),
         )
         .unwrap();

@@ -7,7 +7,9 @@
 //! outputs and identity renewals check what OpenBao issued against it, and the delivery report
 //! says which roots it holds (`trust_roots`), so posture can list the agents still behind.
 //!
-//! The file is read at start and re-read on each use by one function, [`read`], so the agent
+//! The file is read at start and re-read on each use (and before each login, so an agent that
+//! cannot log in over its current anchors still picks up a fixed file) by one function,
+//! [`read`], so the agent
 //! never trusts a file later that it would refuse at start: an absolute path walked from `/`
 //! without following a symlink at any depth (the file included), through directories only root
 //! or the agent's user can change (`warden_files::Trusted`), to a regular file of at most 1 MiB

@@ -182,9 +182,12 @@ impl Dir {
         })
     }
 
-    /// Opens `dir` as given, with no ownership rule: only for [`crate::write_atomic`], whose
-    /// callers name a directory they chose themselves.
-    pub(crate) fn open_unchecked(dir: &Path) -> Result<Self, Error> {
+    /// Opens `dir` as given (the path up to it followed, the operator's choice), with no
+    /// ownership rule, for callers that name a directory they chose themselves: every later
+    /// read and write is relative to the descriptor, so the directory read is the one written
+    /// even if a name on the way is swapped meanwhile, and a symlink at an entry's name is
+    /// never followed.
+    pub fn open_unchecked(dir: &Path) -> Result<Self, Error> {
         let fd = rustix::fs::open(dir, dir_flags() & !OFlags::NOFOLLOW, RawMode::empty())
             .map_err(|e| io_error(dir, "open directory", e))?;
         Ok(Self {

@@ -150,9 +150,12 @@ impl Lab {
     /// Installs a listener CA the next root re-signed (`given_text`, read from `given`: the
     /// file `ca rollover-root resign --profile listener-ca --out` wrote) in `name`'s TLS
     /// directory with the code `warden server tls --install-listener-ca` runs
-    /// (`warden_node::listener_ca`: checked first, refused with nothing changed), and, when a
-    /// file changed, restarts and unseals the environment's nodes so the listener serves the
-    /// chain to the new root. Returns what was installed and whether it restarted.
+    /// (`warden_node::listener_ca`: checked first, refused with nothing changed), then restarts
+    /// and unseals the environment's nodes so the listener serves the chain to the new root.
+    /// The restart happens even when no file changed: an earlier run (or `warden server tls
+    /// --install-listener-ca`) may have replaced the files and been interrupted before the
+    /// nodes restarted, and the nodes read their TLS files only at start. Returns what was
+    /// installed and whether it restarted (always, once installed).
     pub async fn install_listener_ca(
         &self,
         name: &str,
@@ -174,9 +177,6 @@ impl Lab {
                 source: Box::new(source),
             },
         })?;
-        if installed.replaced.is_empty() {
-            return Ok((installed, false));
-        }
         self.restart(name).await?;
         Ok((installed, true))
     }

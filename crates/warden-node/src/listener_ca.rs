@@ -17,18 +17,22 @@
 //!
 //! Everything is checked before anything is written ([`plan`]), for every directory, so a refusal
 //! changes nothing: the file must be PEM, its first certificate a CA valid now, for the same
-//! public key as the directory's current listener CA, and the node's server certificate must
-//! verify under it (and it under the root the file carries, if any). Each file is then replaced
-//! by [`warden_files::write_atomic`] (never through a symlink), keeping owner-only files
-//! owner-only; `server.crt` is written last, so the served chain changes only once every CA
-//! file beside it trusts the new certificate. Re-running with the same file changes nothing.
+//! public key and subject as the directory's current listener CA, and the node's server
+//! certificate must verify under it (and it under the root the file carries, if any). Only the roots the
+//! certificate chains to are added to `ca.pem`: another self-signed certificate in the file is
+//! not trusted for being there. The directory is opened once; every file is read and written
+//! relative to that descriptor, never through a symlink (a symlink at a name is refused, at read
+//! and at write). Each file is replaced atomically ([`warden_files::Dir::write`]) with the owner,
+//! group and permission bits it had: a file only its owner could read stays so, and a file the
+//! node's user owned is still its. `server.crt` is written last, so the served chain changes
+//! only once every CA file beside it trusts the new certificate. Re-running with the same file
+//! changes nothing.
 
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use time::OffsetDateTime;
-use warden_files::Mode;
+use warden_files::{Dir, Mode};
 use warden_pki::CertInfo;
 
 /// The files of a node TLS directory that may hold the listener CA, in the order they are
@@ -91,6 +95,19 @@ pub enum ListenerCaError {
         /// SHA-256 of the current one's.
         current_key: String,
     },
+    /// It certifies the same key under another subject: the certificates the listener CA issued
+    /// name their issuer by subject, so they would not verify under it.
+    #[error(
+        "{given} names another subject than the current listener CA {current} in {dir}: the certificates it issued name {current} as their issuer"
+    )]
+    DifferentSubject {
+        /// The directory.
+        dir: PathBuf,
+        /// The certificate given (subject).
+        given: String,
+        /// The current listener CA (subject).
+        current: String,
+    },
     /// The directory has no listener CA to replace (neither `listener-ca.crt` nor a
     /// `server.crt` carrying one).
     #[error(
@@ -145,11 +162,23 @@ pub struct ListenerCaInstall {
     pub root_added: bool,
 }
 
+/// One file of the directory as read: its text, permission bits, owner and group.
+#[derive(Debug)]
+struct Found {
+    name: &'static str,
+    text: String,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+}
+
 /// Every write of one directory, checked and computed, not yet done.
 #[derive(Debug)]
 pub struct Plan {
     report: ListenerCaInstall,
-    writes: Vec<(PathBuf, String, Mode)>,
+    /// The directory as opened when it was read: the writes go to the same one.
+    dir: Dir,
+    writes: Vec<(Found, String)>,
 }
 
 impl Plan {
@@ -158,59 +187,82 @@ impl Plan {
         &self.report
     }
 
-    /// Writes the files, each atomically, `server.crt` last.
+    /// Writes the files, each atomically with the mode, owner and group it had, `server.crt`
+    /// last.
     pub fn apply(self) -> Result<ListenerCaInstall, ListenerCaError> {
-        for (path, text, mode) in &self.writes {
-            warden_files::write_atomic(path, text.as_bytes(), *mode)?;
+        let euid = rustix::process::geteuid().as_raw();
+        let egid = rustix::process::getegid().as_raw();
+        for (found, text) in &self.writes {
+            // Handed back to whoever owned it (the node's user, when root runs this); no chown
+            // when it is this process's own.
+            let owner = (found.uid != euid || found.gid != egid)
+                .then_some((Some(found.uid), Some(found.gid)));
+            self.dir.write(
+                found.name,
+                text.as_bytes(),
+                Mode::Custom(found.mode & 0o777),
+                owner,
+            )?;
         }
         Ok(self.report)
     }
 }
 
-/// The text of `path` if it exists: a regular file (a symlink is refused, not followed) of at
-/// most [`LIMIT`] bytes, with its mode.
-fn read_optional(path: &Path) -> Result<Option<(String, Mode)>, ListenerCaError> {
+/// The file `name` of `dir` if it exists: a regular file (a symlink is refused, not followed;
+/// a FIFO or device refused without blocking) of at most [`LIMIT`] bytes, with its mode and
+/// owner as the open file has them.
+fn read_optional(dir: &Dir, name: &'static str) -> Result<Option<Found>, ListenerCaError> {
     let err = |reason: String| ListenerCaError::Read {
-        path: path.to_owned(),
+        path: dir.entry_path(name),
         reason,
     };
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(err(e.to_string())),
+    let (contents, meta) = match dir.read_bounded(name, LIMIT) {
+        Ok(Some(found)) => found,
+        Ok(None) => return Ok(None),
+        Err(warden_files::Error::Symlink { .. }) => {
+            return Err(err(
+                "a symbolic link, which is not followed: give the real directory".to_owned(),
+            ));
+        }
+        Err(e) => return Err(err(format!("{e} (it must be a regular file)"))),
     };
-    if !meta.file_type().is_file() {
-        return Err(err(
-            "not a regular file (a symbolic link is not followed: give the real directory)"
-                .to_owned(),
-        ));
-    }
-    let bytes = warden_files::read_regular(path, LIMIT).map_err(|e| err(e.to_string()))?;
-    let text = String::from_utf8(bytes.to_vec()).map_err(|_| err("not UTF-8 text".to_owned()))?;
-    // Owner-only where it was: a file nobody else could read stays so.
-    let mode = if meta.permissions().mode() & 0o077 == 0 {
-        Mode::OwnerOnly
-    } else {
-        Mode::Public
-    };
-    Ok(Some((text, mode)))
+    let text = String::from_utf8(contents.bytes).map_err(|_| err("not UTF-8 text".to_owned()))?;
+    Ok(Some(Found {
+        name,
+        text,
+        mode: meta.mode,
+        uid: meta.uid,
+        gid: meta.gid,
+    }))
 }
 
-/// `text` with every certificate block certifying key `key_sha256` replaced by `new_block`;
-/// other blocks (a leaf, identity CAs) kept byte for byte.
+/// `text` with every certificate block certifying key `key_sha256` replaced by `new_block`, in
+/// place: everything else (a leaf, identity CAs, a key or comments a hand-made file carries,
+/// its line endings) kept byte for byte.
 fn swap_blocks(text: &str, key_sha256: &str, new_block: &str) -> String {
-    let mut out = String::new();
+    let mut out = String::with_capacity(text.len());
+    let mut cursor = 0;
     for block in warden_pki::pem_blocks(text) {
+        let Some(at) = text[cursor..].find(block) else {
+            continue;
+        };
+        let start = cursor + at;
+        out.push_str(&text[cursor..start]);
         let same_key = warden_pki::public_key_sha256(block).as_deref() == Some(key_sha256);
-        let b = if same_key { new_block } else { block };
-        out.push_str(b.trim_end());
-        out.push('\n');
+        out.push_str(if same_key {
+            new_block.trim_end()
+        } else {
+            block
+        });
+        cursor = start + block.len();
     }
+    out.push_str(&text[cursor..]);
     out
 }
 
 /// The listener CA the file given holds: its first certificate (PEM block and facts) and the
-/// self-signed roots after it. Checked: PEM, a CA, valid at `now`.
+/// self-signed roots after it that it chains to. Checked: PEM, a CA, valid at `now`, and
+/// chaining to one of those roots when the file carries any.
 pub fn read_given(
     path: &Path,
     text: &str,
@@ -246,27 +298,34 @@ pub fn read_given(
             not_after: info.not_after,
         });
     }
-    let roots: Vec<String> = blocks
+    let candidates: Vec<String> = blocks
         .iter()
         .zip(&infos)
         .skip(1)
         .filter(|(_, i)| i.self_signed)
         .map(|(b, _)| (*b).to_owned())
         .collect();
-    if !roots.is_empty() {
-        let report = warden_pki::verify_chain_any(first, &roots, now).map_err(|e| {
-            ListenerCaError::RootMismatch {
-                given: info.subject.clone(),
-                problems: e.to_string(),
-            }
-        })?;
-        if !report.valid {
-            return Err(ListenerCaError::RootMismatch {
-                given: info.subject,
-                problems: describe(&report),
-            });
-        }
+    if candidates.is_empty() {
+        return Ok(((*first).to_owned(), info, candidates));
     }
+    let report = warden_pki::verify_chain_any(first, &candidates, now).map_err(|e| {
+        ListenerCaError::RootMismatch {
+            given: info.subject.clone(),
+            problems: e.to_string(),
+        }
+    })?;
+    if !report.valid {
+        return Err(ListenerCaError::RootMismatch {
+            given: info.subject,
+            problems: describe(&report),
+        });
+    }
+    // Only the roots it chains to are returned (to be added to `ca.pem`): another self-signed
+    // certificate riding along in the file is not trusted for being there.
+    let roots = candidates
+        .into_iter()
+        .filter(|r| warden_pki::verify_chain(first, Some(r), now).is_ok_and(|report| report.valid))
+        .collect();
     Ok(((*first).to_owned(), info, roots))
 }
 
@@ -290,18 +349,21 @@ pub fn plan(
     now: OffsetDateTime,
 ) -> Result<Plan, ListenerCaError> {
     let (new_block, info, roots) = read_given(given_path, given_text, now)?;
+    let handle = Dir::open_unchecked(dir).map_err(|e| ListenerCaError::Read {
+        path: dir.to_owned(),
+        reason: e.to_string(),
+    })?;
     let mut files = Vec::new();
-    for name in CA_FILES.iter().chain([&ROOTS_FILE]) {
-        let path = dir.join(name);
-        if let Some((text, mode)) = read_optional(&path)? {
-            files.push((*name, path, text, mode));
+    for name in CA_FILES.into_iter().chain([ROOTS_FILE]) {
+        if let Some(found) = read_optional(&handle, name)? {
+            files.push(found);
         }
     }
     let text_of = |name: &str| {
         files
             .iter()
-            .find(|f| f.0 == name)
-            .map(|f| (f.1.clone(), f.2.as_str()))
+            .find(|f| f.name == name)
+            .map(|f| (dir.join(f.name), f.text.as_str()))
     };
     // The current listener CA: listener-ca.crt, else the CA after the leaf in server.crt.
     let current = match (text_of("listener-ca.crt"), text_of("server.crt")) {
@@ -333,6 +395,20 @@ pub fn plan(
             current_key,
         });
     }
+    // The same subject too: checked here because a directory without server.crt (a `server tls
+    // --out` directory) has no leaf to prove it, and its client certificates name the subject.
+    let current_subject = warden_pki::parse_pem_bundle(&current)
+        .ok()
+        .and_then(|c| c.into_iter().next())
+        .map(|c| c.subject)
+        .ok_or_else(|| unreadable("current listener CA"))?;
+    if current_subject != info.subject {
+        return Err(ListenerCaError::DifferentSubject {
+            dir: dir.to_owned(),
+            given: info.subject,
+            current: current_subject,
+        });
+    }
     if let Some((path, text)) = text_of("server.crt") {
         let leaf = warden_pki::first_certificate(text).ok_or_else(|| ListenerCaError::Read {
             path: path.clone(),
@@ -354,31 +430,38 @@ pub fn plan(
     }
     let mut writes = Vec::new();
     let mut root_added = false;
-    for (name, path, text, mode) in &files {
-        let want = if *name == ROOTS_FILE {
-            let mut t = text.trim_end().to_owned();
+    for found in files {
+        let want = if found.name == ROOTS_FILE {
+            let mut t = found.text.trim_end().to_owned();
             t.push('\n');
+            let mut have: Vec<String> = warden_pki::parse_pem_bundle(&found.text)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| c.sha256)
+                .collect();
             for root in &roots {
-                if !warden_pki::pem_blocks(text).contains(&root.as_str()) {
+                let sha = warden_pki::parse_pem_bundle(root)
+                    .ok()
+                    .and_then(|c| c.into_iter().next())
+                    .map(|c| c.sha256);
+                if let Some(sha) = sha.filter(|s| !have.contains(s)) {
                     t.push_str(root.trim_end());
                     t.push('\n');
+                    have.push(sha);
                     root_added = true;
                 }
             }
             t
         } else {
-            swap_blocks(text, &current_key, &new_block)
+            swap_blocks(&found.text, &current_key, &new_block)
         };
-        if want != *text {
-            writes.push((path.clone(), want, *mode));
+        if want != found.text {
+            writes.push((found, want));
         }
     }
     // ca.pem before server.crt: the order of CA_FILES with the roots moved ahead.
-    writes.sort_by_key(|(p, _, _)| p.file_name().is_some_and(|n| n == "server.crt"));
-    let replaced = writes
-        .iter()
-        .filter_map(|(p, _, _)| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .collect();
+    writes.sort_by_key(|(f, _)| f.name == "server.crt");
+    let replaced = writes.iter().map(|(f, _)| f.name.to_owned()).collect();
     Ok(Plan {
         report: ListenerCaInstall {
             dir: dir.to_owned(),
@@ -386,6 +469,7 @@ pub fn plan(
             replaced,
             root_added,
         },
+        dir: handle,
         writes,
     })
 }
@@ -404,6 +488,7 @@ pub fn install_listener_ca(
 mod tests {
     use super::*;
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    use std::os::unix::fs::PermissionsExt as _;
 
     fn ca_params(cn: &str) -> CertificateParams {
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -422,6 +507,8 @@ mod tests {
         new_ca: String,
         leaf: String,
         new_root_key: KeyPair,
+        /// The listener CA's key, PEM (a test key made here).
+        ca_key_pem: String,
     }
 
     fn pki() -> Pki {
@@ -455,6 +542,7 @@ mod tests {
             new_ca: new_ca.pem(),
             leaf: leaf.pem(),
             new_root_key: new_key,
+            ca_key_pem: ca_key.serialize_pem(),
         }
     }
 
@@ -582,10 +670,154 @@ mod tests {
         // A root in the file that the certificate does not chain to.
         let e = refuse(&format!("{}{}", p.new_ca, p.old_root));
         assert!(matches!(e, ListenerCaError::RootMismatch { .. }), "{e}");
+        // The same key under another subject (a `--out` directory, no server.crt to prove it).
+        let renamed = ca_params("Other Listener CA")
+            .signed_by(
+                &KeyPair::from_pem(&p.ca_key_pem).unwrap(),
+                &Issuer::new(ca_params("New Root"), &p.new_root_key),
+            )
+            .unwrap()
+            .pem();
+        let out_dir = tempfile::tempdir().unwrap();
+        std::fs::write(out_dir.path().join("listener-ca.crt"), &p.old_ca).unwrap();
+        let e = install_listener_ca(out_dir.path(), Path::new("g"), &renamed, now()).unwrap_err();
+        assert!(matches!(e, ListenerCaError::DifferentSubject { .. }), "{e}");
+        assert_eq!(
+            std::fs::read_to_string(out_dir.path().join("listener-ca.crt")).unwrap(),
+            p.old_ca
+        );
         // A directory without a listener CA.
         let empty = tempfile::tempdir().unwrap();
         let e = install_listener_ca(empty.path(), Path::new("g"), &p.new_ca, now()).unwrap_err();
         assert!(matches!(e, ListenerCaError::NoCurrent { .. }), "{e}");
+    }
+
+    #[test]
+    fn only_the_root_the_ca_chains_to_is_added_to_ca_pem() {
+        let p = pki();
+        let tmp = node_dir(&p);
+        let d = tmp.path();
+        // A self-signed CA riding along after the real root: not trusted for being there.
+        let stray = ca_params("Stray Root")
+            .self_signed(&KeyPair::generate().unwrap())
+            .unwrap()
+            .pem();
+        let given = format!("{}{}{}", p.new_ca, p.new_root, stray);
+        let done = install_listener_ca(d, Path::new("given.pem"), &given, now()).unwrap();
+        assert!(done.root_added);
+        let roots = std::fs::read_to_string(d.join("ca.pem")).unwrap();
+        assert!(roots.contains(p.new_root.trim()), "the new root is added");
+        assert!(
+            !roots.contains(stray.trim()),
+            "the stray root is not: {roots}"
+        );
+    }
+
+    #[test]
+    fn each_file_keeps_its_mode_owner_and_group() {
+        use std::os::unix::fs::MetadataExt as _;
+        let p = pki();
+        let tmp = node_dir(&p);
+        let d = tmp.path();
+        let set = |n: &str, m: u32| {
+            std::fs::set_permissions(d.join(n), std::fs::Permissions::from_mode(m)).unwrap();
+        };
+        // Group-readable (the node's group), and owner-read-only.
+        set("client-ca.pem", 0o640);
+        set("listener-ca.crt", 0o444);
+        set("server.crt", 0o640);
+        let root = rustix::process::geteuid().is_root();
+        if root {
+            // A directory the node's user owns, as root runs the command.
+            for n in ["client-ca.pem", "server.crt"] {
+                std::os::unix::fs::chown(d.join(n), Some(4321), Some(4322)).unwrap();
+            }
+        }
+        let given = format!("{}{}", p.new_ca, p.new_root);
+        let done = install_listener_ca(d, Path::new("given.pem"), &given, now()).unwrap();
+        assert!(done.replaced.contains(&"client-ca.pem".to_owned()));
+        let meta = |n: &str| std::fs::metadata(d.join(n)).unwrap();
+        assert_eq!(meta("client-ca.pem").mode() & 0o7777, 0o640);
+        assert_eq!(meta("listener-ca.crt").mode() & 0o7777, 0o444);
+        assert_eq!(meta("server.crt").mode() & 0o7777, 0o640);
+        assert_eq!(meta("ca.pem").mode() & 0o7777, 0o644);
+        if root {
+            for n in ["client-ca.pem", "server.crt"] {
+                assert_eq!((meta(n).uid(), meta(n).gid()), (4321, 4322), "{n}");
+            }
+        }
+    }
+
+    #[test]
+    fn what_else_a_file_holds_is_kept_byte_for_byte() {
+        let p = pki();
+        let tmp = node_dir(&p);
+        let d = tmp.path();
+        // A hand-made node.crt carrying its key block (a stand-in, not a key) and a comment;
+        // and a client-ca.pem without the listener CA at all.
+        let stand_in = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+        let node = format!("# node certificate\n{}{}{stand_in}", p.leaf, p.old_ca);
+        std::fs::write(d.join("node.crt"), &node).unwrap();
+        let identity_only = format!("# identity CA\n{}\n\n", p.old_root.trim_end());
+        std::fs::write(d.join("client-ca.pem"), &identity_only).unwrap();
+        let given = format!("{}{}", p.new_ca, p.new_root);
+        let done = install_listener_ca(d, Path::new("given.pem"), &given, now()).unwrap();
+        assert!(
+            !done.replaced.contains(&"client-ca.pem".to_owned()),
+            "{:?}",
+            done.replaced
+        );
+        assert_eq!(
+            std::fs::read_to_string(d.join("client-ca.pem")).unwrap(),
+            identity_only
+        );
+        let after = std::fs::read_to_string(d.join("node.crt")).unwrap();
+        assert_eq!(
+            after,
+            format!(
+                "# node certificate\n{}{}\n{stand_in}",
+                p.leaf,
+                p.new_ca.trim_end()
+            ),
+            "only the listener CA's block changed"
+        );
+    }
+
+    #[test]
+    fn a_fifo_in_the_directory_is_refused_without_blocking() {
+        let p = pki();
+        let tmp = node_dir(&p);
+        let d = tmp.path();
+        std::fs::remove_file(d.join("node.crt")).ok();
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            d.join("node.crt"),
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
+        let before = snapshot_files(d);
+        let given = format!("{}{}", p.new_ca, p.new_root);
+        let e = install_listener_ca(d, Path::new("given.pem"), &given, now()).unwrap_err();
+        assert!(matches!(e, ListenerCaError::Read { .. }), "{e}");
+        assert_eq!(snapshot_files(d), before);
+    }
+
+    /// [`snapshot`] of the regular files only.
+    fn snapshot_files(d: &Path) -> Vec<(String, String)> {
+        let mut v: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .filter_map(|e| {
+                let e = e.unwrap();
+                e.file_type().unwrap().is_file().then(|| {
+                    (
+                        e.file_name().to_string_lossy().into_owned(),
+                        std::fs::read_to_string(e.path()).unwrap(),
+                    )
+                })
+            })
+            .collect();
+        v.sort();
+        v
     }
 
     #[test]

@@ -172,7 +172,7 @@ pub enum CaError {
     /// Agents whose connection to OpenBao trusts only the old root would lose the server once
     /// the listener serves a chain to the new root.
     #[error(
-        "{env}: {count} agent(s) connect to OpenBao trusting only the old root ({names}): they would lose the server once the listener's chain ends in the new root"
+        "{env}: {count} agent(s) connect to OpenBao trusting only the old root, or do not report what their connection trusts (agents older than `tls_roots`, which keep the anchors they started with) ({names}): they would lose the server once the listener's chain ends in the new root"
     )]
     ConnectionsOnOldRoot {
         /// Environment.

@@ -114,6 +114,12 @@ pub struct TrustFiles {
     /// certificate moves to the new root, or they lose the server.
     #[serde(default)]
     pub connection_old_root_only: Vec<String>,
+    /// Agents with a trust file that do not report what their connection trusts (`tls_roots`):
+    /// older than the agents whose connection follows the trust file, their connection keeps
+    /// the file's text as it was when they started, which may be the old root alone. Held back
+    /// with [`TrustFiles::connection_old_root_only`] before the listener moves.
+    #[serde(default)]
+    pub connection_unknown: Vec<String>,
 }
 
 impl TrustFiles {
@@ -168,6 +174,8 @@ pub fn trust_files(
         };
         if connection_holds(old_root) && !connection_holds(new_root) {
             out.connection_old_root_only.push(identity.clone());
+        } else if report.trust_roots.is_some() && report.tls_roots.is_none() {
+            out.connection_unknown.push(identity.clone());
         }
     }
     out
@@ -567,7 +575,11 @@ pub async fn connection_gate(
     }
     let reports = crate::ca::env_reports(client, spec, env).await?;
     let files = trust_files(&reports, &record.old_root_sha256, &record.new_root_sha256);
-    let behind = files.connection_old_root_only;
+    // Agents that do not say what their connection trusts are not known to follow the
+    // listener either: an agent older than `tls_roots` never re-anchors its connection.
+    let mut behind = files.connection_old_root_only;
+    behind.extend(files.connection_unknown);
+    behind.sort();
     if !behind.is_empty() && force.is_none() {
         return Err(CaError::ConnectionsOnOldRoot {
             env: env.name.to_string(),
@@ -710,6 +722,23 @@ mod tests {
         let t = trust_files(&reports, "aa", "bb");
         assert_eq!(t.holding_new, ["early", "restarted"]);
         assert_eq!(t.connection_old_root_only, ["early"]);
+        assert!(t.connection_unknown.is_empty());
+    }
+
+    /// An agent older than `tls_roots` (its report has a trust file's roots and nothing about
+    /// its connection) never re-anchors: its connection is not known to follow the listener,
+    /// so the connection gate holds it back too. An agent without a trust file is not listed.
+    #[test]
+    fn an_agent_that_does_not_report_its_connection_is_not_known_to_follow() {
+        let older = report(Some(&["aa", "bb"]));
+        assert!(older.tls_roots.is_none());
+        let reports = BTreeMap::from([
+            ("older".to_owned(), older),
+            ("no-trust-file".to_owned(), report(None)),
+        ]);
+        let t = trust_files(&reports, "aa", "bb");
+        assert_eq!(t.connection_unknown, ["older"]);
+        assert!(t.connection_old_root_only.is_empty());
     }
 
     /// An agent writes its own delivery report: junk in `trust_roots` must not drop the report

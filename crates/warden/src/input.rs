@@ -58,10 +58,29 @@ pub(crate) fn read_named_text(
     Ok(Zeroizing::new(text?))
 }
 
-/// The same, for stdin (a root token or a passphrase piped in).
+/// The same, for stdin (a root token or a passphrase piped in). A terminal on stdin is
+/// refused, as by [`read_bytes`]: what is typed there is echoed and kept in scrollback.
 pub(crate) fn read_stdin_text(what: &str, limit: u64) -> anyhow::Result<Zeroizing<String>> {
+    let stdin = std::io::stdin();
+    let terminal = stdin.is_terminal();
+    read_text_from(stdin.lock(), terminal, what, limit)
+}
+
+/// [`read_stdin_text`] of `r`, which is a terminal when `terminal`.
+fn read_text_from(
+    r: impl Read,
+    terminal: bool,
+    what: &str,
+    limit: u64,
+) -> anyhow::Result<Zeroizing<String>> {
     let what = format!("{what} from stdin");
-    let bytes = read_capped(std::io::stdin().lock(), limit, &what)?;
+    if terminal {
+        return Err(anyhow::anyhow!(
+            "refusing to read {what} at a terminal: it would be echoed and kept in scrollback"
+        ))
+        .hint("pipe it in (`… < file`), or name a file instead");
+    }
+    let bytes = read_capped(r, limit, &what)?;
     std::str::from_utf8(&bytes)
         .map(|t| Zeroizing::new(t.to_owned()))
         .map_err(|_| anyhow::anyhow!("{what} is not UTF-8 text"))
@@ -251,6 +270,15 @@ mod tests {
             "from a pipe"
         );
         writer.join().unwrap();
+    }
+
+    #[test]
+    fn stdin_text_is_never_read_at_a_terminal() {
+        let e = read_text_from(&b"s.roottoken\n"[..], true, "the root token", 64).unwrap_err();
+        assert!(format!("{e:#}").contains("at a terminal"), "{e:#}");
+        let t = read_text_from(&b"s.roottoken\n"[..], false, "the root token", 64).unwrap();
+        assert_eq!(t.trim(), "s.roottoken");
+        assert!(read_text_from(&[b'x'; 65][..], false, "the root token", 64).is_err());
     }
 
     #[test]

@@ -18,8 +18,10 @@
 //! --listener-ca` the listener's chain ends in the new root (a connection anchored at the new
 //! root alone succeeds, at the old one fails), the lab's trust files hold only the new root,
 //! and the agents, started before the rollover, report that their connection follows (issue
-//! 14: installing the listener CA); a listener CA that is not PEM or for another key is refused
-//! with nothing changed.
+//! 14: installing the listener CA); a listener CA that is not PEM, for another key, or the one
+//! in use (signed by the old root) is refused with nothing changed, the mount included; a
+//! finish after an interrupted install (files replaced, nodes not restarted) still restarts
+//! the nodes before the trust files lose the old root.
 
 #![allow(clippy::print_stderr)] // the handshake count and agent logs on a failure go to the test log
 
@@ -678,8 +680,35 @@ async fn issue_14_root_rollover_with_running_agents_never_fails_a_handshake() {
         serde_json::json!([])
     );
 
+    // The listener CA in use (the old root signed it; same key, so the TLS directory's checks
+    // pass) is refused before the mount's step: the old root stays in the mount.
+    let in_use = w.join("listener-in-use.pem");
+    std::fs::copy(&listener_cert, &in_use).unwrap();
+    refused(
+        &finish_with(&in_use),
+        "is not signed by the rollover's new root",
+        "finish with the listener CA the old root signed",
+    );
+    assert_eq!(issuer_count(&lab).await, issuers_before + 2);
+    assert_eq!(rollover(&spec, &lab_dir)["record"]["state"], "active");
+    assert_eq!(snapshot(&tls_dir), tls_before);
+
     // 7. online: finish, and in the lab the listener CA re-signed by the new root is installed
-    // (the nodes restart) and the trust files then hold only the new root.
+    // (the nodes restart) and the trust files then hold only the new root. First an
+    // interrupted finish: the mount's step done (finish without --listener-ca), then the
+    // node's files replaced by the install (`server tls`, the nodes not restarted), so the
+    // resumed finish has no file left to replace — it must still restart the nodes before any
+    // trust file loses the old root.
+    ok(
+        &online(&["finish"], &spec, &lab_dir),
+        "finish (the mount's step)",
+    );
+    let pre = install(&listener_resigned);
+    assert!(
+        pre.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pre.stderr)
+    );
     let out = finish_with(&listener_resigned);
     ok(&out, "finish --listener-ca");
     assert_eq!(issuer_count(&lab).await, issuers_before);

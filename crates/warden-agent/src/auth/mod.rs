@@ -243,6 +243,12 @@ impl Authenticator {
 
     /// Logs in and sets the new token on the shared client.
     pub(crate) async fn login(&self, shared: &Shared) -> Result<TokenGrant, AuthError> {
+        // The trust file is re-read first, so the clients are re-anchored on its text as it is
+        // now: before the first login nothing else reads it (the delivery report waits for a
+        // token), and an agent whose connection cannot verify the listener (started with a
+        // trust file holding only the old root after the listener moved) would otherwise retry
+        // on the same anchors until restarted, however the trust file is fixed.
+        self.trust.pem();
         let method = self.cfg.method.as_str();
         let mount = self.cfg.mount.clone();
         let path = format!("auth/{mount}/login");
@@ -606,6 +612,113 @@ mod tests {
             read_secret_file("role-id", &ok).unwrap().expose_secret(),
             "role"
         );
+    }
+
+    struct NoDatabases;
+    impl crate::board::DatabaseStatuses for NoDatabases {
+        fn statuses(&self, _: time::OffsetDateTime) -> Vec<crate::board::DatabaseStatus> {
+            Vec::new()
+        }
+    }
+
+    /// Before its first login nothing else re-reads the trust file (the delivery report waits
+    /// for a token): an agent started with anchors that cannot verify the listener (its trust
+    /// file holds only a root the listener no longer chains to) follows the file once it is
+    /// fixed, at its next login attempt, without a restart. Real OpenBao (`-dev-tls`).
+    #[tokio::test]
+    async fn a_login_follows_a_trust_file_fixed_after_start() {
+        use warden_files::Mode;
+        let dev = warden_testkit::BaoDev::start_tls().await;
+        let ca = std::fs::read_to_string(dev.ca_cert_path().expect("a TLS dev server")).unwrap();
+        let root = Client::new(
+            ClientConfig::from_address(dev.addr())
+                .unwrap()
+                .with_ca_pem(ca.clone().into_bytes())
+                .with_token(dev.root_token().clone())
+                .with_retry(RetryPolicy::no_retries()),
+        )
+        .unwrap();
+        root.write(
+            "sys/auth/approle",
+            &json!({"type": "approle"}),
+            Idempotent::No,
+        )
+        .await
+        .unwrap();
+        root.write(
+            "auth/approle/role/agent",
+            &json!({"token_policies": "default"}),
+            Idempotent::Yes,
+        )
+        .await
+        .unwrap();
+        let field = |s: Option<warden_bao::Secret>, k: &str| {
+            s.and_then(|s| s.data)
+                .and_then(|d| d.get(k).and_then(|v| v.as_str()).map(str::to_owned))
+                .unwrap()
+        };
+        let role_id = field(
+            Some(root.read("auth/approle/role/agent/role-id").await.unwrap()),
+            "role_id",
+        );
+        let secret_id = field(
+            root.write(
+                "auth/approle/role/agent/secret-id",
+                &json!({}),
+                Idempotent::No,
+            )
+            .await
+            .unwrap(),
+            "secret_id",
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let (role_file, secret_file) = (dir.path().join("role-id"), dir.path().join("secret-id"));
+        warden_files::write_atomic(&role_file, role_id.as_bytes(), Mode::OwnerOnly).unwrap();
+        warden_files::write_atomic(&secret_file, secret_id.as_bytes(), Mode::OwnerOnly).unwrap();
+        // The trust file at start: a root the listener does not chain to.
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "Old Root");
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let wrong = p.self_signed(&key).unwrap().pem();
+        let trust_path = dir.path().join("ca.pem");
+        warden_files::write_atomic(&trust_path, wrong.as_bytes(), Mode::Public).unwrap();
+        let trust = Arc::new(crate::trust::TrustFile::new(
+            Some(trust_path.clone()),
+            crate::trust::read(&trust_path).unwrap(),
+        ));
+        let cfg = AuthConfig {
+            mount: "approle".into(),
+            policy: "default".into(),
+            tls_identity: None,
+            method: AuthMethod::AppRole {
+                role_id_file: role_file,
+                secret_id_file: secret_file,
+                secret_id_wrapped: false,
+            },
+        };
+        let base = ClientConfig::from_address(dev.addr())
+            .unwrap()
+            .with_ca_pem(wrong.into_bytes());
+        let auth = Authenticator::new(cfg, "agent".into(), base, None, trust.clone()).unwrap();
+        let shared = Shared::new(
+            auth.client().clone(),
+            crate::config::RenewalConfig::default(),
+            trust,
+            Arc::new(warden_pki::SystemClock),
+            "agent".into(),
+            Vec::new(),
+            Arc::new(NoDatabases),
+        );
+        assert!(
+            auth.login(&shared).await.is_err(),
+            "the listener does not chain to the root the agent trusts"
+        );
+        // The operator fixes the trust file: the next attempt logs in.
+        warden_files::write_atomic(&trust_path, ca.as_bytes(), Mode::Public).unwrap();
+        let grant = auth.login(&shared).await;
+        assert!(grant.is_ok(), "{:?}", grant.err());
     }
 
     #[test]

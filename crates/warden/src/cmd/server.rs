@@ -331,6 +331,9 @@ pub(crate) fn listener_ca_hint(e: &warden_node::ListenerCaError) -> &'static str
         E::NoCurrent { .. } => {
             "--tls-dir is a node's TLS directory (server.crt, client-ca.pem, ca.pem) or `warden server tls --out` (listener-ca.crt)"
         }
+        E::DifferentSubject { .. } => {
+            "re-sign a CSR with the listener CA's own subject (`--current` its listener-ca.crt): the certificates it issued name that subject as their issuer"
+        }
         E::ServerDoesNotVerify { .. } => {
             "this node's server certificate was not issued by this listener CA: is it the right environment's directory?"
         }

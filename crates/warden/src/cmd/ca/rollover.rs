@@ -610,6 +610,29 @@ async fn finish(a: FinishArgs, out: &Output) -> anyhow::Result<ExitCode> {
         && current
             .as_ref()
             .is_some_and(|r| r.state == rr::RolloverState::Finished);
+    // The listener CA must be the one the rollover's new root re-signed: checked before the
+    // mount's step too, or a listener CA the old root signed (same key, so the directory's
+    // checks pass) would let the old root leave the mount and only then be refused.
+    if let (Some((_, path, text)), Some(record)) = (&listener, &current)
+        && let Some(id) = &record.new_root_issuer_id
+    {
+        let new_root = client
+            .pki_read_issuer(&env.mounts.pki, id)
+            .await
+            .context("could not read the new root from the mount")?
+            .certificate;
+        let first = warden_pki::first_certificate(text).unwrap_or_default();
+        let chained = warden_pki::verify_chain(first, Some(&new_root), OffsetDateTime::now_utc())
+            .is_ok_and(|r| r.valid);
+        if !chained {
+            return Err(anyhow::anyhow!(
+                "{} is not signed by the rollover's new root ({}); nothing was changed",
+                path.display(),
+                record.new_root_subject
+            ))
+            .hint("--listener-ca is the file `ca rollover-root resign --profile listener-ca --out` wrote (the listener CA re-signed by the new root), not the listener CA in use");
+        }
+    }
     // The listener moves only if every agent's connection can follow it: asked before the
     // mount's step, so that a refusal changes nothing.
     let mut connections_behind = Vec::new();
@@ -720,16 +743,26 @@ async fn install_lab_listener(
         }
         None => anyhow::bail!("the rollover record names no new root issuer"),
     };
-    let served = std::fs::read_to_string(lab.layout().env(env.name.as_str()).server_cert())
-        .context("could not read the lab's server certificate")?;
-    let chain = warden_pki::verify_chain(&served, Some(&new_root), OffsetDateTime::now_utc())
-        .context("could not check the served chain")?;
-    if !chain.valid {
-        return Err(anyhow::anyhow!(
-            "the listener's chain does not end in the rollover's new root: {:?}",
-            chain.problems
-        ))
-        .hint("the lab's trust files keep both roots; install the listener CA the *next* root re-signed (`resign --profile listener-ca` before `promote`)");
+    // What every node serves, not what its files say: a connection anchored at the new root
+    // alone must succeed before any trust file loses the old root.
+    let layout = lab.layout().env(env.name.as_str());
+    let nodes = lab
+        .env(env.name.as_str())
+        .context("the lab has no such environment")?
+        .addresses();
+    for address in nodes {
+        let probe = warden_bao::Client::new(
+            warden_bao::ClientConfig::from_address(&address)?
+                .with_ca_pem(new_root.as_bytes().to_vec())
+                .with_client_cert_files(layout.operator_cert(), layout.operator_key())?
+                .with_retry(warden_bao::RetryPolicy::no_retries()),
+        )?;
+        if let Err(e) = probe.health().await {
+            return Err(anyhow::Error::new(e).context(format!(
+                "the listener at {address} does not serve a chain to the rollover's new root"
+            )))
+            .hint("the lab's trust files keep both roots; install the listener CA the *next* root re-signed (`resign --profile listener-ca` before `promote`) and run finish again");
+        }
     }
     let files = warden_lab_agents::write_trust_files(lab, env.name.as_str(), &new_root)
         .context("could not write the lab's trust files")?;
@@ -774,6 +807,12 @@ pub(crate) fn render_status(r: &RolloverStatus) -> String {
         s += &format!(
             "  connections trusting only the old root (restart these agents before the listener's certificate moves to the new root): {}\n",
             t.connection_old_root_only.join(", ")
+        );
+    }
+    if !t.connection_unknown.is_empty() {
+        s += &format!(
+            "  connections not reported (agents older than tls_roots keep the anchors they started with; restart or upgrade them before the listener's certificate moves): {}\n",
+            t.connection_unknown.join(", ")
         );
     }
     if !rec.behind.is_empty() {

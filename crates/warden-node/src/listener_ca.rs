@@ -317,7 +317,7 @@ pub fn read_given(
     if !report.valid {
         return Err(ListenerCaError::RootMismatch {
             given: info.subject,
-            problems: describe(&report),
+            problems: report.problems_text(),
         });
     }
     // Only the roots it chains to are returned (to be added to `ca.pem`): another self-signed
@@ -327,15 +327,6 @@ pub fn read_given(
         .filter(|r| warden_pki::verify_chain(first, Some(r), now).is_ok_and(|report| report.valid))
         .collect();
     Ok(((*first).to_owned(), info, roots))
-}
-
-fn describe(report: &warden_pki::ChainReport) -> String {
-    report
-        .problems
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// Checks the listener CA in `given_text` (read from `given_path`: the file `ca rollover-root
@@ -424,7 +415,7 @@ pub fn plan(
             return Err(ListenerCaError::ServerDoesNotVerify {
                 dir: dir.to_owned(),
                 given: info.subject,
-                problems: describe(&report),
+                problems: report.problems_text(),
             });
         }
     }

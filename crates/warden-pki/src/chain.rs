@@ -194,6 +194,17 @@ pub struct ChainReport {
     pub valid: bool,
 }
 
+impl ChainReport {
+    /// Every problem, in chain order, joined with `; ` (for an error message).
+    pub fn problems_text(&self) -> String {
+        self.problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
 /// Checks `bundle_pem` (child first, root last) at `now`, optionally against a trusted root.
 ///
 /// Unparsable input is an error; everything about a parsable chain is a [`ChainProblem`].

@@ -538,11 +538,7 @@ pub async fn trust_gate(
     record: &RolloverRecord,
     force: Option<&str>,
 ) -> Result<Vec<String>, CaError> {
-    if force.is_some_and(|r| r.trim().is_empty()) {
-        return Err(CaError::NoReason);
-    }
-    let reports = crate::ca::env_reports(client, spec, env).await?;
-    let files = trust_files(&reports, &record.old_root_sha256, &record.new_root_sha256);
+    let files = fleet_trust(client, spec, env, record, force).await?;
     let behind = files.behind();
     if !behind.is_empty() && force.is_none() {
         return Err(CaError::TrustFilesBehind {
@@ -555,6 +551,26 @@ pub async fn trust_gate(
         });
     }
     Ok(behind)
+}
+
+/// What every agent's trust file and connection hold against the rollover's two roots, for a
+/// gate that `force` (a non-empty reason) may override.
+async fn fleet_trust(
+    client: &Client,
+    spec: &Spec,
+    env: &Environment,
+    record: &RolloverRecord,
+    force: Option<&str>,
+) -> Result<TrustFiles, CaError> {
+    if force.is_some_and(|r| r.trim().is_empty()) {
+        return Err(CaError::NoReason);
+    }
+    let reports = crate::ca::env_reports(client, spec, env).await?;
+    Ok(trust_files(
+        &reports,
+        &record.old_root_sha256,
+        &record.new_root_sha256,
+    ))
 }
 
 /// The agents whose connection to OpenBao trusts only the old root (their delivery report's
@@ -570,11 +586,7 @@ pub async fn connection_gate(
     record: &RolloverRecord,
     force: Option<&str>,
 ) -> Result<Vec<String>, CaError> {
-    if force.is_some_and(|r| r.trim().is_empty()) {
-        return Err(CaError::NoReason);
-    }
-    let reports = crate::ca::env_reports(client, spec, env).await?;
-    let files = trust_files(&reports, &record.old_root_sha256, &record.new_root_sha256);
+    let files = fleet_trust(client, spec, env, record, force).await?;
     // Agents that do not say what their connection trusts are not known to follow the
     // listener either: an agent older than `tls_roots` never re-anchors its connection.
     let mut behind = files.connection_old_root_only;

@@ -258,7 +258,7 @@ impl CaChainOutput {
             return Err(invalid(format!(
                 "the chain of {} does not verify against the trust anchor: {}",
                 self.pki_mount,
-                problems(&report)
+                report.problems_text()
             )));
         }
         if self.full_chain {
@@ -280,7 +280,7 @@ impl CaChainOutput {
             return Err(invalid(format!(
                 "the chain of {} does not verify against the trust anchor: {}",
                 self.pki_mount,
-                problems(&report)
+                report.problems_text()
             )));
         }
         let issuing = report
@@ -307,15 +307,6 @@ fn verify(
 ) -> Result<warden_pki::ChainReport, RenderError> {
     warden_pki::verify_chain(bundle, Some(anchor), now)
         .map_err(|e| invalid(format!("the chain cannot be checked: {e}")))
-}
-
-fn problems(report: &warden_pki::ChainReport) -> String {
-    report
-        .problems
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// The `CERTIFICATE` blocks of a PEM text, each normalised (trimmed lines, `\n` endings,

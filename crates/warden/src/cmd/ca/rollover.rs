@@ -468,16 +468,7 @@ async fn trust_both(
     let mut next = String::new();
     match &resolved.lab {
         Some(lab) => {
-            let new_root = match &record.new_root_issuer_id {
-                Some(id) => {
-                    client
-                        .pki_read_issuer(&env.mounts.pki, id)
-                        .await
-                        .context("could not read the new root from the mount")?
-                        .certificate
-                }
-                None => anyhow::bail!("the rollover record names no new root issuer"),
-            };
+            let new_root = new_root_pem(client, env, record).await?;
             let current = std::fs::read_to_string(lab.layout().env(env.name.as_str()).ca_bundle())
                 .context("could not read the lab's trust file")?;
             let both = if current.contains(new_root.trim()) {
@@ -733,16 +724,7 @@ async fn install_lab_listener(
         .context("could not install the listener CA on the lab's nodes")
         .hint("fix the cause and run finish again with --listener-ca; it only installs once the mount's step is done")?;
     let client = resolved.client(env)?;
-    let new_root = match &record.new_root_issuer_id {
-        Some(id) => {
-            client
-                .pki_read_issuer(&env.mounts.pki, id)
-                .await
-                .context("could not read the new root from the mount")?
-                .certificate
-        }
-        None => anyhow::bail!("the rollover record names no new root issuer"),
-    };
+    let new_root = new_root_pem(&client, env, record).await?;
     // What every node serves, not what its files say: a connection anchored at the new root
     // alone must succeed before any trust file loses the old root.
     let layout = lab.layout().env(env.name.as_str());
@@ -778,6 +760,22 @@ async fn install_lab_listener(
         "restarted": restarted,
         "trust_files": files,
     }))
+}
+
+/// The rollover's new root, PEM, as the mount holds it.
+async fn new_root_pem(
+    client: &warden_bao::Client,
+    env: &warden_spec::Environment,
+    record: &rr::RolloverRecord,
+) -> anyhow::Result<String> {
+    let Some(id) = &record.new_root_issuer_id else {
+        anyhow::bail!("the rollover record names no new root issuer");
+    };
+    Ok(client
+        .pki_read_issuer(&env.mounts.pki, id)
+        .await
+        .context("could not read the new root from the mount")?
+        .certificate)
 }
 
 /// The root rollover lines of `ca status` and posture.

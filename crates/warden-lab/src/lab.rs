@@ -178,6 +178,10 @@ impl Lab {
             },
         })?;
         self.restart(name).await?;
+        // The lab operator's role is pinned on the listener CA certificate: re-pinned on the
+        // one just installed, and proven by the login that writes it.
+        let client = self.operator_client(name)?;
+        crate::operators::write_lab_operator_role(&client, name, &layout).await?;
         Ok((installed, true))
     }
 

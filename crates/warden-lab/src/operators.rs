@@ -94,16 +94,7 @@ impl Session {
                 .await
                 .map_err(bao("enable the operators' cert auth"))?;
         }
-        let listener_ca = std::fs::read_to_string(layout.listener_ca_cert())
-            .map_err(|e| Error::io(&layout.listener_ca_cert(), "read", e))?;
-        client
-            .write(
-                &operator_role_path(LAB_OPERATOR),
-                &lab_operator_role(&listener_ca, name),
-                warden_bao::Idempotent::Yes,
-            )
-            .await
-            .map_err(bao("create the lab operator's cert-auth role"))?;
+        write_lab_operator_role(client, name, layout).await?;
         prove_operator_login(client, env, layout).await?;
         if test_harness_token {
             harness_token(client, name, &env.pki_mount, layout).await?;
@@ -119,6 +110,28 @@ impl Session {
         client.login_with_cert_on_demand(OPERATOR_AUTH_MOUNT, LAB_OPERATOR);
         Ok(true)
     }
+}
+
+/// Writes the lab operator's cert-auth role, pinned on the listener CA certificate the layout
+/// holds now. Also after a root rollover installs the re-signed listener CA (the same key and
+/// subject): the role then trusts the certificate that outlives the old one, whose expiry would
+/// otherwise end the lab operator's logins.
+pub(crate) async fn write_lab_operator_role(
+    client: &Client,
+    env: &str,
+    layout: &EnvLayout,
+) -> Result<(), Error> {
+    let listener_ca = std::fs::read_to_string(layout.listener_ca_cert())
+        .map_err(|e| Error::io(&layout.listener_ca_cert(), "read", e))?;
+    client
+        .write(
+            &operator_role_path(LAB_OPERATOR),
+            &lab_operator_role(&listener_ca, env),
+            warden_bao::Idempotent::Yes,
+        )
+        .await
+        .map_err(Error::bao(env, "write the lab operator's cert-auth role"))?;
+    Ok(())
 }
 
 /// The lab operator's cert-auth role: its certificate comes from the listener CA (it exists

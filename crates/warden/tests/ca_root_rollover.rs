@@ -718,6 +718,25 @@ async fn issue_14_root_rollover_with_running_agents_never_fails_a_handshake() {
         "finish --listener-ca again",
     );
     assert_eq!(rollover(&spec, &lab_dir)["record"]["state"], "finished");
+    // The lab operator's role is pinned on the re-signed listener CA (the old certificate's
+    // expiry would end the operator's logins), and a fresh login works with it.
+    let op = lab.operator_client("test").unwrap();
+    let role = op.read("auth/warden-operators/certs/lab").await.unwrap();
+    let pinned = role.data.unwrap()["certificate"]
+        .as_str()
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert_eq!(
+        first_info(&pinned).unwrap().sha256,
+        first_info(&read(&listener_resigned)).unwrap().sha256,
+        "the lab operator's role pins the re-signed listener CA"
+    );
+    lab.operator_client("test")
+        .unwrap()
+        .read("sys/policies/acl/warden-operator")
+        .await
+        .expect("the lab operator logs in against the re-pinned role");
 
     // (a) The listener serves the chain to the new root: a connection anchored at the new root
     // alone succeeds, one anchored at the old root alone fails.

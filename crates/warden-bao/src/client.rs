@@ -4,7 +4,6 @@
 //! typed wrapper.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -67,7 +66,6 @@ pub(crate) struct Inner {
     verifier: RwLock<Arc<RecordingVerifier>>,
     /// The TLS client identity `http` was built with, so that a new CA bundle keeps it.
     identity: RwLock<Option<ClientIdentity>>,
-    identity_present: AtomicBool,
     /// Held while `http`, `tls_config`, `verifier` and `identity` are rebuilt together, so that
     /// a CA swap and an identity swap racing each other cannot undo one another.
     rebuild: Mutex<()>,
@@ -213,7 +211,6 @@ impl Client {
                 http: RwLock::new(http),
                 tls_config: RwLock::new(tls_config),
                 verifier: RwLock::new(verifier),
-                identity_present: AtomicBool::new(cfg.client_identity.is_some()),
                 identity: RwLock::new(cfg.client_identity),
                 rebuild: Mutex::new(()),
                 token: RwLock::new(cfg.token),
@@ -374,6 +371,15 @@ impl Client {
         self.install(verifier, identity)
     }
 
+    /// Whether this client presents a TLS identity (a handshake refusal then may be about it).
+    fn identity_present(&self) -> bool {
+        self.inner
+            .identity
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
     fn verifier(&self) -> Arc<RecordingVerifier> {
         self.inner
             .verifier
@@ -409,9 +415,6 @@ impl Client {
             .verifier
             .write()
             .unwrap_or_else(PoisonError::into_inner) = verifier;
-        self.inner
-            .identity_present
-            .store(identity.is_some(), Ordering::Relaxed);
         *self
             .inner
             .identity
@@ -819,7 +822,7 @@ impl Client {
                 failure: tls::classify(
                     &rustls_err,
                     self.verifier().take_rejected(),
-                    self.inner.identity_present.load(Ordering::Relaxed),
+                    self.identity_present(),
                 ),
             },
             None => err,
@@ -834,7 +837,7 @@ impl Client {
                 failure: tls::classify(
                     rustls_err,
                     self.verifier().take_rejected(),
-                    self.inner.identity_present.load(Ordering::Relaxed),
+                    self.identity_present(),
                 ),
             };
         }
@@ -1015,9 +1018,9 @@ mod tests {
         let c = client("https://127.0.0.1:8200");
         let id = ClientIdentity::from_pem(cert, Zeroizing::new(key)).expect("id");
         c.set_identity(Some(id)).expect("swap");
-        assert!(c.inner.identity_present.load(Ordering::Relaxed));
+        assert!(c.identity_present());
         c.set_identity(None).expect("swap back");
-        assert!(!c.inner.identity_present.load(Ordering::Relaxed));
+        assert!(!c.identity_present());
     }
 
     /// A CA with a server certificate for 127.0.0.1 it issued: (CA PEM, chain PEM, key PEM).

@@ -308,24 +308,24 @@ pub fn read_given(
     if candidates.is_empty() {
         return Ok(((*first).to_owned(), info, candidates));
     }
-    let report = warden_pki::verify_chain_any(first, &candidates, now).map_err(|e| {
-        ListenerCaError::RootMismatch {
-            given: info.subject.clone(),
-            problems: e.to_string(),
-        }
-    })?;
-    if !report.valid {
-        return Err(ListenerCaError::RootMismatch {
-            given: info.subject,
-            problems: report.problems_text(),
-        });
-    }
     // Only the roots it chains to are returned (to be added to `ca.pem`): another self-signed
     // certificate riding along in the file is not trusted for being there.
-    let roots = candidates
-        .into_iter()
+    let roots: Vec<String> = candidates
+        .iter()
         .filter(|r| warden_pki::verify_chain(first, Some(r), now).is_ok_and(|report| report.valid))
+        .cloned()
         .collect();
+    if roots.is_empty() {
+        // Why, against the first root (what `verify_chain_any` reports when none verifies).
+        let problems = match warden_pki::verify_chain_any(first, &candidates, now) {
+            Ok(report) => report.problems_text(),
+            Err(e) => e.to_string(),
+        };
+        return Err(ListenerCaError::RootMismatch {
+            given: info.subject,
+            problems,
+        });
+    }
     Ok(((*first).to_owned(), info, roots))
 }
 

@@ -371,28 +371,24 @@ pub fn plan(
     };
     let current_key =
         warden_pki::public_key_sha256(&current).ok_or_else(|| unreadable("current listener CA"))?;
+    let current_subject = warden_pki::parse_pem_bundle(&current)
+        .ok()
+        .and_then(|c| c.into_iter().next())
+        .map(|c| c.subject)
+        .ok_or_else(|| unreadable("current listener CA"))?;
     let given_key =
         warden_pki::public_key_sha256(&new_block).ok_or_else(|| unreadable("certificate given"))?;
     if current_key != given_key {
         return Err(ListenerCaError::DifferentKey {
             dir: dir.to_owned(),
             given: info.subject,
-            current: warden_pki::parse_pem_bundle(&current)
-                .ok()
-                .and_then(|c| c.into_iter().next())
-                .map(|c| c.subject)
-                .unwrap_or_default(),
+            current: current_subject,
             given_key,
             current_key,
         });
     }
     // The same subject too: checked here because a directory without server.crt (a `server tls
     // --out` directory) has no leaf to prove it, and its client certificates name the subject.
-    let current_subject = warden_pki::parse_pem_bundle(&current)
-        .ok()
-        .and_then(|c| c.into_iter().next())
-        .map(|c| c.subject)
-        .ok_or_else(|| unreadable("current listener CA"))?;
     if current_subject != info.subject {
         return Err(ListenerCaError::DifferentSubject {
             dir: dir.to_owned(),

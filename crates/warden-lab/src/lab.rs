@@ -155,13 +155,13 @@ impl Lab {
     /// The restart happens even when no file changed: an earlier run (or `warden server tls
     /// --install-listener-ca`) may have replaced the files and been interrupted before the
     /// nodes restarted, and the nodes read their TLS files only at start. Returns what was
-    /// installed and whether it restarted (always, once installed).
+    /// installed.
     pub async fn install_listener_ca(
         &self,
         name: &str,
         given: &Path,
         given_text: &str,
-    ) -> Result<(warden_node::ListenerCaInstall, bool), Error> {
+    ) -> Result<warden_node::ListenerCaInstall, Error> {
         self.env(name)?;
         let layout = self.layout.env(name);
         let installed = warden_node::install_listener_ca(
@@ -182,7 +182,7 @@ impl Lab {
         // one just installed, and proven by the login that writes it.
         let client = self.operator_client(name)?;
         crate::operators::write_lab_operator_role(&client, name, &layout).await?;
-        Ok((installed, true))
+        Ok(installed)
     }
 
     /// Stops, starts and unseals `name`'s nodes and waits until they serve: OpenBao reads its

@@ -683,9 +683,8 @@ async fn finish(a: FinishArgs, out: &Output) -> anyhow::Result<ExitCode> {
         match &listener_report {
             Some(r) => {
                 s += &format!(
-                    "  listener CA re-signed by the new root installed ({}), the nodes {}; the lab's trust files hold only the new root\n",
+                    "  listener CA re-signed by the new root installed ({}), the nodes restarted; the lab's trust files hold only the new root\n",
                     r["replaced"].as_array().map(|a| a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(", ")).filter(|t| !t.is_empty()).unwrap_or_else(|| "already in place".to_owned()),
-                    if r["restarted"] == true { "restarted" } else { "not restarted (nothing changed)" }
                 );
             }
             None if resolved.lab.is_some() => {
@@ -718,7 +717,7 @@ async fn install_lab_listener(
         "{}: installing the listener CA the new root re-signed, then restarting the nodes",
         env.name
     ));
-    let (installed, restarted) = lab
+    let installed = lab
         .install_listener_ca(env.name.as_str(), path, text)
         .await
         .context("could not install the listener CA on the lab's nodes")
@@ -757,7 +756,8 @@ async fn install_lab_listener(
         "listener_ca": installed.listener_ca,
         "replaced": installed.replaced,
         "root_added": installed.root_added,
-        "restarted": restarted,
+        // Always: the nodes read their TLS files only at start (Lab::install_listener_ca).
+        "restarted": true,
         "trust_files": files,
     }))
 }

@@ -143,10 +143,7 @@ async fn rekey_replaces_a_custodian_and_old_shares_stop_working() {
 
     // The environment as a cluster whose second node is down: each share goes to every node,
     // and the progress is shown per node; the new shares of alice and dave unseal.
-    let dead = format!(
-        "https://127.0.0.1:{}",
-        warden_lab::process::free_port().expect("port")
-    );
+    let dead = warden_testkit::dead_address("https");
     let spec = format!(
         "version = 1\n\n{}",
         cluster_block(

@@ -26,6 +26,37 @@ pub(crate) const SECRET_FILE_LIMIT: u64 = 64 * 1024;
 /// The most a secret value or a transit input is read: OpenBao's default request size limit.
 pub(crate) const VALUE_LIMIT: u64 = 32 * 1024 * 1024;
 
+/// How long a named FIFO may wait for its writer to open it. Process substitution (`<(…)`,
+/// a pipe already open) never waits here; a `mkfifo` FIFO nobody writes to would hang forever.
+const FIFO_OPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Opens a file the operator named. A FIFO is opened on a thread and given up after `wait`:
+/// opening one blocks until a writer opens it, and a forgotten writer must not leave the
+/// command hanging without a word (the thread stays blocked; the command exits with the error).
+/// Only the open is bounded: a writer that is slow to produce (a decryption asking for a
+/// passphrase) is waited for.
+fn open_named(path: &Path, what: &str, wait: std::time::Duration) -> anyhow::Result<std::fs::File> {
+    use std::os::unix::fs::FileTypeExt;
+    let fifo = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo());
+    if !fifo {
+        return std::fs::File::open(path).with_context(|| format!("could not open {what}"));
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let owned = path.to_owned();
+    std::thread::spawn(move || {
+        // The receiver may be gone (timed out): the file is then closed here.
+        let _ = tx.send(std::fs::File::open(owned));
+    });
+    match rx.recv_timeout(wait) {
+        Ok(opened) => opened.with_context(|| format!("could not open {what}")),
+        Err(_) => Err(anyhow::anyhow!(
+            "{what} is a FIFO that nothing opened for writing within {} s",
+            wait.as_secs()
+        ))
+        .hint("start the command that writes it first, or give a regular file or `<(command)`"),
+    }
+}
+
 /// Reads all of `r`, but at most `limit` bytes: a named file that turns out to be a device, an
 /// endless pipe or the wrong file is refused instead of filling memory. A FIFO (`<(…)`) still
 /// works: it is read like a file, as the operator asked.
@@ -49,7 +80,7 @@ pub(crate) fn read_named_text(
     limit: u64,
 ) -> anyhow::Result<Zeroizing<String>> {
     let what = format!("{what} {}", path.display());
-    let f = std::fs::File::open(path).with_context(|| format!("could not open {what}"))?;
+    let f = open_named(path, &what, FIFO_OPEN_WAIT)?;
     let mut bytes = read_capped(f, limit, &what)?;
     let text = std::str::from_utf8(&bytes)
         .map(str::to_owned)
@@ -91,9 +122,9 @@ fn read_text_from(
 pub(crate) fn read_bytes(file: Option<&Path>, what: &str) -> anyhow::Result<Zeroizing<Vec<u8>>> {
     match file {
         Some(path) => {
-            let f = std::fs::File::open(path)
-                .with_context(|| format!("could not open {}", path.display()))?;
-            read_capped(f, VALUE_LIMIT, &path.display().to_string())
+            let shown = path.display().to_string();
+            let f = open_named(path, &shown, FIFO_OPEN_WAIT)?;
+            read_capped(f, VALUE_LIMIT, &shown)
         }
         None => {
             let stdin = std::io::stdin();
@@ -270,6 +301,14 @@ mod tests {
             "from a pipe"
         );
         writer.join().unwrap();
+        // A FIFO nobody opens for writing is given up on, with what to do, instead of hanging.
+        let wait = std::time::Duration::from_millis(200);
+        let start = std::time::Instant::now();
+        let err = format!("{:#}", open_named(&fifo, "the CSR", wait).unwrap_err());
+        assert!(err.contains("nothing opened for writing"), "{err}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+        // The blocked open is released (and the file closed on its thread) once a writer comes.
+        std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
     }
 
     #[test]

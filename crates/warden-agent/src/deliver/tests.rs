@@ -411,3 +411,44 @@ fn a_path_outside_the_identity_directory_is_walked_from_the_filesystem_root() {
     assert!(e.to_string().contains("not a plain name"), "{e}");
     victim_intact(&v);
 }
+
+/// The output's owner may grow a file it owns in place (`truncate -s 100G key.pem`: sparse,
+/// no disk used). The agent, often root, looks at what is on disk every poll: it must never
+/// read such a file whole (it would exhaust its memory and stop renewing everything), but
+/// take it as not what it delivered, and replace it.
+#[test]
+fn a_file_grown_huge_in_place_is_never_read_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let grow = |p: &Path| {
+        fs::OpenOptions::new()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_len(READ_LIMIT + 1)
+            .unwrap();
+    };
+    // A single file.
+    let path = tmp.path().join("out/config.json");
+    let f = file("config.json", b"{\"a\":1}", 0o600);
+    deliver_file("c", tmp.path(), &path, &f, Ownership::default()).unwrap();
+    grow(&path);
+    assert!(
+        read_file(tmp.path(), &path, Ownership::default()).is_none(),
+        "read whole"
+    );
+    assert_eq!(
+        deliver_file("c", tmp.path(), &path, &f, Ownership::default()).unwrap(),
+        Outcome::Changed
+    );
+    assert_eq!(fs::read(&path).unwrap(), b"{\"a\":1}");
+    // A set: neither the live version nor a kept one is read.
+    let dir = tmp.path().join("out/tls");
+    for v in ["01", "02"] {
+        deliver_set("tls", tmp.path(), &dir, v, &set(v), Ownership::default()).unwrap();
+    }
+    grow(&dir.join("key.pem"));
+    grow(&tmp.path().join("out/tls.d/01/key.pem"));
+    let names = ["cert.pem", "key.pem"];
+    assert!(read_set(tmp.path(), &dir, &names, Ownership::default()).is_none());
+    assert!(read_versions(tmp.path(), &dir, &names, Ownership::default()).is_empty());
+}

@@ -1,8 +1,11 @@
 //! CRL outputs: the certificate revocation list of a PKI mount, for a proxy to check its
 //! peers' certificates against, delivered like any single file (reload when it changed).
 //!
-//! It reads `<pki_mount>/cert/crl` (the proxy policy grants exactly that) and delivers the PEM
-//! only if it parses as a CRL, so a proxy keeps its previous list rather than a broken one.
+//! It reads `<pki_mount>/cert/crl` (the proxy policy grants exactly that) and, during an
+//! intermediate rotation's overlap (ADR 0029), the list of every other valid intermediate of
+//! the mount (`<pki_mount>/issuer/<id>/crl`, unauthenticated like the issuers themselves), the
+//! default's first, and delivers them only if each parses as a CRL, so a proxy keeps its
+//! previous lists rather than a broken one.
 //! `warden revoke` rebuilds the CRL; the agent picks it up at its next poll (`[renewal] poll`).
 
 use x509_parser::prelude::FromDer;
@@ -25,38 +28,113 @@ pub struct CrlOutput {
 }
 
 impl CrlOutput {
-    /// Reads the CRL and checks that it is one.
+    /// Reads the CRL of every valid intermediate of the mount and checks that each is one.
     ///
-    /// Errors: [`RenderError::Bao`] when the read fails; [`RenderError::Invalid`] when the
-    /// answer holds no CRL or one that does not parse.
+    /// Errors: [`RenderError::Bao`] when a read fails; [`RenderError::Invalid`] when an answer
+    /// holds no CRL or one that does not parse.
     pub async fn render(&self, ctx: &RenderContext<'_>) -> Result<Rendered, RenderError> {
-        let path = format!("{}/cert/crl", self.pki_mount);
-        let secret = ctx
-            .client
-            .read(&path)
-            .await
-            .map_err(|source| RenderError::Bao {
-                output: self.name.clone(),
-                what: format!("read {path}"),
-                source: Box::new(source),
-            })?;
-        let pem = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get("certificate"))
-            .and_then(|c| c.as_str())
-            .unwrap_or_default()
-            .trim()
-            .to_owned();
-        self.check(&pem)?;
+        let default = self
+            .read_crl(ctx, &format!("{}/cert/crl", self.pki_mount), "certificate")
+            .await?
+            .unwrap_or_default();
+        self.check(&default)?;
+        let mut lists = vec![default];
+        for id in self.other_intermediates(ctx).await? {
+            let path = format!("{}/issuer/{id}/crl", self.pki_mount);
+            // Gone between the list and the read: retired, its leaves no longer verify.
+            let Some(pem) = self.read_crl(ctx, &path, "crl").await? else {
+                continue;
+            };
+            self.check(&pem)?;
+            // Issuers of one key (a root rollover, ADR 0030) may share their list.
+            if !lists.contains(&pem) {
+                lists.push(pem);
+            }
+        }
+        let mut text = lists.join("\n");
+        text.push('\n');
         Ok(Rendered {
             files: vec![RenderedFile {
                 name: self.file_name.clone(),
-                contents: Zeroizing::new(format!("{pem}\n").into_bytes()),
+                contents: Zeroizing::new(text.into_bytes()),
                 mode: self.mode,
             }],
             ..Rendered::default()
         })
+    }
+
+    /// The PEM CRL in `field` of the answer at `path`, trimmed; `None` when the issuer is not
+    /// there (any other failure is an error: the last good file stays).
+    async fn read_crl(
+        &self,
+        ctx: &RenderContext<'_>,
+        path: &str,
+        field: &str,
+    ) -> Result<Option<String>, RenderError> {
+        let secret = match ctx.client.read(path).await {
+            Ok(s) => s,
+            Err(e) if e.is_not_found() || is_unknown_issuer(&e) => return Ok(None),
+            Err(source) => {
+                return Err(RenderError::Bao {
+                    output: self.name.clone(),
+                    what: format!("read {path}"),
+                    source: Box::new(source),
+                });
+            }
+        };
+        Ok(Some(
+            secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get(field))
+                .and_then(|c| c.as_str())
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+        ))
+    }
+
+    /// The ids of the mount's valid intermediates other than the default (ADR 0029: during a
+    /// rotation's overlap the old one; the same set the CA-chain output delivers). After a
+    /// rotation `<mount>/cert/crl` is the new default's list only, so a leaf of the old issuer
+    /// revoked during the overlap would still pass at the proxy, and an OpenSSL-based proxy
+    /// checking CRLs fails every handshake of a leaf whose issuer has none. A policy that may
+    /// not list the issuers (or a server without the endpoint) gets the default's list alone,
+    /// as before rotations existed; any other failure is an error (the last good file stays).
+    async fn other_intermediates(
+        &self,
+        ctx: &RenderContext<'_>,
+    ) -> Result<Vec<String>, RenderError> {
+        let failed = |what: &str, source| RenderError::Bao {
+            output: self.name.clone(),
+            what: format!("{what} {}", self.pki_mount),
+            source: Box::new(source),
+        };
+        let tolerated = |e: &warden_bao::Error| {
+            e.is_permission_denied() || matches!(e.status(), Some(404 | 405))
+        };
+        // One request outside an overlap: a single issuer has no other list.
+        match ctx.client.pki_read_issuers(&self.pki_mount).await {
+            Ok(list) if list.len() < 2 => return Ok(Vec::new()),
+            Ok(_) => {}
+            Err(e) if tolerated(&e) => return Ok(Vec::new()),
+            Err(e) => return Err(failed("list the issuers of", e)),
+        }
+        let issuers = match ctx.client.pki_issuer_certificates(&self.pki_mount).await {
+            Ok(issuers) => issuers,
+            Err(e) if tolerated(&e) => return Ok(Vec::new()),
+            Err(e) => return Err(failed("read the issuers of", e)),
+        };
+        Ok(warden_pki::mount_intermediates(
+            issuers
+                .into_iter()
+                .map(|i| (i.id, i.is_default, i.certificate)),
+            ctx.now,
+        )
+        .into_iter()
+        .filter(|i| !i.is_default)
+        .map(|i| i.issuer_id)
+        .collect())
     }
 
     /// Refuses anything that is not one PEM-encoded CRL.
@@ -79,6 +157,12 @@ impl CrlOutput {
     }
 }
 
+/// OpenBao's answer for an issuer deleted between a list and a read.
+fn is_unknown_issuer(e: &warden_bao::Error) -> bool {
+    matches!(e, warden_bao::Error::Server { status: 500, errors, .. }
+        if errors.iter().any(|m| m.contains("unable to find PKI issuer")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +174,136 @@ mod tests {
             file_name: "crl.pem".into(),
             mode: 0o644,
         }
+    }
+
+    /// The serials each CRL of a delivered file lists, one list per CRL, in order.
+    fn listed(pem: &[u8]) -> Vec<Vec<String>> {
+        let mut out = Vec::new();
+        for p in x509_parser::pem::Pem::iter_from_buffer(pem) {
+            let p = p.expect("PEM");
+            assert_eq!(p.label, "X509 CRL");
+            let (_, crl) = CertificateRevocationList::from_der(&p.contents).expect("CRL");
+            out.push(
+                crl.iter_revoked_certificates()
+                    .map(|r| r.raw_serial_as_string().replace(':', "").to_lowercase())
+                    .collect(),
+            );
+        }
+        out
+    }
+
+    /// An intermediate rotation (ADR 0029): once the new issuer is the default,
+    /// `<mount>/cert/crl` is the new issuer's list only. A certificate of the old issuer
+    /// revoked during the overlap (where it still verifies) must still reach the proxy; and
+    /// OpenSSL-based proxies fail every handshake of a leaf whose issuer has no CRL. So the
+    /// file holds the list of every valid intermediate of the mount, the default's first.
+    #[tokio::test]
+    async fn during_an_overlap_the_old_issuers_revocations_are_delivered_too() {
+        use serde_json::json;
+        use warden_bao::{Client, ClientConfig, Idempotent, MountOptions, RetryPolicy};
+        let dev = warden_testkit::BaoDev::start().await;
+        let c = Client::new(
+            ClientConfig::from_address(dev.addr())
+                .expect("address")
+                .with_token(dev.root_token().clone())
+                .with_retry(RetryPolicy::no_retries()),
+        )
+        .expect("client");
+        let long = MountOptions::default()
+            .with_max_lease_ttl(std::time::Duration::from_secs(87600 * 3600));
+        c.enable_secrets_engine("pki", "pki", &long)
+            .await
+            .expect("pki");
+        c.write(
+            "pki/root/generate/internal",
+            &json!({"common_name": "Root", "ttl": "87000h"}),
+            Idempotent::No,
+        )
+        .await
+        .expect("root");
+        c.enable_secrets_engine("pki_int", "pki", &long)
+            .await
+            .expect("pki_int");
+        let mut issuers = Vec::new();
+        for _ in 0..2 {
+            let csr = c
+                .pki_generate_intermediate_csr("pki_int", "Int", warden_bao::KeyType::EcP256)
+                .await
+                .expect("csr");
+            let cert = c
+                .write(
+                    "pki/root/sign-intermediate",
+                    &json!({"csr": csr.csr_pem, "ttl": "8760h", "format": "pem"}),
+                    Idempotent::No,
+                )
+                .await
+                .expect("sign")
+                .and_then(|s| s.data)
+                .and_then(|d| d["certificate"].as_str().map(str::to_owned))
+                .expect("certificate");
+            let imported = c.pki_set_signed("pki_int", &cert).await.expect("import");
+            issuers.push(imported.imported_issuers[0].clone());
+            if issuers.len() == 1 {
+                c.write(
+                    "pki_int/roles/r",
+                    &json!({"allow_any_name": true, "no_store": false}),
+                    Idempotent::Yes,
+                )
+                .await
+                .expect("role");
+            }
+        }
+        let (old, new) = (&issuers[0], &issuers[1]);
+        c.pki_set_default_issuer("pki_int", old)
+            .await
+            .expect("old default");
+        let serial = |s: Option<warden_bao::Secret>| {
+            s.and_then(|s| s.data)
+                .and_then(|d| d["serial_number"].as_str().map(str::to_owned))
+                .expect("serial")
+        };
+        let leaf = serial(
+            c.write(
+                "pki_int/issue/r",
+                &json!({"common_name": "a.test"}),
+                Idempotent::No,
+            )
+            .await
+            .expect("issue"),
+        );
+        // The rotation's activate: the new issuer becomes the default; then the old leaf is
+        // revoked.
+        c.pki_set_default_issuer("pki_int", new)
+            .await
+            .expect("new default");
+        c.write(
+            "pki_int/revoke",
+            &json!({"serial_number": leaf}),
+            Idempotent::No,
+        )
+        .await
+        .expect("revoke");
+        let want = leaf.replace(':', "").to_lowercase();
+        let ctx = RenderContext {
+            client: &c,
+            trust_anchor_pem: "",
+            now: time::OffsetDateTime::now_utc(),
+            databases: None,
+        };
+        let out = CrlOutput {
+            pki_mount: "pki_int".into(),
+            ..out()
+        };
+        let r = out.render(&ctx).await.expect("render");
+        let lists = listed(&r.files[0].contents);
+        assert_eq!(lists.len(), 2, "one list per valid intermediate");
+        assert!(lists[0].is_empty(), "the default's first: {lists:?}");
+        assert_eq!(lists[1], [want], "the old issuer's revocation");
+        // Retired: the old issuer's list goes with it (OpenBao moves the revocations of a
+        // deleted issuer to the default's list).
+        c.pki_delete_issuer("pki_int", old).await.expect("retire");
+        let r = out.render(&ctx).await.expect("render after retire");
+        assert_eq!(listed(&r.files[0].contents).len(), 1);
     }
 
     #[test]

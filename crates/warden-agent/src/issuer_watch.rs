@@ -9,7 +9,7 @@
 //! restarted agent computes the same point for the same certificate. During the overlap both
 //! issuers are trusted, so the leaf in use keeps working until then.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -25,12 +25,25 @@ struct Seen {
     since: OffsetDateTime,
 }
 
+/// The keys (SubjectKeyIdentifier, hex) of one mount's issuers as last read.
+#[derive(Debug, Default)]
+struct MountKeys {
+    /// The issuer ids they were read for (sorted, joined): read again when the ids change.
+    of: String,
+    current: BTreeSet<String>,
+    /// Keys the mount held and no longer does (an issuer retired), each with when that was
+    /// seen.
+    retired: BTreeMap<String, OffsetDateTime>,
+}
+
 /// Every watched mount's default issuer and issuer set.
 #[derive(Debug)]
 pub(crate) struct IssuerBook {
     mounts: Mutex<BTreeMap<String, Seen>>,
     /// Each mount's issuer ids, sorted and joined: an import or a retirement changes it.
     sets: Mutex<BTreeMap<String, String>>,
+    /// Each mount's issuer keys, and the keys it held before that are gone.
+    keys: Mutex<BTreeMap<String, MountKeys>>,
     /// Bumped whenever a default or a set changes, so certificate and CA-chain outputs look
     /// again at once instead of at their next poll.
     generation: tokio::sync::watch::Sender<u64>,
@@ -41,6 +54,7 @@ impl Default for IssuerBook {
         Self {
             mounts: Mutex::default(),
             sets: Mutex::default(),
+            keys: Mutex::default(),
             generation: tokio::sync::watch::channel(0).0,
         }
     }
@@ -71,6 +85,41 @@ impl IssuerBook {
         changed
     }
 
+    /// Whether `mount`'s issuer keys must be read (again) for its issuer ids `ids` (sorted,
+    /// joined): never read, or read for other ids.
+    pub(crate) fn keys_stale(&self, mount: &str, ids: &str) -> bool {
+        let keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        keys.get(mount).is_none_or(|k| k.of != ids)
+    }
+
+    /// Records the keys of `mount`'s issuers (read for the issuer ids `ids`) at `now`: a key
+    /// held before and gone now is retired from `now` on; one back again is not.
+    pub(crate) fn observe_keys(
+        &self,
+        mount: &str,
+        ids: &str,
+        keys: BTreeSet<String>,
+        now: OffsetDateTime,
+    ) {
+        let mut all = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = all.entry(mount.to_owned()).or_default();
+        let before = entry.retired.len();
+        let known = !entry.of.is_empty() || !entry.current.is_empty();
+        if known {
+            for gone in entry.current.difference(&keys) {
+                entry.retired.entry(gone.clone()).or_insert(now);
+            }
+        }
+        entry.retired.retain(|k, _| !keys.contains(k));
+        let changed = entry.retired.len() != before;
+        ids.clone_into(&mut entry.of);
+        entry.current = keys;
+        drop(all);
+        if changed {
+            self.bump();
+        }
+    }
+
     /// Records `key_id` as `mount`'s default issuer at `now`; the time only moves when the key
     /// does. Returns whether it changed from a known different key.
     pub(crate) fn observe(&self, mount: &str, key_id: &str, now: OffsetDateTime) -> bool {
@@ -96,7 +145,8 @@ impl IssuerBook {
     }
 
     /// When a leaf of `mount` signed by `leaf_issuer` must be re-issued because the default
-    /// issuer changed: `None` when it is the default's (or nothing is known).
+    /// issuer changed: `None` when it is the default's (or nothing is known); when its issuer
+    /// was retired, since the retirement was seen (at once).
     pub(crate) fn due(
         &self,
         mount: &str,
@@ -105,7 +155,20 @@ impl IssuerBook {
         window: Duration,
     ) -> Option<OffsetDateTime> {
         let leaf_issuer = leaf_issuer?;
+        // Retired: proxies drop it from their chains, so the leaf fails handshakes until it
+        // moves; it is due at once rather than at its point in the window.
+        let retired = self
+            .keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(mount)
+            .and_then(|k| k.retired.get(leaf_issuer).copied());
         let m = self.mounts.lock().unwrap_or_else(PoisonError::into_inner);
+        // Never the default's leaves, whatever two reads a moment apart said: a new leaf would
+        // be due again at once.
+        if retired.is_some() && m.get(mount).is_none_or(|s| s.key_id != leaf_issuer) {
+            return retired;
+        }
         let seen = m.get(mount)?;
         (seen.key_id != leaf_issuer).then(|| spread(seen.since, window, serial))
     }
@@ -143,16 +206,43 @@ pub(crate) fn spread(since: OffsetDateTime, window: Duration, serial: &str) -> O
         .unwrap_or(since)
 }
 
-/// Reads `mount`'s issuers and default issuer once and records them.
+/// Reads `mount`'s issuers and default issuer once and records them; the keys of its issuers
+/// only when its issuer ids changed (an import or a retirement), so a quiet poll stays two
+/// requests.
 pub(crate) async fn look(shared: &Shared, mount: &str) {
     if let Ok(list) = shared.client.pki_read_issuers(mount).await {
-        let ids: Vec<String> = list.into_iter().map(|i| i.id).collect();
+        let mut ids: Vec<String> = list.into_iter().map(|i| i.id).collect();
         if shared.issuers.observe_set(mount, &ids) {
             tracing::info!(
                 mount,
                 issuers = ids.len(),
                 "the PKI mount's issuers changed"
             );
+        }
+        ids.sort();
+        let joined = ids.join(",");
+        if shared.issuers.keys_stale(mount, &joined) {
+            // A failed read is tried again at the next look (the ids still differ).
+            if let Ok(issuers) = shared.client.pki_issuer_certificates(mount).await {
+                // Every issuer's key, or nothing recorded: a key left out would look retired.
+                // (A certificate without one cannot be named by a leaf's issuer anyway.)
+                let keys: Option<Vec<Option<String>>> = issuers
+                    .iter()
+                    .map(|i| {
+                        let first = warden_pki::parse_pem_bundle(&i.certificate)
+                            .ok()?
+                            .into_iter()
+                            .next()?;
+                        Some(first.subject_key_id)
+                    })
+                    .collect();
+                if let Some(keys) = keys {
+                    let keys = keys.into_iter().flatten().collect();
+                    shared
+                        .issuers
+                        .observe_keys(mount, &joined, keys, shared.trusted_now());
+                }
+            }
         }
     }
     match shared.client.pki_ca_cert(mount).await {
@@ -264,6 +354,50 @@ mod tests {
         // The default of another watched mount is not pending either.
         book.observe("other", "cc", t1);
         assert_eq!(book.move_pending("cc", window), None);
+    }
+
+    /// An issuer retired early (`rotate-intermediate retire --force` before the window ended):
+    /// proxies drop it from their chains at their next look, so a leaf it signed fails every
+    /// handshake until it moves. It is due at once, not at its point in the window; a key
+    /// that was never seen in the mount (a new default the watch has not read yet) is not.
+    #[test]
+    fn a_leaf_of_a_retired_issuer_is_due_at_once() {
+        let book = IssuerBook::default();
+        let window = Duration::from_secs(3600);
+        let t0 = time::macros::datetime!(2030-01-01 00:00 UTC);
+        book.observe_keys("pki", "a,b", ["aa".into(), "bb".into()].into(), t0);
+        book.observe("pki", "aa", t0);
+        let t1 = t0 + time::Duration::minutes(1);
+        book.observe("pki", "bb", t1);
+        let spread: Vec<_> = ["01", "02", "03"]
+            .iter()
+            .map(|s| book.due("pki", Some("aa"), s, window).unwrap())
+            .collect();
+        assert!(spread.iter().any(|d| *d > t1 + time::Duration::minutes(5)));
+        let rx = book.subscribe();
+        let t2 = t1 + time::Duration::minutes(1);
+        assert!(book.keys_stale("pki", "b"));
+        book.observe_keys("pki", "b", ["bb".into()].into(), t2);
+        assert!(!book.keys_stale("pki", "b"));
+        assert!(rx.has_changed().unwrap(), "the outputs look again");
+        for s in ["01", "02", "03"] {
+            assert_eq!(book.due("pki", Some("aa"), s, window), Some(t2), "{s}");
+        }
+        // A key the mount never held as far as the watch saw: the window as before, never an
+        // immediate re-issue (a leaf of a new default read before the watch saw it).
+        book.observe("pki", "cc", t2);
+        assert!(
+            book.due("pki", Some("dd"), "01", window)
+                .is_some_and(|d| d >= t2)
+        );
+        assert_eq!(book.due("pki", Some("cc"), "01", window), None);
+        // Imported again: no longer retired.
+        book.observe_keys("pki", "a,b", ["aa".into(), "bb".into()].into(), t2);
+        assert!(
+            ["01", "02", "03"]
+                .iter()
+                .any(|s| book.due("pki", Some("aa"), s, window) != Some(t2))
+        );
     }
 
     #[test]

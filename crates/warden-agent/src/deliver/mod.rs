@@ -197,7 +197,7 @@ pub fn deliver_file(
             tracing::warn!(output, error = %e, "could not look for temporary files an interrupted write left behind")
         }
     }
-    if same_file(&parent, &name, &file.contents, file.mode) {
+    if same_file(&parent, &name, &file.contents, file.mode, owner) {
         return Ok(Outcome::Unchanged);
     }
     // Handed to the owner before the rename, so the file is never published with the wrong
@@ -289,12 +289,18 @@ fn read_bounded(
 }
 
 /// Whether `name` in `dir` is a regular file with exactly these bytes and mode (one longer is
-/// not, and is not read).
-fn same_file(dir: &Dir, name: &str, contents: &[u8], mode: u32) -> bool {
-    match read_bounded(dir, name, contents.len() as u64) {
-        Ok(Some(f)) => {
+/// not, and is not read), owned as `owner` says (the agent's user when no owner is
+/// configured): a file someone else owns is not the one delivered, whatever it holds, since
+/// its owner can change it between two looks.
+fn same_file(dir: &Dir, name: &str, contents: &[u8], mode: u32, owner: Ownership) -> bool {
+    match dir.read_bounded(name, contents.len() as u64) {
+        Ok(Some((f, meta))) => {
             let bytes = Zeroizing::new(f.bytes);
-            f.mode == mode && sha256_hex(&bytes) == sha256_hex(contents)
+            let uid = owner.uid.unwrap_or_else(|| nix::unistd::geteuid().as_raw());
+            f.mode == mode
+                && meta.uid == uid
+                && owner.gid.is_none_or(|g| g == meta.gid)
+                && sha256_hex(&bytes) == sha256_hex(contents)
         }
         _ => false,
     }

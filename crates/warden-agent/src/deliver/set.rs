@@ -62,7 +62,7 @@ pub fn deliver_set(
     let current = current_version(output, &parent, &name)?;
     if current.as_deref() == Some(version) {
         let live = versions.open(Path::new(version)).map_err(write)?;
-        if set_matches(&live, files) {
+        if set_matches(&live, files, owner) {
             return Ok(Outcome::Unchanged);
         }
         // The same version with other bytes: never rewrite the directory the live symlink
@@ -274,10 +274,10 @@ fn live_version(parent: &Dir, name: &str) -> Result<Option<String>, Option<Kind>
     }
 }
 
-fn set_matches(dir: &Dir, files: &[RenderedFile]) -> bool {
+fn set_matches(dir: &Dir, files: &[RenderedFile], owner: Ownership) -> bool {
     files
         .iter()
-        .all(|f| same_file(dir, &f.name, &f.contents, f.mode))
+        .all(|f| same_file(dir, &f.name, &f.contents, f.mode, owner))
 }
 
 /// A certificate serial as the agent names version directories: ASCII letters, digits, `-`

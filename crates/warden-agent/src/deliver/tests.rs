@@ -452,3 +452,43 @@ fn a_file_grown_huge_in_place_is_never_read_whole() {
     assert!(read_set(tmp.path(), &dir, &names, Ownership::default()).is_none());
     assert!(read_versions(tmp.path(), &dir, &names, Ownership::default()).is_empty());
 }
+
+/// A file at an output's name with the bytes and mode the agent would write but another owner
+/// is not what the agent delivered: someone pre-created it (an output in a sticky directory
+/// such as `/tmp`, where anyone may create a name: a CA chain or CRL is public, its bytes easy
+/// to copy) or handed it away, and its owner can change it between two polls. It is replaced,
+/// so the file belongs to whom the configuration says. Needs root (to hand a file away).
+#[test]
+fn a_file_with_the_right_bytes_but_another_owner_is_replaced() {
+    use std::os::unix::fs::{MetadataExt, chown};
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("out/ca.pem");
+    let f = file("ca.pem", b"the public chain", 0o644);
+    let agent = Ownership::default();
+    deliver_file("ca", tmp.path(), &path, &f, agent).unwrap();
+    chown(&path, Some(65534), Some(65534)).unwrap();
+    assert_eq!(
+        deliver_file("ca", tmp.path(), &path, &f, agent).unwrap(),
+        Outcome::Changed,
+        "a stranger's file is not the delivered one"
+    );
+    assert_eq!(fs::metadata(&path).unwrap().uid(), 0);
+    // With an owner configured: a file that is not theirs is handed to them again.
+    let service = Ownership {
+        uid: Some(65534),
+        gid: Some(65534),
+    };
+    assert_eq!(
+        deliver_file("ca", tmp.path(), &path, &f, service).unwrap(),
+        Outcome::Changed
+    );
+    let meta = fs::metadata(&path).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+    assert_eq!(
+        deliver_file("ca", tmp.path(), &path, &f, service).unwrap(),
+        Outcome::Unchanged
+    );
+}

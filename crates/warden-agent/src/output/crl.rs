@@ -4,8 +4,9 @@
 //! It reads `<pki_mount>/cert/crl` (the proxy policy grants exactly that) and, during an
 //! intermediate rotation's overlap (ADR 0029), the list of every other valid intermediate of
 //! the mount (`<pki_mount>/issuer/<id>/crl`, unauthenticated like the issuers themselves), the
-//! default's first, and delivers them only if each parses as a CRL, so a proxy keeps its
-//! previous lists rather than a broken one.
+//! default's first, and delivers them only if each parses as a CRL valid now by this host's
+//! clock, so a proxy keeps its previous lists rather than a broken one or one it would refuse
+//! (not yet valid: a server clock ahead; expired: rebuilds stopped).
 //! `warden revoke` rebuilds the CRL; the agent picks it up at its next poll (`[renewal] poll`).
 
 use x509_parser::prelude::FromDer;
@@ -37,7 +38,7 @@ impl CrlOutput {
             .read_crl(ctx, &format!("{}/cert/crl", self.pki_mount), "certificate")
             .await?
             .unwrap_or_default();
-        self.check(&default)?;
+        self.check_at(&default, ctx.now)?;
         let mut lists = vec![default];
         for id in self.other_intermediates(ctx).await? {
             let path = format!("{}/issuer/{id}/crl", self.pki_mount);
@@ -45,7 +46,7 @@ impl CrlOutput {
             let Some(pem) = self.read_crl(ctx, &path, "crl").await? else {
                 continue;
             };
-            self.check(&pem)?;
+            self.check_at(&pem, ctx.now)?;
             // Issuers of one key (a root rollover, ADR 0030) may share their list.
             if !lists.contains(&pem) {
                 lists.push(pem);
@@ -137,8 +138,11 @@ impl CrlOutput {
         .collect())
     }
 
-    /// Refuses anything that is not one PEM-encoded CRL.
-    fn check(&self, pem: &str) -> Result<(), RenderError> {
+    /// Refuses anything that is not one PEM-encoded CRL valid at `now` by this host's clock
+    /// (the one the proxy checks it with): OpenSSL-based proxies fail every client handshake
+    /// with a list not yet valid (a server clock ahead of the host's) or expired (a server
+    /// whose rebuilds stopped), so such a list never replaces the one on disk.
+    fn check_at(&self, pem: &str, now: time::OffsetDateTime) -> Result<(), RenderError> {
         let invalid = |reason: String| RenderError::Invalid {
             output: self.name.clone(),
             reason,
@@ -151,8 +155,26 @@ impl CrlOutput {
                 self.pki_mount, block.label
             )));
         }
-        CertificateRevocationList::from_der(&block.contents)
+        let (_, crl) = CertificateRevocationList::from_der(&block.contents)
             .map_err(|e| invalid(format!("{}/cert/crl does not parse: {e}", self.pki_mount)))?;
+        let this_update = crl.last_update().to_datetime();
+        if this_update > now {
+            return Err(invalid(format!(
+                "a CRL of {} is not valid before {this_update} by this host's clock (the server's \
+                 clock is ahead of this host's, or the list was rebuilt this very second); the \
+                 list on disk is kept",
+                self.pki_mount
+            )));
+        }
+        if let Some(next) = crl.next_update().map(|t| t.to_datetime())
+            && next <= now
+        {
+            return Err(invalid(format!(
+                "a CRL of {} expired at {next} by this host's clock (is the mount's CRL \
+                 auto-rebuild off, or the server's clock behind?); the list on disk is kept",
+                self.pki_mount
+            )));
+        }
         Ok(())
     }
 }
@@ -306,13 +328,57 @@ mod tests {
         assert_eq!(listed(&r.files[0].contents).len(), 1);
     }
 
+    /// A CRL signed in code, valid from `this_update` to `next_update`.
+    fn crl(this_update: time::OffsetDateTime, next_update: time::OffsetDateTime) -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let issuer = rcgen::Issuer::new(p, key);
+        rcgen::CertificateRevocationListParams {
+            this_update,
+            next_update,
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: Vec::new(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        }
+        .signed_by(&issuer)
+        .unwrap()
+        .pem()
+        .unwrap()
+    }
+
+    /// OpenSSL-based proxies (nginx `ssl_crl`) fail every client handshake with a CRL that is
+    /// not yet valid or expired by the host's clock. A server whose clock runs ahead of the
+    /// host's hands out such a list after each rebuild; a server whose rebuilds stopped hands
+    /// out an expired one. Neither replaces the list on disk: the render is refused (the
+    /// output goes stale, saying why) and tried again.
+    #[test]
+    fn a_crl_not_valid_by_the_hosts_clock_is_refused() {
+        let now = time::OffsetDateTime::now_utc();
+        let h = time::Duration::hours(1);
+        assert!(out().check_at(&crl(now - h, now + h), now).is_ok());
+        let ahead = invalid(out().check_at(&crl(now + h, now + 2 * h), now));
+        assert!(ahead.contains("not valid before"), "{ahead}");
+        let expired = invalid(out().check_at(&crl(now - 2 * h, now - h), now));
+        assert!(expired.contains("expired"), "{expired}");
+    }
+
+    fn invalid(r: Result<(), RenderError>) -> String {
+        match r {
+            Err(RenderError::Invalid { reason, .. }) => reason,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
     #[test]
     fn anything_but_a_crl_is_refused() {
-        assert!(out().check("").is_err());
-        assert!(out().check("not pem").is_err());
+        let now = time::OffsetDateTime::now_utc();
+        assert!(out().check_at("", now).is_err());
+        assert!(out().check_at("not pem", now).is_err());
         let cert = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
-        assert!(out().check(cert).is_err());
+        assert!(out().check_at(cert, now).is_err());
         let junk = "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n";
-        assert!(out().check(junk).is_err());
+        assert!(out().check_at(junk, now).is_err());
     }
 }

@@ -400,6 +400,116 @@ mod tests {
         );
     }
 
+    struct NoDatabases;
+    impl crate::board::DatabaseStatuses for NoDatabases {
+        fn statuses(&self, _: OffsetDateTime) -> Vec<crate::board::DatabaseStatus> {
+            Vec::new()
+        }
+    }
+
+    /// The same against real OpenBao: the watch reads the mount's issuer keys, and a leaf of
+    /// an intermediate deleted before its window ended is due at once; a leaf of the old
+    /// default that is still in the mount keeps its point in the window.
+    #[tokio::test]
+    async fn an_issuer_retired_early_on_a_real_mount_makes_its_leaves_due_at_once() {
+        use serde_json::json;
+        use warden_bao::{Client, ClientConfig, Idempotent, MountOptions, RetryPolicy};
+        let dev = warden_testkit::BaoDev::start().await;
+        let c = Client::new(
+            ClientConfig::from_address(dev.addr())
+                .expect("address")
+                .with_token(dev.root_token().clone())
+                .with_retry(RetryPolicy::no_retries()),
+        )
+        .expect("client");
+        let long = MountOptions::default().with_max_lease_ttl(Duration::from_secs(87600 * 3600));
+        c.enable_secrets_engine("pki", "pki", &long)
+            .await
+            .expect("pki");
+        c.write(
+            "pki/root/generate/internal",
+            &json!({"common_name": "Root", "ttl": "87000h"}),
+            Idempotent::No,
+        )
+        .await
+        .expect("root");
+        c.enable_secrets_engine("pki_int", "pki", &long)
+            .await
+            .expect("pki_int");
+        let mut issuers = Vec::new();
+        for _ in 0..2 {
+            let csr = c
+                .pki_generate_intermediate_csr("pki_int", "Int", warden_bao::KeyType::EcP256)
+                .await
+                .expect("csr");
+            let cert = c
+                .write(
+                    "pki/root/sign-intermediate",
+                    &json!({"csr": csr.csr_pem, "ttl": "8760h", "format": "pem"}),
+                    Idempotent::No,
+                )
+                .await
+                .expect("sign")
+                .and_then(|s| s.data)
+                .and_then(|d| d["certificate"].as_str().map(str::to_owned))
+                .expect("certificate");
+            let imported = c.pki_set_signed("pki_int", &cert).await.expect("import");
+            issuers.push(imported.imported_issuers[0].clone());
+        }
+        let (old, new) = (&issuers[0], &issuers[1]);
+        c.pki_set_default_issuer("pki_int", old).await.expect("old");
+        c.write(
+            "pki_int/roles/r",
+            &json!({"allow_any_name": true}),
+            Idempotent::Yes,
+        )
+        .await
+        .expect("role");
+        let leaf = c
+            .write(
+                "pki_int/issue/r",
+                &json!({"common_name": "a.test"}),
+                Idempotent::No,
+            )
+            .await
+            .expect("issue")
+            .and_then(|s| s.data)
+            .and_then(|d| d["certificate"].as_str().map(str::to_owned))
+            .expect("leaf");
+        let leaf = warden_pki::parse_pem_bundle(&leaf).expect("parse")[0].clone();
+        let aki = leaf.authority_key_id.clone().expect("an issuer key id");
+        let shared = Shared::new(
+            c.clone(),
+            crate::config::RenewalConfig::default(),
+            Arc::new(crate::trust::TrustFile::new(None, String::new())),
+            Arc::new(warden_pki::SystemClock),
+            "agent".into(),
+            Vec::new(),
+            Arc::new(NoDatabases),
+        );
+        let window = Duration::from_secs(3600);
+        let due = || {
+            shared
+                .issuers
+                .due("pki_int", Some(&aki), &leaf.serial, window)
+        };
+        look(&shared, "pki_int").await;
+        assert_eq!(due(), None, "the default's leaf");
+        // Activate: a point in the window (the serial decides where).
+        c.pki_set_default_issuer("pki_int", new).await.expect("new");
+        let activated = OffsetDateTime::now_utc();
+        look(&shared, "pki_int").await;
+        let planned = due().expect("due in the window");
+        assert!(planned >= activated - time::Duration::seconds(5));
+        // Retired early: at once.
+        c.pki_delete_issuer("pki_int", old).await.expect("retire");
+        look(&shared, "pki_int").await;
+        let now = OffsetDateTime::now_utc();
+        let at_once = due().expect("still due");
+        assert!(at_once <= now, "due at {at_once}, now {now}");
+        assert!(at_once <= planned);
+    }
+
     #[test]
     fn a_changed_issuer_set_wakes_subscribers() {
         let book = IssuerBook::default();

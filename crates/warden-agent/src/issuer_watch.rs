@@ -262,6 +262,16 @@ pub(crate) async fn look(shared: &Shared, mount: &str) {
     }
 }
 
+/// How often the mounts are looked at: often enough that every agent sees a change within a
+/// quarter of the reissue window (`ca rotate-intermediate activate` waits that long between
+/// trusting the new issuer and making it the default, so proxies' chains hold it before any
+/// leaf moves to it), and never more than once a second, like `poll`: a window of a few
+/// seconds in `agent.toml` (a typo, a test value) must not turn every agent of a fleet into a
+/// loop of requests against OpenBao.
+fn watch_period(poll: Duration, window: Duration) -> Duration {
+    poll.min(window / 4).max(Duration::from_secs(1))
+}
+
 /// Runs until the agent stops: looks at every mount each poll.
 pub(crate) async fn run(shared: Arc<Shared>, mounts: Vec<String>) {
     if mounts.is_empty() {
@@ -286,10 +296,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mounts: Vec<String>) {
         if shared.stopping() {
             return;
         }
-        // Often enough that every agent sees a change within a quarter of the reissue window:
-        // `ca rotate-intermediate activate` waits that long between trusting the new issuer
-        // and making it the default, so proxies' chains hold it before any leaf moves.
-        let period = shared.renewal.poll.min(shared.renewal.issuer_window / 4);
+        let period = watch_period(shared.renewal.poll, shared.renewal.issuer_window);
         let wait = schedule::poll_delay(period, schedule::random_unit());
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
@@ -508,6 +515,16 @@ mod tests {
         let at_once = due().expect("still due");
         assert!(at_once <= now, "due at {at_once}, now {now}");
         assert!(at_once <= planned);
+    }
+
+    #[test]
+    fn the_mounts_are_looked_at_within_a_quarter_window_but_at_most_once_a_second() {
+        let s = Duration::from_secs;
+        assert_eq!(watch_period(s(300), s(3600)), s(300));
+        assert_eq!(watch_period(s(300), s(40)), s(10));
+        assert_eq!(watch_period(s(1), s(3600)), s(1));
+        assert_eq!(watch_period(s(300), s(1)), s(1), "a one-second window");
+        assert_eq!(watch_period(s(5), s(2)), s(1));
     }
 
     #[test]

@@ -65,7 +65,8 @@ impl CrlOutput {
     }
 
     /// The PEM CRL in `field` of the answer at `path`, trimmed; `None` when the issuer is not
-    /// there (any other failure is an error: the last good file stays).
+    /// there or has no list (held without its key); any other failure is an error (the last
+    /// good file stays).
     async fn read_crl(
         &self,
         ctx: &RenderContext<'_>,
@@ -75,6 +76,11 @@ impl CrlOutput {
         let secret = match ctx.client.read(path).await {
             Ok(s) => s,
             Err(e) if e.is_not_found() || is_unknown_issuer(&e) => return Ok(None),
+            // An issuer imported without its key: it signs nothing, so it has no list.
+            Err(e) if is_without_crl(&e) => {
+                tracing::debug!(output = %self.name, path, "no CRL for this issuer (imported without its key); left out");
+                return Ok(None);
+            }
             Err(source) => {
                 return Err(RenderError::Bao {
                     output: self.name.clone(),
@@ -181,8 +187,17 @@ impl CrlOutput {
 
 /// OpenBao's answer for an issuer deleted between a list and a read.
 fn is_unknown_issuer(e: &warden_bao::Error) -> bool {
+    server_error_says(e, "unable to find PKI issuer")
+}
+
+/// OpenBao's answer for the list of an issuer it holds no key of (it never builds one).
+fn is_without_crl(e: &warden_bao::Error) -> bool {
+    server_error_says(e, "unable to find CRL for issuer")
+}
+
+fn server_error_says(e: &warden_bao::Error, what: &str) -> bool {
     matches!(e, warden_bao::Error::Server { status: 500, errors, .. }
-        if errors.iter().any(|m| m.contains("unable to find PKI issuer")))
+        if errors.iter().any(|m| m.contains(what)))
 }
 
 #[cfg(test)]
@@ -321,6 +336,38 @@ mod tests {
         assert_eq!(lists.len(), 2, "one list per valid intermediate");
         assert!(lists[0].is_empty(), "the default's first: {lists:?}");
         assert_eq!(lists[1], [want], "the old issuer's revocation");
+        // An intermediate imported without its key (OpenBao keeps no list for it: reading
+        // one is a 500) signs nothing and revokes nothing: left out, not a failed render.
+        c.enable_secrets_engine("pki_other", "pki", &long)
+            .await
+            .expect("pki_other");
+        let csr = c
+            .pki_generate_intermediate_csr("pki_other", "Other", warden_bao::KeyType::EcP256)
+            .await
+            .expect("csr");
+        let other = c
+            .write(
+                "pki/root/sign-intermediate",
+                &json!({"csr": csr.csr_pem, "ttl": "8760h", "format": "pem"}),
+                Idempotent::No,
+            )
+            .await
+            .expect("sign")
+            .and_then(|s| s.data)
+            .and_then(|d| d["certificate"].as_str().map(str::to_owned))
+            .expect("certificate");
+        c.write(
+            "pki_int/issuers/import/cert",
+            &json!({"pem_bundle": other}),
+            Idempotent::No,
+        )
+        .await
+        .expect("import without a key");
+        let r = out
+            .render(&ctx)
+            .await
+            .expect("render with a key-less issuer");
+        assert_eq!(listed(&r.files[0].contents).len(), 2);
         // Retired: the old issuer's list goes with it (OpenBao moves the revocations of a
         // deleted issuer to the default's list).
         c.pki_delete_issuer("pki_int", old).await.expect("retire");

@@ -447,6 +447,7 @@ impl OutputTask {
             .serial
             .as_ref()
             .and(state.not_before)
+            .or_else(|| self.issued_on_disk())
             .map(OffsetDateTime::unix_timestamp);
         let contract = self.read_contract(purpose).await?;
         let now = self.shared.trusted_now().unix_timestamp();
@@ -454,6 +455,27 @@ impl OutputTask {
             tracing::warn!(output = %self.name(), purpose, %refusal, "no new certificate: refused by its purpose; keeping the one on disk");
             AttemptError::Refused(refusal)
         })
+    }
+
+    /// When the newest certificate of this output on disk was issued, usable or not (its key
+    /// gone, expired): without the state's record the rule still judges the certificate in
+    /// use, never a "first issuance" that an `rm -rf state` would make of an overdue one.
+    fn issued_on_disk(&self) -> Option<OffsetDateTime> {
+        let OutputKind::Certificate(spec) = &self.cfg.kind else {
+            return None;
+        };
+        let owner = Ownership::resolve(
+            self.name(),
+            self.cfg.owner.as_deref(),
+            self.cfg.group.as_deref(),
+        )
+        .unwrap_or_default();
+        let live = deliver::read_set(&self.root, &spec.dir, &[CERT], owner);
+        let kept = deliver::read_versions(&self.root, &spec.dir, &[CERT], owner);
+        live.into_iter()
+            .chain(kept.into_iter().map(|(_, files)| files))
+            .filter_map(|files| Leaf::of(&files).map(|l| l.not_before))
+            .max()
     }
 
     /// Fail closed for a signing key: the contract of `purpose` checked against the current

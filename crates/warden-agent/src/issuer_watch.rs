@@ -9,7 +9,7 @@
 //! restarted agent computes the same point for the same certificate. During the overlap both
 //! issuers are trusted, so the leaf in use keeps working until then.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -25,12 +25,25 @@ struct Seen {
     since: OffsetDateTime,
 }
 
+/// The keys (SubjectKeyIdentifier, hex) of one mount's issuers as last read.
+#[derive(Debug, Default)]
+struct MountKeys {
+    /// The issuer ids they were read for (sorted, joined): read again when the ids change.
+    of: String,
+    current: BTreeSet<String>,
+    /// Keys the mount held and no longer does (an issuer retired), each with when that was
+    /// seen.
+    retired: BTreeMap<String, OffsetDateTime>,
+}
+
 /// Every watched mount's default issuer and issuer set.
 #[derive(Debug)]
 pub(crate) struct IssuerBook {
     mounts: Mutex<BTreeMap<String, Seen>>,
     /// Each mount's issuer ids, sorted and joined: an import or a retirement changes it.
     sets: Mutex<BTreeMap<String, String>>,
+    /// Each mount's issuer keys, and the keys it held before that are gone.
+    keys: Mutex<BTreeMap<String, MountKeys>>,
     /// Bumped whenever a default or a set changes, so certificate and CA-chain outputs look
     /// again at once instead of at their next poll.
     generation: tokio::sync::watch::Sender<u64>,
@@ -41,6 +54,7 @@ impl Default for IssuerBook {
         Self {
             mounts: Mutex::default(),
             sets: Mutex::default(),
+            keys: Mutex::default(),
             generation: tokio::sync::watch::channel(0).0,
         }
     }
@@ -71,6 +85,41 @@ impl IssuerBook {
         changed
     }
 
+    /// Whether `mount`'s issuer keys must be read (again) for its issuer ids `ids` (sorted,
+    /// joined): never read, or read for other ids.
+    pub(crate) fn keys_stale(&self, mount: &str, ids: &str) -> bool {
+        let keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        keys.get(mount).is_none_or(|k| k.of != ids)
+    }
+
+    /// Records the keys of `mount`'s issuers (read for the issuer ids `ids`) at `now`: a key
+    /// held before and gone now is retired from `now` on; one back again is not.
+    pub(crate) fn observe_keys(
+        &self,
+        mount: &str,
+        ids: &str,
+        keys: BTreeSet<String>,
+        now: OffsetDateTime,
+    ) {
+        let mut all = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = all.entry(mount.to_owned()).or_default();
+        let before = entry.retired.len();
+        let known = !entry.of.is_empty() || !entry.current.is_empty();
+        if known {
+            for gone in entry.current.difference(&keys) {
+                entry.retired.entry(gone.clone()).or_insert(now);
+            }
+        }
+        entry.retired.retain(|k, _| !keys.contains(k));
+        let changed = entry.retired.len() != before;
+        ids.clone_into(&mut entry.of);
+        entry.current = keys;
+        drop(all);
+        if changed {
+            self.bump();
+        }
+    }
+
     /// Records `key_id` as `mount`'s default issuer at `now`; the time only moves when the key
     /// does. Returns whether it changed from a known different key.
     pub(crate) fn observe(&self, mount: &str, key_id: &str, now: OffsetDateTime) -> bool {
@@ -96,7 +145,8 @@ impl IssuerBook {
     }
 
     /// When a leaf of `mount` signed by `leaf_issuer` must be re-issued because the default
-    /// issuer changed: `None` when it is the default's (or nothing is known).
+    /// issuer changed: `None` when it is the default's (or nothing is known); when its issuer
+    /// was retired, since the retirement was seen (at once).
     pub(crate) fn due(
         &self,
         mount: &str,
@@ -105,7 +155,20 @@ impl IssuerBook {
         window: Duration,
     ) -> Option<OffsetDateTime> {
         let leaf_issuer = leaf_issuer?;
+        // Retired: proxies drop it from their chains, so the leaf fails handshakes until it
+        // moves; it is due at once rather than at its point in the window.
+        let retired = self
+            .keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(mount)
+            .and_then(|k| k.retired.get(leaf_issuer).copied());
         let m = self.mounts.lock().unwrap_or_else(PoisonError::into_inner);
+        // Never the default's leaves, whatever two reads a moment apart said: a new leaf would
+        // be due again at once.
+        if retired.is_some() && m.get(mount).is_none_or(|s| s.key_id != leaf_issuer) {
+            return retired;
+        }
         let seen = m.get(mount)?;
         (seen.key_id != leaf_issuer).then(|| spread(seen.since, window, serial))
     }
@@ -143,16 +206,43 @@ pub(crate) fn spread(since: OffsetDateTime, window: Duration, serial: &str) -> O
         .unwrap_or(since)
 }
 
-/// Reads `mount`'s issuers and default issuer once and records them.
+/// Reads `mount`'s issuers and default issuer once and records them; the keys of its issuers
+/// only when its issuer ids changed (an import or a retirement), so a quiet poll stays two
+/// requests.
 pub(crate) async fn look(shared: &Shared, mount: &str) {
     if let Ok(list) = shared.client.pki_read_issuers(mount).await {
-        let ids: Vec<String> = list.into_iter().map(|i| i.id).collect();
+        let mut ids: Vec<String> = list.into_iter().map(|i| i.id).collect();
         if shared.issuers.observe_set(mount, &ids) {
             tracing::info!(
                 mount,
                 issuers = ids.len(),
                 "the PKI mount's issuers changed"
             );
+        }
+        ids.sort();
+        let joined = ids.join(",");
+        if shared.issuers.keys_stale(mount, &joined) {
+            // A failed read is tried again at the next look (the ids still differ).
+            if let Ok(issuers) = shared.client.pki_issuer_certificates(mount).await {
+                // Every issuer's key, or nothing recorded: a key left out would look retired.
+                // (A certificate without one cannot be named by a leaf's issuer anyway.)
+                let keys: Option<Vec<Option<String>>> = issuers
+                    .iter()
+                    .map(|i| {
+                        let first = warden_pki::parse_pem_bundle(&i.certificate)
+                            .ok()?
+                            .into_iter()
+                            .next()?;
+                        Some(first.subject_key_id)
+                    })
+                    .collect();
+                if let Some(keys) = keys {
+                    let keys = keys.into_iter().flatten().collect();
+                    shared
+                        .issuers
+                        .observe_keys(mount, &joined, keys, shared.trusted_now());
+                }
+            }
         }
     }
     match shared.client.pki_ca_cert(mount).await {
@@ -170,6 +260,16 @@ pub(crate) async fn look(shared: &Shared, mount: &str) {
         Ok(_) => {}
         Err(e) => tracing::debug!(mount, error = %e, "could not read the default issuer"),
     }
+}
+
+/// How often the mounts are looked at: often enough that every agent sees a change within a
+/// quarter of the reissue window (`ca rotate-intermediate activate` waits that long between
+/// trusting the new issuer and making it the default, so proxies' chains hold it before any
+/// leaf moves to it), and never more than once a second, like `poll`: a window of a few
+/// seconds in `agent.toml` (a typo, a test value) must not turn every agent of a fleet into a
+/// loop of requests against OpenBao.
+fn watch_period(poll: Duration, window: Duration) -> Duration {
+    poll.min(window / 4).max(Duration::from_secs(1))
 }
 
 /// Runs until the agent stops: looks at every mount each poll.
@@ -196,10 +296,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mounts: Vec<String>) {
         if shared.stopping() {
             return;
         }
-        // Often enough that every agent sees a change within a quarter of the reissue window:
-        // `ca rotate-intermediate activate` waits that long between trusting the new issuer
-        // and making it the default, so proxies' chains hold it before any leaf moves.
-        let period = shared.renewal.poll.min(shared.renewal.issuer_window / 4);
+        let period = watch_period(shared.renewal.poll, shared.renewal.issuer_window);
         let wait = schedule::poll_delay(period, schedule::random_unit());
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
@@ -264,6 +361,170 @@ mod tests {
         // The default of another watched mount is not pending either.
         book.observe("other", "cc", t1);
         assert_eq!(book.move_pending("cc", window), None);
+    }
+
+    /// An issuer retired early (`rotate-intermediate retire --force` before the window ended):
+    /// proxies drop it from their chains at their next look, so a leaf it signed fails every
+    /// handshake until it moves. It is due at once, not at its point in the window; a key
+    /// that was never seen in the mount (a new default the watch has not read yet) is not.
+    #[test]
+    fn a_leaf_of_a_retired_issuer_is_due_at_once() {
+        let book = IssuerBook::default();
+        let window = Duration::from_secs(3600);
+        let t0 = time::macros::datetime!(2030-01-01 00:00 UTC);
+        book.observe_keys("pki", "a,b", ["aa".into(), "bb".into()].into(), t0);
+        book.observe("pki", "aa", t0);
+        let t1 = t0 + time::Duration::minutes(1);
+        book.observe("pki", "bb", t1);
+        let spread: Vec<_> = ["01", "02", "03"]
+            .iter()
+            .map(|s| book.due("pki", Some("aa"), s, window).unwrap())
+            .collect();
+        assert!(spread.iter().any(|d| *d > t1 + time::Duration::minutes(5)));
+        let rx = book.subscribe();
+        let t2 = t1 + time::Duration::minutes(1);
+        assert!(book.keys_stale("pki", "b"));
+        book.observe_keys("pki", "b", ["bb".into()].into(), t2);
+        assert!(!book.keys_stale("pki", "b"));
+        assert!(rx.has_changed().unwrap(), "the outputs look again");
+        for s in ["01", "02", "03"] {
+            assert_eq!(book.due("pki", Some("aa"), s, window), Some(t2), "{s}");
+        }
+        // A key the mount never held as far as the watch saw: the window as before, never an
+        // immediate re-issue (a leaf of a new default read before the watch saw it).
+        book.observe("pki", "cc", t2);
+        assert!(
+            book.due("pki", Some("dd"), "01", window)
+                .is_some_and(|d| d >= t2)
+        );
+        assert_eq!(book.due("pki", Some("cc"), "01", window), None);
+        // Imported again: no longer retired.
+        book.observe_keys("pki", "a,b", ["aa".into(), "bb".into()].into(), t2);
+        assert!(
+            ["01", "02", "03"]
+                .iter()
+                .any(|s| book.due("pki", Some("aa"), s, window) != Some(t2))
+        );
+    }
+
+    struct NoDatabases;
+    impl crate::board::DatabaseStatuses for NoDatabases {
+        fn statuses(&self, _: OffsetDateTime) -> Vec<crate::board::DatabaseStatus> {
+            Vec::new()
+        }
+    }
+
+    /// The same against real OpenBao: the watch reads the mount's issuer keys, and a leaf of
+    /// an intermediate deleted before its window ended is due at once; a leaf of the old
+    /// default that is still in the mount keeps its point in the window.
+    #[tokio::test]
+    async fn an_issuer_retired_early_on_a_real_mount_makes_its_leaves_due_at_once() {
+        use serde_json::json;
+        use warden_bao::{Client, ClientConfig, Idempotent, MountOptions, RetryPolicy};
+        let dev = warden_testkit::BaoDev::start().await;
+        let c = Client::new(
+            ClientConfig::from_address(dev.addr())
+                .expect("address")
+                .with_token(dev.root_token().clone())
+                .with_retry(RetryPolicy::no_retries()),
+        )
+        .expect("client");
+        let long = MountOptions::default().with_max_lease_ttl(Duration::from_secs(87600 * 3600));
+        c.enable_secrets_engine("pki", "pki", &long)
+            .await
+            .expect("pki");
+        c.write(
+            "pki/root/generate/internal",
+            &json!({"common_name": "Root", "ttl": "87000h"}),
+            Idempotent::No,
+        )
+        .await
+        .expect("root");
+        c.enable_secrets_engine("pki_int", "pki", &long)
+            .await
+            .expect("pki_int");
+        let mut issuers = Vec::new();
+        for _ in 0..2 {
+            let csr = c
+                .pki_generate_intermediate_csr("pki_int", "Int", warden_bao::KeyType::EcP256)
+                .await
+                .expect("csr");
+            let cert = c
+                .write(
+                    "pki/root/sign-intermediate",
+                    &json!({"csr": csr.csr_pem, "ttl": "8760h", "format": "pem"}),
+                    Idempotent::No,
+                )
+                .await
+                .expect("sign")
+                .and_then(|s| s.data)
+                .and_then(|d| d["certificate"].as_str().map(str::to_owned))
+                .expect("certificate");
+            let imported = c.pki_set_signed("pki_int", &cert).await.expect("import");
+            issuers.push(imported.imported_issuers[0].clone());
+        }
+        let (old, new) = (&issuers[0], &issuers[1]);
+        c.pki_set_default_issuer("pki_int", old).await.expect("old");
+        c.write(
+            "pki_int/roles/r",
+            &json!({"allow_any_name": true}),
+            Idempotent::Yes,
+        )
+        .await
+        .expect("role");
+        let leaf = c
+            .write(
+                "pki_int/issue/r",
+                &json!({"common_name": "a.test"}),
+                Idempotent::No,
+            )
+            .await
+            .expect("issue")
+            .and_then(|s| s.data)
+            .and_then(|d| d["certificate"].as_str().map(str::to_owned))
+            .expect("leaf");
+        let leaf = warden_pki::parse_pem_bundle(&leaf).expect("parse")[0].clone();
+        let aki = leaf.authority_key_id.clone().expect("an issuer key id");
+        let shared = Shared::new(
+            c.clone(),
+            crate::config::RenewalConfig::default(),
+            Arc::new(crate::trust::TrustFile::new(None, String::new())),
+            Arc::new(warden_pki::SystemClock),
+            "agent".into(),
+            Vec::new(),
+            Arc::new(NoDatabases),
+        );
+        let window = Duration::from_secs(3600);
+        let due = || {
+            shared
+                .issuers
+                .due("pki_int", Some(&aki), &leaf.serial, window)
+        };
+        look(&shared, "pki_int").await;
+        assert_eq!(due(), None, "the default's leaf");
+        // Activate: a point in the window (the serial decides where).
+        c.pki_set_default_issuer("pki_int", new).await.expect("new");
+        let activated = OffsetDateTime::now_utc();
+        look(&shared, "pki_int").await;
+        let planned = due().expect("due in the window");
+        assert!(planned >= activated - time::Duration::seconds(5));
+        // Retired early: at once.
+        c.pki_delete_issuer("pki_int", old).await.expect("retire");
+        look(&shared, "pki_int").await;
+        let now = OffsetDateTime::now_utc();
+        let at_once = due().expect("still due");
+        assert!(at_once <= now, "due at {at_once}, now {now}");
+        assert!(at_once <= planned);
+    }
+
+    #[test]
+    fn the_mounts_are_looked_at_within_a_quarter_window_but_at_most_once_a_second() {
+        let s = Duration::from_secs;
+        assert_eq!(watch_period(s(300), s(3600)), s(300));
+        assert_eq!(watch_period(s(300), s(40)), s(10));
+        assert_eq!(watch_period(s(1), s(3600)), s(1));
+        assert_eq!(watch_period(s(300), s(1)), s(1), "a one-second window");
+        assert_eq!(watch_period(s(5), s(2)), s(1));
     }
 
     #[test]

@@ -46,6 +46,13 @@ pub(crate) enum AttemptError {
     /// version outlived interval + grace): the files on disk stay as they are.
     #[error("refused by its purpose: {0}; the signing key files on disk are kept as they are")]
     RefusedKey(warden_spec::Refusal),
+    /// The service's reload after a delivery failed: it still runs on what it had before. Run
+    /// again (with backoff) until it works; its output is in the log, not here (this message
+    /// reaches the status and the delivery report).
+    #[error(
+        "the reload after the delivery failed (its output is in the agent's log); it is run again until it works"
+    )]
+    Reload,
     /// The purpose's registry entry could not be read or is not a contract: nothing is issued
     /// without knowing the rules.
     #[error(
@@ -387,6 +394,11 @@ impl OutputTask {
         force: bool,
     ) -> Result<OffsetDateTime, AttemptError> {
         if !force && let Some(next) = self.keep_on_disk(state) {
+            // Kept, but the service may not run on it yet.
+            if let Err(e) = self.retry_reload(state).await {
+                self.record_failure(&e.to_string());
+                return Err(e);
+            }
             return Ok(next);
         }
         let result = self.render_and_deliver(state).await;
@@ -435,6 +447,7 @@ impl OutputTask {
             .serial
             .as_ref()
             .and(state.not_before)
+            .or_else(|| self.issued_on_disk())
             .map(OffsetDateTime::unix_timestamp);
         let contract = self.read_contract(purpose).await?;
         let now = self.shared.trusted_now().unix_timestamp();
@@ -442,6 +455,27 @@ impl OutputTask {
             tracing::warn!(output = %self.name(), purpose, %refusal, "no new certificate: refused by its purpose; keeping the one on disk");
             AttemptError::Refused(refusal)
         })
+    }
+
+    /// When the newest certificate of this output on disk was issued, usable or not (its key
+    /// gone, expired): without the state's record the rule still judges the certificate in
+    /// use, never a "first issuance" that an `rm -rf state` would make of an overdue one.
+    fn issued_on_disk(&self) -> Option<OffsetDateTime> {
+        let OutputKind::Certificate(spec) = &self.cfg.kind else {
+            return None;
+        };
+        let owner = Ownership::resolve(
+            self.name(),
+            self.cfg.owner.as_deref(),
+            self.cfg.group.as_deref(),
+        )
+        .unwrap_or_default();
+        let live = deliver::read_set(&self.root, &spec.dir, &[CERT], owner);
+        let kept = deliver::read_versions(&self.root, &spec.dir, &[CERT], owner);
+        live.into_iter()
+            .chain(kept.into_iter().map(|(_, files)| files))
+            .filter_map(|files| Leaf::of(&files).map(|l| l.not_before))
+            .max()
     }
 
     /// Fail closed for a signing key: the contract of `purpose` checked against the current
@@ -691,16 +725,48 @@ impl OutputTask {
                 (rendered, outcome)
             }
         };
-        Ok(self.delivered(state, &rendered, outcome).await)
+        self.delivered(state, &rendered, outcome).await
     }
 
-    /// Records a delivery (state, reload, status) and returns when the output is next due.
+    /// Whether the last reload failed and is to be run again: the service still runs on what
+    /// it had before the delivery (a certificate that will expire, a password that will be
+    /// retired), whether or not anything new is delivered now.
+    fn reload_pending(&self, state: &OutputState) -> bool {
+        self.cfg.reload.is_some() && state.last_reload.as_ref().is_some_and(|r| !r.ok)
+    }
+
+    /// Runs the reload that failed again (nothing new was delivered) and records it; an error
+    /// while it still fails, so the output is not `fresh` and the attempt is retried with
+    /// backoff.
+    pub(crate) async fn retry_reload(&self, state: &mut OutputState) -> Result<(), AttemptError> {
+        let (true, Some(r)) = (self.reload_pending(state), &self.cfg.reload) else {
+            return Ok(());
+        };
+        let name = self.name();
+        tracing::info!(output = %name, "running the reload that failed again");
+        let record = reload::run(name, r).await;
+        let ok = record.ok;
+        state.last_reload = Some(record.clone());
+        if let Err(e) = self.states.save(name, state) {
+            tracing::warn!(output = %name, error = %e, "could not record state");
+        }
+        self.shared
+            .update(name, |e| e.status.last_reload = Some(record));
+        if ok {
+            Ok(())
+        } else {
+            Err(AttemptError::Reload)
+        }
+    }
+
+    /// Records a delivery (state, reload, status) and returns when the output is next due; an
+    /// error when its reload failed (everything else recorded).
     async fn delivered(
         &self,
         state: &mut OutputState,
         rendered: &Rendered,
         outcome: Outcome,
-    ) -> OffsetDateTime {
+    ) -> Result<OffsetDateTime, AttemptError> {
         let name = self.name();
         let after = self.shared.now();
         // On disk now (changed or already identical): the lease book may retire what it replaced.
@@ -714,17 +780,25 @@ impl OutputTask {
         state.not_before = rendered.not_before;
         state.not_after = rendered.not_after;
         let mut reload_record = None;
+        // A reload that failed before is run again even when nothing changed now.
+        let retry = self.reload_pending(state);
         if outcome == Outcome::Changed {
             state.delivered_at = Some(after);
             tracing::info!(output = %name, serial = %rendered.serial.as_deref().unwrap_or("none"), "delivered new content");
-            if let Some(r) = &self.cfg.reload {
-                let record = reload::run(name, r).await;
-                state.last_reload = Some(record.clone());
-                reload_record = Some(record);
-            }
         } else {
             tracing::debug!(output = %name, "content unchanged");
         }
+        if (outcome == Outcome::Changed || retry)
+            && let Some(r) = &self.cfg.reload
+        {
+            if outcome == Outcome::Unchanged {
+                tracing::info!(output = %name, "running the reload that failed again");
+            }
+            let record = reload::run(name, r).await;
+            state.last_reload = Some(record.clone());
+            reload_record = Some(record);
+        }
+        let reload_failed = reload_record.as_ref().is_some_and(|r| !r.ok);
         if let Err(e) = self.states.save(name, state) {
             tracing::warn!(output = %name, error = %e, "could not record state");
         }
@@ -773,7 +847,10 @@ impl OutputTask {
         if is_cert && outcome == Outcome::Changed {
             self.shared.nudge_report();
         }
-        due
+        if reload_failed {
+            return Err(AttemptError::Reload);
+        }
+        Ok(due)
     }
 }
 

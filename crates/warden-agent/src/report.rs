@@ -197,7 +197,8 @@ fn items(
 /// difference from the report last sent is a certificate that moved to a current default
 /// issuer and another certificate still has to move, the agent writes one report when its last
 /// certificate moved (or the window ended). Anything else (a certificate renewed in place, a
-/// failure, a credential added or gone, a state that is not fresh) is written at once.
+/// failure, a reload that failed, a credential added or gone, a state that is not fresh) is
+/// written at once.
 fn hold_for_moves(
     sent: &[Item],
     current: &[Item],
@@ -217,7 +218,12 @@ fn hold_for_moves(
         let before = sent
             .iter()
             .find(|s| s.credential == now.credential && s.output == now.output)?;
-        let moved = now.issuer.is_some() && now.issuer != before.issuer && pending(now).is_none();
+        // A move whose reload failed leaves the service on the old certificate: a failure.
+        let reload_failed = now.last_reload.as_deref() == Some("failed");
+        let moved = now.issuer.is_some()
+            && now.issuer != before.issuer
+            && pending(now).is_none()
+            && !reload_failed;
         if before != now && !moved {
             return None;
         }
@@ -465,6 +471,24 @@ mod tests {
         let quiet = IssuerBook::default();
         quiet.observe("pki", "new", t1);
         assert_eq!(hold_for_moves(&sent, &both, &quiet, window), None);
+    }
+
+    /// A certificate moved to the new issuer but its service's reload failed: the service
+    /// still presents the old one. That is a failure, written at once, not held to the end
+    /// of the window like a clean move.
+    #[test]
+    fn a_move_whose_reload_failed_is_reported_at_once() {
+        let book = IssuerBook::default();
+        let window = Duration::from_secs(300);
+        let t0 = time::macros::datetime!(2030-01-01 00:00 UTC);
+        book.observe("pki", "old", t0);
+        let sent = vec![cert("identity", "1", "old"), cert("tls", "2", "old")];
+        book.observe("pki", "new", t0 + time::Duration::hours(1));
+        let mut moved = vec![cert("identity", "1", "old"), cert("tls", "3", "new")];
+        moved[1].last_reload = Some("ok".into());
+        assert!(hold_for_moves(&sent, &moved, &book, window).is_some());
+        moved[1].last_reload = Some("failed".into());
+        assert_eq!(hold_for_moves(&sent, &moved, &book, window), None);
     }
 
     #[test]

@@ -390,6 +390,10 @@ impl Agent {
         for task in &tasks {
             let mut state = task.load_state();
             if task.keep_on_disk(&mut state).is_some() {
+                // Kept; a reload that failed before is run again.
+                if let Err(e) = task.retry_reload(&mut state).await {
+                    task.record_failure(&e.to_string());
+                }
                 continue;
             }
             if !logged_in && auth_error.is_none() {

@@ -16,6 +16,10 @@
 //!    operator client that knows two node addresses, the first one dead: `agent.toml` lists both
 //!    (`addresses`), and the agent logs in through the live one, delivers every output, and its
 //!    status (control socket), `/health` and `/metrics` name the live node.
+//! 5. `a_failed_reload_is_run_again_until_it_works` — a certificate's and a template's
+//!    reloads fail (the service is down): `--once` exits 1 and neither output is `fresh`; once
+//!    the service is up the next run reloads both although nothing new was delivered, and the
+//!    run after that reloads nothing.
 //! 4. `bad_invocations_fail_with_the_documented_codes` (no server) — an invalid `agent.toml`
 //!    exits 1 naming `file:line`, a missing one exits 1 naming who writes it, command-line
 //!    mistakes exit 2 with the usage; `--help` and `--version` exit 0; `doctor` on the invalid
@@ -249,6 +253,10 @@ fn check_certificate(dir: &Path, root_pem: &str) -> String {
 /// Test 3: a cluster's dead first node (its own file: this one holds the shared helpers).
 #[path = "warden_agent_bin/failover.rs"]
 mod failover;
+
+/// Test 5: a failed reload is run again (its own file).
+#[path = "warden_agent_bin/reload.rs"]
+mod reload;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_then_serve_deliver_the_identitys_outputs() {

@@ -498,6 +498,21 @@ async fn agents_refuse_new_certificates_under_a_revoked_purpose_or_outside_grace
     );
     assert_eq!(ledger["status"], "stale", "{ledger:#}");
     assert_eq!(by_id("audit/certificate")["status"], "healthy");
+
+    // The rule is about the certificate in use, not about the agent's record of it: with the
+    // record gone and the set on disk unusable (an operator's `rm -rf state out/tls/key.pem`
+    // to "unstick" it), ledger still refuses instead of issuing as if for the first time.
+    let ledger_dir = root.path().join("test/ledger");
+    std::fs::remove_dir_all(ledger_dir.join("state")).expect("rm state");
+    std::fs::remove_file(ledger_dir.join("out/tls/key.pem")).expect("rm key.pem");
+    let out = once("ledger");
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "ledger issued again: {err}");
+    assert!(
+        err.contains("outside the grace window of purpose `ledger-tls`"),
+        "{err}"
+    );
+    assert_eq!(serial_on_disk(root.path(), "ledger"), before[1]);
 }
 
 const PURPOSE_SPEC: &str = r#"version = 1

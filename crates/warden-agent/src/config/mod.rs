@@ -625,6 +625,13 @@ fn validate_renewal(raw: &RawRenewal, r: &mut Reporter<'_>) -> RenewalConfig {
     {
         if d < Duration::from_secs(1) {
             r.error(p.span(), "renewal.poll", "poll must be at least 1s");
+        } else if d > MAX_POLL {
+            // Added to dates at every look: `8000y` for `8000s` would overflow the calendar.
+            r.error(
+                p.span(),
+                "renewal.poll",
+                "poll must be at most 365d (it is how often every output is looked at)",
+            );
         } else {
             out.poll = d;
         }
@@ -646,6 +653,9 @@ fn validate_renewal(raw: &RawRenewal, r: &mut Reporter<'_>) -> RenewalConfig {
     }
     out
 }
+
+/// The longest `[renewal] poll` accepted.
+const MAX_POLL: Duration = Duration::from_secs(365 * 86_400);
 
 /// The longest `[renewal] issuer_window` accepted.
 const MAX_ISSUER_WINDOW: Duration = Duration::from_secs(365 * 86_400);

@@ -440,3 +440,21 @@ fn a_signing_key_output_is_owner_only_by_default_and_names_what_it_lacks() {
         assert!(e.contains(want), "missing {want:?} in:\n{e}");
     }
 }
+
+/// `poll` is added to dates (the next look at every output): `8000y` for `8000s` would
+/// overflow the calendar and panic the output's task, which then stops silently. Refused like
+/// an issuer window beyond a year.
+#[test]
+fn a_poll_beyond_a_year_is_refused() {
+    let text = EXAMPLE.replace("poll     = \"5m\"", "poll     = \"8000y\"");
+    let e = errors(&text);
+    assert!(
+        e.contains("renewal.poll") && e.contains("at most 365d"),
+        "{e}"
+    );
+    let ok = EXAMPLE.replace("poll     = \"5m\"", "poll     = \"365d\"");
+    assert_eq!(
+        parse(&ok).unwrap().renewal.poll,
+        Duration::from_secs(365 * 86_400)
+    );
+}

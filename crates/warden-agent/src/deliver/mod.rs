@@ -39,6 +39,12 @@ pub(crate) mod verify;
 pub use set::{deliver_set, read_set, read_versions};
 pub use verify::{Expected, verify_certificate_set};
 
+/// The most the agent reads of a file it delivered when it looks at it again. The output's
+/// owner may grow a file it owns in place (a sparse `truncate -s 100G`); read whole, it would
+/// exhaust the agent's memory. A file larger than this is taken as not the one delivered (and
+/// replaced); nothing the agent renders comes near it (a template's source is at most 1 MiB).
+pub(crate) const READ_LIMIT: u64 = 16 * 1024 * 1024;
+
 /// Whether a delivery changed anything on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -191,7 +197,7 @@ pub fn deliver_file(
             tracing::warn!(output, error = %e, "could not look for temporary files an interrupted write left behind")
         }
     }
-    if same_file(&parent, &name, &file.contents, file.mode) {
+    if same_file(&parent, &name, &file.contents, file.mode, owner) {
         return Ok(Outcome::Unchanged);
     }
     // Handed to the owner before the rename, so the file is never published with the wrong
@@ -214,8 +220,7 @@ pub fn deliver_file(
 /// who may own the output's directory, must not hang or exhaust the agent that looks at it.
 pub fn read_file(root: &Path, path: &Path, owner: Ownership) -> Option<Zeroizing<Vec<u8>>> {
     let (parent, name) = open_parent(root, path, owner, None).ok()?;
-    let file = parent
-        .read(&name)
+    let file = read_bounded(&parent, &name, READ_LIMIT)
         .inspect_err(|e| tracing::warn!(path = %path.display(), error = %e, "not reading the delivered file"))
         .ok()??;
     Some(Zeroizing::new(file.bytes))
@@ -273,12 +278,29 @@ fn open_parent(
     Ok((dir, name))
 }
 
-/// Whether `name` in `dir` is a regular file with exactly these bytes and mode.
-fn same_file(dir: &Dir, name: &str, contents: &[u8], mode: u32) -> bool {
-    match dir.read(name) {
-        Ok(Some(f)) => {
+/// The regular file `name` in `dir` (never through a symlink, never blocking on a FIFO), or an
+/// error when it holds more than `limit` bytes, which are then never read ([`READ_LIMIT`]).
+fn read_bounded(
+    dir: &Dir,
+    name: &str,
+    limit: u64,
+) -> Result<Option<warden_files::FileContents>, warden_files::Error> {
+    Ok(dir.read_bounded(name, limit)?.map(|(file, _)| file))
+}
+
+/// Whether `name` in `dir` is a regular file with exactly these bytes and mode (one longer is
+/// not, and is not read), owned as `owner` says (the agent's user when no owner is
+/// configured): a file someone else owns is not the one delivered, whatever it holds, since
+/// its owner can change it between two looks.
+fn same_file(dir: &Dir, name: &str, contents: &[u8], mode: u32, owner: Ownership) -> bool {
+    match dir.read_bounded(name, contents.len() as u64) {
+        Ok(Some((f, meta))) => {
             let bytes = Zeroizing::new(f.bytes);
-            f.mode == mode && sha256_hex(&bytes) == sha256_hex(contents)
+            let uid = owner.uid.unwrap_or_else(|| nix::unistd::geteuid().as_raw());
+            f.mode == mode
+                && meta.uid == uid
+                && owner.gid.is_none_or(|g| g == meta.gid)
+                && sha256_hex(&bytes) == sha256_hex(contents)
         }
         _ => false,
     }

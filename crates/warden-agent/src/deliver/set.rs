@@ -19,12 +19,16 @@ use std::path::{Path, PathBuf};
 use warden_files::{Dir, Kind};
 use zeroize::Zeroizing;
 
-use super::{DeliverError, Outcome, Ownership, dir_mode, open_parent, same_file};
+use super::{
+    DeliverError, Outcome, Ownership, READ_LIMIT, dir_mode, open_parent, read_bounded, same_file,
+};
 use crate::output::RenderedFile;
 
 /// The marker the agent writes into every version directory it creates (see the module
 /// documentation).
 pub(crate) const MARKER: &str = ".warden-version";
+/// The most read of a marker (the agent's is under 200 bytes).
+const MARKER_LIMIT: u64 = 4096;
 
 /// Delivers a file set into `<dir>.d/<version>/` and points the symlink `<dir>` at it
 /// (`root` is the identity directory). See the module documentation of `deliver`. `version`
@@ -58,7 +62,7 @@ pub fn deliver_set(
     let current = current_version(output, &parent, &name)?;
     if current.as_deref() == Some(version) {
         let live = versions.open(Path::new(version)).map_err(write)?;
-        if set_matches(&live, files) {
+        if set_matches(&live, files, owner) {
             return Ok(Outcome::Unchanged);
         }
         // The same version with other bytes: never rewrite the directory the live symlink
@@ -164,7 +168,7 @@ pub fn read_set(
     names
         .iter()
         .map(|n| {
-            let f = live.read(n).ok()??;
+            let f = read_bounded(&live, n, READ_LIMIT).ok()??;
             Some(RenderedFile {
                 name: (*n).to_owned(),
                 contents: Zeroizing::new(f.bytes),
@@ -201,13 +205,17 @@ pub fn read_versions(
         let Ok(dir) = versions.open(Path::new(&version)) else {
             continue;
         };
-        if dir.read(MARKER).ok().flatten().is_none() {
+        if read_bounded(&dir, MARKER, MARKER_LIMIT)
+            .ok()
+            .flatten()
+            .is_none()
+        {
             continue;
         }
         let files: Option<Vec<RenderedFile>> = names
             .iter()
             .map(|n| {
-                let f = dir.read(n).ok()??;
+                let f = read_bounded(&dir, n, READ_LIMIT).ok()??;
                 Some(RenderedFile {
                     name: (*n).to_owned(),
                     contents: Zeroizing::new(f.bytes),
@@ -266,10 +274,10 @@ fn live_version(parent: &Dir, name: &str) -> Result<Option<String>, Option<Kind>
     }
 }
 
-fn set_matches(dir: &Dir, files: &[RenderedFile]) -> bool {
+fn set_matches(dir: &Dir, files: &[RenderedFile], owner: Ownership) -> bool {
     files
         .iter()
-        .all(|f| same_file(dir, &f.name, &f.contents, f.mode))
+        .all(|f| same_file(dir, &f.name, &f.contents, f.mode, owner))
 }
 
 /// A certificate serial as the agent names version directories: ASCII letters, digits, `-`
@@ -313,7 +321,7 @@ fn not_ours(output: &str, versions: &Dir, name: &str) -> Option<String> {
         Err(e) => return Some(e.to_string()),
     };
     let agent = nix::unistd::geteuid().as_raw();
-    match (dir.meta(MARKER), dir.read(MARKER)) {
+    match (dir.meta(MARKER), read_bounded(&dir, MARKER, MARKER_LIMIT)) {
         (Ok(Some(m)), Ok(Some(f)))
             if m.uid == agent && f.bytes == marker_text(output, version).as_bytes() =>
         {

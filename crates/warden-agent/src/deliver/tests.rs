@@ -411,3 +411,84 @@ fn a_path_outside_the_identity_directory_is_walked_from_the_filesystem_root() {
     assert!(e.to_string().contains("not a plain name"), "{e}");
     victim_intact(&v);
 }
+
+/// The output's owner may grow a file it owns in place (`truncate -s 100G key.pem`: sparse,
+/// no disk used). The agent, often root, looks at what is on disk every poll: it must never
+/// read such a file whole (it would exhaust its memory and stop renewing everything), but
+/// take it as not what it delivered, and replace it.
+#[test]
+fn a_file_grown_huge_in_place_is_never_read_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let grow = |p: &Path| {
+        fs::OpenOptions::new()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_len(READ_LIMIT + 1)
+            .unwrap();
+    };
+    // A single file.
+    let path = tmp.path().join("out/config.json");
+    let f = file("config.json", b"{\"a\":1}", 0o600);
+    deliver_file("c", tmp.path(), &path, &f, Ownership::default()).unwrap();
+    grow(&path);
+    assert!(
+        read_file(tmp.path(), &path, Ownership::default()).is_none(),
+        "read whole"
+    );
+    assert_eq!(
+        deliver_file("c", tmp.path(), &path, &f, Ownership::default()).unwrap(),
+        Outcome::Changed
+    );
+    assert_eq!(fs::read(&path).unwrap(), b"{\"a\":1}");
+    // A set: neither the live version nor a kept one is read.
+    let dir = tmp.path().join("out/tls");
+    for v in ["01", "02"] {
+        deliver_set("tls", tmp.path(), &dir, v, &set(v), Ownership::default()).unwrap();
+    }
+    grow(&dir.join("key.pem"));
+    grow(&tmp.path().join("out/tls.d/01/key.pem"));
+    let names = ["cert.pem", "key.pem"];
+    assert!(read_set(tmp.path(), &dir, &names, Ownership::default()).is_none());
+    assert!(read_versions(tmp.path(), &dir, &names, Ownership::default()).is_empty());
+}
+
+/// A file at an output's name with the bytes and mode the agent would write but another owner
+/// is not what the agent delivered: someone pre-created it (an output in a sticky directory
+/// such as `/tmp`, where anyone may create a name: a CA chain or CRL is public, its bytes easy
+/// to copy) or handed it away, and its owner can change it between two polls. It is replaced,
+/// so the file belongs to whom the configuration says. Needs root (to hand a file away).
+#[test]
+fn a_file_with_the_right_bytes_but_another_owner_is_replaced() {
+    use std::os::unix::fs::{MetadataExt, chown};
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("out/ca.pem");
+    let f = file("ca.pem", b"the public chain", 0o644);
+    let agent = Ownership::default();
+    deliver_file("ca", tmp.path(), &path, &f, agent).unwrap();
+    chown(&path, Some(65534), Some(65534)).unwrap();
+    assert_eq!(
+        deliver_file("ca", tmp.path(), &path, &f, agent).unwrap(),
+        Outcome::Changed,
+        "a stranger's file is not the delivered one"
+    );
+    assert_eq!(fs::metadata(&path).unwrap().uid(), 0);
+    // With an owner configured: a file that is not theirs is handed to them again.
+    let service = Ownership {
+        uid: Some(65534),
+        gid: Some(65534),
+    };
+    assert_eq!(
+        deliver_file("ca", tmp.path(), &path, &f, service).unwrap(),
+        Outcome::Changed
+    );
+    let meta = fs::metadata(&path).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+    assert_eq!(
+        deliver_file("ca", tmp.path(), &path, &f, service).unwrap(),
+        Outcome::Unchanged
+    );
+}

@@ -791,3 +791,60 @@ fn red_team_no_core_dump_while_the_passphrase_is_in_memory() {
     );
     assert!(env.path("test.pem").exists());
 }
+
+/// `sign-intermediate --out` at a symlink (`/dev/stdout` is one), a FIFO or a device was only
+/// refused by the write, after the signature was recorded: the ledger counted a certificate
+/// nobody had, and `--out /dev/null` run as root replaced the device with a plain file. Now
+/// each is refused before the passphrase is read, with the CA directory unchanged.
+#[test]
+fn sign_refuses_an_out_that_is_a_symlink_fifo_or_device_before_signing() {
+    let env = Env::new();
+    env.init(&[]);
+    let before = env.snapshot();
+    let csr = env.csr("x", "int");
+    std::os::unix::fs::symlink(env.path("elsewhere.pem"), env.path("link.pem")).unwrap();
+    let fifo = env.path("fifo.pem");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let dev = PathBuf::from("/dev/null");
+    for (out, says) in [
+        (env.path("link.pem"), "symbolic link"),
+        (fifo.clone(), "not a regular file"),
+        (dev.clone(), "not a regular file"),
+    ] {
+        let a = env
+            .sign(
+                &csr,
+                &[
+                    "--out",
+                    out.to_str().unwrap(),
+                    "--passphrase-file",
+                    env.path("pass").to_str().unwrap(),
+                ],
+            )
+            .code(1);
+        let err = stderr_of(&a);
+        assert!(err.contains(says), "{err}");
+        assert!(err.contains("nothing was signed"), "{err}");
+        assert_eq!(env.snapshot(), before, "{}", out.display());
+    }
+    assert!(!env.path("elsewhere.pem").exists());
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    use std::os::unix::fs::FileTypeExt as _;
+    assert!(
+        std::fs::metadata(&dev)
+            .unwrap()
+            .file_type()
+            .is_char_device()
+    );
+}

@@ -300,21 +300,8 @@ fn emit_record(out: &Output, record: &RotationRecord, text: String) -> anyhow::R
 
 async fn begin(a: BeginArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let (resolved, env) = one_env(&a.target, "ca rotate-intermediate begin")?;
-    if a.csr_out.exists() {
-        return Err(anyhow::anyhow!(
-            "--csr-out {} already exists",
-            a.csr_out.display()
-        ))
-        .hint("name a new file; nothing was generated");
-    }
-    let parent = a.csr_out.parent().filter(|p| !p.as_os_str().is_empty());
-    if parent.is_some_and(|p| !p.is_dir()) {
-        return Err(anyhow::anyhow!(
-            "the directory of --csr-out {} does not exist",
-            a.csr_out.display()
-        ))
-        .hint("create it first; nothing was generated");
-    }
+    // A dangling symlink or a FIFO at --csr-out is refused here, before the key exists.
+    super::check_new_file(&a.csr_out, "--csr-out")?;
     let client = resolved.client(&env)?;
     let now = server_clock(&client, out).await?;
     let record = ca::begin(&client, &env, a.restart, now)

@@ -848,3 +848,76 @@ fn sign_refuses_an_out_that_is_a_symlink_fifo_or_device_before_signing() {
             .is_char_device()
     );
 }
+
+/// `server tls --out DIR` read an existing listener CA with a plain read: a FIFO at
+/// `listener-ca.key` hung it for ever, a symlink to `/dev/zero` read until memory ran out, and
+/// a dangling symlink at the name counted as no CA, so the root signed a new listener CA (in the
+/// ledger) whose key the write then refused. Each is refused at once and signs nothing.
+#[test]
+fn server_tls_refuses_a_fifo_device_or_symlink_at_the_listener_ca() {
+    let env = Env::new();
+    env.init(&[]);
+    let spec = env.path("nodes.toml");
+    std::fs::write(
+        &spec,
+        "version = 1\n[environments.prod]\ndomain = \"p.internal\"\nruntime_owner = \"warden-test\"\n\
+         [[environments.prod.nodes]]\nname = \"prod-1\"\naddress = \"https://127.0.0.1:8201\"\n\
+         cluster_address = \"https://127.0.0.1:8202\"\n",
+    )
+    .unwrap();
+    let out = env.path("tls");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let tls = || {
+        let mut cmd = env.warden();
+        cmd.args(["server", "tls", "--env", "prod", "--spec"])
+            .arg(&spec)
+            .arg("--ca-dir")
+            .arg(env.ca())
+            .arg("--out")
+            .arg(&out)
+            .arg("--passphrase-file")
+            .arg(env.path("pass"))
+            .timeout(std::time::Duration::from_secs(15));
+        cmd
+    };
+    let before = env.snapshot();
+    let (crt, key) = (out.join("listener-ca.crt"), out.join("listener-ca.key"));
+    let refused = |says: &str| {
+        let a = tls().assert().code(1);
+        let err = stderr_of(&a);
+        assert!(err.contains(says) && err.contains("hint:"), "{err}");
+        assert_eq!(env.snapshot(), before);
+        assert!(!out.join("prod-1").exists(), "no node files");
+    };
+    std::fs::write(&crt, "not read").unwrap();
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&key)
+            .status()
+            .unwrap()
+            .success()
+    );
+    refused("not a regular file");
+    std::fs::remove_file(&key).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &key).unwrap();
+    refused("symbolic link");
+    std::fs::remove_file(&key).unwrap();
+    std::fs::remove_file(&crt).unwrap();
+    std::os::unix::fs::symlink(env.path("elsewhere.crt"), &crt).unwrap();
+    refused("symbolic link");
+    assert!(!env.path("elsewhere.crt").exists());
+    // With the names clear, the listener CA is created and kept on the next run.
+    std::fs::remove_file(&crt).unwrap();
+    tls().assert().success();
+    assert_eq!(env.ledger_lines(), before_lines(&before) + 1);
+    tls().assert().success();
+    assert_eq!(env.ledger_lines(), before_lines(&before) + 1);
+}
+
+/// Lines of the ledger in a [`Env::snapshot`].
+fn before_lines(snapshot: &BTreeMap<String, (u32, Vec<u8>)>) -> usize {
+    String::from_utf8_lossy(&snapshot["ledger.jsonl"].1)
+        .lines()
+        .count()
+}

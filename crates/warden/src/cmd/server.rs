@@ -172,20 +172,47 @@ fn listener_ca(
     i: &Issue<'_>,
     now: OffsetDateTime,
 ) -> anyhow::Result<(ListenerCa, bool)> {
-    let (crt, key) = (i.out.join("listener-ca.crt"), i.out.join("listener-ca.key"));
-    if crt.exists() || key.exists() {
-        let read = |p: &std::path::Path| {
-            std::fs::read_to_string(p)
-                .with_context(|| format!("could not read {}", p.display()))
-                .with_hint(|| {
-                    format!(
-                        "{} holds the listener CA as listener-ca.crt and listener-ca.key; restore both, or use a new --out to create a new CA (every node then needs new certificates)",
-                        i.out.display()
-                    )
-                })
+    // Through the directory, never following a name: a FIFO there would hang the read, a
+    // symlink to /dev/zero fill memory, and a dangling symlink must not pass for "no CA yet"
+    // (the root would sign a listener CA whose key the write then refuses).
+    let dir = warden_files::Dir::open_unchecked(i.out)
+        .with_context(|| format!("could not open {}", i.out.display()))?;
+    let restore = || {
+        format!(
+            "{} holds the listener CA as listener-ca.crt and listener-ca.key (regular files); restore both, or use a new --out to create a new CA (every node then needs new certificates)",
+            i.out.display()
+        )
+    };
+    let present = |name: &str| -> anyhow::Result<bool> {
+        use warden_files::Kind;
+        let what = match dir.meta(name)?.map(|m| m.kind) {
+            None => return Ok(false),
+            Some(Kind::File) => return Ok(true),
+            Some(Kind::Symlink) => "a symbolic link (never followed here)",
+            Some(Kind::Dir) => "a directory, not a regular file",
+            Some(Kind::Other) => "not a regular file (a FIFO, socket or device)",
         };
-        let key_pem = zeroize::Zeroizing::new(read(&key)?);
-        let lca = ListenerCa::load(&read(&crt)?, &key_pem)
+        Err(anyhow::anyhow!("{} is {what}", i.out.join(name).display())).with_hint(restore)
+    };
+    if present("listener-ca.crt")? | present("listener-ca.key")? {
+        let read = |name: &str| -> anyhow::Result<zeroize::Zeroizing<String>> {
+            let path = i.out.join(name);
+            let bytes = dir
+                .read_bounded(name, crate::input::TEXT_FILE_LIMIT)
+                .with_context(|| format!("could not read {}", path.display()))
+                .with_hint(restore)?
+                .with_context(|| format!("{} is missing", path.display()))
+                .with_hint(restore)?
+                .0
+                .bytes;
+            let bytes = zeroize::Zeroizing::new(bytes);
+            let text = std::str::from_utf8(&bytes)
+                .with_context(|| format!("{} is not PEM text", path.display()))
+                .with_hint(restore)?;
+            Ok(zeroize::Zeroizing::new(text.to_owned()))
+        };
+        let key_pem = read("listener-ca.key")?;
+        let lca = ListenerCa::load(&read("listener-ca.crt")?, &key_pem)
             .context("the listener CA in --out does not load")
             .hint("listener-ca.key must be the key of listener-ca.crt")?;
         return Ok((lca, false));
@@ -197,8 +224,18 @@ fn listener_ca(
     let lca = ListenerCa::create(&ca, i.env, &passphrase, LISTENER_CA_VALIDITY, now)
         .context("could not create the listener CA")
         .hint("check the passphrase; the root's ledger is unchanged unless it signed")?;
-    warden_files::write_atomic(&key, lca.key_pem().as_bytes(), Mode::OwnerOnly)?;
-    warden_files::write_atomic(&crt, lca.cert_pem().as_bytes(), Mode::Public)?;
+    dir.write(
+        "listener-ca.key",
+        lca.key_pem().as_bytes(),
+        Mode::OwnerOnly,
+        None,
+    )?;
+    dir.write(
+        "listener-ca.crt",
+        lca.cert_pem().as_bytes(),
+        Mode::Public,
+        None,
+    )?;
     Ok((lca, true))
 }
 

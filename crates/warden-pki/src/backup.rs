@@ -274,8 +274,8 @@ impl CaFiles {
     pub fn check_no_rollback(&self, existing: &CaDir) -> Result<()> {
         let dir = existing.dir();
         let ours = self.required(dir, LEDGER)?;
-        let theirs =
-            std::fs::read(dir.join(LEDGER)).map_err(Error::io("read", dir.join(LEDGER)))?;
+        let theirs = crate::root::read_ca_file(&dir.join(LEDGER))
+            .map_err(Error::io("read", dir.join(LEDGER)))?;
         let meta: CaMetadata =
             serde_json::from_slice(self.required(dir, METADATA)?).map_err(|e| {
                 Error::CorruptCaFile {

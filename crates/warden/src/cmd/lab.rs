@@ -82,7 +82,7 @@ struct UpArgs {
 
 /// The example platform (`examples/lab/warden.toml`), built in so `warden lab up` works from
 /// any directory.
-const EXAMPLE_SPEC: &str = include_str!("../../../../examples/lab/warden.toml");
+pub(crate) const EXAMPLE_SPEC: &str = include_str!("../../../../examples/lab/warden.toml");
 
 #[derive(Debug, Args)]
 struct DownArgs {

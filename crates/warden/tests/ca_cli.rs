@@ -915,6 +915,55 @@ fn server_tls_refuses_a_fifo_device_or_symlink_at_the_listener_ca() {
     assert_eq!(env.ledger_lines(), before_lines(&before) + 1);
 }
 
+/// `server tls --out DIR` where DIR belongs to someone else (pre-created in a shared place):
+/// the owner could swap in a listener CA of their own, which the command kept and signed every
+/// node's certificate with. Refused, nothing signed. Needs root to hand the directory away.
+#[test]
+fn server_tls_refuses_an_out_directory_another_user_owns() {
+    if !rustix::process::geteuid().is_root() {
+        return;
+    }
+    let env = Env::new();
+    env.init(&[]);
+    let spec = env.path("nodes.toml");
+    std::fs::write(
+        &spec,
+        "version = 1\n[environments.prod]\ndomain = \"p.internal\"\nruntime_owner = \"warden-test\"\n\
+         [[environments.prod.nodes]]\nname = \"prod-1\"\naddress = \"https://127.0.0.1:8201\"\n\
+         cluster_address = \"https://127.0.0.1:8202\"\n",
+    )
+    .unwrap();
+    let out = env.path("tls");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(&out, Some(65534), Some(65534)).unwrap();
+    let before = env.snapshot();
+    let a = env
+        .warden()
+        .args(["server", "tls", "--env", "prod", "--spec"])
+        .arg(&spec)
+        .arg("--ca-dir")
+        .arg(env.ca())
+        .arg("--out")
+        .arg(&out)
+        .arg("--passphrase-file")
+        .arg(env.path("pass"))
+        .assert()
+        .code(1);
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("owned by uid 65534") && err.contains("hint:"),
+        "{err}"
+    );
+    assert_eq!(env.snapshot(), before);
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(
+        mode, 0o755,
+        "the refused run left the directory's mode alone"
+    );
+}
+
 /// Lines of the ledger in a [`Env::snapshot`].
 fn before_lines(snapshot: &BTreeMap<String, (u32, Vec<u8>)>) -> usize {
     String::from_utf8_lossy(&snapshot["ledger.jsonl"].1)

@@ -166,6 +166,19 @@ pub(crate) fn load_spec(path: &std::path::Path) -> anyhow::Result<warden_spec::S
     })
 }
 
+/// `--out`, opened only when no one else can change it: whoever owns it could swap in a
+/// listener CA of their own, which this command keeps and signs every node's certificate with.
+fn open_out_dir(out: &std::path::Path) -> anyhow::Result<warden_files::Dir> {
+    warden_files::Dir::open_root(out, warden_files::Trusted::process())
+        .with_context(|| format!("could not use {} for the listener CA", out.display()))
+        .with_hint(|| {
+            format!(
+                "--out must be a directory of yours (or root's) that no one else can write to: create a new one, or `chown` {} to this user; nothing was written",
+                out.display()
+            )
+        })
+}
+
 /// The listener CA in `out`, or a new one signed by the offline root when there is none.
 fn listener_ca(
     a: &TlsArgs,
@@ -175,8 +188,7 @@ fn listener_ca(
     // Through the directory, never following a name: a FIFO there would hang the read, a
     // symlink to /dev/zero fill memory, and a dangling symlink must not pass for "no CA yet"
     // (the root would sign a listener CA whose key the write then refuses).
-    let dir = warden_files::Dir::open_unchecked(i.out)
-        .with_context(|| format!("could not open {}", i.out.display()))?;
+    let dir = open_out_dir(i.out)?;
     let restore = || {
         format!(
             "{} holds the listener CA as listener-ca.crt and listener-ca.key (regular files); restore both, or use a new --out to create a new CA (every node then needs new certificates)",
@@ -282,6 +294,10 @@ fn tls(a: TlsArgs, out: &Output) -> anyhow::Result<ExitCode> {
         identity_cas.push('\n');
     }
     let identity_ca = (!identity_cas.is_empty()).then_some(identity_cas);
+    // Checked before `ensure_private_dir` makes it owner-only: a refused run changes nothing.
+    if i.out.exists() {
+        open_out_dir(i.out)?;
+    }
     warden_files::ensure_private_dir(i.out)
         .with_context(|| format!("could not create {}", i.out.display()))?;
     let now = OffsetDateTime::now_utc();

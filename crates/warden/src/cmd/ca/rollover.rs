@@ -545,6 +545,19 @@ async fn activate(a: ActivateArgs, out: &Output) -> anyhow::Result<ExitCode> {
             "the listeners must trust both intermediates before the default changes: rewrite client-ca.pem with `warden server tls --env {} --identity-ca …` (every intermediate `warden ca status --env {}` lists), restart each node, then run activate with --listeners-updated",
             env.name, env.name
         ));
+        // What stands, as every step reports it (with `-o json` a script otherwise got no
+        // document at all): still imported.
+        if let Some(record) = &record {
+            out.emit(record, || {
+                format!(
+                    "{}: imported; both roots are trusted. The default has NOT changed.
+Next: update every listener, then
+  warden ca rollover-root activate --env {} --listeners-updated
+",
+                    env.name, env.name
+                )
+            })?;
+        }
         return Ok(ExitCode::SUCCESS);
     }
     // After this every proxy's chain holds the re-signed intermediate and its root.

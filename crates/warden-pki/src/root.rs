@@ -293,6 +293,10 @@ fn check_empty(dir: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(Error::io("list", dir)(e)),
     };
+    // The root key's directory must be this user's (or root's) and writable by no one else:
+    // whoever owns it could swap the root certificate or cut the ledger (a directory made
+    // beforehand in a shared place is the usual way).
+    warden_files::Dir::open_root(dir, warden_files::Trusted::process())?;
     let names: Vec<_> = entries
         .filter_map(|e| e.ok().map(|e| e.file_name()))
         .collect();
@@ -512,6 +516,37 @@ pub(crate) mod tests {
         let (_tmp, ca) = new_ca(&RootOptions::default());
         fifo(&ca.dir().join(ROOT_KEY));
         assert!(ca.unlock(&pass()).is_err());
+    }
+
+    /// `ca init --dir D` where D was made beforehand by another user (or is writable by
+    /// others): the root key's directory stayed theirs, free to swap the root certificate or
+    /// cut the ledger. Refused before anything is written.
+    #[test]
+    fn init_refuses_a_directory_someone_else_owns_or_can_write() {
+        let tmp = tempfile::tempdir().unwrap();
+        let open = tmp.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = CaDir::init(&open, &RootOptions::default(), &pass(), NOW).unwrap_err();
+        assert!(e.to_string().contains("writable by other users"), "{e}");
+        assert!(CaDir::check_can_init(&open).is_err());
+        assert_eq!(std::fs::read_dir(&open).unwrap().count(), 0);
+        if nix::unistd::geteuid().is_root() {
+            let theirs = tmp.path().join("theirs");
+            std::fs::create_dir(&theirs).unwrap();
+            std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+            let e = CaDir::init(&theirs, &RootOptions::default(), &pass(), NOW).unwrap_err();
+            assert!(e.to_string().contains("owned by uid 65534"), "{e}");
+            assert_eq!(std::fs::read_dir(&theirs).unwrap().count(), 0);
+        }
+        // A new directory, and an empty one of this user's, are fine.
+        CaDir::init(
+            &tmp.path().join("new"),
+            &RootOptions::default(),
+            &pass(),
+            NOW,
+        )
+        .unwrap();
     }
 
     #[test]

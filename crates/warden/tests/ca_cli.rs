@@ -458,6 +458,23 @@ fn init_refuses_an_existing_ca_and_sign_an_unwritable_out() {
     assert!(stderr_of(&a).contains("nothing was signed"));
     assert_eq!(env.snapshot(), before);
 
+    // A directory another user can write to: refused before the passphrase is read.
+    let open = env.path("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let a = env
+        .warden()
+        .args(["ca", "init", "--dir"])
+        .arg(&open)
+        .assert()
+        .code(1);
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("writable by other users") && err.contains("chmod go-w"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(&open).unwrap().count(), 0);
+
     // Not a CA directory.
     let a = env
         .warden()

@@ -747,6 +747,9 @@ fn pki_error(err: PkiError, what: String, dir: &Path) -> anyhow::Error {
             "check --env and --profile against `warden ca show --dir {d}`; an environment the root never signed for gets a new intermediate with `ca sign-intermediate --env {environment}` after `promote`; {unchanged}"
         )),
         PkiError::Write(e) if e.is_disk_full() => Some("free some disk space".to_owned()),
+        PkiError::Write(e) if e.is_refusal() => Some(format!(
+            "give a directory of yours that no one else can write to, and no symlink (a new --dir, or fix it with `chown`/`chmod go-w`); {unchanged}"
+        )),
         _ => None,
     };
     let err = anyhow::Error::new(err).context(what);

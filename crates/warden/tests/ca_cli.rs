@@ -981,6 +981,62 @@ fn server_tls_refuses_an_out_directory_another_user_owns() {
     );
 }
 
+/// `server tls --out DIR --ca-dir OTHER` (another environment's or an old root's directory)
+/// for a node added later: the node's `ca.pem` held OTHER's root while its server certificate
+/// chains to the listener CA in DIR, so it could verify none of its peers when joining.
+/// Refused before anything is written when the listener CA in DIR does not chain to a root of
+/// --ca-dir.
+#[test]
+fn server_tls_refuses_a_ca_dir_the_listener_ca_does_not_chain_to() {
+    let env = Env::new();
+    env.init(&[]);
+    let other = env.path("other-ca");
+    env.warden()
+        .args(["ca", "init", "--dir"])
+        .arg(&other)
+        .arg("--passphrase-file")
+        .arg(env.path("pass"))
+        .assert()
+        .success();
+    let spec = env.path("nodes.toml");
+    std::fs::write(
+        &spec,
+        "version = 1\n[environments.prod]\ndomain = \"p.internal\"\nruntime_owner = \"warden-test\"\n\
+         [[environments.prod.nodes]]\nname = \"prod-1\"\naddress = \"https://127.0.0.1:8201\"\n\
+         cluster_address = \"https://127.0.0.1:8202\"\n\
+         [[environments.prod.nodes]]\nname = \"prod-2\"\naddress = \"https://127.0.0.1:8203\"\n\
+         cluster_address = \"https://127.0.0.1:8204\"\n",
+    )
+    .unwrap();
+    let out = env.path("tls");
+    let tls = |ca: &Path, node: &str| {
+        let mut cmd = env.warden();
+        cmd.args(["server", "tls", "--env", "prod", "--node", node, "--spec"])
+            .arg(&spec)
+            .arg("--ca-dir")
+            .arg(ca)
+            .arg("--out")
+            .arg(&out)
+            .arg("--passphrase-file")
+            .arg(env.path("pass"));
+        cmd.assert()
+    };
+    tls(&env.ca(), "prod-1").success();
+    let a = tls(&other, "prod-2").code(1);
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("does not chain to") && err.contains("--ca-dir") && err.contains("hint:"),
+        "{err}"
+    );
+    assert!(!out.join("prod-2").exists(), "nothing written for prod-2");
+    // With the right root, prod-2's ca.pem is the root its peers' certificates chain to.
+    tls(&env.ca(), "prod-2").success();
+    assert_eq!(
+        std::fs::read_to_string(out.join("prod-2/ca.pem")).unwrap(),
+        std::fs::read_to_string(out.join("prod-1/ca.pem")).unwrap()
+    );
+}
+
 /// Lines of the ledger in a [`Env::snapshot`].
 fn before_lines(snapshot: &BTreeMap<String, (u32, Vec<u8>)>) -> usize {
     String::from_utf8_lossy(&snapshot["ledger.jsonl"].1)

@@ -302,7 +302,7 @@ fn tls(a: TlsArgs, out: &Output) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("could not create {}", i.out.display()))?;
     let now = OffsetDateTime::now_utc();
     let (lca, created) = listener_ca(&a, &i, now)?;
-    let root_pem = chain_root(i.ca_dir)?;
+    let root_pem = chain_root(i.ca_dir, &lca, i.out)?;
     let mut written = Vec::new();
     for node in &nodes {
         written.push(
@@ -456,13 +456,39 @@ fn install_listener_ca(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The offline root's certificate: `ca.pem` on the nodes. Read from `--ca-dir` (the public
-/// `root.crt`; no passphrase).
-fn chain_root(ca_dir: &std::path::Path) -> anyhow::Result<String> {
+/// What a node's `ca.pem` holds: the roots of `ca_dir` (during a root rollover the next one
+/// too, which a re-signed listener CA chains to), checked to be what `lca` chains to. A wrong
+/// --ca-dir (another environment's, an old one) put a root in a new node's `ca.pem` under which
+/// none of its peers' certificates verify.
+fn chain_root(
+    ca_dir: &std::path::Path,
+    lca: &ListenerCa,
+    out: &std::path::Path,
+) -> anyhow::Result<String> {
     let ca = CaDir::open(ca_dir)
         .with_context(|| format!("could not open the offline root in {}", ca_dir.display()))
         .hint("--ca-dir is the directory `warden ca init` created")?;
-    Ok(ca.root_pem().to_owned())
+    let roots = ca
+        .trusted_roots_pem()
+        .with_context(|| format!("could not read the roots of {}", ca_dir.display()))?;
+    // Read from `root.crt` (public; no passphrase).
+    let report = warden_pki::verify_chain_any(lca.cert_pem(), &roots, OffsetDateTime::now_utc())
+        .context("could not read the listener CA in --out")?;
+    if !report.valid {
+        return Err(anyhow::anyhow!(
+            "the listener CA in {} does not chain to the root in --ca-dir {}: {}",
+            out.display(),
+            ca_dir.display(),
+            report.problems_text()
+        ))
+        .hint("--ca-dir is the offline root that signed this environment's listener CA (`warden ca verify --dir DIR listener-ca.crt` tells); nothing was written for the nodes");
+    }
+    let mut pem = String::new();
+    for root in &roots {
+        pem.push_str(root.trim_end());
+        pem.push('\n');
+    }
+    Ok(pem)
 }
 
 fn config(args: ConfigArgs, out: &Output) -> anyhow::Result<ExitCode> {

@@ -433,8 +433,9 @@ impl Dir {
     /// Atomically replaces `name` with `contents`: a temporary file in this directory
     /// (created `0600`, exclusive, never through a symlink), written, handed to `owner` and set
     /// to `mode`, fsynced, renamed over `name`, then the directory fsynced. A symlink at `name`
-    /// is refused and left alone; on any failure the temporary file is removed and the
-    /// previous file stays as it was.
+    /// is refused and left alone, and so is anything but a regular file (a FIFO, a device such
+    /// as `/dev/null`: the rename would replace it); on any failure the temporary file is
+    /// removed and the previous file stays as it was.
     pub fn write(
         &self,
         name: &str,
@@ -444,8 +445,11 @@ impl Dir {
     ) -> Result<(), Error> {
         let name = self.name(name)?;
         let path = self.entry_path(name);
-        if self.meta(name)?.is_some_and(|m| m.kind == Kind::Symlink) {
-            return Err(Error::Symlink { path });
+        match self.meta(name)?.map(|m| m.kind) {
+            Some(Kind::Symlink) => return Err(Error::Symlink { path }),
+            // A directory is left to the rename, which refuses it atomically.
+            Some(Kind::Other) => return Err(Error::NotARegularFile { path }),
+            None | Some(Kind::File | Kind::Dir) => {}
         }
         let (tmp, fd) = self.create_temp(name)?;
         let written = (|| {
@@ -474,6 +478,19 @@ impl Dir {
         }
         self.sync()
             .map_err(|e| rename_step(e, &path, "fsync directory"))
+    }
+
+    /// Whether [`Dir::write`] could put a file at `name`, checked before anything is written:
+    /// `name` is absent or a regular file. A symlink is [`Error::Symlink`]; a FIFO, socket,
+    /// device or directory is [`Error::NotARegularFile`].
+    pub fn check_write_target(&self, name: &str) -> Result<(), Error> {
+        let name = self.name(name)?;
+        let path = || self.entry_path(name);
+        match self.meta(name)?.map(|m| m.kind) {
+            None | Some(Kind::File) => Ok(()),
+            Some(Kind::Symlink) => Err(Error::Symlink { path: path() }),
+            Some(Kind::Dir | Kind::Other) => Err(Error::NotARegularFile { path: path() }),
+        }
     }
 
     /// Removes the temporary files [`Dir::write`] of `name` left behind by a process that

@@ -1,5 +1,5 @@
 use std::fs;
-use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt, symlink};
 
 use super::*;
 
@@ -199,6 +199,9 @@ fn writes_replace_atomically_and_leave_no_temporary_file() {
         ),
         "{e}"
     );
+    // The check before an irreversible step refuses it up front.
+    let e = dir.check_write_target("d").unwrap_err();
+    assert!(matches!(e, Error::NotARegularFile { .. }), "{e}");
     let mut names: Vec<_> = dir.entries().unwrap().into_iter().map(|e| e.0).collect();
     names.sort();
     assert_eq!(names, ["d", "k.pem"]);
@@ -233,4 +236,42 @@ fn symlink_swap_and_removal_stay_inside_the_directory() {
     assert_eq!(made.path(), root.join("out/v1"));
     assert_eq!(dir.meta("v1").unwrap().unwrap().mode, 0o750);
     assert!(dir.create_dir("v1", 0o750).is_err());
+}
+
+/// `warden ca sign-intermediate --out /dev/null`, run as root, replaced the device node with a
+/// plain file (and a FIFO someone reads from with a file nobody reads): the rename of the
+/// temporary file went over whatever was at the name.
+#[test]
+fn a_fifo_or_device_at_the_name_is_refused_and_left_alone() {
+    let (_t, root, _victim) = setup();
+    let fifo = root.join("out/fifo");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        FileType::Fifo,
+        RawMode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let dir = root_dir(&root).open(Path::new("out")).unwrap();
+    let e = dir.write("fifo", b"x", Mode::Public, None).unwrap_err();
+    assert!(matches!(e, Error::NotARegularFile { .. }), "{e}");
+    assert!(e.to_string().contains("not a regular file"), "{e}");
+    assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    let e = crate::write_atomic(&fifo, b"x", Mode::Public).unwrap_err();
+    assert!(matches!(e, Error::NotARegularFile { .. }), "{e}");
+    assert!(crate::check_write_target(&fifo).is_err());
+    assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    // Only the FIFO is there: no temporary file left behind.
+    let names: Vec<_> = dir.entries().unwrap().into_iter().map(|e| e.0).collect();
+    assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+    // A character device: checked, never replaced (the check runs before any write).
+    let e = crate::check_write_target(Path::new("/dev/null")).unwrap_err();
+    assert!(matches!(e, Error::NotARegularFile { .. }), "{e}");
+    // A regular file and a new name pass the check.
+    fs::write(root.join("out/plain"), b"old").unwrap();
+    crate::check_write_target(&root.join("out/plain")).unwrap();
+    crate::check_write_target(&root.join("out/new")).unwrap();
+    let e = crate::check_write_target(&root.join("missing-dir/new")).unwrap_err();
+    assert!(matches!(e, Error::Io { .. }), "{e}");
 }

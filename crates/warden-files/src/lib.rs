@@ -64,6 +64,17 @@ pub enum Error {
         /// The target path.
         path: PathBuf,
     },
+    /// The target path exists and is neither a regular file nor a symlink (a FIFO, a socket, a
+    /// device such as `/dev/null`, a directory): renaming a file over it would replace a device
+    /// node or a pipe someone reads from with a plain file.
+    #[error(
+        "refusing to write {path}: it is not a regular file (a FIFO, socket, device or directory); \
+         name a new or regular file instead"
+    )]
+    NotARegularFile {
+        /// The target path.
+        path: PathBuf,
+    },
     /// A directory on the way to `path` is a symbolic link. Warden never follows one below a
     /// root: it could send a secret, or a delete, anywhere.
     #[error(
@@ -161,6 +172,22 @@ impl Error {
 /// See the crate documentation for the guarantees. The parent directory must exist; use
 /// [`ensure_private_dir`] first where the directory itself should be owner-only.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: Mode) -> Result<(), Error> {
+    let (dir, name) = split_target(path)?;
+    Dir::open_unchecked(dir)?.write(name, contents, mode, None)
+}
+
+/// Checks, without writing anything, that [`write_atomic`] could put a file at `path`: its
+/// directory exists, and `path` is absent or a regular file (not a symlink, FIFO, socket,
+/// device or directory). Commands that do something irreversible before they write (sign and
+/// record in a ledger, generate a key) call it first, so a bad output path refuses the whole
+/// step instead of losing what it made.
+pub fn check_write_target(path: &Path) -> Result<(), Error> {
+    let (dir, name) = split_target(path)?;
+    Dir::open_unchecked(dir)?.check_write_target(name)
+}
+
+/// The directory holding `path` and its file name.
+fn split_target(path: &Path) -> Result<(&Path, &str), Error> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         Some(_) => Path::new("."),
@@ -175,7 +202,7 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: Mode) -> Result<(), Erro
             path: path.to_path_buf(),
         });
     };
-    Dir::open_unchecked(dir)?.write(name, contents, mode, None)
+    Ok((dir, name))
 }
 
 /// Creates `dir` (and its parents) if needed and makes it `0700`.

@@ -168,7 +168,7 @@ impl EnvConfig {
 impl LabConfig {
     /// Reads `lab.json`; `Ok(None)` when the lab does not exist yet.
     pub fn load(path: &Path) -> Result<Option<Self>, Error> {
-        let text = match std::fs::read_to_string(path) {
+        let text = match crate::read_text(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(path, "read lab settings", e)),
@@ -192,5 +192,26 @@ impl LabConfig {
     /// The environment called `name`.
     pub fn env(&self, name: &str) -> Option<&EnvConfig> {
         self.environments.iter().find(|e| e.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A FIFO at `lab.json` hung `lab status` and every command given `--lab` for ever; a
+    /// symlink to `/dev/zero` read until memory ran out. Both fail at once, naming the file.
+    #[test]
+    fn a_fifo_or_device_at_lab_json_fails_at_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("lab.json");
+        assert!(LabConfig::load(&path).unwrap().is_none(), "missing: no lab");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let e = LabConfig::load(&path).unwrap_err();
+        assert!(e.to_string().contains("lab.json"), "{e}");
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+        let e = LabConfig::load(&path).unwrap_err();
+        assert!(e.to_string().contains("lab.json"), "{e}");
     }
 }

@@ -74,7 +74,7 @@ pub(crate) fn prepare_dir(dir: &Path) -> Result<(), Error> {
 
 /// Reads a one-line secret file (passphrase, legacy token).
 pub(crate) fn read_secret(path: &Path) -> Result<Option<SecretString>, Error> {
-    match std::fs::read_to_string(path) {
+    match crate::read_text(path) {
         Ok(s) => {
             let s = Zeroizing::new(s);
             Ok(Some(SecretString::from(s.trim_end().to_owned())))
@@ -202,7 +202,7 @@ pub(crate) fn write_unseal_keys(
 
 /// Reads clear shares; `Ok(None)` if the file does not exist.
 pub(crate) fn read_unseal_keys(path: &Path) -> Result<Option<Vec<SecretString>>, Error> {
-    let text = match std::fs::read_to_string(path) {
+    let text = match crate::read_text(path) {
         Ok(t) => Zeroizing::new(t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(path, "read", e)),
@@ -337,8 +337,7 @@ pub(crate) fn mark_recovery(layout: &EnvLayout) -> Result<(), Error> {
 
 /// The `# public key: age1…` line `generate_identity` writes.
 fn read_recipient(path: &Path) -> Result<String, Error> {
-    let text =
-        Zeroizing::new(std::fs::read_to_string(path).map_err(|e| Error::io(path, "read", e))?);
+    let text = Zeroizing::new(crate::read_text(path).map_err(|e| Error::io(path, "read", e))?);
     text.lines()
         .find_map(|l| l.strip_prefix("# public key: ").map(str::to_owned))
         .ok_or_else(|| Error::CorruptLab {

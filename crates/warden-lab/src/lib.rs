@@ -66,3 +66,17 @@ pub use seal_keeper::{KEEPER_NAME, SealKeeperStatus};
 pub use seal_migrate::{SealMigrationPlan, SealMigrationReport};
 pub use status::EnvStatus;
 pub use warden_node::SealKind;
+
+/// The most a file of the lab directory may hold when Warden reads it.
+const LAB_FILE_LIMIT: u64 = 16 * 1024 * 1024;
+
+/// Reads a file of the lab directory as text: a regular file of at most [`LAB_FILE_LIMIT`]
+/// bytes, opened without blocking, so a FIFO planted at `lab.json` fails at once instead of
+/// hanging every command that takes `--lab`, and a symlink to `/dev/zero` is refused instead of
+/// read until memory runs out. A missing file is `NotFound`, as for `std::fs::read_to_string`.
+pub(crate) fn read_text(path: impl AsRef<std::path::Path>) -> std::io::Result<String> {
+    let bytes = warden_files::read_regular(path.as_ref(), LAB_FILE_LIMIT)?;
+    std::str::from_utf8(&bytes)
+        .map(str::to_owned)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}

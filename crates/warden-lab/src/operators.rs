@@ -121,7 +121,7 @@ pub(crate) async fn write_lab_operator_role(
     env: &str,
     layout: &EnvLayout,
 ) -> Result<(), Error> {
-    let listener_ca = std::fs::read_to_string(layout.listener_ca_cert())
+    let listener_ca = crate::read_text(layout.listener_ca_cert())
         .map_err(|e| Error::io(&layout.listener_ca_cert(), "read", e))?;
     client
         .write(

@@ -159,7 +159,7 @@ fn previous_file(layout: &EnvLayout) -> PathBuf {
 /// The seal a migration is leaving, if one is under way.
 pub(crate) fn read_previous(layout: &EnvLayout) -> Result<Option<EnvSeal>, Error> {
     let path = previous_file(layout);
-    match std::fs::read_to_string(&path) {
+    match crate::read_text(&path) {
         Ok(text) => serde_json::from_str(&text)
             .map(Some)
             .map_err(|e| Error::CorruptLab {
@@ -219,7 +219,7 @@ pub(crate) fn prepare_static(env: &EnvConfig, layout: &EnvLayout) -> Result<(), 
 /// Whether the environment's server config already names a static seal (a server that was
 /// never sealed by a static key may get a fresh one, for example during a migration).
 fn env_was_static(layout: &EnvLayout) -> bool {
-    std::fs::read_to_string(layout.server_config())
+    crate::read_text(layout.server_config())
         .map(|c| c.contains("seal \"static\""))
         .unwrap_or(false)
 }

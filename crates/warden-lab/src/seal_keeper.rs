@@ -200,9 +200,8 @@ impl Keeper {
             return Ok(());
         }
         let kl = lab.seal_keeper();
-        let read = |p: std::path::PathBuf| {
-            std::fs::read_to_string(&p).map_err(|e| Error::io(&p, "read", e))
-        };
+        let read =
+            |p: std::path::PathBuf| crate::read_text(&p).map_err(|e| Error::io(&p, "read", e));
         let ca_cert = read(kl.listener_ca_cert())?;
         let ca_key = zeroize::Zeroizing::new(read(kl.listener_ca_key())?);
         let issuer = LocalIssuer::from_pem(&ca_cert, &ca_key)

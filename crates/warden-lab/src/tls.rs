@@ -115,8 +115,7 @@ pub(crate) fn ensure_node_cert(
     if layout.node_cert().exists() && layout.node_key().exists() {
         return Ok(false);
     }
-    let read =
-        |p: std::path::PathBuf| std::fs::read_to_string(&p).map_err(|e| Error::io(&p, "read", e));
+    let read = |p: std::path::PathBuf| crate::read_text(&p).map_err(|e| Error::io(&p, "read", e));
     let cert = read(layout.listener_ca_cert())?;
     let key = zeroize::Zeroizing::new(read(layout.listener_ca_key())?);
     let lca = ListenerCa::load(&cert, &key).map_err(Error::pki(env, "load the listener CA"))?;
@@ -131,10 +130,10 @@ pub(crate) fn ensure_node_cert(
 /// Makes the listener's client CA bundle the listener CA plus `identity_ca_pem` (the
 /// environment's PKI intermediate). Returns whether the file changed.
 pub(crate) fn ensure_client_ca(layout: &EnvLayout, identity_ca_pem: &str) -> Result<bool, Error> {
-    let listener = std::fs::read_to_string(layout.listener_ca_cert())
+    let listener = crate::read_text(layout.listener_ca_cert())
         .map_err(|e| Error::io(&layout.listener_ca_cert(), "read", e))?;
     let want = warden_pki::client_ca_bundle(&listener, Some(identity_ca_pem));
-    let have = std::fs::read_to_string(layout.client_ca()).unwrap_or_default();
+    let have = crate::read_text(layout.client_ca()).unwrap_or_default();
     if have == want {
         return Ok(false);
     }

@@ -274,8 +274,8 @@ impl CaFiles {
     pub fn check_no_rollback(&self, existing: &CaDir) -> Result<()> {
         let dir = existing.dir();
         let ours = self.required(dir, LEDGER)?;
-        let theirs =
-            std::fs::read(dir.join(LEDGER)).map_err(Error::io("read", dir.join(LEDGER)))?;
+        let theirs = crate::root::read_ca_file(&dir.join(LEDGER))
+            .map_err(Error::io("read", dir.join(LEDGER)))?;
         let meta: CaMetadata =
             serde_json::from_slice(self.required(dir, METADATA)?).map_err(|e| {
                 Error::CorruptCaFile {
@@ -323,6 +323,14 @@ impl CaFiles {
                     path: dir.to_path_buf(),
                     reason: "not a directory name".to_owned(),
                 })?;
+        // A symlink at --dir: the rename below would put the CA where the link is and leave
+        // (or, with `replace`, unlink) the link, so a dangling one failed half-way with "Not a
+        // directory". Refused up front, nothing written.
+        if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(Error::Write(warden_files::Error::Symlink {
+                path: dir.to_path_buf(),
+            }));
+        }
         let occupied = match std::fs::read_dir(dir) {
             Ok(mut entries) => entries.next().is_some(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
@@ -393,6 +401,34 @@ mod tests {
             unconstrained_because: None,
         };
         ca.sign_intermediate(&csr(), &req, &pass(), NOW).unwrap();
+    }
+
+    /// `ca restore --dir LINK`: a dangling symlink failed at the last rename ("Not a
+    /// directory"), one to a CA directory was swapped for a real directory with `--force`.
+    #[test]
+    fn a_symlink_at_the_restore_directory_is_refused_and_left_alone() {
+        let (tmp, ca) = new_ca(&RootOptions::default());
+        let files = ca.files().unwrap();
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(tmp.path().join("elsewhere"), &link).unwrap();
+        let e = files.write_to(&link, false).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        std::fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink(ca.dir(), &link).unwrap();
+        let e = files.write_to(&link, true).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert!(!tmp.path().join("elsewhere").exists());
+        let names: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| !n.contains(".restore-")), "{names:?}");
     }
 
     #[test]

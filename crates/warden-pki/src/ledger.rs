@@ -67,7 +67,7 @@ pub(crate) fn append(path: &Path, entry: &LedgerEntry) -> Result<()> {
 }
 
 pub(crate) fn read(path: &Path) -> Result<Vec<LedgerEntry>> {
-    let text = std::fs::read(path).map_err(Error::io("read", path))?;
+    let text = crate::root::read_ca_file(path).map_err(Error::io("read", path))?;
     parse(path, &text)
 }
 

@@ -53,7 +53,7 @@ mod rotation;
 mod sign;
 
 pub use backup::{CaFiles, CaSummary, LedgerTip};
-pub use chain::{ChainProblem, ChainReport, verify_chain, verify_chain_any};
+pub use chain::{ChainProblem, ChainReport, MAX_CHAIN_CERTS, verify_chain, verify_chain_any};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use inspect::{CertInfo, parse_pem_bundle};

@@ -156,7 +156,7 @@ pub fn rollover_state(dir: &Path) -> Option<RolloverState> {
 
 fn read_record(dir: &Path) -> Result<Option<RolloverRecord>> {
     let path = dir.join(ROLLOVER);
-    match std::fs::read(&path) {
+    match crate::root::read_ca_file(&path) {
         Ok(b) => {
             let record: RolloverRecord =
                 serde_json::from_slice(&b).map_err(|e| corrupt(dir, ROLLOVER, e.to_string()))?;

@@ -293,6 +293,10 @@ fn check_empty(dir: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(Error::io("list", dir)(e)),
     };
+    // The root key's directory must be this user's (or root's) and writable by no one else:
+    // whoever owns it could swap the root certificate or cut the ledger (a directory made
+    // beforehand in a shared place is the usual way).
+    warden_files::Dir::open_root(dir, warden_files::Trusted::process())?;
     let names: Vec<_> = entries
         .filter_map(|e| e.ok().map(|e| e.file_name()))
         .collect();
@@ -324,9 +328,25 @@ pub(crate) fn lock_dir(dir: &Path) -> Result<nix::fcntl::Flock<File>> {
     })
 }
 
+/// The most a CA directory's file may hold (a ledger of many thousand signatures fits).
+pub(crate) const CA_FILE_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// Reads a file of the CA directory: a regular file of at most [`CA_FILE_LIMIT`] bytes, opened
+/// without blocking, so a FIFO at the name fails at once instead of hanging every command and
+/// a symlink to `/dev/zero` is refused instead of read until memory runs out. A missing file
+/// is `NotFound`, as for `std::fs::read`.
+pub(crate) fn read_ca_file(path: &Path) -> std::io::Result<zeroize::Zeroizing<Vec<u8>>> {
+    warden_files::read_regular(path, CA_FILE_LIMIT)
+}
+
 pub(crate) fn read_required(dir: &Path, name: &'static str) -> Result<String> {
     let path = dir.join(name);
-    match std::fs::read_to_string(&path) {
+    let text = read_ca_file(&path).and_then(|b| {
+        std::str::from_utf8(&b)
+            .map(str::to_owned)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    });
+    match text {
         Ok(s) => Ok(s),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NotACaDir {
             dir: dir.to_path_buf(),
@@ -462,6 +482,71 @@ pub(crate) mod tests {
         .unwrap_err();
         assert!(matches!(err, Error::EmptyPassphrase), "{err}");
         assert!(!tmp.path().join("nopass").exists());
+    }
+
+    /// A FIFO at a CA file hung `ca show` (and every step) for ever; a symlink to /dev/zero
+    /// read until memory ran out. Each now fails at once, naming the file.
+    #[test]
+    fn a_fifo_or_device_in_the_ca_directory_fails_at_once() {
+        let (_tmp, ca) = new_ca(&RootOptions::default());
+        let d = ca.dir().to_path_buf();
+        let fifo = |p: &Path| {
+            std::fs::remove_file(p).unwrap();
+            nix::unistd::mkfifo(
+                p,
+                nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+            )
+            .unwrap();
+        };
+        fifo(&d.join(LEDGER));
+        let e = ca.ledger().unwrap_err();
+        assert!(e.to_string().contains(LEDGER), "{e}");
+        assert!(matches!(e, Error::Io { .. }), "{e}");
+        for name in [ROOT_CERT, METADATA] {
+            let (_tmp, ca) = new_ca(&RootOptions::default());
+            let d = ca.dir().to_path_buf();
+            fifo(&d.join(name));
+            let e = CaDir::open(&d).unwrap_err();
+            assert!(e.to_string().contains(name), "{e}");
+            std::fs::remove_file(d.join(name)).unwrap();
+            std::os::unix::fs::symlink("/dev/zero", d.join(name)).unwrap();
+            let e = CaDir::open(&d).unwrap_err();
+            assert!(e.to_string().contains(name), "{e}");
+        }
+        let (_tmp, ca) = new_ca(&RootOptions::default());
+        fifo(&ca.dir().join(ROOT_KEY));
+        assert!(ca.unlock(&pass()).is_err());
+    }
+
+    /// `ca init --dir D` where D was made beforehand by another user (or is writable by
+    /// others): the root key's directory stayed theirs, free to swap the root certificate or
+    /// cut the ledger. Refused before anything is written.
+    #[test]
+    fn init_refuses_a_directory_someone_else_owns_or_can_write() {
+        let tmp = tempfile::tempdir().unwrap();
+        let open = tmp.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = CaDir::init(&open, &RootOptions::default(), &pass(), NOW).unwrap_err();
+        assert!(e.to_string().contains("writable by other users"), "{e}");
+        assert!(CaDir::check_can_init(&open).is_err());
+        assert_eq!(std::fs::read_dir(&open).unwrap().count(), 0);
+        if nix::unistd::geteuid().is_root() {
+            let theirs = tmp.path().join("theirs");
+            std::fs::create_dir(&theirs).unwrap();
+            std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+            let e = CaDir::init(&theirs, &RootOptions::default(), &pass(), NOW).unwrap_err();
+            assert!(e.to_string().contains("owned by uid 65534"), "{e}");
+            assert_eq!(std::fs::read_dir(&theirs).unwrap().count(), 0);
+        }
+        // A new directory, and an empty one of this user's, are fine.
+        CaDir::init(
+            &tmp.path().join("new"),
+            &RootOptions::default(),
+            &pass(),
+            NOW,
+        )
+        .unwrap();
     }
 
     #[test]

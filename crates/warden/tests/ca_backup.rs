@@ -585,3 +585,36 @@ fn red_team_a_custodian_name_cannot_place_a_share_elsewhere() {
     custodians[1] = format!("bob={recipient}");
     site.backup("ca", "ca.backup.age", &custodians);
 }
+
+/// `ca restore --dir LINK`: a dangling symlink was found out only at the last rename, after the
+/// custodians had given their shares ("could not rename into place: Not a directory", no
+/// hint). Refused first, with nothing written and the link left as it was.
+#[test]
+fn restore_refuses_a_symlink_at_dir_before_reading_anything() {
+    let site = Site::new();
+    let custodians = site.custodians(&CUSTODIANS);
+    site.init("ca");
+    site.backup("ca", "ca.backup.age", &custodians);
+    let link = site.path("restored");
+    std::os::unix::fs::symlink(site.path("elsewhere"), &link).unwrap();
+    site.run(&[
+        "ca",
+        "restore",
+        "--from",
+        &site.s("ca.backup.age"),
+        "--dir",
+        &site.s("restored"),
+        "--identity",
+        &site.s("alice.key"),
+    ])
+    .expect_code(1)
+    .says("is a symbolic link")
+    .says("nothing was written");
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(!site.path("elsewhere").exists());
+}

@@ -458,6 +458,23 @@ fn init_refuses_an_existing_ca_and_sign_an_unwritable_out() {
     assert!(stderr_of(&a).contains("nothing was signed"));
     assert_eq!(env.snapshot(), before);
 
+    // A directory another user can write to: refused before the passphrase is read.
+    let open = env.path("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let a = env
+        .warden()
+        .args(["ca", "init", "--dir"])
+        .arg(&open)
+        .assert()
+        .code(1);
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("writable by other users") && err.contains("chmod go-w"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(&open).unwrap().count(), 0);
+
     // Not a CA directory.
     let a = env
         .warden()
@@ -790,4 +807,239 @@ fn red_team_no_core_dump_while_the_passphrase_is_in_memory() {
         "core-file limit (soft, hard) while holding the passphrase"
     );
     assert!(env.path("test.pem").exists());
+}
+
+/// `sign-intermediate --out` at a symlink (`/dev/stdout` is one), a FIFO or a device was only
+/// refused by the write, after the signature was recorded: the ledger counted a certificate
+/// nobody had, and `--out /dev/null` run as root replaced the device with a plain file. Now
+/// each is refused before the passphrase is read, with the CA directory unchanged.
+#[test]
+fn sign_refuses_an_out_that_is_a_symlink_fifo_or_device_before_signing() {
+    let env = Env::new();
+    env.init(&[]);
+    let before = env.snapshot();
+    let csr = env.csr("x", "int");
+    std::os::unix::fs::symlink(env.path("elsewhere.pem"), env.path("link.pem")).unwrap();
+    let fifo = env.path("fifo.pem");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let dev = PathBuf::from("/dev/null");
+    for (out, says) in [
+        (env.path("link.pem"), "symbolic link"),
+        (fifo.clone(), "not a regular file"),
+        (dev.clone(), "not a regular file"),
+    ] {
+        let a = env
+            .sign(
+                &csr,
+                &[
+                    "--out",
+                    out.to_str().unwrap(),
+                    "--passphrase-file",
+                    env.path("pass").to_str().unwrap(),
+                ],
+            )
+            .code(1);
+        let err = stderr_of(&a);
+        assert!(err.contains(says), "{err}");
+        assert!(err.contains("nothing was signed"), "{err}");
+        assert_eq!(env.snapshot(), before, "{}", out.display());
+    }
+    assert!(!env.path("elsewhere.pem").exists());
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    use std::os::unix::fs::FileTypeExt as _;
+    assert!(
+        std::fs::metadata(&dev)
+            .unwrap()
+            .file_type()
+            .is_char_device()
+    );
+}
+
+/// `server tls --out DIR` read an existing listener CA with a plain read: a FIFO at
+/// `listener-ca.key` hung it for ever, a symlink to `/dev/zero` read until memory ran out, and
+/// a dangling symlink at the name counted as no CA, so the root signed a new listener CA (in the
+/// ledger) whose key the write then refused. Each is refused at once and signs nothing.
+#[test]
+fn server_tls_refuses_a_fifo_device_or_symlink_at_the_listener_ca() {
+    let env = Env::new();
+    env.init(&[]);
+    let spec = env.path("nodes.toml");
+    std::fs::write(
+        &spec,
+        "version = 1\n[environments.prod]\ndomain = \"p.internal\"\nruntime_owner = \"warden-test\"\n\
+         [[environments.prod.nodes]]\nname = \"prod-1\"\naddress = \"https://127.0.0.1:8201\"\n\
+         cluster_address = \"https://127.0.0.1:8202\"\n",
+    )
+    .unwrap();
+    let out = env.path("tls");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let tls = || {
+        let mut cmd = env.warden();
+        cmd.args(["server", "tls", "--env", "prod", "--spec"])
+            .arg(&spec)
+            .arg("--ca-dir")
+            .arg(env.ca())
+            .arg("--out")
+            .arg(&out)
+            .arg("--passphrase-file")
+            .arg(env.path("pass"))
+            .timeout(std::time::Duration::from_secs(15));
+        cmd
+    };
+    let before = env.snapshot();
+    let (crt, key) = (out.join("listener-ca.crt"), out.join("listener-ca.key"));
+    let refused = |says: &str| {
+        let a = tls().assert().code(1);
+        let err = stderr_of(&a);
+        assert!(err.contains(says) && err.contains("hint:"), "{err}");
+        assert_eq!(env.snapshot(), before);
+        assert!(!out.join("prod-1").exists(), "no node files");
+    };
+    std::fs::write(&crt, "not read").unwrap();
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&key)
+            .status()
+            .unwrap()
+            .success()
+    );
+    refused("not a regular file");
+    std::fs::remove_file(&key).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &key).unwrap();
+    refused("symbolic link");
+    std::fs::remove_file(&key).unwrap();
+    std::fs::remove_file(&crt).unwrap();
+    std::os::unix::fs::symlink(env.path("elsewhere.crt"), &crt).unwrap();
+    refused("symbolic link");
+    assert!(!env.path("elsewhere.crt").exists());
+    // With the names clear, the listener CA is created and kept on the next run.
+    std::fs::remove_file(&crt).unwrap();
+    tls().assert().success();
+    assert_eq!(env.ledger_lines(), before_lines(&before) + 1);
+    tls().assert().success();
+    assert_eq!(env.ledger_lines(), before_lines(&before) + 1);
+}
+
+/// `server tls --out DIR` where DIR belongs to someone else (pre-created in a shared place):
+/// the owner could swap in a listener CA of their own, which the command kept and signed every
+/// node's certificate with. Refused, nothing signed. Needs root to hand the directory away.
+#[test]
+fn server_tls_refuses_an_out_directory_another_user_owns() {
+    if !rustix::process::geteuid().is_root() {
+        return;
+    }
+    let env = Env::new();
+    env.init(&[]);
+    let spec = env.path("nodes.toml");
+    std::fs::write(
+        &spec,
+        "version = 1\n[environments.prod]\ndomain = \"p.internal\"\nruntime_owner = \"warden-test\"\n\
+         [[environments.prod.nodes]]\nname = \"prod-1\"\naddress = \"https://127.0.0.1:8201\"\n\
+         cluster_address = \"https://127.0.0.1:8202\"\n",
+    )
+    .unwrap();
+    let out = env.path("tls");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(&out, Some(65534), Some(65534)).unwrap();
+    let before = env.snapshot();
+    let a = env
+        .warden()
+        .args(["server", "tls", "--env", "prod", "--spec"])
+        .arg(&spec)
+        .arg("--ca-dir")
+        .arg(env.ca())
+        .arg("--out")
+        .arg(&out)
+        .arg("--passphrase-file")
+        .arg(env.path("pass"))
+        .assert()
+        .code(1);
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("owned by uid 65534") && err.contains("hint:"),
+        "{err}"
+    );
+    assert_eq!(env.snapshot(), before);
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(
+        mode, 0o755,
+        "the refused run left the directory's mode alone"
+    );
+}
+
+/// `server tls --out DIR --ca-dir OTHER` (another environment's or an old root's directory)
+/// for a node added later: the node's `ca.pem` held OTHER's root while its server certificate
+/// chains to the listener CA in DIR, so it could verify none of its peers when joining.
+/// Refused before anything is written when the listener CA in DIR does not chain to a root of
+/// --ca-dir.
+#[test]
+fn server_tls_refuses_a_ca_dir_the_listener_ca_does_not_chain_to() {
+    let env = Env::new();
+    env.init(&[]);
+    let other = env.path("other-ca");
+    env.warden()
+        .args(["ca", "init", "--dir"])
+        .arg(&other)
+        .arg("--passphrase-file")
+        .arg(env.path("pass"))
+        .assert()
+        .success();
+    let spec = env.path("nodes.toml");
+    std::fs::write(
+        &spec,
+        "version = 1\n[environments.prod]\ndomain = \"p.internal\"\nruntime_owner = \"warden-test\"\n\
+         [[environments.prod.nodes]]\nname = \"prod-1\"\naddress = \"https://127.0.0.1:8201\"\n\
+         cluster_address = \"https://127.0.0.1:8202\"\n\
+         [[environments.prod.nodes]]\nname = \"prod-2\"\naddress = \"https://127.0.0.1:8203\"\n\
+         cluster_address = \"https://127.0.0.1:8204\"\n",
+    )
+    .unwrap();
+    let out = env.path("tls");
+    let tls = |ca: &Path, node: &str| {
+        let mut cmd = env.warden();
+        cmd.args(["server", "tls", "--env", "prod", "--node", node, "--spec"])
+            .arg(&spec)
+            .arg("--ca-dir")
+            .arg(ca)
+            .arg("--out")
+            .arg(&out)
+            .arg("--passphrase-file")
+            .arg(env.path("pass"));
+        cmd.assert()
+    };
+    tls(&env.ca(), "prod-1").success();
+    let a = tls(&other, "prod-2").code(1);
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("does not chain to") && err.contains("--ca-dir") && err.contains("hint:"),
+        "{err}"
+    );
+    assert!(!out.join("prod-2").exists(), "nothing written for prod-2");
+    // With the right root, prod-2's ca.pem is the root its peers' certificates chain to.
+    tls(&env.ca(), "prod-2").success();
+    assert_eq!(
+        std::fs::read_to_string(out.join("prod-2/ca.pem")).unwrap(),
+        std::fs::read_to_string(out.join("prod-1/ca.pem")).unwrap()
+    );
+}
+
+/// Lines of the ledger in a [`Env::snapshot`].
+fn before_lines(snapshot: &BTreeMap<String, (u32, Vec<u8>)>) -> usize {
+    String::from_utf8_lossy(&snapshot["ledger.jsonl"].1)
+        .lines()
+        .count()
 }

@@ -502,6 +502,54 @@ async fn issue_14_root_rollover_with_running_agents_never_fails_a_handshake() {
         Duration::from_secs(60),
         || listed(&rollover(&spec, &lab_dir)).0.is_empty(),
     );
+    // Outside a lab (the spec's address, the operator's certificate), activate stops before
+    // the default changes until --listeners-updated. With `-o json` it printed nothing on
+    // stdout, so a script saw success and no document; it reports the record, still imported.
+    let addr = lab.operator_client("test").unwrap().address().to_string();
+    let env_layout = lab.layout().env("test");
+    let outside = w.join("outside.toml");
+    std::fs::write(
+        &outside,
+        spec_with_window("20s").replacen(
+            "domain = \"test.warden.internal\"\n",
+            &format!(
+                "domain = \"test.warden.internal\"\naddress = \"{addr}\"\nca_cert = \"{}\"\n",
+                env_layout.ca_bundle().display()
+            ),
+            1,
+        ),
+    )
+    .unwrap();
+    let out = WARDEN
+        .invoke(&[
+            "ca",
+            "rollover-root",
+            "activate",
+            "--env",
+            "test",
+            "--output",
+            "json",
+            "--spec",
+        ])
+        .arg(&outside)
+        .env("VAULT_CLIENT_CERT", env_layout.operator_cert())
+        .env("VAULT_CLIENT_KEY", env_layout.operator_key())
+        .output();
+    ok(&out, "activate outside a lab, without --listeners-updated");
+    let reported: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "activate -o json printed no JSON ({e}): stdout {:?}, stderr {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(reported["state"], "imported", "{reported:#}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--listeners-updated"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(rollover(&spec, &lab_dir)["record"]["state"], "imported");
     ok(&online(&["activate"], &spec, &lab_dir), "activate");
     assert_eq!(rollover(&spec, &lab_dir)["record"]["state"], "active");
 

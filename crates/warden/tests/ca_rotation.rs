@@ -168,8 +168,34 @@ async fn issue_14_intermediate_rotation_with_running_agents_never_fails_a_handsh
         })
     };
 
-    // 1. online: begin → CSR.
+    // 1. online: begin → CSR. A dangling symlink at --csr-out was only refused by the write,
+    // after the key and the record existed (the next begin then said "the rotation is begun"):
+    // now it is refused first, and the begin below is the first.
     let csr = work.path().join("test.csr");
+    std::os::unix::fs::symlink(work.path().join("elsewhere.csr"), &csr).unwrap();
+    let out = WARDEN
+        .invoke(&[
+            "ca",
+            "rotate-intermediate",
+            "begin",
+            "--env",
+            "test",
+            "--csr-out",
+        ])
+        .arg(&csr)
+        .arg("--spec")
+        .arg(&spec)
+        .arg("--lab")
+        .arg(&lab_dir)
+        .output();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("already exists") && text.contains("hint:"),
+        "{text}"
+    );
+    assert!(!work.path().join("elsewhere.csr").exists());
+    std::fs::remove_file(&csr).unwrap();
     let out = WARDEN
         .invoke(&[
             "ca",

@@ -131,7 +131,14 @@ async fn revoke_identity_kills_its_certificate_token_and_login_and_nothing_else(
         .and_then(|o| o["serial"].as_str())
         .unwrap_or_else(|| panic!("identity serial in the report: {report:#}"))
         .to_owned();
-    let bare = |s: &str| s.replace([':', '-'], "").to_ascii_lowercase();
+    // The integer's hex, as the CRL lists it: a reported serial keeps DER's 00 pad.
+    let bare = |s: &str| {
+        let mut h = s.replace([':', '-'], "").to_ascii_lowercase();
+        while h.len() > 2 && h.starts_with("00") {
+            h.drain(..2);
+        }
+        h
+    };
 
     let access = EnvAccess::of(lab, "test");
     let billing = logged_in(&access, root.path(), "billing")
@@ -340,6 +347,41 @@ async fn revoke_identity_kills_its_certificate_token_and_login_and_nothing_else(
         "a revoked certificate cannot log in"
     );
     assert_eq!(revocation_records(&op).await.len(), 3);
+
+    // The same revocation again at once (a script re-run, an operator unsure the first went
+    // through): its record was `<unix time>-cert-<serial>`, the same name within one second,
+    // so the second replaced the first and its reason was lost. Each gets its own record.
+    for reason in ["re-run one", "re-run two"] {
+        let out = run(&[
+            "revoke",
+            "cert",
+            &ledger_serial,
+            "--reason",
+            reason,
+            "--yes",
+        ]);
+        assert!(out.status.success(), "revoke cert: {}", text(&out.stderr));
+    }
+    let ids = revocation_records(&op).await;
+    assert_eq!(ids.len(), 5, "{ids:?}");
+    let mut reasons = Vec::new();
+    for id in &ids {
+        let rec = op
+            .read(&format!("warden/data/revocations/{id}"))
+            .await
+            .expect("read a record");
+        let data = rec.data.expect("record data");
+        assert_eq!(data["data"]["id"], id.as_str(), "{data}");
+        reasons.push(
+            data["data"]["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    for reason in ["host retired", "re-run one", "re-run two"] {
+        assert!(reasons.iter().any(|r| r == reason), "{reasons:?}");
+    }
 }
 
 const FAIL_CLOSED_SPEC: &str = r#"version = 1

@@ -268,7 +268,7 @@ fn sign_intermediate(a: SignArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let csr = crate::input::read_named_text(&a.csr, "the CSR", crate::input::TEXT_FILE_LIMIT)?;
     let ca = CaDir::open(&dir).map_err(|e| pki_error(e, what(), &dir))?;
     if let Some(path) = &a.out {
-        check_out_path(path)?;
+        check_out_path(path, "--out")?;
     }
     let req = warden_pki::IntermediateRequest {
         environment: a.environment,
@@ -641,25 +641,41 @@ fn read_input(path: &Path) -> anyhow::Result<String> {
     Ok(text.to_string())
 }
 
-/// Fails before the passphrase prompt and before the ledger is written if `--out` cannot be
-/// written: a signature whose certificate is lost still counts in the ledger.
-fn check_out_path(path: &Path) -> anyhow::Result<()> {
+/// Fails before the passphrase prompt and before the ledger is written if `flag`'s file
+/// cannot be written: a signature whose certificate is lost still counts in the ledger. A
+/// symlink (`/dev/stdout` is one), a FIFO or a device is refused here, not after the signature.
+fn check_out_path(path: &Path, flag: &str) -> anyhow::Result<()> {
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     if !parent.is_dir() {
         return Err(anyhow::anyhow!(
-            "the directory of --out {} does not exist",
+            "the directory of {flag} {} does not exist",
             path.display()
         ))
-        .hint("create it first, or choose another --out; nothing was signed");
+        .hint(format!(
+            "create it first, or choose another {flag}; nothing was signed or changed"
+        ));
     }
     if path.is_dir() {
-        return Err(anyhow::anyhow!("--out {} is a directory", path.display()))
-            .hint("name a file; nothing was signed");
+        return Err(anyhow::anyhow!("{flag} {} is a directory", path.display()))
+            .hint("name a file; nothing was signed or changed");
     }
-    Ok(())
+    warden_files::check_write_target(path)
+        .with_context(|| format!("{flag} {} cannot be written", path.display()))
+        .hint("name a new or regular file; nothing was signed or changed")
+}
+
+/// Refuses an output path before anything is signed or generated: a new file in an existing
+/// directory.
+fn check_new_file(path: &Path, flag: &str) -> anyhow::Result<()> {
+    // `symlink_metadata`, not `exists`: a dangling symlink is an existing entry too.
+    if path.symlink_metadata().is_ok() {
+        return Err(anyhow::anyhow!("{flag} {} already exists", path.display()))
+            .hint("name a new file; nothing was signed or changed");
+    }
+    check_out_path(path, flag)
 }
 
 /// Wraps a library error with what failed and, where there is one, what to do next.
@@ -731,6 +747,9 @@ fn pki_error(err: PkiError, what: String, dir: &Path) -> anyhow::Error {
             "check --env and --profile against `warden ca show --dir {d}`; an environment the root never signed for gets a new intermediate with `ca sign-intermediate --env {environment}` after `promote`; {unchanged}"
         )),
         PkiError::Write(e) if e.is_disk_full() => Some("free some disk space".to_owned()),
+        PkiError::Write(e) if e.is_refusal() => Some(format!(
+            "give a directory of yours that no one else can write to, and no symlink (a new --dir, or fix it with `chown`/`chmod go-w`); {unchanged}"
+        )),
         _ => None,
     };
     let err = anyhow::Error::new(err).context(what);

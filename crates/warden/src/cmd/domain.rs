@@ -295,9 +295,10 @@ fn refused(env: &Environment, d: &DomainCert, refusal: &Refusal) -> anyhow::Erro
             "the stored certificate stays in place and keeps working until it expires (`warden posture --purpose {purpose}` shows it stale); after review, either widen the purpose's rotation in the spec or delete the entry (`bao kv metadata delete {}/domains/{}/cert`) so the next renewal is a first issuance",
             env.mounts.kv, d.domain
         ),
-        Refusal::IssuerTooShort { .. } => {
-            "rotate the environment's intermediate first (`warden ca sign-intermediate`)".to_owned()
-        }
+        Refusal::IssuerTooShort { .. } => format!(
+            "rotate the environment's intermediate first (`warden ca rotate-intermediate begin --env {}`, then sign it offline and activate: docs/ca.md); the stored certificate is unchanged",
+            env.name
+        ),
         Refusal::Revoked { purpose } => format!(
             "if the revocation was a mistake, remove `revoked = true` from [purposes.{purpose}] in the spec"
         ),
@@ -459,4 +460,38 @@ fn render_renew(r: &RenewReport) -> String {
         }
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An intermediate too short-lived for the next leaf: the hint named `ca sign-intermediate`
+    /// alone, which signs a CSR but replaces nothing in OpenBao; the rotation is
+    /// `ca rotate-intermediate` (ADR 0029).
+    #[test]
+    fn an_issuer_too_short_points_at_the_intermediate_rotation() {
+        let spec = warden_spec::parse(crate::cmd::lab::EXAMPLE_SPEC, "warden.toml").expect("spec");
+        let d = &spec.domains[0];
+        let env = spec.environment(d.environments[0].as_str()).expect("env");
+        let e = refused(
+            env,
+            d,
+            &Refusal::IssuerTooShort {
+                issuer_left: "1d".into(),
+                leaf_ttl: "90d".into(),
+            },
+        );
+        let hint = e
+            .downcast_ref::<crate::hint::Hint>()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        assert!(
+            hint.contains(&format!(
+                "warden ca rotate-intermediate begin --env {}",
+                env.name
+            )),
+            "{hint}"
+        );
+    }
 }

@@ -82,7 +82,7 @@ struct UpArgs {
 
 /// The example platform (`examples/lab/warden.toml`), built in so `warden lab up` works from
 /// any directory.
-const EXAMPLE_SPEC: &str = include_str!("../../../../examples/lab/warden.toml");
+pub(crate) const EXAMPLE_SPEC: &str = include_str!("../../../../examples/lab/warden.toml");
 
 #[derive(Debug, Args)]
 struct DownArgs {
@@ -315,8 +315,17 @@ fn up_hint(dir: &Path) -> String {
 }
 
 async fn run_status(dir: &Path, out: &Output) -> anyhow::Result<ExitCode> {
-    let lab = Lab::open(dir)
-        .with_hint(|| format!("create it with `warden lab up --dir {}`", dir.display()))?;
+    let lab = Lab::open(dir).map_err(|e| {
+        let hint = if matches!(e, warden_lab::Error::NotALab { .. }) {
+            format!("create it with `warden lab up --dir {}`", dir.display())
+        } else {
+            format!(
+                "{} is not a lab Warden can read: fix or remove it (a lab's lab.json is a regular file Warden wrote), or pass another --dir",
+                dir.display()
+            )
+        };
+        anyhow::Error::new(e).context(crate::hint::Hint(hint))
+    })?;
     let statuses = full_status(&lab).await;
     let keeper = crate::cmd::seal::keeper_line(&lab).await;
     out.emit(&statuses, || {

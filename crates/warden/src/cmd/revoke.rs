@@ -376,6 +376,15 @@ fn explain(e: RevokeError, session: &Session) -> anyhow::Error {
                 "nothing was revoked; `warden posture` shows the serials agents reported (OpenBao stores identity certificates; app certificates are not stored and expire on their own)".into(),
             ))
         }
+        RevokeError::RecordNamesTaken { .. } => anyhow::Error::new(e)
+            .context(Hint("run the same command again in a second".into())),
+        // Failed half-way (a sealed or unreachable server): what was revoked stays revoked,
+        // and every step repeats safely.
+        RevokeError::Bao { .. } | RevokeError::Incomplete { .. } => anyhow::Error::new(e)
+            .context(format!("{env}: revocation"))
+            .context(Hint(
+                "check the server (`warden doctor`) and the operator's login, then run the same command again: each step is idempotent, what is already revoked stays revoked".into(),
+            )),
         _ => anyhow::Error::new(e).context(format!("{env}: revocation")),
     }
 }

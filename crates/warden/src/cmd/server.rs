@@ -166,26 +166,65 @@ pub(crate) fn load_spec(path: &std::path::Path) -> anyhow::Result<warden_spec::S
     })
 }
 
+/// `--out`, opened only when no one else can change it: whoever owns it could swap in a
+/// listener CA of their own, which this command keeps and signs every node's certificate with.
+fn open_out_dir(out: &std::path::Path) -> anyhow::Result<warden_files::Dir> {
+    warden_files::Dir::open_root(out, warden_files::Trusted::process())
+        .with_context(|| format!("could not use {} for the listener CA", out.display()))
+        .with_hint(|| {
+            format!(
+                "--out must be a directory of yours (or root's) that no one else can write to: create a new one, or `chown` {} to this user; nothing was written",
+                out.display()
+            )
+        })
+}
+
 /// The listener CA in `out`, or a new one signed by the offline root when there is none.
 fn listener_ca(
     a: &TlsArgs,
     i: &Issue<'_>,
     now: OffsetDateTime,
 ) -> anyhow::Result<(ListenerCa, bool)> {
-    let (crt, key) = (i.out.join("listener-ca.crt"), i.out.join("listener-ca.key"));
-    if crt.exists() || key.exists() {
-        let read = |p: &std::path::Path| {
-            std::fs::read_to_string(p)
-                .with_context(|| format!("could not read {}", p.display()))
-                .with_hint(|| {
-                    format!(
-                        "{} holds the listener CA as listener-ca.crt and listener-ca.key; restore both, or use a new --out to create a new CA (every node then needs new certificates)",
-                        i.out.display()
-                    )
-                })
+    // Through the directory, never following a name: a FIFO there would hang the read, a
+    // symlink to /dev/zero fill memory, and a dangling symlink must not pass for "no CA yet"
+    // (the root would sign a listener CA whose key the write then refuses).
+    let dir = open_out_dir(i.out)?;
+    let restore = || {
+        format!(
+            "{} holds the listener CA as listener-ca.crt and listener-ca.key (regular files); restore both, or use a new --out to create a new CA (every node then needs new certificates)",
+            i.out.display()
+        )
+    };
+    let present = |name: &str| -> anyhow::Result<bool> {
+        use warden_files::Kind;
+        let what = match dir.meta(name)?.map(|m| m.kind) {
+            None => return Ok(false),
+            Some(Kind::File) => return Ok(true),
+            Some(Kind::Symlink) => "a symbolic link (never followed here)",
+            Some(Kind::Dir) => "a directory, not a regular file",
+            Some(Kind::Other) => "not a regular file (a FIFO, socket or device)",
         };
-        let key_pem = zeroize::Zeroizing::new(read(&key)?);
-        let lca = ListenerCa::load(&read(&crt)?, &key_pem)
+        Err(anyhow::anyhow!("{} is {what}", i.out.join(name).display())).with_hint(restore)
+    };
+    if present("listener-ca.crt")? | present("listener-ca.key")? {
+        let read = |name: &str| -> anyhow::Result<zeroize::Zeroizing<String>> {
+            let path = i.out.join(name);
+            let bytes = dir
+                .read_bounded(name, crate::input::TEXT_FILE_LIMIT)
+                .with_context(|| format!("could not read {}", path.display()))
+                .with_hint(restore)?
+                .with_context(|| format!("{} is missing", path.display()))
+                .with_hint(restore)?
+                .0
+                .bytes;
+            let bytes = zeroize::Zeroizing::new(bytes);
+            let text = std::str::from_utf8(&bytes)
+                .with_context(|| format!("{} is not PEM text", path.display()))
+                .with_hint(restore)?;
+            Ok(zeroize::Zeroizing::new(text.to_owned()))
+        };
+        let key_pem = read("listener-ca.key")?;
+        let lca = ListenerCa::load(&read("listener-ca.crt")?, &key_pem)
             .context("the listener CA in --out does not load")
             .hint("listener-ca.key must be the key of listener-ca.crt")?;
         return Ok((lca, false));
@@ -197,8 +236,18 @@ fn listener_ca(
     let lca = ListenerCa::create(&ca, i.env, &passphrase, LISTENER_CA_VALIDITY, now)
         .context("could not create the listener CA")
         .hint("check the passphrase; the root's ledger is unchanged unless it signed")?;
-    warden_files::write_atomic(&key, lca.key_pem().as_bytes(), Mode::OwnerOnly)?;
-    warden_files::write_atomic(&crt, lca.cert_pem().as_bytes(), Mode::Public)?;
+    dir.write(
+        "listener-ca.key",
+        lca.key_pem().as_bytes(),
+        Mode::OwnerOnly,
+        None,
+    )?;
+    dir.write(
+        "listener-ca.crt",
+        lca.cert_pem().as_bytes(),
+        Mode::Public,
+        None,
+    )?;
     Ok((lca, true))
 }
 
@@ -245,11 +294,15 @@ fn tls(a: TlsArgs, out: &Output) -> anyhow::Result<ExitCode> {
         identity_cas.push('\n');
     }
     let identity_ca = (!identity_cas.is_empty()).then_some(identity_cas);
+    // Checked before `ensure_private_dir` makes it owner-only: a refused run changes nothing.
+    if i.out.exists() {
+        open_out_dir(i.out)?;
+    }
     warden_files::ensure_private_dir(i.out)
         .with_context(|| format!("could not create {}", i.out.display()))?;
     let now = OffsetDateTime::now_utc();
     let (lca, created) = listener_ca(&a, &i, now)?;
-    let root_pem = chain_root(i.ca_dir)?;
+    let root_pem = chain_root(i.ca_dir, &lca, i.out)?;
     let mut written = Vec::new();
     for node in &nodes {
         written.push(
@@ -403,13 +456,39 @@ fn install_listener_ca(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The offline root's certificate: `ca.pem` on the nodes. Read from `--ca-dir` (the public
-/// `root.crt`; no passphrase).
-fn chain_root(ca_dir: &std::path::Path) -> anyhow::Result<String> {
+/// What a node's `ca.pem` holds: the roots of `ca_dir` (during a root rollover the next one
+/// too, which a re-signed listener CA chains to), checked to be what `lca` chains to. A wrong
+/// --ca-dir (another environment's, an old one) put a root in a new node's `ca.pem` under which
+/// none of its peers' certificates verify.
+fn chain_root(
+    ca_dir: &std::path::Path,
+    lca: &ListenerCa,
+    out: &std::path::Path,
+) -> anyhow::Result<String> {
     let ca = CaDir::open(ca_dir)
         .with_context(|| format!("could not open the offline root in {}", ca_dir.display()))
         .hint("--ca-dir is the directory `warden ca init` created")?;
-    Ok(ca.root_pem().to_owned())
+    let roots = ca
+        .trusted_roots_pem()
+        .with_context(|| format!("could not read the roots of {}", ca_dir.display()))?;
+    // Read from `root.crt` (public; no passphrase).
+    let report = warden_pki::verify_chain_any(lca.cert_pem(), &roots, OffsetDateTime::now_utc())
+        .context("could not read the listener CA in --out")?;
+    if !report.valid {
+        return Err(anyhow::anyhow!(
+            "the listener CA in {} does not chain to the root in --ca-dir {}: {}",
+            out.display(),
+            ca_dir.display(),
+            report.problems_text()
+        ))
+        .hint("--ca-dir is the offline root that signed this environment's listener CA (`warden ca verify --dir DIR listener-ca.crt` tells); nothing was written for the nodes");
+    }
+    let mut pem = String::new();
+    for root in &roots {
+        pem.push_str(root.trim_end());
+        pem.push('\n');
+    }
+    Ok(pem)
 }
 
 fn config(args: ConfigArgs, out: &Output) -> anyhow::Result<ExitCode> {

@@ -412,6 +412,11 @@ enum KeyCheck {
 
 /// The CA already in `dir`, if any, when `--force` allows replacing it; refusals otherwise.
 fn existing_ca(dir: &Path, force: bool, dry_run: bool) -> anyhow::Result<Option<CaDir>> {
+    // Before the custodians type anything: the restore refuses a symlink at --dir.
+    if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(anyhow::anyhow!("--dir {} is a symbolic link", dir.display()))
+            .hint("give the real directory (a restore never writes through a symlink); nothing was written");
+    }
     let occupied = match std::fs::read_dir(dir) {
         Ok(mut e) => e.next().is_some(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,

@@ -25,7 +25,7 @@ use warden_pki::{CaDir, CertInfo};
 use warden_registry::root_rollover::{self as rr, RolloverStatus};
 
 use super::rotation::{explain, one_env, trust_everywhere};
-use super::{AlgorithmArg, DirArg, check_out_path, parse_validity, pki_error};
+use super::{AlgorithmArg, DirArg, check_new_file, parse_validity, pki_error};
 use crate::context::Target;
 use crate::hint::HintExt as _;
 use crate::output::Output;
@@ -191,16 +191,6 @@ pub(crate) async fn run(args: RolloverArgs, out: &Output) -> anyhow::Result<Exit
         Step::Promote(a) => promote(a, out),
         Step::Finish(a) => finish(a, out).await,
     }
-}
-
-/// Refuses an output path before anything is signed: a new file in an existing directory.
-fn check_new_file(path: &Path, flag: &str) -> anyhow::Result<()> {
-    // `symlink_metadata`, not `exists`: a dangling symlink is an existing entry too.
-    if path.symlink_metadata().is_ok() {
-        return Err(anyhow::anyhow!("{flag} {} already exists", path.display()))
-            .hint("name a new file; nothing was changed");
-    }
-    check_out_path(path)
 }
 
 // ---- offline ------------------------------------------------------------------------------
@@ -555,6 +545,19 @@ async fn activate(a: ActivateArgs, out: &Output) -> anyhow::Result<ExitCode> {
             "the listeners must trust both intermediates before the default changes: rewrite client-ca.pem with `warden server tls --env {} --identity-ca …` (every intermediate `warden ca status --env {}` lists), restart each node, then run activate with --listeners-updated",
             env.name, env.name
         ));
+        // What stands, as every step reports it (with `-o json` a script otherwise got no
+        // document at all): still imported.
+        if let Some(record) = &record {
+            out.emit(record, || {
+                format!(
+                    "{}: imported; both roots are trusted. The default has NOT changed.
+Next: update every listener, then
+  warden ca rollover-root activate --env {} --listeners-updated
+",
+                    env.name, env.name
+                )
+            })?;
+        }
         return Ok(ExitCode::SUCCESS);
     }
     // After this every proxy's chain holds the re-signed intermediate and its root.

@@ -128,14 +128,19 @@ pub(super) fn explain(e: CaError) -> anyhow::Error {
         return anyhow::Error::new(e).context(crate::hint::Hint(hint));
     }
     let hint = match &e {
-        CaError::OutOfOrder { step, .. } => match *step {
-            "begin" => {
+        // `activate` refuses in its first part, `import`: keyed on the step alone, the advice
+        // to begin first never showed.
+        CaError::OutOfOrder { step, state, .. } => match (*step, state.as_str()) {
+            ("begin", _) => {
                 "a rotation is under way: finish it (`activate`, `retire`), or `begin --restart` to discard one that was only begun"
             }
-            "activate" => {
-                "run `warden ca rotate-intermediate begin` first, then sign its CSR offline"
+            (_, "none") => {
+                "no rotation is under way: run `warden ca rotate-intermediate begin --env ENV --csr-out FILE` first, sign its CSR offline (`warden ca sign-intermediate`), then activate; nothing was changed"
             }
-            _ => "`warden ca status` shows where the rotation stands",
+            ("import" | "activate", "active") => {
+                "this rotation is already active; next is `warden ca rotate-intermediate retire` once `warden ca status` shows no live leaves on the old intermediate; nothing was changed"
+            }
+            _ => "`warden ca status` shows where the rotation stands; nothing was changed",
         },
         CaError::RateUnknown { .. } => {
             "`warden ca status` lists the mount's issuers and the rotation; if the old intermediate was deleted by hand, run activate with --over-rate to rotate without the check; nothing was changed"
@@ -300,21 +305,8 @@ fn emit_record(out: &Output, record: &RotationRecord, text: String) -> anyhow::R
 
 async fn begin(a: BeginArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let (resolved, env) = one_env(&a.target, "ca rotate-intermediate begin")?;
-    if a.csr_out.exists() {
-        return Err(anyhow::anyhow!(
-            "--csr-out {} already exists",
-            a.csr_out.display()
-        ))
-        .hint("name a new file; nothing was generated");
-    }
-    let parent = a.csr_out.parent().filter(|p| !p.as_os_str().is_empty());
-    if parent.is_some_and(|p| !p.is_dir()) {
-        return Err(anyhow::anyhow!(
-            "the directory of --csr-out {} does not exist",
-            a.csr_out.display()
-        ))
-        .hint("create it first; nothing was generated");
-    }
+    // A dangling symlink or a FIFO at --csr-out is refused here, before the key exists.
+    super::check_new_file(&a.csr_out, "--csr-out")?;
     let client = resolved.client(&env)?;
     let now = server_clock(&client, out).await?;
     let record = ca::begin(&client, &env, a.restart, now)
@@ -526,4 +518,39 @@ async fn server_clock(client: &warden_bao::Client, out: &Output) -> anyhow::Resu
         ));
     }
     Ok(server)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hint_of(e: CaError) -> String {
+        explain(e)
+            .downcast_ref::<crate::hint::Hint>()
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    }
+
+    fn out_of_order(step: &'static str, state: &str) -> CaError {
+        CaError::OutOfOrder {
+            env: "test".into(),
+            step,
+            state: state.into(),
+            expected: "begun",
+        }
+    }
+
+    /// `activate` before `begin` is refused by its `import` part: the hint said only "`warden
+    /// ca status` shows where the rotation stands", not to begin first.
+    #[test]
+    fn activate_without_a_rotation_says_to_begin_first() {
+        for step in ["import", "activate", "retire"] {
+            let h = hint_of(out_of_order(step, "none"));
+            assert!(h.contains("rotate-intermediate begin"), "{step}: {h}");
+        }
+        let h = hint_of(out_of_order("import", "active"));
+        assert!(h.contains("already active") && h.contains("retire"), "{h}");
+        let h = hint_of(out_of_order("begin", "begun"));
+        assert!(h.contains("--restart"), "{h}");
+    }
 }

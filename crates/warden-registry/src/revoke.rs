@@ -4,8 +4,9 @@
 //! Revoking an identity does four things, each of which holds on its own (ADR 0015):
 //! 1. its stored certificates (the identity certificate, serials from its agent's delivery
 //!    report) are revoked in the PKI mount, which rebuilds the CRL;
-//! 2. that CRL is installed in the cert-auth mount (`auth/<cert>/crls/warden-pki`), because
-//!    cert auth checks its own CRLs, not the PKI mount's: the revoked certificate cannot log in;
+//! 2. that CRL is installed in the cert-auth mount (`auth/<cert>/crls/warden-pki`, and during
+//!    an intermediate rotation's overlap the other intermediate's beside it), because cert auth
+//!    checks its own CRLs, not the PKI mount's: the revoked certificate cannot log in;
 //! 3. the identity's entity is disabled (created disabled when it never logged in): every
 //!    token it holds is refused at once and no login, even with a newly enrolled certificate,
 //!    yields a usable token — `sys/leases/revoke-prefix` would need `sudo`, which no operator
@@ -421,28 +422,84 @@ pub(crate) async fn revoke_serials(
     Ok((done, skipped))
 }
 
-/// Copies the PKI mount's CRL into the cert-auth mount, so cert auth refuses every revoked
-/// certificate. Returns where it was installed.
-pub(crate) async fn install_crl(client: &Client, env: &Environment) -> Result<String, RevokeError> {
+/// Copies the PKI mount's CRLs into the cert-auth mount, so cert auth refuses every revoked
+/// certificate: the default issuer's to `auth/<cert>/crls/warden-pki`, and during an overlap
+/// every other valid intermediate's to `warden-pki-<issuer id>`. Returns where the default's
+/// was installed.
+pub(crate) async fn install_crl(
+    client: &Client,
+    env: &Environment,
+    now: OffsetDateTime,
+) -> Result<String, RevokeError> {
     let m = &env.mounts;
     let path = format!("{}/cert/crl", m.pki);
-    let crl = client
-        .read(&path)
-        .await
-        .map_err(bao(format!("read {path}")))?
-        .data
-        .and_then(|d| {
-            d.get("certificate")
-                .and_then(|c| c.as_str())
-                .map(str::to_owned)
-        })
+    let crl = read_crl(client, &path, "certificate")
+        .await?
         .unwrap_or_default();
     let target = format!("auth/{}/crls/{CERT_AUTH_CRL}", m.cert_auth);
     client
         .write(&target, &json!({ "crl": crl }), Idempotent::Yes)
         .await
         .map_err(bao(format!("write {target}")))?;
+    // During an intermediate rotation's overlap (ADR 0029) `cert/crl` is the new default's list
+    // alone, while identity certificates of the old intermediate still log in: a revoked one
+    // would keep logging in. Every other valid intermediate's list goes beside it, under its
+    // issuer id (one per issuer, so a later revocation replaces exactly its own).
+    let issuers = client
+        .pki_issuer_certificates(&m.pki)
+        .await
+        .map_err(bao(format!("read the issuers of {}", m.pki)))?;
+    let others = warden_pki::mount_intermediates(
+        issuers
+            .into_iter()
+            .map(|i| (i.id, i.is_default, i.certificate)),
+        now,
+    );
+    for other in others.into_iter().filter(|i| !i.is_default) {
+        let path = format!("{}/issuer/{}/crl", m.pki, other.issuer_id);
+        let Some(list) = read_crl(client, &path, "crl").await? else {
+            continue;
+        };
+        if list == crl {
+            // Issuers of one key (a root rollover, ADR 0030) share their list.
+            continue;
+        }
+        let target = format!(
+            "auth/{}/crls/{CERT_AUTH_CRL}-{}",
+            m.cert_auth, other.issuer_id
+        );
+        client
+            .write(&target, &json!({ "crl": list }), Idempotent::Yes)
+            .await
+            .map_err(bao(format!("write {target}")))?;
+    }
     Ok(target)
+}
+
+/// The PEM CRL in `field` of the answer at `path`; `None` for an issuer that is gone or that
+/// OpenBao holds without its key (it signs nothing, so it has no list).
+async fn read_crl(client: &Client, path: &str, field: &str) -> Result<Option<String>, RevokeError> {
+    let answer = match client.read(path).await {
+        Ok(a) => a,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(warden_bao::Error::Server {
+            status: 500,
+            ref errors,
+            ..
+        }) if errors.iter().any(|m| {
+            m.contains("unable to find CRL for issuer") || m.contains("unable to find PKI issuer")
+        }) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(bao(format!("read {path}"))(e)),
+    };
+    Ok(Some(
+        answer
+            .data
+            .and_then(|d| d.get(field).and_then(|c| c.as_str()).map(str::to_owned))
+            .unwrap_or_default(),
+    ))
 }
 
 /// Disables entity `id`, or creates the identity's entity disabled (with its login alias)
@@ -553,7 +610,7 @@ pub async fn revoke_identity(
         return Err(RevokeError::NoReason);
     }
     let (revoked, skipped) = revoke_serials(client, &env.mounts.pki, &plan.certificates).await?;
-    let crl = install_crl(client, env).await?;
+    let crl = install_crl(client, env, now).await?;
     let entity = disable_entity(client, plan).await?;
     let mut destroyed = 0;
     if let Some(a) = &plan.approle {
@@ -623,7 +680,7 @@ pub async fn revoke_cert(
         stored: true,
     };
     let (revoked, _) = revoke_serials(client, &env.mounts.pki, &[cert]).await?;
-    let crl = install_crl(client, env).await?;
+    let crl = install_crl(client, env, now).await?;
     let record = RevocationRecord {
         id: new_record_id(client, now, "cert", &serial.replace(':', "")).await?,
         kind: "cert".into(),

@@ -411,6 +411,29 @@ async fn issue_14_intermediate_rotation_with_running_agents_never_fails_a_handsh
     cert_login(&lab, "billing", &old_identity.0, &old_identity.1)
         .await
         .unwrap_or_else(|e| panic!("the old identity could not log in during the overlap: {e}"));
+    // Revoked during the overlap, it cannot log in any more: `cert/crl` is now the new
+    // default's list alone, so cert auth gets the old intermediate's list beside it.
+    let old_serial = first_info(&old_identity.0).unwrap().serial;
+    let out = run(
+        &[
+            "revoke",
+            "cert",
+            &old_serial,
+            "--env",
+            "test",
+            "--reason",
+            "superseded during the overlap",
+            "--yes",
+        ],
+        &spec,
+        &lab_dir,
+    );
+    ok(&out, "revoke the old identity certificate");
+    let refused = cert_login(&lab, "billing", &old_identity.0, &old_identity.1).await;
+    assert!(
+        refused.is_err(),
+        "a certificate of the old intermediate revoked during the overlap still logs in"
+    );
 
     // Status: the old issuer has no live leaf any more once the reports caught up.
     wait_for(

@@ -242,7 +242,7 @@ pub async fn revoke_purpose(
         return Err(RevokeError::NoReason);
     }
     let (revoked, skipped) = revoke_serials(client, &env.mounts.pki, &plan.certificates).await?;
-    let crl = install_crl(client, env).await?;
+    let crl = install_crl(client, env, now).await?;
     let id = super::new_record_id(client, now, "purpose", &plan.purpose).await?;
     mark_revoked(client, &plan.registry_entry, &id, reason.trim(), by, now).await?;
     let record = RevocationRecord {

@@ -433,9 +433,11 @@ impl Dir {
     /// Atomically replaces `name` with `contents`: a temporary file in this directory
     /// (created `0600`, exclusive, never through a symlink), written, handed to `owner` and set
     /// to `mode`, fsynced, renamed over `name`, then the directory fsynced. A symlink at `name`
-    /// is refused and left alone, and so is anything but a regular file (a FIFO, a device such
-    /// as `/dev/null`: the rename would replace it); on any failure the temporary file is
-    /// removed and the previous file stays as it was.
+    /// is refused and left alone; a FIFO or socket is replaced (in a directory Warden delivers
+    /// to, one planted at an output's name would otherwise block its readers: the agent puts the
+    /// file there). On any failure the temporary file is removed and the previous file stays as
+    /// it was. Paths an operator names go through [`crate::write_atomic`], which refuses
+    /// anything but a regular file first.
     pub fn write(
         &self,
         name: &str,
@@ -445,11 +447,8 @@ impl Dir {
     ) -> Result<(), Error> {
         let name = self.name(name)?;
         let path = self.entry_path(name);
-        match self.meta(name)?.map(|m| m.kind) {
-            Some(Kind::Symlink) => return Err(Error::Symlink { path }),
-            // A directory is left to the rename, which refuses it atomically.
-            Some(Kind::Other) => return Err(Error::NotARegularFile { path }),
-            None | Some(Kind::File | Kind::Dir) => {}
+        if self.meta(name)?.is_some_and(|m| m.kind == Kind::Symlink) {
+            return Err(Error::Symlink { path });
         }
         let (tmp, fd) = self.create_temp(name)?;
         let written = (|| {

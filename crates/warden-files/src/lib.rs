@@ -173,7 +173,11 @@ impl Error {
 /// [`ensure_private_dir`] first where the directory itself should be owner-only.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: Mode) -> Result<(), Error> {
     let (dir, name) = split_target(path)?;
-    Dir::open_unchecked(dir)?.write(name, contents, mode, None)
+    let dir = Dir::open_unchecked(dir)?;
+    // A path the operator named: `--out /dev/null` run as root must not replace the device
+    // node, nor a FIFO someone reads from be swapped for a file nobody reads.
+    dir.check_write_target(name)?;
+    dir.write(name, contents, mode, None)
 }
 
 /// Checks, without writing anything, that [`write_atomic`] could put a file at `path`: its
@@ -384,7 +388,15 @@ mod tests {
         let p = dir.path().join("out");
         fs::create_dir(&p).unwrap();
         fs::write(p.join("inner"), b"keep").unwrap();
-        let err = write_atomic(&p, b"new", Mode::Public).unwrap_err();
+        // (`write_atomic` refuses a directory up front; the delivery path reaches the rename.)
+        assert!(matches!(
+            write_atomic(&p, b"new", Mode::Public).unwrap_err(),
+            Error::NotARegularFile { .. }
+        ));
+        let err = Dir::open_unchecked(dir.path())
+            .unwrap()
+            .write("out", b"new", Mode::Public, None)
+            .unwrap_err();
         assert!(
             matches!(
                 err,

@@ -76,6 +76,12 @@ impl Lab {
     ) -> Result<UpReport, Error> {
         options.validate()?;
         let layout = LabLayout::new(dir);
+        // A lab directory made beforehand by someone else (or writable by others) is theirs to
+        // rearrange: its servers' configuration, custody shares and CA would live where that
+        // user can swap them. Refused before anything is written or made owner-only.
+        if layout.root().exists() {
+            warden_files::Dir::open_root(layout.root(), warden_files::Trusted::process())?;
+        }
         warden_files::ensure_private_dir(layout.root())?;
         let (config, created) = match LabConfig::load(&layout.config_file())? {
             Some(c) => (c, false),

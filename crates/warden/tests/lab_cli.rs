@@ -452,6 +452,22 @@ fn bad_options_are_refused_before_anything_is_created() {
         "status on no lab gives a hint"
     );
 
+    // A lab directory another user can write to (made beforehand in a shared place): its
+    // servers' configuration and custody would be theirs to swap. Refused, left as it was.
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let open = guard.temp_dir().join("open-lab");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let out = warden(&["lab", "up", "--env", "test", "--dir"], &open).output();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("writable by other users"), "{err}");
+        assert_eq!(std::fs::read_dir(&open).unwrap().count(), 0);
+        let mode = std::fs::metadata(&open).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o777, "the refused lab's directory keeps its mode");
+    }
+
     // Issue 17: as root, the lab's PostgreSQL runs as `nobody`; a lab under a directory
     // nobody may search is refused by name before any server starts.
     if nix::unistd::Uid::effective().is_root() {

@@ -123,8 +123,13 @@ impl Output {
 
     /// Warnings go to stderr in every mode: they must not be lost when scripting.
     pub(crate) fn warn(&self, msg: impl AsRef<str>) {
-        eprintln!("warning: {}", msg.as_ref());
+        warn(msg);
     }
+}
+
+/// [`Output::warn`] for code that has no `Output` at hand (reading an input file).
+pub(crate) fn warn(msg: impl AsRef<str>) {
+    eprintln!("warning: {}", msg.as_ref());
 }
 
 /// Refuses an existing path (a file that matters is never overwritten) and a missing parent.

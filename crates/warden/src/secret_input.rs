@@ -71,7 +71,48 @@ pub(crate) fn read_passphrase_file(path: &Path) -> anyhow::Result<SecretString> 
     if line.is_empty() {
         anyhow::bail!("passphrase file {} is empty", path.display());
     }
+    if let Some(mode) = readable_by_others(path) {
+        // Warned, not refused: the passphrase has already been exposed by the file, and
+        // refusing would only stop the command that is about to protect something with it.
+        crate::output::warn(format!(
+            "passphrase file {} is readable by other users (mode {mode:04o}): anyone on this host may have read it; `chmod 600` it, and consider changing the passphrase",
+            path.display()
+        ));
+    }
     Ok(SecretString::from(line.to_owned()))
+}
+
+/// The permission bits of the regular file at `path` when its group or others may read it
+/// (a FIFO or `/dev/fd/N` from process substitution is not a file anyone else can open).
+fn readable_by_others(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).ok()?;
+    let mode = meta.permissions().mode() & 0o7777;
+    (meta.is_file() && mode & 0o044 != 0).then_some(mode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_passphrase_file_others_can_read_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pass");
+        std::fs::write(&f, "correct horse\n").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(readable_by_others(&f), Some(0o644));
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert_eq!(readable_by_others(&f), Some(0o640));
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(readable_by_others(&f), None);
+        assert_eq!(
+            read_passphrase_file(&f).unwrap().expose_secret(),
+            "correct horse"
+        );
+    }
 }
 
 /// A `PathBuf` argument helper so clap help reads well.

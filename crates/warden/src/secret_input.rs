@@ -91,6 +91,10 @@ fn readable_by_others(path: &Path) -> Option<u32> {
     (meta.is_file() && mode & 0o044 != 0).then_some(mode)
 }
 
+/// A `PathBuf` argument helper so clap help reads well.
+#[allow(dead_code)]
+pub(crate) type PassphraseFile = Option<PathBuf>;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,7 +118,3 @@ mod tests {
         );
     }
 }
-
-/// A `PathBuf` argument helper so clap help reads well.
-#[allow(dead_code)]
-pub(crate) type PassphraseFile = Option<PathBuf>;

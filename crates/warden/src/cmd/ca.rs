@@ -758,3 +758,31 @@ fn pki_error(err: PkiError, what: String, dir: &Path) -> anyhow::Error {
         None => err,
     }
 }
+
+/// How far this host's clock may be from the server's before the operator is told.
+const SKEW_WARNING: Duration = Duration::seconds(60);
+
+/// The server's time now. The online steps of a rotation or a root rollover record and judge
+/// their times (begun, activated, the end of the overlap, whether a certificate is valid yet)
+/// by OpenBao's clock, never the operator's: two operators on hosts whose clocks disagree still
+/// agree on when the overlap ends, a host whose clock runs ahead cannot retire an issuer early,
+/// and one that runs behind does not refuse a certificate the offline host has just signed.
+pub(super) async fn server_clock(
+    client: &warden_bao::Client,
+    out: &Output,
+) -> anyhow::Result<OffsetDateTime> {
+    client
+        .seal_status()
+        .await
+        .context("could not read the server's clock (sys/seal-status)")?;
+    let server = OffsetDateTime::from(client.server_now());
+    let skew = server - OffsetDateTime::now_utc();
+    if skew.abs() > SKEW_WARNING {
+        out.warn(format!(
+            "this host's clock is {} s {} the server's; Warden judges by the server's clock (fix this host's time sync)",
+            skew.abs().whole_seconds(),
+            if skew.is_negative() { "ahead of" } else { "behind" }
+        ));
+    }
+    Ok(server)
+}

@@ -427,7 +427,8 @@ async fn import(a: ImportArgs, out: &Output) -> anyhow::Result<ExitCode> {
         crate::input::TEXT_FILE_LIMIT,
     )?;
     let client = resolved.client(&env)?;
-    let record = rr::import(&client, &env, &bundle, OffsetDateTime::now_utc())
+    let now = super::server_clock(&client, out).await?;
+    let record = rr::import(&client, &env, &bundle, now)
         .await
         .map_err(explain)?;
     out.progress(format!(
@@ -492,6 +493,7 @@ async fn forced_step<'a, F, Fut>(
     resolved: &'a crate::context::Resolved,
     env: &'a warden_spec::Environment,
     force: Option<&'a str>,
+    out: &Output,
 ) -> anyhow::Result<rr::RolloverRecord>
 where
     F: FnOnce(
@@ -503,15 +505,10 @@ where
     ) -> Fut,
     Fut: Future<Output = Result<rr::RolloverRecord, warden_registry::ca::CaError>>,
 {
-    step(
-        client,
-        &resolved.spec,
-        env,
-        force,
-        OffsetDateTime::now_utc(),
-    )
-    .await
-    .map_err(explain)
+    let now = super::server_clock(client, out).await?;
+    step(client, &resolved.spec, env, force, now)
+        .await
+        .map_err(explain)
 }
 
 async fn activate(a: ActivateArgs, out: &Output) -> anyhow::Result<ExitCode> {
@@ -520,9 +517,16 @@ async fn activate(a: ActivateArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let record = rr::read_record(&client, &env).await.map_err(explain)?;
     if record.as_ref().map(|r| r.state) != Some(rr::RolloverState::Imported) {
         // The library refuses with the state; no need to wait first.
-        let e = forced_step(rr::activate, &client, &resolved, &env, a.force.as_deref())
-            .await
-            .err();
+        let e = forced_step(
+            rr::activate,
+            &client,
+            &resolved,
+            &env,
+            a.force.as_deref(),
+            out,
+        )
+        .await
+        .err();
         return Err(e.unwrap_or_else(|| anyhow::anyhow!("the root rollover is not imported")));
     }
     if let Some(record) = &record {
@@ -563,7 +567,15 @@ Next: update every listener, then
     // After this every proxy's chain holds the re-signed intermediate and its root.
     super::rotation::wait_for_agents_to_see_both(&resolved, &env, out).await;
     let client = resolved.client(&env)?;
-    let record = forced_step(rr::activate, &client, &resolved, &env, a.force.as_deref()).await?;
+    let record = forced_step(
+        rr::activate,
+        &client,
+        &resolved,
+        &env,
+        a.force.as_deref(),
+        out,
+    )
+    .await?;
     out.emit(&record, || {
         format!(
             "{}: the re-signed intermediate is the default issuer; both roots are trusted.\nNext: `warden ca rollover-root promote --dir DIR` on the offline host, and once `warden ca status --env {}` lists no trust file behind:\n  warden ca rollover-root finish --env {}\n",
@@ -647,8 +659,15 @@ async fn finish(a: FinishArgs, out: &Output) -> anyhow::Result<ExitCode> {
             record
         }
         _ => {
-            let record =
-                forced_step(rr::finish, &client, &resolved, &env, a.force.as_deref()).await?;
+            let record = forced_step(
+                rr::finish,
+                &client,
+                &resolved,
+                &env,
+                a.force.as_deref(),
+                out,
+            )
+            .await?;
             if let Some(step) = trust_everywhere(&resolved, &env, out).await? {
                 out.warn(step);
             }

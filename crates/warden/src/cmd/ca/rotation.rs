@@ -308,7 +308,7 @@ async fn begin(a: BeginArgs, out: &Output) -> anyhow::Result<ExitCode> {
     // A dangling symlink or a FIFO at --csr-out is refused here, before the key exists.
     super::check_new_file(&a.csr_out, "--csr-out")?;
     let client = resolved.client(&env)?;
-    let now = server_clock(&client, out).await?;
+    let now = super::server_clock(&client, out).await?;
     let record = ca::begin(&client, &env, a.restart, now)
         .await
         .map_err(explain)?;
@@ -389,7 +389,7 @@ pub(super) async fn trust_everywhere(
 async fn activate(a: ActivateArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let (resolved, env) = one_env(&a.target, "ca rotate-intermediate activate")?;
     let client = resolved.client(&env)?;
-    let now = server_clock(&client, out).await?;
+    let now = super::server_clock(&client, out).await?;
     // The ceiling is judged before anything changes: a refusal leaves the rotation as it was.
     match ca::check_rate(&client, &resolved.spec, &env, now).await {
         Ok(Some(check)) => out.progress(format!(
@@ -450,7 +450,7 @@ async fn activate(a: ActivateArgs, out: &Output) -> anyhow::Result<ExitCode> {
     }
     wait_for_agents_to_see_both(&resolved, &env, out).await;
     let client = resolved.client(&env)?;
-    let now = server_clock(&client, out).await?;
+    let now = super::server_clock(&client, out).await?;
     let record = ca::activate(&client, &env, &resolved.spec.ca, now)
         .await
         .map_err(explain)?;
@@ -473,7 +473,7 @@ async fn activate(a: ActivateArgs, out: &Output) -> anyhow::Result<ExitCode> {
 async fn retire(a: RetireArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let (resolved, env) = one_env(&a.target, "ca rotate-intermediate retire")?;
     let client = resolved.client(&env)?;
-    let now = server_clock(&client, out).await?;
+    let now = super::server_clock(&client, out).await?;
     let record = ca::retire(&client, &resolved.spec, &env, a.force.as_deref(), now)
         .await
         .map_err(explain)?;
@@ -494,30 +494,6 @@ async fn retire(a: RetireArgs, out: &Output) -> anyhow::Result<ExitCode> {
     }
     emit_record(out, &record, text)?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// How far this host's clock may be from the server's before the operator is told.
-const SKEW_WARNING: time::Duration = time::Duration::seconds(60);
-
-/// The server's time now. A rotation's times (begun, activated, the end of the overlap) are
-/// recorded and judged by OpenBao's clock, never the operator's: two operators on hosts whose
-/// clocks disagree still agree on when the overlap ends, and a host whose clock runs ahead
-/// cannot retire an issuer early.
-async fn server_clock(client: &warden_bao::Client, out: &Output) -> anyhow::Result<OffsetDateTime> {
-    client
-        .seal_status()
-        .await
-        .context("could not read the server's clock (sys/seal-status)")?;
-    let server = OffsetDateTime::from(client.server_now());
-    let skew = server - OffsetDateTime::now_utc();
-    if skew.abs() > SKEW_WARNING {
-        out.warn(format!(
-            "this host's clock is {} s {} the server's; the rotation uses the server's clock (fix this host's time sync)",
-            skew.abs().whole_seconds(),
-            if skew.is_negative() { "ahead of" } else { "behind" }
-        ));
-    }
-    Ok(server)
 }
 
 #[cfg(test)]

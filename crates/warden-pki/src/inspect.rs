@@ -240,6 +240,42 @@ fn ip_from_bytes(raw: &[u8]) -> Option<IpAddr> {
     }
 }
 
+/// A certificate serial as one key whatever its spelling: lower-case hex, no `:` or `-`, no
+/// leading zero bytes. A serial read from a certificate's DER carries a `00` pad when its first
+/// byte is 0x80 or above (`00:91:e3:…`), while OpenBao and CRLs name it by its integer
+/// (`91:e3:…`): compared raw, about one certificate in 256 would not match itself.
+pub fn serial_key(serial: &str) -> String {
+    let hex: String = serial
+        .chars()
+        .filter(|c| *c != ':' && *c != '-' && !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let mut key = hex.as_str();
+    while key.len() > 2 && key.starts_with("00") {
+        key = &key[2..];
+    }
+    key.to_owned()
+}
+
+/// The serials ([`serial_key`]) every `X509 CRL` block of `pem` revokes; `None` when a block
+/// does not parse or there is none (a caller then treats nothing as revoked, and says so).
+pub fn crl_serials(pem: &str) -> Option<std::collections::BTreeSet<String>> {
+    use rustls_pki_types::CertificateRevocationListDer;
+    use x509_parser::revocation_list::CertificateRevocationList;
+    let mut out = std::collections::BTreeSet::new();
+    let mut any = false;
+    for der in CertificateRevocationListDer::pem_slice_iter(pem.as_bytes()) {
+        let der = der.ok()?;
+        let (_, crl) = CertificateRevocationList::from_der(der.as_ref()).ok()?;
+        out.extend(
+            crl.iter_revoked_certificates()
+                .map(|r| serial_key(&hex::encode(r.raw_serial()))),
+        );
+        any = true;
+    }
+    any.then_some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,5 +302,52 @@ mod tests {
             Some("127.0.0.1".parse().unwrap())
         );
         assert_eq!(ip_from_bytes(&[1, 2, 3]), None);
+    }
+}
+
+#[cfg(test)]
+mod serial_tests {
+    use super::*;
+
+    #[test]
+    fn serials_compare_by_their_integer_whatever_the_spelling() {
+        assert_eq!(serial_key("00:91:E3:01"), "91e301");
+        assert_eq!(serial_key("91-e3-01"), "91e301");
+        assert_eq!(serial_key("0091e301"), "91e301");
+        assert_eq!(serial_key("00"), "00");
+        assert_eq!(serial_key("01:02"), "0102");
+    }
+
+    #[test]
+    fn a_crl_lists_its_revoked_serials_and_garbage_lists_none() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let issuer = rcgen::Issuer::new(p, key);
+        let now = OffsetDateTime::now_utc();
+        let revoked = |serial: &[u8]| rcgen::RevokedCertParams {
+            serial_number: rcgen::SerialNumber::from_slice(serial),
+            revocation_time: now,
+            reason_code: None,
+            invalidity_date: None,
+        };
+        let pem = rcgen::CertificateRevocationListParams {
+            this_update: now,
+            next_update: now + time::Duration::hours(1),
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: vec![revoked(&[0x91, 0xe3, 0x01]), revoked(&[0x01, 0x02])],
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        }
+        .signed_by(&issuer)
+        .unwrap()
+        .pem()
+        .unwrap();
+        let serials = crl_serials(&pem).expect("a CRL");
+        assert!(serials.contains(&serial_key("00:91:e3:01")), "{serials:?}");
+        assert!(serials.contains("0102"), "{serials:?}");
+        assert_eq!(serials.len(), 2);
+        assert!(crl_serials("not a CRL").is_none());
+        assert!(crl_serials("-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n").is_none());
     }
 }

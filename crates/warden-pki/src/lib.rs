@@ -56,7 +56,7 @@ pub use backup::{CaFiles, CaSummary, LedgerTip};
 pub use chain::{ChainProblem, ChainReport, MAX_CHAIN_CERTS, verify_chain, verify_chain_any};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
-pub use inspect::{CertInfo, parse_pem_bundle};
+pub use inspect::{CertInfo, crl_serials, parse_pem_bundle, serial_key};
 pub use isolation::{
     AcceptedUnconstrained, BundleIsolation, EnvChain, IsolationFinding, PKI_PROFILE,
     check_isolation,

@@ -266,6 +266,10 @@ pub struct CaStatus {
     /// Identities with a live leaf from an intermediate that is not the default: who has not
     /// moved yet.
     pub unmoved: Vec<String>,
+    /// Certificates agents still report that are revoked (on their issuer's CRL, or of an
+    /// identity whose identity certificate is): not counted as live leaves, so `retire` does
+    /// not wait for them.
+    pub revoked_leaves: usize,
     /// The root rollover in progress or last finished, with whose trust file holds which root
     /// (ADR 0030).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -371,6 +375,69 @@ async fn mount_issuers(
         .collect())
 }
 
+/// The serials ([`warden_pki::serial_key`]) on the CRL of any intermediate of `env`'s mount.
+/// A list that cannot be read or parsed counts as empty: its certificates then stay counted as
+/// live, which only keeps `retire` waiting (never retires early).
+async fn revoked_serials(
+    client: &Client,
+    env: &Environment,
+    issuers: &[(String, bool, warden_pki::CertInfo)],
+) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (id, _, info) in issuers.iter().filter(|(_, _, i)| !i.self_signed) {
+        let path = format!("{}/issuer/{id}/crl", env.mounts.pki);
+        match crate::revoke::read_crl(client, &path, "crl").await {
+            Ok(Some(pem)) => match warden_pki::crl_serials(&pem) {
+                Some(serials) => out.extend(serials),
+                None => {
+                    tracing::warn!(issuer = %info.subject, "the issuer's CRL does not parse; its revoked certificates count as live")
+                }
+            },
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(issuer = %info.subject, error = %e, "could not read the issuer's CRL; its revoked certificates count as live")
+            }
+        }
+    }
+    out
+}
+
+/// `reports` without what is revoked: a certificate whose serial is on a CRL, and every
+/// certificate of an identity whose identity certificate is (`warden revoke identity`: its
+/// agent can no longer log in, so its leaf will never move; retiring the issuer is what ends
+/// it). Returns the reports kept and how many certificates were left out.
+fn without_revoked(
+    reports: &BTreeMap<String, DeliveryReport>,
+    revoked: &BTreeSet<String>,
+) -> (BTreeMap<String, DeliveryReport>, usize) {
+    let is_revoked = |o: &crate::posture::DeliveredOutput| {
+        o.serial
+            .as_deref()
+            .is_some_and(|s| revoked.contains(&warden_pki::serial_key(s)))
+    };
+    let is_cert = |o: &crate::posture::DeliveredOutput| {
+        o.credential.ends_with("/certificate") || o.credential.ends_with("/identity-cert")
+    };
+    let mut left_out = 0;
+    let kept = reports
+        .iter()
+        .map(|(identity, report)| {
+            let identity_revoked = report
+                .outputs
+                .iter()
+                .any(|o| o.credential.ends_with("/identity-cert") && is_revoked(o));
+            let mut report = report.clone();
+            report.outputs.retain(|o| {
+                let drop = is_cert(o) && (identity_revoked || is_revoked(o));
+                left_out += usize::from(drop);
+                !drop
+            });
+            (identity.clone(), report)
+        })
+        .collect();
+    (kept, left_out)
+}
+
 /// The trusted intermediates of `env`'s PKI mount at `now` (default first): the set cert-auth
 /// roles pin, the listener's client-CA bundle holds and CA-chain outputs deliver.
 pub async fn trusted_intermediates(
@@ -424,7 +491,10 @@ pub async fn status(
     let reports = env_reports(client, spec, env).await?;
     let rotation = read_record(client, env).await?;
     let rollover = crate::root_rollover::read_record(client, env).await?;
-    let mut st = judge(env, &spec.ca, &issuers, &reports, rotation, now);
+    let revoked = revoked_serials(client, env, &issuers).await;
+    let (live, revoked_leaves) = without_revoked(&reports, &revoked);
+    let mut st = judge(env, &spec.ca, &issuers, &live, rotation, now);
+    st.revoked_leaves = revoked_leaves;
     st.root_rollover = rollover.map(|record| crate::root_rollover::RolloverStatus {
         trust_files: crate::root_rollover::trust_files(
             &reports,
@@ -527,6 +597,7 @@ fn judge(
         rotation,
         orphan_leaves,
         unmoved: unmoved.into_iter().collect(),
+        revoked_leaves: 0,
         root_rollover: None,
         next_rotation,
     }
@@ -926,6 +997,8 @@ pub async fn check_rate(
             issuer: replaced,
         });
     };
+    let revoked = revoked_serials(client, env, &issuers).await;
+    let (reports, _) = without_revoked(&reports, &revoked);
     let leaves = live_leaves(&reports, now.unix_timestamp());
     let (check, short) = rate_and_short(&spec.ca, &reports, &leaves, Some(&key));
     let Some(check) = check else {
@@ -1024,6 +1097,52 @@ mod tests {
             tls_roots: None,
             issuer_window_s: None,
         }
+    }
+
+    #[test]
+    fn revoked_certificates_and_revoked_identities_are_not_live() {
+        let out = |credential: &str, serial: &str| crate::posture::DeliveredOutput {
+            credential: credential.into(),
+            serial: Some(serial.into()),
+            ..Default::default()
+        };
+        let report = |outputs| DeliveryReport {
+            outputs,
+            ..Default::default()
+        };
+        let reports: BTreeMap<String, DeliveryReport> = [
+            (
+                "billing".to_owned(),
+                report(vec![
+                    out("billing/certificate", "01:02"),
+                    out("billing/identity-cert", "00:91:e3"),
+                ]),
+            ),
+            (
+                "ledger".to_owned(),
+                report(vec![
+                    out("ledger/certificate", "0a:0b"),
+                    out("ledger/identity-cert", "0c:0d"),
+                    out("ledger/db", "0e"),
+                ]),
+            ),
+        ]
+        .into();
+        // billing's identity certificate is on a CRL (as the CRL spells it, no 00 pad): both
+        // of its certificates go; of ledger's, only the revoked leaf; a non-certificate stays.
+        let revoked: BTreeSet<String> = ["91e3", "0a0b"].map(str::to_owned).into();
+        let (kept, left_out) = without_revoked(&reports, &revoked);
+        assert_eq!(left_out, 3);
+        assert!(kept["billing"].outputs.is_empty());
+        let ledger: Vec<_> = kept["ledger"]
+            .outputs
+            .iter()
+            .map(|o| o.credential.as_str())
+            .collect();
+        assert_eq!(ledger, ["ledger/identity-cert", "ledger/db"]);
+        let (kept, left_out) = without_revoked(&reports, &BTreeSet::new());
+        assert_eq!(left_out, 0);
+        assert_eq!(kept["ledger"].outputs.len(), 3);
     }
 
     #[test]

@@ -478,7 +478,11 @@ pub(crate) async fn install_crl(
 
 /// The PEM CRL in `field` of the answer at `path`; `None` for an issuer that is gone or that
 /// OpenBao holds without its key (it signs nothing, so it has no list).
-async fn read_crl(client: &Client, path: &str, field: &str) -> Result<Option<String>, RevokeError> {
+pub(crate) async fn read_crl(
+    client: &Client,
+    path: &str,
+    field: &str,
+) -> Result<Option<String>, RevokeError> {
     let answer = match client.read(path).await {
         Ok(a) => a,
         Err(e) if e.is_not_found() => return Ok(None),

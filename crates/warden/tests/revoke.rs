@@ -187,6 +187,31 @@ async fn revoke_identity_kills_its_certificate_token_and_login_and_nothing_else(
         .await
         .expect("billing's token survives the refusals");
 
+    // `ca status` counts billing's certificates as live leaves of the default intermediate.
+    let ca_status = || {
+        let out = run(&["ca", "status", "--output", "json"]);
+        assert!(out.status.success(), "ca status: {}", text(&out.stderr));
+        let st: Value = serde_json::from_slice(&out.stdout).expect("ca status json");
+        let env = st["environments"][0].clone();
+        let default = env["cas"]
+            .as_array()
+            .expect("cas")
+            .iter()
+            .find(|c| c["is_default"] == true)
+            .cloned()
+            .unwrap_or_else(|| panic!("a default intermediate: {env:#}"));
+        (env, default)
+    };
+    let (env, default) = ca_status();
+    assert_eq!(env["revoked_leaves"], 0, "{env:#}");
+    assert!(
+        default["identities"]
+            .as_array()
+            .is_some_and(|i| i.iter().any(|n| n == "billing")),
+        "{default:#}"
+    );
+    let live_before = default["live_leaves"].as_u64().expect("live_leaves");
+
     // The revocation itself.
     let out = run(&[
         "revoke",
@@ -232,6 +257,22 @@ async fn revoke_identity_kills_its_certificate_token_and_login_and_nothing_else(
     // Its real certificate cannot log in again.
     let again = logged_in(&access, root.path(), "billing").await;
     assert!(again.is_err(), "billing logged in again");
+    // Its agent's report still lists its certificates, but they are revoked, not live: a
+    // rotation's retire does not wait for an identity that can never move.
+    let (env, default) = ca_status();
+    let revoked_leaves = env["revoked_leaves"].as_u64().expect("revoked_leaves");
+    assert!(revoked_leaves >= 1, "{env:#}");
+    assert_eq!(
+        default["live_leaves"].as_u64(),
+        Some(live_before - revoked_leaves),
+        "{default:#}"
+    );
+    assert!(
+        default["identities"]
+            .as_array()
+            .is_some_and(|i| !i.iter().any(|n| n == "billing")),
+        "{default:#}"
+    );
 
     // The other identity is untouched.
     ledger

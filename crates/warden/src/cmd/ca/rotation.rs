@@ -285,6 +285,12 @@ pub(crate) fn render(all: &[CaStatus]) -> String {
                 st.orphan_leaves
             );
         }
+        if st.revoked_leaves > 0 {
+            s += &format!(
+                "  {} revoked certificate(s) still reported by agents, not counted as live\n",
+                st.revoked_leaves
+            );
+        }
     }
     s
 }

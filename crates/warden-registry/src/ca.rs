@@ -1101,7 +1101,7 @@ mod tests {
 
     #[test]
     fn revoked_certificates_and_revoked_identities_are_not_live() {
-        let out = |credential: &str, serial: &str| crate::posture::DeliveredOutput {
+        let out = |credential: &str, serial: &str| DeliveredOutput {
             credential: credential.into(),
             serial: Some(serial.into()),
             ..Default::default()

@@ -71,15 +71,36 @@ pub(crate) fn read_passphrase_file(path: &Path) -> anyhow::Result<SecretString> 
     if line.is_empty() {
         anyhow::bail!("passphrase file {} is empty", path.display());
     }
-    if let Some(mode) = readable_by_others(path) {
+    if let Some(exposed) = exposure(path) {
         // Warned, not refused: the passphrase has already been exposed by the file, and
         // refusing would only stop the command that is about to protect something with it.
-        crate::output::warn(format!(
-            "passphrase file {} is readable by other users (mode {mode:04o}): anyone on this host may have read it; `chmod 600` it, and consider changing the passphrase",
+        crate::output::warn(exposed);
+    }
+    Ok(SecretString::from(line.to_owned()))
+}
+
+/// What is wrong with the regular file at `path` as a place for a passphrase, if anything:
+/// another user can rewrite it (group or others may write it, or it belongs to someone other
+/// than this user or root, who may write it whatever its mode) and so chooses the passphrase,
+/// or other users can read it.
+fn exposure(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
+    let mode = meta.mode() & 0o7777;
+    let owner = meta.uid();
+    let foreign = owner != 0 && owner != rustix::process::geteuid().as_raw();
+    if foreign || mode & 0o022 != 0 {
+        return Some(format!(
+            "passphrase file {} can be rewritten by another user (owner uid {owner}, mode {mode:04o}): whoever rewrites it chooses the passphrase, and its owner can read it; keep it in a file of yours (`chown` it to yourself, `chmod 600`) and consider changing the passphrase",
             path.display()
         ));
     }
-    Ok(SecretString::from(line.to_owned()))
+    readable_by_others(path).map(|mode| {
+        format!(
+            "passphrase file {} is readable by other users (mode {mode:04o}): anyone on this host may have read it; `chmod 600` it, and consider changing the passphrase",
+            path.display()
+        )
+    })
 }
 
 /// The permission bits of the regular file at `path` when its group or others may read it
@@ -116,5 +137,27 @@ mod tests {
             read_passphrase_file(&f).unwrap().expose_secret(),
             "correct horse"
         );
+    }
+
+    /// A hostile local user who owns or can rewrite the file chooses the passphrase (a new CA
+    /// key or backup is then protected by one they know), whatever the read bits say.
+    #[test]
+    fn a_passphrase_file_another_user_can_rewrite_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pass");
+        std::fs::write(&f, "correct horse\n").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o602)).unwrap();
+        let e = exposure(&f).expect("others may write it");
+        assert!(e.contains("rewritten") && e.contains("0602"), "{e}");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o620)).unwrap();
+        assert!(exposure(&f).is_some_and(|e| e.contains("rewritten")));
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(exposure(&f), None);
+        if rustix::process::geteuid().is_root() {
+            // Owned by someone else, even 0600: its owner can rewrite (and read) it.
+            std::os::unix::fs::chown(&f, Some(65534), None).unwrap();
+            let e = exposure(&f).expect("owned by another user");
+            assert!(e.contains("rewritten") && e.contains("65534"), "{e}");
+        }
     }
 }

@@ -1072,7 +1072,28 @@ pub async fn retire(
     }
     record.unmoved = remaining.identities;
     write_record(client, env, &record).await?;
+    forget_issuer_crl(client, env, &record.old_issuer_id).await;
     Ok(record)
+}
+
+/// Removes the CRL a revocation during the overlap installed in cert auth for the retired
+/// issuer (`warden-pki-<issuer id>`, [`crate::revoke`]): nothing chains to that issuer any more,
+/// and one left per rotation would pile up in cert auth forever. After the retirement is
+/// recorded and best effort: a list left behind only names certificates that are revoked.
+async fn forget_issuer_crl(client: &Client, env: &Environment, issuer_id: &str) {
+    let path = format!(
+        "auth/{}/crls/{}-{issuer_id}",
+        env.mounts.cert_auth,
+        naming::CERT_AUTH_CRL
+    );
+    match client.delete(&path).await {
+        Ok(()) => {}
+        // None was installed (no revocation during the overlap).
+        Err(e) if e.server_errors().iter().any(|m| m.contains("no such CRL")) => {}
+        Err(e) => {
+            tracing::warn!(%path, error = %e, "could not remove the retired issuer's CRL from cert auth; it only lists revoked certificates, delete it by hand")
+        }
+    }
 }
 
 #[cfg(test)]

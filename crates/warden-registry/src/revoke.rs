@@ -424,8 +424,8 @@ pub(crate) async fn revoke_serials(
 
 /// Copies the PKI mount's CRLs into the cert-auth mount, so cert auth refuses every revoked
 /// certificate: the default issuer's to `auth/<cert>/crls/warden-pki`, and during an overlap
-/// every other valid intermediate's to `warden-pki-<issuer id>`. Returns where the default's
-/// was installed.
+/// every other valid intermediate's to `warden-pki-<issuer id>` (removed when that issuer is
+/// retired). Returns where the default's was installed.
 pub(crate) async fn install_crl(
     client: &Client,
     env: &Environment,

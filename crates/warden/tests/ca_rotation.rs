@@ -478,6 +478,10 @@ async fn issue_14_intermediate_rotation_with_running_agents_never_fails_a_handsh
     assert_eq!(pinned.len(), 1);
     assert_eq!(pinned[0].subject_key_id.as_deref(), Some(new_key.as_str()));
     assert!(!read(&lab.layout().env("test").client_ca()).contains(old_pem.trim()));
+    // The old intermediate's CRL that the revocation during the overlap put in cert auth goes
+    // with it: nothing chains to it any more, and one left per rotation would pile up forever.
+    let crls = op.list("auth/cert/crls").await.unwrap();
+    assert_eq!(crls, ["warden-pki"], "cert auth's CRLs after retire");
     wait_for(
         "the proxy's chain to drop the old issuer",
         Duration::from_secs(60),

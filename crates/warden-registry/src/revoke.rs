@@ -460,7 +460,7 @@ pub(crate) async fn install_crl(
         let Some(list) = read_crl(client, &path, "crl").await? else {
             continue;
         };
-        if list == crl {
+        if same_list(&list, &crl) {
             // Issuers of one key (a root rollover, ADR 0030) share their list.
             continue;
         }
@@ -474,6 +474,13 @@ pub(crate) async fn install_crl(
             .map_err(bao(format!("write {target}")))?;
     }
     Ok(target)
+}
+
+/// Whether two answers hold the same CRL. OpenBao 2.7 ends `<pki>/issuer/<id>/crl`'s PEM with a
+/// newline that `<pki>/cert/crl`'s lacks: compared as text, the shared list of a root rollover's
+/// two issuers never matched, and a copy was installed under the old issuer's id for good.
+fn same_list(a: &str, b: &str) -> bool {
+    a.trim() == b.trim()
 }
 
 /// The PEM CRL in `field` of the answer at `path`; `None` for an issuer that is gone or that
@@ -706,6 +713,17 @@ pub async fn revoke_cert(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_list_is_one_list_whichever_endpoint_served_it() {
+        // As OpenBao 2.7.2 serves one list: `cert/crl` without, `issuer/<id>/crl` with a newline.
+        let body = "-----BEGIN X509 CRL-----\nMIIBiDBy\n-----END X509 CRL-----";
+        assert!(same_list(body, &format!("{body}\n")));
+        assert!(!same_list(
+            body,
+            "-----BEGIN X509 CRL-----\nMIIBiDBz\n-----END X509 CRL-----\n"
+        ));
+    }
 
     #[test]
     fn serials_are_normalised_to_openbao_form() {

@@ -63,41 +63,76 @@ pub(crate) fn prompt_passphrase(prompt: &str, confirm: bool) -> anyhow::Result<S
     Ok(SecretString::from(first.to_string()))
 }
 
+/// What a one-line secret file holds, for its messages.
+struct SecretFile {
+    /// "passphrase file".
+    file: &'static str,
+    /// What a writer of the file picks.
+    secret: &'static str,
+    /// What to do once it may have been read.
+    replace: &'static str,
+}
+
+const PASSPHRASE: SecretFile = SecretFile {
+    file: "passphrase file",
+    secret: "passphrase",
+    replace: "consider changing the passphrase",
+};
+
+const SEAL_TOKEN: SecretFile = SecretFile {
+    file: "seal-keeper token file",
+    secret: "token",
+    replace: "replace that token (revoke it on the seal keeper, then issue or generate a new one)",
+};
+
 /// Reads a passphrase file: the first line, without its newline. The file should be owner-only.
 pub(crate) fn read_passphrase_file(path: &Path) -> anyhow::Result<SecretString> {
-    let raw =
-        crate::input::read_named_text(path, "passphrase file", crate::input::SECRET_FILE_LIMIT)?;
+    read_secret_file(path, &PASSPHRASE)
+}
+
+/// Reads a seal-keeper token file like [`read_passphrase_file`].
+pub(crate) fn read_seal_token_file(path: &Path) -> anyhow::Result<SecretString> {
+    read_secret_file(path, &SEAL_TOKEN)
+}
+
+fn read_secret_file(path: &Path, kind: &SecretFile) -> anyhow::Result<SecretString> {
+    let raw = crate::input::read_named_text(path, kind.file, crate::input::SECRET_FILE_LIMIT)?;
     let line = raw.lines().next().unwrap_or("");
     if line.is_empty() {
-        anyhow::bail!("passphrase file {} is empty", path.display());
+        anyhow::bail!("{} {} is empty", kind.file, path.display());
     }
-    if let Some(exposed) = exposure(path) {
-        // Warned, not refused: the passphrase has already been exposed by the file, and
-        // refusing would only stop the command that is about to protect something with it.
+    if let Some(exposed) = exposure(path, kind) {
+        // Warned, not refused: the secret has already been exposed by the file, and refusing
+        // would only stop the command that is about to protect something with it.
         crate::output::warn(exposed);
     }
     Ok(SecretString::from(line.to_owned()))
 }
 
-/// What is wrong with the regular file at `path` as a place for a passphrase, if anything:
+/// What is wrong with the regular file at `path` as a place for a secret, if anything:
 /// another user can rewrite it (group or others may write it, or it belongs to someone other
-/// than this user or root, who may write it whatever its mode) and so chooses the passphrase,
-/// or other users can read it.
-fn exposure(path: &Path) -> Option<String> {
+/// than this user or root, who may write it whatever its mode) and so chooses the secret, or
+/// other users can read it.
+fn exposure(path: &Path, kind: &SecretFile) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
     let mode = meta.mode() & 0o7777;
     let owner = meta.uid();
     let foreign = owner != 0 && owner != rustix::process::geteuid().as_raw();
+    let SecretFile {
+        file,
+        secret,
+        replace,
+    } = kind;
     if foreign || mode & 0o022 != 0 {
         return Some(format!(
-            "passphrase file {} can be rewritten by another user (owner uid {owner}, mode {mode:04o}): whoever rewrites it chooses the passphrase, and its owner can read it; keep it in a file of yours (`chown` it to yourself, `chmod 600`) and consider changing the passphrase",
+            "{file} {} can be rewritten by another user (owner uid {owner}, mode {mode:04o}): whoever rewrites it chooses the {secret}, and its owner can read it; keep it in a file of yours (`chown` it to yourself, `chmod 600`) and {replace}",
             path.display()
         ));
     }
     readable_by_others(path).map(|mode| {
         format!(
-            "passphrase file {} is readable by other users (mode {mode:04o}): anyone on this host may have read it; `chmod 600` it, and consider changing the passphrase",
+            "{file} {} is readable by other users (mode {mode:04o}): anyone on this host may have read it; `chmod 600` it, and {replace}",
             path.display()
         )
     })
@@ -147,17 +182,38 @@ mod tests {
         let f = dir.path().join("pass");
         std::fs::write(&f, "correct horse\n").unwrap();
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o602)).unwrap();
-        let e = exposure(&f).expect("others may write it");
+        let e = exposure(&f, &PASSPHRASE).expect("others may write it");
         assert!(e.contains("rewritten") && e.contains("0602"), "{e}");
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o620)).unwrap();
-        assert!(exposure(&f).is_some_and(|e| e.contains("rewritten")));
+        assert!(exposure(&f, &PASSPHRASE).is_some_and(|e| e.contains("rewritten")));
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert_eq!(exposure(&f), None);
+        assert_eq!(exposure(&f, &PASSPHRASE), None);
         if rustix::process::geteuid().is_root() {
             // Owned by someone else, even 0600: its owner can rewrite (and read) it.
             std::os::unix::fs::chown(&f, Some(65534), None).unwrap();
-            let e = exposure(&f).expect("owned by another user");
+            let e = exposure(&f, &PASSPHRASE).expect("owned by another user");
             assert!(e.contains("rewritten") && e.contains("65534"), "{e}");
         }
+    }
+
+    /// `seal grant --token-file` reads a seal-keeper token: its warning says token, and what to
+    /// do with an exposed token, not "change the passphrase".
+    #[test]
+    fn an_exposed_token_file_is_called_a_token_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("token");
+        std::fs::write(&f, "s.abc\n").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        for e in [exposure(&f, &SEAL_TOKEN).unwrap(), {
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o666)).unwrap();
+            exposure(&f, &SEAL_TOKEN).unwrap()
+        }] {
+            assert!(e.contains("token file") && !e.contains("passphrase"), "{e}");
+        }
+        assert!(
+            exposure(&f, &PASSPHRASE)
+                .unwrap()
+                .contains("passphrase file")
+        );
     }
 }

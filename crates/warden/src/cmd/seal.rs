@@ -164,7 +164,7 @@ async fn grant(args: GrantArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let period = warden_spec::parse_duration(&args.period)
         .map_err(|e| anyhow::anyhow!("--period {:?}: {e}", args.period))
         .hint("write a duration such as 72h or 7d")?;
-    let token = crate::secret_input::read_passphrase_file(&args.token_file)
+    let token = crate::secret_input::read_seal_token_file(&args.token_file)
         .with_context(|| format!("no seal-keeper token in {}", args.token_file.display()))?;
     let address = args
         .seal_keeper

@@ -37,10 +37,16 @@ const FIFO_OPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// passphrase) is waited for.
 fn open_named(path: &Path, what: &str, wait: std::time::Duration) -> anyhow::Result<std::fs::File> {
     use std::os::unix::fs::FileTypeExt;
-    let fifo = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo());
-    if !fifo {
-        return std::fs::File::open(path).with_context(|| format!("could not open {what}"));
+    // Opened without blocking first and judged by what was opened, not by a look at the name
+    // before: a FIFO swapped in between would otherwise block the open with no bound.
+    let (file, meta) =
+        warden_files::open_nonblocking(path).with_context(|| format!("could not open {what}"))?;
+    if !meta.file_type().is_fifo() {
+        return Ok(file);
     }
+    // A FIFO opened this way reads end-of-file until its writer comes: opened again, blocking,
+    // on a thread, which returns once the writer has opened it (at once for `<(…)`).
+    drop(file);
     let (tx, rx) = std::sync::mpsc::channel();
     let owned = path.to_owned();
     std::thread::spawn(move || {

@@ -420,7 +420,7 @@ mod tests {
     #[tokio::test]
     async fn an_issuer_retired_early_on_a_real_mount_makes_its_leaves_due_at_once() {
         use serde_json::json;
-        use warden_bao::{Client, ClientConfig, Idempotent, MountOptions, RetryPolicy};
+        use warden_bao::{Client, ClientConfig, Idempotent, RetryPolicy};
         let dev = warden_testkit::BaoDev::start().await;
         let c = Client::new(
             ClientConfig::from_address(dev.addr())
@@ -429,42 +429,8 @@ mod tests {
                 .with_retry(RetryPolicy::no_retries()),
         )
         .expect("client");
-        let long = MountOptions::default().with_max_lease_ttl(Duration::from_secs(87600 * 3600));
-        c.enable_secrets_engine("pki", "pki", &long)
-            .await
-            .expect("pki");
-        c.write(
-            "pki/root/generate/internal",
-            &json!({"common_name": "Root", "ttl": "87000h"}),
-            Idempotent::No,
-        )
-        .await
-        .expect("root");
-        c.enable_secrets_engine("pki_int", "pki", &long)
-            .await
-            .expect("pki_int");
-        let mut issuers = Vec::new();
-        for _ in 0..2 {
-            let csr = c
-                .pki_generate_intermediate_csr("pki_int", "Int", warden_bao::KeyType::EcP256)
-                .await
-                .expect("csr");
-            let cert = c
-                .write(
-                    "pki/root/sign-intermediate",
-                    &json!({"csr": csr.csr_pem, "ttl": "8760h", "format": "pem"}),
-                    Idempotent::No,
-                )
-                .await
-                .expect("sign")
-                .and_then(|s| s.data)
-                .and_then(|d| d["certificate"].as_str().map(str::to_owned))
-                .expect("certificate");
-            let imported = c.pki_set_signed("pki_int", &cert).await.expect("import");
-            issuers.push(imported.imported_issuers[0].clone());
-        }
+        let issuers = warden_testkit::pki::intermediates(&c, 2).await;
         let (old, new) = (&issuers[0], &issuers[1]);
-        c.pki_set_default_issuer("pki_int", old).await.expect("old");
         c.write(
             "pki_int/roles/r",
             &json!({"allow_any_name": true}),

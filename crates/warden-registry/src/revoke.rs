@@ -1,7 +1,8 @@
 //! Revocation: `warden revoke identity NAME`, `warden revoke cert SERIAL` and
 //! `warden revoke purpose P` (the last in [`purpose`], ADR 0032).
 //!
-//! Revoking an identity does four things, each of which holds on its own (ADR 0015):
+//! Revoking an identity does four things, each of which holds on its own (ADR 0015; the code
+//! disables the entity before it installs the CRL, so a failure there leaves no usable token):
 //! 1. its stored certificates (the identity certificate, serials from its agent's delivery
 //!    report) are revoked in the PKI mount, which rebuilds the CRL;
 //! 2. that CRL is installed in the cert-auth mount (`auth/<cert>/crls/warden-pki`, and during
@@ -621,8 +622,10 @@ pub async fn revoke_identity(
         return Err(RevokeError::NoReason);
     }
     let (revoked, skipped) = revoke_serials(client, &env.mounts.pki, &plan.certificates).await?;
-    let crl = install_crl(client, env, now).await?;
+    // The entity first: it ends every token and login at once, so a CRL install that fails
+    // (another issuer's list unreadable) leaves nothing usable behind until the re-run.
     let entity = disable_entity(client, plan).await?;
+    let crl = install_crl(client, env, now).await?;
     let mut destroyed = 0;
     if let Some(a) = &plan.approle {
         let path = format!("{}/secret-id-accessor/destroy", a.role_path);

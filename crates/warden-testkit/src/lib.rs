@@ -70,6 +70,7 @@ mod lab;
 mod lab_guard;
 mod node_dirs;
 mod output;
+pub mod pki;
 mod postgres;
 mod random;
 mod spec;

@@ -237,7 +237,7 @@ mod tests {
     #[tokio::test]
     async fn during_an_overlap_the_old_issuers_revocations_are_delivered_too() {
         use serde_json::json;
-        use warden_bao::{Client, ClientConfig, Idempotent, MountOptions, RetryPolicy};
+        use warden_bao::{Client, ClientConfig, Idempotent, RetryPolicy};
         let dev = warden_testkit::BaoDev::start().await;
         let c = Client::new(
             ClientConfig::from_address(dev.addr())
@@ -246,54 +246,15 @@ mod tests {
                 .with_retry(RetryPolicy::no_retries()),
         )
         .expect("client");
-        let long = MountOptions::default()
-            .with_max_lease_ttl(std::time::Duration::from_secs(87600 * 3600));
-        c.enable_secrets_engine("pki", "pki", &long)
-            .await
-            .expect("pki");
+        let issuers = warden_testkit::pki::intermediates(&c, 2).await;
         c.write(
-            "pki/root/generate/internal",
-            &json!({"common_name": "Root", "ttl": "87000h"}),
-            Idempotent::No,
+            "pki_int/roles/r",
+            &json!({"allow_any_name": true, "no_store": false}),
+            Idempotent::Yes,
         )
         .await
-        .expect("root");
-        c.enable_secrets_engine("pki_int", "pki", &long)
-            .await
-            .expect("pki_int");
-        let mut issuers = Vec::new();
-        for _ in 0..2 {
-            let csr = c
-                .pki_generate_intermediate_csr("pki_int", "Int", warden_bao::KeyType::EcP256)
-                .await
-                .expect("csr");
-            let cert = c
-                .write(
-                    "pki/root/sign-intermediate",
-                    &json!({"csr": csr.csr_pem, "ttl": "8760h", "format": "pem"}),
-                    Idempotent::No,
-                )
-                .await
-                .expect("sign")
-                .and_then(|s| s.data)
-                .and_then(|d| d["certificate"].as_str().map(str::to_owned))
-                .expect("certificate");
-            let imported = c.pki_set_signed("pki_int", &cert).await.expect("import");
-            issuers.push(imported.imported_issuers[0].clone());
-            if issuers.len() == 1 {
-                c.write(
-                    "pki_int/roles/r",
-                    &json!({"allow_any_name": true, "no_store": false}),
-                    Idempotent::Yes,
-                )
-                .await
-                .expect("role");
-            }
-        }
+        .expect("role");
         let (old, new) = (&issuers[0], &issuers[1]);
-        c.pki_set_default_issuer("pki_int", old)
-            .await
-            .expect("old default");
         let serial = |s: Option<warden_bao::Secret>| {
             s.and_then(|s| s.data)
                 .and_then(|d| d["serial_number"].as_str().map(str::to_owned))
@@ -338,24 +299,10 @@ mod tests {
         assert_eq!(lists[1], [want], "the old issuer's revocation");
         // An intermediate imported without its key (OpenBao keeps no list for it: reading
         // one is a 500) signs nothing and revokes nothing: left out, not a failed render.
-        c.enable_secrets_engine("pki_other", "pki", &long)
+        c.enable_secrets_engine("pki_other", "pki", &warden_testkit::pki::long_mount())
             .await
             .expect("pki_other");
-        let csr = c
-            .pki_generate_intermediate_csr("pki_other", "Other", warden_bao::KeyType::EcP256)
-            .await
-            .expect("csr");
-        let other = c
-            .write(
-                "pki/root/sign-intermediate",
-                &json!({"csr": csr.csr_pem, "ttl": "8760h", "format": "pem"}),
-                Idempotent::No,
-            )
-            .await
-            .expect("sign")
-            .and_then(|s| s.data)
-            .and_then(|d| d["certificate"].as_str().map(str::to_owned))
-            .expect("certificate");
+        let other = warden_testkit::pki::root_signed_intermediate(&c, "pki_other", "Other").await;
         c.write(
             "pki_int/issuers/import/cert",
             &json!({"pem_bundle": other}),

@@ -420,15 +420,9 @@ mod tests {
     #[tokio::test]
     async fn an_issuer_retired_early_on_a_real_mount_makes_its_leaves_due_at_once() {
         use serde_json::json;
-        use warden_bao::{Client, ClientConfig, Idempotent, RetryPolicy};
+        use warden_bao::Idempotent;
         let dev = warden_testkit::BaoDev::start().await;
-        let c = Client::new(
-            ClientConfig::from_address(dev.addr())
-                .expect("address")
-                .with_token(dev.root_token().clone())
-                .with_retry(RetryPolicy::no_retries()),
-        )
-        .expect("client");
+        let c = dev.root_client();
         let issuers = warden_testkit::pki::intermediates(&c, 2).await;
         let (old, new) = (&issuers[0], &issuers[1]);
         c.write(

@@ -180,6 +180,20 @@ impl BaoDev {
         &self.root_token
     }
 
+    /// A client of this server holding its root token, without retries (a test sees the first
+    /// failure as it is), trusting the server's own CA when it serves TLS. Panics if the
+    /// client cannot be built: test setup.
+    pub fn root_client(&self) -> warden_bao::Client {
+        let mut cfg = warden_bao::ClientConfig::from_address(&self.addr)
+            .expect("the dev server's address")
+            .with_token(self.root_token.clone())
+            .with_retry(warden_bao::RetryPolicy::no_retries());
+        if let Some(ca) = &self.ca_cert {
+            cfg = cfg.with_ca_file(ca).expect("the dev server's CA");
+        }
+        warden_bao::Client::new(cfg).expect("a client of the dev server")
+    }
+
     /// The `bao` binary that runs the server (checked to be the expected release), for tests
     /// that drive the CLI.
     pub fn bao_bin(&self) -> &Path {

@@ -237,15 +237,9 @@ mod tests {
     #[tokio::test]
     async fn during_an_overlap_the_old_issuers_revocations_are_delivered_too() {
         use serde_json::json;
-        use warden_bao::{Client, ClientConfig, Idempotent, RetryPolicy};
+        use warden_bao::Idempotent;
         let dev = warden_testkit::BaoDev::start().await;
-        let c = Client::new(
-            ClientConfig::from_address(dev.addr())
-                .expect("address")
-                .with_token(dev.root_token().clone())
-                .with_retry(RetryPolicy::no_retries()),
-        )
-        .expect("client");
+        let c = dev.root_client();
         let issuers = warden_testkit::pki::intermediates(&c, 2).await;
         c.write(
             "pki_int/roles/r",
